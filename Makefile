@@ -1,0 +1,136 @@
+# AMonitor for nginx: the module, the protocol core, SDK, CLI, tests, demos.
+# `make` builds build/ngx_http_amonitor_module.so against Debian's nginx-dev.
+
+NGX_SRC    ?= /usr/share/nginx/src
+BUILD      := $(CURDIR)/build
+NGX_BUILD  := $(BUILD)/nginx
+MODULE     := ngx_http_amonitor_module.so
+DEPS       := $(CURDIR)/scripts/deps.sh
+FUZZ_SECONDS ?= 60
+
+CC         ?= cc
+WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS     ?= -g -O2
+CORE_CFLAGS = -std=gnu99 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
+              -Isrc/core -Isrc/core/gen
+CORE_LIBS  := -lcjson -lprotobuf-c -lcrypto
+
+PROTO      := proto/amonitor.proto
+GEN        := src/core/gen/amonitor.pb-c.c src/core/gen/amonitor.pb-c.h
+CORE_SRCS  := src/core/amon_core.c src/core/amon_utf8.c \
+              src/core/amon_ws_frame.c src/core/amon_ws_handshake.c \
+              src/core/amon_json.c src/core/amon_envelope.c
+CORE_HDRS  := $(wildcard src/core/*.h) src/core/gen/amonitor.pb-c.h
+CORE_OBJS  := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS)) \
+              $(BUILD)/core/amonitor.pb-c.o
+MOD_SRCS   := $(wildcard src/*.c src/*.h) $(CORE_SRCS) $(CORE_HDRS)
+
+UNIT_SRCS  := $(wildcard t/unit/test_*.c)
+UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+
+.PHONY: all module core deps unit test test-unit test-t test-asan \
+        test-valgrind lint format fuzz bench clean build-agent build-sdk \
+        sdk tools demo demo-multi demo-stress demo-scale
+
+all: module
+
+deps:
+	@bash $(DEPS)
+
+# --- protobuf ------------------------------------------------------------
+
+$(GEN): $(PROTO)
+	@mkdir -p src/core/gen
+	protoc-c --c_out=src/core/gen -Iproto $(PROTO)
+
+# --- the nginx module ----------------------------------------------------
+
+module: $(BUILD)/$(MODULE)
+
+$(NGX_BUILD)/Makefile: config $(GEN)
+	@test -f $(NGX_SRC)/conf_flags || { echo "nginx-dev is missing:" \
+	    "run 'make deps'" >&2; exit 1; }
+	@mkdir -p $(NGX_BUILD)
+	cd $(NGX_SRC) && . ./conf_flags && ./configure \
+	    --with-cc-opt="-fPIC -g -O2 $(NGX_EXTRA_CC_OPT)" \
+	    --with-ld-opt="-fPIC $(NGX_EXTRA_LD_OPT)" "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(CURDIR) --builddir=$(NGX_BUILD) \
+	    > $(NGX_BUILD)/configure.log || { cat $(NGX_BUILD)/configure.log; \
+	    exit 1; }
+
+$(NGX_BUILD)/$(MODULE): $(NGX_BUILD)/Makefile $(MOD_SRCS) $(GEN)
+	$(MAKE) -f $(NGX_BUILD)/Makefile -C $(NGX_SRC) modules
+
+$(BUILD)/$(MODULE): $(NGX_BUILD)/$(MODULE)
+	cp $< $@
+
+# --- the protocol core as a static library (SDK, CLI, tests) -------------
+
+core: $(BUILD)/libamon_core.a
+
+$(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) -c $< -o $@
+
+$(BUILD)/core/amonitor.pb-c.o: src/core/gen/amonitor.pb-c.c $(GEN)
+	@mkdir -p $(@D)
+	$(CC) -std=gnu99 -fPIC $(CFLAGS) $(EXTRA_CFLAGS) -Isrc/core/gen \
+	    -c $< -o $@
+
+$(BUILD)/libamon_core.a: $(CORE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+# --- unit tests (cmocka) -------------------------------------------------
+
+$(BUILD)/unit/%: t/unit/%.c $(BUILD)/libamon_core.a $(wildcard t/unit/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) -It/unit $< -o $@ $(BUILD)/libamon_core.a \
+	    $(CORE_LIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+
+# --- tests ---------------------------------------------------------------
+
+test:
+	@bash $(DEPS)
+	$(MAKE) module unit
+	prove -r t/
+
+test-unit: unit
+	prove t/001-core-unit.t
+
+test-asan:
+	@bash $(DEPS) --asan
+	bash scripts/test-asan.sh
+
+test-valgrind:
+	@bash $(DEPS)
+	bash scripts/test-valgrind.sh
+
+fuzz:
+	@bash $(DEPS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
+bench: core
+	bash scripts/bench.sh
+
+# --- style ---------------------------------------------------------------
+
+LINT_SRCS = $(shell git ls-files 'src/*.c' 'src/*.h' 'sdk/*.c' 'sdk/*.h' \
+                'tools/*.c' 'tools/*.h' 'bench/*.c' 'fuzz/*.c' 't/unit/*.c' \
+                't/unit/*.h' 2>/dev/null)
+
+lint: $(GEN)
+	@bash $(DEPS)
+	clang-format --dry-run --Werror $(LINT_SRCS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	    --inline-suppr --suppress=missingIncludeSystem \
+	    -Isrc/core -Isrc/core/gen $(filter-out src/ngx_%,$(LINT_SRCS))
+	$(MAKE) core EXTRA_CFLAGS="-Wshadow -Wpointer-arith"
+
+format:
+	clang-format -i $(LINT_SRCS)
+
+clean:
+	rm -rf $(BUILD) src/core/gen dist

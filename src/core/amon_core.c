@@ -1,0 +1,173 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Core support: allocator hooks, growable buffers, status code texts and
+ * their RFC 6455 close codes.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "amon_core.h"
+
+
+void *
+amon_alloc(const amon_allocator_t *a, size_t size)
+{
+    if (a == NULL || a->alloc == NULL) {
+        return malloc(size);
+    }
+
+    return a->alloc(a->data, size);
+}
+
+
+void
+amon_free(const amon_allocator_t *a, void *p)
+{
+    if (p == NULL) {
+        return;
+    }
+
+    if (a == NULL || a->free == NULL) {
+        free(p);
+        return;
+    }
+
+    a->free(a->data, p);
+}
+
+
+int
+amon_buf_reserve(
+    amon_buf_t *b, size_t need, size_t max, const amon_allocator_t *a)
+{
+    size_t         cap;
+    unsigned char *p;
+
+    if (need <= b->cap - b->len) {
+        return AMON_OK;
+    }
+
+    if (need > max || b->len > max - need) {
+        return AMON_ETOOBIG;
+    }
+
+    cap = b->cap ? b->cap : 256;
+
+    while (cap < b->len + need) {
+        cap = (cap > max / 2) ? max : cap * 2;
+    }
+
+    p = amon_alloc(a, cap);
+    if (p == NULL) {
+        return AMON_ENOMEM;
+    }
+
+    if (b->len) {
+        memcpy(p, b->data, b->len);
+    }
+
+    amon_free(a, b->data);
+
+    b->data = p;
+    b->cap = cap;
+
+    return AMON_OK;
+}
+
+
+void
+amon_buf_free(amon_buf_t *b, const amon_allocator_t *a)
+{
+    amon_free(a, b->data);
+
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+
+const char *
+amon_strerror(int rc)
+{
+    switch (rc) {
+    case AMON_OK: return "ok";
+    case AMON_AGAIN: return "more data needed";
+    case AMON_EPROTO: return "websocket protocol error";
+    case AMON_ERSV: return "reserved bits set without extension";
+    case AMON_EOPCODE: return "reserved opcode";
+    case AMON_ECTRL_LEN: return "control frame payload over 125 bytes";
+    case AMON_ECTRL_FRAG: return "fragmented control frame";
+    case AMON_EMASK: return "wrong frame masking";
+    case AMON_ECONT: return "continuation frame without a message";
+    case AMON_EFRAG: return "data frame inside a fragmented message";
+    case AMON_ELEN: return "invalid payload length";
+    case AMON_ECLOSE_LEN: return "close frame payload of 1 byte";
+    case AMON_ECLOSE_CODE: return "invalid close status code";
+    case AMON_EUTF8: return "invalid UTF-8";
+    case AMON_EHANDSHAKE: return "websocket handshake failed";
+    case AMON_EINVAL: return "invalid argument";
+    case AMON_ENOSPC: return "output buffer too small";
+    case AMON_ETOOBIG: return "message too big";
+    case AMON_EDEPTH: return "JSON nested too deep";
+    case AMON_EFIELD_LONG: return "field too long";
+    case AMON_ENOMEM: return "out of memory";
+    case AMON_EJSON: return "message is not valid JSON";
+    case AMON_ENOTOBJ: return "message is not a JSON object";
+    case AMON_ENO_MSG_ID: return "msg_id is missing or empty";
+    case AMON_ENO_TYPE: return "type is missing or empty";
+    case AMON_EFIELD_TYPE: return "a field has the wrong type";
+    case AMON_EPROTOBUF: return "message is not a valid protobuf Envelope";
+    case AMON_ENO_PAYLOAD: return "payload is missing";
+    default: return "unknown error";
+    }
+}
+
+
+uint16_t
+amon_close_code(int rc)
+{
+    if (rc == AMON_EUTF8) {
+        return 1007;
+    }
+
+    if (rc == AMON_ETOOBIG) {
+        return 1009;
+    }
+
+    if (amon_is_proto_error(rc)) {
+        return 1002;
+    }
+
+    if (rc == AMON_OK) {
+        return 1000;
+    }
+
+    return 1011;
+}
+
+
+int
+amon_str_eq_ci(amon_str_t s, const char *cstr)
+{
+    size_t        i;
+    unsigned char c1, c2;
+
+    for (i = 0; i < s.len; i++) {
+        c2 = (unsigned char) cstr[i];
+        if (c2 == '\0') {
+            return 0;
+        }
+
+        c1 = s.data[i];
+        c1 = (c1 >= 'A' && c1 <= 'Z') ? (unsigned char) (c1 | 0x20) : c1;
+        c2 = (c2 >= 'A' && c2 <= 'Z') ? (unsigned char) (c2 | 0x20) : c2;
+
+        if (c1 != c2) {
+            return 0;
+        }
+    }
+
+    return cstr[s.len] == '\0';
+}

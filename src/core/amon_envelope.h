@@ -1,0 +1,181 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Envelope codec.  Decoding validates a whole JSON text (or protobuf
+ * Envelope) and extracts the routing fields without re-serialising, so the
+ * bytes that are forwarded stay the bytes that arrived.  Encoding builds
+ * the envelopes the agent, the SDK and the CLI make themselves.
+ */
+
+#ifndef AMON_ENVELOPE_H
+#define AMON_ENVELOPE_H
+
+
+#include "amon_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+typedef enum {
+    AMON_MSG_UNKNOWN = 0, /* a type we do not know: allowed */
+    AMON_MSG_REGISTER,
+    AMON_MSG_HEARTBEAT,
+    AMON_MSG_EVENT,
+    AMON_MSG_ACTION,
+    AMON_MSG_ACTION_ACK,
+    AMON_MSG_ERROR,
+    AMON_MSG_TARGET_STATUS /* agent -> panel: target up/down */
+} amon_msg_type_e;
+
+
+/* Room for unescaped copies of string fields that contained escapes. */
+#define AMON_ENVELOPE_SCRATCH (8 * AMON_MAX_ID_LEN + 2 * AMON_MAX_URL_LEN)
+
+
+typedef struct {
+    amon_msg_type_e type;
+    unsigned        binary : 1; /* decoded from protobuf */
+    unsigned        has_timestamp : 1;
+    unsigned        has_payload : 1;
+    unsigned        has_success : 1;
+
+    /*
+     * String fields are unescaped UTF-8.  They point into the input when it
+     * held them verbatim, else into "scratch" (or into protobuf-c memory
+     * for a binary envelope); valid until amon_envelope_release() and as
+     * long as the input.  An absent field has data == NULL, len == 0.
+     */
+    amon_str_t type_name;
+    amon_str_t msg_id;
+    amon_str_t trace_id;
+    amon_str_t target_id;
+    int64_t    timestamp;
+
+    /* JSON: the raw text of "payload"; protobuf: its serialized bytes */
+    amon_str_t payload;
+
+    /* payload fields, by type */
+    amon_str_t action; /* action */
+    amon_str_t params; /* action: raw JSON / bytes */
+    amon_str_t target_url; /* action */
+    amon_str_t action_msg_id; /* action_ack */
+    int        success; /* action_ack */
+    amon_str_t message; /* action_ack, error */
+    amon_str_t code; /* error */
+    amon_str_t sdk_url; /* register */
+    amon_str_t event_name; /* event */
+    amon_str_t payload_target_id;
+
+    /* private */
+    void                   *pb_envelope;
+    void                   *pb_payload;
+    const amon_allocator_t *allocator;
+    size_t                  scratch_used;
+    unsigned char           scratch[AMON_ENVELOPE_SCRATCH];
+} amon_envelope_t;
+
+
+/*
+ * Decode a JSON text envelope.  The input need not be NUL-terminated and is
+ * not modified.  Validates the whole text (RFC 8259 grammar, UTF-8,
+ * nesting at most AMON_MAX_JSON_DEPTH), then the envelope rules:
+ *   AMON_EJSON        not JSON (or trailing garbage)
+ *   AMON_ENOTOBJ      JSON, but not an object
+ *   AMON_ENO_MSG_ID   msg_id absent, null or empty
+ *   AMON_ENO_TYPE     type absent, null or empty
+ *   AMON_EFIELD_TYPE  a known field has the wrong JSON type
+ *   AMON_EFIELD_LONG  an id over AMON_MAX_ID_LEN or a URL over
+ *                     AMON_MAX_URL_LEN bytes
+ *   AMON_EDEPTH       nesting too deep
+ * No memory is allocated.
+ */
+int amon_envelope_decode_json(
+    amon_envelope_t *env, const unsigned char *p, size_t len);
+
+/*
+ * Decode a protobuf Envelope and the payload message its type names.
+ * Allocates through "a" (NULL: malloc); call amon_envelope_release().
+ * Returns AMON_OK, AMON_EPROTOBUF, AMON_ENOMEM or the field errors above.
+ */
+int amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
+    size_t len, const amon_allocator_t *a);
+
+/* Free what a decode allocated; safe to call on any decoded envelope. */
+void amon_envelope_release(amon_envelope_t *env);
+
+amon_msg_type_e amon_msg_type(amon_str_t name);
+const char     *amon_msg_type_name(amon_msg_type_e type);
+
+
+/*
+ * Encoding.  Every builder appends to "out" (growing it through "a", at
+ * most to "max" bytes) and returns AMON_OK, AMON_ETOOBIG or AMON_ENOMEM.
+ * String arguments are counted UTF-8 and are escaped as JSON needs;
+ * absent ones (data == NULL) are left out.  "payload_json" must be valid
+ * JSON text; it is copied verbatim.
+ */
+typedef struct {
+    amon_str_t msg_id;
+    amon_str_t trace_id;
+    amon_str_t type;
+    amon_str_t target_id;
+    int64_t    timestamp; /* ms; < 0: leave out */
+    amon_str_t payload_json;
+} amon_envelope_out_t;
+
+int amon_envelope_build_json(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_envelope_out_t *e);
+
+/* The same envelope as a protobuf Envelope ("payload" holds bytes). */
+int amon_envelope_build_pb(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_envelope_out_t *e);
+
+/*
+ * An action_ack.  For the agent's duplicate answer pass
+ * message "duplicate ignored" and duplicate = 1; "original" (may be an
+ * absent string) is the stored result, a JSON object text that is copied
+ * as "original" in the payload.
+ */
+typedef struct {
+    amon_str_t msg_id; /* the ack's own id */
+    amon_str_t trace_id;
+    amon_str_t target_id;
+    int64_t    timestamp;
+    amon_str_t action_msg_id;
+    int        success;
+    amon_str_t message;
+    int        duplicate; /* adds "duplicate":true */
+    amon_str_t original; /* JSON object text or absent */
+} amon_ack_out_t;
+
+int amon_envelope_build_ack(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_ack_out_t *ack, int binary);
+
+/* An error envelope: msg_id is the offending message's id (may be absent). */
+int amon_envelope_build_error(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
+    int64_t timestamp, const char *code, amon_str_t message, int binary);
+
+/*
+ * Encode a payload for the protobuf form from its JSON text, as PROTOCOL.md
+ * maps it ("params" and "data" become JSON text bytes, metrics values are
+ * strings).  Used when a JSON peer's message must reach a binary peer.
+ */
+int amon_payload_json_to_pb(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_msg_type_e type, amon_str_t json);
+
+/* A random (version 4) UUID as 36 lowercase characters, not terminated. */
+void amon_uuid4(const unsigned char random16[16], unsigned char out[36]);
+
+/* Append "s" to "out" as a JSON string literal, quotes included. */
+int amon_json_append_string(
+    amon_buf_t *out, size_t max, const amon_allocator_t *a, amon_str_t s);
+
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AMON_ENVELOPE_H */

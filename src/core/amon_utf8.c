@@ -1,0 +1,118 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * UTF-8 validation per RFC 3629, whole-buffer and incremental (for text
+ * messages split across fragments and reads).  ASCII runs are checked a
+ * word at a time.
+ */
+
+#include <string.h>
+
+#include "amon_core.h"
+
+
+/*
+ * The state of an unfinished sequence: bytes still needed in bits 16..,
+ * the allowed range of the next byte in bits 8..15 (low) and 0..7 (high).
+ * 0 means "between characters".
+ */
+#define AMON_UTF8_STATE(need, lo, hi) \
+    (((uint32_t) (need) << 16) | ((uint32_t) (lo) << 8) | (uint32_t) (hi))
+
+
+int
+amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
+{
+    uint32_t             st, need;
+    uint64_t             w;
+    unsigned char        c, lo, hi;
+    const unsigned char *end;
+
+    st = *state;
+    end = p + len;
+
+    while (p < end) {
+
+        if (st == 0) {
+            /* fast path: skip ASCII a word at a time */
+            while (end - p >= 8) {
+                memcpy(&w, p, 8);
+                if (w & 0x8080808080808080ULL) {
+                    break;
+                }
+                p += 8;
+            }
+
+            if (p == end) {
+                break;
+            }
+
+            c = *p++;
+
+            if (c < 0x80) {
+                continue;
+            }
+
+            if (c >= 0xc2 && c <= 0xdf) {
+                st = AMON_UTF8_STATE(1, 0x80, 0xbf);
+
+            } else if (c == 0xe0) {
+                st = AMON_UTF8_STATE(2, 0xa0, 0xbf);
+
+            } else if (c == 0xed) {
+                /* no surrogates U+D800..U+DFFF */
+                st = AMON_UTF8_STATE(2, 0x80, 0x9f);
+
+            } else if (c >= 0xe1 && c <= 0xef) {
+                st = AMON_UTF8_STATE(2, 0x80, 0xbf);
+
+            } else if (c == 0xf0) {
+                st = AMON_UTF8_STATE(3, 0x90, 0xbf);
+
+            } else if (c >= 0xf1 && c <= 0xf3) {
+                st = AMON_UTF8_STATE(3, 0x80, 0xbf);
+
+            } else if (c == 0xf4) {
+                /* nothing above U+10FFFF */
+                st = AMON_UTF8_STATE(3, 0x80, 0x8f);
+
+            } else {
+                *state = st;
+                return AMON_EUTF8;
+            }
+
+            continue;
+        }
+
+        c = *p++;
+        lo = (unsigned char) (st >> 8);
+        hi = (unsigned char) st;
+
+        if (c < lo || c > hi) {
+            *state = st;
+            return AMON_EUTF8;
+        }
+
+        need = (st >> 16) - 1;
+        st = need ? AMON_UTF8_STATE(need, 0x80, 0xbf) : 0;
+    }
+
+    *state = st;
+
+    return AMON_OK;
+}
+
+
+int
+amon_utf8_validate(const unsigned char *p, size_t len)
+{
+    uint32_t state;
+
+    state = 0;
+
+    if (amon_utf8_feed(&state, p, len) != AMON_OK || state != 0) {
+        return AMON_EUTF8;
+    }
+
+    return AMON_OK;
+}
