@@ -19,7 +19,9 @@ PROTO      := proto/amonitor.proto
 GEN        := src/core/gen/amonitor.pb-c.c src/core/gen/amonitor.pb-c.h
 CORE_SRCS  := src/core/amon_core.c src/core/amon_utf8.c \
               src/core/amon_ws_frame.c src/core/amon_ws_handshake.c \
-              src/core/amon_json.c src/core/amon_envelope.c
+              src/core/amon_json.c src/core/amon_json_str.c \
+              src/core/amon_envelope.c \
+              src/core/amon_envelope_build.c src/core/amon_envelope_pb.c
 CORE_HDRS  := $(wildcard src/core/*.h) src/core/gen/amonitor.pb-c.h
 CORE_OBJS  := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS)) \
               $(BUILD)/core/amonitor.pb-c.o

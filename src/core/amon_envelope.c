@@ -1,0 +1,694 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Envelope decoding: a JSON text is validated and its routing fields are
+ * picked in one pass of the JSON scanner, without a tree and without
+ * allocation; a protobuf Envelope is unpacked with protobuf-c.
+ */
+
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "amon_envelope.h"
+#include "amon_json.h"
+#include "amonitor.pb-c.h"
+
+
+/* root members we look at */
+enum {
+    AMON_ENV_F_MSG_ID = 0,
+    AMON_ENV_F_TRACE_ID,
+    AMON_ENV_F_TYPE,
+    AMON_ENV_F_TARGET_ID,
+    AMON_ENV_F_TIMESTAMP,
+    AMON_ENV_F_PAYLOAD,
+    AMON_ENV_F_N
+};
+
+/* payload members we look at (which ones matter depends on the type) */
+enum {
+    AMON_ENV_P_ACTION = 0,
+    AMON_ENV_P_PARAMS,
+    AMON_ENV_P_TARGET_URL,
+    AMON_ENV_P_ACTION_MSG_ID,
+    AMON_ENV_P_SUCCESS,
+    AMON_ENV_P_MESSAGE,
+    AMON_ENV_P_CODE,
+    AMON_ENV_P_SDK_URL,
+    AMON_ENV_P_EVENT_NAME,
+    AMON_ENV_P_TARGET_ID,
+    AMON_ENV_P_N
+};
+
+
+typedef struct {
+    const char *name;
+    size_t      len;
+} amon_env_name_t;
+
+
+/* the members found by one scan; type AMON_JSON_NONE: not seen */
+typedef struct {
+    amon_json_value_t root[AMON_ENV_F_N];
+    amon_json_value_t pay[AMON_ENV_P_N];
+} amon_env_scan_t;
+
+
+/* no string limit beyond the scratch space ("message") */
+#define AMON_ENV_NO_LIMIT ((size_t) -1)
+
+
+static int amon_env_member(void *data, unsigned level,
+    const amon_json_value_t *key, const amon_json_value_t *value);
+static int amon_env_lookup(
+    const amon_env_name_t *names, int n, const amon_json_value_t *key);
+static int amon_env_json_str(amon_envelope_t *env, const amon_json_value_t *v,
+    size_t limit, amon_str_t *out);
+static int amon_env_json_payload(
+    amon_envelope_t *env, const amon_json_value_t *pay);
+static void *amon_env_pb_alloc(void *data, size_t size);
+static void  amon_env_pb_free(void *data, void *p);
+static int   amon_env_pb_str(const char *s, size_t limit, amon_str_t *out);
+static int   amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa);
+
+
+#define amon_env_name(s) \
+    { \
+        s, sizeof(s) - 1 \
+    }
+
+static const amon_env_name_t amon_env_root_names[AMON_ENV_F_N] = {
+    amon_env_name("msg_id"),
+    amon_env_name("trace_id"),
+    amon_env_name("type"),
+    amon_env_name("target_id"),
+    amon_env_name("timestamp"),
+    amon_env_name("payload"),
+};
+
+static const amon_env_name_t amon_env_payload_names[AMON_ENV_P_N] = {
+    amon_env_name("action"),
+    amon_env_name("params"),
+    amon_env_name("target_url"),
+    amon_env_name("action_msg_id"),
+    amon_env_name("success"),
+    amon_env_name("message"),
+    amon_env_name("code"),
+    amon_env_name("sdk_url"),
+    amon_env_name("event_name"),
+    amon_env_name("target_id"),
+};
+
+static const amon_env_name_t amon_env_type_names[] = {
+    amon_env_name(""),
+    amon_env_name("register"),
+    amon_env_name("heartbeat"),
+    amon_env_name("event"),
+    amon_env_name("action"),
+    amon_env_name("action_ack"),
+    amon_env_name("error"),
+    amon_env_name("target_status"),
+};
+
+#define AMON_ENV_NTYPES \
+    (sizeof(amon_env_type_names) / sizeof(amon_env_type_names[0]))
+
+
+amon_msg_type_e
+amon_msg_type(amon_str_t name)
+{
+    size_t i;
+
+    for (i = 1; i < AMON_ENV_NTYPES; i++) {
+        if (name.len == amon_env_type_names[i].len
+            && memcmp(name.data, amon_env_type_names[i].name, name.len) == 0) {
+            return (amon_msg_type_e) i;
+        }
+    }
+
+    return AMON_MSG_UNKNOWN;
+}
+
+
+const char *
+amon_msg_type_name(amon_msg_type_e type)
+{
+    if ((size_t) type == 0 || (size_t) type >= AMON_ENV_NTYPES) {
+        return "unknown";
+    }
+
+    return amon_env_type_names[type].name;
+}
+
+
+static int
+amon_env_lookup(
+    const amon_env_name_t *names, int n, const amon_json_value_t *key)
+{
+    int    i;
+    size_t len;
+
+    if (key->escaped) {
+        for (i = 0; i < n; i++) {
+            if (amon_json_str_eq(key, names[i].name, names[i].len)) {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    len = key->len - 2;
+
+    for (i = 0; i < n; i++) {
+        if (len == names[i].len
+            && memcmp(key->start + 1, names[i].name, len) == 0) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+static int
+amon_env_member(void *data, unsigned level, const amon_json_value_t *key,
+    const amon_json_value_t *value)
+{
+    int              i;
+    amon_env_scan_t *sc;
+
+    sc = data;
+
+    if (level == 0) {
+        i = amon_env_lookup(amon_env_root_names, AMON_ENV_F_N, key);
+
+        /* duplicate keys: the first one wins */
+        if (i >= 0 && sc->root[i].type == AMON_JSON_NONE) {
+            sc->root[i] = *value;
+        }
+
+        return 0;
+    }
+
+    i = amon_env_lookup(amon_env_payload_names, AMON_ENV_P_N, key);
+
+    if (i >= 0 && sc->pay[i].type == AMON_JSON_NONE) {
+        sc->pay[i] = *value;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A string field: absent or null leaves *out absent.  Verbatim strings
+ * point into the input, escaped ones are unescaped into env->scratch.
+ */
+static int
+amon_env_json_str(amon_envelope_t *env, const amon_json_value_t *v,
+    size_t limit, amon_str_t *out)
+{
+    size_t n, room;
+
+    if (v->type == AMON_JSON_NONE || v->type == AMON_JSON_NULL) {
+        return AMON_OK;
+    }
+
+    if (v->type != AMON_JSON_STRING) {
+        return AMON_EFIELD_TYPE;
+    }
+
+    if (!v->escaped) {
+        if (v->len - 2 > limit) {
+            return AMON_EFIELD_LONG;
+        }
+
+        *out = amon_json_raw_string(v);
+        return AMON_OK;
+    }
+
+    /*
+     * The limits of all fields one type can have add up to less than the
+     * scratch space; only an unlimited "message" can run out of it.
+     */
+    room = sizeof(env->scratch) - env->scratch_used;
+
+    if (amon_json_unescape(v, env->scratch + env->scratch_used,
+            limit < room ? limit : room, &n)
+        != AMON_OK) {
+        return AMON_EFIELD_LONG;
+    }
+
+    out->data = env->scratch + env->scratch_used;
+    out->len = n;
+    env->scratch_used += n;
+
+    return AMON_OK;
+}
+
+
+int
+amon_envelope_decode_json(
+    amon_envelope_t *env, const unsigned char *p, size_t len)
+{
+    int                     rc;
+    amon_env_scan_t         sc;
+    amon_json_value_t       root, *v;
+    static const amon_str_t payload = amon_string("payload");
+
+    memset(env, 0, offsetof(amon_envelope_t, scratch));
+    memset(&sc, 0, sizeof(sc));
+
+    rc = amon_json_scan(
+        p, len, AMON_MAX_JSON_DEPTH, payload, amon_env_member, &sc, &root);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (root.type != AMON_JSON_OBJECT) {
+        return AMON_ENOTOBJ;
+    }
+
+    /* msg_id first: a caller answering an error wants to echo it */
+
+    rc = amon_env_json_str(
+        env, &sc.root[AMON_ENV_F_MSG_ID], AMON_MAX_ID_LEN, &env->msg_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->msg_id.len == 0) {
+        env->msg_id.data = NULL;
+        return AMON_ENO_MSG_ID;
+    }
+
+    rc = amon_env_json_str(
+        env, &sc.root[AMON_ENV_F_TYPE], AMON_MAX_ID_LEN, &env->type_name);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->type_name.len == 0) {
+        env->type_name.data = NULL;
+        return AMON_ENO_TYPE;
+    }
+
+    env->type = amon_msg_type(env->type_name);
+
+    rc = amon_env_json_str(
+        env, &sc.root[AMON_ENV_F_TRACE_ID], AMON_MAX_ID_LEN, &env->trace_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_env_json_str(
+        env, &sc.root[AMON_ENV_F_TARGET_ID], AMON_MAX_ID_LEN, &env->target_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    v = &sc.root[AMON_ENV_F_TIMESTAMP];
+
+    if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
+        if (amon_json_int64(v, &env->timestamp) != AMON_OK) {
+            return AMON_EFIELD_TYPE;
+        }
+
+        env->has_timestamp = 1;
+    }
+
+    v = &sc.root[AMON_ENV_F_PAYLOAD];
+
+    if (v->type == AMON_JSON_NONE || v->type == AMON_JSON_NULL) {
+        return env->type == AMON_MSG_ACTION ? AMON_ENO_PAYLOAD : AMON_OK;
+    }
+
+    if (v->type != AMON_JSON_OBJECT) {
+        return AMON_EFIELD_TYPE;
+    }
+
+    env->has_payload = 1;
+    env->payload.data = v->start;
+    env->payload.len = v->len;
+
+    return amon_env_json_payload(env, sc.pay);
+}
+
+
+/* The payload fields the envelope's type defines. */
+static int
+amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
+{
+    int                      rc;
+    const amon_json_value_t *v;
+
+    rc = AMON_OK;
+
+    switch (env->type) {
+
+    case AMON_MSG_REGISTER:
+        rc = amon_env_json_str(
+            env, &pay[AMON_ENV_P_SDK_URL], AMON_MAX_URL_LEN, &env->sdk_url);
+        break;
+
+    case AMON_MSG_EVENT:
+        rc = amon_env_json_str(env, &pay[AMON_ENV_P_EVENT_NAME],
+            AMON_MAX_ID_LEN, &env->event_name);
+        break;
+
+    case AMON_MSG_ACTION:
+        rc = amon_env_json_str(
+            env, &pay[AMON_ENV_P_ACTION], AMON_MAX_ID_LEN, &env->action);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        rc = amon_env_json_str(env, &pay[AMON_ENV_P_TARGET_URL],
+            AMON_MAX_URL_LEN, &env->target_url);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        /* "params" is opaque: any JSON value, kept as its raw text */
+        v = &pay[AMON_ENV_P_PARAMS];
+        if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
+            env->params.data = v->start;
+            env->params.len = v->len;
+        }
+
+        return AMON_OK;
+
+    case AMON_MSG_ACTION_ACK:
+        rc = amon_env_json_str(env, &pay[AMON_ENV_P_ACTION_MSG_ID],
+            AMON_MAX_ID_LEN, &env->action_msg_id);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        v = &pay[AMON_ENV_P_SUCCESS];
+        if (v->type == AMON_JSON_TRUE || v->type == AMON_JSON_FALSE) {
+            env->has_success = 1;
+            env->success = (v->type == AMON_JSON_TRUE);
+
+        } else if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
+            return AMON_EFIELD_TYPE;
+        }
+
+        return amon_env_json_str(
+            env, &pay[AMON_ENV_P_MESSAGE], AMON_ENV_NO_LIMIT, &env->message);
+
+    case AMON_MSG_ERROR:
+        rc = amon_env_json_str(
+            env, &pay[AMON_ENV_P_CODE], AMON_MAX_ID_LEN, &env->code);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        return amon_env_json_str(
+            env, &pay[AMON_ENV_P_MESSAGE], AMON_ENV_NO_LIMIT, &env->message);
+
+    default: break;
+    }
+
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    switch (env->type) {
+    case AMON_MSG_REGISTER:
+    case AMON_MSG_HEARTBEAT:
+    case AMON_MSG_EVENT:
+    case AMON_MSG_TARGET_STATUS:
+        return amon_env_json_str(env, &pay[AMON_ENV_P_TARGET_ID],
+            AMON_MAX_ID_LEN, &env->payload_target_id);
+    default: return AMON_OK;
+    }
+}
+
+
+/* --- protobuf ----------------------------------------------------------- */
+
+
+static void *
+amon_env_pb_alloc(void *data, size_t size)
+{
+    return amon_alloc(data, size);
+}
+
+
+static void
+amon_env_pb_free(void *data, void *p)
+{
+    amon_free(data, p);
+}
+
+
+/* protobuf-c strings: proto3 makes "" and absent the same */
+static int
+amon_env_pb_str(const char *s, size_t limit, amon_str_t *out)
+{
+    size_t n;
+
+    if (s == NULL || s[0] == '\0') {
+        return AMON_OK;
+    }
+
+    n = strlen(s);
+
+    if (amon_utf8_validate((const unsigned char *) s, n) != AMON_OK) {
+        return AMON_EPROTOBUF;
+    }
+
+    if (n > limit) {
+        return AMON_EFIELD_LONG;
+    }
+
+    out->data = (const unsigned char *) s;
+    out->len = n;
+
+    return AMON_OK;
+}
+
+
+int
+amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
+    size_t len, const amon_allocator_t *a)
+{
+    int                              rc;
+    ProtobufCAllocator               pa, *pap;
+    Amonitor__Control__V1__Envelope *e;
+
+    memset(env, 0, offsetof(amon_envelope_t, scratch));
+
+    env->binary = 1;
+    env->allocator = a;
+
+    pa.alloc = amon_env_pb_alloc;
+    pa.free = amon_env_pb_free;
+    pa.allocator_data = (void *) a;
+    pap = a ? &pa : NULL;
+
+    e = amonitor__control__v1__envelope__unpack(pap, len, p);
+    if (e == NULL) {
+        return AMON_EPROTOBUF;
+    }
+
+    env->pb_envelope = e;
+
+    rc = amon_env_pb_str(e->msg_id, AMON_MAX_ID_LEN, &env->msg_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->msg_id.len == 0) {
+        return AMON_ENO_MSG_ID;
+    }
+
+    rc = amon_env_pb_str(e->type, AMON_MAX_ID_LEN, &env->type_name);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->type_name.len == 0) {
+        return AMON_ENO_TYPE;
+    }
+
+    env->type = amon_msg_type(env->type_name);
+
+    rc = amon_env_pb_str(e->trace_id, AMON_MAX_ID_LEN, &env->trace_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_env_pb_str(e->target_id, AMON_MAX_ID_LEN, &env->target_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    /* proto3: a zero timestamp is an absent one */
+    if (e->timestamp != 0) {
+        env->timestamp = e->timestamp;
+        env->has_timestamp = 1;
+    }
+
+    if (e->payload.len == 0) {
+        return env->type == AMON_MSG_ACTION ? AMON_ENO_PAYLOAD : AMON_OK;
+    }
+
+    env->has_payload = 1;
+    env->payload.data = e->payload.data;
+    env->payload.len = e->payload.len;
+
+    return amon_env_pb_payload(env, pap);
+}
+
+
+/*
+ * Unpack the payload message of the envelope's type.  Types without a
+ * message in the schema (target_status, unknown ones) keep their payload
+ * as opaque bytes.
+ */
+static int
+amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
+{
+    int                                      rc;
+    size_t                                   len;
+    const uint8_t                           *p;
+    Amonitor__Control__V1__RegisterPayload  *reg;
+    Amonitor__Control__V1__HeartbeatPayload *hb;
+    Amonitor__Control__V1__EventPayload     *ev;
+    Amonitor__Control__V1__ActionPayload    *act;
+    Amonitor__Control__V1__ActionAckPayload *ack;
+    Amonitor__Control__V1__ErrorPayload     *err;
+
+    p = env->payload.data;
+    len = env->payload.len;
+
+    switch (env->type) {
+
+    case AMON_MSG_REGISTER:
+        reg = amonitor__control__v1__register_payload__unpack(pa, len, p);
+        if (reg == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = reg;
+
+        rc = amon_env_pb_str(
+            reg->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        return amon_env_pb_str(reg->sdk_url, AMON_MAX_URL_LEN, &env->sdk_url);
+
+    case AMON_MSG_HEARTBEAT:
+        hb = amonitor__control__v1__heartbeat_payload__unpack(pa, len, p);
+        if (hb == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = hb;
+
+        return amon_env_pb_str(
+            hb->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
+
+    case AMON_MSG_EVENT:
+        ev = amonitor__control__v1__event_payload__unpack(pa, len, p);
+        if (ev == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = ev;
+
+        rc = amon_env_pb_str(
+            ev->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        return amon_env_pb_str(
+            ev->event_name, AMON_MAX_ID_LEN, &env->event_name);
+
+    case AMON_MSG_ACTION:
+        act = amonitor__control__v1__action_payload__unpack(pa, len, p);
+        if (act == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = act;
+
+        rc = amon_env_pb_str(act->action, AMON_MAX_ID_LEN, &env->action);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        rc = amon_env_pb_str(
+            act->target_url, AMON_MAX_URL_LEN, &env->target_url);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        /* opaque bytes (JSON text when they came from a JSON peer) */
+        if (act->params.len) {
+            env->params.data = act->params.data;
+            env->params.len = act->params.len;
+        }
+
+        return AMON_OK;
+
+    case AMON_MSG_ACTION_ACK:
+        ack = amonitor__control__v1__action_ack_payload__unpack(pa, len, p);
+        if (ack == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = ack;
+
+        rc = amon_env_pb_str(
+            ack->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        env->has_success = 1;
+        env->success = ack->success ? 1 : 0;
+
+        return amon_env_pb_str(ack->message, AMON_ENV_NO_LIMIT, &env->message);
+
+    case AMON_MSG_ERROR:
+        err = amonitor__control__v1__error_payload__unpack(pa, len, p);
+        if (err == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = err;
+
+        rc = amon_env_pb_str(err->code, AMON_MAX_ID_LEN, &env->code);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        return amon_env_pb_str(err->message, AMON_ENV_NO_LIMIT, &env->message);
+
+    default: return AMON_OK;
+    }
+}
+
+
+void
+amon_envelope_release(amon_envelope_t *env)
+{
+    ProtobufCAllocator pa, *pap;
+
+    pa.alloc = amon_env_pb_alloc;
+    pa.free = amon_env_pb_free;
+    pa.allocator_data = (void *) env->allocator;
+    pap = env->allocator ? &pa : NULL;
+
+    if (env->pb_payload) {
+        protobuf_c_message_free_unpacked(env->pb_payload, pap);
+        env->pb_payload = NULL;
+    }
+
+    if (env->pb_envelope) {
+        protobuf_c_message_free_unpacked(env->pb_envelope, pap);
+        env->pb_envelope = NULL;
+    }
+}

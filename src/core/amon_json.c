@@ -1,0 +1,555 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Strict RFC 8259 JSON scanner: an iterative state machine over the text
+ * with an explicit container stack, a word-at-a-time fast path for plain
+ * string bytes, and inline UTF-8 checks of string contents.
+ */
+
+#include <string.h>
+
+#include "amon_json.h"
+
+
+/* the deepest nesting any caller may ask for (bounds the stack below) */
+#define AMON_JSON_DEPTH_CAP 256
+
+#define AMON_JSON_ONES  0x0101010101010101ULL
+#define AMON_JSON_HIGHS 0x8080808080808080ULL
+
+
+/* byte classes inside a string */
+enum {
+    AMON_JSON_C_PLAIN = 0,
+    AMON_JSON_C_QUOTE,
+    AMON_JSON_C_BSLASH,
+    AMON_JSON_C_CTRL,
+    AMON_JSON_C_U2, /* C2..DF: one continuation byte */
+    AMON_JSON_C_E0, /* E0: A0..BF, then one */
+    AMON_JSON_C_E1, /* E1..EC, EE, EF: two */
+    AMON_JSON_C_ED, /* ED: 80..9F (no surrogates), then one */
+    AMON_JSON_C_F0, /* F0: 90..BF, then two */
+    AMON_JSON_C_F1, /* F1..F3: three */
+    AMON_JSON_C_F4, /* F4: 80..8F (max U+10FFFF), then two */
+    AMON_JSON_C_BAD /* 80..C1, F5..FF */
+};
+
+
+static const unsigned char *amon_json_string(
+    const unsigned char *p, const unsigned char *end, unsigned *escaped);
+static const unsigned char *amon_json_escape(
+    const unsigned char *p, const unsigned char *end);
+static const unsigned char *amon_json_number(
+    const unsigned char *p, const unsigned char *end, unsigned *integer);
+static int amon_json_hex4(const unsigned char *p, uint32_t *cp);
+
+
+/* the class of each byte inside a string (AMON_JSON_C_*) */
+/* clang-format off */
+static const unsigned char amon_json_cls[256] = {
+    /* 0_ */  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,
+    /* 1_ */  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,
+    /* 2_ */  0,  0,  1,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 3_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 4_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 5_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  2,  0,  0,  0,
+    /* 6_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 7_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 8_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* 9_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* a_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* b_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* c_ */ 11, 11,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+    /* d_ */  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+    /* e_ */  5,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  7,  6,  6,
+    /* f_ */  8,  9,  9,  9, 10, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+};
+/* clang-format on */
+
+/* per lead byte class from U2 on: second byte range, continuation bytes */
+static const unsigned char amon_json_utf8[][3] = {
+    {0x80, 0xbf, 1}, /* C2..DF */
+    {0xa0, 0xbf, 2}, /* E0: no overlong forms */
+    {0x80, 0xbf, 2}, /* E1..EC, EE, EF */
+    {0x80, 0x9f, 2}, /* ED: no surrogates */
+    {0x90, 0xbf, 3}, /* F0: no overlong forms */
+    {0x80, 0xbf, 3}, /* F1..F3 */
+    {0x80, 0x8f, 3}, /* F4: nothing above U+10FFFF */
+};
+
+
+/* Does the 8-byte word hold a byte that ends the plain-string fast path? */
+static inline uint64_t
+amon_json_special(uint64_t w)
+{
+    uint64_t q, b;
+
+    q = w ^ (AMON_JSON_ONES * '"');
+    b = w ^ (AMON_JSON_ONES * '\\');
+
+    return ((w - AMON_JSON_ONES * 0x20) & ~w) | ((q - AMON_JSON_ONES) & ~q)
+        | ((b - AMON_JSON_ONES) & ~b) | w;
+}
+
+
+/*
+ * Scan a string whose opening quote is at p[-1].  Returns the byte after
+ * the closing quote, or NULL when the string is invalid or unterminated.
+ */
+static const unsigned char *
+amon_json_string(
+    const unsigned char *p, const unsigned char *end, unsigned *escaped)
+{
+    uint64_t             w;
+    unsigned char        lo, hi;
+    unsigned             need;
+    const unsigned char *r;
+
+    for (;;) {
+        while (end - p >= 8) {
+            memcpy(&w, p, 8);
+            if (amon_json_special(w) & AMON_JSON_HIGHS) {
+                break;
+            }
+            p += 8;
+        }
+
+        if (p == end) {
+            return NULL;
+        }
+
+        switch (amon_json_cls[*p]) {
+
+        case AMON_JSON_C_PLAIN: p++; continue;
+
+        case AMON_JSON_C_QUOTE: return p + 1;
+
+        case AMON_JSON_C_BSLASH:
+            *escaped = 1;
+            p = amon_json_escape(p + 1, end);
+            if (p == NULL) {
+                return NULL;
+            }
+            continue;
+
+        case AMON_JSON_C_CTRL:
+        case AMON_JSON_C_BAD: return NULL;
+
+        default: break;
+        }
+
+        /* a multi-byte UTF-8 sequence */
+
+        r = amon_json_utf8[amon_json_cls[*p] - AMON_JSON_C_U2];
+        lo = r[0];
+        hi = r[1];
+        need = r[2];
+        p++;
+
+        if ((size_t) (end - p) < need || p[0] < lo || p[0] > hi) {
+            return NULL;
+        }
+
+        p++;
+
+        while (--need) {
+            if ((*p & 0xc0) != 0x80) {
+                return NULL;
+            }
+            p++;
+        }
+    }
+}
+
+
+static int
+amon_json_hex4(const unsigned char *p, uint32_t *cp)
+{
+    unsigned      i;
+    uint32_t      v;
+    unsigned char c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            v = (v << 4) | (uint32_t) (c - '0');
+
+        } else {
+            c |= 0x20;
+            if (c < 'a' || c > 'f') {
+                return -1;
+            }
+            v = (v << 4) | (uint32_t) (c - 'a' + 10);
+        }
+    }
+
+    *cp = v;
+
+    return 0;
+}
+
+
+/* Validate the escape after a backslash at p[-1]; returns the byte after. */
+static const unsigned char *
+amon_json_escape(const unsigned char *p, const unsigned char *end)
+{
+    uint32_t cp, lo;
+
+    if (p == end) {
+        return NULL;
+    }
+
+    switch (*p) {
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't': return p + 1;
+    case 'u': break;
+    default: return NULL;
+    }
+
+    p++;
+
+    if (end - p < 4 || amon_json_hex4(p, &cp) != 0) {
+        return NULL;
+    }
+
+    p += 4;
+
+    if (cp < 0xd800 || cp > 0xdfff) {
+        return p;
+    }
+
+    /* a surrogate: must be a high one followed by an escaped low one */
+
+    if (cp > 0xdbff || end - p < 6 || p[0] != '\\' || p[1] != 'u'
+        || amon_json_hex4(p + 2, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff) {
+        return NULL;
+    }
+
+    return p + 6;
+}
+
+
+static const unsigned char *
+amon_json_number(
+    const unsigned char *p, const unsigned char *end, unsigned *integer)
+{
+    if (p < end && *p == '-') {
+        p++;
+    }
+
+    if (p == end) {
+        return NULL;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else if (*p >= '1' && *p <= '9') {
+        p++;
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+    } else {
+        return NULL;
+    }
+
+    *integer = 1;
+
+    if (p < end && *p == '.') {
+        p++;
+        if (p == end || *p < '0' || *p > '9') {
+            return NULL;
+        }
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+        *integer = 0;
+    }
+
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if (p == end || *p < '0' || *p > '9') {
+            return NULL;
+        }
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+        *integer = 0;
+    }
+
+    return p;
+}
+
+
+#define amon_json_skip_ws(p, end) \
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) { \
+        p++; \
+    }
+
+
+int
+amon_json_scan(const unsigned char *p, size_t len, unsigned max_depth,
+    amon_str_t sub_key, amon_json_member_pt handler, void *data,
+    amon_json_value_t *root)
+{
+    int                  rc;
+    unsigned             depth, escaped, integer, cur_sub, sub_seen;
+    unsigned             sub_active;
+    amon_json_value_t    val, key[2];
+    const unsigned char *end, *s;
+    unsigned char        is_obj[AMON_JSON_DEPTH_CAP];
+    const unsigned char *start[AMON_JSON_DEPTH_CAP];
+
+    if (max_depth > AMON_JSON_DEPTH_CAP) {
+        max_depth = AMON_JSON_DEPTH_CAP;
+    }
+
+    end = p + len;
+    depth = 0;
+    cur_sub = 0;
+    sub_active = 0;
+    sub_seen = (handler == NULL || sub_key.data == NULL);
+
+    memset(&key, 0, sizeof(key));
+
+value:
+
+    amon_json_skip_ws(p, end);
+
+    if (p == end) {
+        return AMON_EJSON;
+    }
+
+    s = p;
+    val.escaped = 0;
+    val.integer = 0;
+
+    switch (*p) {
+
+    case '{':
+    case '[':
+        if (depth >= max_depth) {
+            return AMON_EDEPTH;
+        }
+
+        is_obj[depth] = (*p == '{');
+        start[depth] = p;
+        depth++;
+        p++;
+
+        amon_json_skip_ws(p, end);
+
+        if (p == end) {
+            return AMON_EJSON;
+        }
+
+        if (is_obj[depth - 1]) {
+            if (depth == 2 && cur_sub) {
+                sub_active = 1;
+            }
+
+            if (*p == '}') {
+                goto close;
+            }
+
+            goto member;
+        }
+
+        if (*p == ']') {
+            goto close;
+        }
+
+        goto value;
+
+    case '"':
+        escaped = 0;
+        p = amon_json_string(p + 1, end, &escaped);
+        if (p == NULL) {
+            return AMON_EJSON;
+        }
+        val.type = AMON_JSON_STRING;
+        val.escaped = escaped;
+        break;
+
+    case 't':
+        if (end - p < 4 || memcmp(p, "true", 4) != 0) {
+            return AMON_EJSON;
+        }
+        p += 4;
+        val.type = AMON_JSON_TRUE;
+        break;
+
+    case 'f':
+        if (end - p < 5 || memcmp(p, "false", 5) != 0) {
+            return AMON_EJSON;
+        }
+        p += 5;
+        val.type = AMON_JSON_FALSE;
+        break;
+
+    case 'n':
+        if (end - p < 4 || memcmp(p, "null", 4) != 0) {
+            return AMON_EJSON;
+        }
+        p += 4;
+        val.type = AMON_JSON_NULL;
+        break;
+
+    default:
+        integer = 0;
+        p = amon_json_number(p, end, &integer);
+        if (p == NULL) {
+            return AMON_EJSON;
+        }
+        val.type = AMON_JSON_NUMBER;
+        val.integer = integer;
+        break;
+    }
+
+    val.start = s;
+    val.len = (size_t) (p - s);
+
+done:
+
+    /* a complete value in "val"; p is the byte after it */
+
+    if (depth == 0) {
+        amon_json_skip_ws(p, end);
+
+        if (p != end) {
+            return AMON_EJSON;
+        }
+
+        if (root) {
+            *root = val;
+        }
+
+        return AMON_OK;
+    }
+
+    if (is_obj[depth - 1]) {
+        if (depth == 1 && handler) {
+            rc = handler(data, 0, &key[0], &val);
+            if (rc != 0) {
+                return rc;
+            }
+
+        } else if (depth == 2 && sub_active) {
+            rc = handler(data, 1, &key[1], &val);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+
+    amon_json_skip_ws(p, end);
+
+    if (p == end) {
+        return AMON_EJSON;
+    }
+
+    if (*p == ',') {
+        p++;
+
+        if (!is_obj[depth - 1]) {
+            goto value;
+        }
+
+        amon_json_skip_ws(p, end);
+
+        if (p == end) {
+            return AMON_EJSON;
+        }
+
+        goto member;
+    }
+
+    if (*p != (is_obj[depth - 1] ? '}' : ']')) {
+        return AMON_EJSON;
+    }
+
+close:
+
+    /* p is at the closing bracket of the innermost container */
+
+    depth--;
+    p++;
+
+    val.start = start[depth];
+    val.len = (size_t) (p - start[depth]);
+    val.type = is_obj[depth] ? AMON_JSON_OBJECT : AMON_JSON_ARRAY;
+    val.escaped = 0;
+    val.integer = 0;
+
+    if (depth == 1) {
+        sub_active = 0;
+    }
+
+    goto done;
+
+member:
+
+    /* p is at the first byte of a key */
+
+    if (*p != '"') {
+        return AMON_EJSON;
+    }
+
+    s = p;
+    escaped = 0;
+    p = amon_json_string(p + 1, end, &escaped);
+    if (p == NULL) {
+        return AMON_EJSON;
+    }
+
+    if (depth <= 2) {
+        key[depth - 1].start = s;
+        key[depth - 1].len = (size_t) (p - s);
+        key[depth - 1].type = AMON_JSON_STRING;
+        key[depth - 1].escaped = escaped;
+        key[depth - 1].integer = 0;
+
+        if (depth == 1) {
+            cur_sub = 0;
+
+            if (!sub_seen
+                && amon_json_str_eq(
+                    &key[0], (const char *) sub_key.data, sub_key.len)) {
+                sub_seen = 1;
+                cur_sub = 1;
+            }
+        }
+    }
+
+    amon_json_skip_ws(p, end);
+
+    if (p == end || *p != ':') {
+        return AMON_EJSON;
+    }
+
+    p++;
+
+    goto value;
+}
+
+
+int
+amon_json_validate(const unsigned char *p, size_t len, unsigned max_depth)
+{
+    amon_str_t none = amon_null_string;
+
+    return amon_json_scan(p, len, max_depth, none, NULL, NULL, NULL);
+}

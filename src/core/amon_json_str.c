@@ -1,0 +1,272 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Helpers for values the JSON scanner has validated: key comparison,
+ * unescaping of strings into caller buffers, integers.  They trust the
+ * validation and do no checks of their own.
+ */
+
+#include <string.h>
+
+#include "amon_json.h"
+
+
+static uint32_t amon_json_hex(const unsigned char *p);
+static unsigned amon_json_decode_escape(
+    const unsigned char **pp, unsigned char out[4]);
+
+
+/* Four validated hex digits. */
+static uint32_t
+amon_json_hex(const unsigned char *p)
+{
+    unsigned i;
+    uint32_t v;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        v <<= 4;
+        v |= (p[i] <= '9') ? (uint32_t) (p[i] - '0')
+                           : (uint32_t) ((p[i] | 0x20) - 'a' + 10);
+    }
+
+    return v;
+}
+
+
+/*
+ * Decode the escape at **pp (the byte after a backslash) of a validated
+ * string into UTF-8; advances *pp past it and returns the byte count.
+ */
+static unsigned
+amon_json_decode_escape(const unsigned char **pp, unsigned char out[4])
+{
+    uint32_t             cp, lo;
+    const unsigned char *p;
+
+    p = *pp;
+
+    switch (*p) {
+    case 'b': out[0] = '\b'; break;
+    case 'f': out[0] = '\f'; break;
+    case 'n': out[0] = '\n'; break;
+    case 'r': out[0] = '\r'; break;
+    case 't': out[0] = '\t'; break;
+    case 'u': break;
+    default: out[0] = *p; break;
+    }
+
+    if (*p != 'u') {
+        *pp = p + 1;
+        return 1;
+    }
+
+    cp = amon_json_hex(p + 1);
+    p += 5;
+
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        lo = amon_json_hex(p + 2);
+        p += 6;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    }
+
+    *pp = p;
+
+    if (cp < 0x80) {
+        out[0] = (unsigned char) cp;
+        return 1;
+    }
+
+    if (cp < 0x800) {
+        out[0] = (unsigned char) (0xc0 | (cp >> 6));
+        out[1] = (unsigned char) (0x80 | (cp & 0x3f));
+        return 2;
+    }
+
+    if (cp < 0x10000) {
+        out[0] = (unsigned char) (0xe0 | (cp >> 12));
+        out[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (unsigned char) (0x80 | (cp & 0x3f));
+        return 3;
+    }
+
+    out[0] = (unsigned char) (0xf0 | (cp >> 18));
+    out[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (unsigned char) (0x80 | (cp & 0x3f));
+
+    return 4;
+}
+
+
+int
+amon_json_str_eq(const amon_json_value_t *v, const char *name, size_t n)
+{
+    unsigned             k;
+    const unsigned char *p, *end, *q, *qend;
+    unsigned char        u[4];
+
+    if (v->type != AMON_JSON_STRING) {
+        return 0;
+    }
+
+    p = v->start + 1;
+    end = v->start + v->len - 1;
+
+    if (!v->escaped) {
+        return (size_t) (end - p) == n && memcmp(p, name, n) == 0;
+    }
+
+    q = (const unsigned char *) name;
+    qend = q + n;
+
+    while (p < end) {
+        if (*p != '\\') {
+            if (q == qend || *q != *p) {
+                return 0;
+            }
+            p++;
+            q++;
+            continue;
+        }
+
+        p++;
+        k = amon_json_decode_escape(&p, u);
+
+        if ((size_t) (qend - q) < k || memcmp(q, u, k) != 0) {
+            return 0;
+        }
+
+        q += k;
+    }
+
+    return q == qend;
+}
+
+
+amon_str_t
+amon_json_raw_string(const amon_json_value_t *v)
+{
+    amon_str_t s;
+
+    s.data = v->start + 1;
+    s.len = v->len - 2;
+
+    return s;
+}
+
+
+int
+amon_json_unescape(
+    const amon_json_value_t *v, unsigned char *dst, size_t cap, size_t *n)
+{
+    size_t               run, used;
+    unsigned             k;
+    const unsigned char *p, *end, *bs;
+    unsigned char        u[4];
+
+    p = v->start + 1;
+    end = v->start + v->len - 1;
+    used = 0;
+
+    while (p < end) {
+        bs = memchr(p, '\\', (size_t) (end - p));
+        run = (size_t) ((bs ? bs : end) - p);
+
+        if (cap - used < run) {
+            return AMON_ENOSPC;
+        }
+
+        memcpy(dst + used, p, run);
+        used += run;
+        p += run;
+
+        if (bs == NULL) {
+            break;
+        }
+
+        p++;
+        k = amon_json_decode_escape(&p, u);
+
+        if (cap - used < k) {
+            return AMON_ENOSPC;
+        }
+
+        memcpy(dst + used, u, k);
+        used += k;
+    }
+
+    *n = used;
+
+    return AMON_OK;
+}
+
+
+size_t
+amon_json_unescaped_len(const amon_json_value_t *v)
+{
+    size_t               n;
+    const unsigned char *p, *end;
+    unsigned char        u[4];
+
+    p = v->start + 1;
+    end = v->start + v->len - 1;
+
+    if (!v->escaped) {
+        return (size_t) (end - p);
+    }
+
+    n = 0;
+
+    while (p < end) {
+        if (*p != '\\') {
+            n++;
+            p++;
+            continue;
+        }
+
+        p++;
+        n += amon_json_decode_escape(&p, u);
+    }
+
+    return n;
+}
+
+
+int
+amon_json_int64(const amon_json_value_t *v, int64_t *out)
+{
+    int                  neg;
+    uint64_t             acc, lim;
+    const unsigned char *p, *end;
+
+    if (v->type != AMON_JSON_NUMBER || !v->integer) {
+        return AMON_EINVAL;
+    }
+
+    p = v->start;
+    end = p + v->len;
+    neg = (*p == '-');
+    p += neg;
+
+    /* magnitude limit: 2^63 - 1, or 2^63 for a negative number */
+    lim = (uint64_t) INT64_MAX + (uint64_t) neg;
+    acc = 0;
+
+    for (; p < end; p++) {
+        if (acc > (lim - (uint64_t) (*p - '0')) / 10) {
+            return AMON_EINVAL;
+        }
+        acc = acc * 10 + (uint64_t) (*p - '0');
+    }
+
+    if (neg) {
+        *out = (acc == (uint64_t) INT64_MAX + 1) ? INT64_MIN : -(int64_t) acc;
+
+    } else {
+        *out = (int64_t) acc;
+    }
+
+    return AMON_OK;
+}
