@@ -117,6 +117,98 @@ fuzz:
 bench: core
 	bash scripts/bench.sh
 
+# --- C SDK, the amonitor CLI, demos (sdk/, tools/, examples/) -----------
+
+SDK_BUILD   := $(BUILD)/sdk
+SDK_VERSION := 1.0.0
+SDK_CFLAGS   = -std=gnu99 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
+               -Isdk/include -Isdk/src -Isrc/core -Isrc/core/gen
+SDK_LIBS    := $(CORE_LIBS) -pthread
+SDK_SRCS    := $(wildcard sdk/src/*.c)
+SDK_HDRS    := $(wildcard sdk/include/*.h sdk/src/*.h)
+SDK_OBJS    := $(patsubst sdk/src/%.c,$(SDK_BUILD)/obj/%.o,$(SDK_SRCS))
+SDK_TESTS   := $(patsubst sdk/tests/%.c,$(SDK_BUILD)/tests/%, \
+                   $(wildcard sdk/tests/*.c))
+TOOLS_SRCS  := $(wildcard tools/*.c)
+TOOLS_HDRS  := $(wildcard tools/*.h)
+TOOLS_OBJS  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
+SDK_PYTHON  ?= /usr/bin/python3
+
+.PHONY: sdk-test sdk-test-asan sdk-test-valgrind
+
+build-sdk sdk: $(SDK_BUILD)/libamonitor_sdk.a $(SDK_BUILD)/libamonitor_sdk.so \
+    $(SDK_BUILD)/amonitor_sdk.pc $(SDK_BUILD)/amonitor-sdk-example
+
+$(SDK_BUILD)/obj/%.o: sdk/src/%.c $(SDK_HDRS) $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(SDK_CFLAGS) -c $< -o $@
+
+# the static library carries the core too: users link one archive
+$(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SDK_BUILD)/libamonitor_sdk.so: $(SDK_OBJS) $(CORE_OBJS) sdk/amonitor_sdk.map
+	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) \
+	    -Wl,-soname,libamonitor_sdk.so.1 \
+	    -Wl,--version-script=sdk/amonitor_sdk.map \
+	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(CORE_LIBS)
+
+$(SDK_BUILD)/amonitor_sdk.pc: sdk/amonitor_sdk.pc.in
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(CURDIR)|' -e 's|@INCLUDEDIR@|$(CURDIR)/sdk/include|' \
+	    -e 's|@LIBDIR@|$(SDK_BUILD)|' -e 's|@VERSION@|$(SDK_VERSION)|' \
+	    $< > $@
+
+$(SDK_BUILD)/amonitor-sdk-example: sdk/examples/amonitor-sdk-example.c \
+    $(SDK_BUILD)/libamonitor_sdk.a sdk/include/amonitor.h
+	$(CC) -std=gnu99 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
+	    -Isdk/include $< -o $@ $(SDK_BUILD)/libamonitor_sdk.a $(SDK_LIBS)
+
+$(SDK_BUILD)/tests/%: sdk/tests/%.c $(SDK_BUILD)/libamonitor_sdk.a \
+    sdk/include/amonitor.h
+	@mkdir -p $(@D)
+	$(CC) -std=gnu99 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
+	    -Isdk/include $< -o $@ $(SDK_BUILD)/libamonitor_sdk.a $(SDK_LIBS)
+
+tools: $(BUILD)/amonitor
+
+$(BUILD)/tools/%.o: tools/%.c $(TOOLS_HDRS) $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) -Itools -c $< -o $@
+
+$(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_core.a
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $(TOOLS_OBJS) \
+	    $(BUILD)/libamon_core.a $(CORE_LIBS) -lm
+
+# SDK and CLI tests that need no nginx (python3-websockets is the client)
+sdk-test: build-sdk tools $(SDK_TESTS)
+	@bash $(DEPS)
+	AMON_BUILD=$(BUILD) prove -e $(SDK_PYTHON) sdk/tests/test_*.py \
+	    tools/tests/test_*.py
+
+sdk-test-asan:
+	$(MAKE) sdk-test BUILD=$(BUILD)/san \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer \
+	    -fno-sanitize-recover=all"
+
+sdk-test-valgrind: build-sdk tools $(SDK_TESTS)
+	@bash $(DEPS)
+	AMON_BUILD=$(BUILD) AMON_TEST_VALGRIND=1 prove -e $(SDK_PYTHON) \
+	    sdk/tests/test_*.py tools/tests/test_*.py
+
+demo: deps
+	bash examples/run.sh
+
+demo-multi: deps
+	bash examples/run.multi.sh
+
+demo-stress: deps
+	bash examples/run.stress.sh
+
+demo-scale: deps
+	bash examples/run.scale.sh
+
 # --- style ---------------------------------------------------------------
 
 LINT_SRCS = $(shell git ls-files 'src/*.c' 'src/*.h' 'sdk/*.c' 'sdk/*.h' \

@@ -1,0 +1,366 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Example monitored program: an AMonitor SDK target that accepts the
+ * "restart" action and refuses every other one, sends heartbeats with a
+ * few metrics and, optionally, periodic events.  Stops on SIGINT/SIGTERM.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "amonitor.h"
+
+
+typedef struct {
+    const char *target_id;
+    time_t      started;
+    long        restarts;
+    long        refused;
+    int         quiet;
+} example_state_t;
+
+
+static void
+example_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: amonitor-sdk-example [options]\n"
+        "  --host ADDR           listen address (127.0.0.1)\n"
+        "  --port N              listen port (8765)\n"
+        "  --target-id ID        target id (demo-target)\n"
+        "  --interval SEC        heartbeat interval in seconds (5)\n"
+        "  --token TOKEN         require Authorization: Bearer TOKEN\n"
+        "  --register-url URL    announce URL in a register message\n"
+        "  --event-interval SEC  emit a \"tick\" event every SEC seconds\n"
+        "  --binary              send protobuf instead of JSON\n"
+        "  --loop                drive the SDK from this program's poll loop\n"
+        "  --quiet               print only errors\n"
+        "  --help                this text\n");
+}
+
+
+static void example_print(const example_state_t *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+example_print(const example_state_t *st, const char *fmt, ...)
+{
+    char      ts[32];
+    va_list   ap;
+    time_t    now;
+    struct tm tm;
+
+    if (st->quiet) {
+        return;
+    }
+
+    now = time(NULL);
+    localtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+
+    printf("%s [%s] ", ts, st->target_id);
+
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+
+    putchar('\n');
+}
+
+
+static int
+example_restart(amonitor_sdk_t *ctx, const amonitor_action_t *action,
+    char *message, size_t size, void *data)
+{
+    example_state_t *st = data;
+
+    if (action == NULL) {
+        return AMONITOR_ACTION_OK; /* teardown: nothing to free */
+    }
+
+    st->restarts++;
+    snprintf(message, size, "restarted");
+
+    example_print(st, "action restart (msg_id %s, params %s) -> restarted",
+        action->msg_id, action->params);
+
+    return AMONITOR_ACTION_OK;
+}
+
+
+static int
+example_other(amonitor_sdk_t *ctx, const amonitor_action_t *action,
+    char *message, size_t size, void *data)
+{
+    example_state_t *st = data;
+
+    if (action == NULL) {
+        return AMONITOR_ACTION_FAIL;
+    }
+
+    st->refused++;
+    snprintf(message, size, "unsupported action: %s", action->name);
+
+    example_print(st, "action %s (msg_id %s) -> unsupported", action->name,
+        action->msg_id);
+
+    return AMONITOR_ACTION_FAIL;
+}
+
+
+static void
+example_metrics(amonitor_sdk_t *ctx, amonitor_metrics_t *m, void *data)
+{
+    example_state_t *st = data;
+
+    if (m == NULL) {
+        return;
+    }
+
+    amonitor_metrics_add_int(
+        m, "uptime_s", (long long) (time(NULL) - st->started));
+    amonitor_metrics_add_int(m, "restarts", st->restarts);
+    amonitor_metrics_add_int(m, "pid", (long long) getpid());
+}
+
+
+static void
+example_log(int level, const char *msg, void *data)
+{
+    example_state_t *st = data;
+
+    if (msg == NULL) {
+        return;
+    }
+
+    if (level <= AMONITOR_LOG_WARN) {
+        fprintf(stderr, "amonitor-sdk-example: %s\n", msg);
+        return;
+    }
+
+    example_print(st, "%s", msg);
+}
+
+
+static double
+example_seconds(const char *s, const char *name)
+{
+    char  *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+
+    if (errno || *end || v < 0 || v > 86400) {
+        fprintf(stderr, "amonitor-sdk-example: invalid %s \"%s\"\n", name, s);
+        exit(2);
+    }
+
+    return v;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                     opt, sfd, loop, rc, timeout, n;
+    long                    seq;
+    char                    data[128];
+    double                  interval, event_interval;
+    int64_t                 next_event;
+    sigset_t                set;
+    siginfo_t               si;
+    struct timespec         ts, now;
+    struct pollfd           pfd[2];
+    amonitor_sdk_t         *ctx;
+    example_state_t         st;
+    amonitor_sdk_config_t   cfg;
+    struct signalfd_siginfo ssi;
+
+    static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"target-id", required_argument, NULL, 't'},
+        {"interval", required_argument, NULL, 'i'},
+        {"token", required_argument, NULL, 'T'},
+        {"register-url", required_argument, NULL, 'r'},
+        {"event-interval", required_argument, NULL, 'e'},
+        {"binary", no_argument, NULL, 'b'}, {"loop", no_argument, NULL, 'l'},
+        {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    amonitor_sdk_config_init(&cfg);
+    memset(&st, 0, sizeof(st));
+    interval = 5;
+    event_interval = 0;
+    loop = 0;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'H': cfg.host = optarg; break;
+        case 'p':
+            cfg.port = (unsigned) atoi(optarg);
+            if (cfg.port == 0 || cfg.port > 65535) {
+                fprintf(stderr, "amonitor-sdk-example: invalid port \"%s\"\n",
+                    optarg);
+                return 2;
+            }
+            break;
+        case 't': cfg.target_id = optarg; break;
+        case 'i': interval = example_seconds(optarg, "interval"); break;
+        case 'T': cfg.token = optarg; break;
+        case 'r': cfg.register_url = optarg; break;
+        case 'e':
+            event_interval = example_seconds(optarg, "event interval");
+            break;
+        case 'b': cfg.binary = 1; break;
+        case 'l': loop = 1; break;
+        case 'q': st.quiet = 1; break;
+        case 'h': example_usage(stdout); return 0;
+        default: example_usage(stderr); return 2;
+        }
+    }
+
+    if (optind != argc) {
+        example_usage(stderr);
+        return 2;
+    }
+
+    cfg.heartbeat_ms = (unsigned) (interval * 1000);
+    st.target_id = cfg.target_id;
+    st.started = time(NULL);
+
+    ctx = amonitor_sdk_new(&cfg);
+    if (ctx == NULL) {
+        fprintf(stderr, "amonitor-sdk-example: out of memory\n");
+        return 1;
+    }
+
+    if (ctx->err) {
+        fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
+        amonitor_sdk_free(ctx);
+        return 2;
+    }
+
+    amonitor_sdk_set_log(ctx, AMONITOR_LOG_INFO, example_log, &st);
+    amonitor_sdk_on_action(ctx, "restart", example_restart, &st);
+    amonitor_sdk_on_action(ctx, NULL, example_other, &st);
+    amonitor_sdk_set_metrics(ctx, example_metrics, &st);
+
+    /* block the signals before any thread exists: all inherit the mask */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    rc = loop ? amonitor_sdk_listen(ctx) : amonitor_sdk_start(ctx);
+    if (rc != AMONITOR_OK) {
+        fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
+        amonitor_sdk_free(ctx);
+        return 1;
+    }
+
+    example_print(&st,
+        "serving ws://%s:%d/ (heartbeat every %.3gs%s%s%s), Ctrl-C to stop",
+        cfg.host, amonitor_sdk_port(ctx), interval,
+        cfg.token ? ", token required" : "",
+        event_interval > 0 ? ", events" : "", loop ? ", host loop" : "");
+
+    seq = 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    next_event = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000
+        + (int64_t) (event_interval * 1000);
+
+    sfd = -1;
+    if (loop) {
+        sfd = signalfd(-1, &set, SFD_CLOEXEC);
+        if (sfd == -1) {
+            perror("amonitor-sdk-example: signalfd");
+            amonitor_sdk_free(ctx);
+            return 1;
+        }
+    }
+
+    for (;;) {
+        int64_t ms;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+
+        if (event_interval > 0 && ms >= next_event) {
+            snprintf(data, sizeof(data), "{\"seq\":%ld,\"uptime_s\":%ld}",
+                ++seq, (long) (time(NULL) - st.started));
+            amonitor_sdk_emit_event(ctx, "tick", data);
+            next_event += (int64_t) (event_interval * 1000);
+            if (next_event <= ms) {
+                next_event = ms + (int64_t) (event_interval * 1000);
+            }
+        }
+
+        timeout = event_interval > 0 ? (int) (next_event - ms) : 1000;
+        if (timeout < 0) {
+            timeout = 0;
+        }
+
+        if (!loop) {
+            ts.tv_sec = timeout / 1000;
+            ts.tv_nsec = (long) (timeout % 1000) * 1000000;
+
+            if (sigtimedwait(&set, &si, &ts) > 0) {
+                break;
+            }
+            continue;
+        }
+
+        /* host loop: poll our signal fd and the SDK's descriptor */
+        n = amonitor_sdk_timeout(ctx);
+        if (n >= 0 && n < timeout) {
+            timeout = n;
+        }
+
+        pfd[0].fd = sfd;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = amonitor_sdk_fd(ctx);
+        pfd[1].events = POLLIN;
+
+        if (poll(pfd, 2, timeout) == -1 && errno != EINTR) {
+            perror("amonitor-sdk-example: poll");
+            break;
+        }
+
+        if (pfd[0].revents & POLLIN) {
+            if (read(sfd, &ssi, sizeof(ssi)) > 0) {
+                break;
+            }
+        }
+
+        if (amonitor_sdk_step(ctx, 0) != AMONITOR_OK) {
+            fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
+            break;
+        }
+    }
+
+    example_print(
+        &st, "stopping (%ld restarts, %ld refused)", st.restarts, st.refused);
+
+    amonitor_sdk_stop(ctx);
+    amonitor_sdk_free(ctx);
+
+    if (sfd != -1) {
+        close(sfd);
+    }
+
+    return 0;
+}

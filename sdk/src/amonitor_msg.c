@@ -1,0 +1,578 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * SDK messages: builds heartbeat, register, event and action_ack envelopes
+ * (JSON or protobuf) with the core's encoders, and dispatches incoming
+ * actions to the program's handlers.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amonitor_sdk_int.h"
+#include "amon_envelope.h"
+
+
+static int amonitor_buf_add(
+    amon_buf_t *b, size_t max, const char *p, size_t len);
+static int  amonitor_buf_add_str(amon_buf_t *b, size_t max, const char *s);
+static int  amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+     const char *type, amon_str_t payload, int binary);
+static void amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const amonitor_action_t *action, int success, const char *message);
+static amon_str_t  amonitor_cstr(const char *s);
+static const char *amonitor_copy(
+    amonitor_sdk_priv_t *priv, amon_str_t s, size_t *off, const char *dflt);
+
+
+int
+amonitor_metrics_add(amonitor_metrics_t *m, const char *key, const char *value)
+{
+    size_t mark;
+    int    rc;
+
+    if (m == NULL || key == NULL || value == NULL
+        || amon_utf8_validate((const unsigned char *) key, strlen(key))
+            != AMON_OK
+        || amon_utf8_validate((const unsigned char *) value, strlen(value))
+            != AMON_OK) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    mark = m->buf->len;
+
+    rc = AMON_OK;
+
+    if (m->count) {
+        rc = amonitor_buf_add(m->buf, m->max, ",", 1);
+    }
+
+    if (rc == AMON_OK) {
+        rc = amon_json_append_string(m->buf, m->max, NULL, amonitor_cstr(key));
+    }
+
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add(m->buf, m->max, ":", 1);
+    }
+
+    if (rc == AMON_OK) {
+        rc =
+            amon_json_append_string(m->buf, m->max, NULL, amonitor_cstr(value));
+    }
+
+    if (rc != AMON_OK) {
+        m->buf->len = mark;
+        return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
+    }
+
+    m->count++;
+
+    return AMONITOR_OK;
+}
+
+
+int
+amonitor_metrics_add_int(
+    amonitor_metrics_t *m, const char *key, long long value)
+{
+    char num[32];
+
+    snprintf(num, sizeof(num), "%lld", value);
+
+    return amonitor_metrics_add(m, key, num);
+}
+
+
+int
+amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
+{
+    int                rc;
+    size_t             mark;
+    amon_buf_t        *b;
+    amon_str_t         payload;
+    amonitor_metrics_t m;
+
+    b = &priv->scratch2;
+    b->len = 0;
+
+    rc = amonitor_buf_add_str(b, priv->max_message, "{\"target_id\":");
+    if (rc == AMON_OK) {
+        rc = amon_json_append_string(
+            b, priv->max_message, NULL, amonitor_cstr(priv->target_id));
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(
+            b, priv->max_message, ",\"status\":\"up\",\"metrics\":{");
+    }
+    if (rc != AMON_OK) {
+        return AMONITOR_ERR_NOMEM;
+    }
+
+    mark = b->len;
+
+    if (priv->metrics_fn) {
+        m.buf = b;
+        m.count = 0;
+        m.max = mark + AMONITOR_METRICS_MAX;
+        if (m.max > priv->max_message) {
+            m.max = priv->max_message;
+        }
+
+        priv->metrics_fn(priv->ctx, &m, priv->metrics_data);
+    }
+
+    rc = amonitor_buf_add_str(b, priv->max_message, "}}");
+    if (rc != AMON_OK) {
+        b->len = mark;
+        rc = amonitor_buf_add_str(b, priv->max_message, "}}");
+        if (rc != AMON_OK) {
+            return AMONITOR_ERR_NOMEM;
+        }
+    }
+
+    payload.data = b->data;
+    payload.len = b->len;
+
+    rc = amonitor_build_envelope(
+        priv, &priv->scratch, "heartbeat", payload, priv->binary);
+    if (rc != AMONITOR_OK) {
+        amonitor_log(priv, AMONITOR_LOG_ERROR, "heartbeat not built: %s",
+            amonitor_strerror(rc));
+        return rc;
+    }
+
+    rc = amonitor_conn_send_frame(priv, c,
+        priv->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, priv->scratch.data,
+        priv->scratch.len, 1);
+
+    if (rc == AMONITOR_OK) {
+        amonitor_stat_inc(priv, heartbeats);
+    }
+
+    return rc;
+}
+
+
+int
+amonitor_msg_register(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
+{
+    int         rc;
+    amon_buf_t *b;
+    amon_str_t  payload;
+
+    b = &priv->scratch2;
+    b->len = 0;
+
+    rc = amonitor_buf_add_str(b, priv->max_message, "{\"target_id\":");
+    if (rc == AMON_OK) {
+        rc = amon_json_append_string(
+            b, priv->max_message, NULL, amonitor_cstr(priv->target_id));
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(b, priv->max_message, ",\"sdk_url\":");
+    }
+    if (rc == AMON_OK) {
+        rc = amon_json_append_string(
+            b, priv->max_message, NULL, amonitor_cstr(priv->register_url));
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(b, priv->max_message, ",\"metadata\":");
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(b, priv->max_message, priv->metadata_json);
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(b, priv->max_message, "}");
+    }
+    if (rc != AMON_OK) {
+        return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
+    }
+
+    payload.data = b->data;
+    payload.len = b->len;
+
+    rc = amonitor_build_envelope(
+        priv, &priv->scratch, "register", payload, priv->binary);
+    if (rc != AMONITOR_OK) {
+        amonitor_log(priv, AMONITOR_LOG_ERROR, "register not built: %s",
+            amonitor_strerror(rc));
+        return rc;
+    }
+
+    return amonitor_conn_send_frame(priv, c,
+        priv->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, priv->scratch.data,
+        priv->scratch.len, 0);
+}
+
+
+/*
+ * Build an event envelope.  Runs on any thread: uses only its own buffers
+ * and read-only configuration.  The JSON form is decoded again with the
+ * core's decoder, the same validation the agent applies, so that data the
+ * agent would refuse (bad UTF-8, too deep) is refused here.
+ */
+int
+amonitor_msg_build_event(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+    const char *name, const char *json_data)
+{
+    int              rc;
+    amon_buf_t       b;
+    amon_str_t       payload;
+    amon_envelope_t *env;
+
+    if (json_data == NULL) {
+        json_data = "null";
+    }
+
+    if (strlen(json_data) > priv->max_message) {
+        return AMONITOR_ERR_TOOBIG;
+    }
+
+    memset(&b, 0, sizeof(b));
+
+    rc = amonitor_buf_add_str(&b, priv->max_message, "{\"target_id\":");
+    if (rc == AMON_OK) {
+        rc = amon_json_append_string(
+            &b, priv->max_message, NULL, amonitor_cstr(priv->target_id));
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(&b, priv->max_message, ",\"event_name\":");
+    }
+    if (rc == AMON_OK) {
+        rc = amon_json_append_string(
+            &b, priv->max_message, NULL, amonitor_cstr(name));
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(&b, priv->max_message, ",\"data\":");
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(&b, priv->max_message, json_data);
+    }
+    if (rc == AMON_OK) {
+        rc = amonitor_buf_add_str(&b, priv->max_message, "}");
+    }
+    if (rc != AMON_OK) {
+        amon_buf_free(&b, NULL);
+        return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
+    }
+
+    payload.data = b.data;
+    payload.len = b.len;
+
+    /* always build the JSON form first: it is what gets validated */
+    rc = amonitor_build_envelope(priv, out, "event", payload, 0);
+
+    if (rc == AMONITOR_OK) {
+        env = malloc(sizeof(amon_envelope_t));
+        if (env == NULL) {
+            rc = AMONITOR_ERR_NOMEM;
+
+        } else {
+            if (amon_envelope_decode_json(env, out->data, out->len)
+                != AMON_OK) {
+                rc = AMONITOR_ERR_INVAL;
+            }
+            amon_envelope_release(env);
+            free(env);
+        }
+    }
+
+    if (rc == AMONITOR_OK && priv->binary) {
+        out->len = 0;
+        rc = amonitor_build_envelope(priv, out, "event", payload, 1);
+    }
+
+    amon_buf_free(&b, NULL);
+
+    return rc;
+}
+
+
+/* Any thread: see amonitor_sdk_ack(). */
+int
+amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+    const char *action_msg_id, const char *trace_id, int success,
+    const char *message, int binary)
+{
+    int            rc;
+    unsigned char  rnd[16], id[36];
+    amon_ack_out_t ack;
+
+    if (amon_utf8_validate((const unsigned char *) message, strlen(message))
+        != AMON_OK) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    amonitor_random(rnd, sizeof(rnd));
+    amon_uuid4(rnd, id);
+
+    memset(&ack, 0, sizeof(ack));
+    ack.msg_id.data = id;
+    ack.msg_id.len = sizeof(id);
+    if (trace_id && trace_id[0]) {
+        ack.trace_id = amonitor_cstr(trace_id);
+    }
+    ack.target_id = amonitor_cstr(priv->target_id);
+    ack.timestamp = amonitor_wall_ms();
+    ack.action_msg_id = amonitor_cstr(action_msg_id);
+    ack.success = success ? 1 : 0;
+    ack.message = amonitor_cstr(message);
+
+    out->len = 0;
+
+    rc = amon_envelope_build_ack(out, priv->max_message, NULL, &ack, binary);
+    if (rc != AMON_OK) {
+        return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
+    }
+
+    return AMONITOR_OK;
+}
+
+
+/* An envelope around "payload" (JSON text), as JSON or protobuf. */
+static int
+amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+    const char *type, amon_str_t payload, int binary)
+{
+    int                 rc;
+    unsigned char       rnd[16], id[36];
+    amon_envelope_out_t e;
+
+    amonitor_random(rnd, sizeof(rnd));
+    amon_uuid4(rnd, id);
+
+    memset(&e, 0, sizeof(e));
+    e.msg_id.data = id;
+    e.msg_id.len = sizeof(id);
+    e.type = amonitor_cstr(type);
+    e.target_id = amonitor_cstr(priv->target_id);
+    e.timestamp = amonitor_wall_ms();
+    e.payload_json = payload;
+
+    out->len = 0;
+
+    if (binary) {
+        /* the core converts the JSON payload by the envelope's type */
+        rc = amon_envelope_build_pb(out, priv->max_message, NULL, &e);
+
+    } else {
+        rc = amon_envelope_build_json(out, priv->max_message, NULL, &e);
+    }
+
+    switch (rc) {
+    case AMON_OK: return AMONITOR_OK;
+    case AMON_ENOMEM: return AMONITOR_ERR_NOMEM;
+    case AMON_ETOOBIG: return AMONITOR_ERR_TOOBIG;
+    default: return AMONITOR_ERR_INVAL;
+    }
+}
+
+
+void
+amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    unsigned opcode, unsigned char *p, size_t len)
+{
+    int                 rc, result;
+    size_t              off;
+    amon_envelope_t    *env;
+    amonitor_action_t   action;
+    amonitor_handler_t *h, *fallback;
+    amonitor_pending_t *pending;
+    char                message[AMONITOR_MESSAGE_MAX];
+
+    env = &priv->env;
+
+    if (opcode == AMON_WS_OP_BINARY) {
+        rc = amon_envelope_decode_pb(env, p, len, NULL);
+
+    } else {
+        rc = amon_envelope_decode_json(env, p, len);
+    }
+
+    if (rc != AMON_OK) {
+        amonitor_stat_inc(priv, invalid);
+        amonitor_log(priv, AMONITOR_LOG_INFO,
+            "connection %llu: message ignored: %s", (unsigned long long) c->id,
+            amon_strerror(rc));
+        amon_envelope_release(env);
+        return;
+    }
+
+    if (env->type != AMON_MSG_ACTION) {
+        amonitor_log(priv, AMONITOR_LOG_DEBUG,
+            "connection %llu: \"%.*s\" message ignored",
+            (unsigned long long) c->id, (int) env->type_name.len,
+            (const char *) env->type_name.data);
+        amon_envelope_release(env);
+        return;
+    }
+
+    amonitor_stat_inc(priv, actions);
+
+    /* NUL-terminated copies of the fields, one after another */
+    priv->scratch2.len = 0;
+    off = 0;
+
+    memset(&action, 0, sizeof(action));
+    action.binary = env->binary;
+
+    if (amon_buf_reserve(&priv->scratch2,
+            env->action.len + env->params.len + env->msg_id.len
+                + env->trace_id.len + env->target_id.len + env->target_url.len
+                + 16,
+            (size_t) -1 / 2, NULL)
+        != AMON_OK) {
+        amonitor_log(priv, AMONITOR_LOG_ERROR, "action: out of memory");
+        amon_envelope_release(env);
+        return;
+    }
+
+    action.name = amonitor_copy(priv, env->action, &off, "");
+    action.params = amonitor_copy(priv, env->params, &off, "{}");
+    action.params_len = env->params.len ? env->params.len : 2;
+    action.msg_id = amonitor_copy(priv, env->msg_id, &off, "");
+    action.trace_id = amonitor_copy(priv, env->trace_id, &off, "");
+    action.target_id = amonitor_copy(priv, env->target_id, &off, "");
+    action.target_url = amonitor_copy(priv, env->target_url, &off, "");
+
+    amon_envelope_release(env);
+
+    amonitor_log(priv, AMONITOR_LOG_DEBUG, "action \"%s\" (%s) received",
+        action.name, action.msg_id);
+
+    fallback = NULL;
+
+    for (h = priv->handlers; h; h = h->next) {
+        if (h->name == NULL) {
+            fallback = h;
+
+        } else if (strcmp(h->name, action.name) == 0) {
+            break;
+        }
+    }
+
+    if (h == NULL) {
+        h = fallback;
+    }
+
+    if (h == NULL) {
+        snprintf(
+            message, sizeof(message), "unsupported action: %s", action.name);
+        amonitor_send_ack(priv, c, &action, 0, message);
+        return;
+    }
+
+    /* registered before the call: the handler may ack from elsewhere */
+    rc = amonitor_pending_add(priv, c, &action);
+    if (rc != AMONITOR_OK) {
+        amonitor_send_ack(priv, c, &action, 0,
+            rc == AMONITOR_ERR_FULL ? "too many pending actions"
+                                    : "out of memory");
+        return;
+    }
+
+    message[0] = '\0';
+
+    result = h->fn(priv->ctx, &action, message, sizeof(message), h->data);
+
+    if (result == AMONITOR_ACTION_PENDING) {
+        return;
+    }
+
+    if (amonitor_pending_take(priv, action.msg_id, &pending) != AMONITOR_OK) {
+        return; /* the handler already called amonitor_sdk_ack() */
+    }
+
+    amonitor_pending_free(pending);
+
+    message[sizeof(message) - 1] = '\0';
+
+    amonitor_send_ack(priv, c, &action, result == AMONITOR_ACTION_OK, message);
+}
+
+
+static void
+amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const amonitor_action_t *action, int success, const char *message)
+{
+    int rc;
+
+    rc = amonitor_msg_build_ack(priv, &priv->scratch, action->msg_id,
+        action->trace_id, success, message, action->binary);
+
+    if (rc == AMONITOR_ERR_INVAL) {
+        amonitor_log(priv, AMONITOR_LOG_WARN,
+            "action \"%s\": ack message is not UTF-8", action->name);
+        rc = amonitor_msg_build_ack(priv, &priv->scratch, action->msg_id,
+            action->trace_id, success, "invalid ack message", action->binary);
+    }
+
+    if (rc != AMONITOR_OK) {
+        amonitor_log(priv, AMONITOR_LOG_ERROR, "ack not built: %s",
+            amonitor_strerror(rc));
+        return;
+    }
+
+    if (amonitor_conn_send_frame(priv, c,
+            action->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT,
+            priv->scratch.data, priv->scratch.len, 0)
+        == AMONITOR_OK) {
+        amonitor_stat_inc(priv, acks);
+    }
+}
+
+
+static const char *
+amonitor_copy(
+    amonitor_sdk_priv_t *priv, amon_str_t s, size_t *off, const char *dflt)
+{
+    char *p;
+
+    if (s.data == NULL || s.len == 0) {
+        return dflt;
+    }
+
+    p = (char *) priv->scratch2.data + *off;
+    memcpy(p, s.data, s.len);
+    p[s.len] = '\0';
+    *off += s.len + 1;
+
+    return p;
+}
+
+
+static amon_str_t
+amonitor_cstr(const char *s)
+{
+    amon_str_t r;
+
+    r.data = (const unsigned char *) s;
+    r.len = strlen(s);
+
+    return r;
+}
+
+
+static int
+amonitor_buf_add(amon_buf_t *b, size_t max, const char *p, size_t len)
+{
+    int rc;
+
+    rc = amon_buf_reserve(b, len, max, NULL);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    memcpy(b->data + b->len, p, len);
+    b->len += len;
+
+    return AMON_OK;
+}
+
+
+static int
+amonitor_buf_add_str(amon_buf_t *b, size_t max, const char *s)
+{
+    return amonitor_buf_add(b, max, s, strlen(s));
+}

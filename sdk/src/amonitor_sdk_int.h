@@ -1,0 +1,227 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * SDK internals shared by its source files: the private context, agent
+ * connections, the cross-thread job queue and pending async actions.
+ */
+
+#ifndef AMONITOR_SDK_INT_H
+#define AMONITOR_SDK_INT_H
+
+
+#include <pthread.h>
+
+#include "amonitor.h"
+#include "amon_core.h"
+#include "amon_ws_frame.h"
+#include "amon_envelope.h"
+
+
+#define AMONITOR_READ_CHUNK       16384
+#define AMONITOR_HANDSHAKE_MAX    8192
+#define AMONITOR_HANDSHAKE_MS     10000
+#define AMONITOR_CLOSING_MS       1000
+#define AMONITOR_METRICS_MAX      65536
+#define AMONITOR_EVENT_NAME_MAX   AMON_MAX_ID_LEN
+#define AMONITOR_CONN_HARD_FACTOR 4 /* acks may exceed the soft queue */
+
+
+typedef enum {
+    AMONITOR_CONN_HANDSHAKE = 0,
+    AMONITOR_CONN_OPEN,
+    AMONITOR_CONN_CLOSING, /* close frame queued or sent */
+    AMONITOR_CONN_DEAD /* to be freed by the loop */
+} amonitor_conn_state_e;
+
+
+typedef struct amonitor_conn_s amonitor_conn_t;
+
+struct amonitor_conn_s {
+    amonitor_conn_t *next;
+    uint64_t         id;
+    int              fd;
+    unsigned         state;
+    unsigned         want_write : 1;
+    unsigned         write_shut : 1;
+    unsigned         close_after_flush : 1;
+    unsigned         close_received : 1;
+    unsigned         counted : 1; /* in stats.connections */
+    unsigned         input_error : 1;
+    int64_t          deadline; /* handshake or closing limit; 0: none */
+    int64_t          next_heartbeat; /* 0: none */
+    amon_buf_t       in; /* handshake request bytes */
+    amon_buf_t       msg; /* message being reassembled */
+    amon_buf_t       out; /* bytes not yet written */
+    size_t           out_pos;
+    amon_ws_parser_t parser;
+    char             peer[64];
+};
+
+
+typedef enum {
+    AMONITOR_JOB_BROADCAST = 0, /* a frame for every open connection */
+    AMONITOR_JOB_CONN, /* a frame for one connection */
+    AMONITOR_JOB_STOP /* leave the I/O thread's loop */
+} amonitor_job_kind_e;
+
+
+typedef struct amonitor_job_s amonitor_job_t;
+
+struct amonitor_job_s {
+    amonitor_job_t *next;
+    unsigned        kind;
+    uint64_t        conn_id;
+    unsigned        opcode;
+    size_t          len;
+    unsigned char   data[];
+};
+
+
+typedef struct amonitor_pending_s amonitor_pending_t;
+
+struct amonitor_pending_s {
+    amonitor_pending_t *next;
+    uint64_t            conn_id;
+    int                 binary;
+    char               *msg_id;
+    char               *trace_id;
+};
+
+
+typedef struct amonitor_handler_s amonitor_handler_t;
+
+struct amonitor_handler_s {
+    amonitor_handler_t *next;
+    char               *name; /* NULL: the fallback */
+    amonitor_action_fn  fn;
+    void               *data;
+};
+
+
+struct amonitor_metrics_s {
+    amon_buf_t *buf;
+    size_t      max; /* "buf" may grow to this many bytes */
+    unsigned    count;
+};
+
+
+typedef struct {
+    uint64_t connections;
+    uint64_t connections_total;
+    uint64_t rejected;
+    uint64_t actions;
+    uint64_t acks;
+    uint64_t acks_dropped;
+    uint64_t heartbeats;
+    uint64_t events;
+    uint64_t dropped;
+    uint64_t invalid;
+    uint64_t protocol_errors;
+} amonitor_counters_t;
+
+
+struct amonitor_sdk_priv_s {
+    amonitor_sdk_t *ctx;
+
+    /* configuration, owned copies */
+    char    *host;
+    char    *path;
+    char    *target_id;
+    char    *token;
+    char    *register_url;
+    char    *metadata_json;
+    unsigned port;
+    unsigned heartbeat_ms;
+    int      binary;
+    size_t   max_message;
+    size_t   max_send_queue;
+    unsigned max_connections;
+    unsigned max_pending;
+    unsigned max_queued_events;
+
+    /* I/O thread state */
+    int              listen_fd;
+    int              epfd;
+    int              wake_fd[2];
+    int              bound_port;
+    amonitor_conn_t *conns;
+    unsigned         nconns;
+    uint64_t         next_conn_id;
+    amon_buf_t       scratch; /* envelopes built on the I/O thread */
+    amon_buf_t       scratch2;
+    amon_envelope_t  env; /* the message being dispatched */
+    unsigned char    rbuf[AMONITOR_READ_CHUNK];
+
+    amonitor_handler_t *handlers;
+    amonitor_metrics_fn metrics_fn;
+    void               *metrics_data;
+    amonitor_log_fn     log_fn;
+    void               *log_data;
+    int                 log_level;
+
+    pthread_t thread;
+    unsigned  configured : 1;
+    unsigned  thread_running : 1;
+    unsigned  leave_loop : 1;
+
+    /* shared with other threads, under "lock" */
+    pthread_mutex_t     lock;
+    amonitor_job_t     *jobs;
+    amonitor_job_t     *jobs_tail;
+    unsigned            queued_events;
+    amonitor_pending_t *pending;
+    unsigned            npending;
+    int                 wake_pending;
+
+    /* atomically updated */
+    amonitor_counters_t stats;
+};
+
+
+#define amonitor_stat_inc(priv, field) \
+    __atomic_fetch_add(&(priv)->stats.field, 1, __ATOMIC_RELAXED)
+#define amonitor_stat_dec(priv, field) \
+    __atomic_fetch_sub(&(priv)->stats.field, 1, __ATOMIC_RELAXED)
+
+
+/* amonitor_sdk.c */
+int64_t amonitor_now_ms(void);
+int64_t amonitor_wall_ms(void);
+void    amonitor_random(unsigned char *buf, size_t len);
+void    amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+int amonitor_pending_add(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const amonitor_action_t *action);
+int amonitor_pending_take(
+    amonitor_sdk_priv_t *priv, const char *msg_id, amonitor_pending_t **out);
+void amonitor_pending_free(amonitor_pending_t *p);
+
+/* amonitor_conn.c */
+amonitor_conn_t *amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd);
+void amonitor_conn_free(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+void amonitor_conn_read(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+void amonitor_conn_write(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+void amonitor_conn_timer(
+    amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int64_t now);
+int  amonitor_conn_send_frame(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+     unsigned opcode, const unsigned char *p, size_t len, int droppable);
+void amonitor_conn_close(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    uint16_t code, const char *reason);
+void amonitor_conn_abort(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+
+/* amonitor_msg.c */
+int  amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+int  amonitor_msg_register(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+void amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    unsigned opcode, unsigned char *p, size_t len);
+int  amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+     const char *action_msg_id, const char *trace_id, int success,
+     const char *message, int binary);
+int  amonitor_msg_build_event(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+     const char *name, const char *json_data);
+
+
+#endif /* AMONITOR_SDK_INT_H */
