@@ -1,6 +1,7 @@
 # AMonitor for nginx: the module, the protocol core, SDK, CLI, tests, demos.
 # `make` builds build/ngx_http_amonitor_module.so against Debian's nginx-dev.
 
+SHELL      := /bin/bash
 NGX_SRC    ?= /usr/share/nginx/src
 BUILD      := $(CURDIR)/build
 NGX_BUILD  := $(BUILD)/nginx

@@ -1,0 +1,532 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * One WebSocket connection, panel or upstream: reading and decoding frames
+ * with the core parser, answering control frames, a bounded send queue of
+ * shared frames flushed with one send_chain call, ping and close.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_module.h"
+
+
+static void ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc);
+static ngx_int_t ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc,
+    amon_ws_event_t *ev);
+static void ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
+
+
+ngx_int_t
+ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
+    ngx_pool_t *pool, ngx_http_amonitor_worker_t *w, ngx_uint_t client)
+{
+    ngx_http_amonitor_main_conf_t  *amcf;
+
+    amcf = w->amcf;
+
+    wc->connection = c;
+    wc->worker = w;
+    wc->client = client;
+
+    if (wc->rbuf == NULL) {
+        wc->rbuf_size = NGX_HTTP_AMONITOR_RBUF_SIZE;
+        wc->rbuf = ngx_palloc(pool, wc->rbuf_size);
+        if (wc->rbuf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (wc->q == NULL) {
+        wc->q_limit = amcf->queue;
+        wc->q_size = amcf->queue + NGX_HTTP_AMONITOR_RESERVED_Q;
+        wc->q = ngx_pcalloc(pool,
+                            wc->q_size * sizeof(ngx_http_amonitor_qitem_t));
+        if (wc->q == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    wc->rbuf_pos = 0;
+    wc->rbuf_last = 0;
+    wc->q_head = 0;
+    wc->q_count = 0;
+    wc->queued_bytes = 0;
+    wc->sent_bytes = 0;
+    wc->message.len = 0;
+    wc->open = 1;
+    wc->close_sent = 0;
+    wc->close_received = 0;
+    wc->awaiting_pong = 0;
+    wc->closed = 0;
+    wc->last_rx = ngx_current_msec;
+
+    amon_ws_parser_init(&wc->parser, !client, amcf->max_message);
+
+    wc->ping.handler = ngx_http_amonitor_conn_ping_handler;
+    wc->ping.data = wc;
+    wc->ping.log = c->log;
+    wc->ping.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_amonitor_conn_start_ping(ngx_http_amonitor_conn_t *wc,
+    ngx_msec_t interval)
+{
+    if (interval) {
+        ngx_add_timer(&wc->ping, interval);
+    }
+}
+
+
+/* release everything the connection holds; the socket is the owner's */
+void
+ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_qitem_t  *qi;
+
+    while (wc->q_count) {
+        qi = &wc->q[wc->q_head];
+        ngx_http_amonitor_msg_release(wc->worker, qi->msg);
+        wc->q_head = (wc->q_head + 1) % wc->q_size;
+        wc->q_count--;
+    }
+
+    if (wc->ping.timer_set) {
+        ngx_del_timer(&wc->ping);
+    }
+
+    if (wc->connection && wc->connection->write->posted) {
+        ngx_delete_posted_event(wc->connection->write);
+    }
+
+    amon_buf_free(&wc->message, &wc->worker->allocator);
+
+    wc->open = 0;
+    wc->closed = 1;
+}
+
+
+void
+ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = wc->connection;
+
+    for ( ;; ) {
+
+        n = c->recv(c, wc->rbuf, wc->rbuf_size);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_log_error(wc->log_level, c->log, 0,
+                          "amonitor: peer closed the connection "
+                          "without a close frame");
+            wc->on_close(wc);
+            return;
+        }
+
+        wc->rbuf_pos = 0;
+        wc->rbuf_last = n;
+
+        if (ngx_http_amonitor_conn_process(wc) != NGX_OK) {
+            return;
+        }
+
+        if (!c->read->ready) {
+            break;
+        }
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        wc->on_close(wc);
+    }
+}
+
+
+/*
+ * Bytes that arrived before the connection became ours (after the HTTP
+ * header, say).  Returns NGX_OK, or NGX_DONE when the connection ended.
+ */
+ngx_int_t
+ngx_http_amonitor_conn_feed(ngx_http_amonitor_conn_t *wc, u_char *data,
+    size_t len)
+{
+    size_t  n;
+
+    while (len) {
+        n = ngx_min(len, wc->rbuf_size);
+        ngx_memcpy(wc->rbuf, data, n);
+
+        wc->rbuf_pos = 0;
+        wc->rbuf_last = n;
+
+        if (ngx_http_amonitor_conn_process(wc) != NGX_OK) {
+            return NGX_DONE;
+        }
+
+        data += n;
+        len -= n;
+    }
+
+    return NGX_OK;
+}
+
+
+/* decode rbuf[pos..last]; NGX_OK, or NGX_DONE when the connection ended */
+static ngx_int_t
+ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
+{
+    int              rc;
+    size_t           consumed;
+    amon_ws_event_t  ev;
+
+    wc->last_rx = ngx_current_msec;
+    wc->awaiting_pong = 0;
+
+    for ( ;; ) {
+
+        rc = amon_ws_parse(&wc->parser, wc->rbuf + wc->rbuf_pos,
+                           wc->rbuf_last - wc->rbuf_pos, &consumed, &ev);
+
+        wc->rbuf_pos += consumed;
+
+        if (rc == AMON_AGAIN) {
+            return NGX_OK;
+        }
+
+        if (rc != AMON_OK) {
+            ngx_http_amonitor_conn_fail(wc, rc);
+            return NGX_DONE;
+        }
+
+        if (ngx_http_amonitor_conn_event(wc, &ev) != NGX_OK) {
+            return NGX_DONE;
+        }
+    }
+}
+
+
+/* returns NGX_OK to go on reading, NGX_DONE when the connection ended */
+static ngx_int_t
+ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc,
+    amon_ws_event_t *ev)
+{
+    int          rc;
+    ngx_uint_t   code;
+
+    switch (ev->type) {
+
+    case AMON_WS_EV_DATA:
+
+        if (ev->first && ev->last) {
+            /* a whole message in the read buffer: no copy */
+            wc->on_message(wc, ev->opcode, (u_char *) ev->data, ev->len);
+            return wc->closed ? NGX_DONE : NGX_OK;
+        }
+
+        rc = amon_buf_reserve(&wc->message, ev->len,
+                              wc->worker->amcf->max_message,
+                              &wc->worker->allocator);
+        if (rc != AMON_OK) {
+            ngx_http_amonitor_conn_fail(wc, rc);
+            return NGX_DONE;
+        }
+
+        if (ev->len) {
+            ngx_memcpy(wc->message.data + wc->message.len, ev->data,
+                       ev->len);
+            wc->message.len += ev->len;
+        }
+
+        if (!ev->last) {
+            return NGX_OK;
+        }
+
+        wc->on_message(wc, ev->opcode, wc->message.data, wc->message.len);
+
+        if (wc->closed) {
+            return NGX_DONE;
+        }
+
+        wc->message.len = 0;
+
+        if (wc->message.cap > NGX_HTTP_AMONITOR_RBUF_SIZE * 4) {
+            /* do not keep a huge buffer for a rare huge message */
+            amon_buf_free(&wc->message, &wc->worker->allocator);
+        }
+
+        return NGX_OK;
+
+    case AMON_WS_EV_PING:
+        (void) ngx_http_amonitor_conn_send_data(wc, AMON_WS_OP_PONG,
+                                                (u_char *) ev->data, ev->len,
+                                                1);
+        return NGX_OK;
+
+    case AMON_WS_EV_PONG:
+        wc->awaiting_pong = 0;
+        return NGX_OK;
+
+    case AMON_WS_EV_CLOSE:
+        wc->close_received = 1;
+        wc->peer_close = ev->close_code;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+                       "amonitor close frame received: %d",
+                       (int) ev->close_code);
+
+        code = ev->close_code;
+        if (code == AMON_WS_CLOSE_NO_STATUS) {
+            code = AMON_WS_CLOSE_NORMAL;
+        }
+
+        ngx_http_amonitor_conn_close_frame(wc, code, NULL);
+        wc->on_close(wc);
+        return NGX_DONE;
+
+    default:
+        return NGX_OK;
+    }
+}
+
+
+/*
+ * Queue a shared frame.  Droppable frames (priority 0) may use q_limit
+ * slots; acks, errors and control frames may use the reserve too.
+ * Returns NGX_OK, or NGX_DECLINED when there is no room (the caller counts
+ * the drop or, for a priority frame, closes the connection).
+ */
+ngx_int_t
+ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
+    ngx_http_amonitor_msg_t *msg, ngx_uint_t priority)
+{
+    ngx_http_amonitor_qitem_t  *qi;
+
+    if (!wc->open || wc->close_sent) {
+        return NGX_DECLINED;
+    }
+
+    if (wc->q_count >= (priority ? wc->q_size : wc->q_limit)) {
+        return NGX_DECLINED;
+    }
+
+    qi = &wc->q[(wc->q_head + wc->q_count) % wc->q_size];
+    wc->q_count++;
+
+    msg->refs++;
+    qi->msg = msg;
+
+    ngx_memzero(&qi->buf, sizeof(ngx_buf_t));
+    qi->buf.pos = msg->data;
+    qi->buf.last = msg->data + msg->len;
+    qi->buf.start = qi->buf.pos;
+    qi->buf.end = qi->buf.last;
+    qi->buf.memory = 1;
+
+    wc->queued_bytes += msg->len;
+
+    /* writes made in this pass of the event loop go out together */
+    if (!wc->connection->write->posted) {
+        ngx_post_event(wc->connection->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_amonitor_conn_send_data(ngx_http_amonitor_conn_t *wc,
+    ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t priority)
+{
+    ngx_int_t                 rc;
+    ngx_http_amonitor_msg_t  *msg;
+
+    msg = ngx_http_amonitor_msg_frame(wc->worker, opcode, data, len,
+                                      wc->client);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    msg->refs++;
+    rc = ngx_http_amonitor_conn_send(wc, msg, priority);
+    ngx_http_amonitor_msg_release(wc->worker, msg);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_uint_t                  i, n;
+    ngx_chain_t                *cl, **ll;
+    ngx_connection_t           *c;
+    ngx_http_amonitor_qitem_t  *qi;
+
+    c = wc->connection;
+
+    if (wc->q_count == 0) {
+        return NGX_OK;
+    }
+
+    if (!c->write->ready) {
+        return ngx_handle_write_event(c->write, 0);
+    }
+
+    ll = &cl;
+
+    for (i = 0; i < wc->q_count; i++) {
+        qi = &wc->q[(wc->q_head + i) % wc->q_size];
+        qi->cl.buf = &qi->buf;
+        *ll = &qi->cl;
+        ll = &qi->cl.next;
+    }
+
+    *ll = NULL;
+
+    cl = c->send_chain(c, cl, 0);
+
+    if (cl == NGX_CHAIN_ERROR) {
+        c->error = 1;
+        return NGX_ERROR;
+    }
+
+    for (n = 0; wc->q_count; n++) {
+        qi = &wc->q[wc->q_head];
+
+        if (qi->buf.pos != qi->buf.last) {
+            break;
+        }
+
+        wc->sent_bytes += qi->msg->len;
+        ngx_http_amonitor_msg_release(wc->worker, qi->msg);
+        qi->msg = NULL;
+
+        wc->q_head = (wc->q_head + 1) % wc->q_size;
+        wc->q_count--;
+    }
+
+    if (wc->q_count == 0) {
+        wc->q_head = 0;
+        return NGX_OK;
+    }
+
+    return ngx_handle_write_event(c->write, 0);
+}
+
+
+/* drop queued frames that have not started to go out */
+static void
+ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_uint_t                  keep, i;
+    ngx_http_amonitor_qitem_t  *qi;
+
+    if (wc->q_count == 0) {
+        return;
+    }
+
+    qi = &wc->q[wc->q_head];
+    keep = (qi->buf.pos != qi->msg->data) ? 1 : 0;
+
+    for (i = keep; i < wc->q_count; i++) {
+        qi = &wc->q[(wc->q_head + i) % wc->q_size];
+        ngx_http_amonitor_msg_release(wc->worker, qi->msg);
+        qi->msg = NULL;
+    }
+
+    wc->q_count = keep;
+}
+
+
+/* send a close frame now (best effort), after what is being written */
+void
+ngx_http_amonitor_conn_close_frame(ngx_http_amonitor_conn_t *wc,
+    ngx_uint_t code, const char *reason)
+{
+    u_char                    buf[AMON_MAX_CONTROL_PAYLOAD + 16], mask[4];
+    uint32_t                  r;
+    ngx_http_amonitor_msg_t  *msg;
+
+    if (!wc->open || wc->close_sent) {
+        return;
+    }
+
+    ngx_http_amonitor_conn_discard(wc);
+
+    msg = ngx_http_amonitor_msg_alloc(wc->worker, sizeof(buf));
+    if (msg == NULL) {
+        return;
+    }
+
+    if (wc->client) {
+        r = (uint32_t) ngx_random();
+        ngx_memcpy(mask, &r, 4);
+    }
+
+    msg->len = amon_ws_write_close(msg->data, msg->size, (uint16_t) code,
+                                   reason, wc->client ? mask : NULL);
+
+    msg->refs++;
+    (void) ngx_http_amonitor_conn_send(wc, msg, 1);
+    ngx_http_amonitor_msg_release(wc->worker, msg);
+
+    wc->close_sent = 1;
+
+    (void) ngx_http_amonitor_conn_flush(wc);
+}
+
+
+/* a framing fault: close with its RFC 6455 code, then end the connection */
+void
+ngx_http_amonitor_conn_fail(ngx_http_amonitor_conn_t *wc, int rc)
+{
+    ngx_log_error(wc->log_level, wc->connection->log, 0,
+                  "amonitor: websocket error: %s, closing with %d",
+                  amon_strerror(rc), (int) amon_close_code(rc));
+
+    ngx_http_amonitor_conn_close_frame(wc, amon_close_code(rc),
+                                       amon_strerror(rc));
+    wc->on_close(wc);
+}
+
+
+static void
+ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev)
+{
+    ngx_http_amonitor_conn_t  *wc = ev->data;
+
+    ngx_msec_t  interval;
+
+    interval = wc->worker->amcf->ping;
+
+    if (wc->awaiting_pong) {
+        ngx_log_error(wc->log_level, wc->connection->log, 0,
+                      "amonitor: no answer to ping within %M ms, "
+                      "closing the connection", interval);
+        ngx_http_amonitor_conn_close_frame(wc, AMON_WS_CLOSE_GOING_AWAY,
+                                           "ping timeout");
+        wc->on_close(wc);
+        return;
+    }
+
+    if (ngx_current_msec - wc->last_rx >= interval / 2) {
+        wc->awaiting_pong = 1;
+        (void) ngx_http_amonitor_conn_send_data(wc, AMON_WS_OP_PING, NULL, 0,
+                                                1);
+    }
+
+    ngx_add_timer(&wc->ping, interval);
+}

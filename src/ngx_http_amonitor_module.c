@@ -1,0 +1,915 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * ngx_http_amonitor_module: configuration directives, the shared zone,
+ * per-worker start and stop, and the shared frame buffers that carry one
+ * message to many connections without a copy per connection.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor_store.h"
+
+
+static void *ngx_http_amonitor_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_amonitor_postconfiguration(ngx_conf_t *cf);
+static char *ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_amonitor_allow_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data);
+static char *ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_amonitor_init_process(ngx_cycle_t *cycle);
+static void ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
+static void *ngx_http_amonitor_pool_alloc(void *data, size_t size);
+static void ngx_http_amonitor_pool_free(void *data, void *p);
+
+
+static ngx_conf_post_t  ngx_http_amonitor_panel_post =
+    { ngx_http_amonitor_panel };
+
+static ngx_conf_num_bounds_t  ngx_http_amonitor_queue_bounds = {
+    ngx_conf_check_num_bounds, 16, 1048576
+};
+
+
+static ngx_command_t  ngx_http_amonitor_commands[] = {
+
+    { ngx_string("amonitor_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_amonitor_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_target"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_amonitor_target,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_dedupe_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, dedupe_ttl),
+      NULL },
+
+    { ngx_string("amonitor_ack_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ack_timeout),
+      NULL },
+
+    { ngx_string("amonitor_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("amonitor_reconnect"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_amonitor_reconnect,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_ping"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ping),
+      NULL },
+
+    { ngx_string("amonitor_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, max_message),
+      NULL },
+
+    { ngx_string("amonitor_send_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, queue),
+      &ngx_http_amonitor_queue_bounds },
+
+    { ngx_string("amonitor_allow_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_amonitor_allow_url,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_panel"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_loc_conf_t, panel),
+      &ngx_http_amonitor_panel_post },
+
+    { ngx_string("amonitor_panel_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_loc_conf_t, panel_token),
+      NULL },
+
+    { ngx_string("amonitor_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_amonitor_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_amonitor_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_amonitor_postconfiguration,   /* postconfiguration */
+
+    ngx_http_amonitor_create_main_conf,    /* create main configuration */
+    ngx_http_amonitor_init_main_conf,      /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_amonitor_create_loc_conf,     /* create location configuration */
+    ngx_http_amonitor_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_amonitor_module = {
+    NGX_MODULE_V1,
+    &ngx_http_amonitor_module_ctx,         /* module context */
+    ngx_http_amonitor_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_amonitor_init_process,        /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_amonitor_exit_process,        /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_amonitor_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_amonitor_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     amcf->shm_zone = NULL;
+     *     amcf->worker = NULL;
+     *     amcf->panel_file = { 0, NULL };
+     */
+
+    if (ngx_array_init(&amcf->targets, cf->pool, 4,
+                       sizeof(ngx_http_amonitor_target_conf_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&amcf->allow, cf->pool, 2,
+                       sizeof(ngx_http_amonitor_allow_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    amcf->dedupe_ttl = NGX_CONF_UNSET_MSEC;
+    amcf->ack_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->reconnect_min = NGX_CONF_UNSET_MSEC;
+    amcf->reconnect_max = NGX_CONF_UNSET_MSEC;
+    amcf->ping = NGX_CONF_UNSET_MSEC;
+    amcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->max_message = NGX_CONF_UNSET_SIZE;
+    amcf->queue = NGX_CONF_UNSET_UINT;
+
+    return amcf;
+}
+
+
+static char *
+ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_amonitor_main_conf_t  *amcf = conf;
+
+    ngx_conf_init_msec_value(amcf->dedupe_ttl, 24 * 60 * 60 * 1000);
+    ngx_conf_init_msec_value(amcf->ack_timeout, 10000);
+    ngx_conf_init_msec_value(amcf->reconnect_min, 200);
+    ngx_conf_init_msec_value(amcf->reconnect_max, 10000);
+    ngx_conf_init_msec_value(amcf->ping, 20000);
+    ngx_conf_init_msec_value(amcf->connect_timeout, 5000);
+    ngx_conf_init_size_value(amcf->max_message, 1024 * 1024);
+    ngx_conf_init_uint_value(amcf->queue, 1024);
+
+    if (amcf->dedupe_ttl < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"amonitor_dedupe_ttl\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->ack_timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"amonitor_ack_timeout\" must not be zero");
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->max_message < 1024 || amcf->max_message > 64 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"amonitor_max_message_size\" must be between "
+                           "1k and 64m");
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->targets.nelts && amcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"amonitor_target\" requires \"amonitor_zone\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_amonitor_loc_conf_t  *alcf;
+
+    alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_amonitor_loc_conf_t));
+    if (alcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     alcf->panel_token = { 0, NULL };
+     *     alcf->status = 0;
+     */
+
+    alcf->panel = NGX_CONF_UNSET;
+
+    return alcf;
+}
+
+
+static char *
+ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_amonitor_loc_conf_t  *prev = parent;
+    ngx_http_amonitor_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->panel, prev->panel, 0);
+    ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_amonitor_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_amonitor_module);
+
+    if (amcf->panel_file.len && amcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"amonitor_panel\" in %V:%ui requires "
+                      "\"amonitor_zone\" in the http block",
+                      &amcf->panel_file, amcf->panel_line);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_main_conf_t  *amcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (amcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone name \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (32 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small: %V, the minimum is "
+                           "%uzk", &value[1], &value[2],
+                           (size_t) (32 * ngx_pagesize) / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                           &ngx_http_amonitor_module);
+    if (amcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->shm_zone->init = ngx_http_amonitor_store_shm_init_zone;
+    amcf->shm_zone->data = amcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_main_conf_t  *amcf = conf;
+
+    u_char                           *p, *last;
+    size_t                            len;
+    ngx_url_t                         url;
+    ngx_str_t                        *value;
+    ngx_uint_t                        i;
+    amon_ws_url_t                     u;
+    ngx_http_amonitor_target_conf_t  *t, *tt;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > AMON_MAX_ID_LEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid target id \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tt = amcf->targets.elts;
+    for (i = 0; i < amcf->targets.nelts; i++) {
+        if (tt[i].id.len == value[1].len
+            && ngx_strncmp(tt[i].id.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate target id \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (amon_ws_url_parse(value[2].data, value[2].len, &u) != AMON_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid target URL \"%V\": expected "
+                           "ws://host[:port][/path]", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.tls) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "target URL \"%V\": wss:// is not supported",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    t = ngx_array_push(&amcf->targets);
+    if (t == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(t, sizeof(ngx_http_amonitor_target_conf_t));
+
+    t->id = value[1];
+    t->url = value[2];
+
+    len = value[2].len + 16;
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    t->norm.data = p;
+    t->norm.len = amon_ws_url_normalize(&u, p, len);
+
+    t->host_port.data = (u_char *) u.host_port.data;
+    t->host_port.len = u.host_port.len;
+    t->path.data = (u_char *) u.path.data;
+    t->path.len = u.path.len;
+
+    for (tt = amcf->targets.elts, i = 0; i < amcf->targets.nelts - 1; i++) {
+        if (tt[i].norm.len == t->norm.len
+            && ngx_strncmp(tt[i].norm.data, t->norm.data, t->norm.len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "targets \"%V\" and \"%V\" have the same "
+                               "URL \"%V\"", &tt[i].id, &t->id, &t->url);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strncmp(value[3].data, "token=", 6) != 0
+            || value[3].len == 6)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected "
+                               "\"token=...\"", &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        t->token.data = value[3].data + 6;
+        t->token.len = value[3].len - 6;
+
+        last = t->token.data + t->token.len;
+        for (p = t->token.data; p < last; p++) {
+            if (*p <= ' ' || *p == 0x7f) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid token for target \"%V\"",
+                                   &value[1]);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    /* resolved here, once: workers never do blocking DNS */
+
+    ngx_memzero(&url, sizeof(ngx_url_t));
+
+    url.url.data = (u_char *) u.host.data;
+    url.url.len = u.host.len;
+    url.default_port = (in_port_t) u.port;
+    url.no_resolve = 0;
+
+    if (u.host.len && u.host.data[0] == '[') {
+        url.url.data++;
+        url.url.len -= 2;
+    }
+
+    if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s in target URL \"%V\"",
+                           url.err ? url.err : "host not found", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    t->addrs = url.addrs;
+    t->naddrs = url.naddrs;
+
+    for (i = 0; i < t->naddrs; i++) {
+        ngx_inet_set_port(t->addrs[i].sockaddr, (in_port_t) u.port);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_main_conf_t  *amcf = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t   min, max;
+
+    if (amcf->reconnect_min != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    min = ngx_parse_time(&value[1], 0);
+    if (min == (ngx_msec_t) NGX_ERROR || min == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid reconnect delay \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    max = min;
+
+    if (cf->args->nelts == 3) {
+        max = ngx_parse_time(&value[2], 0);
+        if (max == (ngx_msec_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid reconnect delay \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (max < min) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "reconnect maximum \"%V\" is less than the "
+                           "minimum \"%V\"", &value[2], &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->reconnect_min = min;
+    amcf->reconnect_max = max;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_main_conf_t  *amcf = conf;
+
+    u_char                     *p, *last, *colon;
+    ngx_str_t                  *value, s;
+    ngx_int_t                   port;
+    ngx_http_amonitor_allow_t  *a;
+
+    value = cf->args->elts;
+    s = value[1];
+
+    if (s.len < 6 || ngx_strncasecmp(s.data, (u_char *) "ws://", 5) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL pattern \"%V\": expected "
+                           "ws://host:port or ws://host:*", &s);
+        return NGX_CONF_ERROR;
+    }
+
+    a = ngx_array_push(&amcf->allow);
+    if (a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(a, sizeof(ngx_http_amonitor_allow_t));
+    a->pattern = s;
+
+    p = s.data + 5;
+    last = s.data + s.len;
+
+    a->path.data = ngx_strlchr(p, last, '/');
+    if (a->path.data) {
+        a->path.len = last - a->path.data;
+        if (a->path.len == 1 || (a->path.len == 2 && a->path.data[1] == '*')) {
+            a->path.len = 0;
+        }
+        last = a->path.data;
+    }
+
+    colon = NULL;
+    if (*p == '[') {
+        colon = ngx_strlchr(p, last, ']');
+        if (colon == NULL) {
+            goto invalid;
+        }
+        colon = ngx_strlchr(colon, last, ':');
+
+    } else {
+        colon = ngx_strlchr(p, last, ':');
+    }
+
+    if (colon == NULL || colon == p) {
+        goto invalid;
+    }
+
+    a->host.data = ngx_pnalloc(cf->pool, colon - p);
+    if (a->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    a->host.len = colon - p;
+    ngx_strlow(a->host.data, p, a->host.len);
+
+    if (last - colon == 2 && colon[1] == '*') {
+        a->port = 0;
+        return NGX_CONF_OK;
+    }
+
+    port = ngx_atoi(colon + 1, last - colon - 1);
+    if (port < 1 || port > 65535) {
+        goto invalid;
+    }
+
+    a->port = port;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid URL pattern \"%V\": expected "
+                       "ws://host:port or ws://host:*", &s);
+    return NGX_CONF_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_amonitor_url_allowed(ngx_http_amonitor_main_conf_t *amcf,
+    amon_ws_url_t *u)
+{
+    ngx_uint_t                  i;
+    ngx_http_amonitor_allow_t  *a;
+
+    if (u->tls) {
+        return 0;
+    }
+
+    a = amcf->allow.elts;
+
+    for (i = 0; i < amcf->allow.nelts; i++) {
+
+        if (a[i].host.len != u->host.len
+            || ngx_strncasecmp(a[i].host.data, (u_char *) u->host.data,
+                               u->host.len) != 0)
+        {
+            continue;
+        }
+
+        if (a[i].port && a[i].port != u->port) {
+            continue;
+        }
+
+        if (a[i].path.len
+            && (a[i].path.len != u->path.len
+                || ngx_strncmp(a[i].path.data, u->path.data, u->path.len)
+                   != 0))
+        {
+            continue;
+        }
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static char *
+ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_flag_t  *fp = data;
+
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_amonitor_main_conf_t  *amcf;
+
+    if (!*fp) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_amonitor_panel_handler;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_amonitor_module);
+
+    if (amcf->panel_file.len == 0) {
+        amcf->panel_file = cf->conf_file->file.name;
+        amcf->panel_line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_loc_conf_t  *alcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (alcf->status) {
+        return "is duplicate";
+    }
+
+    alcf->status = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_amonitor_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_amonitor_worker_t     *w;
+    ngx_http_amonitor_main_conf_t  *amcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_amonitor_module);
+    if (amcf == NULL || amcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_amonitor_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->cycle = cycle;
+    w->amcf = amcf;
+
+    ngx_queue_init(&w->panels);
+    ngx_queue_init(&w->upstreams);
+    ngx_queue_init(&w->msg_cache);
+    ngx_queue_init(&w->pending_all);
+    ngx_rbtree_init(&w->pending, &w->pending_sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    w->allocator.alloc = ngx_http_amonitor_pool_alloc;
+    w->allocator.free = ngx_http_amonitor_pool_free;
+    w->allocator.data = cycle->log;
+
+    w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
+    w->store = ngx_http_amonitor_store_shm_create(amcf->shm_zone, cycle->pool,
+                                                  amcf->dedupe_ttl);
+    if (w->store == NULL) {
+        return NGX_ERROR;
+    }
+
+    amcf->worker = w;
+
+    return ngx_http_amonitor_upstream_init_worker(w);
+}
+
+
+static void
+ngx_http_amonitor_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_t                    *q;
+    ngx_http_amonitor_msg_t        *msg;
+    ngx_http_amonitor_worker_t     *w;
+    ngx_http_amonitor_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_amonitor_module);
+    if (amcf == NULL || amcf->worker == NULL) {
+        return;
+    }
+
+    w = amcf->worker;
+
+    ngx_http_amonitor_upstream_exit_worker(w);
+    ngx_http_amonitor_panel_close_all(w);
+
+    while (!ngx_queue_empty(&w->msg_cache)) {
+        q = ngx_queue_head(&w->msg_cache);
+        ngx_queue_remove(q);
+        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
+        ngx_free(msg);
+    }
+
+    amcf->worker = NULL;
+}
+
+
+static void *
+ngx_http_amonitor_pool_alloc(void *data, size_t size)
+{
+    return ngx_alloc(size, data);
+}
+
+
+static void
+ngx_http_amonitor_pool_free(void *data, void *p)
+{
+    ngx_free(p);
+}
+
+
+/*
+ * Shared frame buffers.  The struct and the bytes are one allocation;
+ * small ones are cached per worker, so steady forwarding does not malloc.
+ */
+
+ngx_http_amonitor_msg_t *
+ngx_http_amonitor_msg_alloc(ngx_http_amonitor_worker_t *w, size_t size)
+{
+    ngx_queue_t              *q;
+    ngx_http_amonitor_msg_t  *msg;
+
+    if (size <= NGX_HTTP_AMONITOR_MSG_SMALL && !ngx_queue_empty(&w->msg_cache))
+    {
+        q = ngx_queue_head(&w->msg_cache);
+        ngx_queue_remove(q);
+        w->msg_cached--;
+
+        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
+        msg->refs = 0;
+        msg->len = 0;
+        return msg;
+    }
+
+    if (size < NGX_HTTP_AMONITOR_MSG_SMALL) {
+        size = NGX_HTTP_AMONITOR_MSG_SMALL;
+    }
+
+    msg = ngx_alloc(sizeof(ngx_http_amonitor_msg_t) + size, ngx_cycle->log);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    msg->refs = 0;
+    msg->len = 0;
+    msg->size = size;
+    msg->data = (u_char *) (msg + 1);
+
+    return msg;
+}
+
+
+void
+ngx_http_amonitor_msg_release(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_msg_t *msg)
+{
+    if (msg->refs > 1) {
+        msg->refs--;
+        return;
+    }
+
+    if (msg->size == NGX_HTTP_AMONITOR_MSG_SMALL
+        && w->msg_cached < NGX_HTTP_AMONITOR_MSG_CACHE)
+    {
+        ngx_queue_insert_head(&w->msg_cache, &msg->queue);
+        w->msg_cached++;
+        return;
+    }
+
+    ngx_free(msg);
+}
+
+
+/* one complete frame; masked (client to server) with a fresh random key */
+ngx_http_amonitor_msg_t *
+ngx_http_amonitor_msg_frame(ngx_http_amonitor_worker_t *w, ngx_uint_t opcode,
+    u_char *payload, size_t len, ngx_uint_t masked)
+{
+    u_char                    mask[4];
+    uint32_t                  r;
+    ngx_http_amonitor_msg_t  *msg;
+
+    msg = ngx_http_amonitor_msg_alloc(w, len + AMON_MAX_FRAME_HEADER);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    if (masked) {
+        r = (uint32_t) ngx_random();
+        ngx_memcpy(mask, &r, 4);
+    }
+
+    msg->len = amon_ws_write_frame(msg->data, msg->size, 1, opcode, payload,
+                                   len, masked ? mask : NULL);
+
+    if (msg->len == 0) {
+        ngx_http_amonitor_msg_release(w, msg);
+        return NULL;
+    }
+
+    return msg;
+}

@@ -1,0 +1,576 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The dashboard side: a location with "amonitor_panel on" becomes a
+ * WebSocket endpoint.  Checks the token and the upgrade request, answers
+ * 101, then hands frames to the router and fans shared frames out.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_module.h"
+
+
+static ngx_int_t ngx_http_amonitor_panel_auth(ngx_http_request_t *r,
+    ngx_str_t *token);
+static ngx_table_elt_t *ngx_http_amonitor_panel_header(ngx_http_request_t *r,
+    const char *name);
+static ngx_int_t ngx_http_amonitor_panel_reject(ngx_http_request_t *r,
+    ngx_uint_t status, const char *reason);
+static void ngx_http_amonitor_panel_read_handler(ngx_http_request_t *r);
+static void ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r);
+static void ngx_http_amonitor_panel_message(ngx_http_amonitor_conn_t *wc,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
+static void ngx_http_amonitor_panel_cleanup(void *data);
+
+
+static ngx_str_t  ngx_http_amonitor_subprotocol = ngx_string("amonitor.v1");
+
+
+ngx_int_t
+ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
+{
+    int                              status;
+    u_char                          *accept;
+    ngx_int_t                        rc;
+    ngx_connection_t                *c;
+    ngx_table_elt_t                 *h, *key, *version, *proto;
+    const char                      *reason;
+    amon_ws_request_t                req;
+    ngx_http_cleanup_t              *cln;
+    ngx_http_amonitor_panel_t       *p;
+    ngx_http_amonitor_worker_t      *w;
+    ngx_http_amonitor_loc_conf_t    *alcf;
+    ngx_http_amonitor_main_conf_t   *amcf;
+    static const char               *protos[] = { "amonitor.v1", NULL };
+
+    c = r->connection;
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
+
+    w = amcf->worker;
+    if (w == NULL || r != r->main) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (alcf->panel_token.len
+        && ngx_http_amonitor_panel_auth(r, &alcf->panel_token) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "amonitor: panel rejected: missing or wrong token");
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"amonitor\"");
+
+        return ngx_http_amonitor_panel_reject(r, NGX_HTTP_UNAUTHORIZED,
+                                              "missing or wrong panel token");
+    }
+
+    key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key");
+    version = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Version");
+    proto = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Protocol");
+
+    ngx_memzero(&req, sizeof(amon_ws_request_t));
+
+    req.method.data = r->method_name.data;
+    req.method.len = r->method_name.len;
+    req.http_version = r->http_version;
+
+    if (r->headers_in.upgrade) {
+        req.upgrade.data = r->headers_in.upgrade->value.data;
+        req.upgrade.len = r->headers_in.upgrade->value.len;
+    }
+
+    if (r->headers_in.connection) {
+        req.connection.data = r->headers_in.connection->value.data;
+        req.connection.len = r->headers_in.connection->value.len;
+    }
+
+    if (key) {
+        req.key.data = key->value.data;
+        req.key.len = key->value.len;
+    }
+
+    if (version) {
+        req.version.data = version->value.data;
+        req.version.len = version->value.len;
+    }
+
+    status = amon_ws_server_check(&req, &reason);
+
+    if (status) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "amonitor: panel handshake refused: %s", reason);
+
+        if (status == 426) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            h->hash = 1;
+            ngx_str_set(&h->key, "Sec-WebSocket-Version");
+            ngx_str_set(&h->value, "13");
+        }
+
+        if (status == NGX_HTTP_NOT_ALLOWED) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            h->hash = 1;
+            ngx_str_set(&h->key, "Allow");
+            ngx_str_set(&h->value, "GET");
+        }
+
+        return ngx_http_amonitor_panel_reject(r, status, reason);
+    }
+
+    p = ngx_pcalloc(r->pool, sizeof(ngx_http_amonitor_panel_t));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    accept = ngx_pnalloc(r->pool, AMON_WS_ACCEPT_LEN);
+    if (accept == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (amon_ws_accept(key->value.data, key->value.len, accept) != AMON_OK) {
+        return ngx_http_amonitor_panel_reject(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid Sec-WebSocket-Key");
+    }
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
+    r->headers_out.content_length_n = -1;
+    r->keepalive = 0;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Upgrade");
+    ngx_str_set(&h->value, "websocket");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Sec-WebSocket-Accept");
+    h->value.data = accept;
+    h->value.len = AMON_WS_ACCEPT_LEN;
+
+    if (proto
+        && amon_ws_select_subprotocol(proto->value.data, proto->value.len,
+                                      protos) >= 0)
+    {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Sec-WebSocket-Protocol");
+        h->value = ngx_http_amonitor_subprotocol;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p->request = r;
+    p->id = ++w->panel_seq;
+    p->wc.data = p;
+    p->wc.on_message = ngx_http_amonitor_panel_message;
+    p->wc.on_close = ngx_http_amonitor_panel_on_close;
+    p->wc.log_level = NGX_LOG_INFO;
+
+    if (ngx_http_amonitor_conn_init(&p->wc, c, r->pool, w, 0) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_amonitor_panel_cleanup;
+    cln->data = p;
+
+    ngx_http_set_ctx(r, p, ngx_http_amonitor_module);
+
+    ngx_queue_insert_tail(&w->panels, &p->queue);
+    (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_special(r, NGX_HTTP_FLUSH);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "amonitor panel #%ui open", p->id);
+
+    c->log->action = "relaying amonitor panel messages";
+    c->idle = 1;
+
+    r->read_event_handler = ngx_http_amonitor_panel_read_handler;
+    r->write_event_handler = ngx_http_amonitor_panel_write_handler;
+
+    r->main->count++;
+
+    ngx_http_amonitor_conn_start_ping(&p->wc, amcf->ping);
+
+    p->in_handler = 1;
+
+    if (r->header_in->last > r->header_in->pos) {
+        /* frames that came with the handshake */
+        if (ngx_http_amonitor_conn_feed(&p->wc, r->header_in->pos,
+                                        r->header_in->last
+                                        - r->header_in->pos)
+            != NGX_OK)
+        {
+            p->in_handler = 0;
+            return NGX_DONE;
+        }
+
+        r->header_in->pos = r->header_in->last;
+    }
+
+    p->in_handler = 0;
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+
+    } else if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_amonitor_panel_on_close(&p->wc);
+    }
+
+    return NGX_DONE;
+}
+
+
+/* Authorization: Bearer T, or ?token=T for browsers (they cannot set it) */
+static ngx_int_t
+ngx_http_amonitor_panel_auth(ngx_http_request_t *r, ngx_str_t *token)
+{
+    u_char     *p, *last, diff;
+    size_t      i;
+    ngx_str_t   given, arg;
+
+    ngx_str_null(&given);
+
+    if (r->headers_in.authorization) {
+        p = r->headers_in.authorization->value.data;
+        last = p + r->headers_in.authorization->value.len;
+
+        if (last - p > 7 && ngx_strncasecmp(p, (u_char *) "Bearer ", 7) == 0)
+        {
+            p += 7;
+            while (p < last && *p == ' ') {
+                p++;
+            }
+
+            given.data = p;
+            given.len = last - p;
+        }
+
+    } else if (ngx_http_arg(r, (u_char *) "token", 5, &arg) == NGX_OK) {
+        given.len = arg.len;
+        given.data = ngx_pnalloc(r->pool, arg.len);
+        if (given.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = given.data;
+        ngx_unescape_uri(&p, &arg.data, arg.len, NGX_UNESCAPE_URI);
+        given.len = p - given.data;
+    }
+
+    if (given.len != token->len) {
+        return NGX_DECLINED;
+    }
+
+    /* compare in constant time */
+    diff = 0;
+    for (i = 0; i < token->len; i++) {
+        diff |= given.data[i] ^ token->data[i];
+    }
+
+    return diff ? NGX_DECLINED : NGX_OK;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_amonitor_panel_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_panel_reject(ngx_http_request_t *r, ngx_uint_t status,
+    const char *reason)
+{
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    len = ngx_strlen(reason);
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, reason, len);
+    *b->last++ = '\n';
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len + 1;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->keepalive = 0;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static void
+ngx_http_amonitor_panel_read_handler(ngx_http_request_t *r)
+{
+    ngx_http_amonitor_panel_t  *p;
+
+    p = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
+
+    if (p == NULL || p->wc.closed) {
+        return;
+    }
+
+    p->in_handler = 1;
+    ngx_http_amonitor_conn_read(&p->wc);
+    p->in_handler = 0;
+}
+
+
+static void
+ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r)
+{
+    ngx_http_amonitor_panel_t  *p;
+
+    p = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
+
+    if (p == NULL || p->wc.closed) {
+        return;
+    }
+
+    p->in_handler = 1;
+
+    if (ngx_http_amonitor_conn_flush(&p->wc) != NGX_OK) {
+        ngx_http_amonitor_panel_on_close(&p->wc);
+    }
+
+    p->in_handler = 0;
+}
+
+
+static void
+ngx_http_amonitor_panel_message(ngx_http_amonitor_conn_t *wc,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_router_panel_message(wc->data, opcode, data, len);
+}
+
+
+/*
+ * End the panel.  Inside the request's own handlers nginx runs the posted
+ * termination afterwards; from elsewhere (timers, fan-out) we run it.
+ */
+static void
+ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_panel_t  *p = wc->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (p->finalized) {
+        return;
+    }
+
+    p->finalized = 1;
+
+    r = p->request;
+    c = r->connection;
+
+    ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+
+    if (!p->in_handler) {
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+static void
+ngx_http_amonitor_panel_cleanup(void *data)
+{
+    ngx_http_amonitor_panel_t  *p = data;
+
+    if (p->wc.closed) {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->wc.connection->log, 0,
+                   "amonitor panel #%ui closed", p->id);
+
+    if (!p->wc.close_sent && !p->wc.connection->error) {
+        /* worker shutdown or reload: say goodbye */
+        ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_GOING_AWAY,
+                                           "server going away");
+    }
+
+    p->finalized = 1;
+
+    ngx_queue_remove(&p->queue);
+    (void) ngx_atomic_fetch_add(&p->wc.worker->counters->panels, -1);
+
+    ngx_http_amonitor_router_panel_gone(p);
+    ngx_http_amonitor_conn_free(&p->wc);
+}
+
+
+/* fan a shared frame out to every panel; droppable for slow panels */
+void
+ngx_http_amonitor_panel_broadcast(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_msg_t *msg)
+{
+    ngx_queue_t                *q;
+    ngx_http_amonitor_panel_t  *p;
+
+    msg->refs++;
+
+    for (q = ngx_queue_head(&w->panels);
+         q != ngx_queue_sentinel(&w->panels);
+         q = ngx_queue_next(q))
+    {
+        p = ngx_queue_data(q, ngx_http_amonitor_panel_t, queue);
+
+        if (ngx_http_amonitor_conn_send(&p->wc, msg, 0) == NGX_OK) {
+            continue;
+        }
+
+        if (p->wc.dropped++ % 1000 == 0) {
+            ngx_log_error(NGX_LOG_WARN, p->wc.connection->log, 0,
+                          "amonitor: panel #%ui is slow: its send queue "
+                          "is full, %ui heartbeats/events dropped for it",
+                          p->id, p->wc.dropped);
+        }
+
+        (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
+    }
+
+    (void) ngx_atomic_fetch_add(&w->counters->forwarded, 1);
+
+    ngx_http_amonitor_msg_release(w, msg);
+}
+
+
+/* an ack or error for one panel: never dropped silently */
+void
+ngx_http_amonitor_panel_send_data(ngx_http_amonitor_panel_t *p,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_int_t  rc;
+
+    if (p->wc.closed || p->finalized) {
+        return;
+    }
+
+    rc = ngx_http_amonitor_conn_send_data(&p->wc, opcode, data, len, 1);
+
+    if (rc == NGX_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, p->wc.connection->log, 0,
+                  "amonitor: panel #%ui does not read its messages and "
+                  "an answer cannot be queued, closing it", p->id);
+
+    ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_POLICY,
+                                       "send queue overflow");
+    ngx_http_amonitor_panel_on_close(&p->wc);
+}
+
+
+void
+ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t                *q;
+    ngx_http_amonitor_panel_t  *p;
+
+    while (!ngx_queue_empty(&w->panels)) {
+        q = ngx_queue_head(&w->panels);
+        p = ngx_queue_data(q, ngx_http_amonitor_panel_t, queue);
+        ngx_http_amonitor_panel_cleanup(p);
+    }
+}

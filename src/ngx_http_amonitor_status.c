@@ -1,0 +1,117 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * "amonitor_status": a JSON snapshot of the zone's counters and of this
+ * worker's targets, for monitoring the monitor.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_module.h"
+
+
+static const char  *ngx_http_amonitor_states[] = {
+    "idle", "connecting", "handshake", "up", "backoff"
+};
+
+
+ngx_int_t
+ngx_http_amonitor_status_handler(ngx_http_request_t *r)
+{
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_buf_t                      *b;
+    ngx_chain_t                     out;
+    ngx_queue_t                    *q;
+    ngx_http_amonitor_worker_t     *w;
+    ngx_http_amonitor_counters_t   *n;
+    ngx_http_amonitor_upstream_t   *u;
+    ngx_http_amonitor_main_conf_t  *amcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
+    w = amcf->worker;
+
+    if (w == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    n = w->counters;
+
+    len = 512 + 12 * NGX_ATOMIC_T_LEN;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams);
+         q = ngx_queue_next(q))
+    {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+        len += 96 + 6 * u->id.len + 6 * u->norm.len + NGX_INT_T_LEN;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last,
+                          "{\"pid\":%P,\"panels\":%uA,\"upstreams_open\":%uA,"
+                          "\"forwarded\":%uA,\"dropped\":%uA,"
+                          "\"actions\":%uA,\"duplicates\":%uA,\"acks\":%uA,"
+                          "\"errors\":%uA,\"ack_timeouts\":%uA,"
+                          "\"evictions\":%uA,\"invalid\":%uA,\"targets\":[",
+                          ngx_pid, n->panels, n->upstreams_open,
+                          n->forwarded, n->dropped, n->actions,
+                          n->duplicates, n->acks, n->errors,
+                          n->ack_timeouts, n->evictions, n->invalid);
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams);
+         q = ngx_queue_next(q))
+    {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (q != ngx_queue_head(&w->upstreams)) {
+            *b->last++ = ',';
+        }
+
+        b->last = ngx_sprintf(b->last, "{\"id\":\"");
+        b->last = (u_char *) ngx_escape_json(b->last, u->id.data, u->id.len);
+        b->last = ngx_sprintf(b->last, "\",\"url\":\"");
+        b->last = (u_char *) ngx_escape_json(b->last, u->norm.data,
+                                             u->norm.len);
+        b->last = ngx_sprintf(b->last, "\",\"state\":\"%s\",\"dynamic\":%s,"
+                              "\"failures\":%ui}",
+                              ngx_http_amonitor_states[u->state],
+                              u->dynamic ? "true" : "false", u->failures);
+    }
+
+    b->last = ngx_sprintf(b->last, "]}\n");
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

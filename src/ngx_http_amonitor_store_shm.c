@@ -1,0 +1,574 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The shared memory zone: the dedupe table (rbtree keyed by crc32 of the
+ * msg_id, LRU queue, expiry in the node), the registry of learned targets
+ * and the counters.  Shared by all workers; survives reload.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor_store.h"
+
+
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC  0x414d4f4e0001ULL
+
+
+typedef struct {
+    u_char                       color;
+    u_char                       state;
+    u_short                      id_len;
+    ngx_queue_t                  queue;
+    ngx_msec_t                   expire;
+    u_short                      result_len;
+    u_char                       data[1];      /* id, then result */
+} ngx_http_amonitor_node_t;
+
+
+typedef struct {
+    uint64_t                     magic;
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+    ngx_queue_t                  lru;
+    ngx_http_amonitor_counters_t counters;
+    ngx_atomic_t                 registry_gen;
+    ngx_uint_t                   registry_n;
+    ngx_http_amonitor_reg_t      registry[NGX_HTTP_AMONITOR_MAX_DYNAMIC];
+} ngx_http_amonitor_shctx_t;
+
+
+typedef struct {
+    ngx_http_amonitor_shctx_t   *sh;
+    ngx_slab_pool_t             *shpool;
+    ngx_msec_t                   ttl;
+    ngx_http_amonitor_store_t    store;
+    ngx_log_t                   *log;
+} ngx_http_amonitor_shm_t;
+
+
+static void ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_lookup(
+    ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash);
+static void ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx,
+    ngx_uint_t force);
+static void ngx_http_amonitor_shm_delete(ngx_http_amonitor_shm_t *ctx,
+    ngx_http_amonitor_node_t *an);
+static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_alloc(
+    ngx_http_amonitor_shm_t *ctx, size_t len, ngx_uint_t *evicted);
+static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data);
+static void ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static void ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id);
+
+
+#define ngx_http_amonitor_node(n)                                             \
+    ((ngx_http_amonitor_node_t *) &(n)->color)
+
+#define ngx_http_amonitor_node_size(len)                                      \
+    (offsetof(ngx_rbtree_node_t, color)                                       \
+     + offsetof(ngx_http_amonitor_node_t, data) + (len))
+
+
+ngx_int_t
+ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_amonitor_shctx_t  *octx = data;
+
+    size_t                      len;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_amonitor_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (octx) {
+        /* reload: keep the dedupe state of the running zone */
+        if (octx->magic != NGX_HTTP_AMONITOR_ZONE_MAGIC) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "amonitor zone \"%V\" was made by an incompatible "
+                          "version of the module", &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        shm_zone->data = octx;
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_amonitor_shctx_t));
+    if (sh == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "amonitor zone \"%V\" is too small",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    sh->magic = NGX_HTTP_AMONITOR_ZONE_MAGIC;
+    shpool->data = sh;
+    shm_zone->data = sh;
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
+                    ngx_http_amonitor_shm_rbtree_insert);
+    ngx_queue_init(&sh->lru);
+
+    len = sizeof(" in amonitor zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in amonitor zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+void *
+ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone)
+{
+    ngx_http_amonitor_shctx_t  *sh = shm_zone->data;
+
+    return &sh->counters;
+}
+
+
+ngx_http_amonitor_store_t *
+ngx_http_amonitor_store_shm_create(ngx_shm_zone_t *shm_zone, ngx_pool_t *pool,
+    ngx_msec_t ttl)
+{
+    ngx_http_amonitor_shm_t  *ctx;
+
+    ctx = ngx_pcalloc(pool, sizeof(ngx_http_amonitor_shm_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ctx->sh = shm_zone->data;
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    ctx->ttl = ttl;
+    ctx->log = pool->log;
+
+    ctx->store.claim = ngx_http_amonitor_shm_claim;
+    ctx->store.finish = ngx_http_amonitor_shm_finish;
+    ctx->store.release = ngx_http_amonitor_shm_release;
+    ctx->store.data = ctx;
+
+    return &ctx->store;
+}
+
+
+static void
+ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t         **p;
+    ngx_http_amonitor_node_t   *an, *ant;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            an = ngx_http_amonitor_node(node);
+            ant = ngx_http_amonitor_node(temp);
+
+            p = (ngx_memn2cmp(an->data, ant->data, an->id_len, ant->id_len)
+                 < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_amonitor_node_t *
+ngx_http_amonitor_shm_lookup(ngx_http_amonitor_shctx_t *sh, ngx_str_t *id,
+    uint32_t hash)
+{
+    ngx_int_t                  rc;
+    ngx_rbtree_node_t         *node, *sentinel;
+    ngx_http_amonitor_node_t  *an;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        an = ngx_http_amonitor_node(node);
+
+        rc = ngx_memn2cmp(id->data, an->data, id->len, (size_t) an->id_len);
+
+        if (rc == 0) {
+            return an;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_amonitor_shm_delete(ngx_http_amonitor_shm_t *ctx,
+    ngx_http_amonitor_node_t *an)
+{
+    ngx_rbtree_node_t  *node;
+
+    ngx_queue_remove(&an->queue);
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) an - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_rbtree_delete(&ctx->sh->rbtree, node);
+    ngx_slab_free_locked(ctx->shpool, node);
+}
+
+
+/* drop expired entries from the LRU tail; "force" evicts one live entry */
+static void
+ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx, ngx_uint_t force)
+{
+    ngx_uint_t                 n;
+    ngx_queue_t               *q;
+    ngx_msec_int_t             ms;
+    ngx_http_amonitor_node_t  *an;
+
+    for (n = 0; n < 3; n++) {
+
+        if (ngx_queue_empty(&ctx->sh->lru)) {
+            return;
+        }
+
+        q = ngx_queue_last(&ctx->sh->lru);
+        an = ngx_queue_data(q, ngx_http_amonitor_node_t, queue);
+
+        ms = (ngx_msec_int_t) (an->expire - ngx_current_msec);
+
+        if (ms > 0) {
+            if (!force) {
+                return;
+            }
+
+            force = 0;
+        }
+
+        ngx_http_amonitor_shm_delete(ctx, an);
+    }
+}
+
+
+static ngx_http_amonitor_node_t *
+ngx_http_amonitor_shm_alloc(ngx_http_amonitor_shm_t *ctx, size_t len,
+    ngx_uint_t *evicted)
+{
+    ngx_uint_t          i;
+    ngx_rbtree_node_t  *node;
+
+    ngx_http_amonitor_shm_expire(ctx, 0);
+
+    for (i = 0; i < 8; i++) {
+        node = ngx_slab_alloc_locked(ctx->shpool,
+                                     ngx_http_amonitor_node_size(len));
+        if (node != NULL) {
+            return (ngx_http_amonitor_node_t *) &node->color;
+        }
+
+        if (ngx_queue_empty(&ctx->sh->lru)) {
+            break;
+        }
+
+        /* full: evict the least recently used entry, live or not */
+        ngx_http_amonitor_shm_expire(ctx, 1);
+        (*evicted)++;
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data)
+{
+    ngx_http_amonitor_shm_t  *ctx = st->data;
+
+    uint32_t                   hash;
+    ngx_int_t                  rc;
+    ngx_uint_t                 evicted;
+    ngx_rbtree_node_t         *node;
+    ngx_http_amonitor_node_t  *an;
+
+    hash = ngx_crc32_short(msg_id->data, msg_id->len);
+    evicted = 0;
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+
+    if (an != NULL
+        && (ngx_msec_int_t) (an->expire - ngx_current_msec) <= 0)
+    {
+        ngx_http_amonitor_shm_delete(ctx, an);
+        an = NULL;
+    }
+
+    if (an != NULL) {
+        ngx_queue_remove(&an->queue);
+        ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
+
+        *state = an->state;
+        result->len = an->result_len;
+        ngx_memcpy(result->data, an->data + an->id_len, an->result_len);
+
+    } else {
+        an = ngx_http_amonitor_shm_alloc(ctx, msg_id->len, &evicted);
+
+        if (an == NULL) {
+            rc = NGX_ERROR;
+
+        } else {
+            node = (ngx_rbtree_node_t *)
+                       ((u_char *) an - offsetof(ngx_rbtree_node_t, color));
+            node->key = hash;
+            an->state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
+            an->id_len = (u_short) msg_id->len;
+            an->result_len = 0;
+            an->expire = ngx_current_msec + ctx->ttl;
+            ngx_memcpy(an->data, msg_id->data, msg_id->len);
+
+            ngx_rbtree_insert(&ctx->sh->rbtree, node);
+            ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
+
+            *state = NGX_HTTP_AMONITOR_CLAIM_NEW;
+            result->len = 0;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (evicted) {
+        (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "amonitor zone is full: evicted %ui live dedupe "
+                      "entries; increase the zone size", evicted);
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "amonitor zone is full even after eviction; "
+                      "msg_id \"%V\" not recorded", msg_id);
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e state, ngx_str_t *result)
+{
+    ngx_http_amonitor_shm_t  *ctx = st->data;
+
+    size_t                     rlen;
+    uint32_t                   hash;
+    ngx_msec_t                 expire;
+    ngx_uint_t                 evicted;
+    ngx_rbtree_node_t         *node;
+    ngx_http_amonitor_node_t  *an, *old;
+
+    hash = ngx_crc32_short(msg_id->data, msg_id->len);
+    rlen = (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX)
+           ? result->len : 0;
+    evicted = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    old = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+
+    if (old != NULL) {
+        expire = old->expire;
+        ngx_http_amonitor_shm_delete(ctx, old);
+
+    } else {
+        /* evicted meanwhile, or finished late: record it again */
+        expire = ngx_current_msec + ctx->ttl;
+    }
+
+    an = ngx_http_amonitor_shm_alloc(ctx, msg_id->len + rlen, &evicted);
+
+    if (an != NULL) {
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) an - offsetof(ngx_rbtree_node_t, color));
+        node->key = hash;
+        an->state = state;
+        an->id_len = (u_short) msg_id->len;
+        an->result_len = (u_short) rlen;
+        an->expire = expire;
+        ngx_memcpy(an->data, msg_id->data, msg_id->len);
+        if (rlen) {
+            ngx_memcpy(an->data + msg_id->len, result->data, rlen);
+        }
+
+        ngx_rbtree_insert(&ctx->sh->rbtree, node);
+        ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (evicted) {
+        (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "amonitor zone is full: evicted %ui live dedupe "
+                      "entries; increase the zone size", evicted);
+    }
+
+    if (an == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "amonitor zone is full even after eviction; result "
+                      "of msg_id \"%V\" not recorded", msg_id);
+    }
+}
+
+
+static void
+ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id)
+{
+    ngx_http_amonitor_shm_t  *ctx = st->data;
+
+    uint32_t                   hash;
+    ngx_http_amonitor_node_t  *an;
+
+    hash = ngx_crc32_short(msg_id->data, msg_id->len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+
+    if (an != NULL && an->state == NGX_HTTP_AMONITOR_CLAIM_PENDING) {
+        ngx_http_amonitor_shm_delete(ctx, an);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * The registry of targets learned at run time (register messages, on-demand
+ * dials), so that every worker connects to them.  Entries are never removed
+ * in v1; the generation counter tells workers to reconcile.
+ */
+
+ngx_int_t
+ngx_http_amonitor_registry_add(ngx_shm_zone_t *shm_zone, ngx_str_t *id,
+    ngx_str_t *url)
+{
+    ngx_uint_t                  i;
+    ngx_int_t                   rc;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_amonitor_reg_t    *reg;
+    ngx_http_amonitor_shctx_t  *sh;
+
+    if (id->len > sizeof(reg->id) || url->len > sizeof(reg->url)) {
+        return NGX_DECLINED;
+    }
+
+    sh = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < sh->registry_n; i++) {
+        reg = &sh->registry[i];
+
+        if (ngx_memn2cmp(reg->id, id->data, reg->id_len, id->len) == 0) {
+            rc = NGX_OK;
+            break;
+        }
+    }
+
+    if (rc == NGX_DECLINED && sh->registry_n < NGX_HTTP_AMONITOR_MAX_DYNAMIC) {
+        reg = &sh->registry[sh->registry_n];
+        reg->id_len = id->len;
+        reg->url_len = url->len;
+        ngx_memcpy(reg->id, id->data, id->len);
+        ngx_memcpy(reg->url, url->data, url->len);
+
+        sh->registry_n++;
+        sh->registry_gen++;
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_uint_t
+ngx_http_amonitor_registry_snapshot(ngx_shm_zone_t *shm_zone,
+    ngx_http_amonitor_reg_t *out, ngx_uint_t *gen)
+{
+    ngx_uint_t                  n;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_amonitor_shctx_t  *sh;
+
+    sh = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (*gen == sh->registry_gen) {
+        return 0;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    n = sh->registry_n;
+    ngx_memcpy(out, sh->registry, n * sizeof(ngx_http_amonitor_reg_t));
+    *gen = sh->registry_gen;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return n;
+}

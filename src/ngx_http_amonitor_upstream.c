@@ -1,0 +1,816 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The upstream side: every worker keeps one client WebSocket connection to
+ * every target (configured, or learned at run time through the zone's
+ * registry), inside nginx's event loop, with capped exponential backoff
+ * plus jitter between attempts.  Only this file decides which worker owns
+ * an upstream connection: each worker owns its own, to every target.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor_store.h"
+
+
+#define NGX_HTTP_AMONITOR_RECONCILE  1000
+
+
+static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, ngx_str_t *norm,
+    ngx_str_t *host_port, ngx_str_t *path, ngx_str_t *token,
+    ngx_addr_t *addrs, ngx_uint_t naddrs);
+static void ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_amonitor_upstream_schedule(
+    ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev);
+static void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
+static void ngx_http_amonitor_upstream_opened(ngx_http_amonitor_upstream_t *u,
+    size_t header_len);
+static void ngx_http_amonitor_upstream_read(ngx_event_t *rev);
+static void ngx_http_amonitor_upstream_write(ngx_event_t *wev);
+static void ngx_http_amonitor_upstream_message(ngx_http_amonitor_conn_t *wc,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc);
+static void ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
+static u_char *ngx_http_amonitor_upstream_log_error(ngx_log_t *log,
+    u_char *buf, size_t len);
+
+
+ngx_int_t
+ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_uint_t                        i;
+    ngx_http_amonitor_upstream_t     *u;
+    ngx_http_amonitor_target_conf_t  *t;
+
+    t = w->amcf->targets.elts;
+
+    for (i = 0; i < w->amcf->targets.nelts; i++) {
+        u = ngx_http_amonitor_upstream_create(w, &t[i].id, &t[i].norm,
+                                              &t[i].host_port, &t[i].path,
+                                              &t[i].token, t[i].addrs,
+                                              t[i].naddrs);
+        if (u == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_amonitor_upstream_connect(u);
+    }
+
+    w->reconcile.handler = ngx_http_amonitor_upstream_reconcile;
+    w->reconcile.data = w;
+    w->reconcile.log = w->cycle->log;
+    w->reconcile.cancelable = 1;
+
+    ngx_add_timer(&w->reconcile, NGX_HTTP_AMONITOR_RECONCILE);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_upstream_t  *u;
+
+    if (w->reconcile.timer_set) {
+        ngx_del_timer(&w->reconcile);
+    }
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams);
+         q = ngx_queue_next(q))
+    {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+        u->stopped = 1;
+
+        if (u->reconnect.timer_set) {
+            ngx_del_timer(&u->reconnect);
+        }
+
+        if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+            ngx_http_amonitor_conn_close_frame(&u->wc,
+                                               AMON_WS_CLOSE_GOING_AWAY,
+                                               "agent shutting down");
+        }
+
+        ngx_http_amonitor_upstream_fail(u);
+    }
+}
+
+
+static ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *id, ngx_str_t *norm, ngx_str_t *host_port, ngx_str_t *path,
+    ngx_str_t *token, ngx_addr_t *addrs, ngx_uint_t naddrs)
+{
+    u_char                        *p;
+    ngx_pool_t                    *pool;
+    ngx_http_amonitor_upstream_t  *u;
+
+    pool = ngx_create_pool(1024, w->cycle->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    u = ngx_pcalloc(pool, sizeof(ngx_http_amonitor_upstream_t));
+    if (u == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    p = ngx_pnalloc(pool, id->len + norm->len + host_port->len + path->len
+                          + token->len);
+    if (p == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    u->pool = pool;
+
+    u->id.data = p;
+    u->id.len = id->len;
+    p = ngx_cpymem(p, id->data, id->len);
+
+    u->norm.data = p;
+    u->norm.len = norm->len;
+    p = ngx_cpymem(p, norm->data, norm->len);
+
+    u->host_port.data = p;
+    u->host_port.len = host_port->len;
+    p = ngx_cpymem(p, host_port->data, host_port->len);
+
+    u->path.data = p;
+    u->path.len = path->len;
+    p = ngx_cpymem(p, path->data, path->len);
+
+    u->token.data = p;
+    u->token.len = token->len;
+    ngx_memcpy(p, token->data, token->len);
+
+    u->addrs = addrs;
+    u->naddrs = naddrs;
+
+    u->log = *w->cycle->log;
+    u->log.handler = ngx_http_amonitor_upstream_log_error;
+    u->log.data = u;
+    u->log.action = "connecting to an SDK";
+
+    u->wc.data = u;
+    u->wc.worker = w;
+    u->wc.on_message = ngx_http_amonitor_upstream_message;
+    u->wc.on_close = ngx_http_amonitor_upstream_on_close;
+    u->wc.log_level = NGX_LOG_ERR;
+
+    u->reconnect.handler = ngx_http_amonitor_upstream_reconnect_handler;
+    u->reconnect.data = u;
+    u->reconnect.log = &u->log;
+    u->reconnect.cancelable = 1;
+
+    u->backoff = w->amcf->reconnect_min;
+
+    u->hs = ngx_create_temp_buf(pool, AMON_WS_MAX_RESPONSE);
+    if (u->hs == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    ngx_queue_init(&u->waiting);
+    ngx_queue_insert_tail(&w->upstreams, &u->queue);
+
+    return u;
+}
+
+
+/* a target learned at run time; "u" must hold an IP literal host */
+ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_upstream_add(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
+    amon_ws_url_t *wu)
+{
+    u_char                         norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t                      n, hp, path, token, host;
+    ngx_addr_t                    *addr;
+    ngx_pool_t                    *pool;
+    ngx_http_amonitor_upstream_t  *u;
+
+    host.data = (u_char *) wu->host.data;
+    host.len = wu->host.len;
+
+    if (host.len > 2 && host.data[0] == '[') {
+        host.data++;
+        host.len -= 2;
+    }
+
+    n.data = norm;
+    n.len = amon_ws_url_normalize(wu, norm, sizeof(norm));
+    if (n.len == 0) {
+        return NULL;
+    }
+
+    hp.data = (u_char *) wu->host_port.data;
+    hp.len = wu->host_port.len;
+    path.data = (u_char *) wu->path.data;
+    path.len = wu->path.len;
+    ngx_str_null(&token);
+
+    pool = w->cycle->pool;
+
+    addr = ngx_pcalloc(pool, sizeof(ngx_addr_t));
+    if (addr == NULL) {
+        return NULL;
+    }
+
+    if (host.len == 9 && ngx_strncasecmp(host.data, (u_char *) "localhost", 9)
+                         == 0)
+    {
+        ngx_str_set(&host, "127.0.0.1");
+    }
+
+    /* numeric only: a worker never does blocking DNS */
+    if (ngx_parse_addr(pool, addr, host.data, host.len) != NGX_OK) {
+        return NULL;
+    }
+
+    ngx_inet_set_port(addr->sockaddr, (in_port_t) wu->port);
+
+    addr->name.data = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
+    if (addr->name.data == NULL) {
+        return NULL;
+    }
+
+    addr->name.len = ngx_sock_ntop(addr->sockaddr, addr->socklen,
+                                   addr->name.data, NGX_SOCKADDR_STRLEN, 1);
+
+    u = ngx_http_amonitor_upstream_create(w, id, &n, &hp, &path, &token,
+                                          addr, 1);
+    if (u == NULL) {
+        return NULL;
+    }
+
+    u->dynamic = 1;
+
+    ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+                  "amonitor: new target \"%V\" at %V", &u->id, &u->norm);
+
+    ngx_http_amonitor_upstream_connect(u);
+
+    return u;
+}
+
+
+ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_upstream_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
+{
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_upstream_t  *u;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams);
+         q = ngx_queue_next(q))
+    {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (u->id.len == id->len
+            && ngx_strncmp(u->id.data, id->data, id->len) == 0)
+        {
+            return u;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_upstream_find_url(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *norm)
+{
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_upstream_t  *u;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams);
+         q = ngx_queue_next(q))
+    {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (u->norm.len == norm->len
+            && ngx_strncmp(u->norm.data, norm->data, norm->len) == 0)
+        {
+            return u;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
+{
+    u_char                      rnd[16];
+    uint32_t                    r;
+    ngx_int_t                   rc;
+    ngx_uint_t                  i;
+    ngx_addr_t                 *addr;
+    amon_str_t                  hp, path, token;
+    ngx_connection_t           *c;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->wc.worker;
+
+    if (u->stopped || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    addr = &u->addrs[u->next_addr++ % u->naddrs];
+
+    ngx_memzero(&u->peer, sizeof(ngx_peer_connection_t));
+
+    u->peer.sockaddr = addr->sockaddr;
+    u->peer.socklen = addr->socklen;
+    u->peer.name = &addr->name;
+    u->peer.get = ngx_event_get_peer;
+    u->peer.log = &u->log;
+    u->peer.log_error = NGX_ERROR_ERR;
+
+    u->log.action = "connecting to an SDK";
+    u->state = NGX_HTTP_AMONITOR_UP_CONNECTING;
+
+    rc = ngx_event_connect_peer(&u->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                      "amonitor: cannot connect to the SDK");
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    c = u->peer.connection;
+    c->data = u;
+    c->read->handler = ngx_http_amonitor_upstream_hs_read;
+    c->write->handler = ngx_http_amonitor_upstream_hs_write;
+
+    /* the handshake request */
+
+    for (i = 0; i < 16; i += 4) {
+        r = (uint32_t) ngx_random();
+        ngx_memcpy(&rnd[i], &r, 4);
+    }
+
+    amon_ws_make_key(rnd, u->key);
+
+    hp.data = u->host_port.data;
+    hp.len = u->host_port.len;
+    path.data = u->path.data;
+    path.len = u->path.len;
+    token.data = u->token.len ? u->token.data : NULL;
+    token.len = u->token.len;
+
+    u->hs->pos = u->hs->start;
+    u->hs->last = u->hs->start
+                  + amon_ws_client_request(u->hs->start,
+                                           u->hs->end - u->hs->start, hp,
+                                           path, u->key, token);
+
+    if (u->hs->last == u->hs->start) {
+        ngx_log_error(NGX_LOG_ALERT, &u->log, 0,
+                      "amonitor: cannot build the handshake request");
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    ngx_add_timer(c->write, w->amcf->connect_timeout);
+
+    if (rc == NGX_OK) {
+        ngx_http_amonitor_upstream_hs_write(c->write);
+    }
+}
+
+
+static void
+ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
+{
+    ssize_t                        n;
+    ngx_connection_t              *c;
+    ngx_http_amonitor_upstream_t  *u;
+
+    c = wev->data;
+    u = c->data;
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
+                      "amonitor: SDK connect timed out");
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    u->state = NGX_HTTP_AMONITOR_UP_HANDSHAKE;
+    u->log.action = "sending the handshake to an SDK";
+
+    while (u->hs->pos < u->hs->last) {
+        n = c->send(c, u->hs->pos, u->hs->last - u->hs->pos);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_amonitor_upstream_fail(u);
+            }
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        u->hs->pos += n;
+    }
+
+    /* request sent: wait for the response under the same timer */
+
+    u->log.action = "reading the handshake response of an SDK";
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    ngx_add_timer(c->read, u->wc.worker->amcf->connect_timeout);
+
+    wev->handler = ngx_http_amonitor_upstream_write;
+    u->hs->pos = u->hs->start;
+    u->hs->last = u->hs->start;
+
+    if (c->read->ready) {
+        ngx_http_amonitor_upstream_hs_read(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_amonitor_upstream_fail(u);
+    }
+}
+
+
+static void
+ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
+{
+    int                            rc, status;
+    size_t                         header_len;
+    ssize_t                        n;
+    const char                    *reason;
+    ngx_connection_t              *c;
+    ngx_http_amonitor_upstream_t  *u;
+
+    c = rev->data;
+    u = c->data;
+
+    if (rev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
+                      "amonitor: SDK handshake timed out");
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    if (u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE
+        || u->hs->pos != u->hs->start)
+    {
+        /* the request is not written yet */
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_http_amonitor_upstream_fail(u);
+        }
+        return;
+    }
+
+    for ( ;; ) {
+        n = c->recv(c, u->hs->last, u->hs->end - u->hs->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_amonitor_upstream_fail(u);
+            }
+            return;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                          "amonitor: SDK closed the connection during "
+                          "the handshake");
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        u->hs->last += n;
+
+        rc = amon_ws_client_response(u->hs->start, u->hs->last - u->hs->start,
+                                     u->key, &header_len, &status, &reason);
+
+        if (rc == AMON_AGAIN) {
+            if (u->hs->last == u->hs->end) {
+                rc = AMON_ETOOBIG;
+
+            } else {
+                continue;
+            }
+        }
+
+        if (rc != AMON_OK) {
+            if (rc == AMON_EHANDSHAKE) {
+                ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                              "amonitor: SDK refused the handshake: "
+                              "status %d, %s", status, reason);
+
+            } else {
+                ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                              "amonitor: invalid handshake response: %s",
+                              amon_strerror(rc));
+            }
+
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        ngx_http_amonitor_upstream_opened(u, header_len);
+        return;
+    }
+}
+
+
+static void
+ngx_http_amonitor_upstream_opened(ngx_http_amonitor_upstream_t *u,
+    size_t header_len)
+{
+    size_t                       extra;
+    ngx_connection_t            *c;
+    ngx_http_amonitor_worker_t  *w;
+
+    c = u->peer.connection;
+    w = u->wc.worker;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (ngx_http_amonitor_conn_init(&u->wc, c, u->pool, w, 1) != NGX_OK) {
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    if (u->failures) {
+        ngx_log_error(NGX_LOG_WARN, &u->log, 0,
+                      "amonitor: reconnected to the SDK after %ui failed "
+                      "attempts", u->failures);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+                      "amonitor: connected to the SDK");
+    }
+
+    u->state = NGX_HTTP_AMONITOR_UP_OPEN;
+    u->failures = 0;
+    u->opened = ngx_current_msec;
+    u->log.action = "relaying messages of an SDK";
+
+    c->read->handler = ngx_http_amonitor_upstream_read;
+    c->write->handler = ngx_http_amonitor_upstream_write;
+    c->idle = 1;
+
+    (void) ngx_atomic_fetch_add(&w->counters->upstreams_open, 1);
+
+    ngx_http_amonitor_conn_start_ping(&u->wc, w->amcf->ping);
+
+    ngx_http_amonitor_router_upstream_open(u);
+
+    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        return;
+    }
+
+    extra = (u->hs->last - u->hs->start) - header_len;
+
+    if (extra) {
+        /* frames that came with the response: usually the heartbeat */
+        if (ngx_http_amonitor_conn_feed(&u->wc, u->hs->start + header_len,
+                                        extra)
+            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_amonitor_upstream_read(ngx_event_t *rev)
+{
+    ngx_connection_t              *c;
+    ngx_http_amonitor_upstream_t  *u;
+
+    c = rev->data;
+    u = c->data;
+
+    if (c->close) {
+        /* graceful shutdown of the worker */
+        u->stopped = 1;
+        ngx_http_amonitor_conn_close_frame(&u->wc, AMON_WS_CLOSE_GOING_AWAY,
+                                           "agent shutting down");
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    ngx_http_amonitor_conn_read(&u->wc);
+}
+
+
+static void
+ngx_http_amonitor_upstream_write(ngx_event_t *wev)
+{
+    ngx_connection_t              *c;
+    ngx_http_amonitor_upstream_t  *u;
+
+    c = wev->data;
+    u = c->data;
+
+    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        return;
+    }
+
+    if (ngx_http_amonitor_conn_flush(&u->wc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, &u->log, ngx_socket_errno,
+                      "amonitor: write to the SDK failed");
+        ngx_http_amonitor_upstream_fail(u);
+    }
+}
+
+
+static void
+ngx_http_amonitor_upstream_message(ngx_http_amonitor_conn_t *wc,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_router_upstream_message(wc->data, opcode, data, len);
+}
+
+
+static void
+ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_upstream_t  *u = wc->data;
+
+    if (wc->close_received) {
+        if (wc->peer_close == AMON_WS_CLOSE_UNAUTHORIZED) {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                          "amonitor: SDK rejected the agent's token "
+                          "(close 4401)");
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, &u->log, 0,
+                          "amonitor: SDK closed the connection with %ui",
+                          wc->peer_close);
+        }
+    }
+
+    ngx_http_amonitor_upstream_fail(u);
+}
+
+
+/* close whatever is open and, unless stopping, try again later */
+static void
+ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_uint_t                   was_open;
+    ngx_http_amonitor_worker_t  *w;
+
+    w = u->wc.worker;
+    was_open = (u->state == NGX_HTTP_AMONITOR_UP_OPEN);
+
+    if (was_open) {
+        ngx_http_amonitor_conn_free(&u->wc);
+        (void) ngx_atomic_fetch_add(&w->counters->upstreams_open, -1);
+
+        if (ngx_current_msec - u->opened > w->amcf->reconnect_max) {
+            /* it was up for a while: start the backoff over */
+            u->backoff = w->amcf->reconnect_min;
+        }
+    }
+
+    if (u->peer.connection) {
+        ngx_close_connection(u->peer.connection);
+        u->peer.connection = NULL;
+    }
+
+    u->state = NGX_HTTP_AMONITOR_UP_BACKOFF;
+    u->failures++;
+
+    ngx_http_amonitor_router_upstream_down(u, was_open);
+
+    ngx_http_amonitor_upstream_schedule(u);
+}
+
+
+static void
+ngx_http_amonitor_upstream_schedule(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_msec_t                   delay;
+    ngx_http_amonitor_worker_t  *w;
+
+    w = u->wc.worker;
+
+    if (u->stopped || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    /* half fixed, half random: workers do not reconnect in lockstep */
+    delay = u->backoff / 2 + (ngx_msec_t) ngx_random() % (u->backoff / 2 + 1);
+
+    u->backoff = ngx_min(u->backoff * 2, w->amcf->reconnect_max);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &u->log, 0,
+                   "amonitor upstream reconnect in %M ms", delay);
+
+    ngx_add_timer(&u->reconnect, delay);
+}
+
+
+static void
+ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_amonitor_upstream_connect(ev->data);
+}
+
+
+/* connect to targets other workers learned since the last look */
+static void
+ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
+{
+    ngx_http_amonitor_worker_t  *w = ev->data;
+
+    ngx_str_t                 id;
+    ngx_uint_t                i, n;
+    amon_ws_url_t             wu;
+    ngx_http_amonitor_reg_t  *reg;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    reg = ngx_alloc(sizeof(ngx_http_amonitor_reg_t)
+                    * NGX_HTTP_AMONITOR_MAX_DYNAMIC, ev->log);
+
+    if (reg != NULL) {
+        n = ngx_http_amonitor_registry_snapshot(w->amcf->shm_zone, reg,
+                                                &w->registry_gen);
+
+        for (i = 0; i < n; i++) {
+            id.data = reg[i].id;
+            id.len = reg[i].id_len;
+
+            if (ngx_http_amonitor_upstream_find(w, &id) != NULL) {
+                continue;
+            }
+
+            if (amon_ws_url_parse(reg[i].url, reg[i].url_len, &wu) != AMON_OK
+                || ngx_http_amonitor_upstream_add(w, &id, &wu) == NULL)
+            {
+                ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                              "amonitor: cannot add learned target \"%V\"",
+                              &id);
+            }
+        }
+
+        ngx_free(reg);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_AMONITOR_RECONCILE);
+}
+
+
+static u_char *
+ngx_http_amonitor_upstream_log_error(ngx_log_t *log, u_char *buf, size_t len)
+{
+    u_char                        *p;
+    ngx_http_amonitor_upstream_t  *u;
+
+    p = buf;
+
+    if (log->action) {
+        p = ngx_snprintf(p, len, " while %s", log->action);
+        len -= p - buf;
+        buf = p;
+    }
+
+    u = log->data;
+
+    p = ngx_snprintf(buf, len, ", upstream: %V, peer: %V", &u->id,
+                     &u->norm);
+
+    return p;
+}
