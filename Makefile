@@ -64,8 +64,9 @@ $(NGX_BUILD)/Makefile: config $(GEN)
 $(NGX_BUILD)/$(MODULE): $(NGX_BUILD)/Makefile $(MOD_SRCS) $(GEN)
 	$(MAKE) -f $(NGX_BUILD)/Makefile -C $(NGX_SRC) modules
 
+# copy, then rename: a running nginx keeps its mapping of the old file
 $(BUILD)/$(MODULE): $(NGX_BUILD)/$(MODULE)
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 # --- the protocol core as a static library (SDK, CLI, tests) -------------
 

@@ -95,9 +95,11 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         req.upgrade.len = r->headers_in.upgrade->value.len;
     }
 
-    if (r->headers_in.connection) {
-        req.connection.data = r->headers_in.connection->value.data;
-        req.connection.len = r->headers_in.connection->value.len;
+    /* nginx 1.22 does not keep a pointer to Connection: look it up */
+    h = ngx_http_amonitor_panel_header(r, "Connection");
+    if (h) {
+        req.connection.data = h->value.data;
+        req.connection.len = h->value.len;
     }
 
     if (key) {
