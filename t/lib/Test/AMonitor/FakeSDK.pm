@@ -1,0 +1,397 @@
+package Test::AMonitor::FakeSDK;
+
+# A stand-in for a monitored program's SDK: a WebSocket server (Mojolicious)
+# that the agent dials, behaving like the example SDK of the original
+# system (heartbeat on open and every interval, events, action -> ack,
+# Bearer token check with close 4401).  Runs on the process-wide
+# Mojo::IOLoop; several can run at once.
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Mojo::IOLoop;
+use Mojo::Server::Daemon;
+use Mojolicious;
+use Mojo::JSON qw(true false);
+use Scalar::Util qw(weaken);
+use Test::AMonitor::Util qw(default_timeout wait_for encode_json try_decode_json uuid4
+    now_ms free_port note_verbose);
+
+
+# Test::AMonitor::FakeSDK->new(%opt), see Test::AMonitor's POD (fake_sdk)
+sub new {
+    my ($class, %opt) = @_;
+    my $self;
+
+    $self = bless {
+        port               => $opt{port} // free_port(),
+        target_id          => $opt{target_id} // 'demo-target',
+        heartbeat_interval => $opt{heartbeat_interval} // 5,
+        token              => $opt{token},
+        actions            => $opt{actions} // {},
+        ack_delay          => $opt{ack_delay} // 0,
+        no_ack             => $opt{no_ack} // 0,
+        on_action          => $opt{on_action},
+        on_message         => $opt{on_message},
+        register_url       => $opt{register_url},
+        metadata           => $opt{metadata} // {},
+        metrics            => $opt{metrics},
+        status             => $opt{status} // 'up',
+        conns              => {},      # id => { c, timer }
+        next_id            => 1,
+        received           => [],      # every message from the agent
+        action_log         => [],      # action envelopes, in order
+        executed           => {},      # action msg_id => count
+        acks               => [],      # ack envelopes sent
+        handshakes         => [],      # { path, headers } per connection
+        rejected           => 0,       # connections refused with 4401
+        accepted           => 0,       # connections accepted in total
+        heartbeats         => 0,       # heartbeats sent in total
+        seq                => 0,
+        daemon             => undef,
+    }, $class;
+
+    $self->start unless $opt{no_start};
+    return $self;
+}
+
+sub port      { $_[0]{port} }
+sub target_id { $_[0]{target_id} }
+sub url       { "ws://127.0.0.1:$_[0]{port}/" }
+
+sub _app {
+    my ($self) = @_;
+    my ($app, $weak, $handler);
+
+    $weak = $self;
+    weaken $weak;
+
+    $app = Mojolicious->new;
+    $app->mode('production');
+    $app->log->level('fatal');
+    $app->secrets(['amon-test']);
+    $handler = sub { $weak ? $weak->_accept(@_) : $_[0]->rendered(500) };
+    $app->routes->websocket('/' => $handler);
+    $app->routes->websocket('/*rest' => $handler);
+    $app->routes->any('/*rest' => { rest => '' } => sub {
+        $_[0]->render(text => "fake sdk: websocket only\n", status => 426);
+    });
+    return $app;
+}
+
+# listen (again) on the same port
+sub start {
+    my ($self) = @_;
+    return $self if $self->{daemon};
+
+    $self->{daemon} = Mojo::Server::Daemon->new(
+        app                => $self->_app,
+        listen             => ["http://127.0.0.1:$self->{port}"],
+        silent             => 1,
+        inactivity_timeout => 0,
+    );
+    $self->{daemon}->start;
+    note_verbose("fake sdk $self->{target_id}: listening on $self->{port}");
+    return $self;
+}
+
+# stop listening (connections are refused) and close every connection
+# with 1001 (going away), like a program that shuts down
+sub stop {
+    my ($self, $code) = @_;
+    my $loop = Mojo::IOLoop->singleton;
+
+    if (my $d = delete $self->{daemon}) {
+        $loop->remove($_) for @{ $d->acceptors };
+        @{ $d->acceptors } = ();
+    }
+    for my $id (keys %{ $self->{conns} }) {
+        my $c = $self->{conns}{$id}{c};
+        $c->finish($code // 1001) if $c && $c->tx;
+    }
+    wait_for(sub { !%{ $self->{conns} } }, 2);
+    $self->_forget($_) for keys %{ $self->{conns} };
+    note_verbose("fake sdk $self->{target_id}: stopped");
+    return $self;
+}
+
+# keep the listening socket but stop accepting: connects hang in the
+# backlog, like a program that is stuck
+sub pause_accept {
+    my ($self) = @_;
+    $self->{daemon}->stop if $self->{daemon};
+    return $self;
+}
+
+sub resume_accept {
+    my ($self) = @_;
+    $self->{daemon}->start if $self->{daemon};
+    return $self;
+}
+
+# close every agent connection abruptly (TCP close, no Close frame)
+sub drop_all {
+    my ($self) = @_;
+
+    for my $id (keys %{ $self->{conns} }) {
+        my $c = $self->{conns}{$id}{c};
+        my $stream = $c && $c->tx
+            && Mojo::IOLoop->stream($c->tx->connection);
+        $stream->close if $stream;
+        $self->_forget($id);
+    }
+    return $self;
+}
+
+# close every agent connection with a Close frame of $code
+sub close_all {
+    my ($self, $code, $reason) = @_;
+    for my $id (keys %{ $self->{conns} }) {
+        my $c = $self->{conns}{$id}{c};
+        $c->finish($code // 1000, $reason) if $c && $c->tx;
+    }
+    return $self;
+}
+
+sub _forget {
+    my ($self, $id) = @_;
+    my $e = delete $self->{conns}{$id} or return;
+    Mojo::IOLoop->remove($e->{timer}) if $e->{timer};
+}
+
+sub _accept {
+    my ($self, $c) = @_;
+    my ($id, $auth, $weak, %h);
+
+    $id = $self->{next_id}++;
+    $h{ lc $_ } = $c->req->headers->header($_) for @{ $c->req->headers->names };
+    push @{ $self->{handshakes} }, { path => $c->req->url->path->to_string,
+        headers => \%h };
+    $c->inactivity_timeout(0);
+
+    if (defined $self->{token}) {
+        $auth = $h{authorization} // '';
+        if ($auth ne "Bearer $self->{token}") {
+            $self->{rejected}++;
+            note_verbose("fake sdk $self->{target_id}: bad token, 4401");
+            $c->finish(4401 => 'unauthorized');
+            return;
+        }
+    }
+
+    $weak = $self;
+    weaken $weak;
+    $self->{accepted}++;
+    $self->{conns}{$id} = { c => $c };
+    note_verbose("fake sdk $self->{target_id}: agent connection $id");
+
+    $c->on(text => sub {
+        my ($c, $bytes) = @_;
+        $weak->_on_text($id, $bytes) if $weak;
+    });
+    $c->on(binary => sub {
+        my ($c, $bytes) = @_;
+        push @{ $weak->{received} }, { conn => $id, type => 'binary',
+            data => $bytes } if $weak;
+    });
+    $c->on(finish => sub {
+        $weak->_forget($id) if $weak;
+    });
+
+    $self->_send($id, $self->_envelope('register', {
+        target_id => $self->{target_id},
+        sdk_url   => $self->{register_url},
+        metadata  => $self->{metadata},
+    })) if defined $self->{register_url};
+
+    $self->_heartbeat($id);
+    if ($self->{heartbeat_interval} > 0) {
+        $self->{conns}{$id}{timer} = Mojo::IOLoop->recurring(
+            $self->{heartbeat_interval} => sub {
+                $weak->_heartbeat($id) if $weak;
+            });
+    }
+}
+
+sub _envelope {
+    my ($self, $type, $payload, %extra) = @_;
+    return {
+        msg_id    => uuid4(),
+        type      => $type,
+        target_id => $self->{target_id},
+        timestamp => now_ms(),
+        payload   => $payload,
+        %extra,
+    };
+}
+
+sub _send {
+    my ($self, $id, $data) = @_;
+    my $e = $self->{conns}{$id} or return 0;
+    my $text = ref $data ? encode_json($data) : $data;
+    $e->{c}->send({ text => $text });
+    return 1;
+}
+
+sub _heartbeat {
+    my ($self, $id) = @_;
+    my $metrics = $self->{metrics} // {
+        cpu_percent => '1.5',
+        mem_mb      => '42',
+    };
+
+    $self->{seq}++;
+    $self->{heartbeats}++;
+    $self->_send($id, $self->_envelope('heartbeat', {
+        target_id => $self->{target_id},
+        status    => $self->{status},
+        metrics   => { %$metrics, seq => "$self->{seq}" },
+    }));
+}
+
+sub _on_text {
+    my ($self, $id, $bytes) = @_;
+    my ($env, $p, $name, $ok, $message, @r, $ack, $weak);
+
+    $env = try_decode_json($bytes);
+    push @{ $self->{received} }, { conn => $id, type => 'text',
+        data => $bytes, json => $env };
+    note_verbose("fake sdk $self->{target_id} <- $bytes");
+
+    $self->{on_message}->($self, $env, $bytes, $id) if $self->{on_message};
+
+    return unless ref $env eq 'HASH' && ($env->{type} // '') eq 'action';
+
+    push @{ $self->{action_log} }, $env;
+    $self->{executed}{ $env->{msg_id} // '' }++;
+
+    $p    = ref $env->{payload} eq 'HASH' ? $env->{payload} : {};
+    $name = $p->{action} // '';
+
+    if ($self->{on_action}) {
+        @r = $self->{on_action}->($self, $env, $id);
+    }
+    if (@r) {
+        ($ok, $message) = @r;
+    }
+    elsif (my $a = $self->{actions}{$name}) {
+        ($ok, $message) = @$a;
+    }
+    elsif ($name eq 'restart') {
+        ($ok, $message) = (1, 'ok');
+    }
+    else {
+        ($ok, $message) = (0, "unsupported action: $name");
+    }
+
+    return if $self->{no_ack};
+
+    $ack = $self->_envelope('action_ack', {
+        action_msg_id => $env->{msg_id},
+        success       => $ok ? true : false,
+        message       => $message,
+    }, (defined $env->{trace_id} ? (trace_id => $env->{trace_id}) : ()));
+    push @{ $self->{acks} }, $ack;
+
+    if ($self->{ack_delay} > 0) {
+        $weak = $self;
+        weaken $weak;
+        Mojo::IOLoop->timer($self->{ack_delay} => sub {
+            $weak->_send($id, $ack) if $weak;
+        });
+        return;
+    }
+    $self->_send($id, $ack);
+}
+
+
+# --- test-facing API ----------------------------------------------------
+
+# send an event to every agent connection; returns the event's msg_id
+sub emit_event {
+    my ($self, $name, $data) = @_;
+    my $env = $self->_envelope('event', {
+        target_id  => $self->{target_id},
+        event_name => $name,
+        data       => $data,
+    });
+    $self->_send($_, $env) for keys %{ $self->{conns} };
+    return $env->{msg_id};
+}
+
+# send a heartbeat now to every agent connection
+sub heartbeat {
+    my ($self) = @_;
+    $self->_heartbeat($_) for keys %{ $self->{conns} };
+    return $self;
+}
+
+# send any text (or a hashref as JSON) to every agent connection
+sub send_all {
+    my ($self, $data) = @_;
+    my $n = 0;
+    $n += $self->_send($_, $data) for keys %{ $self->{conns} };
+    return $n;
+}
+
+# send a binary message to every agent connection
+sub send_all_binary {
+    my ($self, $bytes) = @_;
+    my $n = 0;
+    for my $id (keys %{ $self->{conns} }) {
+        $self->{conns}{$id}{c}->send({ binary => $bytes });
+        $n++;
+    }
+    return $n;
+}
+
+sub set {
+    my ($self, %opt) = @_;
+    $self->{$_} = $opt{$_} for keys %opt;
+    return $self;
+}
+
+sub connections { scalar keys %{ $_[0]{conns} } }
+
+sub wait_connections {
+    my ($self, $n, $timeout) = @_;
+    return wait_for(sub { $self->connections >= $n }, $timeout // default_timeout())
+        ? 1 : 0;
+}
+
+sub actions    { @{ $_[0]{action_log} } }
+sub received   { @{ $_[0]{received} } }
+sub acks       { @{ $_[0]{acks} } }
+sub handshakes { @{ $_[0]{handshakes} } }
+sub rejected   { $_[0]{rejected} }
+sub accepted   { $_[0]{accepted} }
+sub heartbeats { $_[0]{heartbeats} }
+
+sub executed {
+    my ($self, $msg_id) = @_;
+    return $self->{executed}{$msg_id} // 0;
+}
+
+# wait until $n actions (in total) have arrived; true on success
+sub wait_actions {
+    my ($self, $n, $timeout) = @_;
+    return wait_for(sub { @{ $self->{action_log} } >= $n }, $timeout // default_timeout())
+        ? 1 : 0;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local $@;
+    eval {
+        if (my $d = $self->{daemon}) {
+            Mojo::IOLoop->remove($_) for @{ $d->acceptors };
+        }
+        for my $e (values %{ $self->{conns} }) {
+            Mojo::IOLoop->remove($e->{timer}) if $e->{timer};
+        }
+    };
+}
+
+
+1;

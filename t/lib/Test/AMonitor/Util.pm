@@ -1,0 +1,173 @@
+package Test::AMonitor::Util;
+
+# Shared helpers of the AMonitor test harness: the event loop pump that
+# every blocking helper uses, lock-held free ports, UUIDs, JSON, verbose
+# output.  See Test::AMonitor for the documentation of the exported names.
+
+use strict;
+use warnings;
+
+BEGIN {
+    # big messages are part of the tests; Mojo's default limit is 256 KiB
+    $ENV{MOJO_MAX_WEBSOCKET_SIZE} ||= 64 * 1024 * 1024;
+}
+
+use Exporter 'import';
+use Fcntl qw(:flock O_RDONLY);
+use File::Path qw(make_path);
+use IO::Socket::INET;
+use List::Util qw(min);
+use Mojo::IOLoop;
+use Mojo::JSON qw(encode_json decode_json);
+use Socket qw(SOL_SOCKET SO_REUSEADDR);
+use Time::HiRes qw(time);
+
+our @EXPORT_OK = qw(wait_for sleep_loop free_port uuid4 encode_json
+    decode_json try_decode_json now_ms verbose note_verbose tscale
+    default_timeout);
+
+our $PORT_LOCK_DIR = $ENV{TEST_AMON_PORT_LOCK_DIR} || '/tmp/amon-test-ports';
+
+# lower bound and size of the range ports are taken from; below the
+# kernel's ephemeral range so outgoing connections cannot take them
+our $PORT_BASE  = 20000;
+our $PORT_RANGE = 12000;
+
+my %port_locks;    # port => locked file handle, held until exit
+
+
+# Slow builds (valgrind, sanitizers) stretch every default timeout.
+sub tscale {
+    my ($seconds) = @_;
+    my $k = $ENV{TEST_AMON_TIMEOUT_SCALE}
+        || ($ENV{TEST_NGINX_VALGRIND} ? 8 : $ENV{TEST_AMON_SANITIZER} ? 2 : 1);
+    return $seconds * $k;
+}
+
+sub default_timeout { tscale(5) }
+
+sub verbose { $ENV{TEST_AMON_VERBOSE} ? 1 : 0 }
+
+sub note_verbose {
+    return unless verbose();
+    my $msg = join '', @_;
+    $msg =~ s/\n*\z/\n/;
+    print STDERR "# amon: $msg";
+}
+
+
+# Spin the Mojo event loop until $cond returns true (the true value is
+# returned) or $timeout seconds pass (undef is returned).  Every blocking
+# helper waits through here, so fake SDKs and panels of the test process
+# keep working while the test waits for anything.
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my ($deadline, $loop, $r, $left, $id);
+
+    $timeout  = default_timeout() unless defined $timeout;
+    $deadline = time + $timeout;
+    $loop     = Mojo::IOLoop->singleton;
+
+    for (;;) {
+        $r = $cond->();
+        return $r if $r;
+        $left = $deadline - time;
+        return undef if $left <= 0;
+        # the timer bounds the tick, so that conditions on things the loop
+        # does not watch (raw sockets, files, processes) are polled too
+        $id = $loop->timer(min($left, 0.01) => sub { });
+        $loop->one_tick;
+        $loop->remove($id);
+    }
+}
+
+sub sleep_loop {
+    my ($seconds) = @_;
+    wait_for(sub { 0 }, $seconds);
+    return 1;
+}
+
+
+sub _port_is_free {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => $port,
+        Proto     => 'tcp',
+        Listen    => 1,
+        ReuseAddr => 1,
+    );
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+# A free TCP port on 127.0.0.1, locked with flock() on
+# $PORT_LOCK_DIR/<port>.lock for the life of this process, so that test
+# files run in parallel (prove -j) never pick the same port.
+sub free_port {
+    my ($start, $i, $port, $fh);
+
+    make_path($PORT_LOCK_DIR, { mode => 01777 }) unless -d $PORT_LOCK_DIR;
+    $start = int(rand($PORT_RANGE));
+
+    for $i (0 .. $PORT_RANGE - 1) {
+        $port = $PORT_BASE + ($start + $i) % $PORT_RANGE;
+        next if $port_locks{$port};
+        open($fh, '>>', "$PORT_LOCK_DIR/$port.lock") or next;
+        if (!flock($fh, LOCK_EX | LOCK_NB)) {
+            close $fh;
+            next;
+        }
+        if (!_port_is_free($port)) {
+            close $fh;
+            next;
+        }
+        $port_locks{$port} = $fh;
+        return $port;
+    }
+
+    die "no free port in $PORT_BASE.." . ($PORT_BASE + $PORT_RANGE) . "\n";
+}
+
+# true when this process holds the lock of $port (used by the harness
+# self-test)
+sub port_locked_here { return $port_locks{ $_[0] } ? 1 : 0 }
+
+
+sub _random_bytes {
+    my ($n) = @_;
+    my ($fh, $buf);
+
+    if (sysopen($fh, '/dev/urandom', O_RDONLY)) {
+        sysread($fh, $buf, $n);
+        close $fh;
+    }
+    if (!defined $buf || length $buf != $n) {
+        $buf = join '', map { chr(int(rand(256))) } 1 .. $n;
+    }
+    return $buf;
+}
+
+sub random_bytes { _random_bytes(@_) }
+
+# RFC 4122 version 4 UUID string
+sub uuid4 {
+    my @b = unpack('C16', _random_bytes(16));
+    $b[6] = ($b[6] & 0x0f) | 0x40;
+    $b[8] = ($b[8] & 0x3f) | 0x80;
+    return sprintf('%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-'
+        . '%02x%02x%02x%02x%02x%02x', @b);
+}
+
+sub now_ms { return int(time * 1000) }
+
+# decode_json that returns undef instead of dying
+sub try_decode_json {
+    my ($bytes) = @_;
+    my $v = eval { decode_json($bytes) };
+    return $v;
+}
+
+
+1;
