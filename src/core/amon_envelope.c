@@ -55,6 +55,13 @@ typedef struct {
 } amon_env_scan_t;
 
 
+/* what protobuf-c allocates through: tells a failed allocation apart */
+typedef struct {
+    const amon_allocator_t *a;
+    unsigned                failed;
+} amon_env_pb_ctx_t;
+
+
 /* no string limit beyond the scratch space ("message") */
 #define AMON_ENV_NO_LIMIT ((size_t) -1)
 
@@ -434,14 +441,28 @@ amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
 static void *
 amon_env_pb_alloc(void *data, size_t size)
 {
-    return amon_alloc(data, size);
+    void              *p;
+    amon_env_pb_ctx_t *ctx;
+
+    ctx = data;
+
+    p = amon_alloc(ctx->a, size);
+    if (p == NULL) {
+        ctx->failed = 1;
+    }
+
+    return p;
 }
 
 
 static void
 amon_env_pb_free(void *data, void *p)
 {
-    amon_free(data, p);
+    amon_env_pb_ctx_t *ctx;
+
+    ctx = data;
+
+    amon_free(ctx->a, p);
 }
 
 
@@ -477,7 +498,8 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     size_t len, const amon_allocator_t *a)
 {
     int                              rc;
-    ProtobufCAllocator               pa, *pap;
+    ProtobufCAllocator               pa;
+    amon_env_pb_ctx_t                ctx;
     Amonitor__Control__V1__Envelope *e;
 
     memset(env, 0, offsetof(amon_envelope_t, scratch));
@@ -485,14 +507,15 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     env->binary = 1;
     env->allocator = a;
 
+    ctx.a = a;
+    ctx.failed = 0;
     pa.alloc = amon_env_pb_alloc;
     pa.free = amon_env_pb_free;
-    pa.allocator_data = (void *) a;
-    pap = a ? &pa : NULL;
+    pa.allocator_data = &ctx;
 
-    e = amonitor__control__v1__envelope__unpack(pap, len, p);
+    e = amonitor__control__v1__envelope__unpack(&pa, len, p);
     if (e == NULL) {
-        return AMON_EPROTOBUF;
+        return ctx.failed ? AMON_ENOMEM : AMON_EPROTOBUF;
     }
 
     env->pb_envelope = e;
@@ -541,7 +564,13 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     env->payload.data = e->payload.data;
     env->payload.len = e->payload.len;
 
-    return amon_env_pb_payload(env, pap);
+    rc = amon_env_pb_payload(env, &pa);
+
+    if (rc == AMON_EPROTOBUF && ctx.failed) {
+        return AMON_ENOMEM;
+    }
+
+    return rc;
 }
 
 
@@ -676,11 +705,14 @@ void
 amon_envelope_release(amon_envelope_t *env)
 {
     ProtobufCAllocator pa, *pap;
+    amon_env_pb_ctx_t  ctx;
 
+    ctx.a = env->allocator;
+    ctx.failed = 0;
     pa.alloc = amon_env_pb_alloc;
     pa.free = amon_env_pb_free;
-    pa.allocator_data = (void *) env->allocator;
-    pap = env->allocator ? &pa : NULL;
+    pa.allocator_data = &ctx;
+    pap = &pa;
 
     if (env->pb_payload) {
         protobuf_c_message_free_unpacked(env->pb_payload, pap);

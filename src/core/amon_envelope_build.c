@@ -40,7 +40,7 @@ amon_env_add(amon_buf_t *out, size_t max, const amon_allocator_t *a,
         return AMON_OK;
     }
 
-    rc = amon_buf_reserve(out, len, max, a);
+    rc = amon_env_reserve(out, len, max, a);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -76,7 +76,7 @@ amon_json_append_string(
         n += (c == '"' || c == '\\') ? 2 : (c < 0x20) ? 6 : 1;
     }
 
-    rc = amon_buf_reserve(out, n, max, a);
+    rc = amon_env_reserve(out, n, max, a);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -121,7 +121,7 @@ amon_env_key(amon_buf_t *out, size_t max, const amon_allocator_t *a,
 
     n = strlen(name);
 
-    rc = amon_buf_reserve(out, n + 4, max, a);
+    rc = amon_env_reserve(out, n + 4, max, a);
     if (rc != AMON_OK) {
         return rc;
     }

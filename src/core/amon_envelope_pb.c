@@ -490,7 +490,11 @@ amon_pb_envelope(amon_buf_t *out, size_t max, const amon_allocator_t *a,
         if (pass == 0) {
             total = w.n;
 
-            rc = amon_buf_reserve(out, total, max, a);
+            if (total == 0) {
+                return AMON_OK;
+            }
+
+            rc = amon_env_reserve(out, total, max, a);
             if (rc != AMON_OK) {
                 return rc;
             }
@@ -524,11 +528,11 @@ amon_payload_json_to_pb(amon_buf_t *out, size_t max, const amon_allocator_t *a,
     w.n = 0;
 
     rc = amon_pb_json_payload(&w, type, json);
-    if (rc != AMON_OK) {
+    if (rc != AMON_OK || w.n == 0) {
         return rc;
     }
 
-    rc = amon_buf_reserve(out, w.n, max, a);
+    rc = amon_env_reserve(out, w.n, max, a);
     if (rc != AMON_OK) {
         return rc;
     }

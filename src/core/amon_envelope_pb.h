@@ -30,6 +30,22 @@ typedef struct {
 
 
 /*
+ * amon_buf_reserve() that also keeps an existing, larger buffer's used
+ * length within "max": the builders never leave more than "max" bytes.
+ */
+static inline int
+amon_env_reserve(
+    amon_buf_t *out, size_t need, size_t max, const amon_allocator_t *a)
+{
+    if (need > max || out->len > max - need) {
+        return AMON_ETOOBIG;
+    }
+
+    return amon_buf_reserve(out, need, max, a);
+}
+
+
+/*
  * Append a protobuf Envelope.  Returns AMON_OK, AMON_ETOOBIG, AMON_ENOMEM,
  * AMON_EINVAL (a string is not UTF-8) or, for a JSON payload, the error
  * amon_payload_json_to_pb() gives.  Appends nothing on error.
