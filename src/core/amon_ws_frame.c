@@ -16,7 +16,7 @@
 #define AMON_WS_ST_PAYLOAD 1
 #define AMON_WS_ST_ERROR   2
 
-#define amon_ws_is_control(op) (((op) &0x8) != 0)
+#define amon_ws_is_control(op) ((op) >= AMON_WS_OP_CLOSE)
 
 
 static int amon_ws_check_byte0(amon_ws_parser_t *p, unsigned char b);
@@ -101,7 +101,7 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
         }
 
         if (amon_ws_is_control(p->frame_opcode)) {
-            if (p->masked) {
+            if (n && p->masked) {
                 amon_ws_mask_copy(p->ctrl + p->frame_done, data + pos, n,
                     p->mask, (unsigned) (p->frame_done & 3));
 
@@ -136,13 +136,14 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
             return AMON_AGAIN;
         }
 
-        payload = data + pos;
+        /* "data" may be NULL when "len" is 0: no arithmetic on it then */
+        payload = data ? data + pos : NULL;
 
         if (p->masked && n) {
             amon_ws_mask(payload, n, p->mask, (unsigned) (p->frame_done & 3));
         }
 
-        if (p->message_opcode == AMON_WS_OP_TEXT && p->validate_utf8) {
+        if (n && p->message_opcode == AMON_WS_OP_TEXT && p->validate_utf8) {
             rc = amon_utf8_feed(&p->utf8_state, payload, n);
             if (rc != AMON_OK) {
                 return amon_ws_fail(p, rc, pos, consumed);
@@ -554,7 +555,8 @@ amon_ws_write_close(unsigned char *dst, size_t cap, uint16_t code,
         }
     }
 
-    if (amon_utf8_validate((const unsigned char *) reason, len) != AMON_OK) {
+    if (len
+        && amon_utf8_validate((const unsigned char *) reason, len) != AMON_OK) {
         return 0;
     }
 

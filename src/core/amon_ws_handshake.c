@@ -143,9 +143,13 @@ amon_http_token_list_has(
     amon_str_t           el;
     const unsigned char *p;
 
+    if (value == NULL || token == NULL) {
+        return 0;
+    }
+
     p = value;
 
-    while (token && amon_ws_list_next(&p, value + len, &el)) {
+    while (amon_ws_list_next(&p, value + len, &el)) {
         if (amon_str_eq_ci(el, token)) {
             return 1;
         }
@@ -221,9 +225,13 @@ amon_ws_select_subprotocol(
     amon_str_t           el;
     const unsigned char *p;
 
+    if (offered == NULL || supported == NULL) {
+        return -1;
+    }
+
     p = offered;
 
-    while (supported && amon_ws_list_next(&p, offered + len, &el)) {
+    while (amon_ws_list_next(&p, offered + len, &el)) {
 
         /* subprotocol names are compared exactly, case included */
         for (i = 0; el.len && supported[i]; i++) {
@@ -757,7 +765,7 @@ amon_ws_list_next(
 
     p = *pp;
 
-    if (p == NULL || p >= end) {
+    if (p >= end) {
         return 0;
     }
 
