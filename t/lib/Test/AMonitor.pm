@@ -120,6 +120,14 @@ sub _abs {
 
 sub current_nginx { $CURRENT }
 
+sub _is_self { blessed $_[0] && $_[0]->isa(__PACKAGE__) }
+
+sub _current {
+    croak "no nginx instance: create one with Test::AMonitor->new"
+        unless $CURRENT;
+    return $CURRENT;
+}
+
 sub prefix      { $_[0]{prefix} }
 sub binary      { $_[0]{binary} }
 sub module_path { $_[0]{module_path} }
@@ -371,6 +379,7 @@ sub try_run {
     $pid = fork();
     croak "fork: $!" unless defined $pid;
     if ($pid == 0) {
+        _close_fds();
         open(STDIN, '<', '/dev/null');
         open(STDOUT, '>>', "$self->{prefix}/stderr.log");
         open(STDERR, '>&', \*STDOUT);
@@ -565,8 +574,11 @@ sub reload {
             # single process: no new pids; the cycle is re-created in place
             return $log =~ /reconfiguring/ ? 1 : 0;
         }
-        my @new = grep { !$old{$_} } $self->worker_pids;
-        return @new >= $self->{workers} ? 1 : 0;
+        # a full set of new workers, and the old ones gone or shutting
+        # down (their title changes)
+        my @now = $self->worker_pids;
+        my @new = grep { !$old{$_} } @now;
+        return @new >= $self->{workers} && @new == @now ? 1 : 0;
     }, $timeout);
 
     return ($ok && $ok > 0) ? 1 : 0;
@@ -576,8 +588,7 @@ sub reload {
 #   ($status, $output) = $t->nginx_t(%parts)  (no parts: the current ones)
 #   nginx_t(%parts) as a function uses the current instance (or a new one)
 sub nginx_t {
-    my $self = (blessed $_[0] && $_[0]->isa(__PACKAGE__)) ? shift
-        : ($CURRENT // __PACKAGE__->new);
+    my $self = _is_self($_[0]) ? shift : ($CURRENT // __PACKAGE__->new);
     my (%parts) = @_;
     my ($dir, $conf, @cmd, $out, $status);
 
@@ -595,12 +606,24 @@ sub nginx_t {
     return ($status, $out);
 }
 
+# In a child about to exec nginx: close every descriptor but 0-2, so that
+# nginx does not inherit listening sockets of fake SDKs (Mojo clears their
+# close-on-exec flag) or port lock files.
+sub _close_fds {
+    my $dh;
+    opendir($dh, '/proc/self/fd') or return;
+    my @fds = grep { /^\d+$/ && $_ > 2 } readdir $dh;
+    closedir $dh;
+    POSIX::close($_) for @fds;
+}
+
 sub _capture {
     my (@cmd) = @_;
     my ($pid, $fh, $out);
     $pid = open($fh, '-|');
     croak "fork: $!" unless defined $pid;
     if ($pid == 0) {
+        _close_fds();
         open(STDERR, '>&', \*STDOUT);
         open(STDIN, '<', '/dev/null');
         exec(@cmd) or do { print "exec $cmd[0]: $!\n"; _exit(127) };
@@ -644,7 +667,7 @@ sub log_count {
 
 # wait until the log (after the mark) matches; true on success
 sub wait_error_log {
-    my $self = (blessed $_[0]) ? shift : $CURRENT;
+    my $self = _is_self($_[0]) ? shift : _current();
     my ($re, $timeout) = @_;
     $re = _re($re);
     return wait_for(sub { $self->read_error_log =~ $re }, $timeout)
@@ -653,7 +676,7 @@ sub wait_error_log {
 
 # test: the log (after the mark) matches $re within $timeout seconds
 sub error_log_like {
-    my $self = (blessed $_[0]) ? shift : $CURRENT;
+    my $self = _is_self($_[0]) ? shift : _current();
     my ($re, $name, $timeout) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     $re = _re($re);
@@ -664,7 +687,7 @@ sub error_log_like {
 
 # test: no log line (after the mark) matches $re
 sub no_error_log {
-    my $self = (blessed $_[0]) ? shift : $CURRENT;
+    my $self = _is_self($_[0]) ? shift : _current();
     my ($re, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     $re = _re($re);
@@ -687,6 +710,14 @@ sub problem {
     my ($self, $msg) = @_;
     push @{ $self->{problems} }, $msg;
     Test::More::diag("nginx problem: $msg");
+}
+
+# return and forget the recorded problems (for tests of the harness)
+sub take_problems {
+    my ($self) = @_;
+    my @p = @{ $self->{problems} };
+    $self->{problems} = [];
+    return @p;
 }
 
 # the offending lines of a log text: [alert]/[crit]/[emerg], sanitizer

@@ -10,6 +10,7 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
+use Fcntl qw(F_GETFD F_SETFD FD_CLOEXEC);
 use Mojo::IOLoop;
 use Mojo::Server::Daemon;
 use Mojolicious;
@@ -92,6 +93,13 @@ sub start {
         inactivity_timeout => 0,
     );
     $self->{daemon}->start;
+    # Mojo clears close-on-exec on listening sockets (for hot deployment);
+    # set it again so no child process keeps the port open
+    for my $id (@{ $self->{daemon}->acceptors }) {
+        my $h = Mojo::IOLoop->acceptor($id)->handle;
+        my $flags = fcntl($h, F_GETFD, 0);
+        fcntl($h, F_SETFD, $flags | FD_CLOEXEC) if defined $flags;
+    }
     note_verbose("fake sdk $self->{target_id}: listening on $self->{port}");
     return $self;
 }
