@@ -1,0 +1,119 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The amonitor command-line panel: shared declarations of its WebSocket
+ * client, its option set and its subcommands.
+ */
+
+#ifndef AMONITOR_CLI_H
+#define AMONITOR_CLI_H
+
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "amon_core.h"
+#include "amon_ws_frame.h"
+#include "amon_envelope.h"
+
+
+#define AMONITOR_CLI_DEFAULT_URL "ws://127.0.0.1:8080/ws/panel"
+#define AMONITOR_CLI_MAX_TARGETS 256
+#define AMONITOR_CLI_MAX_MESSAGE (16 * 1024 * 1024)
+
+/* exit codes */
+#define AMONITOR_EXIT_OK      0
+#define AMONITOR_EXIT_RUNTIME 1
+#define AMONITOR_EXIT_USAGE   2
+
+
+/* A blocking WebSocket client connection with deadlines. */
+typedef struct {
+    int              fd;
+    amon_ws_parser_t parser;
+    unsigned char   *rbuf;
+    size_t           rpos;
+    size_t           rlen;
+    size_t           rcap;
+    amon_buf_t       msg;
+    amon_buf_t       out;
+    int              closed;
+    uint16_t         close_code;
+    char             close_reason[128];
+} amonitor_ws_t;
+
+
+typedef struct {
+    const char *url;
+    const char *token;
+    double      timeout; /* seconds; < 0: the command's default */
+    int         json;
+    int         verbose;
+
+    /* targets: ids and URLs, paired by position */
+    const char *target_ids[AMONITOR_CLI_MAX_TARGETS];
+    const char *target_urls[AMONITOR_CLI_MAX_TARGETS];
+    unsigned    ntarget_ids;
+    unsigned    ntarget_urls;
+
+    const char *action;
+    const char *params;
+    const char *msg_id;
+    double      duration; /* seconds; 0: until SIGINT */
+    double      rate; /* bench: actions per second */
+    unsigned    max_inflight;
+    double      stale; /* watch: heartbeat age that means down */
+    int         once;
+    int         binary; /* send protobuf frames */
+} amonitor_opts_t;
+
+
+/* Set by SIGINT/SIGTERM. */
+extern volatile sig_atomic_t amonitor_interrupted;
+
+
+/* amonitor_ws.c */
+int amonitor_ws_connect(amonitor_ws_t *ws, const char *url, const char *token,
+    int timeout_ms, char *err, size_t errlen);
+int amonitor_ws_send(amonitor_ws_t *ws, unsigned opcode, const void *p,
+    size_t len, int timeout_ms);
+
+/*
+ * Wait at most "timeout_ms" (-1: forever) for one whole message.  Returns
+ * 1 with the message in *p and *len (valid until the next call), 0 on timeout
+ * or interruption, -1 when the connection is closed or broken (err says
+ * why).
+ */
+int  amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
+     const unsigned char **p, size_t *len, char *err, size_t errlen);
+void amonitor_ws_close(amonitor_ws_t *ws, uint16_t code);
+
+/* amonitor.c: helpers shared by the commands */
+int64_t amonitor_now_ms(void);
+int64_t amonitor_wall_ms(void);
+void    amonitor_new_id(char out[37]);
+void    amonitor_clock(char *buf, size_t size);
+int     amonitor_build_action(amon_buf_t *out, const char *msg_id,
+        const char *target_id, const char *target_url, const char *action,
+        const char *params, int binary);
+int     amonitor_connect(
+        amonitor_ws_t *ws, const amonitor_opts_t *o, int timeout_ms);
+int amonitor_decode(
+    amon_envelope_t *env, unsigned opcode, const unsigned char *p, size_t len);
+void amonitor_print_message(const amonitor_opts_t *o, const char *event,
+    unsigned opcode, const unsigned char *p, size_t len);
+void amonitor_print_json_line(const char *event, const char *key,
+    const unsigned char *p, size_t len, int binary);
+int  amonitor_str_eq(amon_str_t s, const char *cstr);
+void amonitor_sleep_ms(int ms);
+
+/* subcommands */
+int amonitor_cmd_sim(amonitor_opts_t *o);
+int amonitor_cmd_send(amonitor_opts_t *o);
+int amonitor_cmd_dedupe(amonitor_opts_t *o);
+int amonitor_cmd_watch(amonitor_opts_t *o);
+int amonitor_cmd_bench(amonitor_opts_t *o);
+
+
+#endif /* AMONITOR_CLI_H */

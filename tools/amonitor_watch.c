@@ -1,0 +1,375 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * "amonitor watch": a live table of targets built from the heartbeats,
+ * events, acks and target_status messages a panel receives; redrawn in
+ * place once a second, or printed once with --once.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "amonitor.h"
+
+
+#define AMONITOR_WATCH_ONCE_TIMEOUT 6.0
+#define AMONITOR_WATCH_RATE_SECONDS 5
+
+
+typedef struct {
+    char     id[AMON_MAX_ID_LEN + 1];
+    char     status[16]; /* from target_status; "" when none */
+    char     url[128];
+    int64_t  status_at;
+    int64_t  last_hb; /* monotonic ms; 0: never */
+    uint64_t heartbeats;
+    uint64_t events;
+    uint64_t acks;
+    uint64_t acks_failed;
+    int64_t  bucket_sec[AMONITOR_WATCH_RATE_SECONDS];
+    uint64_t bucket_n[AMONITOR_WATCH_RATE_SECONDS];
+} amonitor_target_t;
+
+
+typedef struct {
+    amonitor_target_t *targets;
+    unsigned           n;
+    uint64_t           messages;
+    int                connected;
+    int64_t            started;
+} amonitor_watch_t;
+
+
+static amonitor_target_t *
+amonitor_watch_target(amonitor_watch_t *w, const char *id)
+{
+    unsigned           i;
+    amonitor_target_t *t;
+
+    for (i = 0; i < w->n; i++) {
+        if (strcmp(w->targets[i].id, id) == 0) {
+            return &w->targets[i];
+        }
+    }
+
+    if (w->n == AMONITOR_CLI_MAX_TARGETS || strlen(id) > AMON_MAX_ID_LEN) {
+        return NULL;
+    }
+
+    t = &w->targets[w->n++];
+    memset(t, 0, sizeof(*t));
+    strcpy(t->id, id);
+
+    return t;
+}
+
+
+static double
+amonitor_watch_rate(const amonitor_target_t *t, int64_t now)
+{
+    unsigned i;
+    uint64_t sum;
+    int64_t  sec;
+
+    sec = now / 1000;
+    sum = 0;
+
+    /* the last full seconds, not the one in progress */
+    for (i = 0; i < AMONITOR_WATCH_RATE_SECONDS; i++) {
+        if (t->bucket_sec[i] < sec && t->bucket_sec[i] >= sec - 4) {
+            sum += t->bucket_n[i];
+        }
+    }
+
+    return (double) sum / (AMONITOR_WATCH_RATE_SECONDS - 1);
+}
+
+
+static void
+amonitor_watch_count_event(amonitor_target_t *t, int64_t now)
+{
+    int64_t  sec;
+    unsigned i;
+
+    sec = now / 1000;
+    i = (unsigned) (sec % AMONITOR_WATCH_RATE_SECONDS);
+
+    if (t->bucket_sec[i] != sec) {
+        t->bucket_sec[i] = sec;
+        t->bucket_n[i] = 0;
+    }
+
+    t->bucket_n[i]++;
+    t->events++;
+}
+
+
+static const char *
+amonitor_watch_state(
+    const amonitor_opts_t *o, const amonitor_target_t *t, int64_t now)
+{
+    if (t->status[0] && t->status_at >= t->last_hb) {
+        return t->status;
+    }
+
+    if (t->last_hb == 0) {
+        return "?";
+    }
+
+    return (now - t->last_hb) < (int64_t) (o->stale * 1000) ? "up" : "down";
+}
+
+
+static void
+amonitor_watch_message(amonitor_watch_t *w, unsigned opcode,
+    const unsigned char *p, size_t len, int64_t now)
+{
+    char               id[AMON_MAX_ID_LEN + 1];
+    cJSON             *j, *v;
+    amon_str_t         tid;
+    amon_envelope_t   *env;
+    amonitor_target_t *t;
+
+    env = malloc(sizeof(amon_envelope_t));
+    if (env == NULL) {
+        return;
+    }
+
+    if (amonitor_decode(env, opcode, p, len) != AMON_OK) {
+        amon_envelope_release(env);
+        free(env);
+        return;
+    }
+
+    w->messages++;
+
+    tid = env->target_id.len ? env->target_id : env->payload_target_id;
+
+    if (tid.len == 0 || tid.len > AMON_MAX_ID_LEN) {
+        amon_envelope_release(env);
+        free(env);
+        return;
+    }
+
+    memcpy(id, tid.data, tid.len);
+    id[tid.len] = '\0';
+
+    t = amonitor_watch_target(w, id);
+
+    if (t) {
+        switch (env->type) {
+
+        case AMON_MSG_HEARTBEAT:
+            t->last_hb = now;
+            t->heartbeats++;
+            break;
+
+        case AMON_MSG_EVENT: amonitor_watch_count_event(t, now); break;
+
+        case AMON_MSG_ACTION_ACK:
+            t->acks++;
+            if (!env->success) {
+                t->acks_failed++;
+            }
+            break;
+
+        case AMON_MSG_TARGET_STATUS:
+            /* the agent's own message: {"target_id","state","url"} */
+            if (opcode != AMON_WS_OP_TEXT || env->payload.data == NULL) {
+                break;
+            }
+
+            j = cJSON_ParseWithLength(
+                (const char *) env->payload.data, env->payload.len);
+            v = cJSON_GetObjectItemCaseSensitive(j, "state");
+            if (!cJSON_IsString(v)) {
+                v = cJSON_GetObjectItemCaseSensitive(j, "status");
+            }
+            if (cJSON_IsString(v)) {
+                snprintf(t->status, sizeof(t->status), "%s", v->valuestring);
+                t->status_at = now;
+            }
+            v = cJSON_GetObjectItemCaseSensitive(j, "url");
+            if (cJSON_IsString(v)) {
+                snprintf(t->url, sizeof(t->url), "%s", v->valuestring);
+            }
+            cJSON_Delete(j);
+            break;
+
+        default: break;
+        }
+    }
+
+    amon_envelope_release(env);
+    free(env);
+}
+
+
+static void
+amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
+{
+    unsigned           i;
+    int64_t            now;
+    char               ts[32], age[32];
+    cJSON             *j;
+    char              *s;
+    amonitor_target_t *t;
+
+    now = amonitor_now_ms();
+
+    if (o->json) {
+        for (i = 0; i < w->n; i++) {
+            t = &w->targets[i];
+            j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "event", "target");
+            cJSON_AddNumberToObject(j, "time", (double) amonitor_wall_ms());
+            cJSON_AddStringToObject(j, "target_id", t->id);
+            cJSON_AddStringToObject(
+                j, "state", amonitor_watch_state(o, t, now));
+            if (t->last_hb) {
+                cJSON_AddNumberToObject(
+                    j, "heartbeat_age_ms", (double) (now - t->last_hb));
+
+            } else {
+                cJSON_AddNullToObject(j, "heartbeat_age_ms");
+            }
+            cJSON_AddNumberToObject(j, "heartbeats", (double) t->heartbeats);
+            cJSON_AddNumberToObject(j, "events", (double) t->events);
+            cJSON_AddNumberToObject(
+                j, "events_per_s", amonitor_watch_rate(t, now));
+            cJSON_AddNumberToObject(j, "acks", (double) t->acks);
+            cJSON_AddNumberToObject(j, "acks_failed", (double) t->acks_failed);
+            s = cJSON_PrintUnformatted(j);
+            if (s) {
+                printf("%s\n", s);
+            }
+            cJSON_free(s);
+            cJSON_Delete(j);
+        }
+        return;
+    }
+
+    amonitor_clock(ts, sizeof(ts));
+
+    if (ansi) {
+        printf("\033[H\033[2J");
+    }
+
+    printf("amonitor watch  %s  %s  %s, %llu messages\n\n", o->url, ts,
+        w->connected ? "connected" : "disconnected",
+        (unsigned long long) w->messages);
+
+    printf("%-24s %-6s %-9s %-9s %-9s %-8s\n", "TARGET", "STATE", "LAST HB",
+        "EVENTS/S", "EVENTS", "ACKS");
+
+    for (i = 0; i < w->n; i++) {
+        t = &w->targets[i];
+
+        if (t->last_hb) {
+            snprintf(
+                age, sizeof(age), "%.1fs", (double) (now - t->last_hb) / 1000);
+
+        } else {
+            snprintf(age, sizeof(age), "-");
+        }
+
+        printf("%-24s %-6s %-9s %-9.1f %-9llu %llu\n", t->id,
+            amonitor_watch_state(o, t, now), age, amonitor_watch_rate(t, now),
+            (unsigned long long) t->events, (unsigned long long) t->acks);
+    }
+
+    if (w->n == 0) {
+        printf("(no targets seen yet)\n");
+    }
+
+    fflush(stdout);
+}
+
+
+int
+amonitor_cmd_watch(amonitor_opts_t *o)
+{
+    int                  rc, ansi, wait_ms;
+    size_t               len;
+    unsigned             i, opcode;
+    int64_t              now, end, next_draw;
+    char                 err[256];
+    amonitor_ws_t        ws;
+    amonitor_watch_t     w;
+    const unsigned char *p;
+
+    memset(&w, 0, sizeof(w));
+
+    w.targets = calloc(AMONITOR_CLI_MAX_TARGETS, sizeof(amonitor_target_t));
+    if (w.targets == NULL) {
+        fprintf(stderr, "amonitor watch: out of memory\n");
+        return AMONITOR_EXIT_RUNTIME;
+    }
+
+    for (i = 0; i < o->ntarget_ids; i++) {
+        amonitor_watch_target(&w, o->target_ids[i]);
+    }
+
+    if (o->once && o->timeout < 0) {
+        o->timeout = AMONITOR_WATCH_ONCE_TIMEOUT;
+    }
+
+    ansi = !o->once && !o->json && isatty(STDOUT_FILENO);
+
+    if (amonitor_connect(
+            &ws, o, o->timeout > 0 ? (int) (o->timeout * 1000) : 5000)
+        != 0) {
+        free(w.targets);
+        return AMONITOR_EXIT_RUNTIME;
+    }
+
+    w.connected = 1;
+    w.started = amonitor_now_ms();
+    end = o->once ? w.started + (int64_t) (o->timeout * 1000) : -1;
+    next_draw = w.started;
+    rc = 0;
+
+    while (!amonitor_interrupted) {
+        now = amonitor_now_ms();
+
+        if (end >= 0 && now >= end) {
+            break;
+        }
+
+        if (!o->once && now >= next_draw) {
+            amonitor_watch_render(o, &w, ansi);
+            next_draw = now + 1000;
+        }
+
+        wait_ms = o->once ? (int) (end - now) : (int) (next_draw - now);
+
+        rc =
+            amonitor_ws_recv(&ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
+
+        if (rc == 1) {
+            amonitor_watch_message(&w, opcode, p, len, amonitor_now_ms());
+            if (o->verbose) {
+                amonitor_print_message(o, "recv", opcode, p, len);
+            }
+            continue;
+        }
+
+        if (rc < 0) {
+            w.connected = 0;
+            fprintf(stderr, "amonitor watch: %s\n", err);
+            break;
+        }
+    }
+
+    amonitor_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
+
+    amonitor_watch_render(o, &w, ansi);
+
+    free(w.targets);
+
+    return rc < 0 ? AMONITOR_EXIT_RUNTIME : AMONITOR_EXIT_OK;
+}
