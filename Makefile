@@ -54,7 +54,8 @@ $(NGX_BUILD)/Makefile: config $(GEN)
 	@test -f $(NGX_SRC)/conf_flags || { echo "nginx-dev is missing:" \
 	    "run 'make deps'" >&2; exit 1; }
 	@mkdir -p $(NGX_BUILD)
-	cd $(NGX_SRC) && . ./conf_flags && ./configure \
+	cd $(NGX_SRC) && . ./conf_flags && flock $(BUILD)/.nginx.lock \
+	    ./configure \
 	    --with-cc-opt="-fPIC -g -O2 $(NGX_EXTRA_CC_OPT)" \
 	    --with-ld-opt="-fPIC $(NGX_EXTRA_LD_OPT)" "$${NGX_CONF_FLAGS[@]}" \
 	    --add-dynamic-module=$(CURDIR) --builddir=$(NGX_BUILD) \
@@ -62,7 +63,8 @@ $(NGX_BUILD)/Makefile: config $(GEN)
 	    exit 1; }
 
 $(NGX_BUILD)/$(MODULE): $(NGX_BUILD)/Makefile $(MOD_SRCS) $(GEN)
-	$(MAKE) -f $(NGX_BUILD)/Makefile -C $(NGX_SRC) modules
+	flock $(BUILD)/.nginx.lock \
+	    $(MAKE) -f $(NGX_BUILD)/Makefile -C $(NGX_SRC) modules
 
 # copy, then rename: a running nginx keeps its mapping of the old file
 $(BUILD)/$(MODULE): $(NGX_BUILD)/$(MODULE)

@@ -327,13 +327,7 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
 
     msg->refs++;
     qi->msg = msg;
-
-    ngx_memzero(&qi->buf, sizeof(ngx_buf_t));
-    qi->buf.pos = msg->data;
-    qi->buf.last = msg->data + msg->len;
-    qi->buf.start = qi->buf.pos;
-    qi->buf.end = qi->buf.last;
-    qi->buf.memory = 1;
+    qi->sent = 0;
 
     wc->queued_bytes += msg->len;
 
@@ -370,60 +364,73 @@ ngx_http_amonitor_conn_send_data(ngx_http_amonitor_conn_t *wc,
 ngx_int_t
 ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
 {
+    u_char                     *start;
     ngx_uint_t                  i, n;
-    ngx_chain_t                *cl, **ll;
+    ngx_buf_t                   bufs[NGX_HTTP_AMONITOR_IOVS];
+    ngx_chain_t                 cls[NGX_HTTP_AMONITOR_IOVS], *cl;
     ngx_connection_t           *c;
     ngx_http_amonitor_qitem_t  *qi;
 
     c = wc->connection;
 
-    if (wc->q_count == 0) {
-        return NGX_OK;
-    }
+    while (wc->q_count) {
 
-    if (!c->write->ready) {
-        return ngx_handle_write_event(c->write, 0);
-    }
-
-    ll = &cl;
-
-    for (i = 0; i < wc->q_count; i++) {
-        qi = &wc->q[(wc->q_head + i) % wc->q_size];
-        qi->cl.buf = &qi->buf;
-        *ll = &qi->cl;
-        ll = &qi->cl.next;
-    }
-
-    *ll = NULL;
-
-    cl = c->send_chain(c, cl, 0);
-
-    if (cl == NGX_CHAIN_ERROR) {
-        c->error = 1;
-        return NGX_ERROR;
-    }
-
-    for (n = 0; wc->q_count; n++) {
-        qi = &wc->q[wc->q_head];
-
-        if (qi->buf.pos != qi->buf.last) {
-            break;
+        if (!c->write->ready) {
+            return ngx_handle_write_event(c->write, 0);
         }
 
-        wc->sent_bytes += qi->msg->len;
-        ngx_http_amonitor_msg_release(wc->worker, qi->msg);
-        qi->msg = NULL;
+        /* up to NGX_HTTP_AMONITOR_IOVS frames in one writev */
 
-        wc->q_head = (wc->q_head + 1) % wc->q_size;
-        wc->q_count--;
+        n = ngx_min(wc->q_count, NGX_HTTP_AMONITOR_IOVS);
+
+        for (i = 0; i < n; i++) {
+            qi = &wc->q[(wc->q_head + i) % wc->q_size];
+
+            ngx_memzero(&bufs[i], sizeof(ngx_buf_t));
+            bufs[i].pos = qi->msg->data + qi->sent;
+            bufs[i].last = qi->msg->data + qi->msg->len;
+            bufs[i].start = bufs[i].pos;
+            bufs[i].end = bufs[i].last;
+            bufs[i].memory = 1;
+
+            cls[i].buf = &bufs[i];
+            cls[i].next = (i + 1 < n) ? &cls[i + 1] : NULL;
+        }
+
+        cl = c->send_chain(c, cls, 0);
+
+        if (cl == NGX_CHAIN_ERROR) {
+            c->error = 1;
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < n; i++) {
+            qi = &wc->q[wc->q_head];
+            start = qi->msg->data + qi->sent;
+
+            qi->sent += bufs[i].pos - start;
+
+            if (qi->sent < qi->msg->len) {
+                break;
+            }
+
+            wc->sent_bytes += qi->msg->len;
+            ngx_http_amonitor_msg_release(wc->worker, qi->msg);
+            qi->msg = NULL;
+
+            wc->q_head = (wc->q_head + 1) % wc->q_size;
+            wc->q_count--;
+        }
+
+        if (i < n) {
+            /* the socket is full: wait until it drains */
+            return ngx_handle_write_event(c->write, 0);
+        }
     }
 
-    if (wc->q_count == 0) {
-        wc->q_head = 0;
-        return NGX_OK;
-    }
+    wc->q_head = 0;
 
-    return ngx_handle_write_event(c->write, 0);
+    return NGX_OK;
 }
 
 
@@ -439,7 +446,7 @@ ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc)
     }
 
     qi = &wc->q[wc->q_head];
-    keep = (qi->buf.pos != qi->msg->data) ? 1 : 0;
+    keep = qi->sent ? 1 : 0;
 
     for (i = keep; i < wc->q_count; i++) {
         qi = &wc->q[(wc->q_head + i) % wc->q_size];

@@ -27,6 +27,7 @@
 #define NGX_HTTP_AMONITOR_MAX_DYNAMIC    64      /* learned targets */
 #define NGX_HTTP_AMONITOR_RESULT_MAX     1024    /* stored ack result */
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT  3000
+#define NGX_HTTP_AMONITOR_IOVS           64      /* frames per send_chain */
 
 
 typedef struct ngx_http_amonitor_worker_s    ngx_http_amonitor_worker_t;
@@ -115,8 +116,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_amonitor_msg_t     *msg;
-    ngx_buf_t                    buf;
-    ngx_chain_t                  cl;
+    size_t                       sent;         /* bytes already written */
 } ngx_http_amonitor_qitem_t;
 
 

@@ -228,8 +228,9 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 
     rc = ngx_http_send_special(r, NGX_HTTP_FLUSH);
 
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (rc == NGX_ERROR || r->out) {
+        /* frames must not overtake a 101 that is still buffered */
+        return NGX_ERROR;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
