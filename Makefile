@@ -70,6 +70,13 @@ $(NGX_BUILD)/$(MODULE): $(NGX_BUILD)/Makefile $(MOD_SRCS) $(GEN)
 $(BUILD)/$(MODULE): $(NGX_BUILD)/$(MODULE)
 	cp $< $@.tmp && mv -f $@.tmp $@
 
+# the module as released: dist/ with a checksum file
+build-agent: module
+	@mkdir -p dist
+	cp build/$(MODULE) dist/$(MODULE).tmp && mv -f dist/$(MODULE).tmp \
+	    dist/$(MODULE)
+	cd dist && sha256sum $(MODULE) > SHA256SUMS && cat SHA256SUMS
+
 # --- the protocol core as a static library (SDK, CLI, tests) -------------
 
 core: $(BUILD)/libamon_core.a

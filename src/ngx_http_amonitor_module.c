@@ -794,8 +794,9 @@ ngx_http_amonitor_exit_process(ngx_cycle_t *cycle)
 
     w = amcf->worker;
 
-    ngx_http_amonitor_upstream_exit_worker(w);
     ngx_http_amonitor_panel_close_all(w);
+    ngx_http_amonitor_upstream_exit_worker(w);
+    ngx_http_amonitor_router_exit_worker(w);
 
     while (!ngx_queue_empty(&w->msg_cache)) {
         q = ngx_queue_head(&w->msg_cache);

@@ -316,6 +316,7 @@ void ngx_http_amonitor_router_upstream_message(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
     size_t len);
 void ngx_http_amonitor_router_panel_gone(ngx_http_amonitor_panel_t *p);
+void ngx_http_amonitor_router_exit_worker(ngx_http_amonitor_worker_t *w);
 void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_router_upstream_down(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t connected);

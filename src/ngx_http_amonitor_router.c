@@ -715,6 +715,24 @@ ngx_http_amonitor_router_upstream_down(ngx_http_amonitor_upstream_t *u,
 }
 
 
+/* the worker exits: forget what is still pending (the claims stay) */
+void
+ngx_http_amonitor_router_exit_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_pending_t  *pa;
+
+    while (!ngx_queue_empty(&w->pending_all)) {
+        q = ngx_queue_head(&w->pending_all);
+        pa = ngx_queue_data(q, ngx_http_amonitor_pending_t, all);
+        pa->panel = NULL;
+        ngx_http_amonitor_router_free(pa);
+    }
+
+    amon_buf_free(&w->scratch, &w->allocator);
+}
+
+
 /* end an action with an error; "release" when it never reached the SDK */
 static void
 ngx_http_amonitor_router_fail(ngx_http_amonitor_pending_t *pa,

@@ -84,10 +84,10 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
         ngx_del_timer(&w->reconcile);
     }
 
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams);
-         q = ngx_queue_next(q))
-    {
+    while (!ngx_queue_empty(&w->upstreams)) {
+        q = ngx_queue_head(&w->upstreams);
+        ngx_queue_remove(q);
+
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
         u->stopped = 1;
 
@@ -102,6 +102,9 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
         }
 
         ngx_http_amonitor_upstream_fail(u);
+
+        /* actions waiting for it got their answer in upstream_fail */
+        ngx_destroy_pool(u->pool);
     }
 }
 

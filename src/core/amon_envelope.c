@@ -52,6 +52,7 @@ typedef struct {
 typedef struct {
     amon_json_value_t root[AMON_ENV_F_N];
     amon_json_value_t pay[AMON_ENV_P_N];
+    unsigned          payload_only; /* the text is a payload by itself */
 } amon_env_scan_t;
 
 
@@ -78,6 +79,7 @@ static void *amon_env_pb_alloc(void *data, size_t size);
 static void  amon_env_pb_free(void *data, void *p);
 static int   amon_env_pb_str(const char *s, size_t limit, amon_str_t *out);
 static int   amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa);
+static int   amon_env_pb_json_payload(amon_envelope_t *env);
 
 
 #define amon_env_name(s) \
@@ -188,7 +190,7 @@ amon_env_member(void *data, unsigned level, const amon_json_value_t *key,
 
     sc = data;
 
-    if (level == 0) {
+    if (level == 0 && !sc->payload_only) {
         i = amon_env_lookup(amon_env_root_names, AMON_ENV_F_N, key);
 
         /* duplicate keys: the first one wins */
@@ -575,9 +577,9 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
 
 /*
- * Unpack the payload message of the envelope's type.  Types without a
- * message in the schema (target_status, unknown ones) keep their payload
- * as opaque bytes.
+ * Unpack the payload message of the envelope's type.  target_status has
+ * no message in the schema and carries JSON text; unknown types keep
+ * their payload as opaque bytes.
  */
 static int
 amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
@@ -696,8 +698,44 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
 
         return amon_env_pb_str(err->message, AMON_ENV_NO_LIMIT, &env->message);
 
+    case AMON_MSG_TARGET_STATUS: return amon_env_pb_json_payload(env);
+
     default: return AMON_OK;
     }
+}
+
+
+/*
+ * A payload without a message in the schema holds JSON text (what
+ * amon_payload_json_to_pb() makes of it): read the same fields from it as
+ * from a JSON envelope's payload.
+ */
+static int
+amon_env_pb_json_payload(amon_envelope_t *env)
+{
+    int               rc;
+    amon_env_scan_t   sc;
+    amon_json_value_t root;
+    amon_str_t        none = amon_null_string;
+
+    memset(&sc, 0, sizeof(sc));
+    sc.payload_only = 1;
+
+    rc = amon_json_scan(env->payload.data, env->payload.len,
+        AMON_MAX_JSON_DEPTH - 1, none, amon_env_member, &sc, &root);
+    if (rc == AMON_EJSON) {
+        return AMON_EPROTOBUF;
+    }
+
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (root.type != AMON_JSON_OBJECT) {
+        return AMON_EFIELD_TYPE;
+    }
+
+    return amon_env_json_payload(env, sc.pay);
 }
 
 

@@ -25,6 +25,8 @@
 #define amon_is_digit(c) ((c) >= '0' && (c) <= '9')
 #define amon_is_alpha(c) \
     (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define amon_is_b64(c) \
+    (amon_is_alpha(c) || amon_is_digit(c) || (c) == '+' || (c) == '/')
 #define amon_is_hex(c) \
     (amon_is_digit(c) || ((c) >= 'a' && (c) <= 'f') \
         || ((c) >= 'A' && (c) <= 'F'))
@@ -51,7 +53,6 @@ typedef struct {
 } amon_ws_resp_t;
 
 
-static int amon_ws_is_b64(unsigned char c);
 static int amon_ws_is_tchar(unsigned char c);
 static int amon_ws_field_ok(amon_str_t s, int is_path);
 static int amon_ws_list_next(
@@ -119,7 +120,7 @@ amon_ws_key_valid(const unsigned char *key, size_t len)
     }
 
     for (i = 0; i < 21; i++) {
-        if (!amon_ws_is_b64(key[i])) {
+        if (!amon_is_b64(key[i])) {
             return 0;
         }
     }
@@ -435,16 +436,11 @@ amon_ws_find_end(const unsigned char *buf, size_t len)
 
     limit = len < AMON_WS_MAX_RESPONSE + 1 ? len : AMON_WS_MAX_RESPONSE + 1;
 
+    /* "\n\n" or "\n\r\n" ends the block */
     for (i = 1; i < limit; i++) {
-        if (buf[i] != '\n') {
-            continue;
-        }
-
-        if (buf[i - 1] == '\n') {
-            return i + 1;
-        }
-
-        if (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n') {
+        if (buf[i] == '\n'
+            && (buf[i - 1] == '\n'
+                || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n'))) {
             return i + 1;
         }
     }
@@ -734,13 +730,6 @@ amon_ws_url_normalize(const amon_ws_url_t *u, unsigned char *dst, size_t cap)
     memcpy(dst + n, path.data, path.len);
 
     return n + path.len;
-}
-
-
-static int
-amon_ws_is_b64(unsigned char c)
-{
-    return amon_is_alpha(c) || amon_is_digit(c) || c == '+' || c == '/';
 }
 
 
