@@ -709,7 +709,7 @@ sub ignore_log {
 sub problem {
     my ($self, $msg) = @_;
     push @{ $self->{problems} }, $msg;
-    Test::More::diag("nginx problem: $msg");
+    Test::More::note("nginx problem: $msg");
 }
 
 # return and forget the recorded problems (for tests of the harness)

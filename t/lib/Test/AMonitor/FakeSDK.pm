@@ -234,10 +234,29 @@ sub _envelope {
     };
 }
 
+# Key order of the example SDK (Python dicts keep insertion order), so that
+# the bytes look like what existing SDKs send: envelope fields first in
+# PROTOCOL.md order, then payload fields; unknown keys sorted after.
+my @KEY_ORDER = qw(msg_id trace_id type target_id timestamp payload
+    status metrics event_name data sdk_url metadata action_msg_id success
+    message);
+my %RANK;
+@RANK{@KEY_ORDER} = (0 .. $#KEY_ORDER);
+
+sub to_json {
+    my ($v, $depth) = @_;
+    return encode_json($v) unless ref $v eq 'HASH' && ($depth // 0) < 2;
+    my @k = sort { ($RANK{$a} // 99) <=> ($RANK{$b} // 99) || $a cmp $b }
+        keys %$v;
+    return '{' . join(',', map {
+        encode_json("$_") . ':' . to_json($v->{$_}, ($depth // 0) + 1)
+    } @k) . '}';
+}
+
 sub _send {
     my ($self, $id, $data) = @_;
     my $e = $self->{conns}{$id} or return 0;
-    my $text = ref $data ? encode_json($data) : $data;
+    my $text = ref $data ? to_json($data) : $data;
     $e->{c}->send({ text => $text });
     return 1;
 }
