@@ -20,6 +20,8 @@
 #include "amon_envelope.h"
 
 
+#define NGX_HTTP_AMONITOR_VERSION        "0.1.0"
+
 #define NGX_HTTP_AMONITOR_RBUF_SIZE      16384
 #define NGX_HTTP_AMONITOR_RESERVED_Q     64      /* for acks and errors */
 #define NGX_HTTP_AMONITOR_MSG_CACHE      256     /* free small buffers */
