@@ -1,0 +1,3 @@
+
+pb-x1error"t(	2
+ACK_TIMEOUT	no answer
