@@ -137,9 +137,10 @@ EOC
 $t->write_config(%conf)->run;
 
 subtest 'nginx runs in its prefix' => sub {
-    is(scalar($t->worker_pids), 2, 'two workers run');
+    is(scalar($t->worker_pids), $t->effective_workers, 'all workers run');
     ok($t->master_pid, 'master pid known');
-    like($t->conf_text, qr/^daemon on;$/m, 'daemon on');
+    like($t->conf_text, $t->valgrind ? qr/^daemon off;$/m : qr/^daemon on;$/m,
+        'daemon on (off under valgrind)');
     like($t->conf_text, qr/^error_log \Q${\ $t->prefix}\E\/error\.log /m,
         'error log in the prefix');
     unlike($t->conf_text, qr/load_module/, 'no module with module => 0');
@@ -353,8 +354,11 @@ subtest 'reload and nginx -t' => sub {
     ok($t->reload, 'reload succeeds');
     my %old = map { $_ => 1 } @old;
     my @new = $t->worker_pids;
-    is(scalar(@new), 2, 'two workers after reload');
-    is(scalar(grep { $old{$_} } @new), 0, 'all of them new');
+    is(scalar(@new), $t->effective_workers, 'all workers run after reload');
+    SKIP: {
+        skip 'one process under valgrind', 1 if $t->valgrind;
+        is(scalar(grep { $old{$_} } @new), 0, 'all of them new');
+    }
 
     my ($st, $out) = $t->nginx_t(config => 'location / { bogus_directive on; }');
     is($st, 1, 'nginx -t fails on a bad config');
@@ -373,6 +377,8 @@ subtest 'reload and nginx -t' => sub {
 };
 
 subtest 'a stop that needs KILL is a problem' => sub {
+    plan skip_all => 'nginx without a master exits at once on QUIT'
+        if $t->valgrind;
     my $t2 = Test::AMonitor->new(module => 0, stop_timeout => 1);
     $t2->write_config(config => <<"EOC")->run;
         location /sdk-a/ {
@@ -396,7 +402,8 @@ subtest 'instances stop cleanly with workers => 1 and 4' => sub {
     for my $n (1, 4) {
         my $t3 = Test::AMonitor->new(module => 0, workers => $n);
         $t3->write_config(config => 'location / { return 204; }')->run;
-        is(scalar($t3->worker_pids), $n, "$n worker(s)");
+        is(scalar($t3->worker_pids), $t3->effective_workers,
+            "$n worker(s)");
         is($t3->http_get('/')->{code}, 204, 'serves');
         ok($t3->stop, 'stops on QUIT');
     }

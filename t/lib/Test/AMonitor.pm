@@ -140,6 +140,12 @@ sub workers {
     return $self->{workers};
 }
 
+# the number of worker processes nginx really runs (1 under valgrind)
+sub effective_workers {
+    my ($self) = @_;
+    return $self->{valgrind} ? 1 : $self->{workers};
+}
+
 sub module {
     my ($self, $on) = @_;
     $self->{module} = $on if defined $on;
@@ -435,7 +441,7 @@ sub try_run {
     $self->{running} = 1 unless $err;
 
     if (!$err && !$self->{valgrind}) {
-        wait_for(sub { $self->worker_pids >= $self->{workers} },
+        wait_for(sub { $self->worker_pids >= $self->effective_workers },
             $deadline - time)
             or $err = "workers did not start";
     }
@@ -1074,8 +1080,8 @@ sub _run_block {
 
     for my $line (_lines(_sec($b, 'fake_sdk'))) {
         my %o = _parse_sdk_line($t, $line);
-        my $want = delete $o{connections} // ($t->{module} ? $t->{workers}
-            : 0);
+        my $want = delete $o{connections}
+            // ($t->{module} ? $t->effective_workers : 0);
         $want = 0 if defined $o{wait} && !$o{wait};
         delete $o{wait};
         my $sdk = fake_sdk(%o);
