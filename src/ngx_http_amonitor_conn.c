@@ -13,10 +13,10 @@
 #include "ngx_http_amonitor_module.h"
 
 
-static void ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
+static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc);
-static ngx_int_t ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc,
-    amon_ws_event_t *ev);
+static ngx_int_t ngx_http_amonitor_conn_event(
+    ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev);
 static void ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
 
 
@@ -24,7 +24,7 @@ ngx_int_t
 ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     ngx_pool_t *pool, ngx_http_amonitor_worker_t *w, ngx_uint_t client)
 {
-    ngx_http_amonitor_main_conf_t  *amcf;
+    ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = w->amcf;
 
@@ -43,8 +43,8 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     if (wc->q == NULL) {
         wc->q_limit = amcf->queue;
         wc->q_size = amcf->queue + NGX_HTTP_AMONITOR_RESERVED_Q;
-        wc->q = ngx_pcalloc(pool,
-                            wc->q_size * sizeof(ngx_http_amonitor_qitem_t));
+        wc->q =
+            ngx_pcalloc(pool, wc->q_size * sizeof(ngx_http_amonitor_qitem_t));
         if (wc->q == NULL) {
             return NGX_ERROR;
         }
@@ -76,8 +76,8 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
 
 
 void
-ngx_http_amonitor_conn_start_ping(ngx_http_amonitor_conn_t *wc,
-    ngx_msec_t interval)
+ngx_http_amonitor_conn_start_ping(
+    ngx_http_amonitor_conn_t *wc, ngx_msec_t interval)
 {
     if (interval) {
         ngx_add_timer(&wc->ping, interval);
@@ -89,7 +89,7 @@ ngx_http_amonitor_conn_start_ping(ngx_http_amonitor_conn_t *wc,
 void
 ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc)
 {
-    ngx_http_amonitor_qitem_t  *qi;
+    ngx_http_amonitor_qitem_t *qi;
 
     while (wc->q_count) {
         qi = &wc->q[wc->q_head];
@@ -116,12 +116,12 @@ ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc)
 void
 ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
 {
-    ssize_t            n;
-    ngx_connection_t  *c;
+    ssize_t           n;
+    ngx_connection_t *c;
 
     c = wc->connection;
 
-    for ( ;; ) {
+    for (;;) {
 
         n = c->recv(c, wc->rbuf, wc->rbuf_size);
 
@@ -131,8 +131,8 @@ ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
 
         if (n == 0 || n == NGX_ERROR) {
             ngx_log_error(wc->log_level, c->log, 0,
-                          "amonitor: peer closed the connection "
-                          "without a close frame");
+                "amonitor: peer closed the connection "
+                "without a close frame");
             wc->on_close(wc);
             return;
         }
@@ -160,10 +160,10 @@ ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
  * header, say).  Returns NGX_OK, or NGX_DONE when the connection ended.
  */
 ngx_int_t
-ngx_http_amonitor_conn_feed(ngx_http_amonitor_conn_t *wc, u_char *data,
-    size_t len)
+ngx_http_amonitor_conn_feed(
+    ngx_http_amonitor_conn_t *wc, u_char *data, size_t len)
 {
-    size_t  n;
+    size_t n;
 
     while (len) {
         n = ngx_min(len, wc->rbuf_size);
@@ -188,17 +188,17 @@ ngx_http_amonitor_conn_feed(ngx_http_amonitor_conn_t *wc, u_char *data,
 static ngx_int_t
 ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
 {
-    int              rc;
-    size_t           consumed;
-    amon_ws_event_t  ev;
+    int             rc;
+    size_t          consumed;
+    amon_ws_event_t ev;
 
     wc->last_rx = ngx_current_msec;
     wc->awaiting_pong = 0;
 
-    for ( ;; ) {
+    for (;;) {
 
         rc = amon_ws_parse(&wc->parser, wc->rbuf + wc->rbuf_pos,
-                           wc->rbuf_last - wc->rbuf_pos, &consumed, &ev);
+            wc->rbuf_last - wc->rbuf_pos, &consumed, &ev);
 
         wc->rbuf_pos += consumed;
 
@@ -220,11 +220,10 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
 
 /* returns NGX_OK to go on reading, NGX_DONE when the connection ended */
 static ngx_int_t
-ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc,
-    amon_ws_event_t *ev)
+ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
 {
-    int          rc;
-    ngx_uint_t   code;
+    int        rc;
+    ngx_uint_t code;
 
     switch (ev->type) {
 
@@ -237,16 +236,14 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc,
         }
 
         rc = amon_buf_reserve(&wc->message, ev->len,
-                              wc->worker->amcf->max_message,
-                              &wc->worker->allocator);
+            wc->worker->amcf->max_message, &wc->worker->allocator);
         if (rc != AMON_OK) {
             ngx_http_amonitor_conn_fail(wc, rc);
             return NGX_DONE;
         }
 
         if (ev->len) {
-            ngx_memcpy(wc->message.data + wc->message.len, ev->data,
-                       ev->len);
+            ngx_memcpy(wc->message.data + wc->message.len, ev->data, ev->len);
             wc->message.len += ev->len;
         }
 
@@ -270,22 +267,18 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc,
         return NGX_OK;
 
     case AMON_WS_EV_PING:
-        (void) ngx_http_amonitor_conn_send_data(wc, AMON_WS_OP_PONG,
-                                                (u_char *) ev->data, ev->len,
-                                                1);
+        (void) ngx_http_amonitor_conn_send_data(
+            wc, AMON_WS_OP_PONG, (u_char *) ev->data, ev->len, 1);
         return NGX_OK;
 
-    case AMON_WS_EV_PONG:
-        wc->awaiting_pong = 0;
-        return NGX_OK;
+    case AMON_WS_EV_PONG: wc->awaiting_pong = 0; return NGX_OK;
 
     case AMON_WS_EV_CLOSE:
         wc->close_received = 1;
         wc->peer_close = ev->close_code;
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
-                       "amonitor close frame received: %d",
-                       (int) ev->close_code);
+            "amonitor close frame received: %d", (int) ev->close_code);
 
         code = ev->close_code;
         if (code == AMON_WS_CLOSE_NO_STATUS) {
@@ -296,8 +289,7 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc,
         wc->on_close(wc);
         return NGX_DONE;
 
-    default:
-        return NGX_OK;
+    default: return NGX_OK;
     }
 }
 
@@ -312,7 +304,7 @@ ngx_int_t
 ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t priority)
 {
-    ngx_http_amonitor_qitem_t  *qi;
+    ngx_http_amonitor_qitem_t *qi;
 
     if (!wc->open || wc->close_sent) {
         return NGX_DECLINED;
@@ -344,11 +336,11 @@ ngx_int_t
 ngx_http_amonitor_conn_send_data(ngx_http_amonitor_conn_t *wc,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t priority)
 {
-    ngx_int_t                 rc;
-    ngx_http_amonitor_msg_t  *msg;
+    ngx_int_t                rc;
+    ngx_http_amonitor_msg_t *msg;
 
-    msg = ngx_http_amonitor_msg_frame(wc->worker, opcode, data, len,
-                                      wc->client);
+    msg =
+        ngx_http_amonitor_msg_frame(wc->worker, opcode, data, len, wc->client);
     if (msg == NULL) {
         return NGX_ERROR;
     }
@@ -364,12 +356,12 @@ ngx_http_amonitor_conn_send_data(ngx_http_amonitor_conn_t *wc,
 ngx_int_t
 ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
 {
-    u_char                     *start;
-    ngx_uint_t                  i, n;
-    ngx_buf_t                   bufs[NGX_HTTP_AMONITOR_IOVS];
-    ngx_chain_t                 cls[NGX_HTTP_AMONITOR_IOVS], *cl;
-    ngx_connection_t           *c;
-    ngx_http_amonitor_qitem_t  *qi;
+    u_char                    *start;
+    ngx_uint_t                 i, n;
+    ngx_buf_t                  bufs[NGX_HTTP_AMONITOR_IOVS];
+    ngx_chain_t                cls[NGX_HTTP_AMONITOR_IOVS], *cl;
+    ngx_connection_t          *c;
+    ngx_http_amonitor_qitem_t *qi;
 
     c = wc->connection;
 
@@ -438,8 +430,8 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
 static void
 ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc)
 {
-    ngx_uint_t                  keep, i;
-    ngx_http_amonitor_qitem_t  *qi;
+    ngx_uint_t                 keep, i;
+    ngx_http_amonitor_qitem_t *qi;
 
     if (wc->q_count == 0) {
         return;
@@ -460,12 +452,12 @@ ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc)
 
 /* send a close frame now (best effort), after what is being written */
 void
-ngx_http_amonitor_conn_close_frame(ngx_http_amonitor_conn_t *wc,
-    ngx_uint_t code, const char *reason)
+ngx_http_amonitor_conn_close_frame(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t code, const char *reason)
 {
-    u_char                    buf[AMON_MAX_CONTROL_PAYLOAD + 16], mask[4];
-    uint32_t                  r;
-    ngx_http_amonitor_msg_t  *msg;
+    u_char                   buf[AMON_MAX_CONTROL_PAYLOAD + 16], mask[4];
+    uint32_t                 r;
+    ngx_http_amonitor_msg_t *msg;
 
     if (!wc->open || wc->close_sent) {
         return;
@@ -484,7 +476,7 @@ ngx_http_amonitor_conn_close_frame(ngx_http_amonitor_conn_t *wc,
     }
 
     msg->len = amon_ws_write_close(msg->data, msg->size, (uint16_t) code,
-                                   reason, wc->client ? mask : NULL);
+        reason, wc->client ? mask : NULL);
 
     msg->refs++;
     (void) ngx_http_amonitor_conn_send(wc, msg, 1);
@@ -501,11 +493,11 @@ void
 ngx_http_amonitor_conn_fail(ngx_http_amonitor_conn_t *wc, int rc)
 {
     ngx_log_error(wc->log_level, wc->connection->log, 0,
-                  "amonitor: websocket error: %s, closing with %d",
-                  amon_strerror(rc), (int) amon_close_code(rc));
+        "amonitor: websocket error: %s, closing with %d", amon_strerror(rc),
+        (int) amon_close_code(rc));
 
-    ngx_http_amonitor_conn_close_frame(wc, amon_close_code(rc),
-                                       amon_strerror(rc));
+    ngx_http_amonitor_conn_close_frame(
+        wc, amon_close_code(rc), amon_strerror(rc));
     wc->on_close(wc);
 }
 
@@ -513,26 +505,27 @@ ngx_http_amonitor_conn_fail(ngx_http_amonitor_conn_t *wc, int rc)
 static void
 ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev)
 {
-    ngx_http_amonitor_conn_t  *wc = ev->data;
+    ngx_http_amonitor_conn_t *wc = ev->data;
 
-    ngx_msec_t  interval;
+    ngx_msec_t interval;
 
     interval = wc->worker->amcf->ping;
 
     if (wc->awaiting_pong) {
         ngx_log_error(wc->log_level, wc->connection->log, 0,
-                      "amonitor: no answer to ping within %M ms, "
-                      "closing the connection", interval);
-        ngx_http_amonitor_conn_close_frame(wc, AMON_WS_CLOSE_GOING_AWAY,
-                                           "ping timeout");
+            "amonitor: no answer to ping within %M ms, "
+            "closing the connection",
+            interval);
+        ngx_http_amonitor_conn_close_frame(
+            wc, AMON_WS_CLOSE_GOING_AWAY, "ping timeout");
         wc->on_close(wc);
         return;
     }
 
     if (ngx_current_msec - wc->last_rx >= interval / 2) {
         wc->awaiting_pong = 1;
-        (void) ngx_http_amonitor_conn_send_data(wc, AMON_WS_OP_PING, NULL, 0,
-                                                1);
+        (void) ngx_http_amonitor_conn_send_data(
+            wc, AMON_WS_OP_PING, NULL, 0, 1);
     }
 
     ngx_add_timer(&wc->ping, interval);

@@ -17,26 +17,27 @@
 static void *ngx_http_amonitor_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf);
-static char *ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent,
-    void *child);
+static char *ngx_http_amonitor_merge_loc_conf(
+    ngx_conf_t *cf, void *parent, void *child);
 static ngx_int_t ngx_http_amonitor_postconfiguration(ngx_conf_t *cf);
-static char *ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_amonitor_allow_url(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+static char     *ngx_http_amonitor_zone(
+        ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_amonitor_target(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_amonitor_reconnect(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_amonitor_allow_url(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data);
-static char *ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+static char *ngx_http_amonitor_status(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_amonitor_init_process(ngx_cycle_t *cycle);
-static void ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
-static void *ngx_http_amonitor_pool_alloc(void *data, size_t size);
-static void ngx_http_amonitor_pool_free(void *data, void *p);
+static void      ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
+static void     *ngx_http_amonitor_pool_alloc(void *data, size_t size);
+static void      ngx_http_amonitor_pool_free(void *data, void *p);
 
 
+/* clang-format off */
 static ngx_conf_post_t  ngx_http_amonitor_panel_post =
     { ngx_http_amonitor_panel };
 
@@ -171,12 +172,13 @@ ngx_module_t  ngx_http_amonitor_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+/* clang-format on */
 
 
 static void *
 ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
 {
-    ngx_http_amonitor_main_conf_t  *amcf;
+    ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_amonitor_main_conf_t));
     if (amcf == NULL) {
@@ -192,16 +194,14 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
      */
 
     if (ngx_array_init(&amcf->targets, cf->pool, 4,
-                       sizeof(ngx_http_amonitor_target_conf_t))
-        != NGX_OK)
-    {
+            sizeof(ngx_http_amonitor_target_conf_t))
+        != NGX_OK) {
         return NULL;
     }
 
-    if (ngx_array_init(&amcf->allow, cf->pool, 2,
-                       sizeof(ngx_http_amonitor_allow_t))
-        != NGX_OK)
-    {
+    if (ngx_array_init(
+            &amcf->allow, cf->pool, 2, sizeof(ngx_http_amonitor_allow_t))
+        != NGX_OK) {
         return NULL;
     }
 
@@ -221,7 +221,7 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
 static char *
 ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
 {
-    ngx_http_amonitor_main_conf_t  *amcf = conf;
+    ngx_http_amonitor_main_conf_t *amcf = conf;
 
     ngx_conf_init_msec_value(amcf->dedupe_ttl, 24 * 60 * 60 * 1000);
     ngx_conf_init_msec_value(amcf->ack_timeout, 10000);
@@ -234,26 +234,26 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (amcf->dedupe_ttl < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"amonitor_dedupe_ttl\" must be at least 1s");
+            "\"amonitor_dedupe_ttl\" must be at least 1s");
         return NGX_CONF_ERROR;
     }
 
     if (amcf->ack_timeout == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"amonitor_ack_timeout\" must not be zero");
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "\"amonitor_ack_timeout\" must not be zero");
         return NGX_CONF_ERROR;
     }
 
     if (amcf->max_message < 1024 || amcf->max_message > 64 * 1024 * 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"amonitor_max_message_size\" must be between "
-                           "1k and 64m");
+            "\"amonitor_max_message_size\" must be between "
+            "1k and 64m");
         return NGX_CONF_ERROR;
     }
 
     if (amcf->targets.nelts && amcf->shm_zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"amonitor_target\" requires \"amonitor_zone\"");
+            "\"amonitor_target\" requires \"amonitor_zone\"");
         return NGX_CONF_ERROR;
     }
 
@@ -264,7 +264,7 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
 static void *
 ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
 {
-    ngx_http_amonitor_loc_conf_t  *alcf;
+    ngx_http_amonitor_loc_conf_t *alcf;
 
     alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_amonitor_loc_conf_t));
     if (alcf == NULL) {
@@ -287,8 +287,8 @@ ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_amonitor_loc_conf_t  *prev = parent;
-    ngx_http_amonitor_loc_conf_t  *conf = child;
+    ngx_http_amonitor_loc_conf_t *prev = parent;
+    ngx_http_amonitor_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->panel, prev->panel, 0);
     ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
@@ -300,15 +300,15 @@ ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_http_amonitor_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_http_amonitor_main_conf_t  *amcf;
+    ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_amonitor_module);
 
     if (amcf->panel_file.len && amcf->shm_zone == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"amonitor_panel\" in %V:%ui requires "
-                      "\"amonitor_zone\" in the http block",
-                      &amcf->panel_file, amcf->panel_line);
+            "\"amonitor_panel\" in %V:%ui requires "
+            "\"amonitor_zone\" in the http block",
+            &amcf->panel_file, amcf->panel_line);
         return NGX_ERROR;
     }
 
@@ -319,10 +319,10 @@ ngx_http_amonitor_postconfiguration(ngx_conf_t *cf)
 static char *
 ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_amonitor_main_conf_t  *amcf = conf;
+    ngx_http_amonitor_main_conf_t *amcf = conf;
 
-    ssize_t     size;
-    ngx_str_t  *value;
+    ssize_t    size;
+    ngx_str_t *value;
 
     if (amcf->shm_zone) {
         return "is duplicate";
@@ -331,36 +331,36 @@ ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     if (value[1].len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone name \"%V\"", &value[1]);
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "invalid zone name \"%V\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
     size = ngx_parse_size(&value[2]);
 
     if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone size \"%V\"", &value[2]);
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "invalid zone size \"%V\"", &value[2]);
         return NGX_CONF_ERROR;
     }
 
     if (size < (ssize_t) (32 * ngx_pagesize)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is too small: %V, the minimum is "
-                           "%uzk", &value[1], &value[2],
-                           (size_t) (32 * ngx_pagesize) / 1024);
+            "zone \"%V\" is too small: %V, the minimum is "
+            "%uzk",
+            &value[1], &value[2], (size_t) (32 * ngx_pagesize) / 1024);
         return NGX_CONF_ERROR;
     }
 
-    amcf->shm_zone = ngx_shared_memory_add(cf, &value[1], size,
-                                           &ngx_http_amonitor_module);
+    amcf->shm_zone =
+        ngx_shared_memory_add(cf, &value[1], size, &ngx_http_amonitor_module);
     if (amcf->shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
     if (amcf->shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate zone \"%V\"", &value[1]);
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "duplicate zone \"%V\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -374,46 +374,45 @@ ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_amonitor_main_conf_t  *amcf = conf;
+    ngx_http_amonitor_main_conf_t *amcf = conf;
 
-    u_char                           *p, *last;
-    size_t                            len;
-    ngx_url_t                         url;
-    ngx_str_t                        *value;
-    ngx_uint_t                        i;
-    amon_ws_url_t                     u;
-    ngx_http_amonitor_target_conf_t  *t, *tt;
+    u_char                          *p, *last;
+    size_t                           len;
+    ngx_url_t                        url;
+    ngx_str_t                       *value;
+    ngx_uint_t                       i;
+    amon_ws_url_t                    u;
+    ngx_http_amonitor_target_conf_t *t, *tt;
 
     value = cf->args->elts;
 
     if (value[1].len == 0 || value[1].len > AMON_MAX_ID_LEN) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid target id \"%V\"", &value[1]);
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "invalid target id \"%V\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
     tt = amcf->targets.elts;
     for (i = 0; i < amcf->targets.nelts; i++) {
         if (tt[i].id.len == value[1].len
-            && ngx_strncmp(tt[i].id.data, value[1].data, value[1].len) == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate target id \"%V\"", &value[1]);
+            && ngx_strncmp(tt[i].id.data, value[1].data, value[1].len) == 0) {
+            ngx_conf_log_error(
+                NGX_LOG_EMERG, cf, 0, "duplicate target id \"%V\"", &value[1]);
             return NGX_CONF_ERROR;
         }
     }
 
     if (amon_ws_url_parse(value[2].data, value[2].len, &u) != AMON_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid target URL \"%V\": expected "
-                           "ws://host[:port][/path]", &value[2]);
+            "invalid target URL \"%V\": expected "
+            "ws://host[:port][/path]",
+            &value[2]);
         return NGX_CONF_ERROR;
     }
 
     if (u.tls) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "target URL \"%V\": wss:// is not supported",
-                           &value[2]);
+            "target URL \"%V\": wss:// is not supported", &value[2]);
         return NGX_CONF_ERROR;
     }
 
@@ -443,22 +442,21 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (tt = amcf->targets.elts, i = 0; i < amcf->targets.nelts - 1; i++) {
         if (tt[i].norm.len == t->norm.len
-            && ngx_strncmp(tt[i].norm.data, t->norm.data, t->norm.len) == 0)
-        {
+            && ngx_strncmp(tt[i].norm.data, t->norm.data, t->norm.len) == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "targets \"%V\" and \"%V\" have the same "
-                               "URL \"%V\"", &tt[i].id, &t->id, &t->url);
+                "targets \"%V\" and \"%V\" have the same "
+                "URL \"%V\"",
+                &tt[i].id, &t->id, &t->url);
             return NGX_CONF_ERROR;
         }
     }
 
     if (cf->args->nelts == 4) {
-        if (ngx_strncmp(value[3].data, "token=", 6) != 0
-            || value[3].len == 6)
-        {
+        if (ngx_strncmp(value[3].data, "token=", 6) != 0 || value[3].len == 6) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", expected "
-                               "\"token=...\"", &value[3]);
+                "invalid parameter \"%V\", expected "
+                "\"token=...\"",
+                &value[3]);
             return NGX_CONF_ERROR;
         }
 
@@ -469,8 +467,7 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         for (p = t->token.data; p < last; p++) {
             if (*p <= ' ' || *p == 0x7f) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid token for target \"%V\"",
-                                   &value[1]);
+                    "invalid token for target \"%V\"", &value[1]);
                 return NGX_CONF_ERROR;
             }
         }
@@ -491,9 +488,8 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "%s in target URL \"%V\"",
-                           url.err ? url.err : "host not found", &value[2]);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in target URL \"%V\"",
+            url.err ? url.err : "host not found", &value[2]);
         return NGX_CONF_ERROR;
     }
 
@@ -511,10 +507,10 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_amonitor_main_conf_t  *amcf = conf;
+    ngx_http_amonitor_main_conf_t *amcf = conf;
 
-    ngx_str_t   *value;
-    ngx_msec_t   min, max;
+    ngx_str_t *value;
+    ngx_msec_t min, max;
 
     if (amcf->reconnect_min != NGX_CONF_UNSET_MSEC) {
         return "is duplicate";
@@ -524,8 +520,8 @@ ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     min = ngx_parse_time(&value[1], 0);
     if (min == (ngx_msec_t) NGX_ERROR || min == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid reconnect delay \"%V\"", &value[1]);
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "invalid reconnect delay \"%V\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -535,15 +531,16 @@ ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         max = ngx_parse_time(&value[2], 0);
         if (max == (ngx_msec_t) NGX_ERROR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid reconnect delay \"%V\"", &value[2]);
+                "invalid reconnect delay \"%V\"", &value[2]);
             return NGX_CONF_ERROR;
         }
     }
 
     if (max < min) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "reconnect maximum \"%V\" is less than the "
-                           "minimum \"%V\"", &value[2], &value[1]);
+            "reconnect maximum \"%V\" is less than the "
+            "minimum \"%V\"",
+            &value[2], &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -557,20 +554,21 @@ ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_amonitor_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_amonitor_main_conf_t  *amcf = conf;
+    ngx_http_amonitor_main_conf_t *amcf = conf;
 
-    u_char                     *p, *last, *colon;
-    ngx_str_t                  *value, s;
-    ngx_int_t                   port;
-    ngx_http_amonitor_allow_t  *a;
+    u_char                    *p, *last, *colon;
+    ngx_str_t                 *value, s;
+    ngx_int_t                  port;
+    ngx_http_amonitor_allow_t *a;
 
     value = cf->args->elts;
     s = value[1];
 
     if (s.len < 6 || ngx_strncasecmp(s.data, (u_char *) "ws://", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid URL pattern \"%V\": expected "
-                           "ws://host:port or ws://host:*", &s);
+            "invalid URL pattern \"%V\": expected "
+            "ws://host:port or ws://host:*",
+            &s);
         return NGX_CONF_ERROR;
     }
 
@@ -635,18 +633,19 @@ ngx_http_amonitor_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid URL pattern \"%V\": expected "
-                       "ws://host:port or ws://host:*", &s);
+        "invalid URL pattern \"%V\": expected "
+        "ws://host:port or ws://host:*",
+        &s);
     return NGX_CONF_ERROR;
 }
 
 
 ngx_int_t
-ngx_http_amonitor_url_allowed(ngx_http_amonitor_main_conf_t *amcf,
-    amon_ws_url_t *u)
+ngx_http_amonitor_url_allowed(
+    ngx_http_amonitor_main_conf_t *amcf, amon_ws_url_t *u)
 {
-    ngx_uint_t                  i;
-    ngx_http_amonitor_allow_t  *a;
+    ngx_uint_t                 i;
+    ngx_http_amonitor_allow_t *a;
 
     if (u->tls) {
         return 0;
@@ -657,9 +656,9 @@ ngx_http_amonitor_url_allowed(ngx_http_amonitor_main_conf_t *amcf,
     for (i = 0; i < amcf->allow.nelts; i++) {
 
         if (a[i].host.len != u->host.len
-            || ngx_strncasecmp(a[i].host.data, (u_char *) u->host.data,
-                               u->host.len) != 0)
-        {
+            || ngx_strncasecmp(
+                   a[i].host.data, (u_char *) u->host.data, u->host.len)
+                != 0) {
             continue;
         }
 
@@ -670,8 +669,7 @@ ngx_http_amonitor_url_allowed(ngx_http_amonitor_main_conf_t *amcf,
         if (a[i].path.len
             && (a[i].path.len != u->path.len
                 || ngx_strncmp(a[i].path.data, u->path.data, u->path.len)
-                   != 0))
-        {
+                    != 0)) {
             continue;
         }
 
@@ -685,10 +683,10 @@ ngx_http_amonitor_url_allowed(ngx_http_amonitor_main_conf_t *amcf,
 static char *
 ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data)
 {
-    ngx_flag_t  *fp = data;
+    ngx_flag_t *fp = data;
 
-    ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_amonitor_main_conf_t  *amcf;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_amonitor_main_conf_t *amcf;
 
     if (!*fp) {
         return NGX_CONF_OK;
@@ -711,9 +709,9 @@ ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data)
 static char *
 ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_amonitor_loc_conf_t  *alcf = conf;
+    ngx_http_amonitor_loc_conf_t *alcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t *clcf;
 
     if (alcf->status) {
         return "is duplicate";
@@ -731,17 +729,15 @@ ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_amonitor_worker_t     *w;
-    ngx_http_amonitor_main_conf_t  *amcf;
+    ngx_http_amonitor_worker_t    *w;
+    ngx_http_amonitor_main_conf_t *amcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
+        && ngx_process != NGX_PROCESS_SINGLE) {
         return NGX_OK;
     }
 
-    amcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_amonitor_module);
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_amonitor_module);
     if (amcf == NULL || amcf->shm_zone == NULL) {
         return NGX_OK;
     }
@@ -758,16 +754,16 @@ ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&w->upstreams);
     ngx_queue_init(&w->msg_cache);
     ngx_queue_init(&w->pending_all);
-    ngx_rbtree_init(&w->pending, &w->pending_sentinel,
-                    ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(
+        &w->pending, &w->pending_sentinel, ngx_str_rbtree_insert_value);
 
     w->allocator.alloc = ngx_http_amonitor_pool_alloc;
     w->allocator.free = ngx_http_amonitor_pool_free;
     w->allocator.data = cycle->log;
 
     w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
-    w->store = ngx_http_amonitor_store_shm_create(amcf->shm_zone, cycle->pool,
-                                                  amcf->dedupe_ttl);
+    w->store = ngx_http_amonitor_store_shm_create(
+        amcf->shm_zone, cycle->pool, amcf->dedupe_ttl);
     if (w->store == NULL) {
         return NGX_ERROR;
     }
@@ -781,13 +777,12 @@ ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_amonitor_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_queue_t                    *q;
-    ngx_http_amonitor_msg_t        *msg;
-    ngx_http_amonitor_worker_t     *w;
-    ngx_http_amonitor_main_conf_t  *amcf;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_msg_t       *msg;
+    ngx_http_amonitor_worker_t    *w;
+    ngx_http_amonitor_main_conf_t *amcf;
 
-    amcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_amonitor_module);
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_amonitor_module);
     if (amcf == NULL || amcf->worker == NULL) {
         return;
     }
@@ -831,11 +826,11 @@ ngx_http_amonitor_pool_free(void *data, void *p)
 ngx_http_amonitor_msg_t *
 ngx_http_amonitor_msg_alloc(ngx_http_amonitor_worker_t *w, size_t size)
 {
-    ngx_queue_t              *q;
-    ngx_http_amonitor_msg_t  *msg;
+    ngx_queue_t             *q;
+    ngx_http_amonitor_msg_t *msg;
 
-    if (size <= NGX_HTTP_AMONITOR_MSG_SMALL && !ngx_queue_empty(&w->msg_cache))
-    {
+    if (size <= NGX_HTTP_AMONITOR_MSG_SMALL
+        && !ngx_queue_empty(&w->msg_cache)) {
         q = ngx_queue_head(&w->msg_cache);
         ngx_queue_remove(q);
         w->msg_cached--;
@@ -865,8 +860,8 @@ ngx_http_amonitor_msg_alloc(ngx_http_amonitor_worker_t *w, size_t size)
 
 
 void
-ngx_http_amonitor_msg_release(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_msg_t *msg)
+ngx_http_amonitor_msg_release(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_msg_t *msg)
 {
     if (msg->refs > 1) {
         msg->refs--;
@@ -874,8 +869,7 @@ ngx_http_amonitor_msg_release(ngx_http_amonitor_worker_t *w,
     }
 
     if (msg->size == NGX_HTTP_AMONITOR_MSG_SMALL
-        && w->msg_cached < NGX_HTTP_AMONITOR_MSG_CACHE)
-    {
+        && w->msg_cached < NGX_HTTP_AMONITOR_MSG_CACHE) {
         ngx_queue_insert_head(&w->msg_cache, &msg->queue);
         w->msg_cached++;
         return;
@@ -890,9 +884,9 @@ ngx_http_amonitor_msg_t *
 ngx_http_amonitor_msg_frame(ngx_http_amonitor_worker_t *w, ngx_uint_t opcode,
     u_char *payload, size_t len, ngx_uint_t masked)
 {
-    u_char                    mask[4];
-    uint32_t                  r;
-    ngx_http_amonitor_msg_t  *msg;
+    u_char                   mask[4];
+    uint32_t                 r;
+    ngx_http_amonitor_msg_t *msg;
 
     msg = ngx_http_amonitor_msg_alloc(w, len + AMON_MAX_FRAME_HEADER);
     if (msg == NULL) {
@@ -904,8 +898,8 @@ ngx_http_amonitor_msg_frame(ngx_http_amonitor_worker_t *w, ngx_uint_t opcode,
         ngx_memcpy(mask, &r, 4);
     }
 
-    msg->len = amon_ws_write_frame(msg->data, msg->size, 1, opcode, payload,
-                                   len, masked ? mask : NULL);
+    msg->len = amon_ws_write_frame(
+        msg->data, msg->size, 1, opcode, payload, len, masked ? mask : NULL);
 
     if (msg->len == 0) {
         ngx_http_amonitor_msg_release(w, msg);

@@ -13,39 +13,39 @@
 #include "ngx_http_amonitor_module.h"
 
 
-static ngx_int_t ngx_http_amonitor_panel_auth(ngx_http_request_t *r,
-    ngx_str_t *token);
-static ngx_table_elt_t *ngx_http_amonitor_panel_header(ngx_http_request_t *r,
-    const char *name);
-static ngx_int_t ngx_http_amonitor_panel_reject(ngx_http_request_t *r,
-    ngx_uint_t status, const char *reason);
+static ngx_int_t ngx_http_amonitor_panel_auth(
+    ngx_http_request_t *r, ngx_str_t *token);
+static ngx_table_elt_t *ngx_http_amonitor_panel_header(
+    ngx_http_request_t *r, const char *name);
+static ngx_int_t ngx_http_amonitor_panel_reject(
+    ngx_http_request_t *r, ngx_uint_t status, const char *reason);
 static void ngx_http_amonitor_panel_read_handler(ngx_http_request_t *r);
 static void ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r);
-static void ngx_http_amonitor_panel_message(ngx_http_amonitor_conn_t *wc,
-    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_amonitor_panel_message(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_panel_cleanup(void *data);
 
 
-static ngx_str_t  ngx_http_amonitor_subprotocol = ngx_string("amonitor.v1");
+static ngx_str_t ngx_http_amonitor_subprotocol = ngx_string("amonitor.v1");
 
 
 ngx_int_t
 ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 {
-    int                              status;
-    u_char                          *accept;
-    ngx_int_t                        rc;
-    ngx_connection_t                *c;
-    ngx_table_elt_t                 *h, *key, *version, *proto;
-    const char                      *reason;
-    amon_ws_request_t                req;
-    ngx_http_cleanup_t              *cln;
-    ngx_http_amonitor_panel_t       *p;
-    ngx_http_amonitor_worker_t      *w;
-    ngx_http_amonitor_loc_conf_t    *alcf;
-    ngx_http_amonitor_main_conf_t   *amcf;
-    static const char               *protos[] = { "amonitor.v1", NULL };
+    int                            status;
+    u_char                        *accept;
+    ngx_int_t                      rc;
+    ngx_connection_t              *c;
+    ngx_table_elt_t               *h, *key, *version, *proto;
+    const char                    *reason;
+    amon_ws_request_t              req;
+    ngx_http_cleanup_t            *cln;
+    ngx_http_amonitor_panel_t     *p;
+    ngx_http_amonitor_worker_t    *w;
+    ngx_http_amonitor_loc_conf_t  *alcf;
+    ngx_http_amonitor_main_conf_t *amcf;
+    static const char             *protos[] = {"amonitor.v1", NULL};
 
     c = r->connection;
     amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
@@ -62,10 +62,9 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     }
 
     if (alcf->panel_token.len
-        && ngx_http_amonitor_panel_auth(r, &alcf->panel_token) != NGX_OK)
-    {
+        && ngx_http_amonitor_panel_auth(r, &alcf->panel_token) != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "amonitor: panel rejected: missing or wrong token");
+            "amonitor: panel rejected: missing or wrong token");
 
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
@@ -76,8 +75,8 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         ngx_str_set(&h->key, "WWW-Authenticate");
         ngx_str_set(&h->value, "Bearer realm=\"amonitor\"");
 
-        return ngx_http_amonitor_panel_reject(r, NGX_HTTP_UNAUTHORIZED,
-                                              "missing or wrong panel token");
+        return ngx_http_amonitor_panel_reject(
+            r, NGX_HTTP_UNAUTHORIZED, "missing or wrong panel token");
     }
 
     key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key");
@@ -116,7 +115,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 
     if (status) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "amonitor: panel handshake refused: %s", reason);
+            "amonitor: panel handshake refused: %s", reason);
 
         if (status == 426) {
             h = ngx_list_push(&r->headers_out.headers);
@@ -154,8 +153,8 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     }
 
     if (amon_ws_accept(key->value.data, key->value.len, accept) != AMON_OK) {
-        return ngx_http_amonitor_panel_reject(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid Sec-WebSocket-Key");
+        return ngx_http_amonitor_panel_reject(
+            r, NGX_HTTP_BAD_REQUEST, "invalid Sec-WebSocket-Key");
     }
 
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
@@ -183,9 +182,9 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     h->value.len = AMON_WS_ACCEPT_LEN;
 
     if (proto
-        && amon_ws_select_subprotocol(proto->value.data, proto->value.len,
-                                      protos) >= 0)
-    {
+        && amon_ws_select_subprotocol(
+               proto->value.data, proto->value.len, protos)
+            >= 0) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -233,8 +232,8 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "amonitor panel #%ui open", p->id);
+    ngx_log_debug1(
+        NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui open", p->id);
 
     c->log->action = "relaying amonitor panel messages";
     c->idle = 1;
@@ -251,10 +250,8 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     if (r->header_in->last > r->header_in->pos) {
         /* frames that came with the handshake */
         if (ngx_http_amonitor_conn_feed(&p->wc, r->header_in->pos,
-                                        r->header_in->last
-                                        - r->header_in->pos)
-            != NGX_OK)
-        {
+                r->header_in->last - r->header_in->pos)
+            != NGX_OK) {
             p->in_handler = 0;
             return NGX_DONE;
         }
@@ -279,9 +276,9 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_amonitor_panel_auth(ngx_http_request_t *r, ngx_str_t *token)
 {
-    u_char     *p, *last, diff;
-    size_t      i;
-    ngx_str_t   given, arg;
+    u_char   *p, *last, diff;
+    size_t    i;
+    ngx_str_t given, arg;
 
     ngx_str_null(&given);
 
@@ -289,8 +286,7 @@ ngx_http_amonitor_panel_auth(ngx_http_request_t *r, ngx_str_t *token)
         p = r->headers_in.authorization->value.data;
         last = p + r->headers_in.authorization->value.len;
 
-        if (last - p > 7 && ngx_strncasecmp(p, (u_char *) "Bearer ", 7) == 0)
-        {
+        if (last - p > 7 && ngx_strncasecmp(p, (u_char *) "Bearer ", 7) == 0) {
             p += 7;
             while (p < last && *p == ' ') {
                 p++;
@@ -329,10 +325,10 @@ ngx_http_amonitor_panel_auth(ngx_http_request_t *r, ngx_str_t *token)
 static ngx_table_elt_t *
 ngx_http_amonitor_panel_header(ngx_http_request_t *r, const char *name)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    size_t           len;
+    ngx_uint_t       i;
+    ngx_list_part_t *part;
+    ngx_table_elt_t *h;
 
     len = ngx_strlen(name);
     part = &r->headers_in.headers.part;
@@ -351,8 +347,7 @@ ngx_http_amonitor_panel_header(ngx_http_request_t *r, const char *name)
         }
 
         if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0) {
             return &h[i];
         }
     }
@@ -360,13 +355,13 @@ ngx_http_amonitor_panel_header(ngx_http_request_t *r, const char *name)
 
 
 static ngx_int_t
-ngx_http_amonitor_panel_reject(ngx_http_request_t *r, ngx_uint_t status,
-    const char *reason)
+ngx_http_amonitor_panel_reject(
+    ngx_http_request_t *r, ngx_uint_t status, const char *reason)
 {
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    size_t      len;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+    ngx_chain_t out;
 
     len = ngx_strlen(reason);
 
@@ -402,7 +397,7 @@ ngx_http_amonitor_panel_reject(ngx_http_request_t *r, ngx_uint_t status,
 static void
 ngx_http_amonitor_panel_read_handler(ngx_http_request_t *r)
 {
-    ngx_http_amonitor_panel_t  *p;
+    ngx_http_amonitor_panel_t *p;
 
     p = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
 
@@ -419,7 +414,7 @@ ngx_http_amonitor_panel_read_handler(ngx_http_request_t *r)
 static void
 ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r)
 {
-    ngx_http_amonitor_panel_t  *p;
+    ngx_http_amonitor_panel_t *p;
 
     p = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
 
@@ -438,8 +433,8 @@ ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r)
 
 
 static void
-ngx_http_amonitor_panel_message(ngx_http_amonitor_conn_t *wc,
-    ngx_uint_t opcode, u_char *data, size_t len)
+ngx_http_amonitor_panel_message(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
 {
     ngx_http_amonitor_router_panel_message(wc->data, opcode, data, len);
 }
@@ -452,10 +447,10 @@ ngx_http_amonitor_panel_message(ngx_http_amonitor_conn_t *wc,
 static void
 ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
 {
-    ngx_http_amonitor_panel_t  *p = wc->data;
+    ngx_http_amonitor_panel_t *p = wc->data;
 
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    ngx_connection_t   *c;
+    ngx_http_request_t *r;
 
     if (p->finalized) {
         return;
@@ -477,19 +472,19 @@ ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
 static void
 ngx_http_amonitor_panel_cleanup(void *data)
 {
-    ngx_http_amonitor_panel_t  *p = data;
+    ngx_http_amonitor_panel_t *p = data;
 
     if (p->wc.closed) {
         return;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->wc.connection->log, 0,
-                   "amonitor panel #%ui closed", p->id);
+        "amonitor panel #%ui closed", p->id);
 
     if (!p->wc.close_sent && !p->wc.connection->error) {
         /* worker shutdown or reload: say goodbye */
-        ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_GOING_AWAY,
-                                           "server going away");
+        ngx_http_amonitor_conn_close_frame(
+            &p->wc, AMON_WS_CLOSE_GOING_AWAY, "server going away");
     }
 
     p->finalized = 1;
@@ -504,18 +499,16 @@ ngx_http_amonitor_panel_cleanup(void *data)
 
 /* fan a shared frame out to every panel; droppable for slow panels */
 void
-ngx_http_amonitor_panel_broadcast(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_msg_t *msg)
+ngx_http_amonitor_panel_broadcast(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_msg_t *msg)
 {
-    ngx_queue_t                *q;
-    ngx_http_amonitor_panel_t  *p;
+    ngx_queue_t               *q;
+    ngx_http_amonitor_panel_t *p;
 
     msg->refs++;
 
-    for (q = ngx_queue_head(&w->panels);
-         q != ngx_queue_sentinel(&w->panels);
-         q = ngx_queue_next(q))
-    {
+    for (q = ngx_queue_head(&w->panels); q != ngx_queue_sentinel(&w->panels);
+         q = ngx_queue_next(q)) {
         p = ngx_queue_data(q, ngx_http_amonitor_panel_t, queue);
 
         if (ngx_http_amonitor_conn_send(&p->wc, msg, 0) == NGX_OK) {
@@ -524,9 +517,9 @@ ngx_http_amonitor_panel_broadcast(ngx_http_amonitor_worker_t *w,
 
         if (p->wc.dropped++ % 1000 == 0) {
             ngx_log_error(NGX_LOG_WARN, p->wc.connection->log, 0,
-                          "amonitor: panel #%ui is slow: its send queue "
-                          "is full, %ui heartbeats/events dropped for it",
-                          p->id, p->wc.dropped);
+                "amonitor: panel #%ui is slow: its send queue "
+                "is full, %ui heartbeats/events dropped for it",
+                p->id, p->wc.dropped);
         }
 
         (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
@@ -540,10 +533,10 @@ ngx_http_amonitor_panel_broadcast(ngx_http_amonitor_worker_t *w,
 
 /* an ack or error for one panel: never dropped silently */
 void
-ngx_http_amonitor_panel_send_data(ngx_http_amonitor_panel_t *p,
-    ngx_uint_t opcode, u_char *data, size_t len)
+ngx_http_amonitor_panel_send_data(
+    ngx_http_amonitor_panel_t *p, ngx_uint_t opcode, u_char *data, size_t len)
 {
-    ngx_int_t  rc;
+    ngx_int_t rc;
 
     if (p->wc.closed || p->finalized) {
         return;
@@ -556,11 +549,12 @@ ngx_http_amonitor_panel_send_data(ngx_http_amonitor_panel_t *p,
     }
 
     ngx_log_error(NGX_LOG_WARN, p->wc.connection->log, 0,
-                  "amonitor: panel #%ui does not read its messages and "
-                  "an answer cannot be queued, closing it", p->id);
+        "amonitor: panel #%ui does not read its messages and "
+        "an answer cannot be queued, closing it",
+        p->id);
 
-    ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_POLICY,
-                                       "send queue overflow");
+    ngx_http_amonitor_conn_close_frame(
+        &p->wc, AMON_WS_CLOSE_POLICY, "send queue overflow");
     ngx_http_amonitor_panel_on_close(&p->wc);
 }
 
@@ -568,8 +562,8 @@ ngx_http_amonitor_panel_send_data(ngx_http_amonitor_panel_t *p,
 void
 ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w)
 {
-    ngx_queue_t                *q;
-    ngx_http_amonitor_panel_t  *p;
+    ngx_queue_t               *q;
+    ngx_http_amonitor_panel_t *p;
 
     while (!ngx_queue_empty(&w->panels)) {
         q = ngx_queue_head(&w->panels);

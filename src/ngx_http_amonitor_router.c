@@ -14,14 +14,14 @@
 #include "ngx_http_amonitor_store.h"
 
 
-#define NGX_HTTP_AMONITOR_LATE_MAX  600000
+#define NGX_HTTP_AMONITOR_LATE_MAX 600000
 
 
-static void ngx_http_amonitor_router_claimed(void *data,
-    ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static void ngx_http_amonitor_router_claimed(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa);
-static void ngx_http_amonitor_router_forward(ngx_http_amonitor_pending_t *pa,
-    ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_router_forward(
+    ngx_http_amonitor_pending_t *pa, ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_router_ack_timeout(ngx_event_t *ev);
 static void ngx_http_amonitor_router_ack(ngx_http_amonitor_upstream_t *u,
     amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len);
@@ -36,25 +36,27 @@ static void ngx_http_amonitor_router_free(ngx_http_amonitor_pending_t *pa);
 static void ngx_http_amonitor_router_target_status(
     ngx_http_amonitor_upstream_t *u, const char *state);
 static int64_t ngx_http_amonitor_router_now(void);
-static void ngx_http_amonitor_router_uuid(u_char *out);
+static void    ngx_http_amonitor_router_uuid(u_char *out);
 
 
-#define ngx_http_amonitor_str(s)                                              \
-    { (const unsigned char *) (s)->data, (s)->len }
+#define ngx_http_amonitor_str(s) \
+    { \
+        (const unsigned char *) (s)->data, (s)->len \
+    }
 
 
 void
-ngx_http_amonitor_router_panel_message(ngx_http_amonitor_panel_t *p,
-    ngx_uint_t opcode, u_char *data, size_t len)
+ngx_http_amonitor_router_panel_message(
+    ngx_http_amonitor_panel_t *p, ngx_uint_t opcode, u_char *data, size_t len)
 {
-    int                           rc;
-    u_char                       *d;
-    ngx_str_t                     msg_id, target_id;
-    ngx_uint_t                    binary;
-    amon_envelope_t               env;
-    ngx_http_amonitor_claim_e     state;
-    ngx_http_amonitor_pending_t  *pa;
-    ngx_http_amonitor_worker_t   *w;
+    int                          rc;
+    u_char                      *d;
+    ngx_str_t                    msg_id, target_id;
+    ngx_uint_t                   binary;
+    amon_envelope_t              env;
+    ngx_http_amonitor_claim_e    state;
+    ngx_http_amonitor_pending_t *pa;
+    ngx_http_amonitor_worker_t  *w;
 
     w = p->wc.worker;
     binary = (opcode == AMON_WS_OP_BINARY);
@@ -73,26 +75,24 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_panel_t *p,
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
 
         ngx_log_error(NGX_LOG_INFO, p->wc.connection->log, 0,
-                      "amonitor: invalid message from panel #%ui: %s",
-                      p->id, amon_strerror(rc));
+            "amonitor: invalid message from panel #%ui: %s", p->id,
+            amon_strerror(rc));
 
         if (rc != AMON_ENO_MSG_ID && msg_id.len == 0) {
             ngx_str_null(&msg_id);
         }
 
         ngx_http_amonitor_router_error(p, binary,
-                                       (rc == AMON_ENO_MSG_ID) ? NULL
-                                                               : &msg_id,
-                                       NULL, "INVALID_MESSAGE",
-                                       amon_strerror(rc));
+            (rc == AMON_ENO_MSG_ID) ? NULL : &msg_id, NULL, "INVALID_MESSAGE",
+            amon_strerror(rc));
         goto done;
     }
 
     if (env.type != AMON_MSG_ACTION) {
         /* only actions go to SDKs; other panel messages are ignored */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->wc.connection->log, 0,
-                       "amonitor panel message of type \"%*s\" ignored",
-                       env.type_name.len);
+            "amonitor panel message of type \"%*s\" ignored",
+            env.type_name.len);
         goto done;
     }
 
@@ -101,25 +101,24 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_panel_t *p,
 
     if (env.target_id.len == 0 && env.target_url.len == 0) {
         ngx_http_amonitor_router_error(p, binary, &msg_id, NULL,
-                                       "INVALID_MESSAGE",
-                                       "an action needs target_id or "
-                                       "payload.target_url");
+            "INVALID_MESSAGE",
+            "an action needs target_id or "
+            "payload.target_url");
         goto done;
     }
 
     if (env.action.len == 0) {
         ngx_http_amonitor_router_error(p, binary, &msg_id, &target_id,
-                                       "INVALID_MESSAGE",
-                                       "an action needs payload.action");
+            "INVALID_MESSAGE", "an action needs payload.action");
         goto done;
     }
 
     pa = ngx_alloc(sizeof(ngx_http_amonitor_pending_t) + env.msg_id.len
-                   + env.target_id.len + env.target_url.len,
-                   p->wc.connection->log);
+            + env.target_id.len + env.target_url.len,
+        p->wc.connection->log);
     if (pa == NULL) {
-        ngx_http_amonitor_router_error(p, binary, &msg_id, &target_id,
-                                       "INTERNAL", "out of memory");
+        ngx_http_amonitor_router_error(
+            p, binary, &msg_id, &target_id, "INTERNAL", "out of memory");
         goto done;
     }
 
@@ -148,8 +147,8 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_panel_t *p,
     pa->msg = ngx_http_amonitor_msg_frame(w, opcode, data, len, 1);
     if (pa->msg == NULL) {
         ngx_free(pa);
-        ngx_http_amonitor_router_error(p, binary, &msg_id, &target_id,
-                                       "INTERNAL", "out of memory");
+        ngx_http_amonitor_router_error(
+            p, binary, &msg_id, &target_id, "INTERNAL", "out of memory");
         goto done;
     }
 
@@ -160,14 +159,14 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_panel_t *p,
     pa->claim_result.data = pa->result;
 
     rc = w->store->claim(w->store, &pa->sn.str, &state, &pa->claim_result,
-                         ngx_http_amonitor_router_claimed, pa);
+        ngx_http_amonitor_router_claimed, pa);
 
     if (rc == NGX_OK) {
         ngx_http_amonitor_router_claimed(pa, state, &pa->claim_result);
 
     } else if (rc == NGX_ERROR) {
-        ngx_http_amonitor_router_fail(pa, "INTERNAL",
-                                      "the dedupe store failed", 0);
+        ngx_http_amonitor_router_fail(
+            pa, "INTERNAL", "the dedupe store failed", 0);
     }
 
 done:
@@ -177,15 +176,15 @@ done:
 
 
 static void
-ngx_http_amonitor_router_claimed(void *data, ngx_http_amonitor_claim_e state,
-    ngx_str_t *result)
+ngx_http_amonitor_router_claimed(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result)
 {
     ngx_http_amonitor_pending_t *pa = data;
 
-    int                          rc;
-    u_char                       id[36];
-    amon_ack_out_t               ack;
-    ngx_http_amonitor_worker_t  *w;
+    int                         rc;
+    u_char                      id[36];
+    amon_ack_out_t              ack;
+    ngx_http_amonitor_worker_t *w;
 
     w = pa->worker;
 
@@ -200,8 +199,7 @@ ngx_http_amonitor_router_claimed(void *data, ngx_http_amonitor_claim_e state,
 
     if (pa->panel) {
         ngx_log_error(NGX_LOG_INFO, pa->panel->wc.connection->log, 0,
-                      "amonitor: duplicate action \"%V\" ignored",
-                      &pa->sn.str);
+            "amonitor: duplicate action \"%V\" ignored", &pa->sn.str);
 
         ngx_http_amonitor_router_uuid(id);
 
@@ -219,21 +217,18 @@ ngx_http_amonitor_router_claimed(void *data, ngx_http_amonitor_claim_e state,
         ack.duplicate = 1;
 
         if (state == NGX_HTTP_AMONITOR_CLAIM_DONE
-            || state == NGX_HTTP_AMONITOR_CLAIM_FAILED)
-        {
+            || state == NGX_HTTP_AMONITOR_CLAIM_FAILED) {
             ack.original.data = result->len ? result->data : NULL;
             ack.original.len = result->len;
         }
 
         w->scratch.len = 0;
-        rc = amon_envelope_build_ack(&w->scratch, w->amcf->max_message,
-                                     &w->allocator, &ack, pa->binary);
+        rc = amon_envelope_build_ack(
+            &w->scratch, w->amcf->max_message, &w->allocator, &ack, pa->binary);
         if (rc == AMON_OK) {
             ngx_http_amonitor_panel_send_data(pa->panel,
-                                              pa->binary ? AMON_WS_OP_BINARY
-                                                         : AMON_WS_OP_TEXT,
-                                              w->scratch.data,
-                                              w->scratch.len);
+                pa->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT,
+                w->scratch.data, w->scratch.len);
         }
     }
 
@@ -244,11 +239,11 @@ ngx_http_amonitor_router_claimed(void *data, ngx_http_amonitor_claim_e state,
 static void
 ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
 {
-    u_char                         norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t                      n, url, id;
-    amon_ws_url_t                  wu;
-    ngx_http_amonitor_worker_t    *w;
-    ngx_http_amonitor_upstream_t  *u;
+    u_char                        norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t                     n, url, id;
+    amon_ws_url_t                 wu;
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_amonitor_upstream_t *u;
 
     w = pa->worker;
     u = NULL;
@@ -261,11 +256,11 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
     if (u == NULL && pa->target_url.len) {
 
         if (amon_ws_url_parse(pa->target_url.data, pa->target_url.len, &wu)
-            != AMON_OK)
-        {
+            != AMON_OK) {
             ngx_http_amonitor_router_fail(pa, "INVALID_MESSAGE",
-                                          "payload.target_url is not a "
-                                          "ws:// URL", 1);
+                "payload.target_url is not a "
+                "ws:// URL",
+                1);
             return;
         }
 
@@ -277,9 +272,9 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
         if (u == NULL) {
             if (!ngx_http_amonitor_url_allowed(w->amcf, &wu)) {
                 ngx_http_amonitor_router_fail(pa, "TARGET_URL_NOT_ALLOWED",
-                                              "payload.target_url is not "
-                                              "allowed by amonitor_allow_url",
-                                              1);
+                    "payload.target_url is not "
+                    "allowed by amonitor_allow_url",
+                    1);
                 return;
             }
 
@@ -289,30 +284,28 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
             u = ngx_http_amonitor_upstream_add(w, &id, &wu);
             if (u == NULL) {
                 ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
-                                              "cannot dial payload.target_url"
-                                              " (an IP address is needed)",
-                                              1);
+                    "cannot dial payload.target_url"
+                    " (an IP address is needed)",
+                    1);
                 return;
             }
 
             url.data = n.data;
             url.len = n.len;
 
-            if (ngx_http_amonitor_registry_add(w->amcf->shm_zone, &u->id,
-                                               &url)
-                != NGX_OK)
-            {
+            if (ngx_http_amonitor_registry_add(w->amcf->shm_zone, &u->id, &url)
+                != NGX_OK) {
                 ngx_log_error(NGX_LOG_WARN, w->cycle->log, 0,
-                              "amonitor: registry of learned targets is "
-                              "full, \"%V\" stays local to this worker",
-                              &u->id);
+                    "amonitor: registry of learned targets is "
+                    "full, \"%V\" stays local to this worker",
+                    &u->id);
             }
         }
     }
 
     if (u == NULL) {
-        ngx_http_amonitor_router_fail(pa, "UNKNOWN_TARGET",
-                                      "no such target", 1);
+        ngx_http_amonitor_router_fail(
+            pa, "UNKNOWN_TARGET", "no such target", 1);
         return;
     }
 
@@ -336,22 +329,22 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
         return;
     }
 
-    ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
-                                  "the target is not connected", 1);
+    ngx_http_amonitor_router_fail(
+        pa, "TARGET_UNAVAILABLE", "the target is not connected", 1);
 }
 
 
 static void
-ngx_http_amonitor_router_forward(ngx_http_amonitor_pending_t *pa,
-    ngx_http_amonitor_upstream_t *u)
+ngx_http_amonitor_router_forward(
+    ngx_http_amonitor_pending_t *pa, ngx_http_amonitor_upstream_t *u)
 {
-    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_worker_t *w;
 
     w = pa->worker;
 
     if (ngx_http_amonitor_conn_send(&u->wc, pa->msg, 1) != NGX_OK) {
-        ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
-                                      "the target's send queue is full", 1);
+        ngx_http_amonitor_router_fail(
+            pa, "TARGET_UNAVAILABLE", "the target's send queue is full", 1);
         return;
     }
 
@@ -362,8 +355,7 @@ ngx_http_amonitor_router_forward(ngx_http_amonitor_pending_t *pa,
     pa->msg = NULL;
 
     if (ngx_str_rbtree_lookup(&w->pending, &pa->sn.str, pa->sn.node.key)
-        == NULL)
-    {
+        == NULL) {
         ngx_rbtree_insert(&w->pending, &pa->sn.node);
         pa->in_tree = 1;
     }
@@ -387,17 +379,16 @@ ngx_http_amonitor_router_ack_timeout(ngx_event_t *ev)
 {
     ngx_http_amonitor_pending_t *pa = ev->data;
 
-    ngx_msec_t                   late;
-    ngx_http_amonitor_worker_t  *w;
+    ngx_msec_t                  late;
+    ngx_http_amonitor_worker_t *w;
 
     w = pa->worker;
 
     if (pa->waiting) {
         ngx_queue_remove(&pa->queue);
         pa->waiting = 0;
-        ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
-                                      "the target did not connect in time",
-                                      1);
+        ngx_http_amonitor_router_fail(
+            pa, "TARGET_UNAVAILABLE", "the target did not connect in time", 1);
         return;
     }
 
@@ -411,15 +402,15 @@ ngx_http_amonitor_router_ack_timeout(ngx_event_t *ev)
     (void) ngx_atomic_fetch_add(&w->counters->ack_timeouts, 1);
 
     ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
-                  "amonitor: no ack for action \"%V\" from target \"%V\" "
-                  "within %M ms", &pa->sn.str, &pa->upstream->id,
-                  w->amcf->ack_timeout);
+        "amonitor: no ack for action \"%V\" from target \"%V\" "
+        "within %M ms",
+        &pa->sn.str, &pa->upstream->id, w->amcf->ack_timeout);
 
     if (pa->panel) {
         ngx_http_amonitor_router_error(pa->panel, pa->binary, &pa->sn.str,
-                                       &pa->target_id, "ACK_TIMEOUT",
-                                       "no ack from the target in time; "
-                                       "the action may still run");
+            &pa->target_id, "ACK_TIMEOUT",
+            "no ack from the target in time; "
+            "the action may still run");
     }
 
     /* a late ack is still delivered and recorded */
@@ -432,10 +423,10 @@ void
 ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
-    int                          rc;
-    amon_envelope_t              env;
-    ngx_http_amonitor_msg_t     *msg;
-    ngx_http_amonitor_worker_t  *w;
+    int                         rc;
+    amon_envelope_t             env;
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_worker_t *w;
 
     w = u->wc.worker;
 
@@ -449,8 +440,8 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     if (rc != AMON_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
         ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                      "amonitor: invalid message from the SDK dropped: %s",
-                      amon_strerror(rc));
+            "amonitor: invalid message from the SDK dropped: %s",
+            amon_strerror(rc));
         amon_envelope_release(&env);
         return;
     }
@@ -461,13 +452,11 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
         ngx_http_amonitor_router_ack(u, &env, opcode, data, len);
         break;
 
-    case AMON_MSG_REGISTER:
-        ngx_http_amonitor_router_register(u, &env);
-        break;
+    case AMON_MSG_REGISTER: ngx_http_amonitor_router_register(u, &env); break;
 
     case AMON_MSG_ACTION:
-        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-                      "amonitor: action from an SDK ignored");
+        ngx_log_error(
+            NGX_LOG_INFO, &u->log, 0, "amonitor: action from an SDK ignored");
         break;
 
     default:
@@ -488,12 +477,12 @@ static void
 ngx_http_amonitor_router_ack(ngx_http_amonitor_upstream_t *u,
     amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len)
 {
-    u_char                        buf[NGX_HTTP_AMONITOR_RESULT_MAX];
-    uint32_t                      hash;
-    ngx_str_t                     id, result;
-    amon_buf_t                    b;
-    ngx_http_amonitor_worker_t   *w;
-    ngx_http_amonitor_pending_t  *pa;
+    u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    uint32_t                     hash;
+    ngx_str_t                    id, result;
+    amon_buf_t                   b;
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_pending_t *pa;
 
     w = u->wc.worker;
 
@@ -501,13 +490,12 @@ ngx_http_amonitor_router_ack(ngx_http_amonitor_upstream_t *u,
     id.len = env->action_msg_id.len;
 
     hash = ngx_crc32_short(id.data, id.len);
-    pa = (ngx_http_amonitor_pending_t *)
-             ngx_str_rbtree_lookup(&w->pending, &id, hash);
+    pa = (ngx_http_amonitor_pending_t *) ngx_str_rbtree_lookup(
+        &w->pending, &id, hash);
 
     if (pa == NULL || pa->upstream != u) {
         ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-                      "amonitor: ack for an unknown action \"%V\" dropped",
-                      &id);
+            "amonitor: ack for an unknown action \"%V\" dropped", &id);
         return;
     }
 
@@ -526,24 +514,26 @@ ngx_http_amonitor_router_ack(ngx_http_amonitor_upstream_t *u,
 
         result.data = buf;
         result.len = ngx_snprintf(buf, sizeof(buf), "{\"success\":%s}",
-                                  env->success ? "true" : "false") - buf;
+                         env->success ? "true" : "false")
+            - buf;
 
         if (env->message.len < sizeof(buf) / 2) {
-            b.len = ngx_snprintf(buf, sizeof(buf), "{\"success\":%s,"
-                                 "\"message\":",
-                                 env->success ? "true" : "false") - buf;
+            b.len = ngx_snprintf(buf, sizeof(buf),
+                        "{\"success\":%s,"
+                        "\"message\":",
+                        env->success ? "true" : "false")
+                - buf;
 
-            if (amon_json_append_string(&b, sizeof(buf) - 1, NULL,
-                                        env->message) == AMON_OK)
-            {
+            if (amon_json_append_string(&b, sizeof(buf) - 1, NULL, env->message)
+                == AMON_OK) {
                 buf[b.len++] = '}';
                 result.len = b.len;
             }
         }
     }
 
-    w->store->finish(w->store, &pa->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE,
-                     &result);
+    w->store->finish(
+        w->store, &pa->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
 
     if (pa->panel) {
         /* the SDK's bytes, to the panel that asked */
@@ -555,19 +545,19 @@ ngx_http_amonitor_router_ack(ngx_http_amonitor_upstream_t *u,
 
 
 static void
-ngx_http_amonitor_router_register(ngx_http_amonitor_upstream_t *u,
-    amon_envelope_t *env)
+ngx_http_amonitor_router_register(
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env)
 {
-    u_char                         norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t                      id, n;
-    amon_ws_url_t                  wu;
-    ngx_http_amonitor_worker_t    *w;
+    u_char                      norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t                   id, n;
+    amon_ws_url_t               wu;
+    ngx_http_amonitor_worker_t *w;
 
     w = u->wc.worker;
 
-    id.data = (u_char *) (env->payload_target_id.len
-                          ? env->payload_target_id.data
-                          : env->target_id.data);
+    id.data =
+        (u_char *) (env->payload_target_id.len ? env->payload_target_id.data
+                                               : env->target_id.data);
     id.len = env->payload_target_id.len ? env->payload_target_id.len
                                         : env->target_id.len;
 
@@ -576,10 +566,9 @@ ngx_http_amonitor_router_register(ngx_http_amonitor_upstream_t *u,
     }
 
     if (amon_ws_url_parse(env->sdk_url.data, env->sdk_url.len, &wu)
-        != AMON_OK)
-    {
+        != AMON_OK) {
         ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                      "amonitor: register with an invalid sdk_url ignored");
+            "amonitor: register with an invalid sdk_url ignored");
         return;
     }
 
@@ -587,15 +576,15 @@ ngx_http_amonitor_router_register(ngx_http_amonitor_upstream_t *u,
     n.len = amon_ws_url_normalize(&wu, norm, sizeof(norm));
 
     if (ngx_http_amonitor_upstream_find(w, &id)
-        || ngx_http_amonitor_upstream_find_url(w, &n))
-    {
+        || ngx_http_amonitor_upstream_find_url(w, &n)) {
         return;
     }
 
     if (!ngx_http_amonitor_url_allowed(w->amcf, &wu)) {
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
-                      "amonitor: register of \"%V\" at \"%V\" ignored: "
-                      "not allowed by amonitor_allow_url", &id, &n);
+            "amonitor: register of \"%V\" at \"%V\" ignored: "
+            "not allowed by amonitor_allow_url",
+            &id, &n);
         return;
     }
 
@@ -608,9 +597,9 @@ ngx_http_amonitor_router_register(ngx_http_amonitor_upstream_t *u,
 void
 ngx_http_amonitor_router_panel_gone(ngx_http_amonitor_panel_t *p)
 {
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_worker_t   *w;
-    ngx_http_amonitor_pending_t  *pa;
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_pending_t *pa;
 
     w = p->wc.worker;
 
@@ -619,9 +608,7 @@ ngx_http_amonitor_router_panel_gone(ngx_http_amonitor_panel_t *p)
     }
 
     for (q = ngx_queue_head(&w->pending_all);
-         q != ngx_queue_sentinel(&w->pending_all);
-         q = ngx_queue_next(q))
-    {
+         q != ngx_queue_sentinel(&w->pending_all); q = ngx_queue_next(q)) {
         pa = ngx_queue_data(q, ngx_http_amonitor_pending_t, all);
 
         if (pa->panel == p) {
@@ -637,14 +624,13 @@ ngx_http_amonitor_router_panel_gone(ngx_http_amonitor_panel_t *p)
 void
 ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u)
 {
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_pending_t  *pa;
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_pending_t *pa;
 
     ngx_http_amonitor_router_target_status(u, "up");
 
     while (!ngx_queue_empty(&u->waiting)
-           && u->state == NGX_HTTP_AMONITOR_UP_OPEN)
-    {
+        && u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
         q = ngx_queue_head(&u->waiting);
         ngx_queue_remove(q);
 
@@ -657,12 +643,12 @@ ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u)
 
 
 void
-ngx_http_amonitor_router_upstream_down(ngx_http_amonitor_upstream_t *u,
-    ngx_uint_t connected)
+ngx_http_amonitor_router_upstream_down(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
 {
-    ngx_queue_t                  *q, *next;
-    ngx_http_amonitor_worker_t   *w;
-    ngx_http_amonitor_pending_t  *pa;
+    ngx_queue_t                 *q, *next;
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_pending_t *pa;
 
     w = u->wc.worker;
 
@@ -673,15 +659,13 @@ ngx_http_amonitor_router_upstream_down(ngx_http_amonitor_upstream_t *u,
         pa = ngx_queue_data(q, ngx_http_amonitor_pending_t, queue);
         pa->waiting = 0;
 
-        ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
-                                      "cannot connect to the target", 1);
+        ngx_http_amonitor_router_fail(
+            pa, "TARGET_UNAVAILABLE", "cannot connect to the target", 1);
     }
 
     if (connected) {
         for (q = ngx_queue_head(&w->pending_all);
-             q != ngx_queue_sentinel(&w->pending_all);
-             q = next)
-        {
+             q != ngx_queue_sentinel(&w->pending_all); q = next) {
             next = ngx_queue_next(q);
             pa = ngx_queue_data(q, ngx_http_amonitor_pending_t, all);
 
@@ -698,15 +682,16 @@ ngx_http_amonitor_router_upstream_down(ngx_http_amonitor_upstream_t *u,
             if (u->wc.sent_bytes >= pa->end_offset) {
                 /* written: it may have run, so the claim stays */
                 ngx_http_amonitor_router_fail(pa, "TARGET_DISCONNECTED",
-                                              "the target disconnected "
-                                              "before its ack; the outcome "
-                                              "is unknown", 0);
+                    "the target disconnected "
+                    "before its ack; the outcome "
+                    "is unknown",
+                    0);
 
             } else {
                 ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
-                                              "the target disconnected "
-                                              "before the action was sent",
-                                              1);
+                    "the target disconnected "
+                    "before the action was sent",
+                    1);
             }
         }
 
@@ -719,8 +704,8 @@ ngx_http_amonitor_router_upstream_down(ngx_http_amonitor_upstream_t *u,
 void
 ngx_http_amonitor_router_exit_worker(ngx_http_amonitor_worker_t *w)
 {
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_pending_t  *pa;
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_pending_t *pa;
 
     while (!ngx_queue_empty(&w->pending_all)) {
         q = ngx_queue_head(&w->pending_all);
@@ -735,13 +720,13 @@ ngx_http_amonitor_router_exit_worker(ngx_http_amonitor_worker_t *w)
 
 /* end an action with an error; "release" when it never reached the SDK */
 static void
-ngx_http_amonitor_router_fail(ngx_http_amonitor_pending_t *pa,
-    const char *code, const char *message, ngx_uint_t release)
+ngx_http_amonitor_router_fail(ngx_http_amonitor_pending_t *pa, const char *code,
+    const char *message, ngx_uint_t release)
 {
-    u_char                       buf[256], *p;
-    ngx_str_t                    result;
-    amon_buf_t                   b;
-    ngx_http_amonitor_worker_t  *w;
+    u_char                      buf[256], *p;
+    ngx_str_t                   result;
+    amon_buf_t                  b;
+    ngx_http_amonitor_worker_t *w;
 
     w = pa->worker;
 
@@ -753,26 +738,26 @@ ngx_http_amonitor_router_fail(ngx_http_amonitor_pending_t *pa,
     } else {
         b.data = buf;
         b.cap = sizeof(buf);
-        p = ngx_snprintf(buf, sizeof(buf), "{\"success\":false,\"code\":\"%s\","
-                         "\"message\":", code);
+        p = ngx_snprintf(buf, sizeof(buf),
+            "{\"success\":false,\"code\":\"%s\","
+            "\"message\":",
+            code);
         b.len = p - buf;
 
         if (amon_json_append_string(&b, sizeof(buf) - 1, NULL,
-                                    (amon_str_t) { (const u_char *) message,
-                                                   ngx_strlen(message) })
-            == AMON_OK)
-        {
+                (amon_str_t){(const u_char *) message, ngx_strlen(message)})
+            == AMON_OK) {
             buf[b.len++] = '}';
             result.data = buf;
             result.len = b.len;
-            w->store->finish(w->store, &pa->sn.str,
-                             NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
+            w->store->finish(
+                w->store, &pa->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
         }
     }
 
     if (pa->panel) {
-        ngx_http_amonitor_router_error(pa->panel, pa->binary, &pa->sn.str,
-                                       &pa->target_id, code, message);
+        ngx_http_amonitor_router_error(
+            pa->panel, pa->binary, &pa->sn.str, &pa->target_id, code, message);
     }
 
     ngx_http_amonitor_router_free(pa);
@@ -782,7 +767,7 @@ ngx_http_amonitor_router_fail(ngx_http_amonitor_pending_t *pa,
 static void
 ngx_http_amonitor_router_free(ngx_http_amonitor_pending_t *pa)
 {
-    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_worker_t *w;
 
     w = pa->worker;
 
@@ -812,12 +797,12 @@ ngx_http_amonitor_router_free(ngx_http_amonitor_pending_t *pa)
 
 
 static void
-ngx_http_amonitor_router_error(ngx_http_amonitor_panel_t *p,
-    ngx_uint_t binary, ngx_str_t *msg_id, ngx_str_t *target_id,
-    const char *code, const char *message)
+ngx_http_amonitor_router_error(ngx_http_amonitor_panel_t *p, ngx_uint_t binary,
+    ngx_str_t *msg_id, ngx_str_t *target_id, const char *code,
+    const char *message)
 {
-    amon_str_t                   id, tid, msg;
-    ngx_http_amonitor_worker_t  *w;
+    amon_str_t                  id, tid, msg;
+    ngx_http_amonitor_worker_t *w;
 
     w = p->wc.worker;
 
@@ -831,30 +816,28 @@ ngx_http_amonitor_router_error(ngx_http_amonitor_panel_t *p,
     w->scratch.len = 0;
 
     if (amon_envelope_build_error(&w->scratch, w->amcf->max_message,
-                                  &w->allocator, id, tid,
-                                  ngx_http_amonitor_router_now(), code, msg,
-                                  binary)
-        != AMON_OK)
-    {
+            &w->allocator, id, tid, ngx_http_amonitor_router_now(), code, msg,
+            binary)
+        != AMON_OK) {
         return;
     }
 
-    ngx_http_amonitor_panel_send_data(p, binary ? AMON_WS_OP_BINARY
-                                                : AMON_WS_OP_TEXT,
-                                      w->scratch.data, w->scratch.len);
+    ngx_http_amonitor_panel_send_data(p,
+        binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
+        w->scratch.len);
 }
 
 
 /* tell panels a target went up or down (a message type old panels skip) */
 static void
-ngx_http_amonitor_router_target_status(ngx_http_amonitor_upstream_t *u,
-    const char *state)
+ngx_http_amonitor_router_target_status(
+    ngx_http_amonitor_upstream_t *u, const char *state)
 {
-    u_char                       id[36], payload[AMON_MAX_URL_LEN + 512];
-    amon_buf_t                   b;
-    amon_envelope_out_t          e;
-    ngx_http_amonitor_msg_t     *msg;
-    ngx_http_amonitor_worker_t  *w;
+    u_char                      id[36], payload[AMON_MAX_URL_LEN + 512];
+    amon_buf_t                  b;
+    amon_envelope_out_t         e;
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_worker_t *w;
 
     w = u->wc.worker;
 
@@ -869,19 +852,17 @@ ngx_http_amonitor_router_target_status(ngx_http_amonitor_upstream_t *u,
     b.len = ngx_sprintf(payload, "{\"target_id\":") - payload;
 
     if (amon_json_append_string(&b, sizeof(payload) - 64, NULL,
-                                (amon_str_t) ngx_http_amonitor_str(&u->id))
-        != AMON_OK)
-    {
+            (amon_str_t) ngx_http_amonitor_str(&u->id))
+        != AMON_OK) {
         return;
     }
 
     b.len = ngx_sprintf(payload + b.len, ",\"state\":\"%s\",\"url\":", state)
-            - payload;
+        - payload;
 
     if (amon_json_append_string(&b, sizeof(payload) - 2, NULL,
-                                (amon_str_t) ngx_http_amonitor_str(&u->norm))
-        != AMON_OK)
-    {
+            (amon_str_t) ngx_http_amonitor_str(&u->norm))
+        != AMON_OK) {
         return;
     }
 
@@ -902,15 +883,14 @@ ngx_http_amonitor_router_target_status(ngx_http_amonitor_upstream_t *u,
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_json(&w->scratch, w->amcf->max_message,
-                                 &w->allocator, &e)
-        != AMON_OK)
-    {
+    if (amon_envelope_build_json(
+            &w->scratch, w->amcf->max_message, &w->allocator, &e)
+        != AMON_OK) {
         return;
     }
 
-    msg = ngx_http_amonitor_msg_frame(w, AMON_WS_OP_TEXT, w->scratch.data,
-                                      w->scratch.len, 0);
+    msg = ngx_http_amonitor_msg_frame(
+        w, AMON_WS_OP_TEXT, w->scratch.data, w->scratch.len, 0);
     if (msg != NULL) {
         ngx_http_amonitor_panel_broadcast(w, msg);
     }
@@ -920,7 +900,7 @@ ngx_http_amonitor_router_target_status(ngx_http_amonitor_upstream_t *u,
 static int64_t
 ngx_http_amonitor_router_now(void)
 {
-    ngx_time_t  *tp;
+    ngx_time_t *tp;
 
     tp = ngx_timeofday();
 
@@ -931,9 +911,9 @@ ngx_http_amonitor_router_now(void)
 static void
 ngx_http_amonitor_router_uuid(u_char *out)
 {
-    u_char    rnd[16];
-    uint32_t  r;
-    size_t    i;
+    u_char   rnd[16];
+    uint32_t r;
+    size_t   i;
 
     for (i = 0; i < 16; i += 4) {
         r = (uint32_t) ngx_random();

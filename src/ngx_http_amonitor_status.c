@@ -12,25 +12,24 @@
 #include "ngx_http_amonitor_module.h"
 
 
-static const char  *ngx_http_amonitor_states[] = {
-    "idle", "connecting", "handshake", "up", "backoff"
-};
+static const char *ngx_http_amonitor_states[] = {
+    "idle", "connecting", "handshake", "up", "backoff"};
 
 
 ngx_int_t
 ngx_http_amonitor_status_handler(ngx_http_request_t *r)
 {
-    size_t                          len;
-    ngx_int_t                       rc;
-    ngx_buf_t                      *b;
-    ngx_chain_t                     out;
-    ngx_queue_t                    *q;
-    ngx_http_amonitor_worker_t     *w;
-    ngx_http_amonitor_counters_t   *n;
-    ngx_http_amonitor_upstream_t   *u;
-    ngx_http_amonitor_main_conf_t  *amcf;
+    size_t                         len;
+    ngx_int_t                      rc;
+    ngx_buf_t                     *b;
+    ngx_chain_t                    out;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_worker_t    *w;
+    ngx_http_amonitor_counters_t  *n;
+    ngx_http_amonitor_upstream_t  *u;
+    ngx_http_amonitor_main_conf_t *amcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
     }
 
@@ -51,9 +50,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     len = 512 + 12 * NGX_ATOMIC_T_LEN;
 
     for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams);
-         q = ngx_queue_next(q))
-    {
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
         len += 96 + 6 * u->id.len + 6 * u->norm.len + NGX_INT_T_LEN;
     }
@@ -64,20 +61,17 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     }
 
     b->last = ngx_sprintf(b->last,
-                          "{\"pid\":%P,\"panels\":%uA,\"upstreams_open\":%uA,"
-                          "\"forwarded\":%uA,\"dropped\":%uA,"
-                          "\"actions\":%uA,\"duplicates\":%uA,\"acks\":%uA,"
-                          "\"errors\":%uA,\"ack_timeouts\":%uA,"
-                          "\"evictions\":%uA,\"invalid\":%uA,\"targets\":[",
-                          ngx_pid, n->panels, n->upstreams_open,
-                          n->forwarded, n->dropped, n->actions,
-                          n->duplicates, n->acks, n->errors,
-                          n->ack_timeouts, n->evictions, n->invalid);
+        "{\"pid\":%P,\"panels\":%uA,\"upstreams_open\":%uA,"
+        "\"forwarded\":%uA,\"dropped\":%uA,"
+        "\"actions\":%uA,\"duplicates\":%uA,\"acks\":%uA,"
+        "\"errors\":%uA,\"ack_timeouts\":%uA,"
+        "\"evictions\":%uA,\"invalid\":%uA,\"targets\":[",
+        ngx_pid, n->panels, n->upstreams_open, n->forwarded, n->dropped,
+        n->actions, n->duplicates, n->acks, n->errors, n->ack_timeouts,
+        n->evictions, n->invalid);
 
     for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams);
-         q = ngx_queue_next(q))
-    {
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
 
         if (q != ngx_queue_head(&w->upstreams)) {
@@ -87,12 +81,13 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
         b->last = ngx_sprintf(b->last, "{\"id\":\"");
         b->last = (u_char *) ngx_escape_json(b->last, u->id.data, u->id.len);
         b->last = ngx_sprintf(b->last, "\",\"url\":\"");
-        b->last = (u_char *) ngx_escape_json(b->last, u->norm.data,
-                                             u->norm.len);
-        b->last = ngx_sprintf(b->last, "\",\"state\":\"%s\",\"dynamic\":%s,"
-                              "\"failures\":%ui}",
-                              ngx_http_amonitor_states[u->state],
-                              u->dynamic ? "true" : "false", u->failures);
+        b->last =
+            (u_char *) ngx_escape_json(b->last, u->norm.data, u->norm.len);
+        b->last = ngx_sprintf(b->last,
+            "\",\"state\":\"%s\",\"dynamic\":%s,"
+            "\"failures\":%ui}",
+            ngx_http_amonitor_states[u->state], u->dynamic ? "true" : "false",
+            u->failures);
     }
 
     b->last = ngx_sprintf(b->last, "]}\n");

@@ -18,10 +18,10 @@
 
 
 typedef enum {
-    NGX_HTTP_AMONITOR_CLAIM_NEW = 0,     /* first arrival: forward it */
-    NGX_HTTP_AMONITOR_CLAIM_PENDING,     /* seen, outcome not known yet */
-    NGX_HTTP_AMONITOR_CLAIM_DONE,        /* seen, ack result stored */
-    NGX_HTTP_AMONITOR_CLAIM_FAILED       /* seen, ended in an error */
+    NGX_HTTP_AMONITOR_CLAIM_NEW = 0, /* first arrival: forward it */
+    NGX_HTTP_AMONITOR_CLAIM_PENDING, /* seen, outcome not known yet */
+    NGX_HTTP_AMONITOR_CLAIM_DONE, /* seen, ack result stored */
+    NGX_HTTP_AMONITOR_CLAIM_FAILED /* seen, ended in an error */
 } ngx_http_amonitor_claim_e;
 
 
@@ -29,8 +29,8 @@ typedef enum {
  * "result" is a JSON object text (the SDK's ack result or the error) of at
  * most NGX_HTTP_AMONITOR_RESULT_MAX bytes, copied into the caller's buffer.
  */
-typedef void (*ngx_http_amonitor_claim_pt)(void *data,
-    ngx_http_amonitor_claim_e state, ngx_str_t *result);
+typedef void (*ngx_http_amonitor_claim_pt)(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 
 
 struct ngx_http_amonitor_store_s {
@@ -39,40 +39,40 @@ struct ngx_http_amonitor_store_s {
      * filled in, NGX_AGAIN when "handler" will be called later, or
      * NGX_ERROR (the caller answers INTERNAL).
      */
-    ngx_int_t  (*claim)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-                   ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-                   ngx_http_amonitor_claim_pt handler, void *data);
+    ngx_int_t (*claim)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+        ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+        ngx_http_amonitor_claim_pt handler, void *data);
 
     /* record the outcome (DONE or FAILED) with its result */
-    void       (*finish)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-                   ngx_http_amonitor_claim_e state, ngx_str_t *result);
+    void (*finish)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+        ngx_http_amonitor_claim_e state, ngx_str_t *result);
 
     /* forget a claim whose action never reached the SDK */
-    void       (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
+    void (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 
-    void        *data;
+    void *data;
 };
 
 
 /* a target learned at run time, as kept in the zone */
 typedef struct {
-    u_short                      id_len;
-    u_short                      url_len;
-    u_char                       id[256];
-    u_char                       url[512];
+    u_short id_len;
+    u_short url_len;
+    u_char  id[256];
+    u_char  url[512];
 } ngx_http_amonitor_reg_t;
 
 
-ngx_int_t ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
+ngx_int_t ngx_http_amonitor_store_shm_init_zone(
+    ngx_shm_zone_t *shm_zone, void *data);
 ngx_http_amonitor_store_t *ngx_http_amonitor_store_shm_create(
     ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl);
 void *ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone);
 
-ngx_int_t ngx_http_amonitor_registry_add(ngx_shm_zone_t *shm_zone,
-    ngx_str_t *id, ngx_str_t *url);
-ngx_uint_t ngx_http_amonitor_registry_snapshot(ngx_shm_zone_t *shm_zone,
-    ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
+ngx_int_t ngx_http_amonitor_registry_add(
+    ngx_shm_zone_t *shm_zone, ngx_str_t *id, ngx_str_t *url);
+ngx_uint_t ngx_http_amonitor_registry_snapshot(
+    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_H_INCLUDED_ */

@@ -14,17 +14,17 @@
 #include "ngx_http_amonitor_store.h"
 
 
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC  0x414d4f4e0001ULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0001ULL
 
 
 typedef struct {
-    u_char                       color;
-    u_char                       state;
-    u_short                      id_len;
-    ngx_queue_t                  queue;
-    ngx_msec_t                   expire;
-    u_short                      result_len;
-    u_char                       data[1];      /* id, then result */
+    u_char      color;
+    u_char      state;
+    u_short     id_len;
+    ngx_queue_t queue;
+    ngx_msec_t  expire;
+    u_short     result_len;
+    u_char      data[1]; /* id, then result */
 } ngx_http_amonitor_node_t;
 
 
@@ -41,11 +41,11 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_amonitor_shctx_t   *sh;
-    ngx_slab_pool_t             *shpool;
-    ngx_msec_t                   ttl;
-    ngx_http_amonitor_store_t    store;
-    ngx_log_t                   *log;
+    ngx_http_amonitor_shctx_t *sh;
+    ngx_slab_pool_t           *shpool;
+    ngx_msec_t                 ttl;
+    ngx_http_amonitor_store_t  store;
+    ngx_log_t                 *log;
 } ngx_http_amonitor_shm_t;
 
 
@@ -53,37 +53,36 @@ static void ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_lookup(
     ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash);
-static void ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx,
-    ngx_uint_t force);
-static void ngx_http_amonitor_shm_delete(ngx_http_amonitor_shm_t *ctx,
-    ngx_http_amonitor_node_t *an);
+static void ngx_http_amonitor_shm_expire(
+    ngx_http_amonitor_shm_t *ctx, ngx_uint_t force);
+static void ngx_http_amonitor_shm_delete(
+    ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_alloc(
     ngx_http_amonitor_shm_t *ctx, size_t len, ngx_uint_t *evicted);
 static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
-static void ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
-static void ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id);
+static void      ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
+         ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static void      ngx_http_amonitor_shm_release(
+         ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 
 
-#define ngx_http_amonitor_node(n)                                             \
-    ((ngx_http_amonitor_node_t *) &(n)->color)
+#define ngx_http_amonitor_node(n) ((ngx_http_amonitor_node_t *) &(n)->color)
 
-#define ngx_http_amonitor_node_size(len)                                      \
-    (offsetof(ngx_rbtree_node_t, color)                                       \
-     + offsetof(ngx_http_amonitor_node_t, data) + (len))
+#define ngx_http_amonitor_node_size(len) \
+    (offsetof(ngx_rbtree_node_t, color) \
+        + offsetof(ngx_http_amonitor_node_t, data) + (len))
 
 
 ngx_int_t
 ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_amonitor_shctx_t  *octx = data;
+    ngx_http_amonitor_shctx_t *octx = data;
 
-    size_t                      len;
-    ngx_slab_pool_t            *shpool;
-    ngx_http_amonitor_shctx_t  *sh;
+    size_t                     len;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_amonitor_shctx_t *sh;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
@@ -91,8 +90,9 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* reload: keep the dedupe state of the running zone */
         if (octx->magic != NGX_HTTP_AMONITOR_ZONE_MAGIC) {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "amonitor zone \"%V\" was made by an incompatible "
-                          "version of the module", &shm_zone->shm.name);
+                "amonitor zone \"%V\" was made by an incompatible "
+                "version of the module",
+                &shm_zone->shm.name);
             return NGX_ERROR;
         }
 
@@ -108,8 +108,7 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh = ngx_slab_calloc(shpool, sizeof(ngx_http_amonitor_shctx_t));
     if (sh == NULL) {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                      "amonitor zone \"%V\" is too small",
-                      &shm_zone->shm.name);
+            "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
         return NGX_ERROR;
     }
 
@@ -117,8 +116,8 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     shm_zone->data = sh;
 
-    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
-                    ngx_http_amonitor_shm_rbtree_insert);
+    ngx_rbtree_init(
+        &sh->rbtree, &sh->sentinel, ngx_http_amonitor_shm_rbtree_insert);
     ngx_queue_init(&sh->lru);
 
     len = sizeof(" in amonitor zone \"\"") + shm_zone->shm.name.len;
@@ -128,8 +127,8 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    ngx_sprintf(shpool->log_ctx, " in amonitor zone \"%V\"%Z",
-                &shm_zone->shm.name);
+    ngx_sprintf(
+        shpool->log_ctx, " in amonitor zone \"%V\"%Z", &shm_zone->shm.name);
 
     shpool->log_nomem = 0;
 
@@ -140,17 +139,17 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 void *
 ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone)
 {
-    ngx_http_amonitor_shctx_t  *sh = shm_zone->data;
+    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
 
     return &sh->counters;
 }
 
 
 ngx_http_amonitor_store_t *
-ngx_http_amonitor_store_shm_create(ngx_shm_zone_t *shm_zone, ngx_pool_t *pool,
-    ngx_msec_t ttl)
+ngx_http_amonitor_store_shm_create(
+    ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl)
 {
-    ngx_http_amonitor_shm_t  *ctx;
+    ngx_http_amonitor_shm_t *ctx;
 
     ctx = ngx_pcalloc(pool, sizeof(ngx_http_amonitor_shm_t));
     if (ctx == NULL) {
@@ -175,10 +174,10 @@ static void
 ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t         **p;
-    ngx_http_amonitor_node_t   *an, *ant;
+    ngx_rbtree_node_t       **p;
+    ngx_http_amonitor_node_t *an, *ant;
 
-    for ( ;; ) {
+    for (;;) {
 
         if (node->key < temp->key) {
             p = &temp->left;
@@ -190,8 +189,9 @@ ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
             an = ngx_http_amonitor_node(node);
             ant = ngx_http_amonitor_node(temp);
 
-            p = (ngx_memn2cmp(an->data, ant->data, an->id_len, ant->id_len)
-                 < 0) ? &temp->left : &temp->right;
+            p = (ngx_memn2cmp(an->data, ant->data, an->id_len, ant->id_len) < 0)
+                ? &temp->left
+                : &temp->right;
         }
 
         if (*p == sentinel) {
@@ -210,12 +210,12 @@ ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
 
 
 static ngx_http_amonitor_node_t *
-ngx_http_amonitor_shm_lookup(ngx_http_amonitor_shctx_t *sh, ngx_str_t *id,
-    uint32_t hash)
+ngx_http_amonitor_shm_lookup(
+    ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash)
 {
-    ngx_int_t                  rc;
-    ngx_rbtree_node_t         *node, *sentinel;
-    ngx_http_amonitor_node_t  *an;
+    ngx_int_t                 rc;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_amonitor_node_t *an;
 
     node = sh->rbtree.root;
     sentinel = sh->rbtree.sentinel;
@@ -248,15 +248,15 @@ ngx_http_amonitor_shm_lookup(ngx_http_amonitor_shctx_t *sh, ngx_str_t *id,
 
 
 static void
-ngx_http_amonitor_shm_delete(ngx_http_amonitor_shm_t *ctx,
-    ngx_http_amonitor_node_t *an)
+ngx_http_amonitor_shm_delete(
+    ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an)
 {
-    ngx_rbtree_node_t  *node;
+    ngx_rbtree_node_t *node;
 
     ngx_queue_remove(&an->queue);
 
-    node = (ngx_rbtree_node_t *)
-               ((u_char *) an - offsetof(ngx_rbtree_node_t, color));
+    node = (ngx_rbtree_node_t *) ((u_char *) an
+        - offsetof(ngx_rbtree_node_t, color));
 
     ngx_rbtree_delete(&ctx->sh->rbtree, node);
     ngx_slab_free_locked(ctx->shpool, node);
@@ -267,10 +267,10 @@ ngx_http_amonitor_shm_delete(ngx_http_amonitor_shm_t *ctx,
 static void
 ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx, ngx_uint_t force)
 {
-    ngx_uint_t                 n;
-    ngx_queue_t               *q;
-    ngx_msec_int_t             ms;
-    ngx_http_amonitor_node_t  *an;
+    ngx_uint_t                n;
+    ngx_queue_t              *q;
+    ngx_msec_int_t            ms;
+    ngx_http_amonitor_node_t *an;
 
     for (n = 0; n < 3; n++) {
 
@@ -297,17 +297,17 @@ ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx, ngx_uint_t force)
 
 
 static ngx_http_amonitor_node_t *
-ngx_http_amonitor_shm_alloc(ngx_http_amonitor_shm_t *ctx, size_t len,
-    ngx_uint_t *evicted)
+ngx_http_amonitor_shm_alloc(
+    ngx_http_amonitor_shm_t *ctx, size_t len, ngx_uint_t *evicted)
 {
-    ngx_uint_t          i;
-    ngx_rbtree_node_t  *node;
+    ngx_uint_t         i;
+    ngx_rbtree_node_t *node;
 
     ngx_http_amonitor_shm_expire(ctx, 0);
 
     for (i = 0; i < 8; i++) {
-        node = ngx_slab_alloc_locked(ctx->shpool,
-                                     ngx_http_amonitor_node_size(len));
+        node = ngx_slab_alloc_locked(
+            ctx->shpool, ngx_http_amonitor_node_size(len));
         if (node != NULL) {
             return (ngx_http_amonitor_node_t *) &node->color;
         }
@@ -330,13 +330,13 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data)
 {
-    ngx_http_amonitor_shm_t  *ctx = st->data;
+    ngx_http_amonitor_shm_t *ctx = st->data;
 
-    uint32_t                   hash;
-    ngx_int_t                  rc;
-    ngx_uint_t                 evicted;
-    ngx_rbtree_node_t         *node;
-    ngx_http_amonitor_node_t  *an;
+    uint32_t                  hash;
+    ngx_int_t                 rc;
+    ngx_uint_t                evicted;
+    ngx_rbtree_node_t        *node;
+    ngx_http_amonitor_node_t *an;
 
     hash = ngx_crc32_short(msg_id->data, msg_id->len);
     evicted = 0;
@@ -346,9 +346,7 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
 
-    if (an != NULL
-        && (ngx_msec_int_t) (an->expire - ngx_current_msec) <= 0)
-    {
+    if (an != NULL && (ngx_msec_int_t) (an->expire - ngx_current_msec) <= 0) {
         ngx_http_amonitor_shm_delete(ctx, an);
         an = NULL;
     }
@@ -368,8 +366,8 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
             rc = NGX_ERROR;
 
         } else {
-            node = (ngx_rbtree_node_t *)
-                       ((u_char *) an - offsetof(ngx_rbtree_node_t, color));
+            node = (ngx_rbtree_node_t *) ((u_char *) an
+                - offsetof(ngx_rbtree_node_t, color));
             node->key = hash;
             an->state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
             an->id_len = (u_short) msg_id->len;
@@ -390,14 +388,16 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     if (evicted) {
         (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "amonitor zone is full: evicted %ui live dedupe "
-                      "entries; increase the zone size", evicted);
+            "amonitor zone is full: evicted %ui live dedupe "
+            "entries; increase the zone size",
+            evicted);
     }
 
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "amonitor zone is full even after eviction; "
-                      "msg_id \"%V\" not recorded", msg_id);
+            "amonitor zone is full even after eviction; "
+            "msg_id \"%V\" not recorded",
+            msg_id);
     }
 
     return rc;
@@ -408,18 +408,18 @@ static void
 ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_claim_e state, ngx_str_t *result)
 {
-    ngx_http_amonitor_shm_t  *ctx = st->data;
+    ngx_http_amonitor_shm_t *ctx = st->data;
 
-    size_t                     rlen;
-    uint32_t                   hash;
-    ngx_msec_t                 expire;
-    ngx_uint_t                 evicted;
-    ngx_rbtree_node_t         *node;
-    ngx_http_amonitor_node_t  *an, *old;
+    size_t                    rlen;
+    uint32_t                  hash;
+    ngx_msec_t                expire;
+    ngx_uint_t                evicted;
+    ngx_rbtree_node_t        *node;
+    ngx_http_amonitor_node_t *an, *old;
 
     hash = ngx_crc32_short(msg_id->data, msg_id->len);
-    rlen = (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX)
-           ? result->len : 0;
+    rlen = (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX) ? result->len
+                                                                   : 0;
     evicted = 0;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -438,8 +438,8 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     an = ngx_http_amonitor_shm_alloc(ctx, msg_id->len + rlen, &evicted);
 
     if (an != NULL) {
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) an - offsetof(ngx_rbtree_node_t, color));
+        node = (ngx_rbtree_node_t *) ((u_char *) an
+            - offsetof(ngx_rbtree_node_t, color));
         node->key = hash;
         an->state = state;
         an->id_len = (u_short) msg_id->len;
@@ -459,26 +459,27 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     if (evicted) {
         (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "amonitor zone is full: evicted %ui live dedupe "
-                      "entries; increase the zone size", evicted);
+            "amonitor zone is full: evicted %ui live dedupe "
+            "entries; increase the zone size",
+            evicted);
     }
 
     if (an == NULL) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "amonitor zone is full even after eviction; result "
-                      "of msg_id \"%V\" not recorded", msg_id);
+            "amonitor zone is full even after eviction; result "
+            "of msg_id \"%V\" not recorded",
+            msg_id);
     }
 }
 
 
 static void
-ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id)
+ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
 {
-    ngx_http_amonitor_shm_t  *ctx = st->data;
+    ngx_http_amonitor_shm_t *ctx = st->data;
 
-    uint32_t                   hash;
-    ngx_http_amonitor_node_t  *an;
+    uint32_t                  hash;
+    ngx_http_amonitor_node_t *an;
 
     hash = ngx_crc32_short(msg_id->data, msg_id->len);
 
@@ -501,14 +502,14 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st,
  */
 
 ngx_int_t
-ngx_http_amonitor_registry_add(ngx_shm_zone_t *shm_zone, ngx_str_t *id,
-    ngx_str_t *url)
+ngx_http_amonitor_registry_add(
+    ngx_shm_zone_t *shm_zone, ngx_str_t *id, ngx_str_t *url)
 {
-    ngx_uint_t                  i;
-    ngx_int_t                   rc;
-    ngx_slab_pool_t            *shpool;
-    ngx_http_amonitor_reg_t    *reg;
-    ngx_http_amonitor_shctx_t  *sh;
+    ngx_uint_t                 i;
+    ngx_int_t                  rc;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_amonitor_reg_t   *reg;
+    ngx_http_amonitor_shctx_t *sh;
 
     if (id->len > sizeof(reg->id) || url->len > sizeof(reg->url)) {
         return NGX_DECLINED;
@@ -548,12 +549,12 @@ ngx_http_amonitor_registry_add(ngx_shm_zone_t *shm_zone, ngx_str_t *id,
 
 
 ngx_uint_t
-ngx_http_amonitor_registry_snapshot(ngx_shm_zone_t *shm_zone,
-    ngx_http_amonitor_reg_t *out, ngx_uint_t *gen)
+ngx_http_amonitor_registry_snapshot(
+    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_reg_t *out, ngx_uint_t *gen)
 {
-    ngx_uint_t                  n;
-    ngx_slab_pool_t            *shpool;
-    ngx_http_amonitor_shctx_t  *sh;
+    ngx_uint_t                 n;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_amonitor_shctx_t *sh;
 
     sh = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;

@@ -16,46 +16,44 @@
 #include "ngx_http_amonitor_store.h"
 
 
-#define NGX_HTTP_AMONITOR_RECONCILE  1000
+#define NGX_HTTP_AMONITOR_RECONCILE 1000
 
 
 static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, ngx_str_t *norm,
-    ngx_str_t *host_port, ngx_str_t *path, ngx_str_t *token,
-    ngx_addr_t *addrs, ngx_uint_t naddrs);
+    ngx_str_t *host_port, ngx_str_t *path, ngx_str_t *token, ngx_addr_t *addrs,
+    ngx_uint_t naddrs);
 static void ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_schedule(
     ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev);
 static void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
-static void ngx_http_amonitor_upstream_opened(ngx_http_amonitor_upstream_t *u,
-    size_t header_len);
+static void ngx_http_amonitor_upstream_opened(
+    ngx_http_amonitor_upstream_t *u, size_t header_len);
 static void ngx_http_amonitor_upstream_read(ngx_event_t *rev);
 static void ngx_http_amonitor_upstream_write(ngx_event_t *wev);
-static void ngx_http_amonitor_upstream_message(ngx_http_amonitor_conn_t *wc,
-    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_amonitor_upstream_message(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
-static u_char *ngx_http_amonitor_upstream_log_error(ngx_log_t *log,
-    u_char *buf, size_t len);
+static u_char *ngx_http_amonitor_upstream_log_error(
+    ngx_log_t *log, u_char *buf, size_t len);
 
 
 ngx_int_t
 ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
 {
-    ngx_uint_t                        i;
-    ngx_http_amonitor_upstream_t     *u;
-    ngx_http_amonitor_target_conf_t  *t;
+    ngx_uint_t                       i;
+    ngx_http_amonitor_upstream_t    *u;
+    ngx_http_amonitor_target_conf_t *t;
 
     t = w->amcf->targets.elts;
 
     for (i = 0; i < w->amcf->targets.nelts; i++) {
         u = ngx_http_amonitor_upstream_create(w, &t[i].id, &t[i].norm,
-                                              &t[i].host_port, &t[i].path,
-                                              &t[i].token, t[i].addrs,
-                                              t[i].naddrs);
+            &t[i].host_port, &t[i].path, &t[i].token, t[i].addrs, t[i].naddrs);
         if (u == NULL) {
             return NGX_ERROR;
         }
@@ -77,8 +75,8 @@ ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
 void
 ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
 {
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_upstream_t  *u;
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_upstream_t *u;
 
     if (w->reconcile.timer_set) {
         ngx_del_timer(&w->reconcile);
@@ -96,9 +94,8 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
         }
 
         if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
-            ngx_http_amonitor_conn_close_frame(&u->wc,
-                                               AMON_WS_CLOSE_GOING_AWAY,
-                                               "agent shutting down");
+            ngx_http_amonitor_conn_close_frame(
+                &u->wc, AMON_WS_CLOSE_GOING_AWAY, "agent shutting down");
         }
 
         ngx_http_amonitor_upstream_fail(u);
@@ -110,13 +107,13 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
 
 
 static ngx_http_amonitor_upstream_t *
-ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w,
-    ngx_str_t *id, ngx_str_t *norm, ngx_str_t *host_port, ngx_str_t *path,
-    ngx_str_t *token, ngx_addr_t *addrs, ngx_uint_t naddrs)
+ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
+    ngx_str_t *norm, ngx_str_t *host_port, ngx_str_t *path, ngx_str_t *token,
+    ngx_addr_t *addrs, ngx_uint_t naddrs)
 {
-    u_char                        *p;
-    ngx_pool_t                    *pool;
-    ngx_http_amonitor_upstream_t  *u;
+    u_char                       *p;
+    ngx_pool_t                   *pool;
+    ngx_http_amonitor_upstream_t *u;
 
     pool = ngx_create_pool(1024, w->cycle->log);
     if (pool == NULL) {
@@ -129,8 +126,8 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w,
         return NULL;
     }
 
-    p = ngx_pnalloc(pool, id->len + norm->len + host_port->len + path->len
-                          + token->len);
+    p = ngx_pnalloc(
+        pool, id->len + norm->len + host_port->len + path->len + token->len);
     if (p == NULL) {
         ngx_destroy_pool(pool);
         return NULL;
@@ -194,14 +191,14 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w,
 
 /* a target learned at run time; "u" must hold an IP literal host */
 ngx_http_amonitor_upstream_t *
-ngx_http_amonitor_upstream_add(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
-    amon_ws_url_t *wu)
+ngx_http_amonitor_upstream_add(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu)
 {
-    u_char                         norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t                      n, hp, path, token, host;
-    ngx_addr_t                    *addr;
-    ngx_pool_t                    *pool;
-    ngx_http_amonitor_upstream_t  *u;
+    u_char                        norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t                     n, hp, path, token, host;
+    ngx_addr_t                   *addr;
+    ngx_pool_t                   *pool;
+    ngx_http_amonitor_upstream_t *u;
 
     host.data = (u_char *) wu->host.data;
     host.len = wu->host.len;
@@ -230,9 +227,8 @@ ngx_http_amonitor_upstream_add(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NULL;
     }
 
-    if (host.len == 9 && ngx_strncasecmp(host.data, (u_char *) "localhost", 9)
-                         == 0)
-    {
+    if (host.len == 9
+        && ngx_strncasecmp(host.data, (u_char *) "localhost", 9) == 0) {
         ngx_str_set(&host, "127.0.0.1");
     }
 
@@ -248,19 +244,19 @@ ngx_http_amonitor_upstream_add(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NULL;
     }
 
-    addr->name.len = ngx_sock_ntop(addr->sockaddr, addr->socklen,
-                                   addr->name.data, NGX_SOCKADDR_STRLEN, 1);
+    addr->name.len = ngx_sock_ntop(
+        addr->sockaddr, addr->socklen, addr->name.data, NGX_SOCKADDR_STRLEN, 1);
 
-    u = ngx_http_amonitor_upstream_create(w, id, &n, &hp, &path, &token,
-                                          addr, 1);
+    u = ngx_http_amonitor_upstream_create(
+        w, id, &n, &hp, &path, &token, addr, 1);
     if (u == NULL) {
         return NULL;
     }
 
     u->dynamic = 1;
 
-    ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-                  "amonitor: new target \"%V\" at %V", &u->id, &u->norm);
+    ngx_log_error(NGX_LOG_INFO, &u->log, 0, "amonitor: new target \"%V\" at %V",
+        &u->id, &u->norm);
 
     ngx_http_amonitor_upstream_connect(u);
 
@@ -271,18 +267,15 @@ ngx_http_amonitor_upstream_add(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_upstream_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 {
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_upstream_t  *u;
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_upstream_t *u;
 
     for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams);
-         q = ngx_queue_next(q))
-    {
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
 
         if (u->id.len == id->len
-            && ngx_strncmp(u->id.data, id->data, id->len) == 0)
-        {
+            && ngx_strncmp(u->id.data, id->data, id->len) == 0) {
             return u;
         }
     }
@@ -292,21 +285,18 @@ ngx_http_amonitor_upstream_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 
 
 ngx_http_amonitor_upstream_t *
-ngx_http_amonitor_upstream_find_url(ngx_http_amonitor_worker_t *w,
-    ngx_str_t *norm)
+ngx_http_amonitor_upstream_find_url(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *norm)
 {
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_upstream_t  *u;
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_upstream_t *u;
 
     for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams);
-         q = ngx_queue_next(q))
-    {
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
 
         if (u->norm.len == norm->len
-            && ngx_strncmp(u->norm.data, norm->data, norm->len) == 0)
-        {
+            && ngx_strncmp(u->norm.data, norm->data, norm->len) == 0) {
             return u;
         }
     }
@@ -350,8 +340,8 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     rc = ngx_event_connect_peer(&u->peer);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                      "amonitor: cannot connect to the SDK");
+        ngx_log_error(
+            NGX_LOG_ERR, &u->log, 0, "amonitor: cannot connect to the SDK");
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
@@ -379,13 +369,12 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 
     u->hs->pos = u->hs->start;
     u->hs->last = u->hs->start
-                  + amon_ws_client_request(u->hs->start,
-                                           u->hs->end - u->hs->start, hp,
-                                           path, u->key, token);
+        + amon_ws_client_request(
+            u->hs->start, u->hs->end - u->hs->start, hp, path, u->key, token);
 
     if (u->hs->last == u->hs->start) {
         ngx_log_error(NGX_LOG_ALERT, &u->log, 0,
-                      "amonitor: cannot build the handshake request");
+            "amonitor: cannot build the handshake request");
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
@@ -401,16 +390,16 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 static void
 ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 {
-    ssize_t                        n;
-    ngx_connection_t              *c;
-    ngx_http_amonitor_upstream_t  *u;
+    ssize_t                       n;
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
 
     c = wev->data;
     u = c->data;
 
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
-                      "amonitor: SDK connect timed out");
+            "amonitor: SDK connect timed out");
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
@@ -464,26 +453,25 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 static void
 ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
 {
-    int                            rc, status;
-    size_t                         header_len;
-    ssize_t                        n;
-    const char                    *reason;
-    ngx_connection_t              *c;
-    ngx_http_amonitor_upstream_t  *u;
+    int                           rc, status;
+    size_t                        header_len;
+    ssize_t                       n;
+    const char                   *reason;
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
 
     c = rev->data;
     u = c->data;
 
     if (rev->timedout) {
         ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
-                      "amonitor: SDK handshake timed out");
+            "amonitor: SDK handshake timed out");
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
 
     if (u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE
-        || u->hs->pos != u->hs->start)
-    {
+        || u->hs->pos != u->hs->start) {
         /* the request is not written yet */
         if (ngx_handle_read_event(rev, 0) != NGX_OK) {
             ngx_http_amonitor_upstream_fail(u);
@@ -491,7 +479,7 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
         return;
     }
 
-    for ( ;; ) {
+    for (;;) {
         n = c->recv(c, u->hs->last, u->hs->end - u->hs->last);
 
         if (n == NGX_AGAIN) {
@@ -503,8 +491,8 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
 
         if (n == 0 || n == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                          "amonitor: SDK closed the connection during "
-                          "the handshake");
+                "amonitor: SDK closed the connection during "
+                "the handshake");
             ngx_http_amonitor_upstream_fail(u);
             return;
         }
@@ -512,7 +500,7 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
         u->hs->last += n;
 
         rc = amon_ws_client_response(u->hs->start, u->hs->last - u->hs->start,
-                                     u->key, &header_len, &status, &reason);
+            u->key, &header_len, &status, &reason);
 
         if (rc == AMON_AGAIN) {
             if (u->hs->last == u->hs->end) {
@@ -526,13 +514,14 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
         if (rc != AMON_OK) {
             if (rc == AMON_EHANDSHAKE) {
                 ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                              "amonitor: SDK refused the handshake: "
-                              "status %d, %s", status, reason);
+                    "amonitor: SDK refused the handshake: "
+                    "status %d, %s",
+                    status, reason);
 
             } else {
                 ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                              "amonitor: invalid handshake response: %s",
-                              amon_strerror(rc));
+                    "amonitor: invalid handshake response: %s",
+                    amon_strerror(rc));
             }
 
             ngx_http_amonitor_upstream_fail(u);
@@ -546,12 +535,12 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
 
 
 static void
-ngx_http_amonitor_upstream_opened(ngx_http_amonitor_upstream_t *u,
-    size_t header_len)
+ngx_http_amonitor_upstream_opened(
+    ngx_http_amonitor_upstream_t *u, size_t header_len)
 {
-    size_t                       extra;
-    ngx_connection_t            *c;
-    ngx_http_amonitor_worker_t  *w;
+    size_t                      extra;
+    ngx_connection_t           *c;
+    ngx_http_amonitor_worker_t *w;
 
     c = u->peer.connection;
     w = u->wc.worker;
@@ -567,12 +556,13 @@ ngx_http_amonitor_upstream_opened(ngx_http_amonitor_upstream_t *u,
 
     if (u->failures) {
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
-                      "amonitor: reconnected to the SDK after %ui failed "
-                      "attempts", u->failures);
+            "amonitor: reconnected to the SDK after %ui failed "
+            "attempts",
+            u->failures);
 
     } else {
-        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-                      "amonitor: connected to the SDK");
+        ngx_log_error(
+            NGX_LOG_INFO, &u->log, 0, "amonitor: connected to the SDK");
     }
 
     u->state = NGX_HTTP_AMONITOR_UP_OPEN;
@@ -598,10 +588,9 @@ ngx_http_amonitor_upstream_opened(ngx_http_amonitor_upstream_t *u,
 
     if (extra) {
         /* frames that came with the response: usually the heartbeat */
-        if (ngx_http_amonitor_conn_feed(&u->wc, u->hs->start + header_len,
-                                        extra)
-            != NGX_OK)
-        {
+        if (ngx_http_amonitor_conn_feed(
+                &u->wc, u->hs->start + header_len, extra)
+            != NGX_OK) {
             return;
         }
     }
@@ -615,8 +604,8 @@ ngx_http_amonitor_upstream_opened(ngx_http_amonitor_upstream_t *u,
 static void
 ngx_http_amonitor_upstream_read(ngx_event_t *rev)
 {
-    ngx_connection_t              *c;
-    ngx_http_amonitor_upstream_t  *u;
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
 
     c = rev->data;
     u = c->data;
@@ -624,8 +613,8 @@ ngx_http_amonitor_upstream_read(ngx_event_t *rev)
     if (c->close) {
         /* graceful shutdown of the worker */
         u->stopped = 1;
-        ngx_http_amonitor_conn_close_frame(&u->wc, AMON_WS_CLOSE_GOING_AWAY,
-                                           "agent shutting down");
+        ngx_http_amonitor_conn_close_frame(
+            &u->wc, AMON_WS_CLOSE_GOING_AWAY, "agent shutting down");
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
@@ -637,8 +626,8 @@ ngx_http_amonitor_upstream_read(ngx_event_t *rev)
 static void
 ngx_http_amonitor_upstream_write(ngx_event_t *wev)
 {
-    ngx_connection_t              *c;
-    ngx_http_amonitor_upstream_t  *u;
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
 
     c = wev->data;
     u = c->data;
@@ -649,15 +638,15 @@ ngx_http_amonitor_upstream_write(ngx_event_t *wev)
 
     if (ngx_http_amonitor_conn_flush(&u->wc) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, &u->log, ngx_socket_errno,
-                      "amonitor: write to the SDK failed");
+            "amonitor: write to the SDK failed");
         ngx_http_amonitor_upstream_fail(u);
     }
 }
 
 
 static void
-ngx_http_amonitor_upstream_message(ngx_http_amonitor_conn_t *wc,
-    ngx_uint_t opcode, u_char *data, size_t len)
+ngx_http_amonitor_upstream_message(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
 {
     ngx_http_amonitor_router_upstream_message(wc->data, opcode, data, len);
 }
@@ -666,18 +655,17 @@ ngx_http_amonitor_upstream_message(ngx_http_amonitor_conn_t *wc,
 static void
 ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc)
 {
-    ngx_http_amonitor_upstream_t  *u = wc->data;
+    ngx_http_amonitor_upstream_t *u = wc->data;
 
     if (wc->close_received) {
         if (wc->peer_close == AMON_WS_CLOSE_UNAUTHORIZED) {
             ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                          "amonitor: SDK rejected the agent's token "
-                          "(close 4401)");
+                "amonitor: SDK rejected the agent's token "
+                "(close 4401)");
 
         } else {
             ngx_log_error(NGX_LOG_WARN, &u->log, 0,
-                          "amonitor: SDK closed the connection with %ui",
-                          wc->peer_close);
+                "amonitor: SDK closed the connection with %ui", wc->peer_close);
         }
     }
 
@@ -689,8 +677,8 @@ ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc)
 static void
 ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
 {
-    ngx_uint_t                   was_open;
-    ngx_http_amonitor_worker_t  *w;
+    ngx_uint_t                  was_open;
+    ngx_http_amonitor_worker_t *w;
 
     w = u->wc.worker;
     was_open = (u->state == NGX_HTTP_AMONITOR_UP_OPEN);
@@ -722,8 +710,8 @@ ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
 static void
 ngx_http_amonitor_upstream_schedule(ngx_http_amonitor_upstream_t *u)
 {
-    ngx_msec_t                   delay;
-    ngx_http_amonitor_worker_t  *w;
+    ngx_msec_t                  delay;
+    ngx_http_amonitor_worker_t *w;
 
     w = u->wc.worker;
 
@@ -737,7 +725,7 @@ ngx_http_amonitor_upstream_schedule(ngx_http_amonitor_upstream_t *u)
     u->backoff = ngx_min(u->backoff * 2, w->amcf->reconnect_max);
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &u->log, 0,
-                   "amonitor upstream reconnect in %M ms", delay);
+        "amonitor upstream reconnect in %M ms", delay);
 
     ngx_add_timer(&u->reconnect, delay);
 }
@@ -754,23 +742,24 @@ ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev)
 static void
 ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 {
-    ngx_http_amonitor_worker_t  *w = ev->data;
+    ngx_http_amonitor_worker_t *w = ev->data;
 
-    ngx_str_t                 id;
-    ngx_uint_t                i, n;
-    amon_ws_url_t             wu;
-    ngx_http_amonitor_reg_t  *reg;
+    ngx_str_t                id;
+    ngx_uint_t               i, n;
+    amon_ws_url_t            wu;
+    ngx_http_amonitor_reg_t *reg;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
 
-    reg = ngx_alloc(sizeof(ngx_http_amonitor_reg_t)
-                    * NGX_HTTP_AMONITOR_MAX_DYNAMIC, ev->log);
+    reg = ngx_alloc(
+        sizeof(ngx_http_amonitor_reg_t) * NGX_HTTP_AMONITOR_MAX_DYNAMIC,
+        ev->log);
 
     if (reg != NULL) {
-        n = ngx_http_amonitor_registry_snapshot(w->amcf->shm_zone, reg,
-                                                &w->registry_gen);
+        n = ngx_http_amonitor_registry_snapshot(
+            w->amcf->shm_zone, reg, &w->registry_gen);
 
         for (i = 0; i < n; i++) {
             id.data = reg[i].id;
@@ -781,11 +770,9 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
             }
 
             if (amon_ws_url_parse(reg[i].url, reg[i].url_len, &wu) != AMON_OK
-                || ngx_http_amonitor_upstream_add(w, &id, &wu) == NULL)
-            {
+                || ngx_http_amonitor_upstream_add(w, &id, &wu) == NULL) {
                 ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                              "amonitor: cannot add learned target \"%V\"",
-                              &id);
+                    "amonitor: cannot add learned target \"%V\"", &id);
             }
         }
 
@@ -799,8 +786,8 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 static u_char *
 ngx_http_amonitor_upstream_log_error(ngx_log_t *log, u_char *buf, size_t len)
 {
-    u_char                        *p;
-    ngx_http_amonitor_upstream_t  *u;
+    u_char                       *p;
+    ngx_http_amonitor_upstream_t *u;
 
     p = buf;
 
@@ -812,8 +799,7 @@ ngx_http_amonitor_upstream_log_error(ngx_log_t *log, u_char *buf, size_t len)
 
     u = log->data;
 
-    p = ngx_snprintf(buf, len, ", upstream: %V, peer: %V", &u->id,
-                     &u->norm);
+    p = ngx_snprintf(buf, len, ", upstream: %V, peer: %V", &u->id, &u->norm);
 
     return p;
 }
