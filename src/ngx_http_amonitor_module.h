@@ -253,6 +253,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_queue_t                    msg_cache;
     ngx_uint_t                     msg_cached;
     ngx_uint_t                     panel_seq;
+    ngx_uint_t                     ndynamic; /* learned upstreams */
     ngx_event_t                    reconcile;
     ngx_uint_t                     registry_gen;
     amon_allocator_t               allocator;

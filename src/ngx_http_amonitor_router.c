@@ -113,6 +113,14 @@ ngx_http_amonitor_router_panel_message(
         goto done;
     }
 
+    if (p->pending >= w->amcf->queue) {
+        /* bounded memory: a panel cannot pile up unanswered actions */
+        ngx_http_amonitor_router_error(p, binary, &msg_id, &target_id,
+            "RATE_LIMITED",
+            "too many actions of this panel are waiting for acks");
+        goto done;
+    }
+
     pa = ngx_alloc(sizeof(ngx_http_amonitor_pending_t) + env.msg_id.len
             + env.target_id.len + env.target_url.len,
         p->wc.connection->log);
@@ -280,6 +288,12 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
 
             /* dial on demand, under the panel's name for it */
             id = pa->target_id.len ? pa->target_id : n;
+
+            if (w->ndynamic >= NGX_HTTP_AMONITOR_MAX_DYNAMIC) {
+                ngx_http_amonitor_router_fail(
+                    pa, "TARGET_UNAVAILABLE", "too many learned targets", 1);
+                return;
+            }
 
             u = ngx_http_amonitor_upstream_add(w, &id, &wu);
             if (u == NULL) {
@@ -585,6 +599,14 @@ ngx_http_amonitor_router_register(
             "amonitor: register of \"%V\" at \"%V\" ignored: "
             "not allowed by amonitor_allow_url",
             &id, &n);
+        return;
+    }
+
+    if (w->ndynamic >= NGX_HTTP_AMONITOR_MAX_DYNAMIC) {
+        ngx_log_error(NGX_LOG_WARN, &u->log, 0,
+            "amonitor: register of \"%V\" ignored: too many learned "
+            "targets",
+            &id);
         return;
     }
 

@@ -254,6 +254,7 @@ ngx_http_amonitor_upstream_add(
     }
 
     u->dynamic = 1;
+    w->ndynamic++;
 
     ngx_log_error(NGX_LOG_INFO, &u->log, 0, "amonitor: new target \"%V\" at %V",
         &u->id, &u->norm);

@@ -313,6 +313,10 @@ amon_json_scan(const unsigned char *p, size_t len, unsigned max_depth,
     unsigned char        is_obj[AMON_JSON_DEPTH_CAP];
     const unsigned char *start[AMON_JSON_DEPTH_CAP];
 
+    if (len == 0) {
+        return AMON_EJSON;
+    }
+
     if (max_depth > AMON_JSON_DEPTH_CAP) {
         max_depth = AMON_JSON_DEPTH_CAP;
     }
