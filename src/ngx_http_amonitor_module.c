@@ -29,6 +29,8 @@ static char *ngx_http_amonitor_reconnect(
 static char *ngx_http_amonitor_allow_url(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data);
+static char *ngx_http_amonitor_check_queue(
+    ngx_conf_t *cf, void *post, void *data);
 static char *ngx_http_amonitor_status(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_amonitor_init_process(ngx_cycle_t *cycle);
@@ -41,9 +43,8 @@ static void      ngx_http_amonitor_pool_free(void *data, void *p);
 static ngx_conf_post_t  ngx_http_amonitor_panel_post =
     { ngx_http_amonitor_panel };
 
-static ngx_conf_num_bounds_t  ngx_http_amonitor_queue_bounds = {
-    ngx_conf_check_num_bounds, 16, 1048576
-};
+static ngx_conf_post_t  ngx_http_amonitor_queue_post =
+    { ngx_http_amonitor_check_queue };
 
 
 static ngx_command_t  ngx_http_amonitor_commands[] = {
@@ -109,7 +110,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, queue),
-      &ngx_http_amonitor_queue_bounds },
+      &ngx_http_amonitor_queue_post },
 
     { ngx_string("amonitor_allow_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -700,6 +701,21 @@ ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data)
     if (amcf->panel_file.len == 0) {
         amcf->panel_file = cf->conf_file->file.name;
         amcf->panel_line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_check_queue(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t *np = data;
+
+    if (*np < 16 || *np > 1048576) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_send_queue\" must be between 16 and 1048576");
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
