@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "amon_ws_frame.h"
+#include "amon_ws_handshake.h"
 
 
 #define FUZZ_MAX_MESSAGE 300
@@ -342,6 +343,55 @@ fuzz_mask(const uint8_t *data, size_t size)
 }
 
 
+/*
+ * The handshake parsers see the same bytes: the response parser must not
+ * read out of bounds, and a normalised URL must parse to itself.
+ */
+static void
+fuzz_handshake(const uint8_t *data, size_t size)
+{
+    int           rc, status;
+    size_t        hl, n1, n2;
+    const char   *reason;
+    amon_ws_url_t u;
+    uint8_t       o1[AMON_MAX_URL_LEN + 32], o2[AMON_MAX_URL_LEN + 32];
+
+    static const uint8_t key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    rc = amon_ws_client_response(data, size, key, &hl, &status, &reason);
+
+    if ((rc == AMON_OK && (hl == 0 || hl > size || status != 101))
+        || (rc != AMON_OK && rc != AMON_AGAIN && reason == NULL)) {
+        abort();
+    }
+
+    if (amon_ws_url_parse(data, size, &u) != AMON_OK) {
+        return;
+    }
+
+    n1 = amon_ws_url_normalize(&u, o1, sizeof(o1));
+
+    if (n1 == 0) {
+        abort();
+    }
+
+    /* an explicit port may take a URL near the limit over it */
+    if (n1 > AMON_MAX_URL_LEN) {
+        return;
+    }
+
+    if (amon_ws_url_parse(o1, n1, &u) != AMON_OK) {
+        abort();
+    }
+
+    n2 = amon_ws_url_normalize(&u, o2, sizeof(o2));
+
+    if (n1 != n2 || memcmp(o1, o2, n1) != 0) {
+        abort();
+    }
+}
+
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 
@@ -365,6 +415,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_roundtrip(data, size);
     fuzz_mask(data, size);
+    fuzz_handshake(data, size);
 
     return 0;
 }
