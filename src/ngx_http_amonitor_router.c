@@ -90,9 +90,9 @@ ngx_http_amonitor_router_panel_message(
 
     if (env.type != AMON_MSG_ACTION) {
         /* only actions go to SDKs; other panel messages are ignored */
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->wc.connection->log, 0,
-            "amonitor panel message of type \"%*s\" ignored",
-            env.type_name.len);
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, p->wc.connection->log, 0,
+            "amonitor panel message of type \"%*s\" ignored", env.type_name.len,
+            env.type_name.data);
         goto done;
     }
 
@@ -136,15 +136,21 @@ ngx_http_amonitor_router_panel_message(
 
     pa->sn.str.data = d;
     pa->sn.str.len = env.msg_id.len;
-    d = ngx_cpymem(d, env.msg_id.data, env.msg_id.len);
+    if (env.msg_id.len) {
+        d = ngx_cpymem(d, env.msg_id.data, env.msg_id.len);
+    }
 
     pa->target_id.data = d;
     pa->target_id.len = env.target_id.len;
-    d = ngx_cpymem(d, env.target_id.data, env.target_id.len);
+    if (env.target_id.len) {
+        d = ngx_cpymem(d, env.target_id.data, env.target_id.len);
+    }
 
     pa->target_url.data = d;
     pa->target_url.len = env.target_url.len;
-    ngx_memcpy(d, env.target_url.data, env.target_url.len);
+    if (env.target_url.len) {
+        ngx_memcpy(d, env.target_url.data, env.target_url.len);
+    }
 
     pa->sn.node.key = ngx_crc32_short(pa->sn.str.data, pa->sn.str.len);
     pa->panel = p;

@@ -57,15 +57,15 @@ static int amon_ws_is_tchar(unsigned char c);
 static int amon_ws_field_ok(amon_str_t s, int is_path);
 static int amon_ws_list_next(
     const unsigned char **pp, const unsigned char *end, amon_str_t *el);
-static amon_str_t amon_ws_trim(const unsigned char *p, size_t len);
-static size_t     amon_ws_find_end(const unsigned char *buf, size_t len);
-static int        amon_ws_status_line(
-           const unsigned char *p, size_t len, int *status, unsigned *minor);
+static int amon_ws_status_line(
+    const unsigned char *p, size_t len, int *status, unsigned *minor);
 static int amon_ws_header_line(const unsigned char *p, size_t len,
     amon_ws_hdr_e *cur, amon_ws_resp_t *rs,
     const unsigned char expected[AMON_WS_ACCEPT_LEN]);
 static int amon_ws_url_host(
     const unsigned char *p, size_t len, amon_ws_url_t *u);
+static size_t     amon_ws_find_end(const unsigned char *buf, size_t len);
+static amon_str_t amon_ws_trim(const unsigned char *p, size_t len);
 
 
 /* indexed by amon_ws_hdr_e */
@@ -212,7 +212,7 @@ amon_ws_server_check(const amon_ws_request_t *req, const char **reason)
         return 426;
     }
 
-    *reason = NULL;
+    *reason = "ok";
 
     return 0;
 }
@@ -419,6 +419,7 @@ amon_ws_client_response(const unsigned char *buf, size_t len,
         return AMON_EHANDSHAKE;
     }
 
+    *reason = "ok";
     *header_len = end;
 
     return AMON_OK;
