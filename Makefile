@@ -180,7 +180,8 @@ $(SDK_BUILD)/tests/%: sdk/tests/%.c $(SDK_BUILD)/libamonitor_sdk.a \
     sdk/include/amonitor.h
 	@mkdir -p $(@D)
 	$(CC) -std=gnu99 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
-	    -Isdk/include $< -o $@ $(SDK_BUILD)/libamonitor_sdk.a $(SDK_LIBS)
+	    -Isdk/include $< -o $@ $(SDK_BUILD)/libamonitor_sdk.a $(SDK_LIBS) \
+	    -lcmocka
 
 tools: $(BUILD)/amonitor
 

@@ -68,24 +68,38 @@ amonitor_watch_target(amonitor_watch_t *w, const char *id)
 }
 
 
+/*
+ * Events per second over the last full seconds (up to four; fewer just
+ * after the start), not counting the second in progress.
+ */
 static double
-amonitor_watch_rate(const amonitor_target_t *t, int64_t now)
+amonitor_watch_rate(const amonitor_target_t *t, int64_t now, int64_t started)
 {
     unsigned i;
     uint64_t sum;
-    int64_t  sec;
+    int64_t  sec, first, span;
 
     sec = now / 1000;
+    first = started / 1000 + 1; /* the first full second we saw */
+    span = AMONITOR_WATCH_RATE_SECONDS - 1;
+
+    if (sec - first < span) {
+        span = sec - first;
+    }
+
+    if (span <= 0) {
+        return 0;
+    }
+
     sum = 0;
 
-    /* the last full seconds, not the one in progress */
     for (i = 0; i < AMONITOR_WATCH_RATE_SECONDS; i++) {
-        if (t->bucket_sec[i] < sec && t->bucket_sec[i] >= sec - 4) {
+        if (t->bucket_sec[i] < sec && t->bucket_sec[i] >= sec - span) {
             sum += t->bucket_n[i];
         }
     }
 
-    return (double) sum / (AMONITOR_WATCH_RATE_SECONDS - 1);
+    return (double) sum / (double) span;
 }
 
 
@@ -240,7 +254,7 @@ amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
             cJSON_AddNumberToObject(j, "heartbeats", (double) t->heartbeats);
             cJSON_AddNumberToObject(j, "events", (double) t->events);
             cJSON_AddNumberToObject(
-                j, "events_per_s", amonitor_watch_rate(t, now));
+                j, "events_per_s", amonitor_watch_rate(t, now, w->started));
             cJSON_AddNumberToObject(j, "acks", (double) t->acks);
             cJSON_AddNumberToObject(j, "acks_failed", (double) t->acks_failed);
             s = cJSON_PrintUnformatted(j);
@@ -278,7 +292,8 @@ amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
         }
 
         printf("%-24s %-6s %-9s %-9.1f %-9llu %llu\n", t->id,
-            amonitor_watch_state(o, t, now), age, amonitor_watch_rate(t, now),
+            amonitor_watch_state(o, t, now), age,
+            amonitor_watch_rate(t, now, w->started),
             (unsigned long long) t->events, (unsigned long long) t->acks);
     }
 

@@ -211,8 +211,10 @@ main(int argc, char **argv)
         switch (opt) {
         case 'H': cfg.host = optarg; break;
         case 'p':
+            /* 0 picks a free port, which is then printed */
             cfg.port = (unsigned) atoi(optarg);
-            if (cfg.port == 0 || cfg.port > 65535) {
+            if ((cfg.port == 0 && strcmp(optarg, "0") != 0)
+                || cfg.port > 65535) {
                 fprintf(stderr, "amonitor-sdk-example: invalid port \"%s\"\n",
                     optarg);
                 return 2;

@@ -26,6 +26,47 @@ static const char *amonitor_copy(
     amonitor_sdk_priv_t *priv, amon_str_t s, size_t *off, const char *dflt);
 
 
+/* Is the JSON-escaped key already a member of the metrics object? */
+static int
+amonitor_metrics_has(amonitor_metrics_t *m, const char *key)
+{
+    int            found;
+    size_t         i;
+    amon_buf_t     needle;
+    unsigned char *p;
+
+    memset(&needle, 0, sizeof(needle));
+
+    if (amon_json_append_string(
+            &needle, AMONITOR_METRICS_MAX, NULL, amonitor_cstr(key))
+            != AMON_OK
+        || amonitor_buf_add(&needle, AMONITOR_METRICS_MAX + 1, ":", 1)
+            != AMON_OK) {
+        amon_buf_free(&needle, NULL);
+        return 1;
+    }
+
+    /*
+     * A quote inside a JSON string is always escaped, so "{" or "," right
+     * before the needle can only be the start of a member.
+     */
+    found = 0;
+    p = m->buf->data;
+
+    for (i = m->start; i + needle.len <= m->buf->len; i++) {
+        if ((p[i - 1] == '{' || p[i - 1] == ',')
+            && memcmp(p + i, needle.data, needle.len) == 0) {
+            found = 1;
+            break;
+        }
+    }
+
+    amon_buf_free(&needle, NULL);
+
+    return found;
+}
+
+
 int
 amonitor_metrics_add(amonitor_metrics_t *m, const char *key, const char *value)
 {
@@ -36,7 +77,8 @@ amonitor_metrics_add(amonitor_metrics_t *m, const char *key, const char *value)
         || amon_utf8_validate((const unsigned char *) key, strlen(key))
             != AMON_OK
         || amon_utf8_validate((const unsigned char *) value, strlen(value))
-            != AMON_OK) {
+            != AMON_OK
+        || amonitor_metrics_has(m, key)) {
         return AMONITOR_ERR_INVAL;
     }
 
@@ -113,13 +155,16 @@ amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 
     if (priv->metrics_fn) {
         m.buf = b;
+        m.start = mark;
         m.count = 0;
         m.max = mark + AMONITOR_METRICS_MAX;
         if (m.max > priv->max_message) {
             m.max = priv->max_message;
         }
 
+        priv->in_callback = 1;
         priv->metrics_fn(priv->ctx, &m, priv->metrics_data);
+        priv->in_callback = 0;
     }
 
     rc = amonitor_buf_add_str(b, priv->max_message, "}}");
@@ -474,7 +519,9 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
 
     message[0] = '\0';
 
+    priv->in_callback = 1;
     result = h->fn(priv->ctx, &action, message, sizeof(message), h->data);
+    priv->in_callback = 0;
 
     if (result == AMONITOR_ACTION_PENDING) {
         return;

@@ -572,12 +572,14 @@ amonitor_sdk_stop(amonitor_sdk_t *ctx)
         return AMONITOR_OK;
     }
 
-    if (priv->thread_running) {
-        if (pthread_equal(pthread_self(), priv->thread)) {
-            return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
-                "amonitor_sdk_stop() called from the I/O thread");
-        }
+    if (priv->in_callback
+        || (priv->thread_running
+            && pthread_equal(pthread_self(), priv->thread))) {
+        /* no ctx->err here: it belongs to the thread that owns the SDK */
+        return AMONITOR_ERR_STATE;
+    }
 
+    if (priv->thread_running) {
         job = calloc(1, sizeof(amonitor_job_t));
 
         pthread_mutex_lock(&priv->lock);

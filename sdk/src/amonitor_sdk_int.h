@@ -100,6 +100,7 @@ struct amonitor_handler_s {
 
 struct amonitor_metrics_s {
     amon_buf_t *buf;
+    size_t      start; /* the offset just after the metrics' "{" */
     size_t      max; /* "buf" may grow to this many bytes */
     unsigned    count;
 };
@@ -162,6 +163,7 @@ struct amonitor_sdk_priv_s {
     pthread_t thread;
     unsigned  configured : 1;
     unsigned  thread_running : 1;
+    unsigned  in_callback : 1; /* a handler or provider is running */
     unsigned  leave_loop : 1;
 
     /* shared with other threads, under "lock" */

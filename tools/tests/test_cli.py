@@ -1,0 +1,294 @@
+#!/usr/bin/python3
+# amonitor CLI tests without nginx: a python3-websockets fake agent
+# (fake_agent.py) forwards to the example SDK or answers for mock
+# targets; the CLI's output and exit codes are checked.
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "..", "sdk", "tests"))
+
+from amontest import (BUILD, Lines, Tap, skip_all, slow_factor,
+                      valgrind_prefix)
+
+try:
+    import websockets  # noqa: F401  (the fake agent needs it)
+except ImportError:
+    skip_all("python3-websockets is not installed (make deps)")
+
+CLI = os.path.join(BUILD, "amonitor")
+EXAMPLE = os.path.join(BUILD, "sdk", "amonitor-sdk-example")
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+
+t = Tap()
+procs = []
+
+
+def start(argv, ready):
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, bufsize=1)
+    procs.append(p)
+    p.lines = Lines(p.stdout)
+    line = p.lines.wait_for(ready, 20 * slow_factor())
+    if ready not in line:
+        raise RuntimeError("%s did not start: %s"
+                           % (argv[0], "".join(p.lines.all)))
+    return p, line
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(5 * slow_factor())
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def cli(*args, timeout=30):
+    t0 = time.monotonic()
+    r = subprocess.run(valgrind_prefix() + [CLI] + list(args),
+                       capture_output=True, text=True,
+                       timeout=timeout * slow_factor())
+    return r.returncode, r.stdout, r.stderr, time.monotonic() - t0
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def start_agent(*extra):
+    p, line = start([PY, os.path.join(HERE, "fake_agent.py"), "--port", "0",
+                     "--heartbeat", "0.5"] + list(extra), "READY ")
+    return p, "ws://127.0.0.1:%s/ws/panel" % line.split()[1]
+
+
+# an example SDK and a fake agent that knows it plus mock targets
+sdk, line = start([EXAMPLE, "--port", "0", "--target-id", "demo-target-a",
+                   "--interval", "0.5", "--event-interval", "0.2"],
+                  "serving ws://")
+sdk_url = line.split("serving ")[1].split(" ")[0]
+agent, url = start_agent("--target", "demo-target-a=" + sdk_url,
+                         "--mock", "mock-ok:ok", "--mock", "mock-fail:fail",
+                         "--mock", "mock-err:error",
+                         "--mock", "mock-silent:silent",
+                         "--mock", "mock-nd:nodedupe")
+time.sleep(0.5)
+
+try:
+    # --- send ---------------------------------------------------------
+    rc, out, err, _ = cli("send", "--url", url, "--target-id",
+                          "demo-target-a", "--msg-id", "cli-send-1")
+    t.is_(rc, 0, "send: exit 0 when the ack says success")
+    t.ok(out.startswith("ack_matched {"), "send: prints ack_matched", out)
+    ack = json.loads(out[len("ack_matched "):])
+    t.is_((ack["type"], ack["payload"]["action_msg_id"],
+           ack["payload"]["message"]),
+          ("action_ack", "cli-send-1", "restarted"),
+          "send: the printed ack is the SDK's ack for our msg_id")
+
+    rc, out, err, _ = cli("send", "--url", url, "--target-id",
+                          "demo-target", "--target-url", sdk_url, "--json")
+    lines = json_lines(out)
+    t.ok(rc == 0 and len(lines) == 1 and lines[0]["event"] == "ack_matched"
+         and lines[0]["ack"]["payload"]["success"] is True,
+         "send --json: one JSON line; an unknown id with a known URL works",
+         out + err)
+
+    rc, out, err, _ = cli("send", "--url", url, "--target-id",
+                          "demo-target-a", "--action", "fly",
+                          "--params", '{"speed":3}')
+    t.ok(rc == 1 and "ack_matched" in out
+         and "unsupported action: fly" in err,
+         "send: success:false exits 1 with the reason on stderr", out + err)
+
+    rc, out, err, _ = cli("send", "--url", url, "--target-id", "mock-fail")
+    t.ok(rc == 1 and "failed on purpose" in err, "send: a failed action",
+         err)
+
+    rc, out, err, _ = cli("send", "--url", url, "--target-id", "mock-err",
+                          "--msg-id", "e-1")
+    t.ok(rc == 1 and out.strip() == "error TARGET_UNAVAILABLE target is down"
+         and "TARGET_UNAVAILABLE" in err,
+         "send: an error envelope for our msg_id prints its code, exit 1",
+         out + err)
+
+    rc, out, err, _ = cli("send", "--url", url, "--target-id", "nowhere")
+    t.ok(rc == 1 and "UNKNOWN_TARGET" in out, "send: unknown target", out)
+
+    rc, out, err, secs = cli("send", "--url", url, "--target-id",
+                             "mock-silent", "--timeout", "1")
+    t.ok(rc == 1 and out.strip() == "ack_timeout" and 0.9 < secs < 3,
+         "send: ack_timeout after --timeout (%.2fs)" % secs, out + err)
+
+    rc, out, err, _ = cli("send", "--url", url, "--target-id", "mock-silent",
+                          "--timeout", "0.5", "--json")
+    t.ok(rc == 1 and json_lines(out)[0]["event"] == "ack_timeout",
+         "send --json: ack_timeout as JSON", out)
+
+    # --- usage errors --------------------------------------------------
+    for args, name in [
+            (["send", "--url", url], "send without a target"),
+            (["send", "--url", url, "--target-id", "x", "--params", "{"],
+             "send with --params that is not JSON"),
+            (["send", "--bogus"], "an unknown option"),
+            (["send", "--target-id", "x", "--timeout", "abc"],
+             "a bad --timeout"),
+            (["watch", "--action", "x"], "an option of another command"),
+            (["frobnicate"], "an unknown command"),
+            ([], "no command"),
+            (["send", "--target-id", "x", "extra"], "a stray argument")]:
+        rc, out, err, _ = cli(*args)
+        t.ok(rc == 2 and err.strip() != "", "usage error (exit 2): " + name,
+             (rc, err))
+
+    rc, out, err, _ = cli("--help")
+    t.ok(rc == 0 and "dedupe-check" in out and "watch" in out,
+         "--help lists the commands")
+
+    # --- connection failures -------------------------------------------
+    rc, out, err, _ = cli("send", "--url", "ws://127.0.0.1:9/ws/panel",
+                          "--target-id", "x", "--timeout", "2")
+    t.ok(rc == 1 and "127.0.0.1" in err, "a refused connection: exit 1",
+         err)
+    rc, out, err, _ = cli("send", "--url", url.replace("/ws/panel", "/nope"),
+                          "--target-id", "x")
+    t.ok(rc == 1 and "404" in err, "a refused handshake: exit 1 with status",
+         err)
+    rc, out, err, _ = cli("send", "--url", "http://x/", "--target-id", "x")
+    t.ok(rc == 1 and "invalid URL" in err, "a non-ws URL", err)
+
+    # --- dedupe-check --------------------------------------------------
+    rc, out, err, _ = cli("dedupe-check", "--url", url, "--target-id",
+                          "demo-target-a")
+    t.ok(rc == 0 and out.strip() == "dedupe_ok",
+         "dedupe-check: dedupe_ok against a de-duplicating agent",
+         out + err)
+    rc, out, err, _ = cli("dedupe-check", "--url", url, "--target-id",
+                          "mock-nd")
+    t.ok(rc == 1 and "dedupe_failed" in out and "restarted" in err,
+         "dedupe-check: fails when the second action is executed again",
+         out + err)
+    rc, out, err, _ = cli("dedupe-check", "--url", url, "--target-id",
+                          "mock-ok", "--json")
+    lines = json_lines(out)
+    t.ok(rc == 0 and [x["event"] for x in lines] == ["first", "dedupe_ok"]
+         and lines[1]["ack"]["payload"]["duplicate"] is True,
+         "dedupe-check --json: both answers as JSON lines", out)
+    rc, out, err, _ = cli("dedupe-check", "--url", url, "--target-id",
+                          "mock-err")
+    t.ok(rc == 1 and "TARGET_UNAVAILABLE" in out,
+         "dedupe-check: an error on the first action fails", out)
+
+    # --- watch ----------------------------------------------------------
+    rc, out, err, secs = cli("watch", "--url", url, "--once", "--timeout",
+                             "1.5", "--target-id", "ghost")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
+    t.ok(rc == 0 and 1.4 < secs < 4, "watch --once: exits after --timeout",
+         (rc, secs, err))
+    t.ok("demo-target-a" in rows and rows["demo-target-a"][1] == "up",
+         "watch: a target with heartbeats is up", out)
+    t.ok(rows.get("ghost", [None, None])[1] == "?",
+         "watch: a named target never heard of is unknown", out)
+    t.ok(all(rows.get(m, [0, 0])[1] == "up" for m in
+             ("mock-ok", "mock-fail", "mock-err")),
+         "watch: every target seen is listed", out)
+    t.ok("\033[" not in out, "watch --once: no ANSI codes")
+
+    rc, out, err, _ = cli("watch", "--url", url, "--once", "--timeout",
+                          "3.2", "--json")
+    rows = {r["target_id"]: r for r in json_lines(out)}
+    a = rows.get("demo-target-a", {})
+    t.ok(a.get("state") == "up" and a.get("heartbeats", 0) >= 3
+         and a.get("heartbeat_age_ms") is not None
+         and 3 <= a.get("events_per_s", 0) <= 7,
+         "watch --json: state, heartbeats, heartbeat age, events/s (~5)", a)
+
+    # target_status from the agent: the SDK goes away
+    # --- sim ------------------------------------------------------------
+    p = subprocess.Popen([CLI, "sim", "--url", url, "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=5)
+    lines = json_lines(out)
+    sent = [x["message"] for x in lines if x["event"] == "sent"]
+    recv = [x["message"] for x in lines if x["event"] == "recv"]
+    t.is_(p.returncode, 0, "sim: exits 0 on SIGINT")
+    t.is_([(m["target_id"], m["payload"]["action"], m["payload"]["params"],
+            m["payload"]["target_url"]) for m in sent],
+          [("demo-target-a", "restart", {"from": "panel-simulator"},
+            "ws://127.0.0.1:8765"),
+           ("demo-target-b", "restart", {"from": "panel-simulator"},
+            "ws://127.0.0.1:8766")],
+          "sim: one restart per default target, with the original params")
+    acks = [m for m in recv if m["type"] == "action_ack"]
+    errors = [m for m in recv if m["type"] == "error"]
+    t.ok(len(acks) == 1 and acks[0]["payload"]["success"]
+         and acks[0]["payload"]["action_msg_id"] == sent[0]["msg_id"],
+         "sim: prints the ack for demo-target-a", recv)
+    t.ok(len(errors) == 1 and errors[0]["msg_id"] == sent[1]["msg_id"],
+         "sim: prints the error for the unknown demo-target-b", recv)
+    t.ok(any(m["type"] == "heartbeat" for m in recv)
+         and any(m["type"] == "event" for m in recv),
+         "sim: prints heartbeats and events as they come")
+
+    # human output, and reconnecting after the agent restarts
+    p = subprocess.Popen([CLI, "sim", "--url", url, "--target-id",
+                          "mock-ok"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    stop(agent)
+    port = url.split(":")[2].split("/")[0]
+    time.sleep(0.5)
+    agent, url = start_agent("--port", port, "--mock", "mock-ok:ok")
+    time.sleep(3.0)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=5)
+    connects = out.count("connected to ")
+    acks = [ln for ln in out.splitlines()
+            if " recv  action_ack" in ln and "success=true" in ln]
+    t.ok(connects == 2 and len(acks) == 2,
+         "sim: reconnects after the agent went away and sends again",
+         out + err)
+    t.ok("reconnecting to %s in 2s" % url in out,
+         "sim: says it will retry in 2 s", out)
+    hb = [ln for ln in out.splitlines()
+          if " heartbeat " in ln and " mock-ok " in ln]
+    t.ok(hb and "status=up" in hb[0] and 'metrics={"mock":"1"}' in hb[0],
+         "sim: a compact human line per message", hb[:1])
+
+    # --- bench ----------------------------------------------------------
+    agent2, url2 = start_agent("--target", "demo-target-a=" + sdk_url,
+                               "--mock", "mock-ok:ok")
+    time.sleep(0.7)
+    rc, out, err, _ = cli("bench", "--url", url2, "--rate", "200",
+                          "--duration", "2.2", "--json", "--target-id",
+                          "demo-target-a,mock-ok", timeout=20)
+    lines = json_lines(out)
+    summary = lines[-1] if lines else {}
+    t.ok(rc == 0 and len(lines) >= 3 and summary["event"] == "bench_summary",
+         "bench --json: a line per second and a summary", out + err)
+    t.ok(400 <= summary.get("sent", 0) <= 470
+         and summary.get("acks") == summary.get("sent")
+         and summary.get("errors") == 0,
+         "bench: sends at the rate asked and every action is acked",
+         summary)
+    t.ok(0 < summary.get("p50_ms", 0) <= summary.get("p99_ms", 0) < 1000,
+         "bench: latency percentiles", summary)
+    t.ok(summary.get("events", 0) > 5, "bench: counts events received",
+         summary)
+    stop(agent2)
+
+finally:
+    for p in procs:
+        stop(p)
+
+t.done()
