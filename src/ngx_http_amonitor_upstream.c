@@ -153,7 +153,9 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     u->token.data = p;
     u->token.len = token->len;
-    ngx_memcpy(p, token->data, token->len);
+    if (token->len) {
+        ngx_memcpy(p, token->data, token->len);
+    }
 
     u->addrs = addrs;
     u->naddrs = naddrs;
