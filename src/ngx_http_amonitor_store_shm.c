@@ -305,7 +305,11 @@ ngx_http_amonitor_shm_alloc(
 
     ngx_http_amonitor_shm_expire(ctx, 0);
 
-    for (i = 0; i < 8; i++) {
+    /*
+     * Slab pages hold one size class: freeing a node of another class may
+     * free no page, so evict until a whole page comes free, up to a bound.
+     */
+    for (i = 0; i < 1024; i++) {
         node = ngx_slab_alloc_locked(
             ctx->shpool, ngx_http_amonitor_node_size(len));
         if (node != NULL) {

@@ -100,7 +100,7 @@ static const unsigned char *
 amon_json_string(
     const unsigned char *p, const unsigned char *end, unsigned *escaped)
 {
-    uint64_t             w;
+    uint64_t             w, m;
     unsigned char        lo, hi;
     unsigned             need;
     const unsigned char *r;
@@ -108,10 +108,26 @@ amon_json_string(
     for (;;) {
         while (end - p >= 8) {
             memcpy(&w, p, 8);
-            if (amon_json_special(w) & AMON_JSON_HIGHS) {
-                break;
+            m = amon_json_special(w) & AMON_JSON_HIGHS;
+
+            if (m == 0) {
+                p += 8;
+                continue;
             }
-            p += 8;
+
+            /*
+             * The lowest flagged byte is always a real one (a borrow only
+             * flags bytes above it): go straight to it.
+             */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) \
+    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            p += __builtin_ctzll(m) >> 3;
+#else
+            while (amon_json_cls[*p] == AMON_JSON_C_PLAIN) {
+                p++;
+            }
+#endif
+            break;
         }
 
         if (p == end) {
