@@ -77,7 +77,7 @@ static const amonitor_cmd_t amonitor_cmds[] = {
 
 
 static void   amonitor_usage(FILE *f, const amonitor_cmd_t *cmd);
-static int    amonitor_split(const char *arg, const char **list, unsigned *n);
+static int    amonitor_split(char *arg, const char **list, unsigned *n);
 static int    amonitor_number(const char *s, double *v, double min, double max);
 static void   amonitor_on_signal(int signo);
 static cJSON *amonitor_message_json(
@@ -298,25 +298,23 @@ amonitor_usage(FILE *f, const amonitor_cmd_t *only)
 }
 
 
-/* "a,b,c" appended to "list"; empty elements are an error. */
+/*
+ * "a,b,c" appended to "list"; empty elements are an error.  The argument
+ * is split in place: argv strings are writable and live until exit.
+ */
 static int
-amonitor_split(const char *arg, const char **list, unsigned *n)
+amonitor_split(char *arg, const char **list, unsigned *n)
 {
-    char *copy, *p, *save;
+    char  *p, *save;
+    size_t len;
 
-    copy = strdup(arg);
-    if (copy == NULL) {
+    len = strlen(arg);
+
+    if (len == 0 || arg[0] == ',' || arg[len - 1] == ',' || strstr(arg, ",,")) {
         return -1;
     }
 
-    if (copy[0] == '\0' || copy[strlen(copy) - 1] == ',' || strstr(copy, ",,")
-        || copy[0] == ',') {
-        free(copy);
-        return -1;
-    }
-
-    /* the strings live until exit: "copy" is deliberately kept */
-    for (p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    for (p = strtok_r(arg, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
         if (*n >= AMONITOR_CLI_MAX_TARGETS) {
             return -1;
         }

@@ -100,7 +100,10 @@ class Lines:
 class Host:
     """The sdk_test_host program: an SDK with test handlers."""
 
+    instances = []
+
     def __init__(self, *args):
+        Host.instances.append(self)
         exe = os.path.join(BUILD, "sdk", "tests", "sdk_test_host")
         self.proc = subprocess.Popen(
             valgrind_prefix() + [exe] + list(args),

@@ -737,4 +737,8 @@ test_protobuf()
 test_slow_agent()
 test_host_loop()
 test_clean_stop()
+
+codes = [h.stop()[0] for h in Host.instances]
+t.is_(codes, [0] * len(codes),
+      "every SDK host exited 0 (no valgrind or sanitizer report)")
 t.done()

@@ -27,6 +27,7 @@ PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 
 t = Tap()
 procs = []
+sanitizer_reports = []
 
 
 def start(argv, ready):
@@ -56,6 +57,9 @@ def cli(*args, timeout=30):
     r = subprocess.run(valgrind_prefix() + [CLI] + list(args),
                        capture_output=True, text=True,
                        timeout=timeout * slow_factor())
+    if ("Sanitizer" in r.stderr or "runtime error:" in r.stderr
+            or "==ERROR" in r.stderr or r.returncode == 99):
+        sanitizer_reports.append(" ".join(args) + "\n" + r.stderr)
     return r.returncode, r.stdout, r.stderr, time.monotonic() - t0
 
 
@@ -291,4 +295,5 @@ finally:
     for p in procs:
         stop(p)
 
+t.is_(sanitizer_reports, [], "no sanitizer or valgrind report from the CLI")
 t.done()
