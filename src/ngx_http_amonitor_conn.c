@@ -117,11 +117,18 @@ void
 ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
 {
     ssize_t           n;
+    ngx_uint_t        reads;
     ngx_connection_t *c;
 
     c = wc->connection;
 
-    for (;;) {
+    for (reads = 0; /* void */; reads++) {
+
+        if (reads == NGX_HTTP_AMONITOR_READS) {
+            /* let writes and other connections run, then go on */
+            ngx_post_event(c->read, &ngx_posted_events);
+            return;
+        }
 
         n = c->recv(c, wc->rbuf, wc->rbuf_size);
 
@@ -130,11 +137,19 @@ ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ngx_log_error(wc->log_level, c->log, 0,
-                "amonitor: peer closed the connection "
-                "without a close frame");
+            if (!wc->close_sent) {
+                ngx_log_error(wc->log_level, c->log, 0,
+                    "amonitor: peer closed the connection "
+                    "without a close frame");
+            }
+
             wc->on_close(wc);
             return;
+        }
+
+        if (wc->close_sent) {
+            /* closing: what the peer still sends is not processed */
+            continue;
         }
 
         wc->rbuf_pos = 0;
@@ -232,7 +247,7 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
         if (ev->first && ev->last) {
             /* a whole message in the read buffer: no copy */
             wc->on_message(wc, ev->opcode, (u_char *) ev->data, ev->len);
-            return wc->closed ? NGX_DONE : NGX_OK;
+            return (wc->closed || wc->close_sent) ? NGX_DONE : NGX_OK;
         }
 
         rc = amon_buf_reserve(&wc->message, ev->len,
@@ -253,7 +268,7 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
 
         wc->on_message(wc, ev->opcode, wc->message.data, wc->message.len);
 
-        if (wc->closed) {
+        if (wc->closed || wc->close_sent) {
             return NGX_DONE;
         }
 
@@ -323,8 +338,13 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
 
     wc->queued_bytes += msg->len;
 
+    if (wc->q_count >= NGX_HTTP_AMONITOR_IOVS && wc->connection->write->ready) {
+        /* a burst: write a full batch now rather than let it pile up */
+        (void) ngx_http_amonitor_conn_flush(wc);
+    }
+
     /* writes made in this pass of the event loop go out together */
-    if (!wc->connection->write->posted) {
+    if (wc->q_count && !wc->connection->write->posted) {
         ngx_post_event(wc->connection->write, &ngx_posted_events);
     }
 

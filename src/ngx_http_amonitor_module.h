@@ -29,6 +29,7 @@
 #define NGX_HTTP_AMONITOR_MAX_DYNAMIC   64 /* learned targets */
 #define NGX_HTTP_AMONITOR_RESULT_MAX    1024 /* stored ack result */
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
+#define NGX_HTTP_AMONITOR_READS         8 /* reads per event */
 #define NGX_HTTP_AMONITOR_IOVS          64 /* frames per send_chain */
 
 
@@ -175,6 +176,7 @@ struct ngx_http_amonitor_panel_s {
     ngx_uint_t               id;
     ngx_uint_t               pending; /* actions awaiting acks */
     unsigned                 in_handler : 1;
+    unsigned                 lingering : 1;
     unsigned                 finalized : 1;
 };
 

@@ -25,6 +25,7 @@ static void ngx_http_amonitor_panel_message(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_panel_cleanup(void *data);
+static void ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
 
 
 static ngx_str_t ngx_http_amonitor_subprotocol = ngx_string("amonitor.v1");
@@ -424,7 +425,8 @@ ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r)
 
     p->in_handler = 1;
 
-    if (ngx_http_amonitor_conn_flush(&p->wc) != NGX_OK) {
+    if (ngx_http_amonitor_conn_flush(&p->wc) != NGX_OK
+        || (p->lingering && p->wc.q_count == 0)) {
         ngx_http_amonitor_panel_on_close(&p->wc);
     }
 
@@ -456,16 +458,46 @@ ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
         return;
     }
 
-    p->finalized = 1;
-
     r = p->request;
     c = r->connection;
+
+    if (!p->lingering && wc->close_sent && wc->q_count && !c->error
+        && !c->close) {
+        /*
+         * Our close frame is still queued: keep the socket a little, so
+         * that a peer that reads again learns why (1008, 1009, ...).
+         */
+        p->lingering = 1;
+
+        /* for the worker it is gone already */
+        ngx_queue_remove(&p->queue);
+        (void) ngx_atomic_fetch_add(&wc->worker->counters->panels, -1);
+
+        if (wc->ping.timer_set) {
+            ngx_del_timer(&wc->ping);
+        }
+
+        wc->ping.handler = ngx_http_amonitor_panel_linger_handler;
+        ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
+        return;
+    }
+
+    p->finalized = 1;
 
     ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
 
     if (!p->in_handler) {
         ngx_http_run_posted_requests(c);
     }
+}
+
+
+static void
+ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev)
+{
+    ngx_http_amonitor_conn_t *wc = ev->data;
+
+    ngx_http_amonitor_panel_on_close(wc);
 }
 
 
@@ -489,8 +521,10 @@ ngx_http_amonitor_panel_cleanup(void *data)
 
     p->finalized = 1;
 
-    ngx_queue_remove(&p->queue);
-    (void) ngx_atomic_fetch_add(&p->wc.worker->counters->panels, -1);
+    if (!p->lingering) {
+        ngx_queue_remove(&p->queue);
+        (void) ngx_atomic_fetch_add(&p->wc.worker->counters->panels, -1);
+    }
 
     ngx_http_amonitor_router_panel_gone(p);
     ngx_http_amonitor_conn_free(&p->wc);
@@ -511,7 +545,8 @@ ngx_http_amonitor_panel_broadcast(
          q = ngx_queue_next(q)) {
         p = ngx_queue_data(q, ngx_http_amonitor_panel_t, queue);
 
-        if (ngx_http_amonitor_conn_send(&p->wc, msg, 0) == NGX_OK) {
+        if (p->wc.close_sent
+            || ngx_http_amonitor_conn_send(&p->wc, msg, 0) == NGX_OK) {
             continue;
         }
 
@@ -538,7 +573,7 @@ ngx_http_amonitor_panel_send_data(
 {
     ngx_int_t rc;
 
-    if (p->wc.closed || p->finalized) {
+    if (p->wc.closed || p->finalized || p->wc.close_sent) {
         return;
     }
 

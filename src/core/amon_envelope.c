@@ -42,12 +42,6 @@ enum {
 };
 
 
-typedef struct {
-    const char *name;
-    size_t      len;
-} amon_env_name_t;
-
-
 /* the members found by one scan; type AMON_JSON_NONE: not seen */
 typedef struct {
     amon_json_value_t root[AMON_ENV_F_N];
@@ -69,8 +63,9 @@ typedef struct {
 
 static int amon_env_member(void *data, unsigned level,
     const amon_json_value_t *key, const amon_json_value_t *value);
-static int amon_env_lookup(
-    const amon_env_name_t *names, int n, const amon_json_value_t *key);
+static int amon_env_root_index(const unsigned char *k, size_t len);
+static int amon_env_payload_index(const unsigned char *k, size_t len);
+static int amon_env_lookup(const amon_json_value_t *key, int payload);
 static int amon_env_json_str(amon_envelope_t *env, const amon_json_value_t *v,
     size_t limit, amon_str_t *out);
 static int amon_env_json_payload(
@@ -82,102 +77,74 @@ static int   amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa);
 static int   amon_env_pb_json_payload(amon_envelope_t *env);
 
 
-#define amon_env_name(s) \
-    { \
-        s, sizeof(s) - 1 \
-    }
-
-static const amon_env_name_t amon_env_root_names[AMON_ENV_F_N] = {
-    amon_env_name("msg_id"),
-    amon_env_name("trace_id"),
-    amon_env_name("type"),
-    amon_env_name("target_id"),
-    amon_env_name("timestamp"),
-    amon_env_name("payload"),
-};
-
-static const amon_env_name_t amon_env_payload_names[AMON_ENV_P_N] = {
-    amon_env_name("action"),
-    amon_env_name("params"),
-    amon_env_name("target_url"),
-    amon_env_name("action_msg_id"),
-    amon_env_name("success"),
-    amon_env_name("message"),
-    amon_env_name("code"),
-    amon_env_name("sdk_url"),
-    amon_env_name("event_name"),
-    amon_env_name("target_id"),
-};
-
-static const amon_env_name_t amon_env_type_names[] = {
-    amon_env_name(""),
-    amon_env_name("register"),
-    amon_env_name("heartbeat"),
-    amon_env_name("event"),
-    amon_env_name("action"),
-    amon_env_name("action_ack"),
-    amon_env_name("error"),
-    amon_env_name("target_status"),
-};
-
-#define AMON_ENV_NTYPES \
-    (sizeof(amon_env_type_names) / sizeof(amon_env_type_names[0]))
-
-
-amon_msg_type_e
-amon_msg_type(amon_str_t name)
+/* Root member names; a switch on the length keeps memcmp() inline. */
+static int
+amon_env_root_index(const unsigned char *k, size_t len)
 {
-    size_t i;
-
-    for (i = 1; i < AMON_ENV_NTYPES; i++) {
-        if (name.len == amon_env_type_names[i].len
-            && memcmp(name.data, amon_env_type_names[i].name, name.len) == 0) {
-            return (amon_msg_type_e) i;
+    switch (len) {
+    case 4: return memcmp(k, "type", 4) ? -1 : AMON_ENV_F_TYPE;
+    case 6: return memcmp(k, "msg_id", 6) ? -1 : AMON_ENV_F_MSG_ID;
+    case 7: return memcmp(k, "payload", 7) ? -1 : AMON_ENV_F_PAYLOAD;
+    case 8: return memcmp(k, "trace_id", 8) ? -1 : AMON_ENV_F_TRACE_ID;
+    case 9:
+        if (memcmp(k, "target_id", 9) == 0) {
+            return AMON_ENV_F_TARGET_ID;
         }
+        return memcmp(k, "timestamp", 9) ? -1 : AMON_ENV_F_TIMESTAMP;
+    default: return -1;
     }
-
-    return AMON_MSG_UNKNOWN;
-}
-
-
-const char *
-amon_msg_type_name(amon_msg_type_e type)
-{
-    if ((size_t) type == 0 || (size_t) type >= AMON_ENV_NTYPES) {
-        return "unknown";
-    }
-
-    return amon_env_type_names[type].name;
 }
 
 
 static int
-amon_env_lookup(
-    const amon_env_name_t *names, int n, const amon_json_value_t *key)
+amon_env_payload_index(const unsigned char *k, size_t len)
 {
-    int    i;
-    size_t len;
-
-    if (key->escaped) {
-        for (i = 0; i < n; i++) {
-            if (amon_json_str_eq(key, names[i].name, names[i].len)) {
-                return i;
-            }
+    switch (len) {
+    case 4: return memcmp(k, "code", 4) ? -1 : AMON_ENV_P_CODE;
+    case 6:
+        if (memcmp(k, "action", 6) == 0) {
+            return AMON_ENV_P_ACTION;
         }
+        return memcmp(k, "params", 6) ? -1 : AMON_ENV_P_PARAMS;
+    case 7:
+        if (memcmp(k, "message", 7) == 0) {
+            return AMON_ENV_P_MESSAGE;
+        }
+        if (memcmp(k, "success", 7) == 0) {
+            return AMON_ENV_P_SUCCESS;
+        }
+        return memcmp(k, "sdk_url", 7) ? -1 : AMON_ENV_P_SDK_URL;
+    case 9: return memcmp(k, "target_id", 9) ? -1 : AMON_ENV_P_TARGET_ID;
+    case 10:
+        if (memcmp(k, "target_url", 10) == 0) {
+            return AMON_ENV_P_TARGET_URL;
+        }
+        return memcmp(k, "event_name", 10) ? -1 : AMON_ENV_P_EVENT_NAME;
+    case 13:
+        return memcmp(k, "action_msg_id", 13) ? -1 : AMON_ENV_P_ACTION_MSG_ID;
+    default: return -1;
+    }
+}
 
+
+static int
+amon_env_lookup(const amon_json_value_t *key, int payload)
+{
+    size_t        n;
+    unsigned char buf[16];
+
+    if (!key->escaped) {
+        return payload ? amon_env_payload_index(key->start + 1, key->len - 2)
+                       : amon_env_root_index(key->start + 1, key->len - 2);
+    }
+
+    /* an escaped key: no known name is longer than the buffer */
+    if (amon_json_unescape(key, buf, sizeof(buf), &n) != AMON_OK) {
         return -1;
     }
 
-    len = key->len - 2;
-
-    for (i = 0; i < n; i++) {
-        if (len == names[i].len
-            && memcmp(key->start + 1, names[i].name, len) == 0) {
-            return i;
-        }
-    }
-
-    return -1;
+    return payload ? amon_env_payload_index(buf, n)
+                   : amon_env_root_index(buf, n);
 }
 
 
@@ -191,7 +158,7 @@ amon_env_member(void *data, unsigned level, const amon_json_value_t *key,
     sc = data;
 
     if (level == 0 && !sc->payload_only) {
-        i = amon_env_lookup(amon_env_root_names, AMON_ENV_F_N, key);
+        i = amon_env_lookup(key, 0);
 
         /* duplicate keys: the first one wins */
         if (i >= 0 && sc->root[i].type == AMON_JSON_NONE) {
@@ -201,7 +168,7 @@ amon_env_member(void *data, unsigned level, const amon_json_value_t *key,
         return 0;
     }
 
-    i = amon_env_lookup(amon_env_payload_names, AMON_ENV_P_N, key);
+    i = amon_env_lookup(key, 1);
 
     if (i >= 0 && sc->pay[i].type == AMON_JSON_NONE) {
         sc->pay[i] = *value;

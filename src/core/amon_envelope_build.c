@@ -3,7 +3,7 @@
  *
  * Envelope encoding as JSON text: the envelopes the agent, the SDK and
  * the CLI make themselves (acks, errors, forwarded payloads), JSON string
- * escaping and random UUIDs for message ids.
+ * escaping, random UUIDs for message ids, and the message type names.
  */
 
 #include <string.h>
@@ -28,6 +28,59 @@ static int amon_env_is_object(amon_str_t json);
 
 
 static const char amon_env_hex[] = "0123456789abcdef";
+
+
+typedef struct {
+    const char *name;
+    size_t      len;
+} amon_env_name_t;
+
+
+#define amon_env_name(s) \
+    { \
+        s, sizeof(s) - 1 \
+    }
+
+static const amon_env_name_t amon_env_type_names[] = {
+    amon_env_name(""),
+    amon_env_name("register"),
+    amon_env_name("heartbeat"),
+    amon_env_name("event"),
+    amon_env_name("action"),
+    amon_env_name("action_ack"),
+    amon_env_name("error"),
+    amon_env_name("target_status"),
+};
+
+#define AMON_ENV_NTYPES \
+    (sizeof(amon_env_type_names) / sizeof(amon_env_type_names[0]))
+
+
+amon_msg_type_e
+amon_msg_type(amon_str_t name)
+{
+    size_t i;
+
+    for (i = 1; i < AMON_ENV_NTYPES; i++) {
+        if (name.len == amon_env_type_names[i].len
+            && memcmp(name.data, amon_env_type_names[i].name, name.len) == 0) {
+            return (amon_msg_type_e) i;
+        }
+    }
+
+    return AMON_MSG_UNKNOWN;
+}
+
+
+const char *
+amon_msg_type_name(amon_msg_type_e type)
+{
+    if ((size_t) type == 0 || (size_t) type >= AMON_ENV_NTYPES) {
+        return "unknown";
+    }
+
+    return amon_env_type_names[type].name;
+}
 
 
 static int

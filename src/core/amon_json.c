@@ -545,7 +545,8 @@ member:
         if (depth == 1) {
             cur_sub = 0;
 
-            if (!sub_seen
+            /* a verbatim key of another length cannot match */
+            if (!sub_seen && (escaped || (size_t) (p - s) - 2 == sub_key.len)
                 && amon_json_str_eq(
                     &key[0], (const char *) sub_key.data, sub_key.len)) {
                 sub_seen = 1;

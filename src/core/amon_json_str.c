@@ -254,6 +254,13 @@ amon_json_int64(const amon_json_value_t *v, int64_t *out)
     lim = (uint64_t) INT64_MAX + (uint64_t) neg;
     acc = 0;
 
+    /* up to 18 digits cannot overflow: check only longer numbers */
+    if (end - p <= 18) {
+        for (; p < end; p++) {
+            acc = acc * 10 + (uint64_t) (*p - '0');
+        }
+    }
+
     for (; p < end; p++) {
         if (acc > (lim - (uint64_t) (*p - '0')) / 10) {
             return AMON_EINVAL;

@@ -28,6 +28,10 @@ amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
     unsigned char        c, lo, hi;
     const unsigned char *end;
 
+    if (len == 0) {
+        return AMON_OK;
+    }
+
     st = *state;
     end = p + len;
 
