@@ -338,7 +338,8 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
 
     wc->queued_bytes += msg->len;
 
-    if (wc->q_count >= NGX_HTTP_AMONITOR_IOVS && wc->connection->write->ready) {
+    if (wc->q_count >= ngx_min(NGX_HTTP_AMONITOR_IOVS, wc->q_limit / 2)
+        && wc->connection->write->ready) {
         /* a burst: write a full batch now rather than let it pile up */
         (void) ngx_http_amonitor_conn_flush(wc);
     }
