@@ -354,6 +354,11 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     c->read->handler = ngx_http_amonitor_upstream_hs_read;
     c->write->handler = ngx_http_amonitor_upstream_hs_write;
 
+    /* a graceful shutdown need not wait for the handshake timeout */
+    c->idle = 1;
+    c->read->cancelable = 1;
+    c->write->cancelable = 1;
+
     /* the handshake request */
 
     for (i = 0; i < 16; i += 4) {
@@ -399,6 +404,12 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 
     c = wev->data;
     u = c->data;
+
+    if (c->close) {
+        u->stopped = 1;
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
 
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
@@ -465,6 +476,12 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
 
     c = rev->data;
     u = c->data;
+
+    if (c->close) {
+        u->stopped = 1;
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
 
     if (rev->timedout) {
         ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
