@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Run an AMonitor demo: nginx with the module (prefix build/demo, port
+# 8080), the example SDKs of a config, and a panel in the foreground.
+# Ctrl-C stops the panel, nginx and the SDKs this script started, and
+# nothing else.  Nothing outside the repository is written.
+#
+#   examples/demo.sh CONFIG.json [sim|bench|watch]
+#
+# Environment: SDK_COUNT, SDK_START_PORT, SDK_HEARTBEAT_INTERVAL,
+# SDK_EVENT_INTERVAL, AGENT_PORT, AGENT_WORKERS (see gen-nginx-conf.py),
+# ACTION_NAME (the action panels send, default restart), BENCH_RATE
+# (bench: actions per second), DEMO_DURATION (seconds; default: until
+# Ctrl-C), DEMO_PREFIX (default build/demo), NGINX (default
+# /usr/sbin/nginx), NO_BUILD=1 to skip "make".
+
+set -eu
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+BUILD=$ROOT/build
+PREFIX=${DEMO_PREFIX:-$BUILD/demo}
+NGINX=${NGINX:-/usr/sbin/nginx}
+PYTHON=${PYTHON:-python3}
+MODULE=$BUILD/ngx_http_amonitor_module.so
+CLI=$BUILD/amonitor
+SDK=$BUILD/sdk/amonitor-sdk-example
+
+CONFIG=${1:?usage: demo.sh CONFIG.json [sim|bench|watch]}
+PANEL=${2:-}
+
+SDK_PIDS=()
+NGINX_PID=
+PANEL_PID=
+
+say() {
+    printf 'demo: %s\n' "$*" >&2
+}
+
+# wait up to $2 tenths of a second for pid $1 to exit
+wait_gone() {
+    local i=0
+    while kill -0 "$1" 2>/dev/null && [ "$i" -lt "$2" ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    ! kill -0 "$1" 2>/dev/null
+}
+
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+
+    if [ -n "$PANEL_PID" ] && kill -0 "$PANEL_PID" 2>/dev/null; then
+        kill -INT "$PANEL_PID" 2>/dev/null || true
+        wait_gone "$PANEL_PID" 30 || kill -KILL "$PANEL_PID" 2>/dev/null || true
+    fi
+
+    if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+        say "stopping nginx (pid $NGINX_PID)"
+        kill -QUIT "$NGINX_PID" 2>/dev/null || true
+        if ! wait_gone "$NGINX_PID" 50; then
+            kill -TERM "$NGINX_PID" 2>/dev/null || true
+            wait_gone "$NGINX_PID" 30 || kill -KILL "$NGINX_PID" 2>/dev/null \
+                || true
+        fi
+    fi
+
+    if [ "${#SDK_PIDS[@]}" -gt 0 ]; then
+        say "stopping ${#SDK_PIDS[@]} SDK(s)"
+        for pid in "${SDK_PIDS[@]}"; do
+            kill -TERM "$pid" 2>/dev/null || true
+        done
+        for pid in "${SDK_PIDS[@]}"; do
+            wait_gone "$pid" 30 || kill -KILL "$pid" 2>/dev/null || true
+        done
+    fi
+
+    wait 2>/dev/null || true
+    say "logs are in $PREFIX"
+    exit "$rc"
+}
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_busy() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# --- build what is missing --------------------------------------------
+
+if [ "${NO_BUILD:-}" != 1 ]; then
+    say "building (make module tools build-sdk)"
+    make -s -C "$ROOT" module tools build-sdk >&2
+fi
+
+for f in "$MODULE" "$CLI" "$SDK"; do
+    [ -x "$f" ] || [ -f "$f" ] || { say "missing $f"; exit 1; }
+done
+
+[ -x "$NGINX" ] || { say "no nginx at $NGINX (make deps)"; exit 1; }
+
+# --- configuration -----------------------------------------------------
+
+mkdir -p "$PREFIX/temp" "$PREFIX/logs"
+rm -f "$PREFIX/error.log" "$PREFIX"/logs/sdk-*.log
+
+user_rate=${BENCH_RATE:-}
+settings=$("$PYTHON" "$HERE/gen-nginx-conf.py" --config "$CONFIG" \
+    --module "$MODULE" --out "$PREFIX/nginx.conf" \
+    --sdk-list "$PREFIX/sdks.txt")
+eval "$settings"
+
+PANEL=${PANEL:-$PANEL_MODE}
+BENCH_RATE=${user_rate:-$BENCH_RATE}
+URL="ws://127.0.0.1:$AGENT_PORT$PANEL_PATH"
+
+if port_busy "$AGENT_PORT"; then
+    say "port $AGENT_PORT is in use: stop what listens there, or set" \
+        "AGENT_PORT"
+    exit 1
+fi
+
+if ! "$NGINX" -t -q -p "$PREFIX/" -c nginx.conf -e error.log; then
+    say "nginx rejected $PREFIX/nginx.conf (see above)"
+    exit 1
+fi
+
+# --- the SDKs ----------------------------------------------------------
+
+ids=
+urls=
+count=0
+while read -r id port hb ev token; do
+    if port_busy "$port"; then
+        say "port $port (for $id) is in use"
+        exit 1
+    fi
+
+    args=(--port "$port" --target-id "$id" --interval "$hb")
+    if [ "$ev" != 0 ]; then
+        args+=(--event-interval "$ev")
+    fi
+    if [ "$token" != - ]; then
+        args+=(--token "$token")
+    fi
+
+    "$SDK" "${args[@]}" >"$PREFIX/logs/sdk-$id.log" 2>&1 &
+    SDK_PIDS+=($!)
+
+    ids=${ids:+$ids,}$id
+    urls=${urls:+$urls,}ws://127.0.0.1:$port
+    count=$((count + 1))
+done <"$PREFIX/sdks.txt"
+
+say "started $count SDK(s), logs in $PREFIX/logs/"
+
+# --- nginx -------------------------------------------------------------
+
+"$NGINX" -p "$PREFIX/" -c nginx.conf -e error.log &
+NGINX_PID=$!
+
+# ready when /healthz answers and every worker reached every SDK
+"$PYTHON" - "$AGENT_PORT" "$count" "$NGINX_PID" <<'EOF' || exit 1
+import json, os, sys, time, urllib.request
+port, count, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+base = "http://127.0.0.1:%s" % port
+deadline = time.monotonic() + 15
+st = None
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.stderr.write("demo: nginx exited; see error.log\n")
+        sys.exit(1)
+    try:
+        urllib.request.urlopen(base + "/healthz", timeout=1).read()
+        st = json.loads(urllib.request.urlopen(base + "/amonitor/status",
+                                               timeout=1).read())
+        up = sum(1 for t in st["targets"] if t["state"] == "up")
+        if up == count:
+            sys.stderr.write("demo: agent up, %d target(s) connected, "
+                             "%d upstream connection(s) in all workers\n"
+                             % (up, st["upstreams_open"]))
+            sys.exit(0)
+    except (OSError, ValueError, KeyError):
+        pass
+    time.sleep(0.2)
+sys.stderr.write("demo: not every target is up yet; going on (%s)\n"
+                 % (st and [t["id"] for t in st["targets"]
+                            if t["state"] != "up"]))
+EOF
+
+say "nginx pid $NGINX_PID, panel endpoint $URL"
+say "status: http://127.0.0.1:$AGENT_PORT/amonitor/status"
+
+# --- the panel, in the foreground ---------------------------------------
+
+panel_args=(--url "$URL")
+if [ -n "${DEMO_DURATION:-}" ]; then
+    panel_args+=(--duration "$DEMO_DURATION")
+fi
+
+case "$PANEL" in
+sim)
+    say "panel simulator: Ctrl-C to stop everything"
+    "$CLI" sim "${panel_args[@]}" --target-id "$ids" --target-url "$urls" \
+        --action "${ACTION_NAME:-restart}" &
+    ;;
+bench)
+    say "stress: $BENCH_RATE actions/s over $count target(s); Ctrl-C to stop"
+    "$CLI" bench "${panel_args[@]}" --target-id "$ids" \
+        --rate "$BENCH_RATE" --action "${ACTION_NAME:-restart}" &
+    ;;
+watch)
+    "$CLI" watch --url "$URL" --target-id "$ids" &
+    ;;
+*)
+    say "unknown panel \"$PANEL\" (sim, bench, watch)"
+    exit 2
+    ;;
+esac
+
+PANEL_PID=$!
+
+# the panel runs in the background so that Ctrl-C reaches this script's
+# trap at once; wait returns when it exits or a signal arrives
+rc=0
+wait "$PANEL_PID" || rc=$?
+PANEL_PID=
+exit "$rc"
