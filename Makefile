@@ -107,7 +107,7 @@ unit: $(UNIT_BINS)
 
 test:
 	@bash $(DEPS)
-	$(MAKE) module unit
+	$(MAKE) module unit build-sdk tools
 	prove -r t/
 
 test-unit: unit
