@@ -145,7 +145,9 @@ TOOLS_HDRS  := $(wildcard tools/*.h)
 TOOLS_OBJS  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
 SDK_PYTHON  ?= /usr/bin/python3
 
-.PHONY: sdk-test sdk-test-asan sdk-test-valgrind
+.PHONY: sdk-test sdk-test-asan sdk-test-valgrind install-sdk
+
+PREFIX      ?= /usr/local
 
 build-sdk sdk: $(SDK_BUILD)/libamonitor_sdk.a $(SDK_BUILD)/libamonitor_sdk.so \
     $(SDK_BUILD)/amonitor_sdk.pc $(SDK_BUILD)/amonitor-sdk-example
@@ -159,7 +161,12 @@ $(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(SDK_BUILD)/libamonitor_sdk.so: $(SDK_OBJS) $(CORE_OBJS) sdk/amonitor_sdk.map
+# libamonitor_sdk.so.1 (the soname) and the link-time name beside it
+$(SDK_BUILD)/libamonitor_sdk.so: $(SDK_BUILD)/libamonitor_sdk.so.1
+	ln -sf libamonitor_sdk.so.1 $@
+
+$(SDK_BUILD)/libamonitor_sdk.so.1: $(SDK_OBJS) $(CORE_OBJS) \
+    sdk/amonitor_sdk.map
 	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) \
 	    -Wl,-soname,libamonitor_sdk.so.1 \
 	    -Wl,--version-script=sdk/amonitor_sdk.map \
@@ -183,6 +190,18 @@ $(SDK_BUILD)/tests/%: sdk/tests/%.c $(SDK_BUILD)/libamonitor_sdk.a \
 	    -Isdk/include $< -o $@ $(SDK_BUILD)/libamonitor_sdk.a $(SDK_LIBS) \
 	    -lcmocka
 
+# PREFIX=/usr/local DESTDIR= make install-sdk
+install-sdk: build-sdk
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 sdk/include/amonitor.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(SDK_BUILD)/libamonitor_sdk.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SDK_BUILD)/libamonitor_sdk.so.1 $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libamonitor_sdk.so.1 $(DESTDIR)$(PREFIX)/lib/libamonitor_sdk.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(PREFIX)/include|' \
+	    -e 's|@LIBDIR@|$(PREFIX)/lib|' -e 's|@VERSION@|$(SDK_VERSION)|' \
+	    sdk/amonitor_sdk.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/amonitor_sdk.pc
+
 tools: $(BUILD)/amonitor
 
 $(BUILD)/tools/%.o: tools/%.c $(TOOLS_HDRS) $(CORE_HDRS)
@@ -196,7 +215,8 @@ $(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_core.a
 # SDK and CLI tests that need no nginx (python3-websockets is the client)
 sdk-test: build-sdk tools $(SDK_TESTS)
 	@bash $(DEPS)
-	AMON_BUILD=$(BUILD) prove -e $(SDK_PYTHON) sdk/tests/test_*.py \
+	AMON_BUILD=$(BUILD) AMON_EXTRA_CFLAGS="$(EXTRA_CFLAGS)" \
+	    prove -e $(SDK_PYTHON) sdk/tests/test_*.py \
 	    tools/tests/test_*.py
 
 sdk-test-asan:
