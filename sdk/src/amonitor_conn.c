@@ -165,6 +165,10 @@ amonitor_conn_read(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
             return;
         }
 
+        if (c->http_rejected) {
+            continue; /* the error response is on its way: ignore input */
+        }
+
         if (c->state == AMONITOR_CONN_HANDSHAKE) {
             if (amon_buf_reserve(
                     &c->in, (size_t) n, AMONITOR_HANDSHAKE_MAX, NULL)
@@ -461,8 +465,13 @@ amonitor_conn_reject(amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int status,
 
     amon_buf_free(&c->in, NULL);
 
+    /*
+     * After the response: shut down our side and read until the client
+     * closes (or the closing timer fires); closing with unread input
+     * would send a reset that can destroy the response.
+     */
     c->state = AMONITOR_CONN_CLOSING;
-    c->close_after_flush = 1;
+    c->http_rejected = 1;
     c->deadline = amonitor_now_ms() + AMONITOR_CLOSING_MS;
 
     if (n > 0 && (size_t) n < sizeof(resp)) {

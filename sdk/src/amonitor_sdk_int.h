@@ -47,6 +47,7 @@ struct amonitor_conn_s {
     unsigned         close_received : 1;
     unsigned         counted : 1; /* in stats.connections */
     unsigned         input_error : 1;
+    unsigned         http_rejected : 1; /* input is discarded */
     int64_t          deadline; /* handshake or closing limit; 0: none */
     int64_t          next_heartbeat; /* 0: none */
     amon_buf_t       in; /* handshake request bytes */
