@@ -202,6 +202,14 @@ int amonitor_pending_take(
     amonitor_sdk_priv_t *priv, const char *msg_id, amonitor_pending_t **out);
 void amonitor_pending_free(amonitor_pending_t *p);
 
+int   amonitor_valid_text(const char *s, size_t max);
+char *amonitor_strdup(const char *s);
+
+/* amonitor_queue.c */
+void amonitor_run_jobs(amonitor_sdk_priv_t *priv);
+void amonitor_free_jobs(amonitor_sdk_priv_t *priv);
+void amonitor_wake(amonitor_sdk_priv_t *priv); /* with "lock" held */
+
 /* amonitor_conn.c */
 amonitor_conn_t *amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd);
 void amonitor_conn_free(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
