@@ -13,6 +13,18 @@ use Test::AMonitor;
 use Mojo::IOLoop;
 use MIME::Base64 qw(decode_base64);
 
+# Instances made inside subtests are kept until the end of the file, so
+# that the final check of the harness (every error.log clean, no forced
+# stop) covers them too: it only sees instances that are still alive.
+my @KEEP;
+
+sub instance {
+    my $i = Test::AMonitor->new(@_);
+    push @KEEP, $i;
+    return $i;
+}
+
+
 my $COMMON = "amonitor_zone amonitor 1m;\n"
     . "amonitor_reconnect 50ms 300ms;\n"
     . "amonitor_connect_timeout 1s;\n";
@@ -66,7 +78,7 @@ sub headers_of {
 
 for my $n (2, 4) {
     subtest "workers => $n: every SDK sees $n agent connections" => sub {
-        my $t = Test::AMonitor->new(workers => $n);
+        my $t = instance(workers => $n);
         my $a = fake_sdk(port => $t->port(1), target_id => 'a',
             heartbeat_interval => 0);
         my $b = fake_sdk(port => $t->port(2), target_id => 'b',
@@ -99,7 +111,7 @@ for my $n (2, 4) {
 
 subtest 'the handshake request: path from the URL, Host, key, version, '
     . 'Bearer only where configured' => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my $srv = capture_server($t->port(1), sub { undef });
     my $tok = fake_sdk(port => $t->port(2), target_id => 'tok',
         heartbeat_interval => 0);
@@ -171,7 +183,7 @@ subtest 'the handshake request: path from the URL, Host, key, version, '
 
 subtest 'an SDK that rejects the token with 4401: logged at error with '
     . '4401, retried' => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my $sdk = fake_sdk(port => $t->port(1), target_id => 'a',
         token => 'right', heartbeat_interval => 0);
     $t->write_config(
@@ -200,7 +212,7 @@ subtest 'an SDK that rejects the token with 4401: logged at error with '
 
 subtest 'a handshake refused with 403: logged with the status, retried'
     => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my $srv = capture_server($t->port(1), sub {
         "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
             . "Content-Length: 10\r\nConnection: close\r\n\r\nforbidden\n";
@@ -236,7 +248,7 @@ subtest 'other bad handshake answers: 200, wrong accept key, garbage' => sub {
             qr/amonitor: (?:invalid handshake response|SDK refused the handshake)/])
     {
         my ($name, $resp, $re) = @$case;
-        my $t = Test::AMonitor->new;
+        my $t = instance;
         my $srv = capture_server($t->port(1), sub { $resp });
         $t->write_config(
             http_config => $COMMON
@@ -255,7 +267,7 @@ subtest 'other bad handshake answers: 200, wrong accept key, garbage' => sub {
 
 subtest 'an SDK that accepts TCP but never answers the handshake: '
     . 'amonitor_connect_timeout' => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my $srv = capture_server($t->port(1), sub { undef });
     $t->write_config(
         http_config => "amonitor_zone amonitor 1m;\n"

@@ -13,6 +13,18 @@ use Test::AMonitor;
 use Mojo::IOLoop;
 use Time::HiRes qw(time);
 
+# Instances made inside subtests are kept until the end of the file, so
+# that the final check of the harness (every error.log clean, no forced
+# stop) covers them too: it only sees instances that are still alive.
+my @KEEP;
+
+sub instance {
+    my $i = Test::AMonitor->new(@_);
+    push @KEEP, $i;
+    return $i;
+}
+
+
 my $PANEL = 'location = /ws/panel { amonitor_panel on; }';
 
 # a TCP server that closes every connection as soon as it is accepted,
@@ -42,7 +54,7 @@ sub mean {
 
 subtest 'an SDK that fails every attempt is retried with growing delays'
     => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my $srv = closing_server($t->port(1));
     $t->write_config(
         http_config => "amonitor_zone amonitor 1m;\n"
@@ -77,7 +89,7 @@ subtest 'an SDK that fails every attempt is retried with growing delays'
 
 subtest 'an SDK that is down (connection refused) is retried with backoff'
     => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my $port = $t->port(1);    # locked, nobody listens
     $t->write_config(
         http_config => "amonitor_zone amonitor 1m;\n"
@@ -110,7 +122,7 @@ subtest 'an SDK that is down (connection refused) is retried with backoff'
 
 subtest 'SDK restart: target_status down then up, heartbeats flow again'
     => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my $sdk = fake_sdk(port => $t->port(1), target_id => 'a',
         heartbeat_interval => 0.1);
     $t->write_config(
@@ -156,7 +168,7 @@ subtest 'SDK restart: target_status down then up, heartbeats flow again'
 
 subtest 'SDK drops the TCP connection (workers => 2): every worker '
     . 'reconnects' => sub {
-    my $t = Test::AMonitor->new(workers => 2);
+    my $t = instance(workers => 2);
     my $sdk = fake_sdk(port => $t->port(1), target_id => 'a',
         heartbeat_interval => 0.1);
     $t->write_config(
@@ -191,7 +203,7 @@ subtest 'SDK drops the TCP connection (workers => 2): every worker '
 
 subtest 'an SDK that stops answering pings is closed with 1001 and '
     . 'reconnected' => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     my (@conns, $state);
     # answers the handshake, then neither reads nor writes anything
     my $id = Mojo::IOLoop->server({ address => '127.0.0.1',

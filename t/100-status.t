@@ -9,6 +9,18 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 
+# Instances made inside subtests are kept until the end of the file, so
+# that the final check of the harness (every error.log clean, no forced
+# stop) covers them too: it only sees instances that are still alive.
+my @KEEP;
+
+sub instance {
+    my $i = Test::AMonitor->new(@_);
+    push @KEEP, $i;
+    return $i;
+}
+
+
 my @COUNTERS = qw(panels upstreams_open forwarded dropped actions duplicates
     acks errors ack_timeouts evictions invalid);
 
@@ -173,7 +185,7 @@ subtest 'the counters move' => sub {
 
 subtest 'workers => 2: the counters are the zone\'s, shared by the workers'
     => sub {
-    my $t2 = Test::AMonitor->new(workers => 2);
+    my $t2 = instance(workers => 2);
     my $sdk = fake_sdk(port => $t2->port(1), target_id => 'a',
         heartbeat_interval => 0);
     $t2->write_config(

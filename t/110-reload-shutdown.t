@@ -11,6 +11,18 @@ use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Time::HiRes qw(time);
 
+# Instances made inside subtests are kept until the end of the file, so
+# that the final check of the harness (every error.log clean, no forced
+# stop) covers them too: it only sees instances that are still alive.
+my @KEEP;
+
+sub instance {
+    my $i = Test::AMonitor->new(@_);
+    push @KEEP, $i;
+    return $i;
+}
+
+
 # The fake SDK does not record the close codes of its connections; listen
 # to the "finish" event of each connection's controller (internals of
 # Test::AMonitor::FakeSDK) to learn them.
@@ -28,7 +40,7 @@ sub watch_closes {
 
 sub setup {
     my (%o) = @_;
-    my $t = Test::AMonitor->new(workers => $o{workers} // 1);
+    my $t = instance(workers => $o{workers} // 1);
     my $sdk = fake_sdk(port => $t->port(1), target_id => 'a',
         heartbeat_interval => 0.2);
     $t->write_config(
@@ -186,7 +198,7 @@ subtest 'quit with open panels and SDK connections: 1001 everywhere, quick, '
 
 subtest 'quit with an SDK that is down (reconnect timer pending): quick'
     => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     $t->write_config(
         http_config => "amonitor_zone amonitor 1m;\n"
             . "amonitor_reconnect 5s 10s;\n"
@@ -202,7 +214,7 @@ subtest 'quit with an SDK that is down (reconnect timer pending): quick'
 };
 
 subtest 'quit while an SDK handshake is in progress: quick' => sub {
-    my $t = Test::AMonitor->new;
+    my $t = instance;
     # accepts TCP, never answers the handshake
     my $accepted = 0;
     my $hang = Mojo::IOLoop->server({ address => '127.0.0.1',

@@ -1,0 +1,126 @@
+# The ready-made configurations in nginx-conf-examples/: each passes
+# "nginx -t" once its load_module line points at the built module, and
+# each actually runs: with its ports moved to free ones and fake SDKs
+# behind its targets, a panel connects and receives heartbeats.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use File::Path qw(make_path);
+use File::Temp qw(tempdir);
+
+# Instances made inside subtests are kept until the end of the file, so
+# that the final check of the harness (every error.log clean, no forced
+# stop) covers them too: it only sees instances that are still alive.
+my @KEEP;
+
+sub instance {
+    my $i = Test::AMonitor->new(@_);
+    push @KEEP, $i;
+    return $i;
+}
+
+
+my $DIR = "$FindBin::Bin/../nginx-conf-examples";
+my @files = sort glob("$DIR/*.conf");
+my %names = map { (m{([^/]+)\.conf$})[0] => 1 } @files;
+
+ok(@files >= 3, 'there are example configurations (' . scalar(@files)
+    . ')');
+ok($names{$_}, "$_.conf is among them") for qw(minimal multi-target
+    multi-worker);
+
+my $t = Test::AMonitor->new;    # for the module path and the binary
+my $MODULE = $t->module_path;
+
+sub slurp {
+    my ($f) = @_;
+    open(my $fh, '<', $f) or die "$f: $!";
+    local $/;
+    return <$fh>;
+}
+
+for my $file (@files) {
+    my ($name) = $file =~ m{([^/]+)\.conf$};
+    my $text = slurp($file);
+
+    subtest "$name.conf passes nginx -t" => sub {
+        like($text, qr/^\s*load_module\s+\S+;/m, 'it has a load_module line');
+        (my $conf = $text) =~ s{^(\s*load_module\s+)\S+;}{$1$MODULE;}m;
+        my $prefix = tempdir('amon-example-XXXXXX', TMPDIR => 1,
+            CLEANUP => 1);
+        chmod 0755, $prefix;
+        make_path("$prefix/logs");
+        open(my $fh, '>', "$prefix/nginx.conf") or die $!;
+        print {$fh} $conf;
+        close $fh;
+        my $out = `"@{[ $t->binary ]}" -t -p "$prefix/" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" 2>&1`;
+        is($? >> 8, 0, 'nginx -t exits 0') or diag($out);
+        like($out, qr/test is successful/, 'test is successful');
+        unlike($out, qr/\[(?:emerg|alert|crit|warn)\]/,
+            'no warning or error') or diag($out);
+    };
+
+    subtest "$name.conf runs: panels connect and get heartbeats" => sub {
+        my $workers = $text =~ /^\s*worker_processes\s+(\d+);/m ? $1 : 2;
+        my $tt = instance(workers => $workers);
+        my $body = $text;
+        # the harness writes these itself
+        $body =~ s/^\s*(?:load_module|worker_processes|error_log|pid|daemon|master_process)\b[^;]*;\s*$//mg;
+
+        # every target URL on 127.0.0.1 gets a fake SDK on a free port
+        my (%port_of, @sdks, $n);
+        $n = 1;
+        while ($body =~ /amonitor_target\s+(\S+)\s+ws:\/\/127\.0\.0\.1:(\d+)\/?\S*(?:\s+token=(\S+?))?;/g) {
+            my ($id, $port, $token) = ($1, $2, $3);
+            $port_of{$port} //= $tt->port($n++);
+            push @sdks, fake_sdk(port => $port_of{$port}, target_id => $id,
+                heartbeat_interval => 0.2, (defined $token
+                    ? (token => $token) : ()));
+        }
+        ok(@sdks >= 1, 'it has targets (' . scalar(@sdks) . ')');
+        $body =~ s{ws://127\.0\.0\.1:(\d+)}{
+            'ws://127.0.0.1:' . ($port_of{$1} // $1) }ge;
+        $body =~ s/^(\s*listen\s+)(\d+)\b/${1}127.0.0.1:%%PORT_0%%/mg;
+        $body =~ s{(\s)logs/}{$1%%PREFIX%%/}g;
+
+        my ($ptoken) = $body =~ /amonitor_panel_token\s+"?([^";\s]+)"?;/;
+        my ($path) = $body =~ /location\s+=?\s*(\S+)\s*\{[^}]*amonitor_panel\s+on/;
+
+        $tt->write_config(conf => $body);
+        ok($tt->try_run, 'nginx starts with it') or do {
+            diag($tt->start_error);
+            return;
+        };
+        for my $s (@sdks) {
+            ok($s->wait_connections($workers), 'SDK ' . $s->target_id
+                . " has $workers agent connection(s)")
+                or diag('it has ' . $s->connections);
+        }
+        my $p = $tt->panel($path // '/ws/panel', headers => { defined $ptoken
+            ? (Authorization => "Bearer $ptoken") : () });
+        my %seen;
+        wait_for(sub {
+            while (my $m = $p->recv(0.05)) {
+                $seen{ $m->{json}{target_id} // '' }++
+                    if ($m->{json}{type} // '') eq 'heartbeat';
+            }
+            return !grep { !$seen{ $_->target_id } } @sdks;
+        }, 5);
+        for my $s (@sdks) {
+            ok($seen{ $s->target_id }, 'the panel gets heartbeats of '
+                . $s->target_id);
+        }
+        if ($body =~ /location\s+=?\s*(\/healthz)/) {
+            is($tt->http_get('/healthz')->{body}, "ok\n", '/healthz answers');
+        }
+        $p->close(1000);
+        ok($tt->stop, 'nginx stops');
+        $_->stop for @sdks;
+    };
+}
+
+done_testing();
