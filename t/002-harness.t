@@ -141,6 +141,8 @@ subtest 'nginx runs in its prefix' => sub {
     ok($t->master_pid, 'master pid known');
     like($t->conf_text, $t->valgrind ? qr/^daemon off;$/m : qr/^daemon on;$/m,
         'daemon on (off under valgrind)');
+    like($t->conf_text, $t->single_process ? qr/^master_process off;$/m
+        : qr/^master_process on;$/m, 'master_process');
     like($t->conf_text, qr/^error_log \Q${\ $t->prefix}\E\/error\.log /m,
         'error log in the prefix');
     unlike($t->conf_text, qr/load_module/, 'no module with module => 0');
@@ -364,7 +366,8 @@ subtest 'nginx -t' => sub {
 };
 
 subtest 'reload' => sub {
-    plan skip_all => 'nginx without a master cannot reload' if $t->valgrind;
+    plan skip_all => 'nginx without a master cannot reload'
+        if $t->single_process;
 
     my %old = map { $_ => 1 } $t->worker_pids;
     ok($t->reload, 'reload succeeds');
@@ -382,7 +385,7 @@ subtest 'reload' => sub {
 
 subtest 'a stop that needs KILL is a problem' => sub {
     plan skip_all => 'nginx without a master exits at once on QUIT'
-        if $t->valgrind;
+        if $t->single_process;
     my $t2 = Test::AMonitor->new(module => 0, stop_timeout => 1);
     $t2->write_config(config => <<"EOC")->run;
         location /sdk-a/ {

@@ -86,7 +86,8 @@ sub new {
         workers       => $opt{workers} // 1,
         worker_connections => $opt{worker_connections} // 1024,
         log_level     => $opt{log_level},
-        valgrind      => $opt{valgrind} // ($ENV{TEST_NGINX_VALGRIND} ? 1 : 0),
+        valgrind      => _valgrind_mode($opt{valgrind}
+                             // $ENV{TEST_NGINX_VALGRIND}),
         start_timeout => $opt{start_timeout} // tscale(10),
         stop_timeout  => $opt{stop_timeout} // tscale(10),
         ports         => {},
@@ -112,6 +113,14 @@ sub new {
     return $self;
 }
 
+# 0 (no valgrind), 'master' (default when on: master and workers under
+# valgrind) or 'single' (master_process off)
+sub _valgrind_mode {
+    my ($v) = @_;
+    return 0 unless $v;
+    return $v eq 'single' ? 'single' : 'master';
+}
+
 sub _abs {
     my ($p) = @_;
     return $p if File::Spec->file_name_is_absolute($p);
@@ -132,6 +141,9 @@ sub prefix      { $_[0]{prefix} }
 sub binary      { $_[0]{binary} }
 sub module_path { $_[0]{module_path} }
 sub valgrind    { $_[0]{valgrind} }
+
+# true when nginx runs without a master process (TEST_NGINX_VALGRIND=single)
+sub single_process { $_[0]{valgrind} && $_[0]{valgrind} eq 'single' }
 sub is_running  { $_[0]{running} }
 
 sub workers {
@@ -140,10 +152,10 @@ sub workers {
     return $self->{workers};
 }
 
-# the number of worker processes nginx really runs (1 under valgrind)
+# the number of worker processes nginx really runs (1 without a master)
 sub effective_workers {
     my ($self) = @_;
-    return $self->{valgrind} ? 1 : $self->{workers};
+    return $self->single_process ? 1 : $self->{workers};
 }
 
 sub module {
@@ -215,7 +227,10 @@ sub conf_text {
         push @h, "load_module $self->{module_path};";
     }
     if ($self->{valgrind}) {
-        push @h, 'daemon off;', 'master_process off;';
+        # under valgrind nginx stays in the foreground as the harness's
+        # child; forked workers stay under valgrind with logs of their own
+        push @h, 'daemon off;',
+            'master_process ' . ($self->single_process ? 'off;' : 'on;');
     }
     else {
         push @h, 'daemon on;', 'master_process on;';
@@ -308,9 +323,32 @@ sub worker_pids {
     my ($self) = @_;
     my @w;
     return @w unless $self->{running} && $self->{pid};
-    @w = $self->{valgrind} ? ($self->{pid})
-        : grep { _cmdline($_) =~ /worker process$/ } _children($self->{pid});
+    if ($self->single_process) {
+        @w = ($self->{pid});
+    }
+    elsif ($self->{valgrind}) {
+        # process titles are invisible under valgrind (/proc shows the
+        # valgrind command line); the debug log tells who shuts down
+        my $gone = $self->_shutting_down;
+        @w = grep { !$gone->{$_} } _children($self->{pid});
+    }
+    else {
+        @w = grep { _cmdline($_) =~ /worker process$/ }
+            _children($self->{pid});
+    }
     return @w;
+}
+
+sub _shutting_down {
+    my ($self) = @_;
+    my $new = _read_file($self->error_log_path, $self->{sd_off} // 0);
+    $new =~ s/[^\n]*\z//;    # an incomplete last line is read next time
+    $self->{sd_off} = ($self->{sd_off} // 0) + length $new;
+    while ($new =~ /(\d+)#\d+: setproctitle: "nginx: worker process is shutting/g)
+    {
+        $self->{sd_pids}{$1} = 1;
+    }
+    return $self->{sd_pids} // {};
 }
 
 # pids of every child of the master (workers old and new, helpers)
@@ -444,7 +482,7 @@ sub try_run {
 
     $self->{running} = 1 unless $err;
 
-    if (!$err && !$self->{valgrind}) {
+    if (!$err && !$self->single_process) {
         wait_for(sub { $self->worker_pids >= $self->effective_workers },
             $deadline - time)
             or $err = "workers did not start";
@@ -467,8 +505,11 @@ sub try_run {
 
 sub start_error { $_[0]{start_error} }
 
-# nginx keeps a few allocations for the life of the process and exits
-# without freeing them; valgrind calls one of them definitely lost
+# nginx keeps a few allocations for the life of a process and exits
+# without freeing them: the environment, and in a worker the connection
+# and event arrays of ngx_event_process_init (a static function, three
+# frames above ngx_spawn_process in Debian's stripped binary).  Valgrind
+# calls them definitely lost.
 my $VALGRIND_SUPP = <<'SUPP';
 {
    nginx-environment-is-process-lifetime
@@ -477,6 +518,25 @@ my $VALGRIND_SUPP = <<'SUPP';
    fun:malloc
    fun:ngx_alloc
    fun:ngx_set_environment
+}
+{
+   nginx-worker-connections-are-process-lifetime
+   Memcheck:Leak
+   match-leak-kinds: definite
+   fun:malloc
+   fun:ngx_alloc
+   obj:*/nginx
+   obj:*/nginx
+   obj:*/nginx
+   fun:ngx_spawn_process
+}
+{
+   nginx-worker-connections-are-process-lifetime-symbols
+   Memcheck:Leak
+   match-leak-kinds: definite
+   fun:malloc
+   fun:ngx_alloc
+   fun:ngx_event_process_init
 }
 SUPP
 
@@ -582,17 +642,17 @@ sub restart {
 # Write the current configuration and send HUP (what "nginx -s reload"
 # does).  Waits until a full set of new workers runs; returns 1, or 0
 # when nginx logged [emerg] (a rejected configuration) or the timeout
-# passed.  Under valgrind (no master process) it restarts nginx instead:
-# tests that need state to survive a reload skip when $t->valgrind.
+# passed.  Without a master process (TEST_NGINX_VALGRIND=single) it
+# restarts nginx instead.
 sub reload {
     my ($self, %opt) = @_;
     my (%old, $conf, $from, $ok, $timeout);
 
     croak "nginx is not running" unless $self->{running};
-    if ($self->{valgrind}) {
+    if ($self->single_process) {
         # nginx without a master process does not re-initialise its event
         # module on reconfiguration (no connections afterwards): restart
-        Test::More::note('reload under valgrind: restarting nginx instead');
+        Test::More::note('reload without a master: restarting nginx');
         $self->stop;
         return $self->try_run;
     }
@@ -1409,9 +1469,11 @@ print configs, commands and WebSocket traffic.
 
 =item TEST_NGINX_VALGRIND
 
-run nginx under valgrind (C<daemon off; master_process off;>, one
-process, so C<workers> has no effect); valgrind errors fail the final
-check.  Extra valgrind options: TEST_NGINX_VALGRIND_OPTS.
+run nginx under valgrind: C<daemon off;>, the master and its forked
+workers under valgrind, one log per process; errors and definite leaks
+fail the final check.  C<TEST_NGINX_VALGRIND=single> runs one process
+instead (C<master_process off;>: C<workers> has no effect, C<reload>
+restarts).  Extra valgrind options: TEST_NGINX_VALGRIND_OPTS.
 
 =item TEST_AMON_TIMEOUT_SCALE
 
@@ -1468,7 +1530,8 @@ that fails the final check.  Returns 1 on a clean stop.
 Rewrite nginx.conf from the current parts, send HUP (as C<nginx -s
 reload> does), wait for a full set of new workers.  Returns 0 when nginx
 logged C<[emerg]> (use C<ignore_log> for that test) or on timeout.
-Under valgrind it restarts nginx instead (no master process).
+Without a master process (C<TEST_NGINX_VALGRIND=single>) it restarts
+nginx instead.
 
 =item $t->nginx_t(%parts) / nginx_t(%parts)
 
@@ -1477,7 +1540,8 @@ in a scratch directory; returns C<($exit_status, $output)>.  Its log is
 not part of the final check.
 
 =item $t->master_pid, $t->worker_pids, $t->child_pids, $t->is_running,
-$t->prefix, $t->valgrind, $t->workers($n), $t->module($on)
+$t->prefix, $t->valgrind, $t->single_process, $t->effective_workers,
+$t->workers($n), $t->module($on)
 
 =item $t->write_file($name, $text)
 
