@@ -333,6 +333,29 @@ subtest 'fake SDK options: register, custom results, delays, no ack' => sub {
     $p->close;
 };
 
+subtest 'fake SDK per-connection sends, raw frames and closes' => sub {
+    my $p = $t->panel('/sdk-a/');
+    ok($p->recv_type('heartbeat'), 'connected');
+    my @ids = $sdk->conn_ids;
+    is(scalar(@ids), 1, 'one connection id');
+
+    ok($sdk->send_to($ids[0], { type => 'custom', n => 1 }), 'send_to');
+    my $m = $p->recv_type('custom');
+    is($m && $m->{json}{n}, 1, 'the panel got it');
+
+    ok($sdk->send_frames_to($ids[0], [0, 0, 0, 0, 1, '{"type":"fr'],
+        [1, 0, 0, 0, 0, 'ag","n":2}']), 'two fragments');
+    $m = $p->recv_type('frag');
+    is($m && $m->{data}, '{"type":"frag","n":2}',
+        'the panel got one reassembled message');
+
+    ok($sdk->close_conn($ids[0], 4000, 'bye'), 'close one connection');
+    is($p->wait_closed, 4000, 'the panel sees code 4000 through nginx');
+    ok(wait_for(sub { $sdk->closes }), 'the close is recorded');
+    is(($sdk->closes)[-1]{code}, 4000, 'with its code');
+    ok(!$sdk->send_to($ids[0], 'x'), 'no send on a closed connection');
+};
+
 subtest 'fake SDK stop, start and drop' => sub {
     my $p = $t->panel('/sdk-a/');
     ok($p->recv_type('heartbeat'), 'connected');

@@ -1666,6 +1666,12 @@ msg_id), C<heartbeat>, C<send_all($text_or_ref)>,
 C<send_all_binary($bytes)>, C<actions> (action envelopes received),
 C<executed($msg_id)>, C<wait_actions($n, $timeout)>, C<acks>,
 C<received>, C<handshakes> (C<{ path, headers }>), C<rejected>,
+C<conn_ids>, C<send_to($id, $text_or_ref)>, C<send_binary_to($id,
+$bytes)>, C<send_frames(@frames)>, C<send_frames_to($id, @frames)>
+(frames C<[fin, rsv1, rsv2, rsv3, opcode, payload]>),
+C<close_conn($id, $code)> (TCP close when C<$code> is undef),
+C<closes> (C<{ conn, code, reason }> per ended connection),
+C<controller($id)>,
 C<accepted>, C<heartbeats>, C<connections>, C<wait_connections($n,
 $timeout)>, C<stop> (refuse new connections, close open ones with 1001),
 C<start>, C<drop_all> (TCP close), C<close_all($code)>, C<pause_accept>

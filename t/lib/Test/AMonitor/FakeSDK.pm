@@ -46,6 +46,7 @@ sub new {
         executed           => {},      # action msg_id => count
         acks               => [],      # ack envelopes sent
         handshakes         => [],      # { path, headers } per connection
+        closes             => [],      # { conn, code, reason } per close
         rejected           => 0,       # connections refused with 4401
         accepted           => 0,       # connections accepted in total
         heartbeats         => 0,       # heartbeats sent in total
@@ -204,7 +205,11 @@ sub _accept {
             data => $bytes } if $weak;
     });
     $c->on(finish => sub {
-        $weak->_forget($id) if $weak;
+        my ($c, $code, $reason) = @_;
+        return unless $weak;
+        push @{ $weak->{closes} }, { conn => $id, code => $code,
+            reason => $reason };
+        $weak->_forget($id);
     });
 
     $self->_send($id, $self->_envelope('register', {
@@ -372,6 +377,71 @@ sub send_all_binary {
     }
     return $n;
 }
+
+# ids of the open agent connections, oldest first
+sub conn_ids {
+    my ($self) = @_;
+    my @ids = sort { $a <=> $b } keys %{ $self->{conns} };
+    return @ids;
+}
+
+# the Mojolicious controller of one agent connection (for anything the
+# methods here do not cover)
+sub controller {
+    my ($self, $id) = @_;
+    my $e = $self->{conns}{$id} or return undef;
+    return $e->{c};
+}
+
+# send text (or a hashref as JSON) on one agent connection; false if it
+# is not open
+sub send_to {
+    my ($self, $id, $data) = @_;
+    return $self->_send($id, $data);
+}
+
+sub send_binary_to {
+    my ($self, $id, $bytes) = @_;
+    my $e = $self->{conns}{$id} or return 0;
+    $e->{c}->send({ binary => $bytes });
+    return 1;
+}
+
+# raw frames [fin, rsv1, rsv2, rsv3, opcode, payload] on one connection
+# (fragmented messages, pings, bad frames); the server does not mask
+sub send_frames_to {
+    my ($self, $id, @frames) = @_;
+    my $e = $self->{conns}{$id} or return 0;
+    $e->{c}->send($_) for @frames;
+    return 1;
+}
+
+# the same frames on every agent connection; returns how many got them
+sub send_frames {
+    my ($self, @frames) = @_;
+    my $n = 0;
+    $n += $self->send_frames_to($_, @frames) for $self->conn_ids;
+    return $n;
+}
+
+# close one connection with a Close frame, or abruptly (TCP) when $code
+# is undef
+sub close_conn {
+    my ($self, $id, $code, $reason) = @_;
+    my $e = $self->{conns}{$id} or return 0;
+    if (defined $code) {
+        $e->{c}->finish($code, $reason);
+        return 1;
+    }
+    my $stream = $e->{c}->tx && Mojo::IOLoop->stream($e->{c}->tx->connection);
+    $stream->close if $stream;
+    $self->_forget($id);
+    return 1;
+}
+
+# { conn, code, reason } for every agent connection that ended, in order
+# (code 1006 when it ended without a Close frame)
+sub closes { @{ $_[0]{closes} } }
 
 sub set {
     my ($self, %opt) = @_;
