@@ -18,6 +18,7 @@
 
 #define AMONITOR_WATCH_ONCE_TIMEOUT 6.0
 #define AMONITOR_WATCH_RATE_SECONDS 5
+#define AMONITOR_WATCH_RETRY_MS     2000
 
 
 typedef struct {
@@ -305,10 +306,21 @@ amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
 }
 
 
+/* Sleep, but wake for SIGINT. */
+static void
+amonitor_watch_pause(int ms)
+{
+    while (ms > 0 && !amonitor_interrupted) {
+        amonitor_sleep_ms(ms > 100 ? 100 : ms);
+        ms -= 100;
+    }
+}
+
+
 int
 amonitor_cmd_watch(amonitor_opts_t *o)
 {
-    int                  rc, ansi, wait_ms;
+    int                  rc, ansi, wait_ms, connect_ms;
     size_t               len;
     unsigned             i, opcode;
     int64_t              now, end, next_draw;
@@ -334,57 +346,76 @@ amonitor_cmd_watch(amonitor_opts_t *o)
     }
 
     ansi = !o->once && !o->json && isatty(STDOUT_FILENO);
+    connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
 
-    if (amonitor_connect(
-            &ws, o, o->timeout > 0 ? (int) (o->timeout * 1000) : 5000)
-        != 0) {
-        free(w.targets);
-        return AMONITOR_EXIT_RUNTIME;
-    }
-
-    w.connected = 1;
     w.started = amonitor_now_ms();
     end = o->once ? w.started + (int64_t) (o->timeout * 1000) : -1;
     next_draw = w.started;
     rc = 0;
 
+    /* --once: one connection; live: reconnect 2 s after any failure */
     while (!amonitor_interrupted) {
-        now = amonitor_now_ms();
-
-        if (end >= 0 && now >= end) {
-            break;
-        }
-
-        if (!o->once && now >= next_draw) {
-            amonitor_watch_render(o, &w, ansi);
-            next_draw = now + 1000;
-        }
-
-        wait_ms = o->once ? (int) (end - now) : (int) (next_draw - now);
-
-        rc =
-            amonitor_ws_recv(&ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
-
-        if (rc == 1) {
-            amonitor_watch_message(&w, opcode, p, len, amonitor_now_ms());
-            if (o->verbose) {
-                amonitor_print_message(o, "recv", opcode, p, len);
+        if (amonitor_connect(&ws, o, connect_ms) != 0) {
+            rc = -1;
+            if (o->once) {
+                break;
             }
+
+            amonitor_watch_render(o, &w, ansi);
+            amonitor_watch_pause(AMONITOR_WATCH_RETRY_MS);
             continue;
         }
 
-        if (rc < 0) {
-            w.connected = 0;
-            fprintf(stderr, "amonitor watch: %s\n", err);
+        w.connected = 1;
+        rc = 0;
+
+        while (!amonitor_interrupted) {
+            now = amonitor_now_ms();
+
+            if (end >= 0 && now >= end) {
+                break;
+            }
+
+            if (!o->once && now >= next_draw) {
+                amonitor_watch_render(o, &w, ansi);
+                next_draw = now + 1000;
+            }
+
+            wait_ms = o->once ? (int) (end - now) : (int) (next_draw - now);
+
+            rc = amonitor_ws_recv(
+                &ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
+
+            if (rc == 1) {
+                amonitor_watch_message(&w, opcode, p, len, amonitor_now_ms());
+                if (o->verbose) {
+                    amonitor_print_message(o, "recv", opcode, p, len);
+                }
+                continue;
+            }
+
+            if (rc < 0) {
+                w.connected = 0;
+                fprintf(stderr, "amonitor watch: %s\n", err);
+                break;
+            }
+        }
+
+        amonitor_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
+
+        if (o->once || rc >= 0) {
             break;
         }
+
+        amonitor_watch_render(o, &w, ansi);
+        amonitor_watch_pause(AMONITOR_WATCH_RETRY_MS);
     }
 
-    amonitor_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
-
-    amonitor_watch_render(o, &w, ansi);
+    if (rc >= 0 || !o->once) {
+        amonitor_watch_render(o, &w, ansi);
+    }
 
     free(w.targets);
 
-    return rc < 0 ? AMONITOR_EXIT_RUNTIME : AMONITOR_EXIT_OK;
+    return rc < 0 && o->once ? AMONITOR_EXIT_RUNTIME : AMONITOR_EXIT_OK;
 }

@@ -289,6 +289,29 @@ try:
          "bench: latency percentiles", summary)
     t.ok(summary.get("events", 0) > 5, "bench: counts events received",
          summary)
+
+    # watch, live: redraws once a second and survives an agent restart
+    p = subprocess.Popen([CLI, "watch", "--url", url2, "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(1.5)
+    stop(agent2)
+    port2 = url2.split(":")[2].split("/")[0]
+    time.sleep(1.0)
+    agent2, url2 = start_agent("--port", port2, "--mock", "mock-ok:ok")
+    time.sleep(3.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=5)
+    rows = [r for r in json_lines(out) if r["target_id"] == "mock-ok"]
+    t.ok(p.returncode == 0 and len(rows) >= 4,
+         "watch: a JSON snapshot per second until SIGINT, exit 0",
+         (p.returncode, out, err))
+    t.ok("connection closed" in err or "closed by" in err,
+         "watch: reports the lost connection", err)
+    t.ok(rows and rows[-1]["state"] == "up"
+         and rows[-1]["heartbeats"] > rows[0]["heartbeats"]
+         and rows[-1]["heartbeat_age_ms"] < 1500,
+         "watch: reconnects and keeps counting heartbeats", rows[-1:])
     stop(agent2)
 
 finally:
