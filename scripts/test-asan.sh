@@ -151,7 +151,7 @@ conf_args() {
         "--http-uwsgi-temp-path=uwsgi_temp" \
         "--with-cc=$CC_NAME" \
         "--with-cc-opt=$CFLAGS_SAN" \
-        "--with-ld-opt=$SAN" \
+        "--with-ld-opt=$SAN -Wl,-Bsymbolic" \
         "--add-dynamic-module=$ROOT" \
         "--builddir=$OBJS"
 }
