@@ -66,6 +66,12 @@ static void      ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
          ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void      ngx_http_amonitor_shm_release(
          ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
+static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
+    ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
+    ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
+    ngx_uint_t *evicted);
+static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
+    ngx_str_t *msg_id, ngx_uint_t evicted, ngx_uint_t failed);
 
 
 #define ngx_http_amonitor_node(n) ((ngx_http_amonitor_node_t *) &(n)->color)
@@ -329,6 +335,66 @@ ngx_http_amonitor_shm_alloc(
 }
 
 
+/* a new node for "msg_id" at the LRU head; called under the mutex */
+static ngx_http_amonitor_node_t *
+ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
+    uint32_t hash, ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
+    ngx_uint_t *evicted)
+{
+    size_t                    rlen;
+    ngx_rbtree_node_t        *node;
+    ngx_http_amonitor_node_t *an;
+
+    rlen = result ? result->len : 0;
+
+    an = ngx_http_amonitor_shm_alloc(ctx, msg_id->len + rlen, evicted);
+    if (an == NULL) {
+        return NULL;
+    }
+
+    node = (ngx_rbtree_node_t *) ((u_char *) an
+        - offsetof(ngx_rbtree_node_t, color));
+    node->key = hash;
+
+    an->state = (u_char) state;
+    an->id_len = (u_short) msg_id->len;
+    an->result_len = (u_short) rlen;
+    an->expire = expire;
+    ngx_memcpy(an->data, msg_id->data, msg_id->len);
+
+    if (rlen) {
+        ngx_memcpy(an->data + msg_id->len, result->data, rlen);
+    }
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, node);
+    ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
+
+    return an;
+}
+
+
+/* what an update did to the zone, logged outside the mutex */
+static void
+ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
+    ngx_uint_t evicted, ngx_uint_t failed)
+{
+    if (evicted) {
+        (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+            "amonitor zone is full: evicted %ui live dedupe "
+            "entries; increase the zone size",
+            evicted);
+    }
+
+    if (failed) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+            "amonitor zone is full even after eviction; "
+            "msg_id \"%V\" not recorded",
+            msg_id);
+    }
+}
+
+
 static ngx_int_t
 ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_claim_e *state, ngx_str_t *result,
@@ -337,14 +403,12 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_shm_t *ctx = st->data;
 
     uint32_t                  hash;
-    ngx_int_t                 rc;
     ngx_uint_t                evicted;
-    ngx_rbtree_node_t        *node;
-    ngx_http_amonitor_node_t *an;
+    ngx_http_amonitor_node_t *an, *added;
 
     hash = ngx_crc32_short(msg_id->data, msg_id->len);
     evicted = 0;
-    rc = NGX_OK;
+    added = NULL;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -364,47 +428,20 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ngx_memcpy(result->data, an->data + an->id_len, an->result_len);
 
     } else {
-        an = ngx_http_amonitor_shm_alloc(ctx, msg_id->len, &evicted);
+        added = ngx_http_amonitor_shm_add(ctx, msg_id, hash,
+            NGX_HTTP_AMONITOR_CLAIM_PENDING, NULL, ngx_current_msec + ctx->ttl,
+            &evicted);
 
-        if (an == NULL) {
-            rc = NGX_ERROR;
-
-        } else {
-            node = (ngx_rbtree_node_t *) ((u_char *) an
-                - offsetof(ngx_rbtree_node_t, color));
-            node->key = hash;
-            an->state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
-            an->id_len = (u_short) msg_id->len;
-            an->result_len = 0;
-            an->expire = ngx_current_msec + ctx->ttl;
-            ngx_memcpy(an->data, msg_id->data, msg_id->len);
-
-            ngx_rbtree_insert(&ctx->sh->rbtree, node);
-            ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
-
-            *state = NGX_HTTP_AMONITOR_CLAIM_NEW;
-            result->len = 0;
-        }
+        *state = NGX_HTTP_AMONITOR_CLAIM_NEW;
+        result->len = 0;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    if (evicted) {
-        (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-            "amonitor zone is full: evicted %ui live dedupe "
-            "entries; increase the zone size",
-            evicted);
-    }
+    ngx_http_amonitor_shm_report(
+        ctx, msg_id, evicted, an == NULL && added == NULL);
 
-    if (rc == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-            "amonitor zone is full even after eviction; "
-            "msg_id \"%V\" not recorded",
-            msg_id);
-    }
-
-    return rc;
+    return (an == NULL && added == NULL) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -414,17 +451,20 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 {
     ngx_http_amonitor_shm_t *ctx = st->data;
 
-    size_t                    rlen;
     uint32_t                  hash;
+    ngx_str_t                 r;
     ngx_msec_t                expire;
     ngx_uint_t                evicted;
-    ngx_rbtree_node_t        *node;
     ngx_http_amonitor_node_t *an, *old;
 
     hash = ngx_crc32_short(msg_id->data, msg_id->len);
-    rlen = (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX) ? result->len
-                                                                   : 0;
     evicted = 0;
+
+    /* a result too long to keep is left out, the state is kept */
+    r.len = (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX)
+        ? result->len
+        : 0;
+    r.data = r.len ? result->data : NULL;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -439,41 +479,12 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         expire = ngx_current_msec + ctx->ttl;
     }
 
-    an = ngx_http_amonitor_shm_alloc(ctx, msg_id->len + rlen, &evicted);
-
-    if (an != NULL) {
-        node = (ngx_rbtree_node_t *) ((u_char *) an
-            - offsetof(ngx_rbtree_node_t, color));
-        node->key = hash;
-        an->state = state;
-        an->id_len = (u_short) msg_id->len;
-        an->result_len = (u_short) rlen;
-        an->expire = expire;
-        ngx_memcpy(an->data, msg_id->data, msg_id->len);
-        if (rlen) {
-            ngx_memcpy(an->data + msg_id->len, result->data, rlen);
-        }
-
-        ngx_rbtree_insert(&ctx->sh->rbtree, node);
-        ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
-    }
+    an = ngx_http_amonitor_shm_add(
+        ctx, msg_id, hash, state, &r, expire, &evicted);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    if (evicted) {
-        (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-            "amonitor zone is full: evicted %ui live dedupe "
-            "entries; increase the zone size",
-            evicted);
-    }
-
-    if (an == NULL) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-            "amonitor zone is full even after eviction; result "
-            "of msg_id \"%V\" not recorded",
-            msg_id);
-    }
+    ngx_http_amonitor_shm_report(ctx, msg_id, evicted, an == NULL);
 }
 
 
