@@ -27,6 +27,8 @@ static void ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_schedule(
     ngx_http_amonitor_upstream_t *u);
+static ngx_uint_t ngx_http_amonitor_upstream_hs_over(
+    ngx_http_amonitor_upstream_t *u, ngx_event_t *ev, const char *what);
 static void ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev);
 static void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
 static void ngx_http_amonitor_upstream_opened(
@@ -395,6 +397,28 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 }
 
 
+/* shutdown or timeout during the handshake: returns 1 when it is over */
+static ngx_uint_t
+ngx_http_amonitor_upstream_hs_over(
+    ngx_http_amonitor_upstream_t *u, ngx_event_t *ev, const char *what)
+{
+    if (u->peer.connection->close) {
+        u->stopped = 1;
+        ngx_http_amonitor_upstream_fail(u);
+        return 1;
+    }
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
+            "amonitor: SDK %s timed out", what);
+        ngx_http_amonitor_upstream_fail(u);
+        return 1;
+    }
+
+    return 0;
+}
+
+
 static void
 ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 {
@@ -405,16 +429,7 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
     c = wev->data;
     u = c->data;
 
-    if (c->close) {
-        u->stopped = 1;
-        ngx_http_amonitor_upstream_fail(u);
-        return;
-    }
-
-    if (wev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
-            "amonitor: SDK connect timed out");
-        ngx_http_amonitor_upstream_fail(u);
+    if (ngx_http_amonitor_upstream_hs_over(u, wev, "connect")) {
         return;
     }
 
@@ -477,16 +492,7 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
     c = rev->data;
     u = c->data;
 
-    if (c->close) {
-        u->stopped = 1;
-        ngx_http_amonitor_upstream_fail(u);
-        return;
-    }
-
-    if (rev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
-            "amonitor: SDK handshake timed out");
-        ngx_http_amonitor_upstream_fail(u);
+    if (ngx_http_amonitor_upstream_hs_over(u, rev, "handshake")) {
         return;
     }
 
