@@ -61,7 +61,8 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     }
 
     b->last = ngx_sprintf(b->last,
-        "{\"pid\":%P,\"panels\":%uA,\"upstreams_open\":%uA,"
+        "{\"version\":\"" NGX_HTTP_AMONITOR_VERSION
+        "\",\"pid\":%P,\"panels\":%uA,\"upstreams_open\":%uA,"
         "\"forwarded\":%uA,\"dropped\":%uA,"
         "\"actions\":%uA,\"duplicates\":%uA,\"acks\":%uA,"
         "\"errors\":%uA,\"ack_timeouts\":%uA,"
