@@ -87,12 +87,12 @@ static cJSON *amonitor_message_json(
 int
 main(int argc, char **argv)
 {
-    int                   opt, idx;
-    unsigned              bit;
-    double                v;
-    amonitor_opts_t       o;
-    struct sigaction      sa;
-    const amonitor_cmd_t *cmd;
+    int                    opt, idx;
+    unsigned               bit;
+    double                 v;
+    static amonitor_opts_t o; /* large: target lists */
+    struct sigaction       sa;
+    const amonitor_cmd_t  *cmd;
 
     static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
         {"token", required_argument, NULL, 'k'},

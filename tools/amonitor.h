@@ -19,7 +19,7 @@
 
 
 #define AMONITOR_CLI_DEFAULT_URL "ws://127.0.0.1:8080/ws/panel"
-#define AMONITOR_CLI_MAX_TARGETS 256
+#define AMONITOR_CLI_MAX_TARGETS 8192
 #define AMONITOR_CLI_MAX_MESSAGE (16 * 1024 * 1024)
 
 /* exit codes */
