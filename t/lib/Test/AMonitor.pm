@@ -45,6 +45,7 @@ our @EXPORT = (
 );
 
 our $REPO = abs_path(dirname(__FILE__) . '/../../..');
+our $MODULE_SO = 'ngx_http_amonitor_module.so';
 
 # what makes an error log dirty
 our @BAD_LOG = (
@@ -82,7 +83,7 @@ sub new {
                              // '/usr/sbin/nginx'),
         module        => $opt{module} // 1,
         module_path   => _abs($opt{module_path} // $ENV{TEST_AMON_MODULE}
-                             // "$REPO/build/nginx/ngx_http_amonitor_module.so"),
+                             // "$REPO/build/nginx/$MODULE_SO"),
         workers       => $opt{workers} // 1,
         worker_connections => $opt{worker_connections} // 1024,
         log_level     => $opt{log_level},
@@ -344,8 +345,7 @@ sub _shutting_down {
     my $new = _read_file($self->error_log_path, $self->{sd_off} // 0);
     $new =~ s/[^\n]*\z//;    # an incomplete last line is read next time
     $self->{sd_off} = ($self->{sd_off} // 0) + length $new;
-    while ($new =~ /(\d+)#\d+: setproctitle: "nginx: worker process is shutting/g)
-    {
+    while ($new =~ /(\d+)#\d+: setproctitle: "nginx: worker process is sh/g) {
         $self->{sd_pids}{$1} = 1;
     }
     return $self->{sd_pids} // {};
@@ -1057,8 +1057,12 @@ sub parse_blocks {
     return @blocks;
 }
 
-sub _sec  { my ($b, $n) = @_; $b->{sections}{$n} ? $b->{sections}{$n}{value} : undef }
-sub _has  { exists $_[0]{sections}{ $_[1] } }
+sub _sec {
+    my ($b, $n) = @_;
+    return $b->{sections}{$n} ? $b->{sections}{$n}{value} : undef;
+}
+
+sub _has { exists $_[0]{sections}{ $_[1] } }
 
 sub _lines {
     my ($v) = @_;

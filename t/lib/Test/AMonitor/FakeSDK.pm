@@ -16,8 +16,8 @@ use Mojo::Server::Daemon;
 use Mojolicious;
 use Mojo::JSON qw(true false);
 use Scalar::Util qw(weaken);
-use Test::AMonitor::Util qw(default_timeout wait_for encode_json try_decode_json uuid4
-    now_ms free_port note_verbose);
+use Test::AMonitor::Util qw(default_timeout wait_for encode_json
+    try_decode_json uuid4 now_ms free_port note_verbose);
 
 
 # Test::AMonitor::FakeSDK->new(%opt), see Test::AMonitor's POD (fake_sdk)
@@ -453,8 +453,8 @@ sub connections { scalar keys %{ $_[0]{conns} } }
 
 sub wait_connections {
     my ($self, $n, $timeout) = @_;
-    return wait_for(sub { $self->connections >= $n }, $timeout // default_timeout())
-        ? 1 : 0;
+    return wait_for(sub { $self->connections >= $n },
+        $timeout // default_timeout()) ? 1 : 0;
 }
 
 sub actions    { @{ $_[0]{action_log} } }
@@ -473,8 +473,8 @@ sub executed {
 # wait until $n actions (in total) have arrived; true on success
 sub wait_actions {
     my ($self, $n, $timeout) = @_;
-    return wait_for(sub { @{ $self->{action_log} } >= $n }, $timeout // default_timeout())
-        ? 1 : 0;
+    return wait_for(sub { @{ $self->{action_log} } >= $n },
+        $timeout // default_timeout()) ? 1 : 0;
 }
 
 sub DESTROY {

@@ -12,7 +12,8 @@ use Mojo::IOLoop;
 use Mojo::UserAgent;
 use Mojo::WebSocket qw(WS_CLOSE WS_PING WS_PONG);
 use Scalar::Util qw(weaken);
-use Test::AMonitor::Util qw(default_timeout wait_for encode_json try_decode_json
+use Test::AMonitor::Util qw(default_timeout wait_for encode_json
+    try_decode_json
     note_verbose);
 
 
@@ -187,7 +188,8 @@ sub flush {
 # next message not yet returned, or undef after $timeout seconds
 sub recv {
     my ($self, $timeout) = @_;
-    wait_for(sub { @{ $self->{queue} } || !$self->{open} }, $timeout // default_timeout());
+    wait_for(sub { @{ $self->{queue} } || !$self->{open} },
+        $timeout // default_timeout());
     return shift @{ $self->{queue} };
 }
 

@@ -128,7 +128,8 @@ sub raw_read {
         $eof = !_fill($s);
         return length(${ _bufref($s) }) || $eof;
     }, $timeout // default_timeout());
-    return substr(${ _bufref($s) }, 0, $n // 65536, '') if length ${ _bufref($s) };
+    my $buf = _bufref($s);
+    return substr($$buf, 0, $n // 65536, '') if length $$buf;
     return $eof ? '' : undef;
 }
 
@@ -279,7 +280,8 @@ sub raw_read_frame {
     my ($s, $timeout) = @_;
     my ($f, $eof);
 
-    $eof = _read_until($s, sub { $f = _parse_frame($s) }, $timeout // default_timeout());
+    $eof = _read_until($s, sub { $f = _parse_frame($s) },
+        $timeout // default_timeout());
     return $f if $f;
     return { eof => 1 } if $eof && !length ${ _bufref($s) };
     return undef;
