@@ -13,8 +13,7 @@ use Mojo::UserAgent;
 use Mojo::WebSocket qw(WS_CLOSE WS_PING WS_PONG);
 use Scalar::Util qw(weaken);
 use Test::AMonitor::Util qw(default_timeout wait_for encode_json
-    try_decode_json
-    note_verbose);
+    try_decode_json note_verbose);
 
 
 my $UA;
