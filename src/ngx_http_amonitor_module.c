@@ -26,6 +26,8 @@ static char *ngx_http_amonitor_target(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_reconnect(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_amonitor_redis(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_allow_url(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data);
@@ -111,6 +113,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, queue),
       &ngx_http_amonitor_queue_post },
+
+    { ngx_string("amonitor_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_amonitor_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("amonitor_allow_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -249,6 +258,12 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "\"amonitor_max_message_size\" must be between "
             "1k and 64m");
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->redis && amcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_redis\" requires \"amonitor_zone\"");
         return NGX_CONF_ERROR;
     }
 
@@ -553,6 +568,100 @@ ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
+ngx_http_amonitor_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_main_conf_t *amcf = conf;
+
+    u_char                         *p;
+    ngx_int_t                       n;
+    ngx_url_t                       u;
+    ngx_str_t                      *value;
+    ngx_uint_t                      i;
+    ngx_http_amonitor_redis_conf_t *rc;
+
+    if (amcf->redis) {
+        return "is duplicate";
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_amonitor_redis_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    ngx_str_set(&rc->prefix, "amonitor:");
+    rc->addr = value[1];
+
+    /* resolved here, once: the worker hands hiredis a numeric address */
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in redis address \"%V\"",
+            u.err ? u.err : "host not found", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.family == AF_UNIX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "unix sockets are not supported in \"amonitor_redis\"");
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->host.data = p;
+    rc->host.len = ngx_sock_ntop(
+        u.addrs[0].sockaddr, u.addrs[0].socklen, p, NGX_SOCKADDR_STRLEN, 0);
+    p[rc->host.len] = '\0';
+    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+
+            rc->db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0
+            && value[i].len > 9) {
+            rc->password.data = value[i].data + 9;
+            rc->password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            rc->prefix.data = value[i].data + 7;
+            rc->prefix.len = value[i].len - 7;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    amcf->redis = rc;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+        "invalid parameter \"%V\" in \"amonitor_redis\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
 ngx_http_amonitor_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_main_conf_t *amcf = conf;
@@ -778,8 +887,13 @@ ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
     w->allocator.data = cycle->log;
 
     w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
-    w->store = ngx_http_amonitor_store_shm_create(
-        amcf->shm_zone, cycle->pool, amcf->dedupe_ttl);
+    if (amcf->redis) {
+        w->store = ngx_http_amonitor_store_redis_create(w, amcf->redis);
+
+    } else {
+        w->store = ngx_http_amonitor_store_shm_create(
+            amcf->shm_zone, cycle->pool, amcf->dedupe_ttl);
+    }
     if (w->store == NULL) {
         return NGX_ERROR;
     }
@@ -808,6 +922,10 @@ ngx_http_amonitor_exit_process(ngx_cycle_t *cycle)
     ngx_http_amonitor_panel_close_all(w);
     ngx_http_amonitor_upstream_exit_worker(w);
     ngx_http_amonitor_router_exit_worker(w);
+
+    if (amcf->redis) {
+        ngx_http_amonitor_store_redis_exit(w->store);
+    }
 
     while (!ngx_queue_empty(&w->msg_cache)) {
         q = ngx_queue_head(&w->msg_cache);

@@ -63,6 +63,17 @@ typedef struct {
 } ngx_http_amonitor_allow_t;
 
 
+/* amonitor_redis ADDR [db=N] [password=P] [prefix=S] */
+typedef struct {
+    ngx_str_t  addr; /* as written */
+    ngx_str_t  host; /* numeric, NUL-terminated */
+    int        port;
+    ngx_uint_t db;
+    ngx_str_t  password;
+    ngx_str_t  prefix;
+} ngx_http_amonitor_redis_conf_t;
+
+
 /* counters kept in the zone, shared by all workers */
 typedef struct {
     ngx_atomic_t panels;
@@ -80,20 +91,21 @@ typedef struct {
 
 
 typedef struct {
-    ngx_shm_zone_t             *shm_zone;
-    ngx_array_t                 targets; /* target_conf_t */
-    ngx_array_t                 allow; /* allow_t */
-    ngx_msec_t                  dedupe_ttl;
-    ngx_msec_t                  ack_timeout;
-    ngx_msec_t                  reconnect_min;
-    ngx_msec_t                  reconnect_max;
-    ngx_msec_t                  ping;
-    ngx_msec_t                  connect_timeout;
-    size_t                      max_message;
-    ngx_uint_t                  queue;
-    ngx_str_t                   panel_file; /* first amonitor_panel */
-    ngx_uint_t                  panel_line;
-    ngx_http_amonitor_worker_t *worker; /* this process's runtime */
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_array_t                     targets; /* target_conf_t */
+    ngx_array_t                     allow; /* allow_t */
+    ngx_msec_t                      dedupe_ttl;
+    ngx_msec_t                      ack_timeout;
+    ngx_msec_t                      reconnect_min;
+    ngx_msec_t                      reconnect_max;
+    ngx_msec_t                      ping;
+    ngx_msec_t                      connect_timeout;
+    size_t                          max_message;
+    ngx_uint_t                      queue;
+    ngx_http_amonitor_redis_conf_t *redis;
+    ngx_str_t                       panel_file; /* first amonitor_panel */
+    ngx_uint_t                      panel_line;
+    ngx_http_amonitor_worker_t     *worker; /* this process's runtime */
 } ngx_http_amonitor_main_conf_t;
 
 
@@ -238,6 +250,8 @@ struct ngx_http_amonitor_pending_s {
     unsigned                      sent : 1;
     unsigned                      timed_out : 1;
     unsigned                      waiting : 1;
+    unsigned                      claiming : 1; /* store answer due */
+    unsigned                      abandoned : 1; /* freed on its answer */
 };
 
 

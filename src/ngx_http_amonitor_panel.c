@@ -44,6 +44,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     ngx_http_cleanup_t            *cln;
     ngx_http_amonitor_panel_t     *p;
     ngx_http_amonitor_worker_t    *w;
+    ngx_http_core_loc_conf_t      *clcf;
     ngx_http_amonitor_loc_conf_t  *alcf;
     ngx_http_amonitor_main_conf_t *amcf;
     static const char             *protos[] = {"amonitor.v1", NULL};
@@ -237,6 +238,13 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui open", p->id);
 
     c->log->action = "relaying amonitor panel messages";
+
+    /* small acks must not wait for the peer's delayed ACK (Nagle) */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        return NGX_ERROR;
+    }
     c->idle = 1;
 
     r->read_event_handler = ngx_http_amonitor_panel_read_handler;

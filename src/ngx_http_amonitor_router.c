@@ -14,6 +14,11 @@
 #include "ngx_http_amonitor_store.h"
 
 
+/* what router_fail does to the claim */
+#define NGX_HTTP_AMONITOR_KEEP    0 /* record it as failed */
+#define NGX_HTTP_AMONITOR_RELEASE 1 /* never reached the SDK: forget */
+#define NGX_HTTP_AMONITOR_FORGET  2 /* the store failed: leave it */
+
 #define NGX_HTTP_AMONITOR_LATE_MAX 600000
 
 
@@ -178,9 +183,18 @@ ngx_http_amonitor_router_panel_message(
     if (rc == NGX_OK) {
         ngx_http_amonitor_router_claimed(pa, state, &pa->claim_result);
 
-    } else if (rc == NGX_ERROR) {
-        ngx_http_amonitor_router_fail(
-            pa, "INTERNAL", "the dedupe store failed", 0);
+    } else if (rc == NGX_AGAIN) {
+        /* the store answers later; it must do so in time */
+        pa->claiming = 1;
+        pa->timer.handler = ngx_http_amonitor_router_ack_timeout;
+        pa->timer.data = pa;
+        pa->timer.log = w->cycle->log;
+        pa->timer.cancelable = 1;
+        ngx_add_timer(&pa->timer, w->amcf->ack_timeout);
+
+    } else {
+        ngx_http_amonitor_router_fail(pa, "INTERNAL",
+            "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);
     }
 
 done:
@@ -201,6 +215,30 @@ ngx_http_amonitor_router_claimed(
     ngx_http_amonitor_worker_t *w;
 
     w = pa->worker;
+
+    if (pa->claiming) {
+        pa->claiming = 0;
+
+        if (pa->timer.timer_set) {
+            ngx_del_timer(&pa->timer);
+        }
+    }
+
+    if (pa->abandoned) {
+        /* answered already (store timeout, worker exit): never forwarded */
+        if (state == NGX_HTTP_AMONITOR_CLAIM_NEW) {
+            w->store->release(w->store, &pa->sn.str);
+        }
+
+        ngx_free(pa);
+        return;
+    }
+
+    if (state == NGX_HTTP_AMONITOR_CLAIM_ERROR) {
+        ngx_http_amonitor_router_fail(pa, "INTERNAL", "the dedupe store failed",
+            NGX_HTTP_AMONITOR_FORGET);
+        return;
+    }
 
     if (state == NGX_HTTP_AMONITOR_CLAIM_NEW) {
         ngx_http_amonitor_router_route(pa);
@@ -274,7 +312,7 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
             ngx_http_amonitor_router_fail(pa, "INVALID_MESSAGE",
                 "payload.target_url is not a "
                 "ws:// URL",
-                1);
+                NGX_HTTP_AMONITOR_RELEASE);
             return;
         }
 
@@ -288,7 +326,7 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
                 ngx_http_amonitor_router_fail(pa, "TARGET_URL_NOT_ALLOWED",
                     "payload.target_url is not "
                     "allowed by amonitor_allow_url",
-                    1);
+                    NGX_HTTP_AMONITOR_RELEASE);
                 return;
             }
 
@@ -296,8 +334,8 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
             id = pa->target_id.len ? pa->target_id : n;
 
             if (w->ndynamic >= NGX_HTTP_AMONITOR_MAX_DYNAMIC) {
-                ngx_http_amonitor_router_fail(
-                    pa, "TARGET_UNAVAILABLE", "too many learned targets", 1);
+                ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
+                    "too many learned targets", NGX_HTTP_AMONITOR_RELEASE);
                 return;
             }
 
@@ -306,7 +344,7 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
                 ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
                     "cannot dial payload.target_url"
                     " (an IP address is needed)",
-                    1);
+                    NGX_HTTP_AMONITOR_RELEASE);
                 return;
             }
 
@@ -325,7 +363,7 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
 
     if (u == NULL) {
         ngx_http_amonitor_router_fail(
-            pa, "UNKNOWN_TARGET", "no such target", 1);
+            pa, "UNKNOWN_TARGET", "no such target", NGX_HTTP_AMONITOR_RELEASE);
         return;
     }
 
@@ -349,8 +387,8 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
         return;
     }
 
-    ngx_http_amonitor_router_fail(
-        pa, "TARGET_UNAVAILABLE", "the target is not connected", 1);
+    ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
+        "the target is not connected", NGX_HTTP_AMONITOR_RELEASE);
 }
 
 
@@ -363,8 +401,8 @@ ngx_http_amonitor_router_forward(
     w = pa->worker;
 
     if (ngx_http_amonitor_conn_send(&u->wc, pa->msg, 1) != NGX_OK) {
-        ngx_http_amonitor_router_fail(
-            pa, "TARGET_UNAVAILABLE", "the target's send queue is full", 1);
+        ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
+            "the target's send queue is full", NGX_HTTP_AMONITOR_RELEASE);
         return;
     }
 
@@ -404,11 +442,22 @@ ngx_http_amonitor_router_ack_timeout(ngx_event_t *ev)
 
     w = pa->worker;
 
+    if (pa->claiming) {
+        ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
+            "amonitor: the dedupe store did not answer for action \"%V\" "
+            "within %M ms",
+            &pa->sn.str, w->amcf->ack_timeout);
+        ngx_http_amonitor_router_fail(pa, "INTERNAL",
+            "the dedupe store did not answer in time",
+            NGX_HTTP_AMONITOR_FORGET);
+        return;
+    }
+
     if (pa->waiting) {
         ngx_queue_remove(&pa->queue);
         pa->waiting = 0;
-        ngx_http_amonitor_router_fail(
-            pa, "TARGET_UNAVAILABLE", "the target did not connect in time", 1);
+        ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
+            "the target did not connect in time", NGX_HTTP_AMONITOR_RELEASE);
         return;
     }
 
@@ -687,8 +736,8 @@ ngx_http_amonitor_router_upstream_down(
         pa = ngx_queue_data(q, ngx_http_amonitor_pending_t, queue);
         pa->waiting = 0;
 
-        ngx_http_amonitor_router_fail(
-            pa, "TARGET_UNAVAILABLE", "cannot connect to the target", 1);
+        ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
+            "cannot connect to the target", NGX_HTTP_AMONITOR_RELEASE);
     }
 
     if (connected) {
@@ -719,7 +768,7 @@ ngx_http_amonitor_router_upstream_down(
                 ngx_http_amonitor_router_fail(pa, "TARGET_UNAVAILABLE",
                     "the target disconnected "
                     "before the action was sent",
-                    1);
+                    NGX_HTTP_AMONITOR_RELEASE);
             }
         }
 
@@ -760,10 +809,10 @@ ngx_http_amonitor_router_fail(ngx_http_amonitor_pending_t *pa, const char *code,
 
     (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
 
-    if (release) {
+    if (release == NGX_HTTP_AMONITOR_RELEASE) {
         w->store->release(w->store, &pa->sn.str);
 
-    } else {
+    } else if (release == NGX_HTTP_AMONITOR_KEEP) {
         b.data = buf;
         b.cap = sizeof(buf);
         p = ngx_snprintf(buf, sizeof(buf),
@@ -820,6 +869,14 @@ ngx_http_amonitor_router_free(ngx_http_amonitor_pending_t *pa)
     }
 
     ngx_queue_remove(&pa->all);
+
+    if (pa->claiming) {
+        /* the store's callback still holds it: it frees it */
+        pa->abandoned = 1;
+        pa->panel = NULL;
+        return;
+    }
+
     ngx_free(pa);
 }
 

@@ -21,7 +21,8 @@ typedef enum {
     NGX_HTTP_AMONITOR_CLAIM_NEW = 0, /* first arrival: forward it */
     NGX_HTTP_AMONITOR_CLAIM_PENDING, /* seen, outcome not known yet */
     NGX_HTTP_AMONITOR_CLAIM_DONE, /* seen, ack result stored */
-    NGX_HTTP_AMONITOR_CLAIM_FAILED /* seen, ended in an error */
+    NGX_HTTP_AMONITOR_CLAIM_FAILED, /* seen, ended in an error */
+    NGX_HTTP_AMONITOR_CLAIM_ERROR /* the store failed (async only) */
 } ngx_http_amonitor_claim_e;
 
 
@@ -68,6 +69,10 @@ ngx_int_t ngx_http_amonitor_store_shm_init_zone(
 ngx_http_amonitor_store_t *ngx_http_amonitor_store_shm_create(
     ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl);
 void *ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone);
+
+ngx_http_amonitor_store_t *ngx_http_amonitor_store_redis_create(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
+void ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st);
 
 ngx_int_t ngx_http_amonitor_registry_add(
     ngx_shm_zone_t *shm_zone, ngx_str_t *id, ngx_str_t *url);

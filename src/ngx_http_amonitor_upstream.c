@@ -591,6 +591,11 @@ ngx_http_amonitor_upstream_opened(
             NGX_LOG_INFO, &u->log, 0, "amonitor: connected to the SDK");
     }
 
+    if (ngx_tcp_nodelay(c) != NGX_OK) {
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
     u->state = NGX_HTTP_AMONITOR_UP_OPEN;
     u->failures = 0;
     u->opened = ngx_current_msec;
