@@ -1,0 +1,217 @@
+# Idempotency in Redis (amonitor_redis): two nginx instances that share
+# one Redis execute a msg_id once between them; the claim carries the
+# dedupe TTL; claims of actions that never reached an SDK are released;
+# without Redis an action is refused with INTERNAL (never executed
+# unchecked), and after Redis comes back the agent reconnects by itself.
+# The file starts its own redis-server; a missing redis-server is a
+# failure, not a skip (scripts/deps.sh installs it).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use File::Temp qw(tempdir);
+
+my $REDIS = '/usr/bin/redis-server';
+ok(-x $REDIS, 'redis-server is installed') or BAIL_OUT('no redis-server');
+
+my $rport = free_port();
+my $rdir = tempdir('amon-redis-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+sub redis_start {
+    system($REDIS, '--port', $rport, '--bind', '127.0.0.1', '--save', '',
+        '--appendonly', 'no', '--daemonize', 'yes', '--dir', $rdir,
+        '--pidfile', "$rdir/redis.pid", '--logfile', "$rdir/redis.log") == 0
+        or return 0;
+    return wait_for(sub { redis_cli('PING') eq 'PONG' }, 5);
+}
+
+sub redis_stop {
+    my $pid = do { local (@ARGV, $/) = "$rdir/redis.pid"; <> } // return;
+    chomp $pid;
+    kill 'TERM', $pid;
+    wait_for(sub { !kill(0, $pid) }, 5);
+}
+
+sub redis_cli {
+    my $out = `redis-cli -h 127.0.0.1 -p $rport @_ 2>/dev/null`;
+    chomp $out;
+    return $out;
+}
+
+END { redis_stop() }
+
+subtest 'amonitor_redis configuration errors fail nginx -t' => sub {
+    my $t = Test::AMonitor->new;
+    for my $case (
+        [ "amonitor_redis 127.0.0.1:6379;",
+            qr/\[emerg\].*"amonitor_redis" requires "amonitor_zone"/ ],
+        [ "amonitor_zone z 1m;\namonitor_redis 127.0.0.1:6379 dbx=1;",
+            qr/\[emerg\].*invalid parameter "dbx=1" in "amonitor_redis"/ ],
+        [ "amonitor_zone z 1m;\namonitor_redis 127.0.0.1:6379 db=x;",
+            qr/\[emerg\].*invalid parameter "db=x" in "amonitor_redis"/ ],
+        [ "amonitor_zone z 1m;\namonitor_redis no-such-host.invalid;",
+            qr/\[emerg\].*host not found in redis address/ ],
+        [ "amonitor_zone z 1m;\namonitor_redis 127.0.0.1;\n"
+            . "amonitor_redis 127.0.0.1;",
+            qr/\[emerg\].*"amonitor_redis" directive is duplicate/ ],
+    ) {
+        my ($st, $out) = $t->nginx_t(http_config => $case->[0]);
+        isnt($st, 0, "nginx -t fails: $case->[0]");
+        like($out, $case->[1], 'with the message');
+    }
+    my ($st, $out) = $t->nginx_t(http_config => "amonitor_zone z 1m;\n"
+        . "amonitor_redis localhost:6380 db=2 password=pw prefix=p:;");
+    is($st, 0, 'a full amonitor_redis line passes') or diag($out);
+};
+
+ok(redis_start(), "redis-server runs on 127.0.0.1:$rport");
+
+my $sdk = fake_sdk(target_id => 'rd-a', heartbeat_interval => 0);
+my $sport = $sdk->port;
+
+my $http_config = <<"EOC";
+    amonitor_zone amonitor 1m;
+    amonitor_redis 127.0.0.1:$rport prefix=amon-test:;
+    amonitor_target rd-a ws://127.0.0.1:$sport/;
+    amonitor_dedupe_ttl 1h;
+    amonitor_ack_timeout 1s;
+    amonitor_reconnect 50ms 300ms;
+EOC
+
+my @agents;
+for my $n (1, 2) {
+    my $t = Test::AMonitor->new(workers => 2, log_level => 'info');
+    $t->write_config(http_config => $http_config,
+        config => 'location = /ws/panel { amonitor_panel on; }')->run;
+    push @agents, $t;
+}
+ok($sdk->wait_connections(4, 5), 'both agents (2 workers each) dialed the SDK');
+ok(wait_error_log(qr/connected to redis/, 5),
+    'the agents report their redis connection');
+
+my ($pa, $pb) = map { $_->panel('/ws/panel') } @agents;
+
+sub action {
+    my ($id, $target) = @_;
+    return { msg_id => $id, type => 'action', target_id => $target,
+        timestamp => now_ms(), payload => { action => 'restart',
+            params => { from => 'redis-test' } } };
+}
+
+sub answer {
+    my ($p, $id, $timeout) = @_;
+    my $m = $p->recv_until(sub {
+        my $j = $_[0]{json};
+        return 0 unless ref $j eq 'HASH';
+        return 1 if ($j->{type} // '') eq 'error' && ($j->{msg_id} // '') eq $id;
+        return ($j->{type} // '') eq 'action_ack'
+            && ($j->{payload}{action_msg_id} // '') eq $id;
+    }, $timeout // 5);
+    return $m ? $m->{json} : undef;
+}
+
+subtest 'a msg_id executed through one agent is a duplicate on the other' => sub {
+    my $id = uuid4();
+    $pa->send_json(action($id, 'rd-a'));
+    my $a = answer($pa, $id);
+    is($a && $a->{type}, 'action_ack', 'agent A: the SDK acked');
+    ok($a && !$a->{payload}{duplicate}, 'not a duplicate');
+
+    $pb->send_json(action($id, 'rd-a'));
+    my $b = answer($pb, $id);
+    like($b && $b->{payload}{message}, qr/duplicate ignored/,
+        'agent B: "duplicate ignored"');
+    ok($b && $b->{payload}{duplicate}, '"duplicate":true');
+    is($b && $b->{payload}{original}{message}, 'ok',
+        'with the original result from redis');
+    is($sdk->executed($id), 1, 'the SDK ran it once');
+
+    my $v = redis_cli('GET', "amon-test:$id");
+    like($v, qr/^d\{/, 'redis holds it as done, with its result');
+    my $ttl = redis_cli('PTTL', "amon-test:$id");
+    ok($ttl > 3_500_000 && $ttl <= 3_600_000,
+        "it expires with amonitor_dedupe_ttl ($ttl ms left)");
+};
+
+subtest 'an action that never reached an SDK releases its claim' => sub {
+    my $id = uuid4();
+    $pa->send_json(action($id, 'no-such-target'));
+    my $a = answer($pa, $id);
+    is($a && $a->{payload}{code}, 'UNKNOWN_TARGET', 'UNKNOWN_TARGET');
+    wait_for(sub { redis_cli('EXISTS', "amon-test:$id") eq '0' }, 2);
+    is(redis_cli('EXISTS', "amon-test:$id"), '0', 'no key left in redis');
+    $pb->send_json(action($id, 'rd-a'));
+    my $b = answer($pb, $id);
+    is($b && $b->{type}, 'action_ack', 'the same msg_id is then executed');
+    is($sdk->executed($id), 1, 'once');
+};
+
+subtest 'the same msg_id on both agents at the same moment runs once' => sub {
+    my ($once, $answered) = (0, 0);
+    my $rounds = 50;
+    for my $r (1 .. $rounds) {
+        my $id = uuid4();
+        $pa->send_json(action($id, 'rd-a'));
+        $pb->send_json(action($id, 'rd-a'));
+        my ($x, $y) = (answer($pa, $id), answer($pb, $id));
+        $answered++ if $x && $y;
+        wait_for(sub { $sdk->executed($id) >= 1 }, 2);
+        $once++ if $sdk->executed($id) == 1;
+    }
+    is($answered, $rounds, 'both panels got one answer every round');
+    is($once, $rounds, 'the SDK ran every msg_id exactly once');
+};
+
+subtest 'without redis actions are refused, then it reconnects' => sub {
+    $_->mark_log for @agents;
+    redis_stop();
+    ok(wait_error_log(qr/\[error\].*lost the connection to redis/, 5),
+        'the loss is logged at error');
+
+    my $id = uuid4();
+    $pa->send_json(action($id, 'rd-a'));
+    my $a = answer($pa, $id, 3);
+    is($a && $a->{type}, 'error', 'an error answer');
+    is($a && $a->{payload}{code}, 'INTERNAL', 'code INTERNAL');
+    is($sdk->executed($id), 0, 'the action was not executed unchecked');
+
+    ok(redis_start(), 'redis-server is back');
+    ok(wait_error_log(qr/reconnected to redis/, 5),
+        'the agent reconnected by itself');
+    sleep_loop(0.5);
+
+    my $id2 = uuid4();
+    $pa->send_json(action($id2, 'rd-a'));
+    my $b = answer($pa, $id2);
+    is($b && $b->{type}, 'action_ack', 'actions work again');
+    is($sdk->executed($id2), 1, 'executed once');
+};
+
+subtest 'a redis that hangs: INTERNAL after amonitor_ack_timeout, claim freed later' => sub {
+    my $pid = do { local (@ARGV, $/) = "$rdir/redis.pid"; <> };
+    chomp $pid;
+    kill 'STOP', $pid;
+    my $id = uuid4();
+    my $t0 = now_ms();
+    $pa->send_json(action($id, 'rd-a'));
+    my $a = answer($pa, $id, 4);
+    my $ms = now_ms() - $t0;
+    is($a && $a->{payload}{code}, 'INTERNAL', 'INTERNAL');
+    like($a && $a->{payload}{message}, qr/did not answer in time/,
+        'the store did not answer in time');
+    ok($ms >= 900 && $ms < 2500, "after the ack timeout (${ms} ms)");
+    kill 'CONT', $pid;
+    # the late claim is released: the msg_id can be used again
+    wait_for(sub { redis_cli('EXISTS', "amon-test:$id") eq '0' }, 3);
+    is(redis_cli('EXISTS', "amon-test:$id"), '0',
+        'the late claim was released');
+    $pa->send_json(action($id, 'rd-a'));
+    my $b = answer($pa, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry of that msg_id runs');
+    is($sdk->executed($id), 1, 'once');
+};
+
+done_testing();
