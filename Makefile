@@ -107,7 +107,7 @@ unit: $(UNIT_BINS)
 
 test:
 	@bash $(DEPS)
-	$(MAKE) module unit build-sdk tools
+	$(MAKE) module unit build-sdk tools sdk-test-bins
 	prove -r t/
 
 test-unit: unit
@@ -145,7 +145,7 @@ TOOLS_HDRS  := $(wildcard tools/*.h)
 TOOLS_OBJS  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
 SDK_PYTHON  ?= /usr/bin/python3
 
-.PHONY: sdk-test sdk-test-asan sdk-test-valgrind install-sdk
+.PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk
 
 PREFIX      ?= /usr/local
 
@@ -213,6 +213,8 @@ $(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_core.a
 	    $(BUILD)/libamon_core.a $(CORE_LIBS) -lm
 
 # SDK and CLI tests that need no nginx (python3-websockets is the client)
+sdk-test-bins: $(SDK_TESTS)
+
 sdk-test: build-sdk tools $(SDK_TESTS)
 	@bash $(DEPS)
 	AMON_BUILD=$(BUILD) AMON_EXTRA_CFLAGS="$(EXTRA_CFLAGS)" \
