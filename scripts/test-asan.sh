@@ -200,9 +200,14 @@ build() {
 
 # --- 3. run the suites -----------------------------------------------------
 
+# one build at a time in build/asan (two runs of this script share it)
+mkdir -p "$ASAN"
+exec 9> "$ASAN/.build.lock"
+flock 9
 ensure_source
 ensure_configured
 build
+flock -u 9
 log "built $OBJS/nginx and $OBJS/ngx_http_amonitor_module.so"
 
 if [ "$build_only" = 1 ]; then
