@@ -256,7 +256,7 @@ lint: $(GEN)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	    --inline-suppr --suppress=missingIncludeSystem \
 	    -Isrc/core -Isrc/core/gen $(filter-out src/ngx_%,$(LINT_SRCS))
-	$(MAKE) core EXTRA_CFLAGS="-Wshadow -Wpointer-arith"
+	$(MAKE) core BUILD=$(BUILD)/lint EXTRA_CFLAGS="-Wshadow -Wpointer-arith"
 
 format:
 	clang-format -i $(LINT_SRCS)
