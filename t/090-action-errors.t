@@ -87,7 +87,8 @@ sub error_ok {
     subtest $name => sub {
         ok($r, 'an answer came');
         is($r && $r->{type}, 'error', 'an error envelope');
-        is($r && $r->{payload}{code}, $code, "code $code");
+        is($r && $r->{payload}{code}, $code, "code $code")
+            or diag(encode_json($r // {}));
         is($r && $r->{msg_id}, $id, "msg_id is the action's");
         ok($r && length($r->{payload}{message} // ''), 'with a message');
         ok($r && $r->{timestamp} =~ /^\d+$/, 'and a timestamp');
@@ -193,6 +194,10 @@ subtest 'SDK drops mid-action -> TARGET_DISCONNECTED' => sub {
     is($drop->executed($id), 1, 'the SDK had received the action');
     $drop->set(on_action => undef, no_ack => 0);
     ok($drop->wait_connections(1, 5), 'the agent reconnects');
+    # the SDK accepted; the agent has the target again once it read the
+    # handshake answer, and then tells the panels
+    ok($p->recv_type('target_status', target_id => 'er-drop', state => 'up',
+        timeout => 5), 'the panel is told the target is up again');
 
     # closing with a Close frame instead of a TCP drop
     $drop->set(on_action => sub {
@@ -205,6 +210,8 @@ subtest 'SDK drops mid-action -> TARGET_DISCONNECTED' => sub {
     error_ok($r, $id, 'TARGET_DISCONNECTED', 'after a close frame too');
     $drop->set(on_action => undef, no_ack => 0);
     ok($drop->wait_connections(1, 5), 'the agent reconnects again');
+    ok($p->recv_type('target_status', target_id => 'er-drop', state => 'up',
+        timeout => 5), 'and says so');
 };
 
 subtest 'actions without target or action -> INVALID_MESSAGE' => sub {
