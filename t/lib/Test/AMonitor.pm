@@ -60,6 +60,7 @@ our @BAD_LOG = (
 my $BUILDER = Test::Builder->new;
 my $MAIN_PID = $$;
 my @INSTANCES;    # every nginx object made in this file (weak refs)
+my @RETIRED;      # what the final check needs of instances already gone
 my @SDKS;         # fake SDKs made through fake_sdk() (weak refs)
 my $CURRENT;      # the instance the function-style helpers use
 my $FINAL_DONE = 0;
@@ -915,10 +916,11 @@ sub _final_check {
     return if $FINAL_DONE || $$ != $MAIN_PID;
     $FINAL_DONE = 1;
 
-    my @inst = grep { defined } @INSTANCES;
+    my @live = grep { defined } @INSTANCES;
+    $_->stop for grep { $_->{running} } @live;
+    my @inst = (@RETIRED, grep { defined } @INSTANCES);
     return unless grep { $_->{starts} } @inst;
 
-    $_->stop for grep { $_->{running} } @inst;
     for my $sdk (grep { defined } @SDKS) {
         eval { $sdk->stop };
     }
@@ -972,10 +974,10 @@ END {
             # the file died or had a numeric plan: still stop everything
             # and tell what the logs hold
             $FINAL_DONE = 1;
-            my @inst = grep { defined } @INSTANCES;
-            for my $t (@inst) {
+            for my $t (grep { defined } @INSTANCES) {
                 eval { $t->stop };
             }
+            my @inst = (@RETIRED, grep { defined } @INSTANCES);
             for my $t (grep { $_->{starts} } @inst) {
                 my @bad = $t->check_logs;
                 Test::More::diag("nginx log problems:\n" . join "\n", @bad)
@@ -987,11 +989,17 @@ END {
     }
 }
 
+# An instance that goes out of scope is stopped; its logs are still
+# checked at the end, through a record of what the check needs.
 sub DESTROY {
     my ($self) = @_;
-    return unless $$ == $self->{owner};
+    return if $self->{retired} || $$ != ($self->{owner} // 0);
     local ($@, $?);
     eval { $self->stop if $self->{running} };
+    return unless $self->{starts} && !$FINAL_DONE;
+    push @RETIRED, bless({ retired => 1, running => 0,
+        map { $_ => $self->{$_} } qw(prefix ignore problems starts leave)
+    }, ref $self);
 }
 
 
