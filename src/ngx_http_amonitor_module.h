@@ -29,6 +29,7 @@
 #define NGX_HTTP_AMONITOR_MAX_DYNAMIC   64 /* learned targets */
 #define NGX_HTTP_AMONITOR_RESULT_MAX    1024 /* stored ack result */
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
+#define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
 #define NGX_HTTP_AMONITOR_READS         8 /* reads per event */
 #define NGX_HTTP_AMONITOR_IOVS          64 /* frames per send_chain */
 

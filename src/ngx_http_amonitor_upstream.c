@@ -641,13 +641,33 @@ ngx_http_amonitor_upstream_read(ngx_event_t *rev)
     c = rev->data;
     u = c->data;
 
+    if (rev->timedout) {
+        /* the SDK did not answer our close frame in time */
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
     if (c->close) {
         /* graceful shutdown of the worker */
         u->stopped = 1;
+        c->close = 0;
+
         ngx_http_amonitor_conn_close_frame(
             &u->wc, AMON_WS_CLOSE_GOING_AWAY, "agent shutting down");
-        ngx_http_amonitor_upstream_fail(u);
-        return;
+
+        if (u->wc.q_count || c->error
+            || ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1) {
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        /*
+         * Wait a little for the SDK's close (reading and discarding what
+         * it still sends): closing a socket with unread input resets it,
+         * and the reset can destroy our close frame before it is read.
+         */
+        c->idle = 0;
+        ngx_add_timer(rev, NGX_HTTP_AMONITOR_LINGER);
     }
 
     ngx_http_amonitor_conn_read(&u->wc);
