@@ -470,12 +470,12 @@ port=PORT_1 target_id=dd-a heartbeat_interval=0.2 actions=restart:1:done
         }
 --- ws_request: /sdk/
 --- ws_send
-{"msg_id":"dd-1","type":"action","target_id":"dd-a","payload":{"action":"restart"}}
+{"msg_id":"dd-1","type":"action","target_id":"dd-a","payload":{"action":"restart","target_url":"ws://127.0.0.1:%%PORT_1%%/"}}
 --- ws_expect_like
 "type":"heartbeat"
 "action_msg_id":"dd-1".*"message":"done"
 --- sdk_actions_like
-"msg_id":"dd-1"
+"msg_id":"dd-1".*"target_url":"ws://127\.0\.0\.1:\d+/"
 --- sdk_actions: 1
 --- no_error_log
 [error]

@@ -1149,14 +1149,20 @@ sub _run_block {
     my ($t, $b, $opt) = @_;
     my ($timeout, @sdks, %want, $ok);
 
+    # placeholders work in every section (ports in messages, paths, ...)
+    for my $sec (values %{ $b->{sections} }) {
+        $sec->{value} = $t->_fill($sec->{value})
+            if defined $sec->{value} && !ref $sec->{value};
+    }
+
     $timeout = tscale(_sec($b, 'timeout') // 5);
     $t->workers(_sec($b, 'workers') // $opt->{workers} // 1);
     $t->module(_has($b, 'no_module') ? 0 : ($opt->{module} // 1));
     $t->write_config(
-        main_config   => $t->_fill(_sec($b, 'main_config') // ''),
-        events_config => $t->_fill(_sec($b, 'events_config') // ''),
-        http_config   => $t->_fill(_sec($b, 'http_config') // ''),
-        config        => $t->_fill(_sec($b, 'config') // ''),
+        main_config   => _sec($b, 'main_config') // '',
+        events_config => _sec($b, 'events_config') // '',
+        http_config   => _sec($b, 'http_config') // '',
+        config        => _sec($b, 'config') // '',
     );
 
     # configuration checks: nginx -t only
@@ -1213,7 +1219,7 @@ sub _run_block {
         my $i = 0;
         for my $re (_lines(_sec($b, 'sdk_actions_like'))) {
             my $hit = wait_for(sub {
-                my @a = map { encode_json($_) } map { $_->actions } @sdks;
+                my @a = map { $_->actions_raw } @sdks;
                 while ($i < @a) {
                     return 1 if $a[$i++] =~ /$re/;
                 }
@@ -1221,7 +1227,7 @@ sub _run_block {
             }, $timeout);
             Test::More::ok($hit, "fake SDK received an action matching /$re/")
                 or Test::More::diag("actions: " . join("\n",
-                    map { encode_json($_) } map { $_->actions } @sdks));
+                    map { $_->actions_raw } @sdks));
         }
     }
 
@@ -1675,7 +1681,8 @@ Acks: C<{"msg_id":NEW,"type":"action_ack",...,"payload":{"action_msg_id",
 
 C<port>, C<url>, C<target_id>, C<emit_event($name, $data)> (returns the
 msg_id), C<heartbeat>, C<send_all($text_or_ref)>,
-C<send_all_binary($bytes)>, C<actions> (action envelopes received),
+C<send_all_binary($bytes)>, C<actions> (action envelopes received,
+decoded), C<actions_raw> (the same as received),
 C<executed($msg_id)>, C<wait_actions($n, $timeout)>, C<acks>,
 C<received>, C<handshakes> (C<{ path, headers }>), C<rejected>,
 C<conn_ids>, C<send_to($id, $text_or_ref)>, C<send_binary_to($id,

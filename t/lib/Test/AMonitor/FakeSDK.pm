@@ -43,6 +43,7 @@ sub new {
         next_id            => 1,
         received           => [],      # every message from the agent
         action_log         => [],      # action envelopes, in order
+        action_raw         => [],      # the same as received (bytes)
         executed           => {},      # action msg_id => count
         acks               => [],      # ack envelopes sent
         handshakes         => [],      # { path, headers } per connection
@@ -296,6 +297,7 @@ sub _on_text {
     return unless ref $env eq 'HASH' && ($env->{type} // '') eq 'action';
 
     push @{ $self->{action_log} }, $env;
+    push @{ $self->{action_raw} }, $bytes;
     $self->{executed}{ $env->{msg_id} // '' }++;
 
     $p    = ref $env->{payload} eq 'HASH' ? $env->{payload} : {};
@@ -458,6 +460,7 @@ sub wait_connections {
 }
 
 sub actions    { @{ $_[0]{action_log} } }
+sub actions_raw { @{ $_[0]{action_raw} } }
 sub received   { @{ $_[0]{received} } }
 sub acks       { @{ $_[0]{acks} } }
 sub handshakes { @{ $_[0]{handshakes} } }
