@@ -26,7 +26,7 @@ use Time::HiRes qw(time);
 
 use Test::AMonitor::Util qw(wait_for sleep_loop free_port uuid4
     encode_json decode_json try_decode_json now_ms note_verbose tscale
-    default_timeout);
+    default_timeout json_text);
 use Test::AMonitor::Panel;
 use Test::AMonitor::FakeSDK;
 use Test::AMonitor::Raw qw(raw_connect raw_ws_connect raw_send raw_read
@@ -38,7 +38,7 @@ our @EXPORT = (
     qw(run_tests fake_sdk panel_connect panel_try_connect
     panel_handshake_status error_log_like no_error_log wait_error_log
     nginx_t current_nginx wait_for sleep_loop free_port uuid4 encode_json
-    decode_json try_decode_json now_ms tscale default_timeout
+    decode_json try_decode_json json_text now_ms tscale default_timeout
     raw_connect raw_ws_connect raw_send raw_read raw_read_frame raw_http
     http_request parse_http_response ws_frame ws_accept_key raw_eof
     slow_panel scan_log_text)
@@ -1720,7 +1720,9 @@ C<parse_http_response($raw)>; C<ws_accept_key($key)>.
 
 C<wait_for(sub { ... }, $timeout)> (spins the event loop; returns the
 true value or undef), C<sleep_loop($s)>, C<free_port()>, C<uuid4()>,
-C<encode_json>, C<decode_json>, C<try_decode_json>, C<now_ms()>,
+C<encode_json>, C<decode_json>, C<try_decode_json>, C<json_text> (JSON
+without Mojo's "\/" escapes, as the original tools write it),
+C<now_ms()>,
 C<tscale($s)>, C<default_timeout()>, C<current_nginx()>.
 
 =head1 DATA SECTIONS

@@ -16,7 +16,7 @@ use Mojo::Server::Daemon;
 use Mojolicious;
 use Mojo::JSON qw(true false);
 use Scalar::Util qw(weaken);
-use Test::AMonitor::Util qw(default_timeout wait_for encode_json
+use Test::AMonitor::Util qw(default_timeout wait_for json_text
     try_decode_json uuid4 now_ms free_port note_verbose);
 
 
@@ -251,11 +251,11 @@ my %RANK;
 
 sub to_json {
     my ($v, $depth) = @_;
-    return encode_json($v) unless ref $v eq 'HASH' && ($depth // 0) < 2;
+    return json_text($v) unless ref $v eq 'HASH' && ($depth // 0) < 2;
     my @k = sort { ($RANK{$a} // 99) <=> ($RANK{$b} // 99) || $a cmp $b }
         keys %$v;
     return '{' . join(',', map {
-        encode_json("$_") . ':' . to_json($v->{$_}, ($depth // 0) + 1)
+        json_text("$_") . ':' . to_json($v->{$_}, ($depth // 0) + 1)
     } @k) . '}';
 }
 

@@ -12,7 +12,7 @@ use Mojo::IOLoop;
 use Mojo::UserAgent;
 use Mojo::WebSocket qw(WS_CLOSE WS_PING WS_PONG);
 use Scalar::Util qw(weaken);
-use Test::AMonitor::Util qw(default_timeout wait_for encode_json
+use Test::AMonitor::Util qw(default_timeout wait_for json_text
     try_decode_json note_verbose);
 
 
@@ -162,7 +162,7 @@ sub send_binary {
 
 sub send_json {
     my ($self, $data) = @_;
-    return $self->send_text(encode_json($data));
+    return $self->send_text(json_text($data));
 }
 
 # send one raw frame: fin, rsv1..3, opcode, payload (Mojo masks it)

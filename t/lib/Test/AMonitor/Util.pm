@@ -24,7 +24,7 @@ use Time::HiRes qw(time);
 
 our @EXPORT_OK = qw(wait_for sleep_loop free_port uuid4 encode_json
     decode_json try_decode_json now_ms verbose note_verbose tscale
-    default_timeout);
+    default_timeout json_text);
 
 our $PORT_LOCK_DIR = $ENV{TEST_AMON_PORT_LOCK_DIR} || '/tmp/amon-test-ports';
 
@@ -161,6 +161,16 @@ sub uuid4 {
 }
 
 sub now_ms { return int(time * 1000) }
+
+# JSON as the original Python tools write it: Mojo::JSON escapes every
+# "/" as "\/"; json.dumps does not.  (Mojo always escapes "/", so each
+# "\/" in its output is exactly one escaped slash.)
+sub json_text {
+    my ($data) = @_;
+    my $s = encode_json($data);
+    $s =~ s{\\/}{/}g;
+    return $s;
+}
 
 # decode_json that returns undef instead of dying
 sub try_decode_json {
