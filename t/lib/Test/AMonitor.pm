@@ -9,7 +9,7 @@ package Test::AMonitor;
 use strict;
 use warnings;
 
-use Carp qw(croak carp);
+use Carp qw(croak);
 use Cwd qw(abs_path);
 use Exporter 'import';
 use File::Basename qw(dirname);
@@ -57,7 +57,6 @@ our @BAD_LOG = (
     qr/ERROR SUMMARY: [1-9]/,    # valgrind
 );
 
-my $BUILDER = Test::Builder->new;
 my $MAIN_PID = $$;
 my @INSTANCES;    # every nginx object made in this file (weak refs)
 my @RETIRED;      # what the final check needs of instances already gone
@@ -612,7 +611,7 @@ sub stop {
         $self->problem("nginx (pid $pid) did not exit within ${timeout}s"
             . " of QUIT");
         kill 'TERM', $pid;
-        $ok = wait_for(sub { !_alive($pid) }, 5);
+        wait_for(sub { !_alive($pid) }, 5);
         $self->_kill_all;
         $ok = 0;
     }
@@ -1085,7 +1084,7 @@ sub _lines {
 #        done => 0 (do not call done_testing)
 sub run_tests {
     my (%opt) = @_;
-    my ($text, @blocks, $t, $i);
+    my ($text, @blocks, $t);
 
     $text = $opt{data};
     if (!defined $text) {
@@ -1147,7 +1146,7 @@ sub _parse_sdk_line {
 
 sub _run_block {
     my ($t, $b, $opt) = @_;
-    my ($timeout, @sdks, %want, $ok);
+    my ($timeout, @sdks, %want);
 
     # placeholders work in every section (ports in messages, paths, ...)
     for my $sec (values %{ $b->{sections} }) {
