@@ -162,9 +162,12 @@ say "started $count SDK(s), logs in $PREFIX/logs/"
 NGINX_PID=$!
 
 # ready when /healthz answers and every worker reached every SDK
-"$PYTHON" - "$AGENT_PORT" "$count" "$NGINX_PID" <<'EOF' || exit 1
-import json, os, sys, time, urllib.request
+"$PYTHON" - "$AGENT_PORT" "$count" "$NGINX_PID" "$PREFIX/nginx.conf" \
+    <<'EOF' || exit 1
+import json, os, re, sys, time, urllib.request
 port, count, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+m = re.search(r"^\s*worker_processes\s+(\d+);", open(sys.argv[4]).read(), re.M)
+workers = int(m.group(1)) if m else 1
 base = "http://127.0.0.1:%s" % port
 deadline = time.monotonic() + 15
 st = None
@@ -179,7 +182,8 @@ while time.monotonic() < deadline:
         st = json.loads(urllib.request.urlopen(base + "/amonitor/status",
                                                timeout=1).read())
         up = sum(1 for t in st["targets"] if t["state"] == "up")
-        if up == count:
+        # the counter is shared: every worker's connection to every SDK
+        if up == count and st["upstreams_open"] >= count * workers:
             sys.stderr.write("demo: agent up, %d target(s) connected, "
                              "%d upstream connection(s) in all workers\n"
                              % (up, st["upstreams_open"]))

@@ -321,6 +321,7 @@ void ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w);
 /* upstream.c */
 ngx_int_t ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w);
 void      ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w);
+void      ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u);
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_find(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id);
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_find_url(

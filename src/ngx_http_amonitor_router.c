@@ -369,13 +369,19 @@ ngx_http_amonitor_router_route(ngx_http_amonitor_pending_t *pa)
 
     pa->upstream = u;
 
+    if (u->state == NGX_HTTP_AMONITOR_UP_BACKOFF) {
+        /* an action is a reason to try now rather than after the delay */
+        ngx_http_amonitor_upstream_kick(u);
+    }
+
     if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
         ngx_http_amonitor_router_forward(pa, u);
         return;
     }
 
-    if (u->failures == 0) {
-        /* first connection in progress: wait for it, not longer */
+    if (u->state == NGX_HTTP_AMONITOR_UP_CONNECTING
+        || u->state == NGX_HTTP_AMONITOR_UP_HANDSHAKE) {
+        /* a connection is in progress: wait for it, not longer */
         pa->waiting = 1;
         ngx_queue_insert_tail(&u->waiting, &pa->queue);
 

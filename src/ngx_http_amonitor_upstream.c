@@ -269,6 +269,22 @@ ngx_http_amonitor_upstream_add(
 }
 
 
+/* connect now instead of when the backoff delay ends */
+void
+ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->state != NGX_HTTP_AMONITOR_UP_BACKOFF || u->stopped) {
+        return;
+    }
+
+    if (u->reconnect.timer_set) {
+        ngx_del_timer(&u->reconnect);
+    }
+
+    ngx_http_amonitor_upstream_connect(u);
+}
+
+
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_upstream_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 {
