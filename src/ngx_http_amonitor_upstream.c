@@ -683,6 +683,7 @@ ngx_http_amonitor_upstream_read(ngx_event_t *rev)
          * and the reset can destroy our close frame before it is read.
          */
         c->idle = 0;
+        rev->cancelable = 0; /* the worker waits for this */
         ngx_add_timer(rev, NGX_HTTP_AMONITOR_LINGER);
     }
 
