@@ -1042,3 +1042,20 @@ ngx_http_amonitor_msg_frame(ngx_http_amonitor_worker_t *w, ngx_uint_t opcode,
 
     return msg;
 }
+
+
+/*
+ * The next reconnect delay: half fixed, half random, so that workers do
+ * not reconnect in lockstep; the base doubles up to amonitor_reconnect max.
+ */
+ngx_msec_t
+ngx_http_amonitor_backoff(
+    ngx_http_amonitor_main_conf_t *amcf, ngx_msec_t *backoff)
+{
+    ngx_msec_t delay;
+
+    delay = *backoff / 2 + (ngx_msec_t) ngx_random() % (*backoff / 2 + 1);
+    *backoff = ngx_min(*backoff * 2, amcf->reconnect_max);
+
+    return delay;
+}

@@ -288,6 +288,8 @@ void ngx_http_amonitor_msg_release(
 ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_frame(
     ngx_http_amonitor_worker_t *w, ngx_uint_t opcode, u_char *payload,
     size_t len, ngx_uint_t masked);
+ngx_msec_t ngx_http_amonitor_backoff(
+    ngx_http_amonitor_main_conf_t *amcf, ngx_msec_t *backoff);
 ngx_int_t ngx_http_amonitor_url_allowed(
     ngx_http_amonitor_main_conf_t *amcf, amon_ws_url_t *u);
 

@@ -295,9 +295,7 @@ ngx_http_amonitor_redis_schedule(ngx_http_amonitor_redis_t *ctx)
 
     ctx->failures++;
 
-    delay =
-        ctx->backoff / 2 + (ngx_msec_t) ngx_random() % (ctx->backoff / 2 + 1);
-    ctx->backoff = ngx_min(ctx->backoff * 2, ctx->worker->amcf->reconnect_max);
+    delay = ngx_http_amonitor_backoff(ctx->worker->amcf, &ctx->backoff);
 
     ngx_add_timer(&ctx->reconnect, delay);
 }

@@ -787,10 +787,7 @@ ngx_http_amonitor_upstream_schedule(ngx_http_amonitor_upstream_t *u)
         return;
     }
 
-    /* half fixed, half random: workers do not reconnect in lockstep */
-    delay = u->backoff / 2 + (ngx_msec_t) ngx_random() % (u->backoff / 2 + 1);
-
-    u->backoff = ngx_min(u->backoff * 2, w->amcf->reconnect_max);
+    delay = ngx_http_amonitor_backoff(w->amcf, &u->backoff);
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &u->log, 0,
         "amonitor upstream reconnect in %M ms", delay);
