@@ -671,16 +671,16 @@ ngx_http_amonitor_upstream_read(ngx_event_t *rev)
         ngx_http_amonitor_conn_close_frame(
             &u->wc, AMON_WS_CLOSE_GOING_AWAY, "agent shutting down");
 
-        if (u->wc.q_count || c->error
-            || ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1) {
+        if (u->wc.q_count || c->error) {
             ngx_http_amonitor_upstream_fail(u);
             return;
         }
 
         /*
-         * Wait a little for the SDK's close (reading and discarding what
-         * it still sends): closing a socket with unread input resets it,
-         * and the reset can destroy our close frame before it is read.
+         * As the client, wait a little for the SDK to close the TCP
+         * connection (RFC 6455 7.1.1), reading and discarding what it still
+         * sends: closing a socket with unread input resets it, and the
+         * reset can destroy our close frame before the SDK reads it.
          */
         c->idle = 0;
         rev->cancelable = 0; /* the worker waits for this */
