@@ -11,6 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Interop qw(events panel_checks);
 use POSIX qw(WNOHANG);
 
 my $PY = '/usr/bin/python3';
@@ -62,13 +63,6 @@ sub stop_py {
 END { stop_py($_) for grep { $_->{pid} } @KIDS }
 
 # the SDK's log: list of event hashes
-sub events {
-    my ($sdk, $ev) = @_;
-    open(my $fh, '<:raw', $sdk->{log}) or return ();
-    my @e = grep { defined } map { try_decode_json($_) } <$fh>;
-    close $fh;
-    return $ev ? grep { $_->{ev} eq $ev } @e : @e;
-}
 
 # run t/interop/panel.py URL STEPS... [options]; returns its JSON lines
 sub py_panel {
@@ -144,85 +138,8 @@ subtest 'a heartbeat reaches the Python panel byte for byte' => sub {
         'non-ASCII and escapes untouched');
 };
 
-subtest 'a heartbeat sent in four fragments arrives whole and unchanged'
-    => sub {
-    my @r = py_panel($URL, @TOK, '--target', 'py-frag', 'wait-type:heartbeat',
-        'wait-type:heartbeat', 'wait-type:heartbeat');
-    my %frag_sent = map { $_->{text} => 1 }
-        grep { $_->{fragments} == 4 } events($frag, 'sent');
-    ok(scalar(keys %frag_sent), 'the SDK sent fragmented heartbeats');
-    my @mine = grep { $_->{text} && $frag_sent{ $_->{text} } } @r[1 .. 3];
-    ok(@mine >= 1, 'a fragmented heartbeat reached the panel as one '
-        . 'message with the same text (' . scalar(@mine) . ' of 3)');
-};
-
-subtest 'action and ack round trip, duplicate, fragmented action and ack'
-    => sub {
-    my $id1 = 'py-' . uuid4();
-    my $id2 = 'py-' . uuid4();
-    my $id3 = 'py-' . uuid4();
-    my @r = py_panel($URL, @TOK, "action:$id1:restart",
-        "action:$id1:restart", "action:$id2:restart:5", "action:$id3:dance");
-    my ($a1, $dup, $a2, $a3) = @r[1 .. 4];
-
-    my $j = try_decode_json($a1->{text} // '');
-    ok($a1->{ok}, 'the action is answered');
-    is($j && $j->{type}, 'action_ack', 'by an action_ack');
-    is($j && $j->{payload}{action_msg_id}, $id1, 'matching action_msg_id');
-    is($j && $j->{payload}{message}, 'restarted by python', 'from the SDK');
-    is($j && $j->{trace_id}, "trace-$id1", 'trace_id carried through');
-    my %sent = map { $_->{text} => 1 } events($sdk, 'sent');
-    ok($a1->{text} && $sent{ $a1->{text} }, 'the ack bytes are the SDK\'s');
-
-    my @recv = grep { ($_->{text} // '') =~ /\Q$id1\E/ }
-        events($sdk, 'recv');
-    is(scalar @recv, 1, 'the SDK received the action once');
-    is($recv[0]{text}, $a1->{sent}, 'with the bytes the panel sent');
-
-    $j = try_decode_json($dup->{text} // '');
-    is($j && $j->{type}, 'action_ack', 'the duplicate is answered with an '
-        . 'action_ack');
-    like($j && $j->{payload}{message}, qr/duplicate ignored/,
-        '"duplicate ignored"');
-    is($j && $j->{payload}{action_msg_id}, $id1, 'for the same msg_id');
-    is($j && $j->{payload}{original}{message}, 'restarted by python',
-        'with the original result');
-
-    $j = try_decode_json($a2->{text} // '');
-    is($j && $j->{payload}{action_msg_id}, $id2,
-        'an action sent in five fragments is acked');
-    is((grep { ($_->{text} // '') eq $a2->{sent} } events($sdk, 'recv')),
-        1, 'and reached the SDK whole and unchanged');
-
-    $j = try_decode_json($a3->{text} // '');
-    ok($j && defined $j->{payload}{success} && !$j->{payload}{success},
-        'an unsupported action is acked with success false');
-    is($j && $j->{payload}{message}, 'unsupported action: dance',
-        'and the SDK\'s message');
-};
-
-subtest 'a fragmented ack from the SDK reaches the panel whole' => sub {
-    my $id = 'py-frag-' . uuid4();
-    my @r = py_panel($URL, @TOK, '--target', 'py-frag',
-        "action:$id:restart");
-    my $j = try_decode_json($r[1]{text} // '');
-    is($j && $j->{payload}{action_msg_id}, $id, 'acked');
-    my %sent = map { $_->{text} => 1 }
-        grep { $_->{fragments} == 3 } events($frag, 'sent');
-    ok($r[1]{text} && $sent{ $r[1]{text} },
-        'the ack the SDK sent in three fragments, as one message, unchanged');
-};
-
-subtest 'routing by target_url as Python tools send it' => sub {
-    my $id = 'py-url-' . uuid4();
-    my @r = py_panel($URL, @TOK, '--target', 'demo-target', '--target-url',
-        'ws://127.0.0.1:' . $t->port(2), "action:$id:restart");
-    my $j = try_decode_json($r[1]{text} // '');
-    is($j && $j->{type}, 'action_ack', 'an unknown target_id with a known '
-        . 'URL reaches the SDK of that URL');
-    ok((grep { ($_->{text} // '') =~ /\Q$id\E/ } events($frag, 'recv')),
-        'the SDK at that URL got it');
-};
+panel_checks(panel => \&py_panel, url => $URL, tok => \@TOK, tag => 'py',
+    word => 'python', sdk => $sdk, frag => $frag, frag_port => $t->port(2));
 
 subtest 'ping/pong on both legs; subprotocol; close' => sub {
     my @r = py_panel($URL, @TOK, '--subprotocol', 'amonitor.v1',

@@ -1,0 +1,115 @@
+package Test::AMonitor::Interop;
+
+# Checks shared by the interop suites (t/120 Python websockets, t/130
+# Node ws): the same panel-side behaviour, driven through another
+# implementation's client, against SDK servers of that implementation.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Test::More;
+use Test::AMonitor::Util qw(uuid4 try_decode_json);
+
+our @EXPORT_OK = qw(events panel_checks);
+
+
+# the JSON lines an interop SDK script logged, optionally of one kind
+sub events {
+    my ($sdk, $ev) = @_;
+    open(my $fh, '<:raw', $sdk->{log}) or return ();
+    my @e = grep { defined } map { try_decode_json($_) } <$fh>;
+    close $fh;
+    return $ev ? grep { $_->{ev} eq $ev } @e : @e;
+}
+
+
+# panel => sub (url, args...) running the client, url, tok => [..],
+# tag (msg_id and target prefix), word (in the SDK's ack message),
+# sdk, frag (the SDK that fragments), frag_port
+sub panel_checks {
+    my (%o) = @_;
+    my $tag = $o{tag};
+
+    subtest 'a heartbeat sent in four fragments arrives whole and unchanged'
+        => sub {
+        my @r = $o{panel}->($o{url}, @{ $o{tok} }, '--target', "$tag-frag", 'wait-type:heartbeat',
+            'wait-type:heartbeat', 'wait-type:heartbeat');
+        my %frag_sent = map { $_->{text} => 1 }
+            grep { $_->{fragments} == 4 } events($o{frag}, 'sent');
+        ok(scalar(keys %frag_sent), 'the SDK sent fragmented heartbeats');
+        my @mine = grep { $_->{text} && $frag_sent{ $_->{text} } } @r[1 .. 3];
+        ok(@mine >= 1, 'a fragmented heartbeat reached the panel as one '
+            . 'message with the same text (' . scalar(@mine) . ' of 3)');
+    };
+
+    subtest 'action and ack round trip, duplicate, fragmented action and ack'
+        => sub {
+        my $id1 = "$tag-" . uuid4();
+        my $id2 = "$tag-" . uuid4();
+        my $id3 = "$tag-" . uuid4();
+        my @r = $o{panel}->($o{url}, @{ $o{tok} }, "action:$id1:restart",
+            "action:$id1:restart", "action:$id2:restart:5", "action:$id3:dance");
+        my ($a1, $dup, $a2, $a3) = @r[1 .. 4];
+
+        my $j = try_decode_json($a1->{text} // '');
+        ok($a1->{ok}, 'the action is answered');
+        is($j && $j->{type}, 'action_ack', 'by an action_ack');
+        is($j && $j->{payload}{action_msg_id}, $id1, 'matching action_msg_id');
+        is($j && $j->{payload}{message}, "restarted by $o{word}", 'from the SDK');
+        is($j && $j->{trace_id}, "trace-$id1", 'trace_id carried through');
+        my %sent = map { $_->{text} => 1 } events($o{sdk}, 'sent');
+        ok($a1->{text} && $sent{ $a1->{text} }, 'the ack bytes are the SDK\'s');
+
+        my @recv = grep { ($_->{text} // '') =~ /\Q$id1\E/ }
+            events($o{sdk}, 'recv');
+        is(scalar @recv, 1, 'the SDK received the action once');
+        is($recv[0]{text}, $a1->{sent}, 'with the bytes the panel sent');
+
+        $j = try_decode_json($dup->{text} // '');
+        is($j && $j->{type}, 'action_ack', 'the duplicate is answered with an '
+            . 'action_ack');
+        like($j && $j->{payload}{message}, qr/duplicate ignored/,
+            '"duplicate ignored"');
+        is($j && $j->{payload}{action_msg_id}, $id1, 'for the same msg_id');
+        is($j && $j->{payload}{original}{message}, "restarted by $o{word}",
+            'with the original result');
+
+        $j = try_decode_json($a2->{text} // '');
+        is($j && $j->{payload}{action_msg_id}, $id2,
+            'an action sent in five fragments is acked');
+        is((grep { ($_->{text} // '') eq $a2->{sent} } events($o{sdk}, 'recv')),
+            1, 'and reached the SDK whole and unchanged');
+
+        $j = try_decode_json($a3->{text} // '');
+        ok($j && defined $j->{payload}{success} && !$j->{payload}{success},
+            'an unsupported action is acked with success false');
+        is($j && $j->{payload}{message}, 'unsupported action: dance',
+            'and the SDK\'s message');
+    };
+
+    subtest 'a fragmented ack from the SDK reaches the panel whole' => sub {
+        my $id = "$tag-frag-" . uuid4();
+        my @r = $o{panel}->($o{url}, @{ $o{tok} }, '--target', "$tag-frag",
+            "action:$id:restart");
+        my $j = try_decode_json($r[1]{text} // '');
+        is($j && $j->{payload}{action_msg_id}, $id, 'acked');
+        my %sent = map { $_->{text} => 1 }
+            grep { $_->{fragments} == 3 } events($o{frag}, 'sent');
+        ok($r[1]{text} && $sent{ $r[1]{text} },
+            'the ack the SDK sent in three fragments, as one message, unchanged');
+    };
+
+    subtest 'routing by target_url as existing tools send it' => sub {
+        my $id = "$tag-url-" . uuid4();
+        my @r = $o{panel}->($o{url}, @{ $o{tok} }, '--target', 'demo-target', '--target-url',
+            'ws://127.0.0.1:' . $o{frag_port}, "action:$id:restart");
+        my $j = try_decode_json($r[1]{text} // '');
+        is($j && $j->{type}, 'action_ack', 'an unknown target_id with a known '
+            . 'URL reaches the SDK of that URL');
+        ok((grep { ($_->{text} // '') =~ /\Q$id\E/ } events($o{frag}, 'recv')),
+            'the SDK at that URL got it');
+    };
+}
+
+1;
