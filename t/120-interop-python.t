@@ -11,7 +11,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::Interop qw(events panel_checks);
+use Test::AMonitor::Interop qw(events panel_checks start_sdk stop_sdk
+    run_panel);
 use POSIX qw(WNOHANG);
 
 my $PY = '/usr/bin/python3';
@@ -29,62 +30,15 @@ if ($? != 0) {
 chomp $v;
 note("python websockets $v");
 
-my @KIDS;
-
-# start t/interop/sdk.py; returns { pid, log, port }
 sub py_sdk {
     my (%o) = @_;
-    my $log = current_nginx()->prefix . "/py-sdk-$o{port}.log";
-    my @cmd = ($PY, "$DIR/sdk.py", '--port', $o{port}, '--log', $log,
-        map { ("--$_", $o{args}{$_}) } sort keys %{ $o{args} // {} });
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open(STDERR, '>&', \*STDOUT);
-        exec(@cmd) or POSIX::_exit(127);
-    }
-    my $ready = <$fh>;
-    die "sdk.py did not start: " . ($ready // 'no output') . "\n"
-        unless ($ready // '') =~ /READY/;
-    my $sdk = { pid => $pid, fh => $fh, log => $log, port => $o{port} };
-    push @KIDS, $sdk;
-    return $sdk;
+    return start_sdk(run => [$PY, "$DIR/sdk.py"], port => $o{port}, args => $o{args},
+        log => current_nginx()->prefix . "/py-sdk-$o{port}.log");
 }
 
-sub stop_py {
-    my ($sdk) = @_;
-    return unless $sdk->{pid};
-    kill 'TERM', $sdk->{pid};
-    wait_for(sub { waitpid($sdk->{pid}, WNOHANG) != 0 }, 5)
-        or kill('KILL', $sdk->{pid});
-    close $sdk->{fh};
-    $sdk->{pid} = undef;
-}
+sub stop_py { stop_sdk(@_) }
 
-END { stop_py($_) for grep { $_->{pid} } @KIDS }
-
-# the SDK's log: list of event hashes
-
-# run t/interop/panel.py URL STEPS... [options]; returns its JSON lines
-sub py_panel {
-    my ($url, @args) = @_;
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open(STDERR, '>&', \*STDOUT);
-        exec($PY, "$DIR/panel.py", $url, @args) or POSIX::_exit(127);
-    }
-    my @out;
-    while (my $l = <$fh>) {
-        my $j = try_decode_json($l);
-        if ($j) {
-            push @out, $j;
-        }
-        else {
-            diag("panel.py: $l");
-        }
-    }
-    close $fh;
-    return @out;
-}
+sub py_panel { run_panel([$PY, "$DIR/panel.py"], @_) }
 
 my $t = Test::AMonitor->new(workers => 2);
 my $sdk = py_sdk(port => $t->port(1), args => { 'target-id' => 'py-sdk',
@@ -189,5 +143,5 @@ subtest 'shutdown: the Python SDK sees 1001 from the agent' => sub {
     is_deeply(\@codes, [1001, 1001], 'with 1001');
 };
 
-stop_py($_) for @KIDS;
+stop_py($_) for $sdk, $frag;
 done_testing();

@@ -12,7 +12,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::Interop qw(events panel_checks);
+use Test::AMonitor::Interop qw(events panel_checks start_sdk stop_sdk
+    run_panel);
 use POSIX qw(WNOHANG);
 
 my $NODE = 'node';
@@ -40,62 +41,15 @@ if (!-f "$DIR/node_modules/ws/package.json") {
 my $wsv = `cd "$DIR" && $NODE -e 'process.stdout.write(require("ws/package.json").version)'`;
 note("node $nv, ws $wsv");
 
-my @KIDS;
-
-# start t/interop/node/sdk.js; returns { pid, log, port }
 sub node_sdk {
     my (%o) = @_;
-    my $log = current_nginx()->prefix . "/node-sdk-$o{port}.log";
-    my @cmd = ($NODE, "$DIR/sdk.js", '--port', $o{port}, '--log', $log,
-        map { ("--$_", $o{args}{$_}) } sort keys %{ $o{args} // {} });
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open(STDERR, '>&', \*STDOUT);
-        exec(@cmd) or POSIX::_exit(127);
-    }
-    my $ready = <$fh>;
-    die "sdk.js did not start: " . ($ready // 'no output') . "\n"
-        unless ($ready // '') =~ /READY/;
-    my $sdk = { pid => $pid, fh => $fh, log => $log, port => $o{port} };
-    push @KIDS, $sdk;
-    return $sdk;
+    return start_sdk(run => [$NODE, "$DIR/sdk.js"], port => $o{port}, args => $o{args},
+        log => current_nginx()->prefix . "/node-sdk-$o{port}.log");
 }
 
-sub stop_node {
-    my ($sdk) = @_;
-    return unless $sdk->{pid};
-    kill 'TERM', $sdk->{pid};
-    wait_for(sub { waitpid($sdk->{pid}, WNOHANG) != 0 }, 5)
-        or kill('KILL', $sdk->{pid});
-    close $sdk->{fh};
-    $sdk->{pid} = undef;
-}
+sub stop_node { stop_sdk(@_) }
 
-END { stop_node($_) for grep { $_->{pid} } @KIDS }
-
-# the SDK's log: list of event hashes
-
-# run t/interop/node/panel.js URL STEPS... [options]; returns its JSON lines
-sub node_panel {
-    my ($url, @args) = @_;
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open(STDERR, '>&', \*STDOUT);
-        exec($NODE, "$DIR/panel.js", $url, @args) or POSIX::_exit(127);
-    }
-    my @out;
-    while (my $l = <$fh>) {
-        my $j = try_decode_json($l);
-        if ($j) {
-            push @out, $j;
-        }
-        else {
-            diag("panel.js: $l");
-        }
-    }
-    close $fh;
-    return @out;
-}
+sub node_panel { run_panel([$NODE, "$DIR/panel.js"], @_) }
 
 my $t = Test::AMonitor->new(workers => 2);
 my $sdk = node_sdk(port => $t->port(1), args => { 'target-id' => 'node-sdk',
@@ -203,5 +157,5 @@ subtest 'shutdown: the Node SDK sees 1001 from the agent' => sub {
     is_deeply(\@codes, [1001, 1001], 'with 1001');
 };
 
-stop_node($_) for @KIDS;
+stop_node($_) for $sdk, $frag;
 done_testing();

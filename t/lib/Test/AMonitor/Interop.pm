@@ -8,10 +8,69 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use POSIX qw(WNOHANG);
 use Test::More;
-use Test::AMonitor::Util qw(uuid4 try_decode_json);
+use Test::AMonitor::Util qw(uuid4 try_decode_json wait_for);
 
-our @EXPORT_OK = qw(events panel_checks);
+our @EXPORT_OK = qw(events panel_checks start_sdk stop_sdk run_panel);
+
+my @KIDS;
+
+
+# start an SDK script: run => [interpreter, script], log => path,
+# port, args => { option => value }; returns { pid, log, port }
+sub start_sdk {
+    my (%o) = @_;
+    my @cmd = (@{ $o{run} }, '--port', $o{port}, '--log', $o{log},
+        map { ("--$_", $o{args}{$_}) } sort keys %{ $o{args} // {} });
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open(STDERR, '>&', \*STDOUT);
+        exec(@cmd) or POSIX::_exit(127);
+    }
+    my $ready = <$fh>;
+    die "$o{run}[-1] did not start: " . ($ready // 'no output') . "\n"
+        unless ($ready // '') =~ /READY/;
+    my $sdk = { pid => $pid, fh => $fh, log => $o{log}, port => $o{port} };
+    push @KIDS, $sdk;
+    return $sdk;
+}
+
+sub stop_sdk {
+    my ($sdk) = @_;
+    return unless $sdk->{pid};
+    kill 'TERM', $sdk->{pid};
+    wait_for(sub { waitpid($sdk->{pid}, WNOHANG) != 0 }, 5)
+        or kill('KILL', $sdk->{pid});
+    close $sdk->{fh};
+    $sdk->{pid} = undef;
+}
+
+END { stop_sdk($_) for grep { $_->{pid} } @KIDS }
+
+
+# run a panel script (run => [interpreter, script]) with URL STEPS...;
+# returns its JSON lines
+sub run_panel {
+    my ($run, $url, @args) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open(STDERR, '>&', \*STDOUT);
+        exec(@$run, $url, @args) or POSIX::_exit(127);
+    }
+    my @out;
+    while (my $l = <$fh>) {
+        my $j = try_decode_json($l);
+        if ($j) {
+            push @out, $j;
+        }
+        else {
+            diag("$run->[-1]: $l");
+        }
+    }
+    close $fh;
+    return @out;
+}
 
 
 # the JSON lines an interop SDK script logged, optionally of one kind
