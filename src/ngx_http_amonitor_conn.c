@@ -17,7 +17,8 @@ static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc);
 static ngx_int_t ngx_http_amonitor_conn_event(
     ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev);
-static void ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
+static void      ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
+static ngx_int_t ngx_http_amonitor_conn_grow(ngx_http_amonitor_conn_t *wc);
 
 
 ngx_int_t
@@ -32,23 +33,15 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->worker = w;
     wc->client = client;
 
-    if (wc->rbuf == NULL) {
-        wc->rbuf_size = NGX_HTTP_AMONITOR_RBUF_SIZE;
-        wc->rbuf = ngx_palloc(pool, wc->rbuf_size);
-        if (wc->rbuf == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (wc->q == NULL) {
-        wc->q_limit = amcf->queue;
-        wc->q_size = amcf->queue + NGX_HTTP_AMONITOR_RESERVED_Q;
-        wc->q =
-            ngx_pcalloc(pool, wc->q_size * sizeof(ngx_http_amonitor_qitem_t));
-        if (wc->q == NULL) {
-            return NGX_ERROR;
-        }
-    }
+    /*
+     * Input is decoded as soon as it is read, so every connection of the
+     * worker reads into the worker's one buffer; the send queue starts
+     * small and grows only for a connection that needs it.
+     */
+    wc->rbuf = w->rbuf;
+    wc->rbuf_size = w->rbuf_size;
+    wc->q_limit = amcf->queue;
+    wc->q_size = amcf->queue + NGX_HTTP_AMONITOR_RESERVED_Q;
 
     wc->rbuf_pos = 0;
     wc->rbuf_last = 0;
@@ -94,8 +87,15 @@ ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc)
     while (wc->q_count) {
         qi = &wc->q[wc->q_head];
         ngx_http_amonitor_msg_release(wc->worker, qi->msg);
-        wc->q_head = (wc->q_head + 1) % wc->q_size;
+        wc->q_head = (wc->q_head + 1) % wc->q_cap;
         wc->q_count--;
+    }
+
+    if (wc->q) {
+        ngx_free(wc->q);
+        wc->q = NULL;
+        wc->q_cap = 0;
+        wc->q_head = 0;
     }
 
     if (wc->ping.timer_set) {
@@ -329,7 +329,11 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
         return NGX_DECLINED;
     }
 
-    qi = &wc->q[(wc->q_head + wc->q_count) % wc->q_size];
+    if (wc->q_count == wc->q_cap && ngx_http_amonitor_conn_grow(wc) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    qi = &wc->q[(wc->q_head + wc->q_count) % wc->q_cap];
     wc->q_count++;
 
     msg->refs++;
@@ -348,6 +352,41 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
     if (wc->q_count && !wc->connection->write->posted) {
         ngx_post_event(wc->connection->write, &ngx_posted_events);
     }
+
+    return NGX_OK;
+}
+
+
+/* double the ring (at most to q_size), oldest entry first */
+static ngx_int_t
+ngx_http_amonitor_conn_grow(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_uint_t                 i, cap;
+    ngx_http_amonitor_qitem_t *q;
+
+    cap = wc->q_cap ? ngx_min(wc->q_cap * 2, wc->q_size)
+                    : ngx_min(NGX_HTTP_AMONITOR_Q_MIN, wc->q_size);
+
+    if (cap <= wc->q_cap) {
+        return NGX_DECLINED;
+    }
+
+    q = ngx_alloc(cap * sizeof(ngx_http_amonitor_qitem_t), wc->connection->log);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < wc->q_count; i++) {
+        q[i] = wc->q[(wc->q_head + i) % wc->q_cap];
+    }
+
+    if (wc->q) {
+        ngx_free(wc->q);
+    }
+
+    wc->q = q;
+    wc->q_cap = cap;
+    wc->q_head = 0;
 
     return NGX_OK;
 }
@@ -397,7 +436,7 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
         n = ngx_min(wc->q_count, NGX_HTTP_AMONITOR_IOVS);
 
         for (i = 0; i < n; i++) {
-            qi = &wc->q[(wc->q_head + i) % wc->q_size];
+            qi = &wc->q[(wc->q_head + i) % wc->q_cap];
 
             ngx_memzero(&bufs[i], sizeof(ngx_buf_t));
             bufs[i].pos = qi->msg->data + qi->sent;
@@ -431,7 +470,7 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
             ngx_http_amonitor_msg_release(wc->worker, qi->msg);
             qi->msg = NULL;
 
-            wc->q_head = (wc->q_head + 1) % wc->q_size;
+            wc->q_head = (wc->q_head + 1) % wc->q_cap;
             wc->q_count--;
         }
 
@@ -462,7 +501,7 @@ ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc)
     keep = qi->sent ? 1 : 0;
 
     for (i = keep; i < wc->q_count; i++) {
-        qi = &wc->q[(wc->q_head + i) % wc->q_size];
+        qi = &wc->q[(wc->q_head + i) % wc->q_cap];
         ngx_http_amonitor_msg_release(wc->worker, qi->msg);
         qi->msg = NULL;
     }

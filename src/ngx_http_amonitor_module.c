@@ -882,6 +882,12 @@ ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
     ngx_rbtree_init(
         &w->pending, &w->pending_sentinel, ngx_str_rbtree_insert_value);
 
+    w->rbuf_size = NGX_HTTP_AMONITOR_RBUF_SIZE;
+    w->rbuf = ngx_palloc(cycle->pool, w->rbuf_size);
+    if (w->rbuf == NULL) {
+        return NGX_ERROR;
+    }
+
     w->allocator.alloc = ngx_http_amonitor_pool_alloc;
     w->allocator.free = ngx_http_amonitor_pool_free;
     w->allocator.data = cycle->log;

@@ -22,7 +22,8 @@
 
 #define NGX_HTTP_AMONITOR_VERSION "0.1.0"
 
-#define NGX_HTTP_AMONITOR_RBUF_SIZE     16384
+#define NGX_HTTP_AMONITOR_RBUF_SIZE     65536
+#define NGX_HTTP_AMONITOR_Q_MIN         16
 #define NGX_HTTP_AMONITOR_RESERVED_Q    64 /* for acks and errors */
 #define NGX_HTTP_AMONITOR_MSG_CACHE     256 /* free small buffers */
 #define NGX_HTTP_AMONITOR_MSG_SMALL     4096
@@ -157,6 +158,7 @@ struct ngx_http_amonitor_conn_s {
 
     ngx_http_amonitor_qitem_t *q;
     ngx_uint_t                 q_size; /* limit + reserved */
+    ngx_uint_t                 q_cap; /* allocated entries */
     ngx_uint_t                 q_limit; /* for droppable frames */
     ngx_uint_t                 q_head;
     ngx_uint_t                 q_count;
@@ -267,6 +269,8 @@ struct ngx_http_amonitor_worker_s {
     ngx_rbtree_node_t              pending_sentinel;
     ngx_queue_t                    pending_all;
     amon_buf_t                     scratch; /* envelopes we build */
+    u_char                        *rbuf; /* every connection reads here */
+    size_t                         rbuf_size;
     ngx_queue_t                    msg_cache;
     ngx_uint_t                     msg_cached;
     ngx_uint_t                     panel_seq;
