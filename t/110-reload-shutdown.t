@@ -26,6 +26,9 @@ sub instance {
 # The fake SDK does not record the close codes of its connections; listen
 # to the "finish" event of each connection's controller (internals of
 # Test::AMonitor::FakeSDK) to learn them.
+# record how the SDK's open connections end, from now on: a connection
+# that had already ended (or a reconnect made before this call) is not
+# the agent's to close
 sub watch_closes {
     my ($sdk, $codes) = @_;
     for my $id (keys %{ $sdk->{conns} }) {
@@ -137,6 +140,10 @@ subtest 'reload: panels of the old workers get 1001, SDK connections of the '
         'four panels get heartbeats');
 
     $t->mark_log;
+    # the connections open now are the ones the agent must close
+    ok($sdk->wait_connections(2), 'the SDK has both agent connections');
+    @codes = ();
+    watch_closes($sdk, \@codes);
     my $t0 = time;
     ok(reload_settled($t), 'reload');
     ok(wait_for(sub { !grep { $_->is_open } @p }, 5),
@@ -180,6 +187,10 @@ subtest 'quit with open panels and SDK connections: 1001 everywhere, quick, '
     ok($slow, 'a panel that does not read');
 
     $t->mark_log;
+    # the connections open now are the ones the agent must close
+    ok($sdk->wait_connections(2), 'the SDK has both agent connections');
+    @codes = ();
+    watch_closes($sdk, \@codes);
     my $t0 = time;
     ok($t->stop(timeout => 5), 'nginx exits on QUIT');
     my $took = time - $t0;
