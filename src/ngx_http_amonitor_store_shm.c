@@ -14,7 +14,8 @@
 #include "ngx_http_amonitor_store.h"
 
 
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0001ULL
+#define NGX_HTTP_AMONITOR_NODE_MIN   256
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0002ULL
 
 
 typedef struct {
@@ -24,6 +25,7 @@ typedef struct {
     ngx_queue_t queue;
     ngx_msec_t  expire;
     u_short     result_len;
+    u_short     room; /* bytes for a result after the id */
     u_char      data[1]; /* id, then result */
 } ngx_http_amonitor_node_t;
 
@@ -58,7 +60,7 @@ static void ngx_http_amonitor_shm_expire(
 static void ngx_http_amonitor_shm_delete(
     ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_alloc(
-    ngx_http_amonitor_shm_t *ctx, size_t len, ngx_uint_t *evicted);
+    ngx_http_amonitor_shm_t *ctx, size_t size, ngx_uint_t *evicted);
 static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
@@ -304,7 +306,7 @@ ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx, ngx_uint_t force)
 
 static ngx_http_amonitor_node_t *
 ngx_http_amonitor_shm_alloc(
-    ngx_http_amonitor_shm_t *ctx, size_t len, ngx_uint_t *evicted)
+    ngx_http_amonitor_shm_t *ctx, size_t size, ngx_uint_t *evicted)
 {
     ngx_uint_t         i;
     ngx_rbtree_node_t *node;
@@ -316,8 +318,7 @@ ngx_http_amonitor_shm_alloc(
      * free no page, so evict until a whole page comes free, up to a bound.
      */
     for (i = 0; i < 1024; i++) {
-        node = ngx_slab_alloc_locked(
-            ctx->shpool, ngx_http_amonitor_node_size(len));
+        node = ngx_slab_alloc_locked(ctx->shpool, size);
         if (node != NULL) {
             return (ngx_http_amonitor_node_t *) &node->color;
         }
@@ -341,16 +342,34 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
     uint32_t hash, ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
     ngx_uint_t *evicted)
 {
-    size_t                    rlen;
+    size_t                    rlen, size, cap;
     ngx_rbtree_node_t        *node;
     ngx_http_amonitor_node_t *an;
 
     rlen = result ? result->len : 0;
 
-    an = ngx_http_amonitor_shm_alloc(ctx, msg_id->len + rlen, evicted);
+    /*
+     * The slab rounds small sizes up to a power of two anyway: ask for at
+     * least NGX_HTTP_AMONITOR_NODE_MIN, so that the ack result of a
+     * pending claim usually fits in place later (no tree update).
+     */
+    size = ngx_http_amonitor_node_size(msg_id->len + rlen);
+    cap = NGX_HTTP_AMONITOR_NODE_MIN;
+
+    while (cap < size) {
+        cap <<= 1;
+    }
+
+    if (cap > ngx_pagesize / 2) {
+        cap = size;
+    }
+
+    an = ngx_http_amonitor_shm_alloc(ctx, cap, evicted);
     if (an == NULL) {
         return NULL;
     }
+
+    an->room = (u_short) (cap - ngx_http_amonitor_node_size(msg_id->len));
 
     node = (ngx_rbtree_node_t *) ((u_char *) an
         - offsetof(ngx_rbtree_node_t, color));
@@ -470,17 +489,32 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     old = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
 
-    if (old != NULL) {
-        expire = old->expire;
-        ngx_http_amonitor_shm_delete(ctx, old);
+    if (old != NULL && r.len <= old->room) {
+        /* the usual case: the result fits where the claim is */
+        old->state = (u_char) state;
+        old->result_len = (u_short) r.len;
+
+        if (r.len) {
+            ngx_memcpy(old->data + old->id_len, r.data, r.len);
+        }
+
+        ngx_queue_remove(&old->queue);
+        ngx_queue_insert_head(&ctx->sh->lru, &old->queue);
+        an = old;
 
     } else {
-        /* evicted meanwhile, or finished late: record it again */
-        expire = ngx_current_msec + ctx->ttl;
-    }
+        if (old != NULL) {
+            expire = old->expire;
+            ngx_http_amonitor_shm_delete(ctx, old);
 
-    an = ngx_http_amonitor_shm_add(
-        ctx, msg_id, hash, state, &r, expire, &evicted);
+        } else {
+            /* evicted meanwhile, or finished late: record it again */
+            expire = ngx_current_msec + ctx->ttl;
+        }
+
+        an = ngx_http_amonitor_shm_add(
+            ctx, msg_id, hash, state, &r, expire, &evicted);
+    }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
