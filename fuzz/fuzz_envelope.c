@@ -147,6 +147,17 @@ json_round_trip(size_t max)
 
     out.len = 0;
     rc = amon_envelope_build_pb(&out, max, NULL, &o);
+
+    if (rc == AMON_EFIELD_TYPE
+        && (env.type == AMON_MSG_REGISTER || env.type == AMON_MSG_HEARTBEAT)) {
+        /*
+         * The decoder passes "metadata"/"metrics" through whatever their
+         * JSON type; only an object has a protobuf form (a map).  Their
+         * other fields' types the decoder has checked already.
+         */
+        goto acks;
+    }
+
     CHECK(rc == AMON_OK);
 
     rc = amon_envelope_decode_pb(&env2, out.data, out.len, NULL);
@@ -176,6 +187,8 @@ json_round_trip(size_t max)
     }
 
     amon_envelope_release(&env2);
+
+acks:
 
     /* an ack or an error made from the fields decodes to the same */
 
