@@ -593,39 +593,8 @@ unsigned
 amon_ws_mask(unsigned char *data, size_t len, const unsigned char mask[4],
     unsigned offset)
 {
-    size_t        i;
-    uint64_t      k, w0, w1;
-    unsigned char key8[8];
-
-    offset &= 3;
-    amon_ws_make_key8(key8, mask, offset);
-    memcpy(&k, key8, 8);
-
-    i = 0;
-
-    /* two independent words per round keep the pipeline busy */
-    for (; len - i >= 16; i += 16) {
-        memcpy(&w0, data + i, 8);
-        memcpy(&w1, data + i + 8, 8);
-        w0 ^= k;
-        w1 ^= k;
-        memcpy(data + i, &w0, 8);
-        memcpy(data + i + 8, &w1, 8);
-    }
-
-    if (len - i >= 8) {
-        memcpy(&w0, data + i, 8);
-        w0 ^= k;
-        memcpy(data + i, &w0, 8);
-        i += 8;
-    }
-
-    /* every 8-byte step keeps the key phase, so the tail starts at key8[0] */
-    for (; i < len; i++) {
-        data[i] ^= key8[i & 7];
-    }
-
-    return (unsigned) ((offset + len) & 3);
+    /* each word is read before it is written: in place is a copy onto itself */
+    return amon_ws_mask_copy(data, data, len, mask, offset);
 }
 
 
@@ -643,6 +612,7 @@ amon_ws_mask_copy(unsigned char *dst, const unsigned char *src, size_t len,
 
     i = 0;
 
+    /* two independent words per round keep the pipeline busy */
     for (; len - i >= 16; i += 16) {
         memcpy(&w0, src + i, 8);
         memcpy(&w1, src + i + 8, 8);

@@ -160,7 +160,7 @@ size_t amon_ws_write_close(unsigned char *dst, size_t cap, uint16_t code,
 unsigned amon_ws_mask(unsigned char *data, size_t len,
     const unsigned char mask[4], unsigned offset);
 
-/* Same, copying from "src" into "dst" (which may not overlap). */
+/* Same, copying from "src" into "dst": the same buffer, or not overlapping. */
 unsigned amon_ws_mask_copy(unsigned char *dst, const unsigned char *src,
     size_t len, const unsigned char mask[4], unsigned offset);
 

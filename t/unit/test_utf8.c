@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "amon_core.h"
+#include "test_util.h"
 
 
 typedef struct {
@@ -68,29 +69,6 @@ static const utf8_case_t cases[] = {
     {"41 e2 82", 0, -1},
     {"f0 9f 98", 0, -1},
 };
-
-
-static size_t
-hex(const char *s, unsigned char *out)
-{
-    size_t       n;
-    unsigned int b;
-
-    n = 0;
-
-    while (*s) {
-        if (*s == ' ') {
-            s++;
-            continue;
-        }
-
-        assert_int_equal(sscanf(s, "%2x", &b), 1);
-        out[n++] = (unsigned char) b;
-        s += 2;
-    }
-
-    return n;
-}
 
 
 static void

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "amon_ws_frame.h"
+#include "test_util.h"
 
 
 #define REC_MAX_EVENTS 64
@@ -45,30 +46,6 @@ typedef struct {
 
 
 static const unsigned char rfc_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
-
-
-/* "81 05 48" -> bytes; spaces ignored */
-static size_t
-hex(const char *s, unsigned char *out)
-{
-    size_t       n;
-    unsigned int b;
-
-    n = 0;
-
-    while (*s) {
-        if (*s == ' ') {
-            s++;
-            continue;
-        }
-
-        assert_int_equal(sscanf(s, "%2x", &b), 1);
-        out[n++] = (unsigned char) b;
-        s += 2;
-    }
-
-    return n;
-}
 
 
 /*
