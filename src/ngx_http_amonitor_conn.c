@@ -35,11 +35,10 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
 
     /*
      * Input is decoded as soon as it is read, so every connection of the
-     * worker reads into the worker's one buffer; the send queue starts
+     * worker reads into the worker's one buffer (worker->rbuf); the send
+     * queue starts
      * small and grows only for a connection that needs it.
      */
-    wc->rbuf = w->rbuf;
-    wc->rbuf_size = w->rbuf_size;
     wc->q_limit = amcf->queue;
     wc->q_size = amcf->queue + NGX_HTTP_AMONITOR_RESERVED_Q;
 
@@ -130,7 +129,7 @@ ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
             return;
         }
 
-        n = c->recv(c, wc->rbuf, wc->rbuf_size);
+        n = c->recv(c, wc->worker->rbuf, wc->worker->rbuf_size);
 
         if (n == NGX_AGAIN) {
             break;
@@ -181,8 +180,8 @@ ngx_http_amonitor_conn_feed(
     size_t n;
 
     while (len) {
-        n = ngx_min(len, wc->rbuf_size);
-        ngx_memcpy(wc->rbuf, data, n);
+        n = ngx_min(len, wc->worker->rbuf_size);
+        ngx_memcpy(wc->worker->rbuf, data, n);
 
         wc->rbuf_pos = 0;
         wc->rbuf_last = n;
@@ -212,7 +211,7 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
 
     for (;;) {
 
-        rc = amon_ws_parse(&wc->parser, wc->rbuf + wc->rbuf_pos,
+        rc = amon_ws_parse(&wc->parser, wc->worker->rbuf + wc->rbuf_pos,
             wc->rbuf_last - wc->rbuf_pos, &consumed, &ev);
 
         wc->rbuf_pos += consumed;

@@ -149,12 +149,9 @@ struct ngx_http_amonitor_conn_s {
     void                       *data; /* panel or upstream */
 
     amon_ws_parser_t parser;
-    u_char          *rbuf;
-    size_t           rbuf_size;
-    size_t           rbuf_pos;
+    size_t           rbuf_pos; /* in worker->rbuf */
     size_t           rbuf_last;
     amon_buf_t       message; /* fragments, reused */
-    ngx_uint_t       message_opcode;
 
     ngx_http_amonitor_qitem_t *q;
     ngx_uint_t                 q_size; /* limit + reserved */
@@ -246,8 +243,6 @@ struct ngx_http_amonitor_pending_s {
     ngx_str_t                     target_url;
     ngx_http_amonitor_worker_t   *worker;
     ngx_http_amonitor_msg_t      *msg; /* the action's frame */
-    ngx_str_t                     claim_result;
-    u_char                        result[NGX_HTTP_AMONITOR_RESULT_MAX];
     unsigned                      binary : 1;
     unsigned                      in_tree : 1;
     unsigned                      sent : 1;

@@ -55,8 +55,8 @@ ngx_http_amonitor_router_panel_message(
     ngx_http_amonitor_panel_t *p, ngx_uint_t opcode, u_char *data, size_t len)
 {
     int                          rc;
-    u_char                      *d;
-    ngx_str_t                    msg_id, target_id;
+    u_char                      *d, buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    ngx_str_t                    msg_id, target_id, result;
     ngx_uint_t                   binary;
     amon_envelope_t              env;
     ngx_http_amonitor_claim_e    state;
@@ -175,13 +175,15 @@ ngx_http_amonitor_router_panel_message(
     ngx_queue_insert_tail(&w->pending_all, &pa->all);
     p->pending++;
 
-    pa->claim_result.data = pa->result;
+    /* an inline answer (shm) copies a stored result here */
+    result.data = buf;
+    result.len = 0;
 
-    rc = w->store->claim(w->store, &pa->sn.str, &state, &pa->claim_result,
+    rc = w->store->claim(w->store, &pa->sn.str, &state, &result,
         ngx_http_amonitor_router_claimed, pa);
 
     if (rc == NGX_OK) {
-        ngx_http_amonitor_router_claimed(pa, state, &pa->claim_result);
+        ngx_http_amonitor_router_claimed(pa, state, &result);
 
     } else if (rc == NGX_AGAIN) {
         /* the store answers later; it must do so in time */
