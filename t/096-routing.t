@@ -106,27 +106,11 @@ subtest 'an unknown target_id with a known URL goes to that target' => sub {
     is($sdk_c->accepted + $sdk_l->accepted, 0, 'nothing else was dialed');
 };
 
-# panels on both workers: each worker's connection to rt-b sends its own
-# event, a panel receives the one of its worker (the fake SDK has no
-# per-connection API: this uses its connection table)
-my (%by_worker, @panels);
-for my $try (1 .. 6) {
-    my @new = map { $t->panel('/ws/panel', name => "w$try-$_") } 1 .. 4;
-    push @panels, @new;
-    for my $cid (keys %{ $sdk_b->{conns} }) {
-        $sdk_b->{conns}{$cid}{c}->send({ text => encode_json({
-            msg_id => "which-$try-$cid", type => 'event',
-            target_id => 'rt-b', payload => { target_id => 'rt-b',
-                event_name => 'which' } }) });
-    }
-    for my $q (@new) {
-        my $m = $q->recv_until(sub { $_[0]{data} =~ /"which-$try-(\d+)"/ }, 5)
-            or next;
-        my ($w) = $m->{data} =~ /"which-$try-(\d+)"/;
-        push @{ $by_worker{$w} }, $q;
-    }
-    last if keys %by_worker == 2;
-}
+# panels on both workers (told apart by an event each worker's
+# connection to rt-b sends)
+my ($by_worker, $all) = panels_per_worker($t, $sdk_b, workers => 2);
+my %by_worker = %$by_worker;
+my @panels = @$all;
 is(scalar(keys %by_worker), 2, 'panels on both workers');
 my @two = map { $by_worker{$_}[0] } sort keys %by_worker;
 

@@ -39,27 +39,11 @@ EOC
 ok($hub->wait_connections(2), 'both workers dialed the configured SDK');
 is($new->accepted, 0, 'nobody dialed rg-new yet');
 
-# panels on both workers, told apart by the event each worker's hub
-# connection sends (the fake SDK has no per-connection API: this uses
-# its connection table)
-my (%by_worker, @panels);
-for my $try (1 .. 6) {
-    my @p = map { $t->panel('/ws/panel', name => "p$try-$_") } 1 .. 4;
-    push @panels, @p;
-    for my $cid (keys %{ $hub->{conns} }) {
-        $hub->{conns}{$cid}{c}->send({ text => encode_json({
-            msg_id => "which-$try-$cid", type => 'event',
-            target_id => 'rg-hub', payload => { target_id => 'rg-hub',
-                event_name => 'which' } }) });
-    }
-    for my $q (@p) {
-        my $m = $q->recv_until(sub { $_[0]{data} =~ /"which-$try-(\d+)"/ }, 5)
-            or next;
-        my ($w) = $m->{data} =~ /"which-$try-(\d+)"/;
-        push @{ $by_worker{$w} }, $q;
-    }
-    last if keys %by_worker == 2;
-}
+# panels on both workers (told apart by an event each worker's
+# connection to the hub sends)
+my ($by_worker, $all) = panels_per_worker($t, $hub, workers => 2);
+my %by_worker = %$by_worker;
+my @panels = @$all;
 is(scalar(keys %by_worker), 2, 'panels on both workers');
 my @two = map { $by_worker{$_}[0] } sort keys %by_worker;
 

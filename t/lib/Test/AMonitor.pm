@@ -41,7 +41,7 @@ our @EXPORT = (
     decode_json try_decode_json json_text now_ms tscale default_timeout
     raw_connect raw_ws_connect raw_send raw_read raw_read_frame raw_http
     http_request parse_http_response ws_frame ws_accept_key raw_eof
-    slow_panel scan_log_text)
+    slow_panel scan_log_text panels_per_worker)
 );
 
 our $REPO = abs_path(dirname(__FILE__) . '/../../..');
@@ -894,6 +894,38 @@ sub panel_handshake_status {
     return wantarray ? ($res->{code}, $res) : $res->{code};
 }
 
+# Open panels in batches of "batch" until each of "workers" workers has
+# one.  Which worker a panel is on shows in the event that each worker's
+# connection to the fake SDK sends.  Returns ({ conn_id => [panels] },
+# [every panel opened]).
+sub panels_per_worker {
+    my ($t, $sdk, %o) = @_;
+    my $workers = $o{workers} // $t->workers;
+    my $batch = $o{batch} // 4;
+    my $target = $sdk->target_id;
+    my (%by_worker, @all);
+
+    for my $try (1 .. ($o{tries} // 6)) {
+        my @new = map { $t->panel($o{path} // '/ws/panel',
+            name => "w$try-$_") } 1 .. $batch;
+        push @all, @new;
+        for my $cid ($sdk->conn_ids) {
+            $sdk->send_to($cid, { msg_id => "which-$try-$cid",
+                type => 'event', target_id => $target,
+                payload => { target_id => $target, event_name => 'which' } });
+        }
+        for my $q (@new) {
+            my $m = $q->recv_until(
+                sub { $_[0]{data} =~ /"which-$try-(\d+)"/ }, 5) or next;
+            my ($w) = $m->{data} =~ /"which-$try-(\d+)"/;
+            push @{ $by_worker{$w} }, $q;
+        }
+        last if keys %by_worker == $workers;
+    }
+
+    return (\%by_worker, \@all);
+}
+
 sub fake_sdk {
     my (%opt) = @_;
     my $sdk = Test::AMonitor::FakeSDK->new(%opt);
@@ -1694,6 +1726,12 @@ C<accepted>, C<heartbeats>, C<connections>, C<wait_connections($n,
 $timeout)>, C<stop> (refuse new connections, close open ones with 1001),
 C<start>, C<drop_all> (TCP close), C<close_all($code)>, C<pause_accept>
 / C<resume_accept>, C<set(%opt)>.
+
+=item panels_per_worker($t, $sdk, workers => N, batch => 4, tries => 6, path => '/ws/panel')
+
+Opens panels in batches until each of N workers has one, telling them
+apart by an event that each worker's connection to C<$sdk> sends.
+Returns C<({ conn_id =E<gt> [panels] }, [all panels])>.
 
 =back
 
