@@ -5,6 +5,8 @@ SHELL      := /bin/bash
 NGX_SRC    ?= /usr/share/nginx/src
 BUILD      := $(CURDIR)/build
 NGX_BUILD  := $(BUILD)/nginx
+# configure writes into $(NGX_SRC): one at a time across checkouts
+NGX_LOCK   ?= /tmp/.amonitor-nginx-src.lock
 MODULE     := ngx_http_amonitor_module.so
 DEPS       := $(CURDIR)/scripts/deps.sh
 FUZZ_SECONDS ?= 60
@@ -54,7 +56,7 @@ $(NGX_BUILD)/Makefile: config $(GEN)
 	@test -f $(NGX_SRC)/conf_flags || { echo "nginx-dev is missing:" \
 	    "run 'make deps'" >&2; exit 1; }
 	@mkdir -p $(NGX_BUILD)
-	cd $(NGX_SRC) && . ./conf_flags && flock $(BUILD)/.nginx.lock \
+	cd $(NGX_SRC) && . ./conf_flags && flock $(NGX_LOCK) \
 	    ./configure \
 	    --with-cc-opt="-fPIC -g -O2 $(NGX_EXTRA_CC_OPT)" \
 	    --with-ld-opt="-fPIC $(NGX_EXTRA_LD_OPT)" "$${NGX_CONF_FLAGS[@]}" \
@@ -63,7 +65,7 @@ $(NGX_BUILD)/Makefile: config $(GEN)
 	    exit 1; }
 
 $(NGX_BUILD)/$(MODULE): $(NGX_BUILD)/Makefile $(MOD_SRCS) $(GEN)
-	flock $(BUILD)/.nginx.lock \
+	flock $(NGX_LOCK) \
 	    $(MAKE) -f $(NGX_BUILD)/Makefile -C $(NGX_SRC) modules
 
 # copy, then rename: a running nginx keeps its mapping of the old file
