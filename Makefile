@@ -22,6 +22,7 @@ PROTO      := proto/amonitor.proto
 GEN        := src/core/gen/amonitor.pb-c.c src/core/gen/amonitor.pb-c.h
 CORE_SRCS  := src/core/amon_core.c src/core/amon_utf8.c \
               src/core/amon_ws_frame.c src/core/amon_ws_handshake.c \
+              src/core/amon_ws_request.c src/core/amon_ws_session.c \
               src/core/amon_json.c src/core/amon_json_str.c \
               src/core/amon_envelope.c \
               src/core/amon_envelope_build.c src/core/amon_envelope_pb.c
@@ -29,6 +30,11 @@ CORE_HDRS  := $(wildcard src/core/*.h) src/core/gen/amonitor.pb-c.h
 CORE_OBJS  := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS)) \
               $(BUILD)/core/amonitor.pb-c.o
 MOD_SRCS   := $(wildcard src/*.c src/*.h) $(CORE_SRCS) $(CORE_HDRS)
+
+# POSIX helpers of the SDK, the CLI and the load generator (not the module)
+POSIX_SRCS := src/posix/amon_posix.c
+POSIX_HDRS := src/posix/amon_posix.h
+POSIX_OBJS := $(patsubst src/posix/%.c,$(BUILD)/posix/%.o,$(POSIX_SRCS))
 
 UNIT_SRCS  := $(wildcard t/unit/test_*.c)
 UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
@@ -81,7 +87,7 @@ build-agent: module
 
 # --- the protocol core as a static library (SDK, CLI, tests) -------------
 
-core: $(BUILD)/libamon_core.a
+core: $(BUILD)/libamon_core.a $(BUILD)/libamon_posix.a
 
 $(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
 	@mkdir -p $(@D)
@@ -93,6 +99,14 @@ $(BUILD)/core/amonitor.pb-c.o: src/core/gen/amonitor.pb-c.c $(GEN)
 	    -c $< -o $@
 
 $(BUILD)/libamon_core.a: $(CORE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/posix/%.o: src/posix/%.c $(POSIX_HDRS) $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) -Isrc/posix -c $< -o $@
+
+$(BUILD)/libamon_posix.a: $(POSIX_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
@@ -135,7 +149,7 @@ bench: core
 SDK_BUILD   := $(BUILD)/sdk
 SDK_VERSION := 1.0.0
 SDK_CFLAGS   = -std=gnu99 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
-               -Isdk/include -Isdk/src -Isrc/core -Isrc/core/gen
+               -Isdk/include -Isdk/src -Isrc/core -Isrc/core/gen -Isrc/posix
 SDK_LIBS    := $(CORE_LIBS) -pthread
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/*.h sdk/src/*.h)
@@ -154,12 +168,12 @@ PREFIX      ?= /usr/local
 build-sdk sdk: $(SDK_BUILD)/libamonitor_sdk.a $(SDK_BUILD)/libamonitor_sdk.so \
     $(SDK_BUILD)/amonitor_sdk.pc $(SDK_BUILD)/amonitor-sdk-example
 
-$(SDK_BUILD)/obj/%.o: sdk/src/%.c $(SDK_HDRS) $(CORE_HDRS)
+$(SDK_BUILD)/obj/%.o: sdk/src/%.c $(SDK_HDRS) $(CORE_HDRS) $(POSIX_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SDK_CFLAGS) -c $< -o $@
 
 # the static library carries the core too: users link one archive
-$(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS)
+$(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
@@ -167,12 +181,12 @@ $(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS)
 $(SDK_BUILD)/libamonitor_sdk.so: $(SDK_BUILD)/libamonitor_sdk.so.1
 	ln -sf libamonitor_sdk.so.1 $@
 
-$(SDK_BUILD)/libamonitor_sdk.so.1: $(SDK_OBJS) $(CORE_OBJS) \
+$(SDK_BUILD)/libamonitor_sdk.so.1: $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) \
     sdk/amonitor_sdk.map
 	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) \
 	    -Wl,-soname,libamonitor_sdk.so.1 \
 	    -Wl,--version-script=sdk/amonitor_sdk.map \
-	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(CORE_LIBS)
+	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(CORE_LIBS)
 
 $(SDK_BUILD)/amonitor_sdk.pc: sdk/amonitor_sdk.pc.in
 	@mkdir -p $(@D)
@@ -206,13 +220,14 @@ install-sdk: build-sdk
 
 tools: $(BUILD)/amonitor
 
-$(BUILD)/tools/%.o: tools/%.c $(TOOLS_HDRS) $(CORE_HDRS)
+$(BUILD)/tools/%.o: tools/%.c $(TOOLS_HDRS) $(CORE_HDRS) $(POSIX_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CORE_CFLAGS) -Itools -c $< -o $@
+	$(CC) $(CORE_CFLAGS) -Isrc/posix -Itools -c $< -o $@
 
-$(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_core.a
+$(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_posix.a \
+    $(BUILD)/libamon_core.a
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $(TOOLS_OBJS) \
-	    $(BUILD)/libamon_core.a $(CORE_LIBS) -lm
+	    $(BUILD)/libamon_posix.a $(BUILD)/libamon_core.a $(CORE_LIBS) -lm
 
 # SDK and CLI tests that need no nginx (python3-websockets is the client)
 sdk-test-bins: $(SDK_TESTS)
@@ -257,7 +272,8 @@ lint: $(GEN)
 	clang-format --dry-run --Werror $(LINT_SRCS)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	    --inline-suppr --suppress=missingIncludeSystem \
-	    -Isrc/core -Isrc/core/gen $(filter-out src/ngx_%,$(LINT_SRCS))
+	    -Isrc/core -Isrc/core/gen -Isrc/posix \
+	    $(filter-out src/ngx_%,$(LINT_SRCS))
 	$(MAKE) core BUILD=$(BUILD)/lint EXTRA_CFLAGS="-Wshadow -Wpointer-arith"
 
 format:

@@ -21,15 +21,16 @@ PANELS=${BENCH_PANELS:-100}
 CC=${CC:-cc}
 LOAD=$ROOT/build/bench/amon-load
 
-if [ ! -f build/libamon_core.a ] || [ ! -f "$MODULE" ]; then
+if [ ! -f build/libamon_core.a ] || [ ! -f build/libamon_posix.a ] \
+    || [ ! -f "$MODULE" ]; then
     echo "run.sh: build the core and the module first: make core module" >&2
     exit 2
 fi
 
 mkdir -p build/bench
 "$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
-    -Isrc/core -Isrc/core/gen bench/agent/amon-load.c build/libamon_core.a \
-    -lcjson -lprotobuf-c -lcrypto -o "$LOAD"
+    -Isrc/core -Isrc/core/gen -Isrc/posix bench/agent/amon-load.c \
+    build/libamon_posix.a build/libamon_core.a -lcjson -lprotobuf-c -lcrypto -o "$LOAD"
 
 PREFIX=$(mktemp -d /tmp/amon-bench-XXXXXX)
 chmod 755 "$PREFIX"

@@ -166,8 +166,12 @@ int amon_envelope_build_error(amon_buf_t *out, size_t max,
 int amon_payload_json_to_pb(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_msg_type_e type, amon_str_t json);
 
-/* A random (version 4) UUID as 36 lowercase characters, not terminated. */
-void amon_uuid4(const unsigned char random16[16], unsigned char out[36]);
+/*
+ * A random (version 4) UUID as AMON_UUID_LEN lowercase characters, not
+ * terminated.
+ */
+void amon_uuid4(
+    const unsigned char random16[16], unsigned char out[AMON_UUID_LEN]);
 
 /* Append "s" to "out" as a JSON string literal, quotes included. */
 int amon_json_append_string(

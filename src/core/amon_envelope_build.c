@@ -450,7 +450,7 @@ amon_envelope_build_error(amon_buf_t *out, size_t max,
 {
     int                 rc;
     size_t              saved;
-    unsigned char       sep, rnd[16], id[36];
+    unsigned char       sep, rnd[16], id[AMON_UUID_LEN];
     amon_pb_env_t       pe;
     amon_envelope_out_t e;
     amon_str_t          c;
@@ -515,7 +515,7 @@ amon_envelope_build_error(amon_buf_t *out, size_t max,
 
 
 void
-amon_uuid4(const unsigned char random16[16], unsigned char out[36])
+amon_uuid4(const unsigned char random16[16], unsigned char out[AMON_UUID_LEN])
 {
     unsigned      i, n;
     unsigned char b;

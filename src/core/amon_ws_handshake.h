@@ -20,6 +20,7 @@ extern "C" {
 #define AMON_WS_KEY_LEN      24 /* base64 of 16 bytes */
 #define AMON_WS_ACCEPT_LEN   28 /* base64 of a SHA-1 digest */
 #define AMON_WS_MAX_RESPONSE 8192 /* client: response header limit */
+#define AMON_WS_MAX_REQUEST  8192 /* server: request header limit */
 
 
 /*
@@ -64,6 +65,57 @@ typedef struct {
  * *reason.  426 means "send Sec-WebSocket-Version: 13".
  */
 int amon_ws_server_check(const amon_ws_request_t *req, const char **reason);
+
+/*
+ * Server side, incremental: the parser of an upgrade request for endpoints
+ * that read the socket themselves (SDK, load generator).  Results point
+ * into the caller's buffer and are valid while it is.
+ */
+typedef struct {
+    /* set by amon_ws_request_init() */
+    size_t max; /* header block limit */
+
+    /* results of amon_ws_request_feed() */
+    amon_ws_request_t req; /* AMON_OK: passed amon_ws_server_check() */
+    amon_str_t        target; /* request-target, query included */
+    amon_str_t        authorization; /* data == NULL: absent */
+    size_t            header_len; /* bytes up to the end of the block */
+    int               status; /* AMON_EHANDSHAKE: the HTTP status */
+    const char       *reason; /* AMON_EHANDSHAKE: static text */
+
+    /* private */
+    size_t scanned;
+} amon_ws_request_parser_t;
+
+/* Prepare a parser; "max" 0 selects AMON_WS_MAX_REQUEST. */
+void amon_ws_request_init(amon_ws_request_parser_t *rp, size_t max);
+
+/*
+ * Feed everything received so far: "buf"/"len" is the whole input from its
+ * first byte (the parser remembers how far it looked).  Returns
+ *
+ *   AMON_AGAIN       the header block is not complete;
+ *   AMON_OK          a valid upgrade request: rp->req, target,
+ *                    authorization; rp->header_len bytes are the request,
+ *                    the rest are frames;
+ *   AMON_EHANDSHAKE  answer rp->status with rp->reason and close: 400 (bad
+ *                    request line, header line, duplicate key, not
+ *                    HTTP/1.1, ...), 405 (not GET), 426 (no upgrade or
+ *                    version not 13: send Sec-WebSocket-Version: 13), 431
+ *                    (no end of the block within "max" bytes).
+ *
+ * Line ends are CRLF; a bare LF is tolerated.
+ */
+int amon_ws_request_feed(
+    amon_ws_request_parser_t *rp, const unsigned char *buf, size_t len);
+
+/*
+ * Write the 101 response accepting "key" (the request's
+ * Sec-WebSocket-Key).  Returns bytes written, or 0 when "cap" is too small
+ * or the key is invalid.
+ */
+size_t amon_ws_server_response(unsigned char *dst, size_t cap, amon_str_t key);
+
 
 /*
  * Choose a subprotocol: the first element of the client's comma-separated
