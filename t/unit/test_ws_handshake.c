@@ -2,8 +2,9 @@
  * Copyright (C) AMonitor authors
  *
  * Unit tests of the opening handshake helpers: accept values, key checks,
- * token lists, the server-side checks, the client request and response
- * (split at every byte), subprotocols and ws:// URLs.
+ * token lists, the server-side checks and upgrade request parser, the
+ * client request and response (split at every byte), subprotocols and
+ * ws:// URLs.
  */
 
 #include <stdarg.h>
@@ -778,6 +779,185 @@ test_url_same_target(void **state)
 }
 
 
+#define REQ_HEAD \
+    "GET /ws/agent?x=1 HTTP/1.1\r\n" \
+    "Host: 127.0.0.1:9000\r\n" \
+    "Upgrade: websocket\r\n" \
+    "Connection: keep-alive, Upgrade\r\n" \
+    "Sec-WebSocket-Key:  " RFC_KEY " \r\n" \
+    "Sec-WebSocket-Version: 13\r\n" \
+    "Authorization: Bearer s3cret\r\n" \
+    "\r\n"
+
+
+static void
+request_str(amon_str_t got, const char *want)
+{
+    assert_non_null(got.data);
+    assert_int_equal(got.len, strlen(want));
+    assert_memory_equal(got.data, want, got.len);
+}
+
+
+/* the whole request, fed as it grows one byte at a time */
+static int
+request_grow(amon_ws_request_parser_t *rp, const char *in, size_t len)
+{
+    int    rc;
+    size_t i;
+
+    amon_ws_request_init(rp, 0);
+    rc = AMON_AGAIN;
+
+    for (i = 0; i <= len && rc == AMON_AGAIN; i++) {
+        rc = amon_ws_request_feed(rp, (const unsigned char *) in, i);
+    }
+
+    /* the same answer for the whole input at once */
+    {
+        amon_ws_request_parser_t whole;
+
+        amon_ws_request_init(&whole, 0);
+        assert_int_equal(
+            amon_ws_request_feed(&whole, (const unsigned char *) in, len), rc);
+        assert_int_equal(whole.status, rp->status);
+    }
+
+    return rc;
+}
+
+
+static void
+test_request_valid(void **state)
+{
+    size_t                   head, i;
+    amon_ws_request_parser_t rp;
+    static const char        in[] = REQ_HEAD "\x81\x80\x01\x02\x03\x04";
+    static const char        lf[] = "GET / HTTP/1.1\nupgrade: WebSocket\n"
+                                    "connection: upgrade\n"
+                                    "sec-websocket-key: " RFC_KEY "\n"
+                                    "sec-websocket-version: 13\n\n";
+
+    head = sizeof(REQ_HEAD) - 1;
+
+    /* every prefix of the head is incomplete */
+    amon_ws_request_init(&rp, 0);
+
+    for (i = 0; i < head; i++) {
+        assert_int_equal(
+            amon_ws_request_feed(&rp, (const unsigned char *) in, i),
+            AMON_AGAIN);
+    }
+
+    for (i = head; i < sizeof(in) - 1; i++) {
+        amon_ws_request_init(&rp, 0);
+        assert_int_equal(
+            amon_ws_request_feed(&rp, (const unsigned char *) in, i), AMON_OK);
+        assert_int_equal(rp.header_len, head);
+    }
+
+    assert_int_equal(request_grow(&rp, in, sizeof(in) - 1), AMON_OK);
+    assert_int_equal(rp.header_len, head);
+    assert_int_equal(rp.status, 101);
+    request_str(rp.req.method, "GET");
+    assert_int_equal(rp.req.http_version, 1001);
+    request_str(rp.target, "/ws/agent?x=1");
+    request_str(rp.req.upgrade, "websocket");
+    request_str(rp.req.key, RFC_KEY);
+    request_str(rp.req.version, "13");
+    request_str(rp.authorization, "Bearer s3cret");
+
+    /* bare LF line ends, no Authorization */
+    assert_int_equal(request_grow(&rp, lf, sizeof(lf) - 1), AMON_OK);
+    assert_int_equal(rp.header_len, sizeof(lf) - 1);
+    assert_null(rp.authorization.data);
+}
+
+
+static void
+request_refused(const char *in, int status)
+{
+    amon_ws_request_parser_t rp;
+
+    assert_int_equal(request_grow(&rp, in, strlen(in)), AMON_EHANDSHAKE);
+    assert_int_equal(rp.status, status);
+    assert_non_null(rp.reason);
+}
+
+
+static void
+test_request_refused(void **state)
+{
+    char                    *big;
+    amon_ws_request_parser_t rp;
+
+    request_refused("POST / HTTP/1.1\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: " RFC_KEY
+                    "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        405);
+    request_refused("GET / HTTP/1.0\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: " RFC_KEY
+                    "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        400);
+    request_refused("GET / HTTP/2.0\r\n\r\n", 400);
+    request_refused("GET /\r\n\r\n", 400);
+    request_refused("\r\n\r\n", 400);
+    request_refused("GET / HTTP/1.1\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n",
+        400);
+    request_refused("GET / HTTP/1.1\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: " RFC_KEY
+                    "\r\nSec-WebSocket-Key: " RFC_KEY
+                    "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        400);
+    request_refused("GET / HTTP/1.1\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: " RFC_KEY
+                    "\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        426);
+    request_refused("GET / HTTP/1.1\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: " RFC_KEY
+                    "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        426);
+    request_refused("GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400);
+    request_refused("GET / HTTP/1.1\r\n folded: x\r\n\r\n", 400);
+
+    /* no end of the head within the limit */
+    big = malloc(AMON_WS_MAX_REQUEST + 1);
+    assert_non_null(big);
+    memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+    memset(big + 19, 'a', AMON_WS_MAX_REQUEST - 19);
+    big[AMON_WS_MAX_REQUEST] = '\0';
+    request_refused(big, 431);
+    free(big);
+
+    amon_ws_request_init(&rp, 32);
+    assert_int_equal(amon_ws_request_feed(&rp, (const unsigned char *) REQ_HEAD,
+                         sizeof(REQ_HEAD) - 1),
+        AMON_EHANDSHAKE);
+    assert_int_equal(rp.status, 431);
+}
+
+
+static void
+test_server_response(void **state)
+{
+    size_t            n;
+    unsigned char     out[256];
+    static const char want[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                               "Upgrade: websocket\r\n"
+                               "Connection: Upgrade\r\n"
+                               "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n";
+
+    n = amon_ws_server_response(out, sizeof(out), S(RFC_KEY));
+    assert_int_equal(n, sizeof(want) - 1);
+    assert_memory_equal(out, want, n);
+
+    assert_int_equal(amon_ws_server_response(out, n, S(RFC_KEY)), 0);
+    assert_int_equal(amon_ws_server_response(out, sizeof(out), S("")), 0);
+}
+
+
 int
 main(void)
 {
@@ -795,6 +975,9 @@ main(void)
         cmocka_unit_test(test_client_response_refused),
         cmocka_unit_test(test_url_parse),
         cmocka_unit_test(test_url_same_target),
+        cmocka_unit_test(test_request_valid),
+        cmocka_unit_test(test_request_refused),
+        cmocka_unit_test(test_server_response),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
