@@ -22,20 +22,23 @@
 
 static void amonitor_conn_handshake(
     amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
-static int  amonitor_conn_request(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-     size_t hlen, int *authorized);
+static int amonitor_conn_accept(
+    amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int *authorized);
 static void amonitor_conn_reject(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     int status, const char *reason);
 static void amonitor_conn_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 static void amonitor_conn_frames(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     unsigned char *p, size_t len);
-static int  amonitor_conn_append(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-     const unsigned char *p, size_t len);
-static int  amonitor_conn_queue(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-     const unsigned char *hdr, size_t hlen, const unsigned char *p, size_t len);
-static int  amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth);
+static void amonitor_conn_closing(
+    amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+static int amonitor_conn_reply(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const unsigned char *p, size_t len);
+static int amonitor_conn_append(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const unsigned char *p, size_t len);
+static int amonitor_conn_queue(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const unsigned char *hdr, size_t hlen, const unsigned char *p, size_t len);
+static int amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth);
 static amon_str_t amonitor_trim(const unsigned char *p, size_t len);
-
 
 amonitor_conn_t *
 amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
@@ -54,10 +57,10 @@ amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
     c->fd = fd;
     c->id = priv->next_conn_id++;
     c->state = AMONITOR_CONN_HANDSHAKE;
-    c->deadline = amonitor_now_ms() + AMONITOR_HANDSHAKE_MS;
+    c->deadline = amon_posix_now_ms() + AMONITOR_HANDSHAKE_MS;
 
-    amon_ws_parser_init(&c->parser, 1, priv->max_message);
-    c->parser.validate_utf8 = 1;
+    amon_ws_request_init(&c->request, AMONITOR_HANDSHAKE_MAX);
+    amon_ws_session_init(&c->session, 0, priv->max_message, NULL, NULL, NULL);
 
     slen = sizeof(ss);
     if (getpeername(fd, (struct sockaddr *) &ss, &slen) == 0) {
@@ -104,8 +107,8 @@ amonitor_conn_free(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     }
 
     amon_buf_free(&c->in, NULL);
-    amon_buf_free(&c->msg, NULL);
     amon_buf_free(&c->out, NULL);
+    amon_ws_session_free(&c->session);
     free(c);
 }
 
@@ -192,26 +195,21 @@ amonitor_conn_read(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 static void
 amonitor_conn_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 {
-    size_t         i, hlen, rest;
-    int            authorized;
-    unsigned char *p;
+    int    rc, authorized;
+    size_t hlen, rest;
 
-    p = c->in.data;
-    hlen = 0;
+    rc = amon_ws_request_feed(&c->request, c->in.data, c->in.len);
 
-    for (i = 3; i < c->in.len; i++) {
-        if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n'
-            && p[i - 3] == '\r') {
-            hlen = i + 1;
-            break;
-        }
-    }
-
-    if (hlen == 0) {
+    if (rc == AMON_AGAIN) {
         return; /* more to come */
     }
 
-    if (amonitor_conn_request(priv, c, hlen, &authorized) != AMONITOR_OK) {
+    if (rc != AMON_OK) {
+        amonitor_conn_reject(priv, c, c->request.status, c->request.reason);
+        return;
+    }
+
+    if (amonitor_conn_accept(priv, c, &authorized) != AMONITOR_OK) {
         return; /* rejected with an HTTP error */
     }
 
@@ -234,6 +232,7 @@ amonitor_conn_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     }
 
     /* frames the agent sent right behind its request */
+    hlen = c->request.header_len;
     rest = c->in.len - hlen;
 
     if (rest) {
@@ -249,108 +248,23 @@ amonitor_conn_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 
 
 /*
- * Parse the request head, check it with the core and answer 101 (or an
- * HTTP error).  "authorized" tells whether the token matched.
+ * A valid upgrade request (the core parsed and checked it): check the
+ * path, answer 101 and tell whether the token matched.
  */
 static int
-amonitor_conn_request(
-    amonitor_sdk_priv_t *priv, amonitor_conn_t *c, size_t hlen, int *authorized)
+amonitor_conn_accept(
+    amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int *authorized)
 {
-    int               status, nkeys;
-    size_t            n;
-    const char       *reason;
-    unsigned char    *p, *last, *eol, *colon, *sp;
-    amon_str_t        name, value, target, auth;
-    amon_ws_request_t req;
-    unsigned char     accept[AMON_WS_ACCEPT_LEN];
-    char              resp[256];
+    size_t               n;
+    amon_str_t           target;
+    const unsigned char *q;
+    unsigned char        resp[256];
 
-    memset(&req, 0, sizeof(req));
-    auth.data = NULL;
-    auth.len = 0;
-    nkeys = 0;
-
-    p = c->in.data;
-    last = p + hlen - 2; /* the final empty line's CRLF */
-
-    /* request line: METHOD SP target SP HTTP/x.y CRLF */
-    eol = memchr(p, '\r', (size_t) (last - p));
-    if (eol == NULL || eol[1] != '\n') {
-        amonitor_conn_reject(priv, c, 400, "bad request line");
-        return AMONITOR_ERR_INVAL;
-    }
-
-    sp = memchr(p, ' ', (size_t) (eol - p));
-    if (sp == NULL || sp == p) {
-        amonitor_conn_reject(priv, c, 400, "bad request line");
-        return AMONITOR_ERR_INVAL;
-    }
-
-    req.method.data = p;
-    req.method.len = (size_t) (sp - p);
-
-    p = sp + 1;
-    sp = memchr(p, ' ', (size_t) (eol - p));
-    if (sp == NULL || sp == p || eol - sp != 9
-        || memcmp(sp + 1, "HTTP/1.", 7) != 0 || sp[8] < '0' || sp[8] > '9') {
-        amonitor_conn_reject(priv, c, 400, "bad request line");
-        return AMONITOR_ERR_INVAL;
-    }
-
-    target.data = p;
-    target.len = (size_t) (sp - p);
-    req.http_version = 1000 + (unsigned) (sp[8] - '0');
-
-    /* header fields */
-    for (p = eol + 2; p < last; p = eol + 2) {
-        eol = memchr(p, '\r', (size_t) (last - p) + 1);
-        if (eol == NULL || eol[1] != '\n') {
-            amonitor_conn_reject(priv, c, 400, "bad header line");
-            return AMONITOR_ERR_INVAL;
-        }
-
-        colon = memchr(p, ':', (size_t) (eol - p));
-        if (colon == NULL || colon == p || *p == ' ' || *p == '\t') {
-            amonitor_conn_reject(priv, c, 400, "bad header line");
-            return AMONITOR_ERR_INVAL;
-        }
-
-        name.data = p;
-        name.len = (size_t) (colon - p);
-        value = amonitor_trim(colon + 1, (size_t) (eol - colon - 1));
-
-        if (amon_str_eq_ci(name, "upgrade")) {
-            req.upgrade = value;
-
-        } else if (amon_str_eq_ci(name, "connection")) {
-            req.connection = value;
-
-        } else if (amon_str_eq_ci(name, "sec-websocket-key")) {
-            req.key = value;
-            nkeys++;
-
-        } else if (amon_str_eq_ci(name, "sec-websocket-version")) {
-            req.version = value;
-
-        } else if (amon_str_eq_ci(name, "authorization")) {
-            auth = value;
-        }
-    }
-
-    if (nkeys > 1) {
-        amonitor_conn_reject(priv, c, 400, "duplicate Sec-WebSocket-Key");
-        return AMONITOR_ERR_INVAL;
-    }
-
-    status = amon_ws_server_check(&req, &reason);
-    if (status != 0) {
-        amonitor_conn_reject(priv, c, status, reason);
-        return AMONITOR_ERR_INVAL;
-    }
+    target = c->request.target;
 
     if (priv->path) {
-        sp = memchr(target.data, '?', target.len);
-        n = sp ? (size_t) (sp - target.data) : target.len;
+        q = memchr(target.data, '?', target.len);
+        n = q ? (size_t) (q - target.data) : target.len;
 
         if (n != strlen(priv->path)
             || memcmp(target.data, priv->path, n) != 0) {
@@ -359,21 +273,16 @@ amonitor_conn_request(
         }
     }
 
-    if (amon_ws_accept(req.key.data, req.key.len, accept) != AMON_OK) {
+    n = amon_ws_server_response(resp, sizeof(resp), c->request.req.key);
+    if (n == 0) {
         amonitor_conn_reject(priv, c, 400, "bad Sec-WebSocket-Key");
         return AMONITOR_ERR_INVAL;
     }
 
-    n = (size_t) snprintf(resp, sizeof(resp),
-        "HTTP/1.1 101 Switching Protocols\r\n"
-        "Upgrade: websocket\r\n"
-        "Connection: Upgrade\r\n"
-        "Sec-WebSocket-Accept: %.*s\r\n\r\n",
-        AMON_WS_ACCEPT_LEN, (char *) accept);
+    *authorized = (priv->token == NULL)
+        || amonitor_token_ok(priv, c->request.authorization);
 
-    *authorized = (priv->token == NULL) || amonitor_token_ok(priv, auth);
-
-    return amonitor_conn_append(priv, c, (unsigned char *) resp, n);
+    return amonitor_conn_append(priv, c, resp, n);
 }
 
 
@@ -472,7 +381,7 @@ amonitor_conn_reject(amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int status,
      */
     c->state = AMONITOR_CONN_CLOSING;
     c->http_rejected = 1;
-    c->deadline = amonitor_now_ms() + AMONITOR_CLOSING_MS;
+    c->deadline = amon_posix_now_ms() + AMONITOR_CLOSING_MS;
 
     if (n > 0 && (size_t) n < sizeof(resp)) {
         amonitor_conn_append(priv, c, (unsigned char *) resp, (size_t) n);
@@ -502,24 +411,27 @@ amonitor_conn_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 
     if (priv->heartbeat_ms && c->state == AMONITOR_CONN_OPEN) {
         amonitor_msg_heartbeat(priv, c);
-        c->next_heartbeat = amonitor_now_ms() + priv->heartbeat_ms;
+        c->next_heartbeat = amon_posix_now_ms() + priv->heartbeat_ms;
     }
 }
 
 
+/*
+ * Input after the handshake, through the core's session: whole messages,
+ * pongs and close replies as every endpoint makes them.
+ */
 static void
 amonitor_conn_frames(
     amonitor_sdk_priv_t *priv, amonitor_conn_t *c, unsigned char *p, size_t len)
 {
-    int             rc;
-    size_t          consumed;
-    amon_ws_event_t ev;
+    int                     rc;
+    size_t                  consumed;
+    amon_ws_session_event_t ev;
 
     while (c->state == AMONITOR_CONN_OPEN
         || (c->state == AMONITOR_CONN_CLOSING && !c->close_received
             && !c->input_error)) {
-        consumed = 0;
-        rc = amon_ws_parse(&c->parser, p, len, &consumed, &ev);
+        rc = amon_ws_session_feed(&c->session, p, len, &consumed, &ev);
 
         p += consumed;
         len -= consumed;
@@ -542,62 +454,30 @@ amonitor_conn_frames(
                 "connection %llu: %s, closing with %u",
                 (unsigned long long) c->id, amon_strerror(rc),
                 (unsigned) amon_close_code(rc));
-            amonitor_conn_close(
-                priv, c, amon_close_code(rc), amon_strerror(rc));
+            amonitor_conn_closing(priv, c);
+            (void) amonitor_conn_append(priv, c, ev.reply, ev.reply_len);
             return;
         }
 
         switch (ev.type) {
 
-        case AMON_WS_EV_DATA:
-            if (c->state != AMONITOR_CONN_OPEN) {
-                break; /* data after our close is discarded */
-            }
+        case AMON_WS_SESSION_MESSAGE:
+            amonitor_msg_dispatch(priv, c, ev.opcode, ev.data, ev.len);
+            break;
 
-            if (ev.first) {
-                c->msg.len = 0;
-            }
-
-            if (ev.len) {
-                rc = amon_buf_reserve(&c->msg, ev.len, priv->max_message, NULL);
-                if (rc != AMON_OK) {
-                    amonitor_conn_close(
-                        priv, c, amon_close_code(rc), amon_strerror(rc));
-                    return;
-                }
-
-                memcpy(c->msg.data + c->msg.len, ev.data, ev.len);
-                c->msg.len += ev.len;
-            }
-
-            if (ev.last) {
-                amonitor_msg_dispatch(
-                    priv, c, ev.opcode, c->msg.data, c->msg.len);
-                c->msg.len = 0;
-
-                /* do not keep a huge buffer for an idle connection */
-                if (c->msg.cap > 65536) {
-                    amon_buf_free(&c->msg, NULL);
-                }
+        case AMON_WS_SESSION_PING:
+            if (ev.reply_len && c->state == AMONITOR_CONN_OPEN) {
+                (void) amonitor_conn_reply(priv, c, ev.reply, ev.reply_len);
             }
             break;
 
-        case AMON_WS_EV_PING:
-            if (c->state == AMONITOR_CONN_OPEN) {
-                amonitor_conn_send_frame(
-                    priv, c, AMON_WS_OP_PONG, ev.data, ev.len, 0);
-            }
-            break;
-
-        case AMON_WS_EV_CLOSE:
+        case AMON_WS_SESSION_CLOSE:
             c->close_received = 1;
 
-            if (c->state == AMONITOR_CONN_OPEN) {
+            if (ev.reply_len && c->state == AMONITOR_CONN_OPEN) {
                 /* echo the code, then hang up once it is written */
-                amonitor_conn_close(priv, c,
-                    ev.close_code == AMON_WS_CLOSE_NO_STATUS ? 0
-                                                             : ev.close_code,
-                    NULL);
+                amonitor_conn_closing(priv, c);
+                (void) amonitor_conn_append(priv, c, ev.reply, ev.reply_len);
 
             } else if (c->out.len == c->out_pos) {
                 amonitor_conn_abort(priv, c);
@@ -623,25 +503,59 @@ amonitor_conn_close(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     uint16_t code, const char *reason)
 {
     size_t        n;
-    unsigned char frame[2 + 4 + AMON_MAX_CONTROL_PAYLOAD];
+    unsigned char frame[AMON_WS_CONTROL_FRAME_MAX];
 
     if (c->state != AMONITOR_CONN_OPEN) {
         return;
     }
 
-    n = amon_ws_write_close(frame, sizeof(frame), code, reason, NULL);
+    n = amon_ws_session_close(&c->session, frame, sizeof(frame), code, reason);
 
+    amonitor_conn_closing(priv, c);
+
+    if (n == 0 || amonitor_conn_append(priv, c, frame, n) != AMONITOR_OK) {
+        amonitor_conn_abort(priv, c);
+    }
+}
+
+
+/* our close frame is on its way: no more frames, the closing timer runs */
+static void
+amonitor_conn_closing(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
+{
     c->state = AMONITOR_CONN_CLOSING;
-    c->deadline = amonitor_now_ms() + AMONITOR_CLOSING_MS;
+    c->deadline = amon_posix_now_ms() + AMONITOR_CLOSING_MS;
     c->next_heartbeat = 0;
 
     if (c->close_received) {
         c->close_after_flush = 1;
     }
+}
 
-    if (n == 0 || amonitor_conn_append(priv, c, frame, n) != AMONITOR_OK) {
-        amonitor_conn_abort(priv, c);
+
+/* a pong the session made: queued unless the agent stopped reading */
+static int
+amonitor_conn_reply(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const unsigned char *p, size_t len)
+{
+    size_t queued;
+
+    if (len == 0) {
+        return AMONITOR_OK;
     }
+
+    queued = c->out.len - c->out_pos;
+
+    if (queued + len > priv->max_send_queue * AMONITOR_CONN_HARD_FACTOR) {
+        amonitor_log(priv, AMONITOR_LOG_WARN,
+            "connection %llu: agent does not read, closing (%zu bytes "
+            "queued)",
+            (unsigned long long) c->id, queued);
+        amonitor_conn_abort(priv, c);
+        return AMONITOR_ERR_FULL;
+    }
+
+    return amonitor_conn_append(priv, c, p, len);
 }
 
 

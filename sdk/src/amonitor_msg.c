@@ -341,7 +341,7 @@ amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
     const char *message, int binary)
 {
     int            rc;
-    unsigned char  rnd[16], id[36];
+    unsigned char  rnd[16], id[AMON_UUID_LEN];
     amon_ack_out_t ack;
 
     if (amon_utf8_validate((const unsigned char *) message, strlen(message))
@@ -349,7 +349,7 @@ amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
         return AMONITOR_ERR_INVAL;
     }
 
-    amonitor_random(rnd, sizeof(rnd));
+    amon_posix_random(rnd, sizeof(rnd));
     amon_uuid4(rnd, id);
 
     memset(&ack, 0, sizeof(ack));
@@ -359,7 +359,7 @@ amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
         ack.trace_id = amonitor_cstr(trace_id);
     }
     ack.target_id = amonitor_cstr(priv->target_id);
-    ack.timestamp = amonitor_wall_ms();
+    ack.timestamp = amon_posix_wall_ms();
     ack.action_msg_id = amonitor_cstr(action_msg_id);
     ack.success = success ? 1 : 0;
     ack.message = amonitor_cstr(message);
@@ -381,10 +381,10 @@ amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
     const char *type, amon_str_t payload, int binary)
 {
     int                 rc;
-    unsigned char       rnd[16], id[36];
+    unsigned char       rnd[16], id[AMON_UUID_LEN];
     amon_envelope_out_t e;
 
-    amonitor_random(rnd, sizeof(rnd));
+    amon_posix_random(rnd, sizeof(rnd));
     amon_uuid4(rnd, id);
 
     memset(&e, 0, sizeof(e));
@@ -392,7 +392,7 @@ amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
     e.msg_id.len = sizeof(id);
     e.type = amonitor_cstr(type);
     e.target_id = amonitor_cstr(priv->target_id);
-    e.timestamp = amonitor_wall_ms();
+    e.timestamp = amon_posix_wall_ms();
     e.payload_json = payload;
 
     out->len = 0;

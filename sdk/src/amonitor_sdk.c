@@ -20,9 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -632,9 +630,9 @@ amonitor_drain(amonitor_sdk_priv_t *priv)
 
     amonitor_reap(priv);
 
-    end = amonitor_now_ms() + AMONITOR_CLOSING_MS;
+    end = amon_posix_now_ms() + AMONITOR_CLOSING_MS;
 
-    while (priv->conns && amonitor_now_ms() < end) {
+    while (priv->conns && amon_posix_now_ms() < end) {
         priv->leave_loop = 1;
         if (amonitor_sdk_step(priv->ctx, 20) != AMONITOR_OK) {
             break;
@@ -703,7 +701,7 @@ amonitor_sdk_timeout(amonitor_sdk_t *ctx)
 
     priv = ctx->priv;
     best = -1;
-    now = amonitor_now_ms();
+    now = amon_posix_now_ms();
 
     for (c = priv->conns; c; c = c->next) {
         if (c->state == AMONITOR_CONN_DEAD) {
@@ -791,7 +789,7 @@ amonitor_sdk_step(amonitor_sdk_t *ctx, int timeout_ms)
         }
     }
 
-    now = amonitor_now_ms();
+    now = amon_posix_now_ms();
 
     for (c = priv->conns; c; c = c->next) {
         if (c->state != AMONITOR_CONN_DEAD) {
@@ -962,56 +960,6 @@ amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
     va_end(ap);
 
     priv->log_fn(level, buf, priv->log_data);
-}
-
-
-int64_t
-amonitor_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-int64_t
-amonitor_wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-void
-amonitor_random(unsigned char *buf, size_t len)
-{
-    ssize_t n;
-    size_t  done;
-
-    done = 0;
-
-    while (done < len) {
-        n = getrandom(buf + done, len - done, 0);
-        if (n <= 0) {
-            if (n == -1 && errno == EINTR) {
-                continue;
-            }
-
-            /* no entropy source: ids need uniqueness, not secrecy */
-            while (done < len) {
-                buf[done] = (unsigned char) (rand() ^ (done * 131));
-                done++;
-            }
-            return;
-        }
-
-        done += (size_t) n;
-    }
 }
 
 

@@ -14,7 +14,10 @@
 #include "amonitor.h"
 #include "amon_core.h"
 #include "amon_ws_frame.h"
+#include "amon_ws_handshake.h"
+#include "amon_ws_session.h"
 #include "amon_envelope.h"
+#include "amon_posix.h"
 
 
 #define AMONITOR_READ_CHUNK       16384
@@ -51,11 +54,12 @@ struct amonitor_conn_s {
     int64_t          deadline; /* handshake or closing limit; 0: none */
     int64_t          next_heartbeat; /* 0: none */
     amon_buf_t       in; /* handshake request bytes */
-    amon_buf_t       msg; /* message being reassembled */
     amon_buf_t       out; /* bytes not yet written */
     size_t           out_pos;
-    amon_ws_parser_t parser;
-    char             peer[64];
+
+    amon_ws_request_parser_t request;
+    amon_ws_session_t        session;
+    char                     peer[64];
 };
 
 
@@ -188,10 +192,7 @@ struct amonitor_sdk_priv_s {
 
 
 /* amonitor_sdk.c */
-int64_t amonitor_now_ms(void);
-int64_t amonitor_wall_ms(void);
-void    amonitor_random(unsigned char *buf, size_t len);
-void    amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
+void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -530,8 +530,8 @@ def test_bad_frames():
         r = Raw(host.port)
         r.next_frame()
         r.frame(8, b"")
-        t.is_(r.close_code(), (1005, ""),
-              "an empty close is answered with an empty close")
+        t.is_(r.close_code(), (1000, ""),
+              "an empty close is answered with 1000, as the agent does")
         r.close()
 
         # a client that vanishes without a close frame
