@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +29,8 @@
 #include "amon_core.h"
 #include "amon_ws_frame.h"
 #include "amon_ws_handshake.h"
+#include "amon_ws_session.h"
+#include "amon_posix.h"
 
 
 #define LOAD_MAX_SDKS    64
@@ -46,28 +47,26 @@ typedef enum { LOAD_LISTEN = 0, LOAD_SDK, LOAD_PANEL } load_kind_e;
 
 
 typedef struct {
-    int              fd;
-    load_kind_e      kind;
-    int              open;
-    int              dirty;
-    int              writing;
-    int              sdk; /* index of the SDK (LOAD_LISTEN, LOAD_SDK) */
-    int              id; /* panel number */
-    unsigned char    key[AMON_WS_KEY_LEN];
-    unsigned char    mask[4];
-    amon_ws_parser_t parser;
-    unsigned char   *in;
-    size_t           in_len;
-    unsigned char   *msg; /* a message assembled from chunks */
-    size_t           msg_len;
-    size_t           msg_cap;
-    unsigned char   *out;
-    size_t           out_pos;
-    size_t           out_len;
-    size_t           out_cap;
-    uint64_t         seq;
-    unsigned         inflight;
-    uint64_t        *sent_at;
+    int                      fd;
+    load_kind_e              kind;
+    int                      open;
+    int                      dirty;
+    int                      writing;
+    int                      sdk; /* index of the SDK (LOAD_LISTEN, LOAD_SDK) */
+    int                      id; /* panel number */
+    unsigned char            key[AMON_WS_KEY_LEN];
+    unsigned char            mask[4]; /* a panel masks every frame with it */
+    amon_ws_session_t        session;
+    amon_ws_request_parser_t request; /* the SDK side's handshake */
+    unsigned char           *in;
+    size_t                   in_len;
+    unsigned char           *out;
+    size_t                   out_pos;
+    size_t                   out_len;
+    size_t                   out_cap;
+    uint64_t                 seq;
+    unsigned                 inflight;
+    uint64_t                *sent_at;
 } load_conn_t;
 
 
@@ -129,16 +128,6 @@ load_now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-
-static uint64_t
-load_now_ms_wall(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
 
@@ -305,10 +294,20 @@ load_send_text(load_conn_t *c, const unsigned char *data, size_t len)
     size_t n;
 
     load_reserve(c, len + AMON_MAX_FRAME_HEADER);
-    n = amon_ws_write_frame(c->out + c->out_len, c->out_cap - c->out_len, 1,
-        AMON_WS_OP_TEXT, data, len, c->kind == LOAD_PANEL ? c->mask : NULL);
+    n = amon_ws_session_frame(&c->session, c->out + c->out_len,
+        c->out_cap - c->out_len, AMON_WS_OP_TEXT, data, len);
     c->out_len += n;
     load_mark(c);
+}
+
+
+/* the session's masking keys: a panel's one key, as a plain client would */
+static void
+load_mask(void *data, unsigned char *key, size_t len)
+{
+    load_conn_t *c = data;
+
+    memcpy(key, c->mask, len);
 }
 
 
@@ -430,7 +429,7 @@ load_sdk_heartbeat(load_conn_t *c, uint64_t seq)
         "\"target_id\":\"%s%d\",\"status\":\"up\",\"metrics\":{\"t\":"
         "\"%llu\",\"pad\":\"",
         (unsigned long long) load_run, (unsigned long long) seq,
-        load_opt.prefix, c->sdk, (unsigned long long) load_now_ms_wall(),
+        load_opt.prefix, c->sdk, (unsigned long long) amon_posix_wall_ms(),
         load_opt.prefix, c->sdk, (unsigned long long) load_now_ns());
 
     /* the padding brings the message to about --size bytes */
@@ -474,7 +473,7 @@ load_sdk_message(load_conn_t *c, const unsigned char *m, size_t len)
         "\"%s%d\",\"timestamp\":%llu,\"payload\":{\"action_msg_id\":"
         "\"%.*s\",\"success\":true,\"message\":\"ok\"}}",
         (int) (end - id), (const char *) id, load_opt.prefix, c->sdk,
-        (unsigned long long) load_now_ms_wall(), (int) (end - id),
+        (unsigned long long) amon_posix_wall_ms(), (int) (end - id),
         (const char *) id);
 
     load_send_text(c, (unsigned char *) ack, (size_t) n);
@@ -484,55 +483,37 @@ load_sdk_message(load_conn_t *c, const unsigned char *m, size_t len)
 static int
 load_sdk_handshake(load_conn_t *c)
 {
-    int                  n;
-    char                 resp[256];
-    unsigned char        accept[AMON_WS_ACCEPT_LEN];
-    const unsigned char *end, *k, *ke, *p;
+    int           rc;
+    size_t        n;
+    unsigned char resp[256];
 
-    end = load_find(c->in, c->in_len, "\r\n\r\n");
-    if (end == NULL) {
-        return c->in_len < 8192 ? 0 : -1;
+    rc = amon_ws_request_feed(&c->request, c->in, c->in_len);
+
+    if (rc == AMON_AGAIN) {
+        return 0;
     }
 
-    /* the key: the header name in any case */
-    k = NULL;
-    for (p = c->in; p < end; p++) {
-        if ((*p == 'S' || *p == 's') && end - p > 18
-            && strncasecmp((const char *) p, "sec-websocket-key:", 18) == 0) {
-            k = p + 18;
-            break;
-        }
-    }
-
-    if (k == NULL) {
+    if (rc != AMON_OK) {
+        fprintf(stderr, "amon-load: sdk handshake refused: %d %s\n",
+            c->request.status, c->request.reason);
         return -1;
     }
 
-    while (*k == ' ') {
-        k++;
-    }
-
-    for (ke = k; ke < end && *ke != '\r'; ke++) {
-        /* find the end of the value */
-    }
-
-    if (amon_ws_accept(k, (size_t) (ke - k), accept) != AMON_OK) {
+    n = amon_ws_server_response(resp, sizeof(resp), c->request.req.key);
+    if (n == 0) {
         return -1;
     }
 
-    n = snprintf(resp, sizeof(resp),
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Accept: %.*s\r\n\r\n",
-        AMON_WS_ACCEPT_LEN, (const char *) accept);
-    load_send_raw(c, resp, (size_t) n);
+    load_send_raw(c, resp, n);
 
     c->open = 1;
     load_sdk_open[c->sdk]++;
     load_sdks[load_nsdk_conns++] = c;
 
     /* bytes after the request are frames */
-    c->in_len -= (size_t) (end + 4 - c->in);
-    memmove(c->in, end + 4, c->in_len);
+    n = c->request.header_len;
+    c->in_len -= n;
+    memmove(c->in, c->in + n, c->in_len);
 
     return 1;
 }
@@ -552,7 +533,7 @@ load_panel_action(load_conn_t *c)
         "\"params\":{\"from\":\"amon-load\"}}}",
         (unsigned long long) load_run, c->id, (unsigned long long) c->seq,
         load_opt.prefix, c->id % load_opt.nsdks,
-        (unsigned long long) load_now_ms_wall());
+        (unsigned long long) amon_posix_wall_ms());
 
     c->sent_at[c->seq % LOAD_RING] = load_now_ns();
     c->seq++;
@@ -682,33 +663,26 @@ load_panel_handshake(load_conn_t *c)
 static void
 load_panel_connect(int id)
 {
-    int                fd;
-    char               h[64];
-    size_t             n;
-    load_conn_t       *c;
-    unsigned char      rnd[16], req[1024];
-    struct sockaddr_in sin;
-    amon_str_t         host, none = amon_null_string;
+    int           fd;
+    char          h[256], err[256];
+    size_t        n;
+    load_conn_t  *c;
+    unsigned char rnd[16], req[1024];
+    amon_str_t    host, none = amon_null_string;
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
+    /* "[::1]" stays bracketed in the URL; the resolver wants "::1" */
+    host = load_url.host;
+    if (host.len > 2 && host.data[0] == '[') {
+        host.data++;
+        host.len -= 2;
+    }
+
+    snprintf(h, sizeof(h), "%.*s", (int) host.len, (const char *) host.data);
+
+    fd = amon_posix_dial(h, load_url.port, 10000, NULL, err, sizeof(err));
     if (fd == -1) {
-        load_die("socket");
-    }
-
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t) load_url.port);
-
-    /* the host of the panel URL must be an IPv4 address */
-    snprintf(h, sizeof(h), "%.*s", (int) load_url.host.len,
-        (const char *) load_url.host.data);
-    if (inet_pton(AF_INET, h, &sin.sin_addr) != 1) {
-        fprintf(stderr, "amon-load: panel URL host must be IPv4\n");
+        fprintf(stderr, "amon-load: panel URL: %s\n", err);
         exit(2);
-    }
-
-    if (connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1) {
-        load_die("connect to the panel URL");
     }
 
     load_set_nonblock(fd);
@@ -716,12 +690,9 @@ load_panel_connect(int id)
     c = load_add(fd, LOAD_PANEL);
     c->id = id;
     c->sent_at = load_xalloc(sizeof(uint64_t) * LOAD_RING);
-    amon_ws_parser_init(&c->parser, 0, LOAD_MAX_MESSAGE);
+    amon_ws_session_init(&c->session, 1, LOAD_MAX_MESSAGE, NULL, load_mask, c);
 
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd)) {
-        load_die("getrandom");
-    }
-
+    amon_posix_random(rnd, sizeof(rnd));
     amon_ws_make_key(rnd, c->key);
     memcpy(c->mask, rnd, 4);
 
@@ -746,20 +717,25 @@ load_message(load_conn_t *c, const unsigned char *m, size_t len)
 }
 
 
+/* 0: all input used; -1: close the connection (its last reply is queued) */
 static int
 load_frames(load_conn_t *c)
 {
-    int             rc;
-    size_t          pos, consumed;
-    unsigned char   pong[AMON_MAX_CONTROL_PAYLOAD + 16];
-    amon_ws_event_t ev;
+    int                     rc;
+    size_t                  pos, consumed;
+    amon_ws_session_event_t ev;
 
     pos = 0;
 
     for (;;) {
-        rc = amon_ws_parse(
-            &c->parser, c->in + pos, c->in_len - pos, &consumed, &ev);
+        rc = amon_ws_session_feed(
+            &c->session, c->in + pos, c->in_len - pos, &consumed, &ev);
         pos += consumed;
+
+        if (ev.reply_len) {
+            /* a pong, a close echo, the close of a fault */
+            load_send_raw(c, ev.reply, ev.reply_len);
+        }
 
         if (rc == AMON_AGAIN) {
             break;
@@ -769,43 +745,11 @@ load_frames(load_conn_t *c)
             return -1;
         }
 
-        switch (ev.type) {
+        if (ev.type == AMON_WS_SESSION_MESSAGE) {
+            load_message(c, ev.data, ev.len);
 
-        case AMON_WS_EV_DATA:
-            if (ev.first && ev.last) {
-                load_message(c, ev.data, ev.len);
-                break;
-            }
-
-            if (c->msg_len + ev.len > c->msg_cap) {
-                c->msg_cap = (c->msg_len + ev.len) * 2;
-                c->msg = realloc(c->msg, c->msg_cap);
-                if (c->msg == NULL) {
-                    load_die("realloc");
-                }
-            }
-
-            if (ev.len) {
-                memcpy(c->msg + c->msg_len, ev.data, ev.len);
-                c->msg_len += ev.len;
-            }
-
-            if (ev.last) {
-                load_message(c, c->msg, c->msg_len);
-                c->msg_len = 0;
-            }
-
-            break;
-
-        case AMON_WS_EV_PING:
-            load_send_raw(c, pong,
-                amon_ws_write_frame(pong, sizeof(pong), 1, AMON_WS_OP_PONG,
-                    ev.data, ev.len, c->kind == LOAD_PANEL ? c->mask : NULL));
-            break;
-
-        case AMON_WS_EV_CLOSE: return -1;
-
-        default: break;
+        } else if (ev.type == AMON_WS_SESSION_CLOSE) {
+            return -1;
         }
     }
 
@@ -859,7 +803,10 @@ load_read(load_conn_t *c)
         }
 
         if (load_frames(c) != 0) {
-            load_close(c, "protocol error or close frame");
+            load_flush(c);
+            if (c->fd >= 0) {
+                load_close(c, "protocol error or close frame");
+            }
             return;
         }
 
@@ -915,7 +862,9 @@ load_accept(load_conn_t *l)
         load_set_nonblock(fd);
         c = load_add(fd, LOAD_SDK);
         c->sdk = l->sdk;
-        amon_ws_parser_init(&c->parser, 1, LOAD_MAX_MESSAGE);
+        amon_ws_request_init(&c->request, 0);
+        amon_ws_session_init(
+            &c->session, 0, LOAD_MAX_MESSAGE, NULL, NULL, NULL);
     }
 }
 
@@ -1120,9 +1069,7 @@ main(int argc, char **argv)
     load_lat.v = load_xalloc(sizeof(uint32_t) * LOAD_SAMPLES);
     load_rtt.v = load_xalloc(sizeof(uint32_t) * LOAD_SAMPLES);
 
-    if (getrandom(&load_run, sizeof(load_run), 0) != sizeof(load_run)) {
-        load_die("getrandom");
-    }
+    amon_posix_random((unsigned char *) &load_run, sizeof(load_run));
 
     load_run %= 1000000000u;
     srand((unsigned) load_run);
