@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor_module.h"
+#include "amon_ws_session.h"
 
 
 static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
@@ -273,8 +274,8 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
 
         wc->message.len = 0;
 
-        if (wc->message.cap > NGX_HTTP_AMONITOR_RBUF_SIZE * 4) {
-            /* do not keep a huge buffer for a rare huge message */
+        if (wc->message.cap > AMON_WS_MESSAGE_KEEP) {
+            /* the session layer's rule: no huge buffer for a rare message */
             amon_buf_free(&wc->message, &wc->worker->allocator);
         }
 
@@ -294,10 +295,8 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
             "amonitor close frame received: %d", (int) ev->close_code);
 
-        code = ev->close_code;
-        if (code == AMON_WS_CLOSE_NO_STATUS) {
-            code = AMON_WS_CLOSE_NORMAL;
-        }
+        /* as every endpoint answers it: no status code -> 1000 */
+        code = amon_ws_close_reply_code(ev->close_code);
 
         ngx_http_amonitor_conn_close_frame(wc, code, NULL);
         wc->on_close(wc);
