@@ -8,10 +8,13 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
+#include "ngx_http_amonitor_conn.h"
 
-#include "ngx_http_amonitor_module.h"
 #include "amon_ws_session.h"
+
+
+#define NGX_HTTP_AMONITOR_MSG_CACHE 256 /* free small buffers */
+#define NGX_HTTP_AMONITOR_MSG_SMALL 4096
 
 
 static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
@@ -22,26 +25,152 @@ static void      ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
 static ngx_int_t ngx_http_amonitor_conn_grow(ngx_http_amonitor_conn_t *wc);
 
 
+/*
+ * Shared frame buffers.  The struct and the bytes are one allocation;
+ * small ones are cached per worker, so steady forwarding does not malloc.
+ */
+
+ngx_int_t
+ngx_http_amonitor_frames_init(ngx_http_amonitor_frames_t *f, ngx_pool_t *pool,
+    size_t max_message, ngx_uint_t queue, ngx_msec_t ping,
+    amon_allocator_t *allocator)
+{
+    f->rbuf_size = NGX_HTTP_AMONITOR_RBUF_SIZE;
+    f->rbuf = ngx_palloc(pool, f->rbuf_size);
+    if (f->rbuf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&f->cache);
+    f->cached = 0;
+    f->max_message = max_message;
+    f->queue = queue;
+    f->ping = ping;
+    f->allocator = allocator;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_amonitor_frames_free(ngx_http_amonitor_frames_t *f)
+{
+    ngx_queue_t             *q;
+    ngx_http_amonitor_msg_t *msg;
+
+    while (!ngx_queue_empty(&f->cache)) {
+        q = ngx_queue_head(&f->cache);
+        ngx_queue_remove(q);
+        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
+        ngx_free(msg);
+    }
+
+    f->cached = 0;
+}
+
+
+ngx_http_amonitor_msg_t *
+ngx_http_amonitor_msg_alloc(ngx_http_amonitor_frames_t *f, size_t size)
+{
+    ngx_queue_t             *q;
+    ngx_http_amonitor_msg_t *msg;
+
+    if (size <= NGX_HTTP_AMONITOR_MSG_SMALL && !ngx_queue_empty(&f->cache)) {
+        q = ngx_queue_head(&f->cache);
+        ngx_queue_remove(q);
+        f->cached--;
+
+        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
+        msg->refs = 0;
+        msg->len = 0;
+        return msg;
+    }
+
+    if (size < NGX_HTTP_AMONITOR_MSG_SMALL) {
+        size = NGX_HTTP_AMONITOR_MSG_SMALL;
+    }
+
+    msg = ngx_alloc(sizeof(ngx_http_amonitor_msg_t) + size, ngx_cycle->log);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    msg->refs = 0;
+    msg->len = 0;
+    msg->size = size;
+    msg->data = (u_char *) (msg + 1);
+
+    return msg;
+}
+
+
+void
+ngx_http_amonitor_msg_release(
+    ngx_http_amonitor_frames_t *f, ngx_http_amonitor_msg_t *msg)
+{
+    if (msg->refs > 1) {
+        msg->refs--;
+        return;
+    }
+
+    if (msg->size == NGX_HTTP_AMONITOR_MSG_SMALL
+        && f->cached < NGX_HTTP_AMONITOR_MSG_CACHE) {
+        ngx_queue_insert_head(&f->cache, &msg->queue);
+        f->cached++;
+        return;
+    }
+
+    ngx_free(msg);
+}
+
+
+/* one complete frame; masked (client to server) with a fresh random key */
+ngx_http_amonitor_msg_t *
+ngx_http_amonitor_msg_frame(ngx_http_amonitor_frames_t *f, ngx_uint_t opcode,
+    u_char *payload, size_t len, ngx_uint_t masked)
+{
+    u_char                   mask[4];
+    uint32_t                 r;
+    ngx_http_amonitor_msg_t *msg;
+
+    msg = ngx_http_amonitor_msg_alloc(f, len + AMON_MAX_FRAME_HEADER);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    if (masked) {
+        r = (uint32_t) ngx_random();
+        ngx_memcpy(mask, &r, 4);
+    }
+
+    msg->len = amon_ws_write_frame(
+        msg->data, msg->size, 1, opcode, payload, len, masked ? mask : NULL);
+
+    if (msg->len == 0) {
+        ngx_http_amonitor_msg_release(f, msg);
+        return NULL;
+    }
+
+    return msg;
+}
+
+
 ngx_int_t
 ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
-    ngx_pool_t *pool, ngx_http_amonitor_worker_t *w, ngx_uint_t client)
+    ngx_http_amonitor_frames_t *f, ngx_uint_t client)
 {
-    ngx_http_amonitor_main_conf_t *amcf;
-
-    amcf = w->amcf;
-
     wc->connection = c;
-    wc->worker = w;
+    wc->frames = f;
     wc->client = client;
 
     /*
      * Input is decoded as soon as it is read, so every connection of the
-     * worker reads into the worker's one buffer (worker->rbuf); the send
+     * worker reads into the worker's one buffer (frames->rbuf); the send
      * queue starts
      * small and grows only for a connection that needs it.
      */
-    wc->q_limit = amcf->queue;
-    wc->q_size = amcf->queue + NGX_HTTP_AMONITOR_RESERVED_Q;
+    wc->q_limit = f->queue;
+    wc->q_size = f->queue + NGX_HTTP_AMONITOR_RESERVED_Q;
 
     wc->rbuf_pos = 0;
     wc->rbuf_last = 0;
@@ -57,7 +186,7 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->closed = 0;
     wc->last_rx = ngx_current_msec;
 
-    amon_ws_parser_init(&wc->parser, !client, amcf->max_message);
+    amon_ws_parser_init(&wc->parser, !client, f->max_message);
 
     wc->ping.handler = ngx_http_amonitor_conn_ping_handler;
     wc->ping.data = wc;
@@ -86,7 +215,7 @@ ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc)
 
     while (wc->q_count) {
         qi = &wc->q[wc->q_head];
-        ngx_http_amonitor_msg_release(wc->worker, qi->msg);
+        ngx_http_amonitor_msg_release(wc->frames, qi->msg);
         wc->q_head = (wc->q_head + 1) % wc->q_cap;
         wc->q_count--;
     }
@@ -106,7 +235,7 @@ ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc)
         ngx_delete_posted_event(wc->connection->write);
     }
 
-    amon_buf_free(&wc->message, &wc->worker->allocator);
+    amon_buf_free(&wc->message, wc->frames->allocator);
 
     wc->open = 0;
     wc->closed = 1;
@@ -130,7 +259,7 @@ ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
             return;
         }
 
-        n = c->recv(c, wc->worker->rbuf, wc->worker->rbuf_size);
+        n = c->recv(c, wc->frames->rbuf, wc->frames->rbuf_size);
 
         if (n == NGX_AGAIN) {
             break;
@@ -181,8 +310,8 @@ ngx_http_amonitor_conn_feed(
     size_t n;
 
     while (len) {
-        n = ngx_min(len, wc->worker->rbuf_size);
-        ngx_memcpy(wc->worker->rbuf, data, n);
+        n = ngx_min(len, wc->frames->rbuf_size);
+        ngx_memcpy(wc->frames->rbuf, data, n);
 
         wc->rbuf_pos = 0;
         wc->rbuf_last = n;
@@ -212,7 +341,7 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
 
     for (;;) {
 
-        rc = amon_ws_parse(&wc->parser, wc->worker->rbuf + wc->rbuf_pos,
+        rc = amon_ws_parse(&wc->parser, wc->frames->rbuf + wc->rbuf_pos,
             wc->rbuf_last - wc->rbuf_pos, &consumed, &ev);
 
         wc->rbuf_pos += consumed;
@@ -250,8 +379,8 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
             return (wc->closed || wc->close_sent) ? NGX_DONE : NGX_OK;
         }
 
-        rc = amon_buf_reserve(&wc->message, ev->len,
-            wc->worker->amcf->max_message, &wc->worker->allocator);
+        rc = amon_buf_reserve(&wc->message, ev->len, wc->frames->max_message,
+            wc->frames->allocator);
         if (rc != AMON_OK) {
             ngx_http_amonitor_conn_fail(wc, rc);
             return NGX_DONE;
@@ -276,7 +405,7 @@ ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
 
         if (wc->message.cap > AMON_WS_MESSAGE_KEEP) {
             /* the session layer's rule: no huge buffer for a rare message */
-            amon_buf_free(&wc->message, &wc->worker->allocator);
+            amon_buf_free(&wc->message, wc->frames->allocator);
         }
 
         return NGX_OK;
@@ -398,16 +527,43 @@ ngx_http_amonitor_conn_send_data(ngx_http_amonitor_conn_t *wc,
     ngx_http_amonitor_msg_t *msg;
 
     msg =
-        ngx_http_amonitor_msg_frame(wc->worker, opcode, data, len, wc->client);
+        ngx_http_amonitor_msg_frame(wc->frames, opcode, data, len, wc->client);
     if (msg == NULL) {
         return NGX_ERROR;
     }
 
     msg->refs++;
     rc = ngx_http_amonitor_conn_send(wc, msg, priority);
-    ngx_http_amonitor_msg_release(wc->worker, msg);
+    ngx_http_amonitor_msg_release(wc->frames, msg);
 
     return rc;
+}
+
+
+/*
+ * An answer for one peer (an ack or an error for a panel): never dropped
+ * silently.  A peer that does not read them is closed with 1008.
+ */
+void
+ngx_http_amonitor_conn_answer(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
+{
+    if (wc->closed || wc->close_sent) {
+        return;
+    }
+
+    if (ngx_http_amonitor_conn_send_data(wc, opcode, data, len, 1) == NGX_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, wc->connection->log, 0,
+        "amonitor: panel #%ui does not read its messages and "
+        "an answer cannot be queued, closing it",
+        wc->id);
+
+    ngx_http_amonitor_conn_close_frame(
+        wc, AMON_WS_CLOSE_POLICY, "send queue overflow");
+    wc->on_close(wc);
 }
 
 
@@ -465,7 +621,7 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
             }
 
             wc->sent_bytes += qi->msg->len;
-            ngx_http_amonitor_msg_release(wc->worker, qi->msg);
+            ngx_http_amonitor_msg_release(wc->frames, qi->msg);
             qi->msg = NULL;
 
             wc->q_head = (wc->q_head + 1) % wc->q_cap;
@@ -500,7 +656,7 @@ ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc)
 
     for (i = keep; i < wc->q_count; i++) {
         qi = &wc->q[(wc->q_head + i) % wc->q_cap];
-        ngx_http_amonitor_msg_release(wc->worker, qi->msg);
+        ngx_http_amonitor_msg_release(wc->frames, qi->msg);
         qi->msg = NULL;
     }
 
@@ -523,7 +679,7 @@ ngx_http_amonitor_conn_close_frame(
 
     ngx_http_amonitor_conn_discard(wc);
 
-    msg = ngx_http_amonitor_msg_alloc(wc->worker, sizeof(buf));
+    msg = ngx_http_amonitor_msg_alloc(wc->frames, sizeof(buf));
     if (msg == NULL) {
         return;
     }
@@ -538,7 +694,7 @@ ngx_http_amonitor_conn_close_frame(
 
     msg->refs++;
     (void) ngx_http_amonitor_conn_send(wc, msg, 1);
-    ngx_http_amonitor_msg_release(wc->worker, msg);
+    ngx_http_amonitor_msg_release(wc->frames, msg);
 
     wc->close_sent = 1;
 
@@ -567,7 +723,7 @@ ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev)
 
     ngx_msec_t interval;
 
-    interval = wc->worker->amcf->ping;
+    interval = wc->frames->ping;
 
     if (wc->awaiting_pong) {
         ngx_log_error(wc->log_level, wc->connection->log, 0,

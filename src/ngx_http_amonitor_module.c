@@ -1,16 +1,16 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * ngx_http_amonitor_module: configuration directives, the shared zone,
- * per-worker start and stop, and the shared frame buffers that carry one
- * message to many connections without a copy per connection.
+ * ngx_http_amonitor_module: configuration directives and the shared zone,
+ * the way limit_req does it.  The runtime of a worker starts and stops in
+ * worker.c.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
 
 
@@ -37,8 +37,6 @@ static char *ngx_http_amonitor_status(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_amonitor_init_process(ngx_cycle_t *cycle);
 static void      ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
-static void     *ngx_http_amonitor_pool_alloc(void *data, size_t size);
-static void      ngx_http_amonitor_pool_free(void *data, void *p);
 
 
 /* clang-format off */
@@ -750,46 +748,6 @@ invalid:
 }
 
 
-ngx_int_t
-ngx_http_amonitor_url_allowed(
-    ngx_http_amonitor_main_conf_t *amcf, amon_ws_url_t *u)
-{
-    ngx_uint_t                 i;
-    ngx_http_amonitor_allow_t *a;
-
-    if (u->tls) {
-        return 0;
-    }
-
-    a = amcf->allow.elts;
-
-    for (i = 0; i < amcf->allow.nelts; i++) {
-
-        if (a[i].host.len != u->host.len
-            || ngx_strncasecmp(
-                   a[i].host.data, (u_char *) u->host.data, u->host.len)
-                != 0) {
-            continue;
-        }
-
-        if (a[i].port && a[i].port != u->port) {
-            continue;
-        }
-
-        if (a[i].path.len
-            && (a[i].path.len != u->path.len
-                || ngx_strncmp(a[i].path.data, u->path.data, u->path.len)
-                    != 0)) {
-            continue;
-        }
-
-        return 1;
-    }
-
-    return 0;
-}
-
-
 static char *
 ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data)
 {
@@ -854,7 +812,6 @@ ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_amonitor_worker_t    *w;
     ngx_http_amonitor_main_conf_t *amcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -867,201 +824,19 @@ ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_amonitor_worker_t));
-    if (w == NULL) {
-        return NGX_ERROR;
-    }
-
-    w->cycle = cycle;
-    w->amcf = amcf;
-
-    ngx_queue_init(&w->panels);
-    ngx_queue_init(&w->upstreams);
-    ngx_queue_init(&w->msg_cache);
-    ngx_queue_init(&w->pending_all);
-    ngx_rbtree_init(
-        &w->pending, &w->pending_sentinel, ngx_str_rbtree_insert_value);
-
-    w->rbuf_size = NGX_HTTP_AMONITOR_RBUF_SIZE;
-    w->rbuf = ngx_palloc(cycle->pool, w->rbuf_size);
-    if (w->rbuf == NULL) {
-        return NGX_ERROR;
-    }
-
-    w->allocator.alloc = ngx_http_amonitor_pool_alloc;
-    w->allocator.free = ngx_http_amonitor_pool_free;
-    w->allocator.data = cycle->log;
-
-    w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
-    if (amcf->redis) {
-        w->store = ngx_http_amonitor_store_redis_create(w, amcf->redis);
-
-    } else {
-        w->store = ngx_http_amonitor_store_shm_create(
-            amcf->shm_zone, cycle->pool, amcf->dedupe_ttl);
-    }
-    if (w->store == NULL) {
-        return NGX_ERROR;
-    }
-
-    amcf->worker = w;
-
-    return ngx_http_amonitor_upstream_init_worker(w);
+    return ngx_http_amonitor_worker_init(cycle, amcf);
 }
 
 
 static void
 ngx_http_amonitor_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_msg_t       *msg;
-    ngx_http_amonitor_worker_t    *w;
     ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_amonitor_module);
-    if (amcf == NULL || amcf->worker == NULL) {
+    if (amcf == NULL) {
         return;
     }
 
-    w = amcf->worker;
-
-    ngx_http_amonitor_panel_close_all(w);
-    ngx_http_amonitor_upstream_exit_worker(w);
-    ngx_http_amonitor_router_exit_worker(w);
-
-    if (amcf->redis) {
-        ngx_http_amonitor_store_redis_exit(w->store);
-    }
-
-    while (!ngx_queue_empty(&w->msg_cache)) {
-        q = ngx_queue_head(&w->msg_cache);
-        ngx_queue_remove(q);
-        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
-        ngx_free(msg);
-    }
-
-    amcf->worker = NULL;
-}
-
-
-static void *
-ngx_http_amonitor_pool_alloc(void *data, size_t size)
-{
-    return ngx_alloc(size, data);
-}
-
-
-static void
-ngx_http_amonitor_pool_free(void *data, void *p)
-{
-    ngx_free(p);
-}
-
-
-/*
- * Shared frame buffers.  The struct and the bytes are one allocation;
- * small ones are cached per worker, so steady forwarding does not malloc.
- */
-
-ngx_http_amonitor_msg_t *
-ngx_http_amonitor_msg_alloc(ngx_http_amonitor_worker_t *w, size_t size)
-{
-    ngx_queue_t             *q;
-    ngx_http_amonitor_msg_t *msg;
-
-    if (size <= NGX_HTTP_AMONITOR_MSG_SMALL
-        && !ngx_queue_empty(&w->msg_cache)) {
-        q = ngx_queue_head(&w->msg_cache);
-        ngx_queue_remove(q);
-        w->msg_cached--;
-
-        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
-        msg->refs = 0;
-        msg->len = 0;
-        return msg;
-    }
-
-    if (size < NGX_HTTP_AMONITOR_MSG_SMALL) {
-        size = NGX_HTTP_AMONITOR_MSG_SMALL;
-    }
-
-    msg = ngx_alloc(sizeof(ngx_http_amonitor_msg_t) + size, ngx_cycle->log);
-    if (msg == NULL) {
-        return NULL;
-    }
-
-    msg->refs = 0;
-    msg->len = 0;
-    msg->size = size;
-    msg->data = (u_char *) (msg + 1);
-
-    return msg;
-}
-
-
-void
-ngx_http_amonitor_msg_release(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_msg_t *msg)
-{
-    if (msg->refs > 1) {
-        msg->refs--;
-        return;
-    }
-
-    if (msg->size == NGX_HTTP_AMONITOR_MSG_SMALL
-        && w->msg_cached < NGX_HTTP_AMONITOR_MSG_CACHE) {
-        ngx_queue_insert_head(&w->msg_cache, &msg->queue);
-        w->msg_cached++;
-        return;
-    }
-
-    ngx_free(msg);
-}
-
-
-/* one complete frame; masked (client to server) with a fresh random key */
-ngx_http_amonitor_msg_t *
-ngx_http_amonitor_msg_frame(ngx_http_amonitor_worker_t *w, ngx_uint_t opcode,
-    u_char *payload, size_t len, ngx_uint_t masked)
-{
-    u_char                   mask[4];
-    uint32_t                 r;
-    ngx_http_amonitor_msg_t *msg;
-
-    msg = ngx_http_amonitor_msg_alloc(w, len + AMON_MAX_FRAME_HEADER);
-    if (msg == NULL) {
-        return NULL;
-    }
-
-    if (masked) {
-        r = (uint32_t) ngx_random();
-        ngx_memcpy(mask, &r, 4);
-    }
-
-    msg->len = amon_ws_write_frame(
-        msg->data, msg->size, 1, opcode, payload, len, masked ? mask : NULL);
-
-    if (msg->len == 0) {
-        ngx_http_amonitor_msg_release(w, msg);
-        return NULL;
-    }
-
-    return msg;
-}
-
-
-/*
- * The next reconnect delay: half fixed, half random, so that workers do
- * not reconnect in lockstep; the base doubles up to amonitor_reconnect max.
- */
-ngx_msec_t
-ngx_http_amonitor_backoff(
-    ngx_http_amonitor_main_conf_t *amcf, ngx_msec_t *backoff)
-{
-    ngx_msec_t delay;
-
-    delay = *backoff / 2 + (ngx_msec_t) ngx_random() % (*backoff / 2 + 1);
-    *backoff = ngx_min(*backoff * 2, amcf->reconnect_max);
-
-    return delay;
+    ngx_http_amonitor_worker_exit(amcf);
 }

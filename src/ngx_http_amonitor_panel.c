@@ -2,17 +2,36 @@
  * Copyright (C) AMonitor authors
  *
  * The dashboard side: a location with "amonitor_panel on" becomes a
- * WebSocket endpoint.  Checks the token and the upgrade request, answers
- * 101, then hands frames to the router and fans shared frames out.
+ * WebSocket endpoint: check (token, upgrade request), accept (101), start
+ * (the connection, then its messages go to the router).
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor.h"
 
 
+/* a panel: the request that became a WebSocket connection */
+typedef struct {
+    ngx_http_amonitor_conn_t    wc;
+    ngx_http_request_t         *request;
+    ngx_http_amonitor_worker_t *worker;
+    unsigned                    in_handler : 1;
+    unsigned                    lingering : 1;
+    unsigned                    finalized : 1;
+} ngx_http_amonitor_panel_t;
+
+
+static ngx_int_t ngx_http_amonitor_panel_check(
+    ngx_http_request_t *r, u_char **accept, const char **reason);
+static ngx_int_t ngx_http_amonitor_panel_accept(
+    ngx_http_request_t *r, u_char *accept);
+static ngx_int_t ngx_http_amonitor_panel_start(
+    ngx_http_request_t *r, ngx_http_amonitor_main_conf_t *amcf);
+static ngx_int_t ngx_http_amonitor_panel_header_out(
+    ngx_http_request_t *r, const char *name, const char *value);
 static ngx_int_t ngx_http_amonitor_panel_auth(
     ngx_http_request_t *r, ngx_str_t *token);
 static ngx_table_elt_t *ngx_http_amonitor_panel_header(
@@ -28,33 +47,17 @@ static void ngx_http_amonitor_panel_cleanup(void *data);
 static void ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
 
 
-static ngx_str_t ngx_http_amonitor_subprotocol = ngx_string("amonitor.v1");
-
-
 ngx_int_t
 ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 {
-    int                            status;
     u_char                        *accept;
-    ngx_int_t                      rc;
-    ngx_connection_t              *c;
-    ngx_table_elt_t               *h, *key, *version, *proto;
+    ngx_int_t                      rc, status;
     const char                    *reason;
-    amon_ws_request_t              req;
-    ngx_http_cleanup_t            *cln;
-    ngx_http_amonitor_panel_t     *p;
-    ngx_http_amonitor_worker_t    *w;
-    ngx_http_core_loc_conf_t      *clcf;
-    ngx_http_amonitor_loc_conf_t  *alcf;
     ngx_http_amonitor_main_conf_t *amcf;
-    static const char             *protos[] = {"amonitor.v1", NULL};
 
-    c = r->connection;
     amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
 
-    w = amcf->worker;
-    if (w == NULL || r != r->main) {
+    if (amcf->worker == NULL || r != r->main) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
@@ -63,27 +66,61 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    accept = NULL;
+    reason = NULL;
+
+    status = ngx_http_amonitor_panel_check(r, &accept, &reason);
+
+    if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return status;
+    }
+
+    if (status) {
+        return ngx_http_amonitor_panel_reject(r, status, reason);
+    }
+
+    rc = ngx_http_amonitor_panel_accept(r, accept);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_amonitor_panel_start(r, amcf);
+}
+
+
+/*
+ * The token and the upgrade request (RFC 6455 4.2.1): 0 and the value of
+ * Sec-WebSocket-Accept, or the HTTP status that refuses the panel (with
+ * the headers that go with it) and why.
+ */
+static ngx_int_t
+ngx_http_amonitor_panel_check(
+    ngx_http_request_t *r, u_char **accept, const char **reason)
+{
+    int                           status;
+    ngx_table_elt_t              *h, *key, *version;
+    amon_ws_request_t             req;
+    ngx_http_amonitor_loc_conf_t *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
+
     if (alcf->panel_token.len
         && ngx_http_amonitor_panel_auth(r, &alcf->panel_token) != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
             "amonitor: panel rejected: missing or wrong token");
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_amonitor_panel_header_out(
+                r, "WWW-Authenticate", "Bearer realm=\"amonitor\"")
+            != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "WWW-Authenticate");
-        ngx_str_set(&h->value, "Bearer realm=\"amonitor\"");
-
-        return ngx_http_amonitor_panel_reject(
-            r, NGX_HTTP_UNAUTHORIZED, "missing or wrong panel token");
+        *reason = "missing or wrong panel token";
+        return NGX_HTTP_UNAUTHORIZED;
     }
 
     key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key");
     version = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Version");
-    proto = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Protocol");
 
     ngx_memzero(&req, sizeof(amon_ws_request_t));
 
@@ -113,65 +150,58 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         req.version.len = version->value.len;
     }
 
-    status = amon_ws_server_check(&req, &reason);
+    status = amon_ws_server_check(&req, reason);
 
-    if (status) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-            "amonitor: panel handshake refused: %s", reason);
-
-        if (status == 426) {
-            h = ngx_list_push(&r->headers_out.headers);
-            if (h == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            h->hash = 1;
-            ngx_str_set(&h->key, "Sec-WebSocket-Version");
-            ngx_str_set(&h->value, "13");
+    if (status == 0) {
+        *accept = ngx_pnalloc(r->pool, AMON_WS_ACCEPT_LEN);
+        if (*accept == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (status == NGX_HTTP_NOT_ALLOWED) {
-            h = ngx_list_push(&r->headers_out.headers);
-            if (h == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            h->hash = 1;
-            ngx_str_set(&h->key, "Allow");
-            ngx_str_set(&h->value, "GET");
+        if (amon_ws_accept(key->value.data, key->value.len, *accept)
+            == AMON_OK) {
+            return 0;
         }
 
-        return ngx_http_amonitor_panel_reject(r, status, reason);
+        *reason = "invalid Sec-WebSocket-Key";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
-    p = ngx_pcalloc(r->pool, sizeof(ngx_http_amonitor_panel_t));
-    if (p == NULL) {
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        "amonitor: panel handshake refused: %s", *reason);
+
+    if ((status == 426
+            && ngx_http_amonitor_panel_header_out(
+                   r, "Sec-WebSocket-Version", "13")
+                != NGX_OK)
+        || (status == NGX_HTTP_NOT_ALLOWED
+            && ngx_http_amonitor_panel_header_out(r, "Allow", "GET")
+                != NGX_OK)) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    accept = ngx_pnalloc(r->pool, AMON_WS_ACCEPT_LEN);
-    if (accept == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    return status;
+}
 
-    if (amon_ws_accept(key->value.data, key->value.len, accept) != AMON_OK) {
-        return ngx_http_amonitor_panel_reject(
-            r, NGX_HTTP_BAD_REQUEST, "invalid Sec-WebSocket-Key");
-    }
+
+/* the 101 response, flushed: frames must not overtake it */
+static ngx_int_t
+ngx_http_amonitor_panel_accept(ngx_http_request_t *r, u_char *accept)
+{
+    ngx_int_t        rc;
+    ngx_table_elt_t *h, *proto;
+
+    static const char *protos[] = {"amonitor.v1", NULL};
 
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
     r->headers_out.content_length_n = -1;
     r->keepalive = 0;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_amonitor_panel_header_out(r, "Upgrade", "websocket")
+        != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Upgrade");
-    ngx_str_set(&h->value, "websocket");
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -183,43 +213,17 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     h->value.data = accept;
     h->value.len = AMON_WS_ACCEPT_LEN;
 
+    proto = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Protocol");
+
     if (proto
         && amon_ws_select_subprotocol(
                proto->value.data, proto->value.len, protos)
-            >= 0) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Sec-WebSocket-Protocol");
-        h->value = ngx_http_amonitor_subprotocol;
-    }
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
+            >= 0
+        && ngx_http_amonitor_panel_header_out(
+               r, "Sec-WebSocket-Protocol", "amonitor.v1")
+            != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    p->request = r;
-    p->id = ++w->panel_seq;
-    p->wc.data = p;
-    p->wc.on_message = ngx_http_amonitor_panel_message;
-    p->wc.on_close = ngx_http_amonitor_panel_on_close;
-    p->wc.log_level = NGX_LOG_INFO;
-
-    if (ngx_http_amonitor_conn_init(&p->wc, c, r->pool, w, 0) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_amonitor_panel_cleanup;
-    cln->data = p;
-
-    ngx_http_set_ctx(r, p, ngx_http_amonitor_module);
-
-    ngx_queue_insert_tail(&w->panels, &p->queue);
-    (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
 
     rc = ngx_http_send_header(r);
 
@@ -230,12 +234,62 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     rc = ngx_http_send_special(r, NGX_HTTP_FLUSH);
 
     if (rc == NGX_ERROR || r->out) {
-        /* frames must not overtake a 101 that is still buffered */
         return NGX_ERROR;
     }
 
+    return NGX_OK;
+}
+
+
+/*
+ * The panel after the 101: its connection, its place among the worker's
+ * panels, the request's handlers, and frames that came with the handshake.
+ */
+static ngx_int_t
+ngx_http_amonitor_panel_start(
+    ngx_http_request_t *r, ngx_http_amonitor_main_conf_t *amcf)
+{
+    ngx_connection_t           *c;
+    ngx_http_cleanup_t         *cln;
+    ngx_http_amonitor_panel_t  *p;
+    ngx_http_amonitor_worker_t *w;
+    ngx_http_core_loc_conf_t   *clcf;
+
+    c = r->connection;
+    w = amcf->worker;
+
+    p = ngx_pcalloc(r->pool, sizeof(ngx_http_amonitor_panel_t));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    p->request = r;
+    p->worker = w;
+    p->wc.id = ++w->panel_seq;
+    p->wc.data = p;
+    p->wc.on_message = ngx_http_amonitor_panel_message;
+    p->wc.on_close = ngx_http_amonitor_panel_on_close;
+    p->wc.log_level = NGX_LOG_INFO;
+
+    if (ngx_http_amonitor_conn_init(&p->wc, c, &w->frames, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_amonitor_panel_cleanup;
+    cln->data = p;
+
+    ngx_http_set_ctx(r, p, ngx_http_amonitor_module);
+
+    ngx_queue_insert_tail(&w->panels, &p->wc.queue);
+    (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
+
     ngx_log_debug1(
-        NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui open", p->id);
+        NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui open", p->wc.id);
 
     c->log->action = "relaying amonitor panel messages";
 
@@ -278,6 +332,27 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_panel_header_out(
+    ngx_http_request_t *r, const char *name, const char *value)
+{
+    ngx_table_elt_t *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
 }
 
 
@@ -446,7 +521,9 @@ static void
 ngx_http_amonitor_panel_message(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
 {
-    ngx_http_amonitor_router_panel_message(wc->data, opcode, data, len);
+    ngx_http_amonitor_panel_t *p = wc->data;
+
+    ngx_http_amonitor_router_panel_message(p->worker, wc, opcode, data, len);
 }
 
 
@@ -478,8 +555,8 @@ ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
         p->lingering = 1;
 
         /* for the worker it is gone already */
-        ngx_queue_remove(&p->queue);
-        (void) ngx_atomic_fetch_add(&wc->worker->counters->panels, -1);
+        ngx_queue_remove(&wc->queue);
+        (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
 
         if (wc->ping.timer_set) {
             ngx_del_timer(&wc->ping);
@@ -519,7 +596,7 @@ ngx_http_amonitor_panel_cleanup(void *data)
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->wc.connection->log, 0,
-        "amonitor panel #%ui closed", p->id);
+        "amonitor panel #%ui closed", p->wc.id);
 
     if (!p->wc.close_sent && !p->wc.connection->error) {
         /* worker shutdown or reload: say goodbye */
@@ -530,87 +607,24 @@ ngx_http_amonitor_panel_cleanup(void *data)
     p->finalized = 1;
 
     if (!p->lingering) {
-        ngx_queue_remove(&p->queue);
-        (void) ngx_atomic_fetch_add(&p->wc.worker->counters->panels, -1);
+        ngx_queue_remove(&p->wc.queue);
+        (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
     }
 
-    ngx_http_amonitor_router_panel_gone(p);
+    ngx_http_amonitor_router_panel_gone(p->worker, &p->wc);
     ngx_http_amonitor_conn_free(&p->wc);
-}
-
-
-/* fan a shared frame out to every panel; droppable for slow panels */
-void
-ngx_http_amonitor_panel_broadcast(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_msg_t *msg)
-{
-    ngx_queue_t               *q;
-    ngx_http_amonitor_panel_t *p;
-
-    msg->refs++;
-
-    for (q = ngx_queue_head(&w->panels); q != ngx_queue_sentinel(&w->panels);
-         q = ngx_queue_next(q)) {
-        p = ngx_queue_data(q, ngx_http_amonitor_panel_t, queue);
-
-        if (p->wc.close_sent
-            || ngx_http_amonitor_conn_send(&p->wc, msg, 0) == NGX_OK) {
-            continue;
-        }
-
-        if (p->wc.dropped++ % 1000 == 0) {
-            ngx_log_error(NGX_LOG_WARN, p->wc.connection->log, 0,
-                "amonitor: panel #%ui is slow: its send queue "
-                "is full, %ui heartbeats/events dropped for it",
-                p->id, p->wc.dropped);
-        }
-
-        (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
-    }
-
-    (void) ngx_atomic_fetch_add(&w->counters->forwarded, 1);
-
-    ngx_http_amonitor_msg_release(w, msg);
-}
-
-
-/* an ack or error for one panel: never dropped silently */
-void
-ngx_http_amonitor_panel_send_data(
-    ngx_http_amonitor_panel_t *p, ngx_uint_t opcode, u_char *data, size_t len)
-{
-    ngx_int_t rc;
-
-    if (p->wc.closed || p->finalized || p->wc.close_sent) {
-        return;
-    }
-
-    rc = ngx_http_amonitor_conn_send_data(&p->wc, opcode, data, len, 1);
-
-    if (rc == NGX_OK) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, p->wc.connection->log, 0,
-        "amonitor: panel #%ui does not read its messages and "
-        "an answer cannot be queued, closing it",
-        p->id);
-
-    ngx_http_amonitor_conn_close_frame(
-        &p->wc, AMON_WS_CLOSE_POLICY, "send queue overflow");
-    ngx_http_amonitor_panel_on_close(&p->wc);
 }
 
 
 void
 ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w)
 {
-    ngx_queue_t               *q;
-    ngx_http_amonitor_panel_t *p;
+    ngx_queue_t              *q;
+    ngx_http_amonitor_conn_t *wc;
 
     while (!ngx_queue_empty(&w->panels)) {
         q = ngx_queue_head(&w->panels);
-        p = ngx_queue_data(q, ngx_http_amonitor_panel_t, queue);
-        ngx_http_amonitor_panel_cleanup(p);
+        wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
+        ngx_http_amonitor_panel_cleanup(wc->data);
     }
 }

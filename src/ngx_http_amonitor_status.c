@@ -9,7 +9,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor.h"
 
 
 static const char *ngx_http_amonitor_states[] = {

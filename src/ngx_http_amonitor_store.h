@@ -1,8 +1,9 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The dedupe store interface: one small vtable, so that the shared memory
- * backend and a Redis backend fit the router alike.  Calls may complete
+ * The store interface: the dedupe table and the registry of learned
+ * targets behind one small vtable, so that the shared memory backend and
+ * a Redis backend fit the router alike.  Calls may complete
  * inline (NGX_OK, results in the out arguments) or later (NGX_AGAIN, then
  * the handler runs from the event loop); shm always completes inline.
  */
@@ -14,7 +15,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor.h"
 
 
 typedef enum {
@@ -30,6 +31,15 @@ typedef enum {
  * "result" is a JSON object text (the SDK's ack result or the error) of at
  * most NGX_HTTP_AMONITOR_RESULT_MAX bytes, copied into the caller's buffer.
  */
+/* a target learned at run time, as kept in the zone */
+typedef struct {
+    u_short id_len;
+    u_short url_len;
+    u_char  id[256];
+    u_char  url[512];
+} ngx_http_amonitor_reg_t;
+
+
 typedef void (*ngx_http_amonitor_claim_pt)(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 
@@ -51,17 +61,20 @@ struct ngx_http_amonitor_store_s {
     /* forget a claim whose action never reached the SDK */
     void (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 
-    void *data;
+    /*
+     * The registry of targets learned at run time, shared by the workers:
+     * add one (NGX_OK, or NGX_DECLINED when full), and copy all of them
+     * into "out" (room for NGX_HTTP_AMONITOR_MAX_DYNAMIC) when the
+     * generation differs from *gen; returns how many were copied.
+     */
+    ngx_int_t (*learn)(
+        ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url);
+    ngx_uint_t (*learned)(ngx_http_amonitor_store_t *st,
+        ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
+
+    ngx_shm_zone_t *zone; /* amonitor_zone, whatever the backend */
+    void           *data;
 };
-
-
-/* a target learned at run time, as kept in the zone */
-typedef struct {
-    u_short id_len;
-    u_short url_len;
-    u_char  id[256];
-    u_char  url[512];
-} ngx_http_amonitor_reg_t;
 
 
 ngx_int_t ngx_http_amonitor_store_shm_init_zone(
@@ -75,9 +88,9 @@ ngx_http_amonitor_store_t *ngx_http_amonitor_store_redis_create(
 void ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st);
 
 ngx_int_t ngx_http_amonitor_registry_add(
-    ngx_shm_zone_t *shm_zone, ngx_str_t *id, ngx_str_t *url);
-ngx_uint_t ngx_http_amonitor_registry_snapshot(
-    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
+    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url);
+ngx_uint_t ngx_http_amonitor_registry_snapshot(ngx_http_amonitor_store_t *st,
+    ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_H_INCLUDED_ */

@@ -14,7 +14,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
-#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
 
 
@@ -107,6 +107,11 @@ ngx_http_amonitor_store_redis_create(
     ctx->store.claim = ngx_http_amonitor_redis_claim;
     ctx->store.finish = ngx_http_amonitor_redis_finish;
     ctx->store.release = ngx_http_amonitor_redis_release;
+
+    /* the registry of learned targets stays in the zone in this version */
+    ctx->store.learn = ngx_http_amonitor_registry_add;
+    ctx->store.learned = ngx_http_amonitor_registry_snapshot;
+    ctx->store.zone = w->amcf->shm_zone;
     ctx->store.data = ctx;
 
     ngx_http_amonitor_redis_connect(ctx);

@@ -10,7 +10,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
 
 
@@ -172,6 +172,9 @@ ngx_http_amonitor_store_shm_create(
     ctx->store.claim = ngx_http_amonitor_shm_claim;
     ctx->store.finish = ngx_http_amonitor_shm_finish;
     ctx->store.release = ngx_http_amonitor_shm_release;
+    ctx->store.learn = ngx_http_amonitor_registry_add;
+    ctx->store.learned = ngx_http_amonitor_registry_snapshot;
+    ctx->store.zone = shm_zone;
     ctx->store.data = ctx;
 
     return &ctx->store;
@@ -552,8 +555,10 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
 
 ngx_int_t
 ngx_http_amonitor_registry_add(
-    ngx_shm_zone_t *shm_zone, ngx_str_t *id, ngx_str_t *url)
+    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url)
 {
+    ngx_shm_zone_t *shm_zone = st->zone;
+
     ngx_uint_t                 i;
     ngx_int_t                  rc;
     ngx_slab_pool_t           *shpool;
@@ -598,9 +603,11 @@ ngx_http_amonitor_registry_add(
 
 
 ngx_uint_t
-ngx_http_amonitor_registry_snapshot(
-    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_reg_t *out, ngx_uint_t *gen)
+ngx_http_amonitor_registry_snapshot(ngx_http_amonitor_store_t *st,
+    ngx_http_amonitor_reg_t *out, ngx_uint_t *gen)
 {
+    ngx_shm_zone_t *shm_zone = st->zone;
+
     ngx_uint_t                 n;
     ngx_slab_pool_t           *shpool;
     ngx_http_amonitor_shctx_t *sh;

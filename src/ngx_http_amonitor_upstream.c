@@ -12,11 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_amonitor_module.h"
+#include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
-
-
-#define NGX_HTTP_AMONITOR_RECONCILE 1000
 
 
 static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
@@ -167,8 +164,8 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     u->log.data = u;
     u->log.action = "connecting to an SDK";
 
+    u->worker = w;
     u->wc.data = u;
-    u->wc.worker = w;
     u->wc.on_message = ngx_http_amonitor_upstream_message;
     u->wc.on_close = ngx_http_amonitor_upstream_on_close;
     u->wc.log_level = NGX_LOG_ERR;
@@ -285,47 +282,6 @@ ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u)
 }
 
 
-ngx_http_amonitor_upstream_t *
-ngx_http_amonitor_upstream_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
-{
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_upstream_t *u;
-
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
-        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-
-        if (u->id.len == id->len
-            && ngx_strncmp(u->id.data, id->data, id->len) == 0) {
-            return u;
-        }
-    }
-
-    return NULL;
-}
-
-
-ngx_http_amonitor_upstream_t *
-ngx_http_amonitor_upstream_find_url(
-    ngx_http_amonitor_worker_t *w, ngx_str_t *norm)
-{
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_upstream_t *u;
-
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
-        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-
-        if (u->norm.len == norm->len
-            && ngx_strncmp(u->norm.data, norm->data, norm->len) == 0) {
-            return u;
-        }
-    }
-
-    return NULL;
-}
-
-
 static void
 ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 {
@@ -338,7 +294,7 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     ngx_connection_t           *c;
     ngx_http_amonitor_worker_t *w;
 
-    w = u->wc.worker;
+    w = u->worker;
 
     if (u->stopped || ngx_exiting || ngx_quit || ngx_terminate) {
         return;
@@ -478,7 +434,7 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
         ngx_del_timer(wev);
     }
 
-    ngx_add_timer(c->read, u->wc.worker->amcf->connect_timeout);
+    ngx_add_timer(c->read, u->worker->amcf->connect_timeout);
 
     wev->handler = ngx_http_amonitor_upstream_write;
     u->hs->pos = u->hs->start;
@@ -585,13 +541,13 @@ ngx_http_amonitor_upstream_opened(
     ngx_http_amonitor_worker_t *w;
 
     c = u->peer.connection;
-    w = u->wc.worker;
+    w = u->worker;
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
     }
 
-    if (ngx_http_amonitor_conn_init(&u->wc, c, u->pool, w, 1) != NGX_OK) {
+    if (ngx_http_amonitor_conn_init(&u->wc, c, &w->frames, 1) != NGX_OK) {
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
@@ -748,7 +704,7 @@ ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
     ngx_uint_t                  was_open;
     ngx_http_amonitor_worker_t *w;
 
-    w = u->wc.worker;
+    w = u->worker;
     was_open = (u->state == NGX_HTTP_AMONITOR_UP_OPEN);
 
     if (was_open) {
@@ -781,7 +737,7 @@ ngx_http_amonitor_upstream_schedule(ngx_http_amonitor_upstream_t *u)
     ngx_msec_t                  delay;
     ngx_http_amonitor_worker_t *w;
 
-    w = u->wc.worker;
+    w = u->worker;
 
     if (u->stopped || ngx_exiting || ngx_quit || ngx_terminate) {
         return;
@@ -823,14 +779,13 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
         ev->log);
 
     if (reg != NULL) {
-        n = ngx_http_amonitor_registry_snapshot(
-            w->amcf->shm_zone, reg, &w->registry_gen);
+        n = w->store->learned(w->store, reg, &w->registry_gen);
 
         for (i = 0; i < n; i++) {
             id.data = reg[i].id;
             id.len = reg[i].id_len;
 
-            if (ngx_http_amonitor_upstream_find(w, &id) != NULL) {
+            if (ngx_http_amonitor_target_find(w, &id) != NULL) {
                 continue;
             }
 

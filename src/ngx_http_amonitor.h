@@ -1,0 +1,285 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * What the glue files share: configuration, the per-worker runtime and the
+ * upstream (SDK connection) that the router, actions and targets look at,
+ * and each file's entry points.  Structures used by one file only live in
+ * that file.  Calls go one way: module -> worker -> panel / upstream ->
+ * router -> action -> target -> store, with conn and reply below them.
+ */
+
+#ifndef _NGX_HTTP_AMONITOR_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "amon_core.h"
+#include "amon_ws_frame.h"
+#include "amon_ws_handshake.h"
+#include "amon_envelope.h"
+#include "ngx_http_amonitor_conn.h"
+
+
+#define NGX_HTTP_AMONITOR_VERSION "0.1.0"
+
+#ifndef AMON_UUID_LEN
+#define AMON_UUID_LEN 36
+#endif
+
+#define NGX_HTTP_AMONITOR_MAX_DYNAMIC   64 /* learned targets */
+#define NGX_HTTP_AMONITOR_RESULT_MAX    1024 /* stored ack result */
+#define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
+#define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
+#define NGX_HTTP_AMONITOR_RECONCILE     1000 /* look at the registry, ms */
+
+
+typedef struct ngx_http_amonitor_worker_s   ngx_http_amonitor_worker_t;
+typedef struct ngx_http_amonitor_upstream_s ngx_http_amonitor_upstream_t;
+typedef struct ngx_http_amonitor_store_s    ngx_http_amonitor_store_t;
+
+
+/* a configured target: amonitor_target ID URL [token=T] */
+typedef struct {
+    ngx_str_t   id;
+    ngx_str_t   url; /* as written */
+    ngx_str_t   norm; /* normalised, for matching */
+    ngx_str_t   host_port;
+    ngx_str_t   path;
+    ngx_str_t   token;
+    ngx_addr_t *addrs;
+    ngx_uint_t  naddrs;
+} ngx_http_amonitor_target_conf_t;
+
+
+/* amonitor_allow_url: scheme://host:port with "*" for any port */
+typedef struct {
+    ngx_str_t  pattern;
+    ngx_str_t  host; /* lowercase */
+    ngx_uint_t port; /* 0: any */
+    ngx_str_t  path; /* empty: any */
+} ngx_http_amonitor_allow_t;
+
+
+/* amonitor_redis ADDR [db=N] [password=P] [prefix=S] */
+typedef struct {
+    ngx_str_t  addr; /* as written */
+    ngx_str_t  host; /* numeric, NUL-terminated */
+    int        port;
+    ngx_uint_t db;
+    ngx_str_t  password;
+    ngx_str_t  prefix;
+} ngx_http_amonitor_redis_conf_t;
+
+
+/* counters kept in the zone, shared by all workers */
+typedef struct {
+    ngx_atomic_t panels;
+    ngx_atomic_t upstreams_open;
+    ngx_atomic_t forwarded;
+    ngx_atomic_t dropped;
+    ngx_atomic_t actions;
+    ngx_atomic_t duplicates;
+    ngx_atomic_t acks;
+    ngx_atomic_t errors;
+    ngx_atomic_t ack_timeouts;
+    ngx_atomic_t evictions;
+    ngx_atomic_t invalid;
+} ngx_http_amonitor_counters_t;
+
+
+typedef struct {
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_array_t                     targets; /* target_conf_t */
+    ngx_array_t                     allow; /* allow_t */
+    ngx_msec_t                      dedupe_ttl;
+    ngx_msec_t                      ack_timeout;
+    ngx_msec_t                      reconnect_min;
+    ngx_msec_t                      reconnect_max;
+    ngx_msec_t                      ping;
+    ngx_msec_t                      connect_timeout;
+    size_t                          max_message;
+    ngx_uint_t                      queue;
+    ngx_http_amonitor_redis_conf_t *redis;
+    ngx_str_t                       panel_file; /* first amonitor_panel */
+    ngx_uint_t                      panel_line;
+    ngx_http_amonitor_worker_t     *worker; /* this process's runtime */
+} ngx_http_amonitor_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t panel;
+    ngx_str_t  panel_token;
+    ngx_flag_t status;
+} ngx_http_amonitor_loc_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_AMONITOR_UP_IDLE = 0,
+    NGX_HTTP_AMONITOR_UP_CONNECTING,
+    NGX_HTTP_AMONITOR_UP_HANDSHAKE,
+    NGX_HTTP_AMONITOR_UP_OPEN,
+    NGX_HTTP_AMONITOR_UP_BACKOFF
+} ngx_http_amonitor_up_state_e;
+
+
+struct ngx_http_amonitor_upstream_s {
+    ngx_http_amonitor_conn_t     wc;
+    ngx_http_amonitor_worker_t  *worker;
+    ngx_queue_t                  queue; /* in worker->upstreams */
+    ngx_str_t                    id;
+    ngx_str_t                    norm;
+    ngx_str_t                    host_port;
+    ngx_str_t                    path;
+    ngx_str_t                    token;
+    ngx_addr_t                  *addrs;
+    ngx_uint_t                   naddrs;
+    ngx_uint_t                   next_addr;
+    ngx_peer_connection_t        peer;
+    ngx_pool_t                  *pool; /* lives as long as this */
+    ngx_log_t                    log;
+    ngx_event_t                  reconnect;
+    ngx_msec_t                   backoff;
+    ngx_http_amonitor_up_state_e state;
+    u_char                       key[AMON_WS_KEY_LEN];
+    ngx_buf_t                   *hs; /* handshake in/out */
+    ngx_queue_t                  waiting; /* actions until open */
+    ngx_uint_t                   failures;
+    ngx_msec_t                   opened;
+    unsigned                     dynamic : 1;
+    unsigned                     stopped : 1;
+};
+
+
+/*
+ * What lower layers need from upstream.c without calling up into it:
+ * dialing a target learned at run time, and connecting now rather than
+ * when the backoff delay ends.  Set by worker.c.
+ */
+typedef ngx_http_amonitor_upstream_t *(*ngx_http_amonitor_dial_pt)(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
+typedef void (*ngx_http_amonitor_kick_pt)(ngx_http_amonitor_upstream_t *u);
+
+
+struct ngx_http_amonitor_worker_s {
+    ngx_cycle_t                   *cycle;
+    ngx_http_amonitor_main_conf_t *amcf;
+    ngx_http_amonitor_store_t     *store;
+    ngx_http_amonitor_counters_t  *counters;
+    ngx_http_amonitor_frames_t     frames;
+    ngx_queue_t                    panels; /* conn_t.queue */
+    ngx_queue_t                    upstreams;
+    void                          *actions; /* action.c's table */
+    amon_buf_t                     scratch; /* envelopes we build */
+    ngx_uint_t                     panel_seq;
+    ngx_uint_t                     ndynamic; /* learned upstreams */
+    ngx_event_t                    reconcile;
+    ngx_uint_t                     registry_gen;
+    ngx_http_amonitor_dial_pt      dial;
+    ngx_http_amonitor_kick_pt      kick;
+    amon_allocator_t               allocator;
+};
+
+
+extern ngx_module_t ngx_http_amonitor_module;
+
+
+/*
+ * The next reconnect delay: half fixed, half random, so that workers do
+ * not reconnect in lockstep; the base doubles up to amonitor_reconnect max.
+ * Shared by SDK and Redis reconnects.
+ */
+static ngx_inline ngx_msec_t
+ngx_http_amonitor_backoff(
+    ngx_http_amonitor_main_conf_t *amcf, ngx_msec_t *backoff)
+{
+    ngx_msec_t delay;
+
+    delay = *backoff / 2 + (ngx_msec_t) ngx_random() % (*backoff / 2 + 1);
+    *backoff = ngx_min(*backoff * 2, amcf->reconnect_max);
+
+    return delay;
+}
+
+
+/* worker.c: the per-process runtime */
+ngx_int_t ngx_http_amonitor_worker_init(
+    ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf);
+void ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf);
+
+/* panel.c */
+ngx_int_t ngx_http_amonitor_panel_handler(ngx_http_request_t *r);
+void      ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w);
+
+/* upstream.c */
+ngx_int_t ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w);
+void      ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w);
+ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_add(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
+void ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u);
+
+/* router.c: messages in both directions */
+void ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
+void ngx_http_amonitor_router_panel_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len);
+void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_router_upstream_down(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+
+/* action.c: the life of an action, from the claim to its one answer */
+ngx_int_t ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w);
+void      ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w);
+void      ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
+         ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
+         u_char *data, size_t len);
+void      ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
+         amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len);
+void      ngx_http_amonitor_action_panel_gone(
+         ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel);
+void ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_action_upstream_down(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+
+/* target.c: finding and learning targets */
+typedef enum {
+    NGX_HTTP_AMONITOR_LEARN_OK = 0,
+    NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED, /* by amonitor_allow_url */
+    NGX_HTTP_AMONITOR_LEARN_FULL, /* too many learned targets */
+    NGX_HTTP_AMONITOR_LEARN_NO_ADDR /* cannot dial: not an IP address */
+} ngx_http_amonitor_learn_e;
+
+ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id);
+ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find_url(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *norm);
+ngx_int_t ngx_http_amonitor_target_url(
+    u_char *data, size_t len, amon_ws_url_t *wu, ngx_str_t *norm);
+ngx_http_amonitor_learn_e ngx_http_amonitor_target_learn(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu,
+    ngx_str_t *norm, ngx_http_amonitor_upstream_t **up);
+void ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
+
+/* reply.c: the agent's own envelopes */
+int64_t ngx_http_amonitor_reply_now(void);
+void    ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
+       ngx_http_amonitor_conn_t *panel, ngx_uint_t binary, ngx_str_t *msg_id,
+       ngx_str_t *target_id, const char *code, const char *message);
+void    ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
+       ngx_http_amonitor_conn_t *panel, ngx_uint_t binary, ngx_str_t *msg_id,
+       ngx_str_t *target_id, ngx_str_t *original);
+ngx_http_amonitor_msg_t *ngx_http_amonitor_reply_target_status(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
+    const char *state);
+void ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
+    ngx_uint_t success, amon_str_t message, const char *code);
+
+/* status.c */
+ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_AMONITOR_H_INCLUDED_ */

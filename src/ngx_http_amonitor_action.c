@@ -1,0 +1,758 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The life of an action, from the dedupe claim to its one answer: the
+ * SDK's ack, a duplicate ack or an error.  Each action is in one state of
+ * ngx_http_amonitor_action_state_e and has one timer for every state.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
+
+
+#define NGX_HTTP_AMONITOR_LATE_MAX 600000
+
+
+/* what action_fail does to the claim */
+typedef enum {
+    NGX_HTTP_AMONITOR_KEEP = 0, /* it may have run: record it as failed */
+    NGX_HTTP_AMONITOR_RELEASE, /* never reached the SDK: forget it */
+    NGX_HTTP_AMONITOR_FORGET /* the store failed: leave it alone */
+} ngx_http_amonitor_claim_end_e;
+
+
+typedef enum {
+    NGX_HTTP_AMONITOR_ACTION_NEW = 0, /* claimed or being routed */
+    NGX_HTTP_AMONITOR_ACTION_CLAIMING, /* the store answers later */
+    NGX_HTTP_AMONITOR_ACTION_WAITING, /* for the target's connection */
+    NGX_HTTP_AMONITOR_ACTION_SENT, /* queued to the SDK, ack due */
+    NGX_HTTP_AMONITOR_ACTION_LATE, /* ACK_TIMEOUT said; a late ack counts */
+    NGX_HTTP_AMONITOR_ACTION_ABANDONED /* answered; freed on the claim */
+} ngx_http_amonitor_action_state_e;
+
+
+typedef struct {
+    ngx_str_node_t                   sn; /* msg_id, crc32 key */
+    ngx_queue_t                      queue; /* upstream->waiting */
+    ngx_queue_t                      all; /* actions->all */
+    ngx_http_amonitor_conn_t        *panel; /* NULL once gone */
+    ngx_http_amonitor_upstream_t    *upstream;
+    ngx_http_amonitor_worker_t      *worker;
+    ngx_event_t                      timer;
+    uint64_t                         end_offset; /* in upstream bytes */
+    ngx_str_t                        target_id;
+    ngx_str_t                        target_url;
+    ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
+    ngx_http_amonitor_action_state_e state;
+    unsigned                         binary : 1;
+    unsigned                         in_tree : 1;
+} ngx_http_amonitor_action_t;
+
+
+/* the worker's actions: all of them, and the sent ones by msg_id */
+typedef struct {
+    ngx_queue_t       all;
+    ngx_rbtree_t      sent;
+    ngx_rbtree_node_t sentinel;
+} ngx_http_amonitor_actions_t;
+
+
+static ngx_http_amonitor_action_t *ngx_http_amonitor_action_new(
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env);
+static void ngx_http_amonitor_action_claimed(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
+static ngx_http_amonitor_upstream_t *ngx_http_amonitor_action_learn(
+    ngx_http_amonitor_action_t *a);
+static void ngx_http_amonitor_action_forward(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_action_timer(
+    ngx_http_amonitor_action_t *a, ngx_msec_t timeout);
+static void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
+static void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
+    const char *code, const char *message, ngx_http_amonitor_claim_end_e end);
+static void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
+
+
+ngx_int_t
+ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_http_amonitor_actions_t *as;
+
+    as = ngx_pcalloc(w->cycle->pool, sizeof(ngx_http_amonitor_actions_t));
+    if (as == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&as->all);
+    ngx_rbtree_init(&as->sent, &as->sentinel, ngx_str_rbtree_insert_value);
+
+    w->actions = as;
+
+    return NGX_OK;
+}
+
+
+/* the worker exits: forget what is still pending (the claims stay) */
+void
+ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = w->actions;
+
+    while (!ngx_queue_empty(&as->all)) {
+        q = ngx_queue_head(&as->all);
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+        a->panel = NULL;
+        ngx_http_amonitor_action_free(a);
+    }
+}
+
+
+/*
+ * A valid action from a panel (it has a target and payload.action): claim
+ * its msg_id, then route it.  Its bytes go to the SDK unchanged.
+ */
+void
+ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
+    u_char *data, size_t len)
+{
+    u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    ngx_int_t                    rc;
+    ngx_str_t                    msg_id, target_id, result;
+    ngx_uint_t                   binary;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+    ngx_http_amonitor_claim_e    state;
+
+    binary = (opcode == AMON_WS_OP_BINARY);
+
+    msg_id.data = (u_char *) env->msg_id.data;
+    msg_id.len = env->msg_id.len;
+    target_id.data = (u_char *) env->target_id.data;
+    target_id.len = env->target_id.len;
+
+    if (panel->pending >= w->amcf->queue) {
+        /* bounded memory: a panel cannot pile up unanswered actions */
+        ngx_http_amonitor_reply_error(w, panel, binary, &msg_id, &target_id,
+            "RATE_LIMITED",
+            "too many actions of this panel are waiting for acks");
+        return;
+    }
+
+    a = ngx_http_amonitor_action_new(panel, env);
+    if (a == NULL) {
+        ngx_http_amonitor_reply_error(
+            w, panel, binary, &msg_id, &target_id, "INTERNAL", "out of memory");
+        return;
+    }
+
+    a->worker = w;
+    a->binary = binary;
+
+    /* the bytes go to the SDK unchanged, in a frame masked as a client's */
+    a->msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 1);
+    if (a->msg == NULL) {
+        ngx_free(a);
+        ngx_http_amonitor_reply_error(
+            w, panel, binary, &msg_id, &target_id, "INTERNAL", "out of memory");
+        return;
+    }
+
+    as = w->actions;
+
+    a->msg->refs++;
+    ngx_queue_insert_tail(&as->all, &a->all);
+    panel->pending++;
+
+    /* an inline answer (shm) copies a stored result here */
+    result.data = buf;
+    result.len = 0;
+
+    rc = w->store->claim(w->store, &a->sn.str, &state, &result,
+        ngx_http_amonitor_action_claimed, a);
+
+    if (rc == NGX_OK) {
+        ngx_http_amonitor_action_claimed(a, state, &result);
+
+    } else if (rc == NGX_AGAIN) {
+        /* the store answers later; it must do so in time */
+        a->state = NGX_HTTP_AMONITOR_ACTION_CLAIMING;
+        ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
+
+    } else {
+        ngx_http_amonitor_action_fail(a, "INTERNAL",
+            "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);
+    }
+}
+
+
+/* one allocation: the action and copies of its msg_id, target id and URL */
+static ngx_http_amonitor_action_t *
+ngx_http_amonitor_action_new(
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env)
+{
+    u_char                     *d;
+    ngx_http_amonitor_action_t *a;
+
+    a = ngx_alloc(sizeof(ngx_http_amonitor_action_t) + env->msg_id.len
+            + env->target_id.len + env->target_url.len,
+        panel->connection->log);
+    if (a == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(a, sizeof(ngx_http_amonitor_action_t));
+
+    d = (u_char *) (a + 1);
+
+    a->sn.str.data = d;
+    a->sn.str.len = env->msg_id.len;
+    if (env->msg_id.len) {
+        d = ngx_cpymem(d, env->msg_id.data, env->msg_id.len);
+    }
+
+    a->target_id.data = d;
+    a->target_id.len = env->target_id.len;
+    if (env->target_id.len) {
+        d = ngx_cpymem(d, env->target_id.data, env->target_id.len);
+    }
+
+    a->target_url.data = d;
+    a->target_url.len = env->target_url.len;
+    if (env->target_url.len) {
+        ngx_memcpy(d, env->target_url.data, env->target_url.len);
+    }
+
+    a->sn.node.key = ngx_crc32_short(a->sn.str.data, a->sn.str.len);
+    a->panel = panel;
+
+    return a;
+}
+
+
+static void
+ngx_http_amonitor_action_claimed(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result)
+{
+    ngx_http_amonitor_action_t *a = data;
+
+    ngx_http_amonitor_worker_t *w;
+
+    w = a->worker;
+
+    if (a->state == NGX_HTTP_AMONITOR_ACTION_ABANDONED) {
+        /* answered already (store timeout, worker exit): never forwarded */
+        if (state == NGX_HTTP_AMONITOR_CLAIM_NEW) {
+            w->store->release(w->store, &a->sn.str);
+        }
+
+        ngx_free(a);
+        return;
+    }
+
+    if (a->state == NGX_HTTP_AMONITOR_ACTION_CLAIMING) {
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+
+        if (a->timer.timer_set) {
+            ngx_del_timer(&a->timer);
+        }
+    }
+
+    if (state == NGX_HTTP_AMONITOR_CLAIM_ERROR) {
+        ngx_http_amonitor_action_fail(
+            a, "INTERNAL", "the dedupe store failed", NGX_HTTP_AMONITOR_FORGET);
+        return;
+    }
+
+    if (state == NGX_HTTP_AMONITOR_CLAIM_NEW) {
+        ngx_http_amonitor_action_route(a);
+        return;
+    }
+
+    /* a duplicate: never forwarded, answered by the agent itself */
+
+    (void) ngx_atomic_fetch_add(&w->counters->duplicates, 1);
+
+    if (a->panel) {
+        ngx_log_error(NGX_LOG_INFO, a->panel->connection->log, 0,
+            "amonitor: duplicate action \"%V\" ignored", &a->sn.str);
+
+        ngx_http_amonitor_reply_duplicate(w, a->panel, a->binary, &a->sn.str,
+            &a->target_id,
+            (state == NGX_HTTP_AMONITOR_CLAIM_DONE
+                || state == NGX_HTTP_AMONITOR_CLAIM_FAILED)
+                ? result
+                : NULL);
+    }
+
+    ngx_http_amonitor_action_free(a);
+}
+
+
+static void
+ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
+{
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_amonitor_upstream_t *u;
+
+    w = a->worker;
+    u = NULL;
+
+    /* a target_id that names a known target wins */
+    if (a->target_id.len) {
+        u = ngx_http_amonitor_target_find(w, &a->target_id);
+    }
+
+    if (u == NULL && a->target_url.len) {
+        u = ngx_http_amonitor_action_learn(a);
+        if (u == NULL) {
+            return;
+        }
+    }
+
+    if (u == NULL) {
+        ngx_http_amonitor_action_fail(
+            a, "UNKNOWN_TARGET", "no such target", NGX_HTTP_AMONITOR_RELEASE);
+        return;
+    }
+
+    a->upstream = u;
+
+    ngx_http_amonitor_target_kick(u);
+
+    if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+        ngx_http_amonitor_action_forward(a, u);
+        return;
+    }
+
+    if (u->state == NGX_HTTP_AMONITOR_UP_CONNECTING
+        || u->state == NGX_HTTP_AMONITOR_UP_HANDSHAKE) {
+        /* a connection is in progress: wait for it, not longer */
+        a->state = NGX_HTTP_AMONITOR_ACTION_WAITING;
+        ngx_queue_insert_tail(&u->waiting, &a->queue);
+        ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
+        return;
+    }
+
+    ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+        "the target is not connected", NGX_HTTP_AMONITOR_RELEASE);
+}
+
+
+/*
+ * The target of payload.target_url: known by its URL, or learned now and
+ * dialed on demand under the panel's name for it.  NULL: answered.
+ */
+static ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_action_learn(ngx_http_amonitor_action_t *a)
+{
+    u_char                        norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t                     n;
+    amon_ws_url_t                 wu;
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_amonitor_upstream_t *u;
+
+    w = a->worker;
+    n.data = norm;
+
+    if (ngx_http_amonitor_target_url(
+            a->target_url.data, a->target_url.len, &wu, &n)
+        != NGX_OK) {
+        ngx_http_amonitor_action_fail(a, "INVALID_MESSAGE",
+            "payload.target_url is not a ws:// URL", NGX_HTTP_AMONITOR_RELEASE);
+        return NULL;
+    }
+
+    u = ngx_http_amonitor_target_find_url(w, &n);
+    if (u) {
+        return u;
+    }
+
+    switch (ngx_http_amonitor_target_learn(w, &a->target_id, &wu, &n, &u)) {
+
+    case NGX_HTTP_AMONITOR_LEARN_OK: return u;
+
+    case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
+        ngx_http_amonitor_action_fail(a, "TARGET_URL_NOT_ALLOWED",
+            "payload.target_url is not allowed by amonitor_allow_url",
+            NGX_HTTP_AMONITOR_RELEASE);
+        return NULL;
+
+    case NGX_HTTP_AMONITOR_LEARN_FULL:
+        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+            "too many learned targets", NGX_HTTP_AMONITOR_RELEASE);
+        return NULL;
+
+    default:
+        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+            "cannot dial payload.target_url (an IP address is needed)",
+            NGX_HTTP_AMONITOR_RELEASE);
+        return NULL;
+    }
+}
+
+
+static void
+ngx_http_amonitor_action_forward(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_actions_t *as;
+
+    w = a->worker;
+    as = w->actions;
+
+    if (ngx_http_amonitor_conn_send(&u->wc, a->msg, 1) != NGX_OK) {
+        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+            "the target's send queue is full", NGX_HTTP_AMONITOR_RELEASE);
+        return;
+    }
+
+    a->state = NGX_HTTP_AMONITOR_ACTION_SENT;
+    a->end_offset = u->wc.queued_bytes;
+
+    ngx_http_amonitor_msg_release(&w->frames, a->msg);
+    a->msg = NULL;
+
+    if (ngx_str_rbtree_lookup(&as->sent, &a->sn.str, a->sn.node.key) == NULL) {
+        ngx_rbtree_insert(&as->sent, &a->sn.node);
+        a->in_tree = 1;
+    }
+
+    (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
+
+    ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
+}
+
+
+/* every state has one deadline, handled by action_timeout */
+static void
+ngx_http_amonitor_action_timer(
+    ngx_http_amonitor_action_t *a, ngx_msec_t timeout)
+{
+    if (a->timer.timer_set) {
+        ngx_del_timer(&a->timer);
+    }
+
+    a->timer.handler = ngx_http_amonitor_action_timeout;
+    a->timer.data = a;
+    a->timer.log = a->worker->cycle->log;
+    a->timer.cancelable = 1;
+
+    ngx_add_timer(&a->timer, timeout);
+}
+
+
+static void
+ngx_http_amonitor_action_timeout(ngx_event_t *ev)
+{
+    ngx_http_amonitor_action_t *a = ev->data;
+
+    ngx_http_amonitor_worker_t *w;
+
+    w = a->worker;
+
+    switch (a->state) {
+
+    case NGX_HTTP_AMONITOR_ACTION_CLAIMING:
+        ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
+            "amonitor: the dedupe store did not answer for action \"%V\" "
+            "within %M ms",
+            &a->sn.str, w->amcf->ack_timeout);
+        ngx_http_amonitor_action_fail(a, "INTERNAL",
+            "the dedupe store did not answer in time",
+            NGX_HTTP_AMONITOR_FORGET);
+        return;
+
+    case NGX_HTTP_AMONITOR_ACTION_WAITING:
+        ngx_queue_remove(&a->queue);
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+            "the target did not connect in time", NGX_HTTP_AMONITOR_RELEASE);
+        return;
+
+    case NGX_HTTP_AMONITOR_ACTION_SENT: break;
+
+    default:
+        /* the late window is over too */
+        ngx_http_amonitor_action_free(a);
+        return;
+    }
+
+    a->state = NGX_HTTP_AMONITOR_ACTION_LATE;
+    (void) ngx_atomic_fetch_add(&w->counters->ack_timeouts, 1);
+
+    ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
+        "amonitor: no ack for action \"%V\" from target \"%V\" "
+        "within %M ms",
+        &a->sn.str, &a->upstream->id, w->amcf->ack_timeout);
+
+    if (a->panel) {
+        ngx_http_amonitor_reply_error(w, a->panel, a->binary, &a->sn.str,
+            &a->target_id, "ACK_TIMEOUT",
+            "no ack from the target in time; "
+            "the action may still run");
+    }
+
+    /* a late ack is still delivered and recorded */
+    ngx_http_amonitor_action_timer(
+        a, ngx_min(w->amcf->ack_timeout * 10, NGX_HTTP_AMONITOR_LATE_MAX));
+}
+
+
+/* an SDK's action_ack: recorded, and its bytes to the panel that asked */
+void
+ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len)
+{
+    u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    uint32_t                     hash;
+    ngx_str_t                    id, result;
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    w = u->worker;
+    as = w->actions;
+
+    id.data = (u_char *) env->action_msg_id.data;
+    id.len = env->action_msg_id.len;
+
+    hash = ngx_crc32_short(id.data, id.len);
+    a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
+        &as->sent, &id, hash);
+
+    if (a == NULL || a->upstream != u) {
+        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+            "amonitor: ack for an unknown action \"%V\" dropped", &id);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&w->counters->acks, 1);
+
+    /* the stored result: the ack's payload, or its gist if too long */
+
+    if (!env->binary && env->payload.len <= sizeof(buf)) {
+        result.data = (u_char *) env->payload.data;
+        result.len = env->payload.len;
+
+    } else {
+        result.data = buf;
+        ngx_http_amonitor_reply_result(
+            &result, sizeof(buf), env->success, env->message, NULL);
+    }
+
+    w->store->finish(
+        w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
+
+    if (a->panel) {
+        /* the SDK's bytes, to the panel that asked */
+        ngx_http_amonitor_conn_answer(a->panel, opcode, data, len);
+    }
+
+    ngx_http_amonitor_action_free(a);
+}
+
+
+void
+ngx_http_amonitor_action_panel_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel)
+{
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    if (panel->pending == 0) {
+        return;
+    }
+
+    as = w->actions;
+
+    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
+         q = ngx_queue_next(q)) {
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+
+        if (a->panel == panel) {
+            /* acks are still recorded; there is no one to tell */
+            a->panel = NULL;
+        }
+    }
+
+    panel->pending = 0;
+}
+
+
+/* the target's connection is open: what waited for it goes now */
+void
+ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_t                *q;
+    ngx_http_amonitor_action_t *a;
+
+    while (!ngx_queue_empty(&u->waiting)
+        && u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+        q = ngx_queue_head(&u->waiting);
+        ngx_queue_remove(q);
+
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, queue);
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+
+        ngx_http_amonitor_action_forward(a, u);
+    }
+}
+
+
+/*
+ * The target's connection failed or closed.  Waiting actions never reached
+ * it; sent ones did if their bytes were written: they may have run.
+ */
+void
+ngx_http_amonitor_action_upstream_down(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
+{
+    ngx_queue_t                 *q, *next;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = u->worker->actions;
+
+    while (!ngx_queue_empty(&u->waiting)) {
+        q = ngx_queue_head(&u->waiting);
+        ngx_queue_remove(q);
+
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, queue);
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+
+        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+            "cannot connect to the target", NGX_HTTP_AMONITOR_RELEASE);
+    }
+
+    if (!connected) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
+         q = next) {
+        next = ngx_queue_next(q);
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+
+        if (a->upstream != u) {
+            continue;
+        }
+
+        if (a->state == NGX_HTTP_AMONITOR_ACTION_LATE) {
+            /* already answered with ACK_TIMEOUT */
+            ngx_http_amonitor_action_free(a);
+            continue;
+        }
+
+        if (a->state != NGX_HTTP_AMONITOR_ACTION_SENT) {
+            continue;
+        }
+
+        if (u->wc.sent_bytes >= a->end_offset) {
+            /* written: it may have run, so the claim stays */
+            ngx_http_amonitor_action_fail(a, "TARGET_DISCONNECTED",
+                "the target disconnected before its ack; the outcome "
+                "is unknown",
+                NGX_HTTP_AMONITOR_KEEP);
+
+        } else {
+            ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+                "the target disconnected before the action was sent",
+                NGX_HTTP_AMONITOR_RELEASE);
+        }
+    }
+}
+
+
+/* end an action with an error, and say what becomes of its claim */
+static void
+ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
+    const char *message, ngx_http_amonitor_claim_end_e end)
+{
+    u_char                      buf[256];
+    ngx_str_t                   result;
+    amon_str_t                  msg;
+    ngx_http_amonitor_worker_t *w;
+
+    w = a->worker;
+
+    (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
+
+    if (end == NGX_HTTP_AMONITOR_RELEASE) {
+        w->store->release(w->store, &a->sn.str);
+
+    } else if (end == NGX_HTTP_AMONITOR_KEEP) {
+        msg.data = (const unsigned char *) message;
+        msg.len = ngx_strlen(message);
+        result.data = buf;
+
+        ngx_http_amonitor_reply_result(&result, sizeof(buf), 0, msg, code);
+
+        if (result.len) {
+            w->store->finish(
+                w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
+        }
+    }
+
+    if (a->panel) {
+        ngx_http_amonitor_reply_error(
+            w, a->panel, a->binary, &a->sn.str, &a->target_id, code, message);
+    }
+
+    ngx_http_amonitor_action_free(a);
+}
+
+
+static void
+ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
+{
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_actions_t *as;
+
+    w = a->worker;
+    as = w->actions;
+
+    if (a->timer.timer_set) {
+        ngx_del_timer(&a->timer);
+    }
+
+    if (a->in_tree) {
+        ngx_rbtree_delete(&as->sent, &a->sn.node);
+        a->in_tree = 0;
+    }
+
+    if (a->state == NGX_HTTP_AMONITOR_ACTION_WAITING) {
+        ngx_queue_remove(&a->queue);
+    }
+
+    if (a->msg) {
+        ngx_http_amonitor_msg_release(&w->frames, a->msg);
+        a->msg = NULL;
+    }
+
+    if (a->panel && a->panel->pending) {
+        a->panel->pending--;
+    }
+
+    ngx_queue_remove(&a->all);
+
+    if (a->state == NGX_HTTP_AMONITOR_ACTION_CLAIMING) {
+        /* the store's callback still holds it: it frees it */
+        a->state = NGX_HTTP_AMONITOR_ACTION_ABANDONED;
+        a->panel = NULL;
+        return;
+    }
+
+    ngx_free(a);
+}

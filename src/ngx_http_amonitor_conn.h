@@ -1,0 +1,148 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * One WebSocket connection, panel or upstream, and the shared frames it
+ * sends.  The connection layer knows nothing of panels, SDKs or actions:
+ * its owner gets complete messages and the end of the connection through
+ * two callbacks.
+ */
+
+#ifndef _NGX_HTTP_AMONITOR_CONN_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_CONN_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "amon_core.h"
+#include "amon_ws_frame.h"
+
+
+#define NGX_HTTP_AMONITOR_RBUF_SIZE  65536
+#define NGX_HTTP_AMONITOR_Q_MIN      16
+#define NGX_HTTP_AMONITOR_RESERVED_Q 64 /* for acks and errors */
+#define NGX_HTTP_AMONITOR_READS      8 /* reads per event */
+#define NGX_HTTP_AMONITOR_IOVS       64 /* frames per send_chain */
+
+
+typedef struct ngx_http_amonitor_conn_s ngx_http_amonitor_conn_t;
+
+
+/*
+ * A frame shared by reference: server frames are unmasked, so the same
+ * bytes serve every panel.  Freed (or cached) when the last queue drops it.
+ */
+typedef struct {
+    ngx_uint_t  refs;
+    size_t      len;
+    size_t      size;
+    u_char     *data;
+    ngx_queue_t queue; /* in the free cache */
+} ngx_http_amonitor_msg_t;
+
+
+/*
+ * What every connection of a worker shares: the one read buffer (input is
+ * decoded as soon as it is read), the cache of small frame buffers, the
+ * limits and the allocator for reassembly.
+ */
+typedef struct {
+    u_char           *rbuf;
+    size_t            rbuf_size;
+    ngx_queue_t       cache;
+    ngx_uint_t        cached;
+    size_t            max_message;
+    ngx_uint_t        queue; /* amonitor_send_queue */
+    ngx_msec_t        ping;
+    amon_allocator_t *allocator;
+} ngx_http_amonitor_frames_t;
+
+
+typedef struct {
+    ngx_http_amonitor_msg_t *msg;
+    size_t                   sent; /* bytes already written */
+} ngx_http_amonitor_qitem_t;
+
+
+typedef void (*ngx_http_amonitor_message_pt)(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
+typedef void (*ngx_http_amonitor_close_pt)(ngx_http_amonitor_conn_t *wc);
+
+
+struct ngx_http_amonitor_conn_s {
+    ngx_connection_t           *connection;
+    ngx_http_amonitor_frames_t *frames;
+    void                       *data; /* the owner: panel or upstream */
+    ngx_queue_t                 queue; /* a panel: in the worker's list */
+    ngx_uint_t                  id; /* a panel: its number, for logs */
+    ngx_uint_t                  pending; /* a panel: actions it waits for */
+
+    amon_ws_parser_t parser;
+    size_t           rbuf_pos; /* in frames->rbuf */
+    size_t           rbuf_last;
+    amon_buf_t       message; /* fragments, reused */
+
+    ngx_http_amonitor_qitem_t *q;
+    ngx_uint_t                 q_size; /* limit + reserved */
+    ngx_uint_t                 q_cap; /* allocated entries */
+    ngx_uint_t                 q_limit; /* for droppable frames */
+    ngx_uint_t                 q_head;
+    ngx_uint_t                 q_count;
+    uint64_t                   queued_bytes;
+    uint64_t                   sent_bytes;
+
+    ngx_event_t ping;
+    ngx_msec_t  last_rx;
+
+    ngx_http_amonitor_message_pt on_message;
+    ngx_http_amonitor_close_pt   on_close;
+
+    ngx_uint_t dropped;
+    ngx_uint_t log_level; /* for peer faults */
+    ngx_uint_t peer_close; /* code the peer sent */
+
+    unsigned client : 1; /* mask what we send */
+    unsigned open : 1;
+    unsigned close_sent : 1;
+    unsigned close_received : 1;
+    unsigned awaiting_pong : 1;
+    unsigned closed : 1;
+};
+
+
+/* frames */
+ngx_int_t ngx_http_amonitor_frames_init(ngx_http_amonitor_frames_t *f,
+    ngx_pool_t *pool, size_t max_message, ngx_uint_t queue, ngx_msec_t ping,
+    amon_allocator_t *allocator);
+void      ngx_http_amonitor_frames_free(ngx_http_amonitor_frames_t *f);
+ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_alloc(
+    ngx_http_amonitor_frames_t *f, size_t size);
+void ngx_http_amonitor_msg_release(
+    ngx_http_amonitor_frames_t *f, ngx_http_amonitor_msg_t *msg);
+ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_frame(
+    ngx_http_amonitor_frames_t *f, ngx_uint_t opcode, u_char *payload,
+    size_t len, ngx_uint_t masked);
+
+/* connections */
+ngx_int_t ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc,
+    ngx_connection_t *c, ngx_http_amonitor_frames_t *f, ngx_uint_t client);
+void      ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc);
+ngx_int_t ngx_http_amonitor_conn_feed(
+    ngx_http_amonitor_conn_t *wc, u_char *data, size_t len);
+ngx_int_t ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc);
+ngx_int_t ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
+    ngx_http_amonitor_msg_t *msg, ngx_uint_t priority);
+ngx_int_t ngx_http_amonitor_conn_send_data(ngx_http_amonitor_conn_t *wc,
+    ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t priority);
+void      ngx_http_amonitor_conn_answer(
+         ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
+void ngx_http_amonitor_conn_close_frame(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t code, const char *reason);
+void ngx_http_amonitor_conn_fail(ngx_http_amonitor_conn_t *wc, int rc);
+void ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc);
+void ngx_http_amonitor_conn_start_ping(
+    ngx_http_amonitor_conn_t *wc, ngx_msec_t interval);
+
+
+#endif /* _NGX_HTTP_AMONITOR_CONN_H_INCLUDED_ */

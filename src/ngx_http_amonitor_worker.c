@@ -1,0 +1,112 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The runtime of one worker process: made in init_process, torn down in
+ * exit_process.  It owns the frame buffers, the store, the panels' and
+ * upstreams' lists and the table of actions, and starts the upstreams.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
+
+
+static void *ngx_http_amonitor_worker_alloc(void *data, size_t size);
+static void  ngx_http_amonitor_worker_free(void *data, void *p);
+
+
+ngx_int_t
+ngx_http_amonitor_worker_init(
+    ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf)
+{
+    ngx_http_amonitor_worker_t *w;
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_amonitor_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->cycle = cycle;
+    w->amcf = amcf;
+
+    ngx_queue_init(&w->panels);
+    ngx_queue_init(&w->upstreams);
+
+    w->allocator.alloc = ngx_http_amonitor_worker_alloc;
+    w->allocator.free = ngx_http_amonitor_worker_free;
+    w->allocator.data = cycle->log;
+
+    if (ngx_http_amonitor_frames_init(&w->frames, cycle->pool,
+            amcf->max_message, amcf->queue, amcf->ping, &w->allocator)
+        != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* lower layers reach upstream.c only through these */
+    w->dial = ngx_http_amonitor_upstream_add;
+    w->kick = ngx_http_amonitor_upstream_kick;
+
+    w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
+
+    if (amcf->redis) {
+        w->store = ngx_http_amonitor_store_redis_create(w, amcf->redis);
+
+    } else {
+        w->store = ngx_http_amonitor_store_shm_create(
+            amcf->shm_zone, cycle->pool, amcf->dedupe_ttl);
+    }
+
+    if (w->store == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_amonitor_action_init_worker(w) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    amcf->worker = w;
+
+    return ngx_http_amonitor_upstream_init_worker(w);
+}
+
+
+void
+ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
+{
+    ngx_http_amonitor_worker_t *w;
+
+    w = amcf->worker;
+    if (w == NULL) {
+        return;
+    }
+
+    ngx_http_amonitor_panel_close_all(w);
+    ngx_http_amonitor_upstream_exit_worker(w);
+    ngx_http_amonitor_action_exit_worker(w);
+
+    if (amcf->redis) {
+        ngx_http_amonitor_store_redis_exit(w->store);
+    }
+
+    amon_buf_free(&w->scratch, &w->allocator);
+    ngx_http_amonitor_frames_free(&w->frames);
+
+    amcf->worker = NULL;
+}
+
+
+static void *
+ngx_http_amonitor_worker_alloc(void *data, size_t size)
+{
+    return ngx_alloc(size, data);
+}
+
+
+static void
+ngx_http_amonitor_worker_free(void *data, void *p)
+{
+    ngx_free(p);
+}
