@@ -37,6 +37,7 @@ static int amonitor_conn_append(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     const unsigned char *p, size_t len);
 static int amonitor_conn_queue(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     const unsigned char *hdr, size_t hlen, const unsigned char *p, size_t len);
+static int amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 static int amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth);
 static amon_str_t amonitor_trim(const unsigned char *p, size_t len);
 
@@ -405,12 +406,10 @@ amonitor_conn_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     amonitor_log(priv, AMONITOR_LOG_INFO, "agent connected from %s (%llu)",
         c->peer, (unsigned long long) c->id);
 
-    if (priv->register_url) {
-        amonitor_msg_register(priv, c);
-    }
+    /* register and the first heartbeat, by the layer above */
+    priv->on_open(priv, c);
 
     if (priv->heartbeat_ms && c->state == AMONITOR_CONN_OPEN) {
-        amonitor_msg_heartbeat(priv, c);
         c->next_heartbeat = amon_posix_now_ms() + priv->heartbeat_ms;
     }
 }
@@ -462,7 +461,7 @@ amonitor_conn_frames(
         switch (ev.type) {
 
         case AMON_WS_SESSION_MESSAGE:
-            amonitor_msg_dispatch(priv, c, ev.opcode, ev.data, ev.len);
+            priv->on_message(priv, c, ev.opcode, ev.data, ev.len);
             break;
 
         case AMON_WS_SESSION_PING:
@@ -714,6 +713,19 @@ amonitor_conn_write(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 }
 
 
+static int
+amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | (c->want_write ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+
+    return epoll_ctl(priv->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+
 void
 amonitor_conn_timer(amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int64_t now)
 {
@@ -727,7 +739,7 @@ amonitor_conn_timer(amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int64_t now)
 
     if (c->state == AMONITOR_CONN_OPEN && c->next_heartbeat
         && now >= c->next_heartbeat) {
-        amonitor_msg_heartbeat(priv, c);
+        (void) priv->on_heartbeat(priv, c);
 
         c->next_heartbeat += priv->heartbeat_ms;
         if (c->next_heartbeat <= now) {

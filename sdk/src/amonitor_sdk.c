@@ -2,8 +2,9 @@
  * Copyright (C) AMonitor authors
  *
  * SDK context: configuration, the listening socket, the epoll loop that
- * drives agent connections (on its own thread or the host's), and the
- * mutex-protected job queue and pending-ack table other threads use.
+ * drives agent connections (on its own thread or the host's).  The top of
+ * the SDK: sdk -> queue -> msg -> conn -> pending, util; connections call
+ * back up only through the priv->on_* pointers set here.
  */
 
 #ifndef _GNU_SOURCE
@@ -40,6 +41,7 @@ static void  amonitor_reap(amonitor_sdk_priv_t *priv);
 static void  amonitor_drain(amonitor_sdk_priv_t *priv);
 static void  amonitor_close_listener(amonitor_sdk_priv_t *priv);
 static void *amonitor_thread(void *arg);
+static void  amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 
 
 void
@@ -56,6 +58,20 @@ amonitor_sdk_config_init(amonitor_sdk_config_t *cfg)
     cfg->max_connections = 64;
     cfg->max_pending = 1024;
     cfg->max_queued_events = 4096;
+}
+
+
+/* a new agent connection: register (when configured), first heartbeat */
+static void
+amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
+{
+    if (priv->register_url) {
+        amonitor_msg_register(priv, c);
+    }
+
+    if (priv->heartbeat_ms && c->state == AMONITOR_CONN_OPEN) {
+        amonitor_msg_heartbeat(priv, c);
+    }
 }
 
 
@@ -86,6 +102,11 @@ amonitor_sdk_new(const amonitor_sdk_config_t *cfg)
     priv->bound_port = -1;
     priv->next_conn_id = 1;
     priv->log_level = AMONITOR_LOG_INFO;
+
+    /* connections report upward through these, never by direct calls */
+    priv->on_open = amonitor_agent_open;
+    priv->on_message = amonitor_msg_dispatch;
+    priv->on_heartbeat = amonitor_msg_heartbeat;
 
     if (pthread_mutex_init(&priv->lock, NULL) != 0) {
         free(priv);
@@ -846,19 +867,6 @@ amonitor_accept(amonitor_sdk_priv_t *priv)
 }
 
 
-int
-amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
-{
-    struct epoll_event ev;
-
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN | (c->want_write ? EPOLLOUT : 0);
-    ev.data.ptr = c;
-
-    return epoll_ctl(priv->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-}
-
-
 static void
 amonitor_reap(amonitor_sdk_priv_t *priv)
 {
@@ -911,23 +919,6 @@ amonitor_sdk_stats(amonitor_sdk_t *ctx, amonitor_stats_t *st)
 }
 
 
-const char *
-amonitor_strerror(int err)
-{
-    switch (err) {
-    case AMONITOR_OK: return "ok";
-    case AMONITOR_ERR_INVAL: return "invalid argument";
-    case AMONITOR_ERR_NOMEM: return "out of memory";
-    case AMONITOR_ERR_IO: return "system call failed";
-    case AMONITOR_ERR_STATE: return "not allowed in this state";
-    case AMONITOR_ERR_FULL: return "queue full, message dropped";
-    case AMONITOR_ERR_NOTFOUND: return "no pending action with that msg_id";
-    case AMONITOR_ERR_TOOBIG: return "message too big";
-    default: return "unknown error";
-    }
-}
-
-
 int
 amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
 {
@@ -942,62 +933,4 @@ amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
     amonitor_log(ctx->priv, AMONITOR_LOG_ERROR, "%s", ctx->errstr);
 
     return err;
-}
-
-
-void
-amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
-{
-    char    buf[512];
-    va_list ap;
-
-    if (priv->log_fn == NULL || level > priv->log_level) {
-        return;
-    }
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-
-    priv->log_fn(level, buf, priv->log_data);
-}
-
-
-char *
-amonitor_strdup(const char *s)
-{
-    size_t len;
-    char  *p;
-
-    len = strlen(s) + 1;
-
-    p = malloc(len);
-    if (p) {
-        memcpy(p, s, len);
-    }
-
-    return p;
-}
-
-
-/* Valid UTF-8, no control characters, at most "max" bytes. */
-int
-amonitor_valid_text(const char *s, size_t max)
-{
-    size_t len;
-
-    len = strlen(s);
-
-    if (len > max
-        || amon_utf8_validate((const unsigned char *) s, len) != AMON_OK) {
-        return 0;
-    }
-
-    for (/* void */; *s; s++) {
-        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
-            return 0;
-        }
-    }
-
-    return 1;
 }

@@ -158,6 +158,12 @@ struct amonitor_sdk_priv_s {
     amon_envelope_t  env; /* the message being dispatched */
     unsigned char    rbuf[AMONITOR_READ_CHUNK];
 
+    /* how a connection reports to the layers above (amonitor_sdk_new) */
+    void (*on_open)(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+    void (*on_message)(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+        unsigned opcode, unsigned char *p, size_t len);
+    int (*on_heartbeat)(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+
     amonitor_handler_t *handlers;
     amonitor_metrics_fn metrics_fn;
     void               *metrics_data;
@@ -191,25 +197,33 @@ struct amonitor_sdk_priv_s {
     __atomic_fetch_sub(&(priv)->stats.field, 1, __ATOMIC_RELAXED)
 
 
+/*
+ * The files call one way, top to bottom: amonitor_sdk.c (public context,
+ * loop) -> _queue.c (cross-thread jobs) -> _msg.c (envelopes, dispatch)
+ * -> _conn.c (one agent connection) -> _pending.c, _util.c.  A connection
+ * reaches the layers above only through priv->on_open, _message and
+ * _heartbeat.
+ */
+
 /* amonitor_sdk.c */
-void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 int amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
-int amonitor_pending_add(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-    const amonitor_action_t *action);
-int amonitor_pending_take(
-    amonitor_sdk_priv_t *priv, const char *msg_id, amonitor_pending_t **out);
-void amonitor_pending_free(amonitor_pending_t *p);
-
-int   amonitor_valid_text(const char *s, size_t max);
-char *amonitor_strdup(const char *s);
 
 /* amonitor_queue.c */
 void amonitor_run_jobs(amonitor_sdk_priv_t *priv);
 void amonitor_free_jobs(amonitor_sdk_priv_t *priv);
 void amonitor_wake(amonitor_sdk_priv_t *priv); /* with "lock" held */
+
+/* amonitor_msg.c */
+int  amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+int  amonitor_msg_register(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+void amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    unsigned opcode, unsigned char *p, size_t len);
+int  amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+     const char *action_msg_id, const char *trace_id, int success,
+     const char *message, int binary);
+int  amonitor_msg_build_event(amonitor_sdk_priv_t *priv, amon_buf_t *out,
+     const char *name, const char *json_data);
 
 /* amonitor_conn.c */
 amonitor_conn_t *amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd);
@@ -224,16 +238,18 @@ void amonitor_conn_close(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     uint16_t code, const char *reason);
 void amonitor_conn_abort(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 
-/* amonitor_msg.c */
-int  amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
-int  amonitor_msg_register(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
-void amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-    unsigned opcode, unsigned char *p, size_t len);
-int  amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
-     const char *action_msg_id, const char *trace_id, int success,
-     const char *message, int binary);
-int  amonitor_msg_build_event(amonitor_sdk_priv_t *priv, amon_buf_t *out,
-     const char *name, const char *json_data);
+/* amonitor_pending.c */
+int amonitor_pending_add(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    const amonitor_action_t *action);
+int amonitor_pending_take(
+    amonitor_sdk_priv_t *priv, const char *msg_id, amonitor_pending_t **out);
+void amonitor_pending_free(amonitor_pending_t *p);
+
+/* amonitor_util.c */
+void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int   amonitor_valid_text(const char *s, size_t max);
+char *amonitor_strdup(const char *s);
 
 
 #endif /* AMONITOR_SDK_INT_H */

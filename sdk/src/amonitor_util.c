@@ -1,0 +1,89 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The bottom of the SDK: logging through the host's callback, status
+ * texts, small string helpers.  Every other SDK file may call these;
+ * they call nothing of the SDK.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amonitor_sdk_int.h"
+
+
+const char *
+amonitor_strerror(int err)
+{
+    switch (err) {
+    case AMONITOR_OK: return "ok";
+    case AMONITOR_ERR_INVAL: return "invalid argument";
+    case AMONITOR_ERR_NOMEM: return "out of memory";
+    case AMONITOR_ERR_IO: return "system call failed";
+    case AMONITOR_ERR_STATE: return "not allowed in this state";
+    case AMONITOR_ERR_FULL: return "queue full, message dropped";
+    case AMONITOR_ERR_NOTFOUND: return "no pending action with that msg_id";
+    case AMONITOR_ERR_TOOBIG: return "message too big";
+    default: return "unknown error";
+    }
+}
+
+
+void
+amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
+{
+    char    buf[512];
+    va_list ap;
+
+    if (priv->log_fn == NULL || level > priv->log_level) {
+        return;
+    }
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+
+    priv->log_fn(level, buf, priv->log_data);
+}
+
+
+char *
+amonitor_strdup(const char *s)
+{
+    size_t len;
+    char  *p;
+
+    len = strlen(s) + 1;
+
+    p = malloc(len);
+    if (p) {
+        memcpy(p, s, len);
+    }
+
+    return p;
+}
+
+
+/* Valid UTF-8, no control characters, at most "max" bytes. */
+int
+amonitor_valid_text(const char *s, size_t max)
+{
+    size_t len;
+
+    len = strlen(s);
+
+    if (len > max
+        || amon_utf8_validate((const unsigned char *) s, len) != AMON_OK) {
+        return 0;
+    }
+
+    for (/* void */; *s; s++) {
+        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
