@@ -53,7 +53,7 @@ $(GEN): $(PROTO)
 
 module: $(BUILD)/$(MODULE)
 
-$(NGX_BUILD)/Makefile: config $(GEN)
+$(NGX_BUILD)/Makefile: config src/core/sources.list src/core/libs.list $(GEN)
 	@test -f $(NGX_SRC)/conf_flags || { echo "nginx-dev is missing:" \
 	    "run 'make deps'" >&2; exit 1; }
 	@mkdir -p $(NGX_BUILD)
