@@ -446,50 +446,31 @@ amoncli_build_action(amon_buf_t *out, const char *msg_id, const char *target_id,
 {
     int                 rc;
     amon_buf_t          payload;
+    amon_json_w_t       w;
     amon_envelope_out_t e;
 
     memset(&payload, 0, sizeof(payload));
 
-    rc = amon_buf_reserve(&payload, 64, AMONCLI_MAX_MESSAGE, NULL);
-    if (rc == AMON_OK) {
-        memcpy(payload.data, "{\"action\":", 10);
-        payload.len = 10;
-        rc = amon_json_append_string(
-            &payload, AMONCLI_MAX_MESSAGE, NULL, amoncli_cstr(action));
+    /* "params" was checked to be JSON when the options were read */
+    amon_json_w_init(&w, &payload, AMONCLI_MAX_MESSAGE, NULL);
+    amon_json_w_object_begin(&w);
+    amon_json_w_key(&w, "action");
+    amon_json_w_cstring(&w, action);
+    amon_json_w_key(&w, "params");
+    amon_json_w_raw(&w, params, strlen(params));
+
+    if (target_url) {
+        amon_json_w_key(&w, "target_url");
+        amon_json_w_cstring(&w, target_url);
     }
 
-    if (rc == AMON_OK) {
-        rc = amon_buf_reserve(
-            &payload, strlen(params) + 12, AMONCLI_MAX_MESSAGE, NULL);
-    }
+    amon_json_w_object_end(&w);
 
-    if (rc == AMON_OK) {
-        memcpy(payload.data + payload.len, ",\"params\":", 10);
-        payload.len += 10;
-        memcpy(payload.data + payload.len, params, strlen(params));
-        payload.len += strlen(params);
-
-        if (target_url) {
-            rc = amon_buf_reserve(&payload, 14, AMONCLI_MAX_MESSAGE, NULL);
-            if (rc == AMON_OK) {
-                memcpy(payload.data + payload.len, ",\"target_url\":", 14);
-                payload.len += 14;
-                rc = amon_json_append_string(&payload, AMONCLI_MAX_MESSAGE,
-                    NULL, amoncli_cstr(target_url));
-            }
-        }
-    }
-
-    if (rc == AMON_OK) {
-        rc = amon_buf_reserve(&payload, 1, AMONCLI_MAX_MESSAGE, NULL);
-    }
-
+    rc = amon_json_w_finish(&w);
     if (rc != AMON_OK) {
         amon_buf_free(&payload, NULL);
         return rc;
     }
-
-    payload.data[payload.len++] = '}';
 
     memset(&e, 0, sizeof(e));
     e.msg_id = amoncli_cstr(msg_id);

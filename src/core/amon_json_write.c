@@ -51,6 +51,13 @@ amon_json_w_finish(amon_json_w_t *w)
 }
 
 
+void
+amon_json_w_limit(amon_json_w_t *w, size_t max)
+{
+    w->max = max;
+}
+
+
 /*
  * Room for "need" more bytes, the used length kept within "max" even when
  * the buffer is already larger.  Sets the sticky error.

@@ -55,6 +55,12 @@ void amon_json_w_init(
  */
 int amon_json_w_finish(amon_json_w_t *w);
 
+/*
+ * Change the limit for what is written from now on, e.g. a lower one for
+ * a part of the text that has a budget of its own.
+ */
+void amon_json_w_limit(amon_json_w_t *w, size_t max);
+
 /* The sticky error so far, without finishing. */
 #define amon_json_w_error(w) ((w)->err)
 
