@@ -92,7 +92,7 @@ void amoncli_ws_close(amoncli_ws_t *ws, uint16_t code);
 /* amonitor.c: helpers shared by the commands */
 int64_t amoncli_now_ms(void);
 int64_t amoncli_wall_ms(void);
-void    amoncli_new_id(char out[37]);
+void    amoncli_new_id(char out[AMON_UUID_LEN + 1]);
 void    amoncli_clock(char *buf, size_t size);
 int     amoncli_build_action(amon_buf_t *out, const char *msg_id,
         const char *target_id, const char *target_url, const char *action,

@@ -384,7 +384,7 @@ amoncli_sleep_ms(int ms)
 
 
 void
-amoncli_new_id(char out[37])
+amoncli_new_id(char out[AMON_UUID_LEN + 1])
 {
     unsigned char rnd[16];
     size_t        done;
@@ -402,7 +402,7 @@ amoncli_new_id(char out[37])
     }
 
     amon_uuid4(rnd, (unsigned char *) out);
-    out[36] = '\0';
+    out[AMON_UUID_LEN] = '\0';
 }
 
 

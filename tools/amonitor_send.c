@@ -52,7 +52,7 @@ int
 amoncli_cmd_send(amoncli_opts_t *o)
 {
     int             what;
-    char            id[37];
+    char            id[AMON_UUID_LEN + 1];
     const char     *msg_id;
     int64_t         deadline;
     amoncli_ws_t    ws;
@@ -102,7 +102,7 @@ int
 amoncli_cmd_dedupe(amoncli_opts_t *o)
 {
     int             what, rc;
-    char            id[37];
+    char            id[AMON_UUID_LEN + 1];
     const char     *msg_id;
     int64_t         deadline;
     amoncli_ws_t    ws;

@@ -77,7 +77,7 @@ amoncli_cmd_sim(amoncli_opts_t *o)
     size_t               len;
     unsigned             i, n, opcode;
     int64_t              deadline, now;
-    char                 id[37], err[256];
+    char                 id[AMON_UUID_LEN + 1], err[256];
     const char          *tid, *turl, *params;
     amon_buf_t           b;
     amoncli_ws_t         ws;
