@@ -27,9 +27,10 @@ if [ ! -f build/libamon_core.a ] || [ ! -f "$MODULE" ]; then
 fi
 
 mkdir -p build/bench
+# shellcheck disable=SC2046
 "$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
     -Isrc/core -Isrc/core/gen bench/agent/amon-load.c build/libamon_core.a \
-    -lcjson -lprotobuf-c -lcrypto -o "$LOAD"
+    $(sed -e 's/#.*//' src/core/libs.list) -o "$LOAD"
 
 PREFIX=$(mktemp -d /tmp/amon-bench-XXXXXX)
 chmod 755 "$PREFIX"
