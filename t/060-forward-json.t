@@ -13,32 +13,6 @@ use Test::AMonitor;
 # quiet period in which nothing more may arrive
 my $QUIET = tscale(0.5);
 
-# send raw frames on every agent connection of a fake SDK: [fin, rsv1,
-# rsv2, rsv3, opcode, payload] each.  The fake SDK has no API for
-# fragmented messages, so this reaches into its connection table (the
-# Mojolicious controller of each agent connection).
-sub sdk_send_frames {
-    my ($sdk, @frames) = @_;
-    my $n = 0;
-    for my $id (sort { $a <=> $b } keys %{ $sdk->{conns} }) {
-        my $c = $sdk->{conns}{$id}{c} or next;
-        $c->send($_) for @frames;
-        $n++;
-    }
-    return $n;
-}
-
-# send a text message on one agent connection of a fake SDK
-sub sdk_send_on {
-    my ($sdk, $id, $text) = @_;
-    $sdk->{conns}{$id}{c}->send({ text => $text });
-}
-
-sub sdk_conn_ids {
-    my ($sdk) = @_;
-    return sort { $a <=> $b } keys %{ $sdk->{conns} };
-}
-
 # messages of a panel whose envelope has this msg_id
 sub with_id {
     my ($p, $id) = @_;
@@ -141,7 +115,7 @@ subtest 'a fragmented heartbeat is forwarded as one message' => sub {
         . '"fwd-a","status":"up","metrics":{"seq":"frag"}}}';
     my @parts = (substr($text, 0, 10), substr($text, 10, 50),
         substr($text, 60, 1), substr($text, 61));
-    is(sdk_send_frames($sdk,
+    is($sdk->send_frames(
         [0, 0, 0, 0, 1, $parts[0]],
         [0, 0, 0, 0, 0, $parts[1]],
         [0, 0, 0, 0, 0, $parts[2]],
@@ -165,7 +139,7 @@ subtest 'a fragmented heartbeat is forwarded as one message' => sub {
 
     # a fragmented message interrupted by a ping is still one message
     my $text2 = $text =~ s/hb-frag-1/hb-frag-2/r;
-    sdk_send_frames($sdk,
+    $sdk->send_frames(
         [0, 0, 0, 0, 1, substr($text2, 0, 20)],
         [1, 0, 0, 0, 9, 'ping-in-between'],
         [1, 0, 0, 0, 0, substr($text2, 20)]);
@@ -294,13 +268,13 @@ my @panels = map { $t2->panel('/ws/panel', name => "w-p$_") } 1 .. 16;
 is(scalar(@panels), 16, 'sixteen panels connected');
 
 subtest 'heartbeats and events reach every panel of every worker' => sub {
-    my @ids = sdk_conn_ids($sdk2);
+    my @ids = $sdk2->conn_ids;
     is(scalar(@ids), 2, 'the SDK has one connection per worker');
 
     # a distinct event on each worker's connection: each panel gets the
     # one of its worker, and both are seen, so panels are on both workers
     for my $id (@ids) {
-        sdk_send_on($sdk2, $id, '{"msg_id":"per-conn-' . $id . '","type":'
+        $sdk2->send_to($id, '{"msg_id":"per-conn-' . $id . '","type":'
             . '"event","target_id":"fwd-b","timestamp":1764120000000,'
             . '"payload":{"target_id":"fwd-b","event_name":"which","data":'
             . $id . '}}');
