@@ -184,22 +184,16 @@ sub _run_block {
         config        => _sec($b, 'config') // '',
     );
 
+    for my $re (_lines(_sec($b, 'nginx_V_like'))) {
+        Test::More::like(_nginx_V($t), qr/$re/,
+            "nginx -V output matches /$re/");
+    }
+
     # configuration checks: nginx -t only
-    if (_has($b, 'nginx_t_fails') || _has($b, 'nginx_t_ok')
-        || _has($b, 'nginx_t_like'))
+    if (grep { _has($b, $_) } qw(nginx_t_fails nginx_t_ok nginx_t_like
+        nginx_t_unlike nginx_t_emerg))
     {
-        my ($st, $out) = $t->nginx_t;
-        if (_has($b, 'nginx_t_ok')) {
-            Test::More::is($st, 0, 'nginx -t succeeds')
-                or Test::More::diag($out);
-        }
-        else {
-            Test::More::isnt($st, 0, 'nginx -t fails')
-                or Test::More::diag($out);
-        }
-        for my $re (_lines(_sec($b, 'nginx_t_like'))) {
-            Test::More::like($out, qr/$re/, "nginx -t output matches /$re/");
-        }
+        _block_nginx_t($t, $b);
         return;
     }
 
@@ -215,8 +209,7 @@ sub _run_block {
     }
 
     $t->mark_log;
-    if (!$t->try_run) {
-        Test::More::fail('nginx starts');
+    if (!Test::More::ok($t->try_run, 'nginx starts')) {
         Test::More::diag($t->start_error);
         $_->stop for @sdks;
         return;
@@ -260,7 +253,7 @@ sub _run_block {
             'number of actions the fake SDKs received');
     }
 
-    $t->stop;
+    Test::More::ok($t->stop, 'nginx stops on QUIT');
     $_->stop for @sdks;
 
     my $log = $t->read_error_log;
@@ -278,6 +271,60 @@ sub _run_block {
     }
     for my $re (_lines(_sec($b, 'no_error_log_like'))) {
         Test::More::unlike($log, qr/$re/, "error log does not match /$re/");
+    }
+}
+
+# the output of "nginx -V" of the binary under test
+sub _nginx_V {
+    my ($t) = @_;
+    my $bin = $t->binary;
+    my $v = `"$bin" -V 2>&1`;
+    return $v // '';
+}
+
+# nginx_t_ok / nginx_t_fails / nginx_t_emerg, nginx_t_emerg_line,
+# nginx_t_like, nginx_t_unlike: "nginx -t" on the block's configuration
+sub _block_nginx_t {
+    my ($t, $b) = @_;
+    my ($st, $out) = $t->nginx_t;
+
+    if (_has($b, 'nginx_t_ok')) {
+        Test::More::is($st, 0, 'nginx -t succeeds')
+            or Test::More::diag($out);
+    }
+    else {
+        Test::More::isnt($st, 0, 'nginx -t fails')
+            or Test::More::diag($out);
+    }
+
+    if (defined(my $msg = _sec($b, 'nginx_t_emerg'))) {
+        chomp $msg;
+        Test::More::like($out,
+            qr/^nginx: \[emerg\] \Q$msg\E in \S+nginx\.conf:\d+$/m,
+            "the [emerg] line says: $msg")
+            or Test::More::diag($out);
+        Test::More::unlike($out, qr/test is successful/,
+            'no "test is successful"');
+    }
+
+    if (defined(my $d = _sec($b, 'nginx_t_emerg_line'))) {
+        # the configuration line the [emerg] names: "in FILE:LINE"
+        chomp $d;
+        my ($file, $n) = $out =~ /^nginx: \[emerg\] .*?(\S+\.conf):(\d+)/m;
+        my ($fh, @l, $text);
+        @l = <$fh> if $file && open($fh, '<', $file);
+        $text = $l[$n - 1] if $n && @l >= $n;
+        Test::More::like($text // '', qr/^\s*\Q$d\E\b/,
+            "the line it names (" . ($n // 'none') . ") is \"$d\"")
+            or Test::More::diag("line: " . ($text // 'none'));
+    }
+
+    for my $re (_lines(_sec($b, 'nginx_t_like'))) {
+        Test::More::like($out, qr/$re/, "nginx -t output matches /$re/");
+    }
+    for my $re (_lines(_sec($b, 'nginx_t_unlike'))) {
+        Test::More::unlike($out, qr/$re/,
+            "nginx -t output does not match /$re/");
     }
 }
 
