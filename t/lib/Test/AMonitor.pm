@@ -124,6 +124,14 @@ all nginx instances are stopped (QUIT) and one more test checks their logs
 (see L</"The final check">).  A numeric plan (C<plan tests =E<gt> N>)
 does not get that test; use C<done_testing>.
 
+The functions and methods below live in the parts this facade loads:
+L<Test::AMonitor::Nginx> (nginx control; C<Test::AMonitor-E<gt>new>
+returns one), L<Test::AMonitor::Process>, L<Test::AMonitor::Log> (logs
+and the final check), L<Test::AMonitor::Panel>,
+L<Test::AMonitor::FakeSDK>, L<Test::AMonitor::Raw>,
+L<Test::AMonitor::Blocks> (data sections), L<Test::AMonitor::Util>.
+One style per test file: data blocks or code.
+
 =head1 ENVIRONMENT
 
 =over
@@ -353,7 +361,10 @@ $bytes)>, C<send_frames(@frames)>, C<send_frames_to($id, @frames)>
 (frames C<[fin, rsv1, rsv2, rsv3, opcode, payload]>),
 C<close_conn($id, $code)> (TCP close when C<$code> is undef),
 C<closes> (C<{ conn, code, reason }> per ended connection),
-C<controller($id)>,
+C<closes_of(@ids)> (those of these connections), C<wait_closes(\@ids,
+$timeout)> (true once all of them ended), C<received_on($id)>,
+C<last_received>, C<controller($id)> (the Mojolicious controller; a
+method is better),
 C<accepted>, C<heartbeats>, C<connections>, C<wait_connections($n,
 $timeout)>, C<stop> (refuse new connections, close open ones with 1001),
 C<start>, C<drop_all> (TCP close), C<close_all($code)>, C<pause_accept>
@@ -399,7 +410,9 @@ C<tscale($s)>, C<default_timeout()>, C<current_nginx()>.
 C<=== TEST n: name> starts a block.  C<--- name: value> (inline) or
 C<--- name> followed by lines; filters C<chomp> and C<eval> may follow the
 name.  Each block (re)starts nginx in the file's prefix, runs, stops
-nginx, then checks the log written during the block.
+nginx, then checks the log written during the block (starting and
+stopping on QUIT are tests too); a block with an C<nginx_t_*> section
+only runs C<nginx -t>.
 
 C<main_config>, C<events_config>, C<http_config>, C<config>, C<workers>,
 C<no_module>, C<timeout> (per wait, default 5),
@@ -416,7 +429,9 @@ C<ws_send> (one message per line; C<hex: 0a0b> sends binary),
 C<ws_expect_like> (regexes in order), C<ws_script> (C<E<gt> msg>,
 C<E<lt> regex>, C<wait S>, C<close CODE>, C<ping>), C<ws_expect_close>,
 C<sdk_actions_like>, C<sdk_actions> (count), C<wait>,
-C<nginx_t_fails>, C<nginx_t_ok>, C<nginx_t_like> (regexes),
+C<nginx_t_fails>, C<nginx_t_ok>, C<nginx_t_like>, C<nginx_t_unlike>
+(regexes), C<nginx_t_emerg> (the exact [emerg] text), C<nginx_t_emerg_line>
+(what the line it names starts with), C<nginx_V_like> (regexes),
 C<error_log>, C<no_error_log> (literal lines), C<error_log_like>,
 C<no_error_log_like> (regexes), C<ONLY>, C<SKIP>.
 
