@@ -56,15 +56,15 @@ subtest 'two panels both receive each heartbeat' => sub {
             last unless $m;
             push @seq, $m->{json}{payload}{metrics}{seq};
         }
-        is(scalar(@seq), 5, "$p->{name} received five heartbeats");
+        is(scalar(@seq), 5, $p->name . " received five heartbeats");
         is_deeply(\@seq, [ map { $before + $_ } 1 .. 5 ],
-            "$p->{name} received them in order");
+            $p->name . " received them in order");
     }
     sleep_loop($QUIET);
     for my $p ($p1, $p2) {
         my @more = grep { ($_->{json}{type} // '') eq 'heartbeat' }
             $p->pending;
-        is(scalar(@more), 0, "$p->{name} received no extra heartbeat");
+        is(scalar(@more), 0, $p->name . " received no extra heartbeat");
     }
     $_->clear for $p1, $p2;
 };
@@ -82,9 +82,9 @@ subtest 'an event arrives with its bytes unchanged' => sub {
     for my $p ($p1, $p2) {
         my $m = $p->recv_until(sub { index($_[0]{data}, 'ev-odd-1') >= 0 },
             5);
-        ok($m, "$p->{name} received the event");
-        is($m && $m->{type}, 'text', "$p->{name}: still a text message");
-        ok($m && $m->{data} eq $text, "$p->{name}: the bytes are identical")
+        ok($m, $p->name . " received the event");
+        is($m && $m->{type}, 'text', $p->name . ": still a text message");
+        ok($m && $m->{data} eq $text, $p->name . ": the bytes are identical")
             or diag("sent:     $text\nreceived: " . ($m ? $m->{data} : ''));
     }
 };
@@ -99,10 +99,10 @@ subtest 'a 512 KiB event arrives intact' => sub {
     for my $p ($p1, $p2) {
         my $m = $p->recv_until(sub { index(substr($_[0]{data}, 0, 40),
             'ev-big-1') >= 0 }, 10);
-        ok($m, "$p->{name} received the large event");
+        ok($m, $p->name . " received the large event");
         is(length($m ? $m->{data} : ''), length($text),
-            "$p->{name}: same length");
-        ok($m && $m->{data} eq $text, "$p->{name}: same bytes");
+            $p->name . ": same length");
+        ok($m && $m->{data} eq $text, $p->name . ": same bytes");
     }
 };
 
@@ -134,7 +134,7 @@ subtest 'a fragmented heartbeat is forwarded as one message' => sub {
         my $m = $p->recv_until(sub { index($_[0]{data}, 'hb-frag-1') >= 0 },
             5);
         ok($m && $m->{data} eq $text,
-            "$p->{name} received the reassembled heartbeat");
+            $p->name . " received the reassembled heartbeat");
     }
 
     # a fragmented message interrupted by a ping is still one message
@@ -183,7 +183,7 @@ subtest 'messages of unknown types from an SDK are forwarded' => sub {
     for my $p ($p1, $p2) {
         my $m = $p->recv_until(sub { index($_[0]{data}, 'unk-1') >= 0 }, 5);
         ok($m && $m->{data} eq $text,
-            "$p->{name} received the unknown type unchanged");
+            $p->name . " received the unknown type unchanged");
     }
 };
 
@@ -198,9 +198,9 @@ subtest 'an action sent by an SDK is not forwarded to panels' => sub {
         . '"event_name":"barrier","data":{}}}');
     for my $p ($p1, $p2) {
         ok($p->recv_until(sub { index($_[0]{data}, 'barrier-1') >= 0 }, 5),
-            "$p->{name} received the event sent after the action");
+            $p->name . " received the event sent after the action");
         is(scalar(with_id($p, 'sdk-act-1')), 0,
-            "$p->{name} did not receive the SDK's action");
+            $p->name . " did not receive the SDK's action");
     }
     is($sdk->executed('sdk-act-1'), 0, 'it did not come back to the SDK');
     is(scalar(grep { ($_->{json}{msg_id} // '') eq 'sdk-act-1' }
@@ -279,12 +279,12 @@ subtest 'heartbeats and events reach every panel of every worker' => sub {
             . '"payload":{"target_id":"fwd-b","event_name":"which","data":'
             . $id . '}}');
     }
-    my %seen;
+    my (%seen, %conn_of);    # %conn_of: panel => its worker's SDK connection
     for my $p (@panels) {
         my $m = $p->recv_until(sub { $_[0]{data} =~ /per-conn-/ }, 5);
-        ok($m, "$p->{name} received the event of its worker") or next;
+        ok($m, $p->name . " received the event of its worker") or next;
         my ($which) = $m->{data} =~ /per-conn-(\d+)/;
-        $p->{worker_conn} = $which;
+        $conn_of{$p} = $which;
         $seen{$which}++;
     }
     is(scalar(keys %seen), 2, 'the panels are spread over both workers')
@@ -295,17 +295,17 @@ subtest 'heartbeats and events reach every panel of every worker' => sub {
     $sdk2->heartbeat;
     for my $p (@panels) {
         ok($p->recv_until(sub { index($_[0]{data}, $ev) >= 0 }, 5),
-            "$p->{name} received the event");
+            $p->name . " received the event");
         ok($p->recv_type('heartbeat', timeout => 5),
-            "$p->{name} received the heartbeat");
+            $p->name . " received the heartbeat");
     }
     sleep_loop($QUIET);
     for my $p (@panels) {
-        is(scalar(with_id($p, $ev)), 1, "$p->{name} got the event once");
+        is(scalar(with_id($p, $ev)), 1, $p->name . " got the event once");
         my @other = grep { ($_->{data} =~ /per-conn-(\d+)/)[0]
-            && $1 != $p->{worker_conn} } $p->messages;
+            && $1 != $conn_of{$p} } $p->messages;
         is(scalar(@other), 0,
-            "$p->{name} got nothing from the other worker's connection");
+            $p->name . " got nothing from the other worker's connection");
     }
 };
 

@@ -59,7 +59,7 @@ for my $try (1 .. 8) {
     for my $p (@new) {
         my $m = $p->recv_until(sub { $_[0]{data} =~ /"$tag-(\d+)"/ }, 5);
         if (!$m) {
-            fail("$p->{name} received its worker's event");
+            fail($p->name . " received its worker's event");
             next;
         }
         my ($w) = $m->{data} =~ /"$tag-(\d+)"/;
@@ -67,7 +67,7 @@ for my $try (1 .. 8) {
         # exactly one of the per-connection events reached it
         sleep_loop(0.05);
         my @others = grep { $_->{data} =~ /"$tag-/ } $p->pending;
-        is(scalar(@others), 0, "$p->{name} got one worker's event only");
+        is(scalar(@others), 0, $p->name . " got one worker's event only");
     }
     last if keys(%by_worker) == $WORKERS;
 }

@@ -149,6 +149,9 @@ sub _push {
 sub is_open { $_[0]{open} }
 sub tx      { $_[0]{tx} }
 
+# the name given to open (default: the URL), for test names
+sub name    { $_[0]{name} }
+
 sub send_text {
     my ($self, $text) = @_;
     croak "panel is closed" unless $self->{open};
