@@ -11,7 +11,7 @@ package Test::AMonitor::Nginx;
 use strict;
 use warnings;
 
-use parent -norequire, 'Test::AMonitor::Log';
+use parent 'Test::AMonitor::Log';
 
 use Carp qw(croak);
 use Cwd qw(abs_path);
@@ -25,9 +25,8 @@ use Scalar::Util qw(blessed weaken);
 use Test::More ();
 use Time::HiRes qw(time);
 
-use Test::AMonitor::Log;
 use Test::AMonitor::Panel qw(panel_connect);
-use Test::AMonitor::Process qw(proc_stat alive cmdline children close_fds
+use Test::AMonitor::Process qw(alive cmdline children close_fds
     capture read_file write_file_raw tail listen_ports port_accepts
     valgrind_argv);
 use Test::AMonitor::Raw qw(http_request);
