@@ -16,17 +16,17 @@ WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS     ?= -g -O2
 CORE_CFLAGS = -std=gnu99 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
               -Isrc/core -Isrc/core/gen
-CORE_LIBS  := -lcjson -lprotobuf-c -lcrypto
+# the core's sources, headers and libraries are listed once, in plain
+# files that config and the scripts read too
+CORE_LIST  := $(shell sed -e 's/\#.*//' src/core/sources.list)
+CORE_LIBS  := $(shell sed -e 's/\#.*//' src/core/libs.list)
+CJSON_LIBS := -lcjson
 
 PROTO      := proto/amonitor.proto
 GEN        := src/core/gen/amonitor.pb-c.c src/core/gen/amonitor.pb-c.h
-CORE_SRCS  := src/core/amon_core.c src/core/amon_utf8.c \
-              src/core/amon_ws_frame.c src/core/amon_ws_handshake.c \
-              src/core/amon_ws_request.c src/core/amon_ws_session.c \
-              src/core/amon_json.c src/core/amon_json_str.c \
-              src/core/amon_envelope.c \
-              src/core/amon_envelope_build.c src/core/amon_envelope_pb.c
-CORE_HDRS  := $(wildcard src/core/*.h) src/core/gen/amonitor.pb-c.h
+CORE_SRCS  := $(addprefix src/core/,$(filter-out gen/%, \
+              $(filter %.c,$(CORE_LIST))))
+CORE_HDRS  := $(addprefix src/core/,$(filter %.h,$(CORE_LIST)))
 CORE_OBJS  := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS)) \
               $(BUILD)/core/amonitor.pb-c.o
 MOD_SRCS   := $(wildcard src/*.c src/*.h) $(CORE_SRCS) $(CORE_HDRS)
@@ -58,7 +58,7 @@ $(GEN): $(PROTO)
 
 module: $(BUILD)/$(MODULE)
 
-$(NGX_BUILD)/Makefile: config $(GEN)
+$(NGX_BUILD)/Makefile: config src/core/sources.list src/core/libs.list $(GEN)
 	@test -f $(NGX_SRC)/conf_flags || { echo "nginx-dev is missing:" \
 	    "run 'make deps'" >&2; exit 1; }
 	@mkdir -p $(NGX_BUILD)
@@ -147,10 +147,16 @@ bench: core
 # --- C SDK, the amonitor CLI, demos (sdk/, tools/, examples/) -----------
 
 SDK_BUILD   := $(BUILD)/sdk
-SDK_VERSION := 1.0.0
+# the SDK's version is written once, in its public header
+SDK_VERSION_PART = $(shell sed -n -e \
+                   's/^\#define AMONITOR_VERSION_$(1)  *\([0-9]*\).*/\1/p' \
+                   sdk/include/amonitor.h)
+SDK_MAJOR   := $(call SDK_VERSION_PART,MAJOR)
+SDK_VERSION := $(SDK_MAJOR).$(call SDK_VERSION_PART,MINOR).$(call \
+               SDK_VERSION_PART,PATCH)
 SDK_CFLAGS   = -std=gnu99 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
                -Isdk/include -Isdk/src -Isrc/core -Isrc/core/gen -Isrc/posix
-SDK_LIBS    := $(CORE_LIBS) -pthread
+SDK_LIBS    := $(CJSON_LIBS) $(CORE_LIBS) -pthread
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/*.h sdk/src/*.h)
 SDK_OBJS    := $(patsubst sdk/src/%.c,$(SDK_BUILD)/obj/%.o,$(SDK_SRCS))
@@ -177,16 +183,17 @@ $(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-# libamonitor_sdk.so.1 (the soname) and the link-time name beside it
-$(SDK_BUILD)/libamonitor_sdk.so: $(SDK_BUILD)/libamonitor_sdk.so.1
-	ln -sf libamonitor_sdk.so.1 $@
+# libamonitor_sdk.so.MAJOR (the soname) and the link-time name beside it
+$(SDK_BUILD)/libamonitor_sdk.so: $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR)
+	ln -sf libamonitor_sdk.so.$(SDK_MAJOR) $@
 
-$(SDK_BUILD)/libamonitor_sdk.so.1: $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) \
-    sdk/amonitor_sdk.map
+$(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR): $(SDK_OBJS) $(CORE_OBJS) \
+    $(POSIX_OBJS) sdk/amonitor_sdk.map
 	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) \
-	    -Wl,-soname,libamonitor_sdk.so.1 \
+	    -Wl,-soname,libamonitor_sdk.so.$(SDK_MAJOR) \
 	    -Wl,--version-script=sdk/amonitor_sdk.map \
-	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(CORE_LIBS)
+	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(CJSON_LIBS) \
+	    $(CORE_LIBS)
 
 $(SDK_BUILD)/amonitor_sdk.pc: sdk/amonitor_sdk.pc.in
 	@mkdir -p $(@D)
@@ -211,8 +218,8 @@ install-sdk: build-sdk
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 sdk/include/amonitor.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(SDK_BUILD)/libamonitor_sdk.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(SDK_BUILD)/libamonitor_sdk.so.1 $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libamonitor_sdk.so.1 $(DESTDIR)$(PREFIX)/lib/libamonitor_sdk.so
+	install -m 755 $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(PREFIX)/lib/libamonitor_sdk.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(PREFIX)/include|' \
 	    -e 's|@LIBDIR@|$(PREFIX)/lib|' -e 's|@VERSION@|$(SDK_VERSION)|' \
 	    sdk/amonitor_sdk.pc.in \
@@ -227,7 +234,8 @@ $(BUILD)/tools/%.o: tools/%.c $(TOOLS_HDRS) $(CORE_HDRS) $(POSIX_HDRS)
 $(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_posix.a \
     $(BUILD)/libamon_core.a
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $(TOOLS_OBJS) \
-	    $(BUILD)/libamon_posix.a $(BUILD)/libamon_core.a $(CORE_LIBS) -lm
+	    $(BUILD)/libamon_posix.a $(BUILD)/libamon_core.a $(CJSON_LIBS) \
+	    $(CORE_LIBS) -lm
 
 # SDK and CLI tests that need no nginx (python3-websockets is the client)
 sdk-test-bins: $(SDK_TESTS)
@@ -269,6 +277,15 @@ LINT_SRCS = $(shell git ls-files 'src/*.c' 'src/*.h' 'sdk/*.c' 'sdk/*.h' \
 
 lint: $(GEN)
 	@bash $(DEPS)
+	@echo "$(SDK_VERSION)" | grep -Eqx '[0-9]+\.[0-9]+\.[0-9]+' || { echo \
+	    "lint: no AMONITOR_VERSION_MAJOR/MINOR/PATCH in amonitor.h" >&2; \
+	    exit 1; }
+	@for f in $(CORE_SRCS) $(CORE_HDRS); do case $$f in */gen/*) ;; \
+	    *) test -f $$f || { echo "lint: $$f is in src/core/sources.list" \
+	    "but missing" >&2; exit 1; } ;; esac; done
+	@for f in src/core/*.c src/core/*.h; do \
+	    grep -qx "$${f#src/core/}" src/core/sources.list || { echo "lint:" \
+	    "$$f is not in src/core/sources.list" >&2; exit 1; }; done
 	clang-format --dry-run --Werror $(LINT_SRCS)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	    --inline-suppr --suppress=missingIncludeSystem \

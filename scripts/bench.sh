@@ -16,10 +16,10 @@ if [ ! -f build/libamon_core.a ]; then
 fi
 
 mkdir -p "$OUT"
-# shellcheck disable=SC2086
+# shellcheck disable=SC2046
 "$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
     -Isrc/core -Isrc/core/gen bench/bench_core.c build/libamon_core.a \
-    -lcjson -lprotobuf-c -lcrypto -o "$OUT/bench_core"
+    $(sed -e 's/#.*//' src/core/libs.list) -o "$OUT/bench_core"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo \
     | sed 's/.*: //'), $(. /etc/os-release && echo "$PRETTY_NAME")"

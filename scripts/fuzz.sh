@@ -17,8 +17,10 @@ if [ ! -f src/core/gen/amonitor.pb-c.c ]; then
     make src/core/gen/amonitor.pb-c.h || exit 2
 fi
 
-core_srcs=$(ls src/core/*.c) || exit 2
-core_srcs="$core_srcs src/core/gen/amonitor.pb-c.c"
+# the core's sources and libraries: src/core/sources.list, libs.list
+core_srcs=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e '/\.c$/!d' \
+    -e 's|^|src/core/|' src/core/sources.list) || exit 2
+core_libs=$(sed -e 's/#.*//' src/core/libs.list) || exit 2
 
 mkdir -p "$OUT"
 
@@ -36,7 +38,7 @@ for src in fuzz/fuzz_*.c; do
     # shellcheck disable=SC2086
     if ! "$CC_FUZZ" -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -Isrc/core -Isrc/core/gen \
-        "$src" $core_srcs -lcjson -lprotobuf-c -lcrypto -o "$bin"
+        "$src" $core_srcs $core_libs -o "$bin"
     then
         echo "fuzz: $name does not build" >&2
         failed="$failed $name(build)"

@@ -25,10 +25,6 @@
 
 #define NGX_HTTP_AMONITOR_VERSION "0.1.0"
 
-#ifndef AMON_UUID_LEN
-#define AMON_UUID_LEN 36
-#endif
-
 #define NGX_HTTP_AMONITOR_MAX_DYNAMIC   64 /* learned targets */
 #define NGX_HTTP_AMONITOR_RESULT_MAX    1024 /* stored ack result */
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000

@@ -24,6 +24,10 @@ static char     *ngx_http_amonitor_zone(
         ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_target(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_amonitor_target_token(
+    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, ngx_str_t *value);
+static char *ngx_http_amonitor_target_resolve(
+    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *wu);
 static char *ngx_http_amonitor_reconnect(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_redis(
@@ -390,9 +394,8 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_main_conf_t *amcf = conf;
 
-    u_char                          *p, *last;
+    u_char                          *p;
     size_t                           len;
-    ngx_url_t                        url;
     ngx_str_t                       *value;
     ngx_uint_t                       i;
     amon_ws_url_t                    u;
@@ -465,45 +468,69 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    if (cf->args->nelts == 4) {
-        if (ngx_strncmp(value[3].data, "token=", 6) != 0 || value[3].len == 6) {
+    if (cf->args->nelts == 4
+        && ngx_http_amonitor_target_token(cf, t, &value[3]) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_amonitor_target_resolve(cf, t, &u);
+}
+
+
+/* token=T: sent to the SDK as a Bearer token */
+static char *
+ngx_http_amonitor_target_token(
+    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, ngx_str_t *value)
+{
+    u_char *p, *last;
+
+    if (ngx_strncmp(value->data, "token=", 6) != 0 || value->len == 6) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "invalid parameter \"%V\", expected "
+            "\"token=...\"",
+            value);
+        return NGX_CONF_ERROR;
+    }
+
+    t->token.data = value->data + 6;
+    t->token.len = value->len - 6;
+
+    last = t->token.data + t->token.len;
+    for (p = t->token.data; p < last; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                "invalid parameter \"%V\", expected "
-                "\"token=...\"",
-                &value[3]);
+                "invalid token for target \"%V\"", &t->id);
             return NGX_CONF_ERROR;
-        }
-
-        t->token.data = value[3].data + 6;
-        t->token.len = value[3].len - 6;
-
-        last = t->token.data + t->token.len;
-        for (p = t->token.data; p < last; p++) {
-            if (*p <= ' ' || *p == 0x7f) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                    "invalid token for target \"%V\"", &value[1]);
-                return NGX_CONF_ERROR;
-            }
         }
     }
 
-    /* resolved here, once: workers never do blocking DNS */
+    return NGX_CONF_OK;
+}
+
+
+/* the target's addresses, resolved here, once: workers never do DNS */
+static char *
+ngx_http_amonitor_target_resolve(
+    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *wu)
+{
+    ngx_uint_t i;
+    ngx_url_t  url;
 
     ngx_memzero(&url, sizeof(ngx_url_t));
 
-    url.url.data = (u_char *) u.host.data;
-    url.url.len = u.host.len;
-    url.default_port = (in_port_t) u.port;
+    url.url.data = (u_char *) wu->host.data;
+    url.url.len = wu->host.len;
+    url.default_port = (in_port_t) wu->port;
     url.no_resolve = 0;
 
-    if (u.host.len && u.host.data[0] == '[') {
+    if (wu->host.len && wu->host.data[0] == '[') {
         url.url.data++;
         url.url.len -= 2;
     }
 
     if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in target URL \"%V\"",
-            url.err ? url.err : "host not found", &value[2]);
+            url.err ? url.err : "host not found", &t->url);
         return NGX_CONF_ERROR;
     }
 
@@ -511,7 +538,7 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     t->naddrs = url.naddrs;
 
     for (i = 0; i < t->naddrs; i++) {
-        ngx_inet_set_port(t->addrs[i].sockaddr, (in_port_t) u.port);
+        ngx_inet_set_port(t->addrs[i].sockaddr, (in_port_t) wu->port);
     }
 
     return NGX_CONF_OK;

@@ -69,33 +69,24 @@ ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, ngx_uint_t binary, ngx_str_t *msg_id,
     ngx_str_t *target_id, ngx_str_t *original)
 {
-    u_char         id[AMON_UUID_LEN];
-    amon_ack_out_t ack;
+    u_char     id[AMON_UUID_LEN];
+    amon_str_t uuid, orig;
 
     ngx_http_amonitor_reply_uuid(id);
 
-    ngx_memzero(&ack, sizeof(amon_ack_out_t));
-    ack.msg_id.data = id;
-    ack.msg_id.len = AMON_UUID_LEN;
-    ack.target_id.data = target_id->data;
-    ack.target_id.len = target_id->len;
-    ack.timestamp = ngx_http_amonitor_reply_now();
-    ack.action_msg_id.data = msg_id->data;
-    ack.action_msg_id.len = msg_id->len;
-    ack.success = 1;
-    ack.message.data = (const unsigned char *) "duplicate ignored";
-    ack.message.len = sizeof("duplicate ignored") - 1;
-    ack.duplicate = 1;
+    uuid.data = id;
+    uuid.len = AMON_UUID_LEN;
 
-    if (original) {
-        ack.original.data = original->len ? original->data : NULL;
-        ack.original.len = original->len;
-    }
+    orig.data = (original && original->len) ? original->data : NULL;
+    orig.len = original ? original->len : 0;
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_ack(
-            &w->scratch, w->amcf->max_message, &w->allocator, &ack, binary)
+    if (amon_envelope_build_duplicate_ack(&w->scratch, w->amcf->max_message,
+            &w->allocator, uuid,
+            (amon_str_t) ngx_http_amonitor_amon_str(target_id),
+            ngx_http_amonitor_reply_now(),
+            (amon_str_t) ngx_http_amonitor_amon_str(msg_id), orig, binary)
         != AMON_OK) {
         return;
     }
@@ -114,50 +105,21 @@ ngx_http_amonitor_msg_t *
 ngx_http_amonitor_reply_target_status(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, const char *state)
 {
-    u_char              id[AMON_UUID_LEN], payload[AMON_MAX_URL_LEN + 512];
-    amon_buf_t          b;
-    amon_envelope_out_t e;
-
-    b.data = payload;
-    b.len = 0;
-    b.cap = sizeof(payload);
-
-    b.len = ngx_sprintf(payload, "{\"target_id\":") - payload;
-
-    if (amon_json_append_string(&b, sizeof(payload) - 64, NULL,
-            (amon_str_t) ngx_http_amonitor_amon_str(&u->id))
-        != AMON_OK) {
-        return NULL;
-    }
-
-    b.len = ngx_sprintf(payload + b.len, ",\"state\":\"%s\",\"url\":", state)
-        - payload;
-
-    if (amon_json_append_string(&b, sizeof(payload) - 2, NULL,
-            (amon_str_t) ngx_http_amonitor_amon_str(&u->norm))
-        != AMON_OK) {
-        return NULL;
-    }
-
-    payload[b.len++] = '}';
+    u_char     id[AMON_UUID_LEN];
+    amon_str_t uuid;
 
     ngx_http_amonitor_reply_uuid(id);
 
-    ngx_memzero(&e, sizeof(amon_envelope_out_t));
-    e.msg_id.data = id;
-    e.msg_id.len = AMON_UUID_LEN;
-    e.type.data = (const unsigned char *) "target_status";
-    e.type.len = sizeof("target_status") - 1;
-    e.target_id.data = u->id.data;
-    e.target_id.len = u->id.len;
-    e.timestamp = ngx_http_amonitor_reply_now();
-    e.payload_json.data = payload;
-    e.payload_json.len = b.len;
+    uuid.data = id;
+    uuid.len = AMON_UUID_LEN;
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_json(
-            &w->scratch, w->amcf->max_message, &w->allocator, &e)
+    if (amon_envelope_build_target_status(&w->scratch, w->amcf->max_message,
+            &w->allocator, uuid,
+            (amon_str_t) ngx_http_amonitor_amon_str(&u->id),
+            ngx_http_amonitor_reply_now(), state,
+            (amon_str_t) ngx_http_amonitor_amon_str(&u->norm))
         != AMON_OK) {
         return NULL;
     }
@@ -168,53 +130,38 @@ ngx_http_amonitor_reply_target_status(ngx_http_amonitor_worker_t *w,
 
 
 /*
- * The result kept in the store for an action: {"success":B,"message":S}
- * or, for an error, {"success":false,"code":C,"message":S}.  "result"
- * points to a buffer of "size" bytes; a message that does not fit is left
- * out.
+ * The result kept in the store for an action, written into "result"
+ * (whose data has room for "size" bytes): {"success":B,"message":S}, or
+ * for an error {"success":false,"code":C,"message":S}.  A message too long
+ * for the room is left out of an ack's result; an error's result is then
+ * empty (not stored).
  */
 void
 ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
     ngx_uint_t success, amon_str_t message, const char *code)
 {
-    u_char    *buf;
     amon_buf_t b;
 
-    buf = result->data;
-
-    result->len =
-        ngx_snprintf(buf, size, "{\"success\":%s}", success ? "true" : "false")
-        - buf;
-
-    if (code == NULL && message.len >= size / 2) {
-        return;
-    }
-
-    b.data = buf;
+    b.data = result->data;
+    b.len = 0;
     b.cap = size;
 
-    if (code) {
-        b.len = ngx_snprintf(buf, size,
-                    "{\"success\":false,\"code\":\"%s\",\"message\":", code)
-            - buf;
-
-    } else {
-        b.len = ngx_snprintf(buf, size,
-                    "{\"success\":%s,\"message\":", success ? "true" : "false")
-            - buf;
-    }
-
-    if (amon_json_append_string(&b, size - 1, NULL, message) == AMON_OK) {
-        buf[b.len++] = '}';
+    if ((code || message.len < size / 2)
+        && amon_envelope_build_result(&b, size, NULL, success, code, &message)
+            == AMON_OK) {
         result->len = b.len;
         return;
     }
 
-    /* escaping made it too long: the gist only (nothing for an error) */
-    result->len = code ? 0
-                       : (size_t) (ngx_snprintf(buf, size, "{\"success\":%s}",
-                                       success ? "true" : "false")
-                           - buf);
+    b.len = 0;
+
+    if (code
+        || amon_envelope_build_result(&b, size, NULL, success, NULL, NULL)
+            != AMON_OK) {
+        b.len = 0;
+    }
+
+    result->len = b.len;
 }
 
 

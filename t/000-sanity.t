@@ -10,39 +10,32 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 
-my $t = Test::AMonitor->new;
-
-subtest 'the module is built for this nginx' => sub {
-    ok(-f $t->module_path, 'module file ' . $t->module_path . ' exists');
-    my $v = `"${\ $t->binary}" -V 2>&1`;
-    like($v, qr/nginx\/1\.22\.1/, 'nginx 1.22.1');
-    like($v, qr/--with-compat/, 'binary built --with-compat');
-
-    my ($st, $out) = $t->nginx_t(config => 'location / { return 204; }');
-    is($st, 0, 'nginx -t with load_module passes') or diag($out);
-    like($out, qr/syntax is ok/, 'syntax is ok');
-    unlike($out, qr/not binary compatible|\[emerg\]|\[alert\]/,
-        'the module is not rejected');
-};
-
-subtest 'directives are known to nginx' => sub {
-    my ($st, $out) = $t->nginx_t(
-        http_config => <<'EOC',
-    amonitor_zone amonitor 1m;
-    amonitor_target demo-target-a ws://127.0.0.1:%%PORT_1%%/;
-EOC
-        config => <<'EOC');
-        location = /ws/panel { amonitor_panel on; }
-        location = /amonitor/status { amonitor_status; }
-EOC
-    is($st, 0, 'a minimal agent config passes nginx -t') or diag($out);
-};
-
 run_tests();
 
 __DATA__
 
-=== TEST 1: nginx starts with the module loaded and serves a plain location
+=== TEST 1: the module is built for this nginx and nginx -t loads it
+--- nginx_V_like
+nginx/1\.22\.1
+--with-compat
+--- config
+        location / { return 204; }
+--- nginx_t_ok
+--- nginx_t_like
+syntax is ok
+--- nginx_t_unlike
+not binary compatible|\[emerg\]|\[alert\]
+
+=== TEST 2: the directives are known to nginx: a minimal agent config passes nginx -t
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_target demo-target-a ws://127.0.0.1:%%PORT_1%%/;
+--- config
+        location = /ws/panel { amonitor_panel on; }
+        location = /amonitor/status { amonitor_status; }
+--- nginx_t_ok
+
+=== TEST 3: nginx starts with the module loaded and serves a plain location
 --- config
         location = /plain { return 200 "plain\n"; }
 --- request
@@ -54,7 +47,7 @@ plain
 [error]
 [warn]
 
-=== TEST 2: a heartbeat of the SDK reaches a panel and an action is acked
+=== TEST 4: a heartbeat of the SDK reaches a panel and an action is acked
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_target demo-target-a ws://127.0.0.1:%%PORT_1%%/;
@@ -73,7 +66,7 @@ port=PORT_1 target_id=demo-target-a heartbeat_interval=0.2
 --- no_error_log
 [error]
 
-=== TEST 3: two workers each connect to the SDK and stop cleanly
+=== TEST 5: two workers each connect to the SDK and stop cleanly
 --- workers: 2
 --- http_config
     amonitor_zone amonitor 1m;

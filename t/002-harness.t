@@ -1,7 +1,8 @@
 # The test harness tested on its own, without the module: the panel client
 # talks through a plain nginx WebSocket proxy to the fake SDK, raw frames
-# go to the fake SDK directly, and the log checker, port locks, reload,
-# nginx -t and the data-driven runner are exercised.
+# go to the fake SDK directly, and the log checker, port locks, reload
+# and nginx -t are exercised.  The data-block runner has its own file,
+# t/003-harness-blocks.t.
 
 use strict;
 use warnings;
@@ -349,10 +350,24 @@ subtest 'fake SDK per-connection sends, raw frames and closes' => sub {
     is($m && $m->{data}, '{"type":"frag","n":2}',
         'the panel got one reassembled message');
 
+    $p->send_text('{"type":"from-panel","n":3}');
+    ok(wait_for(sub { my $r = $sdk->last_received;
+        $r && $r->{data} =~ /from-panel/ }), 'last_received: the message');
+    my @on = $sdk->received_on($ids[0]);
+    is($on[-1]{data}, '{"type":"from-panel","n":3}',
+        'received_on: the same message on that connection');
+    is($on[-1]{json}{n}, 3, 'decoded');
+    is(scalar($sdk->received_on($ids[0] + 1000)), 0,
+        'received_on: nothing on an unknown connection');
+
+    ok(!$sdk->wait_closes(\@ids, 0.2), 'wait_closes: still open');
     ok($sdk->close_conn($ids[0], 4000, 'bye'), 'close one connection');
     is($p->wait_closed, 4000, 'the panel sees code 4000 through nginx');
-    ok(wait_for(sub { $sdk->closes }), 'the close is recorded');
+    ok($sdk->wait_closes(\@ids), 'wait_closes: the close is recorded');
     is(($sdk->closes)[-1]{code}, 4000, 'with its code');
+    is_deeply([map { [$_->{conn}, $_->{code}, $_->{reason}] }
+        $sdk->closes_of(@ids)], [[$ids[0], 4000, 'bye']],
+        'closes_of: that connection, its code and reason');
     ok(!$sdk->send_to($ids[0], 'x'), 'no send on a closed connection');
 };
 
@@ -440,108 +455,4 @@ subtest 'instances stop cleanly with workers => 1 and 4' => sub {
     }
 };
 
-run_tests(module => 0);
-
-__DATA__
-
-=== TEST 1: a plain location answers
---- config
-        location /t { add_header X-Amon yes; return 200 "plain\n"; }
---- request
-GET /t
---- response_code: 200
---- response_body
-plain
---- response_headers_like
-X-Amon: ^yes$
---- no_error_log
-[error]
-
-=== TEST 2: a panel through the proxy gets a heartbeat and its ack
---- workers: 2
---- fake_sdk
-port=PORT_1 target_id=dd-a heartbeat_interval=0.2 actions=restart:1:done
---- config
-        location /sdk/ {
-            proxy_pass http://127.0.0.1:%%PORT_1%%/;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-        }
---- ws_request: /sdk/
---- ws_send
-{"msg_id":"dd-1","type":"action","target_id":"dd-a","payload":{"action":"restart","target_url":"ws://127.0.0.1:%%PORT_1%%/"}}
---- ws_expect_like
-"type":"heartbeat"
-"action_msg_id":"dd-1".*"message":"done"
---- sdk_actions_like
-"msg_id":"dd-1".*"target_url":"ws://127\.0\.0\.1:\d+/"
---- sdk_actions: 1
---- no_error_log
-[error]
-
-=== TEST 3: an interleaved script sends after what it received
---- fake_sdk
-port=PORT_1 target_id=dd-b heartbeat_interval=0
---- config
-        location /sdk/ {
-            proxy_pass http://127.0.0.1:%%PORT_1%%/;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-        }
---- ws_request: /sdk/
---- ws_script
-< "type":"heartbeat"
-> {"msg_id":"s-1","type":"action","target_id":"dd-b","payload":{"action":"x"}}
-< "action_msg_id":"s-1".*"unsupported action: x"
-ping
-> {"msg_id":"s-2","type":"action","target_id":"dd-b","payload":{"action":"restart"}}
-< "action_msg_id":"s-2".*"success":true
-close 1000
---- sdk_actions: 2
-
-=== TEST 4: a token SDK closes the proxied panel with 4401
---- fake_sdk
-port=PORT_1 target_id=dd-c token=abc
---- config
-        location /sdk/ {
-            proxy_pass http://127.0.0.1:%%PORT_1%%/;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-        }
---- ws_request: /sdk/
---- ws_expect_close: 4401
-
-=== TEST 5: a refused handshake reports its status
---- config
-        location /deny { return 403; }
---- ws_request: /deny
---- ws_handshake_status: 403
-
-=== TEST 6: a missing file is logged
---- config
-        location /f/ { root %%PREFIX%%; }
---- request
-GET /f/missing.txt
---- response_code: 404
---- error_log
-/f/missing.txt" failed
-No such file or directory
---- no_error_log_like
-\[(alert|crit)\]
-
-=== TEST 7: nginx -t rejects an unknown directive with the exact text
---- config
-        location / { amonitor_nothing_here on; }
---- nginx_t_fails
---- nginx_t_like
-\[emerg\] unknown directive "amonitor_nothing_here" in \S+/nginx\.conf:\d+
-
-=== TEST 8: nginx -t accepts a good config
---- config
-        location / { return 204; }
---- nginx_t_ok
---- nginx_t_like
-syntax is ok
+done_testing();

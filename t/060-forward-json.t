@@ -13,32 +13,6 @@ use Test::AMonitor;
 # quiet period in which nothing more may arrive
 my $QUIET = tscale(0.5);
 
-# send raw frames on every agent connection of a fake SDK: [fin, rsv1,
-# rsv2, rsv3, opcode, payload] each.  The fake SDK has no API for
-# fragmented messages, so this reaches into its connection table (the
-# Mojolicious controller of each agent connection).
-sub sdk_send_frames {
-    my ($sdk, @frames) = @_;
-    my $n = 0;
-    for my $id (sort { $a <=> $b } keys %{ $sdk->{conns} }) {
-        my $c = $sdk->{conns}{$id}{c} or next;
-        $c->send($_) for @frames;
-        $n++;
-    }
-    return $n;
-}
-
-# send a text message on one agent connection of a fake SDK
-sub sdk_send_on {
-    my ($sdk, $id, $text) = @_;
-    $sdk->{conns}{$id}{c}->send({ text => $text });
-}
-
-sub sdk_conn_ids {
-    my ($sdk) = @_;
-    return sort { $a <=> $b } keys %{ $sdk->{conns} };
-}
-
 # messages of a panel whose envelope has this msg_id
 sub with_id {
     my ($p, $id) = @_;
@@ -82,15 +56,15 @@ subtest 'two panels both receive each heartbeat' => sub {
             last unless $m;
             push @seq, $m->{json}{payload}{metrics}{seq};
         }
-        is(scalar(@seq), 5, "$p->{name} received five heartbeats");
+        is(scalar(@seq), 5, $p->name . " received five heartbeats");
         is_deeply(\@seq, [ map { $before + $_ } 1 .. 5 ],
-            "$p->{name} received them in order");
+            $p->name . " received them in order");
     }
     sleep_loop($QUIET);
     for my $p ($p1, $p2) {
         my @more = grep { ($_->{json}{type} // '') eq 'heartbeat' }
             $p->pending;
-        is(scalar(@more), 0, "$p->{name} received no extra heartbeat");
+        is(scalar(@more), 0, $p->name . " received no extra heartbeat");
     }
     $_->clear for $p1, $p2;
 };
@@ -108,9 +82,9 @@ subtest 'an event arrives with its bytes unchanged' => sub {
     for my $p ($p1, $p2) {
         my $m = $p->recv_until(sub { index($_[0]{data}, 'ev-odd-1') >= 0 },
             5);
-        ok($m, "$p->{name} received the event");
-        is($m && $m->{type}, 'text', "$p->{name}: still a text message");
-        ok($m && $m->{data} eq $text, "$p->{name}: the bytes are identical")
+        ok($m, $p->name . " received the event");
+        is($m && $m->{type}, 'text', $p->name . ": still a text message");
+        ok($m && $m->{data} eq $text, $p->name . ": the bytes are identical")
             or diag("sent:     $text\nreceived: " . ($m ? $m->{data} : ''));
     }
 };
@@ -125,10 +99,10 @@ subtest 'a 512 KiB event arrives intact' => sub {
     for my $p ($p1, $p2) {
         my $m = $p->recv_until(sub { index(substr($_[0]{data}, 0, 40),
             'ev-big-1') >= 0 }, 10);
-        ok($m, "$p->{name} received the large event");
+        ok($m, $p->name . " received the large event");
         is(length($m ? $m->{data} : ''), length($text),
-            "$p->{name}: same length");
-        ok($m && $m->{data} eq $text, "$p->{name}: same bytes");
+            $p->name . ": same length");
+        ok($m && $m->{data} eq $text, $p->name . ": same bytes");
     }
 };
 
@@ -141,7 +115,7 @@ subtest 'a fragmented heartbeat is forwarded as one message' => sub {
         . '"fwd-a","status":"up","metrics":{"seq":"frag"}}}';
     my @parts = (substr($text, 0, 10), substr($text, 10, 50),
         substr($text, 60, 1), substr($text, 61));
-    is(sdk_send_frames($sdk,
+    is($sdk->send_frames(
         [0, 0, 0, 0, 1, $parts[0]],
         [0, 0, 0, 0, 0, $parts[1]],
         [0, 0, 0, 0, 0, $parts[2]],
@@ -160,12 +134,12 @@ subtest 'a fragmented heartbeat is forwarded as one message' => sub {
         my $m = $p->recv_until(sub { index($_[0]{data}, 'hb-frag-1') >= 0 },
             5);
         ok($m && $m->{data} eq $text,
-            "$p->{name} received the reassembled heartbeat");
+            $p->name . " received the reassembled heartbeat");
     }
 
     # a fragmented message interrupted by a ping is still one message
     my $text2 = $text =~ s/hb-frag-1/hb-frag-2/r;
-    sdk_send_frames($sdk,
+    $sdk->send_frames(
         [0, 0, 0, 0, 1, substr($text2, 0, 20)],
         [1, 0, 0, 0, 9, 'ping-in-between'],
         [1, 0, 0, 0, 0, substr($text2, 20)]);
@@ -209,7 +183,7 @@ subtest 'messages of unknown types from an SDK are forwarded' => sub {
     for my $p ($p1, $p2) {
         my $m = $p->recv_until(sub { index($_[0]{data}, 'unk-1') >= 0 }, 5);
         ok($m && $m->{data} eq $text,
-            "$p->{name} received the unknown type unchanged");
+            $p->name . " received the unknown type unchanged");
     }
 };
 
@@ -224,9 +198,9 @@ subtest 'an action sent by an SDK is not forwarded to panels' => sub {
         . '"event_name":"barrier","data":{}}}');
     for my $p ($p1, $p2) {
         ok($p->recv_until(sub { index($_[0]{data}, 'barrier-1') >= 0 }, 5),
-            "$p->{name} received the event sent after the action");
+            $p->name . " received the event sent after the action");
         is(scalar(with_id($p, 'sdk-act-1')), 0,
-            "$p->{name} did not receive the SDK's action");
+            $p->name . " did not receive the SDK's action");
     }
     is($sdk->executed('sdk-act-1'), 0, 'it did not come back to the SDK');
     is(scalar(grep { ($_->{json}{msg_id} // '') eq 'sdk-act-1' }
@@ -294,23 +268,23 @@ my @panels = map { $t2->panel('/ws/panel', name => "w-p$_") } 1 .. 16;
 is(scalar(@panels), 16, 'sixteen panels connected');
 
 subtest 'heartbeats and events reach every panel of every worker' => sub {
-    my @ids = sdk_conn_ids($sdk2);
+    my @ids = $sdk2->conn_ids;
     is(scalar(@ids), 2, 'the SDK has one connection per worker');
 
     # a distinct event on each worker's connection: each panel gets the
     # one of its worker, and both are seen, so panels are on both workers
     for my $id (@ids) {
-        sdk_send_on($sdk2, $id, '{"msg_id":"per-conn-' . $id . '","type":'
+        $sdk2->send_to($id, '{"msg_id":"per-conn-' . $id . '","type":'
             . '"event","target_id":"fwd-b","timestamp":1764120000000,'
             . '"payload":{"target_id":"fwd-b","event_name":"which","data":'
             . $id . '}}');
     }
-    my %seen;
+    my (%seen, %conn_of);    # %conn_of: panel => its worker's SDK connection
     for my $p (@panels) {
         my $m = $p->recv_until(sub { $_[0]{data} =~ /per-conn-/ }, 5);
-        ok($m, "$p->{name} received the event of its worker") or next;
+        ok($m, $p->name . " received the event of its worker") or next;
         my ($which) = $m->{data} =~ /per-conn-(\d+)/;
-        $p->{worker_conn} = $which;
+        $conn_of{$p} = $which;
         $seen{$which}++;
     }
     is(scalar(keys %seen), 2, 'the panels are spread over both workers')
@@ -321,17 +295,17 @@ subtest 'heartbeats and events reach every panel of every worker' => sub {
     $sdk2->heartbeat;
     for my $p (@panels) {
         ok($p->recv_until(sub { index($_[0]{data}, $ev) >= 0 }, 5),
-            "$p->{name} received the event");
+            $p->name . " received the event");
         ok($p->recv_type('heartbeat', timeout => 5),
-            "$p->{name} received the heartbeat");
+            $p->name . " received the heartbeat");
     }
     sleep_loop($QUIET);
     for my $p (@panels) {
-        is(scalar(with_id($p, $ev)), 1, "$p->{name} got the event once");
+        is(scalar(with_id($p, $ev)), 1, $p->name . " got the event once");
         my @other = grep { ($_->{data} =~ /per-conn-(\d+)/)[0]
-            && $1 != $p->{worker_conn} } $p->messages;
+            && $1 != $conn_of{$p} } $p->messages;
         is(scalar(@other), 0,
-            "$p->{name} got nothing from the other worker's connection");
+            $p->name . " got nothing from the other worker's connection");
     }
 };
 

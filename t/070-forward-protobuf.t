@@ -278,9 +278,9 @@ subtest 'a binary heartbeat and event are forwarded unchanged' => sub {
     $sdk->send_all_binary($ev);
     for my $p ($p1, $p2) {
         my ($e, $m) = recv_pb($p, sub { $_[0]{msg_id} eq 'pb-hb-1' });
-        ok($m && $m->{data} eq $hb, "$p->{name}: the heartbeat's bytes");
+        ok($m && $m->{data} eq $hb, $p->name . ": the heartbeat's bytes");
         ($e, $m) = recv_pb($p, sub { $_[0]{msg_id} eq 'pb-ev-1' });
-        ok($m && $m->{data} eq $ev, "$p->{name}: the event's bytes");
+        ok($m && $m->{data} eq $ev, $p->name . ": the event's bytes");
     }
 };
 

@@ -40,9 +40,8 @@ ok($sdk->wait_connections($WORKERS), "each of the $WORKERS workers dialed "
     . 'the SDK');
 
 # Which worker a panel is on: each worker's SDK connection sends a
-# distinct event, and a panel receives only the one of its worker.  The
-# fake SDK has no per-connection API, so this uses its connection table.
-my @conn_ids = sort { $a <=> $b } keys %{ $sdk->{conns} };
+# distinct event, and a panel receives only the one of its worker.
+my @conn_ids = $sdk->conn_ids;
 is(scalar(@conn_ids), $WORKERS, 'one SDK connection per worker');
 
 my (%by_worker, @all, $serial);
@@ -52,15 +51,15 @@ for my $try (1 .. 8) {
     push @all, @new;
     my $tag = "which-$try";
     for my $id (@conn_ids) {
-        $sdk->{conns}{$id}{c}->send({ text => encode_json({
+        $sdk->send_to($id, encode_json({
             msg_id => "$tag-$id", type => 'event', target_id => 'mw-a',
             timestamp => now_ms(), payload => { target_id => 'mw-a',
-                event_name => 'which', data => $id } }) });
+                event_name => 'which', data => $id } }));
     }
     for my $p (@new) {
         my $m = $p->recv_until(sub { $_[0]{data} =~ /"$tag-(\d+)"/ }, 5);
         if (!$m) {
-            fail("$p->{name} received its worker's event");
+            fail($p->name . " received its worker's event");
             next;
         }
         my ($w) = $m->{data} =~ /"$tag-(\d+)"/;
@@ -68,7 +67,7 @@ for my $try (1 .. 8) {
         # exactly one of the per-connection events reached it
         sleep_loop(0.05);
         my @others = grep { $_->{data} =~ /"$tag-/ } $p->pending;
-        is(scalar(@others), 0, "$p->{name} got one worker's event only");
+        is(scalar(@others), 0, $p->name . " got one worker's event only");
     }
     last if keys(%by_worker) == $WORKERS;
 }

@@ -148,14 +148,14 @@ subtest 'a late ack is still delivered and recorded' => sub {
     # the SDK answers later, on the same connection
     $slow->set(on_action => sub {
         my ($s, $env, $conn) = @_;
-        my $c = $s->{conns}{$conn}{c};
         Mojo::IOLoop->timer(($ACK_TIMEOUT + 0.5) => sub {
-            $c->send({ text => encode_json({ msg_id => $ack_id,
+            # send_to does nothing if the connection has ended meanwhile
+            $s->send_to($conn, encode_json({ msg_id => $ack_id,
                 type => 'action_ack', target_id => 'er-slow',
                 timestamp => now_ms(), payload => {
                     action_msg_id => $env->{msg_id},
                     success => Mojo::JSON::true,
-                    message => 'finished late' } }) }) if $c->tx;
+                    message => 'finished late' } }));
         });
         return;
     });

@@ -70,10 +70,10 @@ sub register_text {
 }
 
 subtest 'a register makes every worker connect to the sdk_url' => sub {
-    my ($cid) = sort keys %{ $hub->{conns} };
+    my ($cid) = $hub->conn_ids;
     # on one worker's connection only: the other learns it from the zone
-    $hub->{conns}{$cid}{c}->send({ text => register_text('rg-new',
-        'ws://127.0.0.1:' . $t->port(2) . '/') });
+    $hub->send_to($cid, register_text('rg-new',
+        'ws://127.0.0.1:' . $t->port(2) . '/'));
     ok($new->wait_connections(2, 5), 'both workers connected to rg-new');
 
     for my $i (0, 1) {

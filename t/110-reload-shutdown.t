@@ -23,24 +23,6 @@ sub instance {
 }
 
 
-# The fake SDK does not record the close codes of its connections; listen
-# to the "finish" event of each connection's controller (internals of
-# Test::AMonitor::FakeSDK) to learn them.
-# record how the SDK's open connections end, from now on: a connection
-# that had already ended (or a reconnect made before this call) is not
-# the agent's to close
-sub watch_closes {
-    my ($sdk, $codes) = @_;
-    for my $id (keys %{ $sdk->{conns} }) {
-        my $e = $sdk->{conns}{$id};
-        next if $e->{amon_watched}++;
-        $e->{c}->on(finish => sub {
-            my ($c, $code, $reason) = @_;
-            push @$codes, [$code, $reason // ''];
-        });
-    }
-}
-
 sub setup {
     my (%o) = @_;
     my $t = instance(workers => $o{workers} // 1);
@@ -133,8 +115,6 @@ subtest 'nginx -s reload keeps the dedupe state' => sub {
 subtest 'reload: panels of the old workers get 1001, SDK connections of the '
     . 'old workers are closed with 1001' => sub {
     my ($t, $sdk) = setup(workers => 2);
-    my @codes;
-    watch_closes($sdk, \@codes);
     my @p = map { $t->panel('/ws/panel') } 1 .. 4;
     ok((grep { $_->recv_type('heartbeat') } @p) == 4,
         'four panels get heartbeats');
@@ -142,8 +122,7 @@ subtest 'reload: panels of the old workers get 1001, SDK connections of the '
     $t->mark_log;
     # the connections open now are the ones the agent must close
     ok($sdk->wait_connections(2), 'the SDK has both agent connections');
-    @codes = ();
-    watch_closes($sdk, \@codes);
+    my @old = $sdk->conn_ids;
     my $t0 = time;
     ok(reload_settled($t), 'reload');
     ok(wait_for(sub { !grep { $_->is_open } @p }, 5),
@@ -154,9 +133,8 @@ subtest 'reload: panels of the old workers get 1001, SDK connections of the '
     }
     like($p[0]->close_reason // '', qr/./, 'with a reason');
 
-    ok(wait_for(sub { @codes >= 2 }, 5), 'the two old SDK connections '
-        . 'closed');
-    is_deeply([map { $_->[0] } @codes], [1001, 1001],
+    ok($sdk->wait_closes(\@old, 5), 'the two old SDK connections closed');
+    is_deeply([map { $_->{code} } $sdk->closes_of(@old)], [1001, 1001],
         'both with 1001 (going away)');
     ok($sdk->wait_connections(2), 'the new workers connect');
     sleep_loop(0.3);
@@ -175,8 +153,6 @@ subtest 'reload: panels of the old workers get 1001, SDK connections of the '
 subtest 'quit with open panels and SDK connections: 1001 everywhere, quick, '
     . 'no alert' => sub {
     my ($t, $sdk) = setup(workers => 2);
-    my @codes;
-    watch_closes($sdk, \@codes);
     my @p = map { $t->panel('/ws/panel') } 1 .. 6;
     ok((grep { $_->recv_type('heartbeat') } @p) == 6, 'six panels receive');
 
@@ -189,8 +165,7 @@ subtest 'quit with open panels and SDK connections: 1001 everywhere, quick, '
     $t->mark_log;
     # the connections open now are the ones the agent must close
     ok($sdk->wait_connections(2), 'the SDK has both agent connections');
-    @codes = ();
-    watch_closes($sdk, \@codes);
+    my @old = $sdk->conn_ids;
     my $t0 = time;
     ok($t->stop(timeout => 5), 'nginx exits on QUIT');
     my $took = time - $t0;
@@ -198,8 +173,9 @@ subtest 'quit with open panels and SDK connections: 1001 everywhere, quick, '
     ok(wait_for(sub { !grep { $_->is_open } @p }, 3), 'every panel closed');
     is(scalar(grep { ($_->close_code // 0) == 1001 } @p), 6,
         'all with a 1001 close frame');
-    ok(wait_for(sub { @codes >= 2 }, 3), 'both SDK connections closed');
-    is_deeply([map { $_->[0] } @codes], [1001, 1001], 'with 1001');
+    ok($sdk->wait_closes(\@old, 3), 'both SDK connections closed');
+    is_deeply([map { $_->{code} } $sdk->closes_of(@old)], [1001, 1001],
+        'with 1001');
     my $log = $t->read_error_log;
     unlike($log, qr/\[(?:alert|crit|emerg)\]/, 'no alert, crit or emerg');
     unlike($log, qr/open socket .* left/, 'no "open socket left"');

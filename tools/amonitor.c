@@ -18,11 +18,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "amonitor.h"
+#include "amoncli.h"
 #include "amonitor.pb-c.h"
 
 
-volatile sig_atomic_t amonitor_interrupted;
+volatile sig_atomic_t amoncli_interrupted;
 
 
 /* which options a subcommand accepts */
@@ -40,59 +40,59 @@ volatile sig_atomic_t amonitor_interrupted;
 
 typedef struct {
     const char *name;
-    int (*run)(amonitor_opts_t *o);
+    int (*run)(amoncli_opts_t *o);
     unsigned    allowed;
     const char *args;
     const char *help;
-} amonitor_cmd_t;
+} amoncli_cmd_t;
 
 
-static const amonitor_cmd_t amonitor_cmds[] = {
-    {"sim", amonitor_cmd_sim,
+static const amoncli_cmd_t amoncli_cmds[] = {
+    {"sim", amoncli_cmd_sim,
         OPT_TARGETS | OPT_ACTION | OPT_PARAMS | OPT_DURATION | OPT_BINARY,
         "[--target-id T[,T..]] [--target-url U[,U..]] [--duration S]",
         "panel simulator: one action per target, then print everything"},
-    {"send", amonitor_cmd_send,
+    {"send", amoncli_cmd_send,
         OPT_TARGETS | OPT_ACTION | OPT_PARAMS | OPT_MSG_ID | OPT_BINARY,
         "--target-id T [--target-url U] [--action A] [--params JSON] "
         "[--msg-id ID]",
         "send one action and wait for its ack"},
-    {"dedupe-check", amonitor_cmd_dedupe,
+    {"dedupe-check", amoncli_cmd_dedupe,
         OPT_TARGETS | OPT_ACTION | OPT_MSG_ID | OPT_BINARY,
         "[--target-id T] [--target-url U] [--action A] [--msg-id ID]",
         "send an action twice with one msg_id, expect \"duplicate ignored\""},
-    {"watch", amonitor_cmd_watch, OPT_TARGETS | OPT_ONCE | OPT_STALE,
+    {"watch", amoncli_cmd_watch, OPT_TARGETS | OPT_ONCE | OPT_STALE,
         "[--once] [--stale S] [--target-id T[,T..]]",
         "live view of targets: state, heartbeat age, events/s, acks"},
-    {"bench", amonitor_cmd_bench,
+    {"bench", amoncli_cmd_bench,
         OPT_TARGETS | OPT_ACTION | OPT_RATE | OPT_DURATION | OPT_BINARY
             | OPT_INFLIGHT,
         "[--rate N] [--duration S] [--max-inflight N] [--target-id ..]",
         "send N actions/s; print acks/s, p50/p99 latency, events/s"},
-    {"stress", amonitor_cmd_bench,
+    {"stress", amoncli_cmd_bench,
         OPT_TARGETS | OPT_ACTION | OPT_RATE | OPT_DURATION | OPT_BINARY
             | OPT_INFLIGHT,
         "(same as bench)", "alias of bench"},
     {NULL, NULL, 0, NULL, NULL}};
 
 
-static void   amonitor_usage(FILE *f, const amonitor_cmd_t *cmd);
-static int    amonitor_split(char *arg, const char **list, unsigned *n);
-static int    amonitor_number(const char *s, double *v, double min, double max);
-static void   amonitor_on_signal(int signo);
-static cJSON *amonitor_message_json(
+static void   amoncli_usage(FILE *f, const amoncli_cmd_t *cmd);
+static int    amoncli_split(char *arg, const char **list, unsigned *n);
+static int    amoncli_number(const char *s, double *v, double min, double max);
+static void   amoncli_on_signal(int signo);
+static cJSON *amoncli_message_json(
     unsigned opcode, const unsigned char *p, size_t len);
 
 
 int
 main(int argc, char **argv)
 {
-    int                    opt, idx;
-    unsigned               bit;
-    double                 v;
-    static amonitor_opts_t o; /* large: target lists */
-    struct sigaction       sa;
-    const amonitor_cmd_t  *cmd;
+    int                   opt, idx;
+    unsigned              bit;
+    double                v;
+    static amoncli_opts_t o; /* large: target lists */
+    struct sigaction      sa;
+    const amoncli_cmd_t  *cmd;
 
     static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
         {"token", required_argument, NULL, 'k'},
@@ -114,17 +114,17 @@ main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     if (argc < 2) {
-        amonitor_usage(stderr, NULL);
-        return AMONITOR_EXIT_USAGE;
+        amoncli_usage(stderr, NULL);
+        return AMONCLI_EXIT_USAGE;
     }
 
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
         || strcmp(argv[1], "help") == 0) {
-        amonitor_usage(stdout, NULL);
-        return AMONITOR_EXIT_OK;
+        amoncli_usage(stdout, NULL);
+        return AMONCLI_EXIT_OK;
     }
 
-    for (cmd = amonitor_cmds; cmd->name; cmd++) {
+    for (cmd = amoncli_cmds; cmd->name; cmd++) {
         if (strcmp(cmd->name, argv[1]) == 0) {
             break;
         }
@@ -132,12 +132,12 @@ main(int argc, char **argv)
 
     if (cmd->name == NULL) {
         fprintf(stderr, "amonitor: unknown command \"%s\"\n", argv[1]);
-        amonitor_usage(stderr, NULL);
-        return AMONITOR_EXIT_USAGE;
+        amoncli_usage(stderr, NULL);
+        return AMONCLI_EXIT_USAGE;
     }
 
     memset(&o, 0, sizeof(o));
-    o.url = AMONITOR_CLI_DEFAULT_URL;
+    o.url = AMONCLI_DEFAULT_URL;
     o.timeout = -1;
     o.rate = 100;
     o.max_inflight = 10000;
@@ -154,27 +154,27 @@ main(int argc, char **argv)
         case 'u': o.url = optarg; break;
         case 'k': o.token = optarg; break;
         case 'w':
-            if (amonitor_number(optarg, &o.timeout, 0.001, 86400) != 0) {
+            if (amoncli_number(optarg, &o.timeout, 0.001, 86400) != 0) {
                 fprintf(stderr, "amonitor: invalid --timeout \"%s\"\n", optarg);
-                return AMONITOR_EXIT_USAGE;
+                return AMONCLI_EXIT_USAGE;
             }
             break;
         case 'j': o.json = 1; break;
         case 'v': o.verbose = 1; break;
         case 't':
             bit = OPT_TARGETS;
-            if (amonitor_split(optarg, o.target_ids, &o.ntarget_ids) != 0) {
+            if (amoncli_split(optarg, o.target_ids, &o.ntarget_ids) != 0) {
                 fprintf(
                     stderr, "amonitor: invalid --target-id \"%s\"\n", optarg);
-                return AMONITOR_EXIT_USAGE;
+                return AMONCLI_EXIT_USAGE;
             }
             break;
         case 'U':
             bit = OPT_TARGETS;
-            if (amonitor_split(optarg, o.target_urls, &o.ntarget_urls) != 0) {
+            if (amoncli_split(optarg, o.target_urls, &o.ntarget_urls) != 0) {
                 fprintf(
                     stderr, "amonitor: invalid --target-url \"%s\"\n", optarg);
-                return AMONITOR_EXIT_USAGE;
+                return AMONCLI_EXIT_USAGE;
             }
             break;
         case 'a':
@@ -191,25 +191,25 @@ main(int argc, char **argv)
             break;
         case 'd':
             bit = OPT_DURATION;
-            if (amonitor_number(optarg, &o.duration, 0, 1e7) != 0) {
+            if (amoncli_number(optarg, &o.duration, 0, 1e7) != 0) {
                 fprintf(
                     stderr, "amonitor: invalid --duration \"%s\"\n", optarg);
-                return AMONITOR_EXIT_USAGE;
+                return AMONCLI_EXIT_USAGE;
             }
             break;
         case 'r':
             bit = OPT_RATE;
-            if (amonitor_number(optarg, &o.rate, 0.01, 1e6) != 0) {
+            if (amoncli_number(optarg, &o.rate, 0.01, 1e6) != 0) {
                 fprintf(stderr, "amonitor: invalid --rate \"%s\"\n", optarg);
-                return AMONITOR_EXIT_USAGE;
+                return AMONCLI_EXIT_USAGE;
             }
             break;
         case 'I':
             bit = OPT_INFLIGHT;
-            if (amonitor_number(optarg, &v, 1, 1e6) != 0) {
+            if (amoncli_number(optarg, &v, 1, 1e6) != 0) {
                 fprintf(stderr, "amonitor: invalid --max-inflight \"%s\"\n",
                     optarg);
-                return AMONITOR_EXIT_USAGE;
+                return AMONCLI_EXIT_USAGE;
             }
             o.max_inflight = (unsigned) v;
             break;
@@ -219,30 +219,30 @@ main(int argc, char **argv)
             break;
         case 's':
             bit = OPT_STALE;
-            if (amonitor_number(optarg, &o.stale, 0.1, 86400) != 0) {
+            if (amoncli_number(optarg, &o.stale, 0.1, 86400) != 0) {
                 fprintf(stderr, "amonitor: invalid --stale \"%s\"\n", optarg);
-                return AMONITOR_EXIT_USAGE;
+                return AMONCLI_EXIT_USAGE;
             }
             break;
         case 'b':
             bit = OPT_BINARY;
             o.binary = 1;
             break;
-        case 'h': amonitor_usage(stdout, cmd); return AMONITOR_EXIT_OK;
-        default: amonitor_usage(stderr, cmd); return AMONITOR_EXIT_USAGE;
+        case 'h': amoncli_usage(stdout, cmd); return AMONCLI_EXIT_OK;
+        default: amoncli_usage(stderr, cmd); return AMONCLI_EXIT_USAGE;
         }
 
         if (bit && !(cmd->allowed & bit)) {
             fprintf(stderr, "amonitor %s: option \"%s\" does not apply\n",
                 cmd->name, argv[optind - 1]);
-            return AMONITOR_EXIT_USAGE;
+            return AMONCLI_EXIT_USAGE;
         }
     }
 
     if (optind != argc) {
         fprintf(stderr, "amonitor %s: unexpected argument \"%s\"\n", cmd->name,
             argv[optind]);
-        return AMONITOR_EXIT_USAGE;
+        return AMONCLI_EXIT_USAGE;
     }
 
     if (o.params) {
@@ -250,13 +250,13 @@ main(int argc, char **argv)
 
         if (j == NULL) {
             fprintf(stderr, "amonitor %s: --params is not JSON\n", cmd->name);
-            return AMONITOR_EXIT_USAGE;
+            return AMONCLI_EXIT_USAGE;
         }
         cJSON_Delete(j);
     }
 
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = amonitor_on_signal;
+    sa.sa_handler = amoncli_on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -269,13 +269,13 @@ main(int argc, char **argv)
 
 
 static void
-amonitor_usage(FILE *f, const amonitor_cmd_t *only)
+amoncli_usage(FILE *f, const amoncli_cmd_t *only)
 {
-    const amonitor_cmd_t *cmd;
+    const amoncli_cmd_t *cmd;
 
     fprintf(f, "usage: amonitor COMMAND [options]\n\ncommands:\n");
 
-    for (cmd = amonitor_cmds; cmd->name; cmd++) {
+    for (cmd = amoncli_cmds; cmd->name; cmd++) {
         if (only && only != cmd) {
             continue;
         }
@@ -294,7 +294,7 @@ amonitor_usage(FILE *f, const amonitor_cmd_t *only)
         "  --binary        send protobuf frames instead of JSON\n"
         "  --verbose       print every message received\n"
         "\nexit status: 0 ok, 1 runtime failure, 2 usage error\n",
-        AMONITOR_CLI_DEFAULT_URL);
+        AMONCLI_DEFAULT_URL);
 }
 
 
@@ -303,7 +303,7 @@ amonitor_usage(FILE *f, const amonitor_cmd_t *only)
  * is split in place: argv strings are writable and live until exit.
  */
 static int
-amonitor_split(char *arg, const char **list, unsigned *n)
+amoncli_split(char *arg, const char **list, unsigned *n)
 {
     char  *p, *save;
     size_t len;
@@ -315,7 +315,7 @@ amonitor_split(char *arg, const char **list, unsigned *n)
     }
 
     for (p = strtok_r(arg, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-        if (*n >= AMONITOR_CLI_MAX_TARGETS) {
+        if (*n >= AMONCLI_MAX_TARGETS) {
             return -1;
         }
         list[(*n)++] = p;
@@ -326,7 +326,7 @@ amonitor_split(char *arg, const char **list, unsigned *n)
 
 
 static int
-amonitor_number(const char *s, double *v, double min, double max)
+amoncli_number(const char *s, double *v, double min, double max)
 {
     char *end;
 
@@ -342,14 +342,14 @@ amonitor_number(const char *s, double *v, double min, double max)
 
 
 static void
-amonitor_on_signal(int signo)
+amoncli_on_signal(int signo)
 {
-    amonitor_interrupted = 1;
+    amoncli_interrupted = 1;
 }
 
 
 int64_t
-amonitor_now_ms(void)
+amoncli_now_ms(void)
 {
     struct timespec ts;
 
@@ -360,7 +360,7 @@ amonitor_now_ms(void)
 
 
 int64_t
-amonitor_wall_ms(void)
+amoncli_wall_ms(void)
 {
     struct timespec ts;
 
@@ -371,7 +371,7 @@ amonitor_wall_ms(void)
 
 
 void
-amonitor_sleep_ms(int ms)
+amoncli_sleep_ms(int ms)
 {
     struct timespec ts;
 
@@ -384,7 +384,7 @@ amonitor_sleep_ms(int ms)
 
 
 void
-amonitor_new_id(char out[37])
+amoncli_new_id(char out[AMON_UUID_LEN + 1])
 {
     unsigned char rnd[16];
     size_t        done;
@@ -402,12 +402,12 @@ amonitor_new_id(char out[37])
     }
 
     amon_uuid4(rnd, (unsigned char *) out);
-    out[36] = '\0';
+    out[AMON_UUID_LEN] = '\0';
 }
 
 
 void
-amonitor_clock(char *buf, size_t size)
+amoncli_clock(char *buf, size_t size)
 {
     struct timespec ts;
     struct tm       tm;
@@ -421,14 +421,14 @@ amonitor_clock(char *buf, size_t size)
 
 
 int
-amonitor_str_eq(amon_str_t s, const char *cstr)
+amoncli_str_eq(amon_str_t s, const char *cstr)
 {
     return s.data && strlen(cstr) == s.len && memcmp(s.data, cstr, s.len) == 0;
 }
 
 
 static amon_str_t
-amonitor_cstr(const char *s)
+amoncli_cstr(const char *s)
 {
     amon_str_t r;
 
@@ -441,74 +441,54 @@ amonitor_cstr(const char *s)
 
 /* An action envelope, JSON or protobuf, into "out" (reset first). */
 int
-amonitor_build_action(amon_buf_t *out, const char *msg_id,
-    const char *target_id, const char *target_url, const char *action,
-    const char *params, int binary)
+amoncli_build_action(amon_buf_t *out, const char *msg_id, const char *target_id,
+    const char *target_url, const char *action, const char *params, int binary)
 {
     int                 rc;
     amon_buf_t          payload;
+    amon_json_w_t       w;
     amon_envelope_out_t e;
 
     memset(&payload, 0, sizeof(payload));
 
-    rc = amon_buf_reserve(&payload, 64, AMONITOR_CLI_MAX_MESSAGE, NULL);
-    if (rc == AMON_OK) {
-        memcpy(payload.data, "{\"action\":", 10);
-        payload.len = 10;
-        rc = amon_json_append_string(
-            &payload, AMONITOR_CLI_MAX_MESSAGE, NULL, amonitor_cstr(action));
+    /* "params" was checked to be JSON when the options were read */
+    amon_json_w_init(&w, &payload, AMONCLI_MAX_MESSAGE, NULL);
+    amon_json_w_object_begin(&w);
+    amon_json_w_key(&w, "action");
+    amon_json_w_cstring(&w, action);
+    amon_json_w_key(&w, "params");
+    amon_json_w_raw(&w, params, strlen(params));
+
+    if (target_url) {
+        amon_json_w_key(&w, "target_url");
+        amon_json_w_cstring(&w, target_url);
     }
 
-    if (rc == AMON_OK) {
-        rc = amon_buf_reserve(
-            &payload, strlen(params) + 12, AMONITOR_CLI_MAX_MESSAGE, NULL);
-    }
+    amon_json_w_object_end(&w);
 
-    if (rc == AMON_OK) {
-        memcpy(payload.data + payload.len, ",\"params\":", 10);
-        payload.len += 10;
-        memcpy(payload.data + payload.len, params, strlen(params));
-        payload.len += strlen(params);
-
-        if (target_url) {
-            rc = amon_buf_reserve(&payload, 14, AMONITOR_CLI_MAX_MESSAGE, NULL);
-            if (rc == AMON_OK) {
-                memcpy(payload.data + payload.len, ",\"target_url\":", 14);
-                payload.len += 14;
-                rc = amon_json_append_string(&payload, AMONITOR_CLI_MAX_MESSAGE,
-                    NULL, amonitor_cstr(target_url));
-            }
-        }
-    }
-
-    if (rc == AMON_OK) {
-        rc = amon_buf_reserve(&payload, 1, AMONITOR_CLI_MAX_MESSAGE, NULL);
-    }
-
+    rc = amon_json_w_finish(&w);
     if (rc != AMON_OK) {
         amon_buf_free(&payload, NULL);
         return rc;
     }
 
-    payload.data[payload.len++] = '}';
-
     memset(&e, 0, sizeof(e));
-    e.msg_id = amonitor_cstr(msg_id);
-    e.type = amonitor_cstr("action");
+    e.msg_id = amoncli_cstr(msg_id);
+    e.type = amoncli_cstr("action");
     if (target_id) {
-        e.target_id = amonitor_cstr(target_id);
+        e.target_id = amoncli_cstr(target_id);
     }
-    e.timestamp = amonitor_wall_ms();
+    e.timestamp = amoncli_wall_ms();
     e.payload_json.data = payload.data;
     e.payload_json.len = payload.len;
 
     out->len = 0;
 
     if (binary) {
-        rc = amon_envelope_build_pb(out, AMONITOR_CLI_MAX_MESSAGE, NULL, &e);
+        rc = amon_envelope_build_pb(out, AMONCLI_MAX_MESSAGE, NULL, &e);
 
     } else {
-        rc = amon_envelope_build_json(out, AMONITOR_CLI_MAX_MESSAGE, NULL, &e);
+        rc = amon_envelope_build_json(out, AMONCLI_MAX_MESSAGE, NULL, &e);
     }
 
     amon_buf_free(&payload, NULL);
@@ -518,11 +498,11 @@ amonitor_build_action(amon_buf_t *out, const char *msg_id,
 
 
 int
-amonitor_connect(amonitor_ws_t *ws, const amonitor_opts_t *o, int timeout_ms)
+amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms)
 {
     char err[256];
 
-    if (amonitor_ws_connect(ws, o->url, o->token, timeout_ms, err, sizeof(err))
+    if (amoncli_ws_connect(ws, o->url, o->token, timeout_ms, err, sizeof(err))
         != 0) {
         if (o->json) {
             cJSON *j = cJSON_CreateObject();
@@ -548,7 +528,7 @@ amonitor_connect(amonitor_ws_t *ws, const amonitor_opts_t *o, int timeout_ms)
 
 
 int
-amonitor_decode(
+amoncli_decode(
     amon_envelope_t *env, unsigned opcode, const unsigned char *p, size_t len)
 {
     if (opcode == AMON_WS_OP_BINARY) {
@@ -560,7 +540,7 @@ amonitor_decode(
 
 
 static void
-amonitor_add_str(cJSON *obj, const char *name, amon_str_t s)
+amoncli_add_str(cJSON *obj, const char *name, amon_str_t s)
 {
     char *c;
 
@@ -578,7 +558,7 @@ amonitor_add_str(cJSON *obj, const char *name, amon_str_t s)
 
 /* JSON text bytes as a cJSON value, or a string when they are not JSON. */
 static cJSON *
-amonitor_json_or_string(const unsigned char *p, size_t len)
+amoncli_json_or_string(const unsigned char *p, size_t len)
 {
     cJSON *j;
     char  *c;
@@ -601,7 +581,7 @@ amonitor_json_or_string(const unsigned char *p, size_t len)
  * rebuilt field by field (payload included) so that both print alike.
  */
 static cJSON *
-amonitor_message_json(unsigned opcode, const unsigned char *p, size_t len)
+amoncli_message_json(unsigned opcode, const unsigned char *p, size_t len)
 {
     size_t                                   i;
     cJSON                                   *j, *pl, *m;
@@ -626,10 +606,10 @@ amonitor_message_json(unsigned opcode, const unsigned char *p, size_t len)
     }
 
     j = cJSON_CreateObject();
-    amonitor_add_str(j, "msg_id", env->msg_id);
-    amonitor_add_str(j, "trace_id", env->trace_id);
-    amonitor_add_str(j, "type", env->type_name);
-    amonitor_add_str(j, "target_id", env->target_id);
+    amoncli_add_str(j, "msg_id", env->msg_id);
+    amoncli_add_str(j, "trace_id", env->trace_id);
+    amoncli_add_str(j, "type", env->type_name);
+    amoncli_add_str(j, "target_id", env->target_id);
     if (env->has_timestamp) {
         cJSON_AddNumberToObject(j, "timestamp", (double) env->timestamp);
     }
@@ -639,23 +619,23 @@ amonitor_message_json(unsigned opcode, const unsigned char *p, size_t len)
     switch (env->type) {
 
     case AMON_MSG_ACTION:
-        amonitor_add_str(pl, "action", env->action);
+        amoncli_add_str(pl, "action", env->action);
         if (env->params.len) {
             cJSON_AddItemToObject(pl, "params",
-                amonitor_json_or_string(env->params.data, env->params.len));
+                amoncli_json_or_string(env->params.data, env->params.len));
         }
-        amonitor_add_str(pl, "target_url", env->target_url);
+        amoncli_add_str(pl, "target_url", env->target_url);
         break;
 
     case AMON_MSG_ACTION_ACK:
-        amonitor_add_str(pl, "action_msg_id", env->action_msg_id);
+        amoncli_add_str(pl, "action_msg_id", env->action_msg_id);
         cJSON_AddBoolToObject(pl, "success", env->success);
-        amonitor_add_str(pl, "message", env->message);
+        amoncli_add_str(pl, "message", env->message);
         break;
 
     case AMON_MSG_ERROR:
-        amonitor_add_str(pl, "code", env->code);
-        amonitor_add_str(pl, "message", env->message);
+        amoncli_add_str(pl, "code", env->code);
+        amoncli_add_str(pl, "message", env->message);
         break;
 
     case AMON_MSG_EVENT:
@@ -666,7 +646,7 @@ amonitor_message_json(unsigned opcode, const unsigned char *p, size_t len)
             cJSON_AddStringToObject(pl, "event_name", ev->event_name);
             cJSON_AddItemToObject(pl, "data",
                 ev->data.len
-                    ? amonitor_json_or_string(ev->data.data, ev->data.len)
+                    ? amoncli_json_or_string(ev->data.data, ev->data.len)
                     : cJSON_CreateNull());
             amonitor__control__v1__event_payload__free_unpacked(ev, NULL);
         }
@@ -706,7 +686,7 @@ amonitor_message_json(unsigned opcode, const unsigned char *p, size_t len)
         /* a type without a schema message: its bytes, JSON if they are */
         if (env->payload.len) {
             cJSON_ReplaceItemInObject(j, "payload",
-                amonitor_json_or_string(env->payload.data, env->payload.len));
+                amoncli_json_or_string(env->payload.data, env->payload.len));
         }
         break;
     }
@@ -720,7 +700,7 @@ amonitor_message_json(unsigned opcode, const unsigned char *p, size_t len)
 
 /* {"event":E,"time":ms,KEY:<message as JSON>} on one line. */
 void
-amonitor_print_json_line(const char *event, const char *key,
+amoncli_print_json_line(const char *event, const char *key,
     const unsigned char *p, size_t len, int binary)
 {
     cJSON *j, *m;
@@ -728,9 +708,9 @@ amonitor_print_json_line(const char *event, const char *key,
 
     j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "event", event);
-    cJSON_AddNumberToObject(j, "time", (double) amonitor_wall_ms());
+    cJSON_AddNumberToObject(j, "time", (double) amoncli_wall_ms());
 
-    m = amonitor_message_json(
+    m = amoncli_message_json(
         binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, p, len);
     if (m == NULL) {
         char *raw = strndup((const char *) p, binary ? 0 : len);
@@ -753,7 +733,7 @@ amonitor_print_json_line(const char *event, const char *key,
 
 
 static const char *
-amonitor_get_str(const cJSON *obj, const char *name)
+amoncli_get_str(const cJSON *obj, const char *name)
 {
     const cJSON *v;
 
@@ -764,7 +744,7 @@ amonitor_get_str(const cJSON *obj, const char *name)
 
 
 static void
-amonitor_print_compact(const char *label, const cJSON *v)
+amoncli_print_compact(const char *label, const cJSON *v)
 {
     char *s;
 
@@ -785,7 +765,7 @@ amonitor_print_compact(const char *label, const cJSON *v)
  * as "time type target key=value...".
  */
 void
-amonitor_print_message(const amonitor_opts_t *o, const char *event,
+amoncli_print_message(const amoncli_opts_t *o, const char *event,
     unsigned opcode, const unsigned char *p, size_t len)
 {
     cJSON      *j, *pl, *v;
@@ -793,14 +773,14 @@ amonitor_print_message(const amonitor_opts_t *o, const char *event,
     char        ts[32];
 
     if (o->json) {
-        amonitor_print_json_line(
+        amoncli_print_json_line(
             event, "message", p, len, opcode == AMON_WS_OP_BINARY);
         return;
     }
 
-    amonitor_clock(ts, sizeof(ts));
+    amoncli_clock(ts, sizeof(ts));
 
-    j = amonitor_message_json(opcode, p, len);
+    j = amoncli_message_json(opcode, p, len);
     if (j == NULL || !cJSON_IsObject(j)) {
         printf("%s %-5s %-13s (%zu bytes, not an envelope)\n", ts, event,
             opcode == AMON_WS_OP_BINARY ? "binary" : "text", len);
@@ -809,60 +789,60 @@ amonitor_print_message(const amonitor_opts_t *o, const char *event,
     }
 
     pl = cJSON_GetObjectItemCaseSensitive(j, "payload");
-    type = amonitor_get_str(j, "type");
-    target = amonitor_get_str(j, "target_id");
+    type = amoncli_get_str(j, "type");
+    target = amoncli_get_str(j, "target_id");
     if (target == NULL || target[0] == '\0') {
-        target = amonitor_get_str(pl, "target_id");
+        target = amoncli_get_str(pl, "target_id");
     }
 
     printf("%s %-5s %-13s %-16s", ts, event, type ? type : "?",
         target && target[0] ? target : "-");
 
     if (type && strcmp(type, "heartbeat") == 0) {
-        s = amonitor_get_str(pl, "status");
+        s = amoncli_get_str(pl, "status");
         printf(" status=%s", s ? s : "?");
-        amonitor_print_compact(
+        amoncli_print_compact(
             "metrics", cJSON_GetObjectItemCaseSensitive(pl, "metrics"));
 
     } else if (type && strcmp(type, "event") == 0) {
-        s = amonitor_get_str(pl, "event_name");
+        s = amoncli_get_str(pl, "event_name");
         printf(" event_name=%s", s ? s : "?");
-        amonitor_print_compact(
+        amoncli_print_compact(
             "data", cJSON_GetObjectItemCaseSensitive(pl, "data"));
 
     } else if (type && strcmp(type, "action_ack") == 0) {
-        s = amonitor_get_str(pl, "action_msg_id");
+        s = amoncli_get_str(pl, "action_msg_id");
         printf(" action_msg_id=%s", s ? s : "?");
         v = cJSON_GetObjectItemCaseSensitive(pl, "success");
         printf(" success=%s", cJSON_IsTrue(v) ? "true" : "false");
-        amonitor_print_compact(
+        amoncli_print_compact(
             "message", cJSON_GetObjectItemCaseSensitive(pl, "message"));
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pl, "duplicate"))) {
             printf(" duplicate=true");
         }
 
     } else if (type && strcmp(type, "action") == 0) {
-        s = amonitor_get_str(j, "msg_id");
+        s = amoncli_get_str(j, "msg_id");
         printf(" msg_id=%s", s ? s : "?");
-        s = amonitor_get_str(pl, "action");
+        s = amoncli_get_str(pl, "action");
         printf(" action=%s", s ? s : "?");
-        amonitor_print_compact(
+        amoncli_print_compact(
             "params", cJSON_GetObjectItemCaseSensitive(pl, "params"));
-        s = amonitor_get_str(pl, "target_url");
+        s = amoncli_get_str(pl, "target_url");
         if (s) {
             printf(" target_url=%s", s);
         }
 
     } else if (type && strcmp(type, "error") == 0) {
-        s = amonitor_get_str(j, "msg_id");
+        s = amoncli_get_str(j, "msg_id");
         printf(" msg_id=%s", s ? s : "-");
-        s = amonitor_get_str(pl, "code");
+        s = amoncli_get_str(pl, "code");
         printf(" code=%s", s ? s : "?");
-        amonitor_print_compact(
+        amoncli_print_compact(
             "message", cJSON_GetObjectItemCaseSensitive(pl, "message"));
 
     } else {
-        amonitor_print_compact("payload", pl);
+        amoncli_print_compact("payload", pl);
     }
 
     putchar('\n');

@@ -17,18 +17,18 @@
 
 #include <cjson/cJSON.h>
 
-#include "amonitor.h"
+#include "amoncli.h"
 
 
-#define AMONITOR_BENCH_RING    (1u << 18)
-#define AMONITOR_BENCH_SAMPLES (1u << 21)
-#define AMONITOR_BENCH_DRAIN   2000
+#define AMONCLI_BENCH_RING    (1u << 18)
+#define AMONCLI_BENCH_SAMPLES (1u << 21)
+#define AMONCLI_BENCH_DRAIN   2000
 
 
 typedef struct {
     uint64_t seq;
     int64_t  sent_us;
-} amonitor_slot_t;
+} amoncli_slot_t;
 
 
 typedef struct {
@@ -42,11 +42,11 @@ typedef struct {
     float   *lat; /* ms */
     size_t   nlat;
     size_t   cap;
-} amonitor_window_t;
+} amoncli_window_t;
 
 
 static int64_t
-amonitor_now_us(void)
+amoncli_now_us(void)
 {
     struct timespec ts;
 
@@ -57,7 +57,7 @@ amonitor_now_us(void)
 
 
 static int
-amonitor_cmp_float(const void *a, const void *b)
+amoncli_cmp_float(const void *a, const void *b)
 {
     float x = *(const float *) a, y = *(const float *) b;
 
@@ -67,7 +67,7 @@ amonitor_cmp_float(const void *a, const void *b)
 
 /* Sorts the samples; returns the q-quantile (0 when there are none). */
 static double
-amonitor_quantile(float *v, size_t n, double q, int sorted)
+amoncli_quantile(float *v, size_t n, double q, int sorted)
 {
     size_t i;
 
@@ -76,7 +76,7 @@ amonitor_quantile(float *v, size_t n, double q, int sorted)
     }
 
     if (!sorted) {
-        qsort(v, n, sizeof(float), amonitor_cmp_float);
+        qsort(v, n, sizeof(float), amoncli_cmp_float);
     }
 
     i = (size_t) (q * (double) (n - 1) + 0.5);
@@ -86,7 +86,7 @@ amonitor_quantile(float *v, size_t n, double q, int sorted)
 
 
 static void
-amonitor_sample(amonitor_window_t *w, float ms)
+amoncli_sample(amoncli_window_t *w, float ms)
 {
     if (w->nlat < w->cap) {
         w->lat[w->nlat++] = ms;
@@ -100,7 +100,7 @@ amonitor_sample(amonitor_window_t *w, float ms)
 
 /* The seq of one of our msg_ids ("bench-RUN-SEQ"), or 0. */
 static uint64_t
-amonitor_bench_seq(amon_str_t id, const char *prefix, size_t plen)
+amoncli_bench_seq(amon_str_t id, const char *prefix, size_t plen)
 {
     size_t   i;
     uint64_t seq;
@@ -124,15 +124,15 @@ amonitor_bench_seq(amon_str_t id, const char *prefix, size_t plen)
 
 
 static void
-amonitor_bench_print(const amonitor_opts_t *o, const char *event, double t,
-    double secs, amonitor_window_t *w, uint64_t inflight, int sorted)
+amoncli_bench_print(const amoncli_opts_t *o, const char *event, double t,
+    double secs, amoncli_window_t *w, uint64_t inflight, int sorted)
 {
     double p50, p99, max;
     cJSON *j;
     char  *s;
 
-    p50 = amonitor_quantile(w->lat, w->nlat, 0.50, sorted);
-    p99 = amonitor_quantile(w->lat, w->nlat, 0.99, 1);
+    p50 = amoncli_quantile(w->lat, w->nlat, 0.50, sorted);
+    p99 = amoncli_quantile(w->lat, w->nlat, 0.99, 1);
     max = w->nlat ? w->lat[w->nlat - 1] : 0;
 
     if (o->json) {
@@ -174,7 +174,7 @@ amonitor_bench_print(const amonitor_opts_t *o, const char *event, double t,
 
 
 int
-amonitor_cmd_bench(amonitor_opts_t *o)
+amoncli_cmd_bench(amoncli_opts_t *o)
 {
     int                  rc, wait_ms, draining;
     size_t               len, plen;
@@ -184,9 +184,9 @@ amonitor_cmd_bench(amonitor_opts_t *o)
     char                 run[9], prefix[32], id[64], err[256];
     const char          *tid, *turl, *params;
     amon_buf_t           b;
-    amonitor_ws_t        ws;
-    amonitor_slot_t     *ring, *slot;
-    amonitor_window_t    win, total;
+    amoncli_ws_t         ws;
+    amoncli_slot_t      *ring, *slot;
+    amoncli_window_t     win, total;
     amon_envelope_t     *env;
     const unsigned char *p;
 
@@ -206,11 +206,11 @@ amonitor_cmd_bench(amonitor_opts_t *o)
     memset(&total, 0, sizeof(total));
     memset(&b, 0, sizeof(b));
 
-    ring = calloc(AMONITOR_BENCH_RING, sizeof(amonitor_slot_t));
+    ring = calloc(AMONCLI_BENCH_RING, sizeof(amoncli_slot_t));
     env = malloc(sizeof(amon_envelope_t));
     win.cap = 1u << 16;
     win.lat = malloc(win.cap * sizeof(float));
-    total.cap = AMONITOR_BENCH_SAMPLES;
+    total.cap = AMONCLI_BENCH_SAMPLES;
     total.lat = malloc(total.cap * sizeof(float));
 
     if (ring == NULL || env == NULL || win.lat == NULL || total.lat == NULL) {
@@ -219,22 +219,22 @@ amonitor_cmd_bench(amonitor_opts_t *o)
         free(env);
         free(win.lat);
         free(total.lat);
-        return AMONITOR_EXIT_RUNTIME;
+        return AMONCLI_EXIT_RUNTIME;
     }
 
-    amonitor_new_id(id);
+    amoncli_new_id(id);
     memcpy(run, id, 8);
     run[8] = '\0';
     plen = (size_t) snprintf(prefix, sizeof(prefix), "bench-%s-", run);
 
-    if (amonitor_connect(
+    if (amoncli_connect(
             &ws, o, o->timeout > 0 ? (int) (o->timeout * 1000) : 5000)
         != 0) {
         free(ring);
         free(env);
         free(win.lat);
         free(total.lat);
-        return AMONITOR_EXIT_RUNTIME;
+        return AMONCLI_EXIT_RUNTIME;
     }
 
     if (!o->json) {
@@ -243,7 +243,7 @@ amonitor_cmd_bench(amonitor_opts_t *o)
             o->duration > 0 ? "" : " (Ctrl-C to stop)");
     }
 
-    start = amonitor_now_us();
+    start = amoncli_now_us();
     next_print = start + 1000000;
     end = o->duration > 0 ? start + (int64_t) (o->duration * 1e6) : -1;
     drain_end = -1;
@@ -253,11 +253,11 @@ amonitor_cmd_bench(amonitor_opts_t *o)
     rc = 0;
 
     for (;;) {
-        now = amonitor_now_us();
+        now = amoncli_now_us();
 
-        if (!draining && (amonitor_interrupted || (end >= 0 && now >= end))) {
+        if (!draining && (amoncli_interrupted || (end >= 0 && now >= end))) {
             draining = 1;
-            drain_end = now + AMONITOR_BENCH_DRAIN * 1000;
+            drain_end = now + AMONCLI_BENCH_DRAIN * 1000;
         }
 
         done = total.acks + total.errors + win.acks + win.errors;
@@ -287,7 +287,7 @@ amonitor_cmd_bench(amonitor_opts_t *o)
                                        : NULL;
                 ti++;
 
-                if (amonitor_build_action(&b, id, tid, turl,
+                if (amoncli_build_action(&b, id, tid, turl,
                         o->action ? o->action : "restart", params, o->binary)
                     != AMON_OK) {
                     fprintf(stderr,
@@ -297,11 +297,11 @@ amonitor_cmd_bench(amonitor_opts_t *o)
                     break;
                 }
 
-                slot = &ring[seq % AMONITOR_BENCH_RING];
+                slot = &ring[seq % AMONCLI_BENCH_RING];
                 slot->seq = seq;
-                slot->sent_us = amonitor_now_us();
+                slot->sent_us = amoncli_now_us();
 
-                if (amonitor_ws_send(&ws,
+                if (amoncli_ws_send(&ws,
                         o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b.data,
                         b.len, 5000)
                     != 0) {
@@ -319,10 +319,10 @@ amonitor_cmd_bench(amonitor_opts_t *o)
             }
         }
 
-        now = amonitor_now_us();
+        now = amoncli_now_us();
 
         if (now >= next_print) {
-            amonitor_bench_print(o, "bench", (double) (now - start) / 1e6, 1.0,
+            amoncli_bench_print(o, "bench", (double) (now - start) / 1e6, 1.0,
                 &win, total.sent + win.sent - done, 0);
 
             total.sent += win.sent;
@@ -353,8 +353,7 @@ amonitor_cmd_bench(amonitor_opts_t *o)
 
         wait_ms = next_send > now ? (int) ((next_send - now + 999) / 1000) : 0;
 
-        rc =
-            amonitor_ws_recv(&ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
+        rc = amoncli_ws_recv(&ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
 
         if (rc < 0) {
             fprintf(stderr, "amonitor bench: %s\n", err);
@@ -363,24 +362,24 @@ amonitor_cmd_bench(amonitor_opts_t *o)
 
         /* take everything already buffered before sending more */
         while (rc == 1) {
-            if (amonitor_decode(env, opcode, p, len) == AMON_OK) {
+            if (amoncli_decode(env, opcode, p, len) == AMON_OK) {
                 switch (env->type) {
 
                 case AMON_MSG_ACTION_ACK:
-                    s = amonitor_bench_seq(env->action_msg_id, prefix, plen);
+                    s = amoncli_bench_seq(env->action_msg_id, prefix, plen);
                     if (s == 0) {
                         break;
                     }
 
-                    slot = &ring[s % AMONITOR_BENCH_RING];
+                    slot = &ring[s % AMONCLI_BENCH_RING];
                     if (slot->seq == s && slot->sent_us) {
                         float ms;
 
-                        ms = (float) (amonitor_now_us() - slot->sent_us)
+                        ms = (float) (amoncli_now_us() - slot->sent_us)
                             / 1000.0f;
                         slot->sent_us = 0;
-                        amonitor_sample(&win, ms);
-                        amonitor_sample(&total, ms);
+                        amoncli_sample(&win, ms);
+                        amoncli_sample(&total, ms);
                     }
 
                     win.acks++;
@@ -395,10 +394,10 @@ amonitor_cmd_bench(amonitor_opts_t *o)
                     break;
 
                 case AMON_MSG_ERROR:
-                    if (amonitor_bench_seq(env->msg_id, prefix, plen)) {
+                    if (amoncli_bench_seq(env->msg_id, prefix, plen)) {
                         win.errors++;
                         if (o->verbose) {
-                            amonitor_print_message(o, "recv", opcode, p, len);
+                            amoncli_print_message(o, "recv", opcode, p, len);
                         }
                     }
                     break;
@@ -412,7 +411,7 @@ amonitor_cmd_bench(amonitor_opts_t *o)
 
             amon_envelope_release(env);
 
-            rc = amonitor_ws_recv(&ws, 0, &opcode, &p, &len, err, sizeof(err));
+            rc = amoncli_ws_recv(&ws, 0, &opcode, &p, &len, err, sizeof(err));
         }
 
         if (rc < 0) {
@@ -423,7 +422,7 @@ amonitor_cmd_bench(amonitor_opts_t *o)
         rc = 0;
     }
 
-    amonitor_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
+    amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
 
     total.sent += win.sent;
     total.acks += win.acks;
@@ -433,7 +432,7 @@ amonitor_cmd_bench(amonitor_opts_t *o)
     total.duplicates += win.duplicates;
     total.throttled += win.throttled;
 
-    now = amonitor_now_us();
+    now = amoncli_now_us();
     done = total.acks + total.errors;
 
     {
@@ -443,7 +442,7 @@ amonitor_cmd_bench(amonitor_opts_t *o)
             secs = 1;
         }
 
-        amonitor_bench_print(o, "bench_summary", secs, secs, &total,
+        amoncli_bench_print(o, "bench_summary", secs, secs, &total,
             total.sent - (done < total.sent ? done : total.sent), 0);
     }
 
@@ -453,6 +452,5 @@ amonitor_cmd_bench(amonitor_opts_t *o)
     free(win.lat);
     free(total.lat);
 
-    return (rc == 0 && total.acks > 0) ? AMONITOR_EXIT_OK
-                                       : AMONITOR_EXIT_RUNTIME;
+    return (rc == 0 && total.acks > 0) ? AMONCLI_EXIT_OK : AMONCLI_EXIT_RUNTIME;
 }

@@ -12,20 +12,20 @@
 
 #include <cjson/cJSON.h>
 
-#include "amonitor.h"
+#include "amoncli.h"
 
 
-#define AMONITOR_SIM_RETRY_MS 2000
+#define AMONCLI_SIM_RETRY_MS 2000
 
 
-static const char *amonitor_sim_default_ids[] = {
+static const char *amoncli_sim_default_ids[] = {
     "demo-target-a", "demo-target-b"};
-static const char *amonitor_sim_default_urls[] = {
+static const char *amoncli_sim_default_urls[] = {
     "ws://127.0.0.1:8765", "ws://127.0.0.1:8766"};
 
 
 static void
-amonitor_sim_note(const amonitor_opts_t *o, const char *event, const char *fmt,
+amoncli_sim_note(const amoncli_opts_t *o, const char *event, const char *fmt,
     const char *arg)
 {
     cJSON *j;
@@ -34,7 +34,7 @@ amonitor_sim_note(const amonitor_opts_t *o, const char *event, const char *fmt,
     if (o->json) {
         j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "event", event);
-        cJSON_AddNumberToObject(j, "time", (double) amonitor_wall_ms());
+        cJSON_AddNumberToObject(j, "time", (double) amoncli_wall_ms());
         cJSON_AddStringToObject(j, "detail", arg);
         s = cJSON_PrintUnformatted(j);
         if (s) {
@@ -45,7 +45,7 @@ amonitor_sim_note(const amonitor_opts_t *o, const char *event, const char *fmt,
         return;
     }
 
-    amonitor_clock(ts, sizeof(ts));
+    amoncli_clock(ts, sizeof(ts));
     printf("%s ", ts);
     printf(fmt, arg);
     putchar('\n');
@@ -54,39 +54,39 @@ amonitor_sim_note(const amonitor_opts_t *o, const char *event, const char *fmt,
 
 /* Sleep "ms" but wake for SIGINT and never past "deadline" (-1: none). */
 static void
-amonitor_sim_pause(int ms, int64_t deadline)
+amoncli_sim_pause(int ms, int64_t deadline)
 {
     int64_t now;
 
-    now = amonitor_now_ms();
+    now = amoncli_now_ms();
     if (deadline >= 0 && now + ms > deadline) {
         ms = deadline > now ? (int) (deadline - now) : 0;
     }
 
-    while (ms > 0 && !amonitor_interrupted) {
-        amonitor_sleep_ms(ms > 100 ? 100 : ms);
+    while (ms > 0 && !amoncli_interrupted) {
+        amoncli_sleep_ms(ms > 100 ? 100 : ms);
         ms -= 100;
     }
 }
 
 
 int
-amonitor_cmd_sim(amonitor_opts_t *o)
+amoncli_cmd_sim(amoncli_opts_t *o)
 {
     int                  rc, connected, connect_ms;
     size_t               len;
     unsigned             i, n, opcode;
     int64_t              deadline, now;
-    char                 id[37], err[256];
+    char                 id[AMON_UUID_LEN + 1], err[256];
     const char          *tid, *turl, *params;
     amon_buf_t           b;
-    amonitor_ws_t        ws;
+    amoncli_ws_t         ws;
     const unsigned char *p;
 
     if (o->ntarget_ids == 0 && o->ntarget_urls == 0) {
         for (i = 0; i < 2; i++) {
-            o->target_ids[i] = amonitor_sim_default_ids[i];
-            o->target_urls[i] = amonitor_sim_default_urls[i];
+            o->target_ids[i] = amoncli_sim_default_ids[i];
+            o->target_urls[i] = amoncli_sim_default_urls[i];
         }
         o->ntarget_ids = 2;
         o->ntarget_urls = 2;
@@ -96,22 +96,22 @@ amonitor_cmd_sim(amonitor_opts_t *o)
     params = o->params ? o->params : "{\"from\":\"panel-simulator\"}";
     connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
     deadline = o->duration > 0
-        ? amonitor_now_ms() + (int64_t) (o->duration * 1000)
+        ? amoncli_now_ms() + (int64_t) (o->duration * 1000)
         : -1;
     connected = 0;
 
     memset(&b, 0, sizeof(b));
 
-    while (!amonitor_interrupted
-        && (deadline < 0 || amonitor_now_ms() < deadline)) {
-        if (amonitor_connect(&ws, o, connect_ms) != 0) {
-            amonitor_sim_note(o, "retry", "reconnecting to %s in 2s", o->url);
-            amonitor_sim_pause(AMONITOR_SIM_RETRY_MS, deadline);
+    while (
+        !amoncli_interrupted && (deadline < 0 || amoncli_now_ms() < deadline)) {
+        if (amoncli_connect(&ws, o, connect_ms) != 0) {
+            amoncli_sim_note(o, "retry", "reconnecting to %s in 2s", o->url);
+            amoncli_sim_pause(AMONCLI_SIM_RETRY_MS, deadline);
             continue;
         }
 
         connected = 1;
-        amonitor_sim_note(o, "connected", "connected to %s", o->url);
+        amoncli_sim_note(o, "connected", "connected to %s", o->url);
 
         rc = 0;
 
@@ -119,9 +119,9 @@ amonitor_cmd_sim(amonitor_opts_t *o)
             tid = i < o->ntarget_ids ? o->target_ids[i] : NULL;
             turl = i < o->ntarget_urls ? o->target_urls[i] : NULL;
 
-            amonitor_new_id(id);
+            amoncli_new_id(id);
 
-            if (amonitor_build_action(&b, id, tid, turl,
+            if (amoncli_build_action(&b, id, tid, turl,
                     o->action ? o->action : "restart", params, o->binary)
                 != AMON_OK) {
                 fprintf(stderr, "amonitor sim: cannot build an action\n");
@@ -129,7 +129,7 @@ amonitor_cmd_sim(amonitor_opts_t *o)
                 break;
             }
 
-            if (amonitor_ws_send(&ws,
+            if (amoncli_ws_send(&ws,
                     o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b.data,
                     b.len, connect_ms)
                 != 0) {
@@ -138,22 +138,22 @@ amonitor_cmd_sim(amonitor_opts_t *o)
                 break;
             }
 
-            amonitor_print_message(o, "sent",
+            amoncli_print_message(o, "sent",
                 o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b.data, b.len);
         }
 
-        while (rc == 0 && !amonitor_interrupted) {
-            now = amonitor_now_ms();
+        while (rc == 0 && !amoncli_interrupted) {
+            now = amoncli_now_ms();
             if (deadline >= 0 && now >= deadline) {
                 break;
             }
 
-            rc = amonitor_ws_recv(&ws,
-                deadline < 0 ? -1 : (int) (deadline - now), &opcode, &p, &len,
-                err, sizeof(err));
+            rc =
+                amoncli_ws_recv(&ws, deadline < 0 ? -1 : (int) (deadline - now),
+                    &opcode, &p, &len, err, sizeof(err));
 
             if (rc == 1) {
-                amonitor_print_message(o, "recv", opcode, p, len);
+                amoncli_print_message(o, "recv", opcode, p, len);
                 rc = 0;
                 continue;
             }
@@ -163,16 +163,16 @@ amonitor_cmd_sim(amonitor_opts_t *o)
             }
         }
 
-        amonitor_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
+        amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
 
-        if (rc < 0 && !amonitor_interrupted) {
+        if (rc < 0 && !amoncli_interrupted) {
             fprintf(stderr, "amonitor sim: %s\n", err);
-            amonitor_sim_note(o, "retry", "reconnecting to %s in 2s", o->url);
-            amonitor_sim_pause(AMONITOR_SIM_RETRY_MS, deadline);
+            amoncli_sim_note(o, "retry", "reconnecting to %s in 2s", o->url);
+            amoncli_sim_pause(AMONCLI_SIM_RETRY_MS, deadline);
         }
     }
 
     amon_buf_free(&b, NULL);
 
-    return connected ? AMONITOR_EXIT_OK : AMONITOR_EXIT_RUNTIME;
+    return connected ? AMONCLI_EXIT_OK : AMONCLI_EXIT_RUNTIME;
 }

@@ -13,12 +13,12 @@
 
 #include <cjson/cJSON.h>
 
-#include "amonitor.h"
+#include "amoncli.h"
 
 
-#define AMONITOR_WATCH_ONCE_TIMEOUT 6.0
-#define AMONITOR_WATCH_RATE_SECONDS 5
-#define AMONITOR_WATCH_RETRY_MS     2000
+#define AMONCLI_WATCH_ONCE_TIMEOUT 6.0
+#define AMONCLI_WATCH_RATE_SECONDS 5
+#define AMONCLI_WATCH_RETRY_MS     2000
 
 
 typedef struct {
@@ -31,25 +31,25 @@ typedef struct {
     uint64_t events;
     uint64_t acks;
     uint64_t acks_failed;
-    int64_t  bucket_sec[AMONITOR_WATCH_RATE_SECONDS];
-    uint64_t bucket_n[AMONITOR_WATCH_RATE_SECONDS];
-} amonitor_target_t;
+    int64_t  bucket_sec[AMONCLI_WATCH_RATE_SECONDS];
+    uint64_t bucket_n[AMONCLI_WATCH_RATE_SECONDS];
+} amoncli_target_t;
 
 
 typedef struct {
-    amonitor_target_t *targets;
-    unsigned           n;
-    uint64_t           messages;
-    int                connected;
-    int64_t            started;
-} amonitor_watch_t;
+    amoncli_target_t *targets;
+    unsigned          n;
+    uint64_t          messages;
+    int               connected;
+    int64_t           started;
+} amoncli_watch_t;
 
 
-static amonitor_target_t *
-amonitor_watch_target(amonitor_watch_t *w, const char *id)
+static amoncli_target_t *
+amoncli_watch_target(amoncli_watch_t *w, const char *id)
 {
-    unsigned           i;
-    amonitor_target_t *t;
+    unsigned          i;
+    amoncli_target_t *t;
 
     for (i = 0; i < w->n; i++) {
         if (strcmp(w->targets[i].id, id) == 0) {
@@ -57,7 +57,7 @@ amonitor_watch_target(amonitor_watch_t *w, const char *id)
         }
     }
 
-    if (w->n == AMONITOR_CLI_MAX_TARGETS || strlen(id) > AMON_MAX_ID_LEN) {
+    if (w->n == AMONCLI_MAX_TARGETS || strlen(id) > AMON_MAX_ID_LEN) {
         return NULL;
     }
 
@@ -74,7 +74,7 @@ amonitor_watch_target(amonitor_watch_t *w, const char *id)
  * after the start), not counting the second in progress.
  */
 static double
-amonitor_watch_rate(const amonitor_target_t *t, int64_t now, int64_t started)
+amoncli_watch_rate(const amoncli_target_t *t, int64_t now, int64_t started)
 {
     unsigned i;
     uint64_t sum;
@@ -82,7 +82,7 @@ amonitor_watch_rate(const amonitor_target_t *t, int64_t now, int64_t started)
 
     sec = now / 1000;
     first = started / 1000 + 1; /* the first full second we saw */
-    span = AMONITOR_WATCH_RATE_SECONDS - 1;
+    span = AMONCLI_WATCH_RATE_SECONDS - 1;
 
     if (sec - first < span) {
         span = sec - first;
@@ -94,7 +94,7 @@ amonitor_watch_rate(const amonitor_target_t *t, int64_t now, int64_t started)
 
     sum = 0;
 
-    for (i = 0; i < AMONITOR_WATCH_RATE_SECONDS; i++) {
+    for (i = 0; i < AMONCLI_WATCH_RATE_SECONDS; i++) {
         if (t->bucket_sec[i] < sec && t->bucket_sec[i] >= sec - span) {
             sum += t->bucket_n[i];
         }
@@ -105,13 +105,13 @@ amonitor_watch_rate(const amonitor_target_t *t, int64_t now, int64_t started)
 
 
 static void
-amonitor_watch_count_event(amonitor_target_t *t, int64_t now)
+amoncli_watch_count_event(amoncli_target_t *t, int64_t now)
 {
     int64_t  sec;
     unsigned i;
 
     sec = now / 1000;
-    i = (unsigned) (sec % AMONITOR_WATCH_RATE_SECONDS);
+    i = (unsigned) (sec % AMONCLI_WATCH_RATE_SECONDS);
 
     if (t->bucket_sec[i] != sec) {
         t->bucket_sec[i] = sec;
@@ -124,8 +124,8 @@ amonitor_watch_count_event(amonitor_target_t *t, int64_t now)
 
 
 static const char *
-amonitor_watch_state(
-    const amonitor_opts_t *o, const amonitor_target_t *t, int64_t now)
+amoncli_watch_state(
+    const amoncli_opts_t *o, const amoncli_target_t *t, int64_t now)
 {
     if (t->status[0] && t->status_at >= t->last_hb) {
         return t->status;
@@ -140,21 +140,21 @@ amonitor_watch_state(
 
 
 static void
-amonitor_watch_message(amonitor_watch_t *w, unsigned opcode,
+amoncli_watch_message(amoncli_watch_t *w, unsigned opcode,
     const unsigned char *p, size_t len, int64_t now)
 {
-    char               id[AMON_MAX_ID_LEN + 1];
-    cJSON             *j, *v;
-    amon_str_t         tid;
-    amon_envelope_t   *env;
-    amonitor_target_t *t;
+    char              id[AMON_MAX_ID_LEN + 1];
+    cJSON            *j, *v;
+    amon_str_t        tid;
+    amon_envelope_t  *env;
+    amoncli_target_t *t;
 
     env = malloc(sizeof(amon_envelope_t));
     if (env == NULL) {
         return;
     }
 
-    if (amonitor_decode(env, opcode, p, len) != AMON_OK) {
+    if (amoncli_decode(env, opcode, p, len) != AMON_OK) {
         amon_envelope_release(env);
         free(env);
         return;
@@ -173,7 +173,7 @@ amonitor_watch_message(amonitor_watch_t *w, unsigned opcode,
     memcpy(id, tid.data, tid.len);
     id[tid.len] = '\0';
 
-    t = amonitor_watch_target(w, id);
+    t = amoncli_watch_target(w, id);
 
     if (t) {
         switch (env->type) {
@@ -183,7 +183,7 @@ amonitor_watch_message(amonitor_watch_t *w, unsigned opcode,
             t->heartbeats++;
             break;
 
-        case AMON_MSG_EVENT: amonitor_watch_count_event(t, now); break;
+        case AMON_MSG_EVENT: amoncli_watch_count_event(t, now); break;
 
         case AMON_MSG_ACTION_ACK:
             t->acks++;
@@ -225,26 +225,25 @@ amonitor_watch_message(amonitor_watch_t *w, unsigned opcode,
 
 
 static void
-amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
+amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
 {
-    unsigned           i;
-    int64_t            now;
-    char               ts[32], age[32];
-    cJSON             *j;
-    char              *s;
-    amonitor_target_t *t;
+    unsigned          i;
+    int64_t           now;
+    char              ts[32], age[32];
+    cJSON            *j;
+    char             *s;
+    amoncli_target_t *t;
 
-    now = amonitor_now_ms();
+    now = amoncli_now_ms();
 
     if (o->json) {
         for (i = 0; i < w->n; i++) {
             t = &w->targets[i];
             j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "event", "target");
-            cJSON_AddNumberToObject(j, "time", (double) amonitor_wall_ms());
+            cJSON_AddNumberToObject(j, "time", (double) amoncli_wall_ms());
             cJSON_AddStringToObject(j, "target_id", t->id);
-            cJSON_AddStringToObject(
-                j, "state", amonitor_watch_state(o, t, now));
+            cJSON_AddStringToObject(j, "state", amoncli_watch_state(o, t, now));
             if (t->last_hb) {
                 cJSON_AddNumberToObject(
                     j, "heartbeat_age_ms", (double) (now - t->last_hb));
@@ -255,7 +254,7 @@ amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
             cJSON_AddNumberToObject(j, "heartbeats", (double) t->heartbeats);
             cJSON_AddNumberToObject(j, "events", (double) t->events);
             cJSON_AddNumberToObject(
-                j, "events_per_s", amonitor_watch_rate(t, now, w->started));
+                j, "events_per_s", amoncli_watch_rate(t, now, w->started));
             cJSON_AddNumberToObject(j, "acks", (double) t->acks);
             cJSON_AddNumberToObject(j, "acks_failed", (double) t->acks_failed);
             s = cJSON_PrintUnformatted(j);
@@ -268,7 +267,7 @@ amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
         return;
     }
 
-    amonitor_clock(ts, sizeof(ts));
+    amoncli_clock(ts, sizeof(ts));
 
     if (ansi) {
         printf("\033[H\033[2J");
@@ -293,8 +292,8 @@ amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
         }
 
         printf("%-24s %-6s %-9s %-9.1f %-9llu %llu\n", t->id,
-            amonitor_watch_state(o, t, now), age,
-            amonitor_watch_rate(t, now, w->started),
+            amoncli_watch_state(o, t, now), age,
+            amoncli_watch_rate(t, now, w->started),
             (unsigned long long) t->events, (unsigned long long) t->acks);
     }
 
@@ -308,88 +307,88 @@ amonitor_watch_render(const amonitor_opts_t *o, amonitor_watch_t *w, int ansi)
 
 /* Sleep, but wake for SIGINT. */
 static void
-amonitor_watch_pause(int ms)
+amoncli_watch_pause(int ms)
 {
-    while (ms > 0 && !amonitor_interrupted) {
-        amonitor_sleep_ms(ms > 100 ? 100 : ms);
+    while (ms > 0 && !amoncli_interrupted) {
+        amoncli_sleep_ms(ms > 100 ? 100 : ms);
         ms -= 100;
     }
 }
 
 
 int
-amonitor_cmd_watch(amonitor_opts_t *o)
+amoncli_cmd_watch(amoncli_opts_t *o)
 {
     int                  rc, ansi, wait_ms, connect_ms;
     size_t               len;
     unsigned             i, opcode;
     int64_t              now, end, next_draw;
     char                 err[256];
-    amonitor_ws_t        ws;
-    amonitor_watch_t     w;
+    amoncli_ws_t         ws;
+    amoncli_watch_t      w;
     const unsigned char *p;
 
     memset(&w, 0, sizeof(w));
 
-    w.targets = calloc(AMONITOR_CLI_MAX_TARGETS, sizeof(amonitor_target_t));
+    w.targets = calloc(AMONCLI_MAX_TARGETS, sizeof(amoncli_target_t));
     if (w.targets == NULL) {
         fprintf(stderr, "amonitor watch: out of memory\n");
-        return AMONITOR_EXIT_RUNTIME;
+        return AMONCLI_EXIT_RUNTIME;
     }
 
     for (i = 0; i < o->ntarget_ids; i++) {
-        amonitor_watch_target(&w, o->target_ids[i]);
+        amoncli_watch_target(&w, o->target_ids[i]);
     }
 
     if (o->once && o->timeout < 0) {
-        o->timeout = AMONITOR_WATCH_ONCE_TIMEOUT;
+        o->timeout = AMONCLI_WATCH_ONCE_TIMEOUT;
     }
 
     ansi = !o->once && !o->json && isatty(STDOUT_FILENO);
     connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
 
-    w.started = amonitor_now_ms();
+    w.started = amoncli_now_ms();
     end = o->once ? w.started + (int64_t) (o->timeout * 1000) : -1;
     next_draw = w.started;
     rc = 0;
 
     /* --once: one connection; live: reconnect 2 s after any failure */
-    while (!amonitor_interrupted) {
-        if (amonitor_connect(&ws, o, connect_ms) != 0) {
+    while (!amoncli_interrupted) {
+        if (amoncli_connect(&ws, o, connect_ms) != 0) {
             rc = -1;
             if (o->once) {
                 break;
             }
 
-            amonitor_watch_render(o, &w, ansi);
-            amonitor_watch_pause(AMONITOR_WATCH_RETRY_MS);
+            amoncli_watch_render(o, &w, ansi);
+            amoncli_watch_pause(AMONCLI_WATCH_RETRY_MS);
             continue;
         }
 
         w.connected = 1;
         rc = 0;
 
-        while (!amonitor_interrupted) {
-            now = amonitor_now_ms();
+        while (!amoncli_interrupted) {
+            now = amoncli_now_ms();
 
             if (end >= 0 && now >= end) {
                 break;
             }
 
             if (!o->once && now >= next_draw) {
-                amonitor_watch_render(o, &w, ansi);
+                amoncli_watch_render(o, &w, ansi);
                 next_draw = now + 1000;
             }
 
             wait_ms = o->once ? (int) (end - now) : (int) (next_draw - now);
 
-            rc = amonitor_ws_recv(
+            rc = amoncli_ws_recv(
                 &ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
 
             if (rc == 1) {
-                amonitor_watch_message(&w, opcode, p, len, amonitor_now_ms());
+                amoncli_watch_message(&w, opcode, p, len, amoncli_now_ms());
                 if (o->verbose) {
-                    amonitor_print_message(o, "recv", opcode, p, len);
+                    amoncli_print_message(o, "recv", opcode, p, len);
                 }
                 continue;
             }
@@ -401,21 +400,21 @@ amonitor_cmd_watch(amonitor_opts_t *o)
             }
         }
 
-        amonitor_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
+        amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
 
         if (o->once || rc >= 0) {
             break;
         }
 
-        amonitor_watch_render(o, &w, ansi);
-        amonitor_watch_pause(AMONITOR_WATCH_RETRY_MS);
+        amoncli_watch_render(o, &w, ansi);
+        amoncli_watch_pause(AMONCLI_WATCH_RETRY_MS);
     }
 
     if (rc >= 0 || !o->once) {
-        amonitor_watch_render(o, &w, ansi);
+        amoncli_watch_render(o, &w, ansi);
     }
 
     free(w.targets);
 
-    return rc < 0 && o->once ? AMONITOR_EXIT_RUNTIME : AMONITOR_EXIT_OK;
+    return rc < 0 && o->once ? AMONCLI_EXIT_RUNTIME : AMONCLI_EXIT_OK;
 }

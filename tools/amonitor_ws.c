@@ -19,25 +19,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "amonitor.h"
+#include "amoncli.h"
 #include "amon_ws_handshake.h"
 
 
-#define AMONITOR_WS_RBUF 65536
+#define AMONCLI_WS_RBUF 65536
 
 
-static int amonitor_ws_dial(
+static int amoncli_ws_dial(
     const char *host, unsigned port, int timeout_ms, char *err, size_t errlen);
-static int amonitor_ws_wait(int fd, short events, int64_t deadline);
-static int amonitor_ws_fill(
-    amonitor_ws_t *ws, int64_t deadline, char *err, size_t errlen);
-static int amonitor_ws_write_all(
-    amonitor_ws_t *ws, const unsigned char *p, size_t len, int64_t deadline);
-static void amonitor_ws_random(unsigned char *p, size_t len);
+static int amoncli_ws_wait(int fd, short events, int64_t deadline);
+static int amoncli_ws_fill(
+    amoncli_ws_t *ws, int64_t deadline, char *err, size_t errlen);
+static int amoncli_ws_write_all(
+    amoncli_ws_t *ws, const unsigned char *p, size_t len, int64_t deadline);
+static void amoncli_ws_random(unsigned char *p, size_t len);
 
 
 int
-amonitor_ws_connect(amonitor_ws_t *ws, const char *url, const char *token,
+amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
     int timeout_ms, char *err, size_t errlen)
 {
     int           rc, status;
@@ -78,14 +78,14 @@ amonitor_ws_connect(amonitor_ws_t *ws, const char *url, const char *token,
         host[u.host.len] = '\0';
     }
 
-    deadline = amonitor_now_ms() + timeout_ms;
+    deadline = amoncli_now_ms() + timeout_ms;
 
-    ws->fd = amonitor_ws_dial(host, u.port, timeout_ms, err, errlen);
+    ws->fd = amoncli_ws_dial(host, u.port, timeout_ms, err, errlen);
     if (ws->fd == -1) {
         return -1;
     }
 
-    amonitor_ws_random(rnd, sizeof(rnd));
+    amoncli_ws_random(rnd, sizeof(rnd));
     amon_ws_make_key(rnd, key);
 
     bearer.data = (const unsigned char *) token;
@@ -98,13 +98,13 @@ amonitor_ws_connect(amonitor_ws_t *ws, const char *url, const char *token,
         goto failed;
     }
 
-    if (amonitor_ws_write_all(ws, req, n, deadline) != 0) {
+    if (amoncli_ws_write_all(ws, req, n, deadline) != 0) {
         snprintf(err, errlen, "sending the upgrade request: %s",
             errno ? strerror(errno) : "timed out");
         goto failed;
     }
 
-    ws->rcap = AMONITOR_WS_RBUF;
+    ws->rcap = AMONCLI_WS_RBUF;
     ws->rbuf = malloc(ws->rcap);
     if (ws->rbuf == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -135,7 +135,7 @@ amonitor_ws_connect(amonitor_ws_t *ws, const char *url, const char *token,
             goto failed;
         }
 
-        rc = amonitor_ws_fill(ws, deadline, err, errlen);
+        rc = amoncli_ws_fill(ws, deadline, err, errlen);
         if (rc <= 0) {
             if (rc == 0) {
                 snprintf(err, errlen, "handshake timed out");
@@ -147,7 +147,7 @@ amonitor_ws_connect(amonitor_ws_t *ws, const char *url, const char *token,
     /* frames right behind the response stay in the buffer */
     ws->rpos = hlen;
 
-    amon_ws_parser_init(&ws->parser, 0, AMONITOR_CLI_MAX_MESSAGE);
+    amon_ws_parser_init(&ws->parser, 0, AMONCLI_MAX_MESSAGE);
     ws->parser.validate_utf8 = 1;
 
     return 0;
@@ -164,7 +164,7 @@ failed:
 
 
 static int
-amonitor_ws_dial(
+amoncli_ws_dial(
     const char *host, unsigned port, int timeout_ms, char *err, size_t errlen)
 {
     int             fd, rc, soerr, one;
@@ -186,7 +186,7 @@ amonitor_ws_dial(
         return -1;
     }
 
-    deadline = amonitor_now_ms() + timeout_ms;
+    deadline = amoncli_now_ms() + timeout_ms;
     fd = -1;
     snprintf(err, errlen, "connect to %s:%u failed", host, port);
 
@@ -204,7 +204,7 @@ amonitor_ws_dial(
         }
 
         if (errno == EINPROGRESS) {
-            rc = amonitor_ws_wait(fd, POLLOUT, deadline);
+            rc = amoncli_ws_wait(fd, POLLOUT, deadline);
             if (rc > 0) {
                 slen = sizeof(soerr);
                 soerr = 0;
@@ -242,20 +242,20 @@ amonitor_ws_dial(
 
 /* 1: ready, 0: deadline passed or interrupted, -1: error. */
 static int
-amonitor_ws_wait(int fd, short events, int64_t deadline)
+amoncli_ws_wait(int fd, short events, int64_t deadline)
 {
     int           rc, t;
     int64_t       now;
     struct pollfd pfd;
 
     for (;;) {
-        if (amonitor_interrupted) {
+        if (amoncli_interrupted) {
             return 0;
         }
 
         t = -1;
         if (deadline >= 0) {
-            now = amonitor_now_ms();
+            now = amoncli_now_ms();
             if (now >= deadline) {
                 return 0;
             }
@@ -280,7 +280,7 @@ amonitor_ws_wait(int fd, short events, int64_t deadline)
 
 /* Read more bytes.  1: got some, 0: timeout/interrupted, -1: EOF/error. */
 static int
-amonitor_ws_fill(amonitor_ws_t *ws, int64_t deadline, char *err, size_t errlen)
+amoncli_ws_fill(amoncli_ws_t *ws, int64_t deadline, char *err, size_t errlen)
 {
     int     rc;
     ssize_t n;
@@ -314,7 +314,7 @@ amonitor_ws_fill(amonitor_ws_t *ws, int64_t deadline, char *err, size_t errlen)
         }
 
         if (errno == EINTR) {
-            if (amonitor_interrupted) {
+            if (amoncli_interrupted) {
                 return 0;
             }
             continue;
@@ -325,7 +325,7 @@ amonitor_ws_fill(amonitor_ws_t *ws, int64_t deadline, char *err, size_t errlen)
             return -1;
         }
 
-        rc = amonitor_ws_wait(ws->fd, POLLIN, deadline);
+        rc = amoncli_ws_wait(ws->fd, POLLIN, deadline);
         if (rc <= 0) {
             if (rc < 0) {
                 snprintf(err, errlen, "poll: %s", strerror(errno));
@@ -337,8 +337,8 @@ amonitor_ws_fill(amonitor_ws_t *ws, int64_t deadline, char *err, size_t errlen)
 
 
 static int
-amonitor_ws_write_all(
-    amonitor_ws_t *ws, const unsigned char *p, size_t len, int64_t deadline)
+amoncli_ws_write_all(
+    amoncli_ws_t *ws, const unsigned char *p, size_t len, int64_t deadline)
 {
     ssize_t n;
 
@@ -358,7 +358,7 @@ amonitor_ws_write_all(
         }
 
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (amonitor_ws_wait(ws->fd, POLLOUT, deadline) <= 0) {
+            if (amoncli_ws_wait(ws->fd, POLLOUT, deadline) <= 0) {
                 if (errno == EAGAIN || errno == EINTR) {
                     errno = 0;
                 }
@@ -375,7 +375,7 @@ amonitor_ws_write_all(
 
 
 int
-amonitor_ws_send(amonitor_ws_t *ws, unsigned opcode, const void *p, size_t len,
+amoncli_ws_send(amoncli_ws_t *ws, unsigned opcode, const void *p, size_t len,
     int timeout_ms)
 {
     size_t        hlen;
@@ -386,11 +386,11 @@ amonitor_ws_send(amonitor_ws_t *ws, unsigned opcode, const void *p, size_t len,
         return -1;
     }
 
-    amonitor_ws_random(mask, sizeof(mask));
+    amoncli_ws_random(mask, sizeof(mask));
 
     ws->out.len = 0;
     if (amon_buf_reserve(&ws->out, len + AMON_MAX_FRAME_HEADER,
-            AMONITOR_CLI_MAX_MESSAGE + AMON_MAX_FRAME_HEADER, NULL)
+            AMONCLI_MAX_MESSAGE + AMON_MAX_FRAME_HEADER, NULL)
         != AMON_OK) {
         return -1;
     }
@@ -399,14 +399,14 @@ amonitor_ws_send(amonitor_ws_t *ws, unsigned opcode, const void *p, size_t len,
     amon_ws_mask_copy(ws->out.data + hlen, p, len, mask, 0);
     ws->out.len = hlen + len;
 
-    deadline = timeout_ms < 0 ? -1 : amonitor_now_ms() + timeout_ms;
+    deadline = timeout_ms < 0 ? -1 : amoncli_now_ms() + timeout_ms;
 
-    return amonitor_ws_write_all(ws, ws->out.data, ws->out.len, deadline);
+    return amoncli_ws_write_all(ws, ws->out.data, ws->out.len, deadline);
 }
 
 
 int
-amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
+amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
     const unsigned char **p, size_t *len, char *err, size_t errlen)
 {
     int             rc;
@@ -419,7 +419,7 @@ amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
         return -1;
     }
 
-    deadline = timeout_ms < 0 ? -1 : amonitor_now_ms() + timeout_ms;
+    deadline = timeout_ms < 0 ? -1 : amoncli_now_ms() + timeout_ms;
 
     for (;;) {
         consumed = 0;
@@ -430,12 +430,12 @@ amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
         if (rc < 0) {
             snprintf(err, errlen, "protocol error from the server: %s",
                 amon_strerror(rc));
-            amonitor_ws_close(ws, amon_close_code(rc));
+            amoncli_ws_close(ws, amon_close_code(rc));
             return -1;
         }
 
         if (rc == AMON_AGAIN) {
-            rc = amonitor_ws_fill(ws, deadline, err, errlen);
+            rc = amoncli_ws_fill(ws, deadline, err, errlen);
             if (rc <= 0) {
                 if (rc < 0) {
                     ws->closed = 1;
@@ -454,10 +454,10 @@ amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
 
             if (ev.len) {
                 if (amon_buf_reserve(
-                        &ws->msg, ev.len, AMONITOR_CLI_MAX_MESSAGE, NULL)
+                        &ws->msg, ev.len, AMONCLI_MAX_MESSAGE, NULL)
                     != AMON_OK) {
                     snprintf(err, errlen, "message too big");
-                    amonitor_ws_close(ws, AMON_WS_CLOSE_TOO_BIG);
+                    amoncli_ws_close(ws, AMON_WS_CLOSE_TOO_BIG);
                     return -1;
                 }
 
@@ -474,7 +474,7 @@ amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
             break;
 
         case AMON_WS_EV_PING:
-            amonitor_ws_send(ws, AMON_WS_OP_PONG, ev.data, ev.len, 1000);
+            amoncli_ws_send(ws, AMON_WS_OP_PONG, ev.data, ev.len, 1000);
             break;
 
         case AMON_WS_EV_CLOSE:
@@ -483,7 +483,7 @@ amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
                 (int) ev.len, (const char *) ev.data);
             snprintf(err, errlen, "connection closed by the server (%u%s%s)",
                 (unsigned) ev.close_code, ev.len ? ": " : "", ws->close_reason);
-            amonitor_ws_close(ws,
+            amoncli_ws_close(ws,
                 ev.close_code == AMON_WS_CLOSE_NO_STATUS ? AMON_WS_CLOSE_NORMAL
                                                          : ev.close_code);
             return -1;
@@ -496,7 +496,7 @@ amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
 
 /* Send a close frame (once) and release everything. */
 void
-amonitor_ws_close(amonitor_ws_t *ws, uint16_t code)
+amoncli_ws_close(amoncli_ws_t *ws, uint16_t code)
 {
     size_t        n;
     unsigned char frame[2 + 4 + AMON_MAX_CONTROL_PAYLOAD], mask[4];
@@ -504,13 +504,13 @@ amonitor_ws_close(amonitor_ws_t *ws, uint16_t code)
     if (ws->fd != -1) {
         if (!ws->closed) {
             ws->closed = 1;
-            amonitor_ws_random(mask, sizeof(mask));
+            amoncli_ws_random(mask, sizeof(mask));
             if (!amon_ws_close_code_valid(code)) {
                 code = AMON_WS_CLOSE_NORMAL;
             }
             n = amon_ws_write_close(frame, sizeof(frame), code, NULL, mask);
             if (n) {
-                amonitor_ws_write_all(ws, frame, n, amonitor_now_ms() + 1000);
+                amoncli_ws_write_all(ws, frame, n, amoncli_now_ms() + 1000);
             }
         }
 
@@ -526,7 +526,7 @@ amonitor_ws_close(amonitor_ws_t *ws, uint16_t code)
 
 
 static void
-amonitor_ws_random(unsigned char *p, size_t len)
+amoncli_ws_random(unsigned char *p, size_t len)
 {
     ssize_t n;
 

@@ -28,9 +28,11 @@ if [ ! -f build/libamon_core.a ] || [ ! -f build/libamon_posix.a ] \
 fi
 
 mkdir -p build/bench
+# shellcheck disable=SC2046
 "$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
     -Isrc/core -Isrc/core/gen -Isrc/posix bench/agent/amon-load.c \
-    build/libamon_posix.a build/libamon_core.a -lcjson -lprotobuf-c -lcrypto -o "$LOAD"
+    build/libamon_posix.a build/libamon_core.a \
+    $(sed -e 's/#.*//' src/core/libs.list) -o "$LOAD"
 
 PREFIX=$(mktemp -d /tmp/amon-bench-XXXXXX)
 chmod 755 "$PREFIX"

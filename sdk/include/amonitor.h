@@ -19,10 +19,20 @@ extern "C" {
 #endif
 
 
+/*
+ * The SDK's version, written here only: the Makefile reads the three
+ * numbers for the library's soname and amonitor_sdk.pc, and
+ * AMONITOR_VERSION is made from them ("1.0.0").
+ */
 #define AMONITOR_VERSION_MAJOR 1
 #define AMONITOR_VERSION_MINOR 0
 #define AMONITOR_VERSION_PATCH 0
-#define AMONITOR_VERSION       "1.0.0"
+
+#define AMONITOR_VERSION_STR_(a, b, c)  #a "." #b "." #c
+#define AMONITOR_VERSION_XSTR_(a, b, c) AMONITOR_VERSION_STR_(a, b, c)
+#define AMONITOR_VERSION \
+    AMONITOR_VERSION_XSTR_(AMONITOR_VERSION_MAJOR, AMONITOR_VERSION_MINOR, \
+        AMONITOR_VERSION_PATCH)
 
 
 /*

@@ -16,7 +16,6 @@
 
 static int amonitor_buf_add(
     amon_buf_t *b, size_t max, const char *p, size_t len);
-static int  amonitor_buf_add_str(amon_buf_t *b, size_t max, const char *s);
 static int  amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
      const char *type, amon_str_t payload, int binary);
 static void amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
@@ -70,8 +69,9 @@ amonitor_metrics_has(amonitor_metrics_t *m, const char *key)
 int
 amonitor_metrics_add(amonitor_metrics_t *m, const char *key, const char *value)
 {
-    size_t mark;
-    int    rc;
+    int           rc;
+    size_t        mark;
+    amon_json_w_t saved;
 
     if (m == NULL || key == NULL || value == NULL
         || amon_utf8_validate((const unsigned char *) key, strlen(key))
@@ -82,33 +82,19 @@ amonitor_metrics_add(amonitor_metrics_t *m, const char *key, const char *value)
         return AMONITOR_ERR_INVAL;
     }
 
+    /* a member that does not fit is left out, the others stay */
+    saved = m->w;
     mark = m->buf->len;
 
-    rc = AMON_OK;
+    amon_json_w_key(&m->w, key);
+    amon_json_w_cstring(&m->w, value);
 
-    if (m->count) {
-        rc = amonitor_buf_add(m->buf, m->max, ",", 1);
-    }
-
-    if (rc == AMON_OK) {
-        rc = amon_json_append_string(m->buf, m->max, NULL, amonitor_cstr(key));
-    }
-
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add(m->buf, m->max, ":", 1);
-    }
-
-    if (rc == AMON_OK) {
-        rc =
-            amon_json_append_string(m->buf, m->max, NULL, amonitor_cstr(value));
-    }
-
+    rc = amon_json_w_error(&m->w);
     if (rc != AMON_OK) {
+        m->w = saved;
         m->buf->len = mark;
         return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
     }
-
-    m->count++;
 
     return AMONITOR_OK;
 }
@@ -133,47 +119,59 @@ amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     size_t             mark;
     amon_buf_t        *b;
     amon_str_t         payload;
+    amon_json_w_t      w, head;
     amonitor_metrics_t m;
 
     b = &priv->scratch2;
     b->len = 0;
 
-    rc = amonitor_buf_add_str(b, priv->max_message, "{\"target_id\":");
-    if (rc == AMON_OK) {
-        rc = amon_json_append_string(
-            b, priv->max_message, NULL, amonitor_cstr(priv->target_id));
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(
-            b, priv->max_message, ",\"status\":\"up\",\"metrics\":{");
-    }
-    if (rc != AMON_OK) {
+    amon_json_w_init(&w, b, priv->max_message, NULL);
+    amon_json_w_object_begin(&w);
+    amon_json_w_key(&w, "target_id");
+    amon_json_w_cstring(&w, priv->target_id);
+    amon_json_w_key(&w, "status");
+    amon_json_w_cstring(&w, "up");
+    amon_json_w_key(&w, "metrics");
+    amon_json_w_object_begin(&w);
+
+    if (amon_json_w_error(&w) != AMON_OK) {
         return AMONITOR_ERR_NOMEM;
     }
 
+    head = w;
     mark = b->len;
 
     if (priv->metrics_fn) {
+        /* the program adds members inside "metrics", on a budget */
         m.buf = b;
         m.start = mark;
-        m.count = 0;
-        m.max = mark + AMONITOR_METRICS_MAX;
-        if (m.max > priv->max_message) {
-            m.max = priv->max_message;
-        }
+        m.w = w;
+        amon_json_w_limit(&m.w,
+            mark + AMONITOR_METRICS_MAX < priv->max_message
+                ? mark + AMONITOR_METRICS_MAX
+                : priv->max_message);
 
         priv->in_callback = 1;
         priv->metrics_fn(priv->ctx, &m, priv->metrics_data);
         priv->in_callback = 0;
+
+        w = m.w;
+        amon_json_w_limit(&w, priv->max_message);
     }
 
-    rc = amonitor_buf_add_str(b, priv->max_message, "}}");
-    if (rc != AMON_OK) {
+    amon_json_w_object_end(&w);
+    amon_json_w_object_end(&w);
+
+    if (amon_json_w_error(&w) != AMON_OK) {
+        /* no room to close: the heartbeat goes without its metrics */
+        w = head;
         b->len = mark;
-        rc = amonitor_buf_add_str(b, priv->max_message, "}}");
-        if (rc != AMON_OK) {
-            return AMONITOR_ERR_NOMEM;
-        }
+        amon_json_w_object_end(&w);
+        amon_json_w_object_end(&w);
+    }
+
+    if (amon_json_w_finish(&w) != AMON_OK) {
+        return AMONITOR_ERR_NOMEM;
     }
 
     payload.data = b->data;
@@ -202,34 +200,25 @@ amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 int
 amonitor_msg_register(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 {
-    int         rc;
-    amon_buf_t *b;
-    amon_str_t  payload;
+    int           rc;
+    amon_buf_t   *b;
+    amon_str_t    payload;
+    amon_json_w_t w;
 
     b = &priv->scratch2;
     b->len = 0;
 
-    rc = amonitor_buf_add_str(b, priv->max_message, "{\"target_id\":");
-    if (rc == AMON_OK) {
-        rc = amon_json_append_string(
-            b, priv->max_message, NULL, amonitor_cstr(priv->target_id));
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(b, priv->max_message, ",\"sdk_url\":");
-    }
-    if (rc == AMON_OK) {
-        rc = amon_json_append_string(
-            b, priv->max_message, NULL, amonitor_cstr(priv->register_url));
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(b, priv->max_message, ",\"metadata\":");
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(b, priv->max_message, priv->metadata_json);
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(b, priv->max_message, "}");
-    }
+    amon_json_w_init(&w, b, priv->max_message, NULL);
+    amon_json_w_object_begin(&w);
+    amon_json_w_key(&w, "target_id");
+    amon_json_w_cstring(&w, priv->target_id);
+    amon_json_w_key(&w, "sdk_url");
+    amon_json_w_cstring(&w, priv->register_url);
+    amon_json_w_key(&w, "metadata");
+    amon_json_w_raw(&w, priv->metadata_json, strlen(priv->metadata_json));
+    amon_json_w_object_end(&w);
+
+    rc = amon_json_w_finish(&w);
     if (rc != AMON_OK) {
         return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
     }
@@ -264,6 +253,7 @@ amonitor_msg_build_event(amonitor_sdk_priv_t *priv, amon_buf_t *out,
     int              rc;
     amon_buf_t       b;
     amon_str_t       payload;
+    amon_json_w_t    w;
     amon_envelope_t *env;
 
     if (json_data == NULL) {
@@ -276,30 +266,23 @@ amonitor_msg_build_event(amonitor_sdk_priv_t *priv, amon_buf_t *out,
 
     memset(&b, 0, sizeof(b));
 
-    rc = amonitor_buf_add_str(&b, priv->max_message, "{\"target_id\":");
-    if (rc == AMON_OK) {
-        rc = amon_json_append_string(
-            &b, priv->max_message, NULL, amonitor_cstr(priv->target_id));
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(&b, priv->max_message, ",\"event_name\":");
-    }
-    if (rc == AMON_OK) {
-        rc = amon_json_append_string(
-            &b, priv->max_message, NULL, amonitor_cstr(name));
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(&b, priv->max_message, ",\"data\":");
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(&b, priv->max_message, json_data);
-    }
-    if (rc == AMON_OK) {
-        rc = amonitor_buf_add_str(&b, priv->max_message, "}");
-    }
+    amon_json_w_init(&w, &b, priv->max_message, NULL);
+    amon_json_w_object_begin(&w);
+    amon_json_w_key(&w, "target_id");
+    amon_json_w_cstring(&w, priv->target_id);
+    amon_json_w_key(&w, "event_name");
+    amon_json_w_cstring(&w, name);
+    amon_json_w_key(&w, "data");
+    amon_json_w_raw(&w, json_data, strlen(json_data));
+    amon_json_w_object_end(&w);
+
+    rc = amon_json_w_finish(&w);
     if (rc != AMON_OK) {
         amon_buf_free(&b, NULL);
-        return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
+        /* empty data is no JSON: refused as the envelope check would */
+        return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM
+            : rc == AMON_EINVAL  ? AMONITOR_ERR_INVAL
+                                 : AMONITOR_ERR_TOOBIG;
     }
 
     payload.data = b.data;
@@ -615,11 +598,4 @@ amonitor_buf_add(amon_buf_t *b, size_t max, const char *p, size_t len)
     b->len += len;
 
     return AMON_OK;
-}
-
-
-static int
-amonitor_buf_add_str(amon_buf_t *b, size_t max, const char *s)
-{
-    return amonitor_buf_add(b, max, s, strlen(s));
 }

@@ -104,10 +104,9 @@ struct amonitor_handler_s {
 
 
 struct amonitor_metrics_s {
-    amon_buf_t *buf;
-    size_t      start; /* the offset just after the metrics' "{" */
-    size_t      max; /* "buf" may grow to this many bytes */
-    unsigned    count;
+    amon_buf_t   *buf;
+    size_t        start; /* the offset just after the metrics' "{" */
+    amon_json_w_t w; /* inside the metrics object, limited to its budget */
 };
 
 

@@ -72,7 +72,9 @@ extern "C" {
 #define AMON_MAX_JSON_DEPTH      32
 #define AMON_MAX_ID_LEN          256 /* msg_id, target_id, ... */
 #define AMON_MAX_URL_LEN         2048
-#define AMON_UUID_LEN            36 /* "8-4-4-4-12" hex digits */
+
+/* Fixed lengths */
+#define AMON_UUID_LEN 36 /* a UUID as text: 8-4-4-4-12 hex digits */
 
 
 typedef struct {

@@ -17,125 +17,128 @@
 
 /* root members we look at */
 enum {
-    AMON_ENV_F_MSG_ID = 0,
-    AMON_ENV_F_TRACE_ID,
-    AMON_ENV_F_TYPE,
-    AMON_ENV_F_TARGET_ID,
-    AMON_ENV_F_TIMESTAMP,
-    AMON_ENV_F_PAYLOAD,
-    AMON_ENV_F_N
+    AMON_ENVELOPE_F_MSG_ID = 0,
+    AMON_ENVELOPE_F_TRACE_ID,
+    AMON_ENVELOPE_F_TYPE,
+    AMON_ENVELOPE_F_TARGET_ID,
+    AMON_ENVELOPE_F_TIMESTAMP,
+    AMON_ENVELOPE_F_PAYLOAD,
+    AMON_ENVELOPE_F_N
 };
 
 /* payload members we look at (which ones matter depends on the type) */
 enum {
-    AMON_ENV_P_ACTION = 0,
-    AMON_ENV_P_PARAMS,
-    AMON_ENV_P_TARGET_URL,
-    AMON_ENV_P_ACTION_MSG_ID,
-    AMON_ENV_P_SUCCESS,
-    AMON_ENV_P_MESSAGE,
-    AMON_ENV_P_CODE,
-    AMON_ENV_P_SDK_URL,
-    AMON_ENV_P_EVENT_NAME,
-    AMON_ENV_P_TARGET_ID,
-    AMON_ENV_P_N
+    AMON_ENVELOPE_P_ACTION = 0,
+    AMON_ENVELOPE_P_PARAMS,
+    AMON_ENVELOPE_P_TARGET_URL,
+    AMON_ENVELOPE_P_ACTION_MSG_ID,
+    AMON_ENVELOPE_P_SUCCESS,
+    AMON_ENVELOPE_P_MESSAGE,
+    AMON_ENVELOPE_P_CODE,
+    AMON_ENVELOPE_P_SDK_URL,
+    AMON_ENVELOPE_P_EVENT_NAME,
+    AMON_ENVELOPE_P_TARGET_ID,
+    AMON_ENVELOPE_P_N
 };
 
 
 /* the members found by one scan; type AMON_JSON_NONE: not seen */
 typedef struct {
-    amon_json_value_t root[AMON_ENV_F_N];
-    amon_json_value_t pay[AMON_ENV_P_N];
+    amon_json_value_t root[AMON_ENVELOPE_F_N];
+    amon_json_value_t pay[AMON_ENVELOPE_P_N];
     unsigned          payload_only; /* the text is a payload by itself */
-} amon_env_scan_t;
+} amon_envelope_scan_t;
 
 
 /* what protobuf-c allocates through: tells a failed allocation apart */
 typedef struct {
     const amon_allocator_t *a;
     unsigned                failed;
-} amon_env_pb_ctx_t;
+} amon_envelope_pb_ctx_t;
 
 
 /* no string limit beyond the scratch space ("message") */
-#define AMON_ENV_NO_LIMIT ((size_t) -1)
+#define AMON_ENVELOPE_NO_LIMIT ((size_t) -1)
 
 
-static int amon_env_member(void *data, unsigned level,
+static int amon_envelope_member(void *data, unsigned level,
     const amon_json_value_t *key, const amon_json_value_t *value);
-static int amon_env_root_index(const unsigned char *k, size_t len);
-static int amon_env_payload_index(const unsigned char *k, size_t len);
-static int amon_env_lookup(const amon_json_value_t *key, int payload);
-static int amon_env_json_str(amon_envelope_t *env, const amon_json_value_t *v,
-    size_t limit, amon_str_t *out);
-static int amon_env_json_payload(
+static int amon_envelope_root_index(const unsigned char *k, size_t len);
+static int amon_envelope_payload_index(const unsigned char *k, size_t len);
+static int amon_envelope_lookup(const amon_json_value_t *key, int payload);
+static int amon_envelope_json_str(amon_envelope_t *env,
+    const amon_json_value_t *v, size_t limit, amon_str_t *out);
+static int amon_envelope_json_payload(
     amon_envelope_t *env, const amon_json_value_t *pay);
-static void *amon_env_pb_alloc(void *data, size_t size);
-static void  amon_env_pb_free(void *data, void *p);
-static int   amon_env_pb_str(const char *s, size_t limit, amon_str_t *out);
-static int   amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa);
-static int   amon_env_pb_json_payload(amon_envelope_t *env);
+static void *amon_envelope_pb_alloc(void *data, size_t size);
+static void  amon_envelope_pb_free(void *data, void *p);
+static int   amon_envelope_pb_str(const char *s, size_t limit, amon_str_t *out);
+static int   amon_envelope_pb_payload(
+      amon_envelope_t *env, ProtobufCAllocator *pa);
+static int amon_envelope_pb_json_payload(amon_envelope_t *env);
 
 
 /* Root member names; a switch on the length keeps memcmp() inline. */
 static int
-amon_env_root_index(const unsigned char *k, size_t len)
+amon_envelope_root_index(const unsigned char *k, size_t len)
 {
     switch (len) {
-    case 4: return memcmp(k, "type", 4) ? -1 : AMON_ENV_F_TYPE;
-    case 6: return memcmp(k, "msg_id", 6) ? -1 : AMON_ENV_F_MSG_ID;
-    case 7: return memcmp(k, "payload", 7) ? -1 : AMON_ENV_F_PAYLOAD;
-    case 8: return memcmp(k, "trace_id", 8) ? -1 : AMON_ENV_F_TRACE_ID;
+    case 4: return memcmp(k, "type", 4) ? -1 : AMON_ENVELOPE_F_TYPE;
+    case 6: return memcmp(k, "msg_id", 6) ? -1 : AMON_ENVELOPE_F_MSG_ID;
+    case 7: return memcmp(k, "payload", 7) ? -1 : AMON_ENVELOPE_F_PAYLOAD;
+    case 8: return memcmp(k, "trace_id", 8) ? -1 : AMON_ENVELOPE_F_TRACE_ID;
     case 9:
         if (memcmp(k, "target_id", 9) == 0) {
-            return AMON_ENV_F_TARGET_ID;
+            return AMON_ENVELOPE_F_TARGET_ID;
         }
-        return memcmp(k, "timestamp", 9) ? -1 : AMON_ENV_F_TIMESTAMP;
+        return memcmp(k, "timestamp", 9) ? -1 : AMON_ENVELOPE_F_TIMESTAMP;
     default: return -1;
     }
 }
 
 
 static int
-amon_env_payload_index(const unsigned char *k, size_t len)
+amon_envelope_payload_index(const unsigned char *k, size_t len)
 {
     switch (len) {
-    case 4: return memcmp(k, "code", 4) ? -1 : AMON_ENV_P_CODE;
+    case 4: return memcmp(k, "code", 4) ? -1 : AMON_ENVELOPE_P_CODE;
     case 6:
         if (memcmp(k, "action", 6) == 0) {
-            return AMON_ENV_P_ACTION;
+            return AMON_ENVELOPE_P_ACTION;
         }
-        return memcmp(k, "params", 6) ? -1 : AMON_ENV_P_PARAMS;
+        return memcmp(k, "params", 6) ? -1 : AMON_ENVELOPE_P_PARAMS;
     case 7:
         if (memcmp(k, "message", 7) == 0) {
-            return AMON_ENV_P_MESSAGE;
+            return AMON_ENVELOPE_P_MESSAGE;
         }
         if (memcmp(k, "success", 7) == 0) {
-            return AMON_ENV_P_SUCCESS;
+            return AMON_ENVELOPE_P_SUCCESS;
         }
-        return memcmp(k, "sdk_url", 7) ? -1 : AMON_ENV_P_SDK_URL;
-    case 9: return memcmp(k, "target_id", 9) ? -1 : AMON_ENV_P_TARGET_ID;
+        return memcmp(k, "sdk_url", 7) ? -1 : AMON_ENVELOPE_P_SDK_URL;
+    case 9: return memcmp(k, "target_id", 9) ? -1 : AMON_ENVELOPE_P_TARGET_ID;
     case 10:
         if (memcmp(k, "target_url", 10) == 0) {
-            return AMON_ENV_P_TARGET_URL;
+            return AMON_ENVELOPE_P_TARGET_URL;
         }
-        return memcmp(k, "event_name", 10) ? -1 : AMON_ENV_P_EVENT_NAME;
+        return memcmp(k, "event_name", 10) ? -1 : AMON_ENVELOPE_P_EVENT_NAME;
     case 13:
-        return memcmp(k, "action_msg_id", 13) ? -1 : AMON_ENV_P_ACTION_MSG_ID;
+        return memcmp(k, "action_msg_id", 13) ? -1
+                                              : AMON_ENVELOPE_P_ACTION_MSG_ID;
     default: return -1;
     }
 }
 
 
 static int
-amon_env_lookup(const amon_json_value_t *key, int payload)
+amon_envelope_lookup(const amon_json_value_t *key, int payload)
 {
     size_t        n;
     unsigned char buf[16];
 
     if (!key->escaped) {
-        return payload ? amon_env_payload_index(key->start + 1, key->len - 2)
-                       : amon_env_root_index(key->start + 1, key->len - 2);
+        return payload
+            ? amon_envelope_payload_index(key->start + 1, key->len - 2)
+            : amon_envelope_root_index(key->start + 1, key->len - 2);
     }
 
     /* an escaped key: no known name is longer than the buffer */
@@ -143,22 +146,22 @@ amon_env_lookup(const amon_json_value_t *key, int payload)
         return -1;
     }
 
-    return payload ? amon_env_payload_index(buf, n)
-                   : amon_env_root_index(buf, n);
+    return payload ? amon_envelope_payload_index(buf, n)
+                   : amon_envelope_root_index(buf, n);
 }
 
 
 static int
-amon_env_member(void *data, unsigned level, const amon_json_value_t *key,
+amon_envelope_member(void *data, unsigned level, const amon_json_value_t *key,
     const amon_json_value_t *value)
 {
-    int              i;
-    amon_env_scan_t *sc;
+    int                   i;
+    amon_envelope_scan_t *sc;
 
     sc = data;
 
     if (level == 0 && !sc->payload_only) {
-        i = amon_env_lookup(key, 0);
+        i = amon_envelope_lookup(key, 0);
 
         /* duplicate keys: the first one wins */
         if (i >= 0 && sc->root[i].type == AMON_JSON_NONE) {
@@ -168,7 +171,7 @@ amon_env_member(void *data, unsigned level, const amon_json_value_t *key,
         return 0;
     }
 
-    i = amon_env_lookup(key, 1);
+    i = amon_envelope_lookup(key, 1);
 
     if (i >= 0 && sc->pay[i].type == AMON_JSON_NONE) {
         sc->pay[i] = *value;
@@ -183,7 +186,7 @@ amon_env_member(void *data, unsigned level, const amon_json_value_t *key,
  * point into the input, escaped ones are unescaped into env->scratch.
  */
 static int
-amon_env_json_str(amon_envelope_t *env, const amon_json_value_t *v,
+amon_envelope_json_str(amon_envelope_t *env, const amon_json_value_t *v,
     size_t limit, amon_str_t *out)
 {
     size_t n, room;
@@ -230,7 +233,7 @@ amon_envelope_decode_json(
     amon_envelope_t *env, const unsigned char *p, size_t len)
 {
     int                     rc;
-    amon_env_scan_t         sc;
+    amon_envelope_scan_t    sc;
     amon_json_value_t       root, *v;
     static const amon_str_t payload = amon_string("payload");
 
@@ -238,7 +241,7 @@ amon_envelope_decode_json(
     memset(&sc, 0, sizeof(sc));
 
     rc = amon_json_scan(
-        p, len, AMON_MAX_JSON_DEPTH, payload, amon_env_member, &sc, &root);
+        p, len, AMON_MAX_JSON_DEPTH, payload, amon_envelope_member, &sc, &root);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -249,8 +252,8 @@ amon_envelope_decode_json(
 
     /* msg_id first: a caller answering an error wants to echo it */
 
-    rc = amon_env_json_str(
-        env, &sc.root[AMON_ENV_F_MSG_ID], AMON_MAX_ID_LEN, &env->msg_id);
+    rc = amon_envelope_json_str(
+        env, &sc.root[AMON_ENVELOPE_F_MSG_ID], AMON_MAX_ID_LEN, &env->msg_id);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -260,8 +263,8 @@ amon_envelope_decode_json(
         return AMON_ENO_MSG_ID;
     }
 
-    rc = amon_env_json_str(
-        env, &sc.root[AMON_ENV_F_TYPE], AMON_MAX_ID_LEN, &env->type_name);
+    rc = amon_envelope_json_str(
+        env, &sc.root[AMON_ENVELOPE_F_TYPE], AMON_MAX_ID_LEN, &env->type_name);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -273,19 +276,19 @@ amon_envelope_decode_json(
 
     env->type = amon_msg_type(env->type_name);
 
-    rc = amon_env_json_str(
-        env, &sc.root[AMON_ENV_F_TRACE_ID], AMON_MAX_ID_LEN, &env->trace_id);
+    rc = amon_envelope_json_str(env, &sc.root[AMON_ENVELOPE_F_TRACE_ID],
+        AMON_MAX_ID_LEN, &env->trace_id);
     if (rc != AMON_OK) {
         return rc;
     }
 
-    rc = amon_env_json_str(
-        env, &sc.root[AMON_ENV_F_TARGET_ID], AMON_MAX_ID_LEN, &env->target_id);
+    rc = amon_envelope_json_str(env, &sc.root[AMON_ENVELOPE_F_TARGET_ID],
+        AMON_MAX_ID_LEN, &env->target_id);
     if (rc != AMON_OK) {
         return rc;
     }
 
-    v = &sc.root[AMON_ENV_F_TIMESTAMP];
+    v = &sc.root[AMON_ENVELOPE_F_TIMESTAMP];
 
     if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
         if (amon_json_int64(v, &env->timestamp) != AMON_OK) {
@@ -295,7 +298,7 @@ amon_envelope_decode_json(
         env->has_timestamp = 1;
     }
 
-    v = &sc.root[AMON_ENV_F_PAYLOAD];
+    v = &sc.root[AMON_ENVELOPE_F_PAYLOAD];
 
     if (v->type == AMON_JSON_NONE || v->type == AMON_JSON_NULL) {
         return env->type == AMON_MSG_ACTION ? AMON_ENO_PAYLOAD : AMON_OK;
@@ -309,13 +312,13 @@ amon_envelope_decode_json(
     env->payload.data = v->start;
     env->payload.len = v->len;
 
-    return amon_env_json_payload(env, sc.pay);
+    return amon_envelope_json_payload(env, sc.pay);
 }
 
 
 /* The payload fields the envelope's type defines. */
 static int
-amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
+amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
 {
     int                      rc;
     const amon_json_value_t *v;
@@ -325,30 +328,30 @@ amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
     switch (env->type) {
 
     case AMON_MSG_REGISTER:
-        rc = amon_env_json_str(
-            env, &pay[AMON_ENV_P_SDK_URL], AMON_MAX_URL_LEN, &env->sdk_url);
+        rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_SDK_URL],
+            AMON_MAX_URL_LEN, &env->sdk_url);
         break;
 
     case AMON_MSG_EVENT:
-        rc = amon_env_json_str(env, &pay[AMON_ENV_P_EVENT_NAME],
+        rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_EVENT_NAME],
             AMON_MAX_ID_LEN, &env->event_name);
         break;
 
     case AMON_MSG_ACTION:
-        rc = amon_env_json_str(
-            env, &pay[AMON_ENV_P_ACTION], AMON_MAX_ID_LEN, &env->action);
+        rc = amon_envelope_json_str(
+            env, &pay[AMON_ENVELOPE_P_ACTION], AMON_MAX_ID_LEN, &env->action);
         if (rc != AMON_OK) {
             return rc;
         }
 
-        rc = amon_env_json_str(env, &pay[AMON_ENV_P_TARGET_URL],
+        rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_TARGET_URL],
             AMON_MAX_URL_LEN, &env->target_url);
         if (rc != AMON_OK) {
             return rc;
         }
 
         /* "params" is opaque: any JSON value, kept as its raw text */
-        v = &pay[AMON_ENV_P_PARAMS];
+        v = &pay[AMON_ENVELOPE_P_PARAMS];
         if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
             env->params.data = v->start;
             env->params.len = v->len;
@@ -357,13 +360,13 @@ amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
         return AMON_OK;
 
     case AMON_MSG_ACTION_ACK:
-        rc = amon_env_json_str(env, &pay[AMON_ENV_P_ACTION_MSG_ID],
+        rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],
             AMON_MAX_ID_LEN, &env->action_msg_id);
         if (rc != AMON_OK) {
             return rc;
         }
 
-        v = &pay[AMON_ENV_P_SUCCESS];
+        v = &pay[AMON_ENVELOPE_P_SUCCESS];
         if (v->type == AMON_JSON_TRUE || v->type == AMON_JSON_FALSE) {
             env->has_success = 1;
             env->success = (v->type == AMON_JSON_TRUE);
@@ -372,18 +375,18 @@ amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             return AMON_EFIELD_TYPE;
         }
 
-        return amon_env_json_str(
-            env, &pay[AMON_ENV_P_MESSAGE], AMON_ENV_NO_LIMIT, &env->message);
+        return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
+            AMON_ENVELOPE_NO_LIMIT, &env->message);
 
     case AMON_MSG_ERROR:
-        rc = amon_env_json_str(
-            env, &pay[AMON_ENV_P_CODE], AMON_MAX_ID_LEN, &env->code);
+        rc = amon_envelope_json_str(
+            env, &pay[AMON_ENVELOPE_P_CODE], AMON_MAX_ID_LEN, &env->code);
         if (rc != AMON_OK) {
             return rc;
         }
 
-        return amon_env_json_str(
-            env, &pay[AMON_ENV_P_MESSAGE], AMON_ENV_NO_LIMIT, &env->message);
+        return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
+            AMON_ENVELOPE_NO_LIMIT, &env->message);
 
     default: break;
     }
@@ -397,7 +400,7 @@ amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
     case AMON_MSG_HEARTBEAT:
     case AMON_MSG_EVENT:
     case AMON_MSG_TARGET_STATUS:
-        return amon_env_json_str(env, &pay[AMON_ENV_P_TARGET_ID],
+        return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_TARGET_ID],
             AMON_MAX_ID_LEN, &env->payload_target_id);
     default: return AMON_OK;
     }
@@ -408,10 +411,10 @@ amon_env_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
 
 
 static void *
-amon_env_pb_alloc(void *data, size_t size)
+amon_envelope_pb_alloc(void *data, size_t size)
 {
-    void              *p;
-    amon_env_pb_ctx_t *ctx;
+    void                   *p;
+    amon_envelope_pb_ctx_t *ctx;
 
     ctx = data;
 
@@ -425,9 +428,9 @@ amon_env_pb_alloc(void *data, size_t size)
 
 
 static void
-amon_env_pb_free(void *data, void *p)
+amon_envelope_pb_free(void *data, void *p)
 {
-    amon_env_pb_ctx_t *ctx;
+    amon_envelope_pb_ctx_t *ctx;
 
     ctx = data;
 
@@ -437,7 +440,7 @@ amon_env_pb_free(void *data, void *p)
 
 /* protobuf-c strings: proto3 makes "" and absent the same */
 static int
-amon_env_pb_str(const char *s, size_t limit, amon_str_t *out)
+amon_envelope_pb_str(const char *s, size_t limit, amon_str_t *out)
 {
     size_t n;
 
@@ -468,7 +471,7 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 {
     int                              rc;
     ProtobufCAllocator               pa;
-    amon_env_pb_ctx_t                ctx;
+    amon_envelope_pb_ctx_t           ctx;
     Amonitor__Control__V1__Envelope *e;
 
     memset(env, 0, offsetof(amon_envelope_t, scratch));
@@ -478,8 +481,8 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
     ctx.a = a;
     ctx.failed = 0;
-    pa.alloc = amon_env_pb_alloc;
-    pa.free = amon_env_pb_free;
+    pa.alloc = amon_envelope_pb_alloc;
+    pa.free = amon_envelope_pb_free;
     pa.allocator_data = &ctx;
 
     e = amonitor__control__v1__envelope__unpack(&pa, len, p);
@@ -489,7 +492,7 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
     env->pb_envelope = e;
 
-    rc = amon_env_pb_str(e->msg_id, AMON_MAX_ID_LEN, &env->msg_id);
+    rc = amon_envelope_pb_str(e->msg_id, AMON_MAX_ID_LEN, &env->msg_id);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -498,7 +501,7 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
         return AMON_ENO_MSG_ID;
     }
 
-    rc = amon_env_pb_str(e->type, AMON_MAX_ID_LEN, &env->type_name);
+    rc = amon_envelope_pb_str(e->type, AMON_MAX_ID_LEN, &env->type_name);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -509,12 +512,12 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
     env->type = amon_msg_type(env->type_name);
 
-    rc = amon_env_pb_str(e->trace_id, AMON_MAX_ID_LEN, &env->trace_id);
+    rc = amon_envelope_pb_str(e->trace_id, AMON_MAX_ID_LEN, &env->trace_id);
     if (rc != AMON_OK) {
         return rc;
     }
 
-    rc = amon_env_pb_str(e->target_id, AMON_MAX_ID_LEN, &env->target_id);
+    rc = amon_envelope_pb_str(e->target_id, AMON_MAX_ID_LEN, &env->target_id);
     if (rc != AMON_OK) {
         return rc;
     }
@@ -533,7 +536,7 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     env->payload.data = e->payload.data;
     env->payload.len = e->payload.len;
 
-    rc = amon_env_pb_payload(env, &pa);
+    rc = amon_envelope_pb_payload(env, &pa);
 
     if (rc == AMON_EPROTOBUF && ctx.failed) {
         return AMON_ENOMEM;
@@ -549,7 +552,7 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
  * their payload as opaque bytes.
  */
 static int
-amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
+amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
 {
     int                                      rc;
     size_t                                   len;
@@ -573,13 +576,14 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         }
         env->pb_payload = reg;
 
-        rc = amon_env_pb_str(
+        rc = amon_envelope_pb_str(
             reg->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
         if (rc != AMON_OK) {
             return rc;
         }
 
-        return amon_env_pb_str(reg->sdk_url, AMON_MAX_URL_LEN, &env->sdk_url);
+        return amon_envelope_pb_str(
+            reg->sdk_url, AMON_MAX_URL_LEN, &env->sdk_url);
 
     case AMON_MSG_HEARTBEAT:
         hb = amonitor__control__v1__heartbeat_payload__unpack(pa, len, p);
@@ -588,7 +592,7 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         }
         env->pb_payload = hb;
 
-        return amon_env_pb_str(
+        return amon_envelope_pb_str(
             hb->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
 
     case AMON_MSG_EVENT:
@@ -598,13 +602,13 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         }
         env->pb_payload = ev;
 
-        rc = amon_env_pb_str(
+        rc = amon_envelope_pb_str(
             ev->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
         if (rc != AMON_OK) {
             return rc;
         }
 
-        return amon_env_pb_str(
+        return amon_envelope_pb_str(
             ev->event_name, AMON_MAX_ID_LEN, &env->event_name);
 
     case AMON_MSG_ACTION:
@@ -614,12 +618,12 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         }
         env->pb_payload = act;
 
-        rc = amon_env_pb_str(act->action, AMON_MAX_ID_LEN, &env->action);
+        rc = amon_envelope_pb_str(act->action, AMON_MAX_ID_LEN, &env->action);
         if (rc != AMON_OK) {
             return rc;
         }
 
-        rc = amon_env_pb_str(
+        rc = amon_envelope_pb_str(
             act->target_url, AMON_MAX_URL_LEN, &env->target_url);
         if (rc != AMON_OK) {
             return rc;
@@ -640,7 +644,7 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         }
         env->pb_payload = ack;
 
-        rc = amon_env_pb_str(
+        rc = amon_envelope_pb_str(
             ack->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
         if (rc != AMON_OK) {
             return rc;
@@ -649,7 +653,8 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         env->has_success = 1;
         env->success = ack->success ? 1 : 0;
 
-        return amon_env_pb_str(ack->message, AMON_ENV_NO_LIMIT, &env->message);
+        return amon_envelope_pb_str(
+            ack->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
 
     case AMON_MSG_ERROR:
         err = amonitor__control__v1__error_payload__unpack(pa, len, p);
@@ -658,14 +663,15 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         }
         env->pb_payload = err;
 
-        rc = amon_env_pb_str(err->code, AMON_MAX_ID_LEN, &env->code);
+        rc = amon_envelope_pb_str(err->code, AMON_MAX_ID_LEN, &env->code);
         if (rc != AMON_OK) {
             return rc;
         }
 
-        return amon_env_pb_str(err->message, AMON_ENV_NO_LIMIT, &env->message);
+        return amon_envelope_pb_str(
+            err->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
 
-    case AMON_MSG_TARGET_STATUS: return amon_env_pb_json_payload(env);
+    case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
 
     default: return AMON_OK;
     }
@@ -678,18 +684,18 @@ amon_env_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
  * from a JSON envelope's payload.
  */
 static int
-amon_env_pb_json_payload(amon_envelope_t *env)
+amon_envelope_pb_json_payload(amon_envelope_t *env)
 {
-    int               rc;
-    amon_env_scan_t   sc;
-    amon_json_value_t root;
-    amon_str_t        none = amon_null_string;
+    int                  rc;
+    amon_envelope_scan_t sc;
+    amon_json_value_t    root;
+    amon_str_t           none = amon_null_string;
 
     memset(&sc, 0, sizeof(sc));
     sc.payload_only = 1;
 
     rc = amon_json_scan(env->payload.data, env->payload.len,
-        AMON_MAX_JSON_DEPTH - 1, none, amon_env_member, &sc, &root);
+        AMON_MAX_JSON_DEPTH - 1, none, amon_envelope_member, &sc, &root);
     if (rc == AMON_EJSON) {
         return AMON_EPROTOBUF;
     }
@@ -702,20 +708,20 @@ amon_env_pb_json_payload(amon_envelope_t *env)
         return AMON_EFIELD_TYPE;
     }
 
-    return amon_env_json_payload(env, sc.pay);
+    return amon_envelope_json_payload(env, sc.pay);
 }
 
 
 void
 amon_envelope_release(amon_envelope_t *env)
 {
-    ProtobufCAllocator pa, *pap;
-    amon_env_pb_ctx_t  ctx;
+    ProtobufCAllocator     pa, *pap;
+    amon_envelope_pb_ctx_t ctx;
 
     ctx.a = env->allocator;
     ctx.failed = 0;
-    pa.alloc = amon_env_pb_alloc;
-    pa.free = amon_env_pb_free;
+    pa.alloc = amon_envelope_pb_alloc;
+    pa.free = amon_envelope_pb_free;
     pa.allocator_data = &ctx;
     pap = &pa;
 

@@ -12,6 +12,7 @@
 
 
 #include "amon_core.h"
+#include "amon_json_write.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -153,10 +154,47 @@ typedef struct {
 int amon_envelope_build_ack(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, const amon_ack_out_t *ack, int binary);
 
-/* An error envelope: msg_id is the offending message's id (may be absent). */
+/*
+ * The agent's answer to a duplicate action: an action_ack with success
+ * true, message "duplicate ignored" and "duplicate":true; "original" (may
+ * be absent) is the stored result of the first action, a JSON object text
+ * (AMON_EINVAL if it is not one).
+ */
+int amon_envelope_build_duplicate_ack(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
+    int64_t timestamp, amon_str_t action_msg_id, amon_str_t original,
+    int binary);
+
+/*
+ * An error envelope: msg_id is the offending message's id (may be absent:
+ * the error then gets a random one); "code" a NUL-terminated code such as
+ * "UNKNOWN_TARGET" (NULL: left out).
+ */
 int amon_envelope_build_error(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
     int64_t timestamp, const char *code, amon_str_t message, int binary);
+
+/*
+ * A target_status envelope (JSON only; the agent tells panels that a
+ * target went "up" or "down"):
+ *   {"msg_id":M,"type":"target_status","target_id":T,"timestamp":N,
+ *    "payload":{"target_id":T,"state":S,"url":U}}
+ * An absent target_id is left out of the head and written as "" in the
+ * payload; "timestamp" < 0 is left out.
+ */
+int amon_envelope_build_target_status(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
+    int64_t timestamp, const char *state, amon_str_t url);
+
+/*
+ * The result of an action as the dedupe store keeps it, a JSON object:
+ *   {"success":B[,"code":C][,"message":M]}
+ * "code" NULL and "message" NULL are left out; a message pointing to an
+ * absent string is written as "".
+ */
+int amon_envelope_build_result(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, int success, const char *code,
+    const amon_str_t *message);
 
 /*
  * Encode a payload for the protobuf form from its JSON text, as PROTOCOL.md
@@ -172,10 +210,6 @@ int amon_payload_json_to_pb(amon_buf_t *out, size_t max,
  */
 void amon_uuid4(
     const unsigned char random16[16], unsigned char out[AMON_UUID_LEN]);
-
-/* Append "s" to "out" as a JSON string literal, quotes included. */
-int amon_json_append_string(
-    amon_buf_t *out, size_t max, const amon_allocator_t *a, amon_str_t s);
 
 
 #ifdef __cplusplus

@@ -1,9 +1,10 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * Envelope encoding as JSON text: the envelopes the agent, the SDK and
- * the CLI make themselves (acks, errors, forwarded payloads), JSON string
- * escaping, random UUIDs for message ids, and the message type names.
+ * Envelope encoding as JSON text, written with the core's JSON writer:
+ * the envelopes the agent, the SDK and the CLI make themselves (acks,
+ * duplicate acks, errors, target status, stored action results, forwarded
+ * payloads), random UUIDs for message ids, and the message type names.
  */
 
 #include <string.h>
@@ -15,45 +16,39 @@
 #include "amon_json.h"
 
 
-static int amon_env_add(amon_buf_t *out, size_t max, const amon_allocator_t *a,
-    const void *data, size_t len);
-static int amon_env_key(amon_buf_t *out, size_t max, const amon_allocator_t *a,
-    unsigned char *sep, const char *name);
-static int amon_env_str_field(amon_buf_t *out, size_t max,
-    const amon_allocator_t *a, unsigned char *sep, const char *name,
-    amon_str_t s);
-static int amon_env_head(amon_buf_t *out, size_t max, const amon_allocator_t *a,
-    const amon_envelope_out_t *e);
-static int amon_env_is_object(amon_str_t json);
+static void amon_envelope_str_member(
+    amon_json_w_t *w, const char *name, amon_str_t s);
+static void amon_envelope_head(amon_json_w_t *w, const amon_envelope_out_t *e);
+static int  amon_envelope_is_object(amon_str_t json);
 
 
-static const char amon_env_hex[] = "0123456789abcdef";
+static const char amon_envelope_hex[] = "0123456789abcdef";
 
 
 typedef struct {
     const char *name;
     size_t      len;
-} amon_env_name_t;
+} amon_envelope_name_t;
 
 
-#define amon_env_name(s) \
+#define amon_envelope_name(s) \
     { \
         s, sizeof(s) - 1 \
     }
 
-static const amon_env_name_t amon_env_type_names[] = {
-    amon_env_name(""),
-    amon_env_name("register"),
-    amon_env_name("heartbeat"),
-    amon_env_name("event"),
-    amon_env_name("action"),
-    amon_env_name("action_ack"),
-    amon_env_name("error"),
-    amon_env_name("target_status"),
+static const amon_envelope_name_t amon_envelope_type_names[] = {
+    amon_envelope_name(""),
+    amon_envelope_name("register"),
+    amon_envelope_name("heartbeat"),
+    amon_envelope_name("event"),
+    amon_envelope_name("action"),
+    amon_envelope_name("action_ack"),
+    amon_envelope_name("error"),
+    amon_envelope_name("target_status"),
 };
 
-#define AMON_ENV_NTYPES \
-    (sizeof(amon_env_type_names) / sizeof(amon_env_type_names[0]))
+#define AMON_ENVELOPE_NTYPES \
+    (sizeof(amon_envelope_type_names) / sizeof(amon_envelope_type_names[0]))
 
 
 amon_msg_type_e
@@ -61,9 +56,10 @@ amon_msg_type(amon_str_t name)
 {
     size_t i;
 
-    for (i = 1; i < AMON_ENV_NTYPES; i++) {
-        if (name.len == amon_env_type_names[i].len
-            && memcmp(name.data, amon_env_type_names[i].name, name.len) == 0) {
+    for (i = 1; i < AMON_ENVELOPE_NTYPES; i++) {
+        if (name.len == amon_envelope_type_names[i].len
+            && memcmp(name.data, amon_envelope_type_names[i].name, name.len)
+                == 0) {
             return (amon_msg_type_e) i;
         }
     }
@@ -75,204 +71,47 @@ amon_msg_type(amon_str_t name)
 const char *
 amon_msg_type_name(amon_msg_type_e type)
 {
-    if ((size_t) type == 0 || (size_t) type >= AMON_ENV_NTYPES) {
+    if ((size_t) type == 0 || (size_t) type >= AMON_ENVELOPE_NTYPES) {
         return "unknown";
     }
 
-    return amon_env_type_names[type].name;
+    return amon_envelope_type_names[type].name;
 }
 
 
-static int
-amon_env_add(amon_buf_t *out, size_t max, const amon_allocator_t *a,
-    const void *data, size_t len)
+/* "name": s, left out when s is absent (data == NULL) */
+static void
+amon_envelope_str_member(amon_json_w_t *w, const char *name, amon_str_t s)
 {
-    int rc;
-
-    if (len == 0) {
-        return AMON_OK;
-    }
-
-    rc = amon_env_reserve(out, len, max, a);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    memcpy(out->data + out->len, data, len);
-    out->len += len;
-
-    return AMON_OK;
-}
-
-
-int
-amon_json_append_string(
-    amon_buf_t *out, size_t max, const amon_allocator_t *a, amon_str_t s)
-{
-    int                  rc;
-    size_t               i, n;
-    unsigned char        c, *d;
-    const unsigned char *p;
-
-    p = s.data;
-
-    if (s.len && amon_utf8_validate(p, s.len) != AMON_OK) {
-        return AMON_EINVAL;
-    }
-
-    /* the exact size first, so that the buffer grows once */
-
-    n = 2;
-
-    for (i = 0; i < s.len; i++) {
-        c = p[i];
-        n += (c == '"' || c == '\\') ? 2 : (c < 0x20) ? 6 : 1;
-    }
-
-    rc = amon_env_reserve(out, n, max, a);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    d = out->data + out->len;
-    *d++ = '"';
-
-    for (i = 0; i < s.len; i++) {
-        c = p[i];
-
-        if (c == '"' || c == '\\') {
-            *d++ = '\\';
-            *d++ = c;
-
-        } else if (c < 0x20) {
-            *d++ = '\\';
-            *d++ = 'u';
-            *d++ = '0';
-            *d++ = '0';
-            *d++ = (unsigned char) amon_env_hex[c >> 4];
-            *d++ = (unsigned char) amon_env_hex[c & 0xf];
-
-        } else {
-            *d++ = c;
-        }
-    }
-
-    *d++ = '"';
-    out->len += n;
-
-    return AMON_OK;
-}
-
-
-/* Write the separator and "name": */
-static int
-amon_env_key(amon_buf_t *out, size_t max, const amon_allocator_t *a,
-    unsigned char *sep, const char *name)
-{
-    int    rc;
-    size_t n;
-
-    n = strlen(name);
-
-    rc = amon_env_reserve(out, n + 4, max, a);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    out->data[out->len++] = *sep;
-    out->data[out->len++] = '"';
-    memcpy(out->data + out->len, name, n);
-    out->len += n;
-    out->data[out->len++] = '"';
-    out->data[out->len++] = ':';
-
-    *sep = ',';
-
-    return AMON_OK;
-}
-
-
-static int
-amon_env_str_field(amon_buf_t *out, size_t max, const amon_allocator_t *a,
-    unsigned char *sep, const char *name, amon_str_t s)
-{
-    int rc;
-
     if (s.data == NULL) {
-        return AMON_OK;
+        return;
     }
 
-    rc = amon_env_key(out, max, a, sep, name);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    return amon_json_append_string(out, max, a, s);
+    amon_json_w_key(w, name);
+    amon_json_w_string(w, s);
 }
 
 
-/* The envelope up to (not including) the payload; always opens the object. */
-static int
-amon_env_head(amon_buf_t *out, size_t max, const amon_allocator_t *a,
-    const amon_envelope_out_t *e)
+/* The envelope's object and its fields up to (not including) the payload. */
+static void
+amon_envelope_head(amon_json_w_t *w, const amon_envelope_out_t *e)
 {
-    int           rc, n;
-    uint64_t      v;
-    unsigned char sep, num[24];
+    amon_json_w_object_begin(w);
 
-    sep = '{';
-
-    rc = amon_env_str_field(out, max, a, &sep, "msg_id", e->msg_id);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    rc = amon_env_str_field(out, max, a, &sep, "trace_id", e->trace_id);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    rc = amon_env_str_field(out, max, a, &sep, "type", e->type);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    rc = amon_env_str_field(out, max, a, &sep, "target_id", e->target_id);
-    if (rc != AMON_OK) {
-        return rc;
-    }
+    amon_envelope_str_member(w, "msg_id", e->msg_id);
+    amon_envelope_str_member(w, "trace_id", e->trace_id);
+    amon_envelope_str_member(w, "type", e->type);
+    amon_envelope_str_member(w, "target_id", e->target_id);
 
     if (e->timestamp >= 0) {
-        rc = amon_env_key(out, max, a, &sep, "timestamp");
-        if (rc != AMON_OK) {
-            return rc;
-        }
-
-        v = (uint64_t) e->timestamp;
-        n = (int) sizeof(num);
-
-        do {
-            num[--n] = (unsigned char) ('0' + v % 10);
-            v /= 10;
-        } while (v);
-
-        rc = amon_env_add(out, max, a, num + n, sizeof(num) - (size_t) n);
-        if (rc != AMON_OK) {
-            return rc;
-        }
+        amon_json_w_key(w, "timestamp");
+        amon_json_w_int64(w, e->timestamp);
     }
-
-    if (sep == '{') {
-        /* nothing written: still open the object */
-        return amon_env_add(out, max, a, "{", 1);
-    }
-
-    return AMON_OK;
 }
 
 
 static int
-amon_env_is_object(amon_str_t json)
+amon_envelope_is_object(amon_str_t json)
 {
     amon_json_value_t root;
     amon_str_t        none = amon_null_string;
@@ -292,34 +131,24 @@ int
 amon_envelope_build_json(amon_buf_t *out, size_t max, const amon_allocator_t *a,
     const amon_envelope_out_t *e)
 {
-    int    rc;
-    size_t saved;
+    amon_json_w_t w;
 
-    if (e->payload_json.data && !amon_env_is_object(e->payload_json)) {
+    if (e->payload_json.data && !amon_envelope_is_object(e->payload_json)) {
         return AMON_EINVAL;
     }
 
-    saved = out->len;
+    amon_json_w_init(&w, out, max, a);
 
-    rc = amon_env_head(out, max, a, e);
+    amon_envelope_head(&w, e);
 
-    if (rc == AMON_OK && e->payload_json.data) {
-        rc = amon_env_add(out, max, a, ",\"payload\":", 11);
-        if (rc == AMON_OK) {
-            rc = amon_env_add(
-                out, max, a, e->payload_json.data, e->payload_json.len);
-        }
+    if (e->payload_json.data) {
+        amon_json_w_key(&w, "payload");
+        amon_json_w_raw(&w, e->payload_json.data, e->payload_json.len);
     }
 
-    if (rc == AMON_OK) {
-        rc = amon_env_add(out, max, a, "}", 1);
-    }
+    amon_json_w_object_end(&w);
 
-    if (rc != AMON_OK) {
-        out->len = saved;
-    }
-
-    return rc;
+    return amon_json_w_finish(&w);
 }
 
 
@@ -343,9 +172,7 @@ int
 amon_envelope_build_ack(amon_buf_t *out, size_t max, const amon_allocator_t *a,
     const amon_ack_out_t *ack, int binary)
 {
-    int                 rc;
-    size_t              saved;
-    unsigned char       sep;
+    amon_json_w_t       w;
     amon_pb_env_t       pe;
     amon_envelope_out_t e;
     static const char   type[] = "action_ack";
@@ -368,74 +195,61 @@ amon_envelope_build_ack(amon_buf_t *out, size_t max, const amon_allocator_t *a,
         return amon_pb_envelope(out, max, a, &pe);
     }
 
-    if (ack->original.data && !amon_env_is_object(ack->original)) {
+    if (ack->original.data && !amon_envelope_is_object(ack->original)) {
         return AMON_EINVAL;
     }
 
-    saved = out->len;
-    sep = '{';
+    amon_json_w_init(&w, out, max, a);
 
-    rc = amon_env_head(out, max, a, &e);
-    if (rc != AMON_OK) {
-        goto failed;
-    }
+    amon_envelope_head(&w, &e);
 
-    rc = amon_env_add(out, max, a, ",\"payload\":", 11);
-    if (rc != AMON_OK) {
-        goto failed;
-    }
+    amon_json_w_key(&w, "payload");
+    amon_json_w_object_begin(&w);
 
-    rc = amon_env_str_field(
-        out, max, a, &sep, "action_msg_id", ack->action_msg_id);
-    if (rc != AMON_OK) {
-        goto failed;
-    }
-
-    rc = amon_env_key(out, max, a, &sep, "success");
-    if (rc != AMON_OK) {
-        goto failed;
-    }
-
-    rc = ack->success ? amon_env_add(out, max, a, "true", 4)
-                      : amon_env_add(out, max, a, "false", 5);
-    if (rc != AMON_OK) {
-        goto failed;
-    }
-
-    rc = amon_env_str_field(out, max, a, &sep, "message", ack->message);
-    if (rc != AMON_OK) {
-        goto failed;
-    }
+    amon_envelope_str_member(&w, "action_msg_id", ack->action_msg_id);
+    amon_json_w_key(&w, "success");
+    amon_json_w_bool(&w, ack->success);
+    amon_envelope_str_member(&w, "message", ack->message);
 
     if (ack->duplicate) {
-        rc = amon_env_add(out, max, a, ",\"duplicate\":true", 17);
-        if (rc != AMON_OK) {
-            goto failed;
-        }
+        amon_json_w_key(&w, "duplicate");
+        amon_json_w_bool(&w, 1);
     }
 
     if (ack->original.data) {
-        rc = amon_env_key(out, max, a, &sep, "original");
-        if (rc != AMON_OK) {
-            goto failed;
-        }
-
-        rc = amon_env_add(out, max, a, ack->original.data, ack->original.len);
-        if (rc != AMON_OK) {
-            goto failed;
-        }
+        amon_json_w_key(&w, "original");
+        amon_json_w_raw(&w, ack->original.data, ack->original.len);
     }
 
-    rc = amon_env_add(out, max, a, "}}", 2);
-    if (rc == AMON_OK) {
-        return AMON_OK;
-    }
+    amon_json_w_object_end(&w);
+    amon_json_w_object_end(&w);
 
-failed:
+    return amon_json_w_finish(&w);
+}
 
-    out->len = saved;
 
-    return rc;
+int
+amon_envelope_build_duplicate_ack(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
+    int64_t timestamp, amon_str_t action_msg_id, amon_str_t original,
+    int binary)
+{
+    amon_ack_out_t    ack;
+    static const char message[] = "duplicate ignored";
+
+    memset(&ack, 0, sizeof(ack));
+
+    ack.msg_id = msg_id;
+    ack.target_id = target_id;
+    ack.timestamp = timestamp;
+    ack.action_msg_id = action_msg_id;
+    ack.success = 1;
+    ack.message.data = (const unsigned char *) message;
+    ack.message.len = sizeof(message) - 1;
+    ack.duplicate = 1;
+    ack.original = original;
+
+    return amon_envelope_build_ack(out, max, a, &ack, binary);
 }
 
 
@@ -448,9 +262,8 @@ amon_envelope_build_error(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
     int64_t timestamp, const char *code, amon_str_t message, int binary)
 {
-    int                 rc;
-    size_t              saved;
-    unsigned char       sep, rnd[16], id[AMON_UUID_LEN];
+    unsigned char       rnd[16], id[AMON_UUID_LEN];
+    amon_json_w_t       w;
     amon_pb_env_t       pe;
     amon_envelope_out_t e;
     amon_str_t          c;
@@ -485,32 +298,86 @@ amon_envelope_build_error(amon_buf_t *out, size_t max,
         return amon_pb_envelope(out, max, a, &pe);
     }
 
-    saved = out->len;
-    sep = '{';
+    amon_json_w_init(&w, out, max, a);
 
-    rc = amon_env_head(out, max, a, &e);
-    if (rc == AMON_OK) {
-        rc = amon_env_add(out, max, a, ",\"payload\":", 11);
+    amon_envelope_head(&w, &e);
+
+    amon_json_w_key(&w, "payload");
+    amon_json_w_object_begin(&w);
+    amon_envelope_str_member(&w, "code", c);
+    amon_envelope_str_member(&w, "message", message);
+    amon_json_w_object_end(&w);
+
+    amon_json_w_object_end(&w);
+
+    return amon_json_w_finish(&w);
+}
+
+
+int
+amon_envelope_build_target_status(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
+    int64_t timestamp, const char *state, amon_str_t url)
+{
+    amon_json_w_t       w;
+    amon_envelope_out_t e;
+    static const char   type[] = "target_status";
+
+    memset(&e, 0, sizeof(e));
+
+    e.msg_id = msg_id;
+    e.type.data = (const unsigned char *) type;
+    e.type.len = sizeof(type) - 1;
+    e.target_id = target_id;
+    e.timestamp = timestamp;
+
+    amon_json_w_init(&w, out, max, a);
+
+    amon_envelope_head(&w, &e);
+
+    amon_json_w_key(&w, "payload");
+    amon_json_w_object_begin(&w);
+    amon_json_w_key(&w, "target_id");
+    amon_json_w_string(&w, target_id);
+    amon_json_w_key(&w, "state");
+    amon_json_w_cstring(&w, state);
+    amon_json_w_key(&w, "url");
+    amon_json_w_string(&w, url);
+    amon_json_w_object_end(&w);
+
+    amon_json_w_object_end(&w);
+
+    return amon_json_w_finish(&w);
+}
+
+
+int
+amon_envelope_build_result(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, int success, const char *code,
+    const amon_str_t *message)
+{
+    amon_json_w_t w;
+
+    amon_json_w_init(&w, out, max, a);
+
+    amon_json_w_object_begin(&w);
+
+    amon_json_w_key(&w, "success");
+    amon_json_w_bool(&w, success);
+
+    if (code) {
+        amon_json_w_key(&w, "code");
+        amon_json_w_cstring(&w, code);
     }
 
-    if (rc == AMON_OK) {
-        rc = amon_env_str_field(out, max, a, &sep, "code", c);
+    if (message) {
+        amon_json_w_key(&w, "message");
+        amon_json_w_string(&w, *message);
     }
 
-    if (rc == AMON_OK) {
-        rc = amon_env_str_field(out, max, a, &sep, "message", message);
-    }
+    amon_json_w_object_end(&w);
 
-    if (rc == AMON_OK) {
-        rc = (sep == '{') ? amon_env_add(out, max, a, "{}}", 3)
-                          : amon_env_add(out, max, a, "}}", 2);
-    }
-
-    if (rc != AMON_OK) {
-        out->len = saved;
-    }
-
-    return rc;
+    return amon_json_w_finish(&w);
 }
 
 
@@ -536,7 +403,7 @@ amon_uuid4(const unsigned char random16[16], unsigned char out[AMON_UUID_LEN])
             b = (unsigned char) ((b & 0x3f) | 0x80); /* RFC 4122 variant */
         }
 
-        out[n++] = (unsigned char) amon_env_hex[b >> 4];
-        out[n++] = (unsigned char) amon_env_hex[b & 0xf];
+        out[n++] = (unsigned char) amon_envelope_hex[b >> 4];
+        out[n++] = (unsigned char) amon_envelope_hex[b & 0xf];
     }
 }

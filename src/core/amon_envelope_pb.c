@@ -23,7 +23,7 @@
 typedef struct {
     unsigned char *p;
     size_t         n;
-} amon_pbw_t;
+} amon_pb_w_t;
 
 
 /* JSON payload members the schema has */
@@ -46,25 +46,25 @@ enum {
 
 typedef struct {
     amon_json_value_t f[AMON_PB_C_N];
-    amon_pbw_t       *w; /* set: write map entries as they are found */
+    amon_pb_w_t      *w; /* set: write map entries as they are found */
     amon_str_t        map; /* the map member's name */
     unsigned          map_field;
 } amon_pb_conv_t;
 
 
 static size_t amon_pb_varint_size(uint64_t v);
-static void   amon_pbw_raw(amon_pbw_t *w, const void *data, size_t len);
-static void   amon_pbw_varint(amon_pbw_t *w, uint64_t v);
-static void   amon_pbw_bytes(
-      amon_pbw_t *w, unsigned field, const unsigned char *data, size_t len);
+static void   amon_pb_w_raw(amon_pb_w_t *w, const void *data, size_t len);
+static void   amon_pb_w_varint(amon_pb_w_t *w, uint64_t v);
+static void   amon_pb_w_bytes(
+      amon_pb_w_t *w, unsigned field, const unsigned char *data, size_t len);
 static size_t amon_pb_jlen(const amon_json_value_t *v);
-static void   amon_pbw_json(
-      amon_pbw_t *w, unsigned field, const amon_json_value_t *v);
+static void   amon_pb_w_json(
+      amon_pb_w_t *w, unsigned field, const amon_json_value_t *v);
 static int amon_pb_member(void *data, unsigned level,
     const amon_json_value_t *key, const amon_json_value_t *value);
 static int amon_pb_json_payload(
-    amon_pbw_t *w, amon_msg_type_e type, amon_str_t json);
-static int amon_pb_payload(amon_pbw_t *w, const amon_pb_env_t *pe);
+    amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json);
+static int amon_pb_payload(amon_pb_w_t *w, const amon_pb_env_t *pe);
 static int amon_pb_utf8(amon_str_t s);
 
 
@@ -101,7 +101,7 @@ amon_pb_varint_size(uint64_t v)
 
 
 static void
-amon_pbw_raw(amon_pbw_t *w, const void *data, size_t len)
+amon_pb_w_raw(amon_pb_w_t *w, const void *data, size_t len)
 {
     if (w->p && len) {
         memcpy(w->p + w->n, data, len);
@@ -112,7 +112,7 @@ amon_pbw_raw(amon_pbw_t *w, const void *data, size_t len)
 
 
 static void
-amon_pbw_varint(amon_pbw_t *w, uint64_t v)
+amon_pb_w_varint(amon_pb_w_t *w, uint64_t v)
 {
     size_t        n;
     unsigned char b[10];
@@ -126,21 +126,21 @@ amon_pbw_varint(amon_pbw_t *w, uint64_t v)
 
     b[n++] = (unsigned char) v;
 
-    amon_pbw_raw(w, b, n);
+    amon_pb_w_raw(w, b, n);
 }
 
 
 static void
-amon_pbw_bytes(
-    amon_pbw_t *w, unsigned field, const unsigned char *data, size_t len)
+amon_pb_w_bytes(
+    amon_pb_w_t *w, unsigned field, const unsigned char *data, size_t len)
 {
     if (len == 0) {
         return;
     }
 
-    amon_pbw_varint(w, (field << 3) | AMON_PB_LEN);
-    amon_pbw_varint(w, len);
-    amon_pbw_raw(w, data, len);
+    amon_pb_w_varint(w, (field << 3) | AMON_PB_LEN);
+    amon_pb_w_varint(w, len);
+    amon_pb_w_raw(w, data, len);
 }
 
 
@@ -157,12 +157,12 @@ amon_pb_jlen(const amon_json_value_t *v)
 
 
 static void
-amon_pbw_json(amon_pbw_t *w, unsigned field, const amon_json_value_t *v)
+amon_pb_w_json(amon_pb_w_t *w, unsigned field, const amon_json_value_t *v)
 {
     size_t len, n;
 
     if (v->type != AMON_JSON_STRING) {
-        amon_pbw_bytes(w, field, v->start, v->len);
+        amon_pb_w_bytes(w, field, v->start, v->len);
         return;
     }
 
@@ -172,8 +172,8 @@ amon_pbw_json(amon_pbw_t *w, unsigned field, const amon_json_value_t *v)
         return;
     }
 
-    amon_pbw_varint(w, (field << 3) | AMON_PB_LEN);
-    amon_pbw_varint(w, len);
+    amon_pb_w_varint(w, (field << 3) | AMON_PB_LEN);
+    amon_pb_w_varint(w, len);
 
     if (w->p) {
         (void) amon_json_unescape(v, w->p + w->n, len, &n);
@@ -226,10 +226,10 @@ amon_pb_member(void *data, unsigned level, const amon_json_value_t *key,
     entry = (k ? 1 + amon_pb_varint_size(k) + k : 0)
         + (v ? 1 + amon_pb_varint_size(v) + v : 0);
 
-    amon_pbw_varint(c->w, (c->map_field << 3) | AMON_PB_LEN);
-    amon_pbw_varint(c->w, entry);
-    amon_pbw_json(c->w, 1, key);
-    amon_pbw_json(c->w, 2, value);
+    amon_pb_w_varint(c->w, (c->map_field << 3) | AMON_PB_LEN);
+    amon_pb_w_varint(c->w, entry);
+    amon_pb_w_json(c->w, 1, key);
+    amon_pb_w_json(c->w, 2, value);
 
     return 0;
 }
@@ -241,7 +241,7 @@ amon_pb_member(void *data, unsigned level, const amon_json_value_t *key,
  * map values that are not strings become their JSON text.
  */
 static int
-amon_pb_json_payload(amon_pbw_t *w, amon_msg_type_e type, amon_str_t json)
+amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
 {
     int                      rc;
     unsigned                 i, s[4];
@@ -302,7 +302,7 @@ amon_pb_json_payload(amon_pbw_t *w, amon_msg_type_e type, amon_str_t json)
 
     if (s[1] == AMON_PB_C_N) {
         /* no message in the schema for this type: the JSON text itself */
-        amon_pbw_raw(w, json.data, json.len);
+        amon_pb_w_raw(w, json.data, json.len);
         return AMON_OK;
     }
 
@@ -350,16 +350,16 @@ amon_pb_json_payload(amon_pbw_t *w, amon_msg_type_e type, amon_str_t json)
 
         if (s[i] == AMON_PB_C_SUCCESS) {
             if (v->type == AMON_JSON_TRUE) {
-                amon_pbw_varint(w, (i << 3) | AMON_PB_VAR);
-                amon_pbw_varint(w, 1);
+                amon_pb_w_varint(w, (i << 3) | AMON_PB_VAR);
+                amon_pb_w_varint(w, 1);
             }
 
         } else if (s[i] == AMON_PB_C_DATA || s[i] == AMON_PB_C_PARAMS) {
             /* opaque: the JSON text of the value, whatever its type */
-            amon_pbw_bytes(w, i, v->start, v->len);
+            amon_pb_w_bytes(w, i, v->start, v->len);
 
         } else {
-            amon_pbw_json(w, i, v);
+            amon_pb_w_json(w, i, v);
         }
     }
 
@@ -386,7 +386,7 @@ amon_pb_utf8(amon_str_t s)
 
 /* The payload message of an envelope. */
 static int
-amon_pb_payload(amon_pbw_t *w, const amon_pb_env_t *pe)
+amon_pb_payload(amon_pb_w_t *w, const amon_pb_env_t *pe)
 {
     const amon_ack_out_t *ack;
 
@@ -399,14 +399,14 @@ amon_pb_payload(amon_pbw_t *w, const amon_pb_env_t *pe)
             return AMON_EINVAL;
         }
 
-        amon_pbw_bytes(w, 1, ack->action_msg_id.data, ack->action_msg_id.len);
+        amon_pb_w_bytes(w, 1, ack->action_msg_id.data, ack->action_msg_id.len);
 
         if (ack->success) {
-            amon_pbw_varint(w, (2 << 3) | AMON_PB_VAR);
-            amon_pbw_varint(w, 1);
+            amon_pb_w_varint(w, (2 << 3) | AMON_PB_VAR);
+            amon_pb_w_varint(w, 1);
         }
 
-        amon_pbw_bytes(w, 3, ack->message.data, ack->message.len);
+        amon_pb_w_bytes(w, 3, ack->message.data, ack->message.len);
 
         return AMON_OK;
 
@@ -415,8 +415,8 @@ amon_pb_payload(amon_pbw_t *w, const amon_pb_env_t *pe)
             return AMON_EINVAL;
         }
 
-        amon_pbw_bytes(w, 1, pe->code.data, pe->code.len);
-        amon_pbw_bytes(w, 2, pe->message.data, pe->message.len);
+        amon_pb_w_bytes(w, 1, pe->code.data, pe->code.len);
+        amon_pb_w_bytes(w, 2, pe->message.data, pe->message.len);
 
         return AMON_OK;
 
@@ -436,7 +436,7 @@ amon_pb_envelope(amon_buf_t *out, size_t max, const amon_allocator_t *a,
 {
     int                        rc, pass;
     size_t                     psize, total;
-    amon_pbw_t                 w;
+    amon_pb_w_t                w;
     const amon_envelope_out_t *e;
 
     e = &pe->head;
@@ -462,19 +462,19 @@ amon_pb_envelope(amon_buf_t *out, size_t max, const amon_allocator_t *a,
     for (pass = 0; pass < 2; pass++) {
         w.n = 0;
 
-        amon_pbw_bytes(&w, 1, e->msg_id.data, e->msg_id.len);
-        amon_pbw_bytes(&w, 2, e->trace_id.data, e->trace_id.len);
-        amon_pbw_bytes(&w, 3, e->type.data, e->type.len);
-        amon_pbw_bytes(&w, 4, e->target_id.data, e->target_id.len);
+        amon_pb_w_bytes(&w, 1, e->msg_id.data, e->msg_id.len);
+        amon_pb_w_bytes(&w, 2, e->trace_id.data, e->trace_id.len);
+        amon_pb_w_bytes(&w, 3, e->type.data, e->type.len);
+        amon_pb_w_bytes(&w, 4, e->target_id.data, e->target_id.len);
 
         if (e->timestamp > 0) {
-            amon_pbw_varint(&w, (5 << 3) | AMON_PB_VAR);
-            amon_pbw_varint(&w, (uint64_t) e->timestamp);
+            amon_pb_w_varint(&w, (5 << 3) | AMON_PB_VAR);
+            amon_pb_w_varint(&w, (uint64_t) e->timestamp);
         }
 
         if (psize) {
-            amon_pbw_varint(&w, (6 << 3) | AMON_PB_LEN);
-            amon_pbw_varint(&w, psize);
+            amon_pb_w_varint(&w, (6 << 3) | AMON_PB_LEN);
+            amon_pb_w_varint(&w, psize);
 
             if (pass == 0) {
                 w.n += psize;
@@ -494,7 +494,7 @@ amon_pb_envelope(amon_buf_t *out, size_t max, const amon_allocator_t *a,
                 return AMON_OK;
             }
 
-            rc = amon_env_reserve(out, total, max, a);
+            rc = amon_pb_reserve(out, total, max, a);
             if (rc != AMON_OK) {
                 return rc;
             }
@@ -517,8 +517,8 @@ int
 amon_payload_json_to_pb(amon_buf_t *out, size_t max, const amon_allocator_t *a,
     amon_msg_type_e type, amon_str_t json)
 {
-    int        rc;
-    amon_pbw_t w;
+    int         rc;
+    amon_pb_w_t w;
 
     if (json.data == NULL) {
         return AMON_EINVAL;
@@ -532,7 +532,7 @@ amon_payload_json_to_pb(amon_buf_t *out, size_t max, const amon_allocator_t *a,
         return rc;
     }
 
-    rc = amon_env_reserve(out, w.n, max, a);
+    rc = amon_pb_reserve(out, w.n, max, a);
     if (rc != AMON_OK) {
         return rc;
     }

@@ -34,7 +34,7 @@ typedef struct {
  * length within "max": the builders never leave more than "max" bytes.
  */
 static inline int
-amon_env_reserve(
+amon_pb_reserve(
     amon_buf_t *out, size_t need, size_t max, const amon_allocator_t *a)
 {
     if (need > max || out->len > max - need) {

@@ -858,11 +858,11 @@ is_uuid4(const unsigned char *p, size_t len)
 {
     size_t i;
 
-    if (len != 36 || p[14] != '4' || !strchr("89ab", p[19])) {
+    if (len != AMON_UUID_LEN || p[14] != '4' || !strchr("89ab", p[19])) {
         return 0;
     }
 
-    for (i = 0; i < 36; i++) {
+    for (i = 0; i < AMON_UUID_LEN; i++) {
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (p[i] != '-') {
                 return 0;
@@ -934,7 +934,7 @@ test_build_error(void **state)
 static void
 test_uuid4(void **state)
 {
-    unsigned char rnd[16], out[36];
+    unsigned char rnd[16], out[AMON_UUID_LEN];
     unsigned      i;
 
     (void) state;
@@ -944,12 +944,14 @@ test_uuid4(void **state)
     }
 
     amon_uuid4(rnd, out);
-    assert_memory_equal(out, "00010203-0405-4607-8809-0a0b0c0d0e0f", 36);
+    assert_memory_equal(
+        out, "00010203-0405-4607-8809-0a0b0c0d0e0f", AMON_UUID_LEN);
 
     memset(rnd, 0xff, sizeof(rnd));
     amon_uuid4(rnd, out);
-    assert_memory_equal(out, "ffffffff-ffff-4fff-bfff-ffffffffffff", 36);
-    assert_true(is_uuid4(out, 36));
+    assert_memory_equal(
+        out, "ffffffff-ffff-4fff-bfff-ffffffffffff", AMON_UUID_LEN);
+    assert_true(is_uuid4(out, AMON_UUID_LEN));
 }
 
 

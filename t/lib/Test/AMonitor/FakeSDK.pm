@@ -4,12 +4,15 @@ package Test::AMonitor::FakeSDK;
 # that the agent dials, behaving like the example SDK of the original
 # system (heartbeat on open and every interval, events, action -> ack,
 # Bearer token check with close 4401).  Runs on the process-wide
-# Mojo::IOLoop; several can run at once.
+# Mojo::IOLoop; several can run at once.  Tests use only its
+# methods (documented in docs/testing.md), never the fields of the
+# object.
 
 use strict;
 use warnings;
 
 use Carp qw(croak);
+use Exporter 'import';
 use Fcntl qw(F_GETFD F_SETFD FD_CLOEXEC);
 use Mojo::IOLoop;
 use Mojo::Server::Daemon;
@@ -18,6 +21,27 @@ use Mojo::JSON qw(true false);
 use Scalar::Util qw(weaken);
 use Test::AMonitor::Util qw(default_timeout wait_for json_text
     try_decode_json uuid4 now_ms free_port note_verbose);
+
+our @EXPORT_OK = qw(fake_sdk);
+
+my @REGISTERED;    # fake SDKs made through fake_sdk() (weak refs)
+
+
+# fake_sdk(%opt): a new fake SDK, stopped by the final check of the file
+# before it reads the logs (so that nginx sees no peer vanish at exit)
+sub fake_sdk {
+    my (%opt) = @_;
+    my $sdk = __PACKAGE__->new(%opt);
+    push @REGISTERED, $sdk;
+    weaken $REGISTERED[-1];
+    return $sdk;
+}
+
+# the fake SDKs made through fake_sdk() that still exist
+sub registered {
+    my @s = grep { defined } @REGISTERED;
+    return @s;
+}
 
 
 # Test::AMonitor::FakeSDK->new(%opt), see Test::AMonitor's POD (fake_sdk)
@@ -445,6 +469,22 @@ sub close_conn {
 # (code 1006 when it ended without a Close frame)
 sub closes { @{ $_[0]{closes} } }
 
+# the same for the connections @ids only (those of them that ended)
+sub closes_of {
+    my ($self, @ids) = @_;
+    my %want = map { $_ => 1 } @ids;
+    my @c = grep { $want{ $_->{conn} } } @{ $self->{closes} };
+    return @c;
+}
+
+# wait until every connection of @$ids ended; true on success.  Take the
+# ids from conn_ids before the event that should close them.
+sub wait_closes {
+    my ($self, $ids, $timeout) = @_;
+    return wait_for(sub { $self->closes_of(@$ids) >= @$ids },
+        $timeout // default_timeout()) ? 1 : 0;
+}
+
 sub set {
     my ($self, %opt) = @_;
     $self->{$_} = $opt{$_} for keys %opt;
@@ -462,6 +502,17 @@ sub wait_connections {
 sub actions    { @{ $_[0]{action_log} } }
 sub actions_raw { @{ $_[0]{action_raw} } }
 sub received   { @{ $_[0]{received} } }
+
+# the messages received on one agent connection, in order
+sub received_on {
+    my ($self, $id) = @_;
+    my @m = grep { $_->{conn} == $id } @{ $self->{received} };
+    return @m;
+}
+
+# the last message received on any connection ({ conn, type, data, json
+# }), or undef
+sub last_received { $_[0]{received}[-1] }
 sub acks       { @{ $_[0]{acks} } }
 sub handshakes { @{ $_[0]{handshakes} } }
 sub rejected   { $_[0]{rejected} }

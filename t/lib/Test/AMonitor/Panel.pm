@@ -8,12 +8,16 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
+use Exporter 'import';
 use Mojo::IOLoop;
 use Mojo::UserAgent;
 use Mojo::WebSocket qw(WS_CLOSE WS_PING WS_PONG);
 use Scalar::Util qw(weaken);
 use Test::AMonitor::Util qw(default_timeout wait_for json_text
     try_decode_json note_verbose);
+
+our @EXPORT_OK = qw(panel_connect panel_try_connect panel_handshake_status
+    panels_per_worker);
 
 
 my $UA;
@@ -144,6 +148,9 @@ sub _push {
 
 sub is_open { $_[0]{open} }
 sub tx      { $_[0]{tx} }
+
+# the name given to open (default: the URL), for test names
+sub name    { $_[0]{name} }
 
 sub send_text {
     my ($self, $text) = @_;
@@ -325,6 +332,65 @@ sub DESTROY {
         my $stream = Mojo::IOLoop->stream($self->{tx}->connection);
         $stream->close if $stream;
     };
+}
+
+# --- functions (exported through Test::AMonitor) ---------------------------
+
+# a connected panel, or die with the HTTP status and body of the refusal
+sub panel_connect {
+    my ($url, %opt) = @_;
+    my ($p, $res) = __PACKAGE__->open($url, %opt);
+    return $p if $p;
+    croak sprintf("panel handshake to %s refused: %s %s%s", $url,
+        $res->{code} // 'no response', $res->{message} // '',
+        ($res->{error} ? " ($res->{error})" : '')
+        . (length($res->{body} // '') ? "\n$res->{body}" : ''));
+}
+
+sub panel_try_connect {
+    my ($url, %opt) = @_;
+    return __PACKAGE__->open($url, %opt);
+}
+
+# the HTTP status of a panel handshake (101 when it succeeded; the
+# connection is then closed); in list context also the response hash
+sub panel_handshake_status {
+    my ($url, %opt) = @_;
+    my ($p, $res) = __PACKAGE__->open($url, %opt);
+    $p->close(1000) if $p;
+    return wantarray ? ($res->{code}, $res) : $res->{code};
+}
+
+# Open panels in batches of "batch" until each of "workers" workers has
+# one.  Which worker a panel is on shows in the event that each worker's
+# connection to the fake SDK sends.  Returns ({ conn_id => [panels] },
+# [every panel opened]).
+sub panels_per_worker {
+    my ($t, $sdk, %o) = @_;
+    my $workers = $o{workers} // $t->workers;
+    my $batch = $o{batch} // 4;
+    my $target = $sdk->target_id;
+    my (%by_worker, @all);
+
+    for my $try (1 .. ($o{tries} // 6)) {
+        my @new = map { $t->panel($o{path} // '/ws/panel',
+            name => "w$try-$_") } 1 .. $batch;
+        push @all, @new;
+        for my $cid ($sdk->conn_ids) {
+            $sdk->send_to($cid, { msg_id => "which-$try-$cid",
+                type => 'event', target_id => $target,
+                payload => { target_id => $target, event_name => 'which' } });
+        }
+        for my $q (@new) {
+            my $m = $q->recv_until(
+                sub { $_[0]{data} =~ /"which-$try-(\d+)"/ }, 5) or next;
+            my ($w) = $m->{data} =~ /"which-$try-(\d+)"/;
+            push @{ $by_worker{$w} }, $q;
+        }
+        last if keys %by_worker == $workers;
+    }
+
+    return (\%by_worker, \@all);
 }
 
 

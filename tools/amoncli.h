@@ -5,8 +5,8 @@
  * client, its option set and its subcommands.
  */
 
-#ifndef AMONITOR_CLI_H
-#define AMONITOR_CLI_H
+#ifndef AMONCLI_H
+#define AMONCLI_H
 
 
 #include <signal.h>
@@ -18,14 +18,14 @@
 #include "amon_envelope.h"
 
 
-#define AMONITOR_CLI_DEFAULT_URL "ws://127.0.0.1:8080/ws/panel"
-#define AMONITOR_CLI_MAX_TARGETS 8192
-#define AMONITOR_CLI_MAX_MESSAGE (16 * 1024 * 1024)
+#define AMONCLI_DEFAULT_URL "ws://127.0.0.1:8080/ws/panel"
+#define AMONCLI_MAX_TARGETS 8192
+#define AMONCLI_MAX_MESSAGE (16 * 1024 * 1024)
 
 /* exit codes */
-#define AMONITOR_EXIT_OK      0
-#define AMONITOR_EXIT_RUNTIME 1
-#define AMONITOR_EXIT_USAGE   2
+#define AMONCLI_EXIT_OK      0
+#define AMONCLI_EXIT_RUNTIME 1
+#define AMONCLI_EXIT_USAGE   2
 
 
 /* A blocking WebSocket client connection with deadlines. */
@@ -41,7 +41,7 @@ typedef struct {
     int              closed;
     uint16_t         close_code;
     char             close_reason[128];
-} amonitor_ws_t;
+} amoncli_ws_t;
 
 
 typedef struct {
@@ -52,8 +52,8 @@ typedef struct {
     int         verbose;
 
     /* targets: ids and URLs, paired by position */
-    const char *target_ids[AMONITOR_CLI_MAX_TARGETS];
-    const char *target_urls[AMONITOR_CLI_MAX_TARGETS];
+    const char *target_ids[AMONCLI_MAX_TARGETS];
+    const char *target_urls[AMONCLI_MAX_TARGETS];
     unsigned    ntarget_ids;
     unsigned    ntarget_urls;
 
@@ -66,17 +66,17 @@ typedef struct {
     double      stale; /* watch: heartbeat age that means down */
     int         once;
     int         binary; /* send protobuf frames */
-} amonitor_opts_t;
+} amoncli_opts_t;
 
 
 /* Set by SIGINT/SIGTERM. */
-extern volatile sig_atomic_t amonitor_interrupted;
+extern volatile sig_atomic_t amoncli_interrupted;
 
 
-/* amonitor_ws.c */
-int amonitor_ws_connect(amonitor_ws_t *ws, const char *url, const char *token,
+/* amoncli_ws.c */
+int amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
     int timeout_ms, char *err, size_t errlen);
-int amonitor_ws_send(amonitor_ws_t *ws, unsigned opcode, const void *p,
+int amoncli_ws_send(amoncli_ws_t *ws, unsigned opcode, const void *p,
     size_t len, int timeout_ms);
 
 /*
@@ -85,35 +85,34 @@ int amonitor_ws_send(amonitor_ws_t *ws, unsigned opcode, const void *p,
  * or interruption, -1 when the connection is closed or broken (err says
  * why).
  */
-int  amonitor_ws_recv(amonitor_ws_t *ws, int timeout_ms, unsigned *opcode,
+int  amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
      const unsigned char **p, size_t *len, char *err, size_t errlen);
-void amonitor_ws_close(amonitor_ws_t *ws, uint16_t code);
+void amoncli_ws_close(amoncli_ws_t *ws, uint16_t code);
 
 /* amonitor.c: helpers shared by the commands */
-int64_t amonitor_now_ms(void);
-int64_t amonitor_wall_ms(void);
-void    amonitor_new_id(char out[37]);
-void    amonitor_clock(char *buf, size_t size);
-int     amonitor_build_action(amon_buf_t *out, const char *msg_id,
+int64_t amoncli_now_ms(void);
+int64_t amoncli_wall_ms(void);
+void    amoncli_new_id(char out[AMON_UUID_LEN + 1]);
+void    amoncli_clock(char *buf, size_t size);
+int     amoncli_build_action(amon_buf_t *out, const char *msg_id,
         const char *target_id, const char *target_url, const char *action,
         const char *params, int binary);
-int     amonitor_connect(
-        amonitor_ws_t *ws, const amonitor_opts_t *o, int timeout_ms);
-int amonitor_decode(
+int amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms);
+int amoncli_decode(
     amon_envelope_t *env, unsigned opcode, const unsigned char *p, size_t len);
-void amonitor_print_message(const amonitor_opts_t *o, const char *event,
+void amoncli_print_message(const amoncli_opts_t *o, const char *event,
     unsigned opcode, const unsigned char *p, size_t len);
-void amonitor_print_json_line(const char *event, const char *key,
+void amoncli_print_json_line(const char *event, const char *key,
     const unsigned char *p, size_t len, int binary);
-int  amonitor_str_eq(amon_str_t s, const char *cstr);
-void amonitor_sleep_ms(int ms);
+int  amoncli_str_eq(amon_str_t s, const char *cstr);
+void amoncli_sleep_ms(int ms);
 
 /* subcommands */
-int amonitor_cmd_sim(amonitor_opts_t *o);
-int amonitor_cmd_send(amonitor_opts_t *o);
-int amonitor_cmd_dedupe(amonitor_opts_t *o);
-int amonitor_cmd_watch(amonitor_opts_t *o);
-int amonitor_cmd_bench(amonitor_opts_t *o);
+int amoncli_cmd_sim(amoncli_opts_t *o);
+int amoncli_cmd_send(amoncli_opts_t *o);
+int amoncli_cmd_dedupe(amoncli_opts_t *o);
+int amoncli_cmd_watch(amoncli_opts_t *o);
+int amoncli_cmd_bench(amoncli_opts_t *o);
 
 
-#endif /* AMONITOR_CLI_H */
+#endif /* AMONCLI_H */
