@@ -81,6 +81,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       offsetof(ngx_http_amonitor_main_conf_t, ack_timeout),
       NULL },
 
+    { ngx_string("amonitor_ack_late_window"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, late_window),
+      NULL },
+
     { ngx_string("amonitor_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -219,6 +226,7 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
 
     amcf->dedupe_ttl = NGX_CONF_UNSET_MSEC;
     amcf->ack_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->late_window = NGX_CONF_UNSET_MSEC;
     amcf->reconnect_min = NGX_CONF_UNSET_MSEC;
     amcf->reconnect_max = NGX_CONF_UNSET_MSEC;
     amcf->ping = NGX_CONF_UNSET_MSEC;
@@ -237,6 +245,8 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(amcf->dedupe_ttl, 24 * 60 * 60 * 1000);
     ngx_conf_init_msec_value(amcf->ack_timeout, 10000);
+    ngx_conf_init_msec_value(
+        amcf->late_window, ngx_min(amcf->ack_timeout * 10, 600000));
     ngx_conf_init_msec_value(amcf->reconnect_min, 200);
     ngx_conf_init_msec_value(amcf->reconnect_max, 10000);
     ngx_conf_init_msec_value(amcf->ping, 20000);

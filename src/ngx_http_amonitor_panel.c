@@ -599,9 +599,12 @@ ngx_http_amonitor_panel_cleanup(void *data)
         "amonitor panel #%ui closed", p->wc.id);
 
     if (!p->wc.close_sent && !p->wc.connection->error) {
-        /* worker shutdown or reload: say goodbye */
-        ngx_http_amonitor_conn_close_frame(
-            &p->wc, AMON_WS_CLOSE_GOING_AWAY, "server going away");
+        /*
+         * worker shutdown or reload: a code of its own (not the 1001 of a
+         * ping timeout), so that a panel knows to reconnect at once
+         */
+        ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_RESTART,
+            "agent reloading or stopping: reconnect");
     }
 
     p->finalized = 1;

@@ -66,6 +66,8 @@ static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
     ngx_http_amonitor_claim_pt handler, void *data);
 static void      ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
          ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static ngx_int_t ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result);
 static void      ngx_http_amonitor_shm_release(
          ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
@@ -172,6 +174,7 @@ ngx_http_amonitor_store_shm_create(
     ctx->store.claim = ngx_http_amonitor_shm_claim;
     ctx->store.finish = ngx_http_amonitor_shm_finish;
     ctx->store.release = ngx_http_amonitor_shm_release;
+    ctx->store.query = ngx_http_amonitor_shm_query;
     ctx->store.learn = ngx_http_amonitor_registry_add;
     ctx->store.learned = ngx_http_amonitor_registry_snapshot;
     ctx->store.zone = shm_zone;
@@ -464,6 +467,37 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ctx, msg_id, evicted, an == NULL && added == NULL);
 
     return (an == NULL && added == NULL) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* what is known of a msg_id, claiming nothing (NEW: never seen) */
+static ngx_int_t
+ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result)
+{
+    ngx_http_amonitor_shm_t *ctx = st->data;
+
+    uint32_t                  hash;
+    ngx_http_amonitor_node_t *an;
+
+    hash = ngx_crc32_short(msg_id->data, msg_id->len);
+
+    *state = NGX_HTTP_AMONITOR_CLAIM_NEW;
+    result->len = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+
+    if (an != NULL && (ngx_msec_int_t) (an->expire - ngx_current_msec) > 0) {
+        *state = an->state;
+        result->len = an->result_len;
+        ngx_memcpy(result->data, an->data + an->id_len, an->result_len);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
 }
 
 

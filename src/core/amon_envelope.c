@@ -378,6 +378,10 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
         return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
             AMON_ENVELOPE_NO_LIMIT, &env->message);
 
+    case AMON_MSG_ACTION_STATUS:
+        return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],
+            AMON_MAX_ID_LEN, &env->action_msg_id);
+
     case AMON_MSG_ERROR:
         rc = amon_envelope_json_str(
             env, &pay[AMON_ENVELOPE_P_CODE], AMON_MAX_ID_LEN, &env->code);
@@ -563,6 +567,7 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
     Amonitor__Control__V1__ActionPayload    *act;
     Amonitor__Control__V1__ActionAckPayload *ack;
     Amonitor__Control__V1__ErrorPayload     *err;
+    Amonitor__Control__V1__ActionStatusPayload *st;
 
     p = env->payload.data;
     len = env->payload.len;
@@ -670,6 +675,16 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
 
         return amon_envelope_pb_str(
             err->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
+
+    case AMON_MSG_ACTION_STATUS:
+        st = amonitor__control__v1__action_status_payload__unpack(pa, len, p);
+        if (st == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = st;
+
+        return amon_envelope_pb_str(
+            st->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
 
     case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
 
