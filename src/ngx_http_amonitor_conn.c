@@ -1,9 +1,11 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * One WebSocket connection, panel or upstream: reading and decoding frames
- * with the core parser, answering control frames, a bounded send queue of
- * shared frames flushed with one send_chain call, ping and close.
+ * One WebSocket connection, panel or upstream: reading into the worker's
+ * buffer and decoding with the core's session layer (the rules the SDK, the
+ * CLI and the load generator follow too), a bounded send queue of shared
+ * frames flushed with one send_chain call, ping and close.  The frames
+ * themselves, cached per worker, are made here too.
  */
 
 #include <ngx_config.h>
@@ -19,8 +21,12 @@
 
 static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc);
-static ngx_int_t ngx_http_amonitor_conn_event(
-    ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev);
+static void      ngx_http_amonitor_conn_mask(
+         void *data, unsigned char *key, size_t len);
+static ngx_int_t ngx_http_amonitor_conn_send_bytes(
+    ngx_http_amonitor_conn_t *wc, const u_char *data, size_t len);
+static void ngx_http_amonitor_conn_closing(
+    ngx_http_amonitor_conn_t *wc, const u_char *data, size_t len);
 static void      ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
 static ngx_int_t ngx_http_amonitor_conn_grow(ngx_http_amonitor_conn_t *wc);
 
@@ -178,7 +184,6 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->q_count = 0;
     wc->queued_bytes = 0;
     wc->sent_bytes = 0;
-    wc->message.len = 0;
     wc->open = 1;
     wc->close_sent = 0;
     wc->close_received = 0;
@@ -186,7 +191,8 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->closed = 0;
     wc->last_rx = ngx_current_msec;
 
-    amon_ws_parser_init(&wc->parser, !client, f->max_message);
+    amon_ws_session_init(&wc->session, client, f->max_message, f->allocator,
+        ngx_http_amonitor_conn_mask, NULL);
 
     wc->ping.handler = ngx_http_amonitor_conn_ping_handler;
     wc->ping.data = wc;
@@ -235,7 +241,7 @@ ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc)
         ngx_delete_posted_event(wc->connection->write);
     }
 
-    amon_buf_free(&wc->message, wc->frames->allocator);
+    amon_ws_session_free(&wc->session);
 
     wc->open = 0;
     wc->closed = 1;
@@ -328,20 +334,25 @@ ngx_http_amonitor_conn_feed(
 }
 
 
-/* decode rbuf[pos..last]; NGX_OK, or NGX_DONE when the connection ended */
+/*
+ * Decode rbuf[pos..last] through the core's session layer, which keeps the
+ * rules every endpoint shares (reassembly within the limit, pong, close
+ * echo, the close code of a fault).  NGX_OK, or NGX_DONE when the
+ * connection ended.
+ */
 static ngx_int_t
 ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
 {
-    int             rc;
-    size_t          consumed;
-    amon_ws_event_t ev;
+    int                     rc;
+    size_t                  consumed;
+    amon_ws_session_event_t ev;
 
     wc->last_rx = ngx_current_msec;
     wc->awaiting_pong = 0;
 
     for (;;) {
 
-        rc = amon_ws_parse(&wc->parser, wc->frames->rbuf + wc->rbuf_pos,
+        rc = amon_ws_session_feed(&wc->session, wc->frames->rbuf + wc->rbuf_pos,
             wc->rbuf_last - wc->rbuf_pos, &consumed, &ev);
 
         wc->rbuf_pos += consumed;
@@ -351,88 +362,111 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
         }
 
         if (rc != AMON_OK) {
-            ngx_http_amonitor_conn_fail(wc, rc);
+            ngx_log_error(wc->log_level, wc->connection->log, 0,
+                "amonitor: websocket error: %s, closing with %d",
+                amon_strerror(rc), (int) amon_close_code(rc));
+
+            ngx_http_amonitor_conn_closing(wc, ev.reply, ev.reply_len);
+            wc->on_close(wc);
             return NGX_DONE;
         }
 
-        if (ngx_http_amonitor_conn_event(wc, &ev) != NGX_OK) {
+        switch (ev.type) {
+
+        case AMON_WS_SESSION_MESSAGE:
+            wc->on_message(wc, ev.opcode, ev.data, ev.len);
+
+            if (wc->closed || wc->close_sent) {
+                return NGX_DONE;
+            }
+
+            break;
+
+        case AMON_WS_SESSION_PING:
+            (void) ngx_http_amonitor_conn_send_bytes(
+                wc, ev.reply, ev.reply_len);
+            break;
+
+        case AMON_WS_SESSION_PONG: wc->awaiting_pong = 0; break;
+
+        case AMON_WS_SESSION_CLOSE:
+            wc->close_received = 1;
+            wc->peer_close = ev.close_code;
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+                "amonitor close frame received: %d", (int) ev.close_code);
+
+            ngx_http_amonitor_conn_closing(wc, ev.reply, ev.reply_len);
+            wc->on_close(wc);
             return NGX_DONE;
+
+        default: break;
         }
     }
 }
 
 
-/* returns NGX_OK to go on reading, NGX_DONE when the connection ended */
-static ngx_int_t
-ngx_http_amonitor_conn_event(ngx_http_amonitor_conn_t *wc, amon_ws_event_t *ev)
+/* masking keys for the frames the session writes on a client connection */
+static void
+ngx_http_amonitor_conn_mask(void *data, unsigned char *key, size_t len)
 {
-    int        rc;
-    ngx_uint_t code;
+    size_t   i;
+    uint32_t r;
 
-    switch (ev->type) {
-
-    case AMON_WS_EV_DATA:
-
-        if (ev->first && ev->last) {
-            /* a whole message in the read buffer: no copy */
-            wc->on_message(wc, ev->opcode, (u_char *) ev->data, ev->len);
-            return (wc->closed || wc->close_sent) ? NGX_DONE : NGX_OK;
-        }
-
-        rc = amon_buf_reserve(&wc->message, ev->len, wc->frames->max_message,
-            wc->frames->allocator);
-        if (rc != AMON_OK) {
-            ngx_http_amonitor_conn_fail(wc, rc);
-            return NGX_DONE;
-        }
-
-        if (ev->len) {
-            ngx_memcpy(wc->message.data + wc->message.len, ev->data, ev->len);
-            wc->message.len += ev->len;
-        }
-
-        if (!ev->last) {
-            return NGX_OK;
-        }
-
-        wc->on_message(wc, ev->opcode, wc->message.data, wc->message.len);
-
-        if (wc->closed || wc->close_sent) {
-            return NGX_DONE;
-        }
-
-        wc->message.len = 0;
-
-        if (wc->message.cap > AMON_WS_MESSAGE_KEEP) {
-            /* the session layer's rule: no huge buffer for a rare message */
-            amon_buf_free(&wc->message, wc->frames->allocator);
-        }
-
-        return NGX_OK;
-
-    case AMON_WS_EV_PING:
-        (void) ngx_http_amonitor_conn_send_data(
-            wc, AMON_WS_OP_PONG, (u_char *) ev->data, ev->len, 1);
-        return NGX_OK;
-
-    case AMON_WS_EV_PONG: wc->awaiting_pong = 0; return NGX_OK;
-
-    case AMON_WS_EV_CLOSE:
-        wc->close_received = 1;
-        wc->peer_close = ev->close_code;
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
-            "amonitor close frame received: %d", (int) ev->close_code);
-
-        /* as every endpoint answers it: no status code -> 1000 */
-        code = amon_ws_close_reply_code(ev->close_code);
-
-        ngx_http_amonitor_conn_close_frame(wc, code, NULL);
-        wc->on_close(wc);
-        return NGX_DONE;
-
-    default: return NGX_OK;
+    for (i = 0; i < len; i += 4) {
+        r = (uint32_t) ngx_random();
+        ngx_memcpy(key + i, &r, ngx_min(4, len - i));
     }
+}
+
+
+/* a complete frame the session wrote (a pong): queued with priority */
+static ngx_int_t
+ngx_http_amonitor_conn_send_bytes(
+    ngx_http_amonitor_conn_t *wc, const u_char *data, size_t len)
+{
+    ngx_int_t                rc;
+    ngx_http_amonitor_msg_t *msg;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    msg = ngx_http_amonitor_msg_alloc(wc->frames, len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(msg->data, data, len);
+    msg->len = len;
+
+    msg->refs++;
+    rc = ngx_http_amonitor_conn_send(wc, msg, 1);
+    ngx_http_amonitor_msg_release(wc->frames, msg);
+
+    return rc;
+}
+
+
+/*
+ * Our close frame (the session wrote it): what is still queued for the
+ * peer and droppable goes, the close goes out first thing.
+ */
+static void
+ngx_http_amonitor_conn_closing(
+    ngx_http_amonitor_conn_t *wc, const u_char *data, size_t len)
+{
+    if (!wc->open || wc->close_sent) {
+        return;
+    }
+
+    ngx_http_amonitor_conn_discard(wc);
+
+    (void) ngx_http_amonitor_conn_send_bytes(wc, data, len);
+
+    wc->close_sent = 1;
+
+    (void) ngx_http_amonitor_conn_flush(wc);
 }
 
 
@@ -669,50 +703,17 @@ void
 ngx_http_amonitor_conn_close_frame(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t code, const char *reason)
 {
-    u_char                   buf[AMON_MAX_CONTROL_PAYLOAD + 16], mask[4];
-    uint32_t                 r;
-    ngx_http_amonitor_msg_t *msg;
+    u_char buf[AMON_WS_CONTROL_FRAME_MAX];
+    size_t n;
 
     if (!wc->open || wc->close_sent) {
         return;
     }
 
-    ngx_http_amonitor_conn_discard(wc);
+    n = amon_ws_session_close(
+        &wc->session, buf, sizeof(buf), (uint16_t) code, reason);
 
-    msg = ngx_http_amonitor_msg_alloc(wc->frames, sizeof(buf));
-    if (msg == NULL) {
-        return;
-    }
-
-    if (wc->client) {
-        r = (uint32_t) ngx_random();
-        ngx_memcpy(mask, &r, 4);
-    }
-
-    msg->len = amon_ws_write_close(msg->data, msg->size, (uint16_t) code,
-        reason, wc->client ? mask : NULL);
-
-    msg->refs++;
-    (void) ngx_http_amonitor_conn_send(wc, msg, 1);
-    ngx_http_amonitor_msg_release(wc->frames, msg);
-
-    wc->close_sent = 1;
-
-    (void) ngx_http_amonitor_conn_flush(wc);
-}
-
-
-/* a framing fault: close with its RFC 6455 code, then end the connection */
-void
-ngx_http_amonitor_conn_fail(ngx_http_amonitor_conn_t *wc, int rc)
-{
-    ngx_log_error(wc->log_level, wc->connection->log, 0,
-        "amonitor: websocket error: %s, closing with %d", amon_strerror(rc),
-        (int) amon_close_code(rc));
-
-    ngx_http_amonitor_conn_close_frame(
-        wc, amon_close_code(rc), amon_strerror(rc));
-    wc->on_close(wc);
+    ngx_http_amonitor_conn_closing(wc, buf, n);
 }
 
 

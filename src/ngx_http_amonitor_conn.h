@@ -17,6 +17,7 @@
 
 #include "amon_core.h"
 #include "amon_ws_frame.h"
+#include "amon_ws_session.h"
 
 
 #define NGX_HTTP_AMONITOR_RBUF_SIZE  65536
@@ -78,10 +79,9 @@ struct ngx_http_amonitor_conn_s {
     ngx_uint_t                  id; /* a panel: its number, for logs */
     ngx_uint_t                  pending; /* a panel: actions it waits for */
 
-    amon_ws_parser_t parser;
-    size_t           rbuf_pos; /* in frames->rbuf */
-    size_t           rbuf_last;
-    amon_buf_t       message; /* fragments, reused */
+    amon_ws_session_t session; /* the rules every endpoint shares */
+    size_t            rbuf_pos; /* in frames->rbuf */
+    size_t            rbuf_last;
 
     ngx_http_amonitor_qitem_t *q;
     ngx_uint_t                 q_size; /* limit + reserved */
@@ -139,7 +139,6 @@ void      ngx_http_amonitor_conn_answer(
          ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_conn_close_frame(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t code, const char *reason);
-void ngx_http_amonitor_conn_fail(ngx_http_amonitor_conn_t *wc, int rc);
 void ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_conn_start_ping(
     ngx_http_amonitor_conn_t *wc, ngx_msec_t interval);
