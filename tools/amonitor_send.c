@@ -300,6 +300,18 @@ amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
                 env->message.len);
 
         } else if (env->type == AMON_MSG_ERROR
+            && amoncli_str_eq(env->msg_id, msg_id) && env->has_final
+            && !env->final) {
+            /* a progress notice (ACK_TIMEOUT): the final answer follows */
+            if (!o->json) {
+                fprintf(stderr,
+                    "amonitor: %.*s: %.*s (still waiting for the final "
+                    "answer)\n",
+                    (int) env->code.len, (const char *) env->code.data,
+                    (int) env->message.len, (const char *) env->message.data);
+            }
+
+        } else if (env->type == AMON_MSG_ERROR
             && amoncli_str_eq(env->msg_id, msg_id)) {
             what = AMONCLI_WAIT_ERROR;
             r->code =

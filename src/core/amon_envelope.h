@@ -48,6 +48,8 @@ typedef struct {
     unsigned        has_timestamp : 1;
     unsigned        has_payload : 1;
     unsigned        has_success : 1;
+    unsigned        has_final : 1; /* action_ack, error: "final" given */
+    unsigned        final : 1;
 
     /*
      * String fields are unescaped UTF-8.  They point into the input when it
@@ -210,8 +212,7 @@ int amon_envelope_build_error_out(amon_buf_t *out, size_t max,
  */
 int amon_envelope_build_action_status(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, const amon_envelope_out_t *head,
-    amon_str_t action_msg_id, const char *state, amon_str_t result,
-    int binary);
+    amon_str_t action_msg_id, const char *state, amon_str_t result, int binary);
 
 /*
  * A target_status envelope (JSON only; the agent tells panels that a
