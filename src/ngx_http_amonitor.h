@@ -107,9 +107,10 @@ typedef struct {
 
 
 typedef struct {
-    ngx_flag_t panel;
-    ngx_str_t  panel_token;
-    ngx_flag_t status;
+    ngx_flag_t   panel;
+    ngx_str_t    panel_token;
+    ngx_array_t *allow_origin; /* of ngx_str_t, lowercase; NULL: any */
+    ngx_flag_t   status;
 } ngx_http_amonitor_loc_conf_t;
 
 
@@ -211,6 +212,42 @@ typedef struct {
 } ngx_http_amonitor_about_t;
 
 
+/*
+ * Peer data for a log line: control characters (a forged "\n...[emerg]")
+ * become \xNN and long values are cut, into "buf" of "size" bytes.
+ */
+#define NGX_HTTP_AMONITOR_LOG_STR 256
+
+static ngx_inline ngx_str_t *
+ngx_http_amonitor_log_str(
+    ngx_str_t *in, ngx_str_t *out, u_char *buf, size_t size)
+{
+    u_char     *p, *last;
+    size_t      i;
+    static char hex[] = "0123456789abcdef";
+
+    p = buf;
+    last = buf + size;
+
+    for (i = 0; i < in->len && p + 4 <= last; i++) {
+        if (in->data[i] < 0x20 || in->data[i] == 0x7f || in->data[i] == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[in->data[i] >> 4];
+            *p++ = hex[in->data[i] & 0xf];
+
+        } else {
+            *p++ = in->data[i];
+        }
+    }
+
+    out->data = buf;
+    out->len = p - buf;
+
+    return out;
+}
+
+
 /* worker.c: the per-process runtime */
 ngx_int_t ngx_http_amonitor_worker_init(
     ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf);
@@ -260,7 +297,8 @@ typedef enum {
     NGX_HTTP_AMONITOR_LEARN_OK = 0,
     NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED, /* by amonitor_allow_url */
     NGX_HTTP_AMONITOR_LEARN_FULL, /* too many learned targets */
-    NGX_HTTP_AMONITOR_LEARN_NO_ADDR /* cannot dial: not an IP address */
+    NGX_HTTP_AMONITOR_LEARN_NO_ADDR, /* cannot dial: not an IP address */
+    NGX_HTTP_AMONITOR_LEARN_BAD_ID /* control characters in the id */
 } ngx_http_amonitor_learn_e;
 
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find(

@@ -347,6 +347,8 @@ ngx_http_amonitor_action_claimed(
 {
     ngx_http_amonitor_action_t *a = data;
 
+    u_char                      ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t                   e;
     const char                 *name;
     ngx_http_amonitor_about_t   about;
     ngx_http_amonitor_worker_t *w;
@@ -395,7 +397,8 @@ ngx_http_amonitor_action_claimed(
 
     if (a->panel) {
         ngx_log_error(NGX_LOG_INFO, a->panel->connection->log, 0,
-            "amonitor: duplicate action \"%V\" ignored", &a->sn.str);
+            "amonitor: duplicate action \"%V\" ignored",
+            ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)));
 
         name = (state == NGX_HTTP_AMONITOR_CLAIM_DONE)  ? "done"
             : (state == NGX_HTTP_AMONITOR_CLAIM_FAILED) ? "failed"
@@ -504,6 +507,11 @@ ngx_http_amonitor_action_learn(ngx_http_amonitor_action_t *a)
             "too many learned targets", NGX_HTTP_AMONITOR_RELEASE);
         return NULL;
 
+    case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
+        ngx_http_amonitor_action_fail(a, "INVALID_MESSAGE",
+            "target_id has control characters", NGX_HTTP_AMONITOR_RELEASE);
+        return NULL;
+
     default:
         ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
             "cannot dial payload.target_url (an IP address is needed)",
@@ -569,6 +577,8 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
 {
     ngx_http_amonitor_action_t *a = ev->data;
 
+    u_char                      ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t                   e;
     ngx_http_amonitor_about_t   about;
     ngx_http_amonitor_worker_t *w;
 
@@ -580,7 +590,8 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
             "amonitor: the dedupe store did not answer for action \"%V\" "
             "within %M ms",
-            &a->sn.str, w->amcf->ack_timeout);
+            ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+            w->amcf->ack_timeout);
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store did not answer in time",
             NGX_HTTP_AMONITOR_FORGET);
@@ -611,7 +622,8 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
         "amonitor: no ack for action \"%V\" from target \"%V\" "
         "within %M ms",
-        &a->sn.str, &a->upstream->id, w->amcf->ack_timeout);
+        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+        &a->upstream->id, w->amcf->ack_timeout);
 
     if (w->amcf->late_window == 0) {
         ngx_http_amonitor_action_fail(a, "ACK_TIMEOUT",
@@ -646,8 +658,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len)
 {
     u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     uint32_t                     hash;
-    ngx_str_t                    id, result, out;
+    ngx_str_t                    id, result, out, e;
     ngx_http_amonitor_worker_t  *w;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
@@ -664,7 +677,8 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     if (a == NULL || a->upstream != u) {
         ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-            "amonitor: ack for an unknown action \"%V\" dropped", &id);
+            "amonitor: ack for an unknown action \"%V\" dropped",
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
         return;
     }
 

@@ -493,14 +493,9 @@ ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 static void
 ngx_http_amonitor_reply_uuid(u_char *out)
 {
-    u_char   rnd[16];
-    uint32_t r;
-    size_t   i;
+    u_char rnd[16];
 
-    for (i = 0; i < 16; i += 4) {
-        r = (uint32_t) ngx_random();
-        ngx_memcpy(&rnd[i], &r, 4);
-    }
+    ngx_http_amonitor_random(rnd, sizeof(rnd));
 
     amon_uuid4(rnd, out);
 }

@@ -193,7 +193,8 @@ ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env)
 {
     u_char                        norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t                     id, n;
+    u_char                        ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t                     id, n, e;
     amon_ws_url_t                 wu;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *known;
@@ -231,14 +232,21 @@ ngx_http_amonitor_router_register(
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" at \"%V\" ignored: "
             "not allowed by amonitor_allow_url",
-            &id, &n);
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)), &n);
         break;
 
     case NGX_HTTP_AMONITOR_LEARN_FULL:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" ignored: too many learned "
             "targets",
-            &id);
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+        break;
+
+    case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
+        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+            "amonitor: register of \"%V\" ignored: control characters in "
+            "its target_id",
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
         break;
 
     default: break;

@@ -51,8 +51,9 @@ typedef struct {
 } ngx_http_amonitor_shm_t;
 
 
-static void ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_uint_t ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone);
+static void       ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
+          ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_lookup(
     ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash);
 static void ngx_http_amonitor_shm_expire(
@@ -85,6 +86,44 @@ static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
         + offsetof(ngx_http_amonitor_node_t, data) + (len))
 
 
+/* a reload that changes the size of a running zone (same name and tag) */
+static ngx_uint_t
+ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone)
+{
+    ngx_uint_t       i;
+    ngx_shm_zone_t  *oz;
+    ngx_list_part_t *part;
+
+    if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
+        return 0;
+    }
+
+    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+    oz = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            oz = part->elts;
+            i = 0;
+        }
+
+        if (oz[i].tag == shm_zone->tag
+            && oz[i].shm.name.len == shm_zone->shm.name.len
+            && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
+                   shm_zone->shm.name.len)
+                == 0) {
+            return oz[i].shm.size != shm_zone->shm.size;
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
@@ -113,6 +152,16 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (shm_zone->shm.exists) {
         shm_zone->data = shpool->data;
         return NGX_OK;
+    }
+
+    if (ngx_http_amonitor_shm_resized(shm_zone)) {
+        /* nginx would make a new, empty zone: refuse rather than forget */
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+            "the size of amonitor zone \"%V\" cannot change on reload: "
+            "the dedupe state would be lost; keep the old size, or restart "
+            "nginx to resize it",
+            &shm_zone->shm.name);
+        return NGX_ERROR;
     }
 
     sh = ngx_slab_calloc(shpool, sizeof(ngx_http_amonitor_shctx_t));

@@ -84,7 +84,15 @@ ngx_http_amonitor_learn_e
 ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     amon_ws_url_t *wu, ngx_str_t *norm, ngx_http_amonitor_upstream_t **up)
 {
+    size_t                        i;
     ngx_http_amonitor_upstream_t *u;
+
+    /* a target's name shows in logs and panels: no control characters */
+    for (i = 0; i < id->len; i++) {
+        if (id->data[i] < 0x20 || id->data[i] == 0x7f) {
+            return NGX_HTTP_AMONITOR_LEARN_BAD_ID;
+        }
+    }
 
     if (!ngx_http_amonitor_target_allowed(w, wu)) {
         return NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED;
