@@ -156,7 +156,8 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         about.target_id.len = env->target_url.len;
     }
 
-    about.binary = (opcode == AMON_WS_OP_BINARY);
+    about.binary = panel->encoding ? (panel->encoding == AMON_WS_OP_BINARY)
+                                   : (opcode == AMON_WS_OP_BINARY);
     about.action = 1;
 
     if (panel->pending >= 2 * w->amcf->queue) {
@@ -660,7 +661,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
     u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     uint32_t                     hash;
+    ngx_int_t                    rc;
     ngx_str_t                    id, result, out, e;
+    ngx_uint_t                   want;
     ngx_http_amonitor_worker_t  *w;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
@@ -699,11 +702,18 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     w->store->finish(
         w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
 
-    if (a->panel
-        && ngx_http_amonitor_reply_stamp(w, u, env, opcode, data, len, 1, &out)
-            == NGX_OK) {
-        /* the SDK's bytes, marked as the last reply, to the panel that asked */
-        ngx_http_amonitor_conn_answer(a->panel, opcode, out.data, out.len);
+    if (a->panel) {
+        /* the SDK's ack, marked as the last reply, to the panel that asked */
+        want = a->panel->encoding ? a->panel->encoding : opcode;
+
+        rc = (want == opcode)
+            ? ngx_http_amonitor_reply_stamp(
+                w, u, env, opcode, data, len, 1, &out)
+            : ngx_http_amonitor_reply_convert(w, u, env, 1, &out);
+
+        if (rc == NGX_OK) {
+            ngx_http_amonitor_conn_answer(a->panel, want, out.data, out.len);
+        }
     }
 
     ngx_http_amonitor_action_free(a);
