@@ -338,7 +338,8 @@ ngx_http_amonitor_msg_t *ngx_http_amonitor_reply_target_status(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
     const char *state);
 void ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
-    ngx_uint_t success, amon_str_t message, const char *code);
+    ngx_uint_t success, amon_str_t message, const char *code,
+    amon_str_t action_msg_id);
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);

@@ -240,8 +240,12 @@ ngx_http_amonitor_action_precheck(ngx_http_amonitor_worker_t *w,
     ngx_str_t     n;
     amon_ws_url_t wu;
 
-    if (a->target_id.len && ngx_http_amonitor_target_find(w, &a->target_id)) {
-        return NGX_OK;
+    /* a known target: replies name it as the agent does from now on */
+    if (a->target_id.len) {
+        a->upstream = ngx_http_amonitor_target_find(w, &a->target_id);
+        if (a->upstream) {
+            return NGX_OK;
+        }
     }
 
     if (a->target_url.len == 0) {
@@ -254,14 +258,16 @@ ngx_http_amonitor_action_precheck(ngx_http_amonitor_worker_t *w,
 
     if (ngx_http_amonitor_target_url(
             a->target_url.data, a->target_url.len, &wu, &n)
-        != NGX_OK) {
+            != NGX_OK
+        || wu.tls) {
         *code = "INVALID_MESSAGE";
         *message = "payload.target_url is not a ws:// URL";
         return NGX_DECLINED;
     }
 
-    if (ngx_http_amonitor_target_find_url(w, &n)
-        || ngx_http_amonitor_target_allowed(w, &wu)) {
+    a->upstream = ngx_http_amonitor_target_find_url(w, &n);
+
+    if (a->upstream || ngx_http_amonitor_target_allowed(w, &wu)) {
         return NGX_OK;
     }
 
@@ -695,8 +701,8 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     } else {
         result.data = buf;
-        ngx_http_amonitor_reply_result(
-            &result, sizeof(buf), env->success, env->message, NULL);
+        ngx_http_amonitor_reply_result(&result, sizeof(buf), env->success,
+            env->message, NULL, env->action_msg_id);
     }
 
     w->store->finish(
@@ -897,7 +903,8 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
         msg.len = ngx_strlen(message);
         result.data = buf;
 
-        ngx_http_amonitor_reply_result(&result, sizeof(buf), 0, msg, code);
+        ngx_http_amonitor_reply_result(
+            &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
 
         if (result.len) {
             w->store->finish(

@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "amon_json_write.h"
 #include "amonitor.pb-c.h"
 
 
@@ -553,38 +554,61 @@ ngx_http_amonitor_reply_target_status(ngx_http_amonitor_worker_t *w,
 
 
 /*
- * The result kept in the store for an action, written into "result"
- * (whose data has room for "size" bytes): {"success":B,"message":S}, or
- * for an error {"success":false,"code":C,"message":S}.  A message too long
- * for the room is left out of an ack's result; an error's result is then
- * empty (not stored).
+ * The result kept in the store for an action when the ack's payload itself
+ * cannot be (protobuf, or over the room), written into "result" (whose data
+ * has room for "size" bytes): {"action_msg_id":I,"success":B,"message":S},
+ * or for an error {"success":false,"code":C,"message":S}.  A message too
+ * long for the room is left out of an ack's result; an error's result is
+ * then empty (not stored).
  */
 void
 ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
-    ngx_uint_t success, amon_str_t message, const char *code)
+    ngx_uint_t success, amon_str_t message, const char *code,
+    amon_str_t action_msg_id)
 {
-    amon_buf_t b;
+    ngx_uint_t    with_message;
+    amon_buf_t    b;
+    amon_json_w_t jw;
 
-    b.data = result->data;
-    b.len = 0;
-    b.cap = size;
-
-    if ((code || message.len < size / 2)
-        && amon_envelope_build_result(&b, size, NULL, success, code, &message)
-            == AMON_OK) {
-        result->len = b.len;
-        return;
-    }
-
-    b.len = 0;
-
-    if (code
-        || amon_envelope_build_result(&b, size, NULL, success, NULL, NULL)
-            != AMON_OK) {
+    /* with the message if it fits, else without (never for an error) */
+    for (with_message = 1; /* void */; with_message = 0) {
+        b.data = result->data;
         b.len = 0;
-    }
+        b.cap = size;
 
-    result->len = b.len;
+        amon_json_w_init(&jw, &b, size, NULL);
+        amon_json_w_object_begin(&jw);
+
+        if (action_msg_id.data) {
+            amon_json_w_key(&jw, "action_msg_id");
+            amon_json_w_string(&jw, action_msg_id);
+        }
+
+        amon_json_w_key(&jw, "success");
+        amon_json_w_bool(&jw, success);
+
+        if (code) {
+            amon_json_w_key(&jw, "code");
+            amon_json_w_cstring(&jw, code);
+        }
+
+        if (with_message) {
+            amon_json_w_key(&jw, "message");
+            amon_json_w_string(&jw, message);
+        }
+
+        amon_json_w_object_end(&jw);
+
+        if (amon_json_w_finish(&jw) == AMON_OK) {
+            result->len = b.len;
+            return;
+        }
+
+        if (!with_message || code) {
+            result->len = 0;
+            return;
+        }
+    }
 }
 
 
