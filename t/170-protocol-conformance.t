@@ -188,6 +188,13 @@ my $dyn = fake_sdk(port => $t->port(4), target_id => 'c-dyn',
 # port 6: a target a register names
 my $reg = fake_sdk(port => $t->port(6), target_id => 'c-reg',
     heartbeat_interval => 0);
+# port 7: accepts TCP, never completes the handshake
+my $stuck = fake_sdk(port => $t->port(7), target_id => 'c-stuck',
+    heartbeat_interval => 0);
+$stuck->pause_accept;
+# port 8: drops the connection when an action arrives
+my $drop = fake_sdk(port => $t->port(8), target_id => 'c-drop',
+    heartbeat_interval => 0, no_ack => 1);
 
 $t->write_config(
     http_config => <<'EOC',
@@ -196,8 +203,11 @@ $t->write_config(
     amonitor_target c-slow ws://127.0.0.1:%%PORT_2%%/;
     amonitor_target c-down ws://127.0.0.1:%%PORT_3%%/;
     amonitor_target c-badtok ws://127.0.0.1:%%PORT_5%%/ token=wrong;
+    amonitor_target c-stuck ws://127.0.0.1:%%PORT_7%%/;
+    amonitor_target c-drop ws://127.0.0.1:%%PORT_8%%/;
     amonitor_allow_url ws://127.0.0.1:%%PORT_4%%;
     amonitor_allow_url ws://127.0.0.1:%%PORT_6%%;
+    amonitor_allow_url ws://localhost:%%PORT_9%%;
     amonitor_ack_timeout 1s;
     amonitor_ack_late_window 1s;
     amonitor_send_queue 16;
@@ -216,6 +226,7 @@ EOC
 
 ok($a_sdk->wait_connections(1), 'c-a is connected');
 ok($slow->wait_connections(1), 'c-slow is connected');
+ok($drop->wait_connections(1), 'c-drop is connected');
 
 my $p = $t->panel('/ws/panel', name => 'p');
 my $q = $t->panel('/ws/panel', name => 'q');
@@ -276,6 +287,8 @@ subtest 'encoding: text = JSON envelope, binary = protobuf; the agent\'s '
     ok($m, 'a binary action to an unknown target: a binary answer');
     is($e && $e->{3}, 'error', 'an error envelope');
     is($pay && $pay->{1}, 'UNKNOWN_TARGET', 'ErrorPayload.code');
+    is($pay && $pay->{3}, $id, 'ErrorPayload.action_msg_id (3)');
+    is($pay && $pay->{4}, 1, 'ErrorPayload.final (4)');
     my $r = ask($p, uuid4(), target_id => 'c-nowhere');
     ok($r && $r->{type} eq 'error', 'the same as JSON: a JSON answer');
 };
@@ -605,6 +618,14 @@ subtest '2. the target: a target_url that is not ws:// -> INVALID_MESSAGE'
         code => 'INVALID_MESSAGE', target => $url);
 };
 
+subtest '2. the target: a wss:// target_url is not ws:// -> INVALID_MESSAGE'
+    => sub {
+    my $id = uuid4();
+    my $url = 'wss://127.0.0.1:' . $t->port(4) . '/';
+    action_error_ok(ask($p, $id, target_url => $url), id => $id,
+        code => 'INVALID_MESSAGE', target => $url);
+};
+
 subtest '2. the target: a known URL is matched normalised '
     . '(no trailing slash = slash)' => sub {
     my $id = uuid4();
@@ -682,6 +703,48 @@ subtest '5. the route: an allowed URL is dialed now; its target_status up '
 };
 
 
+subtest '5. the route: a connection in progress is waited for at most '
+    . 'amonitor_ack_timeout -> TARGET_UNAVAILABLE' => sub {
+    my $id = uuid4();
+    my $t0 = now_ms();
+    my $r = ask($p, $id, target_id => 'c-stuck',
+        timeout => $ACK_TIMEOUT + 3);
+    my $dt = (now_ms() - $t0) / 1000;
+    action_error_ok($r, id => $id, code => 'TARGET_UNAVAILABLE',
+        target => 'c-stuck');
+    cmp_ok($dt, '<', $ACK_TIMEOUT + $SLACK, 'within the ack timeout');
+};
+
+subtest 'TARGET_UNAVAILABLE: an allowed URL that names a host rather than '
+    . 'an IP address' => sub {
+    my $id = uuid4();
+    my $url = 'ws://localhost:' . $t->port(9) . '/';
+    action_error_ok(ask($p, $id, target_url => $url,
+        timeout => $ACK_TIMEOUT + 3), id => $id,
+        code => 'TARGET_UNAVAILABLE');
+};
+
+subtest 'TARGET_DISCONNECTED: the connection dropped after the action was '
+    . 'written; kept as failed' => sub {
+    $drop->set(on_action => sub {
+        my ($s, $env, $conn) = @_;
+        $s->close_conn($conn);
+        return;
+    });
+    my $id = uuid4();
+    action_error_ok(ask($p, $id, target_id => 'c-drop',
+        timeout => $ACK_TIMEOUT + 3), id => $id,
+        code => 'TARGET_DISCONNECTED', target => 'c-drop', final => 1);
+    $drop->set(on_action => undef);
+    ok($drop->wait_connections(1, 5), 'c-drop is back');
+    my $d = ask($p, $id, target_id => 'c-drop');
+    is($d && $d->{payload}{state}, 'failed', 'a retry: duplicate, failed');
+    is($d && $d->{payload}{original}{code}, 'TARGET_DISCONNECTED',
+        'original: the code');
+    is($drop->executed($id), 1, 'never run twice');
+};
+
+
 # === One final answer =======================================================
 
 subtest 'the SDK\'s action_ack with "final":true added as the first member '
@@ -696,6 +759,8 @@ subtest 'the SDK\'s action_ack with "final":true added as the first member '
     sleep_loop($QUIET);
     is(scalar(all_about($p, $id)), 1, 'and nothing else about it');
 };
+
+my $PB_ACKED;    # an action acked by a protobuf ack
 
 subtest 'a protobuf ack is re-encoded with final (7) set' => sub {
     my $id = uuid4();
@@ -714,6 +779,16 @@ subtest 'a protobuf ack is re-encoded with final (7) set' => sub {
         . pb_int(7, 1)), 'the same envelope, final = 7 in the payload')
         or diag(unpack('H*', $m ? $m->{data} : ''));
     is($ap && $ap->{7}, 1, 'final true');
+    $PB_ACKED = $id;
+};
+
+subtest 'a duplicate\'s original is its ack\'s payload: also when the ack '
+    . 'was protobuf' => sub {
+    my $d = ask($q, $PB_ACKED, target_id => 'c-slow');
+    is($d && $d->{payload}{state}, 'done', 'done');
+    is_deeply($d && $d->{payload}{original}, { action_msg_id => $PB_ACKED,
+        success => JSON::PP::true(), message => 'fine' },
+        'original: {action_msg_id, success, message} of the protobuf ack');
 };
 
 my $DONE_ID;    # an action acked by c-a with "restart" -> "ok"
@@ -1026,9 +1101,14 @@ subtest 'messages on one connection keep their order' => sub {
     is_deeply(\@seq, [1 .. 50], 'in order');
 };
 
+my $INFLIGHT = uuid4();    # in flight to c-slow when nginx reloads
+
 subtest 'a reload closes every panel with 1012 and the reason; the dedupe '
     . 'table survives it' => sub {
     $q->clear;
+    $p->send_json(action($INFLIGHT, target_id => 'c-slow'));
+    ok(wait_for(sub { $slow->executed($INFLIGHT) }, 5),
+        'an action is in flight');
     ok($t->reload, 'reload');
     for my $x ($p, $q) {
         ok(defined $x->wait_closed(5), $x->name . ' closed');
@@ -1040,6 +1120,77 @@ subtest 'a reload closes every panel with 1012 and the reason; the dedupe '
     my $d = ask($n, $DONE_ID, target_id => 'c-a');
     is($d && $d->{payload}{state}, 'done', 'a duplicate after the reload');
     $n->close;
+};
+
+subtest 'actions in flight when the SDK connection of a closing worker goes '
+    . 'down end with TARGET_DISCONNECTED: ask with action_status; a retry '
+    . 'never runs twice' => sub {
+    ok($slow->wait_connections(1, 5), 'the new worker dialed c-slow');
+    my $n = $t->panel('/ws/panel', name => 'after-reload');
+    $n->send_json({ msg_id => 'q-inflight', type => 'action_status',
+        payload => { action_msg_id => $INFLIGHT } });
+    my $m = $n->recv_until(sub { ($_[0]{json}{msg_id} // '') eq
+        'q-inflight' }, 5);
+    my $pl = $m ? $m->{json}{payload} : {};
+    is($pl->{state}, 'failed', 'action_status: failed');
+    is($pl->{result}{code}, 'TARGET_DISCONNECTED', 'TARGET_DISCONNECTED');
+    my $d = ask($n, $INFLIGHT, target_id => 'c-slow');
+    is($d && $d->{payload}{state}, 'failed', 'a retry: duplicate, failed');
+    is($slow->executed($INFLIGHT), 1, 'it ran once');
+    $n->close;
+};
+
+
+# === with amonitor_redis: a store that does not answer ======================
+
+my $t2 = Test::AMonitor->new(workers => 1);
+my $r_sdk = fake_sdk(port => $t2->port(1), target_id => 'r-a',
+    heartbeat_interval => 0);
+my $dead = free_port();    # nothing listens: the store is down
+$t2->write_config(
+    http_config => <<"EOC",
+    amonitor_zone amon2 1m;
+    amonitor_redis 127.0.0.1:$dead;
+    amonitor_target r-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_ack_timeout 1s;
+EOC
+    config => 'location = /ws/panel { amonitor_panel on; }',
+)->run;
+ok($r_sdk->wait_connections(1), 'r-a is connected');
+my $rp = $t2->panel('/ws/panel', name => 'rp');
+
+subtest 'a store outage never masks UNKNOWN_TARGET, TARGET_URL_NOT_ALLOWED, '
+    . 'INVALID_MESSAGE' => sub {
+    my $id = uuid4();
+    action_error_ok(ask($rp, $id, target_id => 'r-nope'), id => $id,
+        code => 'UNKNOWN_TARGET');
+    $id = uuid4();
+    action_error_ok(ask($rp, $id, target_url => 'ws://127.0.0.1:'
+        . free_port() . '/'), id => $id, code => 'TARGET_URL_NOT_ALLOWED');
+    $id = uuid4();
+    action_error_ok(ask($rp, $id, target_url => 'http://127.0.0.1:1/'),
+        id => $id, code => 'INVALID_MESSAGE');
+};
+
+subtest 'INTERNAL when the store fails: the action is not forwarded' => sub {
+    my $id = uuid4();
+    action_error_ok(ask($rp, $id, target_id => 'r-a', timeout => 5),
+        id => $id, code => 'INTERNAL', target => 'r-a');
+    sleep_loop($QUIET);
+    is($r_sdk->executed($id), 0, 'not forwarded');
+};
+
+subtest 'with amonitor_redis action_status answers INTERNAL' => sub {
+    $rp->send_json({ msg_id => 'rq-1', trace_id => 'tr-rq',
+        type => 'action_status', payload => { action_msg_id => 'x' } });
+    my $m = $rp->recv_until(sub { ($_[0]{json}{msg_id} // '') eq 'rq-1' },
+        5);
+    my $e = $m ? $m->{json} : {};
+    is($e->{type}, 'error', 'an error');
+    is($e->{trace_id}, 'tr-rq', 'trace_id echoed');
+    is_deeply($e->{payload}, { code => 'INTERNAL',
+        message => 'the dedupe store cannot answer action_status now' },
+        'INTERNAL, code and message only');
 };
 
 done_testing();
