@@ -192,6 +192,9 @@ my $reg = fake_sdk(port => $t->port(6), target_id => 'c-reg',
 my $stuck = fake_sdk(port => $t->port(7), target_id => 'c-stuck',
     heartbeat_interval => 0);
 $stuck->pause_accept;
+# port 10: an allowed URL an action dials with a target_id of its own
+my $named = fake_sdk(port => $t->port(10), target_id => 'c-named',
+    heartbeat_interval => 0);
 # port 8: drops the connection when an action arrives
 my $drop = fake_sdk(port => $t->port(8), target_id => 'c-drop',
     heartbeat_interval => 0, no_ack => 1);
@@ -208,6 +211,7 @@ $t->write_config(
     amonitor_allow_url ws://127.0.0.1:%%PORT_4%%;
     amonitor_allow_url ws://127.0.0.1:%%PORT_6%%;
     amonitor_allow_url ws://localhost:%%PORT_9%%;
+    amonitor_allow_url ws://127.0.0.1:%%PORT_10%%;
     amonitor_ack_timeout 1s;
     amonitor_ack_late_window 1s;
     amonitor_send_queue 16;
@@ -499,6 +503,39 @@ subtest 'a type the agent does not know, from a panel: INVALID_MESSAGE '
 
 my $A_URL = sub { 'ws://127.0.0.1:' . $t->port(1) . '/' };
 
+subtest 'every target has one name: the target_id of the action that '
+    . 'dialed it' => sub {
+    $p->clear;
+    my $id = uuid4();
+    my $url = 'ws://127.0.0.1:' . $t->port(10) . '/';
+    my $r = ask($p, $id, target_id => 'c-named', target_url => $url);
+    is($r && $r->{type}, 'action_ack', 'acked');
+    ok(grep({ ($_->{json}{type} // '') eq 'target_status'
+        && ($_->{json}{payload}{url} // '') eq $url
+        && ($_->{json}{payload}{target_id} // '') eq 'c-named' }
+        $p->messages), 'its target_status names it c-named');
+    my $x = uuid4();
+    $r = ask($p, $x, target_id => 'c-named');
+    is($r && $r->{type}, 'action_ack', 'and an action by that name alone '
+        . 'reaches it');
+};
+
+subtest 'that name is the target_id of every error about the target and of '
+    . 'every duplicate ack, however the action named it' => sub {
+    my $id = uuid4();
+    my $a_url = 'ws://127.0.0.1:' . $t->port(1);
+    my $r = ask($p, $id, target_id => 'c-a');
+    is($r && $r->{type}, 'action_ack', 'acked');
+    my $d = ask($p, $id, target_url => $a_url);
+    is($d && $d->{payload}{duplicate} && $d->{target_id}, 'c-a',
+        'a duplicate sent by URL: target_id c-a');
+    my $e = uuid4();
+    $r = ask($p, $e, target_url => 'ws://127.0.0.1:' . $t->port(3),
+        timeout => $ACK_TIMEOUT + 3);
+    is($r && $r->{payload}{code}, 'TARGET_UNAVAILABLE', 'c-down by URL');
+    is($r && $r->{target_id}, 'c-down', 'the error names it c-down');
+};
+
 subtest 'a message whose target_id (and payload.target_id) is the agent\'s '
     . 'name is forwarded unchanged' => sub {
     $p->clear;
@@ -789,6 +826,23 @@ subtest 'a duplicate\'s original is its ack\'s payload: also when the ack '
     is_deeply($d && $d->{payload}{original}, { action_msg_id => $PB_ACKED,
         success => JSON::PP::true(), message => 'fine' },
         'original: {action_msg_id, success, message} of the protobuf ack');
+};
+
+subtest 'a protobuf ack: fields unknown to the schema are not kept' => sub {
+    my $id = uuid4();
+    $p->send_binary(pb_envelope(msg_id => $id, type => 'action',
+        target_id => 'c-slow', payload => pb_str(1, 'restart')));
+    ok(wait_for(sub { grep { index($_->{data}, $id) >= 0 }
+        $slow->received }, 5), 'the SDK got it');
+    my $pay = pb_str(1, $id) . pb_int(2, 1) . pb_str(3, 'x');
+    my %e = (msg_id => 'pbak-2', type => 'action_ack',
+        target_id => 'c-slow', timestamp => 1764120000000);
+    $slow->send_all_binary(pb_envelope(%e, payload => $pay
+        . pb_str(15, 'unknown-in-payload')));
+    my (undef, undef, $m) = recv_pb($p, sub { ($_[0]{1} // '') eq 'pbak-2' });
+    ok($m && $m->{data} eq pb_envelope(%e, payload => $pay . pb_int(7, 1)),
+        'the payload\'s unknown field 15 is gone, final (7) is set')
+        or diag(unpack('H*', $m ? $m->{data} : ''));
 };
 
 my $DONE_ID;    # an action acked by c-a with "restart" -> "ok"
