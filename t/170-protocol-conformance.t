@@ -3,7 +3,12 @@
 # agent cannot drift apart.  Transports, the envelope, the message types,
 # sources, the checks of an action and their order, one final answer,
 # correlation, action_status, the error codes, ordering and reloads.
-# (Framing faults have their own suites: 030, 021, 095.)
+# The statements about a store that fails need amonitor_redis and so a
+# second instance: they come last.  The page's JSON examples as exact
+# bytes are in t/171-protocol-conformance-blocks.t; framing faults have
+# their own suites (030, 021, 095).  Not covered here: "at twice the limit
+# everything gets RATE_LIMITED" (with the shm store over-limit lookups
+# never pile up) and INTERNAL for a full zone (eviction makes room).
 
 use strict;
 use warnings;
