@@ -75,6 +75,8 @@ static void ngx_http_amonitor_action_timer(
 static void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
 static void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
     const char *code, const char *message, ngx_http_amonitor_claim_end_e end);
+static void ngx_http_amonitor_action_keep(
+    ngx_http_amonitor_action_t *a, const char *code, const char *message);
 static void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
 
 
@@ -483,7 +485,9 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
     case NGX_HTTP_AMONITOR_ACTION_SENT: break;
 
     default:
-        /* the late window is over too */
+        /* the late window is over too: it may have run, never acked */
+        ngx_http_amonitor_action_keep(a, "ACK_TIMEOUT",
+            "no ack from the target in time; the action may have run");
         ngx_http_amonitor_action_free(a);
         return;
     }
@@ -651,6 +655,8 @@ ngx_http_amonitor_action_upstream_down(
 
         if (a->state == NGX_HTTP_AMONITOR_ACTION_LATE) {
             /* already answered with ACK_TIMEOUT */
+            ngx_http_amonitor_action_keep(a, "ACK_TIMEOUT",
+                "no ack from the target in time; the action may have run");
             ngx_http_amonitor_action_free(a);
             continue;
         }
@@ -680,9 +686,6 @@ static void
 ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     const char *message, ngx_http_amonitor_claim_end_e end)
 {
-    u_char                      buf[256];
-    ngx_str_t                   result;
-    amon_str_t                  msg;
     ngx_http_amonitor_worker_t *w;
 
     w = a->worker;
@@ -693,16 +696,7 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
         w->store->release(w->store, &a->sn.str);
 
     } else if (end == NGX_HTTP_AMONITOR_KEEP) {
-        msg.data = (const unsigned char *) message;
-        msg.len = ngx_strlen(message);
-        result.data = buf;
-
-        ngx_http_amonitor_reply_result(&result, sizeof(buf), 0, msg, code);
-
-        if (result.len) {
-            w->store->finish(
-                w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
-        }
+        ngx_http_amonitor_action_keep(a, code, message);
     }
 
     if (a->panel) {
@@ -711,6 +705,35 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     }
 
     ngx_http_amonitor_action_free(a);
+}
+
+
+/*
+ * The action may have run and will not be acked now: its claim ends as
+ * FAILED with the error, so that a retry is answered and never runs it
+ * again (an open claim would wait for its owner, or expire in Redis).
+ */
+static void
+ngx_http_amonitor_action_keep(
+    ngx_http_amonitor_action_t *a, const char *code, const char *message)
+{
+    u_char                      buf[256];
+    ngx_str_t                   result;
+    amon_str_t                  msg;
+    ngx_http_amonitor_worker_t *w;
+
+    w = a->worker;
+
+    msg.data = (const unsigned char *) message;
+    msg.len = ngx_strlen(message);
+    result.data = buf;
+
+    ngx_http_amonitor_reply_result(&result, sizeof(buf), 0, msg, code);
+
+    if (result.len) {
+        w->store->finish(
+            w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
+    }
 }
 
 
