@@ -69,6 +69,6 @@ sub cli {
     return $out;
 }
 
-END { $_->stop for grep { defined } @RUNNING }
+END { local $?; $_->stop for grep { defined } @RUNNING }
 
 1;

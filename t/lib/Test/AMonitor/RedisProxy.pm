@@ -4,14 +4,15 @@ package Test::AMonitor::RedisProxy;
 # the RESP commands going up and counts the replies coming down, so that
 # at a chosen command it can cut the connection (before or after Redis
 # got it) or stop delivering replies (Redis runs the command, the client
-# never hears back).  It can also refuse new connections.  Runs on the
-# process-wide Mojo::IOLoop, like the fake SDKs.
+# never hears back).  It can also refuse new connections.  It runs in a
+# child process with plain sockets, so that the test process blocking
+# for a moment (redis-cli, waits) never delays what it forwards.
 #
 #   my $p = Test::AMonitor::RedisProxy->new(redis_port => $port);
 #   $p->on(qr/amonitor claim.*\Q$id\E/s, 'cut_after');
 #   $p->port; $p->refuse(1); $p->commands; $p->drop_all;
 #
-# Actions of a rule (each rule fires once):
+# Actions of a rule (each rule fires once, at the first match):
 #   cut_before  the command never reaches Redis; both sides are closed
 #   cut_after   Redis gets it and runs it; its reply is not delivered and
 #               both sides are closed 200 ms later
@@ -21,176 +22,208 @@ package Test::AMonitor::RedisProxy;
 use strict;
 use warnings;
 
-use Fcntl qw(F_GETFD F_SETFD FD_CLOEXEC);
-use Mojo::IOLoop;
-use Scalar::Util qw(weaken);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX ();
+use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC);
+use Time::HiRes qw(time);
 use Test::AMonitor::Util qw(free_port note_verbose);
+
+my @RUNNING;
 
 sub new {
     my ($class, %opt) = @_;
-    my ($self, $weak);
+    my ($self, $parent, $child, $pid);
 
     $self = bless {
         redis_port => $opt{redis_port},
         port       => free_port(),
-        rules      => [],
-        conns      => {},
-        commands   => [],
-        refuse     => 0,
-        accepted   => 0,
+        dir        => tempdir('amon-rproxy-XXXXXX', TMPDIR => 1,
+            CLEANUP => 1),
     }, $class;
+    $self->{log} = "$self->{dir}/commands";
 
-    $weak = $self;
-    weaken $weak;
-    $self->{server} = Mojo::IOLoop->server(
-        { address => '127.0.0.1', port => $self->{port} } => sub {
-            my ($loop, $stream, $id) = @_;
-            $weak->_accept($stream, $id) if $weak;
-        });
-    # Mojo clears close-on-exec on listening sockets: no child (nginx,
-    # redis-server) may keep the port open
-    my $h = Mojo::IOLoop->acceptor($self->{server})->handle;
-    my $flags = fcntl($h, F_GETFD, 0);
-    fcntl($h, F_SETFD, $flags | FD_CLOEXEC) if defined $flags;
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => $self->{port}, Listen => 64, ReuseAddr => 1)
+        or die "redis proxy: listen on $self->{port}: $!\n";
+
+    socketpair($parent, $child, AF_UNIX, SOCK_STREAM, PF_UNSPEC)
+        or die "socketpair: $!\n";
+
+    $pid = fork() // die "fork: $!\n";
+    if ($pid == 0) {
+        close $parent;
+        eval { _serve($self, $listen, $child) };
+        POSIX::_exit(0);
+    }
+
+    close $child;
+    close $listen;
+    $parent->autoflush(1);
+    $self->{pid} = $pid;
+    $self->{ctl} = $parent;
+    push @RUNNING, $self;
     return $self;
 }
 
 sub port { $_[0]{port} }
 
-# every command seen (joined with spaces), in order, on any connection
-sub commands { @{ $_[0]{commands} } }
+# every command seen (arguments joined with spaces), in order
+sub commands {
+    my ($self) = @_;
+    open(my $fh, '<', $self->{log}) or return ();
+    my @c = map { chomp; s/\\n/\n/g; s/\\\\/\\/g; $_ } <$fh>;
+    return @c;
+}
 
-sub connections { scalar keys %{ $_[0]{conns} } }
-sub accepted    { $_[0]{accepted} }
+sub _ctl {
+    my ($self, $line) = @_;
+    my $fh = $self->{ctl};
+    print $fh "$line\n";
+    my $ok = <$fh>;
+    return $self;
+}
 
 sub on {
     my ($self, $re, $action) = @_;
-    push @{ $self->{rules} }, { re => $re, action => $action, fired => 0 };
-    return $self;
+    my $text = "$re";
+    $text =~ s/\n/\\n/g;
+    return $self->_ctl("on $action $text");
 }
 
-# rules that have not fired yet
-sub pending_rules { scalar grep { !$_->{fired} } @{ $_[0]{rules} } }
+sub refuse   { $_[0]->_ctl('refuse ' . ($_[1] ? 1 : 0)) }
+sub drop_all { $_[0]->_ctl('drop') }
 
-sub refuse {
-    my ($self, $on) = @_;
-    $self->{refuse} = $on ? 1 : 0;
-    return $self;
-}
-
-sub drop_all {
+sub stop {
     my ($self) = @_;
-    $self->_close($_) for keys %{ $self->{conns} };
-    return $self;
+    my $pid = delete $self->{pid} or return;
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
 }
 
-sub _accept {
-    my ($self, $down, $id) = @_;
-    my ($weak, $c);
+END { local $?; $_->stop for grep { defined } @RUNNING }
 
-    $self->{accepted}++;
-    if ($self->{refuse}) {
-        $down->close;
-        return;
+
+# --- the child -----------------------------------------------------------
+
+sub _serve {
+    my ($self, $listen, $ctl) = @_;
+    my (%conns, @rules, $refuse, $sel, $log, %by_fh, @timers);
+
+    open($log, '>>', $self->{log}) or die;
+    $log->autoflush(1);
+    $sel = IO::Select->new($listen, $ctl);
+    $refuse = 0;
+
+    my $close = sub {
+        my ($c) = @_;
+        for my $s (grep { defined } @$c{qw(down up)}) {
+            $sel->remove($s);
+            delete $by_fh{ fileno $s };
+            close $s;
+        }
+        delete $conns{ $c->{id} };
+    };
+
+    my $up = sub {
+        my ($c, $bytes) = @_;
+        $c->{inbuf} .= $bytes;
+        while (my ($len, $args) = _parse_command($c->{inbuf})) {
+            my $raw = substr($c->{inbuf}, 0, $len, '');
+            my $text = join ' ', @$args;
+            (my $line = $text) =~ s/\\/\\\\/g;
+            $line =~ s/\n/\\n/g;
+            print $log "$line\n";
+            my $n = $c->{sent}++;
+            my ($rule) = grep { !$_->{fired} && $text =~ $_->{re} } @rules;
+            if (!$rule) {
+                syswrite($c->{up}, $raw);
+                next;
+            }
+            $rule->{fired} = 1;
+            if ($rule->{action} eq 'cut_before') {
+                $close->($c);
+                return;
+            }
+            syswrite($c->{up}, $raw);
+            $c->{stall_from} //= $n;
+            push @timers, [ time + 0.2, $c->{id} ]
+                if $rule->{action} eq 'cut_after';
+        }
+    };
+
+    my $down = sub {
+        my ($c, $bytes) = @_;
+        my ($len, $out) = (undef, '');
+        $c->{outbuf} .= $bytes;
+        while (defined($len = _reply_len($c->{outbuf}, 0))) {
+            my $raw = substr($c->{outbuf}, 0, $len, '');
+            my $n = $c->{replies}++;
+            next if defined $c->{stall_from} && $n >= $c->{stall_from};
+            $out .= $raw;
+        }
+        syswrite($c->{down}, $out) if length $out;
+    };
+
+    my $next_id = 0;
+    for (;;) {
+        my $now = time;
+        for my $t (grep { $_->[0] <= $now } @timers) {
+            $close->($conns{ $t->[1] }) if $conns{ $t->[1] };
+        }
+        @timers = grep { $_->[0] > $now } @timers;
+
+        for my $fh ($sel->can_read(0.02)) {
+            if ($fh == $listen) {
+                my $d = $listen->accept or next;
+                if ($refuse) {
+                    close $d;
+                    next;
+                }
+                my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                    PeerPort => $self->{redis_port});
+                if (!$u) {
+                    close $d;
+                    next;
+                }
+                my $c = { id => ++$next_id, down => $d, up => $u,
+                    inbuf => '', outbuf => '', sent => 0, replies => 0 };
+                $conns{ $c->{id} } = $c;
+                $by_fh{ fileno $d } = [ $c, 'down' ];
+                $by_fh{ fileno $u } = [ $c, 'up' ];
+                $sel->add($d, $u);
+                next;
+            }
+            if ($fh == $ctl) {
+                my $line = <$ctl>;
+                return unless defined $line;
+                chomp $line;
+                if ($line =~ /^on (\S+) (.*)$/s) {
+                    (my $re = $2) =~ s/\\n/\n/g;
+                    push @rules, { action => $1, re => qr/$re/s, fired => 0 };
+                }
+                elsif ($line =~ /^refuse (\d)/) {
+                    $refuse = $1;
+                }
+                elsif ($line eq 'drop') {
+                    $close->($_) for values %conns;
+                }
+                print $ctl "ok\n";
+                $ctl->flush;
+                next;
+            }
+            my $e = $by_fh{ fileno $fh } or next;
+            my ($c, $side) = @$e;
+            my $n = sysread($fh, my $buf, 65536);
+            if (!$n) {
+                $close->($c);
+                next;
+            }
+            if ($side eq 'down') { $up->($c, $buf) }
+            else                 { $down->($c, $buf) }
+        }
     }
-
-    $c = $self->{conns}{$id} = { down => $down, inbuf => '', outbuf => '',
-        sent => 0, replies => 0, stall_from => undef, upq => '' };
-    $weak = $self;
-    weaken $weak;
-
-    $down->timeout(0);
-    $down->on(read => sub { $weak->_up($id, $_[1]) if $weak });
-    $down->on(close => sub { $weak->_close($id) if $weak });
-
-    Mojo::IOLoop->client({ address => '127.0.0.1',
-        port => $self->{redis_port} } => sub {
-        my ($loop, $err, $up) = @_;
-        return unless $weak;
-        my $c = $weak->{conns}{$id} or do { $up->close if $up; return };
-        if ($err) {
-            $weak->_close($id);
-            return;
-        }
-        $c->{up} = $up;
-        $up->timeout(0);
-        $up->on(read => sub { $weak->_down($id, $_[1]) if $weak });
-        $up->on(close => sub { $weak->_close($id) if $weak });
-        $up->write($c->{upq}) if length $c->{upq};
-        $c->{upq} = '';
-    });
-}
-
-sub _close {
-    my ($self, $id) = @_;
-    my $c = delete $self->{conns}{$id} or return;
-    $c->{down}->close if $c->{down};
-    $c->{up}->close if $c->{up};
-}
-
-sub _to_redis {
-    my ($c, $bytes) = @_;
-    if ($c->{up}) { $c->{up}->write($bytes) }
-    else          { $c->{upq} .= $bytes }
-}
-
-# client -> Redis: forward whole commands, looking at each
-sub _up {
-    my ($self, $id, $bytes) = @_;
-    my $c = $self->{conns}{$id} or return;
-    my ($len, $args, $text);
-
-    $c->{inbuf} .= $bytes;
-    while (($len, $args) = _parse_command($c->{inbuf})) {
-        last unless defined $len;
-        my $raw = substr($c->{inbuf}, 0, $len, '');
-        $text = join ' ', @$args;
-        push @{ $self->{commands} }, $text;
-        note_verbose("redis proxy: $text");
-
-        my $rule = (grep { !$_->{fired} && $text =~ $_->{re} }
-            @{ $self->{rules} })[0];
-        my $n = $c->{sent}++;
-
-        if (!$rule) {
-            _to_redis($c, $raw);
-            next;
-        }
-
-        $rule->{fired} = 1;
-        note_verbose("redis proxy: $rule->{action} at command $n");
-
-        if ($rule->{action} eq 'cut_before') {
-            $self->_close($id);
-            return;
-        }
-
-        _to_redis($c, $raw);
-        $c->{stall_from} //= $n;
-
-        if ($rule->{action} eq 'cut_after') {
-            my $weak = $self;
-            weaken $weak;
-            Mojo::IOLoop->timer(0.2 => sub { $weak->_close($id) if $weak });
-        }
-    }
-}
-
-# Redis -> client: deliver replies, unless they are stalled
-sub _down {
-    my ($self, $id, $bytes) = @_;
-    my $c = $self->{conns}{$id} or return;
-    my ($len, $out);
-
-    $c->{outbuf} .= $bytes;
-    $out = '';
-    while (defined($len = _reply_len($c->{outbuf}, 0))) {
-        my $raw = substr($c->{outbuf}, 0, $len, '');
-        my $n = $c->{replies}++;
-        next if defined $c->{stall_from} && $n >= $c->{stall_from};
-        $out .= $raw;
-    }
-    $c->{down}->write($out) if length $out;
 }
 
 # a whole command at the start of $buf: (its length, [args]) or ()
@@ -202,7 +235,7 @@ sub _parse_command {
     $n = $1;
     $pos = length("*$n\r\n");
     for (1 .. $n) {
-        return () unless substr($buf, $pos) =~ /\A\$(\d+)\r\n/;
+        return () unless substr($buf, $pos, 32) =~ /\A\$(\d+)\r\n/;
         my $l = $1;
         $pos += length("\$$l\r\n");
         return () if length($buf) < $pos + $l + 2;
