@@ -280,6 +280,39 @@ subtest 'the number of open claims is bounded (claims=)' => sub {
     $slow->stop;
 };
 
+subtest 'an action never acked ends as FAILED after the late-ack window' => sub {
+    my $slow = fake_sdk(target_id => 'rf-late', heartbeat_interval => 0,
+        no_ack => 1);
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-late ws://127.0.0.1:${\ $slow->port }/;
+    amonitor_ack_timeout 200ms;
+    amonitor_redis 127.0.0.1:$rport prefix=amon-f: lease=1s timeout=300ms;
+", config => $loc)->run;
+    ok($slow->wait_connections(1, 5), 'the agent dialed the SDK that never acks');
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    my $p = $t->panel('/ws/panel');
+    my $id = uuid4();
+    my $a = ask($p, $id, 'rf-late');
+    is(code($a), 'ACK_TIMEOUT', 'ACK_TIMEOUT after 200 ms');
+    sleep_loop(1.3);
+    like($redis->cli('GET', key($id)), qr/^p/,
+        'the claim stays pending in the late window, past its 1 s lease');
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^f\{/ }, 3),
+        'after the window (2 s) it ends as failed');
+    my $v = $redis->cli('GET', key($id));
+    like($v, qr/ACK_TIMEOUT/, 'with ACK_TIMEOUT in the stored result');
+    my $b = ask($p, $id, 'rf-late');
+    ok($b && $b->{payload}{duplicate}, 'a retry is a duplicate');
+    is($b && $b->{payload}{original}{success} ? 1 : 0, 0,
+        'whose stored result is not a success');
+    not_reported_executed($b, 'the failed duplicate');
+    is($slow->executed($id), 1, 'the SDK got it once');
+    $t->stop;
+    $slow->stop;
+};
+
 subtest 'SELECT fails (db=99): claims stop, nothing runs in database 0' => sub {
     my $t = agent("amonitor_redis 127.0.0.1:$rport db=99 prefix=amon-db:;");
     ok($t->wait_error_log(
