@@ -176,6 +176,23 @@ subtest 'a finish that could not be sent is written after the reconnect' => sub 
     is($sdk->executed($id), 1, 'the SDK ran it once');
 };
 
+subtest 'a result not written yet: its owner answers a duplicate from memory' => sub {
+    my $id = uuid4();
+    $proxy->on(qr/amonitor finish.*\Q$id\E/s, 'cut_before');
+    $proxy->refuse(1);
+    my $a = ask($pa, $id);
+    is($a && $a->{type}, 'action_ack', 'the SDK acked');
+    like($redis->cli('GET', key($id)), qr/^p/, 'redis still has the claim');
+    my $b = ask($pa, $id);
+    ok($b && $b->{payload}{duplicate}, 'a retry on the owner is a duplicate');
+    is($b && $b->{payload}{original}{message}, 'ok',
+        'with the result the owner has not written yet');
+    $proxy->refuse(0);
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
+        'the result is written once redis is reachable');
+    is($sdk->executed($id), 1, 'the SDK ran it once');
+};
+
 subtest 'a release that could not be sent is written after the reconnect' => sub {
     my $id = uuid4();
     $proxy->on(qr/amonitor release.*\Q$id\E/s, 'cut_before');
