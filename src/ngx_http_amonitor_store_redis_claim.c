@@ -159,6 +159,9 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         return NGX_ERROR;
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP | NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+        "amonitor redis claim \"%V\" as \"%V\"", msg_id, &rec->owner);
+
     return NGX_AGAIN;
 }
 
@@ -329,6 +332,11 @@ ngx_http_amonitor_redis_end(
     }
 
     rec->state = state;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP | NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+        "amonitor redis %s \"%V\"%s",
+        state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish" : "release",
+        &rec->sn.str, ctx->ready ? "" : " when redis is back");
 
     if (ngx_http_amonitor_redis_send_end(rec) != NGX_OK) {
         ngx_queue_insert_tail(&ctx->todo, &rec->queue);
