@@ -159,7 +159,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         return NGX_ERROR;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP | NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
         "amonitor redis claim \"%V\" as \"%V\"", msg_id, &rec->owner);
 
     return NGX_AGAIN;
@@ -333,7 +333,7 @@ ngx_http_amonitor_redis_end(
 
     rec->state = state;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP | NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
         "amonitor redis %s \"%V\"%s",
         state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish" : "release",
         &rec->sn.str, ctx->ready ? "" : " when redis is back");
