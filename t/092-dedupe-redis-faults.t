@@ -237,6 +237,45 @@ subtest 'an owner cut off from redis: its claim expires after the lease' => sub 
     is($sdk->executed($id), 1, 'the SDK ran it once');
 };
 
+subtest 'an owner killed with a claim: the lease ends it, then a retry runs once' => sub {
+    my $stuck = fake_sdk(target_id => 'rf-w', heartbeat_interval => 0);
+    $stuck->pause_accept;
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-w ws://127.0.0.1:${\ $stuck->port }/;
+    amonitor_ack_timeout 5s;
+    amonitor_reconnect 50ms 200ms;
+    amonitor_redis 127.0.0.1:$rport prefix=amon-f: lease=1s timeout=300ms;
+", config => $loc)->run;
+    $t->ignore_log(qr/worker process \d+ exited on signal 9/);
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'connected to redis');
+    my $p = $t->panel('/ws/panel');
+    my $id = uuid4();
+    $p->send_json(action($id, 'rf-w'));
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^p/ }, 2),
+        'the action waits for its target with a claim');
+    sleep_loop(1.5);
+    like($redis->cli('GET', key($id)), qr/^p/,
+        'its live owner keeps it past the 1 s lease');
+    my ($w) = $t->worker_pids;
+    ok($w && kill('KILL', $w), "the owner (worker $w) is killed");
+    my $t0 = time;
+    ok(gone($id, 3), 'the claim expires');
+    my $s = time - $t0;
+    ok($s < 1.6, sprintf('within the lease (%.2f s)', $s));
+    is($stuck->executed($id), 0, 'it never reached the SDK');
+    $stuck->resume_accept;
+    ok(wait_for(sub { $t->worker_pids && $stuck->connections >= 1 }, 5),
+        'a new worker reaches the SDK');
+    my $p2 = $t->panel('/ws/panel');
+    my $a = ask($p2, $id, 'rf-w');
+    is($a && $a->{type}, 'action_ack', 'a retry runs');
+    is($stuck->executed($id), 1, 'once');
+    $t->stop;
+    $stuck->stop;
+};
+
 subtest 'a live owner keeps its claim past the lease' => sub {
     my $id = uuid4();
     $sdk->set(ack_delay => 3);
