@@ -4,8 +4,9 @@
 # outcome is answered INTERNAL, is never executed, and its claim is
 # released by its owner (or expires after the lease) so that a retry runs
 # once; a finish or release that could not be written is written after
-# the reconnect; a live owner keeps its claim past the lease; a failing
-# SELECT or AUTH stops claims.  Starts its own redis-servers.
+# the reconnect; a live owner keeps its claim past the lease, a killed
+# one loses it after the lease; an action never acked ends as FAILED; a
+# failing SELECT or AUTH stops claims.  Starts its own redis-servers.
 
 use strict;
 use warnings;
