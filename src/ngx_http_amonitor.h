@@ -59,7 +59,10 @@ typedef struct {
 } ngx_http_amonitor_allow_t;
 
 
-/* amonitor_redis ADDR [db=N] [password=P] [prefix=S] */
+/*
+ * amonitor_redis ADDR [db=N] [password=P] [prefix=S] [timeout=T]
+ *     [lease=T] [claims=N]
+ */
 typedef struct {
     ngx_str_t  addr; /* as written */
     ngx_str_t  host; /* numeric, NUL-terminated */
@@ -67,6 +70,9 @@ typedef struct {
     ngx_uint_t db;
     ngx_str_t  password;
     ngx_str_t  prefix;
+    ngx_msec_t timeout; /* of every command, and of the connect */
+    ngx_msec_t lease; /* of a pending claim, renewed by its owner */
+    ngx_uint_t claims; /* open claims per worker */
 } ngx_http_amonitor_redis_conf_t;
 
 

@@ -53,8 +53,20 @@ typedef struct {
 } ngx_http_amonitor_action_t;
 
 
+/* an action_status query the store answers later */
+typedef struct {
+    ngx_queue_t                 queue; /* actions->queries */
+    ngx_http_amonitor_worker_t *worker;
+    ngx_http_amonitor_conn_t   *panel; /* NULL once gone */
+    ngx_http_amonitor_about_t   about;
+    ngx_str_t                   id; /* the action asked about */
+    unsigned                    queued : 1;
+} ngx_http_amonitor_query_t;
+
+
 /* the worker's actions: all of them, and the sent ones by msg_id */
 typedef struct {
+    ngx_queue_t       queries;
     ngx_queue_t       all;
     ngx_rbtree_t      sent;
     ngx_rbtree_node_t sentinel;
@@ -68,6 +80,8 @@ static ngx_int_t ngx_http_amonitor_action_precheck(
     const char **code, const char **message);
 static void ngx_http_amonitor_action_about(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
+static void ngx_http_amonitor_action_queried(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
@@ -80,6 +94,8 @@ static void ngx_http_amonitor_action_timer(
 static void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
 static void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
     const char *code, const char *message, ngx_http_amonitor_claim_end_e end);
+static void ngx_http_amonitor_action_keep(
+    ngx_http_amonitor_action_t *a, const char *code, const char *message);
 static void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
 
 
@@ -94,6 +110,7 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
     }
 
     ngx_queue_init(&as->all);
+    ngx_queue_init(&as->queries);
     ngx_rbtree_init(&as->sent, &as->sentinel, ngx_str_rbtree_insert_value);
 
     w->actions = as;
@@ -106,11 +123,19 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
 void
 ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
 {
+    ngx_http_amonitor_query_t   *qr;
     ngx_queue_t                 *q;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
 
     as = w->actions;
+
+    /* queries still due: the store's callback frees them */
+    for (q = ngx_queue_head(&as->queries);
+         q != ngx_queue_sentinel(&as->queries); q = ngx_queue_next(q)) {
+        qr = ngx_queue_data(q, ngx_http_amonitor_query_t, queue);
+        qr->panel = NULL;
+    }
 
     while (!ngx_queue_empty(&as->all)) {
         q = ngx_queue_head(&as->all);
@@ -735,10 +760,12 @@ ngx_http_amonitor_action_query(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
     ngx_http_amonitor_about_t *about)
 {
-    u_char                    buf[NGX_HTTP_AMONITOR_RESULT_MAX];
-    ngx_str_t                 id, result;
-    const char               *name;
-    ngx_http_amonitor_claim_e state;
+    u_char                      *d, buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    ngx_int_t                    rc;
+    ngx_str_t                    id, result;
+    ngx_http_amonitor_query_t   *q;
+    ngx_http_amonitor_actions_t *as;
+    ngx_http_amonitor_claim_e    state;
 
     if (env->action_msg_id.len == 0) {
         ngx_http_amonitor_reply_error(w, wc, about, "INVALID_MESSAGE",
@@ -746,16 +773,68 @@ ngx_http_amonitor_action_query(ngx_http_amonitor_worker_t *w,
         return;
     }
 
-    id.data = (u_char *) env->action_msg_id.data;
-    id.len = env->action_msg_id.len;
+    /* the query outlives the message if the store answers later */
+    q = ngx_alloc(sizeof(ngx_http_amonitor_query_t) + about->msg_id.len
+            + about->trace_id.len + env->action_msg_id.len,
+        wc->connection->log);
+    if (q == NULL) {
+        ngx_http_amonitor_reply_error(
+            w, wc, about, "INTERNAL", "out of memory", 1);
+        return;
+    }
 
+    d = (u_char *) (q + 1);
+
+    q->worker = w;
+    q->panel = wc;
+    q->about = *about;
+    q->about.msg_id.data = d;
+    d = ngx_cpymem(d, about->msg_id.data, about->msg_id.len);
+    q->about.trace_id.data = d;
+    d = ngx_cpymem(d, about->trace_id.data, about->trace_id.len);
+    ngx_str_null(&q->about.target_id);
+    q->id.data = d;
+    q->id.len = env->action_msg_id.len;
+    ngx_memcpy(d, env->action_msg_id.data, env->action_msg_id.len);
+
+    id = q->id;
     result.data = buf;
     result.len = 0;
 
-    if (w->store->query == NULL
-        || w->store->query(w->store, &id, &state, &result) != NGX_OK) {
-        ngx_http_amonitor_reply_error(w, wc, about, "INTERNAL",
-            "the dedupe store cannot answer action_status now", 1);
+    rc = w->store->query(
+        w->store, &id, &state, &result, ngx_http_amonitor_action_queried, q);
+
+    if (rc == NGX_AGAIN) {
+        as = w->actions;
+        ngx_queue_insert_tail(&as->queries, &q->queue);
+        q->queued = 1;
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
+    }
+
+    q->queued = 0;
+    ngx_http_amonitor_action_queried(q, state, &result);
+}
+
+
+/* the store's answer to an action_status query (the panel may be gone) */
+static void
+ngx_http_amonitor_action_queried(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result)
+{
+    ngx_http_amonitor_query_t *q = data;
+
+    const char *name;
+
+    if (q->queued) {
+        ngx_queue_remove(&q->queue);
+    }
+
+    if (q->panel == NULL) {
+        ngx_free(q);
         return;
     }
 
@@ -763,13 +842,23 @@ ngx_http_amonitor_action_query(ngx_http_amonitor_worker_t *w,
     case NGX_HTTP_AMONITOR_CLAIM_PENDING: name = "pending"; break;
     case NGX_HTTP_AMONITOR_CLAIM_DONE: name = "done"; break;
     case NGX_HTTP_AMONITOR_CLAIM_FAILED: name = "failed"; break;
+    case NGX_HTTP_AMONITOR_CLAIM_NEW: name = "unknown"; break;
+
     default:
-        name = "unknown";
-        result.len = 0;
-        break;
+        ngx_http_amonitor_reply_error(q->worker, q->panel, &q->about,
+            "INTERNAL", "the dedupe store cannot answer action_status now", 1);
+        ngx_free(q);
+        return;
     }
 
-    ngx_http_amonitor_reply_status(w, wc, about, &id, name, &result);
+    if (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) {
+        result->len = 0;
+    }
+
+    ngx_http_amonitor_reply_status(
+        q->worker, q->panel, &q->about, &q->id, name, result);
+
+    ngx_free(q);
 }
 
 
@@ -778,14 +867,24 @@ ngx_http_amonitor_action_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel)
 {
     ngx_queue_t                 *q;
+    ngx_http_amonitor_query_t   *qr;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
+
+    as = w->actions;
+
+    for (q = ngx_queue_head(&as->queries);
+         q != ngx_queue_sentinel(&as->queries); q = ngx_queue_next(q)) {
+        qr = ngx_queue_data(q, ngx_http_amonitor_query_t, queue);
+
+        if (qr->panel == panel) {
+            qr->panel = NULL;
+        }
+    }
 
     if (panel->pending == 0) {
         return;
     }
-
-    as = w->actions;
 
     for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
          q = ngx_queue_next(q)) {
@@ -885,9 +984,6 @@ static void
 ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     const char *message, ngx_http_amonitor_claim_end_e end)
 {
-    u_char                      buf[256];
-    ngx_str_t                   result;
-    amon_str_t                  msg;
     ngx_http_amonitor_about_t   about;
     ngx_http_amonitor_worker_t *w;
 
@@ -899,17 +995,7 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
         w->store->release(w->store, &a->sn.str);
 
     } else if (end == NGX_HTTP_AMONITOR_KEEP) {
-        msg.data = (const unsigned char *) message;
-        msg.len = ngx_strlen(message);
-        result.data = buf;
-
-        ngx_http_amonitor_reply_result(
-            &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
-
-        if (result.len) {
-            w->store->finish(
-                w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
-        }
+        ngx_http_amonitor_action_keep(a, code, message);
     }
 
     if (a->panel) {
@@ -918,6 +1004,36 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     }
 
     ngx_http_amonitor_action_free(a);
+}
+
+
+/*
+ * The action may have run and will not be acked now: its claim ends as
+ * FAILED with the error, so that a retry is answered and never runs it
+ * again (an open claim would wait for its owner, or expire in Redis).
+ */
+static void
+ngx_http_amonitor_action_keep(
+    ngx_http_amonitor_action_t *a, const char *code, const char *message)
+{
+    u_char                      buf[256];
+    ngx_str_t                   result;
+    amon_str_t                  msg;
+    ngx_http_amonitor_worker_t *w;
+
+    w = a->worker;
+
+    msg.data = (const unsigned char *) message;
+    msg.len = ngx_strlen(message);
+    result.data = buf;
+
+    ngx_http_amonitor_reply_result(
+        &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
+
+    if (result.len) {
+        w->store->finish(
+            w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
+    }
 }
 
 

@@ -624,7 +624,8 @@ ngx_http_amonitor_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                         *p;
     ngx_int_t                       n;
     ngx_url_t                       u;
-    ngx_str_t                      *value;
+    ngx_str_t                      *value, s;
+    ngx_msec_t                      t;
     ngx_uint_t                      i;
     ngx_http_amonitor_redis_conf_t *rc;
 
@@ -641,6 +642,9 @@ ngx_http_amonitor_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_set(&rc->prefix, "amonitor:");
     rc->addr = value[1];
+    rc->timeout = 1000;
+    rc->lease = 5000;
+    rc->claims = 4096;
 
     /* resolved here, once: the worker hands hiredis a numeric address */
     ngx_memzero(&u, sizeof(ngx_url_t));
@@ -695,7 +699,49 @@ ngx_http_amonitor_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            t = ngx_parse_time(&s, 0);
+            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+                goto invalid;
+            }
+
+            rc->timeout = t;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "lease=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+            t = ngx_parse_time(&s, 0);
+            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+                goto invalid;
+            }
+
+            rc->lease = t;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "claims=", 7) == 0) {
+            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            rc->claims = n;
+            continue;
+        }
+
         goto invalid;
+    }
+
+    if (rc->lease < 3 * rc->timeout) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "redis lease of %M ms is shorter than 3 times its timeout "
+            "of %M ms",
+            rc->lease, rc->timeout);
+        return NGX_CONF_ERROR;
     }
 
     amcf->redis = rc;

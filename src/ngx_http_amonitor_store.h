@@ -59,12 +59,13 @@ struct ngx_http_amonitor_store_s {
         ngx_http_amonitor_claim_e state, ngx_str_t *result);
 
     /*
-     * What is known of "msg_id", claiming nothing: NGX_OK with *state
-     * (NEW: nothing) and "result" filled in, inline; NGX_ERROR when the
-     * store cannot tell now.  NULL: the backend cannot answer queries.
+     * What is known of "msg_id", claiming nothing: as claim (NGX_OK with
+     * *state, NEW meaning nothing, and "result" filled in; NGX_AGAIN and
+     * "handler" later, always called; NGX_ERROR: cannot tell now).
      */
     ngx_int_t (*query)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-        ngx_http_amonitor_claim_e *state, ngx_str_t *result);
+        ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+        ngx_http_amonitor_claim_pt handler, void *data);
 
     /* forget a claim whose action never reached the SDK */
     void (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);

@@ -1,85 +1,54 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The Redis backend of the dedupe store: hiredis' async API driven by
- * nginx's event loop (level-triggered events on the hiredis socket), so
- * several nginx instances share one dedupe table.  Claims are one Lua
- * script (atomic GET-or-SET NX PX); the worker reconnects with backoff.
+ * The Redis backend of the dedupe store, its connection: hiredis' async
+ * API driven by nginx's event loop (level-triggered events on the hiredis
+ * socket), TCP keepalive, a deadline for every command, AUTH/SELECT/PING
+ * before any claim, reconnects with backoff.  The claims are in
+ * ngx_http_amonitor_store_redis_claim.c.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-
-#include "ngx_http_amonitor.h"
-#include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_store_redis.h"
 
 
-/* "p" pending, "d" + result done, "f" + result failed */
-#define NGX_HTTP_AMONITOR_REDIS_CLAIM \
-    "local v = redis.call('GET', KEYS[1]) " \
-    "if v then return v end " \
-    "redis.call('SET', KEYS[1], 'p', 'PX', ARGV[1]) " \
-    "return false"
+/* TCP keepalive of the Redis socket: first probe after 10 s idle */
+#define NGX_HTTP_AMONITOR_REDIS_KEEPIDLE  10
+#define NGX_HTTP_AMONITOR_REDIS_KEEPINTVL 5
+#define NGX_HTTP_AMONITOR_REDIS_KEEPCNT   3
 
-#define NGX_HTTP_AMONITOR_REDIS_RELEASE \
-    "if redis.call('GET', KEYS[1]) == 'p' then " \
-    "return redis.call('DEL', KEYS[1]) end return 0"
-
-
-typedef struct {
-    ngx_http_amonitor_store_t       store;
-    ngx_http_amonitor_redis_conf_t *conf;
-    ngx_http_amonitor_worker_t     *worker;
-    redisAsyncContext              *ac;
-    ngx_connection_t               *conn;
-    ngx_event_t                     reconnect;
-    ngx_msec_t                      backoff;
-    ngx_msec_t                      ttl;
-    ngx_log_t                      *log;
-    ngx_uint_t                      failures;
-    unsigned                        ready : 1;
-    unsigned                        stopped : 1;
-} ngx_http_amonitor_redis_t;
-
-
-typedef struct {
-    ngx_http_amonitor_claim_pt handler;
-    void                      *data;
-    ngx_http_amonitor_redis_t *ctx;
-} ngx_http_amonitor_redis_req_t;
+/* the setup command whose answer makes the connection ready */
+#define NGX_HTTP_AMONITOR_REDIS_LAST_SETUP "PING"
 
 
 static void ngx_http_amonitor_redis_connect(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_redis_keepalive(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_redis_schedule(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_redis_drop(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_connected(
     const redisAsyncContext *ac, int status);
 static void ngx_http_amonitor_redis_disconnected(
     const redisAsyncContext *ac, int status);
-static void ngx_http_amonitor_redis_setup_cb(
+static void ngx_http_amonitor_redis_setup(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_redis_ping(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_redis_reply(
     redisAsyncContext *ac, void *r, void *privdata);
-static void      ngx_http_amonitor_redis_read_handler(ngx_event_t *ev);
-static void      ngx_http_amonitor_redis_write_handler(ngx_event_t *ev);
-static void      ngx_http_amonitor_redis_add_read(void *privdata);
-static void      ngx_http_amonitor_redis_del_read(void *privdata);
-static void      ngx_http_amonitor_redis_add_write(void *privdata);
-static void      ngx_http_amonitor_redis_del_write(void *privdata);
-static void      ngx_http_amonitor_redis_cleanup(void *privdata);
-static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data);
-static void      ngx_http_amonitor_redis_claim_cb(
-         redisAsyncContext *ac, void *r, void *privdata);
-static void ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
-static void ngx_http_amonitor_redis_release(
-    ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
-static void ngx_http_amonitor_redis_write_cb(
-    redisAsyncContext *ac, void *r, void *privdata);
+static void ngx_http_amonitor_redis_timeout_handler(ngx_event_t *ev);
+static void ngx_http_amonitor_redis_tick_handler(ngx_event_t *ev);
+static void ngx_http_amonitor_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_amonitor_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_amonitor_redis_add_read(void *privdata);
+static void ngx_http_amonitor_redis_del_read(void *privdata);
+static void ngx_http_amonitor_redis_add_write(void *privdata);
+static void ngx_http_amonitor_redis_del_write(void *privdata);
+static void ngx_http_amonitor_redis_cleanup(void *privdata);
 
 
 ngx_http_amonitor_store_t *
@@ -95,24 +64,34 @@ ngx_http_amonitor_store_redis_create(
 
     ctx->conf = conf;
     ctx->worker = w;
-    ctx->ttl = w->amcf->dedupe_ttl;
     ctx->log = w->cycle->log;
     ctx->backoff = w->amcf->reconnect_min;
+
+    ngx_queue_init(&ctx->sent);
 
     ctx->reconnect.handler = ngx_http_amonitor_redis_reconnect_handler;
     ctx->reconnect.data = ctx;
     ctx->reconnect.log = ctx->log;
     ctx->reconnect.cancelable = 1;
 
-    ctx->store.claim = ngx_http_amonitor_redis_claim;
-    ctx->store.finish = ngx_http_amonitor_redis_finish;
-    ctx->store.release = ngx_http_amonitor_redis_release;
+    ctx->timeout.handler = ngx_http_amonitor_redis_timeout_handler;
+    ctx->timeout.data = ctx;
+    ctx->timeout.log = ctx->log;
+    ctx->timeout.cancelable = 1;
+
+    ctx->tick.handler = ngx_http_amonitor_redis_tick_handler;
+    ctx->tick.data = ctx;
+    ctx->tick.log = ctx->log;
+    ctx->tick.cancelable = 1;
 
     /* the registry of learned targets stays in the zone in this version */
     ctx->store.learn = ngx_http_amonitor_registry_add;
     ctx->store.learned = ngx_http_amonitor_registry_snapshot;
     ctx->store.zone = w->amcf->shm_zone;
     ctx->store.data = ctx;
+
+    /* claim, finish, release and the owner token of this worker */
+    ngx_http_amonitor_redis_claims_init(ctx);
 
     ngx_http_amonitor_redis_connect(ctx);
 
@@ -125,6 +104,21 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
 {
     ngx_http_amonitor_redis_t *ctx = st->data;
 
+    int        done;
+    ngx_uint_t i;
+
+    if (ctx->ready && ctx->ac) {
+        /* ends still to write: one try, without waiting for answers */
+        ngx_http_amonitor_redis_claims_flush(ctx);
+
+        done = 0;
+        for (i = 0; i < 8 && !done; i++) {
+            if (redisBufferWrite(&ctx->ac->c, &done) != REDIS_OK) {
+                break;
+            }
+        }
+    }
+
     ctx->stopped = 1;
     ctx->ready = 0;
 
@@ -132,11 +126,148 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
         ngx_del_timer(&ctx->reconnect);
     }
 
+    if (ctx->timeout.timer_set) {
+        ngx_del_timer(&ctx->timeout);
+    }
+
+    if (ctx->tick.timer_set) {
+        ngx_del_timer(&ctx->tick);
+    }
+
     if (ctx->ac) {
         /* callbacks of commands still waiting run with a NULL reply */
         redisAsyncFree(ctx->ac);
         ctx->ac = NULL;
     }
+
+    ngx_http_amonitor_redis_claims_exit(ctx);
+}
+
+
+/*
+ * Send one command; "handler" gets its reply, or NULL when the connection
+ * goes away first.  NGX_DECLINED: not connected.  Every command has the
+ * deadline "timeout=" of amonitor_redis.
+ */
+ngx_int_t
+ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
+    const char *fmt, ...)
+{
+    int                            rc;
+    va_list                        args;
+    ngx_http_amonitor_redis_cmd_t *cmd;
+
+    if (ctx->ac == NULL || !ctx->connected || ctx->dropping || ctx->stopped) {
+        return NGX_DECLINED;
+    }
+
+    cmd = ngx_alloc(sizeof(ngx_http_amonitor_redis_cmd_t), ctx->log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->ctx = ctx;
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->name = name;
+    cmd->deadline = ngx_current_msec + ctx->conf->timeout;
+
+    va_start(args, fmt);
+    rc = redisvAsyncCommand(
+        ctx->ac, ngx_http_amonitor_redis_reply, cmd, fmt, args);
+    va_end(args);
+
+    if (rc != REDIS_OK) {
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+
+    ngx_queue_insert_tail(&ctx->sent, &cmd->queue);
+    ctx->last_sent = ngx_current_msec;
+
+    if (!ctx->timeout.timer_set) {
+        ngx_add_timer(&ctx->timeout, ctx->conf->timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+/* replies come in the order of the commands: the head is answered */
+static void
+ngx_http_amonitor_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_http_amonitor_redis_cmd_t *cmd = privdata;
+
+    ngx_queue_t                   *q;
+    ngx_msec_int_t                 left;
+    ngx_http_amonitor_redis_t     *ctx;
+    ngx_http_amonitor_redis_cmd_t *head;
+
+    ctx = cmd->ctx;
+
+    ngx_queue_remove(&cmd->queue);
+
+    if (r && ctx->timeout.timer_set) {
+        ngx_del_timer(&ctx->timeout);
+
+        if (!ngx_queue_empty(&ctx->sent)) {
+            q = ngx_queue_head(&ctx->sent);
+            head = ngx_queue_data(q, ngx_http_amonitor_redis_cmd_t, queue);
+
+            left = (ngx_msec_int_t) (head->deadline - ngx_current_msec);
+            ngx_add_timer(&ctx->timeout, left > 0 ? (ngx_msec_t) left : 1);
+        }
+    }
+
+    cmd->handler(ctx, cmd->data, r);
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_http_amonitor_redis_timeout_handler(ngx_event_t *ev)
+{
+    ngx_http_amonitor_redis_t *ctx = ev->data;
+
+    ngx_queue_t                   *q;
+    ngx_msec_int_t                 left;
+    ngx_http_amonitor_redis_cmd_t *cmd;
+
+    if (ctx->ac == NULL || ctx->dropping) {
+        return;
+    }
+
+    if (!ctx->connected) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, NGX_ETIMEDOUT,
+            "amonitor: cannot connect to redis %V in %M ms", &ctx->conf->addr,
+            ctx->conf->timeout);
+        ngx_http_amonitor_redis_drop(ctx);
+        return;
+    }
+
+    if (ngx_queue_empty(&ctx->sent)) {
+        return;
+    }
+
+    q = ngx_queue_head(&ctx->sent);
+    cmd = ngx_queue_data(q, ngx_http_amonitor_redis_cmd_t, queue);
+
+    left = (ngx_msec_int_t) (cmd->deadline - ngx_current_msec);
+    if (left > 0) {
+        ngx_add_timer(&ctx->timeout, (ngx_msec_t) left);
+        return;
+    }
+
+    /* what it did is unknown: the claims' owners sort it out later */
+    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+        "amonitor: redis %V did not answer \"%s\" within %M ms, "
+        "closing the connection",
+        &ctx->conf->addr, cmd->name, ctx->conf->timeout);
+
+    ngx_http_amonitor_redis_drop(ctx);
 }
 
 
@@ -183,6 +314,8 @@ ngx_http_amonitor_redis_connect(ngx_http_amonitor_redis_t *ctx)
 
     ctx->ac = ac;
     ctx->conn = c;
+    ctx->connected = 0;
+    ctx->dropping = 0;
 
     ac->data = ctx;
     ac->ev.data = ctx;
@@ -195,8 +328,44 @@ ngx_http_amonitor_redis_connect(ngx_http_amonitor_redis_t *ctx)
     redisAsyncSetConnectCallback(ac, ngx_http_amonitor_redis_connected);
     redisAsyncSetDisconnectCallback(ac, ngx_http_amonitor_redis_disconnected);
 
+    ngx_http_amonitor_redis_keepalive(ctx);
+
+    /* a connect that hangs (lost SYN) is given up after the timeout */
+    ngx_add_timer(&ctx->timeout, ctx->conf->timeout);
+
     /* hiredis waits for the connect to complete on a write event */
     ngx_http_amonitor_redis_add_write(ctx);
+}
+
+
+/* a peer that vanished without a FIN is found even while idle */
+static void
+ngx_http_amonitor_redis_keepalive(ngx_http_amonitor_redis_t *ctx)
+{
+    int          value;
+    ngx_socket_t s;
+
+    s = ctx->ac->c.fd;
+    value = 1;
+
+    if (setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &value, sizeof(int)) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ctx->log, ngx_socket_errno,
+            "setsockopt(SO_KEEPALIVE) to redis failed");
+        return;
+    }
+
+#if (NGX_HAVE_KEEPALIVE_TUNABLE)
+
+    value = NGX_HTTP_AMONITOR_REDIS_KEEPIDLE;
+    (void) setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &value, sizeof(int));
+
+    value = NGX_HTTP_AMONITOR_REDIS_KEEPINTVL;
+    (void) setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, &value, sizeof(int));
+
+    value = NGX_HTTP_AMONITOR_REDIS_KEEPCNT;
+    (void) setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &value, sizeof(int));
+
+#endif
 }
 
 
@@ -205,12 +374,17 @@ ngx_http_amonitor_redis_connected(const redisAsyncContext *ac, int status)
 {
     ngx_http_amonitor_redis_t *ctx = ac->data;
 
-    redisAsyncContext *mac;
+    ngx_http_amonitor_redis_conf_t *rc;
+
+    rc = ctx->conf;
+
+    if (ctx->timeout.timer_set) {
+        ngx_del_timer(&ctx->timeout);
+    }
 
     if (status != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: cannot connect to redis %V: %s", &ctx->conf->addr,
-            ac->errstr);
+            "amonitor: cannot connect to redis %V: %s", &rc->addr, ac->errstr);
 
         /* hiredis frees the context after this callback */
         ctx->ac = NULL;
@@ -218,19 +392,69 @@ ngx_http_amonitor_redis_connected(const redisAsyncContext *ac, int status)
         return;
     }
 
-    mac = (redisAsyncContext *) ac;
+    ctx->connected = 1;
 
-    if (ctx->conf->password.len) {
-        (void) redisAsyncCommand(mac, ngx_http_amonitor_redis_setup_cb, ctx,
-            "AUTH %b", ctx->conf->password.data, ctx->conf->password.len);
+    /*
+     * No claim goes out before all of these are answered: a claim must
+     * never run unauthenticated or in another database.
+     */
+
+    if (rc->password.len
+        && ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
+               "AUTH", "AUTH", "AUTH %b", rc->password.data, rc->password.len)
+            != NGX_OK) {
+        goto failed;
     }
 
-    if (ctx->conf->db) {
-        (void) redisAsyncCommand(mac, ngx_http_amonitor_redis_setup_cb, ctx,
-            "SELECT %d", (int) ctx->conf->db);
+    if (rc->db
+        && ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
+               "SELECT", "SELECT", "SELECT %d", (int) rc->db)
+            != NGX_OK) {
+        goto failed;
     }
 
-    /* commands are pipelined in order: claims go after AUTH and SELECT */
+    if (ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
+            NGX_HTTP_AMONITOR_REDIS_LAST_SETUP, "PING", "PING")
+        == NGX_OK) {
+        return;
+    }
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+        "amonitor: cannot send the setup to redis %V", &rc->addr);
+    ngx_http_amonitor_redis_drop(ctx);
+}
+
+
+static void
+ngx_http_amonitor_redis_setup(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    const char *name = data;
+
+    if (reply == NULL || ctx->stopped || ctx->dropping) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis %V refused \"%s\": %*s; actions are refused "
+            "until it accepts",
+            &ctx->conf->addr, name, (size_t) reply->len, reply->str);
+        ngx_http_amonitor_redis_drop(ctx);
+        return;
+    }
+
+    if (ngx_strcmp(name, NGX_HTTP_AMONITOR_REDIS_LAST_SETUP) == 0) {
+        ngx_http_amonitor_redis_ready(ctx);
+    }
+}
+
+
+static void
+ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx)
+{
     ctx->ready = 1;
 
     if (ctx->failures) {
@@ -245,26 +469,86 @@ ngx_http_amonitor_redis_connected(const redisAsyncContext *ac, int status)
 
     ctx->failures = 0;
     ctx->backoff = ctx->worker->amcf->reconnect_min;
+
+    /* the ends that waited for Redis first, then renewals: before claims */
+    ngx_http_amonitor_redis_claims_flush(ctx);
+    ngx_http_amonitor_redis_claims_tick(ctx);
+
+    if (!ctx->tick.timer_set) {
+        ngx_add_timer(&ctx->tick, ctx->conf->lease / 3);
+    }
+}
+
+
+/* renew the claims held; a PING when the connection was idle */
+static void
+ngx_http_amonitor_redis_tick_handler(ngx_event_t *ev)
+{
+    ngx_http_amonitor_redis_t *ctx = ev->data;
+
+    ngx_msec_t interval;
+
+    if (!ctx->ready || ctx->stopped) {
+        return;
+    }
+
+    interval = ctx->conf->lease / 3;
+
+    ngx_http_amonitor_redis_claims_flush(ctx);
+    ngx_http_amonitor_redis_claims_tick(ctx);
+
+    if (ngx_queue_empty(&ctx->sent)
+        && ngx_current_msec - ctx->last_sent >= interval) {
+        (void) ngx_http_amonitor_redis_command(
+            ctx, ngx_http_amonitor_redis_ping, NULL, "PING", "PING");
+    }
+
+    ngx_add_timer(&ctx->tick, interval);
 }
 
 
 static void
-ngx_http_amonitor_redis_setup_cb(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_amonitor_redis_ping(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
 {
-    ngx_http_amonitor_redis_t *ctx = privdata;
+    if (reply && reply->type == REDIS_REPLY_ERROR && !ctx->stopped) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis %V answered PING with: %*s", &ctx->conf->addr,
+            (size_t) reply->len, reply->str);
+        ngx_http_amonitor_redis_drop(ctx);
+    }
+}
 
-    redisReply *reply = r;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ERROR || ctx->stopped) {
+/*
+ * Close the connection ourselves (timeout, refused setup): commands still
+ * waiting get a NULL reply, then a reconnect is scheduled.  Inside a
+ * hiredis callback the context is freed when the callback returns.
+ */
+static void
+ngx_http_amonitor_redis_drop(ngx_http_amonitor_redis_t *ctx)
+{
+    redisAsyncContext *ac;
+
+    ac = ctx->ac;
+
+    if (ac == NULL || ctx->dropping) {
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-        "amonitor: redis %V refused the setup: %*s", &ctx->conf->addr,
-        (size_t) reply->len, reply->str);
-
+    ctx->dropping = 1;
     ctx->ready = 0;
-    redisAsyncDisconnect(ac);
+
+    if (!ctx->connected) {
+        /* hiredis calls no disconnect callback before it connected */
+        ctx->ac = NULL;
+        redisAsyncFree(ac);
+        ctx->dropping = 0;
+        ngx_http_amonitor_redis_schedule(ctx);
+        return;
+    }
+
+    redisAsyncFree(ac);
 }
 
 
@@ -273,16 +557,33 @@ ngx_http_amonitor_redis_disconnected(const redisAsyncContext *ac, int status)
 {
     ngx_http_amonitor_redis_t *ctx = ac->data;
 
-    ctx->ready = 0;
+    ngx_uint_t dropped;
+
+    dropped = ctx->dropping;
+
     ctx->ac = NULL;
+    ctx->connected = 0;
+    ctx->ready = 0;
+    ctx->dropping = 0;
+
+    if (ctx->timeout.timer_set) {
+        ngx_del_timer(&ctx->timeout);
+    }
+
+    if (ctx->tick.timer_set) {
+        ngx_del_timer(&ctx->tick);
+    }
 
     if (ctx->stopped) {
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-        "amonitor: lost the connection to redis %V%s%s", &ctx->conf->addr,
-        status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
+    if (!dropped) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: lost the connection to redis %V%s%s", &ctx->conf->addr,
+            status == REDIS_OK ? "" : ": ",
+            status == REDIS_OK ? "" : ac->errstr);
+    }
 
     ngx_http_amonitor_redis_schedule(ctx);
 }
@@ -412,150 +713,4 @@ ngx_http_amonitor_redis_cleanup(void *privdata)
     c->fd = (ngx_socket_t) -1;
 
     ctx->conn = NULL;
-}
-
-
-static ngx_int_t
-ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data)
-{
-    ngx_http_amonitor_redis_t *ctx = st->data;
-
-    u_char                         ttl[NGX_INT_T_LEN];
-    size_t                         len;
-    ngx_http_amonitor_redis_req_t *req;
-
-    if (!ctx->ready || ctx->ac == NULL) {
-        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: redis %V is not connected, action \"%V\" refused",
-            &ctx->conf->addr, msg_id);
-        return NGX_ERROR;
-    }
-
-    req = ngx_alloc(sizeof(ngx_http_amonitor_redis_req_t), ctx->log);
-    if (req == NULL) {
-        return NGX_ERROR;
-    }
-
-    req->handler = handler;
-    req->data = data;
-    req->ctx = ctx;
-
-    len = ngx_sprintf(ttl, "%M", ctx->ttl) - ttl;
-
-    if (redisAsyncCommand(ctx->ac, ngx_http_amonitor_redis_claim_cb, req,
-            "EVAL %s 1 %b%b %b", NGX_HTTP_AMONITOR_REDIS_CLAIM,
-            ctx->conf->prefix.data, ctx->conf->prefix.len, msg_id->data,
-            msg_id->len, ttl, len)
-        != REDIS_OK) {
-        ngx_free(req);
-        return NGX_ERROR;
-    }
-
-    return NGX_AGAIN;
-}
-
-
-static void
-ngx_http_amonitor_redis_claim_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    ngx_http_amonitor_redis_req_t *req = privdata;
-
-    ngx_str_t                 result;
-    redisReply               *reply = r;
-    ngx_http_amonitor_claim_e state;
-
-    ngx_str_null(&result);
-    state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
-
-    if (reply == NULL) {
-        /* disconnected or freed: the action is answered INTERNAL */
-
-    } else if (reply->type == REDIS_REPLY_NIL) {
-        state = NGX_HTTP_AMONITOR_CLAIM_NEW;
-
-    } else if (reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
-        result.data = (u_char *) reply->str + 1;
-        result.len = reply->len - 1;
-
-        switch (reply->str[0]) {
-        case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
-        case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
-        default: state = NGX_HTTP_AMONITOR_CLAIM_PENDING; ngx_str_null(&result);
-        }
-
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, req->ctx->log, 0,
-            "amonitor: redis claim failed: %*s", (size_t) reply->len,
-            reply->str);
-    }
-
-    req->handler(req->data, state, &result);
-
-    ngx_free(req);
-}
-
-
-static void
-ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e state, ngx_str_t *result)
-{
-    ngx_http_amonitor_redis_t *ctx = st->data;
-
-    u_char value[1 + NGX_HTTP_AMONITOR_RESULT_MAX], ttl[NGX_INT_T_LEN];
-    size_t len, tlen;
-
-    if (!ctx->ready || ctx->ac == NULL) {
-        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: redis %V is not connected, the result of \"%V\" "
-            "is not recorded",
-            &ctx->conf->addr, msg_id);
-        return;
-    }
-
-    value[0] = (state == NGX_HTTP_AMONITOR_CLAIM_DONE) ? 'd' : 'f';
-    len = 1;
-
-    if (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX) {
-        len = ngx_cpymem(value + 1, result->data, result->len) - value;
-    }
-
-    tlen = ngx_sprintf(ttl, "%M", ctx->ttl) - ttl;
-
-    (void) redisAsyncCommand(ctx->ac, ngx_http_amonitor_redis_write_cb, ctx,
-        "SET %b%b %b PX %b", ctx->conf->prefix.data, ctx->conf->prefix.len,
-        msg_id->data, msg_id->len, value, len, ttl, tlen);
-}
-
-
-static void
-ngx_http_amonitor_redis_release(
-    ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
-{
-    ngx_http_amonitor_redis_t *ctx = st->data;
-
-    if (!ctx->ready || ctx->ac == NULL) {
-        return;
-    }
-
-    (void) redisAsyncCommand(ctx->ac, ngx_http_amonitor_redis_write_cb, ctx,
-        "EVAL %s 1 %b%b", NGX_HTTP_AMONITOR_REDIS_RELEASE,
-        ctx->conf->prefix.data, ctx->conf->prefix.len, msg_id->data,
-        msg_id->len);
-}
-
-
-static void
-ngx_http_amonitor_redis_write_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    ngx_http_amonitor_redis_t *ctx = privdata;
-
-    redisReply *reply = r;
-
-    if (reply && reply->type == REDIS_REPLY_ERROR && !ctx->stopped) {
-        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: redis command failed: %*s", (size_t) reply->len,
-            reply->str);
-    }
 }

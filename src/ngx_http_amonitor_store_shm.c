@@ -68,7 +68,8 @@ static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
 static void      ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
          ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static ngx_int_t ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result);
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data);
 static void      ngx_http_amonitor_shm_release(
          ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
@@ -522,7 +523,8 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 /* what is known of a msg_id, claiming nothing (NEW: never seen) */
 static ngx_int_t
 ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result)
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data)
 {
     ngx_http_amonitor_shm_t *ctx = st->data;
 

@@ -1,0 +1,121 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * What the two halves of the Redis store share: the connection (commands
+ * with a deadline each, setup, reconnects) in _store_redis.c, and the
+ * claims this worker owns (tokens, leases, results to write) in
+ * _store_redis_claim.c.  Nothing outside the store includes this file.
+ */
+
+#ifndef _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
+
+
+/* "p" + host ":" pid ":" random ":" sequence */
+#define NGX_HTTP_AMONITOR_REDIS_OWNER_LEN (NGX_MAXHOSTNAMELEN + 64)
+
+
+typedef struct ngx_http_amonitor_redis_s     ngx_http_amonitor_redis_t;
+typedef struct ngx_http_amonitor_redis_cmd_s ngx_http_amonitor_redis_cmd_t;
+
+
+/* reply is NULL when the connection went away before the answer */
+typedef void (*ngx_http_amonitor_redis_reply_pt)(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+
+
+/* one command sent and not answered yet; ctx->sent keeps them in order */
+struct ngx_http_amonitor_redis_cmd_s {
+    ngx_queue_t                      queue;
+    ngx_msec_t                       deadline;
+    ngx_http_amonitor_redis_t       *ctx;
+    ngx_http_amonitor_redis_reply_pt handler;
+    void                            *data;
+    const char                      *name; /* for the log */
+};
+
+
+typedef enum {
+    NGX_HTTP_AMONITOR_REC_CLAIMING = 0, /* the claim script is under way */
+    NGX_HTTP_AMONITOR_REC_HELD, /* ours; renewed until it ends */
+    NGX_HTTP_AMONITOR_REC_FINISHING, /* the result is to be written */
+    NGX_HTTP_AMONITOR_REC_RELEASING /* the claim is to be deleted */
+} ngx_http_amonitor_rec_state_e;
+
+
+/*
+ * A claim this worker made and has not closed in Redis yet.  It is in
+ * ctx->claims by msg_id (except when releasing) and in ctx->held (held)
+ * or ctx->todo (an end to write when Redis is back).  Commands about one
+ * claim are answered in the order they were sent, so the command that
+ * ends it is the last one that refers to it.
+ */
+typedef struct {
+    ngx_str_node_t                sn; /* msg_id */
+    ngx_queue_t                   queue;
+    ngx_http_amonitor_redis_t    *ctx;
+    ngx_http_amonitor_claim_pt    handler; /* while claiming */
+    void                         *data;
+    ngx_str_t                     owner; /* the pending value: "p" token */
+    ngx_str_t                     value; /* finishing: "d"/"f" + result */
+    ngx_msec_t                    renewed;
+    ngx_http_amonitor_rec_state_e state;
+    unsigned                      in_tree : 1;
+    unsigned                      in_queue : 1;
+    unsigned                      renewing : 1;
+    unsigned                      lost : 1;
+} ngx_http_amonitor_redis_rec_t;
+
+
+struct ngx_http_amonitor_redis_s {
+    ngx_http_amonitor_store_t       store;
+    ngx_http_amonitor_redis_conf_t *conf;
+    ngx_http_amonitor_worker_t     *worker;
+    redisAsyncContext              *ac;
+    ngx_connection_t               *conn;
+    ngx_log_t                      *log;
+    ngx_event_t                     reconnect;
+    ngx_event_t                     timeout; /* connect, oldest command */
+    ngx_event_t                     tick; /* renewals and an idle PING */
+    ngx_msec_t                      backoff;
+    ngx_msec_t                      last_sent;
+    ngx_uint_t                      failures;
+    ngx_queue_t                     sent; /* cmd_t, oldest first */
+
+    ngx_rbtree_t      claims; /* rec_t by msg_id */
+    ngx_rbtree_node_t sentinel;
+    ngx_queue_t       held;
+    ngx_queue_t       todo;
+    ngx_uint_t        nclaims;
+    ngx_str_t         owner; /* "p" host:pid:random: */
+    uint64_t          seq; /* appended to "owner" */
+    u_char            owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
+
+    unsigned connected : 1; /* TCP is up */
+    unsigned ready : 1; /* AUTH, SELECT, PING ok */
+    unsigned dropping : 1; /* we close it */
+    unsigned stopped : 1;
+};
+
+
+ngx_int_t ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
+    const char *fmt, ...);
+
+void ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx);
+void ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx);
+void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
+void ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx);
+
+
+#endif /* _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_ */

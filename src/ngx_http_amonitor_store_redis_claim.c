@@ -1,0 +1,686 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The claims of the Redis store.  A claim is written as "p" + an owner
+ * token (host:pid:random:sequence) with a short lease that the owner
+ * renews while its action lives; only that owner finishes or releases it
+ * (compare-and-set in one script), and an end that could not be written
+ * waits for the next connection.  A dead owner's claim expires.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_store_redis.h"
+
+
+/* KEYS[1] the key, ARGV[1] "p" + owner, ARGV[2] lease: nil when won */
+#define NGX_HTTP_AMONITOR_REDIS_CLAIM \
+    "-- amonitor claim\n" \
+    "local v = redis.call('GET', KEYS[1]) " \
+    "if v then return v end " \
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " \
+    "return false"
+
+/*
+ * ARGV[2] the result, ARGV[3] the TTL: 1 when written (also again, or
+ * over an expired claim nobody took), else the first letter found
+ */
+#define NGX_HTTP_AMONITOR_REDIS_FINISH \
+    "-- amonitor finish\n" \
+    "local v = redis.call('GET', KEYS[1]) " \
+    "if not v or v == ARGV[1] or v == ARGV[2] then " \
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end " \
+    "return string.sub(v, 1, 1)"
+
+#define NGX_HTTP_AMONITOR_REDIS_RELEASE \
+    "-- amonitor release\n" \
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
+    "return redis.call('DEL', KEYS[1]) end return 0"
+
+/* 1 renewed, 2 taken again after it expired, 0 lost to someone else */
+#define NGX_HTTP_AMONITOR_REDIS_RENEW \
+    "-- amonitor renew\n" \
+    "local v = redis.call('GET', KEYS[1]) " \
+    "if v == ARGV[1] then " \
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end " \
+    "if not v then " \
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end " \
+    "return 0"
+
+
+static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data);
+static ngx_int_t ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data);
+static void      ngx_http_amonitor_redis_queried(
+         ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static ngx_int_t ngx_http_amonitor_redis_known(
+    ngx_http_amonitor_redis_rec_t *rec, ngx_http_amonitor_claim_e *state,
+    ngx_str_t *result);
+static void ngx_http_amonitor_redis_claimed(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static void ngx_http_amonitor_redis_release(
+    ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
+static void ngx_http_amonitor_redis_end(
+    ngx_http_amonitor_redis_rec_t *rec, ngx_http_amonitor_rec_state_e state);
+static ngx_int_t ngx_http_amonitor_redis_send_end(
+    ngx_http_amonitor_redis_rec_t *rec);
+static void ngx_http_amonitor_redis_ended(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_redis_renewed(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_new(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
+static ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
+static void ngx_http_amonitor_redis_rec_free(
+    ngx_http_amonitor_redis_rec_t *rec);
+
+
+void
+ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
+{
+    u_char      *p;
+    uint32_t     rnd[2];
+    ngx_cycle_t *cycle;
+
+    cycle = ctx->worker->cycle;
+
+    ngx_rbtree_init(&ctx->claims, &ctx->sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&ctx->held);
+    ngx_queue_init(&ctx->todo);
+
+    /* unique among instances and workers, and across pid reuse */
+    p = ctx->owner_buf;
+    *p++ = 'p';
+    p = ngx_cpymem(p, cycle->hostname.data,
+        ngx_min(cycle->hostname.len, NGX_MAXHOSTNAMELEN));
+    ngx_http_amonitor_random((u_char *) rnd, sizeof(rnd));
+    p = ngx_sprintf(p, ":%P:%08xD%08xD:", ngx_pid, rnd[0], rnd[1]);
+
+    ctx->owner.data = ctx->owner_buf;
+    ctx->owner.len = p - ctx->owner_buf;
+
+    ctx->store.claim = ngx_http_amonitor_redis_claim;
+    ctx->store.finish = ngx_http_amonitor_redis_finish;
+    ctx->store.release = ngx_http_amonitor_redis_release;
+    ctx->store.query = ngx_http_amonitor_redis_query;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_int_t                      rc;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    /* a claim of this worker: what it knows is the truth */
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    if (rec) {
+        return ngx_http_amonitor_redis_known(rec, state, result);
+    }
+
+    if (!ctx->ready) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis %V is not %s, action \"%V\" refused",
+            &ctx->conf->addr, ctx->connected ? "ready" : "connected", msg_id);
+        return NGX_ERROR;
+    }
+
+    if (ctx->nclaims >= ctx->conf->claims) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: %ui redis claims of this worker are open (claims=), "
+            "action \"%V\" refused",
+            ctx->nclaims, msg_id);
+        return NGX_ERROR;
+    }
+
+    rec = ngx_http_amonitor_redis_rec_new(ctx, msg_id);
+    if (rec == NULL) {
+        return NGX_ERROR;
+    }
+
+    rec->handler = handler;
+    rec->data = data;
+    rec->renewed = ngx_current_msec;
+
+    rc = ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_claimed,
+        rec, "claim", "EVAL %s 1 %b%b %b %llu", NGX_HTTP_AMONITOR_REDIS_CLAIM,
+        ctx->conf->prefix.data, ctx->conf->prefix.len, msg_id->data,
+        msg_id->len, rec->owner.data, rec->owner.len,
+        (unsigned long long) ctx->conf->lease);
+
+    if (rc != NGX_OK) {
+        ngx_http_amonitor_redis_rec_free(rec);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+        "amonitor redis claim \"%V\" as \"%V\"", msg_id, &rec->owner);
+
+    return NGX_AGAIN;
+}
+
+
+/* action_status: the worker's own claims first, else one GET */
+typedef struct {
+    ngx_http_amonitor_claim_pt handler;
+    void                      *data;
+} ngx_http_amonitor_redis_query_t;
+
+
+static ngx_int_t
+ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_int_t                        rc;
+    ngx_http_amonitor_redis_rec_t   *rec;
+    ngx_http_amonitor_redis_query_t *q;
+
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    if (rec) {
+        return ngx_http_amonitor_redis_known(rec, state, result);
+    }
+
+    if (!ctx->ready) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_alloc(sizeof(ngx_http_amonitor_redis_query_t), ctx->log);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->handler = handler;
+    q->data = data;
+
+    rc = ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_queried,
+        q, "query", "GET %b%b", ctx->conf->prefix.data, ctx->conf->prefix.len,
+        msg_id->data, msg_id->len);
+
+    if (rc != NGX_OK) {
+        ngx_free(q);
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_amonitor_redis_queried(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_http_amonitor_redis_query_t *q = data;
+
+    ngx_str_t                 result;
+    ngx_http_amonitor_claim_e state;
+
+    ngx_str_null(&result);
+    state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
+
+    if (reply && reply->type == REDIS_REPLY_NIL) {
+        state = NGX_HTTP_AMONITOR_CLAIM_NEW;
+
+    } else if (reply && reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
+        switch (reply->str[0]) {
+        case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
+        case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
+        default: state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
+        }
+
+        if (state != NGX_HTTP_AMONITOR_CLAIM_PENDING) {
+            result.data = (u_char *) reply->str + 1;
+            result.len =
+                ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
+        }
+    }
+
+    q->handler(q->data, state, &result);
+    ngx_free(q);
+}
+
+
+/* a duplicate of a claim this worker holds or is ending */
+static ngx_int_t
+ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result)
+{
+    size_t len;
+
+    result->len = 0;
+
+    if (rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
+        *state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
+        return NGX_OK;
+    }
+
+    *state = (rec->value.data[0] == 'd') ? NGX_HTTP_AMONITOR_CLAIM_DONE
+                                         : NGX_HTTP_AMONITOR_CLAIM_FAILED;
+
+    len = ngx_min(rec->value.len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
+    if (len) {
+        result->len =
+            ngx_cpymem(result->data, rec->value.data + 1, len) - result->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_amonitor_redis_claimed(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_http_amonitor_redis_rec_t *rec = data;
+
+    void                      *hdata;
+    ngx_str_t                  result;
+    ngx_http_amonitor_claim_e  state;
+    ngx_http_amonitor_claim_pt handler;
+
+    handler = rec->handler;
+    hdata = rec->data;
+    rec->handler = NULL;
+
+    ngx_str_null(&result);
+    state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
+
+    if (reply == NULL) {
+        /*
+         * The script may have run: the action is refused, and the claim
+         * is released by its owner when Redis is back (or expires).
+         */
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+            "amonitor: the claim of \"%V\" in redis has an unknown outcome; "
+            "it is released when redis is back or expires in %M ms",
+            &rec->sn.str, ctx->conf->lease);
+        ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_RELEASING);
+
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        state = NGX_HTTP_AMONITOR_CLAIM_NEW;
+        rec->state = NGX_HTTP_AMONITOR_REC_HELD;
+        ngx_queue_insert_tail(&ctx->held, &rec->queue);
+        rec->in_queue = 1;
+
+    } else if (reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
+        switch (reply->str[0]) {
+        case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
+        case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
+        default: state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
+        }
+
+        if (state != NGX_HTTP_AMONITOR_CLAIM_PENDING) {
+            result.data = (u_char *) reply->str + 1;
+            result.len =
+                ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
+        }
+
+        /* someone else's claim: nothing of ours to end */
+        ngx_http_amonitor_redis_rec_free(rec);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis claim of \"%V\" failed: %*s", &rec->sn.str,
+            (size_t) (reply->type == REDIS_REPLY_ERROR ? reply->len : 0),
+            reply->str);
+        ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_RELEASING);
+    }
+
+    handler(hdata, state, &result);
+}
+
+
+static void
+ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e state, ngx_str_t *result)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    u_char                        *p;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+
+    if (rec == NULL || rec->state != NGX_HTTP_AMONITOR_REC_HELD) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: this worker holds no redis claim of \"%V\", "
+            "its result is not recorded",
+            msg_id);
+        return;
+    }
+
+    p = rec->value.data;
+    *p++ = (state == NGX_HTTP_AMONITOR_CLAIM_DONE) ? 'd' : 'f';
+
+    if (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX) {
+        p = ngx_cpymem(p, result->data, result->len);
+    }
+
+    rec->value.len = p - rec->value.data;
+
+    if (!ctx->ready) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+            "amonitor: redis %V is not connected, the result of \"%V\" "
+            "is written when it is back",
+            &ctx->conf->addr, msg_id);
+    }
+
+    ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_FINISHING);
+}
+
+
+static void
+ngx_http_amonitor_redis_release(
+    ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+
+    if (rec && rec->state == NGX_HTTP_AMONITOR_REC_HELD) {
+        ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_RELEASING);
+    }
+}
+
+
+/* the claim ends: write it now, or when Redis is back */
+static void
+ngx_http_amonitor_redis_end(
+    ngx_http_amonitor_redis_rec_t *rec, ngx_http_amonitor_rec_state_e state)
+{
+    ngx_http_amonitor_redis_t *ctx;
+
+    ctx = rec->ctx;
+
+    if (rec->in_queue) {
+        ngx_queue_remove(&rec->queue);
+        rec->in_queue = 0;
+    }
+
+    if (state == NGX_HTTP_AMONITOR_REC_RELEASING && rec->in_tree) {
+        /* a new claim of this msg_id may start while this one ends */
+        ngx_rbtree_delete(&ctx->claims, &rec->sn.node);
+        rec->in_tree = 0;
+    }
+
+    rec->state = state;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+        "amonitor redis %s \"%V\"%s",
+        state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish" : "release",
+        &rec->sn.str, ctx->ready ? "" : " when redis is back");
+
+    if (ngx_http_amonitor_redis_send_end(rec) != NGX_OK) {
+        ngx_queue_insert_tail(&ctx->todo, &rec->queue);
+        rec->in_queue = 1;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_redis_send_end(ngx_http_amonitor_redis_rec_t *rec)
+{
+    ngx_http_amonitor_redis_t      *ctx;
+    ngx_http_amonitor_redis_conf_t *rc;
+
+    ctx = rec->ctx;
+    rc = ctx->conf;
+
+    if (!ctx->ready) {
+        return NGX_DECLINED;
+    }
+
+    if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING) {
+        return ngx_http_amonitor_redis_command(ctx,
+            ngx_http_amonitor_redis_ended, rec, "finish",
+            "EVAL %s 1 %b%b %b %b %llu", NGX_HTTP_AMONITOR_REDIS_FINISH,
+            rc->prefix.data, rc->prefix.len, rec->sn.str.data, rec->sn.str.len,
+            rec->owner.data, rec->owner.len, rec->value.data, rec->value.len,
+            (unsigned long long) ctx->worker->amcf->dedupe_ttl);
+    }
+
+    return ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_ended,
+        rec, "release", "EVAL %s 1 %b%b %b", NGX_HTTP_AMONITOR_REDIS_RELEASE,
+        rc->prefix.data, rc->prefix.len, rec->sn.str.data, rec->sn.str.len,
+        rec->owner.data, rec->owner.len);
+}
+
+
+static void
+ngx_http_amonitor_redis_ended(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_http_amonitor_redis_rec_t *rec = data;
+
+    if (reply == NULL) {
+        /* not known to be written: again on the next connection */
+        ngx_queue_insert_tail(&ctx->todo, &rec->queue);
+        rec->in_queue = 1;
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis could not %s the claim of \"%V\": %*s; "
+            "it expires in %M ms",
+            rec->state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish"
+                                                          : "release",
+            &rec->sn.str, (size_t) reply->len, reply->str, ctx->conf->lease);
+
+    } else if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING
+        && reply->type == REDIS_REPLY_STRING) {
+        /* its lease expired and another owner took it meanwhile */
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: the redis claim of \"%V\" expired and was taken "
+            "by another owner (\"%*s\" found), its result is not recorded; "
+            "the action may have run twice",
+            &rec->sn.str, (size_t) reply->len, reply->str);
+    }
+
+    ngx_http_amonitor_redis_rec_free(rec);
+}
+
+
+/* write the ends that waited for a connection, oldest first */
+void
+ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
+{
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    while (ctx->ready && !ngx_queue_empty(&ctx->todo)) {
+        q = ngx_queue_head(&ctx->todo);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        if (ngx_http_amonitor_redis_send_end(rec) != NGX_OK) {
+            return;
+        }
+
+        ngx_queue_remove(q);
+        rec->in_queue = 0;
+    }
+}
+
+
+/* renew the leases of the claims held, each about every lease/3 */
+void
+ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
+{
+    ngx_msec_t                     every;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    every = ctx->conf->lease / 6;
+
+    for (q = ngx_queue_head(&ctx->held); q != ngx_queue_sentinel(&ctx->held);
+         q = ngx_queue_next(q)) {
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        if (rec->renewing || rec->lost
+            || ngx_current_msec - rec->renewed < every) {
+            continue;
+        }
+
+        if (ngx_http_amonitor_redis_command(ctx,
+                ngx_http_amonitor_redis_renewed, rec, "renew",
+                "EVAL %s 1 %b%b %b %llu", NGX_HTTP_AMONITOR_REDIS_RENEW,
+                ctx->conf->prefix.data, ctx->conf->prefix.len, rec->sn.str.data,
+                rec->sn.str.len, rec->owner.data, rec->owner.len,
+                (unsigned long long) ctx->conf->lease)
+            != NGX_OK) {
+            return;
+        }
+
+        rec->renewing = 1;
+        rec->renewed = ngx_current_msec;
+    }
+}
+
+
+static void
+ngx_http_amonitor_redis_renewed(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_http_amonitor_redis_rec_t *rec = data;
+
+    rec->renewing = 0;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        return;
+    }
+
+    if (reply->integer == 2) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+            "amonitor: the redis claim of \"%V\" had expired and was "
+            "taken again by its owner",
+            &rec->sn.str);
+
+    } else if (reply->integer == 0 && !rec->lost) {
+        rec->lost = 1;
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: the redis claim of \"%V\" expired and was taken "
+            "by another owner while its action was under way; "
+            "the action may run twice",
+            &rec->sn.str);
+    }
+}
+
+
+/* the worker exits: claims still open expire by their lease */
+void
+ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx)
+{
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    n = ctx->nclaims;
+
+    while (!ngx_queue_empty(&ctx->todo)) {
+        q = ngx_queue_head(&ctx->todo);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+        ngx_http_amonitor_redis_rec_free(rec);
+    }
+
+    while (!ngx_queue_empty(&ctx->held)) {
+        q = ngx_queue_head(&ctx->held);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+        ngx_http_amonitor_redis_rec_free(rec);
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+            "amonitor: %ui redis claims of this worker may be left open; "
+            "they expire within %M ms",
+            n, ctx->conf->lease);
+    }
+}
+
+
+/* one allocation: the record, its msg_id, owner token and result */
+static ngx_http_amonitor_redis_rec_t *
+ngx_http_amonitor_redis_rec_new(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
+{
+    u_char                        *p;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    rec = ngx_alloc(sizeof(ngx_http_amonitor_redis_rec_t) + msg_id->len
+            + ctx->owner.len + NGX_INT64_LEN + 1 + NGX_HTTP_AMONITOR_RESULT_MAX,
+        ctx->log);
+    if (rec == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(rec, sizeof(ngx_http_amonitor_redis_rec_t));
+
+    p = (u_char *) (rec + 1);
+
+    rec->sn.str.data = p;
+    rec->sn.str.len = msg_id->len;
+    p = ngx_cpymem(p, msg_id->data, msg_id->len);
+
+    rec->owner.data = p;
+    p = ngx_cpymem(p, ctx->owner.data, ctx->owner.len);
+    p = ngx_sprintf(p, "%uL", ++ctx->seq);
+    rec->owner.len = p - rec->owner.data;
+
+    rec->value.data = p;
+
+    rec->ctx = ctx;
+    rec->state = NGX_HTTP_AMONITOR_REC_CLAIMING;
+    rec->sn.node.key = ngx_crc32_short(msg_id->data, msg_id->len);
+
+    ngx_rbtree_insert(&ctx->claims, &rec->sn.node);
+    rec->in_tree = 1;
+
+    ctx->nclaims++;
+
+    return rec;
+}
+
+
+static ngx_http_amonitor_redis_rec_t *
+ngx_http_amonitor_redis_rec_find(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
+{
+    return (ngx_http_amonitor_redis_rec_t *) ngx_str_rbtree_lookup(
+        &ctx->claims, msg_id, ngx_crc32_short(msg_id->data, msg_id->len));
+}
+
+
+static void
+ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
+{
+    ngx_http_amonitor_redis_t *ctx;
+
+    ctx = rec->ctx;
+
+    if (rec->in_tree) {
+        ngx_rbtree_delete(&ctx->claims, &rec->sn.node);
+    }
+
+    if (rec->in_queue) {
+        ngx_queue_remove(&rec->queue);
+    }
+
+    ctx->nclaims--;
+
+    ngx_free(rec);
+}

@@ -1,0 +1,434 @@
+# The Redis dedupe store under faults, with a proxy between nginx and
+# Redis that cuts the connection or stops delivering replies at a chosen
+# command, and with CLIENT PAUSE: an action whose claim has an unknown
+# outcome is answered INTERNAL, is never executed, and its claim is
+# released by its owner (or expires after the lease) so that a retry runs
+# once; a finish or release that could not be written is written after
+# the reconnect; a live owner keeps its claim past the lease, a killed
+# one loses it after the lease; an action never acked ends as FAILED; a
+# failing SELECT or AUTH stops claims.  Starts its own redis-servers.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use Test::AMonitor::Redis;
+use Test::AMonitor::RedisProxy;
+use Time::HiRes qw(time);
+
+ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
+    or BAIL_OUT('no redis-server');
+
+my $redis = Test::AMonitor::Redis->new;
+ok($redis->start, 'redis-server runs on ' . $redis->addr);
+my $rport = $redis->port;
+my $proxy = Test::AMonitor::RedisProxy->new(redis_port => $rport);
+my $pport = $proxy->port;
+
+my $sdk = fake_sdk(target_id => 'rf-a', heartbeat_interval => 0);
+my $sport = $sdk->port;
+
+# lease 1.5 s, every command 300 ms
+my $common = <<"EOC";
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-a ws://127.0.0.1:$sport/;
+    amonitor_dedupe_ttl 1h;
+    amonitor_ack_timeout 5s;
+    amonitor_reconnect 50ms 200ms;
+EOC
+my $loc = 'location = /ws/panel { amonitor_panel on; }';
+
+sub agent {
+    my ($redis_line, %opt) = @_;
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info', %opt);
+    $t->write_config(http_config => "$common    $redis_line\n",
+        config => $loc)->run;
+    return $t;
+}
+
+# A reaches Redis through the proxy, B directly; both share the keys
+my $A = agent("amonitor_redis 127.0.0.1:$pport prefix=amon-f: "
+    . "timeout=300ms lease=1500ms;");
+my $B = agent("amonitor_redis 127.0.0.1:$rport prefix=amon-f: "
+    . "timeout=300ms lease=1500ms;");
+ok($sdk->wait_connections(2, 5), 'both agents dialed the SDK');
+ok($A->wait_error_log(qr/connected to redis/, 5)
+    && $B->wait_error_log(qr/connected to redis/, 5),
+    'both agents are connected to redis');
+
+my ($pa, $pb) = map { $_->panel('/ws/panel') } $A, $B;
+
+sub action {
+    my ($id, $target) = @_;
+    return { msg_id => $id, type => 'action', target_id => $target // 'rf-a',
+        timestamp => now_ms(), payload => { action => 'restart' } };
+}
+
+sub answer {
+    my ($p, $id, $timeout) = @_;
+    my $m = $p->recv_until(sub {
+        my $j = $_[0]{json};
+        return 0 unless ref $j eq 'HASH';
+        return 1 if ($j->{type} // '') eq 'error' && ($j->{msg_id} // '') eq $id;
+        return ($j->{type} // '') eq 'action_ack'
+            && ($j->{payload}{action_msg_id} // '') eq $id;
+    }, $timeout // 5);
+    return $m ? $m->{json} : undef;
+}
+
+sub ask {
+    my ($p, $id, $target) = @_;
+    $p->send_json(action($id, $target));
+    return answer($p, $id);
+}
+
+sub code { my $a = shift; return $a ? ($a->{payload}{code} // $a->{type}) : 'none' }
+
+# a duplicate never claims that something ran unless a result says so
+sub not_reported_executed {
+    my ($a, $what) = @_;
+    ok(!($a && $a->{type} eq 'action_ack' && $a->{payload}{original}
+        && $a->{payload}{original}{success}),
+        "$what: not reported as executed");
+}
+
+sub key { "amon-f:$_[0]" }
+
+sub gone {
+    my ($id, $timeout) = @_;
+    return wait_for(sub { $redis->cli('EXISTS', key($id)) eq '0' },
+        $timeout // 3);
+}
+
+sub seen { my $re = shift; return scalar grep { $_ =~ $re } $proxy->commands }
+
+subtest 'the redis connection has TCP keepalive' => sub {
+    my $out = `ss -tnoH state established '( dport = :$pport )' 2>&1`;
+    like($out, qr/timer:\(keepalive,/, 'the socket to redis has keepalive')
+        or diag($out);
+};
+
+subtest 'reply lost after redis ran the claim: INTERNAL, released, retry runs once' => sub {
+    my $id = uuid4();
+    $A->mark_log;
+    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'cut_after');
+    my $a = ask($pa, $id);
+    is(code($a), 'INTERNAL', 'the action is answered INTERNAL');
+    is($sdk->executed($id), 0, 'and not forwarded');
+    ok($A->wait_error_log(qr/claim of "\Q$id\E" in redis has an unknown outcome/, 3),
+        'the unknown outcome is logged');
+    ok(gone($id), 'the owner released the claim after reconnecting');
+    ok(seen(qr/amonitor release.*\Q$id\E/s), 'with a release by its owner');
+    my $b = ask($pb, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry through the other agent runs');
+    ok($b && !$b->{payload}{duplicate}, 'as a new action');
+    my $c = ask($pa, $id);
+    ok($c && $c->{payload}{duplicate}, 'a later retry is a duplicate');
+    is($c && $c->{payload}{original}{message}, 'ok', 'with the stored result');
+    is($sdk->executed($id), 1, 'the SDK ran it once');
+};
+
+subtest 'a reply slower than the timeout: INTERNAL, released, retry runs once' => sub {
+    my $id = uuid4();
+    $A->mark_log;
+    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'stall');
+    my $t0 = time;
+    my $a = ask($pa, $id);
+    my $ms = int((time - $t0) * 1000);
+    is(code($a), 'INTERNAL', 'INTERNAL');
+    ok($ms >= 250 && $ms < 1500, "after the 300 ms command timeout ($ms ms)");
+    ok($A->wait_error_log(qr/\[error\].*did not answer "claim" within 300 ms/, 2),
+        'the timeout is logged');
+    ok(gone($id), 'the claim redis ran is released by its owner');
+    is($sdk->executed($id), 0, 'never executed meanwhile');
+    my $b = ask($pa, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry runs');
+    is($sdk->executed($id), 1, 'once');
+};
+
+subtest 'connection cut before the claim reached redis' => sub {
+    my $id = uuid4();
+    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'cut_before');
+    my $a = ask($pa, $id);
+    is(code($a), 'INTERNAL', 'INTERNAL');
+    is($redis->cli('EXISTS', key($id)), '0', 'nothing in redis');
+    ok($A->wait_error_log(qr/reconnected to redis/, 3), 'the agent reconnects');
+    sleep_loop(0.3);
+    my $b = ask($pa, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry runs');
+    is($sdk->executed($id), 1, 'once');
+};
+
+subtest 'a finish that could not be sent is written after the reconnect' => sub {
+    my $id = uuid4();
+    $proxy->on(qr/amonitor finish.*\Q$id\E/s, 'cut_before');
+    my $a = ask($pa, $id);
+    is($a && $a->{type}, 'action_ack', 'the SDK acked');
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
+        'the result reaches redis after the reconnect');
+    is(seen(qr/amonitor finish.*\Q$id\E/s), 2, 'sent twice, written once');
+    my $ttl = $redis->cli('PTTL', key($id));
+    ok($ttl > 3_500_000, "with the dedupe TTL ($ttl ms)");
+    my $b = ask($pb, $id);
+    ok($b && $b->{payload}{duplicate}, 'a retry elsewhere is a duplicate');
+    is($b && $b->{payload}{original}{message}, 'ok', 'with the result');
+    is($sdk->executed($id), 1, 'the SDK ran it once');
+};
+
+subtest 'a result not written yet: its owner answers a duplicate from memory' => sub {
+    my $id = uuid4();
+    $proxy->on(qr/amonitor finish.*\Q$id\E/s, 'cut_before');
+    $proxy->refuse(1);
+    my $a = ask($pa, $id);
+    is($a && $a->{type}, 'action_ack', 'the SDK acked');
+    like($redis->cli('GET', key($id)), qr/^p/, 'redis still has the claim');
+    my $b = ask($pa, $id);
+    ok($b && $b->{payload}{duplicate}, 'a retry on the owner is a duplicate');
+    is($b && $b->{payload}{original}{message}, 'ok',
+        'with the result the owner has not written yet');
+    $proxy->refuse(0);
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
+        'the result is written once redis is reachable');
+    is($sdk->executed($id), 1, 'the SDK ran it once');
+};
+
+subtest 'a release that could not be sent is written after the reconnect' => sub {
+    my $id = uuid4();
+    $proxy->on(qr/amonitor release.*\Q$id\E/s, 'cut_before');
+    my $t0 = time;
+    my $a = ask($pa, $id, 'no-such-target');
+    is(code($a), 'UNKNOWN_TARGET', 'UNKNOWN_TARGET');
+    ok(gone($id, 1.2), 'the claim is gone before its lease would end');
+    ok(time - $t0 < 1.4, 'well before the 1.5 s lease');
+    is(seen(qr/amonitor release.*\Q$id\E/s), 2, 'the release was sent again');
+    my $b = ask($pb, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry runs');
+    is($sdk->executed($id), 1, 'once');
+};
+
+subtest 'an owner cut off from redis: its claim expires after the lease' => sub {
+    my $id = uuid4();
+    $A->mark_log;
+    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'cut_after');
+    $proxy->refuse(1);
+    my $t0 = time;
+    my $a = ask($pa, $id);
+    is(code($a), 'INTERNAL', 'INTERNAL');
+    my $v = $redis->cli('GET', key($id));
+    like($v, qr/^p[^:]+:\d+:[0-9a-f]{16}:\d+$/,
+        'redis holds the claim with its owner token (host:pid:random:seq)');
+    my $b = ask($pb, $id);
+    ok($b && $b->{payload}{duplicate}, 'a retry meanwhile is a duplicate');
+    ok($b && !$b->{payload}{original}, 'of a pending claim: no stored result');
+    not_reported_executed($b, 'the pending duplicate');
+    is($sdk->executed($id), 0, 'not executed');
+    ok(gone($id, 3), 'the claim expires');
+    my $s = time - $t0;
+    ok($s > 1.2 && $s < 2.5, sprintf('after the lease (%.2f s)', $s));
+    my $c = ask($pb, $id);
+    is($c && $c->{type}, 'action_ack', 'then a retry runs');
+    ok($c && !$c->{payload}{duplicate}, 'as a new action');
+    $proxy->refuse(0);
+    ok($A->wait_error_log(qr/reconnected to redis/, 3), 'the owner is back');
+    sleep_loop(0.3);
+    like($redis->cli('GET', key($id)), qr/^d\{/,
+        'and its late release did not touch the new result');
+    is($sdk->executed($id), 1, 'the SDK ran it once');
+};
+
+subtest 'an owner killed with a claim: the lease ends it, then a retry runs once' => sub {
+    my $stuck = fake_sdk(target_id => 'rf-w', heartbeat_interval => 0);
+    $stuck->pause_accept;
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-w ws://127.0.0.1:${\ $stuck->port }/;
+    amonitor_ack_timeout 5s;
+    amonitor_reconnect 50ms 200ms;
+    amonitor_redis 127.0.0.1:$rport prefix=amon-f: lease=1s timeout=300ms;
+", config => $loc)->run;
+    $t->ignore_log(qr/worker process \d+ exited on signal 9/);
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'connected to redis');
+    my $p = $t->panel('/ws/panel');
+    my $id = uuid4();
+    $p->send_json(action($id, 'rf-w'));
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^p/ }, 2),
+        'the action waits for its target with a claim');
+    sleep_loop(1.5);
+    like($redis->cli('GET', key($id)), qr/^p/,
+        'its live owner keeps it past the 1 s lease');
+    my ($w) = $t->worker_pids;
+    ok($w && kill('KILL', $w), "the owner (worker $w) is killed");
+    my $t0 = time;
+    ok(gone($id, 3), 'the claim expires');
+    my $s = time - $t0;
+    ok($s < 1.6, sprintf('within the lease (%.2f s)', $s));
+    is($stuck->executed($id), 0, 'it never reached the SDK');
+    $stuck->resume_accept;
+    ok(wait_for(sub { $t->worker_pids && $stuck->connections >= 1 }, 5),
+        'a new worker reaches the SDK');
+    my $p2 = $t->panel('/ws/panel');
+    my $a = ask($p2, $id, 'rf-w');
+    is($a && $a->{type}, 'action_ack', 'a retry runs');
+    is($stuck->executed($id), 1, 'once');
+    $t->stop;
+    $stuck->stop;
+};
+
+subtest 'a live owner keeps its claim past the lease' => sub {
+    my $id = uuid4();
+    $sdk->set(ack_delay => 3);
+    $pa->send_json(action($id));
+    ok($sdk->wait_actions(scalar($sdk->actions) + 1, 2), 'the SDK got it');
+    sleep_loop(2.2);
+    my $v = $redis->cli('GET', key($id));
+    like($v, qr/^p/, 'still pending after 2.2 s, past the 1.5 s lease');
+    my $b = ask($pb, $id);
+    ok($b && $b->{payload}{duplicate} && !$b->{payload}{original},
+        'a retry is a pending duplicate');
+    not_reported_executed($b, 'the pending duplicate');
+    my $a = answer($pa, $id, 3);
+    is($a && $a->{type}, 'action_ack', 'the late ack arrives');
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 2),
+        'the result is written');
+    is($sdk->executed($id), 1, 'executed once');
+    $sdk->set(ack_delay => 0);
+};
+
+subtest 'CLIENT PAUSE: unknown outcome, never executed twice' => sub {
+    my $id = uuid4();
+    $A->mark_log;
+    is($redis->cli('CLIENT', 'PAUSE', '1500', 'ALL'), 'OK', 'redis paused');
+    my $a = ask($pa, $id);
+    is(code($a), 'INTERNAL', 'INTERNAL while redis is paused');
+    is($sdk->executed($id), 0, 'not executed');
+    ok($A->wait_error_log(qr/reconnected to redis/, 5), 'reconnected after');
+    ok(gone($id, 3), 'no claim is left');
+    my $b = ask($pa, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry runs');
+    ok($b && !$b->{payload}{duplicate}, 'as a new action');
+    is($sdk->executed($id), 1, 'once');
+};
+
+subtest 'the number of open claims is bounded (claims=)' => sub {
+    my $slow = fake_sdk(target_id => 'rf-slow', heartbeat_interval => 0,
+        no_ack => 1);
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-slow ws://127.0.0.1:${\ $slow->port }/;
+    amonitor_ack_timeout 5s;
+    amonitor_redis 127.0.0.1:$rport prefix=amon-f: claims=2;
+", config => $loc)->run;
+    ok($slow->wait_connections(1, 5), 'the agent dialed the slow SDK');
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    my $p = $t->panel('/ws/panel');
+    my @ids = map { uuid4() } 1 .. 3;
+    $p->send_json(action($_, 'rf-slow')) for @ids[0, 1];
+    ok($slow->wait_actions(2, 3), 'two actions are under way');
+    my $a = ask($p, $ids[2], 'rf-slow');
+    is(code($a), 'INTERNAL', 'a third is refused');
+    ok($t->wait_error_log(
+        qr/\[error\].*2 redis claims of this worker are open/, 2),
+        'and the bound is logged');
+    $t->stop;
+    $slow->stop;
+};
+
+subtest 'an action never acked ends as FAILED after the late-ack window' => sub {
+    my $slow = fake_sdk(target_id => 'rf-late', heartbeat_interval => 0,
+        no_ack => 1);
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-late ws://127.0.0.1:${\ $slow->port }/;
+    amonitor_ack_timeout 200ms;
+    amonitor_redis 127.0.0.1:$rport prefix=amon-f: lease=1s timeout=300ms;
+", config => $loc)->run;
+    ok($slow->wait_connections(1, 5), 'the agent dialed the SDK that never acks');
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    my $p = $t->panel('/ws/panel');
+    my $id = uuid4();
+    my $a = ask($p, $id, 'rf-late');
+    is(code($a), 'ACK_TIMEOUT', 'ACK_TIMEOUT after 200 ms');
+    sleep_loop(1.3);
+    like($redis->cli('GET', key($id)), qr/^p/,
+        'the claim stays pending in the late window, past its 1 s lease');
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^f\{/ }, 3),
+        'after the window (2 s) it ends as failed');
+    my $v = $redis->cli('GET', key($id));
+    like($v, qr/ACK_TIMEOUT/, 'with ACK_TIMEOUT in the stored result');
+    my $b = ask($p, $id, 'rf-late');
+    ok($b && $b->{payload}{duplicate}, 'a retry is a duplicate');
+    is($b && $b->{payload}{original}{success} ? 1 : 0, 0,
+        'whose stored result is not a success');
+    not_reported_executed($b, 'the failed duplicate');
+    is($slow->executed($id), 1, 'the SDK got it once');
+    $t->stop;
+    $slow->stop;
+};
+
+subtest 'SELECT fails (db=99): claims stop, nothing runs in database 0' => sub {
+    my $t = agent("amonitor_redis 127.0.0.1:$rport db=99 prefix=amon-db:;");
+    ok($t->wait_error_log(
+        qr/\[error\].*redis 127\.0\.0\.1:\d+ refused "SELECT": ERR DB index/, 5),
+        'the refusal is logged at error');
+    my $id = uuid4();
+    my $a = ask($t->panel('/ws/panel'), $id);
+    is(code($a), 'INTERNAL', 'the action is refused');
+    is($sdk->executed($id), 0, 'not executed');
+    is($redis->cli('KEYS', 'amon-db:*'), '', 'no key in database 0');
+    $t->no_error_log(qr/connected to redis/);
+    $t->stop;
+};
+
+subtest 'AUTH fails or is missing: claims stop; the right password works' => sub {
+    my $secure = Test::AMonitor::Redis->new(
+        args => [ '--requirepass', 'sekret' ], password => 'sekret');
+    ok($secure->start, 'a redis-server with requirepass runs');
+    my $sp = $secure->port;
+    for my $case ([ 'password=wrong', qr/refused "AUTH": WRONGPASS/ ],
+                  [ '', qr/refused "PING": NOAUTH/ ]) {
+        my $t = agent("amonitor_redis 127.0.0.1:$sp $case->[0] prefix=amon-au:;");
+        ok($t->wait_error_log(qr/\[error\].*$case->[1]/, 5),
+            "'$case->[0]': the refusal is logged at error");
+        my $id = uuid4();
+        my $a = ask($t->panel('/ws/panel'), $id);
+        is(code($a), 'INTERNAL', 'the action is refused');
+        is($sdk->executed($id), 0, 'not executed');
+        $t->stop;
+    }
+    is($secure->cli('KEYS', 'amon-au:*'), '', 'nothing was written');
+    my $t = agent("amonitor_redis 127.0.0.1:$sp password=sekret db=3 "
+        . "prefix=amon-au:;");
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'the right password');
+    my $id = uuid4();
+    my $a = ask($t->panel('/ws/panel'), $id);
+    is($a && $a->{type}, 'action_ack', 'the action runs');
+    like($secure->cli('-n', '3', 'GET', "amon-au:$id"), qr/^d\{/,
+        'its result is in database 3');
+    $t->stop;
+    $secure->stop;
+};
+
+subtest 'configuration: timeout=, lease=, claims=' => sub {
+    my $t = Test::AMonitor->new;
+    for my $case (
+        [ 'timeout=0', qr/invalid parameter "timeout=0"/ ],
+        [ 'lease=x', qr/invalid parameter "lease=x"/ ],
+        [ 'claims=0', qr/invalid parameter "claims=0"/ ],
+        [ 'timeout=1s lease=2s',
+            qr/redis lease of 2000 ms is shorter than 3 times its timeout of 1000 ms/ ],
+    ) {
+        my ($st, $out) = $t->nginx_t(http_config => "amonitor_zone z 1m;\n"
+            . "amonitor_redis 127.0.0.1 $case->[0];");
+        isnt($st, 0, "nginx -t fails: $case->[0]");
+        like($out, qr/\[emerg\].*$case->[1]/, 'with the message');
+    }
+};
+
+is($sdk->rejected // 0, 0, 'no handshake was rejected');
+
+done_testing();
