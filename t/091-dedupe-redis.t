@@ -130,15 +130,24 @@ subtest 'a msg_id executed through one agent is a duplicate on the other' => sub
     is($b && $b->{payload}{original}{message}, 'ok',
         'with the original result from redis');
 
-    # action_status is not answered from redis in this version
+    # action_status from the other agent: answered from redis
     $pb->send_json({ msg_id => "q-$id", type => 'action_status',
         payload => { action_msg_id => $id } });
     my $m = $pb->recv_until(sub { ($_[0]{json}{msg_id} // '') eq "q-$id" },
         5);
-    is_deeply($m && $m->{json}{payload}, { code => 'INTERNAL',
-        message => 'the dedupe store cannot answer action_status now' },
-        'action_status: INTERNAL, "the dedupe store cannot answer '
-        . 'action_status now"');
+    is($m && $m->{json}{type}, 'action_status', 'action_status answered');
+    is($m && $m->{json}{payload}{state}, 'done', 'state "done"');
+    is($m && $m->{json}{payload}{result}{message}, 'ok',
+        'with the result stored in redis');
+
+    my $never = uuid4();
+    $pb->send_json({ msg_id => "q-$never", type => 'action_status',
+        payload => { action_msg_id => $never } });
+    $m = $pb->recv_until(sub { ($_[0]{json}{msg_id} // '') eq "q-$never" },
+        5);
+    is($m && $m->{json}{payload}{state}, 'unknown',
+        'a msg_id redis never saw: "unknown"');
+    ok($m && !exists $m->{json}{payload}{result}, 'without a result');
     is($sdk->executed($id), 1, 'the SDK ran it once');
 
     my $v = redis_cli('GET', "amon-test:$id");

@@ -30,10 +30,17 @@ my $pport = $proxy->port;
 my $sdk = fake_sdk(target_id => 'rf-a', heartbeat_interval => 0);
 my $sport = $sdk->port;
 
+# a configured target nothing listens for: its actions are claimed, then
+# released (TARGET_UNAVAILABLE)
+my $down = fake_sdk(target_id => 'rf-down', heartbeat_interval => 0);
+my $dport = $down->port;
+$down->stop;
+
 # lease 1.5 s, every command 300 ms
 my $common = <<"EOC";
     amonitor_zone amonitor 1m;
     amonitor_target rf-a ws://127.0.0.1:$sport/;
+    amonitor_target rf-down ws://127.0.0.1:$dport/;
     amonitor_dedupe_ttl 1h;
     amonitor_ack_timeout 5s;
     amonitor_reconnect 50ms 200ms;
@@ -198,8 +205,9 @@ subtest 'a release that could not be sent is written after the reconnect' => sub
     my $id = uuid4();
     $proxy->on(qr/amonitor release.*\Q$id\E/s, 'cut_before');
     my $t0 = time;
-    my $a = ask($pa, $id, 'no-such-target');
-    is(code($a), 'UNKNOWN_TARGET', 'UNKNOWN_TARGET');
+    # an unknown target is answered before any claim: use one that is down
+    my $a = ask($pa, $id, 'rf-down');
+    is(code($a), 'TARGET_UNAVAILABLE', 'TARGET_UNAVAILABLE');
     ok(gone($id, 1.2), 'the claim is gone before its lease would end');
     ok(time - $t0 < 1.4, 'well before the 1.5 s lease');
     is(seen(qr/amonitor release.*\Q$id\E/s), 2, 'the release was sent again');
@@ -360,6 +368,9 @@ subtest 'an action never acked ends as FAILED after the late-ack window' => sub 
         'after the window (2 s) it ends as failed');
     my $v = $redis->cli('GET', key($id));
     like($v, qr/ACK_TIMEOUT/, 'with ACK_TIMEOUT in the stored result');
+    my $fin = answer($p, $id);
+    is(code($fin), 'ACK_TIMEOUT', 'the panel got the final ACK_TIMEOUT');
+    ok($fin && $fin->{payload}{final}, 'with "final":true');
     my $b = ask($p, $id, 'rf-late');
     ok($b && $b->{payload}{duplicate}, 'a retry is a duplicate');
     is($b && $b->{payload}{original}{success} ? 1 : 0, 0,
