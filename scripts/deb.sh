@@ -37,7 +37,8 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         done \
         | tar --null -T - -cf - | tar -C "$tree" -xf -
 else
-    tar --exclude=./build --exclude=./dist --exclude=./src/core/gen \
+    tar --exclude=./.git --exclude=./build --exclude=./dist \
+        --exclude=./src/core/gen --exclude=./fuzz/corpus-run \
         --exclude='./t/servroot*' --exclude=node_modules -cf - . \
         | tar -C "$tree" -xf -
 fi
