@@ -41,7 +41,7 @@ UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
 .PHONY: all module core deps unit test test-unit test-t test-asan \
         test-valgrind lint format fuzz bench clean build-agent build-sdk \
-        sdk tools demo demo-multi demo-stress demo-scale
+        sdk tools demo demo-multi demo-stress demo-scale deb
 
 all: module
 
@@ -167,9 +167,13 @@ TOOLS_HDRS  := $(wildcard tools/*.h)
 TOOLS_OBJS  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
 SDK_PYTHON  ?= /usr/bin/python3
 
-.PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk
+.PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk \
+        install-tools sdk-example-shared
 
 PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
 
 build-sdk sdk: $(SDK_BUILD)/libamonitor_sdk.a $(SDK_BUILD)/libamonitor_sdk.so \
     $(SDK_BUILD)/amonitor_sdk.pc $(SDK_BUILD)/amonitor-sdk-example
@@ -213,17 +217,36 @@ $(SDK_BUILD)/tests/%: sdk/tests/%.c $(SDK_BUILD)/libamonitor_sdk.a \
 	    -Isdk/include $< -o $@ $(SDK_BUILD)/libamonitor_sdk.a $(SDK_LIBS) \
 	    -lcmocka
 
-# PREFIX=/usr/local DESTDIR= make install-sdk
+# the example linked against libamonitor_sdk.so.MAJOR, as installed
+# programs are (the Debian package ships this one)
+sdk-example-shared: $(SDK_BUILD)/shared/amonitor-sdk-example
+
+$(SDK_BUILD)/shared/amonitor-sdk-example: sdk/examples/amonitor-sdk-example.c \
+    $(SDK_BUILD)/libamonitor_sdk.so sdk/include/amonitor.h
+	@mkdir -p $(@D)
+	$(CC) -std=gnu99 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
+	    -Isdk/include $< -o $@ -L$(SDK_BUILD) -lamonitor_sdk
+
+# PREFIX=/usr/local DESTDIR= make install-sdk (LIBDIR, INCLUDEDIR: below
+# PREFIX unless given, e.g. LIBDIR=/usr/lib/x86_64-linux-gnu)
 install-sdk: build-sdk
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 sdk/include/amonitor.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(SDK_BUILD)/libamonitor_sdk.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(PREFIX)/lib/libamonitor_sdk.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(PREFIX)/include|' \
-	    -e 's|@LIBDIR@|$(PREFIX)/lib|' -e 's|@VERSION@|$(SDK_VERSION)|' \
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 sdk/include/amonitor.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(SDK_BUILD)/libamonitor_sdk.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(LIBDIR)/
+	ln -sf libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(LIBDIR)/libamonitor_sdk.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(SDK_VERSION)|' \
 	    sdk/amonitor_sdk.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/amonitor_sdk.pc
+	    > $(DESTDIR)$(LIBDIR)/pkgconfig/amonitor_sdk.pc
+
+# the CLI and the example program (linked against the installed SDK
+# library: install-sdk goes with it)
+install-tools: tools sdk-example-shared
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(BUILD)/amonitor $(DESTDIR)$(BINDIR)/
+	install -m 755 $(SDK_BUILD)/shared/amonitor-sdk-example \
+	    $(DESTDIR)$(BINDIR)/
 
 tools: $(BUILD)/amonitor
 
@@ -268,6 +291,14 @@ demo-stress: deps
 
 demo-scale: deps
 	bash examples/run.scale.sh
+
+# --- Debian packages (debian/, docs/deploy.md) ----------------------------
+
+# dpkg-buildpackage -b in a copy of the tree under build/deb/: the .deb,
+# .changes and .buildinfo files end up in build/deb/
+deb:
+	@bash $(DEPS) --deb
+	bash scripts/deb.sh $(BUILD)/deb
 
 # --- style ---------------------------------------------------------------
 

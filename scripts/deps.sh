@@ -2,6 +2,9 @@
 # Install the Debian packages AMonitor needs to build, test and run its demos.
 # Idempotent: packages already present are not touched, apt is not called
 # at all when nothing is missing. Needs root (or sudo) only when installing.
+# Options: --asan (what the sanitizer nginx build needs), --deb (what
+# "make deb" and t/160-debian-packages.t need: debian/control's build
+# dependencies are among the packages above).
 set -eu
 
 PKGS="build-essential nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev
@@ -10,10 +13,18 @@ libcmocka-dev libmojolicious-perl libio-socket-ip-perl redis-server
 python3 python3-websockets clang valgrind cppcheck clang-format chromium
 libclang-rt-dev pkg-config dpkg-dev"
 
-if [ "${1:-}" = "--asan" ]; then
-    # building nginx from source needs its build dependencies too
-    PKGS="$PKGS libpcre3-dev libxml2-dev libxslt1-dev libgd-dev libgeoip-dev"
-fi
+for opt in "$@"; do
+    case "$opt" in
+    --asan)
+        # building nginx from source needs its build dependencies too
+        PKGS="$PKGS libpcre3-dev libxml2-dev libxslt1-dev libgd-dev"
+        PKGS="$PKGS libgeoip-dev"
+        ;;
+    --deb)
+        PKGS="$PKGS debhelper lintian"
+        ;;
+    esac
+done
 
 missing=""
 for p in $PKGS; do
