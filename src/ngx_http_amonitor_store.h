@@ -92,6 +92,8 @@ ngx_http_amonitor_store_t *ngx_http_amonitor_store_shm_create(
     ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl);
 void *ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone);
 
+char *ngx_http_amonitor_store_redis_conf(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_http_amonitor_store_t *ngx_http_amonitor_store_redis_create(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
 void ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st);
