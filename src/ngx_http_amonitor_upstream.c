@@ -583,10 +583,11 @@ ngx_http_amonitor_upstream_opened(
      * After an outage the SDK counts as back once its first message
      * arrives: an SDK that rejects the agent's token accepts the
      * handshake, then closes with 4401.  Until then the connection's
-     * faults are failed attempts like the others (its own lines at info).
+     * faults are failed attempts like the others (conn.c's own lines at
+     * info while the outage is summarised).
      */
     u->answered = 0;
-    u->wc.log_level = NGX_LOG_INFO;
+    u->wc.log_level = u->down ? NGX_LOG_INFO : NGX_LOG_ERR;
 
     if (!u->down) {
         ngx_http_amonitor_upstream_log_up(u);

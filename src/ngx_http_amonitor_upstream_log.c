@@ -15,6 +15,13 @@
 #include "ngx_http_amonitor.h"
 
 
+static void ngx_http_amonitor_upstream_log_attempt(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t said, ngx_err_t err,
+    const char *fmt, va_list args);
+static void ngx_http_amonitor_upstream_log_said(
+    ngx_http_amonitor_upstream_t *u, const char *fmt, ...);
+
+
 /*
  * One failed attempt to reach the SDK (connect, handshake, or a
  * connection that ended before the SDK's first message).  "err", when not
@@ -24,15 +31,37 @@ void
 ngx_http_amonitor_upstream_log_failure(
     ngx_http_amonitor_upstream_t *u, ngx_err_t err, const char *fmt, ...)
 {
+    va_list args;
+
+    va_start(args, fmt);
+    ngx_http_amonitor_upstream_log_attempt(u, 0, err, fmt, args);
+    va_end(args);
+}
+
+
+/* the same, when conn.c already logged why at "error" (not yet down) */
+static void
+ngx_http_amonitor_upstream_log_said(
+    ngx_http_amonitor_upstream_t *u, const char *fmt, ...)
+{
+    va_list args;
+
+    va_start(args, fmt);
+    ngx_http_amonitor_upstream_log_attempt(u, 1, 0, fmt, args);
+    va_end(args);
+}
+
+
+static void
+ngx_http_amonitor_upstream_log_attempt(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t said, ngx_err_t err, const char *fmt, va_list args)
+{
     u_char    *p, *q, *last;
-    va_list    args;
     ngx_msec_t now;
 
     last = u->reason + NGX_HTTP_AMONITOR_REASON_LEN;
 
-    va_start(args, fmt);
     p = ngx_vslprintf(u->reason, last, fmt, args);
-    va_end(args);
 
     if (err && last - p > 2) {
         p = ngx_slprintf(p, last, ": ");
@@ -55,8 +84,11 @@ ngx_http_amonitor_upstream_log_failure(
         u->down_attempts = 1;
         u->unreported = 0;
 
-        ngx_log_error(
-            NGX_LOG_ERR, &u->log, 0, "amonitor: %*s", u->reason_len, u->reason);
+        if (!said) {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0, "amonitor: %*s",
+                u->reason_len, u->reason);
+        }
+
         return;
     }
 
@@ -121,8 +153,9 @@ ngx_http_amonitor_upstream_log_close(ngx_http_amonitor_upstream_t *u)
                 u->wc.peer_close);
 
         } else {
-            ngx_http_amonitor_upstream_log_failure(u, 0,
-                "the connection to the SDK ended before its first message");
+            /* the peer's fault: conn.c logged it, at error unless down */
+            ngx_http_amonitor_upstream_log_said(
+                u, "the connection to the SDK ended before its first message");
         }
 
     } else if (u->wc.close_received) {
