@@ -1,7 +1,7 @@
 # The install documentation cannot drift from what the repository builds:
 # the shell and nginx blocks of README.md, docs/deploy.md,
-# docs/debian-from-scratch.md, examples/README.md and
-# nginx-conf-examples/README.md are extracted and checked as far as one
+# docs/debian-from-scratch.md, docs/sdk.md, docs/cli.md, docs/testing.md,
+# examples/README.md and nginx-conf-examples/README.md are extracted and checked as far as one
 # machine can check them.  nginx blocks: the conf.d file shown is the one
 # in nginx-conf-examples/debian/ and passes nginx -t in Debian's layout
 # with the built module.  Shell blocks: every make target exists, every
@@ -21,7 +21,8 @@ use Test::AMonitor::ConfCheck qw(nginx_t_debian);
 
 my $ROOT = "$FindBin::Bin/..";
 my @DOCS = qw(README.md docs/deploy.md docs/debian-from-scratch.md
-    examples/README.md nginx-conf-examples/README.md);
+    docs/sdk.md docs/cli.md docs/testing.md examples/README.md
+    nginx-conf-examples/README.md);
 
 # where panel commands go to the installed configuration (its token)
 my %TOKEN_FROM = (
