@@ -33,8 +33,8 @@ my %TOKEN_FROM = (
 
 # system tools a machine running the tests may lack (no systemd or sudo in
 # a container); the rest must be on PATH
-my %SYSTEM = map { $_ => 1 } qw(sudo systemctl journalctl apt-get apt-mark
-    jq);
+my %SYSTEM = map { $_ => 1 } qw(sudo systemctl journalctl apt apt-get
+    apt-mark dpkg dpkg-buildpackage debuild lintian ldconfig);
 
 # shell words that are no commands
 my %SKIP = map { $_ => 1 } qw(cd for do done if then fi else while export
