@@ -94,6 +94,7 @@ typedef struct {
     ngx_array_t                     allow; /* allow_t */
     ngx_msec_t                      dedupe_ttl;
     ngx_msec_t                      ack_timeout;
+    ngx_msec_t                      late_window; /* after ACK_TIMEOUT */
     ngx_msec_t                      reconnect_min;
     ngx_msec_t                      reconnect_max;
     ngx_msec_t                      ping;
@@ -108,9 +109,10 @@ typedef struct {
 
 
 typedef struct {
-    ngx_flag_t panel;
-    ngx_str_t  panel_token;
-    ngx_flag_t status;
+    ngx_flag_t   panel;
+    ngx_str_t    panel_token;
+    ngx_array_t *allow_origin; /* of ngx_str_t, lowercase; NULL: any */
+    ngx_flag_t   status;
 } ngx_http_amonitor_loc_conf_t;
 
 
@@ -211,6 +213,52 @@ ngx_http_amonitor_backoff(
 }
 
 
+/* the message a reply answers */
+typedef struct {
+    ngx_str_t  msg_id;
+    ngx_str_t  trace_id;
+    ngx_str_t  target_id; /* the target it concerns, the agent's name */
+    ngx_uint_t binary; /* answer in protobuf */
+    ngx_uint_t action; /* it is an action: "action_msg_id", "final" */
+} ngx_http_amonitor_about_t;
+
+
+/*
+ * Peer data for a log line: control characters (a forged "\n...[emerg]")
+ * become \xNN and long values are cut, into "buf" of "size" bytes.
+ */
+#define NGX_HTTP_AMONITOR_LOG_STR 256
+
+static ngx_inline ngx_str_t *
+ngx_http_amonitor_log_str(
+    ngx_str_t *in, ngx_str_t *out, u_char *buf, size_t size)
+{
+    u_char     *p, *last;
+    size_t      i;
+    static char hex[] = "0123456789abcdef";
+
+    p = buf;
+    last = buf + size;
+
+    for (i = 0; i < in->len && p + 4 <= last; i++) {
+        if (in->data[i] < 0x20 || in->data[i] == 0x7f || in->data[i] == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[in->data[i] >> 4];
+            *p++ = hex[in->data[i] & 0xf];
+
+        } else {
+            *p++ = in->data[i];
+        }
+    }
+
+    out->data = buf;
+    out->len = p - buf;
+
+    return out;
+}
+
+
 /* worker.c: the per-process runtime */
 ngx_int_t ngx_http_amonitor_worker_init(
     ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf);
@@ -252,6 +300,9 @@ void      ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w);
 void      ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
          ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
          u_char *data, size_t len);
+void      ngx_http_amonitor_action_query(ngx_http_amonitor_worker_t *w,
+         ngx_http_amonitor_conn_t *panel, amon_envelope_t *env,
+         ngx_http_amonitor_about_t *about);
 void      ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
          amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len);
 void      ngx_http_amonitor_action_panel_gone(
@@ -265,7 +316,8 @@ typedef enum {
     NGX_HTTP_AMONITOR_LEARN_OK = 0,
     NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED, /* by amonitor_allow_url */
     NGX_HTTP_AMONITOR_LEARN_FULL, /* too many learned targets */
-    NGX_HTTP_AMONITOR_LEARN_NO_ADDR /* cannot dial: not an IP address */
+    NGX_HTTP_AMONITOR_LEARN_NO_ADDR, /* cannot dial: not an IP address */
+    NGX_HTTP_AMONITOR_LEARN_BAD_ID /* control characters in the id */
 } ngx_http_amonitor_learn_e;
 
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find(
@@ -277,16 +329,26 @@ ngx_int_t ngx_http_amonitor_target_url(
 ngx_http_amonitor_learn_e ngx_http_amonitor_target_learn(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu,
     ngx_str_t *norm, ngx_http_amonitor_upstream_t **up);
+ngx_uint_t ngx_http_amonitor_target_allowed(
+    ngx_http_amonitor_worker_t *w, amon_ws_url_t *wu);
 void ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
 
 /* reply.c: the agent's own envelopes */
-int64_t ngx_http_amonitor_reply_now(void);
-void    ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
-       ngx_http_amonitor_conn_t *panel, ngx_uint_t binary, ngx_str_t *msg_id,
-       ngx_str_t *target_id, const char *code, const char *message);
-void    ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
-       ngx_http_amonitor_conn_t *panel, ngx_uint_t binary, ngx_str_t *msg_id,
-       ngx_str_t *target_id, ngx_str_t *original);
+
+
+int64_t   ngx_http_amonitor_reply_now(void);
+void      ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
+         ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
+         const char *code, const char *message, ngx_uint_t final);
+void      ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
+         ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
+         const char *state, ngx_str_t *original);
+void      ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
+         ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
+         ngx_str_t *action_msg_id, const char *state, ngx_str_t *result);
+ngx_int_t ngx_http_amonitor_reply_stamp(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, ngx_uint_t opcode,
+    u_char *data, size_t len, ngx_uint_t final, ngx_str_t *out);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_reply_target_status(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
     const char *state);

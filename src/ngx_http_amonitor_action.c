@@ -14,9 +14,6 @@
 #include "ngx_http_amonitor_store.h"
 
 
-#define NGX_HTTP_AMONITOR_LATE_MAX 600000
-
-
 /* what action_fail does to the claim */
 typedef enum {
     NGX_HTTP_AMONITOR_KEEP = 0, /* it may have run: record it as failed */
@@ -46,10 +43,13 @@ typedef struct {
     uint64_t                         end_offset; /* in upstream bytes */
     ngx_str_t                        target_id;
     ngx_str_t                        target_url;
+    ngx_str_t                        trace_id;
     ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
     ngx_http_amonitor_action_state_e state;
     unsigned                         binary : 1;
     unsigned                         in_tree : 1;
+    unsigned                         counted : 1; /* in panel->pending */
+    unsigned                         limited : 1; /* over the panel's limit */
 } ngx_http_amonitor_action_t;
 
 
@@ -63,6 +63,11 @@ typedef struct {
 
 static ngx_http_amonitor_action_t *ngx_http_amonitor_action_new(
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env);
+static ngx_int_t ngx_http_amonitor_action_precheck(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_action_t *a,
+    const char **code, const char **message);
+static void ngx_http_amonitor_action_about(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
@@ -117,8 +122,11 @@ ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
 
 
 /*
- * A valid action from a panel (it has a target and payload.action): claim
- * its msg_id, then route it.  Its bytes go to the SDK unchanged.
+ * A valid action from a panel (it has a target and payload.action).  The
+ * order of the checks is the documented precedence of errors: the target
+ * first (no claim for an action that cannot go anywhere), then the panel's
+ * limit and the dedupe claim, then the route.  Its bytes go to the SDK
+ * unchanged.
  */
 void
 ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
@@ -127,43 +135,66 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
 {
     u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
     ngx_int_t                    rc;
-    ngx_str_t                    msg_id, target_id, result;
-    ngx_uint_t                   binary;
+    ngx_str_t                    result;
+    const char                  *code, *message;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
+    ngx_http_amonitor_about_t    about;
     ngx_http_amonitor_claim_e    state;
 
-    binary = (opcode == AMON_WS_OP_BINARY);
+    about.msg_id.data = (u_char *) env->msg_id.data;
+    about.msg_id.len = env->msg_id.len;
+    about.trace_id.data = (u_char *) env->trace_id.data;
+    about.trace_id.len = env->trace_id.len;
 
-    msg_id.data = (u_char *) env->msg_id.data;
-    msg_id.len = env->msg_id.len;
-    target_id.data = (u_char *) env->target_id.data;
-    target_id.len = env->target_id.len;
+    if (env->target_id.len) {
+        about.target_id.data = (u_char *) env->target_id.data;
+        about.target_id.len = env->target_id.len;
 
-    if (panel->pending >= w->amcf->queue) {
+    } else {
+        about.target_id.data = (u_char *) env->target_url.data;
+        about.target_id.len = env->target_url.len;
+    }
+
+    about.binary = (opcode == AMON_WS_OP_BINARY);
+    about.action = 1;
+
+    if (panel->pending >= 2 * w->amcf->queue) {
         /* bounded memory: a panel cannot pile up unanswered actions */
-        ngx_http_amonitor_reply_error(w, panel, binary, &msg_id, &target_id,
-            "RATE_LIMITED",
-            "too many actions of this panel are waiting for acks");
+        ngx_http_amonitor_reply_error(w, panel, &about, "RATE_LIMITED",
+            "too many actions of this panel are waiting for acks", 1);
         return;
     }
 
     a = ngx_http_amonitor_action_new(panel, env);
     if (a == NULL) {
         ngx_http_amonitor_reply_error(
-            w, panel, binary, &msg_id, &target_id, "INTERNAL", "out of memory");
+            w, panel, &about, "INTERNAL", "out of memory", 1);
         return;
     }
 
     a->worker = w;
-    a->binary = binary;
+    a->binary = about.binary;
+
+    if (ngx_http_amonitor_action_precheck(w, a, &code, &message) != NGX_OK) {
+        (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
+        ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
+        ngx_free(a);
+        return;
+    }
+
+    /*
+     * Over the limit the claim still runs, so that a repeated msg_id gets
+     * its duplicate answer; a new one is released and RATE_LIMITED.
+     */
+    a->limited = (panel->pending >= w->amcf->queue);
 
     /* the bytes go to the SDK unchanged, in a frame masked as a client's */
     a->msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 1);
     if (a->msg == NULL) {
         ngx_free(a);
         ngx_http_amonitor_reply_error(
-            w, panel, binary, &msg_id, &target_id, "INTERNAL", "out of memory");
+            w, panel, &about, "INTERNAL", "out of memory", 1);
         return;
     }
 
@@ -172,6 +203,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     a->msg->refs++;
     ngx_queue_insert_tail(&as->all, &a->all);
     panel->pending++;
+    a->counted = 1;
 
     /* an inline answer (shm) copies a stored result here */
     result.data = buf;
@@ -195,6 +227,70 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
 }
 
 
+/*
+ * Can the action go anywhere?  A known target_id, a known URL or one that
+ * amonitor_allow_url allows.  NGX_DECLINED with the error to answer.
+ */
+static ngx_int_t
+ngx_http_amonitor_action_precheck(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_action_t *a, const char **code, const char **message)
+{
+    u_char        norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t     n;
+    amon_ws_url_t wu;
+
+    if (a->target_id.len && ngx_http_amonitor_target_find(w, &a->target_id)) {
+        return NGX_OK;
+    }
+
+    if (a->target_url.len == 0) {
+        *code = "UNKNOWN_TARGET";
+        *message = "no such target";
+        return NGX_DECLINED;
+    }
+
+    n.data = norm;
+
+    if (ngx_http_amonitor_target_url(
+            a->target_url.data, a->target_url.len, &wu, &n)
+        != NGX_OK) {
+        *code = "INVALID_MESSAGE";
+        *message = "payload.target_url is not a ws:// URL";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_amonitor_target_find_url(w, &n)
+        || ngx_http_amonitor_target_allowed(w, &wu)) {
+        return NGX_OK;
+    }
+
+    *code = "TARGET_URL_NOT_ALLOWED";
+    *message = "payload.target_url is not allowed by amonitor_allow_url";
+
+    return NGX_DECLINED;
+}
+
+
+/* what a reply about the action answers */
+static void
+ngx_http_amonitor_action_about(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
+{
+    about->msg_id = a->sn.str;
+    about->trace_id = a->trace_id;
+
+    if (a->upstream) {
+        about->target_id = a->upstream->id;
+
+    } else {
+        about->target_id = a->target_id.len ? a->target_id : a->target_url;
+    }
+
+    about->binary = a->binary;
+    about->action = 1;
+}
+
+
 /* one allocation: the action and copies of its msg_id, target id and URL */
 static ngx_http_amonitor_action_t *
 ngx_http_amonitor_action_new(
@@ -204,7 +300,7 @@ ngx_http_amonitor_action_new(
     ngx_http_amonitor_action_t *a;
 
     a = ngx_alloc(sizeof(ngx_http_amonitor_action_t) + env->msg_id.len
-            + env->target_id.len + env->target_url.len,
+            + env->target_id.len + env->target_url.len + env->trace_id.len,
         panel->connection->log);
     if (a == NULL) {
         return NULL;
@@ -229,7 +325,13 @@ ngx_http_amonitor_action_new(
     a->target_url.data = d;
     a->target_url.len = env->target_url.len;
     if (env->target_url.len) {
-        ngx_memcpy(d, env->target_url.data, env->target_url.len);
+        d = ngx_cpymem(d, env->target_url.data, env->target_url.len);
+    }
+
+    a->trace_id.data = d;
+    a->trace_id.len = env->trace_id.len;
+    if (env->trace_id.len) {
+        ngx_memcpy(d, env->trace_id.data, env->trace_id.len);
     }
 
     a->sn.node.key = ngx_crc32_short(a->sn.str.data, a->sn.str.len);
@@ -245,6 +347,10 @@ ngx_http_amonitor_action_claimed(
 {
     ngx_http_amonitor_action_t *a = data;
 
+    u_char                      ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t                   e;
+    const char                 *name;
+    ngx_http_amonitor_about_t   about;
     ngx_http_amonitor_worker_t *w;
 
     w = a->worker;
@@ -274,6 +380,13 @@ ngx_http_amonitor_action_claimed(
     }
 
     if (state == NGX_HTTP_AMONITOR_CLAIM_NEW) {
+        if (a->limited) {
+            ngx_http_amonitor_action_fail(a, "RATE_LIMITED",
+                "too many actions of this panel are waiting for acks",
+                NGX_HTTP_AMONITOR_RELEASE);
+            return;
+        }
+
         ngx_http_amonitor_action_route(a);
         return;
     }
@@ -284,14 +397,16 @@ ngx_http_amonitor_action_claimed(
 
     if (a->panel) {
         ngx_log_error(NGX_LOG_INFO, a->panel->connection->log, 0,
-            "amonitor: duplicate action \"%V\" ignored", &a->sn.str);
+            "amonitor: duplicate action \"%V\" ignored",
+            ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)));
 
-        ngx_http_amonitor_reply_duplicate(w, a->panel, a->binary, &a->sn.str,
-            &a->target_id,
-            (state == NGX_HTTP_AMONITOR_CLAIM_DONE
-                || state == NGX_HTTP_AMONITOR_CLAIM_FAILED)
-                ? result
-                : NULL);
+        name = (state == NGX_HTTP_AMONITOR_CLAIM_DONE)  ? "done"
+            : (state == NGX_HTTP_AMONITOR_CLAIM_FAILED) ? "failed"
+                                                        : "pending";
+
+        ngx_http_amonitor_action_about(a, &about);
+        ngx_http_amonitor_reply_duplicate(w, a->panel, &about, name,
+            (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) ? NULL : result);
     }
 
     ngx_http_amonitor_action_free(a);
@@ -392,6 +507,11 @@ ngx_http_amonitor_action_learn(ngx_http_amonitor_action_t *a)
             "too many learned targets", NGX_HTTP_AMONITOR_RELEASE);
         return NULL;
 
+    case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
+        ngx_http_amonitor_action_fail(a, "INVALID_MESSAGE",
+            "target_id has control characters", NGX_HTTP_AMONITOR_RELEASE);
+        return NULL;
+
     default:
         ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
             "cannot dial payload.target_url (an IP address is needed)",
@@ -457,6 +577,9 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
 {
     ngx_http_amonitor_action_t *a = ev->data;
 
+    u_char                      ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t                   e;
+    ngx_http_amonitor_about_t   about;
     ngx_http_amonitor_worker_t *w;
 
     w = a->worker;
@@ -467,7 +590,8 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
             "amonitor: the dedupe store did not answer for action \"%V\" "
             "within %M ms",
-            &a->sn.str, w->amcf->ack_timeout);
+            ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+            w->amcf->ack_timeout);
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store did not answer in time",
             NGX_HTTP_AMONITOR_FORGET);
@@ -482,30 +606,49 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
 
     case NGX_HTTP_AMONITOR_ACTION_SENT: break;
 
-    default:
-        /* the late window is over too */
-        ngx_http_amonitor_action_free(a);
+    case NGX_HTTP_AMONITOR_ACTION_LATE:
+        /* the late window is over too: the outcome stays unknown */
+        ngx_http_amonitor_action_fail(a, "ACK_TIMEOUT",
+            "no ack from the target within the late window; the outcome "
+            "is unknown",
+            NGX_HTTP_AMONITOR_KEEP);
         return;
+
+    default: ngx_http_amonitor_action_free(a); return;
     }
 
-    a->state = NGX_HTTP_AMONITOR_ACTION_LATE;
     (void) ngx_atomic_fetch_add(&w->counters->ack_timeouts, 1);
 
     ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
         "amonitor: no ack for action \"%V\" from target \"%V\" "
         "within %M ms",
-        &a->sn.str, &a->upstream->id, w->amcf->ack_timeout);
+        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+        &a->upstream->id, w->amcf->ack_timeout);
+
+    if (w->amcf->late_window == 0) {
+        ngx_http_amonitor_action_fail(a, "ACK_TIMEOUT",
+            "no ack from the target in time; the outcome is unknown",
+            NGX_HTTP_AMONITOR_KEEP);
+        return;
+    }
+
+    a->state = NGX_HTTP_AMONITOR_ACTION_LATE;
 
     if (a->panel) {
-        ngx_http_amonitor_reply_error(w, a->panel, a->binary, &a->sn.str,
-            &a->target_id, "ACK_TIMEOUT",
-            "no ack from the target in time; "
-            "the action may still run");
+        ngx_http_amonitor_action_about(a, &about);
+        ngx_http_amonitor_reply_error(w, a->panel, &about, "ACK_TIMEOUT",
+            "no ack from the target in time; the action may still run", 0);
+
+        /* it no longer counts against the panel's limit */
+        if (a->counted && a->panel->pending) {
+            a->panel->pending--;
+        }
+
+        a->counted = 0;
     }
 
     /* a late ack is still delivered and recorded */
-    ngx_http_amonitor_action_timer(
-        a, ngx_min(w->amcf->ack_timeout * 10, NGX_HTTP_AMONITOR_LATE_MAX));
+    ngx_http_amonitor_action_timer(a, w->amcf->late_window);
 }
 
 
@@ -515,8 +658,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len)
 {
     u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     uint32_t                     hash;
-    ngx_str_t                    id, result;
+    ngx_str_t                    id, result, out, e;
     ngx_http_amonitor_worker_t  *w;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
@@ -533,7 +677,8 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     if (a == NULL || a->upstream != u) {
         ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-            "amonitor: ack for an unknown action \"%V\" dropped", &id);
+            "amonitor: ack for an unknown action \"%V\" dropped",
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
         return;
     }
 
@@ -554,12 +699,61 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     w->store->finish(
         w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
 
-    if (a->panel) {
-        /* the SDK's bytes, to the panel that asked */
-        ngx_http_amonitor_conn_answer(a->panel, opcode, data, len);
+    if (a->panel
+        && ngx_http_amonitor_reply_stamp(w, u, env, opcode, data, len, 1, &out)
+            == NGX_OK) {
+        /* the SDK's bytes, marked as the last reply, to the panel that asked */
+        ngx_http_amonitor_conn_answer(a->panel, opcode, out.data, out.len);
     }
 
     ngx_http_amonitor_action_free(a);
+}
+
+
+/*
+ * action_status: what the store knows of an earlier action, answered
+ * without executing anything.
+ */
+void
+ngx_http_amonitor_action_query(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about)
+{
+    u_char                    buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    ngx_str_t                 id, result;
+    const char               *name;
+    ngx_http_amonitor_claim_e state;
+
+    if (env->action_msg_id.len == 0) {
+        ngx_http_amonitor_reply_error(w, wc, about, "INVALID_MESSAGE",
+            "action_status needs payload.action_msg_id", 1);
+        return;
+    }
+
+    id.data = (u_char *) env->action_msg_id.data;
+    id.len = env->action_msg_id.len;
+
+    result.data = buf;
+    result.len = 0;
+
+    if (w->store->query == NULL
+        || w->store->query(w->store, &id, &state, &result) != NGX_OK) {
+        ngx_http_amonitor_reply_error(w, wc, about, "INTERNAL",
+            "the dedupe store cannot answer action_status now", 1);
+        return;
+    }
+
+    switch (state) {
+    case NGX_HTTP_AMONITOR_CLAIM_PENDING: name = "pending"; break;
+    case NGX_HTTP_AMONITOR_CLAIM_DONE: name = "done"; break;
+    case NGX_HTTP_AMONITOR_CLAIM_FAILED: name = "failed"; break;
+    default:
+        name = "unknown";
+        result.len = 0;
+        break;
+    }
+
+    ngx_http_amonitor_reply_status(w, wc, about, &id, name, &result);
 }
 
 
@@ -649,13 +843,8 @@ ngx_http_amonitor_action_upstream_down(
             continue;
         }
 
-        if (a->state == NGX_HTTP_AMONITOR_ACTION_LATE) {
-            /* already answered with ACK_TIMEOUT */
-            ngx_http_amonitor_action_free(a);
-            continue;
-        }
-
-        if (a->state != NGX_HTTP_AMONITOR_ACTION_SENT) {
+        if (a->state != NGX_HTTP_AMONITOR_ACTION_SENT
+            && a->state != NGX_HTTP_AMONITOR_ACTION_LATE) {
             continue;
         }
 
@@ -683,6 +872,7 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     u_char                      buf[256];
     ngx_str_t                   result;
     amon_str_t                  msg;
+    ngx_http_amonitor_about_t   about;
     ngx_http_amonitor_worker_t *w;
 
     w = a->worker;
@@ -706,8 +896,8 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     }
 
     if (a->panel) {
-        ngx_http_amonitor_reply_error(
-            w, a->panel, a->binary, &a->sn.str, &a->target_id, code, message);
+        ngx_http_amonitor_action_about(a, &about);
+        ngx_http_amonitor_reply_error(w, a->panel, &about, code, message, 1);
     }
 
     ngx_http_amonitor_action_free(a);
@@ -741,9 +931,11 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
         a->msg = NULL;
     }
 
-    if (a->panel && a->panel->pending) {
+    if (a->panel && a->counted && a->panel->pending) {
         a->panel->pending--;
     }
+
+    a->counted = 0;
 
     ngx_queue_remove(&a->all);
 

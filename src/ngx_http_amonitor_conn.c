@@ -10,6 +10,8 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <openssl/rand.h>
+
 #include "ngx_http_amonitor_conn.h"
 
 #include "amon_ws_session.h"
@@ -17,6 +19,7 @@
 
 #define NGX_HTTP_AMONITOR_MSG_CACHE 256 /* free small buffers */
 #define NGX_HTTP_AMONITOR_MSG_SMALL 4096
+#define NGX_HTTP_AMONITOR_RANDOM    512 /* bytes drawn at a time */
 
 
 static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
@@ -136,7 +139,6 @@ ngx_http_amonitor_msg_frame(ngx_http_amonitor_frames_t *f, ngx_uint_t opcode,
     u_char *payload, size_t len, ngx_uint_t masked)
 {
     u_char                   mask[4];
-    uint32_t                 r;
     ngx_http_amonitor_msg_t *msg;
 
     msg = ngx_http_amonitor_msg_alloc(f, len + AMON_MAX_FRAME_HEADER);
@@ -145,8 +147,7 @@ ngx_http_amonitor_msg_frame(ngx_http_amonitor_frames_t *f, ngx_uint_t opcode,
     }
 
     if (masked) {
-        r = (uint32_t) ngx_random();
-        ngx_memcpy(mask, &r, 4);
+        ngx_http_amonitor_random(mask, 4);
     }
 
     msg->len = amon_ws_write_frame(
@@ -410,12 +411,45 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
 static void
 ngx_http_amonitor_conn_mask(void *data, unsigned char *key, size_t len)
 {
-    size_t   i;
-    uint32_t r;
+    ngx_http_amonitor_random(key, len);
+}
 
-    for (i = 0; i < len; i += 4) {
-        r = (uint32_t) ngx_random();
-        ngx_memcpy(key + i, &r, ngx_min(4, len - i));
+
+/*
+ * Random bytes from a strong source (RFC 6455 10.3 asks for masking keys
+ * an intermediary cannot predict; ids must not be guessable either):
+ * OpenSSL's generator, drawn NGX_HTTP_AMONITOR_RANDOM bytes at a time.
+ */
+void
+ngx_http_amonitor_random(u_char *buf, size_t len)
+{
+    size_t n;
+
+    static u_char pool[NGX_HTTP_AMONITOR_RANDOM];
+    static size_t left;
+
+    while (len) {
+        if (left == 0) {
+            if (RAND_bytes(pool, sizeof(pool)) != 1) {
+                /* never without randomness: fall back, and say so */
+                ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                    "amonitor: RAND_bytes() failed");
+
+                for (n = 0; n < sizeof(pool); n++) {
+                    pool[n] = (u_char) ngx_random();
+                }
+            }
+
+            left = sizeof(pool);
+        }
+
+        n = ngx_min(len, left);
+        ngx_memcpy(buf, pool + sizeof(pool) - left, n);
+        ngx_memzero(pool + sizeof(pool) - left, n);
+
+        left -= n;
+        buf += n;
+        len -= n;
     }
 }
 

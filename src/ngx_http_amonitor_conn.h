@@ -124,6 +124,8 @@ ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_frame(
     ngx_http_amonitor_frames_t *f, ngx_uint_t opcode, u_char *payload,
     size_t len, ngx_uint_t masked);
 
+void ngx_http_amonitor_random(u_char *buf, size_t len);
+
 /* connections */
 ngx_int_t ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc,
     ngx_connection_t *c, ngx_http_amonitor_frames_t *f, ngx_uint_t client);

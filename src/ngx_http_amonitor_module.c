@@ -35,6 +35,8 @@ static char *ngx_http_amonitor_redis(
 static char *ngx_http_amonitor_allow_url(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data);
+static char *ngx_http_amonitor_allow_origin(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_check_queue(
     ngx_conf_t *cf, void *post, void *data);
 static char *ngx_http_amonitor_status(
@@ -79,6 +81,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, ack_timeout),
+      NULL },
+
+    { ngx_string("amonitor_ack_late_window"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, late_window),
       NULL },
 
     { ngx_string("amonitor_connect_timeout"),
@@ -136,6 +145,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_amonitor_loc_conf_t, panel),
       &ngx_http_amonitor_panel_post },
+
+    { ngx_string("amonitor_panel_allow_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_amonitor_allow_origin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("amonitor_panel_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -219,6 +235,7 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
 
     amcf->dedupe_ttl = NGX_CONF_UNSET_MSEC;
     amcf->ack_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->late_window = NGX_CONF_UNSET_MSEC;
     amcf->reconnect_min = NGX_CONF_UNSET_MSEC;
     amcf->reconnect_max = NGX_CONF_UNSET_MSEC;
     amcf->ping = NGX_CONF_UNSET_MSEC;
@@ -237,6 +254,8 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(amcf->dedupe_ttl, 24 * 60 * 60 * 1000);
     ngx_conf_init_msec_value(amcf->ack_timeout, 10000);
+    ngx_conf_init_msec_value(
+        amcf->late_window, ngx_min(amcf->ack_timeout * 10, 600000));
     ngx_conf_init_msec_value(amcf->reconnect_min, 200);
     ngx_conf_init_msec_value(amcf->reconnect_max, 10000);
     ngx_conf_init_msec_value(amcf->ping, 20000);
@@ -293,6 +312,7 @@ ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     alcf->panel_token = { 0, NULL };
+     *     alcf->allow_origin = NULL;
      *     alcf->status = 0;
      */
 
@@ -310,6 +330,10 @@ ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->panel, prev->panel, 0);
     ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
+
+    if (conf->allow_origin == NULL) {
+        conf->allow_origin = prev->allow_origin;
+    }
 
     return NGX_CONF_OK;
 }
@@ -772,6 +796,55 @@ invalid:
         "ws://host:port or ws://host:*",
         &s);
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * amonitor_panel_allow_origin ORIGIN...: the browser origins that may open
+ * a panel: exact origins, "scheme://" + "*.domain" patterns, or "*".
+ * Requests without Origin (non-browser clients) are not affected.
+ */
+static char *
+ngx_http_amonitor_allow_origin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_loc_conf_t *alcf = conf;
+
+    ngx_str_t *value, *o;
+    ngx_uint_t i;
+
+    if (alcf->allow_origin) {
+        return "is duplicate";
+    }
+
+    alcf->allow_origin = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (alcf->allow_origin == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (!(value[i].len == 1 && value[i].data[0] == '*')
+            && ngx_strlchr(value[i].data, value[i].data + value[i].len, ':')
+                == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                "invalid origin \"%V\": expected scheme://host[:port], "
+                "scheme://*.domain or \"*\"",
+                &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        o = ngx_array_push(alcf->allow_origin);
+        if (o == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *o = value[i];
+        ngx_strlow(o->data, o->data, o->len);
+    }
+
+    return NGX_CONF_OK;
 }
 
 

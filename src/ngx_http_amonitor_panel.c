@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_amonitor_panel_accept(
     ngx_http_request_t *r, u_char *accept);
 static ngx_int_t ngx_http_amonitor_panel_start(
     ngx_http_request_t *r, ngx_http_amonitor_main_conf_t *amcf);
+static ngx_int_t ngx_http_amonitor_panel_origin(
+    ngx_http_request_t *r, ngx_array_t *allow);
 static ngx_int_t ngx_http_amonitor_panel_header_out(
     ngx_http_request_t *r, const char *name, const char *value);
 static ngx_int_t ngx_http_amonitor_panel_auth(
@@ -117,6 +119,23 @@ ngx_http_amonitor_panel_check(
 
         *reason = "missing or wrong panel token";
         return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    if (r->http_version > NGX_HTTP_VERSION_11) {
+        /* HTTP/2 and later have no Upgrade (RFC 8441 is not supported) */
+        *reason = "the WebSocket upgrade needs HTTP/1.1";
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+            "amonitor: panel handshake refused: %s", *reason);
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (alcf->allow_origin
+        && ngx_http_amonitor_panel_origin(r, alcf->allow_origin) != NGX_OK) {
+        *reason = "origin not allowed";
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+            "amonitor: panel rejected: origin not allowed by "
+            "amonitor_panel_allow_origin");
+        return NGX_HTTP_FORBIDDEN;
     }
 
     key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key");
@@ -332,6 +351,61 @@ ngx_http_amonitor_panel_start(
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * A browser's Origin against amonitor_panel_allow_origin: an exact origin,
+ * a wildcard pattern (scheme, "://", "*.domain") for its subdomains, or
+ * "*".  No Origin: allowed.
+ */
+static ngx_int_t
+ngx_http_amonitor_panel_origin(ngx_http_request_t *r, ngx_array_t *allow)
+{
+    u_char          *host;
+    size_t           plen, hlen;
+    ngx_str_t       *a, o;
+    ngx_uint_t       i;
+    ngx_table_elt_t *h;
+
+    h = ngx_http_amonitor_panel_header(r, "Origin");
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    o = h->value;
+    a = allow->elts;
+
+    for (i = 0; i < allow->nelts; i++) {
+
+        if (a[i].len == 1 && a[i].data[0] == '*') {
+            return NGX_OK;
+        }
+
+        if (a[i].len == o.len
+            && ngx_strncasecmp(a[i].data, o.data, o.len) == 0) {
+            return NGX_OK;
+        }
+
+        /* a wildcard: the same scheme, a host ending in .domain */
+        host = ngx_strlcasestrn(
+            a[i].data, a[i].data + a[i].len, (u_char *) "://*.", 5 - 1);
+        if (host == NULL) {
+            continue;
+        }
+
+        plen = host - a[i].data + 3; /* "scheme://" */
+        hlen = a[i].len - plen - 1; /* ".domain" */
+
+        if (o.len > plen + hlen && ngx_strncasecmp(o.data, a[i].data, plen) == 0
+            && ngx_strncasecmp(
+                   o.data + o.len - hlen, a[i].data + plen + 1, hlen)
+                == 0) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -599,9 +673,12 @@ ngx_http_amonitor_panel_cleanup(void *data)
         "amonitor panel #%ui closed", p->wc.id);
 
     if (!p->wc.close_sent && !p->wc.connection->error) {
-        /* worker shutdown or reload: say goodbye */
-        ngx_http_amonitor_conn_close_frame(
-            &p->wc, AMON_WS_CLOSE_GOING_AWAY, "server going away");
+        /*
+         * worker shutdown or reload: a code of its own (not the 1001 of a
+         * ping timeout), so that a panel knows to reconnect at once
+         */
+        ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_RESTART,
+            "agent reloading or stopping: reconnect");
     }
 
     p->finalized = 1;

@@ -13,13 +13,38 @@
 #include "ngx_http_amonitor.h"
 
 
-static void ngx_http_amonitor_reply_uuid(u_char *out);
+static void       ngx_http_amonitor_reply_uuid(u_char *out);
+static ngx_uint_t ngx_http_amonitor_reply_success(ngx_str_t *result);
+static ngx_int_t  ngx_http_amonitor_reply_stamp_json(
+     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
+     amon_envelope_t *env, u_char *data, size_t len, ngx_uint_t source,
+     ngx_uint_t final, size_t max, ngx_str_t *out);
+static ngx_int_t ngx_http_amonitor_reply_stamp_pb(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
+    size_t len, ngx_uint_t source, ngx_uint_t final, size_t max,
+    ngx_str_t *out);
+static ngx_int_t ngx_http_amonitor_reply_append(
+    ngx_http_amonitor_worker_t *w, u_char *data, size_t len, size_t max);
+static u_char *ngx_http_amonitor_reply_varint(u_char *p, uint64_t v);
 
 
 #define ngx_http_amonitor_amon_str(s) \
     { \
         (const unsigned char *) (s)->data, (s)->len \
     }
+
+
+/* an ngx_str_t as an amon_str_t; empty ones are absent */
+static ngx_inline amon_str_t
+ngx_http_amonitor_amon_opt(ngx_str_t *s)
+{
+    amon_str_t r;
+
+    r.data = (s->len) ? s->data : NULL;
+    r.len = s->len;
+
+    return r;
+}
 
 
 int64_t
@@ -33,67 +58,367 @@ ngx_http_amonitor_reply_now(void)
 }
 
 
-/* an error envelope for one panel; msg_id/target_id may be NULL */
+/*
+ * An error for one panel about one of its messages: its msg_id and
+ * trace_id, the target it concerns and, for an action, "action_msg_id" and
+ * whether this is the action's last reply.
+ */
 void
 ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_conn_t *panel, ngx_uint_t binary, ngx_str_t *msg_id,
-    ngx_str_t *target_id, const char *code, const char *message)
+    ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
+    const char *code, const char *message, ngx_uint_t final)
 {
-    amon_str_t id, tid, msg;
+    amon_error_out_t err;
 
-    id.data = (msg_id && msg_id->len) ? msg_id->data : NULL;
-    id.len = msg_id ? msg_id->len : 0;
-    tid.data = (target_id && target_id->len) ? target_id->data : NULL;
-    tid.len = target_id ? target_id->len : 0;
-    msg.data = (const unsigned char *) message;
-    msg.len = ngx_strlen(message);
+    ngx_memzero(&err, sizeof(amon_error_out_t));
+
+    err.msg_id = ngx_http_amonitor_amon_opt(&about->msg_id);
+    err.trace_id = ngx_http_amonitor_amon_opt(&about->trace_id);
+    err.target_id = ngx_http_amonitor_amon_opt(&about->target_id);
+    err.timestamp = ngx_http_amonitor_reply_now();
+    err.code = code;
+    err.message.data = (const unsigned char *) message;
+    err.message.len = ngx_strlen(message);
+
+    if (about->action) {
+        err.action_msg_id = err.msg_id;
+        err.final = final ? AMON_FINAL_YES : AMON_FINAL_NO;
+    }
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_error(&w->scratch, w->amcf->max_message,
-            &w->allocator, id, tid, ngx_http_amonitor_reply_now(), code, msg,
-            binary)
+    if (amon_envelope_build_error_out(&w->scratch, w->amcf->max_message,
+            &w->allocator, &err, about->binary)
         != AMON_OK) {
         return;
     }
 
     ngx_http_amonitor_conn_answer(panel,
-        binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
+        about->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
         w->scratch.len);
 }
 
 
-/* the agent's answer to a repeated msg_id: never forwarded to the SDK */
+/*
+ * The agent's answer to a repeated msg_id, never forwarded to the SDK:
+ * what is known of the first attempt ("state": done, pending or failed,
+ * and its stored result); "success" only when the stored result says so.
+ */
 void
 ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_conn_t *panel, ngx_uint_t binary, ngx_str_t *msg_id,
-    ngx_str_t *target_id, ngx_str_t *original)
+    ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
+    const char *state, ngx_str_t *original)
 {
-    u_char     id[AMON_UUID_LEN];
-    amon_str_t uuid, orig;
+    u_char         id[AMON_UUID_LEN];
+    amon_ack_out_t ack;
 
     ngx_http_amonitor_reply_uuid(id);
 
-    uuid.data = id;
-    uuid.len = AMON_UUID_LEN;
+    ngx_memzero(&ack, sizeof(amon_ack_out_t));
 
-    orig.data = (original && original->len) ? original->data : NULL;
-    orig.len = original ? original->len : 0;
+    ack.msg_id.data = id;
+    ack.msg_id.len = AMON_UUID_LEN;
+    ack.trace_id = ngx_http_amonitor_amon_opt(&about->trace_id);
+    ack.target_id = ngx_http_amonitor_amon_opt(&about->target_id);
+    ack.timestamp = ngx_http_amonitor_reply_now();
+    ack.action_msg_id = ngx_http_amonitor_amon_opt(&about->msg_id);
+    ack.duplicate = 1;
+    ack.state.data = (const unsigned char *) state;
+    ack.state.len = ngx_strlen(state);
+    ack.final = AMON_FINAL_YES;
+
+    if (original && original->len) {
+        ack.original.data = original->data;
+        ack.original.len = original->len;
+        ack.success = ngx_http_amonitor_reply_success(original);
+    }
+
+    if (ngx_strcmp(state, "done") == 0) {
+        ngx_str_set(&ack.message, "duplicate ignored");
+
+    } else if (ngx_strcmp(state, "pending") == 0) {
+        ngx_str_set(&ack.message,
+            "duplicate ignored: the first attempt is still pending");
+        ack.success = 0;
+
+    } else {
+        ngx_str_set(
+            &ack.message, "duplicate ignored: the first attempt failed");
+        ack.success = 0;
+    }
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_duplicate_ack(&w->scratch, w->amcf->max_message,
-            &w->allocator, uuid,
-            (amon_str_t) ngx_http_amonitor_amon_str(target_id),
-            ngx_http_amonitor_reply_now(),
-            (amon_str_t) ngx_http_amonitor_amon_str(msg_id), orig, binary)
+    if (amon_envelope_build_ack(&w->scratch, w->amcf->max_message,
+            &w->allocator, &ack, about->binary)
         != AMON_OK) {
         return;
     }
 
     ngx_http_amonitor_conn_answer(panel,
-        binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
+        about->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
         w->scratch.len);
+}
+
+
+/* the answer to an action_status query: what the store knows */
+void
+ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
+    ngx_str_t *action_msg_id, const char *state, ngx_str_t *result)
+{
+    amon_str_t          res;
+    amon_envelope_out_t head;
+
+    ngx_memzero(&head, sizeof(amon_envelope_out_t));
+
+    head.msg_id = ngx_http_amonitor_amon_opt(&about->msg_id);
+    head.trace_id = ngx_http_amonitor_amon_opt(&about->trace_id);
+    head.target_id = ngx_http_amonitor_amon_opt(&about->target_id);
+    head.timestamp = ngx_http_amonitor_reply_now();
+
+    res.data = (result && result->len) ? result->data : NULL;
+    res.len = result ? result->len : 0;
+
+    w->scratch.len = 0;
+
+    if (amon_envelope_build_action_status(&w->scratch, w->amcf->max_message,
+            &w->allocator, &head,
+            (amon_str_t) ngx_http_amonitor_amon_str(action_msg_id), state, res,
+            about->binary)
+        != AMON_OK) {
+        return;
+    }
+
+    ngx_http_amonitor_conn_answer(panel,
+        about->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
+        w->scratch.len);
+}
+
+
+/* "success" of a stored result: a JSON object with "success":true */
+static ngx_uint_t
+ngx_http_amonitor_reply_success(ngx_str_t *result)
+{
+    amon_envelope_t env;
+    u_char          buf[NGX_HTTP_AMONITOR_RESULT_MAX + 64];
+    u_char         *p;
+
+    /* read it as an ack's payload: wrap it in a minimal envelope */
+    if (result->len > NGX_HTTP_AMONITOR_RESULT_MAX) {
+        return 0;
+    }
+
+    p = ngx_cpymem(buf,
+        "{\"msg_id\":\"r\",\"type\":\"action_ack\",\"payload\":",
+        sizeof("{\"msg_id\":\"r\",\"type\":\"action_ack\",\"payload\":") - 1);
+    p = ngx_cpymem(p, result->data, result->len);
+    *p++ = '}';
+
+    if (amon_envelope_decode_json(&env, buf, p - buf) != AMON_OK) {
+        return 0;
+    }
+
+    return env.has_success && env.success;
+}
+
+
+/*
+ * A message from an SDK as panels get it: its bytes unchanged, unless
+ *  - the SDK's own target_id (envelope or payload) is absent or differs
+ *    from the agent's name for the target: "source" (the agent's name) is
+ *    added, first member of the JSON object or Envelope field 7;
+ *  - it is an ack, the action's last reply: "final":true goes first into
+ *    its payload (a protobuf ack is written anew, with final = 7).
+ * *out is the input or the worker's scratch buffer.
+ */
+ngx_int_t
+ngx_http_amonitor_reply_stamp(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, ngx_uint_t opcode,
+    u_char *data, size_t len, ngx_uint_t final, ngx_str_t *out)
+{
+    size_t     max;
+    ngx_uint_t source;
+
+    source = env->target_id.len != u->id.len
+        || ngx_memcmp(env->target_id.data, u->id.data, u->id.len) != 0
+        || (env->payload_target_id.len
+            && (env->payload_target_id.len != u->id.len
+                || ngx_memcmp(
+                       env->payload_target_id.data, u->id.data, u->id.len)
+                    != 0));
+
+    out->data = data;
+    out->len = len;
+
+    if (!source && !final) {
+        return NGX_OK;
+    }
+
+    max = w->amcf->max_message + AMON_MAX_ID_LEN * 6 + 64;
+    w->scratch.len = 0;
+
+    if (opcode == AMON_WS_OP_BINARY) {
+        return ngx_http_amonitor_reply_stamp_pb(
+            w, u, env, data, len, source, final, max, out);
+    }
+
+    return ngx_http_amonitor_reply_stamp_json(
+        w, u, env, data, len, source, final, max, out);
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_reply_stamp_json(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
+    size_t len, ngx_uint_t source, ngx_uint_t final, size_t max, ngx_str_t *out)
+{
+    u_char     *p, *last, *pay;
+    amon_buf_t *b;
+
+    b = &w->scratch;
+    p = data;
+    last = data + len;
+
+    while (p < last && *p != '{') {
+        p++;
+    }
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    p++;
+
+    if (ngx_http_amonitor_reply_append(w, data, p - data, max) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (source) {
+        if (ngx_http_amonitor_reply_append(w, (u_char *) "\"source\":", 9, max)
+                != NGX_OK
+            || amon_json_append_string(b, max, &w->allocator,
+                   (amon_str_t) ngx_http_amonitor_amon_str(&u->id))
+                != AMON_OK
+            || ngx_http_amonitor_reply_append(w, (u_char *) ",", 1, max)
+                != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (final && env->has_payload) {
+        /* the payload's text is a part of the input */
+        pay = (u_char *) env->payload.data + 1;
+
+        if (ngx_http_amonitor_reply_append(w, p, pay - p, max) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p = pay;
+
+        while (pay < last
+            && (*pay == ' ' || *pay == '\t' || *pay == '\r' || *pay == '\n')) {
+            pay++;
+        }
+
+        if (ngx_http_amonitor_reply_append(w, (u_char *) "\"final\":true",
+                sizeof("\"final\":true") - 1, max)
+                != NGX_OK
+            || (*pay != '}'
+                && ngx_http_amonitor_reply_append(w, (u_char *) ",", 1, max)
+                    != NGX_OK)) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_amonitor_reply_append(w, p, last - p, max) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    out->data = b->data;
+    out->len = b->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_reply_stamp_pb(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
+    size_t len, ngx_uint_t source, ngx_uint_t final, size_t max, ngx_str_t *out)
+{
+    u_char        *p, hdr[16];
+    amon_ack_out_t ack;
+
+    if (final) {
+        ngx_memzero(&ack, sizeof(amon_ack_out_t));
+
+        ack.msg_id = env->msg_id;
+        ack.trace_id = env->trace_id;
+        ack.target_id = env->target_id;
+        ack.timestamp = env->has_timestamp ? env->timestamp : -1;
+        ack.action_msg_id = env->action_msg_id;
+        ack.success = env->success;
+        ack.message = env->message;
+        ack.final = AMON_FINAL_YES;
+
+        if (amon_envelope_build_ack(&w->scratch, max, &w->allocator, &ack, 1)
+            != AMON_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_amonitor_reply_append(w, data, len, max) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (source) {
+        /* a field may follow the others: Envelope.source = 7 */
+        p = hdr;
+        *p++ = (7 << 3) | 2;
+        p = ngx_http_amonitor_reply_varint(p, u->id.len);
+
+        if (ngx_http_amonitor_reply_append(w, hdr, p - hdr, max) != NGX_OK
+            || ngx_http_amonitor_reply_append(w, u->id.data, u->id.len, max)
+                != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    out->data = w->scratch.data;
+    out->len = w->scratch.len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_reply_append(
+    ngx_http_amonitor_worker_t *w, u_char *data, size_t len, size_t max)
+{
+    if (amon_buf_reserve(&w->scratch, len, max, &w->allocator) != AMON_OK) {
+        return NGX_ERROR;
+    }
+
+    if (len) {
+        ngx_memcpy(w->scratch.data + w->scratch.len, data, len);
+        w->scratch.len += len;
+    }
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_amonitor_reply_varint(u_char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (u_char) (v | 0x80);
+        v >>= 7;
+    }
+
+    *p++ = (u_char) v;
+
+    return p;
 }
 
 
@@ -168,14 +493,9 @@ ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 static void
 ngx_http_amonitor_reply_uuid(u_char *out)
 {
-    u_char   rnd[16];
-    uint32_t r;
-    size_t   i;
+    u_char rnd[16];
 
-    for (i = 0; i < 16; i += 4) {
-        r = (uint32_t) ngx_random();
-        ngx_memcpy(&rnd[i], &r, 4);
-    }
+    ngx_http_amonitor_random(rnd, sizeof(rnd));
 
     amon_uuid4(rnd, out);
 }

@@ -26,24 +26,26 @@ void
 ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
 {
-    int             rc;
-    ngx_str_t       msg_id, target_id;
-    ngx_uint_t      binary;
-    amon_envelope_t env;
+    int                       rc;
+    amon_envelope_t           env;
+    ngx_http_amonitor_about_t about;
 
-    binary = (opcode == AMON_WS_OP_BINARY);
-
-    if (binary) {
+    if (opcode == AMON_WS_OP_BINARY) {
         rc = amon_envelope_decode_pb(&env, data, len, &w->allocator);
 
     } else {
         rc = amon_envelope_decode_json(&env, data, len);
     }
 
-    msg_id.data = (u_char *) env.msg_id.data;
-    msg_id.len = env.msg_id.len;
-    target_id.data = (u_char *) env.target_id.data;
-    target_id.len = env.target_id.len;
+    /* what a reply answers: the ids that could be read */
+    about.msg_id.data = (u_char *) env.msg_id.data;
+    about.msg_id.len = env.msg_id.len;
+    about.trace_id.data = (u_char *) env.trace_id.data;
+    about.trace_id.len = env.trace_id.len;
+    about.target_id.data = (u_char *) env.target_id.data;
+    about.target_id.len = env.target_id.len;
+    about.binary = (opcode == AMON_WS_OP_BINARY);
+    about.action = (rc == AMON_OK && env.type == AMON_MSG_ACTION);
 
     if (rc != AMON_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
@@ -52,14 +54,30 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
             "amonitor: invalid message from panel #%ui: %s", wc->id,
             amon_strerror(rc));
 
-        ngx_http_amonitor_reply_error(w, wc, binary,
-            (rc == AMON_ENO_MSG_ID) ? NULL : &msg_id, NULL, "INVALID_MESSAGE",
-            amon_strerror(rc));
+        if (rc == AMON_ENO_MSG_ID) {
+            about.msg_id.len = 0;
+        }
+
+        ngx_http_amonitor_reply_error(
+            w, wc, &about, "INVALID_MESSAGE", amon_strerror(rc), 1);
         goto done;
     }
 
-    if (env.type != AMON_MSG_ACTION) {
-        /* only actions go to SDKs; other panel messages are ignored */
+    switch (env.type) {
+
+    case AMON_MSG_ACTION: break;
+
+    case AMON_MSG_ACTION_STATUS:
+        ngx_http_amonitor_action_query(w, wc, &env, &about);
+        goto done;
+
+    case AMON_MSG_UNKNOWN:
+        ngx_http_amonitor_reply_error(
+            w, wc, &about, "INVALID_MESSAGE", "unknown message type", 1);
+        goto done;
+
+    default:
+        /* known types that panels have no business sending: ignored */
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
             "amonitor panel message of type \"%*s\" ignored", env.type_name.len,
             env.type_name.data);
@@ -67,15 +85,14 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     }
 
     if (env.target_id.len == 0 && env.target_url.len == 0) {
-        ngx_http_amonitor_reply_error(w, wc, binary, &msg_id, NULL,
-            "INVALID_MESSAGE",
-            "an action needs target_id or payload.target_url");
+        ngx_http_amonitor_reply_error(w, wc, &about, "INVALID_MESSAGE",
+            "an action needs target_id or payload.target_url", 1);
         goto done;
     }
 
     if (env.action.len == 0) {
-        ngx_http_amonitor_reply_error(w, wc, binary, &msg_id, &target_id,
-            "INVALID_MESSAGE", "an action needs payload.action");
+        ngx_http_amonitor_reply_error(w, wc, &about, "INVALID_MESSAGE",
+            "an action needs payload.action", 1);
         goto done;
     }
 
@@ -100,6 +117,7 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
     int                         rc;
+    ngx_str_t                   out;
     amon_envelope_t             env;
     ngx_http_amonitor_msg_t    *msg;
     ngx_http_amonitor_worker_t *w;
@@ -135,9 +153,29 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
             NGX_LOG_INFO, &u->log, 0, "amonitor: action from an SDK ignored");
         break;
 
+    case AMON_MSG_ERROR:
+    case AMON_MSG_TARGET_STATUS:
+    case AMON_MSG_ACTION_STATUS:
+        /* only the agent speaks for itself: an SDK cannot forge these */
+        (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
+        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+            "amonitor: \"%s\" from an SDK dropped: only the agent sends it",
+            amon_msg_type_name(env.type));
+        break;
+
     default:
-        /* heartbeat, event and types we do not know: to every panel */
-        msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
+        /*
+         * heartbeat, event and types we do not know: to every panel, bytes
+         * unchanged unless the SDK does not name itself as the agent does
+         */
+        if (ngx_http_amonitor_reply_stamp(
+                w, u, &env, opcode, data, len, 0, &out)
+            != NGX_OK) {
+            break;
+        }
+
+        msg = ngx_http_amonitor_msg_frame(
+            &w->frames, opcode, out.data, out.len, 0);
         if (msg == NULL) {
             break;
         }
@@ -155,7 +193,8 @@ ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env)
 {
     u_char                        norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t                     id, n;
+    u_char                        ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t                     id, n, e;
     amon_ws_url_t                 wu;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *known;
@@ -193,14 +232,21 @@ ngx_http_amonitor_router_register(
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" at \"%V\" ignored: "
             "not allowed by amonitor_allow_url",
-            &id, &n);
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)), &n);
         break;
 
     case NGX_HTTP_AMONITOR_LEARN_FULL:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" ignored: too many learned "
             "targets",
-            &id);
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+        break;
+
+    case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
+        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+            "amonitor: register of \"%V\" ignored: control characters in "
+            "its target_id",
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
         break;
 
     default: break;

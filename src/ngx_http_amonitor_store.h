@@ -58,6 +58,14 @@ struct ngx_http_amonitor_store_s {
     void (*finish)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ngx_http_amonitor_claim_e state, ngx_str_t *result);
 
+    /*
+     * What is known of "msg_id", claiming nothing: NGX_OK with *state
+     * (NEW: nothing) and "result" filled in, inline; NGX_ERROR when the
+     * store cannot tell now.  NULL: the backend cannot answer queries.
+     */
+    ngx_int_t (*query)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+        ngx_http_amonitor_claim_e *state, ngx_str_t *result);
+
     /* forget a claim whose action never reached the SDK */
     void (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 

@@ -51,8 +51,9 @@ typedef struct {
 } ngx_http_amonitor_shm_t;
 
 
-static void ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_uint_t ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone);
+static void       ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
+          ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_lookup(
     ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash);
 static void ngx_http_amonitor_shm_expire(
@@ -66,6 +67,8 @@ static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
     ngx_http_amonitor_claim_pt handler, void *data);
 static void      ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
          ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static ngx_int_t ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result);
 static void      ngx_http_amonitor_shm_release(
          ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
@@ -81,6 +84,44 @@ static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
 #define ngx_http_amonitor_node_size(len) \
     (offsetof(ngx_rbtree_node_t, color) \
         + offsetof(ngx_http_amonitor_node_t, data) + (len))
+
+
+/* a reload that changes the size of a running zone (same name and tag) */
+static ngx_uint_t
+ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone)
+{
+    ngx_uint_t       i;
+    ngx_shm_zone_t  *oz;
+    ngx_list_part_t *part;
+
+    if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
+        return 0;
+    }
+
+    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+    oz = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            oz = part->elts;
+            i = 0;
+        }
+
+        if (oz[i].tag == shm_zone->tag
+            && oz[i].shm.name.len == shm_zone->shm.name.len
+            && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
+                   shm_zone->shm.name.len)
+                == 0) {
+            return oz[i].shm.size != shm_zone->shm.size;
+        }
+    }
+}
 
 
 ngx_int_t
@@ -111,6 +152,16 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (shm_zone->shm.exists) {
         shm_zone->data = shpool->data;
         return NGX_OK;
+    }
+
+    if (ngx_http_amonitor_shm_resized(shm_zone)) {
+        /* nginx would make a new, empty zone: refuse rather than forget */
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+            "the size of amonitor zone \"%V\" cannot change on reload: "
+            "the dedupe state would be lost; keep the old size, or restart "
+            "nginx to resize it",
+            &shm_zone->shm.name);
+        return NGX_ERROR;
     }
 
     sh = ngx_slab_calloc(shpool, sizeof(ngx_http_amonitor_shctx_t));
@@ -172,6 +223,7 @@ ngx_http_amonitor_store_shm_create(
     ctx->store.claim = ngx_http_amonitor_shm_claim;
     ctx->store.finish = ngx_http_amonitor_shm_finish;
     ctx->store.release = ngx_http_amonitor_shm_release;
+    ctx->store.query = ngx_http_amonitor_shm_query;
     ctx->store.learn = ngx_http_amonitor_registry_add;
     ctx->store.learned = ngx_http_amonitor_registry_snapshot;
     ctx->store.zone = shm_zone;
@@ -464,6 +516,37 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ctx, msg_id, evicted, an == NULL && added == NULL);
 
     return (an == NULL && added == NULL) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* what is known of a msg_id, claiming nothing (NEW: never seen) */
+static ngx_int_t
+ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result)
+{
+    ngx_http_amonitor_shm_t *ctx = st->data;
+
+    uint32_t                  hash;
+    ngx_http_amonitor_node_t *an;
+
+    hash = ngx_crc32_short(msg_id->data, msg_id->len);
+
+    *state = NGX_HTTP_AMONITOR_CLAIM_NEW;
+    result->len = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+
+    if (an != NULL && (ngx_msec_int_t) (an->expire - ngx_current_msec) > 0) {
+        *state = an->state;
+        result->len = an->result_len;
+        ngx_memcpy(result->data, an->data + an->id_len, an->result_len);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
 }
 
 

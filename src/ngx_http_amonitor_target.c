@@ -15,10 +15,6 @@
 #include "ngx_http_amonitor_store.h"
 
 
-static ngx_uint_t ngx_http_amonitor_target_allowed(
-    ngx_http_amonitor_main_conf_t *amcf, amon_ws_url_t *u);
-
-
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_target_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 {
@@ -88,9 +84,17 @@ ngx_http_amonitor_learn_e
 ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     amon_ws_url_t *wu, ngx_str_t *norm, ngx_http_amonitor_upstream_t **up)
 {
+    size_t                        i;
     ngx_http_amonitor_upstream_t *u;
 
-    if (!ngx_http_amonitor_target_allowed(w->amcf, wu)) {
+    /* a target's name shows in logs and panels: no control characters */
+    for (i = 0; i < id->len; i++) {
+        if (id->data[i] < 0x20 || id->data[i] == 0x7f) {
+            return NGX_HTTP_AMONITOR_LEARN_BAD_ID;
+        }
+    }
+
+    if (!ngx_http_amonitor_target_allowed(w, wu)) {
         return NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED;
     }
 
@@ -126,12 +130,16 @@ ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u)
 }
 
 
-static ngx_uint_t
+/* does an amonitor_allow_url pattern allow dialing this URL? */
+ngx_uint_t
 ngx_http_amonitor_target_allowed(
-    ngx_http_amonitor_main_conf_t *amcf, amon_ws_url_t *u)
+    ngx_http_amonitor_worker_t *w, amon_ws_url_t *u)
 {
-    ngx_uint_t                 i;
-    ngx_http_amonitor_allow_t *a;
+    ngx_uint_t                     i;
+    ngx_http_amonitor_allow_t     *a;
+    ngx_http_amonitor_main_conf_t *amcf;
+
+    amcf = w->amcf;
 
     if (u->tls) {
         return 0;

@@ -194,10 +194,10 @@ ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_upstream_add(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu)
 {
-    u_char                        norm[AMON_MAX_URL_LEN + 16];
+    u_char                        norm[AMON_MAX_URL_LEN + 16], *sa, *name;
     ngx_str_t                     n, hp, path, token, host;
-    ngx_addr_t                   *addr;
-    ngx_pool_t                   *pool;
+    ngx_addr_t                   *addr, parsed;
+    ngx_pool_t                   *tmp;
     ngx_http_amonitor_upstream_t *u;
 
     host.data = (u_char *) wu->host.data;
@@ -220,38 +220,56 @@ ngx_http_amonitor_upstream_add(
     path.len = wu->path.len;
     ngx_str_null(&token);
 
-    pool = w->cycle->pool;
-
-    addr = ngx_pcalloc(pool, sizeof(ngx_addr_t));
-    if (addr == NULL) {
-        return NULL;
-    }
-
     if (host.len == 9
         && ngx_strncasecmp(host.data, (u_char *) "localhost", 9) == 0) {
         ngx_str_set(&host, "127.0.0.1");
     }
 
-    /* numeric only: a worker never does blocking DNS */
-    if (ngx_parse_addr(pool, addr, host.data, host.len) != NGX_OK) {
+    /*
+     * Numeric only: a worker never does blocking DNS.  Parsed in a pool of
+     * its own, so a dial that fails leaves nothing behind.
+     */
+    tmp = ngx_create_pool(512, w->cycle->log);
+    if (tmp == NULL) {
         return NULL;
     }
 
-    ngx_inet_set_port(addr->sockaddr, (in_port_t) wu->port);
-
-    addr->name.data = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
-    if (addr->name.data == NULL) {
+    if (ngx_parse_addr(tmp, &parsed, host.data, host.len) != NGX_OK) {
+        ngx_destroy_pool(tmp);
         return NULL;
     }
-
-    addr->name.len = ngx_sock_ntop(
-        addr->sockaddr, addr->socklen, addr->name.data, NGX_SOCKADDR_STRLEN, 1);
 
     u = ngx_http_amonitor_upstream_create(
-        w, id, &n, &hp, &path, &token, addr, 1);
+        w, id, &n, &hp, &path, &token, NULL, 0);
     if (u == NULL) {
+        ngx_destroy_pool(tmp);
         return NULL;
     }
+
+    addr = ngx_pcalloc(u->pool, sizeof(ngx_addr_t));
+    sa = ngx_pnalloc(u->pool, parsed.socklen);
+    name = ngx_pnalloc(u->pool, NGX_SOCKADDR_STRLEN);
+
+    if (addr == NULL || sa == NULL || name == NULL) {
+        ngx_destroy_pool(tmp);
+        ngx_queue_remove(&u->queue);
+        ngx_destroy_pool(u->pool);
+        return NULL;
+    }
+
+    ngx_memcpy(sa, parsed.sockaddr, parsed.socklen);
+    ngx_destroy_pool(tmp);
+
+    addr->sockaddr = (struct sockaddr *) sa;
+    addr->socklen = parsed.socklen;
+    ngx_inet_set_port(addr->sockaddr, (in_port_t) wu->port);
+
+    addr->name.data = name;
+    addr->name.len = ngx_sock_ntop(
+        addr->sockaddr, addr->socklen, name, NGX_SOCKADDR_STRLEN, 1);
+
+    u->addrs = addr;
+    u->naddrs = 1;
 
     u->dynamic = 1;
     w->ndynamic++;
@@ -285,10 +303,9 @@ static void
 ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 {
     u_char                      rnd[16];
-    uint32_t                    r;
     ngx_err_t                   err;
     ngx_int_t                   rc;
-    ngx_uint_t                  i, level;
+    ngx_uint_t                  level;
     ngx_addr_t                 *addr;
     amon_str_t                  hp, path, token;
     ngx_connection_t           *c;
@@ -349,10 +366,7 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 
     /* the handshake request */
 
-    for (i = 0; i < 16; i += 4) {
-        r = (uint32_t) ngx_random();
-        ngx_memcpy(&rnd[i], &r, 4);
-    }
+    ngx_http_amonitor_random(rnd, 16);
 
     amon_ws_make_key(rnd, u->key);
 

@@ -402,15 +402,27 @@ subtest 'well-framed junk gets INVALID_MESSAGE, the connection stays open, '
     $other->close(1000);
 };
 
-subtest 'panel messages other than actions are ignored' => sub {
+subtest 'known panel messages other than actions are ignored, an unknown '
+    . 'type gets INVALID_MESSAGE' => sub {
     my $p = $t->panel('/ws/panel');
-    for my $type (qw(heartbeat event register action_ack error whatever)) {
+    for my $type (qw(heartbeat event register action_ack error target_status))
+    {
         $p->send_text('{"msg_id":"ign-' . $type . '","type":"' . $type
             . '","target_id":"a","payload":{}}');
     }
     ok($p->ping, 'the panel is still open');
     sleep_loop(0.2);
-    is(scalar($p->messages), 0, 'no answer to them');
+    is(scalar($p->messages), 0, 'no answer to the known types');
+
+    $p->send_text('{"msg_id":"ign-whatever","trace_id":"tr-w",'
+        . '"type":"whatever","target_id":"a","payload":{}}');
+    my $m = $p->recv_type('error', timeout => 5);
+    ok($m, 'an unknown type is answered') or return;
+    is($m->{msg_id}, 'ign-whatever', 'with its msg_id');
+    is($m->{trace_id}, 'tr-w', 'and its trace_id');
+    is($m->{payload}{code}, 'INVALID_MESSAGE', 'INVALID_MESSAGE');
+    is($m->{payload}{message}, 'unknown message type', 'says why');
+    ok(!exists $m->{payload}{final}, 'not about an action: no "final"');
     $p->close(1000);
 };
 

@@ -15,7 +15,9 @@
 
 #include "amon_core.h"
 #include "amon_ws_frame.h"
+#include "amon_ws_session.h"
 #include "amon_envelope.h"
+#include "amon_posix.h"
 
 
 #define AMONCLI_DEFAULT_URL "ws://127.0.0.1:8080/ws/panel"
@@ -30,17 +32,16 @@
 
 /* A blocking WebSocket client connection with deadlines. */
 typedef struct {
-    int              fd;
-    amon_ws_parser_t parser;
-    unsigned char   *rbuf;
-    size_t           rpos;
-    size_t           rlen;
-    size_t           rcap;
-    amon_buf_t       msg;
-    amon_buf_t       out;
-    int              closed;
-    uint16_t         close_code;
-    char             close_reason[128];
+    int               fd;
+    amon_ws_session_t session;
+    unsigned char    *rbuf;
+    size_t            rpos;
+    size_t            rlen;
+    size_t            rcap;
+    amon_buf_t        out;
+    int               closed;
+    uint16_t          close_code;
+    char              close_reason[128];
 } amoncli_ws_t;
 
 
@@ -91,16 +92,13 @@ int  amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
 void amoncli_ws_close(amoncli_ws_t *ws, uint16_t code);
 
 /* amonitor.c: helpers shared by the commands */
-int64_t amoncli_now_ms(void);
-int64_t amoncli_wall_ms(void);
-void    amoncli_new_id(char out[AMON_UUID_LEN + 1]);
-void    amoncli_clock(char *buf, size_t size);
-int     amoncli_build_action(amon_buf_t *out, const char *msg_id,
-        const char *target_id, const char *target_url, const char *action,
-        const char *params, int binary);
-int amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms);
-int amoncli_decode(
-    amon_envelope_t *env, unsigned opcode, const unsigned char *p, size_t len);
+void amoncli_clock(char *buf, size_t size);
+int  amoncli_build_action(amon_buf_t *out, const char *msg_id,
+     const char *target_id, const char *target_url, const char *action,
+     const char *params, int binary);
+int  amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms);
+int  amoncli_decode(
+     amon_envelope_t *env, unsigned opcode, const unsigned char *p, size_t len);
 void amoncli_print_message(const amoncli_opts_t *o, const char *event,
     unsigned opcode, const unsigned char *p, size_t len);
 void amoncli_print_json_line(const char *event, const char *key,

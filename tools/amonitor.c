@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -367,28 +366,6 @@ amoncli_on_signal(int signo)
 }
 
 
-int64_t
-amoncli_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-int64_t
-amoncli_wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
 void
 amoncli_sleep_ms(int ms)
 {
@@ -399,29 +376,6 @@ amoncli_sleep_ms(int ms)
 
     /* a signal ends the sleep early, which is what the callers want */
     nanosleep(&ts, NULL);
-}
-
-
-void
-amoncli_new_id(char out[AMON_UUID_LEN + 1])
-{
-    unsigned char rnd[16];
-    size_t        done;
-    ssize_t       n;
-
-    for (done = 0; done < sizeof(rnd); done += (size_t) n) {
-        n = getrandom(rnd + done, sizeof(rnd) - done, 0);
-        if (n <= 0) {
-            n = 0;
-            if (errno != EINTR) {
-                rnd[done] = (unsigned char) rand();
-                n = 1;
-            }
-        }
-    }
-
-    amon_uuid4(rnd, (unsigned char *) out);
-    out[AMON_UUID_LEN] = '\0';
 }
 
 
@@ -497,7 +451,7 @@ amoncli_build_action(amon_buf_t *out, const char *msg_id, const char *target_id,
     if (target_id) {
         e.target_id = amoncli_cstr(target_id);
     }
-    e.timestamp = amoncli_wall_ms();
+    e.timestamp = amon_posix_wall_ms();
     e.payload_json.data = payload.data;
     e.payload_json.len = payload.len;
 
@@ -727,7 +681,7 @@ amoncli_print_json_line(const char *event, const char *key,
 
     j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "event", event);
-    cJSON_AddNumberToObject(j, "time", (double) amoncli_wall_ms());
+    cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
 
     m = amoncli_message_json(
         binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, p, len);

@@ -222,7 +222,7 @@ amoncli_cmd_bench(amoncli_opts_t *o)
         return AMONCLI_EXIT_RUNTIME;
     }
 
-    amoncli_new_id(id);
+    amon_posix_uuid4(id);
     memcpy(run, id, 8);
     run[8] = '\0';
     plen = (size_t) snprintf(prefix, sizeof(prefix), "bench-%s-", run);

@@ -73,10 +73,10 @@ amoncli_cmd_send(amoncli_opts_t *o)
         o->timeout = AMONCLI_SEND_TIMEOUT;
     }
 
-    amoncli_new_id(id);
+    amon_posix_uuid4(id);
     msg_id = o->msg_id ? o->msg_id : id;
 
-    deadline = amoncli_now_ms() + (int64_t) (o->timeout * 1000);
+    deadline = amon_posix_now_ms() + (int64_t) (o->timeout * 1000);
 
     if (amoncli_connect(&ws, o, (int) (o->timeout * 1000)) != 0) {
         return AMONCLI_EXIT_RUNTIME;
@@ -121,10 +121,10 @@ amoncli_cmd_dedupe(amoncli_opts_t *o)
         o->timeout = AMONCLI_SEND_TIMEOUT;
     }
 
-    amoncli_new_id(id);
+    amon_posix_uuid4(id);
     msg_id = o->msg_id ? o->msg_id : id;
 
-    deadline = amoncli_now_ms() + (int64_t) (o->timeout * 1000);
+    deadline = amon_posix_now_ms() + (int64_t) (o->timeout * 1000);
 
     if (amoncli_connect(&ws, o, (int) (o->timeout * 1000)) != 0) {
         return AMONCLI_EXIT_RUNTIME;
@@ -162,7 +162,7 @@ amoncli_cmd_dedupe(amoncli_opts_t *o)
         return AMONCLI_EXIT_RUNTIME;
     }
 
-    deadline = amoncli_now_ms() + (int64_t) (o->timeout * 1000);
+    deadline = amon_posix_now_ms() + (int64_t) (o->timeout * 1000);
     what = amoncli_wait_reply(&ws, o, msg_id, deadline, &r);
 
     amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
@@ -263,7 +263,7 @@ amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
     }
 
     for (;;) {
-        now = amoncli_now_ms();
+        now = amon_posix_now_ms();
         if (now >= deadline || amoncli_interrupted) {
             what = AMONCLI_WAIT_TIMEOUT;
             break;
@@ -298,6 +298,18 @@ amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
             r->message = strndup(
                 env->message.data ? (const char *) env->message.data : "",
                 env->message.len);
+
+        } else if (env->type == AMON_MSG_ERROR
+            && amoncli_str_eq(env->msg_id, msg_id) && env->has_final
+            && !env->final) {
+            /* a progress notice (ACK_TIMEOUT): the final answer follows */
+            if (!o->json) {
+                fprintf(stderr,
+                    "amonitor: %.*s: %.*s (still waiting for the final "
+                    "answer)\n",
+                    (int) env->code.len, (const char *) env->code.data,
+                    (int) env->message.len, (const char *) env->message.data);
+            }
 
         } else if (env->type == AMON_MSG_ERROR
             && amoncli_str_eq(env->msg_id, msg_id)) {
@@ -359,7 +371,7 @@ amoncli_result_line(
 
     j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "event", event);
-    cJSON_AddNumberToObject(j, "time", (double) amoncli_wall_ms());
+    cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
     cJSON_AddStringToObject(j, "msg_id", msg_id);
     s = cJSON_PrintUnformatted(j);
     if (s) {

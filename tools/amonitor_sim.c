@@ -34,7 +34,7 @@ amoncli_sim_note(const amoncli_opts_t *o, const char *event, const char *fmt,
     if (o->json) {
         j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "event", event);
-        cJSON_AddNumberToObject(j, "time", (double) amoncli_wall_ms());
+        cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
         cJSON_AddStringToObject(j, "detail", arg);
         s = cJSON_PrintUnformatted(j);
         if (s) {
@@ -58,7 +58,7 @@ amoncli_sim_pause(int ms, int64_t deadline)
 {
     int64_t now;
 
-    now = amoncli_now_ms();
+    now = amon_posix_now_ms();
     if (deadline >= 0 && now + ms > deadline) {
         ms = deadline > now ? (int) (deadline - now) : 0;
     }
@@ -96,14 +96,14 @@ amoncli_cmd_sim(amoncli_opts_t *o)
     params = o->params ? o->params : "{\"from\":\"panel-simulator\"}";
     connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
     deadline = o->duration > 0
-        ? amoncli_now_ms() + (int64_t) (o->duration * 1000)
+        ? amon_posix_now_ms() + (int64_t) (o->duration * 1000)
         : -1;
     connected = 0;
 
     memset(&b, 0, sizeof(b));
 
-    while (
-        !amoncli_interrupted && (deadline < 0 || amoncli_now_ms() < deadline)) {
+    while (!amoncli_interrupted
+        && (deadline < 0 || amon_posix_now_ms() < deadline)) {
         if (amoncli_connect(&ws, o, connect_ms) != 0) {
             amoncli_sim_note(o, "retry", "reconnecting to %s in 2s", o->url);
             amoncli_sim_pause(AMONCLI_SIM_RETRY_MS, deadline);
@@ -119,7 +119,7 @@ amoncli_cmd_sim(amoncli_opts_t *o)
             tid = i < o->ntarget_ids ? o->target_ids[i] : NULL;
             turl = i < o->ntarget_urls ? o->target_urls[i] : NULL;
 
-            amoncli_new_id(id);
+            amon_posix_uuid4(id);
 
             if (amoncli_build_action(&b, id, tid, turl,
                     o->action ? o->action : "restart", params, o->binary)
@@ -143,7 +143,7 @@ amoncli_cmd_sim(amoncli_opts_t *o)
         }
 
         while (rc == 0 && !amoncli_interrupted) {
-            now = amoncli_now_ms();
+            now = amon_posix_now_ms();
             if (deadline >= 0 && now >= deadline) {
                 break;
             }

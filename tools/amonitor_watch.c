@@ -301,14 +301,14 @@ amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
     char             *s;
     amoncli_target_t *t;
 
-    now = amoncli_now_ms();
+    now = amon_posix_now_ms();
 
     if (o->json) {
         for (i = 0; i < w->n; i++) {
             t = &w->targets[i];
             j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "event", "target");
-            cJSON_AddNumberToObject(j, "time", (double) amoncli_wall_ms());
+            cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
             cJSON_AddStringToObject(j, "target_id", t->id);
             cJSON_AddStringToObject(j, "state", amoncli_watch_state(o, t, now));
             if (t->agent[0]) {
@@ -428,7 +428,7 @@ amoncli_cmd_watch(amoncli_opts_t *o)
     ansi = !o->once && !o->json && isatty(STDOUT_FILENO);
     connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
 
-    w.started = amoncli_now_ms();
+    w.started = amon_posix_now_ms();
     end = o->once ? w.started + (int64_t) (o->timeout * 1000) : -1;
     next_draw = w.started;
     rc = 0;
@@ -450,7 +450,7 @@ amoncli_cmd_watch(amoncli_opts_t *o)
         rc = 0;
 
         while (!amoncli_interrupted) {
-            now = amoncli_now_ms();
+            now = amon_posix_now_ms();
 
             if (now >= w.next_status) {
                 amoncli_watch_status(&w, connect_ms < 2000 ? connect_ms : 2000);
@@ -474,7 +474,7 @@ amoncli_cmd_watch(amoncli_opts_t *o)
                 &ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
 
             if (rc == 1) {
-                amoncli_watch_message(&w, opcode, p, len, amoncli_now_ms());
+                amoncli_watch_message(&w, opcode, p, len, amon_posix_now_ms());
                 if (o->verbose) {
                     amoncli_print_message(o, "recv", opcode, p, len);
                 }

@@ -1,21 +1,16 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The CLI's WebSocket client: connect with a deadline, the opening
- * handshake and the frame codec from the protocol core, masked sends,
- * message reassembly, pings answered, the close handshake.
+ * The CLI's WebSocket client: a blocking connection with deadlines on
+ * the POSIX helpers (dial, wait) and the protocol core (the opening
+ * handshake, the session layer: reassembly, pongs, close replies).
  */
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,14 +21,11 @@
 #define AMONCLI_WS_RBUF 65536
 
 
-static int amoncli_ws_dial(
-    const char *host, unsigned port, int timeout_ms, char *err, size_t errlen);
-static int amoncli_ws_wait(int fd, short events, int64_t deadline);
 static int amoncli_ws_fill(
     amoncli_ws_t *ws, int64_t deadline, char *err, size_t errlen);
 static int amoncli_ws_write_all(
     amoncli_ws_t *ws, const unsigned char *p, size_t len, int64_t deadline);
-static void amoncli_ws_random(unsigned char *p, size_t len);
+static void amoncli_ws_mask(void *data, unsigned char *key, size_t len);
 
 
 int
@@ -51,6 +43,10 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
 
     memset(ws, 0, sizeof(*ws));
     ws->fd = -1;
+
+    /* every frame of ours masked with a fresh key */
+    amon_ws_session_init(
+        &ws->session, 1, AMONCLI_MAX_MESSAGE, NULL, amoncli_ws_mask, NULL);
 
     if (amon_ws_url_parse((const unsigned char *) url, strlen(url), &u)
         != AMON_OK) {
@@ -78,14 +74,15 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
         host[u.host.len] = '\0';
     }
 
-    deadline = amoncli_now_ms() + timeout_ms;
+    deadline = amon_posix_now_ms() + timeout_ms;
 
-    ws->fd = amoncli_ws_dial(host, u.port, timeout_ms, err, errlen);
+    ws->fd = amon_posix_dial(
+        host, u.port, timeout_ms, &amoncli_interrupted, err, errlen);
     if (ws->fd == -1) {
         return -1;
     }
 
-    amoncli_ws_random(rnd, sizeof(rnd));
+    amon_posix_random(rnd, sizeof(rnd));
     amon_ws_make_key(rnd, key);
 
     bearer.data = (const unsigned char *) token;
@@ -155,9 +152,6 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
     /* frames right behind the response stay in the buffer */
     ws->rpos = hlen;
 
-    amon_ws_parser_init(&ws->parser, 0, AMONCLI_MAX_MESSAGE);
-    ws->parser.validate_utf8 = 1;
-
     return 0;
 
 failed:
@@ -168,121 +162,6 @@ failed:
     ws->rbuf = NULL;
 
     return -1;
-}
-
-
-static int
-amoncli_ws_dial(
-    const char *host, unsigned port, int timeout_ms, char *err, size_t errlen)
-{
-    int             fd, rc, soerr, one;
-    char            service[16];
-    int64_t         deadline;
-    socklen_t       slen;
-    struct addrinfo hints, *res, *ai;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-
-    snprintf(service, sizeof(service), "%u", port);
-
-    rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(
-            err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(rc));
-        return -1;
-    }
-
-    deadline = amoncli_now_ms() + timeout_ms;
-    fd = -1;
-    snprintf(err, errlen, "connect to %s:%u failed", host, port);
-
-    for (ai = res; ai; ai = ai->ai_next) {
-        fd = socket(
-            ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd == -1) {
-            continue;
-        }
-
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            break;
-        }
-
-        if (errno == EINPROGRESS) {
-            rc = amoncli_ws_wait(fd, POLLOUT, deadline);
-            if (rc > 0) {
-                slen = sizeof(soerr);
-                soerr = 0;
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
-                if (soerr == 0) {
-                    break;
-                }
-                errno = soerr;
-            }
-
-            if (rc == 0) {
-                snprintf(err, errlen, "connect to %s:%u timed out", host, port);
-                close(fd);
-                fd = -1;
-                continue;
-            }
-        }
-
-        snprintf(
-            err, errlen, "connect to %s:%u: %s", host, port, strerror(errno));
-        close(fd);
-        fd = -1;
-    }
-
-    freeaddrinfo(res);
-
-    if (fd != -1) {
-        one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-
-    return fd;
-}
-
-
-/* 1: ready, 0: deadline passed or interrupted, -1: error. */
-static int
-amoncli_ws_wait(int fd, short events, int64_t deadline)
-{
-    int           rc, t;
-    int64_t       now;
-    struct pollfd pfd;
-
-    for (;;) {
-        if (amoncli_interrupted) {
-            return 0;
-        }
-
-        t = -1;
-        if (deadline >= 0) {
-            now = amoncli_now_ms();
-            if (now >= deadline) {
-                return 0;
-            }
-            t = (int) (deadline - now);
-        }
-
-        pfd.fd = fd;
-        pfd.events = events;
-        pfd.revents = 0;
-
-        rc = poll(&pfd, 1, t);
-        if (rc > 0) {
-            return 1;
-        }
-
-        if (rc == -1 && errno != EINTR) {
-            return -1;
-        }
-    }
 }
 
 
@@ -333,7 +212,7 @@ amoncli_ws_fill(amoncli_ws_t *ws, int64_t deadline, char *err, size_t errlen)
             return -1;
         }
 
-        rc = amoncli_ws_wait(ws->fd, POLLIN, deadline);
+        rc = amon_posix_wait(ws->fd, POLLIN, deadline, &amoncli_interrupted);
         if (rc <= 0) {
             if (rc < 0) {
                 snprintf(err, errlen, "poll: %s", strerror(errno));
@@ -366,7 +245,8 @@ amoncli_ws_write_all(
         }
 
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (amoncli_ws_wait(ws->fd, POLLOUT, deadline) <= 0) {
+            if (amon_posix_wait(ws->fd, POLLOUT, deadline, &amoncli_interrupted)
+                <= 0) {
                 if (errno == EAGAIN || errno == EINTR) {
                     errno = 0;
                 }
@@ -386,15 +266,11 @@ int
 amoncli_ws_send(amoncli_ws_t *ws, unsigned opcode, const void *p, size_t len,
     int timeout_ms)
 {
-    size_t        hlen;
-    int64_t       deadline;
-    unsigned char mask[4];
+    int64_t deadline;
 
     if (ws->fd == -1 || ws->closed) {
         return -1;
     }
-
-    amoncli_ws_random(mask, sizeof(mask));
 
     ws->out.len = 0;
     if (amon_buf_reserve(&ws->out, len + AMON_MAX_FRAME_HEADER,
@@ -403,11 +279,13 @@ amoncli_ws_send(amoncli_ws_t *ws, unsigned opcode, const void *p, size_t len,
         return -1;
     }
 
-    hlen = amon_ws_write_header(ws->out.data, 1, opcode, len, mask);
-    amon_ws_mask_copy(ws->out.data + hlen, p, len, mask, 0);
-    ws->out.len = hlen + len;
+    ws->out.len = amon_ws_session_frame(
+        &ws->session, ws->out.data, ws->out.cap, opcode, p, len);
+    if (ws->out.len == 0) {
+        return -1;
+    }
 
-    deadline = timeout_ms < 0 ? -1 : amoncli_now_ms() + timeout_ms;
+    deadline = timeout_ms < 0 ? -1 : amon_posix_now_ms() + timeout_ms;
 
     return amoncli_ws_write_all(ws, ws->out.data, ws->out.len, deadline);
 }
@@ -417,23 +295,28 @@ int
 amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
     const unsigned char **p, size_t *len, char *err, size_t errlen)
 {
-    int             rc;
-    size_t          consumed;
-    int64_t         deadline;
-    amon_ws_event_t ev;
+    int                     rc;
+    size_t                  consumed;
+    int64_t                 deadline;
+    amon_ws_session_event_t ev;
 
     if (ws->fd == -1 || ws->closed) {
         snprintf(err, errlen, "connection closed");
         return -1;
     }
 
-    deadline = timeout_ms < 0 ? -1 : amoncli_now_ms() + timeout_ms;
+    deadline = timeout_ms < 0 ? -1 : amon_posix_now_ms() + timeout_ms;
 
     for (;;) {
-        consumed = 0;
-        rc = amon_ws_parse(&ws->parser, ws->rbuf + ws->rpos,
+        rc = amon_ws_session_feed(&ws->session, ws->rbuf + ws->rpos,
             ws->rlen - ws->rpos, &consumed, &ev);
         ws->rpos += consumed;
+
+        if (ev.reply_len) {
+            /* a pong, the echo of a close, the close of a fault */
+            (void) amoncli_ws_write_all(
+                ws, ev.reply, ev.reply_len, amon_posix_now_ms() + 1000);
+        }
 
         if (rc < 0) {
             snprintf(err, errlen, "protocol error from the server: %s",
@@ -455,70 +338,41 @@ amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
 
         switch (ev.type) {
 
-        case AMON_WS_EV_DATA:
-            if (ev.first) {
-                ws->msg.len = 0;
-            }
+        case AMON_WS_SESSION_MESSAGE:
+            *opcode = ev.opcode;
+            *p = ev.data;
+            *len = ev.len;
+            return 1;
 
-            if (ev.len) {
-                if (amon_buf_reserve(
-                        &ws->msg, ev.len, AMONCLI_MAX_MESSAGE, NULL)
-                    != AMON_OK) {
-                    snprintf(err, errlen, "message too big");
-                    amoncli_ws_close(ws, AMON_WS_CLOSE_TOO_BIG);
-                    return -1;
-                }
-
-                memcpy(ws->msg.data + ws->msg.len, ev.data, ev.len);
-                ws->msg.len += ev.len;
-            }
-
-            if (ev.last) {
-                *opcode = ev.opcode;
-                *p = ws->msg.data ? ws->msg.data : (const unsigned char *) "";
-                *len = ws->msg.len;
-                return 1;
-            }
-            break;
-
-        case AMON_WS_EV_PING:
-            amoncli_ws_send(ws, AMON_WS_OP_PONG, ev.data, ev.len, 1000);
-            break;
-
-        case AMON_WS_EV_CLOSE:
+        case AMON_WS_SESSION_CLOSE:
             ws->close_code = ev.close_code;
             snprintf(ws->close_reason, sizeof(ws->close_reason), "%.*s",
                 (int) ev.len, (const char *) ev.data);
             snprintf(err, errlen, "connection closed by the server (%u%s%s)",
                 (unsigned) ev.close_code, ev.len ? ": " : "", ws->close_reason);
-            amoncli_ws_close(ws,
-                ev.close_code == AMON_WS_CLOSE_NO_STATUS ? AMON_WS_CLOSE_NORMAL
-                                                         : ev.close_code);
+            amoncli_ws_close(ws, ev.close_code);
             return -1;
 
-        default: break;
+        default: /* pings are answered above, pongs need nothing */ break;
         }
     }
 }
 
 
-/* Send a close frame (once) and release everything. */
+/* Send a close frame (once: the session knows) and release everything. */
 void
 amoncli_ws_close(amoncli_ws_t *ws, uint16_t code)
 {
     size_t        n;
-    unsigned char frame[2 + 4 + AMON_MAX_CONTROL_PAYLOAD], mask[4];
+    unsigned char frame[AMON_WS_CONTROL_FRAME_MAX];
 
     if (ws->fd != -1) {
         if (!ws->closed) {
             ws->closed = 1;
-            amoncli_ws_random(mask, sizeof(mask));
-            if (!amon_ws_close_code_valid(code)) {
-                code = AMON_WS_CLOSE_NORMAL;
-            }
-            n = amon_ws_write_close(frame, sizeof(frame), code, NULL, mask);
+            n = amon_ws_session_close(
+                &ws->session, frame, sizeof(frame), code, NULL);
             if (n) {
-                amoncli_ws_write_all(ws, frame, n, amoncli_now_ms() + 1000);
+                amoncli_ws_write_all(ws, frame, n, amon_posix_now_ms() + 1000);
             }
         }
 
@@ -528,29 +382,13 @@ amoncli_ws_close(amoncli_ws_t *ws, uint16_t code)
 
     free(ws->rbuf);
     ws->rbuf = NULL;
-    amon_buf_free(&ws->msg, NULL);
+    amon_ws_session_free(&ws->session);
     amon_buf_free(&ws->out, NULL);
 }
 
 
 static void
-amoncli_ws_random(unsigned char *p, size_t len)
+amoncli_ws_mask(void *data, unsigned char *key, size_t len)
 {
-    ssize_t n;
-
-    while (len) {
-        n = getrandom(p, len, 0);
-        if (n <= 0) {
-            if (n == -1 && errno == EINTR) {
-                continue;
-            }
-            while (len) {
-                *p++ = (unsigned char) rand();
-                len--;
-            }
-            return;
-        }
-        p += n;
-        len -= (size_t) n;
-    }
+    amon_posix_random(key, len);
 }

@@ -38,6 +38,7 @@ enum {
     AMON_ENVELOPE_P_SDK_URL,
     AMON_ENVELOPE_P_EVENT_NAME,
     AMON_ENVELOPE_P_TARGET_ID,
+    AMON_ENVELOPE_P_FINAL,
     AMON_ENVELOPE_P_N
 };
 
@@ -68,6 +69,8 @@ static int amon_envelope_payload_index(const unsigned char *k, size_t len);
 static int amon_envelope_lookup(const amon_json_value_t *key, int payload);
 static int amon_envelope_json_str(amon_envelope_t *env,
     const amon_json_value_t *v, size_t limit, amon_str_t *out);
+static int amon_envelope_json_final(
+    amon_envelope_t *env, const amon_json_value_t *v);
 static int amon_envelope_json_payload(
     amon_envelope_t *env, const amon_json_value_t *pay);
 static void *amon_envelope_pb_alloc(void *data, size_t size);
@@ -102,6 +105,7 @@ amon_envelope_payload_index(const unsigned char *k, size_t len)
 {
     switch (len) {
     case 4: return memcmp(k, "code", 4) ? -1 : AMON_ENVELOPE_P_CODE;
+    case 5: return memcmp(k, "final", 5) ? -1 : AMON_ENVELOPE_P_FINAL;
     case 6:
         if (memcmp(k, "action", 6) == 0) {
             return AMON_ENVELOPE_P_ACTION;
@@ -316,6 +320,24 @@ amon_envelope_decode_json(
 }
 
 
+/* "final" of an ack or error: a boolean when present */
+static int
+amon_envelope_json_final(amon_envelope_t *env, const amon_json_value_t *v)
+{
+    if (v->type == AMON_JSON_TRUE || v->type == AMON_JSON_FALSE) {
+        env->has_final = 1;
+        env->final = (v->type == AMON_JSON_TRUE);
+        return AMON_OK;
+    }
+
+    if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
+        return AMON_EFIELD_TYPE;
+    }
+
+    return AMON_OK;
+}
+
+
 /* The payload fields the envelope's type defines. */
 static int
 amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
@@ -375,12 +397,26 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             return AMON_EFIELD_TYPE;
         }
 
+        rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
         return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
             AMON_ENVELOPE_NO_LIMIT, &env->message);
+
+    case AMON_MSG_ACTION_STATUS:
+        return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],
+            AMON_MAX_ID_LEN, &env->action_msg_id);
 
     case AMON_MSG_ERROR:
         rc = amon_envelope_json_str(
             env, &pay[AMON_ENVELOPE_P_CODE], AMON_MAX_ID_LEN, &env->code);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
         if (rc != AMON_OK) {
             return rc;
         }
@@ -554,15 +590,16 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 static int
 amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
 {
-    int                                      rc;
-    size_t                                   len;
-    const uint8_t                           *p;
-    Amonitor__Control__V1__RegisterPayload  *reg;
-    Amonitor__Control__V1__HeartbeatPayload *hb;
-    Amonitor__Control__V1__EventPayload     *ev;
-    Amonitor__Control__V1__ActionPayload    *act;
-    Amonitor__Control__V1__ActionAckPayload *ack;
-    Amonitor__Control__V1__ErrorPayload     *err;
+    int                                         rc;
+    size_t                                      len;
+    const uint8_t                              *p;
+    Amonitor__Control__V1__RegisterPayload     *reg;
+    Amonitor__Control__V1__HeartbeatPayload    *hb;
+    Amonitor__Control__V1__EventPayload        *ev;
+    Amonitor__Control__V1__ActionPayload       *act;
+    Amonitor__Control__V1__ActionAckPayload    *ack;
+    Amonitor__Control__V1__ErrorPayload        *err;
+    Amonitor__Control__V1__ActionStatusPayload *st;
 
     p = env->payload.data;
     len = env->payload.len;
@@ -653,6 +690,11 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         env->has_success = 1;
         env->success = ack->success ? 1 : 0;
 
+        if (ack->final) {
+            env->has_final = 1;
+            env->final = 1;
+        }
+
         return amon_envelope_pb_str(
             ack->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
 
@@ -668,8 +710,23 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
             return rc;
         }
 
+        if (err->final) {
+            env->has_final = 1;
+            env->final = 1;
+        }
+
         return amon_envelope_pb_str(
             err->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
+
+    case AMON_MSG_ACTION_STATUS:
+        st = amonitor__control__v1__action_status_payload__unpack(pa, len, p);
+        if (st == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = st;
+
+        return amon_envelope_pb_str(
+            st->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
 
     case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
 

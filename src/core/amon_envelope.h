@@ -27,8 +27,15 @@ typedef enum {
     AMON_MSG_ACTION,
     AMON_MSG_ACTION_ACK,
     AMON_MSG_ERROR,
-    AMON_MSG_TARGET_STATUS /* agent -> panel: target up/down */
+    AMON_MSG_TARGET_STATUS, /* agent -> panel: target up/down */
+    AMON_MSG_ACTION_STATUS /* panel -> agent -> panel: an action's outcome */
 } amon_msg_type_e;
+
+
+/* whether a reply about an action is its last one ("final") */
+#define AMON_FINAL_ABSENT 0
+#define AMON_FINAL_NO     1
+#define AMON_FINAL_YES    2
 
 
 /* Room for unescaped copies of string fields that contained escapes. */
@@ -41,6 +48,8 @@ typedef struct {
     unsigned        has_timestamp : 1;
     unsigned        has_payload : 1;
     unsigned        has_success : 1;
+    unsigned        has_final : 1; /* action_ack, error: "final" given */
+    unsigned        final : 1;
 
     /*
      * String fields are unescaped UTF-8.  They point into the input when it
@@ -61,7 +70,7 @@ typedef struct {
     amon_str_t action; /* action */
     amon_str_t params; /* action: raw JSON / bytes */
     amon_str_t target_url; /* action */
-    amon_str_t action_msg_id; /* action_ack */
+    amon_str_t action_msg_id; /* action_ack, action_status */
     int        success; /* action_ack */
     amon_str_t message; /* action_ack, error */
     amon_str_t code; /* error */
@@ -148,7 +157,9 @@ typedef struct {
     int        success;
     amon_str_t message;
     int        duplicate; /* adds "duplicate":true */
+    amon_str_t state; /* a duplicate's: done, pending, failed (or absent) */
     amon_str_t original; /* JSON object text or absent */
+    int        final; /* AMON_FINAL_* */
 } amon_ack_out_t;
 
 int amon_envelope_build_ack(amon_buf_t *out, size_t max,
@@ -173,6 +184,35 @@ int amon_envelope_build_duplicate_ack(amon_buf_t *out, size_t max,
 int amon_envelope_build_error(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
     int64_t timestamp, const char *code, amon_str_t message, int binary);
+
+/*
+ * An error about a message: its msg_id and trace_id (either may be absent;
+ * an absent msg_id gets a fresh one), the target it concerns, and for an
+ * action "action_msg_id" (then "success":false too, so that errors and acks
+ * share one shape) and "final".
+ */
+typedef struct {
+    amon_str_t  msg_id;
+    amon_str_t  trace_id;
+    amon_str_t  target_id;
+    int64_t     timestamp;
+    const char *code;
+    amon_str_t  message;
+    amon_str_t  action_msg_id;
+    int         final; /* AMON_FINAL_* */
+} amon_error_out_t;
+
+int amon_envelope_build_error_out(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_error_out_t *err, int binary);
+
+/*
+ * The answer to an action_status query: msg_id and trace_id are the
+ * query's; "state" unknown, pending, done or failed; "result" the stored
+ * result (JSON object text) or absent.
+ */
+int amon_envelope_build_action_status(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_envelope_out_t *head,
+    amon_str_t action_msg_id, const char *state, amon_str_t result, int binary);
 
 /*
  * A target_status envelope (JSON only; the agent tells panels that a

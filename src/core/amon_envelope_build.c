@@ -45,6 +45,7 @@ static const amon_envelope_name_t amon_envelope_type_names[] = {
     amon_envelope_name("action_ack"),
     amon_envelope_name("error"),
     amon_envelope_name("target_status"),
+    amon_envelope_name("action_status"),
 };
 
 #define AMON_ENVELOPE_NTYPES \
@@ -216,9 +217,18 @@ amon_envelope_build_ack(amon_buf_t *out, size_t max, const amon_allocator_t *a,
         amon_json_w_bool(&w, 1);
     }
 
+    if (ack->state.data) {
+        amon_envelope_str_member(&w, "state", ack->state);
+    }
+
     if (ack->original.data) {
         amon_json_w_key(&w, "original");
         amon_json_w_raw(&w, ack->original.data, ack->original.len);
+    }
+
+    if (ack->final != AMON_FINAL_ABSENT) {
+        amon_json_w_key(&w, "final");
+        amon_json_w_bool(&w, ack->final == AMON_FINAL_YES);
     }
 
     amon_json_w_object_end(&w);
@@ -253,23 +263,43 @@ amon_envelope_build_duplicate_ack(amon_buf_t *out, size_t max,
 }
 
 
-/*
- * An error envelope.  Every envelope needs a msg_id; when the offending
- * message had none, the error gets a fresh random one.
- */
 int
 amon_envelope_build_error(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
     int64_t timestamp, const char *code, amon_str_t message, int binary)
 {
+    amon_error_out_t err;
+
+    memset(&err, 0, sizeof(err));
+
+    err.msg_id = msg_id;
+    err.target_id = target_id;
+    err.timestamp = timestamp;
+    err.code = code;
+    err.message = message;
+
+    return amon_envelope_build_error_out(out, max, a, &err, binary);
+}
+
+
+/*
+ * An error envelope.  Every envelope needs a msg_id; when the offending
+ * message had none, the error gets a fresh random one.
+ */
+int
+amon_envelope_build_error_out(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_error_out_t *err, int binary)
+{
     unsigned char       rnd[16], id[AMON_UUID_LEN];
     amon_json_w_t       w;
     amon_pb_env_t       pe;
     amon_envelope_out_t e;
-    amon_str_t          c;
+    amon_str_t          c, msg_id;
     static const char   type[] = "error";
 
     memset(&e, 0, sizeof(e));
+
+    msg_id = err->msg_id;
 
     if (msg_id.data == NULL || msg_id.len == 0) {
         if (RAND_bytes(rnd, sizeof(rnd)) == 1) {
@@ -279,21 +309,23 @@ amon_envelope_build_error(amon_buf_t *out, size_t max,
         }
     }
 
-    c.data = (const unsigned char *) code;
-    c.len = code ? strlen(code) : 0;
+    c.data = (const unsigned char *) err->code;
+    c.len = err->code ? strlen(err->code) : 0;
 
     e.msg_id = msg_id;
+    e.trace_id = err->trace_id;
     e.type.data = (const unsigned char *) type;
     e.type.len = sizeof(type) - 1;
-    e.target_id = target_id;
-    e.timestamp = timestamp;
+    e.target_id = err->target_id;
+    e.timestamp = err->timestamp;
 
     if (binary) {
         memset(&pe, 0, sizeof(pe));
         pe.head = e;
         pe.kind = AMON_PB_PAYLOAD_ERROR;
         pe.code = c;
-        pe.message = message;
+        pe.message = err->message;
+        pe.error = err;
 
         return amon_pb_envelope(out, max, a, &pe);
     }
@@ -305,7 +337,75 @@ amon_envelope_build_error(amon_buf_t *out, size_t max,
     amon_json_w_key(&w, "payload");
     amon_json_w_object_begin(&w);
     amon_envelope_str_member(&w, "code", c);
-    amon_envelope_str_member(&w, "message", message);
+    amon_envelope_str_member(&w, "message", err->message);
+
+    if (err->action_msg_id.data) {
+        amon_envelope_str_member(&w, "action_msg_id", err->action_msg_id);
+        amon_json_w_key(&w, "success");
+        amon_json_w_bool(&w, 0);
+    }
+
+    if (err->final != AMON_FINAL_ABSENT) {
+        amon_json_w_key(&w, "final");
+        amon_json_w_bool(&w, err->final == AMON_FINAL_YES);
+    }
+
+    amon_json_w_object_end(&w);
+
+    amon_json_w_object_end(&w);
+
+    return amon_json_w_finish(&w);
+}
+
+
+int
+amon_envelope_build_action_status(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_envelope_out_t *head,
+    amon_str_t action_msg_id, const char *state, amon_str_t result,
+    int binary)
+{
+    amon_json_w_t       w;
+    amon_pb_env_t       pe;
+    amon_envelope_out_t e;
+    static const char   type[] = "action_status";
+
+    if (result.data && !amon_envelope_is_object(result)) {
+        return AMON_EINVAL;
+    }
+
+    e = *head;
+    e.type.data = (const unsigned char *) type;
+    e.type.len = sizeof(type) - 1;
+    e.payload_json.data = NULL;
+    e.payload_json.len = 0;
+
+    if (binary) {
+        memset(&pe, 0, sizeof(pe));
+        pe.head = e;
+        pe.kind = AMON_PB_PAYLOAD_STATUS;
+        pe.code.data = (const unsigned char *) state;
+        pe.code.len = strlen(state);
+        pe.message = result;
+        pe.action_msg_id = action_msg_id;
+
+        return amon_pb_envelope(out, max, a, &pe);
+    }
+
+    amon_json_w_init(&w, out, max, a);
+
+    amon_envelope_head(&w, &e);
+
+    amon_json_w_key(&w, "payload");
+    amon_json_w_object_begin(&w);
+    amon_envelope_str_member(&w, "action_msg_id", action_msg_id);
+    amon_json_w_key(&w, "state");
+    amon_json_w_cstring(&w, state);
+
+    if (result.data) {
+        amon_json_w_key(&w, "result");
+        amon_json_w_raw(&w, result.data, result.len);
+    }
+
     amon_json_w_object_end(&w);
 
     amon_json_w_object_end(&w);

@@ -408,6 +408,23 @@ amon_pb_payload(amon_pb_w_t *w, const amon_pb_env_t *pe)
 
         amon_pb_w_bytes(w, 3, ack->message.data, ack->message.len);
 
+        if (ack->duplicate) {
+            amon_pb_w_varint(w, (4 << 3) | AMON_PB_VAR);
+            amon_pb_w_varint(w, 1);
+        }
+
+        if (!amon_pb_utf8(ack->state)) {
+            return AMON_EINVAL;
+        }
+
+        amon_pb_w_bytes(w, 5, ack->state.data, ack->state.len);
+        amon_pb_w_bytes(w, 6, ack->original.data, ack->original.len);
+
+        if (ack->final == AMON_FINAL_YES) {
+            amon_pb_w_varint(w, (7 << 3) | AMON_PB_VAR);
+            amon_pb_w_varint(w, 1);
+        }
+
         return AMON_OK;
 
     case AMON_PB_PAYLOAD_ERROR:
@@ -417,6 +434,31 @@ amon_pb_payload(amon_pb_w_t *w, const amon_pb_env_t *pe)
 
         amon_pb_w_bytes(w, 1, pe->code.data, pe->code.len);
         amon_pb_w_bytes(w, 2, pe->message.data, pe->message.len);
+
+        if (pe->error) {
+            if (!amon_pb_utf8(pe->error->action_msg_id)) {
+                return AMON_EINVAL;
+            }
+
+            amon_pb_w_bytes(w, 3, pe->error->action_msg_id.data,
+                pe->error->action_msg_id.len);
+
+            if (pe->error->final == AMON_FINAL_YES) {
+                amon_pb_w_varint(w, (4 << 3) | AMON_PB_VAR);
+                amon_pb_w_varint(w, 1);
+            }
+        }
+
+        return AMON_OK;
+
+    case AMON_PB_PAYLOAD_STATUS:
+        if (!amon_pb_utf8(pe->action_msg_id)) {
+            return AMON_EINVAL;
+        }
+
+        amon_pb_w_bytes(w, 1, pe->action_msg_id.data, pe->action_msg_id.len);
+        amon_pb_w_bytes(w, 2, pe->code.data, pe->code.len);
+        amon_pb_w_bytes(w, 3, pe->message.data, pe->message.len);
 
         return AMON_OK;
 

@@ -15,7 +15,9 @@
 typedef enum {
     AMON_PB_PAYLOAD_JSON = 0, /* head.payload_json, converted by type */
     AMON_PB_PAYLOAD_ACK, /* an ActionAckPayload from "ack" */
-    AMON_PB_PAYLOAD_ERROR /* an ErrorPayload from "code" and "message" */
+    AMON_PB_PAYLOAD_ERROR, /* an ErrorPayload from "code" and "message" */
+    AMON_PB_PAYLOAD_STATUS /* an ActionStatusPayload: code = state,
+                              message = result, action_msg_id */
 } amon_pb_payload_e;
 
 
@@ -24,8 +26,10 @@ typedef struct {
     amon_pb_payload_e     kind;
     amon_msg_type_e       payload_type;
     const amon_ack_out_t *ack;
-    amon_str_t            code;
-    amon_str_t            message;
+    amon_str_t              code;
+    amon_str_t              message;
+    amon_str_t              action_msg_id;
+    const amon_error_out_t *error; /* ERROR: the rest of the payload */
 } amon_pb_env_t;
 
 

@@ -34,6 +34,7 @@ extern "C" {
 #define AMON_WS_CLOSE_POLICY       1008
 #define AMON_WS_CLOSE_TOO_BIG      1009
 #define AMON_WS_CLOSE_INTERNAL     1011
+#define AMON_WS_CLOSE_RESTART      1012 /* service restart (IANA registry) */
 #define AMON_WS_CLOSE_UNAUTHORIZED 4401
 
 

@@ -1,0 +1,247 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Unit tests of the protocol additions: errors that correlate (trace_id,
+ * action_msg_id, success:false, final), duplicate acks with their state,
+ * action_status in JSON and protobuf, and "final" read back by the
+ * decoder from both encodings.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "amon_envelope.h"
+
+
+#define MAX 65536
+
+#define S(s) ((amon_str_t) amon_string(s))
+#define NONE ((amon_str_t) amon_null_string)
+
+
+static void
+assert_bytes(amon_buf_t *b, const char *want)
+{
+    assert_int_equal(b->len, strlen(want));
+    assert_memory_equal(b->data, want, b->len);
+}
+
+
+static void
+test_error_about_an_action(void **state)
+{
+    amon_buf_t       b = {NULL, 0, 0};
+    amon_error_out_t e;
+
+    (void) state;
+
+    memset(&e, 0, sizeof(e));
+    e.msg_id = S("m1");
+    e.trace_id = S("t1");
+    e.target_id = S("a");
+    e.timestamp = 5;
+    e.code = "UNKNOWN_TARGET";
+    e.message = S("no such target");
+    e.action_msg_id = S("m1");
+    e.final = AMON_FINAL_YES;
+
+    assert_int_equal(
+        amon_envelope_build_error_out(&b, MAX, NULL, &e, 0), AMON_OK);
+    assert_bytes(&b,
+        "{\"msg_id\":\"m1\",\"trace_id\":\"t1\",\"type\":\"error\","
+        "\"target_id\":\"a\",\"timestamp\":5,\"payload\":{\"code\":"
+        "\"UNKNOWN_TARGET\",\"message\":\"no such target\","
+        "\"action_msg_id\":\"m1\",\"success\":false,\"final\":true}}");
+
+    /* a progress notice */
+    b.len = 0;
+    e.code = "ACK_TIMEOUT";
+    e.message = S("late");
+    e.final = AMON_FINAL_NO;
+    assert_int_equal(
+        amon_envelope_build_error_out(&b, MAX, NULL, &e, 0), AMON_OK);
+    assert_non_null(strstr((char *) b.data, "\"final\":false}}"));
+
+    amon_buf_free(&b, NULL);
+}
+
+
+static void
+test_error_not_about_an_action(void **state)
+{
+    amon_buf_t b = {NULL, 0, 0};
+
+    (void) state;
+
+    /* the old builder keeps its bytes: code and message only */
+    assert_int_equal(amon_envelope_build_error(&b, MAX, NULL, S("x"), NONE, 7,
+                         "INVALID_MESSAGE", S("unknown message type"), 0),
+        AMON_OK);
+    assert_bytes(&b,
+        "{\"msg_id\":\"x\",\"type\":\"error\",\"timestamp\":7,\"payload\":"
+        "{\"code\":\"INVALID_MESSAGE\",\"message\":\"unknown message type\"}}");
+
+    amon_buf_free(&b, NULL);
+}
+
+
+static void
+test_duplicate_with_state(void **state)
+{
+    amon_buf_t     b = {NULL, 0, 0};
+    amon_ack_out_t ack;
+
+    (void) state;
+
+    memset(&ack, 0, sizeof(ack));
+    ack.msg_id = S("n");
+    ack.action_msg_id = S("m1");
+    ack.timestamp = 1;
+    ack.message = S("duplicate ignored: the first attempt is still pending");
+    ack.duplicate = 1;
+    ack.state = S("pending");
+    ack.final = AMON_FINAL_YES;
+
+    assert_int_equal(amon_envelope_build_ack(&b, MAX, NULL, &ack, 0), AMON_OK);
+    assert_bytes(&b,
+        "{\"msg_id\":\"n\",\"type\":\"action_ack\",\"timestamp\":1,"
+        "\"payload\":{\"action_msg_id\":\"m1\",\"success\":false,"
+        "\"message\":\"duplicate ignored: the first attempt is still "
+        "pending\",\"duplicate\":true,\"state\":\"pending\",\"final\":true}}");
+
+    amon_buf_free(&b, NULL);
+}
+
+
+static void
+test_final_decoded(void **state)
+{
+    amon_envelope_t  env;
+    amon_buf_t       b = {NULL, 0, 0};
+    amon_error_out_t e;
+
+    static const char ack[] =
+        "{\"msg_id\":\"a\",\"type\":\"action_ack\",\"payload\":"
+        "{\"final\":true,\"action_msg_id\":\"m\",\"success\":true}}";
+    static const char bad[] =
+        "{\"msg_id\":\"a\",\"type\":\"error\",\"payload\":{\"final\":1}}";
+
+    (void) state;
+
+    assert_int_equal(amon_envelope_decode_json(
+                         &env, (const unsigned char *) ack, sizeof(ack) - 1),
+        AMON_OK);
+    assert_true(env.has_final);
+    assert_true(env.final);
+
+    assert_int_equal(amon_envelope_decode_json(
+                         &env, (const unsigned char *) bad, sizeof(bad) - 1),
+        AMON_EFIELD_TYPE);
+
+    /* protobuf: a final error round-trips */
+    memset(&e, 0, sizeof(e));
+    e.msg_id = S("m9");
+    e.code = "ACK_TIMEOUT";
+    e.message = S("no ack");
+    e.action_msg_id = S("m9");
+    e.final = AMON_FINAL_YES;
+
+    assert_int_equal(
+        amon_envelope_build_error_out(&b, MAX, NULL, &e, 1), AMON_OK);
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, b.data, b.len, NULL), AMON_OK);
+    assert_int_equal(env.type, AMON_MSG_ERROR);
+    assert_true(env.has_final && env.final);
+    assert_int_equal(env.code.len, 11);
+    amon_envelope_release(&env);
+
+    /* and a progress notice has no final in protobuf (false is absent) */
+    b.len = 0;
+    e.final = AMON_FINAL_NO;
+    assert_int_equal(
+        amon_envelope_build_error_out(&b, MAX, NULL, &e, 1), AMON_OK);
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, b.data, b.len, NULL), AMON_OK);
+    assert_false(env.has_final);
+    amon_envelope_release(&env);
+
+    amon_buf_free(&b, NULL);
+}
+
+
+static void
+test_action_status(void **state)
+{
+    amon_buf_t          b = {NULL, 0, 0};
+    amon_envelope_out_t head;
+    amon_envelope_t     env;
+
+    static const char q[] = "{\"msg_id\":\"q1\",\"type\":\"action_status\","
+                            "\"payload\":{\"action_msg_id\":\"m1\"}}";
+
+    (void) state;
+
+    assert_int_equal(amon_envelope_decode_json(
+                         &env, (const unsigned char *) q, sizeof(q) - 1),
+        AMON_OK);
+    assert_int_equal(env.type, AMON_MSG_ACTION_STATUS);
+    assert_int_equal(env.action_msg_id.len, 2);
+    assert_memory_equal(env.action_msg_id.data, "m1", 2);
+
+    memset(&head, 0, sizeof(head));
+    head.msg_id = S("q1");
+    head.trace_id = S("t");
+    head.timestamp = 3;
+
+    assert_int_equal(amon_envelope_build_action_status(&b, MAX, NULL, &head,
+                         S("m1"), "done", S("{\"success\":true}"), 0),
+        AMON_OK);
+    assert_bytes(&b,
+        "{\"msg_id\":\"q1\",\"trace_id\":\"t\",\"type\":\"action_status\","
+        "\"timestamp\":3,\"payload\":{\"action_msg_id\":\"m1\",\"state\":"
+        "\"done\",\"result\":{\"success\":true}}}");
+
+    /* a result that is not an object is refused */
+    b.len = 0;
+    assert_int_equal(amon_envelope_build_action_status(
+                         &b, MAX, NULL, &head, S("m1"), "done", S("[1]"), 0),
+        AMON_EINVAL);
+
+    /* protobuf: the query and the answer decode */
+    b.len = 0;
+    assert_int_equal(amon_envelope_build_action_status(
+                         &b, MAX, NULL, &head, S("m1"), "unknown", NONE, 1),
+        AMON_OK);
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, b.data, b.len, NULL), AMON_OK);
+    assert_int_equal(env.type, AMON_MSG_ACTION_STATUS);
+    assert_int_equal(env.action_msg_id.len, 2);
+    assert_memory_equal(env.action_msg_id.data, "m1", 2);
+    amon_envelope_release(&env);
+
+    assert_string_equal(
+        amon_msg_type_name(AMON_MSG_ACTION_STATUS), "action_status");
+
+    amon_buf_free(&b, NULL);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_about_an_action),
+        cmocka_unit_test(test_error_not_about_an_action),
+        cmocka_unit_test(test_duplicate_with_state),
+        cmocka_unit_test(test_final_decoded),
+        cmocka_unit_test(test_action_status),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
