@@ -456,7 +456,7 @@ amoncli_cmd_watch(amoncli_opts_t *o)
                 amoncli_watch_status(&w, connect_ms < 2000 ? connect_ms : 2000);
                 w.next_status =
                     o->once ? INT64_MAX : now + AMONCLI_WATCH_STATUS_MS;
-                now = amoncli_now_ms();
+                now = amon_posix_now_ms();
             }
 
             if (end >= 0 && now >= end) {
