@@ -613,8 +613,13 @@ ngx_http_amonitor_upstream_opened(
     }
 
     u->state = NGX_HTTP_AMONITOR_UP_OPEN;
-    u->failures = 0;
     u->opened = ngx_current_msec;
+
+    if (!u->down) {
+        /* else when it answers: a 4401 is one more failed attempt */
+        u->failures = 0;
+    }
+
     u->log.action = "relaying messages of an amonitor SDK";
 
     c->read->handler = ngx_http_amonitor_upstream_read;
@@ -720,6 +725,7 @@ ngx_http_amonitor_upstream_message(
 
     if (!u->answered) {
         u->answered = 1;
+        u->failures = 0;
         u->wc.log_level = NGX_LOG_ERR;
 
         if (u->down) {

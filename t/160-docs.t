@@ -21,7 +21,8 @@ use Test::AMonitor::ConfCheck qw(nginx_t_debian);
 
 my $ROOT = "$FindBin::Bin/..";
 my @DOCS = qw(README.md docs/deploy.md docs/debian-from-scratch.md
-    docs/sdk.md docs/cli.md docs/testing.md examples/README.md
+    docs/sdk.md docs/cli.md docs/testing.md docs/directives.md
+    examples/README.md
     nginx-conf-examples/README.md);
 
 # where panel commands go to the installed configuration (its token)

@@ -15,16 +15,25 @@ my $CLI = "$FindBin::Bin/../build/amonitor";
 my $t = Test::AMonitor->new;
 my $sdk = fake_sdk(port => $t->port(2), target_id => 'speaks',
     heartbeat_interval => 0.2);
+my $rejecting = fake_sdk(port => $t->port(3), target_id => 'rejects',
+    token => 'right', heartbeat_interval => 0.2);
 $t->write_config(
     http_config => "amonitor_zone amonitor 1m;\n"
         . "amonitor_reconnect 100ms 500ms;\n"
         . "amonitor_target silent ws://127.0.0.1:%%PORT_1%%/;\n"
-        . "amonitor_target speaks ws://127.0.0.1:%%PORT_2%%/;",
+        . "amonitor_target speaks ws://127.0.0.1:%%PORT_2%%/;\n"
+        . "amonitor_target rejects ws://127.0.0.1:%%PORT_3%%/ token=wrong;",
     config => "location = /ws/panel { amonitor_panel on; "
         . "amonitor_panel_token tok; }\n"
         . "location = /amonitor/status { amonitor_status; }",
 )->run;
 ok($sdk->wait_connections(1), 'the SDK that speaks is connected');
+ok(wait_for(sub { $rejecting->rejected >= 3 }, 5),
+    'the SDK that rejects the token did so three times');
+my %f = map { $_->{id} => $_ }
+    @{ decode_json($t->http_get('/amonitor/status')->{body})->{targets} };
+ok($f{rejects}{failures} >= 3, 'status: the rejected attempts are counted ('
+    . ($f{rejects}{failures} // '?') . '), not reset by each handshake');
 my $url = $t->ws_url('/ws/panel');
 
 # run the CLI while the test's event loop (the fake SDK) keeps running
@@ -90,5 +99,6 @@ like($out, qr/^amonitor \d+\.\d+\.\d+\n\z/, 'and prints one line');
 
 $t->stop;
 $sdk->stop;
+$rejecting->stop;
 
 done_testing();
