@@ -383,6 +383,43 @@ convert_payload(const uint8_t *data, size_t size, size_t max)
 }
 
 
+/*
+ * A decoded envelope in the other encoding (what a panel that chose one
+ * gets) decodes again, as the same message.
+ */
+static void
+convert_check(const amon_envelope_t *e, size_t max, int to_binary)
+{
+    int             rc;
+    amon_buf_t      out = {NULL, 0, 0};
+    amon_envelope_t env2;
+    amon_str_t      source = amon_string("agent");
+
+    rc = amon_envelope_convert(&out, max, NULL, e, source, to_binary);
+
+    if (rc == AMON_OK) {
+        rc = to_binary ? amon_envelope_decode_pb(&env2, out.data, out.len, NULL)
+                       : amon_envelope_decode_json(&env2, out.data, out.len);
+
+        /* a converted message decodes, with the same id and type */
+        if (rc == AMON_OK) {
+            CHECK(env2.msg_id.len == e->msg_id.len
+                && memcmp(env2.msg_id.data, e->msg_id.data, e->msg_id.len)
+                    == 0);
+            CHECK(env2.type == e->type);
+        }
+
+        amon_envelope_release(&env2);
+
+    } else {
+        CHECK(rc == AMON_ETOOBIG || rc == AMON_ENOMEM || rc == AMON_EINVAL
+            || rc < 0);
+    }
+
+    amon_buf_free(&out, NULL);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -420,6 +457,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         json_round_trip(max);
+        convert_check(&env, max, 1);
     }
 
     amon_envelope_release(&env);
@@ -440,6 +478,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(env.binary);
         CHECK(env.msg_id.len > 0 && env.type_name.len > 0);
         pb_round_trip(max);
+        convert_check(&env, max, 0);
     }
 
     amon_envelope_release(&env);

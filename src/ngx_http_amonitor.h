@@ -182,6 +182,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_queue_t                    upstreams;
     void                          *actions; /* action.c's table */
     amon_buf_t                     scratch; /* envelopes we build */
+    amon_buf_t                     convert; /* the other encoding */
     ngx_uint_t                     panel_seq;
     ngx_uint_t                     ndynamic; /* learned upstreams */
     ngx_event_t                    reconcile;
@@ -349,11 +350,15 @@ void      ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
 ngx_int_t ngx_http_amonitor_reply_stamp(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, ngx_uint_t opcode,
     u_char *data, size_t len, ngx_uint_t final, ngx_str_t *out);
+ngx_int_t ngx_http_amonitor_reply_convert(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, ngx_uint_t final,
+    ngx_str_t *out);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_reply_target_status(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
     const char *state);
 void ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
-    ngx_uint_t success, amon_str_t message, const char *code);
+    ngx_uint_t success, amon_str_t message, const char *code,
+    amon_str_t action_msg_id);
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);

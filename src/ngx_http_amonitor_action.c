@@ -156,7 +156,8 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         about.target_id.len = env->target_url.len;
     }
 
-    about.binary = (opcode == AMON_WS_OP_BINARY);
+    about.binary = panel->encoding ? (panel->encoding == AMON_WS_OP_BINARY)
+                                   : (opcode == AMON_WS_OP_BINARY);
     about.action = 1;
 
     if (panel->pending >= 2 * w->amcf->queue) {
@@ -239,8 +240,12 @@ ngx_http_amonitor_action_precheck(ngx_http_amonitor_worker_t *w,
     ngx_str_t     n;
     amon_ws_url_t wu;
 
-    if (a->target_id.len && ngx_http_amonitor_target_find(w, &a->target_id)) {
-        return NGX_OK;
+    /* a known target: replies name it as the agent does from now on */
+    if (a->target_id.len) {
+        a->upstream = ngx_http_amonitor_target_find(w, &a->target_id);
+        if (a->upstream) {
+            return NGX_OK;
+        }
     }
 
     if (a->target_url.len == 0) {
@@ -253,14 +258,16 @@ ngx_http_amonitor_action_precheck(ngx_http_amonitor_worker_t *w,
 
     if (ngx_http_amonitor_target_url(
             a->target_url.data, a->target_url.len, &wu, &n)
-        != NGX_OK) {
+            != NGX_OK
+        || wu.tls) {
         *code = "INVALID_MESSAGE";
         *message = "payload.target_url is not a ws:// URL";
         return NGX_DECLINED;
     }
 
-    if (ngx_http_amonitor_target_find_url(w, &n)
-        || ngx_http_amonitor_target_allowed(w, &wu)) {
+    a->upstream = ngx_http_amonitor_target_find_url(w, &n);
+
+    if (a->upstream || ngx_http_amonitor_target_allowed(w, &wu)) {
         return NGX_OK;
     }
 
@@ -660,7 +667,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
     u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     uint32_t                     hash;
+    ngx_int_t                    rc;
     ngx_str_t                    id, result, out, e;
+    ngx_uint_t                   want;
     ngx_http_amonitor_worker_t  *w;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
@@ -692,18 +701,25 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     } else {
         result.data = buf;
-        ngx_http_amonitor_reply_result(
-            &result, sizeof(buf), env->success, env->message, NULL);
+        ngx_http_amonitor_reply_result(&result, sizeof(buf), env->success,
+            env->message, NULL, env->action_msg_id);
     }
 
     w->store->finish(
         w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
 
-    if (a->panel
-        && ngx_http_amonitor_reply_stamp(w, u, env, opcode, data, len, 1, &out)
-            == NGX_OK) {
-        /* the SDK's bytes, marked as the last reply, to the panel that asked */
-        ngx_http_amonitor_conn_answer(a->panel, opcode, out.data, out.len);
+    if (a->panel) {
+        /* the SDK's ack, marked as the last reply, to the panel that asked */
+        want = a->panel->encoding ? a->panel->encoding : opcode;
+
+        rc = (want == opcode)
+            ? ngx_http_amonitor_reply_stamp(
+                w, u, env, opcode, data, len, 1, &out)
+            : ngx_http_amonitor_reply_convert(w, u, env, 1, &out);
+
+        if (rc == NGX_OK) {
+            ngx_http_amonitor_conn_answer(a->panel, want, out.data, out.len);
+        }
     }
 
     ngx_http_amonitor_action_free(a);
@@ -887,7 +903,8 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
         msg.len = ngx_strlen(message);
         result.data = buf;
 
-        ngx_http_amonitor_reply_result(&result, sizeof(buf), 0, msg, code);
+        ngx_http_amonitor_reply_result(
+            &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
 
         if (result.len) {
             w->store->finish(

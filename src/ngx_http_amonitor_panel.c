@@ -27,9 +27,9 @@ typedef struct {
 static ngx_int_t ngx_http_amonitor_panel_check(
     ngx_http_request_t *r, u_char **accept, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_accept(
-    ngx_http_request_t *r, u_char *accept);
-static ngx_int_t ngx_http_amonitor_panel_start(
-    ngx_http_request_t *r, ngx_http_amonitor_main_conf_t *amcf);
+    ngx_http_request_t *r, u_char *accept, ngx_uint_t *encoding);
+static ngx_int_t ngx_http_amonitor_panel_start(ngx_http_request_t *r,
+    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding);
 static ngx_int_t ngx_http_amonitor_panel_origin(
     ngx_http_request_t *r, ngx_array_t *allow);
 static ngx_int_t ngx_http_amonitor_panel_header_out(
@@ -54,6 +54,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 {
     u_char                        *accept;
     ngx_int_t                      rc, status;
+    ngx_uint_t                     encoding;
     const char                    *reason;
     ngx_http_amonitor_main_conf_t *amcf;
 
@@ -81,12 +82,12 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return ngx_http_amonitor_panel_reject(r, status, reason);
     }
 
-    rc = ngx_http_amonitor_panel_accept(r, accept);
+    rc = ngx_http_amonitor_panel_accept(r, accept, &encoding);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    return ngx_http_amonitor_panel_start(r, amcf);
+    return ngx_http_amonitor_panel_start(r, amcf, encoding);
 }
 
 
@@ -203,14 +204,32 @@ ngx_http_amonitor_panel_check(
 }
 
 
-/* the 101 response, flushed: frames must not overtake it */
+/*
+ * The 101 response, flushed: frames must not overtake it.  The panel's
+ * encoding: subprotocol amonitor.v1.json or amonitor.v1.proto, else
+ * ?encoding=json|protobuf, else 0 (each message as its sender wrote it).
+ */
 static ngx_int_t
-ngx_http_amonitor_panel_accept(ngx_http_request_t *r, u_char *accept)
+ngx_http_amonitor_panel_accept(
+    ngx_http_request_t *r, u_char *accept, ngx_uint_t *encoding)
 {
-    ngx_int_t        rc;
+    ngx_int_t        rc, i;
+    ngx_str_t        arg;
     ngx_table_elt_t *h, *proto;
 
-    static const char *protos[] = {"amonitor.v1", NULL};
+    static const char *protos[] = {
+        "amonitor.v1", "amonitor.v1.json", "amonitor.v1.proto", NULL};
+
+    *encoding = 0;
+
+    if (ngx_http_arg(r, (u_char *) "encoding", 8, &arg) == NGX_OK) {
+        if (arg.len == 4 && ngx_strncmp(arg.data, "json", 4) == 0) {
+            *encoding = AMON_WS_OP_TEXT;
+
+        } else if (arg.len == 8 && ngx_strncmp(arg.data, "protobuf", 8) == 0) {
+            *encoding = AMON_WS_OP_BINARY;
+        }
+    }
 
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
@@ -234,14 +253,23 @@ ngx_http_amonitor_panel_accept(ngx_http_request_t *r, u_char *accept)
 
     proto = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Protocol");
 
-    if (proto
-        && amon_ws_select_subprotocol(
-               proto->value.data, proto->value.len, protos)
-            >= 0
-        && ngx_http_amonitor_panel_header_out(
-               r, "Sec-WebSocket-Protocol", "amonitor.v1")
+    i = proto ? amon_ws_select_subprotocol(
+            proto->value.data, proto->value.len, protos)
+              : -1;
+
+    if (i >= 0) {
+        if (ngx_http_amonitor_panel_header_out(
+                r, "Sec-WebSocket-Protocol", protos[i])
             != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (i == 1) {
+            *encoding = AMON_WS_OP_TEXT;
+
+        } else if (i == 2) {
+            *encoding = AMON_WS_OP_BINARY;
+        }
     }
 
     rc = ngx_http_send_header(r);
@@ -265,8 +293,8 @@ ngx_http_amonitor_panel_accept(ngx_http_request_t *r, u_char *accept)
  * panels, the request's handlers, and frames that came with the handshake.
  */
 static ngx_int_t
-ngx_http_amonitor_panel_start(
-    ngx_http_request_t *r, ngx_http_amonitor_main_conf_t *amcf)
+ngx_http_amonitor_panel_start(ngx_http_request_t *r,
+    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding)
 {
     ngx_connection_t           *c;
     ngx_http_cleanup_t         *cln;
@@ -298,6 +326,8 @@ ngx_http_amonitor_panel_start(
     if (ngx_http_amonitor_conn_init(&p->wc, c, &w->frames, 0) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    p->wc.encoding = encoding;
 
     cln->handler = ngx_http_amonitor_panel_cleanup;
     cln->data = p;

@@ -11,6 +11,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "amon_json_write.h"
+#include "amonitor.pb-c.h"
 
 
 static void       ngx_http_amonitor_reply_uuid(u_char *out);
@@ -23,6 +25,10 @@ static ngx_int_t ngx_http_amonitor_reply_stamp_pb(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len, ngx_uint_t source, ngx_uint_t final, size_t max,
     ngx_str_t *out);
+static ngx_uint_t ngx_http_amonitor_reply_foreign(
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
+static int ngx_http_amonitor_reply_pb_source(ngx_http_amonitor_worker_t *w,
+    amon_buf_t *b, ngx_http_amonitor_upstream_t *u, size_t max);
 static ngx_int_t ngx_http_amonitor_reply_append(
     ngx_http_amonitor_worker_t *w, u_char *data, size_t len, size_t max);
 static u_char *ngx_http_amonitor_reply_varint(u_char *p, uint64_t v);
@@ -240,13 +246,7 @@ ngx_http_amonitor_reply_stamp(ngx_http_amonitor_worker_t *w,
     size_t     max;
     ngx_uint_t source;
 
-    source = env->target_id.len != u->id.len
-        || ngx_memcmp(env->target_id.data, u->id.data, u->id.len) != 0
-        || (env->payload_target_id.len
-            && (env->payload_target_id.len != u->id.len
-                || ngx_memcmp(
-                       env->payload_target_id.data, u->id.data, u->id.len)
-                    != 0));
+    source = ngx_http_amonitor_reply_foreign(u, env);
 
     out->data = data;
     out->len = len;
@@ -265,6 +265,89 @@ ngx_http_amonitor_reply_stamp(ngx_http_amonitor_worker_t *w,
 
     return ngx_http_amonitor_reply_stamp_json(
         w, u, env, data, len, source, final, max, out);
+}
+
+
+/*
+ * A message in the other encoding than it came in, for a panel that chose
+ * one (paid once per message and encoding, not per panel): "source" when
+ * an SDK does not name itself as the agent does (u NULL: the agent's own
+ * message), "final" for an action's last reply.  *out is in w->convert.
+ */
+ngx_int_t
+ngx_http_amonitor_reply_convert(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, ngx_uint_t final,
+    ngx_str_t *out)
+{
+    int                                      rc;
+    size_t                                   max;
+    amon_str_t                               source;
+    amon_ack_out_t                           ack;
+    Amonitor__Control__V1__ActionAckPayload *pb;
+
+    source.data = NULL;
+    source.len = 0;
+
+    if (u && ngx_http_amonitor_reply_foreign(u, env)) {
+        source.data = u->id.data;
+        source.len = u->id.len;
+    }
+
+    max = w->amcf->max_message + AMON_MAX_ID_LEN * 6 + 64;
+    w->convert.len = 0;
+
+    if (final && !env->binary) {
+        /* a JSON ack to a protobuf panel: written anew, final set */
+        ngx_memzero(&ack, sizeof(amon_ack_out_t));
+
+        ack.msg_id = env->msg_id;
+        ack.trace_id = env->trace_id;
+        ack.target_id = env->target_id;
+        ack.timestamp = env->has_timestamp ? env->timestamp : -1;
+        ack.action_msg_id = env->action_msg_id;
+        ack.success = env->success;
+        ack.message = env->message;
+        ack.final = AMON_FINAL_YES;
+
+        rc = amon_envelope_build_ack(&w->convert, max, &w->allocator, &ack, 1);
+
+        if (rc == AMON_OK && source.data) {
+            rc = ngx_http_amonitor_reply_pb_source(w, &w->convert, u, max);
+        }
+
+    } else {
+        if (final && env->binary && env->pb_payload) {
+            pb = env->pb_payload;
+            pb->final = 1;
+        }
+
+        rc = amon_envelope_convert(
+            &w->convert, max, &w->allocator, env, source, !env->binary);
+    }
+
+    if (rc != AMON_OK) {
+        return NGX_ERROR;
+    }
+
+    out->data = w->convert.data;
+    out->len = w->convert.len;
+
+    return NGX_OK;
+}
+
+
+/* does the SDK name itself otherwise than the agent does? */
+static ngx_uint_t
+ngx_http_amonitor_reply_foreign(
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env)
+{
+    return env->target_id.len != u->id.len
+        || ngx_memcmp(env->target_id.data, u->id.data, u->id.len) != 0
+        || (env->payload_target_id.len
+            && (env->payload_target_id.len != u->id.len
+                || ngx_memcmp(
+                       env->payload_target_id.data, u->id.data, u->id.len)
+                    != 0));
 }
 
 
@@ -347,7 +430,6 @@ ngx_http_amonitor_reply_stamp_pb(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len, ngx_uint_t source, ngx_uint_t final, size_t max, ngx_str_t *out)
 {
-    u_char        *p, hdr[16];
     amon_ack_out_t ack;
 
     if (final) {
@@ -371,23 +453,40 @@ ngx_http_amonitor_reply_stamp_pb(ngx_http_amonitor_worker_t *w,
         return NGX_ERROR;
     }
 
-    if (source) {
-        /* a field may follow the others: Envelope.source = 7 */
-        p = hdr;
-        *p++ = (7 << 3) | 2;
-        p = ngx_http_amonitor_reply_varint(p, u->id.len);
-
-        if (ngx_http_amonitor_reply_append(w, hdr, p - hdr, max) != NGX_OK
-            || ngx_http_amonitor_reply_append(w, u->id.data, u->id.len, max)
-                != NGX_OK) {
-            return NGX_ERROR;
-        }
+    if (source
+        && ngx_http_amonitor_reply_pb_source(w, &w->scratch, u, max)
+            != AMON_OK) {
+        return NGX_ERROR;
     }
 
     out->data = w->scratch.data;
     out->len = w->scratch.len;
 
     return NGX_OK;
+}
+
+
+/* Envelope.source = 7, appended to "b": a field may follow the others */
+static int
+ngx_http_amonitor_reply_pb_source(ngx_http_amonitor_worker_t *w, amon_buf_t *b,
+    ngx_http_amonitor_upstream_t *u, size_t max)
+{
+    u_char *p, hdr[16];
+
+    p = hdr;
+    *p++ = (7 << 3) | 2;
+    p = ngx_http_amonitor_reply_varint(p, u->id.len);
+
+    if (amon_buf_reserve(b, (p - hdr) + u->id.len, max, &w->allocator)
+        != AMON_OK) {
+        return AMON_ETOOBIG;
+    }
+
+    b->len = ngx_cpymem(ngx_cpymem(b->data + b->len, hdr, p - hdr), u->id.data,
+                 u->id.len)
+        - b->data;
+
+    return AMON_OK;
 }
 
 
@@ -455,38 +554,61 @@ ngx_http_amonitor_reply_target_status(ngx_http_amonitor_worker_t *w,
 
 
 /*
- * The result kept in the store for an action, written into "result"
- * (whose data has room for "size" bytes): {"success":B,"message":S}, or
- * for an error {"success":false,"code":C,"message":S}.  A message too long
- * for the room is left out of an ack's result; an error's result is then
- * empty (not stored).
+ * The result kept in the store for an action when the ack's payload itself
+ * cannot be (protobuf, or over the room), written into "result" (whose data
+ * has room for "size" bytes): {"action_msg_id":I,"success":B,"message":S},
+ * or for an error {"success":false,"code":C,"message":S}.  A message too
+ * long for the room is left out of an ack's result; an error's result is
+ * then empty (not stored).
  */
 void
 ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
-    ngx_uint_t success, amon_str_t message, const char *code)
+    ngx_uint_t success, amon_str_t message, const char *code,
+    amon_str_t action_msg_id)
 {
-    amon_buf_t b;
+    ngx_uint_t    with_message;
+    amon_buf_t    b;
+    amon_json_w_t jw;
 
-    b.data = result->data;
-    b.len = 0;
-    b.cap = size;
-
-    if ((code || message.len < size / 2)
-        && amon_envelope_build_result(&b, size, NULL, success, code, &message)
-            == AMON_OK) {
-        result->len = b.len;
-        return;
-    }
-
-    b.len = 0;
-
-    if (code
-        || amon_envelope_build_result(&b, size, NULL, success, NULL, NULL)
-            != AMON_OK) {
+    /* with the message if it fits, else without (never for an error) */
+    for (with_message = 1; /* void */; with_message = 0) {
+        b.data = result->data;
         b.len = 0;
-    }
+        b.cap = size;
 
-    result->len = b.len;
+        amon_json_w_init(&jw, &b, size, NULL);
+        amon_json_w_object_begin(&jw);
+
+        if (action_msg_id.data) {
+            amon_json_w_key(&jw, "action_msg_id");
+            amon_json_w_string(&jw, action_msg_id);
+        }
+
+        amon_json_w_key(&jw, "success");
+        amon_json_w_bool(&jw, success);
+
+        if (code) {
+            amon_json_w_key(&jw, "code");
+            amon_json_w_cstring(&jw, code);
+        }
+
+        if (with_message) {
+            amon_json_w_key(&jw, "message");
+            amon_json_w_string(&jw, message);
+        }
+
+        amon_json_w_object_end(&jw);
+
+        if (amon_json_w_finish(&jw) == AMON_OK) {
+            result->len = b.len;
+            return;
+        }
+
+        if (!with_message || code) {
+            result->len = 0;
+            return;
+        }
+    }
 }
 
 

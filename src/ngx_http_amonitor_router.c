@@ -16,8 +16,14 @@
 
 static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
-static void ngx_http_amonitor_router_broadcast(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_msg_t *msg);
+static void ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
+    size_t len);
+static ngx_http_amonitor_msg_t *ngx_http_amonitor_router_convert(
+    ngx_http_amonitor_worker_t *w, ngx_uint_t want,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
+    size_t len);
 static void ngx_http_amonitor_router_target_status(
     ngx_http_amonitor_upstream_t *u, const char *state);
 
@@ -44,7 +50,8 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     about.trace_id.len = env.trace_id.len;
     about.target_id.data = (u_char *) env.target_id.data;
     about.target_id.len = env.target_id.len;
-    about.binary = (opcode == AMON_WS_OP_BINARY);
+    about.binary = wc->encoding ? (wc->encoding == AMON_WS_OP_BINARY)
+                                : (opcode == AMON_WS_OP_BINARY);
     about.action = (rc == AMON_OK && env.type == AMON_MSG_ACTION);
 
     if (rc != AMON_OK) {
@@ -180,7 +187,7 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
             break;
         }
 
-        ngx_http_amonitor_router_broadcast(w, msg);
+        ngx_http_amonitor_router_broadcast(w, msg, opcode, u, &env, NULL, 0);
     }
 
     amon_envelope_release(&env);
@@ -254,22 +261,52 @@ ngx_http_amonitor_router_register(
 }
 
 
-/* fan a shared frame out to every panel; droppable for slow panels */
+/*
+ * Fan a shared frame out to every panel; droppable for slow panels.  A
+ * panel that chose the other encoding gets the message converted, once
+ * for all such panels: from "env" (an SDK's, with "u"), else from the
+ * JSON text "data" (the agent's own).
+ */
 static void
-ngx_http_amonitor_router_broadcast(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_msg_t *msg)
+ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
+    size_t len)
 {
+    ngx_uint_t                want, tried;
     ngx_queue_t              *q;
+    ngx_http_amonitor_msg_t  *m, *alt;
     ngx_http_amonitor_conn_t *wc;
 
+    alt = NULL;
+    tried = 0;
     msg->refs++;
 
     for (q = ngx_queue_head(&w->panels); q != ngx_queue_sentinel(&w->panels);
          q = ngx_queue_next(q)) {
         wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
 
-        if (wc->close_sent
-            || ngx_http_amonitor_conn_send(wc, msg, 0) == NGX_OK) {
+        if (wc->close_sent) {
+            continue;
+        }
+
+        want = wc->encoding ? wc->encoding : opcode;
+        m = msg;
+
+        if (want != opcode) {
+            if (!tried) {
+                tried = 1;
+                alt = ngx_http_amonitor_router_convert(
+                    w, want, u, env, data, len);
+            }
+
+            m = alt;
+            if (m == NULL) {
+                continue;
+            }
+        }
+
+        if (ngx_http_amonitor_conn_send(wc, m, 0) == NGX_OK) {
             continue;
         }
 
@@ -286,6 +323,46 @@ ngx_http_amonitor_router_broadcast(
     (void) ngx_atomic_fetch_add(&w->counters->forwarded, 1);
 
     ngx_http_amonitor_msg_release(&w->frames, msg);
+
+    if (alt) {
+        ngx_http_amonitor_msg_release(&w->frames, alt);
+    }
+}
+
+
+/* the message as a frame in the other encoding ("want"), or NULL */
+static ngx_http_amonitor_msg_t *
+ngx_http_amonitor_router_convert(ngx_http_amonitor_worker_t *w, ngx_uint_t want,
+    ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
+    size_t len)
+{
+    ngx_int_t                rc;
+    ngx_str_t                out;
+    amon_envelope_t          own;
+    ngx_http_amonitor_msg_t *m;
+
+    if (env) {
+        rc = ngx_http_amonitor_reply_convert(w, u, env, 0, &out);
+
+    } else {
+        if (amon_envelope_decode_json(&own, data, len) != AMON_OK) {
+            return NULL;
+        }
+
+        rc = ngx_http_amonitor_reply_convert(w, NULL, &own, 0, &out);
+        amon_envelope_release(&own);
+    }
+
+    if (rc != NGX_OK) {
+        return NULL;
+    }
+
+    m = ngx_http_amonitor_msg_frame(&w->frames, want, out.data, out.len, 0);
+    if (m) {
+        m->refs++;
+    }
+
+    return m;
 }
 
 
@@ -325,6 +402,8 @@ ngx_http_amonitor_router_target_status(
 
     msg = ngx_http_amonitor_reply_target_status(w, u, state);
     if (msg != NULL) {
-        ngx_http_amonitor_router_broadcast(w, msg);
+        /* its JSON text is still in the scratch buffer */
+        ngx_http_amonitor_router_broadcast(w, msg, AMON_WS_OP_TEXT, NULL, NULL,
+            w->scratch.data, w->scratch.len);
     }
 }

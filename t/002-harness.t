@@ -201,6 +201,10 @@ subtest 'panel through nginx: heartbeats, actions, acks, events' => sub {
     is($ack->{json}{trace_id}, 'tr-1', 'trace_id carried');
     is($sdk->executed($id), 1, 'the SDK recorded the action once');
     is(($sdk->actions)[-1]{payload}{params}{from}, 'test', 'params seen');
+    is($sdk->ack_raw_of($id), $ack->{data},
+        'ack_raw_of: the bytes of the ack, as a plain proxy delivered them');
+    is(($sdk->acks_raw)[-1], $ack->{data}, 'acks_raw: the same, last');
+    is($sdk->ack_raw_of('no-such-action'), undef, 'ack_raw_of: undef if none');
 
     my $id2 = uuid4();
     $p->send_json({ msg_id => $id2, type => 'action',

@@ -418,11 +418,14 @@ subtest 'known panel messages other than actions are ignored, an unknown '
         . '"type":"whatever","target_id":"a","payload":{}}');
     my $m = $p->recv_type('error', timeout => 5);
     ok($m, 'an unknown type is answered') or return;
-    is($m->{msg_id}, 'ign-whatever', 'with its msg_id');
-    is($m->{trace_id}, 'tr-w', 'and its trace_id');
-    is($m->{payload}{code}, 'INVALID_MESSAGE', 'INVALID_MESSAGE');
-    is($m->{payload}{message}, 'unknown message type', 'says why');
-    ok(!exists $m->{payload}{final}, 'not about an action: no "final"');
+    my $e = $m->{json};
+    is($e->{msg_id}, 'ign-whatever', 'with its msg_id');
+    is($e->{trace_id}, 'tr-w', 'and its trace_id');
+    is_deeply([ sort keys %{ $e->{payload} } ], [qw(code message)],
+        'not about an action: code and message only, no "final"');
+    is($e->{payload}{code}, 'INVALID_MESSAGE', 'INVALID_MESSAGE');
+    is($e->{payload}{message}, 'unknown message type', 'says why');
+    ok($p->ping, 'the panel is still open after it');
     $p->close(1000);
 };
 

@@ -160,6 +160,11 @@ subtest 'an ack goes only to the panel that sent the action' => sub {
     ok($ack, 'the requesting panel received the ack');
     is($ack && $ack->{json}{payload}{success} ? 1 : 0, 1, 'success true');
     is($ack && $ack->{json}{trace_id}, 'tr-060', 'trace_id carried back');
+    my $raw = $sdk->ack_raw_of($id) // '';
+    (my $want = $raw) =~ s/"payload":\{/"payload":{"final":true,/;
+    isnt($want, $raw, 'the SDK ack has a payload object');
+    is($ack && $ack->{data}, $want,
+        'its bytes are the SDK\'s with "final":true first in the payload');
     my ($sent) = grep { $_->{action_msg_id} eq $id } map { $_->{payload} }
         $sdk->acks;
     ok($sent, 'the fake SDK acked the action');
@@ -231,7 +236,13 @@ subtest 'panel messages other than action are not forwarded to the SDK' => sub {
     is_deeply(\@got, [$id], 'the SDK received only the action');
     my @answers = grep { ($_->{json}{msg_id} // '') =~ /^pm-/ }
         $p1->messages;
-    is(scalar(@answers), 0, 'and the panel got no answer to the others');
+    is_deeply([ map { $_->{json}{msg_id} } @answers ], ['pm-something_new'],
+        'the panel got no answer to the known types, one to the unknown');
+    my $e = $answers[0] ? $answers[0]{json} : {};
+    is($e->{type}, 'error', 'the unknown type is answered with an error');
+    is_deeply($e->{payload}, { code => 'INVALID_MESSAGE',
+        message => 'unknown message type' },
+        'INVALID_MESSAGE "unknown message type", code and message only');
 };
 
 $p1->close;

@@ -130,17 +130,23 @@ sub pb_decode_envelope {
     };
 }
 
+# ActionAckPayload { action_msg_id = 1; success = 2; message = 3;
+#   duplicate = 4; state = 5; original = 6 (JSON text); final = 7; }
 sub pb_decode_ack {
     my ($buf) = @_;
     my $f = eval { pb_decode($buf) } or return undef;
     return { action_msg_id => _last($f, 1) // '',
-        success => _last($f, 2) ? 1 : 0, message => _last($f, 3) // '' };
+        success => _last($f, 2) ? 1 : 0, message => _last($f, 3) // '',
+        duplicate => _last($f, 4) ? 1 : 0, state => _last($f, 5) // '',
+        original => _last($f, 6), final => _last($f, 7) ? 1 : 0 };
 }
 
+# ErrorPayload { code = 1; message = 2; action_msg_id = 3; final = 4; }
 sub pb_decode_error {
     my ($buf) = @_;
     my $f = eval { pb_decode($buf) } or return undef;
-    return { code => _last($f, 1) // '', message => _last($f, 2) // '' };
+    return { code => _last($f, 1) // '', message => _last($f, 2) // '',
+        action_msg_id => _last($f, 3), final => _last($f, 4) ? 1 : 0 };
 }
 
 # the first binary message of a panel whose envelope matches
@@ -173,7 +179,8 @@ sub ack_pb {
         trace_id => $o{trace_id}, type => 'action_ack',
         target_id => $o{target_id}, timestamp => 1764120000500,
         payload => pb_ack_payload(action_msg_id => $o{action_msg_id},
-            success => $o{success}, message => $o{message}));
+            success => $o{success}, message => $o{message})
+            . ($o{final} ? pb_var(7, 1) : ''));
 }
 
 
@@ -224,12 +231,14 @@ my %binary_acks;    # action msg_id => the ack bytes the SDK sent
 sub sdk_answer_binary {
     my ($action_bytes, %o) = @_;
     my $env = pb_decode_envelope($action_bytes);
-    my $ack = ack_pb(action_msg_id => $env->{msg_id},
+    my %a = (msg_id => uuid4(), action_msg_id => $env->{msg_id},
         trace_id => $env->{trace_id}, target_id => 'pb-a',
         success => $o{success} // 1, message => $o{message} // 'restarted');
+    my $ack = ack_pb(%a);
     $binary_acks{ $env->{msg_id} } = $ack;
     $sdk->send_all_binary($ack);
-    return $ack;
+    # what the panel gets: the same envelope, its payload with final = 7
+    return wantarray ? ($ack, ack_pb(%a, final => 1)) : $ack;
 }
 
 subtest 'a binary action reaches the SDK as the same bytes' => sub {
@@ -248,15 +257,19 @@ subtest 'a binary action reaches the SDK as the same bytes' => sub {
     is(scalar(grep { $_->{type} eq 'text' && ($_->{json}{msg_id} // '') eq
         $id } $sdk->received), 0, 'no JSON copy of it was sent');
 
-    my $ack = sdk_answer_binary($got->{data});
+    my ($ack, $want) = sdk_answer_binary($got->{data});
 
     subtest 'a binary ack reaches the panel' => sub {
         my ($env, $m) = recv_pb($p1, sub { $_[0]{type} eq 'action_ack' });
         ok($env, 'the panel received a binary action_ack');
-        ok($m && $m->{data} eq $ack, 'with the bytes the SDK sent');
+        ok($m && $m->{data} eq $want, 'with the SDK\'s ack re-encoded, '
+            . 'ActionAckPayload.final (7) set, nothing else changed')
+            or diag('sdk  ' . unpack('H*', $ack) . "\nwant " . unpack('H*',
+                $want) . "\ngot  " . unpack('H*', $m ? $m->{data} : ''));
         my $a = pb_decode_ack($env ? $env->{payload} : '');
         is($a && $a->{action_msg_id}, $id, 'action_msg_id links it');
         is($a && $a->{success}, 1, 'success');
+        is($a && $a->{final}, 1, 'final true');
         is($env && $env->{trace_id}, 'tr-pb-1', 'trace_id carried');
         sleep_loop($QUIET);
         is(scalar(grep { $_->{type} eq 'binary' } $p2->messages), 0,
@@ -299,9 +312,20 @@ subtest 'a duplicate of a binary action gets a binary duplicate ack' => sub {
     ok($dup, 'the duplicate got a binary action_ack');
     my $a = pb_decode_ack($dup ? $dup->{payload} : '');
     is($a && $a->{action_msg_id}, $id, 'for the same msg_id');
-    is($a && $a->{success}, 1, 'success true');
-    like($a && $a->{message}, qr/duplicate ignored/,
-        'message says "duplicate ignored"');
+    is($a && $a->{success}, 1, 'success true (the stored ack\'s)');
+    like($a && $a->{message}, qr/^duplicate ignored/,
+        'message starts with "duplicate ignored"');
+    is($a && $a->{duplicate}, 1, 'duplicate (4) true');
+    is($a && $a->{state}, 'done', 'state (5) done');
+    is($a && $a->{final}, 1, 'final (7) true');
+    my $orig = $a && try_decode_json($a->{original} // '');
+    is(ref $orig eq 'HASH' && join(',', sort keys %$orig),
+        'action_msg_id,message,success',
+        'original (6) is the stored ack payload as JSON text');
+    is($orig && $orig->{action_msg_id}, $id, 'original: action_msg_id');
+    ok($orig && $orig->{success}, 'original: success true');
+    is($orig && $orig->{message}, 'done once', 'original: the SDK message');
+    is($dup && $dup->{target_id}, 'pb-a', 'target_id is the target');
     isnt($dup && $dup->{msg_id}, $id, 'the ack has its own msg_id');
     sleep_loop($QUIET);
     is(scalar(sdk_binary()), $n + 1, 'the duplicate was not forwarded');
@@ -314,6 +338,8 @@ subtest 'a duplicate of a binary action gets a binary duplicate ack' => sub {
     is($j && $j->{json}{payload}{message}, 'duplicate ignored',
         'duplicate ignored');
     ok($j && $j->{json}{payload}{duplicate}, '"duplicate":true');
+    is($j && $j->{json}{payload}{state}, 'done', '"state":"done"');
+    ok($j && $j->{json}{payload}{final}, '"final":true');
     is($j && $j->{json}{payload}{original}{message}, 'done once',
         'original holds the binary ack\'s message');
     ok($j && $j->{json}{payload}{original}{success},
@@ -326,9 +352,13 @@ subtest 'a binary action to an unknown target gets a binary error' => sub {
     my ($env) = recv_pb($p1, sub { $_[0]{type} eq 'error' });
     ok($env, 'a binary error envelope');
     is($env && $env->{msg_id}, $id, "its msg_id is the action's");
+    is($env && $env->{target_id}, 'no-such-pb',
+        "its target_id is the action's");
     my $e = pb_decode_error($env ? $env->{payload} : '');
     is($e && $e->{code}, 'UNKNOWN_TARGET', 'code UNKNOWN_TARGET');
     ok($e && length $e->{message}, 'with a message');
+    is($e && $e->{action_msg_id}, $id, 'action_msg_id (3) is the action\'s');
+    is($e && $e->{final}, 1, 'final (4) true');
 };
 
 # invalid binary frames: each gets INVALID_MESSAGE as protobuf, and the

@@ -115,6 +115,8 @@ subtest 'a duplicate is answered "duplicate ignored" with the original' => sub {
         'message "duplicate ignored"');
     ok($dup && $dup->{payload}{duplicate}
         && $dup->{payload}{duplicate} eq '1', '"duplicate":true');
+    is($dup && $dup->{payload}{state}, 'done', '"state":"done"');
+    ok($dup && $dup->{payload}{final}, '"final":true');
     is_deeply($dup && $dup->{payload}{original},
         decode_json(encode_json($sdk_ack->{payload})),
         '"original" holds the first ack\'s payload');
@@ -144,6 +146,12 @@ subtest 'a duplicate while the first is pending has no original' => sub {
     ok($dup && !exists $dup->{payload}{original},
         'no "original" while the first is pending')
         or diag(encode_json($dup));
+    is($dup && $dup->{payload}{state}, 'pending', '"state":"pending"');
+    ok($dup && defined $dup->{payload}{success} && !$dup->{payload}{success},
+        '"success":false (the outcome is not known yet)');
+    is($dup && $dup->{payload}{message},
+        'duplicate ignored: the first attempt is still pending',
+        'the message says so');
     ok(!grep({ ($_->{json}{type} // '') eq 'action_ack' } $p->pending),
         'at once, before the first ack');
 
@@ -157,6 +165,7 @@ subtest 'a duplicate while the first is pending has no original' => sub {
     ok(is_dup($third) && $third->{payload}{original},
         'a later duplicate carries the original')
         or diag(encode_json($third // {}));
+    is($third && $third->{payload}{state}, 'done', 'and "state":"done"');
     is($sdk->executed($id), 1, 'executed once');
 };
 
@@ -216,6 +225,11 @@ subtest 'after TARGET_DISCONNECTED the retry is a duplicate' => sub {
     my $dup = ask($p, $id, 'dd-drop');
     ok(is_dup($dup), 'the retry is answered "duplicate ignored"')
         or diag(encode_json($dup // {}));
+    is($dup && $dup->{payload}{state}, 'failed', '"state":"failed"');
+    ok($dup && defined $dup->{payload}{success} && !$dup->{payload}{success},
+        '"success":false');
+    is($dup && $dup->{payload}{message},
+        'duplicate ignored: the first attempt failed', 'the message says so');
     my $o = $dup ? $dup->{payload}{original} : undef;
     ok($o && !$o->{success}, 'original: success false');
     is($o && $o->{code}, 'TARGET_DISCONNECTED', 'original: the code');

@@ -151,14 +151,27 @@ subtest "$ROUNDS rounds of the same msg_id from panels on different workers"
                 next;
             }
             my $j = $a->[0];
-            if (($j->{type} // '') eq 'action_ack'
-                && ($j->{payload}{message} // '') eq 'duplicate ignored'
-                && $j->{payload}{duplicate})
+            my $pl = ref $j->{payload} eq 'HASH' ? $j->{payload} : {};
+            # a duplicate says what is known of the first attempt: still
+            # pending (it raced the first), or done with the stored ack
+            my $dup_pending = ($pl->{state} // '') eq 'pending'
+                && ($pl->{message} // '')
+                    eq 'duplicate ignored: the first attempt is still pending'
+                && !$pl->{success} && !exists $pl->{original};
+            my $dup_done = ($pl->{state} // '') eq 'done'
+                && ($pl->{message} // '') eq 'duplicate ignored'
+                && $pl->{success}
+                && ref $pl->{original} eq 'HASH'
+                && ($pl->{original}{action_msg_id} // '') eq $id
+                && $pl->{original}{success};
+            if (($j->{type} // '') eq 'action_ack' && $pl->{duplicate}
+                && $pl->{final} && ($dup_pending || $dup_done))
             {
                 $dup++;
             }
             elsif (($j->{type} // '') eq 'action_ack'
-                && $j->{payload}{success})
+                && !exists $pl->{duplicate} && $pl->{success}
+                && $pl->{final})
             {
                 $real++;
                 $winner{$i}++;

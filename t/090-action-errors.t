@@ -9,8 +9,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Mojo::IOLoop;
+use JSON::PP ();
 
 my $ACK_TIMEOUT = 1;    # seconds, as configured below
+my $LATE_WINDOW = 2;    # amonitor_ack_late_window, seconds
 my $SLACK = tscale(0.5);    # how much later than due an answer may come
 
 my $t = Test::AMonitor->new(workers => 1);
@@ -34,6 +36,7 @@ $t->write_config(
     amonitor_target er-down ws://127.0.0.1:%%PORT_4%%/;
     amonitor_target er-stuck ws://127.0.0.1:%%PORT_5%%/;
     amonitor_ack_timeout 1s;
+    amonitor_ack_late_window 2s;
     amonitor_connect_timeout 10s;
     amonitor_reconnect 50ms 200ms;
 EOC
@@ -81,9 +84,12 @@ sub ask {
     return ($m ? $m->{json} : undef, (now_ms() - $t0) / 1000);
 }
 
+# an error about an action has the shape of an ack: code, message,
+# action_msg_id, "success":false and "final" ($final, default true)
 sub error_ok {
-    my ($r, $id, $code, $name) = @_;
+    my ($r, $id, $code, $name, $final) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $final //= 1;
     subtest $name => sub {
         ok($r, 'an answer came');
         is($r && $r->{type}, 'error', 'an error envelope');
@@ -92,6 +98,15 @@ sub error_ok {
         is($r && $r->{msg_id}, $id, "msg_id is the action's");
         ok($r && length($r->{payload}{message} // ''), 'with a message');
         ok($r && $r->{timestamp} =~ /^\d+$/, 'and a timestamp');
+        is_deeply([ sort keys %{ $r ? $r->{payload} : {} } ],
+            [qw(action_msg_id code final message success)],
+            'payload: code, message, action_msg_id, success, final');
+        is($r && $r->{payload}{action_msg_id}, $id, 'action_msg_id');
+        ok($r && JSON::PP::is_bool($r->{payload}{success})
+            && !$r->{payload}{success}, '"success":false');
+        ok($r && JSON::PP::is_bool($r->{payload}{final})
+            && ($r->{payload}{final} ? 1 : 0) == $final,
+            '"final":' . ($final ? 'true' : 'false'));
     };
 }
 
@@ -133,13 +148,26 @@ subtest 'SDK never acks -> ACK_TIMEOUT after amonitor_ack_timeout' => sub {
     $t->mark_log;
     my $id = uuid4();
     my ($r, $dt) = ask($id, target_id => 'er-slow');
-    error_ok($r, $id, 'ACK_TIMEOUT', 'the error');
+    error_ok($r, $id, 'ACK_TIMEOUT', 'the error, a progress notice', 0);
     is($slow->executed($id), 1, 'the SDK had received the action');
     cmp_ok($dt, '>=', $ACK_TIMEOUT - 0.05, 'not before the timeout');
     cmp_ok($dt, '<', $ACK_TIMEOUT + $SLACK, 'not much after it');
     note("ACK_TIMEOUT after ${dt}s");
     error_log_like(qr/\[error\].*no ack for action "\Q$id\E"/,
         'an error line names the action');
+
+    # no ack in the late window either: the final ACK_TIMEOUT
+    $asked{$id} = 2;
+    my $t0 = now_ms();
+    my $m = $p->recv_until(sub { is_answer_to($_[0]{json}, $id) },
+        $LATE_WINDOW + 3);
+    my $dt2 = (now_ms() - $t0) / 1000 + $dt;
+    error_ok($m && $m->{json}, $id, 'ACK_TIMEOUT',
+        'when the late window ends: ACK_TIMEOUT again, final', 1);
+    cmp_ok($dt2, '>=', $ACK_TIMEOUT + $LATE_WINDOW - 0.05,
+        'not before ack timeout + late window');
+    cmp_ok($dt2, '<', $ACK_TIMEOUT + $LATE_WINDOW + $SLACK,
+        'not much after it');
 };
 
 subtest 'a late ack is still delivered and recorded' => sub {
@@ -161,13 +189,15 @@ subtest 'a late ack is still delivered and recorded' => sub {
     });
     $asked{$id} = 2;    # the error, then the late ack
     my ($r, $dt) = ask($id, target_id => 'er-slow', answers => 2);
-    error_ok($r, $id, 'ACK_TIMEOUT', 'first the timeout error');
+    error_ok($r, $id, 'ACK_TIMEOUT', 'first the timeout error, not final',
+        0);
     my $late = $p->recv_type('action_ack', action_msg_id => $id,
         timeout => 3);
     ok($late, 'then the late ack reaches the panel');
     is($late && $late->{json}{msg_id}, $ack_id, 'the SDK\'s own ack');
     is($late && $late->{json}{payload}{message}, 'finished late',
         'unchanged');
+    ok($late && $late->{json}{payload}{final}, 'and final');
     $slow->set(on_action => undef);
 
     my $dup_id = $id;

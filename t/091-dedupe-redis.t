@@ -125,8 +125,20 @@ subtest 'a msg_id executed through one agent is a duplicate on the other' => sub
     like($b && $b->{payload}{message}, qr/duplicate ignored/,
         'agent B: "duplicate ignored"');
     ok($b && $b->{payload}{duplicate}, '"duplicate":true');
+    is($b && $b->{payload}{state}, 'done', '"state":"done"');
+    ok($b && $b->{payload}{final}, '"final":true');
     is($b && $b->{payload}{original}{message}, 'ok',
         'with the original result from redis');
+
+    # action_status is not answered from redis in this version
+    $pb->send_json({ msg_id => "q-$id", type => 'action_status',
+        payload => { action_msg_id => $id } });
+    my $m = $pb->recv_until(sub { ($_[0]{json}{msg_id} // '') eq "q-$id" },
+        5);
+    is_deeply($m && $m->{json}{payload}, { code => 'INTERNAL',
+        message => 'the dedupe store cannot answer action_status now' },
+        'action_status: INTERNAL, "the dedupe store cannot answer '
+        . 'action_status now"');
     is($sdk->executed($id), 1, 'the SDK ran it once');
 
     my $v = redis_cli('GET', "amon-test:$id");
@@ -176,7 +188,15 @@ subtest 'without redis actions are refused, then it reconnects' => sub {
     my $a = answer($pa, $id, 3);
     is($a && $a->{type}, 'error', 'an error answer');
     is($a && $a->{payload}{code}, 'INTERNAL', 'code INTERNAL');
+    ok($a && $a->{payload}{final}, 'final');
     is($sdk->executed($id), 0, 'the action was not executed unchecked');
+
+    # a store outage never masks the routing errors
+    my $u = uuid4();
+    $pa->send_json(action($u, 'no-such-target'));
+    my $ua = answer($pa, $u, 3);
+    is($ua && $ua->{payload}{code}, 'UNKNOWN_TARGET',
+        'redis down: an unknown target is still UNKNOWN_TARGET');
 
     ok(redis_start(), 'redis-server is back');
     ok(wait_error_log(qr/reconnected to redis/, 5),

@@ -1,6 +1,8 @@
 # A panel cannot pile up unanswered actions: with amonitor_send_queue N,
 # an action beyond N waiting for their acks gets RATE_LIMITED (and is not
 # forwarded nor claimed); once acks come back, actions are accepted again.
+# Over the limit a repeated msg_id still gets its duplicate ack; actions
+# past ACK_TIMEOUT no longer count.
 
 use strict;
 use warnings;
@@ -56,5 +58,29 @@ ok($p->recv_type('action_ack', action_msg_id => $ids[0]),
 $p->send_json(action($over));
 ok(wait_for(sub { $sdk->executed($over) == 1 }, 3),
     'the refused msg_id is accepted now');
+
+# sixteen wait again: a repeated msg_id still gets its duplicate answer,
+# a new one RATE_LIMITED
+$p->send_json(action($ids[1]));
+$m = $p->recv_until(sub { ($_[0]{json}{payload}{action_msg_id} // '') eq
+    $ids[1] || ($_[0]{json}{msg_id} // '') eq $ids[1] }, 2);
+is($m && $m->{json}{type}, 'action_ack',
+    'over the limit, a repeated msg_id gets its duplicate ack');
+is($m && $m->{json}{payload}{state}, 'pending', 'state pending');
+is($sdk->executed($ids[1]), 1, 'and is not forwarded again');
+my $new = "rl-new-" . uuid4();
+$p->send_json(action($new));
+$m = $p->recv_until(sub { ($_[0]{json}{msg_id} // '') eq $new }, 2);
+is($m && $m->{json}{payload}{code}, 'RATE_LIMITED', 'a new one: RATE_LIMITED');
+
+# after ACK_TIMEOUT (final:false) they no longer count
+ok(wait_for(sub { (grep { ($_->{json}{payload}{code} // '') eq 'ACK_TIMEOUT'
+    } $p->messages) >= 16 }, 6), 'the sixteen got ACK_TIMEOUT');
+ok(!grep({ ($_->{json}{payload}{code} // '') eq 'ACK_TIMEOUT'
+    && $_->{json}{payload}{final} } $p->messages),
+    'not final: they are in the late window');
+$p->send_json(action($new));
+ok(wait_for(sub { $sdk->executed($new) == 1 }, 3),
+    'actions in the late window do not count: a new one is accepted');
 
 done_testing();

@@ -1,6 +1,7 @@
 # Reload and shutdown: "nginx -s reload" keeps the dedupe state in the
-# zone; panels and SDK connections of the old workers are closed with 1001
-# (going away); the new workers reconnect; a quit with open panels and SDK
+# zone; panels of the old workers are closed with 1012 and a reason that
+# says to reconnect, their SDK connections with 1001 (going away); the new
+# workers reconnect; a quit with open panels and SDK
 # connections is quick and leaves no [alert] behind.
 
 use strict;
@@ -112,7 +113,7 @@ subtest 'nginx -s reload keeps the dedupe state' => sub {
     $sdk->stop;
 };
 
-subtest 'reload: panels of the old workers get 1001, SDK connections of the '
+subtest 'reload: panels of the old workers get 1012, SDK connections of the '
     . 'old workers are closed with 1001' => sub {
     my ($t, $sdk) = setup(workers => 2);
     my @p = map { $t->panel('/ws/panel') } 1 .. 4;
@@ -129,13 +130,17 @@ subtest 'reload: panels of the old workers get 1001, SDK connections of the '
         'every panel of the old workers is closed');
     ok(time - $t0 < 3, sprintf('promptly (%.2fs)', time - $t0));
     for my $i (0 .. $#p) {
-        is($p[$i]->close_code, 1001, "panel $i: close frame with 1001");
+        is($p[$i]->close_code, 1012, "panel $i: close frame with 1012");
+        is($p[$i]->close_reason, 'agent reloading or stopping: reconnect',
+            "panel $i: with the reason that says to reconnect");
     }
-    like($p[0]->close_reason // '', qr/./, 'with a reason');
 
     ok($sdk->wait_closes(\@old, 5), 'the two old SDK connections closed');
     is_deeply([map { $_->{code} } $sdk->closes_of(@old)], [1001, 1001],
         'both with 1001 (going away)');
+    is_deeply([map { $_->{reason} } $sdk->closes_of(@old)],
+        ['agent shutting down', 'agent shutting down'],
+        'and the reason "agent shutting down"');
     ok($sdk->wait_connections(2), 'the new workers connect');
     sleep_loop(0.3);
     is($sdk->connections, 2, 'exactly two connections after the reload');
@@ -150,8 +155,8 @@ subtest 'reload: panels of the old workers get 1001, SDK connections of the '
     $sdk->stop;
 };
 
-subtest 'quit with open panels and SDK connections: 1001 everywhere, quick, '
-    . 'no alert' => sub {
+subtest 'quit with open panels and SDK connections: 1012 to panels, 1001 to '
+    . 'SDKs, quick, no alert' => sub {
     my ($t, $sdk) = setup(workers => 2);
     my @p = map { $t->panel('/ws/panel') } 1 .. 6;
     ok((grep { $_->recv_type('heartbeat') } @p) == 6, 'six panels receive');
@@ -171,11 +176,17 @@ subtest 'quit with open panels and SDK connections: 1001 everywhere, quick, '
     my $took = time - $t0;
     ok($took < 2, sprintf('within 2s (%.2fs)', $took));
     ok(wait_for(sub { !grep { $_->is_open } @p }, 3), 'every panel closed');
-    is(scalar(grep { ($_->close_code // 0) == 1001 } @p), 6,
-        'all with a 1001 close frame');
+    is(scalar(grep { ($_->close_code // 0) == 1012 } @p), 6,
+        'all with a 1012 close frame');
+    is(scalar(grep { ($_->close_reason // '')
+        eq 'agent reloading or stopping: reconnect' } @p), 6,
+        'and the reason "agent reloading or stopping: reconnect"');
     ok($sdk->wait_closes(\@old, 3), 'both SDK connections closed');
     is_deeply([map { $_->{code} } $sdk->closes_of(@old)], [1001, 1001],
         'with 1001');
+    is_deeply([map { $_->{reason} } $sdk->closes_of(@old)],
+        ['agent shutting down', 'agent shutting down'],
+        'and the reason "agent shutting down"');
     my $log = $t->read_error_log;
     unlike($log, qr/\[(?:alert|crit|emerg)\]/, 'no alert, crit or emerg');
     unlike($log, qr/open socket .* left/, 'no "open socket left"');

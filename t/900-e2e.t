@@ -49,6 +49,7 @@ is($ack->{type}, 'action_ack', 'send: the ack is an action_ack');
 is($ack->{payload}{action_msg_id}, "$id-send",
     'send: the ack answers our msg_id');
 is($ack->{payload}{message}, 'restarted', 'send: the SDK said restarted');
+ok($ack->{payload}{final}, 'send: the ack is the final answer ("final":true)');
 
 ($rc, $out, $err) = cli('dedupe-check', '--url', $URL, '--target-id',
     $TARGET, '--msg-id', "$id-dedupe", '--timeout', '10');

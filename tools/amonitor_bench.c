@@ -394,7 +394,9 @@ amoncli_cmd_bench(amoncli_opts_t *o)
                     break;
 
                 case AMON_MSG_ERROR:
-                    if (amoncli_bench_seq(env->msg_id, prefix, plen)) {
+                    /* a progress notice (final:false) is not an outcome */
+                    if (amoncli_bench_seq(env->msg_id, prefix, plen)
+                        && !(env->has_final && !env->final)) {
                         win.errors++;
                         if (o->verbose) {
                             amoncli_print_message(o, "recv", opcode, p, len);

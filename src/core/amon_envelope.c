@@ -62,13 +62,15 @@ typedef struct {
 #define AMON_ENVELOPE_NO_LIMIT ((size_t) -1)
 
 
-static int amon_envelope_member(void *data, unsigned level,
-    const amon_json_value_t *key, const amon_json_value_t *value);
-static int amon_envelope_root_index(const unsigned char *k, size_t len);
-static int amon_envelope_payload_index(const unsigned char *k, size_t len);
-static int amon_envelope_lookup(const amon_json_value_t *key, int payload);
-static int amon_envelope_json_str(amon_envelope_t *env,
-    const amon_json_value_t *v, size_t limit, amon_str_t *out);
+static int  amon_envelope_member(void *data, unsigned level,
+     const amon_json_value_t *key, const amon_json_value_t *value);
+static int  amon_envelope_root_index(const unsigned char *k, size_t len);
+static int  amon_envelope_payload_index(const unsigned char *k, size_t len);
+static int  amon_envelope_lookup(const amon_json_value_t *key, int payload);
+static int  amon_envelope_json_str(amon_envelope_t *env,
+     const amon_json_value_t *v, size_t limit, amon_str_t *out);
+static void amon_envelope_pb_salvage(
+    amon_envelope_t *env, const unsigned char *p, size_t len);
 static int amon_envelope_json_final(
     amon_envelope_t *env, const amon_json_value_t *v);
 static int amon_envelope_json_payload(
@@ -523,7 +525,13 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
     e = amonitor__control__v1__envelope__unpack(&pa, len, p);
     if (e == NULL) {
-        return ctx.failed ? AMON_ENOMEM : AMON_EPROTOBUF;
+        if (ctx.failed) {
+            return AMON_ENOMEM;
+        }
+
+        /* broken, but its ids may be readable: an error can echo them */
+        amon_envelope_pb_salvage(env, p, len);
+        return AMON_EPROTOBUF;
     }
 
     env->pb_envelope = e;
@@ -579,6 +587,81 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     }
 
     return rc;
+}
+
+
+/*
+ * The msg_id (1) and trace_id (2) of an Envelope that did not decode as a
+ * whole, when its fields up to them are complete: read field by field,
+ * kept when they are complete UTF-8 strings within the id limit.
+ */
+static void
+amon_envelope_pb_salvage(
+    amon_envelope_t *env, const unsigned char *p, size_t len)
+{
+    size_t     pos, n, shift;
+    uint64_t   key, v;
+    amon_str_t s;
+
+    pos = 0;
+
+    while (pos < len) {
+        key = 0;
+
+        for (shift = 0; pos < len && shift < 64; shift += 7) {
+            key |= (uint64_t) (p[pos] & 0x7f) << shift;
+            if ((p[pos++] & 0x80) == 0) {
+                break;
+            }
+        }
+
+        if ((key & 7) == 0) {
+            /* a varint: skip it */
+            while (pos < len && (p[pos] & 0x80)) {
+                pos++;
+            }
+
+            pos++;
+            continue;
+        }
+
+        if ((key & 7) != 2) {
+            return;
+        }
+
+        v = 0;
+
+        for (shift = 0; pos < len && shift < 64; shift += 7) {
+            v |= (uint64_t) (p[pos] & 0x7f) << shift;
+            if ((p[pos++] & 0x80) == 0) {
+                break;
+            }
+        }
+
+        if (v > len - pos) {
+            return;
+        }
+
+        n = (size_t) v;
+        s.data = p + pos;
+        s.len = n;
+
+        if ((key >> 3) == 1 || (key >> 3) == 2) {
+            if (n == 0 || n > AMON_MAX_ID_LEN
+                || amon_utf8_validate(s.data, s.len) != AMON_OK) {
+                return;
+            }
+
+            if ((key >> 3) == 1) {
+                env->msg_id = s;
+
+            } else {
+                env->trace_id = s;
+            }
+        }
+
+        pos += n;
+    }
 }
 
 

@@ -237,6 +237,18 @@ int amon_envelope_build_result(amon_buf_t *out, size_t max,
     const amon_str_t *message);
 
 /*
+ * The decoded envelope "env" in the other encoding: to_binary, a protobuf
+ * Envelope from a JSON one; else JSON text from a protobuf one (its
+ * payload message written by type, bytes holding JSON kept as JSON).
+ * "source" (may be absent) becomes the first JSON member or Envelope field
+ * 7.  Fields outside the schema are not carried.  Appends to "out";
+ * AMON_OK, AMON_ETOOBIG, AMON_ENOMEM, AMON_EINVAL (wrong direction).
+ */
+int amon_envelope_convert(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_envelope_t *env, amon_str_t source,
+    int to_binary);
+
+/*
  * Encode a payload for the protobuf form from its JSON text, as PROTOCOL.md
  * maps it ("params" and "data" become JSON text bytes, metrics values are
  * strings).  Used when a JSON peer's message must reach a binary peer.

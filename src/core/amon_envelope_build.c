@@ -361,8 +361,7 @@ amon_envelope_build_error_out(amon_buf_t *out, size_t max,
 int
 amon_envelope_build_action_status(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, const amon_envelope_out_t *head,
-    amon_str_t action_msg_id, const char *state, amon_str_t result,
-    int binary)
+    amon_str_t action_msg_id, const char *state, amon_str_t result, int binary)
 {
     amon_json_w_t       w;
     amon_pb_env_t       pe;

@@ -39,6 +39,11 @@ enum {
     AMON_PB_C_SUCCESS,
     AMON_PB_C_MESSAGE,
     AMON_PB_C_CODE,
+    AMON_PB_C_DUPLICATE,
+    AMON_PB_C_STATE,
+    AMON_PB_C_ORIGINAL,
+    AMON_PB_C_FINAL,
+    AMON_PB_C_RESULT,
     AMON_PB_C_MAP, /* metadata or metrics, by type */
     AMON_PB_C_N
 };
@@ -80,8 +85,25 @@ static const char *amon_pb_names[AMON_PB_C_N] = {
     "success",
     "message",
     "code",
+    "duplicate",
+    "state",
+    "original",
+    "final",
+    "result",
     NULL,
 };
+
+/* the schema's fields 1..AMON_PB_FIELDS - 1 of one payload message */
+#define AMON_PB_FIELDS 8
+
+#define amon_pb_is_bool(m) \
+    ((m) == AMON_PB_C_SUCCESS || (m) == AMON_PB_C_DUPLICATE \
+        || (m) == AMON_PB_C_FINAL)
+
+/* members kept as the JSON text of their value, whatever its type */
+#define amon_pb_is_opaque(m) \
+    ((m) == AMON_PB_C_DATA || (m) == AMON_PB_C_PARAMS \
+        || (m) == AMON_PB_C_ORIGINAL || (m) == AMON_PB_C_RESULT)
 
 
 static size_t
@@ -244,15 +266,17 @@ static int
 amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
 {
     int                      rc;
-    unsigned                 i, s[4];
+    unsigned                 i, s[AMON_PB_FIELDS];
     amon_pb_conv_t           c;
     amon_json_value_t        root;
     const amon_json_value_t *v;
 
     memset(&c, 0, sizeof(c));
 
-    /* the schema's fields 1..3 (AMON_PB_C_N: none) and the map's field */
-    s[0] = s[1] = s[2] = s[3] = AMON_PB_C_N;
+    /* the schema's fields (AMON_PB_C_N: none) and, in s[0], the map */
+    for (i = 0; i < AMON_PB_FIELDS; i++) {
+        s[i] = AMON_PB_C_N;
+    }
 
     switch (type) {
     case AMON_MSG_REGISTER:
@@ -282,10 +306,21 @@ amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
         s[1] = AMON_PB_C_ACTION_MSG_ID;
         s[2] = AMON_PB_C_SUCCESS;
         s[3] = AMON_PB_C_MESSAGE;
+        s[4] = AMON_PB_C_DUPLICATE;
+        s[5] = AMON_PB_C_STATE;
+        s[6] = AMON_PB_C_ORIGINAL;
+        s[7] = AMON_PB_C_FINAL;
         break;
     case AMON_MSG_ERROR:
         s[1] = AMON_PB_C_CODE;
         s[2] = AMON_PB_C_MESSAGE;
+        s[3] = AMON_PB_C_ACTION_MSG_ID;
+        s[4] = AMON_PB_C_FINAL;
+        break;
+    case AMON_MSG_ACTION_STATUS:
+        s[1] = AMON_PB_C_ACTION_MSG_ID;
+        s[2] = AMON_PB_C_STATE;
+        s[3] = AMON_PB_C_RESULT;
         break;
     default: break;
     }
@@ -310,7 +345,7 @@ amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
 
     s[0] = c.map_field ? AMON_PB_C_MAP : AMON_PB_C_N;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < AMON_PB_FIELDS; i++) {
         if (s[i] == AMON_PB_C_N) {
             continue;
         }
@@ -318,11 +353,11 @@ amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
         v = &c.f[s[i]];
 
         if (v->type == AMON_JSON_NONE || v->type == AMON_JSON_NULL
-            || s[i] == AMON_PB_C_DATA || s[i] == AMON_PB_C_PARAMS) {
+            || amon_pb_is_opaque(s[i])) {
             continue;
         }
 
-        if (s[i] == AMON_PB_C_SUCCESS) {
+        if (amon_pb_is_bool(s[i])) {
             if (v->type != AMON_JSON_TRUE && v->type != AMON_JSON_FALSE) {
                 return AMON_EFIELD_TYPE;
             }
@@ -337,7 +372,7 @@ amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
         }
     }
 
-    for (i = 1; i < 4; i++) {
+    for (i = 1; i < AMON_PB_FIELDS; i++) {
         if (s[i] == AMON_PB_C_N) {
             continue;
         }
@@ -348,13 +383,13 @@ amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
             continue;
         }
 
-        if (s[i] == AMON_PB_C_SUCCESS) {
+        if (amon_pb_is_bool(s[i])) {
             if (v->type == AMON_JSON_TRUE) {
                 amon_pb_w_varint(w, (i << 3) | AMON_PB_VAR);
                 amon_pb_w_varint(w, 1);
             }
 
-        } else if (s[i] == AMON_PB_C_DATA || s[i] == AMON_PB_C_PARAMS) {
+        } else if (amon_pb_is_opaque(s[i])) {
             /* opaque: the JSON text of the value, whatever its type */
             amon_pb_w_bytes(w, i, v->start, v->len);
 

@@ -22,10 +22,10 @@ typedef enum {
 
 
 typedef struct {
-    amon_envelope_out_t   head;
-    amon_pb_payload_e     kind;
-    amon_msg_type_e       payload_type;
-    const amon_ack_out_t *ack;
+    amon_envelope_out_t     head;
+    amon_pb_payload_e       kind;
+    amon_msg_type_e         payload_type;
+    const amon_ack_out_t   *ack;
     amon_str_t              code;
     amon_str_t              message;
     amon_str_t              action_msg_id;

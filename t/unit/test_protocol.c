@@ -232,6 +232,69 @@ test_action_status(void **state)
 }
 
 
+static void
+test_convert_round_trip(void **state)
+{
+    amon_buf_t      pb = {NULL, 0, 0}, js = {NULL, 0, 0};
+    amon_envelope_t a, b;
+
+    static const char hb[] =
+        "{\"msg_id\":\"h1\",\"type\":\"heartbeat\",\"target_id\":\"t\","
+        "\"timestamp\":9,\"payload\":{\"target_id\":\"t\",\"metrics\":"
+        "{\"cpu\":\"1\",\"q\\\"\":\"x\"}}}";
+    static const char ev[] =
+        "{\"msg_id\":\"e1\",\"type\":\"event\",\"payload\":"
+        "{\"event_name\":\"boot\",\"data\":{\"a\":[1,2]}}}";
+
+    (void) state;
+
+    /* JSON -> protobuf -> JSON gives the same text back */
+    assert_int_equal(amon_envelope_decode_json(
+                         &a, (const unsigned char *) hb, sizeof(hb) - 1),
+        AMON_OK);
+    assert_int_equal(
+        amon_envelope_convert(&pb, MAX, NULL, &a, NONE, 1), AMON_OK);
+    assert_int_equal(
+        amon_envelope_decode_pb(&b, pb.data, pb.len, NULL), AMON_OK);
+    assert_int_equal(
+        amon_envelope_convert(&js, MAX, NULL, &b, NONE, 0), AMON_OK);
+    assert_bytes(&js, hb);
+    amon_envelope_release(&b);
+
+    /* the wrong direction is refused */
+    assert_int_equal(
+        amon_envelope_convert(&js, MAX, NULL, &a, NONE, 0), AMON_EINVAL);
+
+    /* event data stays JSON; a source goes first, and into field 7 */
+    pb.len = js.len = 0;
+    assert_int_equal(amon_envelope_decode_json(
+                         &a, (const unsigned char *) ev, sizeof(ev) - 1),
+        AMON_OK);
+    assert_int_equal(
+        amon_envelope_convert(&pb, MAX, NULL, &a, S("agent"), 1), AMON_OK);
+    assert_int_equal(pb.data[pb.len - 7], (7 << 3) | 2);
+    assert_int_equal(
+        amon_envelope_decode_pb(&b, pb.data, pb.len, NULL), AMON_OK);
+    assert_int_equal(
+        amon_envelope_convert(&js, MAX, NULL, &b, S("agent"), 0), AMON_OK);
+    assert_bytes(&js,
+        "{\"source\":\"agent\",\"msg_id\":\"e1\",\"type\":\"event\","
+        "\"payload\":{\"event_name\":\"boot\",\"data\":{\"a\":[1,2]}}}");
+    amon_envelope_release(&b);
+
+    /* limits hold: nothing is appended past "max" */
+    js.len = 0;
+    assert_int_equal(
+        amon_envelope_decode_pb(&b, pb.data, pb.len, NULL), AMON_OK);
+    assert_int_equal(
+        amon_envelope_convert(&js, 10, NULL, &b, NONE, 0), AMON_ETOOBIG);
+    amon_envelope_release(&b);
+
+    amon_buf_free(&pb, NULL);
+    amon_buf_free(&js, NULL);
+}
+
+
 int
 main(void)
 {
@@ -241,6 +304,7 @@ main(void)
         cmocka_unit_test(test_duplicate_with_state),
         cmocka_unit_test(test_final_decoded),
         cmocka_unit_test(test_action_status),
+        cmocka_unit_test(test_convert_round_trip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

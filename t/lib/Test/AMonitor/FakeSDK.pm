@@ -70,6 +70,7 @@ sub new {
         action_raw         => [],      # the same as received (bytes)
         executed           => {},      # action msg_id => count
         acks               => [],      # ack envelopes sent
+        acks_raw           => [],      # their bytes (JSON text)
         handshakes         => [],      # { path, headers } per connection
         closes             => [],      # { conn, code, reason } per close
         rejected           => 0,       # connections refused with 4401
@@ -351,6 +352,7 @@ sub _on_text {
         message       => $message,
     }, (defined $env->{trace_id} ? (trace_id => $env->{trace_id}) : ()));
     push @{ $self->{acks} }, $ack;
+    push @{ $self->{acks_raw} }, to_json($ack);
 
     if ($self->{ack_delay} > 0) {
         $weak = $self;
@@ -514,6 +516,19 @@ sub received_on {
 # }), or undef
 sub last_received { $_[0]{received}[-1] }
 sub acks       { @{ $_[0]{acks} } }
+sub acks_raw   { @{ $_[0]{acks_raw} } }
+
+# the bytes of the ack the fake SDK sent for one action, or undef
+sub ack_raw_of {
+    my ($self, $action_msg_id) = @_;
+    my $i = 0;
+    for my $k (@{ $self->{acks} }) {
+        return $self->{acks_raw}[$i]
+            if ($k->{payload}{action_msg_id} // '') eq $action_msg_id;
+        $i++;
+    }
+    return undef;
+}
 sub handshakes { @{ $_[0]{handshakes} } }
 sub rejected   { $_[0]{rejected} }
 sub accepted   { $_[0]{accepted} }

@@ -12,7 +12,8 @@ use POSIX qw(WNOHANG);
 use Test::More;
 use Test::AMonitor::Util qw(uuid4 try_decode_json wait_for);
 
-our @EXPORT_OK = qw(events panel_checks start_sdk stop_sdk run_panel);
+our @EXPORT_OK = qw(events panel_checks start_sdk stop_sdk run_panel
+    with_final);
 
 my @KIDS;
 
@@ -73,6 +74,18 @@ sub run_panel {
 }
 
 
+# what the agent makes of an SDK's action_ack (JSON text): the same bytes
+# with "final":true inserted as the first member of the payload object
+sub with_final {
+    my ($text) = @_;
+    return undef unless defined $text;
+    my $out = $text;
+    $out =~ s/("payload"\s*:\s*\{)(\s*\})?/$1 . '"final":true'
+        . (defined $2 ? $2 : ',')/e or return undef;
+    return $out;
+}
+
+
 # the JSON lines an interop SDK script logged, optionally of one kind
 sub events {
     my ($sdk, $ev) = @_;
@@ -117,8 +130,11 @@ sub panel_checks {
         is($j && $j->{payload}{action_msg_id}, $id1, 'matching action_msg_id');
         is($j && $j->{payload}{message}, "restarted by $o{word}", 'from the SDK');
         is($j && $j->{trace_id}, "trace-$id1", 'trace_id carried through');
-        my %sent = map { $_->{text} => 1 } events($o{sdk}, 'sent');
-        ok($a1->{text} && $sent{ $a1->{text} }, 'the ack bytes are the SDK\'s');
+        ok($j && $j->{payload}{final}, '"final":true');
+        my %sent = map { (with_final($_->{text}) // '') => 1 }
+            grep { ($_->{text} // '') =~ /action_ack/ } events($o{sdk}, 'sent');
+        ok($a1->{text} && $sent{ $a1->{text} }, 'the ack bytes are the SDK\'s '
+            . 'with "final":true first in the payload');
 
         my @recv = grep { ($_->{text} // '') =~ /\Q$id1\E/ }
             events($o{sdk}, 'recv');
@@ -128,9 +144,12 @@ sub panel_checks {
         $j = try_decode_json($dup->{text} // '');
         is($j && $j->{type}, 'action_ack', 'the duplicate is answered with an '
             . 'action_ack');
-        like($j && $j->{payload}{message}, qr/duplicate ignored/,
+        is($j && $j->{payload}{message}, 'duplicate ignored',
             '"duplicate ignored"');
         is($j && $j->{payload}{action_msg_id}, $id1, 'for the same msg_id');
+        is($j && $j->{payload}{state}, 'done', '"state":"done"');
+        ok($j && $j->{payload}{duplicate} && $j->{payload}{final},
+            '"duplicate":true, "final":true');
         is($j && $j->{payload}{original}{message}, "restarted by $o{word}",
             'with the original result');
 
@@ -153,10 +172,11 @@ sub panel_checks {
             "action:$id:restart");
         my $j = try_decode_json($r[1]{text} // '');
         is($j && $j->{payload}{action_msg_id}, $id, 'acked');
-        my %sent = map { $_->{text} => 1 }
+        my %sent = map { (with_final($_->{text}) // '') => 1 }
             grep { $_->{fragments} == 3 } events($o{frag}, 'sent');
         ok($r[1]{text} && $sent{ $r[1]{text} },
-            'the ack the SDK sent in three fragments, as one message, unchanged');
+            'the ack the SDK sent in three fragments, as one message, '
+            . 'unchanged but for "final":true first in the payload');
     };
 
     subtest 'routing by target_url as existing tools send it' => sub {
