@@ -39,14 +39,18 @@ POSIX_OBJS := $(patsubst src/posix/%.c,$(BUILD)/posix/%.o,$(POSIX_SRCS))
 UNIT_SRCS  := $(wildcard t/unit/test_*.c)
 UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-.PHONY: all module core deps unit test test-unit test-t test-asan \
+.PHONY: all module core deps test-deps unit test test-unit test-t test-asan \
         test-valgrind lint format fuzz bench clean build-agent build-sdk \
         sdk tools demo demo-multi demo-stress demo-scale deb
 
 all: module
 
+# what building and running need; the test tool chain is test-deps
 deps:
 	@bash $(DEPS)
+
+test-deps:
+	@bash $(DEPS) --test
 
 # --- protobuf ------------------------------------------------------------
 
@@ -121,8 +125,7 @@ unit: $(UNIT_BINS)
 
 # --- tests ---------------------------------------------------------------
 
-test:
-	@bash $(DEPS)
+test: test-deps
 	$(MAKE) module unit build-sdk tools sdk-test-bins
 	prove -r t/
 
@@ -133,12 +136,10 @@ test-asan:
 	@bash $(DEPS) --asan
 	bash scripts/test-asan.sh
 
-test-valgrind:
-	@bash $(DEPS)
+test-valgrind: test-deps
 	bash scripts/test-valgrind.sh
 
-fuzz:
-	@bash $(DEPS)
+fuzz: test-deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 bench: core
@@ -165,6 +166,10 @@ SDK_TESTS   := $(patsubst sdk/tests/%.c,$(SDK_BUILD)/tests/%, \
 TOOLS_SRCS  := $(wildcard tools/*.c)
 TOOLS_HDRS  := $(wildcard tools/*.h)
 TOOLS_OBJS  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
+# the CLI reports the agent's version, written once in the module's header
+AGENT_VERSION := $(shell sed -n -e \
+                 's/^\#define NGX_HTTP_AMONITOR_VERSION  *"\([^"]*\)".*/\1/p' \
+                 src/ngx_http_amonitor.h)
 SDK_PYTHON  ?= /usr/bin/python3
 
 .PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk \
@@ -254,6 +259,10 @@ $(BUILD)/tools/%.o: tools/%.c $(TOOLS_HDRS) $(CORE_HDRS) $(POSIX_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CORE_CFLAGS) -Isrc/posix -Itools -c $< -o $@
 
+$(BUILD)/tools/amonitor.o: src/ngx_http_amonitor.h
+$(BUILD)/tools/amonitor.o: CORE_CFLAGS += \
+    -DAMONCLI_VERSION='"$(AGENT_VERSION)"'
+
 $(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_posix.a \
     $(BUILD)/libamon_core.a
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $(TOOLS_OBJS) \
@@ -263,8 +272,7 @@ $(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_posix.a \
 # SDK and CLI tests that need no nginx (python3-websockets is the client)
 sdk-test-bins: $(SDK_TESTS)
 
-sdk-test: build-sdk tools $(SDK_TESTS)
-	@bash $(DEPS)
+sdk-test: test-deps build-sdk tools $(SDK_TESTS)
 	AMON_BUILD=$(BUILD) AMON_EXTRA_CFLAGS="$(EXTRA_CFLAGS)" \
 	    prove -e $(SDK_PYTHON) sdk/tests/test_*.py \
 	    tools/tests/test_*.py
@@ -306,8 +314,7 @@ LINT_SRCS = $(shell git ls-files 'src/*.c' 'src/*.h' 'sdk/*.c' 'sdk/*.h' \
                 'tools/*.c' 'tools/*.h' 'bench/*.c' 'fuzz/*.c' 't/unit/*.c' \
                 't/unit/*.h' 2>/dev/null)
 
-lint: $(GEN)
-	@bash $(DEPS)
+lint: test-deps $(GEN)
 	@echo "$(SDK_VERSION)" | grep -Eqx '[0-9]+\.[0-9]+\.[0-9]+' || { echo \
 	    "lint: no AMONITOR_VERSION_MAJOR/MINOR/PATCH in amonitor.h" >&2; \
 	    exit 1; }

@@ -7,7 +7,8 @@
 #
 # Environment overrides (all optional):
 #   SDK_COUNT               generate that many SDKs instead of the config's
-#   SDK_START_PORT          first SDK port when generating (8765)
+#   SDK_START_PORT          first SDK port: of generated SDKs (8765), or
+#                           the config's SDKs moved to consecutive ports
 #   SDK_HEARTBEAT_INTERVAL  heartbeat seconds for every SDK
 #   SDK_EVENT_INTERVAL      event seconds for every SDK (0: none)
 #   AGENT_PORT              the agent's port (8080)
@@ -82,6 +83,13 @@ def sdks_from(cfg):
         sdks = cfg.get("sdks")
         if not isinstance(sdks, list) or not sdks:
             fail("the config needs a non-empty \"sdks\" list")
+        if os.environ.get("SDK_START_PORT", "") != "":
+            # the config's SDKs, in order, on consecutive ports from there
+            start = env_number("SDK_START_PORT", 8765, int, 1, 65535)
+            if start + len(sdks) - 1 > 65535:
+                fail("SDK_START_PORT + the number of SDKs goes past 65535")
+            sdks = [dict(s, port=start + i) if isinstance(s, dict) else s
+                    for i, s in enumerate(sdks)]
 
     out = []
     seen_ids, seen_ports = set(), set()

@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
-# Install the Debian packages AMonitor needs to build, test and run its demos.
+# Install the Debian packages AMonitor needs.
+#   scripts/deps.sh          build and run: the module, the SDK, the CLI,
+#                            the demos (make deps)
+#   scripts/deps.sh --test   and the test tool chain (make test-deps)
+#   scripts/deps.sh --asan   and what building nginx from source needs
+#                            (make test-asan, .ci/run)
 # Idempotent: packages already present are not touched, apt is not called
 # at all when nothing is missing. Needs root (or sudo) only when installing.
-# Options: --asan (what the sanitizer nginx build needs), --deb (what
-# "make deb" and t/160-debian-packages.t need: debian/control's build
-# dependencies are among the packages above).
+#   scripts/deps.sh --deb    and what "make deb" needs (debhelper, lintian)
 set -eu
 
+# building the module, the SDK and the CLI, and running the demos
 PKGS="build-essential nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev
 libprotobuf-c-dev protobuf-c-compiler libhiredis-dev libcjson-dev
-libcmocka-dev libmojolicious-perl libio-socket-ip-perl redis-server
-python3 python3-websockets clang valgrind cppcheck clang-format chromium
-libclang-rt-dev pkg-config dpkg-dev"
+pkg-config python3"
+
+# the tests: unit tests, prove suites, interop clients, the browser test,
+# lint, sanitizers, valgrind (redis-server: the tests start their own)
+TEST_PKGS="libcmocka-dev libmojolicious-perl libio-socket-ip-perl
+redis-server python3-websockets clang valgrind cppcheck clang-format
+chromium libclang-rt-dev dpkg-dev"
 
 for opt in "$@"; do
     case "$opt" in
+    --test) PKGS="$PKGS $TEST_PKGS" ;;
     --asan)
         # building nginx from source needs its build dependencies too
-        PKGS="$PKGS libpcre3-dev libxml2-dev libxslt1-dev libgd-dev"
-        PKGS="$PKGS libgeoip-dev"
+        PKGS="$PKGS $TEST_PKGS libpcre3-dev libxml2-dev libxslt1-dev libgd-dev
+libgeoip-dev"
         ;;
     --deb)
+        # "make deb" and t/160-debian-packages.t: debian/control's build
+        # dependencies are among the packages above
         PKGS="$PKGS debhelper lintian"
+        ;;
+    *)
+        echo "usage: $0 [--test] [--asan] [--deb]" >&2
+        exit 2
         ;;
     esac
 done

@@ -30,6 +30,8 @@
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
 #define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
 #define NGX_HTTP_AMONITOR_RECONCILE     1000 /* look at the registry, ms */
+#define NGX_HTTP_AMONITOR_LOG_SUMMARY   60000 /* an outage's lines, ms */
+#define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 
 
 typedef struct ngx_http_amonitor_worker_s   ngx_http_amonitor_worker_t;
@@ -152,8 +154,17 @@ struct ngx_http_amonitor_upstream_s {
     ngx_queue_t                  waiting; /* actions until open */
     ngx_uint_t                   failures;
     ngx_msec_t                   opened;
-    unsigned                     dynamic : 1;
-    unsigned                     stopped : 1;
+    /* the outage as upstream_log.c reports it */
+    ngx_msec_t down_since;
+    ngx_msec_t summary_at;
+    ngx_uint_t down_attempts;
+    ngx_uint_t unreported; /* since the last line */
+    size_t     reason_len;
+    u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
+    unsigned   dynamic : 1;
+    unsigned   stopped : 1;
+    unsigned   down : 1; /* an outage was logged */
+    unsigned   answered : 1; /* a message since open */
 };
 
 
@@ -270,6 +281,14 @@ void      ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w);
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_add(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
 void ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u);
+
+/* ngx_http_amonitor_upstream_log.c */
+void ngx_http_amonitor_upstream_log_failure(
+    ngx_http_amonitor_upstream_t *u, ngx_err_t err, const char *fmt, ...);
+void    ngx_http_amonitor_upstream_log_up(ngx_http_amonitor_upstream_t *u);
+void    ngx_http_amonitor_upstream_log_close(ngx_http_amonitor_upstream_t *u);
+u_char *ngx_http_amonitor_upstream_log_error(
+    ngx_log_t *log, u_char *buf, size_t len);
 
 /* router.c: messages in both directions */
 void ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,

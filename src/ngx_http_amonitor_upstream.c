@@ -37,8 +37,7 @@ static void ngx_http_amonitor_upstream_message(
 static void ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
-static u_char *ngx_http_amonitor_upstream_log_error(
-    ngx_log_t *log, u_char *buf, size_t len);
+static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
 
 
 ngx_int_t
@@ -162,7 +161,7 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     u->log = *w->cycle->log;
     u->log.handler = ngx_http_amonitor_upstream_log_error;
     u->log.data = u;
-    u->log.action = "connecting to an SDK";
+    u->log.action = "connecting to an amonitor SDK";
 
     u->worker = w;
     u->wc.data = u;
@@ -304,7 +303,9 @@ static void
 ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 {
     u_char                      rnd[16];
+    ngx_err_t                   err;
     ngx_int_t                   rc;
+    ngx_uint_t                  level;
     ngx_addr_t                 *addr;
     amon_str_t                  hp, path, token;
     ngx_connection_t           *c;
@@ -325,16 +326,30 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     u->peer.name = &addr->name;
     u->peer.get = ngx_event_get_peer;
     u->peer.log = &u->log;
-    u->peer.log_error = NGX_ERROR_ERR;
 
-    u->log.action = "connecting to an SDK";
+    /*
+     * nginx's own lines about refused or reset connections go to "info":
+     * this file says what failed, in its words, once per outage
+     */
+    u->peer.log_error = NGX_ERROR_INFO;
+
+    u->log.action = "connecting to an amonitor SDK";
     u->state = NGX_HTTP_AMONITOR_UP_CONNECTING;
 
+    /* the same for an immediate "connect() failed", logged at error */
+    level = u->log.log_level;
+    if (level > NGX_LOG_CRIT) {
+        u->log.log_level = NGX_LOG_CRIT;
+    }
+
     rc = ngx_event_connect_peer(&u->peer);
+    err = ngx_socket_errno;
+
+    u->log.log_level = level;
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_log_error(
-            NGX_LOG_ERR, &u->log, 0, "amonitor: cannot connect to the SDK");
+        ngx_http_amonitor_upstream_log_failure(
+            u, rc == NGX_DECLINED ? err : 0, "cannot connect to the SDK");
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
@@ -394,8 +409,9 @@ ngx_http_amonitor_upstream_hs_over(
     }
 
     if (ev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, &u->log, NGX_ETIMEDOUT,
-            "amonitor: SDK %s timed out", what);
+        ngx_http_amonitor_upstream_log_failure(u, 0,
+            "SDK %s timed out after %M ms", what,
+            u->worker->amcf->connect_timeout);
         ngx_http_amonitor_upstream_fail(u);
         return 1;
     }
@@ -408,6 +424,7 @@ static void
 ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 {
     ssize_t                       n;
+    ngx_err_t                     err;
     ngx_connection_t             *c;
     ngx_http_amonitor_upstream_t *u;
 
@@ -418,8 +435,20 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
         return;
     }
 
+    if (u->state == NGX_HTTP_AMONITOR_UP_CONNECTING) {
+        /* the outcome of a non-blocking connect() */
+        err = ngx_http_amonitor_upstream_connect_error(c);
+
+        if (err) {
+            ngx_http_amonitor_upstream_log_failure(
+                u, err, "cannot connect to the SDK");
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+    }
+
     u->state = NGX_HTTP_AMONITOR_UP_HANDSHAKE;
-    u->log.action = "sending the handshake to an SDK";
+    u->log.action = "sending the handshake to an amonitor SDK";
 
     while (u->hs->pos < u->hs->last) {
         n = c->send(c, u->hs->pos, u->hs->last - u->hs->pos);
@@ -432,6 +461,8 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
         }
 
         if (n == NGX_ERROR) {
+            ngx_http_amonitor_upstream_log_failure(
+                u, ngx_socket_errno, "cannot send the handshake to the SDK");
             ngx_http_amonitor_upstream_fail(u);
             return;
         }
@@ -441,7 +472,7 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 
     /* request sent: wait for the response under the same timer */
 
-    u->log.action = "reading the handshake response of an SDK";
+    u->log.action = "reading the handshake response of an amonitor SDK";
 
     if (wev->timer_set) {
         ngx_del_timer(wev);
@@ -501,9 +532,9 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                "amonitor: SDK closed the connection during "
-                "the handshake");
+            ngx_http_amonitor_upstream_log_failure(u,
+                n == NGX_ERROR ? ngx_socket_errno : 0,
+                "SDK closed the connection during the handshake");
             ngx_http_amonitor_upstream_fail(u);
             return;
         }
@@ -524,15 +555,12 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
 
         if (rc != AMON_OK) {
             if (rc == AMON_EHANDSHAKE) {
-                ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                    "amonitor: SDK refused the handshake: "
-                    "status %d, %s",
-                    status, reason);
+                ngx_http_amonitor_upstream_log_failure(u, 0,
+                    "SDK refused the handshake: status %d, %s", status, reason);
 
             } else {
-                ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                    "amonitor: invalid handshake response: %s",
-                    amon_strerror(rc));
+                ngx_http_amonitor_upstream_log_failure(
+                    u, 0, "invalid handshake response: %s", amon_strerror(rc));
             }
 
             ngx_http_amonitor_upstream_fail(u);
@@ -565,15 +593,18 @@ ngx_http_amonitor_upstream_opened(
         return;
     }
 
-    if (u->failures) {
-        ngx_log_error(NGX_LOG_WARN, &u->log, 0,
-            "amonitor: reconnected to the SDK after %ui failed "
-            "attempts",
-            u->failures);
+    /*
+     * After an outage the SDK counts as back once its first message
+     * arrives: an SDK that rejects the agent's token accepts the
+     * handshake, then closes with 4401.  Until then the connection's
+     * faults are failed attempts like the others (conn.c's own lines at
+     * info while the outage is summarised).
+     */
+    u->answered = 0;
+    u->wc.log_level = u->down ? NGX_LOG_INFO : NGX_LOG_ERR;
 
-    } else {
-        ngx_log_error(
-            NGX_LOG_INFO, &u->log, 0, "amonitor: connected to the SDK");
+    if (!u->down) {
+        ngx_http_amonitor_upstream_log_up(u);
     }
 
     if (ngx_tcp_nodelay(c) != NGX_OK) {
@@ -582,9 +613,14 @@ ngx_http_amonitor_upstream_opened(
     }
 
     u->state = NGX_HTTP_AMONITOR_UP_OPEN;
-    u->failures = 0;
     u->opened = ngx_current_msec;
-    u->log.action = "relaying messages of an SDK";
+
+    if (!u->down) {
+        /* else when it answers: a 4401 is one more failed attempt */
+        u->failures = 0;
+    }
+
+    u->log.action = "relaying messages of an amonitor SDK";
 
     c->read->handler = ngx_http_amonitor_upstream_read;
     c->write->handler = ngx_http_amonitor_upstream_write;
@@ -675,7 +711,7 @@ ngx_http_amonitor_upstream_write(ngx_event_t *wev)
 
     if (ngx_http_amonitor_conn_flush(&u->wc) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, &u->log, ngx_socket_errno,
-            "amonitor: write to the SDK failed");
+            "amonitor: cannot write to the SDK");
         ngx_http_amonitor_upstream_fail(u);
     }
 }
@@ -685,7 +721,19 @@ static void
 ngx_http_amonitor_upstream_message(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
 {
-    ngx_http_amonitor_router_upstream_message(wc->data, opcode, data, len);
+    ngx_http_amonitor_upstream_t *u = wc->data;
+
+    if (!u->answered) {
+        u->answered = 1;
+        u->failures = 0;
+        u->wc.log_level = NGX_LOG_ERR;
+
+        if (u->down) {
+            ngx_http_amonitor_upstream_log_up(u);
+        }
+    }
+
+    ngx_http_amonitor_router_upstream_message(u, opcode, data, len);
 }
 
 
@@ -694,17 +742,7 @@ ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc)
 {
     ngx_http_amonitor_upstream_t *u = wc->data;
 
-    if (wc->close_received) {
-        if (wc->peer_close == AMON_WS_CLOSE_UNAUTHORIZED) {
-            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                "amonitor: SDK rejected the agent's token "
-                "(close 4401)");
-
-        } else {
-            ngx_log_error(NGX_LOG_WARN, &u->log, 0,
-                "amonitor: SDK closed the connection with %ui", wc->peer_close);
-        }
-    }
+    ngx_http_amonitor_upstream_log_close(u);
 
     ngx_http_amonitor_upstream_fail(u);
 }
@@ -816,23 +854,19 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 }
 
 
-static u_char *
-ngx_http_amonitor_upstream_log_error(ngx_log_t *log, u_char *buf, size_t len)
+/* 0 once a non-blocking connect() succeeded, else why it failed */
+static ngx_err_t
+ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c)
 {
-    u_char                       *p;
-    ngx_http_amonitor_upstream_t *u;
+    int       err;
+    socklen_t len;
 
-    p = buf;
+    err = 0;
+    len = sizeof(int);
 
-    if (log->action) {
-        p = ngx_snprintf(p, len, " while %s", log->action);
-        len -= p - buf;
-        buf = p;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
     }
 
-    u = log->data;
-
-    p = ngx_snprintf(buf, len, ", upstream: %V, peer: %V", &u->id, &u->norm);
-
-    return p;
+    return (ngx_err_t) err;
 }

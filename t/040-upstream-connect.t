@@ -204,8 +204,11 @@ subtest 'an SDK that rejects the token with 4401: logged at error with '
     $sdk->set(token => 'wrong');
     ok($sdk->wait_connections(1, 5), 'once the SDK accepts the token, the '
         . 'agent connects');
-    error_log_like(qr/\[warn\] .*amonitor: reconnected to the SDK after \d+ failed attempts/,
-        'the reconnect after failures is logged at warn');
+    is($t->log_count(qr/\[error\].*rejected the agent's token/), 1,
+        'the rejections are logged once, not once per attempt');
+    no_error_log(qr/\[warn\]/, 'no warn line goes with them');
+    ok(wait_error_log(qr/\[error\] .*amonitor: connected to the SDK again after \d+ failed attempts/, 2),
+        'the end of the outage is logged, at error like its start');
     $t->stop;
     $sdk->stop;
 };

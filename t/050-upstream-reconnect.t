@@ -1,8 +1,9 @@
 # Reconnecting to SDKs: an SDK that is down is retried with exponential
 # backoff (not in a tight loop); an SDK that restarts, drops the TCP
 # connection or stops answering pings is reconnected and its heartbeats
-# flow again; panels are told with target_status up/down; the reconnect
-# is logged at warn.
+# flow again; panels are told with target_status up/down.  The log says
+# what failed in words, once per outage (not per attempt), and the end of
+# the outage once, at the same level (error).
 
 use strict;
 use warnings;
@@ -95,14 +96,20 @@ subtest 'an SDK that is down (connection refused) is retried with backoff'
         http_config => "amonitor_zone amonitor 1m;\n"
             . "amonitor_reconnect 50ms 400ms;\n"
             . "amonitor_target a ws://127.0.0.1:%%PORT_1%%/;",
-        config => $PANEL,
+        config => $PANEL . "\nlocation = /status { amonitor_status; }",
     )->run;
     sleep_loop(2);
     # delays: 25-50, 50-100, 100-200, 200-400ms, then 200-400ms each
-    my $n = $t->log_count(qr/\(111: Connection refused\)/);
+    my $st = decode_json($t->http_get('/status')->{body});
+    my $n = $st->{targets}[0]{failures} // 0;
     ok($n >= 4 && $n <= 14, "between 4 and 14 refused attempts in 2s ($n)");
-    error_log_like(qr/\[error\] .*\(111: Connection refused\).*upstream: a/,
-        'a refused connection is logged at error, naming the upstream');
+    error_log_like(qr/\[error\] .*amonitor: cannot connect to the SDK: connection refused while connecting to an amonitor SDK, upstream: a, peer: ws:\/\/127\.0\.0\.1:\d+\//,
+        'a refused connection is logged at error in words, naming the '
+        . 'upstream');
+    is($t->log_count(qr/\[error\]/), 1, "logged once, not once per attempt "
+        . "($n attempts)");
+    no_error_log(qr/(?:send|connect|recv)\(\) failed/,
+        'nginx\'s own lines about the socket are not there');
 
     # it comes up: the agent connects within the maximum delay
     $t->mark_log;
@@ -112,10 +119,12 @@ subtest 'an SDK that is down (connection refused) is retried with backoff'
     ok($sdk->wait_connections(1, 2), 'the agent connects once the SDK is up');
     ok(time - $up < 1.0, sprintf('within the 400ms maximum delay (%.2fs)',
         time - $up));
-    error_log_like(qr/\[warn\] .*amonitor: reconnected to the SDK after \d+ failed attempts.*upstream: a/,
-        'the reconnect after failures is logged at warn');
-    no_error_log(qr/\[info\] .*reconnected to the SDK/,
-        'not at info');
+    ok(wait_error_log(qr/\[error\] .*amonitor: connected to the SDK again after (\d+) failed attempts in \d+ s.*upstream: a/, 2),
+        'the end of the outage is logged once, at error like its start');
+    my ($att) = $t->read_error_log =~ /again after (\d+) failed attempts/;
+    ok(($att // 0) >= $n, "with the number of attempts (" . ($att // '?')
+        . " >= $n)");
+    is($t->log_count(qr/connected to the SDK/), 1, 'once');
     $t->stop;
     $sdk->stop;
 };
@@ -159,8 +168,10 @@ subtest 'SDK restart: target_status down then up, heartbeats flow again'
     is($up && $up->{json}{payload}{state}, 'up', 'target_status "up"');
     my $hb = $p->recv_type('heartbeat', timeout => 3);
     ok($hb, 'heartbeats flow again');
-    error_log_like(qr/\[warn\] .*amonitor: reconnected to the SDK after \d+ failed attempts/,
-        'the reconnect is logged at warn');
+    error_log_like(qr/\[error\] .*amonitor: cannot connect to the SDK: connection refused.*upstream: a/,
+        'the restart\'s refused attempts are logged once');
+    ok(wait_error_log(qr/\[error\] .*amonitor: connected to the SDK again after \d+ failed attempts/, 2),
+        'and the reconnect, at the same level');
     $p->close(1000);
     $t->stop;
     $sdk->stop;

@@ -203,7 +203,8 @@ subtest 'quit with an SDK that is down (reconnect timer pending): quick'
             . "amonitor_target down ws://127.0.0.1:%%PORT_1%%/;",
         config => 'location = /ws/panel { amonitor_panel on; }',
     )->run;
-    ok(wait_error_log(qr/Connection refused/, 3), 'the first attempt failed');
+    ok(wait_error_log(qr/cannot connect to the SDK: connection refused/, 3),
+        'the first attempt failed');
     my $t0 = time;
     ok($t->stop(timeout => 4), 'nginx exits on QUIT');
     ok(time - $t0 < 2, sprintf('within 2s, not after the 5s reconnect '

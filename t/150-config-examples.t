@@ -1,7 +1,9 @@
-# The ready-made configurations in nginx-conf-examples/: each passes
-# "nginx -t" once its load_module line points at the built module, and
-# each actually runs: with its ports moved to free ones and fake SDKs
-# behind its targets, a panel connects and receives heartbeats.
+# The ready-made configurations in nginx-conf-examples/.  The whole files
+# pass "nginx -t" exactly as their header shows it (a private prefix with
+# the module in PREFIX/modules); the Debian drop-ins (debian/) pass it in
+# a copy of Debian's /etc/nginx layout.  Each actually runs: with its ports
+# moved to free ones and fake SDKs behind its targets, a panel connects
+# and receives heartbeats.
 
 use strict;
 use warnings;
@@ -9,8 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use File::Path qw(make_path);
-use File::Temp qw(tempdir);
+use Test::AMonitor::ConfCheck qw(nginx_t_whole nginx_t_debian);
 
 # Instances made inside subtests are kept until the end of the file, so
 # that the final check of the harness (every error.log clean, no forced
@@ -43,28 +44,76 @@ sub slurp {
     return <$fh>;
 }
 
+sub nginx_t_ok {
+    my ($rc, $out) = @_;
+    is($rc, 0, 'nginx -t exits 0') or diag($out);
+    like($out, qr/test is successful/, 'test is successful');
+    unlike($out, qr/\[(?:emerg|alert|crit|warn)\]/,
+        'no warning or error') or diag($out);
+}
+
 for my $file (@files) {
     my ($name) = $file =~ m{([^/]+)\.conf$};
     my $text = slurp($file);
 
-    subtest "$name.conf passes nginx -t" => sub {
-        like($text, qr/^\s*load_module\s+\S+;/m, 'it has a load_module line');
-        (my $conf = $text) =~ s{^(\s*load_module\s+)\S+;}{$1$MODULE;}m;
-        my $prefix = tempdir('amon-example-XXXXXX', TMPDIR => 1,
-            CLEANUP => 1);
-        chmod 0755, $prefix;
-        make_path("$prefix/logs");
-        open(my $fh, '>', "$prefix/nginx.conf") or die $!;
-        print {$fh} $conf;
-        close $fh;
-        my $out = `"@{[ $t->binary ]}" -t -p "$prefix/" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" 2>&1`;
-        is($? >> 8, 0, 'nginx -t exits 0') or diag($out);
-        like($out, qr/test is successful/, 'test is successful');
-        unlike($out, qr/\[(?:emerg|alert|crit|warn)\]/,
-            'no warning or error') or diag($out);
+    subtest "$name.conf passes nginx -t as its header shows" => sub {
+        like($text, qr/^load_module modules\/ngx_http_amonitor_module\.so;$/m,
+            'load_module relative to the prefix');
+        like($text, qr/^#   nginx -t -p \/tmp\/amonitor -e logs\/error\.log -c "\$PWD\/nginx-conf-examples\/\Q$name\E\.conf"$/m,
+            'the header shows the nginx -t command');
+        like($text, qr/^#   cp build\/ngx_http_amonitor_module\.so \/tmp\/amonitor\/modules\/$/m,
+            'and where the module goes');
+        nginx_t_ok(nginx_t_whole(binary => $t->binary, module => $MODULE,
+            file => $file));
     };
 
     subtest "$name.conf runs: panels connect and get heartbeats" => sub {
+        run_example($text);
+    };
+}
+
+# --- Debian drop-ins ---------------------------------------------------------
+
+my $DEB = "$DIR/debian";
+my $load = slurp("$DEB/modules-enabled/50-mod-http-amonitor.conf");
+my $snippet = slurp("$DEB/conf.d/amonitor.conf");
+
+is($load, "load_module modules/ngx_http_amonitor_module.so;\n",
+    'modules-enabled/50-mod-http-amonitor.conf is the load_module line, as '
+    . 'Debian\'s own module packages write it');
+unlike($snippet, qr/^\s*(?:load_module|events|http)\b/m,
+    'conf.d/amonitor.conf holds http-level lines only');
+
+subtest 'the Debian drop-ins pass nginx -t in Debian\'s layout' => sub {
+    nginx_t_ok(nginx_t_debian(binary => $t->binary, module => $MODULE,
+        files => {
+            'modules-enabled/50-mod-http-amonitor.conf' => $load,
+            'conf.d/amonitor.conf' => $snippet,
+        }));
+};
+
+subtest 'without the modules-enabled file nginx -t names the directive'
+    => sub {
+    my ($rc, $out) = nginx_t_debian(binary => $t->binary, module => $MODULE,
+        files => { 'conf.d/amonitor.conf' => $snippet });
+    isnt($rc, 0, 'nginx -t fails');
+    like($out, qr/unknown directive "amonitor_zone"/, 'unknown directive');
+};
+
+subtest 'conf.d/amonitor.conf runs: panels connect and get heartbeats'
+    => sub {
+    run_example("events {\n    worker_connections 1024;\n}\n\n"
+        . "http {\n$snippet}\n");
+};
+
+done_testing();
+
+
+# the example, its ports moved to free ones and fake SDKs behind its
+# targets: nginx starts, a panel (with the example's token) gets heartbeats
+sub run_example {
+    my ($text) = @_;
+    {
         my $workers = $text =~ /^\s*worker_processes\s+(\d+);/m ? $1 : 2;
         my $tt = instance(workers => $workers);
         my $body = $text;
@@ -84,7 +133,7 @@ for my $file (@files) {
         ok(@sdks >= 1, 'it has targets (' . scalar(@sdks) . ')');
         $body =~ s{ws://127\.0\.0\.1:(\d+)}{
             'ws://127.0.0.1:' . ($port_of{$1} // $1) }ge;
-        $body =~ s/^(\s*listen\s+)(\d+)\b/${1}127.0.0.1:%%PORT_0%%/mg;
+        $body =~ s/^(\s*listen\s+)(?:127\.0\.0\.1:)?(\d+)\b/${1}127.0.0.1:%%PORT_0%%/mg;
         $body =~ s{(\s)logs/}{$1%%PREFIX%%/}g;
 
         my ($ptoken) = $body =~ /amonitor_panel_token\s+"?([^";\s]+)"?;/;
@@ -117,10 +166,13 @@ for my $file (@files) {
         if ($body =~ /location\s+=?\s*(\/healthz)/) {
             is($tt->http_get('/healthz')->{body}, "ok\n", '/healthz answers');
         }
+        if ($body =~ /location\s+=\s*(\/amonitor\/status)/) {
+            my $st = decode_json($tt->http_get('/amonitor/status')->{body});
+            is(scalar @{ $st->{targets} }, scalar @sdks,
+                'the status page lists every target');
+        }
         $p->close(1000);
         ok($tt->stop, 'nginx stops');
         $_->stop for @sdks;
-    };
+    }
 }
-
-done_testing();

@@ -67,6 +67,7 @@ typedef struct {
     double      stale; /* watch: heartbeat age that means down */
     int         once;
     int         binary; /* send protobuf frames */
+    const char *status_url; /* watch: NULL: beside --url; "none": off */
 } amoncli_opts_t;
 
 
@@ -104,6 +105,11 @@ void amoncli_print_json_line(const char *event, const char *key,
     const unsigned char *p, size_t len, int binary);
 int  amoncli_str_eq(amon_str_t s, const char *cstr);
 void amoncli_sleep_ms(int ms);
+
+/* amonitor_status.c: the agent's amonitor_status endpoint */
+int           amoncli_status_url(const char *panel_url, char *out, size_t size);
+struct cJSON *amoncli_status_fetch(
+    const char *url, int timeout_ms, char *err, size_t errlen);
 
 /* subcommands */
 int amoncli_cmd_sim(amoncli_opts_t *o);

@@ -35,6 +35,12 @@ volatile sig_atomic_t amoncli_interrupted;
 #define OPT_STALE    0x0080
 #define OPT_BINARY   0x0100
 #define OPT_INFLIGHT 0x0200
+#define OPT_STATUS   0x0400
+
+/* the version of the agent (NGX_HTTP_AMONITOR_VERSION), from the Makefile */
+#ifndef AMONCLI_VERSION
+#define AMONCLI_VERSION "unknown"
+#endif
 
 
 typedef struct {
@@ -60,8 +66,9 @@ static const amoncli_cmd_t amoncli_cmds[] = {
         OPT_TARGETS | OPT_ACTION | OPT_MSG_ID | OPT_BINARY,
         "[--target-id T] [--target-url U] [--action A] [--msg-id ID]",
         "send an action twice with one msg_id, expect \"duplicate ignored\""},
-    {"watch", amoncli_cmd_watch, OPT_TARGETS | OPT_ONCE | OPT_STALE,
-        "[--once] [--stale S] [--target-id T[,T..]]",
+    {"watch", amoncli_cmd_watch,
+        OPT_TARGETS | OPT_ONCE | OPT_STALE | OPT_STATUS,
+        "[--once] [--stale S] [--target-id T[,T..]] [--status-url URL|none]",
         "live view of targets: state, heartbeat age, events/s, acks"},
     {"bench", amoncli_cmd_bench,
         OPT_TARGETS | OPT_ACTION | OPT_RATE | OPT_DURATION | OPT_BINARY
@@ -107,8 +114,9 @@ main(int argc, char **argv)
         {"max-inflight", required_argument, NULL, 'I'},
         {"once", no_argument, NULL, 'o'},
         {"stale", required_argument, NULL, 's'},
-        {"binary", no_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"binary", no_argument, NULL, 'b'},
+        {"status-url", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
     setvbuf(stdout, NULL, _IOLBF, 0);
 
@@ -120,6 +128,11 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
         || strcmp(argv[1], "help") == 0) {
         amoncli_usage(stdout, NULL);
+        return AMONCLI_EXIT_OK;
+    }
+
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("amonitor %s\n", AMONCLI_VERSION);
         return AMONCLI_EXIT_OK;
     }
 
@@ -227,6 +240,10 @@ main(int argc, char **argv)
             bit = OPT_BINARY;
             o.binary = 1;
             break;
+        case 'S':
+            bit = OPT_STATUS;
+            o.status_url = optarg;
+            break;
         case 'h': amoncli_usage(stdout, cmd); return AMONCLI_EXIT_OK;
         default: amoncli_usage(stderr, cmd); return AMONCLI_EXIT_USAGE;
         }
@@ -272,7 +289,9 @@ amoncli_usage(FILE *f, const amoncli_cmd_t *only)
 {
     const amoncli_cmd_t *cmd;
 
-    fprintf(f, "usage: amonitor COMMAND [options]\n\ncommands:\n");
+    fprintf(f,
+        "usage: amonitor COMMAND [options]\n"
+        "       amonitor --version\n\ncommands:\n");
 
     for (cmd = amoncli_cmds; cmd->name; cmd++) {
         if (only && only != cmd) {

@@ -2,8 +2,10 @@
  * Copyright (C) AMonitor authors
  *
  * "amonitor watch": a live table of targets built from the heartbeats,
- * events, acks and target_status messages a panel receives; redrawn in
- * place once a second, or printed once with --once.
+ * events, acks and target_status messages a panel receives, and from the
+ * agent's status endpoint, which lists every target (also those that have
+ * not spoken yet); redrawn in place once a second, or printed once with
+ * --once.
  */
 
 #include <stdio.h>
@@ -19,12 +21,14 @@
 #define AMONCLI_WATCH_ONCE_TIMEOUT 6.0
 #define AMONCLI_WATCH_RATE_SECONDS 5
 #define AMONCLI_WATCH_RETRY_MS     2000
+#define AMONCLI_WATCH_STATUS_MS    5000 /* how often the list is fetched */
 
 
 typedef struct {
     char     id[AMON_MAX_ID_LEN + 1];
     char     status[16]; /* from target_status; "" when none */
     char     url[128];
+    char     agent[16]; /* the agent's state of its connection, or "" */
     int64_t  status_at;
     int64_t  last_hb; /* monotonic ms; 0: never */
     uint64_t heartbeats;
@@ -42,6 +46,9 @@ typedef struct {
     uint64_t          messages;
     int               connected;
     int64_t           started;
+    const char       *status_url; /* NULL: none */
+    int64_t           next_status;
+    int               status_failed; /* said so once */
 } amoncli_watch_t;
 
 
@@ -132,7 +139,12 @@ amoncli_watch_state(
     }
 
     if (t->last_hb == 0) {
-        return "?";
+        /* not heard from: what the agent says about its connection */
+        if (strcmp(t->agent, "backoff") == 0) {
+            return "down";
+        }
+
+        return t->agent[0] ? t->agent : "?";
     }
 
     return (now - t->last_hb) < (int64_t) (o->stale * 1000) ? "up" : "down";
@@ -224,6 +236,61 @@ amoncli_watch_message(amoncli_watch_t *w, unsigned opcode,
 }
 
 
+/* the targets the agent has, from its status endpoint */
+static void
+amoncli_watch_status(amoncli_watch_t *w, int timeout_ms)
+{
+    char              err[256];
+    cJSON            *j, *list, *e, *v;
+    amoncli_target_t *t;
+
+    if (w->status_url == NULL) {
+        return;
+    }
+
+    j = amoncli_status_fetch(w->status_url, timeout_ms, err, sizeof(err));
+
+    if (j == NULL) {
+        if (!w->status_failed) {
+            w->status_failed = 1;
+            fprintf(stderr,
+                "amonitor watch: no target list from %s: %s "
+                "(targets show once they speak; --status-url)\n",
+                w->status_url, err);
+        }
+        return;
+    }
+
+    w->status_failed = 0;
+    list = cJSON_GetObjectItemCaseSensitive(j, "targets");
+
+    cJSON_ArrayForEach(e, list)
+    {
+        v = cJSON_GetObjectItemCaseSensitive(e, "id");
+        if (!cJSON_IsString(v)) {
+            continue;
+        }
+
+        t = amoncli_watch_target(w, v->valuestring);
+        if (t == NULL) {
+            continue;
+        }
+
+        v = cJSON_GetObjectItemCaseSensitive(e, "state");
+        if (cJSON_IsString(v)) {
+            snprintf(t->agent, sizeof(t->agent), "%s", v->valuestring);
+        }
+
+        v = cJSON_GetObjectItemCaseSensitive(e, "url");
+        if (cJSON_IsString(v) && t->url[0] == '\0') {
+            snprintf(t->url, sizeof(t->url), "%s", v->valuestring);
+        }
+    }
+
+    cJSON_Delete(j);
+}
+
+
 static void
 amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
 {
@@ -244,6 +311,12 @@ amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
             cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
             cJSON_AddStringToObject(j, "target_id", t->id);
             cJSON_AddStringToObject(j, "state", amoncli_watch_state(o, t, now));
+            if (t->agent[0]) {
+                cJSON_AddStringToObject(j, "agent_state", t->agent);
+
+            } else {
+                cJSON_AddNullToObject(j, "agent_state");
+            }
             if (t->last_hb) {
                 cJSON_AddNumberToObject(
                     j, "heartbeat_age_ms", (double) (now - t->last_hb));
@@ -323,7 +396,7 @@ amoncli_cmd_watch(amoncli_opts_t *o)
     size_t               len;
     unsigned             i, opcode;
     int64_t              now, end, next_draw;
-    char                 err[256];
+    char                 err[256], status_url[512];
     amoncli_ws_t         ws;
     amoncli_watch_t      w;
     const unsigned char *p;
@@ -338,6 +411,14 @@ amoncli_cmd_watch(amoncli_opts_t *o)
 
     for (i = 0; i < o->ntarget_ids; i++) {
         amoncli_watch_target(&w, o->target_ids[i]);
+    }
+
+    if (o->status_url) {
+        w.status_url = strcmp(o->status_url, "none") ? o->status_url : NULL;
+
+    } else if (amoncli_status_url(o->url, status_url, sizeof(status_url))
+        == 0) {
+        w.status_url = status_url;
     }
 
     if (o->once && o->timeout < 0) {
@@ -370,6 +451,13 @@ amoncli_cmd_watch(amoncli_opts_t *o)
 
         while (!amoncli_interrupted) {
             now = amon_posix_now_ms();
+
+            if (now >= w.next_status) {
+                amoncli_watch_status(&w, connect_ms < 2000 ? connect_ms : 2000);
+                w.next_status =
+                    o->once ? INT64_MAX : now + AMONCLI_WATCH_STATUS_MS;
+                now = amon_posix_now_ms();
+            }
 
             if (end >= 0 && now >= end) {
                 break;

@@ -117,7 +117,15 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
         }
 
         if (rc == AMON_EHANDSHAKE) {
-            if (status) {
+            if (status == 401) {
+                /* amonitor_panel_token: say what to do about it */
+                snprintf(err, errlen,
+                    "handshake refused: HTTP 401: %s (--token TOKEN, "
+                    "the location's amonitor_panel_token)",
+                    token ? "the agent rejected the panel token"
+                          : "the agent wants a panel token");
+
+            } else if (status) {
                 snprintf(err, errlen, "handshake refused: HTTP %d (%s)", status,
                     reason);
 

@@ -102,29 +102,48 @@ sub _port_is_free {
     return 1;
 }
 
+# lock $port for the life of this process if it is free; true on success
+sub _lock_port {
+    my ($port) = @_;
+    my $fh;
+
+    return 0 if $port_locks{$port};
+    open($fh, '>>', "$PORT_LOCK_DIR/$port.lock") or return 0;
+    if (!flock($fh, LOCK_EX | LOCK_NB)) {
+        close $fh;
+        return 0;
+    }
+    if (!_port_is_free($port)) {
+        close $fh;
+        return 0;
+    }
+    $port_locks{$port} = $fh;
+    return 1;
+}
+
 # A free TCP port on 127.0.0.1, locked with flock() on
 # $PORT_LOCK_DIR/<port>.lock for the life of this process, so that test
-# files run in parallel (prove -j) never pick the same port.
+# files run in parallel (prove -j) never pick the same port.  With $n,
+# the first of $n consecutive free ports (all locked).
 sub free_port {
-    my ($start, $i, $port, $fh);
+    my ($n) = @_;
+    my ($start, $i, $port, $k);
 
+    $n //= 1;
     make_path($PORT_LOCK_DIR, { mode => 01777 }) unless -d $PORT_LOCK_DIR;
     $start = int(rand($PORT_RANGE));
 
     for $i (0 .. $PORT_RANGE - 1) {
         $port = $PORT_BASE + ($start + $i) % $PORT_RANGE;
-        next if $port_locks{$port};
-        open($fh, '>>', "$PORT_LOCK_DIR/$port.lock") or next;
-        if (!flock($fh, LOCK_EX | LOCK_NB)) {
-            close $fh;
-            next;
+        next if $port + $n - 1 >= $PORT_BASE + $PORT_RANGE;
+        for $k (0 .. $n - 1) {
+            next if _lock_port($port + $k);
+            # release what this attempt locked
+            close(delete $port_locks{ $port + $_ }) for 0 .. $k - 1;
+            $port = undef;
+            last;
         }
-        if (!_port_is_free($port)) {
-            close $fh;
-            next;
-        }
-        $port_locks{$port} = $fh;
-        return $port;
+        return $port if defined $port;
     }
 
     die "no free port in $PORT_BASE.." . ($PORT_BASE + $PORT_RANGE) . "\n";

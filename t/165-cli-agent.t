@@ -1,0 +1,110 @@
+# The amonitor CLI against a real agent: `watch` lists every target the
+# agent has (from its amonitor_status endpoint beside the panel URL), also
+# one whose SDK never spoke; a panel token the agent wants is named when
+# it is missing.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use POSIX qw(:sys_wait_h);
+
+my $CLI = "$FindBin::Bin/../build/amonitor";
+my $t = Test::AMonitor->new;
+my $sdk = fake_sdk(port => $t->port(2), target_id => 'speaks',
+    heartbeat_interval => 0.2);
+my $rejecting = fake_sdk(port => $t->port(3), target_id => 'rejects',
+    token => 'right', heartbeat_interval => 0.2);
+$t->write_config(
+    http_config => "amonitor_zone amonitor 1m;\n"
+        . "amonitor_reconnect 100ms 500ms;\n"
+        . "amonitor_target silent ws://127.0.0.1:%%PORT_1%%/;\n"
+        . "amonitor_target speaks ws://127.0.0.1:%%PORT_2%%/;\n"
+        . "amonitor_target rejects ws://127.0.0.1:%%PORT_3%%/ token=wrong;",
+    config => "location = /ws/panel { amonitor_panel on; "
+        . "amonitor_panel_token tok; }\n"
+        . "location = /amonitor/status { amonitor_status; }",
+)->run;
+ok($sdk->wait_connections(1), 'the SDK that speaks is connected');
+ok(wait_for(sub { $rejecting->rejected >= 3 }, 5),
+    'the SDK that rejects the token did so three times');
+# (before, each handshake reset the count: it never passed 1)
+my $fails;
+wait_for(sub {
+    my %f = map { $_->{id} => $_ } @{ decode_json(
+        $t->http_get('/amonitor/status')->{body})->{targets} };
+    $fails = $f{rejects}{failures} // 0;
+    return $fails >= 3;
+}, 5);
+ok($fails >= 3, "status: the rejected attempts are counted ($fails), not "
+    . 'reset by each handshake');
+my $url = $t->ws_url('/ws/panel');
+
+# run the CLI while the test's event loop (the fake SDK) keeps running
+sub cli {
+    my @args = @_;
+    my $file = $t->prefix . '/cli.out';
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', $file or die;
+        open STDERR, '>&', \*STDOUT or die;
+        exec $CLI, @args;
+        die "exec: $!";
+    }
+    my $status;
+    wait_for(sub {
+        return 0 unless waitpid($pid, WNOHANG) == $pid;
+        $status = $?;
+        return 1;
+    }, 20) or do { kill 'KILL', $pid; waitpid($pid, 0); $status = -1 };
+    open(my $fh, '<', $file) or die;
+    local $/;
+    return ($status >> 8, scalar <$fh>);
+}
+
+my ($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--timeout', '1.5', '--json');
+is($rc, 0, 'watch --once exits 0');
+my %rows = map { $_->{target_id} => $_ }
+    grep { ($_->{event} // '') eq 'target' }
+    map { try_decode_json($_) // () } split /\n/, $out;
+ok($rows{silent}, 'the target whose SDK never spoke is listed') or diag($out);
+is($rows{silent}{state}, 'down', 'as down');
+is($rows{silent}{agent_state}, 'backoff', 'the agent\'s state: backoff');
+is($rows{silent}{heartbeats}, 0, 'no heartbeats');
+is($rows{speaks}{state}, 'up', 'the other one is up');
+ok(($rows{speaks}{heartbeats} // 0) >= 2, 'with its heartbeats');
+
+($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--timeout', '1', '--status-url', 'none');
+is($rc, 0, 'watch --status-url none');
+unlike($out, qr/^silent\b/m, 'lists only what it heard then');
+like($out, qr/^speaks\s+up\b/m, 'the target that speaks');
+
+($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--timeout', '1', '--status-url',
+    'http://127.0.0.1:' . $t->port(0) . '/nope');
+is($rc, 0, 'a status URL that fails is not fatal');
+like($out, qr/no target list from http:\/\/127\.0\.0\.1:\d+\/nope: HTTP 404/,
+    'and says why');
+
+($rc, $out) = cli('send', '--url', $url, '--target-id', 'speaks');
+is($rc, 1, 'send without the token fails');
+like($out, qr/HTTP 401: the agent wants a panel token \(--token TOKEN/,
+    'and names --token');
+($rc, $out) = cli('send', '--url', $url, '--token', 'nope', '--target-id',
+    'speaks');
+like($out, qr/HTTP 401: the agent rejected the panel token/,
+    'a wrong token is told apart');
+
+($rc, $out) = cli('--version');
+is($rc, 0, '--version exits 0');
+like($out, qr/^amonitor \d+\.\d+\.\d+\n\z/, 'and prints one line');
+
+$t->stop;
+$sdk->stop;
+$rejecting->stop;
+
+done_testing();
