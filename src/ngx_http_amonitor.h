@@ -187,6 +187,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_queue_t                    panels; /* conn_t.queue */
     ngx_queue_t                    upstreams;
     void                          *actions; /* action.c's table */
+    ngx_queue_t                    queries; /* action_status, due */
     amon_buf_t                     scratch; /* envelopes we build */
     amon_buf_t                     convert; /* the other encoding */
     ngx_uint_t                     panel_seq;
@@ -307,9 +308,6 @@ void      ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w);
 void      ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
          ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
          u_char *data, size_t len);
-void      ngx_http_amonitor_action_query(ngx_http_amonitor_worker_t *w,
-         ngx_http_amonitor_conn_t *panel, amon_envelope_t *env,
-         ngx_http_amonitor_about_t *about);
 void      ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
          amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len);
 void      ngx_http_amonitor_action_panel_gone(
@@ -317,6 +315,14 @@ void      ngx_http_amonitor_action_panel_gone(
 void ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+
+/* query.c: action_status */
+void ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about);
+void ngx_http_amonitor_query_panel_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel);
+void ngx_http_amonitor_query_exit_worker(ngx_http_amonitor_worker_t *w);
 
 /* target.c: finding and learning targets */
 typedef enum {
@@ -338,7 +344,10 @@ ngx_http_amonitor_learn_e ngx_http_amonitor_target_learn(
     ngx_str_t *norm, ngx_http_amonitor_upstream_t **up);
 ngx_uint_t ngx_http_amonitor_target_allowed(
     ngx_http_amonitor_worker_t *w, amon_ws_url_t *wu);
-void ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
+ngx_int_t ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t dial,
+    ngx_http_amonitor_upstream_t **up, const char **code, const char **message);
+void      ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
 
 /* reply.c: the agent's own envelopes */
 

@@ -53,20 +53,8 @@ typedef struct {
 } ngx_http_amonitor_action_t;
 
 
-/* an action_status query the store answers later */
-typedef struct {
-    ngx_queue_t                 queue; /* actions->queries */
-    ngx_http_amonitor_worker_t *worker;
-    ngx_http_amonitor_conn_t   *panel; /* NULL once gone */
-    ngx_http_amonitor_about_t   about;
-    ngx_str_t                   id; /* the action asked about */
-    unsigned                    queued : 1;
-} ngx_http_amonitor_query_t;
-
-
 /* the worker's actions: all of them, and the sent ones by msg_id */
 typedef struct {
-    ngx_queue_t       queries;
     ngx_queue_t       all;
     ngx_rbtree_t      sent;
     ngx_rbtree_node_t sentinel;
@@ -75,18 +63,11 @@ typedef struct {
 
 static ngx_http_amonitor_action_t *ngx_http_amonitor_action_new(
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env);
-static ngx_int_t ngx_http_amonitor_action_precheck(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_action_t *a,
-    const char **code, const char **message);
 static void ngx_http_amonitor_action_about(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
-static void ngx_http_amonitor_action_queried(
-    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
-static ngx_http_amonitor_upstream_t *ngx_http_amonitor_action_learn(
-    ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_action_timer(
@@ -110,7 +91,6 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
     }
 
     ngx_queue_init(&as->all);
-    ngx_queue_init(&as->queries);
     ngx_rbtree_init(&as->sent, &as->sentinel, ngx_str_rbtree_insert_value);
 
     w->actions = as;
@@ -123,19 +103,11 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
 void
 ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
 {
-    ngx_http_amonitor_query_t   *qr;
     ngx_queue_t                 *q;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
 
     as = w->actions;
-
-    /* queries still due: the store's callback frees them */
-    for (q = ngx_queue_head(&as->queries);
-         q != ngx_queue_sentinel(&as->queries); q = ngx_queue_next(q)) {
-        qr = ngx_queue_data(q, ngx_http_amonitor_query_t, queue);
-        qr->panel = NULL;
-    }
 
     while (!ngx_queue_empty(&as->all)) {
         q = ngx_queue_head(&as->all);
@@ -202,7 +174,10 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     a->worker = w;
     a->binary = about.binary;
 
-    if (ngx_http_amonitor_action_precheck(w, a, &code, &message) != NGX_OK) {
+    /* a known target: replies name it as the agent does from now on */
+    if (ngx_http_amonitor_target_resolve(
+            w, &a->target_id, &a->target_url, 0, &a->upstream, &code, &message)
+        != NGX_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
         ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
         ngx_free(a);
@@ -250,56 +225,6 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);
     }
-}
-
-
-/*
- * Can the action go anywhere?  A known target_id, a known URL or one that
- * amonitor_allow_url allows.  NGX_DECLINED with the error to answer.
- */
-static ngx_int_t
-ngx_http_amonitor_action_precheck(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_action_t *a, const char **code, const char **message)
-{
-    u_char        norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t     n;
-    amon_ws_url_t wu;
-
-    /* a known target: replies name it as the agent does from now on */
-    if (a->target_id.len) {
-        a->upstream = ngx_http_amonitor_target_find(w, &a->target_id);
-        if (a->upstream) {
-            return NGX_OK;
-        }
-    }
-
-    if (a->target_url.len == 0) {
-        *code = "UNKNOWN_TARGET";
-        *message = "no such target";
-        return NGX_DECLINED;
-    }
-
-    n.data = norm;
-
-    if (ngx_http_amonitor_target_url(
-            a->target_url.data, a->target_url.len, &wu, &n)
-            != NGX_OK
-        || wu.tls) {
-        *code = "INVALID_MESSAGE";
-        *message = "payload.target_url is not a ws:// URL";
-        return NGX_DECLINED;
-    }
-
-    a->upstream = ngx_http_amonitor_target_find_url(w, &n);
-
-    if (a->upstream || ngx_http_amonitor_target_allowed(w, &wu)) {
-        return NGX_OK;
-    }
-
-    *code = "TARGET_URL_NOT_ALLOWED";
-    *message = "payload.target_url is not allowed by amonitor_allow_url";
-
-    return NGX_DECLINED;
 }
 
 
@@ -448,27 +373,19 @@ ngx_http_amonitor_action_claimed(
 static void
 ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
 {
+    const char                   *code, *message;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *u;
 
     w = a->worker;
     u = NULL;
 
-    /* a target_id that names a known target wins */
-    if (a->target_id.len) {
-        u = ngx_http_amonitor_target_find(w, &a->target_id);
-    }
-
-    if (u == NULL && a->target_url.len) {
-        u = ngx_http_amonitor_action_learn(a);
-        if (u == NULL) {
-            return;
-        }
-    }
-
-    if (u == NULL) {
+    /* a known target_id wins, else the URL, dialed now if need be */
+    if (ngx_http_amonitor_target_resolve(
+            w, &a->target_id, &a->target_url, 1, &u, &code, &message)
+        != NGX_OK) {
         ngx_http_amonitor_action_fail(
-            a, "UNKNOWN_TARGET", "no such target", NGX_HTTP_AMONITOR_RELEASE);
+            a, code, message, NGX_HTTP_AMONITOR_RELEASE);
         return;
     }
 
@@ -492,64 +409,6 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
 
     ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
         "the target is not connected", NGX_HTTP_AMONITOR_RELEASE);
-}
-
-
-/*
- * The target of payload.target_url: known by its URL, or learned now and
- * dialed on demand under the panel's name for it.  NULL: answered.
- */
-static ngx_http_amonitor_upstream_t *
-ngx_http_amonitor_action_learn(ngx_http_amonitor_action_t *a)
-{
-    u_char                        norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t                     n;
-    amon_ws_url_t                 wu;
-    ngx_http_amonitor_worker_t   *w;
-    ngx_http_amonitor_upstream_t *u;
-
-    w = a->worker;
-    n.data = norm;
-
-    if (ngx_http_amonitor_target_url(
-            a->target_url.data, a->target_url.len, &wu, &n)
-        != NGX_OK) {
-        ngx_http_amonitor_action_fail(a, "INVALID_MESSAGE",
-            "payload.target_url is not a ws:// URL", NGX_HTTP_AMONITOR_RELEASE);
-        return NULL;
-    }
-
-    u = ngx_http_amonitor_target_find_url(w, &n);
-    if (u) {
-        return u;
-    }
-
-    switch (ngx_http_amonitor_target_learn(w, &a->target_id, &wu, &n, &u)) {
-
-    case NGX_HTTP_AMONITOR_LEARN_OK: return u;
-
-    case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
-        ngx_http_amonitor_action_fail(a, "TARGET_URL_NOT_ALLOWED",
-            "payload.target_url is not allowed by amonitor_allow_url",
-            NGX_HTTP_AMONITOR_RELEASE);
-        return NULL;
-
-    case NGX_HTTP_AMONITOR_LEARN_FULL:
-        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-            "too many learned targets", NGX_HTTP_AMONITOR_RELEASE);
-        return NULL;
-
-    case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
-        ngx_http_amonitor_action_fail(a, "INVALID_MESSAGE",
-            "target_id has control characters", NGX_HTTP_AMONITOR_RELEASE);
-        return NULL;
-
-    default:
-        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-            "cannot dial payload.target_url (an IP address is needed)",
-            NGX_HTTP_AMONITOR_RELEASE);
-        return NULL;
-    }
 }
 
 
@@ -756,131 +615,15 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
  * without executing anything.
  */
 void
-ngx_http_amonitor_action_query(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
-    ngx_http_amonitor_about_t *about)
-{
-    u_char                      *d, buf[NGX_HTTP_AMONITOR_RESULT_MAX];
-    ngx_int_t                    rc;
-    ngx_str_t                    id, result;
-    ngx_http_amonitor_query_t   *q;
-    ngx_http_amonitor_actions_t *as;
-    ngx_http_amonitor_claim_e    state;
-
-    if (env->action_msg_id.len == 0) {
-        ngx_http_amonitor_reply_error(w, wc, about, "INVALID_MESSAGE",
-            "action_status needs payload.action_msg_id", 1);
-        return;
-    }
-
-    /* the query outlives the message if the store answers later */
-    q = ngx_alloc(sizeof(ngx_http_amonitor_query_t) + about->msg_id.len
-            + about->trace_id.len + env->action_msg_id.len,
-        wc->connection->log);
-    if (q == NULL) {
-        ngx_http_amonitor_reply_error(
-            w, wc, about, "INTERNAL", "out of memory", 1);
-        return;
-    }
-
-    d = (u_char *) (q + 1);
-
-    q->worker = w;
-    q->panel = wc;
-    q->about = *about;
-    q->about.msg_id.data = d;
-    d = ngx_cpymem(d, about->msg_id.data, about->msg_id.len);
-    q->about.trace_id.data = d;
-    d = ngx_cpymem(d, about->trace_id.data, about->trace_id.len);
-    ngx_str_null(&q->about.target_id);
-    q->id.data = d;
-    q->id.len = env->action_msg_id.len;
-    ngx_memcpy(d, env->action_msg_id.data, env->action_msg_id.len);
-
-    id = q->id;
-    result.data = buf;
-    result.len = 0;
-
-    rc = w->store->query(
-        w->store, &id, &state, &result, ngx_http_amonitor_action_queried, q);
-
-    if (rc == NGX_AGAIN) {
-        as = w->actions;
-        ngx_queue_insert_tail(&as->queries, &q->queue);
-        q->queued = 1;
-        return;
-    }
-
-    if (rc != NGX_OK) {
-        state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
-    }
-
-    q->queued = 0;
-    ngx_http_amonitor_action_queried(q, state, &result);
-}
-
-
-/* the store's answer to an action_status query (the panel may be gone) */
-static void
-ngx_http_amonitor_action_queried(
-    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result)
-{
-    ngx_http_amonitor_query_t *q = data;
-
-    const char *name;
-
-    if (q->queued) {
-        ngx_queue_remove(&q->queue);
-    }
-
-    if (q->panel == NULL) {
-        ngx_free(q);
-        return;
-    }
-
-    switch (state) {
-    case NGX_HTTP_AMONITOR_CLAIM_PENDING: name = "pending"; break;
-    case NGX_HTTP_AMONITOR_CLAIM_DONE: name = "done"; break;
-    case NGX_HTTP_AMONITOR_CLAIM_FAILED: name = "failed"; break;
-    case NGX_HTTP_AMONITOR_CLAIM_NEW: name = "unknown"; break;
-
-    default:
-        ngx_http_amonitor_reply_error(q->worker, q->panel, &q->about,
-            "INTERNAL", "the dedupe store cannot answer action_status now", 1);
-        ngx_free(q);
-        return;
-    }
-
-    if (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) {
-        result->len = 0;
-    }
-
-    ngx_http_amonitor_reply_status(
-        q->worker, q->panel, &q->about, &q->id, name, result);
-
-    ngx_free(q);
-}
-
-
-void
 ngx_http_amonitor_action_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel)
 {
     ngx_queue_t                 *q;
-    ngx_http_amonitor_query_t   *qr;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
 
     as = w->actions;
 
-    for (q = ngx_queue_head(&as->queries);
-         q != ngx_queue_sentinel(&as->queries); q = ngx_queue_next(q)) {
-        qr = ngx_queue_data(q, ngx_http_amonitor_query_t, queue);
-
-        if (qr->panel == panel) {
-            qr->panel = NULL;
-        }
-    }
 
     if (panel->pending == 0) {
         return;

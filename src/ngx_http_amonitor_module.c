@@ -26,7 +26,7 @@ static char *ngx_http_amonitor_target(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_target_token(
     ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, ngx_str_t *value);
-static char *ngx_http_amonitor_target_resolve(
+static char *ngx_http_amonitor_target_addrs(
     ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *wu);
 static char *ngx_http_amonitor_reconnect(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -495,7 +495,7 @@ ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return ngx_http_amonitor_target_resolve(cf, t, &u);
+    return ngx_http_amonitor_target_addrs(cf, t, &u);
 }
 
 
@@ -532,7 +532,7 @@ ngx_http_amonitor_target_token(
 
 /* the target's addresses, resolved here, once: workers never do DNS */
 static char *
-ngx_http_amonitor_target_resolve(
+ngx_http_amonitor_target_addrs(
     ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *wu)
 {
     ngx_uint_t i;

@@ -75,7 +75,7 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     case AMON_MSG_ACTION: break;
 
     case AMON_MSG_ACTION_STATUS:
-        ngx_http_amonitor_action_query(w, wc, &env, &about);
+        ngx_http_amonitor_query_start(w, wc, &env, &about);
         goto done;
 
     case AMON_MSG_UNKNOWN:
@@ -116,6 +116,7 @@ ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
 {
     ngx_http_amonitor_action_panel_gone(w, wc);
+    ngx_http_amonitor_query_panel_gone(w, wc);
 }
 
 

@@ -120,6 +120,76 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 }
 
 
+/*
+ * The target an action names: a known target_id wins, else a known URL,
+ * else an allowed URL, learned and dialed now when "dial" is set.  NGX_OK
+ * with *up (NULL only without "dial": allowed, not known yet), or
+ * NGX_DECLINED with the error code and message to answer.
+ */
+ngx_int_t
+ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
+    ngx_str_t *url, ngx_uint_t dial, ngx_http_amonitor_upstream_t **up,
+    const char **code, const char **message)
+{
+    u_char        norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t     n;
+    amon_ws_url_t wu;
+
+    *up = id->len ? ngx_http_amonitor_target_find(w, id) : NULL;
+
+    if (*up) {
+        return NGX_OK;
+    }
+
+    if (url->len == 0) {
+        *code = "UNKNOWN_TARGET";
+        *message = "no such target";
+        return NGX_DECLINED;
+    }
+
+    n.data = norm;
+
+    if (ngx_http_amonitor_target_url(url->data, url->len, &wu, &n) != NGX_OK
+        || wu.tls) {
+        *code = "INVALID_MESSAGE";
+        *message = "payload.target_url is not a ws:// URL";
+        return NGX_DECLINED;
+    }
+
+    *up = ngx_http_amonitor_target_find_url(w, &n);
+
+    if (*up || (!dial && ngx_http_amonitor_target_allowed(w, &wu))) {
+        return NGX_OK;
+    }
+
+    switch (dial ? ngx_http_amonitor_target_learn(w, id, &wu, &n, up)
+                 : NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED) {
+
+    case NGX_HTTP_AMONITOR_LEARN_OK: return NGX_OK;
+
+    case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
+        *code = "TARGET_URL_NOT_ALLOWED";
+        *message = "payload.target_url is not allowed by amonitor_allow_url";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_FULL:
+        *code = "TARGET_UNAVAILABLE";
+        *message = "too many learned targets";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
+        *code = "INVALID_MESSAGE";
+        *message = "target_id has control characters";
+        return NGX_DECLINED;
+
+    default:
+        *code = "TARGET_UNAVAILABLE";
+        *message = "cannot dial payload.target_url (an IP address is needed)";
+        return NGX_DECLINED;
+    }
+}
+
+
 /* an action is a reason to try now rather than after the backoff delay */
 void
 ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u)

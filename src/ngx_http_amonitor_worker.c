@@ -34,6 +34,7 @@ ngx_http_amonitor_worker_init(
 
     ngx_queue_init(&w->panels);
     ngx_queue_init(&w->upstreams);
+    ngx_queue_init(&w->queries);
 
     w->allocator.alloc = ngx_http_amonitor_worker_alloc;
     w->allocator.free = ngx_http_amonitor_worker_free;
@@ -86,6 +87,7 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
     ngx_http_amonitor_panel_close_all(w);
     ngx_http_amonitor_upstream_exit_worker(w);
     ngx_http_amonitor_action_exit_worker(w);
+    ngx_http_amonitor_query_exit_worker(w);
 
     if (amcf->redis) {
         ngx_http_amonitor_store_redis_exit(w->store);

@@ -1,0 +1,168 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * action_status: what the store knows of an earlier action, answered
+ * without executing anything.  A query the store answers later outlives
+ * its message; a panel that goes meanwhile gets nothing.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
+
+
+/* an action_status query the store answers later */
+typedef struct {
+    ngx_queue_t                 queue; /* actions->queries */
+    ngx_http_amonitor_worker_t *worker;
+    ngx_http_amonitor_conn_t   *panel; /* NULL once gone */
+    ngx_http_amonitor_about_t   about;
+    ngx_str_t                   id; /* the action asked about */
+    unsigned                    queued : 1;
+} ngx_http_amonitor_query_t;
+
+
+static void ngx_http_amonitor_query_answered(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+
+
+void
+ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about)
+{
+    u_char                    *d, buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    ngx_int_t                  rc;
+    ngx_str_t                  id, result;
+    ngx_http_amonitor_query_t *q;
+    ngx_http_amonitor_claim_e  state;
+
+    if (env->action_msg_id.len == 0) {
+        ngx_http_amonitor_reply_error(w, wc, about, "INVALID_MESSAGE",
+            "action_status needs payload.action_msg_id", 1);
+        return;
+    }
+
+    /* the query outlives the message if the store answers later */
+    q = ngx_alloc(sizeof(ngx_http_amonitor_query_t) + about->msg_id.len
+            + about->trace_id.len + env->action_msg_id.len,
+        wc->connection->log);
+    if (q == NULL) {
+        ngx_http_amonitor_reply_error(
+            w, wc, about, "INTERNAL", "out of memory", 1);
+        return;
+    }
+
+    d = (u_char *) (q + 1);
+
+    q->worker = w;
+    q->panel = wc;
+    q->about = *about;
+    q->about.msg_id.data = d;
+    d = ngx_cpymem(d, about->msg_id.data, about->msg_id.len);
+    q->about.trace_id.data = d;
+    d = ngx_cpymem(d, about->trace_id.data, about->trace_id.len);
+    ngx_str_null(&q->about.target_id);
+    q->id.data = d;
+    q->id.len = env->action_msg_id.len;
+    ngx_memcpy(d, env->action_msg_id.data, env->action_msg_id.len);
+
+    id = q->id;
+    result.data = buf;
+    result.len = 0;
+
+    rc = w->store->query(
+        w->store, &id, &state, &result, ngx_http_amonitor_query_answered, q);
+
+    if (rc == NGX_AGAIN) {
+        ngx_queue_insert_tail(&w->queries, &q->queue);
+        q->queued = 1;
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
+    }
+
+    q->queued = 0;
+    ngx_http_amonitor_query_answered(q, state, &result);
+}
+
+
+/* the store's answer to an action_status query (the panel may be gone) */
+static void
+ngx_http_amonitor_query_answered(
+    void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result)
+{
+    ngx_http_amonitor_query_t *q = data;
+
+    const char *name;
+
+    if (q->queued) {
+        ngx_queue_remove(&q->queue);
+    }
+
+    if (q->panel == NULL) {
+        ngx_free(q);
+        return;
+    }
+
+    switch (state) {
+    case NGX_HTTP_AMONITOR_CLAIM_PENDING: name = "pending"; break;
+    case NGX_HTTP_AMONITOR_CLAIM_DONE: name = "done"; break;
+    case NGX_HTTP_AMONITOR_CLAIM_FAILED: name = "failed"; break;
+    case NGX_HTTP_AMONITOR_CLAIM_NEW: name = "unknown"; break;
+
+    default:
+        ngx_http_amonitor_reply_error(q->worker, q->panel, &q->about,
+            "INTERNAL", "the dedupe store cannot answer action_status now", 1);
+        ngx_free(q);
+        return;
+    }
+
+    if (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) {
+        result->len = 0;
+    }
+
+    ngx_http_amonitor_reply_status(
+        q->worker, q->panel, &q->about, &q->id, name, result);
+
+    ngx_free(q);
+}
+
+
+/* a panel went: its queries still due are answered to no one */
+void
+ngx_http_amonitor_query_panel_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel)
+{
+    ngx_queue_t               *q;
+    ngx_http_amonitor_query_t *qr;
+
+    for (q = ngx_queue_head(&w->queries); q != ngx_queue_sentinel(&w->queries);
+         q = ngx_queue_next(q)) {
+        qr = ngx_queue_data(q, ngx_http_amonitor_query_t, queue);
+
+        if (qr->panel == panel) {
+            qr->panel = NULL;
+        }
+    }
+}
+
+
+/* the worker exits: the store's callbacks still free the queries */
+void
+ngx_http_amonitor_query_exit_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t               *q;
+    ngx_http_amonitor_query_t *qr;
+
+    for (q = ngx_queue_head(&w->queries); q != ngx_queue_sentinel(&w->queries);
+         q = ngx_queue_next(q)) {
+        qr = ngx_queue_data(q, ngx_http_amonitor_query_t, queue);
+        qr->panel = NULL;
+    }
+}
