@@ -51,8 +51,9 @@ static void ngx_http_amonitor_redis_del_write(void *privdata);
 static void ngx_http_amonitor_redis_cleanup(void *privdata);
 
 
-ngx_http_amonitor_store_t *
-ngx_http_amonitor_store_redis_create(
+/* the connection's context; the claims complete it, then start it */
+ngx_http_amonitor_redis_t *
+ngx_http_amonitor_redis_conn_init(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf)
 {
     ngx_http_amonitor_redis_t *ctx;
@@ -90,26 +91,26 @@ ngx_http_amonitor_store_redis_create(
     ctx->store.zone = w->amcf->shm_zone;
     ctx->store.data = ctx;
 
-    /* claim, finish, release and the owner token of this worker */
-    ngx_http_amonitor_redis_claims_init(ctx);
-
-    ngx_http_amonitor_redis_connect(ctx);
-
-    return &ctx->store;
+    return ctx;
 }
 
 
 void
-ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
+ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx)
 {
-    ngx_http_amonitor_redis_t *ctx = st->data;
+    ngx_http_amonitor_redis_connect(ctx);
+}
 
+
+void
+ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx)
+{
     int        done;
     ngx_uint_t i;
 
     if (ctx->ready && ctx->ac) {
         /* ends still to write: one try, without waiting for answers */
-        ngx_http_amonitor_redis_claims_flush(ctx);
+        ctx->flush(ctx);
 
         done = 0;
         for (i = 0; i < 8 && !done; i++) {
@@ -139,8 +140,6 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
         redisAsyncFree(ctx->ac);
         ctx->ac = NULL;
     }
-
-    ngx_http_amonitor_redis_claims_exit(ctx);
 }
 
 
@@ -471,8 +470,8 @@ ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx)
     ctx->backoff = ctx->worker->amcf->reconnect_min;
 
     /* the ends that waited for Redis first, then renewals: before claims */
-    ngx_http_amonitor_redis_claims_flush(ctx);
-    ngx_http_amonitor_redis_claims_tick(ctx);
+    ctx->flush(ctx);
+    ctx->renew(ctx);
 
     if (!ctx->tick.timer_set) {
         ngx_add_timer(&ctx->tick, ctx->conf->lease / 3);
@@ -494,8 +493,8 @@ ngx_http_amonitor_redis_tick_handler(ngx_event_t *ev)
 
     interval = ctx->conf->lease / 3;
 
-    ngx_http_amonitor_redis_claims_flush(ctx);
-    ngx_http_amonitor_redis_claims_tick(ctx);
+    ctx->flush(ctx);
+    ctx->renew(ctx);
 
     if (ngx_queue_empty(&ctx->sent)
         && ngx_current_msec - ctx->last_sent >= interval) {

@@ -101,6 +101,14 @@ struct ngx_http_amonitor_redis_s {
     uint64_t          seq; /* appended to "owner" */
     u_char            owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
 
+    /*
+     * Set by the claims (store_redis_claim.c), which sit above the
+     * connection: write the ends that waited, and renew the claims held;
+     * called when the connection is ready and on every tick.
+     */
+    void (*flush)(ngx_http_amonitor_redis_t *ctx);
+    void (*renew)(ngx_http_amonitor_redis_t *ctx);
+
     unsigned connected : 1; /* TCP is up */
     unsigned ready : 1; /* AUTH, SELECT, PING ok */
     unsigned dropping : 1; /* we close it */
@@ -112,10 +120,11 @@ ngx_int_t ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
     const char *fmt, ...);
 
-void ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx);
-void ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx);
-void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
-void ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx);
+/* the connection (store_redis.c) */
+ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
+void ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx);
+void ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_ */

@@ -50,6 +50,11 @@
     "return 0"
 
 
+static void ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_redis_claims_flush(
+    ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
@@ -83,7 +88,44 @@ static void ngx_http_amonitor_redis_rec_free(
     ngx_http_amonitor_redis_rec_t *rec);
 
 
+/*
+ * The Redis store: the connection (store_redis.c) below, the claims of
+ * this worker here, above it.
+ */
+ngx_http_amonitor_store_t *
+ngx_http_amonitor_store_redis_create(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf)
+{
+    ngx_http_amonitor_redis_t *ctx;
+
+    ctx = ngx_http_amonitor_redis_conn_init(w, conf);
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_http_amonitor_redis_claims_init(ctx);
+
+    ctx->flush = ngx_http_amonitor_redis_claims_flush;
+    ctx->renew = ngx_http_amonitor_redis_claims_tick;
+
+    ngx_http_amonitor_redis_conn_start(ctx);
+
+    return &ctx->store;
+}
+
+
 void
+ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_http_amonitor_redis_conn_exit(ctx);
+    ngx_http_amonitor_redis_claims_exit(ctx);
+}
+
+
+/* claim, finish, release, query and the owner token of this worker */
+static void
 ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 {
     u_char      *p;
@@ -498,7 +540,7 @@ ngx_http_amonitor_redis_ended(
 
 
 /* write the ends that waited for a connection, oldest first */
-void
+static void
 ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_queue_t                   *q;
@@ -519,7 +561,7 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 
 
 /* renew the leases of the claims held, each about every lease/3 */
-void
+static void
 ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_msec_t                     every;
@@ -583,7 +625,7 @@ ngx_http_amonitor_redis_renewed(
 
 
 /* the worker exits: claims still open expire by their lease */
-void
+static void
 ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_uint_t                     n;
