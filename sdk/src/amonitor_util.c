@@ -87,3 +87,37 @@ amonitor_valid_text(const char *s, size_t max)
 
     return 1;
 }
+
+
+/*
+ * The one ack message rule, for handlers and for acks from any thread:
+ * valid UTF-8 is copied and cut at the last whole character that fits
+ * "size" - 1 bytes; anything else becomes "invalid ack message".
+ * Returns AMONITOR_OK, or AMONITOR_ERR_INVAL when the text was replaced.
+ */
+int
+amonitor_ack_text(const char *in, char *out, size_t size)
+{
+    size_t len;
+
+    len = strlen(in);
+
+    if (amon_utf8_validate((const unsigned char *) in, len) != AMON_OK) {
+        snprintf(out, size, "invalid ack message");
+        return AMONITOR_ERR_INVAL;
+    }
+
+    if (len > size - 1) {
+        len = size - 1;
+
+        /* back to the first byte of a character */
+        while (len && ((unsigned char) in[len] & 0xc0) == 0x80) {
+            len--;
+        }
+    }
+
+    memcpy(out, in, len);
+    out[len] = '\0';
+
+    return AMONITOR_OK;
+}
