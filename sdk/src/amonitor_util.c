@@ -90,30 +90,45 @@ amonitor_valid_text(const char *s, size_t max)
 
 
 /*
- * The one ack message rule, for handlers and for acks from any thread:
- * valid UTF-8 is copied and cut at the last whole character that fits
- * "size" - 1 bytes; anything else becomes "invalid ack message".
- * Returns AMONITOR_OK, or AMONITOR_ERR_INVAL when the text was replaced.
+ * The one ack message rule, for handlers and for acks from any thread: at
+ * most "size" - 1 bytes are kept, cut at the last whole character (a text
+ * that reaches the limit may end in a partial character: a handler's
+ * snprintf() cuts bytes, not characters); what is then not UTF-8 becomes
+ * "invalid ack message".  Returns AMONITOR_OK, or AMONITOR_ERR_INVAL when
+ * the text was replaced.
  */
 int
 amonitor_ack_text(const char *in, char *out, size_t size)
 {
-    size_t len;
+    size_t        len, i, need;
+    unsigned char b;
 
-    len = strlen(in);
+    len = strnlen(in, size);
+
+    if (len >= size - 1) {
+        len = size - 1;
+
+        /* the last character that starts before the limit ... */
+        i = len;
+        while (i && ((unsigned char) in[i - 1] & 0xc0) == 0x80
+            && len - i < 3) {
+            i--;
+        }
+
+        if (i) {
+            b = (unsigned char) in[i - 1];
+            need = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+
+            /* ... is dropped unless it ends before it */
+            if (b >= 0x80 && len - (i - 1) < need) {
+                len = i - 1;
+            }
+        }
+    }
 
     if (amon_utf8_validate((const unsigned char *) in, len) != AMON_OK) {
         snprintf(out, size, "invalid ack message");
         return AMONITOR_ERR_INVAL;
-    }
-
-    if (len > size - 1) {
-        len = size - 1;
-
-        /* back to the first byte of a character */
-        while (len && ((unsigned char) in[len] & 0xc0) == 0x80) {
-            len--;
-        }
     }
 
     memcpy(out, in, len);
