@@ -167,7 +167,8 @@ TOOLS_HDRS  := $(wildcard tools/*.h)
 TOOLS_OBJS  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
 SDK_PYTHON  ?= /usr/bin/python3
 
-.PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk
+.PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk \
+        sdk-test-helgrind
 
 PREFIX      ?= /usr/local
 LIBDIR      ?= $(PREFIX)/lib
@@ -276,6 +277,10 @@ sdk-test-asan:
 	$(MAKE) sdk-test BUILD=$(BUILD)/san \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer \
 	    -fno-sanitize-recover=all"
+
+# the threaded program under helgrind and drd (also part of sdk-test)
+sdk-test-helgrind: build-sdk $(SDK_TESTS)
+	AMON_BUILD=$(BUILD) prove -v -e $(SDK_PYTHON) sdk/tests/test_threads.py
 
 # DWARF 4: the valgrind in Debian 12 cannot read everything in DWARF 5
 sdk-test-valgrind:

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-# Runs the cmocka SDK safety tests (C: threads, handles, stop, EMFILE) with TAP output, under valgrind
-# when AMON_TEST_VALGRIND is set.
+# Runs the cmocka SDK safety tests (C: threads, handles, stop, EMFILE)
+# with TAP output, under valgrind when AMON_TEST_VALGRIND is set.
 
 import os
 import subprocess
