@@ -479,8 +479,8 @@ int amonitor_sdk_stop_begin(amonitor_sdk_t *ctx);
  * is no object), AMONITOR_ERR_INVAL (the member has another type) or
  * AMONITOR_ERR_TOOBIG (string: "size" too small; nothing written).
  */
-int amonitor_action_param_string(const amonitor_action_t *action,
-    const char *name, char *buf, size_t size);
+int amonitor_action_param_string(
+    const amonitor_action_t *action, const char *name, char *buf, size_t size);
 int amonitor_action_param_int(
     const amonitor_action_t *action, const char *name, long long *value);
 int amonitor_action_param_bool(

@@ -28,8 +28,8 @@
 #define AMONITOR_STOP_TEXT  "monitored program stopped before answering"
 
 
-static int  amonitor_loop_once(amonitor_sdk_priv_t *priv, int timeout_ms,
-     char *err, size_t size);
+static int amonitor_loop_once(
+    amonitor_sdk_priv_t *priv, int timeout_ms, char *err, size_t size);
 static int  amonitor_loop_timeout(amonitor_sdk_priv_t *priv);
 static void amonitor_accept(amonitor_sdk_priv_t *priv);
 static void amonitor_accept_failed(amonitor_sdk_priv_t *priv, int err);
@@ -212,12 +212,12 @@ amonitor_loop_timeout(amonitor_sdk_priv_t *priv)
     now = amon_posix_now_ms();
     best = -1;
 
-#define amonitor_timer(deadline)                                              \
-    if ((deadline) != 0) {                                                    \
-        t = (deadline) > now ? (deadline) - now : 0;                          \
-        if (best < 0 || t < best) {                                           \
-            best = t;                                                         \
-        }                                                                     \
+#define amonitor_timer(deadline) \
+    if ((deadline) != 0) { \
+        t = (deadline) > now ? (deadline) -now : 0; \
+        if (best < 0 || t < best) { \
+            best = t; \
+        } \
     }
 
     for (c = priv->conns; c; c = c->next) {
@@ -278,8 +278,7 @@ amonitor_sdk_step(amonitor_sdk_t *ctx, int timeout_ms)
             "not listening: call amonitor_sdk_listen() first");
     }
 
-    rc = amonitor_loop_once(priv, timeout_ms, ctx->errstr,
-        sizeof(ctx->errstr));
+    rc = amonitor_loop_once(priv, timeout_ms, ctx->errstr, sizeof(ctx->errstr));
     if (rc != AMONITOR_OK) {
         ctx->err = rc;
         amonitor_log(priv, AMONITOR_LOG_ERROR, "%s", ctx->errstr);

@@ -22,9 +22,9 @@ static void amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     const amonitor_action_t *action, int success, const char *message);
 static amonitor_handler_t *amonitor_msg_handler(
     amonitor_sdk_priv_t *priv, const char *name);
-static void amonitor_msg_result(amonitor_sdk_priv_t *priv,
-    amonitor_action_t *action, amonitor_handler_t *h, int result,
-    const char *message);
+static void        amonitor_msg_result(amonitor_sdk_priv_t *priv,
+           amonitor_action_t *action, amonitor_handler_t *h, int result,
+           const char *message);
 static amon_str_t  amonitor_cstr(const char *s);
 static const char *amonitor_copy(
     amonitor_sdk_priv_t *priv, amon_str_t s, size_t *off, const char *dflt);
@@ -683,8 +683,8 @@ amonitor_buf_add(amon_buf_t *b, size_t max, const char *p, size_t len)
  * dropped for a slow agent; counted in acks or acks_dropped) or an event.
  */
 void
-amonitor_msg_send(amonitor_sdk_priv_t *priv, uint64_t conn_id,
-    unsigned opcode, const unsigned char *p, size_t len, int ack)
+amonitor_msg_send(amonitor_sdk_priv_t *priv, uint64_t conn_id, unsigned opcode,
+    const unsigned char *p, size_t len, int ack)
 {
     amonitor_conn_t *c;
 
@@ -745,8 +745,8 @@ amonitor_msg_answer(amonitor_sdk_priv_t *priv, amonitor_pending_t *p,
         }
 
         amonitor_msg_send(priv, w->conn_id,
-            w->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT,
-            priv->scratch.data, priv->scratch.len, 1);
+            w->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, priv->scratch.data,
+            priv->scratch.len, 1);
     }
 
     return err;

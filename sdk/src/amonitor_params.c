@@ -35,8 +35,8 @@ amonitor_param_member(void *data, unsigned level, const amon_json_value_t *key,
 
 
 static int
-amonitor_param_find(const amonitor_action_t *action, const char *name,
-    amon_json_value_t *value)
+amonitor_param_find(
+    const amonitor_action_t *action, const char *name, amon_json_value_t *value)
 {
     amon_str_t            none;
     amon_json_value_t     root;
@@ -66,8 +66,8 @@ amonitor_param_find(const amonitor_action_t *action, const char *name,
 
 
 int
-amonitor_action_param_string(const amonitor_action_t *action,
-    const char *name, char *buf, size_t size)
+amonitor_action_param_string(
+    const amonitor_action_t *action, const char *name, char *buf, size_t size)
 {
     int               rc;
     size_t            n;

@@ -17,8 +17,8 @@ static void amonitor_pending_free(amonitor_pending_t *p);
 static void amonitor_unlist(amonitor_sdk_priv_t *priv, amonitor_pending_t *p);
 static amonitor_waiter_t *amonitor_waiter_new(
     amonitor_conn_t *c, const amonitor_action_t *action);
-static void amonitor_release(amonitor_sdk_priv_t *priv, int p_last,
-    amonitor_pending_t *p);
+static void amonitor_release(
+    amonitor_sdk_priv_t *priv, int p_last, amonitor_pending_t *p);
 
 
 static amonitor_waiter_t *
@@ -77,7 +77,8 @@ amonitor_pending_join(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         return AMONITOR_ERR_NOMEM;
     }
 
-    for (wp = &p->waiters; *wp; wp = &(*wp)->next) { /* void */ }
+    for (wp = &p->waiters; *wp; wp = &(*wp)->next) { /* void */
+    }
     *wp = w;
     p->nwaiters++;
 
@@ -129,8 +130,8 @@ amonitor_pending_add(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     p->refs = 2 + (owned ? 1 : 0);
     p->owned = owned ? 1 : 0;
     p->listed = 1;
-    p->deadline = priv->pending_timeout ? p->created + priv->pending_timeout
-                                        : 0;
+    p->deadline =
+        priv->pending_timeout ? p->created + priv->pending_timeout : 0;
     p->next = priv->pending;
     priv->pending = p;
     priv->npending++;

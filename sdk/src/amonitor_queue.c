@@ -282,8 +282,8 @@ amonitor_queue_expire(amonitor_sdk_priv_t *priv, int64_t now)
 
     while ((p = amonitor_pending_take_expired(priv, now)) != NULL) {
         amonitor_log(priv, AMONITOR_LOG_WARN,
-            "action \"%s\" (%s) not answered within %lld ms: failed",
-            p->name, p->msg_id, (long long) priv->pending_timeout);
+            "action \"%s\" (%s) not answered within %lld ms: failed", p->name,
+            p->msg_id, (long long) priv->pending_timeout);
         amonitor_stat_inc(priv, pending_timeouts);
         (void) amonitor_queue_answer(
             priv, p, 0, "action timed out in the monitored program", 1);
@@ -299,8 +299,8 @@ amonitor_queue_fail_all(amonitor_sdk_priv_t *priv, const char *message)
     amonitor_pending_t *p;
 
     while ((p = amonitor_pending_take_any(priv)) != NULL) {
-        amonitor_log(priv, AMONITOR_LOG_WARN,
-            "action \"%s\" (%s) failed: %s", p->name, p->msg_id, message);
+        amonitor_log(priv, AMONITOR_LOG_WARN, "action \"%s\" (%s) failed: %s",
+            p->name, p->msg_id, message);
         amonitor_stat_inc(priv, pending_cancelled);
         (void) amonitor_queue_answer(priv, p, 0, message, 1);
         amonitor_pending_finish(p);

@@ -36,10 +36,10 @@ static int amonitor_config_check(
 static void amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 static void amonitor_handler_release(
     amonitor_sdk_priv_t *priv, amonitor_handler_t *h);
-static int  amonitor_on_loop_thread(amonitor_sdk_priv_t *priv);
-static int  amonitor_add_handler(amonitor_sdk_t *ctx, const char *name,
-     amonitor_action_fn fn, amonitor_handler_fn fn2,
-     amonitor_teardown_fn teardown, void *data);
+static int amonitor_on_loop_thread(amonitor_sdk_priv_t *priv);
+static int amonitor_add_handler(amonitor_sdk_t *ctx, const char *name,
+    amonitor_action_fn fn, amonitor_handler_fn fn2,
+    amonitor_teardown_fn teardown, void *data);
 
 
 void
@@ -811,8 +811,7 @@ void
 amonitor_sdk_stats(amonitor_sdk_t *ctx, amonitor_stats_t *st)
 {
     /* 1.0 programs have room for the counters up to protocol_errors */
-    (void) amonitor_sdk_stats_get(
-        ctx, st, offsetof(amonitor_stats_t, pending));
+    (void) amonitor_sdk_stats_get(ctx, st, offsetof(amonitor_stats_t, pending));
 }
 
 

@@ -293,7 +293,7 @@ int  amonitor_msg_build_ack(amonitor_sdk_priv_t *priv, amon_buf_t *out,
 int  amonitor_msg_build_event(amonitor_sdk_priv_t *priv, amon_buf_t *out,
      const char *name, const char *json_data);
 void amonitor_msg_send(amonitor_sdk_priv_t *priv, uint64_t conn_id,
-     unsigned opcode, const unsigned char *p, size_t len, int ack);
+    unsigned opcode, const unsigned char *p, size_t len, int ack);
 int  amonitor_msg_answer(amonitor_sdk_priv_t *priv, amonitor_pending_t *p,
      int success, const char *message);
 
@@ -328,11 +328,11 @@ amonitor_pending_t *amonitor_pending_take_id(
 amonitor_pending_t *amonitor_pending_take_expired(
     amonitor_sdk_priv_t *priv, int64_t now);
 amonitor_pending_t *amonitor_pending_take_any(amonitor_sdk_priv_t *priv);
-void    amonitor_pending_finish(amonitor_pending_t *p);
-void    amonitor_pending_unref(amonitor_pending_t *p);
-int64_t amonitor_pending_next_deadline(amonitor_sdk_priv_t *priv);
-void    amonitor_pending_close(amonitor_sdk_priv_t *priv);
-void    amonitor_pending_unref_priv(amonitor_sdk_priv_t *priv);
+void                amonitor_pending_finish(amonitor_pending_t *p);
+void                amonitor_pending_unref(amonitor_pending_t *p);
+int64_t             amonitor_pending_next_deadline(amonitor_sdk_priv_t *priv);
+void                amonitor_pending_close(amonitor_sdk_priv_t *priv);
+void                amonitor_pending_unref_priv(amonitor_sdk_priv_t *priv);
 
 /* amonitor_util.c */
 void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)

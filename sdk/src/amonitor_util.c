@@ -110,8 +110,7 @@ amonitor_ack_text(const char *in, char *out, size_t size)
 
         /* the last character that starts before the limit ... */
         i = len;
-        while (i && ((unsigned char) in[i - 1] & 0xc0) == 0x80
-            && len - i < 3) {
+        while (i && ((unsigned char) in[i - 1] & 0xc0) == 0x80 && len - i < 3) {
             i--;
         }
 

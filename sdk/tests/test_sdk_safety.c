@@ -126,8 +126,8 @@ raw_connect(int port)
  * with ctx NULL, just waiting (the I/O thread runs).  NULs become spaces.
  */
 static size_t
-raw_read_until(amonitor_sdk_t *ctx, int fd, char *buf, size_t cap,
-    const char *needle)
+raw_read_until(
+    amonitor_sdk_t *ctx, int fd, char *buf, size_t cap, const char *needle)
 {
     size_t        len, k;
     ssize_t       n;
@@ -363,8 +363,8 @@ test_free_while_handler_runs(void **state)
     p.sleep_ms = 300;
 
     ctx = new_ctx();
-    assert_int_equal(amonitor_sdk_handle(ctx, "slow", slow_handler,
-                         probe_teardown, &p),
+    assert_int_equal(
+        amonitor_sdk_handle(ctx, "slow", slow_handler, probe_teardown, &p),
         AMONITOR_OK);
     assert_int_equal(amonitor_sdk_start(ctx), AMONITOR_OK);
 
@@ -695,8 +695,8 @@ test_pending_timeout_and_cancel(void **state)
 
     ctx = new_ctx();
     amonitor_sdk_handle(ctx, "later", later_handler, NULL, &p);
-    assert_int_equal(amonitor_sdk_set_option(ctx, 12345, 1),
-        AMONITOR_ERR_INVAL);
+    assert_int_equal(
+        amonitor_sdk_set_option(ctx, 12345, 1), AMONITOR_ERR_INVAL);
     assert_int_equal(
         amonitor_sdk_set_option(ctx, AMONITOR_OPT_PENDING_TIMEOUT_MS, -1),
         AMONITOR_ERR_INVAL);
@@ -736,8 +736,7 @@ test_pending_timeout_and_cancel(void **state)
     assert_int_equal(amonitor_sdk_pending_cancel(ctx, id + 100, NULL),
         AMONITOR_ERR_NOTFOUND);
     assert_int_equal(
-        amonitor_sdk_pending_cancel(ctx, id, "operator said no"),
-        AMONITOR_OK);
+        amonitor_sdk_pending_cancel(ctx, id, "operator said no"), AMONITOR_OK);
     assert_true(
         raw_read_until(ctx, fd, buf, sizeof(buf), "operator said no") > 0);
     assert_int_equal(amonitor_sdk_pending_list(ctx, NULL, NULL), 0);
@@ -833,8 +832,8 @@ on_conn(amonitor_sdk_t *ctx, uint64_t id, const char *peer, int connected,
         c->last = id;
         snprintf(c->peer, sizeof(c->peer), "%s", peer);
         /* push state to the new agent only */
-        assert_int_equal(amonitor_sdk_emit_event_to(ctx, id, "hello",
-                             "{\"state\":\"ready\"}"),
+        assert_int_equal(amonitor_sdk_emit_event_to(
+                             ctx, id, "hello", "{\"state\":\"ready\"}"),
             AMONITOR_OK);
 
     } else {
@@ -886,8 +885,8 @@ test_connection_callbacks(void **state)
     }
     assert_int_equal(c.down, 1);
 
-    assert_int_equal(amonitor_sdk_emit_event_to(ctx, 0, "x", NULL),
-        AMONITOR_ERR_INVAL);
+    assert_int_equal(
+        amonitor_sdk_emit_event_to(ctx, 0, "x", NULL), AMONITOR_ERR_INVAL);
 
     close(b);
     amonitor_sdk_free(ctx);
@@ -927,8 +926,8 @@ test_params_view(void **state)
         amonitor_action_param_bool(&a, "n", &b), AMONITOR_ERR_INVAL);
     assert_int_equal(amonitor_action_param_string(&a, "long", s, sizeof(s)),
         AMONITOR_ERR_TOOBIG);
-    assert_int_equal(amonitor_action_param_int(&a, "missing", &n),
-        AMONITOR_ERR_NOTFOUND);
+    assert_int_equal(
+        amonitor_action_param_int(&a, "missing", &n), AMONITOR_ERR_NOTFOUND);
 
     a.params = "[1,2]";
     a.params_len = 5;
@@ -948,8 +947,8 @@ test_stop_begin(void **state)
     probe_t         p;
     amonitor_sdk_t *ctx;
 
-    static const unsigned char close_reply[] = {0x88, 0x82, 0, 0, 0, 0,
-        0x03, 0xe9};
+    static const unsigned char close_reply[] = {
+        0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9};
 
     probe_init(&p);
 
@@ -1093,9 +1092,8 @@ test_stats_sizes(void **state)
 
     /* a later program with a larger struct: zeros beyond ours */
     memset(big, 0xee, sizeof(big));
-    assert_int_equal(
-        amonitor_sdk_stats_get(ctx, (amonitor_stats_t *) (void *) big,
-            sizeof(big)),
+    assert_int_equal(amonitor_sdk_stats_get(
+                         ctx, (amonitor_stats_t *) (void *) big, sizeof(big)),
         AMONITOR_OK);
     assert_int_equal(big[sizeof(big) - 1], 0);
 
