@@ -414,6 +414,11 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     amonitor_pending_t *pending;
     char                message[AMONITOR_MESSAGE_MAX];
 
+    if (c->state != AMONITOR_CONN_OPEN) {
+        /* our close frame is out: no answer could follow it */
+        return;
+    }
+
     env = &priv->env;
 
     if (opcode == AMON_WS_OP_BINARY) {

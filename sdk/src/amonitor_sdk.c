@@ -270,6 +270,9 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
     /* joins the I/O thread (after a running handler returned) */
     amonitor_sdk_stop(ctx);
 
+    /* nothing may stay pending: the agents were told, the table empties */
+    amonitor_queue_fail_all(priv, "monitored program stopped");
+
     while (priv->handlers) {
         h = priv->handlers;
         priv->handlers = h->next;
