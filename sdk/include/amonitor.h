@@ -324,7 +324,8 @@ int amonitor_sdk_stop(amonitor_sdk_t *ctx);
  * Host event loop integration (when amonitor_sdk_start() is not used).
  * amonitor_sdk_fd() is a single descriptor (an epoll instance) that is
  * readable whenever the SDK has work; amonitor_sdk_timeout() is the number
- * of milliseconds until its next timer (-1: none).  amonitor_sdk_step()
+ * of milliseconds until its next timer (-1: none; never an error code,
+ * 0 for a NULL context).  amonitor_sdk_step()
  * waits at most "timeout_ms" (0: do not wait, -1: until something
  * happens), does all pending work, and returns AMONITOR_OK, an error, or
  * AMONITOR_STOPPED (see amonitor_sdk_stop_begin).  All three run on the
@@ -349,11 +350,14 @@ int amonitor_sdk_emit_event(
     amonitor_sdk_t *ctx, const char *name, const char *json_data);
 
 /*
- * Complete an action whose handler returned AMONITOR_ACTION_PENDING.
- * Safe from any thread.  Returns AMONITOR_OK (the ack is queued; it is
- * dropped and counted if the agent connection closed meanwhile) or
- * AMONITOR_ERR_NOTFOUND (no pending action with that msg_id).  Does not
- * set ctx->err.
+ * Complete an action whose 1.0 handler returned AMONITOR_ACTION_PENDING.
+ * Safe from any thread while the context lives (never after
+ * amonitor_sdk_free(): use a handle, amonitor_pending_ack(), for that).
+ * The ack goes to every connection waiting for that msg_id, under the
+ * message rule of AMONITOR_MESSAGE_MAX.  Returns AMONITOR_OK (the ack is
+ * queued; it is dropped and counted if the agent connection closed
+ * meanwhile) or AMONITOR_ERR_NOTFOUND (no pending action with that
+ * msg_id).  Does not set ctx->err.
  */
 int amonitor_sdk_ack(
     amonitor_sdk_t *ctx, const char *msg_id, int success, const char *message);
