@@ -1009,6 +1009,15 @@ test_emfile_backoff(void **state)
     amonitor_stats_t st;
     long             cpu_ms;
 
+    /*
+     * valgrind emulates the descriptor limit after the system call: the
+     * kernel accepts, valgrind closes the new socket and reports EMFILE,
+     * so the agent is gone.  The plain and ASan runs measure this.
+     */
+    if (getenv("AMON_TEST_VALGRIND")) {
+        skip();
+    }
+
     probe_init(&logp);
 
     ctx = new_ctx();
