@@ -273,6 +273,13 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
     /* nothing may stay pending: the agents were told, the table empties */
     amonitor_queue_fail_all(priv, "monitored program stopped");
 
+    /*
+     * From here handles get AMONITOR_ERR_STATE; an ack under way on
+     * another thread (it may log) ends before any teardown runs.  Handles
+     * the program still holds keep the lock alive.
+     */
+    amonitor_pending_close(priv);
+
     while (priv->handlers) {
         h = priv->handlers;
         priv->handlers = h->next;
@@ -290,9 +297,6 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
     if (priv->log_fn) {
         priv->log_fn(AMONITOR_LOG_DEBUG, NULL, priv->log_data);
     }
-
-    /* handles held by the program keep the lock alive */
-    amonitor_pending_close(priv);
 
     amonitor_free_jobs(priv);
     amon_buf_free(&priv->scratch, NULL);
