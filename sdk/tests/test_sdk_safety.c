@@ -1018,15 +1018,6 @@ test_emfile_backoff(void **state)
     amonitor_stats_t st;
     long             cpu_ms;
 
-    /*
-     * valgrind emulates the descriptor limit after the system call: the
-     * kernel accepts, valgrind closes the new socket and reports EMFILE,
-     * so the agent is gone.  The plain and ASan runs measure this.
-     */
-    if (getenv("AMON_TEST_VALGRIND")) {
-        skip();
-    }
-
     probe_init(&logp);
 
     ctx = new_ctx();
@@ -1132,11 +1123,21 @@ main(void)
         cmocka_unit_test(test_pending_timeout_and_cancel),
         cmocka_unit_test(test_pending_failed_at_free),
         cmocka_unit_test(test_connection_callbacks),
-        cmocka_unit_test(test_params_view),
-        cmocka_unit_test(test_stop_begin),
-        cmocka_unit_test(test_emfile_backoff),
+        cmocka_unit_test(test_params_view), cmocka_unit_test(test_stop_begin),
         cmocka_unit_test(test_stats_sizes),
+        cmocka_unit_test(test_emfile_backoff), /* last: see below */
     };
+
+    /*
+     * valgrind emulates the descriptor limit after the system call: the
+     * kernel accepts, valgrind closes the new socket and reports EMFILE,
+     * so the agent is gone.  Not run there; the plain and ASan runs are.
+     */
+    if (getenv("AMON_TEST_VALGRIND")) {
+        printf("# test_emfile_backoff is not run under valgrind\n");
+        return _cmocka_run_group_tests(
+            "tests", tests, sizeof(tests) / sizeof(tests[0]) - 1, NULL, NULL);
+    }
 
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
