@@ -173,12 +173,16 @@ AGENT_VERSION := $(shell sed -n -e \
 SDK_PYTHON  ?= /usr/bin/python3
 
 .PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk \
-        install-tools sdk-example-shared
+        install-tools sdk-example-shared sdk-test-helgrind
 
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
+LD          ?= ld
+OBJCOPY     ?= objcopy
+# a directory under PREFIX, written as ${prefix}/... in the .pc
+SDK_PC_DIR   = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
 build-sdk sdk: $(SDK_BUILD)/libamonitor_sdk.a $(SDK_BUILD)/libamonitor_sdk.so \
     $(SDK_BUILD)/amonitor_sdk.pc $(SDK_BUILD)/amonitor-sdk-example
@@ -187,10 +191,23 @@ $(SDK_BUILD)/obj/%.o: sdk/src/%.c $(SDK_HDRS) $(CORE_HDRS) $(POSIX_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SDK_CFLAGS) -c $< -o $@
 
-# the static library carries the core too: users link one archive
-$(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS)
-	rm -f $@
-	ar rcs $@ $^
+# The export list, one name a line, read from the version script (the
+# only place it is written).
+$(SDK_BUILD)/exports.txt: sdk/amonitor_sdk.map
+	@mkdir -p $(@D)
+	sed -n -e 's/^ *\(amonitor_[a-z0-9_]*\);$$/\1/p' $< | sort > $@
+
+# The static library carries the core too, as one relocatable object
+# whose globals outside the export list are made local: a program may
+# define its own amon_free or protobuf descriptors.
+$(SDK_BUILD)/libamonitor_sdk.a: $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) \
+    $(SDK_BUILD)/exports.txt
+	rm -f $@ $(SDK_BUILD)/amonitor_sdk_all.o
+	$(LD) -r -o $(SDK_BUILD)/amonitor_sdk_all.o $(SDK_OBJS) $(CORE_OBJS) \
+	    $(POSIX_OBJS)
+	$(OBJCOPY) --keep-global-symbols=$(SDK_BUILD)/exports.txt \
+	    $(SDK_BUILD)/amonitor_sdk_all.o
+	ar rcs $@ $(SDK_BUILD)/amonitor_sdk_all.o
 
 # libamonitor_sdk.so.MAJOR (the soname) and the link-time name beside it
 $(SDK_BUILD)/libamonitor_sdk.so: $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR)
@@ -198,12 +215,13 @@ $(SDK_BUILD)/libamonitor_sdk.so: $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR)
 
 $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR): $(SDK_OBJS) $(CORE_OBJS) \
     $(POSIX_OBJS) sdk/amonitor_sdk.map
-	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) \
+	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) $(LDFLAGS) \
 	    -Wl,-soname,libamonitor_sdk.so.$(SDK_MAJOR) \
-	    -Wl,--version-script=sdk/amonitor_sdk.map \
+	    -Wl,--version-script=sdk/amonitor_sdk.map -Wl,--no-undefined \
 	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(CJSON_LIBS) \
-	    $(CORE_LIBS)
+	    $(CORE_LIBS) -pthread
 
+# the build tree's own .pc (PKG_CONFIG_PATH=build/sdk), not installed
 $(SDK_BUILD)/amonitor_sdk.pc: sdk/amonitor_sdk.pc.in
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(CURDIR)|' -e 's|@INCLUDEDIR@|$(CURDIR)/sdk/include|' \
@@ -232,17 +250,21 @@ $(SDK_BUILD)/shared/amonitor-sdk-example: sdk/examples/amonitor-sdk-example.c \
 	$(CC) -std=gnu99 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
 	    -Isdk/include $< -o $@ -L$(SDK_BUILD) -lamonitor_sdk
 
-# PREFIX=/usr/local DESTDIR= make install-sdk (LIBDIR, INCLUDEDIR: below
-# PREFIX unless given, e.g. LIBDIR=/usr/lib/x86_64-linux-gnu)
+# PREFIX=/usr/local DESTDIR= make install-sdk; Debian and other
+# multiarch layouts set LIBDIR (e.g. $(PREFIX)/lib/x86_64-linux-gnu).  The
+# installed .pc names its directories relative to ${prefix}.
 install-sdk: build-sdk
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 sdk/include/amonitor.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(SDK_BUILD)/libamonitor_sdk.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(LIBDIR)/
-	ln -sf libamonitor_sdk.so.$(SDK_MAJOR) $(DESTDIR)$(LIBDIR)/libamonitor_sdk.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(SDK_VERSION)|' \
-	    sdk/amonitor_sdk.pc.in \
+	install -m 755 $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR) \
+	    $(DESTDIR)$(LIBDIR)/
+	ln -sf libamonitor_sdk.so.$(SDK_MAJOR) \
+	    $(DESTDIR)$(LIBDIR)/libamonitor_sdk.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@INCLUDEDIR@|$(call SDK_PC_DIR,$(INCLUDEDIR))|' \
+	    -e 's|@LIBDIR@|$(call SDK_PC_DIR,$(LIBDIR))|' \
+	    -e 's|@VERSION@|$(SDK_VERSION)|' sdk/amonitor_sdk.pc.in \
 	    > $(DESTDIR)$(LIBDIR)/pkgconfig/amonitor_sdk.pc
 
 # the CLI and the example program (linked against the installed SDK
@@ -282,6 +304,10 @@ sdk-test-asan:
 	$(MAKE) sdk-test BUILD=$(BUILD)/san \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer \
 	    -fno-sanitize-recover=all"
+
+# the threaded program under helgrind and drd (also part of sdk-test)
+sdk-test-helgrind: build-sdk $(SDK_TESTS)
+	AMON_BUILD=$(BUILD) prove -v -e $(SDK_PYTHON) sdk/tests/test_threads.py
 
 # DWARF 4: the valgrind in Debian 12 cannot read everything in DWARF 5
 sdk-test-valgrind:

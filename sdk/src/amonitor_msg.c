@@ -20,6 +20,11 @@ static int  amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
      const char *type, amon_str_t payload, int binary);
 static void amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     const amonitor_action_t *action, int success, const char *message);
+static amonitor_handler_t *amonitor_msg_handler(
+    amonitor_sdk_priv_t *priv, const char *name);
+static void        amonitor_msg_result(amonitor_sdk_priv_t *priv,
+           amonitor_action_t *action, amonitor_handler_t *h, int result,
+           const char *message);
 static amon_str_t  amonitor_cstr(const char *s);
 static const char *amonitor_copy(
     amonitor_sdk_priv_t *priv, amon_str_t s, size_t *off, const char *dflt);
@@ -151,9 +156,9 @@ amonitor_msg_heartbeat(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
                 ? mark + AMONITOR_METRICS_MAX
                 : priv->max_message);
 
-        priv->in_callback = 1;
+        priv->cb_depth++;
         priv->metrics_fn(priv->ctx, &m, priv->metrics_data);
-        priv->in_callback = 0;
+        priv->cb_depth--;
 
         w = m.w;
         amon_json_w_limit(&w, priv->max_message);
@@ -405,9 +410,14 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     size_t              off;
     amon_envelope_t    *env;
     amonitor_action_t   action;
-    amonitor_handler_t *h, *fallback;
+    amonitor_handler_t *h;
     amonitor_pending_t *pending;
     char                message[AMONITOR_MESSAGE_MAX];
+
+    if (c->state != AMONITOR_CONN_OPEN) {
+        /* our close frame is out: no answer could follow it */
+        return;
+    }
 
     env = &priv->env;
 
@@ -469,20 +479,19 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     amonitor_log(priv, AMONITOR_LOG_DEBUG, "action \"%s\" (%s) received",
         action.name, action.msg_id);
 
-    fallback = NULL;
+    action.conn_id = c->id;
 
-    for (h = priv->handlers; h; h = h->next) {
-        if (h->name == NULL) {
-            fallback = h;
-
-        } else if (strcmp(h->name, action.name) == 0) {
-            break;
-        }
+    /* the same msg_id already pending: answer both, run the handler once */
+    rc = amonitor_pending_join(priv, c, &action);
+    if (rc == AMONITOR_OK) {
+        amonitor_log(priv, AMONITOR_LOG_INFO,
+            "connection %llu: action %s is already pending: it waits for "
+            "the same answer",
+            (unsigned long long) c->id, action.msg_id);
+        return;
     }
 
-    if (h == NULL) {
-        h = fallback;
-    }
+    h = amonitor_msg_handler(priv, action.name);
 
     if (h == NULL) {
         snprintf(
@@ -492,7 +501,7 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     }
 
     /* registered before the call: the handler may ack from elsewhere */
-    rc = amonitor_pending_add(priv, c, &action);
+    rc = amonitor_pending_add(priv, c, &action, h->fn2 != NULL, &pending);
     if (rc != AMONITOR_OK) {
         amonitor_send_ack(priv, c, &action, 0,
             rc == AMONITOR_ERR_FULL ? "too many pending actions"
@@ -500,25 +509,102 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         return;
     }
 
+    if (h->fn2) {
+        action.pending = pending;
+    }
+
     message[0] = '\0';
 
-    priv->in_callback = 1;
-    result = h->fn(priv->ctx, &action, message, sizeof(message), h->data);
-    priv->in_callback = 0;
+    priv->cb_depth++;
+    if (h->fn2) {
+        result = h->fn2(priv->ctx, &action, message, sizeof(message), h->data);
 
-    if (result == AMONITOR_ACTION_PENDING) {
-        return;
+    } else {
+        result = h->fn(priv->ctx, &action, message, sizeof(message), h->data);
     }
-
-    if (amonitor_pending_take(priv, action.msg_id, &pending) != AMONITOR_OK) {
-        return; /* the handler already called amonitor_sdk_ack() */
-    }
-
-    amonitor_pending_free(pending);
+    priv->cb_depth--;
 
     message[sizeof(message) - 1] = '\0';
 
-    amonitor_send_ack(priv, c, &action, result == AMONITOR_ACTION_OK, message);
+    amonitor_msg_result(priv, &action, h, result, message);
+
+    amonitor_pending_unref(pending); /* the dispatcher's reference */
+}
+
+
+static amonitor_handler_t *
+amonitor_msg_handler(amonitor_sdk_priv_t *priv, const char *name)
+{
+    amonitor_handler_t *h, *fallback;
+
+    fallback = NULL;
+
+    for (h = priv->handlers; h; h = h->next) {
+        if (h->name == NULL) {
+            fallback = h;
+
+        } else if (strcmp(h->name, name) == 0) {
+            return h;
+        }
+    }
+
+    return fallback;
+}
+
+
+/* What the handler returned: answer now, or leave the action pending. */
+static void
+amonitor_msg_result(amonitor_sdk_priv_t *priv, amonitor_action_t *action,
+    amonitor_handler_t *h, int result, const char *message)
+{
+    int                 success;
+    amonitor_pending_t *p;
+
+    p = action->pending;
+
+    if (h->fn2) {
+        if (result == AMONITOR_REPLY_LATER) {
+            if (message[0]) {
+                amonitor_log(priv, AMONITOR_LOG_WARN,
+                    "action \"%s\": message written before "
+                    "AMONITOR_REPLY_LATER is not sent",
+                    action->name);
+            }
+            return;
+        }
+
+        if (result == AMONITOR_REPLY_SUCCESS
+            || result == AMONITOR_REPLY_FAILURE) {
+            success = (result == AMONITOR_REPLY_SUCCESS);
+
+        } else {
+            amonitor_log(priv, AMONITOR_LOG_ERROR,
+                "action \"%s\": handler returned %d, not an "
+                "AMONITOR_REPLY_* code",
+                action->name, result);
+            success = 0;
+            message = "handler returned an invalid result";
+        }
+
+        if (amonitor_pending_take_handle(p, 1) != AMONITOR_OK) {
+            return; /* the handler already answered */
+        }
+
+    } else {
+        if (result == AMONITOR_ACTION_PENDING) {
+            return;
+        }
+
+        success = (result == AMONITOR_ACTION_OK);
+
+        p = amonitor_pending_take(priv, action->msg_id);
+        if (p == NULL) {
+            return; /* the handler already called amonitor_sdk_ack() */
+        }
+    }
+
+    (void) amonitor_msg_answer(priv, p, success, message);
+    amonitor_pending_finish(p);
 }
 
 
@@ -526,17 +612,13 @@ static void
 amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     const amonitor_action_t *action, int success, const char *message)
 {
-    int rc;
+    int  rc;
+    char text[AMONITOR_MESSAGE_MAX];
+
+    (void) amonitor_ack_text(message, text, sizeof(text));
 
     rc = amonitor_msg_build_ack(priv, &priv->scratch, action->msg_id,
-        action->trace_id, success, message, action->binary);
-
-    if (rc == AMONITOR_ERR_INVAL) {
-        amonitor_log(priv, AMONITOR_LOG_WARN,
-            "action \"%s\": ack message is not UTF-8", action->name);
-        rc = amonitor_msg_build_ack(priv, &priv->scratch, action->msg_id,
-            action->trace_id, success, "invalid ack message", action->binary);
-    }
+        action->trace_id, success, text, action->binary);
 
     if (rc != AMONITOR_OK) {
         amonitor_log(priv, AMONITOR_LOG_ERROR, "ack not built: %s",
@@ -598,4 +680,79 @@ amonitor_buf_add(amon_buf_t *b, size_t max, const char *p, size_t len)
     b->len += len;
 
     return AMON_OK;
+}
+
+
+/*
+ * A ready frame for one connection, if it is still open: an ack (never
+ * dropped for a slow agent; counted in acks or acks_dropped) or an event.
+ */
+void
+amonitor_msg_send(amonitor_sdk_priv_t *priv, uint64_t conn_id, unsigned opcode,
+    const unsigned char *p, size_t len, int ack)
+{
+    amonitor_conn_t *c;
+
+    for (c = priv->conns; c; c = c->next) {
+        if (c->id == conn_id) {
+            break;
+        }
+    }
+
+    if (c && c->state == AMONITOR_CONN_OPEN
+        && amonitor_conn_send_frame(priv, c, opcode, p, len, !ack)
+            == AMONITOR_OK) {
+        if (ack) {
+            amonitor_stat_inc(priv, acks);
+
+        } else {
+            amonitor_stat_inc(priv, events);
+        }
+        return;
+    }
+
+    if (ack) {
+        amonitor_stat_inc(priv, acks_dropped);
+        amonitor_log(priv, AMONITOR_LOG_WARN,
+            "ack dropped: agent connection %llu is gone",
+            (unsigned long long) conn_id);
+    }
+}
+
+
+/*
+ * On the loop's thread: answer a taken pending action at once, one ack
+ * per waiting connection, in the encoding and with the trace_id of the
+ * action each sent, under amonitor_ack_text()'s message rule.
+ */
+int
+amonitor_msg_answer(amonitor_sdk_priv_t *priv, amonitor_pending_t *p,
+    int success, const char *message)
+{
+    int                rc, err;
+    amonitor_waiter_t *w;
+    char               text[AMONITOR_MESSAGE_MAX];
+
+    if (amonitor_ack_text(message ? message : "", text, sizeof(text))
+        != AMONITOR_OK) {
+        amonitor_log(priv, AMONITOR_LOG_WARN,
+            "action %s: ack message is not UTF-8, replaced", p->msg_id);
+    }
+
+    err = AMONITOR_OK;
+
+    for (w = p->waiters; w; w = w->next) {
+        rc = amonitor_msg_build_ack(priv, &priv->scratch, p->msg_id,
+            w->trace_id, success, text, w->binary);
+        if (rc != AMONITOR_OK) {
+            err = rc;
+            continue;
+        }
+
+        amonitor_msg_send(priv, w->conn_id,
+            w->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, priv->scratch.data,
+            priv->scratch.len, 1);
+    }
+
+    return err;
 }

@@ -16,6 +16,8 @@
 static int amonitor_enqueue(amonitor_sdk_priv_t *priv, amonitor_job_t *job);
 static amonitor_job_t *amonitor_job_from_buf(
     unsigned kind, unsigned opcode, const amon_buf_t *b);
+static int amonitor_emit(amonitor_sdk_t *ctx, uint64_t conn_id,
+    const char *name, const char *json_data);
 
 
 /* Take the whole queue under the lock, then send without it. */
@@ -50,27 +52,14 @@ amonitor_run_jobs(amonitor_sdk_priv_t *priv)
             break;
 
         case AMONITOR_JOB_CONN:
-            for (c = priv->conns; c; c = c->next) {
-                if (c->id == job->conn_id) {
-                    break;
-                }
-            }
-
-            if (c && c->state == AMONITOR_CONN_OPEN
-                && amonitor_conn_send_frame(
-                       priv, c, job->opcode, job->data, job->len, 0)
-                    == AMONITOR_OK) {
-                amonitor_stat_inc(priv, acks);
-
-            } else {
-                amonitor_stat_inc(priv, acks_dropped);
-                amonitor_log(priv, AMONITOR_LOG_WARN,
-                    "async ack dropped: agent connection %llu is gone",
-                    (unsigned long long) job->conn_id);
-            }
+        case AMONITOR_JOB_EVENT_CONN:
+            amonitor_msg_send(priv, job->conn_id, job->opcode, job->data,
+                job->len, job->kind == AMONITOR_JOB_CONN);
             break;
 
-        default: /* AMONITOR_JOB_STOP */ priv->leave_loop = 1; break;
+        default: /* AMONITOR_JOB_STOP */
+            amonitor_flag_set(&priv->leave_loop, 1);
+            break;
         }
 
         free(job);
@@ -120,7 +109,8 @@ amonitor_enqueue(amonitor_sdk_priv_t *priv, amonitor_job_t *job)
 {
     pthread_mutex_lock(&priv->lock);
 
-    if (job->kind == AMONITOR_JOB_BROADCAST) {
+    if (job->kind == AMONITOR_JOB_BROADCAST
+        || job->kind == AMONITOR_JOB_EVENT_CONN) {
         if (priv->queued_events >= priv->max_queued_events) {
             pthread_mutex_unlock(&priv->lock);
             free(job);
@@ -173,6 +163,26 @@ int
 amonitor_sdk_emit_event(
     amonitor_sdk_t *ctx, const char *name, const char *json_data)
 {
+    return amonitor_emit(ctx, 0, name, json_data);
+}
+
+
+int
+amonitor_sdk_emit_event_to(amonitor_sdk_t *ctx, uint64_t conn_id,
+    const char *name, const char *json_data)
+{
+    if (conn_id == 0) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    return amonitor_emit(ctx, conn_id, name, json_data);
+}
+
+
+static int
+amonitor_emit(amonitor_sdk_t *ctx, uint64_t conn_id, const char *name,
+    const char *json_data)
+{
     int                  rc;
     amon_buf_t           b;
     amonitor_job_t      *job;
@@ -193,7 +203,8 @@ amonitor_sdk_emit_event(
         return rc;
     }
 
-    job = amonitor_job_from_buf(AMONITOR_JOB_BROADCAST,
+    job = amonitor_job_from_buf(
+        conn_id ? AMONITOR_JOB_EVENT_CONN : AMONITOR_JOB_BROADCAST,
         priv->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, &b);
     amon_buf_free(&b, NULL);
 
@@ -201,7 +212,99 @@ amonitor_sdk_emit_event(
         return AMONITOR_ERR_NOMEM;
     }
 
+    job->conn_id = conn_id;
+
     return amonitor_enqueue(priv, job);
+}
+
+
+/*
+ * Answer a taken pending action: one ack per waiting connection, in the
+ * encoding and with the trace_id of the action each sent.  "direct": we
+ * are on the loop's thread and send at once; otherwise the acks are
+ * queued for it.  The message rule is amonitor_ack_text()'s.
+ */
+int
+amonitor_queue_answer(amonitor_sdk_priv_t *priv, amonitor_pending_t *p,
+    int success, const char *message, int direct)
+{
+    int                rc, err;
+    unsigned           opcode;
+    amon_buf_t         b;
+    amonitor_job_t    *job;
+    amonitor_waiter_t *w;
+    char               text[AMONITOR_MESSAGE_MAX];
+
+    if (direct) {
+        return amonitor_msg_answer(priv, p, success, message);
+    }
+
+    if (amonitor_ack_text(message ? message : "", text, sizeof(text))
+        != AMONITOR_OK) {
+        amonitor_log(priv, AMONITOR_LOG_WARN,
+            "action %s: ack message is not UTF-8, replaced", p->msg_id);
+    }
+
+    memset(&b, 0, sizeof(b));
+    err = AMONITOR_OK;
+
+    for (w = p->waiters; w; w = w->next) {
+        rc = amonitor_msg_build_ack(
+            priv, &b, p->msg_id, w->trace_id, success, text, w->binary);
+        if (rc != AMONITOR_OK) {
+            err = rc;
+            continue;
+        }
+
+        opcode = w->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT;
+
+        job = amonitor_job_from_buf(AMONITOR_JOB_CONN, opcode, &b);
+        if (job == NULL) {
+            err = AMONITOR_ERR_NOMEM;
+            continue;
+        }
+
+        job->conn_id = w->conn_id;
+        (void) amonitor_enqueue(priv, job);
+    }
+
+    amon_buf_free(&b, NULL);
+
+    return err;
+}
+
+
+/* On the loop's thread: fail pending actions past their deadline. */
+void
+amonitor_queue_expire(amonitor_sdk_priv_t *priv, int64_t now)
+{
+    amonitor_pending_t *p;
+
+    while ((p = amonitor_pending_take_expired(priv, now)) != NULL) {
+        amonitor_log(priv, AMONITOR_LOG_WARN,
+            "action \"%s\" (%s) not answered within %lld ms: failed", p->name,
+            p->msg_id, (long long) priv->pending_timeout);
+        amonitor_stat_inc(priv, pending_timeouts);
+        (void) amonitor_queue_answer(
+            priv, p, 0, "action timed out in the monitored program", 1);
+        amonitor_pending_finish(p);
+    }
+}
+
+
+/* On the loop's thread, at stop: every pending action gets its answer. */
+void
+amonitor_queue_fail_all(amonitor_sdk_priv_t *priv, const char *message)
+{
+    amonitor_pending_t *p;
+
+    while ((p = amonitor_pending_take_any(priv)) != NULL) {
+        amonitor_log(priv, AMONITOR_LOG_WARN, "action \"%s\" (%s) failed: %s",
+            p->name, p->msg_id, message);
+        amonitor_stat_inc(priv, pending_cancelled);
+        (void) amonitor_queue_answer(priv, p, 0, message, 1);
+        amonitor_pending_finish(p);
+    }
 }
 
 
@@ -209,52 +312,70 @@ int
 amonitor_sdk_ack(
     amonitor_sdk_t *ctx, const char *msg_id, int success, const char *message)
 {
-    int                  rc;
-    amon_buf_t           b;
-    amonitor_job_t      *job;
-    amonitor_pending_t  *p;
-    amonitor_sdk_priv_t *priv;
+    int                 rc;
+    amonitor_pending_t *p;
 
-    if (ctx == NULL || msg_id == NULL) {
+    if (ctx == NULL || msg_id == NULL || !ctx->priv->configured) {
         return AMONITOR_ERR_INVAL;
     }
 
-    priv = ctx->priv;
+    p = amonitor_pending_take(ctx->priv, msg_id);
+    if (p == NULL) {
+        return AMONITOR_ERR_NOTFOUND;
+    }
 
-    rc = amonitor_pending_take(priv, msg_id, &p);
+    rc = amonitor_queue_answer(ctx->priv, p, success, message, 0);
+    amonitor_pending_finish(p);
+
+    return rc;
+}
+
+
+int
+amonitor_pending_ack(amonitor_pending_t *p, int success, const char *message)
+{
+    int                  rc;
+    amonitor_sdk_priv_t *priv;
+
+    if (p == NULL) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    priv = p->priv;
+
+    /* p may be gone after this unless it was taken */
+    rc = amonitor_pending_take_handle(p, 1);
     if (rc != AMONITOR_OK) {
         return rc;
     }
 
-    memset(&b, 0, sizeof(b));
+    rc = amonitor_queue_answer(priv, p, success, message, 0);
+    amonitor_pending_finish(p);
 
-    rc = amonitor_msg_build_ack(priv, &b, p->msg_id, p->trace_id, success,
-        message ? message : "", p->binary);
+    return rc;
+}
 
-    if (rc != AMONITOR_OK) {
-        amon_buf_free(&b, NULL);
 
-        /* still answer the agent, with a message we know is valid */
-        rc = amonitor_msg_build_ack(priv, &b, p->msg_id, p->trace_id, 0,
-            "invalid ack message", p->binary);
-        if (rc != AMONITOR_OK) {
-            amon_buf_free(&b, NULL);
-            amonitor_pending_free(p);
-            return rc;
-        }
+int
+amonitor_sdk_pending_cancel(
+    amonitor_sdk_t *ctx, uint64_t id, const char *message)
+{
+    int                 rc;
+    amonitor_pending_t *p;
+
+    if (ctx == NULL || !ctx->priv->configured) {
+        return AMONITOR_ERR_INVAL;
     }
 
-    job = amonitor_job_from_buf(
-        AMONITOR_JOB_CONN, p->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, &b);
-    amon_buf_free(&b, NULL);
-
-    if (job == NULL) {
-        amonitor_pending_free(p);
-        return AMONITOR_ERR_NOMEM;
+    p = amonitor_pending_take_id(ctx->priv, id);
+    if (p == NULL) {
+        return AMONITOR_ERR_NOTFOUND;
     }
 
-    job->conn_id = p->conn_id;
-    amonitor_pending_free(p);
+    amonitor_stat_inc(ctx->priv, pending_cancelled);
+    rc = amonitor_queue_answer(
+        ctx->priv, p, 0, message ? message : "cancelled", 0);
+    amonitor_pending_finish(p);
 
-    return amonitor_enqueue(priv, job);
+    return rc;
 }

@@ -15,8 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,17 +31,15 @@
 #include "amon_ws_handshake.h"
 
 
-#define AMONITOR_MAX_EVENTS 64
-
-
 static int amonitor_config_check(
     amonitor_sdk_t *ctx, const amonitor_sdk_config_t *cfg);
-static void  amonitor_accept(amonitor_sdk_priv_t *priv);
-static void  amonitor_reap(amonitor_sdk_priv_t *priv);
-static void  amonitor_drain(amonitor_sdk_priv_t *priv);
-static void  amonitor_close_listener(amonitor_sdk_priv_t *priv);
-static void *amonitor_thread(void *arg);
-static void  amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+static void amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+static void amonitor_handler_release(
+    amonitor_sdk_priv_t *priv, amonitor_handler_t *h);
+static int amonitor_on_loop_thread(amonitor_sdk_priv_t *priv);
+static int amonitor_add_handler(amonitor_sdk_t *ctx, const char *name,
+    amonitor_action_fn fn, amonitor_handler_fn fn2,
+    amonitor_teardown_fn teardown, void *data);
 
 
 void
@@ -71,6 +69,13 @@ amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 
     if (priv->heartbeat_ms && c->state == AMONITOR_CONN_OPEN) {
         amonitor_msg_heartbeat(priv, c);
+    }
+
+    if (priv->conn_fn && c->state == AMONITOR_CONN_OPEN) {
+        c->announced = 1;
+        priv->cb_depth++;
+        priv->conn_fn(priv->ctx, c->id, c->peer, 1, priv->conn_data);
+        priv->cb_depth--;
     }
 }
 
@@ -108,7 +113,18 @@ amonitor_sdk_new(const amonitor_sdk_config_t *cfg)
     priv->on_message = amonitor_msg_dispatch;
     priv->on_heartbeat = amonitor_msg_heartbeat;
 
+    priv->refs = 1;
+    priv->pending_timeout = AMONITOR_PENDING_TIMEOUT;
+    priv->accept_backoff = AMONITOR_ACCEPT_BACKOFF;
+
     if (pthread_mutex_init(&priv->lock, NULL) != 0) {
+        free(priv);
+        free(ctx);
+        return NULL;
+    }
+
+    if (pthread_cond_init(&priv->idle, NULL) != 0) {
+        pthread_mutex_destroy(&priv->lock);
         free(priv);
         free(ctx);
         return NULL;
@@ -148,6 +164,15 @@ amonitor_sdk_new(const amonitor_sdk_config_t *cfg)
     priv->max_connections = cfg->max_connections;
     priv->max_pending = cfg->max_pending;
     priv->max_queued_events = cfg->max_queued_events;
+
+    /* one descriptor for the context's whole life (amonitor_sdk_fd) */
+    priv->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (priv->epfd == -1) {
+        amonitor_set_error(
+            ctx, AMONITOR_ERR_IO, "epoll_create1(): %s", strerror(errno));
+        return ctx;
+    }
+
     priv->configured = 1;
 
     return ctx;
@@ -229,7 +254,6 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
 {
     amonitor_sdk_priv_t *priv;
     amonitor_handler_t  *h;
-    amonitor_pending_t  *p;
 
     if (ctx == NULL) {
         return;
@@ -237,34 +261,50 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
 
     priv = ctx->priv;
 
-    amonitor_sdk_stop(ctx);
-    amonitor_free_jobs(priv);
-
-    while (priv->pending) {
-        p = priv->pending;
-        priv->pending = p->next;
-        amonitor_pending_free(p);
+    if (amonitor_on_loop_thread(priv)) {
+        amonitor_log(priv, AMONITOR_LOG_ERROR,
+            "amonitor_sdk_free() called from a callback: ignored");
+        return;
     }
+
+    /* joins the I/O thread (after a running handler returned) */
+    amonitor_sdk_stop(ctx);
+
+    /* nothing may stay pending: the agents were told, the table empties */
+    amonitor_queue_fail_all(priv, "monitored program stopped");
+
+    /*
+     * From here handles get AMONITOR_ERR_STATE; an ack under way on
+     * another thread (it may log) ends before any teardown runs.  Handles
+     * the program still holds keep the lock alive.
+     */
+    amonitor_pending_close(priv);
 
     while (priv->handlers) {
         h = priv->handlers;
         priv->handlers = h->next;
-        h->fn(ctx, NULL, NULL, 0, h->data);
-        free(h->name);
-        free(h);
+        amonitor_handler_release(priv, h);
     }
 
     if (priv->metrics_fn) {
         priv->metrics_fn(ctx, NULL, priv->metrics_data);
     }
 
+    if (priv->conn_teardown) {
+        priv->conn_teardown(priv->conn_data);
+    }
+
     if (priv->log_fn) {
         priv->log_fn(AMONITOR_LOG_DEBUG, NULL, priv->log_data);
     }
 
+    amonitor_free_jobs(priv);
     amon_buf_free(&priv->scratch, NULL);
     amon_buf_free(&priv->scratch2, NULL);
-    pthread_mutex_destroy(&priv->lock);
+
+    if (priv->epfd != -1) {
+        close(priv->epfd);
+    }
 
     free(priv->host);
     free(priv->path);
@@ -272,8 +312,52 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
     free(priv->token);
     free(priv->register_url);
     free(priv->metadata_json);
-    free(priv);
+
+    amonitor_pending_unref_priv(priv);
     free(ctx);
+}
+
+
+/*
+ * Free a handler that left the list; its teardown runs unless another
+ * registration still uses the same (fn, data) or (teardown, data).
+ */
+static void
+amonitor_handler_release(amonitor_sdk_priv_t *priv, amonitor_handler_t *h)
+{
+    amonitor_handler_t *o;
+
+    for (o = priv->handlers; o; o = o->next) {
+        if (o->data == h->data
+            && ((h->fn && o->fn == h->fn)
+                || (h->teardown && o->teardown == h->teardown))) {
+            break;
+        }
+    }
+
+    if (o == NULL) {
+        if (h->fn) {
+            h->fn(priv->ctx, NULL, NULL, 0, h->data);
+
+        } else if (h->teardown) {
+            h->teardown(h->data);
+        }
+    }
+
+    free(h->name);
+    free(h);
+}
+
+
+/* Is the caller the thread that runs the loop, inside a callback? */
+static int
+amonitor_on_loop_thread(amonitor_sdk_priv_t *priv)
+{
+    if (amonitor_flag_get(&priv->thread_running)) {
+        return pthread_equal(pthread_self(), priv->thread);
+    }
+
+    return priv->cb_depth > 0;
 }
 
 
@@ -281,16 +365,53 @@ int
 amonitor_sdk_on_action(
     amonitor_sdk_t *ctx, const char *name, amonitor_action_fn fn, void *data)
 {
-    amonitor_sdk_priv_t *priv;
-    amonitor_handler_t  *h, **hp;
+    if (ctx == NULL) {
+        return AMONITOR_ERR_INVAL;
+    }
 
-    if (ctx == NULL || !ctx->priv->configured) {
-        return ctx ? ctx->err : AMONITOR_ERR_INVAL;
+    return amonitor_add_handler(ctx, name, fn, NULL, NULL, data);
+}
+
+
+int
+amonitor_sdk_handle(amonitor_sdk_t *ctx, const char *name,
+    amonitor_handler_fn fn, amonitor_teardown_fn teardown, void *data)
+{
+    if (ctx == NULL) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    if (fn == NULL) {
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_INVAL, "a handler needs a function");
+    }
+
+    return amonitor_add_handler(ctx, name, NULL, fn, teardown, data);
+}
+
+
+static int
+amonitor_add_handler(amonitor_sdk_t *ctx, const char *name,
+    amonitor_action_fn fn, amonitor_handler_fn fn2,
+    amonitor_teardown_fn teardown, void *data)
+{
+    amonitor_sdk_priv_t *priv;
+    amonitor_handler_t  *h, *old, **hp;
+
+    if (!ctx->priv->configured) {
+        return ctx->err;
     }
 
     priv = ctx->priv;
 
-    if (fn == NULL || (name && !amonitor_valid_text(name, AMON_MAX_ID_LEN))) {
+    if (amonitor_flag_get(&priv->thread_running)
+        && !pthread_equal(pthread_self(), priv->thread)) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "handlers are registered before start or on the I/O thread");
+    }
+
+    if ((fn == NULL && fn2 == NULL)
+        || (name && !amonitor_valid_text(name, AMON_MAX_ID_LEN))) {
         return amonitor_set_error(ctx, AMONITOR_ERR_INVAL,
             "a handler needs a function and a valid name");
     }
@@ -309,17 +430,18 @@ amonitor_sdk_on_action(
     }
 
     h->fn = fn;
+    h->fn2 = fn2;
+    h->teardown = teardown;
     h->data = data;
 
     for (hp = &priv->handlers; *hp; hp = &(*hp)->next) {
         if ((name == NULL && (*hp)->name == NULL)
             || (name && (*hp)->name && strcmp(name, (*hp)->name) == 0)) {
-            /* replace: the old handler gets its teardown call */
-            h->next = (*hp)->next;
-            (*hp)->fn(ctx, NULL, NULL, 0, (*hp)->data);
-            free((*hp)->name);
-            free(*hp);
+            /* replace: the old one is torn down unless "h" shares it */
+            old = *hp;
+            h->next = old->next;
             *hp = h;
+            amonitor_handler_release(priv, old);
             return AMONITOR_OK;
         }
     }
@@ -328,6 +450,79 @@ amonitor_sdk_on_action(
     priv->handlers = h;
 
     return AMONITOR_OK;
+}
+
+
+int
+amonitor_sdk_on_connection(amonitor_sdk_t *ctx, amonitor_connection_fn fn,
+    amonitor_teardown_fn teardown, void *data)
+{
+    amonitor_sdk_priv_t *priv;
+
+    if (ctx == NULL || !ctx->priv->configured) {
+        return ctx ? ctx->err : AMONITOR_ERR_INVAL;
+    }
+
+    priv = ctx->priv;
+
+    if (amonitor_flag_get(&priv->thread_running)
+        && !pthread_equal(pthread_self(), priv->thread)) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "callbacks are set before start or on the I/O thread");
+    }
+
+    if (priv->conn_teardown
+        && (priv->conn_teardown != teardown || priv->conn_data != data)) {
+        priv->conn_teardown(priv->conn_data);
+    }
+
+    priv->conn_fn = fn;
+    priv->conn_teardown = teardown;
+    priv->conn_data = data;
+
+    return AMONITOR_OK;
+}
+
+
+int
+amonitor_sdk_set_option(amonitor_sdk_t *ctx, int option, long long value)
+{
+    amonitor_sdk_priv_t *priv;
+
+    if (ctx == NULL || !ctx->priv->configured) {
+        return ctx ? ctx->err : AMONITOR_ERR_INVAL;
+    }
+
+    priv = ctx->priv;
+
+    if (priv->listen_fd != -1 || amonitor_flag_get(&priv->thread_running)) {
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_STATE, "options are set before listening");
+    }
+
+    switch (option) {
+
+    case AMONITOR_OPT_PENDING_TIMEOUT_MS:
+        if (value < 0 || value > 86400000LL * 7) {
+            break;
+        }
+        priv->pending_timeout = value;
+        return AMONITOR_OK;
+
+    case AMONITOR_OPT_ACCEPT_BACKOFF_MS:
+        if (value < 1 || value > 60000) {
+            break;
+        }
+        priv->accept_backoff = value;
+        return AMONITOR_OK;
+
+    default:
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_INVAL, "unknown option %d", option);
+    }
+
+    return amonitor_set_error(ctx, AMONITOR_ERR_INVAL,
+        "value %lld out of range for option %d", value, option);
 }
 
 
@@ -406,7 +601,13 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
         return AMONITOR_OK;
     }
 
-    priv->leave_loop = 0;
+    if (priv->stopping || priv->conns) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "a stop is still under way: call amonitor_sdk_step()");
+    }
+
+    amonitor_flag_set(&priv->leave_loop, 0);
+    priv->accept_resume = 0;
 
     memset(&ss, 0, sizeof(ss));
     sin = (struct sockaddr_in *) &ss;
@@ -455,19 +656,11 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
 
     priv->listen_fd = fd;
 
-    priv->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (priv->epfd == -1) {
-        rc = errno;
-        amonitor_close_listener(priv);
-        return amonitor_set_error(
-            ctx, AMONITOR_ERR_IO, "epoll_create1(): %s", strerror(rc));
-    }
-
     if (pipe2(priv->wake_fd, O_NONBLOCK | O_CLOEXEC) == -1) {
         rc = errno;
         priv->wake_fd[0] = -1;
         priv->wake_fd[1] = -1;
-        amonitor_close_listener(priv);
+        amonitor_loop_close_listener(priv);
         return amonitor_set_error(
             ctx, AMONITOR_ERR_IO, "pipe2(): %s", strerror(rc));
     }
@@ -478,16 +671,17 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
 
     if (epoll_ctl(priv->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
         rc = errno;
-        amonitor_close_listener(priv);
+        amonitor_loop_close_listener(priv);
         return amonitor_set_error(
             ctx, AMONITOR_ERR_IO, "epoll_ctl(): %s", strerror(rc));
     }
 
+    priv->listening = 1;
     ev.data.ptr = &priv->wake_fd[0];
 
     if (epoll_ctl(priv->epfd, EPOLL_CTL_ADD, priv->wake_fd[0], &ev) == -1) {
         rc = errno;
-        amonitor_close_listener(priv);
+        amonitor_loop_close_listener(priv);
         return amonitor_set_error(
             ctx, AMONITOR_ERR_IO, "epoll_ctl(): %s", strerror(rc));
     }
@@ -534,39 +728,29 @@ amonitor_sdk_start(amonitor_sdk_t *ctx)
 
     priv = ctx->priv;
 
-    if (priv->thread_running) {
+    if (amonitor_flag_get(&priv->thread_running)) {
         return amonitor_set_error(
             ctx, AMONITOR_ERR_STATE, "the I/O thread is already running");
     }
 
-    priv->leave_loop = 0;
+    if (priv->cb_depth) {
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_STATE, "not from a callback");
+    }
 
-    rc = pthread_create(&priv->thread, NULL, amonitor_thread, priv);
+    amonitor_flag_set(&priv->leave_loop, 0);
+
+    /* set before the thread exists: it reads "thread" and the flag */
+    amonitor_flag_set(&priv->thread_running, 1);
+
+    rc = pthread_create(&priv->thread, NULL, amonitor_loop_thread, priv);
     if (rc != 0) {
+        amonitor_flag_set(&priv->thread_running, 0);
         return amonitor_set_error(
             ctx, AMONITOR_ERR_IO, "pthread_create(): %s", strerror(rc));
     }
 
-    priv->thread_running = 1;
-
     return AMONITOR_OK;
-}
-
-
-static void *
-amonitor_thread(void *arg)
-{
-    amonitor_sdk_priv_t *priv = arg;
-
-    while (!priv->leave_loop) {
-        if (amonitor_sdk_step(priv->ctx, -1) != AMONITOR_OK) {
-            break;
-        }
-    }
-
-    amonitor_drain(priv);
-
-    return NULL;
 }
 
 
@@ -582,18 +766,17 @@ amonitor_sdk_stop(amonitor_sdk_t *ctx)
 
     priv = ctx->priv;
 
-    if (priv->listen_fd == -1) {
+    if (priv->listen_fd == -1 && priv->conns == NULL
+        && !amonitor_flag_get(&priv->thread_running)) {
         return AMONITOR_OK;
     }
 
-    if (priv->in_callback
-        || (priv->thread_running
-            && pthread_equal(pthread_self(), priv->thread))) {
+    if (amonitor_on_loop_thread(priv)) {
         /* no ctx->err here: it belongs to the thread that owns the SDK */
         return AMONITOR_ERR_STATE;
     }
 
-    if (priv->thread_running) {
+    if (amonitor_flag_get(&priv->thread_running)) {
         job = calloc(1, sizeof(amonitor_job_t));
 
         pthread_mutex_lock(&priv->lock);
@@ -609,313 +792,25 @@ amonitor_sdk_stop(amonitor_sdk_t *ctx)
 
         } else {
             /* no memory for a job: the flag is read after every step */
-            priv->leave_loop = 1;
+            amonitor_flag_set(&priv->leave_loop, 1);
         }
         amonitor_wake(priv);
         pthread_mutex_unlock(&priv->lock);
 
+        /* waits for a handler that is running to return */
         pthread_join(priv->thread, NULL);
-        priv->thread_running = 0;
+        amonitor_flag_set(&priv->thread_running, 0);
 
     } else {
-        amonitor_drain(priv);
+        amonitor_loop_drain(priv);
     }
 
-    amonitor_close_listener(priv);
+    amonitor_loop_close_listener(priv);
 
     amonitor_log(priv, AMONITOR_LOG_INFO, "amonitor sdk \"%s\" stopped",
         priv->target_id);
 
     return AMONITOR_OK;
-}
-
-
-/* Say goodbye to every connection, give peers a moment, close the rest. */
-static void
-amonitor_drain(amonitor_sdk_priv_t *priv)
-{
-    int64_t          end;
-    amonitor_conn_t *c;
-
-    amonitor_run_jobs(priv);
-
-    for (c = priv->conns; c; c = c->next) {
-        if (c->state == AMONITOR_CONN_OPEN) {
-            amonitor_conn_close(
-                priv, c, AMON_WS_CLOSE_GOING_AWAY, "going away");
-
-        } else if (c->state == AMONITOR_CONN_HANDSHAKE) {
-            amonitor_conn_abort(priv, c);
-        }
-    }
-
-    amonitor_reap(priv);
-
-    end = amon_posix_now_ms() + AMONITOR_CLOSING_MS;
-
-    while (priv->conns && amon_posix_now_ms() < end) {
-        priv->leave_loop = 1;
-        if (amonitor_sdk_step(priv->ctx, 20) != AMONITOR_OK) {
-            break;
-        }
-    }
-
-    for (c = priv->conns; c; c = c->next) {
-        amonitor_conn_abort(priv, c);
-    }
-
-    amonitor_reap(priv);
-}
-
-
-static void
-amonitor_close_listener(amonitor_sdk_priv_t *priv)
-{
-    if (priv->listen_fd != -1) {
-        close(priv->listen_fd);
-        priv->listen_fd = -1;
-    }
-
-    if (priv->epfd != -1) {
-        close(priv->epfd);
-        priv->epfd = -1;
-    }
-
-    pthread_mutex_lock(&priv->lock);
-
-    if (priv->wake_fd[0] != -1) {
-        close(priv->wake_fd[0]);
-        close(priv->wake_fd[1]);
-        priv->wake_fd[0] = -1;
-        priv->wake_fd[1] = -1;
-    }
-
-    priv->wake_pending = 0;
-
-    pthread_mutex_unlock(&priv->lock);
-
-    priv->bound_port = -1;
-}
-
-
-int
-amonitor_sdk_fd(amonitor_sdk_t *ctx)
-{
-    if (ctx == NULL) {
-        return -1;
-    }
-
-    return ctx->priv->epfd;
-}
-
-
-int
-amonitor_sdk_timeout(amonitor_sdk_t *ctx)
-{
-    int64_t              now, t, best;
-    amonitor_conn_t     *c;
-    amonitor_sdk_priv_t *priv;
-
-    if (ctx == NULL) {
-        return -1;
-    }
-
-    priv = ctx->priv;
-    best = -1;
-    now = amon_posix_now_ms();
-
-    for (c = priv->conns; c; c = c->next) {
-        if (c->state == AMONITOR_CONN_DEAD) {
-            return 0; /* reap now */
-        }
-
-        t = c->deadline;
-        if (c->state == AMONITOR_CONN_OPEN && c->next_heartbeat
-            && (t == 0 || c->next_heartbeat < t)) {
-            t = c->next_heartbeat;
-        }
-
-        if (t == 0) {
-            continue;
-        }
-
-        t = (t > now) ? t - now : 0;
-        if (best < 0 || t < best) {
-            best = t;
-        }
-    }
-
-    return (int) best;
-}
-
-
-int
-amonitor_sdk_step(amonitor_sdk_t *ctx, int timeout_ms)
-{
-    int                  n, i, t;
-    char                 drain[64];
-    int64_t              now;
-    amonitor_conn_t     *c;
-    amonitor_sdk_priv_t *priv;
-    struct epoll_event   evs[AMONITOR_MAX_EVENTS];
-
-    if (ctx == NULL) {
-        return AMONITOR_ERR_INVAL;
-    }
-
-    priv = ctx->priv;
-
-    if (priv->epfd == -1) {
-        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
-            "not listening: call amonitor_sdk_listen() first");
-    }
-
-    t = amonitor_sdk_timeout(ctx);
-    if (t >= 0 && (timeout_ms < 0 || t < timeout_ms)) {
-        timeout_ms = t;
-    }
-
-    n = epoll_wait(priv->epfd, evs, AMONITOR_MAX_EVENTS, timeout_ms);
-    if (n == -1) {
-        if (errno != EINTR) {
-            return amonitor_set_error(
-                ctx, AMONITOR_ERR_IO, "epoll_wait(): %s", strerror(errno));
-        }
-        n = 0;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (evs[i].data.ptr == &priv->listen_fd) {
-            amonitor_accept(priv);
-            continue;
-        }
-
-        if (evs[i].data.ptr == &priv->wake_fd[0]) {
-            while (read(priv->wake_fd[0], drain, sizeof(drain)) > 0) {
-                /* empty the pipe */
-            }
-            amonitor_run_jobs(priv);
-            continue;
-        }
-
-        c = evs[i].data.ptr;
-
-        if (c->state != AMONITOR_CONN_DEAD
-            && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
-            amonitor_conn_read(priv, c);
-        }
-
-        if (c->state != AMONITOR_CONN_DEAD && (evs[i].events & EPOLLOUT)) {
-            amonitor_conn_write(priv, c);
-        }
-    }
-
-    now = amon_posix_now_ms();
-
-    for (c = priv->conns; c; c = c->next) {
-        if (c->state != AMONITOR_CONN_DEAD) {
-            amonitor_conn_timer(priv, c, now);
-        }
-    }
-
-    amonitor_reap(priv);
-
-    return AMONITOR_OK;
-}
-
-
-static void
-amonitor_accept(amonitor_sdk_priv_t *priv)
-{
-    int              fd, one;
-    amonitor_conn_t *c;
-
-    for (;;) {
-        fd = accept4(priv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (fd == -1) {
-            if (errno == EINTR || errno == ECONNABORTED) {
-                continue;
-            }
-
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                amonitor_log(
-                    priv, AMONITOR_LOG_ERROR, "accept4(): %s", strerror(errno));
-            }
-
-            return;
-        }
-
-        if (priv->leave_loop || priv->nconns >= priv->max_connections) {
-            amonitor_log(priv, AMONITOR_LOG_WARN,
-                "connection refused: %u connections open (max %u)",
-                priv->nconns, priv->max_connections);
-            amonitor_stat_inc(priv, rejected);
-            close(fd);
-            continue;
-        }
-
-        one = 1;
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
-        c = amonitor_conn_new(priv, fd);
-        if (c == NULL) {
-            close(fd);
-            continue;
-        }
-    }
-}
-
-
-static void
-amonitor_reap(amonitor_sdk_priv_t *priv)
-{
-    amonitor_conn_t *c, **cp;
-
-    cp = &priv->conns;
-
-    while (*cp) {
-        c = *cp;
-
-        if (c->state == AMONITOR_CONN_DEAD) {
-            *cp = c->next;
-            amonitor_conn_free(priv, c);
-            continue;
-        }
-
-        cp = &c->next;
-    }
-}
-
-
-void
-amonitor_sdk_stats(amonitor_sdk_t *ctx, amonitor_stats_t *st)
-{
-    amonitor_counters_t *s;
-
-    memset(st, 0, sizeof(*st));
-
-    if (ctx == NULL) {
-        return;
-    }
-
-    s = &ctx->priv->stats;
-
-#define amonitor_stat_read(f) st->f = __atomic_load_n(&s->f, __ATOMIC_RELAXED)
-
-    amonitor_stat_read(connections);
-    amonitor_stat_read(connections_total);
-    amonitor_stat_read(rejected);
-    amonitor_stat_read(actions);
-    amonitor_stat_read(acks);
-    amonitor_stat_read(acks_dropped);
-    amonitor_stat_read(heartbeats);
-    amonitor_stat_read(events);
-    amonitor_stat_read(dropped);
-    amonitor_stat_read(invalid);
-    amonitor_stat_read(protocol_errors);
-
-#undef amonitor_stat_read
 }
 
 

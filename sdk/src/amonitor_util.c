@@ -2,11 +2,12 @@
  * Copyright (C) AMonitor authors
  *
  * The bottom of the SDK: logging through the host's callback, status
- * texts, small string helpers.  Every other SDK file may call these;
- * they call nothing of the SDK.
+ * texts, small string helpers, the ack text rule, reading the counters.
+ * Every other SDK file may call these; they call nothing of the SDK.
  */
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,4 +87,113 @@ amonitor_valid_text(const char *s, size_t max)
     }
 
     return 1;
+}
+
+
+/*
+ * The one ack message rule, for handlers and for acks from any thread: at
+ * most "size" - 1 bytes are kept, cut at the last whole character (a text
+ * that reaches the limit may end in a partial character: a handler's
+ * snprintf() cuts bytes, not characters); what is then not UTF-8 becomes
+ * "invalid ack message".  Returns AMONITOR_OK, or AMONITOR_ERR_INVAL when
+ * the text was replaced.
+ */
+int
+amonitor_ack_text(const char *in, char *out, size_t size)
+{
+    size_t        len, i, need;
+    unsigned char b;
+
+    len = strnlen(in, size);
+
+    if (len >= size - 1) {
+        len = size - 1;
+
+        /* the last character that starts before the limit ... */
+        i = len;
+        while (i && ((unsigned char) in[i - 1] & 0xc0) == 0x80 && len - i < 3) {
+            i--;
+        }
+
+        if (i) {
+            b = (unsigned char) in[i - 1];
+            need = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+
+            /* ... is dropped unless it ends before it */
+            if (b >= 0x80 && len - (i - 1) < need) {
+                len = i - 1;
+            }
+        }
+    }
+
+    if (amon_utf8_validate((const unsigned char *) in, len) != AMON_OK) {
+        snprintf(out, size, "invalid ack message");
+        return AMONITOR_ERR_INVAL;
+    }
+
+    memcpy(out, in, len);
+    out[len] = '\0';
+
+    return AMONITOR_OK;
+}
+
+
+void
+amonitor_sdk_stats(amonitor_sdk_t *ctx, amonitor_stats_t *st)
+{
+    /* 1.0 programs have room for the counters up to protocol_errors */
+    (void) amonitor_sdk_stats_get(ctx, st, offsetof(amonitor_stats_t, pending));
+}
+
+
+int
+amonitor_sdk_stats_get(amonitor_sdk_t *ctx, amonitor_stats_t *out, size_t size)
+{
+    amonitor_counters_t *s;
+    amonitor_stats_t     all, *st;
+
+    if (out == NULL) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    st = &all;
+    memset(st, 0, sizeof(*st));
+
+    if (ctx == NULL) {
+        memset(out, 0, size);
+        return AMONITOR_ERR_INVAL;
+    }
+
+    s = &ctx->priv->stats;
+
+#define amonitor_stat_read(f) st->f = __atomic_load_n(&s->f, __ATOMIC_RELAXED)
+
+    amonitor_stat_read(connections);
+    amonitor_stat_read(connections_total);
+    amonitor_stat_read(rejected);
+    amonitor_stat_read(actions);
+    amonitor_stat_read(acks);
+    amonitor_stat_read(acks_dropped);
+    amonitor_stat_read(heartbeats);
+    amonitor_stat_read(events);
+    amonitor_stat_read(dropped);
+    amonitor_stat_read(invalid);
+    amonitor_stat_read(protocol_errors);
+    amonitor_stat_read(pending);
+    amonitor_stat_read(duplicates);
+    amonitor_stat_read(pending_timeouts);
+    amonitor_stat_read(pending_cancelled);
+    amonitor_stat_read(accept_errors);
+
+#undef amonitor_stat_read
+
+    /* a program built with a larger struct gets zeros in what we lack */
+    if (size > sizeof(all)) {
+        memset(out, 0, size);
+        size = sizeof(all);
+    }
+
+    memcpy(out, &all, size);
+
+    return AMONITOR_OK;
 }

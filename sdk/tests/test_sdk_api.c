@@ -257,11 +257,14 @@ test_teardown_calls(void **state)
 static void
 test_state_errors(void **state)
 {
+    int             fd;
     amonitor_sdk_t *ctx;
 
     ctx = new_ctx(NULL);
 
-    assert_int_equal(amonitor_sdk_fd(ctx), -1);
+    /* one descriptor for the context's whole life */
+    fd = amonitor_sdk_fd(ctx);
+    assert_true(fd >= 0);
     assert_int_equal(amonitor_sdk_step(ctx, 0), AMONITOR_ERR_STATE);
     assert_int_equal(ctx->err, AMONITOR_ERR_STATE);
 
@@ -274,13 +277,20 @@ test_state_errors(void **state)
     assert_int_equal(amonitor_sdk_start(ctx), AMONITOR_OK);
     assert_int_equal(amonitor_sdk_start(ctx), AMONITOR_ERR_STATE);
 
+    /* the I/O thread owns the sockets: a second loop is refused */
+    assert_int_equal(amonitor_sdk_step(ctx, 0), AMONITOR_ERR_STATE);
+    assert_int_equal(ctx->err, AMONITOR_ERR_STATE);
+    assert_int_equal(amonitor_sdk_timeout(ctx), 0);
+    assert_int_equal(amonitor_sdk_stop_begin(ctx), AMONITOR_ERR_STATE);
+
     assert_int_equal(amonitor_sdk_stop(ctx), AMONITOR_OK);
     assert_int_equal(amonitor_sdk_stop(ctx), AMONITOR_OK);
     assert_int_equal(amonitor_sdk_port(ctx), -1);
 
-    /* and again after a stop */
+    /* and again after a stop, on the same descriptor */
     assert_int_equal(amonitor_sdk_start(ctx), AMONITOR_OK);
     assert_true(amonitor_sdk_port(ctx) > 0);
+    assert_int_equal(amonitor_sdk_fd(ctx), fd);
 
     amonitor_sdk_free(ctx);
 }
