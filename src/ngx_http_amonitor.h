@@ -109,6 +109,7 @@ typedef struct {
 typedef struct {
     ngx_flag_t panel;
     ngx_str_t  panel_token;
+    ngx_flag_t panel_snapshot;
     ngx_flag_t status;
 } ngx_http_amonitor_loc_conf_t;
 
@@ -145,6 +146,7 @@ struct ngx_http_amonitor_upstream_s {
     ngx_queue_t                  waiting; /* actions until open */
     ngx_uint_t                   failures;
     ngx_msec_t                   opened;
+    void                        *tstate; /* its record in the zone */
     unsigned                     dynamic : 1;
     unsigned                     stopped : 1;
 };
@@ -232,6 +234,8 @@ void ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+void ngx_http_amonitor_router_panel_snapshot(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
@@ -294,9 +298,12 @@ ngx_int_t ngx_http_amonitor_reply_stamp(ngx_http_amonitor_worker_t *w,
     u_char *data, size_t len, ngx_uint_t final, ngx_str_t *out);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_reply_target_status(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
-    const char *state);
-void ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
-    ngx_uint_t success, amon_str_t message, const char *code);
+    const char *state, const char *reason);
+ngx_int_t ngx_http_amonitor_reply_target_state(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t up, int64_t since,
+    ngx_str_t *reason, ngx_str_t *out);
+void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
+         ngx_uint_t success, amon_str_t message, const char *code);
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);

@@ -78,6 +78,8 @@ struct ngx_http_amonitor_conn_s {
     ngx_queue_t                 queue; /* a panel: in the worker's list */
     ngx_uint_t                  id; /* a panel: its number, for logs */
     ngx_uint_t                  pending; /* a panel: actions it waits for */
+    ngx_array_t                *seen; /* a panel: what its snapshot said */
+    ngx_uint_t                  unseen; /* entries still to match */
 
     amon_ws_session_t session; /* the rules every endpoint shares */
     size_t            rbuf_pos; /* in frames->rbuf */

@@ -151,6 +151,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       offsetof(ngx_http_amonitor_loc_conf_t, panel_token),
       NULL },
 
+    { ngx_string("amonitor_panel_snapshot"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_loc_conf_t, panel_snapshot),
+      NULL },
+
     { ngx_string("amonitor_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_amonitor_status,
@@ -307,6 +314,7 @@ ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
      */
 
     alcf->panel = NGX_CONF_UNSET;
+    alcf->panel_snapshot = NGX_CONF_UNSET;
 
     return alcf;
 }
@@ -320,6 +328,7 @@ ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->panel, prev->panel, 0);
     ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
+    ngx_conf_merge_value(conf->panel_snapshot, prev->panel_snapshot, 1);
 
     return NGX_CONF_OK;
 }
