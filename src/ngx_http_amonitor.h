@@ -111,7 +111,20 @@ typedef struct {
     ngx_str_t  panel_token;
     ngx_flag_t panel_snapshot;
     ngx_flag_t status;
+    ngx_flag_t dashboard;
+    ngx_str_t  dashboard_root;
+    ngx_flag_t metrics;
 } ngx_http_amonitor_loc_conf_t;
+
+
+/* a file of the built-in dashboard (generated from dashboard/) */
+typedef struct {
+    ngx_str_t name;
+    ngx_str_t type;
+    ngx_str_t body;
+} ngx_http_amonitor_asset_t;
+
+extern ngx_http_amonitor_asset_t ngx_http_amonitor_assets[];
 
 
 typedef enum {
@@ -307,6 +320,11 @@ void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
+
+/* dashboard.c */
+char *ngx_http_amonitor_dashboard(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_amonitor_dashboard_handler(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_AMONITOR_H_INCLUDED_ */

@@ -158,6 +158,20 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       offsetof(ngx_http_amonitor_loc_conf_t, panel_snapshot),
       NULL },
 
+    { ngx_string("amonitor_dashboard"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_amonitor_dashboard,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_dashboard_root"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_loc_conf_t, dashboard_root),
+      NULL },
+
     { ngx_string("amonitor_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_amonitor_status,
@@ -310,11 +324,14 @@ ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     alcf->panel_token = { 0, NULL };
+     *     alcf->dashboard_root = { 0, NULL };
+     *     alcf->metrics = 0;
      *     alcf->status = 0;
      */
 
     alcf->panel = NGX_CONF_UNSET;
     alcf->panel_snapshot = NGX_CONF_UNSET;
+    alcf->dashboard = NGX_CONF_UNSET;
 
     return alcf;
 }
@@ -329,6 +346,7 @@ ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->panel, prev->panel, 0);
     ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
     ngx_conf_merge_value(conf->panel_snapshot, prev->panel_snapshot, 1);
+    ngx_conf_merge_str_value(conf->dashboard_root, prev->dashboard_root, "");
 
     return NGX_CONF_OK;
 }
