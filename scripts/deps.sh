@@ -7,7 +7,8 @@ set -eu
 PKGS="build-essential nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev
 libprotobuf-c-dev protobuf-c-compiler libhiredis-dev libcjson-dev
 libcmocka-dev libmojolicious-perl libio-socket-ip-perl redis-server
-python3 python3-websockets clang valgrind cppcheck clang-format chromium
+python3 python3-websockets python3-prometheus-client clang valgrind cppcheck
+clang-format chromium
 libclang-rt-dev pkg-config dpkg-dev"
 
 if [ "${1:-}" = "--asan" ]; then

@@ -321,6 +321,9 @@ void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
 
+/* metrics.c */
+ngx_int_t ngx_http_amonitor_metrics_handler(ngx_http_request_t *r);
+
 /* dashboard.c */
 char *ngx_http_amonitor_dashboard(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

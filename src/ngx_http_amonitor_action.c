@@ -12,6 +12,7 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_store.h"
 
 
 /* what action_fail does to the claim */
@@ -45,6 +46,7 @@ typedef struct {
     ngx_str_t                        target_url;
     ngx_str_t                        trace_id;
     ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
+    ngx_msec_t                       sent_at; /* for the round trip */
     ngx_http_amonitor_action_state_e state;
     unsigned                         binary : 1;
     unsigned                         in_tree : 1;
@@ -518,6 +520,7 @@ ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
 {
     ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_tstate_t  *ts;
     ngx_http_amonitor_actions_t *as;
 
     w = a->worker;
@@ -541,6 +544,13 @@ ngx_http_amonitor_action_forward(
     }
 
     (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
+
+    if (u->tstate) {
+        ts = u->tstate;
+        (void) ngx_atomic_fetch_add(&ts->actions, 1);
+    }
+
+    a->sent_at = ngx_current_msec;
 
     ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
 }
@@ -649,6 +659,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     uint32_t                     hash;
     ngx_str_t                    id, result, out;
     ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_tstate_t  *ts;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
 
@@ -669,6 +680,13 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     }
 
     (void) ngx_atomic_fetch_add(&w->counters->acks, 1);
+
+    ngx_http_amonitor_store_rtt(w->store, ngx_current_msec - a->sent_at);
+
+    if (!env->success && u->tstate) {
+        ts = u->tstate;
+        (void) ngx_atomic_fetch_add(&ts->failures, 1);
+    }
 
     /* the stored result: the ack's payload, or its gist if too long */
 
@@ -859,11 +877,17 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     ngx_str_t                   result;
     amon_str_t                  msg;
     ngx_http_amonitor_about_t   about;
+    ngx_http_amonitor_tstate_t *ts;
     ngx_http_amonitor_worker_t *w;
 
     w = a->worker;
 
     (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
+
+    if (a->upstream && a->upstream->tstate) {
+        ts = a->upstream->tstate;
+        (void) ngx_atomic_fetch_add(&ts->failures, 1);
+    }
 
     if (end == NGX_HTTP_AMONITOR_RELEASE) {
         w->store->release(w->store, &a->sn.str);

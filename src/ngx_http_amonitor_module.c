@@ -39,6 +39,8 @@ static char *ngx_http_amonitor_check_queue(
     ngx_conf_t *cf, void *post, void *data);
 static char *ngx_http_amonitor_status(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_amonitor_metrics(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_amonitor_init_process(ngx_cycle_t *cycle);
 static void      ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
 
@@ -156,6 +158,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_amonitor_loc_conf_t, panel_snapshot),
+      NULL },
+
+    { ngx_string("amonitor_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_amonitor_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("amonitor_dashboard"),
@@ -868,6 +877,26 @@ ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_amonitor_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_loc_conf_t *alcf = conf;
+
+    ngx_http_core_loc_conf_t *clcf;
+
+    if (alcf->metrics) {
+        return "is duplicate";
+    }
+
+    alcf->metrics = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_amonitor_metrics_handler;
 
     return NGX_CONF_OK;
 }

@@ -99,7 +99,6 @@ typedef struct {
     ngx_uint_t                  ntargets;
     ngx_http_amonitor_tstate_t *targets[NGX_HTTP_AMONITOR_MAX_TRACKED];
     ngx_atomic_t rtt[NGX_HTTP_AMONITOR_RTT_BUCKETS]; /* not cumulative */
-    ngx_atomic_t rtt_count;
     ngx_atomic_t rtt_sum_us;
 } ngx_http_amonitor_shared_t;
 

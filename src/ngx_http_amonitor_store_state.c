@@ -287,5 +287,4 @@ ngx_http_amonitor_store_rtt(ngx_http_amonitor_store_t *st, ngx_msec_t rtt)
 
     (void) ngx_atomic_fetch_add(&sh->rtt[i], 1);
     (void) ngx_atomic_fetch_add(&sh->rtt_sum_us, rtt * 1000);
-    (void) ngx_atomic_fetch_add(&sh->rtt_count, 1);
 }
