@@ -35,6 +35,7 @@
 typedef struct ngx_http_amonitor_worker_s   ngx_http_amonitor_worker_t;
 typedef struct ngx_http_amonitor_upstream_s ngx_http_amonitor_upstream_t;
 typedef struct ngx_http_amonitor_store_s    ngx_http_amonitor_store_t;
+typedef struct ngx_http_amonitor_audit_s    ngx_http_amonitor_audit_t;
 
 
 /* a configured target: amonitor_target ID URL [token=T] */
@@ -100,6 +101,7 @@ typedef struct {
     size_t                          max_message;
     ngx_uint_t                      queue;
     ngx_http_amonitor_redis_conf_t *redis;
+    ngx_http_amonitor_audit_t      *audit; /* amonitor_audit_log */
     ngx_str_t                       panel_file; /* first amonitor_panel */
     ngx_uint_t                      panel_line;
     ngx_http_amonitor_worker_t     *worker; /* this process's runtime */
@@ -320,6 +322,24 @@ void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
+
+/* audit.c: one line per action outcome */
+typedef struct {
+    ngx_str_t      panel; /* address; empty: gone */
+    ngx_str_t      token; /* empty: none */
+    ngx_str_t      target;
+    ngx_str_t      action;
+    ngx_str_t      msg_id;
+    const char    *outcome;
+    const char    *code; /* NULL: none */
+    ngx_msec_int_t rtt; /* < 0: not known */
+} ngx_http_amonitor_audit_rec_t;
+
+char *ngx_http_amonitor_audit_log(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_amonitor_audit(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_audit_rec_t *rec);
+void ngx_http_amonitor_audit_exit(ngx_http_amonitor_main_conf_t *amcf);
 
 /* metrics.c */
 ngx_int_t ngx_http_amonitor_metrics_handler(ngx_http_request_t *r);

@@ -45,6 +45,7 @@ typedef struct {
     ngx_str_t                        target_id;
     ngx_str_t                        target_url;
     ngx_str_t                        trace_id;
+    ngx_str_t                        action; /* its name, for the audit */
     ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
     ngx_msec_t                       sent_at; /* for the round trip */
     ngx_http_amonitor_action_state_e state;
@@ -83,6 +84,8 @@ static void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
 static void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
     const char *code, const char *message, ngx_http_amonitor_claim_end_e end);
 static void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
+static void ngx_http_amonitor_action_audit(
+    ngx_http_amonitor_action_t *a, const char *outcome, const char *code);
 
 
 ngx_int_t
@@ -181,6 +184,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     if (ngx_http_amonitor_action_precheck(w, a, &code, &message) != NGX_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
         ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
+        ngx_http_amonitor_action_audit(a, "error", code);
         ngx_free(a);
         return;
     }
@@ -302,7 +306,8 @@ ngx_http_amonitor_action_new(
     ngx_http_amonitor_action_t *a;
 
     a = ngx_alloc(sizeof(ngx_http_amonitor_action_t) + env->msg_id.len
-            + env->target_id.len + env->target_url.len + env->trace_id.len,
+            + env->target_id.len + env->target_url.len + env->trace_id.len
+            + env->action.len,
         panel->connection->log);
     if (a == NULL) {
         return NULL;
@@ -333,7 +338,13 @@ ngx_http_amonitor_action_new(
     a->trace_id.data = d;
     a->trace_id.len = env->trace_id.len;
     if (env->trace_id.len) {
-        ngx_memcpy(d, env->trace_id.data, env->trace_id.len);
+        d = ngx_cpymem(d, env->trace_id.data, env->trace_id.len);
+    }
+
+    a->action.data = d;
+    a->action.len = env->action.len;
+    if (env->action.len) {
+        ngx_memcpy(d, env->action.data, env->action.len);
     }
 
     a->sn.node.key = ngx_crc32_short(a->sn.str.data, a->sn.str.len);
@@ -406,6 +417,7 @@ ngx_http_amonitor_action_claimed(
         ngx_http_amonitor_action_about(a, &about);
         ngx_http_amonitor_reply_duplicate(w, a->panel, &about, name,
             (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) ? NULL : result);
+        ngx_http_amonitor_action_audit(a, "duplicate", name);
     }
 
     ngx_http_amonitor_action_free(a);
@@ -710,6 +722,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
         ngx_http_amonitor_conn_answer(a->panel, opcode, out.data, out.len);
     }
 
+    ngx_http_amonitor_action_audit(
+        a, env->success ? "ack_success" : "ack_failure", NULL);
+
     ngx_http_amonitor_action_free(a);
 }
 
@@ -910,7 +925,46 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
         ngx_http_amonitor_reply_error(w, a->panel, &about, code, message, 1);
     }
 
+    ngx_http_amonitor_action_audit(a, "error", code);
+
     ngx_http_amonitor_action_free(a);
+}
+
+
+/* the outcome of an action for the audit log, if there is one */
+static void
+ngx_http_amonitor_action_audit(
+    ngx_http_amonitor_action_t *a, const char *outcome, const char *code)
+{
+    ngx_http_amonitor_audit_rec_t rec;
+
+    if (a->worker->amcf->audit == NULL) {
+        return;
+    }
+
+    ngx_memzero(&rec, sizeof(ngx_http_amonitor_audit_rec_t));
+
+    if (a->panel) {
+        rec.panel = a->panel->connection->addr_text;
+    }
+
+    if (a->upstream) {
+        rec.target = a->upstream->id;
+
+    } else {
+        rec.target = a->target_id.len ? a->target_id : a->target_url;
+    }
+
+    rec.action = a->action;
+    rec.msg_id = a->sn.str;
+    rec.outcome = outcome;
+    rec.code = code;
+    rec.rtt = (a->state == NGX_HTTP_AMONITOR_ACTION_SENT
+                  || a->state == NGX_HTTP_AMONITOR_ACTION_LATE)
+        ? (ngx_msec_int_t) (ngx_current_msec - a->sent_at)
+        : -1;
+
+    ngx_http_amonitor_audit(a->worker, &rec);
 }
 
 

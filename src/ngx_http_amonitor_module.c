@@ -160,6 +160,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       offsetof(ngx_http_amonitor_loc_conf_t, panel_snapshot),
       NULL },
 
+    { ngx_string("amonitor_audit_log"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_amonitor_audit_log,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("amonitor_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_amonitor_metrics,
@@ -239,6 +246,7 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
      *
      *     amcf->shm_zone = NULL;
      *     amcf->worker = NULL;
+     *     amcf->audit = NULL;
      *     amcf->panel_file = { 0, NULL };
      */
 
