@@ -144,6 +144,11 @@ ngx_http_amonitor_dashboard_name(ngx_http_request_t *r, ngx_str_t *name)
     if (!clcf->exact_match && r->uri.len >= clcf->name.len) {
         p += clcf->name.len;
 
+        /* "location /amonitor": "/amonitor/app.js" names "app.js" */
+        if (p < last && *p == '/' && p[-1] != '/') {
+            p++;
+        }
+
     } else {
         /* "location = /x/": serve its index; "= /x/app.js": the last part */
         for (p = last; p > r->uri.data && p[-1] != '/'; p--) { /* void */
