@@ -129,6 +129,13 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
         "amonitor_action_outcomes_total{outcome=\"error\"} %uA\n",
         w->counters->acks, w->counters->duplicates, w->counters->errors);
 
+    if (amcf->redis) {
+        p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_connections",
+            "gauge", "Workers whose connection to Redis is usable.");
+        p = ngx_sprintf(
+            p, "amonitor_redis_connections %uA\n", sh->redis_connections);
+    }
+
     p = ngx_http_amonitor_metrics_targets(p, w, sh);
     p = ngx_http_amonitor_metrics_rtt(p, sh);
 

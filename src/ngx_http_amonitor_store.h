@@ -100,6 +100,7 @@ typedef struct {
     ngx_http_amonitor_tstate_t *targets[NGX_HTTP_AMONITOR_MAX_TRACKED];
     ngx_atomic_t rtt[NGX_HTTP_AMONITOR_RTT_BUCKETS]; /* not cumulative */
     ngx_atomic_t rtt_sum_us;
+    ngx_atomic_t redis_connections; /* workers connected to Redis */
 } ngx_http_amonitor_shared_t;
 
 
@@ -173,6 +174,8 @@ void      ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
          u_char *data, size_t len);
 ngx_int_t ngx_http_amonitor_store_target_copy(ngx_http_amonitor_store_t *st,
     ngx_uint_t i, ngx_http_amonitor_tsnap_t *out);
+void      ngx_http_amonitor_store_redis_ready(
+         ngx_http_amonitor_store_t *st, ngx_uint_t was, ngx_uint_t now);
 void ngx_http_amonitor_store_rtt(ngx_http_amonitor_store_t *st, ngx_msec_t rtt);
 extern const ngx_msec_t ngx_http_amonitor_rtt_bounds[];
 

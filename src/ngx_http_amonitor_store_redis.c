@@ -126,6 +126,7 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
     ngx_http_amonitor_redis_t *ctx = st->data;
 
     ctx->stopped = 1;
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 0);
     ctx->ready = 0;
 
     if (ctx->reconnect.timer_set) {
@@ -231,6 +232,7 @@ ngx_http_amonitor_redis_connected(const redisAsyncContext *ac, int status)
     }
 
     /* commands are pipelined in order: claims go after AUTH and SELECT */
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 1);
     ctx->ready = 1;
 
     if (ctx->failures) {
@@ -263,6 +265,7 @@ ngx_http_amonitor_redis_setup_cb(redisAsyncContext *ac, void *r, void *privdata)
         "amonitor: redis %V refused the setup: %*s", &ctx->conf->addr,
         (size_t) reply->len, reply->str);
 
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 0);
     ctx->ready = 0;
     redisAsyncDisconnect(ac);
 }
@@ -273,6 +276,7 @@ ngx_http_amonitor_redis_disconnected(const redisAsyncContext *ac, int status)
 {
     ngx_http_amonitor_redis_t *ctx = ac->data;
 
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 0);
     ctx->ready = 0;
     ctx->ac = NULL;
 

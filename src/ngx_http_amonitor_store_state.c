@@ -288,3 +288,20 @@ ngx_http_amonitor_store_rtt(ngx_http_amonitor_store_t *st, ngx_msec_t rtt)
     (void) ngx_atomic_fetch_add(&sh->rtt[i], 1);
     (void) ngx_atomic_fetch_add(&sh->rtt_sum_us, rtt * 1000);
 }
+
+
+/* a worker's Redis connection became usable or stopped being so */
+void
+ngx_http_amonitor_store_redis_ready(
+    ngx_http_amonitor_store_t *st, ngx_uint_t was, ngx_uint_t now)
+{
+    ngx_http_amonitor_shared_t *sh;
+
+    if (st->zone == NULL || !was == !now) {
+        return;
+    }
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+
+    (void) ngx_atomic_fetch_add(&sh->redis_connections, now ? 1 : -1);
+}

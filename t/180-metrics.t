@@ -10,7 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use File::Temp qw(tempfile);
+use File::Temp qw(tempfile tempdir);
 
 my $PY = '/usr/bin/python3';
 if (system($PY, '-c', 'import prometheus_client') != 0) {
@@ -149,5 +149,43 @@ ok(defined $age && $age >= 0 && $age < 5, "heartbeat age ($age s)");
 cmp_ok(value($r, 'amonitor_forwarded_total'), '>=', 2,
     'forwarded counts the heartbeats and events');
 
+ok(!defined value($r, 'amonitor_redis_connections'),
+    'no Redis series without amonitor_redis');
+$t->stop;
+
+# with amonitor_redis: the workers connected to Redis, 2 then 0 when it
+# stops (the file starts its own redis-server, as 091-dedupe-redis does)
+my $REDIS = '/usr/bin/redis-server';
+ok(-x $REDIS, 'redis-server is installed');
+my $rport = free_port();
+my $rdir = tempdir('amon-redis-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+system($REDIS, '--port', $rport, '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--daemonize', 'yes', '--dir', $rdir,
+    '--pidfile', "$rdir/redis.pid", '--logfile', "$rdir/redis.log");
+ok(wait_for(sub { `redis-cli -p $rport PING 2>/dev/null` =~ /PONG/ }, 5),
+    'redis-server started');
+
+$t->write_config(
+    server      => 0,
+    http_config => <<"EOC",
+    amonitor_zone amon 1m;
+    amonitor_redis 127.0.0.1:$rport;
+    amonitor_target pm-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_reconnect 50ms 200ms;
+    server {
+        listen 127.0.0.1:%%PORT_0%% reuseport;
+        location = /metrics { amonitor_metrics; }
+    }
+EOC
+)->run;
+ok(wait_for(sub { ((scrape())[0] && value((scrape())[0],
+    'amonitor_redis_connections') // -1) == 2 }, 10),
+    'amonitor_redis_connections is 2: both workers connected');
+my $rpid = do { local (@ARGV, $/) = "$rdir/redis.pid"; <> };
+chomp $rpid;
+kill 'TERM', $rpid;
+ok(wait_for(sub { (value((scrape())[0], 'amonitor_redis_connections')
+    // -1) == 0 }, 10), 'and 0 once Redis is gone');
+$t->ignore_log(qr/\[error\].*redis/);
 $t->stop;
 done_testing;
