@@ -29,7 +29,10 @@ CORE_SRCS  := $(addprefix src/core/,$(filter-out gen/%, \
 CORE_HDRS  := $(addprefix src/core/,$(filter %.h,$(CORE_LIST)))
 CORE_OBJS  := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS)) \
               $(BUILD)/core/amonitor.pb-c.o
-MOD_SRCS   := $(wildcard src/*.c src/*.h) $(CORE_SRCS) $(CORE_HDRS)
+DASH_FILES := $(sort $(wildcard dashboard/*.html dashboard/*.css \
+                dashboard/*.js))
+DASH_GEN   := src/gen/ngx_http_amonitor_dashboard_assets.c
+MOD_SRCS   := $(wildcard src/*.c src/*.h) $(CORE_SRCS) $(CORE_HDRS) $(DASH_GEN)
 
 # POSIX helpers of the SDK, the CLI and the load generator (not the module)
 POSIX_SRCS := src/posix/amon_posix.c
@@ -62,7 +65,14 @@ $(GEN): $(PROTO)
 
 module: $(BUILD)/$(MODULE)
 
-$(NGX_BUILD)/Makefile: config src/core/sources.list src/core/libs.list $(GEN)
+# the dashboard's files as a C source, listed in config (made before
+# configure runs)
+$(DASH_GEN): $(DASH_FILES) scripts/embed-dashboard.sh
+	@mkdir -p src/gen
+	bash scripts/embed-dashboard.sh $@ $(DASH_FILES)
+
+$(NGX_BUILD)/Makefile: config src/core/sources.list src/core/libs.list $(GEN) \
+                       $(DASH_GEN)
 	@test -f $(NGX_SRC)/conf_flags || { echo "nginx-dev is missing:" \
 	    "run 'make deps'" >&2; exit 1; }
 	@mkdir -p $(NGX_BUILD)
@@ -361,4 +371,4 @@ format:
 	clang-format -i $(LINT_SRCS)
 
 clean:
-	rm -rf $(BUILD) src/core/gen dist
+	rm -rf $(BUILD) src/core/gen src/gen dist

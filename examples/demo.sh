@@ -198,6 +198,8 @@ EOF
 
 say "nginx pid $NGINX_PID, panel endpoint $URL"
 say "status: http://127.0.0.1:$AGENT_PORT/amonitor/status"
+say "dashboard: http://127.0.0.1:$AGENT_PORT/amonitor/ (open it in a browser)"
+say "metrics: http://127.0.0.1:$AGENT_PORT/amonitor/metrics"
 
 # --- the panel, in the foreground ---------------------------------------
 

@@ -170,6 +170,8 @@ def render(cfg, sdks, module):
         "",
         "        location = %s { amonitor_panel on; }" % path,
         "        location = /amonitor/status { amonitor_status; }",
+        "        location = /amonitor/metrics { amonitor_metrics; }",
+        "        location /amonitor/ { amonitor_dashboard on; }",
         "        location = /healthz { return 200 \"ok\\n\"; }",
         "    }",
         "}",

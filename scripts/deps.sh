@@ -18,7 +18,8 @@ pkg-config python3"
 # the tests: unit tests, prove suites, interop clients, the browser test,
 # lint, sanitizers, valgrind (redis-server: the tests start their own)
 TEST_PKGS="libcmocka-dev libmojolicious-perl libio-socket-ip-perl
-redis-server python3-websockets clang valgrind cppcheck clang-format
+redis-server python3-websockets python3-prometheus-client clang valgrind
+cppcheck clang-format
 chromium libclang-rt-dev dpkg-dev"
 
 for opt in "$@"; do

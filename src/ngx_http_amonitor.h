@@ -37,6 +37,7 @@
 typedef struct ngx_http_amonitor_worker_s   ngx_http_amonitor_worker_t;
 typedef struct ngx_http_amonitor_upstream_s ngx_http_amonitor_upstream_t;
 typedef struct ngx_http_amonitor_store_s    ngx_http_amonitor_store_t;
+typedef struct ngx_http_amonitor_audit_s    ngx_http_amonitor_audit_t;
 
 
 /* a configured target: amonitor_target ID URL [token=T] */
@@ -108,6 +109,7 @@ typedef struct {
     size_t                          max_message;
     ngx_uint_t                      queue;
     ngx_http_amonitor_redis_conf_t *redis;
+    ngx_http_amonitor_audit_t      *audit; /* amonitor_audit_log */
     ngx_str_t                       panel_file; /* first amonitor_panel */
     ngx_uint_t                      panel_line;
     ngx_http_amonitor_worker_t     *worker; /* this process's runtime */
@@ -118,8 +120,22 @@ typedef struct {
     ngx_flag_t   panel;
     ngx_str_t    panel_token;
     ngx_array_t *allow_origin; /* of ngx_str_t, lowercase; NULL: any */
+    ngx_flag_t   panel_snapshot;
     ngx_flag_t   status;
+    ngx_flag_t   dashboard;
+    ngx_str_t    dashboard_root;
+    ngx_flag_t   metrics;
 } ngx_http_amonitor_loc_conf_t;
+
+
+/* a file of the built-in dashboard (generated from dashboard/) */
+typedef struct {
+    ngx_str_t name;
+    ngx_str_t type;
+    ngx_str_t body;
+} ngx_http_amonitor_asset_t;
+
+extern ngx_http_amonitor_asset_t ngx_http_amonitor_assets[];
 
 
 typedef enum {
@@ -161,6 +177,7 @@ struct ngx_http_amonitor_upstream_s {
     ngx_uint_t unreported; /* since the last line */
     size_t     reason_len;
     u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
+    void      *tstate; /* its record in the zone */
     unsigned   dynamic : 1;
     unsigned   stopped : 1;
     unsigned   down : 1; /* an outage was logged */
@@ -296,6 +313,8 @@ void ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+void ngx_http_amonitor_router_panel_snapshot(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
@@ -370,13 +389,42 @@ ngx_int_t ngx_http_amonitor_reply_convert(ngx_http_amonitor_worker_t *w,
     ngx_str_t *out);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_reply_target_status(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
-    const char *state);
-void ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
-    ngx_uint_t success, amon_str_t message, const char *code,
-    amon_str_t action_msg_id);
+    const char *state, const char *reason);
+ngx_int_t ngx_http_amonitor_reply_target_state(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t up, int64_t since,
+    ngx_str_t *reason, ngx_str_t *out);
+void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
+         ngx_uint_t success, amon_str_t message, const char *code,
+         amon_str_t action_msg_id);
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
+
+/* audit.c: one line per action outcome */
+typedef struct {
+    ngx_str_t      panel; /* address; empty: gone */
+    ngx_str_t      token; /* empty: none */
+    ngx_str_t      target;
+    ngx_str_t      action;
+    ngx_str_t      msg_id;
+    const char    *outcome;
+    const char    *code; /* NULL: none */
+    ngx_msec_int_t rtt; /* < 0: not known */
+} ngx_http_amonitor_audit_rec_t;
+
+char *ngx_http_amonitor_audit_log(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_amonitor_audit(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_audit_rec_t *rec);
+void ngx_http_amonitor_audit_exit(ngx_http_amonitor_main_conf_t *amcf);
+
+/* metrics.c */
+ngx_int_t ngx_http_amonitor_metrics_handler(ngx_http_request_t *r);
+
+/* dashboard.c */
+char *ngx_http_amonitor_dashboard(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_amonitor_dashboard_handler(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_AMONITOR_H_INCLUDED_ */

@@ -12,6 +12,7 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_store.h"
 
 
 /* what action_fail does to the claim */
@@ -44,7 +45,9 @@ typedef struct {
     ngx_str_t                        target_id;
     ngx_str_t                        target_url;
     ngx_str_t                        trace_id;
+    ngx_str_t                        action; /* its name, for the audit */
     ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
+    ngx_msec_t                       sent_at; /* for the round trip */
     ngx_http_amonitor_action_state_e state;
     unsigned                         binary : 1;
     unsigned                         in_tree : 1;
@@ -78,6 +81,8 @@ static void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
 static void ngx_http_amonitor_action_keep(
     ngx_http_amonitor_action_t *a, const char *code, const char *message);
 static void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
+static void ngx_http_amonitor_action_audit(
+    ngx_http_amonitor_action_t *a, const char *outcome, const char *code);
 
 
 ngx_int_t
@@ -180,6 +185,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         != NGX_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
         ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
+        ngx_http_amonitor_action_audit(a, "error", code);
         ngx_free(a);
         return;
     }
@@ -257,7 +263,8 @@ ngx_http_amonitor_action_new(
     ngx_http_amonitor_action_t *a;
 
     a = ngx_alloc(sizeof(ngx_http_amonitor_action_t) + env->msg_id.len
-            + env->target_id.len + env->target_url.len + env->trace_id.len,
+            + env->target_id.len + env->target_url.len + env->trace_id.len
+            + env->action.len,
         panel->connection->log);
     if (a == NULL) {
         return NULL;
@@ -288,7 +295,13 @@ ngx_http_amonitor_action_new(
     a->trace_id.data = d;
     a->trace_id.len = env->trace_id.len;
     if (env->trace_id.len) {
-        ngx_memcpy(d, env->trace_id.data, env->trace_id.len);
+        d = ngx_cpymem(d, env->trace_id.data, env->trace_id.len);
+    }
+
+    a->action.data = d;
+    a->action.len = env->action.len;
+    if (env->action.len) {
+        ngx_memcpy(d, env->action.data, env->action.len);
     }
 
     a->sn.node.key = ngx_crc32_short(a->sn.str.data, a->sn.str.len);
@@ -364,6 +377,7 @@ ngx_http_amonitor_action_claimed(
         ngx_http_amonitor_action_about(a, &about);
         ngx_http_amonitor_reply_duplicate(w, a->panel, &about, name,
             (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) ? NULL : result);
+        ngx_http_amonitor_action_audit(a, "duplicate", name);
     }
 
     ngx_http_amonitor_action_free(a);
@@ -417,6 +431,7 @@ ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
 {
     ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_tstate_t  *ts;
     ngx_http_amonitor_actions_t *as;
 
     w = a->worker;
@@ -440,6 +455,13 @@ ngx_http_amonitor_action_forward(
     }
 
     (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
+
+    if (u->tstate) {
+        ts = u->tstate;
+        (void) ngx_atomic_fetch_add(&ts->actions, 1);
+    }
+
+    a->sent_at = ngx_current_msec;
 
     ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
 }
@@ -555,6 +577,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     ngx_str_t                    id, result, out, e;
     ngx_uint_t                   want;
     ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_tstate_t  *ts;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
 
@@ -576,6 +599,13 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     }
 
     (void) ngx_atomic_fetch_add(&w->counters->acks, 1);
+
+    ngx_http_amonitor_store_rtt(w->store, ngx_current_msec - a->sent_at);
+
+    if (!env->success && u->tstate) {
+        ts = u->tstate;
+        (void) ngx_atomic_fetch_add(&ts->failures, 1);
+    }
 
     /* the stored result: the ack's payload, or its gist if too long */
 
@@ -605,6 +635,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
             ngx_http_amonitor_conn_answer(a->panel, want, out.data, out.len);
         }
     }
+
+    ngx_http_amonitor_action_audit(
+        a, env->success ? "ack_success" : "ack_failure", NULL);
 
     ngx_http_amonitor_action_free(a);
 }
@@ -728,11 +761,17 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
     const char *message, ngx_http_amonitor_claim_end_e end)
 {
     ngx_http_amonitor_about_t   about;
+    ngx_http_amonitor_tstate_t *ts;
     ngx_http_amonitor_worker_t *w;
 
     w = a->worker;
 
     (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
+
+    if (a->upstream && a->upstream->tstate) {
+        ts = a->upstream->tstate;
+        (void) ngx_atomic_fetch_add(&ts->failures, 1);
+    }
 
     if (end == NGX_HTTP_AMONITOR_RELEASE) {
         w->store->release(w->store, &a->sn.str);
@@ -745,6 +784,8 @@ ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
         ngx_http_amonitor_action_about(a, &about);
         ngx_http_amonitor_reply_error(w, a->panel, &about, code, message, 1);
     }
+
+    ngx_http_amonitor_action_audit(a, "error", code);
 
     ngx_http_amonitor_action_free(a);
 }
@@ -777,6 +818,43 @@ ngx_http_amonitor_action_keep(
         w->store->finish(
             w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
     }
+}
+
+
+/* the outcome of an action for the audit log, if there is one */
+static void
+ngx_http_amonitor_action_audit(
+    ngx_http_amonitor_action_t *a, const char *outcome, const char *code)
+{
+    ngx_http_amonitor_audit_rec_t rec;
+
+    if (a->worker->amcf->audit == NULL) {
+        return;
+    }
+
+    ngx_memzero(&rec, sizeof(ngx_http_amonitor_audit_rec_t));
+
+    if (a->panel) {
+        rec.panel = a->panel->connection->addr_text;
+    }
+
+    if (a->upstream) {
+        rec.target = a->upstream->id;
+
+    } else {
+        rec.target = a->target_id.len ? a->target_id : a->target_url;
+    }
+
+    rec.action = a->action;
+    rec.msg_id = a->sn.str;
+    rec.outcome = outcome;
+    rec.code = code;
+    rec.rtt = (a->state == NGX_HTTP_AMONITOR_ACTION_SENT
+                  || a->state == NGX_HTTP_AMONITOR_ACTION_LATE)
+        ? (ngx_msec_int_t) (ngx_current_msec - a->sent_at)
+        : -1;
+
+    ngx_http_amonitor_audit(a->worker, &rec);
 }
 
 

@@ -80,6 +80,8 @@ struct ngx_http_amonitor_conn_s {
     ngx_uint_t                  pending; /* a panel: actions it waits for */
     ngx_uint_t                  encoding; /* a panel: 0 (as sent), or the
                                              opcode it chose: TEXT, BINARY */
+    ngx_array_t                *seen; /* a panel: what its snapshot said */
+    ngx_uint_t                  unseen; /* entries still to match */
 
     amon_ws_session_t session; /* the rules every endpoint shares */
     size_t            rbuf_pos; /* in frames->rbuf */

@@ -39,6 +39,8 @@ static char *ngx_http_amonitor_check_queue(
     ngx_conf_t *cf, void *post, void *data);
 static char *ngx_http_amonitor_status(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_amonitor_metrics(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_amonitor_init_process(ngx_cycle_t *cycle);
 static void      ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
 
@@ -158,6 +160,41 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       offsetof(ngx_http_amonitor_loc_conf_t, panel_token),
       NULL },
 
+    { ngx_string("amonitor_panel_snapshot"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_loc_conf_t, panel_snapshot),
+      NULL },
+
+    { ngx_string("amonitor_audit_log"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_amonitor_audit_log,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_amonitor_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_dashboard"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_amonitor_dashboard,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_dashboard_root"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_loc_conf_t, dashboard_root),
+      NULL },
+
     { ngx_string("amonitor_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_amonitor_status,
@@ -216,6 +253,7 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
      *
      *     amcf->shm_zone = NULL;
      *     amcf->worker = NULL;
+     *     amcf->audit = NULL;
      *     amcf->panel_file = { 0, NULL };
      */
 
@@ -311,10 +349,14 @@ ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
      *
      *     alcf->panel_token = { 0, NULL };
      *     alcf->allow_origin = NULL;
+     *     alcf->dashboard_root = { 0, NULL };
+     *     alcf->metrics = 0;
      *     alcf->status = 0;
      */
 
     alcf->panel = NGX_CONF_UNSET;
+    alcf->panel_snapshot = NGX_CONF_UNSET;
+    alcf->dashboard = NGX_CONF_UNSET;
 
     return alcf;
 }
@@ -328,6 +370,8 @@ ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->panel, prev->panel, 0);
     ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
+    ngx_conf_merge_value(conf->panel_snapshot, prev->panel_snapshot, 1);
+    ngx_conf_merge_str_value(conf->dashboard_root, prev->dashboard_root, "");
 
     if (conf->allow_origin == NULL) {
         conf->allow_origin = prev->allow_origin;
@@ -808,6 +852,26 @@ ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_amonitor_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_loc_conf_t *alcf = conf;
+
+    ngx_http_core_loc_conf_t *clcf;
+
+    if (alcf->metrics) {
+        return "is duplicate";
+    }
+
+    alcf->metrics = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_amonitor_metrics_handler;
 
     return NGX_CONF_OK;
 }

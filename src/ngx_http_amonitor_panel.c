@@ -296,11 +296,12 @@ static ngx_int_t
 ngx_http_amonitor_panel_start(ngx_http_request_t *r,
     ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding)
 {
-    ngx_connection_t           *c;
-    ngx_http_cleanup_t         *cln;
-    ngx_http_amonitor_panel_t  *p;
-    ngx_http_amonitor_worker_t *w;
-    ngx_http_core_loc_conf_t   *clcf;
+    ngx_connection_t             *c;
+    ngx_http_cleanup_t           *cln;
+    ngx_http_amonitor_panel_t    *p;
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_amonitor_loc_conf_t *alcf;
 
     c = r->connection;
     w = amcf->worker;
@@ -336,6 +337,13 @@ ngx_http_amonitor_panel_start(ngx_http_request_t *r,
 
     ngx_queue_insert_tail(&w->panels, &p->wc.queue);
     (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
+
+    if (alcf->panel_snapshot) {
+        /* what is known now comes before any live frame */
+        ngx_http_amonitor_router_panel_snapshot(w, &p->wc);
+    }
 
     ngx_log_debug1(
         NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui open", p->wc.id);

@@ -527,29 +527,59 @@ ngx_http_amonitor_reply_varint(u_char *p, uint64_t v)
  */
 ngx_http_amonitor_msg_t *
 ngx_http_amonitor_reply_target_status(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_upstream_t *u, const char *state)
+    ngx_http_amonitor_upstream_t *u, const char *state, const char *reason)
 {
-    u_char     id[AMON_UUID_LEN];
-    amon_str_t uuid;
+    ngx_str_t out, r;
 
-    ngx_http_amonitor_reply_uuid(id);
+    r.data = (u_char *) reason;
+    r.len = reason ? ngx_strlen(reason) : 0;
 
-    uuid.data = id;
-    uuid.len = AMON_UUID_LEN;
-
-    w->scratch.len = 0;
-
-    if (amon_envelope_build_target_status(&w->scratch, w->amcf->max_message,
-            &w->allocator, uuid,
-            (amon_str_t) ngx_http_amonitor_amon_str(&u->id),
-            ngx_http_amonitor_reply_now(), state,
-            (amon_str_t) ngx_http_amonitor_amon_str(&u->norm))
-        != AMON_OK) {
+    if (ngx_http_amonitor_reply_target_state(w, &u->id, &u->norm,
+            state[0] == 'u', ngx_http_amonitor_reply_now(), reason ? &r : NULL,
+            &out)
+        != NGX_OK) {
         return NULL;
     }
 
     return ngx_http_amonitor_msg_frame(
-        &w->frames, AMON_WS_OP_TEXT, w->scratch.data, w->scratch.len, 0);
+        &w->frames, AMON_WS_OP_TEXT, out.data, out.len, 0);
+}
+
+
+/*
+ * A target_status with "since" (ms since the epoch) and "reason" (NULL:
+ * none), written into the worker's scratch buffer; "out" points there.
+ */
+ngx_int_t
+ngx_http_amonitor_reply_target_state(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t up, int64_t since,
+    ngx_str_t *reason, ngx_str_t *out)
+{
+    u_char     uid[AMON_UUID_LEN];
+    amon_str_t uuid, why;
+
+    ngx_http_amonitor_reply_uuid(uid);
+
+    uuid.data = uid;
+    uuid.len = AMON_UUID_LEN;
+
+    why.data = reason ? reason->data : NULL;
+    why.len = reason ? reason->len : 0;
+
+    w->scratch.len = 0;
+
+    if (amon_envelope_build_target_state(&w->scratch, w->amcf->max_message,
+            &w->allocator, uuid, (amon_str_t) ngx_http_amonitor_amon_str(id),
+            ngx_http_amonitor_reply_now(), up ? "up" : "down",
+            (amon_str_t) ngx_http_amonitor_amon_str(url), since, why)
+        != AMON_OK) {
+        return NGX_ERROR;
+    }
+
+    out->data = w->scratch.data;
+    out->len = w->scratch.len;
+
+    return NGX_OK;
 }
 
 

@@ -12,6 +12,29 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
+
+
+/*
+ * What a panel's snapshot told it about one target, so that the same
+ * heartbeat or the same state arriving live right after is not told twice.
+ */
+typedef struct {
+    uint32_t target; /* crc32 of the target's name */
+    uint32_t hb; /* crc32 of the heartbeat's msg_id */
+    u_char   hb_pending;
+    u_char   state_pending;
+    u_char   up;
+} ngx_http_amonitor_seen_t;
+
+
+/* a live frame about a target, as the snapshot filter sees it */
+typedef struct {
+    ngx_str_t *target;
+    uint32_t   target_hash;
+    ngx_uint_t heartbeat; /* else a target_status */
+    uint32_t   value; /* heartbeat msg_id hash, or 1 for up */
+} ngx_http_amonitor_live_t;
 
 
 static void ngx_http_amonitor_router_register(
@@ -19,13 +42,20 @@ static void ngx_http_amonitor_router_register(
 static void ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
-    size_t len);
+    size_t len, ngx_http_amonitor_live_t *live);
 static ngx_http_amonitor_msg_t *ngx_http_amonitor_router_convert(
     ngx_http_amonitor_worker_t *w, ngx_uint_t want,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len);
+static ngx_uint_t ngx_http_amonitor_router_seen(
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_live_t *live);
 static void ngx_http_amonitor_router_target_status(
-    ngx_http_amonitor_upstream_t *u, const char *state);
+    ngx_http_amonitor_upstream_t *u, const char *state, const char *reason);
+static ngx_http_amonitor_tstate_t *ngx_http_amonitor_router_tstate(
+    ngx_http_amonitor_upstream_t *u);
+static ngx_int_t ngx_http_amonitor_router_snapshot_one(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
+    ngx_http_amonitor_tsnap_t *snap);
 
 
 void
@@ -125,9 +155,10 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
     int                         rc;
-    ngx_str_t                   out;
+    ngx_str_t                   out, hb;
     amon_envelope_t             env;
     ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_live_t    live;
     ngx_http_amonitor_worker_t *w;
 
     w = u->worker;
@@ -188,7 +219,26 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
             break;
         }
 
-        ngx_http_amonitor_router_broadcast(w, msg, opcode, u, &env, NULL, 0);
+        if (env.type != AMON_MSG_HEARTBEAT) {
+            ngx_http_amonitor_router_broadcast(
+                w, msg, opcode, u, &env, NULL, 0, NULL);
+            break;
+        }
+
+        /* the last heartbeat, for panels that connect later */
+        hb.data = (u_char *) env.msg_id.data;
+        hb.len = env.msg_id.len;
+
+        ngx_http_amonitor_store_heartbeat(w->store,
+            ngx_http_amonitor_router_tstate(u), &hb, opcode, out.data, out.len);
+
+        live.target = &u->id;
+        live.target_hash = 0;
+        live.heartbeat = 1;
+        live.value = ngx_crc32_short(hb.data, hb.len);
+
+        ngx_http_amonitor_router_broadcast(
+            w, msg, opcode, u, &env, NULL, 0, &live);
     }
 
     amon_envelope_release(&env);
@@ -266,13 +316,14 @@ ngx_http_amonitor_router_register(
  * Fan a shared frame out to every panel; droppable for slow panels.  A
  * panel that chose the other encoding gets the message converted, once
  * for all such panels: from "env" (an SDK's, with "u"), else from the
- * JSON text "data" (the agent's own).
+ * JSON text "data" (the agent's own).  A frame about a target ("live") is
+ * not sent to a panel whose snapshot told it the same already.
  */
 static void
 ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
-    size_t len)
+    size_t len, ngx_http_amonitor_live_t *live)
 {
     ngx_uint_t                want, tried;
     ngx_queue_t              *q;
@@ -288,6 +339,10 @@ ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
         wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
 
         if (wc->close_sent) {
+            continue;
+        }
+
+        if (wc->unseen && live && ngx_http_amonitor_router_seen(wc, live)) {
             continue;
         }
 
@@ -367,10 +422,55 @@ ngx_http_amonitor_router_convert(ngx_http_amonitor_worker_t *w, ngx_uint_t want,
 }
 
 
+/*
+ * The first live heartbeat (or state) of a target after the snapshot:
+ * 1 when the snapshot sent the same one, so it is not sent again.  Either
+ * way the entry is used up: what follows is new.
+ */
+static ngx_uint_t
+ngx_http_amonitor_router_seen(
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_live_t *live)
+{
+    ngx_uint_t                i;
+    ngx_http_amonitor_seen_t *seen;
+
+    if (live->target_hash == 0) {
+        live->target_hash =
+            ngx_crc32_short(live->target->data, live->target->len) | 1;
+    }
+
+    seen = wc->seen->elts;
+
+    for (i = 0; i < wc->seen->nelts; i++) {
+        if (seen[i].target != live->target_hash) {
+            continue;
+        }
+
+        if (live->heartbeat && seen[i].hb_pending) {
+            seen[i].hb_pending = 0;
+            wc->unseen--;
+            return seen[i].hb == live->value;
+        }
+
+        if (!live->heartbeat && seen[i].state_pending) {
+            seen[i].state_pending = 0;
+            wc->unseen--;
+            return seen[i].up == live->value;
+        }
+
+        return 0;
+    }
+
+    return 0;
+}
+
+
 void
 ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u)
 {
-    ngx_http_amonitor_router_target_status(u, "up");
+    ngx_http_amonitor_store_target_state(
+        u->worker->store, ngx_http_amonitor_router_tstate(u), 1, 0, NULL);
+    ngx_http_amonitor_router_target_status(u, "up", NULL);
     ngx_http_amonitor_action_upstream_open(u);
 }
 
@@ -379,20 +479,41 @@ void
 ngx_http_amonitor_router_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
 {
+    const char *reason;
+
+    reason = connected ? "connection lost" : "cannot connect";
+
+    ngx_http_amonitor_store_target_state(u->worker->store,
+        ngx_http_amonitor_router_tstate(u), 0, connected, reason);
+
     ngx_http_amonitor_action_upstream_down(u, connected);
 
     if (connected) {
-        ngx_http_amonitor_router_target_status(u, "down");
+        ngx_http_amonitor_router_target_status(u, "down", reason);
     }
+}
+
+
+/* the target's record in the zone, looked up once per upstream */
+static ngx_http_amonitor_tstate_t *
+ngx_http_amonitor_router_tstate(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->tstate == NULL) {
+        u->tstate = ngx_http_amonitor_store_target(
+            u->worker->store, &u->id, &u->norm, u->dynamic);
+    }
+
+    return u->tstate;
 }
 
 
 /* tell panels a target went up or down */
 static void
 ngx_http_amonitor_router_target_status(
-    ngx_http_amonitor_upstream_t *u, const char *state)
+    ngx_http_amonitor_upstream_t *u, const char *state, const char *reason)
 {
     ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_live_t    live;
     ngx_http_amonitor_worker_t *w;
 
     w = u->worker;
@@ -401,10 +522,117 @@ ngx_http_amonitor_router_target_status(
         return;
     }
 
-    msg = ngx_http_amonitor_reply_target_status(w, u, state);
-    if (msg != NULL) {
-        /* its JSON text is still in the scratch buffer */
-        ngx_http_amonitor_router_broadcast(w, msg, AMON_WS_OP_TEXT, NULL, NULL,
-            w->scratch.data, w->scratch.len);
+    msg = ngx_http_amonitor_reply_target_status(w, u, state, reason);
+    if (msg == NULL) {
+        return;
     }
+
+    live.target = &u->id;
+    live.target_hash = 0;
+    live.heartbeat = 0;
+    live.value = (state[0] == 'u');
+
+    /* its JSON text is still in the scratch buffer */
+    ngx_http_amonitor_router_broadcast(w, msg, AMON_WS_OP_TEXT, NULL, NULL,
+        w->scratch.data, w->scratch.len, &live);
+}
+
+
+/*
+ * A new panel first learns what the zone knows, whichever worker learned
+ * it: the target_status of every target this worker serves (or learned at
+ * run time), then the last heartbeat of each.  Queued before any live
+ * frame, so nothing is reordered; what it said is remembered so that the
+ * same heartbeat or state arriving live is not sent twice.
+ */
+void
+ngx_http_amonitor_router_panel_snapshot(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
+{
+    ngx_uint_t                 i;
+    ngx_http_amonitor_tsnap_t *snap;
+
+    if (w->store == NULL || w->store->zone == NULL) {
+        return;
+    }
+
+    wc->seen = ngx_array_create(
+        wc->connection->pool, 4, sizeof(ngx_http_amonitor_seen_t));
+    snap = ngx_alloc(sizeof(ngx_http_amonitor_tsnap_t), wc->connection->log);
+
+    if (wc->seen == NULL || snap == NULL) {
+        if (snap) {
+            ngx_free(snap);
+        }
+
+        return;
+    }
+
+    for (i = 0;
+         ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
+         i++) {
+        if (!snap->dynamic
+            && ngx_http_amonitor_target_find(w, &snap->id) == NULL) {
+            /* kept by an older configuration: not served any more */
+            continue;
+        }
+
+        if (ngx_http_amonitor_router_snapshot_one(w, wc, snap) != NGX_OK) {
+            break;
+        }
+    }
+
+    ngx_free(snap);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+        "amonitor panel #%ui snapshot: %ui targets", wc->id, wc->seen->nelts);
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_router_snapshot_one(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_tsnap_t *snap)
+{
+    ngx_str_t                 out;
+    ngx_http_amonitor_seen_t *seen;
+
+    if (ngx_http_amonitor_reply_target_state(w, &snap->id, &snap->url, snap->up,
+            (int64_t) snap->since, snap->reason.len ? &snap->reason : NULL,
+            &out)
+        != NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_amonitor_conn_send_data(
+            wc, AMON_WS_OP_TEXT, out.data, out.len, 0)
+        != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    seen = ngx_array_push(wc->seen);
+    if (seen == NULL) {
+        return NGX_ERROR;
+    }
+
+    seen->target = ngx_crc32_short(snap->id.data, snap->id.len) | 1;
+    seen->up = (u_char) snap->up;
+    seen->state_pending = 1;
+    seen->hb_pending = 0;
+    seen->hb = snap->hb_hash;
+    wc->unseen++;
+
+    if (snap->hb_len == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_amonitor_conn_send_data(
+            wc, snap->hb_opcode, snap->hb, snap->hb_len, 0)
+        != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    seen->hb_pending = 1;
+    wc->unseen++;
+
+    return NGX_OK;
 }

@@ -40,6 +40,70 @@ typedef struct {
 } ngx_http_amonitor_reg_t;
 
 
+/*
+ * What the zone knows of each target, whichever worker learned it: its
+ * state (up while at least one worker has a connection open), since when
+ * and why, the last heartbeat (bytes as forwarded, at most
+ * NGX_HTTP_AMONITOR_HB_KEEP), and per-target counters for metrics.
+ * Records are never removed (at most NGX_HTTP_AMONITOR_MAX_TRACKED).
+ */
+#define NGX_HTTP_AMONITOR_MAX_TRACKED 512
+#define NGX_HTTP_AMONITOR_HB_KEEP     4096
+#define NGX_HTTP_AMONITOR_REASON_MAX  64
+#define NGX_HTTP_AMONITOR_RTT_BUCKETS 14 /* 13 bounds and +Inf */
+
+typedef struct {
+    ngx_atomic_t hb_hash; /* crc32 of the kept heartbeat's msg_id */
+    ngx_atomic_t hb_at; /* when it was kept, ms since the epoch */
+    ngx_atomic_t actions; /* forwarded to the SDK */
+    ngx_atomic_t failures; /* ended in an error after the claim */
+    ngx_uint_t   up; /* workers with a connection open */
+    uint64_t     since; /* last change of state, ms since the epoch */
+    u_char      *hb; /* slab, hb_cap bytes */
+    u_short      hb_len;
+    u_short      hb_cap;
+    u_short      id_len;
+    u_short      url_len;
+    u_char       hb_opcode;
+    u_char       state; /* 1: up */
+    u_char       dynamic;
+    u_char       reason_len;
+    u_char       reason[NGX_HTTP_AMONITOR_REASON_MAX];
+    u_char       data[1]; /* id, then url */
+} ngx_http_amonitor_tstate_t;
+
+
+/* a copy of one record, made under the mutex for the snapshot */
+typedef struct {
+    ngx_str_t  id;
+    ngx_str_t  url;
+    ngx_str_t  reason;
+    ngx_uint_t up;
+    ngx_uint_t dynamic;
+    uint64_t   since;
+    uint64_t   hb_at;
+    ngx_uint_t hb_opcode;
+    uint32_t   hb_hash;
+    size_t     hb_len;
+    ngx_uint_t actions;
+    ngx_uint_t failures;
+    u_char     hb[NGX_HTTP_AMONITOR_HB_KEEP];
+    u_char     idbuf[256];
+    u_char     urlbuf[AMON_MAX_URL_LEN + 16];
+    u_char     rbuf[NGX_HTTP_AMONITOR_REASON_MAX];
+} ngx_http_amonitor_tsnap_t;
+
+
+/* the part of the zone the state and metrics code shares */
+typedef struct {
+    ngx_uint_t                  ntargets;
+    ngx_http_amonitor_tstate_t *targets[NGX_HTTP_AMONITOR_MAX_TRACKED];
+    ngx_atomic_t rtt[NGX_HTTP_AMONITOR_RTT_BUCKETS]; /* not cumulative */
+    ngx_atomic_t rtt_sum_us;
+    ngx_atomic_t redis_connections; /* workers connected to Redis */
+} ngx_http_amonitor_shared_t;
+
+
 typedef void (*ngx_http_amonitor_claim_pt)(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 
@@ -94,6 +158,30 @@ void *ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone);
 
 char *ngx_http_amonitor_store_redis_conf(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_http_amonitor_shared_t *ngx_http_amonitor_store_shm_shared(
+    ngx_shm_zone_t *shm_zone);
+
+/*
+ * Target state in the zone (store_state.c), with either backend.  "get"
+ * finds or adds the record (NULL when the table is full or memory is
+ * short); the others never fail visibly.
+ */
+ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target(
+    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url,
+    ngx_uint_t dynamic);
+void      ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
+         ngx_http_amonitor_tstate_t *ts, ngx_uint_t up, ngx_uint_t was_open,
+         const char *reason);
+void      ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
+         ngx_http_amonitor_tstate_t *ts, ngx_str_t *msg_id, ngx_uint_t opcode,
+         u_char *data, size_t len);
+ngx_int_t ngx_http_amonitor_store_target_copy(ngx_http_amonitor_store_t *st,
+    ngx_uint_t i, ngx_http_amonitor_tsnap_t *out);
+void      ngx_http_amonitor_store_redis_ready(
+         ngx_http_amonitor_store_t *st, ngx_uint_t was, ngx_uint_t now);
+void ngx_http_amonitor_store_rtt(ngx_http_amonitor_store_t *st, ngx_msec_t rtt);
+extern const ngx_msec_t ngx_http_amonitor_rtt_bounds[];
+
 ngx_http_amonitor_store_t *ngx_http_amonitor_store_redis_create(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
 void ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st);

@@ -121,6 +121,7 @@ ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx)
     }
 
     ctx->stopped = 1;
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 0);
     ctx->ready = 0;
 
     if (ctx->reconnect.timer_set) {
@@ -454,6 +455,7 @@ ngx_http_amonitor_redis_setup(
 static void
 ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx)
 {
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 1);
     ctx->ready = 1;
 
     if (ctx->failures) {
@@ -535,6 +537,7 @@ ngx_http_amonitor_redis_drop(ngx_http_amonitor_redis_t *ctx)
         return;
     }
 
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 0);
     ctx->dropping = 1;
     ctx->ready = 0;
 
@@ -560,6 +563,7 @@ ngx_http_amonitor_redis_disconnected(const redisAsyncContext *ac, int status)
 
     dropped = ctx->dropping;
 
+    ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 0);
     ctx->ac = NULL;
     ctx->connected = 0;
     ctx->ready = 0;

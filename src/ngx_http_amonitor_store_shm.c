@@ -14,8 +14,9 @@
 #include "ngx_http_amonitor_store.h"
 
 
-#define NGX_HTTP_AMONITOR_NODE_MIN   256
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0002ULL
+#define NGX_HTTP_AMONITOR_NODE_MIN 256
+/* the layout's version: bump it when the zone's structures change */
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0003ULL
 
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
     ngx_atomic_t                 registry_gen;
     ngx_uint_t                   registry_n;
     ngx_http_amonitor_reg_t      registry[NGX_HTTP_AMONITOR_MAX_DYNAMIC];
+    ngx_http_amonitor_shared_t   shared; /* target state, histogram */
 } ngx_http_amonitor_shctx_t;
 
 
@@ -202,6 +204,15 @@ ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone)
     ngx_http_amonitor_shctx_t *sh = shm_zone->data;
 
     return &sh->counters;
+}
+
+
+ngx_http_amonitor_shared_t *
+ngx_http_amonitor_store_shm_shared(ngx_shm_zone_t *shm_zone)
+{
+    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
+
+    return &sh->shared;
 }
 
 

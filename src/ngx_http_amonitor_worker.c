@@ -88,6 +88,7 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
     ngx_http_amonitor_upstream_exit_worker(w);
     ngx_http_amonitor_action_exit_worker(w);
     ngx_http_amonitor_query_exit_worker(w);
+    ngx_http_amonitor_audit_exit(amcf);
 
     if (amcf->redis) {
         ngx_http_amonitor_store_redis_exit(w->store);

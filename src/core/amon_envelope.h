@@ -227,6 +227,17 @@ int amon_envelope_build_target_status(amon_buf_t *out, size_t max,
     int64_t timestamp, const char *state, amon_str_t url);
 
 /*
+ * The same with what the agent knows of the target's state: "since" (ms
+ * since the epoch of the last change, left out when < 0) and "reason"
+ * (left out when reason.data is NULL), after "url":
+ *   "payload":{"target_id":T,"state":S,"url":U,"since":N,"reason":R}
+ */
+int amon_envelope_build_target_state(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
+    int64_t timestamp, const char *state, amon_str_t url, int64_t since,
+    amon_str_t reason);
+
+/*
  * The result of an action as the dedupe store keeps it, a JSON object:
  *   {"success":B[,"code":C][,"message":M]}
  * "code" NULL and "message" NULL are left out; a message pointing to an

@@ -418,6 +418,19 @@ amon_envelope_build_target_status(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
     int64_t timestamp, const char *state, amon_str_t url)
 {
+    amon_str_t none = {NULL, 0};
+
+    return amon_envelope_build_target_state(
+        out, max, a, msg_id, target_id, timestamp, state, url, -1, none);
+}
+
+
+int
+amon_envelope_build_target_state(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
+    int64_t timestamp, const char *state, amon_str_t url, int64_t since,
+    amon_str_t reason)
+{
     amon_json_w_t       w;
     amon_envelope_out_t e;
     static const char   type[] = "target_status";
@@ -442,6 +455,14 @@ amon_envelope_build_target_status(amon_buf_t *out, size_t max,
     amon_json_w_cstring(&w, state);
     amon_json_w_key(&w, "url");
     amon_json_w_string(&w, url);
+
+    if (since >= 0) {
+        amon_json_w_key(&w, "since");
+        amon_json_w_int64(&w, since);
+    }
+
+    amon_envelope_str_member(&w, "reason", reason);
+
     amon_json_w_object_end(&w);
 
     amon_json_w_object_end(&w);

@@ -610,6 +610,18 @@ test_build_target_status(void **state)
                          S("ws://127.0.0.1:8765/")),
         AMON_OK);
 
+    /* with what the agent knows of the state: since and reason */
+    out.len = 0;
+    assert_int_equal(
+        amon_envelope_build_target_state(&out, MAX, NULL, S(UUID1), S("demo-a"),
+            5, "down", S("ws://h:1/"), 1764120000000LL, S("connection lost")),
+        AMON_OK);
+    assert_out(&out,
+        "{\"msg_id\":\"" UUID1 "\",\"type\":\"target_status\","
+        "\"target_id\":\"demo-a\",\"timestamp\":5,\"payload\":{"
+        "\"target_id\":\"demo-a\",\"state\":\"down\",\"url\":\"ws://h:1/\","
+        "\"since\":1764120000000,\"reason\":\"connection lost\"}}");
+
     amon_buf_free(&out, NULL);
     amon_buf_free(&ref, NULL);
 }

@@ -60,6 +60,7 @@ sub new {
         module_path   => _abs($opt{module_path} // $ENV{TEST_AMON_MODULE}
                              // "$REPO/build/nginx/$MODULE_SO"),
         workers       => $opt{workers} // 1,
+        panel_snapshot => $opt{panel_snapshot} // 0,
         worker_connections => $opt{worker_connections} // 1024,
         log_level     => $opt{log_level},
         valgrind      => _valgrind_mode($opt{valgrind}
@@ -241,6 +242,11 @@ sub conf_text {
             . "http {\n"
             . "    access_log $dir/access.log;\n"
             . $temp
+            # suites written before the snapshot existed expect a new
+            # panel to hear live traffic only; panel_snapshot => 1 keeps
+            # the module's default (on)
+            . ($self->{module} && !$self->{panel_snapshot}
+                ? "    amonitor_panel_snapshot off;\n" : '')
             . ($parts{http_config} // '') . "\n";
         if ($parts{server} // 1) {
             $body .= "    server {\n"

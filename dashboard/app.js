@@ -1,0 +1,383 @@
+// AMonitor dashboard: one panel connection to the agent (same origin),
+// the targets it reports, a live event stream, actions with their
+// outcome, and the agent's counters.  Plain ES modules, nothing fetched
+// from elsewhere.
+import { el, sparkline, newSvg, age, clock, uuid } from './view.js';
+
+const q = new URLSearchParams(location.search);
+const cfg = {
+  panel: q.get('panel') || '/ws/panel',
+  status: q.get('status') || '/amonitor/status',
+  windowMs: 5 * 60 * 1000,   // sparkline: the last five minutes
+  maxEvents: 500,
+};
+let token = q.get('token') || sessionStorage.getItem('amonitor-token') || '';
+
+const targets = new Map();    // id -> { state, url, since, reason, hbAt, ... }
+const outcomes = new Map();   // action msg_id -> { li, text }
+let ws = null, attempt = 0, retryTimer = null, everOpen = false;
+const paused = [];            // events held while the list is scrolled
+
+const $ = (id) => document.getElementById(id);
+
+/* --- connection ------------------------------------------------------- */
+
+function wsUrl() {
+  const u = new URL(cfg.panel, location.href);
+  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  // %20, not "+": the agent decodes the query argument as a URI component
+  if (token) {
+    u.search += (u.search ? '&' : '?') + 'token=' + encodeURIComponent(token);
+  }
+  return u.href;
+}
+
+function setConn(text, cls) {
+  const c = $('conn');
+  c.textContent = text;
+  c.className = `conn ${cls || ''}`;
+}
+
+function connect() {
+  retryTimer = null;
+  setConn(attempt ? `reconnecting (attempt ${attempt})…` : 'connecting…');
+  let opened = false;
+  ws = new WebSocket(wsUrl());
+  ws.addEventListener('open', () => {
+    opened = true;
+    everOpen = true;
+    attempt = 0;
+    $('login').hidden = true;
+    setConn('connected', 'ok');
+  });
+  ws.addEventListener('message', (ev) => onMessage(ev.data));
+  ws.addEventListener('close', (ev) => {
+    ws = null;
+    if (!opened && !everOpen) {
+      // never got in: maybe a token is needed
+      $('login').hidden = false;
+    }
+    retry(ev.code, opened);
+  });
+}
+
+// capped exponential backoff with jitter: 0.5 s, 1 s, 2 s ... 10 s
+function retry(code, wasOpen) {
+  attempt++;
+  const base = Math.min(10000, 500 * 2 ** Math.min(attempt - 1, 5));
+  const delay = Math.round(base / 2 + Math.random() * base / 2);
+  const why = code === 1012 ? 'agent reloading' :
+    wasOpen ? `connection lost (${code})` : 'agent unreachable';
+  setConn(`${why}: reconnecting in ${(delay / 1000).toFixed(1)} s`, 'bad');
+  for (const t of targets.values()) t.stale = true;
+  retryTimer = setTimeout(connect, delay);
+}
+
+function send(text) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(text);
+  return true;
+}
+
+/* --- messages ----------------------------------------------------------- */
+
+function onMessage(data) {
+  if (typeof data !== 'string') {
+    addEvent({ type: 'other', target: '', text: 'binary (protobuf) message' });
+    return;
+  }
+  let m;
+  try {
+    m = JSON.parse(data);
+  } catch (e) {
+    addEvent({ type: 'other', target: '', text: 'not JSON: ' + data.slice(0, 80) });
+    return;
+  }
+  const p = m.payload || {};
+  const from = m.source || m.target_id || p.target_id || '';
+  switch (m.type) {
+  case 'target_status': onStatus(m, p); break;
+  case 'heartbeat': onHeartbeat(from, m, p); break;
+  case 'action_ack': onAck(m, p); break;
+  case 'error': onError(m, p); break;
+  default: break;
+  }
+  addEvent({ type: m.type, target: from, text: summary(m, p), ts: m.timestamp });
+}
+
+function target(id) {
+  let t = targets.get(id);
+  if (!t) {
+    t = { id, state: 'unknown', url: '', metrics: {}, series: [] };
+    targets.set(id, t);
+    addTargetOption(id);
+  }
+  return t;
+}
+
+function onStatus(m, p) {
+  const t = target(p.target_id || m.target_id || '');
+  t.state = p.state;
+  t.url = p.url || t.url;
+  t.since = p.since || m.timestamp || Date.now();
+  t.reason = p.reason || '';
+  t.stale = false;
+  renderTarget(t);
+}
+
+function onHeartbeat(from, m, p) {
+  const t = target(from);
+  t.hbAt = typeof m.timestamp === 'number' ? m.timestamp : Date.now();
+  t.metrics = p.metrics && typeof p.metrics === 'object' ? p.metrics : {};
+  if (t.state === 'unknown') t.state = 'up';
+  const v = sparkValue(t.metrics);
+  if (v != null) {
+    t.series.push({ at: t.hbAt, v });
+    const old = t.hbAt - cfg.windowMs;
+    while (t.series.length > 1 && (t.series[0].at < old || t.series.length > 300)) {
+      t.series.shift();
+    }
+  }
+  renderTarget(t);
+}
+
+// the metric drawn: cpu_percent when there is one, else the first number
+function sparkValue(metrics) {
+  const keys = Object.keys(metrics);
+  const pick = keys.includes('cpu_percent') ? ['cpu_percent'] :
+    keys.filter((k) => k !== 'seq');
+  for (const k of pick) {
+    const n = Number(metrics[k]);
+    if (metrics[k] !== '' && isFinite(n)) return n;
+  }
+  return null;
+}
+
+function summary(m, p) {
+  switch (m.type) {
+  case 'heartbeat':
+    return Object.entries(p.metrics || {}).map(([k, v]) => `${k}=${v}`).join(' ');
+  case 'event':
+    return `${p.event_name || ''} ${JSON.stringify(p.data ?? '')}`;
+  case 'target_status':
+    return `${p.state}${p.reason ? ' (' + p.reason + ')' : ''}`;
+  case 'action_ack':
+    return `${p.action_msg_id}: ${p.success ? 'ok' : 'failed'} ${p.message || ''}`;
+  case 'error':
+    return `${p.code}: ${p.message || ''}`;
+  default:
+    return JSON.stringify(p).slice(0, 120);
+  }
+}
+
+/* --- targets table -------------------------------------------------------- */
+
+function renderTarget(t) {
+  $('no-targets').hidden = true;
+  if (!t.row) {
+    t.cells = {
+      id: el('th', { scope: 'row', text: t.id }),
+      state: el('td'), url: el('td', { class: 'url' }),
+      age: el('td', { class: 'age' }), metrics: el('td', { class: 'metrics' }),
+      spark: el('td'),
+    };
+    t.svg = newSvg();
+    t.cells.spark.append(t.svg);
+    t.row = el('tr', { 'data-target': t.id }, ...Object.values(t.cells));
+    const body = $('targets').tBodies[0];
+    const after = [...body.rows].find((r) => r.dataset.target > t.id);
+    body.insertBefore(t.row, after || null);
+  }
+  const st = t.state === 'down' ? 'down' : t.state === 'up' ? 'up' : 'unknown';
+  t.row.className = `state-${st}`;
+  t.cells.state.replaceChildren(el('span', { class: `badge ${st}`, text: st }));
+  if (st === 'down' && t.reason) {
+    t.cells.state.append(el('div', { class: 'note', text: t.reason }));
+  }
+  if (t.since) {
+    t.cells.state.append(el('div', { class: 'note', text: 'since ' + clock(t.since) }));
+  }
+  t.cells.url.textContent = t.url || '';
+  t.cells.metrics.replaceChildren(...Object.entries(t.metrics)
+    .map(([k, v]) => el('span', { text: `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}` })));
+  sparkline(t.svg, t.series.map((s) => s.v));
+  renderAge(t);
+}
+
+function renderAge(t) {
+  if (!t.cells) return;
+  t.cells.age.textContent = t.hbAt ? age(Date.now() - t.hbAt) : '—';
+  t.cells.age.dataset.at = t.hbAt ? String(t.hbAt) : '';
+}
+
+function addTargetOption(id) {
+  for (const sel of [$('a-target'), $('f-target')]) {
+    if (![...sel.options].some((o) => o.value === id)) {
+      sel.append(el('option', { value: id, text: id }));
+    }
+  }
+}
+
+/* --- event stream ----------------------------------------------------------- */
+
+function addEvent(ev) {
+  ev.at = Date.now();
+  const list = $('events');
+  if (list.scrollTop > 4) {
+    // the reader scrolled away from the newest: hold new ones
+    paused.push(ev);
+    const b = $('resume');
+    b.hidden = false;
+    b.textContent = `Resume (${paused.length} new)`;
+    return;
+  }
+  showEvent(ev);
+}
+
+function showEvent(ev) {
+  const list = $('events');
+  const type = ['heartbeat', 'event', 'target_status', 'action_ack', 'error']
+    .includes(ev.type) ? ev.type : 'other';
+  const li = el('li', { 'data-type': type, 'data-target': ev.target || '' },
+    el('span', { class: 't', text: clock(ev.ts || ev.at) }),
+    el('span', { class: 'k', text: ev.type }),
+    el('span', { class: 'mono', text: (ev.target ? ev.target + ' ' : '') + ev.text }));
+  li.hidden = !matches(li);
+  list.prepend(li);
+  while (list.children.length > cfg.maxEvents) list.lastChild.remove();
+}
+
+function matches(li) {
+  const ft = $('f-target').value, fy = $('f-type').value;
+  return (!ft || li.dataset.target === ft) && (!fy || li.dataset.type === fy);
+}
+
+function refilter() {
+  for (const li of $('events').children) li.hidden = !matches(li);
+}
+
+function resume() {
+  const list = $('events');
+  list.scrollTop = 0;
+  for (const ev of paused.splice(0)) showEvent(ev);
+  $('resume').hidden = true;
+}
+
+/* --- actions --------------------------------------------------------------- */
+
+function sendAction(e) {
+  e.preventDefault();
+  const err = $('a-error');
+  err.textContent = '';
+  let params;
+  try {
+    params = JSON.parse($('a-params').value || '{}');
+    if (params === null || typeof params !== 'object' || Array.isArray(params)) {
+      throw new Error('params must be a JSON object');
+    }
+  } catch (x) {
+    err.textContent = `Params: ${x.message}`;
+    return;
+  }
+  const id = uuid();
+  const text = JSON.stringify({
+    msg_id: id, type: 'action', target_id: $('a-target').value,
+    timestamp: Date.now(),
+    payload: { action: $('a-name').value, params },
+  });
+  const li = el('li', { 'data-msg-id': id });
+  outcomes.set(id, { li, text, sends: 0 });
+  $('outcomes').prepend(li);
+  dispatch(id);
+}
+
+function dispatch(id) {
+  const o = outcomes.get(id);
+  o.sends++;
+  const line = el('div', { class: 'outcome wait', text: `#${o.sends} sent, waiting…` });
+  o.current = line;
+  if (o.sends === 1) {
+    const again = el('button', { type: 'button', class: 'secondary',
+      text: 'Send again with the same msg_id', onclick: () => dispatch(id) });
+    const body = JSON.parse(o.text);
+    o.li.append(el('div', { class: 'mono',
+      text: `${body.payload.action} → ${body.target_id} (msg_id ${id})` }), again);
+  }
+  o.li.append(line);
+  if (!send(o.text)) {
+    line.textContent = `#${o.sends} not sent: not connected`;
+    line.className = 'outcome err';
+  }
+}
+
+function outcomeLine(id) {
+  const o = outcomes.get(id);
+  return o && o.current;
+}
+
+function onAck(m, p) {
+  const line = outcomeLine(p.action_msg_id);
+  if (!line) return;
+  if (p.duplicate) {
+    const orig = p.original ? ` — original result: ${JSON.stringify(p.original)}` : '';
+    line.textContent = `duplicate ignored (${p.state || 'pending'})${orig}`;
+    line.className = 'outcome dup';
+  } else {
+    line.textContent = `ack: ${p.success ? 'success' : 'failure'}` +
+      (p.message ? ` — ${p.message}` : '');
+    line.className = `outcome ${p.success ? 'ok' : 'err'}`;
+  }
+}
+
+function onError(m, p) {
+  const line = outcomeLine(p.action_msg_id || m.msg_id);
+  if (!line) return;
+  line.textContent = `error ${p.code}: ${p.message || ''}` +
+    (p.final === false ? ' (still waiting for a late ack)' : '');
+  line.className = `outcome ${p.final === false ? 'wait' : 'err'}`;
+}
+
+/* --- counters ---------------------------------------------------------------- */
+
+const COUNTERS = ['panels', 'upstreams_open', 'forwarded', 'actions', 'acks',
+  'duplicates', 'dropped', 'errors', 'ack_timeouts', 'invalid'];
+
+async function refreshCounters() {
+  const note = $('counters-note');
+  try {
+    const r = await fetch(cfg.status, { cache: 'no-store' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const s = await r.json();
+    $('counters').replaceChildren(...COUNTERS.filter((k) => k in s).map((k) =>
+      el('div', { 'data-counter': k }, el('dt', { text: k.replace('_', ' ') }),
+        el('dd', { text: String(s[k]) }))));
+    note.textContent = `agent ${s.version || ''}, updated ${clock(Date.now())}`;
+  } catch (x) {
+    note.textContent = `counters unavailable (${cfg.status}: ${x.message})`;
+  }
+}
+
+/* --- start ------------------------------------------------------------------ */
+
+function start() {
+  $('action').addEventListener('submit', sendAction);
+  $('f-target').addEventListener('change', refilter);
+  $('f-type').addEventListener('change', refilter);
+  $('resume').addEventListener('click', resume);
+  $('events').addEventListener('scroll', () => {
+    if ($('events').scrollTop <= 4 && paused.length) resume();
+  });
+  $('login').addEventListener('submit', (e) => {
+    e.preventDefault();
+    token = $('token').value;
+    sessionStorage.setItem('amonitor-token', token);
+    if (retryTimer) clearTimeout(retryTimer);
+    if (ws) ws.close(); else connect();
+  });
+  setInterval(() => targets.forEach(renderAge), 1000);
+  setInterval(refreshCounters, 3000);
+  refreshCounters();
+  connect();
+}
+
+start();

@@ -1,0 +1,307 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * What the zone knows of every target, so that a panel on any worker can
+ * be told the current state at once: up or down since when and why, the
+ * last heartbeat, per-target counters and the round-trip histogram.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
+
+
+#define NGX_HTTP_AMONITOR_HB_MIN 256 /* first room for a heartbeat */
+
+
+static uint64_t ngx_http_amonitor_state_now(void);
+
+
+/* upper bounds of the round-trip buckets, ms; the last is +Inf */
+const ngx_msec_t ngx_http_amonitor_rtt_bounds[NGX_HTTP_AMONITOR_RTT_BUCKETS
+    - 1] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+
+
+static uint64_t
+ngx_http_amonitor_state_now(void)
+{
+    ngx_time_t *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+ngx_http_amonitor_tstate_t *
+ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
+    ngx_str_t *url, ngx_uint_t dynamic)
+{
+    ngx_uint_t                  i;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_amonitor_shared_t *sh;
+    ngx_http_amonitor_tstate_t *ts, *found;
+
+    if (st == NULL || st->zone == NULL || id->len > 256
+        || url->len > AMON_MAX_URL_LEN + 16) {
+        return NULL;
+    }
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+    found = NULL;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < sh->ntargets; i++) {
+        ts = sh->targets[i];
+
+        if (ngx_memn2cmp(ts->data, id->data, ts->id_len, id->len) == 0) {
+            found = ts;
+            break;
+        }
+    }
+
+    if (found == NULL && sh->ntargets < NGX_HTTP_AMONITOR_MAX_TRACKED) {
+        found = ngx_slab_calloc_locked(shpool,
+            offsetof(ngx_http_amonitor_tstate_t, data) + id->len + url->len);
+
+        if (found != NULL) {
+            found->id_len = (u_short) id->len;
+            found->url_len = (u_short) url->len;
+            found->dynamic = (u_char) dynamic;
+            found->since = ngx_http_amonitor_state_now();
+            ngx_memcpy(found->data, id->data, id->len);
+            ngx_memcpy(found->data + id->len, url->data, url->len);
+
+            /* visible to readers only once it is complete */
+            ngx_memory_barrier();
+            sh->targets[sh->ntargets++] = found;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return found;
+}
+
+
+/*
+ * A worker's connection to the target opened (up) or closed or failed
+ * (!up; "was_open" when it had been open).  The target is up while any
+ * worker has it open; "since" moves only when that changes.
+ */
+void
+ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
+    ngx_http_amonitor_tstate_t *ts, ngx_uint_t up, ngx_uint_t was_open,
+    const char *reason)
+{
+    size_t           len;
+    ngx_uint_t       before;
+    ngx_slab_pool_t *shpool;
+
+    if (ts == NULL) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+    len = reason ? ngx_min(ngx_strlen(reason), sizeof(ts->reason)) : 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    before = ts->state;
+
+    if (up) {
+        ts->up++;
+
+    } else if (was_open && ts->up) {
+        ts->up--;
+    }
+
+    ts->state = (ts->up > 0);
+
+    if (ts->state != before) {
+        ts->since = ngx_http_amonitor_state_now();
+    }
+
+    if (!ts->state) {
+        /* the latest reason while down, kept for the snapshot */
+        ngx_memcpy(ts->reason, reason, len);
+        ts->reason_len = (u_char) len;
+
+    } else {
+        ts->reason_len = 0;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * Keep the last heartbeat of a target.  Every worker receives the same
+ * heartbeat on its own connection: the first one copies it, the others
+ * see its msg_id's hash without taking the mutex and copy nothing.
+ * Heartbeats larger than NGX_HTTP_AMONITOR_HB_KEEP are not kept (the
+ * older one is forgotten, so a panel is never told a stale one).
+ */
+void
+ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
+    ngx_http_amonitor_tstate_t *ts, ngx_str_t *msg_id, ngx_uint_t opcode,
+    u_char *data, size_t len)
+{
+    u_char          *p;
+    size_t           cap;
+    uint32_t         hash;
+    ngx_slab_pool_t *shpool;
+
+    if (ts == NULL) {
+        return;
+    }
+
+    hash = ngx_crc32_short(msg_id->data, msg_id->len);
+
+    if (len > NGX_HTTP_AMONITOR_HB_KEEP) {
+        if (ts->hb_len == 0) {
+            return;
+        }
+
+        len = 0;
+
+    } else if (ts->hb_hash == hash && ts->hb_len == len) {
+        /* another worker kept this one already */
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (len > ts->hb_cap) {
+        cap = NGX_HTTP_AMONITOR_HB_MIN;
+
+        while (cap < len) {
+            cap <<= 1;
+        }
+
+        p = ngx_slab_alloc_locked(shpool, cap);
+
+        if (p != NULL) {
+            if (ts->hb) {
+                ngx_slab_free_locked(shpool, ts->hb);
+            }
+
+            ts->hb = p;
+            ts->hb_cap = (u_short) cap;
+
+        } else {
+            len = 0;
+        }
+    }
+
+    if (len) {
+        ngx_memcpy(ts->hb, data, len);
+    }
+
+    ts->hb_len = (u_short) len;
+    ts->hb_opcode = (u_char) opcode;
+    ts->hb_hash = len ? hash : 0;
+    ts->hb_at = (ngx_atomic_uint_t) ngx_http_amonitor_state_now();
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* copy record "i"; NGX_DONE past the last one */
+ngx_int_t
+ngx_http_amonitor_store_target_copy(
+    ngx_http_amonitor_store_t *st, ngx_uint_t i, ngx_http_amonitor_tsnap_t *out)
+{
+    ngx_slab_pool_t            *shpool;
+    ngx_http_amonitor_shared_t *sh;
+    ngx_http_amonitor_tstate_t *ts;
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+
+    if (i >= sh->ntargets) {
+        return NGX_DONE;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    ts = sh->targets[i];
+
+    out->id.data = out->idbuf;
+    out->id.len = ts->id_len;
+    ngx_memcpy(out->idbuf, ts->data, ts->id_len);
+
+    out->url.data = out->urlbuf;
+    out->url.len = ts->url_len;
+    ngx_memcpy(out->urlbuf, ts->data + ts->id_len, ts->url_len);
+
+    out->reason.data = out->rbuf;
+    out->reason.len = ts->reason_len;
+    ngx_memcpy(out->rbuf, ts->reason, ts->reason_len);
+
+    out->up = ts->state;
+    out->dynamic = ts->dynamic;
+    out->since = ts->since;
+    out->hb_at = ts->hb_at;
+    out->hb_opcode = ts->hb_opcode;
+    out->hb_len = ts->hb_len;
+    out->hb_hash = (uint32_t) ts->hb_hash;
+    out->actions = ts->actions;
+    out->failures = ts->failures;
+
+    if (ts->hb_len) {
+        ngx_memcpy(out->hb, ts->hb, ts->hb_len);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* one action's round trip, from forward to ack, into the histogram */
+void
+ngx_http_amonitor_store_rtt(ngx_http_amonitor_store_t *st, ngx_msec_t rtt)
+{
+    ngx_uint_t                  i;
+    ngx_http_amonitor_shared_t *sh;
+
+    if (st == NULL || st->zone == NULL) {
+        return;
+    }
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+
+    for (i = 0; i < NGX_HTTP_AMONITOR_RTT_BUCKETS - 1; i++) {
+        if (rtt <= ngx_http_amonitor_rtt_bounds[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->rtt[i], 1);
+    (void) ngx_atomic_fetch_add(&sh->rtt_sum_us, rtt * 1000);
+}
+
+
+/* a worker's Redis connection became usable or stopped being so */
+void
+ngx_http_amonitor_store_redis_ready(
+    ngx_http_amonitor_store_t *st, ngx_uint_t was, ngx_uint_t now)
+{
+    ngx_http_amonitor_shared_t *sh;
+
+    if (st->zone == NULL || !was == !now) {
+        return;
+    }
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+
+    (void) ngx_atomic_fetch_add(&sh->redis_connections, now ? 1 : -1);
+}

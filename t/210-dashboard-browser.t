@@ -1,0 +1,248 @@
+# The built-in dashboard (amonitor_dashboard on) in headless Chromium,
+# driven over the DevTools protocol (a Mojolicious WebSocket client):
+# the targets appear, a heartbeat updates the age and the sparkline, an
+# SDK going down turns its row red, an action's ack appears, sending it
+# again with the same msg_id shows "duplicate ignored", a restart of nginx
+# is survived by reconnecting.  A screenshot is kept as an artefact
+# (build/test-artefacts/dashboard.png); any JavaScript console error or
+# uncaught exception fails the test.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use File::Path qw(make_path);
+use File::Temp qw(tempdir);
+use Mojo::JSON qw(decode_json encode_json);
+use Mojo::UserAgent;
+use MIME::Base64 qw(decode_base64);
+use POSIX qw(WNOHANG);
+
+my ($CHROMIUM) = grep { -x } map { ("$_/chromium", "$_/chromium-browser") }
+    split(/:/, "$ENV{PATH}:/usr/bin");
+if (!$CHROMIUM) {
+    fail('headless Chromium is needed (apt-get install chromium)');
+    done_testing();
+    exit;
+}
+
+my $TOKEN = 'dash t0ken';
+my $t = Test::AMonitor->new(workers => 2, panel_snapshot => 1);
+my $sa = fake_sdk(port => $t->port(1), target_id => 'dash-a',
+    heartbeat_interval => 0,
+    actions => { restart => [1, 'restarted by the dashboard'] });
+my $sb = fake_sdk(port => $t->port(2), target_id => 'dash-b',
+    heartbeat_interval => 0);
+
+$t->write_config(
+    http_config => <<'EOC',
+    amonitor_zone amon 1m;
+    amonitor_target dash-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_target dash-b ws://127.0.0.1:%%PORT_2%%/;
+    amonitor_reconnect 50ms 300ms;
+EOC
+    config => <<"EOC",
+        location = /ws/panel { amonitor_panel on;
+                               amonitor_panel_token "$TOKEN"; }
+        location = /amonitor/status { amonitor_status; }
+        location /amonitor/ { amonitor_dashboard on; }
+EOC
+)->run;
+
+ok($sa->wait_connections(2) && $sb->wait_connections(2),
+    'both workers dialed both SDKs');
+$sa->set(metrics => { cpu_percent => '10', mem_mb => '40' });
+$sa->heartbeat;
+
+# --- the browser ---------------------------------------------------------
+
+my $profile = tempdir('amon-chromium-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $devport = free_port();
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+    open(STDOUT, '>', "$profile/chromium.log");
+    open(STDERR, '>&', \*STDOUT);
+    exec($CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu',
+        '--no-first-run', '--hide-scrollbars', "--user-data-dir=$profile",
+        "--remote-debugging-port=$devport", '--window-size=1280,1000',
+        'about:blank');
+    exit 127;
+}
+
+my $ua = Mojo::UserAgent->new(inactivity_timeout => 0);
+my $page;
+wait_for(sub {
+    my $list = eval { $ua->get("http://127.0.0.1:$devport/json/list")
+        ->result->json };
+    ($page) = grep { $_->{type} eq 'page' } @{ $list // [] };
+    $page;
+}, 20);
+ok($page, 'Chromium is up with a page to drive') or BAIL_OUT('no browser');
+
+my ($cdp, $seq, %replies, @errors, @network);
+$ua->websocket($page->{webSocketDebuggerUrl} => sub {
+    my (undef, $tx) = @_;
+    $cdp = $tx;
+    $tx->max_websocket_size(64 << 20);
+    $tx->on(message => sub {
+        my $m = decode_json($_[1]);
+        if (defined $m->{id}) {
+            $replies{ $m->{id} } = $m;
+            return;
+        }
+        my $meth = $m->{method} // '';
+        if ($meth eq 'Runtime.consoleAPICalled'
+            && $m->{params}{type} eq 'error') {
+            push @errors, 'console.error: ' . join(' ',
+                map { $_->{value} // $_->{description} // '' }
+                @{ $m->{params}{args} });
+        }
+        elsif ($meth eq 'Runtime.exceptionThrown') {
+            my $d = $m->{params}{exceptionDetails};
+            push @errors, 'exception: ' . ($d->{exception}{description}
+                // $d->{text});
+        }
+        elsif ($meth eq 'Log.entryAdded'
+            && $m->{params}{entry}{level} eq 'error') {
+            my $e = $m->{params}{entry};
+            # refused WebSocket connects while nginx restarts are the
+            # browser's network log, not the page's JavaScript
+            if (($e->{source} // '') eq 'network') {
+                push @network, $e->{text};
+            }
+            else {
+                push @errors, "$e->{source}: $e->{text}";
+            }
+        }
+    });
+});
+wait_for(sub { $cdp }, 10);
+ok($cdp, 'DevTools protocol connected');
+
+sub cdp {
+    my ($method, $params) = @_;
+    my $id = ++$seq;
+    $cdp->send(encode_json({ id => $id, method => $method,
+        params => $params // {} }));
+    wait_for(sub { $replies{$id} }, 15);
+    my $r = delete $replies{$id};
+    return $r ? $r->{result} : undef;
+}
+
+# evaluate an expression in the page; its value
+sub js {
+    my ($expr) = @_;
+    my $r = cdp('Runtime.evaluate', { expression => $expr,
+        returnByValue => \1 });
+    return $r && $r->{result} ? $r->{result}{value} : undef;
+}
+
+# wait until an expression is true in the page
+sub js_until {
+    my ($expr, $timeout) = @_;
+    return wait_for(sub { js($expr) }, $timeout // 10);
+}
+
+cdp($_) for qw(Runtime.enable Log.enable Page.enable);
+my $q = $TOKEN =~ s/ /%20/gr;
+cdp('Page.navigate', { url => 'http://127.0.0.1:' . $t->port(0)
+    . "/amonitor/?token=$q" });
+
+ok(js_until(q{document.getElementById('conn').textContent === 'connected'}),
+    'the dashboard connected to the panel endpoint with the token');
+
+my $row = sub { "document.querySelector('tr[data-target=\"$_[0]\"]')" };
+ok(js_until($row->('dash-a') . '&&' . $row->('dash-b')),
+    'both targets appear');
+ok(js_until($row->('dash-a') . ".className === 'state-up'"),
+    'dash-a is up');
+ok(js_until($row->('dash-a') . ".querySelector('.metrics').textContent"
+    . ".includes('cpu_percent: 10')"), 'its metrics are shown');
+
+# a heartbeat: the age restarts and the sparkline gets a point
+my $points = sub { js($row->('dash-a')
+    . ".querySelector('svg').getAttribute('data-points')") // 0 };
+my $at = sub { js($row->('dash-a') . ".querySelector('.age').dataset.at") };
+my ($p0, $a0) = ($points->(), $at->());
+sleep_loop(1.1);
+$sa->set(metrics => { cpu_percent => '55', mem_mb => '41' });
+$sa->heartbeat;
+ok(wait_for(sub { ($points->() // 0) > $p0 }, 10),
+    "a heartbeat adds a sparkline point ($p0 before)");
+ok(($at->() // 0) > ($a0 // 0), 'and moves the last heartbeat time');
+like(js($row->('dash-a') . ".querySelector('.age').textContent"),
+    qr/^\d+s ago$/, 'the age is shown in seconds');
+ok(js($row->('dash-a') . ".querySelector('polyline').getAttribute('points')"
+    . ".split(' ').length >= 2"), 'the sparkline has a line');
+
+# an action and its ack, then the same msg_id again
+js(q{document.getElementById('a-target').value = 'dash-a';
+     document.getElementById('a-name').value = 'restart';
+     document.querySelector('#action button[type=submit]').click(); 1});
+ok(js_until(q{/^ack: success \W+ restarted by the dashboard$/.test(
+    (document.querySelector('#outcomes li .outcome') || {}).textContent)}),
+    "the action's ack appears");
+js(q{document.querySelector('#outcomes li button').click(); 1});
+ok(js_until(q{[...document.querySelectorAll('#outcomes li .outcome')]
+    .some(e => e.textContent.startsWith('duplicate ignored (done)'))}),
+    'the same msg_id again shows "duplicate ignored" with the state');
+ok(js(q{document.querySelector('#outcomes .dup').textContent
+    .includes('restarted by the dashboard')}),
+    'and the original result');
+is(scalar($sa->actions), 1, 'the SDK ran the action once');
+
+# counters from amonitor_status
+ok(js_until(q{(document.querySelector('[data-counter=duplicates] dd') || {})
+    .textContent === '1'}, 10), 'the counters show the duplicate');
+
+# an SDK going down turns its row red
+$sb->stop;
+ok(js_until($row->('dash-b') . ".className === 'state-down'"),
+    'dash-b goes down');
+my $bg = js('getComputedStyle(' . $row->('dash-b') . ').backgroundColor');
+my ($r, $g, $b) = ($bg // '') =~ /(\d+),\s*(\d+),\s*(\d+)/;
+ok(defined $r && $r > $g && $r > $b, "and its row is red ($bg)");
+
+# the event stream with a filter
+js(q{document.getElementById('f-type').value = 'action_ack';
+     document.getElementById('f-type').dispatchEvent(new Event('change')); 1});
+ok(js(q{[...document.querySelectorAll('#events li')].filter(e => !e.hidden)
+    .every(e => e.dataset.type === 'action_ack')}),
+    'the type filter leaves only acks');
+js(q{document.getElementById('f-type').value = '';
+     document.getElementById('f-type').dispatchEvent(new Event('change')); 1});
+
+# save the screenshot as the test's artefact
+my $shot = cdp('Page.captureScreenshot', { format => 'png' });
+my $dir = "$FindBin::Bin/../build/test-artefacts";
+make_path($dir);
+if ($shot && $shot->{data}) {
+    for my $f ("$dir/dashboard.png", $t->prefix . '/dashboard.png') {
+        open(my $fh, '>:raw', $f) or die "$f: $!";
+        print $fh decode_base64($shot->{data});
+        close $fh;
+    }
+}
+ok(-s "$dir/dashboard.png", 'a screenshot was saved');
+
+# a restart of nginx: the dashboard says so and reconnects
+$t->stop;
+ok(js_until(q{/reconnecting/.test(document.getElementById('conn')
+    .textContent)}), 'the dashboard says it is reconnecting');
+$t->run;
+ok(js_until(q{document.getElementById('conn').textContent === 'connected'},
+    20), 'and reconnects to the restarted nginx');
+ok(js_until($row->('dash-a') . ".className === 'state-up'", 10),
+    'the snapshot after reconnecting shows dash-a up');
+
+is(scalar(@errors), 0, 'no JavaScript console error or exception')
+    or diag(join("\n", @errors));
+note("network log (refused WebSocket connects while nginx was down): "
+    . scalar(@network));
+
+kill 'TERM', $pid;
+waitpid($pid, 0);
+$t->stop;
+done_testing;
