@@ -232,8 +232,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
 # ones and stay fully checked.  (A report in the master would also start
 # llvm-symbolizer before the workers fork, and workers sharing its pipe
 # hang.)
+# nginx's HTTP/2 code reads and writes frame fields at unaligned addresses
+# (fine on x86): suppressed for its files only (t/180 sends HTTP/2).
 printf '%s\n' 'nonnull-attribute:^src/' 'pointer-overflow:^src/' \
-    > "$ASAN/ubsan.supp"
+    'alignment:^src/http/v2/' > "$ASAN/ubsan.supp"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=0:\
 suppressions=$ASAN/ubsan.supp}
 export TEST_AMON_SANITIZER=1

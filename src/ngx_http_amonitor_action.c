@@ -657,11 +657,10 @@ ngx_http_amonitor_action_panel_gone(
 
     as = w->actions;
 
-
-    if (panel->pending == 0) {
-        return;
-    }
-
+    /*
+     * Every action of the panel, also those that no longer count against
+     * its limit (past ACK_TIMEOUT): none may keep a pointer to it.
+     */
     for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
          q = ngx_queue_next(q)) {
         a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);

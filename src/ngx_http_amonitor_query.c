@@ -62,9 +62,15 @@ ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
     q->panel = wc;
     q->about = *about;
     q->about.msg_id.data = d;
-    d = ngx_cpymem(d, about->msg_id.data, about->msg_id.len);
+    if (about->msg_id.len) {
+        d = ngx_cpymem(d, about->msg_id.data, about->msg_id.len);
+    }
+
     q->about.trace_id.data = d;
-    d = ngx_cpymem(d, about->trace_id.data, about->trace_id.len);
+    if (about->trace_id.len) {
+        d = ngx_cpymem(d, about->trace_id.data, about->trace_id.len);
+    }
+
     ngx_str_null(&q->about.target_id);
     q->id.data = d;
     q->id.len = env->action_msg_id.len;
