@@ -73,7 +73,12 @@ sub value {
     return undef;
 }
 
-my ($r, $res) = scrape();
+# both workers' connections are counted once their handshakes are done
+my ($r, $res);
+wait_for(sub {
+    ($r, $res) = scrape();
+    return $r && (value($r, 'amonitor_upstream_connections') // 0) == 2;
+}, 10);
 ok($r, 'the output parses') or diag($res->{body});
 like($res->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4},
     'content type of the text format 0.0.4');
