@@ -812,20 +812,3 @@ amonitor_sdk_stop(amonitor_sdk_t *ctx)
 
     return AMONITOR_OK;
 }
-
-
-int
-amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
-{
-    va_list ap;
-
-    ctx->err = err;
-
-    va_start(ap, fmt);
-    vsnprintf(ctx->errstr, sizeof(ctx->errstr), fmt, ap);
-    va_end(ap);
-
-    amonitor_log(ctx->priv, AMONITOR_LOG_ERROR, "%s", ctx->errstr);
-
-    return err;
-}

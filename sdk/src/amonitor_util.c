@@ -197,3 +197,21 @@ amonitor_sdk_stats_get(amonitor_sdk_t *ctx, amonitor_stats_t *out, size_t size)
 
     return AMONITOR_OK;
 }
+
+
+/* record an API error in the context (ctx->err, ctx->errstr) and log it */
+int
+amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    ctx->err = err;
+
+    va_start(ap, fmt);
+    vsnprintf(ctx->errstr, sizeof(ctx->errstr), fmt, ap);
+    va_end(ap);
+
+    amonitor_log(ctx->priv, AMONITOR_LOG_ERROR, "%s", ctx->errstr);
+
+    return err;
+}
