@@ -39,7 +39,6 @@ static int amonitor_conn_queue(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     const unsigned char *hdr, size_t hlen, const unsigned char *p, size_t len);
 static int amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 static int amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth);
-static amon_str_t amonitor_trim(const unsigned char *p, size_t len);
 
 amonitor_conn_t *
 amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
@@ -307,7 +306,7 @@ amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth)
         return 0;
     }
 
-    cred = amonitor_trim(auth.data + 7, auth.len - 7);
+    cred = amon_str_trim(auth.data + 7, auth.len - 7);
     tlen = strlen(priv->token);
 
     diff = (unsigned char) (cred.len != tlen);
@@ -318,27 +317,6 @@ amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth)
     }
 
     return diff == 0;
-}
-
-
-static amon_str_t
-amonitor_trim(const unsigned char *p, size_t len)
-{
-    amon_str_t s;
-
-    while (len && (*p == ' ' || *p == '\t')) {
-        p++;
-        len--;
-    }
-
-    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
-        len--;
-    }
-
-    s.data = p;
-    s.len = len;
-
-    return s;
 }
 
 

@@ -171,3 +171,24 @@ amon_str_eq_ci(amon_str_t s, const char *cstr)
 
     return cstr[s.len] == '\0';
 }
+
+
+amon_str_t
+amon_str_trim(const unsigned char *p, size_t len)
+{
+    amon_str_t s;
+
+    while (len && (*p == ' ' || *p == '\t')) {
+        p++;
+        len--;
+    }
+
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+        len--;
+    }
+
+    s.data = p;
+    s.len = len;
+
+    return s;
+}

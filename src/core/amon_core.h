@@ -147,6 +147,9 @@ int amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len);
 /* Case-insensitive equality of a counted string with a C string. */
 int amon_str_eq_ci(amon_str_t s, const char *cstr);
 
+/* "p" without leading and trailing spaces and tabs (HTTP's OWS) */
+amon_str_t amon_str_trim(const unsigned char *p, size_t len);
+
 
 #ifdef __cplusplus
 }

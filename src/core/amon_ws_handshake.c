@@ -64,8 +64,7 @@ static int amon_ws_header_line(const unsigned char *p, size_t len,
     const unsigned char expected[AMON_WS_ACCEPT_LEN]);
 static int amon_ws_url_host(
     const unsigned char *p, size_t len, amon_ws_url_t *u);
-static size_t     amon_ws_find_end(const unsigned char *buf, size_t len);
-static amon_str_t amon_ws_trim(const unsigned char *p, size_t len);
+static size_t amon_ws_find_end(const unsigned char *buf, size_t len);
 
 
 /* indexed by amon_ws_hdr_e */
@@ -198,14 +197,14 @@ amon_ws_server_check(const amon_ws_request_t *req, const char **reason)
         return 400;
     }
 
-    v = amon_ws_trim(req->key.data, req->key.len);
+    v = amon_str_trim(req->key.data, req->key.len);
 
     if (!amon_ws_key_valid(v.data, v.len)) {
         *reason = "invalid websocket key";
         return 400;
     }
 
-    v = amon_ws_trim(req->version.data, req->version.len);
+    v = amon_str_trim(req->version.data, req->version.len);
 
     if (v.len != 2 || memcmp(v.data, "13", 2) != 0) {
         *reason = "unsupported websocket version";
@@ -489,7 +488,7 @@ amon_ws_header_line(const unsigned char *p, size_t len, amon_ws_hdr_e *cur,
 
     if (len && amon_is_ws(p[0])) {
         /* obsolete line folding: more of the previous header's value */
-        v = amon_ws_trim(p, len);
+        v = amon_str_trim(p, len);
 
     } else {
         for (i = 0; i < len && amon_ws_is_tchar(p[i]); i++) {
@@ -502,7 +501,7 @@ amon_ws_header_line(const unsigned char *p, size_t len, amon_ws_hdr_e *cur,
 
         name.data = p;
         name.len = i;
-        v = amon_ws_trim(p + i + 1, len - i - 1);
+        v = amon_str_trim(p + i + 1, len - i - 1);
 
         for (*cur = AMON_HDR_UPGRADE; amon_ws_hdr_names[*cur]; (*cur)++) {
             if (amon_str_eq_ci(name, amon_ws_hdr_names[*cur])) {
@@ -764,33 +763,8 @@ amon_ws_list_next(
         comma = end;
     }
 
-    *el = amon_ws_trim(p, (size_t) (comma - p));
+    *el = amon_str_trim(p, (size_t) (comma - p));
     *pp = (comma == end) ? end : comma + 1;
 
     return 1;
-}
-
-
-static amon_str_t
-amon_ws_trim(const unsigned char *p, size_t len)
-{
-    amon_str_t s;
-
-    if (p == NULL) {
-        len = 0;
-    }
-
-    while (len && amon_is_ws(p[0])) {
-        p++;
-        len--;
-    }
-
-    while (len && amon_is_ws(p[len - 1])) {
-        len--;
-    }
-
-    s.data = p;
-    s.len = len;
-
-    return s;
 }

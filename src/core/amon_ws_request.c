@@ -20,7 +20,6 @@ static int amon_ws_request_header(amon_ws_request_parser_t *rp,
     const unsigned char *p, size_t len, unsigned *nkeys);
 static int amon_ws_request_refuse(
     amon_ws_request_parser_t *rp, int status, const char *reason);
-static amon_str_t amon_ws_request_trim(const unsigned char *p, size_t len);
 
 
 void
@@ -177,7 +176,7 @@ amon_ws_request_header(amon_ws_request_parser_t *rp, const unsigned char *p,
 
     name.data = p;
     name.len = (size_t) (colon - p);
-    value = amon_ws_request_trim(colon + 1, len - name.len - 1);
+    value = amon_str_trim(colon + 1, len - name.len - 1);
 
     if (amon_str_eq_ci(name, "upgrade")) {
         rp->req.upgrade = value;
@@ -208,27 +207,6 @@ amon_ws_request_refuse(
     rp->reason = reason;
 
     return AMON_EHANDSHAKE;
-}
-
-
-static amon_str_t
-amon_ws_request_trim(const unsigned char *p, size_t len)
-{
-    amon_str_t s;
-
-    while (len && (*p == ' ' || *p == '\t')) {
-        p++;
-        len--;
-    }
-
-    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
-        len--;
-    }
-
-    s.data = p;
-    s.len = len;
-
-    return s;
 }
 
 
