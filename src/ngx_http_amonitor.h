@@ -399,6 +399,8 @@ void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_amonitor_status_send(
+    ngx_http_request_t *r, ngx_buf_t *b, const char *type);
 
 /* audit.c: one line per action outcome */
 typedef struct {

@@ -74,7 +74,6 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     u_char                        *p;
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
-    ngx_chain_t                    out;
     ngx_atomic_t                  *v;
     ngx_http_amonitor_metric_t    *m;
     ngx_http_amonitor_shared_t    *sh;
@@ -140,23 +139,8 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     p = ngx_http_amonitor_metrics_rtt(p, sh);
 
     b->last = p;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_amonitor_status_send(r, b, "text/plain; version=0.0.4");
 }
 
 

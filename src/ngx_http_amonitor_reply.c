@@ -17,6 +17,8 @@
 
 static void       ngx_http_amonitor_reply_uuid(u_char *out);
 static ngx_uint_t ngx_http_amonitor_reply_success(ngx_str_t *result);
+static void       ngx_http_amonitor_reply_send(ngx_http_amonitor_worker_t *w,
+          ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about, int rc);
 static ngx_int_t  ngx_http_amonitor_reply_stamp_json(
      ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
      amon_envelope_t *env, u_char *data, size_t len, ngx_uint_t source,
@@ -93,15 +95,9 @@ ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_error_out(&w->scratch, w->amcf->max_message,
-            &w->allocator, &err, about->binary)
-        != AMON_OK) {
-        return;
-    }
-
-    ngx_http_amonitor_conn_answer(panel,
-        about->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
-        w->scratch.len);
+    ngx_http_amonitor_reply_send(w, panel, about,
+        amon_envelope_build_error_out(&w->scratch, w->amcf->max_message,
+            &w->allocator, &err, about->binary));
 }
 
 
@@ -155,15 +151,9 @@ ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_ack(&w->scratch, w->amcf->max_message,
-            &w->allocator, &ack, about->binary)
-        != AMON_OK) {
-        return;
-    }
-
-    ngx_http_amonitor_conn_answer(panel,
-        about->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, w->scratch.data,
-        w->scratch.len);
+    ngx_http_amonitor_reply_send(w, panel, about,
+        amon_envelope_build_ack(&w->scratch, w->amcf->max_message,
+            &w->allocator, &ack, about->binary));
 }
 
 
@@ -188,11 +178,20 @@ ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
 
     w->scratch.len = 0;
 
-    if (amon_envelope_build_action_status(&w->scratch, w->amcf->max_message,
+    ngx_http_amonitor_reply_send(w, panel, about,
+        amon_envelope_build_action_status(&w->scratch, w->amcf->max_message,
             &w->allocator, &head,
             (amon_str_t) ngx_http_amonitor_amon_str(action_msg_id), state, res,
-            about->binary)
-        != AMON_OK) {
+            about->binary));
+}
+
+
+/* an envelope built into the scratch buffer ("rc" its builder's result) */
+static void
+ngx_http_amonitor_reply_send(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about, int rc)
+{
+    if (rc != AMON_OK) {
         return;
     }
 

@@ -22,7 +22,6 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     size_t                         len;
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
-    ngx_chain_t                    out;
     ngx_queue_t                   *q;
     ngx_http_amonitor_worker_t    *w;
     ngx_http_amonitor_counters_t  *n;
@@ -92,12 +91,26 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     }
 
     b->last = ngx_sprintf(b->last, "]}\n");
+
+    return ngx_http_amonitor_status_send(r, b, "application/json");
+}
+
+
+/* a document built in one buffer, 200 with its type (status, metrics) */
+ngx_int_t
+ngx_http_amonitor_status_send(
+    ngx_http_request_t *r, ngx_buf_t *b, const char *type)
+{
+    ngx_int_t   rc;
+    ngx_chain_t out;
+
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     rc = ngx_http_send_header(r);
