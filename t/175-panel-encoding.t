@@ -66,6 +66,7 @@ my $pp = $t->panel('/ws/panel', protocols => ['amonitor.v1.proto'],
     name => 'proto');
 my $pj = $t->panel('/ws/panel?encoding=json', name => 'json');
 my $px = $t->panel('/ws/panel', protocols => ['amonitor.v1'], name => 'any');
+my $pq = $t->panel('/ws/panel?encoding=protobuf', name => 'query-proto');
 
 subtest 'a JSON heartbeat: protobuf to the proto panel, the same bytes to '
     . 'the others' => sub {
@@ -87,6 +88,10 @@ subtest 'a JSON heartbeat: protobuf to the proto panel, the same bytes to '
         @{ $p->{2} };
     is_deeply(\%m, { cpu => '1.5', mem => '42' }, 'metrics map');
     ok(!$e->{7}, 'no source: the SDK names itself as the agent does');
+
+    my $q = $pq->recv_until(sub { $_[0]{type} eq 'binary' }, 5);
+    is($q && one(pb($q->{data}), 1), 'hb-1',
+        '?encoding=protobuf: protobuf too');
 
     for my $q ($pj, $px) {
         my $m = $q->recv_until(sub { $_[0]{type} eq 'text'
@@ -157,6 +162,6 @@ subtest 'target_status reaches a proto panel as protobuf' => sub {
     is($m && $m->{json}{payload}{state}, 'down', 'JSON to the json panel');
 };
 
-$_->close(1000) for $pp, $pj, $px;
+$_->close(1000) for $pp, $pj, $px, $pq;
 
 done_testing();
