@@ -11,7 +11,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
-#include "amon_json_write.h"
 #include "amonitor.pb-c.h"
 
 
@@ -595,49 +594,31 @@ ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
     ngx_uint_t success, amon_str_t message, const char *code,
     amon_str_t action_msg_id)
 {
-    ngx_uint_t    with_message;
-    amon_buf_t    b;
-    amon_json_w_t jw;
+    amon_buf_t b;
 
     /* with the message if it fits, else without (never for an error) */
-    for (with_message = 1; /* void */; with_message = 0) {
-        b.data = result->data;
-        b.len = 0;
-        b.cap = size;
+    b.data = result->data;
+    b.len = 0;
+    b.cap = size;
 
-        amon_json_w_init(&jw, &b, size, NULL);
-        amon_json_w_object_begin(&jw);
-
-        if (action_msg_id.data) {
-            amon_json_w_key(&jw, "action_msg_id");
-            amon_json_w_string(&jw, action_msg_id);
-        }
-
-        amon_json_w_key(&jw, "success");
-        amon_json_w_bool(&jw, success);
-
-        if (code) {
-            amon_json_w_key(&jw, "code");
-            amon_json_w_cstring(&jw, code);
-        }
-
-        if (with_message) {
-            amon_json_w_key(&jw, "message");
-            amon_json_w_string(&jw, message);
-        }
-
-        amon_json_w_object_end(&jw);
-
-        if (amon_json_w_finish(&jw) == AMON_OK) {
-            result->len = b.len;
-            return;
-        }
-
-        if (!with_message || code) {
-            result->len = 0;
-            return;
-        }
+    if (amon_envelope_build_action_result(
+            &b, size, NULL, action_msg_id, success, code, &message)
+        == AMON_OK) {
+        result->len = b.len;
+        return;
     }
+
+    b.len = 0;
+
+    if (code == NULL
+        && amon_envelope_build_action_result(
+               &b, size, NULL, action_msg_id, success, NULL, NULL)
+            == AMON_OK) {
+        result->len = b.len;
+        return;
+    }
+
+    result->len = 0;
 }
 
 

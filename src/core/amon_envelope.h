@@ -247,6 +247,11 @@ int amon_envelope_build_result(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, int success, const char *code,
     const amon_str_t *message);
 
+/* The same, led by "action_msg_id" when it is present (an ack's gist). */
+int amon_envelope_build_action_result(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t action_msg_id, int success,
+    const char *code, const amon_str_t *message);
+
 /*
  * The decoded envelope "env" in the other encoding: to_binary, a protobuf
  * Envelope from a JSON one; else JSON text from a protobuf one (its

@@ -476,11 +476,25 @@ amon_envelope_build_result(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, int success, const char *code,
     const amon_str_t *message)
 {
+    amon_str_t none = amon_null_string;
+
+    return amon_envelope_build_action_result(
+        out, max, a, none, success, code, message);
+}
+
+
+int
+amon_envelope_build_action_result(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, amon_str_t action_msg_id, int success,
+    const char *code, const amon_str_t *message)
+{
     amon_json_w_t w;
 
     amon_json_w_init(&w, out, max, a);
 
     amon_json_w_object_begin(&w);
+
+    amon_envelope_str_member(&w, "action_msg_id", action_msg_id);
 
     amon_json_w_key(&w, "success");
     amon_json_w_bool(&w, success);

@@ -120,6 +120,31 @@ test_duplicate_with_state(void **state)
 
 
 static void
+test_action_result(void **state)
+{
+    amon_buf_t b = {NULL, 0, 0};
+    amon_str_t msg = S("ok");
+
+    (void) state;
+
+    assert_int_equal(amon_envelope_build_action_result(
+                         &b, MAX, NULL, S("m1"), 1, NULL, &msg),
+        AMON_OK);
+    assert_bytes(&b,
+        "{\"action_msg_id\":\"m1\",\"success\":true,"
+        "\"message\":\"ok\"}");
+
+    b.len = 0;
+    assert_int_equal(
+        amon_envelope_build_action_result(&b, 20, NULL, S("m1"), 1, NULL, &msg),
+        AMON_ETOOBIG);
+    assert_int_equal(b.len, 0);
+
+    amon_buf_free(&b, NULL);
+}
+
+
+static void
 test_final_decoded(void **state)
 {
     amon_envelope_t  env;
@@ -302,6 +327,7 @@ main(void)
         cmocka_unit_test(test_error_about_an_action),
         cmocka_unit_test(test_error_not_about_an_action),
         cmocka_unit_test(test_duplicate_with_state),
+        cmocka_unit_test(test_action_result),
         cmocka_unit_test(test_final_decoded),
         cmocka_unit_test(test_action_status),
         cmocka_unit_test(test_convert_round_trip),
