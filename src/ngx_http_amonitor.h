@@ -284,6 +284,14 @@ ngx_http_amonitor_log_str(
 }
 
 
+/* target_conf.c: amonitor_target, amonitor_reconnect, amonitor_allow_url */
+char *ngx_http_amonitor_conf_target(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_amonitor_conf_reconnect(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_amonitor_conf_allow_url(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
 /* worker.c: the per-process runtime */
 ngx_int_t ngx_http_amonitor_worker_init(
     ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf);

@@ -12,77 +12,16 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
-#include "ngx_http_amonitor_store.h"
-
-
-/* what action_fail does to the claim */
-typedef enum {
-    NGX_HTTP_AMONITOR_KEEP = 0, /* it may have run: record it as failed */
-    NGX_HTTP_AMONITOR_RELEASE, /* never reached the SDK: forget it */
-    NGX_HTTP_AMONITOR_FORGET /* the store failed: leave it alone */
-} ngx_http_amonitor_claim_end_e;
-
-
-typedef enum {
-    NGX_HTTP_AMONITOR_ACTION_NEW = 0, /* claimed or being routed */
-    NGX_HTTP_AMONITOR_ACTION_CLAIMING, /* the store answers later */
-    NGX_HTTP_AMONITOR_ACTION_WAITING, /* for the target's connection */
-    NGX_HTTP_AMONITOR_ACTION_SENT, /* queued to the SDK, ack due */
-    NGX_HTTP_AMONITOR_ACTION_LATE, /* ACK_TIMEOUT said; a late ack counts */
-    NGX_HTTP_AMONITOR_ACTION_ABANDONED /* answered; freed on the claim */
-} ngx_http_amonitor_action_state_e;
-
-
-typedef struct {
-    ngx_str_node_t                   sn; /* msg_id, crc32 key */
-    ngx_queue_t                      queue; /* upstream->waiting */
-    ngx_queue_t                      all; /* actions->all */
-    ngx_http_amonitor_conn_t        *panel; /* NULL once gone */
-    ngx_http_amonitor_upstream_t    *upstream;
-    ngx_http_amonitor_worker_t      *worker;
-    ngx_event_t                      timer;
-    uint64_t                         end_offset; /* in upstream bytes */
-    ngx_str_t                        target_id;
-    ngx_str_t                        target_url;
-    ngx_str_t                        trace_id;
-    ngx_str_t                        action; /* its name, for the audit */
-    ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
-    ngx_msec_t                       sent_at; /* for the round trip */
-    ngx_http_amonitor_action_state_e state;
-    unsigned                         binary : 1;
-    unsigned                         in_tree : 1;
-    unsigned                         counted : 1; /* in panel->pending */
-    unsigned                         limited : 1; /* over the panel's limit */
-} ngx_http_amonitor_action_t;
-
-
-/* the worker's actions: all of them, and the sent ones by msg_id */
-typedef struct {
-    ngx_queue_t       all;
-    ngx_rbtree_t      sent;
-    ngx_rbtree_node_t sentinel;
-} ngx_http_amonitor_actions_t;
+#include "ngx_http_amonitor_action.h"
 
 
 static ngx_http_amonitor_action_t *ngx_http_amonitor_action_new(
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env);
-static void ngx_http_amonitor_action_about(
-    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
-static void ngx_http_amonitor_action_timer(
-    ngx_http_amonitor_action_t *a, ngx_msec_t timeout);
-static void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
-static void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
-    const char *code, const char *message, ngx_http_amonitor_claim_end_e end);
-static void ngx_http_amonitor_action_keep(
-    ngx_http_amonitor_action_t *a, const char *code, const char *message);
-static void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
-static void ngx_http_amonitor_action_audit(
-    ngx_http_amonitor_action_t *a, const char *outcome, const char *code);
 
 
 ngx_int_t
@@ -235,7 +174,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
 
 
 /* what a reply about the action answers */
-static void
+void
 ngx_http_amonitor_action_about(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
 {
@@ -468,7 +407,7 @@ ngx_http_amonitor_action_forward(
 
 
 /* every state has one deadline, handled by action_timeout */
-static void
+void
 ngx_http_amonitor_action_timer(
     ngx_http_amonitor_action_t *a, ngx_msec_t timeout)
 {
@@ -482,164 +421,6 @@ ngx_http_amonitor_action_timer(
     a->timer.cancelable = 1;
 
     ngx_add_timer(&a->timer, timeout);
-}
-
-
-static void
-ngx_http_amonitor_action_timeout(ngx_event_t *ev)
-{
-    ngx_http_amonitor_action_t *a = ev->data;
-
-    u_char                      ebuf[NGX_HTTP_AMONITOR_LOG_STR];
-    ngx_str_t                   e;
-    ngx_http_amonitor_about_t   about;
-    ngx_http_amonitor_worker_t *w;
-
-    w = a->worker;
-
-    switch (a->state) {
-
-    case NGX_HTTP_AMONITOR_ACTION_CLAIMING:
-        ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
-            "amonitor: the dedupe store did not answer for action \"%V\" "
-            "within %M ms",
-            ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
-            w->amcf->ack_timeout);
-        ngx_http_amonitor_action_fail(a, "INTERNAL",
-            "the dedupe store did not answer in time",
-            NGX_HTTP_AMONITOR_FORGET);
-        return;
-
-    case NGX_HTTP_AMONITOR_ACTION_WAITING:
-        ngx_queue_remove(&a->queue);
-        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
-        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-            "the target did not connect in time", NGX_HTTP_AMONITOR_RELEASE);
-        return;
-
-    case NGX_HTTP_AMONITOR_ACTION_SENT: break;
-
-    case NGX_HTTP_AMONITOR_ACTION_LATE:
-        /* the late window is over too: the outcome stays unknown */
-        ngx_http_amonitor_action_fail(a, "ACK_TIMEOUT",
-            "no ack from the target within the late window; the outcome "
-            "is unknown",
-            NGX_HTTP_AMONITOR_KEEP);
-        return;
-
-    default: ngx_http_amonitor_action_free(a); return;
-    }
-
-    (void) ngx_atomic_fetch_add(&w->counters->ack_timeouts, 1);
-
-    ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
-        "amonitor: no ack for action \"%V\" from target \"%V\" "
-        "within %M ms",
-        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
-        &a->upstream->id, w->amcf->ack_timeout);
-
-    if (w->amcf->late_window == 0) {
-        ngx_http_amonitor_action_fail(a, "ACK_TIMEOUT",
-            "no ack from the target in time; the outcome is unknown",
-            NGX_HTTP_AMONITOR_KEEP);
-        return;
-    }
-
-    a->state = NGX_HTTP_AMONITOR_ACTION_LATE;
-
-    if (a->panel) {
-        ngx_http_amonitor_action_about(a, &about);
-        ngx_http_amonitor_reply_error(w, a->panel, &about, "ACK_TIMEOUT",
-            "no ack from the target in time; the action may still run", 0);
-
-        /* it no longer counts against the panel's limit */
-        if (a->counted && a->panel->pending) {
-            a->panel->pending--;
-        }
-
-        a->counted = 0;
-    }
-
-    /* a late ack is still delivered and recorded */
-    ngx_http_amonitor_action_timer(a, w->amcf->late_window);
-}
-
-
-/* an SDK's action_ack: recorded, and its bytes to the panel that asked */
-void
-ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
-    amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len)
-{
-    u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
-    u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
-    uint32_t                     hash;
-    ngx_int_t                    rc;
-    ngx_str_t                    id, result, out, e;
-    ngx_uint_t                   want;
-    ngx_http_amonitor_worker_t  *w;
-    ngx_http_amonitor_tstate_t  *ts;
-    ngx_http_amonitor_action_t  *a;
-    ngx_http_amonitor_actions_t *as;
-
-    w = u->worker;
-    as = w->actions;
-
-    id.data = (u_char *) env->action_msg_id.data;
-    id.len = env->action_msg_id.len;
-
-    hash = ngx_crc32_short(id.data, id.len);
-    a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
-        &as->sent, &id, hash);
-
-    if (a == NULL || a->upstream != u) {
-        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-            "amonitor: ack for an unknown action \"%V\" dropped",
-            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
-        return;
-    }
-
-    (void) ngx_atomic_fetch_add(&w->counters->acks, 1);
-
-    ngx_http_amonitor_store_rtt(w->store, ngx_current_msec - a->sent_at);
-
-    if (!env->success && u->tstate) {
-        ts = u->tstate;
-        (void) ngx_atomic_fetch_add(&ts->failures, 1);
-    }
-
-    /* the stored result: the ack's payload, or its gist if too long */
-
-    if (!env->binary && env->payload.len <= sizeof(buf)) {
-        result.data = (u_char *) env->payload.data;
-        result.len = env->payload.len;
-
-    } else {
-        result.data = buf;
-        ngx_http_amonitor_reply_result(&result, sizeof(buf), env->success,
-            env->message, NULL, env->action_msg_id);
-    }
-
-    w->store->finish(
-        w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
-
-    if (a->panel) {
-        /* the SDK's ack, marked as the last reply, to the panel that asked */
-        want = a->panel->encoding ? a->panel->encoding : opcode;
-
-        rc = (want == opcode)
-            ? ngx_http_amonitor_reply_stamp(
-                w, u, env, opcode, data, len, 1, &out)
-            : ngx_http_amonitor_reply_convert(w, u, env, 1, &out);
-
-        if (rc == NGX_OK) {
-            ngx_http_amonitor_conn_answer(a->panel, want, out.data, out.len);
-        }
-    }
-
-    ngx_http_amonitor_action_audit(
-        a, env->success ? "ack_success" : "ack_failure", NULL);
-
-    ngx_http_amonitor_action_free(a);
 }
 
 
@@ -751,153 +532,4 @@ ngx_http_amonitor_action_upstream_down(
                 NGX_HTTP_AMONITOR_RELEASE);
         }
     }
-}
-
-
-/* end an action with an error, and say what becomes of its claim */
-static void
-ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a, const char *code,
-    const char *message, ngx_http_amonitor_claim_end_e end)
-{
-    ngx_http_amonitor_about_t   about;
-    ngx_http_amonitor_tstate_t *ts;
-    ngx_http_amonitor_worker_t *w;
-
-    w = a->worker;
-
-    (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
-
-    if (a->upstream && a->upstream->tstate) {
-        ts = a->upstream->tstate;
-        (void) ngx_atomic_fetch_add(&ts->failures, 1);
-    }
-
-    if (end == NGX_HTTP_AMONITOR_RELEASE) {
-        w->store->release(w->store, &a->sn.str);
-
-    } else if (end == NGX_HTTP_AMONITOR_KEEP) {
-        ngx_http_amonitor_action_keep(a, code, message);
-    }
-
-    if (a->panel) {
-        ngx_http_amonitor_action_about(a, &about);
-        ngx_http_amonitor_reply_error(w, a->panel, &about, code, message, 1);
-    }
-
-    ngx_http_amonitor_action_audit(a, "error", code);
-
-    ngx_http_amonitor_action_free(a);
-}
-
-
-/*
- * The action may have run and will not be acked now: its claim ends as
- * FAILED with the error, so that a retry is answered and never runs it
- * again (an open claim would wait for its owner, or expire in Redis).
- */
-static void
-ngx_http_amonitor_action_keep(
-    ngx_http_amonitor_action_t *a, const char *code, const char *message)
-{
-    u_char                      buf[256];
-    ngx_str_t                   result;
-    amon_str_t                  msg;
-    ngx_http_amonitor_worker_t *w;
-
-    w = a->worker;
-
-    msg.data = (const unsigned char *) message;
-    msg.len = ngx_strlen(message);
-    result.data = buf;
-
-    ngx_http_amonitor_reply_result(
-        &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
-
-    if (result.len) {
-        w->store->finish(
-            w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
-    }
-}
-
-
-/* the outcome of an action for the audit log, if there is one */
-static void
-ngx_http_amonitor_action_audit(
-    ngx_http_amonitor_action_t *a, const char *outcome, const char *code)
-{
-    ngx_http_amonitor_audit_rec_t rec;
-
-    if (a->worker->amcf->audit == NULL) {
-        return;
-    }
-
-    ngx_memzero(&rec, sizeof(ngx_http_amonitor_audit_rec_t));
-
-    if (a->panel) {
-        rec.panel = a->panel->connection->addr_text;
-    }
-
-    if (a->upstream) {
-        rec.target = a->upstream->id;
-
-    } else {
-        rec.target = a->target_id.len ? a->target_id : a->target_url;
-    }
-
-    rec.action = a->action;
-    rec.msg_id = a->sn.str;
-    rec.outcome = outcome;
-    rec.code = code;
-    rec.rtt = (a->state == NGX_HTTP_AMONITOR_ACTION_SENT
-                  || a->state == NGX_HTTP_AMONITOR_ACTION_LATE)
-        ? (ngx_msec_int_t) (ngx_current_msec - a->sent_at)
-        : -1;
-
-    ngx_http_amonitor_audit(a->worker, &rec);
-}
-
-
-static void
-ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
-{
-    ngx_http_amonitor_worker_t  *w;
-    ngx_http_amonitor_actions_t *as;
-
-    w = a->worker;
-    as = w->actions;
-
-    if (a->timer.timer_set) {
-        ngx_del_timer(&a->timer);
-    }
-
-    if (a->in_tree) {
-        ngx_rbtree_delete(&as->sent, &a->sn.node);
-        a->in_tree = 0;
-    }
-
-    if (a->state == NGX_HTTP_AMONITOR_ACTION_WAITING) {
-        ngx_queue_remove(&a->queue);
-    }
-
-    if (a->msg) {
-        ngx_http_amonitor_msg_release(&w->frames, a->msg);
-        a->msg = NULL;
-    }
-
-    if (a->panel && a->counted && a->panel->pending) {
-        a->panel->pending--;
-    }
-
-    a->counted = 0;
-
-    ngx_queue_remove(&a->all);
-
-    if (a->state == NGX_HTTP_AMONITOR_ACTION_CLAIMING) {
-        /* the store's callback still holds it: it frees it */
-        a->state = NGX_HTTP_AMONITOR_ACTION_ABANDONED;
-        a->panel = NULL;
-        return;
-    }
-
-    ngx_free(a);
 }

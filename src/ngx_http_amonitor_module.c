@@ -22,16 +22,6 @@ static char *ngx_http_amonitor_merge_loc_conf(
 static ngx_int_t ngx_http_amonitor_postconfiguration(ngx_conf_t *cf);
 static char     *ngx_http_amonitor_zone(
         ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_http_amonitor_target(
-    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_http_amonitor_target_token(
-    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, ngx_str_t *value);
-static char *ngx_http_amonitor_target_addrs(
-    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *wu);
-static char *ngx_http_amonitor_reconnect(
-    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_http_amonitor_allow_url(
-    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data);
 static char *ngx_http_amonitor_allow_origin(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -64,7 +54,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
 
     { ngx_string("amonitor_target"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
-      ngx_http_amonitor_target,
+      ngx_http_amonitor_conf_target,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -99,7 +89,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
 
     { ngx_string("amonitor_reconnect"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
-      ngx_http_amonitor_reconnect,
+      ngx_http_amonitor_conf_reconnect,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -134,7 +124,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
 
     { ngx_string("amonitor_allow_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_amonitor_allow_url,
+      ngx_http_amonitor_conf_allow_url,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -452,298 +442,6 @@ ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     amcf->shm_zone->data = amcf;
 
     return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_amonitor_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_amonitor_main_conf_t *amcf = conf;
-
-    u_char                          *p;
-    size_t                           len;
-    ngx_str_t                       *value;
-    ngx_uint_t                       i;
-    amon_ws_url_t                    u;
-    ngx_http_amonitor_target_conf_t *t, *tt;
-
-    value = cf->args->elts;
-
-    if (value[1].len == 0 || value[1].len > AMON_MAX_ID_LEN) {
-        ngx_conf_log_error(
-            NGX_LOG_EMERG, cf, 0, "invalid target id \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    tt = amcf->targets.elts;
-    for (i = 0; i < amcf->targets.nelts; i++) {
-        if (tt[i].id.len == value[1].len
-            && ngx_strncmp(tt[i].id.data, value[1].data, value[1].len) == 0) {
-            ngx_conf_log_error(
-                NGX_LOG_EMERG, cf, 0, "duplicate target id \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (amon_ws_url_parse(value[2].data, value[2].len, &u) != AMON_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "invalid target URL \"%V\": expected "
-            "ws://host[:port][/path]",
-            &value[2]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.tls) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "target URL \"%V\": wss:// is not supported", &value[2]);
-        return NGX_CONF_ERROR;
-    }
-
-    t = ngx_array_push(&amcf->targets);
-    if (t == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(t, sizeof(ngx_http_amonitor_target_conf_t));
-
-    t->id = value[1];
-    t->url = value[2];
-
-    len = value[2].len + 16;
-    p = ngx_pnalloc(cf->pool, len);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    t->norm.data = p;
-    t->norm.len = amon_ws_url_normalize(&u, p, len);
-
-    t->host_port.data = (u_char *) u.host_port.data;
-    t->host_port.len = u.host_port.len;
-    t->path.data = (u_char *) u.path.data;
-    t->path.len = u.path.len;
-
-    for (tt = amcf->targets.elts, i = 0; i < amcf->targets.nelts - 1; i++) {
-        if (tt[i].norm.len == t->norm.len
-            && ngx_strncmp(tt[i].norm.data, t->norm.data, t->norm.len) == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                "targets \"%V\" and \"%V\" have the same "
-                "URL \"%V\"",
-                &tt[i].id, &t->id, &t->url);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (cf->args->nelts == 4
-        && ngx_http_amonitor_target_token(cf, t, &value[3]) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_http_amonitor_target_addrs(cf, t, &u);
-}
-
-
-/* token=T: sent to the SDK as a Bearer token */
-static char *
-ngx_http_amonitor_target_token(
-    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, ngx_str_t *value)
-{
-    u_char *p, *last;
-
-    if (ngx_strncmp(value->data, "token=", 6) != 0 || value->len == 6) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "invalid parameter \"%V\", expected "
-            "\"token=...\"",
-            value);
-        return NGX_CONF_ERROR;
-    }
-
-    t->token.data = value->data + 6;
-    t->token.len = value->len - 6;
-
-    last = t->token.data + t->token.len;
-    for (p = t->token.data; p < last; p++) {
-        if (*p <= ' ' || *p == 0x7f) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                "invalid token for target \"%V\"", &t->id);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* the target's addresses, resolved here, once: workers never do DNS */
-static char *
-ngx_http_amonitor_target_addrs(
-    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *wu)
-{
-    ngx_uint_t i;
-    ngx_url_t  url;
-
-    ngx_memzero(&url, sizeof(ngx_url_t));
-
-    url.url.data = (u_char *) wu->host.data;
-    url.url.len = wu->host.len;
-    url.default_port = (in_port_t) wu->port;
-    url.no_resolve = 0;
-
-    if (wu->host.len && wu->host.data[0] == '[') {
-        url.url.data++;
-        url.url.len -= 2;
-    }
-
-    if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in target URL \"%V\"",
-            url.err ? url.err : "host not found", &t->url);
-        return NGX_CONF_ERROR;
-    }
-
-    t->addrs = url.addrs;
-    t->naddrs = url.naddrs;
-
-    for (i = 0; i < t->naddrs; i++) {
-        ngx_inet_set_port(t->addrs[i].sockaddr, (in_port_t) wu->port);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_amonitor_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_amonitor_main_conf_t *amcf = conf;
-
-    ngx_str_t *value;
-    ngx_msec_t min, max;
-
-    if (amcf->reconnect_min != NGX_CONF_UNSET_MSEC) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    min = ngx_parse_time(&value[1], 0);
-    if (min == (ngx_msec_t) NGX_ERROR || min == 0) {
-        ngx_conf_log_error(
-            NGX_LOG_EMERG, cf, 0, "invalid reconnect delay \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    max = min;
-
-    if (cf->args->nelts == 3) {
-        max = ngx_parse_time(&value[2], 0);
-        if (max == (ngx_msec_t) NGX_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                "invalid reconnect delay \"%V\"", &value[2]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (max < min) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "reconnect maximum \"%V\" is less than the "
-            "minimum \"%V\"",
-            &value[2], &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    amcf->reconnect_min = min;
-    amcf->reconnect_max = max;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_amonitor_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_amonitor_main_conf_t *amcf = conf;
-
-    u_char                    *p, *last, *colon;
-    ngx_str_t                 *value, s;
-    ngx_int_t                  port;
-    ngx_http_amonitor_allow_t *a;
-
-    value = cf->args->elts;
-    s = value[1];
-
-    if (s.len < 6 || ngx_strncasecmp(s.data, (u_char *) "ws://", 5) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "invalid URL pattern \"%V\": expected "
-            "ws://host:port or ws://host:*",
-            &s);
-        return NGX_CONF_ERROR;
-    }
-
-    a = ngx_array_push(&amcf->allow);
-    if (a == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(a, sizeof(ngx_http_amonitor_allow_t));
-    a->pattern = s;
-
-    p = s.data + 5;
-    last = s.data + s.len;
-
-    a->path.data = ngx_strlchr(p, last, '/');
-    if (a->path.data) {
-        a->path.len = last - a->path.data;
-        if (a->path.len == 1 || (a->path.len == 2 && a->path.data[1] == '*')) {
-            a->path.len = 0;
-        }
-        last = a->path.data;
-    }
-
-    colon = NULL;
-    if (*p == '[') {
-        colon = ngx_strlchr(p, last, ']');
-        if (colon == NULL) {
-            goto invalid;
-        }
-        colon = ngx_strlchr(colon, last, ':');
-
-    } else {
-        colon = ngx_strlchr(p, last, ':');
-    }
-
-    if (colon == NULL || colon == p) {
-        goto invalid;
-    }
-
-    a->host.data = ngx_pnalloc(cf->pool, colon - p);
-    if (a->host.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    a->host.len = colon - p;
-    ngx_strlow(a->host.data, p, a->host.len);
-
-    if (last - colon == 2 && colon[1] == '*') {
-        a->port = 0;
-        return NGX_CONF_OK;
-    }
-
-    port = ngx_atoi(colon + 1, last - colon - 1);
-    if (port < 1 || port > 65535) {
-        goto invalid;
-    }
-
-    a->port = port;
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-        "invalid URL pattern \"%V\": expected "
-        "ws://host:port or ws://host:*",
-        &s);
-    return NGX_CONF_ERROR;
 }
 
 

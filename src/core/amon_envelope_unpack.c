@@ -1,0 +1,425 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Envelope decoding, protobuf side: an Envelope is unpacked with
+ * protobuf-c through the caller's allocator, its strings copied into the
+ * decoded envelope's scratch space; a broken one still yields its msg_id
+ * and trace_id where they can be read (for the error that answers it).
+ */
+
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "amon_envelope.h"
+#include "amon_envelope_int.h"
+#include "amonitor.pb-c.h"
+
+
+static void *amon_envelope_pb_alloc(void *data, size_t size);
+static void  amon_envelope_pb_free(void *data, void *p);
+static int   amon_envelope_pb_str(const char *s, size_t limit, amon_str_t *out);
+static int   amon_envelope_pb_payload(
+      amon_envelope_t *env, ProtobufCAllocator *pa);
+static void amon_envelope_pb_salvage(
+    amon_envelope_t *env, const unsigned char *p, size_t len);
+
+/* what protobuf-c allocates through: tells a failed allocation apart */
+typedef struct {
+    const amon_allocator_t *a;
+    unsigned                failed;
+} amon_envelope_pb_ctx_t;
+
+static void *
+amon_envelope_pb_alloc(void *data, size_t size)
+{
+    void                   *p;
+    amon_envelope_pb_ctx_t *ctx;
+
+    ctx = data;
+
+    p = amon_alloc(ctx->a, size);
+    if (p == NULL) {
+        ctx->failed = 1;
+    }
+
+    return p;
+}
+
+
+static void
+amon_envelope_pb_free(void *data, void *p)
+{
+    amon_envelope_pb_ctx_t *ctx;
+
+    ctx = data;
+
+    amon_free(ctx->a, p);
+}
+
+
+/* protobuf-c strings: proto3 makes "" and absent the same */
+static int
+amon_envelope_pb_str(const char *s, size_t limit, amon_str_t *out)
+{
+    size_t n;
+
+    if (s == NULL || s[0] == '\0') {
+        return AMON_OK;
+    }
+
+    n = strlen(s);
+
+    if (amon_utf8_validate((const unsigned char *) s, n) != AMON_OK) {
+        return AMON_EPROTOBUF;
+    }
+
+    if (n > limit) {
+        return AMON_EFIELD_LONG;
+    }
+
+    out->data = (const unsigned char *) s;
+    out->len = n;
+
+    return AMON_OK;
+}
+
+
+int
+amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
+    size_t len, const amon_allocator_t *a)
+{
+    int                              rc;
+    ProtobufCAllocator               pa;
+    amon_envelope_pb_ctx_t           ctx;
+    Amonitor__Control__V1__Envelope *e;
+
+    memset(env, 0, offsetof(amon_envelope_t, scratch));
+
+    env->binary = 1;
+    env->allocator = a;
+
+    ctx.a = a;
+    ctx.failed = 0;
+    pa.alloc = amon_envelope_pb_alloc;
+    pa.free = amon_envelope_pb_free;
+    pa.allocator_data = &ctx;
+
+    e = amonitor__control__v1__envelope__unpack(&pa, len, p);
+    if (e == NULL) {
+        if (ctx.failed) {
+            return AMON_ENOMEM;
+        }
+
+        /* broken, but its ids may be readable: an error can echo them */
+        amon_envelope_pb_salvage(env, p, len);
+        return AMON_EPROTOBUF;
+    }
+
+    env->pb_envelope = e;
+
+    rc = amon_envelope_pb_str(e->msg_id, AMON_MAX_ID_LEN, &env->msg_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->msg_id.len == 0) {
+        return AMON_ENO_MSG_ID;
+    }
+
+    rc = amon_envelope_pb_str(e->type, AMON_MAX_ID_LEN, &env->type_name);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->type_name.len == 0) {
+        return AMON_ENO_TYPE;
+    }
+
+    env->type = amon_msg_type(env->type_name);
+
+    rc = amon_envelope_pb_str(e->trace_id, AMON_MAX_ID_LEN, &env->trace_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_envelope_pb_str(e->target_id, AMON_MAX_ID_LEN, &env->target_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    /* proto3: a zero timestamp is an absent one */
+    if (e->timestamp != 0) {
+        env->timestamp = e->timestamp;
+        env->has_timestamp = 1;
+    }
+
+    if (e->payload.len == 0) {
+        return env->type == AMON_MSG_ACTION ? AMON_ENO_PAYLOAD : AMON_OK;
+    }
+
+    env->has_payload = 1;
+    env->payload.data = e->payload.data;
+    env->payload.len = e->payload.len;
+
+    rc = amon_envelope_pb_payload(env, &pa);
+
+    if (rc == AMON_EPROTOBUF && ctx.failed) {
+        return AMON_ENOMEM;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The msg_id (1) and trace_id (2) of an Envelope that did not decode as a
+ * whole, when its fields up to them are complete: read field by field,
+ * kept when they are complete UTF-8 strings within the id limit.
+ */
+static void
+amon_envelope_pb_salvage(
+    amon_envelope_t *env, const unsigned char *p, size_t len)
+{
+    size_t     pos, n, shift;
+    uint64_t   key, v;
+    amon_str_t s;
+
+    pos = 0;
+
+    while (pos < len) {
+        key = 0;
+
+        for (shift = 0; pos < len && shift < 64; shift += 7) {
+            key |= (uint64_t) (p[pos] & 0x7f) << shift;
+            if ((p[pos++] & 0x80) == 0) {
+                break;
+            }
+        }
+
+        if ((key & 7) == 0) {
+            /* a varint: skip it */
+            while (pos < len && (p[pos] & 0x80)) {
+                pos++;
+            }
+
+            pos++;
+            continue;
+        }
+
+        if ((key & 7) != 2) {
+            return;
+        }
+
+        v = 0;
+
+        for (shift = 0; pos < len && shift < 64; shift += 7) {
+            v |= (uint64_t) (p[pos] & 0x7f) << shift;
+            if ((p[pos++] & 0x80) == 0) {
+                break;
+            }
+        }
+
+        if (v > len - pos) {
+            return;
+        }
+
+        n = (size_t) v;
+        s.data = p + pos;
+        s.len = n;
+
+        if ((key >> 3) == 1 || (key >> 3) == 2) {
+            if (n == 0 || n > AMON_MAX_ID_LEN
+                || amon_utf8_validate(s.data, s.len) != AMON_OK) {
+                return;
+            }
+
+            if ((key >> 3) == 1) {
+                env->msg_id = s;
+
+            } else {
+                env->trace_id = s;
+            }
+        }
+
+        pos += n;
+    }
+}
+
+
+/*
+ * Unpack the payload message of the envelope's type.  target_status has
+ * no message in the schema and carries JSON text; unknown types keep
+ * their payload as opaque bytes.
+ */
+static int
+amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
+{
+    int                                         rc;
+    size_t                                      len;
+    const uint8_t                              *p;
+    Amonitor__Control__V1__RegisterPayload     *reg;
+    Amonitor__Control__V1__HeartbeatPayload    *hb;
+    Amonitor__Control__V1__EventPayload        *ev;
+    Amonitor__Control__V1__ActionPayload       *act;
+    Amonitor__Control__V1__ActionAckPayload    *ack;
+    Amonitor__Control__V1__ErrorPayload        *err;
+    Amonitor__Control__V1__ActionStatusPayload *st;
+
+    p = env->payload.data;
+    len = env->payload.len;
+
+    switch (env->type) {
+
+    case AMON_MSG_REGISTER:
+        reg = amonitor__control__v1__register_payload__unpack(pa, len, p);
+        if (reg == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = reg;
+
+        rc = amon_envelope_pb_str(
+            reg->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        return amon_envelope_pb_str(
+            reg->sdk_url, AMON_MAX_URL_LEN, &env->sdk_url);
+
+    case AMON_MSG_HEARTBEAT:
+        hb = amonitor__control__v1__heartbeat_payload__unpack(pa, len, p);
+        if (hb == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = hb;
+
+        return amon_envelope_pb_str(
+            hb->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
+
+    case AMON_MSG_EVENT:
+        ev = amonitor__control__v1__event_payload__unpack(pa, len, p);
+        if (ev == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = ev;
+
+        rc = amon_envelope_pb_str(
+            ev->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        return amon_envelope_pb_str(
+            ev->event_name, AMON_MAX_ID_LEN, &env->event_name);
+
+    case AMON_MSG_ACTION:
+        act = amonitor__control__v1__action_payload__unpack(pa, len, p);
+        if (act == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = act;
+
+        rc = amon_envelope_pb_str(act->action, AMON_MAX_ID_LEN, &env->action);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        rc = amon_envelope_pb_str(
+            act->target_url, AMON_MAX_URL_LEN, &env->target_url);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        /* opaque bytes (JSON text when they came from a JSON peer) */
+        if (act->params.len) {
+            env->params.data = act->params.data;
+            env->params.len = act->params.len;
+        }
+
+        return AMON_OK;
+
+    case AMON_MSG_ACTION_ACK:
+        ack = amonitor__control__v1__action_ack_payload__unpack(pa, len, p);
+        if (ack == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = ack;
+
+        rc = amon_envelope_pb_str(
+            ack->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        env->has_success = 1;
+        env->success = ack->success ? 1 : 0;
+
+        if (ack->final) {
+            env->has_final = 1;
+            env->final = 1;
+        }
+
+        return amon_envelope_pb_str(
+            ack->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
+
+    case AMON_MSG_ERROR:
+        err = amonitor__control__v1__error_payload__unpack(pa, len, p);
+        if (err == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = err;
+
+        rc = amon_envelope_pb_str(err->code, AMON_MAX_ID_LEN, &env->code);
+        if (rc != AMON_OK) {
+            return rc;
+        }
+
+        if (err->final) {
+            env->has_final = 1;
+            env->final = 1;
+        }
+
+        return amon_envelope_pb_str(
+            err->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
+
+    case AMON_MSG_ACTION_STATUS:
+        st = amonitor__control__v1__action_status_payload__unpack(pa, len, p);
+        if (st == NULL) {
+            return AMON_EPROTOBUF;
+        }
+        env->pb_payload = st;
+
+        return amon_envelope_pb_str(
+            st->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
+
+    case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
+
+    default: return AMON_OK;
+    }
+}
+
+
+void
+amon_envelope_release(amon_envelope_t *env)
+{
+    ProtobufCAllocator     pa, *pap;
+    amon_envelope_pb_ctx_t ctx;
+
+    ctx.a = env->allocator;
+    ctx.failed = 0;
+    pa.alloc = amon_envelope_pb_alloc;
+    pa.free = amon_envelope_pb_free;
+    pa.allocator_data = &ctx;
+    pap = &pa;
+
+    if (env->pb_payload) {
+        protobuf_c_message_free_unpacked(env->pb_payload, pap);
+        env->pb_payload = NULL;
+    }
+
+    if (env->pb_envelope) {
+        protobuf_c_message_free_unpacked(env->pb_envelope, pap);
+        env->pb_envelope = NULL;
+    }
+}

@@ -1,0 +1,81 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * What action.c (the start of an action: claim, route, forward) and
+ * action_end.c (its end: ack, timeout, failure, the audit line) share.
+ */
+
+#ifndef _NGX_HTTP_AMONITOR_ACTION_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_ACTION_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_amonitor.h"
+
+
+/* what action_fail does to the claim */
+typedef enum {
+    NGX_HTTP_AMONITOR_KEEP = 0, /* it may have run: record it as failed */
+    NGX_HTTP_AMONITOR_RELEASE, /* never reached the SDK: forget it */
+    NGX_HTTP_AMONITOR_FORGET /* the store failed: leave it alone */
+} ngx_http_amonitor_claim_end_e;
+
+
+typedef enum {
+    NGX_HTTP_AMONITOR_ACTION_NEW = 0, /* claimed or being routed */
+    NGX_HTTP_AMONITOR_ACTION_CLAIMING, /* the store answers later */
+    NGX_HTTP_AMONITOR_ACTION_WAITING, /* for the target's connection */
+    NGX_HTTP_AMONITOR_ACTION_SENT, /* queued to the SDK, ack due */
+    NGX_HTTP_AMONITOR_ACTION_LATE, /* ACK_TIMEOUT said; a late ack counts */
+    NGX_HTTP_AMONITOR_ACTION_ABANDONED /* answered; freed on the claim */
+} ngx_http_amonitor_action_state_e;
+
+
+typedef struct {
+    ngx_str_node_t                   sn; /* msg_id, crc32 key */
+    ngx_queue_t                      queue; /* upstream->waiting */
+    ngx_queue_t                      all; /* actions->all */
+    ngx_http_amonitor_conn_t        *panel; /* NULL once gone */
+    ngx_http_amonitor_upstream_t    *upstream;
+    ngx_http_amonitor_worker_t      *worker;
+    ngx_event_t                      timer;
+    uint64_t                         end_offset; /* in upstream bytes */
+    ngx_str_t                        target_id;
+    ngx_str_t                        target_url;
+    ngx_str_t                        trace_id;
+    ngx_str_t                        action; /* its name, for the audit */
+    ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
+    ngx_msec_t                       sent_at; /* for the round trip */
+    ngx_http_amonitor_action_state_e state;
+    unsigned                         binary : 1;
+    unsigned                         in_tree : 1;
+    unsigned                         counted : 1; /* in panel->pending */
+    unsigned                         limited : 1; /* over the panel's limit */
+} ngx_http_amonitor_action_t;
+
+
+/* the worker's actions: all of them, and the sent ones by msg_id */
+typedef struct {
+    ngx_queue_t       all;
+    ngx_rbtree_t      sent;
+    ngx_rbtree_node_t sentinel;
+} ngx_http_amonitor_actions_t;
+
+
+void ngx_http_amonitor_action_about(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
+void ngx_http_amonitor_action_timer(
+    ngx_http_amonitor_action_t *a, ngx_msec_t timeout);
+void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
+void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
+    const char *code, const char *message, ngx_http_amonitor_claim_end_e end);
+void ngx_http_amonitor_action_keep(
+    ngx_http_amonitor_action_t *a, const char *code, const char *message);
+void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
+void ngx_http_amonitor_action_audit(
+    ngx_http_amonitor_action_t *a, const char *outcome, const char *code);
+
+
+#endif /* _NGX_HTTP_AMONITOR_ACTION_H_INCLUDED_ */

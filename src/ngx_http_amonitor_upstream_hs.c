@@ -1,0 +1,394 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * An upstream connection once TCP is up: the client handshake (request
+ * out, 101 in), then the open WebSocket connection, whose messages go to
+ * the router.  Failures go back to upstream.c, which schedules the next
+ * attempt.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_upstream.h"
+
+
+static ngx_uint_t ngx_http_amonitor_upstream_hs_over(
+    ngx_http_amonitor_upstream_t *u, ngx_event_t *ev, const char *what);
+static void ngx_http_amonitor_upstream_opened(
+    ngx_http_amonitor_upstream_t *u, size_t header_len);
+static void ngx_http_amonitor_upstream_read(ngx_event_t *rev);
+static void ngx_http_amonitor_upstream_write(ngx_event_t *wev);
+static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
+
+
+/* shutdown or timeout during the handshake: returns 1 when it is over */
+static ngx_uint_t
+ngx_http_amonitor_upstream_hs_over(
+    ngx_http_amonitor_upstream_t *u, ngx_event_t *ev, const char *what)
+{
+    if (u->peer.connection->close) {
+        u->stopped = 1;
+        ngx_http_amonitor_upstream_fail(u);
+        return 1;
+    }
+
+    if (ev->timedout) {
+        ngx_http_amonitor_upstream_log_failure(u, 0,
+            "SDK %s timed out after %M ms", what,
+            u->worker->amcf->connect_timeout);
+        ngx_http_amonitor_upstream_fail(u);
+        return 1;
+    }
+
+    return 0;
+}
+
+
+void
+ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
+{
+    ssize_t                       n;
+    ngx_err_t                     err;
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
+
+    c = wev->data;
+    u = c->data;
+
+    if (ngx_http_amonitor_upstream_hs_over(u, wev, "connect")) {
+        return;
+    }
+
+    if (u->state == NGX_HTTP_AMONITOR_UP_CONNECTING) {
+        /* the outcome of a non-blocking connect() */
+        err = ngx_http_amonitor_upstream_connect_error(c);
+
+        if (err) {
+            ngx_http_amonitor_upstream_log_failure(
+                u, err, "cannot connect to the SDK");
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+    }
+
+    u->state = NGX_HTTP_AMONITOR_UP_HANDSHAKE;
+    u->log.action = "sending the handshake to an amonitor SDK";
+
+    while (u->hs->pos < u->hs->last) {
+        n = c->send(c, u->hs->pos, u->hs->last - u->hs->pos);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_amonitor_upstream_fail(u);
+            }
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_amonitor_upstream_log_failure(
+                u, ngx_socket_errno, "cannot send the handshake to the SDK");
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        u->hs->pos += n;
+    }
+
+    /* request sent: wait for the response under the same timer */
+
+    u->log.action = "reading the handshake response of an amonitor SDK";
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    ngx_add_timer(c->read, u->worker->amcf->connect_timeout);
+
+    wev->handler = ngx_http_amonitor_upstream_write;
+    u->hs->pos = u->hs->start;
+    u->hs->last = u->hs->start;
+
+    if (c->read->ready) {
+        ngx_http_amonitor_upstream_hs_read(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_amonitor_upstream_fail(u);
+    }
+}
+
+
+void
+ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
+{
+    int                           rc, status;
+    size_t                        header_len;
+    ssize_t                       n;
+    const char                   *reason;
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
+
+    c = rev->data;
+    u = c->data;
+
+    if (ngx_http_amonitor_upstream_hs_over(u, rev, "handshake")) {
+        return;
+    }
+
+    if (u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE
+        || u->hs->pos != u->hs->start) {
+        /* the request is not written yet */
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_http_amonitor_upstream_fail(u);
+        }
+        return;
+    }
+
+    for (;;) {
+        n = c->recv(c, u->hs->last, u->hs->end - u->hs->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_amonitor_upstream_fail(u);
+            }
+            return;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_http_amonitor_upstream_log_failure(u,
+                n == NGX_ERROR ? ngx_socket_errno : 0,
+                "SDK closed the connection during the handshake");
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        u->hs->last += n;
+
+        rc = amon_ws_client_response(u->hs->start, u->hs->last - u->hs->start,
+            u->key, &header_len, &status, &reason);
+
+        if (rc == AMON_AGAIN) {
+            if (u->hs->last == u->hs->end) {
+                rc = AMON_ETOOBIG;
+
+            } else {
+                continue;
+            }
+        }
+
+        if (rc != AMON_OK) {
+            if (rc == AMON_EHANDSHAKE) {
+                ngx_http_amonitor_upstream_log_failure(u, 0,
+                    "SDK refused the handshake: status %d, %s", status, reason);
+
+            } else {
+                ngx_http_amonitor_upstream_log_failure(
+                    u, 0, "invalid handshake response: %s", amon_strerror(rc));
+            }
+
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        ngx_http_amonitor_upstream_opened(u, header_len);
+        return;
+    }
+}
+
+
+static void
+ngx_http_amonitor_upstream_opened(
+    ngx_http_amonitor_upstream_t *u, size_t header_len)
+{
+    size_t                      extra;
+    ngx_connection_t           *c;
+    ngx_http_amonitor_worker_t *w;
+
+    c = u->peer.connection;
+    w = u->worker;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (ngx_http_amonitor_conn_init(&u->wc, c, &w->frames, 1) != NGX_OK) {
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    /*
+     * After an outage the SDK counts as back once its first message
+     * arrives: an SDK that rejects the agent's token accepts the
+     * handshake, then closes with 4401.  Until then the connection's
+     * faults are failed attempts like the others (conn.c's own lines at
+     * info while the outage is summarised).
+     */
+    u->answered = 0;
+    u->wc.log_level = u->down ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+    if (!u->down) {
+        ngx_http_amonitor_upstream_log_up(u);
+    }
+
+    if (ngx_tcp_nodelay(c) != NGX_OK) {
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    u->state = NGX_HTTP_AMONITOR_UP_OPEN;
+    u->opened = ngx_current_msec;
+
+    if (!u->down) {
+        /* else when it answers: a 4401 is one more failed attempt */
+        u->failures = 0;
+    }
+
+    u->log.action = "relaying messages of an amonitor SDK";
+
+    c->read->handler = ngx_http_amonitor_upstream_read;
+    c->write->handler = ngx_http_amonitor_upstream_write;
+    c->idle = 1;
+
+    (void) ngx_atomic_fetch_add(&w->counters->upstreams_open, 1);
+
+    ngx_http_amonitor_conn_start_ping(&u->wc, w->amcf->ping);
+
+    ngx_http_amonitor_router_upstream_open(u);
+
+    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        return;
+    }
+
+    extra = (u->hs->last - u->hs->start) - header_len;
+
+    if (extra) {
+        /* frames that came with the response: usually the heartbeat */
+        if (ngx_http_amonitor_conn_feed(
+                &u->wc, u->hs->start + header_len, extra)
+            != NGX_OK) {
+            return;
+        }
+    }
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_amonitor_upstream_read(ngx_event_t *rev)
+{
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
+
+    c = rev->data;
+    u = c->data;
+
+    if (rev->timedout) {
+        /* the SDK did not answer our close frame in time */
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    if (c->close) {
+        /* graceful shutdown of the worker */
+        u->stopped = 1;
+        c->close = 0;
+
+        ngx_http_amonitor_conn_close_frame(
+            &u->wc, AMON_WS_CLOSE_GOING_AWAY, "agent shutting down");
+
+        if (u->wc.q_count || c->error) {
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        /*
+         * As the client, wait a little for the SDK to close the TCP
+         * connection (RFC 6455 7.1.1), reading and discarding what it still
+         * sends: closing a socket with unread input resets it, and the
+         * reset can destroy our close frame before the SDK reads it.
+         */
+        c->idle = 0;
+        rev->cancelable = 0; /* the worker waits for this */
+        ngx_add_timer(rev, NGX_HTTP_AMONITOR_LINGER);
+    }
+
+    ngx_http_amonitor_conn_read(&u->wc);
+}
+
+
+static void
+ngx_http_amonitor_upstream_write(ngx_event_t *wev)
+{
+    ngx_connection_t             *c;
+    ngx_http_amonitor_upstream_t *u;
+
+    c = wev->data;
+    u = c->data;
+
+    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        return;
+    }
+
+    if (ngx_http_amonitor_conn_flush(&u->wc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, &u->log, ngx_socket_errno,
+            "amonitor: cannot write to the SDK");
+        ngx_http_amonitor_upstream_fail(u);
+    }
+}
+
+
+void
+ngx_http_amonitor_upstream_message(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_upstream_t *u = wc->data;
+
+    if (!u->answered) {
+        u->answered = 1;
+        u->failures = 0;
+        u->wc.log_level = NGX_LOG_ERR;
+
+        if (u->down) {
+            ngx_http_amonitor_upstream_log_up(u);
+        }
+    }
+
+    ngx_http_amonitor_router_upstream_message(u, opcode, data, len);
+}
+
+
+void
+ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_upstream_t *u = wc->data;
+
+    ngx_http_amonitor_upstream_log_close(u);
+
+    ngx_http_amonitor_upstream_fail(u);
+}
+
+
+/* 0 once a non-blocking connect() succeeded, else why it failed */
+static ngx_err_t
+ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c)
+{
+    int       err;
+    socklen_t len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    return (ngx_err_t) err;
+}
