@@ -173,26 +173,6 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
 }
 
 
-/* what a reply about the action answers */
-void
-ngx_http_amonitor_action_about(
-    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
-{
-    about->msg_id = a->sn.str;
-    about->trace_id = a->trace_id;
-
-    if (a->upstream) {
-        about->target_id = a->upstream->id;
-
-    } else {
-        about->target_id = a->target_id.len ? a->target_id : a->target_url;
-    }
-
-    about->binary = a->binary;
-    about->action = 1;
-}
-
-
 /* one allocation: the action and copies of its msg_id, target id and URL */
 static ngx_http_amonitor_action_t *
 ngx_http_amonitor_action_new(
@@ -403,24 +383,6 @@ ngx_http_amonitor_action_forward(
     a->sent_at = ngx_current_msec;
 
     ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
-}
-
-
-/* every state has one deadline, handled by action_timeout */
-void
-ngx_http_amonitor_action_timer(
-    ngx_http_amonitor_action_t *a, ngx_msec_t timeout)
-{
-    if (a->timer.timer_set) {
-        ngx_del_timer(&a->timer);
-    }
-
-    a->timer.handler = ngx_http_amonitor_action_timeout;
-    a->timer.data = a;
-    a->timer.log = a->worker->cycle->log;
-    a->timer.cancelable = 1;
-
-    ngx_add_timer(&a->timer, timeout);
 }
 
 

@@ -1,9 +1,9 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The end of an action: the SDK's ack, the ack timeout and the late
- * window, a failure with what it does to the dedupe claim, the audit line,
- * and freeing it.
+ * The end of an action: its timer, the SDK's ack, the ack timeout and the
+ * late window, a failure with what it does to the dedupe claim, the audit
+ * line, and freeing it.  Calls nothing in action.c.
  */
 
 #include <ngx_config.h>
@@ -13,6 +13,44 @@
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
 #include "ngx_http_amonitor_action.h"
+
+
+/* what a reply about the action answers */
+void
+ngx_http_amonitor_action_about(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
+{
+    about->msg_id = a->sn.str;
+    about->trace_id = a->trace_id;
+
+    if (a->upstream) {
+        about->target_id = a->upstream->id;
+
+    } else {
+        about->target_id = a->target_id.len ? a->target_id : a->target_url;
+    }
+
+    about->binary = a->binary;
+    about->action = 1;
+}
+
+
+/* every state has one deadline, handled by action_timeout */
+void
+ngx_http_amonitor_action_timer(
+    ngx_http_amonitor_action_t *a, ngx_msec_t timeout)
+{
+    if (a->timer.timer_set) {
+        ngx_del_timer(&a->timer);
+    }
+
+    a->timer.handler = ngx_http_amonitor_action_timeout;
+    a->timer.data = a;
+    a->timer.log = a->worker->cycle->log;
+    a->timer.cancelable = 1;
+
+    ngx_add_timer(&a->timer, timeout);
+}
 
 
 void

@@ -20,8 +20,7 @@ static char *ngx_http_amonitor_target_addrs(
 
 
 char *
-ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_main_conf_t *amcf = conf;
 
@@ -177,8 +176,7 @@ ngx_http_amonitor_target_addrs(
 
 
 char *
-ngx_http_amonitor_conf_reconnect(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_http_amonitor_conf_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_main_conf_t *amcf = conf;
 
@@ -225,8 +223,7 @@ ngx_http_amonitor_conf_reconnect(ngx_conf_t *cf, ngx_command_t *cmd,
 
 
 char *
-ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_main_conf_t *amcf = conf;
 
@@ -312,4 +309,3 @@ invalid:
         &s);
     return NGX_CONF_ERROR;
 }
-

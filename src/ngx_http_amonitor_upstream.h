@@ -1,8 +1,9 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * What upstream.c (targets, connect, backoff, reconcile) and
- * upstream_hs.c (the handshake and the open connection) share.
+ * What upstream.c (creating targets, their list, the registry reconcile)
+ * takes from upstream_io.c (one connection: connect, handshake, open
+ * connection, backoff).  upstream_io.c calls nothing in upstream.c.
  */
 
 #ifndef _NGX_HTTP_AMONITOR_UPSTREAM_H_INCLUDED_
@@ -15,8 +16,8 @@
 #include "ngx_http_amonitor.h"
 
 
-void ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev);
-void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
+void ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev);
 void ngx_http_amonitor_upstream_message(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc);

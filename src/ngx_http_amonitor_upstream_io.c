@@ -1,10 +1,10 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * An upstream connection once TCP is up: the client handshake (request
- * out, 101 in), then the open WebSocket connection, whose messages go to
- * the router.  Failures go back to upstream.c, which schedules the next
- * attempt.
+ * One upstream connection: the non-blocking connect, the client handshake
+ * (request out, 101 in), the open WebSocket connection, whose messages go
+ * to the router, and on failure the next attempt after a capped backoff
+ * with jitter.  upstream.c creates the targets and keeps their list.
  */
 
 #include <ngx_config.h>
@@ -22,6 +22,10 @@ static void ngx_http_amonitor_upstream_opened(
     ngx_http_amonitor_upstream_t *u, size_t header_len);
 static void ngx_http_amonitor_upstream_read(ngx_event_t *rev);
 static void ngx_http_amonitor_upstream_write(ngx_event_t *wev);
+static void ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev);
+static void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
+static void ngx_http_amonitor_upstream_schedule(
+    ngx_http_amonitor_upstream_t *u);
 static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
 
 
@@ -48,7 +52,7 @@ ngx_http_amonitor_upstream_hs_over(
 }
 
 
-void
+static void
 ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 {
     ssize_t                       n;
@@ -123,7 +127,7 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
 }
 
 
-void
+static void
 ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
 {
     int                           rc, status;
@@ -391,4 +395,164 @@ ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c)
     }
 
     return (ngx_err_t) err;
+}
+
+
+void
+ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
+{
+    u_char                      rnd[16];
+    ngx_err_t                   err;
+    ngx_int_t                   rc;
+    ngx_uint_t                  level;
+    ngx_addr_t                 *addr;
+    amon_str_t                  hp, path, token;
+    ngx_connection_t           *c;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    if (u->stopped || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    addr = &u->addrs[u->next_addr++ % u->naddrs];
+
+    ngx_memzero(&u->peer, sizeof(ngx_peer_connection_t));
+
+    u->peer.sockaddr = addr->sockaddr;
+    u->peer.socklen = addr->socklen;
+    u->peer.name = &addr->name;
+    u->peer.get = ngx_event_get_peer;
+    u->peer.log = &u->log;
+
+    /*
+     * nginx's own lines about refused or reset connections go to "info":
+     * this file says what failed, in its words, once per outage
+     */
+    u->peer.log_error = NGX_ERROR_INFO;
+
+    u->log.action = "connecting to an amonitor SDK";
+    u->state = NGX_HTTP_AMONITOR_UP_CONNECTING;
+
+    /* the same for an immediate "connect() failed", logged at error */
+    level = u->log.log_level;
+    if (level > NGX_LOG_CRIT) {
+        u->log.log_level = NGX_LOG_CRIT;
+    }
+
+    rc = ngx_event_connect_peer(&u->peer);
+    err = ngx_socket_errno;
+
+    u->log.log_level = level;
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_http_amonitor_upstream_log_failure(
+            u, rc == NGX_DECLINED ? err : 0, "cannot connect to the SDK");
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    c = u->peer.connection;
+    c->data = u;
+    c->read->handler = ngx_http_amonitor_upstream_hs_read;
+    c->write->handler = ngx_http_amonitor_upstream_hs_write;
+
+    /* a graceful shutdown need not wait for the handshake timeout */
+    c->idle = 1;
+    c->read->cancelable = 1;
+    c->write->cancelable = 1;
+
+    /* the handshake request */
+
+    ngx_http_amonitor_random(rnd, 16);
+
+    amon_ws_make_key(rnd, u->key);
+
+    hp.data = u->host_port.data;
+    hp.len = u->host_port.len;
+    path.data = u->path.data;
+    path.len = u->path.len;
+    token.data = u->token.len ? u->token.data : NULL;
+    token.len = u->token.len;
+
+    u->hs->pos = u->hs->start;
+    u->hs->last = u->hs->start
+        + amon_ws_client_request(
+            u->hs->start, u->hs->end - u->hs->start, hp, path, u->key, token);
+
+    if (u->hs->last == u->hs->start) {
+        ngx_log_error(NGX_LOG_ALERT, &u->log, 0,
+            "amonitor: cannot build the handshake request");
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    ngx_add_timer(c->write, w->amcf->connect_timeout);
+
+    if (rc == NGX_OK) {
+        ngx_http_amonitor_upstream_hs_write(c->write);
+    }
+}
+
+
+/* close whatever is open and, unless stopping, try again later */
+void
+ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_uint_t                  was_open;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+    was_open = (u->state == NGX_HTTP_AMONITOR_UP_OPEN);
+
+    if (was_open) {
+        ngx_http_amonitor_conn_free(&u->wc);
+        (void) ngx_atomic_fetch_add(&w->counters->upstreams_open, -1);
+
+        if (ngx_current_msec - u->opened > w->amcf->reconnect_max) {
+            /* it was up for a while: start the backoff over */
+            u->backoff = w->amcf->reconnect_min;
+        }
+    }
+
+    if (u->peer.connection) {
+        ngx_close_connection(u->peer.connection);
+        u->peer.connection = NULL;
+    }
+
+    u->state = NGX_HTTP_AMONITOR_UP_BACKOFF;
+    u->failures++;
+
+    ngx_http_amonitor_router_upstream_down(u, was_open);
+
+    ngx_http_amonitor_upstream_schedule(u);
+}
+
+
+static void
+ngx_http_amonitor_upstream_schedule(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_msec_t                  delay;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    if (u->stopped || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    delay = ngx_http_amonitor_backoff(w->amcf, &u->backoff);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, &u->log, 0,
+        "amonitor upstream reconnect in %M ms", delay);
+
+    ngx_add_timer(&u->reconnect, delay);
+}
+
+
+void
+ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_amonitor_upstream_connect(ev->data);
 }
