@@ -53,12 +53,17 @@ typedef struct {
 } ngx_http_amonitor_target_conf_t;
 
 
-/* amonitor_allow_url: scheme://host:port with "*" for any port */
+/*
+ * amonitor_allow_url: ws://host:port[/path[?query]] with "*" for any port;
+ * the path (with the query) must be equal, or start with it when the
+ * pattern ends with "*".  No path: "/" only, no query.
+ */
 typedef struct {
     ngx_str_t  pattern;
     ngx_str_t  host; /* lowercase */
     ngx_uint_t port; /* 0: any */
-    ngx_str_t  path; /* empty: any */
+    ngx_str_t  path; /* "/" at least; without the final "*" */
+    ngx_uint_t prefix; /* the pattern ends with "*" */
 } ngx_http_amonitor_allow_t;
 
 
@@ -92,6 +97,8 @@ typedef struct {
     ngx_atomic_t ack_timeouts;
     ngx_atomic_t evictions;
     ngx_atomic_t invalid;
+    ngx_atomic_t forbidden; /* actions outside a token's rights */
+    ngx_atomic_t oversize; /* peers closed over their buffer limit */
 } ngx_http_amonitor_counters_t;
 
 
@@ -116,9 +123,17 @@ typedef struct {
 } ngx_http_amonitor_main_conf_t;
 
 
+/* amonitor_panel_token TOKEN [read_only] [targets=...]: its rights */
+typedef struct {
+    ngx_str_t    token;
+    ngx_uint_t   read_only; /* watch, never act */
+    ngx_array_t *targets; /* of ngx_str_t: ids, "prefix*"; NULL: any */
+} ngx_http_amonitor_rights_t;
+
+
 typedef struct {
     ngx_flag_t   panel;
-    ngx_str_t    panel_token;
+    ngx_array_t *panel_tokens; /* of rights_t; NULL: no token needed */
     ngx_array_t *allow_origin; /* of ngx_str_t, lowercase; NULL: any */
     ngx_flag_t   panel_snapshot;
     ngx_flag_t   status;
@@ -409,6 +424,14 @@ void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_amonitor_status_send(
     ngx_http_request_t *r, ngx_buf_t *b, const char *type);
+
+/* rights.c: who may act */
+char *ngx_http_amonitor_conf_panel_token(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_http_amonitor_rights_t *ngx_http_amonitor_rights_auth(
+    ngx_http_request_t *r, ngx_array_t *tokens);
+const char *ngx_http_amonitor_rights_check(
+    ngx_http_amonitor_rights_t *rt, ngx_str_t *id);
 
 /* audit.c: one line per action outcome */
 typedef struct {

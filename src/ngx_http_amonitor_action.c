@@ -19,6 +19,8 @@ static ngx_http_amonitor_action_t *ngx_http_amonitor_action_new(
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env);
 static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static ngx_uint_t ngx_http_amonitor_action_forbidden(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
@@ -129,6 +131,11 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         return;
     }
 
+    if (ngx_http_amonitor_action_forbidden(a, &about)) {
+        ngx_free(a);
+        return;
+    }
+
     /*
      * Over the limit the claim still runs, so that a repeated msg_id gets
      * its duplicate answer; a new one is released and RATE_LIMITED.
@@ -170,6 +177,47 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);
     }
+}
+
+
+/*
+ * The panel's token may not act, or not on this target (the agent's name
+ * for it, else the name an on-demand dial would give it): FORBIDDEN,
+ * nothing claimed, nothing forwarded.
+ */
+static ngx_uint_t
+ngx_http_amonitor_action_forbidden(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
+{
+    u_char      ebuf[NGX_HTTP_AMONITOR_LOG_STR], tbuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t  *id, e, t;
+    const char *reason;
+
+    if (a->upstream) {
+        id = &a->upstream->id;
+
+    } else {
+        id = a->target_id.len ? &a->target_id : &a->target_url;
+    }
+
+    reason = ngx_http_amonitor_rights_check(a->panel->rights, id);
+    if (reason == NULL) {
+        return 0;
+    }
+
+    (void) ngx_atomic_fetch_add(&a->worker->counters->forbidden, 1);
+
+    ngx_log_error(NGX_LOG_INFO, a->panel->connection->log, 0,
+        "amonitor: action \"%V\" of panel #%ui to \"%V\" refused: %s",
+        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+        a->panel->id, ngx_http_amonitor_log_str(id, &t, tbuf, sizeof(tbuf)),
+        reason);
+
+    ngx_http_amonitor_reply_error(
+        a->worker, a->panel, about, "FORBIDDEN", reason, 1);
+    ngx_http_amonitor_action_audit(a, "error", "FORBIDDEN");
+
+    return 1;
 }
 
 

@@ -144,10 +144,10 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       NULL },
 
     { ngx_string("amonitor_panel_token"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_amonitor_conf_panel_token,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_amonitor_loc_conf_t, panel_token),
+      0,
       NULL },
 
     { ngx_string("amonitor_panel_snapshot"),
@@ -337,13 +337,13 @@ ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     alcf->panel_token = { 0, NULL };
      *     alcf->allow_origin = NULL;
      *     alcf->dashboard_root = { 0, NULL };
      *     alcf->metrics = 0;
      *     alcf->status = 0;
      */
 
+    alcf->panel_tokens = NGX_CONF_UNSET_PTR;
     alcf->panel = NGX_CONF_UNSET;
     alcf->panel_snapshot = NGX_CONF_UNSET;
     alcf->dashboard = NGX_CONF_UNSET;
@@ -359,7 +359,7 @@ ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_amonitor_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->panel, prev->panel, 0);
-    ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
+    ngx_conf_merge_ptr_value(conf->panel_tokens, prev->panel_tokens, NULL);
     ngx_conf_merge_value(conf->panel_snapshot, prev->panel_snapshot, 1);
     ngx_conf_merge_str_value(conf->dashboard_root, prev->dashboard_root, "");
 

@@ -16,7 +16,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0003ULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0004ULL
 
 
 typedef struct {

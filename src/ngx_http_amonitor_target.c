@@ -15,6 +15,9 @@
 #include "ngx_http_amonitor_store.h"
 
 
+static ngx_uint_t ngx_http_amonitor_target_path_allowed(
+    ngx_http_amonitor_allow_t *a, amon_str_t *path);
+
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_target_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 {
@@ -230,15 +233,52 @@ ngx_http_amonitor_target_allowed(
             continue;
         }
 
-        if (a[i].path.len
-            && (a[i].path.len != u->path.len
-                || ngx_strncmp(a[i].path.data, u->path.data, u->path.len)
-                    != 0)) {
-            continue;
+        if (ngx_http_amonitor_target_path_allowed(&a[i], &u->path)) {
+            return 1;
         }
-
-        return 1;
     }
 
     return 0;
+}
+
+
+/*
+ * The path and query of a URL against a pattern's: equal, or, for a
+ * pattern ending with "*", starting with it and without a way back up
+ * (no "..", no encoded dot or slash): a pattern whose path is "/sdk/"
+ * and a star stays under /sdk/.
+ */
+static ngx_uint_t
+ngx_http_amonitor_target_path_allowed(
+    ngx_http_amonitor_allow_t *a, amon_str_t *path)
+{
+    u_char *p, *last;
+
+    if (!a->prefix) {
+        return a->path.len == path->len
+            && ngx_strncmp(a->path.data, path->data, path->len) == 0;
+    }
+
+    if (path->len < a->path.len
+        || ngx_strncmp(a->path.data, path->data, a->path.len) != 0) {
+        return 0;
+    }
+
+    last = (u_char *) path->data + path->len;
+
+    for (p = (u_char *) path->data; p < last; p++) {
+        if (*p == '?') {
+            break;
+        }
+
+        if ((*p == '.' && p + 1 < last && p[1] == '.')
+            || (*p == '%' && p + 2 < last && p[1] == '2'
+                && (p[2] == 'e' || p[2] == 'E' || p[2] == 'f'
+                    || p[2] == 'F'))
+            || *p == '\\') {
+            return 0;
+        }
+    }
+
+    return 1;
 }

@@ -238,7 +238,7 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (s.len < 6 || ngx_strncasecmp(s.data, (u_char *) "ws://", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "invalid URL pattern \"%V\": expected "
-            "ws://host:port or ws://host:*",
+            "ws://host:port[/path] or ws://host:*[/path]",
             &s);
         return NGX_CONF_ERROR;
     }
@@ -254,13 +254,24 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p = s.data + 5;
     last = s.data + s.len;
 
+    /* no path: "/" only; a final "*" makes the path a prefix */
     a->path.data = ngx_strlchr(p, last, '/');
     if (a->path.data) {
         a->path.len = last - a->path.data;
-        if (a->path.len == 1 || (a->path.len == 2 && a->path.data[1] == '*')) {
-            a->path.len = 0;
-        }
         last = a->path.data;
+
+        if (a->path.data[a->path.len - 1] == '*') {
+            a->path.len--;
+            a->prefix = 1;
+        }
+
+        if (ngx_strlchr(a->path.data, a->path.data + a->path.len, '*')
+            || ngx_strlchr(a->path.data, a->path.data + a->path.len, '#')) {
+            goto invalid;
+        }
+
+    } else {
+        ngx_str_set(&a->path, "/");
     }
 
     colon = NULL;
@@ -305,7 +316,7 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
         "invalid URL pattern \"%V\": expected "
-        "ws://host:port or ws://host:*",
+        "ws://host:port[/path] or ws://host:*[/path]",
         &s);
     return NGX_CONF_ERROR;
 }
