@@ -115,6 +115,11 @@ typedef struct {
     ngx_msec_t                      connect_timeout;
     size_t                          max_message;
     ngx_uint_t                      queue;
+    size_t                          buffer_limit; /* per connection */
+    ngx_msec_t                      learned_expire;
+    ngx_uint_t                      dial_attempts; /* never open: forget */
+    ngx_uint_t                      dial_limit; /* dialed on demand */
+    ngx_uint_t                      dial_limit_panel;
     ngx_http_amonitor_redis_conf_t *redis;
     ngx_http_amonitor_audit_t      *audit; /* amonitor_audit_log */
     ngx_str_t                       panel_file; /* first amonitor_panel */
@@ -193,7 +198,9 @@ struct ngx_http_amonitor_upstream_s {
     size_t     reason_len;
     u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
     void      *tstate; /* its record in the zone */
+    ngx_uint_t dialer; /* on demand: the number of the panel */
     unsigned   dynamic : 1;
+    unsigned   registered : 1; /* learned from a register */
     unsigned   stopped : 1;
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
@@ -208,6 +215,8 @@ struct ngx_http_amonitor_upstream_s {
 typedef ngx_http_amonitor_upstream_t *(*ngx_http_amonitor_dial_pt)(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
 typedef void (*ngx_http_amonitor_kick_pt)(ngx_http_amonitor_upstream_t *u);
+typedef void (*ngx_http_amonitor_drop_pt)(
+    ngx_http_amonitor_upstream_t *u, const char *reason);
 
 
 struct ngx_http_amonitor_worker_s {
@@ -228,6 +237,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_uint_t                     registry_gen;
     ngx_http_amonitor_dial_pt      dial;
     ngx_http_amonitor_kick_pt      kick;
+    ngx_http_amonitor_drop_pt      drop; /* forget a learned target */
     amon_allocator_t               allocator;
 };
 
@@ -322,6 +332,8 @@ void      ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w);
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_add(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
 void ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_upstream_drop(
+    ngx_http_amonitor_upstream_t *u, const char *reason);
 
 /* ngx_http_amonitor_upstream_log.c */
 void ngx_http_amonitor_upstream_log_failure(
@@ -357,6 +369,7 @@ void      ngx_http_amonitor_action_panel_gone(
 void ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+void ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u);
 
 /* query.c: action_status */
 void ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
@@ -372,7 +385,10 @@ typedef enum {
     NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED, /* by amonitor_allow_url */
     NGX_HTTP_AMONITOR_LEARN_FULL, /* too many learned targets */
     NGX_HTTP_AMONITOR_LEARN_NO_ADDR, /* cannot dial: not an IP address */
-    NGX_HTTP_AMONITOR_LEARN_BAD_ID /* control characters in the id */
+    NGX_HTTP_AMONITOR_LEARN_BAD_ID, /* control characters in the id */
+    NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT, /* amonitor_dial_limit */
+    NGX_HTTP_AMONITOR_LEARN_PANEL_LIMIT, /* amonitor_dial_limit_per_panel */
+    NGX_HTTP_AMONITOR_LEARN_TAKEN /* the id is a registered SDK's */
 } ngx_http_amonitor_learn_e;
 
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find(
@@ -383,11 +399,12 @@ ngx_int_t ngx_http_amonitor_target_url(
     u_char *data, size_t len, amon_ws_url_t *wu, ngx_str_t *norm);
 ngx_http_amonitor_learn_e ngx_http_amonitor_target_learn(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu,
-    ngx_str_t *norm, ngx_http_amonitor_upstream_t **up);
+    ngx_str_t *norm, ngx_uint_t kind, ngx_uint_t dialer,
+    ngx_http_amonitor_upstream_t **up);
 ngx_uint_t ngx_http_amonitor_target_allowed(
     ngx_http_amonitor_worker_t *w, amon_ws_url_t *wu);
 ngx_int_t ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w,
-    ngx_str_t *id, ngx_str_t *url, ngx_uint_t dial,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t dial, ngx_uint_t dialer,
     ngx_http_amonitor_upstream_t **up, const char **code, const char **message);
 void      ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
 

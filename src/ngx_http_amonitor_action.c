@@ -122,7 +122,8 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
 
     /* a known target: replies name it as the agent does from now on */
     if (ngx_http_amonitor_target_resolve(
-            w, &a->target_id, &a->target_url, 0, &a->upstream, &code, &message)
+            w, &a->target_id, &a->target_url, 0, 0, &a->upstream, &code,
+            &message)
         != NGX_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
         ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
@@ -362,8 +363,8 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
     u = NULL;
 
     /* a known target_id wins, else the URL, dialed now if need be */
-    if (ngx_http_amonitor_target_resolve(
-            w, &a->target_id, &a->target_url, 1, &u, &code, &message)
+    if (ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url, 1,
+            a->panel ? a->panel->id : 0, &u, &code, &message)
         != NGX_OK) {
         ngx_http_amonitor_action_fail(
             a, code, message, NGX_HTTP_AMONITOR_RELEASE);
@@ -490,6 +491,30 @@ ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u)
  * The target's connection failed or closed.  Waiting actions never reached
  * it; sent ones did if their bytes were written: they may have run.
  */
+/*
+ * A learned target is forgotten (upstream.c frees it next): actions that
+ * still name it (a claim on its way) look for their target again.
+ */
+void
+ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = u->worker->actions;
+
+    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
+         q = ngx_queue_next(q)) {
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+
+        if (a->upstream == u) {
+            a->upstream = NULL;
+        }
+    }
+}
+
+
 void
 ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)

@@ -43,6 +43,16 @@ static ngx_conf_post_t  ngx_http_amonitor_queue_post =
     { ngx_http_amonitor_check_queue };
 
 
+/* learned targets: how many dials, how many attempts (registry.c) */
+static ngx_conf_num_bounds_t  ngx_http_amonitor_dial_bounds = {
+    ngx_conf_check_num_bounds, 1, NGX_HTTP_AMONITOR_MAX_DYNAMIC
+};
+
+static ngx_conf_num_bounds_t  ngx_http_amonitor_attempts_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000
+};
+
+
 static ngx_command_t  ngx_http_amonitor_commands[] = {
 
     { ngx_string("amonitor_zone"),
@@ -114,6 +124,41 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, queue),
       &ngx_http_amonitor_queue_post },
+
+    { ngx_string("amonitor_connection_buffer_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, buffer_limit),
+      NULL },
+
+    { ngx_string("amonitor_learned_expire"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, learned_expire),
+      NULL },
+
+    { ngx_string("amonitor_dial_attempts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, dial_attempts),
+      &ngx_http_amonitor_attempts_bounds },
+
+    { ngx_string("amonitor_dial_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, dial_limit),
+      &ngx_http_amonitor_dial_bounds },
+
+    { ngx_string("amonitor_dial_limit_per_panel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, dial_limit_panel),
+      &ngx_http_amonitor_dial_bounds },
 
     { ngx_string("amonitor_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
@@ -268,6 +313,11 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
     amcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     amcf->max_message = NGX_CONF_UNSET_SIZE;
     amcf->queue = NGX_CONF_UNSET_UINT;
+    amcf->buffer_limit = NGX_CONF_UNSET_SIZE;
+    amcf->learned_expire = NGX_CONF_UNSET_MSEC;
+    amcf->dial_attempts = NGX_CONF_UNSET_UINT;
+    amcf->dial_limit = NGX_CONF_UNSET_UINT;
+    amcf->dial_limit_panel = NGX_CONF_UNSET_UINT;
 
     return amcf;
 }
@@ -288,6 +338,18 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(amcf->connect_timeout, 5000);
     ngx_conf_init_size_value(amcf->max_message, 1024 * 1024);
     ngx_conf_init_uint_value(amcf->queue, 1024);
+    ngx_conf_init_size_value(amcf->buffer_limit, 4 * 1024 * 1024);
+    ngx_conf_init_msec_value(amcf->learned_expire, 10 * 60 * 1000);
+    ngx_conf_init_uint_value(amcf->dial_attempts, 3);
+    ngx_conf_init_uint_value(amcf->dial_limit, 16);
+    ngx_conf_init_uint_value(amcf->dial_limit_panel, 4);
+
+    if (amcf->buffer_limit < amcf->max_message + 65536) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_connection_buffer_limit\" must be at least "
+            "\"amonitor_max_message_size\" plus 64k");
+        return NGX_CONF_ERROR;
+    }
 
     if (amcf->dedupe_ttl < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
