@@ -407,6 +407,7 @@ ngx_int_t ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w,
     ngx_str_t *id, ngx_str_t *url, ngx_uint_t dial, ngx_uint_t dialer,
     ngx_http_amonitor_upstream_t **up, const char **code, const char **message);
 void      ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
+void      ngx_http_amonitor_target_failed(ngx_http_amonitor_upstream_t *u);
 
 /* reply.c: the agent's own envelopes */
 

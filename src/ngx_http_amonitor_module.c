@@ -338,18 +338,10 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(amcf->connect_timeout, 5000);
     ngx_conf_init_size_value(amcf->max_message, 1024 * 1024);
     ngx_conf_init_uint_value(amcf->queue, 1024);
-    ngx_conf_init_size_value(amcf->buffer_limit, 4 * 1024 * 1024);
     ngx_conf_init_msec_value(amcf->learned_expire, 10 * 60 * 1000);
     ngx_conf_init_uint_value(amcf->dial_attempts, 3);
     ngx_conf_init_uint_value(amcf->dial_limit, 16);
     ngx_conf_init_uint_value(amcf->dial_limit_panel, 4);
-
-    if (amcf->buffer_limit < amcf->max_message + 65536) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "\"amonitor_connection_buffer_limit\" must be at least "
-            "\"amonitor_max_message_size\" plus 64k");
-        return NGX_CONF_ERROR;
-    }
 
     if (amcf->dedupe_ttl < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -367,6 +359,16 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "\"amonitor_max_message_size\" must be between "
             "1k and 64m");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_size_value(amcf->buffer_limit,
+        ngx_max(4 * 1024 * 1024, amcf->max_message + 65536));
+
+    if (amcf->buffer_limit < amcf->max_message + 65536) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_connection_buffer_limit\" must be at least "
+            "\"amonitor_max_message_size\" plus 64k");
         return NGX_CONF_ERROR;
     }
 

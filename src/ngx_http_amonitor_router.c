@@ -520,6 +520,7 @@ ngx_http_amonitor_router_upstream_down(
         ngx_http_amonitor_router_tstate(u), 0, connected, reason);
 
     ngx_http_amonitor_action_upstream_down(u, connected);
+    ngx_http_amonitor_target_failed(u);
 
     if (connected) {
         ngx_http_amonitor_router_target_status(u, "down", reason);

@@ -233,6 +233,21 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 }
 
 
+/*
+ * A failed attempt: a dial on demand that never connected is not tried
+ * again after amonitor_dial_attempts (upstream.c forgets it within a
+ * second, at its next look at the registry).
+ */
+void
+ngx_http_amonitor_target_failed(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->dynamic && !u->registered && u->opened == 0
+        && u->failures >= u->worker->amcf->dial_attempts) {
+        u->stopped = 1;
+    }
+}
+
+
 /* an action is a reason to try now rather than after the backoff delay */
 void
 ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u)

@@ -238,7 +238,7 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (s.len < 6 || ngx_strncasecmp(s.data, (u_char *) "ws://", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "invalid URL pattern \"%V\": expected "
-            "ws://host:port[/path] or ws://host:*[/path]",
+            "ws://host:port or ws://host:*",
             &s);
         return NGX_CONF_ERROR;
     }
@@ -316,7 +316,7 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
         "invalid URL pattern \"%V\": expected "
-        "ws://host:port[/path] or ws://host:*[/path]",
+        "ws://host:port or ws://host:*",
         &s);
     return NGX_CONF_ERROR;
 }

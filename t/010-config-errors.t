@@ -195,11 +195,11 @@ __DATA__
 --- nginx_t_emerg: invalid number of arguments in "amonitor_status" directive
 --- nginx_t_emerg_line: location /s
 
-=== TEST 26: amonitor_panel_token with two arguments
+=== TEST 26: amonitor_panel_token with an unknown option
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_panel_token a b;
---- nginx_t_emerg: invalid number of arguments in "amonitor_panel_token" directive
+--- nginx_t_emerg: invalid parameter "b", expected "read_only" or "targets=id,prefix*,..."
 --- nginx_t_emerg_line: amonitor_panel_token
 
 === TEST 27: reconnect maximum less than the minimum
