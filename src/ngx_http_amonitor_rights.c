@@ -31,7 +31,6 @@ ngx_http_amonitor_conf_panel_token(
 {
     ngx_http_amonitor_loc_conf_t *alcf = conf;
 
-    u_char                     *p, *last;
     ngx_str_t                  *value;
     ngx_uint_t                  i;
     ngx_http_amonitor_rights_t *rt;
@@ -41,15 +40,6 @@ ngx_http_amonitor_conf_panel_token(
     if (value[1].len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty panel token");
         return NGX_CONF_ERROR;
-    }
-
-    last = value[1].data + value[1].len;
-    for (p = value[1].data; p < last; p++) {
-        if (*p <= ' ' || *p == 0x7f) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                "invalid panel token: spaces or control characters");
-            return NGX_CONF_ERROR;
-        }
     }
 
     if (alcf->panel_tokens == NGX_CONF_UNSET_PTR) {
