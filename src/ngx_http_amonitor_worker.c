@@ -53,6 +53,9 @@ ngx_http_amonitor_worker_init(
 
     w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
 
+    w->frames.buffer_limit = amcf->buffer_limit;
+    w->frames.oversize = &w->counters->oversize;
+
     if (amcf->redis) {
         w->store = ngx_http_amonitor_store_redis_create(w, amcf->redis);
 
