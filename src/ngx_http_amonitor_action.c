@@ -121,9 +121,8 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     a->binary = about.binary;
 
     /* a known target: replies name it as the agent does from now on */
-    if (ngx_http_amonitor_target_resolve(
-            w, &a->target_id, &a->target_url, 0, 0, &a->upstream, &code,
-            &message)
+    if (ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url, 0, 0,
+            &a->upstream, &code, &message)
         != NGX_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
         ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
@@ -190,8 +189,8 @@ static ngx_uint_t
 ngx_http_amonitor_action_forbidden(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
 {
-    u_char      ebuf[NGX_HTTP_AMONITOR_LOG_STR], tbuf[NGX_HTTP_AMONITOR_LOG_STR];
-    ngx_str_t  *id, e, t;
+    u_char     ebuf[NGX_HTTP_AMONITOR_LOG_STR], tbuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t *id, e, t;
     const char *reason;
 
     if (a->upstream) {

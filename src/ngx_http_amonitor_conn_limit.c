@@ -25,8 +25,8 @@ ngx_http_amonitor_conn_over(
         return NGX_OK;
     }
 
-    held = (size_t) (wc->queued_bytes - wc->sent_bytes)
-         + wc->session.message.cap;
+    held =
+        (size_t) (wc->queued_bytes - wc->sent_bytes) + wc->session.message.cap;
 
     if (held + len <= wc->frames->buffer_limit) {
         return NGX_OK;

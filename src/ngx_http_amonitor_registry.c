@@ -17,11 +17,11 @@
 #include "ngx_http_amonitor_store.h"
 
 
-static ngx_int_t  ngx_http_amonitor_registry_add(ngx_http_amonitor_store_t *st,
-     ngx_str_t *id, ngx_str_t *url, ngx_uint_t kind, ngx_uint_t max_dialed);
-static ngx_int_t  ngx_http_amonitor_registry_add_locked(
-     ngx_http_amonitor_registry_t *rg, ngx_str_t *id, ngx_str_t *url,
-     ngx_uint_t kind, ngx_uint_t max_dialed);
+static ngx_int_t ngx_http_amonitor_registry_add(ngx_http_amonitor_store_t *st,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t kind, ngx_uint_t max_dialed);
+static ngx_int_t ngx_http_amonitor_registry_add_locked(
+    ngx_http_amonitor_registry_t *rg, ngx_str_t *id, ngx_str_t *url,
+    ngx_uint_t kind, ngx_uint_t max_dialed);
 static ngx_uint_t ngx_http_amonitor_registry_snapshot(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_reg_t *out,
     ngx_uint_t *gen);
@@ -34,8 +34,7 @@ static ngx_uint_t ngx_http_amonitor_registry_expire(
 static void ngx_http_amonitor_registry_remove(
     ngx_http_amonitor_registry_t *rg, ngx_uint_t i);
 static ngx_http_amonitor_reg_t *ngx_http_amonitor_registry_find(
-    ngx_http_amonitor_registry_t *rg, u_char *data, size_t len,
-    ngx_uint_t url);
+    ngx_http_amonitor_registry_t *rg, u_char *data, size_t len, ngx_uint_t url);
 
 
 #define ngx_http_amonitor_registry_now() \
@@ -237,8 +236,7 @@ ngx_http_amonitor_registry_touch(ngx_http_amonitor_store_t *st, ngx_str_t *id)
 
 
 static ngx_uint_t
-ngx_http_amonitor_registry_expire(
-    ngx_http_amonitor_store_t *st, ngx_msec_t ttl)
+ngx_http_amonitor_registry_expire(ngx_http_amonitor_store_t *st, ngx_msec_t ttl)
 {
     uint64_t                      now;
     ngx_uint_t                    i, n;
@@ -271,13 +269,14 @@ ngx_http_amonitor_registry_expire(
 
 /* under the mutex: the last entry takes the place of entry "i" */
 static void
-ngx_http_amonitor_registry_remove(ngx_http_amonitor_registry_t *rg, ngx_uint_t i)
+ngx_http_amonitor_registry_remove(
+    ngx_http_amonitor_registry_t *rg, ngx_uint_t i)
 {
     rg->n--;
 
     if (i != rg->n) {
-        ngx_memcpy(&rg->reg[i], &rg->reg[rg->n],
-            sizeof(ngx_http_amonitor_reg_t));
+        ngx_memcpy(
+            &rg->reg[i], &rg->reg[rg->n], sizeof(ngx_http_amonitor_reg_t));
     }
 
     rg->gen++;
@@ -285,8 +284,8 @@ ngx_http_amonitor_registry_remove(ngx_http_amonitor_registry_t *rg, ngx_uint_t i
 
 
 static ngx_http_amonitor_reg_t *
-ngx_http_amonitor_registry_find(ngx_http_amonitor_registry_t *rg,
-    u_char *data, size_t len, ngx_uint_t url)
+ngx_http_amonitor_registry_find(
+    ngx_http_amonitor_registry_t *rg, u_char *data, size_t len, ngx_uint_t url)
 {
     ngx_uint_t               i;
     ngx_http_amonitor_reg_t *reg;

@@ -43,8 +43,8 @@ ngx_http_amonitor_conf_panel_token(
     }
 
     if (alcf->panel_tokens == NGX_CONF_UNSET_PTR) {
-        alcf->panel_tokens = ngx_array_create(
-            cf->pool, 2, sizeof(ngx_http_amonitor_rights_t));
+        alcf->panel_tokens =
+            ngx_array_create(cf->pool, 2, sizeof(ngx_http_amonitor_rights_t));
         if (alcf->panel_tokens == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -75,8 +75,7 @@ ngx_http_amonitor_conf_panel_token(
             continue;
         }
 
-        if (value[i].len > 8
-            && ngx_strncmp(value[i].data, "targets=", 8) == 0
+        if (value[i].len > 8 && ngx_strncmp(value[i].data, "targets=", 8) == 0
             && rt->targets == NULL) {
             if (ngx_http_amonitor_rights_targets(cf, rt, &value[i])
                 != NGX_CONF_OK) {
@@ -226,8 +225,8 @@ ngx_http_amonitor_rights_given(ngx_http_request_t *r, ngx_str_t *given)
 const char *
 ngx_http_amonitor_rights_check(ngx_http_amonitor_rights_t *rt, ngx_str_t *id)
 {
-    ngx_str_t  *s;
-    ngx_uint_t  i;
+    ngx_str_t *s;
+    ngx_uint_t i;
 
     if (rt == NULL) {
         return NULL;

@@ -289,8 +289,8 @@ ngx_http_amonitor_router_register(
         if (known == u && known->dynamic && !known->registered
             && known->id.len == id.len
             && ngx_strncmp(known->id.data, id.data, id.len) == 0
-            && w->store->learn(w->store, &id, &known->norm,
-                   NGX_HTTP_AMONITOR_REGISTERED, 0)
+            && w->store->learn(
+                   w->store, &id, &known->norm, NGX_HTTP_AMONITOR_REGISTERED, 0)
                 == NGX_OK) {
             known->registered = 1;
             known->dialer = 0;
@@ -309,8 +309,8 @@ ngx_http_amonitor_router_register(
         w->drop(known, "displaced by a register");
     }
 
-    switch (ngx_http_amonitor_target_learn(w, &id, &wu, &n,
-        NGX_HTTP_AMONITOR_REGISTERED, 0, &known)) {
+    switch (ngx_http_amonitor_target_learn(
+        w, &id, &wu, &n, NGX_HTTP_AMONITOR_REGISTERED, 0, &known)) {
 
     case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,

@@ -193,8 +193,8 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     *code = "TARGET_UNAVAILABLE";
 
-    switch (dial ? ngx_http_amonitor_target_learn(w, id, &wu, &n,
-                       NGX_HTTP_AMONITOR_DIALED, dialer, up)
+    switch (dial ? ngx_http_amonitor_target_learn(
+                w, id, &wu, &n, NGX_HTTP_AMONITOR_DIALED, dialer, up)
                  : NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED) {
 
     case NGX_HTTP_AMONITOR_LEARN_OK: return NGX_OK;
@@ -328,8 +328,7 @@ ngx_http_amonitor_target_path_allowed(
 
         if ((*p == '.' && p + 1 < last && p[1] == '.')
             || (*p == '%' && p + 2 < last && p[1] == '2'
-                && (p[2] == 'e' || p[2] == 'E' || p[2] == 'f'
-                    || p[2] == 'F'))
+                && (p[2] == 'e' || p[2] == 'E' || p[2] == 'f' || p[2] == 'F'))
             || *p == '\\') {
             return 0;
         }

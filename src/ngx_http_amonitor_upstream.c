@@ -22,8 +22,8 @@ static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
     ngx_str_t *host_port, ngx_str_t *path, ngx_str_t *token, ngx_addr_t *addrs,
     ngx_uint_t naddrs);
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
-static void ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
+static void ngx_http_amonitor_upstream_follow(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
 
 
 ngx_int_t
@@ -299,8 +299,8 @@ ngx_http_amonitor_upstream_drop(
     w = u->worker;
 
     ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-        "amonitor: learned target \"%V\" at %V forgotten: %s", &u->id,
-        &u->norm, reason);
+        "amonitor: learned target \"%V\" at %V forgotten: %s", &u->id, &u->norm,
+        reason);
 
     ngx_queue_remove(&u->queue);
     u->stopped = 1;
@@ -362,10 +362,10 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
             w->store->touch(w->store, &u->id);
 
         } else if (!u->registered && u->opened == 0
-                   && u->failures >= amcf->dial_attempts) {
+            && u->failures >= amcf->dial_attempts) {
             w->store->forget(w->store, &u->id, &u->norm);
-            ngx_http_amonitor_upstream_drop(
-                u, "dialed on demand, never connected (amonitor_dial_attempts)");
+            ngx_http_amonitor_upstream_drop(u,
+                "dialed on demand, never connected (amonitor_dial_attempts)");
         }
     }
 
