@@ -605,9 +605,11 @@ ngx_http_amonitor_router_panel_snapshot(
     for (i = 0;
          ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
          i++) {
-        if (!snap->dynamic
-            && ngx_http_amonitor_target_find(w, &snap->id) == NULL) {
-            /* kept by an older configuration: not served any more */
+        if (ngx_http_amonitor_target_find(w, &snap->id) == NULL) {
+            /*
+             * kept by an older configuration, or a learned target that
+             * was forgotten: not served any more
+             */
             continue;
         }
 

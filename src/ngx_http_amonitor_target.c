@@ -218,7 +218,8 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_TAKEN:
-        *message = "target_id belongs to a registered SDK at another URL";
+        *message = "target_id is a learned target at another URL (a "
+                   "registered SDK keeps its id)";
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_BAD_ID:

@@ -45,6 +45,7 @@ $t->write_config(
 EOC
     config => <<'EOC',
         location = /ws/panel { amonitor_panel on; }
+        location = /ws/snap { amonitor_panel on; amonitor_panel_snapshot on; }
         location = /status { amonitor_status; }
 EOC
 )->run;
@@ -171,6 +172,15 @@ subtest 'a learned target that is gone expires' => sub {
         'amonitor_status no longer lists it');
     ok(grep({ $_->{id} eq 'd1' } @{ $s->{targets} // [] }),
         'one still open stays');
+    my $n = $t->panel('/ws/snap');
+    my @ids;
+    while (my $m = $n->recv(1)) {
+        push @ids, $m->{json}{target_id} // ''
+            if ($m->{json}{type} // '') eq 'target_status';
+    }
+    ok((grep { $_ eq 'd1' } @ids), 'a new panel\'s snapshot has d1');
+    ok(!(grep { $_ eq 'd0' } @ids), 'but not the forgotten d0');
+    $n->close(1000);
 };
 
 subtest 'a reload re-checks learned URLs against the allow patterns' => sub {
