@@ -51,7 +51,13 @@ typedef struct {
     ngx_msec_t                 ttl;
     ngx_http_amonitor_store_t  store;
     ngx_log_t                 *log;
+    ngx_msec_t                 evict_logged; /* when, 0: never */
+    ngx_uint_t                 evict_unlogged; /* evictions since */
 } ngx_http_amonitor_shm_t;
+
+
+/* a full zone is said once, then summed up at most once a minute */
+#define NGX_HTTP_AMONITOR_EVICT_LOG_EVERY 60000
 
 
 static ngx_uint_t ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone);
@@ -79,6 +85,7 @@ static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
     ngx_uint_t *evicted);
+static void ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx);
 static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
     ngx_str_t *msg_id, ngx_uint_t evicted, ngx_uint_t failed);
 
@@ -483,6 +490,37 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
 }
 
 
+/* evictions: the first at once, then a sum at most once a minute */
+static void
+ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx)
+{
+    ngx_msec_t since;
+
+    if (ctx->evict_logged == 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+            "amonitor zone is full: evicted %ui live dedupe entries; "
+            "increase the zone size (further evictions are summed up "
+            "once a minute)",
+            ctx->evict_unlogged);
+
+    } else {
+        since = ngx_current_msec - ctx->evict_logged;
+
+        if (since < NGX_HTTP_AMONITOR_EVICT_LOG_EVERY) {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+            "amonitor zone is full: evicted %ui live dedupe entries "
+            "in the last %M s; increase the zone size",
+            ctx->evict_unlogged, since / 1000);
+    }
+
+    ctx->evict_logged = ngx_current_msec ? ngx_current_msec : 1;
+    ctx->evict_unlogged = 0;
+}
+
+
 /* what an update did to the zone, logged outside the mutex */
 static void
 ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
@@ -493,10 +531,8 @@ ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
             &ctx->sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS]
                  .c.evictions,
             evicted);
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-            "amonitor zone is full: evicted %ui live dedupe "
-            "entries; increase the zone size",
-            evicted);
+        ctx->evict_unlogged += evicted;
+        ngx_http_amonitor_shm_log_evictions(ctx);
     }
 
     if (failed) {
