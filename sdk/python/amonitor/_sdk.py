@@ -579,13 +579,18 @@ class SDK:
                 signal.signal(sig, handler)
             self.close()
 
+    async def wait_for_stop(self) -> None:
+        """Wait (on the loop, after start_async) until request_stop()."""
+        if self._stop_async is None:
+            raise RuntimeError("wait_for_stop() needs start_async() first")
+        await self._stop_async.wait()
+
     async def serve(self) -> None:
         """start_async(), then wait until request_stop() (or until the
         task is cancelled), then aclose()."""
         await self.start_async()
         try:
-            assert self._stop_async is not None
-            await self._stop_async.wait()
+            await self.wait_for_stop()
         finally:
             await self.aclose()
 
@@ -621,8 +626,8 @@ class SDK:
         with self._plock:
             left, self._pending = list(self._pending.items()), {}
         for handle, waiter in left:
-            self._lib.amonitor_pending_ack(handle, 0,
-                                           b"monitored program stopped")
+            self._lib.amonitor_pending_ack(
+                handle, 0, b"monitored program stopped before answering")
             if isinstance(waiter, asyncio.Task):
                 waiter.cancel()
         with _LIVE_LOCK:
