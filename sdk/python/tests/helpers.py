@@ -119,3 +119,26 @@ def raw_send_text(s, text):
     mask = os.urandom(4)
     s.sendall(bytes([0x81, 0x80 | len(data)]) + mask
               + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+
+def raw_read_all(s, timeout=TIMEOUT):
+    """Every frame (opcode, payload) the SDK sends until it closes the
+    TCP connection (server frames are not masked)."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    frames = []
+    while len(data) >= 2:
+        op, n = data[0] & 0x0F, data[1] & 0x7F
+        at = 2
+        if n == 126:
+            n, at = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, at = int.from_bytes(data[2:10], "big"), 10
+        frames.append((op, data[at:at + n]))
+        data = data[at + n:]
+    return frames

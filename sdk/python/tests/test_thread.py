@@ -197,62 +197,77 @@ class ThreadTest(unittest.TestCase):
 
 
 class ExitTest(unittest.TestCase):
-    """The interpreter exits while the SDK runs: no crash, no hang."""
+    """The interpreter exits while the SDK runs, without close(): the
+    SDK is closed at exit, before the interpreter goes away, so agents
+    get their acks and a close 1001, and nothing crashes or hangs."""
 
-    def run_child(self, code):
+    def exit_child(self, code, action):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.path.dirname(helpers.HERE)
         if os.environ.get("AMONITOR_TEST_INSTALLED"):
             env.pop("PYTHONPATH")
-        return subprocess.run([sys.executable, "-c", code], env=env,
-                              capture_output=True, text=True, timeout=30)
+        prelude = ("import asyncio, sys, time\nsys.path.insert(0, %r)\n"
+                   "from helpers import amonitor\n" % helpers.HERE)
+        child = subprocess.Popen([sys.executable, "-c", prelude + code],
+                                 env=env, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            port = int(child.stdout.readline())
+            agent = helpers.raw_agent(port)
+            helpers.raw_send_text(
+                agent, '{"msg_id":"x1","type":"action","payload":'
+                '{"action":"%s"}}' % action)
+            time.sleep(0.2)
+            child.stdin.write("exit\n")
+            child.stdin.flush()
+            frames = helpers.raw_read_all(agent)
+            agent.close()
+            out, err = child.communicate(timeout=TIMEOUT)
+        finally:
+            child.kill()
+            child.wait()
+        texts = [p.decode() for op, p in frames if op == 1]
+        closes = [int.from_bytes(p[:2], "big") for op, p in frames
+                  if op == 8]
+        acks = [t for t in texts if '"action_ack"' in t]
+        return child.returncode, out, err, acks, closes
 
-    def test_exit_without_close_while_an_agent_is_connected(self):
-        # the interpreter exits while the SDK's thread runs a handler and
-        # sends heartbeats that call the metrics provider
+    def test_exit_while_a_handler_runs_on_the_sdks_thread(self):
         code = """
-import sys, time
-sys.path.insert(0, %r)
-from helpers import amonitor, raw_agent, raw_send_text
 sdk = amonitor.SDK(target_id="py", port=0, heartbeat_interval=0.005)
 sdk.metrics(lambda: {"x": 1})
-sdk.add_action("slow", lambda a: time.sleep(0.3))
+sdk.add_action("slow", lambda a: time.sleep(0.3) or (True, "slept"))
 sdk.start()
-agent = raw_agent(sdk.port)
-raw_send_text(agent, '{"msg_id":"e1","type":"action","payload":'
-                     '{"action":"slow"}}')
-time.sleep(0.1)
-print("exiting", sdk.stats()["connections"], flush=True)
-""" % helpers.HERE
-        r = self.run_child(code)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, "exiting 1\n")
-        self.assertEqual(r.stderr, "")
+print(sdk.port, flush=True)
+sys.stdin.readline()
+print("exiting", flush=True)
+"""
+        rc, out, err, acks, closes = self.exit_child(code, "slow")
+        self.assertEqual((rc, out, err), (0, "exiting\n", ""))
+        self.assertEqual(len(acks), 1)
+        self.assertIn('"message":"slept"', acks[0])
+        self.assertEqual(closes, [1001])
 
-    def test_exit_without_close_after_asyncio_run(self):
+    def test_exit_after_asyncio_run_with_an_action_pending(self):
         code = """
-import asyncio, sys
-sys.path.insert(0, %r)
-from helpers import amonitor, raw_agent, raw_send_text
 sdk = amonitor.SDK(target_id="py", port=0, heartbeat_interval=0.01)
 async def hang(action):
     await asyncio.sleep(3600)
 sdk.add_action("hang", hang)
 async def main():
     await sdk.start_async()
-    loop = asyncio.get_running_loop()
-    agent = await loop.run_in_executor(None, raw_agent, sdk.port)
-    raw_send_text(agent, '{"msg_id":"h1","type":"action","payload":'
-                         '{"action":"hang"}}')
-    await asyncio.sleep(0.1)
-    print("exiting", sdk.stats()["pending"], flush=True)
-    return agent
-agent = asyncio.run(main())
-""" % helpers.HERE
-        r = self.run_child(code)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, "exiting 1\n")
-        self.assertEqual(r.stderr, "")
+    print(sdk.port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(
+        None, sys.stdin.readline)
+asyncio.run(main())
+print("exiting", flush=True)
+"""
+        rc, out, err, acks, closes = self.exit_child(code, "hang")
+        self.assertEqual((rc, out, err), (0, "exiting\n", ""))
+        self.assertEqual(len(acks), 1)
+        self.assertIn('"success":false', acks[0])
+        self.assertEqual(closes, [1001])
 
 
 if __name__ == "__main__":
