@@ -254,9 +254,10 @@ like(`ldd $example`,
 
 # the Python binding as a program would use it: Debian's python3, no
 # environment pointing at the source tree
-my $py = `cd / && env -u AMONITOR_SDK_LIB -u PYTHONPATH /usr/bin/python3 -c `
-    . `'import amonitor; print(amonitor.__file__); `
-    . `print(amonitor.library_path())' 2>&1`;
+my $py_cmd = 'cd / && env -u AMONITOR_SDK_LIB -u PYTHONPATH /usr/bin/python3 '
+    . q{-c 'import amonitor; print(amonitor.__file__); }
+    . q{print(amonitor.library_path())' 2>&1};
+my $py = `$py_cmd`;
 is($? >> 8, 0, '/usr/bin/python3 imports the installed amonitor package')
     or diag($py);
 my ($py_file, $py_lib) = split /\n/, $py;
