@@ -3,11 +3,12 @@
 # depends on the nginx ABI it was built against and ships its load_module
 # snippet, the SDK library has its soname and an accurate symbols file.
 # Installed with apt-get, the module is enabled the Debian way and the
-# system nginx relays "amonitor send" to the packaged example SDK program;
+# system nginx relays "amonitor send" to the packaged example SDK program.
 # The Python binding (python3-amonitor) imports with Debian's python3,
-# finds the installed library and its packaged example program serves
-# "amonitor send" too.  Purged, the packages leave nothing behind.  Needs root (it installs
-# into the system); skipped with the sanitizer or valgrind nginx.
+# finds the installed library, and its packaged example program serves
+# "amonitor send" too.  Purged, the packages leave nothing behind.  Needs
+# root (it installs into the system); skipped with the sanitizer or
+# valgrind nginx.
 
 use strict;
 use warnings;

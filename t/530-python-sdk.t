@@ -212,7 +212,8 @@ for my $proc ($aio, $thr) {
 
         like(slurp($proc->{log}), qr/^ran restart \Q$mid\E on (\S+)/m,
             'the handler ran');
-        my ($thread) = slurp($proc->{log}) =~ /^ran restart \Q$mid\E on (\S+)/m;
+        my ($thread) = slurp($proc->{log})
+            =~ /^ran restart \Q$mid\E on (\S+)/m;
         if ($mode eq 'asyncio') {
             is($thread, 'MainThread', '... on the loop\'s (main) thread');
         }
@@ -235,7 +236,8 @@ subtest 'the example program' => sub {
 
     my $url = $t->ws_url('/ws/panel');
     for my $id (qw(py-example py-example-aio)) {
-        my $out = `'$CLI' send --url '$url' --target-id $id --msg-id $id-$$ 2>&1`;
+        my $send = "'$CLI' send --url '$url' --target-id $id --msg-id $id-$$";
+        my $out = `$send 2>&1`;
         is($? >> 8, 0, "amonitor send to $id: exit 0") or diag($out);
         like($out, qr/^ack_matched \{.*"action_msg_id":"$id-$$".*"restarted"/,
             '... ack_matched with "restarted"');

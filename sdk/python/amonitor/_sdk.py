@@ -19,7 +19,7 @@ import json
 import logging
 import signal
 import threading
-from typing import (Any, Awaitable, Callable, Dict, Mapping, Optional, Set,
+from typing import (Any, Callable, Dict, Mapping, Optional, Set,
                     Union)
 
 from . import _lib

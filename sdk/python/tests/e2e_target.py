@@ -14,8 +14,7 @@ import signal
 import sys
 import threading
 
-import helpers  # the package under test  # noqa: F401
-import amonitor
+from helpers import amonitor  # the package under test
 
 
 def main():

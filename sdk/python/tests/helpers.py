@@ -28,7 +28,11 @@ import websockets  # noqa: E402
 if not os.environ.get("TEST_AMON_VERBOSE"):
     logging.getLogger("amonitor").addHandler(logging.NullHandler())
 else:
-    logging.basicConfig(level=logging.DEBUG, format="%(relativeCreated)d %(name)s %(message)s")
+    logging.basicConfig(level=logging.DEBUG,
+                        format="%(relativeCreated)d %(name)s %(message)s")
+
+__all__ = ["amonitor", "Agent", "TIMEOUT", "raw_agent", "raw_send_text",
+           "raw_read_all"]
 
 TIMEOUT = 5.0 * float(os.environ.get("TEST_AMON_TIMEOUT_SCALE", "1"))
 

@@ -5,8 +5,9 @@
 
 import unittest
 
-import helpers  # noqa: F401 (puts the package under test on the path)
-from amonitor import _action
+from helpers import amonitor
+
+_action = amonitor._action
 
 
 class ResultTest(unittest.TestCase):
