@@ -314,8 +314,14 @@ class SDK:
             self._stop_async = asyncio.Event()
             if self._stop_event.is_set():
                 self._stop_async.set()
-            loop.add_reader(self._fd, self._pump)
             self._mode = "loop"
+            try:
+                loop.add_reader(self._fd, self._pump)
+            except BaseException:
+                self._loop = None
+                self._free()
+                self._mode = None
+                raise
             self._register_live()
             self._arm()
         return self
@@ -390,9 +396,15 @@ class SDK:
                         act.name, act.msg_id, exc_info=True)
             return error_ack(e) + (False,)
         except BaseException as e:
-            # KeyboardInterrupt, SystemExit: the ack fails, and the
-            # exception goes on once the C SDK returned
-            self._interrupts.append(e)
+            # KeyboardInterrupt, SystemExit: the ack fails; on a loop the
+            # exception goes on once the C SDK returned, on the SDK's
+            # thread there is nowhere to raise it
+            if self._mode == "loop":
+                self._interrupts.append(e)
+            else:
+                log.error("action %s (msg_id %s): handler raised %s on "
+                          "the SDK's thread; ignored", act.name, act.msg_id,
+                          type(e).__name__)
             return False, "handler interrupted: %s" % type(e).__name__, False
         if inspect.isawaitable(result) or isinstance(
                 result, concurrent.futures.Future):

@@ -184,6 +184,25 @@ class AsyncioTest(unittest.IsolatedAsyncioTestCase):
         fut.set_result((True, "at last"))
         self.assertEqual((await agent.ack("f1"))["message"], "at last")
 
+    async def test_pending_timeout_bounds_an_async_handler(self):
+        sdk = amonitor.SDK(target_id="py", port=0, pending_timeout=0.2)
+        self.addAsyncCleanup(sdk.aclose)
+
+        @sdk.action("hang")
+        async def hang(action):
+            await asyncio.sleep(3600)
+
+        await sdk.start_async()
+        agent = await Agent.connect(sdk.port)
+        self.addAsyncCleanup(agent.close)
+        t = time.monotonic()
+        await agent.action("hang", "pt1")
+        ack = await agent.ack("pt1")
+        self.assertEqual((ack["success"], ack["message"]), (
+            False, "action timed out in the monitored program"))
+        self.assertGreater(time.monotonic() - t, 0.15)
+        self.assertEqual(sdk.stats()["pending_timeouts"], 1)
+
     async def test_the_loop_is_never_blocked(self):
         # a ticker measures the loop's latency while the SDK serves
         # heartbeats, an agent and a stream of actions and events

@@ -219,8 +219,11 @@ class ExitTest(unittest.TestCase):
                 agent, '{"msg_id":"x1","type":"action","payload":'
                 '{"action":"%s"}}' % action)
             time.sleep(0.2)
-            child.stdin.write("exit\n")
-            child.stdin.flush()
+            try:
+                child.stdin.write("exit\n")
+                child.stdin.flush()
+            except BrokenPipeError:
+                pass  # it ended on its own
             frames = helpers.raw_read_all(agent)
             agent.close()
             out, err = child.communicate(timeout=TIMEOUT)
@@ -267,6 +270,29 @@ print("exiting", flush=True)
         self.assertEqual((rc, out, err), (0, "exiting\n", ""))
         self.assertEqual(len(acks), 1)
         self.assertIn('"success":false', acks[0])
+        self.assertEqual(closes, [1001])
+
+    def test_keyboard_interrupt_in_a_handler_fails_it_and_goes_on(self):
+        # on a loop it leaves asyncio.run() as usual; the action fails
+        code = """
+sdk = amonitor.SDK(target_id="py", port=0)
+def stop(action):
+    raise KeyboardInterrupt
+sdk.add_action("stop", stop)
+async def main():
+    await sdk.start_async()
+    print(sdk.port, flush=True)
+    await asyncio.sleep(3600)
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+        rc, out, err, acks, closes = self.exit_child(code, "stop")
+        self.assertEqual((rc, out, err), (0, "interrupted\n", ""))
+        self.assertEqual(len(acks), 1)
+        self.assertIn('"success":false,"message":"handler interrupted: '
+                      'KeyboardInterrupt"', acks[0])
         self.assertEqual(closes, [1001])
 
 
