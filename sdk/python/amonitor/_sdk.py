@@ -124,6 +124,12 @@ class SDK:
         self._on_conn: Optional[ConnectionCallback] = None
 
         self._ctx: Optional[Any] = None  # SDK_P while the context lives
+        # calls that other threads may make (emit_event, stats, port)
+        # hold a use of the context; _free waits for them to end
+        self._uses = 0
+        self._use_cond = threading.Condition(threading.Lock())
+        self._loop_thread = 0
+        self._aclosing: Optional[asyncio.Future] = None
         self._mode: Optional[str] = None  # "thread" or "loop"
         self._closed = False
         self._state = threading.RLock()
@@ -311,6 +317,7 @@ class SDK:
                 raise err
             self._fd = lib.amonitor_sdk_fd(self._ctx)
             self._loop = loop
+            self._loop_thread = threading.get_ident()
             self._stop_async = asyncio.Event()
             if self._stop_event.is_set():
                 self._stop_async.set()
@@ -515,12 +522,30 @@ class SDK:
 
     # --- running ------------------------------------------------------
 
+    def _use(self) -> Any:
+        """Hold the context for one call from any thread, or None."""
+        with self._use_cond:
+            if self._ctx is None:
+                return None
+            self._uses += 1
+            return self._ctx
+
+    def _unuse(self) -> None:
+        with self._use_cond:
+            self._uses -= 1
+            if self._uses == 0:
+                self._use_cond.notify_all()
+
     @property
     def port(self) -> Optional[int]:
         """The bound port (useful with port=0); None when not running."""
-        if self._ctx is None:
+        ctx = self._use()
+        if ctx is None:
             return None
-        port = self._lib.amonitor_sdk_port(self._ctx)
+        try:
+            port = self._lib.amonitor_sdk_port(ctx)
+        finally:
+            self._unuse()
         return None if port < 0 else port
 
     @property
@@ -537,16 +562,19 @@ class SDK:
         waiting, ERR_INVAL for a bad name, ERR_TOOBIG) or RuntimeError
         when the SDK is not running.
         """
-        ctx = self._ctx
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        ctx = self._use()
         if ctx is None:
             raise RuntimeError("the SDK is not running")
-        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
-        if conn_id is None:
-            rc = self._lib.amonitor_sdk_emit_event(
-                ctx, name.encode("utf-8"), text.encode("utf-8"))
-        else:
-            rc = self._lib.amonitor_sdk_emit_event_to(
-                ctx, conn_id, name.encode("utf-8"), text.encode("utf-8"))
+        try:
+            if conn_id is None:
+                rc = self._lib.amonitor_sdk_emit_event(
+                    ctx, name.encode("utf-8"), text.encode("utf-8"))
+            else:
+                rc = self._lib.amonitor_sdk_emit_event_to(
+                    ctx, conn_id, name.encode("utf-8"), text.encode("utf-8"))
+        finally:
+            self._unuse()
         if rc != _lib.OK:
             raise AmonitorError(rc, "event %r: %s"
                                 % (name, _lib.strerror(rc)))
@@ -554,10 +582,14 @@ class SDK:
     def stats(self) -> Dict[str, int]:
         """The SDK's counters (amonitor_stats_t) as a dict; any thread."""
         st = _lib.StatsStruct()
-        if self._ctx is None:
+        ctx = self._use()
+        if ctx is None:
             return {name: 0 for name in _lib.STATS_FIELDS}
-        self._lib.amonitor_sdk_stats_get(self._ctx, ctypes.byref(st),
-                                         ctypes.sizeof(st))
+        try:
+            self._lib.amonitor_sdk_stats_get(ctx, ctypes.byref(st),
+                                             ctypes.sizeof(st))
+        finally:
+            self._unuse()
         return {name: int(getattr(st, name)) for name in _lib.STATS_FIELDS}
 
     def request_stop(self) -> None:
@@ -631,7 +663,11 @@ class SDK:
         """amonitor_sdk_free(): stops (pending actions get success:false),
         waits for a running handler, calls the teardowns; then the
         remaining pending handles are released."""
-        ctx, self._ctx = self._ctx, None
+        with self._use_cond:
+            ctx, self._ctx = self._ctx, None
+            # another thread's emit_event/stats/port ends first: they
+            # never wait for anything this thread holds
+            self._use_cond.wait_for(lambda: self._uses == 0)
         if ctx is not None:
             self._lib.amonitor_sdk_free(ctx)
         self._cfuncs = None  # no C code refers to them any more
@@ -655,6 +691,13 @@ class SDK:
             if self._closed:
                 return
             self._check_not_callback("close")
+            loop = self._loop
+            if (self._mode == "loop" and loop is not None
+                    and loop.is_running()
+                    and threading.get_ident() != self._loop_thread):
+                raise RuntimeError(
+                    "close() of an SDK on an asyncio loop from another "
+                    "thread; use request_stop() or close it on the loop")
             self._closed = True
             self._stop_event.set()
             self._detach()
@@ -670,7 +713,17 @@ class SDK:
         if self._mode != "loop" or self._ctx is None or self._loop is None:
             self.close()
             return
+        if self._aclosing is not None:
+            await asyncio.shield(self._aclosing)  # another task closes
+            return
         loop = self._loop
+        self._aclosing = loop.create_future()
+        try:
+            await self._aclose_on_loop(loop)
+        finally:
+            self._aclosing.set_result(None)
+
+    async def _aclose_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._stopped = loop.create_future()
         if self._lib.amonitor_sdk_stop_begin(self._ctx) == _lib.OK:
             self._pump()

@@ -9,6 +9,8 @@ import threading
 import time
 import unittest
 
+import websockets
+
 from helpers import TIMEOUT, Agent, amonitor
 
 
@@ -296,6 +298,27 @@ class AsyncioTest(unittest.IsolatedAsyncioTestCase):
         self.sdk.close()
         with self.assertRaises(RuntimeError):
             await self.sdk.start_async()
+
+    async def test_close_belongs_to_the_loops_thread(self):
+        await self.sdk.start_async()
+        loop = asyncio.get_running_loop()
+        with self.assertRaises(RuntimeError) as cm:
+            await loop.run_in_executor(None, self.sdk.close)
+        self.assertIn("request_stop()", str(cm.exception))
+        self.assertTrue(self.sdk.running)
+        # request_stop from another thread is fine
+        await loop.run_in_executor(None, self.sdk.request_stop)
+        await asyncio.wait_for(self.sdk.wait_for_stop(), TIMEOUT)
+
+    async def test_two_tasks_may_aclose_at_once(self):
+        agent = await self.start()
+        await asyncio.wait_for(asyncio.gather(
+            self.sdk.aclose(), self.sdk.aclose()), TIMEOUT)
+        self.assertFalse(self.sdk.running)
+        with self.assertRaises(websockets.ConnectionClosed):
+            while True:  # what was queued before the close, then the close
+                await agent.recv(timeout=2)
+        self.assertEqual(agent.ws.close_code, 1001)
 
     async def test_close_from_a_handler_is_refused_clearly(self):
         @self.sdk.action("quit")

@@ -169,6 +169,45 @@ class ThreadTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             amonitor.SDK(port=70000)
 
+    def test_other_threads_may_use_it_while_it_closes(self):
+        # emit_event, stats and port from other threads race close():
+        # each call either works or says the SDK is not running
+        self.sdk.start()
+        stop = threading.Event()
+        outcomes = {"sent": 0, "not running": 0, "other": []}
+
+        def hammer():
+            while not stop.is_set():
+                try:
+                    self.sdk.emit_event("tick", {"n": 1})
+                    outcomes["sent"] += 1
+                except RuntimeError:
+                    outcomes["not running"] += 1
+                except amonitor.AmonitorError as e:
+                    if e.code != -5:  # a full queue is fine
+                        outcomes["other"].append(e)
+                except Exception as e:
+                    outcomes["other"].append(e)
+                self.sdk.stats()
+                self.sdk.port
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        self.sdk.close()
+        time.sleep(0.05)
+        stop.set()
+        for t in threads:
+            t.join(TIMEOUT)
+        self.assertEqual(outcomes["other"], [])
+        self.assertGreater(outcomes["sent"], 0)
+        self.assertGreater(outcomes["not running"], 0)
+        with self.assertRaises(RuntimeError):
+            self.sdk.emit_event("late")
+        self.assertIsNone(self.sdk.port)
+        self.assertEqual(self.sdk.stats()["connections"], 0)
+
     def test_close_waits_for_a_running_handler(self):
         entered = threading.Event()
         done = []
