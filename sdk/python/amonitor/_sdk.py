@@ -437,9 +437,12 @@ class SDK:
                 self._pending[handle] = task
             task.add_done_callback(lambda t: self._finish(handle, act, t))
         else:
+            # a daemon: a handler that never ends must not hold up the
+            # interpreter's exit (close() answers its action then)
             t = threading.Thread(target=self._run_in_thread,
                                  args=(result, handle, act),
-                                 name="amonitor-action-%s" % act.msg_id)
+                                 name="amonitor-action-%s" % act.msg_id,
+                                 daemon=True)
             with self._plock:
                 self._pending[handle] = t
             t.start()

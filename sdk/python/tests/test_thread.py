@@ -291,6 +291,26 @@ print("exiting", flush=True)
         self.assertIn('"message":"slept"', acks[0])
         self.assertEqual(closes, [1001])
 
+    def test_exit_while_an_async_handler_hangs_on_the_sdks_thread(self):
+        code = """
+sdk = amonitor.SDK(target_id="py", port=0)
+async def hang(action):
+    await asyncio.sleep(3600)
+sdk.add_action("hang", hang)
+sdk.start()
+print(sdk.port, flush=True)
+sys.stdin.readline()
+print("exiting", flush=True)
+"""
+        t = time.monotonic()
+        rc, out, err, acks, closes = self.exit_child(code, "hang")
+        self.assertLess(time.monotonic() - t, TIMEOUT)
+        self.assertEqual((rc, out, err), (0, "exiting\n", ""))
+        self.assertEqual(len(acks), 1)
+        self.assertIn('"success":false,"message":"monitored program '
+                      'stopped before answering"', acks[0])
+        self.assertEqual(closes, [1001])
+
     def test_exit_after_asyncio_run_with_an_action_pending(self):
         code = """
 sdk = amonitor.SDK(target_id="py", port=0, heartbeat_interval=0.01)
