@@ -208,7 +208,7 @@ sub sample {
     $s{master_fds} = $msock + $mother;
     $s{master_rss} = $mm->{VmRSS};
     $s{master_anon} = $mm->{RssAnon};
-    diag(sprintf('%s reload=%d workers_rss_kb=%d workers_anon_kb=%d '
+    note(sprintf('%s reload=%d workers_rss_kb=%d workers_anon_kb=%d '
         . 'workers_shmem_kb=%d worker_sockets=%d worker_other_fds=%d '
         . 'master_rss_kb=%d master_anon_kb=%d master_fds=%d (%s)', $FIG,
         $n, @s{qw(rss anon shmem sock other master_rss master_anon
@@ -396,7 +396,7 @@ is(scalar(@exit_times), $RELOADS, "$RELOADS reloads done")
     or diag(join("\n", @bad_reloads));
 is_deeply(\@bad_reloads, [], 'every reload: new workers, the old ones gone '
     . "within ${EXIT_BOUND}s");
-diag(sprintf('%s %d reloads in %.1fs; old workers gone after %.2fs at most, '
+note(sprintf('%s %d reloads in %.1fs; old workers gone after %.2fs at most, '
     . '%.2fs on average', $FIG, scalar @exit_times, $took,
     max(@exit_times, 0), sum0(@exit_times) / max(1, scalar @exit_times)));
 ok($W{samples} > $RELOADS, "worker processes counted $W{samples} times");
@@ -464,7 +464,7 @@ for my $id (keys %SENT) {
         if $REPEATED{$id} && grep { $_->{kind} ne 'duplicate done' }
             @$f[1 .. $#$f];
 }
-diag("$FIG " . scalar(keys %SENT) . ' msg_ids, outcomes: '
+note("$FIG " . scalar(keys %SENT) . ' msg_ids, outcomes: '
     . join(', ', map { "$_=$kinds{$_}" } sort keys %kinds));
 ok(keys %SENT > $RELOADS * 5, scalar(keys %SENT) . ' msg_ids sent');
 ok(scalar(keys %REPEATED) > 0, scalar(keys %REPEATED)
