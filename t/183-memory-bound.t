@@ -2,7 +2,8 @@
 # while an SDK sends large events holds at most
 # amonitor_connection_buffer_limit; past it the panel is closed (1008),
 # with a line at info and the oversize counter; a panel that reads gets
-# everything, and the SDK is not stalled.
+# everything, and the SDK is not stalled.  An SDK that does not read its
+# actions is not closed: actions that do not fit get TARGET_UNAVAILABLE.
 
 use strict;
 use warnings;
@@ -10,6 +11,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use IO::Socket::INET;
+use Digest::SHA qw(sha1_base64);
 
 my $t = Test::AMonitor->new(workers => 1);
 my $sdk = fake_sdk(port => $t->port(1), target_id => 'mb-a',
@@ -19,6 +22,8 @@ $t->write_config(
     http_config => <<'EOC',
     amonitor_zone amon 1m;
     amonitor_target mb-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_target mb-deaf ws://127.0.0.1:%%PORT_2%%/;
+    amonitor_ack_timeout 3s;
     amonitor_max_message_size 256k;
     amonitor_connection_buffer_limit 1m;
     amonitor_send_queue 4096;
@@ -30,7 +35,32 @@ EOC
 EOC
 )->run;
 
+# an SDK that completes the handshake and then never reads
+my $deaf = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+    LocalPort => $t->port(2), Listen => 5, Proto => 'tcp', ReuseAddr => 1,
+    Blocking => 0) or die "listen: $!";
+my $deaf_conn;
+
+sub deaf_accept {
+    return $deaf_conn if $deaf_conn;
+    my $c = $deaf->accept or return;
+    my ($req, $buf) = ('', '');
+    my $end = now_ms() + 3000;
+    while ($req !~ /\r\n\r\n/ && now_ms() < $end) {
+        my $n = sysread($c, $buf, 4096);
+        $req .= $buf if $n;
+        sleep_loop(0.01) unless $n;
+    }
+    my ($key) = $req =~ /^Sec-WebSocket-Key:\s*(\S+)/mi;
+    my $accept = sha1_base64($key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
+        . '=';
+    syswrite($c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n\r\n");
+    return $deaf_conn = $c;
+}
+
 ok($sdk->wait_connections(1), 'the SDK is connected');
+ok(wait_for(sub { deaf_accept() }, 5), 'the deaf SDK was dialed');
 
 sub status { return try_decode_json($t->http_get('/status')->{body}) // {} }
 
@@ -72,6 +102,36 @@ $fast->send_json({ msg_id => $id, type => 'action', target_id => 'mb-a',
 ok($fast->recv_type('action_ack', timeout => 5, action_msg_id => $id),
     'the SDK and the other panel work on');
 
+subtest 'an SDK that does not read is not closed; actions that do not '
+    . 'fit are refused' => sub {
+    my $p = $t->panel('/ws/panel');
+    my $params = { blob => 'y' x (200 * 1024) };
+    my %ids;
+    for (1 .. 100) {
+        my $id = uuid4();
+        $ids{$id} = 1;
+        $p->send_json({ msg_id => $id, type => 'action',
+            target_id => 'mb-deaf', timestamp => now_ms(),
+            payload => { action => 'restart', params => $params } });
+        sleep_loop(0.005);
+    }
+    my ($full, $end) = (0, now_ms() + 8000);
+    while (now_ms() < $end) {
+        my $m = $p->recv(1) or next;
+        my $j = $m->{json} // {};
+        next unless ($j->{type} // '') eq 'error' && $ids{$j->{msg_id} // ''};
+        $full++ if ($j->{payload}{code} // '') eq 'TARGET_UNAVAILABLE'
+            && ($j->{payload}{message} // '') =~ /send queue is full/;
+        last if $full >= 10;
+    }
+    cmp_ok($full, '>=', 10, 'actions past the limit: TARGET_UNAVAILABLE, '
+        . '"the target\'s send queue is full"');
+    is(status()->{oversize}, 1, 'the SDK was not closed for it');
+    is(status()->{upstreams_open}, 2, 'both SDK connections are open');
+    $p->close(1000);
+};
+
 $fast->close(1000);
+close $deaf_conn if $deaf_conn;
 
 done_testing();
