@@ -167,7 +167,7 @@ SDK_VERSION := $(SDK_MAJOR).$(call SDK_VERSION_PART,MINOR).$(call \
                SDK_VERSION_PART,PATCH)
 SDK_CFLAGS   = -std=gnu99 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
                -Isdk/include -Isdk/src -Isrc/core -Isrc/core/gen -Isrc/posix
-SDK_LIBS    := $(CJSON_LIBS) $(CORE_LIBS) -pthread
+SDK_LIBS    := $(CJSON_LIBS) -lssl $(CORE_LIBS) -pthread
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/*.h sdk/src/*.h)
 SDK_OBJS    := $(patsubst sdk/src/%.c,$(SDK_BUILD)/obj/%.o,$(SDK_SRCS))
@@ -228,8 +228,7 @@ $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR): $(SDK_OBJS) $(CORE_OBJS) \
 	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) $(LDFLAGS) \
 	    -Wl,-soname,libamonitor_sdk.so.$(SDK_MAJOR) \
 	    -Wl,--version-script=sdk/amonitor_sdk.map -Wl,--no-undefined \
-	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(CJSON_LIBS) \
-	    $(CORE_LIBS) -pthread
+	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(SDK_LIBS)
 
 # the build tree's own .pc (PKG_CONFIG_PATH=build/sdk), not installed
 $(SDK_BUILD)/amonitor_sdk.pc: sdk/amonitor_sdk.pc.in
