@@ -298,7 +298,7 @@ $(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_posix.a \
     $(BUILD)/libamon_core.a
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $(TOOLS_OBJS) \
 	    $(BUILD)/libamon_posix.a $(BUILD)/libamon_core.a $(CJSON_LIBS) \
-	    $(CORE_LIBS) -lm
+	    -lssl $(CORE_LIBS) -lm
 
 # SDK and CLI tests that need no nginx (python3-websockets is the client)
 sdk-test-bins: $(SDK_TESTS)

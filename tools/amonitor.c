@@ -102,6 +102,7 @@ main(int argc, char **argv)
 
     static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
         {"token", required_argument, NULL, 'k'},
+        {"ca", required_argument, NULL, 'C'},
         {"timeout", required_argument, NULL, 'w'},
         {"json", no_argument, NULL, 'j'}, {"verbose", no_argument, NULL, 'v'},
         {"target-id", required_argument, NULL, 't'},
@@ -165,6 +166,7 @@ main(int argc, char **argv)
         switch (opt) {
         case 'u': o.url = optarg; break;
         case 'k': o.token = optarg; break;
+        case 'C': o.ca = optarg; break;
         case 'w':
             if (amoncli_number(optarg, &o.timeout, 0.001, 86400) != 0) {
                 fprintf(stderr, "amonitor: invalid --timeout \"%s\"\n", optarg);
@@ -305,6 +307,9 @@ amoncli_usage(FILE *f, const amoncli_cmd_t *only)
         "\ncommon options:\n"
         "  --url URL       agent panel endpoint (%s)\n"
         "  --token TOKEN   sent as Authorization: Bearer TOKEN\n"
+        "  --ca FILE       wss://: trust the agent's certificate from these "
+        "CAs (PEM;\n"
+        "                  default: the system's)\n"
         "  --timeout SEC   how long to wait (send/dedupe-check: 20, "
         "watch --once: 6,\n"
         "                  connecting: 5)\n"
@@ -475,7 +480,8 @@ amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms)
 {
     char err[256];
 
-    if (amoncli_ws_connect(ws, o->url, o->token, timeout_ms, err, sizeof(err))
+    if (amoncli_ws_connect(
+            ws, o->url, o->token, o->ca, timeout_ms, err, sizeof(err))
         != 0) {
         if (o->json) {
             cJSON *j = cJSON_CreateObject();
