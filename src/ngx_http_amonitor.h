@@ -34,8 +34,8 @@
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 
 /* an action's answer when the target's certificate did not pass */
-#define NGX_HTTP_AMONITOR_TLS_FAILED                                          \
-    "TLS verification of the target failed: its certificate is not "          \
+#define NGX_HTTP_AMONITOR_TLS_FAILED \
+    "TLS verification of the target failed: its certificate is not " \
     "trusted or does not match its name"
 
 
@@ -205,9 +205,9 @@ struct ngx_http_amonitor_upstream_s {
     unsigned ssl_handshaked : 1; /* this attempt's */
     unsigned ssl_cleanup : 1;
     unsigned dynamic : 1;
-    unsigned   stopped : 1;
-    unsigned   down : 1; /* an outage was logged */
-    unsigned   answered : 1; /* a message since open */
+    unsigned stopped : 1;
+    unsigned down : 1; /* an outage was logged */
+    unsigned answered : 1; /* a message since open */
 };
 
 
@@ -320,8 +320,8 @@ char *ngx_http_amonitor_conf_allow_url(
 
 /* upstream_ssl.c: amonitor_ssl_* */
 extern ngx_conf_bitmask_t ngx_http_amonitor_ssl_protocols[];
-char *ngx_http_amonitor_ssl_init_conf(
-    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
+char                     *ngx_http_amonitor_ssl_init_conf(
+                        ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
 
 /* worker.c: the per-process runtime */
 ngx_int_t ngx_http_amonitor_worker_init(

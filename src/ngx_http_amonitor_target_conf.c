@@ -284,7 +284,7 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         n = 5;
 
     } else if (s.len >= 7
-               && ngx_strncasecmp(s.data, (u_char *) "wss://", 6) == 0) {
+        && ngx_strncasecmp(s.data, (u_char *) "wss://", 6) == 0) {
         if (ngx_http_amonitor_conf_wss(cf, amcf, &s) != NGX_OK) {
             return NGX_CONF_ERROR;
         }

@@ -27,8 +27,8 @@ static void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
 static void ngx_http_amonitor_upstream_schedule(
     ngx_http_amonitor_upstream_t *u);
 static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
-static void ngx_http_amonitor_upstream_ssl_done(
-    ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
+static void      ngx_http_amonitor_upstream_ssl_done(
+         ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
 
 
 /* shutdown or timeout during the handshake: returns 1 when it is over */

@@ -27,7 +27,7 @@
 
 #if (NGX_HTTP_SSL)
 
-static void ngx_http_amonitor_upstream_ssl_handshaked(ngx_connection_t *c);
+static void      ngx_http_amonitor_upstream_ssl_handshaked(ngx_connection_t *c);
 static ngx_int_t ngx_http_amonitor_upstream_ssl_verify(
     ngx_http_amonitor_upstream_t *u, ngx_connection_t *c, ngx_str_t *name);
 static void ngx_http_amonitor_upstream_ssl_refused(
@@ -69,8 +69,8 @@ ngx_http_amonitor_ssl_init_conf(
     ngx_conf_init_value(amcf->ssl_server_name, 1);
 
     if (amcf->ssl_protocols == 0) {
-        amcf->ssl_protocols = NGX_CONF_BITMASK_SET | NGX_SSL_TLSv1_2
-                            | NGX_SSL_TLSv1_3;
+        amcf->ssl_protocols =
+            NGX_CONF_BITMASK_SET | NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3;
     }
 
     if (!amcf->ssl_used) {
@@ -322,8 +322,7 @@ ngx_http_amonitor_upstream_ssl_refused(
     va_end(args);
 
     if (u->down && !u->tls_failed) {
-        ngx_log_error(
-            NGX_LOG_ERR, &u->log, 0, "amonitor: %*s", p - buf, buf);
+        ngx_log_error(NGX_LOG_ERR, &u->log, 0, "amonitor: %*s", p - buf, buf);
     }
 
     u->tls_failed = 1;

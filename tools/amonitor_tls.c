@@ -67,7 +67,7 @@ amoncli_tls_connect(amoncli_ws_t *ws, const char *host, const char *ca,
 
     } else {
         rc = SSL_set1_host(ssl, host) == 1
-          && SSL_set_tlsext_host_name(ssl, host) == 1;
+            && SSL_set_tlsext_host_name(ssl, host) == 1;
     }
 
     if (rc != 1) {
@@ -101,8 +101,9 @@ amoncli_tls_connect(amoncli_ws_t *ws, const char *host, const char *ca,
             return -1;
         }
 
-        rc = amon_posix_wait(ws->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-            deadline, &amoncli_interrupted);
+        rc =
+            amon_posix_wait(ws->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+                deadline, &amoncli_interrupted);
         if (rc <= 0) {
             snprintf(err, errlen, "TLS handshake timed out");
             return -1;
@@ -132,8 +133,7 @@ amoncli_tls_recv(amoncli_ws_t *ws, void *buf, size_t len)
         return -1;
     }
 
-    if (e == SSL_ERROR_ZERO_RETURN
-        || (e == SSL_ERROR_SYSCALL && errno == 0)) {
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
         return 0;
     }
 
@@ -196,5 +196,6 @@ amoncli_tls_is_ip(const char *host)
 {
     unsigned char a[16];
 
-    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+    return inet_pton(AF_INET, host, a) == 1
+        || inet_pton(AF_INET6, host, a) == 1;
 }

@@ -78,7 +78,8 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
         return -1;
     }
 
-    if (u.tls && amoncli_tls_connect(ws, host, ca, deadline, err, errlen) != 0) {
+    if (u.tls
+        && amoncli_tls_connect(ws, host, ca, deadline, err, errlen) != 0) {
         goto failed;
     }
 
@@ -189,9 +190,9 @@ amoncli_ws_fill(amoncli_ws_t *ws, int64_t deadline, char *err, size_t errlen)
     }
 
     for (;;) {
-        n = ws->ssl ? amoncli_tls_recv(
-                ws, ws->rbuf + ws->rlen, ws->rcap - ws->rlen)
-                    : recv(ws->fd, ws->rbuf + ws->rlen, ws->rcap - ws->rlen, 0);
+        n = ws->ssl
+            ? amoncli_tls_recv(ws, ws->rbuf + ws->rlen, ws->rcap - ws->rlen)
+            : recv(ws->fd, ws->rbuf + ws->rlen, ws->rcap - ws->rlen, 0);
 
         if (n > 0) {
             ws->rlen += (size_t) n;

@@ -19,8 +19,8 @@
 #include "amonitor_sdk_int.h"
 
 
-static int  amonitor_tls_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-     int want_write);
+static int amonitor_tls_events(
+    amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int want_write);
 static void amonitor_tls_error(char *buf, size_t size);
 
 
@@ -44,8 +44,8 @@ amonitor_sdk_set_tls(amonitor_sdk_t *ctx, const char *cert_file,
     }
 
     if (cert_file == NULL || key_file == NULL) {
-        return amonitor_set_error(ctx, AMONITOR_ERR_INVAL,
-            "TLS needs a certificate and a key file");
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_INVAL, "TLS needs a certificate and a key file");
     }
 
     sctx = SSL_CTX_new(TLS_server_method());
@@ -70,8 +70,8 @@ amonitor_sdk_set_tls(amonitor_sdk_t *ctx, const char *cert_file,
         || SSL_CTX_check_private_key(sctx) != 1) {
         amonitor_tls_error(e, sizeof(e));
         SSL_CTX_free(sctx);
-        return amonitor_set_error(ctx, AMONITOR_ERR_INVAL,
-            "cannot load key \"%s\": %s", key_file, e);
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_INVAL, "cannot load key \"%s\": %s", key_file, e);
     }
 
     if (client_ca_file) {
@@ -85,8 +85,8 @@ amonitor_sdk_set_tls(amonitor_sdk_t *ctx, const char *cert_file,
         /* the agent must present a certificate these CAs signed */
         SSL_CTX_set_client_CA_list(
             sctx, SSL_load_client_CA_file(client_ca_file));
-        SSL_CTX_set_verify(sctx,
-            SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_CTX_set_verify(
+            sctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     }
 
     if (priv->tls_ctx) {
