@@ -130,6 +130,8 @@ typedef struct {
     ngx_str_t  ssl_certificate;
     ngx_str_t  ssl_certificate_key;
     ngx_uint_t ssl_used; /* a wss:// target or pattern */
+    ngx_str_t  ssl_file; /* of the first one */
+    ngx_uint_t ssl_line;
     void      *ssl; /* ngx_ssl_t, when used */
 } ngx_http_amonitor_main_conf_t;
 

@@ -163,7 +163,12 @@ ngx_http_amonitor_conf_wss(
 {
 #if (NGX_HTTP_SSL)
 
-    amcf->ssl_used = 1;
+    if (!amcf->ssl_used) {
+        /* where the first one is, for the errors found at the end */
+        amcf->ssl_used = 1;
+        amcf->ssl_file = cf->conf_file->file.name;
+        amcf->ssl_line = cf->conf_file->line;
+    }
 
     return NGX_OK;
 

@@ -78,10 +78,11 @@ ngx_http_amonitor_ssl_init_conf(
     }
 
     if (amcf->ssl_verify && amcf->ssl_trusted_certificate.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
             "\"amonitor_ssl_verify\" is on but no "
             "\"amonitor_ssl_trusted_certificate\" is set to verify "
-            "the wss:// targets with");
+            "wss:// URLs with in %V:%ui",
+            &amcf->ssl_file, amcf->ssl_line);
         return NGX_CONF_ERROR;
     }
 

@@ -12,10 +12,20 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Interop qw(events run_panel);
 use POSIX qw(WNOHANG);
 
 my $ROOT = $Test::AMonitor::REPO;
 my $EXAMPLE = "$ROOT/build/sdk/amonitor-sdk-example";
+my $PY = '/usr/bin/python3';
+
+# Python's websockets is the independent TLS peer on both legs (as t/120)
+`$PY -c 'import websockets' 2>&1`;
+if ($? != 0) {
+    fail("$PY with the websockets module is needed (python3-websockets)");
+    done_testing();
+    exit;
+}
 
 if (!-x $EXAMPLE) {
     fail("$EXAMPLE is built (make build-sdk)");
@@ -158,6 +168,11 @@ my $rogue = start_sdk(id => 'sdk-rogue', port => $t->port(2),
 my $named = start_sdk(id => 'sdk-named', port => $t->port(3),
     cert => 'sdk');
 my $dial = start_sdk(id => 'sdk-dial', port => $t->port(5), cert => 'sdk');
+my $py = Test::AMonitor::Interop::start_sdk(
+    run => [$PY, "$FindBin::Bin/interop/sdk.py"], port => $t->port(8),
+    log => $t->prefix . '/py-sdk.log',
+    args => { 'target-id' => 'py-tls', 'hb-interval' => 0.3,
+        'tls-cert' => "$dir/sdk.crt", 'tls-key' => "$dir/sdk.key" });
 
 $t->write_config(
     http_config => "amonitor_zone amonitor 1m;\n"
@@ -168,6 +183,7 @@ $t->write_config(
         . "amonitor_target sdk-ok wss://127.0.0.1:%%PORT_1%%/;\n"
         . "amonitor_target sdk-rogue wss://127.0.0.1:%%PORT_2%%/;\n"
         . "amonitor_target sdk-named wss://localhost:%%PORT_3%%/;\n"
+        . "amonitor_target py-tls wss://127.0.0.1:%%PORT_8%%/;\n"
         . "amonitor_allow_url ws://127.0.0.1:%%PORT_5%%/;\n"
         . "amonitor_allow_url wss://127.0.0.1:%%PORT_5%%/dial;\n"
         . "server {\n"
@@ -237,6 +253,20 @@ SKIP: {
     is($r && $r->{json}{type}, 'action_ack', '... and its actions acked');
 }
 
+# Python's websockets on both legs: its wss:// server as the SDK, its
+# client as a panel over listen ... ssl
+ok(wait_for(sub { events($py, 'connect') >= 1 }, tscale(5)),
+    'the agent connects to a Python websockets wss:// SDK');
+my @pr = run_panel([$PY, "$FindBin::Bin/interop/panel.py"],
+    'wss://127.0.0.1:' . $t->port(4) . '/ws/panel', '--cafile',
+    "$dir/ca.crt", '--target', 'py-tls', 'wait-type:heartbeat',
+    'action:py-tls-1:restart');
+ok($pr[0] && $pr[0]{ok}, 'a Python websockets panel connects over wss://')
+    or diag(explain(\@pr));
+ok($pr[1] && $pr[1]{ok}, '... gets a heartbeat');
+like($pr[2] && $pr[2]{text} // '', qr/"type"\s*:\s*"action_ack"/,
+    '... and the ack of its action to the Python SDK over wss://');
+
 # the CLI over wss://
 my $CLI = "$ROOT/build/amonitor";
 my $url = 'wss://127.0.0.1:' . $t->port(4) . '/ws/panel';
@@ -284,5 +314,6 @@ $t->ignore_log(qr/SSL_do_handshake\(\) failed|SSL_read\(\) failed|peer closed co
 $t->stop;
 
 stop_sdks();
+Test::AMonitor::Interop::stop_sdk($py);
 
 done_testing();
