@@ -328,6 +328,12 @@ ngx_http_amonitor_upstream_ssl_refused(
 
     u->tls_failed = 1;
 
+    /* a session with a peer that did not pass is not worth resuming */
+    if (u->ssl_session) {
+        ngx_ssl_free_session(u->ssl_session);
+        u->ssl_session = NULL;
+    }
+
     ngx_http_amonitor_upstream_log_failure(u, 0, "%*s", p - buf, buf);
 }
 
