@@ -127,6 +127,15 @@ sub action {
     }, tscale(10));
 }
 
+# --- the SDK's TLS setup errors ----------------------------------------------
+
+my $bad = `'$EXAMPLE' --port 0 --tls-cert '$dir/nope.crt' --tls-key '$dir/sdk.key' 2>&1`;
+is($? >> 8, 2, 'the SDK refuses a certificate file it cannot load');
+like($bad, qr/cannot load certificate ".*nope\.crt"/, '... and names it');
+$bad = `'$EXAMPLE' --port 0 --tls-cert '$dir/sdk.crt' --tls-key '$dir/agent.key' 2>&1`;
+is($? >> 8, 2, 'the SDK refuses a key that does not match the certificate');
+like($bad, qr/cannot load key ".*agent\.key"/, '... and names it');
+
 # --- configuration errors ---------------------------------------------------
 
 my ($rc, $out) = $t->nginx_t(http_config => "amonitor_zone amonitor 1m;\n"
