@@ -215,7 +215,7 @@ amonitor_tls_recv(amonitor_conn_t *c, void *buf, size_t len)
     case SSL_ERROR_WANT_WRITE: errno = EAGAIN; return -1;
 
     case SSL_ERROR_SYSCALL:
-        if (errno == 0 || errno == EAGAIN) {
+        if (errno == 0) {
             return 0; /* EOF without close_notify */
         }
         return -1;
