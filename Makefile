@@ -183,7 +183,7 @@ AGENT_VERSION := $(shell sed -n -e \
 SDK_PYTHON  ?= /usr/bin/python3
 
 .PHONY: sdk-test sdk-test-bins sdk-test-asan sdk-test-valgrind install-sdk \
-        install-tools sdk-example-shared sdk-test-helgrind
+        install-tools sdk-example-shared sdk-test-helgrind python-sdk-test
 
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
@@ -313,6 +313,13 @@ sdk-test-asan:
 	$(MAKE) sdk-test BUILD=$(BUILD)/san \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer \
 	    -fno-sanitize-recover=all"
+
+# the Python binding's unit tests (sdk/python/tests) with Debian's
+# python3; t/530-python-sdk.t runs them too, and the binding behind nginx
+python-sdk-test: build-sdk
+	cd sdk/python && AMON_BUILD=$(BUILD) \
+	    AMONITOR_SDK_LIB=$(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR) \
+	    $(SDK_PYTHON) -m unittest discover -v -s tests
 
 # the threaded program under helgrind and drd (also part of sdk-test)
 sdk-test-helgrind: build-sdk $(SDK_TESTS)

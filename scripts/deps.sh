@@ -7,7 +7,8 @@
 #                            (make test-asan, .ci/run)
 # Idempotent: packages already present are not touched, apt is not called
 # at all when nothing is missing. Needs root (or sudo) only when installing.
-#   scripts/deps.sh --deb    and what "make deb" needs (debhelper, lintian)
+#   scripts/deps.sh --deb    and what "make deb" needs (debhelper, dh-python,
+#                            lintian)
 set -eu
 
 # building the module, the SDK and the CLI, and running the demos
@@ -33,7 +34,7 @@ libgeoip-dev"
     --deb)
         # "make deb" and t/160-debian-packages.t: debian/control's build
         # dependencies are among the packages above
-        PKGS="$PKGS debhelper lintian"
+        PKGS="$PKGS debhelper dh-python lintian"
         ;;
     *)
         echo "usage: $0 [--test] [--asan] [--deb]" >&2

@@ -103,6 +103,21 @@ typedef struct {
 } ngx_http_amonitor_counters_t;
 
 
+/*
+ * Each worker counts in its own slot of the zone (ngx_worker modulo the
+ * number of slots), a cache line or more apart from the others, so that
+ * two workers never bounce one line between their cores; readers add the
+ * slots up.  Gauges (panels, upstreams_open) go up and down in the same
+ * slot, so their sum stays right.
+ */
+#define NGX_HTTP_AMONITOR_COUNTER_SLOTS 32
+
+typedef union {
+    ngx_http_amonitor_counters_t c;
+    u_char line[ngx_align(sizeof(ngx_http_amonitor_counters_t), 128)];
+} ngx_http_amonitor_counter_slot_t;
+
+
 typedef struct {
     ngx_shm_zone_t                 *shm_zone;
     ngx_array_t                     targets; /* target_conf_t */

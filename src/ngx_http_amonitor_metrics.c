@@ -77,6 +77,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     ngx_atomic_t                  *v;
     ngx_http_amonitor_metric_t    *m;
     ngx_http_amonitor_shared_t    *sh;
+    ngx_http_amonitor_counters_t   sum;
     ngx_http_amonitor_worker_t    *w;
     ngx_http_amonitor_main_conf_t *amcf;
 
@@ -97,6 +98,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     }
 
     sh = ngx_http_amonitor_store_shm_shared(amcf->shm_zone);
+    ngx_http_amonitor_store_shm_counters_sum(amcf->shm_zone, &sum);
 
     /* each target: 5 series of a few lines, its name escaped (x2) */
     len = 8192 + NGX_HTTP_AMONITOR_RTT_BUCKETS * 64
@@ -115,7 +117,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
         p, "amonitor_info{version=\"" NGX_HTTP_AMONITOR_VERSION "\"} 1\n");
 
     for (m = ngx_http_amonitor_metrics; m->name; m++) {
-        v = (ngx_atomic_t *) ((u_char *) w->counters + m->offset);
+        v = (ngx_atomic_t *) ((u_char *) &sum + m->offset);
         p = ngx_http_amonitor_metrics_head(p, m->name, m->type, m->help);
         p = ngx_sprintf(p, "%s %uA\n", m->name, *v);
     }
@@ -126,7 +128,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
         "amonitor_action_outcomes_total{outcome=\"ack\"} %uA\n"
         "amonitor_action_outcomes_total{outcome=\"duplicate\"} %uA\n"
         "amonitor_action_outcomes_total{outcome=\"error\"} %uA\n",
-        w->counters->acks, w->counters->duplicates, w->counters->errors);
+        sum.acks, sum.duplicates, sum.errors);
 
     if (amcf->redis) {
         p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_connections",

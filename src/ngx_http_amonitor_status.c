@@ -10,6 +10,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store.h"
 
 
 static const char *ngx_http_amonitor_states[] = {
@@ -24,7 +25,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     ngx_buf_t                     *b;
     ngx_queue_t                   *q;
     ngx_http_amonitor_worker_t    *w;
-    ngx_http_amonitor_counters_t  *n;
+    ngx_http_amonitor_counters_t  *n, sum;
     ngx_http_amonitor_upstream_t  *u;
     ngx_http_amonitor_main_conf_t *amcf;
 
@@ -44,7 +45,8 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    n = w->counters;
+    ngx_http_amonitor_store_shm_counters_sum(amcf->shm_zone, &sum);
+    n = &sum;
 
     len = 512 + 12 * NGX_ATOMIC_T_LEN;
 

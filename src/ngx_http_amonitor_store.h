@@ -154,7 +154,10 @@ ngx_int_t ngx_http_amonitor_store_shm_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
 ngx_http_amonitor_store_t *ngx_http_amonitor_store_shm_create(
     ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl);
-void *ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone);
+ngx_http_amonitor_counters_t *ngx_http_amonitor_store_shm_counters(
+    ngx_shm_zone_t *shm_zone);
+void ngx_http_amonitor_store_shm_counters_sum(
+    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_counters_t *sum);
 
 char *ngx_http_amonitor_store_redis_conf(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -16,7 +16,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0003ULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0004ULL
 
 
 typedef struct {
@@ -32,15 +32,16 @@ typedef struct {
 
 
 typedef struct {
-    uint64_t                     magic;
-    ngx_rbtree_t                 rbtree;
-    ngx_rbtree_node_t            sentinel;
-    ngx_queue_t                  lru;
-    ngx_http_amonitor_counters_t counters;
-    ngx_atomic_t                 registry_gen;
-    ngx_uint_t                   registry_n;
-    ngx_http_amonitor_reg_t      registry[NGX_HTTP_AMONITOR_MAX_DYNAMIC];
-    ngx_http_amonitor_shared_t   shared; /* target state, histogram */
+    /* first: the slab gives the context page-aligned, the slots lines */
+    ngx_http_amonitor_counter_slot_t counters[NGX_HTTP_AMONITOR_COUNTER_SLOTS];
+    uint64_t                         magic;
+    ngx_rbtree_t                     rbtree;
+    ngx_rbtree_node_t                sentinel;
+    ngx_queue_t                      lru;
+    ngx_atomic_t                     registry_gen;
+    ngx_uint_t                       registry_n;
+    ngx_http_amonitor_reg_t          registry[NGX_HTTP_AMONITOR_MAX_DYNAMIC];
+    ngx_http_amonitor_shared_t       shared; /* target state, histogram */
 } ngx_http_amonitor_shctx_t;
 
 
@@ -50,7 +51,13 @@ typedef struct {
     ngx_msec_t                 ttl;
     ngx_http_amonitor_store_t  store;
     ngx_log_t                 *log;
+    ngx_msec_t                 evict_logged; /* when, 0: never */
+    ngx_uint_t                 evict_unlogged; /* evictions since */
 } ngx_http_amonitor_shm_t;
+
+
+/* a full zone is said once, then summed up at most once a minute */
+#define NGX_HTTP_AMONITOR_EVICT_LOG_EVERY 60000
 
 
 static ngx_uint_t ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone);
@@ -78,6 +85,7 @@ static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
     ngx_uint_t *evicted);
+static void ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx);
 static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
     ngx_str_t *msg_id, ngx_uint_t evicted, ngx_uint_t failed);
 
@@ -198,12 +206,35 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-void *
+/* this worker's slot of the counters */
+ngx_http_amonitor_counters_t *
 ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone)
 {
     ngx_http_amonitor_shctx_t *sh = shm_zone->data;
 
-    return &sh->counters;
+    return &sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS].c;
+}
+
+
+/* the counters of all workers added up, for status and metrics */
+void
+ngx_http_amonitor_store_shm_counters_sum(
+    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_counters_t *sum)
+{
+    ngx_uint_t                 i, k;
+    ngx_atomic_t              *to, *from;
+    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
+
+    ngx_memzero(sum, sizeof(ngx_http_amonitor_counters_t));
+    to = (ngx_atomic_t *) sum;
+
+    for (i = 0; i < NGX_HTTP_AMONITOR_COUNTER_SLOTS; i++) {
+        from = (ngx_atomic_t *) &sh->counters[i].c;
+
+        for (k = 0; k < sizeof(*sum) / sizeof(ngx_atomic_t); k++) {
+            to[k] += from[k];
+        }
+    }
 }
 
 
@@ -459,17 +490,49 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
 }
 
 
+/* evictions: the first at once, then a sum at most once a minute */
+static void
+ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx)
+{
+    ngx_msec_t since;
+
+    if (ctx->evict_logged == 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+            "amonitor zone is full: evicted %ui live dedupe entries; "
+            "increase the zone size (further evictions are summed up "
+            "once a minute)",
+            ctx->evict_unlogged);
+
+    } else {
+        since = ngx_current_msec - ctx->evict_logged;
+
+        if (since < NGX_HTTP_AMONITOR_EVICT_LOG_EVERY) {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+            "amonitor zone is full: evicted %ui live dedupe entries "
+            "in the last %M s; increase the zone size",
+            ctx->evict_unlogged, since / 1000);
+    }
+
+    ctx->evict_logged = ngx_current_msec ? ngx_current_msec : 1;
+    ctx->evict_unlogged = 0;
+}
+
+
 /* what an update did to the zone, logged outside the mutex */
 static void
 ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
     ngx_uint_t evicted, ngx_uint_t failed)
 {
     if (evicted) {
-        (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-            "amonitor zone is full: evicted %ui live dedupe "
-            "entries; increase the zone size",
+        (void) ngx_atomic_fetch_add(
+            &ctx->sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS]
+                 .c.evictions,
             evicted);
+        ctx->evict_unlogged += evicted;
+        ngx_http_amonitor_shm_log_evictions(ctx);
     }
 
     if (failed) {

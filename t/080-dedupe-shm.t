@@ -335,6 +335,9 @@ subtest 'a full zone evicts the least recently used msg_ids' => sub {
     cmp_ok($s->{evictions} // 0, '>', 0, 'amonitor_status counts evictions');
     error_log_like(qr/\[warn\].*evicted/, 'a warn line says entries were '
         . 'evicted');
+    my $lines = $t3->log_count(qr/\[warn\].*evicted/);
+    cmp_ok($lines, '<=', 2, "$s->{evictions} evictions gave $lines warn "
+        . 'line(s), not one per eviction (summed up once a minute)');
 
     my $oldest = ask($p, $ids[0], 'dd-a');
     ok($oldest && !is_dup($oldest) && $oldest->{payload}{success},

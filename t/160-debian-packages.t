@@ -3,9 +3,12 @@
 # depends on the nginx ABI it was built against and ships its load_module
 # snippet, the SDK library has its soname and an accurate symbols file.
 # Installed with apt-get, the module is enabled the Debian way and the
-# system nginx relays "amonitor send" to the packaged example SDK program;
-# purged, the packages leave nothing behind.  Needs root (it installs
-# into the system); skipped with the sanitizer or valgrind nginx.
+# system nginx relays "amonitor send" to the packaged example SDK program.
+# The Python binding (python3-amonitor) imports with Debian's python3,
+# finds the installed library, and its packaged example program serves
+# "amonitor send" too.  Purged, the packages leave nothing behind.  Needs
+# root (it installs into the system); skipped with the sanitizer or
+# valgrind nginx.
 
 use strict;
 use warnings;
@@ -16,10 +19,13 @@ use Test::AMonitor;
 use Fcntl qw(:flock);
 use File::Temp qw(tempdir);
 use POSIX qw(WNOHANG);
+use Cwd ();
 
 my $ROOT = $Test::AMonitor::REPO;
 my @PKGS = qw(libnginx-mod-http-amonitor libamonitor-sdk1
-    libamonitor-sdk-dev amonitor-tools);
+    libamonitor-sdk-dev amonitor-tools python3-amonitor);
+my $PY_EXAMPLE = '/usr/share/doc/python3-amonitor/examples/'
+    . 'amonitor-sdk-example.py';
 my $MODULE_SO = '/usr/lib/nginx/modules/ngx_http_amonitor_module.so';
 my $SNIPPET = '/usr/share/nginx/modules-available/mod-http-amonitor.conf';
 my $ENABLED = '/etc/nginx/modules-enabled/50-mod-http-amonitor.conf';
@@ -201,6 +207,22 @@ my $tools_dep = `dpkg-deb -f '$deb{'amonitor-tools'}' Depends`;
 like($tools_dep, qr/libamonitor-sdk1 \(>= /,
     'amonitor-tools depends on the SDK library its example links');
 
+my $py_deb = $deb{'python3-amonitor'};
+is(`dpkg-deb -f '$py_deb' Architecture`, "all\n",
+    'python3-amonitor is Architecture: all');
+my $py_dep = `dpkg-deb -f '$py_deb' Depends`;
+like($py_dep, qr/(?:^|, )libamonitor-sdk1 \(>= [^)]+\)/,
+    '... depends on the SDK library it loads');
+like($py_dep, qr/(?:^|, )python3(?::any)?(?: \([^)]*\))?(?:,|$)/m,
+    '... and on python3 (${python3:Depends})') or diag($py_dep);
+my $py_files = `dpkg-deb -c '$py_deb'`;
+like($py_files, qr{ \./usr/lib/python3/dist-packages/amonitor/__init__\.py$}m,
+    '... ships the amonitor package in /usr/lib/python3/dist-packages');
+like($py_files, qr{ \./usr/lib/python3/dist-packages/amonitor/py\.typed$}m,
+    '... with py.typed');
+like($py_files, qr{ \.\Q$PY_EXAMPLE\E$}m, '... and the example program');
+unlike($py_files, qr{__pycache__|\.pyc$}m, '... and no byte code');
+
 
 # --- install -------------------------------------------------------------
 
@@ -231,6 +253,22 @@ like(`ldd $example`,
     qr{libamonitor_sdk\.so\.1 => (?:/usr)?/lib/[^/]+/libamonitor_sdk\.so\.1},
     'the example program runs on the installed SDK library');
 
+# the Python binding as a program would use it: Debian's python3, no
+# environment pointing at the source tree
+my $py_cmd = 'cd / && env -u AMONITOR_SDK_LIB -u PYTHONPATH /usr/bin/python3 '
+    . q{-c 'import amonitor; print(amonitor.__file__); }
+    . q{print(amonitor.library_path())' 2>&1};
+my $py = `$py_cmd`;
+is($? >> 8, 0, '/usr/bin/python3 imports the installed amonitor package')
+    or diag($py);
+my ($py_file, $py_lib) = split /\n/, $py;
+is($py_file, '/usr/lib/python3/dist-packages/amonitor/__init__.py',
+    '... from /usr/lib/python3/dist-packages');
+my ($sdk_so) = grep { m{/libamonitor_sdk\.so\.1$} }
+    @{ $files{'libamonitor-sdk1'} };
+is($py_lib, $sdk_so ? Cwd::realpath($sdk_so) : 'libamonitor_sdk.so.1',
+    '... which loads the installed libamonitor_sdk.so.1');
+
 
 # --- the system nginx with the packaged module ------------------------
 
@@ -253,11 +291,29 @@ push @SDK_PIDS, $pid;
 ok(wait_for(sub { slurp($sdk_log) =~ /serving ws:/ }, tscale(5)),
     'the packaged example SDK program is listening');
 
+my $py_log = "$tmp/py-sdk.log";
+my $py_port = $t->port(2);
+my $py_pid = fork() // die "fork: $!";
+if ($py_pid == 0) {
+    open(STDOUT, '>', $py_log) or POSIX::_exit(126);
+    open(STDERR, '>&', \*STDOUT);
+    delete @ENV{qw(AMONITOR_SDK_LIB PYTHONPATH)};
+    chdir('/');
+    exec('/usr/bin/python3', $PY_EXAMPLE, '--port', $py_port,
+        '--target-id', 'deb-py', '--interval', '0.3', '--asyncio')
+        or POSIX::_exit(127);
+}
+push @SDK_PIDS, $py_pid;
+ok(wait_for(sub { slurp($py_log) =~ /serving ws:/ }, tscale(10)),
+    'the packaged Python example program is listening')
+    or diag(slurp($py_log));
+
 $t->write_config(
     main_config => 'include /etc/nginx/modules-enabled/*.conf;',
     http_config => "amonitor_zone amonitor 1m;\n"
         . "amonitor_reconnect 50ms 300ms;\n"
-        . "amonitor_target deb-demo ws://127.0.0.1:%%PORT_1%%/;",
+        . "amonitor_target deb-demo ws://127.0.0.1:%%PORT_1%%/;\n"
+        . "amonitor_target deb-py ws://127.0.0.1:%%PORT_2%%/;",
     config => 'location = /ws/panel { amonitor_panel on; }',
 )->run;
 
@@ -287,14 +343,24 @@ like($send, qr/^ack_matched \{.*"action_msg_id":"deb-$$".*"restarted"/,
 my $dd = `amonitor dedupe-check --url '$url' --target-id deb-demo 2>&1`;
 is("$? $dd", "0 dedupe_ok\n", 'amonitor dedupe-check: dedupe_ok');
 
+$send = `amonitor send --url '$url' --target-id deb-py --msg-id py-$$ 2>&1`;
+is($? >> 8, 0, 'amonitor send to the Python example: exit 0') or diag($send);
+like($send, qr/^ack_matched \{.*"action_msg_id":"py-$$".*"restarted"/,
+    '... ack_matched with its ack');
+
 kill 'TERM', $pid;
 ok(wait_for(sub { waitpid($pid, WNOHANG) == $pid }, tscale(5)),
     'the example SDK program stops on SIGTERM');
+kill 'TERM', $py_pid;
+ok(wait_for(sub { waitpid($py_pid, WNOHANG) == $py_pid }, tscale(5)),
+    'the Python example program stops on SIGTERM');
+like(slurp($py_log), qr/stopping \(1 restarts, 0 refused\)/,
+    '... having run its handler once');
 @SDK_PIDS = ();
 $t->stop;
 
 # the autopkgtests of debian/tests/, against the installed packages
-for my $test (qw(nginx-module sdk-build)) {
+for my $test (qw(nginx-module sdk-build python-import)) {
     my $d = "$tmp/autopkgtest-$test";
     mkdir $d or die "mkdir: $!";
     chmod 0755, $d;

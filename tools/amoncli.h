@@ -111,12 +111,14 @@ int  amoncli_build_action(amon_buf_t *out, const char *msg_id,
 int  amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms);
 int  amoncli_decode(
      amon_envelope_t *env, unsigned opcode, const unsigned char *p, size_t len);
+int  amoncli_str_eq(amon_str_t s, const char *cstr);
+void amoncli_sleep_ms(int ms);
+
+/* amonitor_print.c: printing messages */
 void amoncli_print_message(const amoncli_opts_t *o, const char *event,
     unsigned opcode, const unsigned char *p, size_t len);
 void amoncli_print_json_line(const char *event, const char *key,
     const unsigned char *p, size_t len, int binary);
-int  amoncli_str_eq(amon_str_t s, const char *cstr);
-void amoncli_sleep_ms(int ms);
 
 /* amonitor_status.c: the agent's amonitor_status endpoint */
 int           amoncli_status_url(const char *panel_url, char *out, size_t size);

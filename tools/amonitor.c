@@ -3,7 +3,7 @@
  *
  * amonitor: a command-line panel for the AMonitor agent.  Parses the
  * command line, dispatches to the subcommands and holds the helpers they
- * share: ids, clocks, action envelopes, message decoding and printing.
+ * share: clocks, action envelopes, connecting, message decoding.
  */
 
 #include <errno.h>
@@ -18,7 +18,6 @@
 #include <cjson/cJSON.h>
 
 #include "amoncli.h"
-#include "amonitor.pb-c.h"
 
 
 volatile sig_atomic_t amoncli_interrupted;
@@ -41,6 +40,9 @@ volatile sig_atomic_t amoncli_interrupted;
 #ifndef AMONCLI_VERSION
 #define AMONCLI_VERSION "unknown"
 #endif
+
+/* not an exit code: the command line so far is fine, go on */
+#define AMONCLI_GO_ON (-1)
 
 
 typedef struct {
@@ -82,44 +84,79 @@ static const amoncli_cmd_t amoncli_cmds[] = {
     {NULL, NULL, 0, NULL, NULL}};
 
 
-static void   amoncli_usage(FILE *f, const amoncli_cmd_t *cmd);
-static int    amoncli_split(char *arg, const char **list, unsigned *n);
-static int    amoncli_number(const char *s, double *v, double min, double max);
-static void   amoncli_on_signal(int signo);
-static cJSON *amoncli_message_json(
-    unsigned opcode, const unsigned char *p, size_t len);
+static const struct option amoncli_long_opts[] = {
+    {"url", required_argument, NULL, 'u'},
+    {"token", required_argument, NULL, 'k'},
+    {"ca", required_argument, NULL, 'C'},
+    {"timeout", required_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"target-id", required_argument, NULL, 't'},
+    {"target-url", required_argument, NULL, 'U'},
+    {"action", required_argument, NULL, 'a'},
+    {"params", required_argument, NULL, 'p'},
+    {"msg-id", required_argument, NULL, 'm'},
+    {"duration", required_argument, NULL, 'd'},
+    {"rate", required_argument, NULL, 'r'},
+    {"max-inflight", required_argument, NULL, 'I'},
+    {"once", no_argument, NULL, 'o'}, {"stale", required_argument, NULL, 's'},
+    {"binary", no_argument, NULL, 'b'},
+    {"status-url", required_argument, NULL, 'S'},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+
+static int amoncli_command(int argc, char **argv, const amoncli_cmd_t **cmd);
+static int amoncli_options(
+    const amoncli_cmd_t *cmd, int argc, char **argv, amoncli_opts_t *o);
+static int amoncli_option(
+    const amoncli_cmd_t *cmd, int opt, amoncli_opts_t *o, unsigned *bit);
+static int  amoncli_number_option(int opt, amoncli_opts_t *o, unsigned *bit);
+static void amoncli_signals(void);
+static void amoncli_usage(FILE *f, const amoncli_cmd_t *cmd);
+static int  amoncli_split(char *arg, const char **list, unsigned *n);
+static int  amoncli_number(const char *s, double *v, double min, double max);
+static void amoncli_on_signal(int signo);
 
 
 int
 main(int argc, char **argv)
 {
-    int                   opt, idx;
-    unsigned              bit;
-    double                v;
+    int                   rc;
     static amoncli_opts_t o; /* large: target lists */
-    struct sigaction      sa;
     const amoncli_cmd_t  *cmd;
 
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 'k'},
-        {"ca", required_argument, NULL, 'C'},
-        {"timeout", required_argument, NULL, 'w'},
-        {"json", no_argument, NULL, 'j'}, {"verbose", no_argument, NULL, 'v'},
-        {"target-id", required_argument, NULL, 't'},
-        {"target-url", required_argument, NULL, 'U'},
-        {"action", required_argument, NULL, 'a'},
-        {"params", required_argument, NULL, 'p'},
-        {"msg-id", required_argument, NULL, 'm'},
-        {"duration", required_argument, NULL, 'd'},
-        {"rate", required_argument, NULL, 'r'},
-        {"max-inflight", required_argument, NULL, 'I'},
-        {"once", no_argument, NULL, 'o'},
-        {"stale", required_argument, NULL, 's'},
-        {"binary", no_argument, NULL, 'b'},
-        {"status-url", required_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-
     setvbuf(stdout, NULL, _IOLBF, 0);
+
+    rc = amoncli_command(argc, argv, &cmd);
+    if (rc != AMONCLI_GO_ON) {
+        return rc;
+    }
+
+    memset(&o, 0, sizeof(o));
+    o.url = AMONCLI_DEFAULT_URL;
+    o.timeout = -1;
+    o.rate = 100;
+    o.max_inflight = 10000;
+    o.stale = 30;
+
+    rc = amoncli_options(cmd, argc - 1, argv + 1, &o);
+    if (rc != AMONCLI_GO_ON) {
+        return rc;
+    }
+
+    amoncli_signals();
+
+    return cmd->run(&o);
+}
+
+
+/*
+ * The command named by the first argument into *cmd, or an exit code after
+ * --help, --version or a name that is not a command.
+ */
+static int
+amoncli_command(int argc, char **argv, const amoncli_cmd_t **cmd)
+{
+    const amoncli_cmd_t *c;
 
     if (argc < 2) {
         amoncli_usage(stderr, NULL);
@@ -137,117 +174,41 @@ main(int argc, char **argv)
         return AMONCLI_EXIT_OK;
     }
 
-    for (cmd = amoncli_cmds; cmd->name; cmd++) {
-        if (strcmp(cmd->name, argv[1]) == 0) {
-            break;
+    for (c = amoncli_cmds; c->name; c++) {
+        if (strcmp(c->name, argv[1]) == 0) {
+            *cmd = c;
+            return AMONCLI_GO_ON;
         }
     }
 
-    if (cmd->name == NULL) {
-        fprintf(stderr, "amonitor: unknown command \"%s\"\n", argv[1]);
-        amoncli_usage(stderr, NULL);
-        return AMONCLI_EXIT_USAGE;
-    }
+    fprintf(stderr, "amonitor: unknown command \"%s\"\n", argv[1]);
+    amoncli_usage(stderr, NULL);
 
-    memset(&o, 0, sizeof(o));
-    o.url = AMONCLI_DEFAULT_URL;
-    o.timeout = -1;
-    o.rate = 100;
-    o.max_inflight = 10000;
-    o.stale = 30;
+    return AMONCLI_EXIT_USAGE;
+}
 
-    argv++;
-    argc--;
+
+/*
+ * The options after the command name (argv[0] is the command) into "o".
+ * Returns AMONCLI_GO_ON, or an exit code after --help or a usage error.
+ */
+static int
+amoncli_options(
+    const amoncli_cmd_t *cmd, int argc, char **argv, amoncli_opts_t *o)
+{
+    int      opt, idx, rc;
+    unsigned bit;
+    cJSON   *j;
+
     optind = 1;
 
-    while ((opt = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+    while (
+        (opt = getopt_long(argc, argv, "h", amoncli_long_opts, &idx)) != -1) {
         bit = 0;
 
-        switch (opt) {
-        case 'u': o.url = optarg; break;
-        case 'k': o.token = optarg; break;
-        case 'C': o.ca = optarg; break;
-        case 'w':
-            if (amoncli_number(optarg, &o.timeout, 0.001, 86400) != 0) {
-                fprintf(stderr, "amonitor: invalid --timeout \"%s\"\n", optarg);
-                return AMONCLI_EXIT_USAGE;
-            }
-            break;
-        case 'j': o.json = 1; break;
-        case 'v': o.verbose = 1; break;
-        case 't':
-            bit = OPT_TARGETS;
-            if (amoncli_split(optarg, o.target_ids, &o.ntarget_ids) != 0) {
-                fprintf(
-                    stderr, "amonitor: invalid --target-id \"%s\"\n", optarg);
-                return AMONCLI_EXIT_USAGE;
-            }
-            break;
-        case 'U':
-            bit = OPT_TARGETS;
-            if (amoncli_split(optarg, o.target_urls, &o.ntarget_urls) != 0) {
-                fprintf(
-                    stderr, "amonitor: invalid --target-url \"%s\"\n", optarg);
-                return AMONCLI_EXIT_USAGE;
-            }
-            break;
-        case 'a':
-            bit = OPT_ACTION;
-            o.action = optarg;
-            break;
-        case 'p':
-            bit = OPT_PARAMS;
-            o.params = optarg;
-            break;
-        case 'm':
-            bit = OPT_MSG_ID;
-            o.msg_id = optarg;
-            break;
-        case 'd':
-            bit = OPT_DURATION;
-            if (amoncli_number(optarg, &o.duration, 0, 1e7) != 0) {
-                fprintf(
-                    stderr, "amonitor: invalid --duration \"%s\"\n", optarg);
-                return AMONCLI_EXIT_USAGE;
-            }
-            break;
-        case 'r':
-            bit = OPT_RATE;
-            if (amoncli_number(optarg, &o.rate, 0.01, 1e6) != 0) {
-                fprintf(stderr, "amonitor: invalid --rate \"%s\"\n", optarg);
-                return AMONCLI_EXIT_USAGE;
-            }
-            break;
-        case 'I':
-            bit = OPT_INFLIGHT;
-            if (amoncli_number(optarg, &v, 1, 1e6) != 0) {
-                fprintf(stderr, "amonitor: invalid --max-inflight \"%s\"\n",
-                    optarg);
-                return AMONCLI_EXIT_USAGE;
-            }
-            o.max_inflight = (unsigned) v;
-            break;
-        case 'o':
-            bit = OPT_ONCE;
-            o.once = 1;
-            break;
-        case 's':
-            bit = OPT_STALE;
-            if (amoncli_number(optarg, &o.stale, 0.1, 86400) != 0) {
-                fprintf(stderr, "amonitor: invalid --stale \"%s\"\n", optarg);
-                return AMONCLI_EXIT_USAGE;
-            }
-            break;
-        case 'b':
-            bit = OPT_BINARY;
-            o.binary = 1;
-            break;
-        case 'S':
-            bit = OPT_STATUS;
-            o.status_url = optarg;
-            break;
-        case 'h': amoncli_usage(stdout, cmd); return AMONCLI_EXIT_OK;
-        default: amoncli_usage(stderr, cmd); return AMONCLI_EXIT_USAGE;
+        rc = amoncli_option(cmd, opt, o, &bit);
+        if (rc != AMONCLI_GO_ON) {
+            return rc;
         }
 
         if (bit && !(cmd->allowed & bit)) {
@@ -263,8 +224,8 @@ main(int argc, char **argv)
         return AMONCLI_EXIT_USAGE;
     }
 
-    if (o.params) {
-        cJSON *j = cJSON_ParseWithLength(o.params, strlen(o.params));
+    if (o->params) {
+        j = cJSON_ParseWithLength(o->params, strlen(o->params));
 
         if (j == NULL) {
             fprintf(stderr, "amonitor %s: --params is not JSON\n", cmd->name);
@@ -272,6 +233,137 @@ main(int argc, char **argv)
         }
         cJSON_Delete(j);
     }
+
+    return AMONCLI_GO_ON;
+}
+
+
+/*
+ * One option (getopt_long's "opt", its value in optarg) into "o"; *bit is
+ * the OPT_ flag a command must allow for it (0: every command does).
+ * Returns AMONCLI_GO_ON, or an exit code after --help or a usage error.
+ */
+static int
+amoncli_option(
+    const amoncli_cmd_t *cmd, int opt, amoncli_opts_t *o, unsigned *bit)
+{
+    switch (opt) {
+    case 'u': o->url = optarg; break;
+    case 'k': o->token = optarg; break;
+    case 'C': o->ca = optarg; break;
+    case 'j': o->json = 1; break;
+    case 'v': o->verbose = 1; break;
+    case 't':
+        *bit = OPT_TARGETS;
+        if (amoncli_split(optarg, o->target_ids, &o->ntarget_ids) != 0) {
+            fprintf(stderr, "amonitor: invalid --target-id \"%s\"\n", optarg);
+            return AMONCLI_EXIT_USAGE;
+        }
+        break;
+    case 'U':
+        *bit = OPT_TARGETS;
+        if (amoncli_split(optarg, o->target_urls, &o->ntarget_urls) != 0) {
+            fprintf(stderr, "amonitor: invalid --target-url \"%s\"\n", optarg);
+            return AMONCLI_EXIT_USAGE;
+        }
+        break;
+    case 'a':
+        *bit = OPT_ACTION;
+        o->action = optarg;
+        break;
+    case 'p':
+        *bit = OPT_PARAMS;
+        o->params = optarg;
+        break;
+    case 'm':
+        *bit = OPT_MSG_ID;
+        o->msg_id = optarg;
+        break;
+    case 'o':
+        *bit = OPT_ONCE;
+        o->once = 1;
+        break;
+    case 'b':
+        *bit = OPT_BINARY;
+        o->binary = 1;
+        break;
+    case 'S':
+        *bit = OPT_STATUS;
+        o->status_url = optarg;
+        break;
+    case 'w':
+    case 'd':
+    case 'r':
+    case 'I':
+    case 's': return amoncli_number_option(opt, o, bit);
+    case 'h': amoncli_usage(stdout, cmd); return AMONCLI_EXIT_OK;
+    default: amoncli_usage(stderr, cmd); return AMONCLI_EXIT_USAGE;
+    }
+
+    return AMONCLI_GO_ON;
+}
+
+
+/* The options with a number: --timeout, --duration, --rate, ... */
+static int
+amoncli_number_option(int opt, amoncli_opts_t *o, unsigned *bit)
+{
+    double      v, min, max;
+    const char *name;
+
+    switch (opt) {
+    case 'w':
+        name = "timeout";
+        min = 0.001;
+        max = 86400;
+        break;
+    case 'd':
+        *bit = OPT_DURATION;
+        name = "duration";
+        min = 0;
+        max = 1e7;
+        break;
+    case 'r':
+        *bit = OPT_RATE;
+        name = "rate";
+        min = 0.01;
+        max = 1e6;
+        break;
+    case 'I':
+        *bit = OPT_INFLIGHT;
+        name = "max-inflight";
+        min = 1;
+        max = 1e6;
+        break;
+    default: /* 's' */
+        *bit = OPT_STALE;
+        name = "stale";
+        min = 0.1;
+        max = 86400;
+        break;
+    }
+
+    if (amoncli_number(optarg, &v, min, max) != 0) {
+        fprintf(stderr, "amonitor: invalid --%s \"%s\"\n", name, optarg);
+        return AMONCLI_EXIT_USAGE;
+    }
+
+    switch (opt) {
+    case 'w': o->timeout = v; break;
+    case 'd': o->duration = v; break;
+    case 'r': o->rate = v; break;
+    case 'I': o->max_inflight = (unsigned) v; break;
+    default: o->stale = v; break;
+    }
+
+    return AMONCLI_GO_ON;
+}
+
+
+static void
+amoncli_signals(void)
+{
+    struct sigaction sa;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = amoncli_on_signal;
@@ -281,8 +373,6 @@ main(int argc, char **argv)
 
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-
-    return cmd->run(&o);
 }
 
 
@@ -515,316 +605,4 @@ amoncli_decode(
     }
 
     return amon_envelope_decode_json(env, p, len);
-}
-
-
-static void
-amoncli_add_str(cJSON *obj, const char *name, amon_str_t s)
-{
-    char *c;
-
-    if (s.data == NULL) {
-        return;
-    }
-
-    c = strndup((const char *) s.data, s.len);
-    if (c) {
-        cJSON_AddStringToObject(obj, name, c);
-        free(c);
-    }
-}
-
-
-/* JSON text bytes as a cJSON value, or a string when they are not JSON. */
-static cJSON *
-amoncli_json_or_string(const unsigned char *p, size_t len)
-{
-    cJSON *j;
-    char  *c;
-
-    j = cJSON_ParseWithLength((const char *) p, len);
-    if (j) {
-        return j;
-    }
-
-    c = strndup((const char *) p, len);
-    j = cJSON_CreateString(c ? c : "");
-    free(c);
-
-    return j;
-}
-
-
-/*
- * A message as a JSON object: JSON text as it is, a protobuf envelope
- * rebuilt field by field (payload included) so that both print alike.
- */
-static cJSON *
-amoncli_message_json(unsigned opcode, const unsigned char *p, size_t len)
-{
-    size_t                                   i;
-    cJSON                                   *j, *pl, *m;
-    amon_envelope_t                         *env;
-    Amonitor__Control__V1__HeartbeatPayload *hb;
-    Amonitor__Control__V1__RegisterPayload  *reg;
-    Amonitor__Control__V1__EventPayload     *ev;
-
-    if (opcode != AMON_WS_OP_BINARY) {
-        return cJSON_ParseWithLength((const char *) p, len);
-    }
-
-    env = malloc(sizeof(amon_envelope_t));
-    if (env == NULL) {
-        return NULL;
-    }
-
-    if (amon_envelope_decode_pb(env, p, len, NULL) != AMON_OK) {
-        amon_envelope_release(env);
-        free(env);
-        return NULL;
-    }
-
-    j = cJSON_CreateObject();
-    amoncli_add_str(j, "msg_id", env->msg_id);
-    amoncli_add_str(j, "trace_id", env->trace_id);
-    amoncli_add_str(j, "type", env->type_name);
-    amoncli_add_str(j, "target_id", env->target_id);
-    if (env->has_timestamp) {
-        cJSON_AddNumberToObject(j, "timestamp", (double) env->timestamp);
-    }
-
-    pl = cJSON_AddObjectToObject(j, "payload");
-
-    switch (env->type) {
-
-    case AMON_MSG_ACTION:
-        amoncli_add_str(pl, "action", env->action);
-        if (env->params.len) {
-            cJSON_AddItemToObject(pl, "params",
-                amoncli_json_or_string(env->params.data, env->params.len));
-        }
-        amoncli_add_str(pl, "target_url", env->target_url);
-        break;
-
-    case AMON_MSG_ACTION_ACK:
-        amoncli_add_str(pl, "action_msg_id", env->action_msg_id);
-        cJSON_AddBoolToObject(pl, "success", env->success);
-        amoncli_add_str(pl, "message", env->message);
-        break;
-
-    case AMON_MSG_ERROR:
-        amoncli_add_str(pl, "code", env->code);
-        amoncli_add_str(pl, "message", env->message);
-        break;
-
-    case AMON_MSG_EVENT:
-        ev = amonitor__control__v1__event_payload__unpack(
-            NULL, env->payload.len, env->payload.data);
-        if (ev) {
-            cJSON_AddStringToObject(pl, "target_id", ev->target_id);
-            cJSON_AddStringToObject(pl, "event_name", ev->event_name);
-            cJSON_AddItemToObject(pl, "data",
-                ev->data.len
-                    ? amoncli_json_or_string(ev->data.data, ev->data.len)
-                    : cJSON_CreateNull());
-            amonitor__control__v1__event_payload__free_unpacked(ev, NULL);
-        }
-        break;
-
-    case AMON_MSG_HEARTBEAT:
-        hb = amonitor__control__v1__heartbeat_payload__unpack(
-            NULL, env->payload.len, env->payload.data);
-        if (hb) {
-            cJSON_AddStringToObject(pl, "target_id", hb->target_id);
-            cJSON_AddStringToObject(pl, "status", "up");
-            m = cJSON_AddObjectToObject(pl, "metrics");
-            for (i = 0; i < hb->n_metrics; i++) {
-                cJSON_AddStringToObject(
-                    m, hb->metrics[i]->key, hb->metrics[i]->value);
-            }
-            amonitor__control__v1__heartbeat_payload__free_unpacked(hb, NULL);
-        }
-        break;
-
-    case AMON_MSG_REGISTER:
-        reg = amonitor__control__v1__register_payload__unpack(
-            NULL, env->payload.len, env->payload.data);
-        if (reg) {
-            cJSON_AddStringToObject(pl, "target_id", reg->target_id);
-            cJSON_AddStringToObject(pl, "sdk_url", reg->sdk_url);
-            m = cJSON_AddObjectToObject(pl, "metadata");
-            for (i = 0; i < reg->n_metadata; i++) {
-                cJSON_AddStringToObject(
-                    m, reg->metadata[i]->key, reg->metadata[i]->value);
-            }
-            amonitor__control__v1__register_payload__free_unpacked(reg, NULL);
-        }
-        break;
-
-    default:
-        /* a type without a schema message: its bytes, JSON if they are */
-        if (env->payload.len) {
-            cJSON_ReplaceItemInObject(j, "payload",
-                amoncli_json_or_string(env->payload.data, env->payload.len));
-        }
-        break;
-    }
-
-    amon_envelope_release(env);
-    free(env);
-
-    return j;
-}
-
-
-/* {"event":E,"time":ms,KEY:<message as JSON>} on one line. */
-void
-amoncli_print_json_line(const char *event, const char *key,
-    const unsigned char *p, size_t len, int binary)
-{
-    cJSON *j, *m;
-    char  *s;
-
-    j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "event", event);
-    cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
-
-    m = amoncli_message_json(
-        binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, p, len);
-    if (m == NULL) {
-        char *raw = strndup((const char *) p, binary ? 0 : len);
-
-        cJSON_AddStringToObject(j, "raw", raw ? raw : "");
-        free(raw);
-
-    } else {
-        cJSON_AddItemToObject(j, key, m);
-    }
-
-    s = cJSON_PrintUnformatted(j);
-    if (s) {
-        printf("%s\n", s);
-    }
-
-    cJSON_free(s);
-    cJSON_Delete(j);
-}
-
-
-static const char *
-amoncli_get_str(const cJSON *obj, const char *name)
-{
-    const cJSON *v;
-
-    v = cJSON_GetObjectItemCaseSensitive(obj, name);
-
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-
-static void
-amoncli_print_compact(const char *label, const cJSON *v)
-{
-    char *s;
-
-    if (v == NULL) {
-        return;
-    }
-
-    s = cJSON_PrintUnformatted(v);
-    if (s) {
-        printf(" %s=%s", label, s);
-    }
-    cJSON_free(s);
-}
-
-
-/*
- * Print a received (or sent) message: with --json as one JSON line, else
- * as "time type target key=value...".
- */
-void
-amoncli_print_message(const amoncli_opts_t *o, const char *event,
-    unsigned opcode, const unsigned char *p, size_t len)
-{
-    cJSON      *j, *pl, *v;
-    const char *type, *target, *s;
-    char        ts[32];
-
-    if (o->json) {
-        amoncli_print_json_line(
-            event, "message", p, len, opcode == AMON_WS_OP_BINARY);
-        return;
-    }
-
-    amoncli_clock(ts, sizeof(ts));
-
-    j = amoncli_message_json(opcode, p, len);
-    if (j == NULL || !cJSON_IsObject(j)) {
-        printf("%s %-5s %-13s (%zu bytes, not an envelope)\n", ts, event,
-            opcode == AMON_WS_OP_BINARY ? "binary" : "text", len);
-        cJSON_Delete(j);
-        return;
-    }
-
-    pl = cJSON_GetObjectItemCaseSensitive(j, "payload");
-    type = amoncli_get_str(j, "type");
-    target = amoncli_get_str(j, "target_id");
-    if (target == NULL || target[0] == '\0') {
-        target = amoncli_get_str(pl, "target_id");
-    }
-
-    printf("%s %-5s %-13s %-16s", ts, event, type ? type : "?",
-        target && target[0] ? target : "-");
-
-    if (type && strcmp(type, "heartbeat") == 0) {
-        s = amoncli_get_str(pl, "status");
-        printf(" status=%s", s ? s : "?");
-        amoncli_print_compact(
-            "metrics", cJSON_GetObjectItemCaseSensitive(pl, "metrics"));
-
-    } else if (type && strcmp(type, "event") == 0) {
-        s = amoncli_get_str(pl, "event_name");
-        printf(" event_name=%s", s ? s : "?");
-        amoncli_print_compact(
-            "data", cJSON_GetObjectItemCaseSensitive(pl, "data"));
-
-    } else if (type && strcmp(type, "action_ack") == 0) {
-        s = amoncli_get_str(pl, "action_msg_id");
-        printf(" action_msg_id=%s", s ? s : "?");
-        v = cJSON_GetObjectItemCaseSensitive(pl, "success");
-        printf(" success=%s", cJSON_IsTrue(v) ? "true" : "false");
-        amoncli_print_compact(
-            "message", cJSON_GetObjectItemCaseSensitive(pl, "message"));
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pl, "duplicate"))) {
-            printf(" duplicate=true");
-        }
-
-    } else if (type && strcmp(type, "action") == 0) {
-        s = amoncli_get_str(j, "msg_id");
-        printf(" msg_id=%s", s ? s : "?");
-        s = amoncli_get_str(pl, "action");
-        printf(" action=%s", s ? s : "?");
-        amoncli_print_compact(
-            "params", cJSON_GetObjectItemCaseSensitive(pl, "params"));
-        s = amoncli_get_str(pl, "target_url");
-        if (s) {
-            printf(" target_url=%s", s);
-        }
-
-    } else if (type && strcmp(type, "error") == 0) {
-        s = amoncli_get_str(j, "msg_id");
-        printf(" msg_id=%s", s ? s : "-");
-        s = amoncli_get_str(pl, "code");
-        printf(" code=%s", s ? s : "?");
-        amoncli_print_compact(
-            "message", cJSON_GetObjectItemCaseSensitive(pl, "message"));
-
-    } else {
-        amoncli_print_compact("payload", pl);
-    }
-
-    putchar('\n');
-
-    cJSON_Delete(j);
 }

@@ -45,6 +45,27 @@ typedef struct {
 } amoncli_window_t;
 
 
+/* One run: its options, connection, send schedule and counters. */
+typedef struct {
+    amoncli_opts_t  *o;
+    const char      *params;
+    unsigned         ntargets;
+    unsigned         ti; /* the next target, round-robin */
+    uint64_t         seq; /* actions scheduled so far */
+    int64_t          start;
+    size_t           plen;
+    char             run[9];
+    char             prefix[32]; /* "bench-RUN-": our msg_ids */
+    char             err[256];
+    amon_buf_t       b;
+    amoncli_ws_t     ws;
+    amoncli_slot_t  *ring;
+    amon_envelope_t *env;
+    amoncli_window_t win; /* the second in progress */
+    amoncli_window_t total;
+} amoncli_bench_t;
+
+
 static int64_t
 amoncli_now_us(void)
 {
@@ -173,22 +194,11 @@ amoncli_bench_print(const amoncli_opts_t *o, const char *event, double t,
 }
 
 
-int
-amoncli_cmd_bench(amoncli_opts_t *o)
+/* Allocations, default targets and the run id; 0 or -1 (said so). */
+static int
+amoncli_bench_init(amoncli_bench_t *ctx, amoncli_opts_t *o)
 {
-    int                  rc, wait_ms, draining;
-    size_t               len, plen;
-    unsigned             opcode, ntargets, ti;
-    uint64_t             seq, s, due, done;
-    int64_t              start, now, next_print, end, drain_end, next_send;
-    char                 run[9], prefix[32], id[64], err[256];
-    const char          *tid, *turl, *params;
-    amon_buf_t           b;
-    amoncli_ws_t         ws;
-    amoncli_slot_t      *ring, *slot;
-    amoncli_window_t     win, total;
-    amon_envelope_t     *env;
-    const unsigned char *p;
+    char id[AMON_UUID_LEN + 1];
 
     static const char *def_ids[] = {"demo-target-a", "demo-target-b"};
 
@@ -198,59 +208,242 @@ amoncli_cmd_bench(amoncli_opts_t *o)
         o->ntarget_ids = 2;
     }
 
-    ntargets =
+    memset(ctx, 0, sizeof(*ctx));
+
+    ctx->o = o;
+    ctx->ntargets =
         o->ntarget_ids > o->ntarget_urls ? o->ntarget_ids : o->ntarget_urls;
-    params = o->params ? o->params : "{\"from\":\"amonitor-bench\"}";
+    ctx->params = o->params ? o->params : "{\"from\":\"amonitor-bench\"}";
 
-    memset(&win, 0, sizeof(win));
-    memset(&total, 0, sizeof(total));
-    memset(&b, 0, sizeof(b));
+    ctx->ring = calloc(AMONCLI_BENCH_RING, sizeof(amoncli_slot_t));
+    ctx->env = malloc(sizeof(amon_envelope_t));
+    ctx->win.cap = 1u << 16;
+    ctx->win.lat = malloc(ctx->win.cap * sizeof(float));
+    ctx->total.cap = AMONCLI_BENCH_SAMPLES;
+    ctx->total.lat = malloc(ctx->total.cap * sizeof(float));
 
-    ring = calloc(AMONCLI_BENCH_RING, sizeof(amoncli_slot_t));
-    env = malloc(sizeof(amon_envelope_t));
-    win.cap = 1u << 16;
-    win.lat = malloc(win.cap * sizeof(float));
-    total.cap = AMONCLI_BENCH_SAMPLES;
-    total.lat = malloc(total.cap * sizeof(float));
-
-    if (ring == NULL || env == NULL || win.lat == NULL || total.lat == NULL) {
+    if (ctx->ring == NULL || ctx->env == NULL || ctx->win.lat == NULL
+        || ctx->total.lat == NULL) {
         fprintf(stderr, "amonitor bench: out of memory\n");
-        free(ring);
-        free(env);
-        free(win.lat);
-        free(total.lat);
-        return AMONCLI_EXIT_RUNTIME;
+        return -1;
     }
 
     amon_posix_uuid4(id);
-    memcpy(run, id, 8);
-    run[8] = '\0';
-    plen = (size_t) snprintf(prefix, sizeof(prefix), "bench-%s-", run);
+    memcpy(ctx->run, id, 8);
+    ctx->run[8] = '\0';
+    ctx->plen = (size_t) snprintf(
+        ctx->prefix, sizeof(ctx->prefix), "bench-%s-", ctx->run);
 
-    if (amoncli_connect(
-            &ws, o, o->timeout > 0 ? (int) (o->timeout * 1000) : 5000)
-        != 0) {
-        free(ring);
-        free(env);
-        free(win.lat);
-        free(total.lat);
-        return AMONCLI_EXIT_RUNTIME;
+    return 0;
+}
+
+
+static void
+amoncli_bench_free(amoncli_bench_t *ctx)
+{
+    amon_buf_free(&ctx->b, NULL);
+    free(ctx->ring);
+    free(ctx->env);
+    free(ctx->win.lat);
+    free(ctx->total.lat);
+}
+
+
+/* Adds the window's counts to the totals and empties the window. */
+static void
+amoncli_bench_fold(amoncli_window_t *total, amoncli_window_t *win)
+{
+    total->sent += win->sent;
+    total->acks += win->acks;
+    total->acks_failed += win->acks_failed;
+    total->errors += win->errors;
+    total->events += win->events;
+    total->duplicates += win->duplicates;
+    total->throttled += win->throttled;
+    win->sent = win->acks = win->acks_failed = win->errors = 0;
+    win->events = win->duplicates = win->throttled = 0;
+    win->nlat = 0;
+}
+
+
+/*
+ * Sends what the schedule says is due by "now", unless more than
+ * --max-inflight actions are unanswered ("done": answered so far).
+ * Returns 0, or -1 when an action could not be built or sent (said so).
+ */
+static int
+amoncli_bench_send_due(amoncli_bench_t *ctx, int64_t now, uint64_t done)
+{
+    char            id[64];
+    uint64_t        due;
+    const char     *tid, *turl;
+    amoncli_slot_t *slot;
+    amoncli_opts_t *o;
+
+    o = ctx->o;
+    due = (uint64_t) ((double) (now - ctx->start) * o->rate / 1e6) + 1;
+
+    while (ctx->seq < due) {
+        if (ctx->total.sent + ctx->win.sent - done >= o->max_inflight) {
+            ctx->win.throttled += due - ctx->seq;
+            ctx->seq = due;
+            break;
+        }
+
+        ctx->seq++;
+        snprintf(id, sizeof(id), "%s%llu", ctx->prefix,
+            (unsigned long long) ctx->seq);
+
+        tid = o->ntarget_ids ? o->target_ids[ctx->ti % o->ntarget_ids] : NULL;
+        turl =
+            o->ntarget_urls ? o->target_urls[ctx->ti % o->ntarget_urls] : NULL;
+        ctx->ti++;
+
+        if (amoncli_build_action(&ctx->b, id, tid, turl,
+                o->action ? o->action : "restart", ctx->params, o->binary)
+            != AMON_OK) {
+            fprintf(stderr, "amonitor bench: cannot build an action\n");
+            return -1;
+        }
+
+        slot = &ctx->ring[ctx->seq % AMONCLI_BENCH_RING];
+        slot->seq = ctx->seq;
+        slot->sent_us = amoncli_now_us();
+
+        if (amoncli_ws_send(&ctx->ws,
+                o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, ctx->b.data,
+                ctx->b.len, 5000)
+            != 0) {
+            fprintf(stderr, "amonitor bench: send failed\n");
+            return -1;
+        }
+
+        ctx->win.sent++;
     }
 
-    if (!o->json) {
-        printf("bench: %g actions/s over %u target(s) via %s, run %s%s\n",
-            o->rate, ntargets, o->url, run,
-            o->duration > 0 ? "" : " (Ctrl-C to stop)");
+    return 0;
+}
+
+
+/* An action_ack for one of our actions: its latency and outcome. */
+static void
+amoncli_bench_ack(amoncli_bench_t *ctx, const amon_envelope_t *env)
+{
+    float           ms;
+    uint64_t        s;
+    amoncli_slot_t *slot;
+
+    s = amoncli_bench_seq(env->action_msg_id, ctx->prefix, ctx->plen);
+    if (s == 0) {
+        return;
     }
 
-    start = amoncli_now_us();
-    next_print = start + 1000000;
-    end = o->duration > 0 ? start + (int64_t) (o->duration * 1e6) : -1;
+    slot = &ctx->ring[s % AMONCLI_BENCH_RING];
+    if (slot->seq == s && slot->sent_us) {
+        ms = (float) (amoncli_now_us() - slot->sent_us) / 1000.0f;
+        slot->sent_us = 0;
+        amoncli_sample(&ctx->win, ms);
+        amoncli_sample(&ctx->total, ms);
+    }
+
+    ctx->win.acks++;
+    if (!env->success) {
+        ctx->win.acks_failed++;
+    }
+    if (env->message.len
+        && memmem(
+            env->message.data, env->message.len, "duplicate ignored", 17)) {
+        ctx->win.duplicates++;
+    }
+}
+
+
+/* Counts one received message. */
+static void
+amoncli_bench_take(
+    amoncli_bench_t *ctx, unsigned opcode, const unsigned char *p, size_t len)
+{
+    amon_envelope_t *env;
+
+    env = ctx->env;
+
+    if (amoncli_decode(env, opcode, p, len) == AMON_OK) {
+        switch (env->type) {
+
+        case AMON_MSG_ACTION_ACK: amoncli_bench_ack(ctx, env); break;
+
+        case AMON_MSG_ERROR:
+            /* a progress notice (final:false) is not an outcome */
+            if (amoncli_bench_seq(env->msg_id, ctx->prefix, ctx->plen)
+                && !(env->has_final && !env->final)) {
+                ctx->win.errors++;
+                if (ctx->o->verbose) {
+                    amoncli_print_message(ctx->o, "recv", opcode, p, len);
+                }
+            }
+            break;
+
+        case AMON_MSG_HEARTBEAT:
+        case AMON_MSG_EVENT: ctx->win.events++; break;
+
+        default: break;
+        }
+    }
+
+    amon_envelope_release(env);
+}
+
+
+/*
+ * Waits up to "wait_ms" for a message, then takes everything already
+ * buffered before sending more.  Returns 0, or -1 when the connection
+ * ended (said so).
+ */
+static int
+amoncli_bench_recv(amoncli_bench_t *ctx, int wait_ms)
+{
+    int                  rc;
+    size_t               len;
+    unsigned             opcode;
+    const unsigned char *p;
+
+    rc = amoncli_ws_recv(
+        &ctx->ws, wait_ms, &opcode, &p, &len, ctx->err, sizeof(ctx->err));
+
+    while (rc == 1) {
+        amoncli_bench_take(ctx, opcode, p, len);
+
+        rc = amoncli_ws_recv(
+            &ctx->ws, 0, &opcode, &p, &len, ctx->err, sizeof(ctx->err));
+    }
+
+    if (rc < 0) {
+        fprintf(stderr, "amonitor bench: %s\n", ctx->err);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Sends on schedule and counts answers until --duration or SIGINT, then
+ * waits up to AMONCLI_BENCH_DRAIN ms for the answers still missing; a
+ * line per second.  Returns 0, or -1 on a send or connection failure.
+ */
+static int
+amoncli_bench_loop(amoncli_bench_t *ctx)
+{
+    int             wait_ms, draining;
+    uint64_t        done;
+    int64_t         now, next_print, end, drain_end, next_send;
+    amoncli_opts_t *o;
+
+    o = ctx->o;
+    next_print = ctx->start + 1000000;
+    end = o->duration > 0 ? ctx->start + (int64_t) (o->duration * 1e6) : -1;
     drain_end = -1;
     draining = 0;
-    seq = 0;
-    ti = 0;
-    rc = 0;
 
     for (;;) {
         now = amoncli_now_us();
@@ -260,81 +453,24 @@ amoncli_cmd_bench(amoncli_opts_t *o)
             drain_end = now + AMONCLI_BENCH_DRAIN * 1000;
         }
 
-        done = total.acks + total.errors + win.acks + win.errors;
+        done = ctx->total.acks + ctx->total.errors + ctx->win.acks
+            + ctx->win.errors;
 
-        if (draining && (now >= drain_end || done >= total.sent + win.sent)) {
-            break;
+        if (draining
+            && (now >= drain_end || done >= ctx->total.sent + ctx->win.sent)) {
+            return 0;
         }
 
-        /* send what the schedule says is due by now */
-        if (!draining) {
-            due = (uint64_t) ((double) (now - start) * o->rate / 1e6) + 1;
-
-            while (seq < due) {
-                if (total.sent + win.sent - done >= o->max_inflight) {
-                    win.throttled += due - seq;
-                    seq = due;
-                    break;
-                }
-
-                seq++;
-                snprintf(
-                    id, sizeof(id), "%s%llu", prefix, (unsigned long long) seq);
-
-                tid =
-                    o->ntarget_ids ? o->target_ids[ti % o->ntarget_ids] : NULL;
-                turl = o->ntarget_urls ? o->target_urls[ti % o->ntarget_urls]
-                                       : NULL;
-                ti++;
-
-                if (amoncli_build_action(&b, id, tid, turl,
-                        o->action ? o->action : "restart", params, o->binary)
-                    != AMON_OK) {
-                    fprintf(stderr,
-                        "amonitor bench: cannot build an "
-                        "action\n");
-                    rc = -1;
-                    break;
-                }
-
-                slot = &ring[seq % AMONCLI_BENCH_RING];
-                slot->seq = seq;
-                slot->sent_us = amoncli_now_us();
-
-                if (amoncli_ws_send(&ws,
-                        o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b.data,
-                        b.len, 5000)
-                    != 0) {
-                    snprintf(err, sizeof(err), "send failed");
-                    rc = -1;
-                    break;
-                }
-
-                win.sent++;
-            }
-
-            if (rc < 0) {
-                fprintf(stderr, "amonitor bench: %s\n", err);
-                break;
-            }
+        if (!draining && amoncli_bench_send_due(ctx, now, done) != 0) {
+            return -1;
         }
 
         now = amoncli_now_us();
 
         if (now >= next_print) {
-            amoncli_bench_print(o, "bench", (double) (now - start) / 1e6, 1.0,
-                &win, total.sent + win.sent - done, 0);
-
-            total.sent += win.sent;
-            total.acks += win.acks;
-            total.acks_failed += win.acks_failed;
-            total.errors += win.errors;
-            total.events += win.events;
-            total.duplicates += win.duplicates;
-            total.throttled += win.throttled;
-            win.sent = win.acks = win.acks_failed = win.errors = 0;
-            win.events = win.duplicates = win.throttled = 0;
-            win.nlat = 0;
+            amoncli_bench_print(o, "bench", (double) (now - ctx->start) / 1e6,
+                1.0, &ctx->win, ctx->total.sent + ctx->win.sent - done, 0);
+            amoncli_bench_fold(&ctx->total, &ctx->win);
 
             next_print += 1000000;
             if (next_print <= now) {
@@ -342,8 +478,9 @@ amoncli_cmd_bench(amoncli_opts_t *o)
             }
         }
 
-        next_send = draining ? next_print
-                             : start + (int64_t) ((double) seq * 1e6 / o->rate);
+        next_send = draining
+            ? next_print
+            : ctx->start + (int64_t) ((double) ctx->seq * 1e6 / o->rate);
         if (next_send > next_print) {
             next_send = next_print;
         }
@@ -353,106 +490,57 @@ amoncli_cmd_bench(amoncli_opts_t *o)
 
         wait_ms = next_send > now ? (int) ((next_send - now + 999) / 1000) : 0;
 
-        rc = amoncli_ws_recv(&ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
-
-        if (rc < 0) {
-            fprintf(stderr, "amonitor bench: %s\n", err);
-            break;
+        if (amoncli_bench_recv(ctx, wait_ms) != 0) {
+            return -1;
         }
+    }
+}
 
-        /* take everything already buffered before sending more */
-        while (rc == 1) {
-            if (amoncli_decode(env, opcode, p, len) == AMON_OK) {
-                switch (env->type) {
 
-                case AMON_MSG_ACTION_ACK:
-                    s = amoncli_bench_seq(env->action_msg_id, prefix, plen);
-                    if (s == 0) {
-                        break;
-                    }
+int
+amoncli_cmd_bench(amoncli_opts_t *o)
+{
+    int             rc;
+    uint64_t        done;
+    double          secs;
+    amoncli_bench_t ctx;
 
-                    slot = &ring[s % AMONCLI_BENCH_RING];
-                    if (slot->seq == s && slot->sent_us) {
-                        float ms;
-
-                        ms = (float) (amoncli_now_us() - slot->sent_us)
-                            / 1000.0f;
-                        slot->sent_us = 0;
-                        amoncli_sample(&win, ms);
-                        amoncli_sample(&total, ms);
-                    }
-
-                    win.acks++;
-                    if (!env->success) {
-                        win.acks_failed++;
-                    }
-                    if (env->message.len
-                        && memmem(env->message.data, env->message.len,
-                            "duplicate ignored", 17)) {
-                        win.duplicates++;
-                    }
-                    break;
-
-                case AMON_MSG_ERROR:
-                    /* a progress notice (final:false) is not an outcome */
-                    if (amoncli_bench_seq(env->msg_id, prefix, plen)
-                        && !(env->has_final && !env->final)) {
-                        win.errors++;
-                        if (o->verbose) {
-                            amoncli_print_message(o, "recv", opcode, p, len);
-                        }
-                    }
-                    break;
-
-                case AMON_MSG_HEARTBEAT:
-                case AMON_MSG_EVENT: win.events++; break;
-
-                default: break;
-                }
-            }
-
-            amon_envelope_release(env);
-
-            rc = amoncli_ws_recv(&ws, 0, &opcode, &p, &len, err, sizeof(err));
-        }
-
-        if (rc < 0) {
-            fprintf(stderr, "amonitor bench: %s\n", err);
-            break;
-        }
-
-        rc = 0;
+    if (amoncli_bench_init(&ctx, o) != 0
+        || amoncli_connect(
+               &ctx.ws, o, o->timeout > 0 ? (int) (o->timeout * 1000) : 5000)
+            != 0) {
+        amoncli_bench_free(&ctx);
+        return AMONCLI_EXIT_RUNTIME;
     }
 
-    amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
-
-    total.sent += win.sent;
-    total.acks += win.acks;
-    total.acks_failed += win.acks_failed;
-    total.errors += win.errors;
-    total.events += win.events;
-    total.duplicates += win.duplicates;
-    total.throttled += win.throttled;
-
-    now = amoncli_now_us();
-    done = total.acks + total.errors;
-
-    {
-        double secs = (double) (now - start) / 1e6;
-
-        if (secs <= 0) {
-            secs = 1;
-        }
-
-        amoncli_bench_print(o, "bench_summary", secs, secs, &total,
-            total.sent - (done < total.sent ? done : total.sent), 0);
+    if (!o->json) {
+        printf("bench: %g actions/s over %u target(s) via %s, run %s%s\n",
+            o->rate, ctx.ntargets, o->url, ctx.run,
+            o->duration > 0 ? "" : " (Ctrl-C to stop)");
     }
 
-    amon_buf_free(&b, NULL);
-    free(ring);
-    free(env);
-    free(win.lat);
-    free(total.lat);
+    ctx.start = amoncli_now_us();
 
-    return (rc == 0 && total.acks > 0) ? AMONCLI_EXIT_OK : AMONCLI_EXIT_RUNTIME;
+    rc = amoncli_bench_loop(&ctx);
+
+    amoncli_ws_close(&ctx.ws, AMON_WS_CLOSE_NORMAL);
+
+    amoncli_bench_fold(&ctx.total, &ctx.win);
+
+    done = ctx.total.acks + ctx.total.errors;
+    secs = (double) (amoncli_now_us() - ctx.start) / 1e6;
+
+    if (secs <= 0) {
+        secs = 1;
+    }
+
+    amoncli_bench_print(o, "bench_summary", secs, secs, &ctx.total,
+        ctx.total.sent - (done < ctx.total.sent ? done : ctx.total.sent), 0);
+
+    rc = (rc == 0 && ctx.total.acks > 0) ? AMONCLI_EXIT_OK
+                                         : AMONCLI_EXIT_RUNTIME;
+
+    amoncli_bench_free(&ctx);
+
+    return rc;
 }

@@ -41,7 +41,14 @@ static int  amoncli_send_action(amoncli_ws_t *ws, const amoncli_opts_t *o,
      const char *msg_id, const char *params);
 static int  amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
      const char *msg_id, int64_t deadline, amoncli_reply_t *r);
+static int  amoncli_reply_match(const amoncli_opts_t *o,
+     const amon_envelope_t *env, const char *msg_id, amoncli_reply_t *r);
 static void amoncli_reply_free(amoncli_reply_t *r);
+static int  amoncli_dedupe_send(
+     amoncli_ws_t *ws, const amoncli_opts_t *o, const char *msg_id, int attempt);
+static int amoncli_dedupe_no_ack(
+    const amoncli_opts_t *o, const char *msg_id, int what, amoncli_reply_t *r);
+static int  amoncli_dedupe_verdict(const amoncli_opts_t *o, amoncli_reply_t *r);
 static int  amoncli_report(const amoncli_opts_t *o, const char *cmd,
      const char *msg_id, int what, amoncli_reply_t *r);
 static void amoncli_result_line(
@@ -101,7 +108,7 @@ amoncli_cmd_send(amoncli_opts_t *o)
 int
 amoncli_cmd_dedupe(amoncli_opts_t *o)
 {
-    int             what, rc;
+    int             what;
     char            id[AMON_UUID_LEN + 1];
     const char     *msg_id;
     int64_t         deadline;
@@ -131,11 +138,7 @@ amoncli_cmd_dedupe(amoncli_opts_t *o)
     }
 
     /* first: a normal action that must be acked */
-    if (amoncli_send_action(&ws, o, msg_id,
-            "{\"from\":\"amonitor-dedupe-check\",\"attempt\":1}")
-        != 0) {
-        fprintf(stderr, "amonitor dedupe-check: cannot send the action\n");
-        amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
+    if (amoncli_dedupe_send(&ws, o, msg_id, 1) != 0) {
         return AMONCLI_EXIT_RUNTIME;
     }
 
@@ -143,8 +146,7 @@ amoncli_cmd_dedupe(amoncli_opts_t *o)
 
     if (what != AMONCLI_WAIT_ACK) {
         amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
-        rc = amoncli_report(o, "dedupe-check", msg_id, what, &r);
-        return rc == AMONCLI_EXIT_OK ? AMONCLI_EXIT_RUNTIME : rc;
+        return amoncli_dedupe_no_ack(o, msg_id, what, &r);
     }
 
     if (o->verbose || o->json) {
@@ -154,11 +156,7 @@ amoncli_cmd_dedupe(amoncli_opts_t *o)
     amoncli_reply_free(&r);
 
     /* second: the same msg_id, different params */
-    if (amoncli_send_action(&ws, o, msg_id,
-            "{\"from\":\"amonitor-dedupe-check\",\"attempt\":2}")
-        != 0) {
-        fprintf(stderr, "amonitor dedupe-check: cannot send the action\n");
-        amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
+    if (amoncli_dedupe_send(&ws, o, msg_id, 2) != 0) {
         return AMONCLI_EXIT_RUNTIME;
     }
 
@@ -168,26 +166,68 @@ amoncli_cmd_dedupe(amoncli_opts_t *o)
     amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
 
     if (what != AMONCLI_WAIT_ACK) {
-        rc = amoncli_report(o, "dedupe-check", msg_id, what, &r);
-        return rc == AMONCLI_EXIT_OK ? AMONCLI_EXIT_RUNTIME : rc;
+        return amoncli_dedupe_no_ack(o, msg_id, what, &r);
     }
 
-    if (r.message && strstr(r.message, "duplicate ignored")) {
+    return amoncli_dedupe_verdict(o, &r);
+}
+
+
+/*
+ * dedupe-check's first or second action (same msg_id, params telling
+ * them apart); when it cannot be sent, says so and closes "ws".
+ */
+static int
+amoncli_dedupe_send(
+    amoncli_ws_t *ws, const amoncli_opts_t *o, const char *msg_id, int attempt)
+{
+    if (amoncli_send_action(ws, o, msg_id,
+            attempt == 1 ? "{\"from\":\"amonitor-dedupe-check\",\"attempt\":1}"
+                         : "{\"from\":\"amonitor-dedupe-check\",\"attempt\":2}")
+        == 0) {
+        return 0;
+    }
+
+    fprintf(stderr, "amonitor dedupe-check: cannot send the action\n");
+    amoncli_ws_close(ws, AMON_WS_CLOSE_NORMAL);
+
+    return -1;
+}
+
+
+/* No ack for an attempt: what came instead, and never exit 0. */
+static int
+amoncli_dedupe_no_ack(
+    const amoncli_opts_t *o, const char *msg_id, int what, amoncli_reply_t *r)
+{
+    int rc;
+
+    rc = amoncli_report(o, "dedupe-check", msg_id, what, r);
+
+    return rc == AMONCLI_EXIT_OK ? AMONCLI_EXIT_RUNTIME : rc;
+}
+
+
+/* The ack of the second action must say "duplicate ignored". */
+static int
+amoncli_dedupe_verdict(const amoncli_opts_t *o, amoncli_reply_t *r)
+{
+    if (r->message && strstr(r->message, "duplicate ignored")) {
         if (o->json) {
-            amoncli_print_json_line("dedupe_ok", "ack", r.raw.data, r.raw.len,
-                r.opcode == AMON_WS_OP_BINARY);
+            amoncli_print_json_line("dedupe_ok", "ack", r->raw.data, r->raw.len,
+                r->opcode == AMON_WS_OP_BINARY);
 
         } else {
             printf("dedupe_ok\n");
         }
 
-        amoncli_reply_free(&r);
+        amoncli_reply_free(r);
         return AMONCLI_EXIT_OK;
     }
 
     if (o->json) {
-        amoncli_print_json_line("dedupe_failed", "ack", r.raw.data, r.raw.len,
-            r.opcode == AMON_WS_OP_BINARY);
+        amoncli_print_json_line("dedupe_failed", "ack", r->raw.data, r->raw.len,
+            r->opcode == AMON_WS_OP_BINARY);
 
     } else {
         printf("dedupe_failed\n");
@@ -196,9 +236,9 @@ amoncli_cmd_dedupe(amoncli_opts_t *o)
     fprintf(stderr,
         "amonitor dedupe-check: the second action was not answered "
         "\"duplicate ignored\" (message: \"%s\")\n",
-        r.message ? r.message : "");
+        r->message ? r->message : "");
 
-    amoncli_reply_free(&r);
+    amoncli_reply_free(r);
 
     return AMONCLI_EXIT_RUNTIME;
 }
@@ -236,6 +276,50 @@ amoncli_send_action(amoncli_ws_t *ws, const amoncli_opts_t *o,
     amon_buf_free(&b, NULL);
 
     return rc;
+}
+
+
+/*
+ * Is the decoded "env" the answer to "msg_id"?  AMONCLI_WAIT_ACK or
+ * AMONCLI_WAIT_ERROR with its fields copied into "r", or 0 (a progress
+ * notice is said on stderr and is not the answer).
+ */
+static int
+amoncli_reply_match(const amoncli_opts_t *o, const amon_envelope_t *env,
+    const char *msg_id, amoncli_reply_t *r)
+{
+    if (env->type == AMON_MSG_ACTION_ACK
+        && amoncli_str_eq(env->action_msg_id, msg_id)) {
+        r->success = env->success;
+        r->message =
+            strndup(env->message.data ? (const char *) env->message.data : "",
+                env->message.len);
+        return AMONCLI_WAIT_ACK;
+    }
+
+    if (env->type != AMON_MSG_ERROR || !amoncli_str_eq(env->msg_id, msg_id)) {
+        return 0;
+    }
+
+    if (env->has_final && !env->final) {
+        /* a progress notice (ACK_TIMEOUT): the final answer follows */
+        if (!o->json) {
+            fprintf(stderr,
+                "amonitor: %.*s: %.*s (still waiting for the final "
+                "answer)\n",
+                (int) env->code.len, (const char *) env->code.data,
+                (int) env->message.len, (const char *) env->message.data);
+        }
+        return 0;
+    }
+
+    r->code = strndup(
+        env->code.data ? (const char *) env->code.data : "", env->code.len);
+    r->message =
+        strndup(env->message.data ? (const char *) env->message.data : "",
+            env->message.len);
+
+    return AMONCLI_WAIT_ERROR;
 }
 
 
@@ -281,45 +365,10 @@ amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
             break;
         }
 
-        if (amoncli_decode(env, opcode, p, len) != AMON_OK) {
-            amon_envelope_release(env);
-            if (o->verbose) {
-                amoncli_print_message(o, "recv", opcode, p, len);
-            }
-            continue;
-        }
-
         what = 0;
 
-        if (env->type == AMON_MSG_ACTION_ACK
-            && amoncli_str_eq(env->action_msg_id, msg_id)) {
-            what = AMONCLI_WAIT_ACK;
-            r->success = env->success;
-            r->message = strndup(
-                env->message.data ? (const char *) env->message.data : "",
-                env->message.len);
-
-        } else if (env->type == AMON_MSG_ERROR
-            && amoncli_str_eq(env->msg_id, msg_id) && env->has_final
-            && !env->final) {
-            /* a progress notice (ACK_TIMEOUT): the final answer follows */
-            if (!o->json) {
-                fprintf(stderr,
-                    "amonitor: %.*s: %.*s (still waiting for the final "
-                    "answer)\n",
-                    (int) env->code.len, (const char *) env->code.data,
-                    (int) env->message.len, (const char *) env->message.data);
-            }
-
-        } else if (env->type == AMON_MSG_ERROR
-            && amoncli_str_eq(env->msg_id, msg_id)) {
-            what = AMONCLI_WAIT_ERROR;
-            r->code =
-                strndup(env->code.data ? (const char *) env->code.data : "",
-                    env->code.len);
-            r->message = strndup(
-                env->message.data ? (const char *) env->message.data : "",
-                env->message.len);
+        if (amoncli_decode(env, opcode, p, len) == AMON_OK) {
+            what = amoncli_reply_match(o, env, msg_id, r);
         }
 
         amon_envelope_release(env);

@@ -70,30 +70,113 @@ amoncli_sim_pause(int ms, int64_t deadline)
 }
 
 
-int
-amoncli_cmd_sim(amoncli_opts_t *o)
+/* The demo targets when the options name none. */
+static void
+amoncli_sim_defaults(amoncli_opts_t *o)
 {
-    int                  rc, connected, connect_ms;
-    size_t               len;
-    unsigned             i, n, opcode;
-    int64_t              deadline, now;
-    char                 id[AMON_UUID_LEN + 1], err[256];
-    const char          *tid, *turl, *params;
-    amon_buf_t           b;
-    amoncli_ws_t         ws;
-    const unsigned char *p;
+    unsigned i;
 
-    if (o->ntarget_ids == 0 && o->ntarget_urls == 0) {
-        for (i = 0; i < 2; i++) {
-            o->target_ids[i] = amoncli_sim_default_ids[i];
-            o->target_urls[i] = amoncli_sim_default_urls[i];
-        }
-        o->ntarget_ids = 2;
-        o->ntarget_urls = 2;
+    if (o->ntarget_ids || o->ntarget_urls) {
+        return;
     }
+
+    for (i = 0; i < 2; i++) {
+        o->target_ids[i] = amoncli_sim_default_ids[i];
+        o->target_urls[i] = amoncli_sim_default_urls[i];
+    }
+    o->ntarget_ids = 2;
+    o->ntarget_urls = 2;
+}
+
+
+/* One action per target, each printed once sent; 0 or -1 ("err" says). */
+static int
+amoncli_sim_actions(const amoncli_opts_t *o, amoncli_ws_t *ws, amon_buf_t *b,
+    int timeout_ms, char *err, size_t errlen)
+{
+    unsigned    i, n;
+    char        id[AMON_UUID_LEN + 1];
+    const char *tid, *turl, *params;
 
     n = o->ntarget_ids > o->ntarget_urls ? o->ntarget_ids : o->ntarget_urls;
     params = o->params ? o->params : "{\"from\":\"panel-simulator\"}";
+
+    for (i = 0; i < n; i++) {
+        tid = i < o->ntarget_ids ? o->target_ids[i] : NULL;
+        turl = i < o->ntarget_urls ? o->target_urls[i] : NULL;
+
+        amon_posix_uuid4(id);
+
+        if (amoncli_build_action(b, id, tid, turl,
+                o->action ? o->action : "restart", params, o->binary)
+            != AMON_OK) {
+            snprintf(err, errlen, "cannot build an action");
+            return -1;
+        }
+
+        if (amoncli_ws_send(ws, o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT,
+                b->data, b->len, timeout_ms)
+            != 0) {
+            snprintf(err, errlen, "send failed");
+            return -1;
+        }
+
+        amoncli_print_message(o, "sent",
+            o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b->data, b->len);
+    }
+
+    return 0;
+}
+
+
+/*
+ * Prints every message until SIGINT or "deadline" (-1: none); 0, or -1
+ * when the connection ended ("err" says why).
+ */
+static int
+amoncli_sim_print(const amoncli_opts_t *o, amoncli_ws_t *ws, int64_t deadline,
+    char *err, size_t errlen)
+{
+    int                  rc;
+    size_t               len;
+    unsigned             opcode;
+    int64_t              now;
+    const unsigned char *p;
+
+    while (!amoncli_interrupted) {
+        now = amon_posix_now_ms();
+        if (deadline >= 0 && now >= deadline) {
+            break;
+        }
+
+        rc = amoncli_ws_recv(ws, deadline < 0 ? -1 : (int) (deadline - now),
+            &opcode, &p, &len, err, errlen);
+
+        if (rc == 1) {
+            amoncli_print_message(o, "recv", opcode, p, len);
+            continue;
+        }
+
+        if (rc < 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+amoncli_cmd_sim(amoncli_opts_t *o)
+{
+    int          rc, connected, connect_ms;
+    int64_t      deadline;
+    char         err[256];
+    amon_buf_t   b;
+    amoncli_ws_t ws;
+
+    amoncli_sim_defaults(o);
+
     connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
     deadline = o->duration > 0
         ? amon_posix_now_ms() + (int64_t) (o->duration * 1000)
@@ -113,54 +196,10 @@ amoncli_cmd_sim(amoncli_opts_t *o)
         connected = 1;
         amoncli_sim_note(o, "connected", "connected to %s", o->url);
 
-        rc = 0;
+        rc = amoncli_sim_actions(o, &ws, &b, connect_ms, err, sizeof(err));
 
-        for (i = 0; i < n; i++) {
-            tid = i < o->ntarget_ids ? o->target_ids[i] : NULL;
-            turl = i < o->ntarget_urls ? o->target_urls[i] : NULL;
-
-            amon_posix_uuid4(id);
-
-            if (amoncli_build_action(&b, id, tid, turl,
-                    o->action ? o->action : "restart", params, o->binary)
-                != AMON_OK) {
-                fprintf(stderr, "amonitor sim: cannot build an action\n");
-                rc = -1;
-                break;
-            }
-
-            if (amoncli_ws_send(&ws,
-                    o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b.data,
-                    b.len, connect_ms)
-                != 0) {
-                rc = -1;
-                snprintf(err, sizeof(err), "send failed");
-                break;
-            }
-
-            amoncli_print_message(o, "sent",
-                o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b.data, b.len);
-        }
-
-        while (rc == 0 && !amoncli_interrupted) {
-            now = amon_posix_now_ms();
-            if (deadline >= 0 && now >= deadline) {
-                break;
-            }
-
-            rc =
-                amoncli_ws_recv(&ws, deadline < 0 ? -1 : (int) (deadline - now),
-                    &opcode, &p, &len, err, sizeof(err));
-
-            if (rc == 1) {
-                amoncli_print_message(o, "recv", opcode, p, len);
-                rc = 0;
-                continue;
-            }
-
-            if (rc < 0) {
-                break;
-            }
+        if (rc == 0) {
+            rc = amoncli_sim_print(o, &ws, deadline, err, sizeof(err));
         }
 
         amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);

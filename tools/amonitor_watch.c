@@ -49,6 +49,11 @@ typedef struct {
     const char       *status_url; /* NULL: none */
     int64_t           next_status;
     int               status_failed; /* said so once */
+    int               ansi; /* redraw in place */
+    int               connect_ms;
+    int64_t           end; /* --once: when to stop; -1: never */
+    int64_t           next_draw;
+    char              status_buf[512]; /* the status URL beside --url */
 } amoncli_watch_t;
 
 
@@ -389,104 +394,137 @@ amoncli_watch_pause(int ms)
 }
 
 
-int
-amoncli_cmd_watch(amoncli_opts_t *o)
+/* The table, the options' targets, the status URL; 0 or -1 (said so). */
+static int
+amoncli_watch_init(amoncli_opts_t *o, amoncli_watch_t *w)
 {
-    int                  rc, ansi, wait_ms, connect_ms;
-    size_t               len;
-    unsigned             i, opcode;
-    int64_t              now, end, next_draw;
-    char                 err[256], status_url[512];
-    amoncli_ws_t         ws;
-    amoncli_watch_t      w;
-    const unsigned char *p;
+    unsigned i;
 
-    memset(&w, 0, sizeof(w));
+    memset(w, 0, sizeof(*w));
 
-    w.targets = calloc(AMONCLI_MAX_TARGETS, sizeof(amoncli_target_t));
-    if (w.targets == NULL) {
+    w->targets = calloc(AMONCLI_MAX_TARGETS, sizeof(amoncli_target_t));
+    if (w->targets == NULL) {
         fprintf(stderr, "amonitor watch: out of memory\n");
-        return AMONCLI_EXIT_RUNTIME;
+        return -1;
     }
 
     for (i = 0; i < o->ntarget_ids; i++) {
-        amoncli_watch_target(&w, o->target_ids[i]);
+        amoncli_watch_target(w, o->target_ids[i]);
     }
 
     if (o->status_url) {
-        w.status_url = strcmp(o->status_url, "none") ? o->status_url : NULL;
+        w->status_url = strcmp(o->status_url, "none") ? o->status_url : NULL;
 
-    } else if (amoncli_status_url(o->url, status_url, sizeof(status_url))
+    } else if (amoncli_status_url(o->url, w->status_buf, sizeof(w->status_buf))
         == 0) {
-        w.status_url = status_url;
+        w->status_url = w->status_buf;
     }
 
     if (o->once && o->timeout < 0) {
         o->timeout = AMONCLI_WATCH_ONCE_TIMEOUT;
     }
 
-    ansi = !o->once && !o->json && isatty(STDOUT_FILENO);
-    connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
+    w->ansi = !o->once && !o->json && isatty(STDOUT_FILENO);
+    w->connect_ms = o->timeout > 0 ? (int) (o->timeout * 1000) : 5000;
 
-    w.started = amon_posix_now_ms();
-    end = o->once ? w.started + (int64_t) (o->timeout * 1000) : -1;
-    next_draw = w.started;
+    w->started = amon_posix_now_ms();
+    w->end = o->once ? w->started + (int64_t) (o->timeout * 1000) : -1;
+    w->next_draw = w->started;
+
+    return 0;
+}
+
+
+/*
+ * One connection: counts what arrives, fetches the target list now and
+ * then, redraws once a second (live).  Returns what the last
+ * amoncli_ws_recv() did: -1 when the connection ended (said so).
+ */
+static int
+amoncli_watch_session(
+    const amoncli_opts_t *o, amoncli_watch_t *w, amoncli_ws_t *ws)
+{
+    int                  rc, wait_ms;
+    size_t               len;
+    unsigned             opcode;
+    int64_t              now;
+    char                 err[256];
+    const unsigned char *p;
+
+    rc = 0;
+
+    while (!amoncli_interrupted) {
+        now = amon_posix_now_ms();
+
+        if (now >= w->next_status) {
+            amoncli_watch_status(
+                w, w->connect_ms < 2000 ? w->connect_ms : 2000);
+            w->next_status =
+                o->once ? INT64_MAX : now + AMONCLI_WATCH_STATUS_MS;
+            now = amon_posix_now_ms();
+        }
+
+        if (w->end >= 0 && now >= w->end) {
+            break;
+        }
+
+        if (!o->once && now >= w->next_draw) {
+            amoncli_watch_render(o, w, w->ansi);
+            w->next_draw = now + 1000;
+        }
+
+        wait_ms = o->once ? (int) (w->end - now) : (int) (w->next_draw - now);
+
+        rc = amoncli_ws_recv(ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
+
+        if (rc == 1) {
+            amoncli_watch_message(w, opcode, p, len, amon_posix_now_ms());
+            if (o->verbose) {
+                amoncli_print_message(o, "recv", opcode, p, len);
+            }
+            continue;
+        }
+
+        if (rc < 0) {
+            w->connected = 0;
+            fprintf(stderr, "amonitor watch: %s\n", err);
+            break;
+        }
+    }
+
+    return rc;
+}
+
+
+int
+amoncli_cmd_watch(amoncli_opts_t *o)
+{
+    int             rc;
+    amoncli_ws_t    ws;
+    amoncli_watch_t w;
+
+    if (amoncli_watch_init(o, &w) != 0) {
+        return AMONCLI_EXIT_RUNTIME;
+    }
+
     rc = 0;
 
     /* --once: one connection; live: reconnect 2 s after any failure */
     while (!amoncli_interrupted) {
-        if (amoncli_connect(&ws, o, connect_ms) != 0) {
+        if (amoncli_connect(&ws, o, w.connect_ms) != 0) {
             rc = -1;
             if (o->once) {
                 break;
             }
 
-            amoncli_watch_render(o, &w, ansi);
+            amoncli_watch_render(o, &w, w.ansi);
             amoncli_watch_pause(AMONCLI_WATCH_RETRY_MS);
             continue;
         }
 
         w.connected = 1;
-        rc = 0;
 
-        while (!amoncli_interrupted) {
-            now = amon_posix_now_ms();
-
-            if (now >= w.next_status) {
-                amoncli_watch_status(&w, connect_ms < 2000 ? connect_ms : 2000);
-                w.next_status =
-                    o->once ? INT64_MAX : now + AMONCLI_WATCH_STATUS_MS;
-                now = amon_posix_now_ms();
-            }
-
-            if (end >= 0 && now >= end) {
-                break;
-            }
-
-            if (!o->once && now >= next_draw) {
-                amoncli_watch_render(o, &w, ansi);
-                next_draw = now + 1000;
-            }
-
-            wait_ms = o->once ? (int) (end - now) : (int) (next_draw - now);
-
-            rc = amoncli_ws_recv(
-                &ws, wait_ms, &opcode, &p, &len, err, sizeof(err));
-
-            if (rc == 1) {
-                amoncli_watch_message(&w, opcode, p, len, amon_posix_now_ms());
-                if (o->verbose) {
-                    amoncli_print_message(o, "recv", opcode, p, len);
-                }
-                continue;
-            }
-
-            if (rc < 0) {
-                w.connected = 0;
-                fprintf(stderr, "amonitor watch: %s\n", err);
-                break;
-            }
-        }
+        rc = amoncli_watch_session(o, &w, &ws);
 
         amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
 
@@ -494,12 +532,12 @@ amoncli_cmd_watch(amoncli_opts_t *o)
             break;
         }
 
-        amoncli_watch_render(o, &w, ansi);
+        amoncli_watch_render(o, &w, w.ansi);
         amoncli_watch_pause(AMONCLI_WATCH_RETRY_MS);
     }
 
     if (rc >= 0 || !o->once) {
-        amoncli_watch_render(o, &w, ansi);
+        amoncli_watch_render(o, &w, w.ansi);
     }
 
     free(w.targets);

@@ -402,22 +402,13 @@ amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
 }
 
 
-void
-amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+/* A message into priv->env: AMONITOR_OK for an action, else released. */
+static int
+amonitor_msg_decode(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     unsigned opcode, unsigned char *p, size_t len)
 {
-    int                 rc, result;
-    size_t              off;
-    amon_envelope_t    *env;
-    amonitor_action_t   action;
-    amonitor_handler_t *h;
-    amonitor_pending_t *pending;
-    char                message[AMONITOR_MESSAGE_MAX];
-
-    if (c->state != AMONITOR_CONN_OPEN) {
-        /* our close frame is out: no answer could follow it */
-        return;
-    }
+    int              rc;
+    amon_envelope_t *env;
 
     env = &priv->env;
 
@@ -434,7 +425,7 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
             "connection %llu: message ignored: %s", (unsigned long long) c->id,
             amon_strerror(rc));
         amon_envelope_release(env);
-        return;
+        return AMONITOR_ERR_INVAL;
     }
 
     if (env->type != AMON_MSG_ACTION) {
@@ -443,17 +434,30 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
             (unsigned long long) c->id, (int) env->type_name.len,
             (const char *) env->type_name.data);
         amon_envelope_release(env);
-        return;
+        return AMONITOR_ERR_INVAL;
     }
 
-    amonitor_stat_inc(priv, actions);
+    return AMONITOR_OK;
+}
 
-    /* NUL-terminated copies of the fields, one after another */
+
+/*
+ * The action in priv->env as NUL-terminated copies of its fields, one
+ * after another in priv->scratch2; releases priv->env.
+ */
+static int
+amonitor_msg_action(amonitor_sdk_priv_t *priv, amonitor_action_t *action)
+{
+    size_t           off;
+    amon_envelope_t *env;
+
+    env = &priv->env;
+
     priv->scratch2.len = 0;
     off = 0;
 
-    memset(&action, 0, sizeof(action));
-    action.binary = env->binary;
+    memset(action, 0, sizeof(*action));
+    action->binary = env->binary;
 
     if (amon_buf_reserve(&priv->scratch2,
             env->action.len + env->params.len + env->msg_id.len
@@ -463,18 +467,85 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         != AMON_OK) {
         amonitor_log(priv, AMONITOR_LOG_ERROR, "action: out of memory");
         amon_envelope_release(env);
+        return AMONITOR_ERR_NOMEM;
+    }
+
+    action->name = amonitor_copy(priv, env->action, &off, "");
+    action->params = amonitor_copy(priv, env->params, &off, "{}");
+    action->params_len = env->params.len ? env->params.len : 2;
+    action->msg_id = amonitor_copy(priv, env->msg_id, &off, "");
+    action->trace_id = amonitor_copy(priv, env->trace_id, &off, "");
+    action->target_id = amonitor_copy(priv, env->target_id, &off, "");
+    action->target_url = amonitor_copy(priv, env->target_url, &off, "");
+
+    amon_envelope_release(env);
+
+    return AMONITOR_OK;
+}
+
+
+/* Runs "h"; registered before the call: the handler may ack elsewhere. */
+static void
+amonitor_msg_run(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    amonitor_action_t *action, amonitor_handler_t *h)
+{
+    int                 rc, result;
+    amonitor_pending_t *pending;
+    char                message[AMONITOR_MESSAGE_MAX];
+
+    rc = amonitor_pending_add(priv, c, action, h->fn2 != NULL, &pending);
+    if (rc != AMONITOR_OK) {
+        amonitor_send_ack(priv, c, action, 0,
+            rc == AMONITOR_ERR_FULL ? "too many pending actions"
+                                    : "out of memory");
         return;
     }
 
-    action.name = amonitor_copy(priv, env->action, &off, "");
-    action.params = amonitor_copy(priv, env->params, &off, "{}");
-    action.params_len = env->params.len ? env->params.len : 2;
-    action.msg_id = amonitor_copy(priv, env->msg_id, &off, "");
-    action.trace_id = amonitor_copy(priv, env->trace_id, &off, "");
-    action.target_id = amonitor_copy(priv, env->target_id, &off, "");
-    action.target_url = amonitor_copy(priv, env->target_url, &off, "");
+    if (h->fn2) {
+        action->pending = pending;
+    }
 
-    amon_envelope_release(env);
+    message[0] = '\0';
+
+    priv->cb_depth++;
+    if (h->fn2) {
+        result = h->fn2(priv->ctx, action, message, sizeof(message), h->data);
+
+    } else {
+        result = h->fn(priv->ctx, action, message, sizeof(message), h->data);
+    }
+    priv->cb_depth--;
+
+    message[sizeof(message) - 1] = '\0';
+
+    amonitor_msg_result(priv, action, h, result, message);
+
+    amonitor_pending_unref(pending); /* the dispatcher's reference */
+}
+
+
+void
+amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+    unsigned opcode, unsigned char *p, size_t len)
+{
+    amonitor_action_t   action;
+    amonitor_handler_t *h;
+    char                message[AMONITOR_MESSAGE_MAX];
+
+    if (c->state != AMONITOR_CONN_OPEN) {
+        /* our close frame is out: no answer could follow it */
+        return;
+    }
+
+    if (amonitor_msg_decode(priv, c, opcode, p, len) != AMONITOR_OK) {
+        return;
+    }
+
+    amonitor_stat_inc(priv, actions);
+
+    if (amonitor_msg_action(priv, &action) != AMONITOR_OK) {
+        return;
+    }
 
     amonitor_log(priv, AMONITOR_LOG_DEBUG, "action \"%s\" (%s) received",
         action.name, action.msg_id);
@@ -482,8 +553,7 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     action.conn_id = c->id;
 
     /* the same msg_id already pending: answer both, run the handler once */
-    rc = amonitor_pending_join(priv, c, &action);
-    if (rc == AMONITOR_OK) {
+    if (amonitor_pending_join(priv, c, &action) == AMONITOR_OK) {
         amonitor_log(priv, AMONITOR_LOG_INFO,
             "connection %llu: action %s is already pending: it waits for "
             "the same answer",
@@ -500,35 +570,7 @@ amonitor_msg_dispatch(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         return;
     }
 
-    /* registered before the call: the handler may ack from elsewhere */
-    rc = amonitor_pending_add(priv, c, &action, h->fn2 != NULL, &pending);
-    if (rc != AMONITOR_OK) {
-        amonitor_send_ack(priv, c, &action, 0,
-            rc == AMONITOR_ERR_FULL ? "too many pending actions"
-                                    : "out of memory");
-        return;
-    }
-
-    if (h->fn2) {
-        action.pending = pending;
-    }
-
-    message[0] = '\0';
-
-    priv->cb_depth++;
-    if (h->fn2) {
-        result = h->fn2(priv->ctx, &action, message, sizeof(message), h->data);
-
-    } else {
-        result = h->fn(priv->ctx, &action, message, sizeof(message), h->data);
-    }
-    priv->cb_depth--;
-
-    message[sizeof(message) - 1] = '\0';
-
-    amonitor_msg_result(priv, &action, h, result, message);
-
-    amonitor_pending_unref(pending); /* the dispatcher's reference */
+    amonitor_msg_run(priv, c, &action, h);
 }
 
 

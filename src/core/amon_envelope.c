@@ -61,6 +61,8 @@ static int amon_envelope_json_str(amon_envelope_t *env,
     const amon_json_value_t *v, size_t limit, amon_str_t *out);
 static int amon_envelope_json_final(
     amon_envelope_t *env, const amon_json_value_t *v);
+static int amon_envelope_json_action(
+    amon_envelope_t *env, const amon_json_value_t *pay);
 static int amon_envelope_json_payload(
     amon_envelope_t *env, const amon_json_value_t *pay);
 
@@ -322,6 +324,36 @@ amon_envelope_json_final(amon_envelope_t *env, const amon_json_value_t *v)
 }
 
 
+/* an action's payload: its name, the URL it may name, opaque params */
+static int
+amon_envelope_json_action(amon_envelope_t *env, const amon_json_value_t *pay)
+{
+    int                      rc;
+    const amon_json_value_t *v;
+
+    rc = amon_envelope_json_str(
+        env, &pay[AMON_ENVELOPE_P_ACTION], AMON_MAX_ID_LEN, &env->action);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_TARGET_URL],
+        AMON_MAX_URL_LEN, &env->target_url);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    /* "params" is opaque: any JSON value, kept as its raw text */
+    v = &pay[AMON_ENVELOPE_P_PARAMS];
+    if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
+        env->params.data = v->start;
+        env->params.len = v->len;
+    }
+
+    return AMON_OK;
+}
+
+
 /* The payload fields the envelope's type defines. */
 static int
 amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
@@ -343,27 +375,7 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             AMON_MAX_ID_LEN, &env->event_name);
         break;
 
-    case AMON_MSG_ACTION:
-        rc = amon_envelope_json_str(
-            env, &pay[AMON_ENVELOPE_P_ACTION], AMON_MAX_ID_LEN, &env->action);
-        if (rc != AMON_OK) {
-            return rc;
-        }
-
-        rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_TARGET_URL],
-            AMON_MAX_URL_LEN, &env->target_url);
-        if (rc != AMON_OK) {
-            return rc;
-        }
-
-        /* "params" is opaque: any JSON value, kept as its raw text */
-        v = &pay[AMON_ENVELOPE_P_PARAMS];
-        if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
-            env->params.data = v->start;
-            env->params.len = v->len;
-        }
-
-        return AMON_OK;
+    case AMON_MSG_ACTION: return amon_envelope_json_action(env, pay);
 
     case AMON_MSG_ACTION_ACK:
         rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],

@@ -165,16 +165,6 @@ typedef struct {
 int amon_envelope_build_ack(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, const amon_ack_out_t *ack, int binary);
 
-/*
- * The agent's answer to a duplicate action: an action_ack with success
- * true, message "duplicate ignored" and "duplicate":true; "original" (may
- * be absent) is the stored result of the first action, a JSON object text
- * (AMON_EINVAL if it is not one).
- */
-int amon_envelope_build_duplicate_ack(amon_buf_t *out, size_t max,
-    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
-    int64_t timestamp, amon_str_t action_msg_id, amon_str_t original,
-    int binary);
 
 /*
  * An error envelope: msg_id is the offending message's id (may be absent:
@@ -214,23 +204,15 @@ int amon_envelope_build_action_status(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, const amon_envelope_out_t *head,
     amon_str_t action_msg_id, const char *state, amon_str_t result, int binary);
 
-/*
- * A target_status envelope (JSON only; the agent tells panels that a
- * target went "up" or "down"):
- *   {"msg_id":M,"type":"target_status","target_id":T,"timestamp":N,
- *    "payload":{"target_id":T,"state":S,"url":U}}
- * An absent target_id is left out of the head and written as "" in the
- * payload; "timestamp" < 0 is left out.
- */
-int amon_envelope_build_target_status(amon_buf_t *out, size_t max,
-    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
-    int64_t timestamp, const char *state, amon_str_t url);
 
 /*
- * The same with what the agent knows of the target's state: "since" (ms
- * since the epoch of the last change, left out when < 0) and "reason"
- * (left out when reason.data is NULL), after "url":
- *   "payload":{"target_id":T,"state":S,"url":U,"since":N,"reason":R}
+ * A target_status envelope (JSON only; the agent tells panels that a
+ * target is "up" or "down"), with what the agent knows of that state:
+ *   {"msg_id":M,"type":"target_status","target_id":T,"timestamp":N,
+ *    "payload":{"target_id":T,"state":S,"url":U,"since":N,"reason":R}}
+ * An absent target_id is left out of the head and written as "" in the
+ * payload; "timestamp" < 0 is left out; "since" (ms since the epoch of the
+ * last change) is left out when < 0, "reason" when reason.data is NULL.
  */
 int amon_envelope_build_target_state(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,

@@ -239,31 +239,6 @@ amon_envelope_build_ack(amon_buf_t *out, size_t max, const amon_allocator_t *a,
 
 
 int
-amon_envelope_build_duplicate_ack(amon_buf_t *out, size_t max,
-    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
-    int64_t timestamp, amon_str_t action_msg_id, amon_str_t original,
-    int binary)
-{
-    amon_ack_out_t    ack;
-    static const char message[] = "duplicate ignored";
-
-    memset(&ack, 0, sizeof(ack));
-
-    ack.msg_id = msg_id;
-    ack.target_id = target_id;
-    ack.timestamp = timestamp;
-    ack.action_msg_id = action_msg_id;
-    ack.success = 1;
-    ack.message.data = (const unsigned char *) message;
-    ack.message.len = sizeof(message) - 1;
-    ack.duplicate = 1;
-    ack.original = original;
-
-    return amon_envelope_build_ack(out, max, a, &ack, binary);
-}
-
-
-int
 amon_envelope_build_error(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
     int64_t timestamp, const char *code, amon_str_t message, int binary)
@@ -410,18 +385,6 @@ amon_envelope_build_action_status(amon_buf_t *out, size_t max,
     amon_json_w_object_end(&w);
 
     return amon_json_w_finish(&w);
-}
-
-
-int
-amon_envelope_build_target_status(amon_buf_t *out, size_t max,
-    const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,
-    int64_t timestamp, const char *state, amon_str_t url)
-{
-    amon_str_t none = {NULL, 0};
-
-    return amon_envelope_build_target_state(
-        out, max, a, msg_id, target_id, timestamp, state, url, -1, none);
 }
 
 

@@ -19,6 +19,7 @@ static void amon_conv_text(
     amon_json_w_t *w, const char *name, const uint8_t *p, size_t len);
 static void amon_conv_map(
     amon_json_w_t *w, const char *name, size_t n, void **entries, int metrics);
+static void amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env);
 static int amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env);
 static int amon_conv_pb_field7(
     amon_buf_t *out, size_t max, const amon_allocator_t *a, amon_str_t source);
@@ -109,6 +110,51 @@ amon_envelope_convert(amon_buf_t *out, size_t max, const amon_allocator_t *a,
 }
 
 
+/* the members of an action_ack or an error */
+static void
+amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env)
+{
+    Amonitor__Control__V1__ActionAckPayload *ack;
+    Amonitor__Control__V1__ErrorPayload     *err;
+
+    if (env->type == AMON_MSG_ERROR) {
+        err = env->pb_payload;
+        amon_conv_str(w, "code", err->code);
+        amon_conv_str(w, "message", err->message);
+
+        if (err->action_msg_id && err->action_msg_id[0]) {
+            amon_conv_str(w, "action_msg_id", err->action_msg_id);
+            amon_json_w_key(w, "success");
+            amon_json_w_bool(w, 0);
+            amon_json_w_key(w, "final");
+            amon_json_w_bool(w, err->final);
+        }
+
+        return;
+    }
+
+    ack = env->pb_payload;
+
+    if (ack->final) {
+        amon_json_w_key(w, "final");
+        amon_json_w_bool(w, 1);
+    }
+
+    amon_conv_str(w, "action_msg_id", ack->action_msg_id);
+    amon_json_w_key(w, "success");
+    amon_json_w_bool(w, ack->success);
+    amon_conv_str(w, "message", ack->message);
+
+    if (ack->duplicate) {
+        amon_json_w_key(w, "duplicate");
+        amon_json_w_bool(w, 1);
+    }
+
+    amon_conv_str(w, "state", ack->state);
+    amon_conv_text(w, "original", ack->original.data, ack->original.len);
+}
+
+
 /* "payload" from the protobuf message of the envelope's type */
 static int
 amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env)
@@ -118,8 +164,6 @@ amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env)
     Amonitor__Control__V1__HeartbeatPayload    *hb;
     Amonitor__Control__V1__EventPayload        *ev;
     Amonitor__Control__V1__ActionPayload       *act;
-    Amonitor__Control__V1__ActionAckPayload    *ack;
-    Amonitor__Control__V1__ErrorPayload        *err;
     Amonitor__Control__V1__ActionStatusPayload *st;
 
     if (env->pb_payload == NULL) {
@@ -169,41 +213,7 @@ amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env)
         break;
 
     case AMON_MSG_ACTION_ACK:
-        ack = env->pb_payload;
-
-        if (ack->final) {
-            amon_json_w_key(w, "final");
-            amon_json_w_bool(w, 1);
-        }
-
-        amon_conv_str(w, "action_msg_id", ack->action_msg_id);
-        amon_json_w_key(w, "success");
-        amon_json_w_bool(w, ack->success);
-        amon_conv_str(w, "message", ack->message);
-
-        if (ack->duplicate) {
-            amon_json_w_key(w, "duplicate");
-            amon_json_w_bool(w, 1);
-        }
-
-        amon_conv_str(w, "state", ack->state);
-        amon_conv_text(w, "original", ack->original.data, ack->original.len);
-        break;
-
-    case AMON_MSG_ERROR:
-        err = env->pb_payload;
-        amon_conv_str(w, "code", err->code);
-        amon_conv_str(w, "message", err->message);
-
-        if (err->action_msg_id && err->action_msg_id[0]) {
-            amon_conv_str(w, "action_msg_id", err->action_msg_id);
-            amon_json_w_key(w, "success");
-            amon_json_w_bool(w, 0);
-            amon_json_w_key(w, "final");
-            amon_json_w_bool(w, err->final);
-        }
-
-        break;
+    case AMON_MSG_ERROR: amon_conv_outcome(w, env); break;
 
     case AMON_MSG_ACTION_STATUS:
         st = env->pb_payload;

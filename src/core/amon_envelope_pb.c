@@ -262,95 +262,65 @@ amon_pb_member(void *data, unsigned level, const amon_json_value_t *key,
  * (unescaped), "params" and "data" become the JSON text of their values,
  * map values that are not strings become their JSON text.
  */
+/*
+ * The schema of one payload message: the member behind each field number
+ * 1..AMON_PB_FIELDS - 1 (AMON_PB_C_N: none), and the map member if any.
+ * A type without a schema (no field 1) is sent as its JSON text.
+ */
+typedef struct {
+    unsigned char field[AMON_PB_FIELDS];
+    const char   *map;
+    unsigned      map_field;
+} amon_pb_schema_t;
+
+
+#define N AMON_PB_C_N
+
+static const amon_pb_schema_t amon_pb_schemas[] = {
+    /* AMON_MSG_UNKNOWN */
+    {{N, N, N, N, N, N, N, N}, NULL, 0},
+    /* AMON_MSG_REGISTER */
+    {{N, AMON_PB_C_TARGET_ID, AMON_PB_C_SDK_URL, N, N, N, N, N}, "metadata", 3},
+    /* AMON_MSG_HEARTBEAT */
+    {{N, AMON_PB_C_TARGET_ID, N, N, N, N, N, N}, "metrics", 2},
+    /* AMON_MSG_EVENT */
+    {{N, AMON_PB_C_TARGET_ID, AMON_PB_C_EVENT_NAME, AMON_PB_C_DATA, N, N, N, N},
+        NULL, 0},
+    /* AMON_MSG_ACTION */
+    {{N, AMON_PB_C_ACTION, AMON_PB_C_PARAMS, AMON_PB_C_TARGET_URL, N, N, N, N},
+        NULL, 0},
+    /* AMON_MSG_ACTION_ACK */
+    {{N, AMON_PB_C_ACTION_MSG_ID, AMON_PB_C_SUCCESS, AMON_PB_C_MESSAGE,
+         AMON_PB_C_DUPLICATE, AMON_PB_C_STATE, AMON_PB_C_ORIGINAL,
+         AMON_PB_C_FINAL},
+        NULL, 0},
+    /* AMON_MSG_ERROR */
+    {{N, AMON_PB_C_CODE, AMON_PB_C_MESSAGE, AMON_PB_C_ACTION_MSG_ID,
+         AMON_PB_C_FINAL, N, N, N},
+        NULL, 0},
+    /* AMON_MSG_TARGET_STATUS: no schema, its JSON text */
+    {{N, N, N, N, N, N, N, N}, NULL, 0},
+    /* AMON_MSG_ACTION_STATUS */
+    {{N, AMON_PB_C_ACTION_MSG_ID, AMON_PB_C_STATE, AMON_PB_C_RESULT, N, N, N,
+         N},
+        NULL, 0}};
+
+#undef N
+
+
+/* the members' JSON types against the schema, as the decoder would */
 static int
-amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
+amon_pb_check_types(const amon_pb_conv_t *c, const unsigned char *s)
 {
-    int                      rc;
-    unsigned                 i, s[AMON_PB_FIELDS];
-    amon_pb_conv_t           c;
-    amon_json_value_t        root;
+    unsigned                 i;
     const amon_json_value_t *v;
-
-    memset(&c, 0, sizeof(c));
-
-    /* the schema's fields (AMON_PB_C_N: none) and, in s[0], the map */
-    for (i = 0; i < AMON_PB_FIELDS; i++) {
-        s[i] = AMON_PB_C_N;
-    }
-
-    switch (type) {
-    case AMON_MSG_REGISTER:
-        s[1] = AMON_PB_C_TARGET_ID;
-        s[2] = AMON_PB_C_SDK_URL;
-        c.map.data = (const unsigned char *) "metadata";
-        c.map.len = 8;
-        c.map_field = 3;
-        break;
-    case AMON_MSG_HEARTBEAT:
-        s[1] = AMON_PB_C_TARGET_ID;
-        c.map.data = (const unsigned char *) "metrics";
-        c.map.len = 7;
-        c.map_field = 2;
-        break;
-    case AMON_MSG_EVENT:
-        s[1] = AMON_PB_C_TARGET_ID;
-        s[2] = AMON_PB_C_EVENT_NAME;
-        s[3] = AMON_PB_C_DATA;
-        break;
-    case AMON_MSG_ACTION:
-        s[1] = AMON_PB_C_ACTION;
-        s[2] = AMON_PB_C_PARAMS;
-        s[3] = AMON_PB_C_TARGET_URL;
-        break;
-    case AMON_MSG_ACTION_ACK:
-        s[1] = AMON_PB_C_ACTION_MSG_ID;
-        s[2] = AMON_PB_C_SUCCESS;
-        s[3] = AMON_PB_C_MESSAGE;
-        s[4] = AMON_PB_C_DUPLICATE;
-        s[5] = AMON_PB_C_STATE;
-        s[6] = AMON_PB_C_ORIGINAL;
-        s[7] = AMON_PB_C_FINAL;
-        break;
-    case AMON_MSG_ERROR:
-        s[1] = AMON_PB_C_CODE;
-        s[2] = AMON_PB_C_MESSAGE;
-        s[3] = AMON_PB_C_ACTION_MSG_ID;
-        s[4] = AMON_PB_C_FINAL;
-        break;
-    case AMON_MSG_ACTION_STATUS:
-        s[1] = AMON_PB_C_ACTION_MSG_ID;
-        s[2] = AMON_PB_C_STATE;
-        s[3] = AMON_PB_C_RESULT;
-        break;
-    default: break;
-    }
-
-    rc = amon_json_scan(json.data, json.len, AMON_MAX_JSON_DEPTH, c.map,
-        amon_pb_member, &c, &root);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    if (root.type != AMON_JSON_OBJECT) {
-        return AMON_ENOTOBJ;
-    }
-
-    if (s[1] == AMON_PB_C_N) {
-        /* no message in the schema for this type: the JSON text itself */
-        amon_pb_w_raw(w, json.data, json.len);
-        return AMON_OK;
-    }
-
-    /* check the types of the type's members, as the decoder would */
-
-    s[0] = c.map_field ? AMON_PB_C_MAP : AMON_PB_C_N;
 
     for (i = 0; i < AMON_PB_FIELDS; i++) {
         if (s[i] == AMON_PB_C_N) {
             continue;
         }
 
-        v = &c.f[s[i]];
+        v = &c->f[s[i]];
 
         if (v->type == AMON_JSON_NONE || v->type == AMON_JSON_NULL
             || amon_pb_is_opaque(s[i])) {
@@ -372,12 +342,24 @@ amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
         }
     }
 
+    return AMON_OK;
+}
+
+
+/* the schema's fields that are present, in field number order */
+static void
+amon_pb_write_fields(
+    amon_pb_w_t *w, const amon_pb_conv_t *c, const unsigned char *s)
+{
+    unsigned                 i;
+    const amon_json_value_t *v;
+
     for (i = 1; i < AMON_PB_FIELDS; i++) {
         if (s[i] == AMON_PB_C_N) {
             continue;
         }
 
-        v = &c.f[s[i]];
+        v = &c->f[s[i]];
 
         if (v->type == AMON_JSON_NONE || v->type == AMON_JSON_NULL) {
             continue;
@@ -397,6 +379,57 @@ amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
             amon_pb_w_json(w, i, v);
         }
     }
+}
+
+
+static int
+amon_pb_json_payload(amon_pb_w_t *w, amon_msg_type_e type, amon_str_t json)
+{
+    int                     rc;
+    unsigned char           s[AMON_PB_FIELDS];
+    amon_pb_conv_t          c;
+    amon_json_value_t       root;
+    const amon_pb_schema_t *sc;
+
+    memset(&c, 0, sizeof(c));
+
+    sc = &amon_pb_schemas[0];
+    if ((size_t) type < sizeof(amon_pb_schemas) / sizeof(amon_pb_schemas[0])) {
+        sc = &amon_pb_schemas[type];
+    }
+
+    if (sc->map) {
+        c.map.data = (const unsigned char *) sc->map;
+        c.map.len = strlen(sc->map);
+        c.map_field = sc->map_field;
+    }
+
+    rc = amon_json_scan(json.data, json.len, AMON_MAX_JSON_DEPTH, c.map,
+        amon_pb_member, &c, &root);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (root.type != AMON_JSON_OBJECT) {
+        return AMON_ENOTOBJ;
+    }
+
+    if (sc->field[1] == AMON_PB_C_N) {
+        /* no message in the schema for this type: the JSON text itself */
+        amon_pb_w_raw(w, json.data, json.len);
+        return AMON_OK;
+    }
+
+    /* s[0] is the map: checked, then written by the second scan below */
+    memcpy(s, sc->field, AMON_PB_FIELDS);
+    s[0] = c.map_field ? AMON_PB_C_MAP : AMON_PB_C_N;
+
+    rc = amon_pb_check_types(&c, s);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    amon_pb_write_fields(w, &c, s);
 
     if (c.map_field == 0 || c.f[AMON_PB_C_MAP].type != AMON_JSON_OBJECT) {
         return AMON_OK;

@@ -21,6 +21,13 @@ static void  amon_envelope_pb_free(void *data, void *p);
 static int   amon_envelope_pb_str(const char *s, size_t limit, amon_str_t *out);
 static int   amon_envelope_pb_payload(
       amon_envelope_t *env, ProtobufCAllocator *pa);
+static int amon_envelope_pb_report(
+    amon_envelope_t *env, ProtobufCAllocator *pa);
+static int amon_envelope_pb_action(
+    amon_envelope_t *env, ProtobufCAllocator *pa);
+static int amon_envelope_pb_outcome(
+    amon_envelope_t *env, ProtobufCAllocator *pa);
+static int amon_envelope_pb_query(amon_envelope_t *env, ProtobufCAllocator *pa);
 static void amon_envelope_pb_salvage(
     amon_envelope_t *env, const unsigned char *p, size_t len);
 
@@ -255,92 +262,124 @@ amon_envelope_pb_salvage(
 static int
 amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
 {
-    int                                         rc;
-    size_t                                      len;
-    const uint8_t                              *p;
-    Amonitor__Control__V1__RegisterPayload     *reg;
-    Amonitor__Control__V1__HeartbeatPayload    *hb;
-    Amonitor__Control__V1__EventPayload        *ev;
-    Amonitor__Control__V1__ActionPayload       *act;
-    Amonitor__Control__V1__ActionAckPayload    *ack;
-    Amonitor__Control__V1__ErrorPayload        *err;
-    Amonitor__Control__V1__ActionStatusPayload *st;
+    switch (env->type) {
+    case AMON_MSG_REGISTER:
+    case AMON_MSG_HEARTBEAT:
+    case AMON_MSG_EVENT: return amon_envelope_pb_report(env, pa);
+    case AMON_MSG_ACTION: return amon_envelope_pb_action(env, pa);
+    case AMON_MSG_ACTION_ACK:
+    case AMON_MSG_ERROR: return amon_envelope_pb_outcome(env, pa);
+    case AMON_MSG_ACTION_STATUS: return amon_envelope_pb_query(env, pa);
+    case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
+    default: return AMON_OK;
+    }
+}
+
+
+/* what an SDK reports: register, heartbeat, event */
+static int
+amon_envelope_pb_report(amon_envelope_t *env, ProtobufCAllocator *pa)
+{
+    int                                      rc;
+    size_t                                   len;
+    const char                              *id, *url, *name;
+    const uint8_t                           *p;
+    Amonitor__Control__V1__RegisterPayload  *reg;
+    Amonitor__Control__V1__HeartbeatPayload *hb;
+    Amonitor__Control__V1__EventPayload     *ev;
 
     p = env->payload.data;
     len = env->payload.len;
+    url = NULL;
+    name = NULL;
 
-    switch (env->type) {
-
-    case AMON_MSG_REGISTER:
+    if (env->type == AMON_MSG_REGISTER) {
         reg = amonitor__control__v1__register_payload__unpack(pa, len, p);
         if (reg == NULL) {
             return AMON_EPROTOBUF;
         }
         env->pb_payload = reg;
+        id = reg->target_id;
+        url = reg->sdk_url;
 
-        rc = amon_envelope_pb_str(
-            reg->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
-        if (rc != AMON_OK) {
-            return rc;
-        }
-
-        return amon_envelope_pb_str(
-            reg->sdk_url, AMON_MAX_URL_LEN, &env->sdk_url);
-
-    case AMON_MSG_HEARTBEAT:
+    } else if (env->type == AMON_MSG_HEARTBEAT) {
         hb = amonitor__control__v1__heartbeat_payload__unpack(pa, len, p);
         if (hb == NULL) {
             return AMON_EPROTOBUF;
         }
         env->pb_payload = hb;
+        id = hb->target_id;
 
-        return amon_envelope_pb_str(
-            hb->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
-
-    case AMON_MSG_EVENT:
+    } else {
         ev = amonitor__control__v1__event_payload__unpack(pa, len, p);
         if (ev == NULL) {
             return AMON_EPROTOBUF;
         }
         env->pb_payload = ev;
+        id = ev->target_id;
+        name = ev->event_name;
+    }
 
-        rc = amon_envelope_pb_str(
-            ev->target_id, AMON_MAX_ID_LEN, &env->payload_target_id);
-        if (rc != AMON_OK) {
-            return rc;
-        }
+    rc = amon_envelope_pb_str(id, AMON_MAX_ID_LEN, &env->payload_target_id);
 
-        return amon_envelope_pb_str(
-            ev->event_name, AMON_MAX_ID_LEN, &env->event_name);
+    if (rc == AMON_OK && url) {
+        rc = amon_envelope_pb_str(url, AMON_MAX_URL_LEN, &env->sdk_url);
+    }
 
-    case AMON_MSG_ACTION:
-        act = amonitor__control__v1__action_payload__unpack(pa, len, p);
-        if (act == NULL) {
-            return AMON_EPROTOBUF;
-        }
-        env->pb_payload = act;
+    if (rc == AMON_OK && name) {
+        rc = amon_envelope_pb_str(name, AMON_MAX_ID_LEN, &env->event_name);
+    }
 
-        rc = amon_envelope_pb_str(act->action, AMON_MAX_ID_LEN, &env->action);
-        if (rc != AMON_OK) {
-            return rc;
-        }
+    return rc;
+}
 
-        rc = amon_envelope_pb_str(
-            act->target_url, AMON_MAX_URL_LEN, &env->target_url);
-        if (rc != AMON_OK) {
-            return rc;
-        }
 
-        /* opaque bytes (JSON text when they came from a JSON peer) */
-        if (act->params.len) {
-            env->params.data = act->params.data;
-            env->params.len = act->params.len;
-        }
+static int
+amon_envelope_pb_action(amon_envelope_t *env, ProtobufCAllocator *pa)
+{
+    int                                   rc;
+    Amonitor__Control__V1__ActionPayload *act;
 
-        return AMON_OK;
+    act = amonitor__control__v1__action_payload__unpack(
+        pa, env->payload.len, env->payload.data);
+    if (act == NULL) {
+        return AMON_EPROTOBUF;
+    }
+    env->pb_payload = act;
 
-    case AMON_MSG_ACTION_ACK:
-        ack = amonitor__control__v1__action_ack_payload__unpack(pa, len, p);
+    rc = amon_envelope_pb_str(act->action, AMON_MAX_ID_LEN, &env->action);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_envelope_pb_str(
+        act->target_url, AMON_MAX_URL_LEN, &env->target_url);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    /* opaque bytes (JSON text when they came from a JSON peer) */
+    if (act->params.len) {
+        env->params.data = act->params.data;
+        env->params.len = act->params.len;
+    }
+
+    return AMON_OK;
+}
+
+
+/* the outcome of an action: action_ack or error */
+static int
+amon_envelope_pb_outcome(amon_envelope_t *env, ProtobufCAllocator *pa)
+{
+    int                                      rc;
+    const char                              *message;
+    Amonitor__Control__V1__ActionAckPayload *ack;
+    Amonitor__Control__V1__ErrorPayload     *err;
+
+    if (env->type == AMON_MSG_ACTION_ACK) {
+        ack = amonitor__control__v1__action_ack_payload__unpack(
+            pa, env->payload.len, env->payload.data);
         if (ack == NULL) {
             return AMON_EPROTOBUF;
         }
@@ -354,17 +393,12 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
 
         env->has_success = 1;
         env->success = ack->success ? 1 : 0;
+        env->has_final = ack->final ? 1 : 0;
+        message = ack->message;
 
-        if (ack->final) {
-            env->has_final = 1;
-            env->final = 1;
-        }
-
-        return amon_envelope_pb_str(
-            ack->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
-
-    case AMON_MSG_ERROR:
-        err = amonitor__control__v1__error_payload__unpack(pa, len, p);
+    } else {
+        err = amonitor__control__v1__error_payload__unpack(
+            pa, env->payload.len, env->payload.data);
         if (err == NULL) {
             return AMON_EPROTOBUF;
         }
@@ -375,28 +409,32 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
             return rc;
         }
 
-        if (err->final) {
-            env->has_final = 1;
-            env->final = 1;
-        }
-
-        return amon_envelope_pb_str(
-            err->message, AMON_ENVELOPE_NO_LIMIT, &env->message);
-
-    case AMON_MSG_ACTION_STATUS:
-        st = amonitor__control__v1__action_status_payload__unpack(pa, len, p);
-        if (st == NULL) {
-            return AMON_EPROTOBUF;
-        }
-        env->pb_payload = st;
-
-        return amon_envelope_pb_str(
-            st->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
-
-    case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
-
-    default: return AMON_OK;
+        env->has_final = err->final ? 1 : 0;
+        message = err->message;
     }
+
+    if (env->has_final) {
+        env->final = 1;
+    }
+
+    return amon_envelope_pb_str(message, AMON_ENVELOPE_NO_LIMIT, &env->message);
+}
+
+
+static int
+amon_envelope_pb_query(amon_envelope_t *env, ProtobufCAllocator *pa)
+{
+    Amonitor__Control__V1__ActionStatusPayload *st;
+
+    st = amonitor__control__v1__action_status_payload__unpack(
+        pa, env->payload.len, env->payload.data);
+    if (st == NULL) {
+        return AMON_EPROTOBUF;
+    }
+    env->pb_payload = st;
+
+    return amon_envelope_pb_str(
+        st->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
 }
 
 

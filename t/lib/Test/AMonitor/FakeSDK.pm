@@ -290,11 +290,23 @@ sub to_json {
     } @k) . '}';
 }
 
+# The first message goes through the controller, which answers the
+# handshake (101).  Later ones go to the WebSocket transaction itself: the
+# controller would "render" the 101 again while its bytes are still being
+# written, and Mojo would then end the handshake twice and drop the new
+# connection without a Close frame (seen with a slow agent: a heartbeat
+# timer firing in that window).
 sub _send {
     my ($self, $id, $data) = @_;
     my $e = $self->{conns}{$id} or return 0;
     my $text = ref $data ? to_json($data) : $data;
+    if ($e->{rendered}) {
+        my $tx = $e->{c}->tx or return 0;
+        $tx->send({ text => $text });
+        return 1;
+    }
     $e->{c}->send({ text => $text });
+    $e->{rendered} = 1;
     return 1;
 }
 
