@@ -293,6 +293,7 @@ $t->stop;
 my $named2 = start_sdk(id => 'sdk-sni', port => $t->port(6), cert => 'sdk');
 my $needcert = start_sdk(id => 'sdk-needcert', port => $t->port(7),
     cert => 'sdk', client_ca => 'ca');
+$t->mark_log;
 
 $t->write_config(
     http_config => "amonitor_zone amonitor 1m;\n"
@@ -311,7 +312,7 @@ like(sdk_log($named2), qr/server name "sdk\.test"/, '... and it is sent in SNI')
 ok(wait_for(sub { sdk_log($needcert) =~ /TLS handshake failed/ }, tscale(5)),
     'an SDK that requires a client certificate refuses an agent without one');
 unlike(sdk_log($needcert), qr/agent connected/, '... no WebSocket opens');
-$t->error_log_like(qr/\[error\].*TLS handshake with the SDK failed|\[error\].*SDK closed the connection|\[error\].*cannot .*SDK.*upstream: sdk-needcert/,
+$t->error_log_like(qr/\[error\].*(?:TLS handshake with the SDK failed|SDK closed the connection during the handshake).*upstream: sdk-needcert/,
     '... and the agent logs the failed attempt');
 
 $p = $t->panel('/ws/panel');
@@ -320,6 +321,33 @@ is($r && $r->{json}{payload}{code}, 'TARGET_UNAVAILABLE',
     '... an action to it gets TARGET_UNAVAILABLE');
 
 $t->ignore_log(qr/SSL_do_handshake\(\) failed|SSL_read\(\) failed|peer closed connection in SSL handshake/);
+$t->stop;
+
+# --- a third agent: amonitor_ssl_server_name off, amonitor_ssl_verify off ---
+
+my $nosni = start_sdk(id => 'sdk-nosni', port => $t->port(9), cert => 'sdk');
+my $rogue2 = start_sdk(id => 'sdk-rogue2', port => $t->port(10),
+    cert => 'rogue');
+$t->mark_log;
+
+$t->write_config(
+    http_config => "amonitor_zone amonitor 1m;\n"
+        . "amonitor_reconnect 50ms 300ms;\n"
+        . "amonitor_ssl_verify off;\n"
+        . "amonitor_ssl_name sdk.test;\n"
+        . "amonitor_ssl_server_name off;\n"
+        . "amonitor_target sdk-nosni wss://127.0.0.1:%%PORT_9%%/;\n"
+        . "amonitor_target sdk-rogue2 wss://127.0.0.1:%%PORT_10%%/;",
+    config => 'location = /ws/panel { amonitor_panel on; }',
+)->run;
+
+ok(wait_for(sub { sdk_log($nosni) =~ /agent connected/ }, tscale(5)),
+    'amonitor_ssl_server_name off: the agent connects');
+like(sdk_log($nosni), qr/server name ""/, '... and sends no SNI');
+ok(wait_for(sub { sdk_log($rogue2) =~ /agent connected/ }, tscale(5)),
+    'amonitor_ssl_verify off: a certificate nobody trusts is accepted '
+    . '(encryption without authentication)');
+$t->no_error_log(qr/TLS verification/, '... and no verification is logged');
 $t->stop;
 
 stop_sdks();
