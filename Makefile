@@ -44,7 +44,7 @@ UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
 .PHONY: all module core deps test-deps unit test test-unit test-t test-asan \
         test-valgrind lint format fuzz bench clean build-agent build-sdk \
-        sdk tools demo demo-multi demo-stress demo-scale deb
+        sdk tools demo demo-multi demo-stress demo-scale demo-tls deb
 
 all: module
 
@@ -167,7 +167,7 @@ SDK_VERSION := $(SDK_MAJOR).$(call SDK_VERSION_PART,MINOR).$(call \
                SDK_VERSION_PART,PATCH)
 SDK_CFLAGS   = -std=gnu99 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread \
                -Isdk/include -Isdk/src -Isrc/core -Isrc/core/gen -Isrc/posix
-SDK_LIBS    := $(CJSON_LIBS) $(CORE_LIBS) -pthread
+SDK_LIBS    := $(CJSON_LIBS) -lssl $(CORE_LIBS) -pthread
 SDK_SRCS    := $(wildcard sdk/src/*.c)
 SDK_HDRS    := $(wildcard sdk/include/*.h sdk/src/*.h)
 SDK_OBJS    := $(patsubst sdk/src/%.c,$(SDK_BUILD)/obj/%.o,$(SDK_SRCS))
@@ -228,8 +228,7 @@ $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR): $(SDK_OBJS) $(CORE_OBJS) \
 	$(CC) -shared -pthread $(CFLAGS) $(EXTRA_CFLAGS) $(LDFLAGS) \
 	    -Wl,-soname,libamonitor_sdk.so.$(SDK_MAJOR) \
 	    -Wl,--version-script=sdk/amonitor_sdk.map -Wl,--no-undefined \
-	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(CJSON_LIBS) \
-	    $(CORE_LIBS) -pthread
+	    -o $@ $(SDK_OBJS) $(CORE_OBJS) $(POSIX_OBJS) $(SDK_LIBS)
 
 # the build tree's own .pc (PKG_CONFIG_PATH=build/sdk), not installed
 $(SDK_BUILD)/amonitor_sdk.pc: sdk/amonitor_sdk.pc.in
@@ -299,7 +298,7 @@ $(BUILD)/amonitor: $(TOOLS_OBJS) $(BUILD)/libamon_posix.a \
     $(BUILD)/libamon_core.a
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $(TOOLS_OBJS) \
 	    $(BUILD)/libamon_posix.a $(BUILD)/libamon_core.a $(CJSON_LIBS) \
-	    $(CORE_LIBS) -lm
+	    -lssl $(CORE_LIBS) -lm
 
 # SDK and CLI tests that need no nginx (python3-websockets is the client)
 sdk-test-bins: $(SDK_TESTS)
@@ -342,6 +341,9 @@ demo-stress: deps
 
 demo-scale: deps
 	bash examples/run.scale.sh
+
+demo-tls: deps
+	bash examples/run.tls.sh
 
 # --- Debian packages (debian/, docs/deploy.md) ----------------------------
 

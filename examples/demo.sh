@@ -122,6 +122,19 @@ if port_busy "$AGENT_PORT"; then
     exit 1
 fi
 
+# wss:// SDKs: throwaway certificates, new ones every run
+sdk_tls=()
+scheme=ws
+if [ "$TLS" = 1 ]; then
+    bash "$ROOT/scripts/tls-certs.sh" "$PREFIX/certs" >/dev/null
+    sdk_tls=(--tls-cert "$PREFIX/certs/sdk.crt"
+        --tls-key "$PREFIX/certs/sdk.key"
+        --tls-client-ca "$PREFIX/certs/ca.crt")
+    scheme=wss
+    say "TLS: SDKs serve wss:// and require the agent's certificate" \
+        "(certificates in $PREFIX/certs)"
+fi
+
 if ! "$NGINX" -t -q -p "$PREFIX/" -c nginx.conf -e error.log; then
     say "nginx rejected $PREFIX/nginx.conf (see above)"
     exit 1
@@ -138,7 +151,7 @@ while read -r id port hb ev token; do
         exit 1
     fi
 
-    args=(--port "$port" --target-id "$id" --interval "$hb")
+    args=(--port "$port" --target-id "$id" --interval "$hb" ${sdk_tls[@]+"${sdk_tls[@]}"})
     if [ "$ev" != 0 ]; then
         args+=(--event-interval "$ev")
     fi
@@ -150,7 +163,7 @@ while read -r id port hb ev token; do
     SDK_PIDS+=($!)
 
     ids=${ids:+$ids,}$id
-    urls=${urls:+$urls,}ws://127.0.0.1:$port
+    urls=${urls:+$urls,}$scheme://127.0.0.1:$port
     count=$((count + 1))
 done <"$PREFIX/sdks.txt"
 

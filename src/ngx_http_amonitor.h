@@ -33,6 +33,11 @@
 #define NGX_HTTP_AMONITOR_LOG_SUMMARY   60000 /* an outage's lines, ms */
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 
+/* an action's answer when the target's certificate did not pass */
+#define NGX_HTTP_AMONITOR_TLS_FAILED \
+    "TLS verification of the target failed: its certificate is not " \
+    "trusted or does not match its name"
+
 
 typedef struct ngx_http_amonitor_worker_s   ngx_http_amonitor_worker_t;
 typedef struct ngx_http_amonitor_upstream_s ngx_http_amonitor_upstream_t;
@@ -48,6 +53,8 @@ typedef struct {
     ngx_str_t   host_port;
     ngx_str_t   path;
     ngx_str_t   token;
+    ngx_str_t   host; /* NUL-terminated, no brackets: SNI, verify */
+    ngx_uint_t  tls; /* wss:// */
     ngx_addr_t *addrs;
     ngx_uint_t  naddrs;
 } ngx_http_amonitor_target_conf_t;
@@ -60,6 +67,7 @@ typedef struct {
  */
 typedef struct {
     ngx_str_t  pattern;
+    ngx_uint_t tls; /* wss:// */
     ngx_str_t  host; /* lowercase */
     ngx_uint_t port; /* 0: any */
     ngx_str_t  path; /* "/" at least; without the final "*" */
@@ -140,6 +148,18 @@ typedef struct {
     ngx_str_t                       panel_file; /* first amonitor_panel */
     ngx_uint_t                      panel_line;
     ngx_http_amonitor_worker_t     *worker; /* this process's runtime */
+    /* amonitor_ssl_*: the TLS leg to wss:// targets (upstream_ssl.c) */
+    ngx_flag_t ssl_verify;
+    ngx_flag_t ssl_server_name;
+    ngx_uint_t ssl_protocols;
+    ngx_str_t  ssl_trusted_certificate;
+    ngx_str_t  ssl_name;
+    ngx_str_t  ssl_certificate;
+    ngx_str_t  ssl_certificate_key;
+    ngx_uint_t ssl_used; /* a wss:// target or pattern */
+    ngx_str_t  ssl_file; /* of the first one */
+    ngx_uint_t ssl_line;
+    void      *ssl; /* ngx_ssl_t, when used */
 } ngx_http_amonitor_main_conf_t;
 
 
@@ -214,11 +234,19 @@ struct ngx_http_amonitor_upstream_s {
     u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
     void      *tstate; /* its record in the zone */
     ngx_uint_t dialer; /* on demand: the number of the panel */
-    unsigned   dynamic : 1;
-    unsigned   registered : 1; /* learned from a register */
-    unsigned   stopped : 1;
-    unsigned   down : 1; /* an outage was logged */
-    unsigned   answered : 1; /* a message since open */
+    /* wss://: upstream_ssl.c */
+    ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */
+    void     *ssl_session; /* to resume */
+    void (*ssl_done)(ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
+    unsigned tls : 1;
+    unsigned tls_failed : 1; /* the last certificate did not pass */
+    unsigned ssl_handshaked : 1; /* this attempt's */
+    unsigned ssl_cleanup : 1;
+    unsigned dynamic : 1;
+    unsigned registered : 1; /* learned from a register */
+    unsigned stopped : 1;
+    unsigned down : 1; /* an outage was logged */
+    unsigned answered : 1; /* a message since open */
 };
 
 
@@ -331,6 +359,11 @@ char *ngx_http_amonitor_conf_reconnect(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_amonitor_conf_allow_url(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* upstream_ssl.c: amonitor_ssl_* */
+extern ngx_conf_bitmask_t ngx_http_amonitor_ssl_protocols[];
+char                     *ngx_http_amonitor_ssl_init_conf(
+                        ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
 
 /* worker.c: the per-process runtime */
 ngx_int_t ngx_http_amonitor_worker_init(

@@ -389,9 +389,10 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
     }
 
     ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-        u->stopped ? "the agent gave up dialing the target: it never "
-                     "connected (amonitor_dial_attempts)"
-                   : "the target is not connected",
+        u->tls_failed  ? NGX_HTTP_AMONITOR_TLS_FAILED
+        : u->stopped ? "the agent gave up dialing the target: it never "
+                       "connected (amonitor_dial_attempts)"
+                     : "the target is not connected",
         NGX_HTTP_AMONITOR_RELEASE);
 }
 
@@ -535,7 +536,9 @@ ngx_http_amonitor_action_upstream_down(
         a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
 
         ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-            "cannot connect to the target", NGX_HTTP_AMONITOR_RELEASE);
+            u->tls_failed ? NGX_HTTP_AMONITOR_TLS_FAILED
+                          : "cannot connect to the target",
+            NGX_HTTP_AMONITOR_RELEASE);
     }
 
     if (!connected) {

@@ -170,6 +170,17 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->frames = f;
     wc->client = client;
 
+#if (NGX_SSL)
+    /*
+     * A panel over "listen ... ssl": nginx's SSL buffer would hold frames
+     * until 16k gathered (nothing here marks a flush); every frame goes
+     * out when it is written instead, as the queue counts it sent.
+     */
+    if (c->ssl) {
+        c->ssl->buffer = 0;
+    }
+#endif
+
     /*
      * Input is decoded as soon as it is read, so every connection of the
      * worker reads into the worker's one buffer (frames->rbuf); the send

@@ -174,6 +174,55 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       0,
       NULL },
 
+    { ngx_string("amonitor_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("amonitor_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("amonitor_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ssl_name),
+      NULL },
+
+    { ngx_string("amonitor_ssl_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ssl_server_name),
+      NULL },
+
+    { ngx_string("amonitor_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ssl_certificate),
+      NULL },
+
+    { ngx_string("amonitor_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ssl_certificate_key),
+      NULL },
+
+    { ngx_string("amonitor_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, ssl_protocols),
+      &ngx_http_amonitor_ssl_protocols },
+
     { ngx_string("amonitor_panel"),
       NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -290,6 +339,13 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
      *     amcf->worker = NULL;
      *     amcf->audit = NULL;
      *     amcf->panel_file = { 0, NULL };
+     *     amcf->ssl_protocols = 0;
+     *     amcf->ssl_trusted_certificate = { 0, NULL };
+     *     amcf->ssl_name = { 0, NULL };
+     *     amcf->ssl_certificate = { 0, NULL };
+     *     amcf->ssl_certificate_key = { 0, NULL };
+     *     amcf->ssl_used = 0;
+     *     amcf->ssl = NULL;
      */
 
     if (ngx_array_init(&amcf->targets, cf->pool, 4,
@@ -318,6 +374,8 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
     amcf->dial_attempts = NGX_CONF_UNSET_UINT;
     amcf->dial_limit = NGX_CONF_UNSET_UINT;
     amcf->dial_limit_panel = NGX_CONF_UNSET_UINT;
+    amcf->ssl_verify = NGX_CONF_UNSET;
+    amcf->ssl_server_name = NGX_CONF_UNSET;
 
     return amcf;
 }
@@ -384,7 +442,7 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_amonitor_ssl_init_conf(cf, amcf);
 }
 
 

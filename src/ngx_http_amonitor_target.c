@@ -178,10 +178,9 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     n.data = norm;
 
-    if (ngx_http_amonitor_target_url(url->data, url->len, &wu, &n) != NGX_OK
-        || wu.tls) {
+    if (ngx_http_amonitor_target_url(url->data, url->len, &wu, &n) != NGX_OK) {
         *code = "INVALID_MESSAGE";
-        *message = "payload.target_url is not a ws:// URL";
+        *message = "payload.target_url is not a ws:// or wss:// URL";
         return NGX_DECLINED;
     }
 
@@ -270,13 +269,14 @@ ngx_http_amonitor_target_allowed(
 
     amcf = w->amcf;
 
-    if (u->tls) {
-        return 0;
-    }
-
     a = amcf->allow.elts;
 
     for (i = 0; i < amcf->allow.nelts; i++) {
+
+        /* a ws:// pattern never allows wss://, nor the other way */
+        if (a[i].tls != u->tls) {
+            continue;
+        }
 
         if (a[i].host.len != u->host.len
             || ngx_strncasecmp(

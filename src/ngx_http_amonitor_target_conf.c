@@ -17,6 +17,8 @@ static char *ngx_http_amonitor_target_token(
     ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, ngx_str_t *value);
 static char *ngx_http_amonitor_target_addrs(
     ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *wu);
+static ngx_int_t ngx_http_amonitor_conf_wss(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf, ngx_str_t *url);
 
 
 char *
@@ -57,9 +59,7 @@ ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (u.tls) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "target URL \"%V\": wss:// is not supported", &value[2]);
+    if (u.tls && ngx_http_amonitor_conf_wss(cf, amcf, &value[2]) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -86,6 +86,24 @@ ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     t->host_port.len = u.host_port.len;
     t->path.data = (u_char *) u.path.data;
     t->path.len = u.path.len;
+    t->tls = u.tls;
+
+    /* the name to verify and to send in SNI, as a C string */
+    t->host.len = u.host.len;
+    t->host.data = (u_char *) u.host.data;
+
+    if (t->host.len > 2 && t->host.data[0] == '[') {
+        t->host.data++;
+        t->host.len -= 2;
+    }
+
+    p = ngx_pnalloc(cf->pool, t->host.len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(p, t->host.data, t->host.len + 1);
+    t->host.data = p;
 
     for (tt = amcf->targets.elts, i = 0; i < amcf->targets.nelts - 1; i++) {
         if (tt[i].norm.len == t->norm.len
@@ -135,6 +153,35 @@ ngx_http_amonitor_target_token(
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* a wss:// URL: the SSL context will be made (upstream_ssl.c) */
+static ngx_int_t
+ngx_http_amonitor_conf_wss(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf, ngx_str_t *url)
+{
+#if (NGX_HTTP_SSL)
+
+    if (!amcf->ssl_used) {
+        /* where the first one is, for the errors found at the end */
+        amcf->ssl_used = 1;
+        amcf->ssl_file = cf->conf_file->file.name;
+        amcf->ssl_line = cf->conf_file->line;
+    }
+
+    return NGX_OK;
+
+#else
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+        "\"%V\": wss:// requires nginx built with "
+        "the http_ssl_module",
+        url);
+
+    return NGX_ERROR;
+
+#endif
 }
 
 
@@ -228,6 +275,7 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_amonitor_main_conf_t *amcf = conf;
 
     u_char                    *p, *last, *colon;
+    size_t                     n;
     ngx_str_t                 *value, s;
     ngx_int_t                  port;
     ngx_http_amonitor_allow_t *a;
@@ -235,7 +283,21 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     s = value[1];
 
-    if (s.len < 6 || ngx_strncasecmp(s.data, (u_char *) "ws://", 5) != 0) {
+    n = 0;
+
+    if (s.len >= 6 && ngx_strncasecmp(s.data, (u_char *) "ws://", 5) == 0) {
+        n = 5;
+
+    } else if (s.len >= 7
+        && ngx_strncasecmp(s.data, (u_char *) "wss://", 6) == 0) {
+        if (ngx_http_amonitor_conf_wss(cf, amcf, &s) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        n = 6;
+    }
+
+    if (n == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "invalid URL pattern \"%V\": expected "
             "ws://host:port or ws://host:*",
@@ -250,8 +312,9 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_memzero(a, sizeof(ngx_http_amonitor_allow_t));
     a->pattern = s;
+    a->tls = (n == 6);
 
-    p = s.data + 5;
+    p = s.data + n;
     last = s.data + s.len;
 
     /* no path: "/" only; a final "*" makes the path a prefix */

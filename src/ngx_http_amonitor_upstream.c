@@ -21,6 +21,8 @@ static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, ngx_str_t *norm,
     ngx_str_t *host_port, ngx_str_t *path, ngx_str_t *token, ngx_addr_t *addrs,
     ngx_uint_t naddrs);
+static ngx_int_t ngx_http_amonitor_upstream_tls_name(
+    ngx_http_amonitor_upstream_t *u, amon_ws_url_t *wu);
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_follow(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
@@ -41,6 +43,9 @@ ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
         if (u == NULL) {
             return NGX_ERROR;
         }
+
+        u->tls = t[i].tls;
+        u->host = t[i].host;
 
         ngx_http_amonitor_upstream_connect(u);
     }
@@ -257,6 +262,12 @@ ngx_http_amonitor_upstream_add(
     u->addrs = addr;
     u->naddrs = 1;
 
+    if (ngx_http_amonitor_upstream_tls_name(u, wu) != NGX_OK) {
+        ngx_queue_remove(&u->queue);
+        ngx_destroy_pool(u->pool);
+        return NULL;
+    }
+
     u->dynamic = 1;
     w->ndynamic++;
 
@@ -266,6 +277,45 @@ ngx_http_amonitor_upstream_add(
     ngx_http_amonitor_upstream_connect(u);
 
     return u;
+}
+
+
+/* wss://: the URL's host, as a C string, to verify and send in SNI */
+static ngx_int_t
+ngx_http_amonitor_upstream_tls_name(
+    ngx_http_amonitor_upstream_t *u, amon_ws_url_t *wu)
+{
+    u_char *p;
+    size_t  len;
+
+    u->tls = wu->tls;
+
+    if (!wu->tls) {
+        return NGX_OK;
+    }
+
+    if (u->worker->amcf->ssl == NULL) {
+        /* no wss:// in the configuration, so no SSL context */
+        return NGX_ERROR;
+    }
+
+    p = (u_char *) wu->host.data;
+    len = wu->host.len;
+
+    if (len > 2 && p[0] == '[') {
+        p++;
+        len -= 2;
+    }
+
+    u->host.data = ngx_pnalloc(u->pool, len + 1);
+    if (u->host.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(u->host.data, p, len + 1);
+    u->host.len = len;
+
+    return NGX_OK;
 }
 
 

@@ -23,5 +23,13 @@ void ngx_http_amonitor_upstream_message(
 void ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u);
 
+/* upstream_ssl.c: the TLS leg of one attempt, below upstream_io.c */
+typedef void (*ngx_http_amonitor_ssl_done_pt)(
+    ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
+
+void ngx_http_amonitor_upstream_ssl_start(
+    ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_ssl_done_pt done);
+void ngx_http_amonitor_upstream_ssl_close(ngx_connection_t *c);
+
 
 #endif /* _NGX_HTTP_AMONITOR_UPSTREAM_H_INCLUDED_ */

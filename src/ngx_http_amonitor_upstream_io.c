@@ -27,6 +27,8 @@ static void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
 static void ngx_http_amonitor_upstream_schedule(
     ngx_http_amonitor_upstream_t *u);
 static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
+static void      ngx_http_amonitor_upstream_ssl_done(
+         ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
 
 
 /* shutdown or timeout during the handshake: returns 1 when it is over */
@@ -77,6 +79,13 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
             ngx_http_amonitor_upstream_fail(u);
             return;
         }
+
+        if (u->tls && !u->ssl_handshaked) {
+            /* wss://: TLS first, then the WebSocket handshake */
+            ngx_http_amonitor_upstream_ssl_start(
+                u, ngx_http_amonitor_upstream_ssl_done);
+            return;
+        }
     }
 
     u->state = NGX_HTTP_AMONITOR_UP_HANDSHAKE;
@@ -124,6 +133,26 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_http_amonitor_upstream_fail(u);
     }
+}
+
+
+/* the TLS handshake ended: on to the WebSocket handshake, or the next try */
+static void
+ngx_http_amonitor_upstream_ssl_done(
+    ngx_http_amonitor_upstream_t *u, ngx_int_t rc)
+{
+    ngx_connection_t *c;
+
+    if (rc != NGX_OK) {
+        ngx_http_amonitor_upstream_fail(u);
+        return;
+    }
+
+    c = u->peer.connection;
+    c->read->handler = ngx_http_amonitor_upstream_hs_read;
+    c->write->handler = ngx_http_amonitor_upstream_hs_write;
+
+    ngx_http_amonitor_upstream_hs_write(c->write);
 }
 
 
@@ -434,6 +463,7 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 
     u->log.action = "connecting to an amonitor SDK";
     u->state = NGX_HTTP_AMONITOR_UP_CONNECTING;
+    u->ssl_handshaked = 0;
 
     /* the same for an immediate "connect() failed", logged at error */
     level = u->log.log_level;
@@ -517,6 +547,10 @@ ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
     }
 
     if (u->peer.connection) {
+        if (u->tls) {
+            ngx_http_amonitor_upstream_ssl_close(u->peer.connection);
+        }
+
         ngx_close_connection(u->peer.connection);
         u->peer.connection = NULL;
     }

@@ -60,11 +60,11 @@ __DATA__
 --- nginx_t_emerg: invalid target URL "ws://127.0.0.1:70000/": expected ws://host[:port][/path]
 --- nginx_t_emerg_line: amonitor_target a
 
-=== TEST 7: wss:// target
+=== TEST 7: wss:// target that nothing can verify
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_target a wss://127.0.0.1:%%PORT_1%%/;
---- nginx_t_emerg: target URL "wss://127.0.0.1:%%PORT_1%%/": wss:// is not supported
+--- nginx_t_emerg: "amonitor_ssl_verify" is on but no "amonitor_ssl_trusted_certificate" is set to verify wss:// URLs with
 --- nginx_t_emerg_line: amonitor_target a
 
 === TEST 8: third parameter that is not token=

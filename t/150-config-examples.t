@@ -11,7 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::ConfCheck qw(nginx_t_whole nginx_t_debian);
+use Test::AMonitor::ConfCheck qw(nginx_t_whole nginx_t_debian private_prefix);
 
 # Instances made inside subtests are kept until the end of the file, so
 # that the final check of the harness (every error.log clean, no forced
@@ -64,7 +64,7 @@ for my $file (@files) {
         like($text, qr/^#   cp build\/ngx_http_amonitor_module\.so \/tmp\/amonitor\/modules\/$/m,
             'and where the module goes');
         nginx_t_ok(nginx_t_whole(binary => $t->binary, module => $MODULE,
-            file => $file));
+            %{ with_certs($text, $file) }));
     };
 
     subtest "$name.conf runs: panels connect and get heartbeats" => sub {
@@ -111,6 +111,25 @@ subtest 'conf.d/amonitor.conf runs: panels connect and get heartbeats'
 done_testing();
 
 
+# An example that reads certificates from /tmp/amonitor/certs (as its
+# header makes them with scripts/tls-certs.sh) is checked in a private
+# prefix with certificates made there: nginx_t_whole's arguments.
+sub with_certs {
+    my ($text, $file) = @_;
+    return { file => $file } unless $text =~ m{/tmp/amonitor/certs/};
+    my $prefix = private_prefix($MODULE);
+    make_certs("$prefix/certs");
+    (my $copy = $text) =~ s{/tmp/amonitor/}{$prefix/}g;
+    return { prefix => $prefix, text => $copy };
+}
+
+sub make_certs {
+    my ($dir) = @_;
+    my $out = `bash '$FindBin::Bin/../scripts/tls-certs.sh' '$dir' 2>&1`;
+    die "tls-certs.sh: $out" if $?;
+}
+
+
 # the example, its ports moved to free ones and fake SDKs behind its
 # targets: nginx starts, a panel (with the example's token) gets heartbeats
 sub run_example {
@@ -122,19 +141,29 @@ sub run_example {
         # the harness writes these itself
         $body =~ s/^\s*(?:load_module|worker_processes|error_log|pid|daemon|master_process)\b[^;]*;\s*$//mg;
 
+        # certificates where the example reads them (wss:// examples)
+        my $certs = $tt->prefix . '/certs';
+        if ($body =~ m{/tmp/amonitor/certs/}) {
+            make_certs($certs);
+            $body =~ s{/tmp/amonitor/certs/}{$certs/}g;
+        }
+
         # every target URL on 127.0.0.1 gets a fake SDK on a free port
+        # (wss://: serving TLS with the certificate made above)
         my (%port_of, @sdks, $n);
         $n = 1;
-        while ($body =~ /amonitor_target\s+(\S+)\s+ws:\/\/127\.0\.0\.1:(\d+)\/?\S*(?:\s+token=(\S+?))?;/g) {
-            my ($id, $port, $token) = ($1, $2, $3);
+        while ($body =~ /amonitor_target\s+(\S+)\s+(wss?):\/\/127\.0\.0\.1:(\d+)\/?\S*(?:\s+token=(\S+?))?;/g) {
+            my ($id, $scheme, $port, $token) = ($1, $2, $3, $4);
             $port_of{$port} //= $tt->port($n++);
             push @sdks, fake_sdk(port => $port_of{$port}, target_id => $id,
                 heartbeat_interval => 0.2, (defined $token
-                    ? (token => $token) : ()));
+                    ? (token => $token) : ()), ($scheme eq 'wss'
+                    ? (tls => { cert => "$certs/sdk.crt",
+                        key => "$certs/sdk.key" }) : ()));
         }
         ok(@sdks >= 1, 'it has targets (' . scalar(@sdks) . ')');
-        $body =~ s{ws://127\.0\.0\.1:(\d+)}{
-            'ws://127.0.0.1:' . ($port_of{$1} // $1) }ge;
+        $body =~ s{(wss?)://127\.0\.0\.1:(\d+)}{
+            "$1://127.0.0.1:" . ($port_of{$2} // $2) }ge;
         $body =~ s/^(\s*listen\s+)(?:127\.0\.0\.1:)?(\d+)\b/${1}127.0.0.1:%%PORT_0%%/mg;
         $body =~ s{(\s)logs/}{$1%%PREFIX%%/}g;
 

@@ -664,12 +664,12 @@ subtest '2. the target: a target_url that is not ws:// -> INVALID_MESSAGE'
         code => 'INVALID_MESSAGE', target => $url);
 };
 
-subtest '2. the target: a wss:// target_url is not ws:// -> INVALID_MESSAGE'
-    => sub {
+subtest '2. the target: a wss:// target_url that only a ws:// pattern '
+    . 'would match -> TARGET_URL_NOT_ALLOWED' => sub {
     my $id = uuid4();
     my $url = 'wss://127.0.0.1:' . $t->port(4) . '/';
     action_error_ok(ask($p, $id, target_url => $url), id => $id,
-        code => 'INVALID_MESSAGE', target => $url);
+        code => 'TARGET_URL_NOT_ALLOWED', target => $url);
 };
 
 subtest '2. the target: a known URL is matched normalised '

@@ -124,7 +124,7 @@ C
 close($fh);
 
 ($rc, $out) = run("cc -Wall -I$root/sdk/include $tmp/clash.c -o $tmp/clash"
-    . " $ar -lcjson -lprotobuf-c -lcrypto -pthread");
+    . " $ar -lcjson -lprotobuf-c -lssl -lcrypto -pthread");
 is($rc, 0, 'a program defining amon_free links with the static archive')
     or diag($out);
 ($rc, $out) = run("$tmp/clash");
@@ -155,7 +155,7 @@ unlike($pc, qr/Requires/, '.pc: no Requires (nothing leaks into --cflags)');
     is($rc, 0, 'pkg-config reads the installed .pc') or diag($out);
     unlike($out, qr/cjson/, 'no private include path in --cflags --libs');
     ($rc, $out) = run('pkg-config --static --libs amonitor_sdk');
-    like($out, qr/-lcjson -lprotobuf-c -lcrypto/,
+    like($out, qr/-lcjson -lprotobuf-c -lssl -lcrypto/,
         '--static adds the libraries');
 }
 

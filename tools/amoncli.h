@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "amon_core.h"
 #include "amon_ws_frame.h"
@@ -42,12 +43,16 @@ typedef struct {
     int               closed;
     uint16_t          close_code;
     char              close_reason[128];
+    void             *ssl; /* wss://: SSL */
+    void             *ssl_ctx;
+    short             tls_events; /* what TLS waits for: POLLIN/POLLOUT */
 } amoncli_ws_t;
 
 
 typedef struct {
     const char *url;
     const char *token;
+    const char *ca; /* wss://: trusted CAs (PEM); NULL: the system's */
     double      timeout; /* seconds; < 0: the command's default */
     int         json;
     int         verbose;
@@ -77,7 +82,7 @@ extern volatile sig_atomic_t amoncli_interrupted;
 
 /* amoncli_ws.c */
 int amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
-    int timeout_ms, char *err, size_t errlen);
+    const char *ca, int timeout_ms, char *err, size_t errlen);
 int amoncli_ws_send(amoncli_ws_t *ws, unsigned opcode, const void *p,
     size_t len, int timeout_ms);
 
@@ -90,6 +95,13 @@ int amoncli_ws_send(amoncli_ws_t *ws, unsigned opcode, const void *p,
 int  amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
      const unsigned char **p, size_t *len, char *err, size_t errlen);
 void amoncli_ws_close(amoncli_ws_t *ws, uint16_t code);
+
+/* amonitor_tls.c: wss:// */
+int     amoncli_tls_connect(amoncli_ws_t *ws, const char *host, const char *ca,
+        int64_t deadline, char *err, size_t errlen);
+ssize_t amoncli_tls_recv(amoncli_ws_t *ws, void *buf, size_t len);
+ssize_t amoncli_tls_send(amoncli_ws_t *ws, const void *buf, size_t len);
+void    amoncli_tls_close(amoncli_ws_t *ws);
 
 /* amonitor.c: helpers shared by the commands */
 void amoncli_clock(char *buf, size_t size);

@@ -87,6 +87,7 @@ static const amoncli_cmd_t amoncli_cmds[] = {
 static const struct option amoncli_long_opts[] = {
     {"url", required_argument, NULL, 'u'},
     {"token", required_argument, NULL, 'k'},
+    {"ca", required_argument, NULL, 'C'},
     {"timeout", required_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
     {"verbose", no_argument, NULL, 'v'},
     {"target-id", required_argument, NULL, 't'},
@@ -249,6 +250,7 @@ amoncli_option(
     switch (opt) {
     case 'u': o->url = optarg; break;
     case 'k': o->token = optarg; break;
+    case 'C': o->ca = optarg; break;
     case 'j': o->json = 1; break;
     case 'v': o->verbose = 1; break;
     case 't':
@@ -395,6 +397,9 @@ amoncli_usage(FILE *f, const amoncli_cmd_t *only)
         "\ncommon options:\n"
         "  --url URL       agent panel endpoint (%s)\n"
         "  --token TOKEN   sent as Authorization: Bearer TOKEN\n"
+        "  --ca FILE       wss://: trust the agent's certificate from these "
+        "CAs (PEM;\n"
+        "                  default: the system's)\n"
         "  --timeout SEC   how long to wait (send/dedupe-check: 20, "
         "watch --once: 6,\n"
         "                  connecting: 5)\n"
@@ -565,7 +570,8 @@ amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms)
 {
     char err[256];
 
-    if (amoncli_ws_connect(ws, o->url, o->token, timeout_ms, err, sizeof(err))
+    if (amoncli_ws_connect(
+            ws, o->url, o->token, o->ca, timeout_ms, err, sizeof(err))
         != 0) {
         if (o->json) {
             cJSON *j = cJSON_CreateObject();

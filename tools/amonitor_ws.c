@@ -3,7 +3,8 @@
  *
  * The CLI's WebSocket client: a blocking connection with deadlines on
  * the POSIX helpers (dial, wait) and the protocol core (the opening
- * handshake, the session layer: reassembly, pongs, close replies).
+ * handshake, the session layer: reassembly, pongs, close replies); over
+ * TLS for wss:// (amonitor_tls.c).
  */
 
 #include <errno.h>
@@ -30,7 +31,7 @@ static void amoncli_ws_mask(void *data, unsigned char *key, size_t len);
 
 int
 amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
-    int timeout_ms, char *err, size_t errlen)
+    const char *ca, int timeout_ms, char *err, size_t errlen)
 {
     int           rc, status;
     size_t        n, hlen;
@@ -51,11 +52,6 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
     if (amon_ws_url_parse((const unsigned char *) url, strlen(url), &u)
         != AMON_OK) {
         snprintf(err, errlen, "invalid URL \"%s\"", url);
-        return -1;
-    }
-
-    if (u.tls) {
-        snprintf(err, errlen, "wss:// is not supported by this client");
         return -1;
     }
 
@@ -80,6 +76,11 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
         host, u.port, timeout_ms, &amoncli_interrupted, err, errlen);
     if (ws->fd == -1) {
         return -1;
+    }
+
+    if (u.tls
+        && amoncli_tls_connect(ws, host, ca, deadline, err, errlen) != 0) {
+        goto failed;
     }
 
     amon_posix_random(rnd, sizeof(rnd));
@@ -156,6 +157,7 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
 
 failed:
 
+    amoncli_tls_close(ws);
     close(ws->fd);
     ws->fd = -1;
     free(ws->rbuf);
@@ -188,7 +190,9 @@ amoncli_ws_fill(amoncli_ws_t *ws, int64_t deadline, char *err, size_t errlen)
     }
 
     for (;;) {
-        n = recv(ws->fd, ws->rbuf + ws->rlen, ws->rcap - ws->rlen, 0);
+        n = ws->ssl
+            ? amoncli_tls_recv(ws, ws->rbuf + ws->rlen, ws->rcap - ws->rlen)
+            : recv(ws->fd, ws->rbuf + ws->rlen, ws->rcap - ws->rlen, 0);
 
         if (n > 0) {
             ws->rlen += (size_t) n;
@@ -212,7 +216,8 @@ amoncli_ws_fill(amoncli_ws_t *ws, int64_t deadline, char *err, size_t errlen)
             return -1;
         }
 
-        rc = amon_posix_wait(ws->fd, POLLIN, deadline, &amoncli_interrupted);
+        rc = amon_posix_wait(ws->fd, ws->ssl ? ws->tls_events : POLLIN,
+            deadline, &amoncli_interrupted);
         if (rc <= 0) {
             if (rc < 0) {
                 snprintf(err, errlen, "poll: %s", strerror(errno));
@@ -232,7 +237,8 @@ amoncli_ws_write_all(
     errno = 0;
 
     while (len) {
-        n = send(ws->fd, p, len, MSG_NOSIGNAL);
+        n = ws->ssl ? amoncli_tls_send(ws, p, len)
+                    : send(ws->fd, p, len, MSG_NOSIGNAL);
 
         if (n > 0) {
             p += n;
@@ -245,7 +251,8 @@ amoncli_ws_write_all(
         }
 
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (amon_posix_wait(ws->fd, POLLOUT, deadline, &amoncli_interrupted)
+            if (amon_posix_wait(ws->fd, ws->ssl ? ws->tls_events : POLLOUT,
+                    deadline, &amoncli_interrupted)
                 <= 0) {
                 if (errno == EAGAIN || errno == EINTR) {
                     errno = 0;
@@ -376,6 +383,7 @@ amoncli_ws_close(amoncli_ws_t *ws, uint16_t code)
             }
         }
 
+        amoncli_tls_close(ws);
         close(ws->fd);
         ws->fd = -1;
     }

@@ -43,6 +43,9 @@ example_usage(FILE *f)
         "  --token TOKEN         require Authorization: Bearer TOKEN\n"
         "  --register-url URL    announce URL in a register message\n"
         "  --event-interval SEC  emit a \"tick\" event every SEC seconds\n"
+        "  --tls-cert FILE       serve wss:// with this PEM certificate\n"
+        "  --tls-key FILE        and this PEM private key\n"
+        "  --tls-client-ca FILE  require an agent certificate from this CA\n"
         "  --binary              send protobuf instead of JSON\n"
         "  --loop                drive the SDK from this program's poll loop\n"
         "  --quiet               print only errors\n"
@@ -187,6 +190,7 @@ main(int argc, char **argv)
     example_state_t         st;
     amonitor_sdk_config_t   cfg;
     struct signalfd_siginfo ssi;
+    const char             *tls_cert, *tls_key, *tls_ca;
 
     static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
         {"port", required_argument, NULL, 'p'},
@@ -195,6 +199,9 @@ main(int argc, char **argv)
         {"token", required_argument, NULL, 'T'},
         {"register-url", required_argument, NULL, 'r'},
         {"event-interval", required_argument, NULL, 'e'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"tls-client-ca", required_argument, NULL, 'A'},
         {"binary", no_argument, NULL, 'b'}, {"loop", no_argument, NULL, 'l'},
         {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -206,6 +213,9 @@ main(int argc, char **argv)
     interval = 5;
     event_interval = 0;
     loop = 0;
+    tls_cert = NULL;
+    tls_key = NULL;
+    tls_ca = NULL;
 
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
@@ -227,6 +237,9 @@ main(int argc, char **argv)
         case 'e':
             event_interval = example_seconds(optarg, "event interval");
             break;
+        case 'C': tls_cert = optarg; break;
+        case 'K': tls_key = optarg; break;
+        case 'A': tls_ca = optarg; break;
         case 'b': cfg.binary = 1; break;
         case 'l': loop = 1; break;
         case 'q': st.quiet = 1; break;
@@ -256,6 +269,14 @@ main(int argc, char **argv)
         return 2;
     }
 
+    if ((tls_cert || tls_key || tls_ca)
+        && amonitor_sdk_set_tls(ctx, tls_cert, tls_key, tls_ca)
+            != AMONITOR_OK) {
+        fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
+        amonitor_sdk_free(ctx);
+        return 2;
+    }
+
     amonitor_sdk_set_log(ctx, AMONITOR_LOG_INFO, example_log, &st);
     amonitor_sdk_on_action(ctx, "restart", example_restart, &st);
     amonitor_sdk_on_action(ctx, NULL, example_other, &st);
@@ -275,8 +296,8 @@ main(int argc, char **argv)
     }
 
     example_print(&st,
-        "serving ws://%s:%d/ (heartbeat every %.3gs%s%s%s), Ctrl-C to stop",
-        cfg.host, amonitor_sdk_port(ctx), interval,
+        "serving %s://%s:%d/ (heartbeat every %.3gs%s%s%s), Ctrl-C to stop",
+        tls_cert ? "wss" : "ws", cfg.host, amonitor_sdk_port(ctx), interval,
         cfg.token ? ", token required" : "",
         event_interval > 0 ? ", events" : "", loop ? ", host loop" : "");
 

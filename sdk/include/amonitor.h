@@ -25,7 +25,7 @@ extern "C" {
  * AMONITOR_VERSION is made from them ("1.0.0").
  */
 #define AMONITOR_VERSION_MAJOR 1
-#define AMONITOR_VERSION_MINOR 1
+#define AMONITOR_VERSION_MINOR 2
 #define AMONITOR_VERSION_PATCH 0
 
 #define AMONITOR_VERSION_STR_(a, b, c)  #a "." #b "." #c
@@ -299,6 +299,21 @@ int amonitor_sdk_set_log(
  * amonitor_sdk_fd() and calls amonitor_sdk_step().
  */
 int amonitor_sdk_listen(amonitor_sdk_t *ctx);
+
+/*
+ * Serve wss:// instead of ws://: every agent connection starts with a TLS
+ * handshake (TLS 1.2 or later, non-blocking, in the SDK's loop).
+ * "cert_file" is the PEM certificate chain, "key_file" its PEM private key.
+ * With "client_ca_file" (PEM, may be NULL) the agent must present a client
+ * certificate signed by one of those CAs (nginx: amonitor_ssl_certificate);
+ * without it none is asked for.  The files are read now.  Call after
+ * amonitor_sdk_new() and before listening; a second call replaces the
+ * first.  Returns AMONITOR_OK, AMONITOR_ERR_INVAL (a file cannot be
+ * loaded or the key does not match the certificate: ctx->errstr says
+ * which), AMONITOR_ERR_NOMEM or AMONITOR_ERR_STATE.  Since 1.2.
+ */
+int amonitor_sdk_set_tls(amonitor_sdk_t *ctx, const char *cert_file,
+    const char *key_file, const char *client_ca_file);
 
 /* The bound TCP port (useful with port 0), or -1 before listening. */
 int amonitor_sdk_port(amonitor_sdk_t *ctx);

@@ -77,6 +77,11 @@ amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
         }
     }
 
+    if (priv->tls_ctx && amonitor_tls_accept(priv, c) != AMONITOR_OK) {
+        free(c);
+        return NULL;
+    }
+
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.ptr = c;
@@ -84,6 +89,7 @@ amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
     if (epoll_ctl(priv->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
         amonitor_log(
             priv, AMONITOR_LOG_ERROR, "epoll_ctl(): %s", strerror(errno));
+        amonitor_tls_free(c);
         free(c);
         return NULL;
     }
@@ -123,6 +129,7 @@ amonitor_conn_abort(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     }
 
     (void) epoll_ctl(priv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    amonitor_tls_free(c);
     close(c->fd);
     c->fd = -1;
 
@@ -145,8 +152,17 @@ amonitor_conn_read(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     ssize_t  n;
     unsigned rounds;
 
+    if (c->ssl && !c->tls_done && amonitor_tls_handshake(priv, c) != 1) {
+        return;
+    }
+
+    /*
+     * Over TLS a read returns at most one record, which fits the buffer
+     * (16 KiB): nothing stays inside OpenSSL for epoll not to see.
+     */
     for (rounds = 0; rounds < 4 && c->state != AMONITOR_CONN_DEAD; rounds++) {
-        n = recv(c->fd, priv->rbuf, sizeof(priv->rbuf), 0);
+        n = c->ssl ? amonitor_tls_recv(c, priv->rbuf, sizeof(priv->rbuf))
+                   : recv(c->fd, priv->rbuf, sizeof(priv->rbuf), 0);
 
         if (n == 0) {
             amonitor_conn_abort(priv, c);
@@ -634,9 +650,16 @@ amonitor_conn_write(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     ssize_t  n;
     unsigned want;
 
+    if (c->ssl && !c->tls_done) {
+        (void) amonitor_tls_handshake(priv, c);
+        return;
+    }
+
     while (c->out_pos < c->out.len) {
-        n = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos,
-            MSG_NOSIGNAL | MSG_DONTWAIT);
+        n = c->ssl ? amonitor_tls_send(
+                c, c->out.data + c->out_pos, c->out.len - c->out_pos)
+                   : send(c->fd, c->out.data + c->out_pos,
+                       c->out.len - c->out_pos, MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (n == -1) {
             if (errno == EINTR) {
@@ -675,6 +698,7 @@ amonitor_conn_write(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
             if (!c->write_shut) {
                 /* our close frame is out: the peer sees EOF after it */
                 c->write_shut = 1;
+                amonitor_tls_shutdown(c);
                 (void) shutdown(c->fd, SHUT_WR);
             }
         }

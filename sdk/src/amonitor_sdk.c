@@ -301,6 +301,7 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
     amonitor_free_jobs(priv);
     amon_buf_free(&priv->scratch, NULL);
     amon_buf_free(&priv->scratch2, NULL);
+    amonitor_tls_free_ctx(priv);
 
     if (priv->epfd != -1) {
         close(priv->epfd);

@@ -10,6 +10,7 @@
 
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "amonitor.h"
 #include "amon_core.h"
@@ -56,6 +57,8 @@ struct amonitor_conn_s {
     unsigned         input_error : 1;
     unsigned         http_rejected : 1; /* input is discarded */
     unsigned         announced : 1; /* the connection callback saw it */
+    unsigned         tls_done : 1; /* the TLS handshake is over */
+    void            *ssl; /* SSL, on a TLS listener */
     int64_t          deadline; /* handshake or closing limit; 0: none */
     int64_t          next_heartbeat; /* 0: none */
     amon_buf_t       in; /* handshake request bytes */
@@ -181,6 +184,7 @@ struct amonitor_sdk_priv_s {
     int64_t  pending_timeout;
     int64_t  accept_backoff;
     int      configured; /* written once, before any thread exists */
+    void    *tls_ctx; /* SSL_CTX: amonitor_sdk_set_tls(); NULL: plain */
 
     /* I/O thread state */
     int              listen_fd;
@@ -263,6 +267,15 @@ struct amonitor_sdk_priv_s {
  * reaches the layers above only through priv->on_open, _message and
  * _heartbeat.
  */
+
+/* amonitor_tls.c: wss:// */
+void    amonitor_tls_free_ctx(amonitor_sdk_priv_t *priv);
+int     amonitor_tls_accept(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+int     amonitor_tls_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+ssize_t amonitor_tls_recv(amonitor_conn_t *c, void *buf, size_t len);
+ssize_t amonitor_tls_send(amonitor_conn_t *c, const void *buf, size_t len);
+void    amonitor_tls_shutdown(amonitor_conn_t *c);
+void    amonitor_tls_free(amonitor_conn_t *c);
 
 /* amonitor_sdk.c */
 int amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)

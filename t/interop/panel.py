@@ -10,11 +10,14 @@ given on the command line in order, printing one JSON line per step:
   ping[:PAYLOAD]           ping and wait for the pong
   sleep:SECONDS            stay connected (answering pings) for a while
   close[:CODE]             close and report the close code
+
+A wss:// URL is verified against --cafile (PEM).
 """
 
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 import uuid
@@ -58,6 +61,8 @@ async def run(args):
         kw["ping_timeout"] = args.ping_interval * 2
     else:
         kw["ping_interval"] = None
+    if args.cafile:
+        kw["ssl"] = ssl.create_default_context(cafile=args.cafile)
     try:
         ws = await websockets.connect(args.url, **kw)
     except websockets.InvalidStatusCode as e:
@@ -142,6 +147,7 @@ def main():
     ap.add_argument("url")
     ap.add_argument("steps", nargs="*")
     ap.add_argument("--token")
+    ap.add_argument("--cafile")
     ap.add_argument("--target", default="py-sdk")
     ap.add_argument("--target-url")
     ap.add_argument("--subprotocol")

@@ -3,11 +3,13 @@
 the interoperability tests of the agent: a WebSocket server that sends a
 heartbeat on open and then every --hb-interval seconds, answers actions
 with an action_ack, checks a Bearer token (close 4401), and logs what it
-sends and receives as JSON lines to --log."""
+sends and receives as JSON lines to --log.  With --tls-cert and --tls-key
+it serves wss://."""
 
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 import uuid
@@ -119,6 +121,10 @@ class SDK:
             kw["ping_timeout"] = self.args.ping_interval * 2
         else:
             kw["ping_interval"] = None
+        if self.args.tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.args.tls_cert, self.args.tls_key)
+            kw["ssl"] = ctx
         async with websockets.serve(self.handler, "127.0.0.1",
                                     self.args.port, **kw):
             self.note(ev="listening", port=self.args.port)
@@ -131,6 +137,8 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--target-id", default="py-sdk")
     ap.add_argument("--token")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     ap.add_argument("--hb-interval", type=float, default=0.3)
     ap.add_argument("--fragment-heartbeat", type=int, default=1)
     ap.add_argument("--fragment-ack", type=int, default=1)

@@ -26,7 +26,7 @@ from ._errors import AmonitorError
 from ._sdk import SDK, Action, Result, Handler
 from ._lib import library_path
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 __all__ = ["SDK", "Action", "Result", "Handler", "AmonitorError",
            "library_path", "__version__"]

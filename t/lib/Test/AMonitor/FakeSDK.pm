@@ -63,6 +63,7 @@ sub new {
         metadata           => $opt{metadata} // {},
         metrics            => $opt{metrics},
         status             => $opt{status} // 'up',
+        tls                => $opt{tls},    # { cert, key }: serve wss://
         conns              => {},      # id => { c, timer }
         next_id            => 1,
         received           => [],      # every message from the agent
@@ -86,7 +87,9 @@ sub new {
 
 sub port      { $_[0]{port} }
 sub target_id { $_[0]{target_id} }
-sub url       { "ws://127.0.0.1:$_[0]{port}/" }
+sub url {
+    ($_[0]{tls} ? 'wss' : 'ws') . "://127.0.0.1:$_[0]{port}/";
+}
 
 sub _app {
     my ($self) = @_;
@@ -115,7 +118,10 @@ sub start {
 
     $self->{daemon} = Mojo::Server::Daemon->new(
         app                => $self->_app,
-        listen             => ["http://127.0.0.1:$self->{port}"],
+        listen             => [$self->{tls}
+            ? "https://127.0.0.1:$self->{port}?cert=$self->{tls}{cert}"
+                . "&key=$self->{tls}{key}"
+            : "http://127.0.0.1:$self->{port}"],
         silent             => 1,
         inactivity_timeout => 0,
     );
