@@ -389,10 +389,10 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
     }
 
     ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-        u->tls_failed  ? NGX_HTTP_AMONITOR_TLS_FAILED
-        : u->stopped ? "the agent gave up dialing the target: it never "
-                       "connected (amonitor_dial_attempts)"
-                     : "the target is not connected",
+        u->tls_failed    ? NGX_HTTP_AMONITOR_TLS_FAILED
+            : u->stopped ? "the agent gave up dialing the target: it never "
+                           "connected (amonitor_dial_attempts)"
+                         : "the target is not connected",
         NGX_HTTP_AMONITOR_RELEASE);
 }
 
