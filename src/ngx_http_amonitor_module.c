@@ -43,13 +43,32 @@ static ngx_conf_post_t  ngx_http_amonitor_queue_post =
     { ngx_http_amonitor_check_queue };
 
 
+/* a number's bounds, with the directive's name in the message */
+typedef struct {
+    ngx_conf_post_handler_pt post_handler;
+    const char              *name;
+    ngx_uint_t               low;
+    ngx_uint_t               high;
+} ngx_http_amonitor_bounds_t;
+
+
+static char *ngx_http_amonitor_check_bounds(
+    ngx_conf_t *cf, void *post, void *data);
+
+
 /* learned targets: how many dials, how many attempts (registry.c) */
-static ngx_conf_num_bounds_t  ngx_http_amonitor_dial_bounds = {
-    ngx_conf_check_num_bounds, 1, NGX_HTTP_AMONITOR_MAX_DYNAMIC
+static ngx_http_amonitor_bounds_t  ngx_http_amonitor_dial_bounds = {
+    ngx_http_amonitor_check_bounds, "amonitor_dial_limit", 1,
+    NGX_HTTP_AMONITOR_MAX_DYNAMIC
 };
 
-static ngx_conf_num_bounds_t  ngx_http_amonitor_attempts_bounds = {
-    ngx_conf_check_num_bounds, 1, 1000
+static ngx_http_amonitor_bounds_t  ngx_http_amonitor_panel_dial_bounds = {
+    ngx_http_amonitor_check_bounds, "amonitor_dial_limit_per_panel", 1,
+    NGX_HTTP_AMONITOR_MAX_DYNAMIC
+};
+
+static ngx_http_amonitor_bounds_t  ngx_http_amonitor_attempts_bounds = {
+    ngx_http_amonitor_check_bounds, "amonitor_dial_attempts", 1, 1000
 };
 
 
@@ -158,7 +177,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, dial_limit_panel),
-      &ngx_http_amonitor_dial_bounds },
+      &ngx_http_amonitor_panel_dial_bounds },
 
     { ngx_string("amonitor_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
@@ -422,6 +441,13 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_size_value(amcf->buffer_limit,
         ngx_max(4 * 1024 * 1024, amcf->max_message + 65536));
+
+    if (amcf->learned_expire < 2 * NGX_HTTP_AMONITOR_RECONCILE) {
+        /* workers say once a second which learned targets are open */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_learned_expire\" must be at least 2s");
+        return NGX_CONF_ERROR;
+    }
 
     if (amcf->buffer_limit < amcf->max_message + 65536) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -727,4 +753,20 @@ ngx_http_amonitor_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_amonitor_worker_exit(amcf);
+}
+
+
+static char *
+ngx_http_amonitor_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_http_amonitor_bounds_t *b = post;
+    ngx_uint_t                 *np = data;
+
+    if (*np < b->low || *np > b->high) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"%s\" must be between %ui and %ui", b->name, b->low, b->high);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
