@@ -37,6 +37,8 @@ typedef struct {
 } ngx_http_amonitor_live_t;
 
 
+static void ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t remote);
 static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
 static void ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
@@ -154,6 +156,27 @@ void
 ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
+    ngx_http_amonitor_router_sdk(u, opcode, data, len, 0);
+}
+
+
+/*
+ * amonitor_cluster: what another worker's connection to "u" sent (events,
+ * target_status, acks of this worker's actions), through the same paths,
+ * never published again.
+ */
+void
+ngx_http_amonitor_router_remote_message(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_router_sdk(u, opcode, data, len, 1);
+}
+
+
+static void
+ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
+    u_char *data, size_t len, ngx_uint_t remote)
+{
     int                         rc;
     ngx_str_t                   out, hb;
     amon_envelope_t             env;
@@ -185,15 +208,31 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
         ngx_http_amonitor_action_ack(u, &env, opcode, data, len);
         break;
 
-    case AMON_MSG_REGISTER: ngx_http_amonitor_router_register(u, &env); break;
+    case AMON_MSG_REGISTER:
+        if (!remote) {
+            ngx_http_amonitor_router_register(u, &env);
+        }
+        break;
 
     case AMON_MSG_ACTION:
         ngx_log_error(
             NGX_LOG_INFO, &u->log, 0, "amonitor: action from an SDK ignored");
         break;
 
-    case AMON_MSG_ERROR:
     case AMON_MSG_TARGET_STATUS:
+        if (remote) {
+            /* the owner's own words about the target */
+            msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
+            if (msg) {
+                ngx_http_amonitor_router_broadcast(
+                    w, msg, opcode, NULL, NULL, data, len, NULL);
+            }
+            break;
+        }
+
+        /* fall through */
+
+    case AMON_MSG_ERROR:
     case AMON_MSG_ACTION_STATUS:
         /* only the agent speaks for itself: an SDK cannot forge these */
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
@@ -207,10 +246,19 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
          * heartbeat, event and types we do not know: to every panel, bytes
          * unchanged unless the SDK does not name itself as the agent does
          */
-        if (ngx_http_amonitor_reply_stamp(
-                w, u, &env, opcode, data, len, 0, &out)
+        if (remote) {
+            /* stamped by the owner already */
+            out.data = data;
+            out.len = len;
+
+        } else if (ngx_http_amonitor_reply_stamp(
+                       w, u, &env, opcode, data, len, 0, &out)
             != NGX_OK) {
             break;
+
+        } else {
+            /* amonitor_cluster: for the panels of every other worker */
+            ngx_http_amonitor_cluster_event(u, opcode, out.data, out.len);
         }
 
         msg = ngx_http_amonitor_msg_frame(
@@ -285,6 +333,11 @@ ngx_http_amonitor_router_register(
     }
 
     switch (ngx_http_amonitor_target_learn(w, &id, &wu, &n, &known)) {
+
+    case NGX_HTTP_AMONITOR_LEARN_OK:
+        /* amonitor_cluster: a shared route */
+        ngx_http_amonitor_cluster_route(w, &known->id, &n, "register");
+        break;
 
     case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
@@ -487,6 +540,7 @@ ngx_http_amonitor_router_upstream_down(
         ngx_http_amonitor_router_tstate(u), 0, connected, reason);
 
     ngx_http_amonitor_action_upstream_down(u, connected);
+    ngx_http_amonitor_cluster_upstream_down(u, connected);
 
     if (connected) {
         ngx_http_amonitor_router_target_status(u, "down", reason);
@@ -518,7 +572,7 @@ ngx_http_amonitor_router_target_status(
 
     w = u->worker;
 
-    if (ngx_queue_empty(&w->panels)) {
+    if (ngx_queue_empty(&w->panels) && w->cluster == NULL) {
         return;
     }
 
@@ -526,6 +580,10 @@ ngx_http_amonitor_router_target_status(
     if (msg == NULL) {
         return;
     }
+
+    /* amonitor_cluster: for the panels of every other worker */
+    ngx_http_amonitor_cluster_event(
+        u, AMON_WS_OP_TEXT, w->scratch.data, w->scratch.len);
 
     live.target = &u->id;
     live.target_hash = 0;

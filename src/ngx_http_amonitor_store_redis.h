@@ -113,6 +113,7 @@ struct ngx_http_amonitor_redis_s {
     unsigned ready : 1; /* AUTH, SELECT, PING ok */
     unsigned dropping : 1; /* we close it */
     unsigned stopped : 1;
+    unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no idle PING */
 };
 
 

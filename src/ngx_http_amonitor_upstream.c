@@ -283,6 +283,26 @@ ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u)
 }
 
 
+/*
+ * amonitor_cluster: another worker holds the target's lease now.  The
+ * connection closes; the next attempt waits for a lease of its own.
+ */
+void
+ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+        ngx_http_amonitor_conn_close_frame(&u->wc, AMON_WS_CLOSE_GOING_AWAY,
+            "another agent worker took over this connection");
+
+    } else if (u->state != NGX_HTTP_AMONITOR_UP_CONNECTING
+        && u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE) {
+        return;
+    }
+
+    ngx_http_amonitor_upstream_fail(u);
+}
+
+
 /* connect to targets other workers learned since the last look */
 static void
 ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
