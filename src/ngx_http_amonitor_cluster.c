@@ -327,11 +327,16 @@ ngx_http_amonitor_cluster_exit(ngx_http_amonitor_worker_t *w)
 static void
 ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl)
 {
-    if (cl->announced == cl->cmd->ac) {
+    if (cl->announced == cl->cmd->readies) {
         return;
     }
 
-    cl->announced = cl->cmd->ac;
+    if (cl->announced) {
+        /* a reconnect, not the first connection */
+        ngx_http_amonitor_lease_reconnected(cl);
+    }
+
+    cl->announced = cl->cmd->readies;
 
     ngx_http_amonitor_routes_announce_conf(cl);
 }

@@ -78,7 +78,7 @@ struct ngx_http_amonitor_cluster_s {
     ngx_http_amonitor_redis_t        *cmd; /* commands and PUBLISH */
     ngx_http_amonitor_redis_t        *sub; /* SUBSCRIBE only */
     redisAsyncContext                *subscribed; /* sub->ac when done */
-    redisAsyncContext                *announced; /* cmd->ac, routes told */
+    ngx_uint_t                        announced; /* cmd->readies, told */
     ngx_log_t                        *log;
     ngx_str_t                         token; /* instance:pid:random */
     ngx_str_t                         ch_events; /* prefix "ev" */
@@ -120,6 +120,7 @@ void ngx_http_amonitor_routes_announce_conf(ngx_http_amonitor_cluster_t *cl);
 ngx_http_amonitor_lease_t *ngx_http_amonitor_lease_get(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_lease_exit(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_lease_reconnected(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_lease_down(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
 

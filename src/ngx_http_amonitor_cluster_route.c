@@ -141,6 +141,35 @@ ngx_http_amonitor_lease_down(
 }
 
 
+/*
+ * The command connection is back (Redis may have restarted empty): the
+ * owners renew at once (the script takes a lease that is missing), the
+ * others wait half a lease before they try, so that the owners keep their
+ * connections rather than race them.
+ */
+void
+ngx_http_amonitor_lease_reconnected(ngx_http_amonitor_cluster_t *cl)
+{
+    ngx_queue_t               *q;
+    ngx_http_amonitor_lease_t *l;
+
+    for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
+         q = ngx_queue_next(q)) {
+        l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
+
+        if (l->owned) {
+            l->retry_at = ngx_current_msec - cl->conf->lease;
+
+        } else {
+            l->retry_at =
+                ngx_http_amonitor_lease_retry(cl, cl->conf->lease / 2);
+        }
+    }
+
+    ngx_http_amonitor_lease_tick(cl);
+}
+
+
 /* every tick: acquire what has no owner, renew what is ours */
 void
 ngx_http_amonitor_lease_tick(ngx_http_amonitor_cluster_t *cl)

@@ -457,6 +457,7 @@ ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 1);
     ctx->ready = 1;
+    ctx->readies++;
 
     if (ctx->failures) {
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,

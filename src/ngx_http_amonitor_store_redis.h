@@ -90,6 +90,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_msec_t                      backoff;
     ngx_msec_t                      last_sent;
     ngx_uint_t                      failures;
+    ngx_uint_t                      readies; /* times it became ready */
     ngx_queue_t                     sent; /* cmd_t, oldest first */
 
     ngx_rbtree_t      claims; /* rec_t by msg_id */
