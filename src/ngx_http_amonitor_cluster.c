@@ -139,6 +139,14 @@ ngx_http_amonitor_cluster_check(
         return NGX_CONF_ERROR;
     }
 
+    if (amcf->cluster->lease < 2 * amcf->redis->timeout) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "cluster lease of %M ms is shorter than 2 times the redis "
+            "timeout of %M ms",
+            amcf->cluster->lease, amcf->redis->timeout);
+        return NGX_CONF_ERROR;
+    }
+
     if (amcf->instance_id.len) {
         amcf->cluster->instance = amcf->instance_id;
     }

@@ -282,7 +282,13 @@ ngx_http_amonitor_bus_publish(ngx_http_amonitor_cluster_t *cl,
 
     if (!cl->cmd->ready
         || (droppable && cl->inflight >= NGX_HTTP_AMONITOR_CLUSTER_INFLIGHT)) {
-        cl->dropped++;
+        if (cl->dropped++ % 1000 == 0) {
+            ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                "amonitor: cluster bus: redis is %s, %uA messages for "
+                "other workers dropped so far",
+                cl->cmd->ready ? "slow" : "not connected", cl->dropped);
+        }
+
         return NGX_DECLINED;
     }
 
