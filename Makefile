@@ -44,7 +44,7 @@ UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
 .PHONY: all module core deps test-deps unit test test-unit test-t test-asan \
         test-valgrind lint format fuzz bench clean build-agent build-sdk \
-        sdk tools demo demo-multi demo-stress demo-scale deb
+        sdk tools demo demo-multi demo-stress demo-scale demo-cluster deb
 
 all: module
 
@@ -335,6 +335,9 @@ demo-stress: deps
 
 demo-scale: deps
 	bash examples/run.scale.sh
+
+demo-cluster: deps
+	bash examples/run.cluster.sh
 
 # --- Debian packages (debian/, docs/deploy.md) ----------------------------
 

@@ -198,6 +198,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   stopped : 1;
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
+    unsigned   remote_up : 1; /* cluster: up at its owner, counted */
 };
 
 

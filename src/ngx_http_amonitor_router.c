@@ -41,6 +41,8 @@ static void ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t remote);
 static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
+static void ngx_http_amonitor_router_remote_state(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t up);
 static void ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
@@ -222,6 +224,12 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
     case AMON_MSG_TARGET_STATUS:
         if (remote) {
             /* the owner's own words about the target */
+            ngx_http_amonitor_router_remote_state(u,
+                ngx_strlcasestrn(data, data + len,
+                    (u_char *) "\"state\":\"up\"",
+                    sizeof("\"state\":\"up\"") - 2)
+                    != NULL);
+
             msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
             if (msg) {
                 ngx_http_amonitor_router_broadcast(
@@ -250,6 +258,10 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
             /* stamped by the owner already */
             out.data = data;
             out.len = len;
+
+            if (!u->remote_up) {
+                ngx_http_amonitor_router_remote_state(u, 1);
+            }
 
         } else if (ngx_http_amonitor_reply_stamp(
                        w, u, &env, opcode, data, len, 0, &out)
@@ -523,6 +535,10 @@ ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u)
 {
     ngx_http_amonitor_store_target_state(
         u->worker->store, ngx_http_amonitor_router_tstate(u), 1, 0, NULL);
+
+    /* amonitor_cluster: this worker's own connection counts from now */
+    ngx_http_amonitor_router_remote_state(u, 0);
+
     ngx_http_amonitor_router_target_status(u, "up", NULL);
     ngx_http_amonitor_action_upstream_open(u);
 }
@@ -545,6 +561,28 @@ ngx_http_amonitor_router_upstream_down(
     if (connected) {
         ngx_http_amonitor_router_target_status(u, "down", reason);
     }
+}
+
+
+/*
+ * amonitor_cluster: the target is up or down at its owner (another
+ * worker).  Each worker counts it once in the zone's state, as it counts
+ * a connection of its own, so that snapshots and the status page of every
+ * instance say what the owner sees.
+ */
+static void
+ngx_http_amonitor_router_remote_state(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t up)
+{
+    if (up == u->remote_up) {
+        return;
+    }
+
+    u->remote_up = up;
+
+    ngx_http_amonitor_store_target_state(u->worker->store,
+        ngx_http_amonitor_router_tstate(u), up, !up,
+        up ? NULL : "connection lost");
 }
 
 

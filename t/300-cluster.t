@@ -41,7 +41,9 @@ $targets
     amonitor_ack_late_window 0;
     amonitor_reconnect 50ms 300ms;
 EOC
-        config => 'location = /ws/panel { amonitor_panel on; }')->run;
+        config => 'location = /ws/panel { amonitor_panel on; }'
+            . ' location = /ws/snap { amonitor_panel on;'
+            . ' amonitor_panel_snapshot on; }')->run;
     return $t;
 }
 
@@ -196,6 +198,23 @@ subtest 'a target registered through A is acted on through C' => sub {
     is($reg->accepted, 1, 'reg has one agent connection');
     like($redis->cli('HGET', 'amon-c:routes', 'reg'),
         qr{\nregister\n}, 'its route says it was registered');
+};
+
+subtest 'a new panel on every instance is told every target is up' => sub {
+    for my $n (sort keys %I) {
+        my $p = $I{$n}->panel('/ws/snap');
+        my %st;
+        wait_for(sub {
+            while (my $m = $p->recv(0.05)) {
+                my $j = $m->{json};
+                $st{ $j->{target_id} } = $j->{payload}{state}
+                    if ref $j eq 'HASH'
+                    && ($j->{type} // '') eq 'target_status';
+            }
+            return 3 == grep { $st{$_} } qw(c1 hub reg);
+        }, 3);
+        is($st{$_} // 'none', 'up', "$n: $_ is up") for qw(c1 hub reg);
+    }
 };
 
 subtest 'an unknown target is still UNKNOWN_TARGET' => sub {
