@@ -66,6 +66,7 @@ ngx_http_amonitor_lease_get(
 {
     u_char                    *p;
     ngx_str_t                 *prefix;
+    ngx_pool_t                *pool;
     ngx_http_amonitor_lease_t *l;
 
     if (u->lease) {
@@ -74,8 +75,15 @@ ngx_http_amonitor_lease_get(
 
     prefix = &cl->redis->prefix;
 
-    l = ngx_pcalloc(u->pool, sizeof(ngx_http_amonitor_lease_t));
-    p = ngx_pnalloc(u->pool, prefix->len + sizeof("lease:") - 1 + u->id.len);
+    /*
+     * In the cycle's pool, not the upstream's: a command about it may be
+     * answered (NULL) when the connection is freed at exit, after the
+     * upstreams are gone.
+     */
+    pool = cl->worker->cycle->pool;
+
+    l = ngx_pcalloc(pool, sizeof(ngx_http_amonitor_lease_t));
+    p = ngx_pnalloc(pool, prefix->len + sizeof("lease:") - 1 + u->id.len);
 
     if (l == NULL || p == NULL) {
         return NULL;
