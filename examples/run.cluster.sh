@@ -2,8 +2,8 @@
 # Demo of amonitor_cluster: one redis-server, three nginx instances of two
 # workers each (one agent between them), two example SDKs configured on
 # instance 1 only (instances 2 and 3 learn them from Redis), and a panel
-# on every instance.  It shows that each SDK has one agent connection in the whole
-# cluster, which worker of which instance holds it, and that an action
+# on every instance.  It shows that each SDK has one agent connection in
+# the whole cluster, which worker of which instance holds it, and that an action
 # through any instance is acked.  Ctrl-C stops what it started, and
 # nothing else; everything lives under build/demo-cluster/.
 #

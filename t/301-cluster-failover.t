@@ -67,8 +67,8 @@ sub answered {
     for my $m ($p->messages) {
         my $j = $m->{json};
         next unless ref $j eq 'HASH';
-        return $j if ($j->{type} // '') eq 'error' && ($j->{msg_id} // '') eq $id
-            && $j->{payload}{final};
+        return $j if ($j->{type} // '') eq 'error'
+            && ($j->{msg_id} // '') eq $id && $j->{payload}{final};
         return $j if ($j->{type} // '') eq 'action_ack'
             && ($j->{payload}{action_msg_id} // '') eq $id;
     }

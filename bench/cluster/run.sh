@@ -28,7 +28,10 @@ EVENT_RATE=${EVENT_RATE:-1000}
 WORKERS=${WORKERS:-1}
 
 for f in "$MODULE" "$CLI" "$SDK" "$NGINX" "$REDIS"; do
-    [ -e "$f" ] || { echo "run.sh: missing $f (make module tools build-sdk)" >&2; exit 2; }
+    [ -e "$f" ] || {
+        echo "run.sh: missing $f (make module tools build-sdk)" >&2
+        exit 2
+    }
 done
 
 PREFIX=$(mktemp -d /tmp/amon-cbench-XXXXXX)
@@ -113,7 +116,8 @@ sdk_connections() {
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo \
-    | sed 's/.*: //'), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$REDIS" --version | cut -d' ' -f3)"
+    | sed 's/.*: //'), $("$NGINX" -v 2>&1 | sed 's/.*: //'),\
+ redis $("$REDIS" --version | cut -d' ' -f3 | sed 's/v=//')"
 echo "per case: $SECS s; actions at $RATE/s; SDK events at $EVENT_RATE/s"
 
 "$SDK" --port "$SDK_PORT" --target-id bench-0 --interval 1 \
@@ -127,11 +131,13 @@ sleep 0.3
 
 for i in 0 1 2; do start_instance "$i" 0 2; done
 sleep 2
-echo "SDK agent connections, 3 instances x 2 workers, no cluster: $(sdk_connections)"
+echo "SDK agent connections, 3 instances x 2 workers, no cluster:" \
+    "$(sdk_connections)"
 stop_all
 for i in 0 1 2; do start_instance "$i" 1 2; done
 sleep 3
-echo "SDK agent connections, 3 instances x 2 workers, amonitor_cluster on: $(sdk_connections)"
+echo "SDK agent connections, 3 instances x 2 workers, amonitor_cluster on:" \
+    "$(sdk_connections)"
 stop_all
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 sleep 2.5
@@ -140,7 +146,8 @@ sleep 2.5
 
 for i in 0 1 2; do start_instance "$i" 1 "$WORKERS"; done
 sleep 3
-owner=$(redis-cli -p "$REDIS_PORT" GET bench:lease:bench-0 | sed 's/^i\([0-9]\):.*/\1/')
+owner=$(redis-cli -p "$REDIS_PORT" GET bench:lease:bench-0 \
+    | sed 's/^i\([0-9]\):.*/\1/')
 other=$(( (owner + 1) % 3 ))
 echo "owner: instance $owner; another: instance $other"
 
@@ -151,18 +158,21 @@ bench() {
     echo "$label: $out"
 }
 
+local_url=ws://127.0.0.1:${PORTS[$owner]}/ws/panel
+cross_url=ws://127.0.0.1:${PORTS[$other]}/ws/panel
 for r in "$RATE" 200; do
-    bench "cluster local actions $r/s" "ws://127.0.0.1:${PORTS[$owner]}/ws/panel" "$r"
-    bench "cluster cross-instance actions $r/s" "ws://127.0.0.1:${PORTS[$other]}/ws/panel" "$r"
+    bench "cluster local actions $r/s" "$local_url" "$r"
+    bench "cluster cross-instance actions $r/s" "$cross_url" "$r"
 done
-bench "cluster events on the owner (1 action/s)" "ws://127.0.0.1:${PORTS[$owner]}/ws/panel" 1
-bench "cluster events on another instance (1 action/s)" "ws://127.0.0.1:${PORTS[$other]}/ws/panel" 1
+bench "cluster events on the owner (1 action/s)" "$local_url" 1
+bench "cluster events on another instance (1 action/s)" "$cross_url" 1
 stop_all
 
 start_instance 0 0 "$WORKERS"
 sleep 1
 for r in "$RATE" 200; do
-    bench "no cluster, one instance, actions $r/s" "ws://127.0.0.1:${PORTS[0]}/ws/panel" "$r"
+    bench "no cluster, one instance, actions $r/s" \
+        "ws://127.0.0.1:${PORTS[0]}/ws/panel" "$r"
 done
 bench "no cluster, events" "ws://127.0.0.1:${PORTS[0]}/ws/panel" 1
 stop_all
