@@ -43,6 +43,12 @@ static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
 static void ngx_http_amonitor_router_remote_state(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t up);
+static void ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len,
+    ngx_uint_t remote);
+static void ngx_http_amonitor_router_remote_status(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
+    size_t len);
 static void ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
@@ -180,10 +186,7 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
     u_char *data, size_t len, ngx_uint_t remote)
 {
     int                         rc;
-    ngx_str_t                   out, hb;
     amon_envelope_t             env;
-    ngx_http_amonitor_msg_t    *msg;
-    ngx_http_amonitor_live_t    live;
     ngx_http_amonitor_worker_t *w;
 
     w = u->worker;
@@ -223,18 +226,7 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
 
     case AMON_MSG_TARGET_STATUS:
         if (remote) {
-            /* the owner's own words about the target */
-            ngx_http_amonitor_router_remote_state(u,
-                ngx_strlcasestrn(data, data + len,
-                    (u_char *) "\"state\":\"up\"",
-                    sizeof("\"state\":\"up\"") - 2)
-                    != NULL);
-
-            msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
-            if (msg) {
-                ngx_http_amonitor_router_broadcast(
-                    w, msg, opcode, NULL, NULL, data, len, NULL);
-            }
+            ngx_http_amonitor_router_remote_status(u, opcode, data, len);
             break;
         }
 
@@ -249,59 +241,95 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
             amon_msg_type_name(env.type));
         break;
 
-    default:
-        /*
-         * heartbeat, event and types we do not know: to every panel, bytes
-         * unchanged unless the SDK does not name itself as the agent does
-         */
-        if (remote) {
-            /* stamped by the owner already */
-            out.data = data;
-            out.len = len;
-
-            if (!u->remote_up) {
-                ngx_http_amonitor_router_remote_state(u, 1);
-            }
-
-        } else if (ngx_http_amonitor_reply_stamp(
-                       w, u, &env, opcode, data, len, 0, &out)
-            != NGX_OK) {
-            break;
-
-        } else {
-            /* amonitor_cluster: for the panels of every other worker */
-            ngx_http_amonitor_cluster_event(u, opcode, out.data, out.len);
-        }
-
-        msg = ngx_http_amonitor_msg_frame(
-            &w->frames, opcode, out.data, out.len, 0);
-        if (msg == NULL) {
-            break;
-        }
-
-        if (env.type != AMON_MSG_HEARTBEAT) {
-            ngx_http_amonitor_router_broadcast(
-                w, msg, opcode, u, &env, NULL, 0, NULL);
-            break;
-        }
-
-        /* the last heartbeat, for panels that connect later */
-        hb.data = (u_char *) env.msg_id.data;
-        hb.len = env.msg_id.len;
-
-        ngx_http_amonitor_store_heartbeat(w->store,
-            ngx_http_amonitor_router_tstate(u), &hb, opcode, out.data, out.len);
-
-        live.target = &u->id;
-        live.target_hash = 0;
-        live.heartbeat = 1;
-        live.value = ngx_crc32_short(hb.data, hb.len);
-
-        ngx_http_amonitor_router_broadcast(
-            w, msg, opcode, u, &env, NULL, 0, &live);
+    default: ngx_http_amonitor_router_event(u, &env, opcode, data, len, remote);
     }
 
     amon_envelope_release(&env);
+}
+
+
+/*
+ * Heartbeat, event and types we do not know: to every panel, bytes
+ * unchanged unless the SDK does not name itself as the agent does.
+ */
+static void
+ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len,
+    ngx_uint_t remote)
+{
+    ngx_str_t                   out, hb;
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_live_t    live;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    if (remote) {
+        /* stamped by the owner already */
+        out.data = data;
+        out.len = len;
+
+        if (!u->remote_up) {
+            ngx_http_amonitor_router_remote_state(u, 1);
+        }
+
+    } else if (ngx_http_amonitor_reply_stamp(
+                   w, u, env, opcode, data, len, 0, &out)
+        != NGX_OK) {
+        return;
+
+    } else {
+        /* amonitor_cluster: for the panels of every other worker */
+        ngx_http_amonitor_cluster_event(u, opcode, out.data, out.len);
+    }
+
+    msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, out.data, out.len, 0);
+    if (msg == NULL) {
+        return;
+    }
+
+    if (env->type != AMON_MSG_HEARTBEAT) {
+        ngx_http_amonitor_router_broadcast(
+            w, msg, opcode, u, env, NULL, 0, NULL);
+        return;
+    }
+
+    /* the last heartbeat, for panels that connect later */
+    hb.data = (u_char *) env->msg_id.data;
+    hb.len = env->msg_id.len;
+
+    ngx_http_amonitor_store_heartbeat(w->store,
+        ngx_http_amonitor_router_tstate(u), &hb, opcode, out.data, out.len);
+
+    live.target = &u->id;
+    live.target_hash = 0;
+    live.heartbeat = 1;
+    live.value = ngx_crc32_short(hb.data, hb.len);
+
+    ngx_http_amonitor_router_broadcast(w, msg, opcode, u, env, NULL, 0, &live);
+}
+
+
+/* amonitor_cluster: the owner's target_status, to this worker's panels */
+static void
+ngx_http_amonitor_router_remote_status(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    ngx_http_amonitor_router_remote_state(u,
+        ngx_strlcasestrn(data, data + len, (u_char *) "\"state\":\"up\"",
+            sizeof("\"state\":\"up\"") - 2)
+            != NULL);
+
+    msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
+    if (msg) {
+        ngx_http_amonitor_router_broadcast(
+            w, msg, opcode, NULL, NULL, data, len, NULL);
+    }
 }
 
 
