@@ -120,6 +120,26 @@ subtest 'every panel of every instance gets every heartbeat once' => sub {
     }
 };
 
+subtest 'protobuf panels get the events and acks converted' => sub {
+    my %pp = map { $_ => $I{$_}->panel('/ws/panel?encoding=protobuf',
+        name => "pb$_") } sort keys %I;
+    sleep_loop(0.3);
+    $s1->heartbeat for 1 .. 5;
+    for my $n (sort keys %pp) {
+        my $p = $pp{$n};
+        ok(wait_for(sub { 5 <= grep { $_->{type} eq 'binary'
+            && $_->{data} =~ /heartbeat/ && $_->{data} =~ /\bc1\b/ }
+            $p->messages }, 5), "$n: 5 binary heartbeats of c1");
+        my $id = uuid4();
+        $p->send_json({ msg_id => $id, type => 'action', target_id => 'c1',
+            timestamp => now_ms(), payload => { action => 'restart' } });
+        my $b = $p->recv_until(sub { $_[0]{type} eq 'binary'
+            && $_[0]{data} =~ /\Q$id\E/ }, 5);
+        ok($b && $b->{data} =~ /action_ack/, "$n: a binary action_ack");
+        is($s1->executed($id), 1, "$n: run once");
+    }
+};
+
 sub action {
     my ($p, $target) = @_;
     my $id = uuid4();
