@@ -138,4 +138,25 @@ subtest 'kill -9 of the owner instance under traffic' => sub {
     is($sdk->connections, 1, 'one connection to f1');
 };
 
+subtest 'a reload of the owner instance: one connection after it' => sub {
+    my $o = owner();
+    ok($o && $I{$o}->{running}, "instance $o holds f1");
+    my $n = $sdk->accepted;
+    ok($I{$o}->reload, "instance $o reloads");
+    ok(wait_for(sub { $sdk->accepted > $n && $sdk->connections == 1 }, 5),
+        'f1 is dialed again');
+    sleep_loop(2);
+    is($sdk->connections, 1, 'one connection');
+    my @p = map { $I{$_}->panel('/ws/panel', name => "r$_") }
+        grep { $I{$_}->{running} } sort keys %I;
+    sleep_loop(0.3);
+    my $seq = $sdk->{seq} + 1;
+    $sdk->heartbeat;
+    for my $p (@p) {
+        ok($p->recv_until(sub { ($_[0]{json}{type} // '') eq 'heartbeat'
+            && ($_[0]{json}{payload}{metrics}{seq} // 0) == $seq }, 5),
+            $p->name . ': gets its heartbeats');
+    }
+};
+
 done_testing();
