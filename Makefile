@@ -44,7 +44,7 @@ UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
 .PHONY: all module core deps test-deps unit test test-unit test-t test-asan \
         test-valgrind lint format fuzz bench clean build-agent build-sdk \
-        sdk tools demo demo-multi demo-stress demo-scale demo-tls deb
+        sdk tools demo demo-multi demo-stress demo-scale demo-tls demo-cluster deb
 
 all: module
 
@@ -344,6 +344,9 @@ demo-scale: deps
 
 demo-tls: deps
 	bash examples/run.tls.sh
+
+demo-cluster: deps
+	bash examples/run.cluster.sh
 
 # --- Debian packages (debian/, docs/deploy.md) ----------------------------
 

@@ -92,6 +92,17 @@ typedef struct {
 } ngx_http_amonitor_redis_conf_t;
 
 
+/*
+ * amonitor_cluster on [lease=T] [route_ttl=T]; amonitor_instance_id NAME.
+ * Without it (NULL in the main conf) nothing of the cluster runs.
+ */
+typedef struct {
+    ngx_str_t  instance; /* unique in the cluster */
+    ngx_msec_t lease; /* of a target's owner */
+    ngx_msec_t route_ttl; /* a route nobody served for this long goes */
+} ngx_http_amonitor_cluster_conf_t;
+
+
 /* counters kept in the zone, shared by all workers */
 typedef struct {
     ngx_atomic_t panels;
@@ -160,6 +171,10 @@ typedef struct {
     ngx_str_t  ssl_file; /* of the first one */
     ngx_uint_t ssl_line;
     void      *ssl; /* ngx_ssl_t, when used */
+
+    /* amonitor_cluster (NULL: off), amonitor_instance_id */
+    ngx_http_amonitor_cluster_conf_t *cluster;
+    ngx_str_t                         instance_id;
 } ngx_http_amonitor_main_conf_t;
 
 
@@ -233,6 +248,7 @@ struct ngx_http_amonitor_upstream_s {
     size_t     reason_len;
     u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
     void      *tstate; /* its record in the zone */
+    void      *lease; /* cluster: its owner lease */
     ngx_uint_t dialer; /* on demand: the number of the panel */
     /* wss://: upstream_ssl.c */
     ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */
@@ -247,6 +263,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned stopped : 1;
     unsigned down : 1; /* an outage was logged */
     unsigned answered : 1; /* a message since open */
+    unsigned remote_up : 1; /* cluster: up at its owner, counted */
 };
 
 
@@ -281,6 +298,8 @@ struct ngx_http_amonitor_worker_s {
     ngx_http_amonitor_dial_pt      dial;
     ngx_http_amonitor_kick_pt      kick;
     ngx_http_amonitor_drop_pt      drop; /* forget a learned target */
+    ngx_http_amonitor_kick_pt      hangup; /* close: the lease is lost */
+    void                          *cluster; /* NULL: not in a cluster */
     amon_allocator_t               allocator;
 };
 
@@ -382,6 +401,7 @@ ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_add(
 void ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_upstream_drop(
     ngx_http_amonitor_upstream_t *u, const char *reason);
+void ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u);
 
 /* ngx_http_amonitor_upstream_log.c */
 void ngx_http_amonitor_upstream_log_failure(
@@ -401,6 +421,8 @@ void ngx_http_amonitor_router_panel_snapshot(
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_router_remote_message(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
 
@@ -415,6 +437,8 @@ void      ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 void      ngx_http_amonitor_action_panel_gone(
          ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel);
 void ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, const char *code, const char *message);
 void ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
 void ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u);
@@ -456,6 +480,29 @@ ngx_int_t ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t **up, const char **code, const char **message);
 void      ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
 void      ngx_http_amonitor_target_failed(ngx_http_amonitor_upstream_t *u);
+
+/*
+ * cluster*.c: amonitor_cluster.  The calls below return at once (and do
+ * nothing, may_dial says 1) when the worker is not in a cluster.
+ */
+char *ngx_http_amonitor_cluster_conf(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_amonitor_cluster_check(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
+ngx_int_t  ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w);
+void       ngx_http_amonitor_cluster_exit(ngx_http_amonitor_worker_t *w);
+ngx_uint_t ngx_http_amonitor_cluster_may_dial(ngx_http_amonitor_upstream_t *u);
+void       ngx_http_amonitor_cluster_forget(ngx_http_amonitor_upstream_t *u);
+void       ngx_http_amonitor_cluster_upstream_down(
+          ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+void      ngx_http_amonitor_cluster_event(ngx_http_amonitor_upstream_t *u,
+         ngx_uint_t opcode, u_char *data, size_t len);
+void      ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w,
+         ngx_str_t *id, ngx_str_t *url, const char *origin);
+ngx_int_t ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, ngx_http_amonitor_msg_t *frame);
+ngx_int_t ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, ngx_uint_t opcode, u_char *data, size_t len);
 
 /* reply.c: the agent's own envelopes */
 

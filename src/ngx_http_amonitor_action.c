@@ -24,6 +24,8 @@ static ngx_uint_t ngx_http_amonitor_action_forbidden(
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_action_sent(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 
 
 ngx_int_t
@@ -372,6 +374,20 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
 
     a->upstream = u;
 
+    /* amonitor_cluster: the worker holding the target's lease runs it */
+    switch (ngx_http_amonitor_cluster_forward(u, &a->sn.str, a->msg)) {
+
+    case NGX_OK: ngx_http_amonitor_action_sent(a, u); return;
+
+    case NGX_ERROR:
+        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+            "the cluster bus (redis) is not available",
+            NGX_HTTP_AMONITOR_RELEASE);
+        return;
+
+    default: break;
+    }
+
     ngx_http_amonitor_target_kick(u);
 
     if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
@@ -401,12 +417,10 @@ static void
 ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
 {
-    ngx_http_amonitor_worker_t  *w;
-    ngx_http_amonitor_tstate_t  *ts;
-    ngx_http_amonitor_actions_t *as;
+    ngx_http_amonitor_worker_t *w;
+    ngx_http_amonitor_tstate_t *ts;
 
     w = a->worker;
-    as = w->actions;
 
     if (ngx_http_amonitor_conn_send(&u->wc, a->msg, 1) != NGX_OK) {
         ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
@@ -414,8 +428,31 @@ ngx_http_amonitor_action_forward(
         return;
     }
 
-    a->state = NGX_HTTP_AMONITOR_ACTION_SENT;
     a->end_offset = u->wc.queued_bytes;
+
+    (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
+
+    if (u->tstate) {
+        ts = u->tstate;
+        (void) ngx_atomic_fetch_add(&ts->actions, 1);
+    }
+
+    ngx_http_amonitor_action_sent(a, u);
+}
+
+
+/* on its way to the SDK (or to the worker holding it): the ack is due */
+static void
+ngx_http_amonitor_action_sent(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_actions_t *as;
+
+    w = a->worker;
+    as = w->actions;
+
+    a->state = NGX_HTTP_AMONITOR_ACTION_SENT;
 
     ngx_http_amonitor_msg_release(&w->frames, a->msg);
     a->msg = NULL;
@@ -425,16 +462,38 @@ ngx_http_amonitor_action_forward(
         a->in_tree = 1;
     }
 
-    (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
-
-    if (u->tstate) {
-        ts = u->tstate;
-        (void) ngx_atomic_fetch_add(&ts->actions, 1);
-    }
-
     a->sent_at = ngx_current_msec;
 
     ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
+}
+
+
+/*
+ * amonitor_cluster: the worker holding the target answered an action of
+ * this worker with an error (or nobody holds it).  Whether it may have
+ * run decides what becomes of the claim.
+ */
+void
+ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, const char *code, const char *message)
+{
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = u->worker->actions;
+
+    a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
+        &as->sent, msg_id, ngx_crc32_short(msg_id->data, msg_id->len));
+
+    if (a == NULL || a->upstream != u
+        || (a->state != NGX_HTTP_AMONITOR_ACTION_SENT
+            && a->state != NGX_HTTP_AMONITOR_ACTION_LATE)) {
+        return;
+    }
+
+    ngx_http_amonitor_action_fail(a, code, message,
+        ngx_strcmp(code, "TARGET_UNAVAILABLE") == 0 ? NGX_HTTP_AMONITOR_RELEASE
+                                                    : NGX_HTTP_AMONITOR_KEEP);
 }
 
 

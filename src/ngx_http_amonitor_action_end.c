@@ -159,6 +159,12 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
         &as->sent, &id, hash);
 
+    if ((a == NULL || a->upstream != u)
+        && ngx_http_amonitor_cluster_ack(u, &id, opcode, data, len) == NGX_OK) {
+        /* amonitor_cluster: sent back to the worker that asked */
+        return;
+    }
+
     if (a == NULL || a->upstream != u) {
         ngx_log_error(NGX_LOG_INFO, &u->log, 0,
             "amonitor: ack for an unknown action \"%V\" dropped",

@@ -186,6 +186,20 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       0,
       NULL },
 
+    { ngx_string("amonitor_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_amonitor_cluster_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("amonitor_instance_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, instance_id),
+      NULL },
+
     { ngx_string("amonitor_allow_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_amonitor_conf_allow_url,
@@ -357,6 +371,8 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
      *     amcf->shm_zone = NULL;
      *     amcf->worker = NULL;
      *     amcf->audit = NULL;
+     *     amcf->cluster = NULL;
+     *     amcf->instance_id = { 0, NULL };
      *     amcf->panel_file = { 0, NULL };
      *     amcf->ssl_protocols = 0;
      *     amcf->ssl_trusted_certificate = { 0, NULL };
@@ -468,7 +484,11 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return ngx_http_amonitor_ssl_init_conf(cf, amcf);
+    if (ngx_http_amonitor_ssl_init_conf(cf, amcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_amonitor_cluster_check(cf, amcf);
 }
 
 

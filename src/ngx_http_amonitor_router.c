@@ -37,8 +37,18 @@ typedef struct {
 } ngx_http_amonitor_live_t;
 
 
+static void ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t remote);
 static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
+static void ngx_http_amonitor_router_remote_state(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t up);
+static void ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len,
+    ngx_uint_t remote);
+static void ngx_http_amonitor_router_remote_status(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
+    size_t len);
 static void ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
@@ -154,11 +164,29 @@ void
 ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
+    ngx_http_amonitor_router_sdk(u, opcode, data, len, 0);
+}
+
+
+/*
+ * amonitor_cluster: what another worker's connection to "u" sent (events,
+ * target_status, acks of this worker's actions), through the same paths,
+ * never published again.
+ */
+void
+ngx_http_amonitor_router_remote_message(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_router_sdk(u, opcode, data, len, 1);
+}
+
+
+static void
+ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
+    u_char *data, size_t len, ngx_uint_t remote)
+{
     int                         rc;
-    ngx_str_t                   out, hb;
     amon_envelope_t             env;
-    ngx_http_amonitor_msg_t    *msg;
-    ngx_http_amonitor_live_t    live;
     ngx_http_amonitor_worker_t *w;
 
     w = u->worker;
@@ -185,15 +213,26 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
         ngx_http_amonitor_action_ack(u, &env, opcode, data, len);
         break;
 
-    case AMON_MSG_REGISTER: ngx_http_amonitor_router_register(u, &env); break;
+    case AMON_MSG_REGISTER:
+        if (!remote) {
+            ngx_http_amonitor_router_register(u, &env);
+        }
+        break;
 
     case AMON_MSG_ACTION:
         ngx_log_error(
             NGX_LOG_INFO, &u->log, 0, "amonitor: action from an SDK ignored");
         break;
 
-    case AMON_MSG_ERROR:
     case AMON_MSG_TARGET_STATUS:
+        if (remote) {
+            ngx_http_amonitor_router_remote_status(u, opcode, data, len);
+            break;
+        }
+
+        /* fall through */
+
+    case AMON_MSG_ERROR:
     case AMON_MSG_ACTION_STATUS:
         /* only the agent speaks for itself: an SDK cannot forge these */
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
@@ -202,46 +241,95 @@ ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
             amon_msg_type_name(env.type));
         break;
 
-    default:
-        /*
-         * heartbeat, event and types we do not know: to every panel, bytes
-         * unchanged unless the SDK does not name itself as the agent does
-         */
-        if (ngx_http_amonitor_reply_stamp(
-                w, u, &env, opcode, data, len, 0, &out)
-            != NGX_OK) {
-            break;
-        }
-
-        msg = ngx_http_amonitor_msg_frame(
-            &w->frames, opcode, out.data, out.len, 0);
-        if (msg == NULL) {
-            break;
-        }
-
-        if (env.type != AMON_MSG_HEARTBEAT) {
-            ngx_http_amonitor_router_broadcast(
-                w, msg, opcode, u, &env, NULL, 0, NULL);
-            break;
-        }
-
-        /* the last heartbeat, for panels that connect later */
-        hb.data = (u_char *) env.msg_id.data;
-        hb.len = env.msg_id.len;
-
-        ngx_http_amonitor_store_heartbeat(w->store,
-            ngx_http_amonitor_router_tstate(u), &hb, opcode, out.data, out.len);
-
-        live.target = &u->id;
-        live.target_hash = 0;
-        live.heartbeat = 1;
-        live.value = ngx_crc32_short(hb.data, hb.len);
-
-        ngx_http_amonitor_router_broadcast(
-            w, msg, opcode, u, &env, NULL, 0, &live);
+    default: ngx_http_amonitor_router_event(u, &env, opcode, data, len, remote);
     }
 
     amon_envelope_release(&env);
+}
+
+
+/*
+ * Heartbeat, event and types we do not know: to every panel, bytes
+ * unchanged unless the SDK does not name itself as the agent does.
+ */
+static void
+ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len,
+    ngx_uint_t remote)
+{
+    ngx_str_t                   out, hb;
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_live_t    live;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    if (remote) {
+        /* stamped by the owner already */
+        out.data = data;
+        out.len = len;
+
+        if (!u->remote_up) {
+            ngx_http_amonitor_router_remote_state(u, 1);
+        }
+
+    } else if (ngx_http_amonitor_reply_stamp(
+                   w, u, env, opcode, data, len, 0, &out)
+        != NGX_OK) {
+        return;
+
+    } else {
+        /* amonitor_cluster: for the panels of every other worker */
+        ngx_http_amonitor_cluster_event(u, opcode, out.data, out.len);
+    }
+
+    msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, out.data, out.len, 0);
+    if (msg == NULL) {
+        return;
+    }
+
+    if (env->type != AMON_MSG_HEARTBEAT) {
+        ngx_http_amonitor_router_broadcast(
+            w, msg, opcode, u, env, NULL, 0, NULL);
+        return;
+    }
+
+    /* the last heartbeat, for panels that connect later */
+    hb.data = (u_char *) env->msg_id.data;
+    hb.len = env->msg_id.len;
+
+    ngx_http_amonitor_store_heartbeat(w->store,
+        ngx_http_amonitor_router_tstate(u), &hb, opcode, out.data, out.len);
+
+    live.target = &u->id;
+    live.target_hash = 0;
+    live.heartbeat = 1;
+    live.value = ngx_crc32_short(hb.data, hb.len);
+
+    ngx_http_amonitor_router_broadcast(w, msg, opcode, u, env, NULL, 0, &live);
+}
+
+
+/* amonitor_cluster: the owner's target_status, to this worker's panels */
+static void
+ngx_http_amonitor_router_remote_status(ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    ngx_http_amonitor_router_remote_state(u,
+        ngx_strlcasestrn(data, data + len, (u_char *) "\"state\":\"up\"",
+            sizeof("\"state\":\"up\"") - 2)
+            != NULL);
+
+    msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
+    if (msg) {
+        ngx_http_amonitor_router_broadcast(
+            w, msg, opcode, NULL, NULL, data, len, NULL);
+    }
 }
 
 
@@ -311,6 +399,11 @@ ngx_http_amonitor_router_register(
 
     switch (ngx_http_amonitor_target_learn(
         w, &id, &wu, &n, NGX_HTTP_AMONITOR_REGISTERED, 0, &known)) {
+
+    case NGX_HTTP_AMONITOR_LEARN_OK:
+        /* amonitor_cluster: a shared route */
+        ngx_http_amonitor_cluster_route(w, &known->id, &n, "register");
+        break;
 
     case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
@@ -503,6 +596,10 @@ ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u)
 {
     ngx_http_amonitor_store_target_state(
         u->worker->store, ngx_http_amonitor_router_tstate(u), 1, 0, NULL);
+
+    /* amonitor_cluster: this worker's own connection counts from now */
+    ngx_http_amonitor_router_remote_state(u, 0);
+
     ngx_http_amonitor_router_target_status(u, "up", NULL);
     ngx_http_amonitor_action_upstream_open(u);
 }
@@ -521,10 +618,33 @@ ngx_http_amonitor_router_upstream_down(
 
     ngx_http_amonitor_action_upstream_down(u, connected);
     ngx_http_amonitor_target_failed(u);
+    ngx_http_amonitor_cluster_upstream_down(u, connected);
 
     if (connected) {
         ngx_http_amonitor_router_target_status(u, "down", reason);
     }
+}
+
+
+/*
+ * amonitor_cluster: the target is up or down at its owner (another
+ * worker).  Each worker counts it once in the zone's state, as it counts
+ * a connection of its own, so that snapshots and the status page of every
+ * instance say what the owner sees.
+ */
+static void
+ngx_http_amonitor_router_remote_state(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t up)
+{
+    if (up == u->remote_up) {
+        return;
+    }
+
+    u->remote_up = up;
+
+    ngx_http_amonitor_store_target_state(u->worker->store,
+        ngx_http_amonitor_router_tstate(u), up, !up,
+        up ? NULL : "connection lost");
 }
 
 
@@ -552,7 +672,7 @@ ngx_http_amonitor_router_target_status(
 
     w = u->worker;
 
-    if (ngx_queue_empty(&w->panels)) {
+    if (ngx_queue_empty(&w->panels) && w->cluster == NULL) {
         return;
     }
 
@@ -560,6 +680,10 @@ ngx_http_amonitor_router_target_status(
     if (msg == NULL) {
         return;
     }
+
+    /* amonitor_cluster: for the panels of every other worker */
+    ngx_http_amonitor_cluster_event(
+        u, AMON_WS_OP_TEXT, w->scratch.data, w->scratch.len);
 
     live.target = &u->id;
     live.target_hash = 0;

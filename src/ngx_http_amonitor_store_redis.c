@@ -456,6 +456,7 @@ ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_http_amonitor_store_redis_ready(&ctx->store, ctx->ready, 1);
     ctx->ready = 1;
+    ctx->readies++;
 
     if (ctx->failures) {
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
@@ -497,7 +498,7 @@ ngx_http_amonitor_redis_tick_handler(ngx_event_t *ev)
     ctx->flush(ctx);
     ctx->renew(ctx);
 
-    if (ngx_queue_empty(&ctx->sent)
+    if (ngx_queue_empty(&ctx->sent) && !ctx->subscriber
         && ngx_current_msec - ctx->last_sent >= interval) {
         (void) ngx_http_amonitor_redis_command(
             ctx, ngx_http_amonitor_redis_ping, NULL, "PING", "PING");

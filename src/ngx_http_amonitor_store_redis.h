@@ -90,6 +90,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_msec_t                      backoff;
     ngx_msec_t                      last_sent;
     ngx_uint_t                      failures;
+    ngx_uint_t                      readies; /* times it became ready */
     ngx_queue_t                     sent; /* cmd_t, oldest first */
 
     ngx_rbtree_t      claims; /* rec_t by msg_id */
@@ -113,6 +114,7 @@ struct ngx_http_amonitor_redis_s {
     unsigned ready : 1; /* AUTH, SELECT, PING ok */
     unsigned dropping : 1; /* we close it */
     unsigned stopped : 1;
+    unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no idle PING */
 };
 
 

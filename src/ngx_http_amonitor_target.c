@@ -196,7 +196,10 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
                 w, id, &wu, &n, NGX_HTTP_AMONITOR_DIALED, dialer, up)
                  : NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED) {
 
-    case NGX_HTTP_AMONITOR_LEARN_OK: return NGX_OK;
+    case NGX_HTTP_AMONITOR_LEARN_OK:
+        /* amonitor_cluster: a shared route */
+        ngx_http_amonitor_cluster_route(w, &(*up)->id, &n, "dial");
+        return NGX_OK;
 
     case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
         *code = "TARGET_URL_NOT_ALLOWED";

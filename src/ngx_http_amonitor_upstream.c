@@ -366,12 +366,33 @@ ngx_http_amonitor_upstream_drop(
 
     ngx_http_amonitor_upstream_fail(u);
     ngx_http_amonitor_action_upstream_gone(u);
+    ngx_http_amonitor_cluster_forget(u);
 
     if (u->dynamic) {
         w->ndynamic--;
     }
 
     ngx_destroy_pool(u->pool);
+}
+
+
+/*
+ * amonitor_cluster: another worker holds the target's lease now.  The
+ * connection closes; the next attempt waits for a lease of its own.
+ */
+void
+ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+        ngx_http_amonitor_conn_close_frame(&u->wc, AMON_WS_CLOSE_GOING_AWAY,
+            "another agent worker took over this connection");
+
+    } else if (u->state != NGX_HTTP_AMONITOR_UP_CONNECTING
+        && u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE) {
+        return;
+    }
+
+    ngx_http_amonitor_upstream_fail(u);
 }
 
 
@@ -408,7 +429,8 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
             continue;
         }
 
-        if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+        if (u->state == NGX_HTTP_AMONITOR_UP_OPEN || u->remote_up) {
+            /* open here, or (amonitor_cluster) at its owner elsewhere */
             w->store->touch(w->store, &u->id);
 
         } else if (!u->registered && u->opened == 0

@@ -445,6 +445,12 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
         return;
     }
 
+    if (!ngx_http_amonitor_cluster_may_dial(u)) {
+        /* amonitor_cluster: another worker holds it; a lease kicks it */
+        u->state = NGX_HTTP_AMONITOR_UP_BACKOFF;
+        return;
+    }
+
     addr = &u->addrs[u->next_addr++ % u->naddrs];
 
     ngx_memzero(&u->peer, sizeof(ngx_peer_connection_t));

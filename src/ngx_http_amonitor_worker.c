@@ -50,6 +50,7 @@ ngx_http_amonitor_worker_init(
     w->dial = ngx_http_amonitor_upstream_add;
     w->kick = ngx_http_amonitor_upstream_kick;
     w->drop = ngx_http_amonitor_upstream_drop;
+    w->hangup = ngx_http_amonitor_upstream_hangup;
 
     w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
 
@@ -74,6 +75,11 @@ ngx_http_amonitor_worker_init(
 
     amcf->worker = w;
 
+    /* amonitor_cluster: before the upstreams, which ask it who dials */
+    if (ngx_http_amonitor_cluster_init(w) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_amonitor_upstream_init_worker(w);
 }
 
@@ -90,6 +96,7 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
 
     ngx_http_amonitor_panel_close_all(w);
     ngx_http_amonitor_upstream_exit_worker(w);
+    ngx_http_amonitor_cluster_exit(w);
     ngx_http_amonitor_action_exit_worker(w);
     ngx_http_amonitor_query_exit_worker(w);
     ngx_http_amonitor_audit_exit(amcf);

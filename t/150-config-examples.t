@@ -12,6 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::ConfCheck qw(nginx_t_whole nginx_t_debian private_prefix);
+use Test::AMonitor::Redis;
 
 # Instances made inside subtests are kept until the end of the file, so
 # that the final check of the harness (every error.log clean, no forced
@@ -167,6 +168,16 @@ sub run_example {
         $body =~ s/^(\s*listen\s+)(?:127\.0\.0\.1:)?(\d+)\b/${1}127.0.0.1:%%PORT_0%%/mg;
         $body =~ s{(\s)logs/}{$1%%PREFIX%%/}g;
 
+        # a cluster example gets a redis-server of its own, and each SDK
+        # one agent connection in the whole cluster
+        my ($redis, $conns) = (undef, $workers);
+        if ($body =~ /^\s*amonitor_cluster\s+on\b/m) {
+            $redis = Test::AMonitor::Redis->new;
+            ok($redis->start, 'a redis-server for the cluster example');
+            $body =~ s/(amonitor_redis\s+)127\.0\.0\.1:\d+/$1 . $redis->addr/e;
+            $conns = 1;
+        }
+
         my ($ptoken) = $body =~ /amonitor_panel_token\s+"?([^";\s]+)"?;/;
         my ($path) = $body =~ /location\s+=?\s*(\S+)\s*\{[^}]*amonitor_panel\s+on/;
 
@@ -176,9 +187,14 @@ sub run_example {
             return;
         };
         for my $s (@sdks) {
-            ok($s->wait_connections($workers), 'SDK ' . $s->target_id
-                . " has $workers agent connection(s)")
+            ok($s->wait_connections($conns), 'SDK ' . $s->target_id
+                . " has $conns agent connection(s)")
                 or diag('it has ' . $s->connections);
+        }
+        if ($redis) {
+            sleep_loop(1);
+            is($_->connections, 1, $_->target_id . ': still one')
+                for @sdks;
         }
         my $p = $tt->panel($path // '/ws/panel', headers => { defined $ptoken
             ? (Authorization => "Bearer $ptoken") : () });
@@ -205,5 +221,6 @@ sub run_example {
         $p->close(1000);
         ok($tt->stop, 'nginx stops');
         $_->stop for @sdks;
+        $redis->stop if $redis;
     }
 }

@@ -1,0 +1,524 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * amonitor_cluster: the directive, the cluster runtime of a worker (its
+ * token, channels, timers) and what it does with bus messages: events and
+ * acks of other workers through the router, routes learned through
+ * target.c, errors for actions through action.c.  It sits next to
+ * worker.c, above the files it calls; the cluster files below it reach it
+ * only through cl->on_message and cl->on_ready.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_cluster.h"
+
+
+#define NGX_HTTP_AMONITOR_CODE_MAX 64
+#define NGX_HTTP_AMONITOR_TEXT_MAX 256
+
+
+static ngx_int_t ngx_http_amonitor_cluster_names(
+    ngx_http_amonitor_cluster_t *cl, ngx_pool_t *pool);
+static ngx_int_t ngx_http_amonitor_cluster_name(ngx_pool_t *pool,
+    ngx_str_t *out, ngx_str_t *prefix, const char *what, ngx_str_t *tail);
+static void      ngx_http_amonitor_cluster_message(
+         ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
+static void ngx_http_amonitor_cluster_learn(ngx_http_amonitor_cluster_t *cl,
+    ngx_str_t *id, ngx_str_t *url, ngx_str_t *origin);
+static void ngx_http_amonitor_cluster_error(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
+static void ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl);
+static void ngx_http_amonitor_cluster_tick(ngx_event_t *ev);
+static void ngx_http_amonitor_cluster_resync(ngx_event_t *ev);
+static ngx_http_amonitor_upstream_t *ngx_http_amonitor_cluster_target(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *id);
+
+
+/* amonitor_cluster on|off [lease=T] [route_ttl=T] */
+char *
+ngx_http_amonitor_cluster_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_main_conf_t *amcf = conf;
+
+    ngx_str_t                        *value, s;
+    ngx_msec_t                        t;
+    ngx_uint_t                        i;
+    ngx_http_amonitor_cluster_conf_t *cc;
+
+    value = cf->args->elts;
+
+    if (amcf->cluster) {
+        return "is duplicate";
+    }
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters with \"off\"";
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "on") != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "invalid value \"%V\" in \"amonitor_cluster\", "
+            "it must be \"on\" or \"off\"",
+            &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    cc = ngx_pcalloc(cf->pool, sizeof(ngx_http_amonitor_cluster_conf_t));
+    if (cc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cc->lease = 2000;
+    cc->route_ttl = 24 * 60 * 60 * 1000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "lease=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+            t = ngx_parse_time(&s, 0);
+
+            if (t == (ngx_msec_t) NGX_ERROR || t < 500 || t > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                    "invalid cluster lease \"%V\", it must be between "
+                    "500ms and 60s",
+                    &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            cc->lease = t;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "route_ttl=", 10) == 0) {
+            s.data = value[i].data + 10;
+            s.len = value[i].len - 10;
+            t = ngx_parse_time(&s, 0);
+
+            if (t == (ngx_msec_t) NGX_ERROR || t < 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                    "invalid cluster route_ttl \"%V\", it must be at "
+                    "least 1m",
+                    &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            cc->route_ttl = t;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "invalid parameter \"%V\" in \"amonitor_cluster\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->cluster = cc;
+
+    return NGX_CONF_OK;
+}
+
+
+/* at the end of the main configuration: what the cluster needs */
+char *
+ngx_http_amonitor_cluster_check(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf)
+{
+    if (amcf->cluster == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (amcf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_cluster\" requires \"amonitor_redis\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->cluster->lease < 2 * amcf->redis->timeout) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "cluster lease of %M ms is shorter than 2 times the redis "
+            "timeout of %M ms",
+            amcf->cluster->lease, amcf->redis->timeout);
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->instance_id.len) {
+        amcf->cluster->instance = amcf->instance_id;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w)
+{
+    ngx_http_amonitor_cluster_t *cl;
+
+    if (w->amcf->cluster == NULL) {
+        return NGX_OK;
+    }
+
+    cl = ngx_pcalloc(w->cycle->pool, sizeof(ngx_http_amonitor_cluster_t));
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->worker = w;
+    cl->conf = w->amcf->cluster;
+    cl->redis = w->amcf->redis;
+    cl->log = w->cycle->log;
+
+    if (ngx_http_amonitor_cluster_names(cl, w->cycle->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&cl->leases);
+    ngx_queue_init(&cl->remote);
+    ngx_rbtree_init(
+        &cl->remote_tree, &cl->remote_sentinel, ngx_str_rbtree_insert_value);
+
+    cl->on_message = ngx_http_amonitor_cluster_message;
+    cl->on_ready = ngx_http_amonitor_cluster_ready;
+
+    cl->tick.handler = ngx_http_amonitor_cluster_tick;
+    cl->tick.data = cl;
+    cl->tick.log = cl->log;
+    cl->tick.cancelable = 1;
+
+    cl->resync.handler = ngx_http_amonitor_cluster_resync;
+    cl->resync.data = cl;
+    cl->resync.log = cl->log;
+    cl->resync.cancelable = 1;
+
+    /* before the upstreams start: only lease holders dial */
+    w->cluster = cl;
+
+    if (ngx_http_amonitor_bus_init(cl) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_add_timer(&cl->tick, ngx_max(cl->conf->lease / 8, 50));
+    ngx_add_timer(&cl->resync, NGX_HTTP_AMONITOR_CLUSTER_RESYNC);
+
+    return NGX_OK;
+}
+
+
+/* the token (instance:pid:random), the channels and keys of this worker */
+static ngx_int_t
+ngx_http_amonitor_cluster_names(
+    ngx_http_amonitor_cluster_t *cl, ngx_pool_t *pool)
+{
+    u_char     *p, rnd[4];
+    ngx_str_t  *prefix, none;
+    ngx_uint_t  i;
+    static char hex[] = "0123456789abcdef";
+
+    if (cl->conf->instance.len == 0) {
+        /* default: host:master pid, unique among running instances */
+        p = ngx_pnalloc(pool, ngx_cycle->hostname.len + NGX_INT_T_LEN + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->conf->instance.data = p;
+        cl->conf->instance.len =
+            ngx_sprintf(p, "%V:%P", &ngx_cycle->hostname, ngx_parent) - p;
+    }
+
+    ngx_http_amonitor_random(rnd, sizeof(rnd));
+
+    p = ngx_snprintf(cl->tbuf, NGX_HTTP_AMONITOR_CLUSTER_TOKEN_LEN - 9,
+        "%V:%P:", &cl->conf->instance, ngx_pid);
+
+    for (i = 0; i < sizeof(rnd); i++) {
+        *p++ = hex[rnd[i] >> 4];
+        *p++ = hex[rnd[i] & 0xf];
+    }
+
+    cl->token.data = cl->tbuf;
+    cl->token.len = p - cl->tbuf;
+
+    prefix = &cl->redis->prefix;
+    ngx_str_null(&none);
+
+    if (ngx_http_amonitor_cluster_name(
+            pool, &cl->ch_events, prefix, "ev", &none)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->ch_routes, prefix, "rt", &none)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->w_prefix, prefix, "w:", &none)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->ch_self, prefix, "w:", &cl->token)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->k_routes, prefix, "routes", &none)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->k_seen, prefix, "seen", &none)
+            != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_cluster_name(ngx_pool_t *pool, ngx_str_t *out,
+    ngx_str_t *prefix, const char *what, ngx_str_t *tail)
+{
+    u_char *p;
+    size_t  n;
+
+    n = ngx_strlen(what);
+
+    p = ngx_pnalloc(pool, prefix->len + n + tail->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    p = ngx_cpymem(p, prefix->data, prefix->len);
+    p = ngx_cpymem(p, what, n);
+
+    if (tail->len) {
+        p = ngx_cpymem(p, tail->data, tail->len);
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_amonitor_cluster_exit(ngx_http_amonitor_worker_t *w)
+{
+    ngx_http_amonitor_cluster_t *cl;
+
+    cl = w->cluster;
+    if (cl == NULL) {
+        return;
+    }
+
+    if (cl->tick.timer_set) {
+        ngx_del_timer(&cl->tick);
+    }
+
+    if (cl->resync.timer_set) {
+        ngx_del_timer(&cl->resync);
+    }
+
+    ngx_http_amonitor_lease_exit(cl);
+    ngx_http_amonitor_remote_exit(cl);
+
+    cl->on_ready = NULL;
+
+    /* the releases are written before the connection goes */
+    ngx_http_amonitor_bus_exit(cl);
+
+    w->cluster = NULL;
+}
+
+
+/* the command connection is (again) usable: tell this instance's routes */
+static void
+ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl)
+{
+    if (cl->announced == cl->cmd->readies) {
+        return;
+    }
+
+    if (cl->announced) {
+        /* a reconnect, not the first connection */
+        ngx_http_amonitor_lease_reconnected(cl);
+    }
+
+    cl->announced = cl->cmd->readies;
+
+    ngx_http_amonitor_routes_announce_conf(cl);
+}
+
+
+static void
+ngx_http_amonitor_cluster_tick(ngx_event_t *ev)
+{
+    ngx_http_amonitor_cluster_t *cl = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_http_amonitor_lease_tick(cl);
+    ngx_http_amonitor_remote_expire(cl);
+
+    ngx_add_timer(ev, ngx_max(cl->conf->lease / 8, 50));
+}
+
+
+static void
+ngx_http_amonitor_cluster_resync(ngx_event_t *ev)
+{
+    ngx_http_amonitor_cluster_t *cl = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (cl->cmd->ready) {
+        ngx_http_amonitor_routes_resync(cl);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_AMONITOR_CLUSTER_RESYNC);
+}
+
+
+/* the routes, events and answers other workers sent */
+static void
+ngx_http_amonitor_cluster_message(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m)
+{
+    ngx_uint_t                    opcode;
+    ngx_http_amonitor_upstream_t *u;
+
+    switch (m->kind) {
+
+    case NGX_HTTP_AMONITOR_BUS_EVENT:
+    case NGX_HTTP_AMONITOR_BUS_ROUTE:
+        if (m->n != 4
+            || (m->f[0].len == cl->token.len
+                && ngx_strncmp(m->f[0].data, cl->token.data, cl->token.len)
+                    == 0)) {
+            /* our own: local panels had it already */
+            return;
+        }
+
+        if (m->kind == NGX_HTTP_AMONITOR_BUS_ROUTE) {
+            ngx_http_amonitor_cluster_learn(cl, &m->f[1], &m->f[2], &m->f[3]);
+            return;
+        }
+
+        u = ngx_http_amonitor_cluster_target(cl, &m->f[1]);
+        if (u == NULL || m->f[2].len != 1) {
+            return;
+        }
+
+        opcode = m->f[2].data[0] - '0';
+        ngx_http_amonitor_router_remote_message(
+            u, opcode, m->f[3].data, m->f[3].len);
+        return;
+
+    case NGX_HTTP_AMONITOR_BUS_ACTION:
+        ngx_http_amonitor_remote_run(cl, m);
+        return;
+
+    case NGX_HTTP_AMONITOR_BUS_ACK:
+        if (m->n != 3 || m->f[1].len != 1) {
+            return;
+        }
+
+        u = ngx_http_amonitor_cluster_target(cl, &m->f[0]);
+        if (u == NULL) {
+            return;
+        }
+
+        opcode = m->f[1].data[0] - '0';
+        ngx_http_amonitor_router_remote_message(
+            u, opcode, m->f[2].data, m->f[2].len);
+        return;
+
+    case NGX_HTTP_AMONITOR_BUS_ERROR:
+        ngx_http_amonitor_cluster_error(cl, m);
+        return;
+
+    default: return;
+    }
+}
+
+
+static ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_cluster_target(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
+{
+    return ngx_http_amonitor_target_find(cl->worker, id);
+}
+
+
+/* a route from the cluster: dialed (when leased) if this instance allows */
+static void
+ngx_http_amonitor_cluster_learn(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id,
+    ngx_str_t *url, ngx_str_t *origin)
+{
+    u_char                        norm[AMON_MAX_URL_LEN + 16];
+    u_char                        ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t                     n, e;
+    ngx_uint_t                    kind;
+    amon_ws_url_t                 wu;
+    ngx_http_amonitor_upstream_t *u;
+
+    if (id->len == 0 || ngx_http_amonitor_target_find(cl->worker, id)) {
+        return;
+    }
+
+    n.data = norm;
+
+    if (url->len > AMON_MAX_URL_LEN
+        || ngx_http_amonitor_target_url(url->data, url->len, &wu, &n) != NGX_OK
+        || ngx_http_amonitor_target_find_url(cl->worker, &n)) {
+        return;
+    }
+
+    /* a dial stays a dial (limits, precedence); a register or a
+     * configured target elsewhere is learned like a register */
+    kind = (origin->len == 4 && ngx_strncmp(origin->data, "dial", 4) == 0)
+        ? NGX_HTTP_AMONITOR_DIALED
+        : NGX_HTTP_AMONITOR_REGISTERED;
+
+    if (ngx_http_amonitor_target_learn(cl->worker, id, &wu, &n, kind, 0, &u)
+        == NGX_HTTP_AMONITOR_LEARN_OK) {
+        ngx_log_error(NGX_LOG_INFO, cl->log, 0,
+            "amonitor: learned target \"%V\" at %V from the cluster (%V)",
+            &u->id, &u->norm, origin);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
+        "amonitor cluster route of \"%V\" at \"%V\" not used here",
+        ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), &n);
+}
+
+
+/* the owner (or Redis) says an action of this worker ended in an error */
+static void
+ngx_http_amonitor_cluster_error(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m)
+{
+    u_char                        code[NGX_HTTP_AMONITOR_CODE_MAX];
+    u_char                        text[NGX_HTTP_AMONITOR_TEXT_MAX];
+    ngx_http_amonitor_upstream_t *u;
+
+    if (m->n != 4 || m->f[2].len >= sizeof(code)
+        || m->f[3].len >= sizeof(text)) {
+        return;
+    }
+
+    u = ngx_http_amonitor_cluster_target(cl, &m->f[0]);
+    if (u == NULL) {
+        return;
+    }
+
+    *ngx_cpymem(code, m->f[2].data, m->f[2].len) = '\0';
+    *ngx_cpymem(text, m->f[3].data, m->f[3].len) = '\0';
+
+    ngx_http_amonitor_action_remote_error(
+        u, &m->f[1], (const char *) code, (const char *) text);
+}

@@ -1,0 +1,136 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * What the cluster files share (amonitor_cluster): the bus (two Redis
+ * connections per worker, one for commands, one subscribed), the owner
+ * leases and shared routes, the actions this worker runs for other
+ * workers.  Nothing outside the cluster files includes this file.
+ */
+
+#ifndef _NGX_HTTP_AMONITOR_CLUSTER_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_CLUSTER_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_store_redis.h"
+
+
+#define NGX_HTTP_AMONITOR_CLUSTER_TOKEN_LEN 192
+#define NGX_HTTP_AMONITOR_CLUSTER_FIELDS    6
+#define NGX_HTTP_AMONITOR_CLUSTER_INFLIGHT  4096 /* commands not answered */
+#define NGX_HTTP_AMONITOR_CLUSTER_RESYNC    30000 /* full route resync, ms */
+
+
+/* the kinds of bus messages: the first byte */
+#define NGX_HTTP_AMONITOR_BUS_EVENT  'E' /* sender, target, opcode, bytes */
+#define NGX_HTTP_AMONITOR_BUS_ROUTE  'T' /* sender, target, url, origin */
+#define NGX_HTTP_AMONITOR_BUS_ACTION 'A' /* reply-to, target, msg_id, frame */
+#define NGX_HTTP_AMONITOR_BUS_ACK    'K' /* target, opcode, bytes */
+#define NGX_HTTP_AMONITOR_BUS_ERROR  'R' /* target, msg_id, code, message */
+
+
+typedef struct ngx_http_amonitor_cluster_s ngx_http_amonitor_cluster_t;
+
+
+/* a message read from the bus: its kind and up to six fields */
+typedef struct {
+    u_char     kind;
+    ngx_uint_t n;
+    ngx_str_t  f[NGX_HTTP_AMONITOR_CLUSTER_FIELDS];
+} ngx_http_amonitor_bus_msg_t;
+
+
+typedef void (*ngx_http_amonitor_bus_pt)(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
+typedef void (*ngx_http_amonitor_bus_ready_pt)(ngx_http_amonitor_cluster_t *cl);
+
+
+/* an action this worker (the owner) wrote to its SDK for another worker */
+typedef struct {
+    ngx_str_node_t                sn; /* msg_id */
+    ngx_queue_t                   queue; /* cl->remote, oldest first */
+    ngx_http_amonitor_upstream_t *upstream;
+    ngx_str_t                     reply_to; /* the requester's token */
+    uint64_t                      end_offset;
+    ngx_msec_t                    deadline;
+} ngx_http_amonitor_remote_t;
+
+
+/* a target's lease as this worker sees it (one per upstream) */
+typedef struct {
+    ngx_queue_t                   queue; /* cl->leases */
+    ngx_http_amonitor_upstream_t *upstream;
+    ngx_str_t                     key; /* prefix "lease:" id */
+    ngx_msec_t                    retry_at; /* next acquire attempt */
+    unsigned                      owned : 1;
+    unsigned                      busy : 1; /* a command under way */
+    unsigned                      gone : 1; /* the upstream went */
+} ngx_http_amonitor_lease_t;
+
+
+struct ngx_http_amonitor_cluster_s {
+    ngx_http_amonitor_worker_t       *worker;
+    ngx_http_amonitor_cluster_conf_t *conf;
+    ngx_http_amonitor_redis_conf_t   *redis;
+    ngx_http_amonitor_redis_t        *cmd; /* commands and PUBLISH */
+    ngx_http_amonitor_redis_t        *sub; /* SUBSCRIBE only */
+    redisAsyncContext                *subscribed; /* sub->ac when done */
+    ngx_uint_t                        announced; /* cmd->readies, told */
+    ngx_log_t                        *log;
+    ngx_str_t                         token; /* instance:pid:random */
+    ngx_str_t                         ch_events; /* prefix "ev" */
+    ngx_str_t                         ch_routes; /* prefix "rt" */
+    ngx_str_t                         ch_self; /* prefix "w:" token */
+    ngx_str_t                         k_routes; /* prefix "routes" */
+    ngx_str_t                         k_seen; /* prefix "seen" */
+    ngx_str_t                         w_prefix; /* prefix "w:" */
+    ngx_uint_t                        inflight;
+    ngx_queue_t                       leases;
+    ngx_queue_t                       remote;
+    ngx_rbtree_t                      remote_tree;
+    ngx_rbtree_node_t                 remote_sentinel;
+    ngx_event_t                       tick; /* leases, remote expiry */
+    ngx_event_t                       resync;
+    ngx_http_amonitor_bus_pt          on_message; /* set by cluster.c */
+    ngx_http_amonitor_bus_ready_pt    on_ready;
+    ngx_atomic_uint_t                 dropped; /* events not published */
+    ngx_atomic_uint_t                 published;
+    ngx_atomic_uint_t                 received;
+    u_char                            tbuf[NGX_HTTP_AMONITOR_CLUSTER_TOKEN_LEN];
+};
+
+
+/* bus (cluster_bus.c) */
+ngx_int_t ngx_http_amonitor_bus_init(ngx_http_amonitor_cluster_t *cl);
+void      ngx_http_amonitor_bus_exit(ngx_http_amonitor_cluster_t *cl);
+ngx_int_t ngx_http_amonitor_bus_publish(ngx_http_amonitor_cluster_t *cl,
+    ngx_str_t *channel, u_char kind, ngx_str_t *fields, ngx_uint_t n,
+    ngx_uint_t droppable);
+ngx_int_t ngx_http_amonitor_bus_ready(ngx_http_amonitor_cluster_t *cl);
+ngx_int_t ngx_http_amonitor_bus_pack(ngx_http_amonitor_worker_t *w, u_char kind,
+    ngx_str_t *fields, ngx_uint_t n, ngx_str_t *out);
+
+/* routes and leases (cluster_route.c) */
+void ngx_http_amonitor_lease_tick(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_routes_resync(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_routes_announce_conf(ngx_http_amonitor_cluster_t *cl);
+ngx_http_amonitor_lease_t *ngx_http_amonitor_lease_get(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_lease_exit(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_lease_reconnected(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_lease_down(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
+
+/* actions across workers (cluster_action.c) */
+void ngx_http_amonitor_remote_run(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
+void ngx_http_amonitor_remote_expire(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_remote_exit(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+
+
+#endif /* _NGX_HTTP_AMONITOR_CLUSTER_H_INCLUDED_ */

@@ -1,0 +1,430 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Actions across workers.  The worker whose panel asked claims the msg_id
+ * (as for a local action) and sends the action's frame to the channel of
+ * the worker holding the target's lease; that worker writes it to its SDK
+ * once and sends the SDK's ack, or an error, back to the asking worker's
+ * channel only.  The asking worker keeps its own ack timeout.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor_cluster.h"
+
+
+/* the owner of KEYS[1] gets ARGV[2] on its channel (ARGV[1] .. owner) */
+#define NGX_HTTP_AMONITOR_LUA_TO_OWNER \
+    "local o = redis.call('GET', KEYS[1]) " \
+    "if not o then return -1 end " \
+    "return redis.call('PUBLISH', ARGV[1] .. o, ARGV[2])"
+
+
+/* what the asking worker remembers until Redis says who got the action */
+typedef struct {
+    ngx_http_amonitor_cluster_t *cl;
+    ngx_str_t                    target;
+    ngx_str_t                    msg_id;
+} ngx_http_amonitor_forward_t;
+
+
+static void ngx_http_amonitor_cluster_forwarded(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_remote_answer(ngx_http_amonitor_cluster_t *cl,
+    ngx_str_t *reply_to, ngx_str_t *target, ngx_str_t *msg_id, const char *code,
+    const char *message);
+static void ngx_http_amonitor_remote_free(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r);
+
+
+/*
+ * The asking side.  NGX_DECLINED: not in a cluster, or this worker holds
+ * the target (the local path); NGX_OK: on its way to the owner (its ack or
+ * error comes back on this worker's channel); NGX_ERROR: the bus is down.
+ */
+ngx_int_t
+ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, ngx_http_amonitor_msg_t *frame)
+{
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_str_t                    f[4], msg;
+    ngx_http_amonitor_lease_t   *l;
+    ngx_http_amonitor_cluster_t *cl;
+    ngx_http_amonitor_forward_t *fw;
+
+    cl = u->worker->cluster;
+    if (cl == NULL) {
+        return NGX_DECLINED;
+    }
+
+    l = ngx_http_amonitor_lease_get(cl, u);
+    if (l == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (l->owned) {
+        return NGX_DECLINED;
+    }
+
+    if (!cl->cmd->ready) {
+        return NGX_ERROR;
+    }
+
+    fw = ngx_alloc(
+        sizeof(ngx_http_amonitor_forward_t) + u->id.len + msg_id->len, cl->log);
+    if (fw == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = (u_char *) (fw + 1);
+    fw->cl = cl;
+    fw->target.data = p;
+    fw->target.len = u->id.len;
+    p = ngx_cpymem(p, u->id.data, u->id.len);
+    fw->msg_id.data = p;
+    fw->msg_id.len = msg_id->len;
+    ngx_memcpy(p, msg_id->data, msg_id->len);
+
+    f[0] = cl->token;
+    f[1] = u->id;
+    f[2] = *msg_id;
+    f[3].data = frame->data;
+    f[3].len = frame->len;
+
+    if (ngx_http_amonitor_bus_pack(
+            u->worker, NGX_HTTP_AMONITOR_BUS_ACTION, f, 4, &msg)
+        != NGX_OK) {
+        ngx_free(fw);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_amonitor_redis_command(cl->cmd,
+        ngx_http_amonitor_cluster_forwarded, fw, "EVAL to owner",
+        "EVAL %s 1 %b %b %b", NGX_HTTP_AMONITOR_LUA_TO_OWNER, l->key.data,
+        l->key.len, cl->w_prefix.data, cl->w_prefix.len, msg.data, msg.len);
+
+    ngx_free(msg.data);
+
+    if (rc != NGX_OK) {
+        ngx_free(fw);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * How many workers got it: none (no owner, or it is gone) is an error the
+ * panel gets at once.  No answer at all: it may have reached the owner, so
+ * the action's own ack timeout ends it (never released for a retry).
+ */
+static void
+ngx_http_amonitor_cluster_forwarded(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_http_amonitor_forward_t *fw = data;
+
+    ngx_http_amonitor_bus_msg_t m;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer <= 0
+        && fw->cl->on_message) {
+        m.kind = NGX_HTTP_AMONITOR_BUS_ERROR;
+        m.n = 4;
+        m.f[0] = fw->target;
+        m.f[1] = fw->msg_id;
+        ngx_str_set(&m.f[2], "TARGET_UNAVAILABLE");
+
+        if (reply->integer < 0) {
+            ngx_str_set(&m.f[3],
+                "no agent in the cluster holds a connection "
+                "to the target");
+
+        } else {
+            ngx_str_set(&m.f[3],
+                "the agent holding the target's connection "
+                "is gone");
+        }
+
+        fw->cl->on_message(fw->cl, &m);
+    }
+
+    ngx_free(fw);
+}
+
+
+/* the owner: an action from another worker, for a target it holds */
+void
+ngx_http_amonitor_remote_run(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m)
+{
+    u_char                       *p;
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_msg_t      *msg;
+    ngx_http_amonitor_lease_t    *l;
+    ngx_http_amonitor_remote_t   *r;
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_amonitor_upstream_t *u;
+
+    w = cl->worker;
+    u = NULL;
+
+    if (m->n != 4) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
+         q = ngx_queue_next(q)) {
+        l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
+
+        if (l->owned && l->upstream->id.len == m->f[1].len
+            && ngx_strncmp(l->upstream->id.data, m->f[1].data, m->f[1].len)
+                == 0) {
+            u = l->upstream;
+            break;
+        }
+    }
+
+    if (u == NULL || u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
+            "TARGET_UNAVAILABLE", "the target is not connected");
+        return;
+    }
+
+    r = ngx_alloc(
+        sizeof(ngx_http_amonitor_remote_t) + m->f[2].len + m->f[0].len,
+        cl->log);
+    msg = ngx_http_amonitor_msg_alloc(&w->frames, m->f[3].len);
+
+    if (r == NULL || msg == NULL) {
+        goto failed;
+    }
+
+    /* the frame as the asking worker made it: masked, bytes unchanged */
+    ngx_memcpy(msg->data, m->f[3].data, m->f[3].len);
+    msg->len = m->f[3].len;
+    msg->refs++;
+
+    if (ngx_http_amonitor_conn_send(&u->wc, msg, 1) != NGX_OK) {
+        ngx_http_amonitor_msg_release(&w->frames, msg);
+        ngx_free(r);
+        ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
+            "TARGET_UNAVAILABLE", "the target's send queue is full");
+        return;
+    }
+
+    ngx_http_amonitor_msg_release(&w->frames, msg);
+
+    p = (u_char *) (r + 1);
+    r->sn.str.data = p;
+    r->sn.str.len = m->f[2].len;
+    p = ngx_cpymem(p, m->f[2].data, m->f[2].len);
+    r->reply_to.data = p;
+    r->reply_to.len = m->f[0].len;
+    ngx_memcpy(p, m->f[0].data, m->f[0].len);
+
+    r->sn.node.key = ngx_crc32_short(r->sn.str.data, r->sn.str.len);
+    r->upstream = u;
+    r->end_offset = u->wc.queued_bytes;
+    r->deadline =
+        ngx_current_msec + w->amcf->ack_timeout + w->amcf->late_window;
+
+    ngx_rbtree_insert(&cl->remote_tree, &r->sn.node);
+    ngx_queue_insert_tail(&cl->remote, &r->queue);
+
+    (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
+
+    return;
+
+failed:
+
+    if (r) {
+        ngx_free(r);
+    }
+
+    if (msg) {
+        ngx_http_amonitor_msg_release(&w->frames, msg);
+    }
+
+    ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
+        "TARGET_UNAVAILABLE", "out of memory");
+}
+
+
+/*
+ * The owner: an SDK's ack that no local action waits for.  NGX_OK when it
+ * answers an action of another worker (sent back to it, bytes unchanged).
+ */
+ngx_int_t
+ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, ngx_uint_t opcode, u_char *data, size_t len)
+{
+    u_char                       op;
+    ngx_str_t                    f[3], ch;
+    ngx_http_amonitor_remote_t  *r;
+    ngx_http_amonitor_cluster_t *cl;
+
+    cl = u->worker->cluster;
+    if (cl == NULL) {
+        return NGX_DECLINED;
+    }
+
+    r = (ngx_http_amonitor_remote_t *) ngx_str_rbtree_lookup(
+        &cl->remote_tree, msg_id, ngx_crc32_short(msg_id->data, msg_id->len));
+
+    if (r == NULL || r->upstream != u) {
+        return NGX_DECLINED;
+    }
+
+    op = (u_char) ('0' + opcode);
+
+    f[0] = u->id;
+    f[1].data = &op;
+    f[1].len = 1;
+    f[2].data = data;
+    f[2].len = len;
+
+    ch.len = cl->w_prefix.len + r->reply_to.len;
+    ch.data = ngx_alloc(ch.len, cl->log);
+
+    if (ch.data) {
+        ngx_memcpy(ngx_cpymem(ch.data, cl->w_prefix.data, cl->w_prefix.len),
+            r->reply_to.data, r->reply_to.len);
+        (void) ngx_http_amonitor_bus_publish(
+            cl, &ch, NGX_HTTP_AMONITOR_BUS_ACK, f, 3, 0);
+        ngx_free(ch.data);
+    }
+
+    ngx_http_amonitor_remote_free(cl, r);
+
+    return NGX_OK;
+}
+
+
+/* an error for the asking worker, on its channel */
+static void
+ngx_http_amonitor_remote_answer(ngx_http_amonitor_cluster_t *cl,
+    ngx_str_t *reply_to, ngx_str_t *target, ngx_str_t *msg_id, const char *code,
+    const char *message)
+{
+    ngx_str_t f[4], ch;
+
+    f[0] = *target;
+    f[1] = *msg_id;
+    f[2].data = (u_char *) code;
+    f[2].len = ngx_strlen(code);
+    f[3].data = (u_char *) message;
+    f[3].len = ngx_strlen(message);
+
+    ch.len = cl->w_prefix.len + reply_to->len;
+    ch.data = ngx_alloc(ch.len, cl->log);
+    if (ch.data == NULL) {
+        return;
+    }
+
+    ngx_memcpy(ngx_cpymem(ch.data, cl->w_prefix.data, cl->w_prefix.len),
+        reply_to->data, reply_to->len);
+
+    (void) ngx_http_amonitor_bus_publish(
+        cl, &ch, NGX_HTTP_AMONITOR_BUS_ERROR, f, 4, 0);
+
+    ngx_free(ch.data);
+}
+
+
+/* the owner's connection went: the actions it ran for others end */
+void
+ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
+{
+    ngx_queue_t                *q, *next;
+    ngx_http_amonitor_remote_t *r;
+
+    for (q = ngx_queue_head(&cl->remote); q != ngx_queue_sentinel(&cl->remote);
+         q = next) {
+        next = ngx_queue_next(q);
+        r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
+
+        if (r->upstream != u) {
+            continue;
+        }
+
+        if (connected && u->wc.sent_bytes >= r->end_offset) {
+            ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id,
+                &r->sn.str, "TARGET_DISCONNECTED",
+                "the target disconnected before its ack; the outcome is "
+                "unknown");
+
+        } else {
+            ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id,
+                &r->sn.str, "TARGET_UNAVAILABLE",
+                "the target disconnected before the action was sent");
+        }
+
+        ngx_http_amonitor_remote_free(cl, r);
+    }
+}
+
+
+/* the asking worker has given up on these long ago: forget them */
+void
+ngx_http_amonitor_remote_expire(ngx_http_amonitor_cluster_t *cl)
+{
+    ngx_queue_t                *q;
+    ngx_http_amonitor_remote_t *r;
+
+    while (!ngx_queue_empty(&cl->remote)) {
+        q = ngx_queue_head(&cl->remote);
+        r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
+
+        if ((ngx_msec_int_t) (r->deadline - ngx_current_msec) > 0) {
+            break;
+        }
+
+        ngx_http_amonitor_remote_free(cl, r);
+    }
+}
+
+
+void
+ngx_http_amonitor_remote_exit(ngx_http_amonitor_cluster_t *cl)
+{
+    ngx_queue_t                *q;
+    ngx_http_amonitor_remote_t *r;
+
+    while (!ngx_queue_empty(&cl->remote)) {
+        q = ngx_queue_head(&cl->remote);
+        r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
+        ngx_http_amonitor_remote_free(cl, r);
+    }
+}
+
+
+static void
+ngx_http_amonitor_remote_free(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r)
+{
+    ngx_rbtree_delete(&cl->remote_tree, &r->sn.node);
+    ngx_queue_remove(&r->queue);
+    ngx_free(r);
+}
+
+
+/* a connection of this worker failed or closed */
+void
+ngx_http_amonitor_cluster_upstream_down(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
+{
+    ngx_http_amonitor_cluster_t *cl;
+
+    cl = u->worker->cluster;
+    if (cl == NULL) {
+        return;
+    }
+
+    ngx_http_amonitor_remote_down(cl, u, connected);
+    ngx_http_amonitor_lease_down(cl, u);
+}
