@@ -178,6 +178,7 @@ struct ngx_http_amonitor_upstream_s {
     size_t     reason_len;
     u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
     void      *tstate; /* its record in the zone */
+    void      *topic; /* its subscribers (subscribe.c) */
     unsigned   dynamic : 1;
     unsigned   stopped : 1;
     unsigned   down : 1; /* an outage was logged */
@@ -204,6 +205,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_queue_t                    panels; /* conn_t.queue */
     ngx_queue_t                    upstreams;
     void                          *actions; /* action.c's table */
+    void                          *subs; /* subscribe.c's lists */
     ngx_queue_t                    queries; /* action_status, due */
     amon_buf_t                     scratch; /* envelopes we build */
     amon_buf_t                     convert; /* the other encoding */

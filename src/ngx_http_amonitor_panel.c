@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_subscribe.h"
 
 
 /* a panel: the request that became a WebSocket connection */
@@ -28,8 +29,11 @@ static ngx_int_t ngx_http_amonitor_panel_check(
     ngx_http_request_t *r, u_char **accept, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_accept(
     ngx_http_request_t *r, u_char *accept, ngx_uint_t *encoding);
+static ngx_int_t ngx_http_amonitor_panel_targets(
+    ngx_http_request_t *r, ngx_array_t **list, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_start(ngx_http_request_t *r,
-    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding);
+    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
+    ngx_array_t *targets);
 static ngx_int_t ngx_http_amonitor_panel_origin(
     ngx_http_request_t *r, ngx_array_t *allow);
 static ngx_int_t ngx_http_amonitor_panel_header_out(
@@ -56,6 +60,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     ngx_int_t                      rc, status;
     ngx_uint_t                     encoding;
     const char                    *reason;
+    ngx_array_t                   *targets;
     ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
@@ -78,6 +83,14 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return status;
     }
 
+    if (status == 0) {
+        status = ngx_http_amonitor_panel_targets(r, &targets, &reason);
+    }
+
+    if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return status;
+    }
+
     if (status) {
         return ngx_http_amonitor_panel_reject(r, status, reason);
     }
@@ -87,7 +100,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return ngx_http_amonitor_panel_start(r, amcf, encoding);
+    return ngx_http_amonitor_panel_start(r, amcf, encoding, targets);
 }
 
 
@@ -205,6 +218,46 @@ ngx_http_amonitor_panel_check(
 
 
 /*
+ * ?targets=a,b,web-*: the targets the panel wants (ids and patterns);
+ * none given: "*", everything.  A list that cannot be used refuses the
+ * panel with 400 and why.
+ */
+static ngx_int_t
+ngx_http_amonitor_panel_targets(
+    ngx_http_request_t *r, ngx_array_t **list, const char **reason)
+{
+    ngx_str_t arg, *all;
+
+    if (ngx_http_arg(r, (u_char *) "targets", 7, &arg) != NGX_OK) {
+        *list = ngx_array_create(r->pool, 1, sizeof(ngx_str_t));
+        all = *list ? ngx_array_push(*list) : NULL;
+
+        if (all == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(all, "*");
+        return 0;
+    }
+
+    if (ngx_http_amonitor_subscribe_split(r->pool, &arg, list) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *reason = ngx_http_amonitor_subscribe_check((*list)->elts, (*list)->nelts);
+
+    if (*reason == NULL) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        "amonitor: panel handshake refused: %s", *reason);
+
+    return NGX_HTTP_BAD_REQUEST;
+}
+
+
+/*
  * The 101 response, flushed: frames must not overtake it.  The panel's
  * encoding: subprotocol amonitor.v1.json or amonitor.v1.proto, else
  * ?encoding=json|protobuf, else 0 (each message as its sender wrote it).
@@ -294,7 +347,8 @@ ngx_http_amonitor_panel_accept(
  */
 static ngx_int_t
 ngx_http_amonitor_panel_start(ngx_http_request_t *r,
-    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding)
+    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
+    ngx_array_t *targets)
 {
     ngx_connection_t             *c;
     ngx_http_cleanup_t           *cln;
@@ -330,6 +384,14 @@ ngx_http_amonitor_panel_start(ngx_http_request_t *r,
 
     p->wc.encoding = encoding;
 
+    if (ngx_http_amonitor_subscribe_set(
+            w, &p->wc, targets->elts, targets->nelts)
+        != NGX_OK) {
+        ngx_http_amonitor_subscribe_gone(w, &p->wc);
+        ngx_http_amonitor_conn_free(&p->wc);
+        return NGX_ERROR;
+    }
+
     cln->handler = ngx_http_amonitor_panel_cleanup;
     cln->data = p;
 
@@ -339,6 +401,8 @@ ngx_http_amonitor_panel_start(ngx_http_request_t *r,
     (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
+
+    ((ngx_http_amonitor_sub_t *) p->wc.sub)->snapshot = alcf->panel_snapshot;
 
     if (alcf->panel_snapshot) {
         /* what is known now comes before any live frame */

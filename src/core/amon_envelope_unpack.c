@@ -393,7 +393,9 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
         return amon_envelope_pb_str(
             st->action_msg_id, AMON_MAX_ID_LEN, &env->action_msg_id);
 
-    case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
+    case AMON_MSG_TARGET_STATUS:
+    case AMON_MSG_SUBSCRIBE:
+    case AMON_MSG_SUBSCRIBED: return amon_envelope_pb_json_payload(env);
 
     default: return AMON_OK;
     }
