@@ -299,8 +299,11 @@ ngx_int_t ngx_http_amonitor_worker_init(
     ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf);
 void ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf);
 
-/* panel.c */
+/* panel.c: the handshake; panel_run.c: the connection after it */
 ngx_int_t ngx_http_amonitor_panel_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_amonitor_panel_start(ngx_http_request_t *r,
+    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
+    ngx_array_t *targets);
 void      ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w);
 
 /* upstream.c */
