@@ -54,10 +54,16 @@ typedef struct {
 } ngx_http_amonitor_shctx_t;
 
 
+#define NGX_HTTP_AMONITOR_EVICT_LOG 60000 /* ms between eviction lines */
+
+
 typedef struct {
     ngx_http_amonitor_shctx_t *sh;
     ngx_slab_pool_t           *shpool;
     ngx_msec_t                 ttl;
+    ngx_msec_t                 evict_logged; /* when the last line was */
+    ngx_uint_t                 evict_unlogged; /* evictions since then */
+    ngx_uint_t                 evict_any; /* a line was logged already */
     ngx_http_amonitor_store_t  store;
     ngx_log_t                 *log;
 } ngx_http_amonitor_shm_t;
@@ -425,10 +431,26 @@ ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
 {
     if (evicted) {
         (void) ngx_atomic_fetch_add(&ctx->sh->counters.evictions, evicted);
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-            "amonitor zone is full: evicted %ui live dedupe "
-            "entries; increase the zone size",
-            evicted);
+
+        /*
+         * A full zone evicts on every new action: one line at once, then
+         * at most one a minute with the count (a line per action would
+         * cost more than the action).
+         */
+        ctx->evict_unlogged += evicted;
+
+        if (!ctx->evict_any
+            || ngx_current_msec - ctx->evict_logged
+                >= NGX_HTTP_AMONITOR_EVICT_LOG) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                "amonitor zone is full: evicted %ui live dedupe "
+                "entries; increase the zone size",
+                ctx->evict_unlogged);
+
+            ctx->evict_any = 1;
+            ctx->evict_logged = ngx_current_msec;
+            ctx->evict_unlogged = 0;
+        }
     }
 
     if (failed) {
