@@ -262,10 +262,10 @@ relay_fanout(const unsigned char *p, size_t len)
 static void
 relay_panel_handshake(relay_conn_t *c)
 {
-    char          *k, *e;
-    unsigned char  acc[AMON_WS_ACCEPT_LEN];
-    char           resp[256];
-    int            n;
+    char         *k, *e;
+    unsigned char acc[AMON_WS_ACCEPT_LEN];
+    char          resp[256];
+    int           n;
 
     c->hs[c->hs_len] = '\0';
 
@@ -472,8 +472,9 @@ main(int argc, char **argv)
     }
 
     if ((port == 0 && pub_port == 0) || sdk_port == 0) {
-        fprintf(stderr, "usage: amon-relay --listen PORT --sdk-port PORT\n"
-                        "       amon-relay --publish PORT --sdk-port PORT\n");
+        fprintf(stderr,
+            "usage: amon-relay --listen PORT --sdk-port PORT\n"
+            "       amon-relay --publish PORT --sdk-port PORT\n");
         return 2;
     }
 
