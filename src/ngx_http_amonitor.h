@@ -249,6 +249,7 @@ struct ngx_http_amonitor_upstream_s {
     u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
     void      *tstate; /* its record in the zone */
     void      *lease; /* cluster: its owner lease */
+    void      *topic; /* its subscribers (subscribe.c) */
     ngx_uint_t dialer; /* on demand: the number of the panel */
     /* wss://: upstream_ssl.c */
     ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */
@@ -288,6 +289,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_queue_t                    panels; /* conn_t.queue */
     ngx_queue_t                    upstreams;
     void                          *actions; /* action.c's table */
+    void                          *subs; /* subscribe.c's lists */
     ngx_queue_t                    queries; /* action_status, due */
     amon_buf_t                     scratch; /* envelopes we build */
     amon_buf_t                     convert; /* the other encoding */
@@ -389,8 +391,11 @@ ngx_int_t ngx_http_amonitor_worker_init(
     ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf);
 void ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf);
 
-/* panel.c */
+/* panel.c: the handshake; panel_run.c: the connection after it */
 ngx_int_t ngx_http_amonitor_panel_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_amonitor_panel_start(ngx_http_request_t *r,
+    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
+    ngx_array_t *targets);
 void      ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w);
 
 /* upstream.c */

@@ -31,6 +31,7 @@ static ngx_int_t ngx_http_amonitor_conn_send_bytes(
 static void ngx_http_amonitor_conn_closing(
     ngx_http_amonitor_conn_t *wc, const u_char *data, size_t len);
 static void      ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
+static ngx_int_t ngx_http_amonitor_conn_send_one(ngx_http_amonitor_conn_t *wc);
 static ngx_int_t ngx_http_amonitor_conn_grow(ngx_http_amonitor_conn_t *wc);
 
 
@@ -665,6 +666,15 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
             return ngx_handle_write_event(c->write, 0);
         }
 
+        if (wc->q_count == 1) {
+            /* the usual case at moderate rates: send(), not writev() */
+            if (ngx_http_amonitor_conn_send_one(wc) == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
         /* up to NGX_HTTP_AMONITOR_IOVS frames in one writev */
 
         n = ngx_min(wc->q_count, NGX_HTTP_AMONITOR_IOVS);
@@ -715,6 +725,49 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
     }
 
     wc->q_head = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One queued frame, one send(): the kernel's writev() path costs more per
+ * call (the iovec copy, the file lookup), and most writes of a panel are
+ * one frame.  A partial send leaves c->write not ready.
+ */
+static ngx_int_t
+ngx_http_amonitor_conn_send_one(ngx_http_amonitor_conn_t *wc)
+{
+    ssize_t                    n;
+    ngx_connection_t          *c;
+    ngx_http_amonitor_qitem_t *qi;
+
+    c = wc->connection;
+    qi = &wc->q[wc->q_head];
+
+    n = c->send(c, qi->msg->data + qi->sent, qi->msg->len - qi->sent);
+
+    if (n == NGX_ERROR) {
+        c->error = 1;
+        return NGX_ERROR;
+    }
+
+    if (n == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    qi->sent += n;
+
+    if (qi->sent < qi->msg->len) {
+        return NGX_AGAIN;
+    }
+
+    wc->sent_bytes += qi->msg->len;
+    ngx_http_amonitor_msg_release(wc->frames, qi->msg);
+    qi->msg = NULL;
+
+    wc->q_head = (wc->q_head + 1) % wc->q_cap;
+    wc->q_count--;
 
     return NGX_OK;
 }

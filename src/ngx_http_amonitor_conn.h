@@ -85,6 +85,7 @@ struct ngx_http_amonitor_conn_s {
     ngx_array_t                *seen; /* a panel: what its snapshot said */
     ngx_uint_t                  unseen; /* entries still to match */
     void                       *rights; /* a panel: its token's (rights.c) */
+    void                       *sub; /* a panel: what it subscribed to */
 
     amon_ws_session_t session; /* the rules every endpoint shares */
     size_t            rbuf_pos; /* in frames->rbuf */

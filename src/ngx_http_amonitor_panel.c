@@ -11,25 +11,15 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
-
-
-/* a panel: the request that became a WebSocket connection */
-typedef struct {
-    ngx_http_amonitor_conn_t    wc;
-    ngx_http_request_t         *request;
-    ngx_http_amonitor_worker_t *worker;
-    unsigned                    in_handler : 1;
-    unsigned                    lingering : 1;
-    unsigned                    finalized : 1;
-} ngx_http_amonitor_panel_t;
+#include "ngx_http_amonitor_subscribe.h"
 
 
 static ngx_int_t ngx_http_amonitor_panel_check(
     ngx_http_request_t *r, u_char **accept, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_accept(
     ngx_http_request_t *r, u_char *accept, ngx_uint_t *encoding);
-static ngx_int_t ngx_http_amonitor_panel_start(ngx_http_request_t *r,
-    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding);
+static ngx_int_t ngx_http_amonitor_panel_targets(
+    ngx_http_request_t *r, ngx_array_t **list, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_origin(
     ngx_http_request_t *r, ngx_array_t *allow);
 static ngx_int_t ngx_http_amonitor_panel_header_out(
@@ -38,13 +28,6 @@ static ngx_table_elt_t *ngx_http_amonitor_panel_header(
     ngx_http_request_t *r, const char *name);
 static ngx_int_t ngx_http_amonitor_panel_reject(
     ngx_http_request_t *r, ngx_uint_t status, const char *reason);
-static void ngx_http_amonitor_panel_read_handler(ngx_http_request_t *r);
-static void ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r);
-static void ngx_http_amonitor_panel_message(
-    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
-static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
-static void ngx_http_amonitor_panel_cleanup(void *data);
-static void ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -54,6 +37,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     ngx_int_t                      rc, status;
     ngx_uint_t                     encoding;
     const char                    *reason;
+    ngx_array_t                   *targets;
     ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
@@ -76,6 +60,14 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return status;
     }
 
+    if (status == 0) {
+        status = ngx_http_amonitor_panel_targets(r, &targets, &reason);
+    }
+
+    if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return status;
+    }
+
     if (status) {
         return ngx_http_amonitor_panel_reject(r, status, reason);
     }
@@ -85,7 +77,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return ngx_http_amonitor_panel_start(r, amcf, encoding);
+    return ngx_http_amonitor_panel_start(r, amcf, encoding, targets);
 }
 
 
@@ -203,6 +195,46 @@ ngx_http_amonitor_panel_check(
 
 
 /*
+ * ?targets=a,b,web-*: the targets the panel wants (ids and patterns);
+ * none given: "*", everything.  A list that cannot be used refuses the
+ * panel with 400 and why.
+ */
+static ngx_int_t
+ngx_http_amonitor_panel_targets(
+    ngx_http_request_t *r, ngx_array_t **list, const char **reason)
+{
+    ngx_str_t arg, *all;
+
+    if (ngx_http_arg(r, (u_char *) "targets", 7, &arg) != NGX_OK) {
+        *list = ngx_array_create(r->pool, 1, sizeof(ngx_str_t));
+        all = *list ? ngx_array_push(*list) : NULL;
+
+        if (all == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(all, "*");
+        return 0;
+    }
+
+    if (ngx_http_amonitor_subscribe_split(r->pool, &arg, list) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *reason = ngx_http_amonitor_subscribe_check((*list)->elts, (*list)->nelts);
+
+    if (*reason == NULL) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        "amonitor: panel handshake refused: %s", *reason);
+
+    return NGX_HTTP_BAD_REQUEST;
+}
+
+
+/*
  * The 101 response, flushed: frames must not overtake it.  The panel's
  * encoding: subprotocol amonitor.v1.json or amonitor.v1.proto, else
  * ?encoding=json|protobuf, else 0 (each message as its sender wrote it).
@@ -283,116 +315,6 @@ ngx_http_amonitor_panel_accept(
     }
 
     return NGX_OK;
-}
-
-
-/*
- * The panel after the 101: its connection, its place among the worker's
- * panels, the request's handlers, and frames that came with the handshake.
- */
-static ngx_int_t
-ngx_http_amonitor_panel_start(ngx_http_request_t *r,
-    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding)
-{
-    ngx_connection_t             *c;
-    ngx_http_cleanup_t           *cln;
-    ngx_http_amonitor_panel_t    *p;
-    ngx_http_amonitor_worker_t   *w;
-    ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_amonitor_loc_conf_t *alcf;
-
-    c = r->connection;
-    w = amcf->worker;
-
-    p = ngx_pcalloc(r->pool, sizeof(ngx_http_amonitor_panel_t));
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    p->request = r;
-    p->worker = w;
-    p->wc.id = ++w->panel_seq;
-    p->wc.data = p;
-    p->wc.on_message = ngx_http_amonitor_panel_message;
-    p->wc.on_close = ngx_http_amonitor_panel_on_close;
-    p->wc.log_level = NGX_LOG_INFO;
-
-    if (ngx_http_amonitor_conn_init(&p->wc, c, &w->frames, 0) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    p->wc.encoding = encoding;
-
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
-    if (alcf->panel_tokens) {
-        /* checked before the upgrade; the rights go with the panel */
-        p->wc.rights = ngx_http_amonitor_rights_auth(r, alcf->panel_tokens);
-    }
-
-    cln->handler = ngx_http_amonitor_panel_cleanup;
-    cln->data = p;
-
-    ngx_http_set_ctx(r, p, ngx_http_amonitor_module);
-
-    ngx_queue_insert_tail(&w->panels, &p->wc.queue);
-    (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
-
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
-
-    if (alcf->panel_snapshot) {
-        /* what is known now comes before any live frame */
-        ngx_http_amonitor_router_panel_snapshot(w, &p->wc);
-    }
-
-    ngx_log_debug1(
-        NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui open", p->wc.id);
-
-    c->log->action = "relaying amonitor panel messages";
-
-    /* small acks must not wait for the peer's delayed ACK (Nagle) */
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
-        return NGX_ERROR;
-    }
-    c->idle = 1;
-
-    r->read_event_handler = ngx_http_amonitor_panel_read_handler;
-    r->write_event_handler = ngx_http_amonitor_panel_write_handler;
-
-    r->main->count++;
-
-    ngx_http_amonitor_conn_start_ping(&p->wc, amcf->ping);
-
-    p->in_handler = 1;
-
-    if (r->header_in->last > r->header_in->pos) {
-        /* frames that came with the handshake */
-        if (ngx_http_amonitor_conn_feed(&p->wc, r->header_in->pos,
-                r->header_in->last - r->header_in->pos)
-            != NGX_OK) {
-            p->in_handler = 0;
-            return NGX_DONE;
-        }
-
-        r->header_in->pos = r->header_in->last;
-    }
-
-    p->in_handler = 0;
-
-    if (c->read->ready) {
-        ngx_post_event(c->read, &ngx_posted_events);
-
-    } else if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_http_amonitor_panel_on_close(&p->wc);
-    }
-
-    return NGX_DONE;
 }
 
 
@@ -541,159 +463,4 @@ ngx_http_amonitor_panel_reject(
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-static void
-ngx_http_amonitor_panel_read_handler(ngx_http_request_t *r)
-{
-    ngx_http_amonitor_panel_t *p;
-
-    p = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
-
-    if (p == NULL || p->wc.closed) {
-        return;
-    }
-
-    p->in_handler = 1;
-    ngx_http_amonitor_conn_read(&p->wc);
-    p->in_handler = 0;
-}
-
-
-static void
-ngx_http_amonitor_panel_write_handler(ngx_http_request_t *r)
-{
-    ngx_http_amonitor_panel_t *p;
-
-    p = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
-
-    if (p == NULL || p->wc.closed) {
-        return;
-    }
-
-    p->in_handler = 1;
-
-    if (ngx_http_amonitor_conn_flush(&p->wc) != NGX_OK
-        || (p->lingering && p->wc.q_count == 0)) {
-        ngx_http_amonitor_panel_on_close(&p->wc);
-    }
-
-    p->in_handler = 0;
-}
-
-
-static void
-ngx_http_amonitor_panel_message(
-    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
-{
-    ngx_http_amonitor_panel_t *p = wc->data;
-
-    ngx_http_amonitor_router_panel_message(p->worker, wc, opcode, data, len);
-}
-
-
-/*
- * End the panel.  Inside the request's own handlers nginx runs the posted
- * termination afterwards; from elsewhere (timers, fan-out) we run it.
- */
-static void
-ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
-{
-    ngx_http_amonitor_panel_t *p = wc->data;
-
-    ngx_connection_t   *c;
-    ngx_http_request_t *r;
-
-    if (p->finalized) {
-        return;
-    }
-
-    r = p->request;
-    c = r->connection;
-
-    if (!p->lingering && wc->close_sent && wc->q_count && !c->error
-        && !c->close) {
-        /*
-         * Our close frame is still queued: keep the socket a little, so
-         * that a peer that reads again learns why (1008, 1009, ...).
-         */
-        p->lingering = 1;
-
-        /* for the worker it is gone already */
-        ngx_queue_remove(&wc->queue);
-        (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
-
-        if (wc->ping.timer_set) {
-            ngx_del_timer(&wc->ping);
-        }
-
-        wc->ping.handler = ngx_http_amonitor_panel_linger_handler;
-        ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
-        return;
-    }
-
-    p->finalized = 1;
-
-    ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
-
-    if (!p->in_handler) {
-        ngx_http_run_posted_requests(c);
-    }
-}
-
-
-static void
-ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev)
-{
-    ngx_http_amonitor_conn_t *wc = ev->data;
-
-    ngx_http_amonitor_panel_on_close(wc);
-}
-
-
-static void
-ngx_http_amonitor_panel_cleanup(void *data)
-{
-    ngx_http_amonitor_panel_t *p = data;
-
-    if (p->wc.closed) {
-        return;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->wc.connection->log, 0,
-        "amonitor panel #%ui closed", p->wc.id);
-
-    if (!p->wc.close_sent && !p->wc.connection->error) {
-        /*
-         * worker shutdown or reload: a code of its own (not the 1001 of a
-         * ping timeout), so that a panel knows to reconnect at once
-         */
-        ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_RESTART,
-            "agent reloading or stopping: reconnect");
-    }
-
-    p->finalized = 1;
-
-    if (!p->lingering) {
-        ngx_queue_remove(&p->wc.queue);
-        (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
-    }
-
-    ngx_http_amonitor_router_panel_gone(p->worker, &p->wc);
-    ngx_http_amonitor_conn_free(&p->wc);
-}
-
-
-void
-ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w)
-{
-    ngx_queue_t              *q;
-    ngx_http_amonitor_conn_t *wc;
-
-    while (!ngx_queue_empty(&w->panels)) {
-        q = ngx_queue_head(&w->panels);
-        wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
-        ngx_http_amonitor_panel_cleanup(wc->data);
-    }
 }

@@ -13,6 +13,7 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_subscribe.h"
 
 
 /*
@@ -39,6 +40,20 @@ typedef struct {
 
 static void ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t remote);
+/* a frame on its way to the panels, with what converting it needs */
+typedef struct {
+    ngx_http_amonitor_msg_t      *msg;
+    ngx_http_amonitor_msg_t      *alt; /* in the other encoding */
+    ngx_uint_t                    opcode;
+    ngx_uint_t                    tried; /* to convert */
+    ngx_http_amonitor_upstream_t *u;
+    amon_envelope_t              *env;
+    u_char                       *data;
+    size_t                        len;
+    ngx_http_amonitor_live_t     *live;
+} ngx_http_amonitor_fanout_t;
+
+
 static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
 static void ngx_http_amonitor_router_remote_state(
@@ -53,6 +68,10 @@ static void ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t opcode,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len, ngx_http_amonitor_live_t *live);
+static void ngx_http_amonitor_router_deliver_named(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_fanout_t *f);
+static void ngx_http_amonitor_router_deliver(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f);
 static ngx_http_amonitor_msg_t *ngx_http_amonitor_router_convert(
     ngx_http_amonitor_worker_t *w, ngx_uint_t want,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
@@ -118,6 +137,15 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
         ngx_http_amonitor_query_start(w, wc, &env, &about);
         goto done;
 
+    case AMON_MSG_SUBSCRIBE:
+        if (ngx_http_amonitor_subscribe_message(w, wc, &env, &about) == NGX_OK
+            && ((ngx_http_amonitor_sub_t *) wc->sub)->snapshot) {
+            /* what is known of the new set, as a new panel gets it */
+            ngx_http_amonitor_router_panel_snapshot(w, wc);
+        }
+
+        goto done;
+
     case AMON_MSG_UNKNOWN:
         ngx_http_amonitor_reply_error(
             w, wc, &about, "INVALID_MESSAGE", "unknown message type", 1);
@@ -157,6 +185,7 @@ ngx_http_amonitor_router_panel_gone(
 {
     ngx_http_amonitor_action_panel_gone(w, wc);
     ngx_http_amonitor_query_panel_gone(w, wc);
+    ngx_http_amonitor_subscribe_gone(w, wc);
 }
 
 
@@ -439,8 +468,9 @@ ngx_http_amonitor_router_register(
 
 
 /*
- * Fan a shared frame out to every panel; droppable for slow panels.  A
- * panel that chose the other encoding gets the message converted, once
+ * Fan a shared frame about target "u" out to the panels that take
+ * everything and to the target's subscribers; droppable for slow panels.
+ * A panel that chose the other encoding gets the message converted, once
  * for all such panels: from "env" (an SDK's, with "u"), else from the
  * JSON text "data" (the agent's own).  A frame about a target ("live") is
  * not sent to a panel whose snapshot told it the same already.
@@ -451,64 +481,136 @@ ngx_http_amonitor_router_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len, ngx_http_amonitor_live_t *live)
 {
-    ngx_uint_t                want, tried;
-    ngx_queue_t              *q;
-    ngx_http_amonitor_msg_t  *m, *alt;
-    ngx_http_amonitor_conn_t *wc;
+    ngx_queue_t               *q, *h;
+    ngx_http_amonitor_sub_t   *s;
+    ngx_http_amonitor_subs_t  *subs;
+    ngx_http_amonitor_link_t  *l;
+    ngx_http_amonitor_topic_t *t;
+    ngx_http_amonitor_fanout_t f;
 
-    alt = NULL;
-    tried = 0;
+    f.msg = msg;
+    f.alt = NULL;
+    f.opcode = opcode;
+    f.tried = 0;
+    f.u = u;
+    f.env = env;
+    f.data = data;
+    f.len = len;
+    f.live = live;
+
     msg->refs++;
+    subs = w->subs;
 
-    for (q = ngx_queue_head(&w->panels); q != ngx_queue_sentinel(&w->panels);
+    h = &subs->all;
+
+    for (q = ngx_queue_head(h); q != ngx_queue_sentinel(h);
          q = ngx_queue_next(q)) {
-        wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
+        s = ngx_queue_data(q, ngx_http_amonitor_sub_t, queue);
+        ngx_http_amonitor_router_deliver(w, s->wc, &f);
+    }
 
-        if (wc->close_sent) {
-            continue;
+    t = u ? ngx_http_amonitor_subscribe_topic(w, u) : NULL;
+
+    if (u == NULL) {
+        /* a frame no local target owns: each subscriber is asked */
+        ngx_http_amonitor_router_deliver_named(w, &f);
+
+    } else if (t) {
+        h = &t->links;
+
+        for (q = ngx_queue_head(h); q != ngx_queue_sentinel(h);
+             q = ngx_queue_next(q)) {
+            l = ngx_queue_data(q, ngx_http_amonitor_link_t, target);
+            ngx_http_amonitor_router_deliver(w, l->wc, &f);
         }
-
-        if (wc->unseen && live && ngx_http_amonitor_router_seen(wc, live)) {
-            continue;
-        }
-
-        want = wc->encoding ? wc->encoding : opcode;
-        m = msg;
-
-        if (want != opcode) {
-            if (!tried) {
-                tried = 1;
-                alt = ngx_http_amonitor_router_convert(
-                    w, want, u, env, data, len);
-            }
-
-            m = alt;
-            if (m == NULL) {
-                continue;
-            }
-        }
-
-        if (ngx_http_amonitor_conn_send(wc, m, 0) == NGX_OK) {
-            continue;
-        }
-
-        if (wc->dropped++ % 1000 == 0) {
-            ngx_log_error(NGX_LOG_WARN, wc->connection->log, 0,
-                "amonitor: panel #%ui is slow: its send queue "
-                "is full, %ui heartbeats/events dropped for it",
-                wc->id, wc->dropped);
-        }
-
-        (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
     }
 
     (void) ngx_atomic_fetch_add(&w->counters->forwarded, 1);
 
     ngx_http_amonitor_msg_release(&w->frames, msg);
 
-    if (alt) {
-        ngx_http_amonitor_msg_release(&w->frames, alt);
+    if (f.alt) {
+        ngx_http_amonitor_msg_release(&w->frames, f.alt);
     }
+}
+
+
+static void
+ngx_http_amonitor_router_deliver_named(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_fanout_t *f)
+{
+    ngx_str_t                 id, *name;
+    ngx_queue_t              *q;
+    ngx_http_amonitor_sub_t  *s;
+    ngx_http_amonitor_conn_t *wc;
+
+    name = NULL;
+
+    if (f->live) {
+        name = f->live->target;
+
+    } else if (f->env && f->env->target_id.len) {
+        id.data = (u_char *) f->env->target_id.data;
+        id.len = f->env->target_id.len;
+        name = &id;
+    }
+
+    for (q = ngx_queue_head(&w->panels); q != ngx_queue_sentinel(&w->panels);
+         q = ngx_queue_next(q)) {
+        wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
+        s = wc->sub;
+
+        if (s && !s->all
+            && (name == NULL || ngx_http_amonitor_subscribe_wants(wc, name))) {
+            ngx_http_amonitor_router_deliver(w, wc, f);
+        }
+    }
+}
+
+
+static void
+ngx_http_amonitor_router_deliver(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f)
+{
+    ngx_uint_t               want;
+    ngx_http_amonitor_msg_t *m;
+
+    if (wc->close_sent) {
+        return;
+    }
+
+    if (wc->unseen && f->live && ngx_http_amonitor_router_seen(wc, f->live)) {
+        return;
+    }
+
+    want = wc->encoding ? wc->encoding : f->opcode;
+    m = f->msg;
+
+    if (want != f->opcode) {
+        if (!f->tried) {
+            f->tried = 1;
+            f->alt = ngx_http_amonitor_router_convert(
+                w, want, f->u, f->env, f->data, f->len);
+        }
+
+        m = f->alt;
+        if (m == NULL) {
+            return;
+        }
+    }
+
+    if (ngx_http_amonitor_conn_send(wc, m, 0) == NGX_OK) {
+        return;
+    }
+
+    if (wc->dropped++ % 1000 == 0) {
+        ngx_log_error(NGX_LOG_WARN, wc->connection->log, 0,
+            "amonitor: panel #%ui is slow: its send queue "
+            "is full, %ui heartbeats/events dropped for it",
+            wc->id, wc->dropped);
+    }
+
+    (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
 }
 
 
@@ -714,8 +816,16 @@ ngx_http_amonitor_router_panel_snapshot(
         return;
     }
 
-    wc->seen = ngx_array_create(
-        wc->connection->pool, 4, sizeof(ngx_http_amonitor_seen_t));
+    if (wc->seen) {
+        /* a subscribe: what the last snapshot said no longer counts */
+        wc->seen->nelts = 0;
+        wc->unseen = 0;
+
+    } else {
+        wc->seen = ngx_array_create(
+            wc->connection->pool, 4, sizeof(ngx_http_amonitor_seen_t));
+    }
+
     snap = ngx_alloc(sizeof(ngx_http_amonitor_tsnap_t), wc->connection->log);
 
     if (wc->seen == NULL || snap == NULL) {
@@ -734,6 +844,10 @@ ngx_http_amonitor_router_panel_snapshot(
              * kept by an older configuration, or a learned target that
              * was forgotten: not served any more
              */
+            continue;
+        }
+
+        if (!ngx_http_amonitor_subscribe_wants(wc, &snap->id)) {
             continue;
         }
 

@@ -1,9 +1,10 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The shared memory zone: the dedupe table (rbtree keyed by crc32 of the
- * msg_id, LRU queue, expiry in the node), the registry of learned targets
- * and the counters.  Shared by all workers; survives reload.
+ * The shared memory zone: the dedupe table (a hash table of chains keyed
+ * by crc32 of the msg_id, LRU queue, expiry in the node), the registry of
+ * learned targets and the counters.  Shared by all workers; survives
+ * reload.
  */
 
 #include <ngx_config.h>
@@ -16,27 +17,36 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0005ULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0006ULL
 
 
-typedef struct {
-    u_char      color;
-    u_char      state;
-    u_short     id_len;
-    ngx_queue_t queue;
-    ngx_msec_t  expire;
-    u_short     result_len;
-    u_short     room; /* bytes for a result after the id */
-    u_char      data[1]; /* id, then result */
-} ngx_http_amonitor_node_t;
+typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;
+
+struct ngx_http_amonitor_node_s {
+    ngx_http_amonitor_node_t *next; /* in its bucket */
+    ngx_queue_t               queue; /* in the LRU */
+    ngx_msec_t                expire;
+    uint32_t                  hash; /* crc32 of the msg_id */
+    u_char                    state;
+    u_short                   id_len;
+    u_short                   result_len;
+    u_short                   room; /* bytes for a result after the id */
+    u_char                    data[1]; /* id, then result */
+};
 
 
+/*
+ * One bucket per NGX_HTTP_AMONITOR_NODE_MIN bytes of the zone (a power of
+ * two): a full zone has chains of about one node, so a lookup costs a
+ * bucket and a node whatever the number of entries (an rbtree of a
+ * million entries costs twenty nodes, each a likely cache miss).
+ */
 typedef struct {
     /* first: the slab gives the context page-aligned, the slots lines */
     ngx_http_amonitor_counter_slot_t counters[NGX_HTTP_AMONITOR_COUNTER_SLOTS];
     uint64_t                         magic;
-    ngx_rbtree_t                     rbtree;
-    ngx_rbtree_node_t                sentinel;
+    ngx_http_amonitor_node_t       **buckets;
+    ngx_uint_t                       mask; /* buckets - 1 */
     ngx_queue_t                      lru;
     ngx_http_amonitor_registry_t     registry; /* registry.c */
     ngx_http_amonitor_shared_t       shared; /* target state, histogram */
@@ -59,8 +69,6 @@ typedef struct {
 
 
 static ngx_uint_t ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone);
-static void       ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
-          ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_lookup(
     ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash);
 static void ngx_http_amonitor_shm_expire(
@@ -88,11 +96,8 @@ static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
     ngx_str_t *msg_id, ngx_uint_t evicted, ngx_uint_t failed);
 
 
-#define ngx_http_amonitor_node(n) ((ngx_http_amonitor_node_t *) &(n)->color)
-
 #define ngx_http_amonitor_node_size(len) \
-    (offsetof(ngx_rbtree_node_t, color) \
-        + offsetof(ngx_http_amonitor_node_t, data) + (len))
+    (offsetof(ngx_http_amonitor_node_t, data) + (len))
 
 
 /* a reload that changes the size of a running zone (same name and tag) */
@@ -139,6 +144,7 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_amonitor_shctx_t *octx = data;
 
     size_t                     len;
+    ngx_uint_t                 n;
     ngx_slab_pool_t           *shpool;
     ngx_http_amonitor_shctx_t *sh;
 
@@ -184,8 +190,18 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     shm_zone->data = sh;
 
-    ngx_rbtree_init(
-        &sh->rbtree, &sh->sentinel, ngx_http_amonitor_shm_rbtree_insert);
+    for (n = 64; n < shm_zone->shm.size / NGX_HTTP_AMONITOR_NODE_MIN;
+         n <<= 1) { /* void */
+    }
+
+    sh->buckets = ngx_slab_calloc(shpool, n * sizeof(void *));
+    if (sh->buckets == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+            "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    sh->mask = n - 1;
     ngx_queue_init(&sh->lru);
 
     len = sizeof(" in amonitor zone \"\"") + shm_zone->shm.name.len;
@@ -282,77 +298,18 @@ ngx_http_amonitor_store_shm_create(
 }
 
 
-static void
-ngx_http_amonitor_shm_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t       **p;
-    ngx_http_amonitor_node_t *an, *ant;
-
-    for (;;) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            an = ngx_http_amonitor_node(node);
-            ant = ngx_http_amonitor_node(temp);
-
-            p = (ngx_memn2cmp(an->data, ant->data, an->id_len, ant->id_len) < 0)
-                ? &temp->left
-                : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
 static ngx_http_amonitor_node_t *
 ngx_http_amonitor_shm_lookup(
     ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash)
 {
-    ngx_int_t                 rc;
-    ngx_rbtree_node_t        *node, *sentinel;
     ngx_http_amonitor_node_t *an;
 
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        an = ngx_http_amonitor_node(node);
-
-        rc = ngx_memn2cmp(id->data, an->data, id->len, (size_t) an->id_len);
-
-        if (rc == 0) {
+    for (an = sh->buckets[hash & sh->mask]; an; an = an->next) {
+        if (an->hash == hash
+            && ngx_memn2cmp(id->data, an->data, id->len, (size_t) an->id_len)
+                == 0) {
             return an;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
@@ -363,15 +320,18 @@ static void
 ngx_http_amonitor_shm_delete(
     ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an)
 {
-    ngx_rbtree_node_t *node;
+    ngx_http_amonitor_node_t **p;
 
     ngx_queue_remove(&an->queue);
 
-    node = (ngx_rbtree_node_t *) ((u_char *) an
-        - offsetof(ngx_rbtree_node_t, color));
+    for (p = &ctx->sh->buckets[an->hash & ctx->sh->mask]; *p; p = &(*p)->next) {
+        if (*p == an) {
+            *p = an->next;
+            break;
+        }
+    }
 
-    ngx_rbtree_delete(&ctx->sh->rbtree, node);
-    ngx_slab_free_locked(ctx->shpool, node);
+    ngx_slab_free_locked(ctx->shpool, an);
 }
 
 
@@ -412,8 +372,8 @@ static ngx_http_amonitor_node_t *
 ngx_http_amonitor_shm_alloc(
     ngx_http_amonitor_shm_t *ctx, size_t size, ngx_uint_t *evicted)
 {
-    ngx_uint_t         i;
-    ngx_rbtree_node_t *node;
+    ngx_uint_t                i;
+    ngx_http_amonitor_node_t *an;
 
     ngx_http_amonitor_shm_expire(ctx, 0);
 
@@ -422,9 +382,9 @@ ngx_http_amonitor_shm_alloc(
      * free no page, so evict until a whole page comes free, up to a bound.
      */
     for (i = 0; i < 1024; i++) {
-        node = ngx_slab_alloc_locked(ctx->shpool, size);
-        if (node != NULL) {
-            return (ngx_http_amonitor_node_t *) &node->color;
+        an = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (an != NULL) {
+            return an;
         }
 
         if (ngx_queue_empty(&ctx->sh->lru)) {
@@ -447,8 +407,7 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
     ngx_uint_t *evicted)
 {
     size_t                    rlen, size, cap;
-    ngx_rbtree_node_t        *node;
-    ngx_http_amonitor_node_t *an;
+    ngx_http_amonitor_node_t *an, **b;
 
     rlen = result ? result->len : 0;
 
@@ -475,10 +434,7 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
 
     an->room = (u_short) (cap - ngx_http_amonitor_node_size(msg_id->len));
 
-    node = (ngx_rbtree_node_t *) ((u_char *) an
-        - offsetof(ngx_rbtree_node_t, color));
-    node->key = hash;
-
+    an->hash = hash;
     an->state = (u_char) state;
     an->id_len = (u_short) msg_id->len;
     an->result_len = (u_short) rlen;
@@ -489,7 +445,10 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
         ngx_memcpy(an->data + msg_id->len, result->data, rlen);
     }
 
-    ngx_rbtree_insert(&ctx->sh->rbtree, node);
+    b = &ctx->sh->buckets[hash & ctx->sh->mask];
+    an->next = *b;
+    *b = an;
+
     ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
 
     return an;

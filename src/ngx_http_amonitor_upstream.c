@@ -167,7 +167,8 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     u->backoff = w->amcf->reconnect_min;
 
-    u->hs = ngx_create_temp_buf(pool, AMON_WS_MAX_RESPONSE);
+    /* its memory only while a handshake runs (upstream_io.c) */
+    u->hs = ngx_calloc_buf(pool);
     if (u->hs == NULL) {
         ngx_destroy_pool(pool);
         return NULL;

@@ -29,6 +29,7 @@ static void ngx_http_amonitor_upstream_schedule(
 static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
 static void      ngx_http_amonitor_upstream_ssl_done(
          ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
+static void ngx_http_amonitor_upstream_hs_free(ngx_http_amonitor_upstream_t *u);
 
 
 /* shutdown or timeout during the handshake: returns 1 when it is over */
@@ -308,6 +309,9 @@ ngx_http_amonitor_upstream_opened(
         }
     }
 
+    /* an open connection reads into the worker's buffer */
+    ngx_http_amonitor_upstream_hs_free(u);
+
     if (c->read->ready) {
         ngx_post_event(c->read, &ngx_posted_events);
     }
@@ -512,6 +516,16 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     token.data = u->token.len ? u->token.data : NULL;
     token.len = u->token.len;
 
+    if (u->hs->start == NULL) {
+        u->hs->start = ngx_alloc(AMON_WS_MAX_RESPONSE, &u->log);
+        if (u->hs->start == NULL) {
+            ngx_http_amonitor_upstream_fail(u);
+            return;
+        }
+
+        u->hs->end = u->hs->start + AMON_WS_MAX_RESPONSE;
+    }
+
     u->hs->pos = u->hs->start;
     u->hs->last = u->hs->start
         + amon_ws_client_request(
@@ -561,6 +575,8 @@ ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
         u->peer.connection = NULL;
     }
 
+    ngx_http_amonitor_upstream_hs_free(u);
+
     u->state = NGX_HTTP_AMONITOR_UP_BACKOFF;
     u->failures++;
 
@@ -595,4 +611,17 @@ void
 ngx_http_amonitor_upstream_reconnect_handler(ngx_event_t *ev)
 {
     ngx_http_amonitor_upstream_connect(ev->data);
+}
+
+
+static void
+ngx_http_amonitor_upstream_hs_free(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->hs->start) {
+        ngx_free(u->hs->start);
+        u->hs->start = NULL;
+        u->hs->end = NULL;
+        u->hs->pos = NULL;
+        u->hs->last = NULL;
+    }
 }

@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_subscribe.h"
 #include "ngx_http_amonitor_store.h"
 
 
@@ -69,7 +70,8 @@ ngx_http_amonitor_worker_init(
         return NGX_ERROR;
     }
 
-    if (ngx_http_amonitor_action_init_worker(w) != NGX_OK) {
+    if (ngx_http_amonitor_action_init_worker(w) != NGX_OK
+        || ngx_http_amonitor_subscribe_init_worker(w) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -99,6 +101,7 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
     ngx_http_amonitor_cluster_exit(w);
     ngx_http_amonitor_action_exit_worker(w);
     ngx_http_amonitor_query_exit_worker(w);
+    ngx_http_amonitor_subscribe_exit_worker(w);
     ngx_http_amonitor_audit_exit(amcf);
 
     if (amcf->redis) {

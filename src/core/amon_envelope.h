@@ -28,7 +28,9 @@ typedef enum {
     AMON_MSG_ACTION_ACK,
     AMON_MSG_ERROR,
     AMON_MSG_TARGET_STATUS, /* agent -> panel: target up/down */
-    AMON_MSG_ACTION_STATUS /* panel -> agent -> panel: an action's outcome */
+    AMON_MSG_ACTION_STATUS, /* panel -> agent -> panel: an action's outcome */
+    AMON_MSG_SUBSCRIBE, /* panel -> agent: the targets it wants */
+    AMON_MSG_SUBSCRIBED /* agent -> panel: the resulting set */
 } amon_msg_type_e;
 
 
@@ -203,6 +205,15 @@ int amon_envelope_build_error_out(amon_buf_t *out, size_t max,
 int amon_envelope_build_action_status(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, const amon_envelope_out_t *head,
     amon_str_t action_msg_id, const char *state, amon_str_t result, int binary);
+
+/*
+ * The answer to a subscribe: "subscribed" with the panel's set of target
+ * ids and patterns ("n" counted strings) as payload.targets.  In protobuf
+ * the payload holds that JSON text (there is no message in the schema).
+ */
+int amon_envelope_build_subscribed(amon_buf_t *out, size_t max,
+    const amon_allocator_t *a, const amon_envelope_out_t *head,
+    const amon_str_t *targets, size_t n, int binary);
 
 
 /*

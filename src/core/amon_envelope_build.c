@@ -46,6 +46,8 @@ static const amon_envelope_name_t amon_envelope_type_names[] = {
     amon_envelope_name("error"),
     amon_envelope_name("target_status"),
     amon_envelope_name("action_status"),
+    amon_envelope_name("subscribe"),
+    amon_envelope_name("subscribed"),
 };
 
 #define AMON_ENVELOPE_NTYPES \

@@ -270,7 +270,9 @@ amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
     case AMON_MSG_ACTION_ACK:
     case AMON_MSG_ERROR: return amon_envelope_pb_outcome(env, pa);
     case AMON_MSG_ACTION_STATUS: return amon_envelope_pb_query(env, pa);
-    case AMON_MSG_TARGET_STATUS: return amon_envelope_pb_json_payload(env);
+    case AMON_MSG_TARGET_STATUS:
+    case AMON_MSG_SUBSCRIBE:
+    case AMON_MSG_SUBSCRIBED: return amon_envelope_pb_json_payload(env);
     default: return AMON_OK;
     }
 }

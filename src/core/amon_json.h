@@ -101,6 +101,15 @@ amon_str_t amon_json_raw_string(const amon_json_value_t *v);
 int amon_json_unescape(
     const amon_json_value_t *v, unsigned char *dst, size_t cap, size_t *n);
 
+/*
+ * The next element of a validated array "arr", from offset *pos (0 at
+ * first; advanced past the element): AMON_OK with "item" set, AMON_AGAIN
+ * at the end, or AMON_EFIELD_TYPE when the element is not a string (only
+ * arrays of strings are walked).
+ */
+int amon_json_array_string(
+    const amon_json_value_t *arr, size_t *pos, amon_json_value_t *item);
+
 /* The length of a validated string value once unescaped, quotes excluded. */
 size_t amon_json_unescaped_len(const amon_json_value_t *v);
 

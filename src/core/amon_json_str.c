@@ -277,3 +277,56 @@ amon_json_int64(const amon_json_value_t *v, int64_t *out)
 
     return AMON_OK;
 }
+
+
+int
+amon_json_array_string(
+    const amon_json_value_t *arr, size_t *pos, amon_json_value_t *item)
+{
+    size_t               i, start;
+    unsigned             escaped;
+    const unsigned char *p;
+
+    p = arr->start;
+    i = *pos ? *pos : 1; /* past the '[' */
+
+    while (i < arr->len
+        && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'
+            || p[i] == ',')) {
+        i++;
+    }
+
+    if (i >= arr->len || p[i] == ']') {
+        *pos = arr->len;
+        return AMON_AGAIN;
+    }
+
+    if (p[i] != '"') {
+        return AMON_EFIELD_TYPE;
+    }
+
+    start = i++;
+    escaped = 0;
+
+    /* validated: the closing quote is the first one not escaped */
+    while (p[i] != '"') {
+        if (p[i] == '\\') {
+            escaped = 1;
+            i++;
+        }
+
+        i++;
+    }
+
+    i++;
+
+    item->start = p + start;
+    item->len = i - start;
+    item->type = AMON_JSON_STRING;
+    item->escaped = escaped;
+    item->integer = 0;
+
+    *pos = i;
+
+    return AMON_OK;
+}

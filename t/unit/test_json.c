@@ -638,6 +638,59 @@ test_int64(void **state)
 }
 
 
+/* the strings of a validated array, one by one; anything else refused */
+static void
+test_array_string(void **state)
+{
+    size_t            pos, n;
+    amon_str_t        none = amon_null_string;
+    amon_json_value_t root, item;
+    unsigned char     buf[32];
+
+    static const char ok[] = " [ \"a\" , \"w\\\"*\" ,\"\"] ";
+    static const char bad[] = "[\"a\",1]";
+    static const char empty[] = "[ ]";
+
+    (void) state;
+
+    assert_int_equal(amon_json_scan((const unsigned char *) ok, sizeof(ok) - 1,
+                         8, none, NULL, NULL, &root),
+        AMON_OK);
+    assert_int_equal(root.type, AMON_JSON_ARRAY);
+
+    pos = 0;
+    assert_int_equal(amon_json_array_string(&root, &pos, &item), AMON_OK);
+    assert_int_equal(item.len, 3);
+    assert_memory_equal(item.start, "\"a\"", 3);
+    assert_false(item.escaped);
+
+    assert_int_equal(amon_json_array_string(&root, &pos, &item), AMON_OK);
+    assert_true(item.escaped);
+    assert_int_equal(amon_json_unescape(&item, buf, sizeof(buf), &n), AMON_OK);
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "w\"*", 3);
+
+    assert_int_equal(amon_json_array_string(&root, &pos, &item), AMON_OK);
+    assert_int_equal(item.len, 2);
+    assert_int_equal(amon_json_array_string(&root, &pos, &item), AMON_AGAIN);
+    assert_int_equal(amon_json_array_string(&root, &pos, &item), AMON_AGAIN);
+
+    assert_int_equal(amon_json_scan((const unsigned char *) bad,
+                         sizeof(bad) - 1, 8, none, NULL, NULL, &root),
+        AMON_OK);
+    pos = 0;
+    assert_int_equal(amon_json_array_string(&root, &pos, &item), AMON_OK);
+    assert_int_equal(
+        amon_json_array_string(&root, &pos, &item), AMON_EFIELD_TYPE);
+
+    assert_int_equal(amon_json_scan((const unsigned char *) empty,
+                         sizeof(empty) - 1, 8, none, NULL, NULL, &root),
+        AMON_OK);
+    pos = 0;
+    assert_int_equal(amon_json_array_string(&root, &pos, &item), AMON_AGAIN);
+}
+
+
 int
 main(void)
 {
@@ -653,6 +706,7 @@ main(void)
         cmocka_unit_test(test_unescape),
         cmocka_unit_test(test_str_eq),
         cmocka_unit_test(test_int64),
+        cmocka_unit_test(test_array_string),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,477 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * A panel after its 101: the module takes the connection over from the
+ * HTTP request (the request, its pool and the header buffers are freed,
+ * as nginx does for an idle keepalive connection), then relays its
+ * messages until it closes.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_subscribe.h"
+
+
+/* a panel: a WebSocket connection taken over from its request */
+typedef struct {
+    ngx_http_amonitor_conn_t    wc;
+    ngx_http_amonitor_worker_t *worker;
+    unsigned                    in_handler : 1;
+    unsigned                    closing : 1; /* close when the handler ends */
+    unsigned                    lingering : 1;
+    unsigned                    finalized : 1;
+} ngx_http_amonitor_panel_t;
+
+
+/* what the handshake decided, kept in c->pool until the takeover */
+typedef struct {
+    ngx_http_amonitor_worker_t *worker;
+    ngx_uint_t                  encoding;
+    ngx_str_t                  *targets; /* one ngx_alloc() block */
+    ngx_uint_t                  ntargets;
+    ngx_flag_t                  snapshot;
+    void                       *rights; /* its token's (rights.c) */
+} ngx_http_amonitor_pending_t;
+
+
+static void ngx_http_amonitor_panel_takeover(ngx_event_t *ev);
+static ngx_http_amonitor_panel_t *ngx_http_amonitor_panel_open(
+    ngx_connection_t *c, ngx_http_amonitor_pending_t *pend);
+static void ngx_http_amonitor_panel_free_buffers(
+    ngx_connection_t *c, ngx_http_connection_t *hc);
+static void ngx_http_amonitor_panel_read(ngx_event_t *rev);
+static void ngx_http_amonitor_panel_write(ngx_event_t *wev);
+static void ngx_http_amonitor_panel_message(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
+static void ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
+static void ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p);
+static void ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
+
+
+/*
+ * After the 101: what the panel will be is kept in the connection's pool,
+ * and the connection is taken over from the request once nginx is done
+ * with it (a posted event).  The panel's own memory is allocated only
+ * then, after the request's is freed, so that it fills the space the
+ * request leaves rather than pinning it.
+ */
+ngx_int_t
+ngx_http_amonitor_panel_start(ngx_http_request_t *r,
+    ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
+    ngx_array_t *targets)
+{
+    u_char                       *d;
+    size_t                        size;
+    ngx_str_t                    *t;
+    ngx_uint_t                    i;
+    ngx_connection_t             *c;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_amonitor_pending_t  *pend;
+    ngx_http_amonitor_loc_conf_t *alcf;
+
+    c = r->connection;
+
+    pend = ngx_pcalloc(c->pool, sizeof(ngx_http_amonitor_pending_t));
+    if (pend == NULL) {
+        return NGX_ERROR;
+    }
+
+    t = targets->elts;
+    size = targets->nelts * sizeof(ngx_str_t);
+
+    for (i = 0; i < targets->nelts; i++) {
+        size += t[i].len;
+    }
+
+    pend->targets = ngx_alloc(size + 1, c->log);
+    if (pend->targets == NULL) {
+        return NGX_ERROR;
+    }
+
+    d = (u_char *) &pend->targets[targets->nelts];
+
+    for (i = 0; i < targets->nelts; i++) {
+        pend->targets[i].data = d;
+        pend->targets[i].len = t[i].len;
+        d = ngx_cpymem(d, t[i].data, t[i].len);
+    }
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
+
+    pend->worker = amcf->worker;
+    pend->encoding = encoding;
+    pend->ntargets = targets->nelts;
+    pend->snapshot = alcf->panel_snapshot;
+
+    if (alcf->panel_tokens) {
+        /* checked before the upgrade; the rights go with the panel */
+        pend->rights = ngx_http_amonitor_rights_auth(r, alcf->panel_tokens);
+    }
+
+    ngx_http_set_ctx(r, pend, ngx_http_amonitor_module);
+
+    /* small acks must not wait for the peer's delayed ACK (Nagle) */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        ngx_free(pend->targets);
+        return NGX_ERROR;
+    }
+
+    c->idle = 1;
+
+    /* nginx finishes the request first; then the panel takes over */
+    c->read->handler = ngx_http_amonitor_panel_takeover;
+    c->write->handler = ngx_http_amonitor_panel_takeover;
+
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The first event after the 101: free the request (its access log line
+ * is written now, with the 101), open the panel, feed it the frames that
+ * came with the handshake, free the buffers that held them, then handle
+ * the event.  An idle panel keeps its connection, the connection's small
+ * pool and the panel structure.
+ */
+static void
+ngx_http_amonitor_panel_takeover(ngx_event_t *ev)
+{
+    ngx_buf_t                   *b;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_http_connection_t       *hc;
+    ngx_http_amonitor_panel_t   *p;
+    ngx_http_amonitor_pending_t *pend;
+
+    c = ev->data;
+    r = c->data;
+
+    pend = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
+    hc = r->http_connection;
+    b = r->header_in;
+
+    ngx_http_free_request(r, 0);
+    c->destroyed = 0;
+
+    p = ngx_http_amonitor_panel_open(c, pend);
+
+    ngx_free(pend->targets);
+
+    if (p == NULL) {
+        ngx_http_close_connection(c);
+        return;
+    }
+
+    p->in_handler = 1;
+
+    if (b->last > b->pos) {
+        (void) ngx_http_amonitor_conn_feed(&p->wc, b->pos, b->last - b->pos);
+    }
+
+    p->in_handler = 0;
+
+    if (p->closing) {
+        ngx_http_amonitor_panel_close(p);
+        return;
+    }
+
+    ngx_http_amonitor_panel_free_buffers(c, hc);
+
+    if (ev->write) {
+        ngx_http_amonitor_panel_write(ev);
+        return;
+    }
+
+    ngx_http_amonitor_panel_read(ev);
+}
+
+
+/*
+ * The panel on the connection: its subscription, its place among the
+ * worker's panels, its snapshot (before any live frame), its pings.
+ */
+static ngx_http_amonitor_panel_t *
+ngx_http_amonitor_panel_open(
+    ngx_connection_t *c, ngx_http_amonitor_pending_t *pend)
+{
+    ngx_http_amonitor_panel_t  *p;
+    ngx_http_amonitor_worker_t *w;
+
+    w = pend->worker;
+
+    p = ngx_calloc(sizeof(ngx_http_amonitor_panel_t), c->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p->worker = w;
+    p->wc.id = ++w->panel_seq;
+    p->wc.data = p;
+    p->wc.on_message = ngx_http_amonitor_panel_message;
+    p->wc.on_close = ngx_http_amonitor_panel_on_close;
+    p->wc.log_level = NGX_LOG_INFO;
+
+    if (ngx_http_amonitor_conn_init(&p->wc, c, &w->frames, 0) != NGX_OK) {
+        ngx_free(p);
+        return NULL;
+    }
+
+    p->wc.encoding = pend->encoding;
+    p->wc.rights = pend->rights;
+
+    if (ngx_http_amonitor_subscribe_set(
+            w, &p->wc, pend->targets, pend->ntargets)
+        != NGX_OK) {
+        ngx_http_amonitor_subscribe_gone(w, &p->wc);
+        ngx_http_amonitor_conn_free(&p->wc);
+        ngx_free(p);
+        return NULL;
+    }
+
+    ((ngx_http_amonitor_sub_t *) p->wc.sub)->snapshot = pend->snapshot;
+
+    c->data = p;
+    c->log->action = "relaying amonitor panel messages";
+    c->read->handler = ngx_http_amonitor_panel_read;
+    c->write->handler = ngx_http_amonitor_panel_write;
+
+    ngx_queue_insert_tail(&w->panels, &p->wc.queue);
+    (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
+
+    if (pend->snapshot) {
+        /* what is known now comes before any live frame */
+        ngx_http_amonitor_router_panel_snapshot(w, &p->wc);
+    }
+
+    ngx_log_debug1(
+        NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui open", p->wc.id);
+
+    ngx_http_amonitor_conn_start_ping(&p->wc, w->amcf->ping);
+
+    return p;
+}
+
+static void
+ngx_http_amonitor_panel_free_buffers(
+    ngx_connection_t *c, ngx_http_connection_t *hc)
+{
+    ngx_chain_t *cl, *ln;
+
+    if (c->buffer && ngx_pfree(c->pool, c->buffer->start) == NGX_OK) {
+        c->buffer = NULL;
+    }
+
+    for (cl = hc->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->free = NULL;
+
+    for (cl = hc->busy; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->busy = NULL;
+    hc->nbusy = 0;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        ngx_ssl_free_buffer(c);
+    }
+#endif
+}
+
+
+static void
+ngx_http_amonitor_panel_read(ngx_event_t *rev)
+{
+    ngx_connection_t          *c;
+    ngx_http_amonitor_panel_t *p;
+
+    c = rev->data;
+    p = c->data;
+
+    p->in_handler = 1;
+
+    if (c->close) {
+        /* graceful shutdown of the worker: 1012, see panel_close */
+        p->closing = 1;
+
+    } else {
+        ngx_http_amonitor_conn_read(&p->wc);
+    }
+
+    p->in_handler = 0;
+
+    if (p->closing) {
+        ngx_http_amonitor_panel_close(p);
+    }
+}
+
+
+static void
+ngx_http_amonitor_panel_write(ngx_event_t *wev)
+{
+    ngx_connection_t          *c;
+    ngx_http_amonitor_panel_t *p;
+
+    c = wev->data;
+    p = c->data;
+
+    p->in_handler = 1;
+
+    if (ngx_http_amonitor_conn_flush(&p->wc) != NGX_OK
+        || (p->lingering && p->wc.q_count == 0)) {
+        ngx_http_amonitor_panel_on_close(&p->wc);
+    }
+
+    p->in_handler = 0;
+
+    if (p->closing) {
+        ngx_http_amonitor_panel_close(p);
+    }
+}
+
+
+static void
+ngx_http_amonitor_panel_message(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_amonitor_panel_t *p = wc->data;
+
+    ngx_http_amonitor_router_panel_message(p->worker, wc, opcode, data, len);
+}
+
+
+/*
+ * End the panel.  Inside its own handlers the connection is closed when
+ * the handler ends; from elsewhere (timers, fan-out) at once.
+ */
+static void
+ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_panel_t *p = wc->data;
+
+    ngx_connection_t *c;
+
+    if (p->finalized) {
+        return;
+    }
+
+    c = wc->connection;
+
+    if (!p->lingering && wc->close_sent && wc->q_count && !c->error
+        && !c->close) {
+        /*
+         * Our close frame is still queued: keep the socket a little, so
+         * that a peer that reads again learns why (1008, 1009, ...).
+         */
+        p->lingering = 1;
+
+        /* for the worker it is gone already */
+        ngx_queue_remove(&wc->queue);
+        (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
+
+        if (wc->ping.timer_set) {
+            ngx_del_timer(&wc->ping);
+        }
+
+        wc->ping.handler = ngx_http_amonitor_panel_linger_handler;
+        ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
+        return;
+    }
+
+    if (p->in_handler) {
+        p->closing = 1;
+        return;
+    }
+
+    ngx_http_amonitor_panel_close(p);
+}
+
+
+static void
+ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev)
+{
+    ngx_http_amonitor_conn_t *wc = ev->data;
+
+    ngx_http_amonitor_panel_on_close(wc);
+}
+
+
+static void
+ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p)
+{
+    ngx_connection_t *c;
+
+    if (p->finalized) {
+        return;
+    }
+
+    c = p->wc.connection;
+
+    ngx_log_debug1(
+        NGX_LOG_DEBUG_HTTP, c->log, 0, "amonitor panel #%ui closed", p->wc.id);
+
+    if (!p->wc.close_sent && !c->error) {
+        /*
+         * worker shutdown or reload: a code of its own (not the 1001 of a
+         * ping timeout), so that a panel knows to reconnect at once
+         */
+        ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_RESTART,
+            "agent reloading or stopping: reconnect");
+    }
+
+    ngx_http_amonitor_panel_release(p);
+
+    ngx_http_close_connection(c);
+    ngx_free(p);
+}
+
+
+/* out of the worker's lists, its actions and queries told, freed */
+static void
+ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p)
+{
+    p->finalized = 1;
+
+    if (!p->lingering) {
+        ngx_queue_remove(&p->wc.queue);
+        (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
+    }
+
+    ngx_http_amonitor_router_panel_gone(p->worker, &p->wc);
+    ngx_http_amonitor_conn_free(&p->wc);
+}
+
+
+void
+ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t              *q;
+    ngx_http_amonitor_conn_t *wc;
+
+    while (!ngx_queue_empty(&w->panels)) {
+        q = ngx_queue_head(&w->panels);
+        wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
+        ngx_http_amonitor_panel_close(wc->data);
+    }
+}

@@ -1,0 +1,823 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Panels choose what they receive: target ids and "*" patterns, from the
+ * handshake's ?targets= and from subscribe messages.  Each target keeps
+ * its subscribers; a pattern is matched once per target, when the panel
+ * subscribes or when the target first has something to say.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_subscribe.h"
+#include "amon_json.h"
+
+
+#define NGX_HTTP_AMONITOR_SUB_BUCKETS 256 /* at first; doubles */
+
+
+static ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_find(
+    ngx_http_amonitor_subs_t *subs, ngx_str_t *id, ngx_uint_t create);
+static ngx_int_t ngx_http_amonitor_subscribe_grow(
+    ngx_http_amonitor_subs_t *subs);
+static ngx_int_t ngx_http_amonitor_subscribe_link(
+    ngx_http_amonitor_sub_t *s, ngx_http_amonitor_topic_t *t);
+static void ngx_http_amonitor_subscribe_unlink_all(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_sub_t *s);
+static void ngx_http_amonitor_subscribe_drop(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_topic_t *t);
+static ngx_int_t ngx_http_amonitor_subscribe_store(
+    ngx_http_amonitor_sub_t *s, ngx_str_t *list, ngx_uint_t n);
+static ngx_int_t ngx_http_amonitor_subscribe_patterns(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s);
+static ngx_uint_t ngx_http_amonitor_subscribe_match_any(
+    ngx_http_amonitor_sub_t *s, ngx_str_t *id, ngx_uint_t patterns_only);
+static ngx_uint_t ngx_http_amonitor_subscribe_glob(
+    u_char *p, size_t plen, u_char *s, size_t slen);
+static ngx_int_t ngx_http_amonitor_subscribe_parse(
+    ngx_http_amonitor_worker_t *w, amon_envelope_t *env, ngx_str_t *list,
+    ngx_uint_t *n, u_char *buf);
+static int  ngx_http_amonitor_subscribe_member(void *data, unsigned level,
+     const amon_json_value_t *key, const amon_json_value_t *value);
+static void ngx_http_amonitor_subscribe_answer(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_about_t *about);
+
+
+ngx_int_t
+ngx_http_amonitor_subscribe_init_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_http_amonitor_subs_t *subs;
+
+    subs = ngx_pcalloc(w->cycle->pool, sizeof(ngx_http_amonitor_subs_t));
+    if (subs == NULL) {
+        return NGX_ERROR;
+    }
+
+    subs->nbuckets = NGX_HTTP_AMONITOR_SUB_BUCKETS;
+    subs->buckets = ngx_calloc(
+        subs->nbuckets * sizeof(ngx_http_amonitor_topic_t *), w->cycle->log);
+    if (subs->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&subs->all);
+    ngx_queue_init(&subs->patterns);
+
+    w->subs = subs;
+
+    return NGX_OK;
+}
+
+
+/* after the panels and upstreams are gone: the topics left */
+void
+ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w)
+{
+    ngx_uint_t                 i;
+    ngx_http_amonitor_subs_t  *subs;
+    ngx_http_amonitor_topic_t *t, *next;
+
+    subs = w->subs;
+    if (subs == NULL) {
+        return;
+    }
+
+    for (i = 0; i < subs->nbuckets; i++) {
+        for (t = subs->buckets[i]; t; t = next) {
+            next = t->next;
+
+            if (t->upstream) {
+                t->upstream->topic = NULL;
+            }
+
+            ngx_free(t);
+        }
+    }
+
+    ngx_free(subs->buckets);
+    w->subs = NULL;
+}
+
+
+/* ?targets=a,b,web-* as a list of ngx_str_t, unescaped */
+ngx_int_t
+ngx_http_amonitor_subscribe_split(
+    ngx_pool_t *pool, ngx_str_t *arg, ngx_array_t **list)
+{
+    u_char    *p, *src, *start, *last;
+    ngx_str_t *e;
+
+    *list = ngx_array_create(pool, 4, sizeof(ngx_str_t));
+    p = ngx_pnalloc(pool, arg->len + 1);
+
+    if (*list == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = arg->data;
+    start = p;
+    ngx_unescape_uri(&p, &src, arg->len, 0);
+    last = p;
+
+    if (last == start) {
+        /* "targets=": no target at all, only the panel's own answers */
+        return NGX_OK;
+    }
+
+    for (p = start; /* void */; p++) {
+        if (p < last && *p != ',') {
+            continue;
+        }
+
+        e = ngx_array_push(*list);
+        if (e == NULL) {
+            return NGX_ERROR;
+        }
+
+        e->data = start;
+        e->len = p - start;
+        start = p + 1;
+
+        if (p == last) {
+            return NGX_OK;
+        }
+    }
+}
+
+
+/* NULL, or why the list is refused */
+const char *
+ngx_http_amonitor_subscribe_check(ngx_str_t *list, ngx_uint_t n)
+{
+    size_t     j;
+    ngx_uint_t i;
+
+    if (n > NGX_HTTP_AMONITOR_SUB_MAX) {
+        return "too many targets (at most 256 ids and patterns)";
+    }
+
+    for (i = 0; i < n; i++) {
+        if (list[i].len == 0) {
+            return "an empty target id or pattern";
+        }
+
+        if (list[i].len > AMON_MAX_ID_LEN) {
+            return "a target id or pattern longer than 256 bytes";
+        }
+
+        for (j = 0; j < list[i].len; j++) {
+            if (list[i].data[j] < 0x20 || list[i].data[j] == 0x7f) {
+                return "control characters in a target id or pattern";
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Replace the panel's subscription with "list" (checked already): unlink
+ * it everywhere, then link it to the topic of every id it names and of
+ * every served target one of its patterns matches.
+ */
+ngx_int_t
+ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_str_t *list, ngx_uint_t n)
+{
+    ngx_uint_t                 i;
+    ngx_http_amonitor_sub_t   *s;
+    ngx_http_amonitor_subs_t  *subs;
+    ngx_http_amonitor_topic_t *t;
+
+    subs = w->subs;
+    s = wc->sub;
+
+    if (s == NULL) {
+        s = ngx_calloc(sizeof(ngx_http_amonitor_sub_t), wc->connection->log);
+        if (s == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_queue_init(&s->links);
+        s->wc = wc;
+        wc->sub = s;
+
+    } else {
+        ngx_http_amonitor_subscribe_unlink_all(subs, s);
+    }
+
+    if (ngx_http_amonitor_subscribe_store(s, list, n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (s->all) {
+        ngx_queue_insert_tail(&subs->all, &s->queue);
+        s->listed = 1;
+        return NGX_OK;
+    }
+
+    subs->stamp++;
+
+    for (i = 0; i < s->nentries; i++) {
+        if (ngx_strlchr(s->entries[i].data,
+                s->entries[i].data + s->entries[i].len, '*')) {
+            continue;
+        }
+
+        t = ngx_http_amonitor_subscribe_find(subs, &s->entries[i], 1);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (t->stamp != subs->stamp) {
+            t->stamp = subs->stamp;
+
+            if (ngx_http_amonitor_subscribe_link(s, t) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (s->npatterns == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_amonitor_subscribe_patterns(w, s);
+}
+
+
+/* the served targets the panel's patterns match, then the pattern list */
+static ngx_int_t
+ngx_http_amonitor_subscribe_patterns(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s)
+{
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_subs_t     *subs;
+    ngx_http_amonitor_topic_t    *t;
+    ngx_http_amonitor_upstream_t *u;
+
+    subs = w->subs;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (!ngx_http_amonitor_subscribe_match_any(s, &u->id, 1)) {
+            continue;
+        }
+
+        /* a new topic matches the other pattern panels, not this one yet */
+        t = ngx_http_amonitor_subscribe_topic(w, u);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (t->stamp != subs->stamp) {
+            t->stamp = subs->stamp;
+
+            if (ngx_http_amonitor_subscribe_link(s, t) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    ngx_queue_insert_tail(&subs->patterns, &s->queue);
+    s->listed = 1;
+
+    return NGX_OK;
+}
+
+
+/* a copy of the list in one block; "*" alone means everything */
+static ngx_int_t
+ngx_http_amonitor_subscribe_store(
+    ngx_http_amonitor_sub_t *s, ngx_str_t *list, ngx_uint_t n)
+{
+    u_char    *p;
+    size_t     size;
+    ngx_uint_t i;
+
+    if (s->entries) {
+        ngx_free(s->entries);
+        s->entries = NULL;
+    }
+
+    s->nentries = 0;
+    s->npatterns = 0;
+    s->all = 0;
+
+    size = n * sizeof(ngx_str_t);
+
+    for (i = 0; i < n; i++) {
+        size += list[i].len;
+    }
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    s->entries = ngx_alloc(size, s->wc->connection->log);
+    if (s->entries == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = (u_char *) &s->entries[n];
+
+    for (i = 0; i < n; i++) {
+        s->entries[i].data = p;
+        s->entries[i].len = list[i].len;
+        p = ngx_cpymem(p, list[i].data, list[i].len);
+
+        if (list[i].len == 1 && list[i].data[0] == '*') {
+            s->all = 1;
+
+        } else if (ngx_strlchr(list[i].data, list[i].data + list[i].len, '*')) {
+            s->npatterns++;
+        }
+    }
+
+    s->nentries = n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The topic of a served target, made when the target first has something
+ * to say (or a pattern panel looks for it): then the pattern panels are
+ * matched against it, once.
+ */
+ngx_http_amonitor_topic_t *
+ngx_http_amonitor_subscribe_topic(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_t               *q;
+    ngx_http_amonitor_sub_t   *s;
+    ngx_http_amonitor_subs_t  *subs;
+    ngx_http_amonitor_topic_t *t;
+
+    if (u->topic) {
+        return u->topic;
+    }
+
+    subs = w->subs;
+
+    t = ngx_http_amonitor_subscribe_find(subs, &u->id, 1);
+    if (t == NULL) {
+        return NULL;
+    }
+
+    t->upstream = u;
+    u->topic = t;
+
+    for (q = ngx_queue_head(&subs->patterns);
+         q != ngx_queue_sentinel(&subs->patterns); q = ngx_queue_next(q)) {
+        s = ngx_queue_data(q, ngx_http_amonitor_sub_t, queue);
+
+        /* a panel that names the id is linked already */
+        if (ngx_http_amonitor_subscribe_match_any(s, &u->id, 1)
+            && !ngx_http_amonitor_subscribe_match_any(s, &u->id, 0)) {
+            (void) ngx_http_amonitor_subscribe_link(s, t);
+        }
+    }
+
+    return t;
+}
+
+
+/* does the panel want frames about this target (its snapshot too) */
+ngx_uint_t
+ngx_http_amonitor_subscribe_wants(ngx_http_amonitor_conn_t *wc, ngx_str_t *id)
+{
+    ngx_http_amonitor_sub_t *s;
+
+    s = wc->sub;
+
+    if (s == NULL || s->all) {
+        return 1;
+    }
+
+    return ngx_http_amonitor_subscribe_match_any(s, id, 0)
+        || ngx_http_amonitor_subscribe_match_any(s, id, 1);
+}
+
+
+void
+ngx_http_amonitor_subscribe_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_sub_t *s;
+
+    s = wc->sub;
+    if (s == NULL || w->subs == NULL) {
+        return;
+    }
+
+    ngx_http_amonitor_subscribe_unlink_all(w->subs, s);
+
+    if (s->entries) {
+        ngx_free(s->entries);
+    }
+
+    ngx_free(s);
+    wc->sub = NULL;
+}
+
+
+/* "patterns": does a pattern match; else: does an id equal it */
+static ngx_uint_t
+ngx_http_amonitor_subscribe_match_any(
+    ngx_http_amonitor_sub_t *s, ngx_str_t *id, ngx_uint_t patterns)
+{
+    ngx_uint_t i;
+    ngx_str_t *e;
+
+    for (i = 0; i < s->nentries; i++) {
+        e = &s->entries[i];
+
+        if ((ngx_strlchr(e->data, e->data + e->len, '*') != NULL)
+            != (patterns != 0)) {
+            continue;
+        }
+
+        if (patterns) {
+            if (ngx_http_amonitor_subscribe_glob(
+                    e->data, e->len, id->data, id->len)) {
+                return 1;
+            }
+
+        } else if (e->len == id->len
+            && ngx_memcmp(e->data, id->data, id->len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * "*" matches any run of bytes, everything else itself.  The last "*"
+ * seen is the only place to go back to, which makes it linear enough.
+ */
+static ngx_uint_t
+ngx_http_amonitor_subscribe_glob(u_char *p, size_t plen, u_char *s, size_t slen)
+{
+    size_t i, j, star, mark;
+
+    i = 0;
+    j = 0;
+    star = (size_t) -1;
+    mark = 0;
+
+    while (j < slen) {
+        if (i < plen && p[i] == '*') {
+            star = i++;
+            mark = j;
+
+        } else if (i < plen && p[i] == s[j]) {
+            i++;
+            j++;
+
+        } else if (star != (size_t) -1) {
+            i = star + 1;
+            j = ++mark;
+
+        } else {
+            return 0;
+        }
+    }
+
+    while (i < plen && p[i] == '*') {
+        i++;
+    }
+
+    return i == plen;
+}
+
+
+static ngx_http_amonitor_topic_t *
+ngx_http_amonitor_subscribe_find(
+    ngx_http_amonitor_subs_t *subs, ngx_str_t *id, ngx_uint_t create)
+{
+    uint32_t                   hash;
+    ngx_http_amonitor_topic_t *t, **b;
+
+    hash = ngx_crc32_short(id->data, id->len);
+    b = &subs->buckets[hash & (subs->nbuckets - 1)];
+
+    for (t = *b; t; t = t->next) {
+        if (t->hash == hash && t->id.len == id->len
+            && ngx_memcmp(t->id.data, id->data, id->len) == 0) {
+            return t;
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    if (subs->ntopics >= subs->nbuckets * 2
+        && ngx_http_amonitor_subscribe_grow(subs) == NGX_OK) {
+        b = &subs->buckets[hash & (subs->nbuckets - 1)];
+    }
+
+    t = ngx_alloc(sizeof(ngx_http_amonitor_topic_t) + id->len, ngx_cycle->log);
+    if (t == NULL) {
+        return NULL;
+    }
+
+    ngx_queue_init(&t->links);
+    t->upstream = NULL;
+    t->stamp = 0;
+    t->hash = hash;
+    t->id.data = (u_char *) &t[1];
+    t->id.len = id->len;
+    ngx_memcpy(t->id.data, id->data, id->len);
+
+    t->next = *b;
+    *b = t;
+    subs->ntopics++;
+
+    return t;
+}
+
+
+/* twice the buckets; on failure the chains just get longer */
+static ngx_int_t
+ngx_http_amonitor_subscribe_grow(ngx_http_amonitor_subs_t *subs)
+{
+    ngx_uint_t                  i, n;
+    ngx_http_amonitor_topic_t **b, *t, *next;
+
+    n = subs->nbuckets * 2;
+
+    b = ngx_calloc(n * sizeof(ngx_http_amonitor_topic_t *), ngx_cycle->log);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < subs->nbuckets; i++) {
+        for (t = subs->buckets[i]; t; t = next) {
+            next = t->next;
+            t->next = b[t->hash & (n - 1)];
+            b[t->hash & (n - 1)] = t;
+        }
+    }
+
+    ngx_free(subs->buckets);
+    subs->buckets = b;
+    subs->nbuckets = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_amonitor_subscribe_link(
+    ngx_http_amonitor_sub_t *s, ngx_http_amonitor_topic_t *t)
+{
+    ngx_http_amonitor_link_t *l;
+
+    l = ngx_alloc(sizeof(ngx_http_amonitor_link_t), s->wc->connection->log);
+    if (l == NULL) {
+        return NGX_ERROR;
+    }
+
+    l->wc = s->wc;
+    l->topic = t;
+    ngx_queue_insert_tail(&t->links, &l->target);
+    ngx_queue_insert_tail(&s->links, &l->panel);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_amonitor_subscribe_unlink_all(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_sub_t *s)
+{
+    ngx_queue_t              *q;
+    ngx_http_amonitor_link_t *l;
+
+    while (!ngx_queue_empty(&s->links)) {
+        q = ngx_queue_head(&s->links);
+        l = ngx_queue_data(q, ngx_http_amonitor_link_t, panel);
+
+        ngx_queue_remove(&l->panel);
+        ngx_queue_remove(&l->target);
+        ngx_http_amonitor_subscribe_drop(subs, l->topic);
+        ngx_free(l);
+    }
+
+    if (s->listed) {
+        ngx_queue_remove(&s->queue);
+        s->listed = 0;
+    }
+}
+
+
+/* a topic nobody names and no target serves is freed */
+static void
+ngx_http_amonitor_subscribe_drop(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_topic_t *t)
+{
+    ngx_http_amonitor_topic_t **b;
+
+    if (t->upstream || !ngx_queue_empty(&t->links)) {
+        return;
+    }
+
+    for (b = &subs->buckets[t->hash & (subs->nbuckets - 1)]; *b;
+         b = &(*b)->next) {
+        if (*b == t) {
+            *b = t->next;
+            subs->ntopics--;
+            ngx_free(t);
+            return;
+        }
+    }
+}
+
+
+/*
+ * A subscribe message: {"targets":[...]} replaces the panel's set; the
+ * answer is "subscribed" with the new set.  NGX_OK when it changed.
+ */
+ngx_int_t
+ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about)
+{
+    u_char     *buf;
+    ngx_int_t   rc;
+    ngx_uint_t  n;
+    ngx_str_t  *list;
+    const char *reason;
+
+    buf = ngx_alloc(env->payload.len + 1, wc->connection->log);
+    list = ngx_alloc((NGX_HTTP_AMONITOR_SUB_MAX + 1) * sizeof(ngx_str_t),
+        wc->connection->log);
+
+    if (buf == NULL || list == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_amonitor_subscribe_parse(w, env, list, &n, buf);
+
+    if (rc != NGX_OK) {
+        ngx_http_amonitor_reply_error(w, wc, about, "INVALID_MESSAGE",
+            "a subscribe needs payload.targets, an array of strings", 1);
+        goto done;
+    }
+
+    reason = ngx_http_amonitor_subscribe_check(list, n);
+
+    if (reason) {
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+            "amonitor: subscribe of panel #%ui refused: %s", wc->id, reason);
+        ngx_http_amonitor_reply_error(
+            w, wc, about, "INVALID_SUBSCRIPTION", reason, 1);
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    rc = ngx_http_amonitor_subscribe_set(w, wc, list, n);
+
+    if (rc == NGX_OK) {
+        ngx_http_amonitor_subscribe_answer(w, wc, about);
+    }
+
+done:
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    if (list) {
+        ngx_free(list);
+    }
+
+    return rc;
+}
+
+
+typedef struct {
+    amon_json_value_t targets;
+    ngx_uint_t        found;
+} ngx_http_amonitor_sub_scan_t;
+
+
+/* payload.targets, unescaped into "buf"; more than the maximum is kept */
+static ngx_int_t
+ngx_http_amonitor_subscribe_parse(ngx_http_amonitor_worker_t *w,
+    amon_envelope_t *env, ngx_str_t *list, ngx_uint_t *n, u_char *buf)
+{
+    size_t                       pos, len;
+    amon_str_t                   none = amon_null_string;
+    amon_json_value_t            root, item;
+    ngx_http_amonitor_sub_scan_t sc;
+
+    ngx_memzero(&sc, sizeof(sc));
+    *n = 0;
+
+    if (env->payload.len == 0
+        || amon_json_scan(env->payload.data, env->payload.len,
+               AMON_MAX_JSON_DEPTH, none, ngx_http_amonitor_subscribe_member,
+               &sc, &root)
+            != AMON_OK
+        || root.type != AMON_JSON_OBJECT || !sc.found
+        || sc.targets.type != AMON_JSON_ARRAY) {
+        return NGX_DECLINED;
+    }
+
+    pos = 0;
+
+    for (;;) {
+        switch (amon_json_array_string(&sc.targets, &pos, &item)) {
+        case AMON_OK: break;
+        case AMON_AGAIN: return NGX_OK;
+        default: return NGX_DECLINED;
+        }
+
+        if (*n > NGX_HTTP_AMONITOR_SUB_MAX) {
+            /* one more than allowed is enough for the check to refuse */
+            continue;
+        }
+
+        if (amon_json_unescape(&item, buf, item.len, &len) != AMON_OK) {
+            return NGX_DECLINED;
+        }
+
+        list[*n].data = buf;
+        list[*n].len = len;
+        (*n)++;
+        buf += len;
+    }
+}
+
+
+static int
+ngx_http_amonitor_subscribe_member(void *data, unsigned level,
+    const amon_json_value_t *key, const amon_json_value_t *value)
+{
+    ngx_http_amonitor_sub_scan_t *sc = data;
+
+    if (level == 0 && !sc->found && amon_json_str_eq(key, "targets", 7)) {
+        sc->targets = *value;
+        sc->found = 1;
+    }
+
+    return AMON_OK;
+}
+
+
+static void
+ngx_http_amonitor_subscribe_answer(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_about_t *about)
+{
+    int                      rc;
+    ngx_uint_t               i;
+    amon_str_t              *targets;
+    amon_envelope_out_t      head;
+    ngx_http_amonitor_sub_t *s;
+
+    s = wc->sub;
+
+    targets =
+        ngx_alloc((s->nentries + 1) * sizeof(amon_str_t), wc->connection->log);
+    if (targets == NULL) {
+        return;
+    }
+
+    for (i = 0; i < s->nentries; i++) {
+        targets[i].data = s->entries[i].data;
+        targets[i].len = s->entries[i].len;
+    }
+
+    ngx_memzero(&head, sizeof(amon_envelope_out_t));
+
+    head.msg_id.data = about->msg_id.len ? about->msg_id.data : NULL;
+    head.msg_id.len = about->msg_id.len;
+    head.trace_id.data = about->trace_id.len ? about->trace_id.data : NULL;
+    head.trace_id.len = about->trace_id.len;
+    head.timestamp = ngx_http_amonitor_reply_now();
+
+    w->scratch.len = 0;
+
+    rc = amon_envelope_build_subscribed(&w->scratch, w->amcf->max_message,
+        &w->allocator, &head, targets, s->nentries, about->binary);
+
+    ngx_free(targets);
+
+    if (rc == AMON_OK) {
+        ngx_http_amonitor_conn_answer(wc,
+            about->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT,
+            w->scratch.data, w->scratch.len);
+    }
+}

@@ -1,0 +1,88 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * What a panel receives: the targets it subscribed to.  The router walks
+ * the panels that take everything and the subscribers of the target a
+ * frame is about, never every panel.
+ */
+
+#ifndef _NGX_HTTP_AMONITOR_SUBSCRIBE_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_SUBSCRIBE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_amonitor.h"
+
+
+#define NGX_HTTP_AMONITOR_SUB_MAX 256 /* ids and patterns per panel */
+
+
+/* a target id, served or only named by a panel, and its subscribers */
+typedef struct ngx_http_amonitor_topic_s ngx_http_amonitor_topic_t;
+
+struct ngx_http_amonitor_topic_s {
+    ngx_http_amonitor_topic_t    *next; /* in its hash bucket */
+    ngx_queue_t                   links; /* ngx_http_amonitor_link_t.target */
+    ngx_http_amonitor_upstream_t *upstream; /* NULL: not served (yet) */
+    ngx_uint_t                    stamp; /* last subscribe that linked it */
+    uint32_t                      hash;
+    ngx_str_t                     id;
+};
+
+
+/* one panel subscribed to one topic */
+typedef struct {
+    ngx_queue_t                target; /* in topic->links */
+    ngx_queue_t                panel; /* in sub->links */
+    ngx_http_amonitor_conn_t  *wc;
+    ngx_http_amonitor_topic_t *topic;
+} ngx_http_amonitor_link_t;
+
+
+/* a panel's subscription, wc->sub */
+typedef struct {
+    ngx_queue_t               queue; /* in subs->all or subs->patterns */
+    ngx_queue_t               links; /* ngx_http_amonitor_link_t.panel */
+    ngx_http_amonitor_conn_t *wc;
+    ngx_str_t                *entries; /* ids and patterns, as given */
+    ngx_uint_t                nentries;
+    ngx_uint_t                npatterns;
+    unsigned                  all : 1; /* "*": everything */
+    unsigned                  listed : 1; /* "queue" is in a list */
+    unsigned                  snapshot : 1; /* amonitor_panel_snapshot */
+} ngx_http_amonitor_sub_t;
+
+
+/* the worker's subscriptions, w->subs */
+typedef struct {
+    ngx_http_amonitor_topic_t **buckets;
+    ngx_uint_t                  nbuckets; /* a power of two */
+    ngx_uint_t                  ntopics;
+    ngx_queue_t                 all; /* sub_t.queue: everything */
+    ngx_queue_t                 patterns; /* sub_t.queue: with a pattern */
+    ngx_uint_t                  stamp;
+} ngx_http_amonitor_subs_t;
+
+
+ngx_int_t ngx_http_amonitor_subscribe_init_worker(
+    ngx_http_amonitor_worker_t *w);
+void ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w);
+ngx_int_t ngx_http_amonitor_subscribe_split(
+    ngx_pool_t *pool, ngx_str_t *arg, ngx_array_t **list);
+const char *ngx_http_amonitor_subscribe_check(ngx_str_t *list, ngx_uint_t n);
+ngx_int_t   ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
+      ngx_http_amonitor_conn_t *wc, ngx_str_t *list, ngx_uint_t n);
+ngx_int_t   ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
+      ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
+      ngx_http_amonitor_about_t *about);
+void        ngx_http_amonitor_subscribe_gone(
+           ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+ngx_uint_t ngx_http_amonitor_subscribe_wants(
+    ngx_http_amonitor_conn_t *wc, ngx_str_t *id);
+ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_topic(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u);
+
+
+#endif /* _NGX_HTTP_AMONITOR_SUBSCRIBE_H_INCLUDED_ */
