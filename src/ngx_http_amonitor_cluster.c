@@ -6,7 +6,7 @@
  * acks of other workers through the router, routes learned through
  * target.c, errors for actions through action.c.  It sits next to
  * worker.c, above the files it calls; the cluster files below it reach it
- * only through cl->on_message and cl->on_ready.
+ * only through cl->on_message, cl->on_ready and cl->on_subscribed.
  */
 
 #include <ngx_config.h>
@@ -185,6 +185,7 @@ ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w)
 
     cl->on_message = ngx_http_amonitor_cluster_message;
     cl->on_ready = ngx_http_amonitor_cluster_ready;
+    cl->on_subscribed = ngx_http_amonitor_routes_resync;
 
     cl->tick.handler = ngx_http_amonitor_cluster_tick;
     cl->tick.data = cl;

@@ -96,6 +96,7 @@ struct ngx_http_amonitor_cluster_s {
     ngx_event_t                       resync;
     ngx_http_amonitor_bus_pt          on_message; /* set by cluster.c */
     ngx_http_amonitor_bus_ready_pt    on_ready;
+    ngx_http_amonitor_bus_ready_pt    on_subscribed; /* resync */
     ngx_atomic_uint_t                 dropped; /* events not published */
     ngx_atomic_uint_t                 published;
     ngx_atomic_uint_t                 received;

@@ -162,7 +162,7 @@ ngx_http_amonitor_bus_subscribed(redisAsyncContext *ac, void *r, void *privdata)
         if (data->type == REDIS_REPLY_INTEGER && data->integer == 3) {
             ngx_log_error(NGX_LOG_INFO, cl->log, 0,
                 "amonitor: cluster bus subscribed as \"%V\"", &cl->token);
-            ngx_http_amonitor_routes_resync(cl);
+            cl->on_subscribed(cl);
         }
 
         return;
