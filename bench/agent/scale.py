@@ -9,8 +9,9 @@
 #
 #   python3 bench/agent/scale.py --sdks 2000 --panels 2000
 #
-# One process; above some 8,000 sockets split the load (this machine
-# allows 20,000 open files per process).
+# --sdk-procs K plays the SDKs in K helper processes sharing the port
+# (SO_REUSEPORT): this machine allows 20,000 open files per process, and
+# two workers make 20,000 SDK connections for 10,000 SDKs.
 
 import argparse
 import asyncio
@@ -160,7 +161,18 @@ async def main():
     ap.add_argument("--module",
                     default="build/nginx/ngx_http_amonitor_module.so")
     ap.add_argument("--nginx", default="/usr/sbin/nginx")
+    ap.add_argument("--sdk-procs", type=int, default=0,
+                    help="SDK servers in helper processes (SO_REUSEPORT)")
+    ap.add_argument("--role", default="main")
+    ap.add_argument("--sdk-port", type=int, default=0)
     a = ap.parse_args()
+
+    if a.role == "sdk":
+        # a helper: its share of the SDK connections, until killed
+        await asyncio.start_server(
+            lambda r, w: sdk_conn(r, w, a), "127.0.0.1", a.sdk_port,
+            backlog=8192, reuse_port=True)
+        await asyncio.Event().wait()
 
     prefix = tempfile.mkdtemp(prefix="amon-scale-")
     sdk_port, http_port = free_port(), free_port()
@@ -189,8 +201,19 @@ http {
         f.write(conf)
     os.makedirs(prefix + "/logs", exist_ok=True)
 
-    server = await asyncio.start_server(
-        lambda r, w: sdk_conn(r, w, a), "127.0.0.1", sdk_port, backlog=8192)
+    helpers = []
+    if a.sdk_procs:
+        for _ in range(a.sdk_procs):
+            helpers.append(subprocess.Popen(
+                ["python3", os.path.abspath(__file__), "--role", "sdk",
+                 "--sdk-port", str(sdk_port), "--interval",
+                 str(a.interval)]))
+        await asyncio.sleep(1.0)
+        server = None
+    else:
+        server = await asyncio.start_server(
+            lambda r, w: sdk_conn(r, w, a), "127.0.0.1", sdk_port,
+            backlog=8192)
 
     t_start = time.time()
     subprocess.run([a.nginx, "-p", prefix, "-c", prefix + "/nginx.conf",
@@ -256,7 +279,11 @@ http {
     finally:
         subprocess.run([a.nginx, "-p", prefix, "-c", prefix + "/nginx.conf",
                         "-e", prefix + "/error.log", "-s", "stop"])
-        server.close()
+        if server:
+            server.close()
+        for h in helpers:
+            h.terminate()
+            h.wait()
         await asyncio.sleep(0.5)
         errs = open(prefix + "/error.log").read().count("[alert]")
         if errs:
