@@ -60,13 +60,18 @@ typedef struct {
 } ngx_http_amonitor_target_conf_t;
 
 
-/* amonitor_allow_url: scheme://host:port with "*" for any port */
+/*
+ * amonitor_allow_url: ws://host:port[/path[?query]] with "*" for any port;
+ * the path (with the query) must be equal, or start with it when the
+ * pattern ends with "*".  No path: "/" only, no query.
+ */
 typedef struct {
     ngx_str_t  pattern;
     ngx_uint_t tls; /* wss:// */
     ngx_str_t  host; /* lowercase */
     ngx_uint_t port; /* 0: any */
-    ngx_str_t  path; /* empty: any */
+    ngx_str_t  path; /* "/" at least; without the final "*" */
+    ngx_uint_t prefix; /* the pattern ends with "*" */
 } ngx_http_amonitor_allow_t;
 
 
@@ -100,6 +105,8 @@ typedef struct {
     ngx_atomic_t ack_timeouts;
     ngx_atomic_t evictions;
     ngx_atomic_t invalid;
+    ngx_atomic_t forbidden; /* actions outside a token's rights */
+    ngx_atomic_t oversize; /* peers closed over their buffer limit */
 } ngx_http_amonitor_counters_t;
 
 
@@ -131,6 +138,11 @@ typedef struct {
     ngx_msec_t                      connect_timeout;
     size_t                          max_message;
     ngx_uint_t                      queue;
+    size_t                          buffer_limit; /* per connection */
+    ngx_msec_t                      learned_expire;
+    ngx_uint_t                      dial_attempts; /* never open: forget */
+    ngx_uint_t                      dial_limit; /* dialed on demand */
+    ngx_uint_t                      dial_limit_panel;
     ngx_http_amonitor_redis_conf_t *redis;
     ngx_http_amonitor_audit_t      *audit; /* amonitor_audit_log */
     ngx_str_t                       panel_file; /* first amonitor_panel */
@@ -151,9 +163,17 @@ typedef struct {
 } ngx_http_amonitor_main_conf_t;
 
 
+/* amonitor_panel_token TOKEN [read_only] [targets=...]: its rights */
+typedef struct {
+    ngx_str_t    token;
+    ngx_uint_t   read_only; /* watch, never act */
+    ngx_array_t *targets; /* of ngx_str_t: ids, "prefix*"; NULL: any */
+} ngx_http_amonitor_rights_t;
+
+
 typedef struct {
     ngx_flag_t   panel;
-    ngx_str_t    panel_token;
+    ngx_array_t *panel_tokens; /* of rights_t; NULL: no token needed */
     ngx_array_t *allow_origin; /* of ngx_str_t, lowercase; NULL: any */
     ngx_flag_t   panel_snapshot;
     ngx_flag_t   status;
@@ -213,6 +233,7 @@ struct ngx_http_amonitor_upstream_s {
     size_t     reason_len;
     u_char     reason[NGX_HTTP_AMONITOR_REASON_LEN];
     void      *tstate; /* its record in the zone */
+    ngx_uint_t dialer; /* on demand: the number of the panel */
     /* wss://: upstream_ssl.c */
     ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */
     void     *ssl_session; /* to resume */
@@ -225,6 +246,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   ssl_handshaked : 1; /* this attempt's */
     unsigned   ssl_cleanup : 1;
     unsigned   dynamic : 1;
+    unsigned   registered : 1; /* learned from a register */
     unsigned   stopped : 1;
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
@@ -239,6 +261,8 @@ struct ngx_http_amonitor_upstream_s {
 typedef ngx_http_amonitor_upstream_t *(*ngx_http_amonitor_dial_pt)(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
 typedef void (*ngx_http_amonitor_kick_pt)(ngx_http_amonitor_upstream_t *u);
+typedef void (*ngx_http_amonitor_drop_pt)(
+    ngx_http_amonitor_upstream_t *u, const char *reason);
 
 
 struct ngx_http_amonitor_worker_s {
@@ -259,6 +283,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_uint_t                     registry_gen;
     ngx_http_amonitor_dial_pt      dial;
     ngx_http_amonitor_kick_pt      kick;
+    ngx_http_amonitor_drop_pt      drop; /* forget a learned target */
     amon_allocator_t               allocator;
 };
 
@@ -358,6 +383,8 @@ void      ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w);
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_add(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
 void ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_upstream_drop(
+    ngx_http_amonitor_upstream_t *u, const char *reason);
 
 /* ngx_http_amonitor_upstream_log.c */
 void ngx_http_amonitor_upstream_log_failure(
@@ -393,6 +420,7 @@ void      ngx_http_amonitor_action_panel_gone(
 void ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+void ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u);
 
 /* query.c: action_status */
 void ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
@@ -408,7 +436,10 @@ typedef enum {
     NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED, /* by amonitor_allow_url */
     NGX_HTTP_AMONITOR_LEARN_FULL, /* too many learned targets */
     NGX_HTTP_AMONITOR_LEARN_NO_ADDR, /* cannot dial: not an IP address */
-    NGX_HTTP_AMONITOR_LEARN_BAD_ID /* control characters in the id */
+    NGX_HTTP_AMONITOR_LEARN_BAD_ID, /* control characters in the id */
+    NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT, /* amonitor_dial_limit */
+    NGX_HTTP_AMONITOR_LEARN_PANEL_LIMIT, /* amonitor_dial_limit_per_panel */
+    NGX_HTTP_AMONITOR_LEARN_TAKEN /* the id is a registered SDK's */
 } ngx_http_amonitor_learn_e;
 
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find(
@@ -419,13 +450,15 @@ ngx_int_t ngx_http_amonitor_target_url(
     u_char *data, size_t len, amon_ws_url_t *wu, ngx_str_t *norm);
 ngx_http_amonitor_learn_e ngx_http_amonitor_target_learn(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu,
-    ngx_str_t *norm, ngx_http_amonitor_upstream_t **up);
+    ngx_str_t *norm, ngx_uint_t kind, ngx_uint_t dialer,
+    ngx_http_amonitor_upstream_t **up);
 ngx_uint_t ngx_http_amonitor_target_allowed(
     ngx_http_amonitor_worker_t *w, amon_ws_url_t *wu);
 ngx_int_t ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w,
-    ngx_str_t *id, ngx_str_t *url, ngx_uint_t dial,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t dial, ngx_uint_t dialer,
     ngx_http_amonitor_upstream_t **up, const char **code, const char **message);
 void      ngx_http_amonitor_target_kick(ngx_http_amonitor_upstream_t *u);
+void      ngx_http_amonitor_target_failed(ngx_http_amonitor_upstream_t *u);
 
 /* reply.c: the agent's own envelopes */
 
@@ -460,6 +493,14 @@ void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_amonitor_status_send(
     ngx_http_request_t *r, ngx_buf_t *b, const char *type);
+
+/* rights.c: who may act */
+char *ngx_http_amonitor_conf_panel_token(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_http_amonitor_rights_t *ngx_http_amonitor_rights_auth(
+    ngx_http_request_t *r, ngx_array_t *tokens);
+const char *ngx_http_amonitor_rights_check(
+    ngx_http_amonitor_rights_t *rt, ngx_str_t *id);
 
 /* audit.c: one line per action outcome */
 typedef struct {

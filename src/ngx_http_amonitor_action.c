@@ -19,6 +19,8 @@ static ngx_http_amonitor_action_t *ngx_http_amonitor_action_new(
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env);
 static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+static ngx_uint_t ngx_http_amonitor_action_forbidden(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
@@ -119,12 +121,17 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     a->binary = about.binary;
 
     /* a known target: replies name it as the agent does from now on */
-    if (ngx_http_amonitor_target_resolve(
-            w, &a->target_id, &a->target_url, 0, &a->upstream, &code, &message)
+    if (ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url, 0, 0,
+            &a->upstream, &code, &message)
         != NGX_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
         ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
         ngx_http_amonitor_action_audit(a, "error", code);
+        ngx_free(a);
+        return;
+    }
+
+    if (ngx_http_amonitor_action_forbidden(a, &about)) {
         ngx_free(a);
         return;
     }
@@ -170,6 +177,47 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);
     }
+}
+
+
+/*
+ * The panel's token may not act, or not on this target (the agent's name
+ * for it, else the name an on-demand dial would give it): FORBIDDEN,
+ * nothing claimed, nothing forwarded.
+ */
+static ngx_uint_t
+ngx_http_amonitor_action_forbidden(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
+{
+    u_char     ebuf[NGX_HTTP_AMONITOR_LOG_STR], tbuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t *id, e, t;
+    const char *reason;
+
+    if (a->upstream) {
+        id = &a->upstream->id;
+
+    } else {
+        id = a->target_id.len ? &a->target_id : &a->target_url;
+    }
+
+    reason = ngx_http_amonitor_rights_check(a->panel->rights, id);
+    if (reason == NULL) {
+        return 0;
+    }
+
+    (void) ngx_atomic_fetch_add(&a->worker->counters->forbidden, 1);
+
+    ngx_log_error(NGX_LOG_INFO, a->panel->connection->log, 0,
+        "amonitor: action \"%V\" of panel #%ui to \"%V\" refused: %s",
+        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+        a->panel->id, ngx_http_amonitor_log_str(id, &t, tbuf, sizeof(tbuf)),
+        reason);
+
+    ngx_http_amonitor_reply_error(
+        a->worker, a->panel, about, "FORBIDDEN", reason, 1);
+    ngx_http_amonitor_action_audit(a, "error", "FORBIDDEN");
+
+    return 1;
 }
 
 
@@ -314,8 +362,8 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
     u = NULL;
 
     /* a known target_id wins, else the URL, dialed now if need be */
-    if (ngx_http_amonitor_target_resolve(
-            w, &a->target_id, &a->target_url, 1, &u, &code, &message)
+    if (ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url, 1,
+            a->panel ? a->panel->id : 0, &u, &code, &message)
         != NGX_OK) {
         ngx_http_amonitor_action_fail(
             a, code, message, NGX_HTTP_AMONITOR_RELEASE);
@@ -341,8 +389,10 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
     }
 
     ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-        u->tls_failed ? NGX_HTTP_AMONITOR_TLS_FAILED
-                      : "the target is not connected",
+        u->tls_failed    ? NGX_HTTP_AMONITOR_TLS_FAILED
+            : u->stopped ? "the agent gave up dialing the target: it never "
+                           "connected (amonitor_dial_attempts)"
+                         : "the target is not connected",
         NGX_HTTP_AMONITOR_RELEASE);
 }
 
@@ -444,6 +494,30 @@ ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u)
  * The target's connection failed or closed.  Waiting actions never reached
  * it; sent ones did if their bytes were written: they may have run.
  */
+/*
+ * A learned target is forgotten (upstream.c frees it next): actions that
+ * still name it (a claim on its way) look for their target again.
+ */
+void
+ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = u->worker->actions;
+
+    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
+         q = ngx_queue_next(q)) {
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+
+        if (a->upstream == u) {
+            a->upstream = NULL;
+        }
+    }
+}
+
+
 void
 ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)

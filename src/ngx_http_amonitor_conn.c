@@ -531,7 +531,8 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
         return NGX_DECLINED;
     }
 
-    if (wc->q_count >= (priority ? wc->q_size : wc->q_limit)) {
+    if (wc->q_count >= (priority ? wc->q_size : wc->q_limit)
+        || ngx_http_amonitor_conn_over(wc, msg->len, priority) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -770,6 +771,11 @@ ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev)
     ngx_msec_t interval;
 
     interval = wc->frames->ping;
+
+    if (wc->over) {
+        wc->on_close(wc);
+        return;
+    }
 
     if (wc->awaiting_pong) {
         ngx_log_error(wc->log_level, wc->connection->log, 0,

@@ -57,6 +57,8 @@ typedef struct {
     ngx_uint_t        queue; /* amonitor_send_queue */
     ngx_msec_t        ping;
     amon_allocator_t *allocator;
+    size_t            buffer_limit; /* per connection, in bytes */
+    ngx_atomic_t     *oversize; /* counter: closed over the limit */
 } ngx_http_amonitor_frames_t;
 
 
@@ -82,6 +84,7 @@ struct ngx_http_amonitor_conn_s {
                                              opcode it chose: TEXT, BINARY */
     ngx_array_t                *seen; /* a panel: what its snapshot said */
     ngx_uint_t                  unseen; /* entries still to match */
+    void                       *rights; /* a panel: its token's (rights.c) */
 
     amon_ws_session_t session; /* the rules every endpoint shares */
     size_t            rbuf_pos; /* in frames->rbuf */
@@ -112,6 +115,7 @@ struct ngx_http_amonitor_conn_s {
     unsigned close_received : 1;
     unsigned awaiting_pong : 1;
     unsigned closed : 1;
+    unsigned over : 1; /* closed over amonitor_connection_buffer_limit */
 };
 
 
@@ -148,6 +152,8 @@ void ngx_http_amonitor_conn_close_frame(
 void ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_conn_start_ping(
     ngx_http_amonitor_conn_t *wc, ngx_msec_t interval);
+ngx_int_t ngx_http_amonitor_conn_over(
+    ngx_http_amonitor_conn_t *wc, size_t len, ngx_uint_t priority);
 
 
 #endif /* _NGX_HTTP_AMONITOR_CONN_H_INCLUDED_ */

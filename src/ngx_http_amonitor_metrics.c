@@ -64,6 +64,13 @@ static ngx_http_amonitor_metric_t ngx_http_amonitor_metrics[] = {
     {"amonitor_invalid_messages_total", "counter",
         "Invalid messages from panels and SDKs.",
         ngx_http_amonitor_counter(invalid)},
+    {"amonitor_forbidden_total", "counter",
+        "Actions refused: outside the rights of the panel's token.",
+        ngx_http_amonitor_counter(forbidden)},
+    {"amonitor_oversize_closes_total", "counter",
+        "Panels and SDKs closed for holding more than "
+        "amonitor_connection_buffer_limit.",
+        ngx_http_amonitor_counter(oversize)},
     {NULL, NULL, NULL, 0}};
 
 

@@ -43,6 +43,35 @@ static ngx_conf_post_t  ngx_http_amonitor_queue_post =
     { ngx_http_amonitor_check_queue };
 
 
+/* a number's bounds, with the directive's name in the message */
+typedef struct {
+    ngx_conf_post_handler_pt post_handler;
+    const char              *name;
+    ngx_uint_t               low;
+    ngx_uint_t               high;
+} ngx_http_amonitor_bounds_t;
+
+
+static char *ngx_http_amonitor_check_bounds(
+    ngx_conf_t *cf, void *post, void *data);
+
+
+/* learned targets: how many dials, how many attempts (registry.c) */
+static ngx_http_amonitor_bounds_t  ngx_http_amonitor_dial_bounds = {
+    ngx_http_amonitor_check_bounds, "amonitor_dial_limit", 1,
+    NGX_HTTP_AMONITOR_MAX_DYNAMIC
+};
+
+static ngx_http_amonitor_bounds_t  ngx_http_amonitor_panel_dial_bounds = {
+    ngx_http_amonitor_check_bounds, "amonitor_dial_limit_per_panel", 1,
+    NGX_HTTP_AMONITOR_MAX_DYNAMIC
+};
+
+static ngx_http_amonitor_bounds_t  ngx_http_amonitor_attempts_bounds = {
+    ngx_http_amonitor_check_bounds, "amonitor_dial_attempts", 1, 1000
+};
+
+
 static ngx_command_t  ngx_http_amonitor_commands[] = {
 
     { ngx_string("amonitor_zone"),
@@ -114,6 +143,41 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, queue),
       &ngx_http_amonitor_queue_post },
+
+    { ngx_string("amonitor_connection_buffer_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, buffer_limit),
+      NULL },
+
+    { ngx_string("amonitor_learned_expire"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, learned_expire),
+      NULL },
+
+    { ngx_string("amonitor_dial_attempts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, dial_attempts),
+      &ngx_http_amonitor_attempts_bounds },
+
+    { ngx_string("amonitor_dial_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, dial_limit),
+      &ngx_http_amonitor_dial_bounds },
+
+    { ngx_string("amonitor_dial_limit_per_panel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, dial_limit_panel),
+      &ngx_http_amonitor_panel_dial_bounds },
 
     { ngx_string("amonitor_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
@@ -193,10 +257,10 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       NULL },
 
     { ngx_string("amonitor_panel_token"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_amonitor_conf_panel_token,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_amonitor_loc_conf_t, panel_token),
+      0,
       NULL },
 
     { ngx_string("amonitor_panel_snapshot"),
@@ -324,6 +388,11 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
     amcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     amcf->max_message = NGX_CONF_UNSET_SIZE;
     amcf->queue = NGX_CONF_UNSET_UINT;
+    amcf->buffer_limit = NGX_CONF_UNSET_SIZE;
+    amcf->learned_expire = NGX_CONF_UNSET_MSEC;
+    amcf->dial_attempts = NGX_CONF_UNSET_UINT;
+    amcf->dial_limit = NGX_CONF_UNSET_UINT;
+    amcf->dial_limit_panel = NGX_CONF_UNSET_UINT;
     amcf->ssl_verify = NGX_CONF_UNSET;
     amcf->ssl_server_name = NGX_CONF_UNSET;
 
@@ -346,6 +415,10 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(amcf->connect_timeout, 5000);
     ngx_conf_init_size_value(amcf->max_message, 1024 * 1024);
     ngx_conf_init_uint_value(amcf->queue, 1024);
+    ngx_conf_init_msec_value(amcf->learned_expire, 10 * 60 * 1000);
+    ngx_conf_init_uint_value(amcf->dial_attempts, 3);
+    ngx_conf_init_uint_value(amcf->dial_limit, 16);
+    ngx_conf_init_uint_value(amcf->dial_limit_panel, 4);
 
     if (amcf->dedupe_ttl < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -363,6 +436,23 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "\"amonitor_max_message_size\" must be between "
             "1k and 64m");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_size_value(amcf->buffer_limit,
+        ngx_max(4 * 1024 * 1024, amcf->max_message + 65536));
+
+    if (amcf->learned_expire < 2 * NGX_HTTP_AMONITOR_RECONCILE) {
+        /* workers say once a second which learned targets are open */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_learned_expire\" must be at least 2s");
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->buffer_limit < amcf->max_message + 65536) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_connection_buffer_limit\" must be at least "
+            "\"amonitor_max_message_size\" plus 64k");
         return NGX_CONF_ERROR;
     }
 
@@ -395,13 +485,13 @@ ngx_http_amonitor_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     alcf->panel_token = { 0, NULL };
      *     alcf->allow_origin = NULL;
      *     alcf->dashboard_root = { 0, NULL };
      *     alcf->metrics = 0;
      *     alcf->status = 0;
      */
 
+    alcf->panel_tokens = NGX_CONF_UNSET_PTR;
     alcf->panel = NGX_CONF_UNSET;
     alcf->panel_snapshot = NGX_CONF_UNSET;
     alcf->dashboard = NGX_CONF_UNSET;
@@ -417,7 +507,7 @@ ngx_http_amonitor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_amonitor_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->panel, prev->panel, 0);
-    ngx_conf_merge_str_value(conf->panel_token, prev->panel_token, "");
+    ngx_conf_merge_ptr_value(conf->panel_tokens, prev->panel_tokens, NULL);
     ngx_conf_merge_value(conf->panel_snapshot, prev->panel_snapshot, 1);
     ngx_conf_merge_str_value(conf->dashboard_root, prev->dashboard_root, "");
 
@@ -663,4 +753,20 @@ ngx_http_amonitor_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_amonitor_worker_exit(amcf);
+}
+
+
+static char *
+ngx_http_amonitor_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_http_amonitor_bounds_t *b = post;
+    ngx_uint_t                 *np = data;
+
+    if (*np < b->low || *np > b->high) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"%s\" must be between %ui and %ui", b->name, b->low, b->high);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }

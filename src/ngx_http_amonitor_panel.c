@@ -34,8 +34,6 @@ static ngx_int_t ngx_http_amonitor_panel_origin(
     ngx_http_request_t *r, ngx_array_t *allow);
 static ngx_int_t ngx_http_amonitor_panel_header_out(
     ngx_http_request_t *r, const char *name, const char *value);
-static ngx_int_t ngx_http_amonitor_panel_auth(
-    ngx_http_request_t *r, ngx_str_t *token);
 static ngx_table_elt_t *ngx_http_amonitor_panel_header(
     ngx_http_request_t *r, const char *name);
 static ngx_int_t ngx_http_amonitor_panel_reject(
@@ -107,8 +105,8 @@ ngx_http_amonitor_panel_check(
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
 
-    if (alcf->panel_token.len
-        && ngx_http_amonitor_panel_auth(r, &alcf->panel_token) != NGX_OK) {
+    if (alcf->panel_tokens
+        && ngx_http_amonitor_rights_auth(r, alcf->panel_tokens) == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
             "amonitor: panel rejected: missing or wrong token");
 
@@ -330,6 +328,12 @@ ngx_http_amonitor_panel_start(ngx_http_request_t *r,
 
     p->wc.encoding = encoding;
 
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
+    if (alcf->panel_tokens) {
+        /* checked before the upgrade; the rights go with the panel */
+        p->wc.rights = ngx_http_amonitor_rights_auth(r, alcf->panel_tokens);
+    }
+
     cln->handler = ngx_http_amonitor_panel_cleanup;
     cln->data = p;
 
@@ -465,56 +469,6 @@ ngx_http_amonitor_panel_header_out(
     h->value.len = ngx_strlen(value);
 
     return NGX_OK;
-}
-
-
-/* Authorization: Bearer T, or ?token=T for browsers (they cannot set it) */
-static ngx_int_t
-ngx_http_amonitor_panel_auth(ngx_http_request_t *r, ngx_str_t *token)
-{
-    u_char   *p, *last, diff;
-    size_t    i;
-    ngx_str_t given, arg;
-
-    ngx_str_null(&given);
-
-    if (r->headers_in.authorization) {
-        p = r->headers_in.authorization->value.data;
-        last = p + r->headers_in.authorization->value.len;
-
-        if (last - p > 7 && ngx_strncasecmp(p, (u_char *) "Bearer ", 7) == 0) {
-            p += 7;
-            while (p < last && *p == ' ') {
-                p++;
-            }
-
-            given.data = p;
-            given.len = last - p;
-        }
-
-    } else if (ngx_http_arg(r, (u_char *) "token", 5, &arg) == NGX_OK) {
-        given.len = arg.len;
-        given.data = ngx_pnalloc(r->pool, arg.len);
-        if (given.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = given.data;
-        ngx_unescape_uri(&p, &arg.data, arg.len, NGX_UNESCAPE_URI);
-        given.len = p - given.data;
-    }
-
-    if (given.len != token->len) {
-        return NGX_DECLINED;
-    }
-
-    /* compare in constant time */
-    diff = 0;
-    for (i = 0; i < token->len; i++) {
-        diff |= given.data[i] ^ token->data[i];
-    }
-
-    return diff ? NGX_DECLINED : NGX_OK;
 }
 
 

@@ -279,12 +279,38 @@ ngx_http_amonitor_router_register(
         return;
     }
 
-    if (ngx_http_amonitor_target_find(w, &id)
-        || ngx_http_amonitor_target_find_url(w, &n)) {
+    known = ngx_http_amonitor_target_find(w, &id);
+    if (known == NULL) {
+        known = ngx_http_amonitor_target_find_url(w, &n);
+    }
+
+    if (known && (!known->dynamic || known->registered || known == u)) {
+        /* configured and registered targets keep their id and URL */
+        if (known == u && known->dynamic && !known->registered
+            && known->id.len == id.len
+            && ngx_strncmp(known->id.data, id.data, id.len) == 0
+            && w->store->learn(
+                   w->store, &id, &known->norm, NGX_HTTP_AMONITOR_REGISTERED, 0)
+                == NGX_OK) {
+            known->registered = 1;
+            known->dialer = 0;
+        }
+
         return;
     }
 
-    switch (ngx_http_amonitor_target_learn(w, &id, &wu, &n, &known)) {
+    if (known) {
+        /* the precedence: a register displaces a panel's dial */
+        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+            "amonitor: register of \"%V\" at \"%V\" displaces the "
+            "target \"%V\" dialed on demand",
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)), &n,
+            &known->id);
+        w->drop(known, "displaced by a register");
+    }
+
+    switch (ngx_http_amonitor_target_learn(
+        w, &id, &wu, &n, NGX_HTTP_AMONITOR_REGISTERED, 0, &known)) {
 
     case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
@@ -305,6 +331,13 @@ ngx_http_amonitor_router_register(
             "amonitor: register of \"%V\" ignored: control characters in "
             "its target_id",
             ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+        break;
+
+    case NGX_HTTP_AMONITOR_LEARN_TAKEN:
+        ngx_log_error(NGX_LOG_WARN, &u->log, 0,
+            "amonitor: register of \"%V\" at \"%V\" ignored: another "
+            "SDK registered that id",
+            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)), &n);
         break;
 
     default: break;
@@ -487,6 +520,7 @@ ngx_http_amonitor_router_upstream_down(
         ngx_http_amonitor_router_tstate(u), 0, connected, reason);
 
     ngx_http_amonitor_action_upstream_down(u, connected);
+    ngx_http_amonitor_target_failed(u);
 
     if (connected) {
         ngx_http_amonitor_router_target_status(u, "down", reason);
@@ -571,9 +605,11 @@ ngx_http_amonitor_router_panel_snapshot(
     for (i = 0;
          ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
          i++) {
-        if (!snap->dynamic
-            && ngx_http_amonitor_target_find(w, &snap->id) == NULL) {
-            /* kept by an older configuration: not served any more */
+        if (ngx_http_amonitor_target_find(w, &snap->id) == NULL) {
+            /*
+             * kept by an older configuration, or a learned target that
+             * was forgotten: not served any more
+             */
             continue;
         }
 

@@ -48,7 +48,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     ngx_http_amonitor_store_shm_counters_sum(amcf->shm_zone, &sum);
     n = &sum;
 
-    len = 512 + 12 * NGX_ATOMIC_T_LEN;
+    len = 512 + 14 * NGX_ATOMIC_T_LEN;
 
     for (q = ngx_queue_head(&w->upstreams);
          q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
@@ -67,10 +67,11 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
         "\"forwarded\":%uA,\"dropped\":%uA,"
         "\"actions\":%uA,\"duplicates\":%uA,\"acks\":%uA,"
         "\"errors\":%uA,\"ack_timeouts\":%uA,"
-        "\"evictions\":%uA,\"invalid\":%uA,\"targets\":[",
+        "\"evictions\":%uA,\"invalid\":%uA,\"forbidden\":%uA,"
+        "\"oversize\":%uA,\"targets\":[",
         ngx_pid, n->panels, n->upstreams_open, n->forwarded, n->dropped,
         n->actions, n->duplicates, n->acks, n->errors, n->ack_timeouts,
-        n->evictions, n->invalid);
+        n->evictions, n->invalid, n->forbidden, n->oversize);
 
     for (q = ngx_queue_head(&w->upstreams);
          q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {

@@ -31,13 +31,30 @@ typedef enum {
  * "result" is a JSON object text (the SDK's ack result or the error) of at
  * most NGX_HTTP_AMONITOR_RESULT_MAX bytes, copied into the caller's buffer.
  */
-/* a target learned at run time, as kept in the zone */
+/*
+ * A target learned at run time, as kept in the zone: how it was learned
+ * (the precedence: a register displaces an on-demand dial), when a worker
+ * last had it open (or learned it), and whether one ever did.
+ */
+#define NGX_HTTP_AMONITOR_DIALED     1 /* a panel's action named its URL */
+#define NGX_HTTP_AMONITOR_REGISTERED 2 /* an SDK's register message */
+
 typedef struct {
-    u_short id_len;
-    u_short url_len;
-    u_char  id[256];
-    u_char  url[512];
+    u_short  id_len;
+    u_short  url_len;
+    u_char   kind; /* DIALED, REGISTERED */
+    u_char   opened; /* a worker had it open once */
+    uint64_t seen; /* ms since the epoch */
+    u_char   id[256];
+    u_char   url[512];
 } ngx_http_amonitor_reg_t;
+
+
+typedef struct {
+    ngx_atomic_t            gen; /* changes with every change */
+    ngx_uint_t              n;
+    ngx_http_amonitor_reg_t reg[NGX_HTTP_AMONITOR_MAX_DYNAMIC];
+} ngx_http_amonitor_registry_t;
 
 
 /*
@@ -135,15 +152,23 @@ struct ngx_http_amonitor_store_s {
     void (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 
     /*
-     * The registry of targets learned at run time, shared by the workers:
-     * add one (NGX_OK, or NGX_DECLINED when full), and copy all of them
-     * into "out" (room for NGX_HTTP_AMONITOR_MAX_DYNAMIC) when the
-     * generation differs from *gen; returns how many were copied.
+     * The registry of targets learned at run time, shared by the workers
+     * (registry.c).  "learn" adds one of "kind": NGX_OK (added or known),
+     * NGX_DECLINED (full), NGX_BUSY (DIALED: "max_dialed" reached), NGX_ABORT
+     * (the id is another URL's, learned by a register).  "learned" copies
+     * all of them into "out" (room for NGX_HTTP_AMONITOR_MAX_DYNAMIC) when
+     * the generation differs from *gen and returns how many.  "forget"
+     * removes one (with its URL when "url" is not NULL), "touch" says it
+     * is open now, "expire" forgets what nobody had open for "ttl".
      */
-    ngx_int_t (*learn)(
-        ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url);
+    ngx_int_t (*learn)(ngx_http_amonitor_store_t *st, ngx_str_t *id,
+        ngx_str_t *url, ngx_uint_t kind, ngx_uint_t max_dialed);
     ngx_uint_t (*learned)(ngx_http_amonitor_store_t *st,
         ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
+    void (*forget)(
+        ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url);
+    void (*touch)(ngx_http_amonitor_store_t *st, ngx_str_t *id);
+    ngx_uint_t (*expire)(ngx_http_amonitor_store_t *st, ngx_msec_t ttl);
 
     ngx_shm_zone_t *zone; /* amonitor_zone, whatever the backend */
     void           *data;
@@ -189,10 +214,9 @@ ngx_http_amonitor_store_t *ngx_http_amonitor_store_redis_create(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
 void ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st);
 
-ngx_int_t ngx_http_amonitor_registry_add(
-    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url);
-ngx_uint_t ngx_http_amonitor_registry_snapshot(ngx_http_amonitor_store_t *st,
-    ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
+ngx_http_amonitor_registry_t *ngx_http_amonitor_store_shm_registry(
+    ngx_shm_zone_t *shm_zone);
+void ngx_http_amonitor_registry_methods(ngx_http_amonitor_store_t *st);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_H_INCLUDED_ */

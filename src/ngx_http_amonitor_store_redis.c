@@ -86,8 +86,7 @@ ngx_http_amonitor_redis_conn_init(
     ctx->tick.cancelable = 1;
 
     /* the registry of learned targets stays in the zone in this version */
-    ctx->store.learn = ngx_http_amonitor_registry_add;
-    ctx->store.learned = ngx_http_amonitor_registry_snapshot;
+    ngx_http_amonitor_registry_methods(&ctx->store);
     ctx->store.zone = w->amcf->shm_zone;
     ctx->store.data = ctx;
 

@@ -16,7 +16,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0004ULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0005ULL
 
 
 typedef struct {
@@ -38,9 +38,7 @@ typedef struct {
     ngx_rbtree_t                     rbtree;
     ngx_rbtree_node_t                sentinel;
     ngx_queue_t                      lru;
-    ngx_atomic_t                     registry_gen;
-    ngx_uint_t                       registry_n;
-    ngx_http_amonitor_reg_t          registry[NGX_HTTP_AMONITOR_MAX_DYNAMIC];
+    ngx_http_amonitor_registry_t     registry; /* registry.c */
     ngx_http_amonitor_shared_t       shared; /* target state, histogram */
 } ngx_http_amonitor_shctx_t;
 
@@ -247,6 +245,15 @@ ngx_http_amonitor_store_shm_shared(ngx_shm_zone_t *shm_zone)
 }
 
 
+ngx_http_amonitor_registry_t *
+ngx_http_amonitor_store_shm_registry(ngx_shm_zone_t *shm_zone)
+{
+    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
+
+    return &sh->registry;
+}
+
+
 ngx_http_amonitor_store_t *
 ngx_http_amonitor_store_shm_create(
     ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl)
@@ -267,8 +274,7 @@ ngx_http_amonitor_store_shm_create(
     ctx->store.finish = ngx_http_amonitor_shm_finish;
     ctx->store.release = ngx_http_amonitor_shm_release;
     ctx->store.query = ngx_http_amonitor_shm_query;
-    ctx->store.learn = ngx_http_amonitor_registry_add;
-    ctx->store.learned = ngx_http_amonitor_registry_snapshot;
+    ngx_http_amonitor_registry_methods(&ctx->store);
     ctx->store.zone = shm_zone;
     ctx->store.data = ctx;
 
@@ -703,88 +709,4 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-/*
- * The registry of targets learned at run time (register messages, on-demand
- * dials), so that every worker connects to them.  Entries are never removed
- * in v1; the generation counter tells workers to reconcile.
- */
-
-ngx_int_t
-ngx_http_amonitor_registry_add(
-    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url)
-{
-    ngx_shm_zone_t *shm_zone = st->zone;
-
-    ngx_uint_t                 i;
-    ngx_int_t                  rc;
-    ngx_slab_pool_t           *shpool;
-    ngx_http_amonitor_reg_t   *reg;
-    ngx_http_amonitor_shctx_t *sh;
-
-    if (id->len > sizeof(reg->id) || url->len > sizeof(reg->url)) {
-        return NGX_DECLINED;
-    }
-
-    sh = shm_zone->data;
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    rc = NGX_DECLINED;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i < sh->registry_n; i++) {
-        reg = &sh->registry[i];
-
-        if (ngx_memn2cmp(reg->id, id->data, reg->id_len, id->len) == 0) {
-            rc = NGX_OK;
-            break;
-        }
-    }
-
-    if (rc == NGX_DECLINED && sh->registry_n < NGX_HTTP_AMONITOR_MAX_DYNAMIC) {
-        reg = &sh->registry[sh->registry_n];
-        reg->id_len = id->len;
-        reg->url_len = url->len;
-        ngx_memcpy(reg->id, id->data, id->len);
-        ngx_memcpy(reg->url, url->data, url->len);
-
-        sh->registry_n++;
-        sh->registry_gen++;
-        rc = NGX_OK;
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return rc;
-}
-
-
-ngx_uint_t
-ngx_http_amonitor_registry_snapshot(ngx_http_amonitor_store_t *st,
-    ngx_http_amonitor_reg_t *out, ngx_uint_t *gen)
-{
-    ngx_shm_zone_t *shm_zone = st->zone;
-
-    ngx_uint_t                 n;
-    ngx_slab_pool_t           *shpool;
-    ngx_http_amonitor_shctx_t *sh;
-
-    sh = shm_zone->data;
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (*gen == sh->registry_gen) {
-        return 0;
-    }
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    n = sh->registry_n;
-    ngx_memcpy(out, sh->registry, n * sizeof(ngx_http_amonitor_reg_t));
-    *gen = sh->registry_gen;
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return n;
 }

@@ -15,6 +15,9 @@
 #include "ngx_http_amonitor_store.h"
 
 
+static ngx_uint_t ngx_http_amonitor_target_path_allowed(
+    ngx_http_amonitor_allow_t *a, amon_str_t *path);
+
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_target_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 {
@@ -76,15 +79,22 @@ ngx_http_amonitor_target_url(
 
 /*
  * Learn a target the worker does not know yet (the caller looked): it
- * must be allowed by amonitor_allow_url, the cap must leave room, and the
- * host must be an IP address (a worker never does blocking DNS).  "id"
- * empty: the target is named by its URL.
+ * must be allowed by amonitor_allow_url, the limits must leave room (a
+ * dial: amonitor_dial_limit in the zone, amonitor_dial_limit_per_panel
+ * for the panel numbered "dialer"), the registry must not give the id to
+ * a registered SDK, and the host must be an IP address (a worker never
+ * does blocking DNS).  "id" empty: the target is named by its URL.
  */
 ngx_http_amonitor_learn_e
 ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
-    amon_ws_url_t *wu, ngx_str_t *norm, ngx_http_amonitor_upstream_t **up)
+    amon_ws_url_t *wu, ngx_str_t *norm, ngx_uint_t kind, ngx_uint_t dialer,
+    ngx_http_amonitor_upstream_t **up)
 {
     size_t                        i;
+    ngx_int_t                     rc;
+    ngx_str_t                    *name;
+    ngx_uint_t                    n;
+    ngx_queue_t                  *q;
     ngx_http_amonitor_upstream_t *u;
 
     /* a target's name shows in logs and panels: no control characters */
@@ -98,21 +108,39 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED;
     }
 
-    if (w->ndynamic >= NGX_HTTP_AMONITOR_MAX_DYNAMIC) {
-        return NGX_HTTP_AMONITOR_LEARN_FULL;
+    if (kind == NGX_HTTP_AMONITOR_DIALED && dialer) {
+        n = 0;
+
+        for (q = ngx_queue_head(&w->upstreams);
+             q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+            u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+            n += (u->dialer == dialer);
+        }
+
+        if (n >= w->amcf->dial_limit_panel) {
+            return NGX_HTTP_AMONITOR_LEARN_PANEL_LIMIT;
+        }
     }
 
-    u = w->dial(w, id->len ? id : norm, wu);
+    name = id->len ? id : norm;
+
+    rc = w->store->learn(w->store, name, norm, kind, w->amcf->dial_limit);
+
+    switch (rc) {
+    case NGX_OK: break;
+    case NGX_BUSY: return NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT;
+    case NGX_ABORT: return NGX_HTTP_AMONITOR_LEARN_TAKEN;
+    default: return NGX_HTTP_AMONITOR_LEARN_FULL;
+    }
+
+    u = w->dial(w, name, wu);
     if (u == NULL) {
+        w->store->forget(w->store, name, norm);
         return NGX_HTTP_AMONITOR_LEARN_NO_ADDR;
     }
 
-    if (w->store->learn(w->store, &u->id, norm) != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, w->cycle->log, 0,
-            "amonitor: registry of learned targets is "
-            "full, \"%V\" stays local to this worker",
-            &u->id);
-    }
+    u->registered = (kind == NGX_HTTP_AMONITOR_REGISTERED);
+    u->dialer = u->registered ? 0 : dialer;
 
     *up = u;
 
@@ -122,14 +150,15 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
 /*
  * The target an action names: a known target_id wins, else a known URL,
- * else an allowed URL, learned and dialed now when "dial" is set.  NGX_OK
- * with *up (NULL only without "dial": allowed, not known yet), or
- * NGX_DECLINED with the error code and message to answer.
+ * else an allowed URL, learned and dialed now when "dial" is set (for the
+ * panel numbered "dialer").  NGX_OK with *up (NULL only without "dial":
+ * allowed, not known yet), or NGX_DECLINED with the error code and
+ * message to answer.
  */
 ngx_int_t
 ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
-    ngx_str_t *url, ngx_uint_t dial, ngx_http_amonitor_upstream_t **up,
-    const char **code, const char **message)
+    ngx_str_t *url, ngx_uint_t dial, ngx_uint_t dialer,
+    ngx_http_amonitor_upstream_t **up, const char **code, const char **message)
 {
     u_char        norm[AMON_MAX_URL_LEN + 16];
     ngx_str_t     n;
@@ -161,7 +190,10 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_OK;
     }
 
-    switch (dial ? ngx_http_amonitor_target_learn(w, id, &wu, &n, up)
+    *code = "TARGET_UNAVAILABLE";
+
+    switch (dial ? ngx_http_amonitor_target_learn(
+                w, id, &wu, &n, NGX_HTTP_AMONITOR_DIALED, dialer, up)
                  : NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED) {
 
     case NGX_HTTP_AMONITOR_LEARN_OK: return NGX_OK;
@@ -172,8 +204,21 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_FULL:
-        *code = "TARGET_UNAVAILABLE";
         *message = "too many learned targets";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT:
+        *message = "too many targets dialed on demand (amonitor_dial_limit)";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_PANEL_LIMIT:
+        *message = "this panel dialed too many targets on demand "
+                   "(amonitor_dial_limit_per_panel)";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_TAKEN:
+        *message = "target_id is a learned target at another URL (a "
+                   "registered SDK keeps its id)";
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
@@ -182,9 +227,23 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_DECLINED;
 
     default:
-        *code = "TARGET_UNAVAILABLE";
         *message = "cannot dial payload.target_url (an IP address is needed)";
         return NGX_DECLINED;
+    }
+}
+
+
+/*
+ * A failed attempt: a dial on demand that never connected is not tried
+ * again after amonitor_dial_attempts (upstream.c forgets it within a
+ * second, at its next look at the registry).
+ */
+void
+ngx_http_amonitor_target_failed(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->dynamic && !u->registered && u->opened == 0
+        && u->failures >= u->worker->amcf->dial_attempts) {
+        u->stopped = 1;
     }
 }
 
@@ -230,15 +289,51 @@ ngx_http_amonitor_target_allowed(
             continue;
         }
 
-        if (a[i].path.len
-            && (a[i].path.len != u->path.len
-                || ngx_strncmp(a[i].path.data, u->path.data, u->path.len)
-                    != 0)) {
-            continue;
+        if (ngx_http_amonitor_target_path_allowed(&a[i], &u->path)) {
+            return 1;
         }
-
-        return 1;
     }
 
     return 0;
+}
+
+
+/*
+ * The path and query of a URL against a pattern's: equal, or, for a
+ * pattern ending with "*", starting with it and without a way back up
+ * (no "..", no encoded dot or slash): a pattern whose path is "/sdk/"
+ * and a star stays under /sdk/.
+ */
+static ngx_uint_t
+ngx_http_amonitor_target_path_allowed(
+    ngx_http_amonitor_allow_t *a, amon_str_t *path)
+{
+    u_char *p, *last;
+
+    if (!a->prefix) {
+        return a->path.len == path->len
+            && ngx_strncmp(a->path.data, path->data, path->len) == 0;
+    }
+
+    if (path->len < a->path.len
+        || ngx_strncmp(a->path.data, path->data, a->path.len) != 0) {
+        return 0;
+    }
+
+    last = (u_char *) path->data + path->len;
+
+    for (p = (u_char *) path->data; p < last; p++) {
+        if (*p == '?') {
+            break;
+        }
+
+        if ((*p == '.' && p + 1 < last && p[1] == '.')
+            || (*p == '%' && p + 2 < last && p[1] == '2'
+                && (p[2] == 'e' || p[2] == 'E' || p[2] == 'f' || p[2] == 'F'))
+            || *p == '\\') {
+            return 0;
+        }
+    }
+
+    return 1;
 }

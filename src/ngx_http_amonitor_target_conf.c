@@ -13,6 +13,17 @@
 #include "ngx_http_amonitor.h"
 
 
+static ngx_inline ngx_uint_t
+ngx_http_amonitor_str_eq(ngx_str_t *a, ngx_str_t *b)
+{
+    return a->len == b->len && ngx_strncmp(a->data, b->data, a->len) == 0;
+}
+
+
+static ngx_int_t ngx_http_amonitor_allow_path(
+    ngx_http_amonitor_allow_t *a, u_char *p, u_char **last);
+static ngx_int_t ngx_http_amonitor_target_host(
+    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *u);
 static char *ngx_http_amonitor_target_token(
     ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, ngx_str_t *value);
 static char *ngx_http_amonitor_target_addrs(
@@ -43,8 +54,7 @@ ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     tt = amcf->targets.elts;
     for (i = 0; i < amcf->targets.nelts; i++) {
-        if (tt[i].id.len == value[1].len
-            && ngx_strncmp(tt[i].id.data, value[1].data, value[1].len) == 0) {
+        if (ngx_http_amonitor_str_eq(&tt[i].id, &value[1])) {
             ngx_conf_log_error(
                 NGX_LOG_EMERG, cf, 0, "duplicate target id \"%V\"", &value[1]);
             return NGX_CONF_ERROR;
@@ -88,26 +98,12 @@ ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     t->path.len = u.path.len;
     t->tls = u.tls;
 
-    /* the name to verify and to send in SNI, as a C string */
-    t->host.len = u.host.len;
-    t->host.data = (u_char *) u.host.data;
-
-    if (t->host.len > 2 && t->host.data[0] == '[') {
-        t->host.data++;
-        t->host.len -= 2;
-    }
-
-    p = ngx_pnalloc(cf->pool, t->host.len + 1);
-    if (p == NULL) {
+    if (ngx_http_amonitor_target_host(cf, t, &u) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    (void) ngx_cpystrn(p, t->host.data, t->host.len + 1);
-    t->host.data = p;
-
     for (tt = amcf->targets.elts, i = 0; i < amcf->targets.nelts - 1; i++) {
-        if (tt[i].norm.len == t->norm.len
-            && ngx_strncmp(tt[i].norm.data, t->norm.data, t->norm.len) == 0) {
+        if (ngx_http_amonitor_str_eq(&tt[i].norm, &t->norm)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                 "targets \"%V\" and \"%V\" have the same "
                 "URL \"%V\"",
@@ -122,6 +118,33 @@ ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_http_amonitor_target_addrs(cf, t, &u);
+}
+
+
+/* the name to verify and to send in SNI, as a C string, no brackets */
+static ngx_int_t
+ngx_http_amonitor_target_host(
+    ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *u)
+{
+    u_char *p;
+
+    t->host.len = u->host.len;
+    t->host.data = (u_char *) u->host.data;
+
+    if (t->host.len > 2 && t->host.data[0] == '[') {
+        t->host.data++;
+        t->host.len -= 2;
+    }
+
+    p = ngx_pnalloc(cf->pool, t->host.len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(p, t->host.data, t->host.len + 1);
+    t->host.data = p;
+
+    return NGX_OK;
 }
 
 
@@ -269,6 +292,38 @@ ngx_http_amonitor_conf_reconnect(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * The path (and query) of a pattern, which ends its host part ("last"):
+ * none is "/" only; a final "*" makes it a prefix; no other "*", no "#".
+ */
+static ngx_int_t
+ngx_http_amonitor_allow_path(
+    ngx_http_amonitor_allow_t *a, u_char *p, u_char **last)
+{
+    a->path.data = ngx_strlchr(p, *last, '/');
+
+    if (a->path.data == NULL) {
+        ngx_str_set(&a->path, "/");
+        return NGX_OK;
+    }
+
+    a->path.len = *last - a->path.data;
+    *last = a->path.data;
+
+    if (a->path.data[a->path.len - 1] == '*') {
+        a->path.len--;
+        a->prefix = 1;
+    }
+
+    if (ngx_strlchr(a->path.data, a->path.data + a->path.len, '*')
+        || ngx_strlchr(a->path.data, a->path.data + a->path.len, '#')) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -298,11 +353,7 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "invalid URL pattern \"%V\": expected "
-            "ws://host:port or ws://host:*",
-            &s);
-        return NGX_CONF_ERROR;
+        goto invalid;
     }
 
     a = ngx_array_push(&amcf->allow);
@@ -317,13 +368,8 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p = s.data + n;
     last = s.data + s.len;
 
-    a->path.data = ngx_strlchr(p, last, '/');
-    if (a->path.data) {
-        a->path.len = last - a->path.data;
-        if (a->path.len == 1 || (a->path.len == 2 && a->path.data[1] == '*')) {
-            a->path.len = 0;
-        }
-        last = a->path.data;
+    if (ngx_http_amonitor_allow_path(a, p, &last) != NGX_OK) {
+        goto invalid;
     }
 
     colon = NULL;

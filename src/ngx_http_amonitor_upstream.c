@@ -24,6 +24,8 @@ static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
 static ngx_int_t ngx_http_amonitor_upstream_tls_name(
     ngx_http_amonitor_upstream_t *u, amon_ws_url_t *wu);
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
+static void ngx_http_amonitor_upstream_follow(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
 
 
 ngx_int_t
@@ -333,45 +335,175 @@ ngx_http_amonitor_upstream_kick(ngx_http_amonitor_upstream_t *u)
 }
 
 
-/* connect to targets other workers learned since the last look */
+/*
+ * Forget a learned target in this worker: its actions get their answer,
+ * its connection is closed, its memory freed.  Never called from inside
+ * its own handlers (the router checks).
+ */
+void
+ngx_http_amonitor_upstream_drop(
+    ngx_http_amonitor_upstream_t *u, const char *reason)
+{
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+        "amonitor: learned target \"%V\" at %V forgotten: %s", &u->id, &u->norm,
+        reason);
+
+    ngx_queue_remove(&u->queue);
+    u->stopped = 1;
+
+    if (u->reconnect.timer_set) {
+        ngx_del_timer(&u->reconnect);
+    }
+
+    if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+        ngx_http_amonitor_conn_close_frame(
+            &u->wc, AMON_WS_CLOSE_GOING_AWAY, "target forgotten");
+    }
+
+    ngx_http_amonitor_upstream_fail(u);
+    ngx_http_amonitor_action_upstream_gone(u);
+
+    if (u->dynamic) {
+        w->ndynamic--;
+    }
+
+    ngx_destroy_pool(u->pool);
+}
+
+
+/*
+ * Once a second: say which learned targets this worker has open, give
+ * up on dials that never succeeded, forget what nobody had open for
+ * amonitor_learned_expire, then follow the registry: drop what left it,
+ * connect to what other workers learned (if the allow patterns of this
+ * configuration still allow it).
+ */
 static void
 ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 {
     ngx_http_amonitor_worker_t *w = ev->data;
 
-    ngx_str_t                id;
-    ngx_uint_t               i, n;
-    amon_ws_url_t            wu;
-    ngx_http_amonitor_reg_t *reg;
+    ngx_uint_t                     n, gen;
+    ngx_queue_t                   *q, *next;
+    ngx_http_amonitor_reg_t       *reg;
+    ngx_http_amonitor_upstream_t  *u;
+    ngx_http_amonitor_main_conf_t *amcf;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
+
+    amcf = w->amcf;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = next) {
+        next = ngx_queue_next(q);
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (!u->dynamic) {
+            continue;
+        }
+
+        if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+            w->store->touch(w->store, &u->id);
+
+        } else if (!u->registered && u->opened == 0
+            && u->failures >= amcf->dial_attempts) {
+            w->store->forget(w->store, &u->id, &u->norm);
+            ngx_http_amonitor_upstream_drop(u,
+                "dialed on demand, never connected (amonitor_dial_attempts)");
+        }
+    }
+
+    (void) w->store->expire(w->store, amcf->learned_expire);
 
     reg = ngx_alloc(
         sizeof(ngx_http_amonitor_reg_t) * NGX_HTTP_AMONITOR_MAX_DYNAMIC,
         ev->log);
 
     if (reg != NULL) {
+        gen = w->registry_gen;
         n = w->store->learned(w->store, reg, &w->registry_gen);
 
-        for (i = 0; i < n; i++) {
-            id.data = reg[i].id;
-            id.len = reg[i].id_len;
-
-            if (ngx_http_amonitor_target_find(w, &id) != NULL) {
-                continue;
-            }
-
-            if (amon_ws_url_parse(reg[i].url, reg[i].url_len, &wu) != AMON_OK
-                || ngx_http_amonitor_upstream_add(w, &id, &wu) == NULL) {
-                ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                    "amonitor: cannot add learned target \"%V\"", &id);
-            }
+        if (gen != w->registry_gen) {
+            ngx_http_amonitor_upstream_follow(w, reg, n);
         }
 
         ngx_free(reg);
     }
 
     ngx_add_timer(ev, NGX_HTTP_AMONITOR_RECONCILE);
+}
+
+
+/* the registry changed: "reg" holds all "n" of its entries */
+static void
+ngx_http_amonitor_upstream_follow(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n)
+{
+    ngx_str_t                     id, url;
+    ngx_uint_t                    i;
+    ngx_queue_t                  *q, *next;
+    amon_ws_url_t                 wu;
+    ngx_http_amonitor_upstream_t *u;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = next) {
+        next = ngx_queue_next(q);
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (!u->dynamic) {
+            continue;
+        }
+
+        for (i = 0; i < n; i++) {
+            if (ngx_memn2cmp(reg[i].id, u->id.data, reg[i].id_len, u->id.len)
+                    == 0
+                && ngx_memn2cmp(
+                       reg[i].url, u->norm.data, reg[i].url_len, u->norm.len)
+                    == 0) {
+                u->registered = (reg[i].kind == NGX_HTTP_AMONITOR_REGISTERED);
+                break;
+            }
+        }
+
+        if (i == n) {
+            ngx_http_amonitor_upstream_drop(u, "no longer in the registry");
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        id.data = reg[i].id;
+        id.len = reg[i].id_len;
+        url.data = reg[i].url;
+        url.len = reg[i].url_len;
+
+        if (ngx_http_amonitor_target_find(w, &id) != NULL) {
+            continue;
+        }
+
+        if (amon_ws_url_parse(url.data, url.len, &wu) != AMON_OK
+            || !ngx_http_amonitor_target_allowed(w, &wu)) {
+            /* a reload removed the pattern that allowed it */
+            ngx_log_error(NGX_LOG_INFO, w->cycle->log, 0,
+                "amonitor: learned target \"%V\" at %V forgotten: not "
+                "allowed by amonitor_allow_url any more",
+                &id, &url);
+            w->store->forget(w->store, &id, &url);
+            continue;
+        }
+
+        u = ngx_http_amonitor_upstream_add(w, &id, &wu);
+        if (u == NULL) {
+            ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
+                "amonitor: cannot add learned target \"%V\"", &id);
+            continue;
+        }
+
+        u->registered = (reg[i].kind == NGX_HTTP_AMONITOR_REGISTERED);
+    }
 }

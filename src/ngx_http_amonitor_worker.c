@@ -49,8 +49,12 @@ ngx_http_amonitor_worker_init(
     /* lower layers reach upstream.c only through these */
     w->dial = ngx_http_amonitor_upstream_add;
     w->kick = ngx_http_amonitor_upstream_kick;
+    w->drop = ngx_http_amonitor_upstream_drop;
 
     w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
+
+    w->frames.buffer_limit = amcf->buffer_limit;
+    w->frames.oversize = &w->counters->oversize;
 
     if (amcf->redis) {
         w->store = ngx_http_amonitor_store_redis_create(w, amcf->redis);

@@ -195,11 +195,11 @@ __DATA__
 --- nginx_t_emerg: invalid number of arguments in "amonitor_status" directive
 --- nginx_t_emerg_line: location /s
 
-=== TEST 26: amonitor_panel_token with two arguments
+=== TEST 26: amonitor_panel_token with an unknown option
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_panel_token a b;
---- nginx_t_emerg: invalid number of arguments in "amonitor_panel_token" directive
+--- nginx_t_emerg: invalid parameter "b", expected "read_only" or "targets=id,prefix*,..."
 --- nginx_t_emerg_line: amonitor_panel_token
 
 === TEST 27: reconnect maximum less than the minimum
@@ -432,7 +432,32 @@ test is successful
 --- nginx_t_unlike
 \[(?:emerg|alert|crit|warn)\]
 
-=== TEST 59: a valid configuration with amonitor_zone alone starts and stops
+=== TEST 59: amonitor_learned_expire below 2s
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_learned_expire 1s;
+--- nginx_t_emerg: "amonitor_learned_expire" must be at least 2s
+
+=== TEST 60: amonitor_connection_buffer_limit below the largest message
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_max_message_size 1m;
+    amonitor_connection_buffer_limit 1m;
+--- nginx_t_emerg: "amonitor_connection_buffer_limit" must be at least "amonitor_max_message_size" plus 64k
+
+=== TEST 61: amonitor_dial_limit 0 (out of 1..64)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_dial_limit 0;
+--- nginx_t_emerg: "amonitor_dial_limit" must be between 1 and 64
+
+=== TEST 62: amonitor_allow_url with a "*" inside the path
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_allow_url ws://127.0.0.1:9000/a*b;
+--- nginx_t_emerg: invalid URL pattern "ws://127.0.0.1:9000/a*b": expected ws://host:port or ws://host:*
+
+=== TEST 63: a valid configuration with amonitor_zone alone starts and stops
 --- http_config
     amonitor_zone amonitor 1m;
 --- config

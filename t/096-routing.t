@@ -32,6 +32,7 @@ $t->write_config(
     amonitor_target rt-a ws://127.0.0.1:%%PORT_1%%/ token=tok-a;
     amonitor_target rt-b ws://127.0.0.1:%%PORT_2%%/;
     amonitor_allow_url ws://127.0.0.1:*;
+    amonitor_allow_url ws://127.0.0.1:%%PORT_1%%/other;
     amonitor_allow_url ws://localhost:*;
     amonitor_allow_url ws://sdk.example.invalid:*;
     amonitor_ack_timeout 1s;

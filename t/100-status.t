@@ -44,4 +44,4 @@ location = /status { amonitor_status; }
 GET /status
 --- response_code: 200
 --- response_body_like
-^\{"version":"\d+\.\d+\.\d+","pid":\d+,"panels":0,"upstreams_open":0,"forwarded":0,"dropped":0,"actions":0,"duplicates":0,"acks":0,"errors":0,"ack_timeouts":0,"evictions":0,"invalid":0,"targets":\[\]\}\n$
+^\{"version":"\d+\.\d+\.\d+","pid":\d+,"panels":0,"upstreams_open":0,"forwarded":0,"dropped":0,"actions":0,"duplicates":0,"acks":0,"errors":0,"ack_timeouts":0,"evictions":0,"invalid":0,"forbidden":0,"oversize":0,"targets":\[\]\}\n$

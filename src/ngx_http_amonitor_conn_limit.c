@@ -1,0 +1,62 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * amonitor_connection_buffer_limit: the bytes one connection may make the
+ * agent hold (frames queued and not yet written, plus the message being
+ * reassembled).  A panel over it is closed with 1008; an SDK's queue
+ * refuses the frame (the action fails) and the SDK stays connected.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_http_amonitor_conn.h"
+
+
+/* NGX_OK: "len" more bytes fit; NGX_DECLINED: they do not */
+ngx_int_t
+ngx_http_amonitor_conn_over(
+    ngx_http_amonitor_conn_t *wc, size_t len, ngx_uint_t priority)
+{
+    size_t held;
+
+    if (wc->frames->buffer_limit == 0) {
+        return NGX_OK;
+    }
+
+    held =
+        (size_t) (wc->queued_bytes - wc->sent_bytes) + wc->session.message.cap;
+
+    if (held + len <= wc->frames->buffer_limit) {
+        return NGX_OK;
+    }
+
+    if (wc->client || wc->over) {
+        /* an SDK that reads slowly is not closed for what panels send */
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+        "amonitor: panel #%ui closed: it does not read, %uz bytes held "
+        "and %uz more would pass amonitor_connection_buffer_limit %uz",
+        wc->id, held, len, wc->frames->buffer_limit);
+
+    if (wc->frames->oversize) {
+        (void) ngx_atomic_fetch_add(wc->frames->oversize, 1);
+    }
+
+    /* the queue is dropped now; the ping timer ends the connection */
+    ngx_http_amonitor_conn_close_frame(
+        wc, AMON_WS_CLOSE_POLICY, "over amonitor_connection_buffer_limit");
+
+    wc->over = 1;
+
+    if (wc->ping.timer_set) {
+        ngx_del_timer(&wc->ping);
+    }
+
+    ngx_add_timer(&wc->ping, 1);
+
+    return NGX_DECLINED;
+}

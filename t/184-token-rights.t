@@ -1,0 +1,145 @@
+# Who may act: amonitor_panel_token given several times, each token with
+# its rights.  A read_only token watches (heartbeats, events, snapshots,
+# action_status) and never acts; a token with targets= acts on those ids
+# and prefixes only.  An action outside the rights gets an error
+# envelope FORBIDDEN, is never forwarded nor claimed, is counted in
+# amonitor_status and amonitor_metrics and logged at info.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+
+my $t = Test::AMonitor->new(workers => 1);
+my $web1 = fake_sdk(port => $t->port(1), target_id => 'web-1',
+    heartbeat_interval => 0);
+my $db = fake_sdk(port => $t->port(2), target_id => 'db',
+    heartbeat_interval => 0);
+
+$t->write_config(
+    http_config => <<'EOC',
+    amonitor_zone amon 1m;
+    amonitor_target web-1 ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_target db ws://127.0.0.1:%%PORT_2%%/;
+EOC
+    config => <<'EOC',
+        location = /ws/panel {
+            amonitor_panel on;
+            amonitor_panel_token admin-T;
+            amonitor_panel_token watch-T read_only;
+            amonitor_panel_token web-T targets=web-*,cache;
+        }
+        location = /status { amonitor_status; }
+        location = /metrics { amonitor_metrics; }
+EOC
+)->run;
+
+ok($web1->wait_connections(1) && $db->wait_connections(1),
+    'both SDKs dialed');
+
+sub bearer { return (headers => { Authorization => "Bearer $_[0]" }) }
+
+sub ask {
+    my ($p, $target) = @_;
+    my $id = uuid4();
+    $p->send_json({ msg_id => $id, type => 'action', target_id => $target,
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    my $m = $p->recv_until(sub {
+        my $j = $_[0]{json};
+        ref $j eq 'HASH' && ((($j->{type} // '') eq 'error'
+            && ($j->{msg_id} // '') eq $id) || (($j->{type} // '') eq
+            'action_ack' && ($j->{payload}{action_msg_id} // '') eq $id));
+    }, 5);
+    return ($m ? $m->{json} : undef, $id);
+}
+
+sub status { return try_decode_json($t->http_get('/status')->{body}) // {} }
+
+subtest 'an unknown token is refused at the handshake' => sub {
+    is(panel_handshake_status($t->ws_url('/ws/panel'), bearer('nope')), 401,
+        'a wrong token: 401');
+    is(panel_handshake_status($t->ws_url('/ws/panel')), 401,
+        'no token: 401');
+    is(panel_handshake_status($t->ws_url('/ws/panel?token=watch-T')), 101,
+        'a second token works as ?token= too');
+};
+
+subtest 'a token without options may act on every target' => sub {
+    my $p = $t->panel('/ws/panel', bearer('admin-T'));
+    for my $target (qw(web-1 db)) {
+        my ($r, $id) = ask($p, $target);
+        is($r && $r->{type}, 'action_ack', "acked by $target");
+    }
+    $p->close(1000);
+};
+
+subtest 'a read_only token watches and never acts' => sub {
+    my $p = $t->panel('/ws/panel', bearer('watch-T'));
+    $web1->emit_event('tick', { n => 1 });
+    ok($p->recv_type('event', timeout => 5), 'it gets events');
+
+    my $before = status()->{forbidden} // 0;
+    $t->mark_log;
+    my ($r, $id) = ask($p, 'web-1');
+    is($r && $r->{type}, 'error', 'an action gets an error');
+    is($r && $r->{payload}{code}, 'FORBIDDEN', 'FORBIDDEN');
+    like($r && $r->{payload}{message}, qr/read-only/, 'it says read-only');
+    ok($r && $r->{payload}{final}, 'final');
+    sleep_loop(0.3);
+    is($web1->executed($id), 0, 'nothing was forwarded');
+    error_log_like(qr/\[info\] .*amonitor: action "\Q$id\E" of panel #\d+ to "web-1" refused: this panel's token is read-only/,
+        'logged at info');
+    is(status()->{forbidden}, $before + 1, 'counted in amonitor_status');
+    like($t->http_get('/metrics')->{body},
+        qr/^amonitor_forbidden_total \Q@{[ $before + 1 ]}\E$/m,
+        'and in amonitor_metrics');
+
+    # nothing was claimed: the same msg_id from an admin panel runs
+    my $a = $t->panel('/ws/panel', bearer('admin-T'));
+    $a->send_json({ msg_id => $id, type => 'action', target_id => 'web-1',
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    my $ack = $a->recv_type('action_ack', timeout => 5,
+        action_msg_id => $id);
+    ok($ack && $ack->{json}{payload}{success}
+        && ($ack->{json}{payload}{message} // '') !~ /duplicate/,
+        'the msg_id was not claimed: it runs for a token that may act');
+    is($web1->executed($id), 1, 'once');
+    $a->close(1000);
+
+    # action_status is a question, not an action: allowed
+    $p->send_json({ msg_id => uuid4(), type => 'action_status',
+        payload => { action_msg_id => $id } });
+    my $st = $p->recv_type('action_status', timeout => 5);
+    ok($st, 'action_status is answered for a read-only token');
+    $p->close(1000);
+};
+
+subtest 'a token limited to targets acts on those only' => sub {
+    my $p = $t->panel('/ws/panel', bearer('web-T'));
+    my ($r, $id) = ask($p, 'web-1');
+    is($r && $r->{type}, 'action_ack', 'web-1 matches web-*: acked');
+    is($web1->executed($id), 1, 'web-1 ran it');
+
+    ($r, $id) = ask($p, 'db');
+    is($r && $r->{payload}{code}, 'FORBIDDEN', 'db: FORBIDDEN');
+    like($r && $r->{payload}{message}, qr/may not act on this target/,
+        'with the reason');
+    sleep_loop(0.3);
+    is($db->executed($id), 0, 'db did not get it');
+
+    # the target an action reaches counts, not the name it gives
+    my $id2 = uuid4();
+    $p->send_json({ msg_id => $id2, type => 'action', target_id => 'web-x',
+        timestamp => now_ms(), payload => { action => 'restart',
+            target_url => 'ws://127.0.0.1:' . $t->port(2) . '/' } });
+    my $m = $p->recv_until(sub { ($_[0]{json}{msg_id} // '') eq $id2
+        || ($_[0]{json}{payload}{action_msg_id} // '') eq $id2 }, 5);
+    is($m && $m->{json}{payload}{code}, 'FORBIDDEN',
+        'a web-* name with the URL of db: FORBIDDEN');
+    is($db->executed($id2), 0, 'db did not get it');
+    $p->close(1000);
+};
+
+done_testing();
