@@ -255,16 +255,19 @@ struct ngx_http_amonitor_upstream_s {
     ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */
     void     *ssl_session; /* to resume */
     void (*ssl_done)(ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
-    unsigned tls : 1;
-    unsigned tls_failed : 1; /* the last certificate did not pass */
-    unsigned ssl_handshaked : 1; /* this attempt's */
-    unsigned ssl_cleanup : 1;
-    unsigned dynamic : 1;
-    unsigned registered : 1; /* learned from a register */
-    unsigned stopped : 1;
-    unsigned down : 1; /* an outage was logged */
-    unsigned answered : 1; /* a message since open */
-    unsigned remote_up : 1; /* cluster: up at its owner, counted */
+    ngx_uint_t ssl_log_level; /* error_log's, while upstream_ssl.c reads */
+    size_t     ssl_error_len; /* nginx's line on this attempt's TLS */
+    u_char     ssl_error[NGX_HTTP_AMONITOR_REASON_LEN];
+    unsigned   tls : 1;
+    unsigned   tls_failed : 1; /* the last certificate did not pass */
+    unsigned   ssl_handshaked : 1; /* this attempt's */
+    unsigned   ssl_cleanup : 1;
+    unsigned   dynamic : 1;
+    unsigned   registered : 1; /* learned from a register */
+    unsigned   stopped : 1;
+    unsigned   down : 1; /* an outage was logged */
+    unsigned   answered : 1; /* a message since open */
+    unsigned   remote_up : 1; /* cluster: up at its owner, counted */
 };
 
 

@@ -30,6 +30,7 @@ typedef void (*ngx_http_amonitor_ssl_done_pt)(
 void ngx_http_amonitor_upstream_ssl_start(
     ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_ssl_done_pt done);
 void ngx_http_amonitor_upstream_ssl_close(ngx_connection_t *c);
+void ngx_http_amonitor_upstream_ssl_log_done(ngx_http_amonitor_upstream_t *u);
 
 
 #endif /* _NGX_HTTP_AMONITOR_UPSTREAM_H_INCLUDED_ */

@@ -153,6 +153,9 @@ ngx_http_amonitor_upstream_ssl_done(
     c->read->handler = ngx_http_amonitor_upstream_hs_read;
     c->write->handler = ngx_http_amonitor_upstream_hs_write;
 
+    /* connected long ago: an error now is the SDK's, not the connect's */
+    u->state = NGX_HTTP_AMONITOR_UP_HANDSHAKE;
+
     ngx_http_amonitor_upstream_hs_write(c->write);
 }
 
@@ -190,6 +193,15 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
             if (ngx_handle_read_event(rev, 0) != NGX_OK) {
                 ngx_http_amonitor_upstream_fail(u);
             }
+            return;
+        }
+
+        if ((n == 0 || n == NGX_ERROR) && u->ssl_error_len) {
+            /* an alert of the SDK's TLS: a refused client certificate */
+            ngx_http_amonitor_upstream_log_failure(u, 0,
+                "TLS connection to the SDK failed during the handshake: %*s",
+                u->ssl_error_len, u->ssl_error);
+            ngx_http_amonitor_upstream_fail(u);
             return;
         }
 
@@ -249,6 +261,9 @@ ngx_http_amonitor_upstream_opened(
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
     }
+
+    /* nginx's TLS lines are the open connection's again */
+    ngx_http_amonitor_upstream_ssl_log_done(u);
 
     if (ngx_http_amonitor_conn_init(&u->wc, c, &w->frames, 1) != NGX_OK) {
         ngx_http_amonitor_upstream_fail(u);
@@ -576,6 +591,7 @@ ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
     }
 
     ngx_http_amonitor_upstream_hs_free(u);
+    ngx_http_amonitor_upstream_ssl_log_done(u);
 
     u->state = NGX_HTTP_AMONITOR_UP_BACKOFF;
     u->failures++;

@@ -35,6 +35,10 @@ static void ngx_http_amonitor_upstream_ssl_refused(
 static ngx_uint_t ngx_http_amonitor_ssl_is_ip(ngx_str_t *name);
 static void ngx_http_amonitor_upstream_ssl_save_session(ngx_connection_t *c);
 static void ngx_http_amonitor_upstream_ssl_free_session(void *data);
+static void ngx_http_amonitor_upstream_ssl_log_writer(
+    ngx_log_t *log, ngx_uint_t level, u_char *buf, size_t len);
+static void ngx_http_amonitor_upstream_ssl_reason(
+    ngx_http_amonitor_upstream_t *u, u_char *msg, u_char *last);
 
 #endif
 
@@ -164,6 +168,19 @@ ngx_http_amonitor_upstream_ssl_start(
     u->ssl_handshaked = 0;
     u->log.action = "TLS handshake with an amonitor SDK";
 
+    /*
+     * Until the WebSocket opens, nginx's TLS lines are this attempt's
+     * (a log with a writer of its own, syslog, is left alone)
+     */
+    u->ssl_error_len = 0;
+
+    if (u->log.writer == NULL) {
+        u->log.writer = ngx_http_amonitor_upstream_ssl_log_writer;
+        u->log.wdata = u;
+        u->ssl_log_level = u->log.log_level;
+        u->log.log_level = ngx_max(u->log.log_level, NGX_LOG_INFO);
+    }
+
     /* the SSL connection's own memory goes with the attempt */
     c->pool = ngx_create_pool(512, &u->log);
     if (c->pool == NULL) {
@@ -229,8 +246,9 @@ ngx_http_amonitor_upstream_ssl_handshaked(ngx_connection_t *c)
     }
 
     if (!c->ssl->handshaked) {
-        ngx_http_amonitor_upstream_log_failure(
-            u, 0, "TLS handshake with the SDK failed");
+        ngx_http_amonitor_upstream_log_failure(u, 0,
+            "TLS handshake with the SDK failed%s%*s",
+            u->ssl_error_len ? ": " : "", u->ssl_error_len, u->ssl_error);
         u->ssl_done(u, NGX_ERROR);
         return;
     }
@@ -396,6 +414,122 @@ ngx_http_amonitor_upstream_ssl_free_session(void *data)
 }
 
 
+/*
+ * nginx reports a failed TLS handshake or read ("SSL_do_handshake()
+ * failed (SSL: ...)") itself, at crit or info, on every attempt.  Before
+ * the WebSocket is open such a line is the reason of a failed attempt,
+ * which upstream_log.c reports at error once per outage: the line is kept
+ * for that report (whatever error_log's level, ngx_http_amonitor_upstream
+ * _ssl_start() lets info lines through to here) and written at info, if
+ * error_log wants info.  Other lines, and the module's own, pass as they
+ * are.
+ */
+static void
+ngx_http_amonitor_upstream_ssl_log_writer(
+    ngx_log_t *log, ngx_uint_t level, u_char *buf, size_t len)
+{
+    u_char    *p, *q, *msg, *end, *last, line[NGX_MAX_ERROR_STR];
+    ngx_uint_t reason;
+    ngx_http_amonitor_upstream_t *u;
+
+    u = log->wdata;
+    last = buf + len;
+    reason = 0;
+
+    /* "TIME [level] PID#TID: [*N ]message[ while ...]\n" */
+    p = ngx_strlchr(buf, last, '[');
+    q = p ? ngx_strlchr(p, last, ']') : NULL;
+    msg = q ? ngx_strlchr(q, last, ':') : NULL;
+
+    if (msg && last - msg > 11 && level >= NGX_LOG_CRIT
+        && level <= NGX_LOG_INFO) {
+        msg += 2;
+
+        if (*msg == '*') {
+            msg = ngx_strlchr(msg, last, ' ');
+            msg = msg ? msg + 1 : last;
+        }
+
+        reason = (last - msg > 9 && ngx_strncmp(msg, "amonitor:", 9) != 0);
+    }
+
+    if (reason) {
+        end = (u_char *) ngx_strnstr(msg, " while ", last - msg);
+        ngx_http_amonitor_upstream_ssl_reason(u, msg, end ? end : last - 1);
+
+        level = NGX_LOG_INFO;
+    }
+
+    if (level > u->ssl_log_level) {
+        return;
+    }
+
+    if (reason && len + 8 <= sizeof(line)) {
+        /* the same line at info */
+        msg = ngx_cpymem(line, buf, p - buf);
+        msg = ngx_cpymem(msg, "[info", 5);
+        msg = ngx_cpymem(msg, q, last - q);
+
+        buf = line;
+        len = msg - line;
+    }
+
+    (void) ngx_write_fd(log->file->fd, buf, len);
+}
+
+
+/*
+ * "SSL_read() failed (SSL: error:0A00045C:SSL routines::tlsv13 alert
+ * certificate required:SSL alert number 116)" is kept as "SSL_read()
+ * failed: tlsv13 alert certificate required"
+ */
+static void
+ngx_http_amonitor_upstream_ssl_reason(
+    ngx_http_amonitor_upstream_t *u, u_char *msg, u_char *last)
+{
+    u_char *p, *r, *end, *q;
+
+    p = ngx_strnstr(msg, " (SSL: ", last - msg);
+
+    if (p == NULL) {
+        r = msg;
+        end = last;
+
+    } else {
+        r = ngx_strnstr(p, "::", last - p);
+        r = r ? r + 2 : p + 7;
+        end = ngx_strlchr(r, last, ')');
+        end = end ? end : last;
+        q = ngx_strnstr(r, ":SSL alert", end - r);
+        end = q ? q : end;
+    }
+
+    q = u->ssl_error;
+    last = u->ssl_error + sizeof(u->ssl_error);
+
+    if (p) {
+        q = ngx_cpymem(q, msg, ngx_min(p - msg, last - q));
+        q = ngx_cpymem(q, ": ", ngx_min(2, last - q));
+    }
+
+    q = ngx_cpymem(q, r, ngx_min(end - r, last - q));
+
+    u->ssl_error_len = q - u->ssl_error;
+}
+
+
+/* the WebSocket is open, or the attempt is over: nginx's lines as they are */
+void
+ngx_http_amonitor_upstream_ssl_log_done(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->log.writer == ngx_http_amonitor_upstream_ssl_log_writer) {
+        u->log.writer = NULL;
+        u->log.wdata = NULL;
+        u->log.log_level = u->ssl_log_level;
+    }
+}
+
+
 /* before ngx_close_connection(): the SSL object and the attempt's pool */
 void
 ngx_http_amonitor_upstream_ssl_close(ngx_connection_t *c)
@@ -442,6 +576,12 @@ ngx_http_amonitor_upstream_ssl_start(
 
 void
 ngx_http_amonitor_upstream_ssl_close(ngx_connection_t *c)
+{
+}
+
+
+void
+ngx_http_amonitor_upstream_ssl_log_done(ngx_http_amonitor_upstream_t *u)
 {
 }
 

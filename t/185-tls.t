@@ -76,8 +76,8 @@ sub start_sdk {
     my (%o) = @_;
     my $log = $t->prefix . "/sdk-$o{id}.log";
     my @cmd = ($EXAMPLE, '--port', $o{port}, '--target-id', $o{id},
-        '--interval', 0.3, '--tls-cert', "$dir/$o{cert}.crt",
-        '--tls-key', "$dir/$o{cert}.key",
+        '--interval', 0.3, ($o{cert} ? ('--tls-cert', "$dir/$o{cert}.crt",
+        '--tls-key', "$dir/$o{cert}.key") : ()),
         ($o{client_ca} ? ('--tls-client-ca', "$dir/$o{client_ca}.crt") : ()));
     my $pid = fork() // die "fork: $!";
     if ($pid == 0) {
@@ -87,8 +87,9 @@ sub start_sdk {
     }
     my $sdk = { pid => $pid, log => $log, id => $o{id} };
     push @SDKS, $sdk;
-    ok(wait_for(sub { sdk_log($sdk) =~ /serving wss:/ }, tscale(5)),
-        "SDK $o{id} serves wss://");
+    my $scheme = $o{cert} ? 'wss' : 'ws';
+    ok(wait_for(sub { sdk_log($sdk) =~ /serving $scheme:/ }, tscale(5)),
+        "SDK $o{id} serves $scheme://");
     return $sdk;
 }
 
@@ -293,6 +294,8 @@ $t->stop;
 my $named2 = start_sdk(id => 'sdk-sni', port => $t->port(6), cert => 'sdk');
 my $needcert = start_sdk(id => 'sdk-needcert', port => $t->port(7),
     cert => 'sdk', client_ca => 'ca');
+my $plain = start_sdk(id => 'sdk-plain', port => $t->port(11));
+my $http = fake_sdk(port => $t->port(12), target_id => 'sdk-http');
 $t->mark_log;
 
 $t->write_config(
@@ -301,7 +304,10 @@ $t->write_config(
         . "amonitor_ssl_trusted_certificate $dir/ca.crt;\n"
         . "amonitor_ssl_name sdk.test;\n"
         . "amonitor_target sdk-sni wss://127.0.0.1:%%PORT_6%%/;\n"
-        . "amonitor_target sdk-needcert wss://127.0.0.1:%%PORT_7%%/;",
+        . "amonitor_target sdk-needcert wss://127.0.0.1:%%PORT_7%%/;\n"
+        . "amonitor_target sdk-plain wss://127.0.0.1:%%PORT_11%%/;\n"
+        . "amonitor_target sdk-http wss://127.0.0.1:%%PORT_12%%/;\n"
+        . "amonitor_connect_timeout 1s;",
     config => 'location = /ws/panel { amonitor_panel on; }',
 )->run;
 
@@ -313,16 +319,24 @@ ok(wait_for(sub { sdk_log($needcert) =~ /TLS handshake failed/ }, tscale(5)),
     'an SDK that requires a client certificate refuses an agent without one');
 unlike(sdk_log($needcert), qr/agent connected/, '... no WebSocket opens');
 # TLS 1.3: the refusal may come after the client's Finished, while the
-# agent sends or reads its WebSocket handshake
-$t->error_log_like(qr/\[error\].*(?:TLS handshake with the SDK failed|SDK closed the connection during the handshake|cannot send the handshake to the SDK).*upstream: sdk-needcert/,
+# agent sends or reads its WebSocket handshake (or the SDK resets first)
+$t->error_log_like(qr/\[error\].*(?:TLS connection to the SDK failed during the handshake: .*alert certificate required|TLS handshake with the SDK failed|SDK closed the connection during the handshake|cannot send the handshake to the SDK|connection reset by peer).*upstream: sdk-needcert/,
     '... and the agent logs the failed attempt');
+$t->error_log_like(qr/\[error\].*TLS handshake with the SDK timed out.*upstream: sdk-plain/,
+    'wss:// to an SDK without TLS: the TLS handshake times out (the SDK '
+    . 'waits for the rest of an HTTP request)');
+$t->error_log_like(qr/\[error\].*TLS handshake with the SDK failed: SSL_do_handshake\(\) failed: .*wrong version number.*upstream: sdk-http/,
+    'wss:// to a plain HTTP server: the handshake error says why');
+$t->no_error_log(qr/\[crit\]/,
+    '... nginx\'s own lines about those attempts are not at crit');
+is($t->log_count(qr/\[error\].*upstream: sdk-http/), 1,
+    '... and the attempts make one error line, not one per attempt');
 
 $p = $t->panel('/ws/panel');
 $r = action($p, target => 'sdk-needcert');
 is($r && $r->{json}{payload}{code}, 'TARGET_UNAVAILABLE',
     '... an action to it gets TARGET_UNAVAILABLE');
 
-$t->ignore_log(qr/SSL_do_handshake\(\) failed|SSL_read\(\) failed|peer closed connection in SSL handshake/);
 $t->stop;
 
 # --- a third agent: amonitor_ssl_server_name off, amonitor_ssl_verify off ---
