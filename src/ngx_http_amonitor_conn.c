@@ -5,21 +5,18 @@
  * buffer and decoding with the core's session layer (the rules the SDK, the
  * CLI and the load generator follow too), a bounded send queue of shared
  * frames flushed with one send_chain call, ping and close.  The frames
- * themselves, cached per worker, are made here too.
+ * themselves, cached per worker, come from frames.c.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <openssl/rand.h>
 
 #include "ngx_http_amonitor_conn.h"
 
 #include "amon_ws_session.h"
 
 
-#define NGX_HTTP_AMONITOR_MSG_CACHE 256 /* free small buffers */
-#define NGX_HTTP_AMONITOR_MSG_SMALL 4096
-#define NGX_HTTP_AMONITOR_RANDOM    512 /* bytes drawn at a time */
+#define NGX_HTTP_AMONITOR_RANDOM 512 /* bytes drawn at a time */
 
 
 static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
@@ -33,134 +30,6 @@ static void ngx_http_amonitor_conn_closing(
 static void      ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
 static ngx_int_t ngx_http_amonitor_conn_send_one(ngx_http_amonitor_conn_t *wc);
 static ngx_int_t ngx_http_amonitor_conn_grow(ngx_http_amonitor_conn_t *wc);
-
-
-/*
- * Shared frame buffers.  The struct and the bytes are one allocation;
- * small ones are cached per worker, so steady forwarding does not malloc.
- */
-
-ngx_int_t
-ngx_http_amonitor_frames_init(ngx_http_amonitor_frames_t *f, ngx_pool_t *pool,
-    size_t max_message, ngx_uint_t queue, ngx_msec_t ping,
-    amon_allocator_t *allocator)
-{
-    f->rbuf_size = NGX_HTTP_AMONITOR_RBUF_SIZE;
-    f->rbuf = ngx_palloc(pool, f->rbuf_size);
-    if (f->rbuf == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_queue_init(&f->cache);
-    f->cached = 0;
-    f->max_message = max_message;
-    f->queue = queue;
-    f->ping = ping;
-    f->allocator = allocator;
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_amonitor_frames_free(ngx_http_amonitor_frames_t *f)
-{
-    ngx_queue_t             *q;
-    ngx_http_amonitor_msg_t *msg;
-
-    while (!ngx_queue_empty(&f->cache)) {
-        q = ngx_queue_head(&f->cache);
-        ngx_queue_remove(q);
-        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
-        ngx_free(msg);
-    }
-
-    f->cached = 0;
-}
-
-
-ngx_http_amonitor_msg_t *
-ngx_http_amonitor_msg_alloc(ngx_http_amonitor_frames_t *f, size_t size)
-{
-    ngx_queue_t             *q;
-    ngx_http_amonitor_msg_t *msg;
-
-    if (size <= NGX_HTTP_AMONITOR_MSG_SMALL && !ngx_queue_empty(&f->cache)) {
-        q = ngx_queue_head(&f->cache);
-        ngx_queue_remove(q);
-        f->cached--;
-
-        msg = ngx_queue_data(q, ngx_http_amonitor_msg_t, queue);
-        msg->refs = 0;
-        msg->len = 0;
-        return msg;
-    }
-
-    if (size < NGX_HTTP_AMONITOR_MSG_SMALL) {
-        size = NGX_HTTP_AMONITOR_MSG_SMALL;
-    }
-
-    msg = ngx_alloc(sizeof(ngx_http_amonitor_msg_t) + size, ngx_cycle->log);
-    if (msg == NULL) {
-        return NULL;
-    }
-
-    msg->refs = 0;
-    msg->len = 0;
-    msg->size = size;
-    msg->data = (u_char *) (msg + 1);
-
-    return msg;
-}
-
-
-void
-ngx_http_amonitor_msg_release(
-    ngx_http_amonitor_frames_t *f, ngx_http_amonitor_msg_t *msg)
-{
-    if (msg->refs > 1) {
-        msg->refs--;
-        return;
-    }
-
-    if (msg->size == NGX_HTTP_AMONITOR_MSG_SMALL
-        && f->cached < NGX_HTTP_AMONITOR_MSG_CACHE) {
-        ngx_queue_insert_head(&f->cache, &msg->queue);
-        f->cached++;
-        return;
-    }
-
-    ngx_free(msg);
-}
-
-
-/* one complete frame; masked (client to server) with a fresh random key */
-ngx_http_amonitor_msg_t *
-ngx_http_amonitor_msg_frame(ngx_http_amonitor_frames_t *f, ngx_uint_t opcode,
-    u_char *payload, size_t len, ngx_uint_t masked)
-{
-    u_char                   mask[4];
-    ngx_http_amonitor_msg_t *msg;
-
-    msg = ngx_http_amonitor_msg_alloc(f, len + AMON_MAX_FRAME_HEADER);
-    if (msg == NULL) {
-        return NULL;
-    }
-
-    if (masked) {
-        ngx_http_amonitor_random(mask, 4);
-    }
-
-    msg->len = amon_ws_write_frame(
-        msg->data, msg->size, 1, opcode, payload, len, masked ? mask : NULL);
-
-    if (msg->len == 0) {
-        ngx_http_amonitor_msg_release(f, msg);
-        return NULL;
-    }
-
-    return msg;
-}
 
 
 ngx_int_t
@@ -427,45 +296,6 @@ ngx_http_amonitor_conn_mask(void *data, unsigned char *key, size_t len)
 }
 
 
-/*
- * Random bytes from a strong source (RFC 6455 10.3 asks for masking keys
- * an intermediary cannot predict; ids must not be guessable either):
- * OpenSSL's generator, drawn NGX_HTTP_AMONITOR_RANDOM bytes at a time.
- */
-void
-ngx_http_amonitor_random(u_char *buf, size_t len)
-{
-    size_t n;
-
-    static u_char pool[NGX_HTTP_AMONITOR_RANDOM];
-    static size_t left;
-
-    while (len) {
-        if (left == 0) {
-            if (RAND_bytes(pool, sizeof(pool)) != 1) {
-                /* never without randomness: fall back, and say so */
-                ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                    "amonitor: RAND_bytes() failed");
-
-                for (n = 0; n < sizeof(pool); n++) {
-                    pool[n] = (u_char) ngx_random();
-                }
-            }
-
-            left = sizeof(pool);
-        }
-
-        n = ngx_min(len, left);
-        ngx_memcpy(buf, pool + sizeof(pool) - left, n);
-        ngx_memzero(pool + sizeof(pool) - left, n);
-
-        left -= n;
-        buf += n;
-        len -= n;
-    }
-}
-
-
 /* a complete frame the session wrote (a pong): queued with priority */
 static ngx_int_t
 ngx_http_amonitor_conn_send_bytes(
@@ -526,14 +356,34 @@ ngx_int_t
 ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t priority)
 {
+    ngx_int_t                  rc;
     ngx_http_amonitor_qitem_t *qi;
 
     if (!wc->open || wc->close_sent) {
         return NGX_DECLINED;
     }
 
-    if (wc->q_count >= (priority ? wc->q_size : wc->q_limit)
-        || ngx_http_amonitor_conn_over(wc, msg->len, priority) != NGX_OK) {
+    if (wc->q_count >= (priority ? wc->q_size : wc->q_limit)) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_amonitor_conn_over(wc, msg->len, priority);
+
+    if (rc == NGX_ABORT) {
+        /* the queue is dropped now; the ping timer ends the connection */
+        ngx_http_amonitor_conn_close_frame(
+            wc, AMON_WS_CLOSE_POLICY, "over amonitor_connection_buffer_limit");
+
+        wc->over = 1;
+
+        if (wc->ping.timer_set) {
+            ngx_del_timer(&wc->ping);
+        }
+
+        ngx_add_timer(&wc->ping, 1);
+    }
+
+    if (rc != NGX_OK) {
         return NGX_DECLINED;
     }
 

@@ -14,7 +14,11 @@
 #include "ngx_http_amonitor_conn.h"
 
 
-/* NGX_OK: "len" more bytes fit; NGX_DECLINED: they do not */
+/*
+ * NGX_OK: "len" more bytes fit; NGX_DECLINED: they do not; NGX_ABORT:
+ * they do not and the panel is to be closed with 1008 (logged, counted).
+ * Calls nothing in conn.c, which calls it.
+ */
 ngx_int_t
 ngx_http_amonitor_conn_over(
     ngx_http_amonitor_conn_t *wc, size_t len, ngx_uint_t priority)
@@ -46,17 +50,6 @@ ngx_http_amonitor_conn_over(
         (void) ngx_atomic_fetch_add(wc->frames->oversize, 1);
     }
 
-    /* the queue is dropped now; the ping timer ends the connection */
-    ngx_http_amonitor_conn_close_frame(
-        wc, AMON_WS_CLOSE_POLICY, "over amonitor_connection_buffer_limit");
-
-    wc->over = 1;
-
-    if (wc->ping.timer_set) {
-        ngx_del_timer(&wc->ping);
-    }
-
-    ngx_add_timer(&wc->ping, 1);
-
-    return NGX_DECLINED;
+    /* the caller closes it (1008) */
+    return NGX_ABORT;
 }

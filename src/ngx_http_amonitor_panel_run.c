@@ -252,7 +252,7 @@ ngx_http_amonitor_panel_open(
 
     if (pend->snapshot) {
         /* what is known now comes before any live frame */
-        ngx_http_amonitor_router_panel_snapshot(w, &p->wc);
+        ngx_http_amonitor_fanout_snapshot(w, &p->wc);
     }
 
     ngx_log_debug1(

@@ -65,7 +65,7 @@ ngx_http_amonitor_registry_add(ngx_http_amonitor_store_t *st, ngx_str_t *id,
         return NGX_DECLINED;
     }
 
-    rg = ngx_http_amonitor_store_shm_registry(st->zone);
+    rg = st->registry;
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -167,7 +167,7 @@ ngx_http_amonitor_registry_snapshot(ngx_http_amonitor_store_t *st,
     ngx_slab_pool_t              *shpool;
     ngx_http_amonitor_registry_t *rg;
 
-    rg = ngx_http_amonitor_store_shm_registry(st->zone);
+    rg = st->registry;
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
 
     if (*gen == rg->gen) {
@@ -194,7 +194,7 @@ ngx_http_amonitor_registry_forget(
     ngx_http_amonitor_reg_t      *reg;
     ngx_http_amonitor_registry_t *rg;
 
-    rg = ngx_http_amonitor_store_shm_registry(st->zone);
+    rg = st->registry;
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -220,7 +220,7 @@ ngx_http_amonitor_registry_touch(ngx_http_amonitor_store_t *st, ngx_str_t *id)
     ngx_http_amonitor_reg_t      *reg;
     ngx_http_amonitor_registry_t *rg;
 
-    rg = ngx_http_amonitor_store_shm_registry(st->zone);
+    rg = st->registry;
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -243,7 +243,7 @@ ngx_http_amonitor_registry_expire(ngx_http_amonitor_store_t *st, ngx_msec_t ttl)
     ngx_slab_pool_t              *shpool;
     ngx_http_amonitor_registry_t *rg;
 
-    rg = ngx_http_amonitor_store_shm_registry(st->zone);
+    rg = st->registry;
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
     now = ngx_http_amonitor_registry_now();
     n = 0;

@@ -171,7 +171,8 @@ struct ngx_http_amonitor_store_s {
     ngx_uint_t (*expire)(ngx_http_amonitor_store_t *st, ngx_msec_t ttl);
 
     ngx_shm_zone_t *zone; /* amonitor_zone, whatever the backend */
-    void           *data;
+    ngx_http_amonitor_registry_t *registry; /* in the zone (registry.c) */
+    void                         *data;
 };
 
 

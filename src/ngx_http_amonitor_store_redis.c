@@ -88,6 +88,8 @@ ngx_http_amonitor_redis_conn_init(
     /* the registry of learned targets stays in the zone in this version */
     ngx_http_amonitor_registry_methods(&ctx->store);
     ctx->store.zone = w->amcf->shm_zone;
+    ctx->store.registry =
+        ngx_http_amonitor_store_shm_registry(w->amcf->shm_zone);
     ctx->store.data = ctx;
 
     return ctx;

@@ -292,6 +292,7 @@ ngx_http_amonitor_store_shm_create(
     ctx->store.query = ngx_http_amonitor_shm_query;
     ngx_http_amonitor_registry_methods(&ctx->store);
     ctx->store.zone = shm_zone;
+    ctx->store.registry = &ctx->sh->registry;
     ctx->store.data = ctx;
 
     return &ctx->store;

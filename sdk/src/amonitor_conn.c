@@ -149,11 +149,20 @@ amonitor_conn_abort(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 void
 amonitor_conn_read(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 {
+    int      rc;
     ssize_t  n;
     unsigned rounds;
 
-    if (c->ssl && !c->tls_done && amonitor_tls_handshake(priv, c) != 1) {
-        return;
+    if (c->ssl && !c->tls_done) {
+        rc = amonitor_tls_handshake(priv, c);
+
+        if (rc == -1) {
+            amonitor_conn_abort(priv, c);
+        }
+
+        if (rc != 1) {
+            return;
+        }
     }
 
     /*
@@ -651,7 +660,10 @@ amonitor_conn_write(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
     unsigned want;
 
     if (c->ssl && !c->tls_done) {
-        (void) amonitor_tls_handshake(priv, c);
+        if (amonitor_tls_handshake(priv, c) == -1) {
+            amonitor_conn_abort(priv, c);
+        }
+
         return;
     }
 

@@ -135,7 +135,8 @@ amonitor_tls_accept(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 /*
  * One step of the handshake, on either readiness event.  Returns 1 when
  * it is done, 0 to wait (the epoll interest follows what OpenSSL wants),
- * -1 when it failed (the connection is aborted).
+ * -1 when it failed (logged; the caller in amonitor_conn.c aborts the
+ * connection).
  */
 int
 amonitor_tls_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
@@ -160,7 +161,6 @@ amonitor_tls_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 
         /* back to what the connection itself wants */
         if (amonitor_tls_events(priv, c, c->want_write) == -1) {
-            amonitor_conn_abort(priv, c);
             return -1;
         }
 
@@ -171,7 +171,6 @@ amonitor_tls_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
         if (amonitor_tls_events(priv, c, err == SSL_ERROR_WANT_WRITE) == -1) {
-            amonitor_conn_abort(priv, c);
             return -1;
         }
 
@@ -184,8 +183,6 @@ amonitor_tls_handshake(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
         "connection %llu from %s: TLS handshake failed: %s",
         (unsigned long long) c->id, c->peer,
         e[0] ? e : (err == SSL_ERROR_SYSCALL ? "connection closed" : "?"));
-
-    amonitor_conn_abort(priv, c);
 
     return -1;
 }
