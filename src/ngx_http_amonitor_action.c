@@ -22,6 +22,9 @@ static void ngx_http_amonitor_action_claimed(
 static ngx_uint_t ngx_http_amonitor_action_forbidden(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
+static void ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a);
+static void ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode);
 static void ngx_http_amonitor_action_forward(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_action_sent(
@@ -78,32 +81,12 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
-    u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
-    ngx_int_t                    rc;
-    ngx_str_t                    result;
     const char                  *code, *message;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
     ngx_http_amonitor_about_t    about;
-    ngx_http_amonitor_claim_e    state;
 
-    about.msg_id.data = (u_char *) env->msg_id.data;
-    about.msg_id.len = env->msg_id.len;
-    about.trace_id.data = (u_char *) env->trace_id.data;
-    about.trace_id.len = env->trace_id.len;
-
-    if (env->target_id.len) {
-        about.target_id.data = (u_char *) env->target_id.data;
-        about.target_id.len = env->target_id.len;
-
-    } else {
-        about.target_id.data = (u_char *) env->target_url.data;
-        about.target_id.len = env->target_url.len;
-    }
-
-    about.binary = panel->encoding ? (panel->encoding == AMON_WS_OP_BINARY)
-                                   : (opcode == AMON_WS_OP_BINARY);
-    about.action = 1;
+    ngx_http_amonitor_action_from(&about, panel, env, opcode);
 
     if (panel->pending >= 2 * w->amcf->queue) {
         /* bounded memory: a panel cannot pile up unanswered actions */
@@ -160,6 +143,22 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     panel->pending++;
     a->counted = 1;
 
+    ngx_http_amonitor_action_claim(a);
+}
+
+
+/* the dedupe claim: answered inline (shm) or later (Redis) */
+static void
+ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a)
+{
+    u_char                      buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    ngx_int_t                   rc;
+    ngx_str_t                   result;
+    ngx_http_amonitor_worker_t *w;
+    ngx_http_amonitor_claim_e   state;
+
+    w = a->worker;
+
     /* an inline answer (shm) copies a stored result here */
     result.data = buf;
     result.len = 0;
@@ -179,6 +178,31 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);
     }
+}
+
+
+/* what every answer to this action names: ids, target, encoding */
+static void
+ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode)
+{
+    about->msg_id.data = (u_char *) env->msg_id.data;
+    about->msg_id.len = env->msg_id.len;
+    about->trace_id.data = (u_char *) env->trace_id.data;
+    about->trace_id.len = env->trace_id.len;
+
+    if (env->target_id.len) {
+        about->target_id.data = (u_char *) env->target_id.data;
+        about->target_id.len = env->target_id.len;
+
+    } else {
+        about->target_id.data = (u_char *) env->target_url.data;
+        about->target_id.len = env->target_url.len;
+    }
+
+    about->binary = panel->encoding ? (panel->encoding == AMON_WS_OP_BINARY)
+                                    : (opcode == AMON_WS_OP_BINARY);
+    about->action = 1;
 }
 
 

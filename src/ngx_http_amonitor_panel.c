@@ -14,6 +14,8 @@
 #include "ngx_http_amonitor_subscribe.h"
 
 
+static ngx_table_elt_t *ngx_http_amonitor_panel_upgrade(
+    ngx_http_request_t *r, amon_ws_request_t *req);
 static ngx_int_t ngx_http_amonitor_panel_check(
     ngx_http_request_t *r, u_char **accept, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_accept(
@@ -81,6 +83,47 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 }
 
 
+/* the upgrade request as the core's check reads it; its key header */
+static ngx_table_elt_t *
+ngx_http_amonitor_panel_upgrade(ngx_http_request_t *r, amon_ws_request_t *req)
+{
+    ngx_table_elt_t *h, *key, *version;
+
+    key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key");
+    version = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Version");
+
+    ngx_memzero(req, sizeof(amon_ws_request_t));
+
+    req->method.data = r->method_name.data;
+    req->method.len = r->method_name.len;
+    req->http_version = r->http_version;
+
+    if (r->headers_in.upgrade) {
+        req->upgrade.data = r->headers_in.upgrade->value.data;
+        req->upgrade.len = r->headers_in.upgrade->value.len;
+    }
+
+    /* nginx 1.22 does not keep a pointer to Connection: look it up */
+    h = ngx_http_amonitor_panel_header(r, "Connection");
+    if (h) {
+        req->connection.data = h->value.data;
+        req->connection.len = h->value.len;
+    }
+
+    if (key) {
+        req->key.data = key->value.data;
+        req->key.len = key->value.len;
+    }
+
+    if (version) {
+        req->version.data = version->value.data;
+        req->version.len = version->value.len;
+    }
+
+    return key;
+}
+
+
 /*
  * The token and the upgrade request (RFC 6455 4.2.1): 0 and the value of
  * Sec-WebSocket-Accept, or the HTTP status that refuses the panel (with
@@ -91,7 +134,7 @@ ngx_http_amonitor_panel_check(
     ngx_http_request_t *r, u_char **accept, const char **reason)
 {
     int                           status;
-    ngx_table_elt_t              *h, *key, *version;
+    ngx_table_elt_t              *key;
     amon_ws_request_t             req;
     ngx_http_amonitor_loc_conf_t *alcf;
 
@@ -129,36 +172,7 @@ ngx_http_amonitor_panel_check(
         return NGX_HTTP_FORBIDDEN;
     }
 
-    key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key");
-    version = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Version");
-
-    ngx_memzero(&req, sizeof(amon_ws_request_t));
-
-    req.method.data = r->method_name.data;
-    req.method.len = r->method_name.len;
-    req.http_version = r->http_version;
-
-    if (r->headers_in.upgrade) {
-        req.upgrade.data = r->headers_in.upgrade->value.data;
-        req.upgrade.len = r->headers_in.upgrade->value.len;
-    }
-
-    /* nginx 1.22 does not keep a pointer to Connection: look it up */
-    h = ngx_http_amonitor_panel_header(r, "Connection");
-    if (h) {
-        req.connection.data = h->value.data;
-        req.connection.len = h->value.len;
-    }
-
-    if (key) {
-        req.key.data = key->value.data;
-        req.key.len = key->value.len;
-    }
-
-    if (version) {
-        req.version.data = version->value.data;
-        req.version.len = version->value.len;
-    }
+    key = ngx_http_amonitor_panel_upgrade(r, &req);
 
     status = amon_ws_server_check(&req, reason);
 

@@ -23,6 +23,9 @@ static void ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u,
 
 static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
+static void ngx_http_amonitor_router_register_failed(
+    ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_learn_e rc,
+    ngx_str_t *id, ngx_str_t *n);
 static void ngx_http_amonitor_router_remote_state(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t up);
 static void ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
@@ -321,6 +324,7 @@ ngx_http_amonitor_router_register(
     u_char                        ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     ngx_str_t                     id, n, e;
     amon_ws_url_t                 wu;
+    ngx_http_amonitor_learn_e     rc;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *known;
 
@@ -376,40 +380,55 @@ ngx_http_amonitor_router_register(
         w->drop(known, "displaced by a register");
     }
 
-    switch (ngx_http_amonitor_target_learn(
-        w, &id, &wu, &n, NGX_HTTP_AMONITOR_REGISTERED, 0, &known)) {
+    rc = ngx_http_amonitor_target_learn(
+        w, &id, &wu, &n, NGX_HTTP_AMONITOR_REGISTERED, 0, &known);
 
-    case NGX_HTTP_AMONITOR_LEARN_OK:
+    if (rc == NGX_HTTP_AMONITOR_LEARN_OK) {
         /* amonitor_cluster: a shared route */
         ngx_http_amonitor_cluster_route(w, &known->id, &n, "register");
-        break;
+        return;
+    }
+
+    ngx_http_amonitor_router_register_failed(u, rc, &id, &n);
+}
+
+
+/* why a register was not followed, at warn (info for a bad id) */
+static void
+ngx_http_amonitor_router_register_failed(ngx_http_amonitor_upstream_t *u,
+    ngx_http_amonitor_learn_e rc, ngx_str_t *id, ngx_str_t *n)
+{
+    u_char    ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t e;
+
+    switch (rc) {
 
     case NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" at \"%V\" ignored: "
             "not allowed by amonitor_allow_url",
-            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)), &n);
+            ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), n);
         break;
 
     case NGX_HTTP_AMONITOR_LEARN_FULL:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" ignored: too many learned "
             "targets",
-            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+            ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)));
         break;
 
     case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
         ngx_log_error(NGX_LOG_INFO, &u->log, 0,
             "amonitor: register of \"%V\" ignored: control characters in "
             "its target_id",
-            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+            ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)));
         break;
 
     case NGX_HTTP_AMONITOR_LEARN_TAKEN:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" at \"%V\" ignored: another "
             "SDK registered that id",
-            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)), &n);
+            ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), n);
         break;
 
     default: break;

@@ -13,6 +13,113 @@
 #include "ngx_http_amonitor_store_redis.h"
 
 
+/* host:port, resolved here, once: the worker hands hiredis an address */
+static ngx_int_t
+ngx_http_amonitor_redis_addr(
+    ngx_conf_t *cf, ngx_http_amonitor_redis_conf_t *rc, ngx_str_t *addr)
+{
+    u_char   *p;
+    ngx_url_t u;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = *addr;
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in redis address \"%V\"",
+            u.err ? u.err : "host not found", addr);
+        return NGX_ERROR;
+    }
+
+    if (u.family == AF_UNIX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "unix sockets are not supported in \"amonitor_redis\"");
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc->host.data = p;
+    rc->host.len = ngx_sock_ntop(
+        u.addrs[0].sockaddr, u.addrs[0].socklen, p, NGX_SOCKADDR_STRLEN, 0);
+    p[rc->host.len] = '\0';
+    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+    return NGX_OK;
+}
+
+
+/* one NAME=VALUE parameter; NGX_ERROR: unknown or invalid */
+static ngx_int_t
+ngx_http_amonitor_redis_param(ngx_http_amonitor_redis_conf_t *rc, ngx_str_t *v)
+{
+    ngx_int_t  n;
+    ngx_str_t  s;
+    ngx_msec_t t;
+
+    if (ngx_strncmp(v->data, "db=", 3) == 0) {
+        n = ngx_atoi(v->data + 3, v->len - 3);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        rc->db = n;
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(v->data, "password=", 9) == 0 && v->len > 9) {
+        rc->password.data = v->data + 9;
+        rc->password.len = v->len - 9;
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(v->data, "prefix=", 7) == 0) {
+        rc->prefix.data = v->data + 7;
+        rc->prefix.len = v->len - 7;
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(v->data, "claims=", 7) == 0) {
+        n = ngx_atoi(v->data + 7, v->len - 7);
+        if (n == NGX_ERROR || n == 0) {
+            return NGX_ERROR;
+        }
+
+        rc->claims = n;
+        return NGX_OK;
+    }
+
+    if (ngx_strncmp(v->data, "timeout=", 8) == 0) {
+        s.data = v->data + 8;
+        s.len = v->len - 8;
+
+    } else if (ngx_strncmp(v->data, "lease=", 6) == 0) {
+        s.data = v->data + 6;
+        s.len = v->len - 6;
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    t = ngx_parse_time(&s, 0);
+    if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+        return NGX_ERROR;
+    }
+
+    if (v->data[0] == 't') {
+        rc->timeout = t;
+
+    } else {
+        rc->lease = t;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * amonitor_redis ADDR [db=N] [password=P] [prefix=S] [timeout=T] [lease=T]
  * [claims=N]: the directive's parser lives with its backend.
@@ -23,11 +130,7 @@ ngx_http_amonitor_store_redis_conf(
 {
     ngx_http_amonitor_main_conf_t *amcf = conf;
 
-    u_char                         *p;
-    ngx_int_t                       n;
-    ngx_url_t                       u;
-    ngx_str_t                      *value, s;
-    ngx_msec_t                      t;
+    ngx_str_t                      *value;
     ngx_uint_t                      i;
     ngx_http_amonitor_redis_conf_t *rc;
 
@@ -48,94 +151,14 @@ ngx_http_amonitor_store_redis_conf(
     rc->lease = 5000;
     rc->claims = 4096;
 
-    /* resolved here, once: the worker hands hiredis a numeric address */
-    ngx_memzero(&u, sizeof(ngx_url_t));
-    u.url = value[1];
-    u.default_port = 6379;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in redis address \"%V\"",
-            u.err ? u.err : "host not found", &value[1]);
+    if (ngx_http_amonitor_redis_addr(cf, rc, &value[1]) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    if (u.family == AF_UNIX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "unix sockets are not supported in \"amonitor_redis\"");
-        return NGX_CONF_ERROR;
-    }
-
-    p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    rc->host.data = p;
-    rc->host.len = ngx_sock_ntop(
-        u.addrs[0].sockaddr, u.addrs[0].socklen, p, NGX_SOCKADDR_STRLEN, 0);
-    p[rc->host.len] = '\0';
-    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
 
     for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
-            if (n == NGX_ERROR) {
-                goto invalid;
-            }
-
-            rc->db = n;
-            continue;
+        if (ngx_http_amonitor_redis_param(rc, &value[i]) != NGX_OK) {
+            goto invalid;
         }
-
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0
-            && value[i].len > 9) {
-            rc->password.data = value[i].data + 9;
-            rc->password.len = value[i].len - 9;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
-            rc->prefix.data = value[i].data + 7;
-            rc->prefix.len = value[i].len - 7;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-            t = ngx_parse_time(&s, 0);
-            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
-                goto invalid;
-            }
-
-            rc->timeout = t;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "lease=", 6) == 0) {
-            s.data = value[i].data + 6;
-            s.len = value[i].len - 6;
-            t = ngx_parse_time(&s, 0);
-            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
-                goto invalid;
-            }
-
-            rc->lease = t;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "claims=", 7) == 0) {
-            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
-            if (n == NGX_ERROR || n == 0) {
-                goto invalid;
-            }
-
-            rc->claims = n;
-            continue;
-        }
-
-        goto invalid;
     }
 
     if (rc->lease < 3 * rc->timeout) {

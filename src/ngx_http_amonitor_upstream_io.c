@@ -26,6 +26,8 @@ static void ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev);
 static void ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev);
 static void ngx_http_amonitor_upstream_schedule(
     ngx_http_amonitor_upstream_t *u);
+static ngx_int_t ngx_http_amonitor_upstream_hs_request(
+    ngx_http_amonitor_upstream_t *u);
 static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
 static void      ngx_http_amonitor_upstream_ssl_done(
          ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
@@ -446,15 +448,55 @@ ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c)
 }
 
 
+/* the client handshake request of this attempt, with a fresh key */
+static ngx_int_t
+ngx_http_amonitor_upstream_hs_request(ngx_http_amonitor_upstream_t *u)
+{
+    u_char     rnd[16];
+    amon_str_t hp, path, token;
+
+    ngx_http_amonitor_random(rnd, 16);
+
+    amon_ws_make_key(rnd, u->key);
+
+    hp.data = u->host_port.data;
+    hp.len = u->host_port.len;
+    path.data = u->path.data;
+    path.len = u->path.len;
+    token.data = u->token.len ? u->token.data : NULL;
+    token.len = u->token.len;
+
+    if (u->hs->start == NULL) {
+        u->hs->start = ngx_alloc(AMON_WS_MAX_RESPONSE, &u->log);
+        if (u->hs->start == NULL) {
+            return NGX_ERROR;
+        }
+
+        u->hs->end = u->hs->start + AMON_WS_MAX_RESPONSE;
+    }
+
+    u->hs->pos = u->hs->start;
+    u->hs->last = u->hs->start
+        + amon_ws_client_request(
+            u->hs->start, u->hs->end - u->hs->start, hp, path, u->key, token);
+
+    if (u->hs->last == u->hs->start) {
+        ngx_log_error(NGX_LOG_ALERT, &u->log, 0,
+            "amonitor: cannot build the handshake request");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 {
-    u_char                      rnd[16];
     ngx_err_t                   err;
     ngx_int_t                   rc;
     ngx_uint_t                  level;
     ngx_addr_t                 *addr;
-    amon_str_t                  hp, path, token;
     ngx_connection_t           *c;
     ngx_http_amonitor_worker_t *w;
 
@@ -518,37 +560,7 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     c->read->cancelable = 1;
     c->write->cancelable = 1;
 
-    /* the handshake request */
-
-    ngx_http_amonitor_random(rnd, 16);
-
-    amon_ws_make_key(rnd, u->key);
-
-    hp.data = u->host_port.data;
-    hp.len = u->host_port.len;
-    path.data = u->path.data;
-    path.len = u->path.len;
-    token.data = u->token.len ? u->token.data : NULL;
-    token.len = u->token.len;
-
-    if (u->hs->start == NULL) {
-        u->hs->start = ngx_alloc(AMON_WS_MAX_RESPONSE, &u->log);
-        if (u->hs->start == NULL) {
-            ngx_http_amonitor_upstream_fail(u);
-            return;
-        }
-
-        u->hs->end = u->hs->start + AMON_WS_MAX_RESPONSE;
-    }
-
-    u->hs->pos = u->hs->start;
-    u->hs->last = u->hs->start
-        + amon_ws_client_request(
-            u->hs->start, u->hs->end - u->hs->start, hp, path, u->key, token);
-
-    if (u->hs->last == u->hs->start) {
-        ngx_log_error(NGX_LOG_ALERT, &u->log, 0,
-            "amonitor: cannot build the handshake request");
+    if (ngx_http_amonitor_upstream_hs_request(u) != NGX_OK) {
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
