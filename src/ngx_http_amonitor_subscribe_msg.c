@@ -1,0 +1,205 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The subscribe message: a panel changes its set of targets at run time
+ * (JSON or protobuf), answered with "subscribed" and the resulting set,
+ * then the snapshot of that set.  Called by the router; the sets
+ * themselves are subscribe.c's.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_subscribe.h"
+#include "amon_json.h"
+
+
+/* what a scan of the payload found */
+typedef struct {
+    amon_json_value_t targets;
+    ngx_uint_t        found;
+} ngx_http_amonitor_sub_scan_t;
+
+
+static ngx_int_t ngx_http_amonitor_subscribe_parse(
+    ngx_http_amonitor_worker_t *w, amon_envelope_t *env, ngx_str_t *list,
+    ngx_uint_t *n, u_char *buf);
+static int  ngx_http_amonitor_subscribe_member(void *data, unsigned level,
+     const amon_json_value_t *key, const amon_json_value_t *value);
+static void ngx_http_amonitor_subscribe_answer(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_about_t *about);
+
+
+/*
+ * A subscribe message: {"targets":[...]} replaces the panel's set; the
+ * answer is "subscribed" with the new set.  NGX_OK when it changed.
+ */
+ngx_int_t
+ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about)
+{
+    u_char     *buf;
+    ngx_int_t   rc;
+    ngx_uint_t  n;
+    ngx_str_t  *list;
+    const char *reason;
+
+    buf = ngx_alloc(env->payload.len + 1, wc->connection->log);
+    list = ngx_alloc((NGX_HTTP_AMONITOR_SUB_MAX + 1) * sizeof(ngx_str_t),
+        wc->connection->log);
+
+    if (buf == NULL || list == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_amonitor_subscribe_parse(w, env, list, &n, buf);
+
+    if (rc != NGX_OK) {
+        ngx_http_amonitor_reply_error(w, wc, about, "INVALID_MESSAGE",
+            "a subscribe needs payload.targets, an array of strings", 1);
+        goto done;
+    }
+
+    reason = ngx_http_amonitor_subscribe_check(list, n);
+
+    if (reason) {
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+            "amonitor: subscribe of panel #%ui refused: %s", wc->id, reason);
+        ngx_http_amonitor_reply_error(
+            w, wc, about, "INVALID_SUBSCRIPTION", reason, 1);
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    rc = ngx_http_amonitor_subscribe_set(w, wc, list, n);
+
+    if (rc == NGX_OK) {
+        ngx_http_amonitor_subscribe_answer(w, wc, about);
+    }
+
+done:
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    if (list) {
+        ngx_free(list);
+    }
+
+    return rc;
+}
+
+
+/* payload.targets, unescaped into "buf"; more than the maximum is kept */
+static ngx_int_t
+ngx_http_amonitor_subscribe_parse(ngx_http_amonitor_worker_t *w,
+    amon_envelope_t *env, ngx_str_t *list, ngx_uint_t *n, u_char *buf)
+{
+    size_t                       pos, len;
+    amon_str_t                   none = amon_null_string;
+    amon_json_value_t            root, item;
+    ngx_http_amonitor_sub_scan_t sc;
+
+    ngx_memzero(&sc, sizeof(sc));
+    *n = 0;
+
+    if (env->payload.len == 0
+        || amon_json_scan(env->payload.data, env->payload.len,
+               AMON_MAX_JSON_DEPTH, none, ngx_http_amonitor_subscribe_member,
+               &sc, &root)
+            != AMON_OK
+        || root.type != AMON_JSON_OBJECT || !sc.found
+        || sc.targets.type != AMON_JSON_ARRAY) {
+        return NGX_DECLINED;
+    }
+
+    pos = 0;
+
+    for (;;) {
+        switch (amon_json_array_string(&sc.targets, &pos, &item)) {
+        case AMON_OK: break;
+        case AMON_AGAIN: return NGX_OK;
+        default: return NGX_DECLINED;
+        }
+
+        if (*n > NGX_HTTP_AMONITOR_SUB_MAX) {
+            /* one more than allowed is enough for the check to refuse */
+            continue;
+        }
+
+        if (amon_json_unescape(&item, buf, item.len, &len) != AMON_OK) {
+            return NGX_DECLINED;
+        }
+
+        list[*n].data = buf;
+        list[*n].len = len;
+        (*n)++;
+        buf += len;
+    }
+}
+
+
+static int
+ngx_http_amonitor_subscribe_member(void *data, unsigned level,
+    const amon_json_value_t *key, const amon_json_value_t *value)
+{
+    ngx_http_amonitor_sub_scan_t *sc = data;
+
+    if (level == 0 && !sc->found && amon_json_str_eq(key, "targets", 7)) {
+        sc->targets = *value;
+        sc->found = 1;
+    }
+
+    return AMON_OK;
+}
+
+
+static void
+ngx_http_amonitor_subscribe_answer(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_about_t *about)
+{
+    int                      rc;
+    ngx_uint_t               i;
+    amon_str_t              *targets;
+    amon_envelope_out_t      head;
+    ngx_http_amonitor_sub_t *s;
+
+    s = wc->sub;
+
+    targets =
+        ngx_alloc((s->nentries + 1) * sizeof(amon_str_t), wc->connection->log);
+    if (targets == NULL) {
+        return;
+    }
+
+    for (i = 0; i < s->nentries; i++) {
+        targets[i].data = s->entries[i].data;
+        targets[i].len = s->entries[i].len;
+    }
+
+    ngx_memzero(&head, sizeof(amon_envelope_out_t));
+
+    head.msg_id.data = about->msg_id.len ? about->msg_id.data : NULL;
+    head.msg_id.len = about->msg_id.len;
+    head.trace_id.data = about->trace_id.len ? about->trace_id.data : NULL;
+    head.trace_id.len = about->trace_id.len;
+    head.timestamp = ngx_http_amonitor_reply_now();
+
+    w->scratch.len = 0;
+
+    rc = amon_envelope_build_subscribed(&w->scratch, w->amcf->max_message,
+        &w->allocator, &head, targets, s->nentries, about->binary);
+
+    ngx_free(targets);
+
+    if (rc == AMON_OK) {
+        ngx_http_amonitor_conn_answer(wc,
+            about->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT,
+            w->scratch.data, w->scratch.len);
+    }
+}
