@@ -17,6 +17,8 @@
 #include "ngx_http_amonitor_upstream.h"
 
 
+static void ngx_http_amonitor_upstream_stop(
+    ngx_http_amonitor_upstream_t *u, const char *why);
 static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, ngx_str_t *norm,
     ngx_str_t *host_port, ngx_str_t *path, ngx_str_t *token, ngx_addr_t *addrs,
@@ -73,25 +75,34 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
 
     while (!ngx_queue_empty(&w->upstreams)) {
         q = ngx_queue_head(&w->upstreams);
-        ngx_queue_remove(q);
-
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-        u->stopped = 1;
 
-        if (u->reconnect.timer_set) {
-            ngx_del_timer(&u->reconnect);
-        }
-
-        if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
-            ngx_http_amonitor_conn_close_frame(
-                &u->wc, AMON_WS_CLOSE_GOING_AWAY, "agent shutting down");
-        }
-
-        ngx_http_amonitor_upstream_fail(u);
+        ngx_http_amonitor_upstream_stop(u, "agent shutting down");
 
         /* actions waiting for it got their answer in upstream_fail */
         ngx_destroy_pool(u->pool);
     }
+}
+
+
+/* out of the worker's list for good: closed (1001 "why"), no retry */
+static void
+ngx_http_amonitor_upstream_stop(
+    ngx_http_amonitor_upstream_t *u, const char *why)
+{
+    ngx_queue_remove(&u->queue);
+    u->stopped = 1;
+
+    if (u->reconnect.timer_set) {
+        ngx_del_timer(&u->reconnect);
+    }
+
+    if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+        ngx_http_amonitor_conn_close_frame(
+            &u->wc, AMON_WS_CLOSE_GOING_AWAY, why);
+    }
+
+    ngx_http_amonitor_upstream_fail(u);
 }
 
 
@@ -353,19 +364,7 @@ ngx_http_amonitor_upstream_drop(
         "amonitor: learned target \"%V\" at %V forgotten: %s", &u->id, &u->norm,
         reason);
 
-    ngx_queue_remove(&u->queue);
-    u->stopped = 1;
-
-    if (u->reconnect.timer_set) {
-        ngx_del_timer(&u->reconnect);
-    }
-
-    if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
-        ngx_http_amonitor_conn_close_frame(
-            &u->wc, AMON_WS_CLOSE_GOING_AWAY, "target forgotten");
-    }
-
-    ngx_http_amonitor_upstream_fail(u);
+    ngx_http_amonitor_upstream_stop(u, "target forgotten");
     ngx_http_amonitor_action_upstream_gone(u);
     ngx_http_amonitor_cluster_forget(u);
 
