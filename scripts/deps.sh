@@ -21,7 +21,7 @@ pkg-config python3"
 TEST_PKGS="libcmocka-dev libmojolicious-perl libio-socket-ip-perl
 redis-server python3-websockets python3-prometheus-client clang valgrind
 cppcheck clang-format
-chromium libclang-rt-dev dpkg-dev curl"
+chromium libclang-rt-dev dpkg-dev curl openssl"
 
 for opt in "$@"; do
     case "$opt" in
