@@ -43,6 +43,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
+    targets = NULL;
 
     if (amcf->worker == NULL || r != r->main) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
