@@ -81,10 +81,7 @@ ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w)
         for (t = subs->buckets[i]; t; t = next) {
             next = t->next;
 
-            if (t->upstream) {
-                t->upstream->topic = NULL;
-            }
-
+            /* the upstreams are freed already (worker.c stops them first) */
             ngx_free(t);
         }
     }
