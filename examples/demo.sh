@@ -169,6 +169,17 @@ done <"$PREFIX/sdks.txt"
 
 say "started $count SDK(s), logs in $PREFIX/logs/"
 
+# nginx dials the SDKs at once: wait (up to 5 s) until each one listens,
+# so the start logs no "connection refused" (ss, without connecting)
+if command -v ss >/dev/null 2>&1; then
+    while read -r id port _; do
+        for _ in $(seq 1 50); do
+            ss -Htln "sport = :$port" | grep -q . && break
+            sleep 0.1
+        done
+    done <"$PREFIX/sdks.txt"
+fi
+
 # --- nginx -------------------------------------------------------------
 
 "$NGINX" -p "$PREFIX/" -c nginx.conf -e error.log &
