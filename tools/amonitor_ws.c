@@ -27,18 +27,79 @@ static int amoncli_ws_fill(
 static int amoncli_ws_write_all(
     amoncli_ws_t *ws, const unsigned char *p, size_t len, int64_t deadline);
 static void amoncli_ws_mask(void *data, unsigned char *key, size_t len);
+static int  amoncli_ws_response(amoncli_ws_t *ws, const unsigned char *key,
+     const char *token, int64_t deadline, size_t *hlen, char *err,
+     size_t errlen);
+
+
+/* the agent's 101 (or why not); "hlen": the bytes of the response */
+static int
+amoncli_ws_response(amoncli_ws_t *ws, const unsigned char *key,
+    const char *token, int64_t deadline, size_t *hlen, char *err, size_t errlen)
+{
+    int         rc, status;
+    const char *reason;
+
+    ws->rcap = AMONCLI_WS_RBUF;
+    ws->rbuf = malloc(ws->rcap);
+    if (ws->rbuf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    for (;;) {
+        rc = amon_ws_client_response(
+            ws->rbuf, ws->rlen, key, hlen, &status, &reason);
+
+        if (rc == AMON_OK) {
+            break;
+        }
+
+        if (rc == AMON_EHANDSHAKE) {
+            if (status == 401) {
+                /* amonitor_panel_token: say what to do about it */
+                snprintf(err, errlen,
+                    "handshake refused: HTTP 401: %s (--token TOKEN, "
+                    "the location's amonitor_panel_token)",
+                    token ? "the agent rejected the panel token"
+                          : "the agent wants a panel token");
+
+            } else if (status) {
+                snprintf(err, errlen, "handshake refused: HTTP %d (%s)", status,
+                    reason);
+
+            } else {
+                snprintf(err, errlen, "handshake failed: %s", reason);
+            }
+            return -1;
+        }
+
+        if (rc != AMON_AGAIN) {
+            snprintf(err, errlen, "handshake failed: %s", amon_strerror(rc));
+            return -1;
+        }
+
+        rc = amoncli_ws_fill(ws, deadline, err, errlen);
+        if (rc <= 0) {
+            if (rc == 0) {
+                snprintf(err, errlen, "handshake timed out");
+            }
+            return -1;
+        }
+    }
+
+    return 0;
+}
 
 
 int
 amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
     const char *ca, int timeout_ms, char *err, size_t errlen)
 {
-    int           rc, status;
     size_t        n, hlen;
     int64_t       deadline;
     amon_ws_url_t u;
     amon_str_t    bearer;
-    const char   *reason;
     char          host[256];
     unsigned char rnd[16], key[AMON_WS_KEY_LEN], req[4096];
 
@@ -102,52 +163,9 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
         goto failed;
     }
 
-    ws->rcap = AMONCLI_WS_RBUF;
-    ws->rbuf = malloc(ws->rcap);
-    if (ws->rbuf == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (amoncli_ws_response(ws, key, token, deadline, &hlen, err, errlen)
+        != 0) {
         goto failed;
-    }
-
-    for (;;) {
-        rc = amon_ws_client_response(
-            ws->rbuf, ws->rlen, key, &hlen, &status, &reason);
-
-        if (rc == AMON_OK) {
-            break;
-        }
-
-        if (rc == AMON_EHANDSHAKE) {
-            if (status == 401) {
-                /* amonitor_panel_token: say what to do about it */
-                snprintf(err, errlen,
-                    "handshake refused: HTTP 401: %s (--token TOKEN, "
-                    "the location's amonitor_panel_token)",
-                    token ? "the agent rejected the panel token"
-                          : "the agent wants a panel token");
-
-            } else if (status) {
-                snprintf(err, errlen, "handshake refused: HTTP %d (%s)", status,
-                    reason);
-
-            } else {
-                snprintf(err, errlen, "handshake failed: %s", reason);
-            }
-            goto failed;
-        }
-
-        if (rc != AMON_AGAIN) {
-            snprintf(err, errlen, "handshake failed: %s", amon_strerror(rc));
-            goto failed;
-        }
-
-        rc = amoncli_ws_fill(ws, deadline, err, errlen);
-        if (rc <= 0) {
-            if (rc == 0) {
-                snprintf(err, errlen, "handshake timed out");
-            }
-            goto failed;
-        }
     }
 
     /* frames right behind the response stay in the buffer */
