@@ -31,6 +31,7 @@
 #include "amon_ws_handshake.h"
 
 
+static int amonitor_sdk_socket(amonitor_sdk_t *ctx);
 static int amonitor_config_check(
     amonitor_sdk_t *ctx, const amonitor_sdk_config_t *cfg);
 static void amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
@@ -575,16 +576,77 @@ amonitor_sdk_set_log(
 }
 
 
-int
-amonitor_sdk_listen(amonitor_sdk_t *ctx)
+/* the listening socket on host:port (the bound port noted), or -1 */
+static int
+amonitor_sdk_socket(amonitor_sdk_t *ctx)
 {
     int                     fd, one, rc;
     socklen_t               slen;
     struct sockaddr_storage ss;
     struct sockaddr_in     *sin;
     struct sockaddr_in6    *sin6;
-    struct epoll_event      ev;
     amonitor_sdk_priv_t    *priv;
+
+    priv = ctx->priv;
+
+    memset(&ss, 0, sizeof(ss));
+    sin = (struct sockaddr_in *) &ss;
+    sin6 = (struct sockaddr_in6 *) &ss;
+
+    if (inet_pton(AF_INET, priv->host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t) priv->port);
+        slen = sizeof(struct sockaddr_in);
+
+    } else {
+        inet_pton(AF_INET6, priv->host, &sin6->sin6_addr);
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t) priv->port);
+        slen = sizeof(struct sockaddr_in6);
+    }
+
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        (void) amonitor_set_error(
+            ctx, AMONITOR_ERR_IO, "socket(): %s", strerror(errno));
+        return -1;
+    }
+
+    one = 1;
+    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+
+    if (bind(fd, (struct sockaddr *) &ss, slen) == -1) {
+        rc = errno;
+        close(fd);
+        (void) amonitor_set_error(ctx, AMONITOR_ERR_IO, "bind(%s:%u): %s",
+            priv->host, priv->port, strerror(rc));
+        return -1;
+    }
+
+    if (listen(fd, 128) == -1) {
+        rc = errno;
+        close(fd);
+        (void) amonitor_set_error(
+            ctx, AMONITOR_ERR_IO, "listen(): %s", strerror(rc));
+        return -1;
+    }
+
+    slen = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *) &ss, &slen) == 0) {
+        priv->bound_port =
+            ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
+    }
+
+    return fd;
+}
+
+
+int
+amonitor_sdk_listen(amonitor_sdk_t *ctx)
+{
+    int                  fd, rc;
+    struct epoll_event   ev;
+    amonitor_sdk_priv_t *priv;
 
     if (ctx == NULL) {
         return AMONITOR_ERR_INVAL;
@@ -610,49 +672,9 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
     amonitor_flag_set(&priv->leave_loop, 0);
     priv->accept_resume = 0;
 
-    memset(&ss, 0, sizeof(ss));
-    sin = (struct sockaddr_in *) &ss;
-    sin6 = (struct sockaddr_in6 *) &ss;
-
-    if (inet_pton(AF_INET, priv->host, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t) priv->port);
-        slen = sizeof(struct sockaddr_in);
-
-    } else {
-        inet_pton(AF_INET6, priv->host, &sin6->sin6_addr);
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t) priv->port);
-        slen = sizeof(struct sockaddr_in6);
-    }
-
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = amonitor_sdk_socket(ctx);
     if (fd == -1) {
-        return amonitor_set_error(
-            ctx, AMONITOR_ERR_IO, "socket(): %s", strerror(errno));
-    }
-
-    one = 1;
-    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-
-    if (bind(fd, (struct sockaddr *) &ss, slen) == -1) {
-        rc = errno;
-        close(fd);
-        return amonitor_set_error(ctx, AMONITOR_ERR_IO, "bind(%s:%u): %s",
-            priv->host, priv->port, strerror(rc));
-    }
-
-    if (listen(fd, 128) == -1) {
-        rc = errno;
-        close(fd);
-        return amonitor_set_error(
-            ctx, AMONITOR_ERR_IO, "listen(): %s", strerror(rc));
-    }
-
-    slen = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *) &ss, &slen) == 0) {
-        priv->bound_port =
-            ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
+        return ctx->err;
     }
 
     priv->listen_fd = fd;
