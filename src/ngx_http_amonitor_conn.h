@@ -59,6 +59,7 @@ typedef struct {
     amon_allocator_t *allocator;
     size_t            buffer_limit; /* per connection, in bytes */
     ngx_atomic_t     *oversize; /* counter: closed over the limit */
+    ngx_event_t       trim; /* give freed heap pages back, once a second */
 } ngx_http_amonitor_frames_t;
 
 
@@ -125,6 +126,7 @@ ngx_int_t ngx_http_amonitor_frames_init(ngx_http_amonitor_frames_t *f,
     ngx_pool_t *pool, size_t max_message, ngx_uint_t queue, ngx_msec_t ping,
     amon_allocator_t *allocator);
 void      ngx_http_amonitor_frames_free(ngx_http_amonitor_frames_t *f);
+void      ngx_http_amonitor_frames_trim_soon(ngx_http_amonitor_frames_t *f);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_alloc(
     ngx_http_amonitor_frames_t *f, size_t size);
 void ngx_http_amonitor_msg_release(

@@ -11,6 +11,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <openssl/rand.h>
+#if (NGX_HAVE_MALLOC_TRIM)
+#include <malloc.h>
+#endif
 
 #include "ngx_http_amonitor_conn.h"
 
@@ -18,6 +21,10 @@
 #define NGX_HTTP_AMONITOR_MSG_CACHE 256 /* free small buffers */
 #define NGX_HTTP_AMONITOR_MSG_SMALL 4096
 #define NGX_HTTP_AMONITOR_RANDOM    512 /* bytes drawn at a time */
+#define NGX_HTTP_AMONITOR_TRIM      1000 /* ms after the first release */
+
+
+static void ngx_http_amonitor_frames_trim(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -38,7 +45,48 @@ ngx_http_amonitor_frames_init(ngx_http_amonitor_frames_t *f, ngx_pool_t *pool,
     f->ping = ping;
     f->allocator = allocator;
 
+    f->trim.handler = ngx_http_amonitor_frames_trim;
+    f->trim.data = f;
+    f->trim.log = pool->log;
+    f->trim.cancelable = 1;
+
     return NGX_OK;
+}
+
+
+/*
+ * A connection freed memory that held only its handshake (the request's
+ * pool and header buffers, an SDK's handshake buffer).  Many handshakes
+ * at once leave those blocks as holes between the connections that stay:
+ * free for malloc, but still counted in the worker's Rss.  A second
+ * later, the whole free pages among them are given back to the kernel,
+ * once for all the handshakes of that second.
+ */
+void
+ngx_http_amonitor_frames_trim_soon(ngx_http_amonitor_frames_t *f)
+{
+#if (NGX_HAVE_MALLOC_TRIM)
+    if (!f->trim.timer_set && !ngx_exiting) {
+        ngx_add_timer(&f->trim, NGX_HTTP_AMONITOR_TRIM);
+    }
+#endif
+}
+
+
+static void
+ngx_http_amonitor_frames_trim(ngx_event_t *ev)
+{
+#if (NGX_HAVE_MALLOC_TRIM)
+    ngx_msec_t start;
+
+    start = ngx_current_msec;
+    (void) malloc_trim(0);
+    ngx_time_update();
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+        "amonitor: free heap pages released in %M ms",
+        ngx_current_msec - start);
+#endif
 }
 
 
@@ -56,6 +104,10 @@ ngx_http_amonitor_frames_free(ngx_http_amonitor_frames_t *f)
     }
 
     f->cached = 0;
+
+    if (f->trim.timer_set) {
+        ngx_del_timer(&f->trim);
+    }
 }
 
 

@@ -188,6 +188,7 @@ ngx_http_amonitor_panel_takeover(ngx_event_t *ev)
     }
 
     ngx_http_amonitor_panel_free_buffers(c, hc);
+    ngx_http_amonitor_frames_trim_soon(&p->worker->frames);
 
     if (ev->write) {
         ngx_http_amonitor_panel_write(ev);

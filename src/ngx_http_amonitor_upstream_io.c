@@ -16,6 +16,10 @@
 #include "ngx_http_amonitor_upstream.h"
 
 
+/* the handshake buffer's first size; it grows to AMON_WS_MAX_RESPONSE */
+#define NGX_HTTP_AMONITOR_HS_SMALL 1024
+
+
 static ngx_uint_t ngx_http_amonitor_upstream_hs_over(
     ngx_http_amonitor_upstream_t *u, ngx_event_t *ev, const char *what);
 static void ngx_http_amonitor_upstream_opened(
@@ -32,6 +36,8 @@ static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
 static void      ngx_http_amonitor_upstream_ssl_done(
          ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
 static void ngx_http_amonitor_upstream_hs_free(ngx_http_amonitor_upstream_t *u);
+static ngx_int_t ngx_http_amonitor_upstream_hs_grow(
+    ngx_http_amonitor_upstream_t *u, size_t size);
 
 
 /* shutdown or timeout during the handshake: returns 1 when it is over */
@@ -221,12 +227,23 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
             u->key, &header_len, &status, &reason);
 
         if (rc == AMON_AGAIN) {
-            if (u->hs->last == u->hs->end) {
-                rc = AMON_ETOOBIG;
-
-            } else {
+            if (u->hs->last < u->hs->end) {
                 continue;
             }
+
+            if (u->hs->end - u->hs->start < AMON_WS_MAX_RESPONSE) {
+                /* a long response: up to the full limit */
+                if (ngx_http_amonitor_upstream_hs_grow(
+                        u, AMON_WS_MAX_RESPONSE)
+                    != NGX_OK) {
+                    ngx_http_amonitor_upstream_fail(u);
+                    return;
+                }
+
+                continue;
+            }
+
+            rc = AMON_ETOOBIG;
         }
 
         if (rc != AMON_OK) {
@@ -453,6 +470,7 @@ static ngx_int_t
 ngx_http_amonitor_upstream_hs_request(ngx_http_amonitor_upstream_t *u)
 {
     u_char     rnd[16];
+    size_t     size;
     amon_str_t hp, path, token;
 
     ngx_http_amonitor_random(rnd, 16);
@@ -466,25 +484,70 @@ ngx_http_amonitor_upstream_hs_request(ngx_http_amonitor_upstream_t *u)
     token.data = u->token.len ? u->token.data : NULL;
     token.len = u->token.len;
 
-    if (u->hs->start == NULL) {
-        u->hs->start = ngx_alloc(AMON_WS_MAX_RESPONSE, &u->log);
-        if (u->hs->start == NULL) {
+    size = NGX_HTTP_AMONITOR_HS_SMALL;
+
+    for (;;) {
+        if (ngx_http_amonitor_upstream_hs_grow(u, size) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        u->hs->end = u->hs->start + AMON_WS_MAX_RESPONSE;
+        u->hs->pos = u->hs->start;
+        u->hs->last = u->hs->start
+            + amon_ws_client_request(u->hs->start, u->hs->end - u->hs->start,
+                hp, path, u->key, token);
+
+        if (u->hs->last > u->hs->start) {
+            return NGX_OK;
+        }
+
+        if (size == AMON_WS_MAX_RESPONSE) {
+            break;
+        }
+
+        /* a long path or token */
+        size = AMON_WS_MAX_RESPONSE;
     }
 
-    u->hs->pos = u->hs->start;
-    u->hs->last = u->hs->start
-        + amon_ws_client_request(
-            u->hs->start, u->hs->end - u->hs->start, hp, path, u->key, token);
+    ngx_log_error(NGX_LOG_ALERT, &u->log, 0,
+        "amonitor: cannot build the handshake request");
 
-    if (u->hs->last == u->hs->start) {
-        ngx_log_error(NGX_LOG_ALERT, &u->log, 0,
-            "amonitor: cannot build the handshake request");
+    return NGX_ERROR;
+}
+
+
+/*
+ * The handshake buffer holds "size" bytes, keeping what it held: most
+ * requests and responses fit in NGX_HTTP_AMONITOR_HS_SMALL, so a target
+ * that reconnects does not leave an 8 KiB hole in the heap behind it.
+ */
+static ngx_int_t
+ngx_http_amonitor_upstream_hs_grow(
+    ngx_http_amonitor_upstream_t *u, size_t size)
+{
+    u_char *p;
+
+    if (u->hs->start && (size_t) (u->hs->end - u->hs->start) >= size) {
+        return NGX_OK;
+    }
+
+    p = ngx_alloc(size, &u->log);
+    if (p == NULL) {
         return NGX_ERROR;
     }
+
+    if (u->hs->start) {
+        ngx_memcpy(p, u->hs->start, u->hs->last - u->hs->start);
+        u->hs->pos = p + (u->hs->pos - u->hs->start);
+        u->hs->last = p + (u->hs->last - u->hs->start);
+        ngx_free(u->hs->start);
+
+    } else {
+        u->hs->pos = p;
+        u->hs->last = p;
+    }
+
+    u->hs->start = p;
+    u->hs->end = p + size;
 
     return NGX_OK;
 }
@@ -647,6 +710,7 @@ ngx_http_amonitor_upstream_hs_free(ngx_http_amonitor_upstream_t *u)
 {
     if (u->hs->start) {
         ngx_free(u->hs->start);
+        ngx_http_amonitor_frames_trim_soon(&u->worker->frames);
         u->hs->start = NULL;
         u->hs->end = NULL;
         u->hs->pos = NULL;

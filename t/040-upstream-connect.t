@@ -12,6 +12,7 @@ use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Mojo::IOLoop;
 use MIME::Base64 qw(decode_base64);
+use Digest::SHA ();
 
 # Instances made inside subtests are kept until the end of the file, so
 # that the final check of the harness (every error.log clean, no forced
@@ -285,6 +286,71 @@ subtest 'an SDK that accepts TCP but never answers the handshake: '
         'the timeout is logged at error');
     $t->stop;
     stop_server($srv);
+};
+
+# A 101 with long headers: the agent's handshake buffer starts small and
+# grows up to the 8 KiB limit; a longer response is refused.
+sub padded_101 {
+    my ($head, $pad) = @_;
+    my ($key) = $head =~ /^Sec-WebSocket-Key:\s*(\S+)/mi;
+    my $accept = Digest::SHA::sha1_base64(
+        $key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11') . '=';
+    my $out = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n";
+    my $i = 0;
+    while (length($out) < $pad) {
+        $out .= sprintf("X-Pad-%04d: %s\r\n", $i++, 'p' x 60);
+    }
+    return $out . "\r\n";
+}
+
+subtest 'a handshake response longer than the first buffer' => sub {
+    for my $case ([3000, 1], [7000, 1], [9000, 0]) {
+        my ($pad, $good) = @$case;
+        my $t = instance;
+        my @heads;
+        my $id = Mojo::IOLoop->server({ address => '127.0.0.1',
+            port => $t->port(1) }, sub {
+            my ($loop, $stream) = @_;
+            my $buf = '';
+            $stream->timeout(0);
+            $stream->on(read => sub {
+                my ($st, $bytes) = @_;
+                return if !defined $buf;
+                $buf .= $bytes;
+                return unless $buf =~ /\r\n\r\n/;
+                my ($head) = split /\r\n\r\n/, $buf, 2;
+                push @heads, $head;
+                $buf = undef;
+                my $out = padded_101($head, $pad);
+                # in pieces, so that the agent reads it in several parts
+                $st->write(substr($out, 0, 700));
+                Mojo::IOLoop->timer(0.05 => sub {
+                    $st->write(substr($out, 700));
+                });
+            });
+        });
+        $t->write_config(
+            http_config => $COMMON
+                . "amonitor_target a ws://127.0.0.1:%%PORT_1%%/;",
+            config => 'location = /ws/panel { amonitor_panel on; }',
+        )->run;
+        if ($good) {
+            wait_for(sub { 0 }, 1.5);
+            is(scalar(@heads), 1, "$pad bytes of headers: one handshake, "
+                . 'the connection stays open');
+            $t->no_error_log(qr/invalid handshake response/,
+                "$pad bytes of headers: accepted");
+        } else {
+            ok(wait_for(sub { @heads >= 2 }, 5),
+                "$pad bytes of headers: refused, and retried");
+            $t->error_log_like(
+                qr/\[error\] .*invalid handshake response: message too big/,
+                "$pad bytes of headers: logged as too big");
+        }
+        $t->stop;
+        Mojo::IOLoop->remove($id);
+    }
 };
 
 done_testing();
