@@ -298,6 +298,7 @@ struct ngx_http_amonitor_worker_s {
     amon_buf_t                     convert; /* the other encoding */
     ngx_uint_t                     panel_seq;
     ngx_uint_t                     ndynamic; /* learned upstreams */
+    ngx_msec_t                     starved_logged; /* no connection left */
     ngx_event_t                    reconcile;
     ngx_uint_t                     registry_gen;
     ngx_http_amonitor_dial_pt      dial;

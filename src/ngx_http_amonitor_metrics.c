@@ -223,7 +223,7 @@ ngx_http_amonitor_metrics_targets(
         p = ngx_http_amonitor_metrics_head(p, names[k], types[k], helps[k]);
 
         for (i = 0; i < n; i++) {
-            ts = sh->targets[i];
+            ts = ngx_http_amonitor_tracked(sh, i);
             id.data = ts->data;
             id.len = ts->id_len;
 

@@ -62,14 +62,24 @@ typedef struct {
  * state (up while at least one worker has a connection open), since when
  * and why, the last heartbeat (bytes as forwarded, at most
  * NGX_HTTP_AMONITOR_HB_KEEP), and per-target counters for metrics.
- * Records are never removed (at most NGX_HTTP_AMONITOR_MAX_TRACKED).
+ * Records are never removed or moved (at most
+ * NGX_HTTP_AMONITOR_MAX_TRACKED): they are listed in chunks of
+ * NGX_HTTP_AMONITOR_TRACK_CHUNK pointers, allocated as targets come, so
+ * that readers walk them without the mutex; a hash finds one by name.
  */
-#define NGX_HTTP_AMONITOR_MAX_TRACKED 512
+#define NGX_HTTP_AMONITOR_TRACK_CHUNK   512
+#define NGX_HTTP_AMONITOR_TRACK_CHUNKS  128
+#define NGX_HTTP_AMONITOR_MAX_TRACKED                                      \
+    (NGX_HTTP_AMONITOR_TRACK_CHUNK * NGX_HTTP_AMONITOR_TRACK_CHUNKS)
+#define NGX_HTTP_AMONITOR_TRACK_BUCKETS 1024
 #define NGX_HTTP_AMONITOR_HB_KEEP     4096
 #define NGX_HTTP_AMONITOR_REASON_MAX  64
 #define NGX_HTTP_AMONITOR_RTT_BUCKETS 14 /* 13 bounds and +Inf */
 
-typedef struct {
+typedef struct ngx_http_amonitor_tstate_s ngx_http_amonitor_tstate_t;
+
+struct ngx_http_amonitor_tstate_s {
+    ngx_http_amonitor_tstate_t *next; /* in its hash bucket */
     ngx_atomic_t hb_hash; /* crc32 of the kept heartbeat's msg_id */
     ngx_atomic_t hb_at; /* when it was kept, ms since the epoch */
     ngx_atomic_t actions; /* forwarded to the SDK */
@@ -87,7 +97,7 @@ typedef struct {
     u_char       reason_len;
     u_char       reason[NGX_HTTP_AMONITOR_REASON_MAX];
     u_char       data[1]; /* id, then url */
-} ngx_http_amonitor_tstate_t;
+};
 
 
 /* a copy of one record, made under the mutex for the snapshot */
@@ -113,12 +123,20 @@ typedef struct {
 
 /* the part of the zone the state and metrics code shares */
 typedef struct {
-    ngx_uint_t                  ntargets;
-    ngx_http_amonitor_tstate_t *targets[NGX_HTTP_AMONITOR_MAX_TRACKED];
+    ngx_uint_t                   ntargets;
+    ngx_http_amonitor_tstate_t **chunks[NGX_HTTP_AMONITOR_TRACK_CHUNKS];
+    ngx_http_amonitor_tstate_t  *buckets[NGX_HTTP_AMONITOR_TRACK_BUCKETS];
+    ngx_uint_t                   untracked; /* targets refused: full */
     ngx_atomic_t rtt[NGX_HTTP_AMONITOR_RTT_BUCKETS]; /* not cumulative */
     ngx_atomic_t rtt_sum_us;
     ngx_atomic_t redis_connections; /* workers connected to Redis */
 } ngx_http_amonitor_shared_t;
+
+
+/* record "i" (< ntargets): its chunk exists once ntargets counts it */
+#define ngx_http_amonitor_tracked(sh, i)                                   \
+    ((sh)->chunks[(i) / NGX_HTTP_AMONITOR_TRACK_CHUNK]                     \
+                 [(i) % NGX_HTTP_AMONITOR_TRACK_CHUNK])
 
 
 typedef void (*ngx_http_amonitor_claim_pt)(

@@ -18,6 +18,9 @@
 
 
 static uint64_t ngx_http_amonitor_state_now(void);
+static ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target_new(
+    ngx_slab_pool_t *shpool, ngx_http_amonitor_shared_t *sh, ngx_str_t *id,
+    ngx_str_t *url, ngx_uint_t dynamic);
 
 
 /* upper bounds of the round-trip buckets, ms; the last is +Inf */
@@ -40,10 +43,10 @@ ngx_http_amonitor_tstate_t *
 ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
     ngx_str_t *url, ngx_uint_t dynamic)
 {
-    ngx_uint_t                  i;
+    uint32_t                    hash;
     ngx_slab_pool_t            *shpool;
     ngx_http_amonitor_shared_t *sh;
-    ngx_http_amonitor_tstate_t *ts, *found;
+    ngx_http_amonitor_tstate_t *ts, **b;
 
     if (st == NULL || st->zone == NULL || id->len > 256
         || url->len > AMON_MAX_URL_LEN + 16) {
@@ -52,40 +55,86 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
 
     sh = ngx_http_amonitor_store_shm_shared(st->zone);
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
-    found = NULL;
+    hash = ngx_crc32_short(id->data, id->len);
+    b = &sh->buckets[hash % NGX_HTTP_AMONITOR_TRACK_BUCKETS];
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    for (i = 0; i < sh->ntargets; i++) {
-        ts = sh->targets[i];
-
+    for (ts = *b; ts; ts = ts->next) {
         if (ngx_memn2cmp(ts->data, id->data, ts->id_len, id->len) == 0) {
-            found = ts;
             break;
         }
     }
 
-    if (found == NULL && sh->ntargets < NGX_HTTP_AMONITOR_MAX_TRACKED) {
-        found = ngx_slab_calloc_locked(shpool,
-            offsetof(ngx_http_amonitor_tstate_t, data) + id->len + url->len);
+    if (ts == NULL) {
+        ts = ngx_http_amonitor_store_target_new(shpool, sh, id, url, dynamic);
 
-        if (found != NULL) {
-            found->id_len = (u_short) id->len;
-            found->url_len = (u_short) url->len;
-            found->dynamic = (u_char) dynamic;
-            found->since = ngx_http_amonitor_state_now();
-            ngx_memcpy(found->data, id->data, id->len);
-            ngx_memcpy(found->data + id->len, url->data, url->len);
-
-            /* visible to readers only once it is complete */
-            ngx_memory_barrier();
-            sh->targets[sh->ntargets++] = found;
+        if (ts) {
+            ts->next = *b;
+            *b = ts;
         }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    return found;
+    return ts;
+}
+
+
+/* a new record, listed last; under the mutex */
+static ngx_http_amonitor_tstate_t *
+ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
+    ngx_http_amonitor_shared_t *sh, ngx_str_t *id, ngx_str_t *url,
+    ngx_uint_t dynamic)
+{
+    ngx_uint_t                   n;
+    ngx_http_amonitor_tstate_t  *ts, ***chunk;
+
+    n = sh->ntargets;
+
+    if (n >= NGX_HTTP_AMONITOR_MAX_TRACKED) {
+        if (sh->untracked++ == 0) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                "amonitor: more than %d targets: the state of target \"%V\" "
+                "and of later ones is not kept (snapshots, metrics)",
+                NGX_HTTP_AMONITOR_MAX_TRACKED, id);
+        }
+
+        return NULL;
+    }
+
+    chunk = &sh->chunks[n / NGX_HTTP_AMONITOR_TRACK_CHUNK];
+
+    if (*chunk == NULL) {
+        *chunk = ngx_slab_calloc_locked(shpool,
+            NGX_HTTP_AMONITOR_TRACK_CHUNK * sizeof(void *));
+
+        if (*chunk == NULL) {
+            return NULL;
+        }
+    }
+
+    ts = ngx_slab_calloc_locked(shpool,
+        offsetof(ngx_http_amonitor_tstate_t, data) + id->len + url->len);
+
+    if (ts == NULL) {
+        return NULL;
+    }
+
+    ts->id_len = (u_short) id->len;
+    ts->url_len = (u_short) url->len;
+    ts->dynamic = (u_char) dynamic;
+    ts->since = ngx_http_amonitor_state_now();
+    ngx_memcpy(ts->data, id->data, id->len);
+    ngx_memcpy(ts->data + id->len, url->data, url->len);
+
+    (*chunk)[n % NGX_HTTP_AMONITOR_TRACK_CHUNK] = ts;
+
+    /* visible to readers only once it is complete */
+    ngx_memory_barrier();
+    sh->ntargets = n + 1;
+
+    return ts;
 }
 
 
@@ -232,7 +281,7 @@ ngx_http_amonitor_store_target_copy(
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    ts = sh->targets[i];
+    ts = ngx_http_amonitor_tracked(sh, i);
 
     out->id.data = out->idbuf;
     out->id.len = ts->id_len;

@@ -19,6 +19,9 @@
 /* the handshake buffer's first size; it grows to AMON_WS_MAX_RESPONSE */
 #define NGX_HTTP_AMONITOR_HS_SMALL 1024
 
+/* connections a worker keeps free of dials (its channel, some panels) */
+#define NGX_HTTP_AMONITOR_CONN_RESERVE 16
+
 
 static ngx_uint_t ngx_http_amonitor_upstream_hs_over(
     ngx_http_amonitor_upstream_t *u, ngx_event_t *ev, const char *what);
@@ -36,6 +39,8 @@ static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
 static void      ngx_http_amonitor_upstream_ssl_done(
          ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
 static void ngx_http_amonitor_upstream_hs_free(ngx_http_amonitor_upstream_t *u);
+static ngx_uint_t ngx_http_amonitor_upstream_starved(
+    ngx_http_amonitor_upstream_t *u);
 static ngx_int_t ngx_http_amonitor_upstream_hs_grow(
     ngx_http_amonitor_upstream_t *u, size_t size);
 
@@ -465,6 +470,38 @@ ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c)
 }
 
 
+/*
+ * Dials leave NGX_HTTP_AMONITOR_CONN_RESERVE connections of the worker
+ * free: for the worker's channel to the master (taken after the
+ * modules' init_process: without it the worker exits and is not
+ * respawned) and for panels.  Said once a minute per worker, not once
+ * per target and attempt.
+ */
+static ngx_uint_t
+ngx_http_amonitor_upstream_starved(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_worker_t *w;
+
+    if (ngx_cycle->free_connection_n >= NGX_HTTP_AMONITOR_CONN_RESERVE) {
+        return 0;
+    }
+
+    w = u->worker;
+
+    if (w->starved_logged == 0
+        || ngx_current_msec - w->starved_logged >= 60000) {
+        ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+            "amonitor: no free connection to dial target \"%V\" (nor, "
+            "for a minute, the next ones): %ui worker_connections are not "
+            "enough for this worker's targets and panels",
+            &u->id, ngx_cycle->connection_n);
+        w->starved_logged = ngx_current_msec ? ngx_current_msec : 1;
+    }
+
+    return 1;
+}
+
+
 /* the client handshake request of this attempt, with a fresh key */
 static ngx_int_t
 ngx_http_amonitor_upstream_hs_request(ngx_http_amonitor_upstream_t *u)
@@ -572,6 +609,11 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     if (!ngx_http_amonitor_cluster_may_dial(u)) {
         /* amonitor_cluster: another worker holds it; a lease kicks it */
         u->state = NGX_HTTP_AMONITOR_UP_BACKOFF;
+        return;
+    }
+
+    if (ngx_http_amonitor_upstream_starved(u)) {
+        ngx_http_amonitor_upstream_fail(u);
         return;
     }
 
