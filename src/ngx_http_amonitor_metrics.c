@@ -29,8 +29,9 @@ typedef struct {
 static u_char *ngx_http_amonitor_metrics_head(
     u_char *p, const char *name, const char *type, const char *help);
 static u_char *ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v);
-static u_char *ngx_http_amonitor_metrics_targets(
-    u_char *p, ngx_http_amonitor_worker_t *w, ngx_http_amonitor_shared_t *sh);
+static u_char *ngx_http_amonitor_metrics_targets(u_char *p,
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_shared_t *sh,
+    ngx_uint_t n);
 static u_char *ngx_http_amonitor_metrics_rtt(
     u_char *p, ngx_http_amonitor_shared_t *sh);
 
@@ -80,6 +81,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     size_t                         len;
     u_char                        *p;
     ngx_int_t                      rc;
+    ngx_uint_t                     i, n;
     ngx_buf_t                     *b;
     ngx_atomic_t                  *v;
     ngx_http_amonitor_metric_t    *m;
@@ -107,9 +109,17 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     sh = ngx_http_amonitor_store_shm_shared(amcf->shm_zone);
     ngx_http_amonitor_store_shm_counters_sum(amcf->shm_zone, &sum);
 
-    /* each target: 5 series of a few lines, its name escaped (x2) */
+    /*
+     * each target: 5 series of a few lines, its name escaped (x2); the
+     * records counted now are the ones written (later ones wait)
+     */
+    n = sh->ntargets;
     len = 8192 + NGX_HTTP_AMONITOR_RTT_BUCKETS * 64
-        + sh->ntargets * 5 * (NGX_HTTP_AMONITOR_METRIC_LINE + 2 * 256);
+        + n * 5 * NGX_HTTP_AMONITOR_METRIC_LINE;
+
+    for (i = 0; i < n; i++) {
+        len += 5 * 2 * ngx_http_amonitor_tracked(sh, i)->id_len;
+    }
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -144,7 +154,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
             p, "amonitor_redis_connections %uA\n", sh->redis_connections);
     }
 
-    p = ngx_http_amonitor_metrics_targets(p, w, sh);
+    p = ngx_http_amonitor_metrics_targets(p, w, sh, n);
     p = ngx_http_amonitor_metrics_rtt(p, sh);
 
     b->last = p;
@@ -196,12 +206,12 @@ ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v)
  * left out, as in a new panel's snapshot.
  */
 static u_char *
-ngx_http_amonitor_metrics_targets(
-    u_char *p, ngx_http_amonitor_worker_t *w, ngx_http_amonitor_shared_t *sh)
+ngx_http_amonitor_metrics_targets(u_char *p, ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_shared_t *sh, ngx_uint_t n)
 {
     uint64_t                    now, at;
     ngx_str_t                   id;
-    ngx_uint_t                  i, k, n;
+    ngx_uint_t                  i, k;
     ngx_time_t                 *tp;
     ngx_http_amonitor_tstate_t *ts;
 
@@ -217,7 +227,6 @@ ngx_http_amonitor_metrics_targets(
 
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000 + tp->msec;
-    n = sh->ntargets;
 
     for (k = 0; k < 4; k++) {
         p = ngx_http_amonitor_metrics_head(p, names[k], types[k], helps[k]);

@@ -67,14 +67,14 @@ typedef struct {
  * NGX_HTTP_AMONITOR_TRACK_CHUNK pointers, allocated as targets come, so
  * that readers walk them without the mutex; a hash finds one by name.
  */
-#define NGX_HTTP_AMONITOR_TRACK_CHUNK   512
-#define NGX_HTTP_AMONITOR_TRACK_CHUNKS  128
-#define NGX_HTTP_AMONITOR_MAX_TRACKED                                      \
+#define NGX_HTTP_AMONITOR_TRACK_CHUNK  512
+#define NGX_HTTP_AMONITOR_TRACK_CHUNKS 128
+#define NGX_HTTP_AMONITOR_MAX_TRACKED \
     (NGX_HTTP_AMONITOR_TRACK_CHUNK * NGX_HTTP_AMONITOR_TRACK_CHUNKS)
 #define NGX_HTTP_AMONITOR_TRACK_BUCKETS 1024
-#define NGX_HTTP_AMONITOR_HB_KEEP     4096
-#define NGX_HTTP_AMONITOR_REASON_MAX  64
-#define NGX_HTTP_AMONITOR_RTT_BUCKETS 14 /* 13 bounds and +Inf */
+#define NGX_HTTP_AMONITOR_HB_KEEP       4096
+#define NGX_HTTP_AMONITOR_REASON_MAX    64
+#define NGX_HTTP_AMONITOR_RTT_BUCKETS   14 /* 13 bounds and +Inf */
 
 typedef struct ngx_http_amonitor_tstate_s ngx_http_amonitor_tstate_t;
 
@@ -134,8 +134,8 @@ typedef struct {
 
 
 /* record "i" (< ntargets): its chunk exists once ntargets counts it */
-#define ngx_http_amonitor_tracked(sh, i)                                   \
-    ((sh)->chunks[(i) / NGX_HTTP_AMONITOR_TRACK_CHUNK]                     \
+#define ngx_http_amonitor_tracked(sh, i) \
+    ((sh)->chunks[(i) / NGX_HTTP_AMONITOR_TRACK_CHUNK] \
                  [(i) % NGX_HTTP_AMONITOR_TRACK_CHUNK])
 
 

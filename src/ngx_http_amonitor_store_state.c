@@ -17,7 +17,7 @@
 #define NGX_HTTP_AMONITOR_HB_MIN 256 /* first room for a heartbeat */
 
 
-static uint64_t ngx_http_amonitor_state_now(void);
+static uint64_t                    ngx_http_amonitor_state_now(void);
 static ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target_new(
     ngx_slab_pool_t *shpool, ngx_http_amonitor_shared_t *sh, ngx_str_t *id,
     ngx_str_t *url, ngx_uint_t dynamic);
@@ -87,8 +87,8 @@ ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
     ngx_http_amonitor_shared_t *sh, ngx_str_t *id, ngx_str_t *url,
     ngx_uint_t dynamic)
 {
-    ngx_uint_t                   n;
-    ngx_http_amonitor_tstate_t  *ts, ***chunk;
+    ngx_uint_t                  n;
+    ngx_http_amonitor_tstate_t *ts, ***chunk;
 
     n = sh->ntargets;
 
@@ -106,8 +106,8 @@ ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
     chunk = &sh->chunks[n / NGX_HTTP_AMONITOR_TRACK_CHUNK];
 
     if (*chunk == NULL) {
-        *chunk = ngx_slab_calloc_locked(shpool,
-            NGX_HTTP_AMONITOR_TRACK_CHUNK * sizeof(void *));
+        *chunk = ngx_slab_calloc_locked(
+            shpool, NGX_HTTP_AMONITOR_TRACK_CHUNK * sizeof(void *));
 
         if (*chunk == NULL) {
             return NULL;

@@ -238,8 +238,7 @@ ngx_http_amonitor_upstream_hs_read(ngx_event_t *rev)
 
             if (u->hs->end - u->hs->start < AMON_WS_MAX_RESPONSE) {
                 /* a long response: up to the full limit */
-                if (ngx_http_amonitor_upstream_hs_grow(
-                        u, AMON_WS_MAX_RESPONSE)
+                if (ngx_http_amonitor_upstream_hs_grow(u, AMON_WS_MAX_RESPONSE)
                     != NGX_OK) {
                     ngx_http_amonitor_upstream_fail(u);
                     return;
@@ -558,8 +557,7 @@ ngx_http_amonitor_upstream_hs_request(ngx_http_amonitor_upstream_t *u)
  * that reconnects does not leave an 8 KiB hole in the heap behind it.
  */
 static ngx_int_t
-ngx_http_amonitor_upstream_hs_grow(
-    ngx_http_amonitor_upstream_t *u, size_t size)
+ngx_http_amonitor_upstream_hs_grow(ngx_http_amonitor_upstream_t *u, size_t size)
 {
     u_char *p;
 
