@@ -17,36 +17,45 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0007ULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e0008ULL
 
 
 typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;
 
 struct ngx_http_amonitor_node_s {
-    ngx_http_amonitor_node_t *next; /* in its bucket */
-    ngx_queue_t               queue; /* in the LRU */
-    ngx_msec_t                expire;
-    uint32_t                  hash; /* crc32 of the msg_id */
-    u_char                    state;
-    u_short                   id_len;
-    u_short                   result_len;
-    u_short                   room; /* bytes for a result after the id */
-    u_char                    data[1]; /* id, then result */
+    ngx_queue_t queue; /* in the LRU */
+    ngx_msec_t  expire;
+    uint32_t    hash; /* crc32 of the msg_id */
+    u_char      state;
+    u_short     id_len;
+    u_short     result_len;
+    u_short     room; /* bytes for a result after the id */
+    u_char      data[1]; /* id, then result */
 };
 
 
 /*
- * One bucket per NGX_HTTP_AMONITOR_NODE_MIN bytes of the zone (a power of
- * two): a full zone has chains of about one node, so a lookup costs a
- * bucket and a node whatever the number of entries (an rbtree of a
- * million entries costs twenty nodes, each a likely cache miss).
+ * The index: open addressing with linear probing, two slots per
+ * NGX_HTTP_AMONITOR_NODE_MIN bytes of the zone (a power of two), so that
+ * it is at most half full.  A slot holds the node's hash and its offset
+ * in the zone: a msg_id seen for the first time (every new action) is
+ * told absent from one cache line of slots without reading any node, and
+ * an evicted node is unlinked without walking a chain.  An rbtree of a
+ * million entries costs twenty nodes, each a likely cache miss.
  */
+#define ngx_http_amonitor_slot(hash, off) \
+    (((uint64_t) (hash) << 32) | (uint64_t) ((off) >> 3))
+#define ngx_http_amonitor_slot_hash(s) ((uint32_t) ((s) >> 32))
+#define ngx_http_amonitor_slot_node(shpool, s) \
+    ((ngx_http_amonitor_node_t *) ((u_char *) (shpool) \
+        + (((s) &0xffffffff) << 3)))
+
 typedef struct {
     /* first: the slab gives the context page-aligned, the slots lines */
     ngx_http_amonitor_counter_slot_t counters[NGX_HTTP_AMONITOR_COUNTER_SLOTS];
     uint64_t                         magic;
-    ngx_http_amonitor_node_t       **buckets;
-    ngx_uint_t                       mask; /* buckets - 1 */
+    uint64_t                        *slots;
+    ngx_uint_t                       mask; /* slots - 1 */
     ngx_queue_t                      lru;
     ngx_http_amonitor_registry_t     registry; /* registry.c */
     ngx_http_amonitor_shared_t       shared; /* target state, histogram */
@@ -70,7 +79,7 @@ typedef struct {
 
 static ngx_uint_t ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_lookup(
-    ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash);
+    ngx_http_amonitor_shm_t *ctx, ngx_str_t *id, uint32_t hash);
 static void ngx_http_amonitor_shm_expire(
     ngx_http_amonitor_shm_t *ctx, ngx_uint_t force);
 static void ngx_http_amonitor_shm_delete(
@@ -190,12 +199,12 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     shm_zone->data = sh;
 
-    for (n = 64; n < shm_zone->shm.size / NGX_HTTP_AMONITOR_NODE_MIN;
+    for (n = 64; n < 2 * (shm_zone->shm.size / NGX_HTTP_AMONITOR_NODE_MIN);
          n <<= 1) { /* void */
     }
 
-    sh->buckets = ngx_slab_calloc(shpool, n * sizeof(void *));
-    if (sh->buckets == NULL) {
+    sh->slots = ngx_slab_calloc(shpool, n * sizeof(uint64_t));
+    if (sh->slots == NULL) {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
             "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
         return NGX_ERROR;
@@ -301,14 +310,23 @@ ngx_http_amonitor_store_shm_create(
 
 static ngx_http_amonitor_node_t *
 ngx_http_amonitor_shm_lookup(
-    ngx_http_amonitor_shctx_t *sh, ngx_str_t *id, uint32_t hash)
+    ngx_http_amonitor_shm_t *ctx, ngx_str_t *id, uint32_t hash)
 {
+    uint64_t                  s;
+    ngx_uint_t                i, mask;
     ngx_http_amonitor_node_t *an;
 
-    for (an = sh->buckets[hash & sh->mask]; an; an = an->next) {
-        if (an->hash == hash
-            && ngx_memn2cmp(id->data, an->data, id->len, (size_t) an->id_len)
-                == 0) {
+    mask = ctx->sh->mask;
+
+    for (i = hash & mask; (s = ctx->sh->slots[i]) != 0; i = (i + 1) & mask) {
+        if (ngx_http_amonitor_slot_hash(s) != hash) {
+            continue;
+        }
+
+        an = ngx_http_amonitor_slot_node(ctx->shpool, s);
+
+        if (ngx_memn2cmp(id->data, an->data, id->len, (size_t) an->id_len)
+            == 0) {
             return an;
         }
     }
@@ -317,20 +335,46 @@ ngx_http_amonitor_shm_lookup(
 }
 
 
+/*
+ * Unlink "an" from the index: later slots of its run that may live in the
+ * freed slot move back into it (linear probing's deletion), so that no
+ * lookup stops early at a hole.
+ */
 static void
 ngx_http_amonitor_shm_delete(
     ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an)
 {
-    ngx_http_amonitor_node_t **p;
+    uint64_t  *slots, me;
+    ngx_uint_t i, j, home, mask;
 
     ngx_queue_remove(&an->queue);
 
-    for (p = &ctx->sh->buckets[an->hash & ctx->sh->mask]; *p; p = &(*p)->next) {
-        if (*p == an) {
-            *p = an->next;
-            break;
+    slots = ctx->sh->slots;
+    mask = ctx->sh->mask;
+    me = ngx_http_amonitor_slot(
+        an->hash, (u_char *) an - (u_char *) ctx->shpool);
+
+    for (i = an->hash & mask; slots[i] != me; i = (i + 1) & mask) {
+        if (slots[i] == 0) {
+            /* not indexed: cannot happen */
+            ngx_slab_free_locked(ctx->shpool, an);
+            return;
         }
     }
+
+    for (j = (i + 1) & mask; slots[j] != 0; j = (j + 1) & mask) {
+        home = ngx_http_amonitor_slot_hash(slots[j]) & mask;
+
+        /* it stays when its home is cyclically in (i, j] */
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j)) {
+            continue;
+        }
+
+        slots[i] = slots[j];
+        i = j;
+    }
+
+    slots[i] = 0;
 
     ngx_slab_free_locked(ctx->shpool, an);
 }
@@ -408,7 +452,8 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
     ngx_uint_t *evicted)
 {
     size_t                    rlen, size, cap;
-    ngx_http_amonitor_node_t *an, **b;
+    ngx_uint_t                i, mask;
+    ngx_http_amonitor_node_t *an;
 
     rlen = result ? result->len : 0;
 
@@ -446,9 +491,14 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
         ngx_memcpy(an->data + msg_id->len, result->data, rlen);
     }
 
-    b = &ctx->sh->buckets[hash & ctx->sh->mask];
-    an->next = *b;
-    *b = an;
+    mask = ctx->sh->mask;
+
+    for (i = hash & mask; ctx->sh->slots[i] != 0; i = (i + 1) & mask) {
+        /* void: at most half full */
+    }
+
+    ctx->sh->slots[i] =
+        ngx_http_amonitor_slot(hash, (u_char *) an - (u_char *) ctx->shpool);
 
     ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
 
@@ -527,7 +577,7 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+    an = ngx_http_amonitor_shm_lookup(ctx, msg_id, hash);
 
     if (an != NULL && (ngx_msec_int_t) (an->expire - ngx_current_msec) <= 0) {
         ngx_http_amonitor_shm_delete(ctx, an);
@@ -578,7 +628,7 @@ ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+    an = ngx_http_amonitor_shm_lookup(ctx, msg_id, hash);
 
     if (an != NULL && (ngx_msec_int_t) (an->expire - ngx_current_msec) > 0) {
         *state = an->state;
@@ -615,7 +665,7 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    old = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+    old = ngx_http_amonitor_shm_lookup(ctx, msg_id, hash);
 
     if (old != NULL && r.len <= old->room) {
         /* the usual case: the result fits where the claim is */
@@ -662,7 +712,7 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    an = ngx_http_amonitor_shm_lookup(ctx->sh, msg_id, hash);
+    an = ngx_http_amonitor_shm_lookup(ctx, msg_id, hash);
 
     if (an != NULL && an->state == NGX_HTTP_AMONITOR_CLAIM_PENDING) {
         ngx_http_amonitor_shm_delete(ctx, an);
