@@ -236,7 +236,9 @@ ngx_http_amonitor_metrics_targets(u_char *p, ngx_http_amonitor_worker_t *w,
             id.data = ts->data;
             id.len = ts->id_len;
 
-            if (!ts->dynamic && ngx_http_amonitor_target_find(w, &id) == NULL) {
+            if (ts->forgotten
+                || (!ts->dynamic
+                    && ngx_http_amonitor_target_find(w, &id) == NULL)) {
                 continue;
             }
 

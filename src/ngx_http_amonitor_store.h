@@ -94,6 +94,7 @@ struct ngx_http_amonitor_tstate_s {
     u_char       hb_opcode;
     u_char       state; /* 1: up */
     u_char       dynamic;
+    u_char       forgotten; /* a learned target no worker keeps */
     u_char       reason_len;
     u_char       reason[NGX_HTTP_AMONITOR_REASON_MAX];
     u_char       data[1]; /* id, then url */
@@ -216,6 +217,8 @@ ngx_http_amonitor_shared_t *ngx_http_amonitor_store_shm_shared(
 ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target(
     ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url,
     ngx_uint_t dynamic);
+void ngx_http_amonitor_store_target_forget(
+    ngx_http_amonitor_store_t *st, ngx_http_amonitor_tstate_t *ts);
 void      ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
          ngx_http_amonitor_tstate_t *ts, ngx_uint_t up, ngx_uint_t was_open,
          const char *reason);

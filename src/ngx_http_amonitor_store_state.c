@@ -66,7 +66,11 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
         }
     }
 
-    if (ts == NULL) {
+    if (ts) {
+        /* learned again */
+        ts->forgotten = 0;
+
+    } else {
         ts = ngx_http_amonitor_store_target_new(shpool, sh, id, url, dynamic);
 
         if (ts) {
@@ -135,6 +139,28 @@ ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
     sh->ntargets = n + 1;
 
     return ts;
+}
+
+
+/*
+ * A learned target was forgotten: its record stays (records never move)
+ * but it is left out of metrics until it is learned again.
+ */
+void
+ngx_http_amonitor_store_target_forget(
+    ngx_http_amonitor_store_t *st, ngx_http_amonitor_tstate_t *ts)
+{
+    ngx_slab_pool_t *shpool;
+
+    if (ts == NULL || st == NULL || st->zone == NULL) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    ts->forgotten = 1;
+    ngx_shmtx_unlock(&shpool->mutex);
 }
 
 

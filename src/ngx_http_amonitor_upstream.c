@@ -370,6 +370,7 @@ ngx_http_amonitor_upstream_drop(
 
     if (u->dynamic) {
         w->ndynamic--;
+        ngx_http_amonitor_store_target_forget(w->store, u->tstate);
     }
 
     ngx_destroy_pool(u->pool);

@@ -47,6 +47,7 @@ EOC
         location = /ws/panel { amonitor_panel on; }
         location = /ws/snap { amonitor_panel on; amonitor_panel_snapshot on; }
         location = /status { amonitor_status; }
+        location = /metrics { amonitor_metrics; }
 EOC
 )->run;
 
@@ -181,6 +182,10 @@ subtest 'a learned target that is gone expires' => sub {
     ok((grep { $_ eq 'd1' } @ids), 'a new panel\'s snapshot has d1');
     ok(!(grep { $_ eq 'd0' } @ids), 'but not the forgotten d0');
     $n->close(1000);
+    my $m = $t->http_get('/metrics')->{body} // '';
+    like($m, qr/^amonitor_target_up\{target="d1"\} 1$/m,
+        '/metrics has d1');
+    unlike($m, qr/target="d0"/, 'but no series of the forgotten d0');
 };
 
 subtest 'a reload re-checks learned URLs against the allow patterns' => sub {
