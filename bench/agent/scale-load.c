@@ -1427,10 +1427,15 @@ scale_options(int argc, char **argv)
         }
     }
 
-    /* enough processes that none holds more than ~5,000 connections */
+    /*
+     * One listening socket per SDK process, each dialed by at most ~2,000
+     * agent connections: a worker dials every target at once when it
+     * starts, and an accept queue (net.core.somaxconn, 4096 here) that
+     * overflows drops SYNs, which the agent sees as connect timeouts.
+     */
     if (scale_opt.sdk_procs == 0) {
         scale_opt.sdk_procs =
-            (scale_opt.targets * scale_opt.workers + 4999) / 5000;
+            (scale_opt.targets * scale_opt.workers + 1999) / 2000;
         scale_opt.sdk_procs += scale_opt.sdk_procs < 2;
     }
 

@@ -178,6 +178,24 @@ echo "error_log: $(grep -c '\[alert\]\|\[crit\]\|\[emerg\]' "$LOG" || true)" \
     "$(grep -c '\[warn\]' "$LOG" || true) warn"
 grep -v '\[notice\]\|\[info\]' "$LOG" | head -5 || true
 
+# stop nginx while every SDK and panel is still connected, as a real
+# shutdown finds them, and time it: the master kills a worker that has not
+# exited about a second after SIGTERM ("exited on signal 9")
+LINES=$(wc -l < "$LOG")
+MASTER=$(cat "$PREFIX/nginx.pid")
+T0=$(date +%s.%N)
+"$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$LOG" -s "${STOP:-stop}"
+for _ in $(seq 1 600); do
+    kill -0 "$MASTER" 2>/dev/null || break
+    sleep 0.05
+done
+awk -v s="$T0" -v e="$(date +%s.%N)" \
+    'BEGIN { printf "nginx_stop_s=%.2f", e - s }'
+echo " (nginx -s ${STOP:-stop}), then in the log:" \
+    "$(tail -n +$((LINES + 1)) "$LOG" | grep -c '\[alert\]' || true) alert," \
+    "$(tail -n +$((LINES + 1)) "$LOG" | grep -c '\[error\]' || true) error"
+tail -n +$((LINES + 1)) "$LOG" | grep '\[alert\]' | head -3 || true
+
 if kill -0 "$LOAD_PID" 2>/dev/null; then
     kill -TERM "$LOAD_PID"
 fi
