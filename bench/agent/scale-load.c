@@ -87,7 +87,10 @@ typedef struct {
     uint64_t bad; /* messages that are not what was expected */
     uint64_t last_read; /* ns of the last window heartbeat read */
     uint64_t lat[SCALE_BUCKETS]; /* made -> read, microseconds */
-    uint64_t conn[SCALE_BUCKETS]; /* panel connect -> 101, microseconds */
+    uint64_t last_accept; /* SDK: ns of the last connection accepted */
+    uint64_t lat_all[SCALE_BUCKETS]; /* the same, panels taking all */
+    uint64_t conn[SCALE_BUCKETS]; /* panel: connect -> 101; SDK: accept ->
+                                     upgrade request read, microseconds */
 } scale_child_t;
 
 
@@ -156,6 +159,7 @@ static struct {
 
 
 static volatile sig_atomic_t scale_quit;
+static uint64_t              scale_nginx_seen; /* ns: pid file appeared */
 static scale_shared_t       *scale_sh;
 static scale_child_t        *scale_me;
 static int                   scale_ep;
@@ -582,6 +586,7 @@ scale_sdk_handshake(scale_conn_t *c)
     c->state = SCALE_OPEN;
     scale_me->open++;
     scale_sdk_attach(c);
+    scale_hist_add(scale_me->conn, (scale_now() - c->started) / 1000);
 
     /* the agent sends nothing before our answer; anything more is dropped */
     free(c->hs);
@@ -616,6 +621,7 @@ scale_sdk_accept(scale_conn_t *l)
         amon_ws_session_init(
             &c->session, 0, SCALE_MAX_MESSAGE, NULL, NULL, NULL);
         scale_me->accepted++;
+        c->started = scale_me->last_accept = scale_now();
     }
 }
 
@@ -949,7 +955,9 @@ scale_panel_read_message(scale_conn_t *c, const unsigned char *p, size_t len)
         now = scale_now();
         scale_me->delivered++;
         scale_me->last_read = now;
-        scale_hist_add(scale_me->lat, now > m.sent ? (now - m.sent) / 1000 : 0);
+        scale_hist_add(
+            c->id < scale_opt.panels ? scale_me->lat : scale_me->lat_all,
+            now > m.sent ? (now - m.sent) / 1000 : 0);
     }
 }
 
@@ -1704,11 +1712,13 @@ scale_report_window(void)
     int           i;
     size_t        b;
     double        expected;
-    uint64_t      lat[SCALE_BUCKETS];
+    uint64_t      lat[SCALE_BUCKETS], sub[SCALE_BUCKETS], all[SCALE_BUCKETS];
     scale_child_t t;
 
     memset(&t, 0, sizeof(t));
     memset(lat, 0, sizeof(lat));
+    memset(sub, 0, sizeof(sub));
+    memset(all, 0, sizeof(all));
 
     for (i = 0; i < scale_opt.sdk_procs + scale_opt.panel_procs; i++) {
         t.ticks += scale_sh->child[i].ticks;
@@ -1726,7 +1736,9 @@ scale_report_window(void)
 
     for (i = 0; i < scale_opt.sdk_procs + scale_opt.panel_procs; i++) {
         for (b = 0; b < SCALE_BUCKETS; b++) {
-            lat[b] += scale_sh->child[i].lat[b];
+            sub[b] += scale_sh->child[i].lat[b];
+            all[b] += scale_sh->child[i].lat_all[b];
+            lat[b] += scale_sh->child[i].lat[b] + scale_sh->child[i].lat_all[b];
         }
     }
 
@@ -1753,6 +1765,10 @@ scale_report_window(void)
         (unsigned long long) t.bad, scale_hist_pct(lat, 50),
         scale_hist_pct(lat, 99), scale_hist_pct(lat, 99.9),
         scale_hist_max(lat));
+    printf("subscribed_panels_p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
+           "all_panels_p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+        scale_hist_pct(sub, 50), scale_hist_pct(sub, 99), scale_hist_max(sub),
+        scale_hist_pct(all, 50), scale_hist_pct(all, 99), scale_hist_max(all));
     printf("connections_closed=%llu handshakes_failed=%llu\n",
         (unsigned long long) t.closed, (unsigned long long) t.refused);
 }
@@ -1763,14 +1779,24 @@ scale_report_connect(double sdk_s, double panel_s)
 {
     int      i;
     size_t   b;
-    uint64_t conn[SCALE_BUCKETS], accepted = 0, refused = 0;
+    uint64_t conn[SCALE_BUCKETS], req[SCALE_BUCKETS], last = 0;
+    uint64_t accepted = 0, refused = 0;
 
     memset(conn, 0, sizeof(conn));
+    memset(req, 0, sizeof(req));
 
     for (i = 0; i < scale_opt.sdk_procs + scale_opt.panel_procs; i++) {
         if (scale_sh->child[i].role == SCALE_SDK) {
             accepted += scale_sh->child[i].accepted;
             refused += scale_sh->child[i].refused;
+            if (scale_sh->child[i].last_accept > last) {
+                last = scale_sh->child[i].last_accept;
+            }
+
+            for (b = 0; b < SCALE_BUCKETS; b++) {
+                req[b] += scale_sh->child[i].conn[b];
+            }
+
             continue;
         }
 
@@ -1783,6 +1809,11 @@ scale_report_connect(double sdk_s, double panel_s)
            "sdk_accepted=%llu sdk_handshakes_failed=%llu\n",
         scale_opt.targets, scale_opt.workers, scale_opt.sdk_procs, sdk_s,
         (unsigned long long) accepted, (unsigned long long) refused);
+    printf("sdk_last_accept_s=%.2f sdk_accept_to_request_p50_ms=%.2f "
+           "p99_ms=%.2f max_ms=%.2f\n",
+        last > scale_nginx_seen ? (double) (last - scale_nginx_seen) / 1e9
+                                : 0.0,
+        scale_hist_pct(req, 50), scale_hist_pct(req, 99), scale_hist_max(req));
     printf("panels=%d+%d per_panel=%d panel_procs=%d panels_up_s=%.2f "
            "connect_p50_ms=%.2f connect_p99_ms=%.2f connect_max_ms=%.2f\n",
         scale_opt.panels, scale_opt.all, scale_opt.per_panel,
@@ -1874,6 +1905,7 @@ main(int argc, char **argv)
     }
 
     master = scale_wait_nginx();
+    scale_nginx_seen = scale_now();
     sdk_s = scale_wait_open(
         SCALE_SDK, scale_opt.targets * scale_opt.workers, "SDK connections");
     nw = scale_workers(master, w, SCALE_MAX_WORKERS * 4);
