@@ -10,9 +10,12 @@
 #   SDKS=10000 PANELS=10000 bash bench/agent/scale.sh
 #
 # Knobs (environment): SDKS, PANELS (default: SDKS), WORKERS (2),
-# INTERVAL (10 s), DURATION (30 s), KEEP=1 keeps the temporary prefix,
-# NGINX (/usr/sbin/nginx), MODULE; other arguments go to scale-load
-# (--sdk-procs, --panel-procs, --batch, --per-panel, --all, ...).
+# INTERVAL (10 s), DURATION (30 s), CONNECT_TIMEOUT (amonitor_connect_
+# timeout, 5s), REUSEPORT=0 (the panel listen without reuseport),
+# STOP=quit (graceful instead of fast shutdown at the end), KEEP=1 keeps
+# the temporary prefix, NGINX (/usr/sbin/nginx), MODULE; other arguments
+# go to scale-load (--sdk-procs, --panel-procs, --batch, --per-panel,
+# --all, ...).
 
 set -eu
 
@@ -93,6 +96,10 @@ port() {
 }
 
 HTTP_PORT=$(port)
+RP=reuseport
+if [ "${REUSEPORT:-1}" = 0 ]; then
+    RP=
+fi
 
 "$LOAD" --targets "$SDKS" --panels "$PANELS" --workers "$WORKERS" \
     --interval "$INTERVAL" --duration "$DURATION" --panel-port "$HTTP_PORT" \
@@ -127,6 +134,7 @@ http {
     scgi_temp_path $PREFIX/scgi_temp;
     amonitor_zone amon 64m;
     amonitor_reconnect 200ms 2s;
+    amonitor_connect_timeout ${CONNECT_TIMEOUT:-5s};
 EOF
     awk -v n="$SDKS" -v ports="$PORTS" 'BEGIN {
         k = split(ports, p, ",");
@@ -137,7 +145,7 @@ EOF
     }'
     cat <<EOF
     server {
-        listen 127.0.0.1:$HTTP_PORT reuseport backlog=4096;
+        listen 127.0.0.1:$HTTP_PORT $RP backlog=4096;
         location = /ws/panel {
             amonitor_panel on;
             amonitor_panel_snapshot off;
@@ -150,6 +158,7 @@ EOF
 
 echo "scale.sh: $SDKS SDKs, $PANELS + 10 panels, worker_processes $WORKERS," \
     "worker_rlimit_nofile $NOFILE, worker_connections $WCONN," \
+    "amonitor_connect_timeout ${CONNECT_TIMEOUT:-5s}, listen ${RP:-(no reuseport)}," \
     "load $(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s.%N)
 "$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log"
