@@ -1,10 +1,12 @@
 #!/bin/bash
 # Many SDKs and many subscribed panels on worker_processes 2: builds
-# bench/agent/scale-load.c against the protocol core, lets it listen for
-# the SDKs, writes an nginx.conf with one amonitor_target per SDK, starts
-# nginx with the module from build/, and lets scale-load connect the
-# panels, wait one interval and measure. Prints scale-load's report, the
-# module's counters (amonitor_status) and what the error log says.
+# scale-load (bench/agent/scale-load.c, scale-io.c, scale-sdk.c,
+# scale-panel.c) against the protocol core, lets it listen for the SDKs,
+# writes an nginx.conf with one amonitor_target per SDK, starts nginx
+# with the module from build/, and lets scale-load connect the panels,
+# wait one interval and measure. Prints scale-load's report, the
+# module's counters (amonitor_status) and what the error log says, then
+# times nginx's stop with everything still connected.
 #
 #   bash bench/agent/scale.sh                         # 2,000 + 2,000
 #   SDKS=10000 PANELS=10000 bash bench/agent/scale.sh
@@ -42,6 +44,7 @@ mkdir -p build/bench
 # shellcheck disable=SC2046
 "$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
     -Isrc/core -Isrc/core/gen -Isrc/posix bench/agent/scale-load.c \
+    bench/agent/scale-io.c bench/agent/scale-sdk.c bench/agent/scale-panel.c \
     build/libamon_posix.a build/libamon_core.a \
     $(sed -e 's/#.*//' src/core/libs.list) -o "$LOAD"
 
@@ -158,7 +161,8 @@ EOF
 
 echo "scale.sh: $SDKS SDKs, $PANELS + 10 panels, worker_processes $WORKERS," \
     "worker_rlimit_nofile $NOFILE, worker_connections $WCONN," \
-    "amonitor_connect_timeout ${CONNECT_TIMEOUT:-5s}, listen ${RP:-(no reuseport)}," \
+    "amonitor_connect_timeout ${CONNECT_TIMEOUT:-5s}," \
+    "listen ${RP:-(no reuseport)}," \
     "load $(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s.%N)
 "$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log"
