@@ -15,9 +15,9 @@
 # INTERVAL (10 s), DURATION (30 s), CONNECT_TIMEOUT (amonitor_connect_
 # timeout, 5s), REUSEPORT=0 (the panel listen without reuseport),
 # STOP=quit (graceful instead of fast shutdown at the end), KEEP=1 keeps
-# the temporary prefix, NGINX (/usr/sbin/nginx), MODULE; other arguments
-# go to scale-load (--sdk-procs, --panel-procs, --batch, --per-panel,
-# --all, ...).
+# the temporary prefix, NGINX_BIN (/usr/sbin/nginx), MODULE; other
+# arguments go to scale-load (--sdk-procs, --panel-procs, --batch,
+# --per-panel, --all, ...).
 
 set -eu
 
@@ -29,7 +29,9 @@ PANELS=${PANELS:-$SDKS}
 WORKERS=${WORKERS:-2}
 INTERVAL=${INTERVAL:-10}
 DURATION=${DURATION:-30}
-NGINX=${NGINX:-/usr/sbin/nginx}
+# not "NGINX": nginx reads that variable (inherited listening sockets)
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+unset NGINX
 MODULE=${MODULE:-$ROOT/build/ngx_http_amonitor_module.so}
 CC=${CC:-cc}
 LOAD=$ROOT/build/bench/scale-load
@@ -72,8 +74,8 @@ LOAD_PID=
 
 cleanup() {
     if [ -f "$PREFIX/nginx.pid" ]; then
-        "$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log" \
-            -s stop 2>/dev/null || true
+        "$NGINX_BIN" -p "$PREFIX" -c "$PREFIX/nginx.conf" \
+            -e "$PREFIX/error.log" -s stop 2>/dev/null || true
         sleep 1
     fi
     if [ -n "$LOAD_PID" ] && kill -0 "$LOAD_PID" 2>/dev/null; then
@@ -165,7 +167,7 @@ echo "scale.sh: $SDKS SDKs, $PANELS + 10 panels, worker_processes $WORKERS," \
     "listen ${RP:-(no reuseport)}," \
     "load $(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s.%N)
-"$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log"
+"$NGINX_BIN" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log"
 
 # scale-load prints "end" after its report and keeps every connection
 # open until told to stop: the counters and the log are read before that
@@ -197,7 +199,7 @@ grep -v '\[notice\]\|\[info\]' "$LOG" | head -5 || true
 LINES=$(wc -l < "$LOG")
 MASTER=$(cat "$PREFIX/nginx.pid")
 T0=$(date +%s.%N)
-"$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$LOG" -s "${STOP:-stop}"
+"$NGINX_BIN" -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$LOG" -s "${STOP:-stop}"
 for _ in $(seq 1 600); do
     kill -0 "$MASTER" 2>/dev/null || break
     sleep 0.05
