@@ -30,6 +30,7 @@
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
 #define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
 #define NGX_HTTP_AMONITOR_RECONCILE     1000 /* look at the registry, ms */
+#define NGX_HTTP_AMONITOR_FIRST_DIALS   256 /* dials per pass at start */
 #define NGX_HTTP_AMONITOR_LOG_SUMMARY   60000 /* an outage's lines, ms */
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 
@@ -139,6 +140,8 @@ typedef union {
 typedef struct {
     ngx_shm_zone_t                 *shm_zone;
     ngx_array_t                     targets; /* target_conf_t */
+    ngx_rbtree_t                   *target_ids; /* while parsing: */
+    ngx_rbtree_t                   *target_urls; /* duplicates */
     ngx_array_t                     allow; /* allow_t */
     ngx_msec_t                      dedupe_ttl;
     ngx_msec_t                      ack_timeout;
@@ -268,6 +271,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
     unsigned   remote_up : 1; /* cluster: up at its owner, counted */
+    unsigned   first_dial : 1; /* configured, not dialed yet */
 };
 
 
@@ -300,6 +304,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_uint_t                     ndynamic; /* learned upstreams */
     ngx_msec_t                     starved_logged; /* no connection left */
     ngx_event_t                    reconcile;
+    ngx_event_t                    first_dials; /* at start, in passes */
     ngx_uint_t                     registry_gen;
     ngx_http_amonitor_dial_pt      dial;
     ngx_http_amonitor_kick_pt      kick;

@@ -26,6 +26,7 @@ static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
 static ngx_int_t ngx_http_amonitor_upstream_tls_name(
     ngx_http_amonitor_upstream_t *u, amon_ws_url_t *wu);
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
+static void ngx_http_amonitor_upstream_first_dials(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_follow(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
 
@@ -48,9 +49,15 @@ ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
 
         u->tls = t[i].tls;
         u->host = t[i].host;
-
-        ngx_http_amonitor_upstream_connect(u);
+        u->first_dial = 1;
     }
+
+    w->first_dials.handler = ngx_http_amonitor_upstream_first_dials;
+    w->first_dials.data = w;
+    w->first_dials.log = w->cycle->log;
+    w->first_dials.cancelable = 1;
+
+    ngx_http_amonitor_upstream_first_dials(&w->first_dials);
 
     w->reconcile.handler = ngx_http_amonitor_upstream_reconcile;
     w->reconcile.data = w;
@@ -71,6 +78,10 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
 
     if (w->reconcile.timer_set) {
         ngx_del_timer(&w->reconcile);
+    }
+
+    if (w->first_dials.timer_set) {
+        ngx_del_timer(&w->first_dials);
     }
 
     while (!ngx_queue_empty(&w->upstreams)) {
@@ -374,6 +385,47 @@ ngx_http_amonitor_upstream_drop(
     }
 
     ngx_destroy_pool(u->pool);
+}
+
+
+/*
+ * The configured targets are dialed NGX_HTTP_AMONITOR_FIRST_DIALS at a
+ * time, one batch per pass of the event loop: connections made by one
+ * batch are answered before the next, and each dial's connect timeout
+ * starts from the time of its own pass.  One loop over 10,000 targets
+ * took longer than amonitor_connect_timeout on a busy machine, with
+ * nginx's cached time standing still, and most of them timed out unread.
+ */
+static void
+ngx_http_amonitor_upstream_first_dials(ngx_event_t *ev)
+{
+    ngx_uint_t                    n;
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_amonitor_upstream_t *u;
+
+    w = ev->data;
+    n = 0;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (!u->first_dial) {
+            continue;
+        }
+
+        if (n == NGX_HTTP_AMONITOR_FIRST_DIALS) {
+            /* more: in the next pass */
+            ngx_add_timer(ev, 1);
+            return;
+        }
+
+        u->first_dial = 0;
+        n++;
+
+        ngx_http_amonitor_upstream_connect(u);
+    }
 }
 
 

@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use IO::Socket::INET;
 
 my $N = 1500;
 
@@ -72,13 +73,20 @@ $t->ignore_log(qr/\[error\].*(?:connect\(\) failed|cannot connect)/);
 $t->stop;
 $sdk->stop;
 
-# 1500 targets, 300 connections per worker
+# 1500 targets, 300 connections per worker; the targets' port accepts
+# connections (the kernel does, up to the backlog) and never answers, so
+# that every dial holds its connection
 my $s = Test::AMonitor->new(workers => 1, worker_connections => 300);
+my $hold = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+    LocalPort => $s->port(2), Listen => 4096, Proto => 'tcp',
+    ReuseAddr => 1) or die "listen: $!";
+$targets =~ s/127\.0\.0\.1:%%PORT_1%%\//127.0.0.1:%%PORT_2%%\/t1400/;
 $s->write_config(
     server      => 0,
     http_config => <<"EOC",
     amonitor_zone amon 4m;
     amonitor_reconnect 1s 10s;
+    amonitor_connect_timeout 20s;
 $targets
     server {
         listen 127.0.0.1:%%PORT_0%%;
@@ -100,4 +108,5 @@ $s->no_error_log(qr/exited with fatal code|worker_connections are not enough whi
     'the worker did not exit, nginx itself never ran out');
 $s->ignore_log(qr/\[error\].*(?:connect\(\) failed|cannot connect|no free connection)/);
 $s->stop;
+close $hold;
 done_testing;
