@@ -23,6 +23,9 @@
 #include "scale-load.h"
 
 
+static const scale_role_t *scale_role; /* this child's */
+
+
 uint64_t
 scale_now(void)
 {
@@ -312,8 +315,8 @@ scale_close(scale_conn_t *c)
         scale_me->open--;
         scale_me->closed++;
 
-        if (c->kind == SCALE_SDK) {
-            scale_sdk_detach(c);
+        if (scale_role->detach) {
+            scale_role->detach(c);
         }
     }
 
@@ -362,8 +365,8 @@ scale_frames(scale_conn_t *c, unsigned char *p, size_t len)
             return -1;
         }
 
-        if (ev.type == AMON_WS_SESSION_MESSAGE && c->kind == SCALE_PANEL) {
-            scale_panel_read_message(c, ev.data, ev.len);
+        if (ev.type == AMON_WS_SESSION_MESSAGE && scale_role->message) {
+            scale_role->message(c, ev.data, ev.len);
         }
     }
 }
@@ -384,8 +387,8 @@ scale_fail(scale_conn_t *c)
 
     scale_close(c);
 
-    if (panel) {
-        scale_panel_lost(c);
+    if (panel && scale_role->lost) {
+        scale_role->lost(c);
     }
 }
 
@@ -416,18 +419,7 @@ scale_read(scale_conn_t *c)
         used = 0;
 
         if (c->state == SCALE_HANDSHAKE) {
-            if (c->kind == SCALE_PANEL) {
-                rc = scale_panel_handshake(c, scale_rbuf, (size_t) n, &used);
-
-            } else {
-                used = (size_t) n < SCALE_HS - c->hs->len
-                    ? (size_t) n
-                    : SCALE_HS - c->hs->len;
-                memcpy(c->hs->buf + c->hs->len, scale_rbuf, used);
-                c->hs->len += used;
-                rc = scale_sdk_handshake(c);
-                used = (size_t) n;
-            }
+            rc = scale_role->handshake(c, scale_rbuf, (size_t) n, &used);
 
             if (rc < 0) {
                 scale_fail(c);
@@ -467,12 +459,12 @@ scale_poll(int ms)
         }
 
         if (c->kind == SCALE_LISTEN) {
-            scale_sdk_accept(c);
+            scale_role->accept(c);
             continue;
         }
 
-        if (c->kind == SCALE_PANEL && c->state == SCALE_CONNECTING) {
-            scale_panel_connected(c);
+        if (c->state == SCALE_CONNECTING) {
+            scale_role->connected(c);
             continue;
         }
 
@@ -490,8 +482,10 @@ scale_poll(int ms)
 /* --- the children -------------------------------------------------------- */
 
 void
-scale_child_init(void)
+scale_child_init(const scale_role_t *role)
 {
+    scale_role = role;
+
     scale_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
 

@@ -148,6 +148,21 @@ extern scale_conn_t  **scale_fds;
 extern int             scale_nfds;
 
 
+/*
+ * What a child's role (SDK or panel player) does with its connections;
+ * scale-io.c calls these, never the role's files (NULL: nothing to do).
+ */
+typedef struct {
+    void (*accept)(scale_conn_t *l); /* a listener is readable */
+    void (*connected)(scale_conn_t *c); /* a connect() ended */
+    int (*handshake)(scale_conn_t *c, const unsigned char *p, size_t len,
+        size_t *used); /* <0 failed, 0 more, >0 open */
+    void (*message)(scale_conn_t *c, const unsigned char *p, size_t len);
+    void (*detach)(scale_conn_t *c); /* an open connection closes */
+    void (*lost)(scale_conn_t *c); /* one that never opened */
+} scale_role_t;
+
+
 /* scale-io.c */
 uint64_t      scale_now(void);
 void          scale_die(const char *what);
@@ -164,21 +179,12 @@ void          scale_send(scale_conn_t *c, const unsigned char *p, size_t len);
 void          scale_close(scale_conn_t *c);
 void          scale_fail(scale_conn_t *c);
 void          scale_poll(int ms);
-void          scale_child_init(void);
+void          scale_child_init(const scale_role_t *role);
 
 /* scale-sdk.c */
-void scale_sdk_detach(scale_conn_t *c);
-int  scale_sdk_handshake(scale_conn_t *c);
-void scale_sdk_accept(scale_conn_t *l);
 void scale_sdk_run(int lfd);
 
 /* scale-panel.c */
-void scale_panel_connected(scale_conn_t *c);
-int  scale_panel_handshake(
-     scale_conn_t *c, const unsigned char *p, size_t len, size_t *used);
-void scale_panel_read_message(
-    scale_conn_t *c, const unsigned char *p, size_t len);
-void scale_panel_lost(scale_conn_t *c);
 void scale_panel_run(void);
 
 

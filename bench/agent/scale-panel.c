@@ -103,7 +103,7 @@ scale_panel_path(int p, char *dst, size_t cap)
 }
 
 
-void
+static void
 scale_panel_connected(scale_conn_t *c)
 {
     int           err = 0;
@@ -192,7 +192,7 @@ scale_panel_message(void *data, unsigned level, const amon_json_value_t *key,
 }
 
 
-void
+static void
 scale_panel_read_message(scale_conn_t *c, const unsigned char *p, size_t len)
 {
     int         j, mine;
@@ -245,7 +245,7 @@ scale_panel_read_message(scale_conn_t *c, const unsigned char *p, size_t len)
 
 
 /* 1: open, 0: more bytes needed, -1: refused */
-int
+static int
 scale_panel_handshake(
     scale_conn_t *c, const unsigned char *p, size_t len, size_t *used)
 {
@@ -286,7 +286,7 @@ scale_panel_handshake(
 
 
 /* a panel that failed before its 101: connect it again */
-void
+static void
 scale_panel_lost(scale_conn_t *c)
 {
     scale_connecting--;
@@ -294,12 +294,16 @@ scale_panel_lost(scale_conn_t *c)
 }
 
 
+static const scale_role_t scale_panel_role = {NULL, scale_panel_connected,
+    scale_panel_handshake, scale_panel_read_message, NULL, scale_panel_lost};
+
+
 void
 scale_panel_run(void)
 {
     int i, p;
 
-    scale_child_init();
+    scale_child_init(&scale_panel_role);
 
     scale_npanels = 0;
     for (p = scale_k; p < scale_opt.panels + scale_opt.all;

@@ -77,7 +77,7 @@ scale_sdk_attach(scale_conn_t *c)
 }
 
 
-void
+static void
 scale_sdk_detach(scale_conn_t *c)
 {
     int             i;
@@ -93,7 +93,7 @@ scale_sdk_detach(scale_conn_t *c)
 
 
 /* 1: open, 0: more bytes needed, -1: refused */
-int
+static int
 scale_sdk_handshake(scale_conn_t *c)
 {
     int           rc;
@@ -138,7 +138,7 @@ scale_sdk_handshake(scale_conn_t *c)
 }
 
 
-void
+static void
 scale_sdk_accept(scale_conn_t *l)
 {
     int           fd, one = 1;
@@ -284,6 +284,26 @@ scale_sdk_schedule(uint64_t *cycle, int *next, amon_buf_t *json,
 }
 
 
+/* the agent's upgrade request, gathered until it is whole */
+static int
+scale_sdk_request(
+    scale_conn_t *c, const unsigned char *p, size_t len, size_t *used)
+{
+    size_t n;
+
+    n = len < SCALE_HS - c->hs->len ? len : SCALE_HS - c->hs->len;
+    memcpy(c->hs->buf + c->hs->len, p, n);
+    c->hs->len += n;
+    *used = len;
+
+    return scale_sdk_handshake(c);
+}
+
+
+static const scale_role_t scale_sdk_role = {
+    scale_sdk_accept, NULL, scale_sdk_request, NULL, scale_sdk_detach, NULL};
+
+
 void
 scale_sdk_run(int lfd)
 {
@@ -292,7 +312,7 @@ scale_sdk_run(int lfd)
     amon_buf_t    json = {NULL, 0, 0};
     unsigned char frame[4096 + AMON_MAX_FRAME_HEADER];
 
-    scale_child_init();
+    scale_child_init(&scale_sdk_role);
     scale_targets = scale_alloc(sizeof(scale_target_t)
         * (size_t) (scale_opt.targets / scale_opt.sdk_procs + 1));
     scale_add(lfd, SCALE_LISTEN, EPOLLIN);
