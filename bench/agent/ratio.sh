@@ -269,7 +269,7 @@ run() {
     RES[$c/$s/ops]="${RES[$c/$s/ops]:-} ${r#* }"
     if [ "$c" = actopen ]; then
         for f in rtt_p50_us rtt_p99_us rtt_p999_us rtt_max_us lag_p99_us \
-            missing errors late; do
+            sent_rtt_p99_us missing errors late; do
             RES[$c/$s/$f]="${RES[$c/$s/$f]:-} $(field "$f")"
         done
         echo "  $(cat "$PREFIX/out")" >&2
@@ -362,9 +362,9 @@ if [ -n "${ACKRATE:-}" ]; then
     for s in $ACK_SERVERS; do
         o=$(echo "${RES[actmax/$s/ops]}" | median)
         u=$(echo "${RES[actmax/$s]}" | median)
+        b=$(awk -v o="$o" -v u="$u" 'BEGIN { printf "%.0f", o * u / 1e4 }')
         echo "actmax $s: median $o actions/s, $u us CPU/action (server" \
-            "$(awk -v o="$o" -v u="$u" 'BEGIN { printf "%.0f", o * u / 1e4 }')" \
-            "% busy)"
+            "$b % busy)"
     done
     if [ -z "$ACK_RATE" ]; then
         ACK_RATE=$(echo "${RES[actmax/module/ops]}" | median \
@@ -406,13 +406,17 @@ if [ -n "${ACKRATE:-}" ]; then
     echo
     echo "open loop (actopen): round trip from the scheduled send time, us;" \
         "medians; missing/errors/late summed over the runs"
-    printf '%-9s %8s %8s %7s %7s %8s %9s %7s %8s %10s %s\n' server offered \
-        acks/s p50 p99 p99.9 max lag_p99 "us_cpu/op" miss/err/late "p99<1ms"
+    echo "(lag: how late the load generator sent; sent_p99: p99 of the" \
+        "round trip from the actual write)"
+    printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %9s %s\n' server \
+        offered acks/s p50 p99 p99.9 max lag_p99 sent_p99 cpu/op \
+        miss/err/lt "p99<1ms"
     for s in $ACK_OPEN; do
         rate=$ACK_RATE
         [ "$s" = redis50 ] && rate=$ACK_RATE_REDIS
         declare -A M=()
-        for f in rtt_p50_us rtt_p99_us rtt_p999_us rtt_max_us lag_p99_us; do
+        for f in rtt_p50_us rtt_p99_us rtt_p999_us rtt_max_us lag_p99_us \
+            sent_rtt_p99_us; do
             M[$f]=$(echo "${RES[actopen/$s/$f]}" | median)
         done
         bad=$(echo "${RES[actopen/$s/missing]} ${RES[actopen/$s/errors]}" \
@@ -425,11 +429,11 @@ if [ -n "${ACKRATE:-}" ]; then
         done
         ok=$(awk -v p="${M[rtt_p99_us]}" -v b="$bad" 'BEGIN {
             print (p + 0 < 1000 && b == 0) ? "yes" : "no" }')
-        printf '%-9s %8s %8s %7s %7s %8s %9s %7s %8s %10s %s\n' "$s" "$rate" \
-            "$(echo "${RES[actopen/$s/ops]}" | median)" "${M[rtt_p50_us]}" \
-            "${M[rtt_p99_us]}" "${M[rtt_p999_us]}" "${M[rtt_max_us]}" \
-            "${M[lag_p99_us]}" "$(echo "${RES[actopen/$s]}" | median)" \
-            "${sums#/}" "$ok"
+        printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %9s %s\n' "$s" \
+            "$rate" "$(echo "${RES[actopen/$s/ops]}" | median)" \
+            "${M[rtt_p50_us]}" "${M[rtt_p99_us]}" "${M[rtt_p999_us]}" \
+            "${M[rtt_max_us]}" "${M[lag_p99_us]}" "${M[sent_rtt_p99_us]}" \
+            "$(echo "${RES[actopen/$s]}" | median)" "${sums#/}" "$ok"
     done
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
