@@ -245,6 +245,7 @@ run() {
     old) start_nginx module "amonitor_zone amon 64m;" "$OLD_MODULE" ;;
     redis | redis50 | redisfull)
         # every Redis run starts from an empty database
+        redis_up
         "$REDIS_CLI" -p "$REDIS_PORT" flushall > /dev/null
         start_nginx module "amonitor_zone amon 1m;
     amonitor_redis 127.0.0.1:$REDIS_PORT;"
@@ -310,14 +311,28 @@ ACK_RATE=${ACK_RATE:-}
 ACK_RATE_REDIS=
 REDIS_CLI=${REDIS_CLI:-redis-cli}
 REDIS_PORT=$(port)
-if command -v "${REDIS_SERVER:-redis-server}" > /dev/null; then
+
+# the private redis-server, (re)started when it does not answer
+redis_up() {
+    "$REDIS_CLI" -p "$REDIS_PORT" ping > /dev/null 2>&1 && return 0
+    if [ -n "$REDIS_PID" ]; then
+        echo "redis-server on $REDIS_PORT is gone, restarting it" >&2
+        kill "$REDIS_PID" 2>/dev/null || true
+    fi
     "${REDIS_SERVER:-redis-server}" --port "$REDIS_PORT" --save '' \
-        --appendonly no --bind 127.0.0.1 > /dev/null 2>&1 &
+        --appendonly no --bind 127.0.0.1 >> "$PREFIX/redis.log" 2>&1 &
     REDIS_PID=$!
     for _ in $(seq 1 50); do
-        "$REDIS_CLI" -p "$REDIS_PORT" ping > /dev/null 2>&1 && break
+        "$REDIS_CLI" -p "$REDIS_PORT" ping > /dev/null 2>&1 && return 0
         sleep 0.1
     done
+    echo "redis-server does not answer:" >&2
+    cat "$PREFIX/redis.log" >&2
+    return 1
+}
+
+if command -v "${REDIS_SERVER:-redis-server}" > /dev/null; then
+    redis_up
 fi
 
 plan=()
