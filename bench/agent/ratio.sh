@@ -34,6 +34,8 @@
 #                minutes per run); also for the Redis store (redisfull)
 #   ACK_RATE     the open loop's offered rate (actions/s) instead of half
 #                of the measured maximum
+#   QUIET        e.g. 20: before each run, wait until the machine's other
+#                work takes under 20 % of a core (at most QUIET_MAX, 120 s)
 set -eu
 
 cd "$(dirname "$0")/../.."
@@ -217,9 +219,35 @@ measure() {
 
 declare -A RES
 
+# busy CPU of the whole machine over one second, in % of one core
+busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+    echo "$a $b" | awk -v hz="$HZ" '{ printf "%.0f", ($3 - $1) * 100 / hz }'
+}
+
+# QUIET=N: before a run, wait (at most QUIET_MAX s) until the machine's
+# other work takes less than N % of a core, so that a run does not
+# start in the middle of someone else's benchmark
+quiet() {
+    local b t=0
+    [ -n "$QUIET" ] || return 0
+    while :; do
+        b=$(busy)
+        if [ "$b" -le "$QUIET" ] || [ "$t" -ge "$QUIET_MAX" ]; then
+            [ "$t" -gt 0 ] && echo "  (waited $t s; machine $b % busy)" >&2
+            return 0
+        fi
+        t=$((t + 1))
+    done
+}
+
 # run one case for one server, once: $1 case, $2 server
 run() {
     local c=$1 s=$2 url="ws://127.0.0.1:$HTTP_PORT/ws/panel" args r
+    quiet
     case $c in
     fan1) args="--mode fanout --panels 1 --rate 20000" ;;
     fan100) args="--mode fanout --panels 100 --rate 1000" ;;
@@ -307,6 +335,8 @@ median() {
 
 FILL_SECS=${FILL_SECS:-8}
 FILL_ACTIONS=${FILL_ACTIONS:-}
+QUIET=${QUIET:-}
+QUIET_MAX=${QUIET_MAX:-120}
 ACK_RATE=${ACK_RATE:-}
 ACK_RATE_REDIS=
 REDIS_CLI=${REDIS_CLI:-redis-cli}
