@@ -95,7 +95,9 @@ trap cleanup EXIT
 port() {
     local p
     while :; do
-        p=$((30000 + RANDOM % 20000))
+        # below the ephemeral range: an outgoing connection of another
+        # benchmark cannot take it while this one runs
+        p=$((20000 + RANDOM % (PORT_LOW - 20000)))
         if ! ss -Htln "sport = :$p" | grep -q .; then
             echo "$p"
             return
@@ -103,6 +105,8 @@ port() {
     done
 }
 
+PORT_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+[ "$PORT_LOW" -gt 21000 ] || PORT_LOW=50000
 HTTP_PORT=$(port)
 SDK_PORT=$(port)
 while [ "$SDK_PORT" = "$HTTP_PORT" ]; do SDK_PORT=$(port); done
