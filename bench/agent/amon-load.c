@@ -1096,13 +1096,13 @@ load_open_due(uint64_t k)
 }
 
 
-/* every action that is due goes out now, on its panel, with its own id */
+/* every action due by "upto" goes out now, on its panel, with its own id */
 static void
-load_open_send(uint64_t now, load_conn_t **panels)
+load_open_send(uint64_t upto, uint64_t now, load_conn_t **panels)
 {
     uint64_t k;
 
-    while (load_ol.sent < load_ol.n && load_open_due(load_ol.sent) <= now) {
+    while (load_ol.sent < load_ol.n && load_open_due(load_ol.sent) <= upto) {
         k = load_ol.sent++;
         load_ol.due[k] = load_open_due(k);
         load_ol.sent_at[k] = now;
@@ -1149,11 +1149,13 @@ load_open_run(void)
 
     for (;;) {
         now = load_now_ns();
+
+        /* the last pass still sends everything due before the end */
+        load_open_send(now < end ? now : end - 1, now, panels);
         if (now >= end) {
             break;
         }
 
-        load_open_send(now, panels);
         now = load_now_ns();
 
         /* a short gap is cheaper to spin through than to sleep */
