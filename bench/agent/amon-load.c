@@ -4,8 +4,11 @@
  * Load generator for the agent: M fake SDK servers and N panels in one
  * epoll loop, on the protocol core.  "fanout" measures heartbeats
  * delivered to panels per second and their latency; "actions" measures
- * action round trips (panel -> agent -> SDK -> ack -> panel).  The same
- * program measures nginx's own WebSocket proxying as the ceiling.
+ * action round trips (panel -> agent -> SDK -> ack -> panel), either with a
+ * fixed number in flight per panel (closed loop) or at a fixed offered
+ * rate on a schedule that does not wait for acks (open loop, --action-rate:
+ * latency from the scheduled send time).  The same program measures
+ * nginx's own WebSocket proxying as the ceiling.
  */
 
 #define _GNU_SOURCE
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +45,7 @@
 #define LOAD_BATCH       16 /* heartbeats per refill */
 #define LOAD_SAMPLES     (1 << 21)
 #define LOAD_MAX_MESSAGE (16 * 1024 * 1024)
+#define LOAD_SPIN_NS     20000 /* the open loop sleeps only longer gaps */
 
 
 typedef enum { LOAD_LISTEN = 0, LOAD_SDK, LOAD_PANEL } load_kind_e;
@@ -91,7 +96,11 @@ static struct {
     unsigned    inflight;
     const char *prefix;
     int         quiet;
-} load_opt = {"fanout", NULL, 1, {0}, 0, 1, 5.0, 1.0, 200, 0.0, 1, "bench-", 0};
+    double      action_rate; /* > 0: open loop, actions/s on all panels */
+    double      ack_timeout; /* seconds: an ack later than this is late */
+    uint64_t    max_actions; /* > 0: the closed loop ends after so many */
+} load_opt = {"fanout", NULL, 1, {0}, 0, 1, 5.0, 1.0, 200, 0.0, 1, "bench-", 0,
+    0.0, 1.0, 0};
 
 
 static int            load_ep;
@@ -119,6 +128,33 @@ static uint64_t       load_errors; /* error envelopes */
 static uint64_t       load_bytes_in;
 static load_samples_t load_lat; /* fan-out latency, microseconds */
 static load_samples_t load_rtt; /* action round trip, microseconds */
+
+
+/*
+ * The open loop: action k (over all panels, panel k % panels) is due at
+ * start + k / rate, whatever has been answered; its round trip is counted
+ * from that time, so a stall of the agent (or of this loop) shows in the
+ * latency of every action that should have been sent meanwhile.
+ */
+static struct {
+    uint64_t       start; /* ns */
+    uint64_t       n; /* actions in the schedule */
+    uint64_t       sent;
+    uint64_t       first; /* the measured actions: first <= k < last */
+    uint64_t       last;
+    uint64_t       win_start; /* ns: the measured window */
+    uint64_t       win_end;
+    uint64_t      *due; /* ns: when action k was due; 0 once answered */
+    uint64_t      *sent_at; /* ns: when it was written */
+    uint64_t       open; /* measured actions not answered yet */
+    uint64_t       acks; /* final acks of measured actions */
+    uint64_t       errors; /* final errors of measured actions */
+    uint64_t       late; /* acks later than --ack-timeout */
+    uint64_t       notices; /* replies with "final":false */
+    uint64_t       stray; /* replies to no action in flight */
+    uint64_t       in_window; /* answers read during the window */
+    load_samples_t svc; /* round trip from the write, microseconds */
+} load_ol;
 
 
 static uint64_t
@@ -521,8 +557,9 @@ load_sdk_handshake(load_conn_t *c)
 
 /* --- panel side ----------------------------------------------------------- */
 
+/* "a<run>-<panel>-<seq>": the ack names it, the seq finds its send time */
 static void
-load_panel_action(load_conn_t *c)
+load_panel_send_action(load_conn_t *c, uint64_t seq)
 {
     int  n;
     char a[512];
@@ -531,17 +568,76 @@ load_panel_action(load_conn_t *c)
         "{\"msg_id\":\"a%llu-%d-%llu\",\"type\":\"action\",\"target_id\":"
         "\"%s%d\",\"timestamp\":%llu,\"payload\":{\"action\":\"restart\","
         "\"params\":{\"from\":\"amon-load\"}}}",
-        (unsigned long long) load_run, c->id, (unsigned long long) c->seq,
+        (unsigned long long) load_run, c->id, (unsigned long long) seq,
         load_opt.prefix, c->id % load_opt.nsdks,
         (unsigned long long) amon_posix_wall_ms());
 
+    load_send_text(c, (unsigned char *) a, (size_t) n);
+}
+
+
+static void
+load_panel_action(load_conn_t *c)
+{
     c->sent_at[c->seq % LOAD_RING] = load_now_ns();
+    load_panel_send_action(c, c->seq);
     c->seq++;
     c->inflight++;
-    load_send_text(c, (unsigned char *) a, (size_t) n);
 
     if (load_measuring) {
         load_actions_sent++;
+    }
+}
+
+
+/* a reply about action k of the open loop */
+static void
+load_open_answer(const unsigned char *m, size_t len, uint64_t k)
+{
+    int      measured;
+    uint64_t now, rtt, svc;
+
+    if (load_find(m, len, "\"final\":false")) {
+        load_ol.notices++; /* ACK_TIMEOUT as a notice: the action runs on */
+        return;
+    }
+
+    if (k >= load_ol.n || load_ol.due[k] == 0) {
+        load_ol.stray++;
+        return;
+    }
+
+    now = load_now_ns();
+    rtt = now > load_ol.due[k] ? (now - load_ol.due[k]) / 1000 : 0;
+    svc = now > load_ol.sent_at[k] ? (now - load_ol.sent_at[k]) / 1000 : 0;
+    load_ol.due[k] = 0;
+    measured = k >= load_ol.first && k < load_ol.last;
+
+    if (now >= load_ol.win_start && now < load_ol.win_end) {
+        load_ol.in_window++;
+    }
+
+    if (!measured) {
+        return;
+    }
+
+    load_ol.open--;
+
+    if (load_find(m, len, "\"type\":\"error\"")) {
+        load_ol.errors++;
+        if (!load_opt.quiet && load_ol.errors < 5) {
+            fprintf(stderr, "amon-load: error: %.*s\n", (int) len,
+                (const char *) m);
+        }
+        return;
+    }
+
+    load_ol.acks++;
+    load_sample(&load_rtt, rtt);
+    load_sample(&load_ol.svc, svc);
+
+    if ((double) rtt > load_opt.ack_timeout * 1e6) {
+        load_ol.late++;
     }
 }
 
@@ -585,6 +681,11 @@ load_panel_message(load_conn_t *c, const unsigned char *m, size_t len)
         }
 
         seq = load_number(q, end);
+
+        if (load_opt.action_rate > 0) {
+            load_open_answer(m, len, seq);
+            return;
+        }
 
         if (c->inflight) {
             c->inflight--;
@@ -887,17 +988,21 @@ load_flush_dirty(void)
 }
 
 
+/* one pass of the loop; waits at most ns nanoseconds */
 static void
-load_poll(int ms)
+load_poll_ns(uint64_t ns)
 {
     int                i, n;
     load_conn_t       *c;
+    struct timespec    ts;
     struct epoll_event ev[256];
 
     /* what was queued since the last pass goes out before we wait */
     load_flush_dirty();
 
-    n = epoll_wait(load_ep, ev, 256, ms);
+    ts.tv_sec = (time_t) (ns / 1000000000u);
+    ts.tv_nsec = (long) (ns % 1000000000u);
+    n = epoll_pwait2(load_ep, ev, 256, &ts, NULL);
 
     for (i = 0; i < n; i++) {
         c = ev[i].data.ptr;
@@ -920,6 +1025,13 @@ load_poll(int ms)
     }
 
     load_flush_dirty();
+}
+
+
+static void
+load_poll(int ms)
+{
+    load_poll_ns((uint64_t) ms * 1000000u);
 }
 
 
@@ -975,6 +1087,134 @@ load_emit(double elapsed, uint64_t *emissions)
 }
 
 
+/* --- the open loop ------------------------------------------------------- */
+
+static uint64_t
+load_open_due(uint64_t k)
+{
+    return load_ol.start + (uint64_t) ((double) k * 1e9 / load_opt.action_rate);
+}
+
+
+/* every action due by "upto" goes out now, on its panel, with its own id */
+static void
+load_open_send(uint64_t upto, uint64_t now, load_conn_t **panels)
+{
+    uint64_t k;
+
+    while (load_ol.sent < load_ol.n && load_open_due(load_ol.sent) <= upto) {
+        k = load_ol.sent++;
+        load_ol.due[k] = load_open_due(k);
+        load_ol.sent_at[k] = now;
+
+        if (k >= load_ol.first && k < load_ol.last) {
+            load_ol.open++;
+            load_sample(&load_lat, (now - load_ol.due[k]) / 1000);
+        }
+
+        load_panel_send_action(panels[k % (uint64_t) load_opt.panels], k);
+    }
+}
+
+
+static void
+load_open_run(void)
+{
+    int          i, np;
+    uint64_t     now, end, deadline;
+    load_conn_t *panels[LOAD_MAX_CONNS];
+
+    np = 0;
+    for (i = 0; i < LOAD_MAX_CONNS; i++) {
+        if (load_conns[i] && load_conns[i]->kind == LOAD_PANEL) {
+            panels[np++] = load_conns[i];
+        }
+    }
+
+    /* wake-ups on time: the default timer slack is 50 us */
+    (void) prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+
+    load_ol.n = (uint64_t) ((load_opt.warmup + load_opt.duration)
+                    * load_opt.action_rate)
+        + 1;
+    load_ol.first = (uint64_t) (load_opt.warmup * load_opt.action_rate);
+    load_ol.last = load_ol.n - 1;
+    load_ol.due = load_xalloc(sizeof(uint64_t) * load_ol.n);
+    load_ol.sent_at = load_xalloc(sizeof(uint64_t) * load_ol.n);
+    load_ol.svc.v = load_xalloc(sizeof(uint32_t) * LOAD_SAMPLES);
+    load_ol.start = load_now_ns();
+    load_ol.win_start = load_open_due(load_ol.first);
+    load_ol.win_end = load_open_due(load_ol.last);
+    end = load_ol.win_end;
+
+    for (;;) {
+        now = load_now_ns();
+
+        /* the last pass still sends everything due before the end */
+        load_open_send(now < end ? now : end - 1, now, panels);
+        if (now >= end) {
+            break;
+        }
+
+        now = load_now_ns();
+
+        /* a short gap is cheaper to spin through than to sleep */
+        if (load_ol.sent < load_ol.n
+            && load_open_due(load_ol.sent) > now + LOAD_SPIN_NS) {
+            load_poll_ns(load_open_due(load_ol.sent) - now - LOAD_SPIN_NS);
+
+        } else {
+            load_poll_ns(0);
+        }
+    }
+
+    /* the answers still on their way, up to the ack timeout */
+    deadline = end + (uint64_t) (load_opt.ack_timeout * 1e9) + 100000000u;
+
+    while (load_ol.open && load_now_ns() < deadline) {
+        load_poll(1);
+    }
+}
+
+
+static void
+load_open_report(void)
+{
+    uint64_t i;
+    double   secs;
+
+    /* an action never answered counts as an endless round trip */
+    for (i = 0; i < load_ol.open; i++) {
+        load_sample(&load_rtt, UINT32_MAX);
+    }
+
+    qsort(load_rtt.v, load_rtt.n, sizeof(uint32_t), load_cmp_u32);
+    qsort(load_lat.v, load_lat.n, sizeof(uint32_t), load_cmp_u32);
+    qsort(load_ol.svc.v, load_ol.svc.n, sizeof(uint32_t), load_cmp_u32);
+
+    secs = (double) (load_ol.win_end - load_ol.win_start) / 1e9;
+
+    printf("mode=open panels=%d sdks=%d action_rate=%.0f seconds=%.2f "
+           "sent_per_s=%.0f acks_per_s=%.0f measured=%llu acks=%llu "
+           "errors=%llu late=%llu missing=%llu notices=%llu stray=%llu "
+           "rtt_p50_us=%.0f rtt_p99_us=%.0f rtt_p999_us=%.0f "
+           "rtt_max_us=%.0f lag_p50_us=%.0f lag_p99_us=%.0f lag_max_us=%.0f "
+           "sent_rtt_p50_us=%.0f sent_rtt_p99_us=%.0f\n",
+        load_opt.panels, load_opt.nsdks, load_opt.action_rate, secs,
+        (double) (load_ol.last - load_ol.first) / secs,
+        (double) load_ol.in_window / secs,
+        (unsigned long long) (load_ol.last - load_ol.first),
+        (unsigned long long) load_ol.acks, (unsigned long long) load_ol.errors,
+        (unsigned long long) load_ol.late, (unsigned long long) load_ol.open,
+        (unsigned long long) load_ol.notices,
+        (unsigned long long) load_ol.stray, load_pct(&load_rtt, 50),
+        load_pct(&load_rtt, 99), load_pct(&load_rtt, 99.9),
+        load_pct(&load_rtt, 100), load_pct(&load_lat, 50),
+        load_pct(&load_lat, 99), load_pct(&load_lat, 100),
+        load_pct(&load_ol.svc, 50), load_pct(&load_ol.svc, 99));
+}
+
+
 static void
 load_usage(void)
 {
@@ -982,11 +1222,18 @@ load_usage(void)
         "usage: amon-load --panel-url ws://IP:PORT/path --sdk-port P[,P...]\n"
         "         [--mode fanout|actions] [--panels N] [--sdk-conns K]\n"
         "         [--duration S] [--warmup S] [--size BYTES] [--rate R]\n"
-        "         [--inflight W] [--target-prefix S] [--quiet]\n"
+        "         [--inflight W] [--action-rate R] [--ack-timeout S]\n"
+        "         [--max-actions N] [--target-prefix S] [--quiet]\n"
         "  --sdk-conns: connections each fake SDK waits for before the\n"
         "    run (the agent's worker count; the panel count behind a\n"
         "    plain proxy); --rate: heartbeats/s per SDK (0: as fast as\n"
-        "    the agent reads); --size: heartbeat padding in bytes\n");
+        "    the agent reads); --size: heartbeat padding in bytes;\n"
+        "    --action-rate: actions mode as an open loop, R actions/s over\n"
+        "    all panels on a fixed schedule, round trips counted from the\n"
+        "    scheduled time; --ack-timeout: an ack later than S seconds\n"
+        "    (default 1) is late, and the run waits that long for the\n"
+        "    last ones; --max-actions N: the closed loop ends after N\n"
+        "    answers in the window (or at --duration)\n");
     exit(2);
 }
 
@@ -1009,6 +1256,9 @@ load_options(int argc, char **argv)
         {"rate", required_argument, NULL, 'r'},
         {"inflight", required_argument, NULL, 'i'},
         {"target-prefix", required_argument, NULL, 't'},
+        {"action-rate", required_argument, NULL, 'a'},
+        {"ack-timeout", required_argument, NULL, 'T'},
+        {"max-actions", required_argument, NULL, 'M'},
         {"quiet", no_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1024,6 +1274,9 @@ load_options(int argc, char **argv)
         case 'i': load_opt.inflight = (unsigned) atoi(optarg); break;
         case 't': load_opt.prefix = optarg; break;
         case 'q': load_opt.quiet = 1; break;
+        case 'a': load_opt.action_rate = atof(optarg); break;
+        case 'T': load_opt.ack_timeout = atof(optarg); break;
+        case 'M': load_opt.max_actions = strtoull(optarg, NULL, 10); break;
         case 'p':
             for (s = strtok_r(optarg, ",", &p); s != NULL;
                  s = strtok_r(NULL, ",", &p)) {
@@ -1043,7 +1296,9 @@ load_options(int argc, char **argv)
 
     if (url == NULL || load_opt.nsdks == 0 || load_opt.panels < 1
         || load_opt.inflight < 1 || load_opt.inflight > LOAD_RING / 2
-        || load_opt.size > 4 * 1024 * 1024
+        || load_opt.size > 4 * 1024 * 1024 || load_opt.action_rate < 0
+        || load_opt.ack_timeout <= 0
+        || (load_opt.action_rate > 0 && strcmp(load_opt.mode, "actions") != 0)
         || (strcmp(load_opt.mode, "fanout") != 0
             && strcmp(load_opt.mode, "actions") != 0)
         || amon_ws_url_parse(
@@ -1108,6 +1363,12 @@ main(int argc, char **argv)
         load_poll(10);
     }
 
+    if (load_opt.action_rate > 0) {
+        load_open_run();
+        load_open_report();
+        return 0;
+    }
+
     if (!fanout) {
         for (i = 0; i < LOAD_MAX_CONNS; i++) {
             if (load_conns[i] && load_conns[i]->kind == LOAD_PANEL) {
@@ -1135,6 +1396,10 @@ main(int argc, char **argv)
             break;
         }
 
+        if (load_opt.max_actions && load_acks >= load_opt.max_actions) {
+            break; /* the measured window ends here */
+        }
+
         if (fanout) {
             load_emit(t, &emissions);
         }
@@ -1142,7 +1407,10 @@ main(int argc, char **argv)
         load_poll(fanout && load_opt.rate <= 0 ? 0 : 1);
     }
 
-    measured = load_opt.warmup + load_opt.duration - measured;
+    measured = (t < load_opt.warmup + load_opt.duration
+                       ? t
+                       : load_opt.warmup + load_opt.duration)
+        - measured;
 
     if (fanout) {
         /* the window is closed: collect what is still on its way */

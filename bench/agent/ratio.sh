@@ -12,12 +12,30 @@
 #   bash bench/agent/ratio.sh              # about 10 minutes
 #   REPS=5 SECS=5 bash bench/agent/ratio.sh
 #   CASES="fan100 act" bash bench/agent/ratio.sh
+#   CASES=ackrate bash bench/agent/ratio.sh   # ack latency, open loop
+#   CASES=act FILL_ACTIONS=10000000 REPS=1 bash bench/agent/ratio.sh
+#
+# "ackrate" first finds the module's maximum action rate (closed loop,
+# 16 panels x 16 in flight: case actmax, also for proxy_pass and Redis),
+# then offers half of it as an open loop (case actopen: a fixed schedule
+# of actions that does not wait for acks, round trips counted from the
+# scheduled send time) to the module, proxy_pass and the module with
+# Redis, and to the module with Redis at half of Redis's own maximum
+# (redis50); it reports the round trip's p50/p99/p99.9/max and the
+# server's CPU per action.
 #
 #   MODULE       the module (default build/ngx_http_amonitor_module.so)
 #   OLD_MODULE   a second build of the module, run as "old" in the action
 #                cases (e.g. before a change)
 #   REDIS_SERVER redis-server binary for the Redis action case (default:
 #                from PATH; the case is left out without it)
+#   FILL_SECS    how long the "full" action cases fill the zone first (8)
+#   FILL_ACTIONS fill with this many actions instead (e.g. 10000000: a few
+#                minutes per run); also for the Redis store (redisfull)
+#   ACK_RATE     the open loop's offered rate (actions/s) instead of half
+#                of the measured maximum
+#   QUIET        e.g. 20: before each run, wait until the machine's other
+#                work takes under 20 % of a core (at most QUIET_MAX, 120 s)
 set -eu
 
 cd "$(dirname "$0")/../.."
@@ -77,7 +95,9 @@ trap cleanup EXIT
 port() {
     local p
     while :; do
-        p=$((30000 + RANDOM % 20000))
+        # below the ephemeral range: an outgoing connection of another
+        # benchmark cannot take it while this one runs
+        p=$((20000 + RANDOM % (PORT_LOW - 20000)))
         if ! ss -Htln "sport = :$p" | grep -q .; then
             echo "$p"
             return
@@ -85,6 +105,8 @@ port() {
     done
 }
 
+PORT_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+[ "$PORT_LOW" -gt 21000 ] || PORT_LOW=50000
 HTTP_PORT=$(port)
 SDK_PORT=$(port)
 while [ "$SDK_PORT" = "$HTTP_PORT" ]; do SDK_PORT=$(port); done
@@ -192,7 +214,8 @@ measure() {
     wait "$lp" || { cat "$PREFIX/out" >&2; echo "- -"; return; }
     out=$(cat "$PREFIX/out")
     ops=$(echo "$out" | tr ' ' '\n' \
-        | sed -n 's/^delivered_per_s=//p; s/^actions_per_s=//p')
+        | sed -n 's/^delivered_per_s=//p; s/^actions_per_s=//p;
+                 s/^acks_per_s=//p')
     awk -v t=$((t1 - t0)) -v hz="$HZ" -v s=$((SECS - 1)) -v ops="$ops" \
         'BEGIN { if (ops > 0) printf "%.3f %.0f\n", t / hz / s / ops * 1e6, ops;
                  else print "- -" }'
@@ -200,9 +223,35 @@ measure() {
 
 declare -A RES
 
+# busy CPU of the whole machine over one second, in % of one core
+busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+    echo "$a $b" | awk -v hz="$HZ" '{ printf "%.0f", ($3 - $1) * 100 / hz }'
+}
+
+# QUIET=N: before a run, wait (at most QUIET_MAX s) until the machine's
+# other work takes less than N % of a core, so that a run does not
+# start in the middle of someone else's benchmark
+quiet() {
+    local b t=0
+    [ -n "$QUIET" ] || return 0
+    while :; do
+        b=$(busy)
+        if [ "$b" -le "$QUIET" ] || [ "$t" -ge "$QUIET_MAX" ]; then
+            [ "$t" -gt 0 ] && echo "  (waited $t s; machine $b % busy)" >&2
+            return 0
+        fi
+        t=$((t + 1))
+    done
+}
+
 # run one case for one server, once: $1 case, $2 server
 run() {
     local c=$1 s=$2 url="ws://127.0.0.1:$HTTP_PORT/ws/panel" args r
+    quiet
     case $c in
     fan1) args="--mode fanout --panels 1 --rate 20000" ;;
     fan100) args="--mode fanout --panels 100 --rate 1000" ;;
@@ -210,6 +259,11 @@ run() {
     sweep100) args="--mode fanout --panels 100 --rate 100" ;;
     sweep300) args="--mode fanout --panels 100 --rate 300" ;;
     sweep3000) args="--mode fanout --panels 100 --rate 3000" ;;
+    actopen)
+        rate=$ACK_RATE
+        [ "$s" = redis50 ] && rate=$ACK_RATE_REDIS
+        args="--mode actions --panels 16 --action-rate $rate --ack-timeout 1"
+        ;;
     act*) args="--mode actions --panels 16 --inflight 16" ;;
     esac
 
@@ -221,16 +275,18 @@ run() {
     full) start_nginx module "amonitor_zone amon 64m;" ;;
     oldfull) start_nginx module "amonitor_zone amon 64m;" "$OLD_MODULE" ;;
     old) start_nginx module "amonitor_zone amon 64m;" "$OLD_MODULE" ;;
-    redis) start_nginx module "amonitor_zone amon 1m;
-    amonitor_redis 127.0.0.1:$REDIS_PORT;" ;;
+    redis | redis50 | redisfull)
+        # every Redis run starts from an empty database
+        redis_up
+        "$REDIS_CLI" -p "$REDIS_PORT" flushall > /dev/null
+        start_nginx module "amonitor_zone amon 1m;
+    amonitor_redis 127.0.0.1:$REDIS_PORT;"
+        ;;
     esac
 
-    if [ "$s" = full ] || [ "$s" = oldfull ]; then
-        # 64m holds about 256k entries: fill it until it evicts
-        "$LOAD" --quiet --duration "$FILL_SECS" --warmup 0 \
-            --sdk-port "$SDK_PORT" --panel-url "$url" --mode actions \
-            --panels 16 --inflight 16 --sdk-conns 1 > /dev/null 2>&1 || true
-    fi
+    case $s in
+    full | oldfull | redisfull) fill "$url" ;;
+    esac
 
     local conns=1
     [ "$s" = proxy ] && [ "${c#act}" != "$c" ] && conns=16
@@ -244,6 +300,35 @@ run() {
     echo "$c $s rep: ${r% *} us/op at ${r#* } ops/s" >&2
     RES[$c/$s]="${RES[$c/$s]:-} ${r% *}"
     RES[$c/$s/ops]="${RES[$c/$s/ops]:-} ${r#* }"
+    if [ "$c" = actopen ]; then
+        for f in rtt_p50_us rtt_p99_us rtt_p999_us rtt_max_us lag_p99_us \
+            sent_rtt_p99_us missing errors late; do
+            RES[$c/$s/$f]="${RES[$c/$s/$f]:-} $(field "$f")"
+        done
+        echo "  $(cat "$PREFIX/out")" >&2
+    fi
+}
+
+# a field of the last load generator's output line
+field() {
+    tr ' ' '\n' < "$PREFIX/out" | sed -n "s/^$1=//p"
+}
+
+# the "full" cases: fill the store until the zone evicts, for FILL_SECS
+# or with FILL_ACTIONS actions (closed loop, 16 panels x 16 in flight)
+fill() {
+    local t0 t1 lim="--duration $FILL_SECS"
+    if [ -n "$FILL_ACTIONS" ]; then
+        lim="--duration 100000 --max-actions $FILL_ACTIONS"
+    fi
+    t0=$(date +%s)
+    # shellcheck disable=SC2086
+    taskset -c 1 "$LOAD" --quiet $lim --warmup 0 --sdk-port "$SDK_PORT" \
+        --panel-url "$1" --mode actions --panels 16 --inflight 16 \
+        --sdk-conns 1 > "$PREFIX/fill" 2>&1 || true
+    t1=$(date +%s)
+    echo "  filled: $(tr ' ' '\n' < "$PREFIX/fill" | sed -n 's/^acks=//p')" \
+        "actions in $((t1 - t0)) s" >&2
 }
 
 median() {
@@ -253,11 +338,35 @@ median() {
 }
 
 FILL_SECS=${FILL_SECS:-8}
+FILL_ACTIONS=${FILL_ACTIONS:-}
+QUIET=${QUIET:-}
+QUIET_MAX=${QUIET_MAX:-120}
+ACK_RATE=${ACK_RATE:-}
+ACK_RATE_REDIS=
+REDIS_CLI=${REDIS_CLI:-redis-cli}
 REDIS_PORT=$(port)
-if command -v "${REDIS_SERVER:-redis-server}" > /dev/null; then
+
+# the private redis-server, (re)started when it does not answer
+redis_up() {
+    "$REDIS_CLI" -p "$REDIS_PORT" ping > /dev/null 2>&1 && return 0
+    if [ -n "$REDIS_PID" ]; then
+        echo "redis-server on $REDIS_PORT is gone, restarting it" >&2
+        kill "$REDIS_PID" 2>/dev/null || true
+    fi
     "${REDIS_SERVER:-redis-server}" --port "$REDIS_PORT" --save '' \
-        --appendonly no --bind 127.0.0.1 > /dev/null 2>&1 &
+        --appendonly no --bind 127.0.0.1 >> "$PREFIX/redis.log" 2>&1 &
     REDIS_PID=$!
+    for _ in $(seq 1 50); do
+        "$REDIS_CLI" -p "$REDIS_PORT" ping > /dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "redis-server does not answer:" >&2
+    cat "$PREFIX/redis.log" >&2
+    return 1
+}
+
+if command -v "${REDIS_SERVER:-redis-server}" > /dev/null; then
+    redis_up
 fi
 
 plan=()
@@ -274,8 +383,16 @@ for c in $CASES; do
     act)
         servers="proxy module full"
         [ -n "$OLD_MODULE" ] && servers="$servers old oldfull"
-        [ -n "$REDIS_PID" ] && servers="$servers redis"
+        [ -n "$REDIS_PID" ] && servers="$servers redis redisfull"
         plan+=("act:$servers")
+        ;;
+    ackrate)
+        ACKRATE=1
+        ACK_SERVERS="module proxy"
+        [ -n "$REDIS_PID" ] && ACK_SERVERS="$ACK_SERVERS redis"
+        ACK_OPEN=$ACK_SERVERS
+        [ -n "$REDIS_PID" ] && ACK_OPEN="$ACK_SERVERS redis50"
+        plan+=("actopen:$ACK_OPEN")
         ;;
     esac
 done
@@ -283,6 +400,32 @@ done
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "per run: 2 s warmup, $((SECS - 1)) s of server CPU measured;" \
     "$REPS interleaved repetitions"
+
+# ackrate, first: the maximum rate, closed loop, REPS interleaved runs
+if [ -n "${ACKRATE:-}" ]; then
+    for _ in $(seq 1 "$REPS"); do
+        for s in $ACK_SERVERS; do
+            run actmax "$s"
+        done
+    done
+    for s in $ACK_SERVERS; do
+        o=$(echo "${RES[actmax/$s/ops]}" | median)
+        u=$(echo "${RES[actmax/$s]}" | median)
+        b=$(awk -v o="$o" -v u="$u" 'BEGIN { printf "%.0f", o * u / 1e4 }')
+        echo "actmax $s: median $o actions/s, $u us CPU/action (server" \
+            "$b % busy)"
+    done
+    if [ -z "$ACK_RATE" ]; then
+        ACK_RATE=$(echo "${RES[actmax/module/ops]}" | median \
+            | awk '{ printf "%.0f", $1 / 2 }')
+    fi
+    if [ -n "$REDIS_PID" ]; then
+        ACK_RATE_REDIS=$(echo "${RES[actmax/redis/ops]}" | median \
+            | awk '{ printf "%.0f", $1 / 2 }')
+    fi
+    echo "open loop: $ACK_RATE actions/s offered" \
+        "(redis50: ${ACK_RATE_REDIS:--})"
+fi
 
 for rep in $(seq 1 "$REPS"); do
     for p in "${plan[@]}"; do
@@ -307,4 +450,39 @@ for p in "${plan[@]}"; do
         printf '%-10s %-8s %14s %12s %10s\n' "$c" "$s" "$m" "$o" "$x"
     done
 done
+
+if [ -n "${ACKRATE:-}" ]; then
+    echo
+    echo "open loop (actopen): round trip from the scheduled send time, us;" \
+        "medians; missing/errors/late summed over the runs"
+    echo "(lag: how late the load generator sent; sent_p99: p99 of the" \
+        "round trip from the actual write)"
+    printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %9s %s\n' server \
+        offered acks/s p50 p99 p99.9 max lag_p99 sent_p99 cpu/op \
+        miss/err/lt "p99<1ms"
+    for s in $ACK_OPEN; do
+        rate=$ACK_RATE
+        [ "$s" = redis50 ] && rate=$ACK_RATE_REDIS
+        declare -A M=()
+        for f in rtt_p50_us rtt_p99_us rtt_p999_us rtt_max_us lag_p99_us \
+            sent_rtt_p99_us; do
+            M[$f]=$(echo "${RES[actopen/$s/$f]}" | median)
+        done
+        bad=$(echo "${RES[actopen/$s/missing]} ${RES[actopen/$s/errors]}" \
+            "${RES[actopen/$s/late]}" | awk '{ s = 0; for (i = 1; i <= NF; i++)
+                s += $i; print s }')
+        sums=""
+        for f in missing errors late; do
+            sums="$sums/$(echo "${RES[actopen/$s/$f]}" | awk '{ s = 0
+                for (i = 1; i <= NF; i++) s += $i; print s }')"
+        done
+        ok=$(awk -v p="${M[rtt_p99_us]}" -v b="$bad" 'BEGIN {
+            print (p + 0 < 1000 && b == 0) ? "yes" : "no" }')
+        printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %9s %s\n' "$s" \
+            "$rate" "$(echo "${RES[actopen/$s/ops]}" | median)" \
+            "${M[rtt_p50_us]}" "${M[rtt_p99_us]}" "${M[rtt_p999_us]}" \
+            "${M[rtt_max_us]}" "${M[lag_p99_us]}" "${M[sent_rtt_p99_us]}" \
+            "$(echo "${RES[actopen/$s]}" | median)" "${sums#/}" "$ok"
+    done
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
