@@ -13,13 +13,6 @@
 #include "ngx_http_amonitor.h"
 
 
-static ngx_inline ngx_uint_t
-ngx_http_amonitor_str_eq(ngx_str_t *a, ngx_str_t *b)
-{
-    return a->len == b->len && ngx_strncmp(a->data, b->data, a->len) == 0;
-}
-
-
 static ngx_int_t ngx_http_amonitor_allow_path(
     ngx_http_amonitor_allow_t *a, u_char *p, u_char **last);
 static ngx_int_t ngx_http_amonitor_target_host(
