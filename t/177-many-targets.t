@@ -14,8 +14,9 @@ use IO::Socket::INET;
 
 my $N = 1500;
 
-my $t = Test::AMonitor->new(workers => 2, panel_snapshot => 1,
-    worker_connections => 4096);
+# 1024 connections per worker (the default): dials to a closed port end
+# at once, and at most 256 are started per pass of the event loop
+my $t = Test::AMonitor->new(workers => 2, panel_snapshot => 1);
 my $sdk = fake_sdk(port => $t->port(1), target_id => 't1400',
     heartbeat_interval => 0.2);
 
