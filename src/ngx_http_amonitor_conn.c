@@ -370,11 +370,14 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
     rc = ngx_http_amonitor_conn_over(wc, msg->len, priority);
 
     if (rc == NGX_ABORT) {
-        /* the queue is dropped now; the ping timer ends the connection */
+        /*
+         * the queue is dropped now; the ping timer ends the connection.
+         * "over" first: the close frame goes through conn_over() again.
+         */
+        wc->over = 1;
+
         ngx_http_amonitor_conn_close_frame(
             wc, AMON_WS_CLOSE_POLICY, "over amonitor_connection_buffer_limit");
-
-        wc->over = 1;
 
         if (wc->ping.timer_set) {
             ngx_del_timer(&wc->ping);

@@ -29,6 +29,11 @@ ngx_http_amonitor_conn_over(
         return NGX_OK;
     }
 
+    if (wc->over) {
+        /* closing over the limit: only its close frame may still go */
+        return priority ? NGX_OK : NGX_DECLINED;
+    }
+
     held =
         (size_t) (wc->queued_bytes - wc->sent_bytes) + wc->session.message.cap;
 
@@ -36,7 +41,7 @@ ngx_http_amonitor_conn_over(
         return NGX_OK;
     }
 
-    if (wc->client || wc->over) {
+    if (wc->client) {
         /* an SDK that reads slowly is not closed for what panels send */
         return NGX_DECLINED;
     }

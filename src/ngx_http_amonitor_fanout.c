@@ -45,8 +45,6 @@ typedef struct {
 } ngx_http_amonitor_fanout_t;
 
 
-static void ngx_http_amonitor_fanout_named(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_fanout_t *f);
 static void ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f);
 static ngx_http_amonitor_msg_t *ngx_http_amonitor_fanout_convert(
@@ -102,13 +100,9 @@ ngx_http_amonitor_fanout_broadcast(ngx_http_amonitor_worker_t *w,
         ngx_http_amonitor_fanout_deliver(w, s->wc, &f);
     }
 
-    t = u ? ngx_http_amonitor_subscribe_topic(w, u) : NULL;
+    t = ngx_http_amonitor_subscribe_topic(w, u);
 
-    if (u == NULL) {
-        /* a frame no local target owns: each subscriber is asked */
-        ngx_http_amonitor_fanout_named(w, &f);
-
-    } else if (t) {
+    if (t) {
         h = &t->links;
 
         for (q = ngx_queue_head(h); q != ngx_queue_sentinel(h);
@@ -124,39 +118,6 @@ ngx_http_amonitor_fanout_broadcast(ngx_http_amonitor_worker_t *w,
 
     if (f.alt) {
         ngx_http_amonitor_msg_release(&w->frames, f.alt);
-    }
-}
-
-
-static void
-ngx_http_amonitor_fanout_named(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_fanout_t *f)
-{
-    ngx_str_t                 id, *name;
-    ngx_queue_t              *q;
-    ngx_http_amonitor_sub_t  *s;
-    ngx_http_amonitor_conn_t *wc;
-
-    name = NULL;
-
-    if (f->live) {
-        name = f->live->target;
-
-    } else if (f->env && f->env->target_id.len) {
-        id.data = (u_char *) f->env->target_id.data;
-        id.len = f->env->target_id.len;
-        name = &id;
-    }
-
-    for (q = ngx_queue_head(&w->panels); q != ngx_queue_sentinel(&w->panels);
-         q = ngx_queue_next(q)) {
-        wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
-        s = wc->sub;
-
-        if (s && !s->all
-            && (name == NULL || ngx_http_amonitor_subscribe_wants(wc, name))) {
-            ngx_http_amonitor_fanout_deliver(w, wc, f);
-        }
     }
 }
 

@@ -310,7 +310,7 @@ ngx_http_amonitor_router_remote_status(ngx_http_amonitor_upstream_t *u,
     msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
     if (msg) {
         ngx_http_amonitor_fanout_broadcast(
-            w, msg, opcode, NULL, NULL, data, len, NULL);
+            w, msg, opcode, u, NULL, data, len, NULL);
     }
 }
 
@@ -536,6 +536,6 @@ ngx_http_amonitor_router_target_status(
     live.value = (state[0] == 'u');
 
     /* its JSON text is still in the scratch buffer */
-    ngx_http_amonitor_fanout_broadcast(w, msg, AMON_WS_OP_TEXT, NULL, NULL,
+    ngx_http_amonitor_fanout_broadcast(w, msg, AMON_WS_OP_TEXT, u, NULL,
         w->scratch.data, w->scratch.len, &live);
 }

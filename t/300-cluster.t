@@ -287,4 +287,32 @@ subtest 'an unknown target is still UNKNOWN_TARGET' => sub {
     is($a && $a->{payload}{code}, 'UNKNOWN_TARGET', 'UNKNOWN_TARGET');
 };
 
+subtest 'a target_status from another instance reaches its subscribers only'
+    => sub {
+    # the hub is dialed by A; B's panels hear its state from the cluster
+    my @want = map { $I{B}->panel('/ws/panel?targets=hub', name => "hub$_") }
+        1 .. 2;
+    my @other = map { $I{B}->panel('/ws/panel?targets=c1', name => "c1$_") }
+        1 .. 2;
+    sleep_loop(0.5);
+    $_->clear for @want, @other;
+    $hub->stop;
+    my $down = sub {
+        my ($p) = @_;
+        grep { ref $_->{json} eq 'HASH'
+            && ($_->{json}{type} // '') eq 'target_status'
+            && ($_->{json}{target_id} // '') eq 'hub' } $p->messages;
+    };
+    for my $p (@want) {
+        ok(wait_for(sub { $down->($p) }, 5),
+            $p->name . ': subscribed to hub, told its state');
+    }
+    sleep_loop(0.5);
+    for my $p (@other) {
+        is(scalar($down->($p)), 0,
+            $p->name . ': subscribed to c1 only, not told the hub\'s');
+    }
+    $_->close for @want, @other;
+};
+
 done_testing();
