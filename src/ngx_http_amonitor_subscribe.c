@@ -336,6 +336,45 @@ ngx_http_amonitor_subscribe_store(
 
 
 /*
+ * A learned target is forgotten: its topic is served no more.  Panels
+ * linked to it by a pattern only are unlinked (a target learned again
+ * under the same id links them again, once); panels that name the id
+ * keep their link, and the topic goes when nobody names it.
+ */
+void
+ngx_http_amonitor_subscribe_upstream_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_t               *q, *next;
+    ngx_http_amonitor_link_t  *l;
+    ngx_http_amonitor_topic_t *t;
+
+    t = u->topic;
+
+    if (t == NULL || w->subs == NULL) {
+        return;
+    }
+
+    u->topic = NULL;
+    t->upstream = NULL;
+
+    for (q = ngx_queue_head(&t->links); q != ngx_queue_sentinel(&t->links);
+         q = next) {
+        next = ngx_queue_next(q);
+        l = ngx_queue_data(q, ngx_http_amonitor_link_t, target);
+
+        if (!ngx_http_amonitor_subscribe_match_any(l->wc->sub, &t->id, 0)) {
+            ngx_queue_remove(&l->target);
+            ngx_queue_remove(&l->panel);
+            ngx_free(l);
+        }
+    }
+
+    ngx_http_amonitor_subscribe_drop(w->subs, t);
+}
+
+
+/*
  * The topic of a served target, made when the target first has something
  * to say (or a pattern panel looks for it): then the pattern panels are
  * matched against it, once.

@@ -83,6 +83,8 @@ ngx_uint_t ngx_http_amonitor_subscribe_wants(
     ngx_http_amonitor_conn_t *wc, ngx_str_t *id);
 ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_topic(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_subscribe_upstream_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u);
 
 
 #endif /* _NGX_HTTP_AMONITOR_SUBSCRIBE_H_INCLUDED_ */

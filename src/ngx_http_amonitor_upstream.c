@@ -14,6 +14,7 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_subscribe.h"
 #include "ngx_http_amonitor_upstream.h"
 
 
@@ -378,6 +379,7 @@ ngx_http_amonitor_upstream_drop(
     ngx_http_amonitor_upstream_stop(u, "target forgotten");
     ngx_http_amonitor_action_upstream_gone(u);
     ngx_http_amonitor_cluster_forget(u);
+    ngx_http_amonitor_subscribe_upstream_gone(w, u);
 
     if (u->dynamic) {
         w->ndynamic--;
