@@ -87,6 +87,7 @@ struct ngx_http_amonitor_tstate_s {
     ngx_uint_t   up; /* workers with a connection open */
     uint64_t     since; /* last change of state, ms since the epoch */
     u_char      *hb; /* slab, hb_cap bytes */
+    u_char      *url; /* slab, url_len bytes: a learned URL can change */
     u_short      hb_len;
     u_short      hb_cap;
     u_short      id_len;
@@ -97,7 +98,7 @@ struct ngx_http_amonitor_tstate_s {
     u_char       forgotten; /* a learned target no worker keeps */
     u_char       reason_len;
     u_char       reason[NGX_HTTP_AMONITOR_REASON_MAX];
-    u_char       data[1]; /* id, then url */
+    u_char       data[1]; /* id */
 };
 
 

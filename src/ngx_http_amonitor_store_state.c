@@ -17,7 +17,9 @@
 #define NGX_HTTP_AMONITOR_HB_MIN 256 /* first room for a heartbeat */
 
 
-static uint64_t                    ngx_http_amonitor_state_now(void);
+static uint64_t  ngx_http_amonitor_state_now(void);
+static ngx_int_t ngx_http_amonitor_store_target_url(
+    ngx_slab_pool_t *shpool, ngx_http_amonitor_tstate_t *ts, ngx_str_t *url);
 static ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target_new(
     ngx_slab_pool_t *shpool, ngx_http_amonitor_shared_t *sh, ngx_str_t *id,
     ngx_str_t *url, ngx_uint_t dynamic);
@@ -67,8 +69,10 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
     }
 
     if (ts) {
-        /* learned again */
+        /* learned again, maybe at another URL (a register after a dial) */
         ts->forgotten = 0;
+        ts->dynamic = (u_char) dynamic;
+        (void) ngx_http_amonitor_store_target_url(shpool, ts, url);
 
     } else {
         ts = ngx_http_amonitor_store_target_new(shpool, sh, id, url, dynamic);
@@ -118,19 +122,22 @@ ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
         }
     }
 
-    ts = ngx_slab_calloc_locked(shpool,
-        offsetof(ngx_http_amonitor_tstate_t, data) + id->len + url->len);
+    ts = ngx_slab_calloc_locked(
+        shpool, offsetof(ngx_http_amonitor_tstate_t, data) + id->len);
 
     if (ts == NULL) {
         return NULL;
     }
 
+    if (ngx_http_amonitor_store_target_url(shpool, ts, url) != NGX_OK) {
+        ngx_slab_free_locked(shpool, ts);
+        return NULL;
+    }
+
     ts->id_len = (u_short) id->len;
-    ts->url_len = (u_short) url->len;
     ts->dynamic = (u_char) dynamic;
     ts->since = ngx_http_amonitor_state_now();
     ngx_memcpy(ts->data, id->data, id->len);
-    ngx_memcpy(ts->data + id->len, url->data, url->len);
 
     (*chunk)[n % NGX_HTTP_AMONITOR_TRACK_CHUNK] = ts;
 
@@ -139,6 +146,36 @@ ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
     sh->ntargets = n + 1;
 
     return ts;
+}
+
+
+/* the record's URL becomes "url" (unless it is that already); under the mutex */
+static ngx_int_t
+ngx_http_amonitor_store_target_url(
+    ngx_slab_pool_t *shpool, ngx_http_amonitor_tstate_t *ts, ngx_str_t *url)
+{
+    u_char *p;
+
+    if (ts->url
+        && ngx_memn2cmp(ts->url, url->data, ts->url_len, url->len) == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_slab_alloc_locked(shpool, url->len ? url->len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, url->data, url->len);
+
+    if (ts->url) {
+        ngx_slab_free_locked(shpool, ts->url);
+    }
+
+    ts->url = p;
+    ts->url_len = (u_short) url->len;
+
+    return NGX_OK;
 }
 
 
@@ -315,7 +352,7 @@ ngx_http_amonitor_store_target_copy(
 
     out->url.data = out->urlbuf;
     out->url.len = ts->url_len;
-    ngx_memcpy(out->urlbuf, ts->data + ts->id_len, ts->url_len);
+    ngx_memcpy(out->urlbuf, ts->url, ts->url_len);
 
     out->reason.data = out->rbuf;
     out->reason.len = ts->reason_len;

@@ -133,6 +133,13 @@ subtest 'a panel cannot squat the id of an SDK that registers later' => sub {
     ($r, $id) = ask($p, target_id => 'hub', url => url($t->port(2)));
     is($hub->executed($id), 1, 'and one naming the configured id to it');
     is($evil->connections, 0, 'the squatter was not dialed again');
+
+    my $n = $t->panel('/ws/snap');
+    my $st = $n->recv_type('target_status', target_id => 'sq-x',
+        timeout => 3);
+    is($st && $st->{json}{payload}{url}, url($t->port(3)),
+        'a new panel\'s snapshot gives sq-x the registered URL');
+    $n->close(1000);
 };
 
 subtest 'dials are limited per panel and in all' => sub {
