@@ -25,8 +25,9 @@ static ngx_int_t ngx_http_amonitor_registry_add_locked(
 static ngx_uint_t ngx_http_amonitor_registry_snapshot(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_reg_t *out,
     ngx_uint_t *gen);
-static void ngx_http_amonitor_registry_forget(
-    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url);
+static ngx_int_t ngx_http_amonitor_registry_forget(
+    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url,
+    ngx_uint_t unopened);
 static void ngx_http_amonitor_registry_touch(
     ngx_http_amonitor_store_t *st, ngx_str_t *id);
 static ngx_uint_t ngx_http_amonitor_registry_expire(
@@ -186,10 +187,11 @@ ngx_http_amonitor_registry_snapshot(ngx_http_amonitor_store_t *st,
 }
 
 
-static void
-ngx_http_amonitor_registry_forget(
-    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url)
+static ngx_int_t
+ngx_http_amonitor_registry_forget(ngx_http_amonitor_store_t *st, ngx_str_t *id,
+    ngx_str_t *url, ngx_uint_t unopened)
 {
+    ngx_int_t                     rc;
     ngx_slab_pool_t              *shpool;
     ngx_http_amonitor_reg_t      *reg;
     ngx_http_amonitor_registry_t *rg;
@@ -199,16 +201,25 @@ ngx_http_amonitor_registry_forget(
 
     ngx_shmtx_lock(&shpool->mutex);
 
+    rc = NGX_OK;
     reg = ngx_http_amonitor_registry_find(rg, id->data, id->len, 0);
 
     if (reg != NULL
         && (url == NULL
             || ngx_memn2cmp(reg->url, url->data, reg->url_len, url->len)
                 == 0)) {
-        ngx_http_amonitor_registry_remove(rg, reg - rg->reg);
+        if (unopened && reg->opened) {
+            /* another worker has it, or had it: not this one's to drop */
+            rc = NGX_DECLINED;
+
+        } else {
+            ngx_http_amonitor_registry_remove(rg, reg - rg->reg);
+        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
 }
 
 

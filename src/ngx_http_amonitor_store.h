@@ -185,8 +185,12 @@ struct ngx_http_amonitor_store_s {
         ngx_str_t *url, ngx_uint_t kind, ngx_uint_t max_dialed);
     ngx_uint_t (*learned)(ngx_http_amonitor_store_t *st,
         ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
-    void (*forget)(
-        ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url);
+    /*
+     * Remove a learned target; "unopened": only if no worker ever had
+     * it open.  NGX_OK: removed (or not there), NGX_DECLINED: kept.
+     */
+    ngx_int_t (*forget)(ngx_http_amonitor_store_t *st, ngx_str_t *id,
+        ngx_str_t *url, ngx_uint_t unopened);
     void (*touch)(ngx_http_amonitor_store_t *st, ngx_str_t *id);
     ngx_uint_t (*expire)(ngx_http_amonitor_store_t *st, ngx_msec_t ttl);
 

@@ -135,7 +135,7 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     u = w->dial(w, name, wu);
     if (u == NULL) {
-        w->store->forget(w->store, name, norm);
+        (void) w->store->forget(w->store, name, norm, 1);
         return NGX_HTTP_AMONITOR_LEARN_NO_ADDR;
     }
 

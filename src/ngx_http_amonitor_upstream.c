@@ -489,8 +489,9 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
             w->store->touch(w->store, &u->id);
 
         } else if (!u->registered && u->opened == 0
-            && u->failures >= amcf->dial_attempts) {
-            w->store->forget(w->store, &u->id, &u->norm);
+            && u->failures >= amcf->dial_attempts
+            && w->store->forget(w->store, &u->id, &u->norm, 1) == NGX_OK) {
+            /* unless another worker has had it open */
             ngx_http_amonitor_upstream_drop(u,
                 "dialed on demand, never connected (amonitor_dial_attempts)");
         }
@@ -570,7 +571,7 @@ ngx_http_amonitor_upstream_follow(
                 "amonitor: learned target \"%V\" at %V forgotten: not "
                 "allowed by amonitor_allow_url any more",
                 &id, &url);
-            w->store->forget(w->store, &id, &url);
+            (void) w->store->forget(w->store, &id, &url, 0);
             continue;
         }
 
