@@ -69,7 +69,7 @@ static ngx_http_amonitor_metric_t ngx_http_amonitor_metrics[] = {
         "Actions refused: outside the rights of the panel's token.",
         ngx_http_amonitor_counter(forbidden)},
     {"amonitor_oversize_closes_total", "counter",
-        "Panels and SDKs closed for holding more than "
+        "Panels closed for holding more than "
         "amonitor_connection_buffer_limit.",
         ngx_http_amonitor_counter(oversize)},
     {NULL, NULL, NULL, 0}};
@@ -114,6 +114,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
      * records counted now are the ones written (later ones wait)
      */
     n = sh->ntargets;
+    ngx_memory_barrier(); /* the chunks counted are read after the count */
     len = 8192 + NGX_HTTP_AMONITOR_RTT_BUCKETS * 64
         + n * 5 * NGX_HTTP_AMONITOR_METRIC_LINE;
 

@@ -1,8 +1,8 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The shared memory zone: the dedupe table (a hash table of chains keyed
- * by crc32 of the msg_id, LRU queue, expiry in the node), the registry of
+ * The shared memory zone: the dedupe table (open addressing keyed by
+ * crc32 of the msg_id, LRU queue, expiry in the node), the registry of
  * learned targets and the counters.  Shared by all workers; survives
  * reload.
  */
