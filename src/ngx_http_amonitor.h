@@ -224,6 +224,7 @@ struct ngx_http_amonitor_upstream_s {
     ngx_http_amonitor_conn_t     wc;
     ngx_http_amonitor_worker_t  *worker;
     ngx_queue_t                  queue; /* in worker->upstreams */
+    ngx_str_node_t               by_id; /* in worker->upstream_ids */
     ngx_str_t                    id;
     ngx_str_t                    norm;
     ngx_str_t                    host_port;
@@ -295,6 +296,8 @@ struct ngx_http_amonitor_worker_s {
     ngx_http_amonitor_frames_t     frames;
     ngx_queue_t                    panels; /* conn_t.queue */
     ngx_queue_t                    upstreams;
+    ngx_rbtree_t                   upstream_ids; /* upstream_t.by_id */
+    ngx_rbtree_node_t              upstream_ids_sentinel;
     void                          *actions; /* action.c's table */
     void                          *subs; /* subscribe.c's lists */
     ngx_queue_t                    queries; /* action_status, due */

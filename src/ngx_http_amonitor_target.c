@@ -18,23 +18,16 @@
 static ngx_uint_t ngx_http_amonitor_target_path_allowed(
     ngx_http_amonitor_allow_t *a, amon_str_t *path);
 
+/* the worker's target "id": its index by id, not a walk over all */
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_target_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 {
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_upstream_t *u;
+    ngx_str_node_t *sn;
 
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
-        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+    sn = ngx_str_rbtree_lookup(
+        &w->upstream_ids, id, ngx_crc32_short(id->data, id->len));
 
-        if (u->id.len == id->len
-            && ngx_strncmp(u->id.data, id->data, id->len) == 0) {
-            return u;
-        }
-    }
-
-    return NULL;
+    return sn ? ngx_queue_data(sn, ngx_http_amonitor_upstream_t, by_id) : NULL;
 }
 
 

@@ -27,6 +27,7 @@ static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_create(
 static ngx_int_t ngx_http_amonitor_upstream_tls_name(
     ngx_http_amonitor_upstream_t *u, amon_ws_url_t *wu);
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
+static void ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_first_dials(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_follow(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
@@ -38,6 +39,9 @@ ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
     ngx_uint_t                       i;
     ngx_http_amonitor_upstream_t    *u;
     ngx_http_amonitor_target_conf_t *t;
+
+    ngx_rbtree_init(&w->upstream_ids, &w->upstream_ids_sentinel,
+        ngx_str_rbtree_insert_value);
 
     t = w->amcf->targets.elts;
 
@@ -97,12 +101,21 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
 }
 
 
+/* out of the worker's list and its index by id */
+static void
+ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_remove(&u->queue);
+    ngx_rbtree_delete(&u->worker->upstream_ids, &u->by_id.node);
+}
+
+
 /* out of the worker's list for good: closed (1001 "why"), no retry */
 static void
 ngx_http_amonitor_upstream_stop(
     ngx_http_amonitor_upstream_t *u, const char *why)
 {
-    ngx_queue_remove(&u->queue);
+    ngx_http_amonitor_upstream_unlist(u);
     u->stopped = 1;
 
     if (u->reconnect.timer_set) {
@@ -199,6 +212,9 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     ngx_queue_init(&u->waiting);
     ngx_queue_insert_tail(&w->upstreams, &u->queue);
+    u->by_id.str = u->id;
+    u->by_id.node.key = ngx_crc32_short(u->id.data, u->id.len);
+    ngx_rbtree_insert(&w->upstream_ids, &u->by_id.node);
 
     return u;
 }
@@ -267,7 +283,7 @@ ngx_http_amonitor_upstream_add(
 
     if (addr == NULL || sa == NULL || name == NULL) {
         ngx_destroy_pool(tmp);
-        ngx_queue_remove(&u->queue);
+        ngx_http_amonitor_upstream_unlist(u);
         ngx_destroy_pool(u->pool);
         return NULL;
     }
@@ -287,7 +303,7 @@ ngx_http_amonitor_upstream_add(
     u->naddrs = 1;
 
     if (ngx_http_amonitor_upstream_tls_name(u, wu) != NGX_OK) {
-        ngx_queue_remove(&u->queue);
+        ngx_http_amonitor_upstream_unlist(u);
         ngx_destroy_pool(u->pool);
         return NULL;
     }
