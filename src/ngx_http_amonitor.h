@@ -34,6 +34,9 @@
 #define NGX_HTTP_AMONITOR_LOG_SUMMARY   60000 /* an outage's lines, ms */
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 
+/* the hash of names and msg_ids: tree keys, the zone's indexes */
+#define ngx_http_amonitor_hash(p, n) ngx_murmur_hash2((u_char *) (p), (n))
+
 /* an action's answer when the target's certificate did not pass */
 #define NGX_HTTP_AMONITOR_TLS_FAILED \
     "TLS verification of the target failed: its certificate is not " \

@@ -105,6 +105,11 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     a->worker = w;
     a->binary = about.binary;
 
+    /* the claim's cache misses load while the target is resolved */
+    if (w->store->prefetch) {
+        w->store->prefetch(w->store, (uint32_t) a->sn.node.key);
+    }
+
     /* a known target: replies name it as the agent does from now on */
     if (ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url, 0, 0,
             &a->upstream, &code, &message)
@@ -297,7 +302,7 @@ ngx_http_amonitor_action_new(
         ngx_memcpy(d, env->action.data, env->action.len);
     }
 
-    a->sn.node.key = ngx_crc32_short(a->sn.str.data, a->sn.str.len);
+    a->sn.node.key = ngx_http_amonitor_hash(a->sn.str.data, a->sn.str.len);
     a->panel = panel;
 
     return a;
@@ -507,7 +512,7 @@ ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
     as = u->worker->actions;
 
     a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
-        &as->sent, msg_id, ngx_crc32_short(msg_id->data, msg_id->len));
+        &as->sent, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 
     if (a == NULL || a->upstream != u
         || (a->state != NGX_HTTP_AMONITOR_ACTION_SENT

@@ -34,7 +34,7 @@ typedef enum {
 
 
 typedef struct {
-    ngx_str_node_t                   sn; /* msg_id, crc32 key */
+    ngx_str_node_t                   sn; /* msg_id, its hash as the key */
     ngx_queue_t                      queue; /* upstream->waiting */
     ngx_queue_t                      all; /* actions->all */
     ngx_http_amonitor_conn_t        *panel; /* NULL once gone */

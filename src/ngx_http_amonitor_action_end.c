@@ -155,7 +155,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     id.data = (u_char *) env->action_msg_id.data;
     id.len = env->action_msg_id.len;
 
-    hash = ngx_crc32_short(id.data, id.len);
+    hash = ngx_http_amonitor_hash(id.data, id.len);
     a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
         &as->sent, &id, hash);
 

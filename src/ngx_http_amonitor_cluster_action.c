@@ -226,7 +226,7 @@ ngx_http_amonitor_remote_run(
     r->reply_to.len = m->f[0].len;
     ngx_memcpy(p, m->f[0].data, m->f[0].len);
 
-    r->sn.node.key = ngx_crc32_short(r->sn.str.data, r->sn.str.len);
+    r->sn.node.key = ngx_http_amonitor_hash(r->sn.str.data, r->sn.str.len);
     r->upstream = u;
     r->end_offset = u->wc.queued_bytes;
     r->deadline =
@@ -273,7 +273,7 @@ ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
     }
 
     r = (ngx_http_amonitor_remote_t *) ngx_str_rbtree_lookup(
-        &cl->remote_tree, msg_id, ngx_crc32_short(msg_id->data, msg_id->len));
+        &cl->remote_tree, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 
     if (r == NULL || r->upstream != u) {
         return NGX_DECLINED;

@@ -23,8 +23,8 @@
  * heartbeat or the same state arriving live right after is not told twice.
  */
 typedef struct {
-    uint32_t target; /* crc32 of the target's name */
-    uint32_t hb; /* crc32 of the heartbeat's msg_id */
+    uint32_t target; /* hash of the target's name */
+    uint32_t hb; /* hash of the heartbeat's msg_id */
     u_char   hb_pending;
     u_char   state_pending;
     u_char   up;
@@ -218,7 +218,7 @@ ngx_http_amonitor_fanout_seen(
 
     if (live->target_hash == 0) {
         live->target_hash =
-            ngx_crc32_short(live->target->data, live->target->len) | 1;
+            ngx_http_amonitor_hash(live->target->data, live->target->len) | 1;
     }
 
     seen = wc->seen->elts;
@@ -337,7 +337,7 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
         return NGX_ERROR;
     }
 
-    seen->target = ngx_crc32_short(snap->id.data, snap->id.len) | 1;
+    seen->target = ngx_http_amonitor_hash(snap->id.data, snap->id.len) | 1;
     seen->up = (u_char) snap->up;
     seen->state_pending = 1;
     seen->hb_pending = 0;

@@ -286,7 +286,7 @@ ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
     live.target = &u->id;
     live.target_hash = 0;
     live.heartbeat = 1;
-    live.value = ngx_crc32_short(hb.data, hb.len);
+    live.value = ngx_http_amonitor_hash(hb.data, hb.len);
 
     ngx_http_amonitor_fanout_broadcast(w, msg, opcode, u, env, NULL, 0, &live);
 }

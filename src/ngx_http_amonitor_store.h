@@ -80,7 +80,7 @@ typedef struct ngx_http_amonitor_tstate_s ngx_http_amonitor_tstate_t;
 
 struct ngx_http_amonitor_tstate_s {
     ngx_http_amonitor_tstate_t *next; /* in its hash bucket */
-    ngx_atomic_t hb_hash; /* crc32 of the kept heartbeat's msg_id */
+    ngx_atomic_t hb_hash; /* hash of the kept heartbeat's msg_id */
     ngx_atomic_t hb_at; /* when it was kept, ms since the epoch */
     ngx_atomic_t actions; /* forwarded to the SDK */
     ngx_atomic_t failures; /* ended in an error after the claim */
@@ -170,6 +170,13 @@ struct ngx_http_amonitor_store_s {
 
     /* forget a claim whose action never reached the SDK */
     void (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
+
+    /*
+     * A claim of a msg_id of this hash comes soon: start loading what it
+     * will read, so that the cache misses overlap other work (NULL: the
+     * store has nothing to load).
+     */
+    void (*prefetch)(ngx_http_amonitor_store_t *st, uint32_t hash);
 
     /*
      * The registry of targets learned at run time, shared by the workers

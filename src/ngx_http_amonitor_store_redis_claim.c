@@ -687,7 +687,7 @@ ngx_http_amonitor_redis_rec_new(
 
     rec->ctx = ctx;
     rec->state = NGX_HTTP_AMONITOR_REC_CLAIMING;
-    rec->sn.node.key = ngx_crc32_short(msg_id->data, msg_id->len);
+    rec->sn.node.key = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
 
     ngx_rbtree_insert(&ctx->claims, &rec->sn.node);
     rec->in_tree = 1;
@@ -703,7 +703,7 @@ ngx_http_amonitor_redis_rec_find(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
 {
     return (ngx_http_amonitor_redis_rec_t *) ngx_str_rbtree_lookup(
-        &ctx->claims, msg_id, ngx_crc32_short(msg_id->data, msg_id->len));
+        &ctx->claims, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 }
 
 

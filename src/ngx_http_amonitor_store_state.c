@@ -57,7 +57,7 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
 
     sh = ngx_http_amonitor_store_shm_shared(st->zone);
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
-    hash = ngx_crc32_short(id->data, id->len);
+    hash = ngx_http_amonitor_hash(id->data, id->len);
     b = &sh->buckets[hash % NGX_HTTP_AMONITOR_TRACK_BUCKETS];
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -273,7 +273,7 @@ ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
         return;
     }
 
-    hash = ngx_crc32_short(msg_id->data, msg_id->len);
+    hash = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
 
     if (len > NGX_HTTP_AMONITOR_HB_KEEP) {
         if (ts->hb_len == 0) {

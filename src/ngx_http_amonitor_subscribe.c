@@ -535,7 +535,7 @@ ngx_http_amonitor_subscribe_find(
     uint32_t                   hash;
     ngx_http_amonitor_topic_t *t, **b;
 
-    hash = ngx_crc32_short(id->data, id->len);
+    hash = ngx_http_amonitor_hash(id->data, id->len);
     b = &subs->buckets[hash & (subs->nbuckets - 1)];
 
     for (t = *b; t; t = t->next) {

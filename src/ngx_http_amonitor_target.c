@@ -25,7 +25,7 @@ ngx_http_amonitor_target_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
     ngx_str_node_t *sn;
 
     sn = ngx_str_rbtree_lookup(
-        &w->upstream_ids, id, ngx_crc32_short(id->data, id->len));
+        &w->upstream_ids, id, ngx_http_amonitor_hash(id->data, id->len));
 
     return sn ? ngx_queue_data(sn, ngx_http_amonitor_upstream_t, by_id) : NULL;
 }
