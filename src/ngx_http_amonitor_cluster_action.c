@@ -272,8 +272,8 @@ ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
         return NGX_DECLINED;
     }
 
-    r = (ngx_http_amonitor_remote_t *) ngx_str_rbtree_lookup(
-        &cl->remote_tree, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
+    r = (ngx_http_amonitor_remote_t *) ngx_str_rbtree_lookup(&cl->remote_tree,
+        msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 
     if (r == NULL || r->upstream != u) {
         return NGX_DECLINED;

@@ -702,8 +702,8 @@ static ngx_http_amonitor_redis_rec_t *
 ngx_http_amonitor_redis_rec_find(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
 {
-    return (ngx_http_amonitor_redis_rec_t *) ngx_str_rbtree_lookup(
-        &ctx->claims, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
+    return (ngx_http_amonitor_redis_rec_t *) ngx_str_rbtree_lookup(&ctx->claims,
+        msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 }
 
 

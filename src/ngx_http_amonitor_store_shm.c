@@ -96,8 +96,8 @@ static ngx_int_t ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st,
     ngx_http_amonitor_claim_pt handler, void *data);
 static void      ngx_http_amonitor_shm_release(
          ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
-static void      ngx_http_amonitor_shm_prefetch(
-         ngx_http_amonitor_store_t *st, uint32_t hash);
+static void ngx_http_amonitor_shm_prefetch(
+    ngx_http_amonitor_store_t *st, uint32_t hash);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
