@@ -174,6 +174,11 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     (void) ngx_atomic_fetch_add(&w->counters->acks, 1);
 
+    /* its claim, long out of the cache, loads while the reply is made */
+    if (w->store->prefetch) {
+        w->store->prefetch(w->store, hash);
+    }
+
     ngx_http_amonitor_store_rtt(w->store, ngx_current_msec - a->sent_at);
 
     if (!env->success && u->tstate) {
@@ -193,9 +198,6 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
             env->message, NULL, env->action_msg_id);
     }
 
-    w->store->finish(
-        w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
-
     if (a->panel) {
         /* the SDK's ack, marked as the last reply, to the panel that asked */
         want = a->panel->encoding ? a->panel->encoding : opcode;
@@ -209,6 +211,13 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
             ngx_http_amonitor_conn_answer(a->panel, want, out.data, out.len);
         }
     }
+
+    /*
+     * Recorded after the reply is queued: the panel cannot see the ack,
+     * nor send the msg_id again, before this.
+     */
+    w->store->finish(
+        w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
 
     ngx_http_amonitor_action_audit(
         a, env->success ? "ack_success" : "ack_failure", NULL);

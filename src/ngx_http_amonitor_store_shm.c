@@ -726,11 +726,14 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
 
 
 /*
- * A new msg_id misses the cache twice: on its slot (the index is far
- * larger than the cache) and, in a full zone, on the LRU tail that it
- * evicts.  Both addresses are known before the mutex is taken; loading
- * them while the action is routed hides most of that.  A prefetch never
- * faults, and a stale tail only wastes the load.
+ * A new msg_id misses the cache on its slot (the index is far larger than
+ * the cache) and, in a full zone, on the LRU tail that it evicts, on that
+ * node's slot, and on the node before it (the next tail).  The addresses
+ * are known before the mutex is taken: loading them while the action is
+ * routed hides most of the misses.  The tail's slot needs the tail's hash,
+ * read here from the node the previous call loaded.  These reads take no
+ * lock: another worker may change the list meanwhile, which costs only a
+ * useless load (a prefetch never faults, and the zone stays mapped).
  */
 static void
 ngx_http_amonitor_shm_prefetch(ngx_http_amonitor_store_t *st, uint32_t hash)
@@ -738,11 +741,20 @@ ngx_http_amonitor_shm_prefetch(ngx_http_amonitor_store_t *st, uint32_t hash)
 #if (defined __GNUC__ || defined __clang__)
     ngx_http_amonitor_shm_t *ctx = st->data;
 
+    ngx_queue_t               *q;
+    ngx_http_amonitor_node_t  *tail;
     ngx_http_amonitor_shctx_t *sh;
 
     sh = ctx->sh;
 
-    __builtin_prefetch(&sh->slots[hash & sh->mask], 1);
-    __builtin_prefetch(sh->lru.prev, 1);
+    __builtin_prefetch(&sh->slots[hash & sh->mask]);
+
+    q = sh->lru.prev;
+
+    if (q != &sh->lru) {
+        tail = ngx_queue_data(q, ngx_http_amonitor_node_t, queue);
+        __builtin_prefetch(&sh->slots[tail->hash & sh->mask]);
+        __builtin_prefetch(tail->queue.prev);
+    }
 #endif
 }
