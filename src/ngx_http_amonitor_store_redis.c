@@ -19,6 +19,7 @@
 #define NGX_HTTP_AMONITOR_REDIS_KEEPIDLE  10
 #define NGX_HTTP_AMONITOR_REDIS_KEEPINTVL 5
 #define NGX_HTTP_AMONITOR_REDIS_KEEPCNT   3
+#define NGX_HTTP_AMONITOR_REDIS_READ_BUF  (1024 * 1024)
 
 /* the setup command whose answer makes the connection ready */
 #define NGX_HTTP_AMONITOR_REDIS_LAST_SETUP "PING"
@@ -38,6 +39,8 @@ static void ngx_http_amonitor_redis_setup(
 static void ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_ping(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_redis_track(
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_cmd_t *cmd);
 static void ngx_http_amonitor_redis_reply(
     redisAsyncContext *ac, void *r, void *privdata);
 static void ngx_http_amonitor_redis_timeout_handler(ngx_event_t *ev);
@@ -168,11 +171,11 @@ ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
         return NGX_ERROR;
     }
 
-    cmd->ctx = ctx;
+    ngx_memzero(cmd, sizeof(ngx_http_amonitor_redis_cmd_t));
+
     cmd->handler = handler;
     cmd->data = data;
     cmd->name = name;
-    cmd->deadline = ngx_current_msec + ctx->conf->timeout;
 
     va_start(args, fmt);
     rc = redisvAsyncCommand(
@@ -184,14 +187,53 @@ ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
         return NGX_ERROR;
     }
 
+    ngx_http_amonitor_redis_track(ctx, cmd);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Send a command formatted by the caller (RESP), with "cmd" made by it
+ * (ngx_alloc; freed after the reply).  As redis_command; on an error the
+ * caller keeps "cmd".
+ */
+ngx_int_t
+ngx_http_amonitor_redis_send(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_cmd_t *cmd, u_char *buf, size_t len)
+{
+    if (ctx->ac == NULL || !ctx->connected || ctx->dropping || ctx->stopped) {
+        return NGX_DECLINED;
+    }
+
+    cmd->ctx = ctx;
+
+    if (redisAsyncFormattedCommand(
+            ctx->ac, ngx_http_amonitor_redis_reply, cmd, (char *) buf, len)
+        != REDIS_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_amonitor_redis_track(ctx, cmd);
+
+    return NGX_OK;
+}
+
+
+/* every command has the deadline "timeout=" of amonitor_redis */
+static void
+ngx_http_amonitor_redis_track(
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_cmd_t *cmd)
+{
+    cmd->ctx = ctx;
+    cmd->deadline = ngx_current_msec + ctx->conf->timeout;
+
     ngx_queue_insert_tail(&ctx->sent, &cmd->queue);
     ctx->last_sent = ngx_current_msec;
 
     if (!ctx->timeout.timer_set) {
         ngx_add_timer(&ctx->timeout, ctx->conf->timeout);
     }
-
-    return NGX_OK;
 }
 
 
@@ -220,6 +262,11 @@ ngx_http_amonitor_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
             left = (ngx_msec_int_t) (head->deadline - ngx_current_msec);
             ngx_add_timer(&ctx->timeout, left > 0 ? (ngx_msec_t) left : 1);
         }
+    }
+
+    if (r && cmd->again && cmd->again(cmd, r) == NGX_OK) {
+        /* sent once more: the reply to that goes to the handler */
+        return;
     }
 
     cmd->handler(ctx, cmd->data, r);
@@ -299,6 +346,13 @@ ngx_http_amonitor_redis_connect(ngx_http_amonitor_redis_t *ctx)
         ngx_http_amonitor_redis_schedule(ctx);
         return;
     }
+
+    /*
+     * The reader keeps its buffer up to this size between replies: by
+     * default it gives back more than 16 KiB after every read, and grows
+     * it again on the next (a malloc and a free per read under load).
+     */
+    ac->c.reader->maxbuf = NGX_HTTP_AMONITOR_REDIS_READ_BUF;
 
     c = ngx_get_connection(ac->c.fd, ctx->log);
     if (c == NULL) {

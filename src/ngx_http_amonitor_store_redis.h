@@ -34,6 +34,13 @@ typedef void (*ngx_http_amonitor_redis_reply_pt)(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
+/* a Lua script, called by its SHA1 (store_redis_eval.c) */
+typedef struct {
+    ngx_str_t text;
+    u_char    sha[40]; /* hex */
+} ngx_http_amonitor_redis_script_t;
+
+
 /* one command sent and not answered yet; ctx->sent keeps them in order */
 struct ngx_http_amonitor_redis_cmd_s {
     ngx_queue_t                      queue;
@@ -42,6 +49,16 @@ struct ngx_http_amonitor_redis_cmd_s {
     ngx_http_amonitor_redis_reply_pt handler;
     void                            *data;
     const char                      *name; /* for the log */
+
+    /*
+     * A script's call: "again" may send it once more instead of handing
+     * the reply over (NGX_OK: sent again, the handler waits).
+     */
+    ngx_int_t (*again)(ngx_http_amonitor_redis_cmd_t *cmd, redisReply *r);
+    ngx_http_amonitor_redis_script_t *script;
+    u_char                           *rest; /* keys and arguments, RESP */
+    size_t                            rest_len;
+    ngx_uint_t                        argc;
 };
 
 
@@ -121,6 +138,15 @@ struct ngx_http_amonitor_redis_s {
 ngx_int_t ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
     const char *fmt, ...);
+ngx_int_t ngx_http_amonitor_redis_send(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_cmd_t *cmd, u_char *buf, size_t len);
+
+/* scripts (store_redis_eval.c) */
+void ngx_http_amonitor_redis_script_init(
+    ngx_http_amonitor_redis_script_t *script, const char *text);
+ngx_int_t ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
+    ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n);
 
 /* the connection (store_redis.c) */
 ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(

@@ -50,6 +50,15 @@
     "return 0"
 
 
+/* the scripts above, called by SHA1 (made once per worker) */
+static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[4];
+
+#define NGX_HTTP_AMONITOR_S_CLAIM   (&ngx_http_amonitor_redis_scripts[0])
+#define NGX_HTTP_AMONITOR_S_FINISH  (&ngx_http_amonitor_redis_scripts[1])
+#define NGX_HTTP_AMONITOR_S_RELEASE (&ngx_http_amonitor_redis_scripts[2])
+#define NGX_HTTP_AMONITOR_S_RENEW   (&ngx_http_amonitor_redis_scripts[3])
+
+
 static void ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_claims_flush(
     ngx_http_amonitor_redis_t *ctx);
@@ -134,6 +143,15 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 
     cycle = ctx->worker->cycle;
 
+    ngx_http_amonitor_redis_script_init(
+        NGX_HTTP_AMONITOR_S_CLAIM, NGX_HTTP_AMONITOR_REDIS_CLAIM);
+    ngx_http_amonitor_redis_script_init(
+        NGX_HTTP_AMONITOR_S_FINISH, NGX_HTTP_AMONITOR_REDIS_FINISH);
+    ngx_http_amonitor_redis_script_init(
+        NGX_HTTP_AMONITOR_S_RELEASE, NGX_HTTP_AMONITOR_REDIS_RELEASE);
+    ngx_http_amonitor_redis_script_init(
+        NGX_HTTP_AMONITOR_S_RENEW, NGX_HTTP_AMONITOR_REDIS_RENEW);
+
     ngx_rbtree_init(&ctx->claims, &ctx->sentinel, ngx_str_rbtree_insert_value);
     ngx_queue_init(&ctx->held);
     ngx_queue_init(&ctx->todo);
@@ -161,6 +179,8 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data)
 {
+    u_char                     num[NGX_INT64_LEN];
+    ngx_str_t                  args[4];
     ngx_http_amonitor_redis_t *ctx = st->data;
 
     ngx_int_t                      rc;
@@ -196,11 +216,14 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     rec->data = data;
     rec->renewed = ngx_current_msec;
 
-    rc = ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_claimed,
-        rec, "claim", "EVAL %s 1 %b%b %b %llu", NGX_HTTP_AMONITOR_REDIS_CLAIM,
-        ctx->conf->prefix.data, ctx->conf->prefix.len, msg_id->data,
-        msg_id->len, rec->owner.data, rec->owner.len,
-        (unsigned long long) ctx->conf->lease);
+    args[0] = ctx->conf->prefix;
+    args[1] = *msg_id;
+    args[2] = rec->owner;
+    args[3].data = num;
+    args[3].len = ngx_sprintf(num, "%M", ctx->conf->lease) - num;
+
+    rc = ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_claimed, rec,
+        "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 4);
 
     if (rc != NGX_OK) {
         ngx_http_amonitor_redis_rec_free(rec);
@@ -478,6 +501,8 @@ ngx_http_amonitor_redis_end(
 static ngx_int_t
 ngx_http_amonitor_redis_send_end(ngx_http_amonitor_redis_rec_t *rec)
 {
+    u_char                          num[NGX_INT64_LEN];
+    ngx_str_t                       args[5];
     ngx_http_amonitor_redis_t      *ctx;
     ngx_http_amonitor_redis_conf_t *rc;
 
@@ -488,19 +513,22 @@ ngx_http_amonitor_redis_send_end(ngx_http_amonitor_redis_rec_t *rec)
         return NGX_DECLINED;
     }
 
+    args[0] = rc->prefix;
+    args[1] = rec->sn.str;
+    args[2] = rec->owner;
+
     if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING) {
-        return ngx_http_amonitor_redis_command(ctx,
-            ngx_http_amonitor_redis_ended, rec, "finish",
-            "EVAL %s 1 %b%b %b %b %llu", NGX_HTTP_AMONITOR_REDIS_FINISH,
-            rc->prefix.data, rc->prefix.len, rec->sn.str.data, rec->sn.str.len,
-            rec->owner.data, rec->owner.len, rec->value.data, rec->value.len,
-            (unsigned long long) ctx->worker->amcf->dedupe_ttl);
+        args[3] = rec->value;
+        args[4].data = num;
+        args[4].len =
+            ngx_sprintf(num, "%M", ctx->worker->amcf->dedupe_ttl) - num;
+
+        return ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_ended,
+            rec, "finish", NGX_HTTP_AMONITOR_S_FINISH, args, 5);
     }
 
-    return ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_ended,
-        rec, "release", "EVAL %s 1 %b%b %b", NGX_HTTP_AMONITOR_REDIS_RELEASE,
-        rc->prefix.data, rc->prefix.len, rec->sn.str.data, rec->sn.str.len,
-        rec->owner.data, rec->owner.len);
+    return ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_ended, rec,
+        "release", NGX_HTTP_AMONITOR_S_RELEASE, args, 3);
 }
 
 
@@ -564,6 +592,8 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 static void
 ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
 {
+    u_char                         num[NGX_INT64_LEN];
+    ngx_str_t                      args[4];
     ngx_msec_t                     every;
     ngx_queue_t                   *q;
     ngx_http_amonitor_redis_rec_t *rec;
@@ -579,12 +609,14 @@ ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
             continue;
         }
 
-        if (ngx_http_amonitor_redis_command(ctx,
-                ngx_http_amonitor_redis_renewed, rec, "renew",
-                "EVAL %s 1 %b%b %b %llu", NGX_HTTP_AMONITOR_REDIS_RENEW,
-                ctx->conf->prefix.data, ctx->conf->prefix.len, rec->sn.str.data,
-                rec->sn.str.len, rec->owner.data, rec->owner.len,
-                (unsigned long long) ctx->conf->lease)
+        args[0] = ctx->conf->prefix;
+        args[1] = rec->sn.str;
+        args[2] = rec->owner;
+        args[3].data = num;
+        args[3].len = ngx_sprintf(num, "%M", ctx->conf->lease) - num;
+
+        if (ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_renewed,
+                rec, "renew", NGX_HTTP_AMONITOR_S_RENEW, args, 4)
             != NGX_OK) {
             return;
         }

@@ -6,7 +6,8 @@
 # once; a finish or release that could not be written is written after
 # the reconnect; a live owner keeps its claim past the lease, a killed
 # one loses it after the lease; an action never acked ends as FAILED; a
-# failing SELECT or AUTH stops claims.  Starts its own redis-servers.
+# failing SELECT or AUTH stops claims; the scripts go by SHA1, and with
+# their text to a Redis that forgot them.  Starts its own redis-servers.
 
 use strict;
 use warnings;
@@ -16,7 +17,30 @@ use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Redis;
 use Test::AMonitor::RedisProxy;
+use Digest::SHA qw(sha1_hex);
 use Time::HiRes qw(time);
+
+# The claims' scripts, from the module's source: the agent calls them by
+# SHA1 (EVALSHA), and with their text (EVAL) when Redis does not know them
+my %SCRIPT;
+{
+    my $src = "$FindBin::Bin/../src/ngx_http_amonitor_store_redis_claim.c";
+    open(my $fh, '<', $src) or die "$src: $!";
+    my $c = do { local $/; <$fh> };
+    for my $name (qw(claim finish release renew)) {
+        my $n = uc $name;
+        $c =~ /#define NGX_HTTP_AMONITOR_REDIS_$n \\\n((?:\s*"(?:[^"\\]|\\.)*"\s*\\?\n)+)/
+            or die "no script $n in $src";
+        my $text = join '', map { s/\\n/\n/gr } $1 =~ /"((?:[^"\\]|\\.)*)"/g;
+        $SCRIPT{$name} = { text => $text, sha => sha1_hex($text) };
+    }
+}
+
+# a call of the script "name" about msg_id "id", by SHA1 or with its text
+sub call {
+    my ($name, $id) = @_;
+    return qr/(?:\Q$SCRIPT{$name}{sha}\E|amonitor \Q$name\E).*\Q$id\E/s;
+}
 
 ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
     or BAIL_OUT('no redis-server');
@@ -66,6 +90,13 @@ ok($A->wait_error_log(qr/connected to redis/, 5)
     'both agents are connected to redis');
 
 my ($pa, $pb) = map { $_->panel('/ws/panel') } $A, $B;
+
+# Redis knows the scripts from here on, so that each call below is one
+# command (EVALSHA); the last subtests make it forget them
+for my $name (sort keys %SCRIPT) {
+    is($redis->cli('SCRIPT', 'LOAD', $SCRIPT{$name}{text}),
+        $SCRIPT{$name}{sha}, "the $name script is loaded");
+}
 
 sub action {
     my ($id, $target) = @_;
@@ -120,14 +151,14 @@ subtest 'the redis connection has TCP keepalive' => sub {
 subtest 'reply lost after redis ran the claim: INTERNAL, released, retry runs once' => sub {
     my $id = uuid4();
     $A->mark_log;
-    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'cut_after');
+    $proxy->on(call('claim', $id), 'cut_after');
     my $a = ask($pa, $id);
     is(code($a), 'INTERNAL', 'the action is answered INTERNAL');
     is($sdk->executed($id), 0, 'and not forwarded');
     ok($A->wait_error_log(qr/claim of "\Q$id\E" in redis has an unknown outcome/, 3),
         'the unknown outcome is logged');
     ok(gone($id), 'the owner released the claim after reconnecting');
-    ok(seen(qr/amonitor release.*\Q$id\E/s), 'with a release by its owner');
+    ok(seen(call('release', $id)), 'with a release by its owner');
     my $b = ask($pb, $id);
     is($b && $b->{type}, 'action_ack', 'a retry through the other agent runs');
     ok($b && !$b->{payload}{duplicate}, 'as a new action');
@@ -140,7 +171,7 @@ subtest 'reply lost after redis ran the claim: INTERNAL, released, retry runs on
 subtest 'a reply slower than the timeout: INTERNAL, released, retry runs once' => sub {
     my $id = uuid4();
     $A->mark_log;
-    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'stall');
+    $proxy->on(call('claim', $id), 'stall');
     my $t0 = time;
     my $a = ask($pa, $id);
     my $ms = int((time - $t0) * 1000);
@@ -157,7 +188,7 @@ subtest 'a reply slower than the timeout: INTERNAL, released, retry runs once' =
 
 subtest 'connection cut before the claim reached redis' => sub {
     my $id = uuid4();
-    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'cut_before');
+    $proxy->on(call('claim', $id), 'cut_before');
     my $a = ask($pa, $id);
     is(code($a), 'INTERNAL', 'INTERNAL');
     is($redis->cli('EXISTS', key($id)), '0', 'nothing in redis');
@@ -170,12 +201,12 @@ subtest 'connection cut before the claim reached redis' => sub {
 
 subtest 'a finish that could not be sent is written after the reconnect' => sub {
     my $id = uuid4();
-    $proxy->on(qr/amonitor finish.*\Q$id\E/s, 'cut_before');
+    $proxy->on(call('finish', $id), 'cut_before');
     my $a = ask($pa, $id);
     is($a && $a->{type}, 'action_ack', 'the SDK acked');
     ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
         'the result reaches redis after the reconnect');
-    is(seen(qr/amonitor finish.*\Q$id\E/s), 2, 'sent twice, written once');
+    is(seen(call('finish', $id)), 2, 'sent twice, written once');
     my $ttl = $redis->cli('PTTL', key($id));
     ok($ttl > 3_500_000, "with the dedupe TTL ($ttl ms)");
     my $b = ask($pb, $id);
@@ -186,7 +217,7 @@ subtest 'a finish that could not be sent is written after the reconnect' => sub 
 
 subtest 'a result not written yet: its owner answers a duplicate from memory' => sub {
     my $id = uuid4();
-    $proxy->on(qr/amonitor finish.*\Q$id\E/s, 'cut_before');
+    $proxy->on(call('finish', $id), 'cut_before');
     $proxy->refuse(1);
     my $a = ask($pa, $id);
     is($a && $a->{type}, 'action_ack', 'the SDK acked');
@@ -203,14 +234,14 @@ subtest 'a result not written yet: its owner answers a duplicate from memory' =>
 
 subtest 'a release that could not be sent is written after the reconnect' => sub {
     my $id = uuid4();
-    $proxy->on(qr/amonitor release.*\Q$id\E/s, 'cut_before');
+    $proxy->on(call('release', $id), 'cut_before');
     my $t0 = time;
     # an unknown target is answered before any claim: use one that is down
     my $a = ask($pa, $id, 'rf-down');
     is(code($a), 'TARGET_UNAVAILABLE', 'TARGET_UNAVAILABLE');
     ok(gone($id, 1.2), 'the claim is gone before its lease would end');
     ok(time - $t0 < 1.4, 'well before the 1.5 s lease');
-    is(seen(qr/amonitor release.*\Q$id\E/s), 2, 'the release was sent again');
+    is(seen(call('release', $id)), 2, 'the release was sent again');
     my $b = ask($pb, $id);
     is($b && $b->{type}, 'action_ack', 'a retry runs');
     is($sdk->executed($id), 1, 'once');
@@ -219,7 +250,7 @@ subtest 'a release that could not be sent is written after the reconnect' => sub
 subtest 'an owner cut off from redis: its claim expires after the lease' => sub {
     my $id = uuid4();
     $A->mark_log;
-    $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'cut_after');
+    $proxy->on(call('claim', $id), 'cut_after');
     $proxy->refuse(1);
     my $t0 = time;
     my $a = ask($pa, $id);
@@ -438,6 +469,46 @@ subtest 'configuration: timeout=, lease=, claims=' => sub {
         isnt($st, 0, "nginx -t fails: $case->[0]");
         like($out, qr/\[emerg\].*$case->[1]/, 'with the message');
     }
+};
+
+subtest 'scripts are called by their SHA1' => sub {
+    my $id = uuid4();
+    my $a = ask($pa, $id);
+    is($a && $a->{type}, 'action_ack', 'the action runs');
+    ok(wait_for(sub { seen(call('finish', $id)) }, 2), 'its result is sent');
+    for my $name (qw(claim finish)) {
+        my @c = grep { $_ =~ call($name, $id) } $proxy->commands;
+        is(scalar @c, 1, "one $name command");
+        like($c[0] // '', qr/EVALSHA.*\Q$SCRIPT{$name}{sha}\E/s,
+            "EVALSHA with the SHA1 of the $name script");
+        unlike($c[0] // '', qr/amonitor \Q$name\E/,
+            'without the text of the script');
+    }
+};
+
+subtest 'redis forgets the scripts: the call is sent again with the text' => sub {
+    is($redis->cli('SCRIPT', 'FLUSH'), 'OK', 'SCRIPT FLUSH');
+    $A->mark_log;
+    my $id = uuid4();
+    my $a = ask($pa, $id);
+    is($a && $a->{type}, 'action_ack', 'the action runs');
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
+        'its result is in redis');
+    my @claim = grep { $_ =~ call('claim', $id) } $proxy->commands;
+    is(scalar @claim, 2, 'the claim went twice');
+    like($claim[0] // '', qr/EVALSHA/, 'first by SHA1');
+    like($claim[1] // '', qr/EVAL.*amonitor claim/s, 'then with its text');
+    ok($A->wait_error_log(
+        qr/\[notice\].*did not know the "claim" script, sent it again/, 2),
+        'which is logged');
+    is($sdk->executed($id), 1, 'the SDK ran it once');
+    my $b = ask($pb, $id);
+    ok($b && $b->{payload}{duplicate}, 'a retry is a duplicate');
+    my $id2 = uuid4();
+    my $c = ask($pa, $id2);
+    is($c && $c->{type}, 'action_ack', 'the next action runs');
+    my @next = grep { $_ =~ call('claim', $id2) } $proxy->commands;
+    is(scalar @next, 1, 'its claim goes once, by SHA1 again');
 };
 
 is($sdk->rejected // 0, 0, 'no handshake was rejected');
