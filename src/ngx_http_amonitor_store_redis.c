@@ -243,26 +243,16 @@ ngx_http_amonitor_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     ngx_http_amonitor_redis_cmd_t *cmd = privdata;
 
-    ngx_queue_t                   *q;
-    ngx_msec_int_t                 left;
-    ngx_http_amonitor_redis_t     *ctx;
-    ngx_http_amonitor_redis_cmd_t *head;
+    ngx_http_amonitor_redis_t *ctx;
 
     ctx = cmd->ctx;
 
+    /*
+     * The timeout timer stays as it is: when it fires it looks at the
+     * oldest command left and waits for that one's deadline (a timer
+     * moved on every reply cost two tree updates per command).
+     */
     ngx_queue_remove(&cmd->queue);
-
-    if (r && ctx->timeout.timer_set) {
-        ngx_del_timer(&ctx->timeout);
-
-        if (!ngx_queue_empty(&ctx->sent)) {
-            q = ngx_queue_head(&ctx->sent);
-            head = ngx_queue_data(q, ngx_http_amonitor_redis_cmd_t, queue);
-
-            left = (ngx_msec_int_t) (head->deadline - ngx_current_msec);
-            ngx_add_timer(&ctx->timeout, left > 0 ? (ngx_msec_t) left : 1);
-        }
-    }
 
     if (r && cmd->again && cmd->again(cmd, r) == NGX_OK) {
         /* sent once more: the reply to that goes to the handler */
