@@ -43,6 +43,12 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
 
     ngx_queue_init(&as->all);
     ngx_rbtree_init(&as->sent, &as->sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&as->due);
+
+    as->due_timer.handler = ngx_http_amonitor_action_due;
+    as->due_timer.data = as;
+    as->due_timer.log = w->cycle->log;
+    as->due_timer.cancelable = 1;
 
     w->actions = as;
 
@@ -65,6 +71,10 @@ ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
         a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
         a->panel = NULL;
         ngx_http_amonitor_action_free(a);
+    }
+
+    if (as->due_timer.timer_set) {
+        ngx_del_timer(&as->due_timer);
     }
 }
 
@@ -336,9 +346,7 @@ ngx_http_amonitor_action_claimed(
     if (a->state == NGX_HTTP_AMONITOR_ACTION_CLAIMING) {
         a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
 
-        if (a->timer.timer_set) {
-            ngx_del_timer(&a->timer);
-        }
+        ngx_http_amonitor_action_untimer(a);
     }
 
     if (state == NGX_HTTP_AMONITOR_CLAIM_ERROR) {

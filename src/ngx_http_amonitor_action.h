@@ -40,7 +40,9 @@ typedef struct {
     ngx_http_amonitor_conn_t        *panel; /* NULL once gone */
     ngx_http_amonitor_upstream_t    *upstream;
     ngx_http_amonitor_worker_t      *worker;
-    ngx_event_t                      timer;
+    ngx_event_t                      timer; /* other deadlines */
+    ngx_queue_t                      due_q; /* actions->due */
+    ngx_msec_t                       due; /* in actions->due */
     uint64_t                         end_offset; /* in upstream bytes */
     ngx_str_t                        target_id;
     ngx_str_t                        target_url;
@@ -53,14 +55,22 @@ typedef struct {
     unsigned                         in_tree : 1;
     unsigned                         counted : 1; /* in panel->pending */
     unsigned                         limited : 1; /* over the panel's limit */
+    unsigned                         in_due : 1;
 } ngx_http_amonitor_action_t;
 
 
-/* the worker's actions: all of them, and the sent ones by msg_id */
+/*
+ * The worker's actions: all of them, and the sent ones by msg_id.  Every
+ * deadline of amonitor_ack_timeout (most of them) is in "due", oldest
+ * first (each is now + the same timeout), under one timer: no timer tree
+ * update per action.
+ */
 typedef struct {
     ngx_queue_t       all;
     ngx_rbtree_t      sent;
     ngx_rbtree_node_t sentinel;
+    ngx_queue_t       due;
+    ngx_event_t       due_timer;
 } ngx_http_amonitor_actions_t;
 
 
@@ -68,7 +78,9 @@ void ngx_http_amonitor_action_about(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 void ngx_http_amonitor_action_timer(
     ngx_http_amonitor_action_t *a, ngx_msec_t timeout);
+void ngx_http_amonitor_action_untimer(ngx_http_amonitor_action_t *a);
 void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
+void ngx_http_amonitor_action_due(ngx_event_t *ev);
 void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
     const char *code, const char *message, ngx_http_amonitor_claim_end_e end);
 void ngx_http_amonitor_action_keep(

@@ -40,8 +40,23 @@ void
 ngx_http_amonitor_action_timer(
     ngx_http_amonitor_action_t *a, ngx_msec_t timeout)
 {
-    if (a->timer.timer_set) {
-        ngx_del_timer(&a->timer);
+    ngx_http_amonitor_actions_t *as;
+
+    ngx_http_amonitor_action_untimer(a);
+
+    if (timeout == a->worker->amcf->ack_timeout) {
+        /* now + the same timeout: the tail is the latest deadline */
+        as = a->worker->actions;
+
+        a->due = ngx_current_msec + timeout;
+        ngx_queue_insert_tail(&as->due, &a->due_q);
+        a->in_due = 1;
+
+        if (!as->due_timer.timer_set) {
+            ngx_add_timer(&as->due_timer, timeout);
+        }
+
+        return;
     }
 
     a->timer.handler = ngx_http_amonitor_action_timeout;
@@ -50,6 +65,52 @@ ngx_http_amonitor_action_timer(
     a->timer.cancelable = 1;
 
     ngx_add_timer(&a->timer, timeout);
+}
+
+
+void
+ngx_http_amonitor_action_untimer(ngx_http_amonitor_action_t *a)
+{
+    if (a->in_due) {
+        /* the due timer stays: it looks at the head when it fires */
+        ngx_queue_remove(&a->due_q);
+        a->in_due = 0;
+    }
+
+    if (a->timer.timer_set) {
+        ngx_del_timer(&a->timer);
+    }
+}
+
+
+/* the due timer: every deadline passed, then wait for the next one */
+void
+ngx_http_amonitor_action_due(ngx_event_t *ev)
+{
+    ngx_http_amonitor_actions_t *as = ev->data;
+
+    ngx_queue_t                *q;
+    ngx_msec_int_t              left;
+    ngx_http_amonitor_action_t *a;
+
+    while (!ngx_queue_empty(&as->due)) {
+        q = ngx_queue_head(&as->due);
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, due_q);
+
+        left = (ngx_msec_int_t) (a->due - ngx_current_msec);
+
+        if (left > 0) {
+            ngx_add_timer(&as->due_timer, (ngx_msec_t) left);
+            return;
+        }
+
+        ngx_queue_remove(q);
+        a->in_due = 0;
+
+        /* it may end the action, or give it a new deadline at the tail */
+        a->timer.data = a;
+        ngx_http_amonitor_action_timeout(&a->timer);
+    }
 }
 
 
@@ -338,9 +399,7 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
     w = a->worker;
     as = w->actions;
 
-    if (a->timer.timer_set) {
-        ngx_del_timer(&a->timer);
-    }
+    ngx_http_amonitor_action_untimer(a);
 
     if (a->in_tree) {
         ngx_rbtree_delete(&as->sent, &a->sn.node);

@@ -170,6 +170,51 @@ subtest 'SDK never acks -> ACK_TIMEOUT after amonitor_ack_timeout' => sub {
         'not much after it');
 };
 
+subtest 'staggered actions time out each at its own deadline' => sub {
+    my @ids = (uuid4(), uuid4(), uuid4());
+    my (%sent, %at, %final);
+    for my $i (0 .. 2) {
+        $sent{ $ids[$i] } = now_ms();
+        send_action($ids[$i], target_id => 'er-slow', answers => 2);
+        sleep_loop(0.3) if $i < 2;
+    }
+    # one acked meanwhile leaves the others' deadlines alone
+    my ($ok) = ask(uuid4(), target_id => 'er-ok');
+    is($ok && $ok->{type}, 'action_ack', 'an action acked meanwhile');
+    my $m = $p->recv_until(sub {
+        for my $id (@ids) {
+            $at{$id} //= now_ms() if is_answer_to($_[0]{json}, $id);
+        }
+        return keys(%at) == 3;
+    }, 5);
+    ok($m, 'all three timed out');
+    is_deeply([ sort { $at{$a} <=> $at{$b} } keys %at ], \@ids,
+        'in the order they were sent');
+    for my $id (@ids) {
+        my $dt = ($at{$id} - $sent{$id}) / 1000;
+        cmp_ok($dt, '>=', $ACK_TIMEOUT - 0.05,
+            "not before its own timeout ($dt s)");
+        cmp_ok($dt, '<', $ACK_TIMEOUT + $SLACK, 'nor much after it');
+    }
+    # then each ends when its late window does
+    $m = $p->recv_until(sub {
+        my $j = $_[0]{json};
+        for my $id (@ids) {
+            $final{$id} //= now_ms() if is_answer_to($j, $id)
+                && $j->{payload}{final};
+        }
+        return keys(%final) == 3;
+    }, $LATE_WINDOW + 3);
+    ok($m, 'the final ACK_TIMEOUT of each came');
+    for my $id (@ids) {
+        my $dt = (($final{$id} // 0) - $sent{$id}) / 1000;
+        cmp_ok($dt, '>=', $ACK_TIMEOUT + $LATE_WINDOW - 0.05,
+            "after ack timeout + late window ($dt s)");
+        cmp_ok($dt, '<', $ACK_TIMEOUT + $LATE_WINDOW + $SLACK,
+            'not much after it');
+    }
+};
+
 subtest 'a late ack is still delivered and recorded' => sub {
     my $id = uuid4();
     my $ack_id = uuid4();
