@@ -224,6 +224,11 @@ ngx_http_amonitor_action_forbidden(
     ngx_str_t  *id, name;
     const char *reason;
 
+    if (a->rights == NULL) {
+        /* no token at this location: every panel may act */
+        return 0;
+    }
+
     if (a->upstream) {
         id = &a->upstream->id;
 
