@@ -489,6 +489,8 @@ ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find_url(
     ngx_http_amonitor_worker_t *w, ngx_str_t *norm);
 ngx_int_t ngx_http_amonitor_target_url(
     u_char *data, size_t len, amon_ws_url_t *wu, ngx_str_t *norm);
+ngx_int_t ngx_http_amonitor_target_name(
+    ngx_str_t *id, ngx_str_t *url, ngx_str_t *name);
 ngx_http_amonitor_learn_e ngx_http_amonitor_target_learn(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu,
     ngx_str_t *norm, ngx_uint_t kind, ngx_uint_t dialer,

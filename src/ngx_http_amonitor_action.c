@@ -21,6 +21,10 @@ static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static ngx_uint_t ngx_http_amonitor_action_forbidden(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
+static const char *ngx_http_amonitor_action_refused(
+    ngx_http_amonitor_action_t *a, ngx_str_t *id);
+static ngx_uint_t ngx_http_amonitor_action_rechecked(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
@@ -223,42 +227,119 @@ ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
 
 /*
  * The panel's token may not act, or not on this target (the agent's name
- * for it, else the name an on-demand dial would give it): FORBIDDEN,
+ * for it, else the name an on-demand dial would give it: its target_id,
+ * or its URL normalised, never the URL as the panel wrote it): FORBIDDEN,
  * nothing claimed, nothing forwarded.
  */
 static ngx_uint_t
 ngx_http_amonitor_action_forbidden(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
 {
-    u_char     ebuf[NGX_HTTP_AMONITOR_LOG_STR], tbuf[NGX_HTTP_AMONITOR_LOG_STR];
-    ngx_str_t *id, e, t;
+    u_char      norm[AMON_MAX_URL_LEN + 16];
+    ngx_str_t  *id, name;
     const char *reason;
+
+    if (a->rights == NULL) {
+        /* no token at this location: every panel may act */
+        return 0;
+    }
 
     if (a->upstream) {
         id = &a->upstream->id;
 
     } else {
-        id = a->target_id.len ? &a->target_id : &a->target_url;
+        /* resolve() parsed the URL already: this cannot fail */
+        name.data = norm;
+
+        if (ngx_http_amonitor_target_name(&a->target_id, &a->target_url, &name)
+            != NGX_OK) {
+            name.len = 0;
+        }
+
+        id = &name;
     }
 
-    reason = ngx_http_amonitor_rights_check(a->panel->rights, id);
+    reason = ngx_http_amonitor_action_refused(a, id);
     if (reason == NULL) {
         return 0;
     }
-
-    (void) ngx_atomic_fetch_add(&a->worker->counters->forbidden, 1);
-
-    ngx_log_error(NGX_LOG_INFO, a->panel->connection->log, 0,
-        "amonitor: action \"%V\" of panel #%ui to \"%V\" refused: %s",
-        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
-        a->panel->id, ngx_http_amonitor_log_str(id, &t, tbuf, sizeof(tbuf)),
-        reason);
 
     ngx_http_amonitor_reply_error(
         a->worker, a->panel, about, "FORBIDDEN", reason, 1);
     ngx_http_amonitor_action_audit(a, "error", "FORBIDDEN");
 
     return 1;
+}
+
+
+/*
+ * After the claim the action's target is looked for again, and it may be
+ * another one than the target checked before (a Redis claim is answered
+ * later: meanwhile its URL may have become a registered SDK's, or the
+ * target checked may be gone).  The very target checked then is not
+ * checked twice.  A refusal releases the claim: it never ran.
+ */
+static ngx_uint_t
+ngx_http_amonitor_action_rechecked(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
+{
+    const char                 *reason;
+    ngx_http_amonitor_about_t   about;
+    ngx_http_amonitor_worker_t *w;
+
+    if (u == a->upstream || a->rights == NULL) {
+        return 0;
+    }
+
+    a->upstream = u;
+
+    reason = ngx_http_amonitor_action_refused(a, &u->id);
+    if (reason == NULL) {
+        return 0;
+    }
+
+    w = a->worker;
+
+    w->store->release(w->store, &a->sn.str);
+
+    if (a->panel) {
+        ngx_http_amonitor_action_about(a, &about);
+        ngx_http_amonitor_reply_error(
+            w, a->panel, &about, "FORBIDDEN", reason, 1);
+    }
+
+    ngx_http_amonitor_action_audit(a, "error", "FORBIDDEN");
+    ngx_http_amonitor_action_free(a);
+
+    return 1;
+}
+
+
+/* the reason the token may not act on the target "id", counted, logged */
+static const char *
+ngx_http_amonitor_action_refused(ngx_http_amonitor_action_t *a, ngx_str_t *id)
+{
+    u_char     ebuf[NGX_HTTP_AMONITOR_LOG_STR], tbuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t  e, t;
+    ngx_log_t *log;
+    const char *reason;
+
+    reason = ngx_http_amonitor_rights_check(a->rights, id);
+    if (reason == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_atomic_fetch_add(&a->worker->counters->forbidden, 1);
+
+    log = a->panel ? a->panel->connection->log : a->worker->cycle->log;
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+        "amonitor: action \"%V\" of panel #%ui to \"%V\" refused: %s",
+        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+        a->panel ? a->panel->id : 0,
+        ngx_http_amonitor_log_str(id, &t, tbuf, sizeof(tbuf)), reason);
+
+    return reason;
 }
 
 
@@ -314,6 +395,7 @@ ngx_http_amonitor_action_new(
 
     a->sn.node.key = ngx_http_amonitor_hash(a->sn.str.data, a->sn.str.len);
     a->panel = panel;
+    a->rights = panel->rights;
 
     return a;
 }
@@ -406,6 +488,10 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
         != NGX_OK) {
         ngx_http_amonitor_action_fail(
             a, code, message, NGX_HTTP_AMONITOR_RELEASE);
+        return;
+    }
+
+    if (ngx_http_amonitor_action_rechecked(a, u)) {
         return;
     }
 

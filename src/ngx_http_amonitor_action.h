@@ -38,6 +38,7 @@ typedef struct {
     ngx_queue_t                      queue; /* upstream->waiting */
     ngx_queue_t                      all; /* actions->all */
     ngx_http_amonitor_conn_t        *panel; /* NULL once gone */
+    ngx_http_amonitor_rights_t      *rights; /* the panel's token's */
     ngx_http_amonitor_upstream_t    *upstream;
     ngx_http_amonitor_worker_t      *worker;
     ngx_event_t                      timer; /* other deadlines */

@@ -71,6 +71,26 @@ ngx_http_amonitor_target_url(
 
 
 /*
+ * The name a target an action names gets when it is dialed on demand:
+ * its target_id, else its URL normalised into "name" (whose data points
+ * to a buffer of at least AMON_MAX_URL_LEN + 16 bytes).  NGX_ERROR for a
+ * URL that is not ws:// or wss://.
+ */
+ngx_int_t
+ngx_http_amonitor_target_name(ngx_str_t *id, ngx_str_t *url, ngx_str_t *name)
+{
+    amon_ws_url_t wu;
+
+    if (id->len) {
+        *name = *id;
+        return NGX_OK;
+    }
+
+    return ngx_http_amonitor_target_url(url->data, url->len, &wu, name);
+}
+
+
+/*
  * Learn a target the worker does not know yet (the caller looked): it
  * must be allowed by amonitor_allow_url, the limits must leave room (a
  * dial: amonitor_dial_limit in the zone, amonitor_dial_limit_per_panel

@@ -9,8 +9,9 @@ package Test::AMonitor::RedisProxy;
 # for a moment (redis-cli, waits) never delays what it forwards.
 #
 #   my $p = Test::AMonitor::RedisProxy->new(redis_port => $port);
+#   (redis_host => ADDR: another host than 127.0.0.1)
 #   $p->on(qr/amonitor claim.*\Q$id\E/s, 'cut_after');
-#   $p->port; $p->refuse(1); $p->commands; $p->drop_all;
+#   $p->port; $p->refuse(1); $p->commands; $p->drop_all; $p->release;
 #
 # Actions of a rule (each rule fires once, at the first match):
 #   cut_before  the command never reaches Redis; both sides are closed
@@ -18,6 +19,8 @@ package Test::AMonitor::RedisProxy;
 #               both sides are closed 200 ms later
 #   stall       Redis gets it; neither its reply nor any later one on that
 #               connection is delivered (the connection stays open)
+#   hold        as stall, but the replies are kept and delivered, in order,
+#               at $p->release (a slow Redis, for as long as a test needs)
 
 use strict;
 use warnings;
@@ -37,6 +40,7 @@ sub new {
     my ($self, $parent, $child, $pid);
 
     $self = bless {
+        redis_host => $opt{redis_host} // '127.0.0.1',
         redis_port => $opt{redis_port},
         port       => free_port(),
         dir        => tempdir('amon-rproxy-XXXXXX', TMPDIR => 1,
@@ -94,6 +98,7 @@ sub on {
 
 sub refuse   { $_[0]->_ctl('refuse ' . ($_[1] ? 1 : 0)) }
 sub drop_all { $_[0]->_ctl('drop') }
+sub release  { $_[0]->_ctl('release') }
 
 sub stop {
     my ($self) = @_;
@@ -148,6 +153,7 @@ sub _serve {
             }
             syswrite($c->{up}, $raw);
             $c->{stall_from} //= $n;
+            $c->{hold} = 1 if $rule->{action} eq 'hold';
             push @timers, [ time + 0.2, $c->{id} ]
                 if $rule->{action} eq 'cut_after';
         }
@@ -160,7 +166,10 @@ sub _serve {
         while (defined($len = _reply_len($c->{outbuf}, 0))) {
             my $raw = substr($c->{outbuf}, 0, $len, '');
             my $n = $c->{replies}++;
-            next if defined $c->{stall_from} && $n >= $c->{stall_from};
+            if (defined $c->{stall_from} && $n >= $c->{stall_from}) {
+                $c->{held} .= $raw if $c->{hold};
+                next;
+            }
             $out .= $raw;
         }
         syswrite($c->{down}, $out) if length $out;
@@ -181,7 +190,8 @@ sub _serve {
                     close $d;
                     next;
                 }
-                my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                my $u = IO::Socket::INET->new(
+                    PeerAddr => $self->{redis_host},
                     PeerPort => $self->{redis_port});
                 if (!$u) {
                     close $d;
@@ -208,6 +218,13 @@ sub _serve {
                 }
                 elsif ($line eq 'drop') {
                     $close->($_) for values %conns;
+                }
+                elsif ($line eq 'release') {
+                    for my $c (grep { $_->{hold} } values %conns) {
+                        syswrite($c->{down}, $c->{held})
+                            if length($c->{held} // '');
+                        delete @$c{qw(hold held stall_from)};
+                    }
                 }
                 print $ctl "ok\n";
                 $ctl->flush;
