@@ -192,9 +192,9 @@ subtest 'Redis: the target reached after the claim is checked again' => sub {
     my $race = sub {
         my ($p, $sdk, %f) = @_;
         my $id = uuid4();
-        $proxy->on(qr/amonitor claim.*\Q$id\E/s, 'hold');
+        $proxy->on(qr/EVAL.*\Q$id\E/s, 'hold');
         $p->send_json(action($id, %f));
-        ok(wait_for(sub { grep { /amonitor claim.*\Q$id\E/s }
+        ok(wait_for(sub { grep { /EVAL.*\Q$id\E/s }
             $proxy->commands }, 3), 'the claim is on its way to Redis');
         ok(!answer($p, $id, 0.3), 'and not answered yet');
         $register->($sdk->target_id, $sdk->port);
@@ -239,7 +239,7 @@ subtest 'Redis: the target reached after the claim is checked again' => sub {
     $a = answer($p, $id);
     is($a && $a->{payload}{code}, 'FORBIDDEN',
         'a web-* name for the known hub: FORBIDDEN before the claim');
-    ok(!grep({ /amonitor claim.*\Q$id\E/s } $proxy->commands),
+    ok(!grep({ /EVAL.*\Q$id\E/s } $proxy->commands),
         'and never claimed');
 
     $admin->close(1000);
