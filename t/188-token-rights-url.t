@@ -189,6 +189,7 @@ subtest 'Redis: the target reached after the claim is checked again' => sub {
     };
 
     # an action whose claim Redis answers only once "db" has registered
+    # (the first script call naming its msg_id is the claim, by EVALSHA)
     my $race = sub {
         my ($p, $sdk, %f) = @_;
         my $id = uuid4();
