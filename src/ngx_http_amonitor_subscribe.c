@@ -19,7 +19,7 @@
 
 
 static ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_find(
-    ngx_http_amonitor_subs_t *subs, ngx_str_t *id, ngx_uint_t create);
+    ngx_http_amonitor_subs_t *subs, ngx_str_t *id);
 static ngx_int_t ngx_http_amonitor_subscribe_grow(
     ngx_http_amonitor_subs_t *subs);
 static ngx_int_t ngx_http_amonitor_subscribe_link(
@@ -212,7 +212,7 @@ ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
     subs->stamp++;
 
     for (i = 0; i < s->nids; i++) {
-        t = ngx_http_amonitor_subscribe_find(subs, &s->ids[i], 1);
+        t = ngx_http_amonitor_subscribe_find(subs, &s->ids[i]);
         if (t == NULL) {
             return NGX_ERROR;
         }
@@ -415,7 +415,7 @@ ngx_http_amonitor_subscribe_topic(
 
     subs = w->subs;
 
-    t = ngx_http_amonitor_subscribe_find(subs, &u->id, 1);
+    t = ngx_http_amonitor_subscribe_find(subs, &u->id);
     if (t == NULL) {
         return NULL;
     }
@@ -550,9 +550,9 @@ ngx_http_amonitor_subscribe_glob(u_char *p, size_t plen, u_char *s, size_t slen)
 }
 
 
+/* the topic of an id, made if there is none yet */
 static ngx_http_amonitor_topic_t *
-ngx_http_amonitor_subscribe_find(
-    ngx_http_amonitor_subs_t *subs, ngx_str_t *id, ngx_uint_t create)
+ngx_http_amonitor_subscribe_find(ngx_http_amonitor_subs_t *subs, ngx_str_t *id)
 {
     uint32_t                   hash;
     ngx_http_amonitor_topic_t *t, **b;
@@ -565,10 +565,6 @@ ngx_http_amonitor_subscribe_find(
             && ngx_memcmp(t->id.data, id->data, id->len) == 0) {
             return t;
         }
-    }
-
-    if (!create) {
-        return NULL;
     }
 
     if (subs->ntopics >= subs->nbuckets * 2
