@@ -410,7 +410,7 @@ void ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf);
 ngx_int_t ngx_http_amonitor_panel_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_amonitor_panel_start(ngx_http_request_t *r,
     ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
-    ngx_array_t *targets);
+    ngx_array_t *targets, ngx_http_amonitor_rights_t *rights);
 void      ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w);
 
 /* upstream.c */

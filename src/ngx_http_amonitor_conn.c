@@ -16,9 +16,6 @@
 #include "amon_ws_session.h"
 
 
-#define NGX_HTTP_AMONITOR_RANDOM 512 /* bytes drawn at a time */
-
-
 static void      ngx_http_amonitor_conn_ping_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc);
 static void      ngx_http_amonitor_conn_mask(

@@ -43,7 +43,14 @@ static ngx_conf_post_t  ngx_http_amonitor_queue_post =
     { ngx_http_amonitor_check_queue };
 
 
-/* a number's bounds, with the directive's name in the message */
+/*
+ * A number's bounds, with the directive's name in the message.  This is
+ * nginx's ngx_conf_check_num_bounds() but for the message: nginx says
+ * "value must be between 1 and 64", naming the directive only by file and
+ * line, while the module's other range errors ("amonitor_send_queue",
+ * "amonitor_max_message_size") name it, and t/010-config-errors.t holds
+ * these to the same words: "amonitor_dial_limit" must be between 1 and 64.
+ */
 typedef struct {
     ngx_conf_post_handler_pt post_handler;
     const char              *name;

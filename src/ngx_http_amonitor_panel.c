@@ -16,8 +16,8 @@
 
 static ngx_table_elt_t *ngx_http_amonitor_panel_upgrade(
     ngx_http_request_t *r, amon_ws_request_t *req);
-static ngx_int_t ngx_http_amonitor_panel_check(
-    ngx_http_request_t *r, u_char **accept, const char **reason);
+static ngx_int_t ngx_http_amonitor_panel_check(ngx_http_request_t *r,
+    u_char **accept, ngx_http_amonitor_rights_t **rights, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_accept(
     ngx_http_request_t *r, u_char *accept, ngx_uint_t *encoding);
 static ngx_int_t ngx_http_amonitor_panel_targets(
@@ -40,6 +40,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     ngx_uint_t                     encoding;
     const char                    *reason;
     ngx_array_t                   *targets;
+    ngx_http_amonitor_rights_t    *rights;
     ngx_http_amonitor_main_conf_t *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_amonitor_module);
@@ -55,9 +56,10 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     }
 
     accept = NULL;
+    rights = NULL;
     reason = NULL;
 
-    status = ngx_http_amonitor_panel_check(r, &accept, &reason);
+    status = ngx_http_amonitor_panel_check(r, &accept, &rights, &reason);
 
     if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
         return status;
@@ -80,7 +82,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return ngx_http_amonitor_panel_start(r, amcf, encoding, targets);
+    return ngx_http_amonitor_panel_start(r, amcf, encoding, targets, rights);
 }
 
 
@@ -126,13 +128,14 @@ ngx_http_amonitor_panel_upgrade(ngx_http_request_t *r, amon_ws_request_t *req)
 
 
 /*
- * The token and the upgrade request (RFC 6455 4.2.1): 0 and the value of
- * Sec-WebSocket-Accept, or the HTTP status that refuses the panel (with
- * the headers that go with it) and why.
+ * The token and the upgrade request (RFC 6455 4.2.1): 0, the value of
+ * Sec-WebSocket-Accept and the rights of the token presented (NULL when
+ * the location needs none), or the HTTP status that refuses the panel
+ * (with the headers that go with it) and why.
  */
 static ngx_int_t
-ngx_http_amonitor_panel_check(
-    ngx_http_request_t *r, u_char **accept, const char **reason)
+ngx_http_amonitor_panel_check(ngx_http_request_t *r, u_char **accept,
+    ngx_http_amonitor_rights_t **rights, const char **reason)
 {
     int                           status;
     ngx_table_elt_t              *key;
@@ -141,8 +144,11 @@ ngx_http_amonitor_panel_check(
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_amonitor_module);
 
-    if (alcf->panel_tokens
-        && ngx_http_amonitor_rights_auth(r, alcf->panel_tokens) == NULL) {
+    if (alcf->panel_tokens) {
+        *rights = ngx_http_amonitor_rights_auth(r, alcf->panel_tokens);
+    }
+
+    if (alcf->panel_tokens && *rights == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
             "amonitor: panel rejected: missing or wrong token");
 

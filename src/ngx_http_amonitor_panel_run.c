@@ -54,15 +54,16 @@ static void ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
 
 /*
  * After the 101: what the panel will be is kept in the connection's pool,
- * and the connection is taken over from the request once nginx is done
- * with it (a posted event).  The panel's own memory is allocated only
- * then, after the request's is freed, so that it fills the space the
+ * with the rights of its token (checked once, by panel.c, before the
+ * upgrade), and the connection is taken over from the request once nginx
+ * is done with it (a posted event).  The panel's own memory is allocated
+ * only then, after the request's is freed, so that it fills the space the
  * request leaves rather than pinning it.
  */
 ngx_int_t
 ngx_http_amonitor_panel_start(ngx_http_request_t *r,
     ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
-    ngx_array_t *targets)
+    ngx_array_t *targets, ngx_http_amonitor_rights_t *rights)
 {
     u_char                       *d;
     size_t                        size;
@@ -106,11 +107,7 @@ ngx_http_amonitor_panel_start(ngx_http_request_t *r,
     pend->encoding = encoding;
     pend->ntargets = targets->nelts;
     pend->snapshot = alcf->panel_snapshot;
-
-    if (alcf->panel_tokens) {
-        /* checked before the upgrade; the rights go with the panel */
-        pend->rights = ngx_http_amonitor_rights_auth(r, alcf->panel_tokens);
-    }
+    pend->rights = rights;
 
     ngx_http_set_ctx(r, pend, ngx_http_amonitor_module);
 

@@ -19,7 +19,7 @@
 
 
 static ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_find(
-    ngx_http_amonitor_subs_t *subs, ngx_str_t *id, ngx_uint_t create);
+    ngx_http_amonitor_subs_t *subs, ngx_str_t *id);
 static ngx_int_t ngx_http_amonitor_subscribe_grow(
     ngx_http_amonitor_subs_t *subs);
 static ngx_int_t ngx_http_amonitor_subscribe_link(
@@ -211,13 +211,8 @@ ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
 
     subs->stamp++;
 
-    for (i = 0; i < s->nentries; i++) {
-        if (ngx_strlchr(s->entries[i].data,
-                s->entries[i].data + s->entries[i].len, '*')) {
-            continue;
-        }
-
-        t = ngx_http_amonitor_subscribe_find(subs, &s->entries[i], 1);
+    for (i = 0; i < s->nids; i++) {
+        t = ngx_http_amonitor_subscribe_find(subs, &s->ids[i]);
         if (t == NULL) {
             return NGX_ERROR;
         }
@@ -281,13 +276,19 @@ ngx_http_amonitor_subscribe_patterns(
 }
 
 
-/* a copy of the list in one block; "*" alone means everything */
+/*
+ * A copy of the list in one block; "*" alone means everything.  Besides
+ * the entries as given (the "subscribed" answer repeats them), the block
+ * holds them once more split by kind, ids then globs, so that matching a
+ * target never looks for the "*" in an entry again.
+ */
 static ngx_int_t
 ngx_http_amonitor_subscribe_store(
     ngx_http_amonitor_sub_t *s, ngx_str_t *list, ngx_uint_t n)
 {
     u_char    *p;
     size_t     size;
+    ngx_str_t *e;
     ngx_uint_t i;
 
     if (s->entries) {
@@ -296,10 +297,14 @@ ngx_http_amonitor_subscribe_store(
     }
 
     s->nentries = 0;
+    s->ids = NULL;
+    s->nids = 0;
+    s->globs = NULL;
+    s->nglobs = 0;
     s->npatterns = 0;
     s->all = 0;
 
-    size = n * sizeof(ngx_str_t);
+    size = 2 * n * sizeof(ngx_str_t);
 
     for (i = 0; i < n; i++) {
         size += list[i].len;
@@ -314,22 +319,38 @@ ngx_http_amonitor_subscribe_store(
         return NGX_ERROR;
     }
 
-    p = (u_char *) &s->entries[n];
+    p = (u_char *) &s->entries[2 * n];
 
     for (i = 0; i < n; i++) {
         s->entries[i].data = p;
         s->entries[i].len = list[i].len;
         p = ngx_cpymem(p, list[i].data, list[i].len);
 
-        if (list[i].len == 1 && list[i].data[0] == '*') {
-            s->all = 1;
-
-        } else if (ngx_strlchr(list[i].data, list[i].data + list[i].len, '*')) {
-            s->npatterns++;
+        if (ngx_strlchr(list[i].data, list[i].data + list[i].len, '*')) {
+            s->nglobs++;
         }
     }
 
     s->nentries = n;
+    s->ids = &s->entries[n];
+    s->globs = &s->entries[2 * n - s->nglobs];
+
+    for (i = 0, e = s->globs; i < n; i++) {
+        if (ngx_strlchr(s->entries[i].data,
+                s->entries[i].data + s->entries[i].len, '*')) {
+            *e++ = s->entries[i];
+
+            if (s->entries[i].len == 1) {
+                s->all = 1;
+
+            } else {
+                s->npatterns++;
+            }
+
+        } else {
+            s->ids[s->nids++] = s->entries[i];
+        }
+    }
 
     return NGX_OK;
 }
@@ -394,7 +415,7 @@ ngx_http_amonitor_subscribe_topic(
 
     subs = w->subs;
 
-    t = ngx_http_amonitor_subscribe_find(subs, &u->id, 1);
+    t = ngx_http_amonitor_subscribe_find(subs, &u->id);
     if (t == NULL) {
         return NULL;
     }
@@ -464,22 +485,23 @@ ngx_http_amonitor_subscribe_match_any(
     ngx_uint_t i;
     ngx_str_t *e;
 
-    for (i = 0; i < s->nentries; i++) {
-        e = &s->entries[i];
+    if (patterns) {
+        for (i = 0; i < s->nglobs; i++) {
+            e = &s->globs[i];
 
-        if ((ngx_strlchr(e->data, e->data + e->len, '*') != NULL)
-            != (patterns != 0)) {
-            continue;
-        }
-
-        if (patterns) {
             if (ngx_http_amonitor_subscribe_glob(
                     e->data, e->len, id->data, id->len)) {
                 return 1;
             }
+        }
 
-        } else if (e->len == id->len
-            && ngx_memcmp(e->data, id->data, id->len) == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < s->nids; i++) {
+        e = &s->ids[i];
+
+        if (e->len == id->len && ngx_memcmp(e->data, id->data, id->len) == 0) {
             return 1;
         }
     }
@@ -528,9 +550,9 @@ ngx_http_amonitor_subscribe_glob(u_char *p, size_t plen, u_char *s, size_t slen)
 }
 
 
+/* the topic of an id, made if there is none yet */
 static ngx_http_amonitor_topic_t *
-ngx_http_amonitor_subscribe_find(
-    ngx_http_amonitor_subs_t *subs, ngx_str_t *id, ngx_uint_t create)
+ngx_http_amonitor_subscribe_find(ngx_http_amonitor_subs_t *subs, ngx_str_t *id)
 {
     uint32_t                   hash;
     ngx_http_amonitor_topic_t *t, **b;
@@ -543,10 +565,6 @@ ngx_http_amonitor_subscribe_find(
             && ngx_memcmp(t->id.data, id->data, id->len) == 0) {
             return t;
         }
-    }
-
-    if (!create) {
-        return NULL;
     }
 
     if (subs->ntopics >= subs->nbuckets * 2

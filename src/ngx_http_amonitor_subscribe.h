@@ -48,7 +48,11 @@ typedef struct {
     ngx_http_amonitor_conn_t *wc;
     ngx_str_t                *entries; /* ids and patterns, as given */
     ngx_uint_t                nentries;
-    ngx_uint_t                npatterns;
+    ngx_str_t                *ids; /* the same, ids only */
+    ngx_uint_t                nids;
+    ngx_str_t                *globs; /* the same, with a "*" */
+    ngx_uint_t                nglobs;
+    ngx_uint_t                npatterns; /* globs other than "*" alone */
     unsigned                  all : 1; /* "*": everything */
     unsigned                  listed : 1; /* "queue" is in a list */
     unsigned                  snapshot : 1; /* amonitor_panel_snapshot */

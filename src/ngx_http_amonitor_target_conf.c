@@ -204,15 +204,12 @@ static ngx_int_t
 ngx_http_amonitor_target_host(
     ngx_conf_t *cf, ngx_http_amonitor_target_conf_t *t, amon_ws_url_t *u)
 {
-    u_char *p;
+    u_char    *p;
+    amon_str_t host;
 
-    t->host.len = u->host.len;
-    t->host.data = (u_char *) u->host.data;
-
-    if (t->host.len > 2 && t->host.data[0] == '[') {
-        t->host.data++;
-        t->host.len -= 2;
-    }
+    host = amon_ws_url_hostname(u);
+    t->host.len = host.len;
+    t->host.data = (u_char *) host.data;
 
     p = ngx_pnalloc(cf->pool, t->host.len + 1);
     if (p == NULL) {
@@ -293,18 +290,15 @@ ngx_http_amonitor_target_addrs(
 {
     ngx_uint_t i;
     ngx_url_t  url;
+    amon_str_t host;
 
     ngx_memzero(&url, sizeof(ngx_url_t));
 
-    url.url.data = (u_char *) wu->host.data;
-    url.url.len = wu->host.len;
+    host = amon_ws_url_hostname(wu);
+    url.url.data = (u_char *) host.data;
+    url.url.len = host.len;
     url.default_port = (in_port_t) wu->port;
     url.no_resolve = 0;
-
-    if (wu->host.len && wu->host.data[0] == '[') {
-        url.url.data++;
-        url.url.len -= 2;
-    }
 
     if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in target URL \"%V\"",

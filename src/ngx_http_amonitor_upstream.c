@@ -227,17 +227,14 @@ ngx_http_amonitor_upstream_add(
 {
     u_char                        norm[AMON_MAX_URL_LEN + 16], *sa, *name;
     ngx_str_t                     n, hp, path, token, host;
+    amon_str_t                    hn;
     ngx_addr_t                   *addr, parsed;
     ngx_pool_t                   *tmp;
     ngx_http_amonitor_upstream_t *u;
 
-    host.data = (u_char *) wu->host.data;
-    host.len = wu->host.len;
-
-    if (host.len > 2 && host.data[0] == '[') {
-        host.data++;
-        host.len -= 2;
-    }
+    hn = amon_ws_url_hostname(wu);
+    host.data = (u_char *) hn.data;
+    host.len = hn.len;
 
     n.data = norm;
     n.len = amon_ws_url_normalize(wu, norm, sizeof(norm));
@@ -325,8 +322,7 @@ static ngx_int_t
 ngx_http_amonitor_upstream_tls_name(
     ngx_http_amonitor_upstream_t *u, amon_ws_url_t *wu)
 {
-    u_char *p;
-    size_t  len;
+    amon_str_t host;
 
     u->tls = wu->tls;
 
@@ -339,21 +335,15 @@ ngx_http_amonitor_upstream_tls_name(
         return NGX_ERROR;
     }
 
-    p = (u_char *) wu->host.data;
-    len = wu->host.len;
+    host = amon_ws_url_hostname(wu);
 
-    if (len > 2 && p[0] == '[') {
-        p++;
-        len -= 2;
-    }
-
-    u->host.data = ngx_pnalloc(u->pool, len + 1);
+    u->host.data = ngx_pnalloc(u->pool, host.len + 1);
     if (u->host.data == NULL) {
         return NGX_ERROR;
     }
 
-    (void) ngx_cpystrn(u->host.data, p, len + 1);
-    u->host.len = len;
+    (void) ngx_cpystrn(u->host.data, (u_char *) host.data, host.len + 1);
+    u->host.len = host.len;
 
     return NGX_OK;
 }

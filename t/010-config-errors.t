@@ -451,13 +451,27 @@ test is successful
     amonitor_dial_limit 0;
 --- nginx_t_emerg: "amonitor_dial_limit" must be between 1 and 64
 
-=== TEST 62: amonitor_allow_url with a "*" inside the path
+=== TEST 62: amonitor_dial_limit_per_panel 65 (out of 1..64)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_dial_limit_per_panel 65;
+--- nginx_t_emerg: "amonitor_dial_limit_per_panel" must be between 1 and 64
+--- nginx_t_emerg_line: amonitor_dial_limit_per_panel 65
+
+=== TEST 63: amonitor_dial_attempts 1001 (out of 1..1000)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_dial_attempts 1001;
+--- nginx_t_emerg: "amonitor_dial_attempts" must be between 1 and 1000
+--- nginx_t_emerg_line: amonitor_dial_attempts 1001
+
+=== TEST 64: amonitor_allow_url with a "*" inside the path
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_allow_url ws://127.0.0.1:9000/a*b;
 --- nginx_t_emerg: invalid URL pattern "ws://127.0.0.1:9000/a*b": expected ws://host:port or ws://host:*
 
-=== TEST 63: a valid configuration with amonitor_zone alone starts and stops
+=== TEST 65: a valid configuration with amonitor_zone alone starts and stops
 --- http_config
     amonitor_zone amonitor 1m;
 --- config

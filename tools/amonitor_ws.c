@@ -99,7 +99,7 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
     size_t        n, hlen;
     int64_t       deadline;
     amon_ws_url_t u;
-    amon_str_t    bearer;
+    amon_str_t    bearer, hn;
     char          host[256];
     unsigned char rnd[16], key[AMON_WS_KEY_LEN], req[4096];
 
@@ -122,14 +122,9 @@ amoncli_ws_connect(amoncli_ws_t *ws, const char *url, const char *token,
     }
 
     /* "[::1]" is kept bracketed by the parser; getaddrinfo wants "::1" */
-    if (u.host.data[0] == '[' && u.host.len > 2) {
-        memcpy(host, u.host.data + 1, u.host.len - 2);
-        host[u.host.len - 2] = '\0';
-
-    } else {
-        memcpy(host, u.host.data, u.host.len);
-        host[u.host.len] = '\0';
-    }
+    hn = amon_ws_url_hostname(&u);
+    memcpy(host, hn.data, hn.len);
+    host[hn.len] = '\0';
 
     deadline = amon_posix_now_ms() + timeout_ms;
 

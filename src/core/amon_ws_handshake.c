@@ -733,6 +733,23 @@ amon_ws_url_normalize(const amon_ws_url_t *u, unsigned char *dst, size_t cap)
 }
 
 
+amon_str_t
+amon_ws_url_hostname(const amon_ws_url_t *u)
+{
+    amon_str_t host;
+
+    host = u->host;
+
+    /* the parser keeps a literal whole: "[", at least "x:y", "]" */
+    if (host.len > 2 && host.data[0] == '[') {
+        host.data++;
+        host.len -= 2;
+    }
+
+    return host;
+}
+
+
 /* RFC 7230 tchar */
 static int
 amon_ws_is_tchar(unsigned char c)

@@ -172,6 +172,13 @@ int amon_ws_url_parse(const unsigned char *url, size_t len, amon_ws_url_t *u);
 size_t amon_ws_url_normalize(
     const amon_ws_url_t *u, unsigned char *dst, size_t cap);
 
+/*
+ * The host as a name or address to resolve, verify or send in SNI: "host"
+ * without the brackets of an IPv6 literal ("[::1]" gives "::1").  Points
+ * into the URL; nothing is copied.
+ */
+amon_str_t amon_ws_url_hostname(const amon_ws_url_t *u);
+
 
 #ifdef __cplusplus
 }

@@ -744,6 +744,38 @@ test_url_parse(void **state)
 
 
 static void
+test_url_hostname(void **state)
+{
+    size_t        i;
+    amon_str_t    h;
+    amon_ws_url_t u;
+
+    static const char *const cases[][2] = {
+        {"ws://[::1]:9000/p", "::1"},
+        {"wss://[2001:DB8::1]", "2001:DB8::1"},
+        {"ws://[::ffff:10.0.0.1]:1/", "::ffff:10.0.0.1"},
+        {"ws://127.0.0.1:8765", "127.0.0.1"},
+        {"ws://Example.COM/a", "Example.COM"},
+        {"ws://h", "h"},
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(amon_ws_url_parse((unsigned char *) cases[i][0],
+                             strlen(cases[i][0]), &u),
+            AMON_OK);
+
+        h = amon_ws_url_hostname(&u);
+        assert_int_equal(h.len, strlen(cases[i][1]));
+        assert_memory_equal(h.data, cases[i][1], h.len);
+
+        /* a view into the URL, not a copy */
+        assert_true(h.data >= u.host.data
+            && h.data + h.len <= u.host.data + u.host.len);
+    }
+}
+
+
+static void
 test_url_same_target(void **state)
 {
     size_t        n1, n2;
@@ -974,6 +1006,7 @@ main(void)
         cmocka_unit_test(test_client_response_tolerant),
         cmocka_unit_test(test_client_response_refused),
         cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_url_hostname),
         cmocka_unit_test(test_url_same_target),
         cmocka_unit_test(test_request_valid),
         cmocka_unit_test(test_request_refused),
