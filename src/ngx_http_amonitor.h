@@ -256,6 +256,8 @@ struct ngx_http_amonitor_upstream_s {
     void      *tstate; /* its record in the zone */
     void      *lease; /* cluster: its owner lease */
     void      *topic; /* its subscribers (subscribe.c) */
+    uint32_t   hb_sent; /* crc32 of the msg_id of the last heartbeat
+                           fanned out (fanout.c's snapshot filter) */
     ngx_uint_t dialer; /* on demand: the number of the panel */
     /* wss://: upstream_ssl.c */
     ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */
@@ -440,6 +442,7 @@ void ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+void ngx_http_amonitor_fanout_panel_gone(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
