@@ -6,7 +6,8 @@
 # The filter is bounded: a heartbeat the panel's worker never receives
 # keeps it no longer than amonitor_reconnect's max +
 # amonitor_connect_timeout, after which the same heartbeat arriving late
-# is told again (a repeat, never a loss).
+# is told again (a repeat, never a loss).  A state likewise: "up" from a
+# worker whose connection opens after the panel's snapshot said "up".
 
 use strict;
 use warnings;
@@ -211,4 +212,81 @@ for my $q (@on_b) {
 $_->close(1000) for @on_b;
 $p->close(1000);
 $t->stop;
+
+# --- a state -----------------------------------------------------------
+# The zone says "up" while worker A has the target open; worker B's
+# connection is still in its handshake.  A panel on B is told "up" by its
+# snapshot, and not again when B's connection opens.
+
+my $s = Test::AMonitor->new(workers => 2, panel_snapshot => 1);
+my $one = fake_sdk(port => $s->port(1), target_id => 'st',
+    heartbeat_interval => 0);
+my $hs_ms = tscale(5000);
+$s->write_config(
+    server      => 0,
+    http_config => <<"EOC",
+    amonitor_zone amon 1m;
+    amonitor_target st ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_reconnect 50ms 200ms;
+    amonitor_connect_timeout ${hs_ms}ms;
+    server {
+        listen 127.0.0.1:%%PORT_0%% reuseport;
+        location = /ws/panel { amonitor_panel on; }
+    }
+EOC
+)->run;
+
+ok($one->wait_connections(2), 'both workers dialed "st"');
+my ($by, $every) = panels_per_worker($s, $one, workers => 2);
+my ($cid_a, $cid_b) = sort { $a <=> $b } keys %$by;
+ok($cid_a && $cid_b, 'the connection of each worker is known');
+$_->close(1000) for @$every;
+
+# B's connection ends; its next attempt waits in the SDK's backlog
+$one->pause_accept;
+$one->close_conn($cid_b, 1001, 'bye');
+ok(wait_for(sub { $one->connections == 1 }, 5), 'B is not connected');
+sleep_loop(0.5);
+
+my ($late_b, @others);
+for my $try (1 .. 6) {
+    my @new = map { $s->panel('/ws/panel', name => "s$try-$_") } 1 .. 4;
+    $one->send_to($cid_a, { msg_id => "on-a-$try", type => 'event',
+        target_id => 'st', payload => { target_id => 'st',
+            event_name => 'a' } });
+    for my $q (@new) {
+        if ($q->recv_until(sub { $_[0]{data} =~ /"on-a-$try"/ }, 1.5)) {
+            push @others, $q;
+        }
+        else {
+            $late_b //= $q;
+        }
+    }
+    last if $late_b;
+}
+ok($late_b, 'a panel on worker B');
+$_->close(1000) for @others;
+
+sub states {
+    my ($q) = @_;
+    return map { $_->{json}{payload}{state} // '' }
+        grep { ($_->{json}{type} // '') eq 'target_status' }
+        grep { defined $_->{json} } $q->messages;
+}
+
+is(join(',', states($late_b)), 'up', 'its snapshot says "st" is up');
+
+$one->resume_accept;
+ok(wait_for(sub { $one->connections == 2 }, tscale(5)),
+    'B\'s connection opens');
+my ($cid_new) = grep { $_ != $cid_a } $one->conn_ids;
+$one->send_to($cid_new, { msg_id => 'on-b', type => 'event',
+    target_id => 'st', payload => { target_id => 'st', event_name => 'b' } });
+ok($late_b->recv_until(sub { $_[0]{data} =~ /"on-b"/ }, 5),
+    'the panel gets B\'s frames');
+is(join(',', states($late_b)), 'up',
+    'and was not told "up" a second time');
+
+$late_b->close(1000);
+$s->stop;
 done_testing();
