@@ -228,6 +228,8 @@ struct ngx_http_amonitor_upstream_s {
     ngx_http_amonitor_worker_t  *worker;
     ngx_queue_t                  queue; /* in worker->upstreams */
     ngx_str_node_t               by_id; /* in worker->upstream_ids */
+    ngx_str_node_t               by_url; /* in worker->upstream_urls */
+    ngx_queue_t                  learned; /* in worker->learned */
     ngx_str_t                    id;
     ngx_str_t                    norm;
     ngx_str_t                    host_port;
@@ -257,6 +259,8 @@ struct ngx_http_amonitor_upstream_s {
     void      *tstate; /* its record in the zone */
     void      *lease; /* cluster: its owner lease */
     void      *topic; /* its subscribers (subscribe.c) */
+    uint32_t   hb_sent; /* hash of the msg_id of the last heartbeat
+                           fanned out (fanout.c's snapshot filter) */
     ngx_uint_t dialer; /* on demand: the number of the panel */
     /* wss://: upstream_ssl.c */
     ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */
@@ -301,6 +305,9 @@ struct ngx_http_amonitor_worker_s {
     ngx_queue_t                    upstreams;
     ngx_rbtree_t                   upstream_ids; /* upstream_t.by_id */
     ngx_rbtree_node_t              upstream_ids_sentinel;
+    ngx_rbtree_t                   upstream_urls; /* upstream_t.by_url */
+    ngx_rbtree_node_t              upstream_urls_sentinel;
+    ngx_queue_t                    learned; /* upstream_t.learned */
     void                          *actions; /* action.c's table */
     void                          *subs; /* subscribe.c's lists */
     ngx_queue_t                    queries; /* action_status, due */
@@ -438,6 +445,7 @@ void ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+void ngx_http_amonitor_fanout_panel_gone(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);

@@ -83,8 +83,8 @@ struct ngx_http_amonitor_conn_s {
     ngx_uint_t                  pending; /* a panel: actions it waits for */
     ngx_uint_t                  encoding; /* a panel: 0 (as sent), or the
                                              opcode it chose: TEXT, BINARY */
-    ngx_array_t                *seen; /* a panel: what its snapshot said */
-    ngx_uint_t                  unseen; /* entries still to match */
+    void                       *seen; /* a panel: what its snapshot
+                                         said (fanout.c's filter) */
     void                       *rights; /* a panel: its token's (rights.c) */
     void                       *sub; /* a panel: what it subscribed to */
 

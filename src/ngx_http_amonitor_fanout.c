@@ -19,16 +19,39 @@
 
 
 /*
- * What a panel's snapshot told it about one target, so that the same
- * heartbeat or the same state arriving live right after is not told twice.
+ * What a panel's snapshot told it about one target that a live frame of
+ * this worker may still repeat: the heartbeat when this worker has not
+ * fanned it out yet, the state when this worker's own connection does
+ * not agree with it yet (see fanout_snapshot_one).
  */
 typedef struct {
-    uint32_t target; /* hash of the target's name */
+    uint32_t target; /* hash of the target's name, | 1; 0: a free slot */
     uint32_t hb; /* hash of the heartbeat's msg_id */
     u_char   hb_pending;
     u_char   state_pending;
     u_char   up;
 } ngx_http_amonitor_seen_t;
+
+
+/*
+ * The snapshot filter of one panel (wc->seen): open addressing with
+ * linear probing, keyed by the hash of the target's name, a power of two
+ * of slots at most half used, so a live frame costs one probe or two
+ * whatever the number of targets.  It ends (freed) when every entry was matched, or
+ * when "ev" fires: amonitor_reconnect's max + amonitor_connect_timeout
+ * after the snapshot, by which time this worker has received the
+ * heartbeat the snapshot told (heartbeats reach every worker within
+ * moments) and its connection, down or connecting at the snapshot, has
+ * made its next attempt.  A frame that comes later still is told again:
+ * a repeat, never a loss.
+ */
+typedef struct {
+    ngx_event_t               ev;
+    ngx_http_amonitor_seen_t *slot;
+    ngx_uint_t                mask; /* slots - 1 */
+    ngx_uint_t                used; /* slots */
+    ngx_uint_t                unseen; /* frames still to match */
+} ngx_http_amonitor_seen_tab_t;
 
 
 /* a frame on its way to the panels, with what converting it needs */
@@ -55,7 +78,14 @@ static ngx_uint_t ngx_http_amonitor_fanout_seen(
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_live_t *live);
 static ngx_int_t ngx_http_amonitor_fanout_snapshot_one(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
-    ngx_http_amonitor_tsnap_t *snap);
+    ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_tsnap_t *snap);
+static ngx_http_amonitor_seen_t *ngx_http_amonitor_fanout_seen_add(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
+    uint32_t target);
+static ngx_int_t ngx_http_amonitor_fanout_seen_grow(
+    ngx_http_amonitor_seen_tab_t *tab, ngx_log_t *log);
+static void ngx_http_amonitor_fanout_seen_end(ngx_http_amonitor_conn_t *wc);
+static void ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev);
 
 
 /*
@@ -133,7 +163,7 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
         return;
     }
 
-    if (wc->unseen && f->live && ngx_http_amonitor_fanout_seen(wc, f->live)) {
+    if (wc->seen && f->live && ngx_http_amonitor_fanout_seen(wc, f->live)) {
         return;
     }
 
@@ -207,43 +237,93 @@ ngx_http_amonitor_fanout_convert(ngx_http_amonitor_worker_t *w, ngx_uint_t want,
 /*
  * The first live heartbeat (or state) of a target after the snapshot:
  * 1 when the snapshot sent the same one, so it is not sent again.  Either
- * way the entry is used up: what follows is new.
+ * way the entry is used up: what follows is new.  The last entry used up
+ * ends the filter.
  */
 static ngx_uint_t
 ngx_http_amonitor_fanout_seen(
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_live_t *live)
 {
-    ngx_uint_t                i;
-    ngx_http_amonitor_seen_t *seen;
+    ngx_uint_t                    i, same;
+    ngx_http_amonitor_seen_t     *seen;
+    ngx_http_amonitor_seen_tab_t *tab;
 
     if (live->target_hash == 0) {
         live->target_hash =
             ngx_http_amonitor_hash(live->target->data, live->target->len) | 1;
     }
 
-    seen = wc->seen->elts;
+    tab = wc->seen;
 
-    for (i = 0; i < wc->seen->nelts; i++) {
-        if (seen[i].target != live->target_hash) {
+    for (i = live->target_hash & tab->mask; tab->slot[i].target;
+         i = (i + 1) & tab->mask) {
+        seen = &tab->slot[i];
+
+        if (seen->target != live->target_hash) {
             continue;
         }
 
-        if (live->heartbeat && seen[i].hb_pending) {
-            seen[i].hb_pending = 0;
-            wc->unseen--;
-            return seen[i].hb == live->value;
+        if (live->heartbeat && seen->hb_pending) {
+            seen->hb_pending = 0;
+            same = (seen->hb == live->value);
+
+        } else if (!live->heartbeat && seen->state_pending) {
+            seen->state_pending = 0;
+            same = (seen->up == live->value);
+
+        } else {
+            continue;
         }
 
-        if (!live->heartbeat && seen[i].state_pending) {
-            seen[i].state_pending = 0;
-            wc->unseen--;
-            return seen[i].up == live->value;
+        if (--tab->unseen == 0) {
+            ngx_http_amonitor_fanout_seen_end(wc);
         }
 
-        return 0;
+        return same;
     }
 
     return 0;
+}
+
+
+/* the panel is gone: its filter with it */
+void
+ngx_http_amonitor_fanout_panel_gone(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_fanout_seen_end(wc);
+}
+
+
+/* the snapshot filter ends: all matched, its time is up, or the panel gone */
+static void
+ngx_http_amonitor_fanout_seen_end(ngx_http_amonitor_conn_t *wc)
+{
+    ngx_http_amonitor_seen_tab_t *tab;
+
+    tab = wc->seen;
+
+    if (tab == NULL) {
+        return;
+    }
+
+    if (tab->ev.timer_set) {
+        ngx_del_timer(&tab->ev);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+        "amonitor panel #%ui snapshot filter ends, %ui unmatched", wc->id,
+        tab->unseen);
+
+    ngx_free(tab->slot);
+    ngx_free(tab);
+    wc->seen = NULL;
+}
+
+
+static void
+ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev)
+{
+    ngx_http_amonitor_fanout_seen_end(ev->data);
 }
 
 
@@ -251,44 +331,35 @@ ngx_http_amonitor_fanout_seen(
  * A new panel first learns what the zone knows, whichever worker learned
  * it: the target_status of every target this worker serves (or learned at
  * run time), then the last heartbeat of each.  Queued before any live
- * frame, so nothing is reordered; what it said is remembered so that the
- * same heartbeat or state arriving live is not sent twice.
+ * frame, so nothing is reordered; what it said that a live frame of this
+ * worker may repeat is remembered (fanout_seen), for a bounded time.
  */
 void
 ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
 {
-    ngx_uint_t                 i;
-    ngx_http_amonitor_tsnap_t *snap;
+    ngx_uint_t                    i;
+    ngx_http_amonitor_tsnap_t    *snap;
+    ngx_http_amonitor_upstream_t *u;
 
     if (w->store == NULL || w->store->zone == NULL) {
         return;
     }
 
-    if (wc->seen) {
-        /* a subscribe: what the last snapshot said no longer counts */
-        wc->seen->nelts = 0;
-        wc->unseen = 0;
-
-    } else {
-        wc->seen = ngx_array_create(
-            wc->connection->pool, 4, sizeof(ngx_http_amonitor_seen_t));
-    }
+    /* a subscribe: what the last snapshot said no longer counts */
+    ngx_http_amonitor_fanout_seen_end(wc);
 
     snap = ngx_alloc(sizeof(ngx_http_amonitor_tsnap_t), wc->connection->log);
-
-    if (wc->seen == NULL || snap == NULL) {
-        if (snap) {
-            ngx_free(snap);
-        }
-
+    if (snap == NULL) {
         return;
     }
 
     for (i = 0;
          ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
          i++) {
-        if (ngx_http_amonitor_target_find(w, &snap->id) == NULL) {
+        u = ngx_http_amonitor_target_find(w, &snap->id);
+
+        if (u == NULL) {
             /*
              * kept by an older configuration, or a learned target that
              * was forgotten: not served any more
@@ -300,24 +371,40 @@ ngx_http_amonitor_fanout_snapshot(
             continue;
         }
 
-        if (ngx_http_amonitor_fanout_snapshot_one(w, wc, snap) != NGX_OK) {
+        if (ngx_http_amonitor_fanout_snapshot_one(w, wc, u, snap) != NGX_OK) {
             break;
         }
     }
 
     ngx_free(snap);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
-        "amonitor panel #%ui snapshot: %ui targets", wc->id, wc->seen->nelts);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+        "amonitor panel #%ui snapshot of %ui records, %ui frames to filter",
+        wc->id, i,
+        wc->seen ? ((ngx_http_amonitor_seen_tab_t *) wc->seen)->unseen : 0);
 }
 
 
+/*
+ * One target's state and last heartbeat.  Only what this worker may still
+ * repeat live is remembered.  Its state: this worker tells "up" when its
+ * own connection opens and "down" only when an open one closes, so the
+ * next state it tells differs from the snapshot's unless the two disagree
+ * now (another worker has the target open, this one not yet, or the
+ * other way round).  Its heartbeat: every worker fans out each heartbeat
+ * that reaches it, so only one this worker has not fanned out yet can
+ * come again.
+ */
 static ngx_int_t
 ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_tsnap_t *snap)
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_upstream_t *u,
+    ngx_http_amonitor_tsnap_t *snap)
 {
-    ngx_str_t                 out;
-    ngx_http_amonitor_seen_t *seen;
+    uint32_t                      target;
+    ngx_str_t                     out;
+    ngx_uint_t                    up;
+    ngx_http_amonitor_seen_t     *seen;
+    ngx_http_amonitor_seen_tab_t *tab;
 
     if (ngx_http_amonitor_reply_target_state(w, &snap->id, &snap->url, snap->up,
             (int64_t) snap->since, snap->reason.len ? &snap->reason : NULL,
@@ -332,17 +419,20 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
         return NGX_ERROR;
     }
 
-    seen = ngx_array_push(wc->seen);
-    if (seen == NULL) {
-        return NGX_ERROR;
-    }
+    target = ngx_http_amonitor_hash(snap->id.data, snap->id.len) | 1;
+    up = (u->state == NGX_HTTP_AMONITOR_UP_OPEN);
+    seen = NULL;
 
-    seen->target = ngx_http_amonitor_hash(snap->id.data, snap->id.len) | 1;
-    seen->up = (u_char) snap->up;
-    seen->state_pending = 1;
-    seen->hb_pending = 0;
-    seen->hb = snap->hb_hash;
-    wc->unseen++;
+    if ((snap->up != 0) != up) {
+        seen = ngx_http_amonitor_fanout_seen_add(w, wc, target);
+
+        if (seen) {
+            seen->up = (u_char) (snap->up != 0);
+            seen->state_pending = 1;
+            tab = wc->seen;
+            tab->unseen++;
+        }
+    }
 
     if (snap->hb_len == 0) {
         return NGX_OK;
@@ -354,8 +444,116 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
         return NGX_ERROR;
     }
 
+    if (snap->hb_hash == u->hb_sent) {
+        /* this worker fanned it out already: not to come again */
+        return NGX_OK;
+    }
+
+    if (seen == NULL) {
+        seen = ngx_http_amonitor_fanout_seen_add(w, wc, target);
+        if (seen == NULL) {
+            /* at worst it is told twice */
+            return NGX_OK;
+        }
+    }
+
+    seen->hb = snap->hb_hash;
     seen->hb_pending = 1;
-    wc->unseen++;
+    tab = wc->seen;
+    tab->unseen++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A free slot for "target" in the panel's filter, made (with its timer)
+ * on the first one; NULL when memory is short.
+ */
+static ngx_http_amonitor_seen_t *
+ngx_http_amonitor_fanout_seen_add(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, uint32_t target)
+{
+    ngx_uint_t                    i;
+    ngx_http_amonitor_seen_tab_t *tab;
+
+    tab = wc->seen;
+
+    if (tab == NULL) {
+        tab = ngx_calloc(
+            sizeof(ngx_http_amonitor_seen_tab_t), wc->connection->log);
+        if (tab == NULL) {
+            return NULL;
+        }
+
+        if (ngx_http_amonitor_fanout_seen_grow(tab, wc->connection->log)
+            != NGX_OK) {
+            ngx_free(tab);
+            return NULL;
+        }
+
+        tab->ev.handler = ngx_http_amonitor_fanout_seen_expire;
+        tab->ev.data = wc;
+        tab->ev.log = wc->connection->log;
+        tab->ev.cancelable = 1;
+
+        ngx_add_timer(
+            &tab->ev, w->amcf->reconnect_max + w->amcf->connect_timeout);
+
+        wc->seen = tab;
+
+    } else if ((tab->used + 1) * 2 > tab->mask + 1
+        && ngx_http_amonitor_fanout_seen_grow(tab, wc->connection->log)
+            != NGX_OK) {
+        return NULL;
+    }
+
+    for (i = target & tab->mask; tab->slot[i].target; i = (i + 1) & tab->mask) {
+        /* void */
+    }
+
+    tab->used++;
+    tab->slot[i].target = target;
+
+    return &tab->slot[i];
+}
+
+
+/* twice the slots (16 at first), the entries placed again */
+static ngx_int_t
+ngx_http_amonitor_fanout_seen_grow(
+    ngx_http_amonitor_seen_tab_t *tab, ngx_log_t *log)
+{
+    ngx_uint_t                i, j, size, mask;
+    ngx_http_amonitor_seen_t *slot;
+
+    size = tab->slot ? (tab->mask + 1) * 2 : 16;
+    mask = size - 1;
+
+    slot = ngx_calloc(size * sizeof(ngx_http_amonitor_seen_t), log);
+    if (slot == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (tab->slot) {
+        for (i = 0; i <= tab->mask; i++) {
+            if (tab->slot[i].target == 0) {
+                continue;
+            }
+
+            for (j = tab->slot[i].target & mask; slot[j].target;
+                 j = (j + 1) & mask) {
+                /* void */
+            }
+
+            slot[j] = tab->slot[i];
+        }
+
+        ngx_free(tab->slot);
+    }
+
+    tab->slot = slot;
+    tab->mask = mask;
 
     return NGX_OK;
 }

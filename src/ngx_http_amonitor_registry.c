@@ -25,6 +25,8 @@ static ngx_int_t ngx_http_amonitor_registry_add_locked(
 static ngx_uint_t ngx_http_amonitor_registry_snapshot(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_reg_t *out,
     ngx_uint_t *gen);
+static ngx_uint_t ngx_http_amonitor_registry_generation(
+    ngx_http_amonitor_store_t *st);
 static ngx_int_t ngx_http_amonitor_registry_forget(
     ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url,
     ngx_uint_t unopened);
@@ -47,6 +49,7 @@ ngx_http_amonitor_registry_methods(ngx_http_amonitor_store_t *st)
 {
     st->learn = ngx_http_amonitor_registry_add;
     st->learned = ngx_http_amonitor_registry_snapshot;
+    st->generation = ngx_http_amonitor_registry_generation;
     st->forget = ngx_http_amonitor_registry_forget;
     st->touch = ngx_http_amonitor_registry_touch;
     st->expire = ngx_http_amonitor_registry_expire;
@@ -187,6 +190,18 @@ ngx_http_amonitor_registry_snapshot(ngx_http_amonitor_store_t *st,
 }
 
 
+/*
+ * Every change moves the counter, so a worker that saw this value has
+ * seen the registry as it is; read without the mutex, as a hint: the
+ * copy ("learned") is made under it.
+ */
+static ngx_uint_t
+ngx_http_amonitor_registry_generation(ngx_http_amonitor_store_t *st)
+{
+    return st->registry->gen;
+}
+
+
 static ngx_int_t
 ngx_http_amonitor_registry_forget(ngx_http_amonitor_store_t *st, ngx_str_t *id,
     ngx_str_t *url, ngx_uint_t unopened)
@@ -255,6 +270,12 @@ ngx_http_amonitor_registry_expire(ngx_http_amonitor_store_t *st, ngx_msec_t ttl)
     ngx_http_amonitor_registry_t *rg;
 
     rg = st->registry;
+
+    if (rg->n == 0) {
+        /* nothing to expire; an entry added meanwhile is new anyway */
+        return 0;
+    }
+
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
     now = ngx_http_amonitor_registry_now();
     n = 0;

@@ -139,6 +139,7 @@ ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_action_panel_gone(w, wc);
     ngx_http_amonitor_query_panel_gone(w, wc);
     ngx_http_amonitor_subscribe_gone(w, wc);
+    ngx_http_amonitor_fanout_panel_gone(wc);
 }
 
 
@@ -287,6 +288,7 @@ ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
     live.target_hash = 0;
     live.heartbeat = 1;
     live.value = ngx_http_amonitor_hash(hb.data, hb.len);
+    u->hb_sent = live.value;
 
     ngx_http_amonitor_fanout_broadcast(w, msg, opcode, u, env, NULL, 0, &live);
 }

@@ -184,7 +184,8 @@ struct ngx_http_amonitor_store_s {
      * NGX_DECLINED (full), NGX_BUSY (DIALED: "max_dialed" reached), NGX_ABORT
      * (the id is another URL's, learned by a register).  "learned" copies
      * all of them into "out" (room for NGX_HTTP_AMONITOR_MAX_DYNAMIC) when
-     * the generation differs from *gen and returns how many.  "forget"
+     * the generation differs from *gen and returns how many; "generation"
+     * is that counter, read without the mutex.  "forget"
      * removes one (with its URL when "url" is not NULL), "touch" says it
      * is open now, "expire" forgets what nobody had open for "ttl".
      */
@@ -192,6 +193,7 @@ struct ngx_http_amonitor_store_s {
         ngx_str_t *url, ngx_uint_t kind, ngx_uint_t max_dialed);
     ngx_uint_t (*learned)(ngx_http_amonitor_store_t *st,
         ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
+    ngx_uint_t (*generation)(ngx_http_amonitor_store_t *st);
     /*
      * Remove a learned target; "unopened": only if no worker ever had
      * it open.  NGX_OK: removed (or not there), NGX_DECLINED: kept.

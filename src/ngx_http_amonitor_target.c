@@ -31,24 +31,52 @@ ngx_http_amonitor_target_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 }
 
 
+/*
+ * The worker's target at the normalised URL "norm": its index by URL.
+ * Two targets may share a URL (a reload that configures the URL of a
+ * target learned before): the one added first wins, as it did when this
+ * walked the list, so the search goes on to the left after a match (equal
+ * strings are inserted to the right, and rotations keep that order).
+ */
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_target_find_url(
     ngx_http_amonitor_worker_t *w, ngx_str_t *norm)
 {
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_upstream_t *u;
+    uint32_t           hash;
+    ngx_int_t          rc;
+    ngx_str_node_t    *n, *found;
+    ngx_rbtree_node_t *node, *sentinel;
 
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
-        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+    hash = ngx_http_amonitor_hash(norm->data, norm->len);
+    node = w->upstream_urls.root;
+    sentinel = w->upstream_urls.sentinel;
+    found = NULL;
 
-        if (u->norm.len == norm->len
-            && ngx_strncmp(u->norm.data, norm->data, norm->len) == 0) {
-            return u;
+    while (node != sentinel) {
+        n = (ngx_str_node_t *) node;
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
         }
+
+        /* ngx_str_rbtree_insert_value's order: length, then bytes */
+        if (norm->len != n->str.len) {
+            node = (norm->len < n->str.len) ? node->left : node->right;
+            continue;
+        }
+
+        rc = ngx_memcmp(norm->data, n->str.data, norm->len);
+
+        if (rc == 0) {
+            found = n;
+        }
+
+        node = (rc <= 0) ? node->left : node->right;
     }
 
-    return NULL;
+    return found ? ngx_queue_data(found, ngx_http_amonitor_upstream_t, by_url)
+                 : NULL;
 }
 
 

@@ -42,6 +42,9 @@ ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
 
     ngx_rbtree_init(&w->upstream_ids, &w->upstream_ids_sentinel,
         ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&w->upstream_urls, &w->upstream_urls_sentinel,
+        ngx_str_rbtree_insert_value);
+    ngx_queue_init(&w->learned);
 
     t = w->amcf->targets.elts;
 
@@ -101,12 +104,17 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
 }
 
 
-/* out of the worker's list and its index by id */
+/* out of the worker's lists and its indexes by id and by URL */
 static void
 ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u)
 {
     ngx_queue_remove(&u->queue);
     ngx_rbtree_delete(&u->worker->upstream_ids, &u->by_id.node);
+    ngx_rbtree_delete(&u->worker->upstream_urls, &u->by_url.node);
+
+    if (u->dynamic) {
+        ngx_queue_remove(&u->learned);
+    }
 }
 
 
@@ -216,6 +224,15 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     u->by_id.node.key = ngx_http_amonitor_hash(u->id.data, u->id.len);
     ngx_rbtree_insert(&w->upstream_ids, &u->by_id.node);
 
+    /*
+     * A target's URL never changes: one learned again at another URL is
+     * a new upstream.  Of equal URLs, the one inserted first stays first
+     * in the tree's order, which target_find_url keeps.
+     */
+    u->by_url.str = u->norm;
+    u->by_url.node.key = ngx_http_amonitor_hash(u->norm.data, u->norm.len);
+    ngx_rbtree_insert(&w->upstream_urls, &u->by_url.node);
+
     return u;
 }
 
@@ -307,6 +324,7 @@ ngx_http_amonitor_upstream_add(
 
     u->dynamic = 1;
     w->ndynamic++;
+    ngx_queue_insert_tail(&w->learned, &u->learned);
 
     ngx_log_error(NGX_LOG_INFO, &u->log, 0, "amonitor: new target \"%V\" at %V",
         &u->id, &u->norm);
@@ -462,7 +480,10 @@ ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u)
  * up on dials that never succeeded, forget what nobody had open for
  * amonitor_learned_expire, then follow the registry: drop what left it,
  * connect to what other workers learned (if the allow patterns of this
- * configuration still allow it).
+ * configuration still allow it).  Only the learned targets are walked
+ * (at most NGX_HTTP_AMONITOR_MAX_DYNAMIC, never the configured ones), and
+ * the registry is copied only when its generation moved: an idle worker
+ * with thousands of configured targets reads one counter.
  */
 static void
 ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
@@ -481,14 +502,10 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 
     amcf = w->amcf;
 
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = next) {
+    for (q = ngx_queue_head(&w->learned); q != ngx_queue_sentinel(&w->learned);
+         q = next) {
         next = ngx_queue_next(q);
-        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-
-        if (!u->dynamic) {
-            continue;
-        }
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, learned);
 
         if (u->state == NGX_HTTP_AMONITOR_UP_OPEN || u->remote_up) {
             /* open here, or (amonitor_cluster) at its owner elsewhere */
@@ -505,19 +522,22 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 
     (void) w->store->expire(w->store, amcf->learned_expire);
 
-    reg = ngx_alloc(
-        sizeof(ngx_http_amonitor_reg_t) * NGX_HTTP_AMONITOR_MAX_DYNAMIC,
-        ev->log);
+    if (w->store->generation(w->store) != w->registry_gen) {
+        /* about 50 KB, for a moment, and only when there is work */
+        reg = ngx_alloc(
+            sizeof(ngx_http_amonitor_reg_t) * NGX_HTTP_AMONITOR_MAX_DYNAMIC,
+            ev->log);
 
-    if (reg != NULL) {
-        gen = w->registry_gen;
-        n = w->store->learned(w->store, reg, &w->registry_gen);
+        if (reg != NULL) {
+            gen = w->registry_gen;
+            n = w->store->learned(w->store, reg, &w->registry_gen);
 
-        if (gen != w->registry_gen) {
-            ngx_http_amonitor_upstream_follow(w, reg, n);
+            if (gen != w->registry_gen) {
+                ngx_http_amonitor_upstream_follow(w, reg, n);
+            }
+
+            ngx_free(reg);
         }
-
-        ngx_free(reg);
     }
 
     ngx_add_timer(ev, NGX_HTTP_AMONITOR_RECONCILE);
@@ -535,14 +555,10 @@ ngx_http_amonitor_upstream_follow(
     amon_ws_url_t                 wu;
     ngx_http_amonitor_upstream_t *u;
 
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = next) {
+    for (q = ngx_queue_head(&w->learned); q != ngx_queue_sentinel(&w->learned);
+         q = next) {
         next = ngx_queue_next(q);
-        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-
-        if (!u->dynamic) {
-            continue;
-        }
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, learned);
 
         for (i = 0; i < n; i++) {
             if (ngx_memn2cmp(reg[i].id, u->id.data, reg[i].id_len, u->id.len)
