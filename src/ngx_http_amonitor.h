@@ -276,6 +276,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   dynamic : 1;
     unsigned   registered : 1; /* learned from a register */
     unsigned   stopped : 1;
+    unsigned   held : 1; /* learned, open in another worker: keep dialing */
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
     unsigned   remote_up : 1; /* cluster: up at its owner, counted */

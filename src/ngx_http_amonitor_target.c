@@ -285,7 +285,7 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 void
 ngx_http_amonitor_target_failed(ngx_http_amonitor_upstream_t *u)
 {
-    if (u->dynamic && !u->registered && u->opened == 0
+    if (u->dynamic && !u->registered && !u->held && u->opened == 0
         && u->failures >= u->worker->amcf->dial_attempts) {
         u->stopped = 1;
     }

@@ -511,12 +511,27 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
             /* open here, or (amonitor_cluster) at its owner elsewhere */
             w->store->touch(w->store, &u->id);
 
-        } else if (!u->registered && u->opened == 0
-            && u->failures >= amcf->dial_attempts
-            && w->store->forget(w->store, &u->id, &u->norm, 1) == NGX_OK) {
-            /* unless another worker has had it open */
-            ngx_http_amonitor_upstream_drop(u,
-                "dialed on demand, never connected (amonitor_dial_attempts)");
+        } else if (!u->registered && !u->held && u->opened == 0
+            && u->failures >= amcf->dial_attempts) {
+
+            if (w->store->forget(w->store, &u->id, &u->norm, 1) == NGX_OK) {
+                ngx_http_amonitor_upstream_drop(u,
+                    "dialed on demand, never connected "
+                    "(amonitor_dial_attempts)");
+                continue;
+            }
+
+            /*
+             * Another worker has had it open: the target exists, and this
+             * worker dials it with the backoff as any other, until the
+             * registry lets it go (amonitor_learned_expire).
+             */
+            u->held = 1;
+
+            if (u->stopped) {
+                u->stopped = 0;
+                ngx_http_amonitor_upstream_kick(u);
+            }
         }
     }
 

@@ -4,8 +4,9 @@
 # the other worker's dials (it follows the registry) never complete.  After
 # amonitor_dial_attempts failures that worker would forget a target that
 # never connected, but the registry says a worker has had it open: the
-# entry stays, the open connection stays, frames keep flowing, and no
-# worker calls the target unknown.
+# entry stays, the open connection stays, frames keep flowing, no worker
+# calls the target unknown, and the other worker keeps dialing it until
+# the SDK accepts again.
 
 use strict;
 use warnings;
@@ -115,6 +116,21 @@ my @unknown = grep {
 } @more;
 is(scalar @unknown, 0, 'no panel gets UNKNOWN_TARGET for it');
 $_->close(1000) for @more;
+
+# the other worker does not give up on a target that exists: it keeps
+# dialing with the backoff, and connects once the SDK accepts again
+$sdk->resume_accept;
+# (a dial left in the backlog is accepted too, and closes at once: the
+# check is for two connections that stay)
+ok(wait_for(sub { $sdk->connections >= 2 }, 5),
+    'the other worker connects once the SDK accepts again');
+sleep_loop(1);
+is($sdk->connections, 2, 'both workers hold a connection to it');
+my @again = map { $t->panel('/ws/panel', name => "again-$_") } 1 .. 6;
+my @failed = grep { my $r = act($_); !$r || $r->{type} ne 'action_ack' }
+    @again;
+is(scalar @failed, 0, 'then an action is acked on whichever worker');
+$_->close(1000) for @again;
 
 $p->close(1000);
 
