@@ -35,7 +35,7 @@
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 
 /* the hash of names and msg_ids: tree keys, the zone's indexes */
-#define ngx_http_amonitor_hash(p, n) ngx_murmur_hash2((u_char *) (p), (n))
+#define ngx_http_amonitor_hash(p, n) amon_hash((u_char *) (p), (n))
 
 /* an action's answer when the target's certificate did not pass */
 #define NGX_HTTP_AMONITOR_TLS_FAILED \

@@ -192,3 +192,43 @@ amon_str_trim(const unsigned char *p, size_t len)
 
     return s;
 }
+
+
+/* 64 bits in, every bit mixed into every other (a splitmix64 finish) */
+static uint64_t
+amon_hash_mix(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+
+    return h;
+}
+
+
+uint32_t
+amon_hash(const unsigned char *p, size_t len)
+{
+    uint64_t h, w;
+
+    h = 0x9e3779b97f4a7c15ULL ^ (uint64_t) len;
+
+    while (len >= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+        p += 8;
+        len -= 8;
+    }
+
+    if (len) {
+        /* the last 1 to 7 bytes, never a byte past them */
+        w = 0;
+        memcpy(&w, p, len);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    }
+
+    return (uint32_t) amon_hash_mix(h);
+}

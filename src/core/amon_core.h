@@ -150,6 +150,14 @@ int amon_str_eq_ci(amon_str_t s, const char *cstr);
 /* "p" without leading and trailing spaces and tabs (HTTP's OWS) */
 amon_str_t amon_str_trim(const unsigned char *p, size_t len);
 
+/*
+ * A 32-bit hash of "len" bytes for tables in one process or one host's
+ * shared memory (names, msg_ids): eight bytes per step, every input bit
+ * mixed into every output bit.  Not for anything an attacker must not
+ * steer into collisions, nor stable across byte orders.
+ */
+uint32_t amon_hash(const unsigned char *p, size_t len);
+
 
 #ifdef __cplusplus
 }
