@@ -166,16 +166,10 @@ ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
         return NGX_DECLINED;
     }
 
-    cmd = ngx_alloc(sizeof(ngx_http_amonitor_redis_cmd_t), ctx->log);
+    cmd = ngx_http_amonitor_redis_cmd_new(ctx, handler, data, name, 0);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
-
-    ngx_memzero(cmd, sizeof(ngx_http_amonitor_redis_cmd_t));
-
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->name = name;
 
     va_start(args, fmt);
     rc = redisvAsyncCommand(
@@ -193,9 +187,32 @@ ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
 }
 
 
+/* a command's record, with "size" bytes after it for the caller */
+ngx_http_amonitor_redis_cmd_t *
+ngx_http_amonitor_redis_cmd_new(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
+    size_t size)
+{
+    ngx_http_amonitor_redis_cmd_t *cmd;
+
+    cmd = ngx_alloc(sizeof(ngx_http_amonitor_redis_cmd_t) + size, ctx->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_http_amonitor_redis_cmd_t));
+
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->name = name;
+
+    return cmd;
+}
+
+
 /*
- * Send a command formatted by the caller (RESP), with "cmd" made by it
- * (ngx_alloc; freed after the reply).  As redis_command; on an error the
+ * Send a command formatted by the caller (RESP), with "cmd" made by
+ * redis_cmd_new (freed after the reply).  As redis_command; on an error the
  * caller keeps "cmd".
  */
 ngx_int_t

@@ -138,6 +138,9 @@ struct ngx_http_amonitor_redis_s {
 ngx_int_t ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
     const char *fmt, ...);
+ngx_http_amonitor_redis_cmd_t *ngx_http_amonitor_redis_cmd_new(
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_reply_pt handler,
+    void *data, const char *name, size_t size);
 ngx_int_t ngx_http_amonitor_redis_send(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_cmd_t *cmd, u_char *buf, size_t len);
 

@@ -91,16 +91,10 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
         len += ngx_http_amonitor_resp_bulk_size(args[i].len);
     }
 
-    cmd = ngx_alloc(sizeof(ngx_http_amonitor_redis_cmd_t) + len, ctx->log);
+    cmd = ngx_http_amonitor_redis_cmd_new(ctx, handler, data, name, len);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
-
-    ngx_memzero(cmd, sizeof(ngx_http_amonitor_redis_cmd_t));
-
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->name = name;
 
     start = (u_char *) (cmd + 1);
 
