@@ -134,8 +134,8 @@ test_spread(void **state)
 
     /* 102,400 keys: 100 per slot on average */
     for (i = 0; i < 102400; i++) {
-        len = snprintf((char *) buf, sizeof(buf), "a%d-%d-%d", i % 16, i / 16,
-            i);
+        len =
+            snprintf((char *) buf, sizeof(buf), "a%d-%d-%d", i % 16, i / 16, i);
         h = amon_hash(buf, (size_t) len);
         lo[h & 1023]++;
         hi[h >> 22]++;
