@@ -224,9 +224,13 @@ amon_hash(const unsigned char *p, size_t len)
     }
 
     if (len) {
-        /* the last 1 to 7 bytes, never a byte past them */
+        /* the last 1 to 7 bytes, never a byte past them (no memcpy call) */
         w = 0;
-        memcpy(&w, p, len);
+
+        while (len) {
+            w = (w << 8) | p[--len];
+        }
+
         h = (h ^ w) * 0xff51afd7ed558ccdULL;
     }
 
