@@ -322,7 +322,10 @@ unlike(sdk_log($needcert), qr/agent connected/, '... no WebSocket opens');
 # agent sends or reads its WebSocket handshake (or the SDK resets first)
 $t->error_log_like(qr/\[error\].*(?:TLS connection to the SDK failed during the handshake: .*alert certificate required|TLS handshake with the SDK failed|SDK closed the connection during the handshake|cannot send the handshake to the SDK|connection reset by peer).*upstream: sdk-needcert/,
     '... and the agent logs the failed attempt');
-$t->error_log_like(qr/\[error\].*TLS handshake with the SDK timed out.*upstream: sdk-plain/,
+# (after amonitor_connect_timeout: the checks above may all pass sooner)
+ok($t->wait_error_log(
+    qr/\[error\].*TLS handshake with the SDK timed out.*upstream: sdk-plain/,
+    tscale(5)),
     'wss:// to an SDK without TLS: the TLS handshake times out (the SDK '
     . 'waits for the rest of an HTTP request)');
 $t->error_log_like(qr/\[error\].*TLS handshake with the SDK failed: SSL_do_handshake\(\) failed: .*wrong version number.*upstream: sdk-http/,
