@@ -121,7 +121,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
 
     /* the claim's cache misses load while the target is resolved */
     if (w->store->prefetch) {
-        w->store->prefetch(w->store, (uint32_t) a->sn.node.key);
+        w->store->prefetch(w->store, (uint32_t) a->sn.node.key, 1);
     }
 
     /* a known target: replies name it as the agent does from now on */

@@ -237,7 +237,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     /* its claim, long out of the cache, loads while the reply is made */
     if (w->store->prefetch) {
-        w->store->prefetch(w->store, hash);
+        w->store->prefetch(w->store, hash, 0);
     }
 
     ngx_http_amonitor_store_rtt(w->store, ngx_current_msec - a->sent_at);

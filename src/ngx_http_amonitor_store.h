@@ -172,11 +172,13 @@ struct ngx_http_amonitor_store_s {
     void (*release)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 
     /*
-     * A claim of a msg_id of this hash comes soon: start loading what it
-     * will read, so that the cache misses overlap other work (NULL: the
-     * store has nothing to load).
+     * A claim ("claim" 1) or the finish of a claim (0) of a msg_id of
+     * this hash comes soon: start loading what it will read, so that the
+     * cache misses overlap other work (NULL: the store has nothing to
+     * load).
      */
-    void (*prefetch)(ngx_http_amonitor_store_t *st, uint32_t hash);
+    void (*prefetch)(
+        ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim);
 
     /*
      * The registry of targets learned at run time, shared by the workers

@@ -97,7 +97,7 @@ static ngx_int_t ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st,
 static void      ngx_http_amonitor_shm_release(
          ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 static void ngx_http_amonitor_shm_prefetch(
-    ngx_http_amonitor_store_t *st, uint32_t hash);
+    ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
@@ -728,15 +728,17 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
 /*
  * A new msg_id misses the cache on its slot (the index is far larger than
  * the cache) and, in a full zone, on the LRU tail that it evicts, on that
- * node's slot, and on the node before it (the next tail).  The addresses
- * are known before the mutex is taken: loading them while the action is
- * routed hides most of the misses.  The tail's slot needs the tail's hash,
+ * node's slot, and on the node before it (the next tail); a finish, long
+ * after its claim, on its slot again.  The addresses are known before the
+ * mutex is taken: loading them while the action is routed (or its ack
+ * answered) hides most of the misses.  The tail's slot needs the tail's hash,
  * read here from the node the previous call loaded.  These reads take no
  * lock: another worker may change the list meanwhile, which costs only a
  * useless load (a prefetch never faults, and the zone stays mapped).
  */
 static void
-ngx_http_amonitor_shm_prefetch(ngx_http_amonitor_store_t *st, uint32_t hash)
+ngx_http_amonitor_shm_prefetch(
+    ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim)
 {
 #if (defined __GNUC__ || defined __clang__)
     ngx_http_amonitor_shm_t *ctx = st->data;
@@ -748,6 +750,11 @@ ngx_http_amonitor_shm_prefetch(ngx_http_amonitor_store_t *st, uint32_t hash)
     sh = ctx->sh;
 
     __builtin_prefetch(&sh->slots[hash & sh->mask]);
+
+    if (!claim) {
+        /* a finish updates its node in place: nothing is evicted */
+        return;
+    }
 
     q = sh->lru.prev;
 
