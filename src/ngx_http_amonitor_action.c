@@ -193,6 +193,12 @@ ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a)
         a->state = NGX_HTTP_AMONITOR_ACTION_CLAIMING;
         ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
 
+    } else if (rc == NGX_BUSY) {
+        ngx_http_amonitor_action_fail(a, "RATE_LIMITED",
+            "too many actions are waiting for the dedupe store "
+            "(amonitor_redis claims=)",
+            NGX_HTTP_AMONITOR_FORGET);
+
     } else {
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);

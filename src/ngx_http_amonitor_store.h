@@ -148,8 +148,9 @@ typedef void (*ngx_http_amonitor_claim_pt)(
 struct ngx_http_amonitor_store_s {
     /*
      * Claim "msg_id" atomically.  Returns NGX_OK with *state and "result"
-     * filled in, NGX_AGAIN when "handler" will be called later, or
-     * NGX_ERROR (the caller answers INTERNAL).
+     * filled in, NGX_AGAIN when "handler" will be called later, NGX_BUSY
+     * when too many claims are under way (nothing was claimed: the caller
+     * answers RATE_LIMITED) or NGX_ERROR (the caller answers INTERNAL).
      */
     ngx_int_t (*claim)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ngx_http_amonitor_claim_e *state, ngx_str_t *result,

@@ -115,6 +115,8 @@ struct ngx_http_amonitor_redis_s {
     ngx_queue_t       held;
     ngx_queue_t       todo;
     ngx_uint_t        nclaims;
+    ngx_msec_t        full_logged; /* the last "claims are open" line */
+    ngx_uint_t        full_refused; /* refused since */
     ngx_str_t         owner; /* "p" host:pid:random: */
     uint64_t          seq; /* appended to "owner" */
     u_char            owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];

@@ -60,6 +60,8 @@ static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[4];
 
 
 static void ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_redis_claims_full(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 static void ngx_http_amonitor_redis_claims_flush(
     ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
@@ -200,11 +202,8 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     }
 
     if (ctx->nclaims >= ctx->conf->claims) {
-        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: %ui redis claims of this worker are open (claims=), "
-            "action \"%V\" refused",
-            ctx->nclaims, msg_id);
-        return NGX_ERROR;
+        ngx_http_amonitor_redis_claims_full(ctx, msg_id);
+        return NGX_BUSY;
     }
 
     rec = ngx_http_amonitor_redis_rec_new(ctx, msg_id);
@@ -234,6 +233,34 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         "amonitor redis claim \"%V\" as \"%V\"", msg_id, &rec->owner);
 
     return NGX_AGAIN;
+}
+
+
+/*
+ * The bound is reached: the action is refused (the caller answers
+ * RATE_LIMITED; nothing was claimed).  An overload refuses many at once,
+ * so one line a second says how many.
+ */
+static void
+ngx_http_amonitor_redis_claims_full(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
+{
+    ngx_msec_t now;
+
+    now = ngx_current_msec;
+    ctx->full_refused++;
+
+    if (ctx->full_logged && now - ctx->full_logged < 1000) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+        "amonitor: %ui redis claims of this worker are open (claims=), "
+        "action \"%V\" refused (%ui refused since the last such line)",
+        ctx->nclaims, msg_id, ctx->full_refused);
+
+    ctx->full_logged = now ? now : 1;
+    ctx->full_refused = 0;
 }
 
 

@@ -353,7 +353,7 @@ subtest 'CLIENT PAUSE: unknown outcome, never executed twice' => sub {
 
 subtest 'the number of open claims is bounded (claims=)' => sub {
     my $slow = fake_sdk(target_id => 'rf-slow', heartbeat_interval => 0,
-        no_ack => 1);
+        ack_delay => 1.5);
     my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
     $t->write_config(http_config => "
     amonitor_zone amonitor 1m;
@@ -364,14 +364,38 @@ subtest 'the number of open claims is bounded (claims=)' => sub {
     ok($slow->wait_connections(1, 5), 'the agent dialed the slow SDK');
     ok($t->wait_error_log(qr/connected to redis/, 5), 'and redis');
     my $p = $t->panel('/ws/panel');
-    my @ids = map { uuid4() } 1 .. 3;
+    my @ids = map { uuid4() } 1 .. 6;
     $p->send_json(action($_, 'rf-slow')) for @ids[0, 1];
     ok($slow->wait_actions(2, 3), 'two actions are under way');
-    my $a = ask($p, $ids[2], 'rf-slow');
-    is(code($a), 'INTERNAL', 'a third is refused');
+    my @refused = map { ask($p, $_, 'rf-slow') } @ids[2 .. 5];
+    is_deeply([ map { code($_) } @refused ], [ ('RATE_LIMITED') x 4 ],
+        'four more are refused as RATE_LIMITED');
+    like($refused[0]{payload}{message},
+        qr/too many actions are waiting for the dedupe store .*claims=/,
+        'the message names the bound');
+    is($slow->executed($ids[2]), 0, 'a refused action never reached the SDK');
+    is($redis->cli('EXISTS', key($ids[2])), 0, 'and nothing was claimed');
     ok($t->wait_error_log(
-        qr/\[error\].*2 redis claims of this worker are open/, 2),
-        'and the bound is logged');
+        qr/\[error\].*2 redis claims of this worker are open \(claims=\), action "[^"]+" refused \(1 refused since the last such line\)/,
+        2), 'the bound is logged');
+    is($t->log_count(qr/redis claims of this worker are open/), 1,
+        'once for the four refusals of one second');
+    my %acked;
+    $p->recv_until(sub {
+        my $j = $_[0]{json};
+        $acked{ $j->{payload}{action_msg_id} // '' } = 1
+            if ref $j eq 'HASH' && ($j->{type} // '') eq 'action_ack';
+        return $acked{ $ids[0] } && $acked{ $ids[1] };
+    }, 5);
+    ok($acked{ $ids[0] } && $acked{ $ids[1] }, 'the two under way are acked');
+    ok(wait_for(sub {
+        !grep { ($redis->cli('GET', key($_)) // '') !~ /^d/ } @ids[0, 1] }, 3),
+        'and finished in redis');
+    sleep_loop(0.2);    # the finishes' replies reach the worker
+    my $again = ask($p, $ids[2], 'rf-slow');
+    is(code($again), 'action_ack', 'the same msg_id sent again is carried out');
+    ok(!$again->{payload}{duplicate}, 'as a new action');
+    is($slow->executed($ids[2]), 1, 'once');
     $t->stop;
     $slow->stop;
 };

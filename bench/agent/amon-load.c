@@ -99,8 +99,9 @@ static struct {
     double      action_rate; /* > 0: open loop, actions/s on all panels */
     double      ack_timeout; /* seconds: an ack later than this is late */
     uint64_t    max_actions; /* > 0: the closed loop ends after so many */
+    const char *timeline; /* open loop: "k due_us rtt_us error" per line */
 } load_opt = {"fanout", NULL, 1, {0}, 0, 1, 5.0, 1.0, 200, 0.0, 1, "bench-", 0,
-    0.0, 1.0, 0};
+    0.0, 1.0, 0, NULL};
 
 
 static int            load_ep;
@@ -129,6 +130,15 @@ static uint64_t       load_bytes_in;
 static load_samples_t load_lat; /* fan-out latency, microseconds */
 static load_samples_t load_rtt; /* action round trip, microseconds */
 
+/* final errors by code and message, the first LOAD_CODES kinds seen */
+
+#define load_min(a, b) ((a) < (b) ? (a) : (b))
+#define LOAD_CODES     8
+static struct {
+    char     code[96];
+    uint64_t n;
+} load_codes[LOAD_CODES + 1]; /* the last one: every other code */
+
 
 /*
  * The open loop: action k (over all panels, panel k % panels) is due at
@@ -154,6 +164,8 @@ static struct {
     uint64_t       stray; /* replies to no action in flight */
     uint64_t       in_window; /* answers read during the window */
     load_samples_t svc; /* round trip from the write, microseconds */
+    uint32_t      *rtt_of; /* --timeline: round trip of action k, us */
+    unsigned char *err_of; /* --timeline: action k was answered an error */
 } load_ol;
 
 
@@ -438,6 +450,90 @@ load_find(const unsigned char *h, size_t hlen, const char *needle)
 }
 
 
+/* the value of a string field "name" in m, or n = 0 */
+static const unsigned char *
+load_field(const unsigned char *m, size_t len, const char *name, size_t *n)
+{
+    const unsigned char *p, *q, *end;
+
+    end = m + len;
+    *n = 0;
+    p = load_find(m, len, name);
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p += strlen(name);
+    for (q = p; q < end && *q != '"'; q++) { /* void */
+    }
+
+    *n = (size_t) (q - p);
+    return p;
+}
+
+
+/* count a final error by its code and message ("CODE(message)") */
+static void
+load_error_code(const unsigned char *m, size_t len)
+{
+    int                  i;
+    char                 key[sizeof(load_codes[0].code)];
+    size_t               cn, mn;
+    const unsigned char *c, *t;
+
+    c = load_field(m, len, "\"code\":\"", &cn);
+    t = load_field(m, len, "\"message\":\"", &mn);
+
+    /* a space would split the report's fields */
+    snprintf(key, sizeof(key), "%.*s(%.*s)", (int) (cn ? cn : 1),
+        cn ? (const char *) c : "?", (int) load_min(mn, 60),
+        mn ? (const char *) t : "");
+
+    for (i = 0; key[i]; i++) {
+        if (key[i] == ' ' || key[i] == ',') {
+            key[i] = '_';
+        }
+    }
+
+    for (i = 0; i < LOAD_CODES; i++) {
+        if (load_codes[i].n == 0) {
+            strcpy(load_codes[i].code, key);
+            break;
+        }
+
+        if (strcmp(load_codes[i].code, key) == 0) {
+            break;
+        }
+    }
+
+    if (i == LOAD_CODES) {
+        strcpy(load_codes[i].code, "other");
+    }
+
+    load_codes[i].n++;
+}
+
+
+/* " error_codes=CODE:n,CODE:n" ("-" for none) */
+static void
+load_print_codes(void)
+{
+    int i;
+
+    printf(" error_codes=");
+
+    if (load_codes[0].n == 0) {
+        printf("-");
+    }
+
+    for (i = 0; i <= LOAD_CODES && load_codes[i].n; i++) {
+        printf("%s%s:%llu", i ? "," : "", load_codes[i].code,
+            (unsigned long long) load_codes[i].n);
+    }
+}
+
+
 static uint64_t
 load_number(const unsigned char *p, const unsigned char *end)
 {
@@ -623,8 +719,18 @@ load_open_answer(const unsigned char *m, size_t len, uint64_t k)
 
     load_ol.open--;
 
+    if (load_ol.rtt_of != NULL) {
+        load_ol.rtt_of[k] =
+            rtt > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t) rtt;
+    }
+
     if (load_find(m, len, "\"type\":\"error\"")) {
         load_ol.errors++;
+        load_error_code(m, len);
+        if (load_ol.err_of != NULL) {
+            load_ol.err_of[k] = 1;
+        }
+
         if (!load_opt.quiet && load_ol.errors < 5) {
             fprintf(stderr, "amon-load: error: %.*s\n", (int) len,
                 (const char *) m);
@@ -708,6 +814,7 @@ load_panel_message(load_conn_t *c, const unsigned char *m, size_t len)
 
     if (load_find(m, len, "\"type\":\"error\"")) {
         load_errors++;
+        load_error_code(m, len);
         if (!load_opt.quiet && load_errors < 5) {
             fprintf(stderr, "amon-load: error: %.*s\n", (int) len,
                 (const char *) m);
@@ -1142,6 +1249,14 @@ load_open_run(void)
     load_ol.due = load_xalloc(sizeof(uint64_t) * load_ol.n);
     load_ol.sent_at = load_xalloc(sizeof(uint64_t) * load_ol.n);
     load_ol.svc.v = load_xalloc(sizeof(uint32_t) * LOAD_SAMPLES);
+
+    if (load_opt.timeline != NULL) {
+        load_ol.rtt_of = load_xalloc(sizeof(uint32_t) * load_ol.n);
+        load_ol.err_of = load_xalloc(load_ol.n);
+        memset(load_ol.rtt_of, 0xff, sizeof(uint32_t) * load_ol.n);
+        memset(load_ol.err_of, 0, load_ol.n);
+    }
+
     load_ol.start = load_now_ns();
     load_ol.win_start = load_open_due(load_ol.first);
     load_ol.win_end = load_open_due(load_ol.last);
@@ -1177,6 +1292,32 @@ load_open_run(void)
 }
 
 
+/* --timeline: one line per measured action, for finding stalls */
+static void
+load_write_timeline(void)
+{
+    FILE    *f;
+    uint64_t k;
+
+    f = fopen(load_opt.timeline, "w");
+    if (f == NULL) {
+        load_die(load_opt.timeline);
+    }
+
+    fprintf(f, "# k due_us rtt_us error (rtt 4294967295: never answered)\n");
+
+    for (k = load_ol.first; k < load_ol.last; k++) {
+        fprintf(f, "%llu %llu %u %d\n", (unsigned long long) k,
+            (unsigned long long) (load_open_due(k) - load_ol.start) / 1000,
+            load_ol.rtt_of[k], load_ol.err_of[k]);
+    }
+
+    if (fclose(f) != 0) {
+        load_die(load_opt.timeline);
+    }
+}
+
+
 static void
 load_open_report(void)
 {
@@ -1199,7 +1340,7 @@ load_open_report(void)
            "errors=%llu late=%llu missing=%llu notices=%llu stray=%llu "
            "rtt_p50_us=%.0f rtt_p99_us=%.0f rtt_p999_us=%.0f "
            "rtt_max_us=%.0f lag_p50_us=%.0f lag_p99_us=%.0f lag_max_us=%.0f "
-           "sent_rtt_p50_us=%.0f sent_rtt_p99_us=%.0f\n",
+           "sent_rtt_p50_us=%.0f sent_rtt_p99_us=%.0f",
         load_opt.panels, load_opt.nsdks, load_opt.action_rate, secs,
         (double) (load_ol.last - load_ol.first) / secs,
         (double) load_ol.in_window / secs,
@@ -1212,6 +1353,13 @@ load_open_report(void)
         load_pct(&load_rtt, 100), load_pct(&load_lat, 50),
         load_pct(&load_lat, 99), load_pct(&load_lat, 100),
         load_pct(&load_ol.svc, 50), load_pct(&load_ol.svc, 99));
+
+    load_print_codes();
+    printf("\n");
+
+    if (load_opt.timeline != NULL) {
+        load_write_timeline();
+    }
 }
 
 
@@ -1224,6 +1372,7 @@ load_usage(void)
         "         [--duration S] [--warmup S] [--size BYTES] [--rate R]\n"
         "         [--inflight W] [--action-rate R] [--ack-timeout S]\n"
         "         [--max-actions N] [--target-prefix S] [--quiet]\n"
+        "         [--timeline FILE]\n"
         "  --sdk-conns: connections each fake SDK waits for before the\n"
         "    run (the agent's worker count; the panel count behind a\n"
         "    plain proxy); --rate: heartbeats/s per SDK (0: as fast as\n"
@@ -1233,7 +1382,10 @@ load_usage(void)
         "    scheduled time; --ack-timeout: an ack later than S seconds\n"
         "    (default 1) is late, and the run waits that long for the\n"
         "    last ones; --max-actions N: the closed loop ends after N\n"
-        "    answers in the window (or at --duration)\n");
+        "    answers in the window (or at --duration); --timeline FILE:\n"
+        "    the open loop writes each measured action's due time, round\n"
+        "    trip (us) and whether it was an error; every run prints its\n"
+        "    final errors by code (error_codes=)\n");
     exit(2);
 }
 
@@ -1259,6 +1411,7 @@ load_options(int argc, char **argv)
         {"action-rate", required_argument, NULL, 'a'},
         {"ack-timeout", required_argument, NULL, 'T'},
         {"max-actions", required_argument, NULL, 'M'},
+        {"timeline", required_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1277,6 +1430,7 @@ load_options(int argc, char **argv)
         case 'a': load_opt.action_rate = atof(optarg); break;
         case 'T': load_opt.ack_timeout = atof(optarg); break;
         case 'M': load_opt.max_actions = strtoull(optarg, NULL, 10); break;
+        case 'L': load_opt.timeline = optarg; break;
         case 'p':
             for (s = strtok_r(optarg, ",", &p); s != NULL;
                  s = strtok_r(NULL, ",", &p)) {
@@ -1455,11 +1609,14 @@ main(int argc, char **argv)
     } else {
         printf("mode=actions panels=%d sdks=%d inflight=%u seconds=%.2f "
                "actions_per_s=%.0f acks=%llu rtt_p50_us=%.0f "
-               "rtt_p99_us=%.0f errors=%llu\n",
+               "rtt_p99_us=%.0f errors=%llu",
             load_opt.panels, load_opt.nsdks, load_opt.inflight, measured,
             (double) load_acks / measured, (unsigned long long) load_acks,
             load_pct(&load_rtt, 50), load_pct(&load_rtt, 99),
             (unsigned long long) load_errors);
+
+        load_print_codes();
+        printf("\n");
     }
 
     return 0;

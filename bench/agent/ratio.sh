@@ -34,6 +34,13 @@
 #                minutes per run); also for the Redis store (redisfull)
 #   ACK_RATE     the open loop's offered rate (actions/s) instead of half
 #                of the measured maximum
+#   TIMELINE     a directory: each open-loop run writes there, per
+#                action, its due time, round trip and whether it was an
+#                error (actopen-<server>-<n>.txt), for finding stalls
+#   ACK_RATE_REDIS  the same for redis50 (with ACK_RATE: no actmax runs)
+#   OPEN_SERVERS the open loop's servers (default: module proxy redis
+#                redis50)
+#   REDIS_OPTS   more parameters of amonitor_redis (e.g. claims=16384)
 #   QUIET        e.g. 20: before each run, wait until the machine's other
 #                work takes under 20 % of a core (at most QUIET_MAX, 120 s)
 set -eu
@@ -263,6 +270,10 @@ run() {
         rate=$ACK_RATE
         [ "$s" = redis50 ] && rate=$ACK_RATE_REDIS
         args="--mode actions --panels 16 --action-rate $rate --ack-timeout 1"
+        if [ -n "$TIMELINE" ]; then
+            TL_N=$((TL_N + 1))
+            args="$args --timeline $TIMELINE/actopen-$s-$TL_N.txt"
+        fi
         ;;
     act*) args="--mode actions --panels 16 --inflight 16" ;;
     esac
@@ -280,7 +291,7 @@ run() {
         redis_up
         "$REDIS_CLI" -p "$REDIS_PORT" flushall > /dev/null
         start_nginx module "amonitor_zone amon 1m;
-    amonitor_redis 127.0.0.1:$REDIS_PORT;"
+    amonitor_redis 127.0.0.1:$REDIS_PORT${REDIS_OPTS:+ $REDIS_OPTS};"
         ;;
     esac
 
@@ -293,6 +304,10 @@ run() {
     # shellcheck disable=SC2086
     r=$(measure --panel-url "$url" $args --sdk-conns "$conns")
     stop_server
+    if [ -n "$TIMELINE" ] && [ "$c" = actopen ] && [ -f "$PREFIX/error.log" ]
+    then
+        cp "$PREFIX/error.log" "$TIMELINE/actopen-$s-$TL_N.log"
+    fi
     if [ "$s" = nchan ]; then
         kill "$PUSHER_PID" 2>/dev/null || true
         wait "$PUSHER_PID" 2>/dev/null || true
@@ -338,11 +353,14 @@ median() {
 }
 
 FILL_SECS=${FILL_SECS:-8}
+TIMELINE=${TIMELINE:-}
+TL_N=0
+[ -z "$TIMELINE" ] || mkdir -p "$TIMELINE"
 FILL_ACTIONS=${FILL_ACTIONS:-}
 QUIET=${QUIET:-}
 QUIET_MAX=${QUIET_MAX:-120}
 ACK_RATE=${ACK_RATE:-}
-ACK_RATE_REDIS=
+ACK_RATE_REDIS=${ACK_RATE_REDIS:-}
 REDIS_CLI=${REDIS_CLI:-redis-cli}
 REDIS_PORT=$(port)
 
@@ -392,6 +410,7 @@ for c in $CASES; do
         [ -n "$REDIS_PID" ] && ACK_SERVERS="$ACK_SERVERS redis"
         ACK_OPEN=$ACK_SERVERS
         [ -n "$REDIS_PID" ] && ACK_OPEN="$ACK_SERVERS redis50"
+        ACK_OPEN=${OPEN_SERVERS:-$ACK_OPEN}
         plan+=("actopen:$ACK_OPEN")
         ;;
     esac
@@ -402,7 +421,9 @@ echo "per run: 2 s warmup, $((SECS - 1)) s of server CPU measured;" \
     "$REPS interleaved repetitions"
 
 # ackrate, first: the maximum rate, closed loop, REPS interleaved runs
-if [ -n "${ACKRATE:-}" ]; then
+# (not when both open-loop rates are given)
+if [ -n "${ACKRATE:-}" ] && { [ -z "$ACK_RATE" ] \
+    || { [ -n "$REDIS_PID" ] && [ -z "$ACK_RATE_REDIS" ]; }; }; then
     for _ in $(seq 1 "$REPS"); do
         for s in $ACK_SERVERS; do
             run actmax "$s"
@@ -419,7 +440,7 @@ if [ -n "${ACKRATE:-}" ]; then
         ACK_RATE=$(echo "${RES[actmax/module/ops]}" | median \
             | awk '{ printf "%.0f", $1 / 2 }')
     fi
-    if [ -n "$REDIS_PID" ]; then
+    if [ -n "$REDIS_PID" ] && [ -z "$ACK_RATE_REDIS" ]; then
         ACK_RATE_REDIS=$(echo "${RES[actmax/redis/ops]}" | median \
             | awk '{ printf "%.0f", $1 / 2 }')
     fi
