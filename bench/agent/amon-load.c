@@ -45,7 +45,7 @@
 #define LOAD_BATCH       16 /* heartbeats per refill */
 #define LOAD_SAMPLES     (1 << 21)
 #define LOAD_MAX_MESSAGE (16 * 1024 * 1024)
-#define LOAD_SPIN_NS     20000 /* the open loop sleeps only longer gaps */
+#define LOAD_SPIN_NS     20000 /* default --spin */
 
 
 typedef enum { LOAD_LISTEN = 0, LOAD_SDK, LOAD_PANEL } load_kind_e;
@@ -99,9 +99,10 @@ static struct {
     double      action_rate; /* > 0: open loop, actions/s on all panels */
     double      ack_timeout; /* seconds: an ack later than this is late */
     uint64_t    max_actions; /* > 0: the closed loop ends after so many */
-    const char *timeline; /* open loop: "k due_us rtt_us error" per line */
+    const char *timeline; /* open loop: one line per action */
+    uint64_t    spin; /* ns: the open loop sleeps only longer gaps */
 } load_opt = {"fanout", NULL, 1, {0}, 0, 1, 5.0, 1.0, 200, 0.0, 1, "bench-", 0,
-    0.0, 1.0, 0, NULL};
+    0.0, 1.0, 0, NULL, LOAD_SPIN_NS};
 
 
 static int            load_ep;
@@ -1275,8 +1276,8 @@ load_open_run(void)
 
         /* a short gap is cheaper to spin through than to sleep */
         if (load_ol.sent < load_ol.n
-            && load_open_due(load_ol.sent) > now + LOAD_SPIN_NS) {
-            load_poll_ns(load_open_due(load_ol.sent) - now - LOAD_SPIN_NS);
+            && load_open_due(load_ol.sent) > now + load_opt.spin) {
+            load_poll_ns(load_open_due(load_ol.sent) - now - load_opt.spin);
 
         } else {
             load_poll_ns(0);
@@ -1297,19 +1298,23 @@ static void
 load_write_timeline(void)
 {
     FILE    *f;
-    uint64_t k;
+    uint64_t k, due, lag;
 
     f = fopen(load_opt.timeline, "w");
     if (f == NULL) {
         load_die(load_opt.timeline);
     }
 
-    fprintf(f, "# k due_us rtt_us error (rtt 4294967295: never answered)\n");
+    fprintf(f,
+        "# k due_us rtt_us error lag_us (rtt 4294967295: never "
+        "answered; lag: how late this program wrote it)\n");
 
     for (k = load_ol.first; k < load_ol.last; k++) {
-        fprintf(f, "%llu %llu %u %d\n", (unsigned long long) k,
-            (unsigned long long) (load_open_due(k) - load_ol.start) / 1000,
-            load_ol.rtt_of[k], load_ol.err_of[k]);
+        due = load_open_due(k);
+        lag = load_ol.sent_at[k] > due ? (load_ol.sent_at[k] - due) / 1000 : 0;
+        fprintf(f, "%llu %llu %u %d %llu\n", (unsigned long long) k,
+            (unsigned long long) (due - load_ol.start) / 1000,
+            load_ol.rtt_of[k], load_ol.err_of[k], (unsigned long long) lag);
     }
 
     if (fclose(f) != 0) {
@@ -1372,7 +1377,7 @@ load_usage(void)
         "         [--duration S] [--warmup S] [--size BYTES] [--rate R]\n"
         "         [--inflight W] [--action-rate R] [--ack-timeout S]\n"
         "         [--max-actions N] [--target-prefix S] [--quiet]\n"
-        "         [--timeline FILE]\n"
+        "         [--timeline FILE] [--spin US]\n"
         "  --sdk-conns: connections each fake SDK waits for before the\n"
         "    run (the agent's worker count; the panel count behind a\n"
         "    plain proxy); --rate: heartbeats/s per SDK (0: as fast as\n"
@@ -1385,7 +1390,10 @@ load_usage(void)
         "    answers in the window (or at --duration); --timeline FILE:\n"
         "    the open loop writes each measured action's due time, round\n"
         "    trip (us) and whether it was an error; every run prints its\n"
-        "    final errors by code (error_codes=)\n");
+        "    final errors by code (error_codes=); --spin US: the open\n"
+        "    loop spins through gaps shorter than this (default 20) and\n"
+        "    sleeps longer ones; 0 under a real-time policy, whose\n"
+        "    throttling would stop a spinning loop for 50 ms a second\n");
     exit(2);
 }
 
@@ -1412,6 +1420,7 @@ load_options(int argc, char **argv)
         {"ack-timeout", required_argument, NULL, 'T'},
         {"max-actions", required_argument, NULL, 'M'},
         {"timeline", required_argument, NULL, 'L'},
+        {"spin", required_argument, NULL, 'S'},
         {"quiet", no_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1431,6 +1440,7 @@ load_options(int argc, char **argv)
         case 'T': load_opt.ack_timeout = atof(optarg); break;
         case 'M': load_opt.max_actions = strtoull(optarg, NULL, 10); break;
         case 'L': load_opt.timeline = optarg; break;
+        case 'S': load_opt.spin = strtoull(optarg, NULL, 10) * 1000; break;
         case 'p':
             for (s = strtok_r(optarg, ",", &p); s != NULL;
                  s = strtok_r(NULL, ",", &p)) {

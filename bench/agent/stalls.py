@@ -3,7 +3,8 @@
 
 Reads a timeline written by `amon-load --timeline FILE` (one line per
 measured action: k, due time in us since the start, round trip in us,
-1 if the answer was an error) and groups the actions slower than a
+1 if the answer was an error, how late the load generator wrote it in
+us) and groups the actions slower than a
 threshold into episodes: slow actions whose due times lie within --gap
 of each other.  A tail made of a few long episodes, in which every
 action due meanwhile is slow, is a stall of the server or of the load
@@ -31,23 +32,25 @@ def read(path):
         for line in f:
             if line.startswith("#"):
                 continue
-            k, due, rtt, err = line.split()
-            rows.append((int(due), int(rtt), int(err)))
+            f = line.split()
+            lag = int(f[4]) if len(f) > 4 else 0
+            rows.append((int(f[1]), int(f[2]), int(f[3]), lag))
     return rows
 
 
 def episodes(rows, threshold, gap):
     eps = []
     cur = None
-    for due, rtt, _ in rows:
+    for due, rtt, _, lag in rows:
         if rtt < threshold:
             continue
         if cur is not None and due - cur["end"] <= gap:
             cur["end"] = due
             cur["n"] += 1
             cur["max"] = max(cur["max"], rtt)
+            cur["lag"] = max(cur["lag"], lag)
         else:
-            cur = {"start": due, "end": due, "n": 1, "max": rtt}
+            cur = {"start": due, "end": due, "n": 1, "max": rtt, "lag": lag}
             eps.append(cur)
     return eps
 
@@ -61,6 +64,9 @@ def report(path, threshold, gap):
     first = rows[0][0]
     span = (rows[-1][0] - first) / 1e6
     slow = sum(1 for r in rows if r[1] >= threshold)
+    # slow because this program wrote them late (half the round trip or
+    # more was the writer's lateness)
+    late = sum(1 for r in rows if r[1] >= threshold and 2 * r[3] >= r[1])
     never = sum(1 for r in rows if r[1] == NEVER)
     errors = sum(r[2] for r in rows)
     eps = episodes(rows, threshold, gap)
@@ -69,7 +75,8 @@ def report(path, threshold, gap):
           f"max {rtts[-1]} us; errors {errors}, never answered {never}")
     print(f"  {slow} actions at or over {threshold} us "
           f"({100.0 * slow / len(rows):.2f} %), in {len(eps)} episodes "
-          f"(slow actions due within {gap} us of each other)")
+          f"(slow actions due within {gap} us of each other); "
+          f"{late} of them written late by the load generator")
     if not eps:
         return
     eps_by_n = sorted(eps, key=lambda e: -e["n"])
@@ -87,10 +94,12 @@ def report(path, threshold, gap):
         gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
         print(f"  between episode starts: median {pct(gaps, 50)} us, "
               f"min {gaps[0]} us")
-    print("  largest (start s, length us, slow actions, max rtt us):")
+    print("  largest (start s, length us, slow actions, max rtt us, "
+          "max lag us):")
     for e in eps_by_n[:8]:
         print(f"    {(e['start'] - first) / 1e6:8.3f} "
-              f"{e['end'] - e['start']:8d} {e['n']:7d} {e['max']:9d}")
+              f"{e['end'] - e['start']:8d} {e['n']:7d} {e['max']:9d} "
+              f"{e['lag']:9d}")
 
 
 def main():
