@@ -70,28 +70,33 @@ typedef enum {
 } ngx_http_amonitor_rec_state_e;
 
 
+typedef struct ngx_http_amonitor_redis_rec_s ngx_http_amonitor_redis_rec_t;
+
 /*
  * A claim this worker made and has not closed in Redis yet.  It is in
- * ctx->claims by msg_id (except when releasing) and in ctx->held (held)
+ * ctx->index by msg_id (except when releasing) and in ctx->held (held)
  * or ctx->todo (an end to write when Redis is back).  Commands about one
  * claim are answered in the order they were sent, so the command that
  * ends it is the last one that refers to it.
  */
-typedef struct {
-    ngx_str_node_t                sn; /* msg_id */
-    ngx_queue_t                   queue;
-    ngx_http_amonitor_redis_t    *ctx;
-    ngx_http_amonitor_claim_pt    handler; /* while claiming */
-    void                         *data;
-    ngx_str_t                     owner; /* the pending value: "p" token */
-    ngx_str_t                     value; /* finishing: "d"/"f" + result */
-    ngx_msec_t                    renewed;
-    ngx_http_amonitor_rec_state_e state;
-    unsigned                      in_tree : 1;
-    unsigned                      in_queue : 1;
-    unsigned                      renewing : 1;
-    unsigned                      lost : 1;
-} ngx_http_amonitor_redis_rec_t;
+struct ngx_http_amonitor_redis_rec_s {
+    ngx_str_t                      msg_id;
+    uint32_t                       hash; /* of msg_id */
+    size_t                         id_cap; /* room for a msg_id, recycled */
+    ngx_http_amonitor_redis_rec_t *next; /* in its index bucket, or free */
+    ngx_queue_t                    queue;
+    ngx_http_amonitor_redis_t     *ctx;
+    ngx_http_amonitor_claim_pt     handler; /* while claiming */
+    void                          *data;
+    ngx_str_t                      owner; /* the pending value: "p" token */
+    ngx_str_t                      value; /* finishing: "d"/"f" + result */
+    ngx_msec_t                     renewed;
+    ngx_http_amonitor_rec_state_e  state;
+    unsigned                       in_index : 1;
+    unsigned                       in_queue : 1;
+    unsigned                       renewing : 1;
+    unsigned                       lost : 1;
+};
 
 
 struct ngx_http_amonitor_redis_s {
@@ -110,16 +115,19 @@ struct ngx_http_amonitor_redis_s {
     ngx_uint_t                      readies; /* times it became ready */
     ngx_queue_t                     sent; /* cmd_t, oldest first */
 
-    ngx_rbtree_t      claims; /* rec_t by msg_id */
-    ngx_rbtree_node_t sentinel;
-    ngx_queue_t       held;
-    ngx_queue_t       todo;
-    ngx_uint_t        nclaims;
-    ngx_msec_t        full_logged; /* the last "claims are open" line */
-    ngx_uint_t        full_refused; /* refused since */
-    ngx_str_t         owner; /* "p" host:pid:random: */
-    uint64_t          seq; /* appended to "owner" */
-    u_char            owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
+    /* rec_t by msg_id: a table of index_mask + 1 chains */
+    ngx_http_amonitor_redis_rec_t **index;
+    ngx_uint_t                      index_mask;
+    ngx_http_amonitor_redis_rec_t  *free; /* records to use again */
+    ngx_uint_t                      nfree;
+    ngx_queue_t                     held;
+    ngx_queue_t                     todo;
+    ngx_uint_t                      nclaims;
+    ngx_msec_t full_logged; /* the last "claims are open" line */
+    ngx_uint_t full_refused; /* refused since */
+    ngx_str_t  owner; /* "p" host:pid:random: */
+    uint64_t   seq; /* appended to "owner" */
+    u_char     owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
 
     /*
      * Set by the claims (store_redis_claim.c), which sit above the
@@ -158,6 +166,17 @@ ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
 void ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx);
 void ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx);
+
+
+/* store_redis_rec.c: the records of the claims */
+ngx_int_t ngx_http_amonitor_redis_recs_init(ngx_http_amonitor_redis_t *ctx);
+void      ngx_http_amonitor_redis_recs_exit(ngx_http_amonitor_redis_t *ctx);
+ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_new(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
+ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
+void ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec);
+void ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_ */

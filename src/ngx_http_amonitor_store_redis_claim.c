@@ -59,7 +59,8 @@ static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[4];
 #define NGX_HTTP_AMONITOR_S_RENEW   (&ngx_http_amonitor_redis_scripts[3])
 
 
-static void ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx);
+static ngx_int_t ngx_http_amonitor_redis_claims_init(
+    ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_claims_full(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 static void ngx_http_amonitor_redis_claims_flush(
@@ -91,12 +92,6 @@ static void ngx_http_amonitor_redis_ended(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_redis_renewed(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
-static ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_new(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
-static ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
-static void ngx_http_amonitor_redis_rec_free(
-    ngx_http_amonitor_redis_rec_t *rec);
 
 
 /*
@@ -114,7 +109,9 @@ ngx_http_amonitor_store_redis_create(
         return NULL;
     }
 
-    ngx_http_amonitor_redis_claims_init(ctx);
+    if (ngx_http_amonitor_redis_claims_init(ctx) != NGX_OK) {
+        return NULL;
+    }
 
     ctx->flush = ngx_http_amonitor_redis_claims_flush;
     ctx->renew = ngx_http_amonitor_redis_claims_tick;
@@ -135,8 +132,8 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
 }
 
 
-/* claim, finish, release, query and the owner token of this worker */
-static void
+/* claim, finish, release, query, the owner token of this worker */
+static ngx_int_t
 ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 {
     u_char      *p;
@@ -154,7 +151,9 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     ngx_http_amonitor_redis_script_init(
         NGX_HTTP_AMONITOR_S_RENEW, NGX_HTTP_AMONITOR_REDIS_RENEW);
 
-    ngx_rbtree_init(&ctx->claims, &ctx->sentinel, ngx_str_rbtree_insert_value);
+    if (ngx_http_amonitor_redis_recs_init(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
     ngx_queue_init(&ctx->held);
     ngx_queue_init(&ctx->todo);
 
@@ -173,6 +172,8 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     ctx->store.finish = ngx_http_amonitor_redis_finish;
     ctx->store.release = ngx_http_amonitor_redis_release;
     ctx->store.query = ngx_http_amonitor_redis_query;
+
+    return NGX_OK;
 }
 
 
@@ -399,7 +400,7 @@ ngx_http_amonitor_redis_claimed(
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
             "amonitor: the claim of \"%V\" in redis has an unknown outcome; "
             "it is released when redis is back or expires in %M ms",
-            &rec->sn.str, ctx->conf->lease);
+            &rec->msg_id, ctx->conf->lease);
         ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_RELEASING);
 
     } else if (reply->type == REDIS_REPLY_NIL) {
@@ -426,7 +427,7 @@ ngx_http_amonitor_redis_claimed(
 
     } else {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: redis claim of \"%V\" failed: %*s", &rec->sn.str,
+            "amonitor: redis claim of \"%V\" failed: %*s", &rec->msg_id,
             (size_t) (reply->type == REDIS_REPLY_ERROR ? reply->len : 0),
             reply->str);
         ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_RELEASING);
@@ -505,10 +506,9 @@ ngx_http_amonitor_redis_end(
         rec->in_queue = 0;
     }
 
-    if (state == NGX_HTTP_AMONITOR_REC_RELEASING && rec->in_tree) {
+    if (state == NGX_HTTP_AMONITOR_REC_RELEASING && rec->in_index) {
         /* a new claim of this msg_id may start while this one ends */
-        ngx_rbtree_delete(&ctx->claims, &rec->sn.node);
-        rec->in_tree = 0;
+        ngx_http_amonitor_redis_rec_unindex(rec);
     }
 
     rec->state = state;
@@ -516,7 +516,7 @@ ngx_http_amonitor_redis_end(
     ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
         "amonitor redis %s \"%V\"%s",
         state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish" : "release",
-        &rec->sn.str, ctx->ready ? "" : " when redis is back");
+        &rec->msg_id, ctx->ready ? "" : " when redis is back");
 
     if (ngx_http_amonitor_redis_send_end(rec) != NGX_OK) {
         ngx_queue_insert_tail(&ctx->todo, &rec->queue);
@@ -541,7 +541,7 @@ ngx_http_amonitor_redis_send_end(ngx_http_amonitor_redis_rec_t *rec)
     }
 
     args[0] = rc->prefix;
-    args[1] = rec->sn.str;
+    args[1] = rec->msg_id;
     args[2] = rec->owner;
 
     if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING) {
@@ -578,7 +578,7 @@ ngx_http_amonitor_redis_ended(
             "it expires in %M ms",
             rec->state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish"
                                                           : "release",
-            &rec->sn.str, (size_t) reply->len, reply->str, ctx->conf->lease);
+            &rec->msg_id, (size_t) reply->len, reply->str, ctx->conf->lease);
 
     } else if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING
         && reply->type == REDIS_REPLY_STRING) {
@@ -587,7 +587,7 @@ ngx_http_amonitor_redis_ended(
             "amonitor: the redis claim of \"%V\" expired and was taken "
             "by another owner (\"%*s\" found), its result is not recorded; "
             "the action may have run twice",
-            &rec->sn.str, (size_t) reply->len, reply->str);
+            &rec->msg_id, (size_t) reply->len, reply->str);
     }
 
     ngx_http_amonitor_redis_rec_free(rec);
@@ -637,7 +637,7 @@ ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
         }
 
         args[0] = ctx->conf->prefix;
-        args[1] = rec->sn.str;
+        args[1] = rec->msg_id;
         args[2] = rec->owner;
         args[3].data = num;
         args[3].len = ngx_sprintf(num, "%M", ctx->conf->lease) - num;
@@ -670,7 +670,7 @@ ngx_http_amonitor_redis_renewed(
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
             "amonitor: the redis claim of \"%V\" had expired and was "
             "taken again by its owner",
-            &rec->sn.str);
+            &rec->msg_id);
 
     } else if (reply->integer == 0 && !rec->lost) {
         rec->lost = 1;
@@ -678,7 +678,7 @@ ngx_http_amonitor_redis_renewed(
             "amonitor: the redis claim of \"%V\" expired and was taken "
             "by another owner while its action was under way; "
             "the action may run twice",
-            &rec->sn.str);
+            &rec->msg_id);
     }
 }
 
@@ -705,83 +705,12 @@ ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx)
         ngx_http_amonitor_redis_rec_free(rec);
     }
 
+    ngx_http_amonitor_redis_recs_exit(ctx);
+
     if (n) {
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
             "amonitor: %ui redis claims of this worker may be left open; "
             "they expire within %M ms",
             n, ctx->conf->lease);
     }
-}
-
-
-/* one allocation: the record, its msg_id, owner token and result */
-static ngx_http_amonitor_redis_rec_t *
-ngx_http_amonitor_redis_rec_new(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
-{
-    u_char                        *p;
-    ngx_http_amonitor_redis_rec_t *rec;
-
-    rec = ngx_alloc(sizeof(ngx_http_amonitor_redis_rec_t) + msg_id->len
-            + ctx->owner.len + NGX_INT64_LEN + 1 + NGX_HTTP_AMONITOR_RESULT_MAX,
-        ctx->log);
-    if (rec == NULL) {
-        return NULL;
-    }
-
-    ngx_memzero(rec, sizeof(ngx_http_amonitor_redis_rec_t));
-
-    p = (u_char *) (rec + 1);
-
-    rec->sn.str.data = p;
-    rec->sn.str.len = msg_id->len;
-    p = ngx_cpymem(p, msg_id->data, msg_id->len);
-
-    rec->owner.data = p;
-    p = ngx_cpymem(p, ctx->owner.data, ctx->owner.len);
-    p = ngx_sprintf(p, "%uL", ++ctx->seq);
-    rec->owner.len = p - rec->owner.data;
-
-    rec->value.data = p;
-
-    rec->ctx = ctx;
-    rec->state = NGX_HTTP_AMONITOR_REC_CLAIMING;
-    rec->sn.node.key = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
-
-    ngx_rbtree_insert(&ctx->claims, &rec->sn.node);
-    rec->in_tree = 1;
-
-    ctx->nclaims++;
-
-    return rec;
-}
-
-
-static ngx_http_amonitor_redis_rec_t *
-ngx_http_amonitor_redis_rec_find(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
-{
-    return (ngx_http_amonitor_redis_rec_t *) ngx_str_rbtree_lookup(&ctx->claims,
-        msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
-}
-
-
-static void
-ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
-{
-    ngx_http_amonitor_redis_t *ctx;
-
-    ctx = rec->ctx;
-
-    if (rec->in_tree) {
-        ngx_rbtree_delete(&ctx->claims, &rec->sn.node);
-    }
-
-    if (rec->in_queue) {
-        ngx_queue_remove(&rec->queue);
-    }
-
-    ctx->nclaims--;
-
-    ngx_free(rec);
 }

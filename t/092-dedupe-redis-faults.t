@@ -400,6 +400,78 @@ subtest 'the number of open claims is bounded (claims=)' => sub {
     $slow->stop;
 };
 
+subtest 'many claims at once, long msg_ids, records used again' => sub {
+    my $slow = fake_sdk(target_id => 'rf-many', heartbeat_interval => 0,
+        ack_delay => 1);
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-many ws://127.0.0.1:${\ $slow->port }/;
+    amonitor_ack_timeout 5s;
+    amonitor_send_queue 1024;
+    amonitor_redis 127.0.0.1:$rport prefix=amon-f: claims=300;
+", config => $loc)->run;
+    ok($slow->wait_connections(1, 5), 'the agent dialed the SDK');
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    my ($p, $q) = map { $t->panel('/ws/panel') } 1, 2;
+    # 300 claims share 512 slots: chains; some ids longer than the 64
+    # bytes a recycled record keeps room for
+    my @ids = ((map { uuid4() } 1 .. 200),
+        (map { ('L' x 150) . "-$_-" . uuid4() } 1 .. 50));
+    $p->send_json(action($_, 'rf-many')) for @ids;
+    ok($slow->wait_actions(250, 10), '250 actions are under way at once');
+    $q->send_json(action($_, 'rf-many')) for @ids;
+    my %dup;
+    $q->recv_until(sub {
+        my $j = $_[0]{json};
+        $dup{ $j->{payload}{action_msg_id} } = $j->{payload}{state}
+            if ref $j eq 'HASH' && $j->{payload}{duplicate};
+        return keys %dup == @ids;
+    }, 10);
+    is(scalar(keys %dup), scalar(@ids),
+        'each sent again meanwhile is found among the claims: a duplicate');
+    is(scalar(grep { $_ ne 'pending' } values %dup), 0, 'all "pending"');
+    my %acked;
+    $p->recv_until(sub {
+        my $j = $_[0]{json};
+        $acked{ $j->{payload}{action_msg_id} } = 1
+            if ref $j eq 'HASH' && ($j->{type} // '') eq 'action_ack'
+            && !$j->{payload}{duplicate};
+        return keys %acked == @ids;
+    }, 15);
+    is(scalar(keys %acked), scalar(@ids), 'all 250 acked');
+    ok(wait_for(sub {
+        !grep { ($redis->cli('GET', key($_)) // '') !~ /^d/ } @ids }, 10),
+        'and finished in redis');
+    is(scalar(grep { $slow->executed($_) != 1 } @ids), 0,
+        'the SDK ran each exactly once');
+
+    # the records of the first round are used again
+    my @more = ((map { uuid4() } 1 .. 100),
+        (map { ('M' x 100) . "-$_" } 1 .. 20));
+    my %second;
+    $p->send_json(action($_, 'rf-many')) for @more;
+    $p->recv_until(sub {
+        my $j = $_[0]{json};
+        $second{ $j->{payload}{action_msg_id} }
+            = $j->{payload}{duplicate} ? 1 : 0
+            if ref $j eq 'HASH' && ($j->{type} // '') eq 'action_ack';
+        return keys %second == @more;
+    }, 15);
+    is(scalar(grep { !defined $second{$_} || $second{$_} } @more), 0,
+        'a second round of 120 new ones: all acked, none taken for another');
+    ok(wait_for(sub {
+        !grep { ($redis->cli('GET', key($_)) // '') !~ /^d/ } @more }, 10),
+        'finished in redis');
+    is(scalar(grep { $slow->executed($_) != 1 } @more), 0, 'each ran once');
+    my $again = ask($q, $ids[210], 'rf-many');
+    ok($again && $again->{payload}{duplicate}
+        && $again->{payload}{state} eq 'done',
+        'a long msg_id of the first round is now a "done" duplicate');
+    $t->stop;
+    $slow->stop;
+};
+
 subtest 'an action never acked ends as FAILED after the late-ack window' => sub {
     my $slow = fake_sdk(target_id => 'rf-late', heartbeat_interval => 0,
         no_ack => 1);
