@@ -126,6 +126,10 @@ struct ngx_http_amonitor_redis_s {
     ngx_msec_t full_logged; /* the last "claims are open" line */
     ngx_uint_t full_refused; /* refused since */
     ngx_str_t  owner; /* "p" host:pid:random: */
+    ngx_str_t  lease_arg; /* the lease in ms, as a script's ARGV */
+    ngx_str_t  ttl_arg; /* amonitor_dedupe_ttl in ms, the same */
+    u_char     lease_buf[NGX_INT64_LEN];
+    u_char     ttl_buf[NGX_INT64_LEN];
     uint64_t   seq; /* appended to "owner" */
     u_char     owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
 
@@ -166,6 +170,24 @@ ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
 void ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx);
 void ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx);
+
+
+/* a decimal number, for RESP and for scripts' arguments */
+static ngx_inline u_char *
+ngx_http_amonitor_redis_uint(u_char *p, uint64_t n)
+{
+    u_char  tmp[NGX_INT64_LEN];
+    u_char *t;
+
+    t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
+}
 
 
 /* store_redis_rec.c: the records of the claims */

@@ -168,6 +168,16 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     ctx->owner.data = ctx->owner_buf;
     ctx->owner.len = p - ctx->owner_buf;
 
+    /* the same with every claim, finish and renewal */
+    ctx->lease_arg.data = ctx->lease_buf;
+    ctx->lease_arg.len =
+        ngx_http_amonitor_redis_uint(ctx->lease_buf, ctx->conf->lease)
+        - ctx->lease_buf;
+    ctx->ttl_arg.data = ctx->ttl_buf;
+    ctx->ttl_arg.len = ngx_http_amonitor_redis_uint(
+                           ctx->ttl_buf, ctx->worker->amcf->dedupe_ttl)
+        - ctx->ttl_buf;
+
     ctx->store.claim = ngx_http_amonitor_redis_claim;
     ctx->store.finish = ngx_http_amonitor_redis_finish;
     ctx->store.release = ngx_http_amonitor_redis_release;
@@ -182,7 +192,6 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data)
 {
-    u_char                     num[NGX_INT64_LEN];
     ngx_str_t                  args[4];
     ngx_http_amonitor_redis_t *ctx = st->data;
 
@@ -219,8 +228,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     args[0] = ctx->conf->prefix;
     args[1] = *msg_id;
     args[2] = rec->owner;
-    args[3].data = num;
-    args[3].len = ngx_sprintf(num, "%M", ctx->conf->lease) - num;
+    args[3] = ctx->lease_arg;
 
     rc = ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_claimed, rec,
         "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 4);
@@ -528,7 +536,6 @@ ngx_http_amonitor_redis_end(
 static ngx_int_t
 ngx_http_amonitor_redis_send_end(ngx_http_amonitor_redis_rec_t *rec)
 {
-    u_char                          num[NGX_INT64_LEN];
     ngx_str_t                       args[5];
     ngx_http_amonitor_redis_t      *ctx;
     ngx_http_amonitor_redis_conf_t *rc;
@@ -546,9 +553,7 @@ ngx_http_amonitor_redis_send_end(ngx_http_amonitor_redis_rec_t *rec)
 
     if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING) {
         args[3] = rec->value;
-        args[4].data = num;
-        args[4].len =
-            ngx_sprintf(num, "%M", ctx->worker->amcf->dedupe_ttl) - num;
+        args[4] = ctx->ttl_arg;
 
         return ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_ended,
             rec, "finish", NGX_HTTP_AMONITOR_S_FINISH, args, 5);
@@ -619,7 +624,6 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 static void
 ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
 {
-    u_char                         num[NGX_INT64_LEN];
     ngx_str_t                      args[4];
     ngx_msec_t                     every;
     ngx_queue_t                   *q;
@@ -639,8 +643,7 @@ ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
         args[0] = ctx->conf->prefix;
         args[1] = rec->msg_id;
         args[2] = rec->owner;
-        args[3].data = num;
-        args[3].len = ngx_sprintf(num, "%M", ctx->conf->lease) - num;
+        args[3] = ctx->lease_arg;
 
         if (ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_renewed,
                 rec, "renew", NGX_HTTP_AMONITOR_S_RENEW, args, 4)

@@ -51,7 +51,10 @@ static u_char *
 ngx_http_amonitor_resp_bulk(
     u_char *p, u_char *a, size_t alen, u_char *b, size_t blen)
 {
-    p = ngx_sprintf(p, "$%uz\r\n", alen + blen);
+    *p++ = '$';
+    p = ngx_http_amonitor_redis_uint(p, alen + blen);
+    *p++ = CR;
+    *p++ = LF;
     p = ngx_cpymem(p, a, alen);
 
     if (blen) {
@@ -98,7 +101,11 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
 
     start = (u_char *) (cmd + 1);
 
-    p = ngx_sprintf(start, "*%ui\r\n", n + 2);
+    p = start;
+    *p++ = '*';
+    p = ngx_http_amonitor_redis_uint(p, n + 2);
+    *p++ = CR;
+    *p++ = LF;
     p = ngx_http_amonitor_resp_bulk(p, (u_char *) "EVALSHA", 7, NULL, 0);
     p = ngx_http_amonitor_resp_bulk(p, script->sha, 40, NULL, 0);
     p = ngx_http_amonitor_resp_bulk(p, (u_char *) "1", 1, NULL, 0);

@@ -96,7 +96,7 @@ ngx_http_amonitor_redis_rec_new(
 
     rec->owner.data = p;
     p = ngx_cpymem(p, ctx->owner.data, ctx->owner.len);
-    p = ngx_sprintf(p, "%uL", ++ctx->seq);
+    p = ngx_http_amonitor_redis_uint(p, ++ctx->seq);
     rec->owner.len = p - rec->owner.data;
 
     rec->value.data = p;
