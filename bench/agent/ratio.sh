@@ -26,7 +26,7 @@
 #
 #   MODULE       the module (default build/ngx_http_amonitor_module.so)
 #   OLD_MODULE   a second build of the module, run as "old" in the action
-#                cases (e.g. before a change)
+#                cases (e.g. before a change; "oldredis" with Redis)
 #   REDIS_SERVER redis-server binary for the Redis action case (default:
 #                from PATH; the case is left out without it)
 #   FILL_SECS    how long the "full" action cases fill the zone first (8)
@@ -300,12 +300,14 @@ run() {
     full) start_nginx module "amonitor_zone amon 64m;" ;;
     oldfull) start_nginx module "amonitor_zone amon 64m;" "$OLD_MODULE" ;;
     old) start_nginx module "amonitor_zone amon 64m;" "$OLD_MODULE" ;;
-    redis | redis50 | redisfull)
+    redis | redis50 | redisfull | oldredis)
         # every Redis run starts from an empty database
         redis_up
         "$REDIS_CLI" -p "$REDIS_PORT" flushall > /dev/null
+        local mod=$MODULE
+        [ "$s" = oldredis ] && mod=$OLD_MODULE
         start_nginx module "amonitor_zone amon 1m;
-    amonitor_redis 127.0.0.1:$REDIS_PORT${REDIS_OPTS:+ $REDIS_OPTS};"
+    amonitor_redis 127.0.0.1:$REDIS_PORT${REDIS_OPTS:+ $REDIS_OPTS};" "$mod"
         ;;
     esac
 
@@ -417,6 +419,8 @@ for c in $CASES; do
         servers="proxy module full"
         [ -n "$OLD_MODULE" ] && servers="$servers old oldfull"
         [ -n "$REDIS_PID" ] && servers="$servers redis redisfull"
+        [ -n "$REDIS_PID" ] && [ -n "$OLD_MODULE" ] \
+            && servers="$servers oldredis"
         plan+=("act:$servers")
         ;;
     ackrate)
