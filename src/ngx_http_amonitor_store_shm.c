@@ -17,7 +17,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000aULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000bULL
 
 
 typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;
@@ -214,6 +214,14 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     sh->mask = n - 1;
     ngx_queue_init(&sh->lru);
+
+    if (ngx_http_amonitor_registry_init(
+            &sh->registry, shpool, shm_zone->shm.size)
+        != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+            "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
 
     len = sizeof(" in amonitor zone \"\"") + shm_zone->shm.name.len;
 

@@ -165,7 +165,8 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     name = id->len ? id : norm;
 
-    rc = w->store->learn(w->store, name, norm, kind, w->amcf->dial_limit);
+    rc = w->store->learn(w->store, name, norm, kind, w->amcf->dial_limit,
+        w->amcf->learned_limit);
 
     switch (rc) {
     case NGX_OK: break;
@@ -248,7 +249,7 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_FULL:
-        *message = "too many learned targets";
+        *message = "too many learned targets (amonitor_learned_limit)";
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT:

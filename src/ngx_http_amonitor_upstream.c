@@ -29,8 +29,10 @@ static ngx_int_t ngx_http_amonitor_upstream_tls_name(
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_first_dials(ngx_event_t *ev);
-static void ngx_http_amonitor_upstream_follow(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
+static void ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_reg_change_t *ch, ngx_uint_t n, ngx_uint_t all);
+static void ngx_http_amonitor_upstream_follow_one(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_change_t *ch);
 
 
 ngx_int_t
@@ -481,18 +483,20 @@ ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u)
  * amonitor_learned_expire, then follow the registry: drop what left it,
  * connect to what other workers learned (if the allow patterns of this
  * configuration still allow it).  Only the learned targets are walked
- * (at most NGX_HTTP_AMONITOR_MAX_DYNAMIC, never the configured ones), and
- * the registry is copied only when its generation moved: an idle worker
- * with thousands of configured targets reads one counter.
+ * (never the configured ones), each touch finds its entry through the
+ * zone's index, and the registry's change log is read only when its
+ * sequence number moved, only for what changed: an idle worker reads
+ * one counter.
  */
 static void
 ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 {
     ngx_http_amonitor_worker_t *w = ev->data;
 
-    ngx_uint_t                     n, gen;
+    ngx_int_t                      rc;
+    ngx_pool_t                    *pool;
+    ngx_array_t                    out;
     ngx_queue_t                   *q, *next;
-    ngx_http_amonitor_reg_t       *reg;
     ngx_http_amonitor_upstream_t  *u;
     ngx_http_amonitor_main_conf_t *amcf;
 
@@ -537,21 +541,31 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 
     (void) w->store->expire(w->store, amcf->learned_expire);
 
-    if (w->store->generation(w->store) != w->registry_gen) {
-        /* about 50 KB, for a moment, and only when there is work */
-        reg = ngx_alloc(
-            sizeof(ngx_http_amonitor_reg_t) * NGX_HTTP_AMONITOR_MAX_DYNAMIC,
-            ev->log);
+    if (!w->registry_synced
+        || w->store->generation(w->store) != w->registry_seq) {
+        /* only when there is work: what changed, copied for the moment */
+        pool = ngx_create_pool(16384, ev->log);
 
-        if (reg != NULL) {
-            gen = w->registry_gen;
-            n = w->store->learned(w->store, reg, &w->registry_gen);
+        if (pool != NULL) {
+            rc = ngx_array_init(
+                &out, pool, 64, sizeof(ngx_http_amonitor_reg_change_t));
 
-            if (gen != w->registry_gen) {
-                ngx_http_amonitor_upstream_follow(w, reg, n);
+            if (rc == NGX_OK) {
+                rc = w->store->changes(
+                    w->store, &w->registry_seq, &w->registry_synced, &out);
             }
 
-            ngx_free(reg);
+            if (rc == NGX_DONE) {
+                ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                    "amonitor: registry read whole: %ui entries", out.nelts);
+            }
+
+            if (rc == NGX_OK || rc == NGX_DONE) {
+                ngx_http_amonitor_upstream_follow(
+                    w, out.elts, out.nelts, rc == NGX_DONE);
+            }
+
+            ngx_destroy_pool(pool);
         }
     }
 
@@ -559,66 +573,92 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 }
 
 
-/* the registry changed: "reg" holds all "n" of its entries */
+/*
+ * The registry changed: "ch" holds the entries now under the ids that
+ * changed, or ("all") every entry, and then a learned target not among
+ * them left the registry.
+ */
 static void
-ngx_http_amonitor_upstream_follow(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n)
+ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_reg_change_t *ch, ngx_uint_t n, ngx_uint_t all)
 {
-    ngx_str_t                     id, url;
     ngx_uint_t                    i;
     ngx_queue_t                  *q, *next;
-    amon_ws_url_t                 wu;
     ngx_http_amonitor_upstream_t *u;
+
+    if (all) {
+        for (q = ngx_queue_head(&w->learned);
+             q != ngx_queue_sentinel(&w->learned); q = ngx_queue_next(q)) {
+            u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, learned);
+            u->listed = 0;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_http_amonitor_upstream_follow_one(w, &ch[i]);
+    }
+
+    if (!all) {
+        return;
+    }
 
     for (q = ngx_queue_head(&w->learned); q != ngx_queue_sentinel(&w->learned);
          q = next) {
         next = ngx_queue_next(q);
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, learned);
 
-        for (i = 0; i < n; i++) {
-            if (ngx_memn2cmp(reg[i].id, u->id.data, reg[i].id_len, u->id.len)
-                    == 0
-                && ngx_memn2cmp(
-                       reg[i].url, u->norm.data, reg[i].url_len, u->norm.len)
-                    == 0) {
-                u->registered = (reg[i].kind == NGX_HTTP_AMONITOR_REGISTERED);
-                break;
-            }
-        }
-
-        if (i == n) {
+        if (!u->listed) {
             ngx_http_amonitor_upstream_drop(u, "no longer in the registry");
         }
     }
+}
 
-    for (i = 0; i < n; i++) {
-        id.data = reg[i].id;
-        id.len = reg[i].id_len;
-        url.data = reg[i].url;
-        url.len = reg[i].url_len;
 
-        if (ngx_http_amonitor_target_find(w, &id) != NULL) {
-            continue;
-        }
+/* make this worker's target "ch->id" what the registry says it is */
+static void
+ngx_http_amonitor_upstream_follow_one(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_change_t *ch)
+{
+    amon_ws_url_t                 wu;
+    ngx_http_amonitor_upstream_t *u;
 
-        if (amon_ws_url_parse(url.data, url.len, &wu) != AMON_OK
+    u = ngx_http_amonitor_target_find(w, &ch->id);
+
+    if (u != NULL && !u->dynamic) {
+        /* configured: it keeps its id */
+        return;
+    }
+
+    if (u != NULL
+        && ngx_memn2cmp(u->norm.data, ch->url.data, u->norm.len, ch->url.len)
+            != 0) {
+        /* gone, or learned again at another URL: a new upstream */
+        ngx_http_amonitor_upstream_drop(u, "no longer in the registry");
+        u = NULL;
+    }
+
+    if (u == NULL && ch->url.len) {
+        if (amon_ws_url_parse(ch->url.data, ch->url.len, &wu) != AMON_OK
             || !ngx_http_amonitor_target_allowed(w, &wu)) {
             /* a reload removed the pattern that allowed it */
             ngx_log_error(NGX_LOG_INFO, w->cycle->log, 0,
                 "amonitor: learned target \"%V\" at %V forgotten: not "
                 "allowed by amonitor_allow_url any more",
-                &id, &url);
-            (void) w->store->forget(w->store, &id, &url, 0);
-            continue;
+                &ch->id, &ch->url);
+            (void) w->store->forget(w->store, &ch->id, &ch->url, 0);
+            return;
         }
 
-        u = ngx_http_amonitor_upstream_add(w, &id, &wu);
+        u = ngx_http_amonitor_upstream_add(w, &ch->id, &wu);
         if (u == NULL) {
             ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
-                "amonitor: cannot add learned target \"%V\"", &id);
-            continue;
+                "amonitor: cannot add learned target \"%V\"", &ch->id);
+            return;
         }
+    }
 
-        u->registered = (reg[i].kind == NGX_HTTP_AMONITOR_REGISTERED);
+    if (u != NULL) {
+        u->registered = (ch->kind == NGX_HTTP_AMONITOR_REGISTERED);
+        u->listed = 1;
     }
 }
