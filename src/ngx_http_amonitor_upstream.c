@@ -494,6 +494,7 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
     ngx_http_amonitor_worker_t *w = ev->data;
 
     ngx_int_t                      rc;
+    ngx_uint_t                     synced;
     ngx_pool_t                    *pool;
     ngx_array_t                    out;
     ngx_queue_t                   *q, *next;
@@ -550,14 +551,19 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
             rc = ngx_array_init(
                 &out, pool, 64, sizeof(ngx_http_amonitor_reg_change_t));
 
+            synced = w->registry_synced;
+
             if (rc == NGX_OK) {
                 rc = w->store->changes(
                     w->store, &w->registry_seq, &w->registry_synced, &out);
             }
 
-            if (rc == NGX_DONE) {
-                ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ev->log, 0,
-                    "amonitor: registry read whole: %ui entries", out.nelts);
+            if (rc == NGX_DONE && synced) {
+                ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                    "amonitor: the registry of learned targets changed more "
+                    "than its change log holds since this worker last "
+                    "read it: read whole, %ui entries",
+                    out.nelts);
             }
 
             if (rc == NGX_OK || rc == NGX_DONE) {
