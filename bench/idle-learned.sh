@@ -12,7 +12,9 @@
 # Usage: bench/idle-learned.sh [N] [SECONDS]
 # Knobs: SETTLE (20), LOG_LEVEL (crit), NGINX (/usr/sbin/nginx), MODULE (this tree's
 # build/nginx/ngx_http_amonitor_module.so), KEEP=1 keeps the prefix.
-# N above 64 needs amonitor_learned_limit (written then).
+# N above 64 needs amonitor_learned_limit (written then, unless
+# LEARNED_LIMIT=0: a build from before the directive, with its fixed
+# limit of 64 raised at compile time, for a comparison).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -51,7 +53,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
     echo "    amonitor_connect_timeout 60s;"
     echo "    amonitor_target hub ws://127.0.0.1:$sdk/hub;"
     echo "    amonitor_allow_url ws://127.0.0.1:$sdk/sdk/*;"
-    [ "$n" -gt 64 ] && echo "    amonitor_learned_limit $n;"
+    [ "$n" -gt 64 ] && [ "${LEARNED_LIMIT:-1}" != 0 ] \
+        && echo "    amonitor_learned_limit $n;"
     echo "    server {"
     echo "        listen 127.0.0.1:$port;"
     echo "        location = /ws/panel { amonitor_panel on; }"
