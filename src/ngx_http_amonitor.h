@@ -489,6 +489,7 @@ typedef enum {
     NGX_HTTP_AMONITOR_LEARN_OK = 0,
     NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED, /* by amonitor_allow_url */
     NGX_HTTP_AMONITOR_LEARN_FULL, /* too many learned targets */
+    NGX_HTTP_AMONITOR_LEARN_NO_ROOM, /* no memory left in the zone */
     NGX_HTTP_AMONITOR_LEARN_NO_ADDR, /* cannot dial: not an IP address */
     NGX_HTTP_AMONITOR_LEARN_BAD_ID, /* control characters in the id */
     NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT, /* amonitor_dial_limit */

@@ -110,7 +110,6 @@ ngx_http_amonitor_registry_add(ngx_http_amonitor_store_t *st, ngx_str_t *id,
             "amonitor: no memory in amonitor zone \"%V\" for the learned "
             "target \"%V\"",
             &st->zone->shm.name, id);
-        return NGX_DECLINED;
     }
 
     return rc;
@@ -195,6 +194,7 @@ static ngx_int_t
 ngx_http_amonitor_registry_insert(ngx_http_amonitor_store_t *st, ngx_str_t *id,
     ngx_str_t *url, ngx_uint_t kind)
 {
+    size_t                        size;
     ngx_uint_t                    b;
     ngx_slab_pool_t              *shpool;
     ngx_http_amonitor_reg_t      *reg;
@@ -203,8 +203,10 @@ ngx_http_amonitor_registry_insert(ngx_http_amonitor_store_t *st, ngx_str_t *id,
     rg = st->registry;
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
 
-    reg = ngx_slab_alloc_locked(
-        shpool, offsetof(ngx_http_amonitor_reg_t, data) + id->len + url->len);
+    size = offsetof(ngx_http_amonitor_reg_t, data) + id->len + url->len;
+
+    reg = st->zone_alloc ? st->zone_alloc(st, size)
+                         : ngx_slab_alloc_locked(shpool, size);
 
     if (reg == NULL) {
         (void) ngx_atomic_fetch_add(&rg->refused, 1);

@@ -433,7 +433,9 @@ ngx_http_amonitor_router_register_failed(ngx_http_amonitor_upstream_t *u,
             ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), n);
         break;
 
-    default: break;
+    default:
+        /* NO_ROOM among them: the registry logged it */
+        break;
     }
 }
 

@@ -218,9 +218,9 @@ struct ngx_http_amonitor_store_s {
     /*
      * The registry of targets learned at run time, shared by the workers
      * (registry.c).  "learn" adds one of "kind": NGX_OK (added or known),
-     * NGX_DECLINED (full: "max_learned" entries, or no memory in the
-     * zone), NGX_BUSY (DIALED: "max_dialed" reached), NGX_ABORT (the id is
-     * another URL's, learned by a register).  "changes" copies into "out"
+     * NGX_DECLINED (full: "max_learned" entries), NGX_ERROR (no memory
+     * left in the zone; logged), NGX_BUSY (DIALED: "max_dialed" reached),
+     * NGX_ABORT (the id is another URL's, learned by a register).  "changes" copies into "out"
      * (reg_change_t, strings in its pool) what changed since record *seq
      * and moves *seq on: NGX_OK, or NGX_DONE when "out" holds every entry
      * (the first call, *synced 0, or *seq fell off the change log: what
@@ -234,6 +234,12 @@ struct ngx_http_amonitor_store_s {
     ngx_int_t (*changes)(ngx_http_amonitor_store_t *st, ngx_uint_t *seq,
         ngx_uint_t *synced, ngx_array_t *out);
     ngx_uint_t (*generation)(ngx_http_amonitor_store_t *st);
+    /*
+     * Under the zone's mutex: "size" bytes of the slab for the registry,
+     * made room for from the dedupe table when the zone is full, as a
+     * new msg_id would (NULL: the backend keeps no dedupe table there).
+     */
+    void *(*zone_alloc)(ngx_http_amonitor_store_t *st, size_t size);
     /*
      * Remove a learned target; "unopened": only if no worker ever had
      * it open.  NGX_OK: removed (or not there), NGX_DECLINED: kept.

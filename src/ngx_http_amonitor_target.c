@@ -172,6 +172,7 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     case NGX_OK: break;
     case NGX_BUSY: return NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT;
     case NGX_ABORT: return NGX_HTTP_AMONITOR_LEARN_TAKEN;
+    case NGX_ERROR: return NGX_HTTP_AMONITOR_LEARN_NO_ROOM;
     default: return NGX_HTTP_AMONITOR_LEARN_FULL;
     }
 
@@ -250,6 +251,10 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     case NGX_HTTP_AMONITOR_LEARN_FULL:
         *message = "too many learned targets (amonitor_learned_limit)";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_NO_ROOM:
+        *message = "no memory left in amonitor_zone for a learned target";
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT:

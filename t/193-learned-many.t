@@ -183,4 +183,76 @@ subtest 'amonitor_learned_limit 5 holds exactly' => sub {
     $p->close(1000);
 };
 
+subtest 'learned targets in a small zone: room from the dedupe table, then refused cleanly' => sub {
+    # a zone of 128k (the least) holds a few hundred learned targets (an
+    # entry and the target's state each) besides its fixed tables
+    my $t2 = Test::AMonitor->new(workers => 2);
+    my $hub2 = fake_sdk(port => $t2->port(1), target_id => 'lz-hub',
+        heartbeat_interval => 0);
+    my $sdk2 = fake_sdk(port => $t2->port(2), target_id => 'lz-many',
+        heartbeat_interval => 0);
+    $t2->write_config(server => 0, http_config => <<'EOC')->run;
+    amonitor_zone amon 128k;
+    amonitor_target lz-hub ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_allow_url ws://127.0.0.1:%%PORT_2%%/sdk/*;
+    amonitor_learned_limit 2000;
+    server {
+        listen 127.0.0.1:%%PORT_0%% reuseport;
+        location = /metrics { amonitor_metrics; }
+        location = /ws/panel { amonitor_panel on; }
+    }
+EOC
+    ok($hub2->wait_connections(2), 'both workers dialed the hub');
+    my ($cid) = $hub2->conn_ids;
+    my $url = 'ws://127.0.0.1:' . $t2->port(2) . '/sdk/';
+    my $m = sub {
+        my $b = $t2->http_get('/metrics')->{body} // '';
+        return $b =~ /^\Q$_[0]\E (\d+)$/m ? $1 : -1;
+    };
+
+    # first the dedupe table fills the zone: a learned target takes the
+    # room of its least recently used entries
+    my $p = $t2->panel('/ws/panel');
+    my $acks = 0;
+    for my $batch (1 .. 6) {    # fewer at once than a panel's queue
+        $p->send_json({ msg_id => uuid4(), type => 'action',
+            target_id => 'lz-hub', timestamp => now_ms(),
+            payload => { action => 'restart' } }) for 1 .. 250;
+        $p->recv_until(sub {
+            $acks++ if ($_[0]{json}{type} // '') eq 'action_ack';
+            return $acks == 250 * $batch;
+        }, 20);
+    }
+    is($acks, 1500, '1500 actions acked');
+    cmp_ok($m->('amonitor_evictions_total'), '>', 0,
+        'the dedupe table filled the zone and evicts');
+    $p->close(1000);
+    $hub2->send_to($cid, register_text("lz-a$_", "${url}a$_")) for 1 .. 5;
+    ok(wait_for(sub { $m->('amonitor_learned_targets') == 5 }, 5),
+        'five registers are learned all the same');
+    ok(wait_for(sub { $sdk2->connections == 10 }, 10),
+        'and both workers connected to them');
+
+    $hub2->send_to($cid, register_text("lz-$_", "$url$_")) for 1 .. 1000;
+    ok(wait_for(sub { $t2->read_error_log(all => 1) =~ /"lz-1000" at|the learned target "lz-1000"/ }, 10),
+        'the last register was read');
+    my $n = $m->('amonitor_learned_targets');
+    my $refused = $m->('amonitor_learned_refused_total');
+    cmp_ok($n, '>', 0, "some learned ($n)");
+    cmp_ok($n, "<", 1005, 'not all of them');
+    is($n + $refused, 1005, "the others refused ($refused)");
+    is($t2->log_count(qr/\[alert\]|\[crit\]/), 0, 'no alert');
+    like($t2->read_error_log(all => 1),
+        qr/\[warn\] .*no memory in amonitor zone "amon" for the learned target "lz-\d+"/,
+        'a warn line says the zone is full');
+    unlike($t2->read_error_log(all => 1), qr/too many learned targets/,
+        'not that the limit was reached');
+    ok(wait_for(sub { $sdk2->connections >= 2 * $n }, 20),
+        'both workers connected to the ones learned');
+
+    $sdk2->stop;
+    $hub2->stop;
+    $t2->stop;
+};
+
 done_testing();
