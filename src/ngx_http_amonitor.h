@@ -282,7 +282,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
     unsigned   remote_up : 1; /* cluster: up at its owner, counted */
-    unsigned   first_dial : 1; /* configured, not dialed yet */
+    unsigned   first_dial : 1; /* not dialed yet: in first_dials' passes */
     unsigned   listed : 1; /* learned: in the registry read whole */
 };
 

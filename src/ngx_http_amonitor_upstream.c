@@ -29,10 +29,13 @@ static ngx_int_t ngx_http_amonitor_upstream_tls_name(
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_first_dials(ngx_event_t *ev);
+static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_learned(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
 static void ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_reg_change_t *ch, ngx_uint_t n, ngx_uint_t all);
-static void ngx_http_amonitor_upstream_follow_one(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_change_t *ch);
+static ngx_uint_t ngx_http_amonitor_upstream_follow_one(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_change_t *ch,
+    ngx_uint_t all);
 
 
 ngx_int_t
@@ -239,9 +242,26 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 }
 
 
-/* a target learned at run time; "u" must hold an IP literal host */
+/* a target learned at run time, dialed now ("wu" holds an IP literal) */
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_upstream_add(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu)
+{
+    ngx_http_amonitor_upstream_t *u;
+
+    u = ngx_http_amonitor_upstream_learned(w, id, wu);
+
+    if (u != NULL) {
+        ngx_http_amonitor_upstream_connect(u);
+    }
+
+    return u;
+}
+
+
+/* a target learned at run time, not dialed yet */
+static ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_upstream_learned(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu)
 {
     u_char                        norm[AMON_MAX_URL_LEN + 16], *sa, *name;
@@ -330,8 +350,6 @@ ngx_http_amonitor_upstream_add(
 
     ngx_log_error(NGX_LOG_INFO, &u->log, 0, "amonitor: new target \"%V\" at %V",
         &u->id, &u->norm);
-
-    ngx_http_amonitor_upstream_connect(u);
 
     return u;
 }
@@ -582,13 +600,16 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 /*
  * The registry changed: "ch" holds the entries now under the ids that
  * changed, or ("all") every entry, and then a learned target not among
- * them left the registry.
+ * them left the registry.  Read whole, the registry may hold thousands
+ * this worker has not dialed yet (a new worker after a reload): they are
+ * dialed NGX_HTTP_AMONITOR_FIRST_DIALS at a time, as configured targets
+ * are at start.
  */
 static void
 ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_reg_change_t *ch, ngx_uint_t n, ngx_uint_t all)
 {
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, later;
     ngx_queue_t                  *q, *next;
     ngx_http_amonitor_upstream_t *u;
 
@@ -600,12 +621,18 @@ ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
         }
     }
 
+    later = 0;
+
     for (i = 0; i < n; i++) {
-        ngx_http_amonitor_upstream_follow_one(w, &ch[i]);
+        later += ngx_http_amonitor_upstream_follow_one(w, &ch[i], all);
     }
 
     if (!all) {
         return;
+    }
+
+    if (later && !w->first_dials.timer_set) {
+        ngx_http_amonitor_upstream_first_dials(&w->first_dials);
     }
 
     for (q = ngx_queue_head(&w->learned); q != ngx_queue_sentinel(&w->learned);
@@ -620,10 +647,13 @@ ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
 }
 
 
-/* make this worker's target "ch->id" what the registry says it is */
-static void
-ngx_http_amonitor_upstream_follow_one(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_change_t *ch)
+/*
+ * Make this worker's target "ch->id" what the registry says it is; 1: a
+ * new one, to dial in the first dials' passes ("later").
+ */
+static ngx_uint_t
+ngx_http_amonitor_upstream_follow_one(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_reg_change_t *ch, ngx_uint_t later)
 {
     amon_ws_url_t                 wu;
     ngx_http_amonitor_upstream_t *u;
@@ -632,7 +662,7 @@ ngx_http_amonitor_upstream_follow_one(
 
     if (u != NULL && !u->dynamic) {
         /* configured: it keeps its id */
-        return;
+        return 0;
     }
 
     if (u != NULL
@@ -652,19 +682,28 @@ ngx_http_amonitor_upstream_follow_one(
                 "allowed by amonitor_allow_url any more",
                 &ch->id, &ch->url);
             (void) w->store->forget(w->store, &ch->id, &ch->url, 0);
-            return;
+            return 0;
         }
 
-        u = ngx_http_amonitor_upstream_add(w, &ch->id, &wu);
+        u = later ? ngx_http_amonitor_upstream_learned(w, &ch->id, &wu)
+                  : ngx_http_amonitor_upstream_add(w, &ch->id, &wu);
         if (u == NULL) {
             ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
                 "amonitor: cannot add learned target \"%V\"", &ch->id);
-            return;
+            return 0;
         }
+
+        u->registered = (ch->kind == NGX_HTTP_AMONITOR_REGISTERED);
+        u->listed = 1;
+        u->first_dial = later;
+
+        return later;
     }
 
     if (u != NULL) {
         u->registered = (ch->kind == NGX_HTTP_AMONITOR_REGISTERED);
         u->listed = 1;
     }
+
+    return 0;
 }

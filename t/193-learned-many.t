@@ -1,6 +1,7 @@
 # Many learned targets: 1,200 SDKs (one fake SDK serving a path each)
 # register through one worker's connection, and both workers connect to
-# every one, following the registry's change log.  When they all vanish
+# every one, following the registry's change log; after a reload the new
+# workers read the registry whole and dial them all again.  When they all vanish
 # they expire together, more changes at once than the change log (512
 # records) holds: a worker that fell that far behind reads the registry
 # whole, once, and both workers drop every one.  amonitor_learned_limit
@@ -17,8 +18,9 @@ use Mojo::IOLoop;
 
 my $N = 1200;    # learned targets, more than the change log (512) holds
 
-# one fake SDK holds 2 * $N connections: more than Mojo's default of 1000
-Mojo::IOLoop->singleton->max_connections(4 * $N);
+# one fake SDK holds 2 * $N connections, twice that during a reload: more
+# than Mojo's default of 1000
+Mojo::IOLoop->singleton->max_connections(6 * $N);
 
 my $t = Test::AMonitor->new(workers => 2, worker_connections => 8192);
 my $hub = fake_sdk(port => $t->port(1), target_id => 'lm-hub',
@@ -107,6 +109,19 @@ subtest 'later registers are followed through the change log' => sub {
     sleep_loop(1.2);
     is($t->log_count(qr/read whole/), 0, 'without reading the registry whole');
     is(metric('amonitor_learned_targets'), $N + 3, 'counted');
+};
+
+subtest 'a reload: the new workers read the registry and dial every one' => sub {
+    my $before = scalar($many->handshakes);
+    ok($t->write_config(config(2000))->reload, 'reloaded');
+    ok(wait_for(sub { scalar($many->handshakes) >= $before + 2 * ($N + 3)
+        && $many->connections == 2 * ($N + 3) }, 60),
+        'both new workers connected to all of them')
+        or diag(scalar($many->handshakes) - $before . ' handshakes, '
+            . $many->connections . ' connections');
+    ok(wait_for(sub { metric('amonitor_upstream_connections')
+        == 2 * ($N + 3) + 2 }, 10), 'amonitor_metrics agrees');
+    is(metric('amonitor_learned_targets'), $N + 3, 'the registry kept them');
 };
 
 subtest 'all of them vanish: they expire at once in both workers' => sub {
