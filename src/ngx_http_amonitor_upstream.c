@@ -435,7 +435,8 @@ ngx_http_amonitor_upstream_drop(
 
 
 /*
- * The configured targets are dialed NGX_HTTP_AMONITOR_FIRST_DIALS at a
+ * The configured targets (and the learned ones a worker finds reading
+ * the registry whole) are dialed NGX_HTTP_AMONITOR_FIRST_DIALS at a
  * time, one batch per pass of the event loop: connections made by one
  * batch are answered before the next, and each dial's connect timeout
  * starts from the time of its own pass.  One loop over 10,000 targets
