@@ -25,7 +25,8 @@
 
 #define NGX_HTTP_AMONITOR_VERSION "0.1.0"
 
-#define NGX_HTTP_AMONITOR_MAX_DYNAMIC   64 /* learned targets */
+#define NGX_HTTP_AMONITOR_MAX_LEARNED   1000000 /* amonitor_learned_limit */
+#define NGX_HTTP_AMONITOR_PANEL_DIALS   64 /* ..._dial_limit_per_panel */
 #define NGX_HTTP_AMONITOR_RESULT_MAX    1024 /* stored ack result */
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
 #define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
@@ -158,6 +159,7 @@ typedef struct {
     size_t                          buffer_limit; /* per connection */
     ngx_msec_t                      learned_expire;
     ngx_uint_t                      dial_attempts; /* never open: forget */
+    ngx_uint_t                      learned_limit; /* in the registry */
     ngx_uint_t                      dial_limit; /* dialed on demand */
     ngx_uint_t                      dial_limit_panel;
     ngx_http_amonitor_redis_conf_t *redis;
@@ -280,7 +282,8 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
     unsigned   remote_up : 1; /* cluster: up at its owner, counted */
-    unsigned   first_dial : 1; /* configured, not dialed yet */
+    unsigned   first_dial : 1; /* not dialed yet: in first_dials' passes */
+    unsigned   listed : 1; /* learned: in the registry read whole */
 };
 
 
@@ -319,7 +322,8 @@ struct ngx_http_amonitor_worker_s {
     ngx_msec_t                     starved_logged; /* no connection left */
     ngx_event_t                    reconcile;
     ngx_event_t                    first_dials; /* at start, in passes */
-    ngx_uint_t                     registry_gen;
+    ngx_uint_t                     registry_seq; /* change log read */
+    ngx_uint_t                     registry_synced; /* read it whole */
     ngx_http_amonitor_dial_pt      dial;
     ngx_http_amonitor_kick_pt      kick;
     ngx_http_amonitor_drop_pt      drop; /* forget a learned target */
@@ -485,6 +489,7 @@ typedef enum {
     NGX_HTTP_AMONITOR_LEARN_OK = 0,
     NGX_HTTP_AMONITOR_LEARN_NOT_ALLOWED, /* by amonitor_allow_url */
     NGX_HTTP_AMONITOR_LEARN_FULL, /* too many learned targets */
+    NGX_HTTP_AMONITOR_LEARN_NO_ROOM, /* no memory left in the zone */
     NGX_HTTP_AMONITOR_LEARN_NO_ADDR, /* cannot dial: not an IP address */
     NGX_HTTP_AMONITOR_LEARN_BAD_ID, /* control characters in the id */
     NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT, /* amonitor_dial_limit */

@@ -86,6 +86,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     ngx_atomic_t                  *v;
     ngx_http_amonitor_metric_t    *m;
     ngx_http_amonitor_shared_t    *sh;
+    ngx_http_amonitor_registry_t  *rg;
     ngx_http_amonitor_counters_t   sum;
     ngx_http_amonitor_worker_t    *w;
     ngx_http_amonitor_main_conf_t *amcf;
@@ -154,6 +155,17 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
         p = ngx_sprintf(
             p, "amonitor_redis_connections %uA\n", sh->redis_connections);
     }
+
+    rg = ngx_http_amonitor_store_shm_registry(amcf->shm_zone);
+
+    p = ngx_http_amonitor_metrics_head(p, "amonitor_learned_targets", "gauge",
+        "Targets in the registry of learned targets (registers, dials).");
+    p = ngx_sprintf(p, "amonitor_learned_targets %ui\n", rg->n);
+    p = ngx_http_amonitor_metrics_head(p, "amonitor_learned_refused_total",
+        "counter",
+        "Learned targets refused: amonitor_learned_limit reached or "
+        "the zone full.");
+    p = ngx_sprintf(p, "amonitor_learned_refused_total %uA\n", rg->refused);
 
     p = ngx_http_amonitor_metrics_targets(p, w, sh, n);
     p = ngx_http_amonitor_metrics_rtt(p, sh);

@@ -49,7 +49,8 @@ static ngx_conf_post_t  ngx_http_amonitor_queue_post =
  * "value must be between 1 and 64", naming the directive only by file and
  * line, while the module's other range errors ("amonitor_send_queue",
  * "amonitor_max_message_size") name it, and t/010-config-errors.t holds
- * these to the same words: "amonitor_dial_limit" must be between 1 and 64.
+ * these to the same words: "amonitor_dial_attempts" must be between 1 and
+ * 1000.
  */
 typedef struct {
     ngx_conf_post_handler_pt post_handler;
@@ -63,15 +64,20 @@ static char *ngx_http_amonitor_check_bounds(
     ngx_conf_t *cf, void *post, void *data);
 
 
-/* learned targets: how many dials, how many attempts (registry.c) */
+/* learned targets: how many, how many dials, attempts (registry.c) */
+static ngx_http_amonitor_bounds_t  ngx_http_amonitor_learned_bounds = {
+    ngx_http_amonitor_check_bounds, "amonitor_learned_limit", 1,
+    NGX_HTTP_AMONITOR_MAX_LEARNED
+};
+
 static ngx_http_amonitor_bounds_t  ngx_http_amonitor_dial_bounds = {
     ngx_http_amonitor_check_bounds, "amonitor_dial_limit", 1,
-    NGX_HTTP_AMONITOR_MAX_DYNAMIC
+    NGX_HTTP_AMONITOR_MAX_LEARNED
 };
 
 static ngx_http_amonitor_bounds_t  ngx_http_amonitor_panel_dial_bounds = {
     ngx_http_amonitor_check_bounds, "amonitor_dial_limit_per_panel", 1,
-    NGX_HTTP_AMONITOR_MAX_DYNAMIC
+    NGX_HTTP_AMONITOR_PANEL_DIALS
 };
 
 static ngx_http_amonitor_bounds_t  ngx_http_amonitor_attempts_bounds = {
@@ -171,6 +177,13 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, dial_attempts),
       &ngx_http_amonitor_attempts_bounds },
+
+    { ngx_string("amonitor_learned_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_amonitor_main_conf_t, learned_limit),
+      &ngx_http_amonitor_learned_bounds },
 
     { ngx_string("amonitor_dial_limit"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -414,6 +427,7 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
     amcf->buffer_limit = NGX_CONF_UNSET_SIZE;
     amcf->learned_expire = NGX_CONF_UNSET_MSEC;
     amcf->dial_attempts = NGX_CONF_UNSET_UINT;
+    amcf->learned_limit = NGX_CONF_UNSET_UINT;
     amcf->dial_limit = NGX_CONF_UNSET_UINT;
     amcf->dial_limit_panel = NGX_CONF_UNSET_UINT;
     amcf->ssl_verify = NGX_CONF_UNSET;
@@ -440,7 +454,9 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->queue, 1024);
     ngx_conf_init_msec_value(amcf->learned_expire, 10 * 60 * 1000);
     ngx_conf_init_uint_value(amcf->dial_attempts, 3);
-    ngx_conf_init_uint_value(amcf->dial_limit, 16);
+    ngx_conf_init_uint_value(amcf->learned_limit, 1024);
+    ngx_conf_init_uint_value(
+        amcf->dial_limit, ngx_min(16, amcf->learned_limit));
     ngx_conf_init_uint_value(amcf->dial_limit_panel, 4);
 
     if (amcf->dedupe_ttl < 1000) {
@@ -469,6 +485,14 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         /* workers say once a second which learned targets are open */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "\"amonitor_learned_expire\" must be at least 2s");
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->dial_limit > amcf->learned_limit) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_dial_limit\" must be between 1 and "
+            "\"amonitor_learned_limit\" (%ui)",
+            amcf->learned_limit);
         return NGX_CONF_ERROR;
     }
 

@@ -362,8 +362,8 @@ ngx_http_amonitor_router_register(
         if (known == u && known->dynamic && !known->registered
             && known->id.len == id.len
             && ngx_strncmp(known->id.data, id.data, id.len) == 0
-            && w->store->learn(
-                   w->store, &id, &known->norm, NGX_HTTP_AMONITOR_REGISTERED, 0)
+            && w->store->learn(w->store, &id, &known->norm,
+                   NGX_HTTP_AMONITOR_REGISTERED, 0, w->amcf->learned_limit)
                 == NGX_OK) {
             known->registered = 1;
             known->dialer = 0;
@@ -415,7 +415,7 @@ ngx_http_amonitor_router_register_failed(ngx_http_amonitor_upstream_t *u,
     case NGX_HTTP_AMONITOR_LEARN_FULL:
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: register of \"%V\" ignored: too many learned "
-            "targets",
+            "targets (amonitor_learned_limit)",
             ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)));
         break;
 
@@ -433,7 +433,9 @@ ngx_http_amonitor_router_register_failed(ngx_http_amonitor_upstream_t *u,
             ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), n);
         break;
 
-    default: break;
+    default:
+        /* NO_ROOM among them: the registry logged it */
+        break;
     }
 }
 

@@ -34,27 +34,62 @@ typedef enum {
 /*
  * A target learned at run time, as kept in the zone: how it was learned
  * (the precedence: a register displaces an on-demand dial), when a worker
- * last had it open (or learned it), and whether one ever did.
+ * last had it open (or learned it), and whether one ever did.  Allocated
+ * from the slab for its id and URL, found through two hash indexes (by
+ * id, by URL), and queued by last-seen time with the others of its kind,
+ * oldest first.  A removed entry ("live" 0) stays until the change log
+ * no longer names it ("refs").
  */
 #define NGX_HTTP_AMONITOR_DIALED     1 /* a panel's action named its URL */
 #define NGX_HTTP_AMONITOR_REGISTERED 2 /* an SDK's register message */
 
-typedef struct {
-    u_short  id_len;
-    u_short  url_len;
-    u_char   kind; /* DIALED, REGISTERED */
-    u_char   opened; /* a worker had it open once */
-    uint64_t seen; /* ms since the epoch */
-    u_char   id[256];
-    u_char   url[512];
-} ngx_http_amonitor_reg_t;
+typedef struct ngx_http_amonitor_reg_s ngx_http_amonitor_reg_t;
+
+struct ngx_http_amonitor_reg_s {
+    ngx_http_amonitor_reg_t *id_next; /* in its bucket by id */
+    ngx_http_amonitor_reg_t *url_next; /* in its bucket by URL */
+    ngx_queue_t              queue; /* dialed or registered, by "seen" */
+    uint64_t                 seen; /* ms since the epoch */
+    ngx_uint_t               refs; /* records of the change log */
+    uint32_t                 id_hash;
+    uint32_t                 url_hash;
+    u_short                  id_len;
+    u_short                  url_len;
+    u_char                   kind; /* DIALED, REGISTERED */
+    u_char                   opened; /* a worker had it open once */
+    u_char                   live; /* in the indexes and a queue */
+    u_char                   data[1]; /* id, then URL */
+};
 
 
+/*
+ * The change log: the entry each change touched (added, removed, kind
+ * changed), record "seq" at log[seq % NGX_HTTP_AMONITOR_REG_LOG].  A
+ * worker reads the records written since it last looked; one further
+ * behind than the ring reads the whole registry once.
+ */
+#define NGX_HTTP_AMONITOR_REG_LOG 512
+
 typedef struct {
-    ngx_atomic_t            gen; /* changes with every change */
-    ngx_uint_t              n;
-    ngx_http_amonitor_reg_t reg[NGX_HTTP_AMONITOR_MAX_DYNAMIC];
+    ngx_atomic_t              seq; /* records ever written */
+    ngx_atomic_t              refused; /* adds refused: limit, memory */
+    ngx_uint_t                n; /* live entries */
+    ngx_uint_t                ndialed; /* of them DIALED */
+    ngx_uint_t                mask; /* buckets - 1 */
+    ngx_http_amonitor_reg_t **by_id; /* slab, mask + 1 buckets */
+    ngx_http_amonitor_reg_t **by_url;
+    ngx_queue_t               dialed; /* reg_t.queue, oldest first */
+    ngx_queue_t               registered;
+    ngx_http_amonitor_reg_t  *log[NGX_HTTP_AMONITOR_REG_LOG];
 } ngx_http_amonitor_registry_t;
+
+
+/* what a worker reads of one changed (or, resyncing, every) entry */
+typedef struct {
+    ngx_str_t  id;
+    ngx_str_t  url; /* empty: the id is in the registry no more */
+    ngx_uint_t kind;
+} ngx_http_amonitor_reg_change_t;
 
 
 /*
@@ -184,19 +219,28 @@ struct ngx_http_amonitor_store_s {
     /*
      * The registry of targets learned at run time, shared by the workers
      * (registry.c).  "learn" adds one of "kind": NGX_OK (added or known),
-     * NGX_DECLINED (full), NGX_BUSY (DIALED: "max_dialed" reached), NGX_ABORT
-     * (the id is another URL's, learned by a register).  "learned" copies
-     * all of them into "out" (room for NGX_HTTP_AMONITOR_MAX_DYNAMIC) when
-     * the generation differs from *gen and returns how many; "generation"
-     * is that counter, read without the mutex.  "forget"
-     * removes one (with its URL when "url" is not NULL), "touch" says it
-     * is open now, "expire" forgets what nobody had open for "ttl".
+     * NGX_DECLINED (full: "max_learned" entries), NGX_ERROR (no memory
+     * left in the zone; logged), NGX_BUSY (DIALED: "max_dialed" reached),
+     * NGX_ABORT (the id is another URL's, learned by a register).  "changes" copies into "out"
+     * (reg_change_t, strings in its pool) what changed since record *seq
+     * and moves *seq on: NGX_OK, or NGX_DONE when "out" holds every entry
+     * (the first call, *synced 0, or *seq fell off the change log: what
+     * is not in "out" is gone), NGX_DECLINED (nothing new), NGX_ERROR.
+     * "generation" is the number of records written, read without the
+     * mutex.
      */
     ngx_int_t (*learn)(ngx_http_amonitor_store_t *st, ngx_str_t *id,
-        ngx_str_t *url, ngx_uint_t kind, ngx_uint_t max_dialed);
-    ngx_uint_t (*learned)(ngx_http_amonitor_store_t *st,
-        ngx_http_amonitor_reg_t *out, ngx_uint_t *gen);
+        ngx_str_t *url, ngx_uint_t kind, ngx_uint_t max_dialed,
+        ngx_uint_t max_learned);
+    ngx_int_t (*changes)(ngx_http_amonitor_store_t *st, ngx_uint_t *seq,
+        ngx_uint_t *synced, ngx_array_t *out);
     ngx_uint_t (*generation)(ngx_http_amonitor_store_t *st);
+    /*
+     * Under the zone's mutex: "size" bytes of the slab for the registry,
+     * made room for from the dedupe table when the zone is full, as a
+     * new msg_id would (NULL: the backend keeps no dedupe table there).
+     */
+    void *(*zone_alloc)(ngx_http_amonitor_store_t *st, size_t size);
     /*
      * Remove a learned target; "unopened": only if no worker ever had
      * it open.  NGX_OK: removed (or not there), NGX_DECLINED: kept.
@@ -255,7 +299,9 @@ void ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st);
 
 ngx_http_amonitor_registry_t *ngx_http_amonitor_store_shm_registry(
     ngx_shm_zone_t *shm_zone);
-void ngx_http_amonitor_registry_methods(ngx_http_amonitor_store_t *st);
+void      ngx_http_amonitor_registry_methods(ngx_http_amonitor_store_t *st);
+ngx_int_t ngx_http_amonitor_registry_init(
+    ngx_http_amonitor_registry_t *rg, ngx_slab_pool_t *shpool, size_t size);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_H_INCLUDED_ */

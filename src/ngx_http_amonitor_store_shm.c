@@ -17,7 +17,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000aULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000bULL
 
 
 typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;
@@ -102,7 +102,9 @@ static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
     ngx_uint_t *evicted);
-static void ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx);
+static void  ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx);
+static void *ngx_http_amonitor_shm_zone_alloc(
+    ngx_http_amonitor_store_t *st, size_t size);
 static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
     ngx_str_t *msg_id, ngx_uint_t evicted, ngx_uint_t failed);
 
@@ -215,6 +217,14 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh->mask = n - 1;
     ngx_queue_init(&sh->lru);
 
+    if (ngx_http_amonitor_registry_init(
+            &sh->registry, shpool, shm_zone->shm.size)
+        != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+            "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
     len = sizeof(" in amonitor zone \"\"") + shm_zone->shm.name.len;
 
     shpool->log_ctx = ngx_slab_alloc(shpool, len);
@@ -303,6 +313,7 @@ ngx_http_amonitor_store_shm_create(
     ctx->store.prefetch = ngx_http_amonitor_shm_prefetch;
     ctx->store.query = ngx_http_amonitor_shm_query;
     ngx_http_amonitor_registry_methods(&ctx->store);
+    ctx->store.zone_alloc = ngx_http_amonitor_shm_zone_alloc;
     ctx->store.zone = shm_zone;
     ctx->store.registry = &ctx->sh->registry;
     ctx->store.data = ctx;
@@ -445,6 +456,35 @@ ngx_http_amonitor_shm_alloc(
     }
 
     return NULL;
+}
+
+
+/*
+ * The registry's entries (registry.c), under the mutex: a zone the dedupe
+ * table filled gives its least recently used entries up for them, counted
+ * as evictions (logged with the next ones a claim makes).
+ */
+static void *
+ngx_http_amonitor_shm_zone_alloc(ngx_http_amonitor_store_t *st, size_t size)
+{
+    void                    *p;
+    ngx_uint_t               evicted;
+    ngx_http_amonitor_shm_t *ctx;
+
+    ctx = st->data;
+    evicted = 0;
+
+    p = ngx_http_amonitor_shm_alloc(ctx, size, &evicted);
+
+    if (evicted) {
+        (void) ngx_atomic_fetch_add(
+            &ctx->sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS]
+                 .c.evictions,
+            evicted);
+        ctx->evict_unlogged += evicted;
+    }
+
+    return p;
 }
 
 

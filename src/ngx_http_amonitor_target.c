@@ -165,12 +165,14 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     name = id->len ? id : norm;
 
-    rc = w->store->learn(w->store, name, norm, kind, w->amcf->dial_limit);
+    rc = w->store->learn(w->store, name, norm, kind, w->amcf->dial_limit,
+        w->amcf->learned_limit);
 
     switch (rc) {
     case NGX_OK: break;
     case NGX_BUSY: return NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT;
     case NGX_ABORT: return NGX_HTTP_AMONITOR_LEARN_TAKEN;
+    case NGX_ERROR: return NGX_HTTP_AMONITOR_LEARN_NO_ROOM;
     default: return NGX_HTTP_AMONITOR_LEARN_FULL;
     }
 
@@ -248,7 +250,11 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_FULL:
-        *message = "too many learned targets";
+        *message = "too many learned targets (amonitor_learned_limit)";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_NO_ROOM:
+        *message = "no memory left in amonitor_zone for a learned target";
         return NGX_DECLINED;
 
     case NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT:

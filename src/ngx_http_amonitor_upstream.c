@@ -29,8 +29,13 @@ static ngx_int_t ngx_http_amonitor_upstream_tls_name(
 static void ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev);
 static void ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_upstream_first_dials(ngx_event_t *ev);
-static void ngx_http_amonitor_upstream_follow(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n);
+static ngx_http_amonitor_upstream_t *ngx_http_amonitor_upstream_learned(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu);
+static void ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_reg_change_t *ch, ngx_uint_t n, ngx_uint_t all);
+static ngx_uint_t ngx_http_amonitor_upstream_follow_one(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_change_t *ch,
+    ngx_uint_t all);
 
 
 ngx_int_t
@@ -237,9 +242,26 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 }
 
 
-/* a target learned at run time; "u" must hold an IP literal host */
+/* a target learned at run time, dialed now ("wu" holds an IP literal) */
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_upstream_add(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu)
+{
+    ngx_http_amonitor_upstream_t *u;
+
+    u = ngx_http_amonitor_upstream_learned(w, id, wu);
+
+    if (u != NULL) {
+        ngx_http_amonitor_upstream_connect(u);
+    }
+
+    return u;
+}
+
+
+/* a target learned at run time, not dialed yet */
+static ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_upstream_learned(
     ngx_http_amonitor_worker_t *w, ngx_str_t *id, amon_ws_url_t *wu)
 {
     u_char                        norm[AMON_MAX_URL_LEN + 16], *sa, *name;
@@ -329,8 +351,6 @@ ngx_http_amonitor_upstream_add(
     ngx_log_error(NGX_LOG_INFO, &u->log, 0, "amonitor: new target \"%V\" at %V",
         &u->id, &u->norm);
 
-    ngx_http_amonitor_upstream_connect(u);
-
     return u;
 }
 
@@ -415,7 +435,8 @@ ngx_http_amonitor_upstream_drop(
 
 
 /*
- * The configured targets are dialed NGX_HTTP_AMONITOR_FIRST_DIALS at a
+ * The configured targets (and the learned ones a worker finds reading
+ * the registry whole) are dialed NGX_HTTP_AMONITOR_FIRST_DIALS at a
  * time, one batch per pass of the event loop: connections made by one
  * batch are answered before the next, and each dial's connect timeout
  * starts from the time of its own pass.  One loop over 10,000 targets
@@ -481,18 +502,21 @@ ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u)
  * amonitor_learned_expire, then follow the registry: drop what left it,
  * connect to what other workers learned (if the allow patterns of this
  * configuration still allow it).  Only the learned targets are walked
- * (at most NGX_HTTP_AMONITOR_MAX_DYNAMIC, never the configured ones), and
- * the registry is copied only when its generation moved: an idle worker
- * with thousands of configured targets reads one counter.
+ * (never the configured ones), each touch finds its entry through the
+ * zone's index, and the registry's change log is read only when its
+ * sequence number moved, only for what changed: an idle worker reads
+ * one counter.
  */
 static void
 ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 {
     ngx_http_amonitor_worker_t *w = ev->data;
 
-    ngx_uint_t                     n, gen;
+    ngx_int_t                      rc;
+    ngx_uint_t                     synced;
+    ngx_pool_t                    *pool;
+    ngx_array_t                    out;
     ngx_queue_t                   *q, *next;
-    ngx_http_amonitor_reg_t       *reg;
     ngx_http_amonitor_upstream_t  *u;
     ngx_http_amonitor_main_conf_t *amcf;
 
@@ -537,21 +561,36 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 
     (void) w->store->expire(w->store, amcf->learned_expire);
 
-    if (w->store->generation(w->store) != w->registry_gen) {
-        /* about 50 KB, for a moment, and only when there is work */
-        reg = ngx_alloc(
-            sizeof(ngx_http_amonitor_reg_t) * NGX_HTTP_AMONITOR_MAX_DYNAMIC,
-            ev->log);
+    if (!w->registry_synced
+        || w->store->generation(w->store) != w->registry_seq) {
+        /* only when there is work: what changed, copied for the moment */
+        pool = ngx_create_pool(16384, ev->log);
 
-        if (reg != NULL) {
-            gen = w->registry_gen;
-            n = w->store->learned(w->store, reg, &w->registry_gen);
+        if (pool != NULL) {
+            rc = ngx_array_init(
+                &out, pool, 64, sizeof(ngx_http_amonitor_reg_change_t));
 
-            if (gen != w->registry_gen) {
-                ngx_http_amonitor_upstream_follow(w, reg, n);
+            synced = w->registry_synced;
+
+            if (rc == NGX_OK) {
+                rc = w->store->changes(
+                    w->store, &w->registry_seq, &w->registry_synced, &out);
             }
 
-            ngx_free(reg);
+            if (rc == NGX_DONE && synced) {
+                ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                    "amonitor: the registry of learned targets changed more "
+                    "than its change log holds since this worker last "
+                    "read it: read whole, %ui entries",
+                    out.nelts);
+            }
+
+            if (rc == NGX_OK || rc == NGX_DONE) {
+                ngx_http_amonitor_upstream_follow(
+                    w, out.elts, out.nelts, rc == NGX_DONE);
+            }
+
+            ngx_destroy_pool(pool);
         }
     }
 
@@ -559,66 +598,113 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 }
 
 
-/* the registry changed: "reg" holds all "n" of its entries */
+/*
+ * The registry changed: "ch" holds the entries now under the ids that
+ * changed, or ("all") every entry, and then a learned target not among
+ * them left the registry.  Read whole, the registry may hold thousands
+ * this worker has not dialed yet (a new worker after a reload): they are
+ * dialed NGX_HTTP_AMONITOR_FIRST_DIALS at a time, as configured targets
+ * are at start.
+ */
 static void
-ngx_http_amonitor_upstream_follow(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_reg_t *reg, ngx_uint_t n)
+ngx_http_amonitor_upstream_follow(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_reg_change_t *ch, ngx_uint_t n, ngx_uint_t all)
 {
-    ngx_str_t                     id, url;
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, later;
     ngx_queue_t                  *q, *next;
-    amon_ws_url_t                 wu;
     ngx_http_amonitor_upstream_t *u;
+
+    if (all) {
+        for (q = ngx_queue_head(&w->learned);
+             q != ngx_queue_sentinel(&w->learned); q = ngx_queue_next(q)) {
+            u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, learned);
+            u->listed = 0;
+        }
+    }
+
+    later = 0;
+
+    for (i = 0; i < n; i++) {
+        later += ngx_http_amonitor_upstream_follow_one(w, &ch[i], all);
+    }
+
+    if (!all) {
+        return;
+    }
+
+    if (later && !w->first_dials.timer_set) {
+        ngx_http_amonitor_upstream_first_dials(&w->first_dials);
+    }
 
     for (q = ngx_queue_head(&w->learned); q != ngx_queue_sentinel(&w->learned);
          q = next) {
         next = ngx_queue_next(q);
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, learned);
 
-        for (i = 0; i < n; i++) {
-            if (ngx_memn2cmp(reg[i].id, u->id.data, reg[i].id_len, u->id.len)
-                    == 0
-                && ngx_memn2cmp(
-                       reg[i].url, u->norm.data, reg[i].url_len, u->norm.len)
-                    == 0) {
-                u->registered = (reg[i].kind == NGX_HTTP_AMONITOR_REGISTERED);
-                break;
-            }
-        }
-
-        if (i == n) {
+        if (!u->listed) {
             ngx_http_amonitor_upstream_drop(u, "no longer in the registry");
         }
     }
+}
 
-    for (i = 0; i < n; i++) {
-        id.data = reg[i].id;
-        id.len = reg[i].id_len;
-        url.data = reg[i].url;
-        url.len = reg[i].url_len;
 
-        if (ngx_http_amonitor_target_find(w, &id) != NULL) {
-            continue;
-        }
+/*
+ * Make this worker's target "ch->id" what the registry says it is; 1: a
+ * new one, to dial in the first dials' passes ("later").
+ */
+static ngx_uint_t
+ngx_http_amonitor_upstream_follow_one(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_reg_change_t *ch, ngx_uint_t later)
+{
+    amon_ws_url_t                 wu;
+    ngx_http_amonitor_upstream_t *u;
 
-        if (amon_ws_url_parse(url.data, url.len, &wu) != AMON_OK
+    u = ngx_http_amonitor_target_find(w, &ch->id);
+
+    if (u != NULL && !u->dynamic) {
+        /* configured: it keeps its id */
+        return 0;
+    }
+
+    if (u != NULL
+        && ngx_memn2cmp(u->norm.data, ch->url.data, u->norm.len, ch->url.len)
+            != 0) {
+        /* gone, or learned again at another URL: a new upstream */
+        ngx_http_amonitor_upstream_drop(u, "no longer in the registry");
+        u = NULL;
+    }
+
+    if (u == NULL && ch->url.len) {
+        if (amon_ws_url_parse(ch->url.data, ch->url.len, &wu) != AMON_OK
             || !ngx_http_amonitor_target_allowed(w, &wu)) {
             /* a reload removed the pattern that allowed it */
             ngx_log_error(NGX_LOG_INFO, w->cycle->log, 0,
                 "amonitor: learned target \"%V\" at %V forgotten: not "
                 "allowed by amonitor_allow_url any more",
-                &id, &url);
-            (void) w->store->forget(w->store, &id, &url, 0);
-            continue;
+                &ch->id, &ch->url);
+            (void) w->store->forget(w->store, &ch->id, &ch->url, 0);
+            return 0;
         }
 
-        u = ngx_http_amonitor_upstream_add(w, &id, &wu);
+        u = later ? ngx_http_amonitor_upstream_learned(w, &ch->id, &wu)
+                  : ngx_http_amonitor_upstream_add(w, &ch->id, &wu);
         if (u == NULL) {
             ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
-                "amonitor: cannot add learned target \"%V\"", &id);
-            continue;
+                "amonitor: cannot add learned target \"%V\"", &ch->id);
+            return 0;
         }
 
-        u->registered = (reg[i].kind == NGX_HTTP_AMONITOR_REGISTERED);
+        u->registered = (ch->kind == NGX_HTTP_AMONITOR_REGISTERED);
+        u->listed = 1;
+        u->first_dial = later;
+
+        return later;
     }
+
+    if (u != NULL) {
+        u->registered = (ch->kind == NGX_HTTP_AMONITOR_REGISTERED);
+        u->listed = 1;
+    }
+
+    return 0;
 }

@@ -445,11 +445,32 @@ test is successful
     amonitor_connection_buffer_limit 1m;
 --- nginx_t_emerg: "amonitor_connection_buffer_limit" must be at least "amonitor_max_message_size" plus 64k
 
-=== TEST 61: amonitor_dial_limit 0 (out of 1..64)
+=== TEST 61: amonitor_dial_limit 0 (out of 1..amonitor_learned_limit)
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_dial_limit 0;
---- nginx_t_emerg: "amonitor_dial_limit" must be between 1 and 64
+--- nginx_t_emerg: "amonitor_dial_limit" must be between 1 and 1000000
+--- nginx_t_emerg_line: amonitor_dial_limit 0
+
+=== TEST 61a: amonitor_dial_limit above amonitor_learned_limit
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_learned_limit 10;
+    amonitor_dial_limit 11;
+--- nginx_t_emerg: "amonitor_dial_limit" must be between 1 and "amonitor_learned_limit" (10)
+
+=== TEST 61b: amonitor_learned_limit 0 (out of 1..1000000)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_learned_limit 0;
+--- nginx_t_emerg: "amonitor_learned_limit" must be between 1 and 1000000
+--- nginx_t_emerg_line: amonitor_learned_limit 0
+
+=== TEST 61c: amonitor_learned_limit 1000001 (out of 1..1000000)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_learned_limit 1000001;
+--- nginx_t_emerg: "amonitor_learned_limit" must be between 1 and 1000000
 
 === TEST 62: amonitor_dial_limit_per_panel 65 (out of 1..64)
 --- http_config

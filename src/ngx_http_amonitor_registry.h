@@ -1,0 +1,40 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * Between registry.c (the entries, their indexes and queues) and
+ * registry_log.c (the change log the workers follow); nothing else
+ * includes it.
+ */
+
+#ifndef _NGX_HTTP_AMONITOR_REGISTRY_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_REGISTRY_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_amonitor_store.h"
+
+
+#define NGX_HTTP_AMONITOR_REG_ID_MAX  256
+#define NGX_HTTP_AMONITOR_REG_URL_MAX 512
+
+#define ngx_http_amonitor_registry_now() \
+    ((uint64_t) ngx_cached_time->sec * 1000 + ngx_cached_time->msec)
+
+#define ngx_http_amonitor_reg_url(reg) ((reg)->data + (reg)->id_len)
+
+
+/* under the zone's mutex */
+void ngx_http_amonitor_registry_record(
+    ngx_http_amonitor_store_t *st, ngx_http_amonitor_reg_t *reg);
+void ngx_http_amonitor_registry_remove(
+    ngx_http_amonitor_store_t *st, ngx_http_amonitor_reg_t *reg);
+ngx_http_amonitor_reg_t *ngx_http_amonitor_registry_find(
+    ngx_http_amonitor_registry_t *rg, ngx_str_t *id);
+
+ngx_int_t ngx_http_amonitor_registry_changes(ngx_http_amonitor_store_t *st,
+    ngx_uint_t *seq, ngx_uint_t *synced, ngx_array_t *out);
+
+
+#endif /* _NGX_HTTP_AMONITOR_REGISTRY_H_INCLUDED_ */
