@@ -420,6 +420,9 @@ void ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf);
 
 /* panel.c: the handshake; panel_run.c: the connection after it */
 ngx_int_t ngx_http_amonitor_panel_handler(ngx_http_request_t *r);
+char     *ngx_http_amonitor_panel_conf(ngx_conf_t *cf, void *post, void *data);
+char     *ngx_http_amonitor_panel_allow_origin(
+        ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_amonitor_panel_start(ngx_http_request_t *r,
     ngx_http_amonitor_main_conf_t *amcf, ngx_uint_t encoding,
     ngx_array_t *targets, ngx_http_amonitor_rights_t *rights);

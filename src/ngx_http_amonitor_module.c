@@ -22,9 +22,6 @@ static char *ngx_http_amonitor_merge_loc_conf(
 static ngx_int_t ngx_http_amonitor_postconfiguration(ngx_conf_t *cf);
 static char     *ngx_http_amonitor_zone(
         ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data);
-static char *ngx_http_amonitor_allow_origin(
-    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_check_queue(
     ngx_conf_t *cf, void *post, void *data);
 static char *ngx_http_amonitor_status(
@@ -37,7 +34,7 @@ static void      ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
 
 /* clang-format off */
 static ngx_conf_post_t  ngx_http_amonitor_panel_post =
-    { ngx_http_amonitor_panel };
+    { ngx_http_amonitor_panel_conf };
 
 static ngx_conf_post_t  ngx_http_amonitor_queue_post =
     { ngx_http_amonitor_check_queue };
@@ -285,7 +282,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
 
     { ngx_string("amonitor_panel_allow_origin"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_amonitor_allow_origin,
+      ngx_http_amonitor_panel_allow_origin,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -639,81 +636,6 @@ ngx_http_amonitor_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     amcf->shm_zone->init = ngx_http_amonitor_store_shm_init_zone;
     amcf->shm_zone->data = amcf;
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * amonitor_panel_allow_origin ORIGIN...: the browser origins that may open
- * a panel: exact origins, "scheme://" + "*.domain" patterns, or "*".
- * Requests without Origin (non-browser clients) are not affected.
- */
-static char *
-ngx_http_amonitor_allow_origin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_amonitor_loc_conf_t *alcf = conf;
-
-    ngx_str_t *value, *o;
-    ngx_uint_t i;
-
-    if (alcf->allow_origin) {
-        return "is duplicate";
-    }
-
-    alcf->allow_origin = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
-    if (alcf->allow_origin == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (!(value[i].len == 1 && value[i].data[0] == '*')
-            && ngx_strlchr(value[i].data, value[i].data + value[i].len, ':')
-                == NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                "invalid origin \"%V\": expected scheme://host[:port], "
-                "scheme://*.domain or \"*\"",
-                &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        o = ngx_array_push(alcf->allow_origin);
-        if (o == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *o = value[i];
-        ngx_strlow(o->data, o->data, o->len);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_amonitor_panel(ngx_conf_t *cf, void *post, void *data)
-{
-    ngx_flag_t *fp = data;
-
-    ngx_http_core_loc_conf_t      *clcf;
-    ngx_http_amonitor_main_conf_t *amcf;
-
-    if (!*fp) {
-        return NGX_CONF_OK;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_amonitor_panel_handler;
-
-    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_amonitor_module);
-
-    if (amcf->panel_file.len == 0) {
-        amcf->panel_file = cf->conf_file->file.name;
-        amcf->panel_line = cf->conf_file->line;
-    }
 
     return NGX_CONF_OK;
 }

@@ -485,3 +485,82 @@ ngx_http_amonitor_panel_reject(
 
     return ngx_http_output_filter(r, &out);
 }
+
+
+/* the directives of a panel location */
+
+/*
+ * amonitor_panel_allow_origin ORIGIN...: the browser origins that may open
+ * a panel: exact origins, "scheme://" + "*.domain" patterns, or "*".
+ * Requests without Origin (non-browser clients) are not affected.
+ */
+char *
+ngx_http_amonitor_panel_allow_origin(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_amonitor_loc_conf_t *alcf = conf;
+
+    ngx_str_t *value, *o;
+    ngx_uint_t i;
+
+    if (alcf->allow_origin) {
+        return "is duplicate";
+    }
+
+    alcf->allow_origin = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (alcf->allow_origin == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (!(value[i].len == 1 && value[i].data[0] == '*')
+            && ngx_strlchr(value[i].data, value[i].data + value[i].len, ':')
+                == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                "invalid origin \"%V\": expected scheme://host[:port], "
+                "scheme://*.domain or \"*\"",
+                &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        o = ngx_array_push(alcf->allow_origin);
+        if (o == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *o = value[i];
+        ngx_strlow(o->data, o->data, o->len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* amonitor_panel on: this location's content handler is the panel's */
+char *
+ngx_http_amonitor_panel_conf(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_flag_t *fp = data;
+
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_amonitor_main_conf_t *amcf;
+
+    if (!*fp) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_amonitor_panel_handler;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_amonitor_module);
+
+    if (amcf->panel_file.len == 0) {
+        amcf->panel_file = cf->conf_file->file.name;
+        amcf->panel_line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}

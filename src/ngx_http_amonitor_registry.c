@@ -398,25 +398,6 @@ ngx_http_amonitor_registry_remove(
 }
 
 
-ngx_http_amonitor_reg_t *
-ngx_http_amonitor_registry_find(ngx_http_amonitor_registry_t *rg, ngx_str_t *id)
-{
-    uint32_t                 hash;
-    ngx_http_amonitor_reg_t *reg;
-
-    hash = ngx_http_amonitor_hash(id->data, id->len);
-
-    for (reg = rg->by_id[hash & rg->mask]; reg; reg = reg->id_next) {
-        if (reg->id_hash == hash
-            && ngx_memn2cmp(reg->data, id->data, reg->id_len, id->len) == 0) {
-            return reg;
-        }
-    }
-
-    return NULL;
-}
-
-
 /* an entry of "kind" at "url" (of several, any) */
 static ngx_http_amonitor_reg_t *
 ngx_http_amonitor_registry_find_url(
