@@ -18,7 +18,7 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
-#include "ngx_http_amonitor_registry.h"
+#include "ngx_http_amonitor_registry_log.h"
 
 
 static ngx_int_t ngx_http_amonitor_registry_add(ngx_http_amonitor_store_t *st,

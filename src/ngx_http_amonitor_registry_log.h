@@ -1,13 +1,14 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * Between registry.c (the entries, their indexes and queues) and
- * registry_log.c (the change log the workers follow); nothing else
- * includes it.
+ * The change log the workers follow (registry_log.c), and what it and
+ * registry.c (the entries, their indexes and queues, above it) both need:
+ * the layout of an entry and finding one by id.  Nothing else includes
+ * it.
  */
 
-#ifndef _NGX_HTTP_AMONITOR_REGISTRY_H_INCLUDED_
-#define _NGX_HTTP_AMONITOR_REGISTRY_H_INCLUDED_
+#ifndef _NGX_HTTP_AMONITOR_REGISTRY_LOG_H_INCLUDED_
+#define _NGX_HTTP_AMONITOR_REGISTRY_LOG_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -56,4 +57,4 @@ ngx_int_t ngx_http_amonitor_registry_changes(ngx_http_amonitor_store_t *st,
     ngx_uint_t *seq, ngx_uint_t *synced, ngx_array_t *out);
 
 
-#endif /* _NGX_HTTP_AMONITOR_REGISTRY_H_INCLUDED_ */
+#endif /* _NGX_HTTP_AMONITOR_REGISTRY_LOG_H_INCLUDED_ */
