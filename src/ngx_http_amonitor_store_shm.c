@@ -102,7 +102,9 @@ static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
     ngx_uint_t *evicted);
-static void  ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx);
+static void ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx);
+static void ngx_http_amonitor_shm_evicted(
+    ngx_http_amonitor_shm_t *ctx, ngx_uint_t n);
 static void *ngx_http_amonitor_shm_zone_alloc(
     ngx_http_amonitor_store_t *st, size_t size);
 static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
@@ -477,11 +479,7 @@ ngx_http_amonitor_shm_zone_alloc(ngx_http_amonitor_store_t *st, size_t size)
     p = ngx_http_amonitor_shm_alloc(ctx, size, &evicted);
 
     if (evicted) {
-        (void) ngx_atomic_fetch_add(
-            &ctx->sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS]
-                 .c.evictions,
-            evicted);
-        ctx->evict_unlogged += evicted;
+        ngx_http_amonitor_shm_evicted(ctx, evicted);
     }
 
     return p;
@@ -580,17 +578,25 @@ ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx)
 }
 
 
+/* counted at once, logged later (outside the mutex) */
+static void
+ngx_http_amonitor_shm_evicted(ngx_http_amonitor_shm_t *ctx, ngx_uint_t n)
+{
+    (void) ngx_atomic_fetch_add(
+        &ctx->sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS]
+             .c.evictions,
+        n);
+    ctx->evict_unlogged += n;
+}
+
+
 /* what an update did to the zone, logged outside the mutex */
 static void
 ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
     ngx_uint_t evicted, ngx_uint_t failed)
 {
     if (evicted) {
-        (void) ngx_atomic_fetch_add(
-            &ctx->sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS]
-                 .c.evictions,
-            evicted);
-        ctx->evict_unlogged += evicted;
+        ngx_http_amonitor_shm_evicted(ctx, evicted);
         ngx_http_amonitor_shm_log_evictions(ctx);
     }
 
