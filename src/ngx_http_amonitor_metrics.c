@@ -108,7 +108,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     }
 
     sh = ngx_http_amonitor_store_shm_shared(amcf->shm_zone);
-    ngx_http_amonitor_store_shm_counters_sum(amcf->shm_zone, &sum);
+    ngx_http_amonitor_store_counters_sum(amcf->shm_zone, &sum);
 
     /*
      * each target: 5 series of a few lines, its name escaped (x2); the

@@ -45,7 +45,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    ngx_http_amonitor_store_shm_counters_sum(amcf->shm_zone, &sum);
+    ngx_http_amonitor_store_counters_sum(amcf->shm_zone, &sum);
     n = &sum;
 
     len = 512 + 14 * NGX_ATOMIC_T_LEN;

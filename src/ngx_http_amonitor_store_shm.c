@@ -243,35 +243,13 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-/* this worker's slot of the counters */
-ngx_http_amonitor_counters_t *
-ngx_http_amonitor_store_shm_counters(ngx_shm_zone_t *shm_zone)
+/* the counters' slots, one per worker (store_state.c reads them) */
+ngx_http_amonitor_counter_slot_t *
+ngx_http_amonitor_store_shm_counter_slots(ngx_shm_zone_t *shm_zone)
 {
     ngx_http_amonitor_shctx_t *sh = shm_zone->data;
 
-    return &sh->counters[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS].c;
-}
-
-
-/* the counters of all workers added up, for status and metrics */
-void
-ngx_http_amonitor_store_shm_counters_sum(
-    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_counters_t *sum)
-{
-    ngx_uint_t                 i, k;
-    ngx_atomic_t              *to, *from;
-    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
-
-    ngx_memzero(sum, sizeof(ngx_http_amonitor_counters_t));
-    to = (ngx_atomic_t *) sum;
-
-    for (i = 0; i < NGX_HTTP_AMONITOR_COUNTER_SLOTS; i++) {
-        from = (ngx_atomic_t *) &sh->counters[i].c;
-
-        for (k = 0; k < sizeof(*sum) / sizeof(ngx_atomic_t); k++) {
-            to[k] += from[k];
-        }
-    }
+    return sh->counters;
 }
 
 

@@ -3,7 +3,8 @@
  *
  * What the zone knows of every target, so that a panel on any worker can
  * be told the current state at once: up or down since when and why, the
- * last heartbeat, per-target counters and the round-trip histogram.
+ * last heartbeat, per-target counters and the round-trip histogram; and
+ * the workers' counters (a slot each), for status and metrics.
  */
 
 #include <ngx_config.h>
@@ -416,4 +417,40 @@ ngx_http_amonitor_store_redis_ready(
     sh = ngx_http_amonitor_store_shm_shared(st->zone);
 
     (void) ngx_atomic_fetch_add(&sh->redis_connections, now ? 1 : -1);
+}
+
+
+/* this worker's slot of the counters */
+ngx_http_amonitor_counters_t *
+ngx_http_amonitor_store_counters(ngx_shm_zone_t *shm_zone)
+{
+    ngx_http_amonitor_counter_slot_t *slots;
+
+    slots = ngx_http_amonitor_store_shm_counter_slots(shm_zone);
+
+    return &slots[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS].c;
+}
+
+
+/* the counters of all workers added up, for status and metrics */
+void
+ngx_http_amonitor_store_counters_sum(
+    ngx_shm_zone_t *shm_zone, ngx_http_amonitor_counters_t *sum)
+{
+    ngx_uint_t                        i, k;
+    ngx_atomic_t                     *to, *from;
+    ngx_http_amonitor_counter_slot_t *slots;
+
+    slots = ngx_http_amonitor_store_shm_counter_slots(shm_zone);
+
+    ngx_memzero(sum, sizeof(ngx_http_amonitor_counters_t));
+    to = (ngx_atomic_t *) sum;
+
+    for (i = 0; i < NGX_HTTP_AMONITOR_COUNTER_SLOTS; i++) {
+        from = (ngx_atomic_t *) &slots[i].c;
+
+        for (k = 0; k < sizeof(*sum) / sizeof(ngx_atomic_t); k++) {
+            to[k] += from[k];
+        }
+    }
 }

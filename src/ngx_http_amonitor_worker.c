@@ -53,7 +53,7 @@ ngx_http_amonitor_worker_init(
     w->drop = ngx_http_amonitor_upstream_drop;
     w->hangup = ngx_http_amonitor_upstream_hangup;
 
-    w->counters = ngx_http_amonitor_store_shm_counters(amcf->shm_zone);
+    w->counters = ngx_http_amonitor_store_counters(amcf->shm_zone);
 
     w->frames.buffer_limit = amcf->buffer_limit;
     w->frames.oversize = &w->counters->oversize;
