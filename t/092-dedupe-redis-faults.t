@@ -420,6 +420,8 @@ subtest 'many claims at once, long msg_ids, records used again' => sub {
         (map { ('L' x 150) . "-$_-" . uuid4() } 1 .. 50));
     $p->send_json(action($_, 'rf-many')) for @ids;
     ok($slow->wait_actions(250, 10), '250 actions are under way at once');
+    # each must be found among this worker's claims: a claim made again
+    # would count against claims=300 (250 open) and be RATE_LIMITED
     $q->send_json(action($_, 'rf-many')) for @ids;
     my %dup;
     $q->recv_until(sub {
