@@ -18,6 +18,7 @@
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
 
 n=${1:-10000}
 secs=${2:-30}
@@ -28,14 +29,11 @@ module=${MODULE:-$PWD/build/nginx/ngx_http_amonitor_module.so}
 case "$n$secs" in
     *[!0-9]*) echo "usage: $0 [N] [SECONDS]" >&2; exit 2 ;;
 esac
-if [ ! -f "$module" ]; then
-    echo "bench: no module at $module (make module)" >&2
-    exit 2
-fi
+bench_need_module "$module"
 
 prefix=$(mktemp -d /tmp/amon-learned.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sdk=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(bench_free_port)
+sdk=$(bench_free_port)
 mkdir -p "$prefix/logs"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -55,10 +53,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
     echo "    amonitor_allow_url ws://127.0.0.1:$sdk/sdk/*;"
     [ "$n" -gt 64 ] && [ "${LEARNED_LIMIT:-1}" != 0 ] \
         && echo "    amonitor_learned_limit $n;"
-    echo "    server {"
-    echo "        listen 127.0.0.1:$port;"
-    echo "        location = /ws/panel { amonitor_panel on; }"
-    echo "    }"
+    bench_panel_server "$port"
     echo "}"
 } > "$prefix/nginx.conf"
 
@@ -79,34 +74,11 @@ cleanup() {
 trap cleanup EXIT
 
 sleep "$settle"
-master=$(cat "$prefix/nginx.pid")
-worker=$(pgrep -P "$master" | head -n 1)
-if [ -z "$worker" ]; then
-    echo "bench: no worker" >&2
-    exit 1
-fi
+worker=$(bench_worker "$prefix/nginx.pid") || exit 1
 kill -USR1 "$sdk_pid"
 sleep 0.2
 conns=$(tail -n 1 "$prefix/sdk.log")
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
-t0=$(ticks "$worker")
-if perf stat -x, -e task-clock,instructions:u -p "$worker" \
-    -o "$prefix/perf.txt" -- sleep "$secs" 2>/dev/null
-then
-    perf=1
-else
-    perf=0
-    sleep "$secs"
-fi
-t1=$(ticks "$worker")
-
 echo "idle worker, $n learned targets ($conns open at the SDK side," \
     "the hub's included), ${secs} s, module $module"
-echo "cpu ticks (utime+stime, $(getconf CLK_TCK)/s): $((t1 - t0))"
-if [ "$perf" = 1 ]; then
-    awk -F, '/task-clock/ { printf "task-clock: %.2f ms\n", $1 }
-        /instructions/ { printf "instructions (user): %d\n", $1 }' \
-        "$prefix/perf.txt"
-fi
+bench_idle_cpu "$worker" "$secs" "$prefix/perf.txt"

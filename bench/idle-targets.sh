@@ -14,6 +14,7 @@
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
 
 n=${1:-5000}
 secs=${2:-30}
@@ -24,14 +25,11 @@ module=${MODULE:-$PWD/build/nginx/ngx_http_amonitor_module.so}
 case "$n$secs" in
     *[!0-9]*) echo "usage: $0 [N] [SECONDS]" >&2; exit 2 ;;
 esac
-if [ ! -f "$module" ]; then
-    echo "bench: no module at $module (make module)" >&2
-    exit 2
-fi
+bench_need_module "$module"
 
 prefix=$(mktemp -d /tmp/amon-idle.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(bench_free_port)
+dead=$(bench_free_port)
 mkdir -p "$prefix/logs"
 
 {
@@ -49,10 +47,7 @@ mkdir -p "$prefix/logs"
         echo "    amonitor_target t$i ws://127.0.0.1:$dead/t$i;"
         i=$((i + 1))
     done
-    echo "    server {"
-    echo "        listen 127.0.0.1:$port;"
-    echo "        location = /ws/panel { amonitor_panel on; }"
-    echo "    }"
+    bench_panel_server "$port"
     echo "}"
 } > "$prefix/nginx.conf"
 
@@ -68,30 +63,7 @@ cleanup() {
 trap cleanup EXIT
 
 sleep "$settle"
-master=$(cat "$prefix/nginx.pid")
-worker=$(pgrep -P "$master" | head -n 1)
-if [ -z "$worker" ]; then
-    echo "bench: no worker" >&2
-    exit 1
-fi
-
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
-t0=$(ticks "$worker")
-if perf stat -x, -e task-clock,instructions:u -p "$worker" \
-    -o "$prefix/perf.txt" -- sleep "$secs" 2>/dev/null
-then
-    perf=1
-else
-    perf=0
-    sleep "$secs"
-fi
-t1=$(ticks "$worker")
+worker=$(bench_worker "$prefix/nginx.pid") || exit 1
 
 echo "idle worker, $n targets, ${secs} s, module $module"
-echo "cpu ticks (utime+stime, $(getconf CLK_TCK)/s): $((t1 - t0))"
-if [ "$perf" = 1 ]; then
-    awk -F, '/task-clock/ { printf "task-clock: %.2f ms\n", $1 }
-        /instructions/ { printf "instructions (user): %d\n", $1 }' \
-        "$prefix/perf.txt"
-fi
+bench_idle_cpu "$worker" "$secs" "$prefix/perf.txt"

@@ -14,6 +14,7 @@
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
 
 n=${1:-5000}
 rate=${2:-20000}
@@ -39,14 +40,10 @@ cc -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
     build/libamon_posix.a build/libamon_core.a \
     $(sed -e 's/#.*//' src/core/libs.list) -o "$load" || exit 2
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 prefix=$(mktemp -d /tmp/amon-delivery.XXXXXX)
-port=$(free_port)
-sdk=$(free_port)
-dead=$(free_port)
+port=$(bench_free_port)
+sdk=$(bench_free_port)
+dead=$(bench_free_port)
 mkdir -p "$prefix/logs"
 
 {
@@ -65,10 +62,7 @@ mkdir -p "$prefix/logs"
         i=$((i + 1))
     done
     echo "    amonitor_target bench-0 ws://127.0.0.1:$sdk/;"
-    echo "    server {"
-    echo "        listen 127.0.0.1:$port;"
-    echo "        location = /ws/panel { amonitor_panel on; }"
-    echo "    }"
+    bench_panel_server "$port"
     echo "}"
 } > "$prefix/nginx.conf"
 
