@@ -72,13 +72,8 @@ sub ask {
     $env{target_id} = $o{target_id} if defined $o{target_id};
     $env{payload}{target_url} = $o{url} if defined $o{url};
     $p->send_json(\%env);
-    my $m = $p->recv_until(sub {
-        my $j = $_[0]{json};
-        ref $j eq 'HASH' && ((($j->{type} // '') eq 'error'
-            && ($j->{msg_id} // '') eq $id) || (($j->{type} // '') eq
-            'action_ack' && ($j->{payload}{action_msg_id} // '') eq $id));
-    }, 5);
-    return ($m ? $m->{json} : undef, $id);
+    my $r = $p->answer_to($id, 5);
+    return ($r, $id);
 }
 
 sub code { my ($r) = @_; return !$r ? 'none' : $r->{type} eq 'action_ack'

@@ -64,13 +64,7 @@ sub ask {
     $env{target_id} = $o{target_id} if defined $o{target_id};
     $env{payload}{target_url} = $o{url} if defined $o{url};
     $p->send_json(\%env);
-    my $m = $p->recv_until(sub {
-        my $j = $_[0]{json};
-        ref $j eq 'HASH' && ((($j->{type} // '') eq 'error'
-            && ($j->{msg_id} // '') eq $id) || (($j->{type} // '') eq
-            'action_ack' && ($j->{payload}{action_msg_id} // '') eq $id));
-    }, 5);
-    my $r = $m ? $m->{json} : undef;
+    my $r = $p->answer_to($id, 5);
     my $code = !$r ? 'none' : $r->{type} eq 'action_ack' ? 'ack'
         : $r->{payload}{code};
     return ($code, $id);

@@ -244,6 +244,21 @@ sub recv_type {
     }, $timeout);
 }
 
+# the final answer to action $msg_id: its action_ack (by action_msg_id)
+# or an error about it (by msg_id); the JSON envelope, undef on timeout
+sub answer_to {
+    my ($self, $msg_id, $timeout) = @_;
+    my $m = $self->recv_until(sub {
+        my $j = $_[0]{json};
+        return 0 unless ref $j eq 'HASH';
+        my $type = $j->{type} // '';
+        return ($type eq 'error' && ($j->{msg_id} // '') eq $msg_id)
+            || ($type eq 'action_ack' && ref $j->{payload} eq 'HASH'
+                && ($j->{payload}{action_msg_id} // '') eq $msg_id);
+    }, $timeout);
+    return $m ? $m->{json} : undef;
+}
+
 # everything received since the connection opened (list of hashrefs)
 sub messages { @{ $_[0]{all} } }
 
