@@ -660,6 +660,10 @@ ngx_http_amonitor_redis_schedule(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_msec_t delay;
 
+    if (ctx->readies == 0 && ctx->refuse) {
+        ctx->refuse(ctx);
+    }
+
     if (ctx->stopped || ngx_exiting || ngx_quit || ngx_terminate
         || ctx->reconnect.timer_set) {
         return;

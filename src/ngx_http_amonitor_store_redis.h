@@ -122,6 +122,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_uint_t                      nfree;
     ngx_queue_t                     held;
     ngx_queue_t                     todo;
+    ngx_queue_t                     waiting; /* for the first connection */
     ngx_uint_t                      nclaims;
     ngx_msec_t full_logged; /* the last "claims are open" line */
     ngx_uint_t full_refused; /* refused since */
@@ -140,6 +141,9 @@ struct ngx_http_amonitor_redis_s {
      */
     void (*flush)(ngx_http_amonitor_redis_t *ctx);
     void (*renew)(ngx_http_amonitor_redis_t *ctx);
+
+    /* the first connection failed: refuse what waited for it (or NULL) */
+    void (*refuse)(ngx_http_amonitor_redis_t *ctx);
 
     unsigned connected : 1; /* TCP is up */
     unsigned ready : 1; /* AUTH, SELECT, PING ok */
@@ -199,6 +203,8 @@ ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 void ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec);
 void ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec);
+void ngx_http_amonitor_redis_recs_full(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_ */

@@ -61,8 +61,6 @@ static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[4];
 
 static ngx_int_t ngx_http_amonitor_redis_claims_init(
     ngx_http_amonitor_redis_t *ctx);
-static void ngx_http_amonitor_redis_claims_full(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 static void ngx_http_amonitor_redis_claims_flush(
     ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
@@ -70,6 +68,10 @@ static void ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
+static ngx_int_t ngx_http_amonitor_redis_claim_send(
+    ngx_http_amonitor_redis_rec_t *rec);
+static void ngx_http_amonitor_redis_claims_refuse(
+    ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
@@ -115,6 +117,7 @@ ngx_http_amonitor_store_redis_create(
 
     ctx->flush = ngx_http_amonitor_redis_claims_flush;
     ctx->renew = ngx_http_amonitor_redis_claims_tick;
+    ctx->refuse = ngx_http_amonitor_redis_claims_refuse;
 
     ngx_http_amonitor_redis_conn_start(ctx);
 
@@ -156,6 +159,7 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     }
     ngx_queue_init(&ctx->held);
     ngx_queue_init(&ctx->todo);
+    ngx_queue_init(&ctx->waiting);
 
     /* unique among instances and workers, and across pid reuse */
     p = ctx->owner_buf;
@@ -192,10 +196,8 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data)
 {
-    ngx_str_t                  args[4];
     ngx_http_amonitor_redis_t *ctx = st->data;
 
-    ngx_int_t                      rc;
     ngx_http_amonitor_redis_rec_t *rec;
 
     /* a claim of this worker: what it knows is the truth */
@@ -204,7 +206,12 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         return ngx_http_amonitor_redis_known(rec, state, result);
     }
 
-    if (!ctx->ready) {
+    /*
+     * Not ready: refused, except while the first connection of this
+     * worker is being set up (a start, a reload); then the claim waits
+     * for it, within amonitor_ack_timeout like any claim.
+     */
+    if (!ctx->ready && (ctx->readies || ctx->failures || ctx->stopped)) {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
             "amonitor: redis %V is not %s, action \"%V\" refused",
             &ctx->conf->addr, ctx->connected ? "ready" : "connected", msg_id);
@@ -212,7 +219,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     }
 
     if (ctx->nclaims >= ctx->conf->claims) {
-        ngx_http_amonitor_redis_claims_full(ctx, msg_id);
+        ngx_http_amonitor_redis_recs_full(ctx, msg_id);
         return NGX_BUSY;
     }
 
@@ -225,51 +232,44 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     rec->data = data;
     rec->renewed = ngx_current_msec;
 
-    args[0] = ctx->conf->prefix;
-    args[1] = *msg_id;
-    args[2] = rec->owner;
-    args[3] = ctx->lease_arg;
+    if (!ctx->ready) {
+        ngx_queue_insert_tail(&ctx->waiting, &rec->queue);
+        rec->in_queue = 1;
 
-    rc = ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_claimed, rec,
-        "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 4);
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+            "amonitor redis claim \"%V\" waits for the connection", msg_id);
 
-    if (rc != NGX_OK) {
+        return NGX_AGAIN;
+    }
+
+    if (ngx_http_amonitor_redis_claim_send(rec) != NGX_OK) {
         ngx_http_amonitor_redis_rec_free(rec);
         return NGX_ERROR;
     }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
-        "amonitor redis claim \"%V\" as \"%V\"", msg_id, &rec->owner);
 
     return NGX_AGAIN;
 }
 
 
-/*
- * The bound is reached: the action is refused (the caller answers
- * RATE_LIMITED; nothing was claimed).  An overload refuses many at once,
- * so one line a second says how many.
- */
-static void
-ngx_http_amonitor_redis_claims_full(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
+/* the claim script for a new record; its answer comes later */
+static ngx_int_t
+ngx_http_amonitor_redis_claim_send(ngx_http_amonitor_redis_rec_t *rec)
 {
-    ngx_msec_t now;
+    ngx_str_t                  args[4];
+    ngx_http_amonitor_redis_t *ctx;
 
-    now = ngx_current_msec;
-    ctx->full_refused++;
+    ctx = rec->ctx;
 
-    if (ctx->full_logged && now - ctx->full_logged < 1000) {
-        return;
-    }
+    args[0] = ctx->conf->prefix;
+    args[1] = rec->msg_id;
+    args[2] = rec->owner;
+    args[3] = ctx->lease_arg;
 
-    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-        "amonitor: %ui redis claims of this worker are open (claims=), "
-        "action \"%V\" refused (%ui refused since the last such line)",
-        ctx->nclaims, msg_id, ctx->full_refused);
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+        "amonitor redis claim \"%V\" as \"%V\"", &rec->msg_id, &rec->owner);
 
-    ctx->full_logged = now ? now : 1;
-    ctx->full_refused = 0;
+    return ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_claimed,
+        rec, "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 4);
 }
 
 
@@ -617,6 +617,60 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
         ngx_queue_remove(q);
         rec->in_queue = 0;
     }
+
+    /* then the claims that waited for the first connection */
+    while (ctx->ready && !ngx_queue_empty(&ctx->waiting)) {
+        q = ngx_queue_head(&ctx->waiting);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        ngx_queue_remove(q);
+        rec->in_queue = 0;
+
+        if (ngx_http_amonitor_redis_claim_send(rec) != NGX_OK) {
+            ngx_queue_insert_head(&ctx->waiting, &rec->queue);
+            rec->in_queue = 1;
+            ngx_http_amonitor_redis_claims_refuse(ctx);
+            return;
+        }
+    }
+}
+
+
+/*
+ * The first connection failed (or the worker exits): the claims that
+ * waited for it are refused, as a claim made now would be.
+ */
+static void
+ngx_http_amonitor_redis_claims_refuse(ngx_http_amonitor_redis_t *ctx)
+{
+    void                          *data;
+    ngx_str_t                      result;
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_claim_pt     handler;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    n = 0;
+
+    while (!ngx_queue_empty(&ctx->waiting)) {
+        q = ngx_queue_head(&ctx->waiting);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        handler = rec->handler;
+        data = rec->data;
+        ngx_http_amonitor_redis_rec_free(rec);
+
+        ngx_str_null(&result);
+        handler(data, NGX_HTTP_AMONITOR_CLAIM_ERROR, &result);
+        n++;
+    }
+
+    if (n && !ctx->stopped) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis %V is not available, "
+            "%ui actions that waited for it are refused",
+            &ctx->conf->addr, n);
+    }
 }
 
 
@@ -693,6 +747,8 @@ ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx)
     ngx_uint_t                     n;
     ngx_queue_t                   *q;
     ngx_http_amonitor_redis_rec_t *rec;
+
+    ngx_http_amonitor_redis_claims_refuse(ctx);
 
     n = ctx->nclaims;
 

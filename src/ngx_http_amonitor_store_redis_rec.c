@@ -185,3 +185,31 @@ ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
 
     ngx_free(rec);
 }
+
+
+/*
+ * The bound is reached: the action is refused (the caller answers
+ * RATE_LIMITED; nothing was claimed).  An overload refuses many at once,
+ * so one line a second says how many.
+ */
+void
+ngx_http_amonitor_redis_recs_full(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
+{
+    ngx_msec_t now;
+
+    now = ngx_current_msec;
+    ctx->full_refused++;
+
+    if (ctx->full_logged && now - ctx->full_logged < 1000) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+        "amonitor: %ui redis claims of this worker are open (claims=), "
+        "action \"%V\" refused (%ui refused since the last such line)",
+        ctx->nclaims, msg_id, ctx->full_refused);
+
+    ctx->full_logged = now ? now : 1;
+    ctx->full_refused = 0;
+}

@@ -6,8 +6,10 @@
 # once; a finish or release that could not be written is written after
 # the reconnect; a live owner keeps its claim past the lease, a killed
 # one loses it after the lease; an action never acked ends as FAILED; a
-# failing SELECT or AUTH stops claims; the scripts go by SHA1, and with
-# their text to a Redis that forgot them.  Starts its own redis-servers.
+# failing SELECT or AUTH stops claims; actions of a worker whose first
+# connection is being set up wait for it, and are refused if it fails;
+# the scripts go by SHA1, and with their text to a Redis that forgot
+# them.  Starts its own redis-servers.
 
 use strict;
 use warnings;
@@ -342,6 +344,61 @@ subtest 'CLIENT PAUSE: unknown outcome, never executed twice' => sub {
     is($b && $b->{type}, 'action_ack', 'a retry runs');
     ok($b && !$b->{payload}{duplicate}, 'as a new action');
     is($sdk->executed($id), 1, 'once');
+};
+
+# a new agent whose setup PING meets the proxy rule $rule: after it
+# dialed the SDK and sent that PING, (proxy, agent, panel)
+sub starting_agent {
+    my ($rule, $opts) = @_;
+    my $px = Test::AMonitor::RedisProxy->new(redis_port => $rport);
+    $px->on(qr/^PING/, $rule);
+    my $n = $sdk->connections;
+    my $t = agent('amonitor_redis 127.0.0.1:' . $px->port
+        . " prefix=amon-f: $opts;");
+    ok($sdk->wait_connections($n + 1, 5), 'the new agent dialed the SDK');
+    ok(wait_for(sub { grep { /^PING/ } $px->commands }, 5),
+        'its setup PING reached redis');
+    return ($px, $t, $t->panel('/ws/panel'));
+}
+
+subtest 'a worker starting: actions wait for its first redis connection' => sub {
+    # the setup's PING is held: the worker is connected, not yet ready
+    my ($px, $C, $pc) = starting_agent('hold', 'timeout=3s lease=10s');
+    my $id = uuid4();
+    $pc->send_json(action($id));
+    ok(!$pc->answer_to($id, 0.7), 'no answer before redis is ready');
+    is($sdk->executed($id), 0, 'not executed meanwhile');
+    $pc->send_json(action($id));
+    my $d = $pc->answer_to($id, 2);
+    ok($d && $d->{payload}{duplicate}, 'the same msg_id meanwhile: a duplicate');
+    is($d && $d->{payload}{state}, 'pending', 'of a pending action');
+    $px->release;
+    my $a = $pc->answer_to($id, 3);
+    is($a && $a->{type}, 'action_ack', 'once redis is ready the action runs');
+    ok($a && !$a->{payload}{duplicate}, 'as a new action');
+    is($sdk->executed($id), 1, 'once');
+    ok($C->wait_error_log(qr/\[info\].*connected to redis/, 2),
+        'the connection is logged');
+    ok(!$C->wait_error_log(qr/waited for it are refused|action "\Q$id\E" refused/, 0.2),
+        'nothing was refused');
+    $C->stop;
+    $px->stop;
+
+    # the first connection fails: what waited is refused, then it recovers
+    my ($py, $D, $pd) = starting_agent('stall', 'timeout=600ms lease=2s');
+    my $id2 = uuid4();
+    $pd->send_json(action($id2));
+    my $r = $pd->answer_to($id2, 3);
+    is(code($r), 'INTERNAL', 'refused when the setup times out');
+    ok($D->wait_error_log(qr/\[error\].*redis 127\.0\.0\.1:\d+ is not available, 1 actions that waited for it are refused/, 2),
+        'the refusal is logged with a count');
+    is($sdk->executed($id2), 0, 'not executed');
+    ok($D->wait_error_log(qr/reconnected to redis/, 5), 'it reconnects');
+    my $b = ask($pd, $id2);
+    is($b && $b->{type}, 'action_ack', 'a retry runs');
+    is($sdk->executed($id2), 1, 'once');
+    $D->stop;
+    $py->stop;
 };
 
 subtest 'the number of open claims is bounded (claims=)' => sub {

@@ -57,6 +57,9 @@ sub new {
 
     $pid = fork() // die "fork: $!\n";
     if ($pid == 0) {
+        # stop() ends it with TERM: it must die without the parent's exit
+        # handlers, which would stop the parent's redis-servers and nginx
+        @SIG{qw(TERM INT)} = ('DEFAULT', 'DEFAULT');
         close $parent;
         eval { _serve($self, $listen, $child) };
         POSIX::_exit(0);
