@@ -46,7 +46,7 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
     }
 
     ngx_queue_init(&as->all);
-    ngx_rbtree_init(&as->sent, &as->sentinel, ngx_str_rbtree_insert_value);
+    as->log = w->cycle->log;
     ngx_queue_init(&as->due);
 
     as->due_timer.handler = ngx_http_amonitor_action_due;
@@ -80,6 +80,8 @@ ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
     if (as->due_timer.timer_set) {
         ngx_del_timer(&as->due_timer);
     }
+
+    ngx_http_amonitor_sent_exit(as);
 }
 
 
@@ -121,7 +123,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
 
     /* the claim's cache misses load while the target is resolved */
     if (w->store->prefetch) {
-        w->store->prefetch(w->store, (uint32_t) a->sn.node.key, 1);
+        w->store->prefetch(w->store, (uint32_t) a->sn.node.key, 1, NULL);
     }
 
     /* a known target: replies name it as the agent does from now on */
@@ -186,6 +188,7 @@ ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a)
         ngx_http_amonitor_action_claimed, a);
 
     if (rc == NGX_OK) {
+        a->claimed = w->store->claimed;
         ngx_http_amonitor_action_claimed(a, state, &result);
 
     } else if (rc == NGX_AGAIN) {
@@ -586,10 +589,7 @@ ngx_http_amonitor_action_sent(
     ngx_http_amonitor_msg_release(&w->frames, a->msg);
     a->msg = NULL;
 
-    if (ngx_str_rbtree_lookup(&as->sent, &a->sn.str, a->sn.node.key) == NULL) {
-        ngx_rbtree_insert(&as->sent, &a->sn.node);
-        a->in_tree = 1;
-    }
+    (void) ngx_http_amonitor_sent_add(as, a);
 
     a->sent_at = ngx_current_msec;
 
@@ -611,8 +611,8 @@ ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
 
     as = u->worker->actions;
 
-    a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
-        &as->sent, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
+    a = ngx_http_amonitor_sent_find(
+        as, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 
     if (a == NULL || a->upstream != u
         || (a->state != NGX_HTTP_AMONITOR_ACTION_SENT

@@ -33,8 +33,11 @@ typedef enum {
 } ngx_http_amonitor_action_state_e;
 
 
-typedef struct {
+typedef struct ngx_http_amonitor_action_s ngx_http_amonitor_action_t;
+
+struct ngx_http_amonitor_action_s {
     ngx_str_node_t                   sn; /* msg_id, its hash as the key */
+    ngx_http_amonitor_action_t      *next_sent; /* in its actions->slots */
     ngx_queue_t                      queue; /* upstream->waiting */
     ngx_queue_t                      all; /* actions->all */
     ngx_http_amonitor_conn_t        *panel; /* NULL once gone */
@@ -51,28 +54,41 @@ typedef struct {
     ngx_str_t                        action; /* its name, for the audit */
     ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
     ngx_msec_t                       sent_at; /* for the round trip */
+    void                            *claimed; /* store->claimed, a hint */
     ngx_http_amonitor_action_state_e state;
     unsigned                         binary : 1;
-    unsigned                         in_tree : 1;
+    unsigned                         in_sent : 1;
     unsigned                         counted : 1; /* in panel->pending */
     unsigned                         limited : 1; /* over the panel's limit */
     unsigned                         in_due : 1;
-} ngx_http_amonitor_action_t;
+};
 
 
 /*
- * The worker's actions: all of them, and the sent ones by msg_id.  Every
+ * The worker's actions: all of them, and the sent ones by msg_id
+ * (action_sent.c).  Every
  * deadline of amonitor_ack_timeout (most of them) is in "due", oldest
  * first (each is now + the same timeout), under one timer: no timer tree
  * update per action.
  */
 typedef struct {
-    ngx_queue_t       all;
-    ngx_rbtree_t      sent;
-    ngx_rbtree_node_t sentinel;
-    ngx_queue_t       due;
-    ngx_event_t       due_timer;
+    ngx_queue_t                  all;
+    ngx_http_amonitor_action_t **slots; /* sent, by the hash of msg_id */
+    ngx_uint_t                   mask; /* slots - 1 */
+    ngx_uint_t                   nsent;
+    ngx_log_t                   *log;
+    ngx_queue_t                  due;
+    ngx_event_t                  due_timer;
 } ngx_http_amonitor_actions_t;
+
+
+ngx_http_amonitor_action_t *ngx_http_amonitor_sent_find(
+    ngx_http_amonitor_actions_t *as, ngx_str_t *msg_id, uint32_t hash);
+ngx_int_t ngx_http_amonitor_sent_add(
+    ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a);
+void ngx_http_amonitor_sent_del(
+    ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a);
+void ngx_http_amonitor_sent_exit(ngx_http_amonitor_actions_t *as);
 
 
 void ngx_http_amonitor_action_about(

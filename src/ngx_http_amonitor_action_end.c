@@ -217,8 +217,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     id.len = env->action_msg_id.len;
 
     hash = ngx_http_amonitor_hash(id.data, id.len);
-    a = (ngx_http_amonitor_action_t *) ngx_str_rbtree_lookup(
-        &as->sent, &id, hash);
+    a = ngx_http_amonitor_sent_find(as, &id, hash);
 
     if ((a == NULL || a->upstream != u)
         && ngx_http_amonitor_cluster_ack(u, &id, opcode, data, len) == NGX_OK) {
@@ -237,7 +236,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     /* its claim, long out of the cache, loads while the reply is made */
     if (w->store->prefetch) {
-        w->store->prefetch(w->store, hash, 0);
+        w->store->prefetch(w->store, hash, 0, a->claimed);
     }
 
     ngx_http_amonitor_store_rtt(w->store, ngx_current_msec - a->sent_at);
@@ -401,9 +400,8 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
 
     ngx_http_amonitor_action_untimer(a);
 
-    if (a->in_tree) {
-        ngx_rbtree_delete(&as->sent, &a->sn.node);
-        a->in_tree = 0;
+    if (a->in_sent) {
+        ngx_http_amonitor_sent_del(as, a);
     }
 
     if (a->state == NGX_HTTP_AMONITOR_ACTION_WAITING) {

@@ -211,10 +211,17 @@ struct ngx_http_amonitor_store_s {
      * A claim ("claim" 1) or the finish of a claim (0) of a msg_id of
      * this hash comes soon: start loading what it will read, so that the
      * cache misses overlap other work (NULL: the store has nothing to
-     * load).
+     * load).  "hint" (a finish): what "claimed" said at its claim.
      */
-    void (*prefetch)(
-        ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim);
+    void (*prefetch)(ngx_http_amonitor_store_t *st, uint32_t hash,
+        ngx_uint_t claim, void *hint);
+
+    /*
+     * Set by a claim answered inline: where its entry is (the zone), for
+     * the prefetch of its finish.  Only a hint: the entry may be gone by
+     * then, and a prefetch of a stale address costs a useless load.
+     */
+    void *claimed;
 
     /*
      * The registry of targets learned at run time, shared by the workers

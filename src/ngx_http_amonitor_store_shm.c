@@ -97,7 +97,7 @@ static ngx_int_t ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st,
 static void      ngx_http_amonitor_shm_release(
          ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 static void ngx_http_amonitor_shm_prefetch(
-    ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim);
+    ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim, void *hint);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
@@ -630,6 +630,8 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+    st->claimed = added;
+
     ngx_http_amonitor_shm_report(
         ctx, msg_id, evicted, an == NULL && added == NULL);
 
@@ -753,7 +755,8 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
  * A new msg_id misses the cache on its slot (the index is far larger than
  * the cache) and, in a full zone, on the LRU tail that it evicts, on that
  * node's slot, and on the node before it (the next tail); a finish, long
- * after its claim, on its slot again.  The addresses are known before the
+ * after its claim, on its slot and its node again (the node's address is
+ * the hint its claim left in store->claimed).  The addresses are known before the
  * mutex is taken: loading them while the action is routed (or its ack
  * answered) hides most of the misses.  The tail's slot needs the tail's hash,
  * read here from the node the previous call loaded.  These reads take no
@@ -762,7 +765,7 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
  */
 static void
 ngx_http_amonitor_shm_prefetch(
-    ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim)
+    ngx_http_amonitor_store_t *st, uint32_t hash, ngx_uint_t claim, void *hint)
 {
 #if (defined __GNUC__ || defined __clang__)
     ngx_http_amonitor_shm_t *ctx = st->data;
@@ -777,6 +780,11 @@ ngx_http_amonitor_shm_prefetch(
 
     if (!claim) {
         /* a finish updates its node in place: nothing is evicted */
+        if (hint) {
+            __builtin_prefetch(hint);
+            __builtin_prefetch((u_char *) hint + 64);
+        }
+
         return;
     }
 

@@ -1,0 +1,141 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * The worker's sent actions by msg_id, for their acks: chains in a table
+ * that doubles when it holds more actions than slots, so that an ack
+ * reads one slot and the action it finds (a tree of them took a walk of
+ * cache misses per ack).  The key is the msg_id's hash, already in the
+ * action (sn.node.key).  Calls nothing of the actions.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_action.h"
+
+
+#define NGX_HTTP_AMONITOR_SENT_SLOTS 256 /* the first table */
+
+
+static void ngx_http_amonitor_sent_grow(ngx_http_amonitor_actions_t *as);
+
+
+ngx_http_amonitor_action_t *
+ngx_http_amonitor_sent_find(
+    ngx_http_amonitor_actions_t *as, ngx_str_t *msg_id, uint32_t hash)
+{
+    ngx_http_amonitor_action_t *a;
+
+    if (as->slots == NULL) {
+        return NULL;
+    }
+
+    for (a = as->slots[hash & as->mask]; a; a = a->next_sent) {
+        if ((uint32_t) a->sn.node.key == hash && a->sn.str.len == msg_id->len
+            && ngx_memcmp(a->sn.str.data, msg_id->data, msg_id->len) == 0) {
+            return a;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* NGX_DECLINED: an action of this msg_id is in already; "a" is not added */
+ngx_int_t
+ngx_http_amonitor_sent_add(
+    ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a)
+{
+    uint32_t                     hash;
+    ngx_http_amonitor_action_t **slot;
+
+    hash = (uint32_t) a->sn.node.key;
+
+    if (ngx_http_amonitor_sent_find(as, &a->sn.str, hash) != NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (as->nsent >= as->mask + 1 || as->slots == NULL) {
+        /* without memory for more slots, the chains grow longer */
+        ngx_http_amonitor_sent_grow(as);
+
+        if (as->slots == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    slot = &as->slots[hash & as->mask];
+    a->next_sent = *slot;
+    *slot = a;
+    a->in_sent = 1;
+    as->nsent++;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_amonitor_sent_del(
+    ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a)
+{
+    ngx_http_amonitor_action_t **pp;
+
+    for (pp = &as->slots[(uint32_t) a->sn.node.key & as->mask]; *pp;
+         pp = &(*pp)->next_sent) {
+        if (*pp == a) {
+            *pp = a->next_sent;
+            as->nsent--;
+            break;
+        }
+    }
+
+    a->next_sent = NULL;
+    a->in_sent = 0;
+}
+
+
+static void
+ngx_http_amonitor_sent_grow(ngx_http_amonitor_actions_t *as)
+{
+    ngx_uint_t                  i, n, mask;
+    ngx_http_amonitor_action_t *a, *next, **slots;
+
+    n = as->slots ? 2 * (as->mask + 1) : NGX_HTTP_AMONITOR_SENT_SLOTS;
+
+    slots = ngx_alloc(n * sizeof(ngx_http_amonitor_action_t *), as->log);
+    if (slots == NULL) {
+        return;
+    }
+
+    ngx_memzero(slots, n * sizeof(ngx_http_amonitor_action_t *));
+    mask = n - 1;
+
+    if (as->slots) {
+        for (i = 0; i <= as->mask; i++) {
+            for (a = as->slots[i]; a; a = next) {
+                next = a->next_sent;
+                a->next_sent = slots[(uint32_t) a->sn.node.key & mask];
+                slots[(uint32_t) a->sn.node.key & mask] = a;
+            }
+        }
+
+        ngx_free(as->slots);
+    }
+
+    as->slots = slots;
+    as->mask = mask;
+}
+
+
+/* the worker exits */
+void
+ngx_http_amonitor_sent_exit(ngx_http_amonitor_actions_t *as)
+{
+    if (as->slots) {
+        ngx_free(as->slots);
+        as->slots = NULL;
+        as->mask = 0;
+        as->nsent = 0;
+    }
+}
