@@ -2,7 +2,8 @@
 # "duplicate ignored" by the agent (with "duplicate":true and the
 # original result) and never forwarded again; claims are released when
 # the action never reached the SDK and kept when it did; entries expire
-# after amonitor_dedupe_ttl; a full zone evicts the least recently used.
+# after amonitor_dedupe_ttl; a full zone evicts the least recently used;
+# hundreds of actions in flight each find their ack.
 
 use strict;
 use warnings;
@@ -169,6 +170,44 @@ subtest 'a duplicate while the first is pending has no original' => sub {
     is($sdk->executed($id), 1, 'executed once');
 };
 
+subtest 'hundreds of actions in flight: each ack reaches its own panel' => sub {
+    # more than the first table of sent actions holds: it grows twice
+    $sdk->set(ack_delay => 1);
+    my @panels = ($p, $q, $t->panel('/ws/panel', name => 'r'));
+    my %ids;
+    for my $i (0 .. $#panels) {
+        $ids{$i} = [ map { uuid4() } 1 .. 300 ];
+        $panels[$i]->send_json(action($_, 'dd-a')) for @{ $ids{$i} };
+    }
+    my @all = map { @{ $ids{$_} } } keys %ids;
+    ok(wait_for(sub { !grep { !$sdk->executed($_) } @all }, 10),
+        'the SDK got all 900 while none was acked yet');
+    my $dup = ask($q, $ids{0}[150], 'dd-a');
+    is($dup && $dup->{payload}{state}, 'pending',
+        'one of them sent again: a pending duplicate');
+    my $acked = 0;
+    for my $i (0 .. $#panels) {
+        my %want = map { $_ => 1 } @{ $ids{$i} };
+        ok(wait_for(sub {
+            my %got = map { $_->{json}{payload}{action_msg_id} => 1 }
+                grep { ($_->{json}{type} // '') eq 'action_ack'
+                    && !$_->{json}{payload}{duplicate} } $panels[$i]->messages;
+            return !grep { !$got{$_} } keys %want;
+        }, 10), "panel $i got the acks of its 300 actions");
+        my @foreign = grep {
+            my $j = $_->{json};
+            ($j->{type} // '') eq 'action_ack' && !$j->{payload}{duplicate}
+                && !$want{ $j->{payload}{action_msg_id} // '' }
+                && grep { $_ eq ($j->{payload}{action_msg_id} // '') } @all
+        } $panels[$i]->messages;
+        is(scalar @foreign, 0, "panel $i got no ack of another panel's");
+    }
+    is(scalar(grep { $sdk->executed($_) == 1 } @all), 900,
+        'each executed once');
+    $sdk->set(ack_delay => 0);
+    $_->clear for @panels;
+};
+
 subtest 'a different msg_id is executed again' => sub {
     my ($a, $b) = (uuid4(), uuid4());
     my $ra = ask($p, $a, 'dd-a');
@@ -236,7 +275,7 @@ subtest 'after TARGET_DISCONNECTED the retry is a duplicate' => sub {
     is($sdk_drop->executed($id), 1, 'the SDK ran it at most once');
 };
 
-is(status($t)->{duplicates} // -1, 6,
+is(status($t)->{duplicates} // -1, 7,
     'amonitor_status counts the duplicates');
 
 $p->close;
