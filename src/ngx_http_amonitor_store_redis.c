@@ -145,6 +145,8 @@ ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx)
         redisAsyncFree(ctx->ac);
         ctx->ac = NULL;
     }
+
+    ngx_http_amonitor_redis_cmds_exit(ctx);
 }
 
 
@@ -177,36 +179,13 @@ ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
     va_end(args);
 
     if (rc != REDIS_OK) {
-        ngx_free(cmd);
+        ngx_http_amonitor_redis_cmd_free(ctx, cmd);
         return NGX_ERROR;
     }
 
     ngx_http_amonitor_redis_track(ctx, cmd);
 
     return NGX_OK;
-}
-
-
-/* a command's record, with "size" bytes after it for the caller */
-ngx_http_amonitor_redis_cmd_t *
-ngx_http_amonitor_redis_cmd_new(ngx_http_amonitor_redis_t *ctx,
-    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
-    size_t size)
-{
-    ngx_http_amonitor_redis_cmd_t *cmd;
-
-    cmd = ngx_alloc(sizeof(ngx_http_amonitor_redis_cmd_t) + size, ctx->log);
-    if (cmd == NULL) {
-        return NULL;
-    }
-
-    ngx_memzero(cmd, sizeof(ngx_http_amonitor_redis_cmd_t));
-
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->name = name;
-
-    return cmd;
 }
 
 
@@ -278,7 +257,7 @@ ngx_http_amonitor_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     cmd->handler(ctx, cmd->data, r);
 
-    ngx_free(cmd);
+    ngx_http_amonitor_redis_cmd_free(ctx, cmd);
 }
 
 

@@ -59,6 +59,7 @@ struct ngx_http_amonitor_redis_cmd_s {
     u_char                           *rest; /* keys and arguments, RESP */
     size_t                            rest_len;
     ngx_uint_t                        argc;
+    size_t                            cap; /* bytes after the record */
 };
 
 
@@ -124,6 +125,8 @@ struct ngx_http_amonitor_redis_s {
     ngx_queue_t                     todo;
     ngx_queue_t                     waiting; /* for the first connection */
     ngx_uint_t                      nclaims;
+    ngx_http_amonitor_redis_cmd_t  *free_cmds; /* to use again */
+    ngx_uint_t                      nfree_cmds;
     ngx_msec_t full_logged; /* the last "claims are open" line */
     ngx_uint_t full_refused; /* refused since */
     ngx_str_t  owner; /* "p" host:pid:random: */
@@ -159,6 +162,9 @@ ngx_int_t ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
 ngx_http_amonitor_redis_cmd_t *ngx_http_amonitor_redis_cmd_new(
     ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_reply_pt handler,
     void *data, const char *name, size_t size);
+void ngx_http_amonitor_redis_cmd_free(
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_cmd_t *cmd);
+void      ngx_http_amonitor_redis_cmds_exit(ngx_http_amonitor_redis_t *ctx);
 ngx_int_t ngx_http_amonitor_redis_send(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_cmd_t *cmd, u_char *buf, size_t len);
 

@@ -126,7 +126,7 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
     rc = ngx_http_amonitor_redis_send(ctx, cmd, start, p - start);
 
     if (rc != NGX_OK) {
-        ngx_free(cmd);
+        ngx_http_amonitor_redis_cmd_free(ctx, cmd);
     }
 
     return rc;
