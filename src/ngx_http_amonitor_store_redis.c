@@ -146,7 +146,7 @@ ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx)
         ctx->ac = NULL;
     }
 
-    ngx_http_amonitor_redis_cmds_exit(ctx);
+    ngx_http_amonitor_redis_cmds_exit(&ctx->cmds);
 }
 
 
@@ -168,7 +168,8 @@ ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
         return NGX_DECLINED;
     }
 
-    cmd = ngx_http_amonitor_redis_cmd_new(ctx, handler, data, name, 0);
+    cmd = ngx_http_amonitor_redis_cmd_new(
+        &ctx->cmds, ctx->log, handler, data, name, 0);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
@@ -179,7 +180,7 @@ ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
     va_end(args);
 
     if (rc != REDIS_OK) {
-        ngx_http_amonitor_redis_cmd_free(ctx, cmd);
+        ngx_http_amonitor_redis_cmd_free(&ctx->cmds, cmd);
         return NGX_ERROR;
     }
 
@@ -257,7 +258,7 @@ ngx_http_amonitor_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     cmd->handler(ctx, cmd->data, r);
 
-    ngx_http_amonitor_redis_cmd_free(ctx, cmd);
+    ngx_http_amonitor_redis_cmd_free(&ctx->cmds, cmd);
 }
 
 

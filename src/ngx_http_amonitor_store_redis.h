@@ -19,48 +19,11 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_store_redis_cmd.h"
 
 
 /* "p" + host ":" pid ":" random ":" sequence */
 #define NGX_HTTP_AMONITOR_REDIS_OWNER_LEN (NGX_MAXHOSTNAMELEN + 64)
-
-
-typedef struct ngx_http_amonitor_redis_s     ngx_http_amonitor_redis_t;
-typedef struct ngx_http_amonitor_redis_cmd_s ngx_http_amonitor_redis_cmd_t;
-
-
-/* reply is NULL when the connection went away before the answer */
-typedef void (*ngx_http_amonitor_redis_reply_pt)(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
-
-
-/* a Lua script, called by its SHA1 (store_redis_eval.c) */
-typedef struct {
-    ngx_str_t text;
-    u_char    sha[40]; /* hex */
-} ngx_http_amonitor_redis_script_t;
-
-
-/* one command sent and not answered yet; ctx->sent keeps them in order */
-struct ngx_http_amonitor_redis_cmd_s {
-    ngx_queue_t                      queue;
-    ngx_msec_t                       deadline;
-    ngx_http_amonitor_redis_t       *ctx;
-    ngx_http_amonitor_redis_reply_pt handler;
-    void                            *data;
-    const char                      *name; /* for the log */
-
-    /*
-     * A script's call: "again" may send it once more instead of handing
-     * the reply over (NGX_OK: sent again, the handler waits).
-     */
-    ngx_int_t (*again)(ngx_http_amonitor_redis_cmd_t *cmd, redisReply *r);
-    ngx_http_amonitor_redis_script_t *script;
-    u_char                           *rest; /* keys and arguments, RESP */
-    size_t                            rest_len;
-    ngx_uint_t                        argc;
-    size_t                            cap; /* bytes after the record */
-};
 
 
 typedef enum {
@@ -125,8 +88,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_queue_t                     todo;
     ngx_queue_t                     waiting; /* for the first connection */
     ngx_uint_t                      nclaims;
-    ngx_http_amonitor_redis_cmd_t  *free_cmds; /* to use again */
-    ngx_uint_t                      nfree_cmds;
+    ngx_http_amonitor_redis_cmds_t  cmds; /* records to use again */
     ngx_msec_t full_logged; /* the last "claims are open" line */
     ngx_uint_t full_refused; /* refused since */
     ngx_str_t  owner; /* "p" host:pid:random: */
@@ -159,12 +121,6 @@ struct ngx_http_amonitor_redis_s {
 ngx_int_t ngx_http_amonitor_redis_command(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
     const char *fmt, ...);
-ngx_http_amonitor_redis_cmd_t *ngx_http_amonitor_redis_cmd_new(
-    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_reply_pt handler,
-    void *data, const char *name, size_t size);
-void ngx_http_amonitor_redis_cmd_free(
-    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_cmd_t *cmd);
-void      ngx_http_amonitor_redis_cmds_exit(ngx_http_amonitor_redis_t *ctx);
 ngx_int_t ngx_http_amonitor_redis_send(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_cmd_t *cmd, u_char *buf, size_t len);
 

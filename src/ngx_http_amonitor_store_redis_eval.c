@@ -94,7 +94,8 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
         len += ngx_http_amonitor_resp_bulk_size(args[i].len);
     }
 
-    cmd = ngx_http_amonitor_redis_cmd_new(ctx, handler, data, name, len);
+    cmd = ngx_http_amonitor_redis_cmd_new(
+        &ctx->cmds, ctx->log, handler, data, name, len);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
@@ -126,7 +127,7 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
     rc = ngx_http_amonitor_redis_send(ctx, cmd, start, p - start);
 
     if (rc != NGX_OK) {
-        ngx_http_amonitor_redis_cmd_free(ctx, cmd);
+        ngx_http_amonitor_redis_cmd_free(&ctx->cmds, cmd);
     }
 
     return rc;

@@ -6,11 +6,7 @@
  * through an index of chains with as many slots as claims= allows claims
  * (at most 64 Ki), so that a lookup touches one slot and the record it
  * finds; records with room for a usual msg_id are kept for use again.
- * And the records of commands (every connection's, the cluster bus's
- * too), those with room for a usual call also kept for use again: a
- * claim and its finish are two commands per action.  Below the claims
- * (store_redis_claim.c) and the connection (store_redis.c); calls
- * nothing above them.
+ * Below the claims (store_redis_claim.c); calls nothing above it.
  */
 
 #include <ngx_config.h>
@@ -23,8 +19,6 @@
 
 #define NGX_HTTP_AMONITOR_REDIS_FREE_RECS 64 /* kept for use again */
 #define NGX_HTTP_AMONITOR_REDIS_ID_CAP    64 /* a recycled msg_id's room */
-#define NGX_HTTP_AMONITOR_REDIS_CMD_CAP   384 /* a recycled command's */
-#define NGX_HTTP_AMONITOR_REDIS_FREE_CMDS 64
 
 
 ngx_int_t
@@ -218,70 +212,4 @@ ngx_http_amonitor_redis_recs_full(
 
     ctx->full_logged = now ? now : 1;
     ctx->full_refused = 0;
-}
-
-
-/* a command's record, with "size" bytes after it for the caller */
-ngx_http_amonitor_redis_cmd_t *
-ngx_http_amonitor_redis_cmd_new(ngx_http_amonitor_redis_t *ctx,
-    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
-    size_t size)
-{
-    size_t                         cap;
-    ngx_http_amonitor_redis_cmd_t *cmd;
-
-    if (size <= NGX_HTTP_AMONITOR_REDIS_CMD_CAP && ctx->free_cmds) {
-        cmd = ctx->free_cmds;
-        ctx->free_cmds = cmd->data;
-        ctx->nfree_cmds--;
-        cap = NGX_HTTP_AMONITOR_REDIS_CMD_CAP;
-
-    } else {
-        cap = ngx_max(size, NGX_HTTP_AMONITOR_REDIS_CMD_CAP);
-        cmd = ngx_alloc(sizeof(ngx_http_amonitor_redis_cmd_t) + cap, ctx->log);
-        if (cmd == NULL) {
-            return NULL;
-        }
-    }
-
-    ngx_memzero(cmd, sizeof(ngx_http_amonitor_redis_cmd_t));
-
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->name = name;
-    cmd->cap = cap;
-
-    return cmd;
-}
-
-
-void
-ngx_http_amonitor_redis_cmd_free(
-    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_cmd_t *cmd)
-{
-    if (cmd->cap == NGX_HTTP_AMONITOR_REDIS_CMD_CAP
-        && ctx->nfree_cmds < NGX_HTTP_AMONITOR_REDIS_FREE_CMDS
-        && !ctx->stopped) {
-        cmd->data = ctx->free_cmds;
-        ctx->free_cmds = cmd;
-        ctx->nfree_cmds++;
-        return;
-    }
-
-    ngx_free(cmd);
-}
-
-
-void
-ngx_http_amonitor_redis_cmds_exit(ngx_http_amonitor_redis_t *ctx)
-{
-    ngx_http_amonitor_redis_cmd_t *cmd;
-
-    while (ctx->free_cmds) {
-        cmd = ctx->free_cmds;
-        ctx->free_cmds = cmd->data;
-        ngx_free(cmd);
-    }
-
-    ctx->nfree_cmds = 0;
 }
