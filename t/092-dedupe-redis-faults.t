@@ -399,6 +399,15 @@ subtest 'a worker starting: actions wait for its first redis connection' => sub 
     is($sdk->executed($id2), 1, 'once');
     $D->stop;
     $py->stop;
+
+    # a worker that exits while an action waits: it ends cleanly
+    my ($pz, $E, $pe) = starting_agent('hold', 'timeout=3s lease=10s');
+    my $id3 = uuid4();
+    $pe->send_json(action($id3));
+    ok(!$pe->answer_to($id3, 0.3), 'an action waits');
+    ok($E->stop(timeout => 10), 'nginx stops while it waits');
+    is($sdk->executed($id3), 0, 'and it was never executed');
+    $pz->stop;
 };
 
 subtest 'the number of open claims is bounded (claims=)' => sub {
