@@ -251,6 +251,7 @@ struct ngx_http_amonitor_upstream_s {
     ngx_queue_t                  waiting; /* actions until open */
     ngx_uint_t                   failures;
     ngx_msec_t                   opened;
+    ngx_msec_t                   touched; /* its entry in the registry */
     /* the outage as upstream_log.c reports it */
     ngx_msec_t down_since;
     ngx_msec_t summary_at;

@@ -497,8 +497,9 @@ ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u)
 
 
 /*
- * Once a second: say which learned targets this worker has open, give
- * up on dials that never succeeded, forget what nobody had open for
+ * Once a second: say which learned targets this worker has open (each
+ * every eighth of amonitor_learned_expire), give up on dials that never
+ * succeeded, forget what nobody had open for
  * amonitor_learned_expire, then follow the registry: drop what left it,
  * connect to what other workers learned (if the allow patterns of this
  * configuration still allow it).  Only the learned targets are walked
@@ -514,6 +515,7 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 
     ngx_int_t                      rc;
     ngx_uint_t                     synced;
+    ngx_msec_t                     every;
     ngx_pool_t                    *pool;
     ngx_array_t                    out;
     ngx_queue_t                   *q, *next;
@@ -526,14 +528,24 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
 
     amcf = w->amcf;
 
+    every = ngx_max(amcf->learned_expire / 8, NGX_HTTP_AMONITOR_RECONCILE);
+    every = ngx_min(every, 30 * NGX_HTTP_AMONITOR_RECONCILE);
+
     for (q = ngx_queue_head(&w->learned); q != ngx_queue_sentinel(&w->learned);
          q = next) {
         next = ngx_queue_next(q);
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, learned);
 
         if (u->state == NGX_HTTP_AMONITOR_UP_OPEN || u->remote_up) {
-            /* open here, or (amonitor_cluster) at its owner elsewhere */
-            w->store->touch(w->store, &u->id);
+            /*
+             * Open here, or (amonitor_cluster) at its owner elsewhere: the
+             * first time at once, then every eighth of
+             * amonitor_learned_expire (1 s to 30 s).
+             */
+            if (u->touched == 0 || ngx_current_msec - u->touched >= every) {
+                w->store->touch(w->store, &u->id);
+                u->touched = ngx_current_msec ? ngx_current_msec : 1;
+            }
 
         } else if (!u->registered && !u->held && u->opened == 0
             && u->failures >= amcf->dial_attempts) {
