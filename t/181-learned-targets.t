@@ -1,6 +1,7 @@
 # Learned targets are bounded and leave: a dial on demand that never
 # connects is given up after amonitor_dial_attempts; a learned target
-# nobody had open for amonitor_learned_expire is forgotten; a reload
+# nobody had open for amonitor_learned_expire is forgotten, one open is
+# kept however long it is open; a reload
 # re-checks every learned URL against the new amonitor_allow_url
 # patterns; a panel's dial cannot squat the id of an SDK that registers
 # later (configured > registered > dialed on demand); dials are limited
@@ -188,6 +189,25 @@ subtest 'a learned target that is gone expires' => sub {
     like($m, qr/^amonitor_target_up\{target="d1"\} 1$/m,
         '/metrics has d1');
     unlike($m, qr/target="d0"/, 'but no series of the forgotten d0');
+};
+
+subtest 'an open target is kept past a longer amonitor_learned_expire' => sub {
+    # 16s: a worker marks it seen every 2 s, not every second
+    $t->mark_log;
+    my %parts = $t->config_parts;
+    (my $http = $parts{http_config})
+        =~ s/amonitor_learned_expire 2s;/amonitor_learned_expire 16s;/;
+    $t->write_config(%parts, http_config => $http);
+    ok($t->reload, 'reloaded with amonitor_learned_expire 16s');
+    my $n = $d[1]->accepted;
+    ok(wait_for(sub { $d[1]->accepted > $n }, 5), 'the new worker dials d1');
+    sleep_loop(18);
+    my $s = try_decode_json($t->http_get('/status')->{body}) // {};
+    ok(grep({ $_->{id} eq 'd1' } @{ $s->{targets} // [] }),
+        'after 18 s d1 is still listed');
+    ok(!$t->wait_error_log(qr/learned target "d1" .* forgotten/, 0.1),
+        'and was never forgotten');
+    ok($d[1]->connections >= 1, 'and is connected');
 };
 
 subtest 'a reload re-checks learned URLs against the allow patterns' => sub {
