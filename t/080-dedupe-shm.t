@@ -26,15 +26,7 @@ sub action {
 # the answer (ack for it or error with its msg_id) to action $id
 sub answer {
     my ($p, $id, $timeout) = @_;
-    my $m = $p->recv_until(sub {
-        my $j = $_[0]{json};
-        return 0 unless ref $j eq 'HASH';
-        return 1 if ($j->{type} // '') eq 'error' && ($j->{msg_id} // '') eq $id;
-        return ($j->{type} // '') eq 'action_ack'
-            && ref $j->{payload} eq 'HASH'
-            && ($j->{payload}{action_msg_id} // '') eq $id;
-    }, $timeout // 5);
-    return $m ? $m->{json} : undef;
+    return $p->answer_to($id, $timeout // 5);
 }
 
 sub ask {

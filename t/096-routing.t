@@ -53,15 +53,7 @@ my $p = $t->panel('/ws/panel', name => 'p');
 
 sub answer {
     my ($panel, $id, $timeout) = @_;
-    my $m = $panel->recv_until(sub {
-        my $j = $_[0]{json};
-        return 0 unless ref $j eq 'HASH';
-        my $type = $j->{type} // '';
-        return 1 if $type eq 'error' && ($j->{msg_id} // '') eq $id;
-        return $type eq 'action_ack'
-            && ($j->{payload}{action_msg_id} // '') eq $id;
-    }, $timeout // 5);
-    return $m ? $m->{json} : undef;
+    return $panel->answer_to($id, $timeout // 5);
 }
 
 sub ask {
