@@ -38,8 +38,9 @@ typedef struct ngx_http_amonitor_redis_rec_s ngx_http_amonitor_redis_rec_t;
 
 /*
  * A claim this worker made and has not closed in Redis yet.  It is in
- * ctx->index by msg_id (except when releasing) and in ctx->held (held)
- * or ctx->todo (an end to write when Redis is back).  Commands about one
+ * ctx->index by msg_id (except when releasing) and in ctx->held (held),
+ * ctx->todo (an end to write when Redis is back) or ctx->waiting (a
+ * claim made before the first connection was ready).  Commands about one
  * claim are answered in the order they were sent, so the command that
  * ends it is the last one that refers to it.
  */
