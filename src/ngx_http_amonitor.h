@@ -232,6 +232,7 @@ struct ngx_http_amonitor_upstream_s {
     ngx_str_node_t               by_id; /* in worker->upstream_ids */
     ngx_str_node_t               by_url; /* in worker->upstream_urls */
     ngx_queue_t                  learned; /* in worker->learned */
+    ngx_queue_t                  dialed; /* in worker->dialed: dialer */
     ngx_str_t                    id;
     ngx_str_t                    norm;
     ngx_str_t                    host_port;
@@ -313,6 +314,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_rbtree_t                   upstream_urls; /* upstream_t.by_url */
     ngx_rbtree_node_t              upstream_urls_sentinel;
     ngx_queue_t                    learned; /* upstream_t.learned */
+    ngx_queue_t                    dialed; /* upstream_t.dialed */
     void                          *actions; /* action.c's table */
     void                          *subs; /* subscribe.c's lists */
     ngx_queue_t                    queries; /* action_status, due */

@@ -366,7 +366,11 @@ ngx_http_amonitor_router_register(
                    NGX_HTTP_AMONITOR_REGISTERED, 0, w->amcf->learned_limit)
                 == NGX_OK) {
             known->registered = 1;
-            known->dialer = 0;
+
+            if (known->dialer) {
+                ngx_queue_remove(&known->dialed);
+                known->dialer = 0;
+            }
         }
 
         return;

@@ -152,9 +152,10 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     if (kind == NGX_HTTP_AMONITOR_DIALED && dialer) {
         n = 0;
 
-        for (q = ngx_queue_head(&w->upstreams);
-             q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
-            u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+        /* the targets dialed on demand only: at most amonitor_dial_limit */
+        for (q = ngx_queue_head(&w->dialed);
+             q != ngx_queue_sentinel(&w->dialed); q = ngx_queue_next(q)) {
+            u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, dialed);
             n += (u->dialer == dialer);
         }
 
@@ -184,6 +185,10 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     u->registered = (kind == NGX_HTTP_AMONITOR_REGISTERED);
     u->dialer = u->registered ? 0 : dialer;
+
+    if (u->dialer) {
+        ngx_queue_insert_tail(&w->dialed, &u->dialed);
+    }
 
     *up = u;
 

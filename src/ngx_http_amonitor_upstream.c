@@ -50,6 +50,7 @@ ngx_http_amonitor_upstream_init_worker(ngx_http_amonitor_worker_t *w)
     ngx_rbtree_init(&w->upstream_urls, &w->upstream_urls_sentinel,
         ngx_str_rbtree_insert_value);
     ngx_queue_init(&w->learned);
+    ngx_queue_init(&w->dialed);
 
     t = w->amcf->targets.elts;
 
@@ -119,6 +120,11 @@ ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u)
 
     if (u->dynamic) {
         ngx_queue_remove(&u->learned);
+    }
+
+    if (u->dialer) {
+        ngx_queue_remove(&u->dialed);
+        u->dialer = 0;
     }
 }
 

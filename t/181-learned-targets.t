@@ -189,6 +189,13 @@ subtest 'a learned target that is gone expires' => sub {
     like($m, qr/^amonitor_target_up\{target="d1"\} 1$/m,
         '/metrics has d1');
     unlike($m, qr/target="d0"/, 'but no series of the forgotten d0');
+
+    # the panel dialed d0 and d1 (its limit, 2): d0 forgotten, it may dial
+    $d[0]->start;
+    ($r) = ask($p, target_id => 'd0', url => url($t->port(4)));
+    is(code($r), 'ack',
+        'the panel that dialed it may dial again once it is forgotten');
+    is($d[0]->wait_connections(1, 5) ? 1 : 0, 1, 'd0 is dialed again');
 };
 
 subtest 'an open target is kept past a longer amonitor_learned_expire' => sub {
