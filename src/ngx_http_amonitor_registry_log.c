@@ -17,6 +17,14 @@
 #include "ngx_http_amonitor_registry_log.h"
 
 
+/* buckets of the index, or records, copied per hold of the mutex */
+#define NGX_HTTP_AMONITOR_REG_BATCH 256
+
+
+static ngx_int_t ngx_http_amonitor_registry_whole(ngx_http_amonitor_store_t *st,
+    ngx_array_t *out, ngx_uint_t *from, ngx_uint_t once);
+static ngx_int_t ngx_http_amonitor_registry_since(
+    ngx_http_amonitor_store_t *st, ngx_array_t *out, ngx_uint_t *from);
 static ngx_int_t ngx_http_amonitor_registry_copy(ngx_array_t *out,
     ngx_http_amonitor_reg_t *reg, ngx_http_amonitor_reg_t *now);
 
@@ -55,21 +63,19 @@ ngx_http_amonitor_registry_record(
 /*
  * What changed since record *seq: for each record, the entry now in the
  * registry under its id (or none), copied into "out" under the mutex.
- * The copies live in "out"'s pool: ngx_palloc() mostly moves a pointer,
- * and the lock is held for at most NGX_HTTP_AMONITOR_REG_LOG records or,
- * resyncing, one walk of the entries.
+ * The copies live in "out"'s pool: ngx_palloc() mostly moves a pointer.
+ * The mutex (the dedupe table's too) is held for at most
+ * NGX_HTTP_AMONITOR_REG_BATCH records, or buckets of the index when the
+ * worker reads the registry whole (it never looked, or fell further
+ * behind than the ring): NGX_DONE then.
  */
 ngx_int_t
 ngx_http_amonitor_registry_changes(ngx_http_amonitor_store_t *st,
     ngx_uint_t *seq, ngx_uint_t *synced, ngx_array_t *out)
 {
     ngx_int_t                     rc;
-    ngx_uint_t                    s, k;
-    ngx_queue_t                  *queue, *q;
-    ngx_slab_pool_t              *shpool;
-    ngx_http_amonitor_reg_t      *reg, *now;
+    ngx_uint_t                    from, whole, tries;
     ngx_http_amonitor_registry_t *rg;
-    ngx_str_t                     id;
 
     rg = st->registry;
 
@@ -77,30 +83,117 @@ ngx_http_amonitor_registry_changes(ngx_http_amonitor_store_t *st,
         return NGX_DECLINED;
     }
 
+    from = *seq;
+    whole = !*synced || rg->seq - from > NGX_HTTP_AMONITOR_REG_LOG;
+
+    for (tries = 0; /* void */; tries++) {
+        if (whole) {
+            out->nelts = 0;
+
+            /*
+             * What changes during the read is in the log from "from" on;
+             * after the ring lapped the reader twice, the registry is
+             * read in one hold.
+             */
+            if (ngx_http_amonitor_registry_whole(st, out, &from, tries >= 2)
+                != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        rc = ngx_http_amonitor_registry_since(st, out, &from);
+
+        if (rc == NGX_OK) {
+            *seq = from;
+            *synced = 1;
+            return whole ? NGX_DONE : NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        /* NGX_DECLINED: the ring overwrote a record not read yet */
+        whole = 1;
+    }
+}
+
+
+/*
+ * Copy every entry, NGX_HTTP_AMONITOR_REG_BATCH buckets of the index by
+ * id per hold of the mutex (or all in one: "once"), and the sequence
+ * number at the start into *from: the buckets stay for the zone's life.
+ */
+static ngx_int_t
+ngx_http_amonitor_registry_whole(ngx_http_amonitor_store_t *st,
+    ngx_array_t *out, ngx_uint_t *from, ngx_uint_t once)
+{
+    ngx_uint_t                    b, last, n;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_amonitor_reg_t      *reg;
+    ngx_http_amonitor_registry_t *rg;
+
+    rg = st->registry;
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
-    rc = NGX_OK;
+    n = rg->mask + 1;
 
-    ngx_shmtx_lock(&shpool->mutex);
+    for (b = 0; b < n; b = last) {
+        last = once ? n : ngx_min(n, b + NGX_HTTP_AMONITOR_REG_BATCH);
 
-    if (!*synced || rg->seq - *seq > NGX_HTTP_AMONITOR_REG_LOG) {
-        rc = NGX_DONE;
+        ngx_shmtx_lock(&shpool->mutex);
 
-        for (k = 0; k < 2 && rc == NGX_DONE; k++) {
-            queue = k ? &rg->registered : &rg->dialed;
+        if (b == 0) {
+            *from = rg->seq;
+        }
 
-            for (q = ngx_queue_head(queue); q != ngx_queue_sentinel(queue);
-                 q = ngx_queue_next(q)) {
-                reg = ngx_queue_data(q, ngx_http_amonitor_reg_t, queue);
-
+        for (/* void */; b < last; b++) {
+            for (reg = rg->by_id[b]; reg; reg = reg->id_next) {
                 if (ngx_http_amonitor_registry_copy(out, reg, reg) != NGX_OK) {
-                    rc = NGX_ERROR;
-                    break;
+                    ngx_shmtx_unlock(&shpool->mutex);
+                    return NGX_ERROR;
                 }
             }
         }
 
-    } else {
-        for (s = *seq; s != rg->seq; s++) {
+        ngx_shmtx_unlock(&shpool->mutex);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Copy the records from *from on, NGX_HTTP_AMONITOR_REG_BATCH per hold of
+ * the mutex, until none is left (*from is then the sequence number), or
+ * NGX_DECLINED when the ring overwrote one not copied yet.
+ */
+static ngx_int_t
+ngx_http_amonitor_registry_since(
+    ngx_http_amonitor_store_t *st, ngx_array_t *out, ngx_uint_t *from)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     id;
+    ngx_uint_t                    s, k;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_amonitor_reg_t      *reg, *now;
+    ngx_http_amonitor_registry_t *rg;
+
+    rg = st->registry;
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+    s = *from;
+
+    for (;;) {
+        rc = NGX_OK;
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        if (rg->seq - s > NGX_HTTP_AMONITOR_REG_LOG) {
+            rc = NGX_DECLINED;
+        }
+
+        for (k = 0;
+             rc == NGX_OK && s != rg->seq && k < NGX_HTTP_AMONITOR_REG_BATCH;
+             s++, k++) {
             reg = rg->log[s % NGX_HTTP_AMONITOR_REG_LOG];
             now = reg;
 
@@ -112,19 +205,27 @@ ngx_http_amonitor_registry_changes(ngx_http_amonitor_store_t *st,
 
             if (ngx_http_amonitor_registry_copy(out, reg, now) != NGX_OK) {
                 rc = NGX_ERROR;
-                break;
             }
+        }
+
+        if (rc == NGX_OK && s == rg->seq) {
+            rc = NGX_DONE;
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        if (rc != NGX_OK) {
+            break;
         }
     }
 
-    if (rc != NGX_ERROR) {
-        *seq = rg->seq;
-        *synced = 1;
+    if (rc != NGX_DONE) {
+        return rc;
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    *from = s;
 
-    return rc;
+    return NGX_OK;
 }
 
 
