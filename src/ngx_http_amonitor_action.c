@@ -16,7 +16,8 @@
 
 
 static ngx_http_amonitor_action_t *ngx_http_amonitor_action_new(
-    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env);
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel,
+    amon_envelope_t *env);
 static void ngx_http_amonitor_action_claimed(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
 static ngx_uint_t ngx_http_amonitor_action_forbidden(
@@ -111,7 +112,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         return;
     }
 
-    a = ngx_http_amonitor_action_new(panel, env);
+    a = ngx_http_amonitor_action_new(w, panel, env);
     if (a == NULL) {
         ngx_http_amonitor_reply_error(
             w, panel, &about, "INTERNAL", "out of memory", 1);
@@ -133,12 +134,12 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
         ngx_http_amonitor_reply_error(w, panel, &about, code, message, 1);
         ngx_http_amonitor_action_audit(a, "error", code);
-        ngx_free(a);
+        ngx_http_amonitor_action_dealloc(w->actions, a);
         return;
     }
 
     if (ngx_http_amonitor_action_forbidden(a, &about)) {
-        ngx_free(a);
+        ngx_http_amonitor_action_dealloc(w->actions, a);
         return;
     }
 
@@ -151,7 +152,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     /* the bytes go to the SDK unchanged, in a frame masked as a client's */
     a->msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 1);
     if (a->msg == NULL) {
-        ngx_free(a);
+        ngx_http_amonitor_action_dealloc(w->actions, a);
         ngx_http_amonitor_reply_error(
             w, panel, &about, "INTERNAL", "out of memory", 1);
         return;
@@ -352,23 +353,20 @@ ngx_http_amonitor_action_refused(ngx_http_amonitor_action_t *a, ngx_str_t *id)
 }
 
 
-/* one allocation: the action and copies of its msg_id, target id and URL */
+/* one record: the action and copies of its msg_id, target id and URL */
 static ngx_http_amonitor_action_t *
-ngx_http_amonitor_action_new(
+ngx_http_amonitor_action_new(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env)
 {
     u_char                     *d;
     ngx_http_amonitor_action_t *a;
 
-    a = ngx_alloc(sizeof(ngx_http_amonitor_action_t) + env->msg_id.len
-            + env->target_id.len + env->target_url.len + env->trace_id.len
-            + env->action.len,
-        panel->connection->log);
+    a = ngx_http_amonitor_action_alloc(w->actions,
+        env->msg_id.len + env->target_id.len + env->target_url.len
+            + env->trace_id.len + env->action.len);
     if (a == NULL) {
         return NULL;
     }
-
-    ngx_memzero(a, sizeof(ngx_http_amonitor_action_t));
 
     d = (u_char *) (a + 1);
 
@@ -430,7 +428,7 @@ ngx_http_amonitor_action_claimed(
             w->store->release(w->store, &a->sn.str);
         }
 
-        ngx_free(a);
+        ngx_http_amonitor_action_dealloc(w->actions, a);
         return;
     }
 

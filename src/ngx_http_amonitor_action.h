@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_kept.h"
 
 
 /* what action_fail does to the claim */
@@ -61,6 +62,7 @@ struct ngx_http_amonitor_action_s {
     unsigned                         counted : 1; /* in panel->pending */
     unsigned                         limited : 1; /* over the panel's limit */
     unsigned                         in_due : 1;
+    unsigned                         kept : 1; /* of the usual size */
 };
 
 
@@ -79,6 +81,7 @@ typedef struct {
     ngx_log_t                   *log;
     ngx_queue_t                  due;
     ngx_event_t                  due_timer;
+    ngx_http_amonitor_kept_t     kept; /* records to use again */
 } ngx_http_amonitor_actions_t;
 
 
@@ -89,6 +92,10 @@ ngx_int_t ngx_http_amonitor_sent_add(
 void ngx_http_amonitor_sent_del(
     ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a);
 void ngx_http_amonitor_sent_exit(ngx_http_amonitor_actions_t *as);
+ngx_http_amonitor_action_t *ngx_http_amonitor_action_alloc(
+    ngx_http_amonitor_actions_t *as, size_t size);
+void ngx_http_amonitor_action_dealloc(
+    ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a);
 
 
 void ngx_http_amonitor_action_about(

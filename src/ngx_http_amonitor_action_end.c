@@ -428,5 +428,5 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
         return;
     }
 
-    ngx_free(a);
+    ngx_http_amonitor_action_dealloc(as, a);
 }

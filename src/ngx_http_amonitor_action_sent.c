@@ -5,7 +5,10 @@
  * that doubles when it holds more actions than slots, so that an ack
  * reads one slot and the action it finds (a tree of them took a walk of
  * cache misses per ack).  The key is the msg_id's hash, already in the
- * action (sn.node.key).  Calls nothing of the actions.
+ * action (sn.node.key).  And the records of actions: those with room
+ * for the usual ids and URL are kept for use again, up to
+ * NGX_HTTP_AMONITOR_FREE_ACTIONS, so that an action costs no malloc and
+ * free.  Calls nothing of the actions.
  */
 
 #include <ngx_config.h>
@@ -15,7 +18,9 @@
 #include "ngx_http_amonitor_action.h"
 
 
-#define NGX_HTTP_AMONITOR_SENT_SLOTS 256 /* the first table */
+#define NGX_HTTP_AMONITOR_SENT_SLOTS   256 /* the first table */
+#define NGX_HTTP_AMONITOR_ACTION_ROOM  256 /* a kept record's, for strings */
+#define NGX_HTTP_AMONITOR_FREE_ACTIONS 256
 
 
 static void ngx_http_amonitor_sent_grow(ngx_http_amonitor_actions_t *as);
@@ -128,14 +133,56 @@ ngx_http_amonitor_sent_grow(ngx_http_amonitor_actions_t *as)
 }
 
 
-/* the worker exits */
+/* the worker exits: nothing is kept any more */
 void
 ngx_http_amonitor_sent_exit(ngx_http_amonitor_actions_t *as)
 {
+    ngx_http_amonitor_kept_exit(&as->kept);
+
     if (as->slots) {
         ngx_free(as->slots);
         as->slots = NULL;
         as->mask = 0;
         as->nsent = 0;
     }
+}
+
+
+/* a zeroed record with "size" bytes after it for the action's strings */
+ngx_http_amonitor_action_t *
+ngx_http_amonitor_action_alloc(ngx_http_amonitor_actions_t *as, size_t size)
+{
+    ngx_uint_t                  kept;
+    ngx_http_amonitor_action_t *a;
+
+    kept = (size <= NGX_HTTP_AMONITOR_ACTION_ROOM);
+    a = kept ? ngx_http_amonitor_kept_get(&as->kept) : NULL;
+
+    if (a == NULL) {
+        a = ngx_alloc(sizeof(ngx_http_amonitor_action_t)
+                + (kept ? NGX_HTTP_AMONITOR_ACTION_ROOM : size),
+            as->log);
+        if (a == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(a, sizeof(ngx_http_amonitor_action_t));
+    a->kept = kept;
+
+    return a;
+}
+
+
+void
+ngx_http_amonitor_action_dealloc(
+    ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a)
+{
+    if (a->kept) {
+        ngx_http_amonitor_kept_put(
+            &as->kept, a, NGX_HTTP_AMONITOR_FREE_ACTIONS);
+        return;
+    }
+
+    ngx_free(a);
 }

@@ -83,8 +83,7 @@ struct ngx_http_amonitor_redis_s {
     /* rec_t by msg_id: a table of index_mask + 1 chains */
     ngx_http_amonitor_redis_rec_t **index;
     ngx_uint_t                      index_mask;
-    ngx_http_amonitor_redis_rec_t  *free; /* records to use again */
-    ngx_uint_t                      nfree;
+    ngx_http_amonitor_kept_t        kept; /* records to use again */
     ngx_queue_t                     held;
     ngx_queue_t                     todo;
     ngx_queue_t                     waiting; /* for the first connection */

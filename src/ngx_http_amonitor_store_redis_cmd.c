@@ -3,7 +3,7 @@
  *
  * The records of Redis commands.  A claim and its finish are two
  * commands per action: records with room for a usual call (a script's
- * call with its key and arguments) are kept for use again, up to 64 per
+ * call with its key and arguments) are kept for use again, up to 256 per
  * connection, so that they cost no malloc and free each.
  */
 
@@ -14,7 +14,7 @@
 
 
 #define NGX_HTTP_AMONITOR_REDIS_CMD_CAP   384 /* a kept record's room */
-#define NGX_HTTP_AMONITOR_REDIS_FREE_CMDS 64
+#define NGX_HTTP_AMONITOR_REDIS_FREE_CMDS 256
 
 
 /* a command's record, with "size" bytes after it for the caller */
@@ -26,10 +26,11 @@ ngx_http_amonitor_redis_cmd_new(ngx_http_amonitor_redis_cmds_t *cmds,
     size_t                         cap;
     ngx_http_amonitor_redis_cmd_t *cmd;
 
-    if (size <= NGX_HTTP_AMONITOR_REDIS_CMD_CAP && cmds->free) {
-        cmd = cmds->free;
-        cmds->free = cmd->data;
-        cmds->nfree--;
+    cmd = (size <= NGX_HTTP_AMONITOR_REDIS_CMD_CAP)
+        ? ngx_http_amonitor_kept_get(&cmds->kept)
+        : NULL;
+
+    if (cmd != NULL) {
         cap = NGX_HTTP_AMONITOR_REDIS_CMD_CAP;
 
     } else {
@@ -55,11 +56,9 @@ void
 ngx_http_amonitor_redis_cmd_free(
     ngx_http_amonitor_redis_cmds_t *cmds, ngx_http_amonitor_redis_cmd_t *cmd)
 {
-    if (cmd->cap == NGX_HTTP_AMONITOR_REDIS_CMD_CAP
-        && cmds->nfree < NGX_HTTP_AMONITOR_REDIS_FREE_CMDS && !cmds->stopped) {
-        cmd->data = cmds->free;
-        cmds->free = cmd;
-        cmds->nfree++;
+    if (cmd->cap == NGX_HTTP_AMONITOR_REDIS_CMD_CAP) {
+        ngx_http_amonitor_kept_put(
+            &cmds->kept, cmd, NGX_HTTP_AMONITOR_REDIS_FREE_CMDS);
         return;
     }
 
@@ -71,15 +70,5 @@ ngx_http_amonitor_redis_cmd_free(
 void
 ngx_http_amonitor_redis_cmds_exit(ngx_http_amonitor_redis_cmds_t *cmds)
 {
-    ngx_http_amonitor_redis_cmd_t *cmd;
-
-    cmds->stopped = 1;
-
-    while (cmds->free) {
-        cmd = cmds->free;
-        cmds->free = cmd->data;
-        ngx_free(cmd);
-    }
-
-    cmds->nfree = 0;
+    ngx_http_amonitor_kept_exit(&cmds->kept);
 }

@@ -16,6 +16,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ngx_http_amonitor_kept.h"
+
 
 typedef struct ngx_http_amonitor_redis_s     ngx_http_amonitor_redis_t;
 typedef struct ngx_http_amonitor_redis_cmd_s ngx_http_amonitor_redis_cmd_t;
@@ -57,9 +59,7 @@ struct ngx_http_amonitor_redis_cmd_s {
 
 /* records kept for use again, one list per connection */
 typedef struct {
-    ngx_http_amonitor_redis_cmd_t *free;
-    ngx_uint_t                     nfree;
-    unsigned                       stopped : 1; /* free, keep none */
+    ngx_http_amonitor_kept_t kept;
 } ngx_http_amonitor_redis_cmds_t;
 
 

@@ -45,15 +45,7 @@ ngx_http_amonitor_redis_recs_init(ngx_http_amonitor_redis_t *ctx)
 void
 ngx_http_amonitor_redis_recs_exit(ngx_http_amonitor_redis_t *ctx)
 {
-    ngx_http_amonitor_redis_rec_t *rec;
-
-    while (ctx->free) {
-        rec = ctx->free;
-        ctx->free = rec->next;
-        ngx_free(rec);
-    }
-
-    ctx->nfree = 0;
+    ngx_http_amonitor_kept_exit(&ctx->kept);
 }
 
 
@@ -66,12 +58,12 @@ ngx_http_amonitor_redis_rec_new(
     size_t                         cap;
     ngx_http_amonitor_redis_rec_t *rec, **slot;
 
-    rec = ctx->free;
+    rec = (msg_id->len <= NGX_HTTP_AMONITOR_REDIS_ID_CAP)
+        ? ngx_http_amonitor_kept_get(&ctx->kept)
+        : NULL;
 
-    if (rec != NULL && rec->id_cap >= msg_id->len) {
-        ctx->free = rec->next;
-        ctx->nfree--;
-        cap = rec->id_cap;
+    if (rec != NULL) {
+        cap = NGX_HTTP_AMONITOR_REDIS_ID_CAP;
 
     } else {
         cap = ngx_max(msg_id->len, NGX_HTTP_AMONITOR_REDIS_ID_CAP);
@@ -175,11 +167,9 @@ ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
 
     ctx->nclaims--;
 
-    if (rec->id_cap == NGX_HTTP_AMONITOR_REDIS_ID_CAP
-        && ctx->nfree < NGX_HTTP_AMONITOR_REDIS_FREE_RECS && !ctx->stopped) {
-        rec->next = ctx->free;
-        ctx->free = rec;
-        ctx->nfree++;
+    if (rec->id_cap == NGX_HTTP_AMONITOR_REDIS_ID_CAP && !ctx->stopped) {
+        ngx_http_amonitor_kept_put(
+            &ctx->kept, rec, NGX_HTTP_AMONITOR_REDIS_FREE_RECS);
         return;
     }
 
