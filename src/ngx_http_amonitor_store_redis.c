@@ -664,7 +664,13 @@ ngx_http_amonitor_redis_reconnect_handler(ngx_event_t *ev)
 }
 
 
-/* the event hooks hiredis calls; level-triggered: it reads once a call */
+/*
+ * The event hooks hiredis calls; level-triggered: it reads once a call.
+ * Commands are written at the end of the event loop's pass (a posted
+ * write event), all of that pass's in one write, with no epoll_ctl();
+ * the write event waits in epoll only for the connect to complete and
+ * for a socket buffer that a write left full.
+ */
 
 static void
 ngx_http_amonitor_redis_read_handler(ngx_event_t *ev)
@@ -685,7 +691,9 @@ ngx_http_amonitor_redis_write_handler(ngx_event_t *ev)
     ngx_http_amonitor_redis_t *ctx = c->data;
 
     if (ctx->ac) {
+        ctx->writing = 1;
         redisAsyncHandleWrite(ctx->ac);
+        ctx->writing = 0;
     }
 }
 
@@ -717,9 +725,24 @@ ngx_http_amonitor_redis_add_write(void *privdata)
 {
     ngx_http_amonitor_redis_t *ctx = privdata;
 
-    if (ctx->conn && !ctx->conn->write->active) {
-        (void) ngx_add_event(
-            ctx->conn->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    ngx_connection_t *c;
+
+    c = ctx->conn;
+    if (c == NULL) {
+        return;
+    }
+
+    if (ctx->writing || ctx->ac == NULL
+        || !(ctx->ac->c.flags & REDIS_CONNECTED)) {
+        if (!c->write->active) {
+            (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+        }
+
+        return;
+    }
+
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
     }
 }
 

@@ -115,6 +115,7 @@ struct ngx_http_amonitor_redis_s {
     unsigned dropping : 1; /* we close it */
     unsigned stopped : 1;
     unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no idle PING */
+    unsigned writing : 1; /* in the write handler */
 };
 
 
