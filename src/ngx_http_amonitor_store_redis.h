@@ -74,6 +74,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_event_t                     reconnect;
     ngx_event_t                     timeout; /* connect, oldest command */
     ngx_event_t                     tick; /* renewals and an idle PING */
+    ngx_event_t                     batch; /* posted: the claims go out */
     ngx_msec_t                      backoff;
     ngx_msec_t                      last_sent;
     ngx_uint_t                      failures;
@@ -131,6 +132,10 @@ void ngx_http_amonitor_redis_script_init(
 ngx_int_t ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
     ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n);
+ngx_int_t ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
+    ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,
+    ngx_uint_t n);
 
 /* the connection (store_redis.c) */
 ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(
@@ -160,6 +165,14 @@ ngx_http_amonitor_redis_uint(u_char *p, uint64_t n)
 /* store_redis_rec.c: the records of the claims */
 ngx_int_t ngx_http_amonitor_redis_recs_init(ngx_http_amonitor_redis_t *ctx);
 void      ngx_http_amonitor_redis_recs_exit(ngx_http_amonitor_redis_t *ctx);
+void      ngx_http_amonitor_redis_recs_refuse(ngx_http_amonitor_redis_t *ctx);
+ngx_http_amonitor_claim_e ngx_http_amonitor_redis_value(
+    redisReply *reply, ngx_str_t *result);
+ngx_int_t ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result);
+ngx_int_t ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data);
 ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_new(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(

@@ -50,13 +50,33 @@
     "return 0"
 
 
+/*
+ * The claims made in one pass of the event loop, in one call: KEYS the
+ * keys, ARGV[i] the owner for KEYS[i], ARGV[#KEYS + 1] the lease; for
+ * each, nil when won, else the value found (an array reply: false for
+ * nil, as Lua's nil would end the array)
+ */
+#define NGX_HTTP_AMONITOR_REDIS_CLAIMS \
+    "-- amonitor claims\n" \
+    "local r, n = {}, #KEYS " \
+    "for i = 1, n do " \
+    "local v = redis.call('GET', KEYS[i]) " \
+    "if v then r[i] = v else " \
+    "redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[n + 1]) r[i] = false end " \
+    "end return r"
+
+/* a pass's claims go in calls of at most this many */
+#define NGX_HTTP_AMONITOR_REDIS_BATCH 64
+
+
 /* the scripts above, called by SHA1 (made once per worker) */
-static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[4];
+static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[5];
 
 #define NGX_HTTP_AMONITOR_S_CLAIM   (&ngx_http_amonitor_redis_scripts[0])
 #define NGX_HTTP_AMONITOR_S_FINISH  (&ngx_http_amonitor_redis_scripts[1])
 #define NGX_HTTP_AMONITOR_S_RELEASE (&ngx_http_amonitor_redis_scripts[2])
 #define NGX_HTTP_AMONITOR_S_RENEW   (&ngx_http_amonitor_redis_scripts[3])
+#define NGX_HTTP_AMONITOR_S_CLAIMS  (&ngx_http_amonitor_redis_scripts[4])
 
 
 static ngx_int_t ngx_http_amonitor_redis_claims_init(
@@ -70,16 +90,10 @@ static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
     ngx_http_amonitor_claim_pt handler, void *data);
 static ngx_int_t ngx_http_amonitor_redis_claim_send(
     ngx_http_amonitor_redis_rec_t *rec);
-static void ngx_http_amonitor_redis_claims_refuse(
-    ngx_http_amonitor_redis_t *ctx);
-static ngx_int_t ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data);
-static void      ngx_http_amonitor_redis_queried(
-         ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
-static ngx_int_t ngx_http_amonitor_redis_known(
-    ngx_http_amonitor_redis_rec_t *rec, ngx_http_amonitor_claim_e *state,
-    ngx_str_t *result);
+static ngx_int_t ngx_http_amonitor_redis_claims_send(
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_rec_t **recs,
+    ngx_uint_t n);
+static void ngx_http_amonitor_redis_claims_post(ngx_event_t *ev);
 static void ngx_http_amonitor_redis_claimed(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st,
@@ -117,7 +131,7 @@ ngx_http_amonitor_store_redis_create(
 
     ctx->flush = ngx_http_amonitor_redis_claims_flush;
     ctx->renew = ngx_http_amonitor_redis_claims_tick;
-    ctx->refuse = ngx_http_amonitor_redis_claims_refuse;
+    ctx->refuse = ngx_http_amonitor_redis_recs_refuse;
 
     ngx_http_amonitor_redis_conn_start(ctx);
 
@@ -153,6 +167,8 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
         NGX_HTTP_AMONITOR_S_RELEASE, NGX_HTTP_AMONITOR_REDIS_RELEASE);
     ngx_http_amonitor_redis_script_init(
         NGX_HTTP_AMONITOR_S_RENEW, NGX_HTTP_AMONITOR_REDIS_RENEW);
+    ngx_http_amonitor_redis_script_init(
+        NGX_HTTP_AMONITOR_S_CLAIMS, NGX_HTTP_AMONITOR_REDIS_CLAIMS);
 
     if (ngx_http_amonitor_redis_recs_init(ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -160,6 +176,10 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     ngx_queue_init(&ctx->held);
     ngx_queue_init(&ctx->todo);
     ngx_queue_init(&ctx->waiting);
+
+    ctx->batch.handler = ngx_http_amonitor_redis_claims_post;
+    ctx->batch.data = ctx;
+    ctx->batch.log = ctx->log;
 
     /* unique among instances and workers, and across pid reuse */
     p = ctx->owner_buf;
@@ -232,19 +252,16 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     rec->data = data;
     rec->renewed = ngx_current_msec;
 
-    if (!ctx->ready) {
-        ngx_queue_insert_tail(&ctx->waiting, &rec->queue);
-        rec->in_queue = 1;
+    /* sent at the end of this pass of the event loop, with the others */
+    ngx_queue_insert_tail(&ctx->waiting, &rec->queue);
+    rec->in_queue = 1;
 
+    if (!ctx->ready) {
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
             "amonitor redis claim \"%V\" waits for the connection", msg_id);
 
-        return NGX_AGAIN;
-    }
-
-    if (ngx_http_amonitor_redis_claim_send(rec) != NGX_OK) {
-        ngx_http_amonitor_redis_rec_free(rec);
-        return NGX_ERROR;
+    } else if (!ctx->batch.posted) {
+        ngx_post_event(&ctx->batch, &ngx_posted_events);
     }
 
     return NGX_AGAIN;
@@ -273,112 +290,50 @@ ngx_http_amonitor_redis_claim_send(ngx_http_amonitor_redis_rec_t *rec)
 }
 
 
-/* action_status: the worker's own claims first, else one GET */
-typedef struct {
-    ngx_http_amonitor_claim_pt handler;
-    void                      *data;
-} ngx_http_amonitor_redis_query_t;
-
-
+/* the claims of a pass in one call (as claim_send each) */
 static ngx_int_t
-ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data)
+ngx_http_amonitor_redis_claims_send(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n)
 {
-    ngx_http_amonitor_redis_t *ctx = st->data;
+    void      *data[NGX_HTTP_AMONITOR_REDIS_BATCH];
+    ngx_str_t  keys[NGX_HTTP_AMONITOR_REDIS_BATCH];
+    ngx_str_t  args[NGX_HTTP_AMONITOR_REDIS_BATCH + 1];
+    ngx_uint_t i;
 
-    ngx_int_t                        rc;
-    ngx_http_amonitor_redis_rec_t   *rec;
-    ngx_http_amonitor_redis_query_t *q;
+    for (i = 0; i < n; i++) {
+        data[i] = recs[i];
+        keys[i] = recs[i]->msg_id;
+        args[i] = recs[i]->owner;
 
-    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
-    if (rec) {
-        return ngx_http_amonitor_redis_known(rec, state, result);
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+            "amonitor redis claim \"%V\" as \"%V\"", &recs[i]->msg_id,
+            &recs[i]->owner);
     }
 
-    if (!ctx->ready) {
-        return NGX_ERROR;
-    }
+    args[n] = ctx->lease_arg;
 
-    q = ngx_alloc(sizeof(ngx_http_amonitor_redis_query_t), ctx->log);
-    if (q == NULL) {
-        return NGX_ERROR;
-    }
-
-    q->handler = handler;
-    q->data = data;
-
-    rc = ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_queried,
-        q, "query", "GET %b%b", ctx->conf->prefix.data, ctx->conf->prefix.len,
-        msg_id->data, msg_id->len);
-
-    if (rc != NGX_OK) {
-        ngx_free(q);
-        return NGX_ERROR;
-    }
-
-    return NGX_AGAIN;
+    return ngx_http_amonitor_redis_eval_batch(ctx,
+        ngx_http_amonitor_redis_claimed, data, "claims",
+        NGX_HTTP_AMONITOR_S_CLAIMS, keys, args, n);
 }
 
 
+/*
+ * The end of a pass in which claims were made: they go out.  Claims made
+ * while a connection that was ready is lost are refused, as a claim made
+ * now is.
+ */
 static void
-ngx_http_amonitor_redis_queried(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+ngx_http_amonitor_redis_claims_post(ngx_event_t *ev)
 {
-    ngx_http_amonitor_redis_query_t *q = data;
+    ngx_http_amonitor_redis_t *ctx = ev->data;
 
-    ngx_str_t                 result;
-    ngx_http_amonitor_claim_e state;
-
-    ngx_str_null(&result);
-    state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
-
-    if (reply && reply->type == REDIS_REPLY_NIL) {
-        state = NGX_HTTP_AMONITOR_CLAIM_NEW;
-
-    } else if (reply && reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
-        switch (reply->str[0]) {
-        case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
-        case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
-        default: state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
-        }
-
-        if (state != NGX_HTTP_AMONITOR_CLAIM_PENDING) {
-            result.data = (u_char *) reply->str + 1;
-            result.len =
-                ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
-        }
+    if (!ctx->ready && ctx->readies) {
+        ngx_http_amonitor_redis_recs_refuse(ctx);
+        return;
     }
 
-    q->handler(q->data, state, &result);
-    ngx_free(q);
-}
-
-
-/* a duplicate of a claim this worker holds or is ending */
-static ngx_int_t
-ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result)
-{
-    size_t len;
-
-    result->len = 0;
-
-    if (rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
-        *state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
-        return NGX_OK;
-    }
-
-    *state = (rec->value.data[0] == 'd') ? NGX_HTTP_AMONITOR_CLAIM_DONE
-                                         : NGX_HTTP_AMONITOR_CLAIM_FAILED;
-
-    len = ngx_min(rec->value.len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
-    if (len) {
-        result->len =
-            ngx_cpymem(result->data, rec->value.data + 1, len) - result->data;
-    }
-
-    return NGX_OK;
+    ngx_http_amonitor_redis_claims_flush(ctx);
 }
 
 
@@ -418,17 +373,7 @@ ngx_http_amonitor_redis_claimed(
         rec->in_queue = 1;
 
     } else if (reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
-        switch (reply->str[0]) {
-        case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
-        case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
-        default: state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
-        }
-
-        if (state != NGX_HTTP_AMONITOR_CLAIM_PENDING) {
-            result.data = (u_char *) reply->str + 1;
-            result.len =
-                ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
-        }
+        state = ngx_http_amonitor_redis_value(reply, &result);
 
         /* someone else's claim: nothing of ours to end */
         ngx_http_amonitor_redis_rec_free(rec);
@@ -603,8 +548,10 @@ ngx_http_amonitor_redis_ended(
 static void
 ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 {
+    ngx_int_t                      rc;
+    ngx_uint_t                     n;
     ngx_queue_t                   *q;
-    ngx_http_amonitor_redis_rec_t *rec;
+    ngx_http_amonitor_redis_rec_t *rec, *recs[NGX_HTTP_AMONITOR_REDIS_BATCH];
 
     while (ctx->ready && !ngx_queue_empty(&ctx->todo)) {
         q = ngx_queue_head(&ctx->todo);
@@ -618,58 +565,29 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
         rec->in_queue = 0;
     }
 
-    /* then the claims that waited for the first connection */
+    /* then the claims: of this pass, or that waited for a connection */
     while (ctx->ready && !ngx_queue_empty(&ctx->waiting)) {
-        q = ngx_queue_head(&ctx->waiting);
-        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+        for (n = 0; n < NGX_HTTP_AMONITOR_REDIS_BATCH
+             && !ngx_queue_empty(&ctx->waiting);
+             n++) {
+            q = ngx_queue_head(&ctx->waiting);
+            recs[n] = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+            ngx_queue_remove(q);
+            recs[n]->in_queue = 0;
+        }
 
-        ngx_queue_remove(q);
-        rec->in_queue = 0;
+        rc = (n == 1) ? ngx_http_amonitor_redis_claim_send(recs[0])
+                      : ngx_http_amonitor_redis_claims_send(ctx, recs, n);
 
-        if (ngx_http_amonitor_redis_claim_send(rec) != NGX_OK) {
-            ngx_queue_insert_head(&ctx->waiting, &rec->queue);
-            rec->in_queue = 1;
-            ngx_http_amonitor_redis_claims_refuse(ctx);
+        if (rc != NGX_OK) {
+            while (n--) {
+                ngx_queue_insert_head(&ctx->waiting, &recs[n]->queue);
+                recs[n]->in_queue = 1;
+            }
+
+            ngx_http_amonitor_redis_recs_refuse(ctx);
             return;
         }
-    }
-}
-
-
-/*
- * The first connection failed (or the worker exits): the claims that
- * waited for it are refused, as a claim made now would be.
- */
-static void
-ngx_http_amonitor_redis_claims_refuse(ngx_http_amonitor_redis_t *ctx)
-{
-    void                          *data;
-    ngx_str_t                      result;
-    ngx_uint_t                     n;
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_claim_pt     handler;
-    ngx_http_amonitor_redis_rec_t *rec;
-
-    n = 0;
-
-    while (!ngx_queue_empty(&ctx->waiting)) {
-        q = ngx_queue_head(&ctx->waiting);
-        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
-
-        handler = rec->handler;
-        data = rec->data;
-        ngx_http_amonitor_redis_rec_free(rec);
-
-        ngx_str_null(&result);
-        handler(data, NGX_HTTP_AMONITOR_CLAIM_ERROR, &result);
-        n++;
-    }
-
-    if (n && !ctx->stopped) {
-        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: redis %V is not available, "
-            "%ui actions that waited for it are refused",
-            &ctx->conf->addr, n);
     }
 }
 
@@ -748,7 +666,11 @@ ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx)
     ngx_queue_t                   *q;
     ngx_http_amonitor_redis_rec_t *rec;
 
-    ngx_http_amonitor_redis_claims_refuse(ctx);
+    if (ctx->batch.posted) {
+        ngx_delete_posted_event(&ctx->batch);
+    }
+
+    ngx_http_amonitor_redis_recs_refuse(ctx);
 
     n = ctx->nclaims;
 

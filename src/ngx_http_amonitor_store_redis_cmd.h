@@ -53,6 +53,7 @@ struct ngx_http_amonitor_redis_cmd_s {
     u_char                           *rest; /* keys and arguments, RESP */
     size_t                            rest_len;
     ngx_uint_t                        argc;
+    ngx_uint_t                        nkeys;
     size_t                            cap; /* bytes after the record */
 };
 

@@ -25,8 +25,23 @@
 
 static u_char *ngx_http_amonitor_resp_bulk(
     u_char *p, u_char *a, size_t alen, u_char *b, size_t blen);
+static ngx_int_t ngx_http_amonitor_redis_eval_keys(
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_reply_pt handler,
+    void *data, const char *name, ngx_http_amonitor_redis_script_t *script,
+    ngx_str_t *prefix, ngx_str_t *keys, ngx_uint_t nkeys, ngx_str_t *args,
+    ngx_uint_t nargs);
+static void ngx_http_amonitor_redis_batch_reply(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static ngx_int_t ngx_http_amonitor_redis_eval_again(
     ngx_http_amonitor_redis_cmd_t *cmd, redisReply *reply);
+
+
+/* one script's call for several items: whose each reply is */
+typedef struct {
+    ngx_http_amonitor_redis_reply_pt handler;
+    ngx_uint_t                       n;
+    void                            *data[1];
+} ngx_http_amonitor_redis_batch_t;
 
 
 void
@@ -78,19 +93,96 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
     ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n)
 {
-    u_char                        *p, *start;
-    size_t                         len;
+    return ngx_http_amonitor_redis_eval_keys(ctx, handler, data, name, script,
+        &args[0], &args[1], 1, &args[2], n - 2);
+}
+
+
+/*
+ * Run "script" once for n items: KEYS the prefix joined with keys[0] ...
+ * keys[n - 1], ARGV args[0] ... args[n] (one per item, then one for
+ * all).  The script answers an array of n replies, the one of item i
+ * for handler(data[i]); a reply that is not such an array (an error, or
+ * none: NULL) goes to each.
+ */
+ngx_int_t
+ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
+    ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,
+    ngx_uint_t n)
+{
+    ngx_int_t                        rc;
+    ngx_http_amonitor_redis_batch_t *b;
+
+    b = ngx_alloc(
+        sizeof(ngx_http_amonitor_redis_batch_t) + (n - 1) * sizeof(void *),
+        ctx->log);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->handler = handler;
+    b->n = n;
+    ngx_memcpy(b->data, data, n * sizeof(void *));
+
+    rc = ngx_http_amonitor_redis_eval_keys(ctx,
+        ngx_http_amonitor_redis_batch_reply, b, name, script,
+        &ctx->conf->prefix, keys, n, args, n + 1);
+
+    if (rc != NGX_OK) {
+        ngx_free(b);
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_amonitor_redis_batch_reply(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_http_amonitor_redis_batch_t *b = data;
+
+    ngx_uint_t  i, each;
+    redisReply *r;
+
+    each = (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == b->n);
+
+    for (i = 0; i < b->n; i++) {
+        r = each ? reply->element[i] : reply;
+        b->handler(ctx, b->data[i], r);
+    }
+
+    ngx_free(b);
+}
+
+
+/* EVALSHA sha nkeys (prefix key)... args...: the part after nkeys is
+ * kept for a retry */
+static ngx_int_t
+ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
+    ngx_http_amonitor_redis_script_t *script, ngx_str_t *prefix,
+    ngx_str_t *keys, ngx_uint_t nkeys, ngx_str_t *args, ngx_uint_t nargs)
+{
+    u_char                        *p, *start, nk[NGX_INT_T_LEN];
+    size_t                         len, nk_len;
     ngx_int_t                      rc;
     ngx_uint_t                     i;
     ngx_http_amonitor_redis_cmd_t *cmd;
 
-    /* EVALSHA sha 1 key argv...: the part after "1" is kept for a retry */
+    nk_len = ngx_http_amonitor_redis_uint(nk, nkeys) - nk;
+
     len = NGX_HTTP_AMONITOR_RESP_HDR + ngx_http_amonitor_resp_bulk_size(7)
         + ngx_http_amonitor_resp_bulk_size(40)
-        + ngx_http_amonitor_resp_bulk_size(1)
-        + ngx_http_amonitor_resp_bulk_size(args[0].len + args[1].len);
+        + ngx_http_amonitor_resp_bulk_size(nk_len);
 
-    for (i = 2; i < n; i++) {
+    for (i = 0; i < nkeys; i++) {
+        len += ngx_http_amonitor_resp_bulk_size(prefix->len + keys[i].len);
+    }
+
+    for (i = 0; i < nargs; i++) {
         len += ngx_http_amonitor_resp_bulk_size(args[i].len);
     }
 
@@ -104,23 +196,27 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
 
     p = start;
     *p++ = '*';
-    p = ngx_http_amonitor_redis_uint(p, n + 2);
+    p = ngx_http_amonitor_redis_uint(p, 3 + nkeys + nargs);
     *p++ = CR;
     *p++ = LF;
     p = ngx_http_amonitor_resp_bulk(p, (u_char *) "EVALSHA", 7, NULL, 0);
     p = ngx_http_amonitor_resp_bulk(p, script->sha, 40, NULL, 0);
-    p = ngx_http_amonitor_resp_bulk(p, (u_char *) "1", 1, NULL, 0);
+    p = ngx_http_amonitor_resp_bulk(p, nk, nk_len, NULL, 0);
 
     cmd->rest = p;
-    p = ngx_http_amonitor_resp_bulk(
-        p, args[0].data, args[0].len, args[1].data, args[1].len);
 
-    for (i = 2; i < n; i++) {
+    for (i = 0; i < nkeys; i++) {
+        p = ngx_http_amonitor_resp_bulk(
+            p, prefix->data, prefix->len, keys[i].data, keys[i].len);
+    }
+
+    for (i = 0; i < nargs; i++) {
         p = ngx_http_amonitor_resp_bulk(p, args[i].data, args[i].len, NULL, 0);
     }
 
     cmd->rest_len = p - cmd->rest;
-    cmd->argc = n + 2;
+    cmd->argc = 3 + nkeys + nargs;
+    cmd->nkeys = nkeys;
     cmd->script = script;
     cmd->again = ngx_http_amonitor_redis_eval_again;
 
@@ -139,8 +235,8 @@ static ngx_int_t
 ngx_http_amonitor_redis_eval_again(
     ngx_http_amonitor_redis_cmd_t *cmd, redisReply *reply)
 {
-    u_char                           *buf, *p;
-    size_t                            len;
+    u_char                           *buf, *p, nk[NGX_INT_T_LEN];
+    size_t                            len, nk_len;
     ngx_int_t                         rc;
     ngx_http_amonitor_redis_script_t *script;
 
@@ -155,7 +251,7 @@ ngx_http_amonitor_redis_eval_again(
 
     len = NGX_HTTP_AMONITOR_RESP_HDR + ngx_http_amonitor_resp_bulk_size(4)
         + ngx_http_amonitor_resp_bulk_size(script->text.len)
-        + ngx_http_amonitor_resp_bulk_size(1) + cmd->rest_len;
+        + ngx_http_amonitor_resp_bulk_size(NGX_INT_T_LEN) + cmd->rest_len;
 
     buf = ngx_alloc(len, cmd->ctx->log);
     if (buf == NULL) {
@@ -166,7 +262,8 @@ ngx_http_amonitor_redis_eval_again(
     p = ngx_http_amonitor_resp_bulk(p, (u_char *) "EVAL", 4, NULL, 0);
     p = ngx_http_amonitor_resp_bulk(
         p, script->text.data, script->text.len, NULL, 0);
-    p = ngx_http_amonitor_resp_bulk(p, (u_char *) "1", 1, NULL, 0);
+    nk_len = ngx_http_amonitor_redis_uint(nk, cmd->nkeys) - nk;
+    p = ngx_http_amonitor_resp_bulk(p, nk, nk_len, NULL, 0);
     p = ngx_cpymem(p, cmd->rest, cmd->rest_len);
 
     ngx_log_error(NGX_LOG_NOTICE, cmd->ctx->log, 0,

@@ -6,7 +6,10 @@
  * through an index of chains with as many slots as claims= allows claims
  * (at most 64 Ki), so that a lookup touches one slot and the record it
  * finds; records with room for a usual msg_id are kept for use again.
- * Below the claims (store_redis_claim.c); calls nothing above it.
+ * And what the records answer without the claim script: a duplicate of
+ * a claim this worker holds, action_status (one GET when not held here),
+ * the refusal of the claims that waited for a connection.  Below the
+ * claims (store_redis_claim.c); calls nothing above it.
  */
 
 #include <ngx_config.h>
@@ -19,6 +22,10 @@
 
 #define NGX_HTTP_AMONITOR_REDIS_FREE_RECS 64 /* kept for use again */
 #define NGX_HTTP_AMONITOR_REDIS_ID_CAP    64 /* a recycled msg_id's room */
+
+
+static void ngx_http_amonitor_redis_queried(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
 ngx_int_t
@@ -202,4 +209,161 @@ ngx_http_amonitor_redis_recs_full(
 
     ctx->full_logged = now ? now : 1;
     ctx->full_refused = 0;
+}
+
+
+/*
+ * The first connection failed (or the worker exits): the claims that
+ * waited for it are refused, as a claim made now would be.
+ */
+void
+ngx_http_amonitor_redis_recs_refuse(ngx_http_amonitor_redis_t *ctx)
+{
+    void                          *data;
+    ngx_str_t                      result;
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_claim_pt     handler;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    n = 0;
+
+    while (!ngx_queue_empty(&ctx->waiting)) {
+        q = ngx_queue_head(&ctx->waiting);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        handler = rec->handler;
+        data = rec->data;
+        ngx_http_amonitor_redis_rec_free(rec);
+
+        ngx_str_null(&result);
+        handler(data, NGX_HTTP_AMONITOR_CLAIM_ERROR, &result);
+        n++;
+    }
+
+    if (n && !ctx->stopped) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis %V is not available, "
+            "%ui actions that waited for it are refused",
+            &ctx->conf->addr, n);
+    }
+}
+
+
+/* action_status: the worker's own claims first, else one GET */
+typedef struct {
+    ngx_http_amonitor_claim_pt handler;
+    void                      *data;
+} ngx_http_amonitor_redis_query_t;
+
+
+ngx_int_t
+ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_int_t                        rc;
+    ngx_http_amonitor_redis_rec_t   *rec;
+    ngx_http_amonitor_redis_query_t *q;
+
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    if (rec) {
+        return ngx_http_amonitor_redis_known(rec, state, result);
+    }
+
+    if (!ctx->ready) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_alloc(sizeof(ngx_http_amonitor_redis_query_t), ctx->log);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->handler = handler;
+    q->data = data;
+
+    rc = ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_queried,
+        q, "query", "GET %b%b", ctx->conf->prefix.data, ctx->conf->prefix.len,
+        msg_id->data, msg_id->len);
+
+    if (rc != NGX_OK) {
+        ngx_free(q);
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_amonitor_redis_queried(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_http_amonitor_redis_query_t *q = data;
+
+    ngx_str_t                 result;
+    ngx_http_amonitor_claim_e state;
+
+    ngx_str_null(&result);
+    state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
+
+    if (reply && reply->type == REDIS_REPLY_NIL) {
+        state = NGX_HTTP_AMONITOR_CLAIM_NEW;
+
+    } else if (reply && reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
+        state = ngx_http_amonitor_redis_value(reply, &result);
+    }
+
+    q->handler(q->data, state, &result);
+    ngx_free(q);
+}
+
+
+/* a duplicate of a claim this worker holds or is ending */
+ngx_int_t
+ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result)
+{
+    size_t len;
+
+    result->len = 0;
+
+    if (rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
+        *state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
+        return NGX_OK;
+    }
+
+    *state = (rec->value.data[0] == 'd') ? NGX_HTTP_AMONITOR_CLAIM_DONE
+                                         : NGX_HTTP_AMONITOR_CLAIM_FAILED;
+
+    len = ngx_min(rec->value.len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
+    if (len) {
+        result->len =
+            ngx_cpymem(result->data, rec->value.data + 1, len) - result->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a claim's value found in Redis ("p" + owner, "d" or "f" + result) */
+ngx_http_amonitor_claim_e
+ngx_http_amonitor_redis_value(redisReply *reply, ngx_str_t *result)
+{
+    ngx_http_amonitor_claim_e state;
+
+    switch (reply->str[0]) {
+    case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
+    case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
+    default: return NGX_HTTP_AMONITOR_CLAIM_PENDING;
+    }
+
+    result->data = (u_char *) reply->str + 1;
+    result->len =
+        ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
+
+    return state;
 }

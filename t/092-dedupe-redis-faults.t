@@ -29,7 +29,7 @@ my %SCRIPT;
     my $src = "$FindBin::Bin/../src/ngx_http_amonitor_store_redis_claim.c";
     open(my $fh, '<', $src) or die "$src: $!";
     my $c = do { local $/; <$fh> };
-    for my $name (qw(claim finish release renew)) {
+    for my $name (qw(claim claims finish release renew)) {
         my $n = uc $name;
         $c =~ /#define NGX_HTTP_AMONITOR_REDIS_$n \\\n((?:\s*"(?:[^"\\]|\\.)*"\s*\\?\n)+)/
             or die "no script $n in $src";
@@ -192,6 +192,73 @@ subtest 'connection cut before the claim reached redis' => sub {
     my $b = ask($pa, $id);
     is($b && $b->{type}, 'action_ack', 'a retry runs');
     is($sdk->executed($id), 1, 'once');
+};
+
+# the answers to the actions of @ids on panel $p, by msg_id
+sub answers {
+    my ($p, @ids) = @_;
+    my %want = map { $_ => 1 } @ids;
+    my %got;
+    $p->recv_until(sub {
+        my $j = $_[0]{json};
+        if (ref $j eq 'HASH') {
+            my $id = $j->{payload}{action_msg_id} // $j->{msg_id} // '';
+            $got{$id} = $j if $want{$id} && !$got{$id};
+        }
+        return keys %got == @ids;
+    }, 10);
+    return \%got;
+}
+
+# the commands since the n-th that call the claim script(s) about @ids
+sub claim_calls {
+    my ($n, @ids) = @_;
+    my @cmds = ($proxy->commands)[$n .. scalar($proxy->commands) - 1];
+    my $script = qr/\Q$SCRIPT{claims}{sha}\E|\Q$SCRIPT{claim}{sha}\E|amonitor claims?\n/;
+    return grep { my $c = $_; $c =~ $script && grep { index($c, $_) >= 0 } @ids }
+        @cmds;
+}
+
+subtest 'claims made in one pass go to redis in one call' => sub {
+    my $done = uuid4();
+    is(code(ask($pb, $done)), 'action_ack', 'one action runs through B');
+    my @ids = map { uuid4() } 1 .. 8;
+    my $n = scalar $proxy->commands;
+    $pa->send_json(action($_)) for @ids, $done;
+    my $got = answers($pa, @ids, $done);
+    is(scalar(grep { code($got->{$_}) eq 'action_ack'
+        && !$got->{$_}{payload}{duplicate} } @ids), 8,
+        'eight new actions sent together are acked through A');
+    is(scalar(grep { $sdk->executed($_) == 1 } @ids), 8, 'each ran once');
+    ok($got->{$done} && $got->{$done}{payload}{duplicate}
+        && $got->{$done}{payload}{state} eq 'done',
+        'the one B ran, sent with them, is a "done" duplicate');
+    is($sdk->executed($done), 1, 'and ran once');
+    my @calls = claim_calls($n, @ids, $done);
+    cmp_ok(scalar(@calls), '<', 9, 'nine claims took fewer calls ('
+        . scalar(@calls) . ')');
+    ok((grep { /\Q$SCRIPT{claims}{sha}\E/ } @calls),
+        'through the script for several claims');
+};
+
+subtest 'a lost reply to claims made together: each INTERNAL, released' => sub {
+    my @ids = map { uuid4() } 1 .. 5;
+    $A->mark_log;
+    $proxy->on(qr/\Q$SCRIPT{claims}{sha}\E.*\Q$ids[0]\E/s, 'cut_after');
+    $pa->send_json(action($_)) for @ids;
+    my $got = answers($pa, @ids);
+    is(scalar(grep { code($got->{$_}) eq 'INTERNAL' } @ids), 5,
+        'all five are answered INTERNAL');
+    is(scalar(grep { $sdk->executed($_) } @ids), 0, 'none was forwarded');
+    ok($A->wait_error_log(
+        qr/claim of "\Q$ids[4]\E" in redis has an unknown outcome/, 3),
+        'the unknown outcome is logged for each');
+    ok(!grep({ !gone($_) } @ids),
+        'their owner released every claim after reconnecting');
+    sleep_loop(0.3);
+    is(scalar(grep { code(ask($pa, $_)) eq 'action_ack' } @ids), 5,
+        'a retry of each runs');
+    is(scalar(grep { $sdk->executed($_) == 1 } @ids), 5, 'once');
 };
 
 subtest 'a finish that could not be sent is written after the reconnect' => sub {
@@ -666,6 +733,19 @@ subtest 'redis forgets the scripts: the call is sent again with the text' => sub
     is($c && $c->{type}, 'action_ack', 'the next action runs');
     my @next = grep { $_ =~ call('claim', $id2) } $proxy->commands;
     is(scalar @next, 1, 'its claim goes once, by SHA1 again');
+
+    # the script for several claims at once, forgotten as well
+    my @ids = map { uuid4() } 1 .. 6;
+    $pa->send_json(action($_)) for @ids;
+    my $got = answers($pa, @ids);
+    is(scalar(grep { code($got->{$_}) eq 'action_ack' } @ids), 6,
+        'six actions sent together run');
+    is(scalar(grep { $sdk->executed($_) == 1 } @ids), 6, 'each once');
+    ok($A->wait_error_log(
+        qr/\[notice\].*did not know the "claims" script, sent it again/, 2),
+        'the script for several claims was sent again with its text');
+    ok((grep { /EVAL.*amonitor claims\n.*\Q$ids[0]\E/s } $proxy->commands),
+        'with the claims in it');
 };
 
 is($sdk->rejected // 0, 0, 'no handshake was rejected');
