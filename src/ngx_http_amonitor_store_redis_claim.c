@@ -65,18 +65,34 @@
     "redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[n + 1]) r[i] = false end " \
     "end return r"
 
-/* a pass's claims go in calls of at most this many */
+/*
+ * The finishes of one pass in one call: ARGV[2i - 1] the owner and
+ * ARGV[2i] the result for KEYS[i], ARGV[2 #KEYS + 1] the TTL; for each,
+ * what the finish script answers
+ */
+#define NGX_HTTP_AMONITOR_REDIS_FINISHES \
+    "-- amonitor finishes\n" \
+    "local r, n = {}, #KEYS " \
+    "for i = 1, n do " \
+    "local v = redis.call('GET', KEYS[i]) " \
+    "if not v or v == ARGV[2 * i - 1] or v == ARGV[2 * i] then " \
+    "redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2 * n + 1]) r[i] = 1 " \
+    "else r[i] = string.sub(v, 1, 1) end " \
+    "end return r"
+
+/* a pass's claims (and finishes) go in calls of at most this many */
 #define NGX_HTTP_AMONITOR_REDIS_BATCH 64
 
 
 /* the scripts above, called by SHA1 (made once per worker) */
-static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[5];
+static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[6];
 
-#define NGX_HTTP_AMONITOR_S_CLAIM   (&ngx_http_amonitor_redis_scripts[0])
-#define NGX_HTTP_AMONITOR_S_FINISH  (&ngx_http_amonitor_redis_scripts[1])
-#define NGX_HTTP_AMONITOR_S_RELEASE (&ngx_http_amonitor_redis_scripts[2])
-#define NGX_HTTP_AMONITOR_S_RENEW   (&ngx_http_amonitor_redis_scripts[3])
-#define NGX_HTTP_AMONITOR_S_CLAIMS  (&ngx_http_amonitor_redis_scripts[4])
+#define NGX_HTTP_AMONITOR_S_CLAIM    (&ngx_http_amonitor_redis_scripts[0])
+#define NGX_HTTP_AMONITOR_S_FINISH   (&ngx_http_amonitor_redis_scripts[1])
+#define NGX_HTTP_AMONITOR_S_RELEASE  (&ngx_http_amonitor_redis_scripts[2])
+#define NGX_HTTP_AMONITOR_S_RENEW    (&ngx_http_amonitor_redis_scripts[3])
+#define NGX_HTTP_AMONITOR_S_CLAIMS   (&ngx_http_amonitor_redis_scripts[4])
+#define NGX_HTTP_AMONITOR_S_FINISHES (&ngx_http_amonitor_redis_scripts[5])
 
 
 static ngx_int_t ngx_http_amonitor_redis_claims_init(
@@ -91,6 +107,9 @@ static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
 static ngx_int_t ngx_http_amonitor_redis_claim_send(
     ngx_http_amonitor_redis_rec_t *rec);
 static ngx_int_t ngx_http_amonitor_redis_claims_send(
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_rec_t **recs,
+    ngx_uint_t n);
+static ngx_int_t ngx_http_amonitor_redis_finishes_send(
     ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_rec_t **recs,
     ngx_uint_t n);
 static void ngx_http_amonitor_redis_claims_post(ngx_event_t *ev);
@@ -169,6 +188,8 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
         NGX_HTTP_AMONITOR_S_RENEW, NGX_HTTP_AMONITOR_REDIS_RENEW);
     ngx_http_amonitor_redis_script_init(
         NGX_HTTP_AMONITOR_S_CLAIMS, NGX_HTTP_AMONITOR_REDIS_CLAIMS);
+    ngx_http_amonitor_redis_script_init(
+        NGX_HTTP_AMONITOR_S_FINISHES, NGX_HTTP_AMONITOR_REDIS_FINISHES);
 
     if (ngx_http_amonitor_redis_recs_init(ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -314,14 +335,39 @@ ngx_http_amonitor_redis_claims_send(ngx_http_amonitor_redis_t *ctx,
 
     return ngx_http_amonitor_redis_eval_batch(ctx,
         ngx_http_amonitor_redis_claimed, data, "claims",
-        NGX_HTTP_AMONITOR_S_CLAIMS, keys, args, n);
+        NGX_HTTP_AMONITOR_S_CLAIMS, keys, args, n, 1);
+}
+
+
+/* finishes in one call (as send_end each) */
+static ngx_int_t
+ngx_http_amonitor_redis_finishes_send(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n)
+{
+    void      *data[NGX_HTTP_AMONITOR_REDIS_BATCH];
+    ngx_str_t  keys[NGX_HTTP_AMONITOR_REDIS_BATCH];
+    ngx_str_t  args[2 * NGX_HTTP_AMONITOR_REDIS_BATCH + 1];
+    ngx_uint_t i;
+
+    for (i = 0; i < n; i++) {
+        data[i] = recs[i];
+        keys[i] = recs[i]->msg_id;
+        args[2 * i] = recs[i]->owner;
+        args[2 * i + 1] = recs[i]->value;
+    }
+
+    args[2 * n] = ctx->ttl_arg;
+
+    return ngx_http_amonitor_redis_eval_batch(ctx,
+        ngx_http_amonitor_redis_ended, data, "finishes",
+        NGX_HTTP_AMONITOR_S_FINISHES, keys, args, n, 2);
 }
 
 
 /*
- * The end of a pass in which claims were made: they go out.  Claims made
- * while a connection that was ready is lost are refused, as a claim made
- * now is.
+ * The end of a pass in which claims were made or ended: they go out.
+ * Claims made while a connection that was ready is lost are refused, as
+ * a claim made now is; the ends wait for the next connection.
  */
 static void
 ngx_http_amonitor_redis_claims_post(ngx_event_t *ev)
@@ -471,9 +517,12 @@ ngx_http_amonitor_redis_end(
         state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish" : "release",
         &rec->msg_id, ctx->ready ? "" : " when redis is back");
 
-    if (ngx_http_amonitor_redis_send_end(rec) != NGX_OK) {
-        ngx_queue_insert_tail(&ctx->todo, &rec->queue);
-        rec->in_queue = 1;
+    /* written at the end of this pass, or when redis is back */
+    ngx_queue_insert_tail(&ctx->todo, &rec->queue);
+    rec->in_queue = 1;
+
+    if (ctx->ready && !ctx->batch.posted) {
+        ngx_post_event(&ctx->batch, &ngx_posted_events);
     }
 }
 
@@ -544,7 +593,10 @@ ngx_http_amonitor_redis_ended(
 }
 
 
-/* write the ends that waited for a connection, oldest first */
+/*
+ * Write the ends (of this pass, or that waited for a connection), oldest
+ * first, then the claims.
+ */
 static void
 ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 {
@@ -554,15 +606,36 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
     ngx_http_amonitor_redis_rec_t *rec, *recs[NGX_HTTP_AMONITOR_REDIS_BATCH];
 
     while (ctx->ready && !ngx_queue_empty(&ctx->todo)) {
-        q = ngx_queue_head(&ctx->todo);
-        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+        /* finishes in a row go together; a release goes alone */
+        n = 0;
 
-        if (ngx_http_amonitor_redis_send_end(rec) != NGX_OK) {
+        for (q = ngx_queue_head(&ctx->todo); q != ngx_queue_sentinel(&ctx->todo)
+             && n < NGX_HTTP_AMONITOR_REDIS_BATCH;
+             q = ngx_queue_next(q)) {
+            rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+            if (n && rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
+                break;
+            }
+
+            recs[n++] = rec;
+
+            if (rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
+                break;
+            }
+        }
+
+        rc = (n == 1) ? ngx_http_amonitor_redis_send_end(recs[0])
+                      : ngx_http_amonitor_redis_finishes_send(ctx, recs, n);
+
+        if (rc != NGX_OK) {
             return;
         }
 
-        ngx_queue_remove(q);
-        rec->in_queue = 0;
+        while (n--) {
+            ngx_queue_remove(&recs[n]->queue);
+            recs[n]->in_queue = 0;
+        }
     }
 
     /* then the claims: of this pass, or that waited for a connection */

@@ -100,8 +100,8 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
 
 /*
  * Run "script" once for n items: KEYS the prefix joined with keys[0] ...
- * keys[n - 1], ARGV args[0] ... args[n] (one per item, then one for
- * all).  The script answers an array of n replies, the one of item i
+ * keys[n - 1], ARGV args[0] ... args[n * per] ("per" for each item in
+ * turn, then one for all).  The script answers an array of n replies, the one of item i
  * for handler(data[i]); a reply that is not such an array (an error, or
  * none: NULL) goes to each.
  */
@@ -109,7 +109,7 @@ ngx_int_t
 ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
     ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,
-    ngx_uint_t n)
+    ngx_uint_t n, ngx_uint_t per)
 {
     ngx_int_t                        rc;
     ngx_http_amonitor_redis_batch_t *b;
@@ -127,7 +127,7 @@ ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
 
     rc = ngx_http_amonitor_redis_eval_keys(ctx,
         ngx_http_amonitor_redis_batch_reply, b, name, script,
-        &ctx->conf->prefix, keys, n, args, n + 1);
+        &ctx->conf->prefix, keys, n, args, n * per + 1);
 
     if (rc != NGX_OK) {
         ngx_free(b);

@@ -29,7 +29,7 @@ my %SCRIPT;
     my $src = "$FindBin::Bin/../src/ngx_http_amonitor_store_redis_claim.c";
     open(my $fh, '<', $src) or die "$src: $!";
     my $c = do { local $/; <$fh> };
-    for my $name (qw(claim claims finish release renew)) {
+    for my $name (qw(claim claims finish finishes release renew)) {
         my $n = uc $name;
         $c =~ /#define NGX_HTTP_AMONITOR_REDIS_$n \\\n((?:\s*"(?:[^"\\]|\\.)*"\s*\\?\n)+)/
             or die "no script $n in $src";
@@ -239,6 +239,15 @@ subtest 'claims made in one pass go to redis in one call' => sub {
         . scalar(@calls) . ')');
     ok((grep { /\Q$SCRIPT{claims}{sha}\E/ } @calls),
         'through the script for several claims');
+    ok(wait_for(sub {
+        !grep { ($redis->cli('GET', key($_)) // '') !~ /^d/ } @ids }, 3),
+        'each result is in redis');
+    # the SDK acked them together: their finishes went together as well
+    my @fin = grep { my $c = $_; grep { index($c, $_) >= 0 } @ids }
+        grep { /\Q$SCRIPT{finishes}{sha}\E|\Q$SCRIPT{finish}{sha}\E/ }
+        ($proxy->commands)[$n .. scalar($proxy->commands) - 1];
+    cmp_ok(scalar(@fin), '<', 8,
+        'eight finishes took fewer calls (' . scalar(@fin) . ')');
 };
 
 subtest 'a lost reply to claims made together: each INTERNAL, released' => sub {
