@@ -161,7 +161,7 @@ ensure_configured() {
 
     mapfile -t args < <(conf_args)
     # reconfigure when the flags, the compiler or the addon script change
-    stamp=$( { printf '%s\n' "${args[@]}"; "$CC_NAME" --version | head -n 1;
+    stamp=$( { printf '%s\n' "${args[@]}"; "$CC_NAME" --version | sed -n 1p;
         cat "$ROOT/config"; } | sha1sum | cut -d' ' -f1)
 
     if [ -f "$OBJS/Makefile" ] && [ "$(cat "$OBJS/.stamp" 2>/dev/null)" \
