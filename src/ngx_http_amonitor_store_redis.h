@@ -39,10 +39,11 @@ typedef struct ngx_http_amonitor_redis_rec_s ngx_http_amonitor_redis_rec_t;
 /*
  * A claim this worker made and has not closed in Redis yet.  It is in
  * ctx->index by msg_id (except when releasing) and in ctx->held (held),
- * ctx->todo (an end to write when Redis is back) or ctx->waiting (a
- * claim made before the first connection was ready).  Commands about one
- * claim are answered in the order they were sent, so the command that
- * ends it is the last one that refers to it.
+ * ctx->todo (an end to write at the end of this pass of the event loop,
+ * or when Redis is back) or ctx->waiting (a claim to send at the end of
+ * this pass, or made before the first connection was ready).  Commands
+ * about one claim are answered in the order they were sent, so the
+ * command that ends it is the last one that refers to it.
  */
 struct ngx_http_amonitor_redis_rec_s {
     ngx_str_t                      msg_id;
@@ -87,7 +88,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_http_amonitor_kept_t        kept; /* records to use again */
     ngx_queue_t                     held;
     ngx_queue_t                     todo;
-    ngx_queue_t                     waiting; /* for the first connection */
+    ngx_queue_t                     waiting; /* claims not sent yet */
     ngx_uint_t                      nclaims;
     ngx_http_amonitor_redis_cmds_t  cmds; /* records to use again */
     ngx_msec_t full_logged; /* the last "claims are open" line */
