@@ -232,7 +232,7 @@ struct ngx_http_amonitor_upstream_s {
     ngx_str_node_t               by_id; /* in worker->upstream_ids */
     ngx_str_node_t               by_url; /* in worker->upstream_urls */
     ngx_queue_t                  learned; /* in worker->learned */
-    ngx_queue_t                  dialed; /* in worker->dialed: dialer */
+    ngx_queue_t                  dialed; /* in worker->dialed if dialer */
     ngx_str_t                    id;
     ngx_str_t                    norm;
     ngx_str_t                    host_port;

@@ -75,7 +75,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_event_t                     reconnect;
     ngx_event_t                     timeout; /* connect, oldest command */
     ngx_event_t                     tick; /* renewals and an idle PING */
-    ngx_event_t                     batch; /* posted: the claims go out */
+    ngx_event_t                     batch; /* posted: claims, ends go out */
     ngx_msec_t                      backoff;
     ngx_msec_t                      last_sent;
     ngx_uint_t                      failures;

@@ -112,7 +112,11 @@ static ngx_int_t ngx_http_amonitor_redis_claims_send(
 static ngx_int_t ngx_http_amonitor_redis_finishes_send(
     ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_rec_t **recs,
     ngx_uint_t n);
-static void ngx_http_amonitor_redis_claims_post(ngx_event_t *ev);
+static void       ngx_http_amonitor_redis_claims_post(ngx_event_t *ev);
+static ngx_uint_t ngx_http_amonitor_redis_take(
+    ngx_queue_t *queue, ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t ends);
+static void ngx_http_amonitor_redis_taken(
+    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n);
 static void ngx_http_amonitor_redis_claimed(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st,
@@ -595,35 +599,18 @@ ngx_http_amonitor_redis_ended(
 
 /*
  * Write the ends (of this pass, or that waited for a connection), oldest
- * first, then the claims.
+ * first, then the claims, several in one call where they can go together.
+ * What could not be sent stays queued; claims that cannot are refused.
  */
 static void
 ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_int_t                      rc;
     ngx_uint_t                     n;
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_redis_rec_t *rec, *recs[NGX_HTTP_AMONITOR_REDIS_BATCH];
+    ngx_http_amonitor_redis_rec_t *recs[NGX_HTTP_AMONITOR_REDIS_BATCH];
 
     while (ctx->ready && !ngx_queue_empty(&ctx->todo)) {
-        /* finishes in a row go together; a release goes alone */
-        n = 0;
-
-        for (q = ngx_queue_head(&ctx->todo); q != ngx_queue_sentinel(&ctx->todo)
-             && n < NGX_HTTP_AMONITOR_REDIS_BATCH;
-             q = ngx_queue_next(q)) {
-            rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
-
-            if (n && rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
-                break;
-            }
-
-            recs[n++] = rec;
-
-            if (rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
-                break;
-            }
-        }
+        n = ngx_http_amonitor_redis_take(&ctx->todo, recs, 1);
 
         rc = (n == 1) ? ngx_http_amonitor_redis_send_end(recs[0])
                       : ngx_http_amonitor_redis_finishes_send(ctx, recs, n);
@@ -632,35 +619,68 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
             return;
         }
 
-        while (n--) {
-            ngx_queue_remove(&recs[n]->queue);
-            recs[n]->in_queue = 0;
-        }
+        ngx_http_amonitor_redis_taken(recs, n);
     }
 
-    /* then the claims: of this pass, or that waited for a connection */
     while (ctx->ready && !ngx_queue_empty(&ctx->waiting)) {
-        for (n = 0; n < NGX_HTTP_AMONITOR_REDIS_BATCH
-             && !ngx_queue_empty(&ctx->waiting);
-             n++) {
-            q = ngx_queue_head(&ctx->waiting);
-            recs[n] = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
-            ngx_queue_remove(q);
-            recs[n]->in_queue = 0;
-        }
+        n = ngx_http_amonitor_redis_take(&ctx->waiting, recs, 0);
 
         rc = (n == 1) ? ngx_http_amonitor_redis_claim_send(recs[0])
                       : ngx_http_amonitor_redis_claims_send(ctx, recs, n);
 
         if (rc != NGX_OK) {
-            while (n--) {
-                ngx_queue_insert_head(&ctx->waiting, &recs[n]->queue);
-                recs[n]->in_queue = 1;
-            }
-
             ngx_http_amonitor_redis_recs_refuse(ctx);
             return;
         }
+
+        ngx_http_amonitor_redis_taken(recs, n);
+    }
+}
+
+
+/*
+ * The records at the head of "queue" that go in one call, at most
+ * NGX_HTTP_AMONITOR_REDIS_BATCH; of ends ("ends"), finishes in a row or
+ * one release alone.  They stay queued until sent (redis_taken).
+ */
+static ngx_uint_t
+ngx_http_amonitor_redis_take(
+    ngx_queue_t *queue, ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t ends)
+{
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    n = 0;
+
+    for (q = ngx_queue_head(queue);
+         q != ngx_queue_sentinel(queue) && n < NGX_HTTP_AMONITOR_REDIS_BATCH;
+         q = ngx_queue_next(q)) {
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        if (ends && rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
+            if (n == 0) {
+                recs[n++] = rec;
+            }
+
+            break;
+        }
+
+        recs[n++] = rec;
+    }
+
+    return n;
+}
+
+
+/* sent: out of their queue */
+static void
+ngx_http_amonitor_redis_taken(
+    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n)
+{
+    while (n--) {
+        ngx_queue_remove(&recs[n]->queue);
+        recs[n]->in_queue = 0;
     }
 }
 

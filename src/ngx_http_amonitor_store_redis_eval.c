@@ -36,7 +36,7 @@ static ngx_int_t ngx_http_amonitor_redis_eval_again(
     ngx_http_amonitor_redis_cmd_t *cmd, redisReply *reply);
 
 
-/* one script's call for several items: whose each reply is */
+/* one script's call for several items: the handler and data of each */
 typedef struct {
     ngx_http_amonitor_redis_reply_pt handler;
     ngx_uint_t                       n;
@@ -101,9 +101,9 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
 /*
  * Run "script" once for n items: KEYS the prefix joined with keys[0] ...
  * keys[n - 1], ARGV args[0] ... args[n * per] ("per" for each item in
- * turn, then one for all).  The script answers an array of n replies, the one of item i
- * for handler(data[i]); a reply that is not such an array (an error, or
- * none: NULL) goes to each.
+ * turn, then one for all).  The script answers an array of n replies,
+ * the one of item i for handler(data[i]); a reply that is not such an
+ * array (an error, or none: NULL) goes to each.
  */
 ngx_int_t
 ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
@@ -158,8 +158,10 @@ ngx_http_amonitor_redis_batch_reply(
 }
 
 
-/* EVALSHA sha nkeys (prefix key)... args...: the part after nkeys is
- * kept for a retry */
+/*
+ * EVALSHA sha nkeys (prefix key)... args...: the part after nkeys is kept
+ * for a retry.
+ */
 static ngx_int_t
 ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,

@@ -174,7 +174,7 @@ ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
 
     ctx->nclaims--;
 
-    if (rec->id_cap == NGX_HTTP_AMONITOR_REDIS_ID_CAP && !ctx->stopped) {
+    if (rec->id_cap == NGX_HTTP_AMONITOR_REDIS_ID_CAP) {
         ngx_http_amonitor_kept_put(
             &ctx->kept, rec, NGX_HTTP_AMONITOR_REDIS_FREE_RECS);
         return;

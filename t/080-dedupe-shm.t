@@ -3,7 +3,8 @@
 # original result) and never forwarded again; claims are released when
 # the action never reached the SDK and kept when it did; entries expire
 # after amonitor_dedupe_ttl; a full zone evicts the least recently used;
-# hundreds of actions in flight each find their ack.
+# hundreds of actions in flight each find their ack; records of actions
+# used again (and those too long to keep) keep their msg_ids.
 
 use strict;
 use warnings;
@@ -198,6 +199,31 @@ subtest 'hundreds of actions in flight: each ack reaches its own panel' => sub {
         'each executed once');
     $sdk->set(ack_delay => 0);
     $_->clear for @panels;
+};
+
+subtest 'records of long and short actions, used again, keep their ids' => sub {
+    # a record kept for use again has room for 256 bytes of strings: a
+    # 256-byte msg_id with its action name does not fit and is its own
+    $sdk->set(ack_delay => 0.5);
+    for my $round (1, 2) {
+        my @now = map {
+            $_ % 2 ? $round . ('m' x 249) . sprintf('-%05d', $_) : uuid4()
+        } 1 .. 40;
+        is(length($now[0]), 256, 'every other msg_id is 256 bytes long');
+        $p->send_json(action($_, 'dd-a', action => 'restart-long-name'))
+            for @now;
+        my %want = map { $_ => 1 } @now;
+        ok(wait_for(sub {
+            my %got = map { $_->{json}{payload}{action_msg_id} => 1 }
+                grep { ($_->{json}{type} // '') eq 'action_ack'
+                    && !$_->{json}{payload}{duplicate} } $p->messages;
+            return !grep { !$got{$_} } keys %want;
+        }, 10), "round $round: each of the 40 is acked under its own msg_id");
+        is(scalar(grep { $sdk->executed($_) == 1 } @now), 40,
+            "round $round: each executed once");
+        $p->clear;
+    }
+    $sdk->set(ack_delay => 0);
 };
 
 subtest 'a different msg_id is executed again' => sub {
