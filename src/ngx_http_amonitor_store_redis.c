@@ -734,6 +734,12 @@ ngx_http_amonitor_redis_add_write(void *privdata)
 
     if (ctx->writing || ctx->ac == NULL
         || !(ctx->ac->c.flags & REDIS_CONNECTED)) {
+        if (ctx->writing && !c->write->active) {
+            ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+                "amonitor: redis socket buffer full, "
+                "the rest waits for it to drain");
+        }
+
         if (!c->write->active) {
             (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
         }

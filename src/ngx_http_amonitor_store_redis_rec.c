@@ -20,7 +20,7 @@
 #include "ngx_http_amonitor_store_redis.h"
 
 
-#define NGX_HTTP_AMONITOR_REDIS_FREE_RECS 64 /* kept for use again */
+#define NGX_HTTP_AMONITOR_REDIS_FREE_RECS 256 /* kept for use again */
 #define NGX_HTTP_AMONITOR_REDIS_ID_CAP    64 /* a recycled msg_id's room */
 
 

@@ -9,7 +9,8 @@
 # failing SELECT or AUTH stops claims; actions of a worker whose first
 # connection is being set up wait for it, and are refused if it fails;
 # the scripts go by SHA1, and with their text to a Redis that forgot
-# them.  Starts its own redis-servers.
+# them; a Redis that stops reading fills the worker's socket, the rest
+# waits in the worker and nothing is lost.  Starts its own redis-servers.
 
 use strict;
 use warnings;
@@ -607,6 +608,65 @@ subtest 'many claims at once, long msg_ids, records used again' => sub {
         'a long msg_id of the first round is now a "done" duplicate');
     $t->stop;
     $slow->stop;
+};
+
+# Redis reads nothing for a while: the worker's socket to it fills and
+# the rest of the claims wait in the worker (the write event then waits
+# in epoll); once Redis reads again everything is written, in order
+subtest 'a socket redis does not read: the rest waits, nothing is lost' => sub {
+    my $tight = Test::AMonitor::RedisProxy->new(redis_port => $rport,
+        tight => 1);
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'debug');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-a ws://127.0.0.1:$sport/;
+    amonitor_ack_timeout 30s;
+    amonitor_send_queue 8192;
+    amonitor_redis 127.0.0.1:${\ $tight->port } prefix=amon-f: timeout=20s
+        lease=60s claims=16384;
+", config => $loc)->run;
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'connected to redis');
+    my $p = $t->panel('/ws/panel');
+    $tight->deaf(1);
+    my (@ids, $full);
+    for my $round (1 .. 8) {
+        my @more = map { ('W' x 180) . "-$round-$_-" . uuid4() } 1 .. 400;
+        $p->send_json(action($_)) for @more;
+        push @ids, @more;
+        last if $full = $t->wait_error_log(qr/redis socket buffer full/, 1);
+    }
+    ok($full, 'the socket to redis filled after ' . @ids
+        . ' claims, the rest waits in the worker');
+    sleep_loop(0.5);
+    is(scalar(grep { $sdk->executed($_) } @ids), 0,
+        'no action ran while its claim was not answered');
+    $tight->deaf(0);
+    my %acked;
+    $p->recv_until(sub {
+        my $j = $_[0]{json};
+        $acked{ $j->{payload}{action_msg_id} }++
+            if ref $j eq 'HASH' && ($j->{type} // '') eq 'action_ack'
+            && !$j->{payload}{duplicate};
+        return keys %acked == @ids;
+    }, 30);
+    is(scalar(keys %acked), scalar(@ids), 'once redis reads, all are acked');
+    is(scalar(grep { $_ != 1 } values %acked), 0, 'each once');
+    is(scalar(grep { $sdk->executed($_) != 1 } @ids), 0,
+        'the SDK ran each exactly once');
+    my $done = sub {
+        my $n = 0;
+        for (my $i = 0; $i < @ids; $i += 500) {
+            my $last = $i + 499 < $#ids ? $i + 499 : $#ids;
+            $n += grep { /^d\{/ } split /\n/,
+                $redis->cli('MGET', map { key($_) } @ids[$i .. $last]);
+        }
+        return $n == @ids;
+    };
+    ok(wait_for($done, 15), 'and each finished in redis');
+    is($t->log_count(qr/\[(?:error|crit|alert|emerg)\]/), 0,
+        'no error in the log');
+    $t->stop;
+    $tight->stop;
 };
 
 subtest 'an action never acked ends as FAILED after the late-ack window' => sub {

@@ -9,9 +9,13 @@ package Test::AMonitor::RedisProxy;
 # for a moment (redis-cli, waits) never delays what it forwards.
 #
 #   my $p = Test::AMonitor::RedisProxy->new(redis_port => $port);
-#   (redis_host => ADDR: another host than 127.0.0.1)
+#   (redis_host => ADDR: another host than 127.0.0.1;
+#    tight => 1: a 4 KB receive buffer and 1000-byte segments, so that
+#    a client's socket fills after tens of kilobytes once $p->deaf(1))
 #   $p->on(qr/amonitor claim.*\Q$id\E/s, 'cut_after');
 #   $p->port; $p->refuse(1); $p->commands; $p->drop_all; $p->release;
+#   $p->deaf(1): stop reading what clients send (TCP pushes back on them),
+#   $p->deaf(0): read it again
 #
 # Actions of a rule (each rule fires once, at the first match):
 #   cut_before  the command never reaches Redis; both sides are closed
@@ -29,7 +33,8 @@ use File::Temp qw(tempdir);
 use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
-use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC);
+use Socket qw(AF_UNIX IPPROTO_TCP PF_UNSPEC SOCK_STREAM SOL_SOCKET SO_RCVBUF
+    TCP_MAXSEG);
 use Time::HiRes qw(time);
 use Test::AMonitor::Util qw(free_port note_verbose);
 
@@ -48,9 +53,16 @@ sub new {
     }, $class;
     $self->{log} = "$self->{dir}/commands";
 
+    # a receive buffer and segment size set before listen() hold for
+    # every connection accepted (window scale and MSS go in the SYN-ACK)
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-        LocalPort => $self->{port}, Listen => 64, ReuseAddr => 1)
-        or die "redis proxy: listen on $self->{port}: $!\n";
+        LocalPort => $self->{port}, Proto => 'tcp', ReuseAddr => 1)
+        or die "redis proxy: bind $self->{port}: $!\n";
+    if ($opt{tight}) {
+        setsockopt($listen, SOL_SOCKET, SO_RCVBUF, 4096) or die "$!\n";
+        setsockopt($listen, IPPROTO_TCP, TCP_MAXSEG, 1000) or die "$!\n";
+    }
+    $listen->listen(64) or die "redis proxy: listen on $self->{port}: $!\n";
 
     socketpair($parent, $child, AF_UNIX, SOCK_STREAM, PF_UNSPEC)
         or die "socketpair: $!\n";
@@ -102,6 +114,7 @@ sub on {
 sub refuse   { $_[0]->_ctl('refuse ' . ($_[1] ? 1 : 0)) }
 sub drop_all { $_[0]->_ctl('drop') }
 sub release  { $_[0]->_ctl('release') }
+sub deaf     { $_[0]->_ctl('deaf ' . ($_[1] ? 1 : 0)) }
 
 sub stop {
     my ($self) = @_;
@@ -117,12 +130,13 @@ END { local $?; $_->stop for grep { defined } @RUNNING }
 
 sub _serve {
     my ($self, $listen, $ctl) = @_;
-    my (%conns, @rules, $refuse, $sel, $log, %by_fh, @timers);
+    my (%conns, @rules, $refuse, $deaf, $sel, $log, %by_fh, @timers);
 
     open($log, '>>', $self->{log}) or die;
     $log->autoflush(1);
     $sel = IO::Select->new($listen, $ctl);
     $refuse = 0;
+    $deaf = 0;
 
     my $close = sub {
         my ($c) = @_;
@@ -205,7 +219,8 @@ sub _serve {
                 $conns{ $c->{id} } = $c;
                 $by_fh{ fileno $d } = [ $c, 'down' ];
                 $by_fh{ fileno $u } = [ $c, 'up' ];
-                $sel->add($d, $u);
+                $sel->add($u);
+                $sel->add($d) unless $deaf;
                 next;
             }
             if ($fh == $ctl) {
@@ -218,6 +233,13 @@ sub _serve {
                 }
                 elsif ($line =~ /^refuse (\d)/) {
                     $refuse = $1;
+                }
+                elsif ($line =~ /^deaf (\d)/) {
+                    $deaf = $1;
+                    for my $c (values %conns) {
+                        if ($deaf) { $sel->remove($c->{down}) }
+                        else       { $sel->add($c->{down}) }
+                    }
                 }
                 elsif ($line eq 'drop') {
                     $close->($_) for values %conns;
