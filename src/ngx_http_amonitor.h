@@ -123,6 +123,8 @@ typedef struct {
     ngx_atomic_t invalid;
     ngx_atomic_t forbidden; /* actions outside a token's rights */
     ngx_atomic_t oversize; /* peers closed over their buffer limit */
+    ngx_atomic_t redis_claims; /* open Redis claims (a gauge) */
+    ngx_atomic_t redis_refused; /* actions refused at claims= */
 } ngx_http_amonitor_counters_t;
 
 

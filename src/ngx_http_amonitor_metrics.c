@@ -154,6 +154,16 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
             "gauge", "Workers whose connection to Redis is usable.");
         p = ngx_sprintf(
             p, "amonitor_redis_connections %uA\n", sh->redis_connections);
+        p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_claims", "gauge",
+            "Redis claims open: being made, held by an action, or waiting "
+            "to be finished or released (at most claims= per worker).");
+        p = ngx_sprintf(p, "amonitor_redis_claims %uA\n", sum.redis_claims);
+        p = ngx_http_amonitor_metrics_head(p,
+            "amonitor_redis_claims_refused_total", "counter",
+            "Actions answered RATE_LIMITED because their worker had "
+            "claims= Redis claims open.");
+        p = ngx_sprintf(
+            p, "amonitor_redis_claims_refused_total %uA\n", sum.redis_refused);
     }
 
     rg = ngx_http_amonitor_store_shm_registry(amcf->shm_zone);

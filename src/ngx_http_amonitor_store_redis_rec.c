@@ -110,6 +110,7 @@ ngx_http_amonitor_redis_rec_new(
     rec->in_index = 1;
 
     ctx->nclaims++;
+    (void) ngx_atomic_fetch_add(&ctx->worker->counters->redis_claims, 1);
 
     return rec;
 }
@@ -173,6 +174,7 @@ ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
     }
 
     ctx->nclaims--;
+    (void) ngx_atomic_fetch_add(&ctx->worker->counters->redis_claims, -1);
 
     if (rec->id_cap == NGX_HTTP_AMONITOR_REDIS_ID_CAP) {
         ngx_http_amonitor_kept_put(
@@ -197,6 +199,7 @@ ngx_http_amonitor_redis_recs_full(
 
     now = ngx_current_msec;
     ctx->full_refused++;
+    (void) ngx_atomic_fetch_add(&ctx->worker->counters->redis_refused, 1);
 
     if (ctx->full_logged && now - ctx->full_logged < 1000) {
         return;

@@ -1,7 +1,9 @@
 # amonitor_metrics: the Prometheus text exposition format 0.0.4, parsed
 # by a real parser (Debian's python3-prometheus-client), with 2 workers:
 # counters and gauges with amonitor_ names, per-target series, and the
-# action round-trip histogram summed across the workers through the zone.
+# action round-trip histogram summed across the workers through the zone;
+# with amonitor_redis, the workers connected, the claims open (through a
+# reload) and the refusals at claims=.
 # The numbers are checked against the traffic the test sent.
 
 use strict;
@@ -170,15 +172,21 @@ system($REDIS, '--port', $rport, '--bind', '127.0.0.1', '--save', '',
 ok(wait_for(sub { `redis-cli -p $rport PING 2>/dev/null` =~ /PONG/ }, 5),
     'redis-server started');
 
+# an SDK that acks after 1.5 s holds the claims of its actions open
+my $slow = fake_sdk(port => $t->port(3), target_id => 'pm-slow',
+    heartbeat_interval => 0, ack_delay => 1.5);
 $t->write_config(
     server      => 0,
     http_config => <<"EOC",
     amonitor_zone amon 1m;
-    amonitor_redis 127.0.0.1:$rport;
+    amonitor_redis 127.0.0.1:$rport claims=2;
     amonitor_target pm-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_target pm-slow ws://127.0.0.1:%%PORT_3%%/;
     amonitor_reconnect 50ms 200ms;
+    amonitor_ack_timeout 5s;
     server {
         listen 127.0.0.1:%%PORT_0%% reuseport;
+        location = /ws/panel { amonitor_panel on; }
         location = /metrics { amonitor_metrics; }
     }
 EOC
@@ -186,6 +194,55 @@ EOC
 ok(wait_for(sub { ((scrape())[0] && value((scrape())[0],
     'amonitor_redis_connections') // -1) == 2 }, 10),
     'amonitor_redis_connections is 2: both workers connected');
+ok($slow->wait_connections(2), 'both workers dialed pm-slow');
+($r) = scrape();
+is($r->{families}{amonitor_redis_claims}, 'gauge', 'claims: a gauge');
+is($r->{families}{amonitor_redis_claims_refused}, 'counter',
+    'refusals: a counter');
+is(value($r, 'amonitor_redis_claims'), 0, 'no claim open at rest');
+is(value($r, 'amonitor_redis_claims_refused_total'), 0, 'none refused');
+
+# claims=2 per worker: two actions of one panel are held, a third refused
+my $sp = $t->panel('/ws/panel');
+my @sid = map { uuid4() } 1 .. 3;
+$sp->send_json({ msg_id => $_, type => 'action', target_id => 'pm-slow',
+    timestamp => now_ms(), payload => { action => 'restart' } })
+    for @sid[0, 1];
+ok($slow->wait_actions(2, 3), 'two actions reached the slow SDK');
+$sp->send_json({ msg_id => $sid[2], type => 'action',
+    target_id => 'pm-slow', timestamp => now_ms(),
+    payload => { action => 'restart' } });
+my $refused = $sp->answer_to($sid[2], 3);
+is($refused && $refused->{payload}{code}, 'RATE_LIMITED',
+    'the third is refused at claims=');
+($r) = scrape();
+is(value($r, 'amonitor_redis_claims'), 2, 'amonitor_redis_claims: 2 open');
+is(value($r, 'amonitor_redis_claims_refused_total'), 1,
+    'amonitor_redis_claims_refused_total: 1');
+my %acked;
+$sp->recv_until(sub {
+    my $j = $_[0]{json};
+    $acked{ $j->{payload}{action_msg_id} } = 1
+        if ref $j eq 'HASH' && ($j->{type} // '') eq 'action_ack';
+    return $acked{ $sid[0] } && $acked{ $sid[1] };
+}, 5);
+ok($acked{ $sid[0] } && $acked{ $sid[1] }, 'the two held are acked');
+ok(wait_for(sub { (value((scrape())[0], 'amonitor_redis_claims') // -1)
+    == 0 }, 5), 'and their claims are closed: the gauge is 0 again');
+
+# a reload while claims are open: the old worker's claims leave the gauge
+# as that worker ends them, its refusals stay counted
+@sid = map { uuid4() } 1 .. 2;
+$sp->send_json({ msg_id => $_, type => 'action', target_id => 'pm-slow',
+    timestamp => now_ms(), payload => { action => 'restart' } })
+    for @sid;
+ok($slow->wait_actions(4, 3), 'two more are under way');
+is(value((scrape())[0], 'amonitor_redis_claims'), 2, 'two claims open');
+ok($t->reload, 'reloaded with the two open');
+ok(wait_for(sub { (value((scrape())[0], 'amonitor_redis_claims') // -1)
+    == 0 }, 10), 'the gauge is 0 once the old worker ended them');
+is(value((scrape())[0], 'amonitor_redis_claims_refused_total'), 1,
+    'the refusal is still counted');
 my $rpid = do { local (@ARGV, $/) = "$rdir/redis.pid"; <> };
 chomp $rpid;
 kill 'TERM', $rpid;
