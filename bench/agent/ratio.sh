@@ -36,7 +36,14 @@
 #                of the measured maximum
 #   TIMELINE     a directory: each open-loop run writes there, per
 #                action, its due time, round trip and whether it was an
-#                error (actopen-<server>-<n>.txt), for finding stalls
+#                error (actopen-<server>-<n>.txt), for finding stalls,
+#                and every 0.5 s the CPU of the worker, the load generator
+#                and redis-server and the machine's idle time
+#                (actopen-<server>-<n>.cpu)
+#   REDIS_KEYS   Redis runs start from a database holding this many keys
+#                (with the dedupe TTL, as the module writes them) instead
+#                of an empty one: Redis doubles its tables when the count
+#                passes a power of two (65,536 ... 2,097,152 ...)
 #   ACK_RATE_REDIS  the same for redis50 (with ACK_RATE: no actmax runs)
 #   OPEN_SERVERS the open loop's servers (default: module proxy redis
 #                redis50)
@@ -211,6 +218,53 @@ cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
+# every 0.5 s while process $2 (the load generator) runs, into file $1:
+# % of one core for the worker, the load generator and redis-server, and
+# the machine's idle time (of its cores together)
+sample_cpu() {
+    local f=$1 lp=$2 t=0 now prev
+    ticks() {
+        local p
+        for p in "$SERVER_PID" "$lp" "$REDIS_PID"; do
+            if [ -n "$p" ] && [ -r "/proc/$p/stat" ]; then
+                cpu_ticks "$p"
+            else
+                echo 0
+            fi
+        done | tr '\n' ' '
+        awk '/^cpu / { print $5 + $6 }' /proc/stat
+    }
+    echo "# s worker% load% redis% idle%" > "$f"
+    prev=$(ticks)
+    while kill -0 "$lp" 2> /dev/null; do
+        sleep 0.5
+        t=$((t + 5))
+        kill -0 "$lp" 2> /dev/null || break
+        now=$(ticks)
+        echo "$prev $now" | awk -v t="$t" -v hz="$HZ" '{
+            printf "%d.%d %.0f %.0f %.0f %.0f\n", t / 10, t % 10,
+                ($5 - $1) * 200 / hz, ($6 - $2) * 200 / hz,
+                ($7 - $3) * 200 / hz, ($8 - $4) * 200 / hz }' >> "$f"
+        prev=$now
+    done
+}
+
+# REDIS_KEYS=N: fill the (empty) database with N keys holding a finished
+# action's prefix and the dedupe TTL, 100,000 per script call
+redis_fill() {
+    local n=0 k
+    [ -n "${REDIS_KEYS:-}" ] || return 0
+    while [ "$n" -lt "$REDIS_KEYS" ]; do
+        k=$((REDIS_KEYS - n))
+        [ "$k" -gt 100000 ] && k=100000
+        "$REDIS_CLI" -p "$REDIS_PORT" eval "for i = tonumber(ARGV[1]),
+            tonumber(ARGV[2]) do redis.call('SET', 'fill:' .. i, 'd{}',
+            'EX', 86400) end" 0 "$n" "$((n + k - 1))" > /dev/null
+        n=$((n + k))
+    done
+    echo "  redis holds $("$REDIS_CLI" -p "$REDIS_PORT" dbsize) keys" >&2
+}
+
 # one measurement: prints "<per-op microseconds of server CPU> <ops/s>"
 measure() {
     local out t0 t1 lp ops
@@ -219,6 +273,9 @@ measure() {
     lp=$!
     taskset -pc 1 "$lp" > /dev/null
     prio "$lp"
+    if [ -n "${CPU_LOG:-}" ]; then
+        sample_cpu "$CPU_LOG" "$lp" > /dev/null 2>&1 &
+    fi
     sleep 2.5
     t0=$(cpu_ticks "$SERVER_PID")
     sleep $((SECS - 1))
@@ -287,6 +344,7 @@ run() {
         if [ -n "$TIMELINE" ]; then
             TL_N=$((TL_N + 1))
             args="$args --timeline $TIMELINE/actopen-$s-$TL_N.txt"
+            CPU_LOG=$TIMELINE/actopen-$s-$TL_N.cpu
         fi
         ;;
     act*) args="--mode actions --panels 16 --inflight 16" ;;
@@ -304,6 +362,7 @@ run() {
         # every Redis run starts from an empty database
         redis_up
         "$REDIS_CLI" -p "$REDIS_PORT" flushall > /dev/null
+        redis_fill
         local mod=$MODULE
         [ "$s" = oldredis ] && mod=$OLD_MODULE
         start_nginx module "amonitor_zone amon 1m;
@@ -320,6 +379,7 @@ run() {
     # shellcheck disable=SC2086
     r=$(measure --panel-url "$url" $args --sdk-conns "$conns")
     stop_server
+    CPU_LOG=
     if [ -n "$TIMELINE" ] && [ "$c" = actopen ] && [ -f "$PREFIX/error.log" ]
     then
         cp "$PREFIX/error.log" "$TIMELINE/actopen-$s-$TL_N.log"
@@ -481,7 +541,7 @@ for p in "${plan[@]}"; do
     c=${p%%:*}
     floor=relay
     [ "${c#act}" != "$c" ] && floor=proxy
-    f=$(echo "${RES[$c/$floor]}" | median)
+    f=$(echo "${RES[$c/$floor]:-}" | median)
     for s in ${p#*:}; do
         m=$(echo "${RES[$c/$s]}" | median)
         o=$(echo "${RES[$c/$s/ops]}" | median)

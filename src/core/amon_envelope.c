@@ -40,6 +40,8 @@ enum {
     AMON_ENVELOPE_P_EVENT_NAME,
     AMON_ENVELOPE_P_TARGET_ID,
     AMON_ENVELOPE_P_FINAL,
+    AMON_ENVELOPE_P_DUPLICATE,
+    AMON_ENVELOPE_P_STATE,
     AMON_ENVELOPE_P_N
 };
 
@@ -61,6 +63,7 @@ static int amon_envelope_json_str(amon_envelope_t *env,
     const amon_json_value_t *v, size_t limit, amon_str_t *out);
 static int amon_envelope_json_final(
     amon_envelope_t *env, const amon_json_value_t *v);
+static int amon_envelope_json_type(const amon_json_value_t *v, int want);
 static int amon_envelope_json_action(
     amon_envelope_t *env, const amon_json_value_t *pay);
 static int amon_envelope_json_payload(
@@ -91,7 +94,11 @@ amon_envelope_payload_index(const unsigned char *k, size_t len)
 {
     switch (len) {
     case 4: return memcmp(k, "code", 4) ? -1 : AMON_ENVELOPE_P_CODE;
-    case 5: return memcmp(k, "final", 5) ? -1 : AMON_ENVELOPE_P_FINAL;
+    case 5:
+        if (memcmp(k, "final", 5) == 0) {
+            return AMON_ENVELOPE_P_FINAL;
+        }
+        return memcmp(k, "state", 5) ? -1 : AMON_ENVELOPE_P_STATE;
     case 6:
         if (memcmp(k, "action", 6) == 0) {
             return AMON_ENVELOPE_P_ACTION;
@@ -105,7 +112,11 @@ amon_envelope_payload_index(const unsigned char *k, size_t len)
             return AMON_ENVELOPE_P_SUCCESS;
         }
         return memcmp(k, "sdk_url", 7) ? -1 : AMON_ENVELOPE_P_SDK_URL;
-    case 9: return memcmp(k, "target_id", 9) ? -1 : AMON_ENVELOPE_P_TARGET_ID;
+    case 9:
+        if (memcmp(k, "target_id", 9) == 0) {
+            return AMON_ENVELOPE_P_TARGET_ID;
+        }
+        return memcmp(k, "duplicate", 9) ? -1 : AMON_ENVELOPE_P_DUPLICATE;
     case 10:
         if (memcmp(k, "target_url", 10) == 0) {
             return AMON_ENVELOPE_P_TARGET_URL;
@@ -307,6 +318,24 @@ amon_envelope_decode_json(
 
 
 /* "final" of an ack or error: a boolean when present */
+/*
+ * A member the schema types but the decoder does not keep: absent, null,
+ * or of the type "want" (AMON_JSON_STRING, or AMON_JSON_TRUE for either
+ * boolean), as the protobuf form needs it.
+ */
+static int
+amon_envelope_json_type(const amon_json_value_t *v, int want)
+{
+    if (v->type == AMON_JSON_NONE || v->type == AMON_JSON_NULL
+        || (int) v->type == want
+        || (want == AMON_JSON_TRUE && v->type == AMON_JSON_FALSE)) {
+        return AMON_OK;
+    }
+
+    return AMON_EFIELD_TYPE;
+}
+
+
 static int
 amon_envelope_json_final(amon_envelope_t *env, const amon_json_value_t *v)
 {
@@ -393,6 +422,16 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             return AMON_EFIELD_TYPE;
         }
 
+        /* what an agent adds to a duplicate's ack */
+        if (amon_envelope_json_type(
+                &pay[AMON_ENVELOPE_P_DUPLICATE], AMON_JSON_TRUE)
+                != AMON_OK
+            || amon_envelope_json_type(
+                   &pay[AMON_ENVELOPE_P_STATE], AMON_JSON_STRING)
+                != AMON_OK) {
+            return AMON_EFIELD_TYPE;
+        }
+
         rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
         if (rc != AMON_OK) {
             return rc;
@@ -402,6 +441,12 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             AMON_ENVELOPE_NO_LIMIT, &env->message);
 
     case AMON_MSG_ACTION_STATUS:
+        if (amon_envelope_json_type(
+                &pay[AMON_ENVELOPE_P_STATE], AMON_JSON_STRING)
+            != AMON_OK) {
+            return AMON_EFIELD_TYPE;
+        }
+
         return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],
             AMON_MAX_ID_LEN, &env->action_msg_id);
 
@@ -410,6 +455,12 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             env, &pay[AMON_ENVELOPE_P_CODE], AMON_MAX_ID_LEN, &env->code);
         if (rc != AMON_OK) {
             return rc;
+        }
+
+        if (amon_envelope_json_type(
+                &pay[AMON_ENVELOPE_P_ACTION_MSG_ID], AMON_JSON_STRING)
+            != AMON_OK) {
+            return AMON_EFIELD_TYPE;
         }
 
         rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);

@@ -212,6 +212,20 @@ test_decode_types(void **state)
     assert_true(env.has_success);
     assert_int_equal(env.success, 1);
 
+    /* what an agent adds to a duplicate's ack, of the schema's types */
+    assert_int_equal(
+        decode(&env,
+            "{\"msg_id\":\"k3\",\"type\":\"action_ack\",\"payload\":"
+            "{\"action_msg_id\":\"a1\",\"success\":true,"
+            "\"duplicate\":true,\"state\":\"done\",\"original\":{}}}"),
+        AMON_OK);
+    assert_int_equal(
+        decode(&env,
+            "{\"msg_id\":\"k4\",\"type\":\"action_ack\",\"payload\":"
+            "{\"action_msg_id\":\"a1\",\"duplicate\":null,"
+            "\"state\":null}}"),
+        AMON_OK);
+
     assert_int_equal(decode(&env,
                          "{\"msg_id\":\"x1\",\"type\":\"error\",\"payload\":"
                          "{\"code\":\"UNKNOWN_TARGET\",\"message\":\"no\"}}"),
@@ -403,7 +417,22 @@ test_decode_errors(void **state)
         {"{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
          "{\"message\":false}}",
             AMON_EFIELD_TYPE},
+        {"{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
+         "{\"duplicate\":\"6f1c\"}}",
+            AMON_EFIELD_TYPE},
+        {"{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
+         "{\"duplicate\":1}}",
+            AMON_EFIELD_TYPE},
+        {"{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
+         "{\"state\":true}}",
+            AMON_EFIELD_TYPE},
+        {"{\"msg_id\":\"m\",\"type\":\"action_status\",\"payload\":"
+         "{\"action_msg_id\":\"a\",\"state\":{}}}",
+            AMON_EFIELD_TYPE},
         {"{\"msg_id\":\"m\",\"type\":\"error\",\"payload\":{\"code\":7}}",
+            AMON_EFIELD_TYPE},
+        {"{\"msg_id\":\"m\",\"type\":\"error\",\"payload\":"
+         "{\"code\":\"X\",\"action_msg_id\":[]}}",
             AMON_EFIELD_TYPE},
         {"{\"msg_id\":\"m\",\"type\":\"event\",\"payload\":"
          "{\"event_name\":[]}}",
