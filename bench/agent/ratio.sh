@@ -42,8 +42,11 @@
 #                (actopen-<server>-<n>.cpu)
 #   REDIS_KEYS   Redis runs start from a database holding this many keys
 #                (with the dedupe TTL, as the module writes them) instead
-#                of an empty one: Redis doubles its tables when the count
-#                passes a power of two (65,536 ... 2,097,152 ...)
+#                of an empty one, once Redis has finished moving them to
+#                tables it doubled while they were written: it doubles
+#                its tables when the count passes a power of two (65,536
+#                ... 1,048,576, 2,097,152 ...) and then moves the entries
+#                over a step at a time, for seconds to minutes
 #   ACK_RATE_REDIS  the same for redis50 (with ACK_RATE: no actmax runs)
 #   OPEN_SERVERS the open loop's servers (default: module proxy redis
 #                redis50)
@@ -222,29 +225,31 @@ cpu_ticks() {
 # % of one core for the worker, the load generator and redis-server, and
 # the machine's idle time (of its cores together)
 sample_cpu() {
-    local f=$1 lp=$2 t=0 now prev
+    local f=$1 lp=$2 now prev t0
     ticks() {
         local p
+        echo "${EPOCHREALTIME/./}"
         for p in "$SERVER_PID" "$lp" "$REDIS_PID"; do
             if [ -n "$p" ] && [ -r "/proc/$p/stat" ]; then
                 cpu_ticks "$p"
             else
                 echo 0
             fi
-        done | tr '\n' ' '
+        done
         awk '/^cpu / { print $5 + $6 }' /proc/stat
     }
-    echo "# s worker% load% redis% idle%" > "$f"
-    prev=$(ticks)
+    echo "# s worker% load% redis% idle% (of one core)" > "$f"
+    prev=$(ticks | tr '\n' ' ')
+    t0=${prev%% *}
     while kill -0 "$lp" 2> /dev/null; do
         sleep 0.5
-        t=$((t + 5))
         kill -0 "$lp" 2> /dev/null || break
-        now=$(ticks)
-        echo "$prev $now" | awk -v t="$t" -v hz="$HZ" '{
-            printf "%d.%d %.0f %.0f %.0f %.0f\n", t / 10, t % 10,
-                ($5 - $1) * 200 / hz, ($6 - $2) * 200 / hz,
-                ($7 - $3) * 200 / hz, ($8 - $4) * 200 / hz }' >> "$f"
+        now=$(ticks | tr '\n' ' ')
+        echo "$prev $now" | awk -v t0="$t0" -v hz="$HZ" '{
+            d = ($6 - $1) / 1e6
+            printf "%.1f %.0f %.0f %.0f %.0f\n", ($6 - t0) / 1e6,
+                ($7 - $2) * 100 / hz / d, ($8 - $3) * 100 / hz / d,
+                ($9 - $4) * 100 / hz / d, ($10 - $5) * 100 / hz / d }' >> "$f"
         prev=$now
     done
 }
@@ -262,7 +267,15 @@ redis_fill() {
             'EX', 86400) end" 0 "$n" "$((n + k - 1))" > /dev/null
         n=$((n + k))
     done
-    echo "  redis holds $("$REDIS_CLI" -p "$REDIS_PORT" dbsize) keys" >&2
+    # until no table of database 0 is being rehashed (at most 300 s)
+    k=0
+    while [ "$k" -lt 300 ] && "$REDIS_CLI" -p "$REDIS_PORT" debug htstats 0 \
+        | grep -q 'rehashing target'; do
+        sleep 1
+        k=$((k + 1))
+    done
+    echo "  redis holds $("$REDIS_CLI" -p "$REDIS_PORT" dbsize) keys" \
+        "(waited $k s for its rehash)" >&2
 }
 
 # one measurement: prints "<per-op microseconds of server CPU> <ops/s>"
@@ -448,7 +461,8 @@ redis_up() {
         kill "$REDIS_PID" 2>/dev/null || true
     fi
     "${REDIS_SERVER:-redis-server}" --port "$REDIS_PORT" --save '' \
-        --appendonly no --bind 127.0.0.1 >> "$PREFIX/redis.log" 2>&1 &
+        --appendonly no --bind 127.0.0.1 --enable-debug-command local \
+        >> "$PREFIX/redis.log" 2>&1 &
     REDIS_PID=$!
     prio "$REDIS_PID"
     for _ in $(seq 1 50); do
