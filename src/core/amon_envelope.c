@@ -317,7 +317,6 @@ amon_envelope_decode_json(
 }
 
 
-/* "final" of an ack or error: a boolean when present */
 /*
  * A member the schema types but the decoder does not keep: absent, null,
  * or of the type "want" (AMON_JSON_STRING, or AMON_JSON_TRUE for either
@@ -336,6 +335,7 @@ amon_envelope_json_type(const amon_json_value_t *v, int want)
 }
 
 
+/* "final" of an ack or error: a boolean when present */
 static int
 amon_envelope_json_final(amon_envelope_t *env, const amon_json_value_t *v)
 {
