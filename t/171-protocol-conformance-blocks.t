@@ -45,6 +45,8 @@ port=PORT_1 target_id=b-a heartbeat_interval=0
 < ^\{"msg_id":"n-2","type":"error","timestamp":\d+,"payload":\{"code":"INVALID_MESSAGE","message":"[^"]+"\}\}$
 > {"msg_id":"n-3","type":"action_status","payload":{"action_msg_id":"x","state":{}}}
 < ^\{"msg_id":"n-3","type":"error","timestamp":\d+,"payload":\{"code":"INVALID_MESSAGE","message":"a field has the wrong type"\}\}$
+> {"msg_id":"n-4","type":"action_status","payload":{"action_msg_id":"a\u0000"}}
+< ^\{"msg_id":"n-4","type":"error","timestamp":\d+,"payload":\{"code":"INVALID_MESSAGE","message":"a field holds a NUL character[^"]*"\}\}$
 > {"msg_id":
 < ^\{"msg_id":"[0-9a-f-]{36}","type":"error","timestamp":\d+,"payload":\{"code":"INVALID_MESSAGE","message":"[^"]+"\}\}$
 ping

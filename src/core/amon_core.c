@@ -120,6 +120,7 @@ amon_strerror(int rc)
     case AMON_EFIELD_TYPE: return "a field has the wrong type";
     case AMON_EPROTOBUF: return "message is not a valid protobuf Envelope";
     case AMON_ENO_PAYLOAD: return "payload is missing";
+    case AMON_EFIELD_NUL: return "a field holds a NUL character (\\u0000)";
     default: return "unknown error";
     }
 }

@@ -60,6 +60,7 @@ extern "C" {
 #define AMON_EFIELD_TYPE (-504) /* a known field has wrong type */
 #define AMON_EPROTOBUF   (-505) /* binary frame not an Envelope */
 #define AMON_ENO_PAYLOAD (-506) /* payload required, missing */
+#define AMON_EFIELD_NUL  (-507) /* a string field holds \u0000 */
 
 #define amon_is_proto_error(rc)    ((rc) <= -100 && (rc) > -200)
 #define amon_is_envelope_error(rc) ((rc) <= -500 && (rc) > -600)

@@ -221,6 +221,14 @@ amon_envelope_json_str(amon_envelope_t *env, const amon_json_value_t *v,
         return AMON_EFIELD_LONG;
     }
 
+    /*
+     * Only an escape makes a NUL; ids, codes and text with one would not
+     * survive C strings (protobuf-c's among them).
+     */
+    if (memchr(env->scratch + env->scratch_used, '\0', n) != NULL) {
+        return AMON_EFIELD_NUL;
+    }
+
     out->data = env->scratch + env->scratch_used;
     out->len = n;
     env->scratch_used += n;

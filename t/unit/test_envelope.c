@@ -417,6 +417,10 @@ test_decode_errors(void **state)
         {"{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
          "{\"message\":false}}",
             AMON_EFIELD_TYPE},
+        {"{\"msg_id\":\"a\\u0000b\",\"type\":\"heartbeat\"}", AMON_EFIELD_NUL},
+        {"{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
+         "{\"message\":\"x\\u0000\"}}",
+            AMON_EFIELD_NUL},
         {"{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
          "{\"duplicate\":\"6f1c\"}}",
             AMON_EFIELD_TYPE},
