@@ -34,6 +34,8 @@ static u_char *ngx_http_amonitor_metrics_targets(u_char *p,
     ngx_uint_t n);
 static u_char *ngx_http_amonitor_metrics_rtt(
     u_char *p, ngx_http_amonitor_shared_t *sh);
+static u_char *ngx_http_amonitor_metrics_redis(u_char *p,
+    ngx_http_amonitor_shared_t *sh, ngx_http_amonitor_counters_t *sum);
 
 
 #define ngx_http_amonitor_counter(field) \
@@ -150,20 +152,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
         sum.acks, sum.duplicates, sum.errors);
 
     if (amcf->redis) {
-        p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_connections",
-            "gauge", "Workers whose connection to Redis is usable.");
-        p = ngx_sprintf(
-            p, "amonitor_redis_connections %uA\n", sh->redis_connections);
-        p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_claims", "gauge",
-            "Redis claims open: being made, held by an action, or waiting "
-            "to be finished or released (at most claims= per worker).");
-        p = ngx_sprintf(p, "amonitor_redis_claims %uA\n", sum.redis_claims);
-        p = ngx_http_amonitor_metrics_head(p,
-            "amonitor_redis_claims_refused_total", "counter",
-            "Actions answered RATE_LIMITED because their worker had "
-            "claims= Redis claims open.");
-        p = ngx_sprintf(
-            p, "amonitor_redis_claims_refused_total %uA\n", sum.redis_refused);
+        p = ngx_http_amonitor_metrics_redis(p, sh, &sum);
     }
 
     rg = ngx_http_amonitor_store_shm_registry(amcf->shm_zone);
@@ -192,6 +181,29 @@ ngx_http_amonitor_metrics_head(
 {
     return ngx_sprintf(
         p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+
+/* with amonitor_redis: the workers connected, the claims open, refused */
+static u_char *
+ngx_http_amonitor_metrics_redis(u_char *p, ngx_http_amonitor_shared_t *sh,
+    ngx_http_amonitor_counters_t *sum)
+{
+    p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_connections", "gauge",
+        "Workers whose connection to Redis is usable.");
+    p = ngx_sprintf(
+        p, "amonitor_redis_connections %uA\n", sh->redis_connections);
+    p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_claims", "gauge",
+        "Redis claims open: being made, held by an action, or waiting "
+        "to be finished or released (at most claims= per worker).");
+    p = ngx_sprintf(p, "amonitor_redis_claims %uA\n", sum->redis_claims);
+    p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_claims_refused_total",
+        "counter",
+        "Actions answered RATE_LIMITED because their worker had "
+        "claims= Redis claims open.");
+
+    return ngx_sprintf(
+        p, "amonitor_redis_claims_refused_total %uA\n", sum->redis_refused);
 }
 
 

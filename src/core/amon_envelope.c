@@ -66,6 +66,8 @@ static int amon_envelope_json_final(
 static int amon_envelope_json_type(const amon_json_value_t *v, int want);
 static int amon_envelope_json_action(
     amon_envelope_t *env, const amon_json_value_t *pay);
+static int amon_envelope_json_ack(
+    amon_envelope_t *env, const amon_json_value_t *pay);
 static int amon_envelope_json_payload(
     amon_envelope_t *env, const amon_json_value_t *pay);
 
@@ -391,12 +393,55 @@ amon_envelope_json_action(amon_envelope_t *env, const amon_json_value_t *pay)
 }
 
 
+/* The payload of an action_ack. */
+static int
+amon_envelope_json_ack(amon_envelope_t *env, const amon_json_value_t *pay)
+{
+    int                      rc;
+    const amon_json_value_t *v;
+
+    rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],
+        AMON_MAX_ID_LEN, &env->action_msg_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    v = &pay[AMON_ENVELOPE_P_SUCCESS];
+    if (v->type == AMON_JSON_TRUE || v->type == AMON_JSON_FALSE) {
+        env->has_success = 1;
+        env->success = (v->type == AMON_JSON_TRUE);
+
+    } else if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
+        return AMON_EFIELD_TYPE;
+    }
+
+    /* what an agent adds to a duplicate's ack */
+    rc = amon_envelope_json_type(
+        &pay[AMON_ENVELOPE_P_DUPLICATE], AMON_JSON_TRUE);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_envelope_json_type(&pay[AMON_ENVELOPE_P_STATE], AMON_JSON_STRING);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
+        AMON_ENVELOPE_NO_LIMIT, &env->message);
+}
+
+
 /* The payload fields the envelope's type defines. */
 static int
 amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
 {
-    int                      rc;
-    const amon_json_value_t *v;
+    int rc;
 
     rc = AMON_OK;
 
@@ -414,45 +459,13 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
 
     case AMON_MSG_ACTION: return amon_envelope_json_action(env, pay);
 
-    case AMON_MSG_ACTION_ACK:
-        rc = amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],
-            AMON_MAX_ID_LEN, &env->action_msg_id);
-        if (rc != AMON_OK) {
-            return rc;
-        }
-
-        v = &pay[AMON_ENVELOPE_P_SUCCESS];
-        if (v->type == AMON_JSON_TRUE || v->type == AMON_JSON_FALSE) {
-            env->has_success = 1;
-            env->success = (v->type == AMON_JSON_TRUE);
-
-        } else if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
-            return AMON_EFIELD_TYPE;
-        }
-
-        /* what an agent adds to a duplicate's ack */
-        if (amon_envelope_json_type(
-                &pay[AMON_ENVELOPE_P_DUPLICATE], AMON_JSON_TRUE)
-                != AMON_OK
-            || amon_envelope_json_type(
-                   &pay[AMON_ENVELOPE_P_STATE], AMON_JSON_STRING)
-                != AMON_OK) {
-            return AMON_EFIELD_TYPE;
-        }
-
-        rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
-        if (rc != AMON_OK) {
-            return rc;
-        }
-
-        return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
-            AMON_ENVELOPE_NO_LIMIT, &env->message);
+    case AMON_MSG_ACTION_ACK: return amon_envelope_json_ack(env, pay);
 
     case AMON_MSG_ACTION_STATUS:
-        if (amon_envelope_json_type(
-                &pay[AMON_ENVELOPE_P_STATE], AMON_JSON_STRING)
-            != AMON_OK) {
-            return AMON_EFIELD_TYPE;
+        rc = amon_envelope_json_type(
+            &pay[AMON_ENVELOPE_P_STATE], AMON_JSON_STRING);
+        if (rc != AMON_OK) {
+            return rc;
         }
 
         return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_ACTION_MSG_ID],
@@ -465,10 +478,10 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             return rc;
         }
 
-        if (amon_envelope_json_type(
-                &pay[AMON_ENVELOPE_P_ACTION_MSG_ID], AMON_JSON_STRING)
-            != AMON_OK) {
-            return AMON_EFIELD_TYPE;
+        rc = amon_envelope_json_type(
+            &pay[AMON_ENVELOPE_P_ACTION_MSG_ID], AMON_JSON_STRING);
+        if (rc != AMON_OK) {
+            return rc;
         }
 
         rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
