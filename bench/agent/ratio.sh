@@ -72,6 +72,12 @@ LOAD=$ROOT/build/bench/amon-load
 RELAY=$ROOT/build/bench/amon-relay
 HZ=$(getconf CLK_TCK)
 
+if [ ! -f build/libamon_core.a ] || [ ! -f build/libamon_posix.a ] \
+    || [ ! -f "$MODULE" ]; then
+    echo "ratio.sh: build the core and the module first: make core module" >&2
+    exit 2
+fi
+
 mkdir -p build/bench
 for p in amon-load:amon-load.c amon-relay:relay.c; do
     # shellcheck disable=SC2046

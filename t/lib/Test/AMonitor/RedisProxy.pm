@@ -228,8 +228,11 @@ sub _serve {
                 return unless defined $line;
                 chomp $line;
                 if ($line =~ /^on (\S+) (.*)$/s) {
-                    (my $re = $2) =~ s/\\n/\n/g;
-                    push @rules, { action => $1, re => qr/$re/s, fired => 0 };
+                    # the substitution would reset $1
+                    my ($action, $re) = ($1, $2);
+                    $re =~ s/\\n/\n/g;
+                    push @rules, { action => $action, re => qr/$re/s,
+                        fired => 0 };
                 }
                 elsif ($line =~ /^refuse (\d)/) {
                     $refuse = $1;
