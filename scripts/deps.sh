@@ -9,6 +9,8 @@
 # at all when nothing is missing. Needs root (or sudo) only when installing.
 #   scripts/deps.sh --deb    and what "make deb" needs (debhelper, dh-python,
 #                            lintian)
+#   scripts/deps.sh --bench  and the benchmarks' fan-out peer, Debian's
+#                            libnginx-mod-nchan (bench/agent/ratio.sh)
 set -eu
 
 # building the module, the SDK and the CLI, and running the demos
@@ -36,8 +38,13 @@ libgeoip-dev"
         # dependencies are among the packages above
         PKGS="$PKGS debhelper dh-python lintian"
         ;;
+    --bench)
+        # note: the package also enables nchan for the system nginx
+        # (/etc/nginx/modules-enabled); ratio.sh loads it by its path
+        PKGS="$PKGS libnginx-mod-nchan"
+        ;;
     *)
-        echo "usage: $0 [--test] [--asan] [--deb]" >&2
+        echo "usage: $0 [--test] [--asan] [--deb] [--bench]" >&2
         exit 2
         ;;
     esac

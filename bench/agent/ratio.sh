@@ -515,6 +515,14 @@ for c in $CASES; do
     esac
 done
 
+case " $CASES " in
+*" fan100 "* | *" fan1000 "*)
+    [ -f "$NCHAN" ] || echo "nchan: $NCHAN not found, fan100 and fan1000" \
+        "run without it (scripts/deps.sh --bench installs Debian's" \
+        "libnginx-mod-nchan)" >&2
+    ;;
+esac
+
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "per run: 2 s warmup, $((SECS - 1)) s of server CPU measured;" \
     "$REPS interleaved repetitions"
