@@ -28,6 +28,8 @@ typedef struct {
 
 static u_char *ngx_http_amonitor_metrics_head(
     u_char *p, const char *name, const char *type, const char *help);
+static u_char *ngx_http_amonitor_metrics_value(u_char *p, const char *name,
+    const char *type, const char *help, ngx_atomic_uint_t v);
 static u_char *ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v);
 static u_char *ngx_http_amonitor_metrics_targets(u_char *p,
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_shared_t *sh,
@@ -139,8 +141,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
 
     for (m = ngx_http_amonitor_metrics; m->name; m++) {
         v = (ngx_atomic_t *) ((u_char *) &sum + m->offset);
-        p = ngx_http_amonitor_metrics_head(p, m->name, m->type, m->help);
-        p = ngx_sprintf(p, "%s %uA\n", m->name, *v);
+        p = ngx_http_amonitor_metrics_value(p, m->name, m->type, m->help, *v);
     }
 
     p = ngx_http_amonitor_metrics_head(p, "amonitor_action_outcomes_total",
@@ -157,14 +158,14 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
 
     rg = ngx_http_amonitor_store_shm_registry(amcf->shm_zone);
 
-    p = ngx_http_amonitor_metrics_head(p, "amonitor_learned_targets", "gauge",
-        "Targets in the registry of learned targets (registers, dials).");
-    p = ngx_sprintf(p, "amonitor_learned_targets %ui\n", rg->n);
-    p = ngx_http_amonitor_metrics_head(p, "amonitor_learned_refused_total",
+    p = ngx_http_amonitor_metrics_value(p, "amonitor_learned_targets", "gauge",
+        "Targets in the registry of learned targets (registers, dials).",
+        rg->n);
+    p = ngx_http_amonitor_metrics_value(p, "amonitor_learned_refused_total",
         "counter",
         "Learned targets refused: amonitor_learned_limit reached or "
-        "the zone full.");
-    p = ngx_sprintf(p, "amonitor_learned_refused_total %uA\n", rg->refused);
+        "the zone full.",
+        rg->refused);
 
     p = ngx_http_amonitor_metrics_targets(p, w, sh, n);
     p = ngx_http_amonitor_metrics_rtt(p, sh);
@@ -184,26 +185,35 @@ ngx_http_amonitor_metrics_head(
 }
 
 
+/* a series of one unlabelled sample, with its HELP and TYPE */
+static u_char *
+ngx_http_amonitor_metrics_value(u_char *p, const char *name, const char *type,
+    const char *help, ngx_atomic_uint_t v)
+{
+    p = ngx_http_amonitor_metrics_head(p, name, type, help);
+
+    return ngx_sprintf(p, "%s %uA\n", name, v);
+}
+
+
 /* with amonitor_redis: the workers connected, the claims open, refused */
 static u_char *
 ngx_http_amonitor_metrics_redis(u_char *p, ngx_http_amonitor_shared_t *sh,
     ngx_http_amonitor_counters_t *sum)
 {
-    p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_connections", "gauge",
-        "Workers whose connection to Redis is usable.");
-    p = ngx_sprintf(
-        p, "amonitor_redis_connections %uA\n", sh->redis_connections);
-    p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_claims", "gauge",
+    p = ngx_http_amonitor_metrics_value(p, "amonitor_redis_connections",
+        "gauge", "Workers whose connection to Redis is usable.",
+        sh->redis_connections);
+    p = ngx_http_amonitor_metrics_value(p, "amonitor_redis_claims", "gauge",
         "Redis claims open: being made, held by an action, or waiting "
-        "to be finished or released (at most claims= per worker).");
-    p = ngx_sprintf(p, "amonitor_redis_claims %uA\n", sum->redis_claims);
-    p = ngx_http_amonitor_metrics_head(p, "amonitor_redis_claims_refused_total",
-        "counter",
-        "Actions answered RATE_LIMITED because their worker had "
-        "claims= Redis claims open.");
+        "to be finished or released (at most claims= per worker).",
+        sum->redis_claims);
 
-    return ngx_sprintf(
-        p, "amonitor_redis_claims_refused_total %uA\n", sum->redis_refused);
+    return ngx_http_amonitor_metrics_value(p,
+        "amonitor_redis_claims_refused_total", "counter",
+        "Actions answered RATE_LIMITED because their worker had "
+        "claims= Redis claims open.",
+        sum->redis_refused);
 }
 
 

@@ -66,6 +66,8 @@ static int amon_envelope_json_final(
 static int amon_envelope_json_type(const amon_json_value_t *v, int want);
 static int amon_envelope_json_action(
     amon_envelope_t *env, const amon_json_value_t *pay);
+static int amon_envelope_json_outcome(
+    amon_envelope_t *env, const amon_json_value_t *pay);
 static int amon_envelope_json_ack(
     amon_envelope_t *env, const amon_json_value_t *pay);
 static int amon_envelope_json_payload(
@@ -393,6 +395,22 @@ amon_envelope_json_action(amon_envelope_t *env, const amon_json_value_t *pay)
 }
 
 
+/* What an action_ack and an error both end with: "final", "message". */
+static int
+amon_envelope_json_outcome(amon_envelope_t *env, const amon_json_value_t *pay)
+{
+    int rc;
+
+    rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
+        AMON_ENVELOPE_NO_LIMIT, &env->message);
+}
+
+
 /* The payload of an action_ack. */
 static int
 amon_envelope_json_ack(amon_envelope_t *env, const amon_json_value_t *pay)
@@ -427,13 +445,7 @@ amon_envelope_json_ack(amon_envelope_t *env, const amon_json_value_t *pay)
         return rc;
     }
 
-    rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
-        AMON_ENVELOPE_NO_LIMIT, &env->message);
+    return amon_envelope_json_outcome(env, pay);
 }
 
 
@@ -484,13 +496,7 @@ amon_envelope_json_payload(amon_envelope_t *env, const amon_json_value_t *pay)
             return rc;
         }
 
-        rc = amon_envelope_json_final(env, &pay[AMON_ENVELOPE_P_FINAL]);
-        if (rc != AMON_OK) {
-            return rc;
-        }
-
-        return amon_envelope_json_str(env, &pay[AMON_ENVELOPE_P_MESSAGE],
-            AMON_ENVELOPE_NO_LIMIT, &env->message);
+        return amon_envelope_json_outcome(env, pay);
 
     default: break;
     }
