@@ -9,7 +9,8 @@
 # failing SELECT or AUTH stops claims; actions of a worker whose first
 # connection is being set up wait for it, and are refused if it fails;
 # the scripts go by SHA1, and with their text to a Redis that forgot
-# them; a Redis that stops reading fills the worker's socket, the rest
+# them (a call sent again with its text cut before Redis got it is as
+# any cut before: nothing written, a retry runs once); a Redis that stops reading fills the worker's socket, the rest
 # waits in the worker and nothing is lost.  Starts its own redis-servers.
 
 use strict;
@@ -815,6 +816,22 @@ subtest 'redis forgets the scripts: the call is sent again with the text' => sub
         'the script for several claims was sent again with its text');
     ok((grep { /EVAL.*amonitor claims\n.*\Q$ids[0]\E/s } $proxy->commands),
         'with the claims in it');
+};
+
+subtest 'a claim sent again with its text, cut before redis got it' => sub {
+    is($redis->cli('SCRIPT', 'FLUSH'), 'OK', 'SCRIPT FLUSH');
+    my $id = uuid4();
+    $A->mark_log;
+    # a rule whose pattern holds a newline: the script's text (EVAL)
+    $proxy->on(qr/^EVAL .*amonitor claim\n.*\Q$id\E/s, 'cut_before');
+    my $a = ask($pa, $id);
+    is(code($a), 'INTERNAL', 'INTERNAL');
+    is($redis->cli('EXISTS', key($id)), '0', 'nothing in redis');
+    ok($A->wait_error_log(qr/connected to redis/, 3), 'the agent reconnects');
+    sleep_loop(0.3);
+    my $b = ask($pa, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry runs');
+    is($sdk->executed($id), 1, 'once');
 };
 
 is($sdk->rejected // 0, 0, 'no handshake was rejected');
