@@ -219,14 +219,14 @@ is($refused && $refused->{payload}{code}, 'RATE_LIMITED',
 is(value($r, 'amonitor_redis_claims'), 2, 'amonitor_redis_claims: 2 open');
 is(value($r, 'amonitor_redis_claims_refused_total'), 1,
     'amonitor_redis_claims_refused_total: 1');
-my %acked;
+my %held_acked;
 $sp->recv_until(sub {
     my $j = $_[0]{json};
-    $acked{ $j->{payload}{action_msg_id} } = 1
+    $held_acked{ $j->{payload}{action_msg_id} } = 1
         if ref $j eq 'HASH' && ($j->{type} // '') eq 'action_ack';
-    return $acked{ $sid[0] } && $acked{ $sid[1] };
+    return $held_acked{ $sid[0] } && $held_acked{ $sid[1] };
 }, 5);
-ok($acked{ $sid[0] } && $acked{ $sid[1] }, 'the two held are acked');
+ok($held_acked{ $sid[0] } && $held_acked{ $sid[1] }, 'the two held are acked');
 ok(wait_for(sub { (value((scrape())[0], 'amonitor_redis_claims') // -1)
     == 0 }, 5), 'and their claims are closed: the gauge is 0 again');
 
