@@ -224,6 +224,9 @@ sub claim_calls {
 subtest 'claims made in one pass go to redis in one call' => sub {
     my $done = uuid4();
     is(code(ask($pb, $done)), 'action_ack', 'one action runs through B');
+    # B writes its result in the pass that sent the ack; A must find it
+    ok(wait_for(sub { ($redis->cli('GET', key($done)) // '') =~ /^d/ }, 5),
+        'B recorded the result in redis');
     my @ids = map { uuid4() } 1 .. 8;
     my $n = scalar $proxy->commands;
     $pa->send_json(action($_)) for @ids, $done;
