@@ -208,9 +208,9 @@ subtest 'without redis actions are refused, then it reconnects' => sub {
         'redis down: an unknown target is still UNKNOWN_TARGET');
 
     ok(redis_start(), 'redis-server is back');
-    ok(wait_error_log(qr/reconnected to redis/, 5),
-        'the agent reconnected by itself');
-    sleep_loop(0.5);
+    # every worker of both agents: $pa may be on any worker of agent A
+    ok(wait_for(sub { !grep { $_->log_count(qr/reconnected to redis/)
+        < $_->workers } @agents }, 5), 'the agents reconnected by themselves');
 
     my $id2 = uuid4();
     $pa->send_json(action($id2, 'rd-a'));
