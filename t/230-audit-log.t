@@ -109,8 +109,12 @@ is($q1 && $q1->{code}, 'UNKNOWN_TARGET', 'with its code');
 
 # logrotate: move the file, USR1; new lines go to a new file
 rename($audit, "$audit.1") or die $!;
+$t->mark_log;
 kill 'USR1', $t->master_pid;
-sleep_loop(0.5);
+# the master and each worker: a line buffered before a worker's reopen is
+# flushed to the rotated file
+ok(wait_for(sub { $t->log_count(qr/: reopening logs$/) > $t->workers }, 5),
+    'the master and the workers reopened their files');
 my $after = "au-after-" . uuid4();
 ok(act($two[1], $after, 'au-a', 'restart'), 'an action after the reopen');
 ok(wait_for(sub { grep { /\Q$after\E/ } lines($audit) }, 5),
