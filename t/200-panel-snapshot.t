@@ -28,6 +28,7 @@ $t->write_config(
     server {
         listen 127.0.0.1:%%PORT_0%% reuseport;
         location = /ws/panel { amonitor_panel on; }
+        location = /status { amonitor_status; }
         location = /ws/live {
             amonitor_panel on;
             amonitor_panel_snapshot off;
@@ -40,14 +41,21 @@ ok($sa->wait_connections(2), 'both workers dialed snap-a');
 my @cids = sort { $a <=> $b } $sa->conn_ids;
 is(scalar(@cids), 2, 'one connection per worker');
 
+# heartbeats fanned out by the workers (kept in the zone before that)
+sub forwarded {
+    my $s = try_decode_json($t->http_get('/status')->{body} // '') // {};
+    return $s->{forwarded} // 0;
+}
+
 # the fake SDK's heartbeats on connect must be in before ours
-sleep_loop(0.5);
+ok(wait_for(sub { forwarded() >= 2 }, 5),
+    'each connection\'s first heartbeat went through');
 
 # the first heartbeat goes over one worker's connection only: the zone
 # keeps it, and panels on the other worker must be told it too
 my $hb1 = FakeHB->make($sa, 1);
 $sa->send_to($cids[0], $hb1);
-sleep_loop(0.3);    # let the worker take it
+ok(wait_for(sub { forwarded() >= 3 }, 5), 'the worker took it');
 
 my ($by_worker, $all) = panels_per_worker($t, $sa, workers => 2);
 is(scalar(keys %$by_worker), 2, 'panels on both workers');
