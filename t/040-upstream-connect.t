@@ -98,8 +98,12 @@ for my $n (2, 4) {
         is($a->connections, $n, "SDK a still has exactly $n");
         is($a->accepted, $n, "SDK a accepted $n in total: no extra dials");
         is($b->accepted, $n, "SDK b accepted $n in total");
-        is($t->log_count(qr/\[info\] .*amonitor: connected to the SDK/),
-            2 * $n, "$n workers x 2 targets \"connected\" lines at info");
+        # a worker logs "connected" once it has read the SDK's 101, after
+        # the SDK counted the connection
+        my $connected = qr/\[info\] .*amonitor: connected to the SDK/;
+        wait_for(sub { $t->log_count($connected) >= 2 * $n });
+        is($t->log_count($connected), 2 * $n,
+            "$n workers x 2 targets \"connected\" lines at info");
         error_log_like(qr/amonitor: connected to the SDK.*, upstream: a, peer: ws:\/\/127\.0\.0\.1:\d+\//,
             'the log line names the upstream and its URL');
         $t->stop;
