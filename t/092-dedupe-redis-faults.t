@@ -159,6 +159,9 @@ subtest 'reply lost after redis ran the claim: INTERNAL, released, retry runs on
     my $b = ask($pb, $id);
     is($b && $b->{type}, 'action_ack', 'a retry through the other agent runs');
     ok($b && !$b->{payload}{duplicate}, 'as a new action');
+    # B writes its result in the pass that sent the ack; A must find it
+    ok(wait_for(sub { ($redis->cli('GET', key($id)) // '') =~ /^d/ }, 5),
+        'B recorded the result in redis');
     my $c = ask($pa, $id);
     ok($c && $c->{payload}{duplicate}, 'a later retry is a duplicate');
     is($c && $c->{payload}{original}{message}, 'ok', 'with the stored result');
