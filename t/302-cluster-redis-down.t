@@ -188,6 +188,12 @@ subtest 'redis back, empty: everything recovers without a reload' => sub {
         'the lease is back in redis');
     ok(wait_for(sub { $redis->cli('HEXISTS', 'amon-d:routes', 'd1') eq '1' },
         5), 'and the route');
+    # each worker subscribes to the events again once its connection is
+    # back (after up to amonitor_reconnect's max): the panels of the
+    # workers that are not the owner hear the heartbeats from then on
+    ok(wait_for(sub { (($redis->cli('PUBSUB', 'NUMSUB', 'amon-d:ev')
+        =~ /(\d+)\z/)[0] // 0) == 4 }, 5),
+        'the four workers subscribed again');
     sleep_loop(2);
     is($sdk->connections, 1, 'one SDK connection');
     is($sdk->accepted, $accepted, 'the owner kept it');
