@@ -382,6 +382,9 @@ for my $n (1 .. $RELOADS) {
             $EXIT_BOUND);
         last;
     }
+    # an exiting worker sends its close frame and closes the socket at
+    # once: it may be gone before this loop has read what it sent
+    wait_for(sub { !grep { $_->is_open } @panels }, tscale(2));
     push @unclosed, $n if grep { $_->is_open } @panels;
     if ($n == 10 || $n == $RELOADS || ($RELOADS > 50 && $n % 50 == 0)) {
         wait_for(sub { service_slots() && sdk_connections_complete() },
