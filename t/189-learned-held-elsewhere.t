@@ -124,7 +124,8 @@ $sdk->resume_accept;
 # check is for two connections that stay)
 ok(wait_for(sub { $sdk->connections >= 2 }, 5),
     'the other worker connects once the SDK accepts again');
-sleep_loop(1);
+wait_for(sub { $sdk->connections == 2 }, tscale(5));
+sleep_loop(0.3);    # and they stay
 is($sdk->connections, 2, 'both workers hold a connection to it');
 my @again = map { $t->panel('/ws/panel', name => "again-$_") } 1 .. 6;
 my @failed = grep { my $r = act($_); !$r || $r->{type} ne 'action_ack' }
