@@ -310,7 +310,7 @@ $t2->write_config(
     http_config => <<"EOC",
     amonitor_zone amon 1m;
     amonitor_target dd-a ws://127.0.0.1:$sdk_port/;
-    amonitor_dedupe_ttl 1s;
+    amonitor_dedupe_ttl 2s;
     amonitor_ack_timeout 1s;
     amonitor_reconnect 50ms 200ms;
 EOC
@@ -325,9 +325,9 @@ subtest 'after amonitor_dedupe_ttl the same msg_id runs again' => sub {
     my $t0 = now_ms();
     ok(!is_dup(ask($p, $id, 'dd-a')), 'first: executed');
     ok(is_dup(ask($p, $id, 'dd-a')), 'at once: duplicate');
-    sleep_loop(0.5 - (now_ms() - $t0) / 1000) if now_ms() - $t0 < 500;
+    sleep_loop(1 - (now_ms() - $t0) / 1000) if now_ms() - $t0 < 1000;
     ok(is_dup(ask($p, $id, 'dd-a')), 'half a TTL later: still a duplicate');
-    sleep_loop(1.3 - (now_ms() - $t0) / 1000);
+    sleep_loop(2.3 - (now_ms() - $t0) / 1000);
     my $r = ask($p, $id, 'dd-a');
     ok($r && !is_dup($r) && $r->{payload}{success},
         'after the TTL: executed again');
