@@ -302,10 +302,8 @@ my $sender = Mojo::IOLoop->recurring(0.03 => sub {
     return unless $slot->{p} && $slot->{p}->is_open;
     if ($tick % 6 == 0 && @ACKED) {
         my $id = $ACKED[ int rand @ACKED ];
-        # a worker writes the result to redis in the pass that sent the
-        # ack: asked before that, any worker rightly answers "pending"
-        return if $redis
-            && ($redis->cli('GET', "reload:$id") // '') !~ /^d/;
+        # only once its result is in redis (before, "pending" is right)
+        return if $redis && !$redis->done("reload:$id");
         $REPEATED{$id}++;
         send_action($slot, $id, $SENT{$id}{target});
         return;

@@ -69,6 +69,20 @@ sub cli {
     return $out;
 }
 
+# does the key hold a finished claim ("d" and its result)?  A worker
+# writes it at the end of the pass that sent the ack, so another worker
+# asked before that rightly finds the claim still pending
+sub done {
+    my ($self, $key) = @_;
+    return ($self->cli('GET', $key) // '') =~ /^d/ ? 1 : 0;
+}
+
+# wait until it does
+sub wait_done {
+    my ($self, $key, $timeout) = @_;
+    return wait_for(sub { $self->done($key) }, $timeout // 5) ? 1 : 0;
+}
+
 END { local $?; $_->stop for grep { defined } @RUNNING }
 
 1;
