@@ -185,10 +185,13 @@ subtest 'a reply slower than the timeout: INTERNAL, released, retry runs once' =
     is($sdk->executed($id), 1, 'once');
 };
 
-subtest 'connection cut before the claim reached redis' => sub {
+# the connection is cut before Redis gets the call that matches
+# $rule->($id): INTERNAL, nothing written, and a retry runs once
+sub cut_before_redis {
+    my ($rule) = @_;
     my $id = uuid4();
     $A->mark_log;
-    $proxy->on(call('claim', $id), 'cut_before');
+    $proxy->on($rule->($id), 'cut_before');
     my $a = ask($pa, $id);
     is(code($a), 'INTERNAL', 'INTERNAL');
     is($redis->cli('EXISTS', key($id)), '0', 'nothing in redis');
@@ -196,6 +199,10 @@ subtest 'connection cut before the claim reached redis' => sub {
     my $b = ask($pa, $id);
     is($b && $b->{type}, 'action_ack', 'a retry runs');
     is($sdk->executed($id), 1, 'once');
+}
+
+subtest 'connection cut before the claim reached redis' => sub {
+    cut_before_redis(sub { call('claim', $_[0]) });
 };
 
 # the answers to the actions of @ids on panel $p, by msg_id
@@ -823,17 +830,8 @@ subtest 'redis forgets the scripts: the call is sent again with the text' => sub
 
 subtest 'a claim sent again with its text, cut before redis got it' => sub {
     is($redis->cli('SCRIPT', 'FLUSH'), 'OK', 'SCRIPT FLUSH');
-    my $id = uuid4();
-    $A->mark_log;
     # a rule whose pattern holds a newline: the script's text (EVAL)
-    $proxy->on(qr/^EVAL .*amonitor claim\n.*\Q$id\E/s, 'cut_before');
-    my $a = ask($pa, $id);
-    is(code($a), 'INTERNAL', 'INTERNAL');
-    is($redis->cli('EXISTS', key($id)), '0', 'nothing in redis');
-    ok($A->wait_error_log(qr/reconnected to redis/, 3), 'the agent reconnects');
-    my $b = ask($pa, $id);
-    is($b && $b->{type}, 'action_ack', 'a retry runs');
-    is($sdk->executed($id), 1, 'once');
+    cut_before_redis(sub { qr/^EVAL .*amonitor claim\n.*\Q$_[0]\E/s });
 };
 
 is($sdk->rejected // 0, 0, 'no handshake was rejected');
