@@ -34,6 +34,12 @@
 #                minutes per run); also for the Redis store (redisfull)
 #   ACK_RATE     the open loop's offered rate (actions/s) instead of half
 #                of the measured maximum
+#   ACK_MAX=open the maximum is the module's highest sustained open-loop
+#                rate instead of the closed loop's (actmax): rates rise by
+#                ACK_STEP (50000) until one is not sustained (an action
+#                missing, late or answered with an error, or a round-trip
+#                p99 of ACK_SUSTAIN_MS, 20, or more); the median of REPS
+#                such searches (case actstep, module only)
 #   TIMELINE     a directory: each open-loop run writes there, per
 #                action, its due time, round trip and whether it was an
 #                error (actopen-<server>-<n>.txt), for finding stalls,
@@ -356,9 +362,10 @@ run() {
     sweep100) args="--mode fanout --panels 100 --rate 100" ;;
     sweep300) args="--mode fanout --panels 100 --rate 300" ;;
     sweep3000) args="--mode fanout --panels 100 --rate 3000" ;;
-    actopen)
+    actopen | actstep)
         rate=$ACK_RATE
         [ "$s" = redis50 ] && rate=$ACK_RATE_REDIS
+        [ "$c" = actstep ] && rate=$STEP_RATE
         args="--mode actions --panels 16 --action-rate $rate --ack-timeout 1"
         if [ -n "$TIMELINE" ]; then
             TL_N=$((TL_N + 1))
@@ -419,6 +426,27 @@ run() {
     fi
 }
 
+# ACK_MAX=open: the highest open-loop rate the module sustains, stepping
+# up by ACK_STEP from ACK_STEP (in OPEN_MAX; 0 when not even that)
+open_max() {
+    local p99 bad
+    OPEN_MAX=0
+    STEP_RATE=$ACK_STEP
+    while :; do
+        run actstep module
+        p99=$(field rtt_p99_us)
+        bad=$(($(field missing) + $(field errors) + $(field late)))
+        echo "  actstep $STEP_RATE/s: p99 $p99 us, $bad missing," \
+            "late or errors" >&2
+        if [ "$bad" -ne 0 ] || [ "${p99:-0}" -ge $((ACK_SUSTAIN_MS * 1000)) ]
+        then
+            return 0
+        fi
+        OPEN_MAX=$STEP_RATE
+        STEP_RATE=$((STEP_RATE + ACK_STEP))
+    done
+}
+
 # a field of the last load generator's output line
 field() {
     tr ' ' '\n' < "$PREFIX/out" | sed -n "s/^$1=//p"
@@ -456,6 +484,9 @@ QUIET=${QUIET:-}
 QUIET_MAX=${QUIET_MAX:-120}
 ACK_RATE=${ACK_RATE:-}
 ACK_RATE_REDIS=${ACK_RATE_REDIS:-}
+ACK_MAX=${ACK_MAX:-}
+ACK_STEP=${ACK_STEP:-50000}
+ACK_SUSTAIN_MS=${ACK_SUSTAIN_MS:-20}
 REDIS_CLI=${REDIS_CLI:-redis-cli}
 REDIS_PORT=$(port)
 
@@ -543,6 +574,18 @@ if [ -n "${ACKRATE:-}" ] && { [ -z "$ACK_RATE" ] \
         echo "actmax $s: median $o actions/s, $u us CPU/action (server" \
             "$b % busy)"
     done
+    if [ -z "$ACK_RATE" ] && [ "$ACK_MAX" = open ]; then
+        maxes=""
+        for _ in $(seq 1 "$REPS"); do
+            open_max
+            maxes="$maxes $OPEN_MAX"
+        done
+        m=$(echo "$maxes" | median)
+        echo "actstep module: highest sustained open-loop rate$maxes/s:" \
+            "median $m/s (closed loop: $(echo "${RES[actmax/module/ops]}" \
+            | median)/s)"
+        ACK_RATE=$((m / 2))
+    fi
     if [ -z "$ACK_RATE" ]; then
         ACK_RATE=$(echo "${RES[actmax/module/ops]}" | median \
             | awk '{ printf "%.0f", $1 / 2 }')
