@@ -4,9 +4,9 @@
 # workers read the registry whole and dial them all again.  When they all
 # vanish while one worker is stopped, the other expires them, more changes
 # than the change log (512 records) holds: the stopped worker, behind by
-# all of them, reads the registry whole, once, and both drop every one.  amonitor_learned_limit
-# holds exactly at a small limit, with a register displacing the oldest
-# dial first and the messages naming the directive.
+# all of them, reads the registry whole, once, and both drop every one.
+# amonitor_learned_limit holds exactly at a small limit, with a register
+# displacing the oldest dial first and the messages naming the directive.
 
 use strict;
 use warnings;
@@ -124,7 +124,7 @@ subtest 'a reload: the new workers read the registry and dial every one' => sub 
     is(metric('amonitor_learned_targets'), $N + 3, 'the registry kept them');
 };
 
-subtest 'all of them vanish while one worker is stopped: it reads whole' => sub {
+subtest 'they vanish while a worker is stopped: it reads whole' => sub {
     # one worker stopped while the other expires them all: it falls
     # behind by every one of them, more than the change log holds, however
     # the expiry spreads over the other's once-a-second walks

@@ -429,17 +429,19 @@ run() {
 # ACK_MAX=open: the highest open-loop rate the module sustains, stepping
 # up by ACK_STEP from ACK_STEP (in OPEN_MAX; 0 when not even that)
 open_max() {
-    local p99 bad
+    local p99 bad m e l
     OPEN_MAX=0
     STEP_RATE=$ACK_STEP
     while :; do
         run actstep module
         p99=$(field rtt_p99_us)
-        bad=$(($(field missing) + $(field errors) + $(field late)))
-        echo "  actstep $STEP_RATE/s: p99 $p99 us, $bad missing," \
+        m=$(field missing) e=$(field errors) l=$(field late)
+        # a run that printed no figures is not sustained either
+        bad=$((${m:-1} + ${e:-0} + ${l:-0}))
+        echo "  actstep $STEP_RATE/s: p99 ${p99:--} us, $bad missing," \
             "late or errors" >&2
-        if [ "$bad" -ne 0 ] || [ "${p99:-0}" -ge $((ACK_SUSTAIN_MS * 1000)) ]
-        then
+        if [ "$bad" -ne 0 ] || [ -z "$p99" ] \
+            || [ "$p99" -ge $((ACK_SUSTAIN_MS * 1000)) ]; then
             return 0
         fi
         OPEN_MAX=$STEP_RATE
@@ -584,6 +586,11 @@ if [ -n "${ACKRATE:-}" ] && { [ -z "$ACK_RATE" ] \
         echo "actstep module: highest sustained open-loop rate$maxes/s:" \
             "median $m/s (closed loop: $(echo "${RES[actmax/module/ops]}" \
             | median)/s)"
+        if [ "$m" -eq 0 ]; then
+            echo "ratio.sh: the module sustained not even $ACK_STEP" \
+                "actions/s in the open loop; give a smaller ACK_STEP" >&2
+            exit 1
+        fi
         ACK_RATE=$((m / 2))
     fi
     if [ -z "$ACK_RATE" ]; then
