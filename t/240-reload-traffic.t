@@ -231,6 +231,14 @@ my %TRAFFIC;           # target -> heartbeats and events seen by panels
 my $CLOSED_BY_US = {}; # panels the test closed itself
 my $sending = 1;
 
+# msg_id -> how many times the SDKs (both fake ones and the C example)
+# ran it so far
+sub sdk_runs {
+    my $c = example_executed();
+    return { map { $_ => $sa->executed($_) + $sb->executed($_)
+        + ($c->{$_} // 0) } keys %SENT };
+}
+
 sub open_slot {
     my ($slot) = @_;
     my ($p) = panel_try_connect($t->ws_url('/ws/panel'),
@@ -502,8 +510,7 @@ my %RAN_AT_END;    # msg_id -> run by the last send (an orphaned claim)
 {
     sleep_loop(tscale(6)) if $redis;    # lease=5s, the default
     # what the SDKs ran before the msg_ids go again
-    my $before = example_executed();
-    $before->{$_} += $sa->executed($_) + $sb->executed($_) for keys %SENT;
+    my $before = sdk_runs();
     my $orphaned = sub {
         my ($id) = @_;
         my @k = map { $_->{kind} } @{ $FINALS{$id} // [] };
@@ -551,10 +558,10 @@ my %RAN_AT_END;    # msg_id -> run by the last send (an orphaned claim)
 
 # --- what the SDKs saw --------------------------------------------------------
 
-my $cexec = example_executed();
+my $ran = sdk_runs();
 my (@twice_run, @acked_not_run);
 for my $id (keys %SENT) {
-    my $runs = $sa->executed($id) + $sb->executed($id) + ($cexec->{$id} // 0);
+    my $runs = $ran->{$id};
     push @twice_run, "$id ($runs)" if $runs > 1;
     push @acked_not_run, $id
         if $runs != 1 && ($RAN_AT_END{$id}
