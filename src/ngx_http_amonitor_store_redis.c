@@ -122,6 +122,8 @@ ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx)
                 break;
             }
         }
+
+        ctx->exit_written = done;
     }
 
     ctx->stopped = 1;

@@ -118,6 +118,7 @@ struct ngx_http_amonitor_redis_s {
     unsigned stopped : 1;
     unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no idle PING */
     unsigned writing : 1; /* in the write handler */
+    unsigned exit_written : 1; /* all was written on the way out */
 };
 
 
@@ -165,8 +166,11 @@ ngx_http_amonitor_redis_uint(u_char *p, uint64_t n)
 
 /* store_redis_rec.c: the records of the claims */
 ngx_int_t ngx_http_amonitor_redis_recs_init(ngx_http_amonitor_redis_t *ctx);
-void      ngx_http_amonitor_redis_recs_exit(ngx_http_amonitor_redis_t *ctx);
-void      ngx_http_amonitor_redis_recs_refuse(ngx_http_amonitor_redis_t *ctx);
+void      ngx_http_amonitor_redis_recs_exit(
+         ngx_http_amonitor_redis_t *ctx, ngx_uint_t released);
+void       ngx_http_amonitor_redis_recs_refuse(ngx_http_amonitor_redis_t *ctx);
+ngx_uint_t ngx_http_amonitor_redis_recs_abandon(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *release);
 ngx_http_amonitor_claim_e ngx_http_amonitor_redis_value(
     redisReply *reply, ngx_str_t *result);
 ngx_int_t ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,

@@ -100,7 +100,6 @@ static ngx_int_t ngx_http_amonitor_redis_claims_init(
 static void ngx_http_amonitor_redis_claims_flush(
     ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
-static void ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
@@ -167,8 +166,12 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
 {
     ngx_http_amonitor_redis_t *ctx = st->data;
 
+    ngx_uint_t released;
+
+    released = ngx_http_amonitor_redis_recs_abandon(
+        ctx, &NGX_HTTP_AMONITOR_S_RELEASE->text);
     ngx_http_amonitor_redis_conn_exit(ctx);
-    ngx_http_amonitor_redis_claims_exit(ctx);
+    ngx_http_amonitor_redis_recs_exit(ctx, released);
 }
 
 
@@ -408,12 +411,17 @@ ngx_http_amonitor_redis_claimed(
     if (reply == NULL) {
         /*
          * The script may have run: the action is refused, and the claim
-         * is released by its owner when Redis is back (or expires).
+         * is released by its owner when Redis is back (or expires).  At
+         * exit the release went already (redis_recs_abandon).
          */
-        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
-            "amonitor: the claim of \"%V\" in redis has an unknown outcome; "
-            "it is released when redis is back or expires in %M ms",
-            &rec->msg_id, ctx->conf->lease);
+        if (!ctx->stopped) {
+            ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                "amonitor: the claim of \"%V\" in redis has an unknown "
+                "outcome; it is released when redis is back or expires in "
+                "%M ms",
+                &rec->msg_id, ctx->conf->lease);
+        }
+
         ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_RELEASING);
 
     } else if (reply->type == REDIS_REPLY_NIL) {
@@ -747,44 +755,5 @@ ngx_http_amonitor_redis_renewed(
             "by another owner while its action was under way; "
             "the action may run twice",
             &rec->msg_id);
-    }
-}
-
-
-/* the worker exits: claims still open expire by their lease */
-static void
-ngx_http_amonitor_redis_claims_exit(ngx_http_amonitor_redis_t *ctx)
-{
-    ngx_uint_t                     n;
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_redis_rec_t *rec;
-
-    if (ctx->batch.posted) {
-        ngx_delete_posted_event(&ctx->batch);
-    }
-
-    ngx_http_amonitor_redis_recs_refuse(ctx);
-
-    n = ctx->nclaims;
-
-    while (!ngx_queue_empty(&ctx->todo)) {
-        q = ngx_queue_head(&ctx->todo);
-        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
-        ngx_http_amonitor_redis_rec_free(rec);
-    }
-
-    while (!ngx_queue_empty(&ctx->held)) {
-        q = ngx_queue_head(&ctx->held);
-        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
-        ngx_http_amonitor_redis_rec_free(rec);
-    }
-
-    ngx_http_amonitor_redis_recs_exit(ctx);
-
-    if (n) {
-        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
-            "amonitor: %ui redis claims of this worker may be left open; "
-            "they expire within %M ms",
-            n, ctx->conf->lease);
     }
 }

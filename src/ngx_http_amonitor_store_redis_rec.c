@@ -8,7 +8,8 @@
  * finds; records with room for a usual msg_id are kept for use again.
  * And what the records answer without the claim script: a duplicate of
  * a claim this worker holds, action_status (one GET when not held here),
- * the refusal of the claims that waited for a connection.  Below the
+ * the refusal of the claims that waited for a connection; at exit, the
+ * release of the claims whose reply had not come back.  Below the
  * claims (store_redis_claim.c); calls nothing above it.
  */
 
@@ -25,6 +26,8 @@
 
 
 static void ngx_http_amonitor_redis_queried(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_redis_abandoned(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
@@ -48,11 +51,60 @@ ngx_http_amonitor_redis_recs_init(ngx_http_amonitor_redis_t *ctx)
 }
 
 
-/* the records kept for use again; those of open claims are freed apart */
+/*
+ * The worker exits: what conn_exit wrote in full is done (ends, and the
+ * releases of claims whose reply had not come back); else the claims
+ * still open expire by their lease.
+ */
 void
-ngx_http_amonitor_redis_recs_exit(ngx_http_amonitor_redis_t *ctx)
+ngx_http_amonitor_redis_recs_exit(
+    ngx_http_amonitor_redis_t *ctx, ngx_uint_t released)
 {
+    ngx_uint_t                     n, held;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    if (ctx->batch.posted) {
+        ngx_delete_posted_event(&ctx->batch);
+    }
+
+    ngx_http_amonitor_redis_recs_refuse(ctx);
+
+    n = ctx->nclaims;
+    held = 0;
+
+    while (!ngx_queue_empty(&ctx->todo)) {
+        q = ngx_queue_head(&ctx->todo);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+        ngx_http_amonitor_redis_rec_free(rec);
+    }
+
+    while (!ngx_queue_empty(&ctx->held)) {
+        q = ngx_queue_head(&ctx->held);
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+        ngx_http_amonitor_redis_rec_free(rec);
+        held++;
+    }
+
     ngx_http_amonitor_kept_exit(&ctx->kept);
+
+    if (ctx->exit_written) {
+        n = held;
+
+        if (released) {
+            ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                "amonitor: %ui redis claims whose reply had not come back "
+                "are released as this worker exits",
+                released);
+        }
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+            "amonitor: %ui redis claims of this worker may be left open; "
+            "they expire within %M ms",
+            n, ctx->conf->lease);
+    }
 }
 
 
@@ -183,6 +235,61 @@ ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
     }
 
     ngx_free(rec);
+}
+
+
+/*
+ * The worker exits: the claims whose reply has not come back were never
+ * forwarded, so each is released now rather than left to its lease.  The
+ * release is compare-and-set on the owner token and follows the claim on
+ * this connection: where the claim did not take, it deletes nothing.  As
+ * EVAL with the script's text, which a Redis that forgot the script runs
+ * all the same (no reply is read any more).  Written with the ends by
+ * redis_conn_exit; the number sent.
+ */
+ngx_uint_t
+ngx_http_amonitor_redis_recs_abandon(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *release)
+{
+    ngx_str_t                     *pfx;
+    ngx_uint_t                     i, n;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    if (!ctx->ready) {
+        return 0;
+    }
+
+    n = 0;
+    pfx = &ctx->conf->prefix;
+
+    for (i = 0; i <= ctx->index_mask; i++) {
+        for (rec = ctx->index[i]; rec; rec = rec->next) {
+            if (rec->state != NGX_HTTP_AMONITOR_REC_CLAIMING || rec->in_queue) {
+                continue;
+            }
+
+            if (ngx_http_amonitor_redis_command(ctx,
+                    ngx_http_amonitor_redis_abandoned, NULL, "release",
+                    "EVAL %b 1 %b%b %b", release->data, release->len, pfx->data,
+                    pfx->len, rec->msg_id.data, rec->msg_id.len,
+                    rec->owner.data, rec->owner.len)
+                != NGX_OK) {
+                return n;
+            }
+
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+/* the worker is gone by the time a reply could come */
+static void
+ngx_http_amonitor_redis_abandoned(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
 }
 
 

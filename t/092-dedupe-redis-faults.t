@@ -12,7 +12,8 @@
 # them (a call sent again with its text cut before Redis got it is as
 # any cut before: nothing written, a retry runs once); a Redis that stops
 # reading fills the worker's socket, the rest waits in the worker and
-# nothing is lost.  Starts its own redis-servers.
+# nothing is lost; a worker that exits while a claim's reply is held back
+# releases that claim on its way out.  Starts its own redis-servers.
 
 use strict;
 use warnings;
@@ -832,6 +833,39 @@ subtest 'a claim sent again with its text, cut before redis got it' => sub {
     is($redis->cli('SCRIPT', 'FLUSH'), 'OK', 'SCRIPT FLUSH');
     # a rule whose pattern holds a newline: the script's text (EVAL)
     cut_before_redis(sub { qr/^EVAL .*amonitor claim\n.*\Q$_[0]\E/s });
+};
+
+# Redis forgot the scripts above: the release at exit goes with its text
+subtest 'a worker that exits while a claim is under way releases it' => sub {
+    my $px = Test::AMonitor::RedisProxy->new(redis_port => $rport);
+    my $n = $sdk->connections;
+    my $C = agent('amonitor_redis 127.0.0.1:' . $px->port
+        . ' prefix=amon-f: timeout=10s lease=60s;');
+    ok($sdk->wait_connections($n + 1, 5), 'a new agent dialed the SDK');
+    ok($C->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    my $pc = $C->panel('/ws/panel');
+    my $id = uuid4();
+    $px->on(call('claim', $id), 'hold');
+    $pc->send_json(action($id));
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^p/ }, 3),
+        'redis took the claim; its reply is held');
+    ok(!$pc->answer_to($id, 0.3), 'the action waits for it');
+    $C->mark_log;
+    ok($C->stop(timeout => 10), 'nginx stops meanwhile');
+    ok(gone($id, 1), 'the claim is gone at once, not after its 60 s lease');
+    ok((grep { /^EVAL .*amonitor release\n.*\Q$id\E/s } $px->commands),
+        'deleted by a release with the script text, after the claim');
+    my $line = 'redis claims whose reply had not come back are released';
+    ok($C->wait_error_log(qr/\[notice\].*: 1 \Q$line\E as this worker exits/, 2),
+        'which is logged');
+    ok(!$C->wait_error_log(qr/may be left open|unknown outcome/, 0.2),
+        'and nothing is said to be left open');
+    is($sdk->executed($id), 0, 'the action was never forwarded');
+    my $b = ask($pb, $id);
+    is($b && $b->{type}, 'action_ack', 'a retry through another agent runs');
+    ok($b && !$b->{payload}{duplicate}, 'as a new action');
+    is($sdk->executed($id), 1, 'once');
+    $px->stop;
 };
 
 is($sdk->rejected // 0, 0, 'no handshake was rejected');
