@@ -14,6 +14,7 @@
 #   CASES="fan100 act" bash bench/agent/ratio.sh
 #   CASES=ackrate bash bench/agent/ratio.sh   # ack latency, open loop
 #   CASES=act FILL_ACTIONS=10000000 REPS=1 bash bench/agent/ratio.sh
+#   CASES=actfix FILL_ACTIONS=10000000 bash bench/agent/ratio.sh
 #
 # "ackrate" first finds the module's maximum action rate (closed loop,
 # 16 panels x 16 in flight: case actmax, also for proxy_pass and Redis),
@@ -53,6 +54,12 @@
 #                its tables when the count passes a power of two (65,536
 #                ... 1,048,576, 2,097,152 ...) and then moves the entries
 #                over a step at a time, for seconds to minutes
+#   FIX_RATE     case actfix: the offered rate (100000 actions/s, open
+#                loop, 16 panels) at which proxy_pass, the module on a
+#                fresh zone and the module on a full one (FILL_*) are
+#                compared; FIX_RATE_REDIS (20000): the same for case
+#                actfixr (proxy_pass, Redis fresh and filled), which
+#                actfix adds when redis-server is there
 #   ACK_RATE_REDIS  the same for redis50 (with ACK_RATE: no actmax runs)
 #   OPEN_SERVERS the open loop's servers (default: module proxy redis
 #                redis50)
@@ -362,10 +369,12 @@ run() {
     sweep100) args="--mode fanout --panels 100 --rate 100" ;;
     sweep300) args="--mode fanout --panels 100 --rate 300" ;;
     sweep3000) args="--mode fanout --panels 100 --rate 3000" ;;
-    actopen | actstep)
+    actopen | actstep | actfix | actfixr)
         rate=$ACK_RATE
         [ "$s" = redis50 ] && rate=$ACK_RATE_REDIS
         [ "$c" = actstep ] && rate=$STEP_RATE
+        [ "$c" = actfix ] && rate=$FIX_RATE
+        [ "$c" = actfixr ] && rate=$FIX_RATE_REDIS
         args="--mode actions --panels 16 --action-rate $rate --ack-timeout 1"
         if [ -n "$TIMELINE" ]; then
             TL_N=$((TL_N + 1))
@@ -417,7 +426,7 @@ run() {
     echo "$c $s rep: ${r% *} us/op at ${r#* } ops/s" >&2
     RES[$c/$s]="${RES[$c/$s]:-} ${r% *}"
     RES[$c/$s/ops]="${RES[$c/$s/ops]:-} ${r#* }"
-    if [ "$c" = actopen ]; then
+    if [ "$c" = actopen ] || [ "$c" = actfix ] || [ "$c" = actfixr ]; then
         for f in rtt_p50_us rtt_p99_us rtt_p999_us rtt_max_us lag_p99_us \
             sent_rtt_p99_us missing errors late; do
             RES[$c/$s/$f]="${RES[$c/$s/$f]:-} $(field "$f")"
@@ -489,6 +498,8 @@ ACK_RATE_REDIS=${ACK_RATE_REDIS:-}
 ACK_MAX=${ACK_MAX:-}
 ACK_STEP=${ACK_STEP:-50000}
 ACK_SUSTAIN_MS=${ACK_SUSTAIN_MS:-20}
+FIX_RATE=${FIX_RATE:-100000}
+FIX_RATE_REDIS=${FIX_RATE_REDIS:-20000}
 REDIS_CLI=${REDIS_CLI:-redis-cli}
 REDIS_PORT=$(port)
 
@@ -535,6 +546,10 @@ for c in $CASES; do
         [ -n "$REDIS_PID" ] && [ -n "$OLD_MODULE" ] \
             && servers="$servers oldredis"
         plan+=("act:$servers")
+        ;;
+    actfix)
+        plan+=("actfix:proxy module full")
+        [ -n "$REDIS_PID" ] && plan+=("actfixr:proxy redis redisfull")
         ;;
     ackrate)
         ACKRATE=1
@@ -626,6 +641,25 @@ for p in "${plan[@]}"; do
         x=$(awk -v a="$m" -v b="$f" 'BEGIN { if (a + 0 > 0 && b + 0 > 0)
             printf "%.2f", a / b; else print "-" }')
         printf '%-10s %-8s %14s %12s %10s\n' "$c" "$s" "$m" "$o" "$x"
+    done
+done
+
+# the fixed-rate cases: was the offered rate sustained (else their CPU
+# per action compares a server that fell behind)
+for p in "${plan[@]}"; do
+    c=${p%%:*}
+    [ "$c" = actfix ] || [ "$c" = actfixr ] || continue
+    rate=$FIX_RATE
+    [ "$c" = actfixr ] && rate=$FIX_RATE_REDIS
+    for s in ${p#*:}; do
+        sums=""
+        for f in missing errors late; do
+            sums="$sums/$(echo "${RES[$c/$s/$f]}" | awk '{ s = 0
+                for (i = 1; i <= NF; i++) s += $i; print s }')"
+        done
+        echo "$c $s at $rate/s offered: round trip p99" \
+            "$(echo "${RES[$c/$s/rtt_p99_us]}" | median) us (median)," \
+            "missing/errors/late ${sums#/} (summed)"
     done
 done
 
