@@ -118,6 +118,7 @@ struct ngx_http_amonitor_redis_s {
     unsigned stopped : 1;
     unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no idle PING */
     unsigned writing : 1; /* in the write handler */
+    unsigned exiting : 1; /* scripts go as EVAL with their text */
     unsigned exit_written : 1; /* all was written on the way out */
 };
 
@@ -131,13 +132,14 @@ ngx_int_t ngx_http_amonitor_redis_send(ngx_http_amonitor_redis_t *ctx,
 /* scripts (store_redis_eval.c) */
 void ngx_http_amonitor_redis_script_init(
     ngx_http_amonitor_redis_script_t *script, const char *text);
-ngx_int_t ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
-    ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
-    ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n);
-ngx_int_t ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
-    ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
-    ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,
-    ngx_uint_t n, ngx_uint_t per);
+ngx_int_t  ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
+     ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
+     ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n);
+ngx_uint_t ngx_http_amonitor_redis_eval_exit(ngx_http_amonitor_redis_t *ctx);
+ngx_int_t  ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
+     ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
+     ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,
+     ngx_uint_t n, ngx_uint_t per);
 
 /* the connection (store_redis.c) */
 ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(
@@ -170,7 +172,7 @@ void      ngx_http_amonitor_redis_recs_exit(
          ngx_http_amonitor_redis_t *ctx, ngx_uint_t released);
 void       ngx_http_amonitor_redis_recs_refuse(ngx_http_amonitor_redis_t *ctx);
 ngx_uint_t ngx_http_amonitor_redis_recs_abandon(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *release);
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_script_t *release);
 ngx_http_amonitor_claim_e ngx_http_amonitor_redis_value(
     redisReply *reply, ngx_str_t *result);
 ngx_int_t ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,

@@ -168,8 +168,11 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
 
     ngx_uint_t released;
 
-    released = ngx_http_amonitor_redis_recs_abandon(
-        ctx, &NGX_HTTP_AMONITOR_S_RELEASE->text);
+    ctx->exiting = 1;
+
+    (void) ngx_http_amonitor_redis_eval_exit(ctx);
+    released =
+        ngx_http_amonitor_redis_recs_abandon(ctx, NGX_HTTP_AMONITOR_S_RELEASE);
     ngx_http_amonitor_redis_conn_exit(ctx);
     ngx_http_amonitor_redis_recs_exit(ctx, released);
 }
@@ -197,6 +200,11 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
         NGX_HTTP_AMONITOR_S_CLAIMS, NGX_HTTP_AMONITOR_REDIS_CLAIMS);
     ngx_http_amonitor_redis_script_init(
         NGX_HTTP_AMONITOR_S_FINISHES, NGX_HTTP_AMONITOR_REDIS_FINISHES);
+
+    /* ends: written again, the same, they change nothing more */
+    NGX_HTTP_AMONITOR_S_FINISH->again_at_exit = 1;
+    NGX_HTTP_AMONITOR_S_FINISHES->again_at_exit = 1;
+    NGX_HTTP_AMONITOR_S_RELEASE->again_at_exit = 1;
 
     if (ngx_http_amonitor_redis_recs_init(ctx) != NGX_OK) {
         return NGX_ERROR;

@@ -32,6 +32,7 @@ typedef void (*ngx_http_amonitor_redis_reply_pt)(
 typedef struct {
     ngx_str_t text;
     u_char    sha[40]; /* hex */
+    unsigned  again_at_exit : 1; /* may run twice: see redis_eval_exit */
 } ngx_http_amonitor_redis_script_t;
 
 

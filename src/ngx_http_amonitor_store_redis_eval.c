@@ -34,6 +34,11 @@ static void ngx_http_amonitor_redis_batch_reply(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static ngx_int_t ngx_http_amonitor_redis_eval_again(
     ngx_http_amonitor_redis_cmd_t *cmd, redisReply *reply);
+static ngx_int_t ngx_http_amonitor_redis_eval_text(
+    ngx_http_amonitor_redis_cmd_t *cmd, ngx_http_amonitor_redis_cmd_t *src,
+    ngx_http_amonitor_redis_script_t *script);
+static void ngx_http_amonitor_redis_eval_ignored(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
 /* one script's call for several items: the handler and data of each */
@@ -160,7 +165,8 @@ ngx_http_amonitor_redis_batch_reply(
 
 /*
  * EVALSHA sha nkeys (prefix key)... args...: the part after nkeys is kept
- * for a retry.
+ * for a retry.  A worker that exits reads no reply (no NOSCRIPT): its
+ * last calls are EVAL with the script's text.
  */
 static ngx_int_t
 ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
@@ -170,14 +176,26 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
 {
     u_char                        *p, *start, nk[NGX_INT_T_LEN];
     size_t                         len, nk_len;
+    ngx_str_t                      verb, body;
     ngx_int_t                      rc;
     ngx_uint_t                     i;
     ngx_http_amonitor_redis_cmd_t *cmd;
 
+    if (ctx->exiting) {
+        ngx_str_set(&verb, "EVAL");
+        body = script->text;
+
+    } else {
+        ngx_str_set(&verb, "EVALSHA");
+        body.data = script->sha;
+        body.len = 40;
+    }
+
     nk_len = ngx_http_amonitor_redis_uint(nk, nkeys) - nk;
 
-    len = NGX_HTTP_AMONITOR_RESP_HDR + ngx_http_amonitor_resp_bulk_size(7)
-        + ngx_http_amonitor_resp_bulk_size(40)
+    len = NGX_HTTP_AMONITOR_RESP_HDR
+        + ngx_http_amonitor_resp_bulk_size(verb.len)
+        + ngx_http_amonitor_resp_bulk_size(body.len)
         + ngx_http_amonitor_resp_bulk_size(nk_len);
 
     for (i = 0; i < nkeys; i++) {
@@ -201,8 +219,8 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
     p = ngx_http_amonitor_redis_uint(p, 3 + nkeys + nargs);
     *p++ = CR;
     *p++ = LF;
-    p = ngx_http_amonitor_resp_bulk(p, (u_char *) "EVALSHA", 7, NULL, 0);
-    p = ngx_http_amonitor_resp_bulk(p, script->sha, 40, NULL, 0);
+    p = ngx_http_amonitor_resp_bulk(p, verb.data, verb.len, NULL, 0);
+    p = ngx_http_amonitor_resp_bulk(p, body.data, body.len, NULL, 0);
     p = ngx_http_amonitor_resp_bulk(p, nk, nk_len, NULL, 0);
 
     cmd->rest = p;
@@ -219,7 +237,7 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
     cmd->rest_len = p - cmd->rest;
     cmd->argc = 3 + nkeys + nargs;
     cmd->nkeys = nkeys;
-    cmd->script = script;
+    cmd->script = ctx->exiting ? NULL : script;
     cmd->again = ngx_http_amonitor_redis_eval_again;
 
     rc = ngx_http_amonitor_redis_send(ctx, cmd, start, p - start);
@@ -237,9 +255,6 @@ static ngx_int_t
 ngx_http_amonitor_redis_eval_again(
     ngx_http_amonitor_redis_cmd_t *cmd, redisReply *reply)
 {
-    u_char                           *buf, *p, nk[NGX_INT_T_LEN];
-    size_t                            len, nk_len;
-    ngx_int_t                         rc;
     ngx_http_amonitor_redis_script_t *script;
 
     script = cmd->script;
@@ -251,32 +266,111 @@ ngx_http_amonitor_redis_eval_again(
 
     cmd->script = NULL;
 
-    len = NGX_HTTP_AMONITOR_RESP_HDR + ngx_http_amonitor_resp_bulk_size(4)
-        + ngx_http_amonitor_resp_bulk_size(script->text.len)
-        + ngx_http_amonitor_resp_bulk_size(NGX_INT_T_LEN) + cmd->rest_len;
-
-    buf = ngx_alloc(len, cmd->ctx->log);
-    if (buf == NULL) {
-        return NGX_DECLINED;
-    }
-
-    p = ngx_sprintf(buf, "*%ui\r\n", cmd->argc);
-    p = ngx_http_amonitor_resp_bulk(p, (u_char *) "EVAL", 4, NULL, 0);
-    p = ngx_http_amonitor_resp_bulk(
-        p, script->text.data, script->text.len, NULL, 0);
-    nk_len = ngx_http_amonitor_redis_uint(nk, cmd->nkeys) - nk;
-    p = ngx_http_amonitor_resp_bulk(p, nk, nk_len, NULL, 0);
-    p = ngx_cpymem(p, cmd->rest, cmd->rest_len);
-
     ngx_log_error(NGX_LOG_NOTICE, cmd->ctx->log, 0,
         "amonitor: redis %V did not know the \"%s\" script, sent it again "
         "with its text",
         &cmd->ctx->conf->addr, cmd->name);
 
+    return ngx_http_amonitor_redis_eval_text(cmd, cmd, script) == NGX_OK
+        ? NGX_OK
+        : NGX_DECLINED;
+}
+
+
+/* "cmd" goes as EVAL: the text of "script", the keys and ARGV of "src" */
+static ngx_int_t
+ngx_http_amonitor_redis_eval_text(ngx_http_amonitor_redis_cmd_t *cmd,
+    ngx_http_amonitor_redis_cmd_t                               *src,
+    ngx_http_amonitor_redis_script_t                            *script)
+{
+    u_char   *buf, *p, nk[NGX_INT_T_LEN];
+    size_t    len, nk_len;
+    ngx_int_t rc;
+
+    len = NGX_HTTP_AMONITOR_RESP_HDR + ngx_http_amonitor_resp_bulk_size(4)
+        + ngx_http_amonitor_resp_bulk_size(script->text.len)
+        + ngx_http_amonitor_resp_bulk_size(NGX_INT_T_LEN) + src->rest_len;
+
+    buf = ngx_alloc(len, src->ctx->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(buf, "*%ui\r\n", src->argc);
+    p = ngx_http_amonitor_resp_bulk(p, (u_char *) "EVAL", 4, NULL, 0);
+    p = ngx_http_amonitor_resp_bulk(
+        p, script->text.data, script->text.len, NULL, 0);
+    nk_len = ngx_http_amonitor_redis_uint(nk, src->nkeys) - nk;
+    p = ngx_http_amonitor_resp_bulk(p, nk, nk_len, NULL, 0);
+    p = ngx_cpymem(p, src->rest, src->rest_len);
+
     /* hiredis copies the command: the buffer is ours again */
-    rc = ngx_http_amonitor_redis_send(cmd->ctx, cmd, buf, p - buf);
+    rc = ngx_http_amonitor_redis_send(src->ctx, cmd, buf, p - buf);
 
     ngx_free(buf);
 
-    return rc == NGX_OK ? NGX_OK : NGX_DECLINED;
+    return rc;
+}
+
+
+/*
+ * The worker exits and reads no more replies, so a NOSCRIPT would go
+ * unseen: each call still unanswered that went by SHA1, of a script that
+ * may run twice (an end: finish, release), is sent once more with the
+ * script's text.  Where Redis knew the script, the second run writes
+ * what the first did.  The number sent.
+ */
+ngx_uint_t
+ngx_http_amonitor_redis_eval_exit(ngx_http_amonitor_redis_t *ctx)
+{
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q, *last;
+    ngx_http_amonitor_redis_cmd_t *cmd, *twin;
+
+    n = 0;
+
+    if (!ctx->ready || ngx_queue_empty(&ctx->sent)) {
+        return 0;
+    }
+
+    /* the twins join the queue behind the last one of now */
+    last = ngx_queue_last(&ctx->sent);
+
+    for (q = ngx_queue_head(&ctx->sent);; q = ngx_queue_next(q)) {
+        cmd = ngx_queue_data(q, ngx_http_amonitor_redis_cmd_t, queue);
+
+        if (cmd->script && cmd->script->again_at_exit) {
+            twin = ngx_http_amonitor_redis_cmd_new(&ctx->cmds, ctx->log,
+                ngx_http_amonitor_redis_eval_ignored, NULL, cmd->name, 0);
+
+            if (twin == NULL) {
+                break;
+            }
+
+            if (ngx_http_amonitor_redis_eval_text(twin, cmd, cmd->script)
+                != NGX_OK) {
+                ngx_http_amonitor_redis_cmd_free(&ctx->cmds, twin);
+                break;
+            }
+
+            n++;
+        }
+
+        if (q == last) {
+            break;
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+        "amonitor redis: %ui ends sent again with their scripts' text", n);
+
+    return n;
+}
+
+
+/* a twin's reply, if the worker is still there to read it */
+static void
+ngx_http_amonitor_redis_eval_ignored(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
 }

@@ -242,16 +242,14 @@ ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
  * The worker exits: the claims whose reply has not come back were never
  * forwarded, so each is released now rather than left to its lease.  The
  * release is compare-and-set on the owner token and follows the claim on
- * this connection: where the claim did not take, it deletes nothing.  As
- * EVAL with the script's text, which a Redis that forgot the script runs
- * all the same (no reply is read any more).  Written with the ends by
- * redis_conn_exit; the number sent.
+ * this connection: where the claim did not take, it deletes nothing.
+ * Written with the ends by redis_conn_exit; the number sent.
  */
 ngx_uint_t
 ngx_http_amonitor_redis_recs_abandon(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *release)
+    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_script_t *release)
 {
-    ngx_str_t                     *pfx;
+    ngx_str_t                      args[3];
     ngx_uint_t                     i, n;
     ngx_http_amonitor_redis_rec_t *rec;
 
@@ -260,7 +258,7 @@ ngx_http_amonitor_redis_recs_abandon(
     }
 
     n = 0;
-    pfx = &ctx->conf->prefix;
+    args[0] = ctx->conf->prefix;
 
     for (i = 0; i <= ctx->index_mask; i++) {
         for (rec = ctx->index[i]; rec; rec = rec->next) {
@@ -268,11 +266,12 @@ ngx_http_amonitor_redis_recs_abandon(
                 continue;
             }
 
-            if (ngx_http_amonitor_redis_command(ctx,
-                    ngx_http_amonitor_redis_abandoned, NULL, "release",
-                    "EVAL %b 1 %b%b %b", release->data, release->len, pfx->data,
-                    pfx->len, rec->msg_id.data, rec->msg_id.len,
-                    rec->owner.data, rec->owner.len)
+            args[1] = rec->msg_id;
+            args[2] = rec->owner;
+
+            if (ngx_http_amonitor_redis_eval(ctx,
+                    ngx_http_amonitor_redis_abandoned, NULL, "release", release,
+                    args, 3)
                 != NGX_OK) {
                 return n;
             }

@@ -12,8 +12,9 @@
 # them (a call sent again with its text cut before Redis got it is as
 # any cut before: nothing written, a retry runs once); a Redis that stops
 # reading fills the worker's socket, the rest waits in the worker and
-# nothing is lost; a worker that exits while a claim's reply is held back
-# releases that claim on its way out.  Starts its own redis-servers.
+# nothing is lost; a worker that exits releases the claims whose reply
+# had not come back and writes its ends again with the scripts' text (no
+# NOSCRIPT is read any more).  Starts its own redis-servers.
 
 use strict;
 use warnings;
@@ -835,8 +836,16 @@ subtest 'a claim sent again with its text, cut before redis got it' => sub {
     cut_before_redis(sub { qr/^EVAL .*amonitor claim\n.*\Q$_[0]\E/s });
 };
 
-# Redis forgot the scripts above: the release at exit goes with its text
-subtest 'a worker that exits while a claim is under way releases it' => sub {
+# Redis knows the claim scripts only, and the worker reads no reply once
+# it exits: there, its calls go with the script's text (EVAL).  The
+# finish of one action by SHA1 (NOSCRIPT) has its reply held back, and
+# so has the claim of the next action, sent after it.
+subtest 'a worker that exits: claims under way released, ends written' => sub {
+    is($redis->cli('SCRIPT', 'FLUSH'), 'OK', 'SCRIPT FLUSH');
+    for my $name (qw(claim claims)) {
+        is($redis->cli('SCRIPT', 'LOAD', $SCRIPT{$name}{text}),
+            $SCRIPT{$name}{sha}, "then SCRIPT LOAD of $name only");
+    }
     my $px = Test::AMonitor::RedisProxy->new(redis_port => $rport);
     my $n = $sdk->connections;
     my $C = agent('amonitor_redis 127.0.0.1:' . $px->port
@@ -844,27 +853,44 @@ subtest 'a worker that exits while a claim is under way releases it' => sub {
     ok($sdk->wait_connections($n + 1, 5), 'a new agent dialed the SDK');
     ok($C->wait_error_log(qr/connected to redis/, 5), 'and redis');
     my $pc = $C->panel('/ws/panel');
-    my $id = uuid4();
-    $px->on(call('claim', $id), 'hold');
+
+    my ($done, $id) = (uuid4(), uuid4());
+    $px->on(call('finish', $done), 'hold');
+    my $a = ask($pc, $done);
+    is($a && $a->{type}, 'action_ack', 'one action runs');
+    ok(wait_for(sub { grep { $_ =~ call('finish', $done) } $px->commands }, 3),
+        'its finish went by SHA1; the NOSCRIPT reply is held');
+    like($redis->cli('GET', key($done)), qr/^p/, 'redis still has the claim');
+
     $pc->send_json(action($id));
     ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^p/ }, 3),
-        'redis took the claim; its reply is held');
-    ok(!$pc->answer_to($id, 0.3), 'the action waits for it');
+        'redis took the claim of the next; its reply is held too');
+    ok(!$pc->answer_to($id, 0.3), 'that action waits for it');
+
     $C->mark_log;
     ok($C->stop(timeout => 10), 'nginx stops meanwhile');
-    ok(gone($id, 1), 'the claim is gone at once, not after its 60 s lease');
+    ok(gone($id, 1), 'the claim under way is gone at once, not after 60 s');
     ok((grep { /^EVAL .*amonitor release\n.*\Q$id\E/s } $px->commands),
         'deleted by a release with the script text, after the claim');
+    like($redis->cli('GET', key($done)), qr/^d/,
+        'the first action is recorded as done');
+    ok((grep { /^EVAL .*amonitor finish\n.*\Q$done\E/s } $px->commands),
+        'by its finish sent again with the script text');
     my $line = 'redis claims whose reply had not come back are released';
     ok($C->wait_error_log(qr/\[notice\].*: 1 \Q$line\E as this worker exits/, 2),
-        'which is logged');
+        'the release is logged');
     ok(!$C->wait_error_log(qr/may be left open|unknown outcome/, 0.2),
         'and nothing is said to be left open');
-    is($sdk->executed($id), 0, 'the action was never forwarded');
+    is($sdk->executed($id), 0, 'the action under way was never forwarded');
+
     my $b = ask($pb, $id);
     is($b && $b->{type}, 'action_ack', 'a retry through another agent runs');
     ok($b && !$b->{payload}{duplicate}, 'as a new action');
     is($sdk->executed($id), 1, 'once');
+    my $c = ask($pb, $done);
+    ok($c && $c->{payload}{duplicate}, 'the first one asked again: a duplicate');
+    is($c && $c->{payload}{state}, 'done', 'done');
+    is($sdk->executed($done), 1, 'it ran once');
     $px->stop;
 };
 
