@@ -50,8 +50,6 @@ static void ngx_http_amonitor_lease_renewed(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_lease_release(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
-static void ngx_http_amonitor_lease_ignore(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_routes_got(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static ngx_msec_t ngx_http_amonitor_lease_retry(
@@ -360,16 +358,9 @@ ngx_http_amonitor_lease_release(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l)
 {
     (void) ngx_http_amonitor_redis_command(cl->cmd,
-        ngx_http_amonitor_lease_ignore, NULL, "EVAL release", "EVAL %s 1 %b %b",
+        ngx_http_amonitor_redis_ignore, NULL, "EVAL release", "EVAL %s 1 %b %b",
         NGX_HTTP_AMONITOR_LUA_RELEASE, l->key.data, l->key.len, cl->token.data,
         cl->token.len);
-}
-
-
-static void
-ngx_http_amonitor_lease_ignore(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
-{
 }
 
 
@@ -434,7 +425,7 @@ ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     if (ngx_http_amonitor_bus_pack(w, NGX_HTTP_AMONITOR_BUS_ROUTE, f, 4, &msg)
         == NGX_OK) {
         (void) ngx_http_amonitor_redis_command(cl->cmd,
-            ngx_http_amonitor_lease_ignore, NULL, "EVAL announce",
+            ngx_http_amonitor_redis_ignore, NULL, "EVAL announce",
             "EVAL %s 2 %b %b %b %b %lld %b %b", NGX_HTTP_AMONITOR_LUA_ANNOUNCE,
             cl->k_routes.data, cl->k_routes.len, cl->k_seen.data,
             cl->k_seen.len, id->data, id->len, value.data, value.len,

@@ -72,3 +72,10 @@ ngx_http_amonitor_redis_cmds_exit(ngx_http_amonitor_redis_cmds_t *cmds)
 {
     ngx_http_amonitor_kept_exit(&cmds->kept);
 }
+
+
+void
+ngx_http_amonitor_redis_ignore(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+}

@@ -73,5 +73,9 @@ void ngx_http_amonitor_redis_cmd_free(
     ngx_http_amonitor_redis_cmds_t *cmds, ngx_http_amonitor_redis_cmd_t *cmd);
 void ngx_http_amonitor_redis_cmds_exit(ngx_http_amonitor_redis_cmds_t *cmds);
 
+/* the handler of a command whose reply nobody needs */
+void ngx_http_amonitor_redis_ignore(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_REDIS_CMD_H_INCLUDED_ */

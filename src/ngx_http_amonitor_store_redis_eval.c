@@ -37,8 +37,6 @@ static ngx_int_t ngx_http_amonitor_redis_eval_again(
 static ngx_int_t ngx_http_amonitor_redis_eval_text(
     ngx_http_amonitor_redis_cmd_t *cmd, ngx_http_amonitor_redis_cmd_t *src,
     ngx_http_amonitor_redis_script_t *script);
-static void ngx_http_amonitor_redis_eval_ignored(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
 /* one script's call for several items: the handler and data of each */
@@ -341,7 +339,7 @@ ngx_http_amonitor_redis_eval_exit(ngx_http_amonitor_redis_t *ctx)
 
         if (cmd->script && cmd->script->again_at_exit) {
             twin = ngx_http_amonitor_redis_cmd_new(&ctx->cmds, ctx->log,
-                ngx_http_amonitor_redis_eval_ignored, NULL, cmd->name, 0);
+                ngx_http_amonitor_redis_ignore, NULL, cmd->name, 0);
 
             if (twin == NULL) {
                 break;
@@ -365,12 +363,4 @@ ngx_http_amonitor_redis_eval_exit(ngx_http_amonitor_redis_t *ctx)
         "amonitor redis: %ui ends sent again with their scripts' text", n);
 
     return n;
-}
-
-
-/* a twin's reply, if the worker is still there to read it */
-static void
-ngx_http_amonitor_redis_eval_ignored(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
-{
 }

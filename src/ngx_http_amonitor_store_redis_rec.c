@@ -27,8 +27,6 @@
 
 static void ngx_http_amonitor_redis_queried(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
-static void ngx_http_amonitor_redis_abandoned(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
 ngx_int_t
@@ -270,7 +268,7 @@ ngx_http_amonitor_redis_recs_abandon(
             args[2] = rec->owner;
 
             if (ngx_http_amonitor_redis_eval(ctx,
-                    ngx_http_amonitor_redis_abandoned, NULL, "release", release,
+                    ngx_http_amonitor_redis_ignore, NULL, "release", release,
                     args, 3)
                 != NGX_OK) {
                 return n;
@@ -281,14 +279,6 @@ ngx_http_amonitor_redis_recs_abandon(
     }
 
     return n;
-}
-
-
-/* the worker is gone by the time a reply could come */
-static void
-ngx_http_amonitor_redis_abandoned(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
-{
 }
 
 

@@ -502,8 +502,10 @@ for my $target (qw(a b c)) {
 # claim an exiting worker left open), every msg_id is a duplicate: only
 # those whose first answer released the claim may run again.  With Redis,
 # so may one that no SDK ran and that was only ever answered "pending":
-# an old worker claimed it and exited before it went out, and that claim
-# lapsed with its lease (a retry runs it then, once).
+# an old worker claimed it and exited before it went out; the retry
+# reached a new worker before that claim was released at the old one's
+# exit (or, if that write failed, lapsed with its lease), and a retry now
+# runs it, once.
 my %released = map { ("error $_" => 1) }
     qw(TARGET_UNAVAILABLE RATE_LIMITED INTERNAL);
 my %RAN_AT_END;    # msg_id -> run by the last send (an orphaned claim)
