@@ -14,7 +14,9 @@
 # reading fills the worker's socket, the rest waits in the worker and
 # nothing is lost; a worker that exits releases the claims whose reply
 # had not come back and writes its ends again with the scripts' text (no
-# NOSCRIPT is read any more).  Starts its own redis-servers.
+# NOSCRIPT is read any more); one that exits while Redis reads nothing
+# warns that its claims may be left open, and they lapse with the lease.
+# Starts its own redis-servers.
 
 use strict;
 use warnings;
@@ -892,6 +894,56 @@ subtest 'a worker that exits: claims under way released, ends written' => sub {
     is($c && $c->{payload}{state}, 'done', 'done');
     is($sdk->executed($done), 1, 'it ran once');
     $px->stop;
+};
+
+# the exit cannot write everything (Redis reads nothing, the socket is
+# full): the worker says so, and what it claimed lapses with the lease
+subtest 'a worker that exits while redis reads nothing: claims left to the lease' => sub {
+    my $tight = Test::AMonitor::RedisProxy->new(redis_port => $rport,
+        tight => 1);
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'debug');
+    $t->write_config(http_config => "
+    amonitor_zone amonitor 1m;
+    amonitor_target rf-a ws://127.0.0.1:$sport/;
+    amonitor_ack_timeout 30s;
+    amonitor_send_queue 8192;
+    amonitor_redis 127.0.0.1:${\ $tight->port } prefix=amon-f: timeout=5s
+        lease=15s claims=16384;
+", config => $loc)->run;
+    ok($t->wait_error_log(qr/connected to redis/, 5), 'connected to redis');
+    my $p = $t->panel('/ws/panel');
+    $tight->deaf(1);
+    my (@ids, $full);
+    for my $round (1 .. 8) {
+        my @more = map { ('X' x 180) . "-$round-$_-" . uuid4() } 1 .. 400;
+        $p->send_json(action($_)) for @more;
+        push @ids, @more;
+        last if $full = $t->wait_error_log(qr/redis socket buffer full/, 1);
+    }
+    ok($full, 'the socket to redis filled after ' . @ids . ' claims');
+    sleep_loop(0.5);
+
+    $t->mark_log;
+    ok($t->stop(timeout => 10), 'nginx stops meanwhile, without waiting');
+    my $left = 'redis claims of this worker may be left open; '
+        . 'they expire within 15000 ms';
+    my ($n) = map { /\[warn\].*: (\d+) \Q$left\E/ ? $1 : () }
+        split /\n/, $t->read_error_log;
+    is($n, scalar @ids, "the worker warns that all " . ($n // "none") . " may be left open");
+    ok(!$t->wait_error_log(qr/are released as this worker exits/, 0.2),
+        'and claims no release');
+    is(scalar(grep { $sdk->executed($_) } @ids), 0, 'none of them ran');
+
+    $tight->deaf(0);
+    ok(gone($ids[0], 20) && gone($ids[-1], 20),
+        'what reached redis lapses with the 15 s lease');
+    for my $id (@ids[0, -1]) {
+        my $b = ask($pb, $id);
+        is($b && $b->{type}, 'action_ack', 'then a retry through another agent runs');
+        ok($b && !$b->{payload}{duplicate}, 'as a new action');
+        is($sdk->executed($id), 1, 'once');
+    }
+    $tight->stop;
 };
 
 is($sdk->rejected // 0, 0, 'no handshake was rejected');

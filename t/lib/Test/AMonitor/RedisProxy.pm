@@ -258,6 +258,8 @@ sub _serve {
                 $ctl->flush;
                 next;
             }
+            # closed earlier in this round (its other side went away)
+            defined(fileno $fh) or next;
             my $e = $by_fh{ fileno $fh } or next;
             my ($c, $side) = @$e;
             my $n = sysread($fh, my $buf, 65536);
