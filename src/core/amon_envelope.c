@@ -54,6 +54,28 @@ typedef struct {
 } amon_envelope_scan_t;
 
 
+/*
+ * Only the types need a start value: a member is read only once its type
+ * says it was seen.  Setting them one by one is cheaper than clearing the
+ * whole table (a decode runs twice per action).
+ */
+static inline void
+amon_envelope_scan_init(amon_envelope_scan_t *sc, unsigned payload_only)
+{
+    unsigned i;
+
+    for (i = 0; i < AMON_ENVELOPE_F_N; i++) {
+        sc->root[i].type = AMON_JSON_NONE;
+    }
+
+    for (i = 0; i < AMON_ENVELOPE_P_N; i++) {
+        sc->pay[i].type = AMON_JSON_NONE;
+    }
+
+    sc->payload_only = payload_only;
+}
+
+
 static int amon_envelope_member(void *data, unsigned level,
     const amon_json_value_t *key, const amon_json_value_t *value);
 static int amon_envelope_root_index(const unsigned char *k, size_t len);
@@ -251,7 +273,7 @@ amon_envelope_decode_json(
     static const amon_str_t payload = amon_string("payload");
 
     memset(env, 0, offsetof(amon_envelope_t, scratch));
-    memset(&sc, 0, sizeof(sc));
+    amon_envelope_scan_init(&sc, 0);
 
     rc = amon_json_scan(
         p, len, AMON_MAX_JSON_DEPTH, payload, amon_envelope_member, &sc, &root);
@@ -530,8 +552,7 @@ amon_envelope_pb_json_payload(amon_envelope_t *env)
     amon_json_value_t    root;
     amon_str_t           none = amon_null_string;
 
-    memset(&sc, 0, sizeof(sc));
-    sc.payload_only = 1;
+    amon_envelope_scan_init(&sc, 1);
 
     rc = amon_json_scan(env->payload.data, env->payload.len,
         AMON_MAX_JSON_DEPTH - 1, none, amon_envelope_member, &sc, &root);
