@@ -27,6 +27,7 @@ static const char *ngx_http_amonitor_action_refused(
 static ngx_uint_t ngx_http_amonitor_action_rechecked(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
+static void ngx_http_amonitor_action_claims(ngx_event_t *ev);
 static void ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode);
@@ -55,6 +56,11 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
     as->due_timer.log = w->cycle->log;
     as->due_timer.cancelable = 1;
 
+    ngx_queue_init(&as->queued);
+    as->claims.handler = ngx_http_amonitor_action_claims;
+    as->claims.data = w;
+    as->claims.log = w->cycle->log;
+
     w->actions = as;
 
     return NGX_OK;
@@ -70,6 +76,10 @@ ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
     ngx_http_amonitor_actions_t *as;
 
     as = w->actions;
+
+    if (as->claims.posted) {
+        ngx_delete_posted_event(&as->claims);
+    }
 
     while (!ngx_queue_empty(&as->all)) {
         q = ngx_queue_head(&as->all);
@@ -165,7 +175,59 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     panel->pending++;
     a->counted = 1;
 
-    ngx_http_amonitor_action_claim(a);
+    if (w->store->prefetch == NULL) {
+        ngx_http_amonitor_action_claim(a);
+        return;
+    }
+
+    /*
+     * The zone: the claims of this pass of the event loop run together at
+     * its end, in the order the actions came, so that the cache misses
+     * their prefetches started overlap instead of being waited for one
+     * by one.
+     */
+    a->state = NGX_HTTP_AMONITOR_ACTION_QUEUED;
+    ngx_queue_insert_tail(&as->queued, &a->queue);
+
+    if (!as->claims.posted) {
+        ngx_post_event(&as->claims, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_amonitor_action_claims(ngx_event_t *ev)
+{
+    ngx_http_amonitor_action_claims_run(ev->data);
+}
+
+
+/* the claims queued in this pass, now (a query must see them) */
+void
+ngx_http_amonitor_action_claims_run(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = w->actions;
+
+    if (as->claims.posted) {
+        ngx_delete_posted_event(&as->claims);
+    }
+
+    while (!ngx_queue_empty(&as->queued)) {
+        q = ngx_queue_head(&as->queued);
+        ngx_queue_remove(q);
+
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, queue);
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+
+        /* what this claim evicts, and the next one, while it runs */
+        w->store->prefetch(w->store, (uint32_t) a->sn.node.key, 1, NULL);
+
+        ngx_http_amonitor_action_claim(a);
+    }
 }
 
 
@@ -677,10 +739,6 @@ ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u)
 
 
 /*
- * The target's connection failed or closed.  Waiting actions never reached
- * it; sent ones did if their bytes were written: they may have run.
- */
-/*
  * A learned target is forgotten (upstream.c frees it next): actions that
  * still name it (a claim on its way) look for their target again.
  */
@@ -699,63 +757,6 @@ ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u)
 
         if (a->upstream == u) {
             a->upstream = NULL;
-        }
-    }
-}
-
-
-void
-ngx_http_amonitor_action_upstream_down(
-    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
-{
-    ngx_queue_t                 *q, *next;
-    ngx_http_amonitor_action_t  *a;
-    ngx_http_amonitor_actions_t *as;
-
-    as = u->worker->actions;
-
-    while (!ngx_queue_empty(&u->waiting)) {
-        q = ngx_queue_head(&u->waiting);
-        ngx_queue_remove(q);
-
-        a = ngx_queue_data(q, ngx_http_amonitor_action_t, queue);
-        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
-
-        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-            u->tls_failed ? NGX_HTTP_AMONITOR_TLS_FAILED
-                          : "cannot connect to the target",
-            NGX_HTTP_AMONITOR_RELEASE);
-    }
-
-    if (!connected) {
-        return;
-    }
-
-    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
-         q = next) {
-        next = ngx_queue_next(q);
-        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
-
-        if (a->upstream != u) {
-            continue;
-        }
-
-        if (a->state != NGX_HTTP_AMONITOR_ACTION_SENT
-            && a->state != NGX_HTTP_AMONITOR_ACTION_LATE) {
-            continue;
-        }
-
-        if (u->wc.sent_bytes >= a->end_offset) {
-            /* written: it may have run, so the claim stays */
-            ngx_http_amonitor_action_fail(a, "TARGET_DISCONNECTED",
-                "the target disconnected before its ack; the outcome "
-                "is unknown",
-                NGX_HTTP_AMONITOR_KEEP);
-
-        } else {
-            ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
-                "the target disconnected before the action was sent",
-                NGX_HTTP_AMONITOR_RELEASE);
         }
     }
 }

@@ -27,6 +27,7 @@ typedef enum {
 typedef enum {
     NGX_HTTP_AMONITOR_ACTION_NEW = 0, /* claimed or being routed */
     NGX_HTTP_AMONITOR_ACTION_CLAIMING, /* the store answers later */
+    NGX_HTTP_AMONITOR_ACTION_QUEUED, /* claimed at the end of this pass */
     NGX_HTTP_AMONITOR_ACTION_WAITING, /* for the target's connection */
     NGX_HTTP_AMONITOR_ACTION_SENT, /* queued to the SDK, ack due */
     NGX_HTTP_AMONITOR_ACTION_LATE, /* ACK_TIMEOUT said; a late ack counts */
@@ -81,10 +82,13 @@ typedef struct {
     ngx_log_t                   *log;
     ngx_queue_t                  due;
     ngx_event_t                  due_timer;
+    ngx_queue_t                  queued; /* to claim in the zone, in order */
+    ngx_event_t                  claims; /* posted: claim what is queued */
     ngx_http_amonitor_kept_t     kept; /* records to use again */
 } ngx_http_amonitor_actions_t;
 
 
+void ngx_http_amonitor_action_claims_run(ngx_http_amonitor_worker_t *w);
 ngx_http_amonitor_action_t *ngx_http_amonitor_sent_find(
     ngx_http_amonitor_actions_t *as, ngx_str_t *msg_id, uint32_t hash);
 ngx_int_t ngx_http_amonitor_sent_add(

@@ -404,7 +404,8 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
         ngx_http_amonitor_sent_del(as, a);
     }
 
-    if (a->state == NGX_HTTP_AMONITOR_ACTION_WAITING) {
+    if (a->state == NGX_HTTP_AMONITOR_ACTION_WAITING
+        || a->state == NGX_HTTP_AMONITOR_ACTION_QUEUED) {
         ngx_queue_remove(&a->queue);
     }
 
@@ -429,4 +430,65 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
     }
 
     ngx_http_amonitor_action_dealloc(as, a);
+}
+
+
+/*
+ * The target's connection failed or closed.  Waiting actions never reached
+ * it; sent ones did if their bytes were written: they may have run.
+ */
+void
+ngx_http_amonitor_action_upstream_down(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
+{
+    ngx_queue_t                 *q, *next;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = u->worker->actions;
+
+    while (!ngx_queue_empty(&u->waiting)) {
+        q = ngx_queue_head(&u->waiting);
+        ngx_queue_remove(q);
+
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, queue);
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+
+        ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+            u->tls_failed ? NGX_HTTP_AMONITOR_TLS_FAILED
+                          : "cannot connect to the target",
+            NGX_HTTP_AMONITOR_RELEASE);
+    }
+
+    if (!connected) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
+         q = next) {
+        next = ngx_queue_next(q);
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+
+        if (a->upstream != u) {
+            continue;
+        }
+
+        if (a->state != NGX_HTTP_AMONITOR_ACTION_SENT
+            && a->state != NGX_HTTP_AMONITOR_ACTION_LATE) {
+            continue;
+        }
+
+        if (u->wc.sent_bytes >= a->end_offset) {
+            /* written: it may have run, so the claim stays */
+            ngx_http_amonitor_action_fail(a, "TARGET_DISCONNECTED",
+                "the target disconnected before its ack; the outcome "
+                "is unknown",
+                NGX_HTTP_AMONITOR_KEEP);
+
+        } else {
+            ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
+                "the target disconnected before the action was sent",
+                NGX_HTTP_AMONITOR_RELEASE);
+        }
+    }
 }

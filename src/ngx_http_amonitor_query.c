@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_action.h"
 #include "ngx_http_amonitor_store.h"
 
 
@@ -79,6 +80,9 @@ ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
     id = q->id;
     result.data = buf;
     result.len = 0;
+
+    /* an action sent before this query is claimed before it is asked */
+    ngx_http_amonitor_action_claims_run(w);
 
     rc = w->store->query(
         w->store, &id, &state, &result, ngx_http_amonitor_query_answered, q);

@@ -752,16 +752,13 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
 
 
 /*
- * A new msg_id misses the cache on its slot (the index is far larger than
- * the cache) and, in a full zone, on the LRU tail that it evicts, on that
- * node's slot, and on the node before it (the next tail); a finish, long
- * after its claim, on its slot and its node again (the node's address is
- * the hint its claim left in store->claimed).  The addresses are known before the
- * mutex is taken: loading them while the action is routed (or its ack
- * answered) hides most of the misses.  The tail's slot needs the tail's hash,
- * read here from the node the previous call loaded.  These reads take no
- * lock: another worker may change the list meanwhile, which costs only a
- * useless load (a prefetch never faults, and the zone stays mapped).
+ * A new msg_id misses the cache on its slot and, in a full zone, on the
+ * LRU tail it evicts and its slot; a finish on its slot and node (the
+ * hint in store->claimed).  Loaded before the mutex, while other work
+ * runs.  A pass's claims run one after another (action.c), each evicting
+ * the next tail: a call loads the slots of two tails and a third node, so
+ * a claim finds what it evicts loaded by the call before.  No lock: a
+ * stale address costs a useless load (the zone stays mapped).
  */
 static void
 ngx_http_amonitor_shm_prefetch(
@@ -770,6 +767,7 @@ ngx_http_amonitor_shm_prefetch(
 #if (defined __GNUC__ || defined __clang__)
     ngx_http_amonitor_shm_t *ctx = st->data;
 
+    ngx_uint_t                 i;
     ngx_queue_t               *q;
     ngx_http_amonitor_node_t  *tail;
     ngx_http_amonitor_shctx_t *sh;
@@ -790,10 +788,12 @@ ngx_http_amonitor_shm_prefetch(
 
     q = sh->lru.prev;
 
-    if (q != &sh->lru) {
+    for (i = 0; i < 2 && q != &sh->lru; i++) {
         tail = ngx_queue_data(q, ngx_http_amonitor_node_t, queue);
         __builtin_prefetch(&sh->slots[tail->hash & sh->mask]);
-        __builtin_prefetch(tail->queue.prev);
+        q = tail->queue.prev;
     }
+
+    __builtin_prefetch(q);
 #endif
 }

@@ -4,7 +4,8 @@
 # the action never reached the SDK and kept when it did; entries expire
 # after amonitor_dedupe_ttl; a full zone evicts the least recently used;
 # hundreds of actions in flight each find their ack; records of actions
-# used again (and those too long to keep) keep their msg_ids.
+# used again (and those too long to keep) keep their msg_ids; actions that
+# come in one read are claimed in their order, before a query after them.
 
 use strict;
 use warnings;
@@ -235,6 +236,41 @@ subtest 'a different msg_id is executed again' => sub {
     is($sdk->executed($a) + $sdk->executed($b), 2, 'the SDK ran both');
 };
 
+# one read with several actions: their claims run together at the end of
+# the pass, in the order the actions came; a query in the same read sees
+# the claims made before it
+subtest 'actions in one read: claimed in order, seen by a query after them' => sub {
+    my ($x, $y) = (uuid4(), uuid4());
+    my ($s) = raw_ws_connect($t->port(0), '/ws/panel');
+    ok($s, 'a raw panel is open');
+    my $frames = join '', map { ws_frame(payload => encode_json($_)) }
+        action($x, 'dd-a'), action($y, 'dd-a'), action($x, 'dd-a'),
+        { msg_id => "q-$x", type => 'action_status',
+            payload => { action_msg_id => $x } };
+    is(raw_send($s, $frames), length $frames, 'four messages in one write');
+    my (@acks, @dups, $st);
+    while (my $f = raw_read_frame($s, 5)) {
+        last if $f->{eof};
+        my $j = try_decode_json($f->{payload}) // next;
+        next if ($j->{type} // '') eq 'target_status';
+        if (($j->{type} // '') eq 'action_status') { $st = $j; }
+        elsif (is_dup($j)) { push @dups, $j; }
+        elsif (($j->{type} // '') eq 'action_ack') { push @acks, $j; }
+        last if $st && @dups && @acks == 2;
+    }
+    is(join(' ', sort map { $_->{payload}{action_msg_id} } @acks),
+        join(' ', sort $x, $y), 'each of the two ran and was acked');
+    is(scalar(@dups), 1, 'the repeat in the same read is a duplicate');
+    is($dups[0] && $dups[0]{payload}{action_msg_id}, $x, 'of the first');
+    is($dups[0] && $dups[0]{payload}{state}, 'pending', 'still pending then');
+    is($st && $st->{payload}{state}, 'pending',
+        'the query after them finds the first claimed (pending)');
+    sleep_loop($QUIET);
+    is($sdk->executed($x), 1, 'the SDK ran the first once');
+    is($sdk->executed($y), 1, 'and the second once');
+    close $s;
+};
+
 subtest 'a claim is released when the target is down, so a retry runs' => sub {
     my $id = uuid4();
     my $r = ask($p, $id, 'dd-down');
@@ -293,7 +329,7 @@ subtest 'after TARGET_DISCONNECTED the retry is a duplicate' => sub {
     is($sdk_drop->executed($id), 1, 'the SDK ran it at most once');
 };
 
-is(status($t)->{duplicates} // -1, 7,
+is(status($t)->{duplicates} // -1, 8,
     'amonitor_status counts the duplicates');
 
 $p->close;
