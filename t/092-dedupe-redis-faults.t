@@ -625,10 +625,11 @@ subtest 'many claims at once, long msg_ids, records used again' => sub {
     $slow->stop;
 };
 
-# Redis reads nothing for a while: the worker's socket to it fills and
-# the rest of the claims wait in the worker (the write event then waits
-# in epoll); once Redis reads again everything is written, in order
-subtest 'a socket redis does not read: the rest waits, nothing is lost' => sub {
+# An agent behind a proxy that stops reading ("deaf") once a panel is
+# open, with a worker that sends claims until its socket to Redis is
+# full: (proxy, nginx, panel, msg_ids sent, whether the log said "full")
+sub deaf_redis_filled {
+    my ($tag, $timing) = @_;
     my $tight = Test::AMonitor::RedisProxy->new(redis_port => $rport,
         tight => 1);
     my $t = Test::AMonitor->new(workers => 1, log_level => 'debug');
@@ -637,19 +638,29 @@ subtest 'a socket redis does not read: the rest waits, nothing is lost' => sub {
     amonitor_target rf-a ws://127.0.0.1:$sport/;
     amonitor_ack_timeout 30s;
     amonitor_send_queue 8192;
-    amonitor_redis 127.0.0.1:${\ $tight->port } prefix=amon-f: timeout=20s
-        lease=60s claims=16384;
+    amonitor_redis 127.0.0.1:${\ $tight->port } prefix=amon-f: $timing
+        claims=16384;
 ", config => $loc)->run;
     ok($t->wait_error_log(qr/connected to redis/, 5), 'connected to redis');
     my $p = $t->panel('/ws/panel');
     $tight->deaf(1);
     my (@ids, $full);
     for my $round (1 .. 8) {
-        my @more = map { ('W' x 180) . "-$round-$_-" . uuid4() } 1 .. 400;
+        my @more = map { ($tag x 180) . "-$round-$_-" . uuid4() } 1 .. 400;
         $p->send_json(action($_)) for @more;
         push @ids, @more;
         last if $full = $t->wait_error_log(qr/redis socket buffer full/, 1);
     }
+    return ($tight, $t, $p, \@ids, $full);
+}
+
+# Redis reads nothing for a while: the worker's socket to it fills and
+# the rest of the claims wait in the worker (the write event then waits
+# in epoll); once Redis reads again everything is written, in order
+subtest 'a socket redis does not read: the rest waits, nothing is lost' => sub {
+    my ($tight, $t, $p, $sent, $full) =
+        deaf_redis_filled('W', 'timeout=20s lease=60s');
+    my @ids = @$sent;
     ok($full, 'the socket to redis filled after ' . @ids
         . ' claims, the rest waits in the worker');
     sleep_loop(0.5);
@@ -899,27 +910,9 @@ subtest 'a worker that exits: claims under way released, ends written' => sub {
 # the exit cannot write everything (Redis reads nothing, the socket is
 # full): the worker says so, and what it claimed lapses with the lease
 subtest 'a worker that exits while redis reads nothing: claims left to the lease' => sub {
-    my $tight = Test::AMonitor::RedisProxy->new(redis_port => $rport,
-        tight => 1);
-    my $t = Test::AMonitor->new(workers => 1, log_level => 'debug');
-    $t->write_config(http_config => "
-    amonitor_zone amonitor 1m;
-    amonitor_target rf-a ws://127.0.0.1:$sport/;
-    amonitor_ack_timeout 30s;
-    amonitor_send_queue 8192;
-    amonitor_redis 127.0.0.1:${\ $tight->port } prefix=amon-f: timeout=5s
-        lease=15s claims=16384;
-", config => $loc)->run;
-    ok($t->wait_error_log(qr/connected to redis/, 5), 'connected to redis');
-    my $p = $t->panel('/ws/panel');
-    $tight->deaf(1);
-    my (@ids, $full);
-    for my $round (1 .. 8) {
-        my @more = map { ('X' x 180) . "-$round-$_-" . uuid4() } 1 .. 400;
-        $p->send_json(action($_)) for @more;
-        push @ids, @more;
-        last if $full = $t->wait_error_log(qr/redis socket buffer full/, 1);
-    }
+    my ($tight, $t, $p, $sent, $full) =
+        deaf_redis_filled('X', 'timeout=5s lease=15s');
+    my @ids = @$sent;
     ok($full, 'the socket to redis filled after ' . @ids . ' claims');
     sleep_loop(0.5);
 
