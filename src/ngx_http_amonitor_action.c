@@ -132,9 +132,12 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     a->worker = w;
     a->binary = about.binary;
 
-    /* the claim's cache misses load while the target is resolved */
+    /*
+     * The claim's slot loads while the pass goes on; what it evicts is
+     * loaded when the claims run (claims_run), not twice.
+     */
     if (w->store->prefetch) {
-        w->store->prefetch(w->store, (uint32_t) a->sn.node.key, 1, NULL);
+        w->store->prefetch(w->store, (uint32_t) a->sn.node.key, 0, NULL);
     }
 
     /* a known target: replies name it as the agent does from now on */

@@ -211,7 +211,8 @@ struct ngx_http_amonitor_store_s {
      * A claim ("claim" 1) or the finish of a claim (0) of a msg_id of
      * this hash comes soon: start loading what it will read, so that the
      * cache misses overlap other work (NULL: the store has nothing to
-     * load).  "hint" (a finish): what "claimed" said at its claim.
+     * load).  0 loads only the msg_id's own entry, 1 also what a claim
+     * evicts.  "hint" (a finish): what "claimed" said at its claim.
      */
     void (*prefetch)(ngx_http_amonitor_store_t *st, uint32_t hash,
         ngx_uint_t claim, void *hint);
