@@ -68,6 +68,11 @@
 #                generator and redis-server (see prio below)
 #   QUIET        e.g. 20: before each run, wait until the machine's other
 #                work takes under 20 % of a core (at most QUIET_MAX, 120 s)
+#   DAMON=pause  (root) turn the kernel's DAMON monitors that are on off
+#                for the run, and on again at its end: a kdamond thread
+#                takes one of the two cores for 1 to 4 ms at each sample
+#                (every 0.5 s on the machines measured); the header says
+#                how many monitors ran either way
 set -eu
 
 cd "$(dirname "$0")/../.."
@@ -121,8 +126,33 @@ stop_server() {
     NGINX_MASTER=
 }
 
+DAMON_PAUSED=
+
+# the kernel's DAMON monitors that are on (their state files)
+damon_on() {
+    local f
+    for f in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
+        [ -r "$f" ] && [ "$(cat "$f")" = on ] && echo "$f"
+    done
+    return 0
+}
+
+damon_resume() {
+    local f i
+    for f in $DAMON_PAUSED; do
+        # a monitor still stopping refuses "on" (EBUSY) for a moment
+        for i in $(seq 1 50); do
+            echo on 2>/dev/null > "$f" && break
+            sleep 0.1
+        done
+        [ "$(cat "$f")" = on ] || echo "DAMON: could not turn $f on again" >&2
+    done
+    DAMON_PAUSED=
+}
+
 cleanup() {
     stop_server
+    damon_resume
     if [ -n "$REDIS_PID" ]; then
         kill "$REDIS_PID" 2>/dev/null || true
     fi
@@ -572,6 +602,20 @@ case " $CASES " in
 esac
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+DAMON_RUNNING=$(damon_on)
+if [ -n "$DAMON_RUNNING" ] && [ "${DAMON:-}" = pause ]; then
+    for f in $DAMON_RUNNING; do
+        if ! echo off 2>/dev/null > "$f"; then
+            echo "DAMON=pause: cannot write $f (needs root)" >&2
+            exit 1
+        fi
+        DAMON_PAUSED="$DAMON_PAUSED $f"
+    done
+    echo "kernel DAMON monitors: $(echo $DAMON_PAUSED | wc -w) paused for" \
+        "the run (DAMON=pause)"
+else
+    echo "kernel DAMON monitors: $(echo $DAMON_RUNNING | wc -w) running"
+fi
 echo "per run: 2 s warmup, $((SECS - 1)) s of server CPU measured;" \
     "$REPS interleaved repetitions"
 
