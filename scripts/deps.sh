@@ -20,7 +20,7 @@ pkg-config python3"
 
 # the tests: unit tests, prove suites, interop clients, the browser test,
 # lint, sanitizers, valgrind (redis-server: the tests start their own)
-TEST_PKGS="libcmocka-dev libmojolicious-perl libio-socket-ip-perl
+TEST_PKGS="libcmocka-dev libmojolicious-perl libio-socket-ip-perl strace
 redis-server python3-websockets python3-prometheus-client clang valgrind
 cppcheck clang-format
 chromium libclang-rt-dev dpkg-dev curl openssl"

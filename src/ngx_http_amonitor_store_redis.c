@@ -749,9 +749,7 @@ ngx_http_amonitor_redis_add_write(void *privdata)
         return;
     }
 
-    if (!c->write->posted) {
-        ngx_post_event(c->write, &ngx_posted_events);
-    }
+    ngx_http_amonitor_redis_post(c->write);
 }
 
 

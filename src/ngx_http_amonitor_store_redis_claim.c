@@ -296,8 +296,8 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
             "amonitor redis claim \"%V\" waits for the connection", msg_id);
 
-    } else if (!ctx->batch.posted) {
-        ngx_post_event(&ctx->batch, &ngx_posted_events);
+    } else {
+        ngx_http_amonitor_redis_post(&ctx->batch);
     }
 
     return NGX_AGAIN;
@@ -541,8 +541,8 @@ ngx_http_amonitor_redis_end(
     ngx_queue_insert_tail(&ctx->todo, &rec->queue);
     rec->in_queue = 1;
 
-    if (ctx->ready && !ctx->batch.posted) {
-        ngx_post_event(&ctx->batch, &ngx_posted_events);
+    if (ctx->ready) {
+        ngx_http_amonitor_redis_post(&ctx->batch);
     }
 }
 

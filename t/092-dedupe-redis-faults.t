@@ -26,24 +26,10 @@ use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Redis;
 use Test::AMonitor::RedisProxy;
-use Digest::SHA qw(sha1_hex);
 use Time::HiRes qw(time);
 
-# The claims' scripts, from the module's source: the agent calls them by
-# SHA1 (EVALSHA), and with their text (EVAL) when Redis does not know them
-my %SCRIPT;
-{
-    my $src = "$FindBin::Bin/../src/ngx_http_amonitor_store_redis_claim.c";
-    open(my $fh, '<', $src) or die "$src: $!";
-    my $c = do { local $/; <$fh> };
-    for my $name (qw(claim claims finish finishes release renew)) {
-        my $n = uc $name;
-        $c =~ /#define NGX_HTTP_AMONITOR_REDIS_$n \\\n((?:\s*"(?:[^"\\]|\\.)*"\s*\\?\n)+)/
-            or die "no script $n in $src";
-        my $text = join '', map { s/\\n/\n/gr } $1 =~ /"((?:[^"\\]|\\.)*)"/g;
-        $SCRIPT{$name} = { text => $text, sha => sha1_hex($text) };
-    }
-}
+# the claims' scripts, as the agent calls them (by SHA1, or with the text)
+my %SCRIPT = Test::AMonitor::Redis::scripts();
 
 # a call of the script "name" about msg_id "id", by SHA1 or with its text
 sub call {

@@ -7,7 +7,9 @@ package Test::AMonitor::Redis;
 use strict;
 use warnings;
 
+use Digest::SHA qw(sha1_hex);
 use File::Temp qw(tempdir);
+use FindBin;
 use Test::AMonitor::Util qw(free_port wait_for);
 
 our $SERVER = '/usr/bin/redis-server';
@@ -70,8 +72,9 @@ sub cli {
 }
 
 # does the key hold a finished claim ("d" and its result)?  A worker
-# writes it at the end of the pass that sent the ack, so another worker
-# asked before that rightly finds the claim still pending
+# writes it in the pass that reads the ack, before the ack goes to the
+# panel; a test that asks Redis right after the ack still waits, so as
+# not to race the Redis server's own reading
 sub done {
     my ($self, $key) = @_;
     return ($self->cli('GET', $key) // '') =~ /^d/ ? 1 : 0;
@@ -81,6 +84,24 @@ sub done {
 sub wait_done {
     my ($self, $key, $timeout) = @_;
     return wait_for(sub { $self->done($key) }, $timeout // 5) ? 1 : 0;
+}
+
+# The claims' scripts, from the module's source: the agent calls them by
+# SHA1 (EVALSHA), and with their text (EVAL) when Redis does not know
+# them.  name => { text, sha }
+sub scripts {
+    my $src = "$FindBin::Bin/../src/ngx_http_amonitor_store_redis_claim.c";
+    open(my $fh, '<', $src) or die "$src: $!";
+    my $c = do { local $/; <$fh> };
+    my %script;
+    for my $name (qw(claim claims finish finishes release renew)) {
+        my $n = uc $name;
+        $c =~ /#define NGX_HTTP_AMONITOR_REDIS_$n \\\n((?:\s*"(?:[^"\\]|\\.)*"\s*\\?\n)+)/
+            or die "no script $n in $src";
+        my $text = join '', map { s/\\n/\n/gr } $1 =~ /"((?:[^"\\]|\\.)*)"/g;
+        $script{$name} = { text => $text, sha => sha1_hex($text) };
+    }
+    return %script;
 }
 
 END { local $?; $_->stop for grep { defined } @RUNNING }

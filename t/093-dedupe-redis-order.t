@@ -1,0 +1,117 @@
+# With Redis as the dedupe store, the finish of an action is written to
+# Redis before its ack is written to the panel: a panel that has the ack
+# and sends the msg_id again, to this agent or to any other, finds the
+# result ("done"), not a claim still "pending".  The order is that of the
+# worker's system calls, watched with strace: for each action, the write
+# to Redis that carries its finish comes before the write to the panel
+# that carries its ack.  Starts its own redis-server; a missing strace or
+# redis-server is a failure (scripts/deps.sh --test installs them).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use Test::AMonitor::Redis;
+use POSIX qw(WNOHANG);
+
+my $STRACE = '/usr/bin/strace';
+ok(-x $STRACE, 'strace is installed') or BAIL_OUT('no strace');
+ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
+    or BAIL_OUT('no redis-server');
+
+my %SCRIPT = Test::AMonitor::Redis::scripts();
+my $finish = qr/\Q$SCRIPT{finish}{sha}\E|\Q$SCRIPT{finishes}{sha}\E
+    |amonitor\ finish/x;
+
+my $redis = Test::AMonitor::Redis->new;
+ok($redis->start, 'redis-server runs on ' . $redis->addr);
+
+my $sdk = fake_sdk(target_id => 'ro-a', heartbeat_interval => 0);
+my $sport = $sdk->port;
+
+my $t = Test::AMonitor->new(workers => 1);
+$t->write_config(http_config => <<"EOC",
+    amonitor_zone amonitor 1m;
+    amonitor_redis ${\ $redis->addr } prefix=ro:;
+    amonitor_target ro-a ws://127.0.0.1:$sport/;
+    amonitor_dedupe_ttl 1h;
+EOC
+    config => 'location = /ws/panel { amonitor_panel on; }')->run;
+ok($sdk->wait_connections(1, 5), 'the agent dialed the SDK');
+
+my $p = $t->panel('/ws/panel');
+
+sub action {
+    my ($id) = @_;
+    $p->send_json({ msg_id => $id, type => 'action', target_id => 'ro-a',
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    return $p->answer_to($id, 5);
+}
+
+my $a = action(uuid4());
+is($a && $a->{type}, 'action_ack', 'an action through Redis is acked');
+
+my ($worker) = $t->worker_pids;
+ok($worker, "the worker's pid ($worker)");
+
+my $trace = $t->prefix . '/strace.txt';
+my $spid = fork() // die "fork: $!";
+if ($spid == 0) {
+    open(STDOUT, '>', '/dev/null');
+    open(STDERR, '>', '/dev/null');
+    exec($STRACE, '-qq', '-p', $worker, '-s', '65536', '-o', $trace,
+        '-e', 'trace=write,writev,sendto,sendmsg', '-e', 'signal=none')
+        or POSIX::_exit(127);
+}
+
+sub trace_text {
+    open(my $fh, '<', $trace) or return '';
+    return do { local $/; <$fh> } // '';
+}
+
+# strace has attached once an action's ack shows in the trace
+my $attached = wait_for(sub {
+    my $id = uuid4();
+    action($id);
+    return index(trace_text(), $id) >= 0;
+}, 10);
+ok($attached, 'strace follows the worker') or BAIL_OUT('strace did not attach');
+
+my @ids = map { uuid4() } 1 .. 20;
+for my $id (@ids) {
+    my $m = action($id);
+    is($m && $m->{type}, 'action_ack', "acked: $id")
+        or diag(explain($m));
+}
+
+# the last ack was read: its finish went out before it
+kill 'TERM', $spid;
+wait_for(sub { waitpid($spid, WNOHANG) != 0 }, 5);
+
+my @lines = split /\n/, trace_text();
+ok(@lines > 40, scalar(@lines) . ' writes traced');
+
+for my $id (@ids) {
+    my ($fin, $ack);
+    for my $i (0 .. $#lines) {
+        next if index($lines[$i], $id) < 0;
+        if (!defined $fin && $lines[$i] =~ $finish) {
+            $fin = $i;
+        }
+        if (!defined $ack && $lines[$i] =~ /action_ack/
+            && $lines[$i] !~ /EVAL/) {
+            $ack = $i;
+        }
+    }
+    ok(defined $fin && defined $ack && $fin < $ack,
+        "$id: the finish is written to redis (write "
+            . ($fin // 'none') . ') before the ack to the panel (write '
+            . ($ack // 'none') . ')');
+    ok($redis->done("ro:$id"), "$id: redis holds it as done");
+}
+
+is($sdk->executed($ids[0]), 1, 'the SDK ran each once');
+
+done_testing();
