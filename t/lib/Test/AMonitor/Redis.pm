@@ -9,7 +9,7 @@ use warnings;
 
 use Digest::SHA qw(sha1_hex);
 use File::Temp qw(tempdir);
-use FindBin;
+use File::Basename qw(dirname);
 use Test::AMonitor::Util qw(free_port wait_for);
 
 our $SERVER = '/usr/bin/redis-server';
@@ -73,8 +73,7 @@ sub cli {
 
 # does the key hold a finished claim ("d" and its result)?  A worker
 # writes it in the pass that reads the ack, before the ack goes to the
-# panel; a test that asks Redis right after the ack still waits, so as
-# not to race the Redis server's own reading
+# panel (t/093); a finish that waited for a reconnect comes later
 sub done {
     my ($self, $key) = @_;
     return ($self->cli('GET', $key) // '') =~ /^d/ ? 1 : 0;
@@ -90,7 +89,8 @@ sub wait_done {
 # SHA1 (EVALSHA), and with their text (EVAL) when Redis does not know
 # them.  name => { text, sha }
 sub scripts {
-    my $src = "$FindBin::Bin/../src/ngx_http_amonitor_store_redis_claim.c";
+    my $src = dirname(__FILE__)
+        . '/../../../../src/ngx_http_amonitor_store_redis_claim.c';
     open(my $fh, '<', $src) or die "$src: $!";
     my $c = do { local $/; <$fh> };
     my %script;
