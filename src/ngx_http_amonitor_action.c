@@ -192,9 +192,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     a->state = NGX_HTTP_AMONITOR_ACTION_QUEUED;
     ngx_queue_insert_tail(&as->queued, &a->queue);
 
-    if (!as->claims.posted) {
-        ngx_post_event(&as->claims, &ngx_posted_events);
-    }
+    ngx_http_amonitor_post_first(&as->claims);
 }
 
 

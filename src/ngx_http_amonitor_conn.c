@@ -406,8 +406,14 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
         (void) ngx_http_amonitor_conn_flush(wc);
     }
 
-    /* writes made in this pass of the event loop go out together */
-    if (wc->q_count && !wc->connection->write->posted) {
+    /*
+     * writes made in this pass of the event loop go out together; an
+     * upstream's (actions to an SDK) before the panels'
+     */
+    if (wc->q_count && wc->client) {
+        ngx_http_amonitor_post_first(wc->connection->write);
+
+    } else if (wc->q_count && !wc->connection->write->posted) {
         ngx_post_event(wc->connection->write, &ngx_posted_events);
     }
 

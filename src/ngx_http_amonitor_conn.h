@@ -159,4 +159,21 @@ ngx_int_t ngx_http_amonitor_conn_over(
     ngx_http_amonitor_conn_t *wc, size_t len, ngx_uint_t priority);
 
 
+/*
+ * Post "ev" ahead of the events already posted (ngx_post_event() adds it
+ * last).  The end of a pass writes, in this order: what goes to Redis
+ * (a finish is there before its ack can reach the panel), the zone's
+ * claims and what goes to the SDKs (an action's round trip does not wait
+ * for the panels' writes), then the panels' frames.
+ */
+static ngx_inline void
+ngx_http_amonitor_post_first(ngx_event_t *ev)
+{
+    if (!ev->posted) {
+        ev->posted = 1;
+        ngx_queue_insert_head(&ngx_posted_events, &ev->queue);
+    }
+}
+
+
 #endif /* _NGX_HTTP_AMONITOR_CONN_H_INCLUDED_ */

@@ -749,7 +749,7 @@ ngx_http_amonitor_redis_add_write(void *privdata)
         return;
     }
 
-    ngx_http_amonitor_redis_post(c->write);
+    ngx_http_amonitor_post_first(c->write);
 }
 
 

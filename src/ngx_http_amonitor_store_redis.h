@@ -190,20 +190,4 @@ void ngx_http_amonitor_redis_recs_full(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 
 
-/*
- * Post "ev" ahead of the events already posted (ngx_post_event() adds it
- * last): what a pass sends to Redis is written before the panels' frames
- * of that pass, so that Redis has a finish before its ack can reach the
- * panel, and a repeat the panel then sends to any agent finds it done.
- */
-static ngx_inline void
-ngx_http_amonitor_redis_post(ngx_event_t *ev)
-{
-    if (!ev->posted) {
-        ev->posted = 1;
-        ngx_queue_insert_head(&ngx_posted_events, &ev->queue);
-    }
-}
-
-
 #endif /* _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_ */

@@ -297,7 +297,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
             "amonitor redis claim \"%V\" waits for the connection", msg_id);
 
     } else {
-        ngx_http_amonitor_redis_post(&ctx->batch);
+        ngx_http_amonitor_post_first(&ctx->batch);
     }
 
     return NGX_AGAIN;
@@ -542,7 +542,7 @@ ngx_http_amonitor_redis_end(
     rec->in_queue = 1;
 
     if (ctx->ready) {
-        ngx_http_amonitor_redis_post(&ctx->batch);
+        ngx_http_amonitor_post_first(&ctx->batch);
     }
 }
 
