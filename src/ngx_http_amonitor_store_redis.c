@@ -457,6 +457,10 @@ ngx_http_amonitor_redis_connected(const redisAsyncContext *ac, int status)
         goto failed;
     }
 
+    if (ctx->setup && ctx->setup(ctx) != NGX_OK) {
+        goto failed;
+    }
+
     if (ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
             NGX_HTTP_AMONITOR_REDIS_LAST_SETUP, "PING", "PING")
         == NGX_OK) {

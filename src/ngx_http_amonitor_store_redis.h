@@ -108,6 +108,8 @@ struct ngx_http_amonitor_redis_s {
      */
     void (*flush)(ngx_http_amonitor_redis_t *ctx);
     void (*renew)(ngx_http_amonitor_redis_t *ctx);
+    /* commands of a new connection's setup, before its PING (or NULL) */
+    ngx_int_t (*setup)(ngx_http_amonitor_redis_t *ctx);
 
     /* the first connection failed: refuse what waited for it (or NULL) */
     void (*refuse)(ngx_http_amonitor_redis_t *ctx);
@@ -132,6 +134,8 @@ ngx_int_t ngx_http_amonitor_redis_send(ngx_http_amonitor_redis_t *ctx,
 /* scripts (store_redis_eval.c) */
 void ngx_http_amonitor_redis_script_init(
     ngx_http_amonitor_redis_script_t *script, const char *text);
+ngx_int_t  ngx_http_amonitor_redis_scripts_load(ngx_http_amonitor_redis_t *ctx,
+     ngx_http_amonitor_redis_script_t *scripts, ngx_uint_t n);
 ngx_int_t  ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
      ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
      ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n);

@@ -100,6 +100,8 @@ static ngx_int_t ngx_http_amonitor_redis_claims_init(
 static void ngx_http_amonitor_redis_claims_flush(
     ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
+static ngx_int_t ngx_http_amonitor_redis_claims_setup(
+    ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
@@ -153,6 +155,7 @@ ngx_http_amonitor_store_redis_create(
 
     ctx->flush = ngx_http_amonitor_redis_claims_flush;
     ctx->renew = ngx_http_amonitor_redis_claims_tick;
+    ctx->setup = ngx_http_amonitor_redis_claims_setup;
     ctx->refuse = ngx_http_amonitor_redis_recs_refuse;
 
     ngx_http_amonitor_redis_conn_start(ctx);
@@ -376,6 +379,17 @@ ngx_http_amonitor_redis_finishes_send(ngx_http_amonitor_redis_t *ctx,
     return ngx_http_amonitor_redis_eval_batch(ctx,
         ngx_http_amonitor_redis_ended, data, "finishes",
         NGX_HTTP_AMONITOR_S_FINISHES, keys, args, n, 2);
+}
+
+
+/* a new connection learns the scripts before its first claim */
+static ngx_int_t
+ngx_http_amonitor_redis_claims_setup(ngx_http_amonitor_redis_t *ctx)
+{
+    return ngx_http_amonitor_redis_scripts_load(ctx,
+        ngx_http_amonitor_redis_scripts,
+        sizeof(ngx_http_amonitor_redis_scripts)
+            / sizeof(ngx_http_amonitor_redis_script_t));
 }
 
 

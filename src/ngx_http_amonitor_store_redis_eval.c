@@ -25,6 +25,8 @@
 
 static u_char *ngx_http_amonitor_resp_bulk(
     u_char *p, u_char *a, size_t alen, u_char *b, size_t blen);
+static void ngx_http_amonitor_redis_script_loaded(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static ngx_int_t ngx_http_amonitor_redis_eval_keys(
     ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_reply_pt handler,
     void *data, const char *name, ngx_http_amonitor_redis_script_t *script,
@@ -62,6 +64,45 @@ ngx_http_amonitor_redis_script_init(
     ngx_sha1_final(digest, &sha1);
 
     (void) ngx_hex_dump(script->sha, digest, sizeof(digest));
+}
+
+
+/*
+ * A new connection's setup: Redis learns the scripts (SCRIPT LOAD, ahead
+ * of every call on that connection), so that no EVALSHA meets NOSCRIPT
+ * and waits for a second call: a finish then reaches Redis in the write
+ * that goes before its ack is written to the panel.
+ */
+ngx_int_t
+ngx_http_amonitor_redis_scripts_load(ngx_http_amonitor_redis_t *ctx,
+    ngx_http_amonitor_redis_script_t *scripts, ngx_uint_t n)
+{
+    ngx_uint_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_amonitor_redis_command(ctx,
+                ngx_http_amonitor_redis_script_loaded, &scripts[i],
+                "SCRIPT LOAD", "SCRIPT LOAD %b", scripts[i].text.data,
+                scripts[i].text.len)
+            != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a script Redis did not take is sent with its text when it is called */
+static void
+ngx_http_amonitor_redis_script_loaded(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+            "amonitor: redis %V did not load a script: %*s", &ctx->conf->addr,
+            (size_t) reply->len, reply->str);
+    }
 }
 
 

@@ -4,7 +4,8 @@
 # result ("done"), not a claim still "pending".  The order is that of the
 # worker's system calls, watched with strace: for each action, the write
 # to Redis that carries its finish comes before the write to the panel
-# that carries its ack.  Starts its own redis-server; a missing strace or
+# that carries its ack.  Redis knows the scripts from the connection's
+# setup on, so even the first finish goes in one call.  Starts its own redis-server; a missing strace or
 # redis-server is a failure (scripts/deps.sh --test installs them).
 
 use strict;
@@ -40,6 +41,15 @@ $t->write_config(http_config => <<"EOC",
 EOC
     config => 'location = /ws/panel { amonitor_panel on; }')->run;
 ok($sdk->wait_connections(1, 5), 'the agent dialed the SDK');
+
+ok(wait_error_log(qr/connected to redis/, 5), 'the agent is connected to redis');
+
+# a new connection teaches Redis the scripts before its first claim: no
+# call meets NOSCRIPT, which would send a finish again a round trip later
+for my $name (sort keys %SCRIPT) {
+    is($redis->cli('SCRIPT', 'EXISTS', $SCRIPT{$name}{sha}), '1',
+        "redis knows the $name script before any action");
+}
 
 my $p = $t->panel('/ws/panel');
 
