@@ -410,10 +410,14 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
      * writes made in this pass of the event loop go out together; an
      * upstream's (actions to an SDK) before the panels'
      */
-    if (wc->q_count && wc->client) {
+    if (wc->q_count == 0) {
+        return NGX_OK;
+    }
+
+    if (wc->client) {
         ngx_http_amonitor_post_first(wc->connection->write);
 
-    } else if (wc->q_count && !wc->connection->write->posted) {
+    } else if (!wc->connection->write->posted) {
         ngx_post_event(wc->connection->write, &ngx_posted_events);
     }
 

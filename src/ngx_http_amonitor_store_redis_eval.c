@@ -98,10 +98,13 @@ static void
 ngx_http_amonitor_redis_script_loaded(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
 {
+    ngx_http_amonitor_redis_script_t *script = data;
+
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
-            "amonitor: redis %V did not load a script: %*s", &ctx->conf->addr,
-            (size_t) reply->len, reply->str);
+            "amonitor: redis %V did not load the script %*s: %*s",
+            &ctx->conf->addr, (size_t) 40, script->sha, (size_t) reply->len,
+            reply->str);
     }
 }
 
