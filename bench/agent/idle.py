@@ -253,7 +253,9 @@ http {
     finally:
         subprocess.run([a.nginx, "-p", prefix, "-c", prefix + "/nginx.conf",
                         "-e", prefix + "/error.log", "-s", "stop"])
-        time.sleep(0.5)
+        # the loop runs meanwhile: the SDK handlers see nginx close their
+        # connections and end, rather than being cancelled at exit
+        await asyncio.sleep(0.5)
         if os.environ.get("KEEP"):
             print(prefix)
         else:
