@@ -1373,7 +1373,7 @@ load_usage(void)
 {
     fprintf(stderr,
         "usage: amon-load --panel-url ws://IP:PORT/path --sdk-port P[,P...]\n"
-        "         [--mode fanout|actions] [--panels N] [--sdk-conns K]\n"
+        "         [--mode fanout|actions|idle] [--panels N] [--sdk-conns K]\n"
         "         [--duration S] [--warmup S] [--size BYTES] [--rate R]\n"
         "         [--inflight W] [--action-rate R] [--ack-timeout S]\n"
         "         [--max-actions N] [--target-prefix S] [--quiet]\n"
@@ -1393,7 +1393,13 @@ load_usage(void)
         "    final errors by code (error_codes=); --spin US: the open\n"
         "    loop spins through gaps shorter than this (default 20) and\n"
         "    sleeps longer ones; 0 under a real-time policy, whose\n"
-        "    throttling would stop a spinning loop for 50 ms a second\n");
+        "    throttling would stop a spinning loop for 50 ms a second;\n"
+        "  --mode idle: wait for the SDK connections, print\n"
+        "    \"sdks_ready\", wait --warmup seconds, open half of the\n"
+        "    panels, print \"half_ready\", wait --warmup seconds, open the\n"
+        "    rest, print \"ready\", keep everything open and silent for\n"
+        "    --duration seconds, then print how many stayed open (for\n"
+        "    memory per idle connection, measured by the caller)\n");
     exit(2);
 }
 
@@ -1464,12 +1470,116 @@ load_options(int argc, char **argv)
         || load_opt.ack_timeout <= 0
         || (load_opt.action_rate > 0 && strcmp(load_opt.mode, "actions") != 0)
         || (strcmp(load_opt.mode, "fanout") != 0
-            && strcmp(load_opt.mode, "actions") != 0)
+            && strcmp(load_opt.mode, "actions") != 0
+            && strcmp(load_opt.mode, "idle") != 0)
         || amon_ws_url_parse(
                (const unsigned char *) url, strlen(url), &load_url)
             != AMON_OK) {
         load_usage();
     }
+}
+
+
+/* wait for "n" open panels and every SDK connection (20 s at most) */
+static void
+load_idle_wait(int n, const char *what)
+{
+    int      i, open;
+    uint64_t t0;
+
+    t0 = load_now_ns();
+
+    for (;;) {
+        open = load_panels_open >= n;
+        for (i = 0; i < load_opt.nsdks; i++) {
+            if (load_sdk_open[i] < load_opt.sdk_conns) {
+                open = 0;
+            }
+        }
+
+        if (open) {
+            break;
+        }
+
+        if (load_now_ns() - t0 > 20000000000ull) {
+            fprintf(stderr, "amon-load: %s not open after 20 s\n", what);
+            exit(1);
+        }
+
+        load_poll(10);
+    }
+
+    printf("%s_ready panels=%d sdk_conns=%d\n", what, load_panels_open,
+        load_sdk_open[0]);
+    fflush(stdout);
+
+    t0 = load_now_ns();
+    while ((double) (load_now_ns() - t0) / 1e9 < load_opt.warmup) {
+        load_poll(100);
+    }
+}
+
+
+/*
+ * --mode idle, before the rest of the panels: the SDK connections, then
+ * half of the panels, each step said ("sdks_ready", "half_ready") and
+ * followed by --warmup seconds of quiet (the caller reads the server's
+ * memory then).  Returns how many panels it connected.
+ */
+static int
+load_idle_open(void)
+{
+    int i, half;
+
+    load_idle_wait(0, "sdks");
+
+    half = load_opt.panels / 2;
+    for (i = 0; i < half; i++) {
+        load_panel_connect(i);
+    }
+
+    load_idle_wait(half, "half");
+
+    return half;
+}
+
+
+/*
+ * --mode idle: every connection is open; say so, keep them silent for
+ * --duration seconds (the caller reads the server's memory meanwhile),
+ * then say how many are still open.
+ */
+static int
+load_idle_run(void)
+{
+    int      i, sdks;
+    uint64_t t0;
+
+    printf(
+        "ready panels=%d sdk_conns=%d\n", load_panels_open, load_sdk_open[0]);
+    fflush(stdout);
+
+    t0 = load_now_ns();
+    while ((double) (load_now_ns() - t0) / 1e9 < load_opt.duration) {
+        load_poll(100);
+    }
+
+    sdks = 0;
+    for (i = 0; i < load_opt.nsdks; i++) {
+        sdks += load_sdk_open[i];
+    }
+
+    printf("mode=idle panels=%d panels_open=%d sdk_conns=%d sdk_open=%d "
+           "other=%llu errors=%llu\n",
+        load_opt.panels, load_panels_open, load_opt.sdk_conns * load_opt.nsdks,
+        sdks, (unsigned long long) load_other,
+        (unsigned long long) load_errors);
+
+    /* behind a proxy the panels' upstreams come after --sdk-conns 0 */
+    return load_panels_open == load_opt.panels
+            && sdks >= load_opt.sdk_conns * load_opt.nsdks
+        ? 0
+        : 1;
 }
 
 
@@ -1502,7 +1612,13 @@ main(int argc, char **argv)
         load_listen(i, load_opt.sdk_ports[i]);
     }
 
-    for (i = 0; i < load_opt.panels; i++) {
+    i = 0;
+
+    if (strcmp(load_opt.mode, "idle") == 0) {
+        i = load_idle_open();
+    }
+
+    for (; i < load_opt.panels; i++) {
         load_panel_connect(i);
     }
 
@@ -1531,6 +1647,10 @@ main(int argc, char **argv)
         load_open_run();
         load_open_report();
         return 0;
+    }
+
+    if (strcmp(load_opt.mode, "idle") == 0) {
+        return load_idle_run();
     }
 
     if (!fanout) {

@@ -15,6 +15,13 @@
 #   CASES=ackrate bash bench/agent/ratio.sh   # ack latency, open loop
 #   CASES=act FILL_ACTIONS=10000000 REPS=1 bash bench/agent/ratio.sh
 #   CASES=actfix FILL_ACTIONS=10000000 bash bench/agent/ratio.sh
+#   CASES=idle IDLE_N=2000 bash bench/agent/ratio.sh
+#
+# "idle" measures memory, not CPU: the server's Rss and Pss per idle
+# connection with IDLE_N (1000) SDK connections and IDLE_N panels open,
+# IDLE_SETTLE (2.5) seconds after the last one opened, against the relay
+# dialing its SDK IDLE_N times and nginx proxy_pass (one upstream per
+# panel).
 #
 # "ackrate" first finds the module's maximum action rate (closed loop,
 # 16 panels x 16 in flight: case actmax, also for proxy_pass and Redis),
@@ -84,7 +91,9 @@ OLD_MODULE=${OLD_MODULE:-}
 NCHAN=${NCHAN:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 REPS=${REPS:-3}
 SECS=${SECS:-4}
-CASES=${CASES:-"fan1 fan100 fan1000 sweep act"}
+CASES=${CASES:-"fan1 fan100 fan1000 sweep act idle"}
+IDLE_N=${IDLE_N:-1000}
+IDLE_SETTLE=${IDLE_SETTLE:-2.5}
 CC=${CC:-cc}
 LOAD=$ROOT/build/bench/amon-load
 RELAY=$ROOT/build/bench/amon-relay
@@ -193,7 +202,7 @@ start_nginx() {
     $extra
     server {
         listen 127.0.0.1:$HTTP_PORT;
-        location = /ws/panel { amonitor_panel on; }
+        location = /ws/panel { amonitor_panel on; ${PANEL_OPTS:-} }
     }"
         ;;
     proxy)
@@ -252,7 +261,7 @@ EOF
 }
 
 start_relay() {
-    taskset -c 0 "$RELAY" --listen "$HTTP_PORT" --sdk-port "$SDK_PORT" &
+    taskset -c 0 "$RELAY" --listen "$HTTP_PORT" --sdk-port "$SDK_PORT" "$@" &
     SERVER_PID=$!
     prio "$SERVER_PID"
     sleep 0.3
@@ -388,9 +397,99 @@ quiet() {
     done
 }
 
+# the server's memory: "Rss Pss" in kB
+mem() {
+    awk '/^Rss:/ { r = $2 } /^Pss:/ { p = $2 } END { print r, p }' \
+        "/proc/$1/smaps_rollup"
+}
+
+# IDLE_N - 1 more targets for the module (bench-0 is in start_nginx)
+idle_targets() {
+    local i
+    for i in $(seq 1 $((IDLE_N - 1))); do
+        echo "    amonitor_target idle-$i ws://127.0.0.1:$SDK_PORT/$i;"
+    done
+}
+
+# wait until the load generator's output has a line starting with $1
+# (it still runs: pid $2); 1 when it ended or 60 s passed first
+wait_line() {
+    local t=0
+    while ! grep -q "^$1" "$PREFIX/out"; do
+        kill -0 "$2" 2>/dev/null && [ "$t" -lt 600 ] || return 1
+        sleep 0.1
+        t=$((t + 1))
+    done
+}
+
+# case idle, once for server $1: memory per idle connection.  The
+# server's Rss and Pss (kB) with no connection (the module's targets in
+# backoff), IDLE_SETTLE s after IDLE_N SDK connections opened, and
+# IDLE_SETTLE s after IDLE_N panels opened too; per SDK connection, per
+# panel and per connection of both.  Behind proxy_pass the SDK
+# connections are the panels' upstreams: its panels carry them.
+run_idle() {
+    local s=$1 url="ws://127.0.0.1:$HTTP_PORT/ws/panel" b m h a lp r
+    local sdks=$IDLE_N
+    quiet
+    case $s in
+    module) start_nginx module "amonitor_zone amon 64m;
+$(idle_targets)" ;;
+    relay) start_relay --sdk-conns "$IDLE_N" ;;
+    proxy) start_nginx proxy; sdks=0 ;;
+    esac
+    sleep "$IDLE_SETTLE"
+    b=$(mem "$SERVER_PID")
+    # not a line of the last run's output: the new one starts empty
+    : > "$PREFIX/out"
+    taskset -c 1 "$LOAD" --quiet --mode idle --sdk-port "$SDK_PORT" \
+        --panel-url "$url" --panels "$IDLE_N" --sdk-conns "$sdks" \
+        --warmup "$IDLE_SETTLE" --duration $((${IDLE_SETTLE%.*} + 30)) \
+        > "$PREFIX/out" 2>&1 &
+    lp=$!
+    if ! wait_line sdks_ready "$lp"; then
+        echo "idle $s: the SDK connections did not all open" >&2
+    fi
+    m=$(mem "$SERVER_PID")
+    wait_line half_ready "$lp" || true
+    h=$(mem "$SERVER_PID")
+    if ! wait_line ready "$lp"; then
+        echo "idle $s: the connections did not all open:" >&2
+        cat "$PREFIX/out" >&2
+        kill "$lp" 2>/dev/null || true
+        stop_server
+        return 0
+    fi
+    sleep "$IDLE_SETTLE"
+    a=$(mem "$SERVER_PID")
+    kill "$lp" 2>/dev/null || true
+    wait "$lp" 2>/dev/null || true
+    stop_server
+    r=$(awk -v b="$b" -v m="$m" -v h="$h" -v a="$a" -v n="$IDLE_N" \
+        -v s="$sdks" 'BEGIN { split(b, x, " "); split(m, y, " ");
+        split(h, v, " "); split(a, z, " ");
+        printf "%s %.2f %.2f %.2f %.2f",
+            s ? sprintf("%.2f", (y[1] - x[1]) / n) : "-",
+            (z[1] - y[1]) / n, (z[1] - v[1]) / (n - int(n / 2)),
+            (z[1] - x[1]) / (2 * n), (z[2] - x[2]) / (2 * n) }')
+    # shellcheck disable=SC2086
+    set -- $r
+    echo "idle $s rep: KiB Rss per SDK connection $1, per panel $2" \
+        "(the second half $3); per connection Rss $4, Pss $5" >&2
+    RES[idle/$s/sdk]="${RES[idle/$s/sdk]:-} $1"
+    RES[idle/$s/panel]="${RES[idle/$s/panel]:-} $2"
+    RES[idle/$s/half]="${RES[idle/$s/half]:-} $3"
+    RES[idle/$s]="${RES[idle/$s]:-} $4"
+    RES[idle/$s/pss]="${RES[idle/$s/pss]:-} $5"
+}
+
 # run one case for one server, once: $1 case, $2 server
 run() {
     local c=$1 s=$2 url="ws://127.0.0.1:$HTTP_PORT/ws/panel" args r
+    if [ "$c" = idle ]; then
+        run_idle "$s"
+        return 0
+    fi
     quiet
     case $c in
     fan1) args="--mode fanout --panels 1 --rate 20000" ;;
@@ -569,6 +668,7 @@ for c in $CASES; do
         ;;
     sweep) plan+=("sweep100:relay module" "sweep300:relay module"
         "sweep3000:relay module") ;;
+    idle) plan+=("idle:relay module proxy") ;;
     act)
         servers="proxy module full"
         [ -n "$OLD_MODULE" ] && servers="$servers old oldfull"
@@ -676,6 +776,7 @@ echo
 printf '%-10s %-8s %14s %12s %10s\n' case server "us_cpu/op" "ops/s" "x floor"
 for p in "${plan[@]}"; do
     c=${p%%:*}
+    [ "$c" = idle ] && continue
     floor=relay
     [ "${c#act}" != "$c" ] && floor=proxy
     f=$(echo "${RES[$c/$floor]:-}" | median)
@@ -686,6 +787,28 @@ for p in "${plan[@]}"; do
             printf "%.2f", a / b; else print "-" }')
         printf '%-10s %-8s %14s %12s %10s\n' "$c" "$s" "$m" "$o" "$x"
     done
+done
+
+# memory per idle connection, against the relay's
+for p in "${plan[@]}"; do
+    [ "${p%%:*}" = idle ] || continue
+    echo
+    echo "idle: KiB per idle connection ($IDLE_N SDK connections +" \
+        "$IDLE_N panels, $IDLE_SETTLE s after the last opened), medians"
+    printf '%-10s %-8s %8s %8s %8s %10s %10s %8s\n' case server "SDK Rss" \
+        "panel" "2nd half" "conn. Rss" "conn. Pss" "x floor"
+    f=$(echo "${RES[idle/relay]:-}" | median)
+    for s in ${p#*:}; do
+        m=$(echo "${RES[idle/$s]:-}" | median)
+        x=$(awk -v a="$m" -v b="$f" 'BEGIN { if (a + 0 > 0 && b + 0 > 0)
+            printf "%.2f", a / b; else print "-" }')
+        printf '%-10s %-8s %8s %8s %8s %10s %10s %8s\n' idle "$s" \
+            "$(echo "${RES[idle/$s/sdk]:-}" | median)" \
+            "$(echo "${RES[idle/$s/panel]:-}" | median)" \
+            "$(echo "${RES[idle/$s/half]:-}" | median)" "$m" \
+            "$(echo "${RES[idle/$s/pss]:-}" | median)" "$x"
+    done
+    echo "(proxy_pass: each panel with its upstream connection)"
 done
 
 # the fixed-rate cases: was the offered rate sustained (else their CPU

@@ -7,7 +7,10 @@
  * with one send() per panel per wake-up.  Server frames are unmasked, so
  * the SDK's bytes are valid frames for the panels as they are.
  *
- *   amon-relay --listen PORT --sdk-port PORT
+ *   amon-relay --listen PORT --sdk-port PORT [--sdk-conns N]
+ *
+ * --sdk-conns N dials the SDK N times (for memory per idle connection;
+ * each connection's bytes go to every panel).
  *
  * With --publish PORT instead of --listen it is nchan's publisher for the
  * comparison: it dials ws://127.0.0.1:PORT/pub and sends each SDK frame
@@ -449,31 +452,35 @@ relay_dial(int port, const char *p, int kind)
 int
 main(int argc, char **argv)
 {
-    int                i, n, o, lfd, fd, port, sdk_port, pub_port;
+    int                i, n, o, lfd, fd, port, sdk_port, pub_port, conns;
     relay_conn_t      *c;
     struct epoll_event ev, evs[256];
 
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"sdk-port", required_argument, NULL, 'p'},
-        {"publish", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+        {"publish", required_argument, NULL, 'P'},
+        {"sdk-conns", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0}};
 
     port = 0;
     sdk_port = 0;
     pub_port = 0;
+    conns = 1;
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'l': port = atoi(optarg); break;
         case 'p': sdk_port = atoi(optarg); break;
         case 'P': pub_port = atoi(optarg); break;
+        case 'k': conns = atoi(optarg); break;
         default: return 2;
         }
     }
 
-    if ((port == 0 && pub_port == 0) || sdk_port == 0) {
+    if ((port == 0 && pub_port == 0) || sdk_port == 0 || conns < 1
+        || conns > RELAY_MAX_CONNS / 2) {
         fprintf(stderr,
-            "usage: amon-relay --listen PORT --sdk-port PORT\n"
+            "usage: amon-relay --listen PORT --sdk-port PORT [--sdk-conns N]\n"
             "       amon-relay --publish PORT --sdk-port PORT\n");
         return 2;
     }
@@ -493,7 +500,9 @@ main(int argc, char **argv)
         (void) epoll_ctl(relay_ep, EPOLL_CTL_ADD, lfd, &ev);
     }
 
-    (void) relay_dial(sdk_port, "/", 1);
+    for (i = 0; i < conns; i++) {
+        (void) relay_dial(sdk_port, "/", 1);
+    }
 
     for (;;) {
         n = epoll_wait(relay_ep, evs, 256, -1);
