@@ -9,7 +9,7 @@
 # REPS times, interleaved (case by case, server by server), and the
 # median is reported with its ratio to the floor of the same case.
 #
-#   bash bench/agent/ratio.sh              # about 10 minutes
+#   bash bench/agent/ratio.sh              # about 20 minutes
 #   REPS=5 SECS=5 bash bench/agent/ratio.sh
 #   CASES="fan100 act" bash bench/agent/ratio.sh
 #   CASES=ackrate bash bench/agent/ratio.sh   # ack latency, open loop
