@@ -15,10 +15,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Redis;
-use POSIX qw(WNOHANG);
+use Test::AMonitor::Process qw(read_file strace_start strace_stop);
 
-my $STRACE = '/usr/bin/strace';
-ok(-x $STRACE, 'strace is installed') or BAIL_OUT('no strace');
+ok(-x $Test::AMonitor::Process::STRACE, 'strace is installed')
+    or BAIL_OUT('no strace');
 ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
     or BAIL_OUT('no redis-server');
 
@@ -67,19 +67,10 @@ my ($worker) = $t->worker_pids;
 ok($worker, "the worker's pid ($worker)");
 
 my $trace = $t->prefix . '/strace.txt';
-my $spid = fork() // die "fork: $!";
-if ($spid == 0) {
-    open(STDOUT, '>', '/dev/null');
-    open(STDERR, '>', '/dev/null');
-    exec($STRACE, '-qq', '-p', $worker, '-s', '65536', '-o', $trace,
-        '-e', 'trace=write,writev,sendto,sendmsg', '-e', 'signal=none')
-        or POSIX::_exit(127);
-}
+my $spid = strace_start($worker, $trace, '-s', '65536',
+    '-e', 'trace=write,writev,sendto,sendmsg');
 
-sub trace_text {
-    open(my $fh, '<', $trace) or return '';
-    return do { local $/; <$fh> } // '';
-}
+sub trace_text { read_file($trace) }
 
 # strace has attached once an action's ack shows in the trace
 my $attached = wait_for(sub {
@@ -97,8 +88,7 @@ for my $id (@ids) {
 }
 
 # the last ack was read: its finish went out before it
-kill 'TERM', $spid;
-wait_for(sub { waitpid($spid, WNOHANG) != 0 }, 5);
+strace_stop($spid);
 
 my @lines = split /\n/, trace_text();
 ok(@lines > 40, scalar(@lines) . ' writes traced');

@@ -15,10 +15,10 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use POSIX qw(WNOHANG);
+use Test::AMonitor::Process qw(read_file strace_start strace_stop);
 
-my $STRACE = '/usr/bin/strace';
-ok(-x $STRACE, 'strace is installed') or BAIL_OUT('no strace');
+ok(-x $Test::AMonitor::Process::STRACE, 'strace is installed')
+    or BAIL_OUT('no strace');
 
 my $PANELS   = 4;
 my $INFLIGHT = 6;
@@ -44,20 +44,10 @@ my ($worker) = $t->worker_pids;
 ok($worker, "the worker's pid ($worker)");
 
 my $trace = $t->prefix . '/strace.txt';
-my $spid = fork() // die "fork: $!";
-if ($spid == 0) {
-    open(STDOUT, '>', '/dev/null');
-    open(STDERR, '>', '/dev/null');
-    exec($STRACE, '-qq', '-yy', '-p', $worker, '-s', '0', '-o', $trace,
-        '-e', 'trace=epoll_wait,write,writev,sendto,sendmsg',
-        '-e', 'signal=none')
-        or POSIX::_exit(127);
-}
+my $spid = strace_start($worker, $trace, '-yy', '-s', '0',
+    '-e', 'trace=epoll_wait,write,writev,sendto,sendmsg');
 
-sub trace_text {
-    open(my $fh, '<', $trace) or return '';
-    return do { local $/; <$fh> } // '';
-}
+sub trace_text { read_file($trace) }
 
 my $seq = 0;
 
@@ -139,8 +129,7 @@ while ($rounds < $ROUNDS) {
 is($acked, $rounds * $ROUND, "$rounds rounds of $ROUND actions acked");
 is($bad, 0, 'no other answer');
 
-kill 'TERM', $spid;
-wait_for(sub { waitpid($spid, WNOHANG) != 0 }, 5);
+strace_stop($spid);
 
 my @passes = passes();
 my @both = both(@passes);

@@ -15,7 +15,10 @@ use IO::Socket::INET;
 use POSIX qw(_exit);
 
 our @EXPORT_OK = qw(proc_stat alive cmdline children close_fds capture
-    read_file write_file_raw tail listen_ports port_accepts valgrind_argv);
+    read_file write_file_raw tail listen_ports port_accepts valgrind_argv
+    strace_start strace_stop);
+
+our $STRACE = '/usr/bin/strace';
 
 
 # (state, ppid) of a process from /proc/PID/stat; empty if it is gone
@@ -108,6 +111,33 @@ sub read_file {
     my $d = <$fh> // '';
     close $fh;
     return $d;
+}
+
+# strace following process $pid into $file (strace -qq, no signals shown,
+# more options in @opt); returns strace's pid.  The caller checks that it
+# attached (a call it knows of shows in the file).
+sub strace_start {
+    my ($pid, $file, @opt) = @_;
+    my $spid = fork() // croak "fork: $!";
+    if ($spid == 0) {
+        open(STDOUT, '>', '/dev/null');
+        open(STDERR, '>', '/dev/null');
+        exec($STRACE, '-qq', '-p', $pid, '-o', $file, '-e', 'signal=none',
+            @opt)
+            or _exit(127);
+    }
+    return $spid;
+}
+
+# stop a strace_start (its file is complete once it has exited)
+sub strace_stop {
+    my ($spid) = @_;
+    kill 'TERM', $spid;
+    for (1 .. 50) {
+        return 1 if waitpid($spid, POSIX::WNOHANG()) != 0;
+        select(undef, undef, undef, 0.1);
+    }
+    return 0;
 }
 
 # write a whole file (binary); dies on failure
