@@ -586,6 +586,18 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
 
     wc->q_head = 0;
 
+    /*
+     * A ring grown past what a pass of steady traffic takes (a panel that
+     * fell behind, a burst) is freed once empty: a connection that caught
+     * up does not keep up to amonitor_send_queue slots for its lifetime,
+     * and the next frame starts a small ring again.
+     */
+    if (wc->q_cap > NGX_HTTP_AMONITOR_Q_KEEP) {
+        ngx_free(wc->q);
+        wc->q = NULL;
+        wc->q_cap = 0;
+    }
+
     return NGX_OK;
 }
 
