@@ -22,10 +22,14 @@
 
 #define NGX_HTTP_AMONITOR_RBUF_SIZE  65536
 #define NGX_HTTP_AMONITOR_Q_MIN      16
-#define NGX_HTTP_AMONITOR_Q_KEEP     64 /* a larger ring is freed empty */
 #define NGX_HTTP_AMONITOR_RESERVED_Q 64 /* for acks and errors */
 #define NGX_HTTP_AMONITOR_READS      8 /* reads per event */
 #define NGX_HTTP_AMONITOR_IOVS       64 /* frames per send_chain */
+/*
+ * a ring larger than this is freed once empty: a queue of IOVS frames is
+ * written at once (conn_send), so steady traffic does not need more
+ */
+#define NGX_HTTP_AMONITOR_Q_KEEP NGX_HTTP_AMONITOR_IOVS
 
 
 typedef struct ngx_http_amonitor_conn_s ngx_http_amonitor_conn_t;

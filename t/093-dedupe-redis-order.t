@@ -5,8 +5,9 @@
 # worker's system calls, watched with strace: for each action, the write
 # to Redis that carries its finish comes before the write to the panel
 # that carries its ack.  Redis knows the scripts from the connection's
-# setup on, so even the first finish goes in one call.  Starts its own redis-server; a missing strace or
-# redis-server is a failure (scripts/deps.sh --test installs them).
+# setup on, so even the first finish goes in one call.  Starts its own
+# redis-server; a missing strace or redis-server is a failure
+# (scripts/deps.sh --test installs them).
 
 use strict;
 use warnings;

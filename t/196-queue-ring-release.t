@@ -73,12 +73,13 @@ is(status()->{dropped} // 0, 0, 'none was dropped: they wait in the queue');
 
 my ($worker) = $t->worker_pids;
 my $trace = $t->prefix . '/strace.txt';
-my $spid = strace_start($worker, $trace, '-e', 'trace=munmap,getpid');
+my $spid = strace_start($worker, $trace, '-e', 'trace=munmap,accept4');
 
-# strace has attached once the worker's getpid shows (a status request
-# makes none): wait for the trace file to exist and settle instead
-ok(wait_for(sub { -e $trace }, 10), 'strace follows the worker');
-sleep_loop(0.5);
+# strace has attached once a status request's accept shows in the trace
+ok(wait_for(sub {
+    status();
+    return read_file($trace) =~ /^accept4\(/m;
+}, 10), 'strace follows the worker') or BAIL_OUT('strace did not attach');
 
 # read everything the panel was sent
 my ($got, $last) = (0, 0);

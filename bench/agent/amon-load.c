@@ -1143,12 +1143,13 @@ load_poll(int ms)
 }
 
 
+/* "panels" panels open and every SDK dialed by every worker */
 static int
-load_ready(void)
+load_ready(int panels)
 {
     int i;
 
-    if (load_panels_open < load_opt.panels) {
+    if (load_panels_open < panels) {
         return 0;
     }
 
@@ -1159,6 +1160,46 @@ load_ready(void)
     }
 
     return 1;
+}
+
+
+/* wait until load_ready(panels); -1 (said on stderr) after 20 s */
+static int
+load_wait_ready(int panels)
+{
+    int      i;
+    uint64_t t0;
+
+    t0 = load_now_ns();
+
+    while (!load_ready(panels)) {
+        load_poll(10);
+        if (load_now_ns() - t0 > 20000000000ull) {
+            fprintf(stderr,
+                "amon-load: not ready after 20 s: %d/%d panels open\n",
+                load_panels_open, panels);
+            for (i = 0; i < load_opt.nsdks; i++) {
+                fprintf(stderr, "  sdk %d: %d/%d connections\n", i,
+                    load_sdk_open[i], load_opt.sdk_conns);
+            }
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* run the loop for "s" seconds */
+static void
+load_quiet(double s)
+{
+    uint64_t t0;
+
+    t0 = load_now_ns();
+    while ((double) (load_now_ns() - t0) / 1e9 < s) {
+        load_poll(10);
+    }
 }
 
 
@@ -1480,65 +1521,45 @@ load_options(int argc, char **argv)
 }
 
 
-/* wait for "n" open panels and every SDK connection (20 s at most) */
+/* --mode idle: say how far it got, for the caller to read the memory */
 static void
-load_idle_wait(int n, const char *what)
+load_idle_say(const char *what)
 {
-    int      i, open;
-    uint64_t t0;
-
-    t0 = load_now_ns();
-
-    for (;;) {
-        open = load_panels_open >= n;
-        for (i = 0; i < load_opt.nsdks; i++) {
-            if (load_sdk_open[i] < load_opt.sdk_conns) {
-                open = 0;
-            }
-        }
-
-        if (open) {
-            break;
-        }
-
-        if (load_now_ns() - t0 > 20000000000ull) {
-            fprintf(stderr, "amon-load: %s not open after 20 s\n", what);
-            exit(1);
-        }
-
-        load_poll(10);
-    }
-
-    printf("%s_ready panels=%d sdk_conns=%d\n", what, load_panels_open,
+    printf("%s panels=%d sdk_conns=%d\n", what, load_panels_open,
         load_sdk_open[0]);
     fflush(stdout);
-
-    t0 = load_now_ns();
-    while ((double) (load_now_ns() - t0) / 1e9 < load_opt.warmup) {
-        load_poll(100);
-    }
 }
 
 
 /*
  * --mode idle, before the rest of the panels: the SDK connections, then
  * half of the panels, each step said ("sdks_ready", "half_ready") and
- * followed by --warmup seconds of quiet (the caller reads the server's
- * memory then).  Returns how many panels it connected.
+ * followed by --warmup seconds of quiet.  Returns how many panels it
+ * connected, -1 when they did not open.
  */
 static int
 load_idle_open(void)
 {
     int i, half;
 
-    load_idle_wait(0, "sdks");
+    if (load_wait_ready(0) != 0) {
+        return -1;
+    }
+
+    load_idle_say("sdks_ready");
+    load_quiet(load_opt.warmup);
 
     half = load_opt.panels / 2;
     for (i = 0; i < half; i++) {
         load_panel_connect(i);
     }
 
-    load_idle_wait(half, "half");
+    if (load_wait_ready(half) != 0) {
+        return -1;
+    }
+
+    load_idle_say("half_ready");
+    load_quiet(load_opt.warmup);
 
     return half;
 }
@@ -1546,23 +1567,15 @@ load_idle_open(void)
 
 /*
  * --mode idle: every connection is open; say so, keep them silent for
- * --duration seconds (the caller reads the server's memory meanwhile),
- * then say how many are still open.
+ * --duration seconds, then say how many are still open.
  */
 static int
 load_idle_run(void)
 {
-    int      i, sdks;
-    uint64_t t0;
+    int i, sdks;
 
-    printf(
-        "ready panels=%d sdk_conns=%d\n", load_panels_open, load_sdk_open[0]);
-    fflush(stdout);
-
-    t0 = load_now_ns();
-    while ((double) (load_now_ns() - t0) / 1e9 < load_opt.duration) {
-        load_poll(100);
-    }
+    load_idle_say("ready");
+    load_quiet(load_opt.duration);
 
     sdks = 0;
     for (i = 0; i < load_opt.nsdks; i++) {
@@ -1616,6 +1629,9 @@ main(int argc, char **argv)
 
     if (strcmp(load_opt.mode, "idle") == 0) {
         i = load_idle_open();
+        if (i < 0) {
+            return 1;
+        }
     }
 
     for (; i < load_opt.panels; i++) {
@@ -1623,25 +1639,11 @@ main(int argc, char **argv)
     }
 
     /* every panel open, every SDK dialed by every worker, then settle */
-    t0 = load_now_ns();
-    while (!load_ready()) {
-        load_poll(10);
-        if (load_now_ns() - t0 > 20000000000ull) {
-            fprintf(stderr,
-                "amon-load: not ready after 20 s: %d/%d panels open\n",
-                load_panels_open, load_opt.panels);
-            for (i = 0; i < load_opt.nsdks; i++) {
-                fprintf(stderr, "  sdk %d: %d/%d connections\n", i,
-                    load_sdk_open[i], load_opt.sdk_conns);
-            }
-            return 1;
-        }
+    if (load_wait_ready(load_opt.panels) != 0) {
+        return 1;
     }
 
-    t0 = load_now_ns();
-    while (load_now_ns() - t0 < 300000000ull) {
-        load_poll(10);
-    }
+    load_quiet(0.3);
 
     if (load_opt.action_rate > 0) {
         load_open_run();

@@ -17,11 +17,14 @@
 #   CASES=actfix FILL_ACTIONS=10000000 bash bench/agent/ratio.sh
 #   CASES=idle IDLE_N=2000 bash bench/agent/ratio.sh
 #
-# "idle" measures memory, not CPU: the server's Rss and Pss per idle
-# connection with IDLE_N (1000) SDK connections and IDLE_N panels open,
-# IDLE_SETTLE (2.5) seconds after the last one opened, against the relay
-# dialing its SDK IDLE_N times and nginx proxy_pass (one upstream per
-# panel).
+# "idle" measures memory, not CPU: the server's Rss and Pss with no
+# connection, then IDLE_SETTLE (2.5) seconds after IDLE_N (1000) SDK
+# connections opened, after IDLE_N/2 panels and after IDLE_N panels:
+# KiB per SDK connection, per panel, per panel of the second half and
+# per connection, for the module, the relay dialing its SDK IDLE_N times
+# and nginx proxy_pass (one upstream per panel).  PANEL_OPTS: more lines
+# in the module's panel location (any case), e.g.
+# "amonitor_panel_snapshot off;".
 #
 # "ackrate" first finds the module's maximum action rate (closed loop,
 # 16 panels x 16 in flight: case actmax, also for proxy_pass and Redis),
@@ -609,6 +612,12 @@ fill() {
         "actions in $((t1 - t0)) s" >&2
 }
 
+# $1 / $2 with two decimals, "-" unless both are positive
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0)
+        printf "%.2f", a / b; else print "-" }'
+}
+
 median() {
     tr ' ' '\n' | grep -v '^-*$' | sort -g \
         | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)];
@@ -783,8 +792,7 @@ for p in "${plan[@]}"; do
     for s in ${p#*:}; do
         m=$(echo "${RES[$c/$s]}" | median)
         o=$(echo "${RES[$c/$s/ops]}" | median)
-        x=$(awk -v a="$m" -v b="$f" 'BEGIN { if (a + 0 > 0 && b + 0 > 0)
-            printf "%.2f", a / b; else print "-" }')
+        x=$(ratio "$m" "$f")
         printf '%-10s %-8s %14s %12s %10s\n' "$c" "$s" "$m" "$o" "$x"
     done
 done
@@ -800,8 +808,7 @@ for p in "${plan[@]}"; do
     f=$(echo "${RES[idle/relay]:-}" | median)
     for s in ${p#*:}; do
         m=$(echo "${RES[idle/$s]:-}" | median)
-        x=$(awk -v a="$m" -v b="$f" 'BEGIN { if (a + 0 > 0 && b + 0 > 0)
-            printf "%.2f", a / b; else print "-" }')
+        x=$(ratio "$m" "$f")
         printf '%-10s %-8s %8s %8s %8s %10s %10s %8s\n' idle "$s" \
             "$(echo "${RES[idle/$s/sdk]:-}" | median)" \
             "$(echo "${RES[idle/$s/panel]:-}" | median)" \
