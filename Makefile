@@ -43,7 +43,7 @@ UNIT_SRCS  := $(wildcard t/unit/test_*.c)
 UNIT_BINS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
 .PHONY: all module core deps test-deps unit test test-unit test-t test-asan \
-        test-valgrind lint format fuzz bench clean build-agent build-sdk \
+        test-valgrind lint format fuzz bench soak clean build-agent build-sdk \
         sdk tools demo demo-multi demo-stress demo-scale demo-tls demo-cluster deb
 
 all: module
@@ -154,6 +154,11 @@ fuzz: test-deps
 
 bench: core
 	bash scripts/bench.sh
+
+# hours of mixed load, reloads, SDK restarts and panel churn (bench/soak)
+soak: test-deps
+	$(MAKE) module
+	/usr/bin/python3 bench/soak/soak.py --module $(BUILD)/$(MODULE) $(SOAK_ARGS)
 
 # --- C SDK, the amonitor CLI, demos (sdk/, tools/, examples/) -----------
 

@@ -1,0 +1,693 @@
+#!/usr/bin/env python3
+# Soak run of the agent: nginx with the module (2 workers) in a private
+# prefix, S fake SDKs and a mixed load held for a long time while the
+# things production does to an agent happen on a schedule:
+#
+#   - long-lived panels (half take everything, half ?targets= a subset)
+#     read every heartbeat and event and send actions, some of them again
+#     with an msg_id already answered (a duplicate must not run again);
+#   - short-lived panels come and go all the time: clean closes, resets,
+#     half handshakes, frames that break RFC 6455, subscribe messages,
+#     panels that do not read for a while;
+#   - an SDK goes down now and then and comes back;
+#   - nginx is reloaded now and then (panels are closed with 1012 and
+#     reconnect; actions in flight are retried with the same msg_id).
+#
+# It checks, and exits 1 on any failure:
+#
+#   - no msg_id ran twice in an SDK; every action has one final answer
+#     and ends done or failed (never unresolved); a duplicate of a done
+#     action says "done" with the original's result;
+#   - no SDK message lost silently: per SDK connection the messages carry
+#     a sequence number, and the gaps a panel sees are at most what the
+#     agent counted as dropped; every event's bytes arrive intact;
+#   - a short-lived panel's snapshot and live frames are those of its set;
+#   - panels are closed only with 1000 or 1012 (no crash: 1006);
+#   - after the load stops no worker holds a panel connection, and each
+#     holds one connection per SDK;
+#   - nginx stops within 10 s; its error log has no alert, crit, emerg,
+#     crashed worker or sanitizer report;
+#   - the longest-lived worker's private memory grows by at most
+#     --max-growth KiB per minute over the second half of its life
+#     (when it lived at least --mem-min-life seconds).
+#
+#   /usr/bin/python3 bench/soak/soak.py [--seconds 600] [options]
+#
+# Every 5 s (--sample) one line goes to the CSV (--csv): time, workers,
+# their private memory and open files, panels, and the agent's counters.
+
+import argparse
+import asyncio
+import binascii
+import collections
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+import websockets
+
+from checks import Checks
+from short_panels import OK_CLOSE, ShortPanels
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Soak(ShortPanels, Checks):
+    def __init__(self, a):
+        self.a = a
+        self.t0 = time.monotonic()
+        self.stop_load = False
+        self.closing = False
+        self.open_ws = set()
+        self.violations = []
+        self.count = collections.Counter()
+        self.closes = collections.Counter()
+        self.acts = {}              # msg_id -> dict(target, state, kind)
+        self.executed = collections.Counter()
+        self.done = collections.deque(maxlen=2000)
+        self.retry = collections.deque()   # (due, msg_id)
+        self.hb_lat = []
+        self.gaps = 0
+        self.samples = []
+        self.mem = collections.defaultdict(list)   # pid -> [(t, kib)]
+        self.sdk_servers = {}
+        self.sdk_conn_id = 0
+        self.targets = ["soak-%d" % i for i in range(a.sdks)]
+
+    def fail(self, what):
+        self.count["violation"] += 1
+        if len(self.violations) < 50:
+            self.violations.append("%.1fs %s" % (self.elapsed(), what))
+
+    def say(self, what):
+        if self.a.verbose:
+            print("soak: %.1fs %s" % (self.elapsed(), what), file=sys.stderr)
+
+    def elapsed(self):
+        return time.monotonic() - self.t0
+
+    # --- nginx ------------------------------------------------------------
+
+    def write_conf(self):
+        a = self.a
+        store = "amonitor_zone soak 32m;\n"
+        if a.redis:
+            store += "  amonitor_redis %s prefix=soak%d: timeout=1s;\n" % (
+                a.redis, os.getpid())
+        targets = "".join(
+            "  amonitor_target %s ws://127.0.0.1:%d/;\n" % (t, self.ports[t])
+            for t in self.targets)
+        conf = """load_module %(module)s;
+worker_processes 2;
+worker_rlimit_nofile 8192;
+error_log %(p)s/error.log info;
+pid %(p)s/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %(p)s/cbt; proxy_temp_path %(p)s/pt;
+  fastcgi_temp_path %(p)s/ft; uwsgi_temp_path %(p)s/ut;
+  scgi_temp_path %(p)s/st;
+  %(store)s
+  amonitor_reconnect 100ms 1s;
+  amonitor_ack_timeout 3s;
+  amonitor_ack_late_window 3s;
+  amonitor_max_message_size 64k;
+%(targets)s
+  server {
+    listen 127.0.0.1:%(port)d;
+    location = /ws/panel { amonitor_panel on; }
+    location = /amonitor/metrics { amonitor_metrics; }
+    location = /amonitor/status { amonitor_status; }
+  }
+}
+""" % dict(module=os.path.abspath(a.module), p=self.prefix, store=store,
+           targets=targets, port=self.port)
+        with open(self.prefix + "/nginx.conf", "w") as f:
+            f.write(conf)
+
+    def nginx(self, *args):
+        return subprocess.run([self.a.nginx, "-p", self.prefix + "/", "-c",
+                               self.prefix + "/nginx.conf", "-e",
+                               self.prefix + "/error.log"] + list(args),
+                              capture_output=True, text=True)
+
+    def master(self):
+        try:
+            return int(open(self.prefix + "/nginx.pid").read())
+        except (OSError, ValueError):
+            return None
+
+    def workers(self):
+        m = self.master()
+        if m is None:
+            return []
+        out = subprocess.run(["pgrep", "-P", str(m)], capture_output=True,
+                             text=True).stdout.split()
+        pids = []
+        for p in out:
+            try:
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    if b"worker process" in f.read():
+                        pids.append(int(p))
+            except OSError:
+                pass
+        return pids
+
+    # --- fake SDKs ----------------------------------------------------------
+
+    async def sdk_conn(self, tid, ws):
+        self.sdk_conn_id += 1
+        cid = self.sdk_conn_id
+        seq = [0]
+        self.count["sdk_connections"] += 1
+
+        async def send(kind, payload):
+            seq[0] += 1
+            if self.a.inject == "gap" and seq[0] == 50 and cid == 1:
+                seq[0] += 1             # the checker's self-test
+            payload["seq"] = seq[0]
+            payload["conn"] = cid
+            await ws.send(json.dumps({
+                "msg_id": str(uuid.uuid4()), "type": kind, "target_id": tid,
+                "timestamp": now_ms(), "payload": payload},
+                separators=(",", ":"), ensure_ascii=random.random() < 0.5))
+
+        async def beats():
+            nxt = time.monotonic()
+            ev_every = 1.0 / self.a.event_rate if self.a.event_rate else 0
+            hb_next = nxt
+            while True:
+                t = time.monotonic()
+                if t >= hb_next:
+                    await send("heartbeat", {"target_id": tid, "status": "up",
+                                             "metrics": {"pid": os.getpid()}})
+                    self.count["heartbeats_sent"] += 1
+                    hb_next += self.a.hb_interval
+                if ev_every:
+                    data = "".join(random.choice("abcdé€😀 \"\\/\n")
+                                   for _ in range(random.randint(0, 300)))
+                    await send("event", {"target_id": tid, "event": "soak",
+                                         "data": data,
+                                         "crc": binascii.crc32(
+                                             data.encode()) & 0xffffffff})
+                    self.count["events_sent"] += 1
+                    nxt += ev_every
+                    await asyncio.sleep(max(0, nxt - time.monotonic()))
+                else:
+                    await asyncio.sleep(max(0, hb_next - time.monotonic()))
+
+        async def beats_guarded():
+            try:
+                await beats()
+            except websockets.ConnectionClosed:
+                pass
+
+        task = asyncio.ensure_future(beats_guarded())
+        try:
+            async for raw in ws:
+                m = json.loads(raw)
+                if m.get("type") != "action":
+                    continue
+                mid = m["msg_id"]
+                self.executed[mid] += 1
+                if self.a.inject == "rerun" and not self.count["injected"]:
+                    self.count["injected"] += 1
+                    self.executed[mid] += 1
+                if self.executed[mid] > 1:
+                    self.fail("msg_id %s ran %d times in %s" %
+                              (mid, self.executed[mid], tid))
+                if random.random() < self.a.slow_ack:
+                    await asyncio.sleep(random.uniform(0, 0.3))
+                await ws.send(json.dumps({
+                    "msg_id": str(uuid.uuid4()), "type": "action_ack",
+                    "target_id": tid, "timestamp": now_ms(),
+                    "payload": {"action_msg_id": mid, "success": True,
+                                "message": "done by " + tid}},
+                    separators=(",", ":")))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            task.cancel()
+
+    async def sdk_start(self, tid):
+        self.sdk_servers[tid] = await websockets.serve(
+            lambda ws, path=None: self.sdk_conn(tid, ws), "127.0.0.1",
+            self.ports[tid], max_size=None, ping_interval=None)
+
+    async def sdk_restarts(self):
+        while self.a.sdk_restart_every > 0:
+            await asyncio.sleep(self.a.sdk_restart_every)
+            if self.stop_load:
+                break
+            tid = random.choice(self.targets)
+            srv = self.sdk_servers.pop(tid)
+            srv.close()
+            await srv.wait_closed()
+            self.count["sdk_restarts"] += 1
+            await asyncio.sleep(self.a.sdk_down)
+            await self.sdk_start(tid)
+
+    # --- long-lived panels -------------------------------------------------
+
+    def url(self, query=""):
+        return "ws://127.0.0.1:%d/ws/panel%s" % (self.port, query)
+
+    async def panel(self, i):
+        subset = None
+        query = ""
+        if i % 2 and len(self.targets) > 1:
+            subset = random.sample(self.targets, max(1, len(self.targets) // 3))
+            query = "?targets=" + ",".join(subset)
+        pending = {}                    # msg_id -> kind, on this connection
+        while True:
+            try:
+                ws = await websockets.connect(self.url(query), max_size=None,
+                                              ping_interval=None)
+            except (OSError, websockets.WebSocketException):
+                if self.closing:
+                    return
+                await asyncio.sleep(0.2)
+                continue
+            self.count["panel_connects"] += 1
+            self.open_ws.add(ws)
+            last = {}                   # SDK connection -> last seq
+            sender = asyncio.ensure_future(self.panel_send(ws, subset,
+                                                           pending))
+            try:
+                async for raw in ws:
+                    self.panel_frame(raw, subset, pending, last)
+            except websockets.ConnectionClosed:
+                pass
+            sender.cancel()
+            self.open_ws.discard(ws)
+            code = ws.close_code
+            self.closes[code] += 1
+            if code not in OK_CLOSE:
+                self.fail("panel %d closed with %s %s" % (i, code,
+                                                          ws.close_reason))
+            # what was in flight is retried on the next connection
+            for mid in list(pending):
+                self.retry.append((time.monotonic(), mid))
+            pending.clear()
+            if self.closing:
+                return
+
+    def settled(self):
+        return all(a["state"] in ("done", "failed")
+                   for a in self.acts.values())
+
+    def panel_frame(self, raw, subset, pending, last):
+        m = json.loads(raw)
+        kind = m.get("type")
+        p = m.get("payload") or {}
+        tid = p.get("target_id") or m.get("target_id")
+        if kind in ("heartbeat", "event", "target_status"):
+            self.count["panel_" + kind] += 1
+            if subset is not None and tid not in subset:
+                self.fail("panel for %s got %s of %s" % (subset, kind, tid))
+            if kind == "target_status":
+                return
+            cid, seq = p.get("conn"), p.get("seq")
+            if kind == "event":
+                if binascii.crc32(p["data"].encode()) & 0xffffffff != p["crc"]:
+                    self.fail("event of %s changed on the way" % tid)
+                if cid not in last:
+                    last[cid] = seq     # events are live: not in snapshots
+                    return
+            if cid in last:
+                if seq <= last[cid]:
+                    self.fail("%s from SDK connection %s: seq %d after %d" %
+                              (kind, cid, seq, last[cid]))
+                self.gaps += seq - last[cid] - 1
+                last[cid] = seq
+                if kind == "heartbeat":
+                    self.hb_lat.append(now_ms() - m["timestamp"])
+            return
+        if kind not in ("action_ack", "error") or "action_msg_id" not in p:
+            self.count["panel_other"] += 1
+            return
+        mid = p["action_msg_id"]
+        if not p.get("final", False):
+            self.count["not_final"] += 1
+            return
+        sent = pending.pop(mid, None)
+        if sent is None:
+            self.fail("final answer for %s not in flight: %s" % (mid, raw))
+            return
+        self.answer(mid, sent, kind, p)
+
+    def answer(self, mid, sent, kind, p):
+        act = self.acts[mid]
+        if kind == "error":
+            code = p.get("code")
+            self.count["error_" + str(code)] += 1
+            if sent == "probe":         # the action itself is done
+                if code not in ("RATE_LIMITED", "INTERNAL"):
+                    self.fail("duplicate of %s answered %s" % (mid, p))
+                return
+            if code in ("TARGET_UNAVAILABLE", "RATE_LIMITED", "INTERNAL"):
+                act["state"] = "retry"
+                self.retry.append((time.monotonic() + 0.3, mid))
+            elif code in ("TARGET_DISCONNECTED", "ACK_TIMEOUT"):
+                act["state"] = "failed"
+            else:
+                self.fail("error %s for %s: %s" % (code, mid, p))
+                act["state"] = "failed"
+            return
+        if not p.get("duplicate"):
+            self.count["acks"] += 1
+            if act["state"] == "done":
+                self.fail("%s ran again after it was done" % mid)
+            act["state"] = "done"
+            self.done.append(mid)
+            return
+        self.count["dup_" + str(p.get("state"))] += 1
+        st = p.get("state")
+        if sent == "new":
+            self.fail("a new msg_id %s answered as a duplicate" % mid)
+        if sent == "probe":
+            orig = p.get("original") or {}
+            if act["state"] == "done" and (
+                    st != "done" or not orig.get("success")
+                    or orig.get("message") != "done by " + act["target"]):
+                self.fail("duplicate of done %s says %s" % (mid, p))
+            return
+        if st == "done":
+            act["state"] = "done"
+            self.done.append(mid)
+        elif st == "failed":
+            act["state"] = "failed"
+        else:                           # pending: ask again a bit later
+            act["state"] = "retry"
+            self.retry.append((time.monotonic() + 0.5, mid))
+
+    async def panel_send(self, ws, subset, pending):
+        per = self.a.panels
+        gap = per / self.a.action_rate if self.a.action_rate else 1e9
+        targets = subset or self.targets
+        while True:
+            await asyncio.sleep(random.expovariate(1.0 / gap))
+            if self.retry and self.retry[0][0] <= time.monotonic():
+                _, mid = self.retry.popleft()
+                kind = "retry"
+            elif self.stop_load:
+                continue
+            elif self.done and random.random() < self.a.dup:
+                mid = random.choice(self.done)
+                kind = "probe"
+            else:
+                mid = str(uuid.uuid4())
+                self.acts[mid] = {"target": random.choice(targets),
+                                  "state": "sent"}
+                kind = "new"
+            if mid in pending:
+                continue
+            act = self.acts[mid]
+            if kind == "retry" and act["state"] in ("done", "failed"):
+                continue
+            pending[mid] = kind
+            self.count["sent_" + kind] += 1
+            await ws.send(json.dumps({
+                "msg_id": mid, "type": "action", "target_id": act["target"],
+                "timestamp": now_ms(),
+                "payload": {"action": "soak", "params": {"n": 1}}},
+                separators=(",", ":")))
+
+    # --- sampling, reloads -----------------------------------------------
+
+    def fetch(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port,
+                                                                path),
+                                    timeout=5) as r:
+            return r.read().decode()
+
+    def metrics(self):
+        out = {}
+        for line in self.fetch("/amonitor/metrics").split("\n"):
+            if line and not line.startswith("#") and "{" not in line:
+                k, v = line.split()
+                out[k] = float(v)
+        return out
+
+    @staticmethod
+    def private_kib(pid):
+        kib = 0
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    kib += int(line.split()[1])
+        return kib
+
+    def sample(self):
+        t = self.elapsed()
+        mem = fds = 0
+        ws = self.workers()
+        for pid in ws:
+            try:
+                k = self.private_kib(pid)
+                fds += len(os.listdir("/proc/%d/fd" % pid))
+            except OSError:
+                continue
+            mem += k
+            self.mem[pid].append((t, k))
+        try:
+            m = self.metrics()
+        except OSError:
+            m = {}
+        row = [round(t, 1), len(ws), mem, fds] + [
+            int(m.get("amonitor_" + c, -1)) for c in COLUMNS]
+        self.samples.append(row)
+        if self.csv:
+            self.csv.write(",".join(map(str, row)) + "\n")
+            self.csv.flush()
+        return m
+
+    async def sampler(self):
+        while not self.stop_load:
+            await asyncio.sleep(self.a.sample)
+            self.sample()
+            if self.a.verbose:
+                print("soak: %s" % self.samples[-1], file=sys.stderr)
+
+    async def reloads(self):
+        while self.a.reload_every > 0:
+            await asyncio.sleep(self.a.reload_every)
+            if self.stop_load:
+                break
+            r = self.nginx("-s", "reload")
+            if r.returncode != 0:
+                self.fail("reload: %s" % r.stderr.strip())
+            self.count["reloads"] += 1
+
+    # --- the run ------------------------------------------------------------
+
+    async def run(self):
+        a = self.a
+        self.prefix = tempfile.mkdtemp(prefix="amon-soak-")
+        os.chmod(self.prefix, 0o755)
+        self.port = free_port()
+        self.ports = {t: free_port() for t in self.targets}
+        self.csv = open(a.csv, "w") if a.csv else None
+        if self.csv:
+            self.csv.write(",".join(["t", "workers", "private_kib", "fds"] +
+                                    COLUMNS) + "\n")
+        for t in self.targets:
+            await self.sdk_start(t)
+        self.write_conf()
+        r = self.nginx()
+        if r.returncode != 0:
+            sys.exit("soak: nginx did not start: " + r.stderr)
+        try:
+            await self.run_load()
+        finally:
+            if self.master():
+                self.nginx("-s", "stop")
+            if self.csv:
+                self.csv.close()
+        if not self.violations and not a.keep:
+            shutil.rmtree(self.prefix, ignore_errors=True)
+
+    async def wait_upstreams(self, want):
+        for _ in range(200):
+            try:
+                if self.metrics().get("amonitor_upstream_connections") == want:
+                    return True
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+        return False
+
+    async def run_load(self):
+        a = self.a
+        if not await self.wait_upstreams(2 * len(self.targets)):
+            self.fail("the workers did not connect to every SDK")
+        m0 = self.sample()
+        tasks = [asyncio.ensure_future(self.panel(i)) for i in range(a.panels)]
+        side = [asyncio.ensure_future(f()) for f in (
+            self.sampler, self.churn, self.sdk_restarts, self.reloads)]
+        await asyncio.sleep(a.seconds)
+
+        # stop the load; let every action end (retries go on)
+        self.stop_load = True
+        for t in side:
+            if t is not side[1]:        # short-lived panels end by themselves
+                t.cancel()
+        await asyncio.gather(*side, return_exceptions=True)
+        self.say("load stopped")
+        for t in self.targets:
+            if t not in self.sdk_servers:
+                await self.sdk_start(t)
+        end = time.monotonic() + 30
+        while not self.settled() and time.monotonic() < end:
+            await asyncio.sleep(0.2)
+        self.say("actions settled: %s" % self.settled())
+        self.closing = True
+        for ws in list(self.open_ws):
+            await ws.close()
+        await asyncio.wait(tasks, timeout=10)
+        for t in tasks:
+            t.cancel()
+        await asyncio.sleep(1)
+        m1 = self.sample()
+        await self.wait_upstreams(2 * len(self.targets))
+        self.end_checks(m0, m1)
+        self.mem_check()
+
+        master = self.master()
+        t = time.monotonic()
+        self.nginx("-s", "quit")
+        while os.path.exists("/proc/%d" % master) and \
+                time.monotonic() - t < 10:
+            await asyncio.sleep(0.05)
+        self.quit_s = time.monotonic() - t
+        if os.path.exists("/proc/%d" % master):
+            self.fail("nginx did not stop within 10 s")
+        levels = self.log_checks()
+        self.report(m0, m1, levels)
+
+    def report(self, m0, m1, levels):
+        c = self.count
+        lat = sorted(self.hb_lat) or [0]
+        states = collections.Counter(x["state"] for x in self.acts.values())
+        ran = sum(1 for mid, x in self.acts.items()
+                  if x["state"] == "failed" and self.executed[mid])
+
+        def d(k):
+            return int(m1.get(k, 0) - m0.get(k, 0))
+
+        print("soak: %.0f s, %d SDKs, %d panels, %d reloads, %d SDK restarts, "
+              "%d short-lived panels" % (
+                  self.a.seconds, len(self.targets), self.a.panels,
+                  c["reloads"], c["sdk_restarts"],
+                  sum(v for k, v in c.items() if k.startswith("short_")
+                      and not k.startswith("short_closed"))))
+        print("soak: actions: %d new, %d retries, %d duplicate probes; "
+              "%d done, %d failed (%d of them ran); acks %d; duplicates %s; "
+              "errors %s" % (
+                  c["sent_new"], c["sent_retry"], c["sent_probe"],
+                  states["done"], states["failed"], ran, c["acks"],
+                  {k[4:]: v for k, v in c.items() if k.startswith("dup_")},
+                  {k[6:]: v for k, v in c.items() if k.startswith("error_")}))
+        print("soak: SDK messages: %d heartbeats, %d events sent; panels "
+              "read %d heartbeats, %d events, %d target_status; gaps %d, "
+              "agent dropped %d; heartbeat latency p50 %d ms, p99 %d ms, "
+              "max %d ms" % (
+                  c["heartbeats_sent"], c["events_sent"],
+                  c["panel_heartbeat"], c["panel_event"],
+                  c["panel_target_status"], self.gaps,
+                  d("amonitor_dropped_total"), lat[len(lat) // 2],
+                  lat[int(len(lat) * 0.99)], lat[-1]))
+        print("soak: agent: forwarded %d, actions %d, duplicates %d, "
+              "invalid %d, evictions %d" % (
+                  d("amonitor_forwarded_total"), d("amonitor_actions_total"),
+                  d("amonitor_duplicates_total"),
+                  d("amonitor_invalid_messages_total"),
+                  d("amonitor_evictions_total")))
+        print("soak: panel closes by code: %s" % dict(self.closes))
+        print("soak: memory: %s" % self.mem_report)
+        print("soak: stop took %.2f s; error log lines by level: %s" % (
+            self.quit_s, dict(levels)))
+        for msg, n in self.kinds.most_common(6):
+            print("soak:   %6d  %s" % (n, msg))
+        if self.violations:
+            print("soak: FAILED, %d violations:" % c["violation"])
+            for v in self.violations:
+                print("  " + v)
+        else:
+            print("soak: passed")
+
+
+COLUMNS = ["panels", "upstream_connections", "forwarded_total",
+           "dropped_total", "actions_total", "duplicates_total",
+           "invalid_messages_total", "evictions_total"]
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="Soak run of the agent: bench/soak/README.md")
+    ap.add_argument("--seconds", type=float, default=900)
+    ap.add_argument("--sdks", type=int, default=16)
+    ap.add_argument("--panels", type=int, default=16)
+    ap.add_argument("--hb-interval", type=float, default=1.0)
+    ap.add_argument("--event-rate", type=float, default=10,
+                    help="events per second per SDK connection")
+    ap.add_argument("--action-rate", type=float, default=200,
+                    help="actions per second, all panels together")
+    ap.add_argument("--dup", type=float, default=0.05,
+                    help="share of actions that repeat an answered msg_id")
+    ap.add_argument("--slow-ack", type=float, default=0.01,
+                    help="share of acks an SDK delays by up to 300 ms")
+    ap.add_argument("--churn", type=float, default=20,
+                    help="short-lived panels per second")
+    ap.add_argument("--sdk-restart-every", type=float, default=30,
+                    help="seconds; 0: never")
+    ap.add_argument("--sdk-down", type=float, default=2)
+    ap.add_argument("--reload-every", type=float, default=400,
+                    help="seconds; 0: never")
+    ap.add_argument("--sample", type=float, default=5)
+    ap.add_argument("--max-growth", type=float, default=256,
+                    help="KiB per minute of private memory, at most")
+    ap.add_argument("--mem-min-life", type=float, default=300,
+                    help="judge memory only for a worker that lived this long")
+    ap.add_argument("--redis", default=None, help="HOST:PORT: Redis store")
+    ap.add_argument("--module", default="build/ngx_http_amonitor_module.so")
+    ap.add_argument("--nginx", default="/usr/sbin/nginx")
+    ap.add_argument("--csv", default=None)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--inject", choices=["gap", "rerun"], default=None,
+                    help="the checker's self-test: an SDK skips a sequence "
+                    "number, or reports a msg_id run twice")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the nginx prefix (kept anyway on failure)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args()
+    if a.seed is not None:
+        random.seed(a.seed)
+    s = Soak(a)
+    asyncio.run(s.run())
+    if s.violations:
+        print("soak: nginx prefix kept: %s" % s.prefix)
+    sys.exit(1 if s.violations else 0)
+
+
+if __name__ == "__main__":
+    main()
