@@ -33,16 +33,10 @@ class Checks:
         return panel, sdk
 
     def end_checks(self, m0, m1):
-        for mid, act in self.acts.items():
-            if act["state"] not in ("done", "failed"):
+        for mid, act in self.acts.items():      # done ones are gone
+            if act["state"] != "failed":
                 self.fail("%s never got a final answer (%s)" % (mid,
                                                                 act["state"]))
-            elif act["state"] == "done" and self.executed[mid] != 1:
-                self.fail("%s done but ran %d times" % (mid,
-                                                        self.executed[mid]))
-        for mid in self.executed:
-            if mid not in self.acts:
-                self.fail("an SDK got %s, never sent" % mid)
         dropped = m1.get("amonitor_dropped_total", 0) - m0.get(
             "amonitor_dropped_total", 0)
         if self.gaps > dropped:
@@ -71,7 +65,7 @@ class Checks:
         mk = sum(x[1] for x in half) / n
         var = sum((x[0] - mt) ** 2 for x in half)
         slope = 60 * sum((x[0] - mt) * (x[1] - mk) for x in half) / var
-        self.mem_report += (", private %d KiB at half-life, %d KiB at the "
+        self.mem_report += (", RssAnon %d KiB at half-life, %d KiB at the "
                             "end, %+.1f KiB/min over the second half" %
                             (half[0][1], half[-1][1], slope))
         if life >= self.a.mem_min_life and slope > self.a.max_growth:

@@ -27,14 +27,14 @@
 #     holds one connection per SDK;
 #   - nginx stops within 10 s; its error log has no alert, crit, emerg,
 #     crashed worker or sanitizer report;
-#   - the longest-lived worker's private memory grows by at most
+#   - the longest-lived worker's RssAnon (heap, not the zone) grows by at most
 #     --max-growth KiB per minute over the second half of its life
 #     (when it lived at least --mem-min-life seconds).
 #
 #   /usr/bin/python3 bench/soak/soak.py [--seconds 600] [options]
 #
 # Every 5 s (--sample) one line goes to the CSV (--csv): time, workers,
-# their private memory and open files, panels, and the agent's counters.
+# their RssAnon and open files, panels, and the agent's counters.
 
 import argparse
 import asyncio
@@ -62,12 +62,29 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+TAKEN = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A free port just below the kernel's ephemeral range, so that no
+    outgoing connection takes it while an SDK is down (the test harness
+    takes its ports lower still)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        top = int(f.read().split()[0]) - 1
+    for _ in range(1000):
+        p = random.randint(top - 700, top)
+        if p in TAKEN:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            TAKEN.add(p)
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    sys.exit("soak: no free port below %d" % top)
 
 
 class Soak(ShortPanels, Checks):
@@ -80,9 +97,12 @@ class Soak(ShortPanels, Checks):
         self.violations = []
         self.count = collections.Counter()
         self.closes = collections.Counter()
-        self.acts = {}              # msg_id -> dict(target, state, kind)
+        # actions not done yet: msg_id -> {"target", "state"}; a done one
+        # moves to a count, and the last 2000 to "done" for repeats
+        self.acts = {}
         self.executed = collections.Counter()
-        self.done = collections.deque(maxlen=2000)
+        self.done = collections.deque(maxlen=2000)  # (msg_id, target)
+        self.n_done = 0
         self.retry = collections.deque()   # (due, msg_id)
         self.hb_lat = []
         self.gaps = 0
@@ -228,6 +248,9 @@ http {
                 if m.get("type") != "action":
                     continue
                 mid = m["msg_id"]
+                if mid not in self.acts:
+                    self.fail("%s got %s, done before or never sent" %
+                              (tid, mid))
                 self.executed[mid] += 1
                 if self.a.inject == "rerun" and not self.count["injected"]:
                     self.count["injected"] += 1
@@ -249,9 +272,17 @@ http {
             task.cancel()
 
     async def sdk_start(self, tid):
-        self.sdk_servers[tid] = await websockets.serve(
-            lambda ws, path=None: self.sdk_conn(tid, ws), "127.0.0.1",
-            self.ports[tid], max_size=None, ping_interval=None)
+        for _ in range(50):             # another run may hold it a while
+            try:
+                self.sdk_servers[tid] = await websockets.serve(
+                    lambda ws, path=None: self.sdk_conn(tid, ws),
+                    "127.0.0.1", self.ports[tid], max_size=None,
+                    ping_interval=None)
+                return
+            except OSError as e:
+                err = e
+                await asyncio.sleep(0.2)
+        self.fail("SDK %s cannot listen again: %s" % (tid, err))
 
     async def sdk_restarts(self):
         while self.a.sdk_restart_every > 0:
@@ -312,8 +343,7 @@ http {
                 return
 
     def settled(self):
-        return all(a["state"] in ("done", "failed")
-                   for a in self.acts.values())
+        return all(a["state"] == "failed" for a in self.acts.values())
 
     def panel_frame(self, raw, subset, pending, last):
         m = json.loads(raw)
@@ -355,8 +385,20 @@ http {
             return
         self.answer(mid, sent, kind, p)
 
+    def finish(self, mid, act):
+        if self.executed.pop(mid, 0) != 1:
+            self.fail("%s done but did not run exactly once" % mid)
+        del self.acts[mid]
+        self.done.append((mid, act["target"]))
+        self.n_done += 1
+
     def answer(self, mid, sent, kind, p):
-        act = self.acts[mid]
+        sent, target = sent
+        act = self.acts.get(mid)
+        if act is None and sent != "probe":     # a retry of a done one
+            if kind != "error" and not p.get("duplicate"):
+                self.fail("%s ran again after it was done" % mid)
+            return
         if kind == "error":
             code = p.get("code")
             self.count["error_" + str(code)] += 1
@@ -375,10 +417,10 @@ http {
             return
         if not p.get("duplicate"):
             self.count["acks"] += 1
-            if act["state"] == "done":
+            if sent == "probe":
                 self.fail("%s ran again after it was done" % mid)
-            act["state"] = "done"
-            self.done.append(mid)
+            else:
+                self.finish(mid, act)
             return
         self.count["dup_" + str(p.get("state"))] += 1
         st = p.get("state")
@@ -386,14 +428,12 @@ http {
             self.fail("a new msg_id %s answered as a duplicate" % mid)
         if sent == "probe":
             orig = p.get("original") or {}
-            if act["state"] == "done" and (
-                    st != "done" or not orig.get("success")
-                    or orig.get("message") != "done by " + act["target"]):
+            if st != "done" or not orig.get("success") \
+                    or orig.get("message") != "done by " + target:
                 self.fail("duplicate of done %s says %s" % (mid, p))
             return
         if st == "done":
-            act["state"] = "done"
-            self.done.append(mid)
+            self.finish(mid, act)
         elif st == "failed":
             act["state"] = "failed"
         else:                           # pending: ask again a bit later
@@ -412,22 +452,23 @@ http {
             elif self.stop_load:
                 continue
             elif self.done and random.random() < self.a.dup:
-                mid = random.choice(self.done)
+                mid, target = random.choice(self.done)
                 kind = "probe"
             else:
-                mid = str(uuid.uuid4())
-                self.acts[mid] = {"target": random.choice(targets),
-                                  "state": "sent"}
+                mid, target = str(uuid.uuid4()), random.choice(targets)
+                self.acts[mid] = {"target": target, "state": "sent"}
                 kind = "new"
             if mid in pending:
                 continue
-            act = self.acts[mid]
-            if kind == "retry" and act["state"] in ("done", "failed"):
-                continue
-            pending[mid] = kind
+            if kind == "retry":
+                act = self.acts.get(mid)
+                if act is None or act["state"] == "failed":
+                    continue
+                target = act["target"]
+            pending[mid] = (kind, target)
             self.count["sent_" + kind] += 1
             await ws.send(json.dumps({
-                "msg_id": mid, "type": "action", "target_id": act["target"],
+                "msg_id": mid, "type": "action", "target_id": target,
                 "timestamp": now_ms(),
                 "payload": {"action": "soak", "params": {"n": 1}}},
                 separators=(",", ":")))
@@ -449,13 +490,15 @@ http {
         return out
 
     @staticmethod
-    def private_kib(pid):
-        kib = 0
-        with open("/proc/%d/smaps_rollup" % pid) as f:
+    def anon_kib(pid):
+        # RssAnon: the heap and other private memory, without the shared
+        # zone (RssShmem), whose pages a worker touches as the dedupe
+        # table fills
+        with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    kib += int(line.split()[1])
-        return kib
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+        return 0
 
     def sample(self):
         t = self.elapsed()
@@ -463,7 +506,7 @@ http {
         ws = self.workers()
         for pid in ws:
             try:
-                k = self.private_kib(pid)
+                k = self.anon_kib(pid)
                 fds += len(os.listdir("/proc/%d/fd" % pid))
             except OSError:
                 continue
@@ -508,7 +551,7 @@ http {
         self.ports = {t: free_port() for t in self.targets}
         self.csv = open(a.csv, "w") if a.csv else None
         if self.csv:
-            self.csv.write(",".join(["t", "workers", "private_kib", "fds"] +
+            self.csv.write(",".join(["t", "workers", "anon_kib", "fds"] +
                                     COLUMNS) + "\n")
         for t in self.targets:
             await self.sdk_start(t)
@@ -588,6 +631,7 @@ http {
         c = self.count
         lat = sorted(self.hb_lat) or [0]
         states = collections.Counter(x["state"] for x in self.acts.values())
+        states["done"] = self.n_done
         ran = sum(1 for mid, x in self.acts.items()
                   if x["state"] == "failed" and self.executed[mid])
 
@@ -665,7 +709,7 @@ def main():
                     help="seconds; 0: never")
     ap.add_argument("--sample", type=float, default=5)
     ap.add_argument("--max-growth", type=float, default=256,
-                    help="KiB per minute of private memory, at most")
+                    help="KiB per minute of RssAnon, at most")
     ap.add_argument("--mem-min-life", type=float, default=300,
                     help="judge memory only for a worker that lived this long")
     ap.add_argument("--redis", default=None, help="HOST:PORT: Redis store")
