@@ -470,6 +470,7 @@ void ngx_http_amonitor_router_upstream_down(
 /* action.c: the life of an action, from the claim to its one answer */
 ngx_int_t ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w);
 void      ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w);
+void      ngx_http_amonitor_action_exit_remote(ngx_http_amonitor_worker_t *w);
 void      ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
          ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
          u_char *data, size_t len);

@@ -570,7 +570,10 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
     /* amonitor_cluster: the worker holding the target's lease runs it */
     switch (ngx_http_amonitor_cluster_forward(u, &a->sn.str, a->msg)) {
 
-    case NGX_OK: ngx_http_amonitor_action_sent(a, u); return;
+    case NGX_OK:
+        a->remote = 1;
+        ngx_http_amonitor_action_sent(a, u);
+        return;
 
     case NGX_ERROR:
         ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",

@@ -64,6 +64,7 @@ struct ngx_http_amonitor_action_s {
     unsigned                         limited : 1; /* over the panel's limit */
     unsigned                         in_due : 1;
     unsigned                         kept : 1; /* of the usual size */
+    unsigned                         remote : 1; /* to the target's owner */
 };
 
 

@@ -434,6 +434,39 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
 
 
 /*
+ * The worker exits (amonitor_cluster): actions it handed to the worker
+ * holding their target may run there, and their acks would come back to
+ * this worker only.  Their claims end as FAILED, as for a connection that
+ * closed after the write, so that a retry is answered and never runs them
+ * again (an open claim would expire, and a retry then run them twice).
+ */
+void
+ngx_http_amonitor_action_exit_remote(ngx_http_amonitor_worker_t *w)
+{
+    ngx_queue_t                 *q, *next;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = w->actions;
+
+    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
+         q = next) {
+        next = ngx_queue_next(q);
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+
+        if (a->remote
+            && (a->state == NGX_HTTP_AMONITOR_ACTION_SENT
+                || a->state == NGX_HTTP_AMONITOR_ACTION_LATE)) {
+            ngx_http_amonitor_action_fail(a, "TARGET_DISCONNECTED",
+                "the agent worker that sent the action exited before its "
+                "ack; the outcome is unknown",
+                NGX_HTTP_AMONITOR_KEEP);
+        }
+    }
+}
+
+
+/*
  * The target's connection failed or closed.  Waiting actions never reached
  * it; sent ones did if their bytes were written: they may have run.
  */

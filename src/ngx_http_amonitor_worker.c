@@ -97,6 +97,7 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
     }
 
     ngx_http_amonitor_panel_close_all(w);
+    ngx_http_amonitor_action_exit_remote(w);
     ngx_http_amonitor_upstream_exit_worker(w);
     ngx_http_amonitor_cluster_exit(w);
     ngx_http_amonitor_action_exit_worker(w);

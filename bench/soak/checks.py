@@ -17,7 +17,7 @@ class Checks:
                 continue
             if link.startswith("socket:["):
                 inodes.add(link[8:-1])
-        sdk_ports = set(self.ports.values())
+        panel_ports = set(inst.port for inst in self.insts)
         panel = sdk = 0
         with open("/proc/%d/net/tcp" % pid) as f:
             for line in f.readlines()[1:]:
@@ -26,9 +26,9 @@ class Checks:
                     continue
                 lport = int(x[1].split(":")[1], 16)
                 rport = int(x[2].split(":")[1], 16)
-                if lport == self.port:
+                if lport in panel_ports:
                     panel += 1
-                elif rport in sdk_ports:
+                elif rport in self.sdk_ports:
                     sdk += 1
         return panel, sdk
 
@@ -42,15 +42,18 @@ class Checks:
         if self.gaps > dropped:
             self.fail("panels missed %d SDK messages, the agent dropped %d" %
                       (self.gaps, dropped))
+        sdks = []
         for pid in self.workers():
             panel, sdk = self.conns(pid)
-            self.count["end_panel_conns"] += panel
+            sdks.append(sdk)
             if panel:
                 self.fail("worker %d still holds %d panel connections" %
                           (pid, panel))
-            if sdk != len(self.targets):
-                self.fail("worker %d holds %d SDK connections, not %d" %
-                          (pid, sdk, len(self.targets)))
+        # each worker dials every SDK; a cluster, each SDK once in all
+        if len(self.insts) == 1 and set(sdks) != {len(self.targets)} \
+                or sum(sdks) != self.sdk_conns_wanted():
+            self.fail("the workers hold %s SDK connections, not %d in all" %
+                      (sdks, self.sdk_conns_wanted()))
 
     def mem_check(self):
         life, pid = max((s[-1][0] - s[0][0], p) for p, s in self.mem.items())
@@ -72,23 +75,27 @@ class Checks:
             self.fail("worker %d grows %.1f KiB/min (limit %d)" % (
                 pid, slope, self.a.max_growth))
 
+    def log_lines(self):
+        for inst in self.insts:
+            with open(inst.prefix + "/error.log", errors="replace") as f:
+                yield from f
+
     def log_checks(self):
         levels = collections.Counter()
         self.kinds = collections.Counter()
         bad = []
-        with open(self.prefix + "/error.log", errors="replace") as f:
-            for line in f:
-                mm = re.search(r"\[(\w+)\]", line)
-                if mm:
-                    levels[mm.group(1)] += 1
-                if mm and mm.group(1) in ("warn", "error"):
-                    # the message without the time, pids and numbers
-                    msg = re.sub(r"\d+", "N", line.split("]", 1)[1])
-                    self.kinds[msg.split(", client")[0].strip()[:120]] += 1
-                if re.search(r"\[(alert|crit|emerg)\]|exited on signal|"
-                             r"AddressSanitizer|runtime error:|"
-                             r"LeakSanitizer", line):
-                    bad.append(line.strip())
+        for line in self.log_lines():
+            mm = re.search(r"\[(\w+)\]", line)
+            if mm:
+                levels[mm.group(1)] += 1
+            if mm and mm.group(1) in ("warn", "error"):
+                # the message without the time, pids and numbers
+                msg = re.sub(r"\d+", "N", line.split("]", 1)[1])
+                self.kinds[msg.split(", client")[0].strip()[:120]] += 1
+            if re.search(r"\[(alert|crit|emerg)\]|exited on signal|"
+                         r"AddressSanitizer|runtime error:|"
+                         r"LeakSanitizer", line):
+                bad.append(line.strip())
         for line in bad[:10]:
             self.fail("error log: " + line[:300])
         return levels

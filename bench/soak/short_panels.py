@@ -29,9 +29,6 @@ class ShortPanels:
         if tasks:
             await asyncio.wait(tasks, timeout=15)
 
-    async def raw_open(self):
-        r, w = await asyncio.open_connection("127.0.0.1", self.port)
-        return r, w
 
     async def short_panel(self, k):
         t0 = time.monotonic()
@@ -44,13 +41,14 @@ class ShortPanels:
     async def short_panel_run(self, k):
         self.count["short_" + k] += 1
         try:
+            inst = self.inst_of()
             if k in ("clean", "subscribe"):
-                await self.short_ws(k)
+                await self.short_ws(k, inst)
                 return
             if k == "invalid":
-                await self.short_invalid()
+                await self.short_invalid(inst)
                 return
-            r, w = await self.raw_open()
+            r, w = await asyncio.open_connection("127.0.0.1", inst.port)
             req = (b"GET /ws/panel HTTP/1.1\r\nHost: x\r\nUpgrade: websocket"
                    b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
                    b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
@@ -94,10 +92,10 @@ class ShortPanels:
                 websockets.WebSocketException) as e:
             self.fail("short panel %s: %r" % (k, e))
 
-    async def short_invalid(self):
+    async def short_invalid(self, inst):
         # not JSON, then an action for a target nobody serves: both
         # answered with an error, and the panel stays open
-        async with websockets.connect(self.url("?targets="),
+        async with websockets.connect(inst.url("?targets="),
                                       ping_interval=None) as ws:
             await ws.send("{not json")
             await ws.send(json.dumps({
@@ -124,12 +122,12 @@ class ShortPanels:
             if h[0] & 0x0F == 8:
                 return struct.unpack(">H", body[:2])[0] if n >= 2 else None
 
-    async def short_ws(self, k):
+    async def short_ws(self, k, inst):
         want = set(random.sample(self.targets, random.randint(
             1, min(3, len(self.targets)))))
         pat = sorted(want)[0][:-1] + "*" if k == "subscribe" else None
         async with websockets.connect(
-                self.url("?targets=" + ",".join(sorted(want))),
+                inst.url("?targets=" + ",".join(sorted(want))),
                 ping_interval=None, max_size=None) as ws:
             if pat:
                 await ws.send(json.dumps({"msg_id": "s1", "type": "subscribe",

@@ -49,12 +49,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 
 import websockets
 
 from checks import Checks
+from instance import Instance
 from short_panels import OK_CLOSE, ShortPanels
 
 
@@ -110,6 +110,7 @@ class Soak(ShortPanels, Checks):
         self.mem = collections.defaultdict(list)   # pid -> [(t, kib)]
         self.sdk_servers = {}
         self.sdk_conn_id = 0
+        self.redis_proc = None
         self.targets = ["soak-%d" % i for i in range(a.sdks)]
 
     def fail(self, what):
@@ -123,74 +124,6 @@ class Soak(ShortPanels, Checks):
 
     def elapsed(self):
         return time.monotonic() - self.t0
-
-    # --- nginx ------------------------------------------------------------
-
-    def write_conf(self):
-        a = self.a
-        store = "amonitor_zone soak 32m;\n"
-        if a.redis:
-            store += "  amonitor_redis %s prefix=soak%d: timeout=1s;\n" % (
-                a.redis, os.getpid())
-        targets = "".join(
-            "  amonitor_target %s ws://127.0.0.1:%d/;\n" % (t, self.ports[t])
-            for t in self.targets)
-        conf = """load_module %(module)s;
-worker_processes 2;
-worker_rlimit_nofile 8192;
-error_log %(p)s/error.log info;
-pid %(p)s/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %(p)s/cbt; proxy_temp_path %(p)s/pt;
-  fastcgi_temp_path %(p)s/ft; uwsgi_temp_path %(p)s/ut;
-  scgi_temp_path %(p)s/st;
-  %(store)s
-  amonitor_reconnect 100ms 1s;
-  amonitor_ack_timeout 3s;
-  amonitor_ack_late_window 3s;
-  amonitor_max_message_size 64k;
-%(targets)s
-  server {
-    listen 127.0.0.1:%(port)d;
-    location = /ws/panel { amonitor_panel on; }
-    location = /amonitor/metrics { amonitor_metrics; }
-    location = /amonitor/status { amonitor_status; }
-  }
-}
-""" % dict(module=os.path.abspath(a.module), p=self.prefix, store=store,
-           targets=targets, port=self.port)
-        with open(self.prefix + "/nginx.conf", "w") as f:
-            f.write(conf)
-
-    def nginx(self, *args):
-        return subprocess.run([self.a.nginx, "-p", self.prefix + "/", "-c",
-                               self.prefix + "/nginx.conf", "-e",
-                               self.prefix + "/error.log"] + list(args),
-                              capture_output=True, text=True)
-
-    def master(self):
-        try:
-            return int(open(self.prefix + "/nginx.pid").read())
-        except (OSError, ValueError):
-            return None
-
-    def workers(self):
-        m = self.master()
-        if m is None:
-            return []
-        out = subprocess.run(["pgrep", "-P", str(m)], capture_output=True,
-                             text=True).stdout.split()
-        pids = []
-        for p in out:
-            try:
-                with open("/proc/%s/cmdline" % p, "rb") as f:
-                    if b"worker process" in f.read():
-                        pids.append(int(p))
-            except OSError:
-                pass
-        return pids
 
     # --- fake SDKs ----------------------------------------------------------
 
@@ -299,10 +232,24 @@ http {
 
     # --- long-lived panels -------------------------------------------------
 
-    def url(self, query=""):
-        return "ws://127.0.0.1:%d/ws/panel%s" % (self.port, query)
+    def inst_of(self, i=None):
+        """Panel i's instance, or one at random."""
+        if i is None:
+            return random.choice(self.insts)
+        return self.insts[i % len(self.insts)]
+
+    def workers(self):
+        return [p for inst in self.insts for p in inst.workers()]
+
+    def metrics(self):
+        """The instances' series added up."""
+        out = collections.Counter()
+        for inst in self.insts:
+            out.update(inst.metrics())
+        return out
 
     async def panel(self, i):
+        inst = self.inst_of(i)
         subset = None
         query = ""
         if i % 2 and len(self.targets) > 1:
@@ -311,7 +258,7 @@ http {
         pending = {}                    # msg_id -> kind, on this connection
         while True:
             try:
-                ws = await websockets.connect(self.url(query), max_size=None,
+                ws = await websockets.connect(inst.url(query), max_size=None,
                                               ping_interval=None)
             except (OSError, websockets.WebSocketException):
                 if self.closing:
@@ -475,20 +422,6 @@ http {
 
     # --- sampling, reloads -----------------------------------------------
 
-    def fetch(self, path):
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port,
-                                                                path),
-                                    timeout=5) as r:
-            return r.read().decode()
-
-    def metrics(self):
-        out = {}
-        for line in self.fetch("/amonitor/metrics").split("\n"):
-            if line and not line.startswith("#") and "{" not in line:
-                k, v = line.split()
-                out[k] = float(v)
-        return out
-
     @staticmethod
     def anon_kib(pid):
         # RssAnon: the heap and other private memory, without the shared
@@ -532,13 +465,16 @@ http {
                 print("soak: %s" % self.samples[-1], file=sys.stderr)
 
     async def reloads(self):
+        n = 0
         while self.a.reload_every > 0:
             await asyncio.sleep(self.a.reload_every)
             if self.stop_load:
                 break
-            r = self.nginx("-s", "reload")
+            inst = self.insts[n % len(self.insts)]     # in turn
+            n += 1
+            r = inst.nginx("-s", "reload")
             if r.returncode != 0:
-                self.fail("reload: %s" % r.stderr.strip())
+                self.fail("reload of %s: %s" % (inst.name, r.stderr.strip()))
             self.count["reloads"] += 1
 
     # --- the run ------------------------------------------------------------
@@ -547,27 +483,60 @@ http {
         a = self.a
         self.prefix = tempfile.mkdtemp(prefix="amon-soak-")
         os.chmod(self.prefix, 0o755)
-        self.port = free_port()
+        self.insts = [Instance(a, "%s/i%d" % (self.prefix, i), free_port(),
+                               "soak-i%d" % i) for i in range(a.instances)]
         self.ports = {t: free_port() for t in self.targets}
+        self.sdk_ports = set(self.ports.values())
         self.csv = open(a.csv, "w") if a.csv else None
         if self.csv:
             self.csv.write(",".join(["t", "workers", "anon_kib", "fds"] +
                                     COLUMNS) + "\n")
         for t in self.targets:
             await self.sdk_start(t)
-        self.write_conf()
-        r = self.nginx()
-        if r.returncode != 0:
-            sys.exit("soak: nginx did not start: " + r.stderr)
+        redis = None
+        if a.redis == "auto":
+            redis = self.start_redis()
+        elif a.redis:
+            redis = (a.redis, "soak%d" % os.getpid())
         try:
+            for inst in self.insts:
+                inst.write_conf([(t, self.ports[t]) for t in self.targets],
+                                redis, a.instances > 1)
+                r = inst.nginx()
+                if r.returncode != 0:
+                    self.fail("nginx %s did not start: %s" % (inst.name,
+                                                              r.stderr))
+                    return
             await self.run_load()
         finally:
-            if self.master():
-                self.nginx("-s", "stop")
+            for inst in self.insts:
+                if inst.master():
+                    inst.nginx("-s", "stop")
+            if self.redis_proc:
+                self.redis_proc.terminate()
+                self.redis_proc.wait()
             if self.csv:
                 self.csv.close()
         if not self.violations and not a.keep:
             shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def start_redis(self):
+        port = free_port()
+        self.redis_proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.prefix],
+            stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                return ("127.0.0.1:%d" % port, "soak")
+            except OSError:
+                time.sleep(0.05)
+        sys.exit("soak: redis-server did not start")
+
+    def sdk_conns_wanted(self):
+        # every worker dials every SDK; in a cluster one worker in all
+        return len(self.targets) * (1 if len(self.insts) > 1 else 2)
 
     async def wait_upstreams(self, want):
         for _ in range(200):
@@ -581,7 +550,7 @@ http {
 
     async def run_load(self):
         a = self.a
-        if not await self.wait_upstreams(2 * len(self.targets)):
+        if not await self.wait_upstreams(self.sdk_conns_wanted()):
             self.fail("the workers did not connect to every SDK")
         m0 = self.sample()
         tasks = [asyncio.ensure_future(self.panel(i)) for i in range(a.panels)]
@@ -611,18 +580,19 @@ http {
             t.cancel()
         await asyncio.sleep(1)
         m1 = self.sample()
-        await self.wait_upstreams(2 * len(self.targets))
+        await self.wait_upstreams(self.sdk_conns_wanted())
         self.end_checks(m0, m1)
         self.mem_check()
 
-        master = self.master()
+        masters = [inst.master() for inst in self.insts]
         t = time.monotonic()
-        self.nginx("-s", "quit")
-        while os.path.exists("/proc/%d" % master) and \
+        for inst in self.insts:
+            inst.nginx("-s", "quit")
+        while any(os.path.exists("/proc/%d" % m) for m in masters) and \
                 time.monotonic() - t < 10:
             await asyncio.sleep(0.05)
         self.quit_s = time.monotonic() - t
-        if os.path.exists("/proc/%d" % master):
+        if any(os.path.exists("/proc/%d" % m) for m in masters):
             self.fail("nginx did not stop within 10 s")
         levels = self.log_checks()
         self.report(m0, m1, levels)
@@ -712,7 +682,12 @@ def main():
                     help="KiB per minute of RssAnon, at most")
     ap.add_argument("--mem-min-life", type=float, default=300,
                     help="judge memory only for a worker that lived this long")
-    ap.add_argument("--redis", default=None, help="HOST:PORT: Redis store")
+    ap.add_argument("--redis", default=None,
+                    help="HOST:PORT, or auto (a private redis-server): "
+                    "the Redis store")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="nginx instances; more than one: amonitor_cluster "
+                    "(with --redis auto unless --redis says)")
     ap.add_argument("--module", default="build/ngx_http_amonitor_module.so")
     ap.add_argument("--nginx", default="/usr/sbin/nginx")
     ap.add_argument("--csv", default=None)
@@ -724,6 +699,8 @@ def main():
                     help="keep the nginx prefix (kept anyway on failure)")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
+    if a.instances > 1 and not a.redis:
+        a.redis = "auto"
     if a.seed is not None:
         random.seed(a.seed)
     s = Soak(a)

@@ -1,0 +1,103 @@
+# One nginx of the soak run (bench/soak/soak.py): its prefix, config,
+# control and the agent's metrics.  With several instances they share a
+# Redis and run amonitor_cluster.
+
+import os
+import subprocess
+import urllib.request
+
+CONF = """load_module %(module)s;
+worker_processes 2;
+worker_rlimit_nofile 8192;
+error_log %(p)s/error.log info;
+pid %(p)s/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %(p)s/cbt; proxy_temp_path %(p)s/pt;
+  fastcgi_temp_path %(p)s/ft; uwsgi_temp_path %(p)s/ut;
+  scgi_temp_path %(p)s/st;
+  amonitor_zone soak 32m;
+%(store)s
+  amonitor_reconnect 100ms 1s;
+  amonitor_ack_timeout 3s;
+  amonitor_ack_late_window 3s;
+  amonitor_max_message_size 64k;
+%(targets)s
+  server {
+    listen 127.0.0.1:%(port)d;
+    location = /ws/panel { amonitor_panel on; }
+    location = /amonitor/metrics { amonitor_metrics; }
+    location = /amonitor/status { amonitor_status; }
+  }
+}
+"""
+
+
+class Instance:
+    def __init__(self, a, prefix, port, name):
+        self.a = a
+        self.prefix = prefix
+        self.port = port
+        self.name = name
+        os.makedirs(prefix)
+        os.chmod(prefix, 0o755)
+
+    def write_conf(self, targets, redis, cluster):
+        store = ""
+        if redis:
+            store = "  amonitor_redis %s prefix=%s: timeout=1s;\n" % redis
+        if cluster:
+            store += ("  amonitor_cluster on;\n"
+                      "  amonitor_instance_id %s;\n" % self.name)
+        conf = CONF % dict(
+            module=os.path.abspath(self.a.module), p=self.prefix,
+            store=store, port=self.port, targets="".join(
+                "  amonitor_target %s ws://127.0.0.1:%d/;\n" % t
+                for t in targets))
+        with open(self.prefix + "/nginx.conf", "w") as f:
+            f.write(conf)
+
+    def nginx(self, *args):
+        return subprocess.run([self.a.nginx, "-p", self.prefix + "/", "-c",
+                               self.prefix + "/nginx.conf", "-e",
+                               self.prefix + "/error.log"] + list(args),
+                              capture_output=True, text=True)
+
+    def master(self):
+        try:
+            with open(self.prefix + "/nginx.pid") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def workers(self):
+        m = self.master()
+        if m is None:
+            return []
+        out = subprocess.run(["pgrep", "-P", str(m)], capture_output=True,
+                             text=True).stdout.split()
+        pids = []
+        for p in out:
+            try:
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    if b"worker process" in f.read():
+                        pids.append(int(p))
+            except OSError:
+                pass
+        return pids
+
+    def url(self, query=""):
+        return "ws://127.0.0.1:%d/ws/panel%s" % (self.port, query)
+
+    def metrics(self):
+        """The agent's unlabelled series, as numbers."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/amonitor/metrics"
+                                    % self.port, timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.split("\n"):
+            if line and not line.startswith("#") and "{" not in line:
+                k, v = line.split()
+                out[k] = float(v)
+        return out
