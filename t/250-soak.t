@@ -10,7 +10,9 @@
 # report must also show that the schedule really happened (reloads, SDK
 # restarts, retries after TARGET_UNAVAILABLE, duplicates answered
 # "done").  Then the checker's self-test: an SDK that skips a sequence
-# number, or reports an msg_id run twice, must make it fail.
+# number, or reports an msg_id run twice, must make it fail.  A second
+# run does the same with three instances in a cluster (amonitor_cluster,
+# a redis-server of its own), reloaded in turn every 4 s.
 
 use strict;
 use warnings;
@@ -70,6 +72,21 @@ cmp_ok($hb // 0, '>', 0, "heartbeats read ($hb)");
 cmp_ok($ev // 0, '>', 1000, "events read ($ev)");
 like($out, qr/closes by code: \{[^}]*1012: [1-9]/,
     'panels were closed with 1012 by the reloads and came back');
+
+# --- three instances as one (amonitor_cluster over a private Redis) ------
+
+($rc, $out) = soak('--instances', 3, '--seconds', tscale(15), '--sdks', 4,
+    '--panels', 6, '--action-rate', 150, '--churn', 10, '--reload-every', 4,
+    '--sdk-restart-every', 5, '--sdk-down', 1.5);
+
+is($rc, 0, 'three instances: the soak passes') or diag($out);
+($reloads) = $out =~ /(\d+) reloads/;
+cmp_ok($reloads // 0, '>=', 3, "instances reloaded in turn ($reloads)");
+($new, $retries, $probes, $done, $failed)
+    = $out =~ /actions: (\d+) new, (\d+) retries, (\d+) duplicate probes; (\d+) done, (\d+) failed/;
+cmp_ok($done // 0, '>=', 500, "actions done across instances ($done)");
+($hb, $ev) = $out =~ /panels read (\d+) heartbeats, (\d+) events/;
+cmp_ok($ev // 0, '>', 500, "events read on every instance ($ev)");
 
 # --- the checker fails when it should ------------------------------------
 

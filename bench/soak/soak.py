@@ -135,7 +135,7 @@ class Soak(ShortPanels, Checks):
 
         async def send(kind, payload):
             seq[0] += 1
-            if self.a.inject == "gap" and seq[0] == 50 and cid == 1:
+            if self.a.inject == "gap" and seq[0] == 20:
                 seq[0] += 1             # the checker's self-test
             payload["seq"] = seq[0]
             payload["conn"] = cid
@@ -693,8 +693,9 @@ def main():
     ap.add_argument("--csv", default=None)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--inject", choices=["gap", "rerun"], default=None,
-                    help="the checker's self-test: an SDK skips a sequence "
-                    "number, or reports a msg_id run twice")
+                    help="the checker's self-test: every SDK connection "
+                    "skips one sequence number, or an SDK reports a msg_id "
+                    "run twice")
     ap.add_argument("--keep", action="store_true",
                     help="keep the nginx prefix (kept anyway on failure)")
     ap.add_argument("-v", "--verbose", action="store_true")
