@@ -1,15 +1,15 @@
 # A short soak (bench/soak/soak.py): two workers, six fake SDKs and six
 # long-lived panels under a mixed load for 20 s, while nginx reloads every
-# 6 s, an SDK goes down every 4 s and short-lived panels (clean, reset,
-# half handshakes, broken frames, invalid messages, subscribe, stalled)
-# come and go.  The soak's own checks must pass: no msg_id run twice,
+# 6 s, an SDK goes down every 4 s, SDKs dialed on demand come and go
+# every 2 s, and short-lived panels (clean, reset, half handshakes, broken
+# frames, invalid messages, subscribe, stalled) come and go.  The soak's own checks must pass: no msg_id run twice,
 # every action answered and done or failed, no SDK message lost beyond
 # what the agent counted as dropped, event bytes intact, subscription
 # filters kept, only 1000/1012 closes, no panel connection left in a
 # worker, a clean stop and no alert or sanitizer report in the log.  The
 # report must also show that the schedule really happened (reloads, SDK
 # restarts, retries after TARGET_UNAVAILABLE, duplicates answered
-# "done").  Then the checker's self-test: an SDK that skips a sequence
+# "done", targets dialed on demand and all of them forgotten at the end).  Then the checker's self-test: an SDK that skips a sequence
 # number, or reports an msg_id run twice, must make it fail.  A second
 # run does the same with three instances in a cluster (amonitor_cluster,
 # a redis-server of its own), reloaded in turn every 4 s.
@@ -61,6 +61,10 @@ my ($new, $retries, $probes, $done, $failed)
 cmp_ok($done // 0, '>=', 1000, "actions done ($done of $new)");
 cmp_ok($done + $failed, '==', $new, 'every action done or failed');
 cmp_ok($retries // 0, '>', 0, "retries with the same msg_id ($retries)");
+my ($eph, $to_eph, $learned) = $out =~ /ephemeral targets: (\d+) SDKs, (\d+) actions sent to them, \d+ not retried as their SDK had gone; learned targets still known at the end: (\d+)/;
+cmp_ok($eph // 0, '>=', 5, "SDKs dialed on demand came and went ($eph)");
+cmp_ok($to_eph // 0, '>', 0, "actions dialed them ($to_eph)");
+is($learned, 0, 'every one forgotten at the end');
 like($out, qr/errors \{[^}]*'TARGET_UNAVAILABLE': [1-9]/,
     'actions for a down SDK got TARGET_UNAVAILABLE and were retried');
 my ($dup_done) = $out =~ /duplicates \{[^}]*'done': (\d+)/;

@@ -3,8 +3,36 @@
 # Redis and run amonitor_cluster.
 
 import os
+import random
+import socket
 import subprocess
+import sys
 import urllib.request
+
+TAKEN = set()
+
+
+def free_port():
+    """A free port just below the kernel's ephemeral range, so that no
+    outgoing connection takes it while an SDK is down (the test harness
+    takes its ports lower still)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        top = int(f.read().split()[0]) - 1
+    for _ in range(1000):
+        p = random.randint(top - 700, top)
+        if p in TAKEN:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            TAKEN.add(p)
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    sys.exit("soak: no free port below %d" % top)
+
 
 CONF = """load_module %(module)s;
 worker_processes 2;
@@ -23,6 +51,10 @@ http {
   amonitor_ack_timeout 3s;
   amonitor_ack_late_window 3s;
   amonitor_max_message_size 64k;
+  amonitor_allow_url ws://127.0.0.1:*;
+  amonitor_learned_expire %(expire)ds;
+  amonitor_dial_limit 64;
+  amonitor_dial_limit_per_panel 16;
 %(targets)s
   server {
     listen 127.0.0.1:%(port)d;
@@ -48,11 +80,12 @@ class Instance:
         if redis:
             store = "  amonitor_redis %s prefix=%s: timeout=1s;\n" % redis
         if cluster:
-            store += ("  amonitor_cluster on;\n"
+            store += ("  amonitor_cluster on route_ttl=1m;\n"
                       "  amonitor_instance_id %s;\n" % self.name)
         conf = CONF % dict(
             module=os.path.abspath(self.a.module), p=self.prefix,
-            store=store, port=self.port, targets="".join(
+            store=store, port=self.port, expire=self.a.learned_expire,
+            targets="".join(
                 "  amonitor_target %s ws://127.0.0.1:%d/;\n" % t
                 for t in targets))
         with open(self.prefix + "/nginx.conf", "w") as f:

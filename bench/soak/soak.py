@@ -54,7 +54,8 @@ import uuid
 import websockets
 
 from checks import Checks
-from instance import Instance
+from ephemeral import EPH_PATTERN, Ephemeral
+from instance import Instance, free_port
 from short_panels import OK_CLOSE, ShortPanels
 
 
@@ -62,32 +63,9 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-TAKEN = set()
+class Soak(ShortPanels, Checks, Ephemeral):
+    free_port = staticmethod(free_port)
 
-
-def free_port():
-    """A free port just below the kernel's ephemeral range, so that no
-    outgoing connection takes it while an SDK is down (the test harness
-    takes its ports lower still)."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        top = int(f.read().split()[0]) - 1
-    for _ in range(1000):
-        p = random.randint(top - 700, top)
-        if p in TAKEN:
-            continue
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", p))
-            TAKEN.add(p)
-            return p
-        except OSError:
-            continue
-        finally:
-            s.close()
-    sys.exit("soak: no free port below %d" % top)
-
-
-class Soak(ShortPanels, Checks):
     def __init__(self, a):
         self.a = a
         self.t0 = time.monotonic()
@@ -101,7 +79,8 @@ class Soak(ShortPanels, Checks):
         # moves to a count, and the last 2000 to "done" for repeats
         self.acts = {}
         self.executed = collections.Counter()
-        self.done = collections.deque(maxlen=2000)  # (msg_id, target)
+        # (msg_id, target, target_url of an ephemeral one)
+        self.done = collections.deque(maxlen=2000)
         self.n_done = 0
         self.retry = collections.deque()   # (due, msg_id)
         self.hb_lat = []
@@ -111,6 +90,8 @@ class Soak(ShortPanels, Checks):
         self.sdk_servers = {}
         self.sdk_conn_id = 0
         self.redis_proc = None
+        self.eph_urls = {}          # ephemeral SDKs now up: id -> URL
+        self.eph_tasks = set()
         self.targets = ["soak-%d" % i for i in range(a.sdks)]
 
     def fail(self, what):
@@ -254,7 +235,7 @@ class Soak(ShortPanels, Checks):
         query = ""
         if i % 2 and len(self.targets) > 1:
             subset = random.sample(self.targets, max(1, len(self.targets) // 3))
-            query = "?targets=" + ",".join(subset)
+            query = "?targets=" + ",".join(subset + [EPH_PATTERN])
         pending = {}                    # msg_id -> kind, on this connection
         while True:
             try:
@@ -299,7 +280,8 @@ class Soak(ShortPanels, Checks):
         tid = p.get("target_id") or m.get("target_id")
         if kind in ("heartbeat", "event", "target_status"):
             self.count["panel_" + kind] += 1
-            if subset is not None and tid not in subset:
+            if subset is not None and not self.in_set(
+                    tid, subset + [EPH_PATTERN]):
                 self.fail("panel for %s got %s of %s" % (subset, kind, tid))
             if kind == "target_status":
                 return
@@ -336,7 +318,7 @@ class Soak(ShortPanels, Checks):
         if self.executed.pop(mid, 0) != 1:
             self.fail("%s done but did not run exactly once" % mid)
         del self.acts[mid]
-        self.done.append((mid, act["target"]))
+        self.done.append((mid, act["target"], act.get("url")))
         self.n_done += 1
 
     def answer(self, mid, sent, kind, p):
@@ -353,7 +335,11 @@ class Soak(ShortPanels, Checks):
                 if code not in ("RATE_LIMITED", "INTERNAL"):
                     self.fail("duplicate of %s answered %s" % (mid, p))
                 return
-            if code in ("TARGET_UNAVAILABLE", "RATE_LIMITED", "INTERNAL"):
+            if self.eph_gone(act) and code in ("TARGET_UNAVAILABLE",
+                                               "UNKNOWN_TARGET"):
+                act["state"] = "failed"         # not retried: it went
+                self.count["eph_gone"] += 1
+            elif code in ("TARGET_UNAVAILABLE", "RATE_LIMITED", "INTERNAL"):
                 act["state"] = "retry"
                 self.retry.append((time.monotonic() + 0.3, mid))
             elif code in ("TARGET_DISCONNECTED", "ACK_TIMEOUT"):
@@ -393,31 +379,43 @@ class Soak(ShortPanels, Checks):
         targets = subset or self.targets
         while True:
             await asyncio.sleep(random.expovariate(1.0 / gap))
+            url = None
             if self.retry and self.retry[0][0] <= time.monotonic():
                 _, mid = self.retry.popleft()
                 kind = "retry"
             elif self.stop_load:
                 continue
             elif self.done and random.random() < self.a.dup:
-                mid, target = random.choice(self.done)
+                mid, target, url = random.choice(self.done)
                 kind = "probe"
             else:
                 mid, target = str(uuid.uuid4()), random.choice(targets)
-                self.acts[mid] = {"target": target, "state": "sent"}
+                act = {"target": target, "state": "sent"}
+                eph = self.eph_pick()
+                if eph:                 # dialed on demand
+                    act = {"target": eph, "state": "sent",
+                           "url": self.eph_urls[eph]}
+                    target = eph
+                self.acts[mid] = act
                 kind = "new"
             if mid in pending:
                 continue
+            act = self.acts.get(mid)
             if kind == "retry":
-                act = self.acts.get(mid)
                 if act is None or act["state"] == "failed":
                     continue
                 target = act["target"]
             pending[mid] = (kind, target)
             self.count["sent_" + kind] += 1
+            payload = {"action": "soak", "params": {"n": 1}}
+            if act is not None:
+                url = act.get("url")
+            if url:                     # an ephemeral target, maybe gone
+                payload["target_url"] = url
+                self.count["sent_to_ephemeral"] += 1
             await ws.send(json.dumps({
                 "msg_id": mid, "type": "action", "target_id": target,
-                "timestamp": now_ms(),
-                "payload": {"action": "soak", "params": {"n": 1}}},
+                "timestamp": now_ms(), "payload": payload},
                 separators=(",", ":")))
 
     # --- sampling, reloads -----------------------------------------------
@@ -555,7 +553,8 @@ class Soak(ShortPanels, Checks):
         m0 = self.sample()
         tasks = [asyncio.ensure_future(self.panel(i)) for i in range(a.panels)]
         side = [asyncio.ensure_future(f()) for f in (
-            self.sampler, self.churn, self.sdk_restarts, self.reloads)]
+            self.sampler, self.churn, self.sdk_restarts, self.reloads,
+            self.ephemerals)]
         await asyncio.sleep(a.seconds)
 
         # stop the load; let every action end (retries go on)
@@ -564,6 +563,7 @@ class Soak(ShortPanels, Checks):
             if t is not side[1]:        # short-lived panels end by themselves
                 t.cancel()
         await asyncio.gather(*side, return_exceptions=True)
+        await self.ephemerals_stop()
         self.say("load stopped")
         for t in self.targets:
             if t not in self.sdk_servers:
@@ -581,6 +581,9 @@ class Soak(ShortPanels, Checks):
         await asyncio.sleep(1)
         m1 = self.sample()
         await self.wait_upstreams(self.sdk_conns_wanted())
+        self.learned_end = None
+        if len(self.insts) == 1 and self.count["ephemeral_sdks"]:
+            self.learned_end = await self.learned_forgotten()
         self.end_checks(m0, m1)
         self.mem_check()
 
@@ -636,6 +639,12 @@ class Soak(ShortPanels, Checks):
                   d("amonitor_duplicates_total"),
                   d("amonitor_invalid_messages_total"),
                   d("amonitor_evictions_total")))
+        print("soak: ephemeral targets: %d SDKs, %d actions sent to them, "
+              "%d not retried as their SDK had gone; learned targets "
+              "still known at the end: %s" % (
+                  c["ephemeral_sdks"], c["sent_to_ephemeral"], c["eph_gone"],
+                  "not checked" if self.learned_end is None
+                  else self.learned_end))
         print("soak: panel closes by code: %s" % dict(self.closes))
         print("soak: memory: %s" % self.mem_report)
         print("soak: stop took %.2f s; error log lines by level: %s" % (
@@ -677,6 +686,13 @@ def main():
     ap.add_argument("--sdk-down", type=float, default=2)
     ap.add_argument("--reload-every", type=float, default=400,
                     help="seconds; 0: never")
+    ap.add_argument("--ephemeral-every", type=float, default=2,
+                    help="seconds between SDKs dialed on demand that go "
+                    "after a while; 0: none")
+    ap.add_argument("--ephemeral-life", type=float, default=6,
+                    help="seconds an ephemeral SDK lives, on average")
+    ap.add_argument("--learned-expire", type=int, default=5,
+                    help="amonitor_learned_expire, seconds")
     ap.add_argument("--sample", type=float, default=5)
     ap.add_argument("--max-growth", type=float, default=256,
                     help="KiB per minute of RssAnon, at most")
