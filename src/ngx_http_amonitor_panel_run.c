@@ -23,6 +23,7 @@ typedef struct {
     unsigned                    closing : 1; /* close when the handler ends */
     unsigned                    lingering : 1;
     unsigned                    finalized : 1;
+    unsigned                    at_exit : 1; /* the worker ends now */
 } ngx_http_amonitor_panel_t;
 
 
@@ -47,6 +48,7 @@ static void ngx_http_amonitor_panel_write(ngx_event_t *wev);
 static void ngx_http_amonitor_panel_message(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
+static void ngx_http_amonitor_panel_linger(ngx_http_amonitor_panel_t *p);
 static void ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p);
 static void ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
@@ -309,7 +311,7 @@ ngx_http_amonitor_panel_read(ngx_event_t *rev)
 
     p->in_handler = 1;
 
-    if (c->close) {
+    if (c->close && !p->lingering) {
         /* graceful shutdown of the worker: 1012, see panel_close */
         p->closing = 1;
 
@@ -382,18 +384,7 @@ ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
          * Our close frame is still queued: keep the socket a little, so
          * that a peer that reads again learns why (1008, 1009, ...).
          */
-        p->lingering = 1;
-
-        /* for the worker it is gone already */
-        ngx_queue_remove(&wc->queue);
-        (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
-
-        if (wc->ping.timer_set) {
-            ngx_del_timer(&wc->ping);
-        }
-
-        wc->ping.handler = ngx_http_amonitor_panel_linger_handler;
-        ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
+        ngx_http_amonitor_panel_linger(p);
         return;
     }
 
@@ -403,6 +394,28 @@ ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
     }
 
     ngx_http_amonitor_panel_close(p);
+}
+
+
+static void
+ngx_http_amonitor_panel_linger(ngx_http_amonitor_panel_t *p)
+{
+    ngx_http_amonitor_conn_t *wc;
+
+    wc = &p->wc;
+    p->lingering = 1;
+    p->closing = 0;
+
+    /* for the worker it is gone already */
+    ngx_queue_remove(&wc->queue);
+    (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
+
+    if (wc->ping.timer_set) {
+        ngx_del_timer(&wc->ping);
+    }
+
+    wc->ping.handler = ngx_http_amonitor_panel_linger_handler;
+    ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
 }
 
 
@@ -436,6 +449,19 @@ ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p)
          */
         ngx_http_amonitor_conn_close_frame(&p->wc, AMON_WS_CLOSE_RESTART,
             "agent reloading or stopping: reconnect");
+
+        if (c->close && p->wc.q_count && !c->error && !p->lingering
+            && !p->at_exit) {
+            /*
+             * A panel that is behind would get the end of a frame and no
+             * close frame (1006): the exiting worker waits for it a
+             * little (a timer that holds the exit, at most
+             * NGX_HTTP_AMONITOR_CLOSE_TIMEOUT), as for other closes.
+             */
+            ngx_http_amonitor_panel_linger(p);
+            p->wc.ping.cancelable = 0;
+            return;
+        }
     }
 
     ngx_http_amonitor_panel_release(p);
@@ -464,12 +490,15 @@ ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p)
 void
 ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w)
 {
-    ngx_queue_t              *q;
-    ngx_http_amonitor_conn_t *wc;
+    ngx_queue_t               *q;
+    ngx_http_amonitor_conn_t  *wc;
+    ngx_http_amonitor_panel_t *p;
 
     while (!ngx_queue_empty(&w->panels)) {
         q = ngx_queue_head(&w->panels);
         wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
-        ngx_http_amonitor_panel_close(wc->data);
+        p = wc->data;
+        p->at_exit = 1;
+        ngx_http_amonitor_panel_close(p);
     }
 }

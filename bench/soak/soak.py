@@ -92,6 +92,7 @@ class Soak(ShortPanels, Checks, Ephemeral):
         self.redis_proc = None
         self.eph_urls = {}          # ephemeral SDKs now up: id -> URL
         self.eph_tasks = set()
+        self.last_reload = 0
         self.targets = ["soak-%d" % i for i in range(a.sdks)]
 
     def fail(self, what):
@@ -474,6 +475,7 @@ class Soak(ShortPanels, Checks, Ephemeral):
             if r.returncode != 0:
                 self.fail("reload of %s: %s" % (inst.name, r.stderr.strip()))
             self.count["reloads"] += 1
+            self.last_reload = time.monotonic()
 
     # --- the run ------------------------------------------------------------
 
@@ -616,7 +618,7 @@ class Soak(ShortPanels, Checks, Ephemeral):
                   self.a.seconds, len(self.targets), self.a.panels,
                   c["reloads"], c["sdk_restarts"],
                   sum(v for k, v in c.items() if k.startswith("short_")
-                      and not k.startswith("short_closed"))))
+                      and not k.startswith(("short_closed", "short_cut")))))
         print("soak: actions: %d new, %d retries, %d duplicate probes; "
               "%d done, %d failed (%d of them ran); acks %d; duplicates %s; "
               "errors %s" % (
@@ -645,7 +647,10 @@ class Soak(ShortPanels, Checks, Ephemeral):
                   c["ephemeral_sdks"], c["sent_to_ephemeral"], c["eph_gone"],
                   "not checked" if self.learned_end is None
                   else self.learned_end))
-        print("soak: panel closes by code: %s" % dict(self.closes))
+        print("soak: panel closes by code: %s; short-lived panels closed "
+              "by a reload: %d with 1012, %d cut without a close" % (
+                  dict(self.closes), c["short_closed_1012"],
+                  c["short_cut_by_reload"]))
         print("soak: memory: %s" % self.mem_report)
         print("soak: stop took %.2f s; error log lines by level: %s" % (
             self.quit_s, dict(levels)))
