@@ -9,6 +9,8 @@ import asyncio
 import fnmatch
 import random
 
+from instance import HOST
+
 EPH_PATTERN = "eph-*"
 
 
@@ -23,7 +25,7 @@ class Ephemeral:
             tid = "eph-%d" % n
             self.ports[tid] = self.free_port()
             await self.sdk_start(tid)
-            self.eph_urls[tid] = "ws://127.0.0.1:%d/" % self.ports[tid]
+            self.eph_urls[tid] = "ws://%s:%d/" % (HOST, self.ports[tid])
             self.count["ephemeral_sdks"] += 1
             life = random.uniform(2, 2 * self.a.ephemeral_life - 2)
             t = asyncio.ensure_future(self.ephemeral_end(tid, life))

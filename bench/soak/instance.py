@@ -9,7 +9,11 @@ import subprocess
 import sys
 import urllib.request
 
+# each run on an address of its own, so that runs side by side cannot
+# meet on a port one of them has let go (an SDK that is down, or gone)
+HOST = "127.%d.%d.1" % (random.randint(1, 254), random.randint(1, 254))
 TAKEN = set()
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port():
@@ -24,7 +28,7 @@ def free_port():
             continue
         s = socket.socket()
         try:
-            s.bind(("127.0.0.1", p))
+            s.bind((HOST, p))
             TAKEN.add(p)
             return p
         except OSError:
@@ -51,13 +55,13 @@ http {
   amonitor_ack_timeout 3s;
   amonitor_ack_late_window 3s;
   amonitor_max_message_size 64k;
-  amonitor_allow_url ws://127.0.0.1:*;
+  amonitor_allow_url ws://%(host)s:*;
   amonitor_learned_expire %(expire)ds;
   amonitor_dial_limit 64;
   amonitor_dial_limit_per_panel 16;
 %(targets)s
   server {
-    listen 127.0.0.1:%(port)d;
+    listen %(host)s:%(port)d;
     location = /ws/panel { amonitor_panel on; }
     location = /amonitor/metrics { amonitor_metrics; }
     location = /amonitor/status { amonitor_status; }
@@ -85,8 +89,9 @@ class Instance:
         conf = CONF % dict(
             module=os.path.abspath(self.a.module), p=self.prefix,
             store=store, port=self.port, expire=self.a.learned_expire,
+            host=HOST,
             targets="".join(
-                "  amonitor_target %s ws://127.0.0.1:%d/;\n" % t
+                "  amonitor_target %s ws://%s:%d/;\n" % (t[0], HOST, t[1])
                 for t in targets))
         with open(self.prefix + "/nginx.conf", "w") as f:
             f.write(conf)
@@ -121,12 +126,12 @@ class Instance:
         return pids
 
     def url(self, query=""):
-        return "ws://127.0.0.1:%d/ws/panel%s" % (self.port, query)
+        return "ws://%s:%d/ws/panel%s" % (HOST, self.port, query)
 
     def metrics(self):
         """The agent's unlabelled series, as numbers."""
-        with urllib.request.urlopen("http://127.0.0.1:%d/amonitor/metrics"
-                                    % self.port, timeout=5) as r:
+        with NO_PROXY.open("http://%s:%d/amonitor/metrics" % (HOST, self.port),
+                           timeout=5) as r:
             text = r.read().decode()
         out = {}
         for line in text.split("\n"):

@@ -12,6 +12,8 @@ import time
 
 import websockets
 
+from instance import HOST
+
 OK_CLOSE = (1000, 1012)
 
 
@@ -48,7 +50,7 @@ class ShortPanels:
             if k == "invalid":
                 await self.short_invalid(inst)
                 return
-            r, w = await asyncio.open_connection("127.0.0.1", inst.port)
+            r, w = await asyncio.open_connection(HOST, inst.port)
             req = (b"GET /ws/panel HTTP/1.1\r\nHost: x\r\nUpgrade: websocket"
                    b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
                    b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"

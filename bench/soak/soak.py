@@ -55,7 +55,7 @@ import websockets
 
 from checks import Checks
 from ephemeral import EPH_PATTERN, Ephemeral
-from instance import Instance, free_port
+from instance import HOST, Instance, free_port
 from short_panels import OK_CLOSE, ShortPanels
 
 
@@ -94,6 +94,7 @@ class Soak(ShortPanels, Checks, Ephemeral):
         self.eph_tasks = set()
         self.last_reload = 0
         self.targets = ["soak-%d" % i for i in range(a.sdks)]
+        self.run_id = "%s:%d" % (HOST, os.getpid())
 
     def fail(self, what):
         self.count["violation"] += 1
@@ -121,6 +122,7 @@ class Soak(ShortPanels, Checks, Ephemeral):
                 seq[0] += 1             # the checker's self-test
             payload["seq"] = seq[0]
             payload["conn"] = cid
+            payload["run"] = self.run_id
             await ws.send(json.dumps({
                 "msg_id": str(uuid.uuid4()), "type": kind, "target_id": tid,
                 "timestamp": now_ms(), "payload": payload},
@@ -191,7 +193,7 @@ class Soak(ShortPanels, Checks, Ephemeral):
             try:
                 self.sdk_servers[tid] = await websockets.serve(
                     lambda ws, path=None: self.sdk_conn(tid, ws),
-                    "127.0.0.1", self.ports[tid], max_size=None,
+                    HOST, self.ports[tid], max_size=None,
                     ping_interval=None)
                 return
             except OSError as e:
@@ -283,8 +285,12 @@ class Soak(ShortPanels, Checks, Ephemeral):
             self.count["panel_" + kind] += 1
             if subset is not None and not self.in_set(
                     tid, subset + [EPH_PATTERN]):
-                self.fail("panel for %s got %s of %s" % (subset, kind, tid))
+                self.fail("panel for %s got %s of %s: %s" % (
+                    ",".join(subset), kind, tid, raw[:300]))
             if kind == "target_status":
+                return
+            if p.get("run") != self.run_id:
+                self.fail("%s from another run: %s" % (kind, raw[:300]))
                 return
             cid, seq = p.get("conn"), p.get("seq")
             if kind == "event":
@@ -523,13 +529,13 @@ class Soak(ShortPanels, Checks, Ephemeral):
     def start_redis(self):
         port = free_port()
         self.redis_proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            ["redis-server", "--port", str(port), "--bind", HOST,
              "--save", "", "--appendonly", "no", "--dir", self.prefix],
             stdout=subprocess.DEVNULL)
         for _ in range(100):
             try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                return ("127.0.0.1:%d" % port, "soak")
+                socket.create_connection((HOST, port), 0.1).close()
+                return ("%s:%d" % (HOST, port), "soak")
             except OSError:
                 time.sleep(0.05)
         sys.exit("soak: redis-server did not start")
