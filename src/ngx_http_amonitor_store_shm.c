@@ -36,12 +36,11 @@ struct ngx_http_amonitor_node_s {
 
 /*
  * The index: open addressing with linear probing, two slots per
- * NGX_HTTP_AMONITOR_NODE_MIN bytes of the zone (a power of two), so that
- * it is at most half full.  A slot holds the node's hash and its offset
- * in the zone: a msg_id seen for the first time (every new action) is
+ * NGX_HTTP_AMONITOR_NODE_MIN bytes of the zone (a power of two, at most
+ * half full).  A slot holds the node's hash and offset: a new msg_id is
  * told absent from one cache line of slots without reading any node, and
- * an evicted node is unlinked without walking a chain.  An rbtree of a
- * million entries costs twenty nodes, each a likely cache miss.
+ * an evicted node is unlinked without walking a chain (an rbtree of a
+ * million entries costs twenty nodes, each a likely cache miss).
  */
 #define ngx_http_amonitor_slot(hash, off) \
     (((uint64_t) (hash) << 32) | (uint64_t) ((off) >> 3))
@@ -102,7 +101,6 @@ static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     ngx_uint_t state, ngx_str_t *result, ngx_msec_t expire,
     ngx_uint_t *evicted);
-static void ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx);
 static void ngx_http_amonitor_shm_evicted(
     ngx_http_amonitor_shm_t *ctx, ngx_uint_t n);
 static void *ngx_http_amonitor_shm_zone_alloc(
@@ -131,7 +129,6 @@ ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone)
     oz = part->elts;
 
     for (i = 0; /* void */; i++) {
-
         if (i >= part->nelts) {
             if (part->next == NULL) {
                 return 0;
@@ -525,37 +522,6 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
 }
 
 
-/* evictions: the first at once, then a sum at most once a minute */
-static void
-ngx_http_amonitor_shm_log_evictions(ngx_http_amonitor_shm_t *ctx)
-{
-    ngx_msec_t since;
-
-    if (ctx->evict_logged == 0) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-            "amonitor zone is full: evicted %ui live dedupe entries; "
-            "increase the zone size (further evictions are summed up "
-            "once a minute)",
-            ctx->evict_unlogged);
-
-    } else {
-        since = ngx_current_msec - ctx->evict_logged;
-
-        if (since < NGX_HTTP_AMONITOR_EVICT_LOG_EVERY) {
-            return;
-        }
-
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-            "amonitor zone is full: evicted %ui live dedupe entries "
-            "in the last %M s; increase the zone size",
-            ctx->evict_unlogged, since / 1000);
-    }
-
-    ctx->evict_logged = ngx_current_msec ? ngx_current_msec : 1;
-    ctx->evict_unlogged = 0;
-}
-
-
 /* counted at once, logged later (outside the mutex) */
 static void
 ngx_http_amonitor_shm_evicted(ngx_http_amonitor_shm_t *ctx, ngx_uint_t n)
@@ -568,15 +534,15 @@ ngx_http_amonitor_shm_evicted(ngx_http_amonitor_shm_t *ctx, ngx_uint_t n)
 }
 
 
-/* what an update did to the zone, logged outside the mutex */
+/*
+ * What an update did to the zone, logged outside the mutex; evictions:
+ * the first at once, then a sum at most once a minute.
+ */
 static void
 ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
     ngx_uint_t evicted, ngx_uint_t failed)
 {
-    if (evicted) {
-        ngx_http_amonitor_shm_evicted(ctx, evicted);
-        ngx_http_amonitor_shm_log_evictions(ctx);
-    }
+    ngx_msec_t since;
 
     if (failed) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
@@ -584,6 +550,34 @@ ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
             "msg_id \"%V\" not recorded",
             msg_id);
     }
+
+    if (evicted == 0) {
+        return;
+    }
+
+    ngx_http_amonitor_shm_evicted(ctx, evicted);
+
+    since = ngx_current_msec - ctx->evict_logged;
+
+    if (ctx->evict_logged == 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+            "amonitor zone is full: evicted %ui live dedupe entries; "
+            "increase the zone size (further evictions are summed up "
+            "once a minute)",
+            ctx->evict_unlogged);
+
+    } else if (since < NGX_HTTP_AMONITOR_EVICT_LOG_EVERY) {
+        return;
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+            "amonitor zone is full: evicted %ui live dedupe entries "
+            "in the last %M s; increase the zone size",
+            ctx->evict_unlogged, since / 1000);
+    }
+
+    ctx->evict_logged = ngx_current_msec ? ngx_current_msec : 1;
+    ctx->evict_unlogged = 0;
 }
 
 
@@ -754,11 +748,11 @@ ngx_http_amonitor_shm_release(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id)
 /*
  * A new msg_id misses the cache on its slot and, in a full zone, on the
  * LRU tail it evicts and its slot; a finish on its slot and node (the
- * hint in store->claimed).  Loaded before the mutex, while other work
- * runs.  A pass's claims run one after another (action.c), each evicting
- * the next tail: a call loads the slots of two tails and a third node, so
- * a claim finds what it evicts loaded by the call before.  No lock: a
- * stale address costs a useless load (the zone stays mapped).
+ * hint in store->claimed).  Loaded before the mutex.  A pass's claims
+ * each evict the next tail: a call loads the slots of two tails and a
+ * third node, so a claim finds what it evicts loaded by the call before.
+ * No lock: a link is followed only into the zone (a node just removed by
+ * another worker has NULL links in debug builds, a freed one anything).
  */
 static void
 ngx_http_amonitor_shm_prefetch(
@@ -767,12 +761,15 @@ ngx_http_amonitor_shm_prefetch(
 #if (defined __GNUC__ || defined __clang__)
     ngx_http_amonitor_shm_t *ctx = st->data;
 
+    u_char                    *lo, *hi;
     ngx_uint_t                 i;
     ngx_queue_t               *q;
     ngx_http_amonitor_node_t  *tail;
     ngx_http_amonitor_shctx_t *sh;
 
     sh = ctx->sh;
+    lo = ctx->shpool->start;
+    hi = ctx->shpool->end - sizeof(ngx_http_amonitor_node_t);
 
     __builtin_prefetch(&sh->slots[hash & sh->mask]);
 
@@ -789,6 +786,10 @@ ngx_http_amonitor_shm_prefetch(
     q = sh->lru.prev;
 
     for (i = 0; i < 2 && q != &sh->lru; i++) {
+        if ((u_char *) q < lo || (u_char *) q > hi) {
+            return;
+        }
+
         tail = ngx_queue_data(q, ngx_http_amonitor_node_t, queue);
         __builtin_prefetch(&sh->slots[tail->hash & sh->mask]);
         q = tail->queue.prev;

@@ -49,7 +49,7 @@ http {
   client_body_temp_path %(p)s/cbt; proxy_temp_path %(p)s/pt;
   fastcgi_temp_path %(p)s/ft; uwsgi_temp_path %(p)s/ut;
   scgi_temp_path %(p)s/st;
-  amonitor_zone soak 32m;
+  amonitor_zone soak %(zone)s;
 %(store)s
   amonitor_reconnect 100ms 1s;
   amonitor_ack_timeout 3s;
@@ -89,7 +89,7 @@ class Instance:
         conf = CONF % dict(
             module=os.path.abspath(self.a.module), p=self.prefix,
             store=store, port=self.port, expire=self.a.learned_expire,
-            host=HOST,
+            host=HOST, zone=self.a.zone,
             targets="".join(
                 "  amonitor_target %s ws://%s:%d/;\n" % (t[0], HOST, t[1])
                 for t in targets))

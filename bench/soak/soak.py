@@ -702,6 +702,9 @@ def main():
                     "after a while; 0: none")
     ap.add_argument("--ephemeral-life", type=float, default=6,
                     help="seconds an ephemeral SDK lives, on average")
+    ap.add_argument("--zone", default="32m",
+                    help="amonitor_zone size; a small one keeps it full, "
+                    "evicting")
     ap.add_argument("--learned-expire", type=int, default=5,
                     help="amonitor_learned_expire, seconds")
     ap.add_argument("--sample", type=float, default=5)
