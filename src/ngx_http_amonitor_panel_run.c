@@ -48,7 +48,8 @@ static void ngx_http_amonitor_panel_write(ngx_event_t *wev);
 static void ngx_http_amonitor_panel_message(
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
-static void ngx_http_amonitor_panel_linger(ngx_http_amonitor_panel_t *p);
+static void ngx_http_amonitor_panel_linger(
+    ngx_http_amonitor_panel_t *p, ngx_uint_t hold_exit);
 static void ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p);
 static void ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
@@ -384,7 +385,7 @@ ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
          * Our close frame is still queued: keep the socket a little, so
          * that a peer that reads again learns why (1008, 1009, ...).
          */
-        ngx_http_amonitor_panel_linger(p);
+        ngx_http_amonitor_panel_linger(p, 0);
         return;
     }
 
@@ -397,8 +398,10 @@ ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc)
 }
 
 
+/* keep the socket until the close frame is out, at most CLOSE_TIMEOUT */
 static void
-ngx_http_amonitor_panel_linger(ngx_http_amonitor_panel_t *p)
+ngx_http_amonitor_panel_linger(
+    ngx_http_amonitor_panel_t *p, ngx_uint_t hold_exit)
 {
     ngx_http_amonitor_conn_t *wc;
 
@@ -415,6 +418,7 @@ ngx_http_amonitor_panel_linger(ngx_http_amonitor_panel_t *p)
     }
 
     wc->ping.handler = ngx_http_amonitor_panel_linger_handler;
+    wc->ping.cancelable = !hold_exit;
     ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
 }
 
@@ -458,8 +462,7 @@ ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p)
              * little (a timer that holds the exit, at most
              * NGX_HTTP_AMONITOR_CLOSE_TIMEOUT), as for other closes.
              */
-            ngx_http_amonitor_panel_linger(p);
-            p->wc.ping.cancelable = 0;
+            ngx_http_amonitor_panel_linger(p, 1);
             return;
         }
     }

@@ -10,8 +10,12 @@
 #     half handshakes, frames that break RFC 6455, subscribe messages,
 #     panels that do not read for a while;
 #   - an SDK goes down now and then and comes back;
+#   - SDKs dialed on demand (target_url) come and go for good
+#     (ephemeral.py);
 #   - nginx is reloaded now and then (panels are closed with 1012 and
-#     reconnect; actions in flight are retried with the same msg_id).
+#     reconnect; actions in flight are retried with the same msg_id);
+#     with --instances N, N instances run amonitor_cluster and reload in
+#     turn.
 #
 # It checks, and exits 1 on any failure:
 #
@@ -31,7 +35,7 @@
 #     --max-growth KiB per minute over the second half of its life
 #     (when it lived at least --mem-min-life seconds).
 #
-#   /usr/bin/python3 bench/soak/soak.py [--seconds 600] [options]
+#   /usr/bin/python3 bench/soak/soak.py [--seconds 900] [options]
 #
 # Every 5 s (--sample) one line goes to the CSV (--csv): time, workers,
 # their RssAnon and open files, panels, and the agent's counters.
