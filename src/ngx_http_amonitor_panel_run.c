@@ -22,6 +22,7 @@ typedef struct {
     unsigned                    in_handler : 1;
     unsigned                    closing : 1; /* close when the handler ends */
     unsigned                    lingering : 1;
+    unsigned                    draining : 1; /* half-closed, reads only */
     unsigned                    finalized : 1;
     unsigned                    at_exit : 1; /* the worker ends now */
 } ngx_http_amonitor_panel_t;
@@ -50,7 +51,9 @@ static void ngx_http_amonitor_panel_message(
 static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_panel_linger(
     ngx_http_amonitor_panel_t *p, ngx_uint_t hold_exit);
-static void ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
+static void      ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_amonitor_panel_half_close(
+    ngx_http_amonitor_panel_t *p);
 static void ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p);
 static void ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
 
@@ -467,10 +470,91 @@ ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p)
         }
     }
 
+    if (!p->draining && ngx_http_amonitor_panel_half_close(p) == NGX_OK) {
+        return;
+    }
+
     ngx_http_amonitor_panel_release(p);
 
     ngx_http_close_connection(c);
     ngx_free(p);
+}
+
+
+/*
+ * We closed: our close frame is in the socket, but perhaps not out yet,
+ * and the peer may still be sending.  A close() now would make the kernel
+ * answer the peer's next bytes with a reset that drops what is unsent,
+ * and many clients drop what they have not read on a failed write: the
+ * panel would see the end of the connection without a close frame (1006).
+ * So, as RFC 6455 7.1.1 has it, the TCP connection ends after the close
+ * frame: the kernel sends the rest and a FIN (shutdown), and what the
+ * peer sends is read and dropped until it closes, at most CLOSE_TIMEOUT
+ * (a timer that holds a worker's exit).  Not needed when nothing is in
+ * flight either way or the peer has ended its side; not done over TLS,
+ * whose close_notify nginx sends.
+ */
+static ngx_int_t
+ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
+{
+    int                       unread, unsent;
+    ngx_connection_t         *c;
+    ngx_http_amonitor_conn_t *wc;
+
+    wc = &p->wc;
+    c = wc->connection;
+
+    if (!wc->close_sent || wc->close_received || wc->q_count || c->error
+        || c->read->eof || p->at_exit
+#if (NGX_HTTP_SSL)
+        || c->ssl
+#endif
+    ) {
+        return NGX_DECLINED;
+    }
+
+    if (ioctl(c->fd, FIONREAD, &unread) == -1) {
+        return NGX_DECLINED;
+    }
+
+#if defined(TIOCOUTQ)
+    if (ioctl(c->fd, TIOCOUTQ, &unsent) == -1) {
+        return NGX_DECLINED;
+    }
+#else
+    unsent = 1;
+#endif
+
+    if (unread == 0 && unsent == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (shutdown(c->fd, SHUT_WR) == -1) {
+        ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+            "amonitor: shutdown() of panel #%ui failed", wc->id);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+        "amonitor panel #%ui half-closed, %d unread, %d unsent", wc->id, unread,
+        unsent);
+
+    p->draining = 1;
+    p->closing = 0;
+    c->write->handler = ngx_http_empty_handler;
+
+    if (!p->lingering) {
+        ngx_http_amonitor_panel_linger(p, 1);
+
+    } else {
+        /* what is left of the wait that began with the close frame */
+        wc->ping.cancelable = 0;
+    }
+
+    /* what is already in the socket: read (and dropped) now */
+    ngx_post_event(c->read, &ngx_posted_events);
+
+    return NGX_OK;
 }
 
 
