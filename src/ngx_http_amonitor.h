@@ -485,10 +485,13 @@ void ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
 void ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u);
 
-/* query.c: action_status */
+/* query.c: action_status, and acks that wait for their finish */
 void ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env,
     ngx_http_amonitor_about_t *about);
+void ngx_http_amonitor_query_answer_stored(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, ngx_str_t *msg_id, ngx_uint_t opcode,
+    u_char *data, size_t len);
 void ngx_http_amonitor_query_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel);
 void ngx_http_amonitor_query_exit_worker(ngx_http_amonitor_worker_t *w);

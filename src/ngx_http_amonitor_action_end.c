@@ -258,26 +258,31 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
             env->message, NULL, env->action_msg_id);
     }
 
+    /* the SDK's ack, marked as the last reply, for the panel that asked */
+    rc = NGX_DECLINED;
+    want = opcode;
+
     if (a->panel) {
-        /* the SDK's ack, marked as the last reply, to the panel that asked */
         want = a->panel->encoding ? a->panel->encoding : opcode;
 
         rc = (want == opcode)
             ? ngx_http_amonitor_reply_stamp(
                 w, u, env, opcode, data, len, 1, &out)
             : ngx_http_amonitor_reply_convert(w, u, env, 1, &out);
-
-        if (rc == NGX_OK) {
-            ngx_http_amonitor_conn_answer(a->panel, want, out.data, out.len);
-        }
     }
 
     /*
-     * Recorded after the reply is queued: the panel cannot see the ack,
-     * nor send the msg_id again, before this.
+     * Recorded first; the ack goes once the store has it (at once with
+     * the zone): a repeat of the msg_id, wherever it is sent, after the
+     * ack says "done", never "pending".
      */
     w->store->finish(
         w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
+
+    if (rc == NGX_OK) {
+        ngx_http_amonitor_query_answer_stored(
+            w, a->panel, &a->sn.str, want, out.data, out.len);
+    }
 
     ngx_http_amonitor_action_audit(
         a, env->success ? "ack_success" : "ack_failure", NULL);

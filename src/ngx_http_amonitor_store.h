@@ -178,6 +178,7 @@ typedef struct {
 
 typedef void (*ngx_http_amonitor_claim_pt)(
     void *data, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+typedef void (*ngx_http_amonitor_stored_pt)(void *data);
 
 
 struct ngx_http_amonitor_store_s {
@@ -194,6 +195,15 @@ struct ngx_http_amonitor_store_s {
     /* record the outcome (DONE or FAILED) with its result */
     void (*finish)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ngx_http_amonitor_claim_e state, ngx_str_t *result);
+
+    /*
+     * Right after a finish of "msg_id": NGX_AGAIN when "handler" will be
+     * called once the store has it (or once that cannot be known: the
+     * connection lost), NGX_DECLINED when there is nothing to wait for.
+     * NULL: a store that has a finish at once (the zone).
+     */
+    ngx_int_t (*stored)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+        ngx_http_amonitor_stored_pt handler, void *data);
 
     /*
      * What is known of "msg_id", claiming nothing: as claim (NGX_OK with

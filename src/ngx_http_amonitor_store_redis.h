@@ -56,6 +56,8 @@ struct ngx_http_amonitor_redis_rec_s {
     void                          *data;
     ngx_str_t                      owner; /* the pending value: "p" token */
     ngx_str_t                      value; /* finishing: "d"/"f" + result */
+    ngx_http_amonitor_stored_pt    stored; /* told when the finish is in */
+    void                          *stored_data;
     ngx_msec_t                     renewed;
     ngx_http_amonitor_rec_state_e  state;
     unsigned                       in_index : 1;
@@ -190,8 +192,12 @@ ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 void ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec);
 void ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec);
-void ngx_http_amonitor_redis_recs_full(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
+ngx_int_t ngx_http_amonitor_redis_stored(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, ngx_http_amonitor_stored_pt handler, void *data);
+void      ngx_http_amonitor_redis_rec_tell(ngx_http_amonitor_redis_rec_t *rec);
+void      ngx_http_amonitor_redis_recs_tell(ngx_http_amonitor_redis_t *ctx);
+void      ngx_http_amonitor_redis_recs_full(
+         ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_ */

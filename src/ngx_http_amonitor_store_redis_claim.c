@@ -243,6 +243,7 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 
     ctx->store.claim = ngx_http_amonitor_redis_claim;
     ctx->store.finish = ngx_http_amonitor_redis_finish;
+    ctx->store.stored = ngx_http_amonitor_redis_stored;
     ctx->store.release = ngx_http_amonitor_redis_release;
     ctx->store.query = ngx_http_amonitor_redis_query;
 
@@ -597,6 +598,8 @@ ngx_http_amonitor_redis_ended(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
 {
     ngx_http_amonitor_redis_rec_t *rec = data;
+
+    ngx_http_amonitor_redis_rec_tell(rec);
 
     if (reply == NULL) {
         /* not known to be written: again on the next connection */

@@ -208,12 +208,76 @@ ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec)
 }
 
 
+/*
+ * Who waits for a finish (an ack held for its panel until Redis has the
+ * result, so that a repeat of its msg_id anywhere says "done") is told
+ * when the finish's reply comes, or when it cannot be known to come: the
+ * connection is lost (the finish is written again on the next one), the
+ * record goes.
+ */
+ngx_int_t
+ngx_http_amonitor_redis_stored(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    ngx_http_amonitor_stored_pt handler, void *data)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+
+    if (rec == NULL || rec->state != NGX_HTTP_AMONITOR_REC_FINISHING
+        || !ctx->ready || rec->stored) {
+        return NGX_DECLINED;
+    }
+
+    rec->stored = handler;
+    rec->stored_data = data;
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_http_amonitor_redis_rec_tell(ngx_http_amonitor_redis_rec_t *rec)
+{
+    ngx_http_amonitor_stored_pt handler;
+
+    handler = rec->stored;
+
+    if (handler) {
+        rec->stored = NULL;
+        handler(rec->stored_data);
+    }
+}
+
+
+/* the connection is lost: the finishes not yet written wait no one */
+void
+ngx_http_amonitor_redis_recs_tell(ngx_http_amonitor_redis_t *ctx)
+{
+    ngx_queue_t *q;
+
+    if (ctx->store.stored == NULL) {
+        /* a connection of amonitor_cluster's bus: it holds no claims */
+        return;
+    }
+
+    for (q = ngx_queue_head(&ctx->todo); q != ngx_queue_sentinel(&ctx->todo);
+         q = ngx_queue_next(q)) {
+        ngx_http_amonitor_redis_rec_tell(
+            ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue));
+    }
+}
+
+
 void
 ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
 {
     ngx_http_amonitor_redis_t *ctx;
 
     ctx = rec->ctx;
+
+    ngx_http_amonitor_redis_rec_tell(rec);
 
     if (rec->in_index) {
         ngx_http_amonitor_redis_rec_unindex(rec);

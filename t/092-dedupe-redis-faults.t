@@ -15,7 +15,9 @@
 # nothing is lost; a worker that exits releases the claims whose reply
 # had not come back and writes its ends again with the scripts' text (no
 # NOSCRIPT is read any more); one that exits while Redis reads nothing
-# warns that its claims may be left open, and they lapse with the lease.
+# warns that its claims may be left open, and they lapse with the lease;
+# an ack waits until Redis has its action's finish (a finish kept from
+# Redis holds it back; a lost connection lets it go).
 # Starts its own redis-servers.
 
 use strict;
@@ -856,10 +858,11 @@ subtest 'a worker that exits: claims under way released, ends written' => sub {
 
     my ($done, $id) = (uuid4(), uuid4());
     $px->on(call('finish', $done), 'hold');
-    my $a = ask($pc, $done);
-    is($a && $a->{type}, 'action_ack', 'one action runs');
+    $pc->send_json(action($done));
+    ok(wait_for(sub { $sdk->executed($done) }, 3), 'one action runs');
     ok(wait_for(sub { grep { $_ =~ call('finish', $done) } $px->commands }, 3),
         'its finish went by SHA1; the NOSCRIPT reply is held');
+    ok(!answer($pc, $done, 0.3), 'its ack waits for that reply');
     like($redis->cli('GET', key($done)), qr/^p/, 'redis still has the claim');
 
     $pc->send_json(action($id));
@@ -891,6 +894,58 @@ subtest 'a worker that exits: claims under way released, ends written' => sub {
     ok($c && $c->{payload}{duplicate}, 'the first one asked again: a duplicate');
     is($c && $c->{payload}{state}, 'done', 'done');
     is($sdk->executed($done), 1, 'it ran once');
+    $px->stop;
+};
+
+# An ack goes to its panel once Redis has the action's finish: a panel
+# with the ack that sends the msg_id again, through any agent, hears
+# "done", not "pending".  A finish that Redis is slow to get (its
+# command kept from Redis by the proxy) holds the ack back; a connection
+# lost meanwhile lets it go (the finish is written again after the
+# reconnect).
+subtest 'an ack waits until redis has its finish' => sub {
+    my $px = Test::AMonitor::RedisProxy->new(redis_port => $rport);
+    my $n = $sdk->connections;
+    my $C = agent('amonitor_redis 127.0.0.1:' . $px->port
+        . ' prefix=amon-f: timeout=10s lease=60s;');
+    ok($sdk->wait_connections($n + 1, 5), 'a new agent dialed the SDK');
+    ok($C->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    my $pc = $C->panel('/ws/panel');
+
+    my ($id, $lost) = (uuid4(), uuid4());
+    $px->on(call('finish', $id), 'delay');
+    $pc->send_json(action($id));
+    ok(wait_for(sub { $sdk->executed($id) }, 3), 'the action runs');
+    ok(wait_for(sub { grep { $_ =~ call('finish', $id) } $px->commands }, 3),
+        'its finish is written; the proxy keeps it from redis');
+    like($redis->cli('GET', key($id)), qr/^p/, 'redis has the claim only');
+    ok(!answer($pc, $id, 0.5), 'the ack waits');
+    my $b = ask($pb, $id);
+    is($b && $b->{payload}{state}, 'pending',
+        'a repeat through another agent meanwhile: still pending');
+
+    $px->release;
+    is(code(answer($pc, $id, 3)), 'action_ack',
+        'the ack comes once redis has the finish');
+    my $c = ask($pb, $id);
+    ok($c && $c->{payload}{duplicate},
+        'then a repeat through another agent is a duplicate');
+    is($c && $c->{payload}{state}, 'done', 'done');
+    is($sdk->executed($id), 1, 'it ran once');
+
+    $px->on(call('finish', $lost), 'delay');
+    $pc->send_json(action($lost));
+    ok(wait_for(sub { $sdk->executed($lost) }, 3), 'another action runs');
+    ok(wait_for(sub { grep { $_ =~ call('finish', $lost) } $px->commands },
+        3), 'its finish is kept from redis too');
+    ok(!answer($pc, $lost, 0.3), 'its ack waits');
+    $px->drop_all;
+    is(code(answer($pc, $lost, 3)), 'action_ack',
+        'the connection to redis is lost: the ack goes');
+    ok(wait_for(sub { ($redis->cli('GET', key($lost)) // '') =~ /^d/ }, 5),
+        'the finish is written after the reconnect');
+    is($sdk->executed($lost), 1, 'it ran once');
+    $C->stop;
     $px->stop;
 };
 

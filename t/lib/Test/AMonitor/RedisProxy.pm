@@ -25,6 +25,9 @@ package Test::AMonitor::RedisProxy;
 #               connection is delivered (the connection stays open)
 #   hold        as stall, but the replies are kept and delivered, in order,
 #               at $p->release (a slow Redis, for as long as a test needs)
+#   delay       the command, and every later one on that connection, is
+#               kept from Redis until $p->release (a command slow to get
+#               there, while other clients' go on)
 
 use strict;
 use warnings;
@@ -157,6 +160,11 @@ sub _serve {
             (my $line = $text) =~ s/\\/\\\\/g;
             $line =~ s/\n/\\n/g;
             print $log "$line\n";
+            if (defined $c->{upheld}) {
+                $c->{upheld} .= $raw;
+                $c->{sent}++;
+                next;
+            }
             my $n = $c->{sent}++;
             my ($rule) = grep { !$_->{fired} && $text =~ $_->{re} } @rules;
             if (!$rule) {
@@ -167,6 +175,10 @@ sub _serve {
             if ($rule->{action} eq 'cut_before') {
                 $close->($c);
                 return;
+            }
+            if ($rule->{action} eq 'delay') {
+                $c->{upheld} = $raw;
+                next;
             }
             syswrite($c->{up}, $raw);
             $c->{stall_from} //= $n;
@@ -248,6 +260,9 @@ sub _serve {
                     $close->($_) for values %conns;
                 }
                 elsif ($line eq 'release') {
+                    for my $c (grep { defined $_->{upheld} } values %conns) {
+                        syswrite($c->{up}, delete $c->{upheld});
+                    }
                     for my $c (grep { $_->{hold} } values %conns) {
                         syswrite($c->{down}, $c->{held})
                             if length($c->{held} // '');
