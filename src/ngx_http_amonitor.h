@@ -319,7 +319,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_queue_t                    dialed; /* upstream_t.dialed */
     void                          *actions; /* action.c's table */
     void                          *subs; /* subscribe.c's lists */
-    ngx_queue_t                    queries; /* action_status, due */
+    ngx_queue_t                    queries; /* query.c: answers due */
     amon_buf_t                     scratch; /* envelopes we build */
     amon_buf_t                     convert; /* the other encoding */
     ngx_uint_t                     panel_seq;
