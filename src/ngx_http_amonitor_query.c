@@ -98,9 +98,6 @@ ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
     result.data = buf;
     result.len = 0;
 
-    /* an action sent before this query is claimed before it is asked */
-    ngx_http_amonitor_action_claims_run(w);
-
     rc = w->store->query(
         w->store, &id, &state, &result, ngx_http_amonitor_query_answered, q);
 

@@ -12,6 +12,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_action.h"
 #include "ngx_http_amonitor_store.h"
 #include "ngx_http_amonitor_subscribe.h"
 #include "ngx_http_amonitor_fanout.h"
@@ -87,6 +88,8 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     case AMON_MSG_ACTION: break;
 
     case AMON_MSG_ACTION_STATUS:
+        /* an action sent before this query is claimed before it is asked */
+        ngx_http_amonitor_action_claims_run(w);
         ngx_http_amonitor_query_start(w, wc, &env, &about);
         goto done;
 

@@ -617,7 +617,6 @@ ngx_http_amonitor_redis_disconnected(const redisAsyncContext *ac, int status)
     ctx->connected = 0;
     ctx->ready = 0;
     ctx->dropping = 0;
-    ngx_http_amonitor_redis_recs_tell(ctx);
 
     if (ctx->timeout.timer_set) {
         ngx_del_timer(&ctx->timeout);

@@ -406,6 +406,8 @@ ngx_http_amonitor_redis_claims_post(ngx_event_t *ev)
 
     if (!ctx->ready && ctx->readies) {
         ngx_http_amonitor_redis_recs_refuse(ctx);
+        /* the finishes of this pass wait for the next connection */
+        ngx_http_amonitor_redis_recs_tell(ctx);
         return;
     }
 

@@ -251,16 +251,15 @@ ngx_http_amonitor_redis_rec_tell(ngx_http_amonitor_redis_rec_t *rec)
 }
 
 
-/* the connection is lost: the finishes not yet written wait no one */
+/*
+ * The connection was lost before the pass's finishes went out: they are
+ * written on the next one, and wait no one.  (Those already sent are
+ * told by their lost reply.)
+ */
 void
 ngx_http_amonitor_redis_recs_tell(ngx_http_amonitor_redis_t *ctx)
 {
     ngx_queue_t *q;
-
-    if (ctx->store.stored == NULL) {
-        /* a connection of amonitor_cluster's bus: it holds no claims */
-        return;
-    }
 
     for (q = ngx_queue_head(&ctx->todo); q != ngx_queue_sentinel(&ctx->todo);
          q = ngx_queue_next(q)) {
