@@ -837,17 +837,24 @@ subtest 'a claim sent again with its text, cut before redis got it' => sub {
     cut_before_redis(sub { qr/^EVAL .*amonitor claim\n.*\Q$_[0]\E/s });
 };
 
-# Redis knows the claim scripts only, and the worker reads no reply once
-# it exits: there, its calls go with the script's text (EVAL).  The
-# finish of one action by SHA1 (NOSCRIPT) has its reply held back, and
-# so has the claim of the next action, sent after it.
-subtest 'a worker that exits: claims under way released, ends written' => sub {
+# a third agent, with a proxy of its own and long timeouts, connected to
+# the SDK and to redis (two passing tests)
+sub proxied_agent {
     my $px = Test::AMonitor::RedisProxy->new(redis_port => $rport);
     my $n = $sdk->connections;
     my $C = agent('amonitor_redis 127.0.0.1:' . $px->port
         . ' prefix=amon-f: timeout=10s lease=60s;');
     ok($sdk->wait_connections($n + 1, 5), 'a new agent dialed the SDK');
     ok($C->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    return ($px, $C);
+}
+
+# Redis knows the claim scripts only, and the worker reads no reply once
+# it exits: there, its calls go with the script's text (EVAL).  The
+# finish of one action by SHA1 (NOSCRIPT) has its reply held back, and
+# so has the claim of the next action, sent after it.
+subtest 'a worker that exits: claims under way released, ends written' => sub {
+    my ($px, $C) = proxied_agent();
     # the connection's setup taught Redis every script; it forgets them
     is($redis->cli('SCRIPT', 'FLUSH'), 'OK', 'SCRIPT FLUSH');
     for my $name (qw(claim claims)) {
@@ -904,12 +911,7 @@ subtest 'a worker that exits: claims under way released, ends written' => sub {
 # lost meanwhile lets it go (the finish is written again after the
 # reconnect).
 subtest 'an ack waits until redis has its finish' => sub {
-    my $px = Test::AMonitor::RedisProxy->new(redis_port => $rport);
-    my $n = $sdk->connections;
-    my $C = agent('amonitor_redis 127.0.0.1:' . $px->port
-        . ' prefix=amon-f: timeout=10s lease=60s;');
-    ok($sdk->wait_connections($n + 1, 5), 'a new agent dialed the SDK');
-    ok($C->wait_error_log(qr/connected to redis/, 5), 'and redis');
+    my ($px, $C) = proxied_agent();
     my $pc = $C->panel('/ws/panel');
 
     my ($id, $lost) = (uuid4(), uuid4());

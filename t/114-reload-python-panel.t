@@ -12,17 +12,10 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::Interop qw(run_panel);
+use Test::AMonitor::Interop qw(run_panel python_websockets);
 
 my $PY = '/usr/bin/python3';
-
-my $v = `$PY -c 'import websockets; print(websockets.__version__)' 2>&1`;
-if ($? != 0) {
-    fail("$PY with the websockets module is needed (apt-get install "
-        . "python3-websockets, or bash scripts/deps.sh): $v");
-    done_testing();
-    exit;
-}
+python_websockets($PY);
 
 my $t = Test::AMonitor->new(workers => 1);
 

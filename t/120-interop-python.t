@@ -12,7 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Interop qw(events panel_checks start_sdk stop_sdk
-    run_panel);
+    run_panel python_websockets);
 use POSIX qw(WNOHANG);
 
 my $PY = '/usr/bin/python3';
@@ -20,15 +20,7 @@ my $DIR = "$FindBin::Bin/interop";
 
 # the Debian interpreter with the Debian package; "python3" on PATH may be
 # another build without it
-my $v = `$PY -c 'import websockets; print(websockets.__version__)' 2>&1`;
-if ($? != 0) {
-    fail("$PY with the websockets module is needed (apt-get install "
-        . "python3-websockets, or bash scripts/deps.sh): $v");
-    done_testing();
-    exit;
-}
-chomp $v;
-note("python websockets $v");
+note('python websockets ' . python_websockets($PY));
 
 sub py_sdk {
     my (%o) = @_;

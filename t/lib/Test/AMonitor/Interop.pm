@@ -13,9 +13,25 @@ use Test::More;
 use Test::AMonitor::Util qw(uuid4 try_decode_json wait_for);
 
 our @EXPORT_OK = qw(events panel_checks start_sdk stop_sdk run_panel
-    with_final);
+    with_final python_websockets);
 
 my @KIDS;
+
+
+# the version of Python's websockets under interpreter $py; without it a
+# failure (not a skip), and the test ends
+sub python_websockets {
+    my ($py) = @_;
+    my $v = `$py -c 'import websockets; print(websockets.__version__)' 2>&1`;
+    if ($? != 0) {
+        fail("$py with the websockets module is needed (apt-get install "
+            . "python3-websockets, or bash scripts/deps.sh): $v");
+        done_testing();
+        exit;
+    }
+    chomp $v;
+    return $v;
+}
 
 
 # start an SDK script: run => [interpreter, script], log => path,
