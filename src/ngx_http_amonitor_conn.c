@@ -161,11 +161,6 @@ ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
             return;
         }
 
-        if (wc->close_sent) {
-            /* closing: what the peer still sends is not processed */
-            continue;
-        }
-
         wc->rbuf_pos = 0;
         wc->rbuf_last = n;
 

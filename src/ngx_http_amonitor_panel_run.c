@@ -491,8 +491,15 @@ ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p)
  * frame: the kernel sends the rest and a FIN (shutdown), and what the
  * peer sends is read and dropped until it closes, at most CLOSE_TIMEOUT
  * (a timer that holds a worker's exit).  Not needed when nothing is in
- * flight either way or the peer has ended its side; not done over TLS,
- * whose close_notify nginx sends.
+ * flight either way or the peer has ended its side.
+ *
+ * TLS has no half-close: a close_notify or a FIN ends a TLS client's
+ * writing too, and some drop what they have not read on the next failed
+ * write (Python's asyncio), the close frame among it.  So over TLS the
+ * socket stays open and the worker waits, in every case, for the peer's
+ * close frame (the session drops its other frames), as RFC 6455 7.1.1
+ * orders it: then nginx's close_notify and close() find nothing more in
+ * flight.
  */
 static ngx_int_t
 ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
@@ -505,13 +512,22 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
     c = wc->connection;
 
     if (!wc->close_sent || wc->close_received || wc->q_count || c->error
-        || c->read->eof || p->at_exit
-#if (NGX_HTTP_SSL)
-        || c->ssl
-#endif
-    ) {
+        || c->read->eof || p->at_exit) {
         return NGX_DECLINED;
     }
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        if (c->buffered) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+            "amonitor panel #%ui awaits the close frame", wc->id);
+
+        goto drain;
+    }
+#endif
 
     if (ioctl(c->fd, FIONREAD, &unread) == -1) {
         return NGX_DECLINED;
@@ -538,6 +554,10 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
         "amonitor panel #%ui half-closed, %d unread, %d unsent", wc->id, unread,
         unsent);
+
+#if (NGX_HTTP_SSL)
+drain:
+#endif
 
     p->draining = 1;
     p->closing = 0;

@@ -12,7 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::Interop qw(run_panel python_websockets);
+use Test::AMonitor::Interop qw(python_websockets reload_rounds);
 
 my $PY = '/usr/bin/python3';
 python_websockets($PY);
@@ -31,24 +31,7 @@ EOC
     config => 'location = /ws/panel { amonitor_panel on; }',
 )->run;
 
-for my $round (1 .. 3) {
-    my @old = $t->worker_pids;
-
-    my ($r) = run_panel([$PY, "$FindBin::Bin/interop/reload_panel.py"],
-        'ws://127.0.0.1:' . $t->port(0) . '/ws/panel',
-        '--sdk-port', $t->port(1), '--master-pid', $t->master_pid);
-
-    ok($r && $r->{ev} eq 'closed', "round $round: the panel's connection"
-        . ' ended') or diag(explain($r));
-    is($r->{code}, 1012, "round $round: with 1012, after "
-        . ($r->{events} // 0) . ' events (1006: without a close frame)');
-    cmp_ok($r->{events} // 0, '>', 0, "round $round: the events in flight"
-        . ' were read');
-
-    ok(wait_for(sub { !grep { kill 0, $_ } @old }, tscale(8)),
-        "round $round: the old worker exits");
-    ok(wait_for(sub { my @w = $t->worker_pids; @w == 1 }, tscale(5)),
-        "round $round: a new worker runs");
-}
+reload_rounds($t, $PY, 'ws://127.0.0.1:' . $t->port(0) . '/ws/panel',
+    sdk_port => $t->port(1));
 
 done_testing();

@@ -6,7 +6,9 @@ URL, the SDK sends --events events of 2 KiB (more than the sockets hold),
 the panel sends a message every millisecond, the script sends SIGHUP to
 nginx's master (--master-pid) and the panel reads all it can.  Prints one
 JSON line: how the connection ended (close code, 1006 when it ended
-without a close frame) and how many events the panel read.
+without a close frame) and how many events the panel read.  With
+--cafile, URL is a wss:// one whose certificate that CA signed;
+--read-delay makes the panel slower still.
 """
 
 import argparse
@@ -14,6 +16,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 
 import websockets
 
@@ -39,7 +42,11 @@ async def main(a):
     async with websockets.serve(sdk, "127.0.0.1", a.sdk_port):
         await asyncio.wait_for(agent.wait(), 10)
 
-        async with websockets.connect(a.url, max_queue=1) as ws:
+        tls = None
+        if a.cafile:
+            tls = ssl.create_default_context(cafile=a.cafile)
+
+        async with websockets.connect(a.url, max_queue=1, ssl=tls) as ws:
             await asyncio.sleep(0.3)
             go.set()
             await asyncio.sleep(a.fill)
@@ -57,6 +64,8 @@ async def main(a):
                     m = await asyncio.wait_for(ws.recv(), 10)
                     if json.loads(m).get("type") == "event":
                         n += 1
+                    if a.read_delay:
+                        await asyncio.sleep(a.read_delay)
             except websockets.ConnectionClosed as e:
                 out(ev="closed", code=e.code, reason=e.reason, events=n)
             except asyncio.TimeoutError:
@@ -72,4 +81,7 @@ if __name__ == "__main__":
     p.add_argument("--target", default="py-reload")
     p.add_argument("--events", type=int, default=1500)
     p.add_argument("--fill", type=float, default=1.5)
+    p.add_argument("--cafile", help="CA of a wss:// URL's certificate")
+    p.add_argument("--read-delay", type=float, default=0,
+        help="seconds the panel waits after each message it reads")
     asyncio.run(main(p.parse_args()))

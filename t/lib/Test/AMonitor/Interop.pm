@@ -8,12 +8,13 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use FindBin;
 use POSIX qw(WNOHANG);
 use Test::More;
-use Test::AMonitor::Util qw(uuid4 try_decode_json wait_for);
+use Test::AMonitor::Util qw(uuid4 try_decode_json wait_for tscale);
 
 our @EXPORT_OK = qw(events panel_checks start_sdk stop_sdk run_panel
-    with_final python_websockets);
+    with_final python_websockets reload_rounds);
 
 my @KIDS;
 
@@ -87,6 +88,42 @@ sub run_panel {
     }
     close $fh;
     return @out;
+}
+
+
+# three reloads of nginx $t (one worker) seen by t/interop/reload_panel.py
+# under $py at $url (its SDK on port sdk_port => P, more arguments in
+# args => [..]): each must end the panel with 1012 after the events in
+# flight (all of them with events => N, else at least one), the old
+# worker must exit and a new one run
+sub reload_rounds {
+    my ($t, $py, $url, %o) = @_;
+    my $script = "$FindBin::Bin/interop/reload_panel.py";
+
+    for my $round (1 .. 3) {
+        my @old = $t->worker_pids;
+
+        my ($r) = run_panel([$py, $script], $url, '--sdk-port', $o{sdk_port},
+            '--master-pid', $t->master_pid, @{ $o{args} // [] });
+
+        ok($r && $r->{ev} eq 'closed', "round $round: the panel's"
+            . ' connection ended') or diag(explain($r));
+        is($r->{code}, 1012, "round $round: with 1012, after "
+            . ($r->{events} // 0) . ' events (1006: without a close frame)');
+        if ($o{events}) {
+            is($r->{events} // 0, $o{events}, "round $round: every event"
+                . ' in flight was read');
+        }
+        else {
+            cmp_ok($r->{events} // 0, '>', 0, "round $round: the events in"
+                . ' flight were read');
+        }
+
+        ok(wait_for(sub { !grep { kill 0, $_ } @old }, tscale(8)),
+            "round $round: the old worker exits");
+        ok(wait_for(sub { my @w = $t->worker_pids; @w == 1 }, tscale(5)),
+            "round $round: a new worker runs");
+    }
 }
 
 
