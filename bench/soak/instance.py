@@ -66,16 +66,40 @@ http {
     location = /amonitor/metrics { amonitor_metrics; }
     location = /amonitor/status { amonitor_status; }
   }
-}
+%(tls_server)s}
+"""
+
+# with --tls: panels over nginx's listen ... ssl too
+TLS_SERVER = """  server {
+    listen %(host)s:%(port)d ssl;
+    ssl_certificate %(crt)s;
+    ssl_certificate_key %(key)s;
+    location = /ws/panel { amonitor_panel on; }
+  }
 """
 
 
+def make_cert(prefix):
+    """A self-signed certificate for HOST in prefix: (crt, key)."""
+    crt, key = prefix + "/panel.crt", prefix + "/panel.key"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                        "-nodes", "-days", "2", "-subj", "/CN=soak",
+                        "-addext", "subjectAltName=IP:" + HOST,
+                        "-keyout", key, "-out", crt],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("soak: openssl could not make a certificate: " + r.stderr)
+    return crt, key
+
+
 class Instance:
-    def __init__(self, a, prefix, port, name):
+    def __init__(self, a, prefix, port, name, cert=None):
         self.a = a
         self.prefix = prefix
         self.port = port
         self.name = name
+        self.cert = cert                # (crt, key) with --tls
+        self.tls_port = free_port() if cert else None
         os.makedirs(prefix)
         os.chmod(prefix, 0o755)
 
@@ -86,7 +110,12 @@ class Instance:
         if cluster:
             store += ("  amonitor_cluster on route_ttl=1m;\n"
                       "  amonitor_instance_id %s;\n" % self.name)
+        tls_server = ""
+        if self.cert:
+            tls_server = TLS_SERVER % dict(host=HOST, port=self.tls_port,
+                                           crt=self.cert[0], key=self.cert[1])
         conf = CONF % dict(
+            tls_server=tls_server,
             module=os.path.abspath(self.a.module), p=self.prefix,
             store=store, port=self.port, expire=self.a.learned_expire,
             host=HOST, zone=self.a.zone,
@@ -125,7 +154,9 @@ class Instance:
                 pass
         return pids
 
-    def url(self, query=""):
+    def url(self, query="", tls=False):
+        if tls:
+            return "wss://%s:%d/ws/panel%s" % (HOST, self.tls_port, query)
         return "ws://%s:%d/ws/panel%s" % (HOST, self.port, query)
 
     def metrics(self):

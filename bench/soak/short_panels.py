@@ -133,9 +133,13 @@ class ShortPanels:
         want = set(random.sample(self.targets, random.randint(
             1, min(3, len(self.targets)))))
         pat = sorted(want)[0][:-1] + "*" if k == "subscribe" else None
+        tls = self.tls if self.tls and random.random() < 0.5 else None
+        if tls:
+            self.count["tls_short_panels"] += 1
         async with websockets.connect(
-                inst.url("?targets=" + ",".join(sorted(want))),
-                ping_interval=None, max_size=None) as ws:
+                inst.url("?targets=" + ",".join(sorted(want)),
+                         tls is not None),
+                ssl=tls, ping_interval=None, max_size=None) as ws:
             if pat:
                 await ws.send(json.dumps({"msg_id": "s1", "type": "subscribe",
                                           "payload": {"targets": [pat]}}))

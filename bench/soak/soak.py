@@ -49,6 +49,7 @@ import os
 import random
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,7 @@ import websockets
 
 from checks import Checks
 from ephemeral import EPH_PATTERN, Ephemeral
-from instance import HOST, Instance, free_port
+from instance import HOST, Instance, free_port, make_cert
 from short_panels import OK_CLOSE, ShortPanels
 
 
@@ -78,6 +79,7 @@ class Soak(ShortPanels, Checks, Ephemeral):
         self.open_ws = set()
         self.violations = []
         self.count = collections.Counter()
+        self.tls = None                 # the panels' ssl context, --tls
         self.closes = collections.Counter()
         # actions not done yet: msg_id -> {"target", "state"}; a done one
         # moves to a count, and the last 2000 to "done" for repeats
@@ -244,9 +246,11 @@ class Soak(ShortPanels, Checks, Ephemeral):
             subset = random.sample(self.targets, max(1, len(self.targets) // 3))
             query = "?targets=" + ",".join(subset + [EPH_PATTERN])
         pending = {}                    # msg_id -> kind, on this connection
+        tls = self.tls if i // 2 % 2 else None
         while True:
             try:
-                ws = await websockets.connect(inst.url(query), max_size=None,
+                ws = await websockets.connect(inst.url(query, tls is not None),
+                                              ssl=tls, max_size=None,
                                               ping_interval=None)
             except (OSError, websockets.WebSocketException):
                 if self.closing:
@@ -254,6 +258,8 @@ class Soak(ShortPanels, Checks, Ephemeral):
                 await asyncio.sleep(0.2)
                 continue
             self.count["panel_connects"] += 1
+            if tls:
+                self.count["tls_panel_connects"] += 1
             self.open_ws.add(ws)
             last = {}                   # SDK connection -> last seq
             sender = asyncio.ensure_future(self.panel_send(ws, subset,
@@ -493,8 +499,12 @@ class Soak(ShortPanels, Checks, Ephemeral):
         a = self.a
         self.prefix = tempfile.mkdtemp(prefix="amon-soak-")
         os.chmod(self.prefix, 0o755)
+        cert = make_cert(self.prefix) if a.tls else None
+        if cert:
+            self.tls = ssl.create_default_context(cafile=cert[0])
         self.insts = [Instance(a, "%s/i%d" % (self.prefix, i), free_port(),
-                               "soak-i%d" % i) for i in range(a.instances)]
+                               "soak-i%d" % i, cert)
+                      for i in range(a.instances)]
         self.ports = {t: free_port() for t in self.targets}
         self.sdk_ports = set(self.ports.values())
         self.csv = open(a.csv, "w") if a.csv else None
@@ -661,6 +671,10 @@ class Soak(ShortPanels, Checks, Ephemeral):
               "by a reload: %d with 1012, %d cut without a close" % (
                   dict(self.closes), c["short_closed_1012"],
                   c["short_cut_by_reload"]))
+        if self.tls:
+            print("soak: over TLS: %d connects of long-lived panels, %d "
+                  "short-lived panels" % (c["tls_panel_connects"],
+                                          c["tls_short_panels"]))
         print("soak: memory: %s" % self.mem_report)
         print("soak: stop took %.2f s; error log lines by level: %s" % (
             self.quit_s, dict(levels)))
@@ -723,6 +737,10 @@ def main():
                     help="nginx instances; more than one: amonitor_cluster "
                     "(with --redis auto unless --redis says)")
     ap.add_argument("--module", default="build/ngx_http_amonitor_module.so")
+    ap.add_argument("--tls", action="store_true",
+                    help="every other pair of long-lived panels and half "
+                    "of the clean and subscribe short-lived ones over "
+                    "wss:// (listen ... ssl, a self-signed certificate)")
     ap.add_argument("--nginx", default="/usr/sbin/nginx")
     ap.add_argument("--csv", default=None)
     ap.add_argument("--seed", type=int, default=None)
