@@ -2,7 +2,8 @@
 # long-lived panels under a mixed load for 20 s, while nginx reloads every
 # 6 s, an SDK goes down every 4 s, SDKs dialed on demand come and go
 # every 2 s, and short-lived panels (clean, reset, half handshakes, broken
-# frames, invalid messages, subscribe, stalled) come and go.  The soak's own checks must pass: no msg_id run twice,
+# frames, invalid messages, subscribe, stalled) come and go; some panels
+# of both kinds over wss:// (--tls).  The soak's own checks must pass: no msg_id run twice,
 # every action answered and done or failed, no SDK message lost beyond
 # what the agent counted as dropped, event bytes intact, subscription
 # filters kept, only 1000/1012 closes, no panel connection left in a
@@ -44,7 +45,7 @@ sub soak {
 
 my ($rc, $out) = soak('--seconds', tscale(20), '--sdks', 6, '--panels', 6,
     '--action-rate', 150, '--churn', 15, '--reload-every', 6,
-    '--sdk-restart-every', 4, '--sdk-down', 1.5);
+    '--sdk-restart-every', 4, '--sdk-down', 1.5, '--tls');
 
 is($rc, 0, 'the soak passes') or diag($out);
 like($out, qr/^soak: passed$/m, 'it says so');
@@ -76,6 +77,12 @@ cmp_ok($hb // 0, '>', 0, "heartbeats read ($hb)");
 cmp_ok($ev // 0, '>', 1000, "events read ($ev)");
 like($out, qr/closes by code: \{[^}]*1012: [1-9]/,
     'panels were closed with 1012 by the reloads and came back');
+my ($tls_long, $tls_short)
+    = $out =~ /over TLS: (\d+) connects of long-lived panels, (\d+) short/;
+cmp_ok($tls_long // 0, '>', 2, "long-lived panels over wss://, reconnected"
+    . ' after reloads (' . ($tls_long // 0) . ' connects)');
+cmp_ok($tls_short // 0, '>=', 20, 'short-lived panels over wss:// ('
+    . ($tls_short // 0) . ')');
 
 # --- three instances as one (amonitor_cluster over a private Redis) ------
 
