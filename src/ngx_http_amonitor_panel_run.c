@@ -54,8 +54,9 @@ static void ngx_http_amonitor_panel_linger(
 static void      ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_amonitor_panel_half_close(
     ngx_http_amonitor_panel_t *p);
-static void ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p);
-static void ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
+static ngx_int_t ngx_http_amonitor_panel_shut_wr(ngx_http_amonitor_conn_t *wc);
+static void      ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p);
+static void      ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
 
 
 /*
@@ -504,7 +505,7 @@ ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p)
 static ngx_int_t
 ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
 {
-    int                       unread, unsent;
+    ngx_uint_t                tls;
     ngx_connection_t         *c;
     ngx_http_amonitor_conn_t *wc;
 
@@ -516,8 +517,13 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
         return NGX_DECLINED;
     }
 
+    tls = 0;
 #if (NGX_HTTP_SSL)
-    if (c->ssl) {
+    tls = (c->ssl != NULL);
+#endif
+
+    if (tls) {
+        /* no half-close in TLS: the socket stays open (above) */
         if (c->buffered) {
             return NGX_DECLINED;
         }
@@ -525,9 +531,41 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
             "amonitor panel #%ui awaits the close frame", wc->id);
 
-        goto drain;
+    } else if (ngx_http_amonitor_panel_shut_wr(wc) != NGX_OK) {
+        return NGX_DECLINED;
     }
-#endif
+
+    p->draining = 1;
+    p->closing = 0;
+    c->write->handler = ngx_http_empty_handler;
+
+    if (!p->lingering) {
+        ngx_http_amonitor_panel_linger(p, 1);
+
+    } else {
+        /* what is left of the wait that began with the close frame */
+        wc->ping.cancelable = 0;
+    }
+
+    /* what is already in the socket: read (and dropped) now */
+    ngx_post_event(c->read, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The plain TCP side of panel_half_close: the rest and a FIN go out, when
+ * the socket still holds bytes either way.  NGX_DECLINED when nothing is
+ * in flight (a close() loses nothing then) or the socket will not say.
+ */
+static ngx_int_t
+ngx_http_amonitor_panel_shut_wr(ngx_http_amonitor_conn_t *wc)
+{
+    int               unread, unsent;
+    ngx_connection_t *c;
+
+    c = wc->connection;
 
     if (ioctl(c->fd, FIONREAD, &unread) == -1) {
         return NGX_DECLINED;
@@ -554,25 +592,6 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
         "amonitor panel #%ui half-closed, %d unread, %d unsent", wc->id, unread,
         unsent);
-
-#if (NGX_HTTP_SSL)
-drain:
-#endif
-
-    p->draining = 1;
-    p->closing = 0;
-    c->write->handler = ngx_http_empty_handler;
-
-    if (!p->lingering) {
-        ngx_http_amonitor_panel_linger(p, 1);
-
-    } else {
-        /* what is left of the wait that began with the close frame */
-        wc->ping.cancelable = 0;
-    }
-
-    /* what is already in the socket: read (and dropped) now */
-    ngx_post_event(c->read, &ngx_posted_events);
 
     return NGX_OK;
 }
