@@ -16,6 +16,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Interop qw(python_websockets reload_rounds);
+use Test::AMonitor::Raw qw(raw_ws_connect raw_read_frame);
+use Time::HiRes qw(time);
 
 my $PY = '/usr/bin/python3';
 my $EVENTS = 600;
@@ -64,5 +66,23 @@ reload_rounds($t, $PY, 'wss://127.0.0.1:' . $t->port(2) . '/ws/panel',
     sdk_port => $t->port(1), events => $EVENTS, args => ['--cafile',
     "$dir/ca.crt", '--events', $EVENTS, '--fill', 0.6, '--read-delay',
     0.0005]);
+
+# a TLS panel that never answers the close frame: the worker waits for
+# it at most the 3 s, then closes (and exits)
+my $mute = raw_ws_connect($t->port(2), '/ws/panel', -tls => 1);
+ok($mute, 'a raw panel over TLS that will not answer the close frame');
+my @old = $t->worker_pids;
+my $t0 = time;
+ok($t->reload, 'reload');
+my $f;
+do { $f = raw_read_frame($mute, tscale(5)) }
+    while $f && !$f->{eof} && $f->{opcode} != 8;
+is($f && $f->{opcode}, 8, 'it gets the close frame');
+ok(wait_for(sub { !grep { kill 0, $_ } @old }, tscale(8)),
+    'the old worker exits');
+my $took = time - $t0;
+cmp_ok($took, '>=', 2.5, sprintf('after waiting for the answer (%.2f s)',
+    $took));
+cmp_ok($took, '<', tscale(3) + 4, 'at most about 3 s');
 
 done_testing();

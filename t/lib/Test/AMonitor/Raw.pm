@@ -39,7 +39,8 @@ my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 sub _bufref { \${ *{ $_[0] } }{amon_rbuf} }
 
 # raw_connect($port, %opt): connected non-blocking socket to 127.0.0.1
-#   opt: host, rcvbuf (bytes, set before connect), sndbuf, timeout
+#   opt: host, rcvbuf (bytes, set before connect), sndbuf, timeout,
+#   tls (1: a TLS client on it, the server's certificate not verified)
 sub raw_connect {
     my ($port, %opt) = @_;
     my ($s, $addr, $ok);
@@ -63,6 +64,13 @@ sub raw_connect {
             $! = $err;
             croak "connect to port $port: $!";
         }
+    }
+    if ($opt{tls}) {
+        require IO::Socket::SSL;
+        $s->blocking(1);
+        IO::Socket::SSL->start_SSL($s, SSL_verify_mode => 0)
+            or croak "TLS to port $port: $IO::Socket::SSL::SSL_ERROR";
+        $s->blocking(0);
     }
     ${ _bufref($s) } = '';
     return $s;
@@ -188,7 +196,7 @@ sub raw_ws_connect {
     $req .= "\r\n";
 
     $s = raw_connect($port, rcvbuf => $opt{rcvbuf}, sndbuf => $opt{sndbuf},
-        timeout => $opt{timeout});
+        timeout => $opt{timeout}, tls => $opt{tls});
     raw_send($s, $req, $opt{timeout});
     note_verbose("raw ws handshake to $port:\n$req");
 
