@@ -517,9 +517,10 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
         return NGX_DECLINED;
     }
 
-    tls = 0;
 #if (NGX_HTTP_SSL)
     tls = (c->ssl != NULL);
+#else
+    tls = 0;
 #endif
 
     if (tls) {

@@ -242,7 +242,10 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
 
     if (!ts->state) {
         /* the latest reason while down, kept for the snapshot */
-        ngx_memcpy(ts->reason, reason, len);
+        if (len) {
+            ngx_memcpy(ts->reason, reason, len);
+        }
+
         ts->reason_len = (u_char) len;
 
     } else {
