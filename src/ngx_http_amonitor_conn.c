@@ -4,7 +4,8 @@
  * One WebSocket connection, panel or upstream: reading into the worker's
  * buffer and decoding with the core's session layer (the rules the SDK, the
  * CLI and the load generator follow too), a bounded send queue of shared
- * frames flushed with one send_chain call, ping and close.  The frames
+ * frames flushed with one send_chain call (over TLS: one record,
+ * conn_tls.c), ping and close.  The frames
  * themselves, cached per worker, come from frames.c.
  */
 
@@ -26,6 +27,7 @@ static void ngx_http_amonitor_conn_closing(
     ngx_http_amonitor_conn_t *wc, const u_char *data, size_t len);
 static void      ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc);
 static ngx_int_t ngx_http_amonitor_conn_send_one(ngx_http_amonitor_conn_t *wc);
+static void ngx_http_amonitor_conn_sent(ngx_http_amonitor_conn_t *wc, size_t n);
 static ngx_int_t ngx_http_amonitor_conn_grow(ngx_http_amonitor_conn_t *wc);
 
 
@@ -40,8 +42,9 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
 #if (NGX_SSL)
     /*
      * A panel over "listen ... ssl": nginx's SSL buffer would hold frames
-     * until 16k gathered (nothing here marks a flush); every frame goes
-     * out when it is written instead, as the queue counts it sent.
+     * until 16k gathered (nothing here marks a flush).  conn_tls.c gathers
+     * the frames of a pass into one record itself and writes it at once,
+     * so the queue counts sent only what is in the socket.
      */
     if (c->ssl) {
         c->ssl->buffer = 0;
@@ -63,6 +66,7 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->q_count = 0;
     wc->queued_bytes = 0;
     wc->sent_bytes = 0;
+    wc->tls_held = 0;
     wc->open = 1;
     wc->close_sent = 0;
     wc->close_received = 0;
@@ -506,7 +510,7 @@ ngx_http_amonitor_conn_answer(
 ngx_int_t
 ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
 {
-    u_char                    *start;
+    size_t                     sent, want;
     ngx_uint_t                 i, n;
     ngx_buf_t                  bufs[NGX_HTTP_AMONITOR_IOVS];
     ngx_chain_t                cls[NGX_HTTP_AMONITOR_IOVS], *cl;
@@ -521,6 +525,17 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
             return ngx_handle_write_event(c->write, 0);
         }
 
+#if (NGX_SSL)
+        if (c->ssl) {
+            /* the frames of the pass in one record (conn_tls.c) */
+            switch (ngx_http_amonitor_conn_send_tls(wc, &sent)) {
+            case NGX_ERROR: return NGX_ERROR;
+            case NGX_AGAIN: return ngx_handle_write_event(c->write, 0);
+            default: ngx_http_amonitor_conn_sent(wc, sent); continue;
+            }
+        }
+#endif
+
         if (wc->q_count == 1) {
             /* the usual case at moderate rates: send(), not writev() */
             if (ngx_http_amonitor_conn_send_one(wc) == NGX_ERROR) {
@@ -533,6 +548,7 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
         /* up to NGX_HTTP_AMONITOR_IOVS frames in one writev */
 
         n = ngx_min(wc->q_count, NGX_HTTP_AMONITOR_IOVS);
+        want = 0;
 
         for (i = 0; i < n; i++) {
             qi = &wc->q[(wc->q_head + i) % wc->q_cap];
@@ -543,6 +559,7 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
             bufs[i].start = bufs[i].pos;
             bufs[i].end = bufs[i].last;
             bufs[i].memory = 1;
+            want += bufs[i].last - bufs[i].pos;
 
             cls[i].buf = &bufs[i];
             cls[i].next = (i + 1 < n) ? &cls[i + 1] : NULL;
@@ -555,25 +572,15 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
             return NGX_ERROR;
         }
 
+        sent = 0;
+
         for (i = 0; i < n; i++) {
-            qi = &wc->q[wc->q_head];
-            start = qi->msg->data + qi->sent;
-
-            qi->sent += bufs[i].pos - start;
-
-            if (qi->sent < qi->msg->len) {
-                break;
-            }
-
-            wc->sent_bytes += qi->msg->len;
-            ngx_http_amonitor_msg_release(wc->frames, qi->msg);
-            qi->msg = NULL;
-
-            wc->q_head = (wc->q_head + 1) % wc->q_cap;
-            wc->q_count--;
+            sent += bufs[i].pos - bufs[i].start;
         }
 
-        if (i < n) {
+        ngx_http_amonitor_conn_sent(wc, sent);
+
+        if (sent < want) {
             /* the socket is full: wait until it drains */
             return ngx_handle_write_event(c->write, 0);
         }
@@ -623,20 +630,37 @@ ngx_http_amonitor_conn_send_one(ngx_http_amonitor_conn_t *wc)
         return NGX_AGAIN;
     }
 
-    qi->sent += n;
+    ngx_http_amonitor_conn_sent(wc, n);
 
-    if (qi->sent < qi->msg->len) {
-        return NGX_AGAIN;
+    return wc->q_count && wc->q[wc->q_head].sent ? NGX_AGAIN : NGX_OK;
+}
+
+
+/* "n" bytes from the head of the queue are out: done frames are freed */
+static void
+ngx_http_amonitor_conn_sent(ngx_http_amonitor_conn_t *wc, size_t n)
+{
+    size_t                     size;
+    ngx_http_amonitor_qitem_t *qi;
+
+    while (n) {
+        qi = &wc->q[wc->q_head];
+        size = ngx_min(n, qi->msg->len - qi->sent);
+
+        qi->sent += size;
+        n -= size;
+
+        if (qi->sent < qi->msg->len) {
+            return;
+        }
+
+        wc->sent_bytes += qi->msg->len;
+        ngx_http_amonitor_msg_release(wc->frames, qi->msg);
+        qi->msg = NULL;
+
+        wc->q_head = (wc->q_head + 1) % wc->q_cap;
+        wc->q_count--;
     }
-
-    wc->sent_bytes += qi->msg->len;
-    ngx_http_amonitor_msg_release(wc->frames, qi->msg);
-    qi->msg = NULL;
-
-    wc->q_head = (wc->q_head + 1) % wc->q_cap;
-    wc->q_count--;
-
-    return NGX_OK;
 }
 
 
@@ -651,8 +675,16 @@ ngx_http_amonitor_conn_discard(ngx_http_amonitor_conn_t *wc)
         return;
     }
 
+    /*
+     * A frame begun stays, and over TLS every frame an unfinished
+     * SSL_write() took: OpenSSL wants those bytes again (conn_tls.c).
+     */
     qi = &wc->q[wc->q_head];
-    keep = qi->sent ? 1 : 0;
+    keep = ngx_http_amonitor_conn_tls_kept(wc);
+
+    if (keep == 0 && qi->sent) {
+        keep = 1;
+    }
 
     for (i = keep; i < wc->q_count; i++) {
         qi = &wc->q[(wc->q_head + i) % wc->q_cap];

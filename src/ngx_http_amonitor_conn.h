@@ -25,6 +25,7 @@
 #define NGX_HTTP_AMONITOR_RESERVED_Q 64 /* for acks and errors */
 #define NGX_HTTP_AMONITOR_READS      8 /* reads per event */
 #define NGX_HTTP_AMONITOR_IOVS       64 /* frames per send_chain */
+#define NGX_HTTP_AMONITOR_TLS_RECORD 16384 /* the most one TLS record holds */
 /*
  * a ring larger than this is freed once empty: a queue of IOVS frames is
  * written at once (conn_send), so steady traffic does not need more
@@ -56,6 +57,7 @@ typedef struct {
 typedef struct {
     u_char           *rbuf;
     size_t            rbuf_size;
+    u_char           *tbuf; /* TLS_RECORD bytes: frames gathered for TLS */
     ngx_queue_t       cache;
     ngx_uint_t        cached;
     size_t            max_message;
@@ -105,6 +107,8 @@ struct ngx_http_amonitor_conn_s {
     ngx_uint_t                 q_count;
     uint64_t                   queued_bytes;
     uint64_t                   sent_bytes;
+    size_t                     tls_held; /* bytes an unfinished SSL_write()
+                                            has taken from the queue */
 
     ngx_event_t ping;
     ngx_msec_t  last_rx;
@@ -162,6 +166,11 @@ void ngx_http_amonitor_conn_start_ping(
     ngx_http_amonitor_conn_t *wc, ngx_msec_t interval);
 ngx_int_t ngx_http_amonitor_conn_over(
     ngx_http_amonitor_conn_t *wc, size_t len, ngx_uint_t priority);
+#if (NGX_SSL)
+ngx_int_t ngx_http_amonitor_conn_send_tls(
+    ngx_http_amonitor_conn_t *wc, size_t *sent);
+#endif
+ngx_uint_t ngx_http_amonitor_conn_tls_kept(ngx_http_amonitor_conn_t *wc);
 
 
 /*

@@ -1,0 +1,89 @@
+/*
+ * Copyright (C) AMonitor authors
+ *
+ * A connection's queued frames over TLS.  Each SSL_write() is at least one
+ * record and one write() to the socket, so the frames queued since the
+ * last write are gathered into one record (up to 16k) instead of being
+ * written one by one.
+ *
+ * OpenSSL's rule for a write that could not finish (it keeps the record
+ * it encrypted, part of which may be on the wire already) is that the
+ * next SSL_write() passes the same buffer, with at least as many bytes.
+ * The worker's one gather buffer is the same buffer every time; the bytes
+ * the unfinished write took stay at the head of the queue until it
+ * finishes (conn_discard keeps their frames), so gathering again puts
+ * them back at its start.  Calls nothing in conn.c, which calls it.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_amonitor_conn.h"
+
+
+#if (NGX_SSL)
+
+/*
+ * One record of what is queued.  NGX_OK with *sent bytes written,
+ * NGX_AGAIN (the socket is full), or NGX_ERROR.
+ */
+ngx_int_t
+ngx_http_amonitor_conn_send_tls(ngx_http_amonitor_conn_t *wc, size_t *sent)
+{
+    u_char                    *buf, *last, *end;
+    size_t                     size;
+    ssize_t                    n;
+    ngx_uint_t                 i;
+    ngx_connection_t          *c;
+    ngx_http_amonitor_qitem_t *qi;
+
+    c = wc->connection;
+    buf = wc->frames->tbuf;
+    end = buf + NGX_HTTP_AMONITOR_TLS_RECORD;
+    last = buf;
+
+    for (i = 0; i < wc->q_count && last < end; i++) {
+        qi = &wc->q[(wc->q_head + i) % wc->q_cap];
+        size = ngx_min(qi->msg->len - qi->sent, (size_t) (end - last));
+        last = ngx_cpymem(last, qi->msg->data + qi->sent, size);
+    }
+
+    n = c->send(c, buf, last - buf);
+
+    if (n == NGX_ERROR) {
+        c->error = 1;
+        return NGX_ERROR;
+    }
+
+    if (n == NGX_AGAIN) {
+        wc->tls_held = last - buf;
+        return NGX_AGAIN;
+    }
+
+    wc->tls_held = 0;
+    *sent = n;
+
+    return NGX_OK;
+}
+
+#endif
+
+
+/* how many frames at the head an unfinished SSL_write() holds */
+ngx_uint_t
+ngx_http_amonitor_conn_tls_kept(ngx_http_amonitor_conn_t *wc)
+{
+    size_t                     held, size;
+    ngx_uint_t                 i;
+    ngx_http_amonitor_qitem_t *qi;
+
+    held = wc->tls_held;
+
+    for (i = 0; held && i < wc->q_count; i++) {
+        qi = &wc->q[(wc->q_head + i) % wc->q_cap];
+        size = qi->msg->len - qi->sent;
+        held -= ngx_min(held, size);
+    }
+
+    return i;
+}
