@@ -310,6 +310,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_http_amonitor_counters_t  *counters;
     ngx_http_amonitor_frames_t     frames;
     ngx_queue_t                    panels; /* conn_t.queue */
+    ngx_queue_t                    lingering; /* closing panels: queue */
     ngx_queue_t                    upstreams;
     ngx_rbtree_t                   upstream_ids; /* upstream_t.by_id */
     ngx_rbtree_node_t              upstream_ids_sentinel;

@@ -413,8 +413,9 @@ ngx_http_amonitor_panel_linger(
     p->lingering = 1;
     p->closing = 0;
 
-    /* for the worker it is gone already */
+    /* for the worker it is gone already; its exit still closes it */
     ngx_queue_remove(&wc->queue);
+    ngx_queue_insert_tail(&p->worker->lingering, &wc->queue);
     (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
 
     if (wc->ping.timer_set) {
@@ -604,8 +605,9 @@ ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p)
 {
     p->finalized = 1;
 
+    ngx_queue_remove(&p->wc.queue);
+
     if (!p->lingering) {
-        ngx_queue_remove(&p->wc.queue);
         (void) ngx_atomic_fetch_add(&p->worker->counters->panels, -1);
     }
 
@@ -614,18 +616,29 @@ ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p)
 }
 
 
+/*
+ * The worker ends: its panels, and those still closing (their close frame
+ * not out yet, or waiting for the panel's answer), which nginx would
+ * otherwise find open at the exit of a worker that was shutting down
+ * ("open socket left", when a stop follows a reload within the wait).
+ */
 void
 ngx_http_amonitor_panel_close_all(ngx_http_amonitor_worker_t *w)
 {
-    ngx_queue_t               *q;
+    ngx_queue_t               *q, *list;
+    ngx_uint_t                 i;
     ngx_http_amonitor_conn_t  *wc;
     ngx_http_amonitor_panel_t *p;
 
-    while (!ngx_queue_empty(&w->panels)) {
-        q = ngx_queue_head(&w->panels);
-        wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
-        p = wc->data;
-        p->at_exit = 1;
-        ngx_http_amonitor_panel_close(p);
+    for (i = 0; i < 2; i++) {
+        list = (i == 0) ? &w->panels : &w->lingering;
+
+        while (!ngx_queue_empty(list)) {
+            q = ngx_queue_head(list);
+            wc = ngx_queue_data(q, ngx_http_amonitor_conn_t, queue);
+            p = wc->data;
+            p->at_exit = 1;
+            ngx_http_amonitor_panel_close(p);
+        }
     }
 }

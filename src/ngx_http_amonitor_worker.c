@@ -34,6 +34,7 @@ ngx_http_amonitor_worker_init(
     w->amcf = amcf;
 
     ngx_queue_init(&w->panels);
+    ngx_queue_init(&w->lingering);
     ngx_queue_init(&w->upstreams);
     ngx_queue_init(&w->queries);
 

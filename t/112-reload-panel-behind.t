@@ -4,7 +4,8 @@
 # closing it with the end of a frame and no close frame (1006 for the
 # panel), so a panel that reads again gets the 1012 that tells it to
 # reconnect; then the old worker exits.  A panel that never reads does
-# not hold the exit for longer than that.
+# not hold the exit for longer than that, and a stop within the wait
+# closes it too.
 
 use strict;
 use warnings;
@@ -87,5 +88,22 @@ my $took = time - $t0;
 cmp_ok($took, '<', tscale(3) + 2,
     sprintf('within the 3 s it waits for a panel that never reads '
         . '(%.2f s)', $took));
+
+# A stop (TERM) within that wait: the old worker closes at its exit the
+# panels it still waits for.  Before, they were left to the end of the
+# process, and nginx said so: "open socket #N left in connection N" and
+# "aborting" ([alert] lines, which fail this test's log check).
+my ($late, $r4) = slow_panel($t->port(0), '/ws/panel');
+ok($late, 'another panel that will read late') or diag($r4);
+sleep_loop(0.3);
+$sdk->emit_event('fill', $pad) for 1 .. 3000;
+sleep_loop(1);
+my $master = $t->master_pid;
+ok($t->reload, 'reload again');
+kill 'TERM', $master;
+ok(wait_for(sub { !kill 0, $master }, tscale(5)),
+    'a stop right after it ends nginx');
+no_error_log(qr/open socket|aborting/,
+    'no socket of a panel still closing is left open at the exit');
 
 done_testing();
