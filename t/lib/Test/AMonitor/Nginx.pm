@@ -436,20 +436,22 @@ sub _kill_all {
     $self->{running} = 0;
 }
 
-# graceful stop (QUIT); TERM and then KILL if nginx does not exit within
-# stop_timeout.  A forced stop is recorded as a problem, which fails the
-# final check.  Returns true when nginx exited on QUIT.
+# graceful stop (QUIT, or signal => 'TERM' for nginx's fast stop); TERM
+# and then KILL if nginx does not exit within stop_timeout.  A forced stop
+# is recorded as a problem, which fails the final check.  Returns true
+# when nginx exited on the first signal.
 sub stop {
     my ($self, %opt) = @_;
-    my ($pid, @kids, $ok, $timeout);
+    my ($pid, @kids, $ok, $timeout, $sig);
 
     return 1 unless $self->{running};
     $pid = $self->{pid};
     @kids = $self->child_pids;
     $timeout = $opt{timeout} // $self->{stop_timeout};
 
-    note_verbose("stopping nginx $pid (QUIT)");
-    kill 'QUIT', $pid;
+    $sig = $opt{signal} // 'QUIT';
+    note_verbose("stopping nginx $pid ($sig)");
+    kill $sig, $pid;
     $ok = wait_for(sub {
         if ($self->{child} && waitpid($self->{child}, WNOHANG) > 0) {
             $self->{child_status} = $?;
@@ -460,7 +462,7 @@ sub stop {
 
     if (!$ok) {
         $self->problem("nginx (pid $pid) did not exit within ${timeout}s"
-            . " of QUIT");
+            . " of $sig");
         kill 'TERM', $pid;
         wait_for(sub { !alive($pid) }, 5);
         $self->_kill_all;
