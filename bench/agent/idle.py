@@ -9,6 +9,10 @@
 # connection of each kind.
 #
 #   python3 bench/agent/idle.py [--n 1000] [--module build/nginx/...so]
+#                               [--tls]
+#
+# --tls: the panels over "listen ... ssl" and the targets over wss://
+# (certificates made for the run with scripts/tls-certs.sh).
 #
 # Prints "KIND rss_bytes_per_conn pss_bytes_per_conn" for: sdk (what an
 # open SDK connection adds to its target), sdk_with_target (the target
@@ -21,6 +25,7 @@ import hashlib
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -101,8 +106,8 @@ async def sdk_conn(reader, writer, state):
     writer.close()
 
 
-async def panel(port, i, panels):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def panel(port, i, panels, tls=None):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     key = base64.b64encode(os.urandom(16))
     writer.write(b"GET /ws/panel HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -157,14 +162,31 @@ async def main():
     ap.add_argument("--settle", type=float, default=3.0)
     ap.add_argument("--batch", type=int, default=100,
                     help="panels that connect at the same time")
+    ap.add_argument("--tls", action="store_true",
+                    help="panels over TLS, targets over wss://")
     a = ap.parse_args()
     if a.sdks < 0:
         a.sdks = a.n
 
     prefix = tempfile.mkdtemp(prefix="amon-idle-")
     sdk_port, http_port = free_port(), free_port()
-    targets = "".join("    amonitor_target t%d ws://127.0.0.1:%d/t%d;\n"
-                      % (i, sdk_port, i) for i in range(a.sdks))
+    scheme, listen, sdk_tls, panel_tls = "ws", "", None, None
+    if a.tls:
+        certs = prefix + "/certs"
+        subprocess.run(["bash", os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "../../scripts/tls-certs.sh"),
+            certs], check=True, stdout=subprocess.DEVNULL)
+        scheme = "wss"
+        listen = (" ssl;\n        ssl_certificate %s/panel.crt;\n"
+                  "        ssl_certificate_key %s/panel.key" % (certs, certs))
+        sdk_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        sdk_tls.load_cert_chain(certs + "/sdk.crt", certs + "/sdk.key")
+        panel_tls = ssl.create_default_context(cafile=certs + "/ca.crt")
+    targets = "".join("    amonitor_target t%d %s://127.0.0.1:%d/t%d;\n"
+                      % (i, scheme, sdk_port, i) for i in range(a.sdks))
+    if a.tls:
+        targets = ("    amonitor_ssl_trusted_certificate %s/ca.crt;\n"
+                   % certs) + targets
     conf = """
 load_module %s;
 worker_processes 1;
@@ -179,11 +201,11 @@ http {
     amonitor_ping 600s;
 %s
     server {
-        listen 127.0.0.1:%d backlog=4096;
+        listen 127.0.0.1:%d backlog=4096%s;
         location = /ws/panel { amonitor_panel on; amonitor_panel_snapshot off; }
     }
 }
-""" % (os.path.abspath(a.module), prefix, prefix, targets, http_port)
+""" % (os.path.abspath(a.module), prefix, prefix, targets, http_port, listen)
     with open(prefix + "/nginx.conf", "w") as f:
         f.write(conf)
     os.makedirs(prefix + "/logs", exist_ok=True)
@@ -206,7 +228,7 @@ http {
         state = {"open": 0}
         server = await asyncio.start_server(
             lambda r, wr: sdk_conn(r, wr, state), "127.0.0.1", sdk_port,
-            backlog=4096)
+            backlog=4096, ssl=sdk_tls)
         t0 = time.time()
         while state["open"] < a.sdks and time.time() - t0 < 60:
             await asyncio.sleep(0.2)
@@ -222,7 +244,7 @@ http {
         half = a.n // 2
         for lo, hi in ((0, half), (half, a.n)):
             for i in range(lo, hi, a.batch):
-                await asyncio.gather(*(panel(http_port, j, panels)
+                await asyncio.gather(*(panel(http_port, j, panels, panel_tls)
                                        for j in range(i, min(hi, i + a.batch))))
             if lo == 0:
                 dr = asyncio.ensure_future(drain(panels))
