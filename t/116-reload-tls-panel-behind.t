@@ -23,13 +23,17 @@ my $dir = $t->prefix . '/pki';
 my $out = `bash '$FindBin::Bin/../scripts/tls-certs.sh' '$dir' 2>&1`;
 die "tls-certs.sh: $out" if $?;
 
+# the SDK over wss:// too: the agent's close frame to it at the reload
+# goes through the same TLS writes
 my $sdk = fake_sdk(port => $t->port(1), target_id => 'rb-tls',
-    heartbeat_interval => 0);
+    heartbeat_interval => 0,
+    tls => { cert => "$dir/sdk.crt", key => "$dir/sdk.key" });
 
 $t->write_config(
     http_config => <<"EOC",
     amonitor_zone amon 1m;
-    amonitor_target rb-tls ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_ssl_trusted_certificate $dir/ca.crt;
+    amonitor_target rb-tls wss://127.0.0.1:%%PORT_1%%/;
     amonitor_send_queue 4096;
     amonitor_connection_buffer_limit 64m;
     amonitor_ping 0;
@@ -92,6 +96,9 @@ cmp_ok($n, '>', 100, 'it got the events queued for it before its 1012');
 
 ok(wait_for(sub { !grep { kill 0, $_ } @old }, tscale(5)),
     'the old worker exits');
+ok(wait_for(sub { $sdk->accepted >= 2 && $sdk->connections == 1 },
+    tscale(5)), 'the new worker has dialed the SDK over TLS, the old '
+    . 'connection is closed');
 no_error_log(qr/SSL_write\(\) failed/,
     'no SSL_write() failed (a retry with other bytes than OpenSSL kept)');
 
