@@ -632,7 +632,7 @@ ngx_http_amonitor_conn_send_one(ngx_http_amonitor_conn_t *wc)
 
     ngx_http_amonitor_conn_sent(wc, n);
 
-    return wc->q_count && wc->q[wc->q_head].sent ? NGX_AGAIN : NGX_OK;
+    return NGX_OK;
 }
 
 

@@ -525,11 +525,11 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
 #endif
 
     if (tls) {
-        /* no half-close in TLS: the socket stays open (above) */
-        if (c->buffered) {
-            return NGX_DECLINED;
-        }
-
+        /*
+         * no half-close in TLS: the socket stays open (above); nothing of
+         * ours waits in nginx's SSL buffer (conn_tls.c writes records
+         * itself, and q_count counts what an unfinished write holds)
+         */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
             "amonitor panel #%ui awaits the close frame", wc->id);
 
