@@ -66,6 +66,23 @@ ngx_http_amonitor_conn_send_tls(ngx_http_amonitor_conn_t *wc, size_t *sent)
     return NGX_OK;
 }
 
+
+/*
+ * A connection that has read all there was gives OpenSSL's read buffer
+ * (about 16.5k) back.  SSL_MODE_RELEASE_BUFFERS frees it after a read
+ * that finds nothing, but a client keeps it after the TLS 1.3 session
+ * tickets a server sends once its handshake is done: every idle wss://
+ * connection held one.  SSL_free_buffers() declines while a record is
+ * half read, unread data is buffered, or a write is unfinished.
+ */
+void
+ngx_http_amonitor_conn_tls_idle(ngx_connection_t *c)
+{
+    if (c->ssl && !c->read->ready) {
+        (void) SSL_free_buffers(c->ssl->connection);
+    }
+}
+
 #endif
 
 

@@ -352,7 +352,13 @@ ngx_http_amonitor_upstream_opened(
 
     if (c->read->ready) {
         ngx_post_event(c->read, &ngx_posted_events);
+        return;
     }
+
+#if (NGX_SSL)
+    /* the session tickets came with the response */
+    ngx_http_amonitor_conn_tls_idle(c);
+#endif
 }
 
 
