@@ -276,8 +276,8 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
      * the zone): a repeat of the msg_id, wherever it is sent, after the
      * ack says "done", never "pending".
      */
-    w->store->finish(
-        w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
+    w->store->finish(w->store, &a->sn.str, (uint32_t) a->sn.node.key,
+        NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
 
     if (rc == NGX_OK) {
         ngx_http_amonitor_query_answer_stored(
@@ -351,8 +351,8 @@ ngx_http_amonitor_action_keep(
         &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
 
     if (result.len) {
-        w->store->finish(
-            w->store, &a->sn.str, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
+        w->store->finish(w->store, &a->sn.str, (uint32_t) a->sn.node.key,
+            NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
     }
 }
 

@@ -187,9 +187,9 @@ ngx_int_t ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
 ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_new(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash);
 ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id);
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash);
 void ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec);
 void ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec);
 ngx_int_t ngx_http_amonitor_redis_stored(ngx_http_amonitor_store_t *st,

@@ -103,8 +103,8 @@ static void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claims_setup(
     ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data);
+    ngx_str_t *msg_id, uint32_t hash, ngx_http_amonitor_claim_e *state,
+    ngx_str_t *result, ngx_http_amonitor_claim_pt handler, void *data);
 static ngx_int_t ngx_http_amonitor_redis_claim_send(
     ngx_http_amonitor_redis_rec_t *rec);
 static ngx_int_t ngx_http_amonitor_redis_claims_send(
@@ -121,7 +121,8 @@ static void ngx_http_amonitor_redis_taken(
 static void ngx_http_amonitor_redis_claimed(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+    ngx_str_t *msg_id, uint32_t hash, ngx_http_amonitor_claim_e state,
+    ngx_str_t *result);
 static void ngx_http_amonitor_redis_release(
     ngx_http_amonitor_store_t *st, ngx_str_t *msg_id);
 static void ngx_http_amonitor_redis_end(
@@ -253,7 +254,7 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 
 static ngx_int_t
 ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    uint32_t hash, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data)
 {
     ngx_http_amonitor_redis_t *ctx = st->data;
@@ -261,7 +262,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_redis_rec_t *rec;
 
     /* a claim of this worker: what it knows is the truth */
-    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id, hash);
     if (rec) {
         return ngx_http_amonitor_redis_known(rec, state, result);
     }
@@ -283,7 +284,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         return NGX_BUSY;
     }
 
-    rec = ngx_http_amonitor_redis_rec_new(ctx, msg_id);
+    rec = ngx_http_amonitor_redis_rec_new(ctx, msg_id, hash);
     if (rec == NULL) {
         return NGX_ERROR;
     }
@@ -475,14 +476,14 @@ ngx_http_amonitor_redis_claimed(
 
 static void
 ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e state, ngx_str_t *result)
+    uint32_t hash, ngx_http_amonitor_claim_e state, ngx_str_t *result)
 {
     ngx_http_amonitor_redis_t *ctx = st->data;
 
     u_char                        *p;
     ngx_http_amonitor_redis_rec_t *rec;
 
-    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id, hash);
 
     if (rec == NULL || rec->state != NGX_HTTP_AMONITOR_REC_HELD) {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
@@ -520,7 +521,8 @@ ngx_http_amonitor_redis_release(
 
     ngx_http_amonitor_redis_rec_t *rec;
 
-    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    rec = ngx_http_amonitor_redis_rec_find(
+        ctx, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 
     if (rec && rec->state == NGX_HTTP_AMONITOR_REC_HELD) {
         ngx_http_amonitor_redis_end(rec, NGX_HTTP_AMONITOR_REC_RELEASING);

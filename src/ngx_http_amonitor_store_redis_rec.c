@@ -106,10 +106,10 @@ ngx_http_amonitor_redis_recs_exit(
 }
 
 
-/* a record for a new claim, in the index */
+/* a record for a new claim of "msg_id" (of "hash"), in the index */
 ngx_http_amonitor_redis_rec_t *
 ngx_http_amonitor_redis_rec_new(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash)
 {
     u_char                        *p;
     size_t                         cap;
@@ -152,7 +152,7 @@ ngx_http_amonitor_redis_rec_new(
 
     rec->ctx = ctx;
     rec->state = NGX_HTTP_AMONITOR_REC_CLAIMING;
-    rec->hash = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
+    rec->hash = hash;
 
     slot = &ctx->index[rec->hash & ctx->index_mask];
     rec->next = *slot;
@@ -168,12 +168,9 @@ ngx_http_amonitor_redis_rec_new(
 
 ngx_http_amonitor_redis_rec_t *
 ngx_http_amonitor_redis_rec_find(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id)
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash)
 {
-    uint32_t                       hash;
     ngx_http_amonitor_redis_rec_t *rec;
-
-    hash = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
 
     for (rec = ctx->index[hash & ctx->index_mask]; rec; rec = rec->next) {
         if (rec->hash == hash && rec->msg_id.len == msg_id->len
@@ -223,7 +220,8 @@ ngx_http_amonitor_redis_stored(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     ngx_http_amonitor_redis_rec_t *rec;
 
-    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    rec = ngx_http_amonitor_redis_rec_find(
+        ctx, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 
     if (rec == NULL || rec->state != NGX_HTTP_AMONITOR_REC_FINISHING
         || !ctx->ready || rec->stored) {
@@ -430,7 +428,8 @@ ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_redis_rec_t   *rec;
     ngx_http_amonitor_redis_query_t *q;
 
-    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id);
+    rec = ngx_http_amonitor_redis_rec_find(
+        ctx, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
     if (rec) {
         return ngx_http_amonitor_redis_known(rec, state, result);
     }

@@ -86,10 +86,11 @@ static void ngx_http_amonitor_shm_delete(
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_alloc(
     ngx_http_amonitor_shm_t *ctx, size_t size, ngx_uint_t *evicted);
 static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data);
+    ngx_str_t *msg_id, uint32_t hash, ngx_http_amonitor_claim_e *state,
+    ngx_str_t *result, ngx_http_amonitor_claim_pt handler, void *data);
 static void      ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
-         ngx_str_t *msg_id, ngx_http_amonitor_claim_e state, ngx_str_t *result);
+         ngx_str_t *msg_id, uint32_t hash, ngx_http_amonitor_claim_e state,
+         ngx_str_t *result);
 static ngx_int_t ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
@@ -583,16 +584,14 @@ ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
 
 static ngx_int_t
 ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    uint32_t hash, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data)
 {
     ngx_http_amonitor_shm_t *ctx = st->data;
 
-    uint32_t                  hash;
     ngx_uint_t                evicted;
     ngx_http_amonitor_node_t *an, *added;
 
-    hash = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
     evicted = 0;
     added = NULL;
 
@@ -667,17 +666,15 @@ ngx_http_amonitor_shm_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
 static void
 ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e state, ngx_str_t *result)
+    uint32_t hash, ngx_http_amonitor_claim_e state, ngx_str_t *result)
 {
     ngx_http_amonitor_shm_t *ctx = st->data;
 
-    uint32_t                  hash;
     ngx_str_t                 r;
     ngx_msec_t                expire;
     ngx_uint_t                evicted;
     ngx_http_amonitor_node_t *an, *old;
 
-    hash = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
     evicted = 0;
 
     /* a result too long to keep is left out, the state is kept */
