@@ -178,7 +178,7 @@ ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc)
     }
 
 #if (NGX_SSL)
-    ngx_http_amonitor_conn_tls_idle(c);
+    ngx_http_amonitor_conn_tls_idle(wc);
 #endif
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {

@@ -169,7 +169,7 @@ ngx_int_t ngx_http_amonitor_conn_over(
 #if (NGX_SSL)
 ngx_int_t ngx_http_amonitor_conn_send_tls(
     ngx_http_amonitor_conn_t *wc, size_t *sent);
-void ngx_http_amonitor_conn_tls_idle(ngx_connection_t *c);
+void ngx_http_amonitor_conn_tls_idle(ngx_http_amonitor_conn_t *wc);
 #endif
 ngx_uint_t ngx_http_amonitor_conn_tls_kept(ngx_http_amonitor_conn_t *wc);
 

@@ -357,7 +357,7 @@ ngx_http_amonitor_upstream_opened(
 
 #if (NGX_SSL)
     /* the session tickets came with the response */
-    ngx_http_amonitor_conn_tls_idle(c);
+    ngx_http_amonitor_conn_tls_idle(&u->wc);
 #endif
 }
 
