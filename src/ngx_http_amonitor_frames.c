@@ -20,7 +20,7 @@
 
 #define NGX_HTTP_AMONITOR_MSG_CACHE 256 /* free small buffers */
 #define NGX_HTTP_AMONITOR_MSG_SMALL 4096
-#define NGX_HTTP_AMONITOR_RANDOM    512 /* bytes drawn at a time */
+#define NGX_HTTP_AMONITOR_RANDOM    4096 /* bytes drawn at a time */
 #define NGX_HTTP_AMONITOR_TRIM      1000 /* ms after the first release */
 
 

@@ -2,11 +2,15 @@
  * Copyright (C) AMonitor authors
  *
  * Strict RFC 8259 JSON scanner: an iterative state machine over the text
- * with an explicit container stack, a word-at-a-time fast path for plain
+ * with an explicit container stack, a 16- or 8-byte fast path for plain
  * string bytes, and inline UTF-8 checks of string contents.
  */
 
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "amon_json.h"
 
@@ -106,6 +110,31 @@ amon_json_string(
     const unsigned char *r;
 
     for (;;) {
+#if defined(__SSE2__)
+        /*
+         * Sixteen bytes at a time: a quote, a backslash, or (one signed
+         * comparison) a control character or a non-ASCII byte.
+         */
+        while (end - p >= 16) {
+            __m128i  v;
+            unsigned bits;
+
+            v = _mm_loadu_si128((const __m128i *) p);
+            bits = (unsigned) _mm_movemask_epi8(
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                 _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                    _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))));
+
+            if (bits == 0) {
+                p += 16;
+                continue;
+            }
+
+            p += __builtin_ctz(bits);
+            goto special;
+        }
+#endif
+
         while (end - p >= 8) {
             memcpy(&w, p, 8);
             m = amon_json_special(w) & AMON_JSON_HIGHS;
@@ -133,6 +162,10 @@ amon_json_string(
         if (p == end) {
             return NULL;
         }
+
+#if defined(__SSE2__)
+    special:
+#endif
 
         switch (amon_json_cls[*p]) {
 
