@@ -302,33 +302,41 @@ test_depth(void **state)
 
 /*
  * Every byte as the only content of a string, behind every offset into
- * an 8-byte word, so that the word-at-a-time path and the byte path both
- * see it.
+ * a 16-byte block and an 8-byte word, with a short and a long rest of
+ * the string after it, so that the 16-byte path (x86-64), the
+ * word-at-a-time path and the byte path all see it in every position.
  */
 static void
 test_string_bytes(void **state)
 {
     int           want;
-    unsigned      c, off;
-    unsigned char buf[32];
+    unsigned      c, off, t, tail;
+    unsigned char buf[80];
+
+    static const unsigned tails[] = {9, 24};
 
     (void) state;
 
-    for (off = 0; off < 17; off++) {
-        for (c = 0; c < 256; c++) {
-            buf[0] = '"';
-            memset(buf + 1, 'a', off);
-            buf[1 + off] = (unsigned char) c;
-            memset(buf + 2 + off, 'x', 9);
-            buf[11 + off] = '"';
+    for (t = 0; t < 2; t++) {
+        tail = tails[t];
 
-            /* a backslash is followed by 'x': an invalid escape */
-            want = (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
-                ? AMON_OK
-                : AMON_EJSON;
+        for (off = 0; off < 41; off++) {
+            for (c = 0; c < 256; c++) {
+                buf[0] = '"';
+                memset(buf + 1, 'a', off);
+                buf[1 + off] = (unsigned char) c;
+                memset(buf + 2 + off, 'x', tail);
+                buf[2 + off + tail] = '"';
 
-            if (scan_exact(buf, 12 + off, 32) != want) {
-                fail_msg("byte 0x%02x at offset %u", c, off);
+                /* a backslash is followed by 'x': an invalid escape */
+                want = (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
+                    ? AMON_OK
+                    : AMON_EJSON;
+
+                if (scan_exact(buf, 3 + off + tail, 32) != want) {
+                    fail_msg(
+                        "byte 0x%02x at offset %u, %u after", c, off, tail);
+                }
             }
         }
     }
@@ -341,7 +349,7 @@ test_string_utf8_cross(void **state)
 {
     int           want, got;
     unsigned      a, b, c, lead[] = {0xe0, 0xe1, 0xed, 0xef, 0xf0, 0xf4};
-    unsigned char buf[16], s[4];
+    unsigned char buf[16], long_buf[40], s[4];
     size_t        i;
 
     (void) state;
@@ -363,6 +371,19 @@ test_string_utf8_cross(void **state)
 
             if (got != want) {
                 fail_msg("%02x %02x: got %d", a, b, got);
+            }
+
+            /* the same pair inside a long string: the 16-byte path finds it */
+            long_buf[0] = '"';
+            memset(long_buf + 1, 'a', 17);
+            memcpy(long_buf + 18, s, 2);
+            memset(long_buf + 20, 'b', 17);
+            long_buf[37] = '"';
+
+            got = scan_exact(long_buf, 38, 32);
+
+            if (got != want) {
+                fail_msg("%02x %02x in a long string: got %d", a, b, got);
             }
         }
     }
