@@ -97,6 +97,64 @@ amon_json_special(uint64_t w)
 
 
 /*
+ * Skip plain string bytes: returns the first byte that is a quote, a
+ * backslash, a control character or non-ASCII, or a point fewer than
+ * eight bytes before the end from which the caller goes byte by byte.
+ */
+static inline const unsigned char *
+amon_json_plain(const unsigned char *p, const unsigned char *end)
+{
+    uint64_t w, m;
+#if defined(__SSE2__)
+    __m128i  v;
+    unsigned bits;
+
+    /* sixteen at a time: control and non-ASCII bytes in one signed test */
+    while (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+        bits = (unsigned) _mm_movemask_epi8(
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))));
+
+        if (bits) {
+            return p + __builtin_ctz(bits);
+        }
+
+        p += 16;
+    }
+#endif
+
+    while (end - p >= 8) {
+        memcpy(&w, p, 8);
+        m = amon_json_special(w) & AMON_JSON_HIGHS;
+
+        if (m == 0) {
+            p += 8;
+            continue;
+        }
+
+        /*
+         * The lowest flagged byte is always a real one (a borrow only
+         * flags bytes above it): go straight to it.
+         */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) \
+    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        return p + (__builtin_ctzll(m) >> 3);
+#else
+        while (amon_json_cls[*p] == AMON_JSON_C_PLAIN) {
+            p++;
+        }
+
+        return p;
+#endif
+    }
+
+    return p;
+}
+
+
+/*
  * Scan a string whose opening quote is at p[-1].  Returns the byte after
  * the closing quote, or NULL when the string is invalid or unterminated.
  */
@@ -104,68 +162,16 @@ static const unsigned char *
 amon_json_string(
     const unsigned char *p, const unsigned char *end, unsigned *escaped)
 {
-    uint64_t             w, m;
     unsigned char        lo, hi;
     unsigned             need;
     const unsigned char *r;
 
     for (;;) {
-#if defined(__SSE2__)
-        /*
-         * Sixteen bytes at a time: a quote, a backslash, or (one signed
-         * comparison) a control character or a non-ASCII byte.
-         */
-        while (end - p >= 16) {
-            __m128i  v;
-            unsigned bits;
-
-            v = _mm_loadu_si128((const __m128i *) p);
-            bits = (unsigned) _mm_movemask_epi8(
-                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                 _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                    _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))));
-
-            if (bits == 0) {
-                p += 16;
-                continue;
-            }
-
-            p += __builtin_ctz(bits);
-            goto special;
-        }
-#endif
-
-        while (end - p >= 8) {
-            memcpy(&w, p, 8);
-            m = amon_json_special(w) & AMON_JSON_HIGHS;
-
-            if (m == 0) {
-                p += 8;
-                continue;
-            }
-
-            /*
-             * The lowest flagged byte is always a real one (a borrow only
-             * flags bytes above it): go straight to it.
-             */
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) \
-    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            p += __builtin_ctzll(m) >> 3;
-#else
-            while (amon_json_cls[*p] == AMON_JSON_C_PLAIN) {
-                p++;
-            }
-#endif
-            break;
-        }
+        p = amon_json_plain(p, end);
 
         if (p == end) {
             return NULL;
         }
-
-#if defined(__SSE2__)
-    special:
-#endif
 
         switch (amon_json_cls[*p]) {
 
