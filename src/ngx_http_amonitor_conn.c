@@ -49,6 +49,8 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     if (c->ssl) {
         c->ssl->buffer = 0;
     }
+
+    wc->tls = (c->ssl != NULL);
 #endif
 
     /*
@@ -67,6 +69,7 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->queued_bytes = 0;
     wc->sent_bytes = 0;
     wc->tls_held = 0;
+    wc->pass = 0;
     wc->open = 1;
     wc->close_sent = 0;
     wc->close_received = 0;
@@ -256,7 +259,9 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
         switch (ev.type) {
 
         case AMON_WS_SESSION_MESSAGE:
+            wc->frames->more = (wc->rbuf_pos < wc->rbuf_last);
             wc->on_message(wc, ev.opcode, ev.data, ev.len);
+            wc->frames->more = 0;
 
             if (wc->closed || wc->close_sent) {
                 return NGX_DONE;

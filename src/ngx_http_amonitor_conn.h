@@ -31,6 +31,8 @@
  * written at once (conn_send), so steady traffic does not need more
  */
 #define NGX_HTTP_AMONITOR_Q_KEEP NGX_HTTP_AMONITOR_IOVS
+/* the largest frame conn_send_now() may write at once (see there) */
+#define NGX_HTTP_AMONITOR_NOW_MAX 65536
 
 
 typedef struct ngx_http_amonitor_conn_s ngx_http_amonitor_conn_t;
@@ -67,6 +69,11 @@ typedef struct {
     size_t            buffer_limit; /* per connection, in bytes */
     ngx_atomic_t     *oversize; /* counter: closed over the limit */
     ngx_event_t       trim; /* give freed heap pages back, once a second */
+    ngx_uint_t        more; /* rbuf holds bytes after the message being
+                               handled: more frames of the same read */
+    uint32_t          pass; /* the event loop's passes with a frame sent
+                               at once (conn_send_now), counted by ... */
+    ngx_event_t       pass_end; /* ... this, posted by the first of them */
 } ngx_http_amonitor_frames_t;
 
 
@@ -82,33 +89,49 @@ typedef void (*ngx_http_amonitor_close_pt)(ngx_http_amonitor_conn_t *wc);
 
 
 struct ngx_http_amonitor_conn_s {
+    /*
+     * What a heartbeat fanned out to a panel reads, first and in 64 bytes:
+     * with a thousand panels each one is a cache miss (panels are
+     * allocated on a cache line, panel_run.c)
+     */
     ngx_connection_t           *connection;
     ngx_http_amonitor_frames_t *frames;
-    void                       *data; /* the owner: panel or upstream */
-    ngx_queue_t                 queue; /* a panel: in the worker's list */
-    ngx_uint_t                  id; /* a panel: its number, for logs */
-    ngx_uint_t                  pending; /* a panel: actions it waits for */
-    ngx_uint_t                  encoding; /* a panel: 0 (as sent), or the
-                                             opcode it chose: TEXT, BINARY */
+    ngx_http_amonitor_qitem_t  *q;
+    ngx_uint_t                  q_cap; /* allocated entries */
+    ngx_uint_t                  q_limit; /* for droppable frames */
+    ngx_uint_t                  q_count;
     void                       *seen; /* a panel: what its snapshot
                                          said (fanout.c's filter) */
-    void                       *rights; /* a panel: its token's (rights.c) */
-    void                       *sub; /* a panel: what it subscribed to */
+    uint32_t                    pass; /* frames->pass of its last frame
+                                         sent at once (conn_now.c) */
 
-    amon_ws_session_t session; /* the rules every endpoint shares */
-    size_t            rbuf_pos; /* in frames->rbuf */
-    size_t            rbuf_last;
+    unsigned client : 1; /* mask what we send */
+    unsigned open : 1;
+    unsigned close_sent : 1;
+    unsigned close_received : 1;
+    unsigned awaiting_pong : 1;
+    unsigned closed : 1;
+    unsigned over : 1; /* closed over amonitor_connection_buffer_limit */
+    unsigned tls : 1; /* c->ssl, here to spare a cache line */
+    unsigned encoding : 2; /* a panel: 0 (as sent), or the opcode it
+                              chose: TEXT, BINARY */
 
-    ngx_http_amonitor_qitem_t *q;
-    ngx_uint_t                 q_size; /* limit + reserved */
-    ngx_uint_t                 q_cap; /* allocated entries */
-    ngx_uint_t                 q_limit; /* for droppable frames */
-    ngx_uint_t                 q_head;
-    ngx_uint_t                 q_count;
-    uint64_t                   queued_bytes;
-    uint64_t                   sent_bytes;
-    size_t                     tls_held; /* bytes an unfinished SSL_write()
-                                            has taken from the queue */
+    ngx_uint_t q_head;
+    ngx_uint_t q_size; /* limit + reserved */
+    uint64_t   queued_bytes;
+    uint64_t   sent_bytes;
+    size_t     tls_held; /* bytes an unfinished SSL_write() has
+                            taken from the queue */
+
+    void       *data; /* the owner: panel or upstream */
+    ngx_queue_t queue; /* a panel: in the worker's list */
+    ngx_uint_t  id; /* a panel: its number, for logs */
+    ngx_uint_t  pending; /* a panel: actions it waits for */
+    void       *rights; /* a panel: its token's (rights.c) */
+    void       *sub; /* a panel: what it subscribed to */
+
+    size_t rbuf_pos; /* in frames->rbuf */
+    size_t rbuf_last;
 
     ngx_event_t ping;
     ngx_msec_t  last_rx;
@@ -120,13 +143,7 @@ struct ngx_http_amonitor_conn_s {
     ngx_uint_t log_level; /* for peer faults */
     ngx_uint_t peer_close; /* code the peer sent */
 
-    unsigned client : 1; /* mask what we send */
-    unsigned open : 1;
-    unsigned close_sent : 1;
-    unsigned close_received : 1;
-    unsigned awaiting_pong : 1;
-    unsigned closed : 1;
-    unsigned over : 1; /* closed over amonitor_connection_buffer_limit */
+    amon_ws_session_t session; /* the rules every endpoint shares */
 };
 
 
@@ -153,6 +170,8 @@ void      ngx_http_amonitor_conn_read(ngx_http_amonitor_conn_t *wc);
 ngx_int_t ngx_http_amonitor_conn_feed(
     ngx_http_amonitor_conn_t *wc, u_char *data, size_t len);
 ngx_int_t ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc);
+ngx_int_t ngx_http_amonitor_conn_send_now(
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_msg_t *msg);
 ngx_int_t ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
     ngx_http_amonitor_msg_t *msg, ngx_uint_t priority);
 ngx_int_t ngx_http_amonitor_conn_send_data(ngx_http_amonitor_conn_t *wc,

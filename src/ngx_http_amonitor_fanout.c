@@ -183,7 +183,7 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
         }
     }
 
-    if (ngx_http_amonitor_conn_send(wc, m, 0) == NGX_OK) {
+    if (ngx_http_amonitor_conn_send_now(wc, m) == NGX_OK) {
         return;
     }
 

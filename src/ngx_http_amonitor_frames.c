@@ -25,6 +25,7 @@
 
 
 static void ngx_http_amonitor_frames_trim(ngx_event_t *ev);
+static void ngx_http_amonitor_frames_pass_end(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -57,7 +58,23 @@ ngx_http_amonitor_frames_init(ngx_http_amonitor_frames_t *f, ngx_pool_t *pool,
     f->trim.log = pool->log;
     f->trim.cancelable = 1;
 
+    f->more = 0;
+    f->pass = 1;
+    f->pass_end.handler = ngx_http_amonitor_frames_pass_end;
+    f->pass_end.data = f;
+    f->pass_end.log = pool->log;
+
     return NGX_OK;
+}
+
+
+/* the end of a pass that sent frames at once: the next may send again */
+static void
+ngx_http_amonitor_frames_pass_end(ngx_event_t *ev)
+{
+    ngx_http_amonitor_frames_t *f = ev->data;
+
+    f->pass++;
 }
 
 
@@ -114,6 +131,10 @@ ngx_http_amonitor_frames_free(ngx_http_amonitor_frames_t *f)
 
     if (f->trim.timer_set) {
         ngx_del_timer(&f->trim);
+    }
+
+    if (f->pass_end.posted) {
+        ngx_delete_posted_event(&f->pass_end);
     }
 }
 

@@ -36,7 +36,8 @@
 # server's CPU per action.
 #
 #   MODULE       the module (default build/ngx_http_amonitor_module.so)
-#   OLD_MODULE   a second build of the module, run as "old" in the action
+#   OLD_MODULE   a second build of the module, run as "old" in the fan-out
+#                (fan100, fan1000) and action
 #                cases (e.g. before a change; "oldredis" with Redis)
 #   REDIS_SERVER redis-server binary for the Redis action case (default:
 #                from PATH; the case is left out without it)
@@ -76,6 +77,9 @@
 #   REDIS_OPTS   more parameters of amonitor_redis (e.g. claims=16384)
 #   NICE         e.g. -20: the nice value of the server, the load
 #                generator and redis-server (see prio below)
+#   PERF_EVENTS  e.g. "cycles:u,cycles:k": perf stat counts these events
+#                of the server over each measured window and prints them
+#                per delivery or action
 #   QUIET        e.g. 20: before each run, wait until the machine's other
 #                work takes under 20 % of a core (at most QUIET_MAX, 120 s)
 #   DAMON=pause  (root) turn the kernel's DAMON monitors that are on off
@@ -91,6 +95,7 @@ ROOT=$(pwd)
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_http_amonitor_module.so}
 OLD_MODULE=${OLD_MODULE:-}
+PERF_EVENTS=${PERF_EVENTS:-}
 NCHAN=${NCHAN:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 REPS=${REPS:-3}
 SECS=${SECS:-4}
@@ -341,7 +346,7 @@ redis_fill() {
 
 # one measurement: prints "<per-op microseconds of server CPU> <ops/s>"
 measure() {
-    local out t0 t1 lp ops
+    local out t0 t1 u0 u1 lp ops
     "$LOAD" --quiet --duration "$SECS" --warmup 2 --sdk-port "$SDK_PORT" \
         "$@" > "$PREFIX/out" 2>&1 &
     lp=$!
@@ -352,13 +357,29 @@ measure() {
     fi
     sleep 2.5
     t0=$(cpu_ticks "$SERVER_PID")
-    sleep $((SECS - 1))
+    u0=$(awk '{ print $14 }' "/proc/$SERVER_PID/stat")
+    if [ -n "$PERF_EVENTS" ]; then
+        perf stat -x, -e "$PERF_EVENTS" -p "$SERVER_PID" -o "$PREFIX/perf" \
+            -- sleep $((SECS - 1)) 2> /dev/null
+    else
+        sleep $((SECS - 1))
+    fi
     t1=$(cpu_ticks "$SERVER_PID")
+    u1=$(awk '{ print $14 }' "/proc/$SERVER_PID/stat")
     wait "$lp" || { cat "$PREFIX/out" >&2; echo "- -"; return; }
     out=$(cat "$PREFIX/out")
     ops=$(echo "$out" | tr ' ' '\n' \
         | sed -n 's/^delivered_per_s=//p; s/^actions_per_s=//p;
                  s/^acks_per_s=//p')
+    if [ -n "$PERF_EVENTS" ] && [ -n "$ops" ]; then
+        # the counts per delivery or action, and the user part of the
+        # CPU time (us), on one line
+        awk -F, -v n="$(( (SECS - 1) * ${ops%.*} ))" \
+            -v u="$((u1 - u0))" -v hz="$HZ" \
+            '$1 ~ /^[0-9]/ && n > 0 { printf "  %s %.4g", $3, $1 / n }
+             END { if (n > 0) printf "  user_us %.3f", u / hz / n * 1e6;
+                   print "" }' "$PREFIX/perf" >&2
+    fi
     awk -v t=$((t1 - t0)) -v hz="$HZ" -v s=$((SECS - 1)) -v ops="$ops" \
         'BEGIN { if (ops > 0) printf "%.3f %.0f\n", t / hz / s / ops * 1e6, ops;
                  else print "- -" }'
@@ -672,6 +693,7 @@ for c in $CASES; do
     fan1) plan+=("fan1:relay module proxy") ;;
     fan100 | fan1000)
         servers="relay module"
+        [ -n "$OLD_MODULE" ] && servers="$servers old"
         [ -f "$NCHAN" ] && servers="$servers nchan"
         plan+=("$c:$servers")
         ;;

@@ -1,0 +1,128 @@
+# A heartbeat or event that arrives alone in its read goes out to a panel
+# with nothing queued at once, from the handler that read it, rather than
+# at the end of the pass (src/ngx_http_amonitor_conn_now.c).  What such a
+# write cannot finish is queued as any frame: the panel gets every frame
+# whole and in order, including one the socket took only part of, and
+# what comes after waits behind it.  Events of 12 KiB each, one per read
+# (the SDK waits between them), to a panel that does not read at first
+# (a small receive buffer, nginx's send buffer 8k): the first writes stop
+# part way, the rest queue up; then the panel reads them all.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+
+my $EVENTS = 60;
+my $SIZE   = 12 * 1024;
+
+my $t = Test::AMonitor->new(workers => 1);
+my $sdk = fake_sdk(port => $t->port(1), target_id => 'now-a',
+    heartbeat_interval => 0);
+
+$t->write_config(
+    http_config => <<'EOC',
+    amonitor_zone amon 1m;
+    amonitor_target now-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_send_queue 256;
+    amonitor_ping 0;
+EOC
+    config => <<'EOC',
+        location = /ws/panel { amonitor_panel on; }
+        location = /status { amonitor_status; }
+    }
+    server {
+        listen 127.0.0.1:%%PORT_2%% sndbuf=8k;
+        location = /ws/panel { amonitor_panel on; }
+EOC
+)->run;
+
+ok($sdk->wait_connections(1), 'the worker dialed the SDK');
+
+sub status { try_decode_json($t->http_get('/status')->{body}) // {} }
+
+my ($slow, $resp) = slow_panel($t->port(2), '/ws/panel');
+ok($slow, 'a panel with a tiny receive buffer connected') or diag($resp);
+my ($fast, $fresp) = raw_ws_connect($t->port(0), '/ws/panel');
+ok($fast, 'a panel that reads connected') or diag($fresp);
+ok(wait_for(sub { (status()->{panels} // 0) == 2 }, 5), 'both are counted');
+
+# the events: "data" is the event's number followed by a pattern of its
+# own, so a frame that lost, repeated or mixed up bytes does not match
+sub data_of {
+    my ($i) = @_;
+    my $unit = sprintf('%04d:', $i);
+    return substr($unit x ($SIZE / length($unit) + 1), 0, $SIZE);
+}
+
+sub event_of {
+    my ($i) = @_;
+    return qq({"msg_id":"now-$i","type":"event","target_id":"now-a",)
+        . qq("timestamp":1,"payload":{"event_name":"e","data":")
+        . data_of($i) . '"}}';
+}
+
+# read frames from $sock until $n events came (or a timeout, a close, a
+# frame that is not whole); returns the numbers in the order they came
+# and what was wrong, if anything
+sub read_events {
+    my ($sock, $n) = @_;
+    my (@got, $bad);
+    while (@got < $n) {
+        my $f = raw_read_frame($sock, 10);
+        if (!$f || $f->{eof}) {
+            $bad = $f ? 'the connection closed' : 'no frame within 10 s';
+            last;
+        }
+        my $p = $f->{payload} // '';
+        next if $p =~ /"type":"(heartbeat|target_status)"/;
+        my $ev = try_decode_json($p);
+        if (!$ev || ($ev->{msg_id} // '') !~ /^now-(\d+)$/) {
+            $bad = 'not an event of the test: ' . substr($p, 0, 60);
+            last;
+        }
+        my $i = $1;
+        if (($ev->{payload}{data} // '') ne data_of($i)) {
+            $bad = "event $i arrived with other bytes";
+            last;
+        }
+        push @got, $i;
+    }
+    return (\@got, $bad);
+}
+
+my ($id) = $sdk->conn_ids;
+for my $i (1 .. $EVENTS) {
+    # one per read of the worker: the SDK writes it, then waits
+    $sdk->send_frames_to($id, { text => event_of($i) });
+    sleep_loop(0.02);
+}
+
+ok(wait_for(sub { (status()->{forwarded} // 0) >= $EVENTS }, 10),
+    "the agent forwarded the $EVENTS events")
+    or diag(explain(status()));
+
+my ($got, $bad) = read_events($fast, $EVENTS);
+is($bad, undef, 'the panel that reads: every frame whole');
+is_deeply($got, [1 .. $EVENTS], '... every event, in order');
+
+($got, $bad) = read_events($slow, $EVENTS);
+is($bad, undef, 'the panel that did not read: every frame whole');
+is_deeply($got, [1 .. $EVENTS], '... every event, in order');
+
+my $s = status();
+is($s->{dropped} // 0, 0, 'none dropped: they fit in the queue');
+is($s->{panels} // 0, 2, 'both panels still connected');
+
+# and the slow panel, caught up, gets the next ones as they come
+for my $i ($EVENTS + 1 .. $EVENTS + 5) {
+    $sdk->send_frames_to($id, { text => event_of($i) });
+    sleep_loop(0.02);
+}
+($got, $bad) = read_events($slow, 5);
+is($bad, undef, 'later events: whole');
+is_deeply($got, [$EVENTS + 1 .. $EVENTS + 5], '... and in order');
+
+done_testing();
