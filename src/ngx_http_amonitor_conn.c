@@ -37,6 +37,8 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
 {
     wc->connection = c;
     wc->frames = f;
+    wc->wev = c->write;
+    wc->fd = c->fd;
     wc->client = client;
 
 #if (NGX_SSL)

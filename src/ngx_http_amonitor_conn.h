@@ -96,14 +96,14 @@ struct ngx_http_amonitor_conn_s {
      */
     ngx_connection_t           *connection;
     ngx_http_amonitor_frames_t *frames;
-    ngx_http_amonitor_qitem_t  *q;
+    ngx_event_t                *wev; /* connection->write */
     ngx_uint_t                  q_cap; /* allocated entries */
-    ngx_uint_t                  q_limit; /* for droppable frames */
     ngx_uint_t                  q_count;
     void                       *seen; /* a panel: what its snapshot
                                          said (fanout.c's filter) */
     uint32_t                    pass; /* frames->pass of its last frame
                                          sent at once (conn_now.c) */
+    ngx_socket_t                fd; /* connection->fd */
 
     unsigned client : 1; /* mask what we send */
     unsigned open : 1;
@@ -116,11 +116,13 @@ struct ngx_http_amonitor_conn_s {
     unsigned encoding : 2; /* a panel: 0 (as sent), or the opcode it
                               chose: TEXT, BINARY */
 
-    ngx_uint_t q_head;
-    ngx_uint_t q_size; /* limit + reserved */
-    uint64_t   queued_bytes;
-    uint64_t   sent_bytes;
-    size_t     tls_held; /* bytes an unfinished SSL_write() has
+    ngx_http_amonitor_qitem_t *q;
+    ngx_uint_t                 q_head;
+    ngx_uint_t                 q_limit; /* for droppable frames */
+    ngx_uint_t                 q_size; /* limit + reserved */
+    uint64_t                   queued_bytes;
+    uint64_t                   sent_bytes;
+    size_t                     tls_held; /* bytes an unfinished SSL_write() has
                             taken from the queue */
 
     void       *data; /* the owner: panel or upstream */

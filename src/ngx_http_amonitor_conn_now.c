@@ -20,6 +20,10 @@
 #include "ngx_http_amonitor_conn.h"
 
 
+static ssize_t ngx_http_amonitor_conn_now_send(
+    ngx_http_amonitor_conn_t *wc, u_char *data, size_t len);
+
+
 /*
  * Returns what ngx_http_amonitor_conn_send() returns for a droppable
  * frame: NGX_OK (sent or queued), or NGX_DECLINED (no room: dropped).
@@ -37,18 +41,18 @@ ngx_http_amonitor_conn_send_now(
 
     /*
      * A ring with a free slot (q_cap) and room under the limits, so that
-     * a frame that goes out in part can always be queued for the rest.
-     * With nothing queued a connection holds at most the message it
-     * reassembles, amonitor_max_message_size, and the buffer limit is at
-     * least that plus 64k (module.c): a frame of up to 64k fits, and
-     * conn_over() need not be asked (it reads another cache line).  The
-     * fields read first are in one cache line of the connection; c->ssl
-     * and c->write->ready are not.
+     * a frame that goes out in part can always be queued for the rest:
+     * amonitor_send_queue is at least 16, and with nothing queued a
+     * connection holds at most the message it reassembles,
+     * amonitor_max_message_size, while the buffer limit is at least that
+     * plus 64k (module.c): a frame of up to 64k fits, and conn_over()
+     * need not be asked.  All this reads one cache line of the
+     * connection ("wc") and one of its write event (fanout.c fetches
+     * both ahead); c itself is not read.
      */
     if (wc->q_count || f->more || wc->pass == f->pass || wc->q_cap == 0
-        || wc->q_limit == 0 || !wc->open || wc->close_sent || wc->over
-        || wc->tls || msg->len > NGX_HTTP_AMONITOR_NOW_MAX
-        || !c->write->ready) {
+        || !wc->open || wc->close_sent || wc->over || wc->tls
+        || msg->len > NGX_HTTP_AMONITOR_NOW_MAX || !wc->wev->ready) {
         return ngx_http_amonitor_conn_send(wc, msg, 0);
     }
 
@@ -58,18 +62,22 @@ ngx_http_amonitor_conn_send_now(
         ngx_post_event(&f->pass_end, &ngx_posted_events);
     }
 
-    n = c->send(c, msg->data, msg->len);
+    n = ngx_http_amonitor_conn_now_send(wc, msg->data, msg->len);
 
     if (n == (ssize_t) msg->len) {
-        wc->queued_bytes += n;
-        wc->sent_bytes += n;
+        /*
+         * queued_bytes and sent_bytes are not counted: they matter as a
+         * difference (conn_limit.c), and as offsets only on an SDK's
+         * connection (action_end.c), never here
+         */
         return NGX_OK;
     }
 
     /*
      * Not all of it (the socket is full), or an error: queued as any
      * frame, and the write handler goes on from where send() stopped,
-     * or meets the error again and ends the panel.
+     * or meets the error again and ends the panel (c->write->ready is
+     * still set after an error or EINTR: the posted write event tries).
      */
 
     if (ngx_http_amonitor_conn_send(wc, msg, 0) != NGX_OK) {
@@ -98,4 +106,33 @@ ngx_http_amonitor_conn_send_now(
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * send() as c->send (ngx_unix_send) does it, without what a panel does
+ * not use (c->sent) and without reading c: its socket and write event
+ * are kept in the connection's first cache line.  An error
+ * is left for the write handler: the frame is queued, c->send meets the
+ * error again and nginx logs it as it logs any.  Returns the bytes sent,
+ * or NGX_AGAIN.
+ */
+static ssize_t
+ngx_http_amonitor_conn_now_send(
+    ngx_http_amonitor_conn_t *wc, u_char *data, size_t len)
+{
+    ssize_t n;
+
+    n = send(wc->fd, data, len, 0);
+
+    if (n == (ssize_t) len) {
+        return n;
+    }
+
+    if (n >= 0 || ngx_socket_errno == NGX_EAGAIN) {
+        /* the socket is full: ready again on its next write event */
+        wc->wev->ready = 0;
+    }
+
+    return (n > 0) ? n : NGX_AGAIN;
 }

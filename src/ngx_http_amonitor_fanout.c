@@ -68,6 +68,15 @@ typedef struct {
 } ngx_http_amonitor_fanout_t;
 
 
+#if (defined __GNUC__ || defined __clang__)
+#define ngx_http_amonitor_prefetch(p) __builtin_prefetch(p)
+#else
+#define ngx_http_amonitor_prefetch(p)
+#endif
+
+
+static void ngx_http_amonitor_fanout_list(ngx_http_amonitor_worker_t *w,
+    ngx_queue_t *h, size_t off, ngx_http_amonitor_fanout_t *f);
 static void ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f);
 static ngx_http_amonitor_msg_t *ngx_http_amonitor_fanout_convert(
@@ -102,10 +111,7 @@ ngx_http_amonitor_fanout_broadcast(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len, ngx_http_amonitor_live_t *live)
 {
-    ngx_queue_t               *q, *h;
-    ngx_http_amonitor_sub_t   *s;
     ngx_http_amonitor_subs_t  *subs;
-    ngx_http_amonitor_link_t  *l;
     ngx_http_amonitor_topic_t *t;
     ngx_http_amonitor_fanout_t f;
 
@@ -122,24 +128,18 @@ ngx_http_amonitor_fanout_broadcast(ngx_http_amonitor_worker_t *w,
     msg->refs++;
     subs = w->subs;
 
-    h = &subs->all;
-
-    for (q = ngx_queue_head(h); q != ngx_queue_sentinel(h);
-         q = ngx_queue_next(q)) {
-        s = ngx_queue_data(q, ngx_http_amonitor_sub_t, queue);
-        ngx_http_amonitor_fanout_deliver(w, s->wc, &f);
-    }
+    ngx_http_amonitor_fanout_list(w, &subs->all,
+        offsetof(ngx_http_amonitor_sub_t, wc)
+            - offsetof(ngx_http_amonitor_sub_t, queue),
+        &f);
 
     t = ngx_http_amonitor_subscribe_topic(w, u);
 
     if (t) {
-        h = &t->links;
-
-        for (q = ngx_queue_head(h); q != ngx_queue_sentinel(h);
-             q = ngx_queue_next(q)) {
-            l = ngx_queue_data(q, ngx_http_amonitor_link_t, target);
-            ngx_http_amonitor_fanout_deliver(w, l->wc, &f);
-        }
+        ngx_http_amonitor_fanout_list(w, &t->links,
+            offsetof(ngx_http_amonitor_link_t, wc)
+                - offsetof(ngx_http_amonitor_link_t, target),
+            &f);
     }
 
     (void) ngx_atomic_fetch_add(&w->counters->forwarded, 1);
@@ -149,6 +149,53 @@ ngx_http_amonitor_fanout_broadcast(ngx_http_amonitor_worker_t *w,
     if (f.alt) {
         ngx_http_amonitor_msg_release(&w->frames, f.alt);
     }
+}
+
+
+/*
+ * Deliver to the panels of list "h", whose entries hold the panel's
+ * connection "off" bytes after their link in the list.  A delivery is
+ * mostly a send(), and the kernel's work for a thousand of them pushes
+ * the panels' structures out of the cache: each would wait for memory
+ * three times (the list entry, the connection, its write event).  They
+ * are fetched ahead instead, while the sends of the panels before them
+ * run: the entry three panels ahead, the connection two ahead, the write
+ * event one ahead.  A delivery never takes a panel out of the list.
+ */
+static void
+ngx_http_amonitor_fanout_list(ngx_http_amonitor_worker_t *w, ngx_queue_t *h,
+    size_t off, ngx_http_amonitor_fanout_t *f)
+{
+    ngx_queue_t              *q, *q1, *q2;
+    ngx_http_amonitor_conn_t *wc;
+
+#define ngx_http_amonitor_wc_of(q) \
+    (*(ngx_http_amonitor_conn_t **) ((u_char *) (q) + off))
+
+    q = ngx_queue_head(h);
+    q1 = (q != h) ? ngx_queue_next(q) : h;
+    q2 = (q1 != h) ? ngx_queue_next(q1) : h;
+
+    while (q != h) {
+
+        if (q2 != h) {
+            ngx_http_amonitor_prefetch(ngx_queue_next(q2));
+            ngx_http_amonitor_prefetch(ngx_http_amonitor_wc_of(q2));
+        }
+
+        if (q1 != h) {
+            wc = ngx_http_amonitor_wc_of(q1);
+            ngx_http_amonitor_prefetch(wc->wev);
+        }
+
+        ngx_http_amonitor_fanout_deliver(w, ngx_http_amonitor_wc_of(q), f);
+
+        q = q1;
+        q1 = q2;
+        q2 = (q2 != h) ? ngx_queue_next(q2) : h;
+    }
+
+#undef ngx_http_amonitor_wc_of
 }
 
 
