@@ -37,7 +37,7 @@
 #
 #   MODULE       the module (default build/ngx_http_amonitor_module.so)
 #   OLD_MODULE   a second build of the module, run as "old" in the fan-out
-#                (fan100, fan1000) and action
+#                (fan100, fan1000, sweep) and action
 #                cases (e.g. before a change; "oldredis" with Redis)
 #   REDIS_SERVER redis-server binary for the Redis action case (default:
 #                from PATH; the case is left out without it)
@@ -697,8 +697,11 @@ for c in $CASES; do
         [ -f "$NCHAN" ] && servers="$servers nchan"
         plan+=("$c:$servers")
         ;;
-    sweep) plan+=("sweep100:relay module" "sweep300:relay module"
-        "sweep3000:relay module") ;;
+    sweep)
+        servers="relay module"
+        [ -n "$OLD_MODULE" ] && servers="$servers old"
+        plan+=("sweep100:$servers" "sweep300:$servers" "sweep3000:$servers")
+        ;;
     idle) plan+=("idle:relay module proxy") ;;
     act)
         servers="proxy module full"
