@@ -122,8 +122,8 @@ struct ngx_http_amonitor_conn_s {
     ngx_uint_t                 q_size; /* limit + reserved */
     uint64_t                   queued_bytes;
     uint64_t                   sent_bytes;
-    size_t                     tls_held; /* bytes an unfinished SSL_write() has
-                            taken from the queue */
+    /* bytes an unfinished SSL_write() has taken from the queue */
+    size_t tls_held;
 
     void       *data; /* the owner: panel or upstream */
     ngx_queue_t queue; /* a panel: in the worker's list */
