@@ -6,7 +6,10 @@
 # what comes after waits behind it.  Events of 12 KiB each, one per read
 # (the SDK waits between them), to a panel that does not read at first
 # (a small receive buffer, nginx's send buffer 8k): the first writes stop
-# part way, the rest queue up; then the panel reads them all.
+# part way, the rest queue up; then the panel reads them all.  Then,
+# with strace on the worker: a lone event goes to each panel with one
+# send() (sendto), and five events that come in one read go to each
+# panel together, in one writev() of five frames.
 
 use strict;
 use warnings;
@@ -14,6 +17,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Process qw(read_file strace_start strace_stop);
 
 my $EVENTS = 60;
 my $SIZE   = 12 * 1024;
@@ -124,5 +128,54 @@ for my $i ($EVENTS + 1 .. $EVENTS + 5) {
 ($got, $bad) = read_events($slow, 5);
 is($bad, undef, 'later events: whole');
 is_deeply($got, [$EVENTS + 1 .. $EVENTS + 5], '... and in order');
+
+# how the worker writes: a lone event, then five that come together
+ok(-x $Test::AMonitor::Process::STRACE, 'strace is installed')
+    or BAIL_OUT('no strace');
+my ($worker) = $t->worker_pids;
+my $trace = $t->prefix . '/strace.txt';
+my $spid = strace_start($worker, $trace, '-s', '64', '-e',
+    'trace=sendto,writev,accept4');
+ok(wait_for(sub {
+    status();
+    return read_file($trace) =~ /^accept4\(/m;
+}, 10), 'strace follows the worker') or BAIL_OUT('strace did not attach');
+
+sub small_event {
+    my ($name) = @_;
+    return { text => qq({"msg_id":"$name","type":"event",)
+        . qq("target_id":"now-a","timestamp":1,)
+        . qq("payload":{"event_name":"e","data":{}}}) };
+}
+
+$sdk->send_frames_to($id, small_event('now-lone'));
+sleep_loop(0.2);
+$sdk->send_frames_to($id, map { small_event("now-burst$_") } 1 .. 5);
+# (the reading panel has not read the later events above: skipped)
+my %got;
+for my $sock ($slow, $fast) {
+    my $n = 0;
+    while ($n < 6) {
+        my $f = raw_read_frame($sock, 5);
+        last if !$f || $f->{eof};
+        next unless ($f->{payload} // '') =~ /"msg_id":"(now-[a-z]+\d*)"/;
+        next if $1 =~ /^now-\d+$/;
+        $got{$1}++;
+        $n++;
+    }
+}
+is_deeply(\%got, { 'now-lone' => 2, map { ("now-burst$_" => 2) } 1 .. 5 },
+    'both panels got the lone event and the five') or diag(explain(\%got));
+strace_stop($spid);
+
+my @lines = split /\n/, read_file($trace);
+is(scalar(grep { /^sendto\(.*now-lone/ } @lines), 2,
+    'the lone event: one send() per panel')
+    or diag(read_file($trace));
+is(scalar(grep { /^writev\(\d+, .*now-burst1.*, 5\) = \d+/ } @lines), 2,
+    'the five that came in one read: one writev() of five per panel')
+    or diag(read_file($trace));
+is(scalar(grep { /^sendto\(.*now-burst/ } @lines), 0,
+    '... and none of them written alone');
 
 done_testing();
