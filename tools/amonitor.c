@@ -212,8 +212,9 @@ amoncli_options(
         }
 
         if (bit && !(cmd->allowed & bit)) {
-            fprintf(stderr, "amonitor %s: option \"%s\" does not apply\n",
-                cmd->name, argv[optind - 1]);
+            /* named as known: argv[optind - 1] may be its value */
+            fprintf(stderr, "amonitor %s: option \"--%s\" does not apply\n",
+                cmd->name, amoncli_long_opts[idx].name);
             return AMONCLI_EXIT_USAGE;
         }
     }

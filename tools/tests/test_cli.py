@@ -152,6 +152,16 @@ try:
         t.ok(rc == 2 and err.strip() != "", "usage error (exit 2): " + name,
              (rc, err))
 
+    # the option is named, not its value, whichever way it is written
+    for args, opt in [
+            (["watch", "--action", "x"], "--action"),
+            (["watch", "--action=x"], "--action"),
+            (["dedupe-check", "--params", "{}"], "--params"),
+            (["watch", "--binary"], "--binary")]:
+        rc, out, err, _ = cli(*args)
+        t.ok(rc == 2 and ('option "%s" does not apply' % opt) in err,
+             "usage error names the option: " + " ".join(args), (rc, err))
+
     rc, out, err, _ = cli("--help")
     t.ok(rc == 0 and "dedupe-check" in out and "watch" in out,
          "--help lists the commands")
