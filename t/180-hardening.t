@@ -1,7 +1,8 @@
 # What a remote peer cannot make the agent do: answer 101 to HTTP/2, open a
 # panel from a browser origin the location does not allow, forge log lines
-# with control characters in ids, or empty the dedupe table by a reload
-# that changes the zone's size (refused with an emerg line instead).
+# with control characters in ids, run an action twice by giving its msg_id
+# twice in one text, or empty the dedupe table by a reload that changes the
+# zone's size (refused with an emerg line instead).
 
 use strict;
 use warnings;
@@ -96,6 +97,37 @@ subtest 'control characters in a msg_id cannot forge a log line' => sub {
         'the newline is escaped in the log line');
     no_error_log(qr/^2026\/01\/01 00:00:00 \[emerg\] 1#1: forged/m,
         'no forged line');
+    $p->close(1000);
+};
+
+subtest 'a field the agent reads, given twice, is refused: the agent and '
+    . 'the SDK cannot read two different actions from one text' => sub {
+    my $p = $t->panel('/ws/panel');
+    my $u = uuid4();
+    # Mojo::JSON, the fake SDK's parser, keeps the last copy of a member,
+    # as Python's json, JSON.parse and Go's encoding/json do
+    for my $i (0 .. 2) {
+        $p->send_text(qq({"msg_id":"first-$i-$u","msg_id":"victim-$u",)
+            . qq("type":"action","target_id":"h-a",)
+            . qq("payload":{"action":"restart"}}));
+        my $m = $p->recv_type('error', timeout => 5);
+        my $e = $m ? $m->{json}{payload} : {};
+        is($e->{code}, 'INVALID_MESSAGE', "repeat $i: INVALID_MESSAGE");
+        like($e->{message} // '', qr/given twice/, 'the message says why');
+    }
+    $p->send_text(qq({"msg_id":"pay-$u","type":"action","target_id":"h-a",)
+        . qq("payload":{"action":"restart"},"payload":{"action":"wipe"}}));
+    my $m = $p->recv_type('error', timeout => 5);
+    is($m && $m->{json}{payload}{code}, 'INVALID_MESSAGE',
+        'two payloads: INVALID_MESSAGE');
+
+    $p->send_json({ msg_id => "victim-$u", type => 'action',
+        target_id => 'h-a', payload => { action => 'restart' } });
+    ok($p->recv_type('action_ack', timeout => 5,
+        action_msg_id => "victim-$u"), 'the real action is acked');
+    is($sdk->executed("victim-$u"), 1, 'and ran once: none of the refused '
+        . 'texts reached the SDK');
+    is($sdk->executed("pay-$u"), 0, 'nor the one with two payloads');
     $p->close(1000);
 };
 

@@ -121,6 +121,9 @@ amon_strerror(int rc)
     case AMON_EPROTOBUF: return "message is not a valid protobuf Envelope";
     case AMON_ENO_PAYLOAD: return "payload is missing";
     case AMON_EFIELD_NUL: return "a field holds a NUL character (\\u0000)";
+    case AMON_EFIELD_DUP:
+        return "a field the agent reads is given twice (msg_id, type, "
+               "target_id, payload, action, ...)";
     default: return "unknown error";
     }
 }

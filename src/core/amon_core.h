@@ -61,6 +61,7 @@ extern "C" {
 #define AMON_EPROTOBUF   (-505) /* binary frame not an Envelope */
 #define AMON_ENO_PAYLOAD (-506) /* payload required, missing */
 #define AMON_EFIELD_NUL  (-507) /* a string field holds \u0000 */
+#define AMON_EFIELD_DUP  (-508) /* a known field given twice */
 
 #define amon_is_proto_error(rc)    ((rc) <= -100 && (rc) > -200)
 #define amon_is_envelope_error(rc) ((rc) <= -500 && (rc) > -600)

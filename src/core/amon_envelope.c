@@ -187,11 +187,20 @@ amon_envelope_member(void *data, unsigned level, const amon_json_value_t *key,
 
     sc = data;
 
+    /*
+     * A field the agent reads, given twice, is refused: JSON parsers differ
+     * on which copy counts (most keep the last), so the agent and an SDK or
+     * panel could read two different messages from one text (a msg_id
+     * checked against the dedupe table but another one run).
+     */
+
     if (level == 0 && !sc->payload_only) {
         i = amon_envelope_lookup(key, 0);
 
-        /* duplicate keys: the first one wins */
-        if (i >= 0 && sc->root[i].type == AMON_JSON_NONE) {
+        if (i >= 0) {
+            if (sc->root[i].type != AMON_JSON_NONE) {
+                return AMON_EFIELD_DUP;
+            }
             sc->root[i] = *value;
         }
 
@@ -200,7 +209,10 @@ amon_envelope_member(void *data, unsigned level, const amon_json_value_t *key,
 
     i = amon_envelope_lookup(key, 1);
 
-    if (i >= 0 && sc->pay[i].type == AMON_JSON_NONE) {
+    if (i >= 0) {
+        if (sc->pay[i].type != AMON_JSON_NONE) {
+            return AMON_EFIELD_DUP;
+        }
         sc->pay[i] = *value;
     }
 

@@ -325,18 +325,53 @@ test_decode_extra_and_duplicates(void **state)
     assert_str(env.msg_id, "m1");
     assert_str(env.action, "a");
 
-    /* duplicate keys: the first one wins, also for the payload */
+    /* unknown members may repeat: the agent does not read them */
     assert_int_equal(decode(&env,
-                         "{\"msg_id\":\"first\",\"msg_id\":\"second\","
-                         "\"type\":\"action\",\"msg_id\":5,\"payload\":"
-                         "{\"action\":\"one\",\"action\":\"two\"},"
-                         "\"payload\":{\"action\":\"three\"}}"),
+                         "{\"msg_id\":\"m2\",\"x\":1,\"x\":2,\"type\":"
+                         "\"action\",\"payload\":{\"action\":\"a\","
+                         "\"y\":1,\"y\":[],\"params\":{\"z\":1,\"z\":2}}}"),
         AMON_OK);
-    assert_str(env.msg_id, "first");
-    assert_str(env.action, "one");
-    assert_int_equal(env.payload.len,
-        strlen("{\"action\":\"one\","
-               "\"action\":\"two\"}"));
+    assert_str(env.msg_id, "m2");
+}
+
+
+/*
+ * A field the agent reads, given twice, is refused: most parsers keep the
+ * last copy, and the agent must not read another message than the SDK.
+ */
+static void
+test_decode_duplicate_fields(void **state)
+{
+    amon_envelope_t env;
+    unsigned        i;
+    static const char *dups[] = {
+        "{\"msg_id\":\"first\",\"msg_id\":\"second\",\"type\":\"action\","
+        "\"payload\":{\"action\":\"a\"}}",
+        /* the same name with an escape */
+        "{\"msg_id\":\"first\",\"msg\\u005fid\":\"second\",\"type\":"
+        "\"action\",\"payload\":{\"action\":\"a\"}}",
+        "{\"msg_id\":\"m\",\"type\":\"action\",\"type\":\"heartbeat\"}",
+        "{\"msg_id\":\"m\",\"type\":\"action\",\"target_id\":\"a\","
+        "\"target_id\":\"b\",\"payload\":{\"action\":\"a\"}}",
+        "{\"msg_id\":\"m\",\"type\":\"action\",\"payload\":"
+        "{\"action\":\"one\"},\"payload\":{\"action\":\"two\"}}",
+        "{\"msg_id\":\"m\",\"type\":\"action\",\"payload\":5,\"payload\":"
+        "{\"action\":\"two\"}}",
+        "{\"msg_id\":\"m\",\"type\":\"action\",\"payload\":"
+        "{\"action\":\"one\",\"action\":\"two\"}}",
+        "{\"msg_id\":\"m\",\"type\":\"action\",\"payload\":"
+        "{\"action\":\"a\",\"params\":{},\"params\":{\"x\":1}}}",
+        "{\"msg_id\":\"m\",\"type\":\"action_ack\",\"payload\":"
+        "{\"action_msg_id\":\"a\",\"success\":true,\"success\":false}}",
+        "{\"msg_id\":\"m\",\"type\":\"heartbeat\",\"timestamp\":1,"
+        "\"timestamp\":2}",
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
+        assert_int_equal(decode(&env, dups[i]), AMON_EFIELD_DUP);
+    }
 }
 
 
@@ -1429,6 +1464,7 @@ main(void)
         cmocka_unit_test(test_decode_types),
         cmocka_unit_test(test_decode_escapes),
         cmocka_unit_test(test_decode_extra_and_duplicates),
+        cmocka_unit_test(test_decode_duplicate_fields),
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_decode_truncated),
         cmocka_unit_test(test_decode_depth),
