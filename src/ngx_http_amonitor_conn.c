@@ -265,9 +265,17 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
             wc->on_message(wc, ev.opcode, ev.data, ev.len);
             wc->frames->more = 0;
 
-            if (wc->closed || wc->close_sent) {
+            if (wc->closed) {
                 return NGX_DONE;
             }
+
+            /*
+             * When the message made us close (close_sent), the rest of the
+             * read still goes through the session, which drops data frames
+             * from now on: its parser must not lose its place in the
+             * stream, or what the peer sends while we wait for its close
+             * frame would be read from the middle of a frame.
+             */
 
             break;
 

@@ -27,7 +27,7 @@ static ngx_int_t ngx_http_amonitor_panel_origin(
 static ngx_int_t ngx_http_amonitor_panel_header_out(
     ngx_http_request_t *r, const char *name, const char *value);
 static ngx_table_elt_t *ngx_http_amonitor_panel_header(
-    ngx_http_request_t *r, const char *name);
+    ngx_http_request_t *r, const char *name, ngx_table_elt_t *after);
 static ngx_int_t ngx_http_amonitor_panel_reject(
     ngx_http_request_t *r, ngx_uint_t status, const char *reason);
 
@@ -53,6 +53,17 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+        /*
+         * What of the body comes after the header would be read as
+         * WebSocket frames once the connection is the panel's.
+         */
+        reason = "the WebSocket upgrade request must not have a body";
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+            "amonitor: panel handshake refused: %s", reason);
+        return ngx_http_amonitor_panel_reject(r, NGX_HTTP_BAD_REQUEST, reason);
     }
 
     accept = NULL;
@@ -92,8 +103,8 @@ ngx_http_amonitor_panel_upgrade(ngx_http_request_t *r, amon_ws_request_t *req)
 {
     ngx_table_elt_t *h, *key, *version;
 
-    key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key");
-    version = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Version");
+    key = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key", NULL);
+    version = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Version", NULL);
 
     ngx_memzero(req, sizeof(amon_ws_request_t));
 
@@ -106,11 +117,19 @@ ngx_http_amonitor_panel_upgrade(ngx_http_request_t *r, amon_ws_request_t *req)
         req->upgrade.len = r->headers_in.upgrade->value.len;
     }
 
-    /* nginx 1.22 does not keep a pointer to Connection: look it up */
-    h = ngx_http_amonitor_panel_header(r, "Connection");
-    if (h) {
+    /*
+     * nginx 1.22 does not keep a pointer to Connection: look it up.  Its
+     * tokens may come in several lines (RFC 9110 5.3): the one with
+     * "upgrade" counts.
+     */
+    for (h = ngx_http_amonitor_panel_header(r, "Connection", NULL); h;
+         h = ngx_http_amonitor_panel_header(r, "Connection", h)) {
         req->connection.data = h->value.data;
         req->connection.len = h->value.len;
+
+        if (amon_http_token_list_has(h->value.data, h->value.len, "upgrade")) {
+            break;
+        }
     }
 
     if (key) {
@@ -162,7 +181,7 @@ ngx_http_amonitor_panel_check(ngx_http_request_t *r, u_char **accept,
         return NGX_HTTP_UNAUTHORIZED;
     }
 
-    if (r->http_version > NGX_HTTP_VERSION_11) {
+    if (r->http_version >= NGX_HTTP_VERSION_20) {
         /* HTTP/2 and later have no Upgrade (RFC 8441 is not supported) */
         *reason = "the WebSocket upgrade needs HTTP/1.1";
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -181,7 +200,14 @@ ngx_http_amonitor_panel_check(ngx_http_request_t *r, u_char **accept,
 
     key = ngx_http_amonitor_panel_upgrade(r, &req);
 
-    status = amon_ws_server_check(&req, reason);
+    if (key && ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key", key)) {
+        /* RFC 6455 11.3.1: it must not appear more than once */
+        *reason = "duplicate Sec-WebSocket-Key";
+        status = NGX_HTTP_BAD_REQUEST;
+
+    } else {
+        status = amon_ws_server_check(&req, reason);
+    }
 
     if (status == 0) {
         *accept = ngx_pnalloc(r->pool, AMON_WS_ACCEPT_LEN);
@@ -302,11 +328,17 @@ ngx_http_amonitor_panel_accept(
     h->value.data = accept;
     h->value.len = AMON_WS_ACCEPT_LEN;
 
-    proto = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Protocol");
+    /* several lines are one list, in their order (RFC 6455 11.3.4) */
+    i = -1;
 
-    i = proto ? amon_ws_select_subprotocol(
-            proto->value.data, proto->value.len, protos)
-              : -1;
+    proto = ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Protocol", NULL);
+
+    while (proto && i < 0) {
+        i = amon_ws_select_subprotocol(
+            proto->value.data, proto->value.len, protos);
+        proto =
+            ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Protocol", proto);
+    }
 
     if (i >= 0) {
         if (ngx_http_amonitor_panel_header_out(
@@ -353,7 +385,7 @@ ngx_http_amonitor_panel_origin(ngx_http_request_t *r, ngx_array_t *allow)
     ngx_uint_t       i;
     ngx_table_elt_t *h;
 
-    h = ngx_http_amonitor_panel_header(r, "Origin");
+    h = ngx_http_amonitor_panel_header(r, "Origin", NULL);
     if (h == NULL) {
         return NGX_OK;
     }
@@ -415,17 +447,20 @@ ngx_http_amonitor_panel_header_out(
 }
 
 
+/* the request header "name" after "after" (NULL: the first), or NULL */
 static ngx_table_elt_t *
-ngx_http_amonitor_panel_header(ngx_http_request_t *r, const char *name)
+ngx_http_amonitor_panel_header(
+    ngx_http_request_t *r, const char *name, ngx_table_elt_t *after)
 {
     size_t           len;
-    ngx_uint_t       i;
+    ngx_uint_t       i, past;
     ngx_list_part_t *part;
     ngx_table_elt_t *h;
 
     len = ngx_strlen(name);
     part = &r->headers_in.headers.part;
     h = part->elts;
+    past = (after == NULL);
 
     for (i = 0; /* void */; i++) {
 
@@ -439,7 +474,12 @@ ngx_http_amonitor_panel_header(ngx_http_request_t *r, const char *name)
             i = 0;
         }
 
-        if (h[i].key.len == len
+        if (&h[i] == after) {
+            past = 1;
+            continue;
+        }
+
+        if (past && h[i].key.len == len
             && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0) {
             return &h[i];
         }

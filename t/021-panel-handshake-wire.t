@@ -1,8 +1,10 @@
 # The panel handshake on the wire: a valid RFC 6455 upgrade gets 101 with
 # the right Sec-WebSocket-Accept; the panel token (Authorization: Bearer,
 # or ?token= for browsers) is checked before the upgrade; subprotocol
-# amonitor.v1 is selected when offered; frames sent in the same packet as
-# the handshake are processed.  Refusals as plain HTTP answers are data
+# amonitor.v1 is selected when offered, also from a second header line;
+# a Connection split over lines is one list; a second Sec-WebSocket-Key
+# and a request body are refused; frames sent in the same packet as the
+# handshake are processed.  Refusals as plain HTTP answers are data
 # blocks in t/020-panel-handshake.t.
 
 use strict;
@@ -95,6 +97,53 @@ subtest 'the subprotocol amonitor.v1 is selected when offered' => sub {
         'and gets amonitor.v1');
     ok($p && $p->ping, 'the connection works (ping/pong)');
     $p->close(1000) if $p;
+};
+
+subtest 'headers given in several lines, a body, a later HTTP/1.x' => sub {
+    # raw_ws_connect takes one value per name: a CRLF in it adds a line
+    my ($s, $resp) = raw_ws_connect($port, '/ws/panel',
+        'Sec-WebSocket-Protocol' => "chat\r\nSec-WebSocket-Protocol: "
+            . 'amonitor.v1.json');
+    ok($s, 'subprotocols in two lines: 101') or diag($resp);
+    like($resp, qr{^Sec-WebSocket-Protocol: amonitor\.v1\.json\r$}mi,
+        'the one in the second line is selected (one list, RFC 6455 11.3.4)');
+    close $s if $s;
+
+    ($s, $resp) = raw_ws_connect($port, '/ws/panel',
+        Connection => "keep-alive\r\nConnection: Upgrade");
+    ok($s, 'Connection in two lines, "upgrade" in the second: 101')
+        or diag($resp);
+    close $s if $s;
+
+    ($s, $resp) = raw_ws_connect($port, '/ws/panel',
+        Connection => "keep-alive\r\nConnection: close");
+    like($resp // '', qr{^HTTP/1\.1 400 .*connection header lacks upgrade}s,
+        'in neither line: 400');
+
+    $t->mark_log;
+    ($s, $resp) = raw_ws_connect($port, '/ws/panel',
+        'Sec-WebSocket-Key' => "dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            . 'Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==');
+    ok(!$s, 'two Sec-WebSocket-Keys: no 101 (RFC 6455 11.3.1)');
+    like($resp // '', qr{^HTTP/1\.1 400 .*duplicate Sec-WebSocket-Key}s,
+        '400 with the reason');
+    error_log_like(qr/\[info\] .*panel handshake refused: duplicate Sec-WebSocket-Key/,
+        'logged at info');
+
+    for my $body (['Content-Length' => 10], ['Transfer-Encoding' => 'chunked'])
+    {
+        ($s, $resp) = raw_ws_connect($port, '/ws/panel', @$body);
+        ok(!$s, "an upgrade with $body->[0]: no 101");
+        like($resp // '', qr{^HTTP/1\.1 400 .*must not have a body}s,
+            '400: what comes after the header would be read as frames');
+    }
+    ($s, $resp) = raw_ws_connect($port, '/ws/panel', 'Content-Length' => 0);
+    ok($s, 'Content-Length: 0 is no body: 101') or diag($resp);
+    close $s if $s;
+
+    ($s, $resp) = raw_ws_connect($port, '/ws/panel', -version => 'HTTP/1.2');
+    ok($s, 'HTTP/1.2: 101 (RFC 6455 4.1: at least 1.1)') or diag($resp);
+    close $s if $s;
 };
 
 subtest 'frames sent in the same packet as the handshake are processed'

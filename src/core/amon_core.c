@@ -97,7 +97,8 @@ amon_strerror(int rc)
     case AMON_EPROTO: return "websocket protocol error";
     case AMON_ERSV: return "reserved bits set without extension";
     case AMON_EOPCODE: return "reserved opcode";
-    case AMON_ECTRL_LEN: return "control frame payload over 125 bytes";
+    case AMON_ECTRL_LEN:
+        return "control frame with a 16- or 64-bit length (over 125 bytes)";
     case AMON_ECTRL_FRAG: return "fragmented control frame";
     case AMON_EMASK: return "wrong frame masking";
     case AMON_ECONT: return "continuation frame without a message";

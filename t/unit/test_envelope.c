@@ -342,8 +342,8 @@ test_decode_extra_and_duplicates(void **state)
 static void
 test_decode_duplicate_fields(void **state)
 {
-    amon_envelope_t env;
-    unsigned        i;
+    amon_envelope_t    env;
+    unsigned           i;
     static const char *dups[] = {
         "{\"msg_id\":\"first\",\"msg_id\":\"second\",\"type\":\"action\","
         "\"payload\":{\"action\":\"a\"}}",
