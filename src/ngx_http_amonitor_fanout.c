@@ -85,6 +85,10 @@ static ngx_http_amonitor_msg_t *ngx_http_amonitor_fanout_convert(
     size_t len);
 static ngx_uint_t ngx_http_amonitor_fanout_seen(
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_live_t *live);
+static ngx_int_t ngx_http_amonitor_fanout_snapshot_send(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
+    size_t len);
 static ngx_int_t ngx_http_amonitor_fanout_snapshot_one(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
     ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_tsnap_t *snap);
@@ -220,8 +224,9 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
     if (want != f->opcode) {
         if (!f->tried) {
             f->tried = 1;
+            /* without "env" the text is the agent's own: no SDK's */
             f->alt = ngx_http_amonitor_fanout_convert(
-                w, want, f->u, f->env, f->data, f->len);
+                w, want, f->env ? f->u : NULL, f->env, f->data, f->len);
         }
 
         m = f->alt;
@@ -245,7 +250,10 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
 }
 
 
-/* the message as a frame in the other encoding ("want"), or NULL */
+/*
+ * The message as a frame in the other encoding ("want"), or NULL: from
+ * "env", else from the frame "data" (an SDK's when "u" is set).
+ */
 static ngx_http_amonitor_msg_t *
 ngx_http_amonitor_fanout_convert(ngx_http_amonitor_worker_t *w, ngx_uint_t want,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
@@ -260,11 +268,18 @@ ngx_http_amonitor_fanout_convert(ngx_http_amonitor_worker_t *w, ngx_uint_t want,
         rc = ngx_http_amonitor_reply_convert(w, u, env, 0, &out);
 
     } else {
-        if (amon_envelope_decode_json(&own, data, len) != AMON_OK) {
-            return NULL;
+        /* the agent's own JSON text, or a kept heartbeat in either form */
+        rc = (want == AMON_WS_OP_TEXT)
+            ? amon_envelope_decode_pb(&own, data, len, &w->allocator)
+            : amon_envelope_decode_json(&own, data, len);
+
+        if (rc == AMON_OK) {
+            rc = ngx_http_amonitor_reply_convert(w, u, &own, 0, &out);
+
+        } else {
+            rc = NGX_ERROR;
         }
 
-        rc = ngx_http_amonitor_reply_convert(w, NULL, &own, 0, &out);
         amon_envelope_release(&own);
     }
 
@@ -460,8 +475,8 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
         return NGX_OK;
     }
 
-    if (ngx_http_amonitor_conn_send_data(
-            wc, AMON_WS_OP_TEXT, out.data, out.len, 0)
+    if (ngx_http_amonitor_fanout_snapshot_send(
+            w, wc, NULL, AMON_WS_OP_TEXT, out.data, out.len)
         != NGX_OK) {
         return NGX_ERROR;
     }
@@ -485,8 +500,8 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
         return NGX_OK;
     }
 
-    if (ngx_http_amonitor_conn_send_data(
-            wc, snap->hb_opcode, snap->hb, snap->hb_len, 0)
+    if (ngx_http_amonitor_fanout_snapshot_send(
+            w, wc, u, snap->hb_opcode, snap->hb, snap->hb_len)
         != NGX_OK) {
         return NGX_ERROR;
     }
@@ -510,6 +525,35 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
     tab->unseen++;
 
     return NGX_OK;
+}
+
+
+/*
+ * A frame of the snapshot, in the encoding the panel chose (as live
+ * frames): NGX_ERROR when the panel's queue has no room.  One that cannot
+ * be converted is left out, as a live one would be.
+ */
+static ngx_int_t
+ngx_http_amonitor_fanout_snapshot_send(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_upstream_t *u,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_int_t                rc;
+    ngx_http_amonitor_msg_t *m;
+
+    if (wc->encoding == 0 || wc->encoding == opcode) {
+        return ngx_http_amonitor_conn_send_data(wc, opcode, data, len, 0);
+    }
+
+    m = ngx_http_amonitor_fanout_convert(w, wc->encoding, u, NULL, data, len);
+    if (m == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_amonitor_conn_send(wc, m, 0);
+    ngx_http_amonitor_msg_release(&w->frames, m);
+
+    return rc;
 }
 
 

@@ -1,7 +1,8 @@
 # A panel chooses its encoding (subprotocol amonitor.v1.json or
 # amonitor.v1.proto, or ?encoding=json|protobuf) and receives everything in
 # it: heartbeats the SDK wrote in the other encoding are converted (once
-# per message), acks keep "final", the agent's own messages follow.  A
+# per message), acks keep "final", the agent's own messages follow, and so
+# does the snapshot a new panel gets (state and last heartbeat).  A
 # panel that chooses nothing gets each message as its sender wrote it.
 
 use strict;
@@ -57,7 +58,10 @@ $t->write_config(
     amonitor_zone amon 1m;
     amonitor_target enc-a ws://127.0.0.1:%%PORT_1%%/;
 EOC
-    config => 'location = /ws/panel { amonitor_panel on; }',
+    config => <<'EOC',
+        location = /ws/panel { amonitor_panel on; }
+        location = /ws/snap { amonitor_panel on; amonitor_panel_snapshot on; }
+EOC
 )->run;
 
 ok($sdk->wait_connections(1), 'the worker dialed enc-a');
@@ -100,6 +104,25 @@ subtest 'a JSON heartbeat: protobuf to the proto panel, the same bytes to '
     }
 };
 
+subtest 'a new proto panel gets its snapshot in protobuf too: the state, '
+    . 'the JSON heartbeat converted' => sub {
+    my $n = $t->panel('/ws/snap?encoding=protobuf', name => 'new-proto');
+    my $s = $n->recv_until(sub { $_[0]{type} eq 'binary' }, 5);
+    ok($s, 'its first frame is binary') or return;
+    my $e = pb($s->{data});
+    is(one($e, 3), 'target_status', 'the target\'s state');
+    is(one($e, 4), 'enc-a', 'of enc-a');
+    like(one($e, 6), qr/"state":"up"/, 'up');
+    my $h = $n->recv_until(sub { $_[0]{type} eq 'binary' }, 5);
+    ok($h, 'then a binary frame') or return;
+    $e = pb($h->{data});
+    is(one($e, 1), 'hb-1', 'the last heartbeat');
+    is(one($e, 3), 'heartbeat', 'as protobuf');
+    is(scalar(grep { $_->{type} eq 'text' } $n->messages), 0,
+        'no text frame');
+    $n->close(1000);
+};
+
 subtest 'a protobuf heartbeat: JSON to the json panel, the same bytes to '
     . 'the others' => sub {
     my $metrics = pb_str(1, 'load') . pb_str(2, '0.7');
@@ -119,6 +142,27 @@ subtest 'a protobuf heartbeat: JSON to the json panel, the same bytes to '
         my $b = $q->recv_until(sub { $_[0]{type} eq 'binary' }, 5);
         is($b && $b->{data}, $env, $q->name . ': the SDK\'s bytes');
     }
+};
+
+subtest 'a new json panel gets its snapshot in JSON: the protobuf '
+    . 'heartbeat converted' => sub {
+    my $n = $t->panel('/ws/snap?encoding=json', name => 'new-json');
+    my $s = $n->recv_type('target_status', timeout => 5);
+    is($s && $s->{json}{payload}{state}, 'up', 'the state as JSON');
+    my $h = $n->recv_until(sub { ($_[0]{json}{msg_id} // '') eq 'hb-2' }, 5);
+    is($h && $h->{type}, 'text', 'the last heartbeat as text');
+    is($h && $h->{json}{payload}{metrics}{load}, '0.7', 'converted');
+    is(scalar(grep { $_->{type} eq 'binary' } $n->messages), 0,
+        'no binary frame');
+
+    my $b = $t->panel('/ws/snap?encoding=protobuf', name => 'new-proto-2');
+    my $f = $b->recv_until(sub { $_[0]{type} eq 'binary'
+        && one(pb($_[0]{data}), 3) eq 'heartbeat' }, 5);
+    my $metrics = pb_str(1, 'load') . pb_str(2, '0.7');
+    is($f && $f->{data}, pb_str(1, 'hb-2') . pb_str(3, 'heartbeat')
+        . pb_str(4, 'enc-a') . pb_str(6, pb_str(1, 'enc-a')
+        . pb_str(2, $metrics)), 'a proto panel: the SDK\'s bytes');
+    $_->close(1000) for $n, $b;
 };
 
 subtest 'an ack to a proto panel is protobuf with final set' => sub {
