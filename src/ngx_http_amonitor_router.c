@@ -193,6 +193,24 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
         return;
     }
 
+    /*
+     * "source" and an ack's "final" are the agent's to set: an SDK's own
+     * would be forwarded as its claim (another target's name) or, beside
+     * the agent's, be the copy a panel's parser keeps.  Another instance
+     * of the cluster forwards messages it has set them in.
+     */
+    if (!remote
+        && (env.has_source
+            || (env.type == AMON_MSG_ACTION_ACK && env.final_member))) {
+        (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
+        ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+            "amonitor: invalid message from the SDK dropped: it has a "
+            "\"%s\" member, which only the agent sets",
+            env.has_source ? "source" : "final");
+        amon_envelope_release(&env);
+        return;
+    }
+
     switch (env.type) {
 
     case AMON_MSG_ACTION_ACK:

@@ -617,6 +617,50 @@ subtest 'protobuf: Envelope.source (7) appended' => sub {
         or diag(unpack('H*', $m ? $m->{data} : ''));
 };
 
+subtest '"source" is the agent\'s: an SDK message that has one is dropped, '
+    . 'whatever its target_id' => sub {
+    $t->ignore_log(qr/\[error\] .*invalid message from the SDK dropped: it has a "source" member, which only the agent sets/);
+    $t->mark_log;
+    my @forged = (
+        '{"msg_id":"fs-1","type":"heartbeat","target_id":"c-a",'
+            . '"source":"c-slow","payload":{"target_id":"c-a"}}',
+        '{"msg_id":"fs-2","type":"heartbeat","target_id":"c-slow",'
+            . '"payload":{"target_id":"c-slow"},"source":"c-slow"}',
+        '{"msg_id":"fs-3","type":"event","target_id":"c-a",'
+            . '"source":null,"payload":{"event_name":"e"}}',
+    );
+    $a_sdk->send_all($_) for @forged;
+    $a_sdk->send_all_binary(pb_envelope(msg_id => 'fs-4',
+        type => 'heartbeat', target_id => 'c-a', source => 'c-slow',
+        payload => pb_str(1, 'c-a')));
+    $a_sdk->send_all('{"msg_id":"fs-5","type":"heartbeat",'
+        . '"target_id":"c-a","payload":{"target_id":"c-a"}}');
+    my $m = $p->recv_until(sub { index($_[0]{data}, 'fs-5') > 0 }, 5);
+    ok($m, 'a heartbeat after them arrives');
+    is(scalar(grep { $_->{data} =~ /fs-[1-4]/ } $p->messages), 0,
+        'none of the four with a source of their own did');
+    error_log_like(qr/\[error\] .*it has a "source" member, which only the agent sets.*upstream: c-a/,
+        'each is logged, naming the target');
+};
+
+subtest 'an SDK\'s JSON action_ack with a "final" of its own is dropped: '
+    . 'the panel would read the SDK\'s copy' => sub {
+    $t->ignore_log(qr/\[error\] .*invalid message from the SDK dropped: it has a "final" member, which only the agent sets/);
+    for my $final ('false', 'null') {
+        my $id = uuid4();
+        $p->send_json(action($id, target_id => 'c-slow'));
+        ok($slow->wait_actions(scalar($slow->actions) + 1, 5), 'sent');
+        $slow->send_all('{"msg_id":"af-' . $final . '","type":"action_ack",'
+            . '"target_id":"c-slow","payload":{"action_msg_id":"' . $id
+            . '","success":true,"final":' . $final . '}}');
+        my $r = reply($p, $id, $ACK_TIMEOUT + 3);
+        is($r && $r->{type}, 'error', "final:$final: no ack reaches the panel");
+        is($r && $r->{payload}{code}, 'ACK_TIMEOUT', 'it times out');
+    }
+    error_log_like(qr/\[error\] .*it has a "final" member, which only the agent sets/,
+        'logged');
+};
+
 
 # === Actions: the checks, in order ==========================================
 

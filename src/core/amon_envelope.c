@@ -24,6 +24,7 @@ enum {
     AMON_ENVELOPE_F_TARGET_ID,
     AMON_ENVELOPE_F_TIMESTAMP,
     AMON_ENVELOPE_F_PAYLOAD,
+    AMON_ENVELOPE_F_SOURCE,
     AMON_ENVELOPE_F_N
 };
 
@@ -102,7 +103,11 @@ amon_envelope_root_index(const unsigned char *k, size_t len)
 {
     switch (len) {
     case 4: return memcmp(k, "type", 4) ? -1 : AMON_ENVELOPE_F_TYPE;
-    case 6: return memcmp(k, "msg_id", 6) ? -1 : AMON_ENVELOPE_F_MSG_ID;
+    case 6:
+        if (memcmp(k, "msg_id", 6) == 0) {
+            return AMON_ENVELOPE_F_MSG_ID;
+        }
+        return memcmp(k, "source", 6) ? -1 : AMON_ENVELOPE_F_SOURCE;
     case 7: return memcmp(k, "payload", 7) ? -1 : AMON_ENVELOPE_F_PAYLOAD;
     case 8: return memcmp(k, "trace_id", 8) ? -1 : AMON_ENVELOPE_F_TRACE_ID;
     case 9:
@@ -322,6 +327,7 @@ amon_envelope_decode_json(
     }
 
     env->type = amon_msg_type(env->type_name);
+    env->has_source = (sc.root[AMON_ENVELOPE_F_SOURCE].type != AMON_JSON_NONE);
 
     rc = amon_envelope_json_str(env, &sc.root[AMON_ENVELOPE_F_TRACE_ID],
         AMON_MAX_ID_LEN, &env->trace_id);
@@ -385,6 +391,8 @@ amon_envelope_json_type(const amon_json_value_t *v, int want)
 static int
 amon_envelope_json_final(amon_envelope_t *env, const amon_json_value_t *v)
 {
+    env->final_member = (v->type != AMON_JSON_NONE);
+
     if (v->type == AMON_JSON_TRUE || v->type == AMON_JSON_FALSE) {
         env->has_final = 1;
         env->final = (v->type == AMON_JSON_TRUE);

@@ -52,6 +52,9 @@ typedef struct {
     unsigned        has_success : 1;
     unsigned        has_final : 1; /* action_ack, error: "final" given */
     unsigned        final : 1;
+    /* members only the agent sets, found in the message */
+    unsigned has_source : 1; /* "source" (protobuf: a non-empty one) */
+    unsigned final_member : 1; /* JSON: payload "final", null too */
 
     /*
      * String fields are unescaped UTF-8.  They point into the input when it

@@ -155,6 +155,8 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
         return rc;
     }
 
+    env->has_source = (e->source != NULL && e->source[0] != '\0');
+
     /* proto3: a zero timestamp is an absent one */
     if (e->timestamp != 0) {
         env->timestamp = e->timestamp;

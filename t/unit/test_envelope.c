@@ -332,6 +332,26 @@ test_decode_extra_and_duplicates(void **state)
                          "\"y\":1,\"y\":[],\"params\":{\"z\":1,\"z\":2}}}"),
         AMON_OK);
     assert_str(env.msg_id, "m2");
+    assert_int_equal(env.has_source, 0);
+
+    /* members only the agent sets are found, whatever their value */
+    assert_int_equal(decode(&env,
+                         "{\"msg_id\":\"m3\",\"type\":\"heartbeat\","
+                         "\"source\":null}"),
+        AMON_OK);
+    assert_int_equal(env.has_source, 1);
+    assert_int_equal(
+        decode(&env,
+            "{\"msg_id\":\"m4\",\"type\":\"action_ack\","
+            "\"payload\":{\"action_msg_id\":\"a\",\"final\":null}}"),
+        AMON_OK);
+    assert_int_equal(env.final_member, 1);
+    assert_int_equal(env.has_final, 0);
+    assert_int_equal(decode(&env,
+                         "{\"msg_id\":\"m5\",\"type\":\"action_ack\","
+                         "\"payload\":{\"action_msg_id\":\"a\"}}"),
+        AMON_OK);
+    assert_int_equal(env.final_member, 0);
 }
 
 
@@ -365,6 +385,8 @@ test_decode_duplicate_fields(void **state)
         "{\"action_msg_id\":\"a\",\"success\":true,\"success\":false}}",
         "{\"msg_id\":\"m\",\"type\":\"heartbeat\",\"timestamp\":1,"
         "\"timestamp\":2}",
+        "{\"source\":\"a\",\"msg_id\":\"m\",\"type\":\"heartbeat\","
+        "\"source\":\"b\"}",
     };
 
     (void) state;
