@@ -198,8 +198,13 @@ amonitor_conn_read(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
         }
 
         if (c->state == AMONITOR_CONN_HANDSHAKE) {
-            if (amon_buf_reserve(
-                    &c->in, (size_t) n, AMONITOR_HANDSHAKE_MAX, NULL)
+            /*
+             * The request parser refuses a head over AMONITOR_HANDSHAKE_MAX
+             * (431); one read more of room keeps the frames an agent sends
+             * right behind a short request from counting as head.
+             */
+            if (amon_buf_reserve(&c->in, (size_t) n,
+                    AMONITOR_HANDSHAKE_MAX + sizeof(priv->rbuf), NULL)
                 != AMON_OK) {
                 amonitor_conn_reject(priv, c, 431, "request header too large");
                 return;

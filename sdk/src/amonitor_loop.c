@@ -32,6 +32,7 @@ static int amonitor_loop_once(
     amonitor_sdk_priv_t *priv, int timeout_ms, char *err, size_t size);
 static int  amonitor_loop_timeout(amonitor_sdk_priv_t *priv);
 static void amonitor_accept(amonitor_sdk_priv_t *priv);
+static int  amonitor_accept_room(amonitor_sdk_priv_t *priv);
 static void amonitor_accept_failed(amonitor_sdk_priv_t *priv, int err);
 static void amonitor_accept_resume(amonitor_sdk_priv_t *priv, int64_t now);
 static void amonitor_reap(amonitor_sdk_priv_t *priv);
@@ -396,7 +397,8 @@ amonitor_accept(amonitor_sdk_priv_t *priv)
         }
 
         if (amonitor_flag_get(&priv->leave_loop)
-            || priv->nconns >= priv->max_connections) {
+            || (priv->nconns >= priv->max_connections
+                && !amonitor_accept_room(priv))) {
             amonitor_log(priv, AMONITOR_LOG_WARN,
                 "connection refused: %u connections open (max %u)",
                 priv->nconns, priv->max_connections);
@@ -414,6 +416,43 @@ amonitor_accept(amonitor_sdk_priv_t *priv)
             continue;
         }
     }
+}
+
+
+/*
+ * All max_connections are taken: close the oldest connection that is not
+ * an agent's (its handshake not done, or refused, e.g. without the token)
+ * to make room.  Sockets that never finish a handshake would otherwise
+ * hold every place for AMONITOR_HANDSHAKE_MS each, again and again, and
+ * shut the agent out.  Returns 1 when a place was freed.
+ */
+static int
+amonitor_accept_room(amonitor_sdk_priv_t *priv)
+{
+    amonitor_conn_t *c, *oldest;
+
+    oldest = NULL;
+
+    for (c = priv->conns; c; c = c->next) {
+        if ((c->state == AMONITOR_CONN_HANDSHAKE
+                || (c->state == AMONITOR_CONN_CLOSING && !c->counted))
+            && (oldest == NULL || c->id < oldest->id)) {
+            oldest = c;
+        }
+    }
+
+    if (oldest == NULL) {
+        return 0;
+    }
+
+    amonitor_log(priv, AMONITOR_LOG_INFO,
+        "connection %llu from %s closed: it is not an agent's yet and all "
+        "%u places are taken",
+        (unsigned long long) oldest->id, oldest->peer, priv->max_connections);
+    amonitor_stat_inc(priv, rejected);
+    amonitor_conn_abort(priv, oldest);
+
+    return 1;
 }
 
 

@@ -46,8 +46,9 @@ amonitor_waiter_new(amonitor_conn_t *c, const amonitor_action_t *action)
 
 /*
  * The same msg_id is already pending (another agent connection, or the
- * same one again): this connection waits for that answer too, and the
- * handler does not run a second time.
+ * same one again): this connection waits for that answer too (once), and
+ * the handler does not run a second time.  AMONITOR_ERR_NOTFOUND when it
+ * is not pending, else AMONITOR_OK (also when no memory was left to wait).
  */
 int
 amonitor_pending_join(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
@@ -71,14 +72,30 @@ amonitor_pending_join(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         return AMONITOR_ERR_NOTFOUND;
     }
 
-    w = amonitor_waiter_new(c, action);
-    if (w == NULL) {
-        pthread_mutex_unlock(&priv->lock);
-        return AMONITOR_ERR_NOMEM;
+    /*
+     * One waiter per connection: a connection that repeats the msg_id gets
+     * the one answer, so repeats cannot grow the list (it holds at most
+     * max_connections waiters).
+     */
+    for (wp = &p->waiters; *wp; wp = &(*wp)->next) {
+        if ((*wp)->conn_id == c->id) {
+            pthread_mutex_unlock(&priv->lock);
+            amonitor_stat_inc(priv, duplicates);
+            return AMONITOR_OK;
+        }
     }
 
-    for (wp = &p->waiters; *wp; wp = &(*wp)->next) { /* void */
+    w = amonitor_waiter_new(c, action);
+    if (w == NULL) {
+        /* pending all the same: it must not run a second time */
+        pthread_mutex_unlock(&priv->lock);
+        amonitor_log(priv, AMONITOR_LOG_ERROR,
+            "connection %llu: no memory to wait for the answer to action "
+            "%s, which is pending: this repeat is dropped",
+            (unsigned long long) c->id, action->msg_id);
+        return AMONITOR_OK;
     }
+
     *wp = w;
     p->nwaiters++;
 

@@ -5,6 +5,8 @@
 
 import asyncio
 import json
+import struct
+import socket
 import os
 import re
 import sys
@@ -247,6 +249,18 @@ def test_async_acks():
                 done.add(m["payload"]["action_msg_id"])
         t.ok(True, "the pending ones complete")
 
+        # the same msg_id again and again on one connection while it is
+        # pending: one answer, and the repeats do not pile up
+        slow = action("slow", {"ms": 400})
+        for _ in range(500):
+            await ws.send(json.dumps(slow))
+        ack = await ack_for(ws, slow["msg_id"])
+        t.is_(ack["payload"]["message"], "slow done",
+              "500 repeats of a pending action: it runs once")
+        extra = [m for m in await silence(ws, 0.5)
+                 if m.get("type") == "action_ack"]
+        t.is_(extra, [], "... and the connection gets one answer, not 500")
+
         # the connection goes away while an action is pending
         ws2 = await connect(host)
         await recv_type(ws2, "heartbeat")
@@ -374,6 +388,41 @@ def test_max_connections():
     rc, stats, _ = host.stop()
     t.is_(stats and stats["rejected"], 1, "the refusal is counted")
 
+    # sockets that never finish a handshake (or were refused for the
+    # token) cannot hold every place: the oldest makes room for a new one
+    host = Host("--max-connections", "3", "--token", "s3cret")
+
+    async def squat():
+        idle = [socket.create_connection(("127.0.0.1", host.port))
+                for _ in range(3)]
+        await asyncio.sleep(0.2)
+        agents = []
+        for n in range(3):
+            ws = await connect(host, "s3cret")
+            m = await recv_json(ws)
+            t.is_(m["type"], "heartbeat",
+                  "all places held by idle sockets: agent %d is served"
+                  % (n + 1))
+            agents.append(ws)
+        for n, sock in enumerate(idle):
+            sock.settimeout(2)
+            t.is_(sock.recv(1), b"", "idle socket %d was closed to make "
+                  "room, the oldest first" % (n + 1))
+        try:
+            ws = await connect(host, "s3cret")
+            await recv_json(ws, 2)
+            t.ok(False, "with three agents open, a fourth is refused")
+        except (websockets.InvalidHandshake, websockets.ConnectionClosed,
+                OSError, asyncio.TimeoutError):
+            t.ok(True, "with three agents open, a fourth is refused")
+        for sock in idle:
+            sock.close()
+        for ws in agents:
+            await ws.close()
+
+    run(squat())
+    host.stop()
+
 
 # --- bad input -----------------------------------------------------------
 
@@ -415,6 +464,45 @@ def test_handshake_errors():
                                 "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="
                                 "\r\n"))
     t.ok(line.startswith("HTTP/1.1 400"), "two keys: 400", line)
+    # RFC 6455 4.2.1, RFC 9110/9112: a Host, once; names that are tokens;
+    # no control characters; Sec-WebSocket-Version and Authorization once
+    for req, name in [
+            (ok.replace("Host: x\r\n", ""), "no Host"),
+            (ok.replace("Host: x\r\n", "Host: x\r\nHost: y\r\n"),
+             "two Hosts"),
+            (ok.replace("Host: x", "Host : x"), "a blank before the colon"),
+            (ok.replace("Host: x", "Host: x\x00y"), "a NUL in a value"),
+            (ok.replace("Sec-WebSocket-Version: 13\r\n",
+                        "Sec-WebSocket-Version: 8\r\n"
+                        "Sec-WebSocket-Version: 13\r\n"),
+             "two versions")]:
+        line, _ = status(req)
+        t.ok(line.startswith("HTTP/1.1 400"), name + ": 400", line)
+
+    # a short request and a frame of 9 KiB in one write: the frame is not
+    # counted as head (431 is for heads over 8 KiB)
+    sock = socket.create_connection(("127.0.0.1", host.port), timeout=10)
+    a = action("restart", {"pad": "p" * 9000})
+    payload = json.dumps(a).encode()
+    key = os.urandom(4)
+    frame = (struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + key
+             + bytes(c ^ key[i % 4] for i, c in enumerate(payload)))
+    sock.sendall(ok.encode() + frame)
+    sock.settimeout(5 * slow_factor())
+    got = b""
+    try:
+        while a["msg_id"].encode() not in got:
+            data = sock.recv(65536)
+            if not data:
+                break
+            got += data
+    except socket.timeout:
+        pass
+    sock.close()
+    t.ok(got.startswith(b"HTTP/1.1 101") and a["msg_id"].encode() in got,
+         "a request with 9 KiB of frames behind it: 101 and the action "
+         "answered", got[:80])
+
     line, _ = status("\x00\x01\x02 garbage\r\n\r\n")
     t.ok(line.startswith("HTTP/1.1 400"), "garbage: 400", line)
     line, _ = status("GET /sdk HTTP/1.1\r\n" + "X: " + "a" * 9000 + "\r\n")

@@ -12,14 +12,22 @@
 #include "amon_ws_handshake.h"
 
 
+/* header fields that must not come twice (and Host, that must come) */
+#define AMON_WS_SEEN_KEY     0x01
+#define AMON_WS_SEEN_VERSION 0x02
+#define AMON_WS_SEEN_HOST    0x04
+#define AMON_WS_SEEN_AUTH    0x08
+
+
 static size_t amon_ws_request_end(
     amon_ws_request_parser_t *rp, const unsigned char *buf, size_t len);
 static int amon_ws_request_line(
     amon_ws_request_parser_t *rp, const unsigned char *p, size_t len);
-static int amon_ws_request_header(amon_ws_request_parser_t *rp,
-    const unsigned char *p, size_t len, unsigned *nkeys);
-static int amon_ws_request_refuse(
-    amon_ws_request_parser_t *rp, int status, const char *reason);
+static const char *amon_ws_request_header(amon_ws_request_parser_t *rp,
+    const unsigned char *p, size_t len, unsigned *seen);
+static int         amon_ws_request_token(const unsigned char *p, size_t len);
+static int         amon_ws_request_refuse(
+            amon_ws_request_parser_t *rp, int status, const char *reason);
 
 
 void
@@ -37,7 +45,7 @@ amon_ws_request_feed(
 {
     int                  status;
     size_t               end, n;
-    unsigned             nkeys;
+    unsigned             seen;
     const char          *reason;
     const unsigned char *p, *last, *eol;
 
@@ -61,7 +69,7 @@ amon_ws_request_feed(
         return amon_ws_request_refuse(rp, 400, "bad request line");
     }
 
-    nkeys = 0;
+    seen = 0;
 
     for (p = eol + 1; /* void */; p = eol + 1) {
         eol = memchr(p, '\n', (size_t) (last - p));
@@ -75,18 +83,20 @@ amon_ws_request_feed(
             break; /* the empty line that ends the block */
         }
 
-        if (amon_ws_request_header(rp, p, n, &nkeys) != AMON_OK) {
-            return amon_ws_request_refuse(rp, 400, "bad header line");
+        reason = amon_ws_request_header(rp, p, n, &seen);
+        if (reason) {
+            return amon_ws_request_refuse(rp, 400, reason);
         }
-    }
-
-    if (nkeys > 1) {
-        return amon_ws_request_refuse(rp, 400, "duplicate Sec-WebSocket-Key");
     }
 
     status = amon_ws_server_check(&rp->req, &reason);
     if (status != 0) {
         return amon_ws_request_refuse(rp, status, reason);
+    }
+
+    if (!(seen & AMON_WS_SEEN_HOST)) {
+        /* RFC 6455 4.2.1, RFC 9112 3.2 */
+        return amon_ws_request_refuse(rp, 400, "no Host header");
     }
 
     rp->header_len = end;
@@ -161,41 +171,99 @@ amon_ws_request_line(
 }
 
 
-/* "name: value"; the fields the check needs are kept, others skipped */
-static int
+/*
+ * "name: value"; the fields the check needs are kept, others skipped.
+ * NULL, or why the line is refused: a name that is not a token (a blank
+ * before the colon), a control character in the value, a field that must
+ * come once given twice.
+ */
+static const char *
 amon_ws_request_header(amon_ws_request_parser_t *rp, const unsigned char *p,
-    size_t len, unsigned *nkeys)
+    size_t len, unsigned *seen)
 {
+    size_t               i;
+    unsigned             bit;
     amon_str_t           name, value;
     const unsigned char *colon;
 
     colon = memchr(p, ':', len);
-    if (colon == NULL || colon == p || *p == ' ' || *p == '\t') {
-        return AMON_EHANDSHAKE;
+    if (colon == NULL || !amon_ws_request_token(p, (size_t) (colon - p))) {
+        return "bad header line";
     }
 
     name.data = p;
     name.len = (size_t) (colon - p);
     value = amon_str_trim(colon + 1, len - name.len - 1);
 
+    for (i = 0; i < value.len; i++) {
+        if ((value.data[i] < 0x20 && value.data[i] != '\t')
+            || value.data[i] == 0x7f) {
+            return "control character in a header value";
+        }
+    }
+
+    bit = 0;
+
     if (amon_str_eq_ci(name, "upgrade")) {
         rp->req.upgrade = value;
 
     } else if (amon_str_eq_ci(name, "connection")) {
-        rp->req.connection = value;
+        /* one list over several lines: the one with "upgrade" counts */
+        if (rp->req.connection.data == NULL
+            || !amon_http_token_list_has(
+                rp->req.connection.data, rp->req.connection.len, "upgrade")) {
+            rp->req.connection = value;
+        }
 
     } else if (amon_str_eq_ci(name, "sec-websocket-key")) {
         rp->req.key = value;
-        (*nkeys)++;
+        bit = AMON_WS_SEEN_KEY;
 
     } else if (amon_str_eq_ci(name, "sec-websocket-version")) {
         rp->req.version = value;
+        bit = AMON_WS_SEEN_VERSION;
+
+    } else if (amon_str_eq_ci(name, "host")) {
+        bit = AMON_WS_SEEN_HOST;
 
     } else if (amon_str_eq_ci(name, "authorization")) {
         rp->authorization = value;
+        bit = AMON_WS_SEEN_AUTH;
     }
 
-    return AMON_OK;
+    if (*seen & bit) {
+        switch (bit) {
+        case AMON_WS_SEEN_KEY: return "duplicate Sec-WebSocket-Key";
+        case AMON_WS_SEEN_VERSION: return "duplicate Sec-WebSocket-Version";
+        case AMON_WS_SEEN_HOST: return "duplicate Host";
+        default: return "duplicate Authorization";
+        }
+    }
+
+    *seen |= bit;
+
+    return NULL;
+}
+
+
+/* an RFC 9110 token: visible ASCII but for the delimiters, not empty */
+static int
+amon_ws_request_token(const unsigned char *p, size_t len)
+{
+    size_t i;
+
+    if (len == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (p[i] <= 0x20 || p[i] >= 0x7f
+            || strchr("\"(),/:;<=>?@[\\]{}", p[i]) != NULL) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

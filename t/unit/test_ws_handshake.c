@@ -866,7 +866,7 @@ test_request_valid(void **state)
     amon_ws_request_parser_t rp;
     static const char        in[] = REQ_HEAD "\x81\x80\x01\x02\x03\x04";
     static const char        lf[] = "GET / HTTP/1.1\nupgrade: WebSocket\n"
-                                    "connection: upgrade\n"
+                                    "host: x\nconnection: upgrade\n"
                                     "sec-websocket-key: " RFC_KEY "\n"
                                     "sec-websocket-version: 13\n\n";
 
@@ -906,6 +906,23 @@ test_request_valid(void **state)
 }
 
 
+/* REQ_HEAD with its line "line" replaced by "with" (a static buffer) */
+static const char *
+request_with(const char *line, const char *with)
+{
+    char              *at;
+    static char        buf[1024];
+    static const char *head = REQ_HEAD;
+
+    at = strstr(head, line);
+    assert_non_null(at);
+    snprintf(buf, sizeof(buf), "%.*s%s%s", (int) (at - head), head, with,
+        at + strlen(line));
+
+    return buf;
+}
+
+
 static void
 request_refused(const char *in, int status)
 {
@@ -921,6 +938,7 @@ static void
 test_request_refused(void **state)
 {
     char                    *big;
+    const char              *in;
     amon_ws_request_parser_t rp;
 
     request_refused("POST / HTTP/1.1\r\nUpgrade: websocket\r\n"
@@ -953,6 +971,35 @@ test_request_refused(void **state)
         426);
     request_refused("GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400);
     request_refused("GET / HTTP/1.1\r\n folded: x\r\n\r\n", 400);
+
+    /* RFC 6455 4.2.1 and RFC 9110/9112: Host once, tokens, no controls */
+    request_refused(request_with("Host: 127.0.0.1:9000\r\n", ""), 400);
+    request_refused(
+        request_with("Host: 127.0.0.1:9000\r\n", "Host: a\r\nHost: b\r\n"),
+        400);
+    request_refused(
+        request_with("Host: 127.0.0.1:9000\r\n", "Host : x\r\n"), 400);
+    request_refused(
+        request_with("Host: 127.0.0.1:9000\r\n", "Host: x\r\nX Y: z\r\n"), 400);
+    request_refused(
+        request_with("Host: 127.0.0.1:9000\r\n", "Host: x\r\nX: a\x01b\r\n"),
+        400);
+    request_refused(request_with("Sec-WebSocket-Version: 13\r\n",
+                        "Sec-WebSocket-Version: 8\r\n"
+                        "Sec-WebSocket-Version: 13\r\n"),
+        400);
+    request_refused(request_with("Authorization: Bearer s3cret\r\n",
+                        "Authorization: Bearer a\r\n"
+                        "Authorization: Bearer b\r\n"),
+        400);
+
+    /* Connection in two lines is one list */
+    in = request_with("Connection: keep-alive, Upgrade\r\n",
+        "Connection: Upgrade\r\nConnection: keep-alive\r\n");
+    assert_int_equal(request_grow(&rp, in, strlen(in)), AMON_OK);
+    in = request_with("Connection: keep-alive, Upgrade\r\n",
+        "Connection: keep-alive\r\nConnection: Upgrade\r\n");
+    assert_int_equal(request_grow(&rp, in, strlen(in)), AMON_OK);
 
     /* no end of the head within the limit */
     big = malloc(AMON_WS_MAX_REQUEST + 1);
