@@ -360,7 +360,7 @@ amon_json_scan(const unsigned char *p, size_t len, unsigned max_depth,
     amon_str_t sub_key, amon_json_member_pt handler, void *data,
     amon_json_value_t *root)
 {
-    int                  rc;
+    int                  rc, herr;
     unsigned             depth, escaped, integer, cur_sub, sub_seen;
     unsigned             sub_active;
     amon_json_value_t    val, key[2];
@@ -377,6 +377,7 @@ amon_json_scan(const unsigned char *p, size_t len, unsigned max_depth,
     }
 
     end = p + len;
+    herr = 0;
     depth = 0;
     cur_sub = 0;
     sub_active = 0;
@@ -496,21 +497,26 @@ done:
             *root = val;
         }
 
-        return AMON_OK;
+        return herr;
     }
 
     if (is_obj[depth - 1]) {
+        /*
+         * A handler's refusal is told once the text is known to be JSON:
+         * a text that is not is refused as such, whatever its members.
+         */
+        rc = 0;
+
         if (depth == 1 && handler) {
             rc = handler(data, 0, &key[0], &val);
-            if (rc != 0) {
-                return rc;
-            }
 
-        } else if (depth == 2 && sub_active) {
+        } else if (depth == 2 && sub_active && handler) {
             rc = handler(data, 1, &key[1], &val);
-            if (rc != 0) {
-                return rc;
-            }
+        }
+
+        if (rc != 0) {
+            herr = rc;
+            handler = NULL;
         }
     }
 

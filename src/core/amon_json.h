@@ -70,8 +70,10 @@ typedef int (*amon_json_member_pt)(void *data, unsigned level,
  * and type of the root value.
  *
  * Returns AMON_OK, AMON_EJSON (not JSON), AMON_EDEPTH (nested deeper than
- * max_depth) or what the handler returned.  The handler may have been
- * called before an error is found later in the text.
+ * max_depth) or, for JSON only, the first non-zero value the handler
+ * returned (it is not called again after that; the text is still
+ * validated to its end).  The handler may have been called before an
+ * error is found later in the text.
  */
 int amon_json_scan(const unsigned char *p, size_t len, unsigned max_depth,
     amon_str_t sub_key, amon_json_member_pt handler, void *data,

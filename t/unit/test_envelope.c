@@ -394,6 +394,16 @@ test_decode_duplicate_fields(void **state)
     for (i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
         assert_int_equal(decode(&env, dups[i]), AMON_EFIELD_DUP);
     }
+
+    /* a text that is not JSON is refused as such, whatever its members */
+    assert_int_equal(
+        decode(&env, "{\"msg_id\":\"a\",\"msg_id\":\"b\",\"type\":"),
+        AMON_EJSON);
+    assert_int_equal(decode(&env,
+                         "{\"msg_id\":\"a\",\"msg_id\":\"b\",\"x\":"
+                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]"
+                         "]]]]]]]]]]]]]]]]]]]}"),
+        AMON_EDEPTH);
 }
 
 
