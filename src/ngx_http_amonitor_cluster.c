@@ -33,6 +33,8 @@ static void ngx_http_amonitor_cluster_error(
 static void ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl);
 static void ngx_http_amonitor_cluster_tick(ngx_event_t *ev);
 static void ngx_http_amonitor_cluster_resync(ngx_event_t *ev);
+static ngx_uint_t ngx_http_amonitor_cluster_opcode(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *f);
 static ngx_http_amonitor_upstream_t *ngx_http_amonitor_cluster_target(
     ngx_http_amonitor_cluster_t *cl, ngx_str_t *id);
 
@@ -410,11 +412,12 @@ ngx_http_amonitor_cluster_message(
         }
 
         u = ngx_http_amonitor_cluster_target(cl, &m->f[1]);
-        if (u == NULL || m->f[2].len != 1) {
+        opcode = ngx_http_amonitor_cluster_opcode(cl, &m->f[2]);
+
+        if (u == NULL || opcode == 0) {
             return;
         }
 
-        opcode = m->f[2].data[0] - '0';
         ngx_http_amonitor_router_remote_message(
             u, opcode, m->f[3].data, m->f[3].len);
         return;
@@ -424,16 +427,17 @@ ngx_http_amonitor_cluster_message(
         return;
 
     case NGX_HTTP_AMONITOR_BUS_ACK:
-        if (m->n != 3 || m->f[1].len != 1) {
+        if (m->n != 3) {
             return;
         }
 
         u = ngx_http_amonitor_cluster_target(cl, &m->f[0]);
-        if (u == NULL) {
+        opcode = ngx_http_amonitor_cluster_opcode(cl, &m->f[1]);
+
+        if (u == NULL || opcode == 0) {
             return;
         }
 
-        opcode = m->f[1].data[0] - '0';
         ngx_http_amonitor_router_remote_message(
             u, opcode, m->f[2].data, m->f[2].len);
         return;
@@ -444,6 +448,27 @@ ngx_http_amonitor_cluster_message(
 
     default: return;
     }
+}
+
+
+/*
+ * The frame type of a relayed message: text or binary, else 0 (dropped: a
+ * panel must never get another kind of frame, a close frame above all).
+ */
+static ngx_uint_t
+ngx_http_amonitor_cluster_opcode(ngx_http_amonitor_cluster_t *cl, ngx_str_t *f)
+{
+    if (f->len == 1
+        && (f->data[0] == '0' + AMON_WS_OP_TEXT
+            || f->data[0] == '0' + AMON_WS_OP_BINARY)) {
+        return f->data[0] - '0';
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+        "amonitor: invalid cluster bus message dropped: its frame type is "
+        "neither text nor binary");
+
+    return 0;
 }
 
 

@@ -14,6 +14,7 @@ use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Redis;
 use Mojo::JSON qw(encode_json);
+use IO::Socket::INET;
 
 ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
     or BAIL_OUT('no redis-server');
@@ -285,6 +286,46 @@ subtest 'an unknown target is still UNKNOWN_TARGET' => sub {
     my $id = action($p, 'nope');
     my $a = answer($p, $id);
     is($a && $a->{payload}{code}, 'UNKNOWN_TARGET', 'UNKNOWN_TARGET');
+};
+
+# a bus frame: its kind, then each field as a 32-bit big-endian length and
+# its bytes; published with a RESP command of our own (binary safe)
+sub publish_raw {
+    my ($channel, $kind, @fields) = @_;
+    my $msg = $kind . join('', map { pack('N', length $_) . $_ } @fields);
+    my $cmd = join('', "*3\r\n", map { '$' . length($_) . "\r\n$_\r\n" }
+        'PUBLISH', $channel, $msg);
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $rport, Proto => 'tcp') or return undef;
+    print {$sock} $cmd;
+    my $reply = <$sock>;
+    close $sock;
+    return $reply;
+}
+
+subtest 'a relayed frame must be text or binary: one of another type on '
+    . 'the bus is dropped, the panels stay' => sub {
+    for my $n (sort keys %I) {
+        $I{$n}->ignore_log(qr/\[warn\] .*invalid cluster bus message dropped: its frame type is neither text nor binary/);
+    }
+    my $hb = '{"msg_id":"bus-f1","type":"heartbeat","target_id":"c1",'
+        . '"payload":{"target_id":"c1"}}';
+    for my $op ('8', '0', '9', 'x') {
+        like(publish_raw('amon-c:ev', 'E', 'X:1:deadbeef', 'c1', $op, $hb)
+            // '', qr/^:\d+/, "an event with frame type \"$op\" published");
+    }
+    like(publish_raw('amon-c:ev', 'K', 'c1', '8', $hb) // '', qr/^:\d+/,
+        'an ack with frame type "8" published');
+    sleep_loop(1);
+    is(scalar(grep { !$_->is_open } @all), 0, 'every panel is still open');
+    is(scalar(grep { my $p = $_; grep { ($_->{data} // '') =~ /bus-f1/ }
+        $p->messages } @all), 0, 'none got the frame');
+    my $seq = $s1->{seq} + 1;
+    $s1->heartbeat;
+    ok(wait_for(sub { !grep { !hb_seqs($_, 'c1')->{$seq} } @all }, 5),
+        'and all get the next heartbeat');
+    ok(scalar(grep { $I{$_}->wait_error_log(qr/invalid cluster bus message dropped: its frame type is neither text nor binary/, 5) } sort keys %I),
+        'the drop is logged');
 };
 
 subtest 'a target_status from another instance reaches its subscribers only'
