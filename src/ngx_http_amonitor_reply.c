@@ -16,12 +16,14 @@
 
 static void       ngx_http_amonitor_reply_uuid(u_char *out);
 static ngx_uint_t ngx_http_amonitor_reply_success(ngx_str_t *result);
-static void       ngx_http_amonitor_reply_send(ngx_http_amonitor_worker_t *w,
-          ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about, int rc);
-static ngx_int_t  ngx_http_amonitor_reply_stamp_json(
-     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
-     amon_envelope_t *env, u_char *data, size_t len, ngx_uint_t source,
-     ngx_uint_t final, size_t max, ngx_str_t *out);
+static void       ngx_http_amonitor_reply_unusable(
+          ngx_http_amonitor_conn_t *panel, int rc);
+static void      ngx_http_amonitor_reply_send(ngx_http_amonitor_worker_t *w,
+         ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about, int rc);
+static ngx_int_t ngx_http_amonitor_reply_stamp_json(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, u_char *data, size_t len, ngx_uint_t source,
+    ngx_uint_t final, size_t max, ngx_str_t *out);
 static ngx_int_t ngx_http_amonitor_reply_stamp_pb(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len, ngx_uint_t source, ngx_uint_t final, size_t max,
@@ -110,6 +112,7 @@ ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
     const char *state, ngx_str_t *original)
 {
+    int            rc;
     u_char         id[AMON_UUID_LEN];
     amon_ack_out_t ack;
 
@@ -150,9 +153,21 @@ ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
 
     w->scratch.len = 0;
 
-    ngx_http_amonitor_reply_send(w, panel, about,
-        amon_envelope_build_ack(&w->scratch, w->amcf->max_message,
-            &w->allocator, &ack, about->binary));
+    rc = amon_envelope_build_ack(
+        &w->scratch, w->amcf->max_message, &w->allocator, &ack, about->binary);
+
+    if (rc != AMON_OK && ack.original.len) {
+        /* a stored result that cannot be used (Redis holds any bytes) */
+        ngx_http_amonitor_reply_unusable(panel, rc);
+        ack.original.data = NULL;
+        ack.original.len = 0;
+        ack.success = 0;
+        w->scratch.len = 0;
+        rc = amon_envelope_build_ack(&w->scratch, w->amcf->max_message,
+            &w->allocator, &ack, about->binary);
+    }
+
+    ngx_http_amonitor_reply_send(w, panel, about, rc);
 }
 
 
@@ -162,6 +177,7 @@ ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
     ngx_str_t *action_msg_id, const char *state, ngx_str_t *result)
 {
+    int                 rc;
     amon_str_t          res;
     amon_envelope_out_t head;
 
@@ -175,13 +191,38 @@ ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
     res.data = (result && result->len) ? result->data : NULL;
     res.len = result ? result->len : 0;
 
-    w->scratch.len = 0;
+    for (;;) {
+        w->scratch.len = 0;
 
-    ngx_http_amonitor_reply_send(w, panel, about,
-        amon_envelope_build_action_status(&w->scratch, w->amcf->max_message,
-            &w->allocator, &head,
+        rc = amon_envelope_build_action_status(&w->scratch,
+            w->amcf->max_message, &w->allocator, &head,
             (amon_str_t) ngx_http_amonitor_amon_str(action_msg_id), state, res,
-            about->binary));
+            about->binary);
+
+        if (rc == AMON_OK || res.len == 0) {
+            break;
+        }
+
+        ngx_http_amonitor_reply_unusable(panel, rc);
+        res.data = NULL;
+        res.len = 0;
+    }
+
+    ngx_http_amonitor_reply_send(w, panel, about, rc);
+}
+
+
+/*
+ * A stored result (from the zone or Redis) that cannot go into an answer:
+ * not JSON, not UTF-8 or too big.  The answer goes without it.
+ */
+static void
+ngx_http_amonitor_reply_unusable(ngx_http_amonitor_conn_t *panel, int rc)
+{
+    ngx_log_error(NGX_LOG_WARN, panel->connection->log, 0,
+        "amonitor: a stored action result cannot be sent (%s): the answer "
+        "to panel #%ui goes without it",
+        amon_strerror(rc), panel->id);
 }
 
 
@@ -191,6 +232,9 @@ ngx_http_amonitor_reply_send(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about, int rc)
 {
     if (rc != AMON_OK) {
+        ngx_log_error(NGX_LOG_ERR, panel->connection->log, 0,
+            "amonitor: an answer to panel #%ui could not be made: %s",
+            panel->id, amon_strerror(rc));
         return;
     }
 

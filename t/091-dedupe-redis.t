@@ -153,6 +153,44 @@ subtest 'a msg_id executed through one agent is a duplicate on the other' => sub
         "it expires with amonitor_dedupe_ttl ($ttl ms left)");
 };
 
+# any bytes may be in Redis: a stored result that is not JSON, not UTF-8
+# or too big for an answer is left out of it, and the answer still comes
+sub redis_set_raw {
+    my ($key, $value) = @_;
+    open(my $fh, '|-', 'redis-cli', '-h', '127.0.0.1', '-p', $rport, '-x',
+        'SET', $key) or return;
+    print {$fh} $value;
+    close $fh;
+}
+
+subtest 'a stored result that cannot be sent: the duplicate ack and the '
+    . 'status come without it' => sub {
+    $_->ignore_log(qr/\[warn\] .*a stored action result cannot be sent/)
+        for @agents;
+    for my $bad (['dgarbage{', 'not JSON'], ["d\xff\xfe", 'not UTF-8'],
+        ['d{"a":"' . ('x' x 3_000_000) . '"}', 'larger than a message'])
+    {
+        my $id = uuid4();
+        redis_set_raw("amon-test:$id", $bad->[0]);
+        $pa->send_json(action($id, 'rd-a'));
+        my $a = answer($pa, $id);
+        is($a && $a->{type}, 'action_ack', "$bad->[1]: a duplicate ack");
+        ok($a && $a->{payload}{duplicate} && $a->{payload}{final},
+            'final, as a duplicate');
+        ok($a && !exists $a->{payload}{original}, 'without the result');
+        is($sdk->executed($id), 0, 'not run');
+
+        $pa->send_json({ msg_id => "q-$id", type => 'action_status',
+            payload => { action_msg_id => $id } });
+        my $st = $pa->recv_type('action_status', timeout => 5,
+            action_msg_id => $id);
+        is($st && $st->{json}{payload}{state}, 'done',
+            'action_status answered: done');
+    }
+    ok($agents[0]->wait_error_log(qr/\[warn\] .*a stored action result cannot be sent \(.*\): the answer to panel #\d+ goes without it/, 5),
+        'logged');
+};
+
 subtest 'an action that never reached an SDK releases its claim' => sub {
     my $id = uuid4();
     $pa->send_json(action($id, 'no-such-target'));
