@@ -138,7 +138,16 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     ngx_queue_t                  *q;
     ngx_http_amonitor_upstream_t *u;
 
-    /* a target's name shows in logs and panels: no control characters */
+    /*
+     * A target's name shows in logs and panels: no control characters, and
+     * what a message can carry (UTF-8, AMON_MAX_ID_LEN bytes): a route
+     * from Redis is not checked by the envelope decoder as a register is.
+     */
+    if (id->len > AMON_MAX_ID_LEN
+        || amon_utf8_validate(id->data, id->len) != AMON_OK) {
+        return NGX_HTTP_AMONITOR_LEARN_BAD_ID;
+    }
+
     for (i = 0; i < id->len; i++) {
         if (id->data[i] < 0x20 || id->data[i] == 0x7f) {
             return NGX_HTTP_AMONITOR_LEARN_BAD_ID;

@@ -328,6 +328,27 @@ subtest 'a relayed frame must be text or binary: one of another type on '
         'the drop is logged');
 };
 
+subtest 'a route from the bus whose id a message could not carry (not '
+    . 'UTF-8, over 256 bytes) is not learned' => sub {
+    my $bad = fake_sdk(target_id => 'bad-route', heartbeat_interval => 0);
+    my $good = fake_sdk(target_id => 'good-route', heartbeat_interval => 0);
+    my $burl = 'ws://127.0.0.1:' . $bad->port . '/';
+    for my $id ("\xff\xfebad", "\xc3(zz", 'L' x 300) {
+        publish_raw('amon-c:rt', 'T', 'X:1:deadbeef', $id, $burl,
+            'register');
+    }
+    # the same way, a route with a good id is learned: the path works
+    publish_raw('amon-c:rt', 'T', 'X:1:deadbeef', 'good-route',
+        'ws://127.0.0.1:' . $good->port . '/', 'register');
+    ok($good->wait_connections(1, 5), 'a good route is learned and dialed');
+    sleep_loop(1);
+    is($bad->accepted, 0, 'the bad ones are never dialed');
+    for my $n (sort keys %I) {
+        ok(!$I{$n}->wait_error_log(qr/learned target "(?!good-route)[^"]*" at \Q$burl\E/, 0.1),
+            "$n learned none of them");
+    }
+};
+
 subtest 'a target_status from another instance reaches its subscribers only'
     => sub {
     # the hub is dialed by A; B's panels hear its state from the cluster
