@@ -20,8 +20,8 @@ static ngx_int_t ngx_http_amonitor_panel_check(ngx_http_request_t *r,
     u_char **accept, ngx_http_amonitor_rights_t **rights, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_accept(
     ngx_http_request_t *r, u_char *accept, ngx_uint_t *encoding);
-static ngx_int_t ngx_http_amonitor_panel_targets(
-    ngx_http_request_t *r, ngx_array_t **list, const char **reason);
+static ngx_int_t ngx_http_amonitor_panel_targets(ngx_http_request_t *r,
+    ngx_http_amonitor_worker_t *w, ngx_array_t **list, const char **reason);
 static ngx_int_t ngx_http_amonitor_panel_origin(
     ngx_http_request_t *r, ngx_array_t *allow);
 static ngx_int_t ngx_http_amonitor_panel_header_out(
@@ -77,7 +77,8 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
     }
 
     if (status == 0) {
-        status = ngx_http_amonitor_panel_targets(r, &targets, &reason);
+        status =
+            ngx_http_amonitor_panel_targets(r, amcf->worker, &targets, &reason);
     }
 
     if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
@@ -247,8 +248,8 @@ ngx_http_amonitor_panel_check(ngx_http_request_t *r, u_char **accept,
  * panel with 400 and why.
  */
 static ngx_int_t
-ngx_http_amonitor_panel_targets(
-    ngx_http_request_t *r, ngx_array_t **list, const char **reason)
+ngx_http_amonitor_panel_targets(ngx_http_request_t *r,
+    ngx_http_amonitor_worker_t *w, ngx_array_t **list, const char **reason)
 {
     ngx_str_t arg, *all;
 
@@ -269,6 +270,12 @@ ngx_http_amonitor_panel_targets(
     }
 
     *reason = ngx_http_amonitor_subscribe_check((*list)->elts, (*list)->nelts);
+
+    if (*reason == NULL
+        && ngx_http_amonitor_subscribe_cost(w, (*list)->elts, (*list)->nelts)
+            > NGX_HTTP_AMONITOR_SUB_MATCH_BURST) {
+        *reason = NGX_HTTP_AMONITOR_SUB_TOO_COSTLY;
+    }
 
     if (*reason == NULL) {
         return 0;

@@ -34,8 +34,6 @@ static ngx_int_t ngx_http_amonitor_subscribe_patterns(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s);
 static ngx_uint_t ngx_http_amonitor_subscribe_match_any(
     ngx_http_amonitor_sub_t *s, ngx_str_t *id, ngx_uint_t patterns_only);
-static ngx_uint_t ngx_http_amonitor_subscribe_glob(
-    u_char *p, size_t plen, u_char *s, size_t slen);
 
 
 ngx_int_t
@@ -193,6 +191,8 @@ ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
 
         ngx_queue_init(&s->links);
         s->wc = wc;
+        s->credit = NGX_HTTP_AMONITOR_SUB_MATCH_BURST;
+        s->credit_time = ngx_current_msec;
         wc->sub = s;
 
     } else {
@@ -234,21 +234,106 @@ ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
 }
 
 
-/* the served targets the panel's patterns match, then the pattern list */
+/*
+ * The pattern x target matches that making the set "list" costs: its
+ * patterns (not "*" alone, which takes everything unseen) times the
+ * served targets.
+ */
+ngx_uint_t
+ngx_http_amonitor_subscribe_cost(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n)
+{
+    ngx_uint_t   i, npatterns, ntargets;
+    ngx_queue_t *q;
+
+    npatterns = 0;
+
+    for (i = 0; i < n; i++) {
+        if (list[i].len == 1 && list[i].data[0] == '*') {
+            return 0;
+        }
+
+        if (ngx_strlchr(list[i].data, list[i].data + list[i].len, '*')) {
+            npatterns++;
+        }
+    }
+
+    if (npatterns == 0) {
+        return 0;
+    }
+
+    ntargets = 0;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+        ntargets++;
+    }
+
+    return npatterns * ntargets;
+}
+
+
+/*
+ * 0 when the panel may make a set of this cost now, else how many ms it
+ * must wait for its budget to hold it (the cost is taken when the set
+ * is made).
+ */
+ngx_msec_t
+ngx_http_amonitor_subscribe_wait(ngx_http_amonitor_conn_t *wc, ngx_uint_t cost)
+{
+    ngx_msec_t               elapsed;
+    ngx_http_amonitor_sub_t *s;
+
+    s = wc->sub;
+
+    if (s == NULL || cost == 0) {
+        return 0;
+    }
+
+    elapsed = ngx_current_msec - s->credit_time;
+    s->credit_time = ngx_current_msec;
+
+    if (elapsed >= 1000 * (ngx_msec_t) NGX_HTTP_AMONITOR_SUB_MATCH_BURST
+            / NGX_HTTP_AMONITOR_SUB_MATCH_RATE) {
+        s->credit = NGX_HTTP_AMONITOR_SUB_MATCH_BURST;
+
+    } else {
+        s->credit +=
+            (ngx_int_t) elapsed * NGX_HTTP_AMONITOR_SUB_MATCH_RATE / 1000;
+        s->credit = ngx_min(s->credit, NGX_HTTP_AMONITOR_SUB_MATCH_BURST);
+    }
+
+    if (s->credit >= (ngx_int_t) cost) {
+        return 0;
+    }
+
+    return (ngx_msec_t) ((ngx_int_t) cost - s->credit) * 1000
+        / NGX_HTTP_AMONITOR_SUB_MATCH_RATE
+        + 1;
+}
+
+
+/*
+ * The served targets the panel's patterns match, then the pattern list;
+ * the matches made are taken from the panel's budget.
+ */
 static ngx_int_t
 ngx_http_amonitor_subscribe_patterns(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s)
 {
+    ngx_uint_t                    n;
     ngx_queue_t                  *q;
     ngx_http_amonitor_subs_t     *subs;
     ngx_http_amonitor_topic_t    *t;
     ngx_http_amonitor_upstream_t *u;
 
     subs = w->subs;
+    n = 0;
 
     for (q = ngx_queue_head(&w->upstreams);
          q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+        n++;
 
         if (!ngx_http_amonitor_subscribe_match_any(s, &u->id, 1)) {
             continue;
@@ -271,6 +356,7 @@ ngx_http_amonitor_subscribe_patterns(
 
     ngx_queue_insert_tail(&subs->patterns, &s->queue);
     s->listed = 1;
+    s->credit -= (ngx_int_t) (n * s->nglobs);
 
     return NGX_OK;
 }
@@ -489,8 +575,7 @@ ngx_http_amonitor_subscribe_match_any(
         for (i = 0; i < s->nglobs; i++) {
             e = &s->globs[i];
 
-            if (ngx_http_amonitor_subscribe_glob(
-                    e->data, e->len, id->data, id->len)) {
+            if (amon_glob_match(e->data, e->len, id->data, id->len)) {
                 return 1;
             }
         }
@@ -507,46 +592,6 @@ ngx_http_amonitor_subscribe_match_any(
     }
 
     return 0;
-}
-
-
-/*
- * "*" matches any run of bytes, everything else itself.  The last "*"
- * seen is the only place to go back to, which makes it linear enough.
- */
-static ngx_uint_t
-ngx_http_amonitor_subscribe_glob(u_char *p, size_t plen, u_char *s, size_t slen)
-{
-    size_t i, j, star, mark;
-
-    i = 0;
-    j = 0;
-    star = (size_t) -1;
-    mark = 0;
-
-    while (j < slen) {
-        if (i < plen && p[i] == '*') {
-            star = i++;
-            mark = j;
-
-        } else if (i < plen && p[i] == s[j]) {
-            i++;
-            j++;
-
-        } else if (star != (size_t) -1) {
-            i = star + 1;
-            j = ++mark;
-
-        } else {
-            return 0;
-        }
-    }
-
-    while (i < plen && p[i] == '*') {
-        i++;
-    }
-
-    return i == plen;
 }
 
 

@@ -18,6 +18,18 @@
 
 #define NGX_HTTP_AMONITOR_SUB_MAX 256 /* ids and patterns per panel */
 
+/*
+ * A set's patterns are matched against every served target when it is
+ * made: a panel may make at most BURST pattern x target matches at once
+ * and RATE a second on average; a set that costs more than BURST is
+ * refused, one that comes too soon after others is RATE_LIMITED.
+ */
+#define NGX_HTTP_AMONITOR_SUB_MATCH_RATE  50000
+#define NGX_HTTP_AMONITOR_SUB_MATCH_BURST 200000
+#define NGX_HTTP_AMONITOR_SUB_TOO_COSTLY \
+    "more patterns than the targets served allow: patterns x targets " \
+    "may be at most 200000"
+
 
 /* a target id, served or only named by a panel, and its subscribers */
 typedef struct ngx_http_amonitor_topic_s ngx_http_amonitor_topic_t;
@@ -53,6 +65,8 @@ typedef struct {
     ngx_str_t                *globs; /* the same, with a "*" */
     ngx_uint_t                nglobs;
     ngx_uint_t                npatterns; /* globs other than "*" alone */
+    ngx_int_t                 credit; /* matches it may make now */
+    ngx_msec_t                credit_time; /* when it was last refilled */
     unsigned                  all : 1; /* "*": everything */
     unsigned                  listed : 1; /* "queue" is in a list */
     unsigned                  snapshot : 1; /* amonitor_panel_snapshot */
@@ -76,13 +90,17 @@ void ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w);
 ngx_int_t ngx_http_amonitor_subscribe_split(
     ngx_pool_t *pool, ngx_str_t *arg, ngx_array_t **list);
 const char *ngx_http_amonitor_subscribe_check(ngx_str_t *list, ngx_uint_t n);
-ngx_int_t   ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
-      ngx_http_amonitor_conn_t *wc, ngx_str_t *list, ngx_uint_t n);
-ngx_int_t   ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
-      ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
-      ngx_http_amonitor_about_t *about);
-void        ngx_http_amonitor_subscribe_gone(
-           ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+ngx_uint_t  ngx_http_amonitor_subscribe_cost(
+     ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n);
+ngx_msec_t ngx_http_amonitor_subscribe_wait(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t cost);
+ngx_int_t ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_str_t *list, ngx_uint_t n);
+ngx_int_t ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about);
+void      ngx_http_amonitor_subscribe_gone(
+         ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 ngx_uint_t ngx_http_amonitor_subscribe_wants(
     ngx_http_amonitor_conn_t *wc, ngx_str_t *id);
 ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_topic(

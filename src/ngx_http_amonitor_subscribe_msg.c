@@ -41,9 +41,10 @@ ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
     ngx_http_amonitor_about_t *about)
 {
-    u_char     *buf;
+    u_char     *buf, text[128];
     ngx_int_t   rc;
-    ngx_uint_t  n;
+    ngx_uint_t  n, cost;
+    ngx_msec_t  wait;
     ngx_str_t  *list;
     const char *reason;
 
@@ -65,6 +66,27 @@ ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
     }
 
     reason = ngx_http_amonitor_subscribe_check(list, n);
+
+    cost = ngx_http_amonitor_subscribe_cost(w, list, n);
+
+    if (reason == NULL && cost > NGX_HTTP_AMONITOR_SUB_MATCH_BURST) {
+        reason = NGX_HTTP_AMONITOR_SUB_TOO_COSTLY;
+    }
+
+    wait = reason ? 0 : ngx_http_amonitor_subscribe_wait(wc, cost);
+
+    if (wait) {
+        ngx_snprintf(text, sizeof(text),
+            "subscribing too often for the number of targets and "
+            "patterns: try again in %M ms%Z",
+            wait);
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+            "amonitor: subscribe of panel #%ui refused: %s", wc->id, text);
+        ngx_http_amonitor_reply_error(
+            w, wc, about, "RATE_LIMITED", (char *) text, 1);
+        rc = NGX_DECLINED;
+        goto done;
+    }
 
     if (reason) {
         ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,

@@ -2,8 +2,12 @@
  * Copyright (C) AMonitor authors
  *
  * Core support: allocator hooks, growable buffers, status code texts and
- * their RFC 6455 close codes.
+ * their RFC 6455 close codes, strings.
  */
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem(), memrchr() */
+#endif
 
 #include <stdlib.h>
 #include <string.h>
@@ -240,4 +244,59 @@ amon_hash(const unsigned char *p, size_t len)
     }
 
     return (uint32_t) amon_hash_mix(h);
+}
+
+
+/*
+ * The part before the first "*" must begin "s" and the part after the
+ * last one end it; each part in between is found leftmost in what is
+ * left, which is never worse for the parts after it.  memmem() is linear,
+ * so a match costs O(plen + slen): a backtracking matcher takes
+ * O(plen * slen) for a pattern like "*aaa...ab" against a run of "a"s.
+ */
+int
+amon_glob_match(
+    const unsigned char *p, size_t plen, const unsigned char *s, size_t slen)
+{
+    size_t               head, tail, n;
+    const unsigned char *first, *last, *star, *end, *found;
+
+    first = plen ? memchr(p, '*', plen) : NULL;
+
+    if (first == NULL) {
+        return plen == slen && (slen == 0 || memcmp(p, s, slen) == 0);
+    }
+
+    last = memrchr(p, '*', plen);
+    head = (size_t) (first - p);
+    tail = (size_t) (p + plen - (last + 1));
+
+    if (head + tail > slen || (head && memcmp(p, s, head) != 0)
+        || (tail && memcmp(last + 1, s + slen - tail, tail) != 0)) {
+        return 0;
+    }
+
+    end = s + slen - tail;
+    s += head;
+
+    for (p = first + 1; p < last; p = star + 1) {
+        star = memchr(p, '*', (size_t) (last - p));
+        if (star == NULL) {
+            star = last;
+        }
+
+        n = (size_t) (star - p);
+        if (n == 0) {
+            continue;
+        }
+
+        found = memmem(s, (size_t) (end - s), p, n);
+        if (found == NULL) {
+            return 0;
+        }
+
+        s = found + n;
+    }
+
+    return 1;
 }

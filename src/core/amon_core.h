@@ -160,6 +160,14 @@ amon_str_t amon_str_trim(const unsigned char *p, size_t len);
  */
 uint32_t amon_hash(const unsigned char *p, size_t len);
 
+/*
+ * Does the pattern "p" match all of "s"?  "*" matches any run of bytes
+ * (none too), every other byte itself.  Linear in plen + slen whatever
+ * the pattern.
+ */
+int amon_glob_match(
+    const unsigned char *p, size_t plen, const unsigned char *s, size_t slen);
+
 
 #ifdef __cplusplus
 }
