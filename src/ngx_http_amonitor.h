@@ -35,8 +35,13 @@
 #define NGX_HTTP_AMONITOR_LOG_SUMMARY   60000 /* an outage's lines, ms */
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 
-/* the hash of names and msg_ids: tree keys, the zone's indexes */
-#define ngx_http_amonitor_hash(p, n) amon_hash((u_char *) (p), (n))
+/*
+ * The hash of names and msg_ids: tree keys, the zone's indexes.  Keyed
+ * with the zone's random key (a worker takes it when it starts), since
+ * panels and SDKs choose what is hashed.
+ */
+#define ngx_http_amonitor_hash(p, n) \
+    amon_hash_keyed(&ngx_http_amonitor_hash_key, (u_char *) (p), (n))
 
 /* an action's answer when the target's certificate did not pass */
 #define NGX_HTTP_AMONITOR_TLS_FAILED \
@@ -339,7 +344,8 @@ struct ngx_http_amonitor_worker_s {
 };
 
 
-extern ngx_module_t ngx_http_amonitor_module;
+extern ngx_module_t    ngx_http_amonitor_module;
+extern amon_hash_key_t ngx_http_amonitor_hash_key;
 
 
 /*

@@ -355,6 +355,10 @@ static ngx_http_module_t  ngx_http_amonitor_module_ctx = {
 };
 
 
+/* the key of ngx_http_amonitor_hash(): the zone's (store_shm.c) */
+amon_hash_key_t ngx_http_amonitor_hash_key;
+
+
 ngx_module_t  ngx_http_amonitor_module = {
     NGX_MODULE_V1,
     &ngx_http_amonitor_module_ctx,         /* module context */
@@ -710,6 +714,10 @@ ngx_http_amonitor_init_process(ngx_cycle_t *cycle)
     if (amcf == NULL || amcf->shm_zone == NULL) {
         return NGX_OK;
     }
+
+    /* the key the zone's index was made with */
+    ngx_http_amonitor_hash_key =
+        ngx_http_amonitor_store_shm_shared(amcf->shm_zone)->hash_key;
 
     return ngx_http_amonitor_worker_init(cycle, amcf);
 }

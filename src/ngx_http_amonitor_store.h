@@ -164,9 +164,10 @@ typedef struct {
     ngx_http_amonitor_tstate_t **chunks[NGX_HTTP_AMONITOR_TRACK_CHUNKS];
     ngx_http_amonitor_tstate_t  *buckets[NGX_HTTP_AMONITOR_TRACK_BUCKETS];
     ngx_uint_t                   untracked; /* targets refused: full */
-    ngx_atomic_t rtt[NGX_HTTP_AMONITOR_RTT_BUCKETS]; /* not cumulative */
-    ngx_atomic_t rtt_sum_us;
-    ngx_atomic_t redis_connections; /* workers connected to Redis */
+    ngx_atomic_t    rtt[NGX_HTTP_AMONITOR_RTT_BUCKETS]; /* not cumulative */
+    ngx_atomic_t    rtt_sum_us;
+    ngx_atomic_t    redis_connections; /* workers connected to Redis */
+    amon_hash_key_t hash_key; /* of ngx_http_amonitor_hash(), every worker's */
 } ngx_http_amonitor_shared_t;
 
 

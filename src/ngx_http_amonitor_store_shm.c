@@ -17,7 +17,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000bULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000cULL
 
 
 typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;
@@ -37,10 +37,11 @@ struct ngx_http_amonitor_node_s {
 /*
  * The index: open addressing with linear probing, two slots per
  * NGX_HTTP_AMONITOR_NODE_MIN bytes of the zone (a power of two, at most
- * half full).  A slot holds the node's hash and offset: a new msg_id is
- * told absent from one cache line of slots without reading any node, and
- * an evicted node is unlinked without walking a chain (an rbtree of a
- * million entries costs twenty nodes, each a likely cache miss).
+ * half full).  A slot holds the node's hash (keyed: no one can make runs
+ * of ids collide) and offset: a new msg_id is told absent from one cache
+ * line of slots without reading any node, and an evicted node is unlinked
+ * without walking a chain (an rbtree of a million entries costs twenty
+ * nodes, each a likely cache miss).
  */
 #define ngx_http_amonitor_slot(hash, off) \
     (((uint64_t) (hash) << 32) | (uint64_t) ((off) >> 3))
@@ -200,6 +201,13 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     sh->magic = NGX_HTTP_AMONITOR_ZONE_MAGIC;
+
+    if (amon_hash_key_random(&sh->shared.hash_key) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, ngx_errno,
+            "amonitor zone \"%V\": getrandom() failed", &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
     shpool->data = sh;
     shm_zone->data = sh;
 
@@ -208,18 +216,13 @@ ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     sh->slots = ngx_slab_calloc(shpool, n * sizeof(uint64_t));
-    if (sh->slots == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-            "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
-        return NGX_ERROR;
-    }
-
     sh->mask = n - 1;
     ngx_queue_init(&sh->lru);
 
-    if (ngx_http_amonitor_registry_init(
-            &sh->registry, shpool, shm_zone->shm.size)
-        != NGX_OK) {
+    if (sh->slots == NULL
+        || ngx_http_amonitor_registry_init(
+               &sh->registry, shpool, shm_zone->shm.size)
+            != NGX_OK) {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
             "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
         return NGX_ERROR;

@@ -166,8 +166,9 @@ ngx_http_amonitor_conf_seen(ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf,
         return NGX_OK;
     }
 
+    /* the configuration's own strings: no key needed (nor known yet) */
     cn = (ngx_http_amonitor_conf_name_t *) ngx_str_rbtree_lookup(
-        *tree, s, ngx_http_amonitor_hash(s->data, s->len));
+        *tree, s, amon_hash(s->data, s->len));
 
     if (cn) {
         *found =
@@ -190,7 +191,7 @@ ngx_http_amonitor_conf_remember(
     }
 
     cn->sn.str = *s;
-    cn->sn.node.key = ngx_http_amonitor_hash(s->data, s->len);
+    cn->sn.node.key = amon_hash(s->data, s->len);
     cn->index = index;
 
     ngx_rbtree_insert(tree, &cn->sn.node);

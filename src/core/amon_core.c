@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "amon_core.h"
 
@@ -244,6 +245,107 @@ amon_hash(const unsigned char *p, size_t len)
     }
 
     return (uint32_t) amon_hash_mix(h);
+}
+
+
+#define amon_rotl(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+#define amon_sipround(v0, v1, v2, v3) \
+    do { \
+        v0 += v1; \
+        v1 = amon_rotl(v1, 13); \
+        v1 ^= v0; \
+        v0 = amon_rotl(v0, 32); \
+        v2 += v3; \
+        v3 = amon_rotl(v3, 16); \
+        v3 ^= v2; \
+        v0 += v3; \
+        v3 = amon_rotl(v3, 21); \
+        v3 ^= v0; \
+        v2 += v1; \
+        v1 = amon_rotl(v1, 17); \
+        v1 ^= v2; \
+        v2 = amon_rotl(v2, 32); \
+    } while (0)
+
+
+/* SipHash-c-d (Aumasson, Bernstein 2012): 8-byte words little-endian */
+static inline uint64_t
+amon_siphash_cd(const amon_hash_key_t *key, const unsigned char *p, size_t len,
+    unsigned c, unsigned d)
+{
+    size_t   i, left;
+    uint64_t v0, v1, v2, v3, m;
+    unsigned r;
+
+    v0 = key->k0 ^ 0x736f6d6570736575ULL;
+    v1 = key->k1 ^ 0x646f72616e646f6dULL;
+    v2 = key->k0 ^ 0x6c7967656e657261ULL;
+    v3 = key->k1 ^ 0x7465646279746573ULL;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        m = (uint64_t) p[i] | (uint64_t) p[i + 1] << 8
+            | (uint64_t) p[i + 2] << 16 | (uint64_t) p[i + 3] << 24
+            | (uint64_t) p[i + 4] << 32 | (uint64_t) p[i + 5] << 40
+            | (uint64_t) p[i + 6] << 48 | (uint64_t) p[i + 7] << 56;
+
+        v3 ^= m;
+        for (r = 0; r < c; r++) {
+            amon_sipround(v0, v1, v2, v3);
+        }
+        v0 ^= m;
+    }
+
+    /* the last 0 to 7 bytes, and the length's low byte on top */
+    m = (uint64_t) (len & 0xff) << 56;
+
+    for (left = len - i; left; left--) {
+        m |= (uint64_t) p[i + left - 1] << (8 * (left - 1));
+    }
+
+    v3 ^= m;
+    for (r = 0; r < c; r++) {
+        amon_sipround(v0, v1, v2, v3);
+    }
+    v0 ^= m;
+
+    v2 ^= 0xff;
+    for (r = 0; r < d; r++) {
+        amon_sipround(v0, v1, v2, v3);
+    }
+
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+
+uint64_t
+amon_siphash(const amon_hash_key_t *key, const unsigned char *p, size_t len,
+    unsigned c, unsigned d)
+{
+    return amon_siphash_cd(key, p, len, c, d);
+}
+
+
+int
+amon_hash_key_random(amon_hash_key_t *key)
+{
+    if (getrandom(key, sizeof(amon_hash_key_t), 0)
+        != (ssize_t) sizeof(amon_hash_key_t)) {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+uint32_t
+amon_hash_keyed(const amon_hash_key_t *key, const unsigned char *p, size_t len)
+{
+    uint64_t h;
+
+    h = amon_siphash_cd(key, p, len, 1, 3);
+
+    return (uint32_t) (h ^ (h >> 32));
 }
 
 

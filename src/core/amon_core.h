@@ -161,6 +161,26 @@ amon_str_t amon_str_trim(const unsigned char *p, size_t len);
 uint32_t amon_hash(const unsigned char *p, size_t len);
 
 /*
+ * A keyed 32-bit hash for tables whose keys others choose (msg_ids,
+ * target ids): SipHash-1-3 under a random 128-bit key, so that no one
+ * who does not know the key can make keys collide in a table (amon_hash's
+ * steps can be undone: collisions for it are made at will).  As fast as
+ * amon_hash for ids of up to 64 bytes.  amon_siphash() is the full
+ * 64-bit SipHash-c-d, for tests against the published vectors.
+ */
+typedef struct {
+    uint64_t k0;
+    uint64_t k1;
+} amon_hash_key_t;
+
+/* a random key (getrandom()): 0, or -1 with errno set */
+int      amon_hash_key_random(amon_hash_key_t *key);
+uint32_t amon_hash_keyed(
+    const amon_hash_key_t *key, const unsigned char *p, size_t len);
+uint64_t amon_siphash(const amon_hash_key_t *key, const unsigned char *p,
+    size_t len, unsigned c, unsigned d);
+
+/*
  * Does the pattern "p" match all of "s"?  "*" matches any run of bytes
  * (none too), every other byte itself.  Linear in plen + slen whatever
  * the pattern.
