@@ -261,7 +261,7 @@ ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
     amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len,
     ngx_uint_t remote)
 {
-    ngx_str_t                   out, hb;
+    ngx_str_t                   out;
     ngx_http_amonitor_msg_t    *msg;
     ngx_http_amonitor_live_t    live;
     ngx_http_amonitor_worker_t *w;
@@ -299,16 +299,15 @@ ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
     }
 
     /* the last heartbeat, for panels that connect later */
-    hb.data = (u_char *) env->msg_id.data;
-    hb.len = env->msg_id.len;
+    live.value = ngx_http_amonitor_store_heartbeat_hash(out.data, out.len);
 
     ngx_http_amonitor_store_heartbeat(w->store,
-        ngx_http_amonitor_router_tstate(u), &hb, opcode, out.data, out.len);
+        ngx_http_amonitor_router_tstate(u), live.value, opcode, out.data,
+        out.len);
 
     live.target = &u->id;
     live.target_hash = 0;
     live.heartbeat = 1;
-    live.value = ngx_http_amonitor_hash(hb.data, hb.len);
     u->hb_sent = live.value;
 
     ngx_http_amonitor_fanout_broadcast(w, msg, opcode, u, env, NULL, 0, &live);

@@ -257,30 +257,38 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
 
 
 /*
- * Keep the last heartbeat of a target.  Every worker receives the same
- * heartbeat on its own connection: the first one copies it, the others
- * see its msg_id's hash without taking the mutex and copy nothing.
- * Heartbeats larger than NGX_HTTP_AMONITOR_HB_KEEP are not kept (the
- * older one is forgotten, so a panel is never told a stale one).
+ * The last heartbeat of a target: when it came, always, and its bytes
+ * when they fit in NGX_HTTP_AMONITOR_HB_KEEP (a larger one forgets the
+ * older bytes, so a panel is never told a stale heartbeat).  Every worker
+ * receives the same heartbeat on its own connection: the first one
+ * copies it, the others see its hash (of its bytes: an SDK may repeat a
+ * msg_id) without taking the mutex and copy nothing.
  */
+uint32_t
+ngx_http_amonitor_store_heartbeat_hash(u_char *data, size_t len)
+{
+    return len <= NGX_HTTP_AMONITOR_HB_KEEP
+        ? ngx_http_amonitor_hash(data, len) | 1
+        : 0;
+}
+
+
 void
 ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
-    ngx_http_amonitor_tstate_t *ts, ngx_str_t *msg_id, ngx_uint_t opcode,
+    ngx_http_amonitor_tstate_t *ts, uint32_t hash, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
     u_char          *p;
     size_t           cap;
-    uint32_t         hash;
     ngx_slab_pool_t *shpool;
 
     if (ts == NULL) {
         return;
     }
 
-    hash = ngx_http_amonitor_hash(msg_id->data, msg_id->len);
-
     if (len > NGX_HTTP_AMONITOR_HB_KEEP) {
         if (ts->hb_len == 0) {
+            ts->hb_at = (ngx_atomic_uint_t) ngx_http_amonitor_state_now();
             return;
         }
 
@@ -288,6 +296,7 @@ ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
 
     } else if (ts->hb_hash == hash && ts->hb_len == len) {
         /* another worker kept this one already */
+        ts->hb_at = (ngx_atomic_uint_t) ngx_http_amonitor_state_now();
         return;
     }
 
