@@ -270,8 +270,8 @@ struct ngx_http_amonitor_upstream_s {
     void      *tstate; /* its record in the zone */
     void      *lease; /* cluster: its owner lease */
     void      *topic; /* its subscribers (subscribe.c) */
-    uint32_t   hb_sent; /* hash of the last heartbeat fanned out
-                           (fanout.c's snapshot filter), 0: too big */
+    uint32_t   hb_sent; /* hash of the msg_id of the last heartbeat
+                           fanned out (fanout.c's snapshot filter) */
     ngx_uint_t dialer; /* on demand: the number of the panel */
     /* wss://: upstream_ssl.c */
     ngx_str_t host; /* NUL-terminated, no brackets: SNI, verify */

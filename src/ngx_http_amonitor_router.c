@@ -299,7 +299,8 @@ ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
     }
 
     /* the last heartbeat, for panels that connect later */
-    live.value = ngx_http_amonitor_store_heartbeat_hash(out.data, out.len);
+    live.value = ngx_http_amonitor_store_heartbeat_hash(
+        (u_char *) env->msg_id.data, env->msg_id.len);
 
     ngx_http_amonitor_store_heartbeat(w->store,
         ngx_http_amonitor_router_tstate(u), live.value, opcode, out.data,

@@ -115,7 +115,7 @@ typedef struct ngx_http_amonitor_tstate_s ngx_http_amonitor_tstate_t;
 
 struct ngx_http_amonitor_tstate_s {
     ngx_http_amonitor_tstate_t *next; /* in its hash bucket */
-    ngx_atomic_t hb_hash; /* hash of the kept heartbeat's bytes, 0: none */
+    ngx_atomic_t hb_hash; /* of the kept heartbeat's msg_id, 0: none */
     ngx_atomic_t hb_at; /* when the last one came, ms since the epoch */
     ngx_atomic_t actions; /* forwarded to the SDK */
     ngx_atomic_t failures; /* ended in an error after the claim */
@@ -305,7 +305,7 @@ void ngx_http_amonitor_store_target_forget(
 void      ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
          ngx_http_amonitor_tstate_t *ts, ngx_uint_t up, ngx_uint_t was_open,
          const char *reason);
-uint32_t  ngx_http_amonitor_store_heartbeat_hash(u_char *data, size_t len);
+uint32_t  ngx_http_amonitor_store_heartbeat_hash(u_char *msg_id, size_t len);
 void      ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
          ngx_http_amonitor_tstate_t *ts, uint32_t hash, ngx_uint_t opcode,
          u_char *data, size_t len);

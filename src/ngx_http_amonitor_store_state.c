@@ -260,16 +260,15 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
  * The last heartbeat of a target: when it came, always, and its bytes
  * when they fit in NGX_HTTP_AMONITOR_HB_KEEP (a larger one forgets the
  * older bytes, so a panel is never told a stale heartbeat).  Every worker
- * receives the same heartbeat on its own connection: the first one
- * copies it, the others see its hash (of its bytes: an SDK may repeat a
- * msg_id) without taking the mutex and copy nothing.
+ * receives the same heartbeat on its own connection (an SDK may stamp
+ * each copy with its own time: the msg_id is what is the same): the
+ * first one copies it, the others see its msg_id's hash without taking
+ * the mutex and copy nothing.
  */
 uint32_t
-ngx_http_amonitor_store_heartbeat_hash(u_char *data, size_t len)
+ngx_http_amonitor_store_heartbeat_hash(u_char *msg_id, size_t len)
 {
-    return len <= NGX_HTTP_AMONITOR_HB_KEEP
-        ? ngx_http_amonitor_hash(data, len) | 1
-        : 0;
+    return ngx_http_amonitor_hash(msg_id, len) | 1;
 }
 
 

@@ -1,9 +1,10 @@
 # The age of a target's last heartbeat (amonitor_target_last_heartbeat_age_
 # seconds) counts from the last heartbeat that reached the agent, whatever
 # its size or msg_id: heartbeats over 4 KiB (not kept for the snapshot)
-# and heartbeats that repeat one msg_id update it too; a new panel's
-# snapshot holds the latest small heartbeat, not the first one with that
-# msg_id.  Two workers, so that each heartbeat reaches the zone twice.
+# and heartbeats that repeat one msg_id (which the workers take for
+# copies of one heartbeat) update it too; a heartbeat over 4 KiB makes
+# the snapshot forget the older one.  Two workers, so that each
+# heartbeat reaches the zone twice.
 
 use strict;
 use warnings;
@@ -35,7 +36,7 @@ EOC
 
 ok($sdk{$_}->wait_connections(2), "both workers dialed $_") for sort keys %sdk;
 
-my $seq = 0;
+my ($seq, $last_small) = (0, 0);
 sub beat {
     my ($id, $size, $msg_id) = @_;
     $seq++;
@@ -57,10 +58,11 @@ for my $round (1 .. 12) {
     beat('hb-big', $round == 1 ? 10 : 5000);
     beat('hb-bigonly', 5000);
     beat('hb-small', 10);
+    my $small = $seq;
     beat('hb-const', 10, 'hb');
     sleep_loop(0.25);
+    $last_small = $small;
 }
-my $last_const = $seq;
 
 my $age = ages();
 for my $id (sort keys %sdk) {
@@ -69,12 +71,12 @@ for my $id (sort keys %sdk) {
         "$id: its last heartbeat is recent (" . ($age->{$id} // 'none') . ' s)');
 }
 
-# a new panel's snapshot: hb-const's latest heartbeat, hb-big's none
-# (its last is too big to keep and the older one is forgotten)
-my $p = $t->panel('/ws/panel?targets=hb-const,hb-big');
-my $hb = $p->recv_type('heartbeat', target_id => 'hb-const', timeout => 5);
+# a new panel's snapshot: no stale heartbeat of hb-big (its last is too
+# big to keep and the older one is forgotten), hb-small's latest
+my $p = $t->panel('/ws/panel?targets=hb-small,hb-big');
+my $hb = $p->recv_type('heartbeat', target_id => 'hb-small', timeout => 5);
 my $s = $hb ? $hb->{json}{payload}{metrics}{seq} : -1;
-is($s, $last_const, "the snapshot holds hb-const's latest heartbeat (seq $s)");
+is($s, $last_small, "the snapshot holds hb-small's latest heartbeat ($s)");
 $p->recv_type('target_status', target_id => 'hb-big', timeout => 5);
 ok(!grep({ ($_->{json}{type} // '') eq 'heartbeat'
         && ($_->{json}{target_id} // '') eq 'hb-big' } $p->messages),
