@@ -10,6 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use POSIX qw(:sys_wait_h);
+use Time::HiRes ();
 
 my $CLI = "$FindBin::Bin/../build/amonitor";
 my $t = Test::AMonitor->new;
@@ -25,6 +26,8 @@ $t->write_config(
         . "amonitor_target rejects ws://127.0.0.1:%%PORT_3%%/ token=wrong;",
     config => "location = /ws/panel { amonitor_panel on; "
         . "amonitor_panel_token tok; }\n"
+        . "location = /ws/snap { amonitor_panel on; "
+        . "amonitor_panel_snapshot on; amonitor_panel_token tok; }\n"
         . "location = /amonitor/status { amonitor_status; }",
 )->run;
 ok($sdk->wait_connections(1), 'the SDK that speaks is connected');
@@ -98,6 +101,26 @@ like($out, qr/HTTP 401: the agent wants a panel token \(--token TOKEN/,
     'speaks');
 like($out, qr/HTTP 401: the agent rejected the panel token/,
     'a wrong token is told apart');
+
+# a target whose SDK stopped: the heartbeat the agent replays in the
+# snapshot is as old as its timestamp says, not as its arrival
+$sdk->stop;
+wait_for(sub {
+    my %f = map { $_->{id} => $_ } @{ decode_json(
+        $t->http_get('/amonitor/status')->{body})->{targets} };
+    return ($f{speaks}{state} // '') ne 'up';
+}, 5) or diag('the agent still has the stopped SDK up');
+my $gone = Time::HiRes::time();
+wait_for(sub { Time::HiRes::time() - $gone >= 2 }, 5);
+($rc, $out) = cli('watch', '--url', $t->ws_url('/ws/snap'), '--token', 'tok',
+    '--once', '--timeout', '1', '--json', '--status-url', 'none');
+%rows = map { $_->{target_id} => $_ }
+    grep { ($_->{event} // '') eq 'target' }
+    map { try_decode_json($_) // () } split /\n/, $out;
+ok(($rows{speaks}{state} // '') eq 'down'
+    && ($rows{speaks}{heartbeat_age_ms} // 0) >= 2900,
+    'watch: a stopped target is down, its last heartbeat as old as it is '
+    . '(replayed in the snapshot), not as its arrival') or diag($out);
 
 ($rc, $out) = cli('--version');
 is($rc, 0, '--version exits 0');

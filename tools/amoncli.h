@@ -96,6 +96,12 @@ int  amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
      const unsigned char **p, size_t *len, char *err, size_t errlen);
 void amoncli_ws_close(amoncli_ws_t *ws, uint16_t code);
 
+/*
+ * 1 when the agent closed the connection with 1012 (reloading or
+ * stopping) or 1001 (going away): a client reconnects at once.
+ */
+int amoncli_ws_closed_to_reconnect(const amoncli_ws_t *ws);
+
 /* amonitor_tls.c: wss:// */
 int     amoncli_tls_connect(amoncli_ws_t *ws, const char *host, const char *ca,
         int64_t deadline, char *err, size_t errlen);

@@ -43,6 +43,8 @@ static int  amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
      const char *msg_id, int64_t deadline, amoncli_reply_t *r);
 static int  amoncli_reply_match(const amoncli_opts_t *o,
      const amon_envelope_t *env, const char *msg_id, amoncli_reply_t *r);
+static void amoncli_reply_keep(amoncli_reply_t *r, const amon_envelope_t *env,
+    unsigned opcode, const unsigned char *p, size_t len);
 static void amoncli_reply_free(amoncli_reply_t *r);
 static int  amoncli_dedupe_send(
      amoncli_ws_t *ws, const amoncli_opts_t *o, const char *msg_id, int attempt);
@@ -369,6 +371,9 @@ amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
 
         if (amoncli_decode(env, opcode, p, len) == AMON_OK) {
             what = amoncli_reply_match(o, env, msg_id, r);
+            if (what) {
+                amoncli_reply_keep(r, env, opcode, p, len);
+            }
         }
 
         amon_envelope_release(env);
@@ -380,18 +385,49 @@ amoncli_wait_reply(amoncli_ws_t *ws, const amoncli_opts_t *o,
             continue;
         }
 
-        r->opcode = opcode;
-        if (amon_buf_reserve(&r->raw, len, AMONCLI_MAX_MESSAGE, NULL)
-            == AMON_OK) {
-            memcpy(r->raw.data, p, len);
-            r->raw.len = len;
-        }
         break;
     }
 
     free(env);
 
     return what;
+}
+
+
+/*
+ * Keep the answer as JSON text, a protobuf one converted by the core (as
+ * the agent converts for a JSON panel), so that "ack_matched <the ack>"
+ * and the --json lines show JSON whichever encoding the answer came in.
+ * Kept as it came when it cannot be converted.
+ */
+static void
+amoncli_reply_keep(amoncli_reply_t *r, const amon_envelope_t *env,
+    unsigned opcode, const unsigned char *p, size_t len)
+{
+    int rc;
+
+    r->raw.len = 0;
+
+    if (opcode == AMON_WS_OP_BINARY) {
+        rc = amon_envelope_convert(&r->raw, 4 * AMONCLI_MAX_MESSAGE, NULL, env,
+            (amon_str_t) amon_null_string, 0);
+
+        if (rc == AMON_OK) {
+            r->opcode = AMON_WS_OP_TEXT;
+            return;
+        }
+
+        fprintf(stderr, "amonitor: cannot show the answer as JSON: %s\n",
+            amon_strerror(rc));
+        r->raw.len = 0;
+    }
+
+    r->opcode = opcode;
+
+    if (amon_buf_reserve(&r->raw, len, AMONCLI_MAX_MESSAGE, NULL) == AMON_OK) {
+        memcpy(r->raw.data, p, len);
+        r->raw.len = len;
+    }
 }
 
 

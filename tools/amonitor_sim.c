@@ -2,8 +2,9 @@
  * Copyright (C) AMonitor authors
  *
  * "amonitor sim": the panel simulator.  Connects, sends one action per
- * known target, prints every message that arrives, reconnects 2 s after
- * any error, runs until SIGINT (or --duration).
+ * known target (once: not again on a reconnect), prints every message
+ * that arrives, reconnects 2 s after any error (at once after the
+ * agent's 1012 or 1001), runs until SIGINT (or --duration).
  */
 
 #include <stdio.h>
@@ -52,6 +53,42 @@ amoncli_sim_note(const amoncli_opts_t *o, const char *event, const char *fmt,
 }
 
 
+/*
+ * Says that sim reconnects after "delay_ms": "retry" with --json (its
+ * "delay_ms" too), else "reconnecting to URL in 2s" or "... now".
+ */
+static void
+amoncli_sim_retry(const amoncli_opts_t *o, int delay_ms)
+{
+    cJSON *j;
+    char  *s, ts[32];
+
+    if (o->json) {
+        j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "event", "retry");
+        cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
+        cJSON_AddStringToObject(j, "detail", o->url);
+        cJSON_AddNumberToObject(j, "delay_ms", delay_ms);
+        s = cJSON_PrintUnformatted(j);
+        if (s) {
+            printf("%s\n", s);
+        }
+        cJSON_free(s);
+        cJSON_Delete(j);
+        return;
+    }
+
+    amoncli_clock(ts, sizeof(ts));
+
+    if (delay_ms > 0) {
+        printf("%s reconnecting to %s in %ds\n", ts, o->url, delay_ms / 1000);
+
+    } else {
+        printf("%s reconnecting to %s now\n", ts, o->url);
+    }
+}
+
+
 /* Sleep "ms" but wake for SIGINT and never past "deadline" (-1: none). */
 static void
 amoncli_sim_pause(int ms, int64_t deadline)
@@ -89,10 +126,14 @@ amoncli_sim_defaults(amoncli_opts_t *o)
 }
 
 
-/* One action per target, each printed once sent; 0 or -1 ("err" says). */
+/*
+ * One action per target, each printed once sent, from the target "*next"
+ * on: those sent on an earlier connection are not sent again (a reload of
+ * the agent would otherwise restart every target).  0 or -1 ("err" says).
+ */
 static int
 amoncli_sim_actions(const amoncli_opts_t *o, amoncli_ws_t *ws, amon_buf_t *b,
-    int timeout_ms, char *err, size_t errlen)
+    unsigned *next, int timeout_ms, char *err, size_t errlen)
 {
     unsigned    i, n;
     char        id[AMON_UUID_LEN + 1];
@@ -101,7 +142,7 @@ amoncli_sim_actions(const amoncli_opts_t *o, amoncli_ws_t *ws, amon_buf_t *b,
     n = o->ntarget_ids > o->ntarget_urls ? o->ntarget_ids : o->ntarget_urls;
     params = o->params ? o->params : "{\"from\":\"panel-simulator\"}";
 
-    for (i = 0; i < n; i++) {
+    for (i = *next; i < n; i++) {
         tid = i < o->ntarget_ids ? o->target_ids[i] : NULL;
         turl = i < o->ntarget_urls ? o->target_urls[i] : NULL;
 
@@ -123,6 +164,7 @@ amoncli_sim_actions(const amoncli_opts_t *o, amoncli_ws_t *ws, amon_buf_t *b,
 
         amoncli_print_message(o, "sent",
             o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, b->data, b->len);
+        *next = i + 1;
     }
 
     return 0;
@@ -169,7 +211,8 @@ amoncli_sim_print(const amoncli_opts_t *o, amoncli_ws_t *ws, int64_t deadline,
 int
 amoncli_cmd_sim(amoncli_opts_t *o)
 {
-    int          rc, connected, connect_ms;
+    int          rc, connected, connect_ms, delay;
+    unsigned     next;
     int64_t      deadline;
     char         err[256];
     amon_buf_t   b;
@@ -182,13 +225,14 @@ amoncli_cmd_sim(amoncli_opts_t *o)
         ? amon_posix_now_ms() + (int64_t) (o->duration * 1000)
         : -1;
     connected = 0;
+    next = 0;
 
     memset(&b, 0, sizeof(b));
 
     while (!amoncli_interrupted
         && (deadline < 0 || amon_posix_now_ms() < deadline)) {
         if (amoncli_connect(&ws, o, connect_ms) != 0) {
-            amoncli_sim_note(o, "retry", "reconnecting to %s in 2s", o->url);
+            amoncli_sim_retry(o, AMONCLI_SIM_RETRY_MS);
             amoncli_sim_pause(AMONCLI_SIM_RETRY_MS, deadline);
             continue;
         }
@@ -196,7 +240,8 @@ amoncli_cmd_sim(amoncli_opts_t *o)
         connected = 1;
         amoncli_sim_note(o, "connected", "connected to %s", o->url);
 
-        rc = amoncli_sim_actions(o, &ws, &b, connect_ms, err, sizeof(err));
+        rc = amoncli_sim_actions(
+            o, &ws, &b, &next, connect_ms, err, sizeof(err));
 
         if (rc == 0) {
             rc = amoncli_sim_print(o, &ws, deadline, err, sizeof(err));
@@ -206,8 +251,12 @@ amoncli_cmd_sim(amoncli_opts_t *o)
 
         if (rc < 0 && !amoncli_interrupted) {
             fprintf(stderr, "amonitor sim: %s\n", err);
-            amoncli_sim_note(o, "retry", "reconnecting to %s in 2s", o->url);
-            amoncli_sim_pause(AMONCLI_SIM_RETRY_MS, deadline);
+
+            /* a reload or stop (1012, 1001): the new workers are there */
+            delay =
+                amoncli_ws_closed_to_reconnect(&ws) ? 0 : AMONCLI_SIM_RETRY_MS;
+            amoncli_sim_retry(o, delay);
+            amoncli_sim_pause(delay, deadline);
         }
     }
 

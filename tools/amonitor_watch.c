@@ -30,7 +30,7 @@ typedef struct {
     char     url[128];
     char     agent[16]; /* the agent's state of its connection, or "" */
     int64_t  status_at;
-    int64_t  last_hb; /* monotonic ms; 0: never */
+    int64_t  last_hb; /* monotonic ms (may be < 0); none while !heartbeats */
     uint64_t heartbeats;
     uint64_t events;
     uint64_t acks;
@@ -52,6 +52,12 @@ typedef struct {
     int               ansi; /* redraw in place */
     int               connect_ms;
     int64_t           end; /* --once: when to stop; -1: never */
+
+    /* the snapshot a connection starts with (docs/protocol.md) */
+    int               in_snapshot; /* nothing live seen yet */
+    amoncli_target_t *snap_target; /* of the last target_status in it */
+    int64_t           snap_now; /* its timestamp (agent's clock); -1: none */
+    int64_t           snap_floor; /* down: the last heartbeat is this old */
     int64_t           next_draw;
     char              status_buf[512]; /* the status URL beside --url */
 } amoncli_watch_t;
@@ -143,7 +149,7 @@ amoncli_watch_state(
         return t->status;
     }
 
-    if (t->last_hb == 0) {
+    if (t->heartbeats == 0) {
         /* not heard from: what the agent says about its connection */
         if (strcmp(t->agent, "backoff") == 0) {
             return "down";
@@ -156,12 +162,102 @@ amoncli_watch_state(
 }
 
 
+/*
+ * A target_status: the agent's own message, {"target_id","state","url",
+ * "since",...}.  One in the snapshot a connection starts with says, with
+ * its timestamp and "since" (both the agent's clock), how old the
+ * heartbeat the agent replays right after it is.
+ */
+static void
+amoncli_watch_target_status(amoncli_watch_t *w, amoncli_target_t *t,
+    unsigned opcode, const amon_envelope_t *env, int64_t now)
+{
+    cJSON *j, *v;
+
+    if (opcode != AMON_WS_OP_TEXT || env->payload.data == NULL) {
+        return;
+    }
+
+    j = cJSON_ParseWithLength(
+        (const char *) env->payload.data, env->payload.len);
+    v = cJSON_GetObjectItemCaseSensitive(j, "state");
+    if (!cJSON_IsString(v)) {
+        v = cJSON_GetObjectItemCaseSensitive(j, "status");
+    }
+    if (cJSON_IsString(v)) {
+        snprintf(t->status, sizeof(t->status), "%s", v->valuestring);
+        t->status_at = now;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "url");
+    if (cJSON_IsString(v)) {
+        snprintf(t->url, sizeof(t->url), "%s", v->valuestring);
+    }
+
+    if (w->in_snapshot) {
+        w->snap_target = t;
+        w->snap_now = env->has_timestamp ? env->timestamp : -1;
+        w->snap_floor = 0;
+
+        /* down since then: its last heartbeat came before */
+        v = cJSON_GetObjectItemCaseSensitive(j, "since");
+        if (w->snap_now > 0 && cJSON_IsNumber(v)
+            && strcmp(t->status, "down") == 0) {
+            w->snap_floor = w->snap_now - (int64_t) v->valuedouble;
+        }
+    }
+
+    cJSON_Delete(j);
+}
+
+
+/*
+ * A heartbeat is as old as its arrival, but not the one the agent
+ * replays in the snapshot: that one is as old as its timestamp (the
+ * SDK's clock) says, measured against the agent's clock (the timestamp of
+ * the target_status before it) rather than ours, and never younger than
+ * the time the target has been down, which the agent's clock alone
+ * tells: an SDK clock that runs ahead cannot make a dead target look
+ * alive.
+ */
+static void
+amoncli_watch_heartbeat(amoncli_watch_t *w, amoncli_target_t *t,
+    const amon_envelope_t *env, int64_t now)
+{
+    int64_t age;
+
+    t->heartbeats++;
+
+    if (!w->in_snapshot || t != w->snap_target) {
+        t->last_hb = now;
+        return;
+    }
+
+    w->snap_target = NULL;
+    age = 0;
+
+    if (env->has_timestamp && env->timestamp > 0) {
+        age = (w->snap_now > 0 ? w->snap_now : amon_posix_wall_ms())
+            - env->timestamp;
+    }
+
+    if (age < w->snap_floor) {
+        age = w->snap_floor;
+    }
+
+    t->last_hb = now - (age > 0 ? age : 0);
+
+    /* it came before the target_status: that one tells the state */
+    if (t->status[0] && t->last_hb > t->status_at) {
+        t->last_hb = t->status_at;
+    }
+}
+
+
 static void
 amoncli_watch_message(amoncli_watch_t *w, unsigned opcode,
     const unsigned char *p, size_t len, int64_t now)
 {
     char              id[AMON_MAX_ID_LEN + 1];
-    cJSON            *j, *v;
     amon_str_t        tid;
     amon_envelope_t  *env;
     amoncli_target_t *t;
@@ -192,13 +288,17 @@ amoncli_watch_message(amoncli_watch_t *w, unsigned opcode,
 
     t = amoncli_watch_target(w, id);
 
+    /* the snapshot: target_status, each maybe with its heartbeat */
+    if (env->type != AMON_MSG_TARGET_STATUS
+        && (env->type != AMON_MSG_HEARTBEAT || t == NULL
+            || t != w->snap_target)) {
+        w->in_snapshot = 0;
+    }
+
     if (t) {
         switch (env->type) {
 
-        case AMON_MSG_HEARTBEAT:
-            t->last_hb = now;
-            t->heartbeats++;
-            break;
+        case AMON_MSG_HEARTBEAT: amoncli_watch_heartbeat(w, t, env, now); break;
 
         case AMON_MSG_EVENT: amoncli_watch_count_event(t, now); break;
 
@@ -210,26 +310,7 @@ amoncli_watch_message(amoncli_watch_t *w, unsigned opcode,
             break;
 
         case AMON_MSG_TARGET_STATUS:
-            /* the agent's own message: {"target_id","state","url"} */
-            if (opcode != AMON_WS_OP_TEXT || env->payload.data == NULL) {
-                break;
-            }
-
-            j = cJSON_ParseWithLength(
-                (const char *) env->payload.data, env->payload.len);
-            v = cJSON_GetObjectItemCaseSensitive(j, "state");
-            if (!cJSON_IsString(v)) {
-                v = cJSON_GetObjectItemCaseSensitive(j, "status");
-            }
-            if (cJSON_IsString(v)) {
-                snprintf(t->status, sizeof(t->status), "%s", v->valuestring);
-                t->status_at = now;
-            }
-            v = cJSON_GetObjectItemCaseSensitive(j, "url");
-            if (cJSON_IsString(v)) {
-                snprintf(t->url, sizeof(t->url), "%s", v->valuestring);
-            }
-            cJSON_Delete(j);
+            amoncli_watch_target_status(w, t, opcode, env, now);
             break;
 
         default: break;
@@ -322,7 +403,7 @@ amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
             } else {
                 cJSON_AddNullToObject(j, "agent_state");
             }
-            if (t->last_hb) {
+            if (t->heartbeats) {
                 cJSON_AddNumberToObject(
                     j, "heartbeat_age_ms", (double) (now - t->last_hb));
 
@@ -361,7 +442,7 @@ amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
     for (i = 0; i < w->n; i++) {
         t = &w->targets[i];
 
-        if (t->last_hb) {
+        if (t->heartbeats) {
             snprintf(
                 age, sizeof(age), "%.1fs", (double) (now - t->last_hb) / 1000);
 
@@ -509,7 +590,10 @@ amoncli_cmd_watch(amoncli_opts_t *o)
 
     rc = 0;
 
-    /* --once: one connection; live: reconnect 2 s after any failure */
+    /*
+     * --once: one connection; live: reconnect 2 s after a failure, at
+     * once after the agent's 1012 or 1001
+     */
     while (!amoncli_interrupted) {
         if (amoncli_connect(&ws, o, w.connect_ms) != 0) {
             rc = -1;
@@ -523,6 +607,8 @@ amoncli_cmd_watch(amoncli_opts_t *o)
         }
 
         w.connected = 1;
+        w.in_snapshot = 1;
+        w.snap_target = NULL;
 
         rc = amoncli_watch_session(o, &w, &ws);
 
@@ -533,7 +619,11 @@ amoncli_cmd_watch(amoncli_opts_t *o)
         }
 
         amoncli_watch_render(o, &w, w.ansi);
-        amoncli_watch_pause(AMONCLI_WATCH_RETRY_MS);
+
+        /* a reload or stop (1012, 1001): the new workers are there now */
+        if (!amoncli_ws_closed_to_reconnect(&ws)) {
+            amoncli_watch_pause(AMONCLI_WATCH_RETRY_MS);
+        }
     }
 
     if (rc >= 0 || !o->once) {

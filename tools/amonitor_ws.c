@@ -408,6 +408,14 @@ amoncli_ws_close(amoncli_ws_t *ws, uint16_t code)
 }
 
 
+int
+amoncli_ws_closed_to_reconnect(const amoncli_ws_t *ws)
+{
+    return ws->close_code == AMON_WS_CLOSE_RESTART
+        || ws->close_code == AMON_WS_CLOSE_GOING_AWAY;
+}
+
+
 static void
 amoncli_ws_mask(void *data, unsigned char *key, size_t len)
 {

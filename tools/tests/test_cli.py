@@ -67,6 +67,29 @@ def json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def parse_ack(out):
+    """The ack of "ack_matched <the ack>" (JSON), or None."""
+    if not out.startswith("ack_matched {"):
+        return None
+    try:
+        return json.loads(out[len("ack_matched "):])
+    except ValueError:
+        return None
+
+
+def age(row):
+    """A watch --json row's heartbeat_age_ms; -1 when there is none."""
+    v = row.get("heartbeat_age_ms")
+    return -1 if v is None else v
+
+
+def agent_times(p, word):
+    """The ms of the agent's "WORD <ms>" lines so far."""
+    time.sleep(0.2)
+    return [int(ln.split()[1]) for ln in p.lines.all
+            if ln.startswith(word + " ")]
+
+
 def start_agent(*extra):
     p, line = start([PY, os.path.join(HERE, "fake_agent.py"), "--port", "0",
                      "--heartbeat", "0.5"] + list(extra), "READY ")
@@ -135,6 +158,31 @@ try:
                           "--timeout", "0.5", "--json")
     t.ok(rc == 1 and json_lines(out)[0]["event"] == "ack_timeout",
          "send --json: ack_timeout as JSON", out)
+
+    # --binary: the protobuf ack is printed as JSON too, as without it
+    rc, out, err, _ = cli("send", "--url", url, "--target-id", "mock-ok",
+                          "--binary", "--msg-id", "cli-bin-1")
+    ack = parse_ack(out)
+    t.ok(rc == 0 and ack is not None,
+         "send --binary: prints ack_matched and the ack as JSON", out + err)
+    t.is_(ack and (ack["type"], ack["target_id"],
+                   ack["payload"]["action_msg_id"], ack["payload"]["success"],
+                   ack["payload"]["message"], ack["payload"]["final"]),
+          ("action_ack", "mock-ok", "cli-bin-1", True, "restarted", True),
+          "send --binary: the JSON is the protobuf ack's fields")
+    rc, out, err, _ = cli("send", "--url", url, "--target-id", "mock-fail",
+                          "--binary")
+    ack = parse_ack(out)
+    t.ok(rc == 1 and ack is not None and ack["payload"]["success"] is False
+         and "failed on purpose" in err,
+         "send --binary: a failed ack as JSON too, exit 1", out + err)
+    rc, out, err, _ = cli("send", "--url", url, "--target-id", "mock-ok",
+                          "--binary", "--json", "--msg-id", "cli-bin-2")
+    lines = json_lines(out)
+    t.ok(rc == 0 and len(lines) == 1 and lines[0]["event"] == "ack_matched"
+         and lines[0]["ack"]["payload"]["action_msg_id"] == "cli-bin-2"
+         and lines[0]["ack"]["payload"].get("final") is True,
+         "send --binary --json: the ack as JSON, final included", out)
 
     # --- usage errors --------------------------------------------------
     for args, name in [
@@ -269,15 +317,96 @@ try:
     connects = out.count("connected to ")
     acks = [ln for ln in out.splitlines()
             if " recv  action_ack" in ln and "success=true" in ln]
-    t.ok(connects == 2 and len(acks) == 2,
-         "sim: reconnects after the agent went away and sends again",
-         out + err)
+    t.ok(connects == 2 and len(acks) == 1,
+         "sim: reconnects after the agent went away, without sending the "
+         "action again", out + err)
     t.ok("reconnecting to %s in 2s" % url in out,
          "sim: says it will retry in 2 s", out)
     hb = [ln for ln in out.splitlines()
           if " heartbeat " in ln and " mock-ok " in ln]
     t.ok(hb and "status=up" in hb[0] and 'metrics={"mock":"1"}' in hb[0],
          "sim: a compact human line per message", hb[:1])
+
+    # --- the agent's snapshot: a replayed heartbeat keeps its age -------
+    # dead-b: down 31 s, last heartbeat 38 s ago; ahead-c: up, its SDK's
+    # clock 5 s ahead; skewed-d: down 20 s, its SDK's clock 60 s ahead
+    agent3, url3 = start_agent("--mock", "mock-ok:ok",
+                               "--snapshot", "dead-b:down:38:31",
+                               "--snapshot", "ahead-c:up:-5:100",
+                               "--snapshot", "skewed-d:down:-60:20")
+    rc, out, err, _ = cli("watch", "--url", url3, "--once", "--timeout", "1",
+                          "--json", "--status-url", "none")
+    rows = {r["target_id"]: r for r in json_lines(out)}
+    b, c, d, m = (rows.get(x, {}) for x in ("dead-b", "ahead-c", "skewed-d",
+                                            "mock-ok"))
+    t.ok(b.get("state") == "down"
+         and 38000 <= age(b) < 41000
+         and m.get("state") == "up" and m.get("heartbeats", 0) >= 1
+         and 0 <= age(m) < 1500,
+         "watch: a dead target's replayed heartbeat is as old as its "
+         "timestamp says (~38 s), live ones as their arrival", (b, m))
+    t.ok(d.get("state") == "down"
+         and 20000 <= age(d) < 23000
+         and c.get("state") == "up"
+         and 0 <= age(c) < 2500,
+         "watch: SDK clocks running ahead: a down target's heartbeat never "
+         "younger than its time down (20 s), an up one's not negative",
+         (d, c))
+    rc, out, err, _ = cli("watch", "--url", url3, "--once", "--timeout", "1",
+                          "--status-url", "none")
+    row = [ln.split() for ln in out.splitlines() if ln.startswith("dead-b ")]
+    t.ok(row and row[0][1] == "down" and 38.0 <= float(row[0][2][:-1]) < 41,
+         "watch: the table shows the dead target down, ~38 s", out)
+    stop(agent3)
+
+    # --- a close with 1012 (reload): reconnect at once, no actions again
+    agent4, url4 = start_agent("--mock", "mock-ok:ok",
+                               "--close-first", "1012:0.7")
+    rc, out, err, _ = cli("sim", "--url", url4, "--json", "--target-id",
+                          "mock-ok", "--duration", "3.5")
+    lines = json_lines(out)
+    closed, panels = agent_times(agent4, "CLOSED"), agent_times(agent4,
+                                                                "PANEL")
+    t.ok(len(closed) == 1 and len(panels) >= 2
+         and panels[1] - closed[0] < 1000,
+         "sim: reconnects at once after the agent's 1012", (closed, panels))
+    t.is_([x.get("delay_ms") for x in lines if x["event"] == "retry"], [0],
+          "sim --json: the retry says delay_ms 0")
+    actions = [ln for ln in agent4.lines.all if ln.startswith("ACTION ")]
+    t.ok(len([x for x in lines if x["event"] == "sent"]) == 1
+         and len(actions) == 1,
+         "sim: the startup action is not sent again on the reconnect",
+         actions)
+    stop(agent4)
+
+    agent5, url5 = start_agent("--mock", "mock-ok:ok",
+                               "--close-first", "1012:0.5",
+                               "--exit-after-close")
+    rc, out, err, _ = cli("sim", "--url", url5, "--json", "--target-id",
+                          "mock-ok", "--duration", "3.2")
+    lines = json_lines(out)
+    retries = [x for x in lines if x["event"] == "retry"]
+    t.ok([x.get("delay_ms") for x in retries][:3] == [0, 2000, 2000]
+         and retries[2]["time"] - retries[1]["time"] >= 1900
+         and len([x for x in lines if x["event"] == "connect_failed"]) >= 2,
+         "sim: when the reconnect after 1012 fails, it retries every 2 s",
+         out)
+
+    agent6, url6 = start_agent("--mock", "mock-ok:ok",
+                               "--close-first", "1012:0.7")
+    p = subprocess.Popen([CLI, "watch", "--url", url6, "--json",
+                          "--status-url", "none"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(2.4)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=5)
+    closed, panels = agent_times(agent6, "CLOSED"), agent_times(agent6,
+                                                                "PANEL")
+    t.ok(len(closed) == 1 and len(panels) >= 2
+         and panels[1] - closed[0] < 1000 and "1012" in err,
+         "watch: reconnects at once after the agent's 1012",
+         (closed, panels, err))
+    stop(agent6)
 
     # --- bench ----------------------------------------------------------
     agent2, url2 = start_agent("--target", "demo-target-a=" + sdk_url,
