@@ -18,12 +18,15 @@
 #define NGX_HTTP_AMONITOR_HB_MIN 256 /* first room for a heartbeat */
 
 
-static uint64_t  ngx_http_amonitor_state_now(void);
+static uint64_t ngx_http_amonitor_state_now(void);
+static void    *ngx_http_amonitor_store_state_alloc(
+       ngx_http_amonitor_store_t *st, size_t size);
 static ngx_int_t ngx_http_amonitor_store_target_url(
-    ngx_slab_pool_t *shpool, ngx_http_amonitor_tstate_t *ts, ngx_str_t *url);
+    ngx_http_amonitor_store_t *st, ngx_http_amonitor_tstate_t *ts,
+    ngx_str_t *url);
 static ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target_new(
-    ngx_slab_pool_t *shpool, ngx_http_amonitor_shared_t *sh, ngx_str_t *id,
-    ngx_str_t *url, ngx_uint_t dynamic);
+    ngx_http_amonitor_store_t *st, ngx_http_amonitor_shared_t *sh,
+    ngx_str_t *id, ngx_str_t *url, ngx_uint_t dynamic);
 
 
 /* upper bounds of the round-trip buckets, ms; the last is +Inf */
@@ -73,10 +76,10 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
         /* learned again, maybe at another URL (a register after a dial) */
         ts->forgotten = 0;
         ts->dynamic = (u_char) dynamic;
-        (void) ngx_http_amonitor_store_target_url(shpool, ts, url);
+        (void) ngx_http_amonitor_store_target_url(st, ts, url);
 
     } else {
-        ts = ngx_http_amonitor_store_target_new(shpool, sh, id, url, dynamic);
+        ts = ngx_http_amonitor_store_target_new(st, sh, id, url, dynamic);
 
         if (ts) {
             ts->next = *b;
@@ -90,9 +93,32 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
 }
 
 
+/*
+ * Room in the zone for a target's state, under the mutex: a zone the
+ * dedupe table filled gives its least recently used entries up for it
+ * (a target added by a reload into a full zone had no record: no panel's
+ * snapshot and no metric named it).
+ */
+static void *
+ngx_http_amonitor_store_state_alloc(ngx_http_amonitor_store_t *st, size_t size)
+{
+    void *p;
+
+    p = st->zone_alloc
+        ? st->zone_alloc(st, size)
+        : ngx_slab_alloc_locked((ngx_slab_pool_t *) st->zone->shm.addr, size);
+
+    if (p) {
+        ngx_memzero(p, size);
+    }
+
+    return p;
+}
+
+
 /* a new record, listed last; under the mutex */
 static ngx_http_amonitor_tstate_t *
-ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
+ngx_http_amonitor_store_target_new(ngx_http_amonitor_store_t *st,
     ngx_http_amonitor_shared_t *sh, ngx_str_t *id, ngx_str_t *url,
     ngx_uint_t dynamic)
 {
@@ -115,23 +141,28 @@ ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
     chunk = &sh->chunks[n / NGX_HTTP_AMONITOR_TRACK_CHUNK];
 
     if (*chunk == NULL) {
-        *chunk = ngx_slab_calloc_locked(
-            shpool, NGX_HTTP_AMONITOR_TRACK_CHUNK * sizeof(void *));
-
-        if (*chunk == NULL) {
-            return NULL;
-        }
+        *chunk = ngx_http_amonitor_store_state_alloc(
+            st, NGX_HTTP_AMONITOR_TRACK_CHUNK * sizeof(void *));
     }
 
-    ts = ngx_slab_calloc_locked(
-        shpool, offsetof(ngx_http_amonitor_tstate_t, data) + id->len);
+    ts = *chunk ? ngx_http_amonitor_store_state_alloc(
+             st, offsetof(ngx_http_amonitor_tstate_t, data) + id->len)
+                : NULL;
+
+    if (ts && ngx_http_amonitor_store_target_url(st, ts, url) != NGX_OK) {
+        ngx_slab_free_locked((ngx_slab_pool_t *) st->zone->shm.addr, ts);
+        ts = NULL;
+    }
 
     if (ts == NULL) {
-        return NULL;
-    }
+        if (sh->untracked++ == 0) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                "amonitor: no room in the zone for the state of target "
+                "\"%V\" (and maybe of later ones): snapshots and metrics "
+                "leave it out; make amonitor_zone larger",
+                id);
+        }
 
-    if (ngx_http_amonitor_store_target_url(shpool, ts, url) != NGX_OK) {
-        ngx_slab_free_locked(shpool, ts);
         return NULL;
     }
 
@@ -152,8 +183,8 @@ ngx_http_amonitor_store_target_new(ngx_slab_pool_t *shpool,
 
 /* the record's URL becomes "url" (unless it is that already); under the mutex */
 static ngx_int_t
-ngx_http_amonitor_store_target_url(
-    ngx_slab_pool_t *shpool, ngx_http_amonitor_tstate_t *ts, ngx_str_t *url)
+ngx_http_amonitor_store_target_url(ngx_http_amonitor_store_t *st,
+    ngx_http_amonitor_tstate_t *ts, ngx_str_t *url)
 {
     u_char *p;
 
@@ -162,7 +193,7 @@ ngx_http_amonitor_store_target_url(
         return NGX_OK;
     }
 
-    p = ngx_slab_alloc_locked(shpool, url->len ? url->len : 1);
+    p = ngx_http_amonitor_store_state_alloc(st, url->len ? url->len : 1);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -170,7 +201,7 @@ ngx_http_amonitor_store_target_url(
     ngx_memcpy(p, url->data, url->len);
 
     if (ts->url) {
-        ngx_slab_free_locked(shpool, ts->url);
+        ngx_slab_free_locked((ngx_slab_pool_t *) st->zone->shm.addr, ts->url);
     }
 
     ts->url = p;
@@ -310,7 +341,7 @@ ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
             cap <<= 1;
         }
 
-        p = ngx_slab_alloc_locked(shpool, cap);
+        p = ngx_http_amonitor_store_state_alloc(st, cap);
 
         if (p != NULL) {
             if (ts->hb) {
