@@ -1,12 +1,13 @@
-// AMonitor dashboard: one panel connection to the agent (same origin),
-// the targets it reports, a live event stream, actions with their
-// outcome, and the agent's counters.  Plain ES modules, nothing fetched
-// from elsewhere.
+// AMonitor dashboard: one panel connection to the agent (same origin
+// only: the token goes nowhere else), the targets it reports, a live
+// event stream, actions with their outcome, and the agent's counters.
+// Plain ES modules, nothing fetched from elsewhere.
 import { el, sparkline, newSvg, age, clock, uuid } from './view.js';
 
 const q = new URLSearchParams(location.search);
 const cfg = {
   panel: q.get('panel') || '/ws/panel',
+  panelUrl: null,            // cfg.panel on this origin, or null: refused
   status: q.get('status') || '/amonitor/status',
   windowMs: 5 * 60 * 1000,   // sparkline: the last five minutes
   maxEvents: 500,
@@ -17,14 +18,31 @@ const targets = new Map();    // id -> { state, url, since, reason, hbAt, ... }
 const outcomes = new Map();   // action msg_id -> { li, text }
 let ws = null, attempt = 0, retryTimer = null, everOpen = false;
 const paused = [];            // events held while the list is scrolled
+let dropped = 0;              // held ones let go: at most maxEvents are kept
 
 const $ = (id) => document.getElementById(id);
 
 /* --- connection ------------------------------------------------------- */
 
+// The panel endpoint, only on this page's own origin: same host and
+// port, ws: for an http: page, wss: for https:.  Anything else would get
+// the token, so it is refused (null); the CSP refuses it as well.
+function panelUrl(given) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  let u;
+  try {
+    u = new URL(given, location.href);
+  } catch (e) {
+    return null;
+  }
+  if (u.protocol === location.protocol) u.protocol = scheme;
+  if (u.protocol !== scheme || u.host !== location.host) return null;
+  u.hash = '';
+  return u;
+}
+
 function wsUrl() {
-  const u = new URL(cfg.panel, location.href);
-  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const u = new URL(cfg.panelUrl.href);
   // %20, not "+": the agent decodes the query argument as a URI component
   if (token) {
     u.search += (u.search ? '&' : '?') + 'token=' + encodeURIComponent(token);
@@ -40,9 +58,16 @@ function setConn(text, cls) {
 
 function connect() {
   retryTimer = null;
+  if (!cfg.panelUrl) {
+    const own = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`;
+    setConn(`not connecting: panel endpoint ${JSON.stringify(cfg.panel)} ` +
+      `is not this page's origin (${own}), the token is sent only there`, 'bad');
+    return;
+  }
   setConn(attempt ? `reconnecting (attempt ${attempt})…` : 'connecting…');
   let opened = false;
-  ws = new WebSocket(wsUrl());
+  // JSON whatever the SDKs send: the agent converts protobuf for us
+  ws = new WebSocket(wsUrl(), 'amonitor.v1.json');
   ws.addEventListener('open', () => {
     opened = true;
     everOpen = true;
@@ -224,11 +249,17 @@ function addEvent(ev) {
   ev.at = Date.now();
   const list = $('events');
   if (list.scrollTop > 4) {
-    // the reader scrolled away from the newest: hold new ones
+    // the reader scrolled away from the newest: hold new ones, no more
+    // than the list shows (the older ones would only be pushed out)
     paused.push(ev);
+    if (paused.length > cfg.maxEvents) {
+      paused.shift();
+      dropped++;
+    }
     const b = $('resume');
     b.hidden = false;
-    b.textContent = `Resume (${paused.length} new)`;
+    b.textContent = `Resume (${paused.length} new` +
+      (dropped ? `, ${dropped} dropped)` : ')');
     return;
   }
   showEvent(ev);
@@ -259,8 +290,15 @@ function refilter() {
 function resume() {
   const list = $('events');
   list.scrollTop = 0;
+  const held = paused.length;
   for (const ev of paused.splice(0)) showEvent(ev);
   $('resume').hidden = true;
+  const note = $('events-note');
+  note.hidden = !dropped;
+  note.textContent = dropped ?
+    `${dropped} older messages were not shown (${held + dropped} arrived ` +
+    `while the list was paused; it keeps the newest ${cfg.maxEvents})` : '';
+  dropped = 0;
 }
 
 /* --- actions --------------------------------------------------------------- */
@@ -377,6 +415,7 @@ function start() {
   setInterval(() => targets.forEach(renderAge), 1000);
   setInterval(refreshCounters, 3000);
   refreshCounters();
+  cfg.panelUrl = panelUrl(cfg.panel);
   connect();
 }
 

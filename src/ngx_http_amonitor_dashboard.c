@@ -290,8 +290,13 @@ ngx_http_amonitor_dashboard_headers(
 {
     ngx_table_elt_t *h;
 
+    /*
+     * connect-src 'self' alone: CSP Level 3 matches ws: (wss:) on the
+     * page's own host and port with it; a "ws:" source would let the
+     * page hand the panel token to a WebSocket on any host
+     */
     static ngx_str_t csp =
-        ngx_string("default-src 'self'; connect-src 'self' ws: wss:; "
+        ngx_string("default-src 'self'; connect-src 'self'; "
                    "img-src 'self' data:; frame-ancestors 'none'");
 
     r->headers_out.status = NGX_HTTP_OK;

@@ -37,6 +37,11 @@ like($r->{headers}{'content-type'}, qr{^text/html}, 'as HTML');
 like($r->{body}, qr{<script type="module" src="app.js">}, 'the dashboard');
 like($r->{headers}{'content-security-policy'} // '', qr/default-src 'self'/,
     'with a content security policy');
+# the panel token must not go to a WebSocket on another host: 'self' only
+# (CSP Level 3 matches ws: and wss: on the page's own host and port)
+like($r->{headers}{'content-security-policy'} // '',
+    qr/(?:^|;\s*)connect-src 'self'(?:;|$)/,
+    'which lets the page connect to its own origin only');
 is($r->{headers}{'x-content-type-options'}, 'nosniff', 'nosniff');
 is($r->{headers}{'cache-control'}, 'no-cache', 'revalidated');
 
@@ -71,6 +76,8 @@ is($t->http_get('/dash/app.js')->{code}, 200, 'and the files under it');
 
 $r = $t->http_get('/custom/');
 is($r->{body}, "<p>custom</p>\n", 'amonitor_dashboard_root: its index.html');
+like($r->{headers}{'content-security-policy'} // '',
+    qr/(?:^|;\s*)connect-src 'self'(?:;|$)/, 'with the same policy');
 $r = $t->http_get('/custom/logo.svg');
 is($r->{code}, 200, 'a file of its own');
 like($r->{headers}{'content-type'}, qr{^image/svg\+xml}, 'typed by suffix');
