@@ -198,6 +198,16 @@ LD          ?= ld
 OBJCOPY     ?= objcopy
 # a directory under PREFIX, written as ${prefix}/... in the .pc
 SDK_PC_DIR   = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+# pkg-config --define-prefix takes as prefix the directory two levels
+# above the .pc's pkgconfig/ (that is, LIBDIR/..): right when LIBDIR is
+# one directory below PREFIX (lib, lib64), wrong for a multiarch
+# LIBDIR=PREFIX/lib/x86_64-linux-gnu.  The .pc says so in a comment then.
+SDK_PC_SUB   = $(patsubst $(PREFIX)/%,%,$(LIBDIR))
+SDK_PC_NOTE  = $(if $(findstring /,$(SDK_PC_SUB)),\
+    s|^@RELOCATE_NOTE@$$|\# libdir is not one directory below prefix: \
+    pkg-config --define-prefix (which takes prefix to be libdir/..) does \
+    not relocate this file.\n\# For a copy under DESTDIR use \
+    PKG_CONFIG_SYSROOT_DIR=DESTDIR instead.|,/^@RELOCATE_NOTE@$$/d)
 
 build-sdk sdk: $(SDK_BUILD)/libamonitor_sdk.a $(SDK_BUILD)/libamonitor_sdk.so \
     $(SDK_BUILD)/amonitor_sdk.pc $(SDK_BUILD)/amonitor-sdk-example
@@ -238,7 +248,8 @@ $(SDK_BUILD)/libamonitor_sdk.so.$(SDK_MAJOR): $(SDK_OBJS) $(CORE_OBJS) \
 # the build tree's own .pc (PKG_CONFIG_PATH=build/sdk), not installed
 $(SDK_BUILD)/amonitor_sdk.pc: sdk/amonitor_sdk.pc.in
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(CURDIR)|' -e 's|@INCLUDEDIR@|$(CURDIR)/sdk/include|' \
+	sed -e '/^@RELOCATE_NOTE@$$/d' \
+	    -e 's|@PREFIX@|$(CURDIR)|' -e 's|@INCLUDEDIR@|$(CURDIR)/sdk/include|' \
 	    -e 's|@LIBDIR@|$(SDK_BUILD)|' -e 's|@VERSION@|$(SDK_VERSION)|' \
 	    $< > $@
 
@@ -266,7 +277,8 @@ $(SDK_BUILD)/shared/amonitor-sdk-example: sdk/examples/amonitor-sdk-example.c \
 
 # PREFIX=/usr/local DESTDIR= make install-sdk; Debian and other
 # multiarch layouts set LIBDIR (e.g. $(PREFIX)/lib/x86_64-linux-gnu).  The
-# installed .pc names its directories relative to ${prefix}.
+# installed .pc names its directories relative to ${prefix} (see
+# SDK_PC_NOTE for what pkg-config --define-prefix makes of them).
 install-sdk: build-sdk
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 sdk/include/amonitor.h $(DESTDIR)$(INCLUDEDIR)/
@@ -275,7 +287,7 @@ install-sdk: build-sdk
 	    $(DESTDIR)$(LIBDIR)/
 	ln -sf libamonitor_sdk.so.$(SDK_MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/libamonitor_sdk.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	sed -e '$(SDK_PC_NOTE)' -e 's|@PREFIX@|$(PREFIX)|' \
 	    -e 's|@INCLUDEDIR@|$(call SDK_PC_DIR,$(INCLUDEDIR))|' \
 	    -e 's|@LIBDIR@|$(call SDK_PC_DIR,$(LIBDIR))|' \
 	    -e 's|@VERSION@|$(SDK_VERSION)|' sdk/amonitor_sdk.pc.in \
@@ -350,7 +362,9 @@ demo-scale: deps
 demo-tls: deps
 	bash examples/run.tls.sh
 
-demo-cluster: deps
+# the cluster demo starts its own redis-server: deps plus redis-server
+demo-cluster:
+	@bash $(DEPS) --cluster
 	bash examples/run.cluster.sh
 
 # --- Debian packages (debian/, docs/deploy.md) ----------------------------

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Run an AMonitor demo: nginx with the module (prefix build/demo, port
 # 8080), the example SDKs of a config, and a panel in the foreground.
-# Ctrl-C stops the panel, nginx and the SDKs this script started, and
-# nothing else.  Nothing outside the repository is written.
+# nginx and the SDKs run in sessions of their own (setsid), so that the
+# terminal's Ctrl-C reaches only this script and the panel; the script
+# then stops nginx gracefully (nginx -s quit: SDKs get close 1001, panels
+# 1012) and the SDKs after it, and nothing else.  The same happens on
+# SIGHUP, SIGTERM, at the end of DEMO_DURATION and when the script fails.
+# A demo refuses to start, before it writes anything, when one of its
+# ports is in use or a demo of the same DEMO_PREFIX still runs.  Nothing
+# outside the repository is written.
 #
 #   examples/demo.sh CONFIG.json [sim|bench|watch]
 #
@@ -31,6 +37,9 @@ PANEL=${2:-}
 SDK_PIDS=()
 NGINX_PID=
 PANEL_PID=
+TIMER_PID=
+STAGE=
+STARTED=
 
 say() {
     printf 'demo: %s\n' "$*" >&2
@@ -48,15 +57,21 @@ wait_gone() {
 
 cleanup() {
     local rc=$? pid
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
+
+    if [ -n "$TIMER_PID" ]; then
+        kill -TERM "$TIMER_PID" 2>/dev/null || true
+    fi
 
     if [ -n "$PANEL_PID" ] && kill -0 "$PANEL_PID" 2>/dev/null; then
         kill -INT "$PANEL_PID" 2>/dev/null || true
         wait_gone "$PANEL_PID" 30 || kill -KILL "$PANEL_PID" 2>/dev/null || true
     fi
 
+    # nginx first, gracefully (its SDK connections close with 1001, its
+    # panels with 1012), while the SDKs still answer
     if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
-        say "stopping nginx (pid $NGINX_PID)"
+        say "stopping nginx (pid $NGINX_PID, nginx -s quit)"
         kill -QUIT "$NGINX_PID" 2>/dev/null || true
         if ! wait_gone "$NGINX_PID" 50; then
             kill -TERM "$NGINX_PID" 2>/dev/null || true
@@ -76,23 +91,100 @@ cleanup() {
     fi
 
     wait 2>/dev/null || true
-    say "logs are in $PREFIX"
+    if [ -n "$STAGE" ]; then
+        rm -rf "$STAGE"
+    fi
+    if [ -n "$STARTED" ]; then
+        say "logs are in $PREFIX"
+    fi
     exit "$rc"
 }
 
 trap cleanup EXIT
 trap 'exit 130' INT
+trap 'exit 129' HUP
 trap 'exit 143' TERM
 
 port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# start "$@" in the background in a session of its own: the terminal's
+# SIGINT and SIGHUP do not reach it, this script stops it (setsid execs
+# the command in place, so $! is its pid); fd 9 (the demo's lock) stays
+# here
+run_detached() {
+    setsid "$@" 9>&- &
+}
+
+# --- refuse before anything is written ------------------------------------
+
+# the configuration goes to a scratch directory first: its ports are
+# checked before the demo directory is touched
+STAGE=$(mktemp -d "${TMPDIR:-/tmp}/amon-demo.XXXXXX")
+
+user_rate=${BENCH_RATE:-}
+settings=$("$PYTHON" "$HERE/gen-nginx-conf.py" --config "$CONFIG" \
+    --module "$MODULE" --out "$STAGE/nginx.conf" \
+    --sdk-list "$STAGE/sdks.txt")
+eval "$settings"
+
+PANEL=${PANEL:-$PANEL_MODE}
+BENCH_RATE=${user_rate:-$BENCH_RATE}
+URL="ws://127.0.0.1:$AGENT_PORT$PANEL_PATH"
+
+case "$PANEL" in
+sim | bench | watch) ;;
+*)
+    say "unknown panel \"$PANEL\" (sim, bench, watch)"
+    exit 2
+    ;;
+esac
+
+# one demo per directory: the lock is held as long as this script runs
+mkdir -p "$PREFIX"
+exec 9>"$PREFIX/demo.lock"
+if ! flock -n 9; then
+    say "a demo of $PREFIX is running (it holds $PREFIX/demo.lock):" \
+        "stop it (Ctrl-C), or set DEMO_PREFIX; nothing was changed"
+    exit 1
+fi
+# ... and an nginx left running by a demo that was killed
+if [ -s "$PREFIX/nginx.pid" ]; then
+    pid=$(cat "$PREFIX/nginx.pid" 2>/dev/null || true)
+    case "$pid" in
+    *[!0-9]* | '') ;;
+    *)
+        if kill -0 "$pid" 2>/dev/null \
+            && grep -q nginx "/proc/$pid/cmdline" 2>/dev/null
+        then
+            say "nginx of an earlier demo of $PREFIX still runs (pid $pid," \
+                "$PREFIX/nginx.pid): stop it (kill -QUIT $pid), or set" \
+                "DEMO_PREFIX; nothing was changed"
+            exit 1
+        fi
+        ;;
+    esac
+fi
+
+if port_busy "$AGENT_PORT"; then
+    say "port $AGENT_PORT is in use: stop what listens there, or set" \
+        "AGENT_PORT; nothing was changed"
+    exit 1
+fi
+while read -r id port _; do
+    if port_busy "$port"; then
+        say "port $port (for $id) is in use: stop what listens there, or" \
+            "set SDK_START_PORT; nothing was changed"
+        exit 1
+    fi
+done <"$STAGE/sdks.txt"
+
 # --- build what is missing --------------------------------------------
 
 if [ "${NO_BUILD:-}" != 1 ]; then
     say "building (make module tools build-sdk)"
-    make -s -C "$ROOT" module tools build-sdk >&2
+    make -s -C "$ROOT" module tools build-sdk >&2 9>&-
 fi
 
 for f in "$MODULE" "$CLI" "$SDK"; do
@@ -103,24 +195,10 @@ done
 
 # --- configuration -----------------------------------------------------
 
+STARTED=1
 mkdir -p "$PREFIX/temp" "$PREFIX/logs"
-rm -f "$PREFIX/error.log" "$PREFIX"/logs/sdk-*.log
-
-user_rate=${BENCH_RATE:-}
-settings=$("$PYTHON" "$HERE/gen-nginx-conf.py" --config "$CONFIG" \
-    --module "$MODULE" --out "$PREFIX/nginx.conf" \
-    --sdk-list "$PREFIX/sdks.txt")
-eval "$settings"
-
-PANEL=${PANEL:-$PANEL_MODE}
-BENCH_RATE=${user_rate:-$BENCH_RATE}
-URL="ws://127.0.0.1:$AGENT_PORT$PANEL_PATH"
-
-if port_busy "$AGENT_PORT"; then
-    say "port $AGENT_PORT is in use: stop what listens there, or set" \
-        "AGENT_PORT"
-    exit 1
-fi
+rm -f "$PREFIX/error.log" "$PREFIX"/logs/sdk-*.log "$PREFIX/nginx.pid"
+cp "$STAGE/nginx.conf" "$STAGE/sdks.txt" "$PREFIX/"
 
 # wss:// SDKs: throwaway certificates, new ones every run
 sdk_tls=()
@@ -146,11 +224,6 @@ ids=
 urls=
 count=0
 while read -r id port hb ev token; do
-    if port_busy "$port"; then
-        say "port $port (for $id) is in use"
-        exit 1
-    fi
-
     args=(--port "$port" --target-id "$id" --interval "$hb" ${sdk_tls[@]+"${sdk_tls[@]}"})
     if [ "$ev" != 0 ]; then
         args+=(--event-interval "$ev")
@@ -159,7 +232,7 @@ while read -r id port hb ev token; do
         args+=(--token "$token")
     fi
 
-    "$SDK" "${args[@]}" >"$PREFIX/logs/sdk-$id.log" 2>&1 &
+    run_detached "$SDK" "${args[@]}" >"$PREFIX/logs/sdk-$id.log" 2>&1
     SDK_PIDS+=($!)
 
     ids=${ids:+$ids,}$id
@@ -167,7 +240,7 @@ while read -r id port hb ev token; do
     count=$((count + 1))
 done <"$PREFIX/sdks.txt"
 
-say "started $count SDK(s), logs in $PREFIX/logs/"
+say "started $count SDK(s) (pids ${SDK_PIDS[*]}), logs in $PREFIX/logs/"
 
 # nginx dials the SDKs at once: wait (up to 5 s) until each one listens,
 # so the start logs no "connection refused" (ss, without connecting)
@@ -182,7 +255,7 @@ fi
 
 # --- nginx -------------------------------------------------------------
 
-"$NGINX" -p "$PREFIX/" -c nginx.conf -e error.log &
+run_detached "$NGINX" -p "$PREFIX/" -c nginx.conf -e error.log
 NGINX_PID=$!
 
 # ready when /healthz answers and every worker reached every SDK
@@ -236,27 +309,40 @@ case "$PANEL" in
 sim)
     say "panel simulator: Ctrl-C to stop everything"
     "$CLI" sim "${panel_args[@]}" --target-id "$ids" --target-url "$urls" \
-        --action "${ACTION_NAME:-restart}" &
+        --action "${ACTION_NAME:-restart}" 9>&- &
     ;;
 bench)
     say "stress: $BENCH_RATE actions/s over $count target(s); Ctrl-C to stop"
     "$CLI" bench "${panel_args[@]}" --target-id "$ids" \
-        --rate "$BENCH_RATE" --action "${ACTION_NAME:-restart}" &
+        --rate "$BENCH_RATE" --action "${ACTION_NAME:-restart}" 9>&- &
     ;;
 watch)
-    "$CLI" watch --url "$URL" --target-id "$ids" &
-    ;;
-*)
-    say "unknown panel \"$PANEL\" (sim, bench, watch)"
-    exit 2
+    say "watch: Ctrl-C to stop everything"
+    "$CLI" watch --url "$URL" --target-id "$ids" 9>&- &
     ;;
 esac
 
 PANEL_PID=$!
 
+# watch has no --duration: the script ends it, with SIGINT as Ctrl-C does
+if [ "$PANEL" = watch ] && [ -n "${DEMO_DURATION:-}" ]; then
+    sleep "$DEMO_DURATION" 9>&- &
+    TIMER_PID=$!
+fi
+
 # the panel runs in the background so that Ctrl-C reaches this script's
 # trap at once; wait returns when it exits or a signal arrives
 rc=0
-wait "$PANEL_PID" || rc=$?
+if [ -n "$TIMER_PID" ]; then
+    wait -n "$PANEL_PID" "$TIMER_PID" || rc=$?
+    if kill -0 "$PANEL_PID" 2>/dev/null; then
+        say "DEMO_DURATION ($DEMO_DURATION s) is over"
+        kill -INT "$PANEL_PID" 2>/dev/null || true
+        rc=0
+        wait "$PANEL_PID" || rc=$?
+    fi
+else
+    wait "$PANEL_PID" || rc=$?
+fi
 PANEL_PID=
 exit "$rc"

@@ -2,6 +2,8 @@
 # Install the Debian packages AMonitor needs.
 #   scripts/deps.sh          build and run: the module, the SDK, the CLI,
 #                            the demos (make deps)
+#   scripts/deps.sh --cluster  and redis-server (redis-cli with it), which
+#                            the cluster demo starts (make demo-cluster)
 #   scripts/deps.sh --test   and the test tool chain (make test-deps)
 #   scripts/deps.sh --asan   and what building nginx from source needs
 #                            (make test-asan, .ci/run)
@@ -27,6 +29,7 @@ chromium libclang-rt-dev dpkg-dev curl openssl"
 
 for opt in "$@"; do
     case "$opt" in
+    --cluster) PKGS="$PKGS redis-server" ;;
     --test) PKGS="$PKGS $TEST_PKGS" ;;
     --asan)
         # building nginx from source needs its build dependencies too
@@ -44,7 +47,7 @@ libgeoip-dev"
         PKGS="$PKGS libnginx-mod-nchan"
         ;;
     *)
-        echo "usage: $0 [--test] [--asan] [--deb] [--bench]" >&2
+        echo "usage: $0 [--cluster] [--test] [--asan] [--deb] [--bench]" >&2
         exit 2
         ;;
     esac

@@ -4,7 +4,9 @@
 # examples/gen-nginx-conf.py from config.tls.json) verifies them: the
 # panel simulator gets both acks and the heartbeats, and nothing is
 # logged above info.  Run for a few seconds in a private prefix on free
-# ports (DEMO_PREFIX, AGENT_PORT, SDK_START_PORT, DEMO_DURATION).
+# ports (DEMO_PREFIX, AGENT_PORT, SDK_START_PORT, DEMO_DURATION).  With
+# the watch panel (`run.tls.sh watch`), which has no --duration of its
+# own, DEMO_DURATION bounds the demo too.
 
 use strict;
 use warnings;
@@ -68,5 +70,19 @@ for my $id (qw(demo-target-a demo-target-b)) {
 my $err = slurp("$prefix/error.log");
 unlike($err, qr/\[(?:error|crit|alert|emerg)\]/,
     'the agent logged nothing above warn') or diag($err);
+
+# the watch panel: DEMO_DURATION ends it as it ends sim and bench
+{
+    local $ENV{DEMO_DURATION} = 3;
+    my $t0 = time;
+    $out = `timeout 60 bash '$root/examples/run.tls.sh' watch </dev/null 2>&1`;
+    my $rc = $? >> 8;
+    is($rc, 0, 'the watch panel stops after DEMO_DURATION, exit 0')
+        or diag($out);
+    ok(time - $t0 < 40, 'within the time limit') or diag($out);
+    like($out, qr/DEMO_DURATION \(3 s\) is over/, 'the demo says why');
+    like($out, qr/demo-target-a\s+up/, 'the watch panel showed the targets');
+    like($out, qr/stopping nginx/, 'and the demo stopped nginx');
+}
 
 done_testing();

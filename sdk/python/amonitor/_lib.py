@@ -173,6 +173,13 @@ def _build_tree_path() -> str:
     return os.path.join(root, "build", "sdk", SONAME)
 
 
+def _in_source_tree() -> bool:
+    """True when this package is sdk/python/amonitor of a checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+    return os.path.isfile(os.path.join(root, "sdk", "include", "amonitor.h"))
+
+
 def candidates() -> list:
     """Where the library is looked for, in order.
 
@@ -180,7 +187,8 @@ def candidates() -> list:
        that one, when it is set);
     2. the soname through the dynamic loader's search (ldconfig cache,
        LD_LIBRARY_PATH), then what ctypes.util.find_library reports;
-    3. build/sdk/ of the source tree this package sits in.
+    3. build/sdk/ of the source tree this package sits in (a package
+       installed with pip sits in none: the error then says so).
     """
     env = os.environ.get(ENV_LIB)
     if env:
@@ -224,10 +232,20 @@ def load() -> ctypes.CDLL:
             continue
         _LIB = _declare(lib)
         return _LIB
+    if os.environ.get(ENV_LIB) or _in_source_tree():
+        hint = ("install libamonitor-sdk1, run make build-sdk, or set %s "
+                "to the library's path" % ENV_LIB)
+    else:
+        # pip-installed: build/sdk of a checkout is not searched
+        hint = ("this amonitor package (%s) is not in a source tree, so "
+                "no build/sdk/ is searched: install libamonitor-sdk1, run "
+                "make install-sdk (then ldconfig), or set %s to the "
+                "library's path, e.g. %s=<checkout>/build/sdk/%s"
+                % (os.path.dirname(os.path.abspath(__file__)), ENV_LIB,
+                   ENV_LIB, SONAME))
     raise AmonitorError(
-        ERR_IO, "cannot load the AMonitor C SDK (%s); install "
-        "libamonitor-sdk1, run make build-sdk, or set %s to the library's "
-        "path. Tried: %s" % (SONAME, ENV_LIB, "; ".join(errors)))
+        ERR_IO, "cannot load the AMonitor C SDK (%s); %s. Tried: %s"
+        % (SONAME, hint, "; ".join(errors)))
 
 
 def library_path() -> str:

@@ -52,6 +52,32 @@ class LibraryTest(unittest.TestCase):
         self.assertIn("AMONITOR_SDK_LIB", r.stdout)
         self.assertIn("/nonexistent/libamonitor_sdk.so.1", r.stdout)
 
+    def test_a_copy_outside_a_source_tree_says_where_to_get_the_library(
+            self):
+        # the package as pip installs it: in a directory of its own
+        import shutil
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(os.path.join(PKG, "amonitor"),
+                            os.path.join(tmp, "site", "amonitor"))
+            e = dict(os.environ, PYTHONPATH=os.path.join(tmp, "site"),
+                     LD_LIBRARY_PATH="")
+            e.pop("AMONITOR_SDK_LIB", None)
+            r = subprocess.run(
+                [sys.executable, "-c",
+                 "import amonitor\n"
+                 "try:\n"
+                 "    print(amonitor.library_path())\n"
+                 "except amonitor.AmonitorError as e:\n"
+                 "    print(e)\n"], env=e, cwd=tmp, capture_output=True,
+                text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        if "cannot load" not in r.stdout:
+            self.skipTest("the library is installed: " + r.stdout.strip())
+        self.assertIn("is not in a source tree", r.stdout)
+        self.assertIn("make install-sdk", r.stdout)
+        self.assertIn("AMONITOR_SDK_LIB=<checkout>/build/sdk/", r.stdout)
+
     def test_without_the_variable_the_soname_comes_first(self):
         r = python("from amonitor import _lib\n"
                    "print('\\n'.join(_lib.candidates()))",
