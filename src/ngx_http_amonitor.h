@@ -129,16 +129,19 @@ typedef struct {
     ngx_atomic_t forbidden; /* actions outside a token's rights */
     ngx_atomic_t oversize; /* peers closed over their buffer limit */
     ngx_atomic_t redis_claims; /* open Redis claims (a gauge) */
+    ngx_atomic_t redis_connections; /* usable, 0 or 1 (a gauge) */
     ngx_atomic_t redis_refused; /* actions refused at claims= */
 } ngx_http_amonitor_counters_t;
 
 
 /*
- * Each worker counts in its own slot of the zone (ngx_worker modulo the
- * number of slots), a cache line or more apart from the others, so that
- * two workers never bounce one line between their cores; readers add the
- * slots up.  Gauges (panels, upstreams_open) go up and down in the same
- * slot, so their sum stays right.
+ * Each worker process counts in a slot of the zone of its own (taken at
+ * start, given back at exit: store_state.c), a cache line or more apart
+ * from the others, so that two workers never bounce one line between
+ * their cores; readers add the slots up.  Gauges (panels, upstreams_open,
+ * the Redis ones) go up and down in the same slot, so their sum stays
+ * right; a slot whose process died without giving it back (a crash, the
+ * OOM killer) has its gauges cleared by the next worker that starts.
  */
 #define NGX_HTTP_AMONITOR_COUNTER_SLOTS 32
 

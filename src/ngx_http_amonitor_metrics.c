@@ -203,7 +203,7 @@ ngx_http_amonitor_metrics_redis(u_char *p, ngx_http_amonitor_shared_t *sh,
 {
     p = ngx_http_amonitor_metrics_value(p, "amonitor_redis_connections",
         "gauge", "Workers whose connection to Redis is usable.",
-        sh->redis_connections);
+        sum->redis_connections);
     p = ngx_http_amonitor_metrics_value(p, "amonitor_redis_claims", "gauge",
         "Redis claims open: being made, held by an action, or waiting "
         "to be finished or released (at most claims= per worker).",

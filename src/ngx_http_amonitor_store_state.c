@@ -19,14 +19,21 @@
 
 
 static uint64_t ngx_http_amonitor_state_now(void);
-static void    *ngx_http_amonitor_store_state_alloc(
-       ngx_http_amonitor_store_t *st, size_t size);
+static void  ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
+     ngx_http_amonitor_counter_slot_t *slots, ngx_uint_t i);
+static void *ngx_http_amonitor_store_state_alloc(
+    ngx_http_amonitor_store_t *st, size_t size);
 static ngx_int_t ngx_http_amonitor_store_target_url(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_tstate_t *ts,
     ngx_str_t *url);
 static ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target_new(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_shared_t *sh,
     ngx_str_t *id, ngx_str_t *url, ngx_uint_t dynamic);
+
+
+/* this process's slot of the counters; whether it holds it alone */
+static ngx_uint_t ngx_http_amonitor_slot;
+static ngx_uint_t ngx_http_amonitor_slot_held;
 
 
 /* upper bounds of the round-trip buckets, ms; the last is +Inf */
@@ -260,9 +267,13 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
 
     if (up) {
         ts->up++;
+        ts->up_slots |= ngx_http_amonitor_slot_held
+            ? (uint32_t) 1 << ngx_http_amonitor_slot
+            : 0;
 
     } else if (was_open && ts->up) {
         ts->up--;
+        ts->up_slots &= ~((uint32_t) 1 << ngx_http_amonitor_slot);
     }
 
     ts->state = (ts->up > 0);
@@ -450,27 +461,134 @@ void
 ngx_http_amonitor_store_redis_ready(
     ngx_http_amonitor_store_t *st, ngx_uint_t was, ngx_uint_t now)
 {
-    ngx_http_amonitor_shared_t *sh;
+    ngx_http_amonitor_counter_slot_t *slots;
 
     if (st->zone == NULL || !was == !now) {
         return;
     }
 
-    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+    slots = ngx_http_amonitor_store_shm_counter_slots(st->zone);
 
-    (void) ngx_atomic_fetch_add(&sh->redis_connections, now ? 1 : -1);
+    (void) ngx_atomic_fetch_add(
+        &slots[ngx_http_amonitor_slot].c.redis_connections, now ? 1 : -1);
 }
 
 
-/* this worker's slot of the counters */
+/*
+ * This worker's slot of the counters: one that no live process holds,
+ * its own number's if it can.  Slots of processes that died without
+ * giving theirs back lose their gauges and their part in each target's
+ * "up" first: a worker that crashed left its panels counted and its
+ * targets up for good.  With more live workers than slots, a worker
+ * shares one and holds none (what it counts is then not cleared).
+ */
 ngx_http_amonitor_counters_t *
 ngx_http_amonitor_store_counters(ngx_shm_zone_t *shm_zone)
 {
+    ngx_uint_t                        i, slot;
+    ngx_pid_t                         pid;
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_amonitor_shared_t       *sh;
     ngx_http_amonitor_counter_slot_t *slots;
 
     slots = ngx_http_amonitor_store_shm_counter_slots(shm_zone);
+    sh = ngx_http_amonitor_store_shm_shared(shm_zone);
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    return &slots[ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS].c;
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_AMONITOR_COUNTER_SLOTS; i++) {
+        pid = sh->slot_pid[i];
+
+        if (pid != 0 && kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                "amonitor: worker process %P exited without closing its "
+                "connections: they are no longer counted",
+                pid);
+            ngx_http_amonitor_store_slot_clear(sh, slots, i);
+            sh->slot_pid[i] = 0;
+        }
+    }
+
+    slot = ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS;
+
+    for (i = 0; sh->slot_pid[slot] != 0 && i < NGX_HTTP_AMONITOR_COUNTER_SLOTS;
+         i++) {
+        slot = i;
+    }
+
+    ngx_http_amonitor_slot_held = (sh->slot_pid[slot] == 0);
+
+    if (ngx_http_amonitor_slot_held) {
+        /* given back dirty (an exit with connections left): not counted */
+        ngx_http_amonitor_store_slot_clear(sh, slots, slot);
+        sh->slot_pid[slot] = ngx_pid;
+
+    } else {
+        slot = ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS;
+    }
+
+    ngx_http_amonitor_slot = slot;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return &slots[slot].c;
+}
+
+
+/* the worker exits: its slot is free for the next one */
+void
+ngx_http_amonitor_store_counters_release(ngx_shm_zone_t *shm_zone)
+{
+    ngx_http_amonitor_shared_t *sh;
+
+    sh = ngx_http_amonitor_store_shm_shared(shm_zone);
+
+    if (ngx_http_amonitor_slot_held
+        && sh->slot_pid[ngx_http_amonitor_slot] == ngx_pid) {
+        sh->slot_pid[ngx_http_amonitor_slot] = 0;
+    }
+
+    ngx_http_amonitor_slot_held = 0;
+}
+
+
+/* under the mutex: nothing of slot "i" counts any more */
+static void
+ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
+    ngx_http_amonitor_counter_slot_t *slots, ngx_uint_t i)
+{
+    uint32_t                      bit;
+    ngx_uint_t                    n;
+    ngx_http_amonitor_tstate_t   *ts;
+    ngx_http_amonitor_counters_t *c;
+
+    c = &slots[i].c;
+    c->panels = 0;
+    c->upstreams_open = 0;
+    c->redis_claims = 0;
+    c->redis_connections = 0;
+
+    bit = (uint32_t) 1 << i;
+
+    for (n = 0; n < sh->ntargets; n++) {
+        ts = sh->chunks[n / NGX_HTTP_AMONITOR_TRACK_CHUNK]
+                       [n % NGX_HTTP_AMONITOR_TRACK_CHUNK];
+
+        if (ts == NULL || !(ts->up_slots & bit)) {
+            continue;
+        }
+
+        ts->up_slots &= ~bit;
+        ts->up -= (ts->up > 0);
+
+        if (ts->state && ts->up == 0) {
+            ts->state = 0;
+            ts->since = ngx_http_amonitor_state_now();
+            ts->reason_len = sizeof("its agent worker exited") - 1;
+            ngx_memcpy(ts->reason, "its agent worker exited", ts->reason_len);
+        }
+    }
 }
 
 

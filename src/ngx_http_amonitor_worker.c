@@ -113,6 +113,7 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
     amon_buf_free(&w->scratch, &w->allocator);
     amon_buf_free(&w->convert, &w->allocator);
     ngx_http_amonitor_frames_free(&w->frames);
+    ngx_http_amonitor_store_counters_release(amcf->shm_zone);
 
     amcf->worker = NULL;
 }
