@@ -28,6 +28,7 @@ static char *ngx_http_amonitor_status(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_metrics(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_amonitor_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_amonitor_init_process(ngx_cycle_t *cycle);
 static void      ngx_http_amonitor_exit_process(ngx_cycle_t *cycle);
 
@@ -365,7 +366,7 @@ ngx_module_t  ngx_http_amonitor_module = {
     ngx_http_amonitor_commands,            /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_amonitor_init_module,         /* init module */
     ngx_http_amonitor_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -584,6 +585,21 @@ ngx_http_amonitor_postconfiguration(ngx_conf_t *cf)
             "\"amonitor_zone\" in the http block",
             &amcf->panel_file, amcf->panel_line);
         return NGX_ERROR;
+    }
+
+    return ngx_http_amonitor_store_reload_check(cf, amcf);
+}
+
+
+/* the new cycle runs: what a reload may not change of its store */
+static ngx_int_t
+ngx_http_amonitor_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_amonitor_main_conf_t *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_amonitor_module);
+    if (amcf) {
+        ngx_http_amonitor_store_reload_keep(amcf);
     }
 
     return NGX_OK;

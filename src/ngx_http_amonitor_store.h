@@ -289,6 +289,9 @@ void ngx_http_amonitor_store_counters_release(ngx_shm_zone_t *shm_zone);
 void ngx_http_amonitor_store_counters_sum(
     ngx_shm_zone_t *shm_zone, ngx_http_amonitor_counters_t *sum);
 
+ngx_int_t ngx_http_amonitor_store_reload_check(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
+void  ngx_http_amonitor_store_reload_keep(ngx_http_amonitor_main_conf_t *amcf);
 char *ngx_http_amonitor_store_redis_conf(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_http_amonitor_shared_t *ngx_http_amonitor_store_shm_shared(

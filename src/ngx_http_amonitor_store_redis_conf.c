@@ -3,7 +3,7 @@
  *
  * The amonitor_redis directive: address, database, password, key prefix,
  * command timeout, claim lease and the bound on open claims, checked when
- * the configuration is read.
+ * the configuration is read; what a reload may not change of the store.
  */
 
 #include <ngx_config.h>
@@ -178,4 +178,74 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
         "invalid parameter \"%V\" in \"amonitor_redis\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * The running configuration's store, kept in the master across reloads
+ * (the module stays loaded while the old cycle lives): a reload that
+ * renames the zone or adds or removes amonitor_redis would start from an
+ * empty dedupe table, and a msg_id acked before it would run again.
+ */
+static u_char     ngx_http_amonitor_store_zone[256];
+static size_t     ngx_http_amonitor_store_zone_len;
+static ngx_uint_t ngx_http_amonitor_store_known;
+static ngx_uint_t ngx_http_amonitor_store_redis;
+
+
+ngx_int_t
+ngx_http_amonitor_store_reload_check(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf)
+{
+    ngx_str_t *name;
+
+    if (!ngx_http_amonitor_store_known || amcf->shm_zone == NULL
+        || ngx_http_amonitor_store_zone_len == 0) {
+        return NGX_OK;
+    }
+
+    name = &amcf->shm_zone->shm.name;
+
+    if (name->len != ngx_http_amonitor_store_zone_len
+        || ngx_memcmp(name->data, ngx_http_amonitor_store_zone, name->len)
+            != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+            "amonitor zone \"%*s\" cannot be renamed to \"%V\" on reload: "
+            "the dedupe state would be lost; keep the name, or restart "
+            "nginx to rename it",
+            ngx_http_amonitor_store_zone_len, ngx_http_amonitor_store_zone,
+            name);
+        return NGX_ERROR;
+    }
+
+    if ((amcf->redis != NULL) != ngx_http_amonitor_store_redis) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+            "\"amonitor_redis\" cannot be %s on reload: the dedupe state "
+            "would be lost; restart nginx to change the store",
+            amcf->redis ? "added" : "removed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the cycle is the running one now: what the next reload is held to */
+void
+ngx_http_amonitor_store_reload_keep(ngx_http_amonitor_main_conf_t *amcf)
+{
+    ngx_str_t *name;
+
+    ngx_http_amonitor_store_known = 1;
+    ngx_http_amonitor_store_zone_len = 0;
+    ngx_http_amonitor_store_redis = (amcf->redis != NULL);
+
+    if (amcf->shm_zone) {
+        name = &amcf->shm_zone->shm.name;
+
+        if (name->len <= sizeof(ngx_http_amonitor_store_zone)) {
+            ngx_memcpy(ngx_http_amonitor_store_zone, name->data, name->len);
+            ngx_http_amonitor_store_zone_len = name->len;
+        }
+    }
 }
