@@ -323,6 +323,18 @@ ngx_http_amonitor_panel_read(ngx_event_t *rev)
         /* graceful shutdown of the worker: 1012, see panel_close */
         p->closing = 1;
 
+    } else if (c->close && c->error) {
+        /*
+         * worker_shutdown_timeout: nginx closes what is left now.  A
+         * panel still closing (its close frame queued, or waiting for
+         * its answer) is closed too: its timer holds the exit, and
+         * nginx's limit comes before ours (CLOSE_TIMEOUT).
+         */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+            "amonitor panel #%ui closed at worker_shutdown_timeout", p->wc.id);
+
+        p->closing = 1;
+
     } else {
         ngx_http_amonitor_conn_read(&p->wc);
     }

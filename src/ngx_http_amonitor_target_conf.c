@@ -13,6 +13,8 @@
 #include "ngx_http_amonitor.h"
 
 
+static ngx_int_t ngx_http_amonitor_conf_target_id(
+    ngx_conf_t *cf, ngx_str_t *id);
 static ngx_int_t ngx_http_amonitor_allow_path(
     ngx_http_amonitor_allow_t *a, u_char *p, u_char **last);
 static ngx_int_t ngx_http_amonitor_target_host(
@@ -50,9 +52,7 @@ ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len == 0 || value[1].len > AMON_MAX_ID_LEN) {
-        ngx_conf_log_error(
-            NGX_LOG_EMERG, cf, 0, "invalid target id \"%V\"", &value[1]);
+    if (ngx_http_amonitor_conf_target_id(cf, &value[1]) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -137,6 +137,59 @@ ngx_http_amonitor_conf_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_http_amonitor_target_addrs(cf, t, &u);
+}
+
+
+/*
+ * A target id is what a message can carry and a learned target may use
+ * (target.c): 1 to AMON_MAX_ID_LEN bytes of UTF-8, no control characters.
+ * Other bytes would make the status JSON and the metrics invalid, and
+ * panels' snapshots leave such a target out.  The error names the first
+ * bad byte and shows only the valid text before it.
+ */
+static ngx_int_t
+ngx_http_amonitor_conf_target_id(ngx_conf_t *cf, ngx_str_t *id)
+{
+    size_t   i, good;
+    uint32_t state;
+
+    if (id->len == 0 || id->len > AMON_MAX_ID_LEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "invalid target id \"%V\": not 1 to %d bytes", id, AMON_MAX_ID_LEN);
+        return NGX_ERROR;
+    }
+
+    state = 0;
+    good = 0;
+
+    for (i = 0; i < id->len; i++) {
+        if (amon_utf8_feed(&state, &id->data[i], 1) != AMON_OK) {
+            break;
+        }
+
+        if (state != 0) {
+            continue;
+        }
+
+        if (id->data[i] < 0x20 || id->data[i] == 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                "invalid target id: a control character at byte %uz "
+                "(after \"%*s\")",
+                i + 1, i, id->data);
+            return NGX_ERROR;
+        }
+
+        good = i + 1;
+    }
+
+    if (good < id->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "invalid target id: not UTF-8 at byte %uz (after \"%*s\")",
+            good + 1, good, id->data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

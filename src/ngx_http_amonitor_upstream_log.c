@@ -135,10 +135,25 @@ ngx_http_amonitor_upstream_log_up(ngx_http_amonitor_upstream_t *u)
 }
 
 
-/* the SDK closed the connection (or it broke) */
+/*
+ * The connection ended: the SDK closed it (or it broke), or the SDK
+ * answered a close the agent started.  The agent starts the close
+ * handshake and waits for the SDK's answer only when its worker shuts
+ * down (reload, quit: "stopped") or when the SDK is over
+ * amonitor_connection_buffer_limit ("over", logged when it happened); an
+ * echo of that close is not the SDK's doing, and not a warning.
+ */
 void
 ngx_http_amonitor_upstream_log_close(ngx_http_amonitor_upstream_t *u)
 {
+    if (u->wc.close_received && (u->stopped || u->wc.over)) {
+        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+            "amonitor: SDK answered the agent's close (%s) with %ui",
+            u->stopped ? "agent shutting down" : "over the buffer limit",
+            u->wc.peer_close);
+        return;
+    }
+
     if (!u->answered && !u->stopped) {
         /* it never spoke: one more failed attempt */
         if (u->wc.close_received

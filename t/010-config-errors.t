@@ -92,8 +92,46 @@ __DATA__
 --- http_config eval
 "amonitor_zone amonitor 1m;\namonitor_target " . ("i" x 257) . " ws://127.0.0.1:%%PORT_1%%/;\n"
 --- nginx_t_emerg eval
-"invalid target id \"" . ("i" x 257) . "\""
+"invalid target id \"" . ("i" x 257) . "\": not 1 to 256 bytes"
 --- nginx_t_emerg_line: amonitor_target
+
+=== TEST 11a: target id of 256 bytes (the longest allowed)
+--- http_config eval
+"amonitor_zone amonitor 1m;\namonitor_target " . ("\xc3\xa9" x 128) . " ws://127.0.0.1:%%PORT_1%%/;\n"
+--- nginx_t_ok
+
+=== TEST 11b: empty target id
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_target "" ws://127.0.0.1:%%PORT_1%%/;
+--- nginx_t_emerg: invalid target id "": not 1 to 256 bytes
+--- nginx_t_emerg_line: amonitor_target "" ws://
+
+=== TEST 11c: target id that is not UTF-8 (a 0xff byte)
+--- http_config eval
+"amonitor_zone amonitor 1m;\namonitor_target \"hi\xffbyte\" ws://127.0.0.1:%%PORT_1%%/;\n"
+--- nginx_t_emerg: invalid target id: not UTF-8 at byte 3 (after "hi")
+--- nginx_t_emerg_line: amonitor_target "hi
+
+=== TEST 11d: target id that ends in the middle of a UTF-8 sequence
+--- http_config eval
+"amonitor_zone amonitor 1m;\namonitor_target caf\xc3\xa9\xe2\x82 ws://127.0.0.1:%%PORT_1%%/;\n"
+--- nginx_t_emerg eval
+"invalid target id: not UTF-8 at byte 6 (after \"caf\xc3\xa9\")"
+--- nginx_t_emerg_line: amonitor_target caf
+
+=== TEST 11e: target id with an overlong UTF-8 form (0xc0 0xaf, "/")
+--- http_config eval
+"amonitor_zone amonitor 1m;\namonitor_target a\xc0\xafb ws://127.0.0.1:%%PORT_1%%/;\n"
+--- nginx_t_emerg: invalid target id: not UTF-8 at byte 2 (after "a")
+--- nginx_t_emerg_line: amonitor_target a
+
+=== TEST 11f: target id with a control character (nginx turns "\t" into a tab)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_target "a\tb" ws://127.0.0.1:%%PORT_1%%/;
+--- nginx_t_emerg: invalid target id: a control character at byte 2 (after "a")
+--- nginx_t_emerg_line: amonitor_target "a
 
 === TEST 12: unresolvable target host
 --- http_config
