@@ -4,7 +4,7 @@
  * The SDK's epoll loop, run by its own I/O thread or by the host's loop
  * through amonitor_sdk_fd/_timeout/_step: accepting (with a back-off when
  * out of descriptors), connection timers, pending action timeouts, the
- * blocking and the non-blocking stop.
+ * blocking and the non-blocking stop, and what a forked child may do.
  */
 
 #ifndef _GNU_SOURCE
@@ -12,6 +12,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -140,6 +141,241 @@ amonitor_loop_close_listener(amonitor_sdk_priv_t *priv)
     pthread_mutex_unlock(&priv->lock);
 
     priv->bound_port = -1;
+    amonitor_flag_set(&priv->pid, 0);
+}
+
+
+/*
+ * amonitor_sdk_stop() or _free() in a process forked from the one that
+ * listens: close this process's copies of the descriptors and nothing
+ * more (no epoll_ctl on the shared instance, no close frame, shutdown or
+ * TLS close_notify on the parent's agents, no wakeup), and forget the I/O
+ * thread, which does not exist here.  Returns AMONITOR_ERR_STATE when the
+ * copy's memory cannot be freed safely: an I/O thread ran at the fork
+ * (the child has a snapshot of its state at any point of its work), or
+ * another thread held the context's lock or answered an action.  The copy
+ * then stays unusable ("abandoned") and its memory is left.
+ */
+int
+amonitor_loop_forget(amonitor_sdk_priv_t *priv)
+{
+    int              locked;
+    amonitor_conn_t *c;
+
+    priv->log_level = -1; /* nothing to say about the parent's agents */
+
+    if (amonitor_flag_get(&priv->thread_running)) {
+        priv->abandoned = 1;
+    }
+
+    for (c = priv->conns; c; c = c->next) {
+        if (c->fd != -1) {
+            close(c->fd);
+            c->fd = -1;
+        }
+    }
+
+    while (priv->conns && !priv->abandoned) {
+        c = priv->conns;
+        priv->conns = c->next;
+        amonitor_tls_free(c); /* memory only */
+        amonitor_conn_free(priv, c);
+    }
+
+    priv->conns = NULL;
+    priv->nconns = 0;
+
+    if (priv->listen_fd != -1) {
+        close(priv->listen_fd);
+        priv->listen_fd = -1;
+    }
+
+    priv->listening = 0;
+    priv->accept_resume = 0;
+    priv->stopping = 0;
+    priv->cb_depth = 0;
+    priv->bound_port = -1;
+
+    locked = (pthread_mutex_trylock(&priv->lock) == 0);
+
+    if (priv->wake_fd[0] != -1) {
+        close(priv->wake_fd[0]);
+        close(priv->wake_fd[1]);
+        priv->wake_fd[0] = -1;
+        priv->wake_fd[1] = -1;
+    }
+
+    priv->wake_pending = 0;
+
+    if (!locked || priv->answering) {
+        priv->abandoned = 1;
+    }
+
+    if (locked) {
+        pthread_mutex_unlock(&priv->lock);
+    }
+
+    amonitor_flag_set(&priv->thread_running, 0);
+    amonitor_flag_set(&priv->leave_loop, 0);
+    amonitor_flag_set(&priv->pid, 0);
+
+    if (priv->abandoned) {
+        return AMONITOR_ERR_STATE;
+    }
+
+    amonitor_free_jobs(priv); /* the parent's events are not ours */
+
+    return AMONITOR_OK;
+}
+
+
+/*
+ * Listening in a process other than the one that made the epoll instance
+ * (the context was made before a fork): the instance is shared with that
+ * process, so this one gets its own under the same number.
+ */
+int
+amonitor_loop_own_epoll(amonitor_sdk_t *ctx)
+{
+    int                  fd, rc;
+    amonitor_sdk_priv_t *priv;
+
+    priv = ctx->priv;
+
+    if (priv->epoll_pid == getpid()) {
+        return AMONITOR_OK;
+    }
+
+    fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd == -1 || dup3(fd, priv->epfd, O_CLOEXEC) == -1) {
+        rc = errno;
+        if (fd != -1) {
+            close(fd);
+        }
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_IO, "epoll_create1(): %s", strerror(rc));
+    }
+
+    close(fd);
+    priv->epoll_pid = getpid();
+
+    return AMONITOR_OK;
+}
+
+
+/* Is the caller the thread that runs the loop, inside a callback? */
+int
+amonitor_on_loop_thread(amonitor_sdk_priv_t *priv)
+{
+    if (amonitor_flag_get(&priv->thread_running)) {
+        return pthread_equal(pthread_self(), priv->thread);
+    }
+
+    return priv->cb_depth > 0;
+}
+
+int
+amonitor_sdk_start(amonitor_sdk_t *ctx)
+{
+    int                  rc;
+    amonitor_sdk_priv_t *priv;
+
+    rc = amonitor_sdk_listen(ctx);
+    if (rc != AMONITOR_OK) {
+        return rc;
+    }
+
+    priv = ctx->priv;
+
+    if (amonitor_flag_get(&priv->thread_running)) {
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_STATE, "the I/O thread is already running");
+    }
+
+    if (priv->cb_depth) {
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_STATE, "not from a callback");
+    }
+
+    amonitor_flag_set(&priv->leave_loop, 0);
+
+    /* set before the thread exists: it reads "thread" and the flag */
+    amonitor_flag_set(&priv->thread_running, 1);
+
+    rc = pthread_create(&priv->thread, NULL, amonitor_loop_thread, priv);
+    if (rc != 0) {
+        amonitor_flag_set(&priv->thread_running, 0);
+        return amonitor_set_error(
+            ctx, AMONITOR_ERR_IO, "pthread_create(): %s", strerror(rc));
+    }
+
+    return AMONITOR_OK;
+}
+
+
+int
+amonitor_sdk_stop(amonitor_sdk_t *ctx)
+{
+    amonitor_job_t      *job;
+    amonitor_sdk_priv_t *priv;
+
+    if (ctx == NULL) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    priv = ctx->priv;
+
+    if (amonitor_foreign(priv)) {
+        /* a forked child: the parent goes on serving untouched */
+        (void) amonitor_loop_forget(priv);
+        return AMONITOR_OK;
+    }
+
+    if (priv->listen_fd == -1 && priv->conns == NULL
+        && !amonitor_flag_get(&priv->thread_running)) {
+        return AMONITOR_OK;
+    }
+
+    if (amonitor_on_loop_thread(priv)) {
+        /* no ctx->err here: it belongs to the thread that owns the SDK */
+        return AMONITOR_ERR_STATE;
+    }
+
+    if (amonitor_flag_get(&priv->thread_running)) {
+        job = calloc(1, sizeof(amonitor_job_t));
+
+        pthread_mutex_lock(&priv->lock);
+        if (job) {
+            job->kind = AMONITOR_JOB_STOP;
+            if (priv->jobs_tail) {
+                priv->jobs_tail->next = job;
+
+            } else {
+                priv->jobs = job;
+            }
+            priv->jobs_tail = job;
+
+        } else {
+            /* no memory for a job: the flag is read after every step */
+            amonitor_flag_set(&priv->leave_loop, 1);
+        }
+        amonitor_wake(priv);
+        pthread_mutex_unlock(&priv->lock);
+
+        /* waits for a handler that is running to return */
+        pthread_join(priv->thread, NULL);
+        amonitor_flag_set(&priv->thread_running, 0);
+
+    } else {
+        amonitor_loop_drain(priv);
+    }
+
+    amonitor_loop_close_listener(priv);
+
+    amonitor_log(priv, AMONITOR_LOG_INFO, "amonitor sdk \"%s\" stopped",
+        priv->target_id);
+
+    return AMONITOR_OK;
 }
 
 
@@ -153,6 +389,12 @@ amonitor_sdk_stop_begin(amonitor_sdk_t *ctx)
     }
 
     priv = ctx->priv;
+
+    if (amonitor_foreign(priv)) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "the context listens in another process (this one was forked "
+            "from it): amonitor_sdk_stop() releases this copy");
+    }
 
     if (amonitor_flag_get(&priv->thread_running) || priv->cb_depth) {
         return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
@@ -262,6 +504,12 @@ amonitor_sdk_step(amonitor_sdk_t *ctx, int timeout_ms)
     }
 
     priv = ctx->priv;
+
+    if (amonitor_foreign(priv)) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "the context listens in another process (this one was forked "
+            "from it): amonitor_sdk_step() is refused");
+    }
 
     if (amonitor_flag_get(&priv->thread_running)) {
         /* two loops over the same sockets would corrupt the streams */
@@ -396,9 +644,16 @@ amonitor_accept(amonitor_sdk_priv_t *priv)
             return;
         }
 
-        if (amonitor_flag_get(&priv->leave_loop)
-            || (priv->nconns >= priv->max_connections
-                && !amonitor_accept_room(priv))) {
+        if (amonitor_flag_get(&priv->leave_loop)) {
+            amonitor_log(priv, AMONITOR_LOG_WARN,
+                "connection refused: the SDK is stopping");
+            amonitor_stat_inc(priv, rejected);
+            close(fd);
+            continue;
+        }
+
+        if (priv->nconns >= priv->max_connections
+            && !amonitor_accept_room(priv)) {
             amonitor_log(priv, AMONITOR_LOG_WARN,
                 "connection refused: %u connections open (max %u)",
                 priv->nconns, priv->max_connections);

@@ -195,6 +195,10 @@ amonitor_emit(amonitor_sdk_t *ctx, uint64_t conn_id, const char *name,
 
     priv = ctx->priv;
 
+    if (amonitor_foreign(priv)) {
+        return AMONITOR_ERR_STATE; /* the agents are another process's */
+    }
+
     memset(&b, 0, sizeof(b));
 
     rc = amonitor_msg_build_event(priv, &b, name, json_data);

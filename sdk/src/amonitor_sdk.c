@@ -37,7 +37,6 @@ static int amonitor_config_check(
 static void amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 static void amonitor_handler_release(
     amonitor_sdk_priv_t *priv, amonitor_handler_t *h);
-static int amonitor_on_loop_thread(amonitor_sdk_priv_t *priv);
 static int amonitor_add_handler(amonitor_sdk_t *ctx, const char *name,
     amonitor_action_fn fn, amonitor_handler_fn fn2,
     amonitor_teardown_fn teardown, void *data);
@@ -46,6 +45,10 @@ static int amonitor_add_handler(amonitor_sdk_t *ctx, const char *name,
 void
 amonitor_sdk_config_init(amonitor_sdk_config_t *cfg)
 {
+    if (cfg == NULL) {
+        return;
+    }
+
     memset(cfg, 0, sizeof(*cfg));
 
     cfg->host = "127.0.0.1";
@@ -168,6 +171,7 @@ amonitor_sdk_new(const amonitor_sdk_config_t *cfg)
 
     /* one descriptor for the context's whole life (amonitor_sdk_fd) */
     priv->epfd = epoll_create1(EPOLL_CLOEXEC);
+    priv->epoll_pid = getpid();
     if (priv->epfd == -1) {
         amonitor_set_error(
             ctx, AMONITOR_ERR_IO, "epoll_create1(): %s", strerror(errno));
@@ -262,7 +266,14 @@ amonitor_sdk_free(amonitor_sdk_t *ctx)
 
     priv = ctx->priv;
 
-    if (amonitor_on_loop_thread(priv)) {
+    if (amonitor_foreign(priv)) {
+        /* a forked child: release this process's copy only */
+        if (amonitor_loop_forget(priv) != AMONITOR_OK) {
+            close(priv->epfd); /* the rest cannot be freed safely here */
+            return;
+        }
+
+    } else if (amonitor_on_loop_thread(priv)) {
         amonitor_log(priv, AMONITOR_LOG_ERROR,
             "amonitor_sdk_free() called from a callback: ignored");
         return;
@@ -348,18 +359,6 @@ amonitor_handler_release(amonitor_sdk_priv_t *priv, amonitor_handler_t *h)
 
     free(h->name);
     free(h);
-}
-
-
-/* Is the caller the thread that runs the loop, inside a callback? */
-static int
-amonitor_on_loop_thread(amonitor_sdk_priv_t *priv)
-{
-    if (amonitor_flag_get(&priv->thread_running)) {
-        return pthread_equal(pthread_self(), priv->thread);
-    }
-
-    return priv->cb_depth > 0;
 }
 
 
@@ -660,6 +659,12 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
     ctx->err = AMONITOR_OK;
     ctx->errstr[0] = '\0';
 
+    if (amonitor_foreign(priv)) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "the context listens in another process (this one was forked "
+            "from it): free it here and make a new one");
+    }
+
     if (priv->listen_fd != -1) {
         return AMONITOR_OK;
     }
@@ -667,6 +672,10 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
     if (priv->stopping || priv->conns) {
         return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
             "a stop is still under way: call amonitor_sdk_step()");
+    }
+
+    if (amonitor_loop_own_epoll(ctx) != AMONITOR_OK) {
+        return ctx->err;
     }
 
     amonitor_flag_set(&priv->leave_loop, 0);
@@ -719,6 +728,8 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
     }
     pthread_mutex_unlock(&priv->lock);
 
+    amonitor_flag_set(&priv->pid, getpid());
+
     amonitor_log(priv, AMONITOR_LOG_INFO,
         "amonitor sdk \"%s\" listening on %s:%d", priv->target_id, priv->host,
         priv->bound_port);
@@ -735,103 +746,4 @@ amonitor_sdk_port(amonitor_sdk_t *ctx)
     }
 
     return ctx->priv->bound_port;
-}
-
-
-int
-amonitor_sdk_start(amonitor_sdk_t *ctx)
-{
-    int                  rc;
-    amonitor_sdk_priv_t *priv;
-
-    rc = amonitor_sdk_listen(ctx);
-    if (rc != AMONITOR_OK) {
-        return rc;
-    }
-
-    priv = ctx->priv;
-
-    if (amonitor_flag_get(&priv->thread_running)) {
-        return amonitor_set_error(
-            ctx, AMONITOR_ERR_STATE, "the I/O thread is already running");
-    }
-
-    if (priv->cb_depth) {
-        return amonitor_set_error(
-            ctx, AMONITOR_ERR_STATE, "not from a callback");
-    }
-
-    amonitor_flag_set(&priv->leave_loop, 0);
-
-    /* set before the thread exists: it reads "thread" and the flag */
-    amonitor_flag_set(&priv->thread_running, 1);
-
-    rc = pthread_create(&priv->thread, NULL, amonitor_loop_thread, priv);
-    if (rc != 0) {
-        amonitor_flag_set(&priv->thread_running, 0);
-        return amonitor_set_error(
-            ctx, AMONITOR_ERR_IO, "pthread_create(): %s", strerror(rc));
-    }
-
-    return AMONITOR_OK;
-}
-
-
-int
-amonitor_sdk_stop(amonitor_sdk_t *ctx)
-{
-    amonitor_job_t      *job;
-    amonitor_sdk_priv_t *priv;
-
-    if (ctx == NULL) {
-        return AMONITOR_ERR_INVAL;
-    }
-
-    priv = ctx->priv;
-
-    if (priv->listen_fd == -1 && priv->conns == NULL
-        && !amonitor_flag_get(&priv->thread_running)) {
-        return AMONITOR_OK;
-    }
-
-    if (amonitor_on_loop_thread(priv)) {
-        /* no ctx->err here: it belongs to the thread that owns the SDK */
-        return AMONITOR_ERR_STATE;
-    }
-
-    if (amonitor_flag_get(&priv->thread_running)) {
-        job = calloc(1, sizeof(amonitor_job_t));
-
-        pthread_mutex_lock(&priv->lock);
-        if (job) {
-            job->kind = AMONITOR_JOB_STOP;
-            if (priv->jobs_tail) {
-                priv->jobs_tail->next = job;
-
-            } else {
-                priv->jobs = job;
-            }
-            priv->jobs_tail = job;
-
-        } else {
-            /* no memory for a job: the flag is read after every step */
-            amonitor_flag_set(&priv->leave_loop, 1);
-        }
-        amonitor_wake(priv);
-        pthread_mutex_unlock(&priv->lock);
-
-        /* waits for a handler that is running to return */
-        pthread_join(priv->thread, NULL);
-        amonitor_flag_set(&priv->thread_running, 0);
-
-    } else {
-        amonitor_loop_drain(priv);
-    }
-
-    amonitor_loop_close_listener(priv);
-
-    amonitor_log(priv, AMONITOR_LOG_INFO, "amonitor sdk \"%s\" stopped",
-        priv->target_id);
-
-    return AMONITOR_OK;
 }

@@ -205,6 +205,9 @@ struct amonitor_sdk_priv_s {
     int              stopping; /* amonitor_sdk_stop_begin() */
     int64_t          stop_deadline;
     int              cb_depth; /* callbacks running on the loop's thread */
+    pid_t            epoll_pid; /* the process that made epfd */
+    pid_t            pid; /* the process that listens; 0: none (atomic) */
+    int              abandoned; /* a forked copy whose memory is left */
 
     /* how a connection reports to the layers above (amonitor_sdk_new) */
     void (*on_open)(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
@@ -285,6 +288,9 @@ int amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
 void *amonitor_loop_thread(void *arg);
 void  amonitor_loop_drain(amonitor_sdk_priv_t *priv);
 void  amonitor_loop_close_listener(amonitor_sdk_priv_t *priv);
+int   amonitor_loop_own_epoll(amonitor_sdk_t *ctx);
+int   amonitor_loop_forget(amonitor_sdk_priv_t *priv);
+int   amonitor_on_loop_thread(amonitor_sdk_priv_t *priv);
 
 /* amonitor_queue.c */
 void amonitor_run_jobs(amonitor_sdk_priv_t *priv);
@@ -353,6 +359,7 @@ void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
 int   amonitor_valid_text(const char *s, size_t max);
 char *amonitor_strdup(const char *s);
 int   amonitor_ack_text(const char *in, char *out, size_t size);
+int   amonitor_foreign(amonitor_sdk_priv_t *priv);
 
 
 #endif /* AMONITOR_SDK_INT_H */

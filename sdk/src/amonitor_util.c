@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "amonitor_sdk_int.h"
 
@@ -214,4 +215,22 @@ amonitor_set_error(amonitor_sdk_t *ctx, int err, const char *fmt, ...)
     amonitor_log(ctx->priv, AMONITOR_LOG_ERROR, "%s", ctx->errstr);
 
     return err;
+}
+
+
+/*
+ * Does another process listen with this context (or is this a forked copy
+ * left unusable by amonitor_loop_forget())?  A child of fork() shares the
+ * parent's open files: the epoll instance and its interest list, the
+ * listening socket, the agents' sockets, the wake pipe.  It must change
+ * none of them, and it has no I/O thread.
+ */
+int
+amonitor_foreign(amonitor_sdk_priv_t *priv)
+{
+    pid_t pid;
+
+    pid = amonitor_flag_get(&priv->pid);
+
+    return priv->abandoned || (pid != 0 && pid != getpid());
 }

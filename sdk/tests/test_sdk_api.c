@@ -4,7 +4,8 @@
  * SDK API unit tests (cmocka, TAP output): configuration checks, error
  * texts, callback teardown, state errors, bounded queues, the host-loop
  * functions and a whole exchange over a raw socket driven by
- * amonitor_sdk_step().
+ * amonitor_sdk_step(), a forked child releasing its copy of a running
+ * context, and the log of a connection refused while stopping.
  */
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -189,6 +191,7 @@ test_config_errors(void **state)
     amonitor_sdk_free(ctx);
 
     amonitor_sdk_free(NULL);
+    amonitor_sdk_config_init(NULL); /* NULL-safe like every other call */
 }
 
 
@@ -413,11 +416,14 @@ raw_read_until(
     buf[0] = '\0';
 
     for (i = 0; i < 200 && strstr(buf, needle) == NULL; i++) {
-        assert_int_equal(amonitor_sdk_step(ctx, 10), AMONITOR_OK);
+        /* ctx NULL: the I/O thread serves, just wait */
+        if (ctx) {
+            assert_int_equal(amonitor_sdk_step(ctx, 10), AMONITOR_OK);
+        }
 
         pfd.fd = fd;
         pfd.events = POLLIN;
-        if (poll(&pfd, 1, 0) == 1) {
+        if (poll(&pfd, 1, ctx ? 0 : 10) == 1) {
             n = recv(fd, buf + len, cap - 1 - len, 0);
             if (n <= 0) {
                 break;
@@ -456,6 +462,30 @@ raw_send_text(int fd, const char *text)
     }
 
     assert_int_equal(send(fd, frame, 6 + len, 0), (ssize_t) (6 + len));
+}
+
+
+static const char handshake[] =
+    "GET / HTTP/1.1\r\nHost: x\r\n"
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n\r\n";
+
+
+/* An agent whose handshake is done and first heartbeat read. */
+static int
+agent_open(amonitor_sdk_t *ctx, int port)
+{
+    int  fd;
+    char buf[4096];
+
+    fd = raw_connect(port);
+    assert_int_equal(send(fd, handshake, sizeof(handshake) - 1, 0),
+        (ssize_t) sizeof(handshake) - 1);
+    raw_read_until(ctx, fd, buf, sizeof(buf), "\"heartbeat\"");
+    assert_non_null(strstr(buf, "HTTP/1.1 101"));
+
+    return fd;
 }
 
 
@@ -535,6 +565,181 @@ test_host_loop_exchange(void **state)
 }
 
 
+/*
+ * In a child of fork(): the inherited context refuses to serve, and
+ * amonitor_sdk_stop()/_free() release the child's copy only.  Exits with
+ * the number of the first check that failed (no cmocka in the child).
+ */
+static void
+fork_and_free(amonitor_sdk_t *ctx, int free_it)
+{
+    int   status;
+    pid_t pid;
+
+    pid = fork();
+    assert_true(pid >= 0);
+
+    if (pid == 0) {
+        if (amonitor_sdk_step(ctx, 0) != AMONITOR_ERR_STATE) {
+            _exit(2);
+        }
+        if (amonitor_sdk_emit_event(ctx, "child", "{}") != AMONITOR_ERR_STATE) {
+            _exit(3);
+        }
+        if (amonitor_sdk_start(ctx) != AMONITOR_ERR_STATE) {
+            _exit(4);
+        }
+        if (amonitor_sdk_stop(ctx) != AMONITOR_OK) {
+            _exit(5);
+        }
+        if (amonitor_sdk_port(ctx) != -1) {
+            _exit(6);
+        }
+        if (free_it) {
+            amonitor_sdk_free(ctx);
+        }
+        _exit(0);
+    }
+
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+
+static void
+test_fork_thread(void **state)
+{
+    int             fd, fd2, port;
+    char            buf[4096];
+    size_t          len;
+    amonitor_sdk_t *ctx;
+
+    ctx = new_ctx(NULL);
+    assert_int_equal(amonitor_sdk_start(ctx), AMONITOR_OK);
+    port = amonitor_sdk_port(ctx);
+    fd = agent_open(NULL, port);
+
+    fork_and_free(ctx, 1);
+
+    /* the parent's epoll still has the wake pipe and the listener */
+    assert_int_equal(
+        amonitor_sdk_emit_event(ctx, "after", "{\"n\":1}"), AMONITOR_OK);
+    raw_read_until(NULL, fd, buf, sizeof(buf), "\"event_name\":\"after\"");
+    assert_non_null(strstr(buf, "\"event_name\":\"after\""));
+
+    fd2 = agent_open(NULL, port);
+
+    /* and its I/O thread is joined, each agent told 1001 */
+    assert_int_equal(amonitor_sdk_stop(ctx), AMONITOR_OK);
+    len = raw_read_until(NULL, fd2, buf, sizeof(buf), "\x88");
+    assert_non_null(memchr(buf, 0x88, len));
+
+    close(fd);
+    close(fd2);
+    amonitor_sdk_free(ctx);
+}
+
+
+static void
+test_fork_host_loop(void **state)
+{
+    int             fd, fd2;
+    char            buf[4096];
+    ssize_t         n;
+    amonitor_sdk_t *ctx;
+
+    ctx = new_ctx(NULL);
+    assert_int_equal(amonitor_sdk_listen(ctx), AMONITOR_OK);
+    fd = agent_open(ctx, amonitor_sdk_port(ctx));
+
+    /* the child's stop sends no close frame on the parent's agent */
+    fork_and_free(ctx, 0);
+    n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    assert_int_equal(n, -1);
+
+    assert_int_equal(
+        amonitor_sdk_emit_event(ctx, "after", "{\"n\":2}"), AMONITOR_OK);
+    raw_read_until(ctx, fd, buf, sizeof(buf), "\"event_name\":\"after\"");
+    assert_non_null(strstr(buf, "\"event_name\":\"after\""));
+
+    fd2 = agent_open(ctx, amonitor_sdk_port(ctx));
+
+    close(fd);
+    close(fd2);
+    amonitor_sdk_free(ctx);
+}
+
+
+typedef struct {
+    pthread_mutex_t lock;
+    char            text[4096];
+} log_text_t;
+
+
+static void
+keep_log(int level, const char *msg, void *data)
+{
+    log_text_t *l = data;
+
+    if (msg == NULL) {
+        return;
+    }
+
+    pthread_mutex_lock(&l->lock);
+    if (strlen(l->text) + strlen(msg) + 2 < sizeof(l->text)) {
+        strcat(l->text, msg);
+        strcat(l->text, "\n");
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+
+static void *
+stop_thread(void *arg)
+{
+    amonitor_sdk_stop(arg);
+
+    return NULL;
+}
+
+
+/* An agent that does not answer the close keeps the stop going a while. */
+static void
+test_refused_while_stopping(void **state)
+{
+    int             fd, fd2, port;
+    char            buf[4096];
+    pthread_t       t;
+    log_text_t      l;
+    amonitor_sdk_t *ctx;
+
+    memset(&l, 0, sizeof(l));
+    pthread_mutex_init(&l.lock, NULL);
+
+    ctx = new_ctx(NULL);
+    amonitor_sdk_set_log(ctx, AMONITOR_LOG_WARN, keep_log, &l);
+    assert_int_equal(amonitor_sdk_start(ctx), AMONITOR_OK);
+    port = amonitor_sdk_port(ctx);
+    fd = agent_open(NULL, port);
+
+    pthread_create(&t, NULL, stop_thread, ctx);
+    raw_read_until(NULL, fd, buf, sizeof(buf), "\x88"); /* close sent */
+    fd2 = raw_connect(port);
+    pthread_join(t, NULL);
+
+    pthread_mutex_lock(&l.lock);
+    assert_non_null(strstr(l.text, "connection refused: the SDK is stopping"));
+    assert_null(strstr(l.text, "connections open"));
+    pthread_mutex_unlock(&l.lock);
+
+    close(fd);
+    close(fd2);
+    amonitor_sdk_free(ctx);
+    pthread_mutex_destroy(&l.lock);
+}
+
+
 int
 main(void)
 {
@@ -546,6 +751,9 @@ main(void)
         cmocka_unit_test(test_bind_conflict),
         cmocka_unit_test(test_emit_validation),
         cmocka_unit_test(test_host_loop_exchange),
+        cmocka_unit_test(test_fork_thread),
+        cmocka_unit_test(test_fork_host_loop),
+        cmocka_unit_test(test_refused_while_stopping),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

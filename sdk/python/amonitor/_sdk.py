@@ -11,18 +11,18 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import ctypes
 import inspect
 import json
 import logging
+import os
 import signal
 import threading
-from typing import (Any, Callable, Dict, Mapping, Optional, Set,
+from typing import (Any, Callable, Dict, Mapping, Optional,
                     Union)
 
-from . import _lib
+from . import _lib, _live, _options
 from ._action import (Action, Handler, Result, encode_message, error_ack,
                       metric_text, to_ack)
 from ._errors import AmonitorError
@@ -36,27 +36,6 @@ ConnectionCallback = Callable[[int, str, bool], None]
 
 _C_LEVEL = {_lib.LOG_ERROR: logging.ERROR, _lib.LOG_WARN: logging.WARNING,
             _lib.LOG_INFO: logging.INFO, _lib.LOG_DEBUG: logging.DEBUG}
-
-# Started contexts, closed at interpreter exit before the interpreter
-# goes away, so that the SDK's I/O thread never calls into a dead one.
-_LIVE: Set["SDK"] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _close_all() -> None:
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for sdk in live:
-        try:
-            sdk.close()
-        except Exception:  # pragma: no cover - best effort at exit
-            log.exception("closing an AMonitor SDK at exit")
-
-
-def _c_str(value: Optional[str]) -> Optional[bytes]:
-    return None if value is None else value.encode("utf-8")
-
 
 class SDK:
     """One AMonitor SDK endpoint of this program.
@@ -77,6 +56,11 @@ class SDK:
     max_queued_events -- limits, as in amonitor.h
     pending_timeout -- seconds an async handler may take before the SDK
         answers success:false (300; 0: never)
+
+    Text options are str without NUL (TypeError, ValueError otherwise);
+    numbers outside what the C SDK accepts raise ValueError.  In a
+    process forked from the one that started it, the SDK is inert (see
+    docs/python-sdk.md).
 
     Handlers, the metrics provider and the connection callback may be
     registered at any time.  Run the SDK either with start() / run()
@@ -99,25 +83,23 @@ class SDK:
                  max_pending: Optional[int] = None,
                  max_queued_events: Optional[int] = None,
                  pending_timeout: Optional[float] = None) -> None:
-        if not 0 <= port <= 65535:
-            raise ValueError("port must be 0..65535, not %r" % (port,))
-        if heartbeat_interval < 0:
-            raise ValueError("heartbeat_interval must not be negative")
-        self._lib = _lib.load()
-        self._conf: Dict[str, Any] = {
+        self._conf: Dict[str, Any] = _options.config({
             "host": host, "port": port, "target_id": target_id,
             "token": token, "path": path,
-            "heartbeat_ms": int(round(heartbeat_interval * 1000)),
-            "register_url": register_url,
-            "metadata_json": (None if metadata is None else json.dumps(
-                dict(metadata), separators=(",", ":"))),
-            "binary": 1 if binary else 0,
+            "heartbeat_interval": heartbeat_interval,
+            "register_url": register_url, "binary": binary,
             "max_message": max_message, "max_send_queue": max_send_queue,
             "max_connections": max_connections, "max_pending": max_pending,
             "max_queued_events": max_queued_events,
-        }
-        self._pending_timeout = pending_timeout
+        }, metadata)
+        self._pending_timeout = None if pending_timeout is None else \
+            _options.seconds_to_ms(pending_timeout, "pending_timeout",
+                                   _options.PENDING_TIMEOUT_MAX_MS)
+        self._lib = _lib.load()
         self.target_id = target_id
+        self._host, self._port = host, port
+        self._pid = os.getpid()  # the process that created the context
+        self._inherited = False  # a copy in a forked child
 
         self._handlers: Dict[Optional[str], Handler] = {}
         self._metrics: Optional[MetricsSource] = None
@@ -178,6 +160,8 @@ class SDK:
         """Register ``fn`` for actions named ``name`` (None: fallback)."""
         if not callable(fn):
             raise TypeError("an action handler must be callable")
+        if name is not None:
+            _options.c_text(name, "action name")  # as C strings are
         self._handlers[name] = fn
 
     def remove_action(self, name: Optional[str]) -> None:
@@ -217,6 +201,9 @@ class SDK:
 
     def _create(self) -> None:
         """amonitor_sdk_new() with the configuration and the callbacks."""
+        self._check_fork()
+        if self._inherited:
+            raise RuntimeError(self._inherited_text())
         if self._closed:
             raise RuntimeError("this SDK was closed; create a new one")
         if self._ctx is not None:
@@ -224,14 +211,9 @@ class SDK:
         lib = self._lib
         cfg = _lib.ConfigStruct()
         lib.amonitor_sdk_config_init(ctypes.byref(cfg))
-        keep = []
         for key, value in self._conf.items():
-            if value is None:
-                continue
-            if isinstance(value, str):
-                value = value.encode("utf-8")
-                keep.append(value)
-            setattr(cfg, key, value)
+            setattr(cfg, key, value)  # checked, bytes kept by _conf
+        self._pid = os.getpid()
         ctx = lib.amonitor_sdk_new(ctypes.byref(cfg))
         if not ctx:
             raise MemoryError("amonitor_sdk_new")
@@ -256,7 +238,7 @@ class SDK:
                                                    cfuncs[1], None),
         ]
         if self._pending_timeout is not None:
-            ms = int(round(self._pending_timeout * 1000))
+            ms = self._pending_timeout
             calls.append(lambda: lib.amonitor_sdk_set_option(
                 ctx, _lib.OPT_PENDING_TIMEOUT_MS, ms))
         self._cfuncs = cfuncs
@@ -275,8 +257,7 @@ class SDK:
         return AmonitorError(code, text or _lib.strerror(code))
 
     def _register_live(self) -> None:
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        _live.add(self)
 
     def start(self) -> "SDK":
         """Listen and run the SDK on the C SDK's own I/O thread.
@@ -493,9 +474,15 @@ class SDK:
         try:
             values = source() if callable(source) else source
             for key, value in dict(values).items():
-                rc = self._lib.amonitor_metrics_add(
-                    m, str(key).encode("utf-8"),
-                    metric_text(value).encode("utf-8", "replace"))
+                try:  # NUL would cut the text short in C
+                    name = _options.c_text(str(key), "metric name")
+                    text = _options.c_text(
+                        metric_text(value).encode("utf-8", "replace")
+                        .decode("utf-8"), "metric value")
+                except ValueError as e:
+                    log.warning("metric %r not sent: %s", key, e)
+                    continue
+                rc = self._lib.amonitor_metrics_add(m, name, text)
                 if rc != _lib.OK:
                     log.warning("metric %r not sent: %s", key,
                                 _lib.strerror(rc))
@@ -527,6 +514,7 @@ class SDK:
 
     def _use(self) -> Any:
         """Hold the context for one call from any thread, or None."""
+        self._check_fork()
         with self._use_cond:
             if self._ctx is None:
                 return None
@@ -563,19 +551,25 @@ class SDK:
 
         Raises AmonitorError (ERR_FULL when max_queued_events are
         waiting, ERR_INVAL for a bad name, ERR_TOOBIG) or RuntimeError
-        when the SDK is not running.
+        when the SDK is not running (or was inherited through fork).
+        TypeError or ValueError for a name that is not a str without
+        NUL, or a conn_id that is not an int of 1..2**64-1.
         """
+        c_name = _options.c_text(name, "event name")
+        if conn_id is not None:
+            conn_id = _options.conn_id(conn_id)
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
         ctx = self._use()
         if ctx is None:
-            raise RuntimeError("the SDK is not running")
+            raise RuntimeError(self._inherited_text() if self._inherited
+                               else "the SDK is not running")
         try:
             if conn_id is None:
                 rc = self._lib.amonitor_sdk_emit_event(
-                    ctx, name.encode("utf-8"), text.encode("utf-8"))
+                    ctx, c_name, text.encode("utf-8"))
             else:
                 rc = self._lib.amonitor_sdk_emit_event_to(
-                    ctx, conn_id, name.encode("utf-8"), text.encode("utf-8"))
+                    ctx, conn_id, c_name, text.encode("utf-8"))
         finally:
             self._unuse()
         if rc != _lib.OK:
@@ -662,6 +656,32 @@ class SDK:
                 pass
         self._fd = -1
 
+    def _check_fork(self) -> None:
+        """Forked without os.register_at_fork's hook (a fork from C)?"""
+        if self._ctx is not None and self._pid != os.getpid():
+            self._forget_parents()
+
+    def _inherited_text(self) -> str:
+        return ("this SDK was started by process %d; a process forked "
+                "from it cannot use it (create a new SDK there)"
+                % self._pid)
+
+    def _forget_parents(self) -> None:
+        """In a forked child: release this process's copy of the C
+        context (its descriptors; the parent's sockets, epoll set and
+        I/O thread stay untouched) and make this object inert."""
+        self._state = threading.RLock()
+        self._use_cond = threading.Condition(threading.Lock())
+        self._uses = 0
+        self._plock = threading.Lock()
+        self._pending = {}
+        ctx, self._ctx = self._ctx, None
+        self._inherited = self._closed = True
+        self._mode, self._loop, self._timer, self._fd = None, None, None, -1
+        if ctx is not None:
+            self._lib.amonitor_sdk_free(ctx)  # the child's copy only
+        self._cfuncs = None
+
     def _free(self) -> None:
         """amonitor_sdk_free(): stops (pending actions get success:false),
         waits for a running handler, calls the teardowns; then the
@@ -681,15 +701,16 @@ class SDK:
                 handle, 0, b"monitored program stopped before answering")
             if isinstance(waiter, asyncio.Task):
                 waiter.cancel()
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        _live.discard(self)
 
     def close(self) -> None:
         """Stop the SDK (close 1001 to every agent, at most about one
         second; pending actions are answered success:false) and release
         it.  Idempotent; not from a handler (see request_stop).  With
         asyncio prefer ``await aclose()``, which does not block the
-        loop."""
+        loop.  In a process forked from the one that started it, it
+        does nothing."""
+        self._check_fork()
         with self._state:
             if self._closed:
                 return
@@ -710,6 +731,7 @@ class SDK:
     async def aclose(self) -> None:
         """close() without blocking the loop: the close handshakes run
         on the loop.  Idempotent."""
+        self._check_fork()
         if self._closed:
             return
         self._check_not_callback("aclose")
@@ -759,6 +781,5 @@ class SDK:
     def __repr__(self) -> str:
         state = "closed" if self._closed else (self._mode or "new")
         return "<amonitor.SDK %s %s:%s %s>" % (
-            self.target_id, self._conf["host"],
-            self.port if self.port is not None else self._conf["port"],
-            state)
+            self.target_id, self._host,
+            self.port if self.port is not None else self._port, state)
