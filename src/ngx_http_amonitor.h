@@ -143,7 +143,7 @@ typedef struct {
  * right; a slot whose process died without giving it back (a crash, the
  * OOM killer) has its gauges cleared by the next worker that starts.
  */
-#define NGX_HTTP_AMONITOR_COUNTER_SLOTS 32
+#define NGX_HTTP_AMONITOR_COUNTER_SLOTS 64
 
 typedef union {
     ngx_http_amonitor_counters_t c;

@@ -120,7 +120,7 @@ struct ngx_http_amonitor_tstate_s {
     ngx_atomic_t actions; /* forwarded to the SDK */
     ngx_atomic_t failures; /* ended in an error after the claim */
     ngx_uint_t   up; /* workers with a connection open */
-    uint32_t     up_slots; /* their counter slots, a bit each */
+    uint64_t     up_slots; /* their counter slots, a bit each */
     uint64_t     since; /* last change of state, ms since the epoch */
     u_char      *hb; /* slab, hb_cap bytes */
     u_char      *url; /* slab, url_len bytes: a learned URL can change */
@@ -168,6 +168,7 @@ typedef struct {
     ngx_atomic_t    rtt[NGX_HTTP_AMONITOR_RTT_BUCKETS]; /* not cumulative */
     ngx_atomic_t    rtt_sum_us;
     ngx_pid_t       slot_pid[NGX_HTTP_AMONITOR_COUNTER_SLOTS]; /* 0: free */
+    ngx_uint_t      slot_sharers[NGX_HTTP_AMONITOR_COUNTER_SLOTS]; /* others */
     amon_hash_key_t hash_key; /* of ngx_http_amonitor_hash(), every worker's */
 } ngx_http_amonitor_shared_t;
 

@@ -34,6 +34,7 @@ static ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target_new(
 /* this process's slot of the counters; whether it holds it alone */
 static ngx_uint_t ngx_http_amonitor_slot;
 static ngx_uint_t ngx_http_amonitor_slot_held;
+static ngx_uint_t ngx_http_amonitor_slot_shared;
 
 
 /* upper bounds of the round-trip buckets, ms; the last is +Inf */
@@ -268,12 +269,14 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
     if (up) {
         ts->up++;
         ts->up_slots |= ngx_http_amonitor_slot_held
-            ? (uint32_t) 1 << ngx_http_amonitor_slot
+            ? (uint64_t) 1 << ngx_http_amonitor_slot
             : 0;
 
     } else if (was_open && ts->up) {
         ts->up--;
-        ts->up_slots &= ~((uint32_t) 1 << ngx_http_amonitor_slot);
+        ts->up_slots &= ngx_http_amonitor_slot_held
+            ? ~((uint64_t) 1 << ngx_http_amonitor_slot)
+            : ~(uint64_t) 0;
     }
 
     ts->state = (ts->up > 0);
@@ -480,7 +483,8 @@ ngx_http_amonitor_store_redis_ready(
  * giving theirs back lose their gauges and their part in each target's
  * "up" first: a worker that crashed left its panels counted and its
  * targets up for good.  With more live workers than slots, a worker
- * shares one and holds none (what it counts is then not cleared).
+ * shares one and holds none: a slot with sharers is never cleared nor
+ * handed out (what a dead process counted there stays counted).
  */
 ngx_http_amonitor_counters_t *
 ngx_http_amonitor_store_counters(ngx_shm_zone_t *shm_zone)
@@ -500,24 +504,31 @@ ngx_http_amonitor_store_counters(ngx_shm_zone_t *shm_zone)
     for (i = 0; i < NGX_HTTP_AMONITOR_COUNTER_SLOTS; i++) {
         pid = sh->slot_pid[i];
 
-        if (pid != 0 && kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH) {
+        if (pid == 0 || kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH) {
+            continue;
+        }
+
+        if (sh->slot_sharers[i] == 0) {
             ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                 "amonitor: worker process %P exited without closing its "
                 "connections: they are no longer counted",
                 pid);
             ngx_http_amonitor_store_slot_clear(sh, slots, i);
-            sh->slot_pid[i] = 0;
         }
+
+        sh->slot_pid[i] = 0;
     }
 
     slot = ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS;
 
-    for (i = 0; sh->slot_pid[slot] != 0 && i < NGX_HTTP_AMONITOR_COUNTER_SLOTS;
+    for (i = 0; (sh->slot_pid[slot] != 0 || sh->slot_sharers[slot] != 0)
+         && i < NGX_HTTP_AMONITOR_COUNTER_SLOTS;
          i++) {
         slot = i;
     }
 
-    ngx_http_amonitor_slot_held = (sh->slot_pid[slot] == 0);
+    ngx_http_amonitor_slot_held =
+        (sh->slot_pid[slot] == 0 && sh->slot_sharers[slot] == 0);
 
     if (ngx_http_amonitor_slot_held) {
         /* given back dirty (an exit with connections left): not counted */
@@ -526,6 +537,8 @@ ngx_http_amonitor_store_counters(ngx_shm_zone_t *shm_zone)
 
     } else {
         slot = ngx_worker % NGX_HTTP_AMONITOR_COUNTER_SLOTS;
+        sh->slot_sharers[slot]++;
+        ngx_http_amonitor_slot_shared = 1;
     }
 
     ngx_http_amonitor_slot = slot;
@@ -540,16 +553,27 @@ ngx_http_amonitor_store_counters(ngx_shm_zone_t *shm_zone)
 void
 ngx_http_amonitor_store_counters_release(ngx_shm_zone_t *shm_zone)
 {
+    ngx_uint_t                  i;
+    ngx_slab_pool_t            *shpool;
     ngx_http_amonitor_shared_t *sh;
 
     sh = ngx_http_amonitor_store_shm_shared(shm_zone);
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    i = ngx_http_amonitor_slot;
 
-    if (ngx_http_amonitor_slot_held
-        && sh->slot_pid[ngx_http_amonitor_slot] == ngx_pid) {
-        sh->slot_pid[ngx_http_amonitor_slot] = 0;
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (ngx_http_amonitor_slot_shared) {
+        sh->slot_sharers[i] -= (sh->slot_sharers[i] > 0);
+
+    } else if (ngx_http_amonitor_slot_held && sh->slot_pid[i] == ngx_pid) {
+        sh->slot_pid[i] = 0;
     }
 
+    ngx_shmtx_unlock(&shpool->mutex);
+
     ngx_http_amonitor_slot_held = 0;
+    ngx_http_amonitor_slot_shared = 0;
 }
 
 
@@ -558,7 +582,7 @@ static void
 ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
     ngx_http_amonitor_counter_slot_t *slots, ngx_uint_t i)
 {
-    uint32_t                      bit;
+    uint64_t                      bit;
     ngx_uint_t                    n;
     ngx_http_amonitor_tstate_t   *ts;
     ngx_http_amonitor_counters_t *c;
@@ -569,7 +593,7 @@ ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
     c->redis_claims = 0;
     c->redis_connections = 0;
 
-    bit = (uint32_t) 1 << i;
+    bit = (uint64_t) 1 << i;
 
     for (n = 0; n < sh->ntargets; n++) {
         ts = sh->chunks[n / NGX_HTTP_AMONITOR_TRACK_CHUNK]
