@@ -309,7 +309,7 @@ ngx_http_amonitor_action_forbidden(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
 {
     u_char      norm[AMON_MAX_URL_LEN + 16];
-    ngx_str_t  *id, name;
+    ngx_str_t  *id, name, none;
     const char *reason;
 
     if (a->rights == NULL) {
@@ -333,6 +333,24 @@ ngx_http_amonitor_action_forbidden(
     }
 
     reason = ngx_http_amonitor_action_refused(a, id);
+
+    if (reason == NULL && a->upstream == NULL && a->target_id.len
+        && a->target_url.len) {
+        /*
+         * A new target named by the action and dialed at its URL: the
+         * URL must be in the rights too, or a token could give any name
+         * of its own to an SDK outside its rights, reached under another
+         * spelling of its address (a host name, "/?", "//", a path)
+         */
+        ngx_str_null(&none);
+        name.data = norm;
+
+        if (ngx_http_amonitor_target_name(&none, &a->target_url, &name)
+            == NGX_OK) {
+            reason = ngx_http_amonitor_action_refused(a, &name);
+        }
+    }
+
     if (reason == NULL) {
         return 0;
     }

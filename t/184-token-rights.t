@@ -17,12 +17,17 @@ my $web1 = fake_sdk(port => $t->port(1), target_id => 'web-1',
     heartbeat_interval => 0);
 my $db = fake_sdk(port => $t->port(2), target_id => 'db',
     heartbeat_interval => 0);
+my $alias = fake_sdk(port => $t->port(3), target_id => 'alias',
+    heartbeat_interval => 0);
 
 $t->write_config(
     http_config => <<'EOC',
     amonitor_zone amon 1m;
     amonitor_target web-1 ws://127.0.0.1:%%PORT_1%%/;
     amonitor_target db ws://127.0.0.1:%%PORT_2%%/;
+    amonitor_target alias ws://localhost:%%PORT_3%%/;
+    amonitor_allow_url ws://127.0.0.1:*;
+    amonitor_allow_url ws://127.0.0.1:%%PORT_2%%/*;
 EOC
     config => <<'EOC',
         location = /ws/panel {
@@ -30,6 +35,7 @@ EOC
             amonitor_panel_token admin-T;
             amonitor_panel_token watch-T read_only;
             amonitor_panel_token web-T targets=web-*,cache;
+            amonitor_panel_token url-T targets=web-*,ws://127.0.0.1:*;
         }
         location = /status { amonitor_status; }
         location = /metrics { amonitor_metrics; }
@@ -140,6 +146,45 @@ subtest 'a token limited to targets acts on those only' => sub {
         'a web-* name with the URL of db: FORBIDDEN');
     is($db->executed($id2), 0, 'db did not get it');
     $p->close(1000);
+};
+
+subtest 'a new target needs its URL in the rights, not only its name' => sub {
+    my $db_before = scalar(grep { ($_->{payload}{action} // '') eq 'restart' }
+        $db->actions);
+    # "alias" is configured by host name; web-T may not act on it, nor
+    # on db, whatever spelling of their address an action dials
+    my $p = $t->panel('/ws/panel', bearer('web-T'));
+    my $port3 = $t->port(3);
+    my $port2 = $t->port(2);
+    for my $url ("ws://127.0.0.1:$port3/", "ws://127.0.0.1:$port2/?",
+        "ws://127.0.0.1:$port2//", "ws://127.0.0.1:$port2/x") {
+        my $id = uuid4();
+        $p->send_json({ msg_id => $id, type => 'action',
+            target_id => 'web-new', timestamp => now_ms(),
+            payload => { action => 'restart', target_url => $url } });
+        my $m = $p->recv_until(sub { ($_[0]{json}{msg_id} // '') eq $id
+            || ($_[0]{json}{payload}{action_msg_id} // '') eq $id }, 5);
+        is($m && $m->{json}{payload}{code}, 'FORBIDDEN',
+            "web-new at $url: FORBIDDEN");
+    }
+    sleep_loop(0.3);
+    is(scalar($alias->actions), 0, 'alias ran nothing');
+    is(scalar(grep { ($_->{payload}{action} // '') eq 'restart' }
+        $db->actions) - $db_before, 0, 'db ran nothing more');
+
+    # a token whose rights name the URLs may dial them under a name
+    my $q = $t->panel('/ws/panel', bearer('url-T'));
+    my $id = uuid4();
+    $q->send_json({ msg_id => $id, type => 'action', target_id => 'web-new',
+        timestamp => now_ms(), payload => { action => 'restart',
+            target_url => "ws://127.0.0.1:$port3/" } });
+    my $m = $q->recv_until(sub {
+        ($_[0]{json}{payload}{action_msg_id} // '') eq $id
+            || ($_[0]{json}{msg_id} // '') eq $id }, 5);
+    is($m && $m->{json}{type}, 'action_ack',
+        'url-T (web-*, ws://127.0.0.1:*) dials it: acked');
+    $p->close(1000);
+    $q->close(1000);
 };
 
 done_testing();

@@ -171,7 +171,7 @@ subtest 'Redis: the target reached after the claim is checked again' => sub {
             amonitor_panel on;
             amonitor_panel_token admin-T;
             amonitor_panel_token web-T targets=web-*,ws://127.0.0.1:'
-        . $db2->port . '/;
+        . $db2->port . '/,ws://127.0.0.1:' . $db->port . '/;
         }
 ')->run;
 
