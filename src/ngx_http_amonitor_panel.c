@@ -251,7 +251,8 @@ static ngx_int_t
 ngx_http_amonitor_panel_targets(ngx_http_request_t *r,
     ngx_http_amonitor_worker_t *w, ngx_array_t **list, const char **reason)
 {
-    ngx_str_t arg, *all;
+    ngx_str_t  arg, *all;
+    ngx_uint_t cost;
 
     if (ngx_http_arg(r, (u_char *) "targets", 7, &arg) != NGX_OK) {
         *list = ngx_array_create(r->pool, 1, sizeof(ngx_str_t));
@@ -269,13 +270,8 @@ ngx_http_amonitor_panel_targets(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    *reason = ngx_http_amonitor_subscribe_check((*list)->elts, (*list)->nelts);
-
-    if (*reason == NULL
-        && ngx_http_amonitor_subscribe_cost(w, (*list)->elts, (*list)->nelts)
-            > NGX_HTTP_AMONITOR_SUB_MATCH_BURST) {
-        *reason = NGX_HTTP_AMONITOR_SUB_TOO_COSTLY;
-    }
+    *reason = ngx_http_amonitor_subscribe_check(
+        w, (*list)->elts, (*list)->nelts, &cost);
 
     if (*reason == NULL) {
         return 0;

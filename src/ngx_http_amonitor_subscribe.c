@@ -30,6 +30,8 @@ static void ngx_http_amonitor_subscribe_drop(
     ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_topic_t *t);
 static ngx_int_t ngx_http_amonitor_subscribe_store(
     ngx_http_amonitor_sub_t *s, ngx_str_t *list, ngx_uint_t n);
+static ngx_uint_t ngx_http_amonitor_subscribe_cost(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n);
 static ngx_int_t ngx_http_amonitor_subscribe_patterns(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s);
 static ngx_uint_t ngx_http_amonitor_subscribe_match_any(
@@ -135,12 +137,19 @@ ngx_http_amonitor_subscribe_split(
 }
 
 
-/* NULL, or why the list is refused */
+/*
+ * NULL, or why the list is refused: its entries, or what matching its
+ * patterns would cost ("cost": the pattern x target matches, for the
+ * panel's budget; 0 when refused for another reason)
+ */
 const char *
-ngx_http_amonitor_subscribe_check(ngx_str_t *list, ngx_uint_t n)
+ngx_http_amonitor_subscribe_check(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *list, ngx_uint_t n, ngx_uint_t *cost)
 {
     size_t     j;
     ngx_uint_t i;
+
+    *cost = 0;
 
     if (n > NGX_HTTP_AMONITOR_SUB_MAX) {
         return "too many targets (at most 256 ids and patterns)";
@@ -162,7 +171,11 @@ ngx_http_amonitor_subscribe_check(ngx_str_t *list, ngx_uint_t n)
         }
     }
 
-    return NULL;
+    *cost = ngx_http_amonitor_subscribe_cost(w, list, n);
+
+    return *cost > NGX_HTTP_AMONITOR_SUB_MATCH_BURST
+        ? NGX_HTTP_AMONITOR_SUB_TOO_COSTLY
+        : NULL;
 }
 
 
@@ -239,7 +252,7 @@ ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
  * patterns (not "*" alone, which takes everything unseen) times the
  * served targets.
  */
-ngx_uint_t
+static ngx_uint_t
 ngx_http_amonitor_subscribe_cost(
     ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n)
 {

@@ -89,11 +89,10 @@ ngx_int_t ngx_http_amonitor_subscribe_init_worker(
 void ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w);
 ngx_int_t ngx_http_amonitor_subscribe_split(
     ngx_pool_t *pool, ngx_str_t *arg, ngx_array_t **list);
-const char *ngx_http_amonitor_subscribe_check(ngx_str_t *list, ngx_uint_t n);
-ngx_uint_t  ngx_http_amonitor_subscribe_cost(
-     ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n);
-ngx_msec_t ngx_http_amonitor_subscribe_wait(
-    ngx_http_amonitor_conn_t *wc, ngx_uint_t cost);
+const char *ngx_http_amonitor_subscribe_check(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *list, ngx_uint_t n, ngx_uint_t *cost);
+ngx_msec_t  ngx_http_amonitor_subscribe_wait(
+     ngx_http_amonitor_conn_t *wc, ngx_uint_t cost);
 ngx_int_t ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_str_t *list, ngx_uint_t n);
 ngx_int_t ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,

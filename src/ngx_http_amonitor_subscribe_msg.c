@@ -65,14 +65,7 @@ ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
         goto done;
     }
 
-    reason = ngx_http_amonitor_subscribe_check(list, n);
-
-    cost = ngx_http_amonitor_subscribe_cost(w, list, n);
-
-    if (reason == NULL && cost > NGX_HTTP_AMONITOR_SUB_MATCH_BURST) {
-        reason = NGX_HTTP_AMONITOR_SUB_TOO_COSTLY;
-    }
-
+    reason = ngx_http_amonitor_subscribe_check(w, list, n, &cost);
     wait = reason ? 0 : ngx_http_amonitor_subscribe_wait(wc, cost);
 
     if (wait) {
