@@ -25,24 +25,40 @@ static const char *amoncli_sim_default_urls[] = {
     "ws://127.0.0.1:8765", "ws://127.0.0.1:8766"};
 
 
+/* one --json line: {"event","time","detail"[,"delay_ms"]} (delay_ms < 0: none) */
+static void
+amoncli_sim_json(const char *event, const char *detail, int delay_ms)
+{
+    cJSON *j;
+    char  *s;
+
+    j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "event", event);
+    cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
+    cJSON_AddStringToObject(j, "detail", detail);
+
+    if (delay_ms >= 0) {
+        cJSON_AddNumberToObject(j, "delay_ms", delay_ms);
+    }
+
+    s = cJSON_PrintUnformatted(j);
+    if (s) {
+        printf("%s\n", s);
+    }
+
+    cJSON_free(s);
+    cJSON_Delete(j);
+}
+
+
 static void
 amoncli_sim_note(const amoncli_opts_t *o, const char *event, const char *fmt,
     const char *arg)
 {
-    cJSON *j;
-    char  *s, ts[32];
+    char ts[32];
 
     if (o->json) {
-        j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "event", event);
-        cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
-        cJSON_AddStringToObject(j, "detail", arg);
-        s = cJSON_PrintUnformatted(j);
-        if (s) {
-            printf("%s\n", s);
-        }
-        cJSON_free(s);
-        cJSON_Delete(j);
+        amoncli_sim_json(event, arg, -1);
         return;
     }
 
@@ -60,21 +76,10 @@ amoncli_sim_note(const amoncli_opts_t *o, const char *event, const char *fmt,
 static void
 amoncli_sim_retry(const amoncli_opts_t *o, int delay_ms)
 {
-    cJSON *j;
-    char  *s, ts[32];
+    char ts[32];
 
     if (o->json) {
-        j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "event", "retry");
-        cJSON_AddNumberToObject(j, "time", (double) amon_posix_wall_ms());
-        cJSON_AddStringToObject(j, "detail", o->url);
-        cJSON_AddNumberToObject(j, "delay_ms", delay_ms);
-        s = cJSON_PrintUnformatted(j);
-        if (s) {
-            printf("%s\n", s);
-        }
-        cJSON_free(s);
-        cJSON_Delete(j);
+        amoncli_sim_json("retry", o->url, delay_ms);
         return;
     }
 
