@@ -25,9 +25,12 @@
 
 #define NGX_HTTP_AMONITOR_VERSION "0.1.0"
 
-#define NGX_HTTP_AMONITOR_MAX_LEARNED   1000000 /* amonitor_learned_limit */
-#define NGX_HTTP_AMONITOR_PANEL_DIALS   64 /* ..._dial_limit_per_panel */
-#define NGX_HTTP_AMONITOR_RESULT_MAX    1024 /* stored ack result */
+#define NGX_HTTP_AMONITOR_MAX_LEARNED 1000000 /* amonitor_learned_limit */
+#define NGX_HTTP_AMONITOR_PANEL_DIALS 64 /* ..._dial_limit_per_panel */
+#define NGX_HTTP_AMONITOR_RESULT_MAX  1024 /* stored ack result */
+/* a stored record: its target's name and its result (reply.c) */
+#define NGX_HTTP_AMONITOR_STORED_MAX \
+    (3 + AMON_MAX_ID_LEN + NGX_HTTP_AMONITOR_RESULT_MAX)
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
 #define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
 #define NGX_HTTP_AMONITOR_RECONCILE     1000 /* look at the registry, ms */
@@ -590,6 +593,10 @@ ngx_int_t ngx_http_amonitor_reply_target_state(ngx_http_amonitor_worker_t *w,
 void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
          ngx_uint_t success, amon_str_t message, const char *code,
          amon_str_t action_msg_id);
+void      ngx_http_amonitor_stored_pack(
+         ngx_str_t *out, ngx_str_t *target, ngx_str_t *result);
+void ngx_http_amonitor_stored_unpack(
+    ngx_str_t *stored, ngx_str_t *target, ngx_str_t *result);
 
 /* status.c */
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
@@ -602,6 +609,8 @@ char *ngx_http_amonitor_conf_panel_token(
 ngx_http_amonitor_rights_t *ngx_http_amonitor_rights_auth(
     ngx_http_request_t *r, ngx_array_t *tokens);
 const char *ngx_http_amonitor_rights_check(
+    ngx_http_amonitor_rights_t *rt, ngx_str_t *id);
+ngx_uint_t ngx_http_amonitor_rights_cover(
     ngx_http_amonitor_rights_t *rt, ngx_str_t *id);
 
 /* audit.c: one line per action outcome */

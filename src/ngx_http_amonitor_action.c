@@ -236,7 +236,7 @@ ngx_http_amonitor_action_claims_run(ngx_http_amonitor_worker_t *w)
 static void
 ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a)
 {
-    u_char                      buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    u_char                      buf[NGX_HTTP_AMONITOR_STORED_MAX];
     ngx_int_t                   rc;
     ngx_str_t                   result;
     ngx_http_amonitor_worker_t *w;

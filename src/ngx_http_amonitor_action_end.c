@@ -15,6 +15,10 @@
 #include "ngx_http_amonitor_action.h"
 
 
+static void ngx_http_amonitor_action_finish(ngx_http_amonitor_action_t *a,
+    ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf);
+
+
 /* what a reply about the action answers */
 void
 ngx_http_amonitor_action_about(
@@ -200,6 +204,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len)
 {
     u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    u_char                       sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
     u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     uint32_t                     hash;
     ngx_int_t                    rc;
@@ -276,8 +281,8 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
      * the zone): a repeat of the msg_id, wherever it is sent, after the
      * ack says "done", never "pending".
      */
-    w->store->finish(w->store, &a->sn.str, (uint32_t) a->sn.node.key,
-        NGX_HTTP_AMONITOR_CLAIM_DONE, &result);
+    ngx_http_amonitor_action_finish(
+        a, NGX_HTTP_AMONITOR_CLAIM_DONE, &result, sbuf);
 
     if (rc == NGX_OK) {
         ngx_http_amonitor_query_answer_stored(
@@ -336,12 +341,9 @@ void
 ngx_http_amonitor_action_keep(
     ngx_http_amonitor_action_t *a, const char *code, const char *message)
 {
-    u_char                      buf[256];
-    ngx_str_t                   result;
-    amon_str_t                  msg;
-    ngx_http_amonitor_worker_t *w;
-
-    w = a->worker;
+    u_char     buf[256], sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
+    ngx_str_t  result;
+    amon_str_t msg;
 
     msg.data = (const unsigned char *) message;
     msg.len = ngx_strlen(message);
@@ -351,9 +353,33 @@ ngx_http_amonitor_action_keep(
         &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
 
     if (result.len) {
-        w->store->finish(w->store, &a->sn.str, (uint32_t) a->sn.node.key,
-            NGX_HTTP_AMONITOR_CLAIM_FAILED, &result);
+        ngx_http_amonitor_action_finish(
+            a, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result, sbuf);
     }
+}
+
+
+/*
+ * The claim ends as DONE or FAILED: the store keeps the name of the
+ * target the action went to with its result ("buf": room for
+ * NGX_HTTP_AMONITOR_STORED_MAX bytes), so that what a repeat or an
+ * action_status says names that target, and only panels whose token
+ * covers it get the result.
+ */
+static void
+ngx_http_amonitor_action_finish(ngx_http_amonitor_action_t *a,
+    ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf)
+{
+    ngx_str_t                 stored;
+    ngx_http_amonitor_about_t about;
+
+    ngx_http_amonitor_action_about(a, &about);
+
+    stored.data = buf;
+    ngx_http_amonitor_stored_pack(&stored, &about.target_id, result);
+
+    a->worker->store->finish(a->worker->store, &a->sn.str,
+        (uint32_t) a->sn.node.key, state, &stored);
 }
 
 

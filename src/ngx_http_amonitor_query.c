@@ -52,7 +52,7 @@ ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, amon_envelope_t *env,
     ngx_http_amonitor_about_t *about)
 {
-    u_char                    *d, buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    u_char                    *d, buf[NGX_HTTP_AMONITOR_STORED_MAX];
     ngx_int_t                  rc;
     ngx_str_t                  id, result;
     ngx_http_amonitor_query_t *q;

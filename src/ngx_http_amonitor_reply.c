@@ -16,8 +16,11 @@
 
 static void       ngx_http_amonitor_reply_uuid(u_char *out);
 static ngx_uint_t ngx_http_amonitor_reply_success(ngx_str_t *result);
-static void       ngx_http_amonitor_reply_unusable(
-          ngx_http_amonitor_conn_t *panel, int rc);
+static ngx_uint_t ngx_http_amonitor_reply_stored(
+    ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
+    ngx_str_t *stored, ngx_str_t *result);
+static void ngx_http_amonitor_reply_unusable(
+    ngx_http_amonitor_conn_t *panel, int rc);
 static void      ngx_http_amonitor_reply_send(ngx_http_amonitor_worker_t *w,
          ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about, int rc);
 static ngx_int_t ngx_http_amonitor_reply_stamp_json(
@@ -105,16 +108,22 @@ ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
 /*
  * The agent's answer to a repeated msg_id, never forwarded to the SDK:
  * what is known of the first attempt ("state": done, pending or failed,
- * and its stored result); "success" only when the stored result says so.
+ * its target and its stored result); "success" only when the stored
+ * result says so.  "stored": the store's record (stored_pack), or NULL.
  */
 void
 ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
-    const char *state, ngx_str_t *original)
+    const char *state, ngx_str_t *stored)
 {
     int            rc;
     u_char         id[AMON_UUID_LEN];
+    ngx_str_t      res, *original;
+    ngx_uint_t     withheld;
     amon_ack_out_t ack;
+
+    withheld = ngx_http_amonitor_reply_stored(panel, about, stored, &res);
+    original = &res;
 
     ngx_http_amonitor_reply_uuid(id);
 
@@ -137,7 +146,12 @@ ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
         ack.success = ngx_http_amonitor_reply_success(original);
     }
 
-    if (ngx_strcmp(state, "done") == 0) {
+    if (withheld) {
+        ngx_str_set(&ack.message,
+            "duplicate ignored: the first attempt was on a target this "
+            "panel's token may not act on, its result is not given");
+
+    } else if (ngx_strcmp(state, "done") == 0) {
         ngx_str_set(&ack.message, "duplicate ignored");
 
     } else if (ngx_strcmp(state, "pending") == 0) {
@@ -175,11 +189,15 @@ ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
 void
 ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
-    ngx_str_t *action_msg_id, const char *state, ngx_str_t *result)
+    ngx_str_t *action_msg_id, const char *state, ngx_str_t *stored)
 {
     int                 rc;
+    ngx_str_t           r, *result;
     amon_str_t          res;
     amon_envelope_out_t head;
+
+    (void) ngx_http_amonitor_reply_stored(panel, about, stored, &r);
+    result = &r;
 
     ngx_memzero(&head, sizeof(amon_envelope_out_t));
 
@@ -209,6 +227,111 @@ ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
     }
 
     ngx_http_amonitor_reply_send(w, panel, about, rc);
+}
+
+
+/*
+ * What the store keeps of an ended action: "\1", the length of its
+ * target's name (two bytes, big-endian), the name, then its result.  A
+ * name longer than AMON_MAX_ID_LEN is left out (length 0), and so is a
+ * result longer than NGX_HTTP_AMONITOR_RESULT_MAX.  "out" has room for
+ * NGX_HTTP_AMONITOR_STORED_MAX bytes.
+ */
+void
+ngx_http_amonitor_stored_pack(
+    ngx_str_t *out, ngx_str_t *target, ngx_str_t *result)
+{
+    u_char *p;
+    size_t  n;
+
+    n = (target && target->len <= AMON_MAX_ID_LEN) ? target->len : 0;
+
+    p = out->data;
+    *p++ = '\1';
+    *p++ = (u_char) (n >> 8);
+    *p++ = (u_char) n;
+
+    if (n) {
+        p = ngx_cpymem(p, target->data, n);
+    }
+
+    if (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX) {
+        p = ngx_cpymem(p, result->data, result->len);
+    }
+
+    out->len = p - out->data;
+}
+
+
+/*
+ * A stored record's target name (empty: not known) and result.  A record
+ * written before the name was kept (by an older agent sharing Redis, or
+ * kept in the zone across the reload that brought this one) is the result
+ * alone: a result is JSON text, which never starts with "\1".
+ */
+void
+ngx_http_amonitor_stored_unpack(
+    ngx_str_t *stored, ngx_str_t *target, ngx_str_t *result)
+{
+    size_t n;
+
+    if (stored->len >= 3 && stored->data[0] == '\1') {
+        n = ((size_t) stored->data[1] << 8) | stored->data[2];
+
+        if (n <= stored->len - 3) {
+            target->data = stored->data + 3;
+            target->len = n;
+            result->data = stored->data + 3 + n;
+            result->len = stored->len - 3 - n;
+            return;
+        }
+    }
+
+    ngx_str_null(target);
+    *result = *stored;
+}
+
+
+/*
+ * A stored record as a panel may see it: the answer names the target the
+ * action went to (a repeat may name another one), and its result is kept
+ * from a token whose targets= does not cover that target (or when the
+ * target is not known).  1 when a result was kept back.
+ */
+static ngx_uint_t
+ngx_http_amonitor_reply_stored(ngx_http_amonitor_conn_t *panel,
+    ngx_http_amonitor_about_t *about, ngx_str_t *stored, ngx_str_t *result)
+{
+    ngx_str_t                   target;
+    ngx_http_amonitor_rights_t *rights;
+
+    if (stored == NULL || stored->len == 0) {
+        ngx_str_null(result);
+        return 0;
+    }
+
+    ngx_http_amonitor_stored_unpack(stored, &target, result);
+
+    rights = panel->rights;
+
+    if (target.len == 0) {
+        /* no name kept: only a token without targets= sees the result */
+        if (rights == NULL || rights->targets == NULL) {
+            return 0;
+        }
+
+    } else if (ngx_http_amonitor_rights_cover(rights, &target)) {
+        about->target_id = target;
+        return 0;
+    }
+
+    if (result->len == 0) {
+        return 0;
+    }
+
+    result->len = 0;
+
+    return 1;
 }
 
 

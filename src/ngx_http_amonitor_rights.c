@@ -225,9 +225,6 @@ ngx_http_amonitor_rights_given(ngx_http_request_t *r, ngx_str_t *given)
 const char *
 ngx_http_amonitor_rights_check(ngx_http_amonitor_rights_t *rt, ngx_str_t *id)
 {
-    ngx_str_t *s;
-    ngx_uint_t i;
-
     if (rt == NULL) {
         return NULL;
     }
@@ -236,8 +233,27 @@ ngx_http_amonitor_rights_check(ngx_http_amonitor_rights_t *rt, ngx_str_t *id)
         return "this panel's token is read-only";
     }
 
-    if (rt->targets == NULL) {
+    if (ngx_http_amonitor_rights_cover(rt, id)) {
         return NULL;
+    }
+
+    return "this panel's token may not act on this target";
+}
+
+
+/*
+ * Is the target named "id" within the token's targets= (1 without one)?
+ * What a panel may learn of an earlier action (the result of a duplicate
+ * or of action_status) is bounded by this, read_only or not.
+ */
+ngx_uint_t
+ngx_http_amonitor_rights_cover(ngx_http_amonitor_rights_t *rt, ngx_str_t *id)
+{
+    ngx_str_t *s;
+    ngx_uint_t i;
+
+    if (rt == NULL || rt->targets == NULL) {
+        return 1;
     }
 
     s = rt->targets->elts;
@@ -247,7 +263,7 @@ ngx_http_amonitor_rights_check(ngx_http_amonitor_rights_t *rt, ngx_str_t *id)
         if (s[i].data[s[i].len - 1] == '*') {
             if (id->len >= s[i].len - 1
                 && ngx_strncmp(id->data, s[i].data, s[i].len - 1) == 0) {
-                return NULL;
+                return 1;
             }
 
             continue;
@@ -255,9 +271,9 @@ ngx_http_amonitor_rights_check(ngx_http_amonitor_rights_t *rt, ngx_str_t *id)
 
         if (s[i].len == id->len
             && ngx_strncmp(s[i].data, id->data, id->len) == 0) {
-            return NULL;
+            return 1;
         }
     }
 
-    return "this panel's token may not act on this target";
+    return 0;
 }

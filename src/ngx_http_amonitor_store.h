@@ -28,8 +28,10 @@ typedef enum {
 
 
 /*
- * "result" is a JSON object text (the SDK's ack result or the error) of at
- * most NGX_HTTP_AMONITOR_RESULT_MAX bytes, copied into the caller's buffer.
+ * "result" is a stored record (ngx_http_amonitor_stored_pack(): the
+ * target's name, then a JSON object text, the SDK's ack result or the
+ * error) of at most NGX_HTTP_AMONITOR_STORED_MAX bytes, copied into the
+ * caller's buffer.  The stores keep it as bytes.
  */
 /*
  * A target learned at run time, as kept in the zone: how it was learned

@@ -496,7 +496,7 @@ ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     p = rec->value.data;
     *p++ = (state == NGX_HTTP_AMONITOR_CLAIM_DONE) ? 'd' : 'f';
 
-    if (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX) {
+    if (result && result->len <= NGX_HTTP_AMONITOR_STORED_MAX) {
         p = ngx_cpymem(p, result->data, result->len);
     }
 

@@ -126,7 +126,7 @@ ngx_http_amonitor_redis_rec_new(
         cap = ngx_max(msg_id->len, NGX_HTTP_AMONITOR_REDIS_ID_CAP);
         rec = ngx_alloc(sizeof(ngx_http_amonitor_redis_rec_t) + cap
                 + ctx->owner.len + NGX_INT64_LEN + 1
-                + NGX_HTTP_AMONITOR_RESULT_MAX,
+                + NGX_HTTP_AMONITOR_STORED_MAX,
             ctx->log);
         if (rec == NULL) {
             return NULL;
@@ -500,7 +500,7 @@ ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
     *state = (rec->value.data[0] == 'd') ? NGX_HTTP_AMONITOR_CLAIM_DONE
                                          : NGX_HTTP_AMONITOR_CLAIM_FAILED;
 
-    len = ngx_min(rec->value.len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
+    len = ngx_min(rec->value.len - 1, NGX_HTTP_AMONITOR_STORED_MAX);
     if (len) {
         result->len =
             ngx_cpymem(result->data, rec->value.data + 1, len) - result->data;
@@ -524,7 +524,7 @@ ngx_http_amonitor_redis_value(redisReply *reply, ngx_str_t *result)
 
     result->data = (u_char *) reply->str + 1;
     result->len =
-        ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_RESULT_MAX);
+        ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_STORED_MAX);
 
     return state;
 }

@@ -681,7 +681,7 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     evicted = 0;
 
     /* a result too long to keep is left out, the state is kept */
-    r.len = (result && result->len <= NGX_HTTP_AMONITOR_RESULT_MAX)
+    r.len = (result && result->len <= NGX_HTTP_AMONITOR_STORED_MAX)
         ? result->len
         : 0;
     r.data = r.len ? result->data : NULL;

@@ -147,7 +147,8 @@ subtest 'a msg_id executed through one agent is a duplicate on the other' => sub
     is($sdk->executed($id), 1, 'the SDK ran it once');
 
     my $v = redis_cli('GET', "amon-test:$id");
-    like($v, qr/^d\{/, 'redis holds it as done, with its result');
+    like($v, qr/^d\x01\x00\x04rd-a\{/,
+        'redis holds it as done, with its target and result');
     my $ttl = redis_cli('PTTL', "amon-test:$id");
     ok($ttl > 3_500_000 && $ttl <= 3_600_000,
         "it expires with amonitor_dedupe_ttl ($ttl ms left)");

@@ -33,6 +33,11 @@ use Time::HiRes qw(time);
 # the claims' scripts, as the agent calls them (by SHA1, or with the text)
 my %SCRIPT = Test::AMonitor::Redis::scripts();
 
+# a finished claim's value: "d" (done) or "f" (failed), "\x01", the
+# length of the target's name (two bytes), the name, the result (JSON)
+my $DONE = qr/^d\x01\x00[\x00-\xff][\w-]*\{/;
+my $FAILED = qr/^f\x01\x00[\x00-\xff][\w-]*\{/;
+
 # a call of the script "name" about msg_id "id", by SHA1 or with its text
 sub call {
     my ($name, $id) = @_;
@@ -279,7 +284,7 @@ subtest 'a finish that could not be sent is written after the reconnect' => sub 
     $proxy->on(call('finish', $id), 'cut_before');
     my $a = ask($pa, $id);
     is($a && $a->{type}, 'action_ack', 'the SDK acked');
-    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ $DONE }, 3),
         'the result reaches redis after the reconnect');
     is(seen(call('finish', $id)), 2, 'sent twice, written once');
     my $ttl = $redis->cli('PTTL', key($id));
@@ -302,7 +307,7 @@ subtest 'a result not written yet: its owner answers a duplicate from memory' =>
     is($b && $b->{payload}{original}{message}, 'ok',
         'with the result the owner has not written yet');
     $proxy->refuse(0);
-    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ $DONE }, 3),
         'the result is written once redis is reachable');
     is($sdk->executed($id), 1, 'the SDK ran it once');
 };
@@ -347,7 +352,7 @@ subtest 'an owner cut off from redis: its claim expires after the lease' => sub 
     $proxy->refuse(0);
     ok($A->wait_error_log(qr/reconnected to redis/, 3), 'the owner is back');
     sleep_loop(0.3);
-    like($redis->cli('GET', key($id)), qr/^d\{/,
+    like($redis->cli('GET', key($id)), $DONE,
         'and its late release did not touch the new result');
     is($sdk->executed($id), 1, 'the SDK ran it once');
 };
@@ -405,7 +410,7 @@ subtest 'a live owner keeps its claim past the lease' => sub {
     not_reported_executed($b, 'the pending duplicate');
     my $a = answer($pa, $id, 3);
     is($a && $a->{type}, 'action_ack', 'the late ack arrives');
-    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 2),
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ $DONE }, 2),
         'the result is written');
     is($sdk->executed($id), 1, 'executed once');
     $sdk->set(ack_delay => 0);
@@ -671,7 +676,7 @@ subtest 'a socket redis does not read: the rest waits, nothing is lost' => sub {
         my $n = 0;
         for (my $i = 0; $i < @ids; $i += 500) {
             my $last = $i + 499 < $#ids ? $i + 499 : $#ids;
-            $n += grep { /^d\{/ } split /\n/,
+            $n += grep { $_ =~ $DONE } split /\n/,
                 $redis->cli('MGET', map { key($_) } @ids[$i .. $last]);
         }
         return $n == @ids;
@@ -702,7 +707,7 @@ subtest 'an action never acked ends as FAILED after the late-ack window' => sub 
     sleep_loop(1.3);
     like($redis->cli('GET', key($id)), qr/^p/,
         'the claim stays pending in the late window, past its 1 s lease');
-    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^f\{/ }, 3),
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ $FAILED }, 3),
         'after the window (2 s) it ends as failed');
     my $v = $redis->cli('GET', key($id));
     like($v, qr/ACK_TIMEOUT/, 'with ACK_TIMEOUT in the stored result');
@@ -756,7 +761,7 @@ subtest 'AUTH fails or is missing: claims stop; the right password works' => sub
     my $id = uuid4();
     my $a = ask($t->panel('/ws/panel'), $id);
     is($a && $a->{type}, 'action_ack', 'the action runs');
-    like($secure->cli('-n', '3', 'GET', "amon-au:$id"), qr/^d\{/,
+    like($secure->cli('-n', '3', 'GET', "amon-au:$id"), $DONE,
         'its result is in database 3');
     $t->stop;
     $secure->stop;
@@ -799,7 +804,7 @@ subtest 'redis forgets the scripts: the call is sent again with the text' => sub
     my $id = uuid4();
     my $a = ask($pa, $id);
     is($a && $a->{type}, 'action_ack', 'the action runs');
-    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ /^d\{/ }, 3),
+    ok(wait_for(sub { $redis->cli('GET', key($id)) =~ $DONE }, 3),
         'its result is in redis');
     my @claim = grep { $_ =~ call('claim', $id) } $proxy->commands;
     is(scalar @claim, 2, 'the claim went twice');

@@ -80,7 +80,7 @@ port=PORT_1 target_id=b-a heartbeat_interval=0 actions=restart:1:restarted
 > {"msg_id":"s-1","type":"action","target_id":"b-a","payload":{"action":"restart"}}
 < "type":"action_ack".*"action_msg_id":"s-1"
 > {"msg_id":"q1","type":"action_status","payload":{"action_msg_id":"s-1"}}
-< ^\{"msg_id":"q1","type":"action_status","timestamp":\d+,"payload":\{"action_msg_id":"s-1","state":"done","result":\{"action_msg_id":"s-1","success":true,"message":"restarted"\}\}\}$
+< ^\{"msg_id":"q1","type":"action_status","target_id":"b-a","timestamp":\d+,"payload":\{"action_msg_id":"s-1","state":"done","result":\{"action_msg_id":"s-1","success":true,"message":"restarted"\}\}\}$
 > {"msg_id":"q2","trace_id":"tr-q2","type":"action_status","payload":{"action_msg_id":"s-never"}}
 < ^\{"msg_id":"q2","trace_id":"tr-q2","type":"action_status","timestamp":\d+,"payload":\{"action_msg_id":"s-never","state":"unknown"\}\}$
 --- sdk_actions: 1

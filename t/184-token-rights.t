@@ -187,4 +187,73 @@ subtest 'a new target needs its URL in the rights, not only its name' => sub {
     $q->close(1000);
 };
 
+subtest 'what a repeat or action_status tells of an earlier action' => sub {
+    my $admin = $t->panel('/ws/panel', bearer('admin-T'));
+    my $web = $t->panel('/ws/panel', bearer('web-T'));
+
+    # an action on db, which web-T may not act on
+    my ($r, $id) = ask($admin, 'db');
+    is($r && $r->{type}, 'action_ack', 'admin-T: db acked');
+    is($db->executed($id), 1, 'db ran it');
+
+    # web-T repeats its msg_id naming web-1: a duplicate, nothing runs,
+    # and db's result is not given
+    $web->send_json({ msg_id => $id, type => 'action', target_id => 'web-1',
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    my $d = $web->recv_type('action_ack', timeout => 5,
+        action_msg_id => $id);
+    my $p = $d ? $d->{json}{payload} : {};
+    like($p->{message} // '', qr/^duplicate ignored/,
+        'web-T: "duplicate ignored"');
+    ok($p->{duplicate}, 'a duplicate');
+    is($p->{state}, 'done', 'its state');
+    ok(!exists $p->{original}, 'without the result of an action on db');
+    ok(!$p->{success}, 'not said to have succeeded');
+    like($p->{message} // '', qr/may not act on/, 'the message says why');
+    isnt($d && $d->{json}{target_id}, 'db', 'not labelled with db');
+    is($web1->executed($id), 0, 'web-1 did not run it');
+
+    $web->send_json({ msg_id => "q-$id", type => 'action_status',
+        payload => { action_msg_id => $id } });
+    my $st = $web->recv_until(
+        sub { ($_[0]{json}{msg_id} // '') eq "q-$id" }, 5);
+    is($st && $st->{json}{payload}{state}, 'done', 'web-T: action_status done');
+    ok($st && !exists $st->{json}{payload}{result},
+        'without the result of an action on db');
+
+    # admin-T repeats it naming web-1: the answer is about db, with its result
+    $admin->send_json({ msg_id => $id, type => 'action',
+        target_id => 'web-1', timestamp => now_ms(),
+        payload => { action => 'restart' } });
+    $d = $admin->recv_type('action_ack', timeout => 5, action_msg_id => $id);
+    $p = $d ? $d->{json}{payload} : {};
+    is($d && $d->{json}{target_id}, 'db',
+        'admin-T: the duplicate names the target the action went to');
+    ok(ref $p->{original} eq 'HASH' && $p->{original}{success},
+        'with its result');
+    $admin->send_json({ msg_id => "q2-$id", type => 'action_status',
+        payload => { action_msg_id => $id } });
+    $st = $admin->recv_until(
+        sub { ($_[0]{json}{msg_id} // '') eq "q2-$id" }, 5);
+    is($st && $st->{json}{target_id}, 'db', 'action_status names db');
+    ok($st && ref $st->{json}{payload}{result} eq 'HASH',
+        'with the result');
+
+    # web-T's own action on web-1: its repeat and status give the result
+    ($r, my $own) = ask($web, 'web-1');
+    is($r && $r->{type}, 'action_ack', 'web-T: web-1 acked');
+    $web->send_json({ msg_id => $own, type => 'action', target_id => 'web-1',
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    $d = $web->recv_type('action_ack', timeout => 5, action_msg_id => $own);
+    $p = $d ? $d->{json}{payload} : {};
+    is($p->{message}, 'duplicate ignored', 'its repeat: "duplicate ignored"');
+    ok(ref $p->{original} eq 'HASH' && $p->{original}{success},
+        'with its result');
+    ok($p->{success}, 'successful');
+    is($web1->executed($own), 1, 'web-1 ran it once');
+
+    $admin->close(1000);
+    $web->close(1000);
+};
+
 done_testing();
