@@ -91,6 +91,15 @@ amonitor_action_param_string(
         return AMONITOR_ERR_TOOBIG;
     }
 
+    /*
+     * "\u0000" would end the C string early: the program would check and
+     * use a shorter text than the one the panel sent.
+     */
+    if (memchr(buf, '\0', n) != NULL) {
+        buf[0] = '\0';
+        return AMONITOR_ERR_INVAL;
+    }
+
     buf[n] = '\0';
 
     return AMONITOR_OK;

@@ -937,6 +937,14 @@ test_params_view(void **state)
     assert_int_equal(
         amonitor_action_param_int(&a, "missing", &n), AMONITOR_ERR_NOTFOUND);
 
+    /* a NUL would cut the C string: "/srv/a" of "/srv/a\0/../b" */
+    a.params = "{\"path\":\"/srv/a\\u0000/../b\"}";
+    a.params_len = strlen(a.params);
+    s[0] = 'x';
+    assert_int_equal(amonitor_action_param_string(&a, "path", s, sizeof(s)),
+        AMONITOR_ERR_INVAL);
+    assert_string_equal(s, "");
+
     a.params = "[1,2]";
     a.params_len = 5;
     assert_int_equal(
