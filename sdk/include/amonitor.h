@@ -497,8 +497,8 @@ int amonitor_sdk_stop_begin(amonitor_sdk_t *ctx);
  * Returns AMONITOR_OK, AMONITOR_ERR_NOTFOUND (no such member, or params
  * is no object), AMONITOR_ERR_INVAL (the member has another type; a
  * string holding "\u0000", which would end the C string early: "buf" is
- * then "") or AMONITOR_ERR_TOOBIG (string: "size" too small; nothing
- * written).
+ * then ""; a member the object holds twice) or AMONITOR_ERR_TOOBIG
+ * (string: "size" too small; nothing written).
  */
 int amonitor_action_param_string(
     const amonitor_action_t *action, const char *name, char *buf, size_t size);

@@ -15,6 +15,7 @@ typedef struct {
     const char       *name;
     amon_json_value_t value;
     int               found;
+    int               twice;
 } amonitor_param_find_t;
 
 
@@ -24,11 +25,18 @@ amonitor_param_member(void *data, unsigned level, const amon_json_value_t *key,
 {
     amonitor_param_find_t *f = data;
 
-    if (level == 0 && !f->found
-        && amon_json_str_eq(key, f->name, strlen(f->name))) {
-        f->value = *value;
-        f->found = 1;
+    if (level != 0 || !amon_json_str_eq(key, f->name, strlen(f->name))) {
+        return 0;
     }
+
+    if (f->found) {
+        /* JSON libraries differ on which copy counts: neither does */
+        f->twice = 1;
+        return 1;
+    }
+
+    f->value = *value;
+    f->found = 1;
 
     return 0;
 }
@@ -38,6 +46,7 @@ static int
 amonitor_param_find(
     const amonitor_action_t *action, const char *name, amon_json_value_t *value)
 {
+    int                   rc;
     amon_str_t            none;
     amon_json_value_t     root;
     amonitor_param_find_t f;
@@ -51,11 +60,15 @@ amonitor_param_find(
     none.data = NULL;
     none.len = 0;
 
-    if (amon_json_scan((const unsigned char *) action->params,
-            action->params_len, AMON_MAX_JSON_DEPTH, none,
-            amonitor_param_member, &f, &root)
-            != AMON_OK
-        || root.type != AMON_JSON_OBJECT || !f.found) {
+    rc = amon_json_scan((const unsigned char *) action->params,
+        action->params_len, AMON_MAX_JSON_DEPTH, none, amonitor_param_member,
+        &f, &root);
+
+    if (rc == 1 && f.twice) {
+        return AMONITOR_ERR_INVAL;
+    }
+
+    if (rc != AMON_OK || root.type != AMON_JSON_OBJECT || !f.found) {
         return AMONITOR_ERR_NOTFOUND;
     }
 

@@ -945,6 +945,18 @@ test_params_view(void **state)
         AMONITOR_ERR_INVAL);
     assert_string_equal(s, "");
 
+    /* a member given twice: JSON libraries differ on which one counts */
+    a.params = "{\"mode\":\"soft\",\"n\":1,\"mode\":\"hard\"}";
+    a.params_len = strlen(a.params);
+    assert_int_equal(amonitor_action_param_string(&a, "mode", s, sizeof(s)),
+        AMONITOR_ERR_INVAL);
+    assert_int_equal(amonitor_action_param_int(&a, "n", &n), AMONITOR_OK);
+    assert_int_equal(n, 1);
+    a.params = "{\"on\":true,\"in\":{\"on\":false}}";
+    a.params_len = strlen(a.params);
+    assert_int_equal(amonitor_action_param_bool(&a, "on", &b), AMONITOR_OK);
+    assert_int_equal(b, 1);
+
     a.params = "[1,2]";
     a.params_len = 5;
     assert_int_equal(
