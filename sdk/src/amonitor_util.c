@@ -234,3 +234,93 @@ amonitor_foreign(amonitor_sdk_priv_t *priv)
 
     return priv->abandoned || (pid != 0 && pid != getpid());
 }
+
+
+/*
+ * A varint at p[*pos] (at most ten bytes); 0 when it runs past "len".
+ */
+static int
+amonitor_pb_varint(
+    const unsigned char *p, size_t len, size_t *pos, uint64_t *value)
+{
+    unsigned shift;
+
+    *value = 0;
+
+    for (shift = 0; *pos < len && shift < 70; shift += 7) {
+        *value |= (uint64_t) (p[*pos] & 0x7f) << shift;
+
+        if ((p[(*pos)++] & 0x80) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Does a string field of a protobuf message that the decoder accepted
+ * hold a NUL byte?  protobuf-c gives strings as C strings, so "rest\0x"
+ * would be read as "rest".  "strings" has bit N set for string field N;
+ * field "inner" (0: none) is a message whose string fields are those of
+ * "inner_strings".
+ */
+int
+amonitor_pb_nul(const unsigned char *p, size_t len, uint32_t strings,
+    unsigned inner, uint32_t inner_strings)
+{
+    size_t   pos, n;
+    uint64_t key, v;
+    unsigned field;
+
+    pos = 0;
+
+    while (pos < len) {
+        if (!amonitor_pb_varint(p, len, &pos, &key)) {
+            return 0;
+        }
+
+        field = key >> 3 < 32 ? (unsigned) (key >> 3) : 0;
+
+        switch (key & 7) {
+
+        case 0:
+            if (!amonitor_pb_varint(p, len, &pos, &v)) {
+                return 0;
+            }
+            continue;
+
+        case 1: n = 8; break;
+
+        case 5: n = 4; break;
+
+        case 2:
+            if (!amonitor_pb_varint(p, len, &pos, &v) || v > len - pos) {
+                return 0;
+            }
+
+            n = (size_t) v;
+
+            if (((strings >> field) & 1) && memchr(p + pos, '\0', n)) {
+                return 1;
+            }
+
+            if (field == inner && inner
+                && amonitor_pb_nul(p + pos, n, inner_strings, 0, 0)) {
+                return 1;
+            }
+            break;
+
+        default: return 0;
+        }
+
+        if (n > len - pos) {
+            return 0;
+        }
+
+        pos += n;
+    }
+
+    return 0;
+}

@@ -680,6 +680,27 @@ def test_protobuf():
               "a protobuf action gets a protobuf ack")
         t.ok(pb_str(env, 1) not in ("", "pb-1"), "the ack has its own id")
 
+        # a NUL in a string field: protobuf-c would hand "echo\0x" to C as
+        # "echo" (and msg_id "pb-2\0x" as "pb-2"); refused as in JSON
+        invalid = host.stats()["invalid"]
+        await ws.send(pb_envelope("pb-2", "action", "test-target",
+                                  pb_bytes(1, "echo\0x")))
+        await ws.send(pb_envelope("pb-2\0x", "action", "test-target",
+                                  pb_bytes(1, "echo")))
+        await ws.send(pb_envelope("pb-3", "action", "test-target",
+                                  pb_bytes(1, "echo") +
+                                  pb_bytes(3, "ws://h:1/\0x")))
+        await ws.send(pb_envelope("pb-4", "action", "test-target",
+                                  pb_bytes(1, "echo")))
+        while True:
+            env = pb_parse(await asyncio.wait_for(ws.recv(), 5))
+            if pb_str(env, 3) == "action_ack":
+                break
+        t.is_(pb_str(pb_parse(env[6][0]), 1), "pb-4",
+              "protobuf actions with a NUL in a string field get no ack")
+        t.is_(host.stats()["invalid"] - invalid, 3,
+              "and are counted as invalid")
+
         # a JSON action to a binary SDK is answered in JSON
         a = action("restart")
         await ws.send(json.dumps(a))
