@@ -17,6 +17,9 @@ static void amonitor_pending_free(amonitor_pending_t *p);
 static void amonitor_unlist(amonitor_sdk_priv_t *priv, amonitor_pending_t *p);
 static amonitor_waiter_t *amonitor_waiter_new(
     amonitor_conn_t *c, const amonitor_action_t *action);
+static int  amonitor_conn_is_open(amonitor_sdk_priv_t *priv, uint64_t id);
+static void amonitor_waiters_gone(
+    amonitor_sdk_priv_t *priv, const char *msg_id, unsigned gone);
 static void amonitor_release(
     amonitor_sdk_priv_t *priv, int p_last, amonitor_pending_t *p);
 
@@ -54,6 +57,7 @@ int
 amonitor_pending_join(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     const amonitor_action_t *action)
 {
+    unsigned            gone;
     amonitor_pending_t *p;
     amonitor_waiter_t  *w, **wp;
 
@@ -73,22 +77,40 @@ amonitor_pending_join(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     }
 
     /*
-     * One waiter per connection: a connection that repeats the msg_id gets
-     * the one answer, so repeats cannot grow the list (it holds at most
-     * max_connections waiters).
+     * One waiter per open connection: a connection that repeats the msg_id
+     * gets the one answer, and waiters whose connection closed (their ack
+     * could only be dropped) leave, the first one excepted, so repeats over
+     * new connections cannot grow the list either.
      */
-    for (wp = &p->waiters; *wp; wp = &(*wp)->next) {
-        if ((*wp)->conn_id == c->id) {
+    gone = 0;
+
+    for (wp = &p->waiters; *wp; /* void */) {
+        w = *wp;
+
+        if (w->conn_id == c->id) {
             pthread_mutex_unlock(&priv->lock);
             amonitor_stat_inc(priv, duplicates);
+            amonitor_waiters_gone(priv, action->msg_id, gone);
             return AMONITOR_OK;
         }
+
+        if (w != p->waiters && !amonitor_conn_is_open(priv, w->conn_id)) {
+            *wp = w->next;
+            p->nwaiters--;
+            gone++;
+            free(w->trace_id);
+            free(w);
+            continue;
+        }
+
+        wp = &w->next;
     }
 
     w = amonitor_waiter_new(c, action);
     if (w == NULL) {
         /* pending all the same: it must not run a second time */
         pthread_mutex_unlock(&priv->lock);
+        amonitor_waiters_gone(priv, action->msg_id, gone);
         amonitor_log(priv, AMONITOR_LOG_ERROR,
             "connection %llu: no memory to wait for the answer to action "
             "%s, which is pending: this repeat is dropped",
@@ -102,8 +124,43 @@ amonitor_pending_join(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     pthread_mutex_unlock(&priv->lock);
 
     amonitor_stat_inc(priv, duplicates);
+    amonitor_waiters_gone(priv, action->msg_id, gone);
 
     return AMONITOR_OK;
+}
+
+
+/* On the loop's thread, which owns the connections. */
+static int
+amonitor_conn_is_open(amonitor_sdk_priv_t *priv, uint64_t id)
+{
+    amonitor_conn_t *c;
+
+    for (c = priv->conns; c; c = c->next) {
+        if (c->id == id) {
+            return c->state == AMONITOR_CONN_OPEN;
+        }
+    }
+
+    return 0;
+}
+
+
+/* Acks that waiters of closed connections will not get; without the lock. */
+static void
+amonitor_waiters_gone(
+    amonitor_sdk_priv_t *priv, const char *msg_id, unsigned gone)
+{
+    if (gone == 0) {
+        return;
+    }
+
+    __atomic_fetch_add(&priv->stats.acks_dropped, gone, __ATOMIC_RELAXED);
+
+    amonitor_log(priv, AMONITOR_LOG_INFO,
+        "action %s: %u connections that waited for its answer are gone, "
+        "their acks dropped",
+        msg_id, gone);
 }
 
 

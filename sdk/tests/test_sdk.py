@@ -276,6 +276,40 @@ def test_async_acks():
           "an async ack for a closed connection is dropped and counted")
 
 
+def test_repeats_over_connections():
+    """A pending action repeated over many short connections: the ones
+    that closed leave its list of waiters (which once grew by one entry
+    per connection, each repeat scanning them all: memory and CPU without
+    bound, quadratic)."""
+    host = Host("--interval", "0")
+
+    async def go():
+        ws = await connect(host)
+        slow = action("slow", {"ms": 4000 * slow_factor()})
+        await ws.send(json.dumps(slow))
+        t0 = time.monotonic()
+        for _ in range(200):
+            raw = Raw(host.port)
+            raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raw.frame(1, json.dumps(slow))
+            raw.frame(8, struct.pack("!H", 1000))
+            raw.close_code()
+            raw.close()
+        stats = host.stats()
+        t.diag("200 repeats in %.2fs" % (time.monotonic() - t0))
+        t.is_((stats["acks_dropped"], stats["acks"]), (199, 0),
+              "200 repeats over closed connections while pending: the "
+              "closed ones leave the waiters (their acks dropped)")
+        ack = await ack_for(ws, slow["msg_id"], 20)
+        t.is_(ack["payload"]["message"], "slow done",
+              "the action runs once and its first connection gets the ack")
+
+    run(go())
+    rc, stats, _ = host.stop()
+    t.is_(stats and (stats["acks"], stats["acks_dropped"]), (1, 200),
+          "one ack sent, one per closed connection dropped")
+
+
 # --- tokens --------------------------------------------------------------
 
 def test_token():
@@ -837,6 +871,7 @@ def test_clean_stop():
 test_heartbeat_and_actions()
 test_register()
 test_async_acks()
+test_repeats_over_connections()
 test_token()
 test_many_connections()
 test_max_connections()
