@@ -409,6 +409,21 @@ class SDK:
         """Answer the pending action ``handle`` once ``result`` is done."""
         with self._plock:
             self._pending[handle] = result
+        try:
+            self._schedule(result, handle, act)
+        except BaseException:
+            # not scheduled (no thread could start, the loop is closed):
+            # the action fails now and the handle goes back to the C SDK,
+            # which frees it; kept, close() would ack freed memory
+            with self._plock:
+                self._pending.pop(handle, None)
+            if inspect.iscoroutine(result):
+                result.close()
+            raise
+
+    def _schedule(self, result: Any, handle: int, act: Action) -> None:
+        """Have ``result`` acked when done: a callback, a task or a
+        thread."""
         if isinstance(result, concurrent.futures.Future):
             result.add_done_callback(
                 lambda f: self._finish(handle, act, f))

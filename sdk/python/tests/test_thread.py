@@ -354,6 +354,35 @@ except KeyboardInterrupt:
                       'KeyboardInterrupt"', acks[0])
         self.assertEqual(closes, [1001])
 
+    def test_an_async_handler_that_cannot_start_fails_and_close_is_safe(self):
+        # no thread for it (a process at its thread limit): the action
+        # fails at once, and close() must not ack its handle, which the C
+        # SDK freed with that answer (it crashed the program)
+        code = """
+import threading
+start = threading.Thread.start
+def refuse(self):
+    if self.name.startswith("amonitor-action-"):
+        raise RuntimeError("can't start new thread")
+    return start(self)
+threading.Thread.start = refuse
+sdk = amonitor.SDK(target_id="py", port=0)
+async def drain(action):
+    return True, "drained"
+sdk.add_action("drain", drain)
+sdk.start()
+print(sdk.port, flush=True)
+sys.stdin.readline()
+sdk.close()
+print("closed", flush=True)
+"""
+        rc, out, err, acks, closes = self.exit_child(code, "drain")
+        self.assertEqual((rc, out, err), (0, "closed\n", ""))
+        self.assertEqual(len(acks), 1)
+        self.assertIn('"success":false,"message":"handler failed: '
+                      'RuntimeError(', acks[0])
+        self.assertEqual(closes, [1001])
+
 
 if __name__ == "__main__":
     unittest.main()
