@@ -23,8 +23,7 @@ static void amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
 static amonitor_handler_t *amonitor_msg_handler(
     amonitor_sdk_priv_t *priv, const char *name);
 static void        amonitor_msg_result(amonitor_sdk_priv_t *priv,
-           amonitor_action_t *action, amonitor_handler_t *h, int result,
-           const char *message);
+           amonitor_action_t *action, int fn2, int result, const char *message);
 static amon_str_t  amonitor_cstr(const char *s);
 static const char *amonitor_copy(
     amonitor_sdk_priv_t *priv, amon_str_t s, size_t *off, const char *dflt);
@@ -490,16 +489,21 @@ amonitor_msg_action(amonitor_sdk_priv_t *priv, amonitor_action_t *action)
 }
 
 
-/* Runs "h"; registered before the call: the handler may ack elsewhere. */
+/*
+ * Runs "h"; registered before the call: the handler may ack elsewhere.
+ * "h" is not used after the call: the handler may replace (free) it.
+ */
 static void
 amonitor_msg_run(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     amonitor_action_t *action, amonitor_handler_t *h)
 {
-    int                 rc, result;
+    int                 rc, result, fn2;
     amonitor_pending_t *pending;
     char                message[AMONITOR_MESSAGE_MAX];
 
-    rc = amonitor_pending_add(priv, c, action, h->fn2 != NULL, &pending);
+    fn2 = (h->fn2 != NULL);
+
+    rc = amonitor_pending_add(priv, c, action, fn2, &pending);
     if (rc != AMONITOR_OK) {
         amonitor_send_ack(priv, c, action, 0,
             rc == AMONITOR_ERR_FULL ? "too many pending actions"
@@ -507,14 +511,14 @@ amonitor_msg_run(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         return;
     }
 
-    if (h->fn2) {
+    if (fn2) {
         action->pending = pending;
     }
 
     message[0] = '\0';
 
     priv->cb_depth++;
-    if (h->fn2) {
+    if (fn2) {
         result = h->fn2(priv->ctx, action, message, sizeof(message), h->data);
 
     } else {
@@ -524,7 +528,7 @@ amonitor_msg_run(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
 
     message[sizeof(message) - 1] = '\0';
 
-    amonitor_msg_result(priv, action, h, result, message);
+    amonitor_msg_result(priv, action, fn2, result, message);
 
     amonitor_pending_unref(pending); /* the dispatcher's reference */
 }
@@ -603,14 +607,14 @@ amonitor_msg_handler(amonitor_sdk_priv_t *priv, const char *name)
 /* What the handler returned: answer now, or leave the action pending. */
 static void
 amonitor_msg_result(amonitor_sdk_priv_t *priv, amonitor_action_t *action,
-    amonitor_handler_t *h, int result, const char *message)
+    int fn2, int result, const char *message)
 {
     int                 success;
     amonitor_pending_t *p;
 
     p = action->pending;
 
-    if (h->fn2) {
+    if (fn2) {
         if (result == AMONITOR_REPLY_LATER) {
             if (message[0]) {
                 amonitor_log(priv, AMONITOR_LOG_WARN,

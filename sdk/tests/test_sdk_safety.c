@@ -345,6 +345,25 @@ old_handler(amonitor_sdk_t *ctx, const amonitor_action_t *a, char *message,
 }
 
 
+/* Replaces itself (allowed on the loop's thread), with a 1.0 filler. */
+static int
+swap_handler(amonitor_sdk_t *ctx, const amonitor_action_t *a, char *message,
+    size_t size, void *data)
+{
+    probe_t *p = data;
+
+    assert_int_equal(
+        amonitor_sdk_handle(ctx, a->name, text_handler, probe_teardown, p),
+        AMONITOR_OK);
+    assert_int_equal(
+        amonitor_sdk_on_action(ctx, "filler", old_handler, p), AMONITOR_OK);
+    snprintf(message, size, "swapped");
+    p->calls++;
+
+    return AMONITOR_REPLY_SUCCESS;
+}
+
+
 static void
 wait_entered(probe_t *p)
 {
@@ -653,6 +672,41 @@ test_reply_codes(void **state)
 
     close(fd);
     amonitor_sdk_free(ctx);
+    probe_done(&p);
+}
+
+
+/* A handler that replaces its own registration while it runs. */
+static void
+test_handler_replaces_itself(void **state)
+{
+    int             fd;
+    char            buf[8192];
+    probe_t         p;
+    amonitor_sdk_t *ctx;
+
+    probe_init(&p);
+
+    ctx = new_ctx();
+    amonitor_sdk_handle(ctx, "swap", swap_handler, NULL, &p);
+    assert_int_equal(amonitor_sdk_listen(ctx), AMONITOR_OK);
+    fd = agent(ctx, amonitor_sdk_port(ctx));
+
+    send_action(fd, "s-1", "swap");
+    assert_true(raw_read_until(ctx, fd, buf, sizeof(buf), "swapped") > 0);
+    assert_non_null(strstr(buf, "\"success\":true"));
+
+    p.text = "replaced";
+    p.result = AMONITOR_REPLY_SUCCESS;
+    send_action(fd, "s-2", "swap");
+    assert_true(raw_read_until(ctx, fd, buf, sizeof(buf), "replaced") > 0);
+    assert_non_null(strstr(buf, "\"success\":true"));
+    assert_int_equal(p.calls, 2);
+
+    close(fd);
+    amonitor_sdk_free(ctx);
+    /* (text_handler, probe_teardown, &p) and the filler (old_handler, &p) */
+    assert_int_equal(p.teardowns, 2);
     probe_done(&p);
 }
 
@@ -1139,6 +1193,7 @@ main(void)
         cmocka_unit_test(test_duplicates_answered_once),
         cmocka_unit_test(test_ack_text_rule),
         cmocka_unit_test(test_reply_codes),
+        cmocka_unit_test(test_handler_replaces_itself),
         cmocka_unit_test(test_teardown_once_per_data),
         cmocka_unit_test(test_pending_timeout_and_cancel),
         cmocka_unit_test(test_pending_failed_at_free),
