@@ -263,10 +263,17 @@ amonitor_loop_own_epoll(amonitor_sdk_t *ctx)
 }
 
 
-/* Is the caller the thread that runs the loop, inside a callback? */
+/*
+ * Is the caller the thread that runs the loop, inside a callback, or in
+ * the log sink (which any thread may run)?
+ */
 int
 amonitor_on_loop_thread(amonitor_sdk_priv_t *priv)
 {
+    if (amonitor_in_log(priv)) {
+        return 1;
+    }
+
     if (amonitor_flag_get(&priv->thread_running)) {
         return pthread_equal(pthread_self(), priv->thread);
     }
@@ -292,7 +299,7 @@ amonitor_sdk_start(amonitor_sdk_t *ctx)
             ctx, AMONITOR_ERR_STATE, "the I/O thread is already running");
     }
 
-    if (priv->cb_depth) {
+    if (priv->cb_depth || amonitor_in_log(priv)) {
         return amonitor_set_error(
             ctx, AMONITOR_ERR_STATE, "not from a callback");
     }
@@ -396,7 +403,8 @@ amonitor_sdk_stop_begin(amonitor_sdk_t *ctx)
             "from it): amonitor_sdk_stop() releases this copy");
     }
 
-    if (amonitor_flag_get(&priv->thread_running) || priv->cb_depth) {
+    if (amonitor_flag_get(&priv->thread_running) || priv->cb_depth
+        || amonitor_in_log(priv)) {
         return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
             "amonitor_sdk_stop_begin() is for a host loop, not from a "
             "callback");
@@ -517,7 +525,7 @@ amonitor_sdk_step(amonitor_sdk_t *ctx, int timeout_ms)
             "the I/O thread runs the SDK: amonitor_sdk_step() is refused");
     }
 
-    if (priv->cb_depth) {
+    if (priv->cb_depth || amonitor_in_log(priv)) {
         return amonitor_set_error(
             ctx, AMONITOR_ERR_STATE, "amonitor_sdk_step() from a callback");
     }

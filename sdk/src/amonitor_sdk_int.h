@@ -356,6 +356,7 @@ void                amonitor_pending_unref_priv(amonitor_sdk_priv_t *priv);
 /* amonitor_util.c */
 void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+int   amonitor_in_log(const amonitor_sdk_priv_t *priv);
 int   amonitor_valid_text(const char *s, size_t max);
 char *amonitor_strdup(const char *s);
 int   amonitor_ack_text(const char *in, char *out, size_t size);

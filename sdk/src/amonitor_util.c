@@ -33,13 +33,23 @@ amonitor_strerror(int err)
 }
 
 
+/*
+ * The context whose log sink this thread is running, if any: the sink is
+ * a callback (stop, step and free refuse it), and what the calls it makes
+ * log does not reach it again.
+ */
+static __thread const amonitor_sdk_priv_t *amonitor_log_owner;
+
+
 void
 amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
 {
-    char    buf[512];
-    va_list ap;
+    char                       buf[512];
+    va_list                    ap;
+    const amonitor_sdk_priv_t *prev;
 
-    if (priv->log_fn == NULL || level > priv->log_level) {
+    if (priv->log_fn == NULL || level > priv->log_level
+        || amonitor_log_owner == priv) {
         return;
     }
 
@@ -47,7 +57,19 @@ amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
 
+    prev = amonitor_log_owner;
+    amonitor_log_owner = priv;
+
     priv->log_fn(level, buf, priv->log_data);
+
+    amonitor_log_owner = prev;
+}
+
+
+int
+amonitor_in_log(const amonitor_sdk_priv_t *priv)
+{
+    return amonitor_log_owner == priv;
 }
 
 

@@ -491,6 +491,59 @@ test_free_from_handler(void **state)
 }
 
 
+/* The log sink is a callback too: it may run deep inside a step. */
+static void
+reentrant_log(int level, const char *msg, void *data)
+{
+    probe_t *p = data;
+
+    if (msg == NULL || strstr(msg, "agent connected") == NULL) {
+        return;
+    }
+
+    p->calls++;
+    p->result = amonitor_sdk_stop(p->ctx);
+    p->free_rc = amonitor_sdk_step(p->ctx, 0);
+    p->teardowns = amonitor_sdk_stop_begin(p->ctx);
+    amonitor_sdk_free(p->ctx); /* ignored */
+}
+
+
+static void
+test_stop_from_log_sink(void **state)
+{
+    int             fd;
+    char            buf[8192];
+    probe_t         p, logp;
+    amonitor_sdk_t *ctx;
+
+    probe_init(&p);
+    probe_init(&logp);
+
+    ctx = new_ctx();
+    logp.ctx = ctx;
+    amonitor_sdk_set_log(ctx, AMONITOR_LOG_INFO, reentrant_log, &logp);
+    amonitor_sdk_handle(ctx, "text", text_handler, NULL, &p);
+    assert_int_equal(amonitor_sdk_listen(ctx), AMONITOR_OK);
+
+    fd = agent(ctx, amonitor_sdk_port(ctx));
+    p.text = "served";
+    p.result = AMONITOR_REPLY_SUCCESS;
+    send_action(fd, "l-1", "text");
+    assert_true(raw_read_until(ctx, fd, buf, sizeof(buf), "served") > 0);
+
+    assert_int_equal(logp.calls, 1);
+    assert_int_equal(logp.result, AMONITOR_ERR_STATE);
+    assert_int_equal(logp.free_rc, AMONITOR_ERR_STATE);
+    assert_int_equal(logp.teardowns, AMONITOR_ERR_STATE);
+
+    close(fd);
+    amonitor_sdk_free(ctx);
+    probe_done(&p);
+    probe_done(&logp);
+}
+
+
 /* --- crash 4: the same pending msg_id on two connections ----------- */
 
 static void
@@ -1190,6 +1243,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_free_while_handler_runs),
         cmocka_unit_test(test_free_from_handler),
+        cmocka_unit_test(test_stop_from_log_sink),
         cmocka_unit_test(test_duplicates_answered_once),
         cmocka_unit_test(test_ack_text_rule),
         cmocka_unit_test(test_reply_codes),
