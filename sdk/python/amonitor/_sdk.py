@@ -509,8 +509,15 @@ class SDK:
     def _c_log(self, level: int, msg: Optional[bytes], data: int) -> None:
         if msg is None:
             return
-        log.log(_C_LEVEL.get(level, logging.INFO), "%s",
-                msg.decode("utf-8", "replace"))
+        # a callback like the others: a logging handler that calls
+        # close() here gets RuntimeError (the C SDK ignores a free from
+        # its callbacks, and would then call released callbacks)
+        self._enter()
+        try:
+            log.log(_C_LEVEL.get(level, logging.INFO), "%s",
+                    msg.decode("utf-8", "replace"))
+        finally:
+            self._leave()
 
     def _c_connection(self, ctx: int, conn_id: int, peer: Optional[bytes],
                       connected: int, data: int) -> None:

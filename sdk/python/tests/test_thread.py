@@ -383,6 +383,37 @@ print("closed", flush=True)
                       'RuntimeError(', acks[0])
         self.assertEqual(closes, [1001])
 
+    def test_close_from_a_logging_handler_is_refused(self):
+        # the C SDK's log reaches logging from inside the SDK: a handler
+        # there is a callback, and close() from it must raise, not drop
+        # the callbacks that the C SDK (which ignores that free) still uses
+        code = """
+import logging
+refused = []
+class Closer(logging.Handler):
+    def emit(self, record):
+        if "agent connected" in record.getMessage():
+            try:
+                sdk.close()
+            except RuntimeError:
+                refused.append(True)
+log = logging.getLogger("amonitor")
+log.setLevel(logging.INFO)
+log.addHandler(Closer())
+sdk = amonitor.SDK(target_id="py", port=0, heartbeat_interval=0.005)
+sdk.metrics(lambda: {"x": 1})
+sdk.add_action("restart", lambda a: (True, "restarted"))
+sdk.start()
+print(sdk.port, flush=True)
+sys.stdin.readline()
+print("refused" if refused else "closed", flush=True)
+"""
+        rc, out, err, acks, closes = self.exit_child(code, "restart")
+        self.assertEqual((rc, out, err), (0, "refused\n", ""))
+        self.assertEqual(len(acks), 1)
+        self.assertIn('"message":"restarted"', acks[0])
+        self.assertEqual(closes, [1001])
+
 
 if __name__ == "__main__":
     unittest.main()
