@@ -289,7 +289,10 @@ int amonitor_sdk_on_action(
 int amonitor_sdk_set_metrics(
     amonitor_sdk_t *ctx, amonitor_metrics_fn fn, void *data);
 
-/* Set the log sink and its level (NULL: no logging, the default). */
+/*
+ * Set the log sink and its level (NULL: no logging, the default).  Same
+ * rules as on_action.
+ */
 int amonitor_sdk_set_log(
     amonitor_sdk_t *ctx, int level, amonitor_log_fn fn, void *data);
 

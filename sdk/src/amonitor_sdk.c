@@ -37,6 +37,7 @@ static int amonitor_config_check(
 static void amonitor_agent_open(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
 static void amonitor_handler_release(
     amonitor_sdk_priv_t *priv, amonitor_handler_t *h);
+static int amonitor_callbacks_settable(amonitor_sdk_priv_t *priv);
 static int amonitor_add_handler(amonitor_sdk_t *ctx, const char *name,
     amonitor_action_fn fn, amonitor_handler_fn fn2,
     amonitor_teardown_fn teardown, void *data);
@@ -527,6 +528,18 @@ amonitor_sdk_set_option(amonitor_sdk_t *ctx, int option, long long value)
 }
 
 
+/*
+ * Before start, or on the I/O thread: another thread would race the
+ * loop, which calls the old callback, maybe while its teardown runs.
+ */
+static int
+amonitor_callbacks_settable(amonitor_sdk_priv_t *priv)
+{
+    return !amonitor_flag_get(&priv->thread_running)
+        || pthread_equal(pthread_self(), priv->thread);
+}
+
+
 int
 amonitor_sdk_set_metrics(
     amonitor_sdk_t *ctx, amonitor_metrics_fn fn, void *data)
@@ -538,6 +551,11 @@ amonitor_sdk_set_metrics(
     }
 
     priv = ctx->priv;
+
+    if (!amonitor_callbacks_settable(priv)) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "callbacks are set before start or on the I/O thread");
+    }
 
     if (priv->metrics_fn
         && (priv->metrics_fn != fn || priv->metrics_data != data)) {
@@ -562,6 +580,11 @@ amonitor_sdk_set_log(
     }
 
     priv = ctx->priv;
+
+    if (!amonitor_callbacks_settable(priv)) {
+        return amonitor_set_error(ctx, AMONITOR_ERR_STATE,
+            "callbacks are set before start or on the I/O thread");
+    }
 
     if (priv->log_fn && (priv->log_fn != fn || priv->log_data != data)) {
         priv->log_fn(AMONITOR_LOG_DEBUG, NULL, priv->log_data);

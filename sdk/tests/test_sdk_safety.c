@@ -544,6 +544,53 @@ test_stop_from_log_sink(void **state)
 }
 
 
+static void
+probe_metrics(amonitor_sdk_t *ctx, amonitor_metrics_t *m, void *data)
+{
+    probe_t *p = data;
+
+    if (m == NULL) {
+        p->teardowns++;
+        return;
+    }
+
+    p->calls++;
+    amonitor_metrics_add_int(m, "calls", p->calls);
+}
+
+
+/* Another thread may not swap the callbacks the I/O thread calls. */
+static void
+test_callbacks_set_while_running(void **state)
+{
+    probe_t         p, logp;
+    amonitor_sdk_t *ctx;
+
+    probe_init(&p);
+    probe_init(&logp);
+
+    ctx = new_ctx();
+    assert_int_equal(
+        amonitor_sdk_set_metrics(ctx, probe_metrics, &p), AMONITOR_OK);
+    assert_int_equal(amonitor_sdk_start(ctx), AMONITOR_OK);
+
+    assert_int_equal(
+        amonitor_sdk_set_metrics(ctx, NULL, NULL), AMONITOR_ERR_STATE);
+    assert_int_equal(
+        amonitor_sdk_set_log(ctx, AMONITOR_LOG_DEBUG, count_log, &logp),
+        AMONITOR_ERR_STATE);
+    assert_int_equal(p.teardowns, 0); /* the provider is still in use */
+
+    assert_int_equal(amonitor_sdk_stop(ctx), AMONITOR_OK);
+    assert_int_equal(amonitor_sdk_set_metrics(ctx, NULL, NULL), AMONITOR_OK);
+    assert_int_equal(p.teardowns, 1);
+
+    amonitor_sdk_free(ctx);
+    probe_done(&p);
+    probe_done(&logp);
+}
+
+
 /* --- crash 4: the same pending msg_id on two connections ----------- */
 
 static void
@@ -1244,6 +1291,7 @@ main(void)
         cmocka_unit_test(test_free_while_handler_runs),
         cmocka_unit_test(test_free_from_handler),
         cmocka_unit_test(test_stop_from_log_sink),
+        cmocka_unit_test(test_callbacks_set_while_running),
         cmocka_unit_test(test_duplicates_answered_once),
         cmocka_unit_test(test_ack_text_rule),
         cmocka_unit_test(test_reply_codes),
