@@ -412,13 +412,8 @@ amonitor_msg_decode(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     env = &priv->env;
 
     if (opcode == AMON_WS_OP_BINARY) {
+        /* refuses a NUL in a string field, as JSON refuses "\u0000" */
         rc = amon_envelope_decode_pb(env, p, len, NULL);
-
-        /* Envelope 1-4 and ActionPayload 1, 3 as JSON refuses "\u0000" */
-        if (rc == AMON_OK && env->type == AMON_MSG_ACTION
-            && amonitor_pb_nul(p, len, 0x1e, 6, 0x0a)) {
-            rc = AMON_EFIELD_NUL;
-        }
 
     } else {
         rc = amon_envelope_decode_json(env, p, len);

@@ -361,8 +361,6 @@ int   amonitor_valid_text(const char *s, size_t max);
 char *amonitor_strdup(const char *s);
 int   amonitor_ack_text(const char *in, char *out, size_t size);
 int   amonitor_foreign(amonitor_sdk_priv_t *priv);
-int   amonitor_pb_nul(const unsigned char *p, size_t len, uint32_t strings,
-      unsigned inner, uint32_t inner_strings);
 
 
 #endif /* AMONITOR_SDK_INT_H */

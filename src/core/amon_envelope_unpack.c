@@ -30,6 +30,17 @@ static int amon_envelope_pb_outcome(
 static int amon_envelope_pb_query(amon_envelope_t *env, ProtobufCAllocator *pa);
 static void amon_envelope_pb_salvage(
     amon_envelope_t *env, const unsigned char *p, size_t len);
+static uint32_t amon_envelope_pb_nuls(const unsigned char *p, size_t len);
+static int      amon_envelope_pb_field(const unsigned char *p, size_t len,
+         size_t *pos, uint64_t *key, amon_str_t *s);
+static int      amon_envelope_pb_varint(
+         const unsigned char *p, size_t len, size_t *pos, uint64_t *value);
+
+
+/* the string fields of each message the agent reads, a bit per number */
+#define AMON_PB_F(n) ((uint32_t) 1 << (n))
+#define AMON_PB_ENVELOPE_STRS \
+    (AMON_PB_F(1) | AMON_PB_F(2) | AMON_PB_F(3) | AMON_PB_F(4) | AMON_PB_F(7))
 
 /* what protobuf-c allocates through: tells a failed allocation apart */
 typedef struct {
@@ -97,6 +108,7 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     size_t len, const amon_allocator_t *a)
 {
     int                              rc;
+    uint32_t                         nuls;
     ProtobufCAllocator               pa;
     amon_envelope_pb_ctx_t           ctx;
     Amonitor__Control__V1__Envelope *e;
@@ -125,9 +137,25 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
     env->pb_envelope = e;
 
+    /*
+     * protobuf-c gives strings NUL-terminated: one with a NUL inside would
+     * be read cut short (two msg_ids as one, a target_id checked shorter
+     * than the SDK reads it).  Refused as JSON's \u0000 is; the msg_id is
+     * echoed only when it has none.
+     */
+    nuls = amon_envelope_pb_nuls(p, len) & AMON_PB_ENVELOPE_STRS;
+
+    if (nuls & AMON_PB_F(1)) {
+        return AMON_EFIELD_NUL;
+    }
+
     rc = amon_envelope_pb_str(e->msg_id, AMON_MAX_ID_LEN, &env->msg_id);
     if (rc != AMON_OK) {
         return rc;
+    }
+
+    if (nuls & AMON_PB_F(2)) {
+        return AMON_EFIELD_NUL;
     }
 
     if (env->msg_id.len == 0) {
@@ -148,6 +176,10 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     rc = amon_envelope_pb_str(e->trace_id, AMON_MAX_ID_LEN, &env->trace_id);
     if (rc != AMON_OK) {
         return rc;
+    }
+
+    if (nuls) {
+        return AMON_EFIELD_NUL;
     }
 
     rc = amon_envelope_pb_str(e->target_id, AMON_MAX_ID_LEN, &env->target_id);
@@ -181,6 +213,75 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 }
 
 
+/* a varint at p[*pos] (at most ten bytes); 0 when it runs past "len" */
+static int
+amon_envelope_pb_varint(
+    const unsigned char *p, size_t len, size_t *pos, uint64_t *value)
+{
+    size_t shift;
+
+    *value = 0;
+
+    for (shift = 0; *pos < len && shift < 70; shift += 7) {
+        *value |= (uint64_t) (p[*pos] & 0x7f) << shift;
+
+        if ((p[(*pos)++] & 0x80) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The next field of a message at p[*pos]: its key, and for a
+ * length-delimited one its bytes in "s".  The position moves past it.  0
+ * at the end, or when the field runs past "len" or has a wire type that
+ * proto3 does not use.
+ */
+static int
+amon_envelope_pb_field(const unsigned char *p, size_t len, size_t *pos,
+    uint64_t *key, amon_str_t *s)
+{
+    uint64_t v;
+
+    if (*pos >= len || !amon_envelope_pb_varint(p, len, pos, key)) {
+        return 0;
+    }
+
+    s->data = NULL;
+    s->len = 0;
+
+    switch (*key & 7) {
+    case 0: return amon_envelope_pb_varint(p, len, pos, &v);
+    case 1: v = 8; break;
+    case 5: v = 4; break;
+
+    case 2:
+        if (!amon_envelope_pb_varint(p, len, pos, &v)) {
+            return 0;
+        }
+        break;
+
+    default: return 0;
+    }
+
+    if (v > len - *pos) {
+        return 0;
+    }
+
+    if ((*key & 7) == 2) {
+        s->data = p + *pos;
+        s->len = (size_t) v;
+    }
+
+    *pos += (size_t) v;
+
+    return 1;
+}
+
+
 /*
  * The msg_id (1) and trace_id (2) of an Envelope that did not decode as a
  * whole, when its fields up to them are complete: read field by field,
@@ -190,69 +291,56 @@ static void
 amon_envelope_pb_salvage(
     amon_envelope_t *env, const unsigned char *p, size_t len)
 {
-    size_t     pos, n, shift;
-    uint64_t   key, v;
+    size_t     pos;
+    uint64_t   key;
     amon_str_t s;
 
     pos = 0;
 
-    while (pos < len) {
-        key = 0;
+    while (amon_envelope_pb_field(p, len, &pos, &key, &s)) {
 
-        for (shift = 0; pos < len && shift < 64; shift += 7) {
-            key |= (uint64_t) (p[pos] & 0x7f) << shift;
-            if ((p[pos++] & 0x80) == 0) {
-                break;
-            }
-        }
-
-        if ((key & 7) == 0) {
-            /* a varint: skip it */
-            while (pos < len && (p[pos] & 0x80)) {
-                pos++;
-            }
-
-            pos++;
+        if ((key >> 3) != 1 && (key >> 3) != 2) {
             continue;
         }
 
-        if ((key & 7) != 2) {
+        if ((key & 7) != 2 || s.len == 0 || s.len > AMON_MAX_ID_LEN
+            || amon_utf8_validate(s.data, s.len) != AMON_OK) {
             return;
         }
 
-        v = 0;
+        if ((key >> 3) == 1) {
+            env->msg_id = s;
 
-        for (shift = 0; pos < len && shift < 64; shift += 7) {
-            v |= (uint64_t) (p[pos] & 0x7f) << shift;
-            if ((p[pos++] & 0x80) == 0) {
-                break;
-            }
+        } else {
+            env->trace_id = s;
         }
-
-        if (v > len - pos) {
-            return;
-        }
-
-        n = (size_t) v;
-        s.data = p + pos;
-        s.len = n;
-
-        if ((key >> 3) == 1 || (key >> 3) == 2) {
-            if (n == 0 || n > AMON_MAX_ID_LEN
-                || amon_utf8_validate(s.data, s.len) != AMON_OK) {
-                return;
-            }
-
-            if ((key >> 3) == 1) {
-                env->msg_id = s;
-
-            } else {
-                env->trace_id = s;
-            }
-        }
-
-        pos += n;
     }
+}
+
+
+/*
+ * The numbers (below 32) of the length-delimited fields of a message that
+ * hold a NUL byte, a bit each.  The message has been unpacked already: a
+ * malformed tail only ends the walk.
+ */
+static uint32_t
+amon_envelope_pb_nuls(const unsigned char *p, size_t len)
+{
+    size_t     pos;
+    uint32_t   found;
+    uint64_t   key;
+    amon_str_t s;
+
+    pos = 0;
+    found = 0;
+
+    while (amon_envelope_pb_field(p, len, &pos, &key, &s)) {
+        if (s.len && (key >> 3) < 32 && memchr(s.data, '\0', s.len) != NULL) {
+            found |= AMON_PB_F(key >> 3);
+        }
+    }
+
+    return found;
 }
 
 
@@ -264,6 +352,30 @@ amon_envelope_pb_salvage(
 static int
 amon_envelope_pb_payload(amon_envelope_t *env, ProtobufCAllocator *pa)
 {
+    uint32_t strs;
+
+    /* the payload's string fields the agent reads: no NUL (as above) */
+    switch (env->type) {
+    case AMON_MSG_REGISTER:
+    case AMON_MSG_EVENT:
+    case AMON_MSG_ACTION_STATUS: strs = AMON_PB_F(1) | AMON_PB_F(2); break;
+    case AMON_MSG_HEARTBEAT: strs = AMON_PB_F(1); break;
+    case AMON_MSG_ACTION: strs = AMON_PB_F(1) | AMON_PB_F(3); break;
+    case AMON_MSG_ACTION_ACK:
+        strs = AMON_PB_F(1) | AMON_PB_F(3) | AMON_PB_F(5);
+        break;
+    case AMON_MSG_ERROR:
+        strs = AMON_PB_F(1) | AMON_PB_F(2) | AMON_PB_F(3);
+        break;
+    default: strs = 0;
+    }
+
+    if (strs
+        && (amon_envelope_pb_nuls(env->payload.data, env->payload.len)
+            & strs)) {
+        return AMON_EFIELD_NUL;
+    }
+
     switch (env->type) {
     case AMON_MSG_REGISTER:
     case AMON_MSG_HEARTBEAT:

@@ -1370,6 +1370,71 @@ test_pb_errors(void **state)
 }
 
 
+/*
+ * protobuf-c reads strings up to a NUL: a string field the agent reads
+ * with one inside is refused as JSON's "\u0000" is, never read cut short.
+ * The messages are written by hand (protobuf-c's packer cannot write such
+ * strings).
+ */
+static void
+test_pb_nul(void **state)
+{
+    amon_envelope_t env;
+    /* Envelope{msg_id: "m\0x", type: "heartbeat"} */
+    static const unsigned char nul_id[] = {0x0a, 0x03, 'm', 0x00, 'x', 0x1a,
+        0x09, 'h', 'e', 'a', 'r', 't', 'b', 'e', 'a', 't'};
+    /* Envelope{msg_id: "m", type: "heartbeat", target_id: "t\0u"} */
+    static const unsigned char nul_target[] = {0x0a, 0x01, 'm', 0x1a, 0x09, 'h',
+        'e', 'a', 'r', 't', 'b', 'e', 'a', 't', 0x22, 0x03, 't', 0x00, 'u'};
+    /* Envelope{msg_id: "m", type: "action", target_id: "t",
+     *     payload: ActionPayload{action: "rest\0art"}} */
+    static const unsigned char nul_action[] = {0x0a, 0x01, 'm', 0x1a, 0x06, 'a',
+        'c', 't', 'i', 'o', 'n', 0x22, 0x01, 't', 0x32, 0x0a, 0x0a, 0x08, 'r',
+        'e', 's', 't', 0x00, 'a', 'r', 't'};
+    /* the same with ActionPayload{action: "restart", params: "\0"}: bytes */
+    static const unsigned char nul_params[] = {0x0a, 0x01, 'm', 0x1a, 0x06, 'a',
+        'c', 't', 'i', 'o', 'n', 0x22, 0x01, 't', 0x32, 0x0c, 0x0a, 0x07, 'r',
+        'e', 's', 't', 'a', 'r', 't', 0x12, 0x01, 0x00};
+    /* Envelope{msg_id: "m", type: "action_ack",
+     *     payload: ActionAckPayload{action_msg_id: "a", message: "o\0k"}} */
+    static const unsigned char nul_message[] = {0x0a, 0x01, 'm', 0x1a, 0x0a,
+        'a', 'c', 't', 'i', 'o', 'n', '_', 'a', 'c', 'k', 0x32, 0x08, 0x0a,
+        0x01, 'a', 0x1a, 0x03, 'o', 0x00, 'k'};
+
+    (void) state;
+
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, nul_id, sizeof(nul_id), NULL),
+        AMON_EFIELD_NUL);
+    assert_int_equal(env.msg_id.len, 0); /* never echoed cut short */
+    amon_envelope_release(&env);
+
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, nul_target, sizeof(nul_target), NULL),
+        AMON_EFIELD_NUL);
+    assert_str(env.msg_id, "m");
+    amon_envelope_release(&env);
+
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, nul_action, sizeof(nul_action), NULL),
+        AMON_EFIELD_NUL);
+    amon_envelope_release(&env);
+
+    /* params are bytes: a NUL there is the SDK's to read */
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, nul_params, sizeof(nul_params), NULL),
+        AMON_OK);
+    assert_str(env.action, "restart");
+    assert_int_equal(env.params.len, 1);
+    amon_envelope_release(&env);
+
+    assert_int_equal(
+        amon_envelope_decode_pb(&env, nul_message, sizeof(nul_message), NULL),
+        AMON_EFIELD_NUL);
+    amon_envelope_release(&env);
+}
+
+
 static void
 test_pb_allocator(void **state)
 {
@@ -1512,6 +1577,7 @@ main(void)
         cmocka_unit_test(test_pb_round_trip_types),
         cmocka_unit_test(test_payload_json_to_pb_errors),
         cmocka_unit_test(test_pb_errors),
+        cmocka_unit_test(test_pb_nul),
         cmocka_unit_test(test_pb_allocator),
         cmocka_unit_test(test_cross_form),
     };
