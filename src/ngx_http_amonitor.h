@@ -51,6 +51,11 @@
     "TLS verification of the target failed: its certificate is not " \
     "trusted or does not match its name"
 
+/* the message of an SDK's ack too big for its panel's encoding */
+#define NGX_HTTP_AMONITOR_ACK_UNFIT \
+    "the target's ack is too big for this panel's encoding " \
+    "(amonitor_max_message_size): its message is left out"
+
 
 typedef struct ngx_http_amonitor_worker_s   ngx_http_amonitor_worker_t;
 typedef struct ngx_http_amonitor_upstream_s ngx_http_amonitor_upstream_t;
@@ -584,6 +589,9 @@ ngx_int_t ngx_http_amonitor_reply_stamp(ngx_http_amonitor_worker_t *w,
 ngx_int_t ngx_http_amonitor_reply_convert(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, ngx_uint_t final,
     ngx_str_t *out);
+ngx_int_t ngx_http_amonitor_reply_ack_unfit(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_uint_t binary, ngx_str_t *out);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_reply_target_status(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u,
     const char *state, const char *reason);

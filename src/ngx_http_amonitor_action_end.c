@@ -274,6 +274,12 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
             ? ngx_http_amonitor_reply_stamp(
                 w, u, env, opcode, data, len, 1, &out)
             : ngx_http_amonitor_reply_convert(w, u, env, 1, &out);
+
+        if (rc != NGX_OK) {
+            /* never silent: the panel waits for this as the last reply */
+            rc = ngx_http_amonitor_reply_ack_unfit(
+                w, a->panel, u, env, want == AMON_WS_OP_BINARY, &out);
+        }
     }
 
     /*

@@ -501,6 +501,64 @@ ngx_http_amonitor_reply_convert(ngx_http_amonitor_worker_t *w,
 }
 
 
+/*
+ * An SDK's ack that cannot reach its panel as it is: in the panel's
+ * encoding it passes amonitor_max_message_size (a protobuf message of
+ * control characters is six times longer in JSON).  The panel still gets
+ * the action's last reply: an ack written by the agent with the SDK's
+ * msg_id, trace_id and success, and a message saying what was left out.
+ * *out is in w->convert.
+ */
+ngx_int_t
+ngx_http_amonitor_reply_ack_unfit(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_uint_t binary, ngx_str_t *out)
+{
+    int            rc;
+    u_char         ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t      id, e;
+    amon_ack_out_t ack;
+
+    id.data = (u_char *) env->action_msg_id.data;
+    id.len = env->action_msg_id.len;
+
+    ngx_log_error(NGX_LOG_WARN, &u->log, 0,
+        "amonitor: the ack of action \"%V\" is too big for panel #%ui in "
+        "its encoding: the panel gets it without its message",
+        ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)), panel->id);
+
+    ngx_memzero(&ack, sizeof(amon_ack_out_t));
+
+    ack.msg_id = env->msg_id;
+    ack.trace_id = env->trace_id;
+    ack.target_id.data = u->id.data;
+    ack.target_id.len = u->id.len;
+    ack.timestamp =
+        env->has_timestamp ? env->timestamp : ngx_http_amonitor_reply_now();
+    ack.action_msg_id = env->action_msg_id;
+    ack.success = env->success;
+    ngx_str_set(&ack.message, NGX_HTTP_AMONITOR_ACK_UNFIT);
+    ack.final = AMON_FINAL_YES;
+
+    w->convert.len = 0;
+
+    rc = amon_envelope_build_ack(
+        &w->convert, w->amcf->max_message, &w->allocator, &ack, (int) binary);
+
+    if (rc != AMON_OK) {
+        ngx_log_error(NGX_LOG_ERR, panel->connection->log, 0,
+            "amonitor: an answer to panel #%ui could not be made: %s",
+            panel->id, amon_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    out->data = w->convert.data;
+    out->len = w->convert.len;
+
+    return NGX_OK;
+}
+
+
 /* does the SDK name itself otherwise than the agent does? */
 static ngx_uint_t
 ngx_http_amonitor_reply_foreign(
