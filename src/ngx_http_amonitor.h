@@ -340,6 +340,7 @@ struct ngx_http_amonitor_worker_s {
     amon_buf_t                     scratch; /* envelopes we build */
     amon_buf_t                     convert; /* the other encoding */
     ngx_uint_t                     panel_seq;
+    ngx_uint_t                     unconverted; /* fanout drops */
     ngx_uint_t                     ndynamic; /* learned upstreams */
     ngx_msec_t                     starved_logged; /* no connection left */
     ngx_event_t                    reconcile;

@@ -97,6 +97,9 @@ static ngx_http_amonitor_seen_t *ngx_http_amonitor_fanout_seen_add(
     uint32_t target);
 static ngx_int_t ngx_http_amonitor_fanout_seen_grow(
     ngx_http_amonitor_seen_tab_t *tab, ngx_log_t *log);
+static void ngx_http_amonitor_fanout_unconverted(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f,
+    ngx_uint_t want);
 static void ngx_http_amonitor_fanout_seen_end(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev);
 
@@ -231,6 +234,7 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
 
         m = f->alt;
         if (m == NULL) {
+            ngx_http_amonitor_fanout_unconverted(w, wc, f, want);
             return;
         }
     }
@@ -247,6 +251,38 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
     }
 
     (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
+}
+
+
+/*
+ * A message that cannot be had in the encoding a panel chose (too big for
+ * amonitor_max_message_size once converted, or members the schema cannot
+ * hold, such as heartbeat metrics that are not an object): dropped for
+ * that panel as for a slow one, counted, and said every 100 such messages.
+ */
+static void
+ngx_http_amonitor_fanout_unconverted(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f,
+    ngx_uint_t want)
+{
+    (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
+
+    if (f->tried != 1) {
+        /* said for this message already */
+        return;
+    }
+
+    f->tried = 2;
+
+    if (w->unconverted++ % 100) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, f->u ? &f->u->log : wc->connection->log, 0,
+        "amonitor: a message cannot be converted to %s for panel #%ui "
+        "(too big in that encoding, or not in the schema): dropped for the "
+        "panels that chose it (%ui so far)",
+        want == AMON_WS_OP_TEXT ? "JSON" : "protobuf", wc->id, w->unconverted);
 }
 
 
