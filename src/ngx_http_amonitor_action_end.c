@@ -165,11 +165,18 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
 
     (void) ngx_atomic_fetch_add(&w->counters->ack_timeouts, 1);
 
+    /*
+     * amonitor_cluster: the target of an action handed to its owner may
+     * have been forgotten here meanwhile (upstream NULL): the name the
+     * panel gave
+     */
+    ngx_http_amonitor_action_about(a, &about);
+
     ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
         "amonitor: no ack for action \"%V\" from target \"%V\" "
         "within %M ms",
         ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
-        &a->upstream->id, w->amcf->ack_timeout);
+        &about.target_id, w->amcf->ack_timeout);
 
     if (w->amcf->late_window == 0) {
         ngx_http_amonitor_action_fail(a, "ACK_TIMEOUT",
@@ -181,7 +188,6 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
     a->state = NGX_HTTP_AMONITOR_ACTION_LATE;
 
     if (a->panel) {
-        ngx_http_amonitor_action_about(a, &about);
         ngx_http_amonitor_reply_error(w, a->panel, &about, "ACK_TIMEOUT",
             "no ack from the target in time; the action may still run", 0);
 
