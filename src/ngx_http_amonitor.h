@@ -37,6 +37,7 @@
 #define NGX_HTTP_AMONITOR_FIRST_DIALS   256 /* dials per pass at start */
 #define NGX_HTTP_AMONITOR_LOG_SUMMARY   60000 /* an outage's lines, ms */
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
+#define NGX_HTTP_AMONITOR_DROP_LINES    10 /* a second, per target */
 
 /*
  * The hash of names and msg_ids: tree keys, the zone's indexes.  Keyed
@@ -304,7 +305,52 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   remote_up : 1; /* cluster: up at its owner, counted */
     unsigned   first_dial : 1; /* not dialed yet: in first_dials' passes */
     unsigned   listed : 1; /* learned: in the registry read whole */
+    /* lines about its dropped messages (ngx_http_amonitor_upstream_say) */
+    ngx_msec_t drop_second;
+    ngx_uint_t drop_lines;
+    ngx_uint_t drop_quiet;
 };
+
+
+/* how many messages of the SDK were dropped without a line: said now */
+static ngx_inline void
+ngx_http_amonitor_upstream_say_quiet(ngx_http_amonitor_upstream_t *u)
+{
+    if (u->drop_quiet) {
+        ngx_log_error(NGX_LOG_WARN, &u->log, 0,
+            "amonitor: %ui more messages of the SDK were dropped without a "
+            "line each (at most %d lines a second)",
+            u->drop_quiet, NGX_HTTP_AMONITOR_DROP_LINES);
+        u->drop_quiet = 0;
+    }
+}
+
+
+/*
+ * May a line about a message of the SDK that is dropped (invalid, the
+ * agent's own type, an ack for no action of its) be written?  At most
+ * NGX_HTTP_AMONITOR_DROP_LINES a second per target, so that an SDK in a
+ * loop cannot fill the disk; the others are counted, and their number is
+ * said before the next line that is written or when the connection ends.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_amonitor_upstream_say(ngx_http_amonitor_upstream_t *u)
+{
+    if (ngx_current_msec - u->drop_second >= 1000) {
+        u->drop_second = ngx_current_msec;
+        u->drop_lines = 0;
+    }
+
+    if (u->drop_lines >= NGX_HTTP_AMONITOR_DROP_LINES) {
+        u->drop_quiet++;
+        return 0;
+    }
+
+    u->drop_lines++;
+    ngx_http_amonitor_upstream_say_quiet(u);
+
+    return 1;
+}
 
 
 /*

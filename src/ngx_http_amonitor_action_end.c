@@ -237,9 +237,12 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     }
 
     if (a == NULL || a->upstream != u) {
-        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-            "amonitor: ack for an unknown action \"%V\" dropped",
-            ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+                "amonitor: ack for an unknown action \"%V\" dropped",
+                ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+        }
+
         return;
     }
 

@@ -186,9 +186,13 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
 
     if (rc != AMON_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
-        ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-            "amonitor: invalid message from the SDK dropped: %s",
-            amon_strerror(rc));
+
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                "amonitor: invalid message from the SDK dropped: %s",
+                amon_strerror(rc));
+        }
+
         amon_envelope_release(&env);
         return;
     }
@@ -203,10 +207,14 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
         && (env.has_source
             || (env.type == AMON_MSG_ACTION_ACK && env.final_member))) {
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
-        ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-            "amonitor: invalid message from the SDK dropped: it has a "
-            "\"%s\" member, which only the agent sets",
-            env.has_source ? "source" : "final");
+
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                "amonitor: invalid message from the SDK dropped: it has a "
+                "\"%s\" member, which only the agent sets",
+                env.has_source ? "source" : "final");
+        }
+
         amon_envelope_release(&env);
         return;
     }
@@ -224,8 +232,10 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
         break;
 
     case AMON_MSG_ACTION:
-        ngx_log_error(
-            NGX_LOG_INFO, &u->log, 0, "amonitor: action from an SDK ignored");
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+                "amonitor: action from an SDK ignored");
+        }
         break;
 
     case AMON_MSG_TARGET_STATUS:
@@ -240,9 +250,14 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
     case AMON_MSG_ACTION_STATUS:
         /* only the agent speaks for itself: an SDK cannot forge these */
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
-        ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-            "amonitor: \"%s\" from an SDK dropped: only the agent sends it",
-            amon_msg_type_name(env.type));
+
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+                "amonitor: \"%s\" from an SDK dropped: only the agent sends "
+                "it",
+                amon_msg_type_name(env.type));
+        }
+
         break;
 
     default: ngx_http_amonitor_router_event(u, &env, opcode, data, len, remote);
@@ -368,8 +383,11 @@ ngx_http_amonitor_router_register(
     if (ngx_http_amonitor_target_url(
             (u_char *) env->sdk_url.data, env->sdk_url.len, &wu, &n)
         != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-            "amonitor: register with an invalid sdk_url ignored");
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                "amonitor: register with an invalid sdk_url ignored");
+        }
+
         return;
     }
 
@@ -427,6 +445,11 @@ ngx_http_amonitor_router_register_failed(ngx_http_amonitor_upstream_t *u,
 {
     u_char    ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     ngx_str_t e;
+
+    if (rc == NGX_HTTP_AMONITOR_LEARN_NO_ROOM
+        || !ngx_http_amonitor_upstream_say(u)) {
+        return;
+    }
 
     switch (rc) {
 

@@ -693,6 +693,7 @@ ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u)
     was_open = (u->state == NGX_HTTP_AMONITOR_UP_OPEN);
 
     if (was_open) {
+        ngx_http_amonitor_upstream_say_quiet(u);
         ngx_http_amonitor_conn_free(&u->wc);
         (void) ngx_atomic_fetch_add(&w->counters->upstreams_open, -1);
 
