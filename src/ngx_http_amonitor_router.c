@@ -248,6 +248,7 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
 
     case AMON_MSG_ERROR:
     case AMON_MSG_ACTION_STATUS:
+    case AMON_MSG_SUBSCRIBED:
         /* only the agent speaks for itself: an SDK cannot forge these */
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
 

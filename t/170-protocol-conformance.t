@@ -402,17 +402,20 @@ subtest 'other unknown types from an SDK: the same' => sub {
     }
 };
 
-subtest 'error, target_status, action_status from an SDK: dropped, counted '
-    . 'as invalid, logged at info' => sub {
+subtest 'error, target_status, action_status, subscribed from an SDK: '
+    . 'dropped, counted as invalid, logged at info' => sub {
     $t->mark_log;
     $_->clear for $p, $q;
     my $i0 = status_doc($t)->{invalid} // 0;
-    for my $type (qw(error target_status action_status)) {
+    for my $type (qw(error target_status action_status subscribed)) {
         $a_sdk->send_all('{"msg_id":"forged-' . $type . '","type":"'
             . $type . '","target_id":"c-other","payload":{"target_id":'
             . '"c-other","state":"down","code":"INTERNAL","message":"x",'
-            . '"action_msg_id":"z"}}');
+            . '"action_msg_id":"z","targets":["*"]}}');
     }
+    # the answer to a panel's subscribe, as the SDK's own (no "source")
+    $a_sdk->send_all('{"msg_id":"forged-own","type":"subscribed",'
+        . '"target_id":"c-a","payload":{"targets":["c-a"]}}');
     $a_sdk->send_all('{"msg_id":"after-forged","type":"event","target_id":'
         . '"c-a","payload":{"target_id":"c-a","event_name":"b","data":1}}');
     for my $x ($p, $q) {
@@ -421,9 +424,11 @@ subtest 'error, target_status, action_status from an SDK: dropped, counted '
         is(scalar(grep { $_->{data} =~ /forged-/ } $x->messages), 0,
             $x->name . ': none of them');
     }
-    is((status_doc($t)->{invalid} // 0) - $i0, 3, 'invalid: +3');
+    is((status_doc($t)->{invalid} // 0) - $i0, 5, 'invalid: +5');
     error_log_like(qr/\[info\].*amonitor.*(?:error|target_status|action_status)/,
         'an info line');
+    error_log_like(qr/\[info\].*amonitor: "subscribed" from an SDK dropped: only the agent sends it/,
+        'an info line for subscribed');
     no_error_log(qr/\[(?:warn|error)\].*forged/, 'nothing louder');
 };
 
