@@ -618,9 +618,29 @@ ngx_int_t ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
     ngx_str_t *msg_id, ngx_uint_t opcode, u_char *data, size_t len);
 
 /* reply.c: the agent's own envelopes */
+#define ngx_http_amonitor_amon_str(s) \
+    { \
+        (const unsigned char *) (s)->data, (s)->len \
+    }
+
+
+/* an ngx_str_t as an amon_str_t; empty ones are absent */
+static ngx_inline amon_str_t
+ngx_http_amonitor_amon_opt(ngx_str_t *s)
+{
+    amon_str_t r;
+
+    r.data = (s->len) ? s->data : NULL;
+    r.len = s->len;
+
+    return r;
+}
 
 
 int64_t   ngx_http_amonitor_reply_now(void);
+void      ngx_http_amonitor_reply_uuid(u_char *out);
+void      ngx_http_amonitor_reply_send(ngx_http_amonitor_worker_t *w,
+         ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about, int rc);
 void      ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
          ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
          const char *code, const char *message, ngx_uint_t final);

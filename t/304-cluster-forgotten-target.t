@@ -51,7 +51,7 @@ my $A = agent('A', '');
 # the lease is a race: try new targets until A holds one.
 my $pa = $A->panel('/ws/panel', name => 'a');
 my ($dx, $id, $pdx);
-for my $k (1 .. 8) {
+for my $k (1 .. 24) {
     my $sdk = fake_sdk(target_id => "dx$k", heartbeat_interval => 0,
         no_ack => 1);
     $pa->send_json({ msg_id => "f-$k", type => 'action',
