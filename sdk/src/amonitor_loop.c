@@ -281,16 +281,12 @@ amonitor_on_loop_thread(amonitor_sdk_priv_t *priv)
     return priv->cb_depth > 0;
 }
 
+/* the I/O thread of amonitor_sdk_start(), once the context listens */
 int
-amonitor_sdk_start(amonitor_sdk_t *ctx)
+amonitor_loop_thread_start(amonitor_sdk_t *ctx)
 {
     int                  rc;
     amonitor_sdk_priv_t *priv;
-
-    rc = amonitor_sdk_listen(ctx);
-    if (rc != AMONITOR_OK) {
-        return rc;
-    }
 
     priv = ctx->priv;
 

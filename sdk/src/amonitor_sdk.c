@@ -762,6 +762,20 @@ amonitor_sdk_listen(amonitor_sdk_t *ctx)
 
 
 int
+amonitor_sdk_start(amonitor_sdk_t *ctx)
+{
+    int rc;
+
+    rc = amonitor_sdk_listen(ctx);
+    if (rc != AMONITOR_OK) {
+        return rc;
+    }
+
+    return amonitor_loop_thread_start(ctx);
+}
+
+
+int
 amonitor_sdk_port(amonitor_sdk_t *ctx)
 {
     if (ctx == NULL || ctx->priv->listen_fd == -1) {

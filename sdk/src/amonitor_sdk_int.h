@@ -289,6 +289,7 @@ void *amonitor_loop_thread(void *arg);
 void  amonitor_loop_drain(amonitor_sdk_priv_t *priv);
 void  amonitor_loop_close_listener(amonitor_sdk_priv_t *priv);
 int   amonitor_loop_own_epoll(amonitor_sdk_t *ctx);
+int   amonitor_loop_thread_start(amonitor_sdk_t *ctx);
 int   amonitor_loop_forget(amonitor_sdk_priv_t *priv);
 int   amonitor_on_loop_thread(amonitor_sdk_priv_t *priv);
 
