@@ -283,7 +283,8 @@ struct ngx_http_amonitor_store_s {
 ngx_int_t ngx_http_amonitor_store_shm_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
 ngx_http_amonitor_store_t *ngx_http_amonitor_store_shm_create(
-    ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl);
+    ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl,
+    ngx_msec_t hold);
 ngx_http_amonitor_counter_slot_t *ngx_http_amonitor_store_shm_counter_slots(
     ngx_shm_zone_t *shm_zone);
 ngx_http_amonitor_counters_t *ngx_http_amonitor_store_counters(

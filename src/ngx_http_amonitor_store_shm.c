@@ -66,6 +66,7 @@ typedef struct {
     ngx_http_amonitor_shctx_t *sh;
     ngx_slab_pool_t           *shpool;
     ngx_msec_t                 ttl;
+    ngx_msec_t                 hold; /* a claim's life, at least */
     ngx_http_amonitor_store_t  store;
     ngx_log_t                 *log;
     ngx_msec_t                 evict_logged; /* when, 0: never */
@@ -274,7 +275,7 @@ ngx_http_amonitor_store_shm_registry(ngx_shm_zone_t *shm_zone)
 
 ngx_http_amonitor_store_t *
 ngx_http_amonitor_store_shm_create(
-    ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl)
+    ngx_shm_zone_t *shm_zone, ngx_pool_t *pool, ngx_msec_t ttl, ngx_msec_t hold)
 {
     ngx_http_amonitor_shm_t *ctx;
 
@@ -286,6 +287,7 @@ ngx_http_amonitor_store_shm_create(
     ctx->sh = shm_zone->data;
     ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     ctx->ttl = ttl;
+    ctx->hold = ngx_max(ttl, hold);
     ctx->log = pool->log;
 
     ctx->store.claim = ngx_http_amonitor_shm_claim;
@@ -617,7 +619,7 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     } else {
         added = ngx_http_amonitor_shm_add(ctx, msg_id, hash,
-            NGX_HTTP_AMONITOR_CLAIM_PENDING, NULL, ngx_current_msec + ctx->ttl,
+            NGX_HTTP_AMONITOR_CLAIM_PENDING, NULL, ngx_current_msec + ctx->hold,
             &evicted);
 
         *state = NGX_HTTP_AMONITOR_CLAIM_NEW;
@@ -685,6 +687,7 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ? result->len
         : 0;
     r.data = r.len ? result->data : NULL;
+    expire = ngx_current_msec + ctx->ttl; /* from the outcome, as in Redis */
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -693,6 +696,7 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     if (old != NULL && r.len <= old->room) {
         /* the usual case: the result fits where the claim is */
         old->state = (u_char) state;
+        old->expire = expire;
         old->result_len = (u_short) r.len;
 
         if (r.len) {
@@ -704,13 +708,8 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         an = old;
 
     } else {
-        if (old != NULL) {
-            expire = old->expire;
+        if (old != NULL) { /* a longer result, or evicted: anew */
             ngx_http_amonitor_shm_delete(ctx, old);
-
-        } else {
-            /* evicted meanwhile, or finished late: record it again */
-            expire = ngx_current_msec + ctx->ttl;
         }
 
         an = ngx_http_amonitor_shm_add(

@@ -63,8 +63,10 @@ ngx_http_amonitor_worker_init(
         w->store = ngx_http_amonitor_store_redis_create(w, amcf->redis);
 
     } else {
-        w->store = ngx_http_amonitor_store_shm_create(
-            amcf->shm_zone, cycle->pool, amcf->dedupe_ttl);
+        /* a claim outlives the wait for its ack, late window included */
+        w->store =
+            ngx_http_amonitor_store_shm_create(amcf->shm_zone, cycle->pool,
+                amcf->dedupe_ttl, amcf->ack_timeout + amcf->late_window + 1000);
     }
 
     if (w->store == NULL) {

@@ -1,0 +1,76 @@
+# A claim is kept while its action may still be answered, whatever
+# amonitor_dedupe_ttl says: with a TTL shorter than amonitor_ack_timeout
+# (plus the late window), a repeat of a msg_id whose action is still
+# waiting for its ack is a pending duplicate, never forwarded again (the
+# SDK ran it twice before, and the first ack was then dropped as one for
+# an unknown action).  The TTL counts from the outcome, as with Redis.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+
+my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+my $sdk = fake_sdk(port => $t->port(1), target_id => 'tp-a',
+    heartbeat_interval => 0, ack_delay => tscale(2.5));
+
+$t->write_config(
+    http_config => <<'EOC',
+    amonitor_zone amon 1m;
+    amonitor_target tp-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_dedupe_ttl 1s;
+    amonitor_ack_timeout 6s;
+    amonitor_ack_late_window 0;
+EOC
+    config => 'location = /ws/panel { amonitor_panel on; }',
+)->run;
+
+ok($sdk->wait_connections(1), 'the SDK is dialed');
+
+sub action {
+    my ($id) = @_;
+    return { msg_id => $id, type => 'action', target_id => 'tp-a',
+        timestamp => now_ms(), payload => { action => 'restart' } };
+}
+
+sub answer {
+    my ($p, $id, $timeout) = @_;
+    return $p->answer_to($id, $timeout // 8);
+}
+
+my $p = $t->panel('/ws/panel');
+my $id = uuid4();
+my $t0 = now_ms();
+$p->send_json(action($id));
+
+# past the TTL, the action still waits for its ack
+sleep_loop(tscale(1.5));
+my $q = $t->panel('/ws/panel');
+$q->send_json(action($id));
+my $d = answer($q, $id, 3);
+like($d && $d->{payload}{message}, qr/^duplicate ignored/,
+    'a repeat past the TTL, while the action waits for its ack: duplicate');
+is($d && $d->{payload}{state}, 'pending', 'pending');
+cmp_ok(now_ms() - $t0, '<', tscale(2.5) * 1000,
+    'answered before the first ack came');
+
+my $a = answer($p, $id);
+ok($a && $a->{payload}{success} && !$a->{payload}{duplicate},
+    'the first panel gets the SDK\'s ack');
+sleep_loop(0.5);
+is($sdk->executed($id), 1, 'the SDK ran it once');
+is($t->log_count(qr/ack for an unknown action/), 0,
+    'no ack dropped as unknown');
+
+# the TTL counts from the ack
+$q->send_json(action($id));
+$d = answer($q, $id, 3);
+is($d && $d->{payload}{state}, 'done', 'a repeat after the ack: done');
+is($sdk->executed($id), 1, 'still once');
+
+$p->close(1000);
+$q->close(1000);
+
+done_testing();
