@@ -25,9 +25,14 @@
 
 /*
  * ARGV[2] the result, ARGV[3] the TTL: 1 when written (also again, or
- * over an expired claim nobody took), else the first letter found
+ * over an expired claim nobody took), else the first letter found.
+ * "allow-oom" (Redis 7): this script, the finishes' and the renewal run
+ * also in a Redis at maxmemory with noeviction, which refuses the claims;
+ * a finish refused there would leave the claim to expire with the lease,
+ * and a repeat of an action that ran would run again.
  */
 #define NGX_HTTP_AMONITOR_REDIS_FINISH \
+    "#!lua flags=allow-oom\n" \
     "-- amonitor finish\n" \
     "local v = redis.call('GET', KEYS[1]) " \
     "if not v or v == ARGV[1] or v == ARGV[2] then " \
@@ -41,6 +46,7 @@
 
 /* 1 renewed, 2 taken again after it expired, 0 lost to someone else */
 #define NGX_HTTP_AMONITOR_REDIS_RENEW \
+    "#!lua flags=allow-oom\n" \
     "-- amonitor renew\n" \
     "local v = redis.call('GET', KEYS[1]) " \
     "if v == ARGV[1] then " \
@@ -71,6 +77,7 @@
  * what the finish script answers
  */
 #define NGX_HTTP_AMONITOR_REDIS_FINISHES \
+    "#!lua flags=allow-oom\n" \
     "-- amonitor finishes\n" \
     "local r, n = {}, #KEYS " \
     "for i = 1, n do " \

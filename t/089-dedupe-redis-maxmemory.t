@@ -1,0 +1,117 @@
+# The Redis dedupe store in a Redis at maxmemory with noeviction, which
+# refuses writes that need memory (OOM): an action claimed before is
+# still finished there, so that a repeat after its claim's lease is a
+# duplicate and never runs a second time; a new action is refused with
+# INTERNAL and not forwarded; once Redis has room again, actions run.
+# Starts its own redis-server.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use Test::AMonitor::Redis;
+
+ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
+    or BAIL_OUT('no redis-server');
+
+my $redis = Test::AMonitor::Redis->new;
+ok($redis->start, 'redis-server runs on ' . $redis->addr);
+my $rport = $redis->port;
+
+# each action is acked a second after it came
+my $sdk = fake_sdk(target_id => 'mm-a', heartbeat_interval => 0,
+    ack_delay => 1);
+my $sport = $sdk->port;
+
+my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
+$t->write_config(http_config => <<"EOC",
+    amonitor_zone amonitor 1m;
+    amonitor_target mm-a ws://127.0.0.1:$sport/;
+    amonitor_dedupe_ttl 1h;
+    amonitor_ack_timeout 5s;
+    amonitor_reconnect 50ms 200ms;
+    amonitor_redis 127.0.0.1:$rport prefix=mm: timeout=300ms lease=900ms;
+EOC
+    config => 'location = /ws/panel { amonitor_panel on; }')->run;
+ok($sdk->wait_connections(1, 5), 'the agent dialed the SDK');
+ok($t->wait_error_log(qr/connected to redis/, 5),
+    'the agent is connected to redis');
+
+my $p = $t->panel('/ws/panel');
+
+sub action {
+    my ($id) = @_;
+    return { msg_id => $id, type => 'action', target_id => 'mm-a',
+        timestamp => now_ms(), payload => { action => 'restart' } };
+}
+
+sub runs { my $id = shift; return scalar grep { $_->{msg_id} eq $id } $sdk->actions }
+
+# the answers to the actions @ids, in any order: msg_id => answer
+sub answers {
+    my (@ids) = @_;
+    my %want = map { $_ => 1 } @ids;
+    my %ans;
+    $p->recv_until(sub {
+        my $j = $_[0]{json};
+        return 0 unless ref $j eq 'HASH' && ref $j->{payload} eq 'HASH';
+        my $id = ($j->{type} // '') eq 'error'
+            ? $j->{msg_id} : $j->{payload}{action_msg_id};
+        $ans{$id} = $j if defined $id && $want{$id};
+        return keys %ans == @ids;
+    }, 5);
+    return %ans;
+}
+
+sub full { $redis->cli('CONFIG', 'SET', 'maxmemory', $_[0] ? '1' : '0') }
+
+is($redis->cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction'), 'OK',
+    'redis evicts nothing');
+
+subtest 'actions claimed before redis is full are finished there' => sub {
+    my @ids = (uuid4(), uuid4());
+    $p->send_json(action($_)) for @ids;
+    ok(wait_for(sub { runs($ids[0]) && runs($ids[1]) }, 5),
+        'the SDK has both actions');
+    is(full(1), 'OK', 'redis is full (maxmemory 1 byte)');
+    like($redis->cli('SET', 'mm:probe', 'x'), qr/^OOM/,
+        'redis refuses a write with OOM');
+
+    my %ans = answers(@ids);
+    for my $id (@ids) {
+        is($ans{$id} && $ans{$id}{type}, 'action_ack',
+            'the ack reaches the panel');
+        ok($redis->done("mm:$id"), 'its finish is in redis');
+    }
+
+    my $new = uuid4();
+    $p->send_json(action($new));
+    my $a = $p->answer_to($new, 5);
+    is($a && $a->{payload}{code}, 'INTERNAL',
+        'a new action is refused with INTERNAL');
+    is(runs($new), 0, 'and not forwarded');
+
+    is(full(0), 'OK', 'redis has room again');
+    # a claim left unfinished would have lapsed by now
+    sleep 2;
+
+    for my $id (@ids) {
+        $p->send_json(action($id));
+        my $d = $p->answer_to($id, 5);
+        ok($d && $d->{payload}{duplicate}, 'a repeat is a duplicate');
+        like($d && $d->{payload}{message}, qr/duplicate ignored/,
+            '"duplicate ignored"');
+        is(runs($id), 1, 'the action ran once');
+    }
+
+    $p->send_json(action($new));
+    my $b = $p->answer_to($new, 5);
+    is($b && $b->{type}, 'action_ack', 'the refused action runs now');
+    is(runs($new), 1, 'once');
+};
+
+no_error_log(qr/could not finish the claim/, 'no finish was refused');
+
+done_testing;
