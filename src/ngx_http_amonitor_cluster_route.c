@@ -15,13 +15,17 @@
 #include "ngx_http_amonitor_cluster.h"
 
 
-/* renew while ours; take it when it is missing (Redis lost its data) */
+/*
+ * Renew while ours; take it when it is missing (Redis lost its data), and
+ * write the target's route (ARGV[5]) again when it is missing too
+ */
 #define NGX_HTTP_AMONITOR_LUA_RENEW \
     "local v = redis.call('GET', KEYS[1]) " \
     "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) " \
     "elseif not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " \
     "else return 0 end " \
-    "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) return 1"
+    "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) " \
+    "redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) return 1"
 
 #define NGX_HTTP_AMONITOR_LUA_RELEASE \
     "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
@@ -54,7 +58,9 @@ static void ngx_http_amonitor_routes_got(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static ngx_msec_t ngx_http_amonitor_lease_retry(
     ngx_http_amonitor_cluster_t *cl, ngx_msec_t base);
-static int64_t ngx_http_amonitor_cluster_now(void);
+static ngx_int_t ngx_http_amonitor_route_value(ngx_http_amonitor_cluster_t *cl,
+    ngx_str_t *url, const char *origin, ngx_str_t *value);
+static int64_t   ngx_http_amonitor_cluster_now(void);
 
 
 /* the lease record of an upstream, made when it is first asked about */
@@ -295,21 +301,40 @@ ngx_http_amonitor_lease_acquired(
 }
 
 
+/*
+ * The owner renews, and writes the target's route again if Redis lost it
+ * (FLUSHALL, a restart without its data): instances that start later
+ * learn the target from the routes.
+ */
 static void
 ngx_http_amonitor_lease_renew(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l)
 {
+    ngx_int_t                     rc;
+    ngx_str_t                     value;
     ngx_http_amonitor_upstream_t *u;
 
     u = l->upstream;
 
-    if (ngx_http_amonitor_redis_command(cl->cmd,
-            ngx_http_amonitor_lease_renewed, l, "EVAL renew",
-            "EVAL %s 2 %b %b %b %lu %lld %b", NGX_HTTP_AMONITOR_LUA_RENEW,
-            l->key.data, l->key.len, cl->k_seen.data, cl->k_seen.len,
-            cl->token.data, cl->token.len, (unsigned long) cl->conf->lease,
-            (long long) ngx_http_amonitor_cluster_now(), u->id.data, u->id.len)
-        == NGX_OK) {
+    if (ngx_http_amonitor_route_value(cl, &u->norm,
+            !u->dynamic ? "config" : (u->registered ? "register" : "dial"),
+            &value)
+        != NGX_OK) {
+        return;
+    }
+
+    rc = ngx_http_amonitor_redis_command(cl->cmd,
+        ngx_http_amonitor_lease_renewed, l, "EVAL renew",
+        "EVAL %s 3 %b %b %b %b %lu %lld %b %b", NGX_HTTP_AMONITOR_LUA_RENEW,
+        l->key.data, l->key.len, cl->k_seen.data, cl->k_seen.len,
+        cl->k_routes.data, cl->k_routes.len, cl->token.data, cl->token.len,
+        (unsigned long) cl->conf->lease,
+        (long long) ngx_http_amonitor_cluster_now(), u->id.data, u->id.len,
+        value.data, value.len);
+
+    ngx_free(value.data);
+
+    if (rc == NGX_OK) {
         l->busy = 1;
     }
 }
@@ -393,7 +418,6 @@ void
 ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     ngx_str_t *url, const char *origin)
 {
-    u_char                      *p;
     ngx_str_t                    value, msg, f[4];
     ngx_http_amonitor_cluster_t *cl;
 
@@ -404,17 +428,9 @@ ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return;
     }
 
-    value.len = url->len + 1 + ngx_strlen(origin) + 1 + cl->conf->instance.len;
-    value.data = ngx_alloc(value.len, w->cycle->log);
-    if (value.data == NULL) {
+    if (ngx_http_amonitor_route_value(cl, url, origin, &value) != NGX_OK) {
         return;
     }
-
-    p = ngx_cpymem(value.data, url->data, url->len);
-    *p++ = '\n';
-    p = ngx_cpymem(p, origin, ngx_strlen(origin));
-    *p++ = '\n';
-    ngx_memcpy(p, cl->conf->instance.data, cl->conf->instance.len);
 
     f[0] = cl->token;
     f[1] = *id;
@@ -435,6 +451,32 @@ ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     }
 
     ngx_free(value.data);
+}
+
+
+/* a route in the hash: URL, origin, instance (ngx_alloc'd) */
+static ngx_int_t
+ngx_http_amonitor_route_value(ngx_http_amonitor_cluster_t *cl, ngx_str_t *url,
+    const char *origin, ngx_str_t *value)
+{
+    u_char *p;
+    size_t  len;
+
+    len = ngx_strlen(origin);
+
+    value->len = url->len + 1 + len + 1 + cl->conf->instance.len;
+    value->data = ngx_alloc(value->len, cl->log);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(value->data, url->data, url->len);
+    *p++ = '\n';
+    p = ngx_cpymem(p, origin, len);
+    *p++ = '\n';
+    ngx_memcpy(p, cl->conf->instance.data, cl->conf->instance.len);
+
+    return NGX_OK;
 }
 
 
