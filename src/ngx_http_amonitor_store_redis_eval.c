@@ -27,6 +27,10 @@ static u_char *ngx_http_amonitor_resp_bulk(
     u_char *p, u_char *a, size_t alen, u_char *b, size_t blen);
 static void ngx_http_amonitor_redis_script_loaded(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_redis_memory(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static ngx_int_t ngx_http_amonitor_redis_info(
+    redisReply *reply, const char *field, ngx_str_t *value);
 static ngx_int_t ngx_http_amonitor_redis_eval_keys(
     ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_reply_pt handler,
     void *data, const char *name, ngx_http_amonitor_redis_script_t *script,
@@ -71,7 +75,8 @@ ngx_http_amonitor_redis_script_init(
  * A new connection's setup: Redis learns the scripts (SCRIPT LOAD, ahead
  * of every call on that connection), so that no EVALSHA meets NOSCRIPT
  * and waits for a second call: a finish then reaches Redis in the write
- * that goes before its ack is written to the panel.
+ * that goes before its ack is written to the panel.  It is also asked
+ * whether it evicts keys when full (INFO memory).
  */
 ngx_int_t
 ngx_http_amonitor_redis_scripts_load(ngx_http_amonitor_redis_t *ctx,
@@ -89,7 +94,78 @@ ngx_http_amonitor_redis_scripts_load(ngx_http_amonitor_redis_t *ctx,
         }
     }
 
-    return NGX_OK;
+    return ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_memory,
+        NULL, "INFO memory", "INFO memory");
+}
+
+
+/*
+ * A Redis with a maxmemory and a policy other than noeviction may evict
+ * the dedupe records (all of them have a TTL, so volatile-* policies too):
+ * a repeat of an evicted msg_id would run again, which nothing else says.
+ * A Redis that does not answer INFO is not refused for it.
+ */
+static void
+ngx_http_amonitor_redis_memory(
+    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+{
+    ngx_str_t max, policy;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING
+        || ngx_http_amonitor_redis_info(reply, "maxmemory", &max) != NGX_OK
+        || ngx_http_amonitor_redis_info(reply, "maxmemory_policy", &policy)
+            != NGX_OK) {
+        return;
+    }
+
+    if ((max.len == 1 && max.data[0] == '0')
+        || (policy.len == 10
+            && ngx_strncmp(policy.data, "noeviction", 10) == 0)) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+        "amonitor: redis %V evicts keys when it is full (maxmemory %V, "
+        "maxmemory-policy %V): an evicted dedupe record lets a repeated "
+        "msg_id run again; set maxmemory-policy noeviction",
+        &ctx->conf->addr, &max, &policy);
+}
+
+
+/* a field of an INFO reply: "\r\n" field ":" value "\r\n" */
+static ngx_int_t
+ngx_http_amonitor_redis_info(
+    redisReply *reply, const char *field, ngx_str_t *value)
+{
+    u_char *p, *last, *nl;
+    size_t  len;
+
+    len = ngx_strlen(field);
+    p = (u_char *) reply->str;
+    last = p + reply->len;
+
+    while (p < last) {
+        nl = ngx_strlchr(p, last, '\n');
+        if (nl == NULL) {
+            nl = last;
+        }
+
+        if ((size_t) (nl - p) > len && p[len] == ':'
+            && ngx_strncmp(p, field, len) == 0) {
+            value->data = p + len + 1;
+            value->len = nl - value->data;
+
+            if (value->len && value->data[value->len - 1] == '\r') {
+                value->len--;
+            }
+
+            return value->len ? NGX_OK : NGX_ERROR;
+        }
+
+        p = nl + 1;
+    }
+
+    return NGX_ERROR;
 }
 
 

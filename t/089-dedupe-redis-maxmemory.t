@@ -3,7 +3,10 @@
 # still finished there, so that a repeat after its claim's lease is a
 # duplicate and never runs a second time; a new action is refused with
 # INTERNAL and not forwarded; once Redis has room again, actions run.
-# Starts its own redis-server.
+# A Redis that would evict keys when full (a policy other than
+# noeviction) is named in the error log when the worker connects: an
+# evicted dedupe record lets a repeat run again.  Starts its own
+# redis-server.
 
 use strict;
 use warnings;
@@ -113,5 +116,26 @@ subtest 'actions claimed before redis is full are finished there' => sub {
 };
 
 no_error_log(qr/could not finish the claim/, 'no finish was refused');
+
+subtest 'a redis that may evict the records is named in the log' => sub {
+    no_error_log(qr/evicts keys/, 'not while it evicts nothing');
+    for my $policy (qw(allkeys-lru volatile-ttl)) {
+        is($redis->cli('CONFIG', 'SET', 'maxmemory-policy', $policy), 'OK',
+            "redis evicts ($policy) ...");
+        is($redis->cli('CONFIG', 'SET', 'maxmemory', '64mb'), 'OK',
+            '... at 64 MB');
+        ok($redis->cli('CLIENT', 'KILL', 'TYPE', 'normal') >= 1,
+            'the agent\'s connection is closed');
+        ok($t->wait_error_log(qr/\[warn\].*redis\ 127\.0\.0\.1:$rport
+            \ evicts\ keys\ when\ it\ is\ full\ \(maxmemory\ 67108864,
+            \ maxmemory-policy\ $policy\):\ an\ evicted\ dedupe\ record
+            \ lets\ a\ repeated\ msg_id\ run\ again/x, 5),
+            'the reconnected worker warns');
+    }
+    my $id = uuid4();
+    $p->send_json(action($id));
+    my $a = $p->answer_to($id, 5);
+    is($a && $a->{type}, 'action_ack', 'actions run all the same');
+};
 
 done_testing;
