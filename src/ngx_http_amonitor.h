@@ -303,6 +303,8 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   down : 1; /* an outage was logged */
     unsigned   answered : 1; /* a message since open */
     unsigned   remote_up : 1; /* cluster: up at its owner, counted */
+    unsigned   remote_unsure : 1; /* cluster: bus lost, owner asked */
+    unsigned   remote_told_down : 1; /* cluster: panels told, not owner */
     unsigned   first_dial : 1; /* not dialed yet: in first_dials' passes */
     unsigned   listed : 1; /* learned: in the registry read whole */
     /* lines about its dropped messages (ngx_http_amonitor_upstream_say) */
@@ -527,6 +529,9 @@ void ngx_http_amonitor_fanout_panel_gone(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_router_remote_unconfirmed(
+    ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_router_remote_held(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_router_remote_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_down(

@@ -31,8 +31,15 @@ static void ngx_http_amonitor_cluster_learn(ngx_http_amonitor_cluster_t *cl,
 static void ngx_http_amonitor_cluster_error(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
 static void ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl);
-static void ngx_http_amonitor_cluster_tick(ngx_event_t *ev);
-static void ngx_http_amonitor_cluster_resync(ngx_event_t *ev);
+static void ngx_http_amonitor_cluster_subscribed(
+    ngx_http_amonitor_cluster_t *cl);
+static void ngx_http_amonitor_cluster_confirm(ngx_http_amonitor_cluster_t *cl);
+static void ngx_http_amonitor_cluster_tell_held(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *asker);
+static void ngx_http_amonitor_cluster_held(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *ids);
+static void       ngx_http_amonitor_cluster_tick(ngx_event_t *ev);
+static void       ngx_http_amonitor_cluster_resync(ngx_event_t *ev);
 static ngx_uint_t ngx_http_amonitor_cluster_opcode(
     ngx_http_amonitor_cluster_t *cl, ngx_str_t *f);
 static ngx_http_amonitor_upstream_t *ngx_http_amonitor_cluster_target(
@@ -187,7 +194,7 @@ ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w)
 
     cl->on_message = ngx_http_amonitor_cluster_message;
     cl->on_ready = ngx_http_amonitor_cluster_ready;
-    cl->on_subscribed = ngx_http_amonitor_routes_resync;
+    cl->on_subscribed = ngx_http_amonitor_cluster_subscribed;
 
     cl->tick.handler = ngx_http_amonitor_cluster_tick;
     cl->tick.data = cl;
@@ -353,6 +360,183 @@ ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl)
 }
 
 
+/*
+ * Subscribed: the routes are read again, and the states of the targets
+ * other workers hold are asked: a new worker learns them at once, and one
+ * whose bus was lost those it missed meanwhile.
+ */
+static void
+ngx_http_amonitor_cluster_subscribed(ngx_http_amonitor_cluster_t *cl)
+{
+    cl->confirm = 1;
+    cl->routes_asked = 0;
+    cl->routes_read = 0;
+
+    ngx_http_amonitor_cluster_confirm(cl);
+}
+
+
+/*
+ * On the tick: once the bus is back and the routes are read (the answers
+ * name targets learned from them), every worker is asked which targets it
+ * holds (each answers on this worker's channel with their state); a
+ * target this worker had as up at its owner that nobody claims within a
+ * lease is told down to this worker's panels.
+ */
+static void
+ngx_http_amonitor_cluster_confirm(ngx_http_amonitor_cluster_t *cl)
+{
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_upstream_t *u;
+    ngx_http_amonitor_worker_t   *w;
+
+    w = cl->worker;
+
+    if (cl->confirm && ngx_http_amonitor_bus_ready(cl)) {
+        if (!cl->routes_read) {
+            if (!cl->routes_asked
+                && ngx_http_amonitor_routes_resync(cl) == NGX_OK) {
+                /* (the command connection may come back after this one) */
+                cl->routes_asked = 1;
+            }
+
+            return;
+        }
+
+        if (ngx_http_amonitor_bus_publish(cl, &cl->ch_events,
+                NGX_HTTP_AMONITOR_BUS_QUERY, &cl->token, 1, 0)
+            != NGX_OK) {
+            return;
+        }
+
+        cl->confirm = 0;
+        cl->confirm_at = ngx_current_msec + cl->conf->lease;
+
+        for (q = ngx_queue_head(&w->upstreams);
+             q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+            u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+            u->remote_unsure = u->remote_up;
+        }
+
+        return;
+    }
+
+    if (cl->confirm_at == 0
+        || (ngx_msec_int_t) (ngx_current_msec - cl->confirm_at) < 0) {
+        return;
+    }
+
+    cl->confirm_at = 0;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (u->remote_unsure) {
+            u->remote_unsure = 0;
+
+            if (u->remote_up && !u->stopped) {
+                ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                    "amonitor: no worker of the cluster holds target \"%V\" "
+                    "after the cluster bus was lost, its panels here are "
+                    "told it is down",
+                    &u->id);
+                ngx_http_amonitor_router_remote_unconfirmed(u);
+            }
+        }
+    }
+}
+
+
+/*
+ * A worker asks which targets this one holds: their ids in one message on
+ * its channel, whatever their number (one message per question).
+ */
+static void
+ngx_http_amonitor_cluster_tell_held(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *asker)
+{
+    u_char                       *p;
+    size_t                        size;
+    ngx_str_t                     f[2], channel;
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_amonitor_upstream_t *u;
+
+    w = cl->worker;
+    size = cl->w_prefix.len + asker->len;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+            size += u->id.len + 1;
+        }
+    }
+
+    p = ngx_alloc(size, cl->log);
+    if (p == NULL) {
+        return;
+    }
+
+    channel.data = p;
+    p = ngx_cpymem(p, cl->w_prefix.data, cl->w_prefix.len);
+    p = ngx_cpymem(p, asker->data, asker->len);
+    channel.len = p - channel.data;
+
+    f[0] = cl->token;
+    f[1].data = p;
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (u->state == NGX_HTTP_AMONITOR_UP_OPEN) {
+            p = ngx_cpymem(p, u->id.data, u->id.len);
+            *p++ = '\n';
+        }
+    }
+
+    f[1].len = p - f[1].data;
+
+    (void) ngx_http_amonitor_bus_publish(
+        cl, &channel, NGX_HTTP_AMONITOR_BUS_HELD, f, 2, 0);
+
+    ngx_free(channel.data);
+}
+
+
+/* another worker's answer: the targets it holds open */
+static void
+ngx_http_amonitor_cluster_held(ngx_http_amonitor_cluster_t *cl, ngx_str_t *ids)
+{
+    u_char                       *p, *last, *nl;
+    ngx_str_t                     id;
+    ngx_http_amonitor_upstream_t *u;
+
+    p = ids->data;
+    last = p + ids->len;
+
+    while (p < last) {
+        nl = ngx_strlchr(p, last, '\n');
+        if (nl == NULL) {
+            nl = last;
+        }
+
+        id.data = p;
+        id.len = nl - p;
+        p = nl + 1;
+
+        u = ngx_http_amonitor_cluster_target(cl, &id);
+
+        if (u && u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+            ngx_http_amonitor_router_remote_held(u);
+        }
+    }
+}
+
+
 static void
 ngx_http_amonitor_cluster_tick(ngx_event_t *ev)
 {
@@ -364,6 +548,7 @@ ngx_http_amonitor_cluster_tick(ngx_event_t *ev)
 
     ngx_http_amonitor_lease_tick(cl);
     ngx_http_amonitor_remote_expire(cl);
+    ngx_http_amonitor_cluster_confirm(cl);
 
     ngx_add_timer(ev, ngx_max(cl->conf->lease / 8, 50));
 }
@@ -379,7 +564,7 @@ ngx_http_amonitor_cluster_resync(ngx_event_t *ev)
     }
 
     if (cl->cmd->ready) {
-        ngx_http_amonitor_routes_resync(cl);
+        (void) ngx_http_amonitor_routes_resync(cl);
     }
 
     ngx_add_timer(ev, NGX_HTTP_AMONITOR_CLUSTER_RESYNC);
@@ -444,6 +629,23 @@ ngx_http_amonitor_cluster_message(
 
     case NGX_HTTP_AMONITOR_BUS_ERROR:
         ngx_http_amonitor_cluster_error(cl, m);
+        return;
+
+    case NGX_HTTP_AMONITOR_BUS_QUERY:
+        if (m->n == 1
+            && (m->f[0].len != cl->token.len
+                || ngx_strncmp(m->f[0].data, cl->token.data, cl->token.len)
+                    != 0)) {
+            ngx_http_amonitor_cluster_tell_held(cl, &m->f[0]);
+        }
+
+        return;
+
+    case NGX_HTTP_AMONITOR_BUS_HELD:
+        if (m->n == 2) {
+            ngx_http_amonitor_cluster_held(cl, &m->f[1]);
+        }
+
         return;
 
     default: return;

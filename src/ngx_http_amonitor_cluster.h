@@ -30,6 +30,8 @@
 #define NGX_HTTP_AMONITOR_BUS_ACTION 'A' /* reply-to, target, msg_id, frame */
 #define NGX_HTTP_AMONITOR_BUS_ACK    'K' /* target, opcode, bytes */
 #define NGX_HTTP_AMONITOR_BUS_ERROR  'R' /* target, msg_id, code, message */
+#define NGX_HTTP_AMONITOR_BUS_QUERY  'Q' /* asker: who holds which target */
+#define NGX_HTTP_AMONITOR_BUS_HELD   'H' /* sender, ids (a newline between) */
 
 
 typedef struct ngx_http_amonitor_cluster_s ngx_http_amonitor_cluster_t;
@@ -79,6 +81,10 @@ struct ngx_http_amonitor_cluster_s {
     ngx_http_amonitor_redis_t        *sub; /* SUBSCRIBE only */
     redisAsyncContext                *subscribed; /* sub->ac when done */
     ngx_uint_t                        announced; /* cmd->readies, told */
+    ngx_msec_t                        confirm_at; /* states asked: until */
+    unsigned                          confirm : 1; /* states to ask */
+    unsigned                          routes_asked : 1; /* since then */
+    unsigned                          routes_read : 1; /* since then */
     ngx_log_t                        *log;
     ngx_str_t                         token; /* instance:pid:random */
     ngx_str_t                         ch_events; /* prefix "ev" */
@@ -115,8 +121,8 @@ ngx_int_t ngx_http_amonitor_bus_pack(ngx_http_amonitor_worker_t *w, u_char kind,
     ngx_str_t *fields, ngx_uint_t n, ngx_str_t *out);
 
 /* routes and leases (cluster_route.c) */
-void ngx_http_amonitor_lease_tick(ngx_http_amonitor_cluster_t *cl);
-void ngx_http_amonitor_routes_resync(ngx_http_amonitor_cluster_t *cl);
+void      ngx_http_amonitor_lease_tick(ngx_http_amonitor_cluster_t *cl);
+ngx_int_t ngx_http_amonitor_routes_resync(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_routes_announce_conf(ngx_http_amonitor_cluster_t *cl);
 ngx_http_amonitor_lease_t *ngx_http_amonitor_lease_get(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);

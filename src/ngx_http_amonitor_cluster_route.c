@@ -497,14 +497,14 @@ ngx_http_amonitor_routes_announce_conf(ngx_http_amonitor_cluster_t *cl)
 
 
 /* every route at once: after (re)subscribing, and now and then */
-void
+ngx_int_t
 ngx_http_amonitor_routes_resync(ngx_http_amonitor_cluster_t *cl)
 {
     int64_t cutoff;
 
     cutoff = ngx_http_amonitor_cluster_now() - (int64_t) cl->conf->route_ttl;
 
-    (void) ngx_http_amonitor_redis_command(cl->cmd,
+    return ngx_http_amonitor_redis_command(cl->cmd,
         ngx_http_amonitor_routes_got, cl, "EVAL resync", "EVAL %s 2 %b %b %lld",
         NGX_HTTP_AMONITOR_LUA_RESYNC, cl->k_routes.data, cl->k_routes.len,
         cl->k_seen.data, cl->k_seen.len, (long long) cutoff);
@@ -523,6 +523,8 @@ ngx_http_amonitor_routes_got(
     ngx_http_amonitor_bus_msg_t m;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        /* asked again after a subscribe (cluster_confirm) */
+        cl->routes_asked = 0;
         return;
     }
 
@@ -550,6 +552,8 @@ ngx_http_amonitor_routes_got(
 
         cl->on_message(cl, &m);
     }
+
+    cl->routes_read = 1;
 }
 
 

@@ -36,7 +36,8 @@ static void ngx_http_amonitor_router_remote_status(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
     size_t len);
 static void ngx_http_amonitor_router_target_status(
-    ngx_http_amonitor_upstream_t *u, const char *state, const char *reason);
+    ngx_http_amonitor_upstream_t *u, const char *state, const char *reason,
+    ngx_uint_t publish);
 static ngx_http_amonitor_tstate_t *ngx_http_amonitor_router_tstate(
     ngx_http_amonitor_upstream_t *u);
 
@@ -167,6 +168,45 @@ ngx_http_amonitor_router_remote_message(ngx_http_amonitor_upstream_t *u,
 }
 
 
+/*
+ * amonitor_cluster: this worker's bus was lost, and no worker of the
+ * cluster said it holds "u" since: its state here was "up", and the
+ * "down" may have been lost with the bus.  This worker's panels are told.
+ */
+void
+ngx_http_amonitor_router_remote_unconfirmed(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_router_remote_state(u, 0);
+
+    u->remote_told_down = 1;
+    ngx_http_amonitor_router_target_status(u, "down",
+        "no agent holds the connection (not confirmed after the cluster "
+        "bus was lost)",
+        0);
+}
+
+
+/*
+ * amonitor_cluster: another worker says it holds "u" open (the answer to
+ * this worker's question after a subscribe): up here, and this worker's
+ * panels are told so if what they were told last was not "up".
+ */
+void
+ngx_http_amonitor_router_remote_held(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_uint_t tell;
+
+    tell = !u->remote_up || u->remote_told_down;
+
+    ngx_http_amonitor_router_remote_state(u, 1);
+    u->remote_told_down = 0;
+
+    if (tell) {
+        ngx_http_amonitor_router_target_status(u, "up", NULL, 0);
+    }
+}
+
+
 static void
 ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
     u_char *data, size_t len, ngx_uint_t remote)
@@ -289,8 +329,12 @@ ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
         out.data = data;
         out.len = len;
 
-        if (!u->remote_up) {
-            ngx_http_amonitor_router_remote_state(u, 1);
+        ngx_http_amonitor_router_remote_state(u, 1);
+
+        if (u->remote_told_down) {
+            /* its owner still has it: this worker's panels were told down */
+            u->remote_told_down = 0;
+            ngx_http_amonitor_router_target_status(u, "up", NULL, 0);
         }
 
     } else if (ngx_http_amonitor_reply_stamp(
@@ -340,6 +384,7 @@ ngx_http_amonitor_router_remote_status(ngx_http_amonitor_upstream_t *u,
     ngx_http_amonitor_worker_t *w;
 
     w = u->worker;
+    u->remote_told_down = 0;
 
     ngx_http_amonitor_router_remote_state(u,
         ngx_strlcasestrn(data, data + len, (u_char *) "\"state\":\"up\"",
@@ -497,8 +542,9 @@ ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u)
 
     /* amonitor_cluster: this worker's own connection counts from now */
     ngx_http_amonitor_router_remote_state(u, 0);
+    u->remote_told_down = 0;
 
-    ngx_http_amonitor_router_target_status(u, "up", NULL);
+    ngx_http_amonitor_router_target_status(u, "up", NULL, 1);
     ngx_http_amonitor_action_upstream_open(u);
 }
 
@@ -519,7 +565,7 @@ ngx_http_amonitor_router_upstream_down(
     ngx_http_amonitor_cluster_upstream_down(u, connected);
 
     if (connected) {
-        ngx_http_amonitor_router_target_status(u, "down", reason);
+        ngx_http_amonitor_router_target_status(u, "down", reason, 1);
     }
 }
 
@@ -534,6 +580,9 @@ static void
 ngx_http_amonitor_router_remote_state(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t up)
 {
+    /* its owner spoke */
+    u->remote_unsure = 0;
+
     if (up == u->remote_up) {
         return;
     }
@@ -559,10 +608,10 @@ ngx_http_amonitor_router_tstate(ngx_http_amonitor_upstream_t *u)
 }
 
 
-/* tell panels a target went up or down */
+/* tell panels a target went up or down (and other workers': "publish") */
 static void
-ngx_http_amonitor_router_target_status(
-    ngx_http_amonitor_upstream_t *u, const char *state, const char *reason)
+ngx_http_amonitor_router_target_status(ngx_http_amonitor_upstream_t *u,
+    const char *state, const char *reason, ngx_uint_t publish)
 {
     ngx_http_amonitor_msg_t    *msg;
     ngx_http_amonitor_live_t    live;
@@ -570,7 +619,7 @@ ngx_http_amonitor_router_target_status(
 
     w = u->worker;
 
-    if (ngx_queue_empty(&w->panels) && w->cluster == NULL) {
+    if (ngx_queue_empty(&w->panels) && (w->cluster == NULL || !publish)) {
         return;
     }
 
@@ -579,9 +628,11 @@ ngx_http_amonitor_router_target_status(
         return;
     }
 
-    /* amonitor_cluster: for the panels of every other worker */
-    ngx_http_amonitor_cluster_event(
-        u, AMON_WS_OP_TEXT, w->scratch.data, w->scratch.len);
+    if (publish) {
+        /* amonitor_cluster: for the panels of every other worker */
+        ngx_http_amonitor_cluster_event(
+            u, AMON_WS_OP_TEXT, w->scratch.data, w->scratch.len);
+    }
 
     live.target = &u->id;
     live.target_hash = 0;
