@@ -64,6 +64,7 @@ struct ngx_http_amonitor_redis_rec_s {
     unsigned                       in_queue : 1;
     unsigned                       renewing : 1;
     unsigned                       lost : 1;
+    unsigned                       refused : 1; /* its finish, for now */
 };
 
 
@@ -192,6 +193,8 @@ ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash);
 void ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec);
 void ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec);
+ngx_int_t ngx_http_amonitor_redis_end_again(
+    ngx_http_amonitor_redis_rec_t *rec, redisReply *reply);
 ngx_int_t ngx_http_amonitor_redis_stored(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_stored_pt handler, void *data);
 void      ngx_http_amonitor_redis_rec_tell(ngx_http_amonitor_redis_rec_t *rec);

@@ -26,10 +26,8 @@
 /*
  * ARGV[2] the result, ARGV[3] the TTL: 1 when written (also again, or
  * over an expired claim nobody took), else the first letter found.
- * "allow-oom" (Redis 7): this script, the finishes' and the renewal run
- * also in a Redis at maxmemory with noeviction, which refuses the claims;
- * a finish refused there would leave the claim to expire with the lease,
- * and a repeat of an action that ran would run again.
+ * "allow-oom" (Redis 7), here, in the finishes and the renewal: they run
+ * in a Redis full with noeviction, which refuses new claims.
  */
 #define NGX_HTTP_AMONITOR_REDIS_FINISH \
     "#!lua flags=allow-oom\n" \
@@ -616,6 +614,10 @@ ngx_http_amonitor_redis_ended(
         /* not known to be written: again on the next connection */
         ngx_queue_insert_tail(&ctx->todo, &rec->queue);
         rec->in_queue = 1;
+        return;
+    }
+
+    if (ngx_http_amonitor_redis_end_again(rec, reply) == NGX_OK) {
         return;
     }
 

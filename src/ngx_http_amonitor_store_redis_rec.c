@@ -528,3 +528,55 @@ ngx_http_amonitor_redis_value(redisReply *reply, ngx_str_t *result)
 
     return state;
 }
+
+
+/*
+ * A finish that Redis refused for now (it refuses writes: no disk for its
+ * snapshot (MISCONF), a replica now (READONLY), loading, a script busy)
+ * waits in "todo" and goes again on the next tick or batch: dropped, its
+ * claim would lapse with the lease, and a repeat of an action that ran
+ * would run again.  NGX_DECLINED: another error, the end is dropped.
+ */
+ngx_int_t
+ngx_http_amonitor_redis_end_again(
+    ngx_http_amonitor_redis_rec_t *rec, redisReply *reply)
+{
+    size_t                     i, n;
+    ngx_http_amonitor_redis_t *ctx;
+    static const char *again[] = {"MISCONF", "READONLY", "LOADING", "BUSY",
+        "OOM", "MASTERDOWN", "NOREPLICAS", "TRYAGAIN"};
+
+    if (reply->type != REDIS_REPLY_ERROR
+        || rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < sizeof(again) / sizeof(again[0]); i++) {
+        n = ngx_strlen(again[i]);
+
+        if (reply->len > n && reply->str[n] == ' '
+            && ngx_strncmp(reply->str, again[i], n) == 0) {
+            break;
+        }
+    }
+
+    if (i == sizeof(again) / sizeof(again[0])) {
+        return NGX_DECLINED;
+    }
+
+    ctx = rec->ctx;
+
+    if (!rec->refused) {
+        rec->refused = 1;
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+            "amonitor: redis refused the finish of \"%V\": %*s; it is sent "
+            "again every %M ms until redis takes it",
+            &rec->msg_id, (size_t) reply->len, reply->str,
+            ctx->conf->lease / 3);
+    }
+
+    ngx_queue_insert_tail(&ctx->todo, &rec->queue);
+    rec->in_queue = 1;
+
+    return NGX_OK;
+}

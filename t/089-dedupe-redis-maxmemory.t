@@ -3,6 +3,9 @@
 # still finished there, so that a repeat after its claim's lease is a
 # duplicate and never runs a second time; a new action is refused with
 # INTERNAL and not forwarded; once Redis has room again, actions run.
+# The same in a Redis that refuses every write for a while (MISCONF: it
+# cannot save its snapshot): the finish is sent again until Redis takes
+# it, also after the claim's lease, and a repeat is a duplicate.
 # A Redis that would evict keys when full (a policy other than
 # noeviction) is named in the error log when the worker connects: an
 # evicted dedupe record lets a repeat run again.  Starts its own
@@ -19,7 +22,9 @@ use Test::AMonitor::Redis;
 ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
     or BAIL_OUT('no redis-server');
 
-my $redis = Test::AMonitor::Redis->new;
+# (CONFIG SET dir, to make its snapshots fail)
+my $redis = Test::AMonitor::Redis->new(
+    args => [ '--enable-protected-configs', 'yes' ]);
 ok($redis->start, 'redis-server runs on ' . $redis->addr);
 my $rport = $redis->port;
 
@@ -136,6 +141,44 @@ subtest 'a redis that may evict the records is named in the log' => sub {
     $p->send_json(action($id));
     my $a = $p->answer_to($id, 5);
     is($a && $a->{type}, 'action_ack', 'actions run all the same');
+};
+
+subtest 'a finish refused while redis cannot save is written once it can'
+    => sub {
+    $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
+    $redis->cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    $t->mark_log;
+    my $id = uuid4();
+    $p->send_json(action($id));
+    ok(wait_for(sub { runs($id) }, 5), 'the SDK has the action');
+    $redis->cli('CONFIG', 'SET', 'save', '3600 1');
+    $redis->cli('CONFIG', 'SET', 'dir', '/proc');
+    $redis->cli('BGSAVE');
+    ok(wait_for(sub { $redis->cli('INFO', 'persistence')
+        =~ /rdb_last_bgsave_status:err/ }, 5), 'redis cannot save');
+    like($redis->cli('SET', 'mm:probe', 'x'), qr/^MISCONF/,
+        'and refuses writes (MISCONF)');
+    my %ans = answers($id);
+    is($ans{$id} && $ans{$id}{type}, 'action_ack', 'the ack reaches the panel');
+    ok($t->wait_error_log(qr/\[error\].*redis refused the finish of (?#
+        )"\Q$id\E": MISCONF .*; it is sent again every 300 ms/, 3),
+        'the refusal is logged');
+    # past the claim's lease
+    sleep 2;
+    is($redis->cli('CONFIG', 'SET', 'dir', $redis->{dir}), 'OK',
+        'redis can save again ...');
+    $redis->cli('BGSAVE');
+    ok(wait_for(sub { $redis->cli('INFO', 'persistence')
+        =~ /rdb_last_bgsave_status:ok/ }, 5), '... and saved');
+    ok($redis->wait_done("mm:$id", 3), 'the finish is in redis');
+    $p->send_json(action($id));
+    my $d = $p->answer_to($id, 5);
+    like($d && $d->{payload}{message}, qr/duplicate ignored/,
+        'a repeat is "duplicate ignored"');
+    is(runs($id), 1, 'the action ran once');
+    is($t->log_count(qr/redis refused the finish/), 1,
+        'the refusal is logged once');
+    $redis->cli('CONFIG', 'SET', 'save', '');
 };
 
 done_testing;
