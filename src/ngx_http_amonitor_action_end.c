@@ -17,6 +17,8 @@
 
 static void ngx_http_amonitor_action_finish(ngx_http_amonitor_action_t *a,
     ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf);
+static void ngx_http_amonitor_action_ack_result(
+    amon_envelope_t *env, ngx_str_t *result, u_char *buf);
 
 
 /* what a reply about the action answers */
@@ -260,17 +262,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
         (void) ngx_atomic_fetch_add(&ts->failures, 1);
     }
 
-    /* the stored result: the ack's payload, or its gist if too long */
-
-    if (!env->binary && env->payload.len <= sizeof(buf)) {
-        result.data = (u_char *) env->payload.data;
-        result.len = env->payload.len;
-
-    } else {
-        result.data = buf;
-        ngx_http_amonitor_reply_result(&result, sizeof(buf), env->success,
-            env->message, NULL, env->action_msg_id);
-    }
+    ngx_http_amonitor_action_ack_result(env, &result, buf);
 
     /* the SDK's ack, marked as the last reply, for the panel that asked */
     rc = NGX_DECLINED;
@@ -308,6 +300,26 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
         a, env->success ? "ack_success" : "ack_failure", NULL);
 
     ngx_http_amonitor_action_free(a);
+}
+
+
+/*
+ * What the store keeps of an ack: its payload, or its gist when it is
+ * protobuf or too long ("buf": NGX_HTTP_AMONITOR_RESULT_MAX bytes).
+ */
+static void
+ngx_http_amonitor_action_ack_result(
+    amon_envelope_t *env, ngx_str_t *result, u_char *buf)
+{
+    if (!env->binary && env->payload.len <= NGX_HTTP_AMONITOR_RESULT_MAX) {
+        result->data = (u_char *) env->payload.data;
+        result->len = env->payload.len;
+        return;
+    }
+
+    result->data = buf;
+    ngx_http_amonitor_reply_result(result, NGX_HTTP_AMONITOR_RESULT_MAX,
+        env->success, env->message, NULL, env->action_msg_id);
 }
 
 

@@ -31,6 +31,8 @@ static int amon_envelope_pb_query(amon_envelope_t *env, ProtobufCAllocator *pa);
 static void amon_envelope_pb_salvage(
     amon_envelope_t *env, const unsigned char *p, size_t len);
 static uint32_t amon_envelope_pb_nuls(const unsigned char *p, size_t len);
+static int      amon_envelope_pb_head(amon_envelope_t *env,
+         Amonitor__Control__V1__Envelope *e, const unsigned char *p, size_t len);
 static int      amon_envelope_pb_field(const unsigned char *p, size_t len,
          size_t *pos, uint64_t *key, amon_str_t *s);
 static int      amon_envelope_pb_varint(
@@ -108,7 +110,6 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
     size_t len, const amon_allocator_t *a)
 {
     int                              rc;
-    uint32_t                         nuls;
     ProtobufCAllocator               pa;
     amon_envelope_pb_ctx_t           ctx;
     Amonitor__Control__V1__Envelope *e;
@@ -137,12 +138,49 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
     env->pb_envelope = e;
 
-    /*
-     * protobuf-c gives strings NUL-terminated: one with a NUL inside would
-     * be read cut short (two msg_ids as one, a target_id checked shorter
-     * than the SDK reads it).  Refused as JSON's \u0000 is; the msg_id is
-     * echoed only when it has none.
-     */
+    rc = amon_envelope_pb_head(env, e, p, len);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    /* proto3: a zero timestamp is an absent one */
+    if (e->timestamp != 0) {
+        env->timestamp = e->timestamp;
+        env->has_timestamp = 1;
+    }
+
+    if (e->payload.len == 0) {
+        return env->type == AMON_MSG_ACTION ? AMON_ENO_PAYLOAD : AMON_OK;
+    }
+
+    env->has_payload = 1;
+    env->payload.data = e->payload.data;
+    env->payload.len = e->payload.len;
+
+    rc = amon_envelope_pb_payload(env, &pa);
+
+    if (rc == AMON_EPROTOBUF && ctx.failed) {
+        return AMON_ENOMEM;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The Envelope's own strings.  protobuf-c gives strings NUL-terminated:
+ * one with a NUL inside would be read cut short (two msg_ids as one, a
+ * target_id checked shorter than the SDK reads it).  Refused as JSON's
+ * \u0000 is; the msg_id (and trace_id) are echoed only when they have
+ * none.
+ */
+static int
+amon_envelope_pb_head(amon_envelope_t *env, Amonitor__Control__V1__Envelope *e,
+    const unsigned char *p, size_t len)
+{
+    int      rc;
+    uint32_t nuls;
+
     nuls = amon_envelope_pb_nuls(p, len) & AMON_PB_ENVELOPE_STRS;
 
     if (nuls & AMON_PB_F(1)) {
@@ -189,27 +227,7 @@ amon_envelope_decode_pb(amon_envelope_t *env, const unsigned char *p,
 
     env->has_source = (e->source != NULL && e->source[0] != '\0');
 
-    /* proto3: a zero timestamp is an absent one */
-    if (e->timestamp != 0) {
-        env->timestamp = e->timestamp;
-        env->has_timestamp = 1;
-    }
-
-    if (e->payload.len == 0) {
-        return env->type == AMON_MSG_ACTION ? AMON_ENO_PAYLOAD : AMON_OK;
-    }
-
-    env->has_payload = 1;
-    env->payload.data = e->payload.data;
-    env->payload.len = e->payload.len;
-
-    rc = amon_envelope_pb_payload(env, &pa);
-
-    if (rc == AMON_EPROTOBUF && ctx.failed) {
-        return AMON_ENOMEM;
-    }
-
-    return rc;
+    return AMON_OK;
 }
 
 
