@@ -409,6 +409,8 @@ ngx_http_amonitor_cluster_confirm(ngx_http_amonitor_cluster_t *cl)
             return;
         }
 
+        ngx_http_amonitor_cluster_tell_held(cl, NULL);
+
         cl->confirm = 0;
         cl->confirm_at = ngx_current_msec + cl->conf->lease;
 
@@ -450,13 +452,16 @@ ngx_http_amonitor_cluster_confirm(ngx_http_amonitor_cluster_t *cl)
 
 /*
  * A worker asks which targets this one holds: their ids in one message on
- * its channel, whatever their number (one message per question).
+ * its channel, whatever their number (one message per question).  With no
+ * asker (this worker has just subscribed) the same goes to every worker:
+ * those that started or asked while this one's bus was lost learn what it
+ * holds.
  */
 static void
 ngx_http_amonitor_cluster_tell_held(
     ngx_http_amonitor_cluster_t *cl, ngx_str_t *asker)
 {
-    u_char                       *p;
+    u_char                       *p, *base;
     size_t                        size;
     ngx_str_t                     f[2], channel;
     ngx_queue_t                  *q;
@@ -464,7 +469,7 @@ ngx_http_amonitor_cluster_tell_held(
     ngx_http_amonitor_upstream_t *u;
 
     w = cl->worker;
-    size = cl->w_prefix.len + asker->len;
+    size = asker ? cl->w_prefix.len + asker->len : 0;
 
     for (q = ngx_queue_head(&w->upstreams);
          q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
@@ -475,15 +480,26 @@ ngx_http_amonitor_cluster_tell_held(
         }
     }
 
-    p = ngx_alloc(size, cl->log);
-    if (p == NULL) {
+    if (size == 0) {
+        return; /* (nothing held, and nobody asked) */
+    }
+
+    base = ngx_alloc(size, cl->log);
+    if (base == NULL) {
         return;
     }
 
-    channel.data = p;
-    p = ngx_cpymem(p, cl->w_prefix.data, cl->w_prefix.len);
-    p = ngx_cpymem(p, asker->data, asker->len);
-    channel.len = p - channel.data;
+    p = base;
+
+    if (asker) {
+        channel.data = p;
+        p = ngx_cpymem(p, cl->w_prefix.data, cl->w_prefix.len);
+        p = ngx_cpymem(p, asker->data, asker->len);
+        channel.len = p - channel.data;
+
+    } else {
+        channel = cl->ch_events;
+    }
 
     f[0] = cl->token;
     f[1].data = p;
@@ -503,7 +519,7 @@ ngx_http_amonitor_cluster_tell_held(
     (void) ngx_http_amonitor_bus_publish(
         cl, &channel, NGX_HTTP_AMONITOR_BUS_HELD, f, 2, 0);
 
-    ngx_free(channel.data);
+    ngx_free(base);
 }
 
 
@@ -642,7 +658,10 @@ ngx_http_amonitor_cluster_message(
         return;
 
     case NGX_HTTP_AMONITOR_BUS_HELD:
-        if (m->n == 2) {
+        if (m->n == 2
+            && (m->f[0].len != cl->token.len
+                || ngx_strncmp(m->f[0].data, cl->token.data, cl->token.len)
+                    != 0)) {
             ngx_http_amonitor_cluster_held(cl, &m->f[1]);
         }
 

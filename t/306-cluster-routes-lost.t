@@ -67,8 +67,12 @@ subtest 'the owners write their routes again' => sub {
 };
 
 subtest 'the same after a restart of redis without its data' => sub {
+    $A->mark_log;
     $redis->stop;
     ok($redis->start, 'redis-server runs again, empty');
+    # (actions through another instance reach A once its bus is back)
+    ok($A->wait_error_log(qr/cluster bus subscribed/, 5),
+        'A subscribed again');
     ok(wait_for(sub {
         $redis->cli('HGET', 'rl:routes', 'rl-reg') =~ m{\nregister\nA$}
     }, 5), 'the registered target\'s route is back');
