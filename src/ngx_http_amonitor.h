@@ -399,6 +399,7 @@ struct ngx_http_amonitor_worker_s {
     ngx_http_amonitor_kick_pt      kick;
     ngx_http_amonitor_drop_pt      drop; /* forget a learned target */
     ngx_http_amonitor_kick_pt      hangup; /* close: the lease is lost */
+    ngx_http_amonitor_kick_pt      settled; /* the lease is another's */
     void                          *cluster; /* NULL: not in a cluster */
     amon_allocator_t               allocator;
 };
@@ -549,6 +550,7 @@ void      ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 void      ngx_http_amonitor_action_panel_gone(
          ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel);
 void ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_action_lease_settled(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
     ngx_str_t *msg_id, const char *code, const char *message);
 void ngx_http_amonitor_action_upstream_down(

@@ -26,7 +26,11 @@ static const char *ngx_http_amonitor_action_refused(
     ngx_http_amonitor_action_t *a, ngx_str_t *id);
 static ngx_uint_t ngx_http_amonitor_action_rechecked(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
-static void ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
+static void       ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a);
+static ngx_uint_t ngx_http_amonitor_action_clustered(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_action_local(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_action_claims(ngx_event_t *ev);
 static void ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
@@ -585,22 +589,56 @@ ngx_http_amonitor_action_route(ngx_http_amonitor_action_t *a)
 
     a->upstream = u;
 
-    /* amonitor_cluster: the worker holding the target's lease runs it */
+    if (ngx_http_amonitor_action_clustered(a, u)) {
+        return;
+    }
+
+    ngx_http_amonitor_action_local(a, u);
+}
+
+
+/*
+ * amonitor_cluster: the worker holding the target's lease runs it; while
+ * nobody is known to hold it (a target this worker has just learned, or
+ * dials for this action) the action waits for the lease's answer as it
+ * would for a connection.  0: this worker holds it.
+ */
+static ngx_uint_t
+ngx_http_amonitor_action_clustered(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
+{
     switch (ngx_http_amonitor_cluster_forward(u, &a->sn.str, a->msg)) {
 
     case NGX_OK:
         a->remote = 1;
         ngx_http_amonitor_action_sent(a, u);
-        return;
+        return 1;
+
+    case NGX_AGAIN:
+        a->state = NGX_HTTP_AMONITOR_ACTION_WAITING;
+        ngx_queue_insert_tail(&u->waiting, &a->queue);
+        ngx_http_amonitor_action_timer(a, a->worker->amcf->ack_timeout);
+        return 1;
 
     case NGX_ERROR:
         ngx_http_amonitor_action_fail(a, "TARGET_UNAVAILABLE",
             "the cluster bus (redis) is not available",
             NGX_HTTP_AMONITOR_RELEASE);
-        return;
+        return 1;
 
-    default: break;
+    default: return 0;
     }
+}
+
+
+/* this worker holds the target (or there is no cluster) */
+static void
+ngx_http_amonitor_action_local(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_worker_t *w;
+
+    w = a->worker;
 
     ngx_http_amonitor_target_kick(u);
 
@@ -756,6 +794,39 @@ ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u)
         a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
 
         ngx_http_amonitor_action_forward(a, u);
+    }
+}
+
+
+/*
+ * amonitor_cluster: the answer to this worker's first try for the target's
+ * lease is that another worker holds it (or none is known): the actions
+ * that waited for it go there now, as any later one would.
+ */
+void
+ngx_http_amonitor_action_lease_settled(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_t                 list, *q;
+    ngx_http_amonitor_action_t *a;
+
+    if (ngx_queue_empty(&u->waiting)) {
+        return;
+    }
+
+    ngx_queue_init(&list);
+    ngx_queue_add(&list, &u->waiting);
+    ngx_queue_init(&u->waiting);
+
+    while (!ngx_queue_empty(&list)) {
+        q = ngx_queue_head(&list);
+        ngx_queue_remove(q);
+
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, queue);
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+
+        if (!ngx_http_amonitor_action_clustered(a, u)) {
+            ngx_http_amonitor_action_local(a, u);
+        }
     }
 }
 

@@ -70,6 +70,7 @@ typedef struct {
     unsigned                      owned : 1;
     unsigned                      busy : 1; /* a command under way */
     unsigned                      gone : 1; /* the upstream went */
+    unsigned                      settled : 1; /* a SET NX answered */
 } ngx_http_amonitor_lease_t;
 
 
@@ -124,6 +125,8 @@ ngx_int_t ngx_http_amonitor_bus_pack(ngx_http_amonitor_worker_t *w, u_char kind,
 void      ngx_http_amonitor_lease_tick(ngx_http_amonitor_cluster_t *cl);
 ngx_int_t ngx_http_amonitor_routes_resync(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_routes_announce_conf(ngx_http_amonitor_cluster_t *cl);
+void ngx_http_amonitor_lease_acquire(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
 ngx_http_amonitor_lease_t *ngx_http_amonitor_lease_get(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_lease_exit(ngx_http_amonitor_cluster_t *cl);

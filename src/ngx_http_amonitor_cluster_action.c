@@ -42,7 +42,10 @@ static void ngx_http_amonitor_remote_free(
 /*
  * The asking side.  NGX_DECLINED: not in a cluster, or this worker holds
  * the target (the local path); NGX_OK: on its way to the owner (its ack or
- * error comes back on this worker's channel); NGX_ERROR: the bus is down.
+ * error comes back on this worker's channel); NGX_AGAIN: nobody is known
+ * to hold it yet, this worker asks for its lease (the action waits on the
+ * target for the answer: this worker's own dial, or the owner); NGX_ERROR:
+ * the bus is down.
  */
 ngx_int_t
 ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
@@ -71,6 +74,14 @@ ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
 
     if (!cl->cmd->ready) {
         return NGX_ERROR;
+    }
+
+    if (!l->settled) {
+        if (!l->busy) {
+            ngx_http_amonitor_lease_acquire(cl, l);
+        }
+
+        return NGX_AGAIN;
     }
 
     fw = ngx_alloc(

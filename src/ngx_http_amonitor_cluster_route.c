@@ -44,8 +44,6 @@
     "return redis.call('HGETALL', KEYS[1])"
 
 
-static void ngx_http_amonitor_lease_acquire(
-    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
 static void ngx_http_amonitor_lease_acquired(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_lease_renew(
@@ -251,7 +249,7 @@ ngx_http_amonitor_lease_retry(ngx_http_amonitor_cluster_t *cl, ngx_msec_t base)
 }
 
 
-static void
+void
 ngx_http_amonitor_lease_acquire(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l)
 {
@@ -276,14 +274,23 @@ ngx_http_amonitor_lease_acquired(
     ngx_http_amonitor_upstream_t *u;
 
     l->busy = 0;
+    l->settled = 1;
     u = l->upstream;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_STATUS || l->gone
-        || u->stopped) {
+    if (l->gone) {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_STATUS || u->stopped) {
         /*
          * Not ours (or not known: a lost reply); a lease taken without
          * knowing it expires on its own, since it is never renewed.
+         * Actions that waited to learn it go to its owner.
          */
+        if (!ngx_queue_empty(&u->waiting)) {
+            u->worker->settled(u);
+        }
+
         return;
     }
 

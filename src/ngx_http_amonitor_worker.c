@@ -53,6 +53,7 @@ ngx_http_amonitor_worker_init(
     w->kick = ngx_http_amonitor_upstream_kick;
     w->drop = ngx_http_amonitor_upstream_drop;
     w->hangup = ngx_http_amonitor_upstream_hangup;
+    w->settled = ngx_http_amonitor_action_lease_settled;
 
     w->counters = ngx_http_amonitor_store_counters(amcf->shm_zone);
 

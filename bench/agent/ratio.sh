@@ -80,6 +80,9 @@
 #   PERF_EVENTS  e.g. "cycles:u,cycles:k": perf stat counts these events
 #                of the server over each measured window and prints them
 #                per delivery or action
+#   PERF_RECORD  a directory: perf record (call graphs) of the server over
+#                each measured window instead, one file per run
+#                (<case>-<server>-*.data; read with perf report -i)
 #   QUIET        e.g. 20: before each run, wait until the machine's other
 #                work takes under 20 % of a core (at most QUIET_MAX, 120 s)
 #   DAMON=pause  (root) turn the kernel's DAMON monitors that are on off
@@ -361,6 +364,11 @@ measure() {
     if [ -n "$PERF_EVENTS" ]; then
         perf stat -x, -e "$PERF_EVENTS" -p "$SERVER_PID" -o "$PREFIX/perf" \
             -- sleep $((SECS - 1)) 2> /dev/null
+    elif [ -n "${PERF_RECORD:-}" ]; then
+        mkdir -p "$PERF_RECORD"
+        perf record -q -g -F 4999 -p "$SERVER_PID" \
+            -o "$PERF_RECORD/${PERF_TAG:-run}-$$-$RANDOM.data" \
+            -- sleep $((SECS - 1)) > /dev/null 2>&1
     else
         sleep $((SECS - 1))
     fi
@@ -565,7 +573,7 @@ run() {
     local conns=1
     [ "$s" = proxy ] && [ "${c#act}" != "$c" ] && conns=16
     # shellcheck disable=SC2086
-    r=$(measure --panel-url "$url" $args --sdk-conns "$conns")
+    r=$(PERF_TAG=$c-$s measure --panel-url "$url" $args --sdk-conns "$conns")
     stop_server
     CPU_LOG=
     if [ -n "$TIMELINE" ] && [ "$c" = actopen ] && [ -f "$PREFIX/error.log" ]
