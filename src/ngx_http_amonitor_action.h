@@ -107,6 +107,8 @@ void ngx_http_amonitor_action_about(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 void ngx_http_amonitor_action_timer(
     ngx_http_amonitor_action_t *a, ngx_msec_t timeout);
+void ngx_http_amonitor_action_route(
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_action_untimer(ngx_http_amonitor_action_t *a);
 void ngx_http_amonitor_action_timeout(ngx_event_t *ev);
 void ngx_http_amonitor_action_due(ngx_event_t *ev);
