@@ -459,6 +459,7 @@ int amonitor_sdk_pending_cancel(
  */
 #define AMONITOR_OPT_PENDING_TIMEOUT_MS 1 /* 300000; 0: never */
 #define AMONITOR_OPT_ACCEPT_BACKOFF_MS  2 /* pause after EMFILE; 100 */
+#define AMONITOR_OPT_IDLE_AGENT_MS      3 /* silent agent yields; 60000 */
 
 /* Returns AMONITOR_OK, AMONITOR_ERR_INVAL or AMONITOR_ERR_STATE. */
 int amonitor_sdk_set_option(amonitor_sdk_t *ctx, int option, long long value);

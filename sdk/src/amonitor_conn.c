@@ -57,7 +57,8 @@ amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
     c->fd = fd;
     c->id = priv->next_conn_id++;
     c->state = AMONITOR_CONN_HANDSHAKE;
-    c->deadline = amon_posix_now_ms() + AMONITOR_HANDSHAKE_MS;
+    c->last_in = amon_posix_now_ms();
+    c->deadline = c->last_in + AMONITOR_HANDSHAKE_MS;
 
     amon_ws_request_init(&c->request, AMONITOR_HANDSHAKE_MAX);
     amon_ws_session_init(&c->session, 0, priv->max_message, NULL, NULL, NULL);
@@ -192,6 +193,8 @@ amonitor_conn_read(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 
             return;
         }
+
+        c->last_in = amon_posix_now_ms();
 
         if (c->http_rejected) {
             continue; /* the error response is on its way: ignore input */

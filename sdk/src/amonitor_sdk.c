@@ -121,6 +121,7 @@ amonitor_sdk_new(const amonitor_sdk_config_t *cfg)
     priv->refs = 1;
     priv->pending_timeout = AMONITOR_PENDING_TIMEOUT;
     priv->accept_backoff = AMONITOR_ACCEPT_BACKOFF;
+    priv->idle_agent = AMONITOR_IDLE_AGENT_MS;
 
     if (pthread_mutex_init(&priv->lock, NULL) != 0) {
         free(priv);
@@ -516,6 +517,13 @@ amonitor_sdk_set_option(amonitor_sdk_t *ctx, int option, long long value)
             break;
         }
         priv->accept_backoff = value;
+        return AMONITOR_OK;
+
+    case AMONITOR_OPT_IDLE_AGENT_MS:
+        if (value < 0 || value > 86400000LL) {
+            break;
+        }
+        priv->idle_agent = value;
         return AMONITOR_OK;
 
     default:

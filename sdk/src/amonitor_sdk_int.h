@@ -26,6 +26,7 @@
 #define AMONITOR_HANDSHAKE_MAX    8192
 #define AMONITOR_HANDSHAKE_MS     10000
 #define AMONITOR_CLOSING_MS       1000
+#define AMONITOR_IDLE_AGENT_MS    60000
 #define AMONITOR_METRICS_MAX      65536
 #define AMONITOR_EVENT_NAME_MAX   AMON_MAX_ID_LEN
 #define AMONITOR_CONN_HARD_FACTOR 4 /* acks may exceed the soft queue */
@@ -61,6 +62,7 @@ struct amonitor_conn_s {
     void            *ssl; /* SSL, on a TLS listener */
     int64_t          deadline; /* handshake or closing limit; 0: none */
     int64_t          next_heartbeat; /* 0: none */
+    int64_t          last_in; /* when the peer last sent anything */
     amon_buf_t       in; /* handshake request bytes */
     amon_buf_t       out; /* bytes not yet written */
     size_t           out_pos;
@@ -183,6 +185,7 @@ struct amonitor_sdk_priv_s {
     unsigned max_queued_events;
     int64_t  pending_timeout;
     int64_t  accept_backoff;
+    int64_t  idle_agent; /* a silent agent may yield its place; 0: never */
     int      configured; /* written once, before any thread exists */
     void    *tls_ctx; /* SSL_CTX: amonitor_sdk_set_tls(); NULL: plain */
 
@@ -292,6 +295,10 @@ int   amonitor_loop_own_epoll(amonitor_sdk_t *ctx);
 int   amonitor_loop_thread_start(amonitor_sdk_t *ctx);
 int   amonitor_loop_forget(amonitor_sdk_priv_t *priv);
 int   amonitor_on_loop_thread(amonitor_sdk_priv_t *priv);
+
+/* amonitor_accept.c */
+void amonitor_accept(amonitor_sdk_priv_t *priv);
+void amonitor_accept_resume(amonitor_sdk_priv_t *priv, int64_t now);
 
 /* amonitor_queue.c */
 void amonitor_run_jobs(amonitor_sdk_priv_t *priv);

@@ -356,6 +356,7 @@ int
 main(int argc, char **argv)
 {
     int                   opt, loop, rc, n, metrics;
+    long long             idle_agent;
     size_t                len;
     char                  line[65536];
     host_t                h;
@@ -374,6 +375,7 @@ main(int argc, char **argv)
         {"max-send-queue", required_argument, NULL, 'q'},
         {"max-connections", required_argument, NULL, 'c'},
         {"max-pending", required_argument, NULL, 'n'},
+        {"idle-agent", required_argument, NULL, 'I'},
         {"no-metrics", no_argument, NULL, 'N'},
         {"loop", no_argument, NULL, 'l'}, {"verbose", no_argument, NULL, 'v'},
         {NULL, 0, NULL, 0}};
@@ -384,6 +386,7 @@ main(int argc, char **argv)
     cfg.heartbeat_ms = 60000;
     loop = 0;
     metrics = 1;
+    idle_agent = -1;
 
     memset(&h, 0, sizeof(h));
     pthread_mutex_init(&h.lock, NULL);
@@ -403,6 +406,7 @@ main(int argc, char **argv)
         case 'q': cfg.max_send_queue = (size_t) atol(optarg); break;
         case 'c': cfg.max_connections = (unsigned) atoi(optarg); break;
         case 'n': cfg.max_pending = (unsigned) atoi(optarg); break;
+        case 'I': idle_agent = atoll(optarg); break;
         case 'N': metrics = 0; break;
         case 'l': loop = 1; break;
         case 'v': h.verbose = 1; break;
@@ -413,6 +417,15 @@ main(int argc, char **argv)
     h.ctx = amonitor_sdk_new(&cfg);
     if (h.ctx == NULL || h.ctx->err) {
         fprintf(stderr, "host: %s\n", h.ctx ? h.ctx->errstr : "no memory");
+        amonitor_sdk_free(h.ctx);
+        return 2;
+    }
+
+    if (idle_agent >= 0
+        && amonitor_sdk_set_option(
+               h.ctx, AMONITOR_OPT_IDLE_AGENT_MS, idle_agent)
+            != AMONITOR_OK) {
+        fprintf(stderr, "host: %s\n", h.ctx->errstr);
         amonitor_sdk_free(h.ctx);
         return 2;
     }

@@ -457,6 +457,48 @@ def test_max_connections():
     run(squat())
     host.stop()
 
+    # without a token anyone finishes a handshake: connections that then
+    # say nothing cannot hold every place either, once silent long enough
+    host = Host("--max-connections", "2", "--idle-agent", "600")
+
+    async def silent():
+        quiet = await connect(host)
+        talking = await connect(host)
+        await recv_json(quiet)
+        try:
+            ws = await connect(host)
+            await recv_json(ws, 2)
+            t.ok(False, "nobody silent for 0.6 s yet: a third is refused")
+        except (websockets.InvalidHandshake, websockets.ConnectionClosed,
+                OSError, asyncio.TimeoutError):
+            t.ok(True, "nobody silent for 0.6 s yet: a third is refused")
+        for _ in range(9):
+            await talking.ping()
+            await asyncio.sleep(0.1)
+        try:
+            newcomer = await connect(host)
+            m = await recv_json(newcomer)
+        except (websockets.InvalidHandshake, websockets.ConnectionClosed,
+                OSError, asyncio.TimeoutError) as e:
+            t.ok(False, "0.9 s later a new agent is served (%r)" % e)
+            return
+        t.is_(m["type"], "heartbeat", "0.9 s later a new agent is served")
+        try:
+            await asyncio.wait_for(quiet.recv(), 2 * slow_factor())
+            t.ok(False, "the silent connection was closed for it")
+        except websockets.ConnectionClosed:
+            t.ok(True, "the silent connection was closed for it")
+        pong = await talking.ping()
+        await asyncio.wait_for(pong, 2 * slow_factor())
+        t.ok(True, "the one that kept talking is still served")
+        await talking.close()
+        await newcomer.close()
+
+    run(silent())
+    rc, stats, _ = host.stop()
+    t.is_(stats and stats["rejected"], 2,
+          "the refusal and the eviction are counted")
+
 
 # --- bad input -----------------------------------------------------------
 
