@@ -567,7 +567,7 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
 /*
  * A frame of the snapshot, in the encoding the panel chose (as live
  * frames): NGX_ERROR when the panel's queue has no room.  One that cannot
- * be converted is left out, as a live one would be.
+ * be converted is left out and counted as dropped, as a live one would be.
  */
 static ngx_int_t
 ngx_http_amonitor_fanout_snapshot_send(ngx_http_amonitor_worker_t *w,
@@ -583,6 +583,7 @@ ngx_http_amonitor_fanout_snapshot_send(ngx_http_amonitor_worker_t *w,
 
     m = ngx_http_amonitor_fanout_convert(w, wc->encoding, u, NULL, data, len);
     if (m == NULL) {
+        (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
         return NGX_OK;
     }
 

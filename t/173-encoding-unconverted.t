@@ -4,6 +4,7 @@
 # amonitor_max_message_size) is dropped for that panel as for a slow one:
 # counted in "dropped" and said in a warn line, never lost unseen.  The
 # panel that chose nothing gets it, and the next heartbeat reaches both.
+# The same for the last heartbeat in a new panel's snapshot.
 
 use strict;
 use warnings;
@@ -39,6 +40,7 @@ $t->write_config(
 EOC
     config => <<'EOC',
         location = /ws/panel { amonitor_panel on; }
+        location = /ws/snap { amonitor_panel on; amonitor_panel_snapshot on; }
         location = /status { amonitor_status; }
 EOC
 )->run;
@@ -90,6 +92,24 @@ subtest 'the next heartbeat reaches every panel' => sub {
     $sdk->send_all('{"msg_id":"uc-hb-3","type":"heartbeat","target_id":'
         . '"uc-a","payload":{"target_id":"uc-a","metrics":{"cpu":"1"}}}');
     ok(got($_, 'uc-hb-3'), $_->name . ' got it') for $pp, $pj, $px;
+};
+
+subtest 'a last heartbeat with no protobuf form in a new protobuf '
+    . 'panel\'s snapshot: left out, counted' => sub {
+    $sdk->send_all('{"msg_id":"uc-hb-4","type":"heartbeat","target_id":'
+        . '"uc-a","payload":{"target_id":"uc-a","metrics":[3,4]}}');
+    ok(got($px, 'uc-hb-4'), 'the panel that chose nothing got it');
+    ok(wait_for(sub { (dropped() // 0) >= 3 }, 3),
+        'dropped for the protobuf panel');
+    my $before = dropped();
+    my $pn = $t->panel('/ws/snap?encoding=protobuf', name => 'new');
+    ok($pn->recv_until(sub { index($_[0]{data}, 'uc-a') >= 0 }, 3),
+        'the new panel got its snapshot (the target\'s state)')
+        or diag(scalar($pn->messages) . ' frames');
+    ok(wait_for(sub { (dropped() // 0) == $before + 1 }, 3),
+        'the heartbeat left out of it is counted as dropped')
+        or diag('dropped ' . (dropped() // 'none') . ", before $before");
+    $pn->close(1000);
 };
 
 $_->close(1000) for $pp, $pj, $px;
