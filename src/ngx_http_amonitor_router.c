@@ -272,9 +272,12 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
         break;
 
     case AMON_MSG_ACTION:
+    case AMON_MSG_SUBSCRIBE:
+        /* what panels send: an SDK has nothing to ask of the agent */
         if (ngx_http_amonitor_upstream_say(u)) {
             ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-                "amonitor: action from an SDK ignored");
+                "amonitor: %s from an SDK ignored",
+                amon_msg_type_name(env.type));
         }
         break;
 

@@ -432,6 +432,28 @@ subtest 'error, target_status, action_status, subscribed from an SDK: '
     no_error_log(qr/\[(?:warn|error)\].*forged/, 'nothing louder');
 };
 
+subtest 'action and subscribe from an SDK: ignored, logged at info, '
+    . 'never forwarded to panels' => sub {
+    $t->mark_log;
+    $_->clear for $p, $q;
+    $a_sdk->send_all('{"msg_id":"sdk-sub","type":"subscribe",'
+        . '"target_id":"c-a","payload":{"targets":["*"]}}');
+    $a_sdk->send_all('{"msg_id":"sdk-act","type":"action",'
+        . '"target_id":"c-a","payload":{"action":"restart"}}');
+    $a_sdk->send_all('{"msg_id":"after-sub","type":"event","target_id":'
+        . '"c-a","payload":{"target_id":"c-a","event_name":"b","data":1}}');
+    for my $x ($p, $q) {
+        ok($x->recv_until(sub { index($_[0]{data}, 'after-sub') > 0 }, 5),
+            $x->name . ': the event sent after them arrived');
+        is(scalar(grep { $_->{data} =~ /sdk-(?:sub|act)/ } $x->messages), 0,
+            $x->name . ': neither of them');
+    }
+    error_log_like(qr/\[info\].*amonitor: subscribe from an SDK ignored/,
+        'an info line for subscribe');
+    error_log_like(qr/\[info\].*amonitor: action from an SDK ignored/,
+        'an info line for action');
+};
+
 subtest 'register: an allowed payload.sdk_url becomes a target named '
     . 'payload.target_id' => sub {
     $a_sdk->send_all({ msg_id => uuid4(), type => 'register',
