@@ -613,8 +613,9 @@ ngx_int_t  ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w);
 void       ngx_http_amonitor_cluster_exit(ngx_http_amonitor_worker_t *w);
 ngx_uint_t ngx_http_amonitor_cluster_may_dial(ngx_http_amonitor_upstream_t *u);
 void       ngx_http_amonitor_cluster_forget(ngx_http_amonitor_upstream_t *u);
-void       ngx_http_amonitor_cluster_upstream_down(
-          ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+void ngx_http_amonitor_cluster_upstream_open(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_cluster_upstream_down(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
 void      ngx_http_amonitor_cluster_event(ngx_http_amonitor_upstream_t *u,
          ngx_uint_t opcode, u_char *data, size_t len);
 void      ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w,

@@ -189,6 +189,7 @@ ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w)
 
     ngx_queue_init(&cl->leases);
     ngx_queue_init(&cl->remote);
+    ngx_queue_init(&cl->remote_wait);
     ngx_rbtree_init(
         &cl->remote_tree, &cl->remote_sentinel, ngx_str_rbtree_insert_value);
 

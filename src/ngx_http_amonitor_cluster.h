@@ -50,14 +50,19 @@ typedef void (*ngx_http_amonitor_bus_pt)(
 typedef void (*ngx_http_amonitor_bus_ready_pt)(ngx_http_amonitor_cluster_t *cl);
 
 
-/* an action this worker (the owner) wrote to its SDK for another worker */
+/*
+ * An action this worker (the owner) wrote to its SDK for another worker,
+ * or holds (msg) while its connection to the SDK is being made
+ */
 typedef struct {
     ngx_str_node_t                sn; /* msg_id */
-    ngx_queue_t                   queue; /* cl->remote, oldest first */
+    ngx_queue_t                   queue; /* cl->remote or cl->remote_wait */
     ngx_http_amonitor_upstream_t *upstream;
     ngx_str_t                     reply_to; /* the requester's token */
     uint64_t                      end_offset;
     ngx_msec_t                    deadline;
+    ngx_http_amonitor_msg_t      *msg; /* waiting: the frame to write */
+    ngx_event_t                   wait; /* waiting: how long at most */
 } ngx_http_amonitor_remote_t;
 
 
@@ -97,6 +102,7 @@ struct ngx_http_amonitor_cluster_s {
     ngx_uint_t                        inflight;
     ngx_queue_t                       leases;
     ngx_queue_t                       remote;
+    ngx_queue_t                       remote_wait; /* connecting */
     ngx_rbtree_t                      remote_tree;
     ngx_rbtree_node_t                 remote_sentinel;
     ngx_event_t                       tick; /* leases, remote expiry */
@@ -141,6 +147,8 @@ void ngx_http_amonitor_remote_expire(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_remote_exit(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
+void ngx_http_amonitor_remote_open(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
 
 
 #endif /* _NGX_HTTP_AMONITOR_CLUSTER_H_INCLUDED_ */

@@ -35,6 +35,11 @@ static void ngx_http_amonitor_cluster_forwarded(
 static void ngx_http_amonitor_remote_answer(ngx_http_amonitor_cluster_t *cl,
     ngx_str_t *reply_to, ngx_str_t *target, ngx_str_t *msg_id, const char *code,
     const char *message);
+static void ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, ngx_http_amonitor_msg_t *msg);
+static void ngx_http_amonitor_remote_waited(ngx_event_t *ev);
+static void ngx_http_amonitor_remote_unwait(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r);
 static void ngx_http_amonitor_remote_free(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r);
 
@@ -167,7 +172,13 @@ ngx_http_amonitor_cluster_forwarded(
 }
 
 
-/* the owner: an action from another worker, for a target it holds */
+/*
+ * The owner: an action from another worker, for a target it holds.  While
+ * this worker's connection to it is being made (the lease was just taken
+ * for a new target, the first actions of several instances at once), it
+ * waits for it, at most half the ack timeout, as the asking worker's own
+ * actions would.
+ */
 void
 ngx_http_amonitor_remote_run(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m)
@@ -199,35 +210,38 @@ ngx_http_amonitor_remote_run(
         }
     }
 
-    if (u == NULL || u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+    if (u == NULL
+        || (u->state != NGX_HTTP_AMONITOR_UP_OPEN
+            && u->state != NGX_HTTP_AMONITOR_UP_CONNECTING
+            && u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE)) {
         ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
             "TARGET_UNAVAILABLE", "the target is not connected");
         return;
     }
 
-    r = ngx_alloc(
+    r = ngx_calloc(
         sizeof(ngx_http_amonitor_remote_t) + m->f[2].len + m->f[0].len,
         cl->log);
     msg = ngx_http_amonitor_msg_alloc(&w->frames, m->f[3].len);
 
     if (r == NULL || msg == NULL) {
-        goto failed;
+        if (r) {
+            ngx_free(r);
+        }
+
+        if (msg) {
+            ngx_http_amonitor_msg_release(&w->frames, msg);
+        }
+
+        ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
+            "TARGET_UNAVAILABLE", "out of memory");
+        return;
     }
 
     /* the frame as the asking worker made it: masked, bytes unchanged */
     ngx_memcpy(msg->data, m->f[3].data, m->f[3].len);
     msg->len = m->f[3].len;
     msg->refs++;
-
-    if (ngx_http_amonitor_conn_send(&u->wc, msg, 1) != NGX_OK) {
-        ngx_http_amonitor_msg_release(&w->frames, msg);
-        ngx_free(r);
-        ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
-            "TARGET_UNAVAILABLE", "the target's send queue is full");
-        return;
-    }
-
-    ngx_http_amonitor_msg_release(&w->frames, msg);
 
     p = (u_char *) (r + 1);
     r->sn.str.data = p;
@@ -239,6 +253,46 @@ ngx_http_amonitor_remote_run(
 
     r->sn.node.key = ngx_http_amonitor_hash(r->sn.str.data, r->sn.str.len);
     r->upstream = u;
+
+    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        r->msg = msg;
+        r->wait.handler = ngx_http_amonitor_remote_waited;
+        r->wait.data = r;
+        r->wait.log = cl->log;
+        r->wait.cancelable = 1;
+
+        ngx_queue_insert_tail(&cl->remote_wait, &r->queue);
+        ngx_add_timer(&r->wait, ngx_max(w->amcf->ack_timeout / 2, 1));
+        return;
+    }
+
+    ngx_http_amonitor_remote_write(cl, r, msg);
+}
+
+
+/* to the SDK: the ack is awaited (r is in no list yet) */
+static void
+ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, ngx_http_amonitor_msg_t *msg)
+{
+    ngx_int_t                     rc;
+    ngx_http_amonitor_worker_t   *w;
+    ngx_http_amonitor_upstream_t *u;
+
+    w = cl->worker;
+    u = r->upstream;
+
+    rc = ngx_http_amonitor_conn_send(&u->wc, msg, 1);
+
+    ngx_http_amonitor_msg_release(&w->frames, msg);
+
+    if (rc != NGX_OK) {
+        ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id, &r->sn.str,
+            "TARGET_UNAVAILABLE", "the target's send queue is full");
+        ngx_free(r);
+        return;
+    }
+
     r->end_offset = u->wc.queued_bytes;
     r->deadline =
         ngx_current_msec + w->amcf->ack_timeout + w->amcf->late_window;
@@ -247,21 +301,69 @@ ngx_http_amonitor_remote_run(
     ngx_queue_insert_tail(&cl->remote, &r->queue);
 
     (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
+}
 
-    return;
 
-failed:
+/* the connection did not open in time: never written, so released */
+static void
+ngx_http_amonitor_remote_waited(ngx_event_t *ev)
+{
+    ngx_http_amonitor_remote_t *r = ev->data;
 
-    if (r) {
-        ngx_free(r);
+    ngx_http_amonitor_cluster_t *cl;
+
+    cl = r->upstream->worker->cluster;
+
+    ngx_http_amonitor_remote_answer(cl, &r->reply_to, &r->upstream->id,
+        &r->sn.str, "TARGET_UNAVAILABLE", "the target did not connect in time");
+    ngx_http_amonitor_remote_unwait(cl, r);
+}
+
+
+/* the owner's connection is open: what waited for it is written now */
+void
+ngx_http_amonitor_remote_open(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u)
+{
+    ngx_queue_t                *q, *next;
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_remote_t *r;
+
+    for (q = ngx_queue_head(&cl->remote_wait);
+         q != ngx_queue_sentinel(&cl->remote_wait); q = next) {
+        next = ngx_queue_next(q);
+        r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
+
+        if (r->upstream != u || u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+
+        if (r->wait.timer_set) {
+            ngx_del_timer(&r->wait);
+        }
+
+        msg = r->msg;
+        r->msg = NULL;
+
+        ngx_http_amonitor_remote_write(cl, r, msg);
+    }
+}
+
+
+static void
+ngx_http_amonitor_remote_unwait(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r)
+{
+    ngx_queue_remove(&r->queue);
+
+    if (r->wait.timer_set) {
+        ngx_del_timer(&r->wait);
     }
 
-    if (msg) {
-        ngx_http_amonitor_msg_release(&w->frames, msg);
-    }
-
-    ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
-        "TARGET_UNAVAILABLE", "out of memory");
+    ngx_http_amonitor_msg_release(&cl->worker->frames, r->msg);
+    ngx_free(r);
 }
 
 
@@ -354,6 +456,19 @@ ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
     ngx_queue_t                *q, *next;
     ngx_http_amonitor_remote_t *r;
 
+    for (q = ngx_queue_head(&cl->remote_wait);
+         q != ngx_queue_sentinel(&cl->remote_wait); q = next) {
+        next = ngx_queue_next(q);
+        r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
+
+        if (r->upstream == u) {
+            ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id,
+                &r->sn.str, "TARGET_UNAVAILABLE",
+                "cannot connect to the target");
+            ngx_http_amonitor_remote_unwait(cl, r);
+        }
+    }
+
     for (q = ngx_queue_head(&cl->remote); q != ngx_queue_sentinel(&cl->remote);
          q = next) {
         next = ngx_queue_next(q);
@@ -406,6 +521,12 @@ ngx_http_amonitor_remote_exit(ngx_http_amonitor_cluster_t *cl)
     ngx_queue_t                *q;
     ngx_http_amonitor_remote_t *r;
 
+    while (!ngx_queue_empty(&cl->remote_wait)) {
+        q = ngx_queue_head(&cl->remote_wait);
+        r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
+        ngx_http_amonitor_remote_unwait(cl, r);
+    }
+
     while (!ngx_queue_empty(&cl->remote)) {
         q = ngx_queue_head(&cl->remote);
         r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
@@ -438,4 +559,19 @@ ngx_http_amonitor_cluster_upstream_down(
 
     ngx_http_amonitor_remote_down(cl, u, connected);
     ngx_http_amonitor_lease_down(cl, u);
+}
+
+
+/* a connection of this worker is open */
+void
+ngx_http_amonitor_cluster_upstream_open(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_cluster_t *cl;
+
+    cl = u->worker->cluster;
+    if (cl == NULL) {
+        return;
+    }
+
+    ngx_http_amonitor_remote_open(cl, u);
 }

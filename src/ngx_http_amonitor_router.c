@@ -549,6 +549,7 @@ ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u)
 
     ngx_http_amonitor_router_target_status(u, "up", NULL, 1);
     ngx_http_amonitor_action_upstream_open(u);
+    ngx_http_amonitor_cluster_upstream_open(u);
 }
 
 
