@@ -285,10 +285,16 @@ ngx_http_amonitor_lease_acquired(
         /*
          * Not ours (or not known: a lost reply); a lease taken without
          * knowing it expires on its own, since it is never renewed.
-         * Actions that waited to learn it go to its owner.
+         * Actions that waited to learn it go to its owner (with no
+         * reply, the bus is gone: they are answered so).
          */
         if (!ngx_queue_empty(&u->waiting)) {
             u->worker->settled(u);
+        }
+
+        if (reply == NULL) {
+            /* no answer: the next action asks again */
+            l->settled = 0;
         }
 
         return;

@@ -1,0 +1,78 @@
+# amonitor_cluster: the first action for a new target_url waits for the
+# answer to this worker's try for the target's lease.  When the command
+# connection to Redis is cut before that answer (no answer at all, not
+# "another worker holds it"), the waiting action is answered
+# TARGET_UNAVAILABLE (final, released, never run), and the next action
+# for the target, once Redis is back, asks for the lease again: it dials
+# and runs at once rather than being refused ("no agent in the cluster
+# holds a connection to the target") until the worker's periodic try,
+# half a lease later.  Starts its own redis-server and a fault proxy.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use Test::AMonitor::Redis;
+use Test::AMonitor::RedisProxy;
+use Mojo::JSON qw(encode_json);
+use Time::HiRes qw(sleep);
+
+ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
+    or BAIL_OUT('no redis-server');
+
+my $redis = Test::AMonitor::Redis->new;
+ok($redis->start, 'redis-server runs on ' . $redis->addr);
+my $proxy = Test::AMonitor::RedisProxy->new(redis_port => $redis->port);
+my $pport = $proxy->port;
+
+my $A = Test::AMonitor->new(workers => 1, log_level => 'info');
+$A->write_config(http_config => <<"EOC",
+    amonitor_zone amonitor 1m;
+    amonitor_redis 127.0.0.1:$pport prefix=lu: timeout=500ms;
+    amonitor_cluster on lease=8s;
+    amonitor_instance_id A;
+    amonitor_allow_url ws://127.0.0.1:*;
+    amonitor_ack_timeout 3s;
+    amonitor_reconnect 50ms 300ms;
+EOC
+    config => 'location = /ws/panel { amonitor_panel on; }')->run;
+
+my $pa = $A->panel('/ws/panel', name => 'a');
+sleep 1; # A on the bus
+
+sub act {
+    my ($id, $sdk) = @_;
+    $pa->send_json({ msg_id => $id, type => 'action', target_id => 'lu-1',
+        timestamp => now_ms(), payload => { action => 'restart',
+            target_url => $sdk->url } });
+    return $pa->answer_to($id, 6);
+}
+
+my $sdk = fake_sdk(target_id => 'lu-1', heartbeat_interval => 0);
+
+# the lease's SET never reaches Redis: the connection is cut
+$proxy->on(qr/SET lu:lease:lu-1 /, 'cut_before');
+my $id = uuid4();
+my $a = act($id, $sdk);
+ok($a && $a->{type} eq 'error' && $a->{payload}{code} eq 'TARGET_UNAVAILABLE'
+    && $a->{payload}{final}, 'the waiting action: TARGET_UNAVAILABLE, final')
+    or diag(encode_json($a // {}));
+is($sdk->executed($id), 0, 'not run');
+
+# Redis is back for the worker (it reconnects within a second), well
+# before its periodic try for the lease (half a lease, 4 s, after that)
+sleep 1.5;
+
+my $b = act($id, $sdk);
+ok($b && $b->{type} eq 'action_ack' && $b->{payload}{success},
+    'a retry with the same msg_id is acked at once')
+    or diag(encode_json($b // {}));
+is($sdk->executed($id), 1, 'it ran once');
+is($sdk->accepted, 1, 'the SDK was dialed once');
+like($redis->cli('GET', 'lu:lease:lu-1') // '', qr/^A:/, 'A holds its lease');
+
+$A->no_error_log(qr/\[alert\]|exited on signal/);
+
+done_testing;
