@@ -257,7 +257,7 @@ ngx_http_amonitor_lease_acquire(
 
     if (ngx_http_amonitor_redis_command(cl->cmd,
             ngx_http_amonitor_lease_acquired, l, "SET NX",
-            "SET %b %b NX PX %lu", l->key.data, l->key.len, cl->token.data,
+            "SET %b %b NX GET PX %lu", l->key.data, l->key.len, cl->token.data,
             cl->token.len, (unsigned long) cl->conf->lease)
         == NGX_OK) {
         l->busy = 1;
@@ -265,12 +265,19 @@ ngx_http_amonitor_lease_acquire(
 }
 
 
+/*
+ * SET NX GET: nil when it was set, else the holder's token, which may be
+ * this worker's own (an earlier try whose reply was lost): then it is
+ * ours too, renewed on the next tick.
+ */
 static void
 ngx_http_amonitor_lease_acquired(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
 {
     ngx_http_amonitor_lease_t *l = data;
 
+    ngx_uint_t                    ours;
+    ngx_http_amonitor_cluster_t  *cl;
     ngx_http_amonitor_upstream_t *u;
 
     l->busy = 0;
@@ -281,11 +288,23 @@ ngx_http_amonitor_lease_acquired(
         return;
     }
 
-    if (reply == NULL || reply->type != REDIS_REPLY_STATUS || u->stopped) {
+    cl = ctx->worker->cluster;
+    ours = 0;
+
+    if (reply && reply->type == REDIS_REPLY_NIL) {
+        ours = 1;
+
+    } else if (reply && reply->type == REDIS_REPLY_STRING
+        && (size_t) reply->len == cl->token.len
+        && ngx_strncmp(reply->str, cl->token.data, cl->token.len) == 0) {
+        ours = 1;
+    }
+
+    if (!ours || u->stopped) {
         /*
          * Not ours (or not known: a lost reply); a lease taken without
-         * knowing it expires on its own, since it is never renewed.
-         * Actions that waited to learn it go to its owner (with no
+         * knowing it is found ours by the next try, or expires, since it
+         * is never renewed meanwhile.  Actions that waited to learn it go to its owner (with no
          * reply, the bus is gone: they are answered so).
          */
         if (!ngx_queue_empty(&u->waiting)) {
@@ -301,7 +320,11 @@ ngx_http_amonitor_lease_acquired(
     }
 
     l->owned = 1;
-    l->retry_at = ngx_current_msec; /* here: when it was renewed */
+
+    /* here: when it was renewed (one found ours: renew it now) */
+    l->retry_at = reply->type == REDIS_REPLY_NIL
+        ? ngx_current_msec
+        : ngx_current_msec - cl->conf->lease;
 
     ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
         "amonitor: this worker holds the connection to target \"%V\"", &u->id);
