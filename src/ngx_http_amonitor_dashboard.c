@@ -157,15 +157,23 @@ ngx_http_amonitor_dashboard_name(ngx_http_request_t *r, ngx_str_t *name)
 
     if (p == last) {
         if (r->uri.len == 0 || last[-1] != '/') {
-            /* "/amonitor" -> "/amonitor/", so relative URLs resolve */
-            len = r->uri.len + 1;
+            /*
+             * "/amonitor" -> "/amonitor/", so relative URLs resolve; the
+             * query (token=, panel=) goes along, as for a directory
+             */
+            len = r->uri.len + 1 + (r->args.len ? 1 + r->args.len : 0);
             loc = ngx_pnalloc(r->pool, len);
             if (loc == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            ngx_memcpy(loc, r->uri.data, r->uri.len);
-            loc[r->uri.len] = '/';
+            p = ngx_cpymem(loc, r->uri.data, r->uri.len);
+            *p++ = '/';
+
+            if (r->args.len) {
+                *p++ = '?';
+                ngx_memcpy(p, r->args.data, r->args.len);
+            }
 
             r->headers_out.location = ngx_list_push(&r->headers_out.headers);
             if (r->headers_out.location == NULL) {
