@@ -134,6 +134,7 @@ ngx_http_amonitor_dashboard_name(ngx_http_request_t *r, ngx_str_t *name)
 {
     u_char                   *p, *last, *loc;
     size_t                    len;
+    ngx_uint_t                prefix;
     ngx_http_core_loc_conf_t *clcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -141,7 +142,18 @@ ngx_http_amonitor_dashboard_name(ngx_http_request_t *r, ngx_str_t *name)
     p = r->uri.data;
     last = r->uri.data + r->uri.len;
 
-    if (!clcf->exact_match && r->uri.len >= clcf->name.len) {
+    /*
+     * a prefix location's name starts the URI; a regex location's name is
+     * its regex, and a named one's is not in the URI
+     */
+    prefix = !clcf->exact_match && !clcf->named
+#if (NGX_PCRE)
+        && clcf->regex == NULL
+#endif
+        && r->uri.len >= clcf->name.len
+        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0;
+
+    if (prefix) {
         p += clcf->name.len;
 
         /* "location /amonitor": "/amonitor/app.js" names "app.js" */
@@ -150,7 +162,10 @@ ngx_http_amonitor_dashboard_name(ngx_http_request_t *r, ngx_str_t *name)
         }
 
     } else {
-        /* "location = /x/": serve its index; "= /x/app.js": the last part */
+        /*
+         * "location = /x/" or "~ ^/x/": serve its index at "/x/", the last
+         * part of the URI otherwise ("/x/app.js": "app.js")
+         */
         for (p = last; p > r->uri.data && p[-1] != '/'; p--) { /* void */
         }
     }
