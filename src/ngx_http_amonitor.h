@@ -402,11 +402,32 @@ struct ngx_http_amonitor_worker_s {
     ngx_http_amonitor_kick_pt      settled; /* the lease is another's */
     void                          *cluster; /* NULL: not in a cluster */
     amon_allocator_t               allocator;
+    /* lines of ack timeouts (action_end.c), at most DROP_LINES a second */
+    ngx_msec_t noack_second;
+    ngx_uint_t noack_lines;
+    ngx_uint_t noack_quiet; /* without one: said later */
 };
 
 
 extern ngx_module_t    ngx_http_amonitor_module;
 extern amon_hash_key_t ngx_http_amonitor_hash_key;
+
+
+/*
+ * How many ack timeouts had no line of their own: said at the next one
+ * written and by the worker's tick (a second at most after the last).
+ */
+static ngx_inline void
+ngx_http_amonitor_noack_say_quiet(ngx_http_amonitor_worker_t *w)
+{
+    if (w->noack_quiet) {
+        ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
+            "amonitor: no ack within %M ms for %ui more actions, without "
+            "a line each (at most %d lines a second)",
+            w->amcf->ack_timeout, w->noack_quiet, NGX_HTTP_AMONITOR_DROP_LINES);
+        w->noack_quiet = 0;
+    }
+}
 
 
 /*

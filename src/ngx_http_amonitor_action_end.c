@@ -15,6 +15,8 @@
 #include "ngx_http_amonitor_action.h"
 
 
+static void ngx_http_amonitor_action_log_noack(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
 static void ngx_http_amonitor_action_finish(ngx_http_amonitor_action_t *a,
     ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf);
 static void ngx_http_amonitor_action_ack_result(
@@ -174,11 +176,7 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
      */
     ngx_http_amonitor_action_about(a, &about);
 
-    ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
-        "amonitor: no ack for action \"%V\" from target \"%V\" "
-        "within %M ms",
-        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
-        &about.target_id, w->amcf->ack_timeout);
+    ngx_http_amonitor_action_log_noack(w, a, &about);
 
     if (w->amcf->late_window == 0) {
         ngx_http_amonitor_action_fail(a, "ACK_TIMEOUT",
@@ -203,6 +201,40 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
 
     /* a late ack is still delivered and recorded */
     ngx_http_amonitor_action_timer(a, w->amcf->late_window);
+}
+
+
+/*
+ * The line of an ack timeout: at most NGX_HTTP_AMONITOR_DROP_LINES a
+ * second per worker, so that a panel's actions to an SDK that hangs
+ * cannot fill the disk; the others are counted and their number said
+ * (ngx_http_amonitor_noack_say_quiet).
+ */
+static void
+ngx_http_amonitor_action_log_noack(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about)
+{
+    u_char    ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t e;
+
+    if (ngx_current_msec - w->noack_second >= 1000) {
+        w->noack_second = ngx_current_msec;
+        w->noack_lines = 0;
+    }
+
+    if (w->noack_lines >= NGX_HTTP_AMONITOR_DROP_LINES) {
+        w->noack_quiet++;
+        return;
+    }
+
+    w->noack_lines++;
+    ngx_http_amonitor_noack_say_quiet(w);
+
+    ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
+        "amonitor: no ack for action \"%V\" from target \"%V\" "
+        "within %M ms",
+        ngx_http_amonitor_log_str(&a->sn.str, &e, ebuf, sizeof(ebuf)),
+        &about->target_id, w->amcf->ack_timeout);
 }
 
 

@@ -90,6 +90,8 @@ ngx_http_amonitor_upstream_exit_worker(ngx_http_amonitor_worker_t *w)
     ngx_queue_t                  *q;
     ngx_http_amonitor_upstream_t *u;
 
+    ngx_http_amonitor_noack_say_quiet(w);
+
     if (w->reconcile.timer_set) {
         ngx_del_timer(&w->reconcile);
     }
@@ -527,6 +529,8 @@ ngx_http_amonitor_upstream_reconcile(ngx_event_t *ev)
     ngx_queue_t                   *q, *next;
     ngx_http_amonitor_upstream_t  *u;
     ngx_http_amonitor_main_conf_t *amcf;
+
+    ngx_http_amonitor_noack_say_quiet(w);
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
