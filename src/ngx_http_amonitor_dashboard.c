@@ -27,8 +27,7 @@ ngx_http_amonitor_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_loc_conf_t *alcf = conf;
 
-    ngx_str_t                *value;
-    ngx_http_core_loc_conf_t *clcf;
+    ngx_str_t *value;
 
     if (alcf->dashboard != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -51,10 +50,8 @@ ngx_http_amonitor_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_amonitor_dashboard_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_amonitor_conf_handler(
+        cf, ngx_http_amonitor_dashboard_handler);
 }
 
 

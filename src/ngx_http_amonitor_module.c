@@ -681,18 +681,13 @@ ngx_http_amonitor_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_loc_conf_t *alcf = conf;
 
-    ngx_http_core_loc_conf_t *clcf;
-
     if (alcf->status) {
         return "is duplicate";
     }
 
     alcf->status = 1;
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_amonitor_status_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_amonitor_conf_handler(cf, ngx_http_amonitor_status_handler);
 }
 
 
@@ -701,18 +696,14 @@ ngx_http_amonitor_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_loc_conf_t *alcf = conf;
 
-    ngx_http_core_loc_conf_t *clcf;
-
     if (alcf->metrics) {
         return "is duplicate";
     }
 
     alcf->metrics = 1;
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_amonitor_metrics_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_amonitor_conf_handler(
+        cf, ngx_http_amonitor_metrics_handler);
 }
 
 

@@ -588,15 +588,16 @@ ngx_http_amonitor_panel_conf(ngx_conf_t *cf, void *post, void *data)
 {
     ngx_flag_t *fp = data;
 
-    ngx_http_core_loc_conf_t      *clcf;
     ngx_http_amonitor_main_conf_t *amcf;
 
     if (!*fp) {
         return NGX_CONF_OK;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_amonitor_panel_handler;
+    if (ngx_http_amonitor_conf_handler(cf, ngx_http_amonitor_panel_handler)
+        != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_amonitor_module);
 

@@ -127,3 +127,44 @@ ngx_http_amonitor_status_send(
 
     return ngx_http_output_filter(r, &out);
 }
+
+
+/*
+ * A location's content handler is set by one of amonitor_panel,
+ * amonitor_status, amonitor_metrics and amonitor_dashboard: a second one
+ * in the same location would silently leave the first without effect.
+ */
+char *
+ngx_http_amonitor_conf_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
+{
+    ngx_str_t                *value;
+    ngx_uint_t                i;
+    ngx_http_core_loc_conf_t *clcf;
+
+    static struct {
+        ngx_http_handler_pt handler;
+        const char         *name;
+    } known[] = {{ngx_http_amonitor_panel_handler, "amonitor_panel"},
+        {ngx_http_amonitor_status_handler, "amonitor_status"},
+        {ngx_http_amonitor_metrics_handler, "amonitor_metrics"},
+        {ngx_http_amonitor_dashboard_handler, "amonitor_dashboard"}};
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (clcf->handler == known[i].handler && handler != known[i].handler) {
+            value = cf->args->elts;
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                "\"%V\" and \"%s\" cannot be in the same location: each "
+                "answers the location's requests; give each its own location",
+                &value[0], known[i].name);
+
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    clcf->handler = handler;
+
+    return NGX_CONF_OK;
+}
