@@ -24,6 +24,8 @@ static char     *ngx_http_amonitor_zone(
         ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_check_queue(
     ngx_conf_t *cf, void *post, void *data);
+static char *ngx_http_amonitor_check_not_zero(
+    ngx_conf_t *cf, void *post, void *data);
 static char *ngx_http_amonitor_status(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_amonitor_metrics(
@@ -39,6 +41,9 @@ static ngx_conf_post_t  ngx_http_amonitor_panel_post =
 
 static ngx_conf_post_t  ngx_http_amonitor_queue_post =
     { ngx_http_amonitor_check_queue };
+
+static ngx_conf_post_t  ngx_http_amonitor_not_zero_post =
+    { ngx_http_amonitor_check_not_zero };
 
 
 /*
@@ -125,7 +130,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, connect_timeout),
-      NULL },
+      &ngx_http_amonitor_not_zero_post },
 
     { ngx_string("amonitor_reconnect"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
@@ -753,6 +758,25 @@ ngx_http_amonitor_check_bounds(ngx_conf_t *cf, void *post, void *data)
     if (*np < b->low || *np > b->high) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "\"%s\" must be between %ui and %ui", b->name, b->low, b->high);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a time that must not be zero: with 0, every attempt times out at once */
+static char *
+ngx_http_amonitor_check_not_zero(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t *mp = data;
+
+    ngx_str_t *value;
+
+    if (*mp == 0) {
+        value = cf->args->elts;
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "\"%V\" must not be zero", &value[0]);
         return NGX_CONF_ERROR;
     }
 
