@@ -744,6 +744,7 @@ ngx_int_t ngx_http_amonitor_metrics_handler(ngx_http_request_t *r);
 char *ngx_http_amonitor_dashboard(
     ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_amonitor_dashboard_handler(ngx_http_request_t *r);
+extern ngx_conf_post_t ngx_http_amonitor_dashboard_root_post;
 
 
 #endif /* _NGX_HTTP_AMONITOR_H_INCLUDED_ */

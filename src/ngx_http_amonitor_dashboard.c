@@ -55,6 +55,31 @@ ngx_http_amonitor_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * amonitor_dashboard_root: a relative path is under the prefix, as root's;
+ * an empty one would be the prefix itself (nginx.conf, the logs)
+ */
+static char *
+ngx_http_amonitor_dashboard_root_full(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t *path = data;
+
+    if (path->len == 0) {
+        return "must name a directory";
+    }
+
+    if (ngx_conf_full_name(cf->cycle, path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_conf_post_t ngx_http_amonitor_dashboard_root_post = {
+    ngx_http_amonitor_dashboard_root_full};
+
+
 ngx_int_t
 ngx_http_amonitor_dashboard_handler(ngx_http_request_t *r)
 {

@@ -333,7 +333,7 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_amonitor_loc_conf_t, dashboard_root),
-      NULL },
+      &ngx_http_amonitor_dashboard_root_post },
 
     { ngx_string("amonitor_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
