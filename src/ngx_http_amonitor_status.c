@@ -23,6 +23,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     size_t                         len;
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
+    ngx_uint_t                     remote;
     ngx_queue_t                   *q;
     ngx_http_amonitor_worker_t    *w;
     ngx_http_amonitor_counters_t  *n, sum;
@@ -53,7 +54,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     for (q = ngx_queue_head(&w->upstreams);
          q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-        len += 96 + 6 * u->id.len + 6 * u->norm.len + NGX_INT_T_LEN;
+        len += 128 + 6 * u->id.len + 6 * u->norm.len + NGX_INT_T_LEN;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -86,10 +87,18 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
         b->last = ngx_sprintf(b->last, "\",\"url\":\"");
         b->last =
             (u_char *) ngx_escape_json(b->last, u->norm.data, u->norm.len);
+        /*
+         * amonitor_cluster: a target another worker (here or in another
+         * instance) has open is up for this agent too: panels see it up
+         * and its actions go there
+         */
+        remote = (u->state != NGX_HTTP_AMONITOR_UP_OPEN && u->remote_up);
+
         b->last = ngx_sprintf(b->last,
-            "\",\"state\":\"%s\",\"dynamic\":%s,"
+            "\",\"state\":\"%s\",\"remote\":%s,\"dynamic\":%s,"
             "\"failures\":%ui}",
-            ngx_http_amonitor_states[u->state], u->dynamic ? "true" : "false",
+            remote ? "up" : ngx_http_amonitor_states[u->state],
+            remote ? "true" : "false", u->dynamic ? "true" : "false",
             u->failures);
     }
 
