@@ -706,8 +706,9 @@ void ngx_http_amonitor_stored_unpack(
 ngx_int_t ngx_http_amonitor_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_amonitor_status_send(
     ngx_http_request_t *r, ngx_buf_t *b, const char *type);
-char *ngx_http_amonitor_conf_handler(
-    ngx_conf_t *cf, ngx_http_handler_pt handler);
+ngx_int_t ngx_http_amonitor_not_allowed(ngx_http_request_t *r);
+char     *ngx_http_amonitor_conf_handler(
+        ngx_conf_t *cf, ngx_http_handler_pt handler);
 
 /* rights.c: who may act */
 char *ngx_http_amonitor_conf_panel_token(

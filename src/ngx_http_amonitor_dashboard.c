@@ -91,7 +91,7 @@ ngx_http_amonitor_dashboard_handler(ngx_http_request_t *r)
     ngx_http_amonitor_loc_conf_t *alcf;
 
     if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_http_amonitor_not_allowed(r);
     }
 
     rc = ngx_http_discard_request_body(r);

@@ -96,7 +96,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     ngx_http_amonitor_main_conf_t *amcf;
 
     if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_http_amonitor_not_allowed(r);
     }
 
     rc = ngx_http_discard_request_body(r);

@@ -31,7 +31,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     ngx_http_amonitor_main_conf_t *amcf;
 
     if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_http_amonitor_not_allowed(r);
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -105,6 +105,28 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     b->last = ngx_sprintf(b->last, "]}\n");
 
     return ngx_http_amonitor_status_send(r, b, "application/json");
+}
+
+
+/*
+ * A method other than GET and HEAD (status, metrics, dashboard): 405 with
+ * the Allow header RFC 9110 (15.5.6) asks for
+ */
+ngx_int_t
+ngx_http_amonitor_not_allowed(ngx_http_request_t *r)
+{
+    ngx_table_elt_t *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    ngx_str_set(&h->value, "GET, HEAD");
+
+    return NGX_HTTP_NOT_ALLOWED;
 }
 
 
