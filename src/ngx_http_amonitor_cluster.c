@@ -138,6 +138,9 @@ char *
 ngx_http_amonitor_cluster_check(
     ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf)
 {
+    u_char     c;
+    ngx_uint_t i;
+
     if (amcf->cluster == NULL) {
         return NGX_CONF_OK;
     }
@@ -156,7 +159,25 @@ ngx_http_amonitor_cluster_check(
         return NGX_CONF_ERROR;
     }
 
-    if (amcf->instance_id.len) {
+    if (amcf->instance_id.data) {
+        /* it goes into tokens, routes ("url\norigin\ninstance"), logs */
+        for (i = 0; i < amcf->instance_id.len; i++) {
+            c = amcf->instance_id.data[i];
+
+            if (!(isalnum(c) || c == '.' || c == '_' || c == '-')) {
+                break;
+            }
+        }
+
+        if (amcf->instance_id.len == 0 || amcf->instance_id.len > 64
+            || i < amcf->instance_id.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                "invalid \"amonitor_instance_id\" \"%V\": 1 to 64 letters, "
+                "digits, \".\", \"_\" or \"-\"",
+                &amcf->instance_id);
+            return NGX_CONF_ERROR;
+        }
+
         amcf->cluster->instance = amcf->instance_id;
     }
 

@@ -530,7 +530,31 @@ test is successful
     amonitor_allow_url ws://127.0.0.1:9000/a*b;
 --- nginx_t_emerg: invalid URL pattern "ws://127.0.0.1:9000/a*b": expected ws://host:port or ws://host:*
 
-=== TEST 65: a valid configuration with amonitor_zone alone starts and stops
+=== TEST 65: an empty amonitor_instance_id in a cluster
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_redis 127.0.0.1:%%PORT_1%%;
+    amonitor_cluster on;
+    amonitor_instance_id "";
+--- nginx_t_emerg: invalid "amonitor_instance_id" "": 1 to 64 letters, digits, ".", "_" or "-"
+
+=== TEST 66: an amonitor_instance_id with a space (it goes into routes and tokens)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_redis 127.0.0.1:%%PORT_1%%;
+    amonitor_cluster on;
+    amonitor_instance_id "eu west";
+--- nginx_t_emerg: invalid "amonitor_instance_id" "eu west": 1 to 64 letters, digits, ".", "_" or "-"
+
+=== TEST 67: an amonitor_instance_id with letters, digits, ".", "_" and "-" is fine
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_redis 127.0.0.1:%%PORT_1%%;
+    amonitor_cluster on;
+    amonitor_instance_id eu-west_1.a;
+--- nginx_t_ok
+
+=== TEST 68: a valid configuration with amonitor_zone alone starts and stops
 --- http_config
     amonitor_zone amonitor 1m;
 --- config
