@@ -23,6 +23,7 @@ UINT64_MAX = 2 ** 64 - 1
 HEARTBEAT_MAX_MS = UINT_MAX
 # AMONITOR_OPT_PENDING_TIMEOUT_MS: 0 (never) .. 7 days
 PENDING_TIMEOUT_MAX_MS = 7 * 86400 * 1000
+IDLE_AGENT_MAX_MS = 86400 * 1000
 
 # the C configuration check's limits (amonitor_sdk.c)
 _INT_OPTIONS = {

@@ -56,6 +56,8 @@ class SDK:
     max_queued_events -- limits, as in amonitor.h
     pending_timeout -- seconds an async handler may take before the SDK
         answers success:false (300; 0: never)
+    idle_agent -- seconds an agent's connection may say nothing before a
+        new connection may take its place when all are taken (60; 0: never)
 
     Text options are str without NUL (TypeError, ValueError otherwise);
     numbers outside what the C SDK accepts raise ValueError.  In a
@@ -82,7 +84,8 @@ class SDK:
                  max_connections: Optional[int] = None,
                  max_pending: Optional[int] = None,
                  max_queued_events: Optional[int] = None,
-                 pending_timeout: Optional[float] = None) -> None:
+                 pending_timeout: Optional[float] = None,
+                 idle_agent: Optional[float] = None) -> None:
         self._conf: Dict[str, Any] = _options.config({
             "host": host, "port": port, "target_id": target_id,
             "token": token, "path": path,
@@ -95,6 +98,9 @@ class SDK:
         self._pending_timeout = None if pending_timeout is None else \
             _options.seconds_to_ms(pending_timeout, "pending_timeout",
                                    _options.PENDING_TIMEOUT_MAX_MS)
+        self._idle_agent = None if idle_agent is None else \
+            _options.seconds_to_ms(idle_agent, "idle_agent",
+                                   _options.IDLE_AGENT_MAX_MS)
         self._lib = _lib.load()
         self.target_id = target_id
         self._host, self._port = host, port
@@ -241,6 +247,10 @@ class SDK:
             ms = self._pending_timeout
             calls.append(lambda: lib.amonitor_sdk_set_option(
                 ctx, _lib.OPT_PENDING_TIMEOUT_MS, ms))
+        if self._idle_agent is not None:
+            idle_ms = self._idle_agent
+            calls.append(lambda: lib.amonitor_sdk_set_option(
+                ctx, _lib.OPT_IDLE_AGENT_MS, idle_ms))
         self._cfuncs = cfuncs
         for call in calls:
             if call() != _lib.OK:

@@ -85,7 +85,7 @@ class TextTest(unittest.TestCase):
 class RangeTest(unittest.TestCase):
 
     def test_intervals_the_c_sdk_cannot_hold_are_value_errors(self):
-        for name in ("heartbeat_interval", "pending_timeout"):
+        for name in ("heartbeat_interval", "pending_timeout", "idle_agent"):
             for bad in (0.0004, 1e10, -1, float("nan"), float("inf")):
                 with self.subTest(name=name, value=bad):
                     with self.assertRaisesRegex(ValueError, name):
@@ -105,6 +105,22 @@ class RangeTest(unittest.TestCase):
                 for _ in range(5):
                     await agent.recv_type("heartbeat")
                 await agent.close()
+
+        asyncio.run(run())
+
+    def test_idle_agent_lets_a_new_agent_take_a_silent_ones_place(self):
+        async def run():
+            sdk = amonitor.SDK(target_id="py", port=0, max_connections=1,
+                               heartbeat_interval=0, idle_agent=0.3)
+            async with sdk:
+                silent = await Agent.connect(sdk.port)
+                await asyncio.sleep(0.5)
+                newcomer = await Agent.connect(sdk.port)
+                await newcomer.ws.ping()
+                with self.assertRaises(helpers.websockets.ConnectionClosed):
+                    await asyncio.wait_for(silent.ws.recv(), 5)
+                self.assertGreaterEqual(sdk.stats()["rejected"], 1)
+                await newcomer.close()
 
         asyncio.run(run())
 
