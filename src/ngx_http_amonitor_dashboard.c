@@ -27,7 +27,8 @@ ngx_http_amonitor_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_amonitor_loc_conf_t *alcf = conf;
 
-    ngx_str_t *value;
+    ngx_str_t                *value;
+    ngx_http_core_loc_conf_t *clcf;
 
     if (alcf->dashboard != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -37,6 +38,18 @@ ngx_http_amonitor_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_strcmp(value[1].data, "on") == 0) {
         alcf->dashboard = 1;
+
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        if (clcf->exact_match) {
+            /* its page would load, and none of the files the page asks */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                "\"%V\" cannot serve the dashboard's files from an exact "
+                "location \"= %V\": use a prefix location such as "
+                "\"location %V\"",
+                &cmd->name, &clcf->name, &clcf->name);
+            return NGX_CONF_ERROR;
+        }
 
     } else if (ngx_strcmp(value[1].data, "off") == 0) {
         alcf->dashboard = 0;

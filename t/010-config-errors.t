@@ -554,7 +554,24 @@ test is successful
     amonitor_instance_id eu-west_1.a;
 --- nginx_t_ok
 
-=== TEST 68: a valid configuration with amonitor_zone alone starts and stops
+=== TEST 68: amonitor_dashboard in an exact location (its files could never be asked)
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /amonitor/ {
+            amonitor_dashboard on;
+        }
+--- nginx_t_emerg: "amonitor_dashboard" cannot serve the dashboard's files from an exact location "= /amonitor/": use a prefix location such as "location /amonitor/"
+--- nginx_t_emerg_line: amonitor_dashboard on
+
+=== TEST 69: amonitor_dashboard off in an exact location is fine
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /amonitor/ { amonitor_dashboard off; }
+--- nginx_t_ok
+
+=== TEST 70: a valid configuration with amonitor_zone alone starts and stops
 --- http_config
     amonitor_zone amonitor 1m;
 --- config
