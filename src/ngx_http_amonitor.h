@@ -545,7 +545,7 @@ void ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
-void ngx_http_amonitor_fanout_snapshot(
+ngx_uint_t ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_fanout_panel_gone(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,

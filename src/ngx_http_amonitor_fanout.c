@@ -431,17 +431,19 @@ ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev)
  * run time), then the last heartbeat of each.  Queued before any live
  * frame, so nothing is reordered; what it said that a live frame of this
  * worker may repeat is remembered (fanout_seen), for a bounded time.
+ * Returns what it cost: one per record in the zone, one more per target
+ * told.
  */
-void
+ngx_uint_t
 ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
 {
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, told;
     ngx_http_amonitor_tsnap_t    *snap;
     ngx_http_amonitor_upstream_t *u;
 
     if (w->store == NULL || w->store->zone == NULL) {
-        return;
+        return 0;
     }
 
     /* a subscribe: what the last snapshot said no longer counts */
@@ -449,8 +451,10 @@ ngx_http_amonitor_fanout_snapshot(
 
     snap = ngx_alloc(sizeof(ngx_http_amonitor_tsnap_t), wc->connection->log);
     if (snap == NULL) {
-        return;
+        return 0;
     }
+
+    told = 0;
 
     for (i = 0;
          ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
@@ -469,6 +473,8 @@ ngx_http_amonitor_fanout_snapshot(
             continue;
         }
 
+        told++;
+
         if (ngx_http_amonitor_fanout_snapshot_one(w, wc, u, snap) != NGX_OK) {
             break;
         }
@@ -480,6 +486,8 @@ ngx_http_amonitor_fanout_snapshot(
         "amonitor panel #%ui snapshot of %ui records, %ui frames to filter",
         wc->id, i,
         wc->seen ? ((ngx_http_amonitor_seen_tab_t *) wc->seen)->unseen : 0);
+
+    return i + told;
 }
 
 

@@ -97,8 +97,12 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     case AMON_MSG_SUBSCRIBE:
         if (ngx_http_amonitor_subscribe_message(w, wc, &env, &about) == NGX_OK
             && ((ngx_http_amonitor_sub_t *) wc->sub)->snapshot) {
-            /* what is known of the new set, as a new panel gets it */
-            ngx_http_amonitor_fanout_snapshot(w, wc);
+            /*
+             * what is known of the new set, as a new panel gets it; it is
+             * paid from the panel's budget, as its patterns are
+             */
+            ngx_http_amonitor_subscribe_charge(
+                wc, ngx_http_amonitor_fanout_snapshot(w, wc));
         }
 
         goto done;

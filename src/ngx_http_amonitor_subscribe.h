@@ -22,7 +22,10 @@
  * A set's patterns are matched against every served target when it is
  * made: a panel may make at most BURST pattern x target matches at once
  * and RATE a second on average; a set that costs more than BURST is
- * refused, one that comes too soon after others is RATE_LIMITED.
+ * refused, one that comes too soon after others is RATE_LIMITED.  The
+ * snapshot that follows a subscribe is paid from the same budget (one
+ * per record in the zone, one more per target told), after it is sent:
+ * a panel in debt waits, whatever its next set.
  */
 #define NGX_HTTP_AMONITOR_SUB_MATCH_RATE  50000
 #define NGX_HTTP_AMONITOR_SUB_MATCH_BURST 200000
@@ -93,6 +96,8 @@ const char *ngx_http_amonitor_subscribe_check(ngx_http_amonitor_worker_t *w,
     ngx_str_t *list, ngx_uint_t n, ngx_uint_t *cost);
 ngx_msec_t  ngx_http_amonitor_subscribe_wait(
      ngx_http_amonitor_conn_t *wc, ngx_uint_t cost);
+void ngx_http_amonitor_subscribe_charge(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t cost);
 ngx_int_t ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_str_t *list, ngx_uint_t n);
 ngx_int_t ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,

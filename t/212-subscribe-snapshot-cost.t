@@ -1,0 +1,98 @@
+# The snapshot that follows a subscribe walks every target record of the
+# zone, whatever the set (one id, or an id nobody serves): it is paid from
+# the panel's subscribe budget (one per record, one more per target told),
+# so that a panel sending subscribes in a loop gets RATE_LIMITED instead of
+# keeping the worker busy; another panel is answered meanwhile, and after
+# the wait the panel subscribes again.  Without snapshots, sets of ids
+# still cost nothing.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use Test::AMonitor::Util qw(tscale);
+
+my $N = 1000;
+my $t = Test::AMonitor->new(workers => 1, panel_snapshot => 1);
+
+# every target dials a port nobody listens on
+my $targets = join '', map {
+    sprintf("    amonitor_target snap-%05d ws://127.0.0.1:%%%%PORT_1%%%%/%d;\n",
+        $_, $_)
+} 1 .. $N;
+
+$t->write_config(
+    http_config => <<"EOC",
+    amonitor_zone amon 4m;
+    amonitor_reconnect 10s 60s;
+$targets
+EOC
+    config => <<'EOC',
+location = /ws/panel { amonitor_panel on; }
+location = /ws/quiet { amonitor_panel on; amonitor_panel_snapshot off; }
+EOC
+)->run;
+
+# answers to subscribes s0 .. s(n-1): code => count ("subscribed" or the
+# error code), and the first RATE_LIMITED message
+sub subscribe_burst {
+    my ($p, $n, $set) = @_;
+    $p->send_json({ msg_id => "s$_", type => 'subscribe',
+        payload => { targets => $set } }) for 0 .. $n - 1;
+    $p->flush;
+
+    my (%got, $limited);
+    my $answers = 0;
+    $p->recv_until(sub {
+        my $j = $_[0]{json};
+        return 0 unless ref $j eq 'HASH' && ($j->{msg_id} // '') =~ /^s\d+$/;
+        my $code = $j->{type} eq 'error' ? $j->{payload}{code} : $j->{type};
+        $got{$code}++;
+        $limited //= $j->{payload}{message} if $code eq 'RATE_LIMITED';
+        return ++$answers == $n;
+    }, tscale(30));
+
+    return (\%got, $limited);
+}
+
+subtest 'subscribes in a loop are RATE_LIMITED' => sub {
+    my $pa = $t->panel('/ws/panel?targets=');
+    my $pb = $t->panel('/ws/panel?targets=');
+
+    # 1000 records each: 200 fit in the budget at once
+    my ($got, $msg) = subscribe_burst($pa, 400, ['not-served']);
+    cmp_ok($got->{RATE_LIMITED} // 0, '>=', 150, 'many are RATE_LIMITED')
+        or diag(explain($got));
+    cmp_ok($got->{subscribed} // 0, '>=', 150, 'the first ones are made');
+    cmp_ok($got->{subscribed} // 0, '<=', 260, 'not many more than 200');
+    like($msg // '', qr/^subscribing too often for the number of targets and patterns: try again in \d+ ms$/,
+        'the message tells the wait');
+    ok($pb->ping(undef, tscale(10)), 'the other panel is answered');
+    ok($pa->is_open, 'the panel stays open');
+
+    my ($wait) = ($msg // '') =~ /(\d+) ms/;
+    Time::HiRes::sleep(($wait // 20) / 1000 + 0.1);
+    $pa->send_json({ msg_id => 'again', type => 'subscribe',
+        payload => { targets => ['snap-00001'] } });
+    my $m = $pa->recv_until(sub {
+        my $j = $_[0]{json};
+        ref $j eq 'HASH' && ($j->{msg_id} // '') eq 'again'
+    }, tscale(10));
+    is($m && $m->{json}{type}, 'subscribed', 'after the wait: subscribed')
+        or diag(explain($m && $m->{json}));
+    ok($pa->recv_type('target_status', target_id => 'snap-00001',
+        timeout => tscale(10)), 'and its snapshot follows');
+};
+
+subtest 'without snapshots, ids cost nothing' => sub {
+    my $pa = $t->panel('/ws/quiet?targets=');
+    my ($got) = subscribe_burst($pa, 400, ['not-served']);
+    is($got->{subscribed} // 0, 400, 'all 400 made') or diag(explain($got));
+};
+
+$t->ignore_log(qr/\[error\].*(?:connect\(\) failed|cannot connect)/);
+$t->stop;
+
+done_testing;
