@@ -129,6 +129,7 @@ struct ngx_http_amonitor_conn_s {
     ngx_queue_t queue; /* a panel: in the worker's list */
     ngx_uint_t  id; /* a panel: its number, for logs */
     ngx_uint_t  pending; /* a panel: actions it waits for */
+    ngx_uint_t  queries; /* a panel: action_status the store answers later */
     void       *rights; /* a panel: its token's (rights.c) */
     void       *sub; /* a panel: what it subscribed to */
 

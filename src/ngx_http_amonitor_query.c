@@ -64,6 +64,15 @@ ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
         return;
     }
 
+    if (wc->queries >= w->amcf->queue) {
+        /* bounded memory: a panel cannot pile up queries for a slow store */
+        ngx_http_amonitor_reply_error(w, wc, about, "RATE_LIMITED",
+            "too many action_status queries of this panel are waiting for "
+            "the dedupe store",
+            1);
+        return;
+    }
+
     /* the query outlives the message if the store answers later */
     q = ngx_alloc(sizeof(ngx_http_amonitor_query_t) + about->msg_id.len
             + about->trace_id.len + env->action_msg_id.len,
@@ -104,6 +113,7 @@ ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,
     if (rc == NGX_AGAIN) {
         ngx_queue_insert_tail(&w->queries, &q->due.queue);
         q->queued = 1;
+        wc->queries++;
         return;
     }
 
@@ -125,13 +135,18 @@ ngx_http_amonitor_query_answered(
 
     const char *name;
 
-    if (q->queued) {
-        ngx_queue_remove(&q->due.queue);
-    }
-
     if (q->due.panel == NULL) {
+        if (q->queued) {
+            ngx_queue_remove(&q->due.queue);
+        }
+
         ngx_free(q);
         return;
+    }
+
+    if (q->queued) {
+        ngx_queue_remove(&q->due.queue);
+        q->due.panel->queries--;
     }
 
     switch (state) {
