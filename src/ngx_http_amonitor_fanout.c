@@ -101,6 +101,8 @@ static void ngx_http_amonitor_fanout_unconverted(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f,
     ngx_uint_t want);
 static void ngx_http_amonitor_fanout_seen_end(ngx_http_amonitor_conn_t *wc);
+static void ngx_http_amonitor_fanout_slow(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev);
 
 
@@ -243,6 +245,15 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
         return;
     }
 
+    ngx_http_amonitor_fanout_slow(w, wc);
+}
+
+
+/* a frame dropped for a panel whose send queue is full (live or snapshot) */
+static void
+ngx_http_amonitor_fanout_slow(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
+{
     if (wc->dropped++ % 1000 == 0) {
         ngx_log_error(NGX_LOG_WARN, wc->connection->log, 0,
             "amonitor: panel #%ui is slow: its send queue "
@@ -438,7 +449,7 @@ ngx_uint_t
 ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
 {
-    ngx_uint_t                    i, told;
+    ngx_uint_t                    i, told, full;
     ngx_http_amonitor_tsnap_t    *snap;
     ngx_http_amonitor_upstream_t *u;
 
@@ -455,6 +466,7 @@ ngx_http_amonitor_fanout_snapshot(
     }
 
     told = 0;
+    full = 0;
 
     for (i = 0;
          ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
@@ -475,8 +487,19 @@ ngx_http_amonitor_fanout_snapshot(
 
         told++;
 
+        if (full) {
+            /* the queue is full: what is left is dropped, and counted */
+            ngx_http_amonitor_fanout_slow(w, wc);
+
+            if (snap->hb_len) {
+                ngx_http_amonitor_fanout_slow(w, wc);
+            }
+
+            continue;
+        }
+
         if (ngx_http_amonitor_fanout_snapshot_one(w, wc, u, snap) != NGX_OK) {
-            break;
+            full = 1;
         }
     }
 
@@ -522,6 +545,10 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
     if (ngx_http_amonitor_fanout_snapshot_send(
             w, wc, NULL, AMON_WS_OP_TEXT, out.data, out.len)
         != NGX_OK) {
+        if (snap->hb_len) {
+            ngx_http_amonitor_fanout_slow(w, wc);
+        }
+
         return NGX_ERROR;
     }
 
@@ -574,7 +601,8 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
 
 /*
  * A frame of the snapshot, in the encoding the panel chose (as live
- * frames): NGX_ERROR when the panel's queue has no room.  One that cannot
+ * frames): NGX_ERROR when the panel's queue has no room (the frame is
+ * dropped and counted, as a live one is).  One that cannot
  * be converted is left out and counted as dropped, as a live one would be.
  */
 static ngx_int_t
@@ -586,19 +614,26 @@ ngx_http_amonitor_fanout_snapshot_send(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_msg_t *m;
 
     if (wc->encoding == 0 || wc->encoding == opcode) {
-        return ngx_http_amonitor_conn_send_data(wc, opcode, data, len, 0);
+        rc = ngx_http_amonitor_conn_send_data(wc, opcode, data, len, 0);
+
+    } else {
+        m = ngx_http_amonitor_fanout_convert(
+            w, wc->encoding, u, NULL, data, len);
+        if (m == NULL) {
+            (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
+            return NGX_OK;
+        }
+
+        rc = ngx_http_amonitor_conn_send(wc, m, 0);
+        ngx_http_amonitor_msg_release(&w->frames, m);
     }
 
-    m = ngx_http_amonitor_fanout_convert(w, wc->encoding, u, NULL, data, len);
-    if (m == NULL) {
-        (void) ngx_atomic_fetch_add(&w->counters->dropped, 1);
-        return NGX_OK;
+    if (rc != NGX_OK) {
+        ngx_http_amonitor_fanout_slow(w, wc);
+        return NGX_ERROR;
     }
 
-    rc = ngx_http_amonitor_conn_send(wc, m, 0);
-    ngx_http_amonitor_msg_release(&w->frames, m);
-
-    return rc;
+    return NGX_OK;
 }
 
 
