@@ -244,6 +244,38 @@ typedef enum {
 } ngx_http_amonitor_up_state_e;
 
 
+/*
+ * Lines of one kind that a peer can cause as often as it likes (an SDK's
+ * dropped messages, ack timeouts): at most NGX_HTTP_AMONITOR_DROP_LINES a
+ * second, so that a peer in a loop cannot fill the disk; the others are
+ * counted in "quiet", which the caller says in one line later.
+ */
+typedef struct {
+    ngx_msec_t second; /* when this second began */
+    ngx_uint_t lines; /* written in it */
+    ngx_uint_t quiet; /* left out, not said yet */
+} ngx_http_amonitor_lines_t;
+
+
+static ngx_inline ngx_uint_t
+ngx_http_amonitor_lines_may(ngx_http_amonitor_lines_t *l)
+{
+    if (ngx_current_msec - l->second >= 1000) {
+        l->second = ngx_current_msec;
+        l->lines = 0;
+    }
+
+    if (l->lines >= NGX_HTTP_AMONITOR_DROP_LINES) {
+        l->quiet++;
+        return 0;
+    }
+
+    l->lines++;
+
+    return 1;
+}
+
+
 struct ngx_http_amonitor_upstream_s {
     ngx_http_amonitor_conn_t     wc;
     ngx_http_amonitor_worker_t  *worker;
@@ -308,9 +340,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   first_dial : 1; /* not dialed yet: in first_dials' passes */
     unsigned   listed : 1; /* learned: in the registry read whole */
     /* lines about its dropped messages (ngx_http_amonitor_upstream_say) */
-    ngx_msec_t drop_second;
-    ngx_uint_t drop_lines;
-    ngx_uint_t drop_quiet;
+    ngx_http_amonitor_lines_t drop_lines;
 };
 
 
@@ -318,12 +348,12 @@ struct ngx_http_amonitor_upstream_s {
 static ngx_inline void
 ngx_http_amonitor_upstream_say_quiet(ngx_http_amonitor_upstream_t *u)
 {
-    if (u->drop_quiet) {
+    if (u->drop_lines.quiet) {
         ngx_log_error(NGX_LOG_WARN, &u->log, 0,
             "amonitor: %ui more messages of the SDK were dropped without a "
             "line each (at most %d lines a second)",
-            u->drop_quiet, NGX_HTTP_AMONITOR_DROP_LINES);
-        u->drop_quiet = 0;
+            u->drop_lines.quiet, NGX_HTTP_AMONITOR_DROP_LINES);
+        u->drop_lines.quiet = 0;
     }
 }
 
@@ -338,17 +368,10 @@ ngx_http_amonitor_upstream_say_quiet(ngx_http_amonitor_upstream_t *u)
 static ngx_inline ngx_uint_t
 ngx_http_amonitor_upstream_say(ngx_http_amonitor_upstream_t *u)
 {
-    if (ngx_current_msec - u->drop_second >= 1000) {
-        u->drop_second = ngx_current_msec;
-        u->drop_lines = 0;
-    }
-
-    if (u->drop_lines >= NGX_HTTP_AMONITOR_DROP_LINES) {
-        u->drop_quiet++;
+    if (!ngx_http_amonitor_lines_may(&u->drop_lines)) {
         return 0;
     }
 
-    u->drop_lines++;
     ngx_http_amonitor_upstream_say_quiet(u);
 
     return 1;
@@ -403,9 +426,7 @@ struct ngx_http_amonitor_worker_s {
     void                          *cluster; /* NULL: not in a cluster */
     amon_allocator_t               allocator;
     /* lines of ack timeouts (action_end.c), at most DROP_LINES a second */
-    ngx_msec_t noack_second;
-    ngx_uint_t noack_lines;
-    ngx_uint_t noack_quiet; /* without one: said later */
+    ngx_http_amonitor_lines_t noack_lines;
 };
 
 
@@ -420,12 +441,13 @@ extern amon_hash_key_t ngx_http_amonitor_hash_key;
 static ngx_inline void
 ngx_http_amonitor_noack_say_quiet(ngx_http_amonitor_worker_t *w)
 {
-    if (w->noack_quiet) {
+    if (w->noack_lines.quiet) {
         ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
             "amonitor: no ack within %M ms for %ui more actions, without "
             "a line each (at most %d lines a second)",
-            w->amcf->ack_timeout, w->noack_quiet, NGX_HTTP_AMONITOR_DROP_LINES);
-        w->noack_quiet = 0;
+            w->amcf->ack_timeout, w->noack_lines.quiet,
+            NGX_HTTP_AMONITOR_DROP_LINES);
+        w->noack_lines.quiet = 0;
     }
 }
 

@@ -217,17 +217,10 @@ ngx_http_amonitor_action_log_noack(ngx_http_amonitor_worker_t *w,
     u_char    ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     ngx_str_t e;
 
-    if (ngx_current_msec - w->noack_second >= 1000) {
-        w->noack_second = ngx_current_msec;
-        w->noack_lines = 0;
-    }
-
-    if (w->noack_lines >= NGX_HTTP_AMONITOR_DROP_LINES) {
-        w->noack_quiet++;
+    if (!ngx_http_amonitor_lines_may(&w->noack_lines)) {
         return;
     }
 
-    w->noack_lines++;
     ngx_http_amonitor_noack_say_quiet(w);
 
     ngx_log_error(NGX_LOG_ERR, w->cycle->log, 0,
