@@ -622,9 +622,8 @@ ngx_http_amonitor_cluster_message(
     case NGX_HTTP_AMONITOR_BUS_EVENT:
     case NGX_HTTP_AMONITOR_BUS_ROUTE:
         if (m->n != 4
-            || (m->f[0].len == cl->token.len
-                && ngx_strncmp(m->f[0].data, cl->token.data, cl->token.len)
-                    == 0)) {
+            || ngx_http_amonitor_cluster_mine(
+                cl, (char *) m->f[0].data, m->f[0].len)) {
             /* our own: local panels had it already */
             return;
         }
@@ -671,9 +670,8 @@ ngx_http_amonitor_cluster_message(
 
     case NGX_HTTP_AMONITOR_BUS_QUERY:
         if (m->n == 1
-            && (m->f[0].len != cl->token.len
-                || ngx_strncmp(m->f[0].data, cl->token.data, cl->token.len)
-                    != 0)) {
+            && !ngx_http_amonitor_cluster_mine(
+                cl, (char *) m->f[0].data, m->f[0].len)) {
             ngx_http_amonitor_cluster_tell_held(cl, &m->f[0]);
         }
 
@@ -681,9 +679,8 @@ ngx_http_amonitor_cluster_message(
 
     case NGX_HTTP_AMONITOR_BUS_HELD:
         if (m->n == 2
-            && (m->f[0].len != cl->token.len
-                || ngx_strncmp(m->f[0].data, cl->token.data, cl->token.len)
-                    != 0)) {
+            && !ngx_http_amonitor_cluster_mine(
+                cl, (char *) m->f[0].data, m->f[0].len)) {
             ngx_http_amonitor_cluster_held(cl, &m->f[1]);
         }
 

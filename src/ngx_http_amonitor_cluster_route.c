@@ -289,23 +289,18 @@ ngx_http_amonitor_lease_acquired(
     }
 
     cl = ctx->worker->cluster;
-    ours = 0;
-
-    if (reply && reply->type == REDIS_REPLY_NIL) {
-        ours = 1;
-
-    } else if (reply && reply->type == REDIS_REPLY_STRING
-        && (size_t) reply->len == cl->token.len
-        && ngx_strncmp(reply->str, cl->token.data, cl->token.len) == 0) {
-        ours = 1;
-    }
+    ours = reply
+        && (reply->type == REDIS_REPLY_NIL
+            || (reply->type == REDIS_REPLY_STRING
+                && ngx_http_amonitor_cluster_mine(cl, reply->str, reply->len)));
 
     if (!ours || u->stopped) {
         /*
          * Not ours (or not known: a lost reply); a lease taken without
          * knowing it is found ours by the next try, or expires, since it
-         * is never renewed meanwhile.  Actions that waited to learn it go to its owner (with no
-         * reply, the bus is gone: they are answered so).
+         * is never renewed meanwhile.  Actions that waited to learn it go
+         * to its owner (with no reply, the bus is gone: they are answered
+         * so).
          */
         if (!ngx_queue_empty(&u->waiting)) {
             u->worker->settled(u);
