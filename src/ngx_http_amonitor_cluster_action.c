@@ -329,12 +329,16 @@ ngx_http_amonitor_remote_open(
     ngx_http_amonitor_msg_t    *msg;
     ngx_http_amonitor_remote_t *r;
 
+    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        return;
+    }
+
     for (q = ngx_queue_head(&cl->remote_wait);
          q != ngx_queue_sentinel(&cl->remote_wait); q = next) {
         next = ngx_queue_next(q);
         r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
 
-        if (r->upstream != u || u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+        if (r->upstream != u) {
             continue;
         }
 
