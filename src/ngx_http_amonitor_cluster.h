@@ -131,15 +131,8 @@ ngx_int_t ngx_http_amonitor_bus_pack(ngx_http_amonitor_worker_t *w, u_char kind,
 void      ngx_http_amonitor_lease_tick(ngx_http_amonitor_cluster_t *cl);
 ngx_int_t ngx_http_amonitor_routes_resync(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_routes_announce_conf(ngx_http_amonitor_cluster_t *cl);
-/* is this token (a bus message's sender, a lease's holder) this worker's */
-static ngx_inline ngx_uint_t
-ngx_http_amonitor_cluster_mine(
-    ngx_http_amonitor_cluster_t *cl, const char *p, size_t len)
-{
-    return len == cl->token.len && ngx_memcmp(p, cl->token.data, len) == 0;
-}
-
-
+ngx_uint_t ngx_http_amonitor_cluster_mine(
+    ngx_http_amonitor_cluster_t *cl, const char *p, size_t len);
 void ngx_http_amonitor_lease_acquire(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
 ngx_http_amonitor_lease_t *ngx_http_amonitor_lease_get(

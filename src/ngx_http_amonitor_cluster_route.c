@@ -61,6 +61,15 @@ static ngx_int_t ngx_http_amonitor_route_value(ngx_http_amonitor_cluster_t *cl,
 static int64_t   ngx_http_amonitor_cluster_now(void);
 
 
+/* is this token (a bus message's sender, a lease's holder) this worker's */
+ngx_uint_t
+ngx_http_amonitor_cluster_mine(
+    ngx_http_amonitor_cluster_t *cl, const char *p, size_t len)
+{
+    return len == cl->token.len && ngx_memcmp(p, cl->token.data, len) == 0;
+}
+
+
 /* the lease record of an upstream, made when it is first asked about */
 ngx_http_amonitor_lease_t *
 ngx_http_amonitor_lease_get(
