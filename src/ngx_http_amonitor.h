@@ -599,6 +599,8 @@ void ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
 void ngx_http_amonitor_action_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
 void ngx_http_amonitor_action_upstream_gone(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_action_upstream_forgotten(
+    ngx_http_amonitor_upstream_t *u);
 
 /* query.c: action_status, and acks that wait for their finish */
 void ngx_http_amonitor_query_start(ngx_http_amonitor_worker_t *w,

@@ -28,6 +28,7 @@ static ngx_uint_t ngx_http_amonitor_action_rechecked(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
 static void ngx_http_amonitor_action_target(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_claims(ngx_event_t *ev);
+static void ngx_http_amonitor_action_retargets(ngx_event_t *ev);
 static void ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode);
@@ -57,6 +58,11 @@ ngx_http_amonitor_action_init_worker(ngx_http_amonitor_worker_t *w)
     as->claims.data = w;
     as->claims.log = w->cycle->log;
 
+    ngx_queue_init(&as->retarget);
+    as->retargets.handler = ngx_http_amonitor_action_retargets;
+    as->retargets.data = w;
+    as->retargets.log = w->cycle->log;
+
     w->actions = as;
 
     return NGX_OK;
@@ -75,6 +81,10 @@ ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
 
     if (as->claims.posted) {
         ngx_delete_posted_event(&as->claims);
+    }
+
+    if (as->retargets.posted) {
+        ngx_delete_posted_event(&as->retargets);
     }
 
     while (!ngx_queue_empty(&as->all)) {
@@ -581,6 +591,58 @@ ngx_http_amonitor_action_target(ngx_http_amonitor_action_t *a)
     }
 
     ngx_http_amonitor_action_route(a, u);
+}
+
+
+/*
+ * A learned target is about to be forgotten (a register displaces the
+ * dial, it expires): the actions waiting for its connection never reached
+ * it.  They look for their target again once the handler that forgets it
+ * is done, when the register's own target is known; the ack timeout
+ * starts again from there.  Until then they stay WAITING (a timeout or
+ * the worker's exit takes them out of the queue).
+ */
+void
+ngx_http_amonitor_action_upstream_forgotten(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_actions_t *as;
+
+    if (ngx_queue_empty(&u->waiting)) {
+        return;
+    }
+
+    as = u->worker->actions;
+
+    ngx_queue_add(&as->retarget, &u->waiting);
+    ngx_queue_init(&u->waiting);
+
+    if (!as->retargets.posted) {
+        ngx_post_event(&as->retargets, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_amonitor_action_retargets(ngx_event_t *ev)
+{
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_worker_t  *w;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    w = ev->data;
+    as = w->actions;
+
+    while (!ngx_queue_empty(&as->retarget)) {
+        q = ngx_queue_head(&as->retarget);
+        ngx_queue_remove(q);
+
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, queue);
+        a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+        a->upstream = NULL;
+
+        ngx_http_amonitor_action_target(a);
+    }
 }
 
 

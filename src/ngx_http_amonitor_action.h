@@ -85,6 +85,8 @@ typedef struct {
     ngx_event_t                  due_timer;
     ngx_queue_t                  queued; /* to claim in the zone, in order */
     ngx_event_t                  claims; /* posted: claim what is queued */
+    ngx_queue_t                  retarget; /* their target was forgotten */
+    ngx_event_t                  retargets; /* posted: look for it again */
     ngx_http_amonitor_kept_t     kept; /* records to use again */
 } ngx_http_amonitor_actions_t;
 

@@ -428,6 +428,7 @@ ngx_http_amonitor_upstream_drop(
         "amonitor: learned target \"%V\" at %V forgotten: %s", &u->id, &u->norm,
         reason);
 
+    ngx_http_amonitor_action_upstream_forgotten(u);
     ngx_http_amonitor_upstream_stop(u, "target forgotten");
     ngx_http_amonitor_action_upstream_gone(u);
     ngx_http_amonitor_cluster_forget(u);

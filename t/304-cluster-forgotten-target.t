@@ -46,8 +46,8 @@ my $B = agent('B', "    amonitor_target reg ws://127.0.0.1:$preg/;");
 ok($reg->wait_connections(1, 5), 'B dialed reg');
 my $A = agent('A', '');
 
-# A dials a target for a panel of its own (that first action is refused:
-# nobody held the target when it came); B learns the route.  Who holds
+# A dials a target for a panel of its own (that first action waits for
+# the lease, then for the connection); B learns the route.  Who holds
 # the lease is a race: try new targets until A holds one.
 my $pa = $A->panel('/ws/panel', name => 'a');
 my ($dx, $id, $pdx);
@@ -73,7 +73,7 @@ ok($B->wait_error_log(qr/learned target "$id" at ws:\/\/127\.0\.0\.1:$pdx\/ from
 my $pb = $B->panel('/ws/panel', name => 'b');
 $pb->send_json({ msg_id => 'f-b', type => 'action', target_id => $id,
     payload => { action => 'restart' } });
-ok($dx->wait_actions(1, 5), "the action of B reached $id through A");
+ok(wait_for(sub { $dx->executed('f-b') }, 5), "the action of B reached $id through A");
 
 # the SDK behind reg registers that id at its own URL: B, which holds
 # reg, forgets the dialed target while its action waits
