@@ -472,6 +472,13 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (amcf->ping != 0 && amcf->ping < 100) {
+        /* a ping timer per connection this often is the worker's whole job */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_ping\" must be 0 (off) or at least 100ms");
+        return NGX_CONF_ERROR;
+    }
+
     if (amcf->ack_timeout == 0) {
         ngx_conf_log_error(
             NGX_LOG_EMERG, cf, 0, "\"amonitor_ack_timeout\" must not be zero");

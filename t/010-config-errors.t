@@ -571,7 +571,19 @@ test is successful
         location = /amonitor/ { amonitor_dashboard off; }
 --- nginx_t_ok
 
-=== TEST 70: a valid configuration with amonitor_zone alone starts and stops
+=== TEST 70: amonitor_ping below 100ms (a ping timer per connection this often)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_ping 1ms;
+--- nginx_t_emerg: "amonitor_ping" must be 0 (off) or at least 100ms
+
+=== TEST 71: amonitor_ping 100ms is fine
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_ping 100ms;
+--- nginx_t_ok
+
+=== TEST 72: a valid configuration with amonitor_zone alone starts and stops
 --- http_config
     amonitor_zone amonitor 1m;
 --- config
