@@ -35,6 +35,8 @@
 #define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
 #define NGX_HTTP_AMONITOR_RECONCILE     1000 /* look at the registry, ms */
 #define NGX_HTTP_AMONITOR_FIRST_DIALS   256 /* dials per pass at start */
+/* new panels' snapshots per pass of the event loop: records + targets */
+#define NGX_HTTP_AMONITOR_SNAPSHOT_PASS 8192
 #define NGX_HTTP_AMONITOR_LOG_SUMMARY   60000 /* an outage's lines, ms */
 #define NGX_HTTP_AMONITOR_REASON_LEN    160 /* why the last attempt failed */
 #define NGX_HTTP_AMONITOR_DROP_LINES    10 /* a second, per target */
@@ -416,6 +418,8 @@ struct ngx_http_amonitor_worker_s {
     ngx_msec_t                     starved_logged; /* no connection left */
     ngx_event_t                    reconcile;
     ngx_event_t                    first_dials; /* at start, in passes */
+    ngx_uint_t                     snapshot_spent; /* in this pass */
+    ngx_event_t                    snapshot_pass; /* posted: a new pass */
     ngx_uint_t                     registry_seq; /* change log read */
     ngx_uint_t                     registry_synced; /* read it whole */
     ngx_http_amonitor_dial_pt      dial;
@@ -569,6 +573,8 @@ void ngx_http_amonitor_router_panel_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 ngx_uint_t ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+ngx_uint_t ngx_http_amonitor_fanout_snapshot_later(
+    ngx_http_amonitor_worker_t *w);
 void ngx_http_amonitor_fanout_panel_gone(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_router_upstream_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);

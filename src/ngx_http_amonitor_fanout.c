@@ -104,6 +104,7 @@ static void ngx_http_amonitor_fanout_seen_end(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_fanout_slow(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev);
+static void ngx_http_amonitor_fanout_snapshot_pass(ngx_event_t *ev);
 
 
 /*
@@ -505,12 +506,47 @@ ngx_http_amonitor_fanout_snapshot(
 
     ngx_free(snap);
 
+    /* what this pass spent on snapshots: new panels wait for the next */
+    w->snapshot_spent += i + told;
+
+    if (!w->snapshot_pass.posted) {
+        w->snapshot_pass.handler = ngx_http_amonitor_fanout_snapshot_pass;
+        w->snapshot_pass.data = w;
+        w->snapshot_pass.log = w->cycle->log;
+        ngx_post_event(&w->snapshot_pass, &ngx_posted_next_events);
+    }
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
         "amonitor panel #%ui snapshot of %ui records, %ui frames to filter",
         wc->id, i,
         wc->seen ? ((ngx_http_amonitor_seen_tab_t *) wc->seen)->unseen : 0);
 
     return i + told;
+}
+
+
+/*
+ * A reconnect storm (hundreds of panels at once, thousands of targets):
+ * a pass of the event loop builds new panels' snapshots up to
+ * NGX_HTTP_AMONITOR_SNAPSHOT_PASS records and targets (one at least),
+ * the others are opened in the next passes, so that the events of the
+ * panels already open (their pings, their actions) are handled between.
+ * The budget starts again with the next pass: the event posted for it
+ * comes before the takeovers put off in this one.
+ */
+ngx_uint_t
+ngx_http_amonitor_fanout_snapshot_later(ngx_http_amonitor_worker_t *w)
+{
+    return w->snapshot_spent >= NGX_HTTP_AMONITOR_SNAPSHOT_PASS;
+}
+
+
+static void
+ngx_http_amonitor_fanout_snapshot_pass(ngx_event_t *ev)
+{
+    ngx_http_amonitor_worker_t *w = ev->data;
+
+    w->snapshot_spent = 0;
 }
 
 

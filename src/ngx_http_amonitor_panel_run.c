@@ -163,6 +163,17 @@ ngx_http_amonitor_panel_takeover(ngx_event_t *ev)
     r = c->data;
 
     pend = ngx_http_get_module_ctx(r, ngx_http_amonitor_module);
+
+    if (pend->snapshot && !c->close
+        && ngx_http_amonitor_fanout_snapshot_later(pend->worker)) {
+        /* this pass built its share of snapshots: in the next one */
+        if (!ev->posted) {
+            ngx_post_event(ev, &ngx_posted_next_events);
+        }
+
+        return;
+    }
+
     hc = r->http_connection;
     b = r->header_in;
 

@@ -1,0 +1,117 @@
+# A reconnect storm: 200 panels finish their handshakes at once on a
+# worker that serves 3,000 targets.  Each new panel's snapshot walks
+# every target record; a pass of the event loop builds them up to a
+# budget and opens the other panels in the next passes, so a panel
+# already open is answered meanwhile.  Before, every snapshot of the
+# storm was built in one pass: the open panel's ping waited for all of
+# them.  Checked relatively (the worst ping against the whole storm), not
+# against a fixed time: every storm panel still gets its snapshot.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::AMonitor;
+use Test::AMonitor::Util qw(tscale);
+use IO::Socket::INET;
+use Time::HiRes qw(time);
+
+my ($N, $STORM) = (3000, 200);
+my $t = Test::AMonitor->new(workers => 1, panel_snapshot => 1);
+
+# every target dials a port nobody listens on
+my $targets = join '', map {
+    sprintf("    amonitor_target storm-%05d ws://127.0.0.1:%%%%PORT_1%%%%/%d;\n",
+        $_, $_)
+} 1 .. $N;
+
+$t->write_config(
+    http_config => <<"EOC",
+    amonitor_zone amon 16m;
+    amonitor_reconnect 30s 60s;
+    amonitor_ping 0;
+$targets
+EOC
+    config => <<'EOC',
+location = /ws/panel { amonitor_panel on; }
+location = /ws/quiet { amonitor_panel on; amonitor_panel_snapshot off; }
+location = /metrics { amonitor_metrics; }
+EOC
+)->run;
+
+sub panels_open {
+    my $r = $t->http_get('/metrics');
+    my ($n) = ($r->{body} // '') =~ /^amonitor_panels (\d+)/m;
+    return $n // -1;
+}
+
+my $quiet = $t->panel('/ws/quiet?targets=');
+ok($quiet->ping(undef, tscale(5)), 'the open panel is answered');
+is(panels_open(), 1, 'one panel open');
+
+# the storm's connections first (nginx accepts one per pass), then all
+# the handshakes at once
+my @s;
+for my $i (1 .. $STORM) {
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->port(0), Proto => 'tcp') or die "connect: $!";
+    push @s, $c;
+}
+Time::HiRes::sleep(0.5);
+
+my $port = $t->port(0);
+my $t0 = time;
+for my $c (@s) {
+    syswrite($c, "GET /ws/panel HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n"
+        . "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        . "Sec-WebSocket-Version: 13\r\n\r\n");
+}
+
+# pings from the open panel while the storm is opened
+my ($worst, $pings, $done) = (0, 0, 0);
+my $end = time + tscale(60);
+while (time < $end) {
+    my $p0 = time;
+    ok($quiet->ping(undef, tscale(30)), 'ping answered') or last
+        if $pings == 0;
+    $quiet->ping(undef, tscale(30)) if $pings > 0;
+    my $rtt = time - $p0;
+    $worst = $rtt if $rtt > $worst;
+    $pings++;
+    if (panels_open() == $STORM + 1) { $done = 1; last }
+}
+my $storm = time - $t0;
+ok($done, "all $STORM storm panels opened") or diag('open: ' . panels_open());
+diag(sprintf('storm %.3f s, %d pings, worst %.3f s', $storm, $pings,
+    $worst));
+cmp_ok($pings, '>=', 3, 'the open panel pinged several times meanwhile');
+cmp_ok($worst, '<', $storm / 3,
+    'no ping waited for a large part of the storm');
+
+# every storm panel got the 101 and then its snapshot
+my $got = 0;
+for my $c (@s) {
+    my ($buf, $data) = ('', '');
+    my $until = time + tscale(10);
+    $c->blocking(0);
+    while (time < $until) {
+        my $n = sysread($c, $buf, 65536);
+        $data .= $buf if $n;
+        last if $data =~ /"type":"target_status"/;
+        Time::HiRes::sleep(0.01) unless $n;
+    }
+    $got++ if $data =~ m{^HTTP/1\.1 101 } && $data =~ /"type":"target_status"/;
+}
+is($got, $STORM, 'every storm panel got the 101 and its snapshot');
+
+close $_ for @s;
+ok($quiet->ping(undef, tscale(5)), 'the open panel is still answered');
+$quiet->close(1000);
+
+$t->ignore_log(qr/\[error\].*(?:connect\(\) failed|cannot connect)/);
+$t->ignore_log(qr/\[warn\].*(?:slow panel|dropped|send queue)/);
+$t->stop;
+
+done_testing;
