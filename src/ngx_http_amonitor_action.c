@@ -616,9 +616,7 @@ ngx_http_amonitor_action_upstream_forgotten(ngx_http_amonitor_upstream_t *u)
     ngx_queue_add(&as->retarget, &u->waiting);
     ngx_queue_init(&u->waiting);
 
-    if (!as->retargets.posted) {
-        ngx_post_event(&as->retargets, &ngx_posted_events);
-    }
+    ngx_post_event(&as->retargets, &ngx_posted_events);
 }
 
 

@@ -509,12 +509,10 @@ ngx_http_amonitor_fanout_snapshot(
     /* what this pass spent on snapshots: new panels wait for the next */
     w->snapshot_spent += i + told;
 
-    if (!w->snapshot_pass.posted) {
-        w->snapshot_pass.handler = ngx_http_amonitor_fanout_snapshot_pass;
-        w->snapshot_pass.data = w;
-        w->snapshot_pass.log = w->cycle->log;
-        ngx_post_event(&w->snapshot_pass, &ngx_posted_next_events);
-    }
+    w->snapshot_pass.handler = ngx_http_amonitor_fanout_snapshot_pass;
+    w->snapshot_pass.data = w;
+    w->snapshot_pass.log = w->cycle->log;
+    ngx_post_event(&w->snapshot_pass, &ngx_posted_next_events);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
         "amonitor panel #%ui snapshot of %ui records, %ui frames to filter",

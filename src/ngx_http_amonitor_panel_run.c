@@ -167,10 +167,7 @@ ngx_http_amonitor_panel_takeover(ngx_event_t *ev)
     if (pend->snapshot && !c->close
         && ngx_http_amonitor_fanout_snapshot_later(pend->worker)) {
         /* this pass built its share of snapshots: in the next one */
-        if (!ev->posted) {
-            ngx_post_event(ev, &ngx_posted_next_events);
-        }
-
+        ngx_post_event(ev, &ngx_posted_next_events);
         return;
     }
 
