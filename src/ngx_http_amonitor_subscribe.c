@@ -56,7 +56,13 @@ ngx_http_amonitor_subscribe_init_worker(ngx_http_amonitor_worker_t *w)
     }
 
     ngx_queue_init(&subs->all);
-    ngx_queue_init(&subs->patterns);
+    ngx_queue_init(&subs->glob_list);
+
+    if (ngx_array_init(&subs->matched, w->cycle->pool, 64,
+            sizeof(ngx_http_amonitor_sub_t *))
+        != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     w->subs = subs;
 
@@ -87,6 +93,7 @@ ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w)
     }
 
     ngx_free(subs->buckets);
+    ngx_http_amonitor_glob_free(subs);
     w->subs = NULL;
 }
 
@@ -146,8 +153,9 @@ const char *
 ngx_http_amonitor_subscribe_check(ngx_http_amonitor_worker_t *w,
     ngx_str_t *list, ngx_uint_t n, ngx_uint_t *cost)
 {
-    size_t     j;
-    ngx_uint_t i;
+    size_t                    j;
+    ngx_uint_t                i;
+    ngx_http_amonitor_subs_t *subs;
 
     *cost = 0;
 
@@ -173,9 +181,20 @@ ngx_http_amonitor_subscribe_check(ngx_http_amonitor_worker_t *w,
 
     *cost = ngx_http_amonitor_subscribe_cost(w, list, n);
 
-    return *cost > NGX_HTTP_AMONITOR_SUB_MATCH_BURST
-        ? NGX_HTTP_AMONITOR_SUB_TOO_COSTLY
-        : NULL;
+    if (*cost > NGX_HTTP_AMONITOR_SUB_MATCH_BURST) {
+        return NGX_HTTP_AMONITOR_SUB_TOO_COSTLY;
+    }
+
+    subs = w->subs;
+
+    if (subs
+        && subs->nglobs + ngx_http_amonitor_glob_new(subs, list, n)
+            > NGX_HTTP_AMONITOR_SUB_GLOBS) {
+        *cost = 0;
+        return NGX_HTTP_AMONITOR_SUB_TOO_MANY_GLOBS;
+    }
+
+    return NULL;
 }
 
 
@@ -385,11 +404,10 @@ ngx_http_amonitor_subscribe_patterns(
         }
     }
 
-    ngx_queue_insert_tail(&subs->patterns, &s->queue);
-    s->listed = 1;
     s->credit -= (ngx_int_t) (n * s->nglobs);
 
-    return NGX_OK;
+    /* from now on, new targets are matched against its patterns too */
+    return ngx_http_amonitor_glob_add(subs, s, s->wc->connection->log);
 }
 
 
@@ -514,15 +532,16 @@ ngx_http_amonitor_subscribe_upstream_gone(
 
 /*
  * The topic of a served target, made when the target first has something
- * to say (or a pattern panel looks for it): then the pattern panels are
- * matched against it, once.
+ * to say (or a pattern panel looks for it): then the worker's patterns
+ * are matched against it, each once, and the panels of those that match
+ * are linked to it.
  */
 ngx_http_amonitor_topic_t *
 ngx_http_amonitor_subscribe_topic(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u)
 {
-    ngx_queue_t               *q;
-    ngx_http_amonitor_sub_t   *s;
+    ngx_uint_t                 i;
+    ngx_http_amonitor_sub_t   *s, **matched;
     ngx_http_amonitor_subs_t  *subs;
     ngx_http_amonitor_topic_t *t;
 
@@ -540,13 +559,18 @@ ngx_http_amonitor_subscribe_topic(
     t->upstream = u;
     u->topic = t;
 
-    for (q = ngx_queue_head(&subs->patterns);
-         q != ngx_queue_sentinel(&subs->patterns); q = ngx_queue_next(q)) {
-        s = ngx_queue_data(q, ngx_http_amonitor_sub_t, queue);
+    if (subs->nglobs == 0
+        || ngx_http_amonitor_glob_match(subs, &u->id) != NGX_OK) {
+        return t;
+    }
+
+    matched = subs->matched.elts;
+
+    for (i = 0; i < subs->matched.nelts; i++) {
+        s = matched[i];
 
         /* a panel that names the id is linked already */
-        if (ngx_http_amonitor_subscribe_match_any(s, &u->id, 1)
-            && !ngx_http_amonitor_subscribe_match_any(s, &u->id, 0)) {
+        if (!ngx_http_amonitor_subscribe_match_any(s, &u->id, 0)) {
             (void) ngx_http_amonitor_subscribe_link(s, t);
         }
     }
@@ -740,6 +764,8 @@ ngx_http_amonitor_subscribe_unlink_all(
         ngx_queue_remove(&s->queue);
         s->listed = 0;
     }
+
+    ngx_http_amonitor_glob_remove(subs, s);
 }
 
 

@@ -19,6 +19,15 @@
 #define NGX_HTTP_AMONITOR_SUB_MAX 256 /* ids and patterns per panel */
 
 /*
+ * Different patterns per worker, whatever the panels using each: a target
+ * seen for the first time is matched against each of them once.
+ */
+#define NGX_HTTP_AMONITOR_SUB_GLOBS 10000
+#define NGX_HTTP_AMONITOR_SUB_TOO_MANY_GLOBS \
+    "too many different patterns on this worker (at most 10000): " \
+    "use patterns other panels use, or ids"
+
+/*
  * A set's patterns are matched against every served target when it is
  * made: a panel may make at most BURST pattern x target matches at once
  * and RATE a second on average; a set that costs more than BURST is
@@ -56,24 +65,49 @@ typedef struct {
 } ngx_http_amonitor_link_t;
 
 
+typedef struct ngx_http_amonitor_glob_s     ngx_http_amonitor_glob_t;
+typedef struct ngx_http_amonitor_glob_use_s ngx_http_amonitor_glob_use_t;
+
+
 /* a panel's subscription, wc->sub */
 typedef struct {
-    ngx_queue_t               queue; /* in subs->all or subs->patterns */
-    ngx_queue_t               links; /* ngx_http_amonitor_link_t.panel */
-    ngx_http_amonitor_conn_t *wc;
-    ngx_str_t                *entries; /* ids and patterns, as given */
-    ngx_uint_t                nentries;
-    ngx_str_t                *ids; /* the same, ids only */
-    ngx_uint_t                nids;
-    ngx_str_t                *globs; /* the same, with a "*" */
-    ngx_uint_t                nglobs;
-    ngx_uint_t                npatterns; /* globs other than "*" alone */
-    ngx_int_t                 credit; /* matches it may make now */
-    ngx_msec_t                credit_time; /* when it was last refilled */
-    unsigned                  all : 1; /* "*": everything */
-    unsigned                  listed : 1; /* "queue" is in a list */
-    unsigned                  snapshot : 1; /* amonitor_panel_snapshot */
+    ngx_queue_t                   queue; /* in subs->all: everything */
+    ngx_queue_t                   links; /* ngx_http_amonitor_link_t.panel */
+    ngx_http_amonitor_conn_t     *wc;
+    ngx_str_t                    *entries; /* ids and patterns, as given */
+    ngx_uint_t                    nentries;
+    ngx_str_t                    *ids; /* the same, ids only */
+    ngx_uint_t                    nids;
+    ngx_str_t                    *globs; /* the same, with a "*" */
+    ngx_uint_t                    nglobs;
+    ngx_uint_t                    npatterns; /* globs other than "*" alone */
+    ngx_http_amonitor_glob_use_t *uses; /* of the worker's patterns */
+    ngx_uint_t                    nuses;
+    ngx_uint_t                    visit; /* last match that found it */
+    ngx_int_t                     credit; /* matches it may make now */
+    ngx_msec_t                    credit_time; /* when it was last refilled */
+    unsigned                      all : 1; /* "*": everything */
+    unsigned                      listed : 1; /* "queue" is in a list */
+    unsigned                      snapshot : 1; /* amonitor_panel_snapshot */
 } ngx_http_amonitor_sub_t;
+
+
+/* a pattern, once per worker, and the panels that use it */
+struct ngx_http_amonitor_glob_s {
+    ngx_http_amonitor_glob_t *next; /* in its hash bucket */
+    ngx_queue_t               queue; /* in subs->glob_list */
+    ngx_queue_t               uses; /* ngx_http_amonitor_glob_use_t.queue */
+    uint32_t                  hash;
+    ngx_str_t                 pattern; /* follows the struct */
+};
+
+
+/* one panel's use of one pattern, in sub->uses */
+struct ngx_http_amonitor_glob_use_s {
+    ngx_queue_t               queue; /* in glob->uses */
+    ngx_http_amonitor_sub_t  *sub;
+    ngx_http_amonitor_glob_t *glob;
+};
 
 
 /* the worker's subscriptions, w->subs */
@@ -82,8 +116,12 @@ typedef struct {
     ngx_uint_t                  nbuckets; /* a power of two */
     ngx_uint_t                  ntopics;
     ngx_queue_t                 all; /* sub_t.queue: everything */
-    ngx_queue_t                 patterns; /* sub_t.queue: with a pattern */
     ngx_uint_t                  stamp;
+    ngx_http_amonitor_glob_t  **gbuckets; /* the patterns, hashed */
+    ngx_queue_t                 glob_list; /* glob_t.queue */
+    ngx_uint_t                  nglobs;
+    ngx_array_t                 matched; /* sub_t *: a new target's panels */
+    ngx_uint_t                  visit;
 } ngx_http_amonitor_subs_t;
 
 
@@ -109,6 +147,15 @@ ngx_uint_t ngx_http_amonitor_subscribe_wants(
     ngx_http_amonitor_conn_t *wc, ngx_str_t *id);
 ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_topic(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u);
+ngx_uint_t ngx_http_amonitor_glob_new(
+    ngx_http_amonitor_subs_t *subs, ngx_str_t *list, ngx_uint_t n);
+ngx_int_t ngx_http_amonitor_glob_add(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_sub_t *s, ngx_log_t *log);
+void ngx_http_amonitor_glob_remove(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_sub_t *s);
+ngx_int_t ngx_http_amonitor_glob_match(
+    ngx_http_amonitor_subs_t *subs, ngx_str_t *id);
+void ngx_http_amonitor_glob_free(ngx_http_amonitor_subs_t *subs);
 void ngx_http_amonitor_subscribe_upstream_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u);
 
