@@ -14,8 +14,12 @@
 #include "ngx_http_amonitor_store.h"
 
 
-/* bytes of one line beyond its label value, generously */
-#define NGX_HTTP_AMONITOR_METRIC_LINE 160
+/*
+ * bytes of a target's line beyond its label value: the longest name (42),
+ * {target=""} and a space (12), the longest value (24) and the newline
+ */
+#define NGX_HTTP_AMONITOR_METRIC_LINE   80
+#define NGX_HTTP_AMONITOR_METRIC_SERIES 4 /* per target */
 
 
 typedef struct {
@@ -28,14 +32,17 @@ typedef struct {
 
 static u_char *ngx_http_amonitor_metrics_head(
     u_char *p, const char *name, const char *type, const char *help);
-static u_char *ngx_http_amonitor_metrics_value(u_char *p, const char *name,
-    const char *type, const char *help, ngx_atomic_uint_t v);
-static u_char *ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v);
-static u_char *ngx_http_amonitor_metrics_targets(u_char *p,
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_shared_t *sh,
-    ngx_uint_t n);
-static u_char *ngx_http_amonitor_metrics_rtt(
-    u_char *p, ngx_http_amonitor_shared_t *sh);
+static u_char   *ngx_http_amonitor_metrics_value(u_char *p, const char *name,
+      const char *type, const char *help, ngx_atomic_uint_t v);
+static u_char   *ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v);
+static size_t    ngx_http_amonitor_metrics_label_len(u_char *v, size_t len);
+static ngx_int_t ngx_http_amonitor_metrics_unseen(ngx_http_request_t *r,
+    ngx_http_amonitor_worker_t *w, ngx_array_t *unseen, size_t *len);
+static u_char   *ngx_http_amonitor_metrics_targets(u_char *p,
+      ngx_http_amonitor_worker_t *w, ngx_http_amonitor_shared_t *sh, ngx_uint_t n,
+      ngx_array_t *unseen);
+static u_char   *ngx_http_amonitor_metrics_rtt(
+      u_char *p, ngx_http_amonitor_shared_t *sh);
 static u_char *ngx_http_amonitor_metrics_redis(u_char *p,
     ngx_http_amonitor_shared_t *sh, ngx_http_amonitor_counters_t *sum);
 
@@ -87,7 +94,9 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     ngx_int_t                      rc;
     ngx_uint_t                     i, n;
     ngx_buf_t                     *b;
+    ngx_array_t                    unseen;
     ngx_atomic_t                  *v;
+    ngx_http_amonitor_tstate_t    *ts;
     ngx_http_amonitor_metric_t    *m;
     ngx_http_amonitor_shared_t    *sh;
     ngx_http_amonitor_registry_t  *rg;
@@ -115,16 +124,22 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
     ngx_http_amonitor_store_counters_sum(amcf->shm_zone, &sum);
 
     /*
-     * each target: 5 series of a few lines, its name escaped (x2); the
+     * each target: a line of each series, with its id escaped; the
      * records counted now are the ones written (later ones wait)
      */
     n = sh->ntargets;
     ngx_memory_barrier(); /* the chunks counted are read after the count */
-    len = 8192 + NGX_HTTP_AMONITOR_RTT_BUCKETS * 64
-        + n * 5 * NGX_HTTP_AMONITOR_METRIC_LINE;
+    len = 8192 + NGX_HTTP_AMONITOR_RTT_BUCKETS * 64;
 
     for (i = 0; i < n; i++) {
-        len += 5 * 2 * ngx_http_amonitor_tracked(sh, i)->id_len;
+        ts = ngx_http_amonitor_tracked(sh, i);
+        len += NGX_HTTP_AMONITOR_METRIC_SERIES
+            * (NGX_HTTP_AMONITOR_METRIC_LINE
+                + ngx_http_amonitor_metrics_label_len(ts->data, ts->id_len));
+    }
+
+    if (ngx_http_amonitor_metrics_unseen(r, w, &unseen, &len) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -167,7 +182,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
         "the zone full.",
         rg->refused);
 
-    p = ngx_http_amonitor_metrics_targets(p, w, sh, n);
+    p = ngx_http_amonitor_metrics_targets(p, w, sh, n, &unseen);
     p = ngx_http_amonitor_metrics_rtt(p, sh);
 
     b->last = p;
@@ -245,17 +260,77 @@ ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v)
 }
 
 
+/* the bytes of a label value once escaped */
+static size_t
+ngx_http_amonitor_metrics_label_len(u_char *v, size_t len)
+{
+    size_t i, n;
+
+    n = len;
+
+    for (i = 0; i < len; i++) {
+        if (v[i] == '\\' || v[i] == '"' || v[i] == '\n') {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
 /*
- * Per target, from the zone: up, heartbeat age, actions and failures.
- * Targets of an older configuration that this one no longer has are
- * left out, as in a new panel's snapshot.
+ * This worker's targets that no worker has seen up or down yet (a first
+ * dial still under way): the zone has no record of them, and they are
+ * told as down, with no action yet, rather than left out.
+ */
+static ngx_int_t
+ngx_http_amonitor_metrics_unseen(ngx_http_request_t *r,
+    ngx_http_amonitor_worker_t *w, ngx_array_t *unseen, size_t *len)
+{
+    ngx_str_t                    *id;
+    ngx_queue_t                  *q;
+    ngx_http_amonitor_upstream_t *u;
+
+    if (ngx_array_init(unseen, r->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (q = ngx_queue_head(&w->upstreams);
+         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+
+        if (u->tstate
+            || ngx_http_amonitor_store_target_known(w->store, &u->id)) {
+            continue;
+        }
+
+        id = ngx_array_push(unseen);
+        if (id == NULL) {
+            return NGX_ERROR;
+        }
+
+        *id = u->id;
+        *len += NGX_HTTP_AMONITOR_METRIC_SERIES
+            * (NGX_HTTP_AMONITOR_METRIC_LINE
+                + ngx_http_amonitor_metrics_label_len(u->id.data, u->id.len));
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Per target, from the zone: up, heartbeat age, actions and failures;
+ * then the targets of this worker not seen yet.  Targets of an older
+ * configuration that this one no longer has are left out, as in a new
+ * panel's snapshot.
  */
 static u_char *
 ngx_http_amonitor_metrics_targets(u_char *p, ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_shared_t *sh, ngx_uint_t n)
+    ngx_http_amonitor_shared_t *sh, ngx_uint_t n, ngx_array_t *unseen)
 {
     uint64_t                    now, at;
-    ngx_str_t                   id;
+    ngx_str_t                   id, *ids;
     ngx_uint_t                  i, k;
     ngx_time_t                 *tp;
     ngx_http_amonitor_tstate_t *ts;
@@ -310,6 +385,14 @@ ngx_http_amonitor_metrics_targets(u_char *p, ngx_http_amonitor_worker_t *w,
 
             default: p = ngx_sprintf(p, "%uA\n", ts->failures);
             }
+        }
+
+        ids = unseen->elts;
+
+        for (i = 0; k != 1 && i < unseen->nelts; i++) {
+            p = ngx_sprintf(p, "%s{target=\"", names[k]);
+            p = ngx_http_amonitor_metrics_label(p, &ids[i]);
+            p = ngx_sprintf(p, "\"} 0\n");
         }
     }
 

@@ -309,6 +309,8 @@ ngx_http_amonitor_shared_t *ngx_http_amonitor_store_shm_shared(
 ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target(
     ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url,
     ngx_uint_t dynamic);
+ngx_uint_t ngx_http_amonitor_store_target_known(
+    ngx_http_amonitor_store_t *st, ngx_str_t *id);
 void ngx_http_amonitor_store_target_forget(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_tstate_t *ts);
 void      ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,

@@ -102,6 +102,44 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
 
 
 /*
+ * Does the zone hold a record of "id" that is not forgotten (whichever
+ * worker made it): without one, the target has not been up or down yet.
+ */
+ngx_uint_t
+ngx_http_amonitor_store_target_known(
+    ngx_http_amonitor_store_t *st, ngx_str_t *id)
+{
+    ngx_uint_t                  known;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_amonitor_shared_t *sh;
+    ngx_http_amonitor_tstate_t *ts;
+
+    if (st == NULL || st->zone == NULL) {
+        return 0;
+    }
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+    known = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (ts = sh->buckets[ngx_http_amonitor_hash(id->data, id->len)
+             % NGX_HTTP_AMONITOR_TRACK_BUCKETS];
+         ts; ts = ts->next) {
+        if (ngx_memn2cmp(ts->data, id->data, ts->id_len, id->len) == 0) {
+            known = !ts->forgotten;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return known;
+}
+
+
+/*
  * Room in the zone for a target's state, under the mutex: a zone the
  * dedupe table filled gives its least recently used entries up for it
  * (a target added by a reload into a full zone had no record: no panel's
