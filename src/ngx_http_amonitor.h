@@ -418,6 +418,8 @@ struct ngx_http_amonitor_worker_s {
     ngx_msec_t                     starved_logged; /* no connection left */
     ngx_event_t                    reconcile;
     ngx_event_t                    first_dials; /* at start, in passes */
+    ngx_uint_t                     upstreams_gen; /* changes of the list */
+    void                          *told; /* fanout_told.c's cache */
     ngx_uint_t                     snapshot_spent; /* in this pass */
     ngx_event_t                    snapshot_pass; /* posted: a new pass */
     ngx_uint_t                     registry_seq; /* change log read */

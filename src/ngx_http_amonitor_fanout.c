@@ -16,6 +16,7 @@
 #include "ngx_http_amonitor_store.h"
 #include "ngx_http_amonitor_subscribe.h"
 #include "ngx_http_amonitor_fanout.h"
+#include "ngx_http_amonitor_fanout_told.h"
 
 
 /*
@@ -90,7 +91,7 @@ static ngx_int_t ngx_http_amonitor_fanout_snapshot_send(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
     size_t len);
 static ngx_int_t ngx_http_amonitor_fanout_snapshot_one(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc, ngx_uint_t i,
     ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_tsnap_t *snap);
 static ngx_http_amonitor_seen_t *ngx_http_amonitor_fanout_seen_add(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
@@ -472,7 +473,8 @@ ngx_http_amonitor_fanout_snapshot(
     for (i = 0;
          ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
          i++) {
-        u = ngx_http_amonitor_target_find(w, &snap->id);
+        /* the upstream found once for all panels while nothing changes */
+        (void) ngx_http_amonitor_told(w, i, snap, &u, NULL);
 
         if (u == NULL) {
             /*
@@ -499,7 +501,8 @@ ngx_http_amonitor_fanout_snapshot(
             continue;
         }
 
-        if (ngx_http_amonitor_fanout_snapshot_one(w, wc, u, snap) != NGX_OK) {
+        if (ngx_http_amonitor_fanout_snapshot_one(w, wc, i, u, snap)
+            != NGX_OK) {
             full = 1;
         }
     }
@@ -560,7 +563,7 @@ ngx_http_amonitor_fanout_snapshot_pass(ngx_event_t *ev)
  */
 static ngx_int_t
 ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_upstream_t *u,
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t i, ngx_http_amonitor_upstream_t *u,
     ngx_http_amonitor_tsnap_t *snap)
 {
     uint32_t                      target;
@@ -568,11 +571,10 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
     ngx_uint_t                    up;
     ngx_http_amonitor_seen_t     *seen;
     ngx_http_amonitor_seen_tab_t *tab;
+    ngx_http_amonitor_upstream_t *served;
 
-    if (ngx_http_amonitor_reply_target_state(w, &snap->id, &snap->url, snap->up,
-            (int64_t) snap->since, snap->reason.len ? &snap->reason : NULL,
-            &out)
-        != NGX_OK) {
+    /* record "i"'s target_state, built once for the panels of a storm */
+    if (ngx_http_amonitor_told(w, i, snap, &served, &out) != NGX_OK) {
         return NGX_OK;
     }
 

@@ -124,6 +124,7 @@ struct ngx_http_amonitor_tstate_s {
     ngx_uint_t   up; /* workers with a connection open */
     uint64_t     up_slots; /* their counter slots, a bit each */
     uint64_t     since; /* last change of state, ms since the epoch */
+    ngx_uint_t   seq; /* changes of what target_state tells */
     u_char      *hb; /* slab, hb_cap bytes */
     u_char      *url; /* slab, url_len bytes: a learned URL can change */
     u_short      hb_len;
@@ -148,6 +149,7 @@ typedef struct {
     ngx_uint_t up;
     ngx_uint_t dynamic;
     uint64_t   since;
+    ngx_uint_t seq;
     uint64_t   hb_at;
     ngx_uint_t hb_opcode;
     uint32_t   hb_hash;
@@ -309,6 +311,7 @@ ngx_http_amonitor_shared_t *ngx_http_amonitor_store_shm_shared(
 ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target(
     ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_str_t *url,
     ngx_uint_t dynamic);
+ngx_uint_t ngx_http_amonitor_store_target_count(ngx_http_amonitor_store_t *st);
 ngx_uint_t ngx_http_amonitor_store_target_known(
     ngx_http_amonitor_store_t *st, ngx_str_t *id);
 void ngx_http_amonitor_store_target_forget(

@@ -117,6 +117,7 @@ static void
 ngx_http_amonitor_upstream_unlist(ngx_http_amonitor_upstream_t *u)
 {
     ngx_queue_remove(&u->queue);
+    u->worker->upstreams_gen++;
     ngx_rbtree_delete(&u->worker->upstream_ids, &u->by_id.node);
     ngx_rbtree_delete(&u->worker->upstream_urls, &u->by_url.node);
 
@@ -233,6 +234,7 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
 
     ngx_queue_init(&u->waiting);
     ngx_queue_insert_tail(&w->upstreams, &u->queue);
+    w->upstreams_gen++;
     u->by_id.str = u->id;
     u->by_id.node.key = ngx_http_amonitor_hash(u->id.data, u->id.len);
     ngx_rbtree_insert(&w->upstream_ids, &u->by_id.node);

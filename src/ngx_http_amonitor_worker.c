@@ -13,6 +13,7 @@
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_subscribe.h"
 #include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_fanout_told.h"
 
 
 static void *ngx_http_amonitor_worker_alloc(void *data, size_t size);
@@ -113,6 +114,7 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
         ngx_http_amonitor_store_redis_exit(w->store);
     }
 
+    ngx_http_amonitor_told_free(w);
     amon_buf_free(&w->scratch, &w->allocator);
     amon_buf_free(&w->convert, &w->allocator);
     ngx_http_amonitor_frames_free(&w->frames);
