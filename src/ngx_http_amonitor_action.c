@@ -26,7 +26,8 @@ static const char *ngx_http_amonitor_action_refused(
     ngx_http_amonitor_action_t *a, ngx_str_t *id);
 static ngx_uint_t ngx_http_amonitor_action_rechecked(
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_upstream_t *u);
-static void ngx_http_amonitor_action_target(ngx_http_amonitor_action_t *a);
+static void ngx_http_amonitor_action_target(
+    ngx_http_amonitor_action_t *a, ngx_uint_t dial);
 static void ngx_http_amonitor_action_claims(ngx_event_t *ev);
 static void ngx_http_amonitor_action_retargets(ngx_event_t *ev);
 static void ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a);
@@ -539,7 +540,7 @@ ngx_http_amonitor_action_claimed(
             return;
         }
 
-        ngx_http_amonitor_action_target(a);
+        ngx_http_amonitor_action_target(a, 1);
         return;
     }
 
@@ -566,10 +567,15 @@ ngx_http_amonitor_action_claimed(
 }
 
 
-/* claimed: the target is looked for again, then the action goes there */
+/*
+ * Claimed: the target is looked for again, then the action goes there.
+ * "dial": the URL may be dialed (else, for an action whose target was
+ * forgotten, only what holds the id or URL now will do).
+ */
 static void
-ngx_http_amonitor_action_target(ngx_http_amonitor_action_t *a)
+ngx_http_amonitor_action_target(ngx_http_amonitor_action_t *a, ngx_uint_t dial)
 {
+    ngx_int_t                     rc;
     const char                   *code, *message;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *u;
@@ -578,9 +584,16 @@ ngx_http_amonitor_action_target(ngx_http_amonitor_action_t *a)
     u = NULL;
 
     /* a known target_id wins, else the URL, dialed now if need be */
-    if (ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url, 1,
-            a->panel ? a->panel->id : 0, &u, &code, &message)
-        != NGX_OK) {
+    rc = ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url,
+        dial, (dial && a->panel) ? a->panel->id : 0, &u, &code, &message);
+
+    if (!dial && (rc != NGX_OK || u == NULL)) {
+        rc = NGX_ERROR;
+        code = "TARGET_UNAVAILABLE";
+        message = "the target was forgotten before it connected";
+    }
+
+    if (rc != NGX_OK) {
         ngx_http_amonitor_action_fail(
             a, code, message, NGX_HTTP_AMONITOR_RELEASE);
         return;
@@ -620,6 +633,12 @@ ngx_http_amonitor_action_upstream_forgotten(ngx_http_amonitor_upstream_t *u)
 }
 
 
+/*
+ * The actions of a forgotten target look for it again, without dialing:
+ * what holds the id now (a register's target) gets them; when nothing
+ * does (the dial expired, or was given up), they are answered rather
+ * than dialing the forgotten URL again, which would be forgotten in turn.
+ */
 static void
 ngx_http_amonitor_action_retargets(ngx_event_t *ev)
 {
@@ -639,7 +658,7 @@ ngx_http_amonitor_action_retargets(ngx_event_t *ev)
         a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
         a->upstream = NULL;
 
-        ngx_http_amonitor_action_target(a);
+        ngx_http_amonitor_action_target(a, 0);
     }
 }
 

@@ -11,15 +11,14 @@
 # TARGET_UNAVAILABLE releases the claim: the same msg_id again is a new
 # attempt, and runs once.
 #
-# KNOWN BUG (this test fails on the module as it is when written): the
-# actions are resolved again (the retarget of t/312) and their
-# target_url dials the forgotten target anew, with a new ack timeout.
-# Whenever amonitor_ack_timeout is longer than the time a dial takes to
-# be forgotten (amonitor_learned_expire, plus up to a second), this loops:
-# "forgotten: no longer in the registry", "new target", every
-# amonitor_learned_expire, and the actions are never answered, not even
-# at their ack timeout, nor after their panel closed.  Before the
-# retarget they got TARGET_UNAVAILABLE when the target was forgotten.
+# Before the fix, the actions were resolved again (the retarget of t/312)
+# and their target_url dialed the forgotten target anew, with a new ack
+# timeout.  Whenever amonitor_ack_timeout was longer than the time a dial
+# takes to be forgotten (amonitor_learned_expire, plus up to a second),
+# this looped ("forgotten: no longer in the registry", "new target",
+# every amonitor_learned_expire) and the actions were never answered.
+# The retarget now looks only for what holds the id or URL, without
+# dialing.
 
 use strict;
 use warnings;
