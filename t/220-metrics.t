@@ -43,26 +43,12 @@ EOC
 
 ok($sa->wait_connections(2), 'both workers dialed pm-a');
 
-# parse with prometheus_client; one line per sample: name, labels, value
+# parsed by prometheus_client: the samples and the families' types
 sub scrape {
     my $body = $t->http_get('/metrics');
-    my ($fh, $file) = tempfile(UNLINK => 1);
-    print $fh $body->{body};
-    close $fh;
-    my $out = `$PY - "$file" <<'EOP'
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-text = open(sys.argv[1]).read()
-res = {"families": {}, "samples": []}
-for f in text_string_to_metric_families(text):
-    res["families"][f.name] = f.type
-    for s in f.samples:
-        res["samples"].append([s.name, s.labels, s.value])
-print(json.dumps(res))
-EOP
-`;
-    my $r = eval { decode_json($out) };
-    return ($r, $body);
+    my $samples = prometheus_samples($body->{body}) or return (undef, $body);
+    return ({ samples => $samples,
+        families => { map { ($_->[3] => $_->[4]) } @$samples } }, $body);
 }
 
 sub value {

@@ -11,8 +11,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use IO::Socket::INET;
-use File::Temp qw(tempfile);
 
 my $PY = '/usr/bin/python3';
 if (system($PY, '-c', 'import prometheus_client') != 0) {
@@ -26,9 +24,7 @@ my $sa = fake_sdk(port => $t->port(1), target_id => 'up-a',
     heartbeat_interval => 0);
 
 # the kernel completes the TCP connection, nobody answers the handshake
-my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-    Listen => 64, Proto => 'tcp', ReuseAddr => 1)
-    or die "listen: $!";
+my $mute = mute_listener();
 my $mute_port = $mute->sockport;
 
 $t->write_config(
@@ -45,24 +41,8 @@ $t->write_config(
 EOC
 )->run;
 
-# every sample, parsed by prometheus_client: [name, labels, value]
-sub scrape {
-    my $body = $t->http_get('/metrics');
-    my ($fh, $file) = tempfile(UNLINK => 1);
-    print $fh $body->{body};
-    close $fh;
-    my $out = `$PY - "$file" <<'EOP'
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-res = []
-for f in text_string_to_metric_families(open(sys.argv[1]).read()):
-    for s in f.samples:
-        res.append([s.name, s.labels, s.value])
-print(json.dumps(res))
-EOP
-`;
-    return eval { decode_json($out) };
-}
+# every sample: [name, labels, value]
+sub scrape { return prometheus_samples($t->http_get('/metrics')->{body}) }
 
 sub samples {
     my ($r, $name, $target) = @_;

@@ -11,7 +11,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use IO::Socket::INET;
 
 my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
 my $hub = fake_sdk(port => $t->port(1), target_id => 'hub',
@@ -21,9 +20,7 @@ my $real = fake_sdk(port => $t->port(2), target_id => 'real',
 
 # where a handshake is never answered: the kernel completes the TCP
 # connection, nobody accepts it
-my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-    Listen => 64, Proto => 'tcp', ReuseAddr => 1)
-    or die "listen: $!";
+my $mute = mute_listener();
 my $mute_port = $mute->sockport;
 
 $t->write_config(
@@ -43,12 +40,7 @@ my $p = $t->panel('/ws/panel');
 
 sub url { return 'ws://127.0.0.1:' . $_[0] . '/' }
 
-sub act {
-    my ($id, $target, $u) = @_;
-    $p->send_json({ msg_id => $id, type => 'action', target_id => $target,
-        timestamp => now_ms(), payload => { action => 'restart',
-            (defined $u ? (target_url => $u) : ()) } });
-}
+sub act { $p->send_action(@_) }
 
 # two actions wait for the dial of "sq" at the mute URL
 $t->mark_log;

@@ -26,7 +26,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use IO::Socket::INET;
 
 my $ACK = 8000;    # amonitor_ack_timeout, ms
 my $BOUND = 5000;  # the answer comes when the target is forgotten: 2-3 s
@@ -35,9 +34,7 @@ my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
 
 # where a handshake is never answered: the kernel completes the TCP
 # connection, nobody accepts it
-my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-    Listen => 64, Proto => 'tcp', ReuseAddr => 1)
-    or die "listen: $!";
+my $mute = mute_listener();
 my $mute_port = $mute->sockport;
 
 # the connect timeout is far longer than the test: the dial never fails
@@ -57,25 +54,8 @@ my $p = $t->panel('/ws/panel');
 
 sub url { return 'ws://127.0.0.1:' . $_[0] . '/' }
 
-sub act {
-    my ($id, $target, $u) = @_;
-    $p->send_json({ msg_id => $id, type => 'action', target_id => $target,
-        timestamp => now_ms(), payload => { action => 'restart',
-            (defined $u ? (target_url => $u) : ()) } });
-}
+sub act { $p->send_action(@_) }
 
-# every message about the action $id the panel got so far
-sub about {
-    my ($id) = @_;
-    return grep {
-        my $j = $_->{json};
-        ref $j eq 'HASH'
-            && ((($j->{type} // '') eq 'error' && ($j->{msg_id} // '') eq $id)
-            || (($j->{type} // '') eq 'action_ack'
-                && ref $j->{payload} eq 'HASH'
-                && ($j->{payload}{action_msg_id} // '') eq $id));
-    } $p->messages;
-}
 
 # two actions dial "sq" at the mute URL, a third names it by its id
 $t->mark_log;
@@ -101,8 +81,8 @@ my (%first, %at);
 wait_for(sub {
     for my $id ('x-1', 'x-2', 'x-3') {
         next if $first{$id};
-        my ($m) = about($id) or next;
-        $first{$id} = $m->{json};
+        my ($m) = $p->answers_to($id) or next;
+        $first{$id} = $m;
         $at{$id} = now_ms() - $t0;
     }
     return keys %first == 3;
@@ -124,8 +104,8 @@ for my $id ('x-1', 'x-2', 'x-3') {
 # past the ack timeout of the first attempt: nothing more about them
 sleep_loop(($t0 + $ACK + 1000 - now_ms()) / 1000);
 for my $id ('x-1', 'x-2', 'x-3') {
-    is(scalar(about($id)), 1, "$id: exactly one answer")
-        or diag(explain([map { $_->{json} } about($id)]));
+    is(scalar($p->answers_to($id)), 1, "$id: exactly one answer")
+        or diag(explain([$p->answers_to($id)]));
 }
 
 # forgotten: not dialed again, and its id names nothing now

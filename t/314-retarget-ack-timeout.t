@@ -14,7 +14,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use IO::Socket::INET;
 
 my $ACK = 3000;    # amonitor_ack_timeout, ms
 my $REG = 2000;    # the register, this long after the action
@@ -36,9 +35,7 @@ my $real = fake_sdk(port => $t->port(2), target_id => 'real',
 
 # where a handshake is never answered: the kernel completes the TCP
 # connection, nobody accepts it
-my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-    Listen => 64, Proto => 'tcp', ReuseAddr => 1)
-    or die "listen: $!";
+my $mute = mute_listener();
 my $mute_port = $mute->sockport;
 
 $t->write_config(
@@ -59,32 +56,15 @@ my $p = $t->panel('/ws/panel');
 
 sub url { return 'ws://127.0.0.1:' . $_[0] . '/' }
 
-sub act {
-    my ($id, $target, $u) = @_;
-    $p->send_json({ msg_id => $id, type => 'action', target_id => $target,
-        timestamp => now_ms(), payload => { action => 'restart',
-            (defined $u ? (target_url => $u) : ()) } });
-}
+sub act { $p->send_action(@_) }
 
-# every message about the action $id the panel got so far
-sub about {
-    my ($id) = @_;
-    return grep {
-        my $j = $_->{json};
-        ref $j eq 'HASH'
-            && ((($j->{type} // '') eq 'error' && ($j->{msg_id} // '') eq $id)
-            || (($j->{type} // '') eq 'action_ack'
-                && ref $j->{payload} eq 'HASH'
-                && ($j->{payload}{action_msg_id} // '') eq $id));
-    } $p->messages;
-}
 
 # the action waits for the dial of "sq" at the mute URL
 $t->mark_log;
 my $t0 = now_ms();
 act('w-1', 'sq', url($mute_port));
 sleep_loop(($t0 + $REG - now_ms()) / 1000);
-is(scalar(about('w-1')), 0, 'no answer while the dial waits for its '
+is(scalar($p->answers_to('w-1')), 0, 'no answer while the dial waits for its '
     . 'handshake');
 
 # the SDK behind hub registers "sq" at the URL of real
@@ -103,7 +83,7 @@ cmp_ok($sent_at, '>=', $REG, 'after the register');
 
 # its one answer: ACK_TIMEOUT, an ack timeout after it was written there
 my $r;
-wait_for(sub { ($r) = map { $_->{json} } about('w-1'); $r },
+wait_for(sub { ($r) = $p->answers_to('w-1'); $r },
     ($t0 + $sent_at + $ACK + 2000 - now_ms()) / 1000);
 my $at = now_ms() - $t0;
 is($r && $r->{type}, 'error', 'w-1: answered with an error')
@@ -120,8 +100,8 @@ cmp_ok($at - $sent_at, '<', $ACK + 1500, 'and not much later');
 
 # nothing more about it
 sleep_loop(1.5);
-is(scalar(about('w-1')), 1, 'w-1: exactly one answer')
-    or diag(explain([map { $_->{json} } about('w-1')]));
+is(scalar($p->answers_to('w-1')), 1, 'w-1: exactly one answer')
+    or diag(explain([$p->answers_to('w-1')]));
 is($real->executed('w-1'), 1, 'w-1: run once by the registered SDK');
 
 # ended as failed: the same id again is a duplicate, not a second run

@@ -27,7 +27,7 @@ use Test::More;
 
 use Test::AMonitor::Util qw(wait_for sleep_loop free_port uuid4
     encode_json decode_json try_decode_json now_ms tscale default_timeout
-    json_text);
+    json_text mute_listener prometheus_samples);
 use Test::AMonitor::Nginx;
 use Test::AMonitor::Log qw(error_log_like no_error_log wait_error_log
     scan_log_text);
@@ -47,7 +47,8 @@ our @EXPORT = (
     decode_json try_decode_json json_text now_ms tscale default_timeout
     raw_connect raw_ws_connect raw_send raw_read raw_read_frame raw_http
     http_request parse_http_response ws_frame ws_accept_key raw_eof
-    slow_panel scan_log_text panels_per_worker)
+    slow_panel scan_log_text panels_per_worker mute_listener
+    prometheus_samples)
 );
 
 our $REPO = $Test::AMonitor::Nginx::REPO;
@@ -319,10 +320,29 @@ json }> or undef), C<recv_json($timeout)>, C<recv_until(sub { ... },
 $timeout)>, C<recv_type($type, timeout =E<gt> S, field =E<gt> value ...)>
 (fields of the envelope or its payload), C<messages>, C<pending>,
 C<clear>, C<ping($payload, $timeout)> (true when the pong came),
+C<send_action($msg_id, $target, $url)> (a C<restart>, with
+C<target_url> when C<$url> is given), C<answers_to($msg_id)> (every
+C<action_ack> and C<error> about that action received so far),
 C<pings_received>, C<close($code, $reason)>, C<drop> (TCP close),
 C<wait_closed($timeout)>, C<close_code> (the code of the server's Close
 frame, 1006 if none), C<close_reason>, C<is_open>, C<pause> / C<resume>
 (stop/start reading: a slow panel).
+
+=back
+
+=head1 OTHER HELPERS
+
+=over
+
+=item mute_listener()
+
+A listening socket on 127.0.0.1 whose connections nobody accepts: a
+target there never answers its handshake (C<-E<gt>sockport>).
+
+=item prometheus_samples($text)
+
+The Prometheus text parsed by python3-prometheus-client: an array of
+C<[name, {labels}, value, family, type]>, undef when it does not parse.
 
 =back
 

@@ -14,7 +14,7 @@ use Mojo::UserAgent;
 use Mojo::WebSocket qw(WS_CLOSE WS_PING WS_PONG);
 use Scalar::Util qw(weaken);
 use Test::AMonitor::Util qw(default_timeout wait_for json_text
-    try_decode_json note_verbose);
+    try_decode_json note_verbose now_ms);
 
 our @EXPORT_OK = qw(panel_connect panel_try_connect panel_handshake_status
     panels_per_worker);
@@ -242,6 +242,28 @@ sub recv_type {
         }
         return 1;
     }, $timeout);
+}
+
+# send the action $msg_id to $target (restart), dialing $url if given
+sub send_action {
+    my ($self, $msg_id, $target, $url) = @_;
+    return $self->send_json({ msg_id => $msg_id, type => 'action',
+        target_id => $target, timestamp => now_ms(),
+        payload => { action => 'restart',
+            (defined $url ? (target_url => $url) : ()) } });
+}
+
+# every answer to action $msg_id received so far (whether consumed or
+# not): its action_acks and errors, as JSON envelopes
+sub answers_to {
+    my ($self, $msg_id) = @_;
+    return map { $_->{json} } grep {
+        my $j = $_->{json};
+        my $type = ref $j eq 'HASH' ? $j->{type} // '' : '';
+        ($type eq 'error' && ($j->{msg_id} // '') eq $msg_id)
+            || ($type eq 'action_ack' && ref $j->{payload} eq 'HASH'
+                && ($j->{payload}{action_msg_id} // '') eq $msg_id);
+    } @{ $self->{all} };
 }
 
 # the final answer to action $msg_id: its action_ack (by action_msg_id)

@@ -15,6 +15,7 @@ BEGIN {
 use Exporter 'import';
 use Fcntl qw(:flock O_RDONLY);
 use File::Path qw(make_path);
+use File::Temp ();
 use IO::Socket::INET;
 use List::Util qw(min);
 use Mojo::IOLoop;
@@ -24,7 +25,7 @@ use Time::HiRes qw(time);
 
 our @EXPORT_OK = qw(wait_for sleep_loop free_port uuid4 encode_json
     decode_json try_decode_json now_ms verbose note_verbose tscale
-    default_timeout json_text);
+    default_timeout json_text mute_listener prometheus_samples);
 
 our $PORT_LOCK_DIR = $ENV{TEST_AMON_PORT_LOCK_DIR} || '/tmp/amon-test-ports';
 
@@ -180,6 +181,36 @@ sub uuid4 {
 }
 
 sub now_ms { return int(time * 1000) }
+
+# a listening socket whose connections the kernel completes and nobody
+# accepts: a WebSocket handshake sent there is never answered (keep the
+# socket as long as the test needs it; ->sockport is its port)
+sub mute_listener {
+    return IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+        Listen => 64, Proto => 'tcp', ReuseAddr => 1)
+        || die "listen: $!";
+}
+
+# the Prometheus text $text parsed by a real parser (Debian's
+# python3-prometheus-client): an array of [name, {labels}, value] per
+# sample, or undef when it does not parse
+sub prometheus_samples {
+    my ($text) = @_;
+    my ($fh, $file) = File::Temp::tempfile(UNLINK => 1);
+    print $fh $text;
+    close $fh;
+    my $out = `/usr/bin/python3 - "$file" <<'EOP'
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+res = []
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in f.samples:
+        res.append([s.name, s.labels, s.value, f.name, f.type])
+print(json.dumps(res))
+EOP
+`;
+    return eval { decode_json($out) };
+}
 
 # JSON as the original Python tools write it: Mojo::JSON escapes every
 # "/" as "\/"; json.dumps does not.  (Mojo always escapes "/", so each
