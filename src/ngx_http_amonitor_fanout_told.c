@@ -6,10 +6,10 @@
  * upstream that serves it.  Hundreds of panels opening at once (a
  * reconnect storm) each read every record; they now share one envelope
  * per record rather than building it again (its JSON and its msg_id) and
- * looking its id up again.  An envelope is used again while its record
- * has not changed (the record's "seq") and for at most
- * NGX_HTTP_AMONITOR_TOLD_AGE; the upstream while the worker's list of
- * upstreams has not changed.  The whole cache is freed once it is that
+ * looking its id up again.  An envelope is used again while what it
+ * tells of the record is what the record says now (state, since, URL and
+ * reason, compared whole) and for at most NGX_HTTP_AMONITOR_TOLD_AGE; the
+ * upstream while the worker's list of upstreams has not changed.  The whole cache is freed once it is that
  * old.  Heartbeats are not kept here: each snapshot copies the last one
  * from the zone, as it did.
  */
@@ -27,10 +27,14 @@
 
 
 typedef struct {
-    ngx_uint_t                    seq; /* the record's, when built */
     ngx_http_amonitor_upstream_t *u;
     u_char                       *text; /* NULL: not built */
     size_t                        len;
+    size_t                        cap;
+    uint64_t                      since; /* what the text tells: */
+    ngx_uint_t                    up;
+    ngx_str_t                     url; /* in the text's block */
+    ngx_str_t                     reason;
     unsigned                      found : 1; /* "u" was looked up */
 } ngx_http_amonitor_told_t;
 
@@ -46,7 +50,12 @@ typedef struct {
 
 static ngx_http_amonitor_told_cache_t *ngx_http_amonitor_told_cache(
     ngx_http_amonitor_worker_t *w);
-static void ngx_http_amonitor_told_expire(ngx_event_t *ev);
+static void       ngx_http_amonitor_told_expire(ngx_event_t *ev);
+static ngx_uint_t ngx_http_amonitor_told_same(
+    ngx_http_amonitor_told_t *t, ngx_http_amonitor_tsnap_t *snap);
+static void ngx_http_amonitor_told_keep(ngx_http_amonitor_told_cache_t *c,
+    ngx_http_amonitor_told_t *t, ngx_http_amonitor_tsnap_t *snap,
+    ngx_str_t *out);
 
 
 /*
@@ -82,7 +91,7 @@ ngx_http_amonitor_told(ngx_http_amonitor_worker_t *w, ngx_uint_t i,
         return NGX_OK;
     }
 
-    if (t && t->text && t->seq == snap->seq) {
+    if (t && t->text && ngx_http_amonitor_told_same(t, snap)) {
         out->data = t->text;
         out->len = t->len;
         return NGX_OK;
@@ -94,25 +103,70 @@ ngx_http_amonitor_told(ngx_http_amonitor_worker_t *w, ngx_uint_t i,
         return NGX_ERROR;
     }
 
-    if (t == NULL) {
-        return NGX_OK;
+    if (t) {
+        ngx_http_amonitor_told_keep(c, t, snap, out);
     }
-
-    if (t->text == NULL || t->len < out->len) {
-        /* the old text stays in the pool until the cache goes */
-        t->text = ngx_pnalloc(c->pool, out->len);
-        if (t->text == NULL) {
-            return NGX_OK;
-        }
-    }
-
-    t->len = out->len;
-    t->seq = snap->seq;
-    ngx_memcpy(t->text, out->data, out->len);
-
-    out->data = t->text;
 
     return NGX_OK;
+}
+
+
+/* does the text tell what the record says now */
+static ngx_uint_t
+ngx_http_amonitor_told_same(
+    ngx_http_amonitor_told_t *t, ngx_http_amonitor_tsnap_t *snap)
+{
+    return t->up == snap->up && t->since == snap->since
+        && ngx_memn2cmp(t->url.data, snap->url.data, t->url.len, snap->url.len)
+        == 0
+        && ngx_memn2cmp(t->reason.data, snap->reason.data, t->reason.len,
+               snap->reason.len)
+        == 0;
+}
+
+
+/*
+ * The envelope "out" kept for the next panels, with what it tells, in one
+ * block of the cache's pool (a larger one replaces it; the old block
+ * stays in the pool until the cache goes).  Without memory, nothing is
+ * kept.
+ */
+static void
+ngx_http_amonitor_told_keep(ngx_http_amonitor_told_cache_t *c,
+    ngx_http_amonitor_told_t *t, ngx_http_amonitor_tsnap_t *snap,
+    ngx_str_t *out)
+{
+    u_char *p;
+    size_t  size;
+
+    size = out->len + snap->url.len + snap->reason.len;
+
+    if (t->text == NULL || t->cap < size) {
+        p = ngx_pnalloc(c->pool, size);
+        if (p == NULL) {
+            t->text = NULL;
+            return;
+        }
+
+        t->text = p;
+        t->cap = size;
+    }
+
+    p = ngx_cpymem(t->text, out->data, out->len);
+    t->len = out->len;
+
+    t->url.data = p;
+    t->url.len = snap->url.len;
+    p = ngx_cpymem(p, snap->url.data, snap->url.len);
+
+    t->reason.data = p;
+    t->reason.len = snap->reason.len;
+    ngx_memcpy(p, snap->reason.data, snap->reason.len);
+
+    t->up = snap->up;
+    t->since = snap->since;
+
+    out->data = t->text;
 }
 
 

@@ -124,7 +124,6 @@ struct ngx_http_amonitor_tstate_s {
     ngx_uint_t   up; /* workers with a connection open */
     uint64_t     up_slots; /* their counter slots, a bit each */
     uint64_t     since; /* last change of state, ms since the epoch */
-    ngx_uint_t   seq; /* changes of what target_state tells */
     u_char      *hb; /* slab, hb_cap bytes */
     u_char      *url; /* slab, url_len bytes: a learned URL can change */
     u_short      hb_len;
@@ -149,7 +148,6 @@ typedef struct {
     ngx_uint_t up;
     ngx_uint_t dynamic;
     uint64_t   since;
-    ngx_uint_t seq;
     uint64_t   hb_at;
     ngx_uint_t hb_opcode;
     uint32_t   hb_hash;

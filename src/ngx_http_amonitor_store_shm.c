@@ -17,7 +17,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000dULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000cULL
 
 
 typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;

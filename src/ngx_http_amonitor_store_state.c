@@ -82,7 +82,6 @@ ngx_http_amonitor_store_target(ngx_http_amonitor_store_t *st, ngx_str_t *id,
 
     if (ts) {
         /* learned again, maybe at another URL (a register after a dial) */
-        ts->seq++;
         ts->forgotten = 0;
         ts->dynamic = (u_char) dynamic;
         (void) ngx_http_amonitor_store_target_url(st, ts, url);
@@ -265,7 +264,6 @@ ngx_http_amonitor_store_target_url(ngx_http_amonitor_store_t *st,
 
     ts->url = p;
     ts->url_len = (u_short) url->len;
-    ts->seq++;
 
     return NGX_OK;
 }
@@ -289,7 +287,6 @@ ngx_http_amonitor_store_target_forget(
 
     ngx_shmtx_lock(&shpool->mutex);
     ts->forgotten = 1;
-    ts->seq++;
     ngx_shmtx_unlock(&shpool->mutex);
 }
 
@@ -349,8 +346,6 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
     } else {
         ts->reason_len = 0;
     }
-
-    ts->seq++;
 
     ngx_shmtx_unlock(&shpool->mutex);
 }
@@ -473,7 +468,6 @@ ngx_http_amonitor_store_target_copy(
     out->up = ts->state;
     out->dynamic = ts->dynamic;
     out->since = ts->since;
-    out->seq = ts->seq;
     out->hb_at = ts->hb_at;
     out->hb_opcode = ts->hb_opcode;
     out->hb_len = ts->hb_len;
@@ -667,7 +661,6 @@ ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
             ts->since = ngx_http_amonitor_state_now();
             ts->reason_len = sizeof("its agent worker exited") - 1;
             ngx_memcpy(ts->reason, "its agent worker exited", ts->reason_len);
-            ts->seq++;
         }
     }
 }
