@@ -35,7 +35,7 @@ static u_char *ngx_http_amonitor_metrics_head(
 static u_char   *ngx_http_amonitor_metrics_value(u_char *p, const char *name,
       const char *type, const char *help, ngx_atomic_uint_t v);
 static u_char   *ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v);
-static size_t    ngx_http_amonitor_metrics_label_len(u_char *v, size_t len);
+static size_t    ngx_http_amonitor_metrics_target_len(u_char *v, size_t len);
 static ngx_int_t ngx_http_amonitor_metrics_unseen(ngx_http_request_t *r,
     ngx_http_amonitor_worker_t *w, ngx_array_t *unseen, size_t *len);
 static u_char   *ngx_http_amonitor_metrics_targets(u_char *p,
@@ -133,9 +133,7 @@ ngx_http_amonitor_metrics_handler(ngx_http_request_t *r)
 
     for (i = 0; i < n; i++) {
         ts = ngx_http_amonitor_tracked(sh, i);
-        len += NGX_HTTP_AMONITOR_METRIC_SERIES
-            * (NGX_HTTP_AMONITOR_METRIC_LINE
-                + ngx_http_amonitor_metrics_label_len(ts->data, ts->id_len));
+        len += ngx_http_amonitor_metrics_target_len(ts->data, ts->id_len);
     }
 
     if (ngx_http_amonitor_metrics_unseen(r, w, &unseen, &len) != NGX_OK) {
@@ -260,9 +258,9 @@ ngx_http_amonitor_metrics_label(u_char *p, ngx_str_t *v)
 }
 
 
-/* the bytes of a label value once escaped */
+/* the bytes of a target's lines at most, its id "v" escaped */
 static size_t
-ngx_http_amonitor_metrics_label_len(u_char *v, size_t len)
+ngx_http_amonitor_metrics_target_len(u_char *v, size_t len)
 {
     size_t i, n;
 
@@ -274,7 +272,8 @@ ngx_http_amonitor_metrics_label_len(u_char *v, size_t len)
         }
     }
 
-    return n;
+    return NGX_HTTP_AMONITOR_METRIC_SERIES
+        * (NGX_HTTP_AMONITOR_METRIC_LINE + n);
 }
 
 
@@ -310,9 +309,7 @@ ngx_http_amonitor_metrics_unseen(ngx_http_request_t *r,
         }
 
         *id = u->id;
-        *len += NGX_HTTP_AMONITOR_METRIC_SERIES
-            * (NGX_HTTP_AMONITOR_METRIC_LINE
-                + ngx_http_amonitor_metrics_label_len(u->id.data, u->id.len));
+        *len += ngx_http_amonitor_metrics_target_len(u->id.data, u->id.len);
     }
 
     return NGX_OK;
