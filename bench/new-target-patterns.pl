@@ -18,6 +18,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 use Test::AMonitor;
+use Test::AMonitor::Process qw(proc_cpu_ms);
 use Time::HiRes qw(time);
 use List::Util qw(sum);
 
@@ -51,12 +52,7 @@ $_->ping for @panels;
 my @ms;
 my ($pid) = $t->worker_pids;
 
-# the worker's CPU time so far, ms (utime + stime)
-sub cpu_ms {
-    open my $f, '<', "/proc/$pid/stat" or die "stat $pid: $!\n";
-    my @f = split ' ', (split /\) /, scalar <$f>)[1];
-    return ($f[11] + $f[12]) * 1000 / 100;
-}
+sub cpu_ms { proc_cpu_ms($pid) }
 
 my $cpu0 = cpu_ms();
 

@@ -90,6 +90,9 @@ static ngx_int_t ngx_http_amonitor_fanout_snapshot_send(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
     ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
     size_t len);
+static ngx_uint_t ngx_http_amonitor_fanout_snapshot_record(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc, ngx_uint_t i,
+    ngx_http_amonitor_tsnap_t *snap, ngx_uint_t *full);
 static ngx_int_t ngx_http_amonitor_fanout_snapshot_one(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc, ngx_uint_t i,
     ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_tsnap_t *snap);
@@ -444,16 +447,18 @@ ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev)
  * run time), then the last heartbeat of each.  Queued before any live
  * frame, so nothing is reordered; what it said that a live frame of this
  * worker may repeat is remembered (fanout_seen), for a bounded time.
- * Returns what it cost: one per record in the zone, one more per target
- * told.
+ * A panel that names ids only is told of each by looking it up; for
+ * others every record's id is read, and what they want copied.
+ * Returns what it cost: one per id looked up or record read, one more
+ * per target told.
  */
 ngx_uint_t
 ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
 {
-    ngx_uint_t                    i, told, full;
-    ngx_http_amonitor_tsnap_t    *snap;
-    ngx_http_amonitor_upstream_t *u;
+    ngx_str_t                  id, *ids;
+    ngx_uint_t                 i, n, told, full;
+    ngx_http_amonitor_tsnap_t *snap;
 
     if (w->store == NULL || w->store->zone == NULL) {
         return 0;
@@ -470,47 +475,34 @@ ngx_http_amonitor_fanout_snapshot(
     told = 0;
     full = 0;
 
-    for (i = 0;
-         ngx_http_amonitor_store_target_copy(w->store, i, snap) == NGX_OK;
-         i++) {
-        /* the upstream found once for all panels while nothing changes */
-        (void) ngx_http_amonitor_told(w, i, snap, &u, NULL);
-
-        if (u == NULL) {
-            /*
-             * kept by an older configuration, or a learned target that
-             * was forgotten: not served any more
-             */
-            continue;
-        }
-
-        if (!ngx_http_amonitor_subscribe_wants(wc, &snap->id)) {
-            continue;
-        }
-
-        told++;
-
-        if (full) {
-            /* the queue is full: what is left is dropped, and counted */
-            ngx_http_amonitor_fanout_slow(w, wc);
-
-            if (snap->hb_len) {
-                ngx_http_amonitor_fanout_slow(w, wc);
+    if (ngx_http_amonitor_subscribe_ids(wc, &ids, &n) == NGX_OK) {
+        /* ids only: each looked up, not every record read */
+        for (i = 0; i < n; i++) {
+            if (ngx_http_amonitor_store_target_copy_id(w->store, &ids[i], snap)
+                == NGX_OK) {
+                told += ngx_http_amonitor_fanout_snapshot_record(
+                    w, wc, NGX_HTTP_AMONITOR_TOLD_NONE, snap, &full);
             }
-
-            continue;
         }
 
-        if (ngx_http_amonitor_fanout_snapshot_one(w, wc, i, u, snap)
-            != NGX_OK) {
-            full = 1;
+    } else {
+        /* the id first: only a record the panel wants is copied */
+        for (n = 0;
+             ngx_http_amonitor_store_target_id(w->store, n, &id) == NGX_OK;
+             n++) {
+            if (ngx_http_amonitor_subscribe_wants(wc, &id)
+                && ngx_http_amonitor_store_target_copy(w->store, n, snap)
+                    == NGX_OK) {
+                told += ngx_http_amonitor_fanout_snapshot_record(
+                    w, wc, n, snap, &full);
+            }
         }
     }
 
     ngx_free(snap);
 
     /* what this pass spent on snapshots: new panels wait for the next */
-    w->snapshot_spent += i + told;
+    w->snapshot_spent += n + told;
 
     w->snapshot_pass.handler = ngx_http_amonitor_fanout_snapshot_pass;
     w->snapshot_pass.data = w;
@@ -519,10 +511,50 @@ ngx_http_amonitor_fanout_snapshot(
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
         "amonitor panel #%ui snapshot of %ui records, %ui frames to filter",
-        wc->id, i,
+        wc->id, n,
         wc->seen ? ((ngx_http_amonitor_seen_tab_t *) wc->seen)->unseen : 0);
 
-    return i + told;
+    return n + told;
+}
+
+
+/*
+ * Record "i" (copied in "snap"; NGX_HTTP_AMONITOR_TOLD_NONE: found by
+ * its id) told to the panel, or counted as dropped once its queue is
+ * "full".  1 when it is one of the worker's targets, 0 when it is kept
+ * by an older configuration or a learned target that was forgotten: not
+ * served any more.
+ */
+static ngx_uint_t
+ngx_http_amonitor_fanout_snapshot_record(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t i, ngx_http_amonitor_tsnap_t *snap,
+    ngx_uint_t *full)
+{
+    ngx_http_amonitor_upstream_t *u;
+
+    /* the upstream found once for all panels while nothing changes */
+    (void) ngx_http_amonitor_told(w, i, snap, &u, NULL);
+
+    if (u == NULL) {
+        return 0;
+    }
+
+    if (*full) {
+        /* the queue is full: what is left is dropped, and counted */
+        ngx_http_amonitor_fanout_slow(w, wc);
+
+        if (snap->hb_len) {
+            ngx_http_amonitor_fanout_slow(w, wc);
+        }
+
+        return 1;
+    }
+
+    if (ngx_http_amonitor_fanout_snapshot_one(w, wc, i, u, snap) != NGX_OK) {
+        *full = 1;
+    }
+
+    return 1;
 }
 
 

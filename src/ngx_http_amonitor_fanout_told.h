@@ -16,6 +16,10 @@
 #include "ngx_http_amonitor_store.h"
 
 
+/* a record found by its id, not by its place: not kept in the cache */
+#define NGX_HTTP_AMONITOR_TOLD_NONE ((ngx_uint_t) -1)
+
+
 ngx_int_t ngx_http_amonitor_told(ngx_http_amonitor_worker_t *w, ngx_uint_t i,
     ngx_http_amonitor_tsnap_t *snap, ngx_http_amonitor_upstream_t **u,
     ngx_str_t *out);

@@ -321,8 +321,12 @@ uint32_t  ngx_http_amonitor_store_heartbeat_hash(u_char *msg_id, size_t len);
 void      ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
          ngx_http_amonitor_tstate_t *ts, uint32_t hash, ngx_uint_t opcode,
          u_char *data, size_t len);
+ngx_int_t ngx_http_amonitor_store_target_id(
+    ngx_http_amonitor_store_t *st, ngx_uint_t i, ngx_str_t *id);
 ngx_int_t ngx_http_amonitor_store_target_copy(ngx_http_amonitor_store_t *st,
     ngx_uint_t i, ngx_http_amonitor_tsnap_t *out);
+ngx_int_t ngx_http_amonitor_store_target_copy_id(ngx_http_amonitor_store_t *st,
+    ngx_str_t *id, ngx_http_amonitor_tsnap_t *out);
 void      ngx_http_amonitor_store_redis_ready(
          ngx_http_amonitor_store_t *st, ngx_uint_t was, ngx_uint_t now);
 void ngx_http_amonitor_store_rtt(ngx_http_amonitor_store_t *st, ngx_msec_t rtt);

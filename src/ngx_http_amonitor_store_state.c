@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_amonitor_store_target_url(
 static ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target_new(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_shared_t *sh,
     ngx_str_t *id, ngx_str_t *url, ngx_uint_t dynamic);
+static void ngx_http_amonitor_store_copy_locked(
+    ngx_http_amonitor_tstate_t *ts, ngx_http_amonitor_tsnap_t *out);
 
 
 /* this process's slot of the counters; whether it holds it alone */
@@ -433,6 +435,34 @@ ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
 }
 
 
+/*
+ * The id of record "i", read without the mutex: a record's id is set
+ * before the record is counted and never changes.  NGX_DONE past the
+ * last one.
+ */
+ngx_int_t
+ngx_http_amonitor_store_target_id(
+    ngx_http_amonitor_store_t *st, ngx_uint_t i, ngx_str_t *id)
+{
+    ngx_http_amonitor_shared_t *sh;
+    ngx_http_amonitor_tstate_t *ts;
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+
+    if (i >= sh->ntargets) {
+        return NGX_DONE;
+    }
+
+    ngx_memory_barrier();
+
+    ts = ngx_http_amonitor_tracked(sh, i);
+    id->data = ts->data;
+    id->len = ts->id_len;
+
+    return NGX_OK;
+}
+
+
 /* copy record "i"; NGX_DONE past the last one */
 ngx_int_t
 ngx_http_amonitor_store_target_copy(
@@ -440,7 +470,6 @@ ngx_http_amonitor_store_target_copy(
 {
     ngx_slab_pool_t            *shpool;
     ngx_http_amonitor_shared_t *sh;
-    ngx_http_amonitor_tstate_t *ts;
 
     sh = ngx_http_amonitor_store_shm_shared(st->zone);
     shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
@@ -450,9 +479,47 @@ ngx_http_amonitor_store_target_copy(
     }
 
     ngx_shmtx_lock(&shpool->mutex);
+    ngx_http_amonitor_store_copy_locked(ngx_http_amonitor_tracked(sh, i), out);
+    ngx_shmtx_unlock(&shpool->mutex);
 
-    ts = ngx_http_amonitor_tracked(sh, i);
+    return NGX_OK;
+}
 
+
+/* copy the record of "id"; NGX_DECLINED when the zone has none */
+ngx_int_t
+ngx_http_amonitor_store_target_copy_id(ngx_http_amonitor_store_t *st,
+    ngx_str_t *id, ngx_http_amonitor_tsnap_t *out)
+{
+    ngx_slab_pool_t            *shpool;
+    ngx_http_amonitor_shared_t *sh;
+    ngx_http_amonitor_tstate_t *ts;
+
+    sh = ngx_http_amonitor_store_shm_shared(st->zone);
+    shpool = (ngx_slab_pool_t *) st->zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (ts = sh->buckets[ngx_http_amonitor_hash(id->data, id->len)
+             % NGX_HTTP_AMONITOR_TRACK_BUCKETS];
+         ts; ts = ts->next) {
+        if (ngx_memn2cmp(ts->data, id->data, ts->id_len, id->len) == 0) {
+            ngx_http_amonitor_store_copy_locked(ts, out);
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return ts ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a record's copy for the snapshot; under the mutex */
+static void
+ngx_http_amonitor_store_copy_locked(
+    ngx_http_amonitor_tstate_t *ts, ngx_http_amonitor_tsnap_t *out)
+{
     out->id.data = out->idbuf;
     out->id.len = ts->id_len;
     ngx_memcpy(out->idbuf, ts->data, ts->id_len);
@@ -478,10 +545,6 @@ ngx_http_amonitor_store_target_copy(
     if (ts->hb_len) {
         ngx_memcpy(out->hb, ts->hb, ts->hb_len);
     }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return NGX_OK;
 }
 
 

@@ -36,6 +36,8 @@ static ngx_int_t ngx_http_amonitor_subscribe_patterns(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s);
 static ngx_uint_t ngx_http_amonitor_subscribe_match_any(
     ngx_http_amonitor_sub_t *s, ngx_str_t *id, ngx_uint_t patterns_only);
+static int ngx_libc_cdecl ngx_http_amonitor_subscribe_id_cmp(
+    const void *one, const void *two);
 
 
 ngx_int_t
@@ -95,52 +97,6 @@ ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w)
     ngx_free(subs->buckets);
     ngx_http_amonitor_glob_free(subs);
     w->subs = NULL;
-}
-
-
-/* ?targets=a,b,web-* as a list of ngx_str_t, unescaped */
-ngx_int_t
-ngx_http_amonitor_subscribe_split(
-    ngx_pool_t *pool, ngx_str_t *arg, ngx_array_t **list)
-{
-    u_char    *p, *src, *start, *last;
-    ngx_str_t *e;
-
-    *list = ngx_array_create(pool, 4, sizeof(ngx_str_t));
-    p = ngx_pnalloc(pool, arg->len + 1);
-
-    if (*list == NULL || p == NULL) {
-        return NGX_ERROR;
-    }
-
-    src = arg->data;
-    start = p;
-    ngx_unescape_uri(&p, &src, arg->len, 0);
-    last = p;
-
-    if (last == start) {
-        /* "targets=": no target at all, only the panel's own answers */
-        return NGX_OK;
-    }
-
-    for (p = start; /* void */; p++) {
-        if (p < last && *p != ',') {
-            continue;
-        }
-
-        e = ngx_array_push(*list);
-        if (e == NULL) {
-            return NGX_ERROR;
-        }
-
-        e->data = start;
-        e->len = p - start;
-        start = p + 1;
-
-        if (p == last) {
-            return NGX_OK;
-        }
-    }
 }
 
 
@@ -487,7 +443,38 @@ ngx_http_amonitor_subscribe_store(
         }
     }
 
+    /* sorted, each once: looked up by halves, walked without repeats */
+    if (s->nids > 1) {
+        ngx_qsort(s->ids, s->nids, sizeof(ngx_str_t),
+            ngx_http_amonitor_subscribe_id_cmp);
+
+        for (i = 1, e = s->ids; i < s->nids; i++) {
+            if (ngx_http_amonitor_subscribe_id_cmp(e, &s->ids[i]) != 0) {
+                *++e = s->ids[i];
+            }
+        }
+
+        s->nids = e - s->ids + 1;
+    }
+
     return NGX_OK;
+}
+
+
+/* ids in byte order, a prefix first */
+static int ngx_libc_cdecl
+ngx_http_amonitor_subscribe_id_cmp(const void *one, const void *two)
+{
+    int              rc;
+    const ngx_str_t *a = one, *b = two;
+
+    rc = ngx_memcmp(a->data, b->data, ngx_min(a->len, b->len));
+
+    if (rc != 0 || a->len == b->len) {
+        return rc;
+    }
+
+    return a->len < b->len ? -1 : 1;
 }
 
 
@@ -596,6 +583,30 @@ ngx_http_amonitor_subscribe_wants(ngx_http_amonitor_conn_t *wc, ngx_str_t *id)
 }
 
 
+/*
+ * NGX_OK when the panel's set names ids only (no pattern, not
+ * everything): "ids" and "n" are then those ids, sorted and each once,
+ * so that a snapshot looks each up instead of reading every record.
+ */
+ngx_int_t
+ngx_http_amonitor_subscribe_ids(
+    ngx_http_amonitor_conn_t *wc, ngx_str_t **ids, ngx_uint_t *n)
+{
+    ngx_http_amonitor_sub_t *s;
+
+    s = wc->sub;
+
+    if (s == NULL || s->all || s->nglobs) {
+        return NGX_DECLINED;
+    }
+
+    *ids = s->ids;
+    *n = s->nids;
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_amonitor_subscribe_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
@@ -623,7 +634,8 @@ static ngx_uint_t
 ngx_http_amonitor_subscribe_match_any(
     ngx_http_amonitor_sub_t *s, ngx_str_t *id, ngx_uint_t patterns)
 {
-    ngx_uint_t i;
+    ngx_int_t  rc;
+    ngx_uint_t i, lo, hi;
     ngx_str_t *e;
 
     if (patterns) {
@@ -638,11 +650,22 @@ ngx_http_amonitor_subscribe_match_any(
         return 0;
     }
 
-    for (i = 0; i < s->nids; i++) {
-        e = &s->ids[i];
+    lo = 0;
+    hi = s->nids;
 
-        if (e->len == id->len && ngx_memcmp(e->data, id->data, id->len) == 0) {
+    while (lo < hi) {
+        i = lo + (hi - lo) / 2;
+        rc = ngx_http_amonitor_subscribe_id_cmp(&s->ids[i], id);
+
+        if (rc == 0) {
             return 1;
+        }
+
+        if (rc < 0) {
+            lo = i + 1;
+
+        } else {
+            hi = i;
         }
     }
 

@@ -143,6 +143,8 @@ ngx_int_t ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_about_t *about);
 void      ngx_http_amonitor_subscribe_gone(
          ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
+ngx_int_t ngx_http_amonitor_subscribe_ids(
+    ngx_http_amonitor_conn_t *wc, ngx_str_t **ids, ngx_uint_t *n);
 ngx_uint_t ngx_http_amonitor_subscribe_wants(
     ngx_http_amonitor_conn_t *wc, ngx_str_t *id);
 ngx_http_amonitor_topic_t *ngx_http_amonitor_subscribe_topic(

@@ -1,10 +1,11 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The subscribe message: a panel changes its set of targets at run time
- * (JSON or protobuf), answered with "subscribed" and the resulting set,
- * then the snapshot of that set.  Called by the router; the sets
- * themselves are subscribe.c's.
+ * A panel's set of targets as it gives it: the handshake's ?targets=
+ * list, and the subscribe message that changes the set at run time (JSON
+ * or protobuf), answered with "subscribed" and the resulting set, then
+ * the snapshot of that set.  Called by the panel's handshake and the
+ * router; the sets themselves are subscribe.c's.
  */
 
 #include <ngx_config.h>
@@ -30,6 +31,52 @@ static int  ngx_http_amonitor_subscribe_member(void *data, unsigned level,
      const amon_json_value_t *key, const amon_json_value_t *value);
 static void ngx_http_amonitor_subscribe_answer(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_about_t *about);
+
+
+/* ?targets=a,b,web-* as a list of ngx_str_t, unescaped */
+ngx_int_t
+ngx_http_amonitor_subscribe_split(
+    ngx_pool_t *pool, ngx_str_t *arg, ngx_array_t **list)
+{
+    u_char    *p, *src, *start, *last;
+    ngx_str_t *e;
+
+    *list = ngx_array_create(pool, 4, sizeof(ngx_str_t));
+    p = ngx_pnalloc(pool, arg->len + 1);
+
+    if (*list == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = arg->data;
+    start = p;
+    ngx_unescape_uri(&p, &src, arg->len, 0);
+    last = p;
+
+    if (last == start) {
+        /* "targets=": no target at all, only the panel's own answers */
+        return NGX_OK;
+    }
+
+    for (p = start; /* void */; p++) {
+        if (p < last && *p != ',') {
+            continue;
+        }
+
+        e = ngx_array_push(*list);
+        if (e == NULL) {
+            return NGX_ERROR;
+        }
+
+        e->data = start;
+        e->len = p - start;
+        start = p + 1;
+
+        if (p == last) {
+            return NGX_OK;
+        }
+    }
+}
 
 
 /*

@@ -14,6 +14,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Process qw(proc_cpu_ms);
 use File::Temp qw(tempdir);
 
 my $N = 20000;
@@ -115,11 +116,7 @@ EOC
 ok($sdk->wait_connections(1), 'the worker dialed the SDK');
 my ($pid) = $t->worker_pids;
 
-sub cpu_seconds {
-    open(my $st, '<', "/proc/$pid/stat") or return 0;
-    my @f = split / /, (split /\) /, scalar <$st>)[1];
-    return ($f[11] + $f[12]) / 100;
-}
+sub cpu_seconds { proc_cpu_ms($pid) / 1000 }
 
 # the actions in windows of 500; each must get one ack; the worker's CPU
 sub run_actions {

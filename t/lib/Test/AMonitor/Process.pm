@@ -14,7 +14,7 @@ use Exporter 'import';
 use IO::Socket::INET;
 use POSIX qw(_exit);
 
-our @EXPORT_OK = qw(proc_stat alive cmdline children close_fds capture
+our @EXPORT_OK = qw(proc_stat proc_cpu_ms alive cmdline children close_fds capture
     read_file write_file_raw tail listen_ports port_accepts valgrind_argv
     strace_start strace_stop);
 
@@ -31,6 +31,16 @@ sub proc_stat {
     # pid (comm) state ppid ...
     $s =~ /\)\s+(\S)\s+(\d+)/ or return;
     return ($1, $2);
+}
+
+# the CPU time a process has used so far, ms (utime + stime; 0 if gone)
+sub proc_cpu_ms {
+    my ($pid) = @_;
+    open(my $fh, '<', "/proc/$pid/stat") or return 0;
+    my $s = <$fh> // '';
+    close $fh;
+    my @f = split ' ', (split /\) /, $s, 2)[1] // '';
+    return (($f[11] // 0) + ($f[12] // 0)) * 1000 / 100;
 }
 
 # true while the process exists and is neither a zombie nor dead
