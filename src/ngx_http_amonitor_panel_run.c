@@ -266,8 +266,12 @@ ngx_http_amonitor_panel_open(
     ngx_queue_insert_tail(&w->panels, &p->wc.queue);
     (void) ngx_atomic_fetch_add(&w->counters->panels, 1);
 
-    if (pend->snapshot) {
-        /* what is known now comes before any live frame */
+    if (pend->snapshot && !c->close) {
+        /*
+         * what is known now comes before any live frame; not to a panel
+         * opened as the worker shuts down (it is closed with 1012 at
+         * once, and the next worker tells it all)
+         */
         ngx_http_amonitor_fanout_snapshot(w, &p->wc);
     }
 

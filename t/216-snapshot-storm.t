@@ -14,7 +14,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Util qw(tscale);
-use IO::Socket::INET;
 use Time::HiRes qw(time);
 
 my ($N, $STORM) = (3000, 200);
@@ -52,22 +51,8 @@ is(panels_open(), 1, 'one panel open');
 
 # the storm's connections first (nginx accepts one per pass), then all
 # the handshakes at once
-my @s;
-for my $i (1 .. $STORM) {
-    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => $t->port(0), Proto => 'tcp') or die "connect: $!";
-    push @s, $c;
-}
-Time::HiRes::sleep(0.5);
-
-my $port = $t->port(0);
+my @s = storm_open($t->port(0), $STORM, '/ws/panel');
 my $t0 = time;
-for my $c (@s) {
-    syswrite($c, "GET /ws/panel HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n"
-        . "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        . "Sec-WebSocket-Version: 13\r\n\r\n");
-}
 
 # pings from the open panel while the storm is opened
 my ($worst, $pings, $done) = (0, 0, 0);
@@ -93,15 +78,7 @@ cmp_ok($worst, '<', $storm / 3,
 # every storm panel got the 101 and then its snapshot
 my $got = 0;
 for my $c (@s) {
-    my ($buf, $data) = ('', '');
-    my $until = time + tscale(10);
-    $c->blocking(0);
-    while (time < $until) {
-        my $n = sysread($c, $buf, 65536);
-        $data .= $buf if $n;
-        last if $data =~ /"type":"target_status"/;
-        Time::HiRes::sleep(0.01) unless $n;
-    }
+    my ($data) = storm_read($c, tscale(10), qr/"type":"target_status"/);
     $got++ if $data =~ m{^HTTP/1\.1 101 } && $data =~ /"type":"target_status"/;
 }
 is($got, $STORM, 'every storm panel got the 101 and its snapshot');

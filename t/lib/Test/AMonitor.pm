@@ -36,7 +36,7 @@ use Test::AMonitor::Panel qw(panel_connect panel_try_connect
 use Test::AMonitor::FakeSDK qw(fake_sdk);
 use Test::AMonitor::Raw qw(raw_connect raw_ws_connect raw_send raw_read
     raw_read_frame raw_http http_request parse_http_response ws_frame
-    ws_accept_key raw_eof slow_panel);
+    ws_accept_key raw_eof slow_panel storm_open storm_read);
 use Test::AMonitor::Blocks qw(run_tests);
 
 our @EXPORT = (
@@ -47,8 +47,8 @@ our @EXPORT = (
     decode_json try_decode_json json_text now_ms tscale default_timeout
     raw_connect raw_ws_connect raw_send raw_read raw_read_frame raw_http
     http_request parse_http_response ws_frame ws_accept_key raw_eof
-    slow_panel scan_log_text panels_per_worker mute_listener
-    prometheus_samples)
+    slow_panel storm_open storm_read scan_log_text panels_per_worker
+    mute_listener prometheus_samples)
 );
 
 our $REPO = $Test::AMonitor::Nginx::REPO;

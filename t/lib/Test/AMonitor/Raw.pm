@@ -12,6 +12,7 @@ use Carp qw(croak);
 use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS);
 use IO::Select;
 use IO::Socket::INET;
+use Time::HiRes ();
 use MIME::Base64 qw(encode_base64);
 use Digest::SHA qw(sha1_base64);
 use Socket qw(SOL_SOCKET SO_RCVBUF SO_SNDBUF IPPROTO_TCP TCP_NODELAY
@@ -20,7 +21,7 @@ use Test::AMonitor::Util qw(default_timeout wait_for note_verbose);
 
 our @EXPORT_OK = qw(raw_connect raw_ws_connect raw_send raw_read
     raw_read_frame raw_http http_request parse_http_response ws_frame
-    ws_accept_key raw_eof slow_panel %WS_OP);
+    ws_accept_key raw_eof slow_panel storm_open storm_read %WS_OP);
 use Exporter 'import';
 
 our %WS_OP = (
@@ -227,6 +228,44 @@ sub slow_panel {
     my ($port, $path, %h) = @_;
     $h{-rcvbuf} //= 4096;
     return raw_ws_connect($port, $path, %h);
+}
+
+# A reconnect storm: $n connections to $port first (nginx accepts them
+# one per pass), then, half a second later, the upgrade request to $path
+# on each at once.  Returns the sockets.
+sub storm_open {
+    my ($port, $n, $path) = @_;
+    my @s;
+    for (1 .. $n) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $port, Proto => 'tcp') or die "connect: $!";
+        push @s, $c;
+    }
+    Time::HiRes::sleep(0.5);
+    for my $c (@s) {
+        syswrite($c, "GET $path HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n"
+            . "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            . "Sec-WebSocket-Version: 13\r\n\r\n");
+    }
+    return @s;
+}
+
+# What one storm socket received within $timeout seconds, until $until
+# (a regex) matches it or the server closes: ($bytes, $eof)
+sub storm_read {
+    my ($c, $timeout, $until) = @_;
+    my ($buf, $data, $eof) = ('', '', 0);
+    my $end = Time::HiRes::time() + $timeout;
+    $c->blocking(0);
+    while (Time::HiRes::time() < $end) {
+        my $n = sysread($c, $buf, 65536);
+        if (defined $n && $n == 0) { $eof = 1; last }
+        $data .= $buf if $n;
+        last if $until && $data =~ $until;
+        Time::HiRes::sleep(0.01) unless $n;
+    }
+    return ($data, $eof);
 }
 
 # ws_frame(opcode => 'text'|'binary'|...|number, payload => $bytes,
