@@ -12,8 +12,8 @@
 #   SDKS=10000 PANELS=10000 bash bench/agent/scale.sh
 #
 # Knobs (environment): SDKS, PANELS (default: SDKS), WORKERS (2),
-# INTERVAL (10 s), DURATION (30 s), CONNECT_TIMEOUT (amonitor_connect_
-# timeout, 5s), REUSEPORT=0 (the panel listen without reuseport),
+# INTERVAL (10 s), DURATION (30 s), SNAPSHOT (amonitor_panel_snapshot:
+# off), CONNECT_TIMEOUT (amonitor_connect_timeout, 5s), REUSEPORT=0 (the panel listen without reuseport),
 # STOP=quit (graceful instead of fast shutdown at the end), KEEP=1 keeps
 # the temporary prefix, NGINX_BIN (/usr/sbin/nginx), MODULE; other
 # arguments go to scale-load (--sdk-procs, --panel-procs, --batch,
@@ -153,7 +153,7 @@ EOF
         listen 127.0.0.1:$HTTP_PORT $RP backlog=4096;
         location = /ws/panel {
             amonitor_panel on;
-            amonitor_panel_snapshot off;
+            amonitor_panel_snapshot ${SNAPSHOT:-off};
         }
         location = /status { amonitor_status; }
     }
