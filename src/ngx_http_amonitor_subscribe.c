@@ -391,11 +391,13 @@ ngx_http_amonitor_subscribe_store(
     s->ids = NULL;
     s->nids = 0;
     s->globs = NULL;
+    s->compiled = NULL;
     s->nglobs = 0;
     s->npatterns = 0;
     s->all = 0;
 
-    size = 2 * n * sizeof(ngx_str_t);
+    /* the entries, ids and globs, the globs compiled, then the bytes */
+    size = 2 * n * sizeof(ngx_str_t) + n * sizeof(amon_glob_t);
 
     for (i = 0; i < n; i++) {
         size += list[i].len;
@@ -410,7 +412,8 @@ ngx_http_amonitor_subscribe_store(
         return NGX_ERROR;
     }
 
-    p = (u_char *) &s->entries[2 * n];
+    s->compiled = (amon_glob_t *) &s->entries[2 * n];
+    p = (u_char *) &s->compiled[n];
 
     for (i = 0; i < n; i++) {
         s->entries[i].data = p;
@@ -429,6 +432,8 @@ ngx_http_amonitor_subscribe_store(
     for (i = 0, e = s->globs; i < n; i++) {
         if (ngx_strlchr(s->entries[i].data,
                 s->entries[i].data + s->entries[i].len, '*')) {
+            amon_glob_compile(&s->compiled[e - s->globs], s->entries[i].data,
+                s->entries[i].len);
             *e++ = s->entries[i];
 
             if (s->entries[i].len == 1) {
@@ -636,13 +641,10 @@ ngx_http_amonitor_subscribe_match_any(
 {
     ngx_int_t  rc;
     ngx_uint_t i, lo, hi;
-    ngx_str_t *e;
 
     if (patterns) {
         for (i = 0; i < s->nglobs; i++) {
-            e = &s->globs[i];
-
-            if (amon_glob_match(e->data, e->len, id->data, id->len)) {
+            if (amon_glob_match_compiled(&s->compiled[i], id->data, id->len)) {
                 return 1;
             }
         }

@@ -79,6 +79,7 @@ typedef struct {
     ngx_str_t                    *ids; /* the same, ids only */
     ngx_uint_t                    nids;
     ngx_str_t                    *globs; /* the same, with a "*" */
+    amon_glob_t                  *compiled; /* the globs, compiled */
     ngx_uint_t                    nglobs;
     ngx_uint_t                    npatterns; /* globs other than "*" alone */
     ngx_http_amonitor_glob_use_t *uses; /* of the worker's patterns */
@@ -99,6 +100,7 @@ struct ngx_http_amonitor_glob_s {
     ngx_queue_t               uses; /* ngx_http_amonitor_glob_use_t.queue */
     uint32_t                  hash;
     ngx_str_t                 pattern; /* follows the struct */
+    amon_glob_t               compiled;
 };
 
 

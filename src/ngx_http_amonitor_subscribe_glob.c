@@ -102,6 +102,7 @@ ngx_http_amonitor_glob_add(
             g->pattern.len = s->globs[i].len;
             g->pattern.data = (u_char *) &g[1];
             ngx_memcpy(g->pattern.data, s->globs[i].data, s->globs[i].len);
+            amon_glob_compile(&g->compiled, g->pattern.data, g->pattern.len);
             ngx_queue_init(&g->uses);
             ngx_queue_insert_tail(&subs->glob_list, &g->queue);
 
@@ -178,8 +179,7 @@ ngx_http_amonitor_glob_match(ngx_http_amonitor_subs_t *subs, ngx_str_t *id)
          q != ngx_queue_sentinel(&subs->glob_list); q = ngx_queue_next(q)) {
         g = ngx_queue_data(q, ngx_http_amonitor_glob_t, queue);
 
-        if (!amon_glob_match(
-                g->pattern.data, g->pattern.len, id->data, id->len)) {
+        if (!amon_glob_match_compiled(&g->compiled, id->data, id->len)) {
             continue;
         }
 

@@ -360,28 +360,75 @@ int
 amon_glob_match(
     const unsigned char *p, size_t plen, const unsigned char *s, size_t slen)
 {
-    size_t               head, tail, n;
-    const unsigned char *first, *last, *star, *end, *found;
+    amon_glob_t g;
 
-    first = plen ? memchr(p, '*', plen) : NULL;
+    amon_glob_compile(&g, p, plen);
+
+    return amon_glob_match_compiled(&g, s, slen);
+}
+
+
+void
+amon_glob_compile(amon_glob_t *g, const unsigned char *p, size_t len)
+{
+    const unsigned char *first, *last;
+
+    g->p = p;
+    g->len = (uint32_t) len;
+
+    first = len ? memchr(p, '*', len) : NULL;
 
     if (first == NULL) {
-        return plen == slen && (slen == 0 || memcmp(p, s, slen) == 0);
+        g->head = (uint32_t) len;
+        g->tail = 0;
+        g->middle = 0;
+        return;
     }
 
-    last = memrchr(p, '*', plen);
-    head = (size_t) (first - p);
-    tail = (size_t) (p + plen - (last + 1));
+    last = memrchr(p, '*', len);
+    g->head = (uint32_t) (first - p);
+    g->tail = (uint32_t) (p + len - (last + 1));
+    g->middle = (uint32_t) (last - first);
+}
 
-    if (head + tail > slen || (head && memcmp(p, s, head) != 0)
-        || (tail && memcmp(last + 1, s + slen - tail, tail) != 0)) {
+
+/* ids and patterns are short: a loop that stops at the first difference */
+static int
+amon_glob_same(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    while (n--) {
+        if (*a++ != *b++) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+amon_glob_match_compiled(
+    const amon_glob_t *g, const unsigned char *s, size_t slen)
+{
+    size_t               n;
+    const unsigned char *p, *last, *star, *end, *found;
+
+    if (g->head == g->len) {
+        /* no star */
+        return slen == g->len && amon_glob_same(g->p, s, slen);
+    }
+
+    if ((size_t) g->head + g->tail > slen || !amon_glob_same(g->p, s, g->head)
+        || !amon_glob_same(
+            g->p + g->len - g->tail, s + slen - g->tail, g->tail)) {
         return 0;
     }
 
-    end = s + slen - tail;
-    s += head;
+    end = s + slen - g->tail;
+    s += g->head;
+    last = g->p + g->head + g->middle;
 
-    for (p = first + 1; p < last; p = star + 1) {
+    for (p = g->p + g->head + 1; p < last; p = star + 1) {
         star = memchr(p, '*', (size_t) (last - p));
         if (star == NULL) {
             star = last;

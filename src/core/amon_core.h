@@ -188,6 +188,24 @@ uint64_t amon_siphash(const amon_hash_key_t *key, const unsigned char *p,
 int amon_glob_match(
     const unsigned char *p, size_t plen, const unsigned char *s, size_t slen);
 
+/*
+ * A pattern read once for many matches: where its stars are.  It points
+ * into the pattern, which must outlive it.
+ */
+typedef struct {
+    const unsigned char *p;
+    uint32_t             len;
+    uint32_t             head; /* bytes before the first "*" (len: none) */
+    uint32_t             tail; /* bytes after the last "*" */
+    uint32_t             middle; /* bytes between the first and last "*" */
+} amon_glob_t;
+
+void amon_glob_compile(amon_glob_t *g, const unsigned char *p, size_t len);
+
+/* amon_glob_match() of a compiled pattern: the same answer */
+int amon_glob_match_compiled(
+    const amon_glob_t *g, const unsigned char *s, size_t slen);
+
 
 #ifdef __cplusplus
 }

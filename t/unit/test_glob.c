@@ -1,7 +1,8 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * Unit tests of amon_glob_match, the "*" patterns panels subscribe with:
+ * Unit tests of amon_glob_match (and of a pattern compiled once with
+ * amon_glob_compile), the "*" patterns panels subscribe with:
  * the forms the protocol documents, edge cases of stars at either end and
  * next to each other, agreement with a plain backtracking matcher over
  * every short pattern and id of a small alphabet, and that it reads no
@@ -146,10 +147,14 @@ test_agrees_with_backtracking(void **state)
 
         for (pc = 0; pc < pmax; pc++) {
             unsigned long x = pc;
+            amon_glob_t   g;
 
             for (i = 0; i < plen; i++, x /= 3) {
                 p[i] = "ab*"[x % 3];
             }
+
+            /* compiled once, used for every id */
+            amon_glob_compile(&g, p, plen);
 
             for (slen = 0; slen <= 7; slen++) {
                 smax = 1UL << slen;
@@ -161,6 +166,12 @@ test_agrees_with_backtracking(void **state)
 
                     int want = glob_ref(p, plen, s, slen);
                     int got = amon_glob_match(p, plen, s, slen);
+
+                    if (amon_glob_match_compiled(&g, s, slen) != got) {
+                        fail_msg("pattern \"%.*s\" id \"%.*s\": the compiled "
+                                 "pattern answers otherwise",
+                            (int) plen, p, (int) slen, s);
+                    }
 
                     if (want != got) {
                         fail_msg("pattern \"%.*s\" id \"%.*s\": %d, "
@@ -206,8 +217,13 @@ test_exact_bounds(void **state)
             assert_non_null(s);
             memcpy(s, ids[j], slen);
 
+            amon_glob_t g;
+
+            amon_glob_compile(&g, p, plen);
             assert_int_equal(
                 amon_glob_match(p, plen, s, slen), glob_ref(p, plen, s, slen));
+            assert_int_equal(amon_glob_match_compiled(&g, s, slen),
+                glob_ref(p, plen, s, slen));
             free(s);
         }
 
