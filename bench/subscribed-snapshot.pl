@@ -17,6 +17,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 use Test::AMonitor;
+use Test::AMonitor::Util qw(dead_targets);
 use Test::AMonitor::Process qw(proc_cpu_ms);
 use Time::HiRes qw(time);
 
@@ -26,10 +27,8 @@ my $globs = $ENV{GLOBS} // 0;
 my $t = Test::AMonitor->new(workers => 1, log_level => 'warn',
     panel_snapshot => 1, worker_connections => $P + $N + 200);
 
-my $targets = join '', map {
-    sprintf("    amonitor_target sub-%05d ws://127.0.0.1:%%%%PORT_1%%%%/%d;\n",
-        $_, $_)
-} 1 .. $N;
+# every target dials a port nobody listens on
+my $targets = dead_targets('sub-', $N);
 
 $t->write_config(
     http_config => <<"EOC",

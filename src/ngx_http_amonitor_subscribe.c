@@ -262,64 +262,6 @@ ngx_http_amonitor_subscribe_cost(
 
 
 /*
- * 0 when the panel may make a set of this cost now, else how many ms it
- * must wait for its budget to hold it (the cost is taken when the set
- * is made).  A panel whose last snapshots left its budget below 0 waits
- * even for a set that costs nothing.
- */
-ngx_msec_t
-ngx_http_amonitor_subscribe_wait(ngx_http_amonitor_conn_t *wc, ngx_uint_t cost)
-{
-    ngx_msec_t               elapsed;
-    ngx_http_amonitor_sub_t *s;
-
-    s = wc->sub;
-
-    if (s == NULL) {
-        return 0;
-    }
-
-    elapsed = ngx_current_msec - s->credit_time;
-    s->credit_time = ngx_current_msec;
-
-    if (elapsed >= 1000 * (ngx_msec_t) NGX_HTTP_AMONITOR_SUB_MATCH_BURST
-            / NGX_HTTP_AMONITOR_SUB_MATCH_RATE) {
-        s->credit = NGX_HTTP_AMONITOR_SUB_MATCH_BURST;
-
-    } else {
-        s->credit +=
-            (ngx_int_t) elapsed * NGX_HTTP_AMONITOR_SUB_MATCH_RATE / 1000;
-        s->credit = ngx_min(s->credit, NGX_HTTP_AMONITOR_SUB_MATCH_BURST);
-    }
-
-    if (s->credit >= (ngx_int_t) cost) {
-        return 0;
-    }
-
-    return (ngx_msec_t) ((ngx_int_t) cost - s->credit) * 1000
-        / NGX_HTTP_AMONITOR_SUB_MATCH_RATE
-        + 1;
-}
-
-
-/* what a subscribe's snapshot cost, taken from the panel's budget */
-void
-ngx_http_amonitor_subscribe_charge(
-    ngx_http_amonitor_conn_t *wc, ngx_uint_t cost)
-{
-    ngx_http_amonitor_sub_t *s;
-
-    s = wc->sub;
-
-    if (s == NULL) {
-        return;
-    }
-
-    s->credit -= (ngx_int_t) ngx_min(cost, NGX_HTTP_AMONITOR_SUB_MATCH_BURST);
-}
-
-
-/*
  * The served targets the panel's patterns match, then the pattern list;
  * the matches made are taken from the panel's budget.
  */

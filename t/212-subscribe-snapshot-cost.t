@@ -15,16 +15,13 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::Util qw(tscale);
+use Test::AMonitor::Util qw(tscale dead_targets);
 
 my $N = 1000;
 my $t = Test::AMonitor->new(workers => 1, panel_snapshot => 1);
 
 # every target dials a port nobody listens on
-my $targets = join '', map {
-    sprintf("    amonitor_target snap-%05d ws://127.0.0.1:%%%%PORT_1%%%%/%d;\n",
-        $_, $_)
-} 1 .. $N;
+my $targets = dead_targets('snap-', $N);
 
 $t->write_config(
     http_config => <<"EOC",

@@ -13,17 +13,14 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::Util qw(tscale);
+use Test::AMonitor::Util qw(tscale dead_targets);
 use Time::HiRes qw(time);
 
 my ($N, $STORM) = (3000, 200);
 my $t = Test::AMonitor->new(workers => 1, panel_snapshot => 1);
 
 # every target dials a port nobody listens on
-my $targets = join '', map {
-    sprintf("    amonitor_target storm-%05d ws://127.0.0.1:%%%%PORT_1%%%%/%d;\n",
-        $_, $_)
-} 1 .. $N;
+my $targets = dead_targets('storm-', $N);
 
 $t->write_config(
     http_config => <<"EOC",
@@ -39,11 +36,7 @@ location = /metrics { amonitor_metrics; }
 EOC
 )->run;
 
-sub panels_open {
-    my $r = $t->http_get('/metrics');
-    my ($n) = ($r->{body} // '') =~ /^amonitor_panels (\d+)/m;
-    return $n // -1;
-}
+sub panels_open { $t->metric('amonitor_panels') }
 
 my $quiet = $t->panel('/ws/quiet?targets=');
 ok($quiet->ping(undef, tscale(5)), 'the open panel is answered');

@@ -563,6 +563,14 @@ sub http_get {
     return http_request($self->port(0), 'GET', $path, headers => \%h);
 }
 
+# the value of an unlabelled sample of /metrics (a location with
+# amonitor_metrics at $path, default /metrics); -1 without one
+sub metric {
+    my ($self, $name, $path) = @_;
+    my $body = $self->http_get($path // '/metrics')->{body} // '';
+    return $body =~ /^\Q$name\E (\S+)$/m ? $1 : -1;
+}
+
 sub http {
     my ($self, $method, $path, %opt) = @_;
     return http_request($self->port($opt{port_n} // 0), $method, $path,

@@ -25,7 +25,8 @@ use Time::HiRes qw(time);
 
 our @EXPORT_OK = qw(wait_for sleep_loop free_port uuid4 encode_json
     decode_json try_decode_json now_ms verbose note_verbose tscale
-    default_timeout json_text mute_listener prometheus_samples);
+    default_timeout json_text mute_listener prometheus_samples
+    dead_targets);
 
 our $PORT_LOCK_DIR = $ENV{TEST_AMON_PORT_LOCK_DIR} || '/tmp/amon-test-ports';
 
@@ -210,6 +211,16 @@ print(json.dumps(res))
 EOP
 `;
     return eval { decode_json($out) };
+}
+
+# $n amonitor_target lines ("$prefix00001" ...), each dialing a port
+# nobody listens on (PORT_1), for the http_config of write_config
+sub dead_targets {
+    my ($prefix, $n) = @_;
+    return join '', map {
+        sprintf("    amonitor_target %s%05d ws://127.0.0.1:%%%%PORT_1%%%%/%d;\n",
+            $prefix, $_, $_)
+    } 1 .. $n;
 }
 
 # JSON as the original Python tools write it: Mojo::JSON escapes every
