@@ -17,42 +17,7 @@
 #include "ngx_http_amonitor_subscribe.h"
 #include "ngx_http_amonitor_fanout.h"
 #include "ngx_http_amonitor_fanout_told.h"
-
-
-/*
- * What a panel's snapshot told it about one target that a live frame of
- * this worker may still repeat: the heartbeat when this worker has not
- * fanned it out yet, the state when this worker's own connection does
- * not agree with it yet (see fanout_snapshot_one).
- */
-typedef struct {
-    uint32_t target; /* hash of the target's name, | 1; 0: a free slot */
-    uint32_t hb; /* hash of the heartbeat's msg_id */
-    u_char   hb_pending;
-    u_char   state_pending;
-    u_char   up;
-} ngx_http_amonitor_seen_t;
-
-
-/*
- * The snapshot filter of one panel (wc->seen): open addressing with
- * linear probing, keyed by the hash of the target's name, a power of two
- * of slots at most half used, so a live frame costs one probe or two
- * whatever the number of targets.  It ends (freed) when every entry was matched, or
- * when "ev" fires: amonitor_reconnect's max + amonitor_connect_timeout
- * after the snapshot, by which time this worker has received the
- * heartbeat the snapshot told (heartbeats reach every worker within
- * moments) and its connection, down or connecting at the snapshot, has
- * made its next attempt.  A frame that comes later still is told again:
- * a repeat, never a loss.
- */
-typedef struct {
-    ngx_event_t               ev;
-    ngx_http_amonitor_seen_t *slot;
-    ngx_uint_t                mask; /* slots - 1 */
-    ngx_uint_t                used; /* slots */
-    ngx_uint_t                unseen; /* frames still to match */
-} ngx_http_amonitor_seen_tab_t;
+#include "ngx_http_amonitor_fanout_seen.h"
 
 
 /* a frame on its way to the panels, with what converting it needs */
@@ -84,8 +49,6 @@ static ngx_http_amonitor_msg_t *ngx_http_amonitor_fanout_convert(
     ngx_http_amonitor_worker_t *w, ngx_uint_t want,
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env, u_char *data,
     size_t len);
-static ngx_uint_t ngx_http_amonitor_fanout_seen(
-    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_live_t *live);
 static ngx_int_t ngx_http_amonitor_fanout_snapshot_send(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
     ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode, u_char *data,
@@ -96,18 +59,11 @@ static ngx_uint_t ngx_http_amonitor_fanout_snapshot_record(
 static ngx_int_t ngx_http_amonitor_fanout_snapshot_one(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc, ngx_uint_t i,
     ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_tsnap_t *snap);
-static ngx_http_amonitor_seen_t *ngx_http_amonitor_fanout_seen_add(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc,
-    uint32_t target);
-static ngx_int_t ngx_http_amonitor_fanout_seen_grow(
-    ngx_http_amonitor_seen_tab_t *tab, ngx_log_t *log);
 static void ngx_http_amonitor_fanout_unconverted(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_fanout_t *f,
     ngx_uint_t want);
-static void ngx_http_amonitor_fanout_seen_end(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_fanout_slow(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc);
-static void ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev);
 static void ngx_http_amonitor_fanout_snapshot_pass(ngx_event_t *ev);
 
 
@@ -224,7 +180,7 @@ ngx_http_amonitor_fanout_deliver(ngx_http_amonitor_worker_t *w,
         return;
     }
 
-    if (wc->seen && f->live && ngx_http_amonitor_fanout_seen(wc, f->live)) {
+    if (wc->seen && f->live && ngx_http_amonitor_seen_match(wc, f->live)) {
         return;
     }
 
@@ -348,96 +304,11 @@ ngx_http_amonitor_fanout_convert(ngx_http_amonitor_worker_t *w, ngx_uint_t want,
 }
 
 
-/*
- * The first live heartbeat (or state) of a target after the snapshot:
- * 1 when the snapshot sent the same one, so it is not sent again.  Either
- * way the entry is used up: what follows is new.  The last entry used up
- * ends the filter.
- */
-static ngx_uint_t
-ngx_http_amonitor_fanout_seen(
-    ngx_http_amonitor_conn_t *wc, ngx_http_amonitor_live_t *live)
-{
-    ngx_uint_t                    i, same;
-    ngx_http_amonitor_seen_t     *seen;
-    ngx_http_amonitor_seen_tab_t *tab;
-
-    if (live->target_hash == 0) {
-        live->target_hash =
-            ngx_http_amonitor_hash(live->target->data, live->target->len) | 1;
-    }
-
-    tab = wc->seen;
-
-    for (i = live->target_hash & tab->mask; tab->slot[i].target;
-         i = (i + 1) & tab->mask) {
-        seen = &tab->slot[i];
-
-        if (seen->target != live->target_hash) {
-            continue;
-        }
-
-        if (live->heartbeat && seen->hb_pending) {
-            seen->hb_pending = 0;
-            same = (seen->hb == live->value);
-
-        } else if (!live->heartbeat && seen->state_pending) {
-            seen->state_pending = 0;
-            same = (seen->up == live->value);
-
-        } else {
-            continue;
-        }
-
-        if (--tab->unseen == 0) {
-            ngx_http_amonitor_fanout_seen_end(wc);
-        }
-
-        return same;
-    }
-
-    return 0;
-}
-
-
 /* the panel is gone: its filter with it */
 void
 ngx_http_amonitor_fanout_panel_gone(ngx_http_amonitor_conn_t *wc)
 {
-    ngx_http_amonitor_fanout_seen_end(wc);
-}
-
-
-/* the snapshot filter ends: all matched, its time is up, or the panel gone */
-static void
-ngx_http_amonitor_fanout_seen_end(ngx_http_amonitor_conn_t *wc)
-{
-    ngx_http_amonitor_seen_tab_t *tab;
-
-    tab = wc->seen;
-
-    if (tab == NULL) {
-        return;
-    }
-
-    if (tab->ev.timer_set) {
-        ngx_del_timer(&tab->ev);
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
-        "amonitor panel #%ui snapshot filter ends, %ui unmatched", wc->id,
-        tab->unseen);
-
-    ngx_free(tab->slot);
-    ngx_free(tab);
-    wc->seen = NULL;
-}
-
-
-static void
-ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev)
-{
-    ngx_http_amonitor_fanout_seen_end(ev->data);
+    ngx_http_amonitor_seen_end(wc);
 }
 
 
@@ -446,9 +317,11 @@ ngx_http_amonitor_fanout_seen_expire(ngx_event_t *ev)
  * it: the target_status of every target this worker serves (or learned at
  * run time), then the last heartbeat of each.  Queued before any live
  * frame, so nothing is reordered; what it said that a live frame of this
- * worker may repeat is remembered (fanout_seen), for a bounded time.
- * A panel that names ids only is told of each by looking it up; for
- * others every record's id is read, and what they want copied.
+ * worker may repeat is remembered (fanout_seen.c), for a bounded time.
+ * A panel that names ids only is told of each by looking it up; one
+ * whose patterns all start with text, of the records whose ids start
+ * with it (subscribe_index.c); for others every record's id is read, and
+ * what they want copied.
  * Returns what it cost: one per id looked up or record read, one more
  * per target told.
  */
@@ -457,7 +330,7 @@ ngx_http_amonitor_fanout_snapshot(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *wc)
 {
     ngx_str_t                  id, *ids;
-    ngx_uint_t                 i, n, told, full;
+    ngx_uint_t                 i, n, np, told, full, *places;
     ngx_http_amonitor_tsnap_t *snap;
 
     if (w->store == NULL || w->store->zone == NULL) {
@@ -465,7 +338,7 @@ ngx_http_amonitor_fanout_snapshot(
     }
 
     /* a subscribe: what the last snapshot said no longer counts */
-    ngx_http_amonitor_fanout_seen_end(wc);
+    ngx_http_amonitor_seen_end(wc);
 
     snap = ngx_alloc(sizeof(ngx_http_amonitor_tsnap_t), wc->connection->log);
     if (snap == NULL) {
@@ -484,6 +357,19 @@ ngx_http_amonitor_fanout_snapshot(
                     w, wc, NGX_HTTP_AMONITOR_TOLD_NONE, snap, &full);
             }
         }
+
+    } else if (ngx_http_amonitor_index_places(w, wc->sub, &places, &np, &n)
+        == NGX_OK) {
+        /* patterns that start with text: the ids that start with it */
+        for (i = 0; i < np; i++) {
+            if (ngx_http_amonitor_store_target_copy(w->store, places[i], snap)
+                == NGX_OK) {
+                told += ngx_http_amonitor_fanout_snapshot_record(
+                    w, wc, places[i], snap, &full);
+            }
+        }
+
+        ngx_free(places);
 
     } else {
         /* the id first: only a record the panel wants is copied */
@@ -625,7 +511,7 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
     seen = NULL;
 
     if ((snap->up != 0) != up) {
-        seen = ngx_http_amonitor_fanout_seen_add(w, wc, target);
+        seen = ngx_http_amonitor_seen_add(w, wc, target);
 
         if (seen) {
             seen->up = (u_char) (snap->up != 0);
@@ -651,7 +537,7 @@ ngx_http_amonitor_fanout_snapshot_one(ngx_http_amonitor_worker_t *w,
     }
 
     if (seen == NULL) {
-        seen = ngx_http_amonitor_fanout_seen_add(w, wc, target);
+        seen = ngx_http_amonitor_seen_add(w, wc, target);
         if (seen == NULL) {
             /* at worst it is told twice */
             return NGX_OK;
@@ -700,99 +586,6 @@ ngx_http_amonitor_fanout_snapshot_send(ngx_http_amonitor_worker_t *w,
         ngx_http_amonitor_fanout_slow(w, wc);
         return NGX_ERROR;
     }
-
-    return NGX_OK;
-}
-
-
-/*
- * A free slot for "target" in the panel's filter, made (with its timer)
- * on the first one; NULL when memory is short.
- */
-static ngx_http_amonitor_seen_t *
-ngx_http_amonitor_fanout_seen_add(ngx_http_amonitor_worker_t *w,
-    ngx_http_amonitor_conn_t *wc, uint32_t target)
-{
-    ngx_uint_t                    i;
-    ngx_http_amonitor_seen_tab_t *tab;
-
-    tab = wc->seen;
-
-    if (tab == NULL) {
-        tab = ngx_calloc(
-            sizeof(ngx_http_amonitor_seen_tab_t), wc->connection->log);
-        if (tab == NULL) {
-            return NULL;
-        }
-
-        if (ngx_http_amonitor_fanout_seen_grow(tab, wc->connection->log)
-            != NGX_OK) {
-            ngx_free(tab);
-            return NULL;
-        }
-
-        tab->ev.handler = ngx_http_amonitor_fanout_seen_expire;
-        tab->ev.data = wc;
-        tab->ev.log = wc->connection->log;
-        tab->ev.cancelable = 1;
-
-        ngx_add_timer(
-            &tab->ev, w->amcf->reconnect_max + w->amcf->connect_timeout);
-
-        wc->seen = tab;
-
-    } else if ((tab->used + 1) * 2 > tab->mask + 1
-        && ngx_http_amonitor_fanout_seen_grow(tab, wc->connection->log)
-            != NGX_OK) {
-        return NULL;
-    }
-
-    for (i = target & tab->mask; tab->slot[i].target; i = (i + 1) & tab->mask) {
-        /* void */
-    }
-
-    tab->used++;
-    tab->slot[i].target = target;
-
-    return &tab->slot[i];
-}
-
-
-/* twice the slots (16 at first), the entries placed again */
-static ngx_int_t
-ngx_http_amonitor_fanout_seen_grow(
-    ngx_http_amonitor_seen_tab_t *tab, ngx_log_t *log)
-{
-    ngx_uint_t                i, j, size, mask;
-    ngx_http_amonitor_seen_t *slot;
-
-    size = tab->slot ? (tab->mask + 1) * 2 : 16;
-    mask = size - 1;
-
-    slot = ngx_calloc(size * sizeof(ngx_http_amonitor_seen_t), log);
-    if (slot == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (tab->slot) {
-        for (i = 0; i <= tab->mask; i++) {
-            if (tab->slot[i].target == 0) {
-                continue;
-            }
-
-            for (j = tab->slot[i].target & mask; slot[j].target;
-                 j = (j + 1) & mask) {
-                /* void */
-            }
-
-            slot[j] = tab->slot[i];
-        }
-
-        ngx_free(tab->slot);
-    }
-
-    tab->slot = slot;
-    tab->mask = mask;
 
     return NGX_OK;
 }

@@ -30,10 +30,11 @@ static void ngx_http_amonitor_subscribe_drop(
     ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_topic_t *t);
 static ngx_int_t ngx_http_amonitor_subscribe_store(
     ngx_http_amonitor_sub_t *s, ngx_str_t *list, ngx_uint_t n);
-static ngx_uint_t ngx_http_amonitor_subscribe_cost(
-    ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n);
 static ngx_int_t ngx_http_amonitor_subscribe_patterns(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s);
+static ngx_int_t ngx_http_amonitor_subscribe_served(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s,
+    ngx_http_amonitor_upstream_t *u);
 static ngx_uint_t ngx_http_amonitor_subscribe_match_any(
     ngx_http_amonitor_sub_t *s, ngx_str_t *id, ngx_uint_t patterns_only);
 static int ngx_libc_cdecl ngx_http_amonitor_subscribe_id_cmp(
@@ -96,6 +97,7 @@ ngx_http_amonitor_subscribe_exit_worker(ngx_http_amonitor_worker_t *w)
 
     ngx_free(subs->buckets);
     ngx_http_amonitor_glob_free(subs);
+    ngx_http_amonitor_index_free(subs);
     w->subs = NULL;
 }
 
@@ -135,7 +137,7 @@ ngx_http_amonitor_subscribe_check(ngx_http_amonitor_worker_t *w,
         }
     }
 
-    *cost = ngx_http_amonitor_subscribe_cost(w, list, n);
+    *cost = ngx_http_amonitor_index_cost(w, list, n);
 
     if (*cost > NGX_HTTP_AMONITOR_SUB_MATCH_BURST) {
         return NGX_HTTP_AMONITOR_SUB_TOO_COSTLY;
@@ -223,89 +225,87 @@ ngx_http_amonitor_subscribe_set(ngx_http_amonitor_worker_t *w,
 
 
 /*
- * The pattern x target matches that making the set "list" costs: its
- * patterns (not "*" alone, which takes everything unseen) times the
- * served targets.
- */
-static ngx_uint_t
-ngx_http_amonitor_subscribe_cost(
-    ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n)
-{
-    ngx_uint_t   i, npatterns, ntargets;
-    ngx_queue_t *q;
-
-    npatterns = 0;
-
-    for (i = 0; i < n; i++) {
-        if (list[i].len == 1 && list[i].data[0] == '*') {
-            return 0;
-        }
-
-        if (ngx_strlchr(list[i].data, list[i].data + list[i].len, '*')) {
-            npatterns++;
-        }
-    }
-
-    if (npatterns == 0) {
-        return 0;
-    }
-
-    ntargets = 0;
-
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
-        ntargets++;
-    }
-
-    return npatterns * ntargets;
-}
-
-
-/*
  * The served targets the panel's patterns match, then the pattern list;
- * the matches made are taken from the panel's budget.
+ * the matches made are taken from the panel's budget.  Patterns that
+ * start with text are matched only against the ids that start with it.
  */
 static ngx_int_t
 ngx_http_amonitor_subscribe_patterns(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_sub_t *s)
 {
-    ngx_uint_t                    n;
-    ngx_queue_t                  *q;
-    ngx_http_amonitor_subs_t     *subs;
-    ngx_http_amonitor_topic_t    *t;
-    ngx_http_amonitor_upstream_t *u;
+    ngx_uint_t                       i, j, lo, hi, n;
+    ngx_queue_t                     *q;
+    ngx_http_amonitor_index_t       *ix;
+    ngx_http_amonitor_upstream_t    *u;
+    ngx_http_amonitor_index_entry_t *e;
 
-    subs = w->subs;
+    ix = ngx_http_amonitor_index_usable(s) ? ngx_http_amonitor_index_served(w)
+                                           : NULL;
     n = 0;
 
-    for (q = ngx_queue_head(&w->upstreams);
-         q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
-        u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-        n++;
+    if (ix) {
+        for (i = 0; i < s->nglobs; i++) {
+            ngx_http_amonitor_index_range(
+                ix, s->globs[i].data, s->compiled[i].head, &lo, &hi);
+            n += hi - lo;
 
-        if (!ngx_http_amonitor_subscribe_match_any(s, &u->id, 1)) {
-            continue;
+            for (j = lo; j < hi; j++) {
+                e = &ix->e[j];
+
+                if (amon_glob_match_compiled(
+                        &s->compiled[i], e->id.data, e->id.len)
+                    && ngx_http_amonitor_subscribe_served(w, s, e->data)
+                        != NGX_OK) {
+                    return NGX_ERROR;
+                }
+            }
         }
 
-        /* a new topic matches the other pattern panels, not this one yet */
-        t = ngx_http_amonitor_subscribe_topic(w, u);
-        if (t == NULL) {
-            return NGX_ERROR;
-        }
+    } else {
+        for (q = ngx_queue_head(&w->upstreams);
+             q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
+            u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
+            n += s->nglobs;
 
-        if (t->stamp != subs->stamp) {
-            t->stamp = subs->stamp;
-
-            if (ngx_http_amonitor_subscribe_link(s, t) != NGX_OK) {
+            if (ngx_http_amonitor_subscribe_match_any(s, &u->id, 1)
+                && ngx_http_amonitor_subscribe_served(w, s, u) != NGX_OK) {
                 return NGX_ERROR;
             }
         }
     }
 
-    s->credit -= (ngx_int_t) (n * s->nglobs);
+    s->credit -= (ngx_int_t) n;
 
     /* from now on, new targets are matched against its patterns too */
-    return ngx_http_amonitor_glob_add(subs, s, s->wc->connection->log);
+    return ngx_http_amonitor_glob_add(w->subs, s, s->wc->connection->log);
+}
+
+
+/* a served target the panel's patterns match: linked, once per set */
+static ngx_int_t
+ngx_http_amonitor_subscribe_served(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_sub_t *s, ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_subs_t  *subs;
+    ngx_http_amonitor_topic_t *t;
+
+    subs = w->subs;
+
+    /* a new topic matches the other pattern panels, not this one yet */
+    t = ngx_http_amonitor_subscribe_topic(w, u);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (t->stamp != subs->stamp) {
+        t->stamp = subs->stamp;
+
+        if (ngx_http_amonitor_subscribe_link(s, t) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

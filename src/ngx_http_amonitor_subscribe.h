@@ -28,13 +28,14 @@
     "use patterns other panels use, or ids"
 
 /*
- * A set's patterns are matched against every served target when it is
- * made: a panel may make at most BURST pattern x target matches at once
- * and RATE a second on average; a set that costs more than BURST is
- * refused, one that comes too soon after others is RATE_LIMITED.  The
- * snapshot that follows a subscribe is paid from the same budget (one
- * per record in the zone, one more per target told), after it is sent:
- * a panel in debt waits, whatever its next set.
+ * A set's patterns are matched when it is made, each against the served
+ * targets whose ids start with its text before the first "*" (every one
+ * for a leading "*"): a panel may make at most BURST pattern x target
+ * matches at once and RATE a second on average; a set that costs more
+ * than BURST is refused, one that comes too soon after others is
+ * RATE_LIMITED.  The snapshot that follows a subscribe is paid from the
+ * same budget (one per id or record examined, one more per target
+ * told), after it is sent: a panel in debt waits, whatever its next set.
  */
 #define NGX_HTTP_AMONITOR_SUB_MATCH_RATE  50000
 #define NGX_HTTP_AMONITOR_SUB_MATCH_BURST 200000
@@ -96,6 +97,8 @@ typedef struct {
 /* a pattern, once per worker, and the panels that use it */
 struct ngx_http_amonitor_glob_s {
     ngx_http_amonitor_glob_t *next; /* in its hash bucket */
+    ngx_http_amonitor_glob_t *hnext; /* in its bucket by head */
+    uint32_t                  hhash; /* of the text before the "*" */
     ngx_queue_t               queue; /* in subs->glob_list */
     ngx_queue_t               uses; /* ngx_http_amonitor_glob_use_t.queue */
     uint32_t                  hash;
@@ -112,6 +115,23 @@ struct ngx_http_amonitor_glob_use_s {
 };
 
 
+/* a target id and its upstream (served) or its record's place (zone) */
+typedef struct {
+    ngx_str_t id;
+    void     *data;
+} ngx_http_amonitor_index_entry_t;
+
+
+/* ids in byte order: subscribe_index.c */
+typedef struct {
+    ngx_http_amonitor_index_entry_t *e;
+    ngx_uint_t                       n;
+    ngx_uint_t                       cap;
+    ngx_uint_t                       gen; /* worker->upstreams_gen sorted */
+    unsigned                         valid : 1;
+} ngx_http_amonitor_index_t;
+
+
 /* the worker's subscriptions, w->subs */
 typedef struct {
     ngx_http_amonitor_topic_t **buckets;
@@ -120,10 +140,14 @@ typedef struct {
     ngx_queue_t                 all; /* sub_t.queue: everything */
     ngx_uint_t                  stamp;
     ngx_http_amonitor_glob_t  **gbuckets; /* the patterns, hashed */
+    ngx_http_amonitor_glob_t  **hbuckets; /* by the text before the "*" */
+    ngx_uint_t                 *heads; /* patterns by length of that text */
     ngx_queue_t                 glob_list; /* glob_t.queue */
     ngx_uint_t                  nglobs;
     ngx_array_t                 matched; /* sub_t *: a new target's panels */
     ngx_uint_t                  visit;
+    ngx_http_amonitor_index_t   served; /* upstream_t * by id */
+    ngx_http_amonitor_index_t   records; /* the zone's places by id */
 } ngx_http_amonitor_subs_t;
 
 
@@ -163,5 +187,19 @@ void ngx_http_amonitor_glob_free(ngx_http_amonitor_subs_t *subs);
 void ngx_http_amonitor_subscribe_upstream_gone(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_upstream_t *u);
 
+
+ngx_http_amonitor_index_t *ngx_http_amonitor_index_served(
+    ngx_http_amonitor_worker_t *w);
+ngx_http_amonitor_index_t *ngx_http_amonitor_index_records(
+    ngx_http_amonitor_worker_t *w);
+void       ngx_http_amonitor_index_range(ngx_http_amonitor_index_t *ix,
+          u_char *prefix, size_t len, ngx_uint_t *lo, ngx_uint_t *hi);
+ngx_uint_t ngx_http_amonitor_index_cost(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *list, ngx_uint_t n);
+ngx_uint_t ngx_http_amonitor_index_usable(ngx_http_amonitor_sub_t *s);
+ngx_int_t  ngx_http_amonitor_index_places(ngx_http_amonitor_worker_t *w,
+     ngx_http_amonitor_sub_t *s, ngx_uint_t **places, ngx_uint_t *n,
+     ngx_uint_t *examined);
+void       ngx_http_amonitor_index_free(ngx_http_amonitor_subs_t *subs);
 
 #endif /* _NGX_HTTP_AMONITOR_SUBSCRIBE_H_INCLUDED_ */

@@ -6,7 +6,10 @@
  * pattern once, not against every pattern of every panel.  At most
  * NGX_HTTP_AMONITOR_SUB_GLOBS different patterns are kept per worker,
  * which bounds what a new target costs (a pattern is matched in one pass
- * over the id).
+ * over the id).  The patterns are also hashed by their text before the
+ * first "*" (their head), so that a new target is matched only against
+ * the patterns whose head begins its id: one lookup per length of head
+ * the patterns have.
  */
 
 #include <ngx_config.h>
@@ -22,6 +25,8 @@
 
 static ngx_http_amonitor_glob_t **ngx_http_amonitor_glob_bucket(
     ngx_http_amonitor_subs_t *subs, ngx_str_t *pattern, uint32_t *hash);
+static ngx_int_t ngx_http_amonitor_glob_users(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_glob_t *g);
 
 
 /* how many of the list's patterns the worker does not keep yet */
@@ -71,12 +76,17 @@ ngx_http_amonitor_glob_add(
     ngx_http_amonitor_glob_use_t *use;
 
     if (subs->gbuckets == NULL) {
-        subs->gbuckets = ngx_calloc(
-            NGX_HTTP_AMONITOR_GLOB_BUCKETS * sizeof(ngx_http_amonitor_glob_t *),
+        subs->gbuckets = ngx_calloc(2 * NGX_HTTP_AMONITOR_GLOB_BUCKETS
+                    * sizeof(ngx_http_amonitor_glob_t *)
+                + (AMON_MAX_ID_LEN + 1) * sizeof(ngx_uint_t),
             log);
         if (subs->gbuckets == NULL) {
             return NGX_ERROR;
         }
+
+        subs->hbuckets = &subs->gbuckets[NGX_HTTP_AMONITOR_GLOB_BUCKETS];
+        subs->heads =
+            (ngx_uint_t *) &subs->hbuckets[NGX_HTTP_AMONITOR_GLOB_BUCKETS];
     }
 
     s->uses = ngx_alloc(s->nglobs * sizeof(ngx_http_amonitor_glob_use_t), log);
@@ -108,6 +118,14 @@ ngx_http_amonitor_glob_add(
 
             *b = g;
             subs->nglobs++;
+
+            g->hhash =
+                ngx_http_amonitor_hash(g->pattern.data, g->compiled.head);
+            b = &subs->hbuckets[g->hhash
+                & (NGX_HTTP_AMONITOR_GLOB_BUCKETS - 1)];
+            g->hnext = *b;
+            *b = g;
+            subs->heads[g->compiled.head]++;
         }
 
         use = &s->uses[s->nuses++];
@@ -149,6 +167,16 @@ ngx_http_amonitor_glob_remove(
             }
         }
 
+        for (b = &subs->hbuckets[g->hhash
+                 & (NGX_HTTP_AMONITOR_GLOB_BUCKETS - 1)];
+             *b; b = &(*b)->hnext) {
+            if (*b == g) {
+                *b = g->hnext;
+                break;
+            }
+        }
+
+        subs->heads[g->compiled.head]--;
         ngx_queue_remove(&g->queue);
         subs->nglobs--;
         ngx_free(g);
@@ -162,44 +190,73 @@ ngx_http_amonitor_glob_remove(
 
 /*
  * The panels one of whose patterns matches "id", each once, into
- * subs->matched (emptied first): every different pattern is matched once.
+ * subs->matched (emptied first): every different pattern whose head
+ * begins the id is matched once.
  */
 ngx_int_t
 ngx_http_amonitor_glob_match(ngx_http_amonitor_subs_t *subs, ngx_str_t *id)
 {
-    ngx_queue_t                  *q, *uq;
-    ngx_http_amonitor_sub_t     **m;
-    ngx_http_amonitor_glob_t     *g;
-    ngx_http_amonitor_glob_use_t *use;
+    size_t                    len;
+    uint32_t                  hash;
+    ngx_http_amonitor_glob_t *g;
 
     subs->matched.nelts = 0;
     subs->visit++;
 
-    for (q = ngx_queue_head(&subs->glob_list);
-         q != ngx_queue_sentinel(&subs->glob_list); q = ngx_queue_next(q)) {
-        g = ngx_queue_data(q, ngx_http_amonitor_glob_t, queue);
+    if (subs->gbuckets == NULL) {
+        return NGX_OK;
+    }
 
-        if (!amon_glob_match_compiled(&g->compiled, id->data, id->len)) {
+    for (len = 0; len <= id->len && len <= AMON_MAX_ID_LEN; len++) {
+        if (subs->heads[len] == 0) {
             continue;
         }
 
-        for (uq = ngx_queue_head(&g->uses); uq != ngx_queue_sentinel(&g->uses);
-             uq = ngx_queue_next(uq)) {
-            use = ngx_queue_data(uq, ngx_http_amonitor_glob_use_t, queue);
+        hash = ngx_http_amonitor_hash(id->data, len);
 
-            if (use->sub->visit == subs->visit) {
+        for (g = subs->hbuckets[hash & (NGX_HTTP_AMONITOR_GLOB_BUCKETS - 1)]; g;
+             g = g->hnext) {
+            if (g->hhash != hash || g->compiled.head != len
+                || ngx_memcmp(g->pattern.data, id->data, len) != 0
+                || !amon_glob_match_compiled(&g->compiled, id->data, id->len)) {
                 continue;
             }
 
-            use->sub->visit = subs->visit;
-
-            m = ngx_array_push(&subs->matched);
-            if (m == NULL) {
+            if (ngx_http_amonitor_glob_users(subs, g) != NGX_OK) {
                 return NGX_ERROR;
             }
-
-            *m = use->sub;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the panels that use a pattern that matched, those not found yet */
+static ngx_int_t
+ngx_http_amonitor_glob_users(
+    ngx_http_amonitor_subs_t *subs, ngx_http_amonitor_glob_t *g)
+{
+    ngx_queue_t                  *uq;
+    ngx_http_amonitor_sub_t     **m;
+    ngx_http_amonitor_glob_use_t *use;
+
+    for (uq = ngx_queue_head(&g->uses); uq != ngx_queue_sentinel(&g->uses);
+         uq = ngx_queue_next(uq)) {
+        use = ngx_queue_data(uq, ngx_http_amonitor_glob_use_t, queue);
+
+        if (use->sub->visit == subs->visit) {
+            continue;
+        }
+
+        use->sub->visit = subs->visit;
+
+        m = ngx_array_push(&subs->matched);
+        if (m == NULL) {
+            return NGX_ERROR;
+        }
+
+        *m = use->sub;
     }
 
     return NGX_OK;
@@ -225,6 +282,8 @@ ngx_http_amonitor_glob_free(ngx_http_amonitor_subs_t *subs)
     if (subs->gbuckets) {
         ngx_free(subs->gbuckets);
         subs->gbuckets = NULL;
+        subs->hbuckets = NULL;
+        subs->heads = NULL;
     }
 }
 

@@ -120,6 +120,46 @@ subtest 'more than 200,000 pairs at once are refused' => sub {
     is($code, 101, 'and 200 of them are accepted');
 };
 
+subtest 'patterns that start with text cost what they match' => sub {
+    # 256 x 1000 would be over 200,000 pairs; none of these ids starts
+    # with "zz", so nothing is matched, and only one target with
+    # "${pad}00007"
+    my @prefixed = ((map {"zz$_-*"} 1 .. 255), "${pad}00007*");
+    my $c = $t->panel('/ws/panel?targets=');
+    $c->send_json({ msg_id => 'p1', type => 'subscribe',
+        payload => { targets => \@prefixed } });
+    my $m = $c->recv_until(sub {
+        my $j = $_[0]{json};
+        ref $j eq 'HASH' && ($j->{msg_id} // '') eq 'p1'
+    }, tscale(10));
+    is($m && $m->{json}{type}, 'subscribed', '256 such patterns are made')
+        or diag(explain($m && $m->{json}));
+    ok($c->recv_type('target_status', target_id => "${pad}00007",
+        timeout => tscale(10)), 'and the one target they match is told');
+
+    my ($code) = panel_handshake_status(
+        $t->ws_url('/ws/panel?targets=' . join(',', @prefixed)));
+    is($code, 101, 'the same in ?targets=: accepted');
+
+    # one that starts with "*" among them is matched against every target
+    my @mixed = (@prefixed[0 .. 199], '*x-never*');
+    $c->send_json({ msg_id => 'p2', type => 'subscribe',
+        payload => { targets => \@mixed } });
+    $m = $c->recv_until(sub {
+        my $j = $_[0]{json};
+        ref $j eq 'HASH' && ($j->{msg_id} // '') eq 'p2'
+    }, tscale(10));
+    is($m && $m->{json}{type}, 'subscribed',
+        'with one pattern that starts with "*": made too')
+        or diag(explain($m && $m->{json}));
+    my @star = map {"*x$_*"} 1 .. 201;
+    $c->send_json({ msg_id => 'p3', type => 'subscribe',
+        payload => { targets => \@star } });
+    my $e = $c->recv_type('error', msg_id => 'p3', timeout => 5);
+    is($e && $e->{json}{payload}{code}, 'INVALID_SUBSCRIPTION',
+        '201 that start with "*": still refused');
+};
+
 subtest 'the panels still get their answers' => sub {
     ok($pa->ping && $pb->ping, 'both panels answer pings');
 };
