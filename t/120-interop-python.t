@@ -3,7 +3,8 @@
 # the panel client (t/interop/sdk.py and t/interop/panel.py).  Heartbeats
 # reach the panel byte for byte, actions and acks make the round trip
 # unchanged, duplicates are answered by the agent, fragmented messages in
-# both directions are reassembled, pings are answered on both legs.
+# both directions are reassembled, pings are answered on both legs, a
+# panel that names its targets (?targets=, subscribe) gets theirs only.
 
 use strict;
 use warnings;

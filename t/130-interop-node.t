@@ -3,7 +3,8 @@
 # (t/interop/node/sdk.js and t/interop/node/panel.js).  Heartbeats reach
 # the panel byte for byte, actions and acks make the round trip unchanged,
 # duplicates are answered by the agent, fragmented messages in both
-# directions are reassembled, pings are answered on both legs.  ws checks
+# directions are reassembled, pings are answered on both legs, a panel
+# that names its targets (?targets=, subscribe) gets theirs only.  ws checks
 # the agent's frames strictly (masking, RSV bits, UTF-8, accept key).
 
 use strict;

@@ -7,6 +7,9 @@ given on the command line in order, printing one JSON line per step:
   wait-type:TYPE           the next message of that type
   action:ID:NAME[:FRAGS]   send an action for --target (in FRAGS fragments)
                            and wait for the ack or error that answers it
+  subscribe:ID:T1,T2       send a subscribe for those ids and patterns
+                           (none: an empty set) and wait for its answer
+  heartbeats:N             the target_id of each of the next N heartbeats
   ping[:PAYLOAD]           ping and wait for the pong
   sleep:SECONDS            stay connected (answering pings) for a while
   close[:CODE]             close and report the close code
@@ -108,6 +111,26 @@ async def run(args):
                 return j.get("type") == "error" and j.get("msg_id") == msg_id
             m = await next_message(ws, answers, args.timeout)
             out(step=step, ok=m is not None, text=m, sent=text)
+        elif name == "subscribe":
+            msg_id = parts[1]
+            targets = [x for x in ":".join(parts[2:]).split(",") if x]
+            await ws.send(json.dumps({"msg_id": msg_id, "type": "subscribe",
+                                      "payload": {"targets": targets}}))
+            m = await next_message(
+                ws, lambda j: isinstance(j, dict)
+                and j.get("msg_id") == msg_id
+                and j.get("type") in ("subscribed", "error"), args.timeout)
+            out(step=step, ok=m is not None, text=m)
+        elif name == "heartbeats":
+            ids = []
+            for _ in range(int(parts[1])):
+                m = await next_message(
+                    ws, lambda j: isinstance(j, dict)
+                    and j.get("type") == "heartbeat", args.timeout)
+                if m is None:
+                    break
+                ids.append(json.loads(m).get("target_id"))
+            out(step=step, ok=len(ids) == int(parts[1]), targets=ids)
         elif name == "ping":
             payload = (parts[1] if len(parts) > 1 else "py-ping").encode()
             t0 = time.monotonic()

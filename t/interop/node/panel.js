@@ -8,6 +8,9 @@
 //   wait-type:TYPE           the next message of that type
 //   action:ID:NAME[:FRAGS]   send an action for --target (in FRAGS
 //                            fragments) and wait for its ack or error
+//   subscribe:ID:T1,T2       send a subscribe for those ids and patterns
+//                            (none: an empty set) and wait for its answer
+//   heartbeats:N             the target_id of each of the next N heartbeats
 //   ping[:PAYLOAD]           ping and wait for the pong
 //   sleep:SECONDS            stay connected (answering pings) for a while
 //   close[:CODE]             close and report the close code
@@ -112,6 +115,22 @@ async function run() {
         (j.payload || {}).action_msg_id === msgId) ||
         (j.type === 'error' && j.msg_id === msgId)));
       out({ step, ok: m !== null, text: m, sent: text });
+    } else if (name === 'subscribe') {
+      const msgId = parts[1];
+      const targets = parts.slice(2).join(':').split(',').filter((x) => x);
+      ws.send(JSON.stringify({ msg_id: msgId, type: 'subscribe',
+        payload: { targets } }));
+      const m = await nextMessage((j) => j && j.msg_id === msgId &&
+        (j.type === 'subscribed' || j.type === 'error'));
+      out({ step, ok: m !== null, text: m });
+    } else if (name === 'heartbeats') {
+      const ids = [];
+      for (let i = 0; i < Number(parts[1]); i++) {
+        const m = await nextMessage((j) => j && j.type === 'heartbeat');
+        if (m === null) break;
+        ids.push(JSON.parse(m).target_id);
+      }
+      out({ step, ok: ids.length === Number(parts[1]), targets: ids });
     } else if (name === 'ping') {
       const payload = parts.length > 1 ? parts[1] : 'node-ping';
       const t0 = Date.now();

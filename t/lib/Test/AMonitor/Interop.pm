@@ -1,8 +1,9 @@
 package Test::AMonitor::Interop;
 
 # Checks shared by the interop suites (t/120 Python websockets, t/130
-# Node ws): the same panel-side behaviour, driven through another
-# implementation's client, against SDK servers of that implementation.
+# Node ws): the same panel-side behaviour (actions, fragments, routing,
+# choosing targets), driven through another implementation's client,
+# against SDK servers of that implementation.
 
 use strict;
 use warnings;
@@ -230,6 +231,33 @@ sub panel_checks {
         ok($r[1]{text} && $sent{ $r[1]{text} },
             'the ack the SDK sent in three fragments, as one message, '
             . 'unchanged but for "final":true first in the payload');
+    };
+
+    subtest 'a panel chooses its targets: in its URL, then with subscribe'
+        => sub {
+        my ($one, $two) = ("$tag-frag", "$tag-sdk");
+        my @r = $o{panel}->("$o{url}?targets=$one", @{ $o{tok} },
+            'heartbeats:4', "subscribe:s1-$tag:$two", 'heartbeats:4',
+            "subscribe:s2-$tag:$tag-*", 'heartbeats:12', "subscribe:s3-$tag:");
+        ok($r[0]{ok}, 'connected with ?targets=');
+        is_deeply($r[1]{targets}, [($one) x 4],
+            'only the heartbeats of the target the URL names');
+        my $j = try_decode_json($r[2]{text} // '');
+        is($j && $j->{type}, 'subscribed', 'subscribe is answered with '
+            . 'subscribed');
+        is_deeply($j && $j->{payload}{targets}, [$two], 'naming the new set');
+        is_deeply($r[3]{targets}, [($two) x 4],
+            'from then on only the new target\'s heartbeats');
+        $j = try_decode_json($r[4]{text} // '');
+        is_deeply($j && $j->{payload}{targets}, ["$tag-*"], 'a pattern');
+        my %seen;
+        $seen{ $_ // '' }++ for @{ $r[5]{targets} || [] };
+        ok($seen{$one} && $seen{$two}, 'matches both targets')
+            or diag(explain $r[5]);
+        is(scalar(keys %seen), 2, 'and nothing else');
+        $j = try_decode_json($r[6]{text} // '');
+        is_deeply($j && $j->{payload}{targets}, [], 'an empty set is '
+            . 'answered as one');
     };
 
     subtest 'routing by target_url as existing tools send it' => sub {
