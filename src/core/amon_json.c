@@ -173,6 +173,11 @@ amon_json_string(
             return NULL;
         }
 
+        /* the usual stop, tested before the table's indirect jump */
+        if (*p == '"') {
+            return p + 1;
+        }
+
         switch (amon_json_cls[*p]) {
 
         case AMON_JSON_C_PLAIN: p++; continue;
