@@ -1,5 +1,6 @@
 // AMonitor dashboard: one panel connection to the agent (same origin
-// only: the token goes nowhere else), the targets it reports, a live
+// only: the token goes nowhere else), the targets it reports (all, or
+// the ids and patterns chosen in the page: a subscribe), a live
 // event stream, actions with their outcome, and the agent's counters.
 // Plain ES modules, nothing fetched from elsewhere.
 import { el, sparkline, newSvg, age, clock, uuid } from './view.js';
@@ -13,6 +14,10 @@ const cfg = {
   maxEvents: 500,
 };
 let token = q.get('token') || sessionStorage.getItem('amonitor-token') || '';
+// the ids and patterns the panel subscribes to (?targets=, kept in the
+// page's URL); null: every target
+let shown = parseTargets(q.get('targets') || '');
+let subscribing = null;       // { id, want } of a subscribe not yet answered
 
 const targets = new Map();    // id -> { state, url, since, reason, hbAt, ... }
 const outcomes = new Map();   // action msg_id -> { li, text }
@@ -47,6 +52,10 @@ function wsUrl() {
   if (token) {
     u.search += (u.search ? '&' : '?') + 'token=' + encodeURIComponent(token);
   }
+  if (shown) {
+    u.search += (u.search ? '&' : '?') + 'targets=' +
+      encodeURIComponent(shown.join(','));
+  }
   return u.href;
 }
 
@@ -78,6 +87,12 @@ function connect() {
   ws.addEventListener('message', (ev) => onMessage(ev.data));
   ws.addEventListener('close', (ev) => {
     ws = null;
+    if (subscribing) {
+      // not answered: the next connection asks for it in its URL
+      const want = subscribing.want;
+      subscribing = null;
+      setShown(want);
+    }
     if (!opened && !everOpen) {
       // never got in: maybe a token is needed
       $('login').hidden = false;
@@ -125,6 +140,7 @@ function onMessage(data) {
   case 'heartbeat': onHeartbeat(from, m, p); break;
   case 'action_ack': onAck(m, p); break;
   case 'error': onError(m, p); break;
+  case 'subscribed': onSubscribed(m, p); break;
   default: break;
   }
   addEvent({ type: m.type, target: from, text: summary(m, p), ts: m.timestamp });
@@ -241,6 +257,74 @@ function addTargetOption(id) {
       sel.append(el('option', { value: id, text: id }));
     }
   }
+}
+
+/* --- targets shown ----------------------------------------------------------- */
+
+// "db-1, web-*" as a list; empty: null, every target
+function parseTargets(text) {
+  const list = text.split(',').map((x) => x.trim()).filter((x) => x);
+  return list.length ? list : null;
+}
+
+// the agent's matching: "*" is any run of characters, the rest literal
+function shows(id) {
+  return !shown || shown.some((pat) => new RegExp('^' + pat.split('*')
+    .map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$')
+    .test(id));
+}
+
+function showNote(text) {
+  $('show-note').textContent = text || (!shown ? 'Showing every target.' :
+    shown.length ? `Showing ${shown.join(', ')}.` : 'Showing no target.');
+}
+
+// the set is sent to the agent as a subscribe message and, once the
+// agent has it (or at once when not connected), kept in the page's URL:
+// a reconnect or a reload asks for it again
+function applyShow(e) {
+  e.preventDefault();
+  const want = parseTargets($('show-targets').value);
+  subscribing = { id: uuid(), want };
+  if (send(JSON.stringify({ msg_id: subscribing.id, type: 'subscribe',
+    payload: { targets: want || ['*'] } }))) {
+    showNote('Asking the agent…');
+    return;
+  }
+  subscribing = null;
+  setShown(want);
+}
+
+function onSubscribed(m, p) {
+  if (!subscribing || m.msg_id !== subscribing.id) return;
+  subscribing = null;
+  const list = Array.isArray(p.targets) ? p.targets : [];
+  setShown(list.length === 1 && list[0] === '*' ? null : list);
+}
+
+function setShown(list) {
+  shown = list;
+  const u = new URL(location.href);
+  if (shown) u.searchParams.set('targets', shown.join(','));
+  else u.searchParams.delete('targets');
+  history.replaceState(null, '', u.href);
+  $('show-targets').value = shown ? shown.join(', ') : '';
+  showNote(null);
+  forgetHidden();
+}
+
+// rows and choices of targets the set no longer shows
+function forgetHidden() {
+  for (const [id, t] of targets) {
+    if (shows(id)) continue;
+    if (t.row) t.row.remove();
+    for (const sel of [$('a-target'), $('f-target')]) {
+      const o = [...sel.options].find((x) => x.value === id);
+      if (o) o.remove();
+    }
+    targets.delete(id);
+  }
+  $('no-targets').hidden = targets.size > 0;
 }
 
 /* --- event stream ----------------------------------------------------------- */
@@ -368,6 +452,12 @@ function onAck(m, p) {
 }
 
 function onError(m, p) {
+  if (subscribing && m.msg_id === subscribing.id) {
+    subscribing = null;
+    showNote(`Not changed (${p.code}: ${p.message || ''}); ` +
+      (shown ? `showing ${shown.join(', ')}.` : 'showing every target.'));
+    return;
+  }
   const line = outcomeLine(p.action_msg_id || m.msg_id);
   if (!line) return;
   line.textContent = `error ${p.code}: ${p.message || ''}` +
@@ -402,6 +492,9 @@ function start() {
   $('f-target').addEventListener('change', refilter);
   $('f-type').addEventListener('change', refilter);
   $('resume').addEventListener('click', resume);
+  $('show').addEventListener('submit', applyShow);
+  $('show-targets').value = shown ? shown.join(', ') : '';
+  showNote(null);
   $('events').addEventListener('scroll', () => {
     if ($('events').scrollTop <= 4 && paused.length) resume();
   });

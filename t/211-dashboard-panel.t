@@ -2,7 +2,8 @@
 # connection may do: the panel endpoint of ?panel= is accepted only on
 # the page's own origin (the token, given in the URL or kept in the tab's
 # session, never goes to another server, and the page says why; the
-# Content-Security-Policy refuses other origins too), the dashboard asks
+# Content-Security-Policy refuses other origins too), the targets shown
+# are chosen in the page (a subscribe, kept in ?targets=), the dashboard asks
 # for JSON so an SDK sending protobuf is shown (a fake SDK's protobuf
 # heartbeat and the C example SDK with --binary), and the messages held
 # while the event list is scrolled are bounded like the list, the page
@@ -248,6 +249,57 @@ is(($shown // [])->[-1], $sent - 499, 'down to the 500th newest');
 like(js(q{document.getElementById('events-note').textContent}) // '',
     qr/\b@{[ $HELD - 500 ]} older messages? (were )?not shown/,
     'the page says how many it did not show');
+
+# --- the targets shown: a subscribe, kept in the page's URL -----------------
+
+my $NOTE = q{document.getElementById('show-note').textContent};
+my $texts = q{[...document.querySelectorAll('#events li')]
+    .map(e => e.textContent).join(' ')};
+my $show = sub {
+    js(sprintf(q{document.getElementById('show-targets').value = %s;
+        document.querySelector('#show button').click(); 1},
+        encode_json($_[0])));
+};
+my $choice = q{[...document.getElementById('a-target').options]
+    .some(o => o.value === 'pb-a')};
+
+ok(js_until($row->('pb-a') . '&&' . $row->('pb-c')), 'both targets shown');
+is(js($NOTE), 'Showing every target.', 'the page says it shows every one');
+$show->('pb-c');
+ok(js_until("$NOTE === 'Showing pb-c.'"), 'one id: the agent answered')
+    or diag(js($NOTE));
+ok(!js($row->('pb-a')), 'the other target left the table');
+ok(!js($choice), 'and the action form');
+ok(js($row->('pb-c')), 'the chosen one stays');
+like(js('location.search') // '', qr/[?&]targets=pb-c(&|$)/,
+    "the page's URL keeps the set");
+$pb->emit_event('while-not-chosen', { n => 1 });
+sleep_loop(0.5);
+$show->('pb-*');
+ok(js_until("$NOTE === 'Showing pb-*.'"), 'a pattern');
+ok(js_until($row->('pb-a')), 'the target it matches is back (snapshot)');
+$pb->emit_event('chosen-again', { n => 2 });
+ok(js_until("($texts).includes('chosen-again')"),
+    'its events arrive again');
+ok(!js("($texts).includes('while-not-chosen')"),
+    'the agent never sent the one of the time it was not chosen');
+
+open_page('?targets=pb-c');
+ok(js_until("$CONN === 'connected'"), 'a page opened with ?targets=pb-c');
+is(js(q{document.getElementById('show-targets').value}), 'pb-c',
+    'shows its set in the field');
+ok(js_until($row->('pb-c')), 'and that target');
+$pb->emit_event('not-for-this-page', { n => 3 });
+sleep_loop(0.5);
+ok(!js($row->('pb-a')), 'the panel asked the agent for that set only');
+ok(!js("($texts).includes('not-for-this-page')"),
+    'no event of another target reached it');
+$show->('');
+ok(js_until("$NOTE === 'Showing every target.'"),
+    'an empty field asks for every target');
+ok(js_until($row->('pb-a')), 'the other target is back');
+unlike(js('location.search') // '', qr/targets/,
+    'and the URL no longer names a set');
 
 # --- the panel endpoint: this page's origin only ----------------------------
 
