@@ -1,7 +1,8 @@
 # The amonitor CLI against a real agent: `watch` lists every target the
 # agent has (from its amonitor_status endpoint beside the panel URL), also
-# one whose SDK never spoke; a panel token the agent wants is named when
-# it is missing.
+# one whose SDK never spoke; --subscribe has the agent send only the
+# targets it names or matches; a panel token the agent wants is named
+# when it is missing.
 
 use strict;
 use warnings;
@@ -92,6 +93,43 @@ like($out, qr/^speaks\s+up\b/m, 'the target that speaks');
 is($rc, 0, 'a status URL that fails is not fatal');
 like($out, qr/no target list from http:\/\/127\.0\.0\.1:\d+\/nope: HTTP 404/,
     'and says why');
+
+# --subscribe: the agent sends only those targets, the list shows only them
+my $rows = sub {
+    return map { $_->{target_id} => $_ }
+        grep { ($_->{event} // '') eq 'target' }
+        map { try_decode_json($_) // () } split /\n/, $_[0];
+};
+($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--timeout', '1.5', '--json', '--subscribe', 'sp*,nobody');
+is($rc, 0, 'watch --subscribe with a pattern');
+%rows = $rows->($out);
+is_deeply([sort keys %rows], ['nobody', 'speaks'],
+    'lists the targets it matches and the id it names, no other')
+    or diag($out);
+ok(($rows{speaks}{heartbeats} // 0) >= 2, 'with their heartbeats');
+($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--timeout', '1.5', '--json', '--status-url', 'none',
+    '--subscribe', 'silent');
+is($rc, 0, 'watch --subscribe with an id, --status-url none');
+%rows = $rows->($out);
+is_deeply([sort keys %rows], ['silent'],
+    'the agent sent nothing of the target that speaks') or diag($out);
+($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--timeout', '1', '--json', '--subscribe', '*e*ts');
+%rows = $rows->($out);
+is_deeply([sort keys %rows], ['rejects'],
+    'a pattern is matched as the agent does ("*e*ts": rejects only)')
+    or diag($out);
+($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--timeout', '1', '--subscribe', join(',', map { "t$_" } 1 .. 300));
+is($rc, 1, 'a set the agent refuses fails');
+like($out, qr/handshake refused: HTTP 400: too many targets \(at most 256/,
+    'with the reason the agent gives');
+($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
+    '--subscribe', 'a,,b');
+is($rc, 2, 'an empty element is a usage error');
+like($out, qr/invalid --subscribe "a,,b"/, 'and says so');
 
 ($rc, $out) = cli('send', '--url', $url, '--target-id', 'speaks');
 is($rc, 1, 'send without the token fails');

@@ -63,6 +63,8 @@ typedef struct {
     unsigned    ntarget_ids;
     unsigned    ntarget_urls;
 
+    const char *subscribe; /* watch: ids and patterns, comma-separated */
+
     const char *action;
     const char *params;
     const char *msg_id;

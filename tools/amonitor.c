@@ -35,6 +35,7 @@ volatile sig_atomic_t amoncli_interrupted;
 #define OPT_BINARY   0x0100
 #define OPT_INFLIGHT 0x0200
 #define OPT_STATUS   0x0400
+#define OPT_SUBSCRIB 0x0800
 
 /* the version of the agent (NGX_HTTP_AMONITOR_VERSION), from the Makefile */
 #ifndef AMONCLI_VERSION
@@ -69,8 +70,9 @@ static const amoncli_cmd_t amoncli_cmds[] = {
         "[--target-id T] [--target-url U] [--action A] [--msg-id ID]",
         "send an action twice with one msg_id, expect \"duplicate ignored\""},
     {"watch", amoncli_cmd_watch,
-        OPT_TARGETS | OPT_ONCE | OPT_STALE | OPT_STATUS,
-        "[--once] [--stale S] [--target-id T[,T..]] [--status-url URL|none]",
+        OPT_TARGETS | OPT_ONCE | OPT_STALE | OPT_STATUS | OPT_SUBSCRIB,
+        "[--once] [--stale S] [--target-id T[,T..]] [--status-url URL|none] "
+        "[--subscribe T[,T..]]",
         "live view of targets: state, heartbeat age, events/s, acks"},
     {"bench", amoncli_cmd_bench,
         OPT_TARGETS | OPT_ACTION | OPT_RATE | OPT_DURATION | OPT_BINARY
@@ -101,6 +103,7 @@ static const struct option amoncli_long_opts[] = {
     {"once", no_argument, NULL, 'o'}, {"stale", required_argument, NULL, 's'},
     {"binary", no_argument, NULL, 'b'},
     {"status-url", required_argument, NULL, 'S'},
+    {"subscribe", required_argument, NULL, 'T'},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 
@@ -291,6 +294,18 @@ amoncli_option(
     case 'S':
         *bit = OPT_STATUS;
         o->status_url = optarg;
+        break;
+    case 'T':
+        *bit = OPT_SUBSCRIB;
+        o->subscribe = optarg;
+        if (optarg[0] == '\0' || optarg[0] == ','
+            || optarg[strlen(optarg) - 1] == ',' || strstr(optarg, ",,")) {
+            fprintf(stderr,
+                "amonitor: invalid --subscribe \"%s\": ids and "
+                "patterns, comma-separated\n",
+                optarg);
+            return AMONCLI_EXIT_USAGE;
+        }
         break;
     case 'w':
     case 'd':

@@ -8,6 +8,7 @@
  * --once.
  */
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,8 @@ typedef struct {
     int64_t           snap_floor; /* down: the last heartbeat is this old */
     int64_t           next_draw;
     char              status_buf[512]; /* the status URL beside --url */
+    const char       *subscribe; /* --subscribe: its ids and patterns */
+    char             *panel_url; /* --url with ?targets= */
 } amoncli_watch_t;
 
 
@@ -322,6 +325,114 @@ amoncli_watch_message(amoncli_watch_t *w, unsigned opcode,
 }
 
 
+/* "*" matches any run of bytes (none too), the rest itself */
+static int
+amoncli_watch_glob(const char *pat, size_t plen, const char *id)
+{
+    size_t      i, star_i;
+    const char *star_id;
+
+    i = 0;
+    star_i = (size_t) -1;
+    star_id = NULL;
+
+    while (*id) {
+        if (i < plen && pat[i] == '*') {
+            star_i = i++;
+            star_id = id;
+
+        } else if (i < plen && pat[i] == *id) {
+            i++;
+            id++;
+
+        } else if (star_id) {
+            i = star_i + 1;
+            id = ++star_id;
+
+        } else {
+            return 0;
+        }
+    }
+
+    while (i < plen && pat[i] == '*') {
+        i++;
+    }
+
+    return i == plen;
+}
+
+
+/* Does --subscribe name this id or match it with a pattern? */
+static int
+amoncli_watch_chosen(const amoncli_watch_t *w, const char *id)
+{
+    const char *p, *comma;
+
+    for (p = w->subscribe; /* void */; p = comma + 1) {
+        comma = strchr(p, ',');
+
+        if (amoncli_watch_glob(
+                p, comma ? (size_t) (comma - p) : strlen(p), id)) {
+            return 1;
+        }
+
+        if (comma == NULL) {
+            return 0;
+        }
+    }
+}
+
+
+/*
+ * --url with ?targets= (or &targets=) and the list of --subscribe,
+ * escaped for a query: the agent sends only those targets' messages.
+ */
+static int
+amoncli_watch_url(amoncli_opts_t *o, amoncli_watch_t *w)
+{
+    size_t      n;
+    char       *u, id[AMON_MAX_ID_LEN + 1];
+    const char *s;
+
+    u = malloc(strlen(o->url) + 10 + 3 * strlen(o->subscribe) + 1);
+    if (u == NULL) {
+        fprintf(stderr, "amonitor watch: out of memory\n");
+        return -1;
+    }
+
+    n = (size_t) sprintf(
+        u, "%s%ctargets=", o->url, strchr(o->url, '?') ? '&' : '?');
+
+    for (s = o->subscribe; *s; s++) {
+        if (isalnum((unsigned char) *s) || strchr("-._~*,", *s)) {
+            u[n++] = *s;
+
+        } else {
+            n += (size_t) sprintf(u + n, "%%%02X", (unsigned char) *s);
+        }
+    }
+
+    u[n] = '\0';
+    w->panel_url = u;
+    w->subscribe = o->subscribe;
+    o->url = u;
+
+    /* its ids, like --target-id's, are listed from the start */
+    for (s = o->subscribe; /* void */; s += n + 1) {
+        n = strcspn(s, ",");
+
+        if (memchr(s, '*', n) == NULL && n <= AMON_MAX_ID_LEN) {
+            sprintf(id, "%.*s", (int) n, s);
+            amoncli_watch_target(w, id);
+        }
+
+        if (s[n] == '\0') {
+            return 0;
+        }
+    }
+}
+
+
 /* the targets the agent has, from its status endpoint */
 static void
 amoncli_watch_status(amoncli_watch_t *w, int timeout_ms)
@@ -354,6 +465,10 @@ amoncli_watch_status(amoncli_watch_t *w, int timeout_ms)
     {
         v = cJSON_GetObjectItemCaseSensitive(e, "id");
         if (!cJSON_IsString(v)) {
+            continue;
+        }
+
+        if (w->subscribe && !amoncli_watch_chosen(w, v->valuestring)) {
             continue;
         }
 
@@ -501,6 +616,12 @@ amoncli_watch_init(amoncli_opts_t *o, amoncli_watch_t *w)
         w->status_url = w->status_buf;
     }
 
+    /* after the status URL, which is beside the plain --url */
+    if (o->subscribe && amoncli_watch_url(o, w) != 0) {
+        free(w->targets);
+        return -1;
+    }
+
     if (o->once && o->timeout < 0) {
         o->timeout = AMONCLI_WATCH_ONCE_TIMEOUT;
     }
@@ -631,6 +752,7 @@ amoncli_cmd_watch(amoncli_opts_t *o)
     }
 
     free(w.targets);
+    free(w.panel_url);
 
     return rc < 0 && o->once ? AMONCLI_EXIT_RUNTIME : AMONCLI_EXIT_OK;
 }

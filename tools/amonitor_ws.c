@@ -30,6 +30,49 @@ static void amoncli_ws_mask(void *data, unsigned char *key, size_t len);
 static int  amoncli_ws_response(amoncli_ws_t *ws, const unsigned char *key,
      const char *token, int64_t deadline, size_t *hlen, char *err,
      size_t errlen);
+static int  amoncli_ws_why(amoncli_ws_t *ws, char *why, size_t len);
+
+
+/*
+ * The first line of a refusal's body, read with its header (the agent
+ * writes both at once): 1 when there is one of printable text.
+ */
+static int
+amoncli_ws_why(amoncli_ws_t *ws, char *why, size_t len)
+{
+    size_t         n;
+    unsigned char *body, *end;
+
+    end = ws->rbuf + ws->rlen;
+
+    for (body = ws->rbuf; end - body >= 4; body++) {
+        if (memcmp(body, "\r\n\r\n", 4) == 0) {
+            break;
+        }
+    }
+
+    if (end - body < 4) {
+        return 0;
+    }
+
+    body += 4;
+
+    for (n = 0; body + n < end && n + 1 < len; n++) {
+        if (body[n] == '\n' || body[n] == '\r') {
+            break;
+        }
+
+        if (body[n] < 0x20 || body[n] > 0x7e) {
+            return 0;
+        }
+
+        why[n] = (char) body[n];
+    }
+
+    why[n] = '\0';
+
+    return n > 0;
+}
 
 
 /* the agent's 101 (or why not); "hlen": the bytes of the response */
@@ -38,6 +81,7 @@ amoncli_ws_response(amoncli_ws_t *ws, const unsigned char *key,
     const char *token, int64_t deadline, size_t *hlen, char *err, size_t errlen)
 {
     int         rc, status;
+    char        why[160];
     const char *reason;
 
     ws->rcap = AMONCLI_WS_RBUF;
@@ -63,6 +107,11 @@ amoncli_ws_response(amoncli_ws_t *ws, const unsigned char *key,
                     "the location's amonitor_panel_token)",
                     token ? "the agent rejected the panel token"
                           : "the agent wants a panel token");
+
+            } else if (status && amoncli_ws_why(ws, why, sizeof(why))) {
+                /* the agent says why in a line of text (a 400's reason) */
+                snprintf(
+                    err, errlen, "handshake refused: HTTP %d: %s", status, why);
 
             } else if (status) {
                 snprintf(err, errlen, "handshake refused: HTTP %d (%s)", status,
