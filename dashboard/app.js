@@ -267,11 +267,23 @@ function parseTargets(text) {
   return list.length ? list : null;
 }
 
+// why the agent would refuse the set (protocol.md), or null
+function badTargets(list) {
+  if (!list) return null;
+  if (list.length > 256) return `${list.length} ids and patterns, at most 256`;
+  const long = list.find((x) => new TextEncoder().encode(x).length > 256);
+  return long ? `"${long.slice(0, 40)}…" is longer than 256 bytes` : null;
+}
+
 // the agent's matching: "*" is any run of characters, the rest literal
+let shownRe = null;
 function shows(id) {
-  return !shown || shown.some((pat) => new RegExp('^' + pat.split('*')
-    .map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$')
-    .test(id));
+  if (!shown) return true;
+  if (!shownRe) {
+    shownRe = shown.map((pat) => new RegExp('^' + pat.split('*')
+      .map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$'));
+  }
+  return shownRe.some((re) => re.test(id));
 }
 
 function showNote(text) {
@@ -285,6 +297,12 @@ function showNote(text) {
 function applyShow(e) {
   e.preventDefault();
   const want = parseTargets($('show-targets').value);
+  const bad = badTargets(want);
+  if (bad) {
+    showNote(`Not changed (${bad}); ` +
+      (shown ? `showing ${shown.join(', ')}.` : 'showing every target.'));
+    return;
+  }
   subscribing = { id: uuid(), want };
   if (send(JSON.stringify({ msg_id: subscribing.id, type: 'subscribe',
     payload: { targets: want || ['*'] } }))) {
@@ -304,6 +322,7 @@ function onSubscribed(m, p) {
 
 function setShown(list) {
   shown = list;
+  shownRe = null;
   const u = new URL(location.href);
   if (shown) u.searchParams.set('targets', shown.join(','));
   else u.searchParams.delete('targets');
@@ -493,8 +512,10 @@ function start() {
   $('f-type').addEventListener('change', refilter);
   $('resume').addEventListener('click', resume);
   $('show').addEventListener('submit', applyShow);
+  const bad = badTargets(shown);
+  if (bad) shown = null;   // the agent would refuse the connection
   $('show-targets').value = shown ? shown.join(', ') : '';
-  showNote(null);
+  showNote(bad ? `?targets= not used (${bad}); showing every target.` : null);
   $('events').addEventListener('scroll', () => {
     if ($('events').scrollTop <= 4 && paused.length) resume();
   });

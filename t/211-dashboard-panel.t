@@ -300,6 +300,16 @@ ok(js_until("$NOTE === 'Showing every target.'"),
 ok(js_until($row->('pb-a')), 'the other target is back');
 unlike(js('location.search') // '', qr/targets/,
     'and the URL no longer names a set');
+my $many = join(',', map { "t$_" } 1 .. 300);
+$show->($many);
+like(js($NOTE) // '', qr/^Not changed \(300 ids and patterns, at most 256\)/,
+    'a set the agent would refuse is not sent, the page says why');
+open_page("?targets=$many");
+ok(js_until("$CONN === 'connected'"),
+    'a page whose ?targets= the agent would refuse still connects');
+like(js($NOTE) // '', qr/^\?targets= not used \(300 ids and patterns/,
+    'without it, and says so');
+ok(js_until($row->('pb-a') . '&&' . $row->('pb-c')), 'showing every target');
 
 # --- the panel endpoint: this page's origin only ----------------------------
 
