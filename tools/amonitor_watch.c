@@ -23,6 +23,8 @@
 #define AMONCLI_WATCH_RATE_SECONDS 5
 #define AMONCLI_WATCH_RETRY_MS     2000
 #define AMONCLI_WATCH_STATUS_MS    5000 /* how often the list is fetched */
+/* slots of the index by id: a power of two, twice AMONCLI_MAX_TARGETS */
+#define AMONCLI_WATCH_SLOTS (2 * AMONCLI_MAX_TARGETS)
 
 
 typedef struct {
@@ -44,6 +46,8 @@ typedef struct {
 typedef struct {
     amoncli_target_t *targets;
     unsigned          n;
+    uint16_t         *slots; /* index by id: 1 + position, 0: empty */
+    int               full_said; /* a target past the table: said once */
     uint64_t          messages;
     int               connected;
     int64_t           started;
@@ -69,22 +73,40 @@ typedef struct {
 static amoncli_target_t *
 amoncli_watch_target(amoncli_watch_t *w, const char *id)
 {
-    unsigned          i;
+    size_t            len;
+    uint32_t          i;
     amoncli_target_t *t;
 
-    for (i = 0; i < w->n; i++) {
-        if (strcmp(w->targets[i].id, id) == 0) {
-            return &w->targets[i];
-        }
-    }
+    len = strlen(id);
 
-    if (w->n == AMONCLI_MAX_TARGETS || strlen(id) > AMON_MAX_ID_LEN) {
+    if (len > AMON_MAX_ID_LEN) {
         return NULL;
     }
 
+    /* open addressing: the table is never more than half full */
+    for (i = amon_hash((const unsigned char *) id, len);
+         w->slots[i & (AMONCLI_WATCH_SLOTS - 1)]; i++) {
+        t = &w->targets[w->slots[i & (AMONCLI_WATCH_SLOTS - 1)] - 1];
+        if (strcmp(t->id, id) == 0) {
+            return t;
+        }
+    }
+
+    if (w->n == AMONCLI_MAX_TARGETS) {
+        if (!w->full_said) {
+            w->full_said = 1;
+            fprintf(stderr,
+                "amonitor watch: more than %d targets: the others are not "
+                "shown (--subscribe chooses which)\n",
+                AMONCLI_MAX_TARGETS);
+        }
+        return NULL;
+    }
+
+    w->slots[i & (AMONCLI_WATCH_SLOTS - 1)] = (uint16_t) (w->n + 1);
     t = &w->targets[w->n++];
     memset(t, 0, sizeof(*t));
-    strcpy(t->id, id);
+    memcpy(t->id, id, len + 1);
 
     return t;
 }
@@ -599,8 +621,11 @@ amoncli_watch_init(amoncli_opts_t *o, amoncli_watch_t *w)
     memset(w, 0, sizeof(*w));
 
     w->targets = calloc(AMONCLI_MAX_TARGETS, sizeof(amoncli_target_t));
-    if (w->targets == NULL) {
+    w->slots = calloc(AMONCLI_WATCH_SLOTS, sizeof(uint16_t));
+    if (w->targets == NULL || w->slots == NULL) {
         fprintf(stderr, "amonitor watch: out of memory\n");
+        free(w->targets);
+        free(w->slots);
         return -1;
     }
 
@@ -619,6 +644,7 @@ amoncli_watch_init(amoncli_opts_t *o, amoncli_watch_t *w)
     /* after the status URL, which is beside the plain --url */
     if (o->subscribe && amoncli_watch_url(o, w) != 0) {
         free(w->targets);
+        free(w->slots);
         return -1;
     }
 
@@ -752,6 +778,7 @@ amoncli_cmd_watch(amoncli_opts_t *o)
     }
 
     free(w.targets);
+    free(w.slots);
     free(w.panel_url);
 
     return rc < 0 && o->once ? AMONCLI_EXIT_RUNTIME : AMONCLI_EXIT_OK;

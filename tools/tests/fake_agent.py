@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 import uuid
 from http import HTTPStatus
 
@@ -188,8 +189,14 @@ class Agent:
     # --- panel side ------------------------------------------------------
 
     async def process_request(self, path, headers):
+        path, _, query = path.partition("?")
         if path != "/ws/panel":
             return HTTPStatus.NOT_FOUND, [], b"not found\n"
+        for arg in query.split("&") if query else []:
+            if arg.startswith("targets="):
+                # what a panel asked for (the agent would send only those)
+                print("TARGETS %s" % urllib.parse.unquote(arg[8:]),
+                      flush=True)
         if self.args.token:
             if headers.get("Authorization") != "Bearer " + self.args.token:
                 return HTTPStatus.UNAUTHORIZED, [], b"unauthorized\n"

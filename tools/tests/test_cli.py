@@ -52,6 +52,30 @@ def stop(p):
             p.wait()
 
 
+def serve_status(body):
+    """An amonitor_status stand-in on a free port: (its URL, stop)."""
+    import http.server
+    import threading
+
+    data = json.dumps(body).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return ("http://127.0.0.1:%d/amonitor/status" % srv.server_address[1],
+            srv.shutdown)
+
+
 def cli(*args, timeout=30):
     t0 = time.monotonic()
     r = subprocess.run(valgrind_prefix() + [CLI] + list(args),
@@ -357,6 +381,34 @@ try:
     row = [ln.split() for ln in out.splitlines() if ln.startswith("dead-b ")]
     t.ok(row and row[0][1] == "down" and 38.0 <= float(row[0][2][:-1]) < 41,
          "watch: the table shows the dead target down, ~38 s", out)
+
+    # --- more targets than the table holds: said, not silent ------------
+    status_url, status_stop = serve_status(
+        {"targets": [{"id": "many-%05d" % i, "state": "up"}
+                     for i in range(9000)]})
+    rc, out, err, _ = cli("watch", "--url", url3, "--once", "--timeout", "1",
+                          "--json", "--status-url", status_url)
+    rows = json_lines(out)
+    t.ok(rc == 0 and len(rows) == 8192
+         and len({r["target_id"] for r in rows}) == 8192,
+         "watch: 9,000 targets listed: the table holds 8,192 distinct ones",
+         (rc, len(rows), err))
+    t.ok(err.count("more than 8192 targets: the others are not shown "
+                   "(--subscribe chooses which)") == 1,
+         "and says once that the others are not shown", err)
+    rc, out, err, _ = cli("watch", "--url", url3, "--once", "--timeout", "1",
+                          "--json", "--status-url", status_url,
+                          "--subscribe", "many-0000*,many-08999,é x")
+    asked = [ln for ln in agent3.lines.all if ln.startswith("TARGETS ")]
+    t.is_(asked[-1:], ["TARGETS many-0000*,many-08999,é x\n"],
+          "watch --subscribe: the panel URL's ?targets= names the set")
+    # (the stand-in agent does not filter what it sends: only the list is
+    # checked here; t/165 checks the agent's side)
+    t.is_(sorted(r["target_id"] for r in json_lines(out)
+                 if r.get("target_id", "").startswith("many-")),
+          ["many-%05d" % i for i in range(10)] + ["many-08999"],
+          "watch --subscribe: the status list cut to the set")
+    status_stop()
     stop(agent3)
 
     # --- a close with 1012 (reload): reconnect at once, no actions again
