@@ -1,7 +1,7 @@
 # The amonitor CLI against a real agent: `watch` lists every target the
 # agent has (from its amonitor_status endpoint beside the panel URL), also
-# one whose SDK never spoke; --subscribe has the agent send only the
-# targets it names or matches; a panel token the agent wants is named
+# one whose SDK never spoke; --subscribe (watch, sim) has the agent send
+# only the targets it names or matches; a panel token the agent wants is named
 # when it is missing.
 
 use strict;
@@ -126,6 +126,24 @@ is_deeply([sort keys %rows], ['rejects'],
 is($rc, 1, 'a set the agent refuses fails');
 like($out, qr/handshake refused: HTTP 400: too many targets \(at most 256/,
     'with the reason the agent gives');
+# sim too: only the chosen targets' heartbeats are printed
+my $beats = sub {
+    my %n;
+    $n{ $_->{message}{target_id} // '' }++
+        for grep { ($_->{event} // '') eq 'recv'
+            && ($_->{message}{type} // '') eq 'heartbeat' }
+        map { try_decode_json($_) // () } split /\n/, $_[0];
+    return \%n;
+};
+($rc, $out) = cli('sim', '--url', $url, '--token', 'tok', '--json',
+    '--duration', '1.2', '--target-id', 'silent');
+ok($beats->($out)->{speaks}, 'sim prints the heartbeats of every target');
+($rc, $out) = cli('sim', '--url', $url, '--token', 'tok', '--json',
+    '--duration', '1.2', '--target-id', 'silent', '--subscribe', 'sil*');
+is_deeply($beats->($out), {}, 'sim --subscribe: none of another target')
+    or diag($out);
+like($out, qr/"event":"connected"/, 'connected all the same');
+
 ($rc, $out) = cli('watch', '--url', $url, '--token', 'tok', '--once',
     '--subscribe', 'a,,b');
 is($rc, 2, 'an empty element is a usage error');

@@ -6,6 +6,7 @@
  * share: clocks, action envelopes, connecting, message decoding.
  */
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -57,8 +58,10 @@ typedef struct {
 
 static const amoncli_cmd_t amoncli_cmds[] = {
     {"sim", amoncli_cmd_sim,
-        OPT_TARGETS | OPT_ACTION | OPT_PARAMS | OPT_DURATION | OPT_BINARY,
-        "[--target-id T[,T..]] [--target-url U[,U..]] [--duration S]",
+        OPT_TARGETS | OPT_ACTION | OPT_PARAMS | OPT_DURATION | OPT_BINARY
+            | OPT_SUBSCRIB,
+        "[--target-id T[,T..]] [--target-url U[,U..]] [--duration S] "
+        "[--subscribe T[,T..]]",
         "panel simulator: one action per target, then print everything"},
     {"send", amoncli_cmd_send,
         OPT_TARGETS | OPT_ACTION | OPT_PARAMS | OPT_MSG_ID | OPT_BINARY,
@@ -117,7 +120,11 @@ static void amoncli_signals(void);
 static void amoncli_usage(FILE *f, const amoncli_cmd_t *cmd);
 static int  amoncli_split(char *arg, const char **list, unsigned *n);
 static int  amoncli_number(const char *s, double *v, double min, double max);
-static void amoncli_on_signal(int signo);
+static int  amoncli_subscribe_url(amoncli_opts_t *o);
+
+/* the URL --subscribe made, kept until exit */
+static char *amoncli_url_kept;
+static void  amoncli_on_signal(int signo);
 
 
 int
@@ -226,6 +233,10 @@ amoncli_options(
         fprintf(stderr, "amonitor %s: unexpected argument \"%s\"\n", cmd->name,
             argv[optind]);
         return AMONCLI_EXIT_USAGE;
+    }
+
+    if (o->subscribe && amoncli_subscribe_url(o) != 0) {
+        return AMONCLI_EXIT_RUNTIME;
     }
 
     if (o->params) {
@@ -578,6 +589,44 @@ amoncli_build_action(amon_buf_t *out, const char *msg_id, const char *target_id,
     amon_buf_free(&payload, NULL);
 
     return rc;
+}
+
+
+/*
+ * --subscribe: --url gets ?targets= (or &targets=) with the list,
+ * escaped for a query, so that the agent sends only those targets'
+ * messages.  The new URL lives until exit.
+ */
+static int
+amoncli_subscribe_url(amoncli_opts_t *o)
+{
+    size_t      n;
+    char       *u;
+    const char *s;
+
+    u = malloc(strlen(o->url) + 10 + 3 * strlen(o->subscribe) + 1);
+    if (u == NULL) {
+        fprintf(stderr, "amonitor: out of memory\n");
+        return -1;
+    }
+
+    n = (size_t) sprintf(
+        u, "%s%ctargets=", o->url, strchr(o->url, '?') ? '&' : '?');
+
+    for (s = o->subscribe; *s; s++) {
+        if (isalnum((unsigned char) *s) || strchr("-._~*,", *s)) {
+            u[n++] = *s;
+
+        } else {
+            n += (size_t) sprintf(u + n, "%%%02X", (unsigned char) *s);
+        }
+    }
+
+    u[n] = '\0';
+    o->url = u;
+    amoncli_url_kept = u;
+
+    return 0;
 }
 
 

@@ -8,7 +8,6 @@
  * --once.
  */
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +65,6 @@ typedef struct {
     int64_t           next_draw;
     char              status_buf[512]; /* the status URL beside --url */
     const char       *subscribe; /* --subscribe: its ids and patterns */
-    char             *panel_url; /* --url with ?targets= */
 } amoncli_watch_t;
 
 
@@ -405,41 +403,16 @@ amoncli_watch_chosen(const amoncli_watch_t *w, const char *id)
 }
 
 
-/*
- * --url with ?targets= (or &targets=) and the list of --subscribe,
- * escaped for a query: the agent sends only those targets' messages.
- */
-static int
-amoncli_watch_url(amoncli_opts_t *o, amoncli_watch_t *w)
+/* the ids of --subscribe, like --target-id's, are listed from the start */
+static void
+amoncli_watch_ids(amoncli_opts_t *o, amoncli_watch_t *w)
 {
     size_t      n;
-    char       *u, id[AMON_MAX_ID_LEN + 1];
+    char        id[AMON_MAX_ID_LEN + 1];
     const char *s;
 
-    u = malloc(strlen(o->url) + 10 + 3 * strlen(o->subscribe) + 1);
-    if (u == NULL) {
-        fprintf(stderr, "amonitor watch: out of memory\n");
-        return -1;
-    }
-
-    n = (size_t) sprintf(
-        u, "%s%ctargets=", o->url, strchr(o->url, '?') ? '&' : '?');
-
-    for (s = o->subscribe; *s; s++) {
-        if (isalnum((unsigned char) *s) || strchr("-._~*,", *s)) {
-            u[n++] = *s;
-
-        } else {
-            n += (size_t) sprintf(u + n, "%%%02X", (unsigned char) *s);
-        }
-    }
-
-    u[n] = '\0';
-    w->panel_url = u;
     w->subscribe = o->subscribe;
-    o->url = u;
 
-    /* its ids, like --target-id's, are listed from the start */
     for (s = o->subscribe; /* void */; s += n + 1) {
         n = strcspn(s, ",");
 
@@ -449,7 +422,7 @@ amoncli_watch_url(amoncli_opts_t *o, amoncli_watch_t *w)
         }
 
         if (s[n] == '\0') {
-            return 0;
+            return;
         }
     }
 }
@@ -641,11 +614,8 @@ amoncli_watch_init(amoncli_opts_t *o, amoncli_watch_t *w)
         w->status_url = w->status_buf;
     }
 
-    /* after the status URL, which is beside the plain --url */
-    if (o->subscribe && amoncli_watch_url(o, w) != 0) {
-        free(w->targets);
-        free(w->slots);
-        return -1;
+    if (o->subscribe) {
+        amoncli_watch_ids(o, w);
     }
 
     if (o->once && o->timeout < 0) {
@@ -779,7 +749,6 @@ amoncli_cmd_watch(amoncli_opts_t *o)
 
     free(w.targets);
     free(w.slots);
-    free(w.panel_url);
 
     return rc < 0 && o->once ? AMONCLI_EXIT_RUNTIME : AMONCLI_EXIT_OK;
 }
