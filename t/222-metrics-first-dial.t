@@ -52,6 +52,13 @@ sub samples {
 }
 
 ok($sa->wait_connections(2), 'both workers dialed up-a');
+# the SDK has seen the handshakes; a worker counts up-a up once it has
+# read the answer (a slow build may not have yet)
+ok(wait_for(sub {
+    my $r = scrape();
+    return $r && join(',', map { $_->[2] }
+        samples($r, 'amonitor_target_up', 'up-a')) eq '1';
+}, 10), 'the agent has up-a up');
 
 # several scrapes, so that both workers answer some
 my $slow = 'slow "b"';
