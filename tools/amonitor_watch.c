@@ -345,43 +345,6 @@ amoncli_watch_message(amoncli_watch_t *w, unsigned opcode,
 }
 
 
-/* "*" matches any run of bytes (none too), the rest itself */
-static int
-amoncli_watch_glob(const char *pat, size_t plen, const char *id)
-{
-    size_t      i, star_i;
-    const char *star_id;
-
-    i = 0;
-    star_i = (size_t) -1;
-    star_id = NULL;
-
-    while (*id) {
-        if (i < plen && pat[i] == '*') {
-            star_i = i++;
-            star_id = id;
-
-        } else if (i < plen && pat[i] == *id) {
-            i++;
-            id++;
-
-        } else if (star_id) {
-            i = star_i + 1;
-            id = ++star_id;
-
-        } else {
-            return 0;
-        }
-    }
-
-    while (i < plen && pat[i] == '*') {
-        i++;
-    }
-
-    return i == plen;
-}
-
-
 /* Does --subscribe name this id or match it with a pattern? */
 static int
 amoncli_watch_chosen(const amoncli_watch_t *w, const char *id)
@@ -391,8 +354,9 @@ amoncli_watch_chosen(const amoncli_watch_t *w, const char *id)
     for (p = w->subscribe; /* void */; p = comma + 1) {
         comma = strchr(p, ',');
 
-        if (amoncli_watch_glob(
-                p, comma ? (size_t) (comma - p) : strlen(p), id)) {
+        if (amon_glob_match((const unsigned char *) p,
+                comma ? (size_t) (comma - p) : strlen(p),
+                (const unsigned char *) id, strlen(id))) {
             return 1;
         }
 
