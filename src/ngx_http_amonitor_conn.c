@@ -530,7 +530,7 @@ ngx_int_t
 ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
 {
     size_t                     sent, want;
-    ngx_uint_t                 i, n;
+    ngx_uint_t                 i, n, whole;
     ngx_buf_t                  bufs[NGX_HTTP_AMONITOR_IOVS];
     ngx_chain_t                cls[NGX_HTTP_AMONITOR_IOVS], *cl;
     ngx_connection_t          *c;
@@ -544,24 +544,27 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
             return ngx_handle_write_event(c->write, 0);
         }
 
+        whole = 1;
 #if (NGX_SSL)
-        if (c->ssl) {
-            /* the frames of the pass in one record (conn_tls.c) */
-            switch (ngx_http_amonitor_conn_send_tls(wc, &sent)) {
-            case NGX_ERROR: return NGX_ERROR;
-            case NGX_AGAIN: return ngx_handle_write_event(c->write, 0);
-            default: ngx_http_amonitor_conn_sent(wc, sent); continue;
-            }
-        }
+        whole = (c->ssl == NULL); /* over TLS: the pass in one record */
 #endif
 
-        if (wc->q_count == 1) {
+        if (whole && wc->q_count == 1) {
             /* the usual case at moderate rates: send(), not writev() */
             if (ngx_http_amonitor_conn_send_one(wc) == NGX_ERROR) {
                 return NGX_ERROR;
             }
 
             continue;
+        }
+
+        /* short frames, or TLS: one buffer, one send() (conn_tls.c) */
+
+        switch (ngx_http_amonitor_conn_send_gathered(wc, whole, &sent)) {
+        case NGX_ERROR: return NGX_ERROR;
+        case NGX_AGAIN: return ngx_handle_write_event(c->write, 0);
+        case NGX_OK: ngx_http_amonitor_conn_sent(wc, sent); continue;
+        default: break; /* NGX_DECLINED: a long frame at the head */
         }
 
         /* up to NGX_HTTP_AMONITOR_IOVS frames in one writev */

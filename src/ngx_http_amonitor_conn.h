@@ -26,6 +26,8 @@
 #define NGX_HTTP_AMONITOR_READS      8 /* reads per event */
 #define NGX_HTTP_AMONITOR_IOVS       64 /* frames per send_chain */
 #define NGX_HTTP_AMONITOR_TLS_RECORD 16384 /* the most one TLS record holds */
+/* longer frames go out by writev(), not copied into one buffer first */
+#define NGX_HTTP_AMONITOR_GATHER_MAX 1024
 /*
  * a ring larger than this is freed once empty: a queue of IOVS frames is
  * written at once (conn_send), so steady traffic does not need more
@@ -59,7 +61,7 @@ typedef struct {
 typedef struct {
     u_char           *rbuf;
     size_t            rbuf_size;
-    u_char           *tbuf; /* TLS_RECORD bytes: frames gathered for TLS */
+    u_char           *tbuf; /* TLS_RECORD bytes: frames gathered (conn_tls) */
     ngx_queue_t       cache;
     ngx_uint_t        cached;
     size_t            max_message;
@@ -188,9 +190,9 @@ void ngx_http_amonitor_conn_start_ping(
     ngx_http_amonitor_conn_t *wc, ngx_msec_t interval);
 ngx_int_t ngx_http_amonitor_conn_over(
     ngx_http_amonitor_conn_t *wc, size_t len, ngx_uint_t priority);
+ngx_int_t ngx_http_amonitor_conn_send_gathered(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t whole, size_t *sent);
 #if (NGX_SSL)
-ngx_int_t ngx_http_amonitor_conn_send_tls(
-    ngx_http_amonitor_conn_t *wc, size_t *sent);
 void ngx_http_amonitor_conn_tls_idle(ngx_http_amonitor_conn_t *wc);
 #endif
 ngx_uint_t ngx_http_amonitor_conn_tls_kept(ngx_http_amonitor_conn_t *wc);

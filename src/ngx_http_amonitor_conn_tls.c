@@ -1,10 +1,17 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * A connection's queued frames over TLS.  Each SSL_write() is at least one
- * record and one write() to the socket, so the frames queued since the
- * last write are gathered into one record (up to 16k) instead of being
- * written one by one.
+ * A connection's queued frames gathered into one buffer, and over TLS.
+ *
+ * The kernel's writev() pays per iovec (each segment is a separate copy
+ * from user memory, with its own checks): for a queue of short frames,
+ * the actions of sixteen panels going to one SDK, copying them into one
+ * buffer and sending that costs less than an iovec per frame.  Longer
+ * frames (snapshots, large events) go out by writev(), not copied twice.
+ *
+ * Each SSL_write() is at least one record and one write() to the socket,
+ * so over TLS the frames queued since the last write are gathered into
+ * one record (up to 16k) instead of being written one by one.
  *
  * OpenSSL's rule for a write that could not finish (it keeps the record
  * it encrypted, part of which may be on the wire already) is that the
@@ -21,34 +28,34 @@
 #include "ngx_http_amonitor_conn.h"
 
 
-#if (NGX_SSL)
+static size_t ngx_http_amonitor_conn_gather(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t whole, ngx_uint_t *frames);
+
 
 /*
- * One record of what is queued.  NGX_OK with *sent bytes written,
- * NGX_AGAIN (the socket is full), or NGX_ERROR.
+ * What is queued, in one buffer and one send().  "whole": a plain
+ * connection, whole short frames only; NGX_DECLINED if fewer than two are
+ * at the head (writev() sends the long one).  Otherwise TLS: one record.
+ * NGX_OK with *sent bytes written, NGX_AGAIN (the socket is full), or
+ * NGX_ERROR.
  */
 ngx_int_t
-ngx_http_amonitor_conn_send_tls(ngx_http_amonitor_conn_t *wc, size_t *sent)
+ngx_http_amonitor_conn_send_gathered(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t whole, size_t *sent)
 {
-    u_char                    *buf, *last, *end;
-    size_t                     size;
-    ssize_t                    n;
-    ngx_uint_t                 i;
-    ngx_connection_t          *c;
-    ngx_http_amonitor_qitem_t *qi;
+    size_t            len;
+    ssize_t           n;
+    ngx_uint_t        frames;
+    ngx_connection_t *c;
 
     c = wc->connection;
-    buf = wc->frames->tbuf;
-    end = buf + NGX_HTTP_AMONITOR_TLS_RECORD;
-    last = buf;
+    len = ngx_http_amonitor_conn_gather(wc, whole, &frames);
 
-    for (i = 0; i < wc->q_count && last < end; i++) {
-        qi = &wc->q[(wc->q_head + i) % wc->q_cap];
-        size = ngx_min(qi->msg->len - qi->sent, (size_t) (end - last));
-        last = ngx_cpymem(last, qi->msg->data + qi->sent, size);
+    if (whole && frames < 2) {
+        return NGX_DECLINED;
     }
 
-    n = c->send(c, buf, last - buf);
+    n = c->send(c, wc->frames->tbuf, len);
 
     if (n == NGX_ERROR) {
         c->error = 1;
@@ -56,7 +63,8 @@ ngx_http_amonitor_conn_send_tls(ngx_http_amonitor_conn_t *wc, size_t *sent)
     }
 
     if (n == NGX_AGAIN) {
-        wc->tls_held = last - buf;
+        /* what OpenSSL holds until the write is retried */
+        wc->tls_held = whole ? 0 : len;
         return NGX_AGAIN;
     }
 
@@ -66,6 +74,48 @@ ngx_http_amonitor_conn_send_tls(ngx_http_amonitor_conn_t *wc, size_t *sent)
     return NGX_OK;
 }
 
+
+/*
+ * Copies the queued bytes from the head into the worker's gather buffer
+ * (at most TLS_RECORD) and returns how many.  "whole": only whole frames
+ * of at most NGX_HTTP_AMONITOR_GATHER_MAX bytes, up to the first other
+ * one; *frames tells how many were taken.  Otherwise the buffer is filled,
+ * the last frame in part if it does not fit.
+ */
+static size_t
+ngx_http_amonitor_conn_gather(
+    ngx_http_amonitor_conn_t *wc, ngx_uint_t whole, ngx_uint_t *frames)
+{
+    u_char                    *buf, *last, *end;
+    size_t                     size;
+    ngx_uint_t                 i;
+    ngx_http_amonitor_qitem_t *qi;
+
+    buf = wc->frames->tbuf;
+    end = buf + NGX_HTTP_AMONITOR_TLS_RECORD;
+    last = buf;
+
+    for (i = 0; i < wc->q_count && last < end; i++) {
+        qi = &wc->q[(wc->q_head + i) % wc->q_cap];
+        size = qi->msg->len - qi->sent;
+
+        if (whole
+            && (size > NGX_HTTP_AMONITOR_GATHER_MAX
+                || size > (size_t) (end - last))) {
+            break;
+        }
+
+        size = ngx_min(size, (size_t) (end - last));
+        last = ngx_cpymem(last, qi->msg->data + qi->sent, size);
+    }
+
+    *frames = i;
+
+    return last - buf;
+}
+
+
+#if (NGX_SSL)
 
 /*
  * A wss:// connection that has read all there was gives OpenSSL's read

@@ -39,12 +39,10 @@ ngx_http_amonitor_frames_init(ngx_http_amonitor_frames_t *f, ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
-#if (NGX_SSL)
     f->tbuf = ngx_palloc(pool, NGX_HTTP_AMONITOR_TLS_RECORD);
     if (f->tbuf == NULL) {
         return NGX_ERROR;
     }
-#endif
 
     ngx_queue_init(&f->cache);
     f->cached = 0;

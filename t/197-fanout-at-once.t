@@ -8,8 +8,10 @@
 # (a small receive buffer, nginx's send buffer 8k): the first writes stop
 # part way, the rest queue up; then the panel reads them all.  Then,
 # with strace on the worker: a lone event goes to each panel with one
-# send() (sendto), and five events that come in one read go to each
-# panel together, in one writev() of five frames.
+# send() (sendto); five short events that come in one read go to each
+# panel together, copied into one buffer and written with one send()
+# (src/ngx_http_amonitor_conn_tls.c); five long ones (2 KiB each, past
+# what is copied) in one writev() of five frames.
 
 use strict;
 use warnings;
@@ -142,20 +144,29 @@ ok(wait_for(sub {
 }, 10), 'strace follows the worker') or BAIL_OUT('strace did not attach');
 
 sub small_event {
-    my ($name) = @_;
+    my ($name, $pad) = @_;
+    $pad = 'x' x ($pad // 0);
     return { text => qq({"msg_id":"$name","type":"event",)
         . qq("target_id":"now-a","timestamp":1,)
-        . qq("payload":{"event_name":"e","data":{}}}) };
+        . qq("payload":{"event_name":"e","data":{"pad":"$pad"}}}) };
+}
+
+# the frame a panel gets for "text": the header (2 or 4 bytes) + payload
+sub frame_len {
+    my ($text) = @_;
+    return length($text) + (length($text) < 126 ? 2 : 4);
 }
 
 $sdk->send_frames_to($id, small_event('now-lone'));
 sleep_loop(0.2);
 $sdk->send_frames_to($id, map { small_event("now-burst$_") } 1 .. 5);
+sleep_loop(0.2);
+$sdk->send_frames_to($id, map { small_event("now-long$_", 2048) } 1 .. 5);
 # (the reading panel has not read the later events above: skipped)
 my %got;
 for my $sock ($slow, $fast) {
     my $n = 0;
-    while ($n < 6) {
+    while ($n < 11) {
         my $f = raw_read_frame($sock, 5);
         last if !$f || $f->{eof};
         next unless ($f->{payload} // '') =~ /"msg_id":"(now-[a-z]+\d*)"/;
@@ -164,18 +175,28 @@ for my $sock ($slow, $fast) {
         $n++;
     }
 }
-is_deeply(\%got, { 'now-lone' => 2, map { ("now-burst$_" => 2) } 1 .. 5 },
-    'both panels got the lone event and the five') or diag(explain(\%got));
+is_deeply(\%got, { 'now-lone' => 2, map { ("now-burst$_" => 2,
+    "now-long$_" => 2) } 1 .. 5 },
+    'both panels got the lone event, the five short and the five long')
+    or diag(explain(\%got));
 strace_stop($spid);
 
 my @lines = split /\n/, read_file($trace);
 is(scalar(grep { /^sendto\(.*now-lone/ } @lines), 2,
     'the lone event: one send() per panel')
     or diag(read_file($trace));
-is(scalar(grep { /^writev\(\d+, .*now-burst1.*, 5\) = \d+/ } @lines), 2,
-    'the five that came in one read: one writev() of five per panel')
+my $five = 5 * frame_len(small_event('now-burst1')->{text});
+is(scalar(grep { /^sendto\(\d+, .*now-burst1.*, $five, 0, NULL, 0\) = $five$/ }
+    @lines), 2,
+    "the five short ones that came in one read: one send() of all five "
+    . "($five bytes) per panel")
     or diag(read_file($trace));
-is(scalar(grep { /^sendto\(.*now-burst/ } @lines), 0,
+is(scalar(grep { /^(sendto|writev)\(.*now-burst[2-5]/ } @lines), 0,
     '... and none of them written alone');
+is(scalar(grep { /^writev\(\d+, .*now-long1.*, 5\) = \d+/ } @lines), 2,
+    'the five long ones: one writev() of five per panel')
+    or diag(read_file($trace));
+is(scalar(grep { /^sendto\(.*now-long/ } @lines), 0,
+    '... and none of them copied or written alone');
 
 done_testing();
