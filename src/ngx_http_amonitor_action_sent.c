@@ -23,7 +23,8 @@
 #define NGX_HTTP_AMONITOR_FREE_ACTIONS 256
 
 
-static void ngx_http_amonitor_sent_grow(ngx_http_amonitor_actions_t *as);
+static void ngx_http_amonitor_sent_resize(
+    ngx_http_amonitor_actions_t *as, ngx_uint_t n);
 
 
 ngx_http_amonitor_action_t *
@@ -63,7 +64,8 @@ ngx_http_amonitor_sent_add(
 
     if (as->nsent >= as->mask + 1 || as->slots == NULL) {
         /* without memory for more slots, the chains grow longer */
-        ngx_http_amonitor_sent_grow(as);
+        ngx_http_amonitor_sent_resize(
+            as, as->slots ? 2 * (as->mask + 1) : NGX_HTTP_AMONITOR_SENT_SLOTS);
 
         if (as->slots == NULL) {
             return NGX_ERROR;
@@ -97,16 +99,25 @@ ngx_http_amonitor_sent_del(
 
     a->next_sent = NULL;
     a->in_sent = 0;
+
+    /*
+     * A table grown in a burst is made smaller again once it is mostly
+     * empty (an eighth; a quarter of its slots after): an ack's slot in a
+     * sparse table of 64k slots was a cache miss every time.
+     */
+    if (as->mask + 1 > NGX_HTTP_AMONITOR_SENT_SLOTS
+        && as->nsent < (as->mask + 1) / 8) {
+        ngx_http_amonitor_sent_resize(as, (as->mask + 1) / 4);
+    }
 }
 
 
+/* the table with "n" slots (a power of two), or as it was without memory */
 static void
-ngx_http_amonitor_sent_grow(ngx_http_amonitor_actions_t *as)
+ngx_http_amonitor_sent_resize(ngx_http_amonitor_actions_t *as, ngx_uint_t n)
 {
-    ngx_uint_t                  i, n, mask;
+    ngx_uint_t                  i, mask;
     ngx_http_amonitor_action_t *a, *next, **slots;
-
-    n = as->slots ? 2 * (as->mask + 1) : NGX_HTTP_AMONITOR_SENT_SLOTS;
 
     slots = ngx_alloc(n * sizeof(ngx_http_amonitor_action_t *), as->log);
     if (slots == NULL) {
@@ -130,6 +141,9 @@ ngx_http_amonitor_sent_grow(ngx_http_amonitor_actions_t *as)
 
     as->slots = slots;
     as->mask = mask;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, as->log, 0,
+        "amonitor sent actions: %ui, table of %ui slots", as->nsent, n);
 }
 
 
