@@ -6,12 +6,15 @@
 # what comes after waits behind it.  Events of 12 KiB each, one per read
 # (the SDK waits between them), to a panel that does not read at first
 # (a small receive buffer, nginx's send buffer 8k): the first writes stop
-# part way, the rest queue up; then the panel reads them all.  Then,
-# with strace on the worker: a lone event goes to each panel with one
-# send() (sendto); five short events that come in one read go to each
-# panel together, copied into one buffer and written with one send()
-# (src/ngx_http_amonitor_conn_tls.c); five long ones (2 KiB each, past
-# what is copied) in one writev() of five frames.
+# part way, the rest queue up; then the panel reads them all.  Then 200
+# short events, ten to a read: queued short frames are copied into one
+# buffer and written with one send() (src/ngx_http_amonitor_conn_tls.c),
+# which the panel that does not read takes only in part; it must still
+# get every frame whole and in order.  Then, with strace on the worker:
+# a lone event goes to each panel with one send() (sendto), five short
+# events that come in one read go to each panel in one send() of all
+# five frames, and five long ones (2 KiB each, past what is copied) in
+# one writev() of five frames.
 
 use strict;
 use warnings;
@@ -23,6 +26,8 @@ use Test::AMonitor::Process qw(read_file strace_start strace_stop);
 
 my $EVENTS = 60;
 my $SIZE   = 12 * 1024;
+my $SHORT_FROM = 1000;    # events numbered above: $SHORT bytes of data
+my $SHORT      = 300;
 
 my $t = Test::AMonitor->new(workers => 1);
 my $sdk = fake_sdk(port => $t->port(1), target_id => 'now-a',
@@ -59,8 +64,9 @@ ok(wait_for(sub { (status()->{panels} // 0) == 2 }, 5), 'both are counted');
 # own, so a frame that lost, repeated or mixed up bytes does not match
 sub data_of {
     my ($i) = @_;
+    my $size = $i > $SHORT_FROM ? $SHORT : $SIZE;
     my $unit = sprintf('%04d:', $i);
-    return substr($unit x ($SIZE / length($unit) + 1), 0, $SIZE);
+    return substr($unit x ($size / length($unit) + 1), 0, $size);
 }
 
 sub event_of {
@@ -130,6 +136,22 @@ for my $i ($EVENTS + 1 .. $EVENTS + 5) {
 ($got, $bad) = read_events($slow, 5);
 is($bad, undef, 'later events: whole');
 is_deeply($got, [$EVENTS + 1 .. $EVENTS + 5], '... and in order');
+
+# short events ten to a read: the queued ones are gathered into one
+# buffer per write (conn_tls.c), and the panel that does not read takes
+# only part of such a write; what is left goes out from where it stopped
+my @short = ($SHORT_FROM + 1 .. $SHORT_FROM + 200);
+for my $k (0 .. $#short / 10) {
+    $sdk->send_frames_to($id,
+        map { { text => event_of($_) } } @short[$k * 10 .. $k * 10 + 9]);
+    sleep_loop(0.01);
+}
+ok(wait_for(sub { (status()->{forwarded} // 0) >= $EVENTS + 5 + @short },
+    10), 'the agent forwarded the 200 short events');
+($got, $bad) = read_events($slow, scalar @short);
+is($bad, undef, 'short events gathered, written in part: every frame whole');
+is_deeply($got, \@short, '... every one, in order');
+is(status()->{dropped} // 0, 0, '... none dropped');
 
 # how the worker writes: a lone event, then five that come together
 ok(-x $Test::AMonitor::Process::STRACE, 'strace is installed')
