@@ -538,16 +538,16 @@ ngx_http_amonitor_conn_flush(ngx_http_amonitor_conn_t *wc)
 
     c = wc->connection;
 
+    whole = 1;
+#if (NGX_SSL)
+    whole = (c->ssl == NULL); /* over TLS: the pass in one record */
+#endif
+
     while (wc->q_count) {
 
         if (!c->write->ready) {
             return ngx_handle_write_event(c->write, 0);
         }
-
-        whole = 1;
-#if (NGX_SSL)
-        whole = (c->ssl == NULL); /* over TLS: the pass in one record */
-#endif
 
         if (whole && wc->q_count == 1) {
             /* the usual case at moderate rates: send(), not writev() */
