@@ -203,6 +203,7 @@ typedef struct {
 
     /* amonitor_cluster (NULL: off), amonitor_instance_id */
     ngx_http_amonitor_cluster_conf_t *cluster;
+    ngx_uint_t                        cluster_set; /* on or off given */
     ngx_str_t                         instance_id;
 } ngx_http_amonitor_main_conf_t;
 

@@ -59,9 +59,11 @@ ngx_http_amonitor_cluster_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (amcf->cluster) {
+    if (amcf->cluster_set) {
         return "is duplicate";
     }
+
+    amcf->cluster_set = 1;
 
     if (ngx_strcmp(value[1].data, "off") == 0) {
         if (cf->args->nelts > 2) {

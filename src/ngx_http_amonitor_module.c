@@ -399,6 +399,7 @@ ngx_http_amonitor_create_main_conf(ngx_conf_t *cf)
      *     amcf->worker = NULL;
      *     amcf->audit = NULL;
      *     amcf->cluster = NULL;
+     *     amcf->cluster_set = 0;
      *     amcf->instance_id = { 0, NULL };
      *     amcf->panel_file = { 0, NULL };
      *     amcf->ssl_protocols = 0;

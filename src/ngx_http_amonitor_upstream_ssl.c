@@ -25,6 +25,30 @@
 #endif
 
 
+/* a certificate without its key is a mistake, wss:// in use or not */
+static char *
+ngx_http_amonitor_ssl_pair(ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf)
+{
+    if (amcf->ssl_certificate.len && amcf->ssl_certificate_key.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "no \"amonitor_ssl_certificate_key\" is defined "
+            "for certificate \"%V\"",
+            &amcf->ssl_certificate);
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->ssl_certificate_key.len && amcf->ssl_certificate.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_ssl_certificate_key\" \"%V\" is set but no "
+            "\"amonitor_ssl_certificate\"",
+            &amcf->ssl_certificate_key);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 #if (NGX_HTTP_SSL)
 
 static void      ngx_http_amonitor_upstream_ssl_handshaked(ngx_connection_t *c);
@@ -77,6 +101,10 @@ ngx_http_amonitor_ssl_init_conf(
             NGX_CONF_BITMASK_SET | NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3;
     }
 
+    if (ngx_http_amonitor_ssl_pair(cf, amcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (!amcf->ssl_used) {
         return NGX_CONF_OK;
     }
@@ -87,14 +115,6 @@ ngx_http_amonitor_ssl_init_conf(
             "\"amonitor_ssl_trusted_certificate\" is set to verify "
             "wss:// URLs with in %V:%ui",
             &amcf->ssl_file, amcf->ssl_line);
-        return NGX_CONF_ERROR;
-    }
-
-    if (amcf->ssl_certificate.len && amcf->ssl_certificate_key.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "no \"amonitor_ssl_certificate_key\" is defined "
-            "for certificate \"%V\"",
-            &amcf->ssl_certificate);
         return NGX_CONF_ERROR;
     }
 
@@ -561,7 +581,7 @@ ngx_http_amonitor_ssl_init_conf(
     ngx_conf_init_value(amcf->ssl_verify, 1);
     ngx_conf_init_value(amcf->ssl_server_name, 1);
 
-    return NGX_CONF_OK;
+    return ngx_http_amonitor_ssl_pair(cf, amcf);
 }
 
 

@@ -588,3 +588,12 @@ test is successful
     amonitor_zone amonitor 1m;
 --- config
         location = /ws/panel { amonitor_panel on; }
+
+=== TEST 73: amonitor_cluster given twice, the first time "off"
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_redis 127.0.0.1:%%PORT_1%%;
+    amonitor_cluster off;
+    amonitor_cluster on;
+--- nginx_t_emerg: "amonitor_cluster" directive is duplicate
+--- nginx_t_emerg_line: amonitor_cluster on

@@ -184,6 +184,19 @@ isnt($rc, 0, 'nginx -t fails: a client certificate without its key');
 like($out, qr/\[emerg\] no "amonitor_ssl_certificate_key" is defined for certificate/,
     '... and says so');
 
+# the pair is checked whether or not a wss:// URL is configured
+($rc, $out) = $t->nginx_t(http_config => "amonitor_zone amonitor 1m;\n"
+    . "amonitor_ssl_certificate $dir/agent.crt;");
+isnt($rc, 0, 'nginx -t fails: a client certificate without its key, no wss://');
+like($out, qr/\[emerg\] no "amonitor_ssl_certificate_key" is defined for certificate/,
+    '... and says so');
+
+($rc, $out) = $t->nginx_t(http_config => "amonitor_zone amonitor 1m;\n"
+    . "amonitor_ssl_certificate_key $dir/agent.key;");
+isnt($rc, 0, 'nginx -t fails: a key without its certificate');
+like($out, qr/\[emerg\] "amonitor_ssl_certificate_key" "[^"]*agent\.key" is set but no "amonitor_ssl_certificate"/,
+    '... and says so');
+
 ($rc, $out) = $t->nginx_t(http_config => "amonitor_zone amonitor 1m;\n"
     . "amonitor_ssl_trusted_certificate $dir/ca.crt;\n"
     . "amonitor_ssl_protocols TLSv1.2 TLSv1.3;\n"
