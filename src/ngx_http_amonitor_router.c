@@ -66,7 +66,9 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     about.target_id.len = env.target_id.len;
     about.binary = wc->encoding ? (wc->encoding == AMON_WS_OP_BINARY)
                                 : (opcode == AMON_WS_OP_BINARY);
-    about.action = (rc == AMON_OK && env.type == AMON_MSG_ACTION);
+    /* an action refused for its envelope is answered as an ack too */
+    about.action = (env.type == AMON_MSG_ACTION && env.msg_id.len
+        && rc != AMON_ENO_MSG_ID);
 
     if (rc != AMON_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);

@@ -114,12 +114,34 @@ subtest 'a field the agent reads, given twice, is refused: the agent and '
         my $e = $m ? $m->{json}{payload} : {};
         is($e->{code}, 'INVALID_MESSAGE', "repeat $i: INVALID_MESSAGE");
         like($e->{message} // '', qr/given twice/, 'the message says why');
+        my $id = $m ? $m->{json}{msg_id} // '' : '';
+        ok($id ne '' && $id !~ /^(first|victim)-/,
+            '... under a fresh msg_id: neither copy is echoed');
+        ok(!exists $e->{action_msg_id}, '... and names no action');
     }
     $p->send_text(qq({"msg_id":"pay-$u","type":"action","target_id":"h-a",)
         . qq("payload":{"action":"restart"},"payload":{"action":"wipe"}}));
     my $m = $p->recv_type('error', timeout => 5);
     is($m && $m->{json}{payload}{code}, 'INVALID_MESSAGE',
         'two payloads: INVALID_MESSAGE');
+    # the msg_id was given once: the refusal answers it, shaped as an ack
+    is($m && $m->{json}{msg_id}, "pay-$u", '... answering the msg_id');
+    is($m && $m->{json}{target_id}, 'h-a', '... naming the target');
+    is($m && $m->{json}{payload}{action_msg_id}, "pay-$u",
+        '... with action_msg_id');
+    ok($m && defined $m->{json}{payload}{success}
+        && !$m->{json}{payload}{success}, '... "success":false');
+    ok($m && $m->{json}{payload}{final}, '... and "final":true');
+
+    # a member of the wrong type in an action: the same shape
+    $p->send_text(qq({"msg_id":"ts-$u","type":"action","target_id":"h-a",)
+        . qq("timestamp":1.5,"payload":{"action":"restart"}}));
+    $m = $p->recv_type('error', timeout => 5);
+    is($m && $m->{json}{payload}{code}, 'INVALID_MESSAGE',
+        'a fractional timestamp: INVALID_MESSAGE');
+    is($m && $m->{json}{payload}{action_msg_id}, "ts-$u",
+        '... with action_msg_id');
+    ok($m && $m->{json}{payload}{final}, '... and "final":true');
 
     $p->send_json({ msg_id => "victim-$u", type => 'action',
         target_id => 'h-a', payload => { action => 'restart' } });

@@ -52,6 +52,8 @@ typedef struct {
     amon_json_value_t root[AMON_ENVELOPE_F_N];
     amon_json_value_t pay[AMON_ENVELOPE_P_N];
     unsigned          payload_only; /* the text is a payload by itself */
+    unsigned          dup; /* a member the agent reads was given twice */
+    unsigned          dup_root; /* bit 1 << F_*: which root ones */
 } amon_envelope_scan_t;
 
 
@@ -74,6 +76,8 @@ amon_envelope_scan_init(amon_envelope_scan_t *sc, unsigned payload_only)
     }
 
     sc->payload_only = payload_only;
+    sc->dup = 0;
+    sc->dup_root = 0;
 }
 
 
@@ -95,6 +99,8 @@ static int amon_envelope_json_ack(
     amon_envelope_t *env, const amon_json_value_t *pay);
 static int amon_envelope_json_payload(
     amon_envelope_t *env, const amon_json_value_t *pay);
+static int amon_envelope_json_dup(
+    amon_envelope_t *env, const amon_envelope_scan_t *sc);
 
 
 /* Root member names; a switch on the length keeps memcmp() inline. */
@@ -196,7 +202,9 @@ amon_envelope_member(void *data, unsigned level, const amon_json_value_t *key,
      * A field the agent reads, given twice, is refused: JSON parsers differ
      * on which copy counts (most keep the last), so the agent and an SDK or
      * panel could read two different messages from one text (a msg_id
-     * checked against the dedupe table but another one run).
+     * checked against the dedupe table but another one run).  The scan
+     * goes on, so that the refusal can still name the msg_id if that one
+     * was given once.
      */
 
     if (level == 0 && !sc->payload_only) {
@@ -204,7 +212,9 @@ amon_envelope_member(void *data, unsigned level, const amon_json_value_t *key,
 
         if (i >= 0) {
             if (sc->root[i].type != AMON_JSON_NONE) {
-                return AMON_EFIELD_DUP;
+                sc->dup = 1;
+                sc->dup_root |= 1u << i;
+                return 0;
             }
             sc->root[i] = *value;
         }
@@ -216,7 +226,8 @@ amon_envelope_member(void *data, unsigned level, const amon_json_value_t *key,
 
     if (i >= 0) {
         if (sc->pay[i].type != AMON_JSON_NONE) {
-            return AMON_EFIELD_DUP;
+            sc->dup = 1;
+            return 0;
         }
         sc->pay[i] = *value;
     }
@@ -302,6 +313,10 @@ amon_envelope_decode_json(
         return AMON_ENOTOBJ;
     }
 
+    if (sc.dup) {
+        return amon_envelope_json_dup(env, &sc);
+    }
+
     /* msg_id first: a caller answering an error wants to echo it */
 
     rc = amon_envelope_json_str(
@@ -366,6 +381,43 @@ amon_envelope_decode_json(
     env->payload.len = v->len;
 
     return amon_envelope_json_payload(env, sc.pay);
+}
+
+
+/*
+ * A message with a member given twice is refused, but the ids given once
+ * are read (errors in them leave them out), so that the refusal answers
+ * the message's msg_id and, for an action, has the shape of an ack.
+ */
+static int
+amon_envelope_json_dup(amon_envelope_t *env, const amon_envelope_scan_t *sc)
+{
+    static const unsigned fields[] = {AMON_ENVELOPE_F_MSG_ID,
+        AMON_ENVELOPE_F_TYPE, AMON_ENVELOPE_F_TRACE_ID,
+        AMON_ENVELOPE_F_TARGET_ID};
+    amon_str_t           *out[] = {
+                  &env->msg_id, &env->type_name, &env->trace_id, &env->target_id};
+    unsigned i;
+
+    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        if ((sc->dup_root & (1u << fields[i])) == 0
+            && amon_envelope_json_str(
+                   env, &sc->root[fields[i]], AMON_MAX_ID_LEN, out[i])
+                != AMON_OK) {
+            out[i]->data = NULL;
+            out[i]->len = 0;
+        }
+    }
+
+    if (env->msg_id.len == 0) {
+        env->msg_id.data = NULL;
+    }
+
+    if (env->type_name.len) {
+        env->type = amon_msg_type(env->type_name);
+    }
+
+    return AMON_EFIELD_DUP;
 }
 
 
@@ -586,6 +638,10 @@ amon_envelope_pb_json_payload(amon_envelope_t *env)
 
     if (root.type != AMON_JSON_OBJECT) {
         return AMON_EFIELD_TYPE;
+    }
+
+    if (sc.dup) {
+        return AMON_EFIELD_DUP;
     }
 
     return amon_envelope_json_payload(env, sc.pay);

@@ -404,6 +404,40 @@ test_decode_duplicate_fields(void **state)
                          "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]"
                          "]]]]]]]]]]]]]]]]]]]}"),
         AMON_EDEPTH);
+
+    /*
+     * The ids given once are still read, so that the refusal can answer
+     * them; one given twice is not (which copy would it be?).
+     */
+    assert_int_equal(decode(&env,
+                         "{\"msg_id\":\"m1\",\"type\":\"action\",\"trace_id\":"
+                         "\"t1\",\"target_id\":\"web\",\"payload\":{\"action\":"
+                         "\"a\",\"action\":\"b\"}}"),
+        AMON_EFIELD_DUP);
+    assert_int_equal(env.type, AMON_MSG_ACTION);
+    assert_str(env.msg_id, "m1");
+    assert_str(env.trace_id, "t1");
+    assert_str(env.target_id, "web");
+    /* members after the repeated one count too */
+    assert_int_equal(decode(&env,
+                         "{\"payload\":{},\"payload\":{},\"type\":"
+                         "\"action\",\"msg_id\":\"m2\"}"),
+        AMON_EFIELD_DUP);
+    assert_int_equal(env.type, AMON_MSG_ACTION);
+    assert_str(env.msg_id, "m2");
+    assert_int_equal(decode(&env, dups[0]), AMON_EFIELD_DUP);
+    assert_int_equal(env.msg_id.len, 0);
+    assert_null(env.msg_id.data);
+    assert_int_equal(env.type, AMON_MSG_ACTION);
+    assert_int_equal(decode(&env, dups[2]), AMON_EFIELD_DUP);
+    assert_str(env.msg_id, "m");
+    assert_int_equal(env.type_name.len, 0);
+    assert_int_equal(env.type, AMON_MSG_UNKNOWN);
+    /* an id of the wrong type is left out, the refusal stays the same */
+    assert_int_equal(
+        decode(&env, "{\"msg_id\":5,\"type\":\"action\",\"type\":\"x\"}"),
+        AMON_EFIELD_DUP);
+    assert_int_equal(env.msg_id.len, 0);
 }
 
 
