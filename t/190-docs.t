@@ -261,6 +261,34 @@ for my $doc (@DOCS) {
     }
 }
 
+# every option of a command's synopsis in cli.md is in its --help, and
+# every option its --help names is in the synopsis
+{
+    my $cli = slurp("$ROOT/docs/cli.md");
+    my $n = 0;
+    while ($cli =~ /^```\n(amonitor (\S+) .*?)^```/msg) {
+        my ($syn, $sub) = ($1, $2);
+        # synopses only (not sample output), of a command
+        next unless $syn =~ /^amonitor [a-z-]+ +[\[-]/ && $sub =~ /^[a-z]/;
+        $n++;
+        my $h = help_of($sub);
+        # the common options are listed once, after the commands
+        my ($common) = $h =~ /^common options:\n(.*)/ms;
+        my %common = map { $_ => 1 } ($common // '') =~ /^\s+(--[a-z-]+)/mg;
+        my %doc = map { $_ => 1 } grep { !$common{$_} }
+            $syn =~ /(--[a-z][a-z-]*)/g;
+        my ($line) = $h =~ /^\s+\Q$sub\E\s+.*\n\s+(.*)$/m;
+        $line //= '';
+        my %help = map { $_ => 1 } grep { !$common{$_} }
+            $line =~ /(--[a-z][a-z-]*)/g;
+        is(join(' ', sort grep { !$help{$_} } keys %doc), '',
+            "cli.md's synopsis of $sub: every option is in its --help");
+        is(join(' ', sort grep { !$doc{$_} } keys %help), '',
+            "$sub --help: every option is in cli.md's synopsis");
+    }
+    ok($n >= 4, "cli.md has the synopses of the commands ($n)");
+}
+
 # the commands the docs promise exist and answer
 like(`"$CLI" --version 2>&1`, qr/^amonitor \d+\.\d+\.\d+$/m,
     'amonitor --version prints the version');

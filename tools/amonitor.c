@@ -60,17 +60,18 @@ static const amoncli_cmd_t amoncli_cmds[] = {
     {"sim", amoncli_cmd_sim,
         OPT_TARGETS | OPT_ACTION | OPT_PARAMS | OPT_DURATION | OPT_BINARY
             | OPT_SUBSCRIB,
-        "[--target-id T[,T..]] [--target-url U[,U..]] [--duration S] "
-        "[--subscribe T[,T..]]",
+        "[--target-id T[,T..]] [--target-url U[,U..]] [--action A] "
+        "[--params JSON] [--duration S] [--subscribe T[,T..]] [--binary]",
         "panel simulator: one action per target, then print everything"},
     {"send", amoncli_cmd_send,
         OPT_TARGETS | OPT_ACTION | OPT_PARAMS | OPT_MSG_ID | OPT_BINARY,
         "--target-id T [--target-url U] [--action A] [--params JSON] "
-        "[--msg-id ID]",
+        "[--msg-id ID] [--binary]",
         "send one action and wait for its ack"},
     {"dedupe-check", amoncli_cmd_dedupe,
         OPT_TARGETS | OPT_ACTION | OPT_MSG_ID | OPT_BINARY,
-        "[--target-id T] [--target-url U] [--action A] [--msg-id ID]",
+        "[--target-id T] [--target-url U] [--action A] [--msg-id ID] "
+        "[--binary]",
         "send an action twice with one msg_id, expect \"duplicate ignored\""},
     {"watch", amoncli_cmd_watch,
         OPT_TARGETS | OPT_ONCE | OPT_STALE | OPT_STATUS | OPT_SUBSCRIB,
@@ -80,7 +81,8 @@ static const amoncli_cmd_t amoncli_cmds[] = {
     {"bench", amoncli_cmd_bench,
         OPT_TARGETS | OPT_ACTION | OPT_RATE | OPT_DURATION | OPT_BINARY
             | OPT_INFLIGHT,
-        "[--rate N] [--duration S] [--max-inflight N] [--target-id ..]",
+        "[--rate N] [--duration S] [--max-inflight N] [--target-id ..] "
+        "[--target-url ..] [--action A] [--binary]",
         "send N actions/s; print acks/s, p50/p99 latency, events/s"},
     {"stress", amoncli_cmd_bench,
         OPT_TARGETS | OPT_ACTION | OPT_RATE | OPT_DURATION | OPT_BINARY
