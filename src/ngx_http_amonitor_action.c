@@ -428,6 +428,7 @@ ngx_http_amonitor_action_refused(ngx_http_amonitor_action_t *a, ngx_str_t *id)
     }
 
     (void) ngx_atomic_fetch_add(&a->worker->counters->forbidden, 1);
+    (void) ngx_atomic_fetch_add(&a->worker->counters->errors, 1);
 
     log = a->panel ? a->panel->connection->log : a->worker->cycle->log;
 

@@ -57,10 +57,12 @@ static ngx_http_amonitor_metric_t ngx_http_amonitor_metrics[] = {
         "Open connections to SDKs, all workers together.",
         ngx_http_amonitor_counter(upstreams_open)},
     {"amonitor_forwarded_total", "counter",
-        "Heartbeats and events forwarded to panels.",
+        "Heartbeats and events relayed, once per message, whether or not "
+        "a panel is connected.",
         ngx_http_amonitor_counter(forwarded)},
     {"amonitor_dropped_total", "counter",
-        "Heartbeats and events dropped for slow panels.",
+        "Heartbeats and events dropped for a panel: slow, or no form in "
+        "the encoding it chose.",
         ngx_http_amonitor_counter(dropped)},
     {"amonitor_actions_total", "counter", "Actions written to SDKs.",
         ngx_http_amonitor_counter(actions)},

@@ -40,6 +40,8 @@ static void ngx_http_amonitor_router_target_status(
     ngx_uint_t publish);
 static ngx_http_amonitor_tstate_t *ngx_http_amonitor_router_tstate(
     ngx_http_amonitor_upstream_t *u);
+static void ngx_http_amonitor_router_invalid(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_about_t *about);
 
 
 void
@@ -71,7 +73,7 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
         && rc != AMON_ENO_MSG_ID);
 
     if (rc != AMON_OK) {
-        (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
+        ngx_http_amonitor_router_invalid(w, &about);
 
         ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
             "amonitor: invalid message from panel #%ui: %s", wc->id,
@@ -110,6 +112,7 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
         goto done;
 
     case AMON_MSG_UNKNOWN:
+        ngx_http_amonitor_router_invalid(w, &about);
         ngx_http_amonitor_reply_error(
             w, wc, &about, "INVALID_MESSAGE", "unknown message type", 1);
         goto done;
@@ -123,12 +126,14 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     }
 
     if (env.target_id.len == 0 && env.target_url.len == 0) {
+        ngx_http_amonitor_router_invalid(w, &about);
         ngx_http_amonitor_reply_error(w, wc, &about, "INVALID_MESSAGE",
             "an action needs target_id or payload.target_url", 1);
         goto done;
     }
 
     if (env.action.len == 0) {
+        ngx_http_amonitor_router_invalid(w, &about);
         ngx_http_amonitor_reply_error(w, wc, &about, "INVALID_MESSAGE",
             "an action needs payload.action", 1);
         goto done;
@@ -209,6 +214,19 @@ ngx_http_amonitor_router_remote_held(ngx_http_amonitor_upstream_t *u)
 
     if (tell) {
         ngx_http_amonitor_router_target_status(u, "up", NULL, 0);
+    }
+}
+
+
+/* an invalid message of a panel; an action refused so ends in an error */
+static void
+ngx_http_amonitor_router_invalid(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_about_t *about)
+{
+    (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
+
+    if (about->action) {
+        (void) ngx_atomic_fetch_add(&w->counters->errors, 1);
     }
 }
 

@@ -159,6 +159,23 @@ subtest 'the counters move' => sub {
     is($s->{invalid} - $i0, 1, 'invalid: +1');
     ok($s->{errors} - $e0 >= 1, 'errors: +1 at least (UNKNOWN_TARGET)');
 
+    # a type the agent does not know is invalid; an action refused as
+    # invalid is invalid and ends in an error
+    $i0 = $s->{invalid};
+    $e0 = $s->{errors};
+    $p->send_json({ msg_id => 'st-u', type => 'bogus' });
+    ok($p->recv_type('error', msg_id => 'st-u'), 'error for an unknown type');
+    $s = status();
+    is($s->{invalid} - $i0, 1, 'an unknown type: invalid +1');
+    is($s->{errors} - $e0, 0, '... errors +0 (not an action)');
+    $p->send_json({ msg_id => 'st-n', type => 'action', target_id => 'a',
+        payload => {} });
+    ok($p->recv_type('error', msg_id => 'st-n'),
+        'error for an action without payload.action');
+    $s = status();
+    is($s->{invalid} - $i0, 2, '... invalid +1');
+    is($s->{errors} - $e0, 1, '... errors +1: its final answer');
+
     # an ack timeout
     my $a0 = $s->{ack_timeouts};
     $p->send_json({ msg_id => 'st-3', type => 'action', target_id => 'mute',

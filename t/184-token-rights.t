@@ -87,6 +87,7 @@ subtest 'a read_only token watches and never acts' => sub {
     ok($p->recv_type('event', timeout => 5), 'it gets events');
 
     my $before = status()->{forbidden} // 0;
+    my $errors = status()->{errors} // 0;
     $t->mark_log;
     my ($r, $id) = ask($p, 'web-1');
     is($r && $r->{type}, 'error', 'an action gets an error');
@@ -98,6 +99,8 @@ subtest 'a read_only token watches and never acts' => sub {
     error_log_like(qr/\[info\] .*amonitor: action "\Q$id\E" of panel #\d+ to "web-1" refused: this panel's token is read-only/,
         'logged at info');
     is(status()->{forbidden}, $before + 1, 'counted in amonitor_status');
+    is(status()->{errors}, $errors + 1,
+        'and as an action that ended in an error');
     like($t->http_get('/metrics')->{body},
         qr/^amonitor_forbidden_total \Q@{[ $before + 1 ]}\E$/m,
         'and in amonitor_metrics');
