@@ -392,20 +392,25 @@ amon_envelope_decode_json(
 static int
 amon_envelope_json_dup(amon_envelope_t *env, const amon_envelope_scan_t *sc)
 {
+    unsigned    i;
+    amon_str_t *out[AMON_ENVELOPE_F_N];
+
     static const unsigned fields[] = {AMON_ENVELOPE_F_MSG_ID,
         AMON_ENVELOPE_F_TYPE, AMON_ENVELOPE_F_TRACE_ID,
         AMON_ENVELOPE_F_TARGET_ID};
-    amon_str_t           *out[] = {
-                  &env->msg_id, &env->type_name, &env->trace_id, &env->target_id};
-    unsigned i;
+
+    out[AMON_ENVELOPE_F_MSG_ID] = &env->msg_id;
+    out[AMON_ENVELOPE_F_TYPE] = &env->type_name;
+    out[AMON_ENVELOPE_F_TRACE_ID] = &env->trace_id;
+    out[AMON_ENVELOPE_F_TARGET_ID] = &env->target_id;
 
     for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         if ((sc->dup_root & (1u << fields[i])) == 0
             && amon_envelope_json_str(
-                   env, &sc->root[fields[i]], AMON_MAX_ID_LEN, out[i])
+                   env, &sc->root[fields[i]], AMON_MAX_ID_LEN, out[fields[i]])
                 != AMON_OK) {
-            out[i]->data = NULL;
-            out[i]->len = 0;
+            out[fields[i]]->data = NULL;
+            out[fields[i]]->len = 0;
         }
     }
 
