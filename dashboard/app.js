@@ -437,6 +437,7 @@ function dispatch(id) {
   o.sends++;
   const line = el('div', { class: 'outcome wait', text: `#${o.sends} sent, waiting…` });
   o.current = line;
+  (o.lines = o.lines || []).push(line);
   if (o.sends === 1) {
     const again = el('button', { type: 'button', class: 'secondary',
       text: 'Send again with the same msg_id', onclick: () => dispatch(id) });
@@ -451,17 +452,26 @@ function dispatch(id) {
   }
 }
 
-function outcomeLine(id) {
+/*
+ * The line an answer is about: a duplicate answers the latest send still
+ * waiting, anything else the earliest one (the first attempt, whose own
+ * answer may follow a duplicate's "final":false).
+ */
+function outcomeLine(id, latest) {
   const o = outcomes.get(id);
-  return o && o.current;
+  if (!o) return null;
+  const waiting = o.lines.filter((l) => l.classList.contains('wait'));
+  if (!waiting.length) return o.current;
+  return waiting[latest ? waiting.length - 1 : 0];
 }
 
 function onAck(m, p) {
-  const line = outcomeLine(p.action_msg_id);
+  const line = outcomeLine(p.action_msg_id, p.duplicate);
   if (!line) return;
   if (p.duplicate) {
     const orig = p.original ? ` — original result: ${JSON.stringify(p.original)}` : '';
-    line.textContent = `duplicate ignored (${p.state || 'pending'})${orig}`;
+    const more = p.final === false ? ' — the first attempt\'s answer follows' : '';
+    line.textContent = `duplicate ignored (${p.state || 'pending'})${orig}${more}`;
     line.className = 'outcome dup';
   } else {
     line.textContent = `ack: ${p.success ? 'success' : 'failure'}` +

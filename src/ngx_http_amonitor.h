@@ -708,7 +708,7 @@ void      ngx_http_amonitor_reply_error(ngx_http_amonitor_worker_t *w,
          const char *code, const char *message, ngx_uint_t final);
 void      ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
          ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
-         const char *state, ngx_str_t *original);
+         const char *state, ngx_str_t *original, ngx_uint_t final);
 void      ngx_http_amonitor_reply_status(ngx_http_amonitor_worker_t *w,
          ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
          ngx_str_t *action_msg_id, const char *state, ngx_str_t *result);

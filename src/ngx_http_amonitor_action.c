@@ -560,7 +560,11 @@ ngx_http_amonitor_action_claimed(
 
         ngx_http_amonitor_action_about(a, &about);
         ngx_http_amonitor_reply_duplicate(w, a->panel, &about, name,
-            (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) ? NULL : result);
+            (state == NGX_HTTP_AMONITOR_CLAIM_PENDING) ? NULL : result,
+            (state == NGX_HTTP_AMONITOR_CLAIM_PENDING
+                && ngx_http_amonitor_sent_first(w->actions, a))
+                ? AMON_FINAL_NO
+                : AMON_FINAL_YES);
         ngx_http_amonitor_action_audit(a, "duplicate", name);
     }
 

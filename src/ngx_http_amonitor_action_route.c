@@ -60,6 +60,7 @@ ngx_http_amonitor_action_clustered(
     case NGX_AGAIN:
         a->state = NGX_HTTP_AMONITOR_ACTION_WAITING;
         ngx_queue_insert_tail(&u->waiting, &a->queue);
+        (void) ngx_http_amonitor_sent_add(a->worker->actions, a);
         ngx_http_amonitor_action_timer(a, a->worker->amcf->ack_timeout);
         return 1;
 
@@ -95,6 +96,7 @@ ngx_http_amonitor_action_local(
         /* a connection is in progress: wait for it, not longer */
         a->state = NGX_HTTP_AMONITOR_ACTION_WAITING;
         ngx_queue_insert_tail(&u->waiting, &a->queue);
+        (void) ngx_http_amonitor_sent_add(w->actions, a);
         ngx_http_amonitor_action_timer(a, w->amcf->ack_timeout);
         return;
     }

@@ -1,7 +1,8 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The worker's sent actions by msg_id, for their acks: chains in a table
+ * The worker's sent actions (and those waiting for their target's
+ * connection) by msg_id, for their acks: chains in a table
  * that doubles when it holds more actions than slots, so that an ack
  * reads one slot and the action it finds (a tree of them took a walk of
  * cache misses per ack).  The key is the msg_id's hash, already in the
@@ -45,6 +46,28 @@ ngx_http_amonitor_sent_find(
     }
 
     return NULL;
+}
+
+
+/*
+ * A repeat "a" of a msg_id whose first attempt came from the same panel
+ * connection and is still on its way (waiting for the target, or sent):
+ * that attempt's own final answer is still to come to the panel.
+ */
+ngx_uint_t
+ngx_http_amonitor_sent_first(
+    ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a)
+{
+    ngx_http_amonitor_action_t *first;
+
+    if (a->panel == NULL) {
+        return 0;
+    }
+
+    first =
+        ngx_http_amonitor_sent_find(as, &a->sn.str, (uint32_t) a->sn.node.key);
+
+    return first != NULL && first != a && first->panel == a->panel;
 }
 
 

@@ -27,11 +27,13 @@ static ngx_uint_t ngx_http_amonitor_reply_success(ngx_str_t *result);
  * what is known of the first attempt ("state": done, pending or failed,
  * its target and its stored result); "success" only when the stored
  * result says so.  "stored": the store's record (stored_pack), or NULL.
+ * "final": AMON_FINAL_NO when the first attempt's own final answer is
+ * still to come to this panel.
  */
 void
 ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, ngx_http_amonitor_about_t *about,
-    const char *state, ngx_str_t *stored)
+    const char *state, ngx_str_t *stored, ngx_uint_t final)
 {
     int            rc;
     u_char         id[AMON_UUID_LEN];
@@ -55,7 +57,7 @@ ngx_http_amonitor_reply_duplicate(ngx_http_amonitor_worker_t *w,
     ack.duplicate = 1;
     ack.state.data = (const unsigned char *) state;
     ack.state.len = ngx_strlen(state);
-    ack.final = AMON_FINAL_YES;
+    ack.final = (int) final;
 
     if (original && original->len) {
         ack.original.data = original->data;

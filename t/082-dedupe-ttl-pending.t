@@ -4,6 +4,10 @@
 # waiting for its ack is a pending duplicate, never forwarded again (the
 # SDK ran it twice before, and the first ack was then dropped as one for
 # an unknown action).  The TTL counts from the outcome, as with Redis.
+# A repeat from the panel connection whose first attempt is still on its
+# way (sent, or waiting for the target's handshake) is answered with
+# "final":false: the first attempt's own final answer is still to come
+# to that panel, and only that one is final.
 
 use strict;
 use warnings;
@@ -11,15 +15,24 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use IO::Socket::INET;
 
 my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
 my $sdk = fake_sdk(port => $t->port(1), target_id => 'tp-a',
     heartbeat_interval => 0, ack_delay => tscale(2.5));
 
+# tp-w: a listener that never accepts, so the agent's handshake to it
+# stays unanswered and its actions wait for the connection
+my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+    LocalPort => $t->port(2), Listen => 16, ReuseAddr => 1)
+    or die "listen: $!";
+
 $t->write_config(
     http_config => <<'EOC',
     amonitor_zone amon 1m;
     amonitor_target tp-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_target tp-w ws://127.0.0.1:%%PORT_2%%/;
+    amonitor_connect_timeout 30s;
     amonitor_dedupe_ttl 1s;
     amonitor_ack_timeout 6s;
     amonitor_ack_late_window 0;
@@ -30,8 +43,8 @@ EOC
 ok($sdk->wait_connections(1), 'the SDK is dialed');
 
 sub action {
-    my ($id) = @_;
-    return { msg_id => $id, type => 'action', target_id => 'tp-a',
+    my ($id, $target) = @_;
+    return { msg_id => $id, type => 'action', target_id => $target // 'tp-a',
         timestamp => now_ms(), payload => { action => 'restart' } };
 }
 
@@ -56,9 +69,20 @@ is($d && $d->{payload}{state}, 'pending', 'pending');
 cmp_ok(now_ms() - $t0, '<', tscale(2.5) * 1000,
     'answered before the first ack came');
 
+ok($d && $d->{payload}{final}, 'final for another panel connection');
+
+# the first attempt's panel repeats it: not final, the ack still comes
+$p->send_json(action($id));
 my $a = answer($p, $id);
+ok($a && $a->{payload}{duplicate}, 'the repeat on the same connection: '
+    . 'a duplicate first');
+is($a && $a->{payload}{state}, 'pending', 'pending');
+ok($a && defined $a->{payload}{final} && !$a->{payload}{final},
+    'with "final":false');
+$a = answer($p, $id);
 ok($a && $a->{payload}{success} && !$a->{payload}{duplicate},
     'the first panel gets the SDK\'s ack');
+ok($a && $a->{payload}{final}, 'the ack is the final answer');
 sleep_loop(0.5);
 is($sdk->executed($id), 1, 'the SDK ran it once');
 is($t->log_count(qr/ack for an unknown action/), 0,
@@ -69,6 +93,22 @@ $q->send_json(action($id));
 $d = answer($q, $id, 3);
 is($d && $d->{payload}{state}, 'done', 'a repeat after the ack: done');
 is($sdk->executed($id), 1, 'still once');
+
+ok($d && $d->{payload}{final}, 'final once the first attempt is done');
+
+# an action waiting for its target's handshake, repeated by its panel
+my $wid = uuid4();
+$p->send_json(action($wid, 'tp-w'));
+sleep_loop(0.3);
+$p->send_json(action($wid, 'tp-w'));
+$a = answer($p, $wid, 3);
+ok($a && $a->{payload}{duplicate} && defined $a->{payload}{final}
+    && !$a->{payload}{final},
+    'a repeat while the first waits for the target: not final');
+$a = answer($p, $wid, 10);
+is($a && $a->{type}, 'error', 'then the first attempt\'s own answer');
+is($a && $a->{payload}{code}, 'TARGET_UNAVAILABLE', 'TARGET_UNAVAILABLE');
+ok($a && $a->{payload}{final}, 'final');
 
 $p->close(1000);
 $q->close(1000);

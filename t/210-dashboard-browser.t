@@ -197,6 +197,25 @@ is(scalar($sa->actions), 1, 'the SDK ran the action once');
 ok(js_until(q{(document.querySelector('[data-counter=duplicates] dd') || {})
     .textContent === '1'}, 10), 'the counters show the duplicate');
 
+# the same msg_id again while the first attempt waits for its slow ack:
+# the repeat's line says so, the first line gets the ack after it
+$sa->set(ack_delay => tscale(2));
+js(q{document.querySelector('#action button[type=submit]').click(); 1});
+ok(js_until(q{(document.querySelector('#outcomes li .outcome') || {})
+    .textContent.startsWith('#1 sent, waiting')}), 'a second action is sent');
+js(q{document.querySelector('#outcomes li button').click(); 1});
+my $lines = q{[...document.querySelector('#outcomes li')
+    .querySelectorAll('.outcome')].map(e => e.textContent)};
+ok(js_until("$lines\[1] === 'duplicate ignored (pending) \\u2014 the "
+    . "first attempt\\'s answer follows'"),
+    'its repeat while the first is pending: the answer follows');
+ok(js_until("/^ack: success \\W+ restarted/.test($lines\[0])", 10),
+    'then the first attempt\'s ack, on its own line');
+is(js("$lines\[1]"),
+    "duplicate ignored (pending) \x{2014} the first attempt's answer follows",
+    'the repeat\'s line is left as it was');
+$sa->set(ack_delay => 0);
+
 # an SDK going down turns its row red
 $sb->stop;
 ok(js_until($row->('dash-b') . ".className === 'state-down'"),
