@@ -138,6 +138,11 @@ my $beats = sub {
 ($rc, $out) = cli('sim', '--url', $url, '--token', 'tok', '--json',
     '--duration', '1.2', '--target-id', 'silent');
 ok($beats->($out)->{speaks}, 'sim prints the heartbeats of every target');
+is($rc, 0, 'sim exits 0 when --duration ends');
+($rc, $out) = cli('sim', '--url', 'ws://127.0.0.1:' . $t->port(9) . '/x',
+    '--duration', '1.2');
+is($rc, 1, 'sim exits 1 when it never got connected');
+like($out, qr/reconnecting to /, 'after its reconnect notices');
 ($rc, $out) = cli('sim', '--url', $url, '--token', 'tok', '--json',
     '--duration', '1.2', '--target-id', 'silent', '--subscribe', 'sil*');
 is_deeply($beats->($out), {}, 'sim --subscribe: none of another target')

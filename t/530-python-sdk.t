@@ -66,11 +66,14 @@ sub slurp {
 }
 
 # start a Python program; its output goes to a file in the prefix
+# start_py(NAME, [{ chdir => DIR },] ARGS...): python3 ARGS, in DIR
 sub start_py {
     my ($name, @cmd) = @_;
+    my $dir = ref $cmd[0] eq 'HASH' ? (shift @cmd)->{chdir} : undef;
     my $log = $t->prefix . "/$name.log";
     my $pid = fork() // die "fork: $!";
     if ($pid == 0) {
+        chdir($dir) or POSIX::_exit(125) if defined $dir;
         open(STDOUT, '>', $log) or POSIX::_exit(126);
         open(STDERR, '>&', \*STDOUT);
         exec($PYTHON, @cmd) or POSIX::_exit(127);
@@ -112,6 +115,10 @@ my $ex = start_py('py-example', $example, '--port', $t->port(3),
 my $exa = start_py('py-example-aio', $example, '--port', $t->port(4),
     '--target-id', 'py-example-aio', '--interval', 0.3, '--asyncio',
     '--event-interval', 0.2);
+# the first project's command, in the SDK's directory
+my $exo = start_py('py-example-orig', { chdir => $PYDIR }, '-m',
+    'amonitor_sdk.example', '--port', $t->port(5), '--target-id',
+    'py-example-orig', '--interval', 0.3);
 
 $t->write_config(
     http_config => "amonitor_zone amonitor 1m;\n"
@@ -120,12 +127,13 @@ $t->write_config(
         . "amonitor_target py-thread ws://127.0.0.1:%%PORT_2%%/;\n"
         . "amonitor_target py-example ws://127.0.0.1:%%PORT_3%%/ "
         . "token=ex-secret;\n"
-        . "amonitor_target py-example-aio ws://127.0.0.1:%%PORT_4%%/;",
+        . "amonitor_target py-example-aio ws://127.0.0.1:%%PORT_4%%/;\n"
+        . "amonitor_target py-example-orig ws://127.0.0.1:%%PORT_5%%/;",
     config => 'location = /ws/panel { amonitor_panel on; }',
 )->run;
 
 my $workers = $t->effective_workers;
-for my $proc ($aio, $thr, $ex, $exa) {
+for my $proc ($aio, $thr, $ex, $exa, $exo) {
     ok(wait_for(sub {
         my @c = slurp($proc->{log}) =~ /agent connected/g;
         @c >= $workers;
@@ -235,7 +243,7 @@ subtest 'the example program' => sub {
         'the asyncio one sends "tick" events');
 
     my $url = $t->ws_url('/ws/panel');
-    for my $id (qw(py-example py-example-aio)) {
+    for my $id (qw(py-example py-example-aio py-example-orig)) {
         my $send = "'$CLI' send --url '$url' --target-id $id --msg-id $id-$$";
         my $out = `$send 2>&1`;
         is($? >> 8, 0, "amonitor send to $id: exit 0") or diag($out);
@@ -254,7 +262,7 @@ $p->close;
 
 ok($t->stop, 'nginx stops cleanly with agents connected');
 
-for my $proc ($aio, $thr, $ex, $exa) {
+for my $proc ($aio, $thr, $ex, $exa, $exo) {
     is(stop_py($proc), 0, "$proc->{name} exits 0 on SIGTERM");
 }
 like(slurp($aio->{log}), qr/stopped after 1 restarts/, 'py-aio says so');
