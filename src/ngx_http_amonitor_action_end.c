@@ -264,6 +264,11 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     if ((a == NULL || a->upstream != u)
         && ngx_http_amonitor_cluster_ack(u, &id, opcode, data, len) == NGX_OK) {
         /* amonitor_cluster: sent back to the worker that asked */
+        if (!env->success && u->tstate) {
+            ts = u->tstate;
+            (void) ngx_atomic_fetch_add(&ts->failures, 1);
+        }
+
         return;
     }
 
@@ -286,7 +291,8 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 
     ngx_http_amonitor_store_rtt(w->store, ngx_current_msec - a->sent_at);
 
-    if (!env->success && u->tstate) {
+    if (!env->success && u->tstate && !a->remote) {
+        /* a remote one's: counted by the worker that read it (above) */
         ts = u->tstate;
         (void) ngx_atomic_fetch_add(&ts->failures, 1);
     }

@@ -276,6 +276,7 @@ ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
     ngx_http_amonitor_remote_t *r, ngx_http_amonitor_msg_t *msg)
 {
     ngx_int_t                     rc;
+    ngx_http_amonitor_tstate_t   *ts;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *u;
 
@@ -301,6 +302,12 @@ ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
     ngx_queue_insert_tail(&cl->remote, &r->queue);
 
     (void) ngx_atomic_fetch_add(&w->counters->actions, 1);
+
+    if (u->tstate) {
+        /* the target's count is where it is written, as its acks' */
+        ts = u->tstate;
+        (void) ngx_atomic_fetch_add(&ts->actions, 1);
+    }
 }
 
 

@@ -341,7 +341,7 @@ ngx_http_amonitor_metrics_targets(u_char *p, ngx_http_amonitor_worker_t *w,
     static const char *helps[] = {
         "1 while at least one worker has a connection to the target open.",
         "Seconds since the target's last heartbeat reached the agent.",
-        "Actions written to the target.",
+        "Actions this nginx instance wrote to the target.",
         "Actions to the target that ended in an error or failed ack."};
 
     tp = ngx_timeofday();

@@ -43,6 +43,7 @@ $targets
     amonitor_reconnect 50ms 300ms;
 EOC
         config => 'location = /ws/panel { amonitor_panel on; }'
+            . ' location = /metrics { amonitor_metrics; }'
             . ' location = /ws/snap { amonitor_panel on;'
             . ' amonitor_panel_snapshot on; }')->run;
     return $t;
@@ -347,6 +348,37 @@ subtest 'a route from the bus whose id a message could not carry (not '
         ok(!$I{$n}->wait_error_log(qr/learned target "(?!good-route)[^"]*" at \Q$burl\E/, 0.1),
             "$n learned none of them");
     }
+};
+
+# amonitor_target_{actions,failures}_total{target="hub"} of an instance
+sub hub_counts {
+    my ($n) = @_;
+    my $r = $I{$n}->http_get('/metrics');
+    my $body = $r ? $r->{body} // '' : '';
+    my @c = map { $body =~ /^amonitor_target_${_}_total\{target="hub"\} (\d+)$/m
+        ? $1 : 0 } qw(actions failures);
+    return "@c";
+}
+
+subtest 'the target\'s counters are kept where it is written to' => sub {
+    my %before = map { $_ => [ split / /, hub_counts($_) ] } qw(A B);
+    my $p = $I{B}->panel('/ws/panel', name => 'count');
+    for my $action (qw(restart restart restart reboot reboot)) {
+        my $id = uuid4();
+        $p->send_json({ msg_id => $id, type => 'action', target_id => 'hub',
+            timestamp => now_ms(), payload => { action => $action } });
+        my $a = $p->answer_to($id, 5);
+        is($a && $a->{type}, 'action_ack', "B: $action acked");
+    }
+    $p->close;
+    my $want = sub {
+        my ($n, $da, $df) = @_;
+        return ($before{$n}[0] + $da) . ' ' . ($before{$n}[1] + $df);
+    };
+    is(hub_counts('A'), $want->('A', 5, 2),
+        'A, which writes them to the hub: 5 actions, 2 failures');
+    is(hub_counts('B'), $want->('B', 0, 0),
+        'B, whose panel sent them: none of either');
 };
 
 subtest 'a target_status from another instance reaches its subscribers only'
