@@ -15,6 +15,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Redis;
 use IO::Socket::INET;
 
 my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
@@ -112,5 +113,33 @@ ok($a && $a->{payload}{final}, 'final');
 
 $p->close(1000);
 $q->close(1000);
+$t->stop;
+
+# the same with Redis as the store: the repeat's claim is answered later
+my $redis = Test::AMonitor::Redis->new;
+ok($redis->start, 'redis-server runs on ' . $redis->addr);
+my $tr = Test::AMonitor->new(workers => 1, log_level => 'info');
+$tr->write_config(
+    http_config => 'amonitor_zone amon 1m;
+    amonitor_redis ' . $redis->addr . ' prefix=amon-082:;
+    amonitor_target tp-a ws://127.0.0.1:' . $sdk->port . '/;
+    amonitor_ack_timeout 6s;',
+    config => 'location = /ws/panel { amonitor_panel on; }',
+)->run;
+ok($sdk->wait_connections(1), 'the SDK is dialed by the Redis agent');
+my $r = $tr->panel('/ws/panel');
+my $rid = uuid4();
+$r->send_json(action($rid));
+sleep_loop(0.3);
+$r->send_json(action($rid));
+$a = answer($r, $rid, 3);
+ok($a && $a->{payload}{duplicate} && ($a->{payload}{state} // '') eq 'pending'
+    && defined $a->{payload}{final} && !$a->{payload}{final},
+    'Redis: a repeat on the same connection, pending: not final');
+$a = answer($r, $rid);
+ok($a && $a->{payload}{success} && !$a->{payload}{duplicate}
+    && $a->{payload}{final}, 'then the SDK\'s ack, final');
+is($sdk->executed($rid), 1, 'run once');
+$r->close(1000);
 
 done_testing();
