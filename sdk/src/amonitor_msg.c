@@ -437,6 +437,16 @@ amonitor_msg_decode(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         return AMONITOR_ERR_INVAL;
     }
 
+    if (env->action.len == 0) {
+        /* no handler can be meant: as the agent, refused, not run */
+        amonitor_stat_inc(priv, invalid);
+        amonitor_log(priv, AMONITOR_LOG_INFO,
+            "connection %llu: action ignored: no payload.action",
+            (unsigned long long) c->id);
+        amon_envelope_release(env);
+        return AMONITOR_ERR_INVAL;
+    }
+
     return AMONITOR_OK;
 }
 

@@ -658,7 +658,12 @@ def test_bad_frames():
                      '{"msg_id":1,"type":"action","payload":{}}',
                      '{"msg_id":"x","type":"action","payload":{}} trailing',
                      '{"msg_id":"x","type":"action","payload":{"action":'
-                     + "[" * 40 + "]" * 40 + "}}"]:
+                     + "[" * 40 + "]" * 40 + "}}",
+                     '{"msg_id":"e1","type":"action","payload":{}}',
+                     '{"msg_id":"e2","type":"action","payload":'
+                     '{"action":"","params":{}}}',
+                     '{"msg_id":"e3","type":"action","payload":'
+                     '{"params":{"a":1}}}']:
             await good.send(junk)
         await good.send(b"\x0a\x05junk")
         await good.send(json.dumps({"msg_id": "h", "type": "heartbeat",
@@ -666,8 +671,9 @@ def test_bad_frames():
         a, ack = await call(good, "restart")
         t.ok(ack["payload"]["success"],
              "invalid envelopes are ignored, the connection keeps working")
-        t.is_(host.stats()["invalid"] - before, 9,
-              "... and counted (a heartbeat from the agent is not invalid)")
+        t.is_(host.stats()["invalid"] - before, 12,
+              "... and counted (a heartbeat from the agent is not invalid; "
+              "an action without a name is)")
 
         # good frames a client library would not produce
         r = Raw(host.port)
