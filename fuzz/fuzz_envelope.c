@@ -108,7 +108,7 @@ fill_out(amon_envelope_out_t *o, const amon_envelope_t *e, int payload)
     o->trace_id = e->trace_id;
     o->type = e->type_name;
     o->target_id = e->target_id;
-    o->timestamp = e->has_timestamp ? e->timestamp : -1;
+    o->timestamp = e->has_timestamp ? e->timestamp : AMON_TIMESTAMP_NONE;
 
     if (payload && e->has_payload) {
         o->payload_json = e->payload;
@@ -137,7 +137,8 @@ json_round_trip(size_t max)
     CHECK(same(env.trace_id, env2.trace_id));
     CHECK(same(env.type_name, env2.type_name));
     CHECK(same(env.target_id, env2.target_id));
-    CHECK(env2.has_timestamp == (env.has_timestamp && env.timestamp >= 0));
+    CHECK(env2.has_timestamp
+        == (env.has_timestamp && env.timestamp != AMON_TIMESTAMP_NONE));
     CHECK(!env2.has_timestamp || env2.timestamp == env.timestamp);
     CHECK(env.has_payload == env2.has_payload);
     CHECK(same(env.payload, env2.payload));
@@ -177,7 +178,9 @@ json_round_trip(size_t max)
         CHECK(same(env.type_name, env2.type_name));
         CHECK(same(env.target_id, env2.target_id));
         CHECK(env2.timestamp
-            == ((env.has_timestamp && env.timestamp > 0) ? env.timestamp : 0));
+            == ((env.has_timestamp && env.timestamp != AMON_TIMESTAMP_NONE)
+                    ? env.timestamp
+                    : 0));
         same_payload_fields(&env, &env2);
 
         if (env.type == AMON_MSG_UNKNOWN
@@ -197,7 +200,7 @@ acks:
         ack.msg_id = env.msg_id;
         ack.trace_id = env.trace_id;
         ack.target_id = env.target_id;
-        ack.timestamp = env.has_timestamp ? env.timestamp : -1;
+        ack.timestamp = env.has_timestamp ? env.timestamp : AMON_TIMESTAMP_NONE;
         ack.action_msg_id = env.action_msg_id;
         ack.success = env.success;
         ack.message = env.message;
@@ -241,7 +244,8 @@ pb_round_trip(size_t max)
     if (rc == AMON_OK) {
         CHECK(same(env.trace_id, env2.trace_id));
         CHECK(same(env.target_id, env2.target_id));
-        CHECK(env2.has_timestamp == (env.timestamp > 0));
+        CHECK(env2.has_timestamp
+            == (env.has_timestamp && env.timestamp != AMON_TIMESTAMP_NONE));
     }
 
     out.len = 0;

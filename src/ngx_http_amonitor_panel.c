@@ -37,7 +37,7 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
 {
     u_char                        *accept;
     ngx_int_t                      rc, status;
-    ngx_uint_t                     encoding;
+    ngx_uint_t                     body, encoding;
     const char                    *reason;
     ngx_array_t                   *targets;
     ngx_http_amonitor_rights_t    *rights;
@@ -50,12 +50,15 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
+    /* before the discard: it counts content_length_n down as it reads */
+    body = (r->headers_in.content_length_n > 0 || r->headers_in.chunked);
+
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+    if (body) {
         /*
          * What of the body comes after the header would be read as
          * WebSocket frames once the connection is the panel's.

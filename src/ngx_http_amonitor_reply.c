@@ -171,7 +171,8 @@ ngx_http_amonitor_reply_convert(ngx_http_amonitor_worker_t *w,
         ack.msg_id = env->msg_id;
         ack.trace_id = env->trace_id;
         ack.target_id = env->target_id;
-        ack.timestamp = env->has_timestamp ? env->timestamp : -1;
+        ack.timestamp =
+            env->has_timestamp ? env->timestamp : AMON_TIMESTAMP_NONE;
         ack.action_msg_id = env->action_msg_id;
         ack.success = env->success;
         ack.message = env->message;
@@ -364,7 +365,8 @@ ngx_http_amonitor_reply_stamp_pb(ngx_http_amonitor_worker_t *w,
         ack.msg_id = env->msg_id;
         ack.trace_id = env->trace_id;
         ack.target_id = env->target_id;
-        ack.timestamp = env->has_timestamp ? env->timestamp : -1;
+        ack.timestamp =
+            env->has_timestamp ? env->timestamp : AMON_TIMESTAMP_NONE;
         ack.action_msg_id = env->action_msg_id;
         ack.success = env->success;
         ack.message = env->message;

@@ -338,12 +338,18 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
     }
 
     if (!ts->state) {
-        /* the latest reason while down, kept for the snapshot */
-        if (len) {
-            ngx_memcpy(ts->reason, reason, len);
-        }
+        /*
+         * Why it went down, kept for the snapshot while it stays down:
+         * the failed dials after a lost connection do not make it
+         * "cannot connect" (a target never connected yet).
+         */
+        if (ts->state != before || ts->reason_len == 0) {
+            if (len) {
+                ngx_memcpy(ts->reason, reason, len);
+            }
 
-        ts->reason_len = (u_char) len;
+            ts->reason_len = (u_char) len;
+        }
 
     } else {
         ts->reason_len = 0;

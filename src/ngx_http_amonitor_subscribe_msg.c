@@ -21,7 +21,7 @@
 /* what a scan of the payload found */
 typedef struct {
     amon_json_value_t targets;
-    ngx_uint_t        found;
+    ngx_uint_t        found; /* 2: given twice */
 } ngx_http_amonitor_sub_scan_t;
 
 
@@ -167,7 +167,11 @@ ngx_http_amonitor_subscribe_message(ngx_http_amonitor_worker_t *w,
 
     if (rc != NGX_OK) {
         ngx_http_amonitor_reply_error(w, wc, about, "INVALID_MESSAGE",
-            "a subscribe needs payload.targets, an array of strings", 1);
+            rc == NGX_ABORT
+                ? "payload.targets is given twice: JSON parsers differ on "
+                  "which copy counts"
+                : "a subscribe needs payload.targets, an array of strings",
+            1);
         goto done;
     }
 
@@ -239,6 +243,10 @@ ngx_http_amonitor_subscribe_parse(ngx_http_amonitor_worker_t *w,
         return NGX_DECLINED;
     }
 
+    if (sc.found > 1) {
+        return NGX_ABORT;
+    }
+
     pos = 0;
 
     for (;;) {
@@ -271,9 +279,10 @@ ngx_http_amonitor_subscribe_member(void *data, unsigned level,
 {
     ngx_http_amonitor_sub_scan_t *sc = data;
 
-    if (level == 0 && !sc->found && amon_json_str_eq(key, "targets", 7)) {
-        sc->targets = *value;
-        sc->found = 1;
+    if (level == 0 && amon_json_str_eq(key, "targets", 7)) {
+        if (sc->found++ == 0) {
+            sc->targets = *value;
+        }
     }
 
     return AMON_OK;

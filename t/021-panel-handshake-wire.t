@@ -137,6 +137,16 @@ subtest 'headers given in several lines, a body, a later HTTP/1.x' => sub {
         like($resp // '', qr{^HTTP/1\.1 400 .*must not have a body}s,
             '400: what comes after the header would be read as frames');
     }
+    # the body in the same write as the header: read with it, refused all
+    # the same (the discard must not hide it)
+    for my $body (['Content-Length' => 5, -body => 'hello'],
+        ['Transfer-Encoding' => 'chunked', -body => "5\r\nhello\r\n0\r\n\r\n"])
+    {
+        ($s, $resp) = raw_ws_connect($port, '/ws/panel', @$body);
+        ok(!$s, "an upgrade with $body->[0] and its body in one write: "
+            . 'no 101');
+        like($resp // '', qr{^HTTP/1\.1 400 .*must not have a body}s, '400');
+    }
     ($s, $resp) = raw_ws_connect($port, '/ws/panel', 'Content-Length' => 0);
     ok($s, 'Content-Length: 0 is no body: 101') or diag($resp);
     close $s if $s;

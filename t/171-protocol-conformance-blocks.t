@@ -141,7 +141,7 @@ port=PORT_1 target_id=b-a heartbeat_interval=0 no_ack=1
 < ^\{"msg_id":"z-1","type":"error","target_id":"b-a","timestamp":\d+,"payload":\{"code":"ACK_TIMEOUT","message":"[^"]+","action_msg_id":"z-1","success":false,"final":true\}\}$
 --- sdk_actions: 1
 
-=== TEST 8: a duplicate while the first attempt is pending
+=== TEST 8: a duplicate while the first attempt is pending, on its connection: its own answer is still to come, so not final
 --- http_config
     amonitor_zone amon 1m;
     amonitor_target b-a ws://127.0.0.1:%%PORT_1%%/;
@@ -155,7 +155,7 @@ port=PORT_1 target_id=b-a heartbeat_interval=0 no_ack=1
 > {"msg_id":"p-1","type":"action","target_id":"b-a","payload":{"action":"restart"}}
 wait 0.2
 > {"msg_id":"p-1","trace_id":"tr-p","type":"action","target_id":"b-a","payload":{"action":"restart"}}
-< ^\{"msg_id":"[0-9a-f-]{36}","trace_id":"tr-p","type":"action_ack","target_id":"b-a","timestamp":\d+,"payload":\{"action_msg_id":"p-1","success":false,"message":"duplicate ignored: the first attempt is still pending","duplicate":true,"state":"pending","final":true\}\}$
+< ^\{"msg_id":"[0-9a-f-]{36}","trace_id":"tr-p","type":"action_ack","target_id":"b-a","timestamp":\d+,"payload":\{"action_msg_id":"p-1","success":false,"message":"duplicate ignored: the first attempt is still pending","duplicate":true,"state":"pending","final":false\}\}$
 > {"msg_id":"q-p","type":"action_status","payload":{"action_msg_id":"p-1"}}
 < ^\{"msg_id":"q-p","type":"action_status","timestamp":\d+,"payload":\{"action_msg_id":"p-1","state":"pending"\}\}$
 --- sdk_actions: 1

@@ -147,6 +147,13 @@ subtest 'bad subscriptions are refused and change nothing' => sub {
         like($e && $e->{json}{payload}{message}, $b->[2],
             "bad list $n: why");
     }
+    # "targets" twice: parsers differ on which counts, so neither does
+    $pat->send_text('{"msg_id":"bad-twice","type":"subscribe","payload":'
+        . '{"targets":["db-1"],"targets":["web-1"]}}');
+    my $e = $pat->recv_type('error', msg_id => 'bad-twice', timeout => 5);
+    is($e && $e->{json}{payload}{code}, 'INVALID_MESSAGE',
+        'payload.targets twice: INVALID_MESSAGE');
+    like($e && $e->{json}{payload}{message}, qr/given twice/, 'and why');
     round('e');
     is(got($pat, 'e'), 'web-1,web-2', 'the pattern panel kept its set');
 };

@@ -131,12 +131,15 @@ const char     *amon_msg_type_name(amon_msg_type_e type);
  * absent ones (data == NULL) are left out.  "payload_json" must be valid
  * JSON text; it is copied verbatim.
  */
+/* an envelope's timestamp that is left out (any other int64 is written) */
+#define AMON_TIMESTAMP_NONE INT64_MIN
+
 typedef struct {
     amon_str_t msg_id;
     amon_str_t trace_id;
     amon_str_t type;
     amon_str_t target_id;
-    int64_t    timestamp; /* ms; < 0: leave out */
+    int64_t    timestamp; /* ms; AMON_TIMESTAMP_NONE: left out */
     amon_str_t payload_json;
 } amon_envelope_out_t;
 
@@ -225,8 +228,9 @@ int amon_envelope_build_subscribed(amon_buf_t *out, size_t max,
  *   {"msg_id":M,"type":"target_status","target_id":T,"timestamp":N,
  *    "payload":{"target_id":T,"state":S,"url":U,"since":N,"reason":R}}
  * An absent target_id is left out of the head and written as "" in the
- * payload; "timestamp" < 0 is left out; "since" (ms since the epoch of the
- * last change) is left out when < 0, "reason" when reason.data is NULL.
+ * payload; a "timestamp" of AMON_TIMESTAMP_NONE is left out; "since" (ms
+ * since the epoch of the last change) is left out when < 0, "reason" when
+ * reason.data is NULL.
  */
 int amon_envelope_build_target_state(amon_buf_t *out, size_t max,
     const amon_allocator_t *a, amon_str_t msg_id, amon_str_t target_id,

@@ -106,7 +106,7 @@ amon_envelope_head(amon_json_w_t *w, const amon_envelope_out_t *e)
     amon_envelope_str_member(w, "type", e->type);
     amon_envelope_str_member(w, "target_id", e->target_id);
 
-    if (e->timestamp >= 0) {
+    if (e->timestamp != AMON_TIMESTAMP_NONE) {
         amon_json_w_key(w, "timestamp");
         amon_json_w_int64(w, e->timestamp);
     }

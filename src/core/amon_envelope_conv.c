@@ -44,7 +44,7 @@ amon_envelope_convert(amon_buf_t *out, size_t max, const amon_allocator_t *a,
         e.trace_id = env->trace_id;
         e.type = env->type_name;
         e.target_id = env->target_id;
-        e.timestamp = env->has_timestamp ? env->timestamp : -1;
+        e.timestamp = env->has_timestamp ? env->timestamp : AMON_TIMESTAMP_NONE;
         e.payload_json =
             env->has_payload ? env->payload : (amon_str_t) amon_null_string;
 

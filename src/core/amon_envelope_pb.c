@@ -577,7 +577,8 @@ amon_pb_envelope(amon_buf_t *out, size_t max, const amon_allocator_t *a,
         amon_pb_w_bytes(&w, 3, e->type.data, e->type.len);
         amon_pb_w_bytes(&w, 4, e->target_id.data, e->target_id.len);
 
-        if (e->timestamp > 0) {
+        /* 0 is proto3's default: not written */
+        if (e->timestamp != AMON_TIMESTAMP_NONE && e->timestamp != 0) {
             amon_pb_w_varint(&w, (5 << 3) | AMON_PB_VAR);
             amon_pb_w_varint(&w, (uint64_t) e->timestamp);
         }

@@ -840,6 +840,12 @@ test_build_json_exact(void **state)
     out.len = 0;
     e.timestamp = -1;
     assert_int_equal(amon_envelope_build_json(&out, MAX, NULL, &e), AMON_OK);
+    assert_int_equal(out.len,
+        strlen("{\"msg_id\":\"m1\",\"type\":\"action\",\"timestamp\":-1}"));
+
+    out.len = 0;
+    e.timestamp = AMON_TIMESTAMP_NONE;
+    assert_int_equal(amon_envelope_build_json(&out, MAX, NULL, &e), AMON_OK);
     assert_int_equal(
         out.len, strlen("{\"msg_id\":\"m1\",\"type\":\"action\"}"));
 
@@ -944,7 +950,7 @@ test_build_ack(void **state)
     ack.original = NONE;
     ack.success = 0;
     ack.message = S("unsupported action: x");
-    ack.timestamp = -1;
+    ack.timestamp = AMON_TIMESTAMP_NONE;
     ack.target_id = NONE;
     assert_int_equal(
         amon_envelope_build_ack(&out, MAX, NULL, &ack, 0), AMON_OK);
@@ -1037,8 +1043,8 @@ test_build_error(void **state)
 
     /* no msg_id to echo: a fresh UUID4, still decodable */
     out.len = 0;
-    assert_int_equal(amon_envelope_build_error(&out, MAX, NULL, NONE, NONE, -1,
-                         "BAD_MESSAGE", S("not JSON"), 0),
+    assert_int_equal(amon_envelope_build_error(&out, MAX, NULL, NONE, NONE,
+                         AMON_TIMESTAMP_NONE, "BAD_MESSAGE", S("not JSON"), 0),
         AMON_OK);
     assert_int_equal(
         amon_envelope_decode_json(&env, out.data, out.len), AMON_OK);
@@ -1195,7 +1201,7 @@ test_pb_round_trip_types(void **state)
     out.len = 0;
     e.msg_id = S("r1");
     e.type = S("register");
-    e.timestamp = -1;
+    e.timestamp = AMON_TIMESTAMP_NONE;
     e.payload_json = S("{\"target_id\":\"t3\",\"sdk_url\":\"ws://h:1/\","
                        "\"metadata\":{\"v\":\"1\",\"pid\":42}}");
     assert_int_equal(amon_envelope_build_pb(&out, MAX, NULL, &e), AMON_OK);

@@ -307,6 +307,28 @@ test_convert_round_trip(void **state)
         "\"payload\":{\"event_name\":\"boot\",\"data\":{\"a\":[1,2]}}}");
     amon_envelope_release(&b);
 
+    /* a negative timestamp is an int64 like any other: kept both ways */
+    pb.len = js.len = 0;
+    {
+        static const char neg[] =
+            "{\"msg_id\":\"h2\",\"type\":\"heartbeat\",\"timestamp\":-5,"
+            "\"payload\":{\"target_id\":\"t\",\"metrics\":{}}}";
+
+        assert_int_equal(amon_envelope_decode_json(
+                             &a, (const unsigned char *) neg, sizeof(neg) - 1),
+            AMON_OK);
+        assert_int_equal(
+            amon_envelope_convert(&pb, MAX, NULL, &a, NONE, 1), AMON_OK);
+        assert_int_equal(
+            amon_envelope_decode_pb(&b, pb.data, pb.len, NULL), AMON_OK);
+        assert_true(b.has_timestamp);
+        assert_true(b.timestamp == -5);
+        assert_int_equal(
+            amon_envelope_convert(&js, MAX, NULL, &b, NONE, 0), AMON_OK);
+        assert_bytes(&js, neg);
+        amon_envelope_release(&b);
+    }
+
     /* limits hold: nothing is appended past "max" */
     js.len = 0;
     assert_int_equal(

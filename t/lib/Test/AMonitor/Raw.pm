@@ -162,7 +162,8 @@ sub ws_accept_key {
 # raw_ws_connect($port, $path, %headers) -> ($sock, $response_text)
 #   headers override the defaults (a value of undef removes a header);
 #   keys starting with '-' are options: -rcvbuf, -sndbuf, -timeout,
-#   -method, -version ('HTTP/1.1'), -key.
+#   -method, -version ('HTTP/1.1'), -key, -body (bytes sent after the
+#   header in the same write).
 #   $sock is undef unless the answer is "101" with the right accept key.
 sub raw_ws_connect {
     my ($port, $path, %h) = @_;
@@ -195,6 +196,7 @@ sub raw_ws_connect {
         $req .= "$k: $hdr{lc $k}\r\n";
     }
     $req .= "\r\n";
+    $req .= $opt{body} if defined $opt{body};
 
     $s = raw_connect($port, rcvbuf => $opt{rcvbuf}, sndbuf => $opt{sndbuf},
         timeout => $opt{timeout}, tls => $opt{tls});
