@@ -88,6 +88,8 @@ ngx_http_amonitor_upstream_hs_write(ngx_event_t *wev)
         err = ngx_http_amonitor_upstream_connect_error(c);
 
         if (err) {
+            /* the latest failure is not the TLS one any more */
+            u->tls_failed = 0;
             ngx_http_amonitor_upstream_log_failure(
                 u, err, "cannot connect to the SDK");
             ngx_http_amonitor_upstream_fail(u);
@@ -653,6 +655,7 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     u->log.log_level = level;
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        u->tls_failed = 0;
         ngx_http_amonitor_upstream_log_failure(
             u, rc == NGX_DECLINED ? err : 0, "cannot connect to the SDK");
         ngx_http_amonitor_upstream_fail(u);

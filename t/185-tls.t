@@ -83,6 +83,8 @@ sub start_sdk {
         ($o{client_ca} ? ('--tls-client-ca', "$dir/$o{client_ca}.crt") : ()));
     my $pid = fork() // die "fork: $!";
     if ($pid == 0) {
+        # as a program starts: the test's event loop ignores SIGPIPE
+        $SIG{PIPE} = 'DEFAULT';
         open(STDOUT, '>', $log) or POSIX::_exit(126);
         open(STDERR, '>&', \*STDOUT);
         exec(@cmd) or POSIX::_exit(127);
@@ -271,6 +273,39 @@ like($r && $r->{json}{payload}{message}, qr/TLS verification of the target faile
     '... saying TLS verification failed');
 unlike(sdk_log($rogue), qr/agent connected/,
     'the SDK with the other CA\'s certificate never gets a WebSocket');
+ok(waitpid($rogue->{pid}, WNOHANG) == 0 && kill(0, $rogue->{pid}),
+    'and keeps running') or diag(sdk_log($rogue));
+
+# a client that closes right after the handshake, before the SDK's
+# session tickets: the SDK's write must raise no SIGPIPE in it
+my $port1 = $t->port(1);
+for (1 .. 5) {
+    system('/usr/bin/python3', '-c', 'import socket, ssl, sys
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+c.check_hostname = False
+c.verify_mode = ssl.CERT_NONE
+s = c.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+    server_hostname="sdk.test")
+s.close()', $port1);
+}
+sleep_loop(0.5);
+ok(waitpid($ok->{pid}, WNOHANG) == 0 && kill(0, $ok->{pid}),
+    'an SDK whose TLS clients close at once keeps running (no SIGPIPE)')
+    or diag(sdk_log($ok));
+$r = action($p, target => 'sdk-ok');
+is($r && $r->{json}{type}, 'action_ack', 'and still acks the agent\'s actions');
+
+# the rogue SDK gone: its connection is refused, which actions now say
+kill 'TERM', $rogue->{pid};
+waitpid($rogue->{pid}, 0);
+$rogue->{pid} = undef;
+ok(wait_for(sub {
+    $r = action($p, target => 'sdk-rogue');
+    ($r && $r->{json}{payload}{message} // '') !~ /TLS/;
+}, tscale(8)), 'once its dials are refused, an action to it no longer says '
+    . 'TLS verification failed') or diag(explain($r && $r->{json}));
+is($r && $r->{json}{payload}{code}, 'TARGET_UNAVAILABLE',
+    '... TARGET_UNAVAILABLE');
 
 $t->error_log_like(qr/\[error\].*TLS verification of the SDK failed: certificate does not match "localhost".*upstream: sdk-named/,
     'a certificate for another name: an error line naming the target');

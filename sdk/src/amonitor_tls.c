@@ -8,6 +8,8 @@
  */
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,6 +24,125 @@
 static int amonitor_tls_events(
     amonitor_sdk_priv_t *priv, amonitor_conn_t *c, int want_write);
 static void amonitor_tls_error(char *buf, size_t size);
+static BIO *amonitor_tls_bio(int fd);
+static int  amonitor_bio_write(BIO *b, const char *buf, int len);
+static int  amonitor_bio_read(BIO *b, char *buf, int len);
+static long amonitor_bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+static int  amonitor_bio_create(BIO *b);
+
+
+/*
+ * OpenSSL's socket BIO writes with write(): a peer that closes right after
+ * the handshake (an agent that refuses the certificate, say) would raise
+ * SIGPIPE and kill the program, which a library must not make ignore it.
+ * This BIO sends with MSG_NOSIGNAL, as the plain connections do.
+ */
+static BIO_METHOD    *amonitor_bio_method;
+static pthread_once_t amonitor_bio_once = PTHREAD_ONCE_INIT;
+
+
+static void
+amonitor_bio_init(void)
+{
+    BIO_METHOD *m;
+
+    m = BIO_meth_new(
+        BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+        "amonitor socket");
+
+    if (m == NULL || !BIO_meth_set_write(m, amonitor_bio_write)
+        || !BIO_meth_set_read(m, amonitor_bio_read)
+        || !BIO_meth_set_ctrl(m, amonitor_bio_ctrl)
+        || !BIO_meth_set_create(m, amonitor_bio_create)) {
+        BIO_meth_free(m);
+        return;
+    }
+
+    amonitor_bio_method = m;
+}
+
+
+static BIO *
+amonitor_tls_bio(int fd)
+{
+    BIO *b;
+
+    (void) pthread_once(&amonitor_bio_once, amonitor_bio_init);
+
+    if (amonitor_bio_method == NULL) {
+        return NULL;
+    }
+
+    b = BIO_new(amonitor_bio_method);
+    if (b != NULL) {
+        BIO_set_data(b, (void *) (intptr_t) fd);
+    }
+
+    return b;
+}
+
+
+static int
+amonitor_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+
+static int
+amonitor_bio_write(BIO *b, const char *buf, int len)
+{
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+
+    n = send((int) (intptr_t) BIO_get_data(b), buf, (size_t) len, MSG_NOSIGNAL);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        BIO_set_retry_write(b);
+    }
+
+    return (int) n;
+}
+
+
+static int
+amonitor_bio_read(BIO *b, char *buf, int len)
+{
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+
+    n = recv((int) (intptr_t) BIO_get_data(b), buf, (size_t) len, 0);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        BIO_set_retry_read(b);
+
+    } else if (n == 0) {
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+    }
+
+    return (int) n;
+}
+
+
+static long
+amonitor_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void) num;
+
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_EOF: return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    case BIO_C_GET_FD:
+        if (ptr) {
+            *(int *) ptr = (int) (intptr_t) BIO_get_data(b);
+        }
+        return (long) (intptr_t) BIO_get_data(b);
+    default: return 0;
+    }
+}
 
 
 int
@@ -113,16 +234,20 @@ amonitor_tls_free_ctx(amonitor_sdk_priv_t *priv)
 int
 amonitor_tls_accept(amonitor_sdk_priv_t *priv, amonitor_conn_t *c)
 {
+    BIO *bio;
     SSL *ssl;
 
     ssl = SSL_new(priv->tls_ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1) {
+    bio = ssl ? amonitor_tls_bio(c->fd) : NULL;
+
+    if (bio == NULL) {
         SSL_free(ssl);
         amonitor_log(priv, AMONITOR_LOG_ERROR, "connection %llu: SSL_new()",
             (unsigned long long) c->id);
         return AMONITOR_ERR_NOMEM;
     }
 
+    SSL_set_bio(ssl, bio, bio); /* the SSL owns it */
     SSL_set_accept_state(ssl);
 
     c->ssl = ssl;
