@@ -50,8 +50,12 @@ ngx_http_amonitor_panel_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    /* before the discard: it counts content_length_n down as it reads */
-    body = (r->headers_in.content_length_n > 0 || r->headers_in.chunked);
+    /*
+     * Before the discard: it counts content_length_n down as it reads.
+     * Another method is answered 405 by the checks below, body or not.
+     */
+    body = (r->method == NGX_HTTP_GET
+        && (r->headers_in.content_length_n > 0 || r->headers_in.chunked));
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
