@@ -96,6 +96,8 @@ ngx_http_amonitor_action_t *ngx_http_amonitor_sent_find(
     ngx_http_amonitor_actions_t *as, ngx_str_t *msg_id, uint32_t hash);
 ngx_int_t ngx_http_amonitor_sent_add(
     ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a);
+ngx_http_amonitor_action_t *ngx_http_amonitor_sent_written(
+    ngx_http_amonitor_actions_t *as, ngx_str_t *msg_id, uint32_t hash);
 ngx_uint_t ngx_http_amonitor_sent_first(
     ngx_http_amonitor_actions_t *as, ngx_http_amonitor_action_t *a);
 void ngx_http_amonitor_sent_del(

@@ -255,11 +255,7 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     id.len = env->action_msg_id.len;
 
     hash = ngx_http_amonitor_hash(id.data, id.len);
-    a = ngx_http_amonitor_sent_find(as, &id, hash);
-
-    if (a != NULL && a->state == NGX_HTTP_AMONITOR_ACTION_WAITING) {
-        a = NULL; /* not written yet: no ack can be its */
-    }
+    a = ngx_http_amonitor_sent_written(as, &id, hash);
 
     if ((a == NULL || a->upstream != u)
         && ngx_http_amonitor_cluster_ack(u, &id, opcode, data, len) == NGX_OK) {

@@ -49,6 +49,19 @@ ngx_http_amonitor_sent_find(
 }
 
 
+/* the action an ack can be for: one written, not waiting for its target */
+ngx_http_amonitor_action_t *
+ngx_http_amonitor_sent_written(
+    ngx_http_amonitor_actions_t *as, ngx_str_t *msg_id, uint32_t hash)
+{
+    ngx_http_amonitor_action_t *a;
+
+    a = ngx_http_amonitor_sent_find(as, msg_id, hash);
+
+    return (a && a->state != NGX_HTTP_AMONITOR_ACTION_WAITING) ? a : NULL;
+}
+
+
 /*
  * A repeat "a" of a msg_id whose first attempt came from the same panel
  * connection and is still on its way (waiting for the target, or sent):
