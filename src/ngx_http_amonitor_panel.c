@@ -26,6 +26,8 @@ static ngx_int_t ngx_http_amonitor_panel_origin(
     ngx_http_request_t *r, ngx_array_t *allow);
 static ngx_int_t ngx_http_amonitor_panel_header_out(
     ngx_http_request_t *r, const char *name, const char *value);
+static ngx_uint_t ngx_http_amonitor_panel_duplicate(
+    ngx_http_request_t *r, const char *name);
 static ngx_table_elt_t *ngx_http_amonitor_panel_header(
     ngx_http_request_t *r, const char *name, ngx_table_elt_t *after);
 static ngx_int_t ngx_http_amonitor_panel_reject(
@@ -208,9 +210,13 @@ ngx_http_amonitor_panel_check(ngx_http_request_t *r, u_char **accept,
 
     key = ngx_http_amonitor_panel_upgrade(r, &req);
 
-    if (key && ngx_http_amonitor_panel_header(r, "Sec-WebSocket-Key", key)) {
-        /* RFC 6455 11.3.1: it must not appear more than once */
+    /* RFC 6455 11.3.1 and 11.3.5: neither may appear more than once */
+    if (ngx_http_amonitor_panel_duplicate(r, "Sec-WebSocket-Key")) {
         *reason = "duplicate Sec-WebSocket-Key";
+        status = NGX_HTTP_BAD_REQUEST;
+
+    } else if (ngx_http_amonitor_panel_duplicate(r, "Sec-WebSocket-Version")) {
+        *reason = "duplicate Sec-WebSocket-Version";
         status = NGX_HTTP_BAD_REQUEST;
 
     } else {
@@ -454,6 +460,18 @@ ngx_http_amonitor_panel_header_out(
     h->value.len = ngx_strlen(value);
 
     return NGX_OK;
+}
+
+
+/* whether the request has header "name" more than once */
+static ngx_uint_t
+ngx_http_amonitor_panel_duplicate(ngx_http_request_t *r, const char *name)
+{
+    ngx_table_elt_t *h;
+
+    h = ngx_http_amonitor_panel_header(r, name, NULL);
+
+    return h && ngx_http_amonitor_panel_header(r, name, h);
 }
 
 

@@ -130,6 +130,25 @@ subtest 'headers given in several lines, a body, a later HTTP/1.x' => sub {
     error_log_like(qr/\[info\] .*panel handshake refused: duplicate Sec-WebSocket-Key/,
         'logged at info');
 
+    # RFC 6455 11.3.5: the version too may be sent only once, whichever
+    # of the two copies says 13
+    for my $two (["13\r\nSec-WebSocket-Version: 8", 'after'],
+        ["8\r\nSec-WebSocket-Version: 13", 'before'])
+    {
+        $t->mark_log;
+        ($s, $resp) = raw_ws_connect($port, '/ws/panel',
+            'Sec-WebSocket-Version' => $two->[0]);
+        ok(!$s, "two Sec-WebSocket-Versions, 13 $two->[1] another: no 101");
+        like($resp // '', qr{^HTTP/1\.1 400 .*duplicate Sec-WebSocket-Version}s,
+            '400 with the reason');
+        error_log_like(
+            qr/\[info\] .*panel handshake refused: duplicate Sec-WebSocket-Version/,
+            'logged at info');
+    }
+    ($s, $resp) = raw_ws_connect($port, '/ws/panel',
+        'Sec-WebSocket-Version' => "13\r\nSec-WebSocket-Version: 13");
+    ok(!$s, 'the same version twice: no 101 either');
+
     for my $body (['Content-Length' => 10], ['Transfer-Encoding' => 'chunked'])
     {
         ($s, $resp) = raw_ws_connect($port, '/ws/panel', @$body);
