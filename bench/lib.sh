@@ -54,3 +54,36 @@ bench_idle_cpu() {
             /instructions/ { printf "instructions (user): %d\n", $1 }' "$3"
     fi
 }
+
+# build/bench/$1 from bench/agent/$2 against the protocol core (which
+# must be built: make core)
+bench_build() {
+    mkdir -p build/bench
+    # shellcheck disable=SC2046
+    "${CC:-cc}" -std=gnu99 -g -O2 -Wall -Wextra -Werror \
+        -Wno-unused-parameter -Isrc/core -Isrc/core/gen -Isrc/posix \
+        "bench/agent/$2" build/libamon_posix.a build/libamon_core.a \
+        $(sed -e 's/#.*//' src/core/libs.list) -o "build/bench/$1"
+}
+
+# an nginx.conf in directory $1 for a benchmark: main-context lines $2
+# (load_module, worker_processes...), then the log, pid, events and an
+# http block with the temporary paths in $1 and the lines $3
+bench_nginx_conf() {
+    cat <<EOF2
+$2
+worker_rlimit_nofile 65536;
+error_log $1/error.log warn;
+pid $1/nginx.pid;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $1/cbt;
+    proxy_temp_path $1/pt;
+    fastcgi_temp_path $1/ft;
+    uwsgi_temp_path $1/ut;
+    scgi_temp_path $1/st;
+$3
+}
+EOF2
+}

@@ -116,14 +116,10 @@ if [ ! -f build/libamon_core.a ] || [ ! -f build/libamon_posix.a ] \
     exit 2
 fi
 
-mkdir -p build/bench
-for p in amon-load:amon-load.c amon-relay:relay.c; do
-    # shellcheck disable=SC2046
-    "$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
-        -Isrc/core -Isrc/core/gen -Isrc/posix "bench/agent/${p#*:}" \
-        build/libamon_posix.a build/libamon_core.a \
-        $(sed -e 's/#.*//' src/core/libs.list) -o "build/bench/${p%%:*}"
-done
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_build amon-load amon-load.c
+bench_build amon-relay relay.c
 
 PREFIX=$(mktemp -d /tmp/amon-ratio-XXXXXX)
 chmod 755 "$PREFIX"
@@ -241,24 +237,9 @@ start_nginx() {
         ;;
     esac
 
-    cat > "$PREFIX/nginx.conf" <<EOF
-$load
+    bench_nginx_conf "$PREFIX" "$load
 worker_processes 1;
-worker_cpu_affinity 01;
-worker_rlimit_nofile 65536;
-error_log $PREFIX/error.log warn;
-pid $PREFIX/nginx.pid;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    client_body_temp_path $PREFIX/cbt;
-    proxy_temp_path $PREFIX/pt;
-    fastcgi_temp_path $PREFIX/ft;
-    uwsgi_temp_path $PREFIX/ut;
-    scgi_temp_path $PREFIX/st;
-$body
-}
-EOF
+worker_cpu_affinity 01;" "$body" > "$PREFIX/nginx.conf"
     rm -f "$PREFIX/nginx.pid"
     "$NGINX" -p "$PREFIX/" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log"
     for _ in $(seq 1 50); do

@@ -27,12 +27,9 @@ if [ ! -f build/libamon_core.a ] || [ ! -f build/libamon_posix.a ] \
     exit 2
 fi
 
-mkdir -p build/bench
-# shellcheck disable=SC2046
-"$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
-    -Isrc/core -Isrc/core/gen -Isrc/posix bench/agent/amon-load.c \
-    build/libamon_posix.a build/libamon_core.a \
-    $(sed -e 's/#.*//' src/core/libs.list) -o "$LOAD"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_build amon-load amon-load.c
 
 PREFIX=$(mktemp -d /tmp/amon-bench-XXXXXX)
 chmod 755 "$PREFIX"
