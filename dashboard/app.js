@@ -12,6 +12,11 @@ const cfg = {
   status: q.get('status') || '/amonitor/status',
   windowMs: 5 * 60 * 1000,   // sparkline: the last five minutes
   maxEvents: 500,
+  maxMetrics: 50,            // metrics drawn per row; the rest are counted
+  maxText: 200,              // characters of one value or event shown
+  syncMs: 3000,              // after connecting: rows not told by then go
+  pollMs: 2000,              // action_status of a pending action, again
+  maxPolls: 60,
 };
 let token = q.get('token') || sessionStorage.getItem('amonitor-token') || '';
 // the ids and patterns the panel subscribes to (?targets=, kept in the
@@ -22,6 +27,9 @@ let subscribing = null;       // { id, want } of a subscribe not yet answered
 const targets = new Map();    // id -> { state, url, since, reason, hbAt, ... }
 const outcomes = new Map();   // action msg_id -> { li, text }
 let ws = null, attempt = 0, retryTimer = null, everOpen = false;
+let failedBefore = false;     // the last attempt closed before it opened
+let leaving = false;          // the page is hidden for good (pagehide)
+let syncTimer = null;
 const paused = [];            // events held while the list is scrolled
 let dropped = 0;              // held ones let go: at most maxEvents are kept
 
@@ -46,13 +54,13 @@ function panelUrl(given) {
   return u;
 }
 
-function wsUrl() {
+function wsUrl(withSet) {
   const u = new URL(cfg.panelUrl.href);
   // %20, not "+": the agent decodes the query argument as a URI component
   if (token) {
     u.search += (u.search ? '&' : '?') + 'token=' + encodeURIComponent(token);
   }
-  if (shown) {
+  if (shown && withSet) {
     u.search += (u.search ? '&' : '?') + 'targets=' +
       encodeURIComponent(shown.join(','));
   }
@@ -75,30 +83,78 @@ function connect() {
   }
   setConn(attempt ? `reconnecting (attempt ${attempt})…` : 'connecting…');
   let opened = false;
+  // After an attempt that failed, the set is not put in the URL: the
+  // agent may have refused the handshake for it (a bad ?targets= in the
+  // page's URL), which a page cannot tell from an agent that is down.
+  // It is asked for with a subscribe once in, whose error says why.
+  const later = shown && failedBefore ? shown : null;
   // JSON whatever the SDKs send: the agent converts protobuf for us
-  ws = new WebSocket(wsUrl(), 'amonitor.v1.json');
-  ws.addEventListener('open', () => {
+  const sock = new WebSocket(wsUrl(!later), 'amonitor.v1.json');
+  ws = sock;
+  sock.addEventListener('open', () => {
     opened = true;
     everOpen = true;
+    failedBefore = false;
     attempt = 0;
     $('login').hidden = true;
     setConn('connected', 'ok');
+    if (later) askShown(later, true);
+    resync();
   });
-  ws.addEventListener('message', (ev) => onMessage(ev.data));
-  ws.addEventListener('close', (ev) => {
-    ws = null;
+  sock.addEventListener('message', (ev) => onMessage(ev.data));
+  sock.addEventListener('close', (ev) => {
+    if (ws === sock) ws = null;
+    clearTimeout(syncTimer);
     if (subscribing) {
       // not answered: the next connection asks for it in its URL
       const want = subscribing.want;
       subscribing = null;
       setShown(want);
     }
-    if (!opened && !everOpen) {
-      // never got in: maybe a token is needed
-      $('login').hidden = false;
+    for (const o of outcomes.values()) {
+      for (const l of waitingLines(o)) {
+        l.textContent = `#${l.dataset.send} sent, waiting… the connection ` +
+          'was lost: its outcome is asked for after reconnecting';
+      }
+    }
+    if (leaving) return;
+    if (!opened) {
+      failedBefore = true;
+      if (!everOpen) $('login').hidden = false;   // maybe a token is needed
+      else probeToken();
     }
     retry(ev.code, opened);
   });
+}
+
+// Whether the agent refuses the token now: a plain GET of the panel
+// location is answered 401 before anything else is looked at
+async function probeToken() {
+  const u = new URL(cfg.panelUrl.href);
+  u.protocol = location.protocol;
+  if (token) u.searchParams.set('token', token);
+  try {
+    const r = await fetch(u.href, { cache: 'no-store' });
+    if (r.status === 401) {
+      $('login').hidden = false;
+      setConn('the agent refused the panel token: enter it again', 'bad');
+    }
+  } catch (e) {
+    // unreachable: the retry says so
+  }
+}
+
+// After connecting: the agent's snapshot tells every target it serves;
+// rows it did not tell within cfg.syncMs (removed by a reload, forgotten,
+// now hidden) go, as on a fresh page.  Actions that were waiting for an
+// answer when the connection was lost are asked for (action_status).
+function resync() {
+  for (const t of targets.values()) t.stale = true;
+  clearTimeout(syncTimer);
+  syncTimer = setTimeout(() => dropTargets((t) => t.stale), cfg.syncMs);
+  for (const [id, o] of outcomes) {
+    if (waitingLines(o).length) askOutcome(id, 0);
+  }
 }
 
 // capped exponential backoff with jitter: 0.5 s, 1 s, 2 s ... 10 s
@@ -109,7 +165,6 @@ function retry(code, wasOpen) {
   const why = code === 1012 ? 'agent reloading' :
     wasOpen ? `connection lost (${code})` : 'agent unreachable';
   setConn(`${why}: reconnecting in ${(delay / 1000).toFixed(1)} s`, 'bad');
-  for (const t of targets.values()) t.stale = true;
   retryTimer = setTimeout(connect, delay);
 }
 
@@ -141,6 +196,7 @@ function onMessage(data) {
   case 'action_ack': onAck(m, p); break;
   case 'error': onError(m, p); break;
   case 'subscribed': onSubscribed(m, p); break;
+  case 'action_status': onActionStatus(m, p); break;
   default: break;
   }
   addEvent({ type: m.type, target: from, text: summary(m, p), ts: m.timestamp });
@@ -170,6 +226,7 @@ function onHeartbeat(from, m, p) {
   const t = target(from);
   t.hbAt = typeof m.timestamp === 'number' ? m.timestamp : Date.now();
   t.metrics = p.metrics && typeof p.metrics === 'object' ? p.metrics : {};
+  t.stale = false;
   if (t.state === 'unknown') t.state = 'up';
   const v = sparkValue(t.metrics);
   if (v != null) {
@@ -194,12 +251,33 @@ function sparkValue(metrics) {
   return null;
 }
 
+// a value as text, objects as JSON, at most cfg.maxText characters
+function text(v) {
+  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  return s.length > cfg.maxText ? s.slice(0, cfg.maxText) + '…' : s;
+}
+
+// the first cfg.maxMetrics entries of an object, and how many more
+function firstEntries(obj) {
+  const list = [];
+  let more = 0;
+  for (const k in obj) {
+    if (!Object.prototype.hasOwnProperty.call(obj, k)) continue;
+    if (list.length < cfg.maxMetrics) list.push([k, obj[k]]);
+    else more++;
+  }
+  return { list, more };
+}
+
 function summary(m, p) {
   switch (m.type) {
-  case 'heartbeat':
-    return Object.entries(p.metrics || {}).map(([k, v]) => `${k}=${v}`).join(' ');
+  case 'heartbeat': {
+    const { list, more } = firstEntries(p.metrics || {});
+    return list.map(([k, v]) => `${k}=${text(v)}`).join(' ') +
+      (more ? ` … ${more} more` : '');
+  }
   case 'event':
-    return `${p.event_name || ''} ${JSON.stringify(p.data ?? '')}`;
+    return `${text(p.event_name ?? '')} ${text(p.data ?? '')}`;
   case 'target_status':
     return `${p.state}${p.reason ? ' (' + p.reason + ')' : ''}`;
   case 'action_ack':
@@ -239,8 +317,10 @@ function renderTarget(t) {
     t.cells.state.append(el('div', { class: 'note', text: 'since ' + clock(t.since) }));
   }
   t.cells.url.textContent = t.url || '';
-  t.cells.metrics.replaceChildren(...Object.entries(t.metrics)
-    .map(([k, v]) => el('span', { text: `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}` })));
+  const { list, more } = firstEntries(t.metrics);
+  t.cells.metrics.replaceChildren(...list
+    .map(([k, v]) => el('span', { text: `${text(k)}: ${text(v)}` })));
+  if (more) t.cells.metrics.append(el('span', { class: 'note', text: `… ${more} more` }));
   sparkline(t.svg, t.series.map((s) => s.v));
   renderAge(t);
 }
@@ -272,7 +352,10 @@ function badTargets(list) {
   if (!list) return null;
   if (list.length > 256) return `${list.length} ids and patterns, at most 256`;
   const long = list.find((x) => new TextEncoder().encode(x).length > 256);
-  return long ? `"${long.slice(0, 40)}…" is longer than 256 bytes` : null;
+  if (long) return `"${long.slice(0, 40)}…" is longer than 256 bytes`;
+  // eslint-disable-next-line no-control-regex
+  const ctl = list.find((x) => /[\x00-\x1f\x7f]/.test(x));
+  return ctl ? `${JSON.stringify(ctl.slice(0, 40))} has control characters` : null;
 }
 
 // the agent's matching: "*" is any run of characters, the rest literal
@@ -303,14 +386,21 @@ function applyShow(e) {
       (shown ? `showing ${shown.join(', ')}.` : 'showing every target.'));
     return;
   }
-  subscribing = { id: uuid(), want };
+  if (askShown(want, false)) return;
+  setShown(want);
+}
+
+// a subscribe for "want"; fromUrl: the page's set, not yet given to this
+// connection (an error then leaves every target shown).  false: not sent
+function askShown(want, fromUrl) {
+  subscribing = { id: uuid(), want, fromUrl };
   if (send(JSON.stringify({ msg_id: subscribing.id, type: 'subscribe',
     payload: { targets: want || ['*'] } }))) {
     showNote('Asking the agent…');
-    return;
+    return true;
   }
   subscribing = null;
-  setShown(want);
+  return false;
 }
 
 function onSubscribed(m, p) {
@@ -334,8 +424,13 @@ function setShown(list) {
 
 // rows and choices of targets the set no longer shows
 function forgetHidden() {
+  dropTargets((t) => !shows(t.id));
+}
+
+function dropTargets(gone) {
+  const filter = $('f-target').value;
   for (const [id, t] of targets) {
-    if (shows(id)) continue;
+    if (!gone(t)) continue;
     if (t.row) t.row.remove();
     for (const sel of [$('a-target'), $('f-target')]) {
       const o = [...sel.options].find((x) => x.value === id);
@@ -344,6 +439,8 @@ function forgetHidden() {
     targets.delete(id);
   }
   $('no-targets').hidden = targets.size > 0;
+  // the event filter's target went: the list shows what "all" shows
+  if ($('f-target').value !== filter) refilter();
 }
 
 /* --- event stream ----------------------------------------------------------- */
@@ -436,6 +533,7 @@ function dispatch(id) {
   const o = outcomes.get(id);
   o.sends++;
   const line = el('div', { class: 'outcome wait', text: `#${o.sends} sent, waiting…` });
+  line.dataset.send = String(o.sends);
   o.current = line;
   (o.lines = o.lines || []).push(line);
   if (o.sends === 1) {
@@ -457,10 +555,14 @@ function dispatch(id) {
  * waiting, anything else the earliest one (the first attempt, whose own
  * answer may follow a duplicate's "final":false).
  */
+function waitingLines(o) {
+  return (o.lines || []).filter((l) => l.classList.contains('wait'));
+}
+
 function outcomeLine(id, latest) {
   const o = outcomes.get(id);
   if (!o) return null;
-  const waiting = o.lines.filter((l) => l.classList.contains('wait'));
+  const waiting = waitingLines(o);
   if (!waiting.length) return o.current;
   return waiting[latest ? waiting.length - 1 : 0];
 }
@@ -482,9 +584,23 @@ function onAck(m, p) {
 
 function onError(m, p) {
   if (subscribing && m.msg_id === subscribing.id) {
+    const fromUrl = subscribing.fromUrl;
     subscribing = null;
+    if (fromUrl) {
+      setShown(null);
+      showNote(`?targets= not used (${p.code}: ${p.message || ''}); ` +
+        'showing every target.');
+      return;
+    }
     showNote(`Not changed (${p.code}: ${p.message || ''}); ` +
       (shown ? `showing ${shown.join(', ')}.` : 'showing every target.'));
+    return;
+  }
+  if (queries.has(m.msg_id)) {
+    // RATE_LIMITED or the like: ask again later
+    const q = queries.get(m.msg_id);
+    queries.delete(m.msg_id);
+    askOutcome(q.id, q.n + 1);
     return;
   }
   const line = outcomeLine(p.action_msg_id || m.msg_id);
@@ -492,6 +608,73 @@ function onError(m, p) {
   line.textContent = `error ${p.code}: ${p.message || ''}` +
     (p.final === false ? ' (still waiting for a late ack)' : '');
   line.className = `outcome ${p.final === false ? 'wait' : 'err'}`;
+}
+
+/*
+ * The outcome of an action whose answer was lost with its connection:
+ * action_status, again every cfg.pollMs while the agent says pending
+ * (its ack goes to the connection that sent it, gone), at most
+ * cfg.maxPolls times.
+ */
+const queries = new Map();    // query msg_id -> { id: action msg_id, n }
+
+function askOutcome(id, n) {
+  const o = outcomes.get(id);
+  if (!o || !waitingLines(o).length) return;
+  if (n >= cfg.maxPolls) {
+    for (const l of waitingLines(o)) {
+      l.textContent = 'no final answer: the agent still says pending ' +
+        `after ${n} questions (send again with the same msg_id to ask)`;
+      l.className = 'outcome err';
+    }
+    return;
+  }
+  const later = () => setTimeout(() => askOutcome(id, n + 1), cfg.pollMs);
+  if (n > 0 && !ws) return;   // the next connection asks again
+  const q = uuid();
+  queries.set(q, { id, n });
+  if (!send(JSON.stringify({ msg_id: q, type: 'action_status',
+    payload: { action_msg_id: id } }))) {
+    queries.delete(q);
+    if (n > 0) later();
+  }
+}
+
+function onActionStatus(m, p) {
+  const q = queries.get(m.msg_id);
+  if (!q) return;
+  queries.delete(m.msg_id);
+  const o = outcomes.get(q.id);
+  const lines = o ? waitingLines(o) : [];
+  if (!lines.length) return;
+  const r = p.result && typeof p.result === 'object' ? p.result : {};
+  let say, cls;
+  switch (p.state) {
+  case 'done':
+    say = `ack: ${r.success ? 'success' : 'failure'}` +
+      (r.message ? ` — ${text(r.message)}` : '');
+    cls = r.success ? 'ok' : 'err';
+    break;
+  case 'failed':
+    say = `error ${text(r.code || '')}: ${text(r.message || '')}`;
+    cls = 'err';
+    break;
+  case 'pending':
+    for (const l of lines) {
+      l.textContent = `#${l.dataset.send} sent, waiting… the agent says ` +
+        'pending (asked after reconnecting)';
+    }
+    setTimeout(() => askOutcome(q.id, q.n + 1), cfg.pollMs);
+    return;
+  default:
+    say = 'outcome unknown: the agent has no record of this action ' +
+      '(not received, or forgotten)';
+    cls = 'err';
+  }
+  for (const l of lines) {
+    l.textContent = `${say} (asked after reconnecting)`;
+    l.className = `outcome ${cls}`;
+  }
 }
 
 /* --- counters ---------------------------------------------------------------- */
@@ -539,6 +722,20 @@ function start() {
   setInterval(() => targets.forEach(renderAge), 1000);
   setInterval(refreshCounters, 3000);
   refreshCounters();
+  // a page left for another (or kept in the back/forward cache) would
+  // hold its connection open without reading it
+  window.addEventListener('pagehide', () => {
+    leaving = true;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (ws) ws.close(1000, 'page left');
+  });
+  window.addEventListener('pageshow', (e) => {
+    if (!e.persisted) return;
+    leaving = false;
+    attempt = 0;
+    if (!ws && cfg.panelUrl) connect();
+  });
   cfg.panelUrl = panelUrl(cfg.panel);
   connect();
 }

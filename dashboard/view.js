@@ -33,7 +33,16 @@ export function sparkline(svg, values) {
     svg.setAttribute('data-points', '0');
     return;
   }
-  const min = Math.min(...values), max = Math.max(...values);
+  const last = values[values.length - 1];
+  // values so far apart that their difference is not a number (±1e308)
+  // are scaled down first
+  let min = Math.min(...values), max = Math.max(...values);
+  if (!isFinite(max - min)) {
+    const k = Math.max(Math.abs(min), Math.abs(max));
+    values = values.map((v) => v / k);
+    min /= k;
+    max /= k;
+  }
   const span = max - min || 1;
   const step = values.length > 1 ? w / (values.length - 1) : 0;
   const pts = values.map((v, i) =>
@@ -41,7 +50,7 @@ export function sparkline(svg, values) {
   line.setAttribute('points', pts.join(' '));
   svg.setAttribute('data-points', String(values.length));
   svg.setAttribute('aria-label',
-    `${values.length} samples, last ${values[values.length - 1]}`);
+    `${values.length} samples, last ${last}`);
 }
 
 export function newSvg() {

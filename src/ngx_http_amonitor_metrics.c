@@ -57,7 +57,8 @@ static ngx_http_amonitor_metric_t ngx_http_amonitor_metrics[] = {
         "Open connections to SDKs, all workers together.",
         ngx_http_amonitor_counter(upstreams_open)},
     {"amonitor_forwarded_total", "counter",
-        "Heartbeats and events relayed, once per message, whether or not "
+        "Heartbeats and events relayed, once per message and worker "
+        "connection to its SDK (each worker has its own), whether or not "
         "a panel is connected.",
         ngx_http_amonitor_counter(forwarded)},
     {"amonitor_dropped_total", "counter",

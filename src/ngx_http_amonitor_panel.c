@@ -558,6 +558,81 @@ ngx_http_amonitor_panel_reject(
 /* the directives of a panel location */
 
 /*
+ * What a browser's Origin can be (RFC 6454: scheme "://" host [":" port],
+ * nothing after), with "*." allowed before the host's domain, or "*":
+ * NULL, or what is wrong with the pattern (it could never match).
+ */
+static const char *
+ngx_http_amonitor_origin_invalid(ngx_str_t *o)
+{
+    u_char *p, *last, *host, *port;
+
+    static const char *shape = "expected scheme://host[:port], "
+                               "scheme://*.domain[:port] or \"*\"";
+
+    if (o->len == 1 && o->data[0] == '*') {
+        return NULL;
+    }
+
+    last = o->data + o->len;
+    host = ngx_strlcasestrn(o->data, last, (u_char *) "://", 3 - 1);
+
+    if (host == NULL || host == o->data || !isalpha(o->data[0])) {
+        return shape;
+    }
+
+    for (p = o->data; p < host; p++) {
+        if (!isalnum(*p) && *p != '+' && *p != '-' && *p != '.') {
+            return shape;
+        }
+    }
+
+    p = host + 3;
+
+    if (last - p > 2 && p[0] == '*' && p[1] == '.') {
+        p += 2;
+    }
+
+    port = NULL;
+
+    for (host = p; p < last; p++) {
+        switch (*p) {
+        case '*':
+            return "\"*\" may only begin the host, as \"*.\" "
+                   "(any subdomain)";
+        case '/':
+        case '?':
+        case '#':
+            return "an origin has no path, query or fragment "
+                   "(browsers send scheme://host[:port])";
+        case '@': return "an origin has no user part";
+        case ':': port = p; break;
+        case ']': port = NULL; break;
+        default:
+            if (*p <= ' ' || *p == 0x7f) {
+                return "a space or control character";
+            }
+        }
+    }
+
+    if (port == host || (host < last && *host == ':')) {
+        return "no host";
+    }
+
+    if (port && *host != '[' && ngx_strlchr(host, port, ':')) {
+        return shape;
+    }
+
+    if (port
+        && (port + 1 == last || ngx_atoi(port + 1, last - port - 1) < 1
+            || ngx_atoi(port + 1, last - port - 1) > 65535)) {
+        return "the port is not a number from 1 to 65535";
+    }
+
+    return host == last ? "no host" : NULL;
+}
+
+/*
  * amonitor_panel_allow_origin ORIGIN...: the browser origins that may open
  * a panel: exact origins, "scheme://" + "*.domain" patterns, or "*".
  * Requests without Origin (non-browser clients) are not affected.
@@ -568,8 +643,9 @@ ngx_http_amonitor_panel_allow_origin(
 {
     ngx_http_amonitor_loc_conf_t *alcf = conf;
 
-    ngx_str_t *value, *o;
-    ngx_uint_t i;
+    ngx_str_t  *value, *o;
+    ngx_uint_t  i;
+    const char *why;
 
     if (alcf->allow_origin) {
         return "is duplicate";
@@ -584,13 +660,11 @@ ngx_http_amonitor_panel_allow_origin(
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (!(value[i].len == 1 && value[i].data[0] == '*')
-            && ngx_strlchr(value[i].data, value[i].data + value[i].len, ':')
-                == NULL) {
+        why = ngx_http_amonitor_origin_invalid(&value[i]);
+
+        if (why) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                "invalid origin \"%V\": expected scheme://host[:port], "
-                "scheme://*.domain or \"*\"",
-                &value[i]);
+                "invalid origin \"%V\": %s", &value[i], why);
             return NGX_CONF_ERROR;
         }
 

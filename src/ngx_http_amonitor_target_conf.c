@@ -522,6 +522,15 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     a->host.len = colon - p;
     ngx_strlow(a->host.data, p, a->host.len);
 
+    if (ngx_strlchr(p, colon, '*') || ngx_strlchr(p, colon, '@')) {
+        /* hosts are compared as written: "*" would match only itself */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "invalid URL pattern \"%V\": the host must be written out "
+            "(no \"*\" or user part); only the port may be \"*\"",
+            &s);
+        return NGX_CONF_ERROR;
+    }
+
     if (last - colon == 2 && colon[1] == '*') {
         a->port = 0;
         return NGX_CONF_OK;

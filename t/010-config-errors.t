@@ -597,3 +597,59 @@ test is successful
     amonitor_cluster on;
 --- nginx_t_emerg: "amonitor_cluster" directive is duplicate
 --- nginx_t_emerg_line: amonitor_cluster on
+
+=== TEST 74: amonitor_allow_url with "*" as the host (hosts are compared as written)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_allow_url ws://*:30105/;
+--- nginx_t_emerg: invalid URL pattern "ws://*:30105/": the host must be written out (no "*" or user part); only the port may be "*"
+--- nginx_t_emerg_line: amonitor_allow_url
+
+=== TEST 75: amonitor_allow_url with a user part
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_allow_url ws://u@127.0.0.1:*;
+--- nginx_t_emerg: invalid URL pattern "ws://u@127.0.0.1:*": the host must be written out (no "*" or user part); only the port may be "*"
+
+=== TEST 76: amonitor_panel_allow_origin with a path (a browser's Origin has none)
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /ws/panel { amonitor_panel on;
+            amonitor_panel_allow_origin https://a.example.com/path; }
+--- nginx_t_emerg: invalid origin "https://a.example.com/path": an origin has no path, query or fragment (browsers send scheme://host[:port])
+--- nginx_t_emerg_line: amonitor_panel_allow_origin
+
+=== TEST 77: amonitor_panel_allow_origin with a wildcard inside the host
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /ws/panel { amonitor_panel on;
+            amonitor_panel_allow_origin https://a.*.com; }
+--- nginx_t_emerg: invalid origin "https://a.*.com": "*" may only begin the host, as "*." (any subdomain)
+
+=== TEST 78: amonitor_panel_allow_origin with a port that is not a number
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /ws/panel { amonitor_panel on;
+            amonitor_panel_allow_origin https://a.example.com:x; }
+--- nginx_t_emerg: invalid origin "https://a.example.com:x": the port is not a number from 1 to 65535
+
+=== TEST 79: amonitor_panel_allow_origin without a scheme
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /ws/panel { amonitor_panel on;
+            amonitor_panel_allow_origin a.example.com; }
+--- nginx_t_emerg: invalid origin "a.example.com": expected scheme://host[:port], scheme://*.domain[:port] or "*"
+
+=== TEST 80: amonitor_panel_allow_origin: exact, wildcard, IPv6, ports and "*" pass
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /ws/panel { amonitor_panel on;
+            amonitor_panel_allow_origin https://a.example.com
+                http://127.0.0.1:8080 https://*.example.org:8443
+                http://[::1]:3000 http://[::1] chrome-extension://abc *; }
+--- nginx_t_ok

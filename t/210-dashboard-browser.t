@@ -13,20 +13,12 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Browser;
 use File::Path qw(make_path);
-use File::Temp qw(tempdir);
 use Mojo::JSON qw(decode_json encode_json);
-use Mojo::UserAgent;
 use MIME::Base64 qw(decode_base64);
-use POSIX qw(WNOHANG);
 
-my ($CHROMIUM) = grep { -x } map { ("$_/chromium", "$_/chromium-browser") }
-    split(/:/, "$ENV{PATH}:/usr/bin");
-if (!$CHROMIUM) {
-    fail('headless Chromium is needed (apt-get install chromium)');
-    done_testing();
-    exit;
-}
+Test::AMonitor::Browser::chromium();    # or the test fails here
 
 my $TOKEN = 'dash t0ken';
 my $t = Test::AMonitor->new(workers => 2, panel_snapshot => 1);
@@ -58,94 +50,10 @@ $sa->heartbeat;
 
 # --- the browser ---------------------------------------------------------
 
-my $profile = tempdir('amon-chromium-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my $devport = free_port();
-my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    open(STDOUT, '>', "$profile/chromium.log");
-    open(STDERR, '>&', \*STDOUT);
-    exec($CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu',
-        '--no-first-run', '--hide-scrollbars', "--user-data-dir=$profile",
-        "--remote-debugging-port=$devport", '--window-size=1280,1000',
-        'about:blank');
-    exit 127;
-}
-
-my $ua = Mojo::UserAgent->new(inactivity_timeout => 0);
-my $page;
-wait_for(sub {
-    my $list = eval { $ua->get("http://127.0.0.1:$devport/json/list")
-        ->result->json };
-    ($page) = grep { $_->{type} eq 'page' } @{ $list // [] };
-    $page;
-}, 20);
-ok($page, 'Chromium is up with a page to drive') or BAIL_OUT('no browser');
-
-my ($cdp, $seq, %replies, @errors, @network);
-$ua->websocket($page->{webSocketDebuggerUrl} => sub {
-    my (undef, $tx) = @_;
-    $cdp = $tx;
-    $tx->max_websocket_size(64 << 20);
-    $tx->on(message => sub {
-        my $m = decode_json($_[1]);
-        if (defined $m->{id}) {
-            $replies{ $m->{id} } = $m;
-            return;
-        }
-        my $meth = $m->{method} // '';
-        if ($meth eq 'Runtime.consoleAPICalled'
-            && $m->{params}{type} eq 'error') {
-            push @errors, 'console.error: ' . join(' ',
-                map { $_->{value} // $_->{description} // '' }
-                @{ $m->{params}{args} });
-        }
-        elsif ($meth eq 'Runtime.exceptionThrown') {
-            my $d = $m->{params}{exceptionDetails};
-            push @errors, 'exception: ' . ($d->{exception}{description}
-                // $d->{text});
-        }
-        elsif ($meth eq 'Log.entryAdded'
-            && $m->{params}{entry}{level} eq 'error') {
-            my $e = $m->{params}{entry};
-            # refused WebSocket connects while nginx restarts are the
-            # browser's network log, not the page's JavaScript
-            if (($e->{source} // '') eq 'network') {
-                push @network, $e->{text};
-            }
-            else {
-                push @errors, "$e->{source}: $e->{text}";
-            }
-        }
-    });
-});
-wait_for(sub { $cdp }, 10);
-ok($cdp, 'DevTools protocol connected');
-
-sub cdp {
-    my ($method, $params) = @_;
-    my $id = ++$seq;
-    $cdp->send(encode_json({ id => $id, method => $method,
-        params => $params // {} }));
-    wait_for(sub { $replies{$id} }, 15);
-    my $r = delete $replies{$id};
-    return $r ? $r->{result} : undef;
-}
-
-# evaluate an expression in the page; its value
-sub js {
-    my ($expr) = @_;
-    my $r = cdp('Runtime.evaluate', { expression => $expr,
-        returnByValue => \1 });
-    return $r && $r->{result} ? $r->{result}{value} : undef;
-}
-
-# wait until an expression is true in the page
-sub js_until {
-    my ($expr, $timeout) = @_;
-    return wait_for(sub { js($expr) }, $timeout // 10);
-}
-
-cdp($_) for qw(Runtime.enable Log.enable Page.enable);
+my $br = Test::AMonitor::Browser->start();
+sub cdp { $br->cdp(@_) }
+sub js { $br->js(@_) }
+sub js_until { $br->js_until(@_) }
 my $q = $TOKEN =~ s/ /%20/gr;
 cdp('Page.navigate', { url => 'http://127.0.0.1:' . $t->port(0)
     . "/amonitor/?token=$q" });
@@ -256,12 +164,10 @@ ok(js_until(q{document.getElementById('conn').textContent === 'connected'},
 ok(js_until($row->('dash-a') . ".className === 'state-up'", 10),
     'the snapshot after reconnecting shows dash-a up');
 
-is(scalar(@errors), 0, 'no JavaScript console error or exception')
-    or diag(join("\n", @errors));
+$br->no_errors;
 note("network log (refused WebSocket connects while nginx was down): "
-    . scalar(@network));
+    . scalar($br->network));
 
-kill 'TERM', $pid;
-waitpid($pid, 0);
+$br->stop;
 $t->stop;
 done_testing;

@@ -15,18 +15,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use File::Temp qw(tempdir);
+use Test::AMonitor::Browser;
 use Mojo::JSON qw(decode_json encode_json);
-use Mojo::UserAgent;
 use Mojo::Util qw(url_escape);
 
-my ($CHROMIUM) = grep { -x } map { ("$_/chromium", "$_/chromium-browser") }
-    split(/:/, "$ENV{PATH}:/usr/bin");
-if (!$CHROMIUM) {
-    fail('headless Chromium is needed (apt-get install chromium)');
-    done_testing();
-    exit;
-}
+Test::AMonitor::Browser::chromium();    # or the test fails here
 
 my $EXAMPLE = "$FindBin::Bin/../build/sdk/amonitor-sdk-example";
 my $TOKEN = 'panel t0ken';
@@ -75,103 +68,16 @@ else {
 
 # --- the browser -----------------------------------------------------------
 
-my $profile = tempdir('amon-chromium-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my $devport = free_port();
-my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    open(STDOUT, '>', "$profile/chromium.log");
-    open(STDERR, '>&', \*STDOUT);
-    exec($CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu',
-        '--no-first-run', '--hide-scrollbars', "--user-data-dir=$profile",
-        "--remote-debugging-port=$devport", '--window-size=1280,1000',
-        'about:blank');
-    exit 127;
-}
-
-my $ua = Mojo::UserAgent->new(inactivity_timeout => 0);
-my $page;
-wait_for(sub {
-    my $list = eval { $ua->get("http://127.0.0.1:$devport/json/list")
-        ->result->json };
-    ($page) = grep { $_->{type} eq 'page' } @{ $list // [] };
-    $page;
-}, 20);
-ok($page, 'Chromium is up with a page to drive') or BAIL_OUT('no browser');
-
-my ($cdp, $seq, %replies, @errors);
-$ua->websocket($page->{webSocketDebuggerUrl} => sub {
-    my (undef, $tx) = @_;
-    $cdp = $tx;
-    $tx->max_websocket_size(64 << 20);
-    $tx->on(message => sub {
-        my $m = decode_json($_[1]);
-        if (defined $m->{id}) {
-            $replies{ $m->{id} } = $m;
-            return;
-        }
-        my $meth = $m->{method} // '';
-        if ($meth eq 'Runtime.consoleAPICalled'
-            && $m->{params}{type} eq 'error') {
-            push @errors, 'console.error: ' . join(' ',
-                map { $_->{value} // $_->{description} // '' }
-                @{ $m->{params}{args} });
-        }
-        elsif ($meth eq 'Runtime.exceptionThrown') {
-            my $d = $m->{params}{exceptionDetails};
-            push @errors, 'exception: ' . ($d->{exception}{description}
-                // $d->{text});
-        }
-        elsif ($meth eq 'Log.entryAdded'
-            && $m->{params}{entry}{level} eq 'error') {
-            my $e = $m->{params}{entry};
-            # refused WebSocket connects (the first one without a
-            # token) are the browser's network log, and the refusal
-            # the test provokes on purpose (CSP) is expected
-            push @errors, "$e->{source}: $e->{text}"
-                unless ($e->{source} // '') eq 'network'
-                || $e->{text} =~ m{/csp-probe'};
-        }
-    });
-});
-wait_for(sub { $cdp }, 10);
-ok($cdp, 'DevTools protocol connected');
-
-sub cdp {
-    my ($method, $params) = @_;
-    my $id = ++$seq;
-    $cdp->send(encode_json({ id => $id, method => $method,
-        params => $params // {} }));
-    wait_for(sub { $replies{$id} }, 15);
-    my $r = delete $replies{$id};
-    return $r ? $r->{result} : undef;
-}
-
-sub js {
-    my ($expr) = @_;
-    my $r = cdp('Runtime.evaluate', { expression => $expr,
-        returnByValue => \1 });
-    return $r && $r->{result} ? $r->{result}{value} : undef;
-}
-
-sub js_until {
-    my ($expr, $timeout) = @_;
-    return wait_for(sub { js($expr) }, $timeout // 10);
-}
+my $br = Test::AMonitor::Browser->start(ignore => qr{/csp-probe'});
+sub cdp { $br->cdp(@_) }
+sub js { $br->js(@_) }
+sub js_until { $br->js_until(@_) }
 
 my $BASE = 'http://127.0.0.1:' . $t->port(0) . '/amonitor/';
 my $CONN = q{document.getElementById('conn').textContent};
 
-sub open_page {
-    my ($query) = @_;
-    js('window.leaving = 1');
-    cdp('Page.navigate', { url => $BASE . ($query // '') });
-    # the new document, not the one being left
-    return js_until(q{!window.leaving && document.readyState === 'complete'
-        && !!document.getElementById('conn')
-        && document.getElementById('conn').textContent !== ''}, 10);
-}
+sub open_page { $br->open_page($BASE . ($_[0] // '')) }
 
-cdp($_) for qw(Runtime.enable Log.enable Page.enable);
 
 # --- the token typed into the page, kept for the tab's session -------------
 
@@ -355,11 +261,9 @@ for my $panel ('/ws/panel', '../ws/panel', "ws://127.0.0.1:$port/ws/panel",
 
 is(scalar($evil->handshakes), 0, 'the other server was never reached')
     or diag(explain([$evil->handshakes]));
-is(scalar(@errors), 0, 'no JavaScript console error or exception')
-    or diag(join("\n", @errors));
+$br->no_errors;
 
-kill 'TERM', $pid;
-waitpid($pid, 0);
+$br->stop;
 $t->stop;
 done_testing;
 
