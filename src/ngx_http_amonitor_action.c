@@ -33,6 +33,9 @@ static void ngx_http_amonitor_action_retargets(ngx_event_t *ev);
 static void ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a);
 static void ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode);
+static ngx_uint_t ngx_http_amonitor_action_repeat(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about);
 
 
 ngx_int_t
@@ -123,6 +126,10 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_action_from(&about, panel, env, opcode);
 
     if (panel->pending >= 2 * w->amcf->queue) {
+        if (ngx_http_amonitor_action_repeat(w, panel, env, &about)) {
+            return;
+        }
+
         /* bounded memory: a panel cannot pile up unanswered actions */
         ngx_http_amonitor_reply_error(w, panel, &about, "RATE_LIMITED",
             "too many actions of this panel are waiting for acks", 1);
@@ -184,6 +191,9 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     ngx_queue_insert_tail(&as->all, &a->all);
     panel->pending++;
     a->counted = 1;
+
+    /* from now on a repeat on this connection finds it (sent_first) */
+    (void) ngx_http_amonitor_sent_add(as, a);
 
     if (w->store->prefetch == NULL) {
         ngx_http_amonitor_action_claim(a);
@@ -302,6 +312,50 @@ ngx_http_amonitor_action_from(ngx_http_amonitor_about_t *about,
     about->binary = panel->encoding ? (panel->encoding == AMON_WS_OP_BINARY)
                                     : (opcode == AMON_WS_OP_BINARY);
     about->action = 1;
+}
+
+
+/*
+ * Over the panel's hard limit, a repeat of an action this connection sent
+ * that is still on its way is not refused: the first attempt's own final
+ * answer is still to come, so the repeat gets the "pending" duplicate with
+ * "final":false it gets under the limit (the first attempt is found in the
+ * worker's table of actions on their way, whatever their state: nothing
+ * is claimed or kept for the repeat).
+ */
+static ngx_uint_t
+ngx_http_amonitor_action_repeat(ngx_http_amonitor_worker_t *w,
+    ngx_http_amonitor_conn_t *panel, amon_envelope_t *env,
+    ngx_http_amonitor_about_t *about)
+{
+    u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    uint32_t                     hash;
+    ngx_str_t                    id, e;
+    ngx_http_amonitor_action_t  *first;
+    ngx_http_amonitor_actions_t *as;
+
+    as = w->actions;
+    id.data = (u_char *) env->msg_id.data;
+    id.len = env->msg_id.len;
+    hash = ngx_http_amonitor_hash(id.data, id.len);
+
+    first = ngx_http_amonitor_sent_find(as, &id, hash);
+
+    if (first == NULL || first->panel != panel) {
+        return 0;
+    }
+
+    (void) ngx_atomic_fetch_add(&w->counters->duplicates, 1);
+
+    ngx_log_error(NGX_LOG_INFO, panel->connection->log, 0,
+        "amonitor: duplicate action \"%V\" ignored",
+        ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
+
+    ngx_http_amonitor_reply_duplicate(
+        w, panel, about, "pending", NULL, AMON_FINAL_NO);
+    ngx_http_amonitor_action_audit(first, "duplicate", "pending");
+
+    return 1;
 }
 
 

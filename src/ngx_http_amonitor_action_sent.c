@@ -1,8 +1,10 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The worker's sent actions (and those waiting for their target's
- * connection) by msg_id, for their acks: chains in a table
+ * The worker's actions on their way by msg_id, from the panel's message
+ * on (being claimed, waiting for their target's connection, sent), the
+ * first of each msg_id: for acks (sent ones only) and for repeats on the
+ * connection that sent it (any state).  Chains in a table
  * that doubles when it holds more actions than slots, so that an ack
  * reads one slot and the action it finds (a tree of them took a walk of
  * cache misses per ack).  The key is the msg_id's hash, already in the
@@ -58,13 +60,18 @@ ngx_http_amonitor_sent_written(
 
     a = ngx_http_amonitor_sent_find(as, msg_id, hash);
 
-    return (a && a->state != NGX_HTTP_AMONITOR_ACTION_WAITING) ? a : NULL;
+    return (a
+               && (a->state == NGX_HTTP_AMONITOR_ACTION_SENT
+                   || a->state == NGX_HTTP_AMONITOR_ACTION_LATE))
+        ? a
+        : NULL;
 }
 
 
 /*
  * A repeat "a" of a msg_id whose first attempt came from the same panel
- * connection and is still on its way (waiting for the target, or sent):
+ * connection and is still on its way (being claimed, waiting for the
+ * target, or sent):
  * that attempt's own final answer is still to come to the panel.
  */
 ngx_uint_t
@@ -91,6 +98,10 @@ ngx_http_amonitor_sent_add(
 {
     uint32_t                     hash;
     ngx_http_amonitor_action_t **slot;
+
+    if (a->in_sent) {
+        return NGX_OK;
+    }
 
     hash = (uint32_t) a->sn.node.key;
 

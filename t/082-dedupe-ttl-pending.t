@@ -37,6 +37,7 @@ $t->write_config(
     amonitor_dedupe_ttl 1s;
     amonitor_ack_timeout 6s;
     amonitor_ack_late_window 0;
+    amonitor_send_queue 16;
 EOC
     config => 'location = /ws/panel { amonitor_panel on; }',
 )->run;
@@ -111,6 +112,32 @@ is($a && $a->{type}, 'error', 'then the first attempt\'s own answer');
 is($a && $a->{payload}{code}, 'TARGET_UNAVAILABLE', 'TARGET_UNAVAILABLE');
 ok($a && $a->{payload}{final}, 'final');
 
+# past the panel's hard limit (twice amonitor_send_queue actions waiting,
+# here all in one write), a repeat of one of its actions still on its way
+# is that same duplicate, not RATE_LIMITED: one final answer per action
+sub over_the_limit {
+    my ($p, $store) = @_;
+    my @burst = map { uuid4() } 1 .. 34;
+    my $new = uuid4();
+    $p->send_json(action($_)) for @burst, $burst[0], $new;
+    my $a = answer($p, $burst[0], 3);
+    ok($a && $a->{payload}{duplicate}
+        && ($a->{payload}{state} // '') eq 'pending'
+        && defined $a->{payload}{final} && !$a->{payload}{final},
+        "$store: over the limit, a repeat of an action on its way: "
+        . 'pending, not final') or diag(explain($a));
+    $a = answer($p, $new, 3);
+    is($a && $a->{payload}{code}, 'RATE_LIMITED',
+        "$store: a new action over the limit is RATE_LIMITED");
+    $a = answer($p, $burst[0], 10);
+    ok($a && $a->{payload}{success} && !$a->{payload}{duplicate}
+        && $a->{payload}{final},
+        "$store: the first attempt's ack is its one final answer")
+        or diag(explain($a));
+    is($sdk->executed($burst[0]), 1, "$store: run once");
+}
+over_the_limit($p, 'zone');
+
 $p->close(1000);
 $q->close(1000);
 $t->stop;
@@ -123,7 +150,8 @@ $tr->write_config(
     http_config => 'amonitor_zone amon 1m;
     amonitor_redis ' . $redis->addr . ' prefix=amon-082:;
     amonitor_target tp-a ws://127.0.0.1:' . $sdk->port . '/;
-    amonitor_ack_timeout 6s;',
+    amonitor_ack_timeout 6s;
+    amonitor_send_queue 16;',
     config => 'location = /ws/panel { amonitor_panel on; }',
 )->run;
 ok($sdk->wait_connections(1), 'the SDK is dialed by the Redis agent');
@@ -140,6 +168,7 @@ $a = answer($r, $rid);
 ok($a && $a->{payload}{success} && !$a->{payload}{duplicate}
     && $a->{payload}{final}, 'then the SDK\'s ack, final');
 is($sdk->executed($rid), 1, 'run once');
+over_the_limit($r, 'Redis');
 $r->close(1000);
 
 done_testing();
