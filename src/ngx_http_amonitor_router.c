@@ -24,6 +24,9 @@ static void ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u,
 
 static void ngx_http_amonitor_router_register(
     ngx_http_amonitor_upstream_t *u, amon_envelope_t *env);
+static void ngx_http_amonitor_router_register_kept(
+    ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_upstream_t *known,
+    ngx_str_t *id, ngx_str_t *n);
 static void ngx_http_amonitor_router_register_failed(
     ngx_http_amonitor_upstream_t *u, ngx_http_amonitor_learn_e rc,
     ngx_str_t *id, ngx_str_t *n);
@@ -448,6 +451,12 @@ ngx_http_amonitor_router_register(
                                         : env->target_id.len;
 
     if (env->sdk_url.len == 0 || id.len == 0) {
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+                "amonitor: register ignored: it has no %s",
+                env->sdk_url.len ? "target_id" : "payload.sdk_url");
+        }
+
         return;
     }
 
@@ -483,8 +492,11 @@ ngx_http_amonitor_router_register(
                 ngx_queue_remove(&known->dialed);
                 known->dialer = 0;
             }
+
+            return;
         }
 
+        ngx_http_amonitor_router_register_kept(u, known, &id, &n);
         return;
     }
 
@@ -508,6 +520,35 @@ ngx_http_amonitor_router_register(
     }
 
     ngx_http_amonitor_router_register_failed(u, rc, &id, &n);
+}
+
+
+/*
+ * A register naming a target that keeps its id and URL (configured, or
+ * registered by an SDK): nothing changes, and the log says why, unless
+ * it is that target's own repeat of its register.
+ */
+static void
+ngx_http_amonitor_router_register_kept(ngx_http_amonitor_upstream_t *u,
+    ngx_http_amonitor_upstream_t *known, ngx_str_t *id, ngx_str_t *n)
+{
+    u_char     ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_str_t  e;
+    ngx_uint_t same_id;
+
+    same_id = (known->id.len == id->len
+        && ngx_strncmp(known->id.data, id->data, id->len) == 0);
+
+    if ((known == u && same_id) || !ngx_http_amonitor_upstream_say(u)) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+        "amonitor: register of \"%V\" at \"%V\" ignored: the %s target "
+        "\"%V\" has that %s and keeps its id",
+        ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), n,
+        known->dynamic ? "registered" : "configured", &known->id,
+        same_id ? "id" : "URL");
 }
 
 

@@ -133,6 +133,37 @@ subtest 'a register cannot take over a configured target' => sub {
     $other->stop;
 };
 
+subtest 'a register that changes nothing says so' => sub {
+    # the configured SDK names itself otherwise, at its own URL: the
+    # target keeps its configured id (an SDK gets one name)
+    $t->mark_log;
+    $hub->send_all(register_text('rg-self-name',
+        'ws://127.0.0.1:' . $t->port(1) . '/'));
+    error_log_like(qr/\[info\].*register of "rg-self-name" at "ws:\/\/127\.0\.0\.1:\d+\/" ignored: the configured target "rg-hub" has that URL and keeps its id/,
+        'the URL of a configured target: an info line names it');
+    # another SDK's register with a configured id
+    my $other = fake_sdk(target_id => 'rg-x', heartbeat_interval => 0);
+    $t->mark_log;
+    $new->send_all(register_text('rg-hub', $other->url));
+    error_log_like(qr/\[info\].*register of "rg-hub" .* ignored: the configured target "rg-hub" has that id and keeps its id/,
+        'the id of a configured target: an info line too');
+    $other->stop;
+    # no sdk_url, no target_id
+    $t->mark_log;
+    $hub->send_all(encode_json({ msg_id => uuid4(), type => 'register',
+        target_id => 'rg-hub', timestamp => now_ms(),
+        payload => { target_id => 'rg-nourl' } }));
+    error_log_like(qr/\[info\].*register ignored: it has no payload\.sdk_url/,
+        'a register without sdk_url: an info line');
+    # the registered SDK repeating its own register is no news
+    $t->mark_log;
+    $new->send_all(register_text('rg-new',
+        'ws://127.0.0.1:' . $t->port(2) . '/'));
+    sleep_loop(0.5);
+    is($t->log_count(qr/register of "rg-new"/), 0,
+        'an SDK repeating its own register: no line');
+};
+
 $_->close for @panels;
 
 done_testing();
