@@ -159,3 +159,19 @@ wait 0.2
 > {"msg_id":"q-p","type":"action_status","payload":{"action_msg_id":"p-1"}}
 < ^\{"msg_id":"q-p","type":"action_status","timestamp":\d+,"payload":\{"action_msg_id":"p-1","state":"pending"\}\}$
 --- sdk_actions: 1
+
+=== TEST 9: an action refused for a root member of the wrong type still names its target and trace_id
+--- http_config
+    amonitor_zone amon 1m;
+    amonitor_target b-a ws://127.0.0.1:%%PORT_1%%/;
+--- fake_sdk
+port=PORT_1 target_id=b-a heartbeat_interval=0
+--- config
+        location = /ws/panel { amonitor_panel on; }
+--- ws_request: /ws/panel
+--- ws_script
+> {"msg_id":"f2","type":"action","target_id":"b-a","trace_id":7,"payload":{"action":"x"}}
+< ^\{"msg_id":"f2","type":"error","target_id":"b-a","timestamp":\d+,"payload":\{"code":"INVALID_MESSAGE","message":"a field has the wrong type","action_msg_id":"f2","success":false,"final":true\}\}$
+> {"trace_id":"T8","msg_id":"","type":"action","target_id":"b-a","payload":{"action":"x"}}
+< ^\{"msg_id":"[0-9a-f-]{36}","trace_id":"T8","type":"error","target_id":"b-a","timestamp":\d+,"payload":\{"code":"INVALID_MESSAGE","message":"msg_id is missing or empty"\}\}$
+--- sdk_actions: 0

@@ -99,8 +99,10 @@ static int amon_envelope_json_ack(
     amon_envelope_t *env, const amon_json_value_t *pay);
 static int amon_envelope_json_payload(
     amon_envelope_t *env, const amon_json_value_t *pay);
-static int amon_envelope_json_dup(
-    amon_envelope_t *env, const amon_envelope_scan_t *sc);
+static int amon_envelope_json_root(
+    amon_envelope_t *env, amon_envelope_scan_t *sc);
+static int amon_envelope_json_ids(
+    amon_envelope_t *env, const amon_envelope_scan_t *sc, int rc);
 
 
 /* Root member names; a switch on the length keeps memcmp() inline. */
@@ -314,56 +316,15 @@ amon_envelope_decode_json(
     }
 
     if (sc.dup) {
-        return amon_envelope_json_dup(env, &sc);
+        return amon_envelope_json_ids(env, &sc, AMON_EFIELD_DUP);
     }
 
-    /* msg_id first: a caller answering an error wants to echo it */
+    rc = amon_envelope_json_root(env, &sc);
 
-    rc = amon_envelope_json_str(
-        env, &sc.root[AMON_ENVELOPE_F_MSG_ID], AMON_MAX_ID_LEN, &env->msg_id);
     if (rc != AMON_OK) {
-        return rc;
-    }
-
-    if (env->msg_id.len == 0) {
-        env->msg_id.data = NULL;
-        return AMON_ENO_MSG_ID;
-    }
-
-    rc = amon_envelope_json_str(
-        env, &sc.root[AMON_ENVELOPE_F_TYPE], AMON_MAX_ID_LEN, &env->type_name);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    if (env->type_name.len == 0) {
-        env->type_name.data = NULL;
-        return AMON_ENO_TYPE;
-    }
-
-    env->type = amon_msg_type(env->type_name);
-    env->has_source = (sc.root[AMON_ENVELOPE_F_SOURCE].type != AMON_JSON_NONE);
-
-    rc = amon_envelope_json_str(env, &sc.root[AMON_ENVELOPE_F_TRACE_ID],
-        AMON_MAX_ID_LEN, &env->trace_id);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    rc = amon_envelope_json_str(env, &sc.root[AMON_ENVELOPE_F_TARGET_ID],
-        AMON_MAX_ID_LEN, &env->target_id);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    v = &sc.root[AMON_ENVELOPE_F_TIMESTAMP];
-
-    if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
-        if (amon_json_int64(v, &env->timestamp) != AMON_OK) {
-            return AMON_EFIELD_TYPE;
-        }
-
-        env->has_timestamp = 1;
+        /* the ids that can be read still are, for the error's answer */
+        env->scratch_used = 0;
+        return amon_envelope_json_ids(env, &sc, rc);
     }
 
     v = &sc.root[AMON_ENVELOPE_F_PAYLOAD];
@@ -384,13 +345,76 @@ amon_envelope_decode_json(
 }
 
 
+/* the root members: the ids, the type and the timestamp */
+static int
+amon_envelope_json_root(amon_envelope_t *env, amon_envelope_scan_t *sc)
+{
+    int                rc;
+    amon_json_value_t *v;
+
+    /* msg_id first: a caller answering an error wants to echo it */
+
+    rc = amon_envelope_json_str(
+        env, &sc->root[AMON_ENVELOPE_F_MSG_ID], AMON_MAX_ID_LEN, &env->msg_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->msg_id.len == 0) {
+        env->msg_id.data = NULL;
+        return AMON_ENO_MSG_ID;
+    }
+
+    rc = amon_envelope_json_str(
+        env, &sc->root[AMON_ENVELOPE_F_TYPE], AMON_MAX_ID_LEN, &env->type_name);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (env->type_name.len == 0) {
+        env->type_name.data = NULL;
+        return AMON_ENO_TYPE;
+    }
+
+    env->type = amon_msg_type(env->type_name);
+    env->has_source = (sc->root[AMON_ENVELOPE_F_SOURCE].type != AMON_JSON_NONE);
+
+    rc = amon_envelope_json_str(env, &sc->root[AMON_ENVELOPE_F_TRACE_ID],
+        AMON_MAX_ID_LEN, &env->trace_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    rc = amon_envelope_json_str(env, &sc->root[AMON_ENVELOPE_F_TARGET_ID],
+        AMON_MAX_ID_LEN, &env->target_id);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    v = &sc->root[AMON_ENVELOPE_F_TIMESTAMP];
+
+    if (v->type != AMON_JSON_NONE && v->type != AMON_JSON_NULL) {
+        if (amon_json_int64(v, &env->timestamp) != AMON_OK) {
+            return AMON_EFIELD_TYPE;
+        }
+
+        env->has_timestamp = 1;
+    }
+
+    return AMON_OK;
+}
+
+
 /*
- * A message with a member given twice is refused, but the ids given once
- * are read (errors in them leave them out), so that the refusal answers
- * the message's msg_id and, for an action, has the shape of an ack.
+ * A message refused for "rc" (a member given twice, a root member of the
+ * wrong type, too long, missing) still has the ids that are given once
+ * and valid read (errors in them leave them out), so that the refusal
+ * answers the message's msg_id and trace_id, names its target and, for
+ * an action, has the shape of an ack.
  */
 static int
-amon_envelope_json_dup(amon_envelope_t *env, const amon_envelope_scan_t *sc)
+amon_envelope_json_ids(
+    amon_envelope_t *env, const amon_envelope_scan_t *sc, int rc)
 {
     unsigned    i;
     amon_str_t *out[AMON_ENVELOPE_F_N];
@@ -422,7 +446,7 @@ amon_envelope_json_dup(amon_envelope_t *env, const amon_envelope_scan_t *sc)
         env->type = amon_msg_type(env->type_name);
     }
 
-    return AMON_EFIELD_DUP;
+    return rc;
 }
 
 

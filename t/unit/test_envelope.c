@@ -441,6 +441,47 @@ test_decode_duplicate_fields(void **state)
 }
 
 
+/*
+ * Any root member refused (wrong type, too long, an empty msg_id): the
+ * ids that are valid are read all the same, whatever their order, so that
+ * the error answers the msg_id and trace_id and names the target.
+ */
+static void
+test_decode_refused_keeps_ids(void **state)
+{
+    amon_envelope_t env;
+
+    (void) state;
+
+    assert_int_equal(decode(&env,
+                         "{\"msg_id\":\"f2\",\"type\":\"action\",\"target_id\":"
+                         "\"t-node\",\"trace_id\":7,\"payload\":{\"action\":"
+                         "\"x\"}}"),
+        AMON_EFIELD_TYPE);
+    assert_str(env.msg_id, "f2");
+    assert_str(env.target_id, "t-node");
+    assert_int_equal(env.trace_id.len, 0);
+    assert_int_equal(env.type, AMON_MSG_ACTION);
+
+    assert_int_equal(decode(&env,
+                         "{\"trace_id\":\"T8\",\"msg_id\":\"\",\"type\":"
+                         "\"action\",\"target_id\":\"t\"}"),
+        AMON_ENO_MSG_ID);
+    assert_null(env.msg_id.data);
+    assert_str(env.trace_id, "T8");
+    assert_str(env.target_id, "t");
+
+    assert_int_equal(
+        decode(&env,
+            "{\"msg_id\":\"m\",\"type\":\"action\",\"target_id\":"
+            "\"w\",\"timestamp\":\"x\",\"trace_id\":\"t\\u0031\"}"),
+        AMON_EFIELD_TYPE);
+    assert_str(env.msg_id, "m");
+    assert_str(env.trace_id, "t1");
+    assert_str(env.target_id, "w");
+}
+
+
 typedef struct {
     const char *json;
     int         rc;
@@ -1602,6 +1643,7 @@ main(void)
         cmocka_unit_test(test_decode_escapes),
         cmocka_unit_test(test_decode_extra_and_duplicates),
         cmocka_unit_test(test_decode_duplicate_fields),
+        cmocka_unit_test(test_decode_refused_keeps_ids),
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_decode_truncated),
         cmocka_unit_test(test_decode_depth),
