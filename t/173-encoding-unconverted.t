@@ -88,6 +88,26 @@ subtest 'a protobuf heartbeat too big in JSON: dropped for the JSON '
         'counted as dropped');
 };
 
+subtest 'a protobuf event whose data is neither JSON nor text: dropped for '
+    . 'the JSON panel, counted, not delivered with its data lost' => sub {
+    my $before = dropped();
+    $sdk->send_all_binary(pb_len(1, 'uc-ev-1') . pb_len(3, 'event')
+        . pb_len(4, 'uc-a') . pb_len(6, pb_len(1, 'uc-a')
+        . pb_len(2, 'raw') . pb_len(3, "not json \xff")));
+    ok(got($px, 'uc-ev-1'), 'the panel that chose nothing got it');
+    ok(got($pp, 'uc-ev-1'), 'the protobuf panel got it');
+    ok(!got($pj, 'uc-ev-1', 1), 'the JSON panel did not');
+    ok(wait_for(sub { (dropped() // 0) == $before + 1 }, 3),
+        'counted as dropped');
+    # text that is not JSON becomes a string
+    $sdk->send_all_binary(pb_len(1, 'uc-ev-2') . pb_len(3, 'event')
+        . pb_len(4, 'uc-a') . pb_len(6, pb_len(1, 'uc-a')
+        . pb_len(2, 'raw') . pb_len(3, 'hello')));
+    my $m = got($pj, 'uc-ev-2');
+    like($m && $m->{data}, qr/"data":"hello"/,
+        'text that is not JSON reaches it as a string');
+};
+
 subtest 'the next heartbeat reaches every panel' => sub {
     $sdk->send_all('{"msg_id":"uc-hb-3","type":"heartbeat","target_id":'
         . '"uc-a","payload":{"target_id":"uc-a","metrics":{"cpu":"1"}}}');

@@ -15,11 +15,11 @@
 
 
 static void amon_conv_str(amon_json_w_t *w, const char *name, const char *s);
-static void amon_conv_text(
-    amon_json_w_t *w, const char *name, const uint8_t *p, size_t len);
+static int  amon_conv_text(
+     amon_json_w_t *w, const char *name, const uint8_t *p, size_t len);
 static void amon_conv_map(
     amon_json_w_t *w, const char *name, size_t n, void **entries, int metrics);
-static void amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env);
+static int amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env);
 static int amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env);
 static int amon_conv_pb_field7(
     amon_buf_t *out, size_t max, const amon_allocator_t *a, amon_str_t source);
@@ -111,7 +111,7 @@ amon_envelope_convert(amon_buf_t *out, size_t max, const amon_allocator_t *a,
 
 
 /* the members of an action_ack or an error */
-static void
+static int
 amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env)
 {
     Amonitor__Control__V1__ActionAckPayload *ack;
@@ -130,7 +130,7 @@ amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env)
             amon_json_w_bool(w, err->final);
         }
 
-        return;
+        return AMON_OK;
     }
 
     ack = env->pb_payload;
@@ -151,7 +151,8 @@ amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env)
     }
 
     amon_conv_str(w, "state", ack->state);
-    amon_conv_text(w, "original", ack->original.data, ack->original.len);
+
+    return amon_conv_text(w, "original", ack->original.data, ack->original.len);
 }
 
 
@@ -159,6 +160,7 @@ amon_conv_outcome(amon_json_w_t *w, const amon_envelope_t *env)
 static int
 amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env)
 {
+    int                                         rc;
     amon_str_t                                  raw;
     Amonitor__Control__V1__RegisterPayload     *reg;
     Amonitor__Control__V1__HeartbeatPayload    *hb;
@@ -182,6 +184,8 @@ amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env)
     amon_json_w_key(w, "payload");
     amon_json_w_object_begin(w);
 
+    rc = AMON_OK;
+
     switch (env->type) {
 
     case AMON_MSG_REGISTER:
@@ -202,24 +206,24 @@ amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env)
         ev = env->pb_payload;
         amon_conv_str(w, "target_id", ev->target_id);
         amon_conv_str(w, "event_name", ev->event_name);
-        amon_conv_text(w, "data", ev->data.data, ev->data.len);
+        rc = amon_conv_text(w, "data", ev->data.data, ev->data.len);
         break;
 
     case AMON_MSG_ACTION:
         act = env->pb_payload;
         amon_conv_str(w, "action", act->action);
-        amon_conv_text(w, "params", act->params.data, act->params.len);
+        rc = amon_conv_text(w, "params", act->params.data, act->params.len);
         amon_conv_str(w, "target_url", act->target_url);
         break;
 
     case AMON_MSG_ACTION_ACK:
-    case AMON_MSG_ERROR: amon_conv_outcome(w, env); break;
+    case AMON_MSG_ERROR: rc = amon_conv_outcome(w, env); break;
 
     case AMON_MSG_ACTION_STATUS:
         st = env->pb_payload;
         amon_conv_str(w, "action_msg_id", st->action_msg_id);
         amon_conv_str(w, "state", st->state);
-        amon_conv_text(w, "result", st->result.data, st->result.len);
+        rc = amon_conv_text(w, "result", st->result.data, st->result.len);
         break;
 
     default: break;
@@ -227,7 +231,7 @@ amon_conv_payload_json(amon_json_w_t *w, const amon_envelope_t *env)
 
     amon_json_w_object_end(w);
 
-    return AMON_OK;
+    return rc;
 }
 
 
@@ -244,33 +248,38 @@ amon_conv_str(amon_json_w_t *w, const char *name, const char *s)
 }
 
 
-/* bytes that hold JSON text (params, data, results): the JSON itself */
-static void
+/*
+ * Bytes that hold JSON text (params, data, results): the JSON itself;
+ * other UTF-8 text as a string.  Other bytes have no form in JSON: the
+ * message is not converted (AMON_EINVAL), so that a panel does not get it
+ * with its data lost.
+ */
+static int
 amon_conv_text(amon_json_w_t *w, const char *name, const uint8_t *p, size_t len)
 {
     amon_str_t s;
 
     if (len == 0) {
-        return;
+        return AMON_OK;
     }
-
-    amon_json_w_key(w, name);
 
     if (amon_json_validate(p, len, AMON_MAX_JSON_DEPTH) == AMON_OK) {
+        amon_json_w_key(w, name);
         amon_json_w_raw(w, p, len);
-        return;
+        return AMON_OK;
     }
 
-    /* not JSON: as a string when it is text, else null */
+    if (amon_utf8_validate(p, len) != AMON_OK) {
+        return AMON_EINVAL;
+    }
+
     s.data = p;
     s.len = len;
 
-    if (amon_utf8_validate(p, len) == AMON_OK) {
-        amon_json_w_string(w, s);
+    amon_json_w_key(w, name);
+    amon_json_w_string(w, s);
 
-    } else {
-        amon_json_w_null(w);
-    }
+    return AMON_OK;
 }
 
 
