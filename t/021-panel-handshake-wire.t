@@ -164,7 +164,8 @@ subtest 'headers given in several lines, a body, a later HTTP/1.x' => sub {
         ($s, $resp) = raw_ws_connect($port, '/ws/panel', @$body);
         ok(!$s, "an upgrade with $body->[0] and its body in one write: "
             . 'no 101');
-        like($resp // '', qr{^HTTP/1\.1 400 .*must not have a body}s, '400');
+        like($resp // '', qr{^HTTP/1\.1 400 .*must not have a body}s,
+            'refused with 400');
     }
     ($s, $resp) = raw_ws_connect($port, '/ws/panel', 'Content-Length' => 0);
     ok($s, 'Content-Length: 0 is no body: 101') or diag($resp);
