@@ -141,7 +141,17 @@ sim | bench | watch) ;;
     ;;
 esac
 
-# one demo per directory: the lock is held as long as this script runs
+# one demo per directory: the lock is held as long as this script runs;
+# a demo refused below takes away the directory and lock it made
+made=""
+[ -d "$PREFIX" ] || made="dir"
+[ -e "$PREFIX/demo.lock" ] || made="$made lock"
+refuse() {
+    say "$@"
+    case " $made " in *" lock "*) rm -f "$PREFIX/demo.lock" ;; esac
+    case " $made " in *" dir "*) rmdir "$PREFIX" 2>/dev/null || true ;; esac
+    exit 1
+}
 mkdir -p "$PREFIX"
 exec 9>"$PREFIX/demo.lock"
 if ! flock -n 9; then
@@ -158,25 +168,22 @@ if [ -s "$PREFIX/nginx.pid" ]; then
         if kill -0 "$pid" 2>/dev/null \
             && grep -q nginx "/proc/$pid/cmdline" 2>/dev/null
         then
-            say "nginx of an earlier demo of $PREFIX still runs (pid $pid," \
+            refuse "nginx of an earlier demo of $PREFIX still runs (pid $pid," \
                 "$PREFIX/nginx.pid): stop it (kill -QUIT $pid), or set" \
                 "DEMO_PREFIX; nothing was changed"
-            exit 1
         fi
         ;;
     esac
 fi
 
 if port_busy "$AGENT_PORT"; then
-    say "port $AGENT_PORT is in use: stop what listens there, or set" \
+    refuse "port $AGENT_PORT is in use: stop what listens there, or set" \
         "AGENT_PORT; nothing was changed"
-    exit 1
 fi
 while read -r id port _; do
     if port_busy "$port"; then
-        say "port $port (for $id) is in use: stop what listens there, or" \
+        refuse "port $port (for $id) is in use: stop what listens there, or" \
             "set SDK_START_PORT; nothing was changed"
-        exit 1
     fi
 done <"$STAGE/sdks.txt"
 

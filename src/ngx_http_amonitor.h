@@ -23,7 +23,7 @@
 #include "ngx_http_amonitor_conn.h"
 
 
-#define NGX_HTTP_AMONITOR_VERSION "0.1.0"
+#define NGX_HTTP_AMONITOR_VERSION "0.2.0"
 
 #define NGX_HTTP_AMONITOR_MAX_LEARNED 1000000 /* amonitor_learned_limit */
 #define NGX_HTTP_AMONITOR_PANEL_DIALS 64 /* ..._dial_limit_per_panel */

@@ -55,6 +55,13 @@ ngx_http_amonitor_audit_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    if (value[1].len == 0 || ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_audit_log\" needs a file path (without the "
+            "directive there is no audit log)");
+        return NGX_CONF_ERROR;
+    }
+
     al = ngx_pcalloc(cf->pool, sizeof(ngx_http_amonitor_audit_t));
     if (al == NULL) {
         return NGX_CONF_ERROR;

@@ -45,6 +45,16 @@ static ngx_conf_post_t  ngx_http_amonitor_queue_post =
 static ngx_conf_post_t  ngx_http_amonitor_not_zero_post =
     { ngx_http_amonitor_check_not_zero };
 
+static char *ngx_http_amonitor_check_not_empty(
+    ngx_conf_t *cf, void *post, void *data);
+
+/* a name or a file: "" would mean none, which leaving it out says */
+static ngx_conf_post_t  ngx_http_amonitor_not_empty_post =
+    { ngx_http_amonitor_check_not_empty };
+
+static char *ngx_http_amonitor_conf_protocols(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
 
 /*
  * A number's bounds, with the directive's name in the message.  This is
@@ -242,14 +252,14 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, ssl_trusted_certificate),
-      NULL },
+      &ngx_http_amonitor_not_empty_post },
 
     { ngx_string("amonitor_ssl_name"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, ssl_name),
-      NULL },
+      &ngx_http_amonitor_not_empty_post },
 
     { ngx_string("amonitor_ssl_server_name"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
@@ -263,18 +273,18 @@ static ngx_command_t  ngx_http_amonitor_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, ssl_certificate),
-      NULL },
+      &ngx_http_amonitor_not_empty_post },
 
     { ngx_string("amonitor_ssl_certificate_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, ssl_certificate_key),
-      NULL },
+      &ngx_http_amonitor_not_empty_post },
 
     { ngx_string("amonitor_ssl_protocols"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_bitmask_slot,
+      ngx_http_amonitor_conf_protocols,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_amonitor_main_conf_t, ssl_protocols),
       &ngx_http_amonitor_ssl_protocols },
@@ -789,4 +799,38 @@ ngx_http_amonitor_check_not_zero(ngx_conf_t *cf, void *post, void *data)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_amonitor_check_not_empty(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t *s = data;
+
+    ngx_str_t *value;
+
+    if (s->len == 0) {
+        value = cf->args->elts;
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "\"%V\" must not be empty", &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* nginx's bitmask slot ORs a second line in: one line, as for the others */
+static char *
+ngx_http_amonitor_conf_protocols(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_uint_t *np;
+
+    np = (ngx_uint_t *) ((char *) conf + cmd->offset);
+
+    if (*np) {
+        return "is duplicate";
+    }
+
+    return ngx_conf_set_bitmask_slot(cf, cmd, conf);
 }

@@ -69,8 +69,8 @@ ngx_http_amonitor_conf_panel_token(
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (value[i].len == 9
-            && ngx_strncmp(value[i].data, "read_only", 9) == 0) {
+        if (value[i].len == 9 && ngx_strncmp(value[i].data, "read_only", 9) == 0
+            && !rt->read_only) {
             rt->read_only = 1;
             continue;
         }
@@ -87,7 +87,7 @@ ngx_http_amonitor_conf_panel_token(
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
             "invalid parameter \"%V\", expected \"read_only\" or "
-            "\"targets=id,prefix*,...\"",
+            "\"targets=id,prefix*,...\", each at most once",
             &value[i]);
         return NGX_CONF_ERROR;
     }

@@ -495,7 +495,11 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     last = s.data + s.len;
 
     if (ngx_http_amonitor_allow_path(a, p, &last) != NGX_OK) {
-        goto invalid;
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "invalid URL pattern \"%V\": \"*\" may only end the path "
+            "(a prefix), and \"#\" is not allowed",
+            &s);
+        return NGX_CONF_ERROR;
     }
 
     colon = NULL;

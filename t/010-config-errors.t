@@ -237,7 +237,7 @@ __DATA__
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_panel_token a b;
---- nginx_t_emerg: invalid parameter "b", expected "read_only" or "targets=id,prefix*,..."
+--- nginx_t_emerg: invalid parameter "b", expected "read_only" or "targets=id,prefix*,...", each at most once
 --- nginx_t_emerg_line: amonitor_panel_token
 
 === TEST 27: reconnect maximum less than the minimum
@@ -528,7 +528,7 @@ test is successful
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_allow_url ws://127.0.0.1:9000/a*b;
---- nginx_t_emerg: invalid URL pattern "ws://127.0.0.1:9000/a*b": expected ws://host:port or ws://host:*
+--- nginx_t_emerg: invalid URL pattern "ws://127.0.0.1:9000/a*b": "*" may only end the path (a prefix), and "#" is not allowed
 
 === TEST 65: an empty amonitor_instance_id in a cluster
 --- http_config
@@ -653,3 +653,43 @@ test is successful
                 http://127.0.0.1:8080 https://*.example.org:8443
                 http://[::1]:3000 http://[::1] chrome-extension://abc *; }
 --- nginx_t_ok
+
+=== TEST 81: amonitor_panel_token with read_only twice
+--- http_config
+    amonitor_zone amonitor 1m;
+--- config
+        location = /ws/panel { amonitor_panel on;
+            amonitor_panel_token a read_only read_only; }
+--- nginx_t_emerg: invalid parameter "read_only", expected "read_only" or "targets=id,prefix*,...", each at most once
+
+=== TEST 82: amonitor_ssl_protocols given twice (nginx's bitmask would OR them)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_ssl_protocols TLSv1.2;
+    amonitor_ssl_protocols TLSv1.3;
+--- nginx_t_emerg: "amonitor_ssl_protocols" directive is duplicate
+--- nginx_t_emerg_line: amonitor_ssl_protocols TLSv1.3
+
+=== TEST 83: amonitor_ssl_name ""
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_ssl_name "";
+--- nginx_t_emerg: "amonitor_ssl_name" must not be empty
+
+=== TEST 84: amonitor_audit_log "" (the lines would go to the error log)
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_audit_log "";
+--- nginx_t_emerg: "amonitor_audit_log" needs a file path (without the directive there is no audit log)
+
+=== TEST 85: amonitor_audit_log off (would make a file named "off")
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_audit_log off;
+--- nginx_t_emerg: "amonitor_audit_log" needs a file path (without the directive there is no audit log)
+
+=== TEST 86: amonitor_allow_url with "#" in the path
+--- http_config
+    amonitor_zone amonitor 1m;
+    amonitor_allow_url ws://127.0.0.1:9000/a#b;
+--- nginx_t_emerg: invalid URL pattern "ws://127.0.0.1:9000/a#b": "*" may only end the path (a prefix), and "#" is not allowed

@@ -198,7 +198,8 @@ def candidates() -> list:
     name = ctypes.util.find_library("amonitor_sdk")
     if name and name not in found:
         found.append(name)
-    found.append(_build_tree_path())
+    if _in_source_tree():
+        found.append(_build_tree_path())
     return found
 
 

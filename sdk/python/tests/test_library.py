@@ -66,11 +66,15 @@ class LibraryTest(unittest.TestCase):
             r = subprocess.run(
                 [sys.executable, "-c",
                  "import amonitor\n"
+                 "from amonitor import _lib\n"
+                 "print('candidates:', ' '.join(_lib.candidates()))\n"
                  "try:\n"
                  "    print(amonitor.library_path())\n"
                  "except amonitor.AmonitorError as e:\n"
                  "    print(e)\n"], env=e, cwd=tmp, capture_output=True,
                 text=True, timeout=30)
+        # a copy outside a checkout looks in no build/sdk/ of its own
+        self.assertNotIn("build/sdk", r.stdout.splitlines()[0])
         self.assertEqual(r.returncode, 0, r.stderr)
         if "cannot load" not in r.stdout:
             self.skipTest("the library is installed: " + r.stdout.strip())
