@@ -105,6 +105,7 @@ function connect() {
   sock.addEventListener('close', (ev) => {
     if (ws === sock) ws = null;
     clearTimeout(syncTimer);
+    queries.clear();   // unanswered: the next connection asks again
     if (subscribing) {
       // not answered: the next connection asks for it in its URL
       const want = subscribing.want;
