@@ -67,9 +67,12 @@ subtest 'the document: every documented field, as numbers' => sub {
     is($s->{pid}, ($t->worker_pids)[0], '"pid" is the worker\'s');
     is(ref $s->{targets}, 'ARRAY', '"targets" is an array');
 
+    # the SDK has answered the handshake; the worker may not have read
+    # the answer yet, so "up" is waited for too
     $s = status_until(sub {
         my %t = map { $_->{id} => $_ } @{ $_[0]{targets} };
-        $t{down} && $t{down}{failures} >= 1;
+        $t{down} && $t{down}{failures} >= 1
+            && $t{a} && ($t{a}{state} // '') eq 'up';
     });
     my %tg = map { $_->{id} => $_ } @{ $s->{targets} // [] };
     is_deeply([sort keys %tg], [qw(a down)], 'both targets listed');
