@@ -533,8 +533,11 @@ char *ngx_http_amonitor_conf_allow_url(
 
 /* upstream_ssl.c: amonitor_ssl_* */
 extern ngx_conf_bitmask_t ngx_http_amonitor_ssl_protocols[];
-char                     *ngx_http_amonitor_ssl_init_conf(
-                        ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
+char *ngx_http_amonitor_check_not_empty(ngx_conf_t *cf, void *post, void *data);
+char *ngx_http_amonitor_conf_protocols(
+    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_amonitor_ssl_init_conf(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
 
 /* worker.c: the per-process runtime */
 ngx_int_t ngx_http_amonitor_worker_init(

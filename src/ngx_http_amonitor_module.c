@@ -45,15 +45,10 @@ static ngx_conf_post_t  ngx_http_amonitor_queue_post =
 static ngx_conf_post_t  ngx_http_amonitor_not_zero_post =
     { ngx_http_amonitor_check_not_zero };
 
-static char *ngx_http_amonitor_check_not_empty(
-    ngx_conf_t *cf, void *post, void *data);
-
 /* a name or a file: "" would mean none, which leaving it out says */
 static ngx_conf_post_t  ngx_http_amonitor_not_empty_post =
     { ngx_http_amonitor_check_not_empty };
 
-static char *ngx_http_amonitor_conf_protocols(
-    ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 /*
@@ -799,38 +794,4 @@ ngx_http_amonitor_check_not_zero(ngx_conf_t *cf, void *post, void *data)
     }
 
     return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_amonitor_check_not_empty(ngx_conf_t *cf, void *post, void *data)
-{
-    ngx_str_t *s = data;
-
-    ngx_str_t *value;
-
-    if (s->len == 0) {
-        value = cf->args->elts;
-        ngx_conf_log_error(
-            NGX_LOG_EMERG, cf, 0, "\"%V\" must not be empty", &value[0]);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* nginx's bitmask slot ORs a second line in: one line, as for the others */
-static char *
-ngx_http_amonitor_conf_protocols(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_uint_t *np;
-
-    np = (ngx_uint_t *) ((char *) conf + cmd->offset);
-
-    if (*np) {
-        return "is duplicate";
-    }
-
-    return ngx_conf_set_bitmask_slot(cf, cmd, conf);
 }

@@ -450,6 +450,16 @@ ngx_http_amonitor_allow_path(
 }
 
 
+/* an amonitor_allow_url pattern that could never match, and why */
+static char *
+ngx_http_amonitor_allow_refused(ngx_conf_t *cf, ngx_str_t *s, const char *why)
+{
+    ngx_conf_log_error(
+        NGX_LOG_EMERG, cf, 0, "invalid URL pattern \"%V\": %s", s, why);
+    return NGX_CONF_ERROR;
+}
+
+
 char *
 ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -495,11 +505,9 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     last = s.data + s.len;
 
     if (ngx_http_amonitor_allow_path(a, p, &last) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "invalid URL pattern \"%V\": \"*\" may only end the path "
-            "(a prefix), and \"#\" is not allowed",
-            &s);
-        return NGX_CONF_ERROR;
+        return ngx_http_amonitor_allow_refused(cf, &s,
+            "\"*\" may only end the path (a prefix), and \"#\" is not "
+            "allowed");
     }
 
     colon = NULL;
@@ -528,11 +536,9 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_strlchr(p, colon, '*') || ngx_strlchr(p, colon, '@')) {
         /* hosts are compared as written: "*" would match only itself */
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "invalid URL pattern \"%V\": the host must be written out "
-            "(no \"*\" or user part); only the port may be \"*\"",
-            &s);
-        return NGX_CONF_ERROR;
+        return ngx_http_amonitor_allow_refused(cf, &s,
+            "the host must be written out (no \"*\" or user part); only "
+            "the port may be \"*\"");
     }
 
     if (last - colon == 2 && colon[1] == '*') {

@@ -607,3 +607,37 @@ ngx_http_amonitor_upstream_ssl_log_done(ngx_http_amonitor_upstream_t *u)
 
 
 #endif
+
+
+char *
+ngx_http_amonitor_check_not_empty(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t *s = data;
+
+    ngx_str_t *value;
+
+    if (s->len == 0) {
+        value = cf->args->elts;
+        ngx_conf_log_error(
+            NGX_LOG_EMERG, cf, 0, "\"%V\" must not be empty", &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* nginx's bitmask slot ORs a second line in: one line, as for the others */
+char *
+ngx_http_amonitor_conf_protocols(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_uint_t *np;
+
+    np = (ngx_uint_t *) ((char *) conf + cmd->offset);
+
+    if (*np) {
+        return "is duplicate";
+    }
+
+    return ngx_conf_set_bitmask_slot(cf, cmd, conf);
+}
