@@ -557,9 +557,6 @@ ngx_http_amonitor_conf_allow_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-        "invalid URL pattern \"%V\": expected "
-        "ws://host:port or ws://host:*",
-        &s);
-    return NGX_CONF_ERROR;
+    return ngx_http_amonitor_allow_refused(
+        cf, &s, "expected ws://host:port or ws://host:*");
 }
