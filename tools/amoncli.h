@@ -127,6 +127,8 @@ void amoncli_print_message(const amoncli_opts_t *o, const char *event,
     unsigned opcode, const unsigned char *p, size_t len);
 void amoncli_print_json_line(const char *event, const char *key,
     const unsigned char *p, size_t len, int binary);
+void amoncli_tprintf(FILE *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* amonitor_status.c: the agent's amonitor_status endpoint */
 int           amoncli_status_url(const char *panel_url, char *out, size_t size);

@@ -655,7 +655,7 @@ amoncli_connect(amoncli_ws_t *ws, const amoncli_opts_t *o, int timeout_ms)
             cJSON_Delete(j);
         }
 
-        fprintf(stderr, "amonitor: %s: %s\n", o->url, err);
+        amoncli_tprintf(stderr, "amonitor: %s: %s\n", o->url, err);
         return -1;
     }
 

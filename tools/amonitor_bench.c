@@ -10,6 +10,7 @@
 #define _GNU_SOURCE /* memmem */
 #endif
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,27 @@ amoncli_bench_fold(amoncli_window_t *total, amoncli_window_t *win)
 
 
 /*
+ * How long one send may wait for the agent to take it: 5 s, and never
+ * past the end of --duration and the wait for the last answers.
+ */
+static int
+amoncli_bench_send_ms(const amoncli_bench_t *ctx, int64_t now)
+{
+    int64_t left;
+
+    if (ctx->o->duration <= 0) {
+        return 5000;
+    }
+
+    left = (ctx->start + (int64_t) (ctx->o->duration * 1e6)
+               + AMONCLI_BENCH_DRAIN * 1000 - now)
+        / 1000;
+
+    return left >= 5000 ? 5000 : left < 1 ? 1 : (int) left;
+}
+
+
+/*
  * Sends what the schedule says is due by "now", unless more than
  * --max-inflight actions are unanswered ("done": answered so far).
  * Returns 0, or -1 when an action could not be built or sent (said so).
@@ -312,9 +334,11 @@ amoncli_bench_send_due(amoncli_bench_t *ctx, int64_t now, uint64_t done)
 
         if (amoncli_ws_send(&ctx->ws,
                 o->binary ? AMON_WS_OP_BINARY : AMON_WS_OP_TEXT, ctx->b.data,
-                ctx->b.len, 5000)
+                ctx->b.len, amoncli_bench_send_ms(ctx, now))
             != 0) {
-            fprintf(stderr, "amonitor bench: send failed\n");
+            fprintf(stderr, "amonitor bench: send failed: %s\n",
+                errno ? strerror(errno)
+                      : "the agent did not take the action in time");
             return -1;
         }
 
@@ -418,7 +442,7 @@ amoncli_bench_recv(amoncli_bench_t *ctx, int wait_ms)
     }
 
     if (rc < 0) {
-        fprintf(stderr, "amonitor bench: %s\n", ctx->err);
+        amoncli_tprintf(stderr, "amonitor bench: %s\n", ctx->err);
         return -1;
     }
 

@@ -306,7 +306,7 @@ amoncli_reply_match(const amoncli_opts_t *o, const amon_envelope_t *env,
     if (env->has_final && !env->final) {
         /* a progress notice (ACK_TIMEOUT): the final answer follows */
         if (!o->json) {
-            fprintf(stderr,
+            amoncli_tprintf(stderr,
                 "amonitor: %.*s: %.*s (still waiting for the final "
                 "answer)\n",
                 (int) env->code.len, (const char *) env->code.data,
@@ -492,7 +492,7 @@ amoncli_report(const amoncli_opts_t *o, const char *cmd, const char *msg_id,
 
         } else {
             text = strndup((const char *) r->raw.data, r->raw.len);
-            printf("ack_matched %s\n", text ? text : "");
+            amoncli_tprintf(stdout, "ack_matched %s\n", text ? text : "");
             free(text);
         }
 
@@ -500,7 +500,7 @@ amoncli_report(const amoncli_opts_t *o, const char *cmd, const char *msg_id,
             rc = AMONCLI_EXIT_OK;
 
         } else {
-            fprintf(stderr, "amonitor %s: action failed: %s\n", cmd,
+            amoncli_tprintf(stderr, "amonitor %s: action failed: %s\n", cmd,
                 r->message ? r->message : "");
         }
         break;
@@ -511,23 +511,24 @@ amoncli_report(const amoncli_opts_t *o, const char *cmd, const char *msg_id,
                 r->opcode == AMON_WS_OP_BINARY);
 
         } else {
-            printf("error %s %s\n", r->code ? r->code : "",
+            amoncli_tprintf(stdout, "error %s %s\n", r->code ? r->code : "",
                 r->message ? r->message : "");
         }
 
-        fprintf(stderr, "amonitor %s: agent error %s: %s\n", cmd,
+        amoncli_tprintf(stderr, "amonitor %s: agent error %s: %s\n", cmd,
             r->code ? r->code : "", r->message ? r->message : "");
         break;
 
     case AMONCLI_WAIT_TIMEOUT:
         amoncli_result_line(o, "ack_timeout", msg_id);
-        fprintf(stderr, "amonitor %s: no ack for msg_id %s within %gs\n", cmd,
-            msg_id, o->timeout);
+        amoncli_tprintf(stderr,
+            "amonitor %s: no ack for msg_id %s within %gs\n", cmd, msg_id,
+            o->timeout);
         break;
 
     default:
         amoncli_result_line(o, "connection_closed", msg_id);
-        fprintf(stderr, "amonitor %s: %s\n", cmd, r->err);
+        amoncli_tprintf(stderr, "amonitor %s: %s\n", cmd, r->err);
         break;
     }
 

@@ -55,7 +55,7 @@ static void
 amoncli_sim_note(const amoncli_opts_t *o, const char *event, const char *fmt,
     const char *arg)
 {
-    char ts[32];
+    char ts[32], line[1024];
 
     if (o->json) {
         amoncli_sim_json(event, arg, -1);
@@ -63,9 +63,8 @@ amoncli_sim_note(const amoncli_opts_t *o, const char *event, const char *fmt,
     }
 
     amoncli_clock(ts, sizeof(ts));
-    printf("%s ", ts);
-    printf(fmt, arg);
-    putchar('\n');
+    snprintf(line, sizeof(line), fmt, arg);
+    amoncli_tprintf(stdout, "%s %s\n", ts, line);
 }
 
 
@@ -91,6 +90,22 @@ amoncli_sim_retry(const amoncli_opts_t *o, int delay_ms)
     } else {
         printf("%s reconnecting to %s now\n", ts, o->url);
     }
+}
+
+
+/* "ms", but never past "deadline" (-1: none) */
+static int
+amoncli_sim_left(int ms, int64_t deadline)
+{
+    int64_t left;
+
+    if (deadline < 0) {
+        return ms;
+    }
+
+    left = deadline - amon_posix_now_ms();
+
+    return left >= ms ? ms : left < 1 ? 1 : (int) left;
 }
 
 
@@ -236,7 +251,8 @@ amoncli_cmd_sim(amoncli_opts_t *o)
 
     while (!amoncli_interrupted
         && (deadline < 0 || amon_posix_now_ms() < deadline)) {
-        if (amoncli_connect(&ws, o, connect_ms) != 0) {
+        if (amoncli_connect(&ws, o, amoncli_sim_left(connect_ms, deadline))
+            != 0) {
             amoncli_sim_retry(o, AMONCLI_SIM_RETRY_MS);
             amoncli_sim_pause(AMONCLI_SIM_RETRY_MS, deadline);
             continue;
@@ -245,8 +261,8 @@ amoncli_cmd_sim(amoncli_opts_t *o)
         connected = 1;
         amoncli_sim_note(o, "connected", "connected to %s", o->url);
 
-        rc = amoncli_sim_actions(
-            o, &ws, &b, &next, connect_ms, err, sizeof(err));
+        rc = amoncli_sim_actions(o, &ws, &b, &next,
+            amoncli_sim_left(connect_ms, deadline), err, sizeof(err));
 
         if (rc == 0) {
             rc = amoncli_sim_print(o, &ws, deadline, err, sizeof(err));
@@ -255,7 +271,7 @@ amoncli_cmd_sim(amoncli_opts_t *o)
         amoncli_ws_close(&ws, AMON_WS_CLOSE_NORMAL);
 
         if (rc < 0 && !amoncli_interrupted) {
-            fprintf(stderr, "amonitor sim: %s\n", err);
+            amoncli_tprintf(stderr, "amonitor sim: %s\n", err);
 
             /* a reload or stop (1012, 1001): the new workers are there */
             delay =

@@ -409,7 +409,7 @@ amoncli_watch_status(amoncli_watch_t *w, int timeout_ms)
     if (j == NULL) {
         if (!w->status_failed) {
             w->status_failed = 1;
-            fprintf(stderr,
+            amoncli_tprintf(stderr,
                 "amonitor watch: no target list from %s: %s "
                 "(targets show once they speak; --status-url)\n",
                 w->status_url, err);
@@ -506,9 +506,10 @@ amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
         printf("\033[H\033[2J");
     }
 
-    printf("amonitor watch  %s  %s  %s, %llu messages\n\n", o->url, ts,
-        w->connected ? "connected" : "disconnected",
+    amoncli_tprintf(stdout, "amonitor watch  %s  %s  %s, %llu messages\n",
+        o->url, ts, w->connected ? "connected" : "disconnected",
         (unsigned long long) w->messages);
+    putchar('\n');
 
     printf("%-24s %-6s %-9s %-9s %-9s %-8s\n", "TARGET", "STATE", "LAST HB",
         "EVENTS/S", "EVENTS", "ACKS");
@@ -524,7 +525,7 @@ amoncli_watch_render(const amoncli_opts_t *o, amoncli_watch_t *w, int ansi)
             snprintf(age, sizeof(age), "-");
         }
 
-        printf("%-24s %-6s %-9s %-9.1f %-9llu %llu\n", t->id,
+        amoncli_tprintf(stdout, "%-24s %-6s %-9s %-9.1f %-9llu %llu\n", t->id,
             amoncli_watch_state(o, t, now), age,
             amoncli_watch_rate(t, now, w->started),
             (unsigned long long) t->events, (unsigned long long) t->acks);
@@ -649,7 +650,7 @@ amoncli_watch_session(
 
         if (rc < 0) {
             w->connected = 0;
-            fprintf(stderr, "amonitor watch: %s\n", err);
+            amoncli_tprintf(stderr, "amonitor watch: %s\n", err);
             break;
         }
     }

@@ -31,6 +31,8 @@ static int  amoncli_ws_response(amoncli_ws_t *ws, const unsigned char *key,
      const char *token, int64_t deadline, size_t *hlen, char *err,
      size_t errlen);
 static int  amoncli_ws_why(amoncli_ws_t *ws, char *why, size_t len);
+static int amoncli_ws_reply(amoncli_ws_t *ws, const amon_ws_session_event_t *ev,
+    int rc, int64_t deadline, char *err, size_t errlen);
 
 
 /*
@@ -360,11 +362,47 @@ amoncli_ws_send(amoncli_ws_t *ws, unsigned opcode, const void *p, size_t len,
 }
 
 
+/*
+ * Write what the session answers (a pong, the echo of a close, the close
+ * of a fault) within a second and within the caller's deadline.  1: sent
+ * or nothing more to do; 0: the caller's deadline came first; -1: the
+ * server does not read (said in err).  A pong that was not written whole
+ * leaves the stream broken, so the connection is closed either way.
+ */
+static int
+amoncli_ws_reply(amoncli_ws_t *ws, const amon_ws_session_event_t *ev, int rc,
+    int64_t deadline, char *err, size_t errlen)
+{
+    int64_t wdl;
+
+    wdl = amon_posix_now_ms() + 1000;
+    if (deadline >= 0 && deadline < wdl) {
+        wdl = deadline;
+    }
+
+    if (amoncli_ws_write_all(ws, ev->reply, ev->reply_len, wdl) == 0 || rc < 0
+        || ev->type == AMON_WS_SESSION_CLOSE) {
+        return 1;
+    }
+
+    ws->closed = 1;
+
+    if (deadline >= 0 && amon_posix_now_ms() >= deadline) {
+        return 0;
+    }
+
+    snprintf(err, errlen,
+        "the server does not read: a pong could not be sent within 1 s");
+
+    return -1;
+}
+
+
 int
 amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
     const unsigned char **p, size_t *len, char *err, size_t errlen)
 {
-    int                     rc;
+    int                     rc, sent;
     size_t                  consumed;
     int64_t                 deadline;
     amon_ws_session_event_t ev;
@@ -382,9 +420,10 @@ amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
         ws->rpos += consumed;
 
         if (ev.reply_len) {
-            /* a pong, the echo of a close, the close of a fault */
-            (void) amoncli_ws_write_all(
-                ws, ev.reply, ev.reply_len, amon_posix_now_ms() + 1000);
+            sent = amoncli_ws_reply(ws, &ev, rc, deadline, err, errlen);
+            if (sent != 1) {
+                return sent;
+            }
         }
 
         if (rc < 0) {
@@ -423,6 +462,12 @@ amoncli_ws_recv(amoncli_ws_t *ws, int timeout_ms, unsigned *opcode,
             return -1;
 
         default: /* pings are answered above, pongs need nothing */ break;
+        }
+
+        /* a server that sends only pings does not hold the caller past
+         * its deadline */
+        if (deadline >= 0 && amon_posix_now_ms() >= deadline) {
+            return 0;
         }
     }
 }
