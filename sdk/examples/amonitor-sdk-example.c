@@ -59,10 +59,11 @@ static void example_print(const example_state_t *st, const char *fmt, ...)
 static void
 example_print(const example_state_t *st, const char *fmt, ...)
 {
-    char      ts[32];
-    va_list   ap;
-    time_t    now;
-    struct tm tm;
+    char                 ts[32], line[1024];
+    va_list              ap;
+    time_t               now;
+    struct tm            tm;
+    const unsigned char *p;
 
     if (st->quiet) {
         return;
@@ -72,11 +73,26 @@ example_print(const example_state_t *st, const char *fmt, ...)
     localtime_r(&now, &tm);
     strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
 
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+
+    /* an action's name and msg_id come from the agent: no control
+     * character of theirs (C0, DEL, C1) reaches the terminal */
     printf("%s [%s] ", ts, st->target_id);
 
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
+    for (p = (const unsigned char *) line; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            printf("\\u%04x", *p);
+
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0) {
+            printf("\\u%04x", p[1]);
+            p++;
+
+        } else {
+            putchar(*p);
+        }
+    }
 
     putchar('\n');
 }

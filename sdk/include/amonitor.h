@@ -468,7 +468,8 @@ int amonitor_sdk_set_option(amonitor_sdk_t *ctx, int option, long long value);
 /*
  * Agent connections opening and closing.  "connected" is 1 once the
  * WebSocket handshake (and the register message and first heartbeat)
- * went out, 0 when that connection closed; "peer" is "addr:port".
+ * went out, 0 when that connection closed; "peer" is "a.b.c.d:port" or
+ * "[ipv6]:port" (the address in RFC 5952 form).
  * Called on the I/O thread; at free, "teardown" is called once.
  * amonitor_sdk_emit_event_to() sends state to the new agent only.
  */

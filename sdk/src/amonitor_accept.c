@@ -21,7 +21,11 @@
 #include "amonitor_sdk_int.h"
 
 
-static int  amonitor_accept_room(amonitor_sdk_priv_t *priv);
+static int amonitor_accept_room(
+    amonitor_sdk_priv_t *priv, const struct sockaddr_storage *ss);
+static int amonitor_accept_same(
+    const amonitor_conn_t *c, const struct sockaddr_storage *ss);
+static void amonitor_accept_refused(amonitor_sdk_priv_t *priv);
 static int  amonitor_accept_idle(amonitor_sdk_priv_t *priv);
 static void amonitor_accept_failed(amonitor_sdk_priv_t *priv, int err);
 
@@ -29,11 +33,16 @@ static void amonitor_accept_failed(amonitor_sdk_priv_t *priv, int err);
 void
 amonitor_accept(amonitor_sdk_priv_t *priv)
 {
-    int              fd, one;
-    amonitor_conn_t *c;
+    int                     fd, one;
+    socklen_t               slen;
+    amonitor_conn_t        *c;
+    struct sockaddr_storage ss;
 
     while (priv->listening) {
-        fd = accept4(priv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        slen = sizeof(ss);
+        memset(&ss, 0, sizeof(ss));
+        fd = accept4(priv->listen_fd, (struct sockaddr *) &ss, &slen,
+            SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd == -1) {
             if (errno == EINTR || errno == ECONNABORTED) {
@@ -56,11 +65,8 @@ amonitor_accept(amonitor_sdk_priv_t *priv)
         }
 
         if (priv->nconns >= priv->max_connections
-            && !amonitor_accept_room(priv)) {
-            amonitor_log(priv, AMONITOR_LOG_WARN,
-                "connection refused: %u connections open (max %u)",
-                priv->nconns, priv->max_connections);
-            amonitor_stat_inc(priv, rejected);
+            && !amonitor_accept_room(priv, &ss)) {
+            amonitor_accept_refused(priv);
             close(fd);
             continue;
         }
@@ -78,42 +84,101 @@ amonitor_accept(amonitor_sdk_priv_t *priv)
 
 
 /*
- * All max_connections are taken: close the oldest connection that is not
- * an agent's (its handshake not done, or refused, e.g. without the token)
- * to make room.  Sockets that never finish a handshake would otherwise
- * hold every place for AMONITOR_HANDSHAKE_MS each, again and again, and
- * shut the agent out.  Failing that, the agent's connection that has been
+ * All max_connections are taken: close a connection that is not an
+ * agent's (its handshake not done, or refused, e.g. without the token) to
+ * make room.  Sockets that never finish a handshake would otherwise hold
+ * every place for AMONITOR_HANDSHAKE_MS each, again and again, and shut
+ * the agent out.  The oldest such connection from the new one's address
+ * goes first, so that a flood from one address replaces its own sockets
+ * and not the agent's handshake in progress from another address; else
+ * the oldest of all.  Failing that, the agent's connection that has been
  * silent longest, once silent for idle_agent: without a token anyone can
  * finish a handshake and then say nothing, while the agent pings (every
  * 20 s by default).  Returns 1 when a place was freed.
  */
 static int
-amonitor_accept_room(amonitor_sdk_priv_t *priv)
+amonitor_accept_room(
+    amonitor_sdk_priv_t *priv, const struct sockaddr_storage *ss)
 {
-    amonitor_conn_t *c, *oldest;
+    amonitor_conn_t *c, *oldest, *own;
 
     oldest = NULL;
+    own = NULL;
 
     for (c = priv->conns; c; c = c->next) {
-        if ((c->state == AMONITOR_CONN_HANDSHAKE
-                || (c->state == AMONITOR_CONN_CLOSING && !c->counted))
-            && (oldest == NULL || c->id < oldest->id)) {
+        if (c->state != AMONITOR_CONN_HANDSHAKE
+            && !(c->state == AMONITOR_CONN_CLOSING && !c->counted)) {
+            continue;
+        }
+
+        if (oldest == NULL || c->id < oldest->id) {
             oldest = c;
         }
+
+        if (amonitor_accept_same(c, ss) && (own == NULL || c->id < own->id)) {
+            own = c;
+        }
+    }
+
+    if (own) {
+        oldest = own;
     }
 
     if (oldest == NULL) {
         return amonitor_accept_idle(priv);
     }
 
-    amonitor_log(priv, AMONITOR_LOG_INFO,
-        "connection %llu from %s closed: it is not an agent's yet and all "
-        "%u places are taken",
-        (unsigned long long) oldest->id, oldest->peer, priv->max_connections);
+    if (amonitor_log_due(&priv->room_logged, &priv->room_suppressed)) {
+        amonitor_log(priv, AMONITOR_LOG_INFO,
+            "connection %llu from %s closed: it is not an agent's yet and "
+            "all %u places are taken (%u more since the last such line)",
+            (unsigned long long) oldest->id, oldest->peer,
+            priv->max_connections, priv->room_suppressed);
+        priv->room_suppressed = 0;
+    }
+
     amonitor_stat_inc(priv, rejected);
     amonitor_conn_abort(priv, oldest);
 
     return 1;
+}
+
+
+/* 1: the connection is from the address in "ss" */
+static int
+amonitor_accept_same(
+    const amonitor_conn_t *c, const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        return c->addr_len == 4
+            && memcmp(c->addr, &((const struct sockaddr_in *) ss)->sin_addr, 4)
+            == 0;
+    }
+
+    if (ss->ss_family == AF_INET6) {
+        return c->addr_len == 16
+            && memcmp(
+                   c->addr, &((const struct sockaddr_in6 *) ss)->sin6_addr, 16)
+            == 0;
+    }
+
+    return 0;
+}
+
+
+/* no place for a new connection: a warn line every AMONITOR_LOG_INTERVAL */
+static void
+amonitor_accept_refused(amonitor_sdk_priv_t *priv)
+{
+    amonitor_stat_inc(priv, rejected);
+
+    if (amonitor_log_due(&priv->refused_logged, &priv->refused_suppressed)) {
+        amonitor_log(priv, AMONITOR_LOG_WARN,
+            "connection refused: %u connections open (max %u; %u more "
+            "refused since the last such line)",
+            priv->nconns, priv->max_connections, priv->refused_suppressed);
+        priv->refused_suppressed = 0;
+    }
 }
 
 

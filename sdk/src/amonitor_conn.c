@@ -31,14 +31,43 @@ static void amonitor_conn_frames(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
     unsigned char *p, size_t len);
 static void amonitor_conn_closing(
     amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
-static int amonitor_conn_reply(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-    const unsigned char *p, size_t len);
-static int amonitor_conn_append(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-    const unsigned char *p, size_t len);
-static int amonitor_conn_queue(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
-    const unsigned char *hdr, size_t hlen, const unsigned char *p, size_t len);
-static int amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
-static int amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth);
+static int  amonitor_conn_reply(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+     const unsigned char *p, size_t len);
+static int  amonitor_conn_append(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+     const unsigned char *p, size_t len);
+static int  amonitor_conn_queue(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
+     const unsigned char *hdr, size_t hlen, const unsigned char *p, size_t len);
+static int  amonitor_conn_events(amonitor_sdk_priv_t *priv, amonitor_conn_t *c);
+static int  amonitor_token_ok(amonitor_sdk_priv_t *priv, amon_str_t auth);
+static void amonitor_conn_peer(
+    amonitor_conn_t *c, const struct sockaddr_storage *ss);
+
+/* the peer's address: as text for the log, as bytes to count places by */
+static void
+amonitor_conn_peer(amonitor_conn_t *c, const struct sockaddr_storage *ss)
+{
+    char                       text[INET6_ADDRSTRLEN];
+    const struct sockaddr_in  *sin;
+    const struct sockaddr_in6 *sin6;
+
+    if (ss->ss_family == AF_INET) {
+        sin = (const struct sockaddr_in *) ss;
+        memcpy(c->addr, &sin->sin_addr, 4);
+        c->addr_len = 4;
+        inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", text,
+            (unsigned) ntohs(sin->sin_port));
+
+    } else if (ss->ss_family == AF_INET6) {
+        sin6 = (const struct sockaddr_in6 *) ss;
+        memcpy(c->addr, &sin6->sin6_addr, 16);
+        c->addr_len = 16;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", text,
+            (unsigned) ntohs(sin6->sin6_port));
+    }
+}
+
 
 amonitor_conn_t *
 amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
@@ -65,17 +94,7 @@ amonitor_conn_new(amonitor_sdk_priv_t *priv, int fd)
 
     slen = sizeof(ss);
     if (getpeername(fd, (struct sockaddr *) &ss, &slen) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
-            unsigned char      *a = (unsigned char *) &sin->sin_addr;
-
-            snprintf(c->peer, sizeof(c->peer), "%u.%u.%u.%u:%u", a[0], a[1],
-                a[2], a[3], (unsigned) ntohs(sin->sin_port));
-
-        } else {
-            snprintf(c->peer, sizeof(c->peer), "[ipv6]:%u",
-                (unsigned) ntohs(((struct sockaddr_in6 *) &ss)->sin6_port));
-        }
+        amonitor_conn_peer(c, &ss);
     }
 
     if (priv->tls_ctx && amonitor_tls_accept(priv, c) != AMONITOR_OK) {

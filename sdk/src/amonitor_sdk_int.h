@@ -70,6 +70,8 @@ struct amonitor_conn_s {
     amon_ws_request_parser_t request;
     amon_ws_session_t        session;
     char                     peer[64];
+    unsigned char            addr[16]; /* the peer's address, no port */
+    unsigned char            addr_len; /* 4, 16, or 0: unknown */
 };
 
 
@@ -205,6 +207,10 @@ struct amonitor_sdk_priv_s {
     int64_t          accept_resume; /* EMFILE back-off until; 0: none */
     int64_t          accept_logged; /* last accept error logged */
     unsigned         accept_suppressed;
+    int64_t          room_logged; /* last "not an agent's yet" line */
+    unsigned         room_suppressed;
+    int64_t          refused_logged; /* last "connection refused" line */
+    unsigned         refused_suppressed;
     int              stopping; /* amonitor_sdk_stop_begin() */
     int64_t          stop_deadline;
     int              cb_depth; /* callbacks running on the loop's thread */
@@ -362,6 +368,7 @@ void                amonitor_pending_close(amonitor_sdk_priv_t *priv);
 void                amonitor_pending_unref_priv(amonitor_sdk_priv_t *priv);
 
 /* amonitor_util.c */
+int  amonitor_log_due(int64_t *logged, unsigned *suppressed);
 void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int   amonitor_in_log(const amonitor_sdk_priv_t *priv);

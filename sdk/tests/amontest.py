@@ -111,6 +111,8 @@ class Host:
             bufsize=1)
         self.lines = Lines(self.proc.stdout)
         line = self.readline(30)
+        while line.startswith("LOG "):  # --log-stdout
+            line = self.readline(30)
         if not line.startswith("PORT "):
             raise RuntimeError("host did not start: %r" % line)
         self.port = int(line.split()[1])

@@ -24,6 +24,7 @@
 typedef struct {
     amonitor_sdk_t *ctx;
     int             verbose;
+    int             log_stdout; /* "LOG level text" lines */
     int             threads; /* helper threads still running */
     long            actions;
     pthread_mutex_t lock;
@@ -290,6 +291,11 @@ host_log(int level, const char *msg, void *data)
     if (msg && h->verbose) {
         fprintf(stderr, "host: log %d: %s\n", level, msg);
     }
+
+    if (msg && h->log_stdout) {
+        printf("LOG %d %s\n", level, msg);
+        fflush(stdout);
+    }
 }
 
 
@@ -378,7 +384,7 @@ main(int argc, char **argv)
         {"idle-agent", required_argument, NULL, 'I'},
         {"no-metrics", no_argument, NULL, 'N'},
         {"loop", no_argument, NULL, 'l'}, {"verbose", no_argument, NULL, 'v'},
-        {NULL, 0, NULL, 0}};
+        {"log-stdout", no_argument, NULL, 'L'}, {NULL, 0, NULL, 0}};
 
     amonitor_sdk_config_init(&cfg);
     cfg.port = 0;
@@ -410,6 +416,7 @@ main(int argc, char **argv)
         case 'N': metrics = 0; break;
         case 'l': loop = 1; break;
         case 'v': h.verbose = 1; break;
+        case 'L': h.log_stdout = 1; break;
         default: return 2;
         }
     }

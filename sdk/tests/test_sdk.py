@@ -15,7 +15,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from amontest import (Host, Raw, Tap, pb_bytes, pb_envelope, pb_map,
+from amontest import (HANDSHAKE, Host, Raw, Tap, pb_bytes, pb_envelope, pb_map,
                       pb_parse, pb_str, run, slow_factor)
 
 try:
@@ -500,6 +500,71 @@ def test_max_connections():
           "the refusal and the eviction are counted")
 
 
+def test_places_by_address():
+    # a flood of sockets from one address (127.0.0.2) replaces its own
+    # sockets, not the agent's handshake in progress from another one
+    host = Host("--max-connections", "4", "--token", "s3cret",
+                "--log-stdout")
+    agent = socket.create_connection(("127.0.0.1", host.port))
+    req = (HANDSHAKE % "Authorization: Bearer s3cret\r\n").encode()
+    agent.sendall(req[:20])
+    flood = []
+    for _ in range(40):
+        sock = socket.socket()
+        sock.bind(("127.0.0.2", 0))
+        sock.connect(("127.0.0.1", host.port))
+        flood.append(sock)
+    time.sleep(0.3)
+    agent.settimeout(5 * slow_factor())
+    head = b""
+    try:
+        agent.sendall(req[20:])
+        while b"\r\n\r\n" not in head:
+            data = agent.recv(4096)
+            if not data:
+                break
+            head += data
+    except OSError:
+        pass
+    t.ok(head.startswith(b"HTTP/1.1 101"),
+         "40 sockets from another address while the agent's handshake is "
+         "under way: the agent gets in", head[:80])
+    for sock in flood:
+        sock.close()
+    agent.close()
+    rc, stats, _ = host.stop()
+    t.ok(stats and stats["rejected"] >= 36,
+         "the flood's sockets made room for each other (%s rejected)"
+         % (stats and stats["rejected"]))
+    room = [ln for ln in host.lines.all if "places are taken" in ln]
+    t.is_(len(room), 1, "one log line for the evictions, not one each")
+    t.ok(room and "127.0.0.2:" in room[0], "it names the flood's address",
+         room)
+
+
+def test_log_escaped():
+    host = Host("--log-stdout")
+    bad = "x\x1b]0;PWNED\x07\x1b[2J\u009b1m"
+
+    async def go():
+        ws = await connect(host)
+        await ws.send(json.dumps(action("restart" + bad, msg_id="m" + bad)))
+        await recv_type(ws, "action_ack")
+        await ws.close()
+
+    run(go())
+    host.stop()
+    lines = [ln for ln in host.lines.all
+             if ln.startswith("LOG ") and "received" in ln]
+    t.ok(lines and "restartx\\u001b]0;PWNED\\u0007" in lines[0]
+         and "\\u009b1m" in lines[0],
+         "a log line quoting an action shows its escape sequence escaped",
+         lines)
+    t.ok(lines and not any(ord(c) < 0x20 and c != "\n"
+                           or 0x7f <= ord(c) < 0xa0 for c in lines[0]),
+         "... and carries no control character", lines)
+
+
 # --- bad input -----------------------------------------------------------
 
 def test_handshake_errors():
@@ -923,6 +988,8 @@ test_repeats_over_connections()
 test_token()
 test_many_connections()
 test_max_connections()
+test_places_by_address()
+test_log_escaped()
 test_handshake_errors()
 test_bad_frames()
 test_protobuf()

@@ -235,4 +235,67 @@ t.ok(rc == 1 and "did not take the action in time" in err,
      "bench: exit 1 and says the agent did not take the actions",
      (rc, err))
 
+# the example programs print the actions an agent sends them: escaped
+def raw_agent_action(port, name, msg_id):
+    """Dial an example as an agent and send it one action."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += conn.recv(4096)
+    data = json.dumps({"msg_id": msg_id, "type": "action",
+                       "target_id": "ex", "timestamp": 1,
+                       "payload": {"action": name, "params": {}}}).encode()
+    key = os.urandom(4)
+    masked = bytes(c ^ key[i % 4] for i, c in enumerate(data))
+    conn.sendall(struct.pack("!BBH", 0x81, 0x80 | 126, len(data)) + key
+                 + masked)
+    return conn
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+SDK_PY = os.path.join(HERE, "..", "..", "sdk", "python")
+examples = [("C", [os.path.join(BUILD, "sdk", "amonitor-sdk-example")], {}),
+            ("Python", ["/usr/bin/python3",
+                        os.path.join(SDK_PY, "examples",
+                                     "amonitor-sdk-example.py")],
+             {"PYTHONPATH": SDK_PY, "PYTHONDONTWRITEBYTECODE": "1",
+              "AMONITOR_SDK_LIB": os.path.join(BUILD, "sdk",
+                                               "libamonitor_sdk.so")})]
+for lang, argv, env in examples:
+    port = free_port()
+    p = subprocess.Popen(argv + ["--port", str(port), "--target-id", "ex",
+                                 "--interval", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=dict(os.environ, **env))
+    conn = None
+    try:
+        for _ in range(100):
+            try:
+                conn = raw_agent_action(port, "fly" + ESC, "m" + ESC)
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(1)
+    finally:
+        if conn:
+            conn.close()
+        p.terminate()
+        out = p.communicate(timeout=10)[0].decode("utf-8", "replace")
+    lines = [ln for ln in out.splitlines() if "-> unsupported" in ln]
+    t.ok(lines and "fly\\u001b]0;PWNED\\u0007" in lines[0],
+         "%s example: the action's name is printed escaped" % lang, out)
+    t.is_(controls("\n".join(lines)), [],
+          "%s example: no control character from the agent printed" % lang)
+
 t.done()

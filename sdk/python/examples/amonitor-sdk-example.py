@@ -40,8 +40,13 @@ class Example:
     def say(self, fmt: str, *a: object) -> None:
         if self.args.quiet:
             return
+        # an action's name and msg_id come from the agent: no control
+        # character of theirs (C0, DEL, C1) reaches the terminal
+        text = "".join("\\u%04x" % ord(c)
+                       if ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 else c
+                       for c in fmt % a)
         print("%s [%s] %s" % (time.strftime("%H:%M:%S"),
-                              self.args.target_id, fmt % a), flush=True)
+                              self.args.target_id, text), flush=True)
 
     def restart(self, action: amonitor.Action) -> amonitor.Result:
         self.restarts += 1
