@@ -283,6 +283,12 @@ ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a)
             "(amonitor_redis claims=)",
             NGX_HTTP_AMONITOR_FORGET);
 
+    } else if (rc == NGX_DECLINED) {
+        ngx_http_amonitor_action_fail(a, "RATE_LIMITED",
+            "the dedupe zone is full of actions waiting for their acks "
+            "(amonitor_zone size)",
+            NGX_HTTP_AMONITOR_FORGET);
+
     } else {
         ngx_http_amonitor_action_fail(a, "INTERNAL",
             "the dedupe store is not available", NGX_HTTP_AMONITOR_FORGET);

@@ -1,86 +1,25 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The shared memory zone: the dedupe table (open addressing keyed by
- * the hash of the msg_id, LRU queue, expiry in the node), the registry of
- * learned targets and the counters.  Shared by all workers; survives
- * reload.
+ * The dedupe table in the shared memory zone: open addressing keyed by
+ * the hash of the msg_id, outcomes in an LRU queue and claims of actions
+ * under way in their own queue (never evicted), expiry in the node.
+ * Shared by all workers; survives reload (the zone: store_shm_zone.c).
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_amonitor.h"
-#include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_store_shm.h"
 
 
-#define NGX_HTTP_AMONITOR_NODE_MIN 256
-/* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000cULL
-
-
-typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;
-
-struct ngx_http_amonitor_node_s {
-    ngx_queue_t queue; /* in the LRU */
-    ngx_msec_t  expire;
-    uint32_t    hash; /* hash of the msg_id */
-    u_char      state;
-    u_short     id_len;
-    u_short     result_len;
-    u_short     room; /* bytes for a result after the id */
-    u_char      data[1]; /* id, then result */
-};
-
-
-/*
- * The index: open addressing with linear probing, two slots per
- * NGX_HTTP_AMONITOR_NODE_MIN bytes of the zone (a power of two, at most
- * half full).  A slot holds the node's hash (keyed: no one can make runs
- * of ids collide) and offset: a new msg_id is told absent from one cache
- * line of slots without reading any node, and an evicted node is unlinked
- * without walking a chain (an rbtree of a million entries costs twenty
- * nodes, each a likely cache miss).
- */
-#define ngx_http_amonitor_slot(hash, off) \
-    (((uint64_t) (hash) << 32) | (uint64_t) ((off) >> 3))
-#define ngx_http_amonitor_slot_hash(s) ((uint32_t) ((s) >> 32))
-#define ngx_http_amonitor_slot_node(shpool, s) \
-    ((ngx_http_amonitor_node_t *) ((u_char *) (shpool) \
-        + (((s) &0xffffffff) << 3)))
-
-typedef struct {
-    /* first: the slab gives the context page-aligned, the slots lines */
-    ngx_http_amonitor_counter_slot_t counters[NGX_HTTP_AMONITOR_COUNTER_SLOTS];
-    uint64_t                         magic;
-    uint64_t                        *slots;
-    ngx_uint_t                       mask; /* slots - 1 */
-    ngx_queue_t                      lru;
-    ngx_http_amonitor_registry_t     registry; /* registry.c */
-    ngx_http_amonitor_shared_t       shared; /* target state, histogram */
-} ngx_http_amonitor_shctx_t;
-
-
-typedef struct {
-    ngx_http_amonitor_shctx_t *sh;
-    ngx_slab_pool_t           *shpool;
-    ngx_msec_t                 ttl;
-    ngx_msec_t                 hold; /* a claim's life, at least */
-    ngx_http_amonitor_store_t  store;
-    ngx_log_t                 *log;
-    ngx_msec_t                 evict_logged; /* when, 0: never */
-    ngx_uint_t                 evict_unlogged; /* evictions since */
-} ngx_http_amonitor_shm_t;
-
-
-/* a full zone is said once, then summed up at most once a minute */
-#define NGX_HTTP_AMONITOR_EVICT_LOG_EVERY 60000
-
-
-static ngx_uint_t ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_lookup(
     ngx_http_amonitor_shm_t *ctx, ngx_str_t *id, uint32_t hash);
+static void ngx_http_amonitor_shm_busy(
+    ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id);
+static void ngx_http_amonitor_shm_expire_queue(
+    ngx_http_amonitor_shm_t *ctx, ngx_queue_t *queue, ngx_uint_t force);
 static void ngx_http_amonitor_shm_expire(
     ngx_http_amonitor_shm_t *ctx, ngx_uint_t force);
 static void ngx_http_amonitor_shm_delete(
@@ -110,167 +49,6 @@ static void *ngx_http_amonitor_shm_zone_alloc(
     ngx_http_amonitor_store_t *st, size_t size);
 static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
     ngx_str_t *msg_id, ngx_uint_t evicted, ngx_uint_t failed);
-
-
-#define ngx_http_amonitor_node_size(len) \
-    (offsetof(ngx_http_amonitor_node_t, data) + (len))
-
-
-/* a reload that changes the size of a running zone (same name and tag) */
-static ngx_uint_t
-ngx_http_amonitor_shm_resized(ngx_shm_zone_t *shm_zone)
-{
-    ngx_uint_t       i;
-    ngx_shm_zone_t  *oz;
-    ngx_list_part_t *part;
-
-    if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
-        return 0;
-    }
-
-    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
-    oz = part->elts;
-
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            oz = part->elts;
-            i = 0;
-        }
-
-        if (oz[i].tag == shm_zone->tag
-            && oz[i].shm.name.len == shm_zone->shm.name.len
-            && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
-                   shm_zone->shm.name.len)
-                == 0) {
-            return oz[i].shm.size != shm_zone->shm.size;
-        }
-    }
-}
-
-
-ngx_int_t
-ngx_http_amonitor_store_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_amonitor_shctx_t *octx = data;
-
-    size_t                     len;
-    ngx_uint_t                 n;
-    ngx_slab_pool_t           *shpool;
-    ngx_http_amonitor_shctx_t *sh;
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (octx) {
-        /* reload: keep the dedupe state of the running zone */
-        if (octx->magic != NGX_HTTP_AMONITOR_ZONE_MAGIC) {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                "amonitor zone \"%V\" was made by an incompatible "
-                "version of the module",
-                &shm_zone->shm.name);
-            return NGX_ERROR;
-        }
-
-        shm_zone->data = octx;
-        return NGX_OK;
-    }
-
-    if (shm_zone->shm.exists) {
-        shm_zone->data = shpool->data;
-        return NGX_OK;
-    }
-
-    if (ngx_http_amonitor_shm_resized(shm_zone)) {
-        /* nginx would make a new, empty zone: refuse rather than forget */
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-            "the size of amonitor zone \"%V\" cannot change on reload: "
-            "the dedupe state would be lost; keep the old size, or restart "
-            "nginx to resize it",
-            &shm_zone->shm.name);
-        return NGX_ERROR;
-    }
-
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_amonitor_shctx_t));
-    if (sh == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-            "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
-        return NGX_ERROR;
-    }
-
-    sh->magic = NGX_HTTP_AMONITOR_ZONE_MAGIC;
-
-    if (amon_hash_key_random(&sh->shared.hash_key) != 0) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, ngx_errno,
-            "amonitor zone \"%V\": getrandom() failed", &shm_zone->shm.name);
-        return NGX_ERROR;
-    }
-
-    shpool->data = sh;
-    shm_zone->data = sh;
-
-    for (n = 64; n < 2 * (shm_zone->shm.size / NGX_HTTP_AMONITOR_NODE_MIN);
-         n <<= 1) { /* void */
-    }
-
-    sh->slots = ngx_slab_calloc(shpool, n * sizeof(uint64_t));
-    sh->mask = n - 1;
-    ngx_queue_init(&sh->lru);
-
-    if (sh->slots == NULL
-        || ngx_http_amonitor_registry_init(
-               &sh->registry, shpool, shm_zone->shm.size)
-            != NGX_OK) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-            "amonitor zone \"%V\" is too small", &shm_zone->shm.name);
-        return NGX_ERROR;
-    }
-
-    len = sizeof(" in amonitor zone \"\"") + shm_zone->shm.name.len;
-
-    shpool->log_ctx = ngx_slab_alloc(shpool, len);
-    if (shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(
-        shpool->log_ctx, " in amonitor zone \"%V\"%Z", &shm_zone->shm.name);
-
-    shpool->log_nomem = 0;
-
-    return NGX_OK;
-}
-
-
-/* the counters' slots, one per worker (store_state.c reads them) */
-ngx_http_amonitor_counter_slot_t *
-ngx_http_amonitor_store_shm_counter_slots(ngx_shm_zone_t *shm_zone)
-{
-    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
-
-    return sh->counters;
-}
-
-
-ngx_http_amonitor_shared_t *
-ngx_http_amonitor_store_shm_shared(ngx_shm_zone_t *shm_zone)
-{
-    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
-
-    return &sh->shared;
-}
-
-
-ngx_http_amonitor_registry_t *
-ngx_http_amonitor_store_shm_registry(ngx_shm_zone_t *shm_zone)
-{
-    ngx_http_amonitor_shctx_t *sh = shm_zone->data;
-
-    return &sh->registry;
-}
 
 
 ngx_http_amonitor_store_t *
@@ -377,9 +155,23 @@ ngx_http_amonitor_shm_delete(
 }
 
 
-/* drop expired entries from the LRU tail; "force" evicts one live entry */
+/*
+ * Drop expired entries from the tails of both queues; "force" evicts the
+ * least recently used outcome.  A pending claim is never evicted: its
+ * action may still run, and a repeat must find it.  It goes when its hold
+ * (ack timeout and late window) is over, if no outcome came by then.
+ */
 static void
 ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx, ngx_uint_t force)
+{
+    ngx_http_amonitor_shm_expire_queue(ctx, &ctx->sh->pending, 0);
+    ngx_http_amonitor_shm_expire_queue(ctx, &ctx->sh->lru, force);
+}
+
+
+static void
+ngx_http_amonitor_shm_expire_queue(
+    ngx_http_amonitor_shm_t *ctx, ngx_queue_t *queue, ngx_uint_t force)
 {
     ngx_uint_t                n;
     ngx_queue_t              *q;
@@ -388,11 +180,11 @@ ngx_http_amonitor_shm_expire(ngx_http_amonitor_shm_t *ctx, ngx_uint_t force)
 
     for (n = 0; n < 3; n++) {
 
-        if (ngx_queue_empty(&ctx->sh->lru)) {
+        if (ngx_queue_empty(queue)) {
             return;
         }
 
-        q = ngx_queue_last(&ctx->sh->lru);
+        q = ngx_queue_last(queue);
         an = ngx_queue_data(q, ngx_http_amonitor_node_t, queue);
 
         ms = (ngx_msec_int_t) (an->expire - ngx_current_msec);
@@ -433,7 +225,7 @@ ngx_http_amonitor_shm_alloc(
             break;
         }
 
-        /* full: evict the least recently used entry, live or not */
+        /* full: evict the least recently used outcome, live or not */
         ngx_http_amonitor_shm_expire(ctx, 1);
         (*evicted)++;
     }
@@ -522,7 +314,10 @@ ngx_http_amonitor_shm_add(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
     ctx->sh->slots[i] =
         ngx_http_amonitor_slot(hash, (u_char *) an - (u_char *) ctx->shpool);
 
-    ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
+    ngx_queue_insert_head(state == NGX_HTTP_AMONITOR_CLAIM_PENDING
+            ? &ctx->sh->pending
+            : &ctx->sh->lru,
+        &an->queue);
 
     return an;
 }
@@ -594,7 +389,7 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 {
     ngx_http_amonitor_shm_t *ctx = st->data;
 
-    ngx_uint_t                evicted;
+    ngx_uint_t                evicted, busy;
     ngx_http_amonitor_node_t *an, *added;
 
     evicted = 0;
@@ -610,8 +405,10 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     }
 
     if (an != NULL) {
-        ngx_queue_remove(&an->queue);
-        ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
+        if (an->state != NGX_HTTP_AMONITOR_CLAIM_PENDING) {
+            ngx_queue_remove(&an->queue);
+            ngx_queue_insert_head(&ctx->sh->lru, &an->queue);
+        }
 
         *state = an->state;
         result->len = an->result_len;
@@ -626,14 +423,50 @@ ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         result->len = 0;
     }
 
+    /* no outcome left to evict: the zone holds only actions under way */
+    busy = an == NULL && added == NULL && ngx_queue_empty(&ctx->sh->lru);
+
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     st->claimed = added;
+
+    if (busy) {
+        ngx_http_amonitor_shm_busy(ctx, msg_id);
+        return NGX_DECLINED;
+    }
 
     ngx_http_amonitor_shm_report(
         ctx, msg_id, evicted, an == NULL && added == NULL);
 
     return (an == NULL && added == NULL) ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * The zone is full of claims of actions still under way, which are never
+ * evicted: a new action is refused (RATE_LIMITED) until some are answered
+ * or time out.  Said at once, then summed up at most once a minute.
+ */
+static void
+ngx_http_amonitor_shm_busy(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id)
+{
+    ngx_msec_t since;
+
+    ctx->busy_unlogged++;
+    since = ngx_current_msec - ctx->busy_logged;
+
+    if (ctx->busy_logged != 0 && since < NGX_HTTP_AMONITOR_EVICT_LOG_EVERY) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+        "amonitor zone is full of actions waiting for their acks: "
+        "msg_id \"%V\" refused (RATE_LIMITED, %ui in all since the last "
+        "such line); increase the zone size",
+        msg_id, ctx->busy_unlogged);
+
+    ctx->busy_logged = ngx_current_msec ? ngx_current_msec : 1;
+    ctx->busy_unlogged = 0;
 }
 
 
@@ -692,8 +525,30 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     old = ngx_http_amonitor_shm_lookup(ctx, msg_id, hash);
+    an = NULL;
 
-    if (old != NULL && r.len <= old->room) {
+    if (old != NULL && r.len > old->room) {
+        /*
+         * A longer result: a node for it first, the claim out of reach of
+         * the eviction meanwhile; if none comes free, the outcome is kept
+         * in the claim's node without its result.
+         */
+        ngx_queue_remove(&old->queue);
+        ngx_queue_insert_head(&ctx->sh->pending, &old->queue);
+
+        an = ngx_http_amonitor_shm_add(
+            ctx, msg_id, hash, state, &r, expire, &evicted);
+
+        if (an != NULL) {
+            ngx_http_amonitor_shm_delete(ctx, old);
+            old = NULL;
+
+        } else {
+            r.len = 0;
+        }
+    }
+
+    if (old != NULL) {
         /* the usual case: the result fits where the claim is */
         old->state = (u_char) state;
         old->expire = expire;
@@ -707,11 +562,8 @@ ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         ngx_queue_insert_head(&ctx->sh->lru, &old->queue);
         an = old;
 
-    } else {
-        if (old != NULL) { /* a longer result, or evicted: anew */
-            ngx_http_amonitor_shm_delete(ctx, old);
-        }
-
+    } else if (an == NULL) {
+        /* the claim expired or is gone: the outcome anew */
         an = ngx_http_amonitor_shm_add(
             ctx, msg_id, hash, state, &r, expire, &evicted);
     }
