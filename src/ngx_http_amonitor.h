@@ -164,6 +164,7 @@ typedef union {
 
 typedef struct {
     ngx_shm_zone_t                 *shm_zone;
+    ngx_uint_t                      zone_kept; /* not configured: kept */
     ngx_array_t                     targets; /* target_conf_t */
     ngx_rbtree_t                   *target_ids; /* while parsing: */
     ngx_rbtree_t                   *target_urls; /* duplicates */

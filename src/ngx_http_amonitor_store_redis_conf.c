@@ -185,12 +185,18 @@ invalid:
  * The running configuration's store, kept in the master across reloads
  * (the module stays loaded while the old cycle lives): a reload that
  * renames the zone or adds or removes amonitor_redis would start from an
- * empty dedupe table, and a msg_id acked before it would run again.
+ * empty dedupe table, and a msg_id acked before it would run again.  A
+ * reload that removes the whole configuration keeps the zone.
  */
 static u_char     ngx_http_amonitor_store_zone[256];
 static size_t     ngx_http_amonitor_store_zone_len;
+static size_t     ngx_http_amonitor_store_zone_size;
 static ngx_uint_t ngx_http_amonitor_store_known;
 static ngx_uint_t ngx_http_amonitor_store_redis;
+
+
+static ngx_int_t ngx_http_amonitor_store_zone_keep(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf);
 
 
 ngx_int_t
@@ -199,9 +205,13 @@ ngx_http_amonitor_store_reload_check(
 {
     ngx_str_t *name;
 
-    if (!ngx_http_amonitor_store_known || amcf->shm_zone == NULL
+    if (!ngx_http_amonitor_store_known
         || ngx_http_amonitor_store_zone_len == 0) {
         return NGX_OK;
+    }
+
+    if (amcf->shm_zone == NULL) {
+        return ngx_http_amonitor_store_zone_keep(cf, amcf);
     }
 
     name = &amcf->shm_zone->shm.name;
@@ -230,6 +240,47 @@ ngx_http_amonitor_store_reload_check(
 }
 
 
+/*
+ * A reload without any amonitor_zone while one runs (the amonitor lines
+ * commented out, the module still loaded): nginx would free the zone,
+ * and the next reload that brings the configuration back would start
+ * from an empty dedupe table and new counters.  The zone is kept as it
+ * is, unused, until nginx restarts.
+ */
+static ngx_int_t
+ngx_http_amonitor_store_zone_keep(
+    ngx_conf_t *cf, ngx_http_amonitor_main_conf_t *amcf)
+{
+    ngx_str_t name;
+
+    name.len = ngx_http_amonitor_store_zone_len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(name.data, ngx_http_amonitor_store_zone, name.len);
+
+    amcf->shm_zone = ngx_shared_memory_add(cf, &name,
+        ngx_http_amonitor_store_zone_size, &ngx_http_amonitor_module);
+    if (amcf->shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    amcf->shm_zone->init = ngx_http_amonitor_store_shm_init_zone;
+    amcf->shm_zone->data = amcf;
+    amcf->zone_kept = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
+        "amonitor zone \"%V\" is kept although no \"amonitor_zone\" is "
+        "configured: its dedupe state and counters stay for when the "
+        "configuration comes back; restart nginx to free it",
+        &name);
+
+    return NGX_OK;
+}
+
+
 /* the cycle is the running one now: what the next reload is held to */
 void
 ngx_http_amonitor_store_reload_keep(ngx_http_amonitor_main_conf_t *amcf)
@@ -237,6 +288,12 @@ ngx_http_amonitor_store_reload_keep(ngx_http_amonitor_main_conf_t *amcf)
     ngx_str_t *name;
 
     ngx_http_amonitor_store_known = 1;
+
+    if (amcf->zone_kept) {
+        /* the configuration is out: held to what it was */
+        return;
+    }
+
     ngx_http_amonitor_store_zone_len = 0;
     ngx_http_amonitor_store_redis = (amcf->redis != NULL);
 
@@ -246,6 +303,7 @@ ngx_http_amonitor_store_reload_keep(ngx_http_amonitor_main_conf_t *amcf)
         if (name->len <= sizeof(ngx_http_amonitor_store_zone)) {
             ngx_memcpy(ngx_http_amonitor_store_zone, name->data, name->len);
             ngx_http_amonitor_store_zone_len = name->len;
+            ngx_http_amonitor_store_zone_size = amcf->shm_zone->shm.size;
         }
     }
 }

@@ -3,7 +3,9 @@
 # emerg line and the running configuration goes on, so a msg_id acked
 # before such a reload is still a duplicate after it (the reload used to
 # start from an empty table: the action ran again).  Other reloads, and
-# the same zone under its own name, still pass.
+# the same zone under its own name, still pass.  A reload without any
+# amonitor line keeps the zone, so that the configuration can come back
+# with its table and counters.
 
 use strict;
 use warnings;
@@ -26,7 +28,8 @@ sub conf {
         http_config => "    amonitor_zone $zone 1m;\n"
             . "    amonitor_target rs ws://127.0.0.1:%%PORT_1%%/;\n"
             . ($extra // ''),
-        config => 'location = /ws/panel { amonitor_panel on; }',
+        config => 'location = /ws/panel { amonitor_panel on; }
+                   location = /metrics { amonitor_metrics; }',
     );
 }
 
@@ -72,6 +75,26 @@ $p = $t->panel('/ws/panel?targets=');
 my $d = act('keep-1');
 ok($d && $d->{payload}{duplicate}, 'keep-1 is a duplicate after it');
 
+# every amonitor line out, then back: the zone is kept meanwhile (nginx
+# freed it, and the table and the counters started again from nothing)
+my $before = $t->metric('amonitor_duplicates_total');
+$t->mark_log;
+$t->write_config(config => 'location = /x { return 204; }');
+ok($t->reload, 'a reload without any amonitor line passes');
+ok($t->log_count(qr/\[notice\].*amonitor zone "amon" is kept although no "amonitor_zone" is configured/) >= 1,
+    'the notice says the zone is kept');
+conf('amon', "    amonitor_ack_timeout 7s;\n");
+ok($t->reload, 'the configuration back: the reload passes');
+$p = $t->panel('/ws/panel?targets=');
+$d = act('keep-1');
+ok($d && $d->{payload}{duplicate},
+    'keep-1 is still a duplicate after the configuration was out');
+cmp_ok($before, '>', 0, 'duplicates were counted before');
+cmp_ok($t->metric('amonitor_duplicates_total'), '>', $before,
+    'the counters went on');
+is(scalar(grep { ($_->{msg_id} // '') eq 'keep-1' } $sdk->actions), 1,
+    'keep-1 ran once');
+
 $t->ignore_log(qr/\[emerg\].*cannot be (?:renamed|added)/);
 $t->stop;
 
@@ -88,6 +111,14 @@ $u->write_config(http_config => "    amonitor_zone amon 1m;\n",
 ok(!$u->reload, 'amonitor_redis removed: the reload is refused');
 ok($u->log_count(qr/"amonitor_redis" cannot be removed on reload/) >= 1,
     'the emerg line says why');
+# every amonitor line out, then back with Redis: passes, as it was
+$u->write_config(config => 'location = /x { return 204; }');
+ok($u->reload, 'with Redis: a reload without any amonitor line passes');
+$u->write_config(
+    http_config => "    amonitor_zone amon 1m;\n"
+        . '    amonitor_redis ' . $redis->addr . ";\n",
+    config => 'location = /ws/panel { amonitor_panel on; }');
+ok($u->reload, 'with Redis: the configuration back passes');
 $u->ignore_log(qr/\[emerg\].*cannot be removed/);
 $u->stop;
 
