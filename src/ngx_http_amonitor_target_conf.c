@@ -354,6 +354,17 @@ ngx_http_amonitor_target_addrs(
     url.default_port = (in_port_t) wu->port;
     url.no_resolve = 0;
 
+    if (ngx_strlchr(url.url.data, url.url.data + url.url.len, ':')) {
+        /* an IPv6 address: ngx_parse_url() reads it in brackets only */
+        url.url.data = ngx_pnalloc(cf->pool, host.len + 2);
+        if (url.url.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(url.url.data, "[%*s]", host.len, host.data);
+        url.url.len = host.len + 2;
+    }
+
     if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in target URL \"%V\"",
             url.err ? url.err : "host not found", &t->url);

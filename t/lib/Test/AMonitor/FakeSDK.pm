@@ -64,6 +64,7 @@ sub new {
         metrics            => $opt{metrics},
         status             => $opt{status} // 'up',
         tls                => $opt{tls},    # { cert, key }: serve wss://
+        host               => $opt{host},   # listen address (127.0.0.1)
         conns              => {},      # id => { c, timer }
         next_id            => 1,
         received           => [],      # every message from the agent
@@ -116,12 +117,15 @@ sub start {
     my ($self) = @_;
     return $self if $self->{daemon};
 
+    # host: 127.0.0.1, or another address (IPv6 without brackets)
+    my $host = $self->{host} // '127.0.0.1';
+    $host = "[$host]" if $host =~ /:/;
     $self->{daemon} = Mojo::Server::Daemon->new(
         app                => $self->_app,
         listen             => [$self->{tls}
-            ? "https://127.0.0.1:$self->{port}?cert=$self->{tls}{cert}"
+            ? "https://$host:$self->{port}?cert=$self->{tls}{cert}"
                 . "&key=$self->{tls}{key}"
-            : "http://127.0.0.1:$self->{port}"],
+            : "http://$host:$self->{port}"],
         silent             => 1,
         inactivity_timeout => 0,
     );
