@@ -29,6 +29,8 @@ struct ngx_http_amonitor_audit_s {
 };
 
 
+static ngx_open_file_t *ngx_http_amonitor_audit_file(
+    ngx_conf_t *cf, ngx_str_t *name);
 static void ngx_http_amonitor_audit_flush_file(
     ngx_open_file_t *file, ngx_log_t *log);
 static void    ngx_http_amonitor_audit_timer(ngx_event_t *ev);
@@ -80,8 +82,7 @@ ngx_http_amonitor_audit_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    /* in the cycle's list of files: nginx -s reopen reopens it */
-    al->file = ngx_conf_open_file(cf->cycle, &value[1]);
+    al->file = ngx_http_amonitor_audit_file(cf, &value[1]);
     if (al->file == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -301,6 +302,62 @@ ngx_http_amonitor_audit_write(
 
 
 /* called by the timer, when full, at exit, and by nginx before reopen */
+
+/*
+ * The audit log's own entry in the cycle's list of files, which nginx
+ * opens and "nginx -s reopen" reopens.  Not the one ngx_conf_open_file()
+ * shares with every log of that name: the audit log keeps its buffer in
+ * the entry's data and flush, where access_log looks for its own buffer
+ * (an access_log on the same file wrote its lines into the audit log's
+ * buffer, or was refused for "conflicting parameters").  So that no later
+ * ngx_conf_open_file() finds it, the entry names the file as DIR/./NAME,
+ * the same file by another spelling; both then append to it, each
+ * through its own descriptor.
+ */
+static ngx_open_file_t *
+ngx_http_amonitor_audit_file(ngx_conf_t *cf, ngx_str_t *name)
+{
+    u_char          *slash;
+    ngx_str_t        full, own;
+    ngx_open_file_t *file;
+
+    full = *name;
+    ngx_str_null(&own);
+
+    if (ngx_strcmp(name->data, "stderr") != 0) {
+        if (ngx_conf_full_name(cf->cycle, &full, 0) != NGX_OK) {
+            return NULL;
+        }
+
+        slash = full.data + full.len;
+        while (slash > full.data && slash[-1] != '/') {
+            slash--;
+        }
+
+        own.len = full.len + 2;
+        own.data = ngx_pnalloc(cf->pool, own.len + 1);
+        if (own.data == NULL) {
+            return NULL;
+        }
+
+        ngx_sprintf(own.data, "%*s./%*s%Z", slash - full.data, full.data,
+            full.data + full.len - slash, slash);
+    }
+
+    file = ngx_list_push(&cf->cycle->open_files);
+    if (file == NULL) {
+        return NULL;
+    }
+
+    file->fd = own.len ? NGX_INVALID_FILE : ngx_stderr;
+    file->name = own;
+    file->flush = NULL;
+    file->data = NULL;
+
+    return file;
+}
+
+
 static void
 ngx_http_amonitor_audit_flush_file(ngx_open_file_t *file, ngx_log_t *log)
 {

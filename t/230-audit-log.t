@@ -141,5 +141,41 @@ ok(defined $j->{ts} && $j->{ts} > 1.7e12, 'ms timestamp');
 ok(!defined $j->{token} && exists $j->{token}, 'token null');
 ok(($j->{rtt_ms} // 0) >= 25, 'rtt_ms');
 
+# access_log on the audit log's file, without and with a buffer, before
+# and after it: access lines and audit lines both reach the file (access
+# lines went into the audit log's buffer and were lost; with "buffer="
+# after it nginx -t refused the configuration)
+for my $c (['access_log first', 'access_log %%PREFIX%%/shared.log;', ''],
+    ['access_log after, buffered', '',
+        'access_log %%PREFIX%%/shared.log combined buffer=4k flush=1s;'])
+{
+    my ($what, $before, $after) = @$c;
+    my $shared = $t->prefix . '/shared.log';
+    unlink $shared;
+    $t->write_config(server => 0, http_config => <<"EOC");
+    amonitor_zone amon 1m;
+    amonitor_target au-a ws://127.0.0.1:%%PORT_1%%/;
+    amonitor_reconnect 50ms 200ms;
+    $before
+    amonitor_audit_log %%PREFIX%%/shared.log;
+    $after
+    server {
+        listen 127.0.0.1:%%PORT_0%% reuseport;
+        location = /ws/panel { amonitor_panel on; }
+        location = /hello { return 204; }
+    }
+EOC
+    ok($t->reload, "$what: the configuration loads");
+    ($by_worker) = panels_per_worker($t, $sa, workers => 2);
+    my $q = (values %$by_worker)[0][0];
+    my $sid = "au-shared-" . uuid4();
+    ok(act($q, $sid, 'au-a', 'restart'), "$what: an action");
+    $t->http_get('/hello') for 1 .. 3;
+    ok(wait_for(sub { grep { /\Q$sid\E/ } lines($shared) }, 5),
+        "$what: its audit line is in the file");
+    ok(wait_for(sub { (grep { m{"GET /hello } } lines($shared)) >= 3 }, 5),
+        "$what: the access lines are in the file too");
+}
+
 $t->stop;
 done_testing;
