@@ -414,7 +414,9 @@ ngx_http_amonitor_lease_renewed(
     l->owned = 0;
     l->retry_at = ngx_http_amonitor_lease_retry(cl, cl->conf->lease);
 
+    u->handed_over = 1;
     u->worker->hangup(u);
+    u->handed_over = 0;
 }
 
 

@@ -410,21 +410,34 @@ static void
 ngx_http_amonitor_router_remote_status(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
+    ngx_uint_t                  up;
     ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_live_t    live;
     ngx_http_amonitor_worker_t *w;
 
     w = u->worker;
     u->remote_told_down = 0;
 
-    ngx_http_amonitor_router_remote_state(u,
-        ngx_strlcasestrn(data, data + len, (u_char *) "\"state\":\"up\"",
-            sizeof("\"state\":\"up\"") - 2)
-            != NULL);
+    up = ngx_strlcasestrn(data, data + len, (u_char *) "\"state\":\"up\"",
+             sizeof("\"state\":\"up\"") - 2)
+        != NULL;
+
+    ngx_http_amonitor_router_remote_state(u, up);
+
+    /*
+     * A panel's snapshot filter sees it as it sees this worker's own: a
+     * "down" from elsewhere uses up what the snapshot said, so that this
+     * worker's "up" after it is not taken for the snapshot's repeat.
+     */
+    live.target = &u->id;
+    live.target_hash = 0;
+    live.heartbeat = 0;
+    live.value = up;
 
     msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 0);
     if (msg) {
         ngx_http_amonitor_fanout_broadcast(
-            w, msg, opcode, u, NULL, data, len, NULL);
+            w, msg, opcode, u, NULL, data, len, &live);
     }
 }
 
@@ -633,9 +646,16 @@ ngx_http_amonitor_router_upstream_down(
     ngx_http_amonitor_target_failed(u);
     ngx_http_amonitor_cluster_upstream_down(u, connected);
 
-    if (connected) {
+    if (connected && !u->handed_over) {
         ngx_http_amonitor_router_target_status(u, "down", reason, 1);
     }
+
+    /*
+     * amonitor_cluster: a connection closed because another worker took
+     * the lease says nothing: that worker's "up" may have gone out
+     * already, and a "down" after it would leave every panel wrong.
+     */
+    u->handed_over = 0;
 }
 
 
