@@ -77,7 +77,8 @@ ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
         return NGX_DECLINED;
     }
 
-    if (!cl->cmd->ready) {
+    if (!ngx_http_amonitor_bus_ready(cl)) {
+        /* the ack comes back on this worker's subscription: it is needed */
         return NGX_ERROR;
     }
 
