@@ -290,7 +290,10 @@ ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
 
     if (rc != NGX_OK) {
         ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id, &r->sn.str,
-            "TARGET_UNAVAILABLE", "the target's send queue is full");
+            "TARGET_UNAVAILABLE",
+            (!u->wc.open || u->wc.close_sent || ngx_exiting || ngx_quit)
+                ? "the agent holding the target's connection is closing it"
+                : "the target's send queue is full");
         ngx_free(r);
         return;
     }
