@@ -570,6 +570,7 @@ void ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_upstream_log_failure(
     ngx_http_amonitor_upstream_t *u, ngx_err_t err, const char *fmt, ...);
 void    ngx_http_amonitor_upstream_log_up(ngx_http_amonitor_upstream_t *u);
+void    ngx_http_amonitor_upstream_log_starved(ngx_http_amonitor_upstream_t *u);
 void    ngx_http_amonitor_upstream_log_close(ngx_http_amonitor_upstream_t *u);
 u_char *ngx_http_amonitor_upstream_log_error(
     ngx_log_t *log, u_char *buf, size_t len);

@@ -619,6 +619,7 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     }
 
     if (ngx_http_amonitor_upstream_starved(u)) {
+        ngx_http_amonitor_upstream_log_starved(u);
         ngx_http_amonitor_upstream_fail(u);
         return;
     }
@@ -643,12 +644,17 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     u->state = NGX_HTTP_AMONITOR_UP_CONNECTING;
     u->ssl_handshaked = 0;
 
-    /* the same for an immediate "connect() failed", logged at error */
+    /*
+     * The same for an immediate "connect() failed" (error) and for a
+     * socket() that failed (alert: out of descriptors, at every attempt):
+     * said below, once per outage, with the system's reason.
+     */
     level = u->log.log_level;
-    if (level > NGX_LOG_CRIT) {
-        u->log.log_level = NGX_LOG_CRIT;
+    if (level > NGX_LOG_EMERG) {
+        u->log.log_level = NGX_LOG_EMERG;
     }
 
+    ngx_set_socket_errno(0);
     rc = ngx_event_connect_peer(&u->peer);
     err = ngx_socket_errno;
 
@@ -657,7 +663,8 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         u->tls_failed = 0;
         ngx_http_amonitor_upstream_log_failure(
-            u, rc == NGX_DECLINED ? err : 0, "cannot connect to the SDK");
+            u, (rc == NGX_DECLINED || rc == NGX_ERROR) ? err : 0,
+            "cannot connect to the SDK");
         ngx_http_amonitor_upstream_fail(u);
         return;
     }

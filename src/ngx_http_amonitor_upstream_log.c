@@ -39,6 +39,20 @@ ngx_http_amonitor_upstream_log_failure(
 }
 
 
+/*
+ * No connection was free to dial it: the worker said so for all its
+ * targets (once a minute); the target is in an outage all the same, so
+ * that its end is logged ("connected again") as any other's.
+ */
+void
+ngx_http_amonitor_upstream_log_starved(ngx_http_amonitor_upstream_t *u)
+{
+    ngx_http_amonitor_upstream_log_said(u,
+        "cannot connect to the SDK: no free connection in this worker "
+        "(worker_connections)");
+}
+
+
 /* the same, when conn.c already logged why at "error" (not yet down) */
 static void
 ngx_http_amonitor_upstream_log_said(
