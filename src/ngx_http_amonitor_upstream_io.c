@@ -662,8 +662,8 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         u->tls_failed = 0;
-        ngx_http_amonitor_upstream_log_failure(
-            u, (rc == NGX_DECLINED || rc == NGX_ERROR) ? err : 0,
+        ngx_http_amonitor_upstream_log_failure(u,
+            (rc == NGX_DECLINED || rc == NGX_ERROR) ? err : 0,
             "cannot connect to the SDK");
         ngx_http_amonitor_upstream_fail(u);
         return;
