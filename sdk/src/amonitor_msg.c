@@ -437,6 +437,20 @@ amonitor_msg_decode(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
         return AMONITOR_ERR_INVAL;
     }
 
+    if (opcode == AMON_WS_OP_BINARY && env->params.len
+        && amon_json_validate((const unsigned char *) env->params.data,
+               env->params.len, AMON_MAX_JSON_DEPTH)
+            != AMON_OK) {
+        /* a JSON envelope with such params is refused whole: so is this */
+        amonitor_stat_inc(priv, invalid);
+        amonitor_log(priv, AMONITOR_LOG_INFO,
+            "connection %llu: action ignored: its params are not JSON "
+            "nested at most %d deep",
+            (unsigned long long) c->id, AMON_MAX_JSON_DEPTH);
+        amon_envelope_release(env);
+        return AMONITOR_ERR_INVAL;
+    }
+
     if (env->action.len == 0) {
         /* no handler can be meant: as the agent, refused, not run */
         amonitor_stat_inc(priv, invalid);

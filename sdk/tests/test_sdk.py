@@ -837,6 +837,13 @@ def test_protobuf():
         await ws.send(pb_envelope("pb-3", "action", "test-target",
                                   pb_bytes(1, "echo") +
                                   pb_bytes(3, "ws://h:1/\0x")))
+        # params that are not JSON, or nested deeper than a JSON envelope
+        # may be: refused as such a JSON envelope is
+        await ws.send(pb_envelope("pb-5", "action", "test-target",
+                                  pb_bytes(1, "echo") +
+                                  pb_bytes(2, "[" * 5000 + "]" * 5000)))
+        await ws.send(pb_envelope("pb-6", "action", "test-target",
+                                  pb_bytes(1, "echo") + pb_bytes(2, "{x")))
         await ws.send(pb_envelope("pb-4", "action", "test-target",
                                   pb_bytes(1, "echo")))
         while True:
@@ -844,8 +851,9 @@ def test_protobuf():
             if pb_str(env, 3) == "action_ack":
                 break
         t.is_(pb_str(pb_parse(env[6][0]), 1), "pb-4",
-              "protobuf actions with a NUL in a string field get no ack")
-        t.is_(host.stats()["invalid"] - invalid, 3,
+              "protobuf actions with a NUL in a string field or params "
+              "that are not JSON of at most 32 levels get no ack")
+        t.is_(host.stats()["invalid"] - invalid, 5,
               "and are counted as invalid")
 
         # a JSON action to a binary SDK is answered in JSON

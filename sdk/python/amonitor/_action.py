@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 from dataclasses import dataclass, field
 from typing import (Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple,
@@ -29,12 +30,22 @@ def _text(raw: Optional[bytes]) -> str:
     return raw.decode("utf-8", "replace") if raw else ""
 
 
+def _int(digits: str) -> Any:
+    """A JSON integer: int, or Decimal past Python's int-from-text limit
+    (4300 digits), whose ValueError would otherwise lose the whole params."""
+    try:
+        return int(digits)
+    except ValueError:
+        return decimal.Decimal(digits)
+
+
 @dataclass(frozen=True)
 class Action:
     """An action sent to this program by a panel, through the agent.
 
     ``params`` is the action's "params" object (``{}`` when absent or
-    not an object; the text as received is ``params_json``).  ``msg_id``
+    not an object; the text as received is ``params_json``); an integer
+    too long for ``int()`` (over 4300 digits) is a ``decimal.Decimal``.  ``msg_id``
     is unique per action: the agent stops a repeated msg_id before it
     reaches the program.  ``conn_id`` names the agent connection that
     delivered it (see SDK.emit_event's conn_id).
@@ -57,8 +68,8 @@ class Action:
             raw = _lib.ctypes.string_at(s.params, s.params_len)
         text = raw.decode("utf-8", "replace") or "{}"
         try:
-            params = json.loads(text)
-        except ValueError:
+            params = json.loads(text, parse_int=_int)
+        except (ValueError, RecursionError):
             params = {}
         if not isinstance(params, dict):
             params = {}

@@ -62,6 +62,29 @@ class ThreadTest(unittest.TestCase):
         self.assertTrue(threads)
         self.assertTrue(all(t is not main for t in threads))
 
+    def test_params_with_an_integer_longer_than_int_reads(self):
+        seen = []
+
+        @self.sdk.action("big")
+        def big(action):
+            seen.append(action.params)
+            return True
+
+        self.sdk.start()
+        digits = "1" * 5000
+
+        async def script(agent):
+            await agent.ws.send(
+                '{"msg_id":"b1","type":"action","target_id":"py",'
+                '"payload":{"action":"big","params":'
+                '{"mode":"hard","n":%s}}}' % digits)
+            return await agent.ack("b1")
+
+        ack = agent_session(self.sdk.port, script)
+        self.assertTrue(ack["success"])
+        self.assertEqual(seen[0]["mode"], "hard")
+        self.assertEqual(str(seen[0]["n"]), digits)
+
     def test_an_async_handler_runs_without_a_loop_of_the_program(self):
         @self.sdk.action("drain")
         async def drain(action):
