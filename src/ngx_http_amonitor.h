@@ -340,6 +340,7 @@ struct ngx_http_amonitor_upstream_s {
     unsigned   answered : 1; /* a message since open */
     unsigned   remote_up : 1; /* cluster: up at its owner, counted */
     unsigned   handed_over : 1; /* cluster: closing, another holds it */
+    unsigned   route_differs : 1; /* cluster: said, another URL or id */
     unsigned   remote_unsure : 1; /* cluster: bus lost, owner asked */
     unsigned   remote_told_down : 1; /* cluster: panels told, not owner */
     unsigned   first_dial : 1; /* not dialed yet: in first_dials' passes */

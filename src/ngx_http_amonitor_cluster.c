@@ -26,8 +26,6 @@ static ngx_int_t ngx_http_amonitor_cluster_name(ngx_pool_t *pool,
     ngx_str_t *out, ngx_str_t *prefix, const char *what, ngx_str_t *tail);
 static void      ngx_http_amonitor_cluster_message(
          ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
-static void ngx_http_amonitor_cluster_learn(ngx_http_amonitor_cluster_t *cl,
-    ngx_str_t *id, ngx_str_t *url, ngx_str_t *origin);
 static void ngx_http_amonitor_cluster_error(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
 static void ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl);
@@ -718,50 +716,6 @@ static ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_cluster_target(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
 {
     return ngx_http_amonitor_target_find(cl->worker, id);
-}
-
-
-/* a route from the cluster: dialed (when leased) if this instance allows */
-static void
-ngx_http_amonitor_cluster_learn(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id,
-    ngx_str_t *url, ngx_str_t *origin)
-{
-    u_char                        norm[AMON_MAX_URL_LEN + 16];
-    u_char                        ebuf[NGX_HTTP_AMONITOR_LOG_STR];
-    ngx_str_t                     n, e;
-    ngx_uint_t                    kind;
-    amon_ws_url_t                 wu;
-    ngx_http_amonitor_upstream_t *u;
-
-    if (id->len == 0 || ngx_http_amonitor_target_find(cl->worker, id)) {
-        return;
-    }
-
-    n.data = norm;
-
-    if (url->len > AMON_MAX_URL_LEN
-        || ngx_http_amonitor_target_url(url->data, url->len, &wu, &n) != NGX_OK
-        || ngx_http_amonitor_target_find_url(cl->worker, &n)) {
-        return;
-    }
-
-    /* a dial stays a dial (limits, precedence); a register or a
-     * configured target elsewhere is learned like a register */
-    kind = (origin->len == 4 && ngx_strncmp(origin->data, "dial", 4) == 0)
-        ? NGX_HTTP_AMONITOR_DIALED
-        : NGX_HTTP_AMONITOR_REGISTERED;
-
-    if (ngx_http_amonitor_target_learn(cl->worker, id, &wu, &n, kind, 0, &u)
-        == NGX_HTTP_AMONITOR_LEARN_OK) {
-        ngx_log_error(NGX_LOG_INFO, cl->log, 0,
-            "amonitor: learned target \"%V\" at %V from the cluster (%V)",
-            &u->id, &u->norm, origin);
-        return;
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
-        "amonitor cluster route of \"%V\" at \"%V\" not used here",
-        ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), &n);
 }
 
 
