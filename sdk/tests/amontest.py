@@ -61,6 +61,15 @@ def valgrind_prefix():
     return []
 
 
+def free_port():
+    """A port nobody listens on now (on 127.0.0.1)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def slow_factor():
     return 10 if os.environ.get("AMON_TEST_VALGRIND") else 1
 

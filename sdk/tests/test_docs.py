@@ -10,14 +10,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from amontest import BUILD, ROOT, Tap, run, skip_all, valgrind_prefix
+from amontest import (BUILD, ROOT, Tap, free_port, run, skip_all,
+                      valgrind_prefix)
 
 try:
     import websockets
@@ -50,14 +50,6 @@ def pkg(*args):
     return subprocess.run(["pkg-config"] + list(args) + ["amonitor_sdk"],
                           env=env, capture_output=True, text=True,
                           check=True).stdout.split()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 async def recv(ws, timeout=5):

@@ -19,7 +19,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "..", "sdk", "tests"))
 
-from amontest import BUILD, Tap, slow_factor, valgrind_prefix  # noqa: E402
+from amontest import (BUILD, Tap, free_port, slow_factor,  # noqa: E402
+                      valgrind_prefix)
 
 CLI = os.path.join(BUILD, "amonitor")
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -254,14 +255,6 @@ def raw_agent_action(port, name, msg_id):
     conn.sendall(struct.pack("!BBH", 0x81, 0x80 | 126, len(data)) + key
                  + masked)
     return conn
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 SDK_PY = os.path.join(HERE, "..", "..", "sdk", "python")
