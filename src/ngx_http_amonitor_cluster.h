@@ -127,10 +127,12 @@ ngx_int_t ngx_http_amonitor_bus_ready(ngx_http_amonitor_cluster_t *cl);
 ngx_int_t ngx_http_amonitor_bus_pack(ngx_http_amonitor_worker_t *w, u_char kind,
     ngx_str_t *fields, ngx_uint_t n, ngx_str_t *out);
 
+/* routes learned (cluster_learn.c) */
+void ngx_http_amonitor_cluster_learn(ngx_http_amonitor_cluster_t *cl,
+    ngx_str_t *id, ngx_str_t *url, ngx_str_t *origin);
+
 /* routes and leases (cluster_route.c) */
 void      ngx_http_amonitor_lease_tick(ngx_http_amonitor_cluster_t *cl);
-void      ngx_http_amonitor_cluster_learn(ngx_http_amonitor_cluster_t *cl,
-         ngx_str_t *id, ngx_str_t *url, ngx_str_t *origin);
 ngx_int_t ngx_http_amonitor_routes_resync(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_routes_announce_conf(ngx_http_amonitor_cluster_t *cl);
 ngx_uint_t ngx_http_amonitor_cluster_mine(

@@ -122,13 +122,15 @@ int  amoncli_decode(
 int  amoncli_str_eq(amon_str_t s, const char *cstr);
 void amoncli_sleep_ms(int ms);
 
+/* amonitor_term.c: printing peer text for people */
+void amoncli_tprintf(FILE *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* amonitor_print.c: printing messages */
 void amoncli_print_message(const amoncli_opts_t *o, const char *event,
     unsigned opcode, const unsigned char *p, size_t len);
 void amoncli_print_json_line(const char *event, const char *key,
     const unsigned char *p, size_t len, int binary);
-void amoncli_tprintf(FILE *f, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* amonitor_status.c: the agent's amonitor_status endpoint */
 int           amoncli_status_url(const char *panel_url, char *out, size_t size);
