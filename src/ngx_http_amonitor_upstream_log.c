@@ -48,8 +48,8 @@ void
 ngx_http_amonitor_upstream_log_starved(ngx_http_amonitor_upstream_t *u)
 {
     ngx_http_amonitor_upstream_log_said(u,
-        "cannot connect to the SDK: no free connection in this worker "
-        "(worker_connections)");
+        "cannot connect to the SDK: this worker's worker_connections are "
+        "all in use");
 }
 
 
