@@ -8,43 +8,24 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "amoncli.h"
 
 
-/* The length of the UTF-8 sequence at p (at most n bytes), 0: not one. */
-static size_t
-amoncli_utf8_len(const unsigned char *p, size_t n)
-{
-    size_t want;
-
-    want = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-
-    if (want == 0 || want > n || amon_utf8_validate(p, want) != AMON_OK) {
-        return 0;
-    }
-
-    return want;
-}
-
-
 /*
  * fprintf for what a person reads.  Peer text (ids, names, messages,
- * close reasons) may hold control characters: C0 controls other than tab
- * and a newline that ends the output, DEL, C1 controls and bytes that are
- * not UTF-8 are written as \u00HH (bytes that are not UTF-8 as \xHH:
- * JSON text keeps its meaning), so that no peer can move
- * the cursor, retitle or clear the terminal or forge a line.
+ * close reasons) may hold control characters: written escaped by
+ * amon_escape_text() (a tab and the newline that ends the output kept),
+ * so that no peer can move the cursor, retitle or clear the terminal or
+ * forge a line.
  */
 void
 amoncli_tprintf(FILE *f, const char *fmt, ...)
 {
-    int                  n;
-    char                 small[512], *buf;
-    size_t               i, k, len;
-    va_list              ap;
-    const unsigned char *p;
+    int     n;
+    char    small[512], *buf, *out;
+    size_t  size;
+    va_list ap;
 
     va_start(ap, fmt);
     n = vsnprintf(small, sizeof(small), fmt, ap);
@@ -66,33 +47,17 @@ amoncli_tprintf(FILE *f, const char *fmt, ...)
         va_end(ap);
     }
 
-    p = (const unsigned char *) buf;
-    len = (size_t) n;
+    size = (size_t) n * AMON_ESC_MAX_PER_BYTE + 1;
+    out = malloc(size);
 
-    for (i = 0; i < len; i += k) {
-        k = 1;
+    if (out == NULL) {
+        fputs("(out of memory)\n", f);
 
-        if (p[i] < 0x80) {
-            if ((p[i] < 0x20 && p[i] != '\t' && !(p[i] == '\n' && i + 1 == len))
-                || p[i] == 0x7f) {
-                fprintf(f, "\\u%04x", p[i]);
-            } else {
-                fputc(p[i], f);
-            }
-            continue;
-        }
-
-        k = amoncli_utf8_len(p + i, len - i);
-        if (k == 0) {
-            k = 1;
-            fprintf(f, "\\x%02x", p[i]);
-
-        } else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
-            fprintf(f, "\\u%04x", p[i + 1]);
-
-        } else {
-            fwrite(p + i, 1, k, f);
-        }
+    } else {
+        (void) amon_escape_text((const unsigned char *) buf, (size_t) n, out,
+            size, AMON_ESC_KEEP_TAB | AMON_ESC_KEEP_LAST_NL);
+        fputs(out, f);
+        free(out);
     }
 
     if (buf != small) {

@@ -41,55 +41,10 @@ amonitor_strerror(int err)
 static __thread const amonitor_sdk_priv_t *amonitor_log_owner;
 
 
-/*
- * A log line may quote what a peer sent (an action's name, a msg_id, an
- * address): control characters (C0, DEL, C1) are written as \u00HH and
- * bytes that are not UTF-8 as \xHH, so that a line the host prints to a
- * terminal or a log file cannot carry escape sequences or forge a line.
- */
-static void
-amonitor_log_escape(const char *in, char *out, size_t size)
-{
-    size_t               i, k, n, len, o;
-    const unsigned char *p;
-
-    p = (const unsigned char *) in;
-    len = strlen(in);
-    o = 0;
-
-    for (i = 0; i < len && o + 7 < size; i += k) {
-        k = 1;
-        n = p[i] >= 0xf0 ? 4 : p[i] >= 0xe0 ? 3 : p[i] >= 0xc2 ? 2 : 1;
-
-        if (p[i] < 0x20 || p[i] == 0x7f) {
-            o += (size_t) snprintf(out + o, size - o, "\\u%04x", p[i]);
-
-        } else if (p[i] < 0x80) {
-            out[o++] = (char) p[i];
-
-        } else if (n == 1 || n > len - i
-            || amon_utf8_validate(p + i, n) != AMON_OK) {
-            o += (size_t) snprintf(out + o, size - o, "\\x%02x", p[i]);
-
-        } else if (n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
-            o += (size_t) snprintf(out + o, size - o, "\\u%04x", p[i + 1]);
-            k = 2;
-
-        } else {
-            memcpy(out + o, p + i, n);
-            o += n;
-            k = n;
-        }
-    }
-
-    out[o] = '\0';
-}
-
-
 void
 amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
 {
-    char                       buf[512], line[512 * 6];
+    char                       buf[512], line[512 * AMON_ESC_MAX_PER_BYTE];
     va_list                    ap;
     const amonitor_sdk_priv_t *prev;
 
@@ -102,7 +57,12 @@ amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
 
-    amonitor_log_escape(buf, line, sizeof(line));
+    /*
+     * A log line may quote what a peer sent (an action's name, a msg_id):
+     * one line the host can print to a terminal or a log file as it is.
+     */
+    (void) amon_escape_text(
+        (const unsigned char *) buf, strlen(buf), line, sizeof(line), 0);
 
     prev = amonitor_log_owner;
     amonitor_log_owner = priv;

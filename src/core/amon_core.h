@@ -144,6 +144,16 @@ uint16_t amon_close_code(int rc);
  * sequence.
  */
 int amon_utf8_validate(const unsigned char *p, size_t len);
+
+/* amon_escape_text() flags: what is kept as it is */
+#define AMON_ESC_KEEP_TAB     1 /* a tab */
+#define AMON_ESC_KEEP_LAST_NL 2 /* a newline that ends the text */
+
+/* at most this many output bytes per input byte */
+#define AMON_ESC_MAX_PER_BYTE 6
+
+size_t amon_escape_text(
+    const unsigned char *p, size_t len, char *out, size_t size, unsigned flags);
 int amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len);
 
 /* Case-insensitive equality of a counted string with a C string. */

@@ -6,6 +6,7 @@
  * word at a time.
  */
 
+#include <stdio.h>
 #include <string.h>
 
 #include "amon_core.h"
@@ -119,4 +120,59 @@ amon_utf8_validate(const unsigned char *p, size_t len)
     }
 
     return AMON_OK;
+}
+
+
+/*
+ * Text from a peer made safe to print to a terminal or write as one log
+ * line: C0 controls (but what "flags" keeps), DEL and C1 controls become
+ * \u00HH (a JSON escape: JSON text keeps its meaning), bytes that are not
+ * UTF-8 \xHH.  Writes whole escapes only, then a NUL, into "out" (size
+ * AMON_ESC_MAX_PER_BYTE * len + 1 holds any text); returns the length.
+ */
+size_t
+amon_escape_text(
+    const unsigned char *p, size_t len, char *out, size_t size, unsigned flags)
+{
+    size_t i, k, o;
+
+    if (size == 0) {
+        return 0;
+    }
+
+    o = 0;
+
+    for (i = 0; i < len && o + AMON_ESC_MAX_PER_BYTE < size; i += k) {
+        k = p[i] >= 0xf0 ? 4 : p[i] >= 0xe0 ? 3 : p[i] >= 0xc2 ? 2 : 1;
+
+        if (p[i] < 0x80) {
+            k = 1;
+
+            if ((p[i] < 0x20 && !(p[i] == '\t' && (flags & AMON_ESC_KEEP_TAB))
+                    && !(p[i] == '\n' && i + 1 == len
+                        && (flags & AMON_ESC_KEEP_LAST_NL)))
+                || p[i] == 0x7f) {
+                o += (size_t) snprintf(out + o, size - o, "\\u%04x", p[i]);
+
+            } else {
+                out[o++] = (char) p[i];
+            }
+
+        } else if (k == 1 || k > len - i
+            || amon_utf8_validate(p + i, k) != AMON_OK) {
+            k = 1;
+            o += (size_t) snprintf(out + o, size - o, "\\x%02x", p[i]);
+
+        } else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
+            o += (size_t) snprintf(out + o, size - o, "\\u%04x", p[i + 1]);
+
+        } else {
+            memcpy(out + o, p + i, k);
+            o += k;
+        }
+    }
+
+    out[o] = '\0';
+
+    return o;
 }

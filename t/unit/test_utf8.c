@@ -230,6 +230,40 @@ test_long_ascii_runs(void **state)
 }
 
 
+/* peer text made safe for a terminal or a log line */
+static void
+test_escape_text(void **state)
+{
+    char                 out[128];
+    size_t               n;
+    static const char    in[] = "a\tb\x1b]0;x\x07\x7f\xc2\x9b\xc3\xa9\xff\n";
+    const unsigned char *p = (const unsigned char *) in;
+
+    n = amon_escape_text(p, sizeof(in) - 1, out, sizeof(out), 0);
+    assert_string_equal(
+        out, "a\\u0009b\\u001b]0;x\\u0007\\u007f\\u009b\xc3\xa9\\xff\\u000a");
+    assert_int_equal(n, strlen(out));
+
+    (void) amon_escape_text(p, sizeof(in) - 1, out, sizeof(out),
+        AMON_ESC_KEEP_TAB | AMON_ESC_KEEP_LAST_NL);
+    assert_string_equal(
+        out, "a\tb\\u001b]0;x\\u0007\\u007f\\u009b\xc3\xa9\\xff\n");
+
+    /* a newline that does not end the text is escaped all the same */
+    (void) amon_escape_text((const unsigned char *) "a\nb", 3, out, sizeof(out),
+        AMON_ESC_KEEP_LAST_NL);
+    assert_string_equal(out, "a\\u000ab");
+
+    /* a truncated sequence; whole escapes only in a short buffer */
+    (void) amon_escape_text(
+        (const unsigned char *) "\xe2\x82", 2, out, sizeof(out), 0);
+    assert_string_equal(out, "\\xe2\\x82");
+    n = amon_escape_text(p, sizeof(in) - 1, out, 10, 0);
+    assert_true(n < 10);
+    assert_string_equal(out, "a\\u0009");
+}
+
+
 int
 main(void)
 {
@@ -239,6 +273,7 @@ main(void)
         cmocka_unit_test(test_split_everywhere),
         cmocka_unit_test(test_every_code_point),
         cmocka_unit_test(test_long_ascii_runs),
+        cmocka_unit_test(test_escape_text),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
