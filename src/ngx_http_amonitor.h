@@ -737,6 +737,8 @@ ngx_int_t ngx_http_amonitor_reply_target_state(ngx_http_amonitor_worker_t *w,
 void      ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
          ngx_uint_t success, amon_str_t message, const char *code,
          amon_str_t action_msg_id);
+ngx_int_t ngx_http_amonitor_stored_error(ngx_str_t *stored, ngx_str_t *target,
+    const char *code, const char *message);
 void      ngx_http_amonitor_stored_pack(
          ngx_str_t *out, ngx_str_t *target, ngx_str_t *result);
 void ngx_http_amonitor_stored_unpack(

@@ -17,6 +17,9 @@
 
 static void ngx_http_amonitor_action_log_noack(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_action_t *a, ngx_http_amonitor_about_t *about);
+static void ngx_http_amonitor_action_ack_other(ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_str_t *id, uint32_t hash, ngx_uint_t opcode,
+    u_char *data, size_t len);
 static void ngx_http_amonitor_action_finish(ngx_http_amonitor_action_t *a,
     ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf);
 static void ngx_http_amonitor_action_ack_result(
@@ -238,10 +241,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
 {
     u_char                       buf[NGX_HTTP_AMONITOR_RESULT_MAX];
     u_char                       sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
-    u_char                       ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     uint32_t                     hash;
     ngx_int_t                    rc;
-    ngx_str_t                    id, result, out, e;
+    ngx_str_t                    id, result, out;
     ngx_uint_t                   want;
     ngx_http_amonitor_worker_t  *w;
     ngx_http_amonitor_tstate_t  *ts;
@@ -257,24 +259,9 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
     hash = ngx_http_amonitor_hash(id.data, id.len);
     a = ngx_http_amonitor_sent_written(as, &id, hash);
 
-    if ((a == NULL || a->upstream != u)
-        && ngx_http_amonitor_cluster_ack(u, &id, opcode, data, len) == NGX_OK) {
-        /* amonitor_cluster: sent back to the worker that asked */
-        if (!env->success && u->tstate) {
-            ts = u->tstate;
-            (void) ngx_atomic_fetch_add(&ts->failures, 1);
-        }
-
-        return;
-    }
-
     if (a == NULL || a->upstream != u) {
-        if (ngx_http_amonitor_upstream_say(u)) {
-            ngx_log_error(NGX_LOG_INFO, &u->log, 0,
-                "amonitor: ack for an unknown action \"%V\" dropped",
-                ngx_http_amonitor_log_str(&id, &e, ebuf, sizeof(ebuf)));
-        }
-
+        ngx_http_amonitor_action_ack_other(
+            u, env, &id, hash, opcode, data, len);
         return;
     }
 
@@ -331,6 +318,52 @@ ngx_http_amonitor_action_ack(ngx_http_amonitor_upstream_t *u,
         a, env->success ? "ack_success" : "ack_failure", NULL);
 
     ngx_http_amonitor_action_free(a);
+}
+
+
+/*
+ * An ack that no action of this worker waits for: with amonitor_cluster,
+ * one for an action of another worker (sent back to it, and recorded
+ * here too when this worker holds its claim: the same record that worker
+ * writes); else dropped.
+ */
+static void
+ngx_http_amonitor_action_ack_other(ngx_http_amonitor_upstream_t *u,
+    amon_envelope_t *env, ngx_str_t *id, uint32_t hash, ngx_uint_t opcode,
+    u_char *data, size_t len)
+{
+    u_char                      buf[NGX_HTTP_AMONITOR_RESULT_MAX];
+    u_char                      sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
+    u_char                      ebuf[NGX_HTTP_AMONITOR_LOG_STR];
+    ngx_int_t                   rc;
+    ngx_str_t                   result, stored, e;
+    ngx_http_amonitor_tstate_t *ts;
+    ngx_http_amonitor_store_t  *st;
+
+    rc = ngx_http_amonitor_cluster_ack(u, id, opcode, data, len);
+
+    if (rc != NGX_OK && rc != NGX_DONE) {
+        if (ngx_http_amonitor_upstream_say(u)) {
+            ngx_log_error(NGX_LOG_INFO, &u->log, 0,
+                "amonitor: ack for an unknown action \"%V\" dropped",
+                ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)));
+        }
+
+        return;
+    }
+
+    if (!env->success && u->tstate) {
+        ts = u->tstate;
+        (void) ngx_atomic_fetch_add(&ts->failures, 1);
+    }
+
+    if (rc == NGX_DONE) {
+        st = u->worker->store;
+        ngx_http_amonitor_action_ack_result(env, &result, buf);
+        stored.data = sbuf;
+        ngx_http_amonitor_stored_pack(&stored, &u->id, &result);
+        st->finish(st, id, hash, NGX_HTTP_AMONITOR_CLAIM_DONE, &stored);
+    }
 }
 
 
@@ -399,20 +432,18 @@ void
 ngx_http_amonitor_action_keep(
     ngx_http_amonitor_action_t *a, const char *code, const char *message)
 {
-    u_char     buf[256], sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
-    ngx_str_t  result;
-    amon_str_t msg;
+    u_char                    sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
+    ngx_str_t                 stored;
+    ngx_http_amonitor_about_t about;
 
-    msg.data = (const unsigned char *) message;
-    msg.len = ngx_strlen(message);
-    result.data = buf;
+    ngx_http_amonitor_action_about(a, &about);
 
-    ngx_http_amonitor_reply_result(
-        &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
+    stored.data = sbuf;
 
-    if (result.len) {
-        ngx_http_amonitor_action_finish(
-            a, NGX_HTTP_AMONITOR_CLAIM_FAILED, &result, sbuf);
+    if (ngx_http_amonitor_stored_error(&stored, &about.target_id, code, message)
+        == NGX_OK) {
+        a->worker->store->finish(a->worker->store, &a->sn.str,
+            (uint32_t) a->sn.node.key, NGX_HTTP_AMONITOR_CLAIM_FAILED, &stored);
     }
 }
 

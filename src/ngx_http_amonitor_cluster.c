@@ -242,7 +242,7 @@ ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w)
 }
 
 
-/* the token (instance:pid:random), the channels and keys of this worker */
+/* the token (instance:pid:random;c), the channels and keys of this worker */
 static ngx_int_t
 ngx_http_amonitor_cluster_names(
     ngx_http_amonitor_cluster_t *cl, ngx_pool_t *pool)
@@ -266,13 +266,21 @@ ngx_http_amonitor_cluster_names(
 
     ngx_http_amonitor_random(rnd, sizeof(rnd));
 
-    p = ngx_snprintf(cl->tbuf, NGX_HTTP_AMONITOR_CLUSTER_TOKEN_LEN - 9,
+    p = ngx_snprintf(cl->tbuf, NGX_HTTP_AMONITOR_CLUSTER_TOKEN_LEN - 11,
         "%V:%P:", &cl->conf->instance, ngx_pid);
 
     for (i = 0; i < sizeof(rnd); i++) {
         *p++ = hex[rnd[i] >> 4];
         *p++ = hex[rnd[i] & 0xf];
     }
+
+    /*
+     * ";c": this worker takes an action's claim with it (a fifth field,
+     * ngx_http_amonitor_cluster_forward); an owner of an earlier version
+     * has a token without it, and gets the four fields it knows
+     */
+    *p++ = ';';
+    *p++ = 'c';
 
     cl->token.data = cl->tbuf;
     cl->token.len = p - cl->tbuf;

@@ -25,13 +25,14 @@
 
 
 /* the kinds of bus messages: the first byte */
-#define NGX_HTTP_AMONITOR_BUS_EVENT  'E' /* sender, target, opcode, bytes */
-#define NGX_HTTP_AMONITOR_BUS_ROUTE  'T' /* sender, target, url, origin */
-#define NGX_HTTP_AMONITOR_BUS_ACTION 'A' /* reply-to, target, msg_id, frame */
-#define NGX_HTTP_AMONITOR_BUS_ACK    'K' /* target, opcode, bytes */
-#define NGX_HTTP_AMONITOR_BUS_ERROR  'R' /* target, msg_id, code, message */
-#define NGX_HTTP_AMONITOR_BUS_QUERY  'Q' /* asker: who holds which target */
-#define NGX_HTTP_AMONITOR_BUS_HELD   'H' /* sender, ids (a newline between) */
+#define NGX_HTTP_AMONITOR_BUS_EVENT 'E' /* sender, target, opcode, bytes */
+#define NGX_HTTP_AMONITOR_BUS_ROUTE 'T' /* sender, target, url, origin */
+#define NGX_HTTP_AMONITOR_BUS_ACTION \
+    'A' /* reply-to, target, msg_id, frame, claim */
+#define NGX_HTTP_AMONITOR_BUS_ACK   'K' /* target, opcode, bytes */
+#define NGX_HTTP_AMONITOR_BUS_ERROR 'R' /* target, msg_id, code, message */
+#define NGX_HTTP_AMONITOR_BUS_QUERY 'Q' /* asker: who holds which target */
+#define NGX_HTTP_AMONITOR_BUS_HELD  'H' /* sender, ids (a newline between) */
 
 
 typedef struct ngx_http_amonitor_cluster_s ngx_http_amonitor_cluster_t;
@@ -59,10 +60,12 @@ typedef struct {
     ngx_queue_t                   queue; /* cl->remote or cl->remote_wait */
     ngx_http_amonitor_upstream_t *upstream;
     ngx_str_t                     reply_to; /* the requester's token */
+    ngx_str_t                     claim; /* its claim's value, or empty */
     uint64_t                      end_offset;
     ngx_msec_t                    deadline;
     ngx_http_amonitor_msg_t      *msg; /* waiting: the frame to write */
     ngx_event_t                   wait; /* waiting: how long at most */
+    unsigned                      adopted : 1; /* the claim held here too */
 } ngx_http_amonitor_remote_t;
 
 

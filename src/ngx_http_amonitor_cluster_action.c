@@ -5,7 +5,10 @@
  * (as for a local action) and sends the action's frame to the channel of
  * the worker holding the target's lease; that worker writes it to its SDK
  * once and sends the SDK's ack, or an error, back to the asking worker's
- * channel only.  The asking worker keeps its own ack timeout.
+ * channel only.  The asking worker keeps its own ack timeout.  The claim's
+ * value goes with the action: the owner holds the claim too while its SDK
+ * works, and records the outcome as the asking worker does, which may
+ * die or miss the ack meanwhile.
  */
 
 #include <ngx_config.h>
@@ -15,11 +18,16 @@
 #include "ngx_http_amonitor_cluster.h"
 
 
-/* the owner of KEYS[1] gets ARGV[2] on its channel (ARGV[1] .. owner) */
+/*
+ * The owner of KEYS[1] gets ARGV[2] on its channel (ARGV[1] .. owner),
+ * with ARGV[3] (the claim's field) if its token says it takes it
+ */
 #define NGX_HTTP_AMONITOR_LUA_TO_OWNER \
     "local o = redis.call('GET', KEYS[1]) " \
     "if not o then return -1 end " \
-    "return redis.call('PUBLISH', ARGV[1] .. o, ARGV[2])"
+    "local m = ARGV[2] " \
+    "if string.sub(o, -2) == ';c' then m = m .. ARGV[3] end " \
+    "return redis.call('PUBLISH', ARGV[1] .. o, m)"
 
 
 /* what the asking worker remembers until Redis says who got the action */
@@ -40,6 +48,8 @@ static void ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
 static void ngx_http_amonitor_remote_waited(ngx_event_t *ev);
 static void ngx_http_amonitor_remote_unwait(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r);
+static void ngx_http_amonitor_remote_keep(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, const char *code, const char *message);
 static void ngx_http_amonitor_remote_free(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r);
 
@@ -57,8 +67,9 @@ ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
     ngx_str_t *msg_id, ngx_http_amonitor_msg_t *frame)
 {
     u_char                      *p;
+    size_t                       tail;
     ngx_int_t                    rc;
-    ngx_str_t                    f[4], msg;
+    ngx_str_t                    f[5], msg;
     ngx_http_amonitor_lease_t   *l;
     ngx_http_amonitor_cluster_t *cl;
     ngx_http_amonitor_forward_t *fw;
@@ -111,17 +122,28 @@ ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
     f[3].data = frame->data;
     f[3].len = frame->len;
 
+    /* the claim's value: the owner holds it too while the action runs */
+    if (ngx_http_amonitor_redis_claim_token(u->worker->store, msg_id,
+            ngx_http_amonitor_hash(msg_id->data, msg_id->len), &f[4])
+        != NGX_OK) {
+        ngx_str_null(&f[4]);
+    }
+
     if (ngx_http_amonitor_bus_pack(
-            u->worker, NGX_HTTP_AMONITOR_BUS_ACTION, f, 4, &msg)
+            u->worker, NGX_HTTP_AMONITOR_BUS_ACTION, f, 5, &msg)
         != NGX_OK) {
         ngx_free(fw);
         return NGX_ERROR;
     }
 
+    /* the fifth field apart: an owner of an earlier version gets four */
+    tail = f[4].len ? 4 + f[4].len : 4;
+
     rc = ngx_http_amonitor_redis_command(cl->cmd,
         ngx_http_amonitor_cluster_forwarded, fw, "EVAL to owner",
-        "EVAL %s 1 %b %b %b", NGX_HTTP_AMONITOR_LUA_TO_OWNER, l->key.data,
-        l->key.len, cl->w_prefix.data, cl->w_prefix.len, msg.data, msg.len);
+        "EVAL %s 1 %b %b %b %b", NGX_HTTP_AMONITOR_LUA_TO_OWNER, l->key.data,
+        l->key.len, cl->w_prefix.data, cl->w_prefix.len, msg.data,
+        msg.len - tail, msg.data + msg.len - tail, f[4].len ? tail : 0);
 
     ngx_free(msg.data);
 
@@ -195,8 +217,13 @@ ngx_http_amonitor_remote_run(
     w = cl->worker;
     u = NULL;
 
-    if (m->n != 4) {
+    if (m->n != 4 && m->n != 5) {
         return;
+    }
+
+    if (m->n == 4) {
+        /* from an instance of an earlier version: no claim with it */
+        ngx_str_null(&m->f[4]);
     }
 
     for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
@@ -220,8 +247,8 @@ ngx_http_amonitor_remote_run(
         return;
     }
 
-    r = ngx_calloc(
-        sizeof(ngx_http_amonitor_remote_t) + m->f[2].len + m->f[0].len,
+    r = ngx_calloc(sizeof(ngx_http_amonitor_remote_t) + m->f[2].len
+            + m->f[0].len + m->f[4].len,
         cl->log);
     msg = ngx_http_amonitor_msg_alloc(&w->frames, m->f[3].len);
 
@@ -250,7 +277,10 @@ ngx_http_amonitor_remote_run(
     p = ngx_cpymem(p, m->f[2].data, m->f[2].len);
     r->reply_to.data = p;
     r->reply_to.len = m->f[0].len;
-    ngx_memcpy(p, m->f[0].data, m->f[0].len);
+    p = ngx_cpymem(p, m->f[0].data, m->f[0].len);
+    r->claim.data = p;
+    r->claim.len = m->f[4].len;
+    ngx_memcpy(p, m->f[4].data, m->f[4].len);
 
     r->sn.node.key = ngx_http_amonitor_hash(r->sn.str.data, r->sn.str.len);
     r->upstream = u;
@@ -301,6 +331,15 @@ ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
     r->end_offset = u->wc.queued_bytes;
     r->deadline =
         ngx_current_msec + w->amcf->ack_timeout + w->amcf->late_window;
+
+    /*
+     * Written: the claim is held here too, so that the outcome is
+     * recorded even if the asking worker dies before it learns it
+     */
+    r->adopted = r->claim.len
+        && ngx_http_amonitor_redis_adopt(
+               w->store, &r->sn.str, (uint32_t) r->sn.node.key, &r->claim)
+            == NGX_OK;
 
     ngx_rbtree_insert(&cl->remote_tree, &r->sn.node);
     ngx_queue_insert_tail(&cl->remote, &r->queue);
@@ -426,6 +465,13 @@ ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
         ngx_free(ch.data);
     }
 
+    if (r->adopted) {
+        /* the caller records the ack (action_end.c) */
+        r->adopted = 0;
+        ngx_http_amonitor_remote_free(cl, r);
+        return NGX_DONE;
+    }
+
     ngx_http_amonitor_remote_free(cl, r);
 
     return NGX_OK;
@@ -470,6 +516,8 @@ ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
 {
     ngx_queue_t                *q, *next;
     ngx_http_amonitor_remote_t *r;
+    static const char          *disconnected =
+        "the target disconnected before its ack; the outcome is unknown";
 
     for (q = ngx_queue_head(&cl->remote_wait);
          q != ngx_queue_sentinel(&cl->remote_wait); q = next) {
@@ -495,14 +543,20 @@ ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
 
         if (connected && u->wc.sent_bytes >= r->end_offset) {
             ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id,
-                &r->sn.str, "TARGET_DISCONNECTED",
-                "the target disconnected before its ack; the outcome is "
-                "unknown");
+                &r->sn.str, "TARGET_DISCONNECTED", disconnected);
+            ngx_http_amonitor_remote_keep(
+                cl, r, "TARGET_DISCONNECTED", disconnected);
 
         } else {
             ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id,
                 &r->sn.str, "TARGET_UNAVAILABLE",
                 "the target disconnected before the action was sent");
+
+            if (r->adopted) {
+                /* never written: released, as the asking worker does */
+                r->adopted = 0;
+                cl->worker->store->release(cl->worker->store, &r->sn.str);
+            }
         }
 
         ngx_http_amonitor_remote_free(cl, r);
@@ -524,6 +578,13 @@ ngx_http_amonitor_remote_expire(ngx_http_amonitor_cluster_t *cl)
         if ((ngx_msec_int_t) (r->deadline - ngx_current_msec) > 0) {
             break;
         }
+
+        /* as the asking worker ends it (action_end.c), if it is gone */
+        ngx_http_amonitor_remote_keep(cl, r, "ACK_TIMEOUT",
+            cl->worker->amcf->late_window
+                ? "no ack from the target within the late window; the "
+                  "outcome is unknown"
+                : "no ack from the target in time; the outcome is unknown");
 
         ngx_http_amonitor_remote_free(cl, r);
     }
@@ -550,10 +611,49 @@ ngx_http_amonitor_remote_exit(ngx_http_amonitor_cluster_t *cl)
 }
 
 
+/*
+ * An action written for another worker that may have run and will not
+ * be acked: its claim ends as FAILED with the error that worker gets, the
+ * same bytes, whichever of the two writes it first
+ */
+static void
+ngx_http_amonitor_remote_keep(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, const char *code, const char *message)
+{
+    u_char                     sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
+    ngx_str_t                  stored;
+    ngx_http_amonitor_store_t *st;
+
+    if (!r->adopted) {
+        return;
+    }
+
+    r->adopted = 0;
+    st = cl->worker->store;
+    stored.data = sbuf;
+
+    if (ngx_http_amonitor_stored_error(&stored, &r->upstream->id, code, message)
+        == NGX_OK) {
+        st->finish(st, &r->sn.str, (uint32_t) r->sn.node.key,
+            NGX_HTTP_AMONITOR_CLAIM_FAILED, &stored);
+
+    } else {
+        ngx_http_amonitor_redis_disown(
+            st, &r->sn.str, (uint32_t) r->sn.node.key);
+    }
+}
+
+
 static void
 ngx_http_amonitor_remote_free(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r)
 {
+    if (r->adopted) {
+        /* nothing to record (this worker exits): the asker ends it */
+        ngx_http_amonitor_redis_disown(
+            cl->worker->store, &r->sn.str, (uint32_t) r->sn.node.key);
+    }
+
     ngx_rbtree_delete(&cl->remote_tree, &r->sn.node);
     ngx_queue_remove(&r->queue);
     ngx_free(r);

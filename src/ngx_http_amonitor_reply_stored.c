@@ -334,3 +334,35 @@ ngx_http_amonitor_reply_result(ngx_str_t *result, size_t size,
 
     result->len = 0;
 }
+
+
+/*
+ * What the store keeps of an action ended by an error that may have let
+ * it run (kept as FAILED): the same bytes whichever worker writes them,
+ * the one that asked or, in a cluster, the one that ran it.  "stored"
+ * has room for NGX_HTTP_AMONITOR_STORED_MAX bytes; NGX_DECLINED when the
+ * message does not fit (nothing to keep).
+ */
+ngx_int_t
+ngx_http_amonitor_stored_error(
+    ngx_str_t *stored, ngx_str_t *target, const char *code, const char *message)
+{
+    u_char     buf[256];
+    ngx_str_t  result;
+    amon_str_t msg;
+
+    msg.data = (const unsigned char *) message;
+    msg.len = ngx_strlen(message);
+    result.data = buf;
+
+    ngx_http_amonitor_reply_result(
+        &result, sizeof(buf), 0, msg, code, (amon_str_t) amon_null_string);
+
+    if (result.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_amonitor_stored_pack(stored, target, &result);
+
+    return NGX_OK;
+}

@@ -25,6 +25,9 @@
 /* "p" + host ":" pid ":" random ":" sequence */
 #define NGX_HTTP_AMONITOR_REDIS_OWNER_LEN (NGX_MAXHOSTNAMELEN + 64)
 
+/* a pass's claims (and finishes) go in calls of at most this many */
+#define NGX_HTTP_AMONITOR_REDIS_BATCH 64
+
 
 typedef enum {
     NGX_HTTP_AMONITOR_REC_CLAIMING = 0, /* the claim script is under way */
@@ -65,6 +68,8 @@ struct ngx_http_amonitor_redis_rec_s {
     unsigned                       renewing : 1;
     unsigned                       lost : 1;
     unsigned                       refused : 1; /* its finish, for now */
+    unsigned                       adopted : 1; /* another worker's claim */
+    unsigned                       forwarded : 1; /* its action ran there */
 };
 
 
@@ -93,6 +98,7 @@ struct ngx_http_amonitor_redis_s {
     ngx_queue_t                     todo;
     ngx_queue_t                     waiting; /* claims not sent yet */
     ngx_uint_t                      nclaims;
+    ngx_uint_t                      nadopted; /* of them, other workers' */
     ngx_http_amonitor_redis_cmds_t  cmds; /* records to use again */
     ngx_msec_t full_logged; /* the last "claims are open" line */
     ngx_uint_t full_refused; /* refused since */
@@ -193,6 +199,16 @@ ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash);
 void ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec);
 void ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec);
+ngx_uint_t ngx_http_amonitor_redis_take(
+    ngx_queue_t *queue, ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t ends);
+void ngx_http_amonitor_redis_taken(
+    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n);
+ngx_int_t ngx_http_amonitor_redis_adopt(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *owner);
+void      ngx_http_amonitor_redis_disown(
+         ngx_http_amonitor_store_t *st, ngx_str_t *msg_id, uint32_t hash);
+ngx_int_t ngx_http_amonitor_redis_claim_token(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *token);
 ngx_int_t ngx_http_amonitor_redis_end_again(
     ngx_http_amonitor_redis_rec_t *rec, redisReply *reply);
 ngx_int_t ngx_http_amonitor_redis_stored(ngx_http_amonitor_store_t *st,

@@ -85,9 +85,6 @@
     "else r[i] = string.sub(v, 1, 1) end " \
     "end return r"
 
-/* a pass's claims (and finishes) go in calls of at most this many */
-#define NGX_HTTP_AMONITOR_REDIS_BATCH 64
-
 
 /* the scripts above, called by SHA1 (made once per worker) */
 static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[6];
@@ -118,11 +115,7 @@ static ngx_int_t ngx_http_amonitor_redis_claims_send(
 static ngx_int_t ngx_http_amonitor_redis_finishes_send(
     ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_rec_t **recs,
     ngx_uint_t n);
-static void       ngx_http_amonitor_redis_claims_post(ngx_event_t *ev);
-static ngx_uint_t ngx_http_amonitor_redis_take(
-    ngx_queue_t *queue, ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t ends);
-static void ngx_http_amonitor_redis_taken(
-    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n);
+static void ngx_http_amonitor_redis_claims_post(ngx_event_t *ev);
 static void ngx_http_amonitor_redis_claimed(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_redis_finish(ngx_http_amonitor_store_t *st,
@@ -284,7 +277,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         return NGX_ERROR;
     }
 
-    if (ctx->nclaims >= ctx->conf->claims) {
+    if (ctx->nclaims - ctx->nadopted >= ctx->conf->claims) {
         ngx_http_amonitor_redis_recs_full(ctx, msg_id);
         return NGX_BUSY;
     }
@@ -621,13 +614,29 @@ ngx_http_amonitor_redis_ended(
         return;
     }
 
-    if (reply->type == REDIS_REPLY_ERROR) {
+    if (rec->adopted && reply->type == REDIS_REPLY_STRING) {
+        /* the asking worker's end came first: it stands */
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
+            "amonitor redis claim \"%V\" of another worker ended as \"%c\"",
+            &rec->msg_id, reply->len ? reply->str[0] : '-');
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
             "amonitor: redis could not %s the claim of \"%V\": %*s; "
             "it expires in %M ms",
             rec->state == NGX_HTTP_AMONITOR_REC_FINISHING ? "finish"
                                                           : "release",
             &rec->msg_id, (size_t) reply->len, reply->str, ctx->conf->lease);
+
+    } else if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING && rec->forwarded
+        && reply->type == REDIS_REPLY_STRING && reply->len == 1
+        && reply->str[0] != 'p') {
+        /* amonitor_cluster: ended by the worker that ran it, a late ack */
+        ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+            "amonitor: the redis claim of \"%V\" was ended already "
+            "(\"%c\" found), by the agent that ran its action; that "
+            "record stands",
+            &rec->msg_id, reply->str[0]);
 
     } else if (rec->state == NGX_HTTP_AMONITOR_REC_FINISHING
         && reply->type == REDIS_REPLY_STRING) {
@@ -680,53 +689,6 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
         }
 
         ngx_http_amonitor_redis_taken(recs, n);
-    }
-}
-
-
-/*
- * The records at the head of "queue" that go in one call, at most
- * NGX_HTTP_AMONITOR_REDIS_BATCH; of ends ("ends"), finishes in a row or
- * one release alone.  They stay queued until sent (redis_taken).
- */
-static ngx_uint_t
-ngx_http_amonitor_redis_take(
-    ngx_queue_t *queue, ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t ends)
-{
-    ngx_uint_t                     n;
-    ngx_queue_t                   *q;
-    ngx_http_amonitor_redis_rec_t *rec;
-
-    n = 0;
-
-    for (q = ngx_queue_head(queue);
-         q != ngx_queue_sentinel(queue) && n < NGX_HTTP_AMONITOR_REDIS_BATCH;
-         q = ngx_queue_next(q)) {
-        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
-
-        if (ends && rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
-            if (n == 0) {
-                recs[n++] = rec;
-            }
-
-            break;
-        }
-
-        recs[n++] = rec;
-    }
-
-    return n;
-}
-
-
-/* sent: out of their queue */
-static void
-ngx_http_amonitor_redis_taken(
-    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n)
-{
-    while (n--) {
-        ngx_queue_remove(&recs[n]->queue);
-        recs[n]->in_queue = 0;
     }
 }
 
@@ -788,6 +750,12 @@ ngx_http_amonitor_redis_renewed(
 
     } else if (reply->integer == 0 && !rec->lost) {
         rec->lost = 1;
+
+        if (rec->adopted) {
+            /* the asking worker ended it (or a retry took it after) */
+            return;
+        }
+
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
             "amonitor: the redis claim of \"%V\" expired and was taken "
             "by another owner while its action was under way; "

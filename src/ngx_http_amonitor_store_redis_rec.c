@@ -9,8 +9,11 @@
  * And what the records answer without the claim script: a duplicate of
  * a claim this worker holds, action_status (one GET when not held here),
  * the refusal of the claims that waited for a connection; at exit, the
- * release of the claims whose reply had not come back.  Below the
- * claims (store_redis_claim.c); calls nothing above it.
+ * release of the claims whose reply had not come back.  With
+ * amonitor_cluster, the claims of other workers' actions that this
+ * worker's SDK connections run are held here too (adopted: renewed and
+ * ended like this worker's own).  And which records go in one call.
+ * Below the claims (store_redis_claim.c); calls nothing above it.
  */
 
 #include <ngx_config.h>
@@ -25,6 +28,9 @@
 #define NGX_HTTP_AMONITOR_REDIS_ID_CAP    64 /* a recycled msg_id's room */
 
 
+static ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_alloc(
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash,
+    size_t owner);
 static void ngx_http_amonitor_redis_queried(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
@@ -80,8 +86,16 @@ ngx_http_amonitor_redis_recs_exit(
     while (!ngx_queue_empty(&ctx->held)) {
         q = ngx_queue_head(&ctx->held);
         rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        if (rec->adopted) {
+            /* another worker's: its asker ends it */
+            n--;
+
+        } else {
+            held++;
+        }
+
         ngx_http_amonitor_redis_rec_free(rec);
-        held++;
     }
 
     ngx_http_amonitor_kept_exit(&ctx->kept);
@@ -112,10 +126,37 @@ ngx_http_amonitor_redis_rec_new(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash)
 {
     u_char                        *p;
-    size_t                         cap;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    rec = ngx_http_amonitor_redis_rec_alloc(ctx, msg_id, hash, 0);
+    if (rec == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(rec->owner.data, ctx->owner.data, ctx->owner.len);
+    p = ngx_http_amonitor_redis_uint(p, ++ctx->seq);
+    rec->owner.len = p - rec->owner.data;
+    rec->value.data = p;
+
+    return rec;
+}
+
+
+/*
+ * A record with room for "msg_id", an owner token ("owner" bytes, or one
+ * of this worker's: the room of every record kept for use again) and a
+ * result; in the index, owner and value still to be set
+ */
+static ngx_http_amonitor_redis_rec_t *
+ngx_http_amonitor_redis_rec_alloc(ngx_http_amonitor_redis_t *ctx,
+    ngx_str_t *msg_id, uint32_t hash, size_t owner)
+{
+    size_t                         cap, room;
     ngx_http_amonitor_redis_rec_t *rec, **slot;
 
-    rec = (msg_id->len <= NGX_HTTP_AMONITOR_REDIS_ID_CAP)
+    room = ctx->owner.len + NGX_INT64_LEN + 1;
+
+    rec = (msg_id->len <= NGX_HTTP_AMONITOR_REDIS_ID_CAP && owner <= room)
         ? ngx_http_amonitor_kept_get(&ctx->kept)
         : NULL;
 
@@ -125,8 +166,7 @@ ngx_http_amonitor_redis_rec_new(
     } else {
         cap = ngx_max(msg_id->len, NGX_HTTP_AMONITOR_REDIS_ID_CAP);
         rec = ngx_alloc(sizeof(ngx_http_amonitor_redis_rec_t) + cap
-                + ctx->owner.len + NGX_INT64_LEN + 1
-                + NGX_HTTP_AMONITOR_STORED_MAX,
+                + ngx_max(owner, room) + NGX_HTTP_AMONITOR_STORED_MAX,
             ctx->log);
         if (rec == NULL) {
             return NULL;
@@ -136,19 +176,11 @@ ngx_http_amonitor_redis_rec_new(
     ngx_memzero(rec, sizeof(ngx_http_amonitor_redis_rec_t));
     rec->id_cap = cap;
 
-    p = (u_char *) (rec + 1);
-
-    rec->msg_id.data = p;
+    rec->msg_id.data = (u_char *) (rec + 1);
     rec->msg_id.len = msg_id->len;
-    ngx_memcpy(p, msg_id->data, msg_id->len);
-    p += cap;
+    ngx_memcpy(rec->msg_id.data, msg_id->data, msg_id->len);
 
-    rec->owner.data = p;
-    p = ngx_cpymem(p, ctx->owner.data, ctx->owner.len);
-    p = ngx_http_amonitor_redis_uint(p, ++ctx->seq);
-    rec->owner.len = p - rec->owner.data;
-
-    rec->value.data = p;
+    rec->owner.data = rec->msg_id.data + cap;
 
     rec->ctx = ctx;
     rec->state = NGX_HTTP_AMONITOR_REC_CLAIMING;
@@ -163,6 +195,92 @@ ngx_http_amonitor_redis_rec_new(
     (void) ngx_atomic_fetch_add(&ctx->worker->counters->redis_claims, 1);
 
     return rec;
+}
+
+
+/*
+ * amonitor_cluster: the owner of a target took an action of another
+ * worker and wrote it to its SDK.  It holds that worker's claim too (the
+ * asker's token "owner"): renewed while the action lives, finished with
+ * the SDK's ack or the error the asker gets, so that the outcome is
+ * recorded even if the asking worker dies meanwhile.  The asker's own
+ * end writes the same value again, or finds it written.  NGX_DECLINED:
+ * not held (a claim of this msg_id is here already, or the bound).
+ */
+ngx_int_t
+ngx_http_amonitor_redis_adopt(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
+    uint32_t hash, ngx_str_t *owner)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    if (owner->len < 2
+        || owner->len > NGX_HTTP_AMONITOR_REDIS_OWNER_LEN + NGX_INT64_LEN + 1
+        || owner->data[0] != 'p' || ctx->nadopted >= ctx->conf->claims
+        || ngx_http_amonitor_redis_rec_find(ctx, msg_id, hash)) {
+        return NGX_DECLINED;
+    }
+
+    rec = ngx_http_amonitor_redis_rec_alloc(ctx, msg_id, hash, owner->len);
+    if (rec == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rec->owner.len = owner->len;
+    rec->value.data = ngx_cpymem(rec->owner.data, owner->data, owner->len);
+
+    rec->adopted = 1;
+    ctx->nadopted++;
+    rec->state = NGX_HTTP_AMONITOR_REC_HELD;
+    rec->renewed = ngx_current_msec;
+    ngx_queue_insert_tail(&ctx->held, &rec->queue);
+    rec->in_queue = 1;
+
+    return NGX_OK;
+}
+
+
+/* an adopted claim whose action ended with nothing to record */
+void
+ngx_http_amonitor_redis_disown(
+    ngx_http_amonitor_store_t *st, ngx_str_t *msg_id, uint32_t hash)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id, hash);
+
+    if (rec && rec->adopted && rec->state == NGX_HTTP_AMONITOR_REC_HELD) {
+        ngx_http_amonitor_redis_rec_free(rec);
+    }
+}
+
+
+/*
+ * The value ("p" + token) of this worker's claim of "msg_id", whose
+ * action goes to the worker holding its target (which may end it)
+ */
+ngx_int_t
+ngx_http_amonitor_redis_claim_token(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *token)
+{
+    ngx_http_amonitor_redis_t *ctx = st->data;
+
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    rec = ngx_http_amonitor_redis_rec_find(ctx, msg_id, hash);
+
+    if (rec == NULL || rec->adopted
+        || rec->state != NGX_HTTP_AMONITOR_REC_HELD) {
+        return NGX_DECLINED;
+    }
+
+    *token = rec->owner;
+    rec->forwarded = 1;
+
+    return NGX_OK;
 }
 
 
@@ -285,6 +403,7 @@ ngx_http_amonitor_redis_rec_free(ngx_http_amonitor_redis_rec_t *rec)
     }
 
     ctx->nclaims--;
+    ctx->nadopted -= rec->adopted;
     (void) ngx_atomic_fetch_add(&ctx->worker->counters->redis_claims, -1);
 
     if (rec->id_cap == NGX_HTTP_AMONITOR_REDIS_ID_CAP) {
@@ -365,7 +484,7 @@ ngx_http_amonitor_redis_recs_full(
     ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
         "amonitor: %ui redis claims of this worker are open (claims=), "
         "action \"%V\" refused (%ui refused since the last such line)",
-        ctx->nclaims, msg_id, ctx->full_refused);
+        ctx->nclaims - ctx->nadopted, msg_id, ctx->full_refused);
 
     ctx->full_logged = now ? now : 1;
     ctx->full_refused = 0;
@@ -507,6 +626,53 @@ ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The records at the head of "queue" that go in one call, at most
+ * NGX_HTTP_AMONITOR_REDIS_BATCH; of ends ("ends"), finishes in a row or
+ * one release alone.  They stay queued until sent (redis_taken).
+ */
+ngx_uint_t
+ngx_http_amonitor_redis_take(
+    ngx_queue_t *queue, ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t ends)
+{
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q;
+    ngx_http_amonitor_redis_rec_t *rec;
+
+    n = 0;
+
+    for (q = ngx_queue_head(queue);
+         q != ngx_queue_sentinel(queue) && n < NGX_HTTP_AMONITOR_REDIS_BATCH;
+         q = ngx_queue_next(q)) {
+        rec = ngx_queue_data(q, ngx_http_amonitor_redis_rec_t, queue);
+
+        if (ends && rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
+            if (n == 0) {
+                recs[n++] = rec;
+            }
+
+            break;
+        }
+
+        recs[n++] = rec;
+    }
+
+    return n;
+}
+
+
+/* sent: out of their queue */
+void
+ngx_http_amonitor_redis_taken(
+    ngx_http_amonitor_redis_rec_t **recs, ngx_uint_t n)
+{
+    while (n--) {
+        ngx_queue_remove(&recs[n]->queue);
+        recs[n]->in_queue = 0;
+    }
 }
 
 

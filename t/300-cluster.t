@@ -73,7 +73,7 @@ for my $n (qw(B C)) {
 like($redis->cli('HGET', 'amon-c:routes', 'hub'),
     qr{^ws://127\.0\.0\.1:$ph/\nconfig\nA$}, 'the route is in redis with '
     . 'its origin');
-like($redis->cli('GET', 'amon-c:lease:c1'), qr/^[ABC]:\d+:[0-9a-f]{8}$/,
+like($redis->cli('GET', 'amon-c:lease:c1'), qr/^[ABC]:\d+:[0-9a-f]{8};c$/,
     'the lease of c1 names its owner');
 
 # panels: three on each instance (most likely on both of its workers)
