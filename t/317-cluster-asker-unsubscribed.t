@@ -4,7 +4,10 @@
 # command connection still up), the action used to be run by the SDK and
 # acked, and the panel got ACK_TIMEOUT for it (and action_status said
 # "failed").  It now gets TARGET_UNAVAILABLE at once, the claim released,
-# and a retry once the subscription is back runs it.
+# and a retry once the subscription is back runs it.  An action already
+# under way when the subscription goes still ends with ACK_TIMEOUT for
+# the panel (its ack cannot reach the asking worker), but the owner,
+# which holds the claim too, recorded the ack: a retry says "done".
 
 use strict;
 use warnings;
@@ -83,6 +86,34 @@ ok(wait_for(sub {
         $again && $again->{type} eq 'action_ack';
     }, 10), 'once subscribed again, the retry is acked');
 is($sdk->executed($id), 1, 'and ran once');
+
+# An action under way when the subscription goes: its ack, published by
+# B while A is not subscribed, never reaches A, whose panel gets
+# ACK_TIMEOUT.  B holds the claim too and recorded the ack, so what is
+# kept is the ack ("done"), not A's timeout; before, it was "failed".
+$sdk->set(ack_delay => 0.8);
+# (A is subscribed again: the retry above was acked through it)
+$A->mark_log;
+my $late = uuid4();
+$p->send_json({ msg_id => $late, type => 'action', target_id => 'u1',
+    timestamp => now_ms(), payload => { action => 'restart' } });
+ok(wait_for(sub { $sdk->executed($late) == 1 }, 3), 'the SDK has it');
+$redis->cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
+my $lost = $p->answer_to($late, 5);
+is($lost && $lost->{payload}{code}, 'ACK_TIMEOUT',
+    'the ack did not reach A: ACK_TIMEOUT');
+my $kept = $redis->cli('GET', "amon-u:$late") // '';
+like($kept, qr/^d/, 'the record is the ack, written by B')
+    or diag("kept: $kept");
+ok($A->wait_error_log(qr/was ended already \("d" found\)/, 3),
+    "A's own end found it and says so");
+my $dup;
+ok(wait_for(sub {
+        $dup = act($late);
+        $dup && $dup->{payload}{duplicate};
+    }, 10), 'a retry once subscribed again is a duplicate');
+is($dup && $dup->{payload}{state}, 'done', 'with state done');
+is($sdk->executed($late), 1, 'the SDK ran it once');
 
 $_->stop for $A, $B;
 $sdk->stop;
