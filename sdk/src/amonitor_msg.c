@@ -14,8 +14,6 @@
 #include "amon_envelope.h"
 
 
-static int amonitor_buf_add(
-    amon_buf_t *b, size_t max, const char *p, size_t len);
 static int  amonitor_build_envelope(amonitor_sdk_priv_t *priv, amon_buf_t *out,
      const char *type, amon_str_t payload, int binary);
 static void amonitor_send_ack(amonitor_sdk_priv_t *priv, amonitor_conn_t *c,
@@ -24,96 +22,8 @@ static amonitor_handler_t *amonitor_msg_handler(
     amonitor_sdk_priv_t *priv, const char *name);
 static void        amonitor_msg_result(amonitor_sdk_priv_t *priv,
            amonitor_action_t *action, int fn2, int result, const char *message);
-static amon_str_t  amonitor_cstr(const char *s);
 static const char *amonitor_copy(
     amonitor_sdk_priv_t *priv, amon_str_t s, size_t *off, const char *dflt);
-
-
-/* Is the JSON-escaped key already a member of the metrics object? */
-static int
-amonitor_metrics_has(amonitor_metrics_t *m, const char *key)
-{
-    int            found;
-    size_t         i;
-    amon_buf_t     needle;
-    unsigned char *p;
-
-    memset(&needle, 0, sizeof(needle));
-
-    if (amon_json_append_string(
-            &needle, AMONITOR_METRICS_MAX, NULL, amonitor_cstr(key))
-            != AMON_OK
-        || amonitor_buf_add(&needle, AMONITOR_METRICS_MAX + 1, ":", 1)
-            != AMON_OK) {
-        amon_buf_free(&needle, NULL);
-        return 1;
-    }
-
-    /*
-     * A quote inside a JSON string is always escaped, so "{" or "," right
-     * before the needle can only be the start of a member.
-     */
-    found = 0;
-    p = m->buf->data;
-
-    for (i = m->start; i + needle.len <= m->buf->len; i++) {
-        if ((p[i - 1] == '{' || p[i - 1] == ',')
-            && memcmp(p + i, needle.data, needle.len) == 0) {
-            found = 1;
-            break;
-        }
-    }
-
-    amon_buf_free(&needle, NULL);
-
-    return found;
-}
-
-
-int
-amonitor_metrics_add(amonitor_metrics_t *m, const char *key, const char *value)
-{
-    int           rc;
-    size_t        mark;
-    amon_json_w_t saved;
-
-    if (m == NULL || key == NULL || value == NULL
-        || amon_utf8_validate((const unsigned char *) key, strlen(key))
-            != AMON_OK
-        || amon_utf8_validate((const unsigned char *) value, strlen(value))
-            != AMON_OK
-        || amonitor_metrics_has(m, key)) {
-        return AMONITOR_ERR_INVAL;
-    }
-
-    /* a member that does not fit is left out, the others stay */
-    saved = m->w;
-    mark = m->buf->len;
-
-    amon_json_w_key(&m->w, key);
-    amon_json_w_cstring(&m->w, value);
-
-    rc = amon_json_w_error(&m->w);
-    if (rc != AMON_OK) {
-        m->w = saved;
-        m->buf->len = mark;
-        return rc == AMON_ENOMEM ? AMONITOR_ERR_NOMEM : AMONITOR_ERR_TOOBIG;
-    }
-
-    return AMONITOR_OK;
-}
-
-
-int
-amonitor_metrics_add_int(
-    amonitor_metrics_t *m, const char *key, long long value)
-{
-    char num[32];
-
-    snprintf(num, sizeof(num), "%lld", value);
-
-    return amonitor_metrics_add(m, key, num);
-}
 
 
 int
@@ -722,35 +632,6 @@ amonitor_copy(
     *off += s.len + 1;
 
     return p;
-}
-
-
-static amon_str_t
-amonitor_cstr(const char *s)
-{
-    amon_str_t r;
-
-    r.data = (const unsigned char *) s;
-    r.len = strlen(s);
-
-    return r;
-}
-
-
-static int
-amonitor_buf_add(amon_buf_t *b, size_t max, const char *p, size_t len)
-{
-    int rc;
-
-    rc = amon_buf_reserve(b, len, max, NULL);
-    if (rc != AMON_OK) {
-        return rc;
-    }
-
-    memcpy(b->data + b->len, p, len);
-    b->len += len;
-
-    return AMON_OK;
 }
 
 

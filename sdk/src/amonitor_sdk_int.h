@@ -371,11 +371,13 @@ void                amonitor_pending_unref_priv(amonitor_sdk_priv_t *priv);
 int  amonitor_log_due(int64_t *logged, unsigned *suppressed);
 void amonitor_log(amonitor_sdk_priv_t *priv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int   amonitor_in_log(const amonitor_sdk_priv_t *priv);
-int   amonitor_valid_text(const char *s, size_t max);
-char *amonitor_strdup(const char *s);
-int   amonitor_ack_text(const char *in, char *out, size_t size);
-int   amonitor_foreign(amonitor_sdk_priv_t *priv);
+int        amonitor_in_log(const amonitor_sdk_priv_t *priv);
+int        amonitor_valid_text(const char *s, size_t max);
+char      *amonitor_strdup(const char *s);
+int        amonitor_ack_text(const char *in, char *out, size_t size);
+int        amonitor_foreign(amonitor_sdk_priv_t *priv);
+amon_str_t amonitor_cstr(const char *s);
+int amonitor_buf_add(amon_buf_t *b, size_t max, const char *p, size_t len);
 
 
 #endif /* AMONITOR_SDK_INT_H */

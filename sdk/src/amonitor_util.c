@@ -2,7 +2,8 @@
  * Copyright (C) AMonitor authors
  *
  * The bottom of the SDK: logging through the host's callback, status
- * texts, small string helpers, the ack text rule, reading the counters.
+ * texts, small string and buffer helpers, the ack text rule, reading the
+ * counters.
  * Every other SDK file may call these; they call nothing of the SDK.
  */
 
@@ -285,4 +286,33 @@ amonitor_foreign(amonitor_sdk_priv_t *priv)
     pid = amonitor_flag_get(&priv->pid);
 
     return priv->abandoned || (pid != 0 && pid != getpid());
+}
+
+
+amon_str_t
+amonitor_cstr(const char *s)
+{
+    amon_str_t r;
+
+    r.data = (const unsigned char *) s;
+    r.len = strlen(s);
+
+    return r;
+}
+
+
+int
+amonitor_buf_add(amon_buf_t *b, size_t max, const char *p, size_t len)
+{
+    int rc;
+
+    rc = amon_buf_reserve(b, len, max, NULL);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    memcpy(b->data + b->len, p, len);
+    b->len += len;
+
+    return AMON_OK;
 }
