@@ -491,8 +491,9 @@ typedef struct {
 
 
 /*
- * Peer data for a log line: control characters (a forged "\n...[emerg]")
- * become \xNN and long values are cut, into "buf" of "size" bytes.
+ * Peer data for a log line: control characters (a forged "\n...[emerg]"),
+ * '\' and '"' (the value is quoted in the line) become \xNN and long
+ * values are cut, into "buf" of "size" bytes.
  */
 #define NGX_HTTP_AMONITOR_LOG_STR 256
 
@@ -508,7 +509,8 @@ ngx_http_amonitor_log_str(
     last = buf + size;
 
     for (i = 0; i < in->len && p + 4 <= last; i++) {
-        if (in->data[i] < 0x20 || in->data[i] == 0x7f || in->data[i] == '\\') {
+        if (in->data[i] < 0x20 || in->data[i] == 0x7f || in->data[i] == '\\'
+            || in->data[i] == '"') {
             *p++ = '\\';
             *p++ = 'x';
             *p++ = hex[in->data[i] >> 4];
