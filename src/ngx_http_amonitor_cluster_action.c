@@ -46,8 +46,10 @@ static void ngx_http_amonitor_remote_answer(ngx_http_amonitor_cluster_t *cl,
 static void ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
     ngx_http_amonitor_remote_t *r, ngx_http_amonitor_msg_t *msg);
 static void ngx_http_amonitor_remote_waited(ngx_event_t *ev);
-static void ngx_http_amonitor_remote_unwait(
-    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r);
+static void ngx_http_amonitor_remote_unwait(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, ngx_uint_t release);
+static void ngx_http_amonitor_remote_unheld(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, ngx_uint_t release);
 static void ngx_http_amonitor_remote_keep(ngx_http_amonitor_cluster_t *cl,
     ngx_http_amonitor_remote_t *r, const char *code, const char *message);
 static void ngx_http_amonitor_remote_free(
@@ -285,6 +287,16 @@ ngx_http_amonitor_remote_run(
     r->sn.node.key = ngx_http_amonitor_hash(r->sn.str.data, r->sn.str.len);
     r->upstream = u;
 
+    /*
+     * The claim is held here too from now on, renewed while the action
+     * waits for the connection and runs, so that the outcome is recorded
+     * even if the asking worker dies before it learns it
+     */
+    r->adopted = r->claim.len
+        && ngx_http_amonitor_redis_adopt(
+               w->store, &r->sn.str, (uint32_t) r->sn.node.key, &r->claim)
+            == NGX_OK;
+
     if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
         r->msg = msg;
         r->wait.handler = ngx_http_amonitor_remote_waited;
@@ -324,6 +336,7 @@ ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
             (!u->wc.open || u->wc.close_sent || ngx_exiting || ngx_quit)
                 ? "the agent holding the target's connection is closing it"
                 : "the target's send queue is full");
+        ngx_http_amonitor_remote_unheld(cl, r, 1);
         ngx_free(r);
         return;
     }
@@ -331,15 +344,6 @@ ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
     r->end_offset = u->wc.queued_bytes;
     r->deadline =
         ngx_current_msec + w->amcf->ack_timeout + w->amcf->late_window;
-
-    /*
-     * Written: the claim is held here too, so that the outcome is
-     * recorded even if the asking worker dies before it learns it
-     */
-    r->adopted = r->claim.len
-        && ngx_http_amonitor_redis_adopt(
-               w->store, &r->sn.str, (uint32_t) r->sn.node.key, &r->claim)
-            == NGX_OK;
 
     ngx_rbtree_insert(&cl->remote_tree, &r->sn.node);
     ngx_queue_insert_tail(&cl->remote, &r->queue);
@@ -366,7 +370,7 @@ ngx_http_amonitor_remote_waited(ngx_event_t *ev)
 
     ngx_http_amonitor_remote_answer(cl, &r->reply_to, &r->upstream->id,
         &r->sn.str, "TARGET_UNAVAILABLE", "the target did not connect in time");
-    ngx_http_amonitor_remote_unwait(cl, r);
+    ngx_http_amonitor_remote_unwait(cl, r, 1);
 }
 
 
@@ -406,10 +410,12 @@ ngx_http_amonitor_remote_open(
 }
 
 
+/* never written: released ("release", as the asking worker does), or left */
 static void
-ngx_http_amonitor_remote_unwait(
-    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r)
+ngx_http_amonitor_remote_unwait(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, ngx_uint_t release)
 {
+    ngx_http_amonitor_remote_unheld(cl, r, release);
     ngx_queue_remove(&r->queue);
 
     if (r->wait.timer_set) {
@@ -528,7 +534,7 @@ ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
             ngx_http_amonitor_remote_answer(cl, &r->reply_to, &u->id,
                 &r->sn.str, "TARGET_UNAVAILABLE",
                 "cannot connect to the target");
-            ngx_http_amonitor_remote_unwait(cl, r);
+            ngx_http_amonitor_remote_unwait(cl, r, 1);
         }
     }
 
@@ -552,11 +558,7 @@ ngx_http_amonitor_remote_down(ngx_http_amonitor_cluster_t *cl,
                 &r->sn.str, "TARGET_UNAVAILABLE",
                 "the target disconnected before the action was sent");
 
-            if (r->adopted) {
-                /* never written: released, as the asking worker does */
-                r->adopted = 0;
-                cl->worker->store->release(cl->worker->store, &r->sn.str);
-            }
+            ngx_http_amonitor_remote_unheld(cl, r, 1);
         }
 
         ngx_http_amonitor_remote_free(cl, r);
@@ -600,7 +602,7 @@ ngx_http_amonitor_remote_exit(ngx_http_amonitor_cluster_t *cl)
     while (!ngx_queue_empty(&cl->remote_wait)) {
         q = ngx_queue_head(&cl->remote_wait);
         r = ngx_queue_data(q, ngx_http_amonitor_remote_t, queue);
-        ngx_http_amonitor_remote_unwait(cl, r);
+        ngx_http_amonitor_remote_unwait(cl, r, 0);
     }
 
     while (!ngx_queue_empty(&cl->remote)) {
@@ -644,15 +646,39 @@ ngx_http_amonitor_remote_keep(ngx_http_amonitor_cluster_t *cl,
 }
 
 
+/*
+ * The claim held here too ends with nothing recorded: released when the
+ * action was never written ("release", as the asking worker does), else
+ * left to the asking worker (this worker exits)
+ */
+static void
+ngx_http_amonitor_remote_unheld(ngx_http_amonitor_cluster_t *cl,
+    ngx_http_amonitor_remote_t *r, ngx_uint_t release)
+{
+    ngx_http_amonitor_store_t *st;
+
+    if (!r->adopted) {
+        return;
+    }
+
+    r->adopted = 0;
+    st = cl->worker->store;
+
+    if (release) {
+        st->release(st, &r->sn.str);
+
+    } else {
+        ngx_http_amonitor_redis_disown(
+            st, &r->sn.str, (uint32_t) r->sn.node.key);
+    }
+}
+
+
 static void
 ngx_http_amonitor_remote_free(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r)
 {
-    if (r->adopted) {
-        /* nothing to record (this worker exits): the asker ends it */
-        ngx_http_amonitor_redis_disown(
-            cl->worker->store, &r->sn.str, (uint32_t) r->sn.node.key);
-    }
+    ngx_http_amonitor_remote_unheld(cl, r, 0);
 
     ngx_rbtree_delete(&cl->remote_tree, &r->sn.node);
     ngx_queue_remove(&r->queue);

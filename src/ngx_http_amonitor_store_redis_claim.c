@@ -42,7 +42,10 @@
     "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
     "return redis.call('DEL', KEYS[1]) end return 0"
 
-/* 1 renewed, 2 taken again after it expired, 0 lost to someone else */
+/*
+ * 1 renewed, 2 taken again after it expired, 3 ended ("d" or "f": by the
+ * worker that ran its action, or another owner's), 0 another's claim
+ */
 #define NGX_HTTP_AMONITOR_REDIS_RENEW \
     "#!lua flags=allow-oom\n" \
     "-- amonitor renew\n" \
@@ -51,6 +54,7 @@
     "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end " \
     "if not v then " \
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end " \
+    "if string.sub(v, 1, 1) ~= 'p' then return 3 end " \
     "return 0"
 
 
@@ -748,11 +752,14 @@ ngx_http_amonitor_redis_renewed(
             "taken again by its owner",
             &rec->msg_id);
 
-    } else if (reply->integer == 0 && !rec->lost) {
+    } else if ((reply->integer == 0 || reply->integer == 3) && !rec->lost) {
         rec->lost = 1;
 
-        if (rec->adopted) {
-            /* the asking worker ended it (or a retry took it after) */
+        if (rec->adopted || (rec->forwarded && reply->integer == 3)) {
+            /*
+             * amonitor_cluster: the other of the two workers holding it
+             * ended it (the owner wrote the ack before it came back here)
+             */
             return;
         }
 

@@ -156,7 +156,8 @@ ngx_http_amonitor_redis_rec_alloc(ngx_http_amonitor_redis_t *ctx,
 
     room = ctx->owner.len + NGX_INT64_LEN + 1;
 
-    rec = (msg_id->len <= NGX_HTTP_AMONITOR_REDIS_ID_CAP && owner <= room)
+    /* the owner, then the value: its letter and NGX_HTTP_AMONITOR_STORED_MAX */
+    rec = (msg_id->len <= NGX_HTTP_AMONITOR_REDIS_ID_CAP && owner < room)
         ? ngx_http_amonitor_kept_get(&ctx->kept)
         : NULL;
 
@@ -166,7 +167,7 @@ ngx_http_amonitor_redis_rec_alloc(ngx_http_amonitor_redis_t *ctx,
     } else {
         cap = ngx_max(msg_id->len, NGX_HTTP_AMONITOR_REDIS_ID_CAP);
         rec = ngx_alloc(sizeof(ngx_http_amonitor_redis_rec_t) + cap
-                + ngx_max(owner, room) + NGX_HTTP_AMONITOR_STORED_MAX,
+                + ngx_max(owner + 1, room) + NGX_HTTP_AMONITOR_STORED_MAX,
             ctx->log);
         if (rec == NULL) {
             return NULL;
@@ -549,7 +550,9 @@ ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     rec = ngx_http_amonitor_redis_rec_find(
         ctx, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
-    if (rec) {
+
+    /* another worker's claim held here: that worker may have ended it */
+    if (rec && !(rec->adopted && rec->state == NGX_HTTP_AMONITOR_REC_HELD)) {
         return ngx_http_amonitor_redis_known(rec, state, result);
     }
 

@@ -9,7 +9,9 @@
 #
 # The same for an action whose SDK never acks: the owner records
 # ACK_TIMEOUT ("failed") when its own wait ends, where before the claim
-# expired and a retry ran it a second time.
+# expired and a retry ran it a second time.  And for an action that waits
+# at the owner for its connection to the SDK: the owner holds the claim
+# from the moment the action reaches it.
 
 use strict;
 use warnings;
@@ -45,6 +47,7 @@ sub agent {
     amonitor_target k1 ws://127.0.0.1:$sport/;
     amonitor_ack_timeout 6s;
     amonitor_ack_late_window 0;
+    amonitor_connect_timeout 20s;
     amonitor_reconnect 50ms 300ms;
 EOC
         config => 'location = /ws/panel { amonitor_panel on; }')->run;
@@ -143,6 +146,47 @@ $a = $p->answer_to($id, 5);
 is($a && $a->{type}, 'action_ack', 'a live asker gets its ack');
 ok(wait_for(sub { ($redis->cli('GET', key($id)) // '') =~ /^d/ }, 2),
     'recorded once as done');
+
+# 4. the asking worker killed while the action waits at the owner for its
+# connection (the SDK's connection was lost and the new one hangs): the
+# owner renews the claim while it waits too, then writes the action once
+# the connection opens; a retry meanwhile is a pending duplicate
+$sdk->pause_accept;
+$sdk->drop_all;
+my $lease;
+ok(wait_for(sub {
+        $lease = $redis->cli('GET', 'amon-k:lease:k1') // '';
+        $lease =~ /^[AB]:/ && $sdk->connections == 0;
+    }, 5), 'the lease is taken again, the new connection hangs')
+    or diag("lease: $lease");
+($owner) = $lease =~ /^([AB]):/;
+$owner //= 'A';
+$asker = $owner eq 'A' ? 'B' : 'A';
+$t = $I{$asker};
+sleep_loop(0.3);
+$id = uuid4();
+{
+    my $p = $t->panel('/ws/panel', name => 'doomed-waiting');
+    $p->send_json(action($id));
+    ok(wait_for(sub { ($redis->cli('GET', key($id)) // '') =~ /^p/ }, 3),
+        'the action is claimed');
+    sleep_loop(0.3);
+    my ($w) = $t->worker_pids;
+    ok($w && kill('KILL', $w), "the asking worker ($w) is killed");
+    ok(wait_for(sub { my @w = $t->worker_pids; @w == 1 && $w[0] != $w }, 5),
+        'the master starts another');
+}
+sleep_loop($LEASE + 0.3);
+like($redis->cli('GET', key($id)) // '', qr/^p/,
+    'past the lease the claim is pending: the owner renews it as it waits');
+$a = retry($id);
+is($a && $a->{payload}{state}, 'pending', 'a retry is a pending duplicate')
+    or diag(explain($a));
+$sdk->resume_accept;
+ok(wait_for(sub { ($redis->cli('GET', key($id)) // '') =~ /^d/ }, 5),
+    'once connected the owner writes it and records the ack');
+sleep_loop(0.5);
+is($sdk->executed($id), 1, 'k1 ran it once');
 
 my $log = $I{$owner}->read_error_log . $t->read_error_log;
 unlike($log, qr/may have run twice|may run twice|was ended already/,
