@@ -22,6 +22,9 @@ static void ngx_http_amonitor_action_ack_other(ngx_http_amonitor_upstream_t *u,
     u_char *data, size_t len);
 static void ngx_http_amonitor_action_finish(ngx_http_amonitor_action_t *a,
     ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf);
+static void ngx_http_amonitor_action_record(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *target,
+    ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf);
 static void ngx_http_amonitor_action_ack_result(
     amon_envelope_t *env, ngx_str_t *result, u_char *buf);
 
@@ -336,9 +339,8 @@ ngx_http_amonitor_action_ack_other(ngx_http_amonitor_upstream_t *u,
     u_char                      sbuf[NGX_HTTP_AMONITOR_STORED_MAX];
     u_char                      ebuf[NGX_HTTP_AMONITOR_LOG_STR];
     ngx_int_t                   rc;
-    ngx_str_t                   result, stored, e;
+    ngx_str_t                   result, e;
     ngx_http_amonitor_tstate_t *ts;
-    ngx_http_amonitor_store_t  *st;
 
     rc = ngx_http_amonitor_cluster_ack(u, id, opcode, data, len);
 
@@ -358,11 +360,9 @@ ngx_http_amonitor_action_ack_other(ngx_http_amonitor_upstream_t *u,
     }
 
     if (rc == NGX_DONE) {
-        st = u->worker->store;
         ngx_http_amonitor_action_ack_result(env, &result, buf);
-        stored.data = sbuf;
-        ngx_http_amonitor_stored_pack(&stored, &u->id, &result);
-        st->finish(st, id, hash, NGX_HTTP_AMONITOR_CLAIM_DONE, &stored);
+        ngx_http_amonitor_action_record(u->worker->store, id, hash, &u->id,
+            NGX_HTTP_AMONITOR_CLAIM_DONE, &result, sbuf);
     }
 }
 
@@ -459,16 +459,32 @@ static void
 ngx_http_amonitor_action_finish(ngx_http_amonitor_action_t *a,
     ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf)
 {
-    ngx_str_t                 stored;
     ngx_http_amonitor_about_t about;
 
     ngx_http_amonitor_action_about(a, &about);
 
-    stored.data = buf;
-    ngx_http_amonitor_stored_pack(&stored, &about.target_id, result);
+    ngx_http_amonitor_action_record(a->worker->store, &a->sn.str,
+        (uint32_t) a->sn.node.key, &about.target_id, state, result, buf);
+}
 
-    a->worker->store->finish(a->worker->store, &a->sn.str,
-        (uint32_t) a->sn.node.key, state, &stored);
+
+/*
+ * The store's record of "msg_id" (of "hash"): the name of the target with
+ * the result ("buf": room for NGX_HTTP_AMONITOR_STORED_MAX bytes).  The
+ * same bytes whichever worker writes it, the one whose panel asked or, in
+ * a cluster, the owner that ran the action for it.
+ */
+static void
+ngx_http_amonitor_action_record(ngx_http_amonitor_store_t *st,
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *target,
+    ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf)
+{
+    ngx_str_t stored;
+
+    stored.data = buf;
+    ngx_http_amonitor_stored_pack(&stored, target, result);
+
+    st->finish(st, msg_id, hash, state, &stored);
 }
 
 

@@ -43,6 +43,8 @@ static void ngx_http_amonitor_cluster_forwarded(
 static void ngx_http_amonitor_remote_answer(ngx_http_amonitor_cluster_t *cl,
     ngx_str_t *reply_to, ngx_str_t *target, ngx_str_t *msg_id, const char *code,
     const char *message);
+static ngx_http_amonitor_upstream_t *ngx_http_amonitor_remote_target(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *id);
 static void ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
     ngx_http_amonitor_remote_t *r, ngx_http_amonitor_msg_t *msg);
 static void ngx_http_amonitor_remote_waited(ngx_event_t *ev);
@@ -209,15 +211,12 @@ ngx_http_amonitor_remote_run(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m)
 {
     u_char                       *p;
-    ngx_queue_t                  *q;
     ngx_http_amonitor_msg_t      *msg;
-    ngx_http_amonitor_lease_t    *l;
     ngx_http_amonitor_remote_t   *r;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *u;
 
     w = cl->worker;
-    u = NULL;
 
     if (m->n != 4 && m->n != 5) {
         return;
@@ -228,17 +227,7 @@ ngx_http_amonitor_remote_run(
         ngx_str_null(&m->f[4]);
     }
 
-    for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
-         q = ngx_queue_next(q)) {
-        l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
-
-        if (l->owned && l->upstream->id.len == m->f[1].len
-            && ngx_strncmp(l->upstream->id.data, m->f[1].data, m->f[1].len)
-                == 0) {
-            u = l->upstream;
-            break;
-        }
-    }
+    u = ngx_http_amonitor_remote_target(cl, &m->f[1]);
 
     if (u == NULL
         || (u->state != NGX_HTTP_AMONITOR_UP_OPEN
@@ -310,6 +299,27 @@ ngx_http_amonitor_remote_run(
     }
 
     ngx_http_amonitor_remote_write(cl, r, msg);
+}
+
+
+/* the target "id" if this worker holds its lease */
+static ngx_http_amonitor_upstream_t *
+ngx_http_amonitor_remote_target(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
+{
+    ngx_queue_t               *q;
+    ngx_http_amonitor_lease_t *l;
+
+    for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
+         q = ngx_queue_next(q)) {
+        l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
+
+        if (l->owned && l->upstream->id.len == id->len
+            && ngx_strncmp(l->upstream->id.data, id->data, id->len) == 0) {
+            return l->upstream;
+        }
+    }
+
+    return NULL;
 }
 
 
