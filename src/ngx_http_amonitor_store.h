@@ -189,14 +189,15 @@ typedef void (*ngx_http_amonitor_stored_pt)(void *data);
 struct ngx_http_amonitor_store_s {
     /*
      * Claim "msg_id" (of "hash", ngx_http_amonitor_hash() of it: the caller
-     * has it already) atomically.  Returns NGX_OK with *state and "result"
+     * has it already) atomically, for an action to "target" (its id as the
+     * panel named it: what a lost claim's record names, see store_redis).  Returns NGX_OK with *state and "result"
      * filled in, NGX_AGAIN when "handler" will be called later, NGX_BUSY
      * when too many claims are under way (nothing was claimed: the caller
      * answers RATE_LIMITED) or NGX_ERROR (the caller answers INTERNAL).
      */
     ngx_int_t (*claim)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-        uint32_t hash, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-        ngx_http_amonitor_claim_pt handler, void *data);
+        uint32_t hash, ngx_str_t *target, ngx_http_amonitor_claim_e *state,
+        ngx_str_t *result, ngx_http_amonitor_claim_pt handler, void *data);
 
     /* record the outcome (DONE or FAILED) with its result; "hash" as claim */
     void (*finish)(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,

@@ -58,18 +58,18 @@ struct ngx_http_amonitor_redis_rec_s {
     ngx_http_amonitor_claim_pt     handler; /* while claiming */
     void                          *data;
     ngx_str_t                      owner; /* the pending value: "p" token */
-    ngx_str_t                      value; /* finishing: "d"/"f" + result */
-    ngx_http_amonitor_stored_pt    stored; /* told when the finish is in */
-    void                          *stored_data;
-    ngx_msec_t                     renewed;
-    ngx_http_amonitor_rec_state_e  state;
-    unsigned                       in_index : 1;
-    unsigned                       in_queue : 1;
-    unsigned                       renewing : 1;
-    unsigned                       lost : 1;
-    unsigned                       refused : 1; /* its finish, for now */
-    unsigned                       adopted : 1; /* another worker's claim */
-    unsigned                       forwarded : 1; /* its action ran there */
+    ngx_str_t value; /* finishing: "d"/"f" + result; claiming: target */
+    ngx_http_amonitor_stored_pt   stored; /* told when the finish is in */
+    void                         *stored_data;
+    ngx_msec_t                    renewed;
+    ngx_http_amonitor_rec_state_e state;
+    unsigned                      in_index : 1;
+    unsigned                      in_queue : 1;
+    unsigned                      renewing : 1;
+    unsigned                      lost : 1;
+    unsigned                      refused : 1; /* its finish, for now */
+    unsigned                      adopted : 1; /* another worker's claim */
+    unsigned                      forwarded : 1; /* its action ran there */
 };
 
 
@@ -149,10 +149,11 @@ ngx_int_t  ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
      ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
      ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n);
 ngx_uint_t ngx_http_amonitor_redis_eval_exit(ngx_http_amonitor_redis_t *ctx);
+void       ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix);
 ngx_int_t  ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
      ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
      ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,
-     ngx_uint_t n, ngx_uint_t per);
+     ngx_uint_t n, ngx_uint_t nargs);
 
 /* the connection (store_redis.c) */
 ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(

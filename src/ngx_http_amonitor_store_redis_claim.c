@@ -6,6 +6,13 @@
  * renews while its action lives; only that owner finishes or releases it
  * (compare-and-set in one script), and an end that could not be written
  * waits for the next connection.  A dead owner's claim expires.
+ *
+ * With each claim goes its marker, "held:" + msg_id, whose value is the
+ * action's target, kept amonitor_dedupe_ttl: a finish or a release
+ * deletes it.  A marker without its claim is a claim whose owners died
+ * (or lost Redis) before they ended it: the action may have run, so the
+ * msg_id is not claimed again; its duplicates are told it failed
+ * (store_redis_query.c, "l" + the target).
  */
 
 #include <ngx_config.h>
@@ -13,84 +20,10 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor_store_redis.h"
+#include "ngx_http_amonitor_store_redis_lua.h"
 
 
-/* KEYS[1] the key, ARGV[1] "p" + owner, ARGV[2] lease: nil when won */
-#define NGX_HTTP_AMONITOR_REDIS_CLAIM \
-    "-- amonitor claim\n" \
-    "local v = redis.call('GET', KEYS[1]) " \
-    "if v then return v end " \
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " \
-    "return false"
-
-/*
- * ARGV[2] the result, ARGV[3] the TTL: 1 when written (also again, or
- * over an expired claim nobody took), else the first letter found.
- * "allow-oom" (Redis 7), here, in the finishes and the renewal: they run
- * in a Redis full with noeviction, which refuses new claims.
- */
-#define NGX_HTTP_AMONITOR_REDIS_FINISH \
-    "#!lua flags=allow-oom\n" \
-    "-- amonitor finish\n" \
-    "local v = redis.call('GET', KEYS[1]) " \
-    "if not v or v == ARGV[1] or v == ARGV[2] then " \
-    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end " \
-    "return string.sub(v, 1, 1)"
-
-#define NGX_HTTP_AMONITOR_REDIS_RELEASE \
-    "-- amonitor release\n" \
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
-    "return redis.call('DEL', KEYS[1]) end return 0"
-
-/*
- * 1 renewed, 2 taken again after it expired, 3 ended ("d" or "f": by the
- * worker that ran its action, or another owner's), 0 another's claim
- */
-#define NGX_HTTP_AMONITOR_REDIS_RENEW \
-    "#!lua flags=allow-oom\n" \
-    "-- amonitor renew\n" \
-    "local v = redis.call('GET', KEYS[1]) " \
-    "if v == ARGV[1] then " \
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end " \
-    "if not v then " \
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end " \
-    "if string.sub(v, 1, 1) ~= 'p' then return 3 end " \
-    "return 0"
-
-
-/*
- * The claims made in one pass of the event loop, in one call: KEYS the
- * keys, ARGV[i] the owner for KEYS[i], ARGV[#KEYS + 1] the lease; for
- * each, nil when won, else the value found (an array reply: false for
- * nil, as Lua's nil would end the array)
- */
-#define NGX_HTTP_AMONITOR_REDIS_CLAIMS \
-    "-- amonitor claims\n" \
-    "local r, n = {}, #KEYS " \
-    "for i = 1, n do " \
-    "local v = redis.call('GET', KEYS[i]) " \
-    "if v then r[i] = v else " \
-    "redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[n + 1]) r[i] = false end " \
-    "end return r"
-
-/*
- * The finishes of one pass in one call: ARGV[2i - 1] the owner and
- * ARGV[2i] the result for KEYS[i], ARGV[2 #KEYS + 1] the TTL; for each,
- * what the finish script answers
- */
-#define NGX_HTTP_AMONITOR_REDIS_FINISHES \
-    "#!lua flags=allow-oom\n" \
-    "-- amonitor finishes\n" \
-    "local r, n = {}, #KEYS " \
-    "for i = 1, n do " \
-    "local v = redis.call('GET', KEYS[i]) " \
-    "if not v or v == ARGV[2 * i - 1] or v == ARGV[2 * i] then " \
-    "redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2 * n + 1]) r[i] = 1 " \
-    "else r[i] = string.sub(v, 1, 1) end " \
-    "end return r"
-
-
-/* the scripts above, called by SHA1 (made once per worker) */
+/* the scripts (store_redis_lua.h), called by SHA1 (made once per worker) */
 static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[6];
 
 #define NGX_HTTP_AMONITOR_S_CLAIM    (&ngx_http_amonitor_redis_scripts[0])
@@ -109,8 +42,9 @@ static void ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claims_setup(
     ngx_http_amonitor_redis_t *ctx);
 static ngx_int_t ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, uint32_t hash, ngx_http_amonitor_claim_e *state,
-    ngx_str_t *result, ngx_http_amonitor_claim_pt handler, void *data);
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *target,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data);
 static ngx_int_t ngx_http_amonitor_redis_claim_send(
     ngx_http_amonitor_redis_rec_t *rec);
 static ngx_int_t ngx_http_amonitor_redis_claims_send(
@@ -212,6 +146,13 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     NGX_HTTP_AMONITOR_S_FINISHES->again_at_exit = 1;
     NGX_HTTP_AMONITOR_S_RELEASE->again_at_exit = 1;
 
+    /* with the markers of their keys; the renewal touches the claim only */
+    NGX_HTTP_AMONITOR_S_CLAIM->held = 1;
+    NGX_HTTP_AMONITOR_S_CLAIMS->held = 1;
+    NGX_HTTP_AMONITOR_S_FINISH->held = 1;
+    NGX_HTTP_AMONITOR_S_FINISHES->held = 1;
+    NGX_HTTP_AMONITOR_S_RELEASE->held = 1;
+
     if (ngx_http_amonitor_redis_recs_init(ctx) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -256,8 +197,8 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 
 static ngx_int_t
 ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    uint32_t hash, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data)
+    uint32_t hash, ngx_str_t *target, ngx_http_amonitor_claim_e *state,
+    ngx_str_t *result, ngx_http_amonitor_claim_pt handler, void *data)
 {
     ngx_http_amonitor_redis_t *ctx = st->data;
 
@@ -295,6 +236,13 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     rec->data = data;
     rec->renewed = ngx_current_msec;
 
+    /* the marker's value, in the room of the end's until then */
+    rec->value.len = (target->len <= AMON_MAX_ID_LEN) ? target->len : 0;
+
+    if (rec->value.len) {
+        ngx_memcpy(rec->value.data, target->data, rec->value.len);
+    }
+
     /* sent at the end of this pass of the event loop, with the others */
     ngx_queue_insert_tail(&ctx->waiting, &rec->queue);
     rec->in_queue = 1;
@@ -315,7 +263,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 static ngx_int_t
 ngx_http_amonitor_redis_claim_send(ngx_http_amonitor_redis_rec_t *rec)
 {
-    ngx_str_t                  args[4];
+    ngx_str_t                  args[6];
     ngx_http_amonitor_redis_t *ctx;
 
     ctx = rec->ctx;
@@ -324,12 +272,14 @@ ngx_http_amonitor_redis_claim_send(ngx_http_amonitor_redis_rec_t *rec)
     args[1] = rec->msg_id;
     args[2] = rec->owner;
     args[3] = ctx->lease_arg;
+    args[4] = rec->value; /* the target, until the end */
+    args[5] = ctx->ttl_arg;
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
         "amonitor redis claim \"%V\" as \"%V\"", &rec->msg_id, &rec->owner);
 
     return ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_claimed,
-        rec, "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 4);
+        rec, "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 6);
 }
 
 
@@ -340,24 +290,26 @@ ngx_http_amonitor_redis_claims_send(ngx_http_amonitor_redis_t *ctx,
 {
     void      *data[NGX_HTTP_AMONITOR_REDIS_BATCH];
     ngx_str_t  keys[NGX_HTTP_AMONITOR_REDIS_BATCH];
-    ngx_str_t  args[NGX_HTTP_AMONITOR_REDIS_BATCH + 1];
+    ngx_str_t  args[2 * NGX_HTTP_AMONITOR_REDIS_BATCH + 2];
     ngx_uint_t i;
 
     for (i = 0; i < n; i++) {
         data[i] = recs[i];
         keys[i] = recs[i]->msg_id;
-        args[i] = recs[i]->owner;
+        args[2 * i] = recs[i]->owner;
+        args[2 * i + 1] = recs[i]->value; /* the target */
 
         ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
             "amonitor redis claim \"%V\" as \"%V\"", &recs[i]->msg_id,
             &recs[i]->owner);
     }
 
-    args[n] = ctx->lease_arg;
+    args[2 * n] = ctx->lease_arg;
+    args[2 * n + 1] = ctx->ttl_arg;
 
     return ngx_http_amonitor_redis_eval_batch(ctx,
         ngx_http_amonitor_redis_claimed, data, "claims",
-        NGX_HTTP_AMONITOR_S_CLAIMS, keys, args, n, 1);
+        NGX_HTTP_AMONITOR_S_CLAIMS, keys, args, n, 2 * n + 2);
 }
 
 
@@ -382,7 +334,7 @@ ngx_http_amonitor_redis_finishes_send(ngx_http_amonitor_redis_t *ctx,
 
     return ngx_http_amonitor_redis_eval_batch(ctx,
         ngx_http_amonitor_redis_ended, data, "finishes",
-        NGX_HTTP_AMONITOR_S_FINISHES, keys, args, n, 2);
+        NGX_HTTP_AMONITOR_S_FINISHES, keys, args, n, 2 * n + 1);
 }
 
 
@@ -424,6 +376,7 @@ ngx_http_amonitor_redis_claimed(
 {
     ngx_http_amonitor_redis_rec_t *rec = data;
 
+    u_char                     buf[NGX_HTTP_AMONITOR_STORED_MAX];
     void                      *hdata;
     ngx_str_t                  result;
     ngx_http_amonitor_claim_e  state;
@@ -433,7 +386,8 @@ ngx_http_amonitor_redis_claimed(
     hdata = rec->data;
     rec->handler = NULL;
 
-    ngx_str_null(&result);
+    result.data = buf;
+    result.len = 0;
     state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
 
     if (reply == NULL) {

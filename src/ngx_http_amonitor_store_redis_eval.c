@@ -25,6 +25,8 @@
 
 static u_char *ngx_http_amonitor_resp_bulk(
     u_char *p, u_char *a, size_t alen, u_char *b, size_t blen);
+static u_char *ngx_http_amonitor_resp_key(
+    u_char *p, ngx_str_t *prefix, ngx_str_t *infix, ngx_str_t *key);
 static void ngx_http_amonitor_redis_script_loaded(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_redis_memory(
@@ -206,6 +208,54 @@ ngx_http_amonitor_resp_bulk(
 }
 
 
+/* a key: "$" n CRLF prefix infix key CRLF */
+static u_char *
+ngx_http_amonitor_resp_key(
+    u_char *p, ngx_str_t *prefix, ngx_str_t *infix, ngx_str_t *key)
+{
+    *p++ = '$';
+    p = ngx_http_amonitor_redis_uint(p, prefix->len + infix->len + key->len);
+    *p++ = CR;
+    *p++ = LF;
+    p = ngx_cpymem(p, prefix->data, prefix->len);
+    p = ngx_cpymem(p, infix->data, infix->len);
+    p = ngx_cpymem(p, key->data, key->len);
+    *p++ = CR;
+    *p++ = LF;
+
+    return p;
+}
+
+
+/*
+ * What goes between the prefix and a msg_id in its claim's key: "id:"
+ * for a msg_id that could name one of the module's own keys (it starts
+ * with "lease:", "held:" or "id:", or is "routes" or "seen"), else
+ * nothing.  So a panel cannot choose a msg_id that writes over a lease,
+ * the routes or a claim's marker; the mapping is one to one.
+ */
+void
+ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix)
+{
+    u_char *d;
+    size_t  n;
+
+    d = msg_id->data;
+    n = msg_id->len;
+
+    if ((n >= 3 && ngx_strncmp(d, "id:", 3) == 0)
+        || (n >= 5 && ngx_strncmp(d, "held:", 5) == 0)
+        || (n >= 6 && ngx_strncmp(d, "lease:", 6) == 0)
+        || (n == 6 && ngx_strncmp(d, "routes", 6) == 0)
+        || (n == 4 && ngx_strncmp(d, "seen", 4) == 0)) {
+        ngx_str_set(infix, "id:");
+        return;
+    }
+
+    ngx_str_set(infix, "");
+}
+
+
 /*
  * Run "script" with one key, args[0] and args[1] joined (prefix and
  * msg_id), and ARGV args[2] ... args[n - 1].  As redis_command: NGX_OK,
@@ -223,8 +273,7 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
 
 /*
  * Run "script" once for n items: KEYS the prefix joined with keys[0] ...
- * keys[n - 1], ARGV args[0] ... args[n * per] ("per" for each item in
- * turn, then one for all).  The script answers an array of n replies,
+ * keys[n - 1] (and their markers), ARGV args[0] ... args[nargs - 1].  The script answers an array of n replies,
  * the one of item i for handler(data[i]); a reply that is not such an
  * array (an error, or none: NULL) goes to each.
  */
@@ -232,7 +281,7 @@ ngx_int_t
 ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
     ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
     ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,
-    ngx_uint_t n, ngx_uint_t per)
+    ngx_uint_t n, ngx_uint_t nargs)
 {
     ngx_int_t                        rc;
     ngx_http_amonitor_redis_batch_t *b;
@@ -250,7 +299,7 @@ ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
 
     rc = ngx_http_amonitor_redis_eval_keys(ctx,
         ngx_http_amonitor_redis_batch_reply, b, name, script,
-        &ctx->conf->prefix, keys, n, args, n * per + 1);
+        &ctx->conf->prefix, keys, n, args, nargs);
 
     if (rc != NGX_OK) {
         ngx_free(b);
@@ -294,9 +343,9 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
 {
     u_char                        *p, *start, nk[NGX_INT_T_LEN];
     size_t                         len, nk_len;
-    ngx_str_t                      verb, body;
+    ngx_str_t                      verb, body, infix;
     ngx_int_t                      rc;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, marked;
     ngx_http_amonitor_redis_cmd_t *cmd;
 
     if (ctx->exiting) {
@@ -309,7 +358,9 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
         body.len = 40;
     }
 
-    nk_len = ngx_http_amonitor_redis_uint(nk, nkeys) - nk;
+    /* each key with its infix ("id:" or none), then its marker's */
+    marked = script->held ? 2 : 1;
+    nk_len = ngx_http_amonitor_redis_uint(nk, marked * nkeys) - nk;
 
     len = NGX_HTTP_AMONITOR_RESP_HDR
         + ngx_http_amonitor_resp_bulk_size(verb.len)
@@ -317,7 +368,9 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
         + ngx_http_amonitor_resp_bulk_size(nk_len);
 
     for (i = 0; i < nkeys; i++) {
-        len += ngx_http_amonitor_resp_bulk_size(prefix->len + keys[i].len);
+        len += marked
+            * ngx_http_amonitor_resp_bulk_size(
+                prefix->len + sizeof("held:id:") - 1 + keys[i].len);
     }
 
     for (i = 0; i < nargs; i++) {
@@ -334,7 +387,7 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
 
     p = start;
     *p++ = '*';
-    p = ngx_http_amonitor_redis_uint(p, 3 + nkeys + nargs);
+    p = ngx_http_amonitor_redis_uint(p, 3 + marked * nkeys + nargs);
     *p++ = CR;
     *p++ = LF;
     p = ngx_http_amonitor_resp_bulk(p, verb.data, verb.len, NULL, 0);
@@ -344,8 +397,14 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
     cmd->rest = p;
 
     for (i = 0; i < nkeys; i++) {
-        p = ngx_http_amonitor_resp_bulk(
-            p, prefix->data, prefix->len, keys[i].data, keys[i].len);
+        ngx_http_amonitor_redis_infix(&keys[i], &infix);
+        p = ngx_http_amonitor_resp_key(p, prefix, &infix, &keys[i]);
+    }
+
+    ngx_str_set(&infix, "held:");
+
+    for (i = 0; marked == 2 && i < nkeys; i++) {
+        p = ngx_http_amonitor_resp_key(p, prefix, &infix, &keys[i]);
     }
 
     for (i = 0; i < nargs; i++) {
@@ -353,8 +412,8 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
     }
 
     cmd->rest_len = p - cmd->rest;
-    cmd->argc = 3 + nkeys + nargs;
-    cmd->nkeys = nkeys;
+    cmd->argc = 3 + marked * nkeys + nargs;
+    cmd->nkeys = marked * nkeys;
     cmd->script = ctx->exiting ? NULL : script;
     cmd->again = ngx_http_amonitor_redis_eval_again;
 

@@ -6,9 +6,8 @@
  * through an index of chains with as many slots as claims= allows claims
  * (at most 64 Ki), so that a lookup touches one slot and the record it
  * finds; records with room for a usual msg_id are kept for use again.
- * And what the records answer without the claim script: a duplicate of
- * a claim this worker holds, action_status (one GET when not held here),
- * the refusal of the claims that waited for a connection; at exit, the
+ * And what the records answer without the claim script: the refusal of
+ * the claims that waited for a connection; at exit, the
  * release of the claims whose reply had not come back.  With
  * amonitor_cluster, the claims of other workers' actions that this
  * worker's SDK connections run are held here too (adopted: renewed and
@@ -31,8 +30,6 @@
 static ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_alloc(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash,
     size_t owner);
-static void ngx_http_amonitor_redis_queried(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
 ngx_int_t
@@ -114,7 +111,8 @@ ngx_http_amonitor_redis_recs_exit(
     if (n) {
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
             "amonitor: %ui redis claims of this worker may be left open; "
-            "they expire within %M ms",
+            "they expire within %M ms, and a retry is then told their "
+            "actions failed (they may have run)",
             n, ctx->conf->lease);
     }
 }
@@ -530,108 +528,6 @@ ngx_http_amonitor_redis_recs_refuse(ngx_http_amonitor_redis_t *ctx)
 }
 
 
-/* action_status: the worker's own claims first, else one GET */
-typedef struct {
-    ngx_http_amonitor_claim_pt handler;
-    void                      *data;
-} ngx_http_amonitor_redis_query_t;
-
-
-ngx_int_t
-ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data)
-{
-    ngx_http_amonitor_redis_t *ctx = st->data;
-
-    ngx_int_t                        rc;
-    ngx_http_amonitor_redis_rec_t   *rec;
-    ngx_http_amonitor_redis_query_t *q;
-
-    rec = ngx_http_amonitor_redis_rec_find(
-        ctx, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
-
-    /* another worker's claim held here: that worker may have ended it */
-    if (rec && !(rec->adopted && rec->state == NGX_HTTP_AMONITOR_REC_HELD)) {
-        return ngx_http_amonitor_redis_known(rec, state, result);
-    }
-
-    if (!ctx->ready) {
-        return NGX_ERROR;
-    }
-
-    q = ngx_alloc(sizeof(ngx_http_amonitor_redis_query_t), ctx->log);
-    if (q == NULL) {
-        return NGX_ERROR;
-    }
-
-    q->handler = handler;
-    q->data = data;
-
-    rc = ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_queried,
-        q, "query", "GET %b%b", ctx->conf->prefix.data, ctx->conf->prefix.len,
-        msg_id->data, msg_id->len);
-
-    if (rc != NGX_OK) {
-        ngx_free(q);
-        return NGX_ERROR;
-    }
-
-    return NGX_AGAIN;
-}
-
-
-static void
-ngx_http_amonitor_redis_queried(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
-{
-    ngx_http_amonitor_redis_query_t *q = data;
-
-    ngx_str_t                 result;
-    ngx_http_amonitor_claim_e state;
-
-    ngx_str_null(&result);
-    state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
-
-    if (reply && reply->type == REDIS_REPLY_NIL) {
-        state = NGX_HTTP_AMONITOR_CLAIM_NEW;
-
-    } else if (reply && reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
-        state = ngx_http_amonitor_redis_value(reply, &result);
-    }
-
-    q->handler(q->data, state, &result);
-    ngx_free(q);
-}
-
-
-/* a duplicate of a claim this worker holds or is ending */
-ngx_int_t
-ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
-    ngx_http_amonitor_claim_e *state, ngx_str_t *result)
-{
-    size_t len;
-
-    result->len = 0;
-
-    if (rec->state != NGX_HTTP_AMONITOR_REC_FINISHING) {
-        *state = NGX_HTTP_AMONITOR_CLAIM_PENDING;
-        return NGX_OK;
-    }
-
-    *state = (rec->value.data[0] == 'd') ? NGX_HTTP_AMONITOR_CLAIM_DONE
-                                         : NGX_HTTP_AMONITOR_CLAIM_FAILED;
-
-    len = ngx_min(rec->value.len - 1, NGX_HTTP_AMONITOR_STORED_MAX);
-    if (len) {
-        result->len =
-            ngx_cpymem(result->data, rec->value.data + 1, len) - result->data;
-    }
-
-    return NGX_OK;
-}
-
-
 /*
  * The records at the head of "queue" that go in one call, at most
  * NGX_HTTP_AMONITOR_REDIS_BATCH; of ends ("ends"), finishes in a row or
@@ -676,26 +572,6 @@ ngx_http_amonitor_redis_taken(
         ngx_queue_remove(&recs[n]->queue);
         recs[n]->in_queue = 0;
     }
-}
-
-
-/* a claim's value found in Redis ("p" + owner, "d" or "f" + result) */
-ngx_http_amonitor_claim_e
-ngx_http_amonitor_redis_value(redisReply *reply, ngx_str_t *result)
-{
-    ngx_http_amonitor_claim_e state;
-
-    switch (reply->str[0]) {
-    case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
-    case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
-    default: return NGX_HTTP_AMONITOR_CLAIM_PENDING;
-    }
-
-    result->data = (u_char *) reply->str + 1;
-    result->len =
-        ngx_min((size_t) reply->len - 1, NGX_HTTP_AMONITOR_STORED_MAX);
-
-    return state;
 }
 
 

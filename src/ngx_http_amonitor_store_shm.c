@@ -27,8 +27,9 @@ static void ngx_http_amonitor_shm_delete(
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_alloc(
     ngx_http_amonitor_shm_t *ctx, size_t size, ngx_uint_t *evicted);
 static ngx_int_t ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st,
-    ngx_str_t *msg_id, uint32_t hash, ngx_http_amonitor_claim_e *state,
-    ngx_str_t *result, ngx_http_amonitor_claim_pt handler, void *data);
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *target,
+    ngx_http_amonitor_claim_e *state, ngx_str_t *result,
+    ngx_http_amonitor_claim_pt handler, void *data);
 static void      ngx_http_amonitor_shm_finish(ngx_http_amonitor_store_t *st,
          ngx_str_t *msg_id, uint32_t hash, ngx_http_amonitor_claim_e state,
          ngx_str_t *result);
@@ -384,8 +385,8 @@ ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx, ngx_str_t *msg_id,
 
 static ngx_int_t
 ngx_http_amonitor_shm_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
-    uint32_t hash, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
-    ngx_http_amonitor_claim_pt handler, void *data)
+    uint32_t hash, ngx_str_t *target, ngx_http_amonitor_claim_e *state,
+    ngx_str_t *result, ngx_http_amonitor_claim_pt handler, void *data)
 {
     ngx_http_amonitor_shm_t *ctx = st->data;
 

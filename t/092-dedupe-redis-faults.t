@@ -135,6 +135,30 @@ sub gone {
         $timeout // 3);
 }
 
+sub held { "amon-f:held:$_[0]" }
+
+# the duplicate ack of a claim whose owner is gone (its marker is left)
+sub lost {
+    my ($a, $what, $target) = @_;
+    ok($a && $a->{payload}{duplicate}, "$what is a duplicate")
+        or diag(explain($a));
+    is($a && $a->{payload}{state}, 'failed', 'state failed');
+    is($a && $a->{payload}{original}{code}, 'TARGET_DISCONNECTED',
+        'TARGET_DISCONNECTED');
+    like($a && $a->{payload}{original}{message} // '',
+        qr/stopped \(or lost redis\) before its outcome was known/,
+        'the original says why');
+    is($a && $a->{target_id}, $target // 'rf-a', 'it names the target');
+}
+
+sub status {
+    my ($p, $id) = @_;
+    $p->send_json({ msg_id => "q-$id", type => 'action_status',
+        payload => { action_msg_id => $id } });
+    my $m = $p->recv_until(sub { ($_[0]{json}{msg_id} // '') eq "q-$id" }, 5);
+    return $m ? $m->{json} : undef;
+}
+
 sub seen { my $re = shift; return scalar grep { $_ =~ $re } $proxy->commands }
 
 subtest 'the redis connection has TCP keepalive' => sub {
@@ -346,18 +370,22 @@ subtest 'an owner cut off from redis: its claim expires after the lease' => sub 
     ok(gone($id, 3), 'the claim expires');
     my $s = time - $t0;
     ok($s > 1.2 && $s < 2.5, sprintf('after the lease (%.2f s)', $s));
+    is($redis->cli('GET', held($id)), 'rf-a',
+        'its marker stays, naming the target');
     my $c = ask($pb, $id);
-    is($c && $c->{type}, 'action_ack', 'then a retry runs');
-    ok($c && !$c->{payload}{duplicate}, 'as a new action');
+    lost($c, 'a retry while its owner is cut off');
+    is($sdk->executed($id), 0, 'not executed');
     $proxy->refuse(0);
     ok($A->wait_error_log(qr/reconnected to redis/, 3), 'the owner is back');
-    sleep_loop(0.3);
-    like($redis->cli('GET', key($id)), $DONE,
-        'and its late release did not touch the new result');
+    ok(wait_for(sub { $redis->cli('EXISTS', held($id)) eq '0' }, 3),
+        'its late release deletes the marker: the action was never sent');
+    $c = ask($pb, $id);
+    is($c && $c->{type}, 'action_ack', 'then a retry runs');
+    ok($c && !$c->{payload}{duplicate}, 'as a new action');
     is($sdk->executed($id), 1, 'the SDK ran it once');
 };
 
-subtest 'an owner killed with a claim: the lease ends it, then a retry runs once' => sub {
+subtest 'an owner killed with a claim: it expires, a retry is told it failed' => sub {
     my $stuck = fake_sdk(target_id => 'rf-w', heartbeat_interval => 0);
     $stuck->pause_accept;
     my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
@@ -390,8 +418,12 @@ subtest 'an owner killed with a claim: the lease ends it, then a retry runs once
         'a new worker reaches the SDK');
     my $p2 = $t->panel('/ws/panel');
     my $a = ask($p2, $id, 'rf-w');
-    is($a && $a->{type}, 'action_ack', 'a retry runs');
-    is($stuck->executed($id), 1, 'once');
+    lost($a, 'a retry', 'rf-w');
+    my $q = status($p2, $id);
+    is($q && $q->{payload}{state}, 'failed', 'action_status says failed');
+    is($q && $q->{payload}{result}{code}, 'TARGET_DISCONNECTED',
+        'with the same result');
+    is($stuck->executed($id), 0, 'the SDK never ran it: nobody knows that');
     $t->stop;
     $stuck->stop;
 };
@@ -957,8 +989,10 @@ subtest 'an ack waits until redis has its finish' => sub {
 };
 
 # the exit cannot write everything (Redis reads nothing, the socket is
-# full): the worker says so, and what it claimed lapses with the lease
-subtest 'a worker that exits while redis reads nothing: claims left to the lease' => sub {
+# full): the worker says so, and what it claimed lapses with the lease;
+# the claims that reached Redis leave their markers (the worker cannot
+# say they were never sent), the others were never made
+subtest 'a worker that exits while redis reads nothing: claims left, then lost' => sub {
     my ($tight, $t, $p, $sent, $full) =
         deaf_redis_filled('X', 'timeout=5s lease=15s');
     my @ids = @$sent;
@@ -979,9 +1013,21 @@ subtest 'a worker that exits while redis reads nothing: claims left to the lease
     $tight->deaf(0);
     ok(gone($ids[0], 20) && gone($ids[-1], 20),
         'what reached redis lapses with the 15 s lease');
-    for my $id (@ids[0, -1]) {
+    my %reached = map { $_ => 1 }
+        grep { $redis->cli('EXISTS', held($_)) eq '1' } @ids;
+    my @reached = grep { $reached{$_} } @ids;
+    my @not = grep { !$reached{$_} } @ids;
+    ok(@reached && @not, scalar(@reached) . ' claims reached redis, '
+        . scalar(@not) . ' did not: their markers are left');
+    for my $id (grep { defined } @reached[0, -1]) {
         my $b = ask($pb, $id);
-        is($b && $b->{type}, 'action_ack', 'then a retry through another agent runs');
+        lost($b, 'then a retry through another agent');
+        is($sdk->executed($id), 0, 'and it does not run');
+    }
+    for my $id (grep { defined } $not[0]) {
+        my $b = ask($pb, $id);
+        is($b && $b->{type}, 'action_ack',
+            'a claim that never reached redis: a retry runs');
         ok($b && !$b->{payload}{duplicate}, 'as a new action');
         is($sdk->executed($id), 1, 'once');
     }

@@ -90,7 +90,7 @@ sub wait_done {
 # them.  name => { text, sha }
 sub scripts {
     my $src = dirname(__FILE__)
-        . '/../../../../src/ngx_http_amonitor_store_redis_claim.c';
+        . '/../../../../src/ngx_http_amonitor_store_redis_lua.h';
     open(my $fh, '<', $src) or die "$src: $!";
     my $c = do { local $/; <$fh> };
     my %script;
