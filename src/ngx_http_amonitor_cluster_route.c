@@ -285,7 +285,7 @@ ngx_http_amonitor_lease_acquired(
 {
     ngx_http_amonitor_lease_t *l = data;
 
-    ngx_uint_t                    ours;
+    ngx_uint_t                    ours, level;
     ngx_http_amonitor_cluster_t  *cl;
     ngx_http_amonitor_upstream_t *u;
 
@@ -330,7 +330,14 @@ ngx_http_amonitor_lease_acquired(
         ? ngx_current_msec
         : ngx_current_msec - cl->conf->lease;
 
-    ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
+    /*
+     * While the SDK is out of reach, the workers take its lease in turn
+     * (each releases it when its dial fails): said once per outage by
+     * each, its first failure starts the outage's own lines
+     */
+    level = u->down ? NGX_LOG_DEBUG : NGX_LOG_INFO;
+
+    ngx_log_error(level, ctx->log, 0,
         "amonitor: this worker holds the connection to target \"%V\"", &u->id);
 
     if (u->state == NGX_HTTP_AMONITOR_UP_BACKOFF
