@@ -1,5 +1,7 @@
 # A worker that cannot dial an SDK for want of connections says so once
-# (worker_connections spent by panels: the worker's line), and, once
+# (worker_connections spent by panels: the worker's line; descriptors
+# spent: the outage's line with the system's reason, never nginx's
+# socket() alert at every attempt), and, once
 # panels leave, "connected to the SDK again" at error (it was an info
 # "connected to the SDK", as if nothing had happened).
 
@@ -53,5 +55,39 @@ EOC
 
 run_case(name => 'connections', wc => 40, panels => 45,
     outage => qr/\[error\].*no free connection to dial target "st1"/);
+
+# out of descriptors (worker_rlimit_nofile) rather than connections: 60
+# targets on an SDK that accepts nothing (each dial holds a descriptor
+# until its handshake times out) and 40 descriptors.  nginx's socket()
+# says "alert" at every failed attempt; the module says each target's
+# outage once, with the system's reason
+{
+    my $t = Test::AMonitor->new(workers => 1, log_level => 'info',
+        worker_connections => 1024);
+    my $hang = fake_sdk(port => $t->port(1), target_id => 'h',
+        heartbeat_interval => 0);
+    $hang->pause_accept;
+    my $targets = join '', map {
+        "    amonitor_target d$_ ws://127.0.0.1:%%PORT_1%%/d$_;\n" } 1 .. 60;
+    $t->write_config(main_config => 'worker_rlimit_nofile 40;',
+        http_config => <<"EOC",
+    amonitor_zone amon 1m;
+$targets    amonitor_reconnect 200ms 400ms;
+    amonitor_connect_timeout 30s;
+EOC
+        config => 'location = /ws/panel { amonitor_panel on; }')->run;
+    my $outage = qr/\[error\].*cannot connect to the SDK: .*too many open files/;
+    ok($t->wait_error_log($outage, 5),
+        'descriptors: a target that gets none is in an outage, with the '
+        . 'reason');
+    sleep_loop(2);
+    my $n = $t->log_count($outage);
+    ok($n >= 1 && $n <= 60, "descriptors: said $n times for 60 targets "
+        . 'over many attempts (once per target at most)');
+    is($t->log_count(qr/\[alert\].*socket\(\) failed/), 0,
+        'descriptors: no socket() alert per attempt');
+    $t->stop;
+    $hang->stop;
+}
 
 done_testing;
