@@ -58,18 +58,18 @@ struct ngx_http_amonitor_redis_rec_s {
     ngx_http_amonitor_claim_pt     handler; /* while claiming */
     void                          *data;
     ngx_str_t                      owner; /* the pending value: "p" token */
-    ngx_str_t value; /* finishing: "d"/"f" + result; claiming: target */
-    ngx_http_amonitor_stored_pt   stored; /* told when the finish is in */
-    void                         *stored_data;
-    ngx_msec_t                    renewed;
-    ngx_http_amonitor_rec_state_e state;
-    unsigned                      in_index : 1;
-    unsigned                      in_queue : 1;
-    unsigned                      renewing : 1;
-    unsigned                      lost : 1;
-    unsigned                      refused : 1; /* its finish, for now */
-    unsigned                      adopted : 1; /* another worker's claim */
-    unsigned                      forwarded : 1; /* its action ran there */
+    ngx_str_t                      value; /* finishing: "d"/"f" + result */
+    ngx_http_amonitor_stored_pt    stored; /* told when the finish is in */
+    void                          *stored_data;
+    ngx_msec_t                     renewed;
+    ngx_http_amonitor_rec_state_e  state;
+    unsigned                       in_index : 1;
+    unsigned                       in_queue : 1;
+    unsigned                       renewing : 1;
+    unsigned                       lost : 1;
+    unsigned                       refused : 1; /* its finish, for now */
+    unsigned                       adopted : 1; /* another worker's claim */
+    unsigned                       forwarded : 1; /* its action ran there */
 };
 
 
@@ -103,12 +103,13 @@ struct ngx_http_amonitor_redis_s {
     ngx_msec_t full_logged; /* the last "claims are open" line */
     ngx_uint_t full_refused; /* refused since */
     ngx_str_t  owner; /* "p" host:pid:random: */
-    ngx_str_t  lease_arg; /* the lease in ms, as a script's ARGV */
-    ngx_str_t  ttl_arg; /* amonitor_dedupe_ttl in ms, the same */
-    u_char     lease_buf[NGX_INT64_LEN];
-    u_char     ttl_buf[NGX_INT64_LEN];
-    uint64_t   seq; /* appended to "owner" */
-    u_char     owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
+    ngx_str_t  hold_arg; /* a claim's TTL: lease + dedupe TTL in ms, ARGV */
+    ngx_http_amonitor_redis_script_t *query; /* action_status's lookup */
+    ngx_str_t ttl_arg; /* amonitor_dedupe_ttl in ms, the same */
+    u_char    hold_buf[NGX_INT64_LEN];
+    u_char    ttl_buf[NGX_INT64_LEN];
+    uint64_t  seq; /* appended to "owner" */
+    u_char    owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
 
     /*
      * Set by the claims (store_redis_claim.c), which sit above the
@@ -195,7 +196,8 @@ ngx_int_t ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st,
     ngx_str_t *msg_id, ngx_http_amonitor_claim_e *state, ngx_str_t *result,
     ngx_http_amonitor_claim_pt handler, void *data);
 ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_new(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash);
+    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash,
+    ngx_str_t *target);
 ngx_http_amonitor_redis_rec_t *ngx_http_amonitor_redis_rec_find(
     ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash);
 void ngx_http_amonitor_redis_rec_unindex(ngx_http_amonitor_redis_rec_t *rec);

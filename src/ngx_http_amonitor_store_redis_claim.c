@@ -2,17 +2,14 @@
  * Copyright (C) AMonitor authors
  *
  * The claims of the Redis store.  A claim is written as "p" + an owner
- * token (host:pid:random:sequence) with a short lease that the owner
- * renews while its action lives; only that owner finishes or releases it
- * (compare-and-set in one script), and an end that could not be written
- * waits for the next connection.  A dead owner's claim expires.
- *
- * With each claim goes its marker, "held:" + msg_id, whose value is the
- * action's target, kept amonitor_dedupe_ttl: a finish or a release
- * deletes it.  A marker without its claim is a claim whose owners died
- * (or lost Redis) before they ended it: the action may have run, so the
- * msg_id is not claimed again; its duplicates are told it failed
- * (store_redis_query.c, "l" + the target).
+ * token (host:pid:random:sequence) + "|" + the action's target + ";h" +
+ * the dedupe TTL, kept for a lease plus that TTL, which the owner renews while its
+ * action lives; only that owner finishes or releases it (compare-and-set
+ * in one script), and an end that could not be written waits for the
+ * next connection.  A dead owner's claim is left with less than the
+ * dedupe TTL to live: lost (store_redis_lua.h).  Its action may have
+ * run, so its msg_id is not claimed again; its duplicates are told it
+ * failed (store_redis_query.c).
  */
 
 #include <ngx_config.h>
@@ -24,7 +21,7 @@
 
 
 /* the scripts (store_redis_lua.h), called by SHA1 (made once per worker) */
-static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[6];
+static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[7];
 
 #define NGX_HTTP_AMONITOR_S_CLAIM    (&ngx_http_amonitor_redis_scripts[0])
 #define NGX_HTTP_AMONITOR_S_FINISH   (&ngx_http_amonitor_redis_scripts[1])
@@ -32,6 +29,7 @@ static ngx_http_amonitor_redis_script_t ngx_http_amonitor_redis_scripts[6];
 #define NGX_HTTP_AMONITOR_S_RENEW    (&ngx_http_amonitor_redis_scripts[3])
 #define NGX_HTTP_AMONITOR_S_CLAIMS   (&ngx_http_amonitor_redis_scripts[4])
 #define NGX_HTTP_AMONITOR_S_FINISHES (&ngx_http_amonitor_redis_scripts[5])
+#define NGX_HTTP_AMONITOR_S_QUERY    (&ngx_http_amonitor_redis_scripts[6])
 
 
 static ngx_int_t ngx_http_amonitor_redis_claims_init(
@@ -140,18 +138,14 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
         NGX_HTTP_AMONITOR_S_CLAIMS, NGX_HTTP_AMONITOR_REDIS_CLAIMS);
     ngx_http_amonitor_redis_script_init(
         NGX_HTTP_AMONITOR_S_FINISHES, NGX_HTTP_AMONITOR_REDIS_FINISHES);
+    ngx_http_amonitor_redis_script_init(
+        NGX_HTTP_AMONITOR_S_QUERY, NGX_HTTP_AMONITOR_REDIS_QUERY);
+    ctx->query = NGX_HTTP_AMONITOR_S_QUERY;
 
     /* ends: written again, the same, they change nothing more */
     NGX_HTTP_AMONITOR_S_FINISH->again_at_exit = 1;
     NGX_HTTP_AMONITOR_S_FINISHES->again_at_exit = 1;
     NGX_HTTP_AMONITOR_S_RELEASE->again_at_exit = 1;
-
-    /* with the markers of their keys; the renewal touches the claim only */
-    NGX_HTTP_AMONITOR_S_CLAIM->held = 1;
-    NGX_HTTP_AMONITOR_S_CLAIMS->held = 1;
-    NGX_HTTP_AMONITOR_S_FINISH->held = 1;
-    NGX_HTTP_AMONITOR_S_FINISHES->held = 1;
-    NGX_HTTP_AMONITOR_S_RELEASE->held = 1;
 
     if (ngx_http_amonitor_redis_recs_init(ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -175,11 +169,15 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     ctx->owner.data = ctx->owner_buf;
     ctx->owner.len = p - ctx->owner_buf;
 
-    /* the same with every claim, finish and renewal */
-    ctx->lease_arg.data = ctx->lease_buf;
-    ctx->lease_arg.len =
-        ngx_http_amonitor_redis_uint(ctx->lease_buf, ctx->conf->lease)
-        - ctx->lease_buf;
+    /*
+     * The same with every claim, finish and renewal.  A claim under way
+     * is kept for the lease plus the dedupe TTL, renewed to that: one
+     * with less than the dedupe TTL left was not renewed for a lease.
+     */
+    ctx->hold_arg.data = ctx->hold_buf;
+    ctx->hold_arg.len = ngx_http_amonitor_redis_uint(ctx->hold_buf,
+                            ctx->conf->lease + ctx->worker->amcf->dedupe_ttl)
+        - ctx->hold_buf;
     ctx->ttl_arg.data = ctx->ttl_buf;
     ctx->ttl_arg.len = ngx_http_amonitor_redis_uint(
                            ctx->ttl_buf, ctx->worker->amcf->dedupe_ttl)
@@ -227,7 +225,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
         return NGX_BUSY;
     }
 
-    rec = ngx_http_amonitor_redis_rec_new(ctx, msg_id, hash);
+    rec = ngx_http_amonitor_redis_rec_new(ctx, msg_id, hash, target);
     if (rec == NULL) {
         return NGX_ERROR;
     }
@@ -235,13 +233,6 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     rec->handler = handler;
     rec->data = data;
     rec->renewed = ngx_current_msec;
-
-    /* the marker's value, in the room of the end's until then */
-    rec->value.len = (target->len <= AMON_MAX_ID_LEN) ? target->len : 0;
-
-    if (rec->value.len) {
-        ngx_memcpy(rec->value.data, target->data, rec->value.len);
-    }
 
     /* sent at the end of this pass of the event loop, with the others */
     ngx_queue_insert_tail(&ctx->waiting, &rec->queue);
@@ -263,7 +254,7 @@ ngx_http_amonitor_redis_claim(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 static ngx_int_t
 ngx_http_amonitor_redis_claim_send(ngx_http_amonitor_redis_rec_t *rec)
 {
-    ngx_str_t                  args[6];
+    ngx_str_t                  args[4];
     ngx_http_amonitor_redis_t *ctx;
 
     ctx = rec->ctx;
@@ -271,15 +262,13 @@ ngx_http_amonitor_redis_claim_send(ngx_http_amonitor_redis_rec_t *rec)
     args[0] = ctx->conf->prefix;
     args[1] = rec->msg_id;
     args[2] = rec->owner;
-    args[3] = ctx->lease_arg;
-    args[4] = rec->value; /* the target, until the end */
-    args[5] = ctx->ttl_arg;
+    args[3] = ctx->hold_arg;
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
         "amonitor redis claim \"%V\" as \"%V\"", &rec->msg_id, &rec->owner);
 
     return ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_claimed,
-        rec, "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 6);
+        rec, "claim", NGX_HTTP_AMONITOR_S_CLAIM, args, 4);
 }
 
 
@@ -290,26 +279,24 @@ ngx_http_amonitor_redis_claims_send(ngx_http_amonitor_redis_t *ctx,
 {
     void      *data[NGX_HTTP_AMONITOR_REDIS_BATCH];
     ngx_str_t  keys[NGX_HTTP_AMONITOR_REDIS_BATCH];
-    ngx_str_t  args[2 * NGX_HTTP_AMONITOR_REDIS_BATCH + 2];
+    ngx_str_t  args[NGX_HTTP_AMONITOR_REDIS_BATCH + 1];
     ngx_uint_t i;
 
     for (i = 0; i < n; i++) {
         data[i] = recs[i];
         keys[i] = recs[i]->msg_id;
-        args[2 * i] = recs[i]->owner;
-        args[2 * i + 1] = recs[i]->value; /* the target */
+        args[i] = recs[i]->owner;
 
         ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
             "amonitor redis claim \"%V\" as \"%V\"", &recs[i]->msg_id,
             &recs[i]->owner);
     }
 
-    args[2 * n] = ctx->lease_arg;
-    args[2 * n + 1] = ctx->ttl_arg;
+    args[n] = ctx->hold_arg;
 
     return ngx_http_amonitor_redis_eval_batch(ctx,
         ngx_http_amonitor_redis_claimed, data, "claims",
-        NGX_HTTP_AMONITOR_S_CLAIMS, keys, args, n, 2 * n + 2);
+        NGX_HTTP_AMONITOR_S_CLAIMS, keys, args, n, n + 1);
 }
 
 
@@ -674,7 +661,7 @@ ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
         args[0] = ctx->conf->prefix;
         args[1] = rec->msg_id;
         args[2] = rec->owner;
-        args[3] = ctx->lease_arg;
+        args[3] = ctx->hold_arg;
 
         if (ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_renewed,
                 rec, "renew", NGX_HTTP_AMONITOR_S_RENEW, args, 4)

@@ -33,7 +33,6 @@ typedef struct {
     ngx_str_t text;
     u_char    sha[40]; /* hex */
     unsigned  again_at_exit : 1; /* may run twice: see redis_eval_exit */
-    unsigned  held : 1; /* each key's "held:" marker follows the keys */
 } ngx_http_amonitor_redis_script_t;
 
 

@@ -230,9 +230,9 @@ ngx_http_amonitor_resp_key(
 /*
  * What goes between the prefix and a msg_id in its claim's key: "id:"
  * for a msg_id that could name one of the module's own keys (it starts
- * with "lease:", "held:" or "id:", or is "routes" or "seen"), else
- * nothing.  So a panel cannot choose a msg_id that writes over a lease,
- * the routes or a claim's marker; the mapping is one to one.
+ * with "lease:" or "id:", or is "routes" or "seen"), else nothing.  So
+ * a panel cannot choose a msg_id that writes over a lease or the routes
+ * (amonitor_cluster); the mapping is one to one.
  */
 void
 ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix)
@@ -244,7 +244,6 @@ ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix)
     n = msg_id->len;
 
     if ((n >= 3 && ngx_strncmp(d, "id:", 3) == 0)
-        || (n >= 5 && ngx_strncmp(d, "held:", 5) == 0)
         || (n >= 6 && ngx_strncmp(d, "lease:", 6) == 0)
         || (n == 6 && ngx_strncmp(d, "routes", 6) == 0)
         || (n == 4 && ngx_strncmp(d, "seen", 4) == 0)) {
@@ -273,7 +272,7 @@ ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
 
 /*
  * Run "script" once for n items: KEYS the prefix joined with keys[0] ...
- * keys[n - 1] (and their markers), ARGV args[0] ... args[nargs - 1].  The script answers an array of n replies,
+ * keys[n - 1], ARGV args[0] ... args[nargs - 1].  The script answers an array of n replies,
  * the one of item i for handler(data[i]); a reply that is not such an
  * array (an error, or none: NULL) goes to each.
  */
@@ -345,7 +344,7 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
     size_t                         len, nk_len;
     ngx_str_t                      verb, body, infix;
     ngx_int_t                      rc;
-    ngx_uint_t                     i, marked;
+    ngx_uint_t                     i;
     ngx_http_amonitor_redis_cmd_t *cmd;
 
     if (ctx->exiting) {
@@ -358,19 +357,17 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
         body.len = 40;
     }
 
-    /* each key with its infix ("id:" or none), then its marker's */
-    marked = script->held ? 2 : 1;
-    nk_len = ngx_http_amonitor_redis_uint(nk, marked * nkeys) - nk;
+    nk_len = ngx_http_amonitor_redis_uint(nk, nkeys) - nk;
 
     len = NGX_HTTP_AMONITOR_RESP_HDR
         + ngx_http_amonitor_resp_bulk_size(verb.len)
         + ngx_http_amonitor_resp_bulk_size(body.len)
         + ngx_http_amonitor_resp_bulk_size(nk_len);
 
+    /* each key with its infix: "id:" or none */
     for (i = 0; i < nkeys; i++) {
-        len += marked
-            * ngx_http_amonitor_resp_bulk_size(
-                prefix->len + sizeof("held:id:") - 1 + keys[i].len);
+        len += ngx_http_amonitor_resp_bulk_size(
+            prefix->len + sizeof("id:") - 1 + keys[i].len);
     }
 
     for (i = 0; i < nargs; i++) {
@@ -387,7 +384,7 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
 
     p = start;
     *p++ = '*';
-    p = ngx_http_amonitor_redis_uint(p, 3 + marked * nkeys + nargs);
+    p = ngx_http_amonitor_redis_uint(p, 3 + nkeys + nargs);
     *p++ = CR;
     *p++ = LF;
     p = ngx_http_amonitor_resp_bulk(p, verb.data, verb.len, NULL, 0);
@@ -401,19 +398,13 @@ ngx_http_amonitor_redis_eval_keys(ngx_http_amonitor_redis_t *ctx,
         p = ngx_http_amonitor_resp_key(p, prefix, &infix, &keys[i]);
     }
 
-    ngx_str_set(&infix, "held:");
-
-    for (i = 0; marked == 2 && i < nkeys; i++) {
-        p = ngx_http_amonitor_resp_key(p, prefix, &infix, &keys[i]);
-    }
-
     for (i = 0; i < nargs; i++) {
         p = ngx_http_amonitor_resp_bulk(p, args[i].data, args[i].len, NULL, 0);
     }
 
     cmd->rest_len = p - cmd->rest;
-    cmd->argc = 3 + marked * nkeys + nargs;
-    cmd->nkeys = marked * nkeys;
+    cmd->argc = 3 + nkeys + nargs;
+    cmd->nkeys = nkeys;
     cmd->script = ctx->exiting ? NULL : script;
     cmd->again = ngx_http_amonitor_redis_eval_again;
 

@@ -2,11 +2,18 @@
  * Copyright (C) AMonitor authors
  *
  * The Lua scripts of the Redis store's claims (store_redis_claim.c):
- * claim, finish, release, renew, and the claims and finishes of a pass
- * in one call.  A claim is "p" + a claim token with a short lease; its
- * end "d" (done) or "f" (failed) + the record, kept the dedupe TTL.  The
- * scripts with markers get KEYS: the claims' keys, then their markers'
- * ("held:" + msg_id, redis_eval_keys).
+ * claim, finish, release, renew, action_status's lookup, and the claims
+ * and finishes of a pass in one call.  A claim under way is "p" + its
+ * claim token (host:pid:random:sequence) + "|" + the target + ";h" + the
+ * dedupe TTL of its worker, in ms; it is kept for the lease plus that
+ * TTL and renewed to that while its action lives; its end is "d" (done)
+ * or "f" (failed) + the record, kept the dedupe TTL.  So a claim nobody
+ * renewed for a lease (its workers were killed, or cut off from Redis)
+ * is still there, with less than the TTL it names left: lost.  The claim and lookup scripts answer it as "l" +
+ * the claim's value, and the msg_id is not claimed again (its action may
+ * have run).  A claim of an agent before this one (no ";h") expires with
+ * its lease as it always did.  (Each script is string literals only: the
+ * tests read them from here.)
  */
 
 #ifndef _NGX_HTTP_AMONITOR_STORE_REDIS_LUA_H_INCLUDED_
@@ -14,19 +21,29 @@
 
 
 /*
- * KEYS[1] the key, KEYS[2] its marker, ARGV[1] "p" + owner, ARGV[2] the
- * lease, ARGV[3] the target, ARGV[4] the TTL: nil when won, else the
- * value found, or "l" + the target of a lost claim
+ * KEYS[1] the key, ARGV[1] the claim's value, ARGV[2] the lease + TTL:
+ * nil when won, else the value found ("l" + it when lost)
  */
 #define NGX_HTTP_AMONITOR_REDIS_CLAIM \
     "-- amonitor claim\n" \
     "local v = redis.call('GET', KEYS[1]) " \
-    "if v then return v end " \
-    "v = redis.call('GET', KEYS[2]) " \
-    "if v then return 'l' .. v end " \
+    "if v then " \
+    "local h = string.sub(v, 1, 1) == 'p' and string.match(v, ';h(%d+)$') " \
+    "if h and redis.call('PTTL', KEYS[1]) < tonumber(h) then " \
+    "v = 'l' .. v end " \
+    "return v end " \
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " \
-    "redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) " \
     "return false"
+
+/* action_status: KEYS[1] the key; as the claim, without claiming */
+#define NGX_HTTP_AMONITOR_REDIS_QUERY \
+    "-- amonitor query\n" \
+    "local v = redis.call('GET', KEYS[1]) " \
+    "if v then " \
+    "local h = string.sub(v, 1, 1) == 'p' and string.match(v, ';h(%d+)$') " \
+    "if h and redis.call('PTTL', KEYS[1]) < tonumber(h) then " \
+    "v = 'l' .. v end " \
+    "end return v"
 
 /*
  * ARGV[2] the result, ARGV[3] the TTL: 1 when written (also again, or
@@ -39,21 +56,18 @@
     "-- amonitor finish\n" \
     "local v = redis.call('GET', KEYS[1]) " \
     "if not v or v == ARGV[1] or v == ARGV[2] then " \
-    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) " \
-    "redis.call('DEL', KEYS[2]) return 1 end " \
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end " \
     "return string.sub(v, 1, 1)"
 
-/* the marker goes too when the claim expired: its action was not sent */
 #define NGX_HTTP_AMONITOR_REDIS_RELEASE \
     "-- amonitor release\n" \
-    "local v = redis.call('GET', KEYS[1]) " \
-    "if v == ARGV[1] then redis.call('DEL', KEYS[1]) end " \
-    "if v == ARGV[1] or not v then redis.call('DEL', KEYS[2]) end " \
-    "if v == ARGV[1] then return 1 end return 0"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
+    "return redis.call('DEL', KEYS[1]) end return 0"
 
 /*
- * 1 renewed, 2 taken again after it expired, 3 ended ("d" or "f": by the
- * worker that ran its action, or another owner's), 0 another's claim
+ * ARGV[2] the lease + TTL: 1 renewed, 2 taken again after it expired, 3
+ * ended ("d" or "f": by the worker that ran its action, or another
+ * owner's), 0 another's claim
  */
 #define NGX_HTTP_AMONITOR_REDIS_RENEW \
     "#!lua flags=allow-oom\n" \
@@ -66,25 +80,23 @@
     "if string.sub(v, 1, 1) ~= 'p' then return 3 end " \
     "return 0"
 
-
 /*
- * The claims made in one pass of the event loop, in one call: n keys, n
- * markers, ARGV[2i - 1] the owner and ARGV[2i] the target for KEYS[i],
- * ARGV[2n + 1] the lease, ARGV[2n + 2] the TTL; for each, what the claim
- * script answers (an array reply: false for nil, as Lua's nil would end
- * the array)
+ * The claims made in one pass of the event loop, in one call: KEYS the
+ * keys, ARGV[i] the claim's value for KEYS[i], ARGV[#KEYS + 1] the lease
+ * + TTL; for each, what the claim script answers (an array reply: false
+ * for nil, as Lua's nil would end the array)
  */
 #define NGX_HTTP_AMONITOR_REDIS_CLAIMS \
     "-- amonitor claims\n" \
-    "local r, n = {}, #KEYS / 2 " \
+    "local r, n = {}, #KEYS " \
     "for i = 1, n do " \
     "local v = redis.call('GET', KEYS[i]) " \
-    "if not v then v = redis.call('GET', KEYS[n + i]) " \
-    "if v then v = 'l' .. v end end " \
-    "if v then r[i] = v else " \
-    "redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', ARGV[2 * n + 1]) " \
-    "redis.call('SET', KEYS[n + i], ARGV[2 * i], 'PX', ARGV[2 * n + 2]) " \
-    "r[i] = false end " \
+    "if v then " \
+    "local h = string.sub(v, 1, 1) == 'p' and string.match(v, ';h(%d+)$') " \
+    "if h and redis.call('PTTL', KEYS[i]) < tonumber(h) then " \
+    "v = 'l' .. v end " \
+    "r[i] = v else " \
+    "redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[n + 1]) r[i] = false end " \
     "end return r"
 
 /*
@@ -95,12 +107,11 @@
 #define NGX_HTTP_AMONITOR_REDIS_FINISHES \
     "#!lua flags=allow-oom\n" \
     "-- amonitor finishes\n" \
-    "local r, n = {}, #KEYS / 2 " \
+    "local r, n = {}, #KEYS " \
     "for i = 1, n do " \
     "local v = redis.call('GET', KEYS[i]) " \
     "if not v or v == ARGV[2 * i - 1] or v == ARGV[2 * i] then " \
-    "redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2 * n + 1]) " \
-    "redis.call('DEL', KEYS[n + i]) r[i] = 1 " \
+    "redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2 * n + 1]) r[i] = 1 " \
     "else r[i] = string.sub(v, 1, 1) end " \
     "end return r"
 

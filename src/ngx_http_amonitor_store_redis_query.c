@@ -3,9 +3,9 @@
  *
  * What the Redis store answers of a msg_id without claiming it, and what
  * a value read back from Redis says: action_status (the worker's own
- * record first, else the claim's key and its marker's in one MGET), a
- * duplicate of a claim this worker holds, a claim or record found by a
- * claim script, a claim lost (its marker left without it).
+ * record first, else the lookup script), a duplicate of a claim this
+ * worker holds, a claim or record found by a script, a claim lost (left
+ * unrenewed by its workers: store_redis_lua.h).
  */
 
 #include <ngx_config.h>
@@ -17,12 +17,12 @@
 
 
 static ngx_http_amonitor_claim_e ngx_http_amonitor_redis_lost(
-    ngx_str_t *target, ngx_str_t *result);
+    redisReply *reply, ngx_str_t *result);
 static void ngx_http_amonitor_redis_queried(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 
 
-/* action_status: the worker's own claims first, else one MGET */
+/* action_status: the worker's own claims first, else the lookup script */
 typedef struct {
     ngx_http_amonitor_claim_pt handler;
     void                      *data;
@@ -37,7 +37,7 @@ ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     ngx_http_amonitor_redis_t *ctx = st->data;
 
     ngx_int_t                        rc;
-    ngx_str_t                        infix;
+    ngx_str_t                        args[2];
     ngx_http_amonitor_redis_rec_t   *rec;
     ngx_http_amonitor_redis_query_t *q;
 
@@ -61,13 +61,11 @@ ngx_http_amonitor_redis_query(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
     q->handler = handler;
     q->data = data;
 
-    ngx_http_amonitor_redis_infix(msg_id, &infix);
+    args[0] = ctx->conf->prefix;
+    args[1] = *msg_id;
 
-    rc = ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_queried,
-        q, "query", "MGET %b%b%b %bheld:%b", ctx->conf->prefix.data,
-        ctx->conf->prefix.len, infix.data, infix.len, msg_id->data, msg_id->len,
-        ctx->conf->prefix.data, ctx->conf->prefix.len, msg_id->data,
-        msg_id->len);
+    rc = ngx_http_amonitor_redis_eval(
+        ctx, ngx_http_amonitor_redis_queried, q, "query", ctx->query, args, 2);
 
     if (rc != NGX_OK) {
         ngx_free(q);
@@ -85,31 +83,18 @@ ngx_http_amonitor_redis_queried(
     ngx_http_amonitor_redis_query_t *q = data;
 
     u_char                    buf[NGX_HTTP_AMONITOR_STORED_MAX];
-    ngx_str_t                 result, target;
-    redisReply               *claim, *held;
+    ngx_str_t                 result;
     ngx_http_amonitor_claim_e state;
 
     result.data = buf;
     result.len = 0;
     state = NGX_HTTP_AMONITOR_CLAIM_ERROR;
 
-    /* the claim's value and its marker's */
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
-        claim = reply->element[0];
-        held = reply->element[1];
+    if (reply && reply->type == REDIS_REPLY_NIL) {
+        state = NGX_HTTP_AMONITOR_CLAIM_NEW;
 
-        if (claim->type == REDIS_REPLY_STRING && claim->len >= 1) {
-            state = ngx_http_amonitor_redis_value(claim, &result);
-
-        } else if (claim->type == REDIS_REPLY_NIL
-            && held->type == REDIS_REPLY_STRING) {
-            target.data = (u_char *) held->str;
-            target.len = held->len;
-            state = ngx_http_amonitor_redis_lost(&target, &result);
-
-        } else if (claim->type == REDIS_REPLY_NIL) {
-            state = NGX_HTTP_AMONITOR_CLAIM_NEW;
-        }
+    } else if (reply && reply->type == REDIS_REPLY_STRING && reply->len >= 1) {
+        state = ngx_http_amonitor_redis_value(reply, &result);
     }
 
     q->handler(q->data, state, &result);
@@ -145,18 +130,37 @@ ngx_http_amonitor_redis_known(ngx_http_amonitor_redis_rec_t *rec,
 
 
 /*
- * A claim lost (its marker, naming "target", without it): failed, with a
- * record written where result->data points (NGX_HTTP_AMONITOR_STORED_MAX
- * bytes)
+ * A claim lost ("l" + its value, "p" token "|" target ";h" TTL): failed,
+ * with a record naming its target written where result->data points
+ * (NGX_HTTP_AMONITOR_STORED_MAX bytes)
  */
 static ngx_http_amonitor_claim_e
-ngx_http_amonitor_redis_lost(ngx_str_t *target, ngx_str_t *result)
+ngx_http_amonitor_redis_lost(redisReply *reply, ngx_str_t *result)
 {
-    if (target->len > AMON_MAX_ID_LEN) {
-        target->len = 0;
+    u_char   *p, *h, *last;
+    ngx_str_t target;
+
+    p = (u_char *) reply->str;
+    last = p + reply->len;
+
+    ngx_str_null(&target);
+
+    p = ngx_strlchr(p, last, '|');
+
+    /* the last ";h": the target may hold one */
+    for (h = last - 2; p && h > p; h--) {
+        if (h[0] == ';' && h[1] == 'h') {
+            target.data = p + 1;
+            target.len = h - target.data;
+            break;
+        }
     }
 
-    if (ngx_http_amonitor_stored_error(result, target, "TARGET_DISCONNECTED",
+    if (target.len > AMON_MAX_ID_LEN) {
+        target.len = 0;
+    }
+
+    if (ngx_http_amonitor_stored_error(result, &target, "TARGET_DISCONNECTED",
             "the agent worker that held this action stopped (or lost redis) "
             "before its outcome was known; it may have run")
         != NGX_OK) {
@@ -169,25 +173,19 @@ ngx_http_amonitor_redis_lost(ngx_str_t *target, ngx_str_t *result)
 
 /*
  * A claim's value found in Redis ("p" + owner, "d" or "f" + result, or
- * from a claim script "l" + the target of a lost claim): its state, and
+ * from a script "l" + the value of a lost claim): its state, and
  * its record in "result" (pointing into "reply", or for a lost claim
  * written where result->data points, NGX_HTTP_AMONITOR_STORED_MAX bytes)
  */
 ngx_http_amonitor_claim_e
 ngx_http_amonitor_redis_value(redisReply *reply, ngx_str_t *result)
 {
-    ngx_str_t                 target;
     ngx_http_amonitor_claim_e state;
 
     switch (reply->str[0]) {
     case 'd': state = NGX_HTTP_AMONITOR_CLAIM_DONE; break;
     case 'f': state = NGX_HTTP_AMONITOR_CLAIM_FAILED; break;
-
-    case 'l':
-        target.data = (u_char *) reply->str + 1;
-        target.len = reply->len - 1;
-
-        return ngx_http_amonitor_redis_lost(&target, result);
+    case 'l': return ngx_http_amonitor_redis_lost(reply, result);
 
     default: return NGX_HTTP_AMONITOR_CLAIM_PENDING;
     }

@@ -118,10 +118,14 @@ ngx_http_amonitor_redis_recs_exit(
 }
 
 
-/* a record for a new claim of "msg_id" (of "hash"), in the index */
+/*
+ * A record for a new claim of "msg_id" (of "hash"), in the index, for an
+ * action to "target": its value "p" token "|" target ";h" TTL
+ * (store_redis_lua.h; a target over AMON_MAX_ID_LEN bytes is left out)
+ */
 ngx_http_amonitor_redis_rec_t *
-ngx_http_amonitor_redis_rec_new(
-    ngx_http_amonitor_redis_t *ctx, ngx_str_t *msg_id, uint32_t hash)
+ngx_http_amonitor_redis_rec_new(ngx_http_amonitor_redis_t *ctx,
+    ngx_str_t *msg_id, uint32_t hash, ngx_str_t *target)
 {
     u_char                        *p;
     ngx_http_amonitor_redis_rec_t *rec;
@@ -133,6 +137,15 @@ ngx_http_amonitor_redis_rec_new(
 
     p = ngx_cpymem(rec->owner.data, ctx->owner.data, ctx->owner.len);
     p = ngx_http_amonitor_redis_uint(p, ++ctx->seq);
+    *p++ = '|';
+
+    if (target->len && target->len <= AMON_MAX_ID_LEN) {
+        p = ngx_cpymem(p, target->data, target->len);
+    }
+
+    *p++ = ';';
+    *p++ = 'h';
+    p = ngx_cpymem(p, ctx->ttl_arg.data, ctx->ttl_arg.len);
     rec->owner.len = p - rec->owner.data;
     rec->value.data = p;
 
@@ -152,7 +165,7 @@ ngx_http_amonitor_redis_rec_alloc(ngx_http_amonitor_redis_t *ctx,
     size_t                         cap, room;
     ngx_http_amonitor_redis_rec_t *rec, **slot;
 
-    room = ctx->owner.len + NGX_INT64_LEN + 1;
+    room = ctx->owner.len + 2 * NGX_INT64_LEN + 3 + AMON_MAX_ID_LEN + 1;
 
     /* the owner, then the value: its letter and NGX_HTTP_AMONITOR_STORED_MAX */
     rec = (msg_id->len <= NGX_HTTP_AMONITOR_REDIS_ID_CAP && owner < room)

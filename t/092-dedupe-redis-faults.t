@@ -135,7 +135,15 @@ sub gone {
         $timeout // 3);
 }
 
-sub held { "amon-f:held:$_[0]" }
+# a claim under way left unrenewed for its lease: lost (it stays, with
+# less than the dedupe TTL to live)
+sub lapsed {
+    my ($id, $ttl, $timeout) = @_;
+    return wait_for(sub {
+        ($redis->cli('GET', key($id)) // '') =~ /^p.*;h\d+$/
+            && $redis->cli('PTTL', key($id)) < $ttl;
+    }, $timeout // 3);
+}
 
 # the duplicate ack of a claim whose owner is gone (its marker is left)
 sub lost {
@@ -360,25 +368,26 @@ subtest 'an owner cut off from redis: its claim expires after the lease' => sub 
     my $a = ask($pa, $id);
     is(code($a), 'INTERNAL', 'INTERNAL');
     my $v = $redis->cli('GET', key($id));
-    like($v, qr/^p[^:]+:\d+:[0-9a-f]{16}:\d+$/,
-        'redis holds the claim with its owner token (host:pid:random:seq)');
+    like($v, qr/^p[^:]+:\d+:[0-9a-f]{16}:\d+\|rf-a;h3600000$/,
+        'redis holds the claim with its owner token (host:pid:random:seq) '
+        . 'and target');
+    ok($redis->cli('PTTL', key($id)) > 3600 * 1000,
+        'for the lease plus the dedupe TTL');
     my $b = ask($pb, $id);
     ok($b && $b->{payload}{duplicate}, 'a retry meanwhile is a duplicate');
     ok($b && !$b->{payload}{original}, 'of a pending claim: no stored result');
     not_reported_executed($b, 'the pending duplicate');
     is($sdk->executed($id), 0, 'not executed');
-    ok(gone($id, 3), 'the claim expires');
+    ok(lapsed($id, 3600 * 1000), 'the claim is not renewed');
     my $s = time - $t0;
-    ok($s > 1.2 && $s < 2.5, sprintf('after the lease (%.2f s)', $s));
-    is($redis->cli('GET', held($id)), 'rf-a',
-        'its marker stays, naming the target');
+    ok($s > 1.2 && $s < 2.5, sprintf('for the lease (%.2f s)', $s));
     my $c = ask($pb, $id);
     lost($c, 'a retry while its owner is cut off');
     is($sdk->executed($id), 0, 'not executed');
     $proxy->refuse(0);
     ok($A->wait_error_log(qr/reconnected to redis/, 3), 'the owner is back');
-    ok(wait_for(sub { $redis->cli('EXISTS', held($id)) eq '0' }, 3),
-        'its late release deletes the marker: the action was never sent');
+    ok(gone($id, 3),
+        'its late release deletes the claim: the action was never sent');
     $c = ask($pb, $id);
     is($c && $c->{type}, 'action_ack', 'then a retry runs');
     ok($c && !$c->{payload}{duplicate}, 'as a new action');
@@ -409,7 +418,7 @@ subtest 'an owner killed with a claim: it expires, a retry is told it failed' =>
     my ($w) = $t->worker_pids;
     ok($w && kill('KILL', $w), "the owner (worker $w) is killed");
     my $t0 = time;
-    ok(gone($id, 3), 'the claim expires');
+    ok(lapsed($id, 86400 * 1000), 'the claim is not renewed');
     my $s = time - $t0;
     ok($s < 1.6, sprintf('within the lease (%.2f s)', $s));
     is($stuck->executed($id), 0, 'it never reached the SDK');
@@ -990,8 +999,8 @@ subtest 'an ack waits until redis has its finish' => sub {
 
 # the exit cannot write everything (Redis reads nothing, the socket is
 # full): the worker says so, and what it claimed lapses with the lease;
-# the claims that reached Redis leave their markers (the worker cannot
-# say they were never sent), the others were never made
+# the claims that reached Redis are left lost (the worker cannot say
+# they were never sent), the others were never made
 subtest 'a worker that exits while redis reads nothing: claims left, then lost' => sub {
     my ($tight, $t, $p, $sent, $full) =
         deaf_redis_filled('X', 'timeout=5s lease=15s');
@@ -1011,14 +1020,16 @@ subtest 'a worker that exits while redis reads nothing: claims left, then lost' 
     is(scalar(grep { $sdk->executed($_) } @ids), 0, 'none of them ran');
 
     $tight->deaf(0);
-    ok(gone($ids[0], 20) && gone($ids[-1], 20),
-        'what reached redis lapses with the 15 s lease');
+    sleep_loop(1);
     my %reached = map { $_ => 1 }
-        grep { $redis->cli('EXISTS', held($_)) eq '1' } @ids;
+        grep { $redis->cli('EXISTS', key($_)) eq '1' } @ids;
     my @reached = grep { $reached{$_} } @ids;
     my @not = grep { !$reached{$_} } @ids;
     ok(@reached && @not, scalar(@reached) . ' claims reached redis, '
-        . scalar(@not) . ' did not: their markers are left');
+        . scalar(@not) . ' did not');
+    ok(lapsed($reached[0], 86400 * 1000, 20)
+        && lapsed($reached[-1], 86400 * 1000, 20),
+        'what reached redis is not renewed past the 15 s lease');
     for my $id (grep { defined } @reached[0, -1]) {
         my $b = ask($pb, $id);
         lost($b, 'then a retry through another agent');

@@ -3,14 +3,14 @@
 #
 # 1. The worker that owns k1's connection is killed (kill -9) while k1
 #    runs an action one of its own panels asked for.  Nobody renews or
-#    ends that claim: it expires with its lease, but its marker ("held:"
-#    + msg_id, written with the claim) stays for amonitor_dedupe_ttl, so a
-#    retry through the other instance is a duplicate that failed
-#    (TARGET_DISCONNECTED: the outcome is not known), and action_status
-#    says the same.  Before, the retry claimed the msg_id anew and k1 ran
-#    the action a second time.
+#    ends that claim.  It is kept for its lease plus amonitor_dedupe_ttl,
+#    so after the lease it is still there, lost: a retry through the
+#    other instance is a duplicate that failed (TARGET_DISCONNECTED: the
+#    outcome is not known), and action_status says the same.  Before, the
+#    claim expired with its lease, the retry claimed the msg_id anew and
+#    k1 ran the action a second time.
 # 2. msg_ids that name the module's own keys ("lease:" + a target,
-#    "routes", "seen", "held:" + an id, "id:" + ...) are claimed under
+#    "routes", "seen", "id:" + ...) are claimed under
 #    "id:" + msg_id: a panel cannot take a target's lease (which kept the
 #    target from being dialed for amonitor_dedupe_ttl) or break the
 #    routes by its choice of msg_id.
@@ -53,6 +53,7 @@ sub agent {
     amonitor_target k1 ws://127.0.0.1:$sport/;
     amonitor_target k2 ws://127.0.0.1:$sport2/;
     amonitor_ack_timeout 6s;
+    amonitor_dedupe_ttl 1h;
     amonitor_ack_late_window 0;
     amonitor_reconnect 50ms 300ms;
 EOC
@@ -98,15 +99,17 @@ my $id = uuid4();
     $p->send_json(action($id));
     ok(wait_for(sub { $sdk->executed($id) == 1 }, 5),
         'k1 runs an action asked on its owner');
-    like($redis->cli('GET', "amon-o:$id") // '', qr/^p/, 'its claim');
-    is($redis->cli('GET', "amon-o:held:$id"), 'k1',
-        'and its marker, naming the target');
+    like($redis->cli('GET', "amon-o:$id") // '', qr/^p.*\|k1;h3600000$/,
+        'its claim, naming the target');
+    ok($redis->cli('PTTL', "amon-o:$id") > 3600 * 1000,
+        'kept for the lease plus the dedupe TTL');
     my ($w) = $I{$owner}->worker_pids;
     ok($w && kill('KILL', $w), "the owner's worker ($w) is killed");
 }
-ok(wait_for(sub { $redis->cli('EXISTS', "amon-o:$id") eq '0' }, $LEASE + 2),
-    'the claim expires with its lease');
-is($redis->cli('GET', "amon-o:held:$id"), 'k1', 'its marker stays');
+ok(wait_for(sub { $redis->cli('PTTL', "amon-o:$id") < 3600 * 1000 },
+        $LEASE + 2), 'nobody renews the claim: past its lease it has less '
+    . 'than the dedupe TTL left');
+like($redis->cli('GET', "amon-o:$id") // '', qr/^p/, 'it is still there');
 ok(wait_for(sub { $sdk->connections >= 1 && $redis->cli('GET',
             'amon-o:lease:k1') }, 5), 'k1 is served again');
 
@@ -137,19 +140,22 @@ is($a && $a->{type}, 'action_ack', 'an action acked');
 ok(!$a->{payload}{duplicate}, 'first run');
 ok(wait_for(sub { ($redis->cli('GET', "amon-o:$ok") // '') =~ /^d/ }, 3),
     'recorded done');
-is($redis->cli('EXISTS', "amon-o:held:$ok"), '0',
-    'its marker is deleted with the finish');
+my $pttl = $redis->cli('PTTL', "amon-o:$ok");
+ok($pttl > 3590 * 1000 && $pttl <= 3600 * 1000,
+    "kept for the dedupe TTL ($pttl ms)");
 my $unavail = uuid4();
 $a = ask($I{$other}, $unavail, 'k2');
 is($a && $a->{payload}{code}, 'TARGET_UNAVAILABLE', 'k2 is down: '
     . 'TARGET_UNAVAILABLE');
-ok(wait_for(sub { $redis->cli('EXISTS', "amon-o:held:$unavail") eq '0'
-            && $redis->cli('EXISTS', "amon-o:$unavail") eq '0' }, 3),
-    'a released claim leaves no marker: it was never sent');
+ok(wait_for(sub { $redis->cli('EXISTS', "amon-o:$unavail") eq '0' }, 3),
+    'its claim is released: it was never sent');
+$a = ask($I{$other}, $unavail, 'k1');
+is($a && $a->{type}, 'action_ack', 'a retry runs');
+ok($a && !$a->{payload}{duplicate}, 'as a new action');
 
 # 2. msg_ids that name the module's keys
 is($redis->cli('EXISTS', 'amon-o:lease:k2'), '0', 'nobody holds k2');
-for my $name ('lease:k2', 'routes', 'seen', "held:$ok", 'id:x') {
+for my $name ('lease:k2', 'routes', 'seen', 'id:x') {
     $a = ask($I{$other}, $name);
     is($a && $a->{type}, 'action_ack', "msg_id \"$name\" is an action")
         or diag(explain($a));
@@ -161,8 +167,6 @@ is($redis->cli('TYPE', 'amon-o:routes'), 'hash', 'the routes are a hash');
 is($redis->cli('TYPE', 'amon-o:seen'), 'zset', 'the served set is a zset');
 is($redis->cli('EXISTS', 'amon-o:lease:k2'), '0',
     "no claim took k2's lease");
-like($redis->cli('GET', "amon-o:$ok") // '', qr/^d/,
-    "msg_id \"held:$ok\" did not touch that action's record");
 $a = ask($I{$other}, 'lease:k2');
 is($a && $a->{payload}{state}, 'done', 'a repeat of "lease:k2" is a '
     . 'duplicate');

@@ -94,7 +94,7 @@ sub scripts {
     open(my $fh, '<', $src) or die "$src: $!";
     my $c = do { local $/; <$fh> };
     my %script;
-    for my $name (qw(claim claims finish finishes release renew)) {
+    for my $name (qw(claim claims finish finishes release renew query)) {
         my $n = uc $name;
         $c =~ /#define NGX_HTTP_AMONITOR_REDIS_$n \\\n((?:\s*"(?:[^"\\]|\\.)*"\s*\\?\n)+)/
             or die "no script $n in $src";
