@@ -25,6 +25,11 @@
 /* "p" + host ":" pid ":" random ":" sequence */
 #define NGX_HTTP_AMONITOR_REDIS_OWNER_LEN (NGX_MAXHOSTNAMELEN + 64)
 
+/* a claim's value at most: owner, sequence, "|" target ";h" TTL */
+#define NGX_HTTP_AMONITOR_REDIS_CLAIM_LEN \
+    (NGX_HTTP_AMONITOR_REDIS_OWNER_LEN + 2 * NGX_INT64_LEN + 3 \
+        + AMON_MAX_ID_LEN)
+
 /* a pass's claims (and finishes) go in calls of at most this many */
 #define NGX_HTTP_AMONITOR_REDIS_BATCH 64
 

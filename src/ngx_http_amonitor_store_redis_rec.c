@@ -227,8 +227,7 @@ ngx_http_amonitor_redis_adopt(ngx_http_amonitor_store_t *st, ngx_str_t *msg_id,
 
     ngx_http_amonitor_redis_rec_t *rec;
 
-    if (owner->len < 2
-        || owner->len > NGX_HTTP_AMONITOR_REDIS_OWNER_LEN + NGX_INT64_LEN + 1
+    if (owner->len < 2 || owner->len > NGX_HTTP_AMONITOR_REDIS_CLAIM_LEN
         || owner->data[0] != 'p' || ctx->nadopted >= ctx->conf->claims
         || ngx_http_amonitor_redis_rec_find(ctx, msg_id, hash)) {
         return NGX_DECLINED;

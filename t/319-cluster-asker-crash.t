@@ -31,7 +31,11 @@ my $rport = $redis->port;
 my $ACK_DELAY = 3;
 my $LEASE     = 1;    # the claims' lease (amonitor_redis lease=), s
 
-my $sdk = fake_sdk(target_id => 'k1', heartbeat_interval => 0,
+# a long id (253 bytes): the claim's value names it, and the owner holds
+# that value too
+my $K = 'k1-' . ('t' x 250);
+
+my $sdk = fake_sdk(target_id => $K, heartbeat_interval => 0,
     ack_delay => $ACK_DELAY);
 my $sport = $sdk->port;
 
@@ -44,7 +48,7 @@ sub agent {
                    lease=${\ ($LEASE * 1000) }ms;
     amonitor_cluster on lease=1s;
     amonitor_instance_id $name;
-    amonitor_target k1 ws://127.0.0.1:$sport/;
+    amonitor_target $K ws://127.0.0.1:$sport/;
     amonitor_ack_timeout 6s;
     amonitor_ack_late_window 0;
     amonitor_connect_timeout 20s;
@@ -58,17 +62,17 @@ EOC
 my %I = map { $_ => agent($_) } qw(A B);
 
 ok($sdk->wait_connections(1, 5), 'k1 is dialed');
-my ($owner) = ($redis->cli('GET', 'amon-k:lease:k1') // '') =~ /^([AB]):/;
+my ($owner) = ($redis->cli('GET', "amon-k:lease:$K") // '') =~ /^([AB]):/;
 ok($owner, 'an instance holds k1');
 $owner //= 'A';
 my $asker = $owner eq 'A' ? 'B' : 'A';
 my $t = $I{$asker};
-like($redis->cli('GET', 'amon-k:lease:k1') // '', qr/;c$/,
+like($redis->cli('GET', "amon-k:lease:$K") // '', qr/;c$/,
     "the owner's token says it takes the claim with the action");
 
 sub action {
     my ($id) = @_;
-    return { msg_id => $id, type => 'action', target_id => 'k1',
+    return { msg_id => $id, type => 'action', target_id => $K,
         timestamp => now_ms(), payload => { action => 'restart' } };
 }
 
@@ -155,7 +159,7 @@ $sdk->pause_accept;
 $sdk->drop_all;
 my $lease;
 ok(wait_for(sub {
-        $lease = $redis->cli('GET', 'amon-k:lease:k1') // '';
+        $lease = $redis->cli('GET', "amon-k:lease:$K") // '';
         $lease =~ /^[AB]:/ && $sdk->connections == 0;
     }, 5), 'the lease is taken again, the new connection hangs')
     or diag("lease: $lease");
