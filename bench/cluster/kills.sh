@@ -12,9 +12,11 @@
 #
 #   bash bench/cluster/kills.sh                 # about 3 minutes
 #   MODULE=/path/old.so bash bench/cluster/kills.sh
+#   MODULE1=/path/old.so bash bench/cluster/kills.sh   # a mixed cluster
 #
 #   SECS (150), RATE (35), KILL_EVERY (15), BASE port (32000: Redis on
-#   BASE+379, SDKs BASE+701.., instances BASE+81..), MODULE, NGINX, REDIS
+#   BASE+379, SDKs BASE+701.., instances BASE+81..), MODULE, MODULE1 (the
+#   first instance's, default MODULE), NGINX, REDIS
 set -eu
 
 cd "$(dirname "$0")/../.."
@@ -23,6 +25,7 @@ ROOT=$(pwd)
 NGINX=${NGINX:-/usr/sbin/nginx}
 REDIS=${REDIS:-/usr/bin/redis-server}
 MODULE=${MODULE:-$ROOT/build/ngx_http_amonitor_module.so}
+MODULE1=${MODULE1:-$MODULE}
 SECS=${SECS:-150}
 RATE=${RATE:-35}
 KILL_EVERY=${KILL_EVERY:-15}
@@ -30,7 +33,7 @@ BASE=${BASE:-32000}
 RPORT=$((BASE + 379))
 PY=${PY:-/usr/bin/python3} # Debian's, with python3-websockets
 
-for f in "$MODULE" "$NGINX" "$REDIS"; do
+for f in "$MODULE" "$MODULE1" "$NGINX" "$REDIS"; do
     [ -e "$f" ] || { echo "kills.sh: $f not found (make module)" >&2; exit 1; }
 done
 "$PY" -c 'import websockets' 2> /dev/null || {
@@ -66,8 +69,10 @@ done
 
 for i in 1 2 3; do
     mkdir -p "$D/i$i"
+    mod=$MODULE
+    [ "$i" = 1 ] && mod=$MODULE1
     cat > "$D/i$i/nginx.conf" << C
-load_module $MODULE;
+load_module $mod;
 worker_processes 2;
 error_log $D/i$i/error.log info;
 pid $D/i$i/nginx.pid;
