@@ -3,10 +3,10 @@
  *
  * The claims of the Redis store.  A claim is written as "p" + an owner
  * token (host:pid:random:sequence) + "|" + the action's target + ";h" +
- * the dedupe TTL, kept for a lease plus that TTL, which the owner renews while its
- * action lives; only that owner finishes or releases it (compare-and-set
- * in one script), and an end that could not be written waits for the
- * next connection.  A dead owner's claim is left with less than the
+ * the dedupe TTL, kept for a lease plus that TTL, which the owner renews
+ * while its action lives; only that owner finishes or releases it
+ * (compare-and-set in one script), and an end that could not be written
+ * waits for the next connection.  A dead owner's claim is left with less than the
  * dedupe TTL to live: lost (store_redis_lua.h).  Its action may have
  * run, so its msg_id is not claimed again; its duplicates are told it
  * failed (store_redis_query.c).
