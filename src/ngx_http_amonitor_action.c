@@ -266,7 +266,8 @@ ngx_http_amonitor_action_claim(ngx_http_amonitor_action_t *a)
     result.len = 0;
 
     rc = w->store->claim(w->store, &a->sn.str, (uint32_t) a->sn.node.key,
-        &a->target_id, &state, &result, ngx_http_amonitor_action_claimed, a);
+        a->target_id.len ? &a->target_id : &a->target_url, &state, &result,
+        ngx_http_amonitor_action_claimed, a);
 
     if (rc == NGX_OK) {
         a->claimed = w->store->claimed;

@@ -478,6 +478,13 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* Redis takes no expiry past its clock's range; a year is plenty */
+    if (amcf->dedupe_ttl > (ngx_msec_t) 366 * 24 * 60 * 60 * 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+            "\"amonitor_dedupe_ttl\" must be at most 366d");
+        return NGX_CONF_ERROR;
+    }
+
     if (amcf->ping != 0 && amcf->ping < 100) {
         /* a ping timer per connection this often is the worker's whole job */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

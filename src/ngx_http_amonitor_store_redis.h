@@ -108,11 +108,13 @@ struct ngx_http_amonitor_redis_s {
     ngx_msec_t full_logged; /* the last "claims are open" line */
     ngx_uint_t full_refused; /* refused since */
     ngx_str_t  owner; /* "p" host:pid:random: */
-    ngx_str_t  hold_arg; /* a claim's TTL: lease + dedupe TTL in ms, ARGV */
+    ngx_str_t  hold_arg; /* a claim's TTL: lease + keep in ms, ARGV */
     ngx_http_amonitor_redis_script_t *query; /* action_status's lookup */
     ngx_str_t ttl_arg; /* amonitor_dedupe_ttl in ms, the same */
+    ngx_str_t keep_arg; /* the TTL a claim names (claims_init) */
     u_char    hold_buf[NGX_INT64_LEN];
     u_char    ttl_buf[NGX_INT64_LEN];
+    u_char    keep_buf[NGX_INT64_LEN];
     uint64_t  seq; /* appended to "owner" */
     u_char    owner_buf[NGX_HTTP_AMONITOR_REDIS_OWNER_LEN];
 

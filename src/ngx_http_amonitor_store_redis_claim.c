@@ -120,9 +120,11 @@ ngx_http_amonitor_store_redis_exit(ngx_http_amonitor_store_t *st)
 static ngx_int_t
 ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 {
-    u_char      *p;
-    uint32_t     rnd[2];
-    ngx_cycle_t *cycle;
+    u_char                        *p;
+    uint32_t                       rnd[2];
+    ngx_msec_t                     keep;
+    ngx_cycle_t                   *cycle;
+    ngx_http_amonitor_main_conf_t *amcf;
 
     cycle = ctx->worker->cycle;
 
@@ -171,12 +173,21 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
 
     /*
      * The same with every claim, finish and renewal.  A claim under way
-     * is kept for the lease plus the dedupe TTL, renewed to that: one
-     * with less than the dedupe TTL left was not renewed for a lease.
+     * is kept for the lease plus "keep", renewed to that: one with less
+     * than "keep" left was not renewed for a lease.  "keep" is the dedupe
+     * TTL, or while its action may still be answered (ack timeout + late
+     * window) if that is longer, as in the zone: a lost claim is not
+     * claimed again while its first run may still go on.
      */
+    amcf = ctx->worker->amcf;
+    keep = ngx_max(amcf->dedupe_ttl, amcf->ack_timeout + amcf->late_window);
+
+    ctx->keep_arg.data = ctx->keep_buf;
+    ctx->keep_arg.len =
+        ngx_http_amonitor_redis_uint(ctx->keep_buf, keep) - ctx->keep_buf;
     ctx->hold_arg.data = ctx->hold_buf;
-    ctx->hold_arg.len = ngx_http_amonitor_redis_uint(ctx->hold_buf,
-                            ctx->conf->lease + ctx->worker->amcf->dedupe_ttl)
+    ctx->hold_arg.len =
+        ngx_http_amonitor_redis_uint(ctx->hold_buf, ctx->conf->lease + keep)
         - ctx->hold_buf;
     ctx->ttl_arg.data = ctx->ttl_buf;
     ctx->ttl_arg.len = ngx_http_amonitor_redis_uint(

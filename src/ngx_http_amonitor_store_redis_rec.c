@@ -145,7 +145,7 @@ ngx_http_amonitor_redis_rec_new(ngx_http_amonitor_redis_t *ctx,
 
     *p++ = ';';
     *p++ = 'h';
-    p = ngx_cpymem(p, ctx->ttl_arg.data, ctx->ttl_arg.len);
+    p = ngx_cpymem(p, ctx->keep_arg.data, ctx->keep_arg.len);
     rec->owner.len = p - rec->owner.data;
     rec->value.data = p;
 
