@@ -472,16 +472,10 @@ ngx_http_amonitor_init_main_conf(ngx_conf_t *cf, void *conf)
         amcf->dial_limit, ngx_min(16, amcf->learned_limit));
     ngx_conf_init_uint_value(amcf->dial_limit_panel, 4);
 
-    if (amcf->dedupe_ttl < 1000) {
+    /* at most: Redis refuses an expiry past its clock's range */
+    if (amcf->dedupe_ttl < 1000 || amcf->dedupe_ttl > 366 * 86400000ULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "\"amonitor_dedupe_ttl\" must be at least 1s");
-        return NGX_CONF_ERROR;
-    }
-
-    /* Redis takes no expiry past its clock's range; a year is plenty */
-    if (amcf->dedupe_ttl > (ngx_msec_t) 366 * 24 * 60 * 60 * 1000) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-            "\"amonitor_dedupe_ttl\" must be at most 366d");
+            "\"amonitor_dedupe_ttl\" must be at least 1s and at most 366d");
         return NGX_CONF_ERROR;
     }
 

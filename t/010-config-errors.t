@@ -279,13 +279,13 @@ __DATA__
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_dedupe_ttl 500ms;
---- nginx_t_emerg: "amonitor_dedupe_ttl" must be at least 1s
+--- nginx_t_emerg: "amonitor_dedupe_ttl" must be at least 1s and at most 366d
 
 === TEST 32b: amonitor_dedupe_ttl over 366d (Redis refuses such expiry)
 --- http_config
     amonitor_zone amonitor 1m;
     amonitor_dedupe_ttl 367d;
---- nginx_t_emerg: "amonitor_dedupe_ttl" must be at most 366d
+--- nginx_t_emerg: "amonitor_dedupe_ttl" must be at least 1s and at most 366d
 
 === TEST 33: invalid amonitor_dedupe_ttl
 --- http_config
