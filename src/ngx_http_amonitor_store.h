@@ -190,7 +190,8 @@ struct ngx_http_amonitor_store_s {
     /*
      * Claim "msg_id" (of "hash", ngx_http_amonitor_hash() of it: the caller
      * has it already) atomically, for an action to "target" (its id as the
-     * panel named it: what a lost claim's record names, see store_redis).  Returns NGX_OK with *state and "result"
+     * panel named it, else its target_url: what a lost claim's record
+     * names, see store_redis_lua.h).  Returns NGX_OK with *state and "result"
      * filled in, NGX_AGAIN when "handler" will be called later, NGX_BUSY
      * when too many claims are under way (nothing was claimed: the caller
      * answers RATE_LIMITED) or NGX_ERROR (the caller answers INTERNAL).

@@ -157,7 +157,6 @@ ngx_int_t  ngx_http_amonitor_redis_eval(ngx_http_amonitor_redis_t *ctx,
      ngx_http_amonitor_redis_reply_pt handler, void *data, const char *name,
      ngx_http_amonitor_redis_script_t *script, ngx_str_t *args, ngx_uint_t n);
 ngx_uint_t ngx_http_amonitor_redis_eval_exit(ngx_http_amonitor_redis_t *ctx);
-void       ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix);
 ngx_int_t  ngx_http_amonitor_redis_eval_batch(ngx_http_amonitor_redis_t *ctx,
      ngx_http_amonitor_redis_reply_pt handler, void **data, const char *name,
      ngx_http_amonitor_redis_script_t *script, ngx_str_t *keys, ngx_str_t *args,

@@ -27,6 +27,7 @@ static u_char *ngx_http_amonitor_resp_bulk(
     u_char *p, u_char *a, size_t alen, u_char *b, size_t blen);
 static u_char *ngx_http_amonitor_resp_key(
     u_char *p, ngx_str_t *prefix, ngx_str_t *infix, ngx_str_t *key);
+static void ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix);
 static void ngx_http_amonitor_redis_script_loaded(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_redis_memory(
@@ -234,7 +235,7 @@ ngx_http_amonitor_resp_key(
  * a panel cannot choose a msg_id that writes over a lease or the routes
  * (amonitor_cluster); the mapping is one to one.
  */
-void
+static void
 ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix)
 {
     u_char *d;

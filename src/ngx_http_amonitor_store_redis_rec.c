@@ -111,8 +111,8 @@ ngx_http_amonitor_redis_recs_exit(
     if (n) {
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
             "amonitor: %ui redis claims of this worker may be left open; "
-            "they expire within %M ms, and a retry is then told their "
-            "actions failed (they may have run)",
+            "unrenewed, they are lost after %M ms: a retry is then told "
+            "their actions failed (they may have run)",
             n, ctx->conf->lease);
     }
 }

@@ -1011,7 +1011,7 @@ subtest 'a worker that exits while redis reads nothing: claims left, then lost' 
     $t->mark_log;
     ok($t->stop(timeout => 10), 'nginx stops meanwhile, without waiting');
     my $left = 'redis claims of this worker may be left open; '
-        . 'they expire within 15000 ms';
+        . 'unrenewed, they are lost after 15000 ms';
     my ($n) = map { /\[warn\].*: (\d+) \Q$left\E/ ? $1 : () }
         split /\n/, $t->read_error_log;
     is($n, scalar @ids, "the worker warns that all " . ($n // "none") . " may be left open");
