@@ -641,7 +641,8 @@ typedef enum {
     NGX_HTTP_AMONITOR_LEARN_BAD_ID, /* control characters in the id */
     NGX_HTTP_AMONITOR_LEARN_DIAL_LIMIT, /* amonitor_dial_limit */
     NGX_HTTP_AMONITOR_LEARN_PANEL_LIMIT, /* amonitor_dial_limit_per_panel */
-    NGX_HTTP_AMONITOR_LEARN_TAKEN /* the id is a registered SDK's */
+    NGX_HTTP_AMONITOR_LEARN_TAKEN, /* the id is a registered SDK's */
+    NGX_HTTP_AMONITOR_LEARN_TOO_LONG /* the URL longer than the registry keeps */
 } ngx_http_amonitor_learn_e;
 
 ngx_http_amonitor_upstream_t *ngx_http_amonitor_target_find(

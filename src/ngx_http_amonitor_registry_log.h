@@ -18,9 +18,6 @@
 #include "ngx_http_amonitor_store.h"
 
 
-#define NGX_HTTP_AMONITOR_REG_ID_MAX  256
-#define NGX_HTTP_AMONITOR_REG_URL_MAX 512
-
 #define ngx_http_amonitor_registry_now() \
     ((uint64_t) ngx_cached_time->sec * 1000 + ngx_cached_time->msec)
 

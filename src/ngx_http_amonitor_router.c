@@ -608,6 +608,14 @@ ngx_http_amonitor_router_register_failed(ngx_http_amonitor_upstream_t *u,
             ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)), n);
         break;
 
+    case NGX_HTTP_AMONITOR_LEARN_TOO_LONG:
+        ngx_log_error(NGX_LOG_WARN, &u->log, 0,
+            "amonitor: register of \"%V\" ignored: its sdk_url is longer "
+            "than %d bytes",
+            ngx_http_amonitor_log_str(id, &e, ebuf, sizeof(ebuf)),
+            NGX_HTTP_AMONITOR_REG_URL_MAX);
+        break;
+
     default:
         /* NO_ROOM among them: the registry logged it */
         break;

@@ -45,6 +45,10 @@ typedef enum {
 #define NGX_HTTP_AMONITOR_DIALED     1 /* a panel's action named its URL */
 #define NGX_HTTP_AMONITOR_REGISTERED 2 /* an SDK's register message */
 
+/* the longest id and URL an entry keeps ("learn" refuses longer ones) */
+#define NGX_HTTP_AMONITOR_REG_ID_MAX  256
+#define NGX_HTTP_AMONITOR_REG_URL_MAX 512
+
 typedef struct ngx_http_amonitor_reg_s ngx_http_amonitor_reg_t;
 
 struct ngx_http_amonitor_reg_s {
@@ -245,7 +249,8 @@ struct ngx_http_amonitor_store_s {
     /*
      * The registry of targets learned at run time, shared by the workers
      * (registry.c).  "learn" adds one of "kind": NGX_OK (added or known),
-     * NGX_DECLINED (full: "max_learned" entries), NGX_ERROR (no memory
+     * NGX_DECLINED (full: "max_learned" entries, or an id or URL longer
+     * than an entry keeps), NGX_ERROR (no memory
      * left in the zone; logged), NGX_BUSY (DIALED: "max_dialed" reached),
      * NGX_ABORT (the id is another URL's, learned by a register).  "changes" copies into "out"
      * (reg_change_t, strings in its pool) what changed since record *seq

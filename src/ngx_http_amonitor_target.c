@@ -148,6 +148,13 @@ ngx_http_amonitor_target_learn(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
         return NGX_HTTP_AMONITOR_LEARN_BAD_ID;
     }
 
+    /* the registry keeps a URL of NGX_HTTP_AMONITOR_REG_URL_MAX bytes, and
+     * a target without an id is named by its URL */
+    if (norm->len > (id->len ? NGX_HTTP_AMONITOR_REG_URL_MAX
+                             : NGX_HTTP_AMONITOR_REG_ID_MAX)) {
+        return NGX_HTTP_AMONITOR_LEARN_TOO_LONG;
+    }
+
     for (i = 0; i < id->len; i++) {
         if (id->data[i] < 0x20 || id->data[i] == 0x7f) {
             return NGX_HTTP_AMONITOR_LEARN_BAD_ID;
@@ -288,6 +295,14 @@ ngx_http_amonitor_target_resolve(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     case NGX_HTTP_AMONITOR_LEARN_BAD_ID:
         *code = "INVALID_MESSAGE";
         *message = "target_id has control characters";
+        return NGX_DECLINED;
+
+    case NGX_HTTP_AMONITOR_LEARN_TOO_LONG:
+        *message = id->len ? "payload.target_url is too long to be learned "
+                             "(at most 512 bytes)"
+                           : "payload.target_url is too long to name a "
+                             "target (at most 256 bytes without a "
+                             "target_id)";
         return NGX_DECLINED;
 
     default:

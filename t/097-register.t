@@ -123,6 +123,18 @@ subtest 'a register with a URL that is not allowed is ignored' => sub {
         'on the other worker too');
 };
 
+subtest 'a register with an sdk_url longer than 512 bytes says so' => sub {
+    $t->mark_log;
+    my $url = 'ws://127.0.0.1:' . $t->port(2) . '/' . ('x' x 520);
+    $hub->send_all(register_text('rg-long', $url));
+    error_log_like(qr/\[warn\].*register of "rg-long" ignored: its sdk_url is longer than 512 bytes/,
+        'a warn line says why');
+    is($t->log_count(qr/register of "rg-long".*amonitor_learned_limit/), 0,
+        'not blamed on amonitor_learned_limit');
+    my ($r) = ask($two[0], 'rg-long');
+    is($r && $r->{payload}{code}, 'UNKNOWN_TARGET', 'its target_id is unknown');
+};
+
 subtest 'a register cannot take over a configured target' => sub {
     my $other = fake_sdk(target_id => 'rg-hub', heartbeat_interval => 0);
     $hub->send_all(register_text('rg-hub', $other->url));

@@ -85,6 +85,41 @@ for my $i (1 .. 4) {
 is_deeply([sort keys %paths], [sort '/amonitor', '/', '/sdk/a', '/q'],
     'only the allowed paths were ever requested');
 
+# a learned target keeps a URL of 512 bytes, and one named by its URL
+# alone (no target_id) a URL of 256: a longer one is refused as too long,
+# not as a full registry (a new panel: the first has dialed its share)
+my $p2 = $t->panel('/ws/panel');
+
+sub ask_long {
+    my ($path, $with_id) = @_;
+    my $id = uuid4();
+    $p2->send_json({ msg_id => $id, type => 'action',
+        ($with_id ? (target_id => 'long' . ++$n) : ()),
+        timestamp => now_ms(),
+        payload => { action => 'restart', target_url => base(3) . $path } });
+    my $m = $p2->recv_until(sub {
+        my $j = $_[0]{json};
+        ref $j eq 'HASH' && ((($j->{type} // '') eq 'action_ack'
+            ? $j->{payload}{action_msg_id} : $j->{msg_id}) // '') eq $id;
+    }, 5);
+    return 'none' if !$m;
+    return 'ack' if $m->{json}{type} eq 'action_ack';
+    return "$m->{json}{payload}{code}: $m->{json}{payload}{message}";
+}
+
+my $url_len = length(base(3) . '/sdk/');
+is(ask_long('/sdk/' . ('a' x (300 - $url_len)), 1), 'ack',
+    'a 300-byte URL with a target_id is learned');
+like(ask_long('/sdk/' . ('b' x (300 - $url_len)), 0),
+    qr/^TARGET_UNAVAILABLE: payload\.target_url is too long to name a target \(at most 256 bytes without a target_id\)$/,
+    'the same length without a target_id: too long to name a target');
+like(ask_long('/sdk/' . ('c' x (600 - $url_len)), 1),
+    qr/^TARGET_UNAVAILABLE: payload\.target_url is too long to be learned \(at most 512 bytes\)$/,
+    'a 600-byte URL: too long to be learned');
+is(ask_long('/sdk/' . ('d' x (256 - $url_len)), 0), 'ack',
+    'a 256-byte URL without a target_id is learned');
+
+$p2->close(1000);
 $p->close(1000);
 
 subtest 'a "*" inside a path is a configuration error' => sub {
