@@ -78,7 +78,7 @@ typedef struct {
     unsigned                      owned : 1;
     unsigned                      busy : 1; /* a command under way */
     unsigned                      gone : 1; /* the upstream went */
-    unsigned                      settled : 1; /* a SET NX answered */
+    unsigned                      settled : 1; /* a try answered */
 } ngx_http_amonitor_lease_t;
 
 

@@ -3,9 +3,9 @@
  *
  * Shared routes and owner leases.  Every target is in Redis (a hash of
  * routes, a sorted set of when each was last served) and announced on the
- * routes channel; one worker of the cluster holds a target's lease (SET NX
- * PX, renewed and released by compare-and-set on its token) and only it
- * dials the target.  Reaches upstream.c through w->kick and w->hangup.
+ * routes channel; one worker of the cluster holds a target's lease (set
+ * when missing, with an expiry, renewed and released by compare-and-set
+ * on its token) and only it dials the target.  Reaches upstream.c through w->kick and w->hangup.
  */
 
 #include <ngx_config.h>
@@ -26,6 +26,26 @@
     "else return 0 end " \
     "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) " \
     "redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) return 1"
+
+/*
+ * Take it when it is free (nil), else the holder's token.  When the lease
+ * and the target's route (ARGV[3]) are both missing, Redis lost its data
+ * (FLUSHALL, a restart without it), and a live owner takes its lease back
+ * at its next renewal (within lease/3 + a tick): the first try marks the
+ * loss (KEYS[3], for ARGV[4] ms) and answers 0 (wait), and the lease is
+ * taken only once the mark is older than ARGV[5] ms.  A second loss takes
+ * the mark too, and the wait starts again.
+ */
+#define NGX_HTTP_AMONITOR_LEASE_LOST "\nlost" /* no target id has "\n" */
+
+#define NGX_HTTP_AMONITOR_LUA_ACQUIRE \
+    "local v = redis.call('GET', KEYS[1]) if v then return v end " \
+    "if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then " \
+    "local t = redis.call('PTTL', KEYS[3]) " \
+    "if t < 0 then redis.call('SET', KEYS[3], '1', 'PX', ARGV[4]) return 0 " \
+    "elseif tonumber(ARGV[4]) - t < tonumber(ARGV[5]) then return 0 end " \
+    "end " \
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return false"
 
 #define NGX_HTTP_AMONITOR_LUA_RELEASE \
     "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
@@ -265,9 +285,14 @@ ngx_http_amonitor_lease_acquire(
     l->retry_at = ngx_http_amonitor_lease_retry(cl, cl->conf->lease / 4);
 
     if (ngx_http_amonitor_redis_command(cl->cmd,
-            ngx_http_amonitor_lease_acquired, l, "SET NX",
-            "SET %b %b NX GET PX %lu", l->key.data, l->key.len, cl->token.data,
-            cl->token.len, (unsigned long) cl->conf->lease)
+            ngx_http_amonitor_lease_acquired, l, "EVAL acquire",
+            "EVAL %s 3 %b %b %b%s %b %lu %b %lu %lu",
+            NGX_HTTP_AMONITOR_LUA_ACQUIRE, l->key.data, l->key.len,
+            cl->k_routes.data, cl->k_routes.len, l->key.data, l->key.len,
+            NGX_HTTP_AMONITOR_LEASE_LOST, cl->token.data, cl->token.len,
+            (unsigned long) cl->conf->lease, l->upstream->id.data,
+            l->upstream->id.len, (unsigned long) cl->conf->lease * 2,
+            (unsigned long) cl->conf->lease * 3 / 4)
         == NGX_OK) {
         l->busy = 1;
     }
@@ -275,9 +300,10 @@ ngx_http_amonitor_lease_acquire(
 
 
 /*
- * SET NX GET: nil when it was set, else the holder's token, which may be
- * this worker's own (an earlier try whose reply was lost): then it is
- * ours too, renewed on the next tick.
+ * The acquire script: nil when it was set, else the holder's token, which
+ * may be this worker's own (an earlier try whose reply was lost): then it
+ * is ours too, renewed on the next tick.  0: Redis lost its data, and a
+ * live owner has not had the time to take its lease back yet.
  */
 static void
 ngx_http_amonitor_lease_acquired(
@@ -302,6 +328,12 @@ ngx_http_amonitor_lease_acquired(
         && (reply->type == REDIS_REPLY_NIL
             || (reply->type == REDIS_REPLY_STRING
                 && ngx_http_amonitor_cluster_mine(cl, reply->str, reply->len)));
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        /* Redis lost its data: an owner renews within lease/3 + a tick */
+        l->retry_at =
+            ngx_http_amonitor_lease_retry(cl, cl->conf->lease * 3 / 4);
+    }
 
     if (!ours || u->stopped) {
         /*

@@ -1,6 +1,6 @@
 # amonitor_cluster: the first action for a new target_url waits for the
 # answer to this worker's try for the target's lease.  When Redis takes
-# the lease (SET NX) but its reply is lost with the connection, the
+# the lease but its reply is lost with the connection, the
 # waiting action is answered TARGET_UNAVAILABLE (final, released, never
 # run); the lease in Redis is this worker's own.  The next action, once
 # Redis is back, asks again and learns that the lease is its own: it
@@ -53,7 +53,7 @@ sub act {
 my $sdk = fake_sdk(target_id => 'lr-1', heartbeat_interval => 0);
 
 # Redis runs the lease's SET; its reply is lost with the connection
-$proxy->on(qr/SET lr:lease:lr-1 /, 'cut_after');
+$proxy->on(qr/^EVAL .* 3 lr:lease:lr-1 lr:routes /s, 'cut_after');
 my $id = uuid4();
 my $a = act($id, $sdk);
 ok($a && $a->{type} eq 'error' && $a->{payload}{code} eq 'TARGET_UNAVAILABLE'
