@@ -504,8 +504,9 @@ for my $target (qw(a b c)) {
 # so may one that no SDK ran and that was only ever answered "pending":
 # an old worker claimed it and exited before it went out; the retry
 # reached a new worker before that claim was released at the old one's
-# exit (or, if that write failed, lapsed with its lease), and a retry now
-# runs it, once.
+# exit, and a retry now runs it, once.  (Had that release not been
+# written, the claim would be lost after its lease, and the retry a
+# duplicate that failed: also "duplicate ignored".)
 my %released = map { ("error $_" => 1) }
     qw(TARGET_UNAVAILABLE RATE_LIMITED INTERNAL);
 my %RAN_AT_END;    # msg_id -> run by the last send (an orphaned claim)
