@@ -165,6 +165,8 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         return;
     }
 
+    a->upstreams_gen = w->upstreams_gen;
+
     if (ngx_http_amonitor_action_forbidden(a, &about)) {
         ngx_http_amonitor_action_dealloc(w->actions, a);
         return;
@@ -649,9 +651,16 @@ ngx_http_amonitor_action_target(ngx_http_amonitor_action_t *a, ngx_uint_t dial)
     w = a->worker;
     u = NULL;
 
-    /* a known target_id wins, else the URL, dialed now if need be */
-    rc = ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url,
-        dial, (dial && a->panel) ? a->panel->id : 0, &u, &code, &message);
+    if (dial && a->upstream && a->upstreams_gen == w->upstreams_gen) {
+        /* no target came or went since the first look: the same one */
+        u = a->upstream;
+        rc = NGX_OK;
+
+    } else {
+        /* a known target_id wins, else the URL, dialed now if need be */
+        rc = ngx_http_amonitor_target_resolve(w, &a->target_id, &a->target_url,
+            dial, (dial && a->panel) ? a->panel->id : 0, &u, &code, &message);
+    }
 
     if (!dial && (rc != NGX_OK || u == NULL)) {
         rc = NGX_ERROR;

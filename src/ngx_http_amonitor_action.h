@@ -57,6 +57,7 @@ struct ngx_http_amonitor_action_s {
     ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
     ngx_msec_t                       sent_at; /* for the round trip */
     void                            *claimed; /* store->claimed, a hint */
+    ngx_uint_t                       upstreams_gen; /* at the first look */
     ngx_http_amonitor_action_state_e state;
     unsigned                         binary : 1;
     unsigned                         in_sent : 1;

@@ -158,7 +158,7 @@ amon_json_plain(const unsigned char *p, const unsigned char *end)
  * Scan a string whose opening quote is at p[-1].  Returns the byte after
  * the closing quote, or NULL when the string is invalid or unterminated.
  */
-static const unsigned char *
+static inline __attribute__((always_inline)) const unsigned char *
 amon_json_string(
     const unsigned char *p, const unsigned char *end, unsigned *escaped)
 {
