@@ -2,12 +2,16 @@
  * Copyright (C) AMonitor authors
  *
  * UTF-8 validation per RFC 3629, whole-buffer and incremental (for text
- * messages split across fragments and reads).  ASCII runs are checked a
- * word at a time.
+ * messages split across fragments and reads).  ASCII runs are checked 32
+ * bytes (SSE2), then a word at a time.
  */
 
 #include <stdio.h>
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "amon_core.h"
 
@@ -39,7 +43,17 @@ amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
     while (p < end) {
 
         if (st == 0) {
-            /* fast path: skip ASCII a word at a time */
+            /* fast path: skip ASCII 32, then a word at a time */
+#if defined(__SSE2__)
+            while (end - p >= 32) {
+                if (_mm_movemask_epi8(
+                        _mm_or_si128(_mm_loadu_si128((const __m128i *) p),
+                            _mm_loadu_si128((const __m128i *) (p + 16))))) {
+                    break;
+                }
+                p += 32;
+            }
+#endif
             while (end - p >= 8) {
                 memcpy(&w, p, 8);
                 if (w & 0x8080808080808080ULL) {

@@ -198,7 +198,7 @@ test_long_ascii_runs(void **state)
     size_t        i, pos;
     unsigned char buf[100];
 
-    /* the word-at-a-time fast path must still see every byte */
+    /* the fast paths (32 bytes, a word) must still see every byte */
     memset(buf, 'a', sizeof(buf));
     assert_int_equal(amon_utf8_validate(buf, sizeof(buf)), AMON_OK);
 
@@ -226,6 +226,17 @@ test_long_ascii_runs(void **state)
         memset(buf, 'a', sizeof(buf));
         buf[sizeof(buf) - 1 - i] = 0xe2;
         assert_int_equal(amon_utf8_validate(buf, sizeof(buf)), AMON_EUTF8);
+    }
+
+    /* the 32-byte path from every start within a block, every bad byte */
+    for (i = 0; i < 33; i++) {
+        for (pos = i; pos < sizeof(buf); pos++) {
+            memset(buf, 'a', sizeof(buf));
+            buf[pos] = 0x80;
+            assert_int_equal(
+                amon_utf8_validate(buf + i, sizeof(buf) - i), AMON_EUTF8);
+            assert_int_equal(amon_utf8_validate(buf + i, pos - i), AMON_OK);
+        }
     }
 }
 
