@@ -19,6 +19,8 @@
 #define amon_ws_is_control(op) ((op) >= AMON_WS_OP_CLOSE)
 
 
+static int amon_ws_header_start(
+    amon_ws_parser_t *p, const unsigned char *d, size_t n);
 static int amon_ws_check_byte0(amon_ws_parser_t *p, unsigned char b);
 static int amon_ws_check_byte1(amon_ws_parser_t *p, unsigned char b);
 static int amon_ws_header_done(amon_ws_parser_t *p);
@@ -62,6 +64,16 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
     for (;;) {
 
         if (p->state == AMON_WS_ST_HEADER) {
+
+            if (p->hdr_have == 0 && len - pos >= 2) {
+                /* the usual case: the first two bytes, or all, at once */
+                rc = amon_ws_header_start(p, data + pos, len - pos);
+                pos += p->hdr_have;
+
+                if (rc != AMON_OK) {
+                    return amon_ws_fail(p, rc, pos, consumed);
+                }
+            }
 
             while (p->hdr_have < p->hdr_need) {
                 if (pos == len) {
@@ -188,6 +200,41 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
         *consumed = pos;
         return AMON_OK;
     }
+}
+
+
+/*
+ * A header from its first byte with at least two at hand: checked as the
+ * byte by byte loop checks it (hdr_have says how many were taken, up to
+ * the offending one), and taken whole when it is all there.
+ */
+static int
+amon_ws_header_start(amon_ws_parser_t *p, const unsigned char *d, size_t n)
+{
+    int rc;
+
+    p->hdr[0] = d[0];
+    p->hdr_have = 1;
+
+    rc = amon_ws_check_byte0(p, d[0]);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    p->hdr[1] = d[1];
+    p->hdr_have = 2;
+
+    rc = amon_ws_check_byte1(p, d[1]);
+    if (rc != AMON_OK) {
+        return rc;
+    }
+
+    if (n >= p->hdr_need) {
+        memcpy(p->hdr + 2, d + 2, p->hdr_need - 2);
+        p->hdr_have = p->hdr_need;
+    }
+
+    return AMON_OK;
 }
 
 
