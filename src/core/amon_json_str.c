@@ -14,6 +14,7 @@
 static uint32_t amon_json_hex(const unsigned char *p);
 static unsigned amon_json_decode_escape(
     const unsigned char **pp, unsigned char out[4]);
+static uint64_t amon_json_digits8(const unsigned char *p);
 
 
 /* Four validated hex digits. */
@@ -97,6 +98,43 @@ amon_json_decode_escape(const unsigned char **pp, unsigned char out[4])
     out[3] = (unsigned char) (0x80 | (cp & 0x3f));
 
     return 4;
+}
+
+
+/*
+ * Eight validated decimal digits, most significant first, as a number:
+ * pairs, then fours, then the eight, each step one multiply of the
+ * little-endian word (on a big-endian machine, a loop).
+ */
+static uint64_t
+amon_json_digits8(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    v -= 0x3030303030303030ULL;
+
+    /* byte 2i: digit pair i (10 * first + second) */
+    v = (v * 10 + (v >> 8)) & 0x00ff00ff00ff00ffULL;
+    /* 16-bit lane 2i: four digits */
+    v = (v * 100 + (v >> 16)) & 0x0000ffff0000ffffULL;
+    /* the low 32 bits: eight digits */
+    v = (v * 10000 + (v >> 32)) & 0xffffffffULL;
+
+    return v;
+#else
+    unsigned i;
+    uint64_t v;
+
+    v = 0;
+
+    for (i = 0; i < 8; i++) {
+        v = v * 10 + (uint64_t) (p[i] - '0');
+    }
+
+    return v;
+#endif
 }
 
 
@@ -256,6 +294,11 @@ amon_json_int64(const amon_json_value_t *v, int64_t *out)
 
     /* up to 18 digits cannot overflow: check only longer numbers */
     if (end - p <= 18) {
+        while (end - p >= 8) {
+            acc = acc * 100000000 + amon_json_digits8(p);
+            p += 8;
+        }
+
         for (; p < end; p++) {
             acc = acc * 10 + (uint64_t) (*p - '0');
         }

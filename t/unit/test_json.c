@@ -659,6 +659,63 @@ test_int64(void **state)
 }
 
 
+/* every length, digits taken eight at a time or one by one: as strtoll */
+static void
+test_int64_lengths(void **state)
+{
+    int               n, k, d;
+    char              text[32];
+    int64_t           out;
+    uint64_t          seed;
+    long long         want;
+    amon_json_value_t root;
+    amon_str_t        none = amon_null_string;
+
+    (void) state;
+    seed = 0x9e3779b97f4a7c15ULL;
+
+    for (n = 1; n <= 19; n++) {
+        for (k = 0; k < 2000; k++) {
+            /* a first digit 1-9 (0 alone for n == 1), then any; each
+             * digit, and runs of 0 and 9, in every place */
+            for (d = 0; d < n; d++) {
+                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                text[d + 1] = (char) ('0' + (seed >> 33) % 10);
+                if (k % 7 == 1) {
+                    text[d + 1] = '9';
+                } else if (k % 7 == 2) {
+                    text[d + 1] = '0';
+                }
+            }
+
+            if (n > 1 && text[1] == '0') {
+                text[1] = (char) ('1' + k % 9);
+            }
+
+            if (n == 19 && text[1] == '9') {
+                text[1] = '8'; /* under INT64_MAX */
+            }
+
+            text[0] = '-';
+            text[n + 1] = '\0';
+
+            for (d = 0; d < 2; d++) {
+                const char *t = text + 1 - d;
+
+                want = strtoll(t, NULL, 10);
+                assert_int_equal(amon_json_scan((const unsigned char *) t,
+                                     strlen(t), 32, none, NULL, NULL, &root),
+                    AMON_OK);
+                assert_int_equal(amon_json_int64(&root, &out), AMON_OK);
+                if (out != want) {
+                    fail_msg("%s read as %lld", t, (long long) out);
+                }
+            }
+        }
+    }
+}
+
+
 /* the strings of a validated array, one by one; anything else refused */
 static void
 test_array_string(void **state)
@@ -727,6 +784,7 @@ main(void)
         cmocka_unit_test(test_unescape),
         cmocka_unit_test(test_str_eq),
         cmocka_unit_test(test_int64),
+        cmocka_unit_test(test_int64_lengths),
         cmocka_unit_test(test_array_string),
     };
 
