@@ -109,10 +109,12 @@ struct ngx_http_amonitor_redis_s {
     ngx_uint_t full_refused; /* refused since */
     ngx_str_t  owner; /* "p" host:pid:random: */
     ngx_str_t  hold_arg; /* a claim's TTL: lease + keep in ms, ARGV */
+    ngx_str_t  lease_arg; /* the lease in ms, ARGV */
     ngx_http_amonitor_redis_script_t *query; /* action_status's lookup */
     ngx_str_t ttl_arg; /* amonitor_dedupe_ttl in ms, the same */
     ngx_str_t keep_arg; /* the TTL a claim names (claims_init) */
     u_char    hold_buf[NGX_INT64_LEN];
+    u_char    lease_buf[NGX_INT64_LEN];
     u_char    ttl_buf[NGX_INT64_LEN];
     u_char    keep_buf[NGX_INT64_LEN];
     uint64_t  seq; /* appended to "owner" */

@@ -189,6 +189,10 @@ ngx_http_amonitor_redis_claims_init(ngx_http_amonitor_redis_t *ctx)
     ctx->hold_arg.len =
         ngx_http_amonitor_redis_uint(ctx->hold_buf, ctx->conf->lease + keep)
         - ctx->hold_buf;
+    ctx->lease_arg.data = ctx->lease_buf;
+    ctx->lease_arg.len =
+        ngx_http_amonitor_redis_uint(ctx->lease_buf, ctx->conf->lease)
+        - ctx->lease_buf;
     ctx->ttl_arg.data = ctx->ttl_buf;
     ctx->ttl_arg.len = ngx_http_amonitor_redis_uint(
                            ctx->ttl_buf, ctx->worker->amcf->dedupe_ttl)
@@ -653,7 +657,7 @@ ngx_http_amonitor_redis_claims_flush(ngx_http_amonitor_redis_t *ctx)
 static void
 ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
 {
-    ngx_str_t                      args[4];
+    ngx_str_t                      args[5];
     ngx_msec_t                     every;
     ngx_queue_t                   *q;
     ngx_http_amonitor_redis_rec_t *rec;
@@ -673,9 +677,10 @@ ngx_http_amonitor_redis_claims_tick(ngx_http_amonitor_redis_t *ctx)
         args[1] = rec->msg_id;
         args[2] = rec->owner;
         args[3] = ctx->hold_arg;
+        args[4] = ctx->lease_arg;
 
         if (ngx_http_amonitor_redis_eval(ctx, ngx_http_amonitor_redis_renewed,
-                rec, "renew", NGX_HTTP_AMONITOR_S_RENEW, args, 4)
+                rec, "renew", NGX_HTTP_AMONITOR_S_RENEW, args, 5)
             != NGX_OK) {
             return;
         }

@@ -65,18 +65,22 @@
     "return redis.call('DEL', KEYS[1]) end return 0"
 
 /*
- * ARGV[2] the lease + TTL: 1 renewed, 2 taken again after it expired, 3
- * ended ("d" or "f": by the worker that ran its action, or another
- * owner's), 0 another's claim
+ * ARGV[3] the renewing worker's lease, plus the TTL the claim names (its
+ * asker's, for a claim another instance's worker made), else ARGV[2] the
+ * lease + the renewing worker's TTL: 1 renewed, 2 taken again after it
+ * expired, 3 ended ("d" or "f": by the worker that ran its action, or
+ * another owner's), 0 another's claim
  */
 #define NGX_HTTP_AMONITOR_REDIS_RENEW \
     "#!lua flags=allow-oom\n" \
     "-- amonitor renew\n" \
+    "local h = string.match(ARGV[1], ';h(%d+)$') " \
+    "local px = h and tonumber(ARGV[3]) + tonumber(h) or tonumber(ARGV[2]) " \
     "local v = redis.call('GET', KEYS[1]) " \
     "if v == ARGV[1] then " \
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end " \
+    "redis.call('PEXPIRE', KEYS[1], px) return 1 end " \
     "if not v then " \
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end " \
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', px) return 2 end " \
     "if string.sub(v, 1, 1) ~= 'p' then return 3 end " \
     "return 0"
 
