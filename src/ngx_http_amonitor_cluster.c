@@ -305,6 +305,15 @@ ngx_http_amonitor_cluster_names(
             != NGX_OK
         || ngx_http_amonitor_cluster_name(
                pool, &cl->k_seen, prefix, "seen", &none)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->k_state, prefix, "state", &none)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->k_lost, prefix, "lost", &none)
+            != NGX_OK
+        || ngx_http_amonitor_cluster_name(
+               pool, &cl->ch_owners, prefix, "owners", &none)
             != NGX_OK) {
         return NGX_ERROR;
     }

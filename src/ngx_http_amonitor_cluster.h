@@ -24,6 +24,25 @@
 #define NGX_HTTP_AMONITOR_CLUSTER_RESYNC    30000 /* full route resync, ms */
 
 
+/*
+ * Did Redis lose its data (FLUSHALL, a restart without it)?  The state key
+ * (KEYS[a]) is missing then.  The script that finds it so (a try for a
+ * lease, a renewal, an action for a target without a lease) writes it
+ * again, and when a worker of the cluster holds or has held a lease (one
+ * counted on the owners channel, ARGV[b]; a renewal passes "" for "this
+ * one"), it marks the loss (KEYS[a+1], for ARGV[b+1] ms: lease*3/4).
+ * While the mark is there, no missing lease is taken: each live owner
+ * takes its own back at its next renewal (within lease/3 + a tick).  A
+ * first start, with no owner anywhere, takes its leases at once; a worker
+ * that connects in the window (and writes its routes) changes nothing.
+ */
+#define NGX_HTTP_AMONITOR_LUA_LOST(a, b) \
+    "if redis.call('EXISTS', KEYS[" a "]) == 0 then " \
+    "redis.call('SET', KEYS[" a "], '1') " \
+    "if ARGV[" b "] == '' " \
+    "or redis.call('PUBSUB', 'NUMSUB', ARGV[" b "])[2] > 0 then " \
+    "redis.call('SET', KEYS[" a "+1], '1', 'PX', ARGV[" b "+1]) end end "
+
 /* the kinds of bus messages: the first byte */
 #define NGX_HTTP_AMONITOR_BUS_EVENT 'E' /* sender, target, opcode, bytes */
 #define NGX_HTTP_AMONITOR_BUS_ROUTE 'T' /* sender, target, url, origin */
@@ -94,6 +113,7 @@ struct ngx_http_amonitor_cluster_s {
     unsigned                          confirm : 1; /* states to ask */
     unsigned                          routes_asked : 1; /* since then */
     unsigned                          routes_read : 1; /* since then */
+    unsigned                          owner : 1; /* has held a lease */
     ngx_log_t                        *log;
     ngx_str_t                         token; /* instance:pid:random */
     ngx_str_t                         ch_events; /* prefix "ev" */
@@ -101,6 +121,9 @@ struct ngx_http_amonitor_cluster_s {
     ngx_str_t                         ch_self; /* prefix "w:" token */
     ngx_str_t                         k_routes; /* prefix "routes" */
     ngx_str_t                         k_seen; /* prefix "seen" */
+    ngx_str_t                         k_state; /* prefix "state" */
+    ngx_str_t                         k_lost; /* prefix "lost" */
+    ngx_str_t                         ch_owners; /* prefix "owners" */
     ngx_str_t                         w_prefix; /* prefix "w:" */
     ngx_uint_t                        inflight;
     ngx_queue_t                       leases;
@@ -127,6 +150,7 @@ ngx_int_t ngx_http_amonitor_bus_publish(ngx_http_amonitor_cluster_t *cl,
     ngx_str_t *channel, u_char kind, ngx_str_t *fields, ngx_uint_t n,
     ngx_uint_t droppable);
 ngx_int_t ngx_http_amonitor_bus_ready(ngx_http_amonitor_cluster_t *cl);
+void      ngx_http_amonitor_bus_owner(ngx_http_amonitor_cluster_t *cl);
 ngx_int_t ngx_http_amonitor_bus_pack(ngx_http_amonitor_worker_t *w, u_char kind,
     ngx_str_t *fields, ngx_uint_t n, ngx_str_t *out);
 

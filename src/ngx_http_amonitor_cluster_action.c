@@ -20,14 +20,20 @@
 
 /*
  * The owner of KEYS[1] gets ARGV[2] on its channel (ARGV[1] .. owner),
- * with ARGV[3] (the claim's field) if its token says it takes it
+ * with ARGV[3] (the claim's field) if its token says it takes it; no
+ * owner: -2 while Redis's data loss is marked (KEYS[3]), else -1
  */
+/* clang-format off */
 #define NGX_HTTP_AMONITOR_LUA_TO_OWNER \
     "local o = redis.call('GET', KEYS[1]) " \
-    "if not o then return -1 end " \
+    "if not o then " \
+    NGX_HTTP_AMONITOR_LUA_LOST("2", "4") \
+    "if redis.call('EXISTS', KEYS[3]) == 1 then return -2 end " \
+    "return -1 end " \
     "local m = ARGV[2] " \
     "if string.sub(o, -2) == ';c' then m = m .. ARGV[3] end " \
     "return redis.call('PUBLISH', ARGV[1] .. o, m)"
+/* clang-format on */
 
 
 /* what the asking worker remembers until Redis says who got the action */
@@ -145,9 +151,12 @@ ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
 
     rc = ngx_http_amonitor_redis_command(cl->cmd,
         ngx_http_amonitor_cluster_forwarded, fw, "EVAL to owner",
-        "EVAL %s 1 %b %b %b %b", NGX_HTTP_AMONITOR_LUA_TO_OWNER, l->key.data,
-        l->key.len, cl->w_prefix.data, cl->w_prefix.len, msg.data,
-        msg.len - tail, msg.data + msg.len - tail, f[4].len ? tail : 0);
+        "EVAL %s 3 %b %b %b %b %b %b %b %lu", NGX_HTTP_AMONITOR_LUA_TO_OWNER,
+        l->key.data, l->key.len, cl->k_state.data, cl->k_state.len,
+        cl->k_lost.data, cl->k_lost.len, cl->w_prefix.data, cl->w_prefix.len,
+        msg.data, msg.len - tail, msg.data + msg.len - tail,
+        f[4].len ? tail : 0, cl->ch_owners.data, cl->ch_owners.len,
+        (unsigned long) cl->conf->lease * 3 / 4);
 
     ngx_free(msg.data);
 
@@ -181,7 +190,12 @@ ngx_http_amonitor_cluster_forwarded(
         m.f[1] = fw->msg_id;
         ngx_str_set(&m.f[2], "TARGET_UNAVAILABLE");
 
-        if (reply->integer < 0) {
+        if (reply->integer == -2) {
+            ngx_str_set(&m.f[3],
+                "the cluster's Redis lost its data a moment ago, and the "
+                "target's owner has not taken its lease back yet (retry)");
+
+        } else if (reply->integer < 0) {
             ngx_str_set(&m.f[3],
                 "no agent in the cluster holds a connection "
                 "to the target");

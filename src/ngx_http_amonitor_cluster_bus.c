@@ -112,10 +112,12 @@ ngx_http_amonitor_bus_sub_flush(ngx_http_amonitor_redis_t *ctx)
         return;
     }
 
+    /* the owners channel last: the third confirmation says "subscribed" */
     if (redisAsyncCommand(ctx->ac, ngx_http_amonitor_bus_subscribed, cl,
-            "SUBSCRIBE %b %b %b", cl->ch_events.data, cl->ch_events.len,
-            cl->ch_routes.data, cl->ch_routes.len, cl->ch_self.data,
-            cl->ch_self.len)
+            cl->owner ? "SUBSCRIBE %b %b %b %b" : "SUBSCRIBE %b %b %b",
+            cl->ch_events.data, cl->ch_events.len, cl->ch_routes.data,
+            cl->ch_routes.len, cl->ch_self.data, cl->ch_self.len,
+            cl->ch_owners.data, cl->ch_owners.len)
         != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, cl->log, 0,
             "amonitor: cannot subscribe to the cluster channels");
@@ -123,6 +125,31 @@ ngx_http_amonitor_bus_sub_flush(ngx_http_amonitor_redis_t *ctx)
     }
 
     cl->subscribed = ctx->ac;
+}
+
+
+/*
+ * The worker took its first lease: it is counted on the owners channel
+ * (nothing is published there; the lease scripts count its subscribers)
+ * from now on, so that a loss of Redis's data is told from a first start.
+ */
+void
+ngx_http_amonitor_bus_owner(ngx_http_amonitor_cluster_t *cl)
+{
+    if (cl->owner) {
+        return;
+    }
+
+    cl->owner = 1;
+
+    /* else with the other channels, when the connection is (again) ready */
+    if (cl->subscribed != NULL && cl->subscribed == cl->sub->ac
+        && redisAsyncCommand(cl->subscribed, ngx_http_amonitor_bus_subscribed,
+               cl, "SUBSCRIBE %b", cl->ch_owners.data, cl->ch_owners.len)
+            != REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+            "amonitor: cannot subscribe to the cluster's owners channel");
+    }
 }
 
 

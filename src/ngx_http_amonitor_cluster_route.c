@@ -20,6 +20,7 @@
  * write the target's route (ARGV[5]) again when it is missing too
  */
 #define NGX_HTTP_AMONITOR_LUA_RENEW \
+    NGX_HTTP_AMONITOR_LUA_LOST("4", "6") \
     "local v = redis.call('GET', KEYS[1]) " \
     "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) " \
     "elseif not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " \
@@ -28,24 +29,18 @@
     "redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) return 1"
 
 /*
- * Take it when it is free (nil), else the holder's token.  When the lease
- * and the target's route (ARGV[3]) are both missing, Redis lost its data
- * (FLUSHALL, a restart without it), and a live owner takes its lease back
- * at its next renewal (within lease/3 + a tick): the first try marks the
- * loss (KEYS[3], for ARGV[4] ms) and answers 0 (wait), and the lease is
- * taken only once the mark is older than ARGV[5] ms.  A second loss takes
- * the mark too, and the wait starts again.
+ * Take it when it is free (nil), else the holder's token; 0: Redis lost
+ * its data a moment ago (the mark, KEYS[3], is there), and a live owner
+ * may not have taken its lease back yet: wait
  */
-#define NGX_HTTP_AMONITOR_LEASE_LOST "\nlost" /* no target id has "\n" */
-
+/* clang-format off */
 #define NGX_HTTP_AMONITOR_LUA_ACQUIRE \
-    "local v = redis.call('GET', KEYS[1]) if v then return v end " \
-    "if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then " \
-    "local t = redis.call('PTTL', KEYS[3]) " \
-    "if t < 0 then redis.call('SET', KEYS[3], '1', 'PX', ARGV[4]) return 0 " \
-    "elseif tonumber(ARGV[4]) - t < tonumber(ARGV[5]) then return 0 end " \
-    "end " \
+    "local v = redis.call('GET', KEYS[1]) " \
+    "if v then return v end " \
+    NGX_HTTP_AMONITOR_LUA_LOST("2", "3") \
+    "if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end " \
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return false"
+/* clang-format on */
 
 #define NGX_HTTP_AMONITOR_LUA_RELEASE \
     "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
@@ -286,13 +281,11 @@ ngx_http_amonitor_lease_acquire(
 
     if (ngx_http_amonitor_redis_command(cl->cmd,
             ngx_http_amonitor_lease_acquired, l, "EVAL acquire",
-            "EVAL %s 3 %b %b %b%s %b %lu %b %lu %lu",
-            NGX_HTTP_AMONITOR_LUA_ACQUIRE, l->key.data, l->key.len,
-            cl->k_routes.data, cl->k_routes.len, l->key.data, l->key.len,
-            NGX_HTTP_AMONITOR_LEASE_LOST, cl->token.data, cl->token.len,
-            (unsigned long) cl->conf->lease, l->upstream->id.data,
-            l->upstream->id.len, (unsigned long) cl->conf->lease * 2,
-            (unsigned long) cl->conf->lease * 3 / 4)
+            "EVAL %s 3 %b %b %b %b %lu %b %lu", NGX_HTTP_AMONITOR_LUA_ACQUIRE,
+            l->key.data, l->key.len, cl->k_state.data, cl->k_state.len,
+            cl->k_lost.data, cl->k_lost.len, cl->token.data, cl->token.len,
+            (unsigned long) cl->conf->lease, cl->ch_owners.data,
+            cl->ch_owners.len, (unsigned long) cl->conf->lease * 3 / 4)
         == NGX_OK) {
         l->busy = 1;
     }
@@ -356,6 +349,7 @@ ngx_http_amonitor_lease_acquired(
     }
 
     l->owned = 1;
+    ngx_http_amonitor_bus_owner(cl);
 
     /* here: when it was renewed (one found ours: renew it now) */
     l->retry_at = reply->type == REDIS_REPLY_NIL
@@ -404,12 +398,14 @@ ngx_http_amonitor_lease_renew(
 
     rc = ngx_http_amonitor_redis_command(cl->cmd,
         ngx_http_amonitor_lease_renewed, l, "EVAL renew",
-        "EVAL %s 3 %b %b %b %b %lu %lld %b %b", NGX_HTTP_AMONITOR_LUA_RENEW,
-        l->key.data, l->key.len, cl->k_seen.data, cl->k_seen.len,
-        cl->k_routes.data, cl->k_routes.len, cl->token.data, cl->token.len,
-        (unsigned long) cl->conf->lease,
+        "EVAL %s 5 %b %b %b %b %b %b %lu %lld %b %b %b %lu",
+        NGX_HTTP_AMONITOR_LUA_RENEW, l->key.data, l->key.len, cl->k_seen.data,
+        cl->k_seen.len, cl->k_routes.data, cl->k_routes.len, cl->k_state.data,
+        cl->k_state.len, cl->k_lost.data, cl->k_lost.len, cl->token.data,
+        cl->token.len, (unsigned long) cl->conf->lease,
         (long long) ngx_http_amonitor_cluster_now(), u->id.data, u->id.len,
-        value.data, value.len);
+        value.data, value.len, "", (size_t) 0,
+        (unsigned long) cl->conf->lease * 3 / 4);
 
     ngx_free(value.data);
 

@@ -157,7 +157,7 @@ ok($a && !$a->{payload}{duplicate}, 'as a new action');
 
 # 2. msg_ids that name the module's keys
 is($redis->cli('EXISTS', 'amon-o:lease:k2'), '0', 'nobody holds k2');
-for my $name ('lease:k2', 'routes', 'seen', 'id:x') {
+for my $name ('lease:k2', 'routes', 'seen', 'state', 'lost', 'id:x') {
     $a = ask($I{$other}, $name);
     is($a && $a->{type}, 'action_ack', "msg_id \"$name\" is an action")
         or diag(explain($a));
@@ -167,6 +167,8 @@ for my $name ('lease:k2', 'routes', 'seen', 'id:x') {
 }
 is($redis->cli('TYPE', 'amon-o:routes'), 'hash', 'the routes are a hash');
 is($redis->cli('TYPE', 'amon-o:seen'), 'zset', 'the served set is a zset');
+is($redis->cli('GET', 'amon-o:state'), '1', 'the state key is unchanged');
+is($redis->cli('EXISTS', 'amon-o:lost'), '0', 'no data loss is marked');
 is($redis->cli('EXISTS', 'amon-o:lease:k2'), '0',
     "no claim took k2's lease");
 $a = ask($I{$other}, 'lease:k2');
