@@ -1,7 +1,8 @@
 # amonitor_cluster when Redis loses its data (FLUSHALL) and a worker
 # connects to Redis right after it, before the owners renew: an instance
-# that starts, workers whose connections were killed, an instance that
-# reloads, a worker that the master respawns.  Such a worker writes its
+# that starts, workers whose connections were killed, Redis restarted
+# without its data, an instance that reloads, a worker that the master
+# respawns.  Such a worker writes its
 # configured routes at once; that must not let anybody take the lease of
 # a target whose owner is alive (the owner would close its SDK connection,
 # "lost the lease").  Starts its own redis-server.
@@ -101,6 +102,10 @@ round('connections killed', sub {
     $redis->cli('CLIENT', 'KILL', 'TYPE', 'normal');
     $redis->cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
 }, sub { 1 });
+
+# Redis restarted without its data: every connection comes back at once
+round('redis restarted empty', sub { $redis->stop; $redis->start },
+    sub { 1 });
 
 # B reloads: its old workers give their leases up, A keeps its own
 round('reload', sub { $B->reload }, sub { $_[0] =~ /^A:/ });
