@@ -51,6 +51,13 @@ is($redis->cli('PUBSUB', 'NUMSUB', 'fa:owners'), "fa:owners\n1",
     'the owner is counted on the owners channel');
 is($redis->cli('GET', 'fa:state'), '1', 'the state key is there');
 
+# the subscriber connections lost: the owner subscribes again
+$redis->cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
+ok(wait_for(sub { $redis->cli('PUBSUB', 'NUMSUB', 'fa:owners') eq
+    "fa:owners\n1" }, 5), 'the owner is counted again after a reconnect');
+ok(wait_for(sub { $redis->cli('PUBSUB', 'NUMSUB', 'fa:rt') eq
+    "fa:rt\n2" }, 5), 'both workers are subscribed to the routes again');
+
 # right after A renews (the lease's PTTL goes up again)
 my $last = $redis->cli('PTTL', 'fa:lease:fa-1');
 ok(wait_for(sub {
