@@ -28,7 +28,8 @@
     "local o = redis.call('GET', KEYS[1]) " \
     "if not o then " \
     NGX_HTTP_AMONITOR_LUA_LOST("2", "4") \
-    "if redis.call('EXISTS', KEYS[3]) == 1 then return -2 end " \
+    "local t = redis.call('PTTL', KEYS[3]) " \
+    "if t > 0 and t <= tonumber(ARGV[5]) then return -2 end " \
     "return -1 end " \
     "local m = ARGV[2] " \
     "if string.sub(o, -2) == ';c' then m = m .. ARGV[3] end " \

@@ -30,15 +30,17 @@
 
 /*
  * Take it when it is free (nil), else the holder's token; 0: Redis lost
- * its data a moment ago (the mark, KEYS[3], is there), and a live owner
- * may not have taken its lease back yet: wait
+ * its data a moment ago (the mark, KEYS[3], is there, with no more than
+ * ARGV[4] ms left: a longer-lived key of that name is not the mark), and
+ * a live owner may not have taken its lease back yet: wait
  */
 /* clang-format off */
 #define NGX_HTTP_AMONITOR_LUA_ACQUIRE \
     "local v = redis.call('GET', KEYS[1]) " \
     "if v then return v end " \
     NGX_HTTP_AMONITOR_LUA_LOST("2", "3") \
-    "if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end " \
+    "local t = redis.call('PTTL', KEYS[3]) " \
+    "if t > 0 and t <= tonumber(ARGV[4]) then return 0 end " \
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return false"
 /* clang-format on */
 

@@ -101,6 +101,9 @@ $p->close(1000);
 $A->stop;
 $B->stop;
 is($redis->cli('FLUSHALL'), 'OK', 'FLUSHALL with no instance running');
+# a key of the mark's name that lives longer than a mark is not one (an
+# earlier build keeps the claim of msg_id "lost" there)
+$redis->cli('SET', 'fa:lost', 'other', 'PX', '60000');
 my $sdk2 = fake_sdk(target_id => 'fa-1', heartbeat_interval => 0);
 $sdk = $sdk2;
 my $t0 = now_ms();
@@ -108,6 +111,6 @@ my $C = agent('C', $redis->port);
 ok(wait_for(sub { $sdk2->connections == 1 }, 5),
     'a new instance dials the SDK');
 cmp_ok(now_ms() - $t0, '<', 6000, 'within half a lease of its start');
-is($redis->cli('EXISTS', 'fa:lost'), '0', 'no loss is marked');
+is($redis->cli('GET', 'fa:lost'), 'other', 'no loss is marked');
 
 done_testing;
