@@ -32,13 +32,20 @@
  * Take it when it is free (nil), else the holder's token; 0: Redis lost
  * its data a moment ago (the mark, KEYS[3], is there, with no more than
  * ARGV[4] ms left: a longer-lived key of that name is not the mark), and
- * a live owner may not have taken its lease back yet: wait
+ * a live owner may not have taken its lease back yet: wait.  As
+ * NGX_HTTP_AMONITOR_LUA_LOST, but the target's route missing too (KEYS[4],
+ * ARGV[5]) also marks the loss: owners whose subscriber connections are
+ * down at that moment are not counted on the channel.
  */
 /* clang-format off */
 #define NGX_HTTP_AMONITOR_LUA_ACQUIRE \
     "local v = redis.call('GET', KEYS[1]) " \
     "if v then return v end " \
-    NGX_HTTP_AMONITOR_LUA_LOST("2", "3") \
+    "if redis.call('EXISTS', KEYS[2]) == 0 then " \
+    "redis.call('SET', KEYS[2], '1') " \
+    "if redis.call('HEXISTS', KEYS[4], ARGV[5]) == 0 " \
+    "or redis.call('PUBSUB', 'NUMSUB', ARGV[3])[2] > 0 then " \
+    "redis.call('SET', KEYS[3], '1', 'PX', ARGV[4]) end end " \
     "local t = redis.call('PTTL', KEYS[3]) " \
     "if t > 0 and t <= tonumber(ARGV[4]) then return 0 end " \
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return false"
@@ -283,11 +290,13 @@ ngx_http_amonitor_lease_acquire(
 
     if (ngx_http_amonitor_redis_command(cl->cmd,
             ngx_http_amonitor_lease_acquired, l, "EVAL acquire",
-            "EVAL %s 3 %b %b %b %b %lu %b %lu", NGX_HTTP_AMONITOR_LUA_ACQUIRE,
-            l->key.data, l->key.len, cl->k_state.data, cl->k_state.len,
-            cl->k_lost.data, cl->k_lost.len, cl->token.data, cl->token.len,
+            "EVAL %s 4 %b %b %b %b %b %lu %b %lu %b",
+            NGX_HTTP_AMONITOR_LUA_ACQUIRE, l->key.data, l->key.len,
+            cl->k_state.data, cl->k_state.len, cl->k_lost.data, cl->k_lost.len,
+            cl->k_routes.data, cl->k_routes.len, cl->token.data, cl->token.len,
             (unsigned long) cl->conf->lease, cl->ch_owners.data,
-            cl->ch_owners.len, (unsigned long) cl->conf->lease * 3 / 4)
+            cl->ch_owners.len, (unsigned long) cl->conf->lease * 3 / 4,
+            l->upstream->id.data, l->upstream->id.len)
         == NGX_OK) {
         l->busy = 1;
     }

@@ -53,7 +53,7 @@ sub act {
 my $sdk = fake_sdk(target_id => 'lu-1', heartbeat_interval => 0);
 
 # the try for the lease never reaches Redis: the connection is cut
-$proxy->on(qr/^EVAL .* 3 lu:lease:lu-1 lu:state lu:lost /s, 'cut_before');
+$proxy->on(qr/^EVAL .* 4 lu:lease:lu-1 lu:state lu:lost lu:routes /s, 'cut_before');
 my $id = uuid4();
 my $a = act($id, $sdk);
 ok($a && $a->{type} eq 'error' && $a->{payload}{code} eq 'TARGET_UNAVAILABLE'

@@ -53,7 +53,7 @@ sub act {
 my $sdk = fake_sdk(target_id => 'lr-1', heartbeat_interval => 0);
 
 # Redis runs the lease's SET; its reply is lost with the connection
-$proxy->on(qr/^EVAL .* 3 lr:lease:lr-1 lr:state lr:lost /s, 'cut_after');
+$proxy->on(qr/^EVAL .* 4 lr:lease:lr-1 lr:state lr:lost lr:routes /s, 'cut_after');
 my $id = uuid4();
 my $a = act($id, $sdk);
 ok($a && $a->{type} eq 'error' && $a->{payload}{code} eq 'TARGET_UNAVAILABLE'

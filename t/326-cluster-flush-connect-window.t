@@ -103,6 +103,12 @@ round('connections killed', sub {
     $redis->cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
 }, sub { 1 });
 
+# only the subscriber connections killed: nobody is counted on the owners
+# channel for a moment, and the routes are gone
+round('subscriber connections killed', sub {
+    $redis->cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
+}, sub { 1 });
+
 # Redis restarted without its data: every connection comes back at once
 round('redis restarted empty', sub { $redis->stop; $redis->start },
     sub { 1 });
