@@ -191,6 +191,27 @@ ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
 }
 
 
+/*
+ * amonitor_cluster: Redis lost its data a moment ago and could not name
+ * the target's owner yet.  The action may wait for the owner's renewal
+ * while it waits for its ack, for at most half its ack timeout (then the
+ * panel learns why, released, with time left for a retry).
+ */
+ngx_uint_t
+ngx_http_amonitor_action_holdable(
+    ngx_http_amonitor_upstream_t *u, ngx_str_t *msg_id)
+{
+    ngx_http_amonitor_action_t *a;
+
+    a = ngx_http_amonitor_sent_find(u->worker->actions, msg_id,
+        ngx_http_amonitor_hash(msg_id->data, msg_id->len));
+
+    return a != NULL && a->upstream == u && a->remote
+        && a->state == NGX_HTTP_AMONITOR_ACTION_SENT
+        && ngx_current_msec - a->sent_at < u->worker->amcf->ack_timeout / 2;
+}
+
+
 /* the target's connection is open: what waited for it goes now */
 void
 ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u)

@@ -28,6 +28,8 @@ static void      ngx_http_amonitor_cluster_message(
          ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
 static void ngx_http_amonitor_cluster_error(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
+static ngx_uint_t ngx_http_amonitor_cluster_hold(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *target, ngx_str_t *msg_id);
 static void ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl);
 static void ngx_http_amonitor_cluster_subscribed(
     ngx_http_amonitor_cluster_t *cl);
@@ -211,12 +213,14 @@ ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w)
     ngx_queue_init(&cl->leases);
     ngx_queue_init(&cl->remote);
     ngx_queue_init(&cl->remote_wait);
+    ngx_queue_init(&cl->held);
     ngx_rbtree_init(
         &cl->remote_tree, &cl->remote_sentinel, ngx_str_rbtree_insert_value);
 
     cl->on_message = ngx_http_amonitor_cluster_message;
     cl->on_ready = ngx_http_amonitor_cluster_ready;
     cl->on_subscribed = ngx_http_amonitor_cluster_subscribed;
+    cl->on_hold = ngx_http_amonitor_cluster_hold;
 
     cl->tick.handler = ngx_http_amonitor_cluster_tick;
     cl->tick.data = cl;
@@ -370,6 +374,7 @@ ngx_http_amonitor_cluster_exit(ngx_http_amonitor_worker_t *w)
 
     ngx_http_amonitor_lease_exit(cl);
     ngx_http_amonitor_remote_exit(cl);
+    ngx_http_amonitor_forward_exit(cl);
 
     cl->on_ready = NULL;
 
@@ -733,6 +738,19 @@ static ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_cluster_target(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
 {
     return ngx_http_amonitor_target_find(cl->worker, id);
+}
+
+
+/* an action of this worker that Redis could not hand to an owner yet */
+static ngx_uint_t
+ngx_http_amonitor_cluster_hold(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *target, ngx_str_t *msg_id)
+{
+    ngx_http_amonitor_upstream_t *u;
+
+    u = ngx_http_amonitor_cluster_target(cl, target);
+
+    return u != NULL && ngx_http_amonitor_action_holdable(u, msg_id);
 }
 
 

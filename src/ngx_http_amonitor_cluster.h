@@ -68,6 +68,9 @@ typedef struct {
 typedef void (*ngx_http_amonitor_bus_pt)(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
 typedef void (*ngx_http_amonitor_bus_ready_pt)(ngx_http_amonitor_cluster_t *cl);
+/* whether this worker's action may wait for the target's owner longer */
+typedef ngx_uint_t (*ngx_http_amonitor_bus_hold_pt)(
+    ngx_http_amonitor_cluster_t *cl, ngx_str_t *target, ngx_str_t *msg_id);
 
 
 /*
@@ -129,13 +132,16 @@ struct ngx_http_amonitor_cluster_s {
     ngx_queue_t                       leases;
     ngx_queue_t                       remote;
     ngx_queue_t                       remote_wait; /* connecting */
+    ngx_queue_t                       held; /* actions to send again */
     ngx_rbtree_t                      remote_tree;
     ngx_rbtree_node_t                 remote_sentinel;
     ngx_event_t                       tick; /* leases, remote expiry */
     ngx_event_t                       resync;
+    ngx_event_t                       hold; /* held actions: again */
     ngx_http_amonitor_bus_pt          on_message; /* set by cluster.c */
     ngx_http_amonitor_bus_ready_pt    on_ready;
     ngx_http_amonitor_bus_ready_pt    on_subscribed; /* resync */
+    ngx_http_amonitor_bus_hold_pt     on_hold;
     ngx_atomic_uint_t                 dropped; /* events not published */
     ngx_atomic_uint_t                 published;
     ngx_atomic_uint_t                 received;
@@ -173,7 +179,10 @@ void ngx_http_amonitor_lease_reconnected(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_lease_down(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
 
-/* actions across workers (cluster_action.c) */
+/* actions across workers: the asking side (cluster_forward.c) */
+void ngx_http_amonitor_forward_exit(ngx_http_amonitor_cluster_t *cl);
+
+/* actions across workers: the owner (cluster_action.c) */
 void ngx_http_amonitor_remote_run(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
 void ngx_http_amonitor_remote_expire(ngx_http_amonitor_cluster_t *cl);

@@ -1,11 +1,10 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * Actions across workers.  The worker whose panel asked claims the msg_id
- * (as for a local action) and sends the action's frame to the channel of
- * the worker holding the target's lease; that worker writes it to its SDK
- * once and sends the SDK's ack, or an error, back to the asking worker's
- * channel only.  The asking worker keeps its own ack timeout.  The claim's
+ * Actions across workers, the owner's side (the asking side:
+ * cluster_forward.c).  The worker holding the target's lease writes an
+ * action that came on its channel to its SDK once and sends the SDK's ack,
+ * or an error, back to the asking worker's channel only.  The claim's
  * value goes with the action: the owner holds the claim too while its SDK
  * works, and records the outcome as the asking worker does, which may
  * die or miss the ack meanwhile.
@@ -18,35 +17,6 @@
 #include "ngx_http_amonitor_cluster.h"
 
 
-/*
- * The owner of KEYS[1] gets ARGV[2] on its channel (ARGV[1] .. owner),
- * with ARGV[3] (the claim's field) if its token says it takes it; no
- * owner: -2 while Redis's data loss is marked (KEYS[3]), else -1
- */
-/* clang-format off */
-#define NGX_HTTP_AMONITOR_LUA_TO_OWNER \
-    "local o = redis.call('GET', KEYS[1]) " \
-    "if not o then " \
-    NGX_HTTP_AMONITOR_LUA_LOST("2", "4") \
-    "local t = redis.call('PTTL', KEYS[3]) " \
-    "if t > 0 and t <= tonumber(ARGV[5]) then return -2 end " \
-    "return -1 end " \
-    "local m = ARGV[2] " \
-    "if string.sub(o, -2) == ';c' then m = m .. ARGV[3] end " \
-    "return redis.call('PUBLISH', ARGV[1] .. o, m)"
-/* clang-format on */
-
-
-/* what the asking worker remembers until Redis says who got the action */
-typedef struct {
-    ngx_http_amonitor_cluster_t *cl;
-    ngx_str_t                    target;
-    ngx_str_t                    msg_id;
-} ngx_http_amonitor_forward_t;
-
-
-static void ngx_http_amonitor_cluster_forwarded(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
 static void ngx_http_amonitor_remote_answer(ngx_http_amonitor_cluster_t *cl,
     ngx_str_t *reply_to, ngx_str_t *target, ngx_str_t *msg_id, const char *code,
     const char *message);
@@ -63,155 +33,6 @@ static void ngx_http_amonitor_remote_keep(ngx_http_amonitor_cluster_t *cl,
     ngx_http_amonitor_remote_t *r, const char *code, const char *message);
 static void ngx_http_amonitor_remote_free(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_remote_t *r);
-
-
-/*
- * The asking side.  NGX_DECLINED: not in a cluster, or this worker holds
- * the target (the local path); NGX_OK: on its way to the owner (its ack or
- * error comes back on this worker's channel); NGX_AGAIN: nobody is known
- * to hold it yet, this worker asks for its lease (the action waits on the
- * target for the answer: this worker's own dial, or the owner); NGX_ERROR:
- * the bus is down.
- */
-ngx_int_t
-ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
-    ngx_str_t *msg_id, ngx_http_amonitor_msg_t *frame)
-{
-    u_char                      *p;
-    size_t                       tail;
-    ngx_int_t                    rc;
-    ngx_str_t                    f[5], msg;
-    ngx_http_amonitor_lease_t   *l;
-    ngx_http_amonitor_cluster_t *cl;
-    ngx_http_amonitor_forward_t *fw;
-
-    cl = u->worker->cluster;
-    if (cl == NULL) {
-        return NGX_DECLINED;
-    }
-
-    l = ngx_http_amonitor_lease_get(cl, u);
-    if (l == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (l->owned) {
-        return NGX_DECLINED;
-    }
-
-    if (!ngx_http_amonitor_bus_ready(cl)) {
-        /* the ack comes back on this worker's subscription: it is needed */
-        return NGX_ERROR;
-    }
-
-    if (!l->settled) {
-        if (!l->busy) {
-            ngx_http_amonitor_lease_acquire(cl, l);
-        }
-
-        return NGX_AGAIN;
-    }
-
-    fw = ngx_alloc(
-        sizeof(ngx_http_amonitor_forward_t) + u->id.len + msg_id->len, cl->log);
-    if (fw == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = (u_char *) (fw + 1);
-    fw->cl = cl;
-    fw->target.data = p;
-    fw->target.len = u->id.len;
-    p = ngx_cpymem(p, u->id.data, u->id.len);
-    fw->msg_id.data = p;
-    fw->msg_id.len = msg_id->len;
-    ngx_memcpy(p, msg_id->data, msg_id->len);
-
-    f[0] = cl->token;
-    f[1] = u->id;
-    f[2] = *msg_id;
-    f[3].data = frame->data;
-    f[3].len = frame->len;
-
-    /* the claim's value: the owner holds it too while the action runs */
-    if (ngx_http_amonitor_redis_claim_token(u->worker->store, msg_id,
-            ngx_http_amonitor_hash(msg_id->data, msg_id->len), &f[4])
-        != NGX_OK) {
-        ngx_str_null(&f[4]);
-    }
-
-    if (ngx_http_amonitor_bus_pack(
-            u->worker, NGX_HTTP_AMONITOR_BUS_ACTION, f, 5, &msg)
-        != NGX_OK) {
-        ngx_free(fw);
-        return NGX_ERROR;
-    }
-
-    /* the fifth field apart: an owner of an earlier version gets four */
-    tail = f[4].len ? 4 + f[4].len : 4;
-
-    rc = ngx_http_amonitor_redis_command(cl->cmd,
-        ngx_http_amonitor_cluster_forwarded, fw, "EVAL to owner",
-        "EVAL %s 3 %b %b %b %b %b %b %b %lu", NGX_HTTP_AMONITOR_LUA_TO_OWNER,
-        l->key.data, l->key.len, cl->k_state.data, cl->k_state.len,
-        cl->k_lost.data, cl->k_lost.len, cl->w_prefix.data, cl->w_prefix.len,
-        msg.data, msg.len - tail, msg.data + msg.len - tail,
-        f[4].len ? tail : 0, cl->ch_owners.data, cl->ch_owners.len,
-        (unsigned long) cl->conf->lease * 3 / 4);
-
-    ngx_free(msg.data);
-
-    if (rc != NGX_OK) {
-        ngx_free(fw);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * How many workers got it: none (no owner, or it is gone) is an error the
- * panel gets at once.  No answer at all: it may have reached the owner, so
- * the action's own ack timeout ends it (never released for a retry).
- */
-static void
-ngx_http_amonitor_cluster_forwarded(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
-{
-    ngx_http_amonitor_forward_t *fw = data;
-
-    ngx_http_amonitor_bus_msg_t m;
-
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer <= 0
-        && fw->cl->on_message) {
-        m.kind = NGX_HTTP_AMONITOR_BUS_ERROR;
-        m.n = 4;
-        m.f[0] = fw->target;
-        m.f[1] = fw->msg_id;
-        ngx_str_set(&m.f[2], "TARGET_UNAVAILABLE");
-
-        if (reply->integer == -2) {
-            ngx_str_set(&m.f[3],
-                "the cluster's Redis lost its data a moment ago, and the "
-                "target's owner has not taken its lease back yet (retry)");
-
-        } else if (reply->integer < 0) {
-            ngx_str_set(&m.f[3],
-                "no agent in the cluster holds a connection "
-                "to the target");
-
-        } else {
-            ngx_str_set(&m.f[3],
-                "the agent holding the target's connection "
-                "is gone");
-        }
-
-        fw->cl->on_message(fw->cl, &m);
-    }
-
-    ngx_free(fw);
-}
 
 
 /*

@@ -1,8 +1,10 @@
 # amonitor_cluster right after Redis lost its data (FLUSHALL), before the
 # target's owner has renewed its lease: the other workers leave the lease
 # alone (the loss is marked for lease*3/4), and an action sent through
-# one of them is answered TARGET_UNAVAILABLE, released, saying so.  Once
-# the owner renews, the retry runs, on the SDK connection it always had.
+# one of them waits for the owner for half its ack timeout, then is
+# answered TARGET_UNAVAILABLE, released, saying so.  Once the owner
+# renews, the retry runs, on the SDK connection it always had.  (An
+# action the owner's renewal comes in time for: t/328.)
 # The FLUSHALL comes right after a renewal, with a lease of 12 s: the
 # owner's next renewal is 4 s away.  Starts its own redis-server.
 
@@ -70,14 +72,20 @@ is($redis->cli('FLUSHALL'), 'OK', 'FLUSHALL');
 
 my $p = $B->panel('/ws/panel');
 my $id = uuid4();
+my $sent = now_ms();
 $p->send_json({ msg_id => $id, type => 'action', target_id => 'fa-1',
     timestamp => now_ms(), payload => { action => 'restart' } });
 my $a = $p->answer_to($id, 5);
+my $waited = now_ms() - $sent;
 ok($a && $a->{type} eq 'error'
     && $a->{payload}{code} eq 'TARGET_UNAVAILABLE'
     && $a->{payload}{message} =~ /lost its data a moment ago/,
     'an action through B: TARGET_UNAVAILABLE, Redis lost its data')
     or diag(encode_json($a // {}));
+# held for the owner until half the ack timeout (1.5 s) was gone, not
+# until the ack timeout
+cmp_ok($waited, '>=', 1300, 'the answer came after the action waited');
+cmp_ok($waited, '<', 2800, '... for about half its ack timeout');
 is($sdk->executed($id), 0, 'not run');
 is($redis->cli('EXISTS', 'fa:lost'), '1', 'the loss is marked');
 is($redis->cli('GET', 'fa:lease:fa-1'), '', 'nobody took the lease');
