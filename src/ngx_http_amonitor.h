@@ -612,8 +612,6 @@ void      ngx_http_amonitor_action_panel_gone(
          ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel);
 void ngx_http_amonitor_action_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_action_lease_settled(ngx_http_amonitor_upstream_t *u);
-ngx_uint_t ngx_http_amonitor_action_holdable(
-    ngx_http_amonitor_upstream_t *u, ngx_str_t *msg_id);
 void ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
     ngx_str_t *msg_id, const char *code, const char *message);
 void ngx_http_amonitor_action_upstream_down(

@@ -13,6 +13,7 @@
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
 #include "ngx_http_amonitor_action.h"
+#include "ngx_http_amonitor_cluster.h"
 
 
 static ngx_uint_t ngx_http_amonitor_action_clustered(
@@ -192,23 +193,87 @@ ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
 
 
 /*
- * amonitor_cluster: Redis lost its data a moment ago and could not name
- * the target's owner yet.  The action may wait for the owner's renewal
- * while it waits for its ack, for at most half its ack timeout (then the
- * panel learns why, released, with time left for a retry).
+ * amonitor_cluster: an action of this worker that Redis could not hand to
+ * an owner yet: Redis lost its data a moment ago (got -2), or the target's
+ * owner is gone (0: its lease is there, its worker not) or its lease is
+ * free (-1) while the owner's last word was that the target is up (or
+ * this worker has taken the lease and dials the target).  The
+ * action may wait for an owner while it waits for its ack, for at most
+ * half its ack timeout (then the panel learns why, released, with time
+ * left for a retry).  Not when the target is down: the panel learns that
+ * at once, as without a cluster.
  */
 ngx_uint_t
-ngx_http_amonitor_action_holdable(
-    ngx_http_amonitor_upstream_t *u, ngx_str_t *msg_id)
+ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *target, ngx_str_t *msg_id, ngx_int_t got)
 {
-    ngx_http_amonitor_action_t *a;
+    ngx_http_amonitor_action_t   *a;
+    ngx_http_amonitor_upstream_t *u;
 
-    a = ngx_http_amonitor_sent_find(u->worker->actions, msg_id,
-        ngx_http_amonitor_hash(msg_id->data, msg_id->len));
+    u = ngx_http_amonitor_target_find(w, target);
+    if (u == NULL) {
+        return 0;
+    }
+
+    /* up at its owner, or this worker took the lease and dials it */
+    if (got != -2 && !u->remote_up && u->state != NGX_HTTP_AMONITOR_UP_OPEN
+        && u->state != NGX_HTTP_AMONITOR_UP_CONNECTING
+        && u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE) {
+        return 0;
+    }
+
+    a = ngx_http_amonitor_sent_find(
+        w->actions, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
 
     return a != NULL && a->upstream == u && a->remote
         && a->state == NGX_HTTP_AMONITOR_ACTION_SENT
-        && ngx_current_msec - a->sent_at < u->worker->amcf->ack_timeout / 2;
+        && ngx_current_msec - a->sent_at < w->amcf->ack_timeout / 2;
+}
+
+
+/*
+ * amonitor_cluster: while the action waited for an owner, this worker
+ * took the target's lease: the frame it would have handed over goes to
+ * the SDK from here (its connection, or one being made), as a local
+ * action's.  NGX_DECLINED: the action is not waiting any more.
+ */
+ngx_int_t
+ngx_http_amonitor_action_rehome(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *target, ngx_str_t *msg_id, u_char *frame, size_t len)
+{
+    ngx_http_amonitor_msg_t      *msg;
+    ngx_http_amonitor_action_t   *a;
+    ngx_http_amonitor_upstream_t *u;
+
+    u = ngx_http_amonitor_target_find(w, target);
+    if (u == NULL) {
+        return NGX_DECLINED;
+    }
+
+    a = ngx_http_amonitor_sent_find(
+        w->actions, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
+
+    if (a == NULL || a->upstream != u || !a->remote
+        || a->state != NGX_HTTP_AMONITOR_ACTION_SENT) {
+        return NGX_DECLINED;
+    }
+
+    msg = ngx_http_amonitor_msg_alloc(&w->frames, len);
+    if (msg == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(msg->data, frame, len);
+    msg->len = len;
+    msg->refs++;
+
+    a->msg = msg;
+    a->remote = 0;
+    a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
+
+    ngx_http_amonitor_action_local(a, u);
+
+    return NGX_OK;
 }
 
 

@@ -28,8 +28,6 @@ static void      ngx_http_amonitor_cluster_message(
          ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
 static void ngx_http_amonitor_cluster_error(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_bus_msg_t *m);
-static ngx_uint_t ngx_http_amonitor_cluster_hold(
-    ngx_http_amonitor_cluster_t *cl, ngx_str_t *target, ngx_str_t *msg_id);
 static void ngx_http_amonitor_cluster_ready(ngx_http_amonitor_cluster_t *cl);
 static void ngx_http_amonitor_cluster_subscribed(
     ngx_http_amonitor_cluster_t *cl);
@@ -220,7 +218,8 @@ ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w)
     cl->on_message = ngx_http_amonitor_cluster_message;
     cl->on_ready = ngx_http_amonitor_cluster_ready;
     cl->on_subscribed = ngx_http_amonitor_cluster_subscribed;
-    cl->on_hold = ngx_http_amonitor_cluster_hold;
+    cl->on_hold = ngx_http_amonitor_action_holdable;
+    cl->on_rehome = ngx_http_amonitor_action_rehome;
 
     cl->tick.handler = ngx_http_amonitor_cluster_tick;
     cl->tick.data = cl;
@@ -738,19 +737,6 @@ static ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_cluster_target(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
 {
     return ngx_http_amonitor_target_find(cl->worker, id);
-}
-
-
-/* an action of this worker that Redis could not hand to an owner yet */
-static ngx_uint_t
-ngx_http_amonitor_cluster_hold(
-    ngx_http_amonitor_cluster_t *cl, ngx_str_t *target, ngx_str_t *msg_id)
-{
-    ngx_http_amonitor_upstream_t *u;
-
-    u = ngx_http_amonitor_cluster_target(cl, target);
-
-    return u != NULL && ngx_http_amonitor_action_holdable(u, msg_id);
 }
 
 

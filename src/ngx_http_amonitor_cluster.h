@@ -70,7 +70,12 @@ typedef void (*ngx_http_amonitor_bus_pt)(
 typedef void (*ngx_http_amonitor_bus_ready_pt)(ngx_http_amonitor_cluster_t *cl);
 /* whether this worker's action may wait for the target's owner longer */
 typedef ngx_uint_t (*ngx_http_amonitor_bus_hold_pt)(
-    ngx_http_amonitor_cluster_t *cl, ngx_str_t *target, ngx_str_t *msg_id);
+    ngx_http_amonitor_worker_t *w, ngx_str_t *target, ngx_str_t *msg_id,
+    ngx_int_t got);
+/* this worker holds the target now: its action goes to the SDK from here */
+typedef ngx_int_t (*ngx_http_amonitor_bus_rehome_pt)(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *target, ngx_str_t *msg_id,
+    u_char *frame, size_t len);
 
 
 /*
@@ -141,7 +146,8 @@ struct ngx_http_amonitor_cluster_s {
     ngx_http_amonitor_bus_pt          on_message; /* set by cluster.c */
     ngx_http_amonitor_bus_ready_pt    on_ready;
     ngx_http_amonitor_bus_ready_pt    on_subscribed; /* resync */
-    ngx_http_amonitor_bus_hold_pt     on_hold;
+    ngx_http_amonitor_bus_hold_pt     on_hold; /* action_route.c */
+    ngx_http_amonitor_bus_rehome_pt   on_rehome; /* action_route.c */
     ngx_atomic_uint_t                 dropped; /* events not published */
     ngx_atomic_uint_t                 published;
     ngx_atomic_uint_t                 received;
@@ -180,7 +186,11 @@ void ngx_http_amonitor_lease_down(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
 
 /* actions across workers: the asking side (cluster_forward.c) */
-void ngx_http_amonitor_forward_exit(ngx_http_amonitor_cluster_t *cl);
+ngx_uint_t ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
+    ngx_str_t *target, ngx_str_t *msg_id, ngx_int_t got);
+ngx_int_t  ngx_http_amonitor_action_rehome(ngx_http_amonitor_worker_t *w,
+     ngx_str_t *target, ngx_str_t *msg_id, u_char *frame, size_t len);
+void       ngx_http_amonitor_forward_exit(ngx_http_amonitor_cluster_t *cl);
 
 /* actions across workers: the owner (cluster_action.c) */
 void ngx_http_amonitor_remote_run(

@@ -55,6 +55,8 @@ typedef struct {
     ngx_str_t                    msg_id;
     ngx_str_t                    msg; /* packed, ngx_alloc()ed */
     size_t                       tail; /* the claim's field, at its end */
+    size_t                       frame; /* the frame's length, before it */
+    ngx_int_t                    got; /* the last answer: 0, -1, -2 */
     ngx_uint_t                   tries;
 } ngx_http_amonitor_forward_t;
 
@@ -149,7 +151,9 @@ ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
     fw->msg_id.len = msg_id->len;
     ngx_memcpy(p, msg_id->data, msg_id->len);
     fw->msg = msg;
+    fw->got = 0;
     fw->tries = 0;
+    fw->frame = frame->len;
 
     /* the fifth field apart: an owner of an earlier version gets four */
     fw->tail = f[4].len ? 4 + f[4].len : 4;
@@ -210,13 +214,14 @@ ngx_http_amonitor_cluster_forwarded(
         return;
     }
 
+    fw->got = (ngx_int_t) reply->integer;
+
     /* (on_ready is unset when the worker exits: nothing waits then) */
-    if (reply->integer == -2 && cl->on_ready && !ngx_exiting
-        && cl->on_hold(cl, &fw->target, &fw->msg_id)) {
-        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, cl->log, 0,
-            "amonitor cluster: action \"%V\" held, try %ui: the data loss "
-            "is marked",
-            &fw->msg_id, fw->tries);
+    if (fw->got >= -2 && cl->on_ready && !ngx_exiting
+        && cl->on_hold(cl->worker, &fw->target, &fw->msg_id, fw->got)) {
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, cl->log, 0,
+            "amonitor cluster: action \"%V\" held, try %ui, answer %i",
+            &fw->msg_id, fw->tries, fw->got);
 
         ngx_queue_insert_tail(&cl->held, &fw->queue);
 
@@ -231,7 +236,7 @@ ngx_http_amonitor_cluster_forwarded(
         return;
     }
 
-    ngx_http_amonitor_forward_error(fw, reply->integer);
+    ngx_http_amonitor_forward_error(fw, fw->got);
     ngx_http_amonitor_forward_free(fw);
 }
 
@@ -257,9 +262,9 @@ ngx_http_amonitor_forward_retry(ngx_event_t *ev)
         ngx_queue_remove(q);
         fw = ngx_queue_data(q, ngx_http_amonitor_forward_t, queue);
 
-        if (!cl->on_hold(cl, &fw->target, &fw->msg_id)) {
+        if (!cl->on_hold(cl->worker, &fw->target, &fw->msg_id, fw->got)) {
             /* answered meanwhile, or half its ack timeout gone */
-            ngx_http_amonitor_forward_error(fw, -2);
+            ngx_http_amonitor_forward_error(fw, fw->got);
             ngx_http_amonitor_forward_free(fw);
             continue;
         }
@@ -267,10 +272,22 @@ ngx_http_amonitor_forward_retry(ngx_event_t *ev)
         u = ngx_http_amonitor_target_find(cl->worker, &fw->target);
         l = u ? ngx_http_amonitor_lease_get(cl, u) : NULL;
 
-        /* this worker took the lease: the panel's retry runs it here */
-        if (l == NULL || l->owned || !ngx_http_amonitor_bus_ready(cl)
+        if (l && l->owned) {
+            /* this worker took the lease meanwhile: it runs it here */
+            if (cl->on_rehome(cl->worker, &fw->target, &fw->msg_id,
+                    fw->msg.data + fw->msg.len - fw->tail - fw->frame,
+                    fw->frame)
+                != NGX_OK) {
+                ngx_http_amonitor_forward_error(fw, fw->got);
+            }
+
+            ngx_http_amonitor_forward_free(fw);
+            continue;
+        }
+
+        if (l == NULL || !ngx_http_amonitor_bus_ready(cl)
             || ngx_http_amonitor_forward_send(fw, l) != NGX_OK) {
-            ngx_http_amonitor_forward_error(fw, -2);
+            ngx_http_amonitor_forward_error(fw, fw->got);
             ngx_http_amonitor_forward_free(fw);
         }
     }
@@ -303,8 +320,8 @@ ngx_http_amonitor_forward_error(ngx_http_amonitor_forward_t *fw, ngx_int_t got)
             "no agent in the cluster holds a connection to the target");
 
     } else {
-        ngx_str_set(&m.f[3],
-            "the agent holding the target's connection is gone");
+        ngx_str_set(
+            &m.f[3], "the agent holding the target's connection is gone");
     }
 
     fw->cl->on_message(fw->cl, &m);

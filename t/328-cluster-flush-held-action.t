@@ -104,16 +104,17 @@ $gone->close(1000);
 # the same msg_id again at once, while the first waits: not run twice
 action($p[0], $all[0]);
 
-# the SDK's ack (success) to $pid, past any other answer; undef if none
+# the SDK's ack (success) to $pid, among everything received; undef if
+# none comes within $timeout seconds
 sub acked {
     my ($panel, $pid, $timeout) = @_;
     my $end = now_ms() + $timeout * 1000;
-    while ((my $left = $end - now_ms()) > 0) {
-        my $ans = $panel->answer_to($pid, $left / 1000) or return undef;
-        return $ans if $ans->{type} eq 'action_ack'
-            && $ans->{payload}{success};
+    while (1) {
+        my ($ack) = grep { $_->{type} eq 'action_ack'
+            && $_->{payload}{success} } $panel->answers_to($pid);
+        return $ack if $ack || now_ms() >= $end;
+        $panel->recv_until(sub { 0 }, 0.05);
     }
-    return undef;
 }
 
 my $acked = grep { acked($p[$ids{$_}], $_, 8) } @all;
