@@ -193,15 +193,43 @@ ngx_http_amonitor_action_remote_error(ngx_http_amonitor_upstream_t *u,
 
 
 /*
- * amonitor_cluster: an action of this worker that Redis could not hand to
- * an owner yet: Redis lost its data a moment ago (got -2), or the target's
- * owner is gone (0: its lease is there, its worker not) or its lease is
- * free (-1) while the owner's last word was that the target is up (or
- * this worker has taken the lease and dials the target).  The
- * action may wait for an owner while it waits for its ack, for at most
- * half its ack timeout (then the panel learns why, released, with time
- * left for a retry).  Not when the target is down: the panel learns that
- * at once, as without a cluster.
+ * amonitor_cluster: this worker's action to "target" that was handed to
+ * Redis for the target's owner and still waits for its ack, or NULL
+ */
+static ngx_http_amonitor_action_t *
+ngx_http_amonitor_action_forwarded(
+    ngx_http_amonitor_worker_t *w, ngx_str_t *target, ngx_str_t *msg_id)
+{
+    ngx_http_amonitor_action_t   *a;
+    ngx_http_amonitor_upstream_t *u;
+
+    u = ngx_http_amonitor_target_find(w, target);
+    if (u == NULL) {
+        return NULL;
+    }
+
+    a = ngx_http_amonitor_sent_find(
+        w->actions, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
+
+    if (a == NULL || a->upstream != u || !a->remote
+        || a->state != NGX_HTTP_AMONITOR_ACTION_SENT) {
+        return NULL;
+    }
+
+    return a;
+}
+
+
+/*
+ * amonitor_cluster: Redis could not hand the action to an owner yet:
+ * Redis lost its data a moment ago (got -2), or the target's owner is
+ * gone (0: its lease is there, its worker not) or its lease is free (-1)
+ * while the owner's last word was that the target is up (or this worker
+ * has taken the lease and dials the target).  The action may wait for an
+ * owner while it waits for its ack, for at most half its ack timeout
+ * (then the panel learns why, released, with time left for a retry).
+ * Not when the target is down: the panel learns that at once, as without
+ * a cluster.
  */
 ngx_uint_t
 ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
@@ -210,10 +238,12 @@ ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_action_t   *a;
     ngx_http_amonitor_upstream_t *u;
 
-    u = ngx_http_amonitor_target_find(w, target);
-    if (u == NULL) {
+    a = ngx_http_amonitor_action_forwarded(w, target, msg_id);
+    if (a == NULL) {
         return 0;
     }
+
+    u = a->upstream;
 
     /* up at its owner, or this worker took the lease and dials it */
     if (got != -2 && !u->remote_up && u->state != NGX_HTTP_AMONITOR_UP_OPEN
@@ -222,12 +252,7 @@ ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
         return 0;
     }
 
-    a = ngx_http_amonitor_sent_find(
-        w->actions, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
-
-    return a != NULL && a->upstream == u && a->remote
-        && a->state == NGX_HTTP_AMONITOR_ACTION_SENT
-        && ngx_current_msec - a->sent_at < w->amcf->ack_timeout / 2;
+    return ngx_current_msec - a->sent_at < w->amcf->ack_timeout / 2;
 }
 
 
@@ -241,20 +266,11 @@ ngx_int_t
 ngx_http_amonitor_action_rehome(ngx_http_amonitor_worker_t *w,
     ngx_str_t *target, ngx_str_t *msg_id, u_char *frame, size_t len)
 {
-    ngx_http_amonitor_msg_t      *msg;
-    ngx_http_amonitor_action_t   *a;
-    ngx_http_amonitor_upstream_t *u;
+    ngx_http_amonitor_msg_t    *msg;
+    ngx_http_amonitor_action_t *a;
 
-    u = ngx_http_amonitor_target_find(w, target);
-    if (u == NULL) {
-        return NGX_DECLINED;
-    }
-
-    a = ngx_http_amonitor_sent_find(
-        w->actions, msg_id, ngx_http_amonitor_hash(msg_id->data, msg_id->len));
-
-    if (a == NULL || a->upstream != u || !a->remote
-        || a->state != NGX_HTTP_AMONITOR_ACTION_SENT) {
+    a = ngx_http_amonitor_action_forwarded(w, target, msg_id);
+    if (a == NULL) {
         return NGX_DECLINED;
     }
 
@@ -271,7 +287,7 @@ ngx_http_amonitor_action_rehome(ngx_http_amonitor_worker_t *w,
     a->remote = 0;
     a->state = NGX_HTTP_AMONITOR_ACTION_NEW;
 
-    ngx_http_amonitor_action_local(a, u);
+    ngx_http_amonitor_action_local(a, a->upstream);
 
     return NGX_OK;
 }

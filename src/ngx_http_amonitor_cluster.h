@@ -185,7 +185,8 @@ void ngx_http_amonitor_lease_reconnected(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_lease_down(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
 
-/* actions across workers: the asking side (cluster_forward.c) */
+/* actions across workers: the asking side (cluster_forward.c; the two
+ * callbacks it asks, on_hold and on_rehome, are in action_route.c) */
 ngx_uint_t ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
     ngx_str_t *target, ngx_str_t *msg_id, ngx_int_t got);
 ngx_int_t  ngx_http_amonitor_action_rehome(ngx_http_amonitor_worker_t *w,

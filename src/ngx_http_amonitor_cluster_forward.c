@@ -7,11 +7,13 @@
  * target's lease, in one script: Redis says how many workers got it.  The
  * asking worker keeps its own ack timeout.
  *
- * Right after Redis lost its data the owner has not written its lease
- * again yet, and the script says so (-2) rather than naming an owner.
- * The action then waits here, its frame kept, and is sent again every
- * 100 ms while the action waits for its ack, for at most half the ack
- * timeout: the owner takes its lease back at its next renewal.
+ * When the script names no owner that got it (right after Redis lost its
+ * data, -2: the owner takes its lease back at its next renewal; or the
+ * owner died, 0 and then -1, while the target was up: another worker
+ * takes the lease over), the action waits here, its frame kept, and is
+ * sent again every 100 ms while it waits for its ack, for at most half
+ * the ack timeout (cl->on_hold says).  If this worker takes the lease
+ * meanwhile, the frame is written to the SDK from here (cl->on_rehome).
  */
 
 #include <ngx_config.h>
@@ -192,9 +194,9 @@ ngx_http_amonitor_forward_send(
 
 
 /*
- * How many workers got it: none (no owner, or it is gone) is an error the
- * panel gets at once; none while Redis's loss is marked: held, sent again
- * soon, while the action may wait.  No answer at all: it may have reached
+ * How many workers got it: none is held and sent again soon while the
+ * action may wait (above), else an error the panel gets at once.  No
+ * answer at all: it may have reached
  * the owner, so the action's own ack timeout ends it (never released for a
  * retry).
  */
