@@ -104,20 +104,7 @@ $gone->close(1000);
 # the same msg_id again at once, while the first waits: not run twice
 action($p[0], $all[0]);
 
-# the SDK's ack (success) to $pid, among everything received; undef if
-# none comes within $timeout seconds
-sub acked {
-    my ($panel, $pid, $timeout) = @_;
-    my $end = now_ms() + $timeout * 1000;
-    while (1) {
-        my ($ack) = grep { $_->{type} eq 'action_ack'
-            && $_->{payload}{success} } $panel->answers_to($pid);
-        return $ack if $ack || now_ms() >= $end;
-        $panel->recv_until(sub { 0 }, 0.05);
-    }
-}
-
-my $acked = grep { acked($p[$ids{$_}], $_, 8) } @all;
+my $acked = grep { $p[$ids{$_}]->success_ack($_, 8) } @all;
 is($acked, 30, 'each of 30 actions through B is acked');
 is((grep { $sdk->executed($_) == 1 } @all), 30, '... each ran once');
 my @dup = grep { ($_->{payload}{message} // '') =~ /duplicate ignored/ }

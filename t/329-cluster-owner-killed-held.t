@@ -67,19 +67,6 @@ sub action {
         payload => { action => 'restart' } });
 }
 
-# the SDK's ack (success) to $id, among everything received; undef if
-# none comes within $timeout seconds
-sub acked {
-    my ($id, $timeout) = @_;
-    my $end = now_ms() + $timeout * 1000;
-    while (1) {
-        my ($ack) = grep { $_->{type} eq 'action_ack'
-            && $_->{payload}{success} } $p->answers_to($id);
-        return $ack if $ack || now_ms() >= $end;
-        $p->recv_until(sub { 0 }, 0.05);
-    }
-}
-
 # actions sent over $secs seconds, one every 100 ms
 sub burst {
     my ($secs) = @_;
@@ -95,7 +82,7 @@ sub burst {
 
 sub all_ran {
     my ($what, @ids) = @_;
-    my @miss = grep { !acked($_, 10) } @ids;
+    my @miss = grep { !$p->success_ack($_, 10) } @ids;
     is(scalar @miss, 0, "$what: each of " . @ids . ' actions is acked')
         or diag(encode_json([ map { [ $p->answers_to($_) ] } @miss ]));
     is((grep { $sdk->executed($_) == 1 } @ids), scalar @ids,

@@ -281,6 +281,20 @@ sub answer_to {
     return $m ? $m->{json} : undef;
 }
 
+# the SDK's successful action_ack to $msg_id among everything received
+# (past any other answer to it, a "duplicate ignored" one too), waiting
+# at most $timeout seconds; the JSON envelope, undef if none came
+sub success_ack {
+    my ($self, $msg_id, $timeout) = @_;
+    my $end = now_ms() + $timeout * 1000;
+    while (1) {
+        my ($ack) = grep { $_->{type} eq 'action_ack'
+            && $_->{payload}{success} } $self->answers_to($msg_id);
+        return $ack if $ack || now_ms() >= $end;
+        $self->recv_until(sub { 0 }, 0.05);
+    }
+}
+
 # everything received since the connection opened (list of hashrefs)
 sub messages { @{ $_[0]{all} } }
 
