@@ -676,6 +676,7 @@ char *ngx_http_amonitor_cluster_check(
 ngx_int_t  ngx_http_amonitor_cluster_init(ngx_http_amonitor_worker_t *w);
 void       ngx_http_amonitor_cluster_exit(ngx_http_amonitor_worker_t *w);
 ngx_uint_t ngx_http_amonitor_cluster_may_dial(ngx_http_amonitor_upstream_t *u);
+ngx_uint_t ngx_http_amonitor_cluster_quit(ngx_http_amonitor_worker_t *w);
 void       ngx_http_amonitor_cluster_forget(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_cluster_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_cluster_upstream_down(

@@ -22,6 +22,7 @@
 #define NGX_HTTP_AMONITOR_CLUSTER_FIELDS    6
 #define NGX_HTTP_AMONITOR_CLUSTER_INFLIGHT  4096 /* commands not answered */
 #define NGX_HTTP_AMONITOR_CLUSTER_RESYNC    30000 /* full route resync, ms */
+#define NGX_HTTP_AMONITOR_CLUSTER_DRAIN     10 /* exiting: checked, ms */
 
 
 /*
@@ -122,6 +123,9 @@ struct ngx_http_amonitor_cluster_s {
     unsigned                          routes_asked : 1; /* since then */
     unsigned                          routes_read : 1; /* since then */
     unsigned                          owner : 1; /* has held a lease */
+    unsigned                          draining : 1; /* see cluster_quit */
+    unsigned                          drained : 1; /* or not to be */
+    unsigned                          unsubscribed : 1; /* from ch_self */
     ngx_log_t                        *log;
     ngx_str_t                         token; /* instance:pid:random */
     ngx_str_t                         ch_events; /* prefix "ev" */
@@ -143,6 +147,8 @@ struct ngx_http_amonitor_cluster_s {
     ngx_event_t                       tick; /* leases, remote expiry */
     ngx_event_t                       resync;
     ngx_event_t                       hold; /* held actions: again */
+    ngx_event_t                       drain; /* exits when it is done */
+    ngx_msec_t                        drain_until;
     ngx_http_amonitor_bus_pt          on_message; /* set by cluster.c */
     ngx_http_amonitor_bus_ready_pt    on_ready;
     ngx_http_amonitor_bus_ready_pt    on_subscribed; /* resync */

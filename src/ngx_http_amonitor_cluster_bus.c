@@ -18,6 +18,9 @@
 static void ngx_http_amonitor_bus_cmd_flush(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_bus_sub_flush(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_bus_noop(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_bus_quit(ngx_http_amonitor_redis_t *ctx);
+static void ngx_http_amonitor_bus_drain(ngx_event_t *ev);
+static void ngx_http_amonitor_bus_drained(ngx_http_amonitor_cluster_t *cl);
 static void ngx_http_amonitor_bus_subscribed(
     redisAsyncContext *ac, void *r, void *privdata);
 static void ngx_http_amonitor_bus_published(
@@ -49,6 +52,7 @@ ngx_http_amonitor_bus_init(ngx_http_amonitor_cluster_t *cl)
     cl->sub->flush = ngx_http_amonitor_bus_sub_flush;
     cl->sub->renew = ngx_http_amonitor_bus_noop;
     cl->sub->subscriber = 1;
+    cl->sub->quit = ngx_http_amonitor_bus_quit;
 
     ngx_http_amonitor_redis_conn_start(cl->cmd);
     ngx_http_amonitor_redis_conn_start(cl->sub);
@@ -60,6 +64,10 @@ ngx_http_amonitor_bus_init(ngx_http_amonitor_cluster_t *cl)
 void
 ngx_http_amonitor_bus_exit(ngx_http_amonitor_cluster_t *cl)
 {
+    if (cl->drain.timer_set) {
+        ngx_del_timer(&cl->drain);
+    }
+
     if (cl->sub) {
         ngx_http_amonitor_redis_conn_exit(cl->sub);
     }
@@ -125,6 +133,123 @@ ngx_http_amonitor_bus_sub_flush(ngx_http_amonitor_redis_t *ctx)
     }
 
     cl->subscribed = ctx->ac;
+
+    /* nginx tells it when the worker exits gracefully (bus_quit) */
+    ctx->conn->idle = 1;
+}
+
+
+/* nginx closes its idle connections: the worker exits gracefully */
+static void
+ngx_http_amonitor_bus_quit(ngx_http_amonitor_redis_t *ctx)
+{
+    (void) ngx_http_amonitor_cluster_quit(ctx->worker);
+}
+
+
+/*
+ * The worker exits gracefully (a reload, a stop).  If it has held a
+ * lease, it takes no more actions before it closes its SDK connections
+ * and releases its leases: it unsubscribes from its own channel.  Redis
+ * delivers what was published there before that, and those actions run
+ * on the connections still open here; an action published after it finds
+ * no owner on the channel and waits for the next (on_hold).  The worker
+ * goes on once the unsubscribe is confirmed and the actions it runs for
+ * others are acked, or after lease/4 at most (its leases are not renewed
+ * meanwhile).  1: wait (the first idle connection nginx closes starts
+ * it; the SDK connections wait for it).
+ */
+ngx_uint_t
+ngx_http_amonitor_cluster_quit(ngx_http_amonitor_worker_t *w)
+{
+    ngx_http_amonitor_cluster_t *cl;
+
+    cl = w->cluster;
+
+    if (cl == NULL || cl->drained) {
+        return 0;
+    }
+
+    if (cl->draining) {
+        return 1;
+    }
+
+    cl->drained = 1;
+
+    if (!cl->owner || ngx_terminate || cl->subscribed == NULL
+        || cl->subscribed != cl->sub->ac
+        || redisAsyncCommand(cl->subscribed, NULL, NULL, "UNSUBSCRIBE %b",
+               cl->ch_self.data, cl->ch_self.len)
+            != REDIS_OK) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, cl->log, 0,
+        "amonitor: the worker exits: it takes no more cluster actions");
+
+    cl->drained = 0;
+    cl->draining = 1;
+    cl->drain_until = ngx_current_msec + ngx_max(cl->conf->lease / 4, 1);
+
+    /* not cancelable: the worker does not exit while it is set */
+    cl->drain.handler = ngx_http_amonitor_bus_drain;
+    cl->drain.data = cl;
+    cl->drain.log = cl->log;
+
+    ngx_add_timer(&cl->drain, NGX_HTTP_AMONITOR_CLUSTER_DRAIN);
+
+    return 1;
+}
+
+
+/* the drain is done, or its time is up: the SDK connections close now */
+static void
+ngx_http_amonitor_bus_drained(ngx_http_amonitor_cluster_t *cl)
+{
+    cl->draining = 0;
+    cl->drained = 1;
+
+    ngx_close_idle_connections(cl->worker->cycle);
+}
+
+
+static void
+ngx_http_amonitor_bus_drain(ngx_event_t *ev)
+{
+    ngx_http_amonitor_cluster_t *cl = ev->data;
+
+    ngx_uint_t   n;
+    ngx_queue_t *q;
+
+    if ((cl->unsubscribed || cl->subscribed == NULL)
+        && ngx_queue_empty(&cl->remote) && ngx_queue_empty(&cl->remote_wait)) {
+        ngx_log_error(NGX_LOG_INFO, cl->log, 0,
+            "amonitor: the worker ran its last cluster actions");
+        ngx_http_amonitor_bus_drained(cl);
+        return;
+    }
+
+    if ((ngx_msec_int_t) (cl->drain_until - ngx_current_msec) <= 0) {
+        n = 0;
+
+        for (q = ngx_queue_head(&cl->remote);
+             q != ngx_queue_sentinel(&cl->remote); q = ngx_queue_next(q)) {
+            n++;
+        }
+
+        for (q = ngx_queue_head(&cl->remote_wait);
+             q != ngx_queue_sentinel(&cl->remote_wait); q = ngx_queue_next(q)) {
+            n++;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+            "amonitor: the worker exits with %ui cluster actions not acked%s",
+            n, cl->unsubscribed ? "" : " (its unsubscribe was not confirmed)");
+        ngx_http_amonitor_bus_drained(cl);
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_AMONITOR_CLUSTER_DRAIN);
 }
 
 
@@ -192,6 +317,12 @@ ngx_http_amonitor_bus_subscribed(redisAsyncContext *ac, void *r, void *privdata)
             cl->on_subscribed(cl);
         }
 
+        return;
+    }
+
+    if (kind->len == 11 && ngx_strncmp(kind->str, "unsubscribe", 11) == 0) {
+        /* bus_quit's: nothing comes on this worker's channel after it */
+        cl->unsubscribed = 1;
         return;
     }
 

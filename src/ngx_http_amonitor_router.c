@@ -643,6 +643,7 @@ void
 ngx_http_amonitor_router_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected)
 {
+    ngx_uint_t  quiet;
     const char *reason;
 
     reason = connected ? "connection lost" : "cannot connect";
@@ -654,7 +655,18 @@ ngx_http_amonitor_router_upstream_down(
     ngx_http_amonitor_target_failed(u);
     ngx_http_amonitor_cluster_upstream_down(u, connected);
 
-    if (connected && !u->handed_over) {
+    /*
+     * amonitor_cluster: a connection closed because another worker took
+     * the lease says nothing: that worker's "up" may have gone out
+     * already, and a "down" after it would leave every panel wrong.  Nor
+     * does one this worker closes as it exits (a reload, a stop): it
+     * releases the lease and another worker dials at once; one that
+     * cannot tells the cluster "down", as after a crash.
+     */
+    quiet = u->handed_over
+        || (u->worker->cluster && (ngx_exiting || ngx_quit || ngx_terminate));
+
+    if (connected && !quiet) {
         ngx_http_amonitor_router_target_status(u, "down", reason, 1);
 
     } else if (!connected && u->remote_up) {
@@ -667,11 +679,6 @@ ngx_http_amonitor_router_upstream_down(
         ngx_http_amonitor_router_target_status(u, "down", reason, 1);
     }
 
-    /*
-     * amonitor_cluster: a connection closed because another worker took
-     * the lease says nothing: that worker's "up" may have gone out
-     * already, and a "down" after it would leave every panel wrong.
-     */
     u->handed_over = 0;
 }
 

@@ -25,7 +25,6 @@
 #define NGX_HTTP_AMONITOR_REDIS_LAST_SETUP "PING"
 
 
-static void ngx_http_amonitor_redis_connect(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_keepalive(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_redis_schedule(ngx_http_amonitor_redis_t *ctx);
@@ -96,13 +95,6 @@ ngx_http_amonitor_redis_conn_init(
     ctx->store.data = ctx;
 
     return ctx;
-}
-
-
-void
-ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx)
-{
-    ngx_http_amonitor_redis_connect(ctx);
 }
 
 
@@ -308,8 +300,9 @@ ngx_http_amonitor_redis_timeout_handler(ngx_event_t *ev)
 }
 
 
-static void
-ngx_http_amonitor_redis_connect(ngx_http_amonitor_redis_t *ctx)
+/* (again): reconnect_handler calls it after a backoff */
+void
+ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx)
 {
     redisAsyncContext *ac;
     ngx_connection_t  *c;
@@ -666,16 +659,15 @@ ngx_http_amonitor_redis_schedule(ngx_http_amonitor_redis_t *ctx)
 static void
 ngx_http_amonitor_redis_reconnect_handler(ngx_event_t *ev)
 {
-    ngx_http_amonitor_redis_connect(ev->data);
+    ngx_http_amonitor_redis_conn_start(ev->data);
 }
 
 
 /*
  * The event hooks hiredis calls; level-triggered: it reads once a call.
  * Commands are written at the end of the event loop's pass (a posted
- * write event), all of that pass's in one write, with no epoll_ctl();
- * the write event waits in epoll only for the connect to complete and
- * for a socket buffer that a write left full.
+ * write event), all of that pass's in one write, with no epoll_ctl(); it
+ * waits in epoll only for the connect and for a socket buffer left full.
  */
 
 static void
@@ -683,6 +675,13 @@ ngx_http_amonitor_redis_read_handler(ngx_event_t *ev)
 {
     ngx_connection_t          *c = ev->data;
     ngx_http_amonitor_redis_t *ctx = c->data;
+
+    if (c->close) {
+        /* an idle connection (ctx->quit set it so) as the worker exits */
+        c->close = 0;
+        c->idle = 0;
+        ctx->quit(ctx);
+    }
 
     if (ctx->ac) {
         redisAsyncHandleRead(ctx->ac);

@@ -132,6 +132,9 @@ struct ngx_http_amonitor_redis_s {
 
     /* the first connection failed: refuse what waited for it (or NULL) */
     void (*refuse)(ngx_http_amonitor_redis_t *ctx);
+    /* the worker exits gracefully (nginx closes idle connections: the
+     * one who sets it marks the connection idle) */
+    void (*quit)(ngx_http_amonitor_redis_t *ctx);
 
     unsigned connected : 1; /* TCP is up */
     unsigned ready : 1; /* AUTH, SELECT, PING ok */

@@ -379,7 +379,11 @@ ngx_http_amonitor_upstream_read(ngx_event_t *rev)
         return;
     }
 
-    if (c->close) {
+    if (c->close && !c->error && ngx_http_amonitor_cluster_quit(u->worker)) {
+        /* the actions it runs for the cluster first: closed after them */
+        c->close = 0;
+
+    } else if (c->close) {
         /* graceful shutdown of the worker */
         u->stopped = 1;
         c->close = 0;
