@@ -222,14 +222,16 @@ ngx_http_amonitor_action_forwarded(
 
 /*
  * amonitor_cluster: Redis could not hand the action to an owner yet:
- * Redis lost its data a moment ago (got -2), or the target's owner is
- * gone (0: its lease is there, its worker not) or its lease is free (-1)
- * while the owner's last word was that the target is up (or this worker
- * has taken the lease and dials the target).  The action may wait for an
- * owner while it waits for its ack, for at most half its ack timeout
- * (then the panel learns why, released, with time left for a retry).
- * Not when the target is down: the panel learns that at once, as without
- * a cluster.
+ * Redis lost its data a moment ago (got -2); or the lease is there but
+ * nobody is on its owner's channel (0: the owner died, exits, or lost
+ * its subscriber connection: it comes back, or the lease goes to a next
+ * owner who says up or down); or the lease is free (-1) while the
+ * owner's last word was that the target is up (or this worker has taken
+ * the lease and dials the target).  The action may wait for an owner
+ * while it waits for its ack, for at most half its ack timeout (then the
+ * panel learns why, released, with time left for a retry).  Not when the
+ * lease is free and the target down: the panel learns that at once, as
+ * without a cluster.
  */
 ngx_uint_t
 ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
@@ -246,7 +248,7 @@ ngx_http_amonitor_action_holdable(ngx_http_amonitor_worker_t *w,
     u = a->upstream;
 
     /* up at its owner, or this worker took the lease and dials it */
-    if (got != -2 && !u->remote_up && u->state != NGX_HTTP_AMONITOR_UP_OPEN
+    if (got == -1 && !u->remote_up && u->state != NGX_HTTP_AMONITOR_UP_OPEN
         && u->state != NGX_HTTP_AMONITOR_UP_CONNECTING
         && u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE) {
         return 0;
