@@ -139,11 +139,30 @@ ngx_http_amonitor_bus_sub_flush(ngx_http_amonitor_redis_t *ctx)
 }
 
 
-/* nginx closes its idle connections: the worker exits gracefully */
+/*
+ * nginx closes its idle connections: the worker exits gracefully; or,
+ * with c->error, worker_shutdown_timeout has passed: nothing waits longer
+ */
 static void
 ngx_http_amonitor_bus_quit(ngx_http_amonitor_redis_t *ctx)
 {
-    (void) ngx_http_amonitor_cluster_quit(ctx->worker);
+    ngx_http_amonitor_cluster_t *cl;
+
+    cl = ctx->worker->cluster;
+
+    if (!ngx_http_amonitor_cluster_quit(ctx->worker) || !ctx->conn->error) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+        "amonitor: worker_shutdown_timeout: the worker exits before the "
+        "cluster actions it ran were acked");
+
+    if (cl->drain.timer_set) {
+        ngx_del_timer(&cl->drain);
+    }
+
+    ngx_http_amonitor_bus_drained(cl);
 }
 
 

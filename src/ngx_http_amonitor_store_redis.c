@@ -676,7 +676,7 @@ ngx_http_amonitor_redis_read_handler(ngx_event_t *ev)
     ngx_connection_t          *c = ev->data;
     ngx_http_amonitor_redis_t *ctx = c->data;
 
-    if (c->close) {
+    if (c->close && ctx->quit) {
         /* an idle connection (ctx->quit set it so) as the worker exits */
         c->close = 0;
         c->idle = 0;

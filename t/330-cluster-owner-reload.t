@@ -103,6 +103,51 @@ ok(pump_until(sub { grep { $_ eq 'up' } statuses() }, 3),
 unlike(join(',', statuses()), qr/down/,
     '... and was never told it is down: ' . join(',', statuses()));
 
+# --- an action in flight at the reload: the old worker waits for its ack --
+
+# the instance holding the lease reloads while its SDK is about to ack an
+# action sent through the other instance; the ack of the old worker
+sub in_flight_reload {
+    my ($what) = @_;
+    ok(wait_for(sub { owner() ne '' && $sdk->connections == 1 }, 5),
+        "$what: someone holds the lease: " . owner());
+    my ($h, $o) = owner() eq 'A' ? ($A, $B) : ($B, $A);
+    my $q = $o->panel('/ws/panel');
+    $sdk->set(ack_delay => 0.3);
+    $h->mark_log;
+    my $id = uuid4();
+    $q->send_json({ msg_id => $id, type => 'action', target_id => 'rl-1',
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    ok(wait_for(sub { $sdk->executed($id) == 1 }, 2),
+        "$what: the action is at the SDK, which acks it after 0.3 s");
+    ok($h->reload, "$what: the holder reloads");
+    my $ack = $q->success_ack($id, 5);
+    note(encode_json([ $q->answers_to($id) ]));
+    $sdk->set(ack_delay => 0);
+    $q->close(1000);
+    return ($ack, $h);
+}
+
+my ($ack, $h) = in_flight_reload('no limit');
+ok($ack, 'the action in flight is acked (the old worker waited for the ack '
+    . 'before it closed its SDK connection)');
+ok($h->wait_error_log(qr/ran its last cluster actions/, 3),
+    '... then the old worker went on');
+
+# nginx's worker_shutdown_timeout (read by the old worker: one reload to
+# set it) is shorter than the ack: nginx's limit holds, the old worker
+# goes without waiting for the ack
+for my $t ($A, $B) {
+    $t->write_config($t->config_parts,
+        main_config => 'worker_shutdown_timeout 100ms;');
+    ok($t->reload, 'a reload sets worker_shutdown_timeout 100ms');
+    $t->ignore_log(qr/worker_shutdown_timeout: the worker exits before/);
+}
+($ack, $h) = in_flight_reload('worker_shutdown_timeout 100ms');
+ok(!$ack, 'the action in flight is not acked');
+ok($h->wait_error_log(qr/\[warn\].*worker_shutdown_timeout: the worker exits before the cluster actions it ran were acked/, 3),
+    '... the old worker says so and exits at nginx\'s limit');
+
 # --- the owner stops and the SDK is gone: "down" all the same ------------
 
 ok(wait_for(sub { owner() ne '' }, 5), 'someone holds the lease: ' . owner());
