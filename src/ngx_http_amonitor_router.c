@@ -669,11 +669,13 @@ ngx_http_amonitor_router_upstream_down(
     if (connected && !quiet) {
         ngx_http_amonitor_router_target_status(u, "down", reason, 1);
 
-    } else if (!connected && u->remote_up) {
+    } else if (!connected && !quiet && !u->stopped && u->remote_up) {
         /*
          * amonitor_cluster: this worker took the lease over from an owner
          * that said "up" and is gone without its "down" (killed): the
-         * target cannot be reached, so the whole cluster is told.
+         * target cannot be reached, so the whole cluster is told.  Not
+         * when this worker only stops (it exits, forgets the target):
+         * the owner still has it.
          */
         ngx_http_amonitor_router_remote_state(u, 0);
         ngx_http_amonitor_router_target_status(u, "down", reason, 1);

@@ -148,6 +148,29 @@ ok(!$ack, 'the action in flight is not acked');
 ok($h->wait_error_log(qr/\[warn\].*worker_shutdown_timeout: the worker exits before the cluster actions it ran were acked/, 3),
     '... the old worker says so and exits at nginx\'s limit');
 
+# --- an instance that does not hold the target stops: no "down" ----------
+
+{
+    my $C = agent('C');
+    ok(wait_for(sub { ($C->http_get('/status')->{body} // '')
+        =~ /"id":"rl-1"[^}]*"state":"up","remote":true/ }, 5),
+        'C\'s status: rl-1 is up at its owner');
+    my ($h, $o) = owner() eq 'A' ? ($A, $B) : ($B, $A);
+    my $q = $o->panel('/ws/panel');
+    $q->recv_until(sub { 0 }, 0.3);
+    $C->stop;
+    $q->recv_until(sub { 0 }, 0.5);
+    my @st = map { $_->{json}{payload}{state} } grep {
+        ($_->{json}{type} // '') eq 'target_status' } $q->messages;
+    unlike(join(',', @st), qr/down/, 'C stops: the panels of the other '
+        . 'instances are not told rl-1 is down: ' . join(',', @st));
+    my $id = uuid4();
+    $q->send_json({ msg_id => $id, type => 'action', target_id => 'rl-1',
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    ok($q->success_ack($id, 5), '... and their actions are acked');
+    $q->close(1000);
+}
+
 # --- the owner stops and the SDK is gone: "down" all the same ------------
 
 ok(wait_for(sub { owner() ne '' }, 5), 'someone holds the lease: ' . owner());
@@ -165,6 +188,9 @@ if ($holder == $B) {
     sleep_loop(0.3);
 } else {
     ok(1, 'A holds the lease');
+    # B may have reloaded above (its old panel got 1012): a new one
+    $p = $B->panel('/ws/panel');
+    sleep_loop(0.3);
 }
 $sdk->stop;
 $A->stop;
