@@ -359,12 +359,18 @@ ngx_http_amonitor_router_event(ngx_http_amonitor_upstream_t *u,
         out.data = data;
         out.len = len;
 
-        ngx_http_amonitor_router_remote_state(u, 1);
+        if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+            /*
+             * its owner has it: this worker's panels are told so if they
+             * were told down, or nothing yet (this worker has just
+             * started: an event may come before the owner's answer to
+             * its question, which then tells nothing)
+             */
+            ngx_http_amonitor_router_remote_held(u);
 
-        if (u->remote_told_down) {
-            /* its owner still has it: this worker's panels were told down */
-            u->remote_told_down = 0;
-            ngx_http_amonitor_router_target_status(u, "up", NULL, 0);
+        } else {
+            /* two connections for a moment (a lease taken over) */
+            ngx_http_amonitor_router_remote_state(u, 1);
         }
 
     } else if (ngx_http_amonitor_reply_stamp(

@@ -5,9 +5,12 @@
 #   and closes its connection without saying "down" (it did, after the
 #   new owner's "up", and every panel was left on "down" for good).
 # - A panel opened on an instance that does not hold the target, then the
-#   owner stops: the panel's own worker takes the target over, and its
-#   "up" after the owner's "down" reaches the panel (the snapshot filter
-#   took it for the snapshot's "up" and dropped it).
+#   owner stops: the panel's instance takes the target over, and the
+#   panel is never told "down" (a stop hands the target over).
+# - The same, but the owner loses its SDK connection: it says "down", a
+#   worker dials again (the panel's own, usually: the old owner waits
+#   lease/2), and its "up" after the "down" reaches the panel (the
+#   snapshot filter took it for the snapshot's "up" and dropped it).
 
 use strict;
 use warnings;
@@ -116,6 +119,29 @@ subtest 'the owner stops while a panel elsewhere watches' => sub {
     $I{$old}->stop;
     ok(wait_for(sub { owner() eq $other }, $LEASE * 4),
         "$other takes m1 over");
+    my $hb = heartbeats($p);
+    ok(wait_for(sub { heartbeats($p) > $hb }, 3),
+        '... and the panel gets its heartbeats');
+    ok(!(grep {
+            my $j = $_->{json};
+            ref $j eq 'HASH' && ($j->{type} // '') eq 'target_status'
+                && ($j->{payload}{state} // '') eq 'down'
+        } $p->messages), 'the panel was never told m1 is down (a stop '
+        . 'hands the target over)');
+    is(last_state($p), 'up', '... and is left on up');
+    $I{$old} = agent($old);
+};
+
+subtest 'the owner loses the SDK while a panel elsewhere watches' => sub {
+    my $old = owner();
+    my ($other) = grep { $_ ne $old } sort keys %I;
+    my $p = $I{$other}->panel('/ws/panel', name => 'watch2');
+    ok(wait_for(sub { last_state($p) eq 'up' }, 5),
+        "the panel on $other (an instance started after the owner) is told "
+        . 'm1 is up');
+    $sdk->drop_all;
+    ok(wait_for(sub { $sdk->connections == 1 && owner() ne '' }, $LEASE * 4),
+        'm1 is dialed again (by ' . owner() . ')');
     ok(wait_for(sub { last_state($p) eq 'up' && grep {
             my $j = $_->{json};
             ref $j eq 'HASH' && ($j->{type} // '') eq 'target_status'
