@@ -109,8 +109,15 @@ unlike(join(',', statuses()), qr/down/,
 # action sent through the other instance; the ack of the old worker
 sub in_flight_reload {
     my ($what) = @_;
-    ok(wait_for(sub { owner() ne '' && $sdk->connections == 1 }, 5),
-        "$what: someone holds the lease: " . owner());
+    # settled: no old worker left, and a current worker holds the lease
+    ok(wait_for(sub {
+            my ($name, $pid) = $redis->cli('GET', 'rl:lease:rl-1')
+                =~ /^(\w+):(\d+):/ or return 0;
+            my $t = $name eq 'A' ? $A : $B;
+            return $sdk->connections == 1
+                && (grep { $_ == $pid } $t->worker_pids)
+                && !grep { $_->child_pids > $_->worker_pids } $A, $B;
+        }, 8), "$what: a current worker holds the lease: " . owner());
     my ($h, $o) = owner() eq 'A' ? ($A, $B) : ($B, $A);
     my $q = $o->panel('/ws/panel');
     $sdk->set(ack_delay => 0.3);
