@@ -237,8 +237,8 @@ ngx_http_amonitor_bus_drain(ngx_event_t *ev)
 {
     ngx_http_amonitor_cluster_t *cl = ev->data;
 
-    ngx_uint_t   n;
-    ngx_queue_t *q;
+    ngx_uint_t   i, n;
+    ngx_queue_t *q, *list;
 
     if ((cl->unsubscribed || cl->subscribed == NULL)
         && ngx_queue_empty(&cl->remote) && ngx_queue_empty(&cl->remote_wait)) {
@@ -251,14 +251,14 @@ ngx_http_amonitor_bus_drain(ngx_event_t *ev)
     if ((ngx_msec_int_t) (cl->drain_until - ngx_current_msec) <= 0) {
         n = 0;
 
-        for (q = ngx_queue_head(&cl->remote);
-             q != ngx_queue_sentinel(&cl->remote); q = ngx_queue_next(q)) {
-            n++;
-        }
+        /* written and waiting for the ack, then not written yet */
+        for (i = 0; i < 2; i++) {
+            list = i ? &cl->remote_wait : &cl->remote;
 
-        for (q = ngx_queue_head(&cl->remote_wait);
-             q != ngx_queue_sentinel(&cl->remote_wait); q = ngx_queue_next(q)) {
-            n++;
+            for (q = ngx_queue_head(list); q != ngx_queue_sentinel(list);
+                 q = ngx_queue_next(q)) {
+                n++;
+            }
         }
 
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,

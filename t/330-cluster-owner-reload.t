@@ -108,7 +108,8 @@ unlike(join(',', statuses()), qr/down/,
 # the instance holding the lease reloads while its SDK is about to ack an
 # action sent through the other instance; the ack of the old worker
 sub in_flight_reload {
-    my ($what) = @_;
+    my ($what, $delay) = @_;
+    $delay //= 0.3;
     # settled: no old worker left, and a current worker holds the lease
     ok(wait_for(sub {
             my ($name, $pid) = $redis->cli('GET', 'rl:lease:rl-1')
@@ -120,13 +121,13 @@ sub in_flight_reload {
         }, 8), "$what: a current worker holds the lease: " . owner());
     my ($h, $o) = owner() eq 'A' ? ($A, $B) : ($B, $A);
     my $q = $o->panel('/ws/panel');
-    $sdk->set(ack_delay => 0.3);
+    $sdk->set(ack_delay => $delay);
     $h->mark_log;
     my $id = uuid4();
     $q->send_json({ msg_id => $id, type => 'action', target_id => 'rl-1',
         timestamp => now_ms(), payload => { action => 'restart' } });
     ok(wait_for(sub { $sdk->executed($id) == 1 }, 2),
-        "$what: the action is at the SDK, which acks it after 0.3 s");
+        "$what: the action is at the SDK, which acks it after $delay s");
     ok($h->reload, "$what: the holder reloads");
     my $ack = $q->success_ack($id, 5);
     note(encode_json([ $q->answers_to($id) ]));
@@ -141,6 +142,12 @@ ok($ack, 'the action in flight is acked (the old worker waited for the ack '
 ok($h->wait_error_log(qr/ran its last cluster actions/, 3),
     '... then the old worker went on');
 
+# the ack comes after lease/4 (0.5 s): the old worker waits no longer
+($ack, $h) = in_flight_reload('ack after 0.8 s', 0.8);
+ok(!$ack, 'the action whose ack comes after lease/4 is not acked');
+ok($h->wait_error_log(qr/\[warn\].*the worker exits with 1 cluster actions not acked/, 3),
+    '... the old worker says so after lease/4');
+
 # nginx's worker_shutdown_timeout (read by the old worker: one reload to
 # set it) is shorter than the ack: nginx's limit holds, the old worker
 # goes without waiting for the ack
@@ -148,7 +155,7 @@ for my $t ($A, $B) {
     $t->write_config($t->config_parts,
         main_config => 'worker_shutdown_timeout 100ms;');
     ok($t->reload, 'a reload sets worker_shutdown_timeout 100ms');
-    $t->ignore_log(qr/worker_shutdown_timeout: the worker exits before/);
+    $t->ignore_log(qr/worker_shutdown_timeout: the worker exits before|cluster actions not acked/);
 }
 ($ack, $h) = in_flight_reload('worker_shutdown_timeout 100ms');
 ok(!$ack, 'the action in flight is not acked');
