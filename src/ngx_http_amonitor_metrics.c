@@ -302,7 +302,7 @@ ngx_http_amonitor_metrics_unseen(ngx_http_request_t *r,
         u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
 
         if (u->tstate
-            || ngx_http_amonitor_store_target_known(w->store, &u->id)) {
+            || ngx_http_amonitor_store_target_known(w->store, &u->id, NULL)) {
             continue;
         }
 

@@ -318,7 +318,7 @@ ngx_http_amonitor_tstate_t *ngx_http_amonitor_store_target(
     ngx_uint_t dynamic);
 ngx_uint_t ngx_http_amonitor_store_target_count(ngx_http_amonitor_store_t *st);
 ngx_uint_t ngx_http_amonitor_store_target_known(
-    ngx_http_amonitor_store_t *st, ngx_str_t *id);
+    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_uint_t *up);
 void ngx_http_amonitor_store_target_forget(
     ngx_http_amonitor_store_t *st, ngx_http_amonitor_tstate_t *ts);
 void      ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,

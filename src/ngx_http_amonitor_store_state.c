@@ -118,10 +118,11 @@ ngx_http_amonitor_store_target_count(ngx_http_amonitor_store_t *st)
 /*
  * Does the zone hold a record of "id" that is not forgotten (whichever
  * worker made it): without one, the target has not been up or down yet.
+ * "up" (if not NULL) is set to whether the record says up.
  */
 ngx_uint_t
 ngx_http_amonitor_store_target_known(
-    ngx_http_amonitor_store_t *st, ngx_str_t *id)
+    ngx_http_amonitor_store_t *st, ngx_str_t *id, ngx_uint_t *up)
 {
     ngx_uint_t                  known;
     ngx_slab_pool_t            *shpool;
@@ -143,6 +144,11 @@ ngx_http_amonitor_store_target_known(
          ts; ts = ts->next) {
         if (ngx_memn2cmp(ts->data, id->data, ts->id_len, id->len) == 0) {
             known = !ts->forgotten;
+
+            if (up) {
+                *up = known && ts->state;
+            }
+
             break;
         }
     }
