@@ -32,6 +32,7 @@
 #define NGX_HTTP_AMONITOR_STORED_MAX \
     (3 + AMON_MAX_ID_LEN + NGX_HTTP_AMONITOR_RESULT_MAX)
 #define NGX_HTTP_AMONITOR_CLOSE_TIMEOUT 3000
+#define NGX_HTTP_AMONITOR_CLOSE_MAX     30000 /* one that reads, ms */
 #define NGX_HTTP_AMONITOR_LINGER        1000 /* wait for the close, ms */
 #define NGX_HTTP_AMONITOR_RECONCILE     1000 /* look at the registry, ms */
 #define NGX_HTTP_AMONITOR_FIRST_DIALS   256 /* dials per pass at start */

@@ -25,6 +25,10 @@ typedef struct {
     unsigned                    draining : 1; /* half-closed, reads only */
     unsigned                    finalized : 1;
     unsigned                    at_exit : 1; /* the worker ends now */
+    unsigned                    heard : 1; /* it sent, closing */
+    int                         unsent; /* in its socket, last looked */
+    uint64_t                    sent; /* wc.sent_bytes, last looked */
+    ngx_msec_t                  linger_at; /* when the linger began */
 } ngx_http_amonitor_panel_t;
 
 
@@ -51,9 +55,10 @@ static void ngx_http_amonitor_panel_message(
 static void ngx_http_amonitor_panel_on_close(ngx_http_amonitor_conn_t *wc);
 static void ngx_http_amonitor_panel_linger(
     ngx_http_amonitor_panel_t *p, ngx_uint_t hold_exit);
-static void      ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_amonitor_panel_half_close(
-    ngx_http_amonitor_panel_t *p);
+static void       ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_http_amonitor_panel_reads(ngx_http_amonitor_panel_t *p);
+static ngx_int_t  ngx_http_amonitor_panel_half_close(
+     ngx_http_amonitor_panel_t *p);
 static ngx_int_t ngx_http_amonitor_panel_shut_wr(ngx_http_amonitor_conn_t *wc);
 static void      ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p);
 static void      ngx_http_amonitor_panel_release(ngx_http_amonitor_panel_t *p);
@@ -323,6 +328,7 @@ ngx_http_amonitor_panel_free_buffers(
 static void
 ngx_http_amonitor_panel_read(ngx_event_t *rev)
 {
+    int                        unread;
     ngx_connection_t          *c;
     ngx_http_amonitor_panel_t *p;
 
@@ -348,6 +354,11 @@ ngx_http_amonitor_panel_read(ngx_event_t *rev)
         p->closing = 1;
 
     } else {
+        if (p->lingering && !p->heard) {
+            /* closing: is it still sending (panel_reads) */
+            p->heard = (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0);
+        }
+
         ngx_http_amonitor_conn_read(&p->wc);
     }
 
@@ -449,18 +460,70 @@ ngx_http_amonitor_panel_linger(
         ngx_del_timer(&wc->ping);
     }
 
+    p->linger_at = ngx_current_msec;
+    (void) ngx_http_amonitor_panel_reads(p);
+
     wc->ping.handler = ngx_http_amonitor_panel_linger_handler;
     wc->ping.cancelable = !hold_exit;
     ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
 }
 
 
+/*
+ * CLOSE_TIMEOUT passed: a panel that read meanwhile (the agent wrote
+ * more to its socket, or the socket holds less) is given as long again,
+ * up to CLOSE_MAX in all, so that one slowed down (a busy machine, a big
+ * backlog) still reads up to the close frame; one that read nothing is
+ * closed.  Once half-closed, all of ours may be in the panel's socket
+ * and the panel still reading it: one that still sends is alive and is
+ * waited for too (a close() now would answer its next bytes with a
+ * reset, which drops what it has not read).
+ */
 static void
 ngx_http_amonitor_panel_linger_handler(ngx_event_t *ev)
 {
-    ngx_http_amonitor_conn_t *wc = ev->data;
+    ngx_http_amonitor_conn_t  *wc = ev->data;
+    ngx_http_amonitor_panel_t *p = wc->data;
+
+    if (!p->finalized && ngx_http_amonitor_panel_reads(p)
+        && ngx_current_msec - p->linger_at < NGX_HTTP_AMONITOR_CLOSE_MAX) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+            "amonitor panel #%ui still reads: its close waits", wc->id);
+
+        ngx_add_timer(&wc->ping, NGX_HTTP_AMONITOR_CLOSE_TIMEOUT);
+        return;
+    }
 
     ngx_http_amonitor_panel_on_close(wc);
+}
+
+
+/* did the panel read since the last look (which this one replaces) */
+static ngx_uint_t
+ngx_http_amonitor_panel_reads(ngx_http_amonitor_panel_t *p)
+{
+    int        unsent;
+    ngx_uint_t reads;
+
+    unsent = 0;
+
+#if defined(TIOCOUTQ)
+    if (ioctl(p->wc.connection->fd, TIOCOUTQ, &unsent) == -1) {
+        unsent = 0;
+    }
+#endif
+
+    /* what it read, while some of ours is still to be read */
+    reads = (p->wc.sent_bytes != p->sent || unsent < p->unsent)
+        && (unsent > 0 || p->wc.q_count > 0);
+
+    reads = reads || (p->draining && p->heard);
+
+    p->sent = p->wc.sent_bytes;
+    p->unsent = unsent;
+    p->heard = 0;
+
+    return reads;
 }
 
 

@@ -4,7 +4,8 @@
 # reset from the exiting worker (a close() with the panel's bytes still
 # arriving) ends such a panel with 1006 and loses what was still in the
 # socket.  The worker half-closes instead: the panel reads everything that
-# was in flight and then its 1012.  Three rounds, each must end so.
+# was in flight and then its 1012.  Three rounds, each must end so, and
+# a round whose panel reads slowly.
 
 use strict;
 use warnings;
@@ -33,5 +34,14 @@ EOC
 
 reload_rounds($t, $PY, 'ws://127.0.0.1:' . $t->port(0) . '/ws/panel',
     sdk_port => $t->port(1));
+
+# A panel that reads slowly (5 ms a message): it needs about 7 s to read
+# what was in flight, more than the 3 s given to a panel that reads
+# nothing.  The old worker keeps it while it reads (at most 30 s); before,
+# it closed it after 3 s, and the panel's next message made the kernel
+# reset the connection: 1006, and the rest lost.
+reload_rounds($t, $PY, 'ws://127.0.0.1:' . $t->port(0) . '/ws/panel',
+    sdk_port => $t->port(1), rounds => 1, label => 'slow ',
+    args => ['--read-delay', 0.005]);
 
 done_testing();

@@ -101,7 +101,8 @@ sub reload_rounds {
     my ($t, $py, $url, %o) = @_;
     my $script = "$FindBin::Bin/interop/reload_panel.py";
 
-    for my $round (1 .. 3) {
+    for my $n (1 .. ($o{rounds} // 3)) {
+        my $round = ($o{label} // '') . $n;
         my @old = $t->worker_pids;
 
         my ($r) = run_panel([$py, $script], $url, '--sdk-port', $o{sdk_port},
