@@ -595,7 +595,8 @@ void ngx_http_amonitor_router_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_router_remote_unconfirmed(
     ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_router_remote_held(ngx_http_amonitor_upstream_t *u);
-void ngx_http_amonitor_router_remote_seed(ngx_http_amonitor_upstream_t *u);
+ngx_uint_t ngx_http_amonitor_router_remote_seed(
+    ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_router_remote_message(ngx_http_amonitor_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_amonitor_router_upstream_down(

@@ -460,8 +460,8 @@ ngx_http_amonitor_cluster_confirm(ngx_http_amonitor_cluster_t *cl)
         for (q = ngx_queue_head(&w->upstreams);
              q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
             u = ngx_queue_data(q, ngx_http_amonitor_upstream_t, queue);
-            ngx_http_amonitor_router_remote_seed(u);
-            u->remote_unsure = u->remote_up;
+            u->remote_unsure =
+                !ngx_http_amonitor_router_remote_seed(u) && u->remote_up;
         }
 
         return;

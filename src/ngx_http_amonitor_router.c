@@ -223,15 +223,14 @@ ngx_http_amonitor_router_remote_held(ngx_http_amonitor_upstream_t *u)
 
 /*
  * amonitor_cluster: a worker that has not heard from the owner of "u"
- * (it has just started: a respawn after a crash, a reload) takes what
- * the other workers of this instance count in the zone: up there, up
- * here, until the owner answers the question every worker asks after its
- * subscribe (one that nobody confirms within a lease is told down).  An
- * action for it then waits for a next owner while the lease is free,
- * rather than being refused.  The panels are told nothing: their
- * snapshot, from the same zone, said up.
+ * (just started: a respawn, a reload) takes what the other workers of
+ * this instance count in the zone: up there, up here.  It hears what
+ * they hear from now on, so this is not to be confirmed (a dead owner's
+ * target would be told down here alone while a next owner takes it).
+ * An action for it waits for that owner while the lease is free, rather
+ * than being refused; the panels' snapshot (same zone) said up.
  */
-void
+ngx_uint_t
 ngx_http_amonitor_router_remote_seed(ngx_http_amonitor_upstream_t *u)
 {
     ngx_uint_t up;
@@ -239,15 +238,19 @@ ngx_http_amonitor_router_remote_seed(ngx_http_amonitor_upstream_t *u)
     if (u->remote_up || u->stopped || u->state == NGX_HTTP_AMONITOR_UP_OPEN
         || u->state == NGX_HTTP_AMONITOR_UP_CONNECTING
         || u->state == NGX_HTTP_AMONITOR_UP_HANDSHAKE) {
-        return;
+        return 0;
     }
 
     up = 0;
 
-    if (ngx_http_amonitor_store_target_known(u->worker->store, &u->id, &up)
-        && up) {
-        ngx_http_amonitor_router_remote_state(u, 1);
+    if (!ngx_http_amonitor_store_target_known(u->worker->store, &u->id, &up)
+        || !up) {
+        return 0;
     }
+
+    ngx_http_amonitor_router_remote_state(u, 1);
+
+    return 1;
 }
 
 

@@ -111,6 +111,11 @@ ok(!(grep { my $id = $_;
             grep { $_->{type} eq 'error' } $by{$id}->answers_to($id) } @ids),
     '... with no error before its ack');
 is((grep { $sdk->executed($_) == 1 } @ids), scalar @ids, '... each ran once');
+my @down = grep { ($_->{json}{type} // '') eq 'target_status'
+        && ($_->{json}{payload}{state} // '') eq 'down' }
+    map { $_->messages } @panels;
+is(scalar @down, 0, 'no panel was told the target is down')
+    or diag(encode_json([ map { $_->{json} } @down ]));
 is($t->log_count(qr/exited on signal (?!9\b)/), 0, 'no other worker died');
 
 $_->close(1000) for @panels;
