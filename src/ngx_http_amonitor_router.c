@@ -224,11 +224,11 @@ ngx_http_amonitor_router_remote_held(ngx_http_amonitor_upstream_t *u)
 /*
  * amonitor_cluster: a worker that has not heard from the owner of "u"
  * (just started: a respawn, a reload) takes what the other workers of
- * this instance count in the zone: up there, up here.  It hears what
- * they hear from now on, so this is not to be confirmed (a dead owner's
- * target would be told down here alone while a next owner takes it).
- * An action for it waits for that owner while the lease is free, rather
- * than being refused; the panels' snapshot (same zone) said up.
+ * this instance count in the zone, or what a worker that died counted
+ * (no worker spoke of it since): up there, up here.  It hears what they
+ * hear from now on, and the dead owner's lease goes to a next owner who
+ * says up or down, so this is not to be confirmed as after a lost bus.
+ * An action for it waits for that owner rather than being refused.
  */
 ngx_uint_t
 ngx_http_amonitor_router_remote_seed(ngx_http_amonitor_upstream_t *u)
@@ -241,14 +241,15 @@ ngx_http_amonitor_router_remote_seed(ngx_http_amonitor_upstream_t *u)
         return 0;
     }
 
-    up = 0;
-
     if (!ngx_http_amonitor_store_target_known(u->worker->store, &u->id, &up)
         || !up) {
         return 0;
     }
 
     ngx_http_amonitor_router_remote_state(u, 1);
+
+    /* a dead worker's: the zone said down meanwhile; the next word tells */
+    u->remote_told_down = (up == 2);
 
     return 1;
 }

@@ -118,7 +118,8 @@ ngx_http_amonitor_store_target_count(ngx_http_amonitor_store_t *st)
 /*
  * Does the zone hold a record of "id" that is not forgotten (whichever
  * worker made it): without one, the target has not been up or down yet.
- * "up" (if not NULL) is set to whether the record says up.
+ * "up" (if not NULL): 1 when the record says up, 2 when down but a
+ * worker that died had it up and no worker has spoken of it since.
  */
 ngx_uint_t
 ngx_http_amonitor_store_target_known(
@@ -146,7 +147,7 @@ ngx_http_amonitor_store_target_known(
             known = !ts->forgotten;
 
             if (up) {
-                *up = known && ts->state;
+                *up = !known ? 0 : ts->state ? 1 : ts->dead_up ? 2 : 0;
             }
 
             break;
@@ -338,6 +339,7 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
     }
 
     ts->state = (ts->up > 0);
+    ts->dead_up = 0;
 
     if (ts->state != before) {
         ts->since = ngx_http_amonitor_state_now();
@@ -730,6 +732,9 @@ ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
 
         ts->up_slots &= ~bit;
         ts->up -= (ts->up > 0);
+
+        /* until a worker's next word on it (amonitor_cluster: seed) */
+        ts->dead_up = 1;
 
         if (ts->state && ts->up == 0) {
             ts->state = 0;
