@@ -138,7 +138,6 @@ struct ngx_http_amonitor_tstate_s {
     u_char       state; /* 1: up */
     u_char       dynamic;
     u_char       forgotten; /* a learned target no worker keeps */
-    u_char       dead_up; /* counted up by a worker that died, since */
     u_char       reason_len;
     u_char       reason[NGX_HTTP_AMONITOR_REASON_MAX];
     u_char       data[1]; /* id */

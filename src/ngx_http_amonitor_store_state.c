@@ -16,9 +16,12 @@
 
 
 #define NGX_HTTP_AMONITOR_HB_MIN 256 /* first room for a heartbeat */
+#define NGX_HTTP_AMONITOR_EXITED "its agent worker exited"
 
 
-static uint64_t ngx_http_amonitor_state_now(void);
+static uint64_t   ngx_http_amonitor_state_now(void);
+static ngx_uint_t ngx_http_amonitor_store_exited(
+    ngx_http_amonitor_tstate_t *ts);
 static void  ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
      ngx_http_amonitor_counter_slot_t *slots, ngx_uint_t i);
 static void *ngx_http_amonitor_store_state_alloc(
@@ -116,6 +119,21 @@ ngx_http_amonitor_store_target_count(ngx_http_amonitor_store_t *st)
 
 
 /*
+ * Down because the worker that had it up died (a crash, SIGKILL: its
+ * counts cleared by the worker started next), and no worker has spoken
+ * of it since (store_target_state replaces the reason): amonitor_cluster
+ * takes it for the last word of an owner that is gone (router seed).
+ */
+static ngx_uint_t
+ngx_http_amonitor_store_exited(ngx_http_amonitor_tstate_t *ts)
+{
+    return ts->reason_len == sizeof(NGX_HTTP_AMONITOR_EXITED) - 1
+        && ngx_memcmp(ts->reason, NGX_HTTP_AMONITOR_EXITED, ts->reason_len)
+        == 0;
+}
+
+
+/*
  * Does the zone hold a record of "id" that is not forgotten (whichever
  * worker made it): without one, the target has not been up or down yet.
  * "up" (if not NULL): 1 when the record says up, 2 when down but a
@@ -147,7 +165,11 @@ ngx_http_amonitor_store_target_known(
             known = !ts->forgotten;
 
             if (up) {
-                *up = !known ? 0 : ts->state ? 1 : ts->dead_up ? 2 : 0;
+                *up = known && ts->state;
+
+                if (known && !ts->state) {
+                    *up = ngx_http_amonitor_store_exited(ts) ? 2 : 0;
+                }
             }
 
             break;
@@ -339,7 +361,6 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
     }
 
     ts->state = (ts->up > 0);
-    ts->dead_up = 0;
 
     if (ts->state != before) {
         ts->since = ngx_http_amonitor_state_now();
@@ -349,8 +370,16 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
         /*
          * Why it went down, kept for the snapshot while it stays down:
          * the failed dials after a lost connection do not make it
-         * "cannot connect" (a target never connected yet).
+         * "cannot connect" (a target never connected yet).  Nor after
+         * its worker died; but a worker spoke of it since (see
+         * store_exited).
          */
+        if (ngx_http_amonitor_store_exited(ts)) {
+            reason = "connection lost";
+            len = sizeof("connection lost") - 1;
+            ts->reason_len = 0;
+        }
+
         if (ts->state != before || ts->reason_len == 0) {
             if (len) {
                 ngx_memcpy(ts->reason, reason, len);
@@ -733,14 +762,11 @@ ngx_http_amonitor_store_slot_clear(ngx_http_amonitor_shared_t *sh,
         ts->up_slots &= ~bit;
         ts->up -= (ts->up > 0);
 
-        /* until a worker's next word on it (amonitor_cluster: seed) */
-        ts->dead_up = 1;
-
         if (ts->state && ts->up == 0) {
             ts->state = 0;
             ts->since = ngx_http_amonitor_state_now();
-            ts->reason_len = sizeof("its agent worker exited") - 1;
-            ngx_memcpy(ts->reason, "its agent worker exited", ts->reason_len);
+            ts->reason_len = sizeof(NGX_HTTP_AMONITOR_EXITED) - 1;
+            ngx_memcpy(ts->reason, NGX_HTTP_AMONITOR_EXITED, ts->reason_len);
         }
     }
 }
