@@ -249,7 +249,7 @@ ngx_http_amonitor_router_remote_seed(ngx_http_amonitor_upstream_t *u)
     ngx_http_amonitor_router_remote_state(u, 1);
 
     /* a dead worker's: the zone said down meanwhile; the next word tells */
-    u->remote_told_down = (up == 2);
+    u->remote_told_down |= (up == 2);
 
     return 1;
 }

@@ -370,9 +370,9 @@ ngx_http_amonitor_store_target_state(ngx_http_amonitor_store_t *st,
         /*
          * Why it went down, kept for the snapshot while it stays down:
          * the failed dials after a lost connection do not make it
-         * "cannot connect" (a target never connected yet).  Nor after
-         * its worker died; but a worker spoke of it since (see
-         * store_exited).
+         * "cannot connect" (a target never connected yet).  The reason
+         * a dead worker's clearing left goes at the next word of any
+         * worker (store_exited).
          */
         if (ngx_http_amonitor_store_exited(ts)) {
             reason = "connection lost";
