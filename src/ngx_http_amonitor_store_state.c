@@ -165,11 +165,10 @@ ngx_http_amonitor_store_target_known(
             known = !ts->forgotten;
 
             if (up) {
-                *up = known && ts->state;
-
-                if (known && !ts->state) {
-                    *up = ngx_http_amonitor_store_exited(ts) ? 2 : 0;
-                }
+                *up = !known                             ? 0
+                    : ts->state                          ? 1
+                    : ngx_http_amonitor_store_exited(ts) ? 2
+                                                         : 0;
             }
 
             break;
