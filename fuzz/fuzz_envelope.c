@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "amon_envelope.h"
+#include "amon_envelope_int.h"
 #include "amon_json.h"
 #include "amonitor.pb-c.h"
 
@@ -424,6 +425,28 @@ convert_check(const amon_envelope_t *e, size_t max, int to_binary)
 }
 
 
+/*
+ * The walk of the usual envelope and the general scanner find the same
+ * members in every text the walk takes, and the walk takes none that the
+ * scanner refuses.
+ */
+static void
+fast_check(const uint8_t *data, size_t size)
+{
+    amon_envelope_scan_t fast, full;
+    amon_json_value_t    fast_root, full_root;
+
+    amon_envelope_scan_init(&fast, 0);
+
+    if (amon_envelope_scan_fast(data, size, &fast, &fast_root) != AMON_OK) {
+        return;
+    }
+
+    CHECK(amon_envelope_scan_json(data, size, &full, &full_root, 0) == AMON_OK);
+    CHECK(amon_envelope_scan_same(&fast, &fast_root, &full, &full_root));
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -435,6 +458,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     max = 8 * size + 65536;
 
     /* JSON */
+
+    fast_check(data, size);
 
     rc = amon_envelope_decode_json(&env, data, size);
     vrc = amon_json_validate(data, size, AMON_MAX_JSON_DEPTH);

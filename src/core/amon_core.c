@@ -269,6 +269,24 @@ amon_hash(const unsigned char *p, size_t len)
     } while (0)
 
 
+/* eight bytes as a little-endian word */
+static inline uint64_t
+amon_load64le(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t m;
+
+    memcpy(&m, p, 8);
+
+    return m;
+#else
+    return (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16
+        | (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32 | (uint64_t) p[5] << 40
+        | (uint64_t) p[6] << 48 | (uint64_t) p[7] << 56;
+#endif
+}
+
+
 /* SipHash-c-d (Aumasson, Bernstein 2012): 8-byte words little-endian */
 static inline uint64_t
 amon_siphash_cd(const amon_hash_key_t *key, const unsigned char *p, size_t len,
@@ -284,10 +302,7 @@ amon_siphash_cd(const amon_hash_key_t *key, const unsigned char *p, size_t len,
     v3 = key->k1 ^ 0x7465646279746573ULL;
 
     for (i = 0; i + 8 <= len; i += 8) {
-        m = (uint64_t) p[i] | (uint64_t) p[i + 1] << 8
-            | (uint64_t) p[i + 2] << 16 | (uint64_t) p[i + 3] << 24
-            | (uint64_t) p[i + 4] << 32 | (uint64_t) p[i + 5] << 40
-            | (uint64_t) p[i + 6] << 48 | (uint64_t) p[i + 7] << 56;
+        m = amon_load64le(p + i);
 
         v3 ^= m;
         for (r = 0; r < c; r++) {
@@ -297,11 +312,22 @@ amon_siphash_cd(const amon_hash_key_t *key, const unsigned char *p, size_t len,
     }
 
     /* the last 0 to 7 bytes, and the length's low byte on top */
-    m = (uint64_t) (len & 0xff) << 56;
+    m = 0;
+    left = len - i;
 
-    for (left = len - i; left; left--) {
-        m |= (uint64_t) p[i + left - 1] << (8 * (left - 1));
+    if (len >= 8) {
+        /* the tail is the top of the text's last eight bytes */
+        if (left) {
+            m = amon_load64le(p + len - 8) >> (64 - 8 * left);
+        }
+
+    } else {
+        for (; left; left--) {
+            m |= (uint64_t) p[i + left - 1] << (8 * (left - 1));
+        }
     }
+
+    m |= (uint64_t) (len & 0xff) << 56;
 
     v3 ^= m;
     for (r = 0; r < c; r++) {

@@ -16,80 +16,15 @@
 #include "amonitor.pb-c.h"
 
 
-/* root members we look at */
-enum {
-    AMON_ENVELOPE_F_MSG_ID = 0,
-    AMON_ENVELOPE_F_TRACE_ID,
-    AMON_ENVELOPE_F_TYPE,
-    AMON_ENVELOPE_F_TARGET_ID,
-    AMON_ENVELOPE_F_TIMESTAMP,
-    AMON_ENVELOPE_F_PAYLOAD,
-    AMON_ENVELOPE_F_SOURCE,
-    AMON_ENVELOPE_F_N
-};
-
-/* payload members we look at (which ones matter depends on the type) */
-enum {
-    AMON_ENVELOPE_P_ACTION = 0,
-    AMON_ENVELOPE_P_PARAMS,
-    AMON_ENVELOPE_P_TARGET_URL,
-    AMON_ENVELOPE_P_ACTION_MSG_ID,
-    AMON_ENVELOPE_P_SUCCESS,
-    AMON_ENVELOPE_P_MESSAGE,
-    AMON_ENVELOPE_P_CODE,
-    AMON_ENVELOPE_P_SDK_URL,
-    AMON_ENVELOPE_P_EVENT_NAME,
-    AMON_ENVELOPE_P_TARGET_ID,
-    AMON_ENVELOPE_P_FINAL,
-    AMON_ENVELOPE_P_DUPLICATE,
-    AMON_ENVELOPE_P_STATE,
-    AMON_ENVELOPE_P_N
-};
-
-
-/* the members found by one scan; type AMON_JSON_NONE: not seen */
-typedef struct {
-    amon_json_value_t root[AMON_ENVELOPE_F_N];
-    amon_json_value_t pay[AMON_ENVELOPE_P_N];
-    unsigned          payload_only; /* the text is a payload by itself */
-    unsigned          dup; /* a member the agent reads was given twice */
-    unsigned          dup_root; /* bit 1 << F_*: which root ones */
-} amon_envelope_scan_t;
-
-
-/*
- * Only the types need a start value: a member is read only once its type
- * says it was seen.  Setting them one by one is cheaper than clearing the
- * whole table (a decode runs twice per action).
- */
-static inline void
-amon_envelope_scan_init(amon_envelope_scan_t *sc, unsigned payload_only)
-{
-    unsigned i;
-
-    for (i = 0; i < AMON_ENVELOPE_F_N; i++) {
-        sc->root[i].type = AMON_JSON_NONE;
-    }
-
-    for (i = 0; i < AMON_ENVELOPE_P_N; i++) {
-        sc->pay[i].type = AMON_JSON_NONE;
-    }
-
-    sc->payload_only = payload_only;
-    sc->dup = 0;
-    sc->dup_root = 0;
-}
-
-
 static int amon_envelope_member(void *data, unsigned level,
     const amon_json_value_t *key, const amon_json_value_t *value);
-static int amon_envelope_root_index(const unsigned char *k, size_t len);
-static int amon_envelope_payload_index(const unsigned char *k, size_t len);
 static int amon_envelope_lookup(const amon_json_value_t *key, int payload);
-static int amon_envelope_json_str(amon_envelope_t *env,
+static inline int amon_envelope_json_str(amon_envelope_t *env,
     const amon_json_value_t *v, size_t limit, amon_str_t *out);
-static int amon_envelope_json_final(
-    amon_envelope_t *env, const amon_json_value_t *v);
+static int        amon_envelope_json_str_other(amon_envelope_t *env,
+           const amon_json_value_t *v, size_t limit, amon_str_t *out);
+static int        amon_envelope_json_final(
+           amon_envelope_t *env, const amon_json_value_t *v);
 static int amon_envelope_json_type(const amon_json_value_t *v, int want);
 static int amon_envelope_json_action(
     amon_envelope_t *env, const amon_json_value_t *pay);
@@ -103,70 +38,6 @@ static int amon_envelope_json_root(
     amon_envelope_t *env, amon_envelope_scan_t *sc);
 static int amon_envelope_json_ids(
     amon_envelope_t *env, const amon_envelope_scan_t *sc, int rc);
-
-
-/* Root member names; a switch on the length keeps memcmp() inline. */
-static int
-amon_envelope_root_index(const unsigned char *k, size_t len)
-{
-    switch (len) {
-    case 4: return memcmp(k, "type", 4) ? -1 : AMON_ENVELOPE_F_TYPE;
-    case 6:
-        if (memcmp(k, "msg_id", 6) == 0) {
-            return AMON_ENVELOPE_F_MSG_ID;
-        }
-        return memcmp(k, "source", 6) ? -1 : AMON_ENVELOPE_F_SOURCE;
-    case 7: return memcmp(k, "payload", 7) ? -1 : AMON_ENVELOPE_F_PAYLOAD;
-    case 8: return memcmp(k, "trace_id", 8) ? -1 : AMON_ENVELOPE_F_TRACE_ID;
-    case 9:
-        if (memcmp(k, "target_id", 9) == 0) {
-            return AMON_ENVELOPE_F_TARGET_ID;
-        }
-        return memcmp(k, "timestamp", 9) ? -1 : AMON_ENVELOPE_F_TIMESTAMP;
-    default: return -1;
-    }
-}
-
-
-static int
-amon_envelope_payload_index(const unsigned char *k, size_t len)
-{
-    switch (len) {
-    case 4: return memcmp(k, "code", 4) ? -1 : AMON_ENVELOPE_P_CODE;
-    case 5:
-        if (memcmp(k, "final", 5) == 0) {
-            return AMON_ENVELOPE_P_FINAL;
-        }
-        return memcmp(k, "state", 5) ? -1 : AMON_ENVELOPE_P_STATE;
-    case 6:
-        if (memcmp(k, "action", 6) == 0) {
-            return AMON_ENVELOPE_P_ACTION;
-        }
-        return memcmp(k, "params", 6) ? -1 : AMON_ENVELOPE_P_PARAMS;
-    case 7:
-        if (memcmp(k, "message", 7) == 0) {
-            return AMON_ENVELOPE_P_MESSAGE;
-        }
-        if (memcmp(k, "success", 7) == 0) {
-            return AMON_ENVELOPE_P_SUCCESS;
-        }
-        return memcmp(k, "sdk_url", 7) ? -1 : AMON_ENVELOPE_P_SDK_URL;
-    case 9:
-        if (memcmp(k, "target_id", 9) == 0) {
-            return AMON_ENVELOPE_P_TARGET_ID;
-        }
-        return memcmp(k, "duplicate", 9) ? -1 : AMON_ENVELOPE_P_DUPLICATE;
-    case 10:
-        if (memcmp(k, "target_url", 10) == 0) {
-            return AMON_ENVELOPE_P_TARGET_URL;
-        }
-        return memcmp(k, "event_name", 10) ? -1 : AMON_ENVELOPE_P_EVENT_NAME;
-    case 13:
-        return memcmp(k, "action_msg_id", 13) ? -1
-                                              : AMON_ENVELOPE_P_ACTION_MSG_ID;
-    default: return -1;
-    }
-}
 
 
 static int
@@ -242,8 +113,24 @@ amon_envelope_member(void *data, unsigned level, const amon_json_value_t *key,
  * A string field: absent or null leaves *out absent.  Verbatim strings
  * point into the input, escaped ones are unescaped into env->scratch.
  */
-static int
+static inline int
 amon_envelope_json_str(amon_envelope_t *env, const amon_json_value_t *v,
+    size_t limit, amon_str_t *out)
+{
+    /* the usual field, inline: a verbatim string within its limit */
+    if (v->type == AMON_JSON_STRING && !v->escaped && v->len - 2 <= limit) {
+        out->data = v->start + 1;
+        out->len = v->len - 2;
+        return AMON_OK;
+    }
+
+    return amon_envelope_json_str_other(env, v, limit, out);
+}
+
+
+/* amon_envelope_json_str() for all but a verbatim string in its limit */
+static int
+amon_envelope_json_str_other(amon_envelope_t *env, const amon_json_value_t *v,
     size_t limit, amon_str_t *out)
 {
     size_t n, room;
@@ -294,19 +181,38 @@ amon_envelope_json_str(amon_envelope_t *env, const amon_json_value_t *v,
 
 
 int
+amon_envelope_scan_json(const unsigned char *p, size_t len,
+    amon_envelope_scan_t *sc, amon_json_value_t *root, unsigned fast)
+{
+    static const amon_str_t payload = amon_string("payload");
+
+    /*
+     * The usual text is read in one walk; any other, and any text that
+     * is not valid, is scanned again by the scanner that tells why.
+     */
+    amon_envelope_scan_init(sc, 0);
+
+    if (fast && amon_envelope_scan_fast(p, len, sc, root) == AMON_OK) {
+        return AMON_OK;
+    }
+
+    amon_envelope_scan_init(sc, 0);
+
+    return amon_json_scan(
+        p, len, AMON_MAX_JSON_DEPTH, payload, amon_envelope_member, sc, root);
+}
+
+
+int
 amon_envelope_decode_json(
     amon_envelope_t *env, const unsigned char *p, size_t len)
 {
-    int                     rc;
-    amon_envelope_scan_t    sc;
-    amon_json_value_t       root, *v;
-    static const amon_str_t payload = amon_string("payload");
-
+    int                  rc;
+    amon_envelope_scan_t sc;
+    amon_json_value_t    root, *v;
     memset(env, 0, offsetof(amon_envelope_t, scratch));
-    amon_envelope_scan_init(&sc, 0);
 
-    rc = amon_json_scan(
-        p, len, AMON_MAX_JSON_DEPTH, payload, amon_envelope_member, &sc, &root);
+    rc = amon_envelope_scan_json(p, len, &sc, &root, 1);
     if (rc != AMON_OK) {
         return rc;
     }

@@ -8,49 +8,19 @@
 
 #include <string.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "amon_json.h"
+#include "amon_json_int.h"
 
 
 /* the deepest nesting any caller may ask for (bounds the stack below) */
 #define AMON_JSON_DEPTH_CAP 256
 
-#define AMON_JSON_ONES  0x0101010101010101ULL
-#define AMON_JSON_HIGHS 0x8080808080808080ULL
-
-
-/* byte classes inside a string */
-enum {
-    AMON_JSON_C_PLAIN = 0,
-    AMON_JSON_C_QUOTE,
-    AMON_JSON_C_BSLASH,
-    AMON_JSON_C_CTRL,
-    AMON_JSON_C_U2, /* C2..DF: one continuation byte */
-    AMON_JSON_C_E0, /* E0: A0..BF, then one */
-    AMON_JSON_C_E1, /* E1..EC, EE, EF: two */
-    AMON_JSON_C_ED, /* ED: 80..9F (no surrogates), then one */
-    AMON_JSON_C_F0, /* F0: 90..BF, then two */
-    AMON_JSON_C_F1, /* F1..F3: three */
-    AMON_JSON_C_F4, /* F4: 80..8F (max U+10FFFF), then two */
-    AMON_JSON_C_BAD /* 80..C1, F5..FF */
-};
-
-
-static const unsigned char *amon_json_string(
-    const unsigned char *p, const unsigned char *end, unsigned *escaped);
-static const unsigned char *amon_json_escape(
-    const unsigned char *p, const unsigned char *end);
-static const unsigned char *amon_json_number(
-    const unsigned char *p, const unsigned char *end, unsigned *integer);
 static int amon_json_hex4(const unsigned char *p, uint32_t *cp);
 
 
 /* the class of each byte inside a string (AMON_JSON_C_*) */
 /* clang-format off */
-static const unsigned char amon_json_cls[256] = {
+const unsigned char amon_json_cls[256] = {
     /* 0_ */  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,
     /* 1_ */  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,
     /* 2_ */  0,  0,  1,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
@@ -71,7 +41,7 @@ static const unsigned char amon_json_cls[256] = {
 /* clang-format on */
 
 /* per lead byte class from U2 on: second byte range, continuation bytes */
-static const unsigned char amon_json_utf8[][3] = {
+const unsigned char amon_json_utf8[][3] = {
     {0x80, 0xbf, 1}, /* C2..DF */
     {0xa0, 0xbf, 2}, /* E0: no overlong forms */
     {0x80, 0xbf, 2}, /* E1..EC, EE, EF */
@@ -80,146 +50,6 @@ static const unsigned char amon_json_utf8[][3] = {
     {0x80, 0xbf, 3}, /* F1..F3 */
     {0x80, 0x8f, 3}, /* F4: nothing above U+10FFFF */
 };
-
-
-/* Does the 8-byte word hold a byte that ends the plain-string fast path? */
-static inline uint64_t
-amon_json_special(uint64_t w)
-{
-    uint64_t q, b;
-
-    q = w ^ (AMON_JSON_ONES * '"');
-    b = w ^ (AMON_JSON_ONES * '\\');
-
-    return ((w - AMON_JSON_ONES * 0x20) & ~w) | ((q - AMON_JSON_ONES) & ~q)
-        | ((b - AMON_JSON_ONES) & ~b) | w;
-}
-
-
-/*
- * Skip plain string bytes: returns the first byte that is a quote, a
- * backslash, a control character or non-ASCII, or a point fewer than
- * eight bytes before the end from which the caller goes byte by byte.
- */
-static inline const unsigned char *
-amon_json_plain(const unsigned char *p, const unsigned char *end)
-{
-    uint64_t w, m;
-#if defined(__SSE2__)
-    __m128i  v;
-    unsigned bits;
-
-    /* sixteen at a time: control and non-ASCII bytes in one signed test */
-    while (end - p >= 16) {
-        v = _mm_loadu_si128((const __m128i *) p);
-        bits = (unsigned) _mm_movemask_epi8(
-            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))));
-
-        if (bits) {
-            return p + __builtin_ctz(bits);
-        }
-
-        p += 16;
-    }
-#endif
-
-    while (end - p >= 8) {
-        memcpy(&w, p, 8);
-        m = amon_json_special(w) & AMON_JSON_HIGHS;
-
-        if (m == 0) {
-            p += 8;
-            continue;
-        }
-
-        /*
-         * The lowest flagged byte is always a real one (a borrow only
-         * flags bytes above it): go straight to it.
-         */
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) \
-    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        return p + (__builtin_ctzll(m) >> 3);
-#else
-        while (amon_json_cls[*p] == AMON_JSON_C_PLAIN) {
-            p++;
-        }
-
-        return p;
-#endif
-    }
-
-    return p;
-}
-
-
-/*
- * Scan a string whose opening quote is at p[-1].  Returns the byte after
- * the closing quote, or NULL when the string is invalid or unterminated.
- */
-static inline __attribute__((always_inline)) const unsigned char *
-amon_json_string(
-    const unsigned char *p, const unsigned char *end, unsigned *escaped)
-{
-    unsigned char        lo, hi;
-    unsigned             need;
-    const unsigned char *r;
-
-    for (;;) {
-        p = amon_json_plain(p, end);
-
-        if (p == end) {
-            return NULL;
-        }
-
-        /* the usual stop, tested before the table's indirect jump */
-        if (*p == '"') {
-            return p + 1;
-        }
-
-        switch (amon_json_cls[*p]) {
-
-        case AMON_JSON_C_PLAIN: p++; continue;
-
-        case AMON_JSON_C_QUOTE: return p + 1;
-
-        case AMON_JSON_C_BSLASH:
-            *escaped = 1;
-            p = amon_json_escape(p + 1, end);
-            if (p == NULL) {
-                return NULL;
-            }
-            continue;
-
-        case AMON_JSON_C_CTRL:
-        case AMON_JSON_C_BAD: return NULL;
-
-        default: break;
-        }
-
-        /* a multi-byte UTF-8 sequence */
-
-        r = amon_json_utf8[amon_json_cls[*p] - AMON_JSON_C_U2];
-        lo = r[0];
-        hi = r[1];
-        need = r[2];
-        p++;
-
-        if ((size_t) (end - p) < need || p[0] < lo || p[0] > hi) {
-            return NULL;
-        }
-
-        p++;
-
-        while (--need) {
-            if ((*p & 0xc0) != 0x80) {
-                return NULL;
-            }
-            p++;
-        }
-    }
-}
 
 
 static int
@@ -253,7 +83,7 @@ amon_json_hex4(const unsigned char *p, uint32_t *cp)
 
 
 /* Validate the escape after a backslash at p[-1]; returns the byte after. */
-static const unsigned char *
+const unsigned char *
 amon_json_escape(const unsigned char *p, const unsigned char *end)
 {
     uint32_t cp, lo;
@@ -295,62 +125,6 @@ amon_json_escape(const unsigned char *p, const unsigned char *end)
     }
 
     return p + 6;
-}
-
-
-static const unsigned char *
-amon_json_number(
-    const unsigned char *p, const unsigned char *end, unsigned *integer)
-{
-    if (p < end && *p == '-') {
-        p++;
-    }
-
-    if (p == end) {
-        return NULL;
-    }
-
-    if (*p == '0') {
-        p++;
-
-    } else if (*p >= '1' && *p <= '9') {
-        p++;
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-    } else {
-        return NULL;
-    }
-
-    *integer = 1;
-
-    if (p < end && *p == '.') {
-        p++;
-        if (p == end || *p < '0' || *p > '9') {
-            return NULL;
-        }
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-        *integer = 0;
-    }
-
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-')) {
-            p++;
-        }
-        if (p == end || *p < '0' || *p > '9') {
-            return NULL;
-        }
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-        *integer = 0;
-    }
-
-    return p;
 }
 
 
