@@ -59,6 +59,15 @@ amon_msg_type(amon_str_t name)
 {
     size_t i;
 
+    /* the types of every action's round trip first, without a loop */
+    if (name.len == 6 && memcmp(name.data, "action", 6) == 0) {
+        return AMON_MSG_ACTION;
+    }
+
+    if (name.len == 10 && memcmp(name.data, "action_ack", 10) == 0) {
+        return AMON_MSG_ACTION_ACK;
+    }
+
     for (i = 1; i < AMON_ENVELOPE_NTYPES; i++) {
         if (name.len == amon_envelope_type_names[i].len
             && memcmp(name.data, amon_envelope_type_names[i].name, name.len)

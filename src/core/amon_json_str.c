@@ -299,6 +299,29 @@ amon_json_int64(const amon_json_value_t *v, int64_t *out)
             p += 8;
         }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /*
+         * The last 1 to 7 digits as one word: the eight bytes that end
+         * the number, those before the digits made '0'.
+         */
+        if (p < end && v->len >= 8) {
+            uint64_t w, low;
+            size_t   r;
+
+            static const uint64_t pow10[8] = {
+                1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
+
+            r = (size_t) (end - p);
+            low = (1ULL << (8 * (8 - r))) - 1;
+
+            memcpy(&w, end - 8, 8);
+            w = (w & ~low) | (0x3030303030303030ULL & low);
+
+            acc = acc * pow10[r] + amon_json_digits8((unsigned char *) &w);
+            p = end;
+        }
+#endif
+
         for (; p < end; p++) {
             acc = acc * 10 + (uint64_t) (*p - '0');
         }
