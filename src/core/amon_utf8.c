@@ -53,6 +53,18 @@ amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
                 }
                 p += 32;
             }
+
+            /*
+             * Fewer than 32 left of a text of 16 or more: when its last
+             * 16 bytes and the 16 from here are ASCII, so is the rest.
+             */
+            if (end - p < 32 && len >= 16
+                && !_mm_movemask_epi8(_mm_or_si128(
+                    _mm_loadu_si128((const __m128i *) (end - 16)),
+                    _mm_loadu_si128(
+                        (const __m128i *) (end - p >= 16 ? p : end - 16))))) {
+                break;
+            }
 #endif
             while (end - p >= 8) {
                 memcpy(&w, p, 8);
