@@ -273,10 +273,13 @@ amon_envelope_fast_members(const unsigned char *p, const unsigned char *end,
         i = level ? amon_envelope_payload_index(k, (size_t) (p - 1 - k))
                   : amon_envelope_root_index(k, (size_t) (p - 1 - k));
 
-        amon_envelope_fast_ws(p, end);
-
+        /* the ':' right after the key first: compact text */
         if (p == end || *p != ':') {
-            return NULL;
+            amon_envelope_fast_ws(p, end);
+
+            if (p == end || *p != ':') {
+                return NULL;
+            }
         }
 
         p++;
@@ -317,18 +320,22 @@ amon_envelope_fast_members(const unsigned char *p, const unsigned char *end,
         }
 
         p = q;
-        amon_envelope_fast_ws(p, end);
 
-        if (p == end) {
-            return NULL;
-        }
+        /* the ',' right after the value first: compact text */
+        if (p == end || *p != ',') {
+            amon_envelope_fast_ws(p, end);
 
-        if (*p == '}') {
-            return p + 1;
-        }
+            if (p == end) {
+                return NULL;
+            }
 
-        if (*p != ',') {
-            return NULL;
+            if (*p == '}') {
+                return p + 1;
+            }
+
+            if (*p != ',') {
+                return NULL;
+            }
         }
 
         p++;
