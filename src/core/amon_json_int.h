@@ -1,9 +1,10 @@
 /*
  * Copyright (C) AMonitor authors
  *
- * The JSON scanner's string and number scanning, shared with scanners of
- * a known shape (amon_envelope_fast.c) so that they inline it.  Not part
- * of the core's interface.
+ * The JSON scanner's string and number scanning (byte classes, UTF-8
+ * ranges, escapes), shared with scanners of a known shape
+ * (amon_envelope_fast.c) so that they inline it.  Not part of the core's
+ * interface.
  */
 
 #ifndef AMON_JSON_INT_H
@@ -39,13 +40,117 @@ enum {
 };
 
 
-extern const unsigned char amon_json_cls[256];
-extern const unsigned char amon_json_utf8[][3];
+/* the class of each byte inside a string (AMON_JSON_C_*) */
+/* clang-format off */
+static const unsigned char amon_json_cls[256] = {
+    /* 0_ */  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,
+    /* 1_ */  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,
+    /* 2_ */  0,  0,  1,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 3_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 4_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 5_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  2,  0,  0,  0,
+    /* 6_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 7_ */  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    /* 8_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* 9_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* a_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* b_ */ 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    /* c_ */ 11, 11,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+    /* d_ */  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+    /* e_ */  5,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  7,  6,  6,
+    /* f_ */  8,  9,  9,  9, 10, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+};
+/* clang-format on */
+
+/* per lead byte class from U2 on: second byte range, continuation bytes */
+static const unsigned char amon_json_utf8[][3] = {
+    {0x80, 0xbf, 1}, /* C2..DF */
+    {0xa0, 0xbf, 2}, /* E0: no overlong forms */
+    {0x80, 0xbf, 2}, /* E1..EC, EE, EF */
+    {0x80, 0x9f, 2}, /* ED: no surrogates */
+    {0x90, 0xbf, 3}, /* F0: no overlong forms */
+    {0x80, 0xbf, 3}, /* F1..F3 */
+    {0x80, 0x8f, 3}, /* F4: nothing above U+10FFFF */
+};
 
 
-/* Validate the escape after a backslash at p[-1]; returns the byte after. */
-const unsigned char *amon_json_escape(
-    const unsigned char *p, const unsigned char *end);
+static inline int
+amon_json_hex4(const unsigned char *p, uint32_t *cp)
+{
+    unsigned      i;
+    uint32_t      v;
+    unsigned char c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            v = (v << 4) | (uint32_t) (c - '0');
+
+        } else {
+            c |= 0x20;
+            if (c < 'a' || c > 'f') {
+                return -1;
+            }
+            v = (v << 4) | (uint32_t) (c - 'a' + 10);
+        }
+    }
+
+    *cp = v;
+
+    return 0;
+}
+
+
+/*
+ * Validate the escape after a backslash at p[-1]; returns the byte after.
+ * Out of line: escapes are rare, the string scan that calls it is not.
+ */
+static __attribute__((noinline, unused)) const unsigned char *
+amon_json_escape(const unsigned char *p, const unsigned char *end)
+{
+    uint32_t cp, lo;
+
+    if (p == end) {
+        return NULL;
+    }
+
+    switch (*p) {
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't': return p + 1;
+    case 'u': break;
+    default: return NULL;
+    }
+
+    p++;
+
+    if (end - p < 4 || amon_json_hex4(p, &cp) != 0) {
+        return NULL;
+    }
+
+    p += 4;
+
+    if (cp < 0xd800 || cp > 0xdfff) {
+        return p;
+    }
+
+    /* a surrogate: must be a high one followed by an escaped low one */
+
+    if (cp > 0xdbff || end - p < 6 || p[0] != '\\' || p[1] != 'u'
+        || amon_json_hex4(p + 2, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff) {
+        return NULL;
+    }
+
+    return p + 6;
+}
 
 
 /* Does the 8-byte word hold a byte that ends the plain-string fast path? */
