@@ -19,12 +19,12 @@
 static int amon_envelope_member(void *data, unsigned level,
     const amon_json_value_t *key, const amon_json_value_t *value);
 static int amon_envelope_lookup(const amon_json_value_t *key, int payload);
-static inline int amon_envelope_json_str(amon_envelope_t *env,
+static int amon_envelope_json_str(amon_envelope_t *env,
     const amon_json_value_t *v, size_t limit, amon_str_t *out);
-static int        amon_envelope_json_str_other(amon_envelope_t *env,
-           const amon_json_value_t *v, size_t limit, amon_str_t *out);
-static int        amon_envelope_json_final(
-           amon_envelope_t *env, const amon_json_value_t *v);
+static int amon_envelope_json_str_other(amon_envelope_t *env,
+    const amon_json_value_t *v, size_t limit, amon_str_t *out);
+static int amon_envelope_json_final(
+    amon_envelope_t *env, const amon_json_value_t *v);
 static int amon_envelope_json_type(const amon_json_value_t *v, int want);
 static int amon_envelope_json_action(
     amon_envelope_t *env, const amon_json_value_t *pay);

@@ -25,16 +25,6 @@ static inline const unsigned char *amon_envelope_fast_value(
     amon_json_value_t *v);
 
 
-/* white space is rare between members: one test when there is none */
-#define amon_envelope_fast_ws(p, end) \
-    if (p < end && *p <= ' ') { \
-        while (p < end \
-            && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) { \
-            p++; \
-        } \
-    }
-
-
 /* inline here too: it runs for every member of every envelope */
 __attribute__((always_inline)) inline int
 amon_envelope_root_index(const unsigned char *k, size_t len)
@@ -117,7 +107,7 @@ amon_envelope_fast_skip(
 
     close = (*p == '{') ? '}' : ']';
     p++;
-    amon_envelope_fast_ws(p, end);
+    amon_json_skip_ws(p, end);
 
     if (p < end && *p == close) {
         return p + 1;
@@ -134,14 +124,14 @@ amon_envelope_fast_skip(
                 return NULL;
             }
 
-            amon_envelope_fast_ws(p, end);
+            amon_json_skip_ws(p, end);
 
             if (p == end || *p != ':') {
                 return NULL;
             }
 
             p++;
-            amon_envelope_fast_ws(p, end);
+            amon_json_skip_ws(p, end);
         }
 
         if (p == end) {
@@ -153,7 +143,7 @@ amon_envelope_fast_skip(
             return NULL;
         }
 
-        amon_envelope_fast_ws(p, end);
+        amon_json_skip_ws(p, end);
 
         if (p == end) {
             return NULL;
@@ -168,7 +158,7 @@ amon_envelope_fast_skip(
         }
 
         p++;
-        amon_envelope_fast_ws(p, end);
+        amon_json_skip_ws(p, end);
     }
 }
 
@@ -251,7 +241,7 @@ amon_envelope_fast_members(const unsigned char *p, const unsigned char *end,
     amon_json_value_t    v, *slot;
     const unsigned char *k, *q;
 
-    amon_envelope_fast_ws(p, end);
+    amon_json_skip_ws(p, end);
 
     if (p < end && *p == '}') {
         return p + 1;
@@ -275,7 +265,7 @@ amon_envelope_fast_members(const unsigned char *p, const unsigned char *end,
 
         /* the ':' right after the key first: compact text */
         if (p == end || *p != ':') {
-            amon_envelope_fast_ws(p, end);
+            amon_json_skip_ws(p, end);
 
             if (p == end || *p != ':') {
                 return NULL;
@@ -283,7 +273,7 @@ amon_envelope_fast_members(const unsigned char *p, const unsigned char *end,
         }
 
         p++;
-        amon_envelope_fast_ws(p, end);
+        amon_json_skip_ws(p, end);
 
         if (p == end) {
             return NULL;
@@ -323,7 +313,7 @@ amon_envelope_fast_members(const unsigned char *p, const unsigned char *end,
 
         /* the ',' right after the value first: compact text */
         if (p == end || *p != ',') {
-            amon_envelope_fast_ws(p, end);
+            amon_json_skip_ws(p, end);
 
             if (p == end) {
                 return NULL;
@@ -339,7 +329,7 @@ amon_envelope_fast_members(const unsigned char *p, const unsigned char *end,
         }
 
         p++;
-        amon_envelope_fast_ws(p, end);
+        amon_json_skip_ws(p, end);
     }
 }
 
@@ -351,7 +341,7 @@ amon_envelope_scan_fast(const unsigned char *p, size_t len,
     const unsigned char *end, *s, *q;
 
     end = p + len;
-    amon_envelope_fast_ws(p, end);
+    amon_json_skip_ws(p, end);
 
     if (p == end || *p != '{') {
         return AMON_AGAIN;
@@ -365,7 +355,7 @@ amon_envelope_scan_fast(const unsigned char *p, size_t len,
     }
 
     p = q;
-    amon_envelope_fast_ws(p, end);
+    amon_json_skip_ws(p, end);
 
     if (p != end) {
         return AMON_AGAIN;

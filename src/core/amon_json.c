@@ -15,12 +15,6 @@
 /* the deepest nesting any caller may ask for (bounds the stack below) */
 #define AMON_JSON_DEPTH_CAP 256
 
-#define amon_json_skip_ws(p, end) \
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) { \
-        p++; \
-    }
-
-
 int
 amon_json_scan(const unsigned char *p, size_t len, unsigned max_depth,
     amon_str_t sub_key, amon_json_member_pt handler, void *data,

@@ -381,4 +381,16 @@ amon_json_number(
 }
 
 
+/* JSON white space; one test when there is none, the usual case */
+#define amon_json_skip_ws(p, end) \
+    do { \
+        if (p < end && *p <= ' ') { \
+            while (p < end \
+                && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) { \
+                p++; \
+            } \
+        } \
+    } while (0)
+
+
 #endif /* AMON_JSON_INT_H */

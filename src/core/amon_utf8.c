@@ -25,11 +25,51 @@
     (((uint32_t) (need) << 16) | ((uint32_t) (lo) << 8) | (uint32_t) (hi))
 
 
+/*
+ * Skip ASCII from p: 32 bytes a round (SSE2), the last fewer than 32 of a
+ * text of "len" >= 16 bytes in two 16-byte loads, then a word at a time.
+ * Returns the first byte that may not be ASCII, or end.
+ */
+static inline const unsigned char *
+amon_utf8_ascii(const unsigned char *p, const unsigned char *end, size_t len)
+{
+    uint64_t w;
+
+#if defined(__SSE2__)
+    while (end - p >= 32) {
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_loadu_si128((const __m128i *) p),
+                _mm_loadu_si128((const __m128i *) (p + 16))))) {
+            break;
+        }
+        p += 32;
+    }
+
+    /* the 16 from here and the text's last 16 cover what is left */
+    if (end - p < 32 && len >= 16
+        && !_mm_movemask_epi8(
+            _mm_or_si128(_mm_loadu_si128((const __m128i *) (end - 16)),
+                _mm_loadu_si128(
+                    (const __m128i *) (end - p >= 16 ? p : end - 16))))) {
+        return end;
+    }
+#endif
+
+    while (end - p >= 8) {
+        memcpy(&w, p, 8);
+        if (w & 0x8080808080808080ULL) {
+            break;
+        }
+        p += 8;
+    }
+
+    return p;
+}
+
+
 int
 amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
 {
     uint32_t             st, need;
-    uint64_t             w;
     unsigned char        c, lo, hi;
     const unsigned char *end;
 
@@ -43,36 +83,7 @@ amon_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
     while (p < end) {
 
         if (st == 0) {
-            /* fast path: skip ASCII 32, then a word at a time */
-#if defined(__SSE2__)
-            while (end - p >= 32) {
-                if (_mm_movemask_epi8(
-                        _mm_or_si128(_mm_loadu_si128((const __m128i *) p),
-                            _mm_loadu_si128((const __m128i *) (p + 16))))) {
-                    break;
-                }
-                p += 32;
-            }
-
-            /*
-             * Fewer than 32 left of a text of 16 or more: when its last
-             * 16 bytes and the 16 from here are ASCII, so is the rest.
-             */
-            if (end - p < 32 && len >= 16
-                && !_mm_movemask_epi8(_mm_or_si128(
-                    _mm_loadu_si128((const __m128i *) (end - 16)),
-                    _mm_loadu_si128(
-                        (const __m128i *) (end - p >= 16 ? p : end - 16))))) {
-                break;
-            }
-#endif
-            while (end - p >= 8) {
-                memcpy(&w, p, 8);
-                if (w & 0x8080808080808080ULL) {
-                    break;
-                }
-                p += 8;
-            }
+            p = amon_utf8_ascii(p, end, len);
 
             if (p == end) {
                 break;
