@@ -471,6 +471,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rc != AMON_EJSON && rc != AMON_EDEPTH);
     }
 
+    /*
+     * Text that decodes (or is valid JSON) is valid UTF-8: the module
+     * leaves the UTF-8 check of a whole text frame to the decoder
+     * (amon_ws_session_utf8_later()).
+     */
+    if (rc == AMON_OK || vrc == AMON_OK) {
+        CHECK(amon_utf8_validate(data, size) == AMON_OK);
+    }
+
     if (rc == AMON_OK) {
         CHECK(env.msg_id.len > 0 && env.msg_id.len <= AMON_MAX_ID_LEN);
         CHECK(env.type_name.len > 0);

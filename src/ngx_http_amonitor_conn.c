@@ -82,6 +82,11 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     amon_ws_session_init(&wc->session, client, f->max_message, f->allocator,
         ngx_http_amonitor_conn_mask, NULL);
 
+    /* every text message is decoded as strict JSON: conn_decode() */
+    amon_ws_session_utf8_later(&wc->session);
+    wc->text_unchecked = 0;
+    wc->text_bad = 0;
+
     wc->ping.handler = ngx_http_amonitor_conn_ping_handler;
     wc->ping.data = wc;
     wc->ping.log = c->log;
@@ -249,24 +254,24 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
         }
 
         if (rc != AMON_OK) {
-            ngx_log_error(wc->log_level, wc->connection->log, 0,
-                "amonitor: websocket error: %s, closing with %d",
-                amon_strerror(rc), (int) amon_close_code(rc));
-
-            ngx_http_amonitor_conn_closing(wc, ev.reply, ev.reply_len);
-            wc->on_close(wc);
-            return NGX_DONE;
+            goto failed;
         }
 
         switch (ev.type) {
 
         case AMON_WS_SESSION_MESSAGE:
             wc->frames->more = (wc->rbuf_pos < wc->rbuf_last);
+            wc->text_unchecked = ev.utf8_unchecked; /* for conn_decode() */
             wc->on_message(wc, ev.opcode, ev.data, ev.len);
             wc->frames->more = 0;
 
             if (wc->closed) {
                 return NGX_DONE;
+            }
+
+            if (wc->text_bad) {
+                rc = amon_ws_session_reject(&wc->session, AMON_EUTF8, &ev);
+                goto failed;
             }
 
             /*
@@ -300,6 +305,17 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
         default: break;
         }
     }
+
+failed:
+
+    ngx_log_error(wc->log_level, wc->connection->log, 0,
+        "amonitor: websocket error: %s, closing with %d", amon_strerror(rc),
+        (int) amon_close_code(rc));
+
+    ngx_http_amonitor_conn_closing(wc, ev.reply, ev.reply_len);
+    wc->on_close(wc);
+
+    return NGX_DONE;
 }
 
 

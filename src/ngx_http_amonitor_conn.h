@@ -18,6 +18,7 @@
 #include "amon_core.h"
 #include "amon_ws_frame.h"
 #include "amon_ws_session.h"
+#include "amon_envelope.h"
 
 
 #define NGX_HTTP_AMONITOR_RBUF_SIZE  65536
@@ -106,6 +107,10 @@ struct ngx_http_amonitor_conn_s {
     uint32_t                    pass; /* frames->pass of its last frame
                                          sent at once (conn_now.c) */
     ngx_socket_t                fd; /* connection->fd */
+    u_char                      text_unchecked; /* on_message()'s text:
+                                                   UTF-8 not checked yet */
+    u_char                      text_bad; /* conn_decode() found it not
+                                             UTF-8: close with 1007 */
 
     unsigned client : 1; /* mask what we send */
     unsigned open : 1;
@@ -212,6 +217,38 @@ ngx_http_amonitor_post_first(ngx_event_t *ev)
         ev->posted = 1;
         ngx_queue_insert_head(&ngx_posted_events, &ev->queue);
     }
+}
+
+
+/*
+ * Decode a message of "wc" (NULL: not from a connection), in its handler.
+ * Text that came as one whole frame is not UTF-8-checked by the session
+ * (amon_ws_session_utf8_later()): every text message is decoded as strict
+ * JSON, whose strings are checked byte for byte, so a text that decodes
+ * is valid UTF-8.  One that does not is checked now: AMON_EUTF8, not
+ * answered, and the connection closes with 1007 (RFC 6455 8.1) when the
+ * handler returns, as for a fault of its frames.
+ */
+static ngx_inline int
+ngx_http_amonitor_conn_decode(ngx_http_amonitor_conn_t *wc,
+    amon_envelope_t *env, ngx_uint_t opcode, u_char *data, size_t len,
+    const amon_allocator_t *a)
+{
+    int rc;
+
+    if (opcode == AMON_WS_OP_BINARY) {
+        return amon_envelope_decode_pb(env, data, len, a);
+    }
+
+    rc = amon_envelope_decode_json(env, data, len);
+
+    if (rc != AMON_OK && wc && wc->text_unchecked
+        && amon_utf8_validate(data, len) != AMON_OK) {
+        wc->text_bad = 1;
+        return AMON_EUTF8;
+    }
+
+    return rc;
 }
 
 

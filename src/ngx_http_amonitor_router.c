@@ -55,12 +55,8 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     amon_envelope_t           env;
     ngx_http_amonitor_about_t about;
 
-    if (opcode == AMON_WS_OP_BINARY) {
-        rc = amon_envelope_decode_pb(&env, data, len, &w->allocator);
-
-    } else {
-        rc = amon_envelope_decode_json(&env, data, len);
-    }
+    rc = ngx_http_amonitor_conn_decode(
+        wc, &env, opcode, data, len, &w->allocator);
 
     /* what a reply answers: the ids that could be read */
     about.msg_id.data = (u_char *) env.msg_id.data;
@@ -74,6 +70,11 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     /* an action refused for its envelope is answered as an ack too */
     about.action = (env.type == AMON_MSG_ACTION && env.msg_id.len
         && rc != AMON_ENO_MSG_ID);
+
+    if (rc == AMON_EUTF8) {
+        /* not answered: the connection closes with 1007 (conn_decode) */
+        goto done;
+    }
 
     if (rc != AMON_OK) {
         ngx_http_amonitor_router_invalid(w, &about);
@@ -278,17 +279,14 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
 
     w = u->worker;
 
-    if (opcode == AMON_WS_OP_BINARY) {
-        rc = amon_envelope_decode_pb(&env, data, len, &w->allocator);
-
-    } else {
-        rc = amon_envelope_decode_json(&env, data, len);
-    }
+    rc = ngx_http_amonitor_conn_decode(
+        remote ? NULL : &u->wc, &env, opcode, data, len, &w->allocator);
 
     if (rc != AMON_OK) {
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
 
-        if (ngx_http_amonitor_upstream_say(u)) {
+        /* invalid UTF-8: the close with 1007 is logged (conn_decode) */
+        if (rc != AMON_EUTF8 && ngx_http_amonitor_upstream_say(u)) {
             ngx_log_error(NGX_LOG_ERR, &u->log, 0,
                 "amonitor: invalid message from the SDK dropped: %s",
                 amon_strerror(rc));

@@ -160,9 +160,15 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
         }
 
         if (n && p->message_opcode == AMON_WS_OP_TEXT && p->validate_utf8) {
-            rc = amon_utf8_feed(&p->utf8_state, payload, n);
-            if (rc != AMON_OK) {
-                return amon_ws_fail(p, rc, pos, consumed);
+            if (p->utf8_later && p->first_pending && p->fin
+                && p->frame_done == 0 && n == p->frame_len) {
+                ev->unchecked = 1;
+
+            } else {
+                rc = amon_utf8_feed(&p->utf8_state, payload, n);
+                if (rc != AMON_OK) {
+                    return amon_ws_fail(p, rc, pos, consumed);
+                }
             }
         }
 

@@ -56,7 +56,9 @@ typedef struct {
      * unmasked in place; "len" may be 0.  "opcode" is the message's opcode
      * (TEXT or BINARY) on every chunk of it, "first" is set on its first
      * chunk and "last" on its final chunk; "message_len" is the total
-     * length of the message so far, this chunk included.
+     * length of the message so far, this chunk included.  "unchecked":
+     * a whole text message in this one chunk whose UTF-8 was not checked
+     * (the parser's "utf8_later"); the caller must check it.
      *
      * Control events: "data"/"len" is the payload, held in the parser (valid
      * until the next call).  For CLOSE, "close_code" is the status code
@@ -67,6 +69,7 @@ typedef struct {
     unsigned             opcode;
     unsigned             first : 1;
     unsigned             last : 1;
+    unsigned             unchecked : 1;
     uint64_t             message_len;
     uint16_t             close_code;
 } amon_ws_event_t;
@@ -77,6 +80,13 @@ typedef struct {
     uint64_t max_message; /* whole message, all fragments */
     unsigned server : 1; /* input from a client: masked */
     unsigned validate_utf8 : 1;
+    /*
+     * A text message that is one whole frame in one call is left to the
+     * caller (ev->unchecked), who reads all of it anyway: a strict JSON
+     * decoder that accepts it has checked its UTF-8 (RFC 8259 strings).
+     * Fragments and frames split over calls are checked here as before.
+     */
+    unsigned utf8_later : 1;
 
     /* decoder state; private */
     unsigned      state;

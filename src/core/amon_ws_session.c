@@ -39,6 +39,26 @@ amon_ws_session_init(amon_ws_session_t *s, int client, size_t max_message,
 
 
 void
+amon_ws_session_utf8_later(amon_ws_session_t *s)
+{
+    s->parser.utf8_later = 1;
+}
+
+
+int
+amon_ws_session_reject(
+    amon_ws_session_t *s, int rc, amon_ws_session_event_t *ev)
+{
+    if (s->failed) {
+        memset(ev, 0, sizeof(amon_ws_session_event_t));
+        return s->error;
+    }
+
+    return amon_ws_session_fail(s, rc, ev);
+}
+
+
+void
 amon_ws_session_free(amon_ws_session_t *s)
 {
     amon_buf_free(&s->message, s->allocator);
@@ -137,6 +157,7 @@ amon_ws_session_data(amon_ws_session_t *s, const amon_ws_event_t *fev,
         ev->opcode = fev->opcode;
         ev->data = fev->data ? (unsigned char *) fev->data : s->reply;
         ev->len = fev->len;
+        ev->utf8_unchecked = fev->unchecked;
         return AMON_OK;
     }
 

@@ -50,6 +50,9 @@ typedef struct {
      * one into the session's reassembly buffer.  Valid until the next
      * call for the session.
      *
+     * "utf8_unchecked": a text message whose UTF-8 the session left to
+     * the caller (amon_ws_session_utf8_later()).
+     *
      * PING, PONG: "data"/"len" is the control payload.  CLOSE: the peer's
      * "close_code" (1005 when it sent none) and reason in "data"/"len".
      */
@@ -57,6 +60,7 @@ typedef struct {
     unsigned char *data;
     size_t         len;
     uint16_t       close_code;
+    unsigned       utf8_unchecked;
 
     /*
      * Bytes the caller must write to the peer, in order with its other
@@ -103,6 +107,24 @@ typedef struct {
  */
 void amon_ws_session_init(amon_ws_session_t *s, int client, size_t max_message,
     const amon_allocator_t *a, amon_ws_mask_fn mask_fn, void *mask_data);
+
+/*
+ * Leave the UTF-8 check of a text message that arrives whole in one read
+ * to the caller (ev->utf8_unchecked), for a caller that decodes every
+ * message strictly as JSON: text it decodes is valid UTF-8.  The caller
+ * must check any such message it does not decode (amon_utf8_validate())
+ * and, when that fails, end the session with amon_ws_session_reject().
+ * Fragmented messages and frames split over reads are checked as before.
+ */
+void amon_ws_session_utf8_later(amon_ws_session_t *s);
+
+/*
+ * Fail the session for a fault the caller found in a message ("rc", e.g.
+ * AMON_EUTF8): as amon_ws_session_feed() does for its own faults, with
+ * the close frame in ev->reply.  Returns "rc".
+ */
+int amon_ws_session_reject(
+    amon_ws_session_t *s, int rc, amon_ws_session_event_t *ev);
 
 /* Release the reassembly buffer.  The session may be initialised again. */
 void amon_ws_session_free(amon_ws_session_t *s);

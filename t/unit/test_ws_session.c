@@ -549,6 +549,120 @@ test_bad_utf8(void **state)
 }
 
 
+/*
+ * amon_ws_session_utf8_later(): a text message that is one whole frame in
+ * one call is handed out unchecked and flagged; anything else (a frame
+ * split over calls, fragments) is checked as before; the caller's
+ * amon_ws_session_reject() closes with 1007.
+ */
+static void
+test_utf8_later(void **state)
+{
+    int                     rc;
+    size_t                  n, consumed, i;
+    unsigned char           in[256], expect[160];
+    amon_ws_session_t       s;
+    amon_ws_session_event_t ev;
+
+    static const char bad[] = "{\"a\":\"\xc0\xaf\"}";
+
+    /* whole in one call: delivered, flagged, not checked */
+    n = frame(in, FIN | AMON_WS_OP_TEXT, key, bad, sizeof(bad) - 1);
+    amon_ws_session_init(&s, 0, 0, NULL, test_mask, (void *) key);
+    amon_ws_session_utf8_later(&s);
+
+    rc = amon_ws_session_feed(&s, in, n, &consumed, &ev);
+    assert_int_equal(rc, AMON_OK);
+    assert_int_equal(ev.type, AMON_WS_SESSION_MESSAGE);
+    assert_int_equal(ev.utf8_unchecked, 1);
+    assert_int_equal(ev.len, sizeof(bad) - 1);
+    assert_memory_equal(ev.data, bad, sizeof(bad) - 1);
+
+    /* the caller found it invalid: a close with 1007, and it sticks */
+    rc = amon_ws_session_reject(&s, AMON_EUTF8, &ev);
+    assert_int_equal(rc, AMON_EUTF8);
+    assert_int_equal(ev.reply_len,
+        amon_ws_write_close(expect, sizeof(expect), AMON_WS_CLOSE_INVALID_DATA,
+            amon_strerror(AMON_EUTF8), NULL));
+    assert_memory_equal(ev.reply, expect, ev.reply_len);
+
+    rc = amon_ws_session_reject(&s, AMON_EUTF8, &ev);
+    assert_int_equal(rc, AMON_EUTF8);
+    assert_int_equal(ev.reply_len, 0);
+
+    n = frame(in, FIN | AMON_WS_OP_TEXT, key, "{}", 2);
+    rc = amon_ws_session_feed(&s, in, n, &consumed, &ev);
+    assert_int_equal(rc, AMON_EUTF8);
+    amon_ws_session_free(&s);
+
+    /* valid text and binary: binary is never flagged */
+    n = frame(in, FIN | AMON_WS_OP_TEXT, key, "caf\xc3\xa9", 5);
+    n += frame(in + n, FIN | AMON_WS_OP_BINARY, key, "\xc0\xaf", 2);
+    amon_ws_session_init(&s, 0, 0, NULL, test_mask, (void *) key);
+    amon_ws_session_utf8_later(&s);
+
+    rc = amon_ws_session_feed(&s, in, n, &consumed, &ev);
+    assert_int_equal(rc, AMON_OK);
+    assert_int_equal(ev.utf8_unchecked, 1);
+    rc = amon_ws_session_feed(&s, in + consumed, n - consumed, &i, &ev);
+    assert_int_equal(rc, AMON_OK);
+    assert_int_equal(ev.opcode, AMON_WS_OP_BINARY);
+    assert_int_equal(ev.utf8_unchecked, 0);
+    amon_ws_session_free(&s);
+
+    /* the header in one call, the whole payload in the next: unchecked */
+    n = frame(in, FIN | AMON_WS_OP_TEXT, key, bad, sizeof(bad) - 1);
+    amon_ws_session_init(&s, 0, 0, NULL, test_mask, (void *) key);
+    amon_ws_session_utf8_later(&s);
+
+    i = n - (sizeof(bad) - 1);
+    rc = amon_ws_session_feed(&s, in, i, &consumed, &ev);
+    assert_int_equal(rc, AMON_AGAIN);
+    rc = amon_ws_session_feed(&s, in + i, n - i, &consumed, &ev);
+    assert_int_equal(rc, AMON_OK);
+    assert_int_equal(ev.utf8_unchecked, 1);
+    amon_ws_session_free(&s);
+
+    /* split over two calls anywhere inside its payload: checked, 1007 */
+    n = frame(in, FIN | AMON_WS_OP_TEXT, key, bad, sizeof(bad) - 1);
+
+    for (i = n - (sizeof(bad) - 1) + 1; i < n; i++) {
+        amon_ws_session_init(&s, 0, 0, NULL, test_mask, (void *) key);
+        amon_ws_session_utf8_later(&s);
+
+        rc = amon_ws_session_feed(&s, in, i, &consumed, &ev);
+        if (rc == AMON_AGAIN) {
+            rc = amon_ws_session_feed(&s, in + i, n - i, &consumed, &ev);
+        }
+
+        assert_int_equal(rc, AMON_EUTF8);
+        assert_int_equal(ev.reply[2] << 8 | ev.reply[3], 1007);
+        amon_ws_session_free(&s);
+
+        /* the frame again, after a split on a copy: still masked input */
+        n = frame(in, FIN | AMON_WS_OP_TEXT, key, bad, sizeof(bad) - 1);
+    }
+
+    /* fragments: checked, 1007 */
+    n = frame(in, AMON_WS_OP_TEXT, key, "{\"a\":\"", 6);
+    n += frame(in + n, FIN | AMON_WS_OP_CONT, key, "\xc0\xaf\"}", 4);
+    amon_ws_session_init(&s, 0, 0, NULL, test_mask, (void *) key);
+    amon_ws_session_utf8_later(&s);
+
+    rc = amon_ws_session_feed(&s, in, n, &consumed, &ev);
+    assert_int_equal(rc, AMON_EUTF8);
+    amon_ws_session_free(&s);
+
+    /* without utf8_later the whole frame is checked by the session */
+    n = frame(in, FIN | AMON_WS_OP_TEXT, key, bad, sizeof(bad) - 1);
+    amon_ws_session_init(&s, 0, 0, NULL, test_mask, (void *) key);
+
+    rc = amon_ws_session_feed(&s, in, n, &consumed, &ev);
+    assert_int_equal(rc, AMON_EUTF8);
+    amon_ws_session_free(&s);
+}
+
+
 static void
 check_fault(const unsigned char *in, size_t len, int client, int rc)
 {
@@ -693,6 +807,7 @@ main(void)
         cmocka_unit_test(test_close_echo),
         cmocka_unit_test(test_our_close_first),
         cmocka_unit_test(test_bad_utf8),
+        cmocka_unit_test(test_utf8_later),
         cmocka_unit_test(test_control_rules),
         cmocka_unit_test(test_fault_sticks),
         cmocka_unit_test(test_client_frames),
