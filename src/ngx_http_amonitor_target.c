@@ -18,14 +18,19 @@
 static ngx_uint_t ngx_http_amonitor_target_path_allowed(
     ngx_http_amonitor_allow_t *a, amon_str_t *path);
 
-/* the worker's target "id": its index by id, not a walk over all */
+/*
+ * The worker's target "id": its index by id, not a walk over all.  The
+ * tree orders nodes of one hash by their strings, so ids made to collide
+ * cost a comparison each, never a longer walk: the quick unkeyed
+ * amon_hash() will do (upstream.c inserts with it).
+ */
 ngx_http_amonitor_upstream_t *
 ngx_http_amonitor_target_find(ngx_http_amonitor_worker_t *w, ngx_str_t *id)
 {
     ngx_str_node_t *sn;
 
     sn = ngx_str_rbtree_lookup(
-        &w->upstream_ids, id, ngx_http_amonitor_hash(id->data, id->len));
+        &w->upstream_ids, id, amon_hash(id->data, id->len));
 
     return sn ? ngx_queue_data(sn, ngx_http_amonitor_upstream_t, by_id) : NULL;
 }

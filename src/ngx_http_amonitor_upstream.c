@@ -236,7 +236,7 @@ ngx_http_amonitor_upstream_create(ngx_http_amonitor_worker_t *w, ngx_str_t *id,
     ngx_queue_insert_tail(&w->upstreams, &u->queue);
     w->upstreams_gen++;
     u->by_id.str = u->id;
-    u->by_id.node.key = ngx_http_amonitor_hash(u->id.data, u->id.len);
+    u->by_id.node.key = amon_hash(u->id.data, u->id.len); /* target_find */
     ngx_rbtree_insert(&w->upstream_ids, &u->by_id.node);
 
     /*

@@ -234,11 +234,22 @@ amon_hash(const unsigned char *p, size_t len)
     }
 
     if (len) {
-        /* the last 1 to 7 bytes, never a byte past them (no memcpy call) */
-        w = 0;
+        /*
+         * The last 1 to 7 bytes in at most two loads, never a byte past
+         * them: 4 to 7 as two 4-byte words that may overlap, 1 to 3 as
+         * the first, middle and last byte (the length is in "h" already,
+         * so no two strings of one length give the same word).
+         */
+        if (len >= 4) {
+            uint32_t a, b;
 
-        while (len) {
-            w = (w << 8) | p[--len];
+            memcpy(&a, p, 4);
+            memcpy(&b, p + len - 4, 4);
+            w = ((uint64_t) a << 32) | b;
+
+        } else {
+            w = (uint64_t) p[0] | ((uint64_t) p[len >> 1] << 8)
+                | ((uint64_t) p[len - 1] << 16);
         }
 
         h = (h ^ w) * 0xff51afd7ed558ccdULL;
