@@ -135,16 +135,17 @@ fuzz_event(fuzz_run_t *r, const amon_ws_parser_t *p, const amon_ws_event_t *ev,
  * generator seeded from the input ("max_chunk" 0: all at once).
  */
 static void
-fuzz_parse(fuzz_run_t *r, int server, const uint8_t *in, size_t size,
+fuzz_parse(fuzz_run_t *r, int server, int later, const uint8_t *in, size_t size,
     uint32_t seed, unsigned max_chunk)
 {
-    int              rc;
+    int              rc, verdict;
     size_t           off, n, consumed;
     uint8_t         *buf;
     amon_ws_event_t  ev;
     amon_ws_parser_t p;
 
     memset(r, 0, sizeof(fuzz_run_t));
+    verdict = 0;
     r->hash = 0xcbf29ce484222325ULL;
 
     buf = malloc(size + 1);
@@ -157,6 +158,7 @@ fuzz_parse(fuzz_run_t *r, int server, const uint8_t *in, size_t size,
     }
 
     amon_ws_parser_init(&p, server, FUZZ_MAX_MESSAGE);
+    p.utf8_later = later ? 1 : 0;
 
     off = 0;
     rc = AMON_AGAIN;
@@ -189,7 +191,29 @@ fuzz_parse(fuzz_run_t *r, int server, const uint8_t *in, size_t size,
                 abort();
             }
 
+            /*
+             * Only a whole text message is left unchecked, only when asked;
+             * the caller checks it, as the module does (conn_decode()).
+             */
+            if (ev.unchecked
+                && (!later || ev.type != AMON_WS_EV_DATA
+                    || ev.opcode != AMON_WS_OP_TEXT || !ev.first || !ev.last)) {
+                abort();
+            }
+
+            if (ev.unchecked
+                && amon_utf8_validate(ev.data, ev.len) != AMON_OK) {
+                rc = AMON_EUTF8;
+                verdict = 1;
+                break;
+            }
+
             fuzz_event(r, &p, &ev, buf, size);
+        }
+
+        if (verdict) {
+            /* the caller's verdict on an unchecked message: not sticky */
+            break;
         }
 
         if (rc < 0) {
@@ -216,13 +240,23 @@ static void
 fuzz_compare(const uint8_t *data, size_t size, int server, uint32_t seed,
     unsigned max_chunk)
 {
+    int        later;
     fuzz_run_t whole, split;
 
-    fuzz_parse(&whole, server, data, size, 0, 0);
-    fuzz_parse(&split, server, data, size, seed, max_chunk);
+    fuzz_parse(&whole, server, 0, data, size, 0, 0);
+    fuzz_parse(&split, server, 0, data, size, seed, max_chunk);
 
     if (whole.rc != split.rc || whole.hash != split.hash) {
         abort();
+    }
+
+    /* the UTF-8 check left to the caller: the same messages and verdict */
+    for (later = 0; later < 2; later++) {
+        fuzz_parse(&split, server, 1, data, size, seed, later ? max_chunk : 0);
+
+        if (whole.rc != split.rc || whole.hash != split.hash) {
+            abort();
+        }
     }
 
     if (whole.rc < 0 && amon_close_code(whole.rc) == 1011) {

@@ -286,6 +286,8 @@ ngx_http_amonitor_reply_stamp_json(ngx_http_amonitor_worker_t *w,
     u_char     *p, *last, *pay;
     amon_buf_t *b;
 
+    static u_char final_true[] = "\"final\":true,";
+
     b = &w->scratch;
     p = data;
     last = data + len;
@@ -300,9 +302,13 @@ ngx_http_amonitor_reply_stamp_json(ngx_http_amonitor_worker_t *w,
 
     p++;
 
-    if (ngx_http_amonitor_reply_append(w, data, p - data, max) != NGX_OK) {
+    /* room for the input and "final": one reservation, plain copies */
+    if (amon_buf_reserve(b, len + sizeof(final_true), max, &w->allocator)
+        != AMON_OK) {
         return NGX_ERROR;
     }
+
+    b->len = ngx_cpymem(b->data + b->len, data, p - data) - b->data;
 
     if (source) {
         if (ngx_http_amonitor_reply_append(w, (u_char *) "\"source\":", 9, max)
@@ -311,7 +317,10 @@ ngx_http_amonitor_reply_stamp_json(ngx_http_amonitor_worker_t *w,
                    (amon_str_t) ngx_http_amonitor_amon_str(&u->id))
                 != AMON_OK
             || ngx_http_amonitor_reply_append(w, (u_char *) ",", 1, max)
-                != NGX_OK) {
+                != NGX_OK
+            || amon_buf_reserve(
+                   b, (last - p) + sizeof(final_true), max, &w->allocator)
+                != AMON_OK) {
             return NGX_ERROR;
         }
     }
@@ -320,10 +329,7 @@ ngx_http_amonitor_reply_stamp_json(ngx_http_amonitor_worker_t *w,
         /* the payload's text is a part of the input */
         pay = (u_char *) env->payload.data + 1;
 
-        if (ngx_http_amonitor_reply_append(w, p, pay - p, max) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+        b->len = ngx_cpymem(b->data + b->len, p, pay - p) - b->data;
         p = pay;
 
         while (pay < last
@@ -331,19 +337,13 @@ ngx_http_amonitor_reply_stamp_json(ngx_http_amonitor_worker_t *w,
             pay++;
         }
 
-        if (ngx_http_amonitor_reply_append(w, (u_char *) "\"final\":true",
-                sizeof("\"final\":true") - 1, max)
-                != NGX_OK
-            || (*pay != '}'
-                && ngx_http_amonitor_reply_append(w, (u_char *) ",", 1, max)
-                    != NGX_OK)) {
-            return NGX_ERROR;
-        }
+        /* with its comma unless the payload was empty */
+        b->len = ngx_cpymem(b->data + b->len, final_true,
+                     sizeof(final_true) - 1 - (*pay == '}'))
+            - b->data;
     }
 
-    if (ngx_http_amonitor_reply_append(w, p, last - p, max) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    b->len = ngx_cpymem(b->data + b->len, p, last - p) - b->data;
 
     out->data = b->data;
     out->len = b->len;

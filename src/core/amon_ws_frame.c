@@ -32,6 +32,8 @@ static int amon_ws_control_done(amon_ws_parser_t *p, amon_ws_event_t *ev);
 static int amon_ws_fail(
     amon_ws_parser_t *p, int rc, size_t pos, size_t *consumed);
 static void amon_ws_next_frame(amon_ws_parser_t *p);
+static int  amon_ws_parse_whole(amon_ws_parser_t *p, unsigned char *data,
+     size_t len, size_t *consumed, amon_ws_event_t *ev);
 static void amon_ws_make_key8(
     unsigned char key8[8], const unsigned char mask[4], unsigned offset);
 
@@ -63,6 +65,11 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
     if (p->state == AMON_WS_ST_ERROR) {
         *consumed = 0;
         return p->error;
+    }
+
+    if (p->hdr_have == 0 && p->state == AMON_WS_ST_HEADER && len >= 2
+        && amon_ws_parse_whole(p, data, len, consumed, ev) == AMON_OK) {
+        return AMON_OK;
     }
 
     for (;;) {
@@ -210,6 +217,82 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
         *consumed = pos;
         return AMON_OK;
     }
+}
+
+
+/*
+ * The usual input, in one step: a whole unfragmented text or binary frame
+ * with a payload of 1 to 65535 bytes, all of it at "data", that starts a
+ * message and passes every check.  Anything else (an error included) is
+ * AMON_AGAIN ("not taken") with the parser untouched, for the general path to take
+ * byte by byte, which yields the same event for the same frame.
+ */
+static int
+amon_ws_parse_whole(amon_ws_parser_t *p, unsigned char *data, size_t len,
+    size_t *consumed, amon_ws_event_t *ev)
+{
+    size_t   h, n;
+    unsigned op, len7, masked;
+
+    op = data[0] & 0x0f;
+    len7 = data[1] & 0x7f;
+    masked = data[1] >> 7;
+
+    /* FIN, no RSV bit, TEXT or BINARY outside a message, masked as due */
+    if ((data[0] & 0xf0) != 0x80
+        || (op != AMON_WS_OP_TEXT && op != AMON_WS_OP_BINARY) || p->in_message
+        || masked != p->server || len7 == 127 || len7 == 0
+        || (op == AMON_WS_OP_TEXT && p->validate_utf8 && !p->utf8_later)) {
+        return AMON_AGAIN;
+    }
+
+    h = 2;
+    n = len7;
+
+    if (len7 == 126) {
+        if (len < 4) {
+            return AMON_AGAIN;
+        }
+
+        n = ((size_t) data[2] << 8) | data[3];
+        h = 4;
+
+        if (n < 126) {
+            return AMON_AGAIN;
+        }
+    }
+
+    h += masked ? 4 : 0;
+
+    if (len < h || len - h < n || n > p->max_message) {
+        return AMON_AGAIN;
+    }
+
+    if (masked) {
+        memcpy(p->mask, data + h - 4, 4);
+        amon_ws_mask(data + h, n, p->mask, 0);
+    }
+
+    p->fin = 1;
+    p->masked = masked;
+    p->frame_opcode = op;
+    p->message_opcode = op;
+    p->message_len = n;
+    p->utf8_state = 0;
+    p->first_pending = 0;
+
+    ev->type = AMON_WS_EV_DATA;
+    ev->data = data + h;
+    ev->len = n;
+    ev->opcode = op;
+    ev->first = 1;
+    ev->last = 1;
+    ev->unchecked = (op == AMON_WS_OP_TEXT && p->validate_utf8);
+    ev->message_len = n;
+
+    *consumed = h + n;
+
+    return AMON_OK;
 }
 
 
