@@ -72,7 +72,7 @@ ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
         && rc != AMON_ENO_MSG_ID);
 
     if (rc == AMON_EUTF8) {
-        /* not answered: the connection closes with 1007 (conn_decode) */
+        /* a fault of the connection: it closes with 1007 (conn_decode) */
         goto done;
     }
 
@@ -282,16 +282,18 @@ ngx_http_amonitor_router_sdk(ngx_http_amonitor_upstream_t *u, ngx_uint_t opcode,
     rc = ngx_http_amonitor_conn_decode(
         remote ? NULL : &u->wc, &env, opcode, data, len, &w->allocator);
 
-    if (rc != AMON_OK) {
+    /* invalid UTF-8: a fault of the connection, closed with 1007 */
+    if (rc != AMON_OK && rc != AMON_EUTF8) {
         (void) ngx_atomic_fetch_add(&w->counters->invalid, 1);
 
-        /* invalid UTF-8: the close with 1007 is logged (conn_decode) */
-        if (rc != AMON_EUTF8 && ngx_http_amonitor_upstream_say(u)) {
+        if (ngx_http_amonitor_upstream_say(u)) {
             ngx_log_error(NGX_LOG_ERR, &u->log, 0,
                 "amonitor: invalid message from the SDK dropped: %s",
                 amon_strerror(rc));
         }
+    }
 
+    if (rc != AMON_OK) {
         amon_envelope_release(&env);
         return;
     }

@@ -12,6 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Raw qw(raw_send ws_frame);
 
 my $t = Test::AMonitor->new(workers => 1);
 my $sdk = fake_sdk(port => $t->port(1), target_id => 'uf-a',
@@ -25,8 +26,15 @@ $t->write_config(
 EOC
     config => <<'EOC',
         location = /ws/panel { amonitor_panel on; }
+        location = /status { amonitor_status; }
 EOC
 )->run;
+
+# the zone's count of invalid messages
+sub invalid {
+    my $j = try_decode_json($t->http_get('/status')->{body});
+    return $j ? $j->{invalid} : undef;
+}
 
 ok($sdk->wait_connections(1), 'the worker dialed the fake SDK');
 
@@ -56,6 +64,7 @@ sub closes_with {
         ok($sdk->wait_connections(1), 'the SDK connection is open');
         my @ids = $sdk->conn_ids;
         $p->clear;
+        my $i0 = invalid();
         ok($sdk->send_frames_to($ids[0], @frames), 'the frames were sent');
         ok($sdk->wait_closes(\@ids, 5), 'the agent closed the connection');
         my ($c) = $sdk->closes_of(@ids);
@@ -69,6 +78,8 @@ sub closes_with {
         forwarded($ok, hb($ok), 'a heartbeat after it is forwarded');
         is(scalar(grep { index($_->{data}, "hb-$seq\"") >= 0 }
             $p->messages), 0, 'nothing of the bad message was forwarded');
+        # a fault of the connection, as 1002 ones: not an invalid message
+        is(invalid() - $i0, 0, 'not counted as an invalid message');
     };
 }
 
@@ -114,6 +125,25 @@ closes_with('a reserved opcode: 1002', 'b8', 1002,
 error_log_like(
     qr/\[error\] .*amonitor: websocket error: invalid UTF-8, closing with 1007/,
     'invalid UTF-8 is logged with 1007');
+no_error_log('invalid message from the SDK dropped: invalid UTF-8',
+    'and only so: not as a dropped message too');
+
+subtest 'a panel: invalid UTF-8 in a whole frame, closed with 1007, '
+    . 'unanswered' => sub {
+    my ($raw, $resp) = raw_ws_connect($t->port(0), '/ws/panel');
+    ok($raw, 'a raw panel connected') or diag($resp);
+    my $i0 = invalid();
+    raw_send($raw, ws_frame(opcode => 'text',
+        payload => qq({"msg_id":"pu-1","type":"action","target_id":"uf-a",)
+            . qq("payload":{"action":"x\xff"}})));
+    my $f = raw_read_frame($raw, 5);
+    ok($f && !$f->{eof}, 'a frame came back');
+    is($f && $f->{opcode}, 8, 'it is the close, no answer before it');
+    is($f && length($f->{payload}) >= 2
+        ? unpack('n', $f->{payload}) : undef, 1007, 'with 1007');
+    is(invalid() - $i0, 0, 'not counted as an invalid message');
+    close $raw;
+};
 
 $t->stop;
 
