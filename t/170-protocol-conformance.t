@@ -630,6 +630,21 @@ subtest 'an action_ack naming another target: source and final' => sub {
         'source first, final first in the payload');
 };
 
+subtest 'an action_ack with white space: final goes right after the '
+    . 'payload\'s brace, every other byte kept' => sub {
+    my $id = uuid4();
+    $p->send_json(action($id, target_id => 'c-slow'));
+    ok($slow->wait_actions(scalar($slow->actions) + 1, 5), 'sent');
+    my $ack = qq({ "msg_id" : "ak-2", "type" : "action_ack", )
+        . qq("target_id" : "c-slow", "payload" : {\n  "action_msg_id" : )
+        . qq("$id", "success" : false, "message" : "m" } }\n);
+    $slow->send_all($ack);
+    my $m = $p->recv_until(sub { about($_[0]{json}, $id) }, 5);
+    (my $want = $ack) =~ s/"payload" : \{/"payload" : {"final":true,/;
+    isnt($want, $ack, 'the expected text has the stamp');
+    is($m && $m->{data}, $want, 'stamped, nothing else changed');
+};
+
 subtest 'protobuf: Envelope.source (7) appended' => sub {
     my $ok = pb_envelope(msg_id => 'pbs-1', type => 'heartbeat',
         target_id => 'c-a', payload => pb_str(1, 'c-a'));
