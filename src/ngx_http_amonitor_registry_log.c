@@ -51,7 +51,7 @@ ngx_http_amonitor_registry_record(
     rg->log[slot] = reg;
 
     if (old != NULL && --old->refs == 0 && !old->live) {
-        ngx_slab_free_locked((ngx_slab_pool_t *) st->zone->shm.addr, old);
+        ngx_http_amonitor_store_zone_free(st, old);
     }
 
     /* readers compare it without the mutex: the record is written first */

@@ -272,6 +272,9 @@ struct ngx_http_amonitor_store_s {
      * new msg_id would (NULL: the backend keeps no dedupe table there).
      */
     void *(*zone_alloc)(ngx_http_amonitor_store_t *st, size_t size);
+    /* under the mutex: free what zone_alloc or the slab gave (NULL: the
+       slab's own free will do) */
+    void (*zone_free)(ngx_http_amonitor_store_t *st, void *p);
     /*
      * Remove a learned target; "unopened": only if no worker ever had
      * it open.  NGX_OK: removed (or not there), NGX_DECLINED: kept.
@@ -348,6 +351,19 @@ ngx_http_amonitor_registry_t *ngx_http_amonitor_store_shm_registry(
 void      ngx_http_amonitor_registry_methods(ngx_http_amonitor_store_t *st);
 ngx_int_t ngx_http_amonitor_registry_init(
     ngx_http_amonitor_registry_t *rg, ngx_slab_pool_t *shpool, size_t size);
+
+
+/* free "p" in the zone, under its mutex (the backend's zone_free) */
+static ngx_inline void
+ngx_http_amonitor_store_zone_free(ngx_http_amonitor_store_t *st, void *p)
+{
+    if (st->zone_free) {
+        st->zone_free(st, p);
+        return;
+    }
+
+    ngx_slab_free_locked((ngx_slab_pool_t *) st->zone->shm.addr, p);
+}
 
 
 #endif /* _NGX_HTTP_AMONITOR_STORE_H_INCLUDED_ */

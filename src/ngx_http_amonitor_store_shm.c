@@ -22,6 +22,8 @@ static void ngx_http_amonitor_shm_expire_queue(
     ngx_http_amonitor_shm_t *ctx, ngx_queue_t *queue, ngx_uint_t force);
 static void ngx_http_amonitor_shm_expire(
     ngx_http_amonitor_shm_t *ctx, ngx_uint_t force);
+static ngx_uint_t ngx_http_amonitor_shm_unlink(
+    ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an);
 static void ngx_http_amonitor_shm_delete(
     ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an);
 static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_alloc(
@@ -46,6 +48,8 @@ static ngx_http_amonitor_node_t *ngx_http_amonitor_shm_add(
     ngx_uint_t *evicted);
 static void ngx_http_amonitor_shm_evicted(
     ngx_http_amonitor_shm_t *ctx, ngx_uint_t n);
+static void ngx_http_amonitor_shm_zone_free(
+    ngx_http_amonitor_store_t *st, void *p);
 static void *ngx_http_amonitor_shm_zone_alloc(
     ngx_http_amonitor_store_t *st, size_t size);
 static void ngx_http_amonitor_shm_report(ngx_http_amonitor_shm_t *ctx,
@@ -76,6 +80,7 @@ ngx_http_amonitor_store_shm_create(
     ctx->store.query = ngx_http_amonitor_shm_query;
     ngx_http_amonitor_registry_methods(&ctx->store);
     ctx->store.zone_alloc = ngx_http_amonitor_shm_zone_alloc;
+    ctx->store.zone_free = ngx_http_amonitor_shm_zone_free;
     ctx->store.zone = shm_zone;
     ctx->store.registry = &ctx->sh->registry;
     ctx->store.data = ctx;
@@ -112,12 +117,13 @@ ngx_http_amonitor_shm_lookup(
 
 
 /*
- * Unlink "an" from the index: later slots of its run that may live in the
- * freed slot move back into it (linear probing's deletion), so that no
- * lookup stops early at a hole.
+ * Unlink "an" from its queue and from the index: later slots of its run
+ * that may live in the freed slot move back into it (linear probing's
+ * deletion), so that no lookup stops early at a hole.  0: it was not
+ * indexed (cannot happen).
  */
-static void
-ngx_http_amonitor_shm_delete(
+static ngx_uint_t
+ngx_http_amonitor_shm_unlink(
     ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an)
 {
     uint64_t  *slots, me;
@@ -132,9 +138,7 @@ ngx_http_amonitor_shm_delete(
 
     for (i = an->hash & mask; slots[i] != me; i = (i + 1) & mask) {
         if (slots[i] == 0) {
-            /* not indexed: cannot happen */
-            ngx_slab_free_locked(ctx->shpool, an);
-            return;
+            return 0;
         }
     }
 
@@ -152,7 +156,19 @@ ngx_http_amonitor_shm_delete(
 
     slots[i] = 0;
 
+    return 1;
+}
+
+
+/* unlink and free "an": the zone has room again */
+static void
+ngx_http_amonitor_shm_delete(
+    ngx_http_amonitor_shm_t *ctx, ngx_http_amonitor_node_t *an)
+{
+    (void) ngx_http_amonitor_shm_unlink(ctx, an);
+
     ngx_slab_free_locked(ctx->shpool, an);
+    ctx->sh->full = 0;
 }
 
 
@@ -213,12 +229,37 @@ ngx_http_amonitor_shm_alloc(
     ngx_http_amonitor_shm_expire(ctx, 0);
 
     /*
+     * A zone full and evicting, nothing freed since its last eviction: the
+     * least recently used outcome's node is taken over as it is when it
+     * has the size asked for, where evicting it and asking the slab again
+     * would give the same memory back.
+     */
+    if (ctx->sh->full && !ngx_queue_empty(&ctx->sh->lru)) {
+        an = ngx_queue_data(
+            ngx_queue_last(&ctx->sh->lru), ngx_http_amonitor_node_t, queue);
+
+        if (ngx_http_amonitor_node_size(an->id_len) + an->room == size) {
+            (*evicted)++;
+
+            if (ngx_http_amonitor_shm_unlink(ctx, an)) {
+                return an;
+            }
+
+            /* not indexed (cannot happen): freed as a delete frees it */
+            ngx_slab_free_locked(ctx->shpool, an);
+            ctx->sh->full = 0;
+        }
+    }
+
+    /*
      * Slab pages hold one size class: freeing a node of another class may
      * free no page, so evict until a whole page comes free, up to a bound.
      */
     for (i = 0; i < 1024; i++) {
         an = ngx_slab_alloc_locked(ctx->shpool, size);
         if (an != NULL) {
+            /* after evictions: full, until something is freed */
+            ctx->sh->full = (i > 0);
             return an;
         }
 
@@ -257,6 +298,17 @@ ngx_http_amonitor_shm_zone_alloc(ngx_http_amonitor_store_t *st, size_t size)
     }
 
     return p;
+}
+
+
+/* the registry's and the target state's frees: the zone has room again */
+static void
+ngx_http_amonitor_shm_zone_free(ngx_http_amonitor_store_t *st, void *p)
+{
+    ngx_http_amonitor_shm_t *ctx = st->data;
+
+    ngx_slab_free_locked(ctx->shpool, p);
+    ctx->sh->full = 0;
 }
 
 

@@ -19,7 +19,7 @@
 
 #define NGX_HTTP_AMONITOR_NODE_MIN 256
 /* the layout's version: bump it when the zone's structures change */
-#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000dULL
+#define NGX_HTTP_AMONITOR_ZONE_MAGIC 0x414d4f4e000eULL
 
 
 typedef struct ngx_http_amonitor_node_s ngx_http_amonitor_node_t;
@@ -60,6 +60,8 @@ typedef struct {
     ngx_uint_t                       mask; /* slots - 1 */
     ngx_queue_t                      lru; /* outcomes, for eviction */
     ngx_queue_t                      pending; /* claims, oldest last */
+    ngx_uint_t                       full; /* evicted to allocate, nothing
+                                              freed since (shm_alloc) */
     ngx_http_amonitor_registry_t     registry; /* registry.c */
     ngx_http_amonitor_shared_t       shared; /* target state, histogram */
 } ngx_http_amonitor_shctx_t;

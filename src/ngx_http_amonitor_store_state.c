@@ -238,7 +238,7 @@ ngx_http_amonitor_store_target_new(ngx_http_amonitor_store_t *st,
                 : NULL;
 
     if (ts && ngx_http_amonitor_store_target_url(st, ts, url) != NGX_OK) {
-        ngx_slab_free_locked((ngx_slab_pool_t *) st->zone->shm.addr, ts);
+        ngx_http_amonitor_store_zone_free(st, ts);
         ts = NULL;
     }
 
@@ -289,7 +289,7 @@ ngx_http_amonitor_store_target_url(ngx_http_amonitor_store_t *st,
     ngx_memcpy(p, url->data, url->len);
 
     if (ts->url) {
-        ngx_slab_free_locked((ngx_slab_pool_t *) st->zone->shm.addr, ts->url);
+        ngx_http_amonitor_store_zone_free(st, ts->url);
     }
 
     ts->url = p;
@@ -453,7 +453,7 @@ ngx_http_amonitor_store_heartbeat(ngx_http_amonitor_store_t *st,
 
         if (p != NULL) {
             if (ts->hb) {
-                ngx_slab_free_locked(shpool, ts->hb);
+                ngx_http_amonitor_store_zone_free(st, ts->hb);
             }
 
             ts->hb = p;

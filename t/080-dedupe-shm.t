@@ -441,6 +441,15 @@ subtest 'a full zone evicts the least recently used msg_ids' => sub {
             "recent msg_id $i is still a duplicate");
         is($sdk->executed($ids[$i]), 1, "and ran once");
     }
+
+    # the index after many nodes were taken over for new ids: each of the
+    # last 100 is found, none ran twice
+    my @lost = grep { !is_dup(ask($p, $ids[$_], 'dd-a')) }
+        $N - 100 .. $N - 11;
+    is(scalar(@lost), 0, 'the 90 msg_ids before them are duplicates too')
+        or diag("not found: @lost");
+    is(scalar(grep { $sdk->executed($ids[$_]) != 1 } $N - 100 .. $N - 1), 0,
+        'and each ran once');
     no_error_log(qr/\[(?:alert|crit)\]/, 'no alert: eviction made room');
     $p->close;
 };

@@ -12,6 +12,7 @@
 #   bash bench/agent/instr.sh
 #   OLD_MODULE=/tmp/old.so REPS=3 bash bench/agent/instr.sh
 #   TOP=20 bash bench/agent/instr.sh          # more functions listed
+#   ZONE=1m bash bench/agent/instr.sh         # a zone full and evicting
 #
 # nginx runs as one process (master_process off) under callgrind; each
 # run answers N1 (20000), then N2 (60000) actions, and the instructions
@@ -30,6 +31,7 @@ N1=${N1:-20000}
 N2=${N2:-60000}
 REPS=${REPS:-1}
 TOP=${TOP:-12}
+ZONE=${ZONE:-64m}
 NGINX=${NGINX:-/usr/sbin/nginx}
 
 # shellcheck source=bench/lib.sh
@@ -81,7 +83,7 @@ conf() {
     amonitor_reconnect 50ms 200ms;
     amonitor_ack_timeout 10s;
     amonitor_send_queue 4096;
-    amonitor_zone amon 64m;"
+    amonitor_zone amon $ZONE;"
         loc="amonitor_panel on;"
     else
         loc="proxy_pass http://127.0.0.1:$SDK_PORT/;
