@@ -224,8 +224,8 @@ amon_ws_parse(amon_ws_parser_t *p, unsigned char *data, size_t len,
  * The usual input, in one step: a whole unfragmented text or binary frame
  * with a payload of 1 to 65535 bytes, all of it at "data", that starts a
  * message and passes every check.  Anything else (an error included) is
- * AMON_AGAIN ("not taken") with the parser untouched, for the general path to take
- * byte by byte, which yields the same event for the same frame.
+ * AMON_AGAIN, "not taken", with the parser untouched: the general path
+ * takes it byte by byte and yields the same event for the same frame.
  */
 static int
 amon_ws_parse_whole(amon_ws_parser_t *p, unsigned char *data, size_t len,
