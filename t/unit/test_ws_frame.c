@@ -47,6 +47,9 @@ typedef struct {
 
 static const unsigned char rfc_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
 
+/* run(): the parser leaves a whole text frame's UTF-8 to the caller */
+static int run_utf8_later;
+
 
 /*
  * Test-side frame builder, independent of the writers under test.
@@ -234,6 +237,7 @@ run(rec_t *r, int server, uint64_t max, const unsigned char *in, size_t len,
 
     memset(r, 0, sizeof(rec_t));
     amon_ws_parser_init(&p, server, max);
+    p.utf8_later = run_utf8_later;
     r->max_message = p.max_message;
 
     buf = malloc(len + 1);
@@ -534,6 +538,80 @@ test_rfc_binary_lengths(void **state)
     assert_event(
         &r, 0, AMON_WS_EV_DATA, AMON_WS_OP_BINARY, (char *) payload, 65536);
     rec_free(&r);
+
+    free(payload);
+    free(buf);
+}
+
+
+/*
+ * Whole frames at the edges of the one-step read (amon_ws_parse_whole):
+ * 1, 125, 126 and 65,535 bytes, text and binary, from a client and from a
+ * server, two in one input, with and without utf8_later: each parsed
+ * whole gives what one byte at a time and every split give.  A text frame
+ * read whole under utf8_later is flagged unchecked, and only then.
+ */
+static void
+test_whole_frames(void **state)
+{
+    int              later, server, text, k;
+    size_t           i, len, n, consumed;
+    unsigned char   *buf, *payload;
+    rec_t            r;
+    amon_ws_event_t  ev;
+    amon_ws_parser_t p;
+
+    static const size_t lens[] = {1, 125, 126, 65535};
+
+    payload = malloc(65535);
+    buf = malloc(2 * (65535 + 8));
+    assert_non_null(payload);
+    assert_non_null(buf);
+
+    /* valid UTF-8 either way: ASCII */
+    for (i = 0; i < 65535; i++) {
+        payload[i] = (unsigned char) ('a' + i % 26);
+    }
+
+    for (later = 0; later < 2; later++) {
+        for (server = 0; server < 2; server++) {
+            for (text = 0; text < 2; text++) {
+                for (k = 0; k < 4; k++) {
+                    len = lens[k];
+                    n = put_frame(buf, FIN | (text ? 1 : 2),
+                        server ? rfc_mask : NULL, 0, payload, len);
+                    n += put_frame(buf + n, FIN | 2, server ? rfc_mask : NULL,
+                        0, payload, 3);
+
+                    run_utf8_later = later;
+                    check_all(&r, server, 0, buf, n);
+                    run_utf8_later = 0;
+
+                    assert_int_equal(r.rc, AMON_AGAIN);
+                    assert_int_equal(r.n, 2);
+                    assert_event(&r, 0, AMON_WS_EV_DATA,
+                        text ? AMON_WS_OP_TEXT : AMON_WS_OP_BINARY,
+                        (char *) payload, len);
+                    assert_event(&r, 1, AMON_WS_EV_DATA, AMON_WS_OP_BINARY,
+                        (char *) payload, 3);
+                    rec_free(&r);
+
+                    /* the first frame in one call: one event, the flag */
+                    n = put_frame(buf, FIN | (text ? 1 : 2),
+                        server ? rfc_mask : NULL, 0, payload, len);
+                    amon_ws_parser_init(&p, server, 0);
+                    p.utf8_later = later;
+
+                    assert_int_equal(
+                        amon_ws_parse(&p, buf, n, &consumed, &ev), AMON_OK);
+                    assert_int_equal(consumed, n);
+                    assert_int_equal(ev.len, len);
+                    assert_true(ev.first && ev.last);
+                    assert_int_equal(ev.unchecked, later && text);
+                }
+            }
+        }
+    }
 
     free(payload);
     free(buf);
@@ -1431,6 +1509,7 @@ main(void)
         cmocka_unit_test(test_rfc_fragmented),
         cmocka_unit_test(test_rfc_ping_pong),
         cmocka_unit_test(test_rfc_binary_lengths),
+        cmocka_unit_test(test_whole_frames),
         cmocka_unit_test(test_err_rsv),
         cmocka_unit_test(test_err_opcode),
         cmocka_unit_test(test_err_mask),
