@@ -138,51 +138,11 @@ subtest "$ROUNDS rounds of the same msg_id from panels on different workers"
 
     is($sent, $ROUNDS, 'every round was sent');
 
-    my (@not_once, @bad_count, @bad_mix, %winner);
-    for my $id (@ids) {
-        push @not_once, "$id: " . $sdk->executed($id)
-            if $sdk->executed($id) != 1;
-        my ($real, $dup) = (0, 0);
-        for my $i (0 .. $#panels) {
-            my $a = $answers{$id}[$i] // [];
-            if (@$a != 1) {
-                push @bad_count, "$id panel $i: " . scalar(@$a)
-                    . ' answers';
-                next;
-            }
-            my $j = $a->[0];
-            my $pl = ref $j->{payload} eq 'HASH' ? $j->{payload} : {};
-            # a duplicate says what is known of the first attempt: still
-            # pending (it raced the first), or done with the stored ack
-            my $dup_pending = ($pl->{state} // '') eq 'pending'
-                && ($pl->{message} // '')
-                    eq 'duplicate ignored: the first attempt is still pending'
-                && !$pl->{success} && !exists $pl->{original};
-            my $dup_done = ($pl->{state} // '') eq 'done'
-                && ($pl->{message} // '') eq 'duplicate ignored'
-                && $pl->{success}
-                && ref $pl->{original} eq 'HASH'
-                && ($pl->{original}{action_msg_id} // '') eq $id
-                && $pl->{original}{success};
-            if (($j->{type} // '') eq 'action_ack' && $pl->{duplicate}
-                && $pl->{final} && ($dup_pending || $dup_done))
-            {
-                $dup++;
-            }
-            elsif (($j->{type} // '') eq 'action_ack'
-                && !exists $pl->{duplicate} && $pl->{success}
-                && $pl->{final})
-            {
-                $real++;
-                $winner{$i}++;
-            }
-            else {
-                push @bad_mix, "$id panel $i: " . encode_json($j);
-            }
-        }
-        push @bad_mix, "$id: $real real acks, $dup duplicates"
-            if $real != 1 || $dup != @panels - 1;
-    }
+    my $tally = dedupe_tally($sdk, \%answers, \@ids, scalar(@panels));
+    my @not_once = @{ $tally->{not_once} };
+    my @bad_count = @{ $tally->{bad_count} };
+    my @bad_mix = @{ $tally->{bad_mix} };
+    my %winner = %{ $tally->{winners} };
 
     is(scalar(@not_once), 0, 'the SDK executed every msg_id exactly once')
         or diag(join "\n", @not_once[0 .. ($#not_once > 9 ? 9 : $#not_once)]);

@@ -27,7 +27,7 @@ use Test::More;
 
 use Test::AMonitor::Util qw(wait_for sleep_loop free_port uuid4
     encode_json decode_json try_decode_json now_ms tscale default_timeout
-    json_text mute_listener prometheus_samples);
+    json_text mute_listener prometheus_samples dedupe_tally);
 use Test::AMonitor::Nginx;
 use Test::AMonitor::Log qw(error_log_like no_error_log wait_error_log
     scan_log_text);
@@ -48,7 +48,7 @@ our @EXPORT = (
     raw_connect raw_ws_connect raw_send raw_read raw_read_frame raw_http
     http_request parse_http_response ws_frame ws_accept_key raw_eof
     slow_panel storm_open storm_read scan_log_text panels_per_worker
-    mute_listener prometheus_samples)
+    mute_listener prometheus_samples dedupe_tally)
 );
 
 our $REPO = $Test::AMonitor::Nginx::REPO;
@@ -343,6 +343,15 @@ target there never answers its handshake (C<-E<gt>sockport>).
 
 The Prometheus text parsed by python3-prometheus-client: an array of
 C<[name, {labels}, value, family, type]>, undef when it does not parse.
+
+=item dedupe_tally($sdk, \%answers, \@ids, $npanels)
+
+Several panels sent each msg_id at once; C<$answers{$id}[$i]> lists the
+answers panel C<$i> got for C<$id>.  Checks that the SDK ran each once
+and that each has one real ack and, for every other panel, a final
+"duplicate ignored" (pending, or done with the stored ack).  Returns
+C<{ not_once, bad_count, bad_mix }> (lists of what is wrong, empty when
+all is well) and C<winners> (panel index =E<gt> real acks).
 
 =back
 

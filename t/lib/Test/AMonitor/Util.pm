@@ -26,7 +26,7 @@ use Time::HiRes qw(time);
 our @EXPORT_OK = qw(wait_for sleep_loop free_port uuid4 encode_json
     decode_json try_decode_json now_ms verbose note_verbose tscale
     default_timeout json_text mute_listener prometheus_samples
-    dead_targets);
+    dead_targets dedupe_tally);
 
 our $PORT_LOCK_DIR = $ENV{TEST_AMON_PORT_LOCK_DIR} || '/tmp/amon-test-ports';
 
@@ -238,6 +238,66 @@ sub try_decode_json {
     my ($bytes) = @_;
     my $v = eval { decode_json($bytes) };
     return $v;
+}
+
+
+# The answers to one msg_id that several panels sent at once, checked:
+# one real ack (a final success, not a duplicate) and, for every other
+# panel, a final "duplicate ignored" that tells what is known of the first
+# attempt: still pending (it raced the first), or done with the stored
+# ack.  $answers->{$id}[$i] lists what panel $i got for $id.  Returns a
+# hashref: not_once (ids the SDK did not run exactly once), bad_count
+# (panels with other than one answer), bad_mix (answers of another kind,
+# or not one real ack and the rest duplicates), winners (panel index =>
+# real acks it got).
+sub dedupe_tally {
+    my ($sdk, $answers, $ids, $npanels) = @_;
+    my %r = (not_once => [], bad_count => [], bad_mix => [], winners => {});
+
+    for my $id (@$ids) {
+        push @{ $r{not_once} }, "$id: " . $sdk->executed($id)
+            if $sdk->executed($id) != 1;
+        my ($real, $dup) = (0, 0);
+        for my $i (0 .. $npanels - 1) {
+            my $got = $answers->{$id}[$i] // [];
+            if (@$got != 1) {
+                push @{ $r{bad_count} },
+                    "$id panel $i: " . scalar(@$got) . ' answers';
+                next;
+            }
+            my $j = $got->[0];
+            my $pl = ref $j->{payload} eq 'HASH' ? $j->{payload} : {};
+            my $dup_pending = ($pl->{state} // '') eq 'pending'
+                && ($pl->{message} // '')
+                    eq 'duplicate ignored: the first attempt is still pending'
+                && !$pl->{success} && !exists $pl->{original};
+            my $dup_done = ($pl->{state} // '') eq 'done'
+                && ($pl->{message} // '') eq 'duplicate ignored'
+                && $pl->{success}
+                && ref $pl->{original} eq 'HASH'
+                && ($pl->{original}{action_msg_id} // '') eq $id
+                && $pl->{original}{success};
+            if (($j->{type} // '') eq 'action_ack' && $pl->{duplicate}
+                && $pl->{final} && ($dup_pending || $dup_done))
+            {
+                $dup++;
+            }
+            elsif (($j->{type} // '') eq 'action_ack'
+                && !exists $pl->{duplicate} && $pl->{success}
+                && $pl->{final})
+            {
+                $real++;
+                $r{winners}{$i}++;
+            }
+            else {
+                push @{ $r{bad_mix} }, "$id panel $i: " . encode_json($j);
+            }
+        }
+        push @{ $r{bad_mix} }, "$id: $real real acks, $dup duplicates"
+            if $real != 1 || $dup != $npanels - 1;
+    }
+
+    return \%r;
 }
 
 
