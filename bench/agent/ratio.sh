@@ -83,6 +83,9 @@
 #   PERF_RECORD  a directory: perf record (call graphs) of the server over
 #                each measured window instead, one file per run
 #                (<case>-<server>-*.data; read with perf report -i)
+#   GEN_MAX      the summary names the runs whose load generator used more
+#                than this % of its core (80; column "gen %": amon-load
+#                only, nchan's publisher shares that core)
 #   QUIET        e.g. 20: before each run, wait until the machine's other
 #                work takes under 20 % of a core (at most QUIET_MAX, 120 s)
 #   DAMON=pause  (root) turn the kernel's DAMON monitors that are on off
@@ -101,6 +104,7 @@ OLD_MODULE=${OLD_MODULE:-}
 PERF_EVENTS=${PERF_EVENTS:-}
 NCHAN=${NCHAN:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 REPS=${REPS:-3}
+GEN_MAX=${GEN_MAX:-80}
 SECS=${SECS:-4}
 CASES=${CASES:-"fan1 fan100 fan1000 sweep act idle"}
 IDLE_N=${IDLE_N:-1000}
@@ -328,9 +332,10 @@ redis_fill() {
         "(waited $k s for its rehash)" >&2
 }
 
-# one measurement: prints "<per-op microseconds of server CPU> <ops/s>"
+# one measurement: prints "<per-op microseconds of server CPU> <ops/s>
+# <% of a core the load generator used over the same window>"
 measure() {
-    local out t0 t1 u0 u1 lp ops
+    local out t0 t1 u0 u1 g0 g1 lp ops
     "$LOAD" --quiet --duration "$SECS" --warmup 2 --sdk-port "$SDK_PORT" \
         "$@" > "$PREFIX/out" 2>&1 &
     lp=$!
@@ -341,6 +346,7 @@ measure() {
     fi
     sleep 2.5
     t0=$(cpu_ticks "$SERVER_PID")
+    g0=$(cpu_ticks "$lp")
     u0=$(awk '{ print $14 }' "/proc/$SERVER_PID/stat")
     if [ -n "$PERF_EVENTS" ]; then
         perf stat -x, -e "$PERF_EVENTS" -p "$SERVER_PID" -o "$PREFIX/perf" \
@@ -354,8 +360,9 @@ measure() {
         sleep $((SECS - 1))
     fi
     t1=$(cpu_ticks "$SERVER_PID")
+    g1=$(cpu_ticks "$lp")
     u1=$(awk '{ print $14 }' "/proc/$SERVER_PID/stat")
-    wait "$lp" || { cat "$PREFIX/out" >&2; echo "- -"; return; }
+    wait "$lp" || { cat "$PREFIX/out" >&2; echo "- - -"; return; }
     out=$(cat "$PREFIX/out")
     ops=$(echo "$out" | tr ' ' '\n' \
         | sed -n 's/^delivered_per_s=//p; s/^actions_per_s=//p;
@@ -369,9 +376,10 @@ measure() {
              END { if (n > 0) printf "  user_us %.3f", u / hz / n * 1e6;
                    print "" }' "$PREFIX/perf" >&2
     fi
-    awk -v t=$((t1 - t0)) -v hz="$HZ" -v s=$((SECS - 1)) -v ops="$ops" \
-        'BEGIN { if (ops > 0) printf "%.3f %.0f\n", t / hz / s / ops * 1e6, ops;
-                 else print "- -" }'
+    awk -v t=$((t1 - t0)) -v g=$((g1 - g0)) -v hz="$HZ" -v s=$((SECS - 1)) \
+        -v ops="$ops" 'BEGIN { if (ops > 0) printf "%.3f %.0f %.0f\n",
+            t / hz / s / ops * 1e6, ops, g / hz / s * 100;
+            else print "- - -" }'
 }
 
 declare -A RES
@@ -565,9 +573,12 @@ run() {
         kill "$PUSHER_PID" 2>/dev/null || true
         wait "$PUSHER_PID" 2>/dev/null || true
     fi
-    echo "$c $s rep: ${r% *} us/op at ${r#* } ops/s" >&2
-    RES[$c/$s]="${RES[$c/$s]:-} ${r% *}"
-    RES[$c/$s/ops]="${RES[$c/$s/ops]:-} ${r#* }"
+    local us ops gen
+    read -r us ops gen <<< "$r"
+    echo "$c $s rep: $us us/op at $ops ops/s, load generator $gen %" >&2
+    RES[$c/$s]="${RES[$c/$s]:-} $us"
+    RES[$c/$s/ops]="${RES[$c/$s/ops]:-} $ops"
+    RES[$c/$s/gen]="${RES[$c/$s/gen]:-} $gen"
     if [ "$c" = actopen ] || [ "$c" = actfix ] || [ "$c" = actfixr ]; then
         for f in rtt_p50_us rtt_p99_us rtt_p999_us rtt_max_us lag_p99_us \
             sent_rtt_p99_us missing errors late; do
@@ -796,7 +807,9 @@ for rep in $(seq 1 "$REPS"); do
 done
 
 echo
-printf '%-10s %-8s %14s %12s %10s\n' case server "us_cpu/op" "ops/s" "x floor"
+printf '%-10s %-8s %14s %12s %10s %6s\n' case server "us_cpu/op" "ops/s" \
+    "x floor" "gen %"
+busy=""
 for p in "${plan[@]}"; do
     c=${p%%:*}
     [ "$c" = idle ] && continue
@@ -806,10 +819,20 @@ for p in "${plan[@]}"; do
     for s in ${p#*:}; do
         m=$(echo "${RES[$c/$s]}" | median)
         o=$(echo "${RES[$c/$s/ops]}" | median)
+        g=$(echo "${RES[$c/$s/gen]:-}" | median)
         x=$(ratio "$m" "$f")
-        printf '%-10s %-8s %14s %12s %10s\n' "$c" "$s" "$m" "$o" "$x"
+        printf '%-10s %-8s %14s %12s %10s %6s\n' "$c" "$s" "$m" "$o" "$x" "$g"
+        if awk -v g="$g" -v m="$GEN_MAX" 'BEGIN { exit !(g + 0 > m) }'; then
+            busy="$busy $c/$s"
+        fi
     done
 done
+# gen %: the load generator's share of its core (medians); above GEN_MAX
+# the figures of that run measure the generator's own queueing as well
+if [ -n "$busy" ]; then
+    echo "load generator above $GEN_MAX % of its core in:$busy" \
+        "(its rate, not only the server, bounds those runs)"
+fi
 
 # memory per idle connection, against the relay's
 for p in "${plan[@]}"; do
@@ -857,8 +880,8 @@ if [ -n "${ACKRATE:-}" ]; then
         "medians; missing/errors/late summed over the runs"
     echo "(lag: how late the load generator sent; sent_p99: p99 of the" \
         "round trip from the actual write)"
-    printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %9s %s\n' server \
-        offered acks/s p50 p99 p99.9 max lag_p99 sent_p99 cpu/op \
+    printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %5s %9s %s\n' server \
+        offered acks/s p50 p99 p99.9 max lag_p99 sent_p99 cpu/op gen% \
         miss/err/lt "p99<1ms"
     for s in $ACK_OPEN; do
         rate=$ACK_RATE
@@ -878,11 +901,12 @@ if [ -n "${ACKRATE:-}" ]; then
         done
         ok=$(awk -v p="${M[rtt_p99_us]}" -v b="$bad" 'BEGIN {
             print (p + 0 < 1000 && b == 0) ? "yes" : "no" }')
-        printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %9s %s\n' "$s" \
+        printf '%-8s %7s %7s %6s %6s %6s %6s %7s %8s %6s %5s %9s %s\n' "$s" \
             "$rate" "$(echo "${RES[actopen/$s/ops]}" | median)" \
             "${M[rtt_p50_us]}" "${M[rtt_p99_us]}" "${M[rtt_p999_us]}" \
             "${M[rtt_max_us]}" "${M[lag_p99_us]}" "${M[sent_rtt_p99_us]}" \
-            "$(echo "${RES[actopen/$s]}" | median)" "${sums#/}" "$ok"
+            "$(echo "${RES[actopen/$s]}" | median)" \
+            "$(echo "${RES[actopen/$s/gen]:-}" | median)" "${sums#/}" "$ok"
     done
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
