@@ -350,6 +350,11 @@ ngx_http_amonitor_bus_subscribed(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (!ngx_http_amonitor_redis_format_ok()) {
+        /* agents of another format: this one leaves at the next tick */
+        return;
+    }
+
     if (ngx_http_amonitor_bus_unpack((u_char *) data->str, data->len, &m)
         != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,

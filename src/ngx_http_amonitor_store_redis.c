@@ -24,6 +24,11 @@
 /* the setup command whose answer makes the connection ready */
 #define NGX_HTTP_AMONITOR_REDIS_LAST_SETUP "PING"
 
+/* this worker's last format check failed (the same Redis for all its
+ * connections: the store's, the cluster's) */
+static ngx_uint_t ngx_http_amonitor_redis_format_refused;
+static ngx_msec_t ngx_http_amonitor_redis_format_logged; /* at most 1/min */
+
 
 static void ngx_http_amonitor_redis_keepalive(ngx_http_amonitor_redis_t *ctx);
 static void ngx_http_amonitor_redis_reconnect_handler(ngx_event_t *ev);
@@ -35,22 +40,16 @@ static void ngx_http_amonitor_redis_disconnected(
     const redisAsyncContext *ac, int status);
 static void ngx_http_amonitor_redis_setup(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
-static void ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx);
-static void ngx_http_amonitor_redis_ping(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
-static void ngx_http_amonitor_redis_track(
-    ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_cmd_t *cmd);
+static void      ngx_http_amonitor_redis_ready(ngx_http_amonitor_redis_t *ctx);
+static ngx_int_t ngx_http_amonitor_redis_format(ngx_http_amonitor_redis_t *ctx);
+static void      ngx_http_amonitor_redis_track(
+         ngx_http_amonitor_redis_t *ctx, ngx_http_amonitor_redis_cmd_t *cmd);
 static void ngx_http_amonitor_redis_reply(
     redisAsyncContext *ac, void *r, void *privdata);
 static void ngx_http_amonitor_redis_timeout_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_redis_tick_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_amonitor_redis_write_handler(ngx_event_t *ev);
-static void ngx_http_amonitor_redis_add_read(void *privdata);
-static void ngx_http_amonitor_redis_del_read(void *privdata);
-static void ngx_http_amonitor_redis_add_write(void *privdata);
-static void ngx_http_amonitor_redis_del_write(void *privdata);
-static void ngx_http_amonitor_redis_cleanup(void *privdata);
 
 
 /* the connection's context; the claims complete it, then start it */
@@ -220,7 +219,6 @@ ngx_http_amonitor_redis_track(
     cmd->deadline = ngx_current_msec + ctx->conf->timeout;
 
     ngx_queue_insert_tail(&ctx->sent, &cmd->queue);
-    ctx->last_sent = ngx_current_msec;
 
     if (!ctx->timeout.timer_set) {
         ngx_add_timer(&ctx->timeout, ctx->conf->timeout);
@@ -355,12 +353,7 @@ ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx)
     ctx->dropping = 0;
 
     ac->data = ctx;
-    ac->ev.data = ctx;
-    ac->ev.addRead = ngx_http_amonitor_redis_add_read;
-    ac->ev.delRead = ngx_http_amonitor_redis_del_read;
-    ac->ev.addWrite = ngx_http_amonitor_redis_add_write;
-    ac->ev.delWrite = ngx_http_amonitor_redis_del_write;
-    ac->ev.cleanup = ngx_http_amonitor_redis_cleanup;
+    ngx_http_amonitor_redis_hooks(ctx);
 
     redisAsyncSetConnectCallback(ac, ngx_http_amonitor_redis_connected);
     redisAsyncSetDisconnectCallback(ac, ngx_http_amonitor_redis_disconnected);
@@ -454,9 +447,10 @@ ngx_http_amonitor_redis_connected(const redisAsyncContext *ac, int status)
         goto failed;
     }
 
-    if (ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
-            NGX_HTTP_AMONITOR_REDIS_LAST_SETUP, "PING", "PING")
-        == NGX_OK) {
+    if (ngx_http_amonitor_redis_format(ctx) == NGX_OK
+        && ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
+               NGX_HTTP_AMONITOR_REDIS_LAST_SETUP, "PING", "PING")
+            == NGX_OK) {
         return;
     }
 
@@ -476,6 +470,24 @@ ngx_http_amonitor_redis_setup(
 
     if (reply == NULL || ctx->stopped || ctx->dropping) {
         return;
+    }
+
+    if (name[0] == 'f') {
+        /* the format check: the subscriber drops at its tick if refused */
+        if (reply->type != REDIS_REPLY_ERROR) {
+            ngx_http_amonitor_redis_format_refused = 0;
+
+        } else if (ngx_http_amonitor_redis_format_refused
+            && ngx_current_msec - ngx_http_amonitor_redis_format_logged
+                < 60000) {
+            /* said already, by this or another connection */
+            ngx_http_amonitor_redis_drop(ctx);
+            return;
+
+        } else {
+            ngx_http_amonitor_redis_format_refused = 1;
+            ngx_http_amonitor_redis_format_logged = ngx_current_msec;
+        }
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -540,26 +552,39 @@ ngx_http_amonitor_redis_tick_handler(ngx_event_t *ev)
     ctx->flush(ctx);
     ctx->renew(ctx);
 
-    if (ngx_queue_empty(&ctx->sent) && !ctx->subscriber
-        && ngx_current_msec - ctx->last_sent >= interval) {
-        (void) ngx_http_amonitor_redis_command(
-            ctx, ngx_http_amonitor_redis_ping, NULL, "PING", "PING");
+    if (ngx_http_amonitor_redis_format_refused) {
+        /* another connection's check failed: a subscriber has none */
+        ngx_http_amonitor_redis_drop(ctx);
+        return;
+    }
+
+    if (!ctx->subscriber) {
+        (void) ngx_http_amonitor_redis_format(ctx);
     }
 
     ngx_add_timer(&ctx->tick, interval);
 }
 
 
-static void
-ngx_http_amonitor_redis_ping(
-    ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply)
+/* the format check (NGX_HTTP_AMONITOR_LUA_FORMAT); its reply goes to setup */
+static ngx_int_t
+ngx_http_amonitor_redis_format(ngx_http_amonitor_redis_t *ctx)
 {
-    if (reply && reply->type == REDIS_REPLY_ERROR && !ctx->stopped) {
-        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-            "amonitor: redis %V answered PING with: %*s", &ctx->conf->addr,
-            (size_t) reply->len, reply->str);
-        ngx_http_amonitor_redis_drop(ctx);
-    }
+    ngx_http_amonitor_redis_conf_t *rc;
+
+    rc = ctx->conf;
+
+    return ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
+        "format check", "format check", "EVAL %s 1 %bformat %s %llu",
+        NGX_HTTP_AMONITOR_LUA_FORMAT, rc->prefix.data, rc->prefix.len,
+        NGX_HTTP_AMONITOR_REDIS_FORMAT, (unsigned long long) rc->lease * 3);
+}
+
+
+ngx_uint_t
+ngx_http_amonitor_redis_format_ok(void)
+{
+    return !ngx_http_amonitor_redis_format_refused;
 }
 
 
@@ -664,10 +689,8 @@ ngx_http_amonitor_redis_reconnect_handler(ngx_event_t *ev)
 
 
 /*
- * The event hooks hiredis calls; level-triggered: it reads once a call.
- * Commands are written at the end of the event loop's pass (a posted
- * write event), all of that pass's in one write, with no epoll_ctl(); it
- * waits in epoll only for the connect and for a socket buffer left full.
+ * The socket's handlers, which nginx calls and which call hiredis; the
+ * hooks hiredis calls back are in store_redis_hooks.c.
  */
 
 static void
@@ -700,99 +723,4 @@ ngx_http_amonitor_redis_write_handler(ngx_event_t *ev)
         redisAsyncHandleWrite(ctx->ac);
         ctx->writing = 0;
     }
-}
-
-
-static void
-ngx_http_amonitor_redis_add_read(void *privdata)
-{
-    ngx_http_amonitor_redis_t *ctx = privdata;
-
-    if (ctx->conn && !ctx->conn->read->active) {
-        (void) ngx_add_event(ctx->conn->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
-}
-
-
-static void
-ngx_http_amonitor_redis_del_read(void *privdata)
-{
-    ngx_http_amonitor_redis_t *ctx = privdata;
-
-    if (ctx->conn && ctx->conn->read->active) {
-        (void) ngx_del_event(ctx->conn->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_amonitor_redis_add_write(void *privdata)
-{
-    ngx_http_amonitor_redis_t *ctx = privdata;
-
-    ngx_connection_t *c;
-
-    c = ctx->conn;
-    if (c == NULL) {
-        return;
-    }
-
-    if (ctx->writing || ctx->ac == NULL
-        || !(ctx->ac->c.flags & REDIS_CONNECTED)) {
-        if (ctx->writing && !c->write->active) {
-            ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ctx->log, 0,
-                "amonitor: redis socket buffer full, "
-                "the rest waits for it to drain");
-        }
-
-        if (!c->write->active) {
-            (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-        }
-
-        return;
-    }
-
-    ngx_http_amonitor_post_first(c->write);
-}
-
-
-static void
-ngx_http_amonitor_redis_del_write(void *privdata)
-{
-    ngx_http_amonitor_redis_t *ctx = privdata;
-
-    if (ctx->conn && ctx->conn->write->active) {
-        (void) ngx_del_event(ctx->conn->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-/* hiredis frees its context and closes the socket: forget our side */
-static void
-ngx_http_amonitor_redis_cleanup(void *privdata)
-{
-    ngx_http_amonitor_redis_t *ctx = privdata;
-
-    ngx_connection_t *c;
-
-    c = ctx->conn;
-    if (c == NULL) {
-        return;
-    }
-
-    ngx_http_amonitor_redis_del_read(ctx);
-    ngx_http_amonitor_redis_del_write(ctx);
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-
-    ctx->conn = NULL;
 }

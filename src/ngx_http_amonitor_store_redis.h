@@ -33,6 +33,31 @@
 /* a pass's claims (and finishes) go in calls of at most this many */
 #define NGX_HTTP_AMONITOR_REDIS_BATCH 64
 
+/*
+ * The format of what the agents keep in Redis under one prefix (keys,
+ * values, scripts' meaning, cluster bus messages): raised by a release
+ * whose agents cannot share a prefix with those of the releases before.
+ * Every connection's setup and every tick of a connection that sends
+ * commands run the script below on prefix + "format": a key holding
+ * another format is an error reply (the connection is dropped, actions
+ * are refused), else the key is written or its TTL (3 x lease, ARGV[2])
+ * lengthened, so that it goes once no agent of its format is left.
+ */
+#define NGX_HTTP_AMONITOR_REDIS_FORMAT "1"
+
+#define NGX_HTTP_AMONITOR_LUA_FORMAT \
+    "local v = redis.call('GET', KEYS[1]) " \
+    "if v and v ~= ARGV[1] then return redis.error_reply('AMONITOR_FORMAT " \
+    "the agents that use this prefix keep format ' .. string.sub(v, 1, 32) " \
+    ".. ' (key ' .. KEYS[1] .. '), this agent keeps format ' .. ARGV[1] " \
+    ".. ': a build of another release; give it a prefix= of its own, or " \
+    "stop the others (the key expires ' .. ARGV[2] .. ' ms after the " \
+    "last)') " \
+    "end " \
+    "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then " \
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end " \
+    "return 1"
+
 
 typedef enum {
     NGX_HTTP_AMONITOR_REC_CLAIMING = 0, /* the claim script is under way */
@@ -87,10 +112,9 @@ struct ngx_http_amonitor_redis_s {
     ngx_log_t                      *log;
     ngx_event_t                     reconnect;
     ngx_event_t                     timeout; /* connect, oldest command */
-    ngx_event_t                     tick; /* renewals and an idle PING */
+    ngx_event_t                     tick; /* renewals, the format check */
     ngx_event_t                     batch; /* posted: claims, ends go out */
     ngx_msec_t                      backoff;
-    ngx_msec_t                      last_sent;
     ngx_uint_t                      failures;
     ngx_uint_t                      readies; /* times it became ready */
     ngx_queue_t                     sent; /* cmd_t, oldest first */
@@ -127,7 +151,7 @@ struct ngx_http_amonitor_redis_s {
      */
     void (*flush)(ngx_http_amonitor_redis_t *ctx);
     void (*renew)(ngx_http_amonitor_redis_t *ctx);
-    /* commands of a new connection's setup, before its PING (or NULL) */
+    /* commands of a new connection's setup, before its format check */
     ngx_int_t (*setup)(ngx_http_amonitor_redis_t *ctx);
 
     /* the first connection failed: refuse what waited for it (or NULL) */
@@ -137,10 +161,10 @@ struct ngx_http_amonitor_redis_s {
     void (*quit)(ngx_http_amonitor_redis_t *ctx);
 
     unsigned connected : 1; /* TCP is up */
-    unsigned ready : 1; /* AUTH, SELECT, PING ok */
+    unsigned ready : 1; /* AUTH, SELECT, format check, PING ok */
     unsigned dropping : 1; /* we close it */
     unsigned stopped : 1;
-    unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no idle PING */
+    unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no format check */
     unsigned writing : 1; /* in the write handler */
     unsigned exiting : 1; /* scripts go as EVAL with their text */
     unsigned exit_written : 1; /* all was written on the way out */
@@ -172,6 +196,11 @@ ngx_http_amonitor_redis_t *ngx_http_amonitor_redis_conn_init(
     ngx_http_amonitor_worker_t *w, ngx_http_amonitor_redis_conf_t *conf);
 void ngx_http_amonitor_redis_conn_start(ngx_http_amonitor_redis_t *ctx);
 void ngx_http_amonitor_redis_conn_exit(ngx_http_amonitor_redis_t *ctx);
+/* the hiredis event hooks (store_redis_hooks.c) */
+void ngx_http_amonitor_redis_hooks(ngx_http_amonitor_redis_t *ctx);
+void ngx_http_amonitor_redis_add_write(void *privdata);
+/* this worker's last format check passed (or none was made yet) */
+ngx_uint_t ngx_http_amonitor_redis_format_ok(void);
 
 
 /* a decimal number, for RESP and for scripts' arguments */

@@ -231,10 +231,10 @@ ngx_http_amonitor_resp_key(
 /*
  * What goes between the prefix and a msg_id in its claim's key: "id:"
  * for a msg_id that could name one of the module's own keys (it starts
- * with "lease:" or "id:", or is "routes", "seen", "state" or "lost"),
- * else nothing.  So a panel cannot choose a msg_id that writes over a
- * lease, the routes or the data-loss keys (amonitor_cluster); the mapping
- * is one to one.
+ * with "lease:" or "id:", or is "routes", "seen", "state", "lost" or
+ * "format"), else nothing.  So a panel cannot choose a msg_id that writes
+ * over a lease, the routes, the data-loss keys (amonitor_cluster) or the
+ * format; the mapping is one to one.
  */
 static void
 ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix)
@@ -250,7 +250,8 @@ ngx_http_amonitor_redis_infix(ngx_str_t *msg_id, ngx_str_t *infix)
         || (n == 6 && ngx_strncmp(d, "routes", 6) == 0)
         || (n == 4 && ngx_strncmp(d, "seen", 4) == 0)
         || (n == 5 && ngx_strncmp(d, "state", 5) == 0)
-        || (n == 4 && ngx_strncmp(d, "lost", 4) == 0)) {
+        || (n == 4 && ngx_strncmp(d, "lost", 4) == 0)
+        || (n == 6 && ngx_strncmp(d, "format", 6) == 0)) {
         ngx_str_set(infix, "id:");
         return;
     }
