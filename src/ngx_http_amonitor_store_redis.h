@@ -41,7 +41,8 @@
  * commands run the script below on prefix + "format": a key holding
  * another format is an error reply (the connection is dropped, actions
  * are refused), else the key is written or its TTL (3 x lease, ARGV[2])
- * lengthened, so that it goes once no agent of its format is left.
+ * lengthened, so that it goes once no agent of its format is left (a
+ * Redis out of memory refuses that write: the check still passes).
  */
 #define NGX_HTTP_AMONITOR_REDIS_FORMAT "1"
 
@@ -55,7 +56,7 @@
     "last)') " \
     "end " \
     "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then " \
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end " \
+    "redis.pcall('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end " \
     "return 1"
 
 

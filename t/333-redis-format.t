@@ -7,7 +7,8 @@
 # bus is left (its subscriptions go), panels stay open; once the key is
 # gone (its agents left and it expired) every agent comes back by itself.
 # An agent that starts while the key holds another format never becomes
-# ready.  A msg_id "format" is kept apart from the key.
+# ready.  A msg_id "format" is kept apart from the key, and a Redis out
+# of memory (the key cannot be written) does not fail the check.
 
 use strict;
 use warnings;
@@ -138,6 +139,20 @@ subtest 'agents of another format take the prefix' => sub {
             "$n: a heartbeat reaches its panel");
     }
     is($sdk->connections, 1, 'v1 has one agent connection in the cluster');
+};
+
+subtest 'a redis out of memory does not fail the check' => sub {
+    $_->mark_log for values %I;
+    $redis->cli('CONFIG', 'SET', 'maxmemory', '1');
+    like($redis->cli('SET', 'amon-v:x', 'y'), qr/^OOM/,
+        'redis refuses writes (noeviction, over maxmemory)');
+    sleep_loop(2);
+    for my $n (qw(A B)) {
+        is($I{$n}->log_count(qr/format check|lost the connection/), 0,
+            "$n: four ticks later no check has failed");
+    }
+    is(numsub(), 2, 'both workers are still on the bus');
+    $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
 };
 
 subtest 'an agent that starts while another format holds the key' => sub {
