@@ -447,10 +447,9 @@ ngx_http_amonitor_redis_connected(const redisAsyncContext *ac, int status)
         goto failed;
     }
 
-    if (ngx_http_amonitor_redis_format(ctx) == NGX_OK
-        && ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
-               NGX_HTTP_AMONITOR_REDIS_LAST_SETUP, "PING", "PING")
-            == NGX_OK) {
+    if (ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
+            NGX_HTTP_AMONITOR_REDIS_LAST_SETUP, "PING", "PING")
+        == NGX_OK) {
         return;
     }
 
@@ -499,7 +498,21 @@ ngx_http_amonitor_redis_setup(
         return;
     }
 
+    if (ctx->ready) {
+        /* a tick's format check */
+        return;
+    }
+
     if (ngx_strcmp(name, NGX_HTTP_AMONITOR_REDIS_LAST_SETUP) == 0) {
+        /* AUTH and SELECT went through: the format check may write */
+        if (ngx_http_amonitor_redis_format(ctx) != NGX_OK) {
+            ngx_http_amonitor_redis_drop(ctx);
+        }
+
+        return;
+    }
+
+    if (name[0] == 'f') {
         ngx_http_amonitor_redis_ready(ctx);
     }
 }

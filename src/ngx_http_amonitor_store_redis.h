@@ -37,12 +37,13 @@
  * The format of what the agents keep in Redis under one prefix (keys,
  * values, scripts' meaning, cluster bus messages): raised by a release
  * whose agents cannot share a prefix with those of the releases before.
- * Every connection's setup and every tick of a connection that sends
- * commands run the script below on prefix + "format": a key holding
- * another format is an error reply (the connection is dropped, actions
- * are refused), else the key is written or its TTL (3 x lease, ARGV[2])
- * lengthened, so that it goes once no agent of its format is left (a
- * Redis out of memory refuses that write: the check still passes).
+ * Every connection's setup (once its PING is answered: after AUTH and
+ * SELECT) and every tick of a connection that sends commands run the
+ * script below on prefix + "format": a key holding another format is an
+ * error reply (the connection is dropped, actions are refused), else the
+ * key is written or its TTL (3 x lease, ARGV[2]) lengthened, so that it
+ * goes once no agent of its format is left (a Redis out of memory
+ * refuses that write: the check still passes).
  */
 #define NGX_HTTP_AMONITOR_REDIS_FORMAT "1"
 
@@ -152,7 +153,7 @@ struct ngx_http_amonitor_redis_s {
      */
     void (*flush)(ngx_http_amonitor_redis_t *ctx);
     void (*renew)(ngx_http_amonitor_redis_t *ctx);
-    /* commands of a new connection's setup, before its format check */
+    /* commands of a new connection's setup, before its PING (or NULL) */
     ngx_int_t (*setup)(ngx_http_amonitor_redis_t *ctx);
 
     /* the first connection failed: refuse what waited for it (or NULL) */
@@ -162,7 +163,7 @@ struct ngx_http_amonitor_redis_s {
     void (*quit)(ngx_http_amonitor_redis_t *ctx);
 
     unsigned connected : 1; /* TCP is up */
-    unsigned ready : 1; /* AUTH, SELECT, format check, PING ok */
+    unsigned ready : 1; /* AUTH, SELECT, PING, format check ok */
     unsigned dropping : 1; /* we close it */
     unsigned stopped : 1;
     unsigned subscriber : 1; /* cluster: SUBSCRIBE only, no format check */
