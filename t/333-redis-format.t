@@ -43,8 +43,15 @@ $cl    amonitor_target v1 ws://127.0.0.1:$sport/;
     amonitor_ack_timeout 2s;
     amonitor_reconnect 50ms 300ms;
 EOC
-        config => 'location = /ws/panel { amonitor_panel on; }')->run;
+        config => 'location = /ws/panel { amonitor_panel on; }'
+            . ' location = /metrics { amonitor_metrics; }')->run;
     return $t;
+}
+
+sub redis_conns {
+    my ($t) = @_;
+    return ($t->http_get('/metrics')->{body}
+        =~ /^amonitor_redis_connections (\d+)$/m)[0] // -1;
 }
 
 sub re { my $s = shift; return qr/$s/ }
@@ -99,6 +106,10 @@ subtest 'agents of another format take the prefix' => sub {
             "$n: the error log says which formats");
     }
     ok(wait_for(sub { numsub() == 0 }, 2), 'both workers left the bus');
+    for my $n (qw(A B)) {
+        ok(wait_for(sub { redis_conns($I{$n}) == 0 }, 2),
+            "$n: amonitor_redis_connections is 0");
+    }
     sleep_loop(1);
     for my $n (qw(A B)) {
         my $lines = $I{$n}->log_count(qr/refused "format check"/);
@@ -120,6 +131,10 @@ subtest 'agents of another format take the prefix' => sub {
     ok(wait_for(sub { $redis->cli('GET', 'amon-v:format') eq '1' }, 5),
         'once it expired the key holds format 1 again');
     ok(wait_for(sub { numsub() == 2 }, 5), 'both workers are on the bus');
+    for my $n (qw(A B)) {
+        ok(wait_for(sub { redis_conns($I{$n}) == 1 }, 5),
+            "$n: amonitor_redis_connections is 1 again");
+    }
     sleep_loop(1);
     for my $n (qw(A B)) {
         my ($a, $id) = ask($P{$n});
