@@ -81,6 +81,13 @@ subtest 'the format key' => sub {
     sleep_loop(2);
     $ttl = $redis->cli('PTTL', 'amon-v:format');
     ok($ttl > 2500, "renewed while the agents run ($ttl ms left after 2 s)");
+
+    # an agent with a longer lease gave it a longer TTL: kept, not cut
+    $redis->cli('PEXPIRE', 'amon-v:format', '60000');
+    sleep_loop(1.2);
+    $ttl = $redis->cli('PTTL', 'amon-v:format');
+    ok($ttl > 50000, "a longer TTL is kept ($ttl ms left)");
+    $redis->cli('PEXPIRE', 'amon-v:format', '4500');
 };
 
 subtest 'a msg_id "format" is kept apart from the key' => sub {
