@@ -27,6 +27,7 @@
 /* this worker's last format check failed (the same Redis for all its
  * connections: the store's, the cluster's) */
 static ngx_uint_t ngx_http_amonitor_redis_format_refused;
+static const char ngx_http_amonitor_redis_format_check[] = "format check";
 static ngx_msec_t ngx_http_amonitor_redis_format_logged; /* at most 1/min */
 
 
@@ -467,26 +468,33 @@ ngx_http_amonitor_redis_setup(
 {
     const char *name = data;
 
+    ngx_uint_t foreign;
+
     if (reply == NULL || ctx->stopped || ctx->dropping) {
         return;
     }
 
-    if (name[0] == 'f') {
-        /* the format check: the subscriber drops at its tick if refused */
-        if (reply->type != REDIS_REPLY_ERROR) {
-            ngx_http_amonitor_redis_format_refused = 0;
+    /* agents of another format use the prefix (not LOADING, BUSY, ...) */
+    foreign = name == ngx_http_amonitor_redis_format_check
+        && reply->type == REDIS_REPLY_ERROR && reply->len >= 15
+        && ngx_strncmp(reply->str, "AMONITOR_FORMAT", 15) == 0;
 
-        } else if (ngx_http_amonitor_redis_format_refused
+    if (foreign) {
+        if (ngx_http_amonitor_redis_format_refused
             && ngx_current_msec - ngx_http_amonitor_redis_format_logged
                 < 60000) {
             /* said already, by this or another connection */
             ngx_http_amonitor_redis_drop(ctx);
             return;
-
-        } else {
-            ngx_http_amonitor_redis_format_refused = 1;
-            ngx_http_amonitor_redis_format_logged = ngx_current_msec;
         }
+
+        /* the subscriber drops at its tick */
+        ngx_http_amonitor_redis_format_refused = 1;
+        ngx_http_amonitor_redis_format_logged = ngx_current_msec;
+
+    } else if (name == ngx_http_amonitor_redis_format_check
+        && reply->type != REDIS_REPLY_ERROR) {
+        ngx_http_amonitor_redis_format_refused = 0;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -512,7 +520,7 @@ ngx_http_amonitor_redis_setup(
         return;
     }
 
-    if (name[0] == 'f') {
+    if (name == ngx_http_amonitor_redis_format_check) {
         ngx_http_amonitor_redis_ready(ctx);
     }
 }
@@ -588,7 +596,8 @@ ngx_http_amonitor_redis_format(ngx_http_amonitor_redis_t *ctx)
     rc = ctx->conf;
 
     return ngx_http_amonitor_redis_command(ctx, ngx_http_amonitor_redis_setup,
-        "format check", "format check", "EVAL %s 1 %bformat %s %llu",
+        (void *) ngx_http_amonitor_redis_format_check,
+        ngx_http_amonitor_redis_format_check, "EVAL %s 1 %bformat %s %llu",
         NGX_HTTP_AMONITOR_LUA_FORMAT, rc->prefix.data, rc->prefix.len,
         NGX_HTTP_AMONITOR_REDIS_FORMAT, (unsigned long long) rc->lease * 3);
 }

@@ -7,8 +7,9 @@
 # bus is left (its subscriptions go), panels stay open; once the key is
 # gone (its agents left and it expired) every agent comes back by itself.
 # An agent that starts while the key holds another format never becomes
-# ready.  A msg_id "format" is kept apart from the key, and a Redis out
-# of memory (the key cannot be written) does not fail the check.
+# ready.  A msg_id "format" is kept apart from the key; a Redis out of
+# memory (the key cannot be written) does not fail the check; another
+# error of the check (a key of another type) is an ordinary refusal.
 
 use strict;
 use warnings;
@@ -161,6 +162,36 @@ subtest 'agents of another format take the prefix' => sub {
             "$n: a heartbeat reaches its panel");
     }
     is($sdk->connections, 1, 'v1 has one agent connection in the cluster');
+};
+
+subtest 'another error of the check is an ordinary refusal' => sub {
+    $_->mark_log for values %I;
+    $redis->cli('DEL', 'amon-v:format');
+    $redis->cli('HSET', 'amon-v:format', 'not', 'a string');
+    for my $n (qw(A B)) {
+        ok($I{$n}->wait_error_log(qr/refused "format check": .*WRONGTYPE/,
+            2), "$n: the error is logged");
+        ok(wait_for(sub { redis_conns($I{$n}) == 0 }, 2),
+            "$n: the dedupe store's connection is refused too (next tick)");
+        my ($a, $id) = ask($P{$n});
+        is($a && $a->{payload}{code}, 'INTERNAL', "$n: an action is refused")
+            or diag(encode_json($a // {}));
+        is($sdk->executed($id), 0, "$n: it did not run");
+        is($I{$n}->log_count(qr/AMONITOR_FORMAT/), 0,
+            "$n: not taken for another format");
+    }
+    my @seen = map { sleep_loop(0.2); numsub() } 1 .. 8;
+    is("@seen", join(' ', (2) x 8),
+        'the workers stay subscribed over 1.6 s (no other format there)');
+    $redis->cli('DEL', 'amon-v:format');
+    ok(wait_for(sub { $redis->cli('GET', 'amon-v:format') eq '1' }, 5),
+        'the key deleted, it holds format 1 again');
+    sleep_loop(1);
+    for my $n (qw(A B)) {
+        my ($a, $id) = ask($P{$n});
+        ok($a && $a->{type} eq 'action_ack' && $a->{payload}{success},
+            "$n: an action is acked") or diag(encode_json($a // {}));
+    }
 };
 
 subtest 'a redis out of memory does not fail the check' => sub {
