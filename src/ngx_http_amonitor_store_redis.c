@@ -21,7 +21,7 @@
 #define NGX_HTTP_AMONITOR_REDIS_KEEPCNT   3
 #define NGX_HTTP_AMONITOR_REDIS_READ_BUF  (1024 * 1024)
 
-/* the setup command whose answer makes the connection ready */
+/* the last setup command before the format check, which makes it ready */
 #define NGX_HTTP_AMONITOR_REDIS_LAST_SETUP "PING"
 
 /* this worker's last format check failed (the same Redis for all its
@@ -476,13 +476,16 @@ ngx_http_amonitor_redis_setup(
 
     /* agents of another format use the prefix (not LOADING, BUSY, ...) */
     foreign = name == ngx_http_amonitor_redis_format_check
-        && reply->type == REDIS_REPLY_ERROR && reply->len >= 15
-        && ngx_strncmp(reply->str, "AMONITOR_FORMAT", 15) == 0;
+        && reply->type == REDIS_REPLY_ERROR
+        && (size_t) reply->len >= sizeof("AMONITOR_FORMAT") - 1
+        && ngx_strncmp(
+               reply->str, "AMONITOR_FORMAT", sizeof("AMONITOR_FORMAT") - 1)
+            == 0;
 
     if (foreign) {
         if (ngx_http_amonitor_redis_format_refused
             && ngx_current_msec - ngx_http_amonitor_redis_format_logged
-                < 60000) {
+                < NGX_HTTP_AMONITOR_LOG_SUMMARY) {
             /* said already, by this or another connection */
             ngx_http_amonitor_redis_drop(ctx);
             return;

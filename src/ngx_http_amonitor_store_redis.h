@@ -4,7 +4,8 @@
  * What the two halves of the Redis store share: the connection (commands
  * with a deadline each, setup, reconnects) in _store_redis.c, and the
  * claims this worker owns (tokens, leases, results to write) in
- * _store_redis_claim.c.  Nothing outside the store includes this file.
+ * _store_redis_claim.c.  Outside the store only the cluster includes
+ * this file (its bus runs on connections of this kind).
  */
 
 #ifndef _NGX_HTTP_AMONITOR_STORE_REDIS_H_INCLUDED_

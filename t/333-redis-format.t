@@ -62,6 +62,21 @@ sub numsub {
         // -1;
 }
 
+# the answer $a is the SDK's successful ack / an INTERNAL refusal
+sub acked {
+    my ($a, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    ok($a && $a->{type} eq 'action_ack' && $a->{payload}{success}, $name)
+        or diag(encode_json($a // {}));
+}
+
+sub refused {
+    my ($a, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    is($a && $a->{payload}{code}, 'INTERNAL', $name)
+        or diag(encode_json($a // {}));
+}
+
 sub ask {
     my ($p, $id) = @_;
     $id //= uuid4();
@@ -93,8 +108,7 @@ subtest 'the format key' => sub {
 
 subtest 'a msg_id "format" is kept apart from the key' => sub {
     my ($a) = ask($P{A}, 'format');
-    ok($a && $a->{type} eq 'action_ack' && $a->{payload}{success},
-        'the action "format" is acked') or diag(encode_json($a // {}));
+    acked($a, 'the action "format" is acked');
     is($redis->cli('GET', 'amon-v:format'), '1', 'the key still holds 1');
     is($redis->cli('EXISTS', 'amon-v:id:format'), '1',
         'its record is under "id:format"');
@@ -126,8 +140,7 @@ subtest 'agents of another format take the prefix' => sub {
 
     for my $n (qw(A B)) {
         my ($a, $id) = ask($P{$n});
-        is($a && $a->{payload}{code}, 'INTERNAL', "$n: an action is refused")
-            or diag(encode_json($a // {}));
+        refused($a, "$n: an action is refused");
         is($sdk->executed($id), 0, "$n: it did not run");
         ok($P{$n}->is_open, "$n: the panel stays open");
     }
@@ -146,8 +159,7 @@ subtest 'agents of another format take the prefix' => sub {
     sleep_loop(1);
     for my $n (qw(A B)) {
         my ($a, $id) = ask($P{$n});
-        ok($a && $a->{type} eq 'action_ack' && $a->{payload}{success},
-            "$n: an action is acked") or diag(encode_json($a // {}));
+        acked($a, "$n: an action is acked");
         is($sdk->executed($id), 1, "$n: it ran once");
     }
 
@@ -174,8 +186,7 @@ subtest 'another error of the check is an ordinary refusal' => sub {
         ok(wait_for(sub { redis_conns($I{$n}) == 0 }, 2),
             "$n: the dedupe store's connection is refused too (next tick)");
         my ($a, $id) = ask($P{$n});
-        is($a && $a->{payload}{code}, 'INTERNAL', "$n: an action is refused")
-            or diag(encode_json($a // {}));
+        refused($a, "$n: an action is refused");
         is($sdk->executed($id), 0, "$n: it did not run");
         is($I{$n}->log_count(qr/AMONITOR_FORMAT/), 0,
             "$n: not taken for another format");
@@ -189,8 +200,7 @@ subtest 'another error of the check is an ordinary refusal' => sub {
     sleep_loop(1);
     for my $n (qw(A B)) {
         my ($a, $id) = ask($P{$n});
-        ok($a && $a->{type} eq 'action_ack' && $a->{payload}{success},
-            "$n: an action is acked") or diag(encode_json($a // {}));
+        acked($a, "$n: an action is acked");
     }
 };
 
@@ -226,16 +236,14 @@ EOC
         'it never became ready');
     my $p = $C->panel('/ws/panel', name => 'C');
     my ($a, $id) = ask($p);
-    is($a && $a->{payload}{code}, 'INTERNAL', 'its action is refused')
-        or diag(encode_json($a // {}));
+    refused($a, 'its action is refused');
     is($sdk->executed($id), 0, 'and did not run');
 
     $redis->cli('DEL', 'amon-v:format');
     ok($C->wait_error_log(qr/connected to redis/, 5),
         'the key deleted, it connects');
     ($a, $id) = ask($p);
-    ok($a && $a->{type} eq 'action_ack' && $a->{payload}{success},
-        'its action is acked') or diag(encode_json($a // {}));
+    acked($a, 'its action is acked');
     is($sdk->executed($id), 1, 'and ran once');
     $C->stop;
 };
