@@ -20,7 +20,7 @@
 static void ngx_http_amonitor_remote_answer(ngx_http_amonitor_cluster_t *cl,
     ngx_str_t *reply_to, ngx_str_t *target, ngx_str_t *msg_id, const char *code,
     const char *message);
-static ngx_http_amonitor_upstream_t *ngx_http_amonitor_remote_target(
+static ngx_http_amonitor_lease_t *ngx_http_amonitor_remote_lease(
     ngx_http_amonitor_cluster_t *cl, ngx_str_t *id);
 static void ngx_http_amonitor_remote_write(ngx_http_amonitor_cluster_t *cl,
     ngx_http_amonitor_remote_t *r, ngx_http_amonitor_msg_t *msg);
@@ -48,6 +48,7 @@ ngx_http_amonitor_remote_run(
 {
     u_char                       *p;
     ngx_http_amonitor_msg_t      *msg;
+    ngx_http_amonitor_lease_t    *l;
     ngx_http_amonitor_remote_t   *r;
     ngx_http_amonitor_worker_t   *w;
     ngx_http_amonitor_upstream_t *u;
@@ -63,10 +64,11 @@ ngx_http_amonitor_remote_run(
         ngx_str_null(&m->f[4]);
     }
 
-    u = ngx_http_amonitor_remote_target(cl, &m->f[1]);
+    l = ngx_http_amonitor_remote_lease(cl, &m->f[1]);
+    u = l ? l->upstream : NULL;
 
     if (u == NULL
-        || (u->state != NGX_HTTP_AMONITOR_UP_OPEN
+        || (l->owned && u->state != NGX_HTTP_AMONITOR_UP_OPEN
             && u->state != NGX_HTTP_AMONITOR_UP_CONNECTING
             && u->state != NGX_HTTP_AMONITOR_UP_HANDSHAKE)) {
         ngx_http_amonitor_remote_answer(cl, &m->f[0], &m->f[1], &m->f[2],
@@ -122,7 +124,7 @@ ngx_http_amonitor_remote_run(
                w->store, &r->sn.str, (uint32_t) r->sn.node.key, &r->claim)
             == NGX_OK;
 
-    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN) {
+    if (u->state != NGX_HTTP_AMONITOR_UP_OPEN || !l->owned) {
         r->msg = msg;
         r->wait.handler = ngx_http_amonitor_remote_waited;
         r->wait.data = r;
@@ -138,9 +140,13 @@ ngx_http_amonitor_remote_run(
 }
 
 
-/* the target "id" if this worker holds its lease */
-static ngx_http_amonitor_upstream_t *
-ngx_http_amonitor_remote_target(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
+/*
+ * The lease of target "id" if this worker holds it, or has asked for it:
+ * Redis, which sent the action here, may have given it already, and its
+ * answer, on the other connection, may not have been read yet
+ */
+static ngx_http_amonitor_lease_t *
+ngx_http_amonitor_remote_lease(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
 {
     ngx_queue_t               *q;
     ngx_http_amonitor_lease_t *l;
@@ -149,9 +155,10 @@ ngx_http_amonitor_remote_target(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
          q = ngx_queue_next(q)) {
         l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
 
-        if (l->owned && l->upstream->id.len == id->len
+        if ((l->owned || (l->busy && !l->gone))
+            && l->upstream->id.len == id->len
             && ngx_strncmp(l->upstream->id.data, id->data, id->len) == 0) {
-            return l->upstream;
+            return l;
         }
     }
 
