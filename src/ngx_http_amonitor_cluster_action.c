@@ -133,6 +133,12 @@ ngx_http_amonitor_remote_run(
 
         ngx_queue_insert_tail(&cl->remote_wait, &r->queue);
         ngx_add_timer(&r->wait, ngx_max(w->amcf->ack_timeout / 2, 1));
+
+        if (!l->owned && !l->busy) {
+            /* its last try was not answered: ask now, not at the tick */
+            ngx_http_amonitor_lease_acquire(cl, l);
+        }
+
         return;
     }
 
@@ -141,9 +147,11 @@ ngx_http_amonitor_remote_run(
 
 
 /*
- * The lease of target "id" if this worker holds it, or has asked for it:
- * Redis, which sent the action here, may have given it already, and its
- * answer, on the other connection, may not have been read yet
+ * The lease of target "id" if this worker holds it, or has asked for it
+ * and not read the answer (Redis, which sent the action here, may have
+ * given it: the answer comes on the other connection, and may come after
+ * the action), or never got one (a lease taken while its answer was lost
+ * with the connection, which the next try finds ours)
  */
 static ngx_http_amonitor_lease_t *
 ngx_http_amonitor_remote_lease(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
@@ -155,7 +163,7 @@ ngx_http_amonitor_remote_lease(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
          q = ngx_queue_next(q)) {
         l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
 
-        if ((l->owned || (l->busy && !l->gone))
+        if ((l->owned || (!l->gone && (l->busy || !l->settled)))
             && l->upstream->id.len == id->len
             && ngx_strncmp(l->upstream->id.data, id->data, id->len) == 0) {
             return l;

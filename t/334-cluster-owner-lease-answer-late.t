@@ -1,10 +1,12 @@
 # amonitor_cluster: a worker asks for a target's lease, Redis gives it,
 # and another instance's action for the target reaches the worker's
-# channel before the lease's answer does (the answer and the bus come on
-# two connections, and either may be read first).  The action waits for
-# that answer, then for the connection it starts, and is acked; it is not
-# refused "the target is not connected" by the worker that holds the
-# lease.  Here the answer is held back by a proxy in front of Redis.
+# channel before the worker has read the answer (the answer and the bus
+# come on two connections, and either may be read first), or after the
+# answer was lost with the connection.  The action waits for that answer
+# (in the second case the worker asks again at once, and finds the lease
+# its own), then for the connection it starts, and is acked; it is not
+# refused "the target is not connected" by the worker the lease names.
+# The answer is held back, or lost, by a proxy in front of Redis.
 # Starts its own redis-server and a fault proxy.
 
 use strict;
@@ -24,68 +26,112 @@ my $redis = Test::AMonitor::Redis->new;
 ok($redis->start, 'redis-server runs on ' . $redis->addr);
 my $proxy = Test::AMonitor::RedisProxy->new(redis_port => $redis->port);
 
-my $sdk = fake_sdk(target_id => 'la-1', heartbeat_interval => 0);
-
+# instance $name of one worker, prefix $pf, target "$pf-1" at $sdk
 sub agent {
-    my ($name, $addr) = @_;
+    my ($name, $addr, $pf, $sdk) = @_;
     my $t = Test::AMonitor->new(workers => 1, log_level => 'info');
     $t->write_config(http_config => <<"EOC",
     amonitor_zone amonitor 1m;
-    amonitor_redis $addr prefix=la: timeout=3s lease=10s;
+    amonitor_redis $addr prefix=$pf: timeout=3s lease=10s;
     amonitor_cluster on lease=9s;
     amonitor_instance_id $name;
-    amonitor_target la-1 ${\ $sdk->url };
-    amonitor_ack_timeout 6s;
+    amonitor_target $pf-1 ${\ $sdk->url };
+    amonitor_ack_timeout 8s;
     amonitor_reconnect 50ms 300ms;
 EOC
         config => 'location = /ws/panel { amonitor_panel on; }')->run;
     return $t;
 }
 
-sub lease { $redis->cli('GET', 'la:lease:la-1') // '' }
+sub lease { $redis->cli('GET', "$_[0]:lease:$_[0]-1") // '' }
+
+sub on_channel {
+    my ($pf, $name) = @_;
+    return wait_for(sub { $redis->cli('PUBSUB', 'CHANNELS', "$pf:w:*")
+        =~ /^\Q$pf\E:w:$name:/m }, 10);
+}
+
+sub act {
+    my ($p, $pf) = @_;
+    my $id = uuid4();
+    $p->send_json({ msg_id => $id, type => 'action', target_id => "$pf-1",
+        timestamp => now_ms(), payload => { action => 'restart' } });
+    return $id;
+}
+
+# --- the answer comes after the action -----------------------------------
 
 # A's try for the lease: Redis runs it, its answer (and every later
 # answer on that connection) is held by the proxy
-$proxy->on(qr/^EVAL .* 4 la:lease:la-1 la:state /s, 'hold');
-my $A = agent('A', '127.0.0.1:' . $proxy->port);
+{
+    my $sdk = fake_sdk(target_id => 'la-1', heartbeat_interval => 0);
+    $proxy->on(qr/^EVAL .* 4 la:lease:la-1 la:state /s, 'hold');
+    my $A = agent('A', '127.0.0.1:' . $proxy->port, 'la', $sdk);
 
-ok(wait_for(sub { lease() =~ /^A:/ }, 5), 'Redis gives A the lease: ' . lease());
-ok(wait_for(sub { grep { /^la:w:A:/m } $redis->cli('PUBSUB', 'CHANNELS',
-    'la:w:*') }, 5), 'A is on its channel');
-is($sdk->accepted, 0, 'A, without the answer, has not dialed the SDK');
+    ok(wait_for(sub { lease('la') =~ /^A:/ }, 5),
+        'Redis gives A the lease: ' . lease('la'));
+    ok(on_channel('la', 'A'), 'A is on its channel');
+    is($sdk->accepted, 0, 'A, without the answer, has not dialed the SDK');
 
-my $B = agent('B', $redis->addr);
-my $p = $B->panel('/ws/panel');
-ok(wait_for(sub { grep { /^la:w:B:/m } $redis->cli('PUBSUB', 'CHANNELS',
-    'la:w:*') }, 5), 'B is on its channel');
-sleep_loop(0.5);
+    my $B = agent('B', $redis->addr, 'la', $sdk);
+    my $p = $B->panel('/ws/panel');
+    ok(on_channel('la', 'B'), 'B is on its channel');
 
-my $id = uuid4();
-$p->send_json({ msg_id => $id, type => 'action', target_id => 'la-1',
-    timestamp => now_ms(), payload => { action => 'restart' } });
+    my $id = act($p, 'la');
+    my $early = $p->answer_to($id, 1);
+    ok(!$early, 'no answer while A waits for its lease\'s answer')
+        or diag(encode_json($early));
+    is($sdk->executed($id), 0, '... and it has not run');
 
-# before the answer: the action waits at A
-my $early = $p->answer_to($id, 1);
-ok(!$early, 'no answer while A waits for its lease\'s answer')
-    or diag(encode_json($early));
-is($sdk->executed($id), 0, '... and it has not run');
+    $proxy->release;
 
-$proxy->release;
+    ok($p->success_ack($id, 8), 'once A has the answer, the action is acked')
+        or diag(encode_json([ $p->answers_to($id) ]));
+    is($sdk->executed($id), 1, '... it ran once');
+    is($sdk->connections, 1, 'one connection to the SDK (A\'s)');
+    like(lease('la'), qr/^A:/, 'A holds the lease');
 
-ok($p->success_ack($id, 5), 'once A has the answer, the action is acked')
-    or diag(encode_json([ $p->answers_to($id) ]));
-is($sdk->executed($id), 1, '... it ran once');
-is($sdk->connections, 1, 'one connection to the SDK (A\'s)');
-like(lease(), qr/^A:/, 'A holds the lease');
+    my $id2 = act($p, 'la');
+    ok($p->success_ack($id2, 5), 'the next action is acked');
+    is($sdk->executed($id2), 1, '... and ran once');
 
-# later actions go the usual way
-my $id2 = uuid4();
-$p->send_json({ msg_id => $id2, type => 'action', target_id => 'la-1',
-    timestamp => now_ms(), payload => { action => 'restart' } });
-ok($p->success_ack($id2, 5), 'the next action is acked');
-is($sdk->executed($id2), 1, '... and ran once');
+    $_->no_error_log(qr/\[alert\]|exited on signal/) for $A, $B;
+    $p->close(1000);
+    $_->stop for $B, $A;
+}
 
-$A->no_error_log(qr/\[alert\]|exited on signal/);
-$B->no_error_log(qr/\[alert\]|exited on signal/);
+# --- the answer is lost ----------------------------------------------------
+
+# Redis runs A's try, the answer never comes and the connection is cut;
+# the next periodic try would be half a lease (5 s) after A is back
+{
+    my $sdk = fake_sdk(target_id => 'lb-1', heartbeat_interval => 0);
+    $proxy->on(qr/^EVAL .* 4 lb:lease:lb-1 lb:state /s, 'cut_after');
+    my $A = agent('A', '127.0.0.1:' . $proxy->port, 'lb', $sdk);
+    $A->ignore_log(qr/redis|lease/);
+
+    ok(wait_for(sub { lease('lb') =~ /^A:/ }, 5),
+        'Redis gives A the lease: ' . lease('lb'));
+    ok($A->wait_error_log(qr/amonitor: reconnected to redis/, 8),
+        'A connected to Redis again after the cut');
+    ok(on_channel('lb', 'A'), 'A is on its channel');
+    is($sdk->accepted, 0, 'A, without the answer, has not dialed the SDK');
+
+    my $B = agent('B', $redis->addr, 'lb', $sdk);
+    my $p = $B->panel('/ws/panel');
+    ok(on_channel('lb', 'B'), 'B is on its channel');
+
+    my $id = act($p, 'lb');
+    my $first = $p->answer_to($id, 8);
+    ok($first && $first->{type} eq 'action_ack' && $first->{payload}{success},
+        'A asks for the lease again, finds it its own, and the action is '
+        . 'acked') or diag(encode_json($first // {}));
+    is($sdk->executed($id), 1, '... it ran once');
+    is($sdk->connections, 1, 'one connection to the SDK (A\'s)');
+    like(lease('lb'), qr/^A:/, 'A holds the lease');
+
+    $_->no_error_log(qr/\[alert\]|exited on signal/) for $A, $B;
+    $p->close(1000);
+}
 
 done_testing;
