@@ -59,23 +59,33 @@ sub act {
     return $id;
 }
 
+# A behind the proxy, whose try for the lease meets $rule, then B and a
+# panel of B: ($sdk, $A, $B, $p)
+sub pair {
+    my ($pf, $rule, $after_a) = @_;
+    my $sdk = fake_sdk(target_id => "$pf-1", heartbeat_interval => 0);
+    $proxy->on(qr/^EVAL .* 4 \Q$pf\E:lease:\Q$pf\E-1 \Q$pf\E:state /s, $rule);
+    my $A = agent('A', '127.0.0.1:' . $proxy->port, $pf, $sdk);
+    $A->ignore_log(qr/redis|lease/) if $rule eq 'cut_after';
+
+    ok(wait_for(sub { lease($pf) =~ /^A:/ }, 5),
+        'Redis gives A the lease: ' . lease($pf));
+    $after_a->($A) if $after_a;
+    ok(on_channel($pf, 'A'), 'A is on its channel');
+    is($sdk->accepted, 0, 'A, without the answer, has not dialed the SDK');
+
+    my $B = agent('B', $redis->addr, $pf, $sdk);
+    my $p = $B->panel('/ws/panel');
+    ok(on_channel($pf, 'B'), 'B is on its channel');
+    return ($sdk, $A, $B, $p);
+}
+
 # --- the answer comes after the action -----------------------------------
 
 # A's try for the lease: Redis runs it, its answer (and every later
 # answer on that connection) is held by the proxy
 {
-    my $sdk = fake_sdk(target_id => 'la-1', heartbeat_interval => 0);
-    $proxy->on(qr/^EVAL .* 4 la:lease:la-1 la:state /s, 'hold');
-    my $A = agent('A', '127.0.0.1:' . $proxy->port, 'la', $sdk);
-
-    ok(wait_for(sub { lease('la') =~ /^A:/ }, 5),
-        'Redis gives A the lease: ' . lease('la'));
-    ok(on_channel('la', 'A'), 'A is on its channel');
-    is($sdk->accepted, 0, 'A, without the answer, has not dialed the SDK');
-
-    my $B = agent('B', $redis->addr, 'la', $sdk);
-    my $p = $B->panel('/ws/panel');
-    ok(on_channel('la', 'B'), 'B is on its channel');
+    my ($sdk, $A, $B, $p) = pair('la', 'hold');
 
     my $id = act($p, 'la');
     my $early = $p->answer_to($id, 1);
@@ -105,21 +115,10 @@ sub act {
 # Redis runs A's try, the answer never comes and the connection is cut;
 # the next periodic try would be half a lease (5 s) after A is back
 {
-    my $sdk = fake_sdk(target_id => 'lb-1', heartbeat_interval => 0);
-    $proxy->on(qr/^EVAL .* 4 lb:lease:lb-1 lb:state /s, 'cut_after');
-    my $A = agent('A', '127.0.0.1:' . $proxy->port, 'lb', $sdk);
-    $A->ignore_log(qr/redis|lease/);
-
-    ok(wait_for(sub { lease('lb') =~ /^A:/ }, 5),
-        'Redis gives A the lease: ' . lease('lb'));
-    ok($A->wait_error_log(qr/amonitor: reconnected to redis/, 8),
-        'A connected to Redis again after the cut');
-    ok(on_channel('lb', 'A'), 'A is on its channel');
-    is($sdk->accepted, 0, 'A, without the answer, has not dialed the SDK');
-
-    my $B = agent('B', $redis->addr, 'lb', $sdk);
-    my $p = $B->panel('/ws/panel');
-    ok(on_channel('lb', 'B'), 'B is on its channel');
+    my ($sdk, $A, $B, $p) = pair('lb', 'cut_after', sub {
+        ok($_[0]->wait_error_log(qr/amonitor: reconnected to redis/, 8),
+            'A connected to Redis again after the cut');
+    });
 
     my $id = act($p, 'lb');
     my $first = $p->answer_to($id, 8);
