@@ -74,6 +74,8 @@ static void ngx_http_amonitor_lease_renew(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
 static void ngx_http_amonitor_lease_renewed(
     ngx_http_amonitor_redis_t *ctx, void *data, redisReply *reply);
+static void ngx_http_amonitor_lease_free(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
 static void ngx_http_amonitor_lease_release(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
 static void ngx_http_amonitor_routes_got(
@@ -101,7 +103,6 @@ ngx_http_amonitor_lease_get(
 {
     u_char                    *p;
     ngx_str_t                 *prefix;
-    ngx_pool_t                *pool;
     ngx_http_amonitor_lease_t *l;
 
     if (u->lease) {
@@ -111,19 +112,17 @@ ngx_http_amonitor_lease_get(
     prefix = &cl->redis->prefix;
 
     /*
-     * In the cycle's pool, not the upstream's: a command about it may be
-     * answered (NULL) when the connection is freed at exit, after the
-     * upstreams are gone.
+     * Apart from the upstream: a command about it may be answered after
+     * the upstream is freed (the handler frees a lease marked gone)
      */
-    pool = cl->worker->cycle->pool;
-
-    l = ngx_pcalloc(pool, sizeof(ngx_http_amonitor_lease_t));
-    p = ngx_pnalloc(pool, prefix->len + sizeof("lease:") - 1 + u->id.len);
-
-    if (l == NULL || p == NULL) {
+    l = ngx_calloc(sizeof(ngx_http_amonitor_lease_t) + prefix->len
+            + sizeof("lease:") - 1 + u->id.len,
+        cl->log);
+    if (l == NULL) {
         return NULL;
     }
 
+    p = (u_char *) (l + 1);
     l->key.data = p;
     p = ngx_cpymem(p, prefix->data, prefix->len);
     p = ngx_cpymem(p, "lease:", sizeof("lease:") - 1);
@@ -144,7 +143,8 @@ ngx_http_amonitor_lease_get(
 
 /*
  * A learned target this worker forgets (its upstream is freed next): its
- * lease record stays, marked gone, for replies still on their way.
+ * lease record goes with it, or, while a command about it is under way,
+ * when that command's handler runs (marked gone meanwhile).
  */
 void
 ngx_http_amonitor_cluster_forget(ngx_http_amonitor_upstream_t *u)
@@ -163,9 +163,25 @@ ngx_http_amonitor_cluster_forget(ngx_http_amonitor_upstream_t *u)
         ngx_http_amonitor_lease_release(cl, l);
     }
 
-    l->owned = 0;
-    l->gone = 1;
     u->lease = NULL;
+    ngx_http_amonitor_lease_free(cl, l);
+}
+
+
+/* out of the worker's list; freed now, or by the handler under way */
+static void
+ngx_http_amonitor_lease_free(
+    ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l)
+{
+    ngx_queue_remove(&l->queue);
+
+    if (l->busy) {
+        l->owned = 0;
+        l->gone = 1;
+        return;
+    }
+
+    ngx_free(l);
 }
 
 
@@ -324,6 +340,7 @@ ngx_http_amonitor_lease_acquired(
     u = l->upstream;
 
     if (l->gone) {
+        ngx_free(l);
         return;
     }
 
@@ -438,8 +455,12 @@ ngx_http_amonitor_lease_renewed(
     l->busy = 0;
     u = l->upstream;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER || l->gone
-        || !l->owned) {
+    if (l->gone) {
+        ngx_free(l);
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER || !l->owned) {
         /* Redis did not say: keep the connection, renew on the next tick */
         return;
     }
@@ -477,6 +498,38 @@ ngx_http_amonitor_lease_release(
 }
 
 
+/*
+ * For amonitor_status: this worker's lease records (one per target it
+ * has asked about, freed with the target) and how many of them it holds
+ */
+ngx_uint_t
+ngx_http_amonitor_cluster_leases(
+    ngx_http_amonitor_worker_t *w, ngx_uint_t *held)
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_lease_t   *l;
+    ngx_http_amonitor_cluster_t *cl;
+
+    n = 0;
+    *held = 0;
+    cl = w->cluster;
+
+    if (cl == NULL) {
+        return 0;
+    }
+
+    for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
+         q = ngx_queue_next(q)) {
+        l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
+        n++;
+        *held += l->owned;
+    }
+
+    return n;
+}
+
+
 /* the worker stops: its leases go at once, so another takes over soon */
 void
 ngx_http_amonitor_lease_exit(ngx_http_amonitor_cluster_t *cl)
@@ -484,16 +537,16 @@ ngx_http_amonitor_lease_exit(ngx_http_amonitor_cluster_t *cl)
     ngx_queue_t               *q;
     ngx_http_amonitor_lease_t *l;
 
-    for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
-         q = ngx_queue_next(q)) {
+    while (!ngx_queue_empty(&cl->leases)) {
+        q = ngx_queue_head(&cl->leases);
         l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
 
         if (l->owned && cl->cmd->ready) {
             ngx_http_amonitor_lease_release(cl, l);
         }
 
-        l->owned = 0;
-        l->gone = 1;
+        /* (the upstreams are freed already: l->upstream is not read) */
+        ngx_http_amonitor_lease_free(cl, l);
     }
 }
 

@@ -23,7 +23,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     size_t                         len;
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
-    ngx_uint_t                     remote;
+    ngx_uint_t                     remote, leases, held;
     ngx_queue_t                   *q;
     ngx_http_amonitor_worker_t    *w;
     ngx_http_amonitor_counters_t  *n, sum;
@@ -49,7 +49,7 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
     ngx_http_amonitor_store_counters_sum(amcf->shm_zone, &sum);
     n = &sum;
 
-    len = 512 + 14 * NGX_ATOMIC_T_LEN;
+    len = 512 + 14 * NGX_ATOMIC_T_LEN + 2 * NGX_INT_T_LEN;
 
     for (q = ngx_queue_head(&w->upstreams);
          q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
@@ -69,10 +69,19 @@ ngx_http_amonitor_status_handler(ngx_http_request_t *r)
         "\"actions\":%uA,\"duplicates\":%uA,\"acks\":%uA,"
         "\"errors\":%uA,\"ack_timeouts\":%uA,"
         "\"evictions\":%uA,\"invalid\":%uA,\"forbidden\":%uA,"
-        "\"oversize\":%uA,\"targets\":[",
+        "\"oversize\":%uA,",
         ngx_pid, n->panels, n->upstreams_open, n->forwarded, n->dropped,
         n->actions, n->duplicates, n->acks, n->errors, n->ack_timeouts,
         n->evictions, n->invalid, n->forbidden, n->oversize);
+
+    if (w->cluster) {
+        /* amonitor_cluster: this worker's lease records, those it holds */
+        leases = ngx_http_amonitor_cluster_leases(w, &held);
+        b->last = ngx_sprintf(b->last,
+            "\"cluster\":{\"leases\":%ui,\"held\":%ui},", leases, held);
+    }
+
+    b->last = ngx_sprintf(b->last, "\"targets\":[");
 
     for (q = ngx_queue_head(&w->upstreams);
          q != ngx_queue_sentinel(&w->upstreams); q = ngx_queue_next(q)) {
