@@ -156,18 +156,14 @@ ngx_http_amonitor_remote_run(
 static ngx_http_amonitor_lease_t *
 ngx_http_amonitor_remote_lease(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
 {
-    ngx_queue_t               *q;
-    ngx_http_amonitor_lease_t *l;
+    ngx_http_amonitor_lease_t    *l;
+    ngx_http_amonitor_upstream_t *u;
 
-    for (q = ngx_queue_head(&cl->leases); q != ngx_queue_sentinel(&cl->leases);
-         q = ngx_queue_next(q)) {
-        l = ngx_queue_data(q, ngx_http_amonitor_lease_t, queue);
+    u = ngx_http_amonitor_target_find(cl->worker, id);
+    l = u ? u->lease : NULL;
 
-        if ((l->owned || (!l->gone && (l->busy || !l->settled)))
-            && l->upstream->id.len == id->len
-            && ngx_strncmp(l->upstream->id.data, id->data, id->len) == 0) {
-            return l;
-        }
+    if (l && (l->owned || l->busy || !l->settled)) {
+        return l;
     }
 
     return NULL;
