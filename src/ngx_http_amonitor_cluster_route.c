@@ -364,13 +364,14 @@ ngx_http_amonitor_lease_acquired(
          * to its owner (with no reply, the bus is gone: they are answered
          * so).
          */
-        if (!ngx_queue_empty(&u->waiting)) {
-            u->worker->settled(u);
-        }
-
         if (reply == NULL) {
             /* no answer: the next action asks again */
             l->settled = 0;
+        }
+
+        /* (l is not read after this: the target may be forgotten) */
+        if (!ngx_queue_empty(&u->waiting)) {
+            u->worker->settled(u);
         }
 
         return;
