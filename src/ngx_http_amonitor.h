@@ -684,16 +684,14 @@ void       ngx_http_amonitor_cluster_forget(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_cluster_upstream_open(ngx_http_amonitor_upstream_t *u);
 void ngx_http_amonitor_cluster_upstream_down(
     ngx_http_amonitor_upstream_t *u, ngx_uint_t connected);
-void       ngx_http_amonitor_cluster_event(ngx_http_amonitor_upstream_t *u,
-          ngx_uint_t opcode, u_char *data, size_t len);
-void       ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w,
-          ngx_str_t *id, ngx_str_t *url, const char *origin);
-ngx_int_t  ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
-     ngx_str_t *msg_id, ngx_http_amonitor_msg_t *frame);
-ngx_int_t  ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
-     ngx_str_t *msg_id, ngx_uint_t opcode, u_char *data, size_t len);
-ngx_uint_t ngx_http_amonitor_cluster_leases(
-    ngx_http_amonitor_worker_t *w, ngx_uint_t *held);
+void      ngx_http_amonitor_cluster_event(ngx_http_amonitor_upstream_t *u,
+         ngx_uint_t opcode, u_char *data, size_t len);
+void      ngx_http_amonitor_cluster_route(ngx_http_amonitor_worker_t *w,
+         ngx_str_t *id, ngx_str_t *url, const char *origin);
+ngx_int_t ngx_http_amonitor_cluster_forward(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, ngx_http_amonitor_msg_t *frame);
+ngx_int_t ngx_http_amonitor_cluster_ack(ngx_http_amonitor_upstream_t *u,
+    ngx_str_t *msg_id, ngx_uint_t opcode, u_char *data, size_t len);
 
 /* reply.c: the agent's own envelopes */
 #define ngx_http_amonitor_amon_str(s) \

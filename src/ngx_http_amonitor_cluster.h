@@ -4,7 +4,8 @@
  * What the cluster files share (amonitor_cluster): the bus (two Redis
  * connections per worker, one for commands, one subscribed), the owner
  * leases and shared routes, the actions this worker runs for other
- * workers.  Nothing outside the cluster files includes this file.
+ * workers.  Outside the cluster files only action_route.c (the hooks it
+ * sets) and status.c (the lease count) include it.
  */
 
 #ifndef _NGX_HTTP_AMONITOR_CLUSTER_H_INCLUDED_
@@ -186,7 +187,9 @@ void ngx_http_amonitor_lease_acquire(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_lease_t *l);
 ngx_http_amonitor_lease_t *ngx_http_amonitor_lease_get(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);
-void ngx_http_amonitor_lease_exit(ngx_http_amonitor_cluster_t *cl);
+void       ngx_http_amonitor_lease_exit(ngx_http_amonitor_cluster_t *cl);
+ngx_uint_t ngx_http_amonitor_cluster_leases(
+    ngx_http_amonitor_worker_t *w, ngx_uint_t *held);
 void ngx_http_amonitor_lease_reconnected(ngx_http_amonitor_cluster_t *cl);
 void ngx_http_amonitor_lease_down(
     ngx_http_amonitor_cluster_t *cl, ngx_http_amonitor_upstream_t *u);

@@ -11,6 +11,7 @@
 
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
+#include "ngx_http_amonitor_cluster.h"
 
 
 static const char *ngx_http_amonitor_states[] = {
