@@ -106,6 +106,7 @@ typedef struct {
     ngx_msec_t                    retry_at; /* next acquire attempt */
     unsigned                      owned : 1;
     unsigned                      busy : 1; /* a command under way */
+    unsigned                      acquiring : 1; /* that command: acquire */
     unsigned                      gone : 1; /* the upstream went */
     unsigned                      settled : 1; /* a try answered */
 } ngx_http_amonitor_lease_t;

@@ -162,7 +162,7 @@ ngx_http_amonitor_remote_lease(ngx_http_amonitor_cluster_t *cl, ngx_str_t *id)
     u = ngx_http_amonitor_target_find(cl->worker, id);
     l = u ? u->lease : NULL;
 
-    if (l && (l->owned || l->busy || !l->settled)) {
+    if (l && (l->owned || l->acquiring || !l->settled)) {
         return l;
     }
 

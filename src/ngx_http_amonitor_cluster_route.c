@@ -315,6 +315,7 @@ ngx_http_amonitor_lease_acquire(
             l->upstream->id.data, l->upstream->id.len)
         == NGX_OK) {
         l->busy = 1;
+        l->acquiring = 1;
     }
 }
 
@@ -336,6 +337,7 @@ ngx_http_amonitor_lease_acquired(
     ngx_http_amonitor_upstream_t *u;
 
     l->busy = 0;
+    l->acquiring = 0;
     l->settled = 1;
     u = l->upstream;
 

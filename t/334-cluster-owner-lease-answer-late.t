@@ -7,6 +7,10 @@
 # its own), then for the connection it starts, and is acked; it is not
 # refused "the target is not connected" by the worker the lease names.
 # The answer is held back, or lost, by a proxy in front of Redis.
+# And the other way round: an owner whose connection to the SDK dropped
+# while its lease's renewal was under way holds the target no more, and
+# refuses such an action at once rather than wait for a connection it
+# does not make.
 # Starts its own redis-server and a fault proxy.
 
 use strict;
@@ -131,6 +135,60 @@ sub pair {
 
     $_->no_error_log(qr/\[alert\]|exited on signal/) for $A, $B;
     $p->close(1000);
+}
+
+# --- the owner's renewal is under way when its SDK connection drops -------
+
+# A holds the lease and the SDK connection; the answer to its renewal is
+# held by the proxy.  A is stopped for a moment: the SDK drops A's
+# connection, then B's action for the target is published to A (Redis
+# still names it).  A, going on, reads the drop first (it lets the lease
+# go, the renewal still unanswered), then the action: refused at once,
+# not after half the ack timeout (4 s) as if A were still asking for the
+# lease ("the target did not connect in time").
+{
+    my $pf = 'lc';
+    my $sdk = fake_sdk(target_id => "$pf-1", heartbeat_interval => 0);
+    my $A = agent('A', '127.0.0.1:' . $proxy->port, $pf, $sdk);
+    $A->ignore_log(qr/redis|lease|without a close frame/);
+    ok(wait_for(sub { lease($pf) =~ /^A:/ && $sdk->connections == 1 }, 5),
+        'A holds the lease and the SDK connection');
+    my $B = agent('B', $redis->addr, $pf, $sdk);
+    my $p = $B->panel('/ws/panel');
+    ok(on_channel($pf, 'A') && on_channel($pf, 'B'),
+        'A and B are on their channels');
+    my $id = act($p, $pf);
+    ok($p->success_ack($id, 5), 'an action from B runs over A\'s connection');
+
+    my $renew = qr/^EVAL .* 5 \Q$pf\E:lease:\Q$pf\E-1 \Q$pf\E:seen /s;
+    my $count = sub { scalar grep { $_ =~ $renew } $proxy->commands };
+    my $before = $count->();
+    $proxy->on($renew, 'hold');
+    ok(wait_for(sub { $count->() > $before }, 5),
+        'A renews its lease; the answer is held');
+
+    my ($pid) = $A->worker_pids;
+    kill 'STOP', $pid;
+    $sdk->drop_all;
+    my $id2 = act($p, $pf);
+    wait_for(sub { 0 }, 0.3);
+    like(lease($pf), qr/^A:/, 'Redis names A while A is stopped');
+    kill 'CONT', $pid;
+    my $t0 = now_ms();
+
+    my $answer = $p->answer_to($id2, 3.5);
+    my $ms = now_ms() - $t0;
+    ok($answer && ($answer->{payload}{code} // '') eq 'TARGET_UNAVAILABLE'
+        && ($answer->{payload}{message} // '') =~ /not connected/,
+        "A refuses the action: the target is not connected (${ms} ms)")
+        or diag(encode_json($answer // {}));
+    cmp_ok($ms, '<', 2000, '... at once, not after half the ack timeout');
+    is($sdk->executed($id2), 0, '... and it has not run');
+
+    $proxy->release;
+    $_->no_error_log(qr/\[alert\]|exited on signal/) for $A, $B;
+    $p->close(1000);
+    $_->stop for $B, $A;
 }
 
 done_testing;
