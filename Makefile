@@ -137,7 +137,7 @@ unit: $(UNIT_BINS)
 
 test: test-deps
 	$(MAKE) module unit build-sdk tools sdk-test-bins
-	prove -r t/
+	prove --timer -r t/
 
 test-unit: unit
 	prove t/001-core-unit.t

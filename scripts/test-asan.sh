@@ -244,5 +244,5 @@ cd "$ROOT"
 if [ "$#" -gt 0 ]; then
     prove "$@"
 else
-    prove -r t/
+    prove --timer -r t/
 fi
