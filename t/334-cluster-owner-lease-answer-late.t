@@ -171,7 +171,7 @@ sub pair {
     kill 'STOP', $pid;
     $sdk->drop_all;
     my $id2 = act($p, $pf);
-    wait_for(sub { 0 }, 0.3);
+    sleep_loop(0.3);
     like(lease($pf), qr/^A:/, 'Redis names A while A is stopped');
     kill 'CONT', $pid;
     my $t0 = now_ms();
