@@ -10,6 +10,8 @@ NGX_LOCK   ?= /tmp/.amonitor-nginx-src.lock
 MODULE     := ngx_http_amonitor_module.so
 DEPS       := $(CURDIR)/scripts/deps.sh
 FUZZ_SECONDS ?= 60
+# test files run at once by make test and make test-asan (prove -j)
+TEST_JOBS  ?= 2
 
 CC         ?= cc
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
@@ -137,14 +139,14 @@ unit: $(UNIT_BINS)
 
 test: test-deps
 	$(MAKE) module unit build-sdk tools sdk-test-bins
-	prove --timer -r t/
+	prove --timer -j$(TEST_JOBS) -r t/
 
 test-unit: unit
 	prove t/001-core-unit.t
 
 test-asan:
 	@bash $(DEPS) --asan
-	bash scripts/test-asan.sh
+	TEST_JOBS=$(TEST_JOBS) bash scripts/test-asan.sh
 
 test-valgrind: test-deps
 	bash scripts/test-valgrind.sh

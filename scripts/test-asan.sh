@@ -244,5 +244,5 @@ cd "$ROOT"
 if [ "$#" -gt 0 ]; then
     prove "$@"
 else
-    prove --timer -r t/
+    prove --timer -j"${TEST_JOBS:-2}" -r t/
 fi

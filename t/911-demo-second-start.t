@@ -53,6 +53,9 @@ sub start_bg {
     my $pid = fork() // die "fork: $!";
     if ($pid == 0) {
         setsid();
+        # as a terminal's shell starts it, even where the tests were started
+        # with SIGINT ignored (a background job of a script)
+        $SIG{INT} = $SIG{QUIT} = 'DEFAULT';
         open STDOUT, '>', $out or die;
         open STDERR, '>&', \*STDOUT or die;
         open STDIN, '<', '/dev/null' or die;
