@@ -10,8 +10,12 @@ NGX_LOCK   ?= /tmp/.amonitor-nginx-src.lock
 MODULE     := ngx_http_amonitor_module.so
 DEPS       := $(CURDIR)/scripts/deps.sh
 FUZZ_SECONDS ?= 60
-# test files run at once by make test and make test-asan (prove -j)
+# test files run at once by make test and make test-asan (prove -j); the
+# longest files start first, so that the runs end together
 TEST_JOBS  ?= 2
+TEST_FIRST := t/510-sdk-cli-unit.t t/160-debian-packages.t t/250-soak.t \
+              t/055-upstream-log.t t/092-dedupe-redis-faults.t
+TEST_FILES  = $(TEST_FIRST) $(filter-out $(TEST_FIRST),$(sort $(wildcard t/*.t)))
 
 CC         ?= cc
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
@@ -139,14 +143,14 @@ unit: $(UNIT_BINS)
 
 test: test-deps
 	$(MAKE) module unit build-sdk tools sdk-test-bins
-	prove --timer -j$(TEST_JOBS) -r t/
+	prove --timer -j$(TEST_JOBS) $(TEST_FILES)
 
 test-unit: unit
 	prove t/001-core-unit.t
 
 test-asan:
 	@bash $(DEPS) --asan
-	TEST_JOBS=$(TEST_JOBS) bash scripts/test-asan.sh
+	bash scripts/test-asan.sh --timer -j$(TEST_JOBS) $(TEST_FILES)
 
 test-valgrind: test-deps
 	bash scripts/test-valgrind.sh
