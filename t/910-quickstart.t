@@ -17,10 +17,11 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::INET;
-use POSIX qw(setsid :sys_wait_h);
+use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use File::Temp qw(tempdir);
 use Test::AMonitor::Util qw(free_port);
+use Test::AMonitor::Process qw(start_session);
 use Test::AMonitor::Panel qw(panel_connect);
 
 my $root = "$FindBin::Bin/..";
@@ -38,22 +39,9 @@ sub port_open {
 }
 
 my $out = "$root/build/quickstart-demo.log";
-my $pid = fork() // die "fork: $!";
-if ($pid == 0) {
-    setsid();
-    # as a terminal's shell starts it, even where the tests were started
-    # with SIGINT ignored (a background job of a script)
-    $SIG{INT} = $SIG{QUIT} = 'DEFAULT';
-    open STDOUT, '>', $out or die;
-    open STDERR, '>&', \*STDOUT or die;
-    open STDIN, '<', '/dev/null' or die;
-    chdir $root or die;
-    $ENV{AGENT_PORT} = $agent;
-    $ENV{SDK_START_PORT} = $sdk;
-    $ENV{DEMO_PREFIX} = $prefix;
-    exec 'make', '--no-print-directory', 'demo';
-    die "exec: $!";
-}
+my $pid = start_session($out, $root, { AGENT_PORT => $agent,
+    SDK_START_PORT => $sdk, DEMO_PREFIX => $prefix },
+    'make', '--no-print-directory', 'demo');
 
 sub demo_log { local (@ARGV, $/) = $out; return -f $out ? <> // '' : '' }
 

@@ -16,9 +16,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp qw(tempdir);
-use POSIX qw(setsid :sys_wait_h);
+use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use Test::AMonitor::Util qw(free_port);
+use Test::AMonitor::Process qw(start_session);
 
 my $root = "$FindBin::Bin/..";
 for my $f ("$root/build/ngx_http_amonitor_module.so", "$root/build/amonitor",
@@ -50,21 +51,7 @@ sub wait_until {
 # to $out; returns its pid
 sub start_bg {
     my ($out, $env, @cmd) = @_;
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        setsid();
-        # as a terminal's shell starts it, even where the tests were started
-        # with SIGINT ignored (a background job of a script)
-        $SIG{INT} = $SIG{QUIT} = 'DEFAULT';
-        open STDOUT, '>', $out or die;
-        open STDERR, '>&', \*STDOUT or die;
-        open STDIN, '<', '/dev/null' or die;
-        chdir $root or die;
-        $ENV{$_} = $env->{$_} for keys %$env;
-        exec @cmd;
-        die "exec: $!";
-    }
-    return $pid;
+    return start_session($out, $root, $env, @cmd);
 }
 
 # run a script to its end; (exit code, output)

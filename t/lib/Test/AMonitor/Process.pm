@@ -16,7 +16,7 @@ use POSIX qw(_exit);
 
 our @EXPORT_OK = qw(proc_stat proc_cpu_ms alive cmdline children close_fds capture
     read_file write_file_raw tail listen_ports port_accepts valgrind_argv
-    strace_start strace_stop);
+    strace_start strace_stop start_session);
 
 our $STRACE = '/usr/bin/strace';
 
@@ -108,6 +108,28 @@ sub capture {
     $out = <$fh> // '';
     close $fh;
     return $out;
+}
+
+# start a command in a session of its own, as a terminal's shell starts
+# a foreground job: SIGINT and SIGQUIT at their defaults (a suite started
+# as a background job of a script has them ignored, and a shell that
+# starts with SIGINT ignored cannot trap it), stdout and stderr to $out,
+# stdin /dev/null, in $dir with %$env added; returns its pid, which is
+# also its process group (kill 'INT', -$pid is a Ctrl-C)
+sub start_session {
+    my ($out, $dir, $env, @cmd) = @_;
+    my $pid = fork() // croak "fork: $!";
+    if ($pid == 0) {
+        POSIX::setsid();
+        $SIG{INT} = $SIG{QUIT} = 'DEFAULT';
+        open(STDOUT, '>', $out) or _exit(127);
+        open(STDERR, '>&', \*STDOUT) or _exit(127);
+        open(STDIN, '<', '/dev/null') or _exit(127);
+        chdir $dir or _exit(127);
+        $ENV{$_} = $env->{$_} for keys %$env;
+        exec(@cmd) or do { print "exec $cmd[0]: $!\n"; _exit(127) };
+    }
+    return $pid;
 }
 
 # the bytes of a file from offset $from; empty if it cannot be read
