@@ -339,7 +339,7 @@ ngx_http_amonitor_conn_send_bytes(
         return NGX_OK;
     }
 
-    msg = ngx_http_amonitor_msg_alloc(wc->frames, len);
+    msg = ngx_http_amonitor_msg_alloc_exact(len);
     if (msg == NULL) {
         return NGX_ERROR;
     }

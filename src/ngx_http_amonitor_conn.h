@@ -170,6 +170,7 @@ void ngx_http_amonitor_msg_release(
 ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_frame(
     ngx_http_amonitor_frames_t *f, ngx_uint_t opcode, u_char *payload,
     size_t len, ngx_uint_t masked);
+ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_alloc_exact(size_t size);
 
 void ngx_http_amonitor_random(u_char *buf, size_t len);
 

@@ -158,6 +158,20 @@ ngx_http_amonitor_msg_alloc(ngx_http_amonitor_frames_t *f, size_t size)
         size = NGX_HTTP_AMONITOR_MSG_SMALL;
     }
 
+    return ngx_http_amonitor_msg_alloc_exact(size);
+}
+
+
+/*
+ * A buffer of exactly this size, for a frame one connection alone holds
+ * (a pong, a close frame): a peer that sends pings and never reads must
+ * not make each pong queued for it cost a small buffer (4 KiB).
+ */
+ngx_http_amonitor_msg_t *
+ngx_http_amonitor_msg_alloc_exact(size_t size)
+{
+    ngx_http_amonitor_msg_t *msg;
+
     msg = ngx_alloc(sizeof(ngx_http_amonitor_msg_t) + size, ngx_cycle->log);
     if (msg == NULL) {
         return NULL;

@@ -11,8 +11,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use IO::Socket::INET;
-use Digest::SHA qw(sha1_base64);
 
 my $t = Test::AMonitor->new(workers => 1);
 my $sdk = fake_sdk(port => $t->port(1), target_id => 'mb-a',
@@ -36,31 +34,11 @@ EOC
 )->run;
 
 # an SDK that completes the handshake and then never reads
-my $deaf = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-    LocalPort => $t->port(2), Listen => 5, Proto => 'tcp', ReuseAddr => 1,
-    Blocking => 0) or die "listen: $!";
-my $deaf_conn;
-
-sub deaf_accept {
-    return $deaf_conn if $deaf_conn;
-    my $c = $deaf->accept or return;
-    my ($req, $buf) = ('', '');
-    my $end = now_ms() + 3000;
-    while ($req !~ /\r\n\r\n/ && now_ms() < $end) {
-        my $n = sysread($c, $buf, 4096);
-        $req .= $buf if $n;
-        sleep_loop(0.01) unless $n;
-    }
-    my ($key) = $req =~ /^Sec-WebSocket-Key:\s*(\S+)/mi;
-    my $accept = sha1_base64($key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
-        . '=';
-    syswrite($c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n\r\n");
-    return $deaf_conn = $c;
-}
+my $deaf = raw_sdk_listen($t->port(2));
 
 ok($sdk->wait_connections(1), 'the SDK is connected');
-ok(wait_for(sub { deaf_accept() }, 5), 'the deaf SDK was dialed');
+my $deaf_conn = raw_sdk_accept($deaf, 5);
+ok($deaf_conn, 'the deaf SDK was dialed');
 
 sub status { return try_decode_json($t->http_get('/status')->{body}) // {} }
 

@@ -36,7 +36,8 @@ use Test::AMonitor::Panel qw(panel_connect panel_try_connect
 use Test::AMonitor::FakeSDK qw(fake_sdk);
 use Test::AMonitor::Raw qw(raw_connect raw_ws_connect raw_send raw_read
     raw_read_frame raw_http http_request parse_http_response ws_frame
-    ws_accept_key raw_eof slow_panel storm_open storm_read);
+    ws_accept_key raw_eof slow_panel storm_open storm_read raw_sdk_listen
+    raw_sdk_accept);
 use Test::AMonitor::Blocks qw(run_tests);
 
 our @EXPORT = (
@@ -47,7 +48,8 @@ our @EXPORT = (
     decode_json try_decode_json json_text now_ms tscale default_timeout
     raw_connect raw_ws_connect raw_send raw_read raw_read_frame raw_http
     http_request parse_http_response ws_frame ws_accept_key raw_eof
-    slow_panel storm_open storm_read scan_log_text panels_per_worker
+    slow_panel storm_open storm_read raw_sdk_listen raw_sdk_accept
+    scan_log_text panels_per_worker
     mute_listener prometheus_samples dedupe_tally)
 );
 
@@ -423,7 +425,10 @@ $timeout)> returns C<{ fin, rsv, opcode, masked, payload, length,
 close_code, close_reason }>, C<{ eof =E<gt> 1 }> or undef (timeout);
 C<raw_eof($sock)>; C<raw_http($port, $text, $timeout)>;
 C<http_request($port, $method, $uri, headers =E<gt>, body =E<gt>)>;
-C<parse_http_response($raw)>; C<ws_accept_key($key)>.
+C<parse_http_response($raw)>; C<ws_accept_key($key)>;
+C<raw_sdk_listen($port)> and C<raw_sdk_accept($listener, $timeout)> (an
+SDK played by hand: the agent's upgrade request answered with a 101, the
+socket left to the test, which may never read it).
 
 =head1 UTILITIES
 

@@ -21,7 +21,8 @@ use Test::AMonitor::Util qw(default_timeout wait_for note_verbose);
 
 our @EXPORT_OK = qw(raw_connect raw_ws_connect raw_send raw_read
     raw_read_frame raw_http http_request parse_http_response ws_frame
-    ws_accept_key raw_eof slow_panel storm_open storm_read %WS_OP);
+    ws_accept_key raw_eof slow_panel storm_open storm_read raw_sdk_listen
+    raw_sdk_accept %WS_OP);
 use Exporter 'import';
 
 our %WS_OP = (
@@ -230,6 +231,37 @@ sub slow_panel {
     my ($port, $path, %h) = @_;
     $h{-rcvbuf} //= 4096;
     return raw_ws_connect($port, $path, %h);
+}
+
+# raw_sdk_listen($port): a non-blocking listening socket on 127.0.0.1
+# for an SDK the test plays by hand
+sub raw_sdk_listen {
+    my ($port) = @_;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => $port, Listen => 5, Proto => 'tcp', ReuseAddr => 1,
+        Blocking => 0) or croak "listen on $port: $!";
+    return $l;
+}
+
+# raw_sdk_accept($listener, $timeout): the next agent connection, its
+# upgrade request answered with a 101 (then the test has the socket to
+# itself: it may never read again); undef if none came in time
+sub raw_sdk_accept {
+    my ($l, $timeout) = @_;
+    my ($c, $key);
+
+    wait_for(sub { $c = $l->accept; defined $c }, $timeout // default_timeout())
+        or return undef;
+    $c->blocking(0);
+    _read_until($c, sub { (${ _bufref($c) } // '') =~ /\r\n\r\n/ },
+        default_timeout());
+    ($key) = (${ _bufref($c) } // '') =~ /^Sec-WebSocket-Key:\s*(\S+)/mi;
+    return undef unless defined $key;
+    ${ _bufref($c) } = '';
+    raw_send($c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        . "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+        . ws_accept_key($key) . "\r\n\r\n");
+    return $c;
 }
 
 # A reconnect storm: $n connections to $port first (nginx accepts them
