@@ -178,8 +178,11 @@ subtest 'agents of another format take the prefix' => sub {
 
 subtest 'another error of the check is an ordinary refusal' => sub {
     $_->mark_log for values %I;
-    $redis->cli('DEL', 'amon-v:format');
-    $redis->cli('HSET', 'amon-v:format', 'not', 'a string');
+    # in one step: a worker's check between a DEL and an HSET would write
+    # the key again, and the HSET would then fail (WRONGTYPE)
+    is($redis->cli('EVAL', "redis.call('DEL', KEYS[1]); "
+        . "return redis.call('HSET', KEYS[1], 'not', 'a string')", 1,
+        'amon-v:format'), '1', 'the format key is now a hash');
     for my $n (qw(A B)) {
         ok($I{$n}->wait_error_log(qr/refused "format check": .*WRONGTYPE/,
             2), "$n: the error is logged");
