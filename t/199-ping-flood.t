@@ -12,6 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
+use Test::AMonitor::Process qw(proc_mem);
 
 my $t = Test::AMonitor->new(workers => 1);
 my $sdk = fake_sdk(port => $t->port(1), target_id => 'pf-a',
@@ -38,11 +39,7 @@ ok($fsdk, 'the SDK that will flood was dialed');
 my ($worker) = $t->worker_pids;
 
 # the worker's private memory (kB): where queued pongs would be
-sub anon_kb {
-    open(my $fh, '<', "/proc/$worker/status") or return undef;
-    while (<$fh>) { return $1 if /^RssAnon:\s+(\d+)\s+kB/ }
-    return undef;
-}
+sub anon_kb { return proc_mem($worker)->{RssAnon} }
 
 sub status { return try_decode_json($t->http_get('/status')->{body}) // {} }
 

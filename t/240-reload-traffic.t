@@ -18,7 +18,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::Process qw(children cmdline);
+use Test::AMonitor::Process qw(children cmdline proc_mem);
 use List::Util qw(max sum0);
 use Mojo::IOLoop;
 use POSIX qw(WNOHANG);
@@ -161,19 +161,6 @@ my $sampler = Mojo::IOLoop->recurring(0.05 => sub {
     $W{max} = $n if $n > $W{max};
 });
 
-# the memory lines of /proc/PID/status in kB: VmRSS is RssAnon (private
-# memory, where a leak shows) + RssFile + RssShmem (the zone's pages the
-# process touched: they grow with the dedupe table, up to the zone size)
-sub vm_status {
-    my ($pid) = @_;
-    my %m;
-    open(my $fh, '<', "/proc/$pid/status") or return {};
-    while (<$fh>) {
-        $m{$1} = $2 if /^(VmRSS|RssAnon|RssFile|RssShmem):\s+(\d+)\s+kB/;
-    }
-    return \%m;
-}
-
 # (sockets, other descriptors) of a process
 sub fd_counts {
     my ($pid) = @_;
@@ -194,7 +181,7 @@ sub sample {
     my %s = (reload => $n);
     for my $pid (sort { $a <=> $b } $t->worker_pids) {
         my ($sock, $other) = fd_counts($pid);
-        my $m = vm_status($pid);
+        my $m = proc_mem($pid);
         $s{rss} += $m->{VmRSS};
         $s{anon} += $m->{RssAnon};
         $s{shmem} += $m->{RssShmem};
@@ -204,7 +191,7 @@ sub sample {
             . "shmem=$m->{RssShmem}kB fds=$sock+$other";
     }
     my ($msock, $mother) = fd_counts($t->master_pid);
-    my $mm = vm_status($t->master_pid);
+    my $mm = proc_mem($t->master_pid);
     $s{master_fds} = $msock + $mother;
     $s{master_rss} = $mm->{VmRSS};
     $s{master_anon} = $mm->{RssAnon};

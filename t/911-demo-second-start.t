@@ -47,12 +47,6 @@ sub wait_until {
     return $cond->();
 }
 
-# start a script in a session of its own (as a terminal would), output
-# to $out; returns its pid
-sub start_bg {
-    my ($out, $env, @cmd) = @_;
-    return start_session($out, $root, $env, @cmd);
-}
 
 # run a script to its end; (exit code, output)
 sub run_fg {
@@ -85,7 +79,7 @@ my $sdk = free_port(2);
 my %env = (NO_BUILD => 1, DEMO_PREFIX => $prefix, AGENT_PORT => $agent,
     SDK_START_PORT => $sdk);
 my $out = "$prefix.out";
-my $first = start_bg($out, \%env, 'bash', 'examples/run.sh');
+my $first = start_session($out, $root, \%env, 'bash', 'examples/run.sh');
 ok(wait_until(sub { (slurp($out) // '') =~ /connected to/ }, 60),
     'a first demo runs') or diag(slurp($out));
 
@@ -165,7 +159,8 @@ my %cenv = (NO_BUILD => 1, DEMO_PREFIX => $cprefix, DEMO_DURATION => 60,
     REDIS_PORT => free_port(), AGENT_PORT => free_port(3),
     SDK_START_PORT => free_port(2));
 my $cout = "$cprefix.out";
-my $cluster = start_bg($cout, \%cenv, 'bash', 'examples/run.cluster.sh');
+my $cluster = start_session($cout, $root, \%cenv, 'bash',
+    'examples/run.cluster.sh');
 ok(wait_until(sub { (slurp($cout) // '') =~ /Ctrl-C stops everything/ }, 60),
     'a first cluster demo runs') or diag(slurp($cout));
 my @cfiles = ('redis.pid', map { ("instance-$_/nginx.conf",

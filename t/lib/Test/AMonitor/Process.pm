@@ -16,7 +16,7 @@ use POSIX qw(_exit);
 
 our @EXPORT_OK = qw(proc_stat proc_cpu_ms alive cmdline children close_fds capture
     read_file write_file_raw tail listen_ports port_accepts valgrind_argv
-    strace_start strace_stop start_session);
+    strace_start strace_stop start_session proc_mem);
 
 our $STRACE = '/usr/bin/strace';
 
@@ -41,6 +41,20 @@ sub proc_cpu_ms {
     close $fh;
     my @f = split ' ', (split /\) /, $s, 2)[1] // '';
     return (($f[11] // 0) + ($f[12] // 0)) * 1000 / 100;
+}
+
+# the memory lines of /proc/PID/status in kB ({} if it is gone): VmRSS is
+# RssAnon (private memory, where a leak shows) + RssFile + RssShmem (the
+# zone's pages the process touched: they grow with the dedupe table, up
+# to the zone size)
+sub proc_mem {
+    my ($pid) = @_;
+    my %m;
+    open(my $fh, '<', "/proc/$pid/status") or return {};
+    while (<$fh>) {
+        $m{$1} = $2 if /^(VmRSS|RssAnon|RssFile|RssShmem):\s+(\d+)\s+kB/;
+    }
+    return \%m;
 }
 
 # true while the process exists and is neither a zombie nor dead
