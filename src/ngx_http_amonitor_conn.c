@@ -425,6 +425,11 @@ ngx_http_amonitor_conn_send(ngx_http_amonitor_conn_t *wc,
         return NGX_DECLINED;
     }
 
+    if (wc->q_count >= NGX_HTTP_AMONITOR_Q_KEEP) {
+        /* a batch behind: what the peer has not read is held at its size */
+        msg = ngx_http_amonitor_msg_shrink(msg);
+    }
+
     qi = &wc->q[(wc->q_head + wc->q_count) % wc->q_cap];
     wc->q_count++;
 

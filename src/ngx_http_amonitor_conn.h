@@ -171,6 +171,8 @@ ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_frame(
     ngx_http_amonitor_frames_t *f, ngx_uint_t opcode, u_char *payload,
     size_t len, ngx_uint_t masked);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_alloc_exact(size_t size);
+ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_shrink(
+    ngx_http_amonitor_msg_t *msg);
 
 void ngx_http_amonitor_random(u_char *buf, size_t len);
 

@@ -186,6 +186,35 @@ ngx_http_amonitor_msg_alloc_exact(size_t size)
 }
 
 
+/*
+ * A copy at the frame's own size of a frame that uses under half of its
+ * buffer, for a connection that is a batch behind: the frames it has not
+ * read may stay queued for it alone long after the other panels wrote
+ * theirs, and each would keep a small buffer (4 KiB) for a heartbeat of
+ * a few hundred bytes.  The frame itself when it fills its buffer, or
+ * when there is no memory for the copy.
+ */
+ngx_http_amonitor_msg_t *
+ngx_http_amonitor_msg_shrink(ngx_http_amonitor_msg_t *msg)
+{
+    ngx_http_amonitor_msg_t *copy;
+
+    if (msg->len > msg->size / 2) {
+        return msg;
+    }
+
+    copy = ngx_http_amonitor_msg_alloc_exact(msg->len);
+    if (copy == NULL) {
+        return msg;
+    }
+
+    ngx_memcpy(copy->data, msg->data, msg->len);
+    copy->len = msg->len;
+
+    return copy;
+}
+
+
 void
 ngx_http_amonitor_msg_release(
     ngx_http_amonitor_frames_t *f, ngx_http_amonitor_msg_t *msg)
