@@ -118,6 +118,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
+    size_t                       size;
     const char                  *code, *message;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
@@ -178,18 +179,31 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
      */
     a->limited = (panel->pending >= w->amcf->queue);
 
-    /* the bytes go to the SDK unchanged, in a frame masked as a client's */
-    a->msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 1);
-    if (a->msg == NULL) {
-        ngx_http_amonitor_action_dealloc(w->actions, a);
-        ngx_http_amonitor_reply_error(
-            w, panel, &about, "INTERNAL", "out of memory", 1);
-        return;
+    size = amon_ws_header_size(len, 1) + len;
+
+    if (!a->limited && ngx_http_amonitor_conn_hold(panel, size) != NGX_OK) {
+        /* its frame would pass amonitor_connection_buffer_limit */
+        a->limited = 1;
+        a->heavy = 1;
+    }
+
+    if (!a->limited) {
+        /* the bytes go to the SDK unchanged, in a client's masked frame */
+        a->msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 1);
+        if (a->msg == NULL) {
+            panel->actions_held -= size;
+            ngx_http_amonitor_action_dealloc(w->actions, a);
+            ngx_http_amonitor_reply_error(
+                w, panel, &about, "INTERNAL", "out of memory", 1);
+            return;
+        }
+
+        a->msg->refs++;
+        a->held = 1;
     }
 
     as = w->actions;
 
-    a->msg->refs++;
     ngx_queue_insert_tail(&as->all, &a->all);
     panel->pending++;
     a->counted = 1;
@@ -599,7 +613,10 @@ ngx_http_amonitor_action_claimed(
     if (state == NGX_HTTP_AMONITOR_CLAIM_NEW) {
         if (a->limited) {
             ngx_http_amonitor_action_fail(a, "RATE_LIMITED",
-                "too many actions of this panel are waiting for acks",
+                a->heavy ? "the actions of this panel that wait to be "
+                           "written hold amonitor_connection_buffer_limit"
+                         : "too many actions of this panel are waiting "
+                           "for acks",
                 NGX_HTTP_AMONITOR_RELEASE);
             return;
         }

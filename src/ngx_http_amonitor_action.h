@@ -63,6 +63,8 @@ struct ngx_http_amonitor_action_s {
     unsigned                         in_sent : 1;
     unsigned                         counted : 1; /* in panel->pending */
     unsigned                         limited : 1; /* over the panel's limit */
+    unsigned                         heavy : 1; /* over its bytes (held) */
+    unsigned                         held : 1; /* in panel->actions_held */
     unsigned                         in_due : 1;
     unsigned                         kept : 1; /* of the usual size */
     unsigned                         remote : 1; /* to the target's owner */
@@ -124,6 +126,7 @@ void ngx_http_amonitor_action_fail(ngx_http_amonitor_action_t *a,
 void ngx_http_amonitor_action_keep(
     ngx_http_amonitor_action_t *a, const char *code, const char *message);
 void ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a);
+void ngx_http_amonitor_action_drop_msg(ngx_http_amonitor_action_t *a);
 void ngx_http_amonitor_action_audit(
     ngx_http_amonitor_action_t *a, const char *outcome, const char *code);
 

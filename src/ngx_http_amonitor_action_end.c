@@ -525,6 +525,28 @@ ngx_http_amonitor_action_audit(
 }
 
 
+/*
+ * The action lets go of its frame (queued for the SDK, or the action
+ * ends): its panel no longer holds those bytes.
+ */
+void
+ngx_http_amonitor_action_drop_msg(ngx_http_amonitor_action_t *a)
+{
+    if (a->msg == NULL) {
+        return;
+    }
+
+    if (a->held && a->panel) {
+        a->panel->actions_held -= ngx_min(a->msg->len, a->panel->actions_held);
+    }
+
+    a->held = 0;
+
+    ngx_http_amonitor_msg_release(&a->worker->frames, a->msg);
+    a->msg = NULL;
+}
+
+
 void
 ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
 {
@@ -545,10 +567,7 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
         ngx_queue_remove(&a->queue);
     }
 
-    if (a->msg) {
-        ngx_http_amonitor_msg_release(&w->frames, a->msg);
-        a->msg = NULL;
-    }
+    ngx_http_amonitor_action_drop_msg(a);
 
     if (a->panel && a->counted && a->panel->pending) {
         a->panel->pending--;

@@ -152,8 +152,7 @@ ngx_http_amonitor_action_sent(
 
     a->state = NGX_HTTP_AMONITOR_ACTION_SENT;
 
-    ngx_http_amonitor_msg_release(&w->frames, a->msg);
-    a->msg = NULL;
+    ngx_http_amonitor_action_drop_msg(a);
 
     (void) ngx_http_amonitor_sent_add(as, a);
 

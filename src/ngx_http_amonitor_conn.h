@@ -136,6 +136,7 @@ struct ngx_http_amonitor_conn_s {
     ngx_queue_t queue; /* a panel: in the worker's list */
     ngx_uint_t  id; /* a panel: its number, for logs */
     ngx_uint_t  pending; /* a panel: actions it waits for */
+    size_t      actions_held; /* a panel: their frames not queued yet */
     ngx_uint_t  queries; /* a panel: action_status the store answers later */
     void       *rights; /* a panel: its token's (rights.c) */
     void       *sub; /* a panel: what it subscribed to */
@@ -196,6 +197,7 @@ void ngx_http_amonitor_conn_close_frame(
 void ngx_http_amonitor_conn_free(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_conn_start_ping(
     ngx_http_amonitor_conn_t *wc, ngx_msec_t interval);
+ngx_int_t ngx_http_amonitor_conn_hold(ngx_http_amonitor_conn_t *wc, size_t len);
 ngx_int_t ngx_http_amonitor_conn_over(
     ngx_http_amonitor_conn_t *wc, size_t len, ngx_uint_t priority);
 ngx_int_t ngx_http_amonitor_conn_send_gathered(

@@ -2,9 +2,11 @@
  * Copyright (C) AMonitor authors
  *
  * amonitor_connection_buffer_limit: the bytes one connection may make the
- * agent hold (frames queued and not yet written, plus the message being
- * reassembled).  A panel over it is closed with 1008; an SDK's queue
- * refuses the frame (the action fails) and the SDK stays connected.
+ * agent hold (frames queued and not yet written, the message being
+ * reassembled, and a panel's actions whose frames wait for their claim or
+ * their SDK's connection).  A panel over it is closed with 1008, or its
+ * action refused; an SDK's queue refuses the frame (the action fails) and
+ * the SDK stays connected.
  */
 
 #include <ngx_config.h>
@@ -12,6 +14,34 @@
 #include <ngx_event.h>
 
 #include "ngx_http_amonitor_conn.h"
+
+
+static size_t
+ngx_http_amonitor_conn_held(ngx_http_amonitor_conn_t *wc)
+{
+    return (size_t) (wc->queued_bytes - wc->sent_bytes)
+        + wc->session.message.cap + wc->actions_held;
+}
+
+
+/*
+ * A panel's action keeps its frame until it is queued for the SDK (its
+ * claim, a connection being made, an owner in the cluster): NGX_OK and
+ * counted in actions_held when "len" more bytes fit, NGX_DECLINED (the
+ * action is refused, RATE_LIMITED) when they do not.
+ */
+ngx_int_t
+ngx_http_amonitor_conn_hold(ngx_http_amonitor_conn_t *wc, size_t len)
+{
+    if (wc->frames->buffer_limit
+        && ngx_http_amonitor_conn_held(wc) + len > wc->frames->buffer_limit) {
+        return NGX_DECLINED;
+    }
+
+    wc->actions_held += len;
+
+    return NGX_OK;
+}
 
 
 /*
@@ -34,8 +64,7 @@ ngx_http_amonitor_conn_over(
         return priority ? NGX_OK : NGX_DECLINED;
     }
 
-    held =
-        (size_t) (wc->queued_bytes - wc->sent_bytes) + wc->session.message.cap;
+    held = ngx_http_amonitor_conn_held(wc);
 
     if (held + len <= wc->frames->buffer_limit) {
         return NGX_OK;

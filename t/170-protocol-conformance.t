@@ -8,7 +8,9 @@
 # bytes are in t/171-protocol-conformance-blocks.t; framing faults have
 # their own suites (030, 021, 095).  Not covered here: "at twice the limit
 # everything gets RATE_LIMITED" (with the shm store over-limit lookups
-# never pile up) and INTERNAL for a full zone (eviction makes room).
+# never pile up), INTERNAL for a full zone (eviction makes room), and
+# RATE_LIMITED for the frames of waiting actions past
+# amonitor_connection_buffer_limit (t/219-action-bytes-bound.t).
 
 use strict;
 use warnings;
