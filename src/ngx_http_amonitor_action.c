@@ -199,7 +199,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         }
 
         a->msg->refs++;
-        a->held = 1;
+        a->held = size;
     }
 
     as = w->actions;

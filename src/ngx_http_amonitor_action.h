@@ -55,6 +55,7 @@ struct ngx_http_amonitor_action_s {
     ngx_str_t                        trace_id;
     ngx_str_t                        action; /* its name, for the audit */
     ngx_http_amonitor_msg_t         *msg; /* the frame, until it is sent */
+    size_t                           held; /* in panel->actions_held */
     ngx_msec_t                       sent_at; /* for the round trip */
     void                            *claimed; /* store->claimed, a hint */
     ngx_uint_t                       upstreams_gen; /* at the first look */
@@ -64,7 +65,6 @@ struct ngx_http_amonitor_action_s {
     unsigned                         counted : 1; /* in panel->pending */
     unsigned                         limited : 1; /* over the panel's limit */
     unsigned                         heavy : 1; /* over its bytes (held) */
-    unsigned                         held : 1; /* in panel->actions_held */
     unsigned                         in_due : 1;
     unsigned                         kept : 1; /* of the usual size */
     unsigned                         remote : 1; /* to the target's owner */

@@ -27,6 +27,7 @@ static void ngx_http_amonitor_action_record(ngx_http_amonitor_store_t *st,
     ngx_http_amonitor_claim_e state, ngx_str_t *result, u_char *buf);
 static void ngx_http_amonitor_action_ack_result(
     amon_envelope_t *env, ngx_str_t *result, u_char *buf);
+static void ngx_http_amonitor_action_unhold(ngx_http_amonitor_action_t *a);
 
 
 /* what a reply about the action answers */
@@ -197,12 +198,13 @@ ngx_http_amonitor_action_timeout(ngx_event_t *ev)
         ngx_http_amonitor_reply_error(w, a->panel, &about, "ACK_TIMEOUT",
             "no ack from the target in time; the action may still run", 0);
 
-        /* it no longer counts against the panel's limit */
+        /* it no longer counts against the panel's limits */
         if (a->counted && a->panel->pending) {
             a->panel->pending--;
         }
 
         a->counted = 0;
+        ngx_http_amonitor_action_unhold(a);
     }
 
     /* a late ack is still delivered and recorded */
@@ -525,25 +527,35 @@ ngx_http_amonitor_action_audit(
 }
 
 
+/* the panel no longer holds the bytes of the action's frame */
+static void
+ngx_http_amonitor_action_unhold(ngx_http_amonitor_action_t *a)
+{
+    if (a->held && a->panel) {
+        a->panel->actions_held -= ngx_min(a->held, a->panel->actions_held);
+    }
+
+    a->held = 0;
+}
+
+
 /*
- * The action lets go of its frame (queued for the SDK, or the action
- * ends): its panel no longer holds those bytes.
+ * The action lets go of its frame: queued for the SDK, or the action
+ * ends.  One handed to the target's owner in the cluster stays counted
+ * for its panel until it ends: the owner may hold its frame as long,
+ * waiting for its connection to the SDK.
  */
 void
 ngx_http_amonitor_action_drop_msg(ngx_http_amonitor_action_t *a)
 {
-    if (a->msg == NULL) {
-        return;
+    if (!a->remote) {
+        ngx_http_amonitor_action_unhold(a);
     }
 
-    if (a->held && a->panel) {
-        a->panel->actions_held -= ngx_min(a->msg->len, a->panel->actions_held);
+    if (a->msg) {
+        ngx_http_amonitor_msg_release(&a->worker->frames, a->msg);
+        a->msg = NULL;
     }
-
-    a->held = 0;
-
-    ngx_http_amonitor_msg_release(&a->worker->frames, a->msg);
-    a->msg = NULL;
 }
 
 
@@ -568,6 +580,7 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
     }
 
     ngx_http_amonitor_action_drop_msg(a);
+    ngx_http_amonitor_action_unhold(a);
 
     if (a->panel && a->counted && a->panel->pending) {
         a->panel->pending--;
