@@ -2,11 +2,11 @@
  * Copyright (C) AMonitor authors
  *
  * amonitor_connection_buffer_limit: the bytes one connection may make the
- * agent hold (frames queued and not yet written, the message being
- * reassembled, and a panel's actions whose frames wait for their claim or
- * their SDK's connection).  A panel over it is closed with 1008, or its
- * action refused; an SDK's queue refuses the frame (the action fails) and
- * the SDK stays connected.
+ * agent hold (frames queued and not yet written, plus the message being
+ * reassembled).  A panel over it is closed with 1008; an SDK's queue
+ * refuses the frame (the action fails) and the SDK stays connected.  A
+ * panel's actions whose frames wait (their claim, their SDK's
+ * connection) count with them: an action past it is refused.
  */
 
 #include <ngx_config.h>
@@ -16,25 +16,30 @@
 #include "ngx_http_amonitor_conn.h"
 
 
+/* queued and not written yet, and the message being reassembled */
 static size_t
 ngx_http_amonitor_conn_held(ngx_http_amonitor_conn_t *wc)
 {
     return (size_t) (wc->queued_bytes - wc->sent_bytes)
-        + wc->session.message.cap + wc->actions_held;
+        + wc->session.message.cap;
 }
 
 
 /*
  * A panel's action keeps its frame until it is queued for the SDK (its
  * claim, a connection being made, an owner in the cluster): NGX_OK and
- * counted in actions_held when "len" more bytes fit, NGX_DECLINED (the
- * action is refused, RATE_LIMITED) when they do not.
+ * counted in actions_held when "len" more bytes fit with what the panel
+ * holds, NGX_DECLINED (the action is refused, RATE_LIMITED) when they do
+ * not.  conn_over() leaves actions_held out: a panel that reads is not
+ * closed because its actions wait, so the two together stay under twice
+ * the limit.
  */
 ngx_int_t
 ngx_http_amonitor_conn_hold(ngx_http_amonitor_conn_t *wc, size_t len)
 {
     if (wc->frames->buffer_limit
-        && ngx_http_amonitor_conn_held(wc) + len > wc->frames->buffer_limit) {
+        && ngx_http_amonitor_conn_held(wc) + wc->actions_held + len
+            > wc->frames->buffer_limit) {
         return NGX_DECLINED;
     }
 
