@@ -179,7 +179,7 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
      */
     a->limited = (panel->pending >= w->amcf->queue);
 
-    size = amon_ws_header_size(len, 1) + len;
+    size = len + AMON_MAX_FRAME_HEADER; /* its frame, at most */
 
     if (!a->limited && ngx_http_amonitor_conn_hold(panel, size) != NGX_OK) {
         /* its frame would pass amonitor_connection_buffer_limit */

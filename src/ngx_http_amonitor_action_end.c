@@ -579,7 +579,11 @@ ngx_http_amonitor_action_free(ngx_http_amonitor_action_t *a)
         ngx_queue_remove(&a->queue);
     }
 
-    ngx_http_amonitor_action_drop_msg(a);
+    if (a->msg) {
+        ngx_http_amonitor_msg_release(&w->frames, a->msg);
+        a->msg = NULL;
+    }
+
     ngx_http_amonitor_action_unhold(a);
 
     if (a->panel && a->counted && a->panel->pending) {
