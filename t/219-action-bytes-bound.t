@@ -31,7 +31,7 @@ $t->write_config(
     amonitor_max_message_size 256k;
     amonitor_connection_buffer_limit 1m;
     amonitor_connect_timeout 30s;
-    amonitor_ack_timeout 4s;
+    amonitor_ack_timeout 8s;
     amonitor_target ab-ok ws://127.0.0.1:%%PORT_1%%/;
     amonitor_target ab-mute ws://127.0.0.1:%%PORT_2%%/;
 EOC
@@ -102,7 +102,7 @@ SKIP: {
 }
 
 # the waiting ones end when their ack is due: TARGET_UNAVAILABLE
-wait_for(sub { !grep { code_of($_) eq '' } @waiting }, tscale(10));
+wait_for(sub { !grep { code_of($_) eq '' } @waiting }, tscale(15));
 is(scalar(grep { code_of($_) eq 'TARGET_UNAVAILABLE' } @waiting),
     scalar @waiting, 'the waiting ones end TARGET_UNAVAILABLE');
 $panel->clear;
