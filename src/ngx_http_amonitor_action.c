@@ -107,6 +107,49 @@ ngx_http_amonitor_action_exit_worker(ngx_http_amonitor_worker_t *w)
 
 
 /*
+ * The action's frame: its bytes unchanged, in a client's masked frame,
+ * counted against the panel's amonitor_connection_buffer_limit until it
+ * is queued for the SDK.  Over the panel's limits (actions waiting, or
+ * their bytes) no frame is made: the claim still runs, so that a
+ * repeated msg_id gets its duplicate answer; a new one is released and
+ * RATE_LIMITED.  NGX_ERROR: out of memory.
+ */
+static ngx_int_t
+ngx_http_amonitor_action_frame(ngx_http_amonitor_action_t *a,
+    ngx_http_amonitor_conn_t *panel, ngx_uint_t opcode, u_char *data,
+    size_t len)
+{
+    size_t size;
+
+    a->limited = (panel->pending >= a->worker->amcf->queue);
+
+    if (a->limited) {
+        return NGX_OK;
+    }
+
+    size = len + AMON_MAX_FRAME_HEADER; /* its frame, at most */
+
+    if (ngx_http_amonitor_conn_hold(panel, size) != NGX_OK) {
+        a->limited = 1;
+        a->heavy = 1;
+        return NGX_OK;
+    }
+
+    a->msg =
+        ngx_http_amonitor_msg_frame(&a->worker->frames, opcode, data, len, 1);
+    if (a->msg == NULL) {
+        panel->actions_held -= size;
+        return NGX_ERROR;
+    }
+
+    a->msg->refs++;
+    a->held = size;
+
+    return NGX_OK;
+}
+
+
+/*
  * A valid action from a panel (it has a target and payload.action).  The
  * order of the checks is the documented precedence of errors: the target
  * first (no claim for an action that cannot go anywhere), then the panel's
@@ -118,7 +161,6 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *panel, amon_envelope_t *env, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
-    size_t                       size;
     const char                  *code, *message;
     ngx_http_amonitor_action_t  *a;
     ngx_http_amonitor_actions_t *as;
@@ -173,33 +215,11 @@ ngx_http_amonitor_action_start(ngx_http_amonitor_worker_t *w,
         return;
     }
 
-    /*
-     * Over the limit the claim still runs, so that a repeated msg_id gets
-     * its duplicate answer; a new one is released and RATE_LIMITED.
-     */
-    a->limited = (panel->pending >= w->amcf->queue);
-
-    size = len + AMON_MAX_FRAME_HEADER; /* its frame, at most */
-
-    if (!a->limited && ngx_http_amonitor_conn_hold(panel, size) != NGX_OK) {
-        /* its frame would pass amonitor_connection_buffer_limit */
-        a->limited = 1;
-        a->heavy = 1;
-    }
-
-    if (!a->limited) {
-        /* the bytes go to the SDK unchanged, in a client's masked frame */
-        a->msg = ngx_http_amonitor_msg_frame(&w->frames, opcode, data, len, 1);
-        if (a->msg == NULL) {
-            panel->actions_held -= size;
-            ngx_http_amonitor_action_dealloc(w->actions, a);
-            ngx_http_amonitor_reply_error(
-                w, panel, &about, "INTERNAL", "out of memory", 1);
-            return;
-        }
-
-        a->msg->refs++;
-        a->held = size;
+    if (ngx_http_amonitor_action_frame(a, panel, opcode, data, len) != NGX_OK) {
+        ngx_http_amonitor_action_dealloc(w->actions, a);
+        ngx_http_amonitor_reply_error(
+            w, panel, &about, "INTERNAL", "out of memory", 1);
+        return;
     }
 
     as = w->actions;

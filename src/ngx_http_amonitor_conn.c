@@ -339,13 +339,10 @@ ngx_http_amonitor_conn_send_bytes(
         return NGX_OK;
     }
 
-    msg = ngx_http_amonitor_msg_alloc_exact(len);
+    msg = ngx_http_amonitor_msg_copy(data, len);
     if (msg == NULL) {
         return NGX_ERROR;
     }
-
-    ngx_memcpy(msg->data, data, len);
-    msg->len = len;
 
     msg->refs++;
     rc = ngx_http_amonitor_conn_send(wc, msg, 1);

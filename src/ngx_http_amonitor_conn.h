@@ -174,6 +174,8 @@ ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_frame(
 ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_alloc_exact(size_t size);
 ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_shrink(
     ngx_http_amonitor_msg_t *msg);
+ngx_http_amonitor_msg_t *ngx_http_amonitor_msg_copy(
+    const u_char *data, size_t len);
 
 void ngx_http_amonitor_random(u_char *buf, size_t len);
 

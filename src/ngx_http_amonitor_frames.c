@@ -203,15 +203,27 @@ ngx_http_amonitor_msg_shrink(ngx_http_amonitor_msg_t *msg)
         return msg;
     }
 
-    copy = ngx_http_amonitor_msg_alloc_exact(msg->len);
-    if (copy == NULL) {
-        return msg;
+    copy = ngx_http_amonitor_msg_copy(msg->data, msg->len);
+
+    return copy ? copy : msg;
+}
+
+
+/* "len" bytes in a buffer of exactly their size */
+ngx_http_amonitor_msg_t *
+ngx_http_amonitor_msg_copy(const u_char *data, size_t len)
+{
+    ngx_http_amonitor_msg_t *msg;
+
+    msg = ngx_http_amonitor_msg_alloc_exact(len);
+    if (msg == NULL) {
+        return NULL;
     }
 
-    ngx_memcpy(copy->data, msg->data, msg->len);
-    copy->len = msg->len;
+    ngx_memcpy(msg->data, data, len);
+    msg->len = len;
 
-    return copy;
+    return msg;
 }
 
 
