@@ -190,23 +190,23 @@ example_seconds(const char *s, const char *name)
 }
 
 
-int
-main(int argc, char **argv)
+/* what the command line sets beyond the SDK's own configuration */
+typedef struct {
+    double      interval;
+    double      event_interval;
+    int         loop;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+} example_opts_t;
+
+
+/* returns -1 to go on, else the exit status */
+static int
+example_options(int argc, char **argv, amonitor_sdk_config_t *cfg,
+    example_opts_t *o, example_state_t *st)
 {
-    int                     opt, sfd, loop, rc, timeout, n;
-    long                    seq;
-    char                    data[128];
-    double                  interval, event_interval;
-    int64_t                 next_event;
-    sigset_t                set;
-    siginfo_t               si;
-    struct timespec         ts, now;
-    struct pollfd           pfd[2];
-    amonitor_sdk_t         *ctx;
-    example_state_t         st;
-    amonitor_sdk_config_t   cfg;
-    struct signalfd_siginfo ssi;
-    const char             *tls_cert, *tls_key, *tls_ca;
+    int opt;
 
     static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
         {"port", required_argument, NULL, 'p'},
@@ -222,43 +222,35 @@ main(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
 
-    setvbuf(stdout, NULL, _IOLBF, 0);
-
-    amonitor_sdk_config_init(&cfg);
-    memset(&st, 0, sizeof(st));
-    interval = 5;
-    event_interval = 0;
-    loop = 0;
-    tls_cert = NULL;
-    tls_key = NULL;
-    tls_ca = NULL;
+    memset(o, 0, sizeof(*o));
+    o->interval = 5;
 
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
-        case 'H': cfg.host = optarg; break;
+        case 'H': cfg->host = optarg; break;
         case 'p':
             /* 0 picks a free port, which is then printed */
-            cfg.port = (unsigned) atoi(optarg);
-            if ((cfg.port == 0 && strcmp(optarg, "0") != 0)
-                || cfg.port > 65535) {
+            cfg->port = (unsigned) atoi(optarg);
+            if ((cfg->port == 0 && strcmp(optarg, "0") != 0)
+                || cfg->port > 65535) {
                 fprintf(stderr, "amonitor-sdk-example: invalid port \"%s\"\n",
                     optarg);
                 return 2;
             }
             break;
-        case 't': cfg.target_id = optarg; break;
-        case 'i': interval = example_seconds(optarg, "interval"); break;
-        case 'T': cfg.token = optarg; break;
-        case 'r': cfg.register_url = optarg; break;
+        case 't': cfg->target_id = optarg; break;
+        case 'i': o->interval = example_seconds(optarg, "interval"); break;
+        case 'T': cfg->token = optarg; break;
+        case 'r': cfg->register_url = optarg; break;
         case 'e':
-            event_interval = example_seconds(optarg, "event interval");
+            o->event_interval = example_seconds(optarg, "event interval");
             break;
-        case 'C': tls_cert = optarg; break;
-        case 'K': tls_key = optarg; break;
-        case 'A': tls_ca = optarg; break;
-        case 'b': cfg.binary = 1; break;
-        case 'l': loop = 1; break;
-        case 'q': st.quiet = 1; break;
+        case 'C': o->tls_cert = optarg; break;
+        case 'K': o->tls_key = optarg; break;
+        case 'A': o->tls_ca = optarg; break;
+        case 'b': cfg->binary = 1; break;
+        case 'l': o->loop = 1; break;
+        case 'q': st->quiet = 1; break;
         case 'h': example_usage(stdout); return 0;
         default: example_usage(stderr); return 2;
         }
@@ -269,7 +261,131 @@ main(int argc, char **argv)
         return 2;
     }
 
-    cfg.heartbeat_ms = (unsigned) (interval * 1000);
+    return -1;
+}
+
+
+static int64_t
+example_now_ms(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+
+/*
+ * Waits up to timeout ms, on the SDK's own thread (sigtimedwait) or, in
+ * the host-loop mode, in poll() over the signal fd and the SDK's
+ * descriptor.  Returns 1 when a stop signal came or the SDK failed.
+ */
+static int
+example_wait(amonitor_sdk_t *ctx, const example_opts_t *o, int sfd,
+    const sigset_t *set, int timeout)
+{
+    int                     n;
+    siginfo_t               si;
+    struct timespec         ts;
+    struct pollfd           pfd[2];
+    struct signalfd_siginfo ssi;
+
+    if (!o->loop) {
+        ts.tv_sec = timeout / 1000;
+        ts.tv_nsec = (long) (timeout % 1000) * 1000000;
+
+        return sigtimedwait(set, &si, &ts) > 0;
+    }
+
+    n = amonitor_sdk_timeout(ctx);
+    if (n >= 0 && n < timeout) {
+        timeout = n;
+    }
+
+    pfd[0].fd = sfd;
+    pfd[0].events = POLLIN;
+    pfd[1].fd = amonitor_sdk_fd(ctx);
+    pfd[1].events = POLLIN;
+
+    if (poll(pfd, 2, timeout) == -1 && errno != EINTR) {
+        perror("amonitor-sdk-example: poll");
+        return 1;
+    }
+
+    if ((pfd[0].revents & POLLIN) && read(sfd, &ssi, sizeof(ssi)) > 0) {
+        return 1;
+    }
+
+    if (amonitor_sdk_step(ctx, 0) != AMONITOR_OK) {
+        fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* sends the periodic events until a stop signal */
+static void
+example_run(amonitor_sdk_t *ctx, const example_opts_t *o, example_state_t *st,
+    int sfd, const sigset_t *set)
+{
+    int     timeout;
+    long    seq;
+    char    data[128];
+    int64_t ms, next_event, every;
+
+    seq = 0;
+    every = (int64_t) (o->event_interval * 1000);
+    next_event = example_now_ms() + every;
+
+    for (;;) {
+        ms = example_now_ms();
+
+        if (o->event_interval > 0 && ms >= next_event) {
+            snprintf(data, sizeof(data), "{\"seq\":%ld,\"uptime_s\":%ld}",
+                ++seq, (long) (time(NULL) - st->started));
+            amonitor_sdk_emit_event(ctx, "tick", data);
+            next_event += every;
+            if (next_event <= ms) {
+                next_event = ms + every;
+            }
+        }
+
+        timeout = o->event_interval > 0 ? (int) (next_event - ms) : 1000;
+        if (timeout < 0) {
+            timeout = 0;
+        }
+
+        if (example_wait(ctx, o, sfd, set, timeout)) {
+            return;
+        }
+    }
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                   sfd, rc;
+    sigset_t              set;
+    amonitor_sdk_t       *ctx;
+    example_opts_t        o;
+    example_state_t       st;
+    amonitor_sdk_config_t cfg;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    amonitor_sdk_config_init(&cfg);
+    memset(&st, 0, sizeof(st));
+
+    rc = example_options(argc, argv, &cfg, &o, &st);
+    if (rc != -1) {
+        return rc;
+    }
+
+    cfg.heartbeat_ms = (unsigned) (o.interval * 1000);
     st.target_id = cfg.target_id;
     st.started = time(NULL);
 
@@ -285,8 +401,8 @@ main(int argc, char **argv)
         return 2;
     }
 
-    if ((tls_cert || tls_key || tls_ca)
-        && amonitor_sdk_set_tls(ctx, tls_cert, tls_key, tls_ca)
+    if ((o.tls_cert || o.tls_key || o.tls_ca)
+        && amonitor_sdk_set_tls(ctx, o.tls_cert, o.tls_key, o.tls_ca)
             != AMONITOR_OK) {
         fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
         amonitor_sdk_free(ctx);
@@ -304,7 +420,7 @@ main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    rc = loop ? amonitor_sdk_listen(ctx) : amonitor_sdk_start(ctx);
+    rc = o.loop ? amonitor_sdk_listen(ctx) : amonitor_sdk_start(ctx);
     if (rc != AMONITOR_OK) {
         fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
         amonitor_sdk_free(ctx);
@@ -313,17 +429,12 @@ main(int argc, char **argv)
 
     example_print(&st,
         "serving %s://%s:%d/ (heartbeat every %.3gs%s%s%s), Ctrl-C to stop",
-        tls_cert ? "wss" : "ws", cfg.host, amonitor_sdk_port(ctx), interval,
+        o.tls_cert ? "wss" : "ws", cfg.host, amonitor_sdk_port(ctx), o.interval,
         cfg.token ? ", token required" : "",
-        event_interval > 0 ? ", events" : "", loop ? ", host loop" : "");
-
-    seq = 0;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    next_event = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000
-        + (int64_t) (event_interval * 1000);
+        o.event_interval > 0 ? ", events" : "", o.loop ? ", host loop" : "");
 
     sfd = -1;
-    if (loop) {
+    if (o.loop) {
         sfd = signalfd(-1, &set, SFD_CLOEXEC);
         if (sfd == -1) {
             perror("amonitor-sdk-example: signalfd");
@@ -332,64 +443,7 @@ main(int argc, char **argv)
         }
     }
 
-    for (;;) {
-        int64_t ms;
-
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-
-        if (event_interval > 0 && ms >= next_event) {
-            snprintf(data, sizeof(data), "{\"seq\":%ld,\"uptime_s\":%ld}",
-                ++seq, (long) (time(NULL) - st.started));
-            amonitor_sdk_emit_event(ctx, "tick", data);
-            next_event += (int64_t) (event_interval * 1000);
-            if (next_event <= ms) {
-                next_event = ms + (int64_t) (event_interval * 1000);
-            }
-        }
-
-        timeout = event_interval > 0 ? (int) (next_event - ms) : 1000;
-        if (timeout < 0) {
-            timeout = 0;
-        }
-
-        if (!loop) {
-            ts.tv_sec = timeout / 1000;
-            ts.tv_nsec = (long) (timeout % 1000) * 1000000;
-
-            if (sigtimedwait(&set, &si, &ts) > 0) {
-                break;
-            }
-            continue;
-        }
-
-        /* host loop: poll our signal fd and the SDK's descriptor */
-        n = amonitor_sdk_timeout(ctx);
-        if (n >= 0 && n < timeout) {
-            timeout = n;
-        }
-
-        pfd[0].fd = sfd;
-        pfd[0].events = POLLIN;
-        pfd[1].fd = amonitor_sdk_fd(ctx);
-        pfd[1].events = POLLIN;
-
-        if (poll(pfd, 2, timeout) == -1 && errno != EINTR) {
-            perror("amonitor-sdk-example: poll");
-            break;
-        }
-
-        if (pfd[0].revents & POLLIN) {
-            if (read(sfd, &ssi, sizeof(ssi)) > 0) {
-                break;
-            }
-        }
-
-        if (amonitor_sdk_step(ctx, 0) != AMONITOR_OK) {
-            fprintf(stderr, "amonitor-sdk-example: %s\n", ctx->errstr);
-            break;
-        }
-    }
+    example_run(ctx, &o, &st, sfd, &set);
 
     example_print(
         &st, "stopping (%ld restarts, %ld refused)", st.restarts, st.refused);

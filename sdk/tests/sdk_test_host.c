@@ -358,16 +358,20 @@ host_command(host_t *h, char *line)
 }
 
 
-int
-main(int argc, char **argv)
+/* what the command line sets beyond the SDK's own configuration */
+typedef struct {
+    int       loop;
+    int       metrics;
+    long long idle_agent;
+} host_opts_t;
+
+
+/* returns 0 to go on, else the exit status */
+static int
+host_options(int argc, char **argv, amonitor_sdk_config_t *cfg, host_t *h,
+    host_opts_t *o)
 {
-    int                   opt, loop, rc, n, metrics;
-    long long             idle_agent;
-    size_t                len;
-    char                  line[65536];
-    host_t                h;
-    struct pollfd         pfd[2];
-    amonitor_sdk_config_t cfg;
+    int opt;
 
     static const struct option opts[] = {{"port", required_argument, NULL, 'p'},
         {"target-id", required_argument, NULL, 't'},
@@ -386,39 +390,113 @@ main(int argc, char **argv)
         {"loop", no_argument, NULL, 'l'}, {"verbose", no_argument, NULL, 'v'},
         {"log-stdout", no_argument, NULL, 'L'}, {NULL, 0, NULL, 0}};
 
+    cfg->port = 0;
+    cfg->target_id = "test-target";
+    cfg->heartbeat_ms = 60000;
+    o->loop = 0;
+    o->metrics = 1;
+    o->idle_agent = -1;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'p': cfg->port = (unsigned) atoi(optarg); break;
+        case 't': cfg->target_id = optarg; break;
+        case 'T': cfg->token = optarg; break;
+        case 'i': cfg->heartbeat_ms = (unsigned) atoi(optarg); break;
+        case 'r': cfg->register_url = optarg; break;
+        case 'M': cfg->metadata_json = optarg; break;
+        case 'P': cfg->path = optarg; break;
+        case 'b': cfg->binary = 1; break;
+        case 'm': cfg->max_message = (size_t) atol(optarg); break;
+        case 'q': cfg->max_send_queue = (size_t) atol(optarg); break;
+        case 'c': cfg->max_connections = (unsigned) atoi(optarg); break;
+        case 'n': cfg->max_pending = (unsigned) atoi(optarg); break;
+        case 'I': o->idle_agent = atoll(optarg); break;
+        case 'N': o->metrics = 0; break;
+        case 'l': o->loop = 1; break;
+        case 'v': h->verbose = 1; break;
+        case 'L': h->log_stdout = 1; break;
+        default: return 2;
+        }
+    }
+
+    return 0;
+}
+
+
+/* runs the commands read from stdin until it closes or one says stop */
+static void
+host_serve(host_t *h, int loop)
+{
+    int           n, rc;
+    char         *nl;
+    size_t        len;
+    ssize_t       r;
+    char          line[65536];
+    struct pollfd pfd[2];
+
+    len = 0;
+
+    for (;;) {
+        pfd[0].fd = STDIN_FILENO;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = amonitor_sdk_fd(h->ctx);
+        pfd[1].events = POLLIN;
+
+        n = poll(pfd, loop ? 2 : 1, loop ? amonitor_sdk_timeout(h->ctx) : -1);
+        if (n == -1 && errno != EINTR) {
+            return;
+        }
+
+        if (loop && amonitor_sdk_step(h->ctx, 0) != AMONITOR_OK) {
+            fprintf(stderr, "host: %s\n", h->ctx->errstr);
+            return;
+        }
+
+        if (n <= 0 || !(pfd[0].revents & (POLLIN | POLLHUP))) {
+            continue;
+        }
+
+        r = read(STDIN_FILENO, line + len, sizeof(line) - 1 - len);
+        if (r <= 0) {
+            return;
+        }
+
+        len += (size_t) r;
+        line[len] = '\0';
+
+        rc = 0;
+        while (!rc && (nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            rc = host_command(h, line);
+            len -= (size_t) (nl + 1 - line);
+            memmove(line, nl + 1, len + 1);
+        }
+
+        if (rc) {
+            return;
+        }
+    }
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                   rc;
+    host_t                h;
+    host_opts_t           o;
+    amonitor_sdk_config_t cfg;
+
     amonitor_sdk_config_init(&cfg);
-    cfg.port = 0;
-    cfg.target_id = "test-target";
-    cfg.heartbeat_ms = 60000;
-    loop = 0;
-    metrics = 1;
-    idle_agent = -1;
 
     memset(&h, 0, sizeof(h));
     pthread_mutex_init(&h.lock, NULL);
     pthread_cond_init(&h.done, NULL);
 
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'p': cfg.port = (unsigned) atoi(optarg); break;
-        case 't': cfg.target_id = optarg; break;
-        case 'T': cfg.token = optarg; break;
-        case 'i': cfg.heartbeat_ms = (unsigned) atoi(optarg); break;
-        case 'r': cfg.register_url = optarg; break;
-        case 'M': cfg.metadata_json = optarg; break;
-        case 'P': cfg.path = optarg; break;
-        case 'b': cfg.binary = 1; break;
-        case 'm': cfg.max_message = (size_t) atol(optarg); break;
-        case 'q': cfg.max_send_queue = (size_t) atol(optarg); break;
-        case 'c': cfg.max_connections = (unsigned) atoi(optarg); break;
-        case 'n': cfg.max_pending = (unsigned) atoi(optarg); break;
-        case 'I': idle_agent = atoll(optarg); break;
-        case 'N': metrics = 0; break;
-        case 'l': loop = 1; break;
-        case 'v': h.verbose = 1; break;
-        case 'L': h.log_stdout = 1; break;
-        default: return 2;
-        }
+    rc = host_options(argc, argv, &cfg, &h, &o);
+    if (rc) {
+        return rc;
     }
 
     h.ctx = amonitor_sdk_new(&cfg);
@@ -428,9 +506,9 @@ main(int argc, char **argv)
         return 2;
     }
 
-    if (idle_agent >= 0
+    if (o.idle_agent >= 0
         && amonitor_sdk_set_option(
-               h.ctx, AMONITOR_OPT_IDLE_AGENT_MS, idle_agent)
+               h.ctx, AMONITOR_OPT_IDLE_AGENT_MS, o.idle_agent)
             != AMONITOR_OK) {
         fprintf(stderr, "host: %s\n", h.ctx->errstr);
         amonitor_sdk_free(h.ctx);
@@ -439,11 +517,11 @@ main(int argc, char **argv)
 
     amonitor_sdk_set_log(h.ctx, AMONITOR_LOG_DEBUG, host_log, &h);
     amonitor_sdk_on_action(h.ctx, NULL, host_action, &h);
-    if (metrics) {
+    if (o.metrics) {
         amonitor_sdk_set_metrics(h.ctx, host_metrics, &h);
     }
 
-    rc = loop ? amonitor_sdk_listen(h.ctx) : amonitor_sdk_start(h.ctx);
+    rc = o.loop ? amonitor_sdk_listen(h.ctx) : amonitor_sdk_start(h.ctx);
     if (rc != AMONITOR_OK) {
         fprintf(stderr, "host: %s\n", h.ctx->errstr);
         amonitor_sdk_free(h.ctx);
@@ -453,48 +531,7 @@ main(int argc, char **argv)
     printf("PORT %d\n", amonitor_sdk_port(h.ctx));
     fflush(stdout);
 
-    len = 0;
-
-    for (;;) {
-        pfd[0].fd = STDIN_FILENO;
-        pfd[0].events = POLLIN;
-        pfd[1].fd = amonitor_sdk_fd(h.ctx);
-        pfd[1].events = POLLIN;
-
-        n = poll(pfd, loop ? 2 : 1, loop ? amonitor_sdk_timeout(h.ctx) : -1);
-        if (n == -1 && errno != EINTR) {
-            break;
-        }
-
-        if (loop && amonitor_sdk_step(h.ctx, 0) != AMONITOR_OK) {
-            fprintf(stderr, "host: %s\n", h.ctx->errstr);
-            break;
-        }
-
-        if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP))) {
-            ssize_t r = read(STDIN_FILENO, line + len, sizeof(line) - 1 - len);
-            char   *nl;
-
-            if (r <= 0) {
-                break;
-            }
-
-            len += (size_t) r;
-            line[len] = '\0';
-
-            rc = 0;
-            while (!rc && (nl = strchr(line, '\n')) != NULL) {
-                *nl = '\0';
-                rc = host_command(&h, line);
-                len -= (size_t) (nl + 1 - line);
-                memmove(line, nl + 1, len + 1);
-            }
-
-            if (rc) {
-                break;
-            }
-        }
-    }
+    host_serve(&h, o.loop);
 
     /* helper threads use the context: let them finish first */
     pthread_mutex_lock(&h.lock);
