@@ -773,32 +773,3 @@ ngx_http_amonitor_action_retargets(ngx_event_t *ev)
         ngx_http_amonitor_action_target(a, 0);
     }
 }
-
-
-/* the panel closed: its actions go on without it */
-void
-ngx_http_amonitor_action_panel_gone(
-    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel)
-{
-    ngx_queue_t                 *q;
-    ngx_http_amonitor_action_t  *a;
-    ngx_http_amonitor_actions_t *as;
-
-    as = w->actions;
-
-    /*
-     * Every action of the panel, also those that no longer count against
-     * its limit (past ACK_TIMEOUT): none may keep a pointer to it.
-     */
-    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
-         q = ngx_queue_next(q)) {
-        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
-
-        if (a->panel == panel) {
-            /* acks are still recorded; there is no one to tell */
-            a->panel = NULL;
-        }
-    }
-
-    panel->pending = 0;
-}

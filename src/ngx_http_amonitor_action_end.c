@@ -3,7 +3,8 @@
  *
  * The end of an action: its timer, the SDK's ack, the ack timeout and the
  * late window, a failure with what it does to the dedupe claim, the audit
- * line, and freeing it.  Calls nothing in action.c.
+ * line, and freeing it; a closed panel's actions going on without it.
+ * Calls nothing in action.c.
  */
 
 #include <ngx_config.h>
@@ -696,4 +697,33 @@ ngx_http_amonitor_action_upstream_down(
                 NGX_HTTP_AMONITOR_RELEASE);
         }
     }
+}
+
+
+/* the panel closed: its actions go on without it */
+void
+ngx_http_amonitor_action_panel_gone(
+    ngx_http_amonitor_worker_t *w, ngx_http_amonitor_conn_t *panel)
+{
+    ngx_queue_t                 *q;
+    ngx_http_amonitor_action_t  *a;
+    ngx_http_amonitor_actions_t *as;
+
+    as = w->actions;
+
+    /*
+     * Every action of the panel, also those that no longer count against
+     * its limit (past ACK_TIMEOUT): none may keep a pointer to it.
+     */
+    for (q = ngx_queue_head(&as->all); q != ngx_queue_sentinel(&as->all);
+         q = ngx_queue_next(q)) {
+        a = ngx_queue_data(q, ngx_http_amonitor_action_t, all);
+
+        if (a->panel == panel) {
+            /* acks are still recorded; there is no one to tell */
+            a->panel = NULL;
+        }
+    }
+
+    panel->pending = 0;
 }
