@@ -55,15 +55,20 @@ bench_idle_cpu() {
     fi
 }
 
-# build/bench/$1 from bench/agent/$2 against the protocol core (which
+# build/bench/$1 from the files bench/agent/$2... against the protocol core (which
 # must be built: make core)
 bench_build() {
+    local out=$1 f srcs=()
+    shift
+    for f in "$@"; do
+        srcs+=("bench/agent/$f")
+    done
     mkdir -p build/bench
     # shellcheck disable=SC2046
     "${CC:-cc}" -std=gnu99 -g -O2 -Wall -Wextra -Werror \
         -Wno-unused-parameter -Isrc/core -Isrc/core/gen -Isrc/posix \
-        "bench/agent/$2" build/libamon_posix.a build/libamon_core.a \
-        $(sed -e 's/#.*//' src/core/libs.list) -o "build/bench/$1"
+        "${srcs[@]}" build/libamon_posix.a build/libamon_core.a \
+        $(sed -e 's/#.*//' src/core/libs.list) -o "build/bench/$out"
 }
 
 # an nginx.conf in directory $1 for a benchmark: main-context lines $2

@@ -33,12 +33,7 @@ if [ ! -f build/libamon_core.a ] || [ ! -f build/libamon_posix.a ] \
     exit 2
 fi
 
-mkdir -p build/bench
-# shellcheck disable=SC2046
-cc -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
-    -Isrc/core -Isrc/core/gen -Isrc/posix bench/agent/amon-load.c \
-    build/libamon_posix.a build/libamon_core.a \
-    $(sed -e 's/#.*//' src/core/libs.list) -o "$load" || exit 2
+bench_build amon-load amon-load.c amon-load-conn.c amon-load-msg.c || exit 2
 
 prefix=$(mktemp -d /tmp/amon-delivery.XXXXXX)
 port=$(bench_free_port)

@@ -13,1087 +13,39 @@
 
 #define _GNU_SOURCE
 
-#include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "amon_core.h"
-#include "amon_ws_frame.h"
-#include "amon_ws_handshake.h"
-#include "amon_ws_session.h"
-#include "amon_posix.h"
+#include "amon-load.h"
 
 
-#define LOAD_MAX_SDKS    64
-#define LOAD_MAX_CONNS   65536
-#define LOAD_READ        (256 * 1024)
-#define LOAD_RING        8192 /* action send times per panel */
-#define LOAD_SDK_LOW     (64 * 1024) /* refill an SDK's buffer below this */
-#define LOAD_BATCH       16 /* heartbeats per refill */
-#define LOAD_SAMPLES     (1 << 21)
-#define LOAD_MAX_MESSAGE (16 * 1024 * 1024)
-#define LOAD_SPIN_NS     20000 /* default --spin */
+load_opt_t load_opt = {"fanout", NULL, 1, {0}, 0, 1, 5.0, 1.0, 200, 0.0, 1,
+    "bench-", 0, 0.0, 1.0, 0, NULL, LOAD_SPIN_NS};
+load_ol_t  load_ol;
 
 
-typedef enum { LOAD_LISTEN = 0, LOAD_SDK, LOAD_PANEL } load_kind_e;
-
-
-typedef struct {
-    int                      fd;
-    load_kind_e              kind;
-    int                      open;
-    int                      dirty;
-    int                      writing;
-    int                      sdk; /* index of the SDK (LOAD_LISTEN, LOAD_SDK) */
-    int                      id; /* panel number */
-    unsigned char            key[AMON_WS_KEY_LEN];
-    unsigned char            mask[4]; /* a panel masks every frame with it */
-    amon_ws_session_t        session;
-    amon_ws_request_parser_t request; /* the SDK side's handshake */
-    unsigned char           *in;
-    size_t                   in_len;
-    unsigned char           *out;
-    size_t                   out_pos;
-    size_t                   out_len;
-    size_t                   out_cap;
-    uint64_t                 seq;
-    unsigned                 inflight;
-    uint64_t                *sent_at;
-} load_conn_t;
-
-
-typedef struct {
-    uint32_t *v;
-    size_t    n;
-    uint64_t  seen;
-} load_samples_t;
-
-
-static struct {
-    const char *mode;
-    const char *panel_url;
-    int         panels;
-    int         sdk_ports[LOAD_MAX_SDKS];
-    int         nsdks;
-    int         sdk_conns;
-    double      duration;
-    double      warmup;
-    size_t      size;
-    double      rate;
-    unsigned    inflight;
-    const char *prefix;
-    int         quiet;
-    double      action_rate; /* > 0: open loop, actions/s on all panels */
-    double      ack_timeout; /* seconds: an ack later than this is late */
-    uint64_t    max_actions; /* > 0: the closed loop ends after so many */
-    const char *timeline; /* open loop: one line per action */
-    uint64_t    spin; /* ns: the open loop sleeps only longer gaps */
-} load_opt = {"fanout", NULL, 1, {0}, 0, 1, 5.0, 1.0, 200, 0.0, 1, "bench-", 0,
-    0.0, 1.0, 0, NULL, LOAD_SPIN_NS};
-
-
-static int            load_ep;
-static load_conn_t   *load_conns[LOAD_MAX_CONNS];
-static load_conn_t   *load_dirty[LOAD_MAX_CONNS];
-static load_conn_t   *load_sdks[LOAD_MAX_CONNS]; /* open SDK connections */
-static int            load_nsdk_conns;
-static int            load_ndirty;
-static int            load_sdk_open[LOAD_MAX_SDKS];
-static int            load_panels_open;
-static int            load_measuring;
-static uint64_t       load_win_start; /* ns: heartbeats sent in the */
-static uint64_t       load_win_end; /* window are the ones counted */
-static uint64_t       load_run;
-static amon_ws_url_t  load_url;
-static unsigned char *load_pad;
+int            load_ep;
+load_conn_t   *load_conns[LOAD_MAX_CONNS];
+load_conn_t   *load_dirty[LOAD_MAX_CONNS];
+load_conn_t   *load_sdks[LOAD_MAX_CONNS]; /* open SDK connections */
+int            load_nsdk_conns;
+int            load_ndirty;
+int            load_sdk_open[LOAD_MAX_SDKS];
+int            load_panels_open;
+int            load_measuring;
+uint64_t       load_win_start; /* ns: heartbeats sent in the */
+uint64_t       load_win_end; /* window are the ones counted */
+uint64_t       load_run;
+amon_ws_url_t  load_url;
+unsigned char *load_pad;
 
 /* counters, reset when the measurement starts */
-static uint64_t       load_emitted; /* heartbeats an SDK sent, per conn */
-static uint64_t       load_delivered; /* heartbeats panels received */
-static uint64_t       load_acks;
-static uint64_t       load_actions_sent;
-static uint64_t       load_other; /* target_status and such */
-static uint64_t       load_errors; /* error envelopes */
-static uint64_t       load_bytes_in;
-static load_samples_t load_lat; /* fan-out latency, microseconds */
-static load_samples_t load_rtt; /* action round trip, microseconds */
-
-/* final errors by code and message, the first LOAD_CODES kinds seen */
-
-#define load_min(a, b) ((a) < (b) ? (a) : (b))
-#define LOAD_CODES     8
-static struct {
-    char     code[96];
-    uint64_t n;
-} load_codes[LOAD_CODES + 1]; /* the last one: every other code */
-
-
-/*
- * The open loop: action k (over all panels, panel k % panels) is due at
- * start + k / rate, whatever has been answered; its round trip is counted
- * from that time, so a stall of the agent (or of this loop) shows in the
- * latency of every action that should have been sent meanwhile.
- */
-static struct {
-    uint64_t       start; /* ns */
-    uint64_t       n; /* actions in the schedule */
-    uint64_t       sent;
-    uint64_t       first; /* the measured actions: first <= k < last */
-    uint64_t       last;
-    uint64_t       win_start; /* ns: the measured window */
-    uint64_t       win_end;
-    uint64_t      *due; /* ns: when action k was due; 0 once answered */
-    uint64_t      *sent_at; /* ns: when it was written */
-    uint64_t       open; /* measured actions not answered yet */
-    uint64_t       acks; /* final acks of measured actions */
-    uint64_t       errors; /* final errors of measured actions */
-    uint64_t       late; /* acks later than --ack-timeout */
-    uint64_t       notices; /* replies with "final":false */
-    uint64_t       stray; /* replies to no action in flight */
-    uint64_t       in_window; /* answers read during the window */
-    load_samples_t svc; /* round trip from the write, microseconds */
-    uint32_t      *rtt_of; /* --timeline: round trip of action k, us */
-    unsigned char *err_of; /* --timeline: action k was answered an error */
-} load_ol;
-
-
-static uint64_t
-load_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-
-static void
-load_die(const char *what)
-{
-    fprintf(stderr, "amon-load: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-
-static void *
-load_xalloc(size_t n)
-{
-    void *p = calloc(1, n);
-
-    if (p == NULL) {
-        load_die("calloc");
-    }
-
-    return p;
-}
-
-
-static void
-load_sample(load_samples_t *s, uint64_t us)
-{
-    size_t i;
-
-    if (us > UINT32_MAX) {
-        us = UINT32_MAX;
-    }
-
-    s->seen++;
-
-    if (s->n < LOAD_SAMPLES) {
-        s->v[s->n++] = (uint32_t) us;
-        return;
-    }
-
-    /* reservoir sampling keeps a uniform sample of everything seen */
-    i = (size_t) (((uint64_t) rand() << 16 ^ (uint64_t) rand()) % s->seen);
-    if (i < LOAD_SAMPLES) {
-        s->v[i] = (uint32_t) us;
-    }
-}
-
-
-static int
-load_cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
-
-    return (x > y) - (x < y);
-}
-
-
-static double
-load_pct(load_samples_t *s, double p)
-{
-    size_t i;
-
-    if (s->n == 0) {
-        return -1;
-    }
-
-    i = (size_t) (p / 100.0 * (double) (s->n - 1) + 0.5);
-    return s->v[i];
-}
-
-
-static void
-load_set_nonblock(int fd)
-{
-    int one = 1;
-
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
-        load_die("fcntl");
-    }
-
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
-
-static load_conn_t *
-load_add(int fd, load_kind_e kind)
-{
-    load_conn_t       *c;
-    struct epoll_event ee;
-
-    if (fd >= LOAD_MAX_CONNS) {
-        fprintf(stderr, "amon-load: too many connections\n");
-        exit(2);
-    }
-
-    c = load_xalloc(sizeof(load_conn_t));
-    c->fd = fd;
-    c->kind = kind;
-    c->in = load_xalloc(LOAD_READ);
-    load_conns[fd] = c;
-
-    ee.events = EPOLLIN;
-    ee.data.ptr = c;
-
-    if (epoll_ctl(load_ep, EPOLL_CTL_ADD, fd, &ee) == -1) {
-        load_die("epoll_ctl");
-    }
-
-    return c;
-}
-
-
-static void
-load_reserve(load_conn_t *c, size_t n)
-{
-    if (c->out_pos && c->out_pos == c->out_len) {
-        c->out_pos = c->out_len = 0;
-    }
-
-    if (c->out_len + n <= c->out_cap) {
-        return;
-    }
-
-    if (c->out_pos) {
-        memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
-        c->out_len -= c->out_pos;
-        c->out_pos = 0;
-    }
-
-    if (c->out_len + n > c->out_cap) {
-        c->out_cap = (c->out_len + n) * 2;
-        c->out = realloc(c->out, c->out_cap);
-        if (c->out == NULL) {
-            load_die("realloc");
-        }
-    }
-}
-
-
-static void
-load_mark(load_conn_t *c)
-{
-    if (!c->dirty) {
-        c->dirty = 1;
-        load_dirty[load_ndirty++] = c;
-    }
-}
-
-
-static void
-load_send_raw(load_conn_t *c, const void *data, size_t len)
-{
-    load_reserve(c, len);
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    load_mark(c);
-}
-
-
-/* a text frame: masked from panels (clients), plain from SDKs */
-static void
-load_send_text(load_conn_t *c, const unsigned char *data, size_t len)
-{
-    size_t n;
-
-    load_reserve(c, len + AMON_MAX_FRAME_HEADER);
-    n = amon_ws_session_frame(&c->session, c->out + c->out_len,
-        c->out_cap - c->out_len, AMON_WS_OP_TEXT, data, len);
-    c->out_len += n;
-    load_mark(c);
-}
-
-
-/* the session's masking keys: a panel's one key, as a plain client would */
-static void
-load_mask(void *data, unsigned char *key, size_t len)
-{
-    load_conn_t *c = data;
-
-    memcpy(key, c->mask, len);
-}
-
-
-static void
-load_close(load_conn_t *c, const char *why)
-{
-    int i;
-
-    if (!load_opt.quiet) {
-        fprintf(stderr, "amon-load: %s connection closed: %s\n",
-            c->kind == LOAD_PANEL ? "panel" : "sdk", why);
-    }
-
-    if (c->kind == LOAD_PANEL && c->open) {
-        load_panels_open--;
-    }
-
-    if (c->kind == LOAD_SDK && c->open) {
-        load_sdk_open[c->sdk]--;
-
-        for (i = 0; i < load_nsdk_conns; i++) {
-            if (load_sdks[i] == c) {
-                load_sdks[i] = load_sdks[--load_nsdk_conns];
-                break;
-            }
-        }
-    }
-
-    (void) epoll_ctl(load_ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    load_conns[c->fd] = NULL;
-    c->fd = -1;
-    c->open = 0;
-}
-
-
-static void
-load_flush(load_conn_t *c)
-{
-    ssize_t            n;
-    struct epoll_event ee;
-
-    while (c->fd >= 0 && c->out_pos < c->out_len) {
-        n = write(c->fd, c->out + c->out_pos, c->out_len - c->out_pos);
-
-        if (n > 0) {
-            c->out_pos += (size_t) n;
-            continue;
-        }
-
-        if (n == -1 && errno == EINTR) {
-            continue;
-        }
-
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->writing) {
-                c->writing = 1;
-                ee.events = EPOLLIN | EPOLLOUT;
-                ee.data.ptr = c;
-                (void) epoll_ctl(load_ep, EPOLL_CTL_MOD, c->fd, &ee);
-            }
-            return;
-        }
-
-        load_close(c, "write failed");
-        return;
-    }
-
-    if (c->fd >= 0 && c->writing) {
-        c->writing = 0;
-        ee.events = EPOLLIN;
-        ee.data.ptr = c;
-        (void) epoll_ctl(load_ep, EPOLL_CTL_MOD, c->fd, &ee);
-    }
-
-    if (c->out_pos == c->out_len) {
-        c->out_pos = c->out_len = 0;
-    }
-}
-
-
-static const unsigned char *
-load_find(const unsigned char *h, size_t hlen, const char *needle)
-{
-    size_t nlen = strlen(needle);
-
-    if (hlen < nlen) {
-        return NULL;
-    }
-
-    return memmem(h, hlen, needle, nlen);
-}
-
-
-/* the value of a string field "name" in m, or n = 0 */
-static const unsigned char *
-load_field(const unsigned char *m, size_t len, const char *name, size_t *n)
-{
-    const unsigned char *p, *q, *end;
-
-    end = m + len;
-    *n = 0;
-    p = load_find(m, len, name);
-
-    if (p == NULL) {
-        return NULL;
-    }
-
-    p += strlen(name);
-    for (q = p; q < end && *q != '"'; q++) { /* void */
-    }
-
-    *n = (size_t) (q - p);
-    return p;
-}
-
-
-/* count a final error by its code and message ("CODE(message)") */
-static void
-load_error_code(const unsigned char *m, size_t len)
-{
-    int                  i;
-    char                 key[sizeof(load_codes[0].code)];
-    size_t               cn, mn;
-    const unsigned char *c, *t;
-
-    c = load_field(m, len, "\"code\":\"", &cn);
-    t = load_field(m, len, "\"message\":\"", &mn);
-
-    /* a space would split the report's fields */
-    snprintf(key, sizeof(key), "%.*s(%.*s)", (int) (cn ? cn : 1),
-        cn ? (const char *) c : "?", (int) load_min(mn, 60),
-        mn ? (const char *) t : "");
-
-    for (i = 0; key[i]; i++) {
-        if (key[i] == ' ' || key[i] == ',') {
-            key[i] = '_';
-        }
-    }
-
-    for (i = 0; i < LOAD_CODES; i++) {
-        if (load_codes[i].n == 0) {
-            strcpy(load_codes[i].code, key);
-            break;
-        }
-
-        if (strcmp(load_codes[i].code, key) == 0) {
-            break;
-        }
-    }
-
-    if (i == LOAD_CODES) {
-        strcpy(load_codes[i].code, "other");
-    }
-
-    load_codes[i].n++;
-}
-
-
-/* " error_codes=CODE:n,CODE:n" ("-" for none) */
-static void
-load_print_codes(void)
-{
-    int i;
-
-    printf(" error_codes=");
-
-    if (load_codes[0].n == 0) {
-        printf("-");
-    }
-
-    for (i = 0; i <= LOAD_CODES && load_codes[i].n; i++) {
-        printf("%s%s:%llu", i ? "," : "", load_codes[i].code,
-            (unsigned long long) load_codes[i].n);
-    }
-}
-
-
-static uint64_t
-load_number(const unsigned char *p, const unsigned char *end)
-{
-    uint64_t v = 0;
-
-    while (p < end && *p >= '0' && *p <= '9') {
-        v = v * 10 + (uint64_t) (*p++ - '0');
-    }
-
-    return v;
-}
-
-
-/* --- SDK side ------------------------------------------------------------- */
-
-static void
-load_sdk_heartbeat(load_conn_t *c, uint64_t seq)
-{
-    int  n;
-    char head[256];
-
-    n = snprintf(head, sizeof(head),
-        "{\"msg_id\":\"hb-%llu-%llu\",\"type\":\"heartbeat\","
-        "\"target_id\":\"%s%d\",\"timestamp\":%llu,\"payload\":{"
-        "\"target_id\":\"%s%d\",\"status\":\"up\",\"metrics\":{\"t\":"
-        "\"%llu\",\"pad\":\"",
-        (unsigned long long) load_run, (unsigned long long) seq,
-        load_opt.prefix, c->sdk, (unsigned long long) amon_posix_wall_ms(),
-        load_opt.prefix, c->sdk, (unsigned long long) load_now_ns());
-
-    /* the padding brings the message to about --size bytes */
-    memcpy(load_pad, head, (size_t) n);
-    memcpy(load_pad + n + load_opt.size, "\"}}}", 4);
-    load_pad[n + load_opt.size + 4] = '\0';
-    memset(load_pad + n, 'x', load_opt.size);
-
-    load_send_text(c, load_pad, (size_t) n + load_opt.size + 4);
-
-    if (load_measuring && load_win_end == 0) {
-        load_emitted++;
-    }
-}
-
-
-static void
-load_sdk_message(load_conn_t *c, const unsigned char *m, size_t len)
-{
-    int                  n;
-    char                 ack[512];
-    const unsigned char *id, *end;
-
-    if (load_find(m, len, "\"type\":\"action\"") == NULL) {
-        return;
-    }
-
-    id = load_find(m, len, "\"msg_id\":\"");
-    if (id == NULL) {
-        return;
-    }
-
-    id += sizeof("\"msg_id\":\"") - 1;
-    end = memchr(id, '"', len - (size_t) (id - m));
-    if (end == NULL || end - id > 200) {
-        return;
-    }
-
-    n = snprintf(ack, sizeof(ack),
-        "{\"msg_id\":\"k-%.*s\",\"type\":\"action_ack\",\"target_id\":"
-        "\"%s%d\",\"timestamp\":%llu,\"payload\":{\"action_msg_id\":"
-        "\"%.*s\",\"success\":true,\"message\":\"ok\"}}",
-        (int) (end - id), (const char *) id, load_opt.prefix, c->sdk,
-        (unsigned long long) amon_posix_wall_ms(), (int) (end - id),
-        (const char *) id);
-
-    load_send_text(c, (unsigned char *) ack, (size_t) n);
-}
-
-
-static int
-load_sdk_handshake(load_conn_t *c)
-{
-    int           rc;
-    size_t        n;
-    unsigned char resp[256];
-
-    rc = amon_ws_request_feed(&c->request, c->in, c->in_len);
-
-    if (rc == AMON_AGAIN) {
-        return 0;
-    }
-
-    if (rc != AMON_OK) {
-        fprintf(stderr, "amon-load: sdk handshake refused: %d %s\n",
-            c->request.status, c->request.reason);
-        return -1;
-    }
-
-    n = amon_ws_server_response(resp, sizeof(resp), c->request.req.key);
-    if (n == 0) {
-        return -1;
-    }
-
-    load_send_raw(c, resp, n);
-
-    c->open = 1;
-    load_sdk_open[c->sdk]++;
-    load_sdks[load_nsdk_conns++] = c;
-
-    /* bytes after the request are frames */
-    n = c->request.header_len;
-    c->in_len -= n;
-    memmove(c->in, c->in + n, c->in_len);
-
-    return 1;
-}
-
-
-/* --- panel side ----------------------------------------------------------- */
-
-/* "a<run>-<panel>-<seq>": the ack names it, the seq finds its send time */
-static void
-load_panel_send_action(load_conn_t *c, uint64_t seq)
-{
-    int  n;
-    char a[512];
-
-    n = snprintf(a, sizeof(a),
-        "{\"msg_id\":\"a%llu-%d-%llu\",\"type\":\"action\",\"target_id\":"
-        "\"%s%d\",\"timestamp\":%llu,\"payload\":{\"action\":\"restart\","
-        "\"params\":{\"from\":\"amon-load\"}}}",
-        (unsigned long long) load_run, c->id, (unsigned long long) seq,
-        load_opt.prefix, c->id % load_opt.nsdks,
-        (unsigned long long) amon_posix_wall_ms());
-
-    load_send_text(c, (unsigned char *) a, (size_t) n);
-}
-
-
-static void
-load_panel_action(load_conn_t *c)
-{
-    c->sent_at[c->seq % LOAD_RING] = load_now_ns();
-    load_panel_send_action(c, c->seq);
-    c->seq++;
-    c->inflight++;
-
-    if (load_measuring) {
-        load_actions_sent++;
-    }
-}
-
-
-/* a reply about action k of the open loop */
-static void
-load_open_answer(const unsigned char *m, size_t len, uint64_t k)
-{
-    int      measured;
-    uint64_t now, rtt, svc;
-
-    if (load_find(m, len, "\"final\":false")) {
-        load_ol.notices++; /* ACK_TIMEOUT as a notice: the action runs on */
-        return;
-    }
-
-    if (k >= load_ol.n || load_ol.due[k] == 0) {
-        load_ol.stray++;
-        return;
-    }
-
-    now = load_now_ns();
-    rtt = now > load_ol.due[k] ? (now - load_ol.due[k]) / 1000 : 0;
-    svc = now > load_ol.sent_at[k] ? (now - load_ol.sent_at[k]) / 1000 : 0;
-    load_ol.due[k] = 0;
-    measured = k >= load_ol.first && k < load_ol.last;
-
-    if (now >= load_ol.win_start && now < load_ol.win_end) {
-        load_ol.in_window++;
-    }
-
-    if (!measured) {
-        return;
-    }
-
-    load_ol.open--;
-
-    if (load_ol.rtt_of != NULL) {
-        load_ol.rtt_of[k] =
-            rtt > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t) rtt;
-    }
-
-    if (load_find(m, len, "\"type\":\"error\"")) {
-        load_ol.errors++;
-        load_error_code(m, len);
-        if (load_ol.err_of != NULL) {
-            load_ol.err_of[k] = 1;
-        }
-
-        if (!load_opt.quiet && load_ol.errors < 5) {
-            fprintf(stderr, "amon-load: error: %.*s\n", (int) len,
-                (const char *) m);
-        }
-        return;
-    }
-
-    load_ol.acks++;
-    load_sample(&load_rtt, rtt);
-    load_sample(&load_ol.svc, svc);
-
-    if ((double) rtt > load_opt.ack_timeout * 1e6) {
-        load_ol.late++;
-    }
-}
-
-
-static void
-load_panel_message(load_conn_t *c, const unsigned char *m, size_t len)
-{
-    uint64_t             t, seq;
-    const unsigned char *p, *end, *q;
-
-    end = m + len;
-
-    if (len > 14 && memcmp(m, "{\"msg_id\":\"hb-", 14) == 0) {
-        /* counted by when it was sent: what was sent in the window */
-        p = load_find(m, len, "\"t\":\"");
-        if (p == NULL) {
-            return;
-        }
-
-        t = load_number(p + 5, end);
-        if (load_win_start && t >= load_win_start
-            && (load_win_end == 0 || t < load_win_end)) {
-            load_delivered++;
-            load_sample(&load_lat, (load_now_ns() - t) / 1000);
-        }
-
-        return;
-    }
-
-    p = load_find(m, len, "\"action_msg_id\":\"");
-    if (p) {
-        /* "a<run>-<panel>-<seq>" */
-        p += sizeof("\"action_msg_id\":\"") - 1;
-        q = memchr(p, '"', (size_t) (end - p));
-        if (q == NULL) {
-            return;
-        }
-
-        while (q > p && q[-1] != '-') {
-            q--;
-        }
-
-        seq = load_number(q, end);
-
-        if (load_opt.action_rate > 0) {
-            load_open_answer(m, len, seq);
-            return;
-        }
-
-        if (c->inflight) {
-            c->inflight--;
-        }
-
-        if (load_measuring) {
-            load_acks++;
-            load_sample(&load_rtt,
-                (load_now_ns() - c->sent_at[seq % LOAD_RING]) / 1000);
-        }
-
-        if (strcmp(load_opt.mode, "actions") == 0) {
-            while (c->inflight < load_opt.inflight) {
-                load_panel_action(c);
-            }
-        }
-
-        return;
-    }
-
-    if (load_find(m, len, "\"type\":\"error\"")) {
-        load_errors++;
-        load_error_code(m, len);
-        if (!load_opt.quiet && load_errors < 5) {
-            fprintf(stderr, "amon-load: error: %.*s\n", (int) len,
-                (const char *) m);
-        }
-
-        /* the action is answered: keep the window full */
-        if (c->inflight) {
-            c->inflight--;
-        }
-
-        if (strcmp(load_opt.mode, "actions") == 0) {
-            while (c->inflight < load_opt.inflight) {
-                load_panel_action(c);
-            }
-        }
-
-        return;
-    }
-
-    load_other++;
-}
-
-
-static int
-load_panel_handshake(load_conn_t *c)
-{
-    int         rc, status;
-    size_t      hlen;
-    const char *reason;
-
-    rc = amon_ws_client_response(
-        c->in, c->in_len, c->key, &hlen, &status, &reason);
-
-    if (rc == AMON_AGAIN) {
-        return 0;
-    }
-
-    if (rc != AMON_OK) {
-        fprintf(stderr, "amon-load: panel handshake refused: %d %s\n", status,
-            reason);
-        return -1;
-    }
-
-    c->open = 1;
-    load_panels_open++;
-
-    c->in_len -= hlen;
-    memmove(c->in, c->in + hlen, c->in_len);
-
-    return 1;
-}
-
-
-static void
-load_panel_connect(int id)
-{
-    int           fd;
-    char          h[256], err[256];
-    size_t        n;
-    load_conn_t  *c;
-    unsigned char rnd[16], req[1024];
-    amon_str_t    host, none = amon_null_string;
-
-    /* "[::1]" stays bracketed in the URL; the resolver wants "::1" */
-    host = load_url.host;
-    if (host.len > 2 && host.data[0] == '[') {
-        host.data++;
-        host.len -= 2;
-    }
-
-    snprintf(h, sizeof(h), "%.*s", (int) host.len, (const char *) host.data);
-
-    fd = amon_posix_dial(h, load_url.port, 10000, NULL, err, sizeof(err));
-    if (fd == -1) {
-        fprintf(stderr, "amon-load: panel URL: %s\n", err);
-        exit(2);
-    }
-
-    load_set_nonblock(fd);
-
-    c = load_add(fd, LOAD_PANEL);
-    c->id = id;
-    c->sent_at = load_xalloc(sizeof(uint64_t) * LOAD_RING);
-    amon_ws_session_init(&c->session, 1, LOAD_MAX_MESSAGE, NULL, load_mask, c);
-
-    amon_posix_random(rnd, sizeof(rnd));
-    amon_ws_make_key(rnd, c->key);
-    memcpy(c->mask, rnd, 4);
-
-    host = load_url.host_port;
-    n = amon_ws_client_request(
-        req, sizeof(req), host, load_url.path, c->key, none);
-    load_send_raw(c, req, n);
-}
-
-
-/* --- frames ----------------------------------------------------------------- */
-
-static void
-load_message(load_conn_t *c, const unsigned char *m, size_t len)
-{
-    if (c->kind == LOAD_PANEL) {
-        load_panel_message(c, m, len);
-
-    } else {
-        load_sdk_message(c, m, len);
-    }
-}
-
-
-/* 0: all input used; -1: close the connection (its last reply is queued) */
-static int
-load_frames(load_conn_t *c)
-{
-    int                     rc;
-    size_t                  pos, consumed;
-    amon_ws_session_event_t ev;
-
-    pos = 0;
-
-    for (;;) {
-        rc = amon_ws_session_feed(
-            &c->session, c->in + pos, c->in_len - pos, &consumed, &ev);
-        pos += consumed;
-
-        if (ev.reply_len) {
-            /* a pong, a close echo, the close of a fault */
-            load_send_raw(c, ev.reply, ev.reply_len);
-        }
-
-        if (rc == AMON_AGAIN) {
-            break;
-        }
-
-        if (rc != AMON_OK) {
-            return -1;
-        }
-
-        if (ev.type == AMON_WS_SESSION_MESSAGE) {
-            load_message(c, ev.data, ev.len);
-
-        } else if (ev.type == AMON_WS_SESSION_CLOSE) {
-            return -1;
-        }
-    }
-
-    c->in_len = 0;
-    return 0;
-}
-
-
-static void
-load_read(load_conn_t *c)
-{
-    int     rc;
-    ssize_t n;
-
-    for (;;) {
-        n = read(c->fd, c->in + c->in_len, LOAD_READ - c->in_len);
-
-        if (n == 0) {
-            load_close(c, "closed by the peer");
-            return;
-        }
-
-        if (n == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                load_close(c, "read failed");
-            }
-
-            return;
-        }
-
-        c->in_len += (size_t) n;
-        if (load_measuring && load_win_end == 0) {
-            load_bytes_in += (uint64_t) n;
-        }
-
-        if (!c->open) {
-            rc = c->kind == LOAD_PANEL ? load_panel_handshake(c)
-                                       : load_sdk_handshake(c);
-            if (rc < 0) {
-                load_close(c, "bad handshake");
-                return;
-            }
-
-            if (rc == 0) {
-                continue;
-            }
-        }
-
-        if (load_frames(c) != 0) {
-            load_flush(c);
-            if (c->fd >= 0) {
-                load_close(c, "protocol error or close frame");
-            }
-            return;
-        }
-
-        if ((size_t) n < LOAD_READ / 2) {
-            return;
-        }
-    }
-}
-
-
-static void
-load_listen(int sdk, int port)
-{
-    int                fd, one = 1;
-    load_conn_t       *c;
-    struct sockaddr_in sin;
-
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd == -1) {
-        load_die("socket");
-    }
-
-    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t) port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-
-    if (bind(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
-        || listen(fd, 1024) == -1) {
-        load_die("bind/listen for a fake SDK");
-    }
-
-    load_set_nonblock(fd);
-    c = load_add(fd, LOAD_LISTEN);
-    c->sdk = sdk;
-}
-
-
-static void
-load_accept(load_conn_t *l)
-{
-    int          fd;
-    load_conn_t *c;
-
-    for (;;) {
-        fd = accept(l->fd, NULL, NULL);
-        if (fd == -1) {
-            return;
-        }
-
-        load_set_nonblock(fd);
-        c = load_add(fd, LOAD_SDK);
-        c->sdk = l->sdk;
-        amon_ws_request_init(&c->request, 0);
-        amon_ws_session_init(
-            &c->session, 0, LOAD_MAX_MESSAGE, NULL, NULL, NULL);
-    }
-}
-
-
-/* --- the loop --------------------------------------------------------------- */
-
-static void
-load_flush_dirty(void)
-{
-    int i;
-
-    for (i = 0; i < load_ndirty; i++) {
-        load_dirty[i]->dirty = 0;
-        if (load_dirty[i]->fd >= 0) {
-            load_flush(load_dirty[i]);
-        }
-    }
-
-    load_ndirty = 0;
-}
+uint64_t       load_emitted; /* heartbeats an SDK sent, per conn */
+uint64_t       load_delivered; /* heartbeats panels received */
+uint64_t       load_acks;
+uint64_t       load_actions_sent;
+uint64_t       load_other; /* target_status and such */
+uint64_t       load_errors; /* error envelopes */
+uint64_t       load_bytes_in;
+load_samples_t load_lat; /* fan-out latency, microseconds */
+load_samples_t load_rtt; /* action round trip, microseconds */
 
 
 /* one pass of the loop; waits at most ns nanoseconds */
@@ -1596,12 +548,131 @@ load_idle_run(void)
 }
 
 
+/*
+ * The closed loop (fan-out, or actions with a fixed number in flight per
+ * panel) until the window ends; returns the seconds measured.
+ */
+static double
+load_closed_run(int fanout)
+{
+    int      i;
+    double   t, start, measured;
+    uint64_t emissions;
+
+    if (!fanout) {
+        for (i = 0; i < LOAD_MAX_CONNS; i++) {
+            if (load_conns[i] && load_conns[i]->kind == LOAD_PANEL) {
+                while (load_conns[i]->inflight < load_opt.inflight) {
+                    load_panel_action(load_conns[i]);
+                }
+            }
+        }
+    }
+
+    emissions = 0;
+    start = (double) load_now_ns() / 1e9;
+    measured = 0;
+
+    for (;;) {
+        t = (double) load_now_ns() / 1e9 - start;
+
+        if (!load_measuring && t >= load_opt.warmup) {
+            load_measuring = 1;
+            load_win_start = load_now_ns();
+            measured = t;
+        }
+
+        if (t >= load_opt.warmup + load_opt.duration) {
+            break;
+        }
+
+        if (load_opt.max_actions && load_acks >= load_opt.max_actions) {
+            break; /* the measured window ends here */
+        }
+
+        if (fanout) {
+            load_emit(t, &emissions);
+        }
+
+        load_poll(fanout && load_opt.rate <= 0 ? 0 : 1);
+    }
+
+    return (t < load_opt.warmup + load_opt.duration
+                   ? t
+                   : load_opt.warmup + load_opt.duration)
+        - measured;
+}
+
+
+/* the window is closed: collect the heartbeats still on their way */
+static void
+load_fanout_drain(void)
+{
+    uint64_t t0, last, quiet;
+
+    load_win_end = load_now_ns();
+    last = load_delivered;
+    t0 = load_now_ns();
+    quiet = t0;
+
+    while (load_now_ns() - t0 < 3000000000ull
+        && load_now_ns() - quiet < 300000000ull) {
+        load_poll(10);
+        if (load_delivered != last) {
+            last = load_delivered;
+            quiet = load_now_ns();
+        }
+    }
+}
+
+
+static void
+load_closed_report(int fanout, double measured)
+{
+    double expected;
+
+    qsort(load_lat.v, load_lat.n, sizeof(uint32_t), load_cmp_u32);
+    qsort(load_rtt.v, load_rtt.n, sizeof(uint32_t), load_cmp_u32);
+
+    /* every SDK connection sent each heartbeat; every panel gets it once
+       from each SDK (one copy per worker's panels) */
+    expected = (double) load_emitted / load_opt.sdk_conns * load_opt.panels;
+
+    if (!fanout) {
+        printf("mode=actions panels=%d sdks=%d inflight=%u seconds=%.2f "
+               "actions_per_s=%.0f acks=%llu rtt_p50_us=%.0f "
+               "rtt_p99_us=%.0f errors=%llu",
+            load_opt.panels, load_opt.nsdks, load_opt.inflight, measured,
+            (double) load_acks / measured, (unsigned long long) load_acks,
+            load_pct(&load_rtt, 50), load_pct(&load_rtt, 99),
+            (unsigned long long) load_errors);
+
+        load_print_codes();
+        printf("\n");
+        return;
+    }
+
+    printf("mode=fanout panels=%d sdks=%d sdk_conns=%d size=%zu "
+           "rate=%.0f seconds=%.2f emitted_per_s=%.0f "
+           "delivered_per_s=%.0f expected_per_s=%.0f loss_pct=%.2f "
+           "mb_in_per_s=%.1f lat_p50_us=%.0f lat_p99_us=%.0f "
+           "errors=%llu other=%llu\n",
+        load_opt.panels, load_opt.nsdks, load_opt.sdk_conns, load_opt.size,
+        load_opt.rate, measured, (double) load_emitted / measured,
+        (double) load_delivered / measured, expected / measured,
+        expected > 0 ? 100.0 * (expected - (double) load_delivered) / expected
+                     : 0.0,
+        (double) load_bytes_in / measured / 1e6, load_pct(&load_lat, 50),
+        load_pct(&load_lat, 99), (unsigned long long) load_errors,
+        (unsigned long long) load_other);
+}
+
+
 int
 main(int argc, char **argv)
 {
-    int      i, fanout;
-    double   t, start, measured, expected;
-    uint64_t emissions, t0, last, quiet;
+    int    i, fanout;
+    double measured;
 
     load_options(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -1655,101 +726,13 @@ main(int argc, char **argv)
         return load_idle_run();
     }
 
-    if (!fanout) {
-        for (i = 0; i < LOAD_MAX_CONNS; i++) {
-            if (load_conns[i] && load_conns[i]->kind == LOAD_PANEL) {
-                while (load_conns[i]->inflight < load_opt.inflight) {
-                    load_panel_action(load_conns[i]);
-                }
-            }
-        }
-    }
-
-    emissions = 0;
-    start = (double) load_now_ns() / 1e9;
-    measured = 0;
-
-    for (;;) {
-        t = (double) load_now_ns() / 1e9 - start;
-
-        if (!load_measuring && t >= load_opt.warmup) {
-            load_measuring = 1;
-            load_win_start = load_now_ns();
-            measured = t;
-        }
-
-        if (t >= load_opt.warmup + load_opt.duration) {
-            break;
-        }
-
-        if (load_opt.max_actions && load_acks >= load_opt.max_actions) {
-            break; /* the measured window ends here */
-        }
-
-        if (fanout) {
-            load_emit(t, &emissions);
-        }
-
-        load_poll(fanout && load_opt.rate <= 0 ? 0 : 1);
-    }
-
-    measured = (t < load_opt.warmup + load_opt.duration
-                       ? t
-                       : load_opt.warmup + load_opt.duration)
-        - measured;
+    measured = load_closed_run(fanout);
 
     if (fanout) {
-        /* the window is closed: collect what is still on its way */
-        load_win_end = load_now_ns();
-        last = load_delivered;
-        t0 = load_now_ns();
-        quiet = t0;
-
-        while (load_now_ns() - t0 < 3000000000ull
-            && load_now_ns() - quiet < 300000000ull) {
-            load_poll(10);
-            if (load_delivered != last) {
-                last = load_delivered;
-                quiet = load_now_ns();
-            }
-        }
+        load_fanout_drain();
     }
 
-    qsort(load_lat.v, load_lat.n, sizeof(uint32_t), load_cmp_u32);
-    qsort(load_rtt.v, load_rtt.n, sizeof(uint32_t), load_cmp_u32);
-
-    /* every SDK connection sent each heartbeat; every panel gets it once
-       from each SDK (one copy per worker's panels) */
-    expected = (double) load_emitted / load_opt.sdk_conns * load_opt.panels;
-
-    if (fanout) {
-        printf("mode=fanout panels=%d sdks=%d sdk_conns=%d size=%zu "
-               "rate=%.0f seconds=%.2f emitted_per_s=%.0f "
-               "delivered_per_s=%.0f expected_per_s=%.0f loss_pct=%.2f "
-               "mb_in_per_s=%.1f lat_p50_us=%.0f lat_p99_us=%.0f "
-               "errors=%llu other=%llu\n",
-            load_opt.panels, load_opt.nsdks, load_opt.sdk_conns, load_opt.size,
-            load_opt.rate, measured, (double) load_emitted / measured,
-            (double) load_delivered / measured, expected / measured,
-            expected > 0
-                ? 100.0 * (expected - (double) load_delivered) / expected
-                : 0.0,
-            (double) load_bytes_in / measured / 1e6, load_pct(&load_lat, 50),
-            load_pct(&load_lat, 99), (unsigned long long) load_errors,
-            (unsigned long long) load_other);
-
-    } else {
-        printf("mode=actions panels=%d sdks=%d inflight=%u seconds=%.2f "
-               "actions_per_s=%.0f acks=%llu rtt_p50_us=%.0f "
-               "rtt_p99_us=%.0f errors=%llu",
-            load_opt.panels, load_opt.nsdks, load_opt.inflight, measured,
-            (double) load_acks / measured, (unsigned long long) load_acks,
-            load_pct(&load_rtt, 50), load_pct(&load_rtt, 99),
-            (unsigned long long) load_errors);
-
-        load_print_codes();
-        printf("\n");
-    }
+    load_closed_report(fanout, measured);
 
     return 0;
 }

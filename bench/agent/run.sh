@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Agent benchmark: builds bench/agent/amon-load.c against the protocol
+# Agent benchmark: builds bench/agent/amon-load*.c against the protocol
 # core, runs nginx with the module in its own prefix (worker_processes 1
 # and 2) and, for comparison, nginx's own WebSocket proxying in front of
 # one fake SDK (the pass-through ceiling).  Prints one result line per
@@ -29,7 +29,7 @@ fi
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-bench_build amon-load amon-load.c
+bench_build amon-load amon-load.c amon-load-conn.c amon-load-msg.c
 
 PREFIX=$(mktemp -d /tmp/amon-bench-XXXXXX)
 chmod 755 "$PREFIX"
