@@ -71,6 +71,12 @@ bench_build() {
         $(sed -e 's/#.*//' src/core/libs.list) -o "build/bench/$out"
 }
 
+# build/bench/amon-load, the load generator of bench/agent
+bench_build_load() {
+    bench_build amon-load amon-load.c amon-load-conn.c amon-load-msg.c \
+        bench-util.c
+}
+
 # an nginx.conf in directory $1 for a benchmark: main-context lines $2
 # (load_module, worker_processes...), then the log, pid, events and an
 # http block with the temporary paths in $1 and the lines $3

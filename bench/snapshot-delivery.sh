@@ -33,7 +33,7 @@ if [ ! -f build/libamon_core.a ] || [ ! -f build/libamon_posix.a ] \
     exit 2
 fi
 
-bench_build amon-load amon-load.c amon-load-conn.c amon-load-msg.c || exit 2
+bench_build_load || exit 2
 
 prefix=$(mktemp -d /tmp/amon-delivery.XXXXXX)
 port=$(bench_free_port)

@@ -10,37 +10,6 @@
 #include "amon-load.h"
 
 
-uint64_t
-load_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-
-void
-load_die(const char *what)
-{
-    fprintf(stderr, "amon-load: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-
-void *
-load_xalloc(size_t n)
-{
-    void *p = calloc(1, n);
-
-    if (p == NULL) {
-        load_die("calloc");
-    }
-
-    return p;
-}
-
-
 void
 load_sample(load_samples_t *s, uint64_t us)
 {
@@ -94,7 +63,7 @@ load_set_nonblock(int fd)
     int one = 1;
 
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
-        load_die("fcntl");
+        bench_die("fcntl");
     }
 
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -112,17 +81,17 @@ load_add(int fd, load_kind_e kind)
         exit(2);
     }
 
-    c = load_xalloc(sizeof(load_conn_t));
+    c = bench_alloc(sizeof(load_conn_t));
     c->fd = fd;
     c->kind = kind;
-    c->in = load_xalloc(LOAD_READ);
+    c->in = bench_alloc(LOAD_READ);
     load_conns[fd] = c;
 
     ee.events = EPOLLIN;
     ee.data.ptr = c;
 
     if (epoll_ctl(load_ep, EPOLL_CTL_ADD, fd, &ee) == -1) {
-        load_die("epoll_ctl");
+        bench_die("epoll_ctl");
     }
 
     return c;
@@ -150,7 +119,7 @@ load_reserve(load_conn_t *c, size_t n)
         c->out_cap = (c->out_len + n) * 2;
         c->out = realloc(c->out, c->out_cap);
         if (c->out == NULL) {
-            load_die("realloc");
+            bench_die("realloc");
         }
     }
 }
@@ -287,7 +256,7 @@ load_listen(int sdk, int port)
 
     fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd == -1) {
-        load_die("socket");
+        bench_die("socket");
     }
 
     (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -299,7 +268,7 @@ load_listen(int sdk, int port)
 
     if (bind(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
         || listen(fd, 1024) == -1) {
-        load_die("bind/listen for a fake SDK");
+        bench_die("bind/listen for a fake SDK");
     }
 
     load_set_nonblock(fd);

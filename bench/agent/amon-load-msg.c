@@ -145,7 +145,7 @@ load_sdk_heartbeat(load_conn_t *c, uint64_t seq)
         "\"%llu\",\"pad\":\"",
         (unsigned long long) load_run, (unsigned long long) seq,
         load_opt.prefix, c->sdk, (unsigned long long) amon_posix_wall_ms(),
-        load_opt.prefix, c->sdk, (unsigned long long) load_now_ns());
+        load_opt.prefix, c->sdk, (unsigned long long) bench_now_ns());
 
     /* the padding brings the message to about --size bytes */
     memcpy(load_pad, head, (size_t) n);
@@ -258,7 +258,7 @@ load_panel_send_action(load_conn_t *c, uint64_t seq)
 void
 load_panel_action(load_conn_t *c)
 {
-    c->sent_at[c->seq % LOAD_RING] = load_now_ns();
+    c->sent_at[c->seq % LOAD_RING] = bench_now_ns();
     load_panel_send_action(c, c->seq);
     c->seq++;
     c->inflight++;
@@ -286,7 +286,7 @@ load_open_answer(const unsigned char *m, size_t len, uint64_t k)
         return;
     }
 
-    now = load_now_ns();
+    now = bench_now_ns();
     rtt = now > load_ol.due[k] ? (now - load_ol.due[k]) / 1000 : 0;
     svc = now > load_ol.sent_at[k] ? (now - load_ol.sent_at[k]) / 1000 : 0;
     load_ol.due[k] = 0;
@@ -350,7 +350,7 @@ load_panel_message(load_conn_t *c, const unsigned char *m, size_t len)
         if (load_win_start && t >= load_win_start
             && (load_win_end == 0 || t < load_win_end)) {
             load_delivered++;
-            load_sample(&load_lat, (load_now_ns() - t) / 1000);
+            load_sample(&load_lat, (bench_now_ns() - t) / 1000);
         }
 
         return;
@@ -383,7 +383,7 @@ load_panel_message(load_conn_t *c, const unsigned char *m, size_t len)
         if (load_measuring) {
             load_acks++;
             load_sample(&load_rtt,
-                (load_now_ns() - c->sent_at[seq % LOAD_RING]) / 1000);
+                (bench_now_ns() - c->sent_at[seq % LOAD_RING]) / 1000);
         }
 
         if (strcmp(load_opt.mode, "actions") == 0) {
@@ -480,7 +480,7 @@ load_panel_connect(int id)
 
     c = load_add(fd, LOAD_PANEL);
     c->id = id;
-    c->sent_at = load_xalloc(sizeof(uint64_t) * LOAD_RING);
+    c->sent_at = bench_alloc(sizeof(uint64_t) * LOAD_RING);
     amon_ws_session_init(&c->session, 1, LOAD_MAX_MESSAGE, NULL, load_mask, c);
 
     amon_posix_random(rnd, sizeof(rnd));

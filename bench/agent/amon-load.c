@@ -122,11 +122,11 @@ load_wait_ready(int panels)
     int      i;
     uint64_t t0;
 
-    t0 = load_now_ns();
+    t0 = bench_now_ns();
 
     while (!load_ready(panels)) {
         load_poll(10);
-        if (load_now_ns() - t0 > 20000000000ull) {
+        if (bench_now_ns() - t0 > 20000000000ull) {
             fprintf(stderr,
                 "amon-load: not ready after 20 s: %d/%d panels open\n",
                 load_panels_open, panels);
@@ -148,8 +148,8 @@ load_quiet(double s)
 {
     uint64_t t0;
 
-    t0 = load_now_ns();
-    while ((double) (load_now_ns() - t0) / 1e9 < s) {
+    t0 = bench_now_ns();
+    while ((double) (bench_now_ns() - t0) / 1e9 < s) {
         load_poll(10);
     }
 }
@@ -240,24 +240,24 @@ load_open_run(void)
         + 1;
     load_ol.first = (uint64_t) (load_opt.warmup * load_opt.action_rate);
     load_ol.last = load_ol.n - 1;
-    load_ol.due = load_xalloc(sizeof(uint64_t) * load_ol.n);
-    load_ol.sent_at = load_xalloc(sizeof(uint64_t) * load_ol.n);
-    load_ol.svc.v = load_xalloc(sizeof(uint32_t) * LOAD_SAMPLES);
+    load_ol.due = bench_alloc(sizeof(uint64_t) * load_ol.n);
+    load_ol.sent_at = bench_alloc(sizeof(uint64_t) * load_ol.n);
+    load_ol.svc.v = bench_alloc(sizeof(uint32_t) * LOAD_SAMPLES);
 
     if (load_opt.timeline != NULL) {
-        load_ol.rtt_of = load_xalloc(sizeof(uint32_t) * load_ol.n);
-        load_ol.err_of = load_xalloc(load_ol.n);
+        load_ol.rtt_of = bench_alloc(sizeof(uint32_t) * load_ol.n);
+        load_ol.err_of = bench_alloc(load_ol.n);
         memset(load_ol.rtt_of, 0xff, sizeof(uint32_t) * load_ol.n);
         memset(load_ol.err_of, 0, load_ol.n);
     }
 
-    load_ol.start = load_now_ns();
+    load_ol.start = bench_now_ns();
     load_ol.win_start = load_open_due(load_ol.first);
     load_ol.win_end = load_open_due(load_ol.last);
     end = load_ol.win_end;
 
     for (;;) {
-        now = load_now_ns();
+        now = bench_now_ns();
 
         /* the last pass still sends everything due before the end */
         load_open_send(now < end ? now : end - 1, now, panels);
@@ -265,7 +265,7 @@ load_open_run(void)
             break;
         }
 
-        now = load_now_ns();
+        now = bench_now_ns();
 
         /* a short gap is cheaper to spin through than to sleep */
         if (load_ol.sent < load_ol.n
@@ -280,7 +280,7 @@ load_open_run(void)
     /* the answers still on their way, up to the ack timeout */
     deadline = end + (uint64_t) (load_opt.ack_timeout * 1e9) + 100000000u;
 
-    while (load_ol.open && load_now_ns() < deadline) {
+    while (load_ol.open && bench_now_ns() < deadline) {
         load_poll(1);
     }
 }
@@ -295,7 +295,7 @@ load_write_timeline(void)
 
     f = fopen(load_opt.timeline, "w");
     if (f == NULL) {
-        load_die(load_opt.timeline);
+        bench_die(load_opt.timeline);
     }
 
     fprintf(f,
@@ -311,7 +311,7 @@ load_write_timeline(void)
     }
 
     if (fclose(f) != 0) {
-        load_die(load_opt.timeline);
+        bench_die(load_opt.timeline);
     }
 }
 
@@ -570,15 +570,15 @@ load_closed_run(int fanout)
     }
 
     emissions = 0;
-    start = (double) load_now_ns() / 1e9;
+    start = (double) bench_now_ns() / 1e9;
     measured = 0;
 
     for (;;) {
-        t = (double) load_now_ns() / 1e9 - start;
+        t = (double) bench_now_ns() / 1e9 - start;
 
         if (!load_measuring && t >= load_opt.warmup) {
             load_measuring = 1;
-            load_win_start = load_now_ns();
+            load_win_start = bench_now_ns();
             measured = t;
         }
 
@@ -610,17 +610,17 @@ load_fanout_drain(void)
 {
     uint64_t t0, last, quiet;
 
-    load_win_end = load_now_ns();
+    load_win_end = bench_now_ns();
     last = load_delivered;
-    t0 = load_now_ns();
+    t0 = bench_now_ns();
     quiet = t0;
 
-    while (load_now_ns() - t0 < 3000000000ull
-        && load_now_ns() - quiet < 300000000ull) {
+    while (bench_now_ns() - t0 < 3000000000ull
+        && bench_now_ns() - quiet < 300000000ull) {
         load_poll(10);
         if (load_delivered != last) {
             last = load_delivered;
-            quiet = load_now_ns();
+            quiet = bench_now_ns();
         }
     }
 }
@@ -678,9 +678,9 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     fanout = strcmp(load_opt.mode, "fanout") == 0;
-    load_pad = load_xalloc(load_opt.size + 512);
-    load_lat.v = load_xalloc(sizeof(uint32_t) * LOAD_SAMPLES);
-    load_rtt.v = load_xalloc(sizeof(uint32_t) * LOAD_SAMPLES);
+    load_pad = bench_alloc(load_opt.size + 512);
+    load_lat.v = bench_alloc(sizeof(uint32_t) * LOAD_SAMPLES);
+    load_rtt.v = bench_alloc(sizeof(uint32_t) * LOAD_SAMPLES);
 
     amon_posix_random((unsigned char *) &load_run, sizeof(load_run));
 
@@ -689,7 +689,7 @@ main(int argc, char **argv)
 
     load_ep = epoll_create1(0);
     if (load_ep == -1) {
-        load_die("epoll_create1");
+        bench_die("epoll_create1");
     }
 
     for (i = 0; i < load_opt.nsdks; i++) {

@@ -33,6 +33,7 @@
 #include "amon_ws_handshake.h"
 #include "amon_ws_session.h"
 #include "amon_posix.h"
+#include "bench-util.h"
 
 
 #define LOAD_MAX_SDKS    64
@@ -162,9 +163,6 @@ extern load_samples_t load_lat; /* fan-out latency, microseconds */
 extern load_samples_t load_rtt; /* action round trip, microseconds */
 
 
-uint64_t     load_now_ns(void);
-void         load_die(const char *what) __attribute__((noreturn));
-void        *load_xalloc(size_t n);
 void         load_sample(load_samples_t *s, uint64_t us);
 double       load_pct(load_samples_t *s, double p);
 int          load_cmp_u32(const void *a, const void *b);

@@ -54,7 +54,7 @@ if [ "$N2" -le "$N1" ]; then
     exit 2
 fi
 
-bench_build amon-load amon-load.c amon-load-conn.c amon-load-msg.c
+bench_build_load
 LOAD=$ROOT/build/bench/amon-load
 
 PREFIX=$(mktemp -d /tmp/amon-instr-XXXXXX)

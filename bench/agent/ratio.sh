@@ -122,7 +122,7 @@ fi
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-bench_build amon-load amon-load.c amon-load-conn.c amon-load-msg.c
+bench_build_load
 bench_build amon-relay relay.c
 
 PREFIX=$(mktemp -d /tmp/amon-ratio-XXXXXX)

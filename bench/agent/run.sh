@@ -29,7 +29,7 @@ fi
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-bench_build amon-load amon-load.c amon-load-conn.c amon-load-msg.c
+bench_build_load
 
 PREFIX=$(mktemp -d /tmp/amon-bench-XXXXXX)
 chmod 755 "$PREFIX"

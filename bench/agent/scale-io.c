@@ -26,37 +26,6 @@
 static const scale_role_t *scale_role; /* this child's */
 
 
-uint64_t
-scale_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-
-void
-scale_die(const char *what)
-{
-    fprintf(stderr, "scale-load: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-
-void *
-scale_alloc(size_t n)
-{
-    void *p = calloc(1, n);
-
-    if (p == NULL) {
-        scale_die("calloc");
-    }
-
-    return p;
-}
-
-
 void
 scale_sleep_ms(int ms)
 {
@@ -179,7 +148,7 @@ scale_raise_nofile(void)
     }
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
-        scale_die("getrlimit");
+        bench_die("getrlimit");
     }
 
     scale_nfds = rl.rlim_cur > 1048576 ? 1048576 : (int) rl.rlim_cur;
@@ -197,7 +166,7 @@ scale_add(int fd, scale_kind_e kind, uint32_t events)
         exit(2);
     }
 
-    c = scale_alloc(sizeof(scale_conn_t));
+    c = bench_alloc(sizeof(scale_conn_t));
     c->fd = fd;
     c->kind = kind;
     scale_fds[fd] = c;
@@ -206,7 +175,7 @@ scale_add(int fd, scale_kind_e kind, uint32_t events)
     ee.data.ptr = c;
 
     if (epoll_ctl(scale_ep, EPOLL_CTL_ADD, fd, &ee) == -1) {
-        scale_die("epoll_ctl");
+        bench_die("epoll_ctl");
     }
 
     return c;
@@ -294,7 +263,7 @@ scale_send(scale_conn_t *c, const unsigned char *p, size_t len)
         c->out_cap = (c->out_len + len) * 2;
         c->out = realloc(c->out, c->out_cap);
         if (c->out == NULL) {
-            scale_die("realloc");
+            bench_die("realloc");
         }
     }
 
@@ -489,11 +458,11 @@ scale_child_init(const scale_role_t *role)
     scale_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
 
-    scale_fds = scale_alloc(sizeof(scale_conn_t *) * (size_t) scale_nfds);
-    scale_rbuf = scale_alloc(SCALE_READ);
+    scale_fds = bench_alloc(sizeof(scale_conn_t *) * (size_t) scale_nfds);
+    scale_rbuf = bench_alloc(SCALE_READ);
 
     scale_ep = epoll_create1(EPOLL_CLOEXEC);
     if (scale_ep == -1) {
-        scale_die("epoll_create1");
+        bench_die("epoll_create1");
     }
 }

@@ -136,7 +136,7 @@ scale_workers(pid_t master, pid_t *out, int max)
     n = 0;
     d = opendir("/proc");
     if (d == NULL) {
-        scale_die("opendir /proc");
+        bench_die("opendir /proc");
     }
 
     while ((e = readdir(d)) != NULL && n < max) {
@@ -275,9 +275,9 @@ scale_subscribe(void)
 {
     int p, j, i, t, dup;
 
-    scale_subs = scale_alloc(
+    scale_subs = bench_alloc(
         sizeof(int) * (size_t) (scale_opt.panels + 1) * scale_opt.per_panel);
-    scale_nsubs = scale_alloc(sizeof(unsigned) * (size_t) scale_opt.targets);
+    scale_nsubs = bench_alloc(sizeof(unsigned) * (size_t) scale_opt.targets);
     srand(scale_opt.seed);
 
     for (p = 0; p < scale_opt.panels; p++) {
@@ -307,7 +307,7 @@ scale_listen(int *port)
 
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd == -1) {
-        scale_die("socket");
+        bench_die("socket");
     }
 
     (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -321,7 +321,7 @@ scale_listen(int *port)
     if (bind(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
         || listen(fd, 65535) == -1
         || getsockname(fd, (struct sockaddr *) &sin, &len) == -1) {
-        scale_die("listen for the SDKs");
+        bench_die("listen for the SDKs");
     }
 
     *port = ntohs(sin.sin_port);
@@ -351,18 +351,18 @@ scale_wait_open(int role, int want, const char *what)
     uint64_t start, report;
     double   s;
 
-    start = report = scale_now();
+    start = report = bench_now_ns();
 
     while (scale_sum_open(role) < want) {
-        s = (double) (scale_now() - start) / 1e9;
+        s = (double) (bench_now_ns() - start) / 1e9;
         if (s > scale_opt.ready_timeout) {
             printf("not_ready=%s open=%d want=%d after_s=%.0f\n", what,
                 scale_sum_open(role), want, s);
             return -1;
         }
 
-        if (scale_now() - report > 5000000000ull) {
-            report = scale_now();
+        if (bench_now_ns() - report > 5000000000ull) {
+            report = bench_now_ns();
             fprintf(stderr, "scale-load: %s: %d of %d open after %.0f s\n",
                 what, scale_sum_open(role), want, s);
         }
@@ -370,7 +370,7 @@ scale_wait_open(int role, int want, const char *what)
         scale_sleep_ms(20);
     }
 
-    return (double) (scale_now() - start) / 1e9;
+    return (double) (bench_now_ns() - start) / 1e9;
 }
 
 
@@ -417,7 +417,7 @@ scale_fork(int *lfd)
 
         pid = fork();
         if (pid == -1) {
-            scale_die("fork");
+            bench_die("fork");
         }
 
         if (pid) {
@@ -470,7 +470,7 @@ scale_drain(void)
 
     end = scale_sh->win_end + (uint64_t) (scale_opt.drain * 1e9);
 
-    while (scale_now() < end) {
+    while (bench_now_ns() < end) {
         last = scale_sh->win_end;
         for (i = 0; i < scale_opt.sdk_procs + scale_opt.panel_procs; i++) {
             if (scale_sh->child[i].last_read > last) {
@@ -478,7 +478,7 @@ scale_drain(void)
             }
         }
 
-        if (scale_now() - last > 1000000000ull) {
+        if (bench_now_ns() - last > 1000000000ull) {
             break;
         }
 
@@ -681,7 +681,7 @@ main(int argc, char **argv)
         sizeof(scale_shared_t) + sizeof(uint32_t) * (size_t) scale_opt.targets,
         PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (scale_sh == MAP_FAILED) {
-        scale_die("mmap");
+        bench_die("mmap");
     }
 
     scale_ticks = (uint32_t *) (scale_sh + 1);
@@ -695,7 +695,7 @@ main(int argc, char **argv)
     printf("\n");
     fflush(stdout);
 
-    scale_sh->t0 = scale_now();
+    scale_sh->t0 = bench_now_ns();
     scale_fork(lfd);
 
     nl = scale_opt.sdk_procs + scale_opt.panel_procs;
@@ -704,7 +704,7 @@ main(int argc, char **argv)
     }
 
     master = scale_wait_nginx();
-    scale_nginx_seen = scale_now();
+    scale_nginx_seen = bench_now_ns();
     sdk_s = scale_wait_open(
         SCALE_SDK, scale_opt.targets * scale_opt.workers, "SDK connections");
     nw = scale_workers(master, w, SCALE_MAX_WORKERS * 4);
@@ -721,9 +721,9 @@ main(int argc, char **argv)
 
     scale_sample(w, nw, c0);
     scale_sample(kids, nl, l0);
-    scale_sh->win_start = scale_now();
+    scale_sh->win_start = bench_now_ns();
     scale_sleep_ms((int) (scale_opt.duration * 1000));
-    scale_sh->win_end = scale_now();
+    scale_sh->win_end = bench_now_ns();
     scale_sample(w, nw, c1);
     scale_sample(kids, nl, l1);
 

@@ -19,6 +19,7 @@
 #include "amon_json.h"
 #include "amon_ws_handshake.h"
 #include "amon_ws_session.h"
+#include "bench-util.h"
 
 
 #define SCALE_MAX_PROCS     64
@@ -164,9 +165,6 @@ typedef struct {
 
 
 /* scale-io.c */
-uint64_t      scale_now(void);
-void          scale_die(const char *what);
-void         *scale_alloc(size_t n);
 void          scale_sleep_ms(int ms);
 void          scale_hist_add(uint64_t *h, uint64_t us);
 double        scale_hist_pct(const uint64_t *h, double p);

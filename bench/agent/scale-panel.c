@@ -51,7 +51,7 @@ scale_panel_start(int p)
 
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
-        scale_die("socket");
+        bench_die("socket");
     }
 
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -64,19 +64,19 @@ scale_panel_start(int p)
     c = scale_panels[p / scale_opt.panel_procs];
     c->fd = fd;
     c->state = SCALE_CONNECTING;
-    c->started = scale_now();
+    c->started = bench_now_ns();
     scale_fds[fd] = c;
     scale_connecting++;
 
     if (connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
         && errno != EINPROGRESS) {
-        scale_die("connect to nginx");
+        bench_die("connect to nginx");
     }
 
     ee.events = EPOLLOUT;
     ee.data.ptr = c;
     if (epoll_ctl(scale_ep, EPOLL_CTL_ADD, fd, &ee) == -1) {
-        scale_die("epoll_ctl");
+        bench_die("epoll_ctl");
     }
 }
 
@@ -135,7 +135,7 @@ scale_panel_connected(scale_conn_t *c)
     }
 
     c->state = SCALE_HANDSHAKE;
-    c->hs = scale_alloc(sizeof(scale_hs_t));
+    c->hs = bench_alloc(sizeof(scale_hs_t));
     amon_ws_session_init(
         &c->session, 1, SCALE_MAX_MESSAGE, NULL, scale_panel_mask, c);
     scale_events(c, EPOLLIN);
@@ -234,7 +234,7 @@ scale_panel_read_message(scale_conn_t *c, const unsigned char *p, size_t len)
     we = scale_sh->win_end;
 
     if (ws && m.sent >= ws && (we == 0 || m.sent < we)) {
-        now = scale_now();
+        now = bench_now_ns();
         scale_me->delivered++;
         scale_me->last_read = now;
         scale_hist_add(
@@ -279,7 +279,7 @@ scale_panel_handshake(
     c->state = SCALE_OPEN;
     scale_me->open++;
     scale_connecting--;
-    scale_hist_add(scale_me->conn, (scale_now() - c->started) / 1000);
+    scale_hist_add(scale_me->conn, (bench_now_ns() - c->started) / 1000);
 
     return 1;
 }
@@ -311,11 +311,11 @@ scale_panel_run(void)
         scale_npanels++;
     }
 
-    scale_panels = scale_alloc(sizeof(scale_conn_t *) * (size_t) scale_npanels);
-    scale_retry = scale_alloc(sizeof(int) * (size_t) scale_npanels);
+    scale_panels = bench_alloc(sizeof(scale_conn_t *) * (size_t) scale_npanels);
+    scale_retry = bench_alloc(sizeof(int) * (size_t) scale_npanels);
 
     for (i = 0; i < scale_npanels; i++) {
-        scale_panels[i] = scale_alloc(sizeof(scale_conn_t));
+        scale_panels[i] = bench_alloc(sizeof(scale_conn_t));
         scale_panels[i]->fd = -1;
         scale_panels[i]->kind = SCALE_PANEL;
         scale_panels[i]->id = scale_k + i * scale_opt.panel_procs;

@@ -128,7 +128,7 @@ scale_sdk_handshake(scale_conn_t *c)
     c->state = SCALE_OPEN;
     scale_me->open++;
     scale_sdk_attach(c);
-    scale_hist_add(scale_me->conn, (scale_now() - c->started) / 1000);
+    scale_hist_add(scale_me->conn, (bench_now_ns() - c->started) / 1000);
 
     /* the agent sends nothing before our answer; anything more is dropped */
     free(c->hs);
@@ -158,12 +158,12 @@ scale_sdk_accept(scale_conn_t *l)
 
         c = scale_add(fd, SCALE_SDK, EPOLLIN);
         c->state = SCALE_HANDSHAKE;
-        c->hs = scale_alloc(sizeof(scale_hs_t));
+        c->hs = bench_alloc(sizeof(scale_hs_t));
         amon_ws_request_init(&c->hs->request, SCALE_HS);
         amon_ws_session_init(
             &c->session, 0, SCALE_MAX_MESSAGE, NULL, NULL, NULL);
         scale_me->accepted++;
-        c->started = scale_me->last_accept = scale_now();
+        c->started = scale_me->last_accept = bench_now_ns();
     }
 }
 
@@ -180,7 +180,7 @@ scale_sdk_beat(
     amon_json_w_t   w;
     scale_target_t *t = &scale_targets[i / scale_opt.sdk_procs];
 
-    now = scale_now();
+    now = bench_now_ns();
     ws = scale_sh->win_start;
     we = scale_sh->win_end;
 
@@ -272,7 +272,7 @@ scale_sdk_schedule(uint64_t *cycle, int *next, amon_buf_t *json,
 
         due = scale_sh->t0 + *cycle * interval
             + interval * (uint64_t) *next / (uint64_t) scale_opt.targets;
-        now = scale_now();
+        now = bench_now_ns();
 
         if (due > now) {
             return (int) ((due - now) / 1000000) + 1;
@@ -313,7 +313,7 @@ scale_sdk_run(int lfd)
     unsigned char frame[4096 + AMON_MAX_FRAME_HEADER];
 
     scale_child_init(&scale_sdk_role);
-    scale_targets = scale_alloc(sizeof(scale_target_t)
+    scale_targets = bench_alloc(sizeof(scale_target_t)
         * (size_t) (scale_opt.targets / scale_opt.sdk_procs + 1));
     scale_add(lfd, SCALE_LISTEN, EPOLLIN);
 

@@ -47,6 +47,7 @@ mkdir -p build/bench
 "$CC" -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
     -Isrc/core -Isrc/core/gen -Isrc/posix bench/agent/scale-load.c \
     bench/agent/scale-io.c bench/agent/scale-sdk.c bench/agent/scale-panel.c \
+    bench/agent/bench-util.c \
     build/libamon_posix.a build/libamon_core.a \
     $(sed -e 's/#.*//' src/core/libs.list) -o "$LOAD"
 
