@@ -257,6 +257,73 @@ test_action_status(void **state)
 }
 
 
+/*
+ * Protobuf event data: JSON stays JSON, other UTF-8 text becomes a
+ * string, and bytes that are neither have no JSON form (the message
+ * is not converted: a panel would get it with its data lost).
+ */
+static void
+test_convert_pb_event_data(void **state)
+{
+    size_t          i;
+    unsigned char   m[64], *q;
+    amon_buf_t      js = {NULL, 0, 0};
+    amon_envelope_t c;
+
+    static const struct {
+        const char *data;
+        size_t      len;
+        int         rc;
+        const char *json;
+    } cases[] = {
+        {"{\"a\":1}", 7, AMON_OK,
+            "{\"msg_id\":\"e9\",\"type\":\"event\",\"payload\":"
+            "{\"event_name\":\"raw\",\"data\":{\"a\":1}}}"},
+        {"hello", 5, AMON_OK,
+            "{\"msg_id\":\"e9\",\"type\":\"event\",\"payload\":"
+            "{\"event_name\":\"raw\",\"data\":\"hello\"}}"},
+        {"not json \xff", 10, AMON_EINVAL, NULL},
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* EventPayload { event_name = 2; data = 3 } in Envelope */
+        q = m;
+        *q++ = 0x0a;
+        *q++ = 2;
+        memcpy(q, "e9", 2);
+        q += 2;
+        *q++ = 0x1a;
+        *q++ = 5;
+        memcpy(q, "event", 5);
+        q += 5;
+        *q++ = 0x32;
+        *q++ = (unsigned char) (5 + 2 + cases[i].len);
+        *q++ = 0x12;
+        *q++ = 3;
+        memcpy(q, "raw", 3);
+        q += 3;
+        *q++ = 0x1a;
+        *q++ = (unsigned char) cases[i].len;
+        memcpy(q, cases[i].data, cases[i].len);
+        q += cases[i].len;
+
+        js.len = 0;
+        assert_int_equal(
+            amon_envelope_decode_pb(&c, m, (size_t) (q - m), NULL), AMON_OK);
+        assert_int_equal(
+            amon_envelope_convert(&js, MAX, NULL, &c, NONE, 0), cases[i].rc);
+        if (cases[i].json) {
+            assert_bytes(&js, cases[i].json);
+        }
+        amon_envelope_release(&c);
+    }
+
+    amon_buf_free(&js, NULL);
+}
+
+
 static void
 test_convert_round_trip(void **state)
 {
@@ -329,66 +396,6 @@ test_convert_round_trip(void **state)
         amon_envelope_release(&b);
     }
 
-    /*
-     * Protobuf event data: JSON stays JSON, other UTF-8 text becomes a
-     * string, and bytes that are neither have no JSON form (the message
-     * is not converted: a panel would get it with its data lost).
-     */
-    {
-        size_t          i;
-        unsigned char   m[64], *q;
-        amon_envelope_t c;
-
-        static const struct {
-            const char *data;
-            size_t      len;
-            int         rc;
-            const char *json;
-        } cases[] = {
-            {"{\"a\":1}", 7, AMON_OK,
-                "{\"msg_id\":\"e9\",\"type\":\"event\",\"payload\":"
-                "{\"event_name\":\"raw\",\"data\":{\"a\":1}}}"},
-            {"hello", 5, AMON_OK,
-                "{\"msg_id\":\"e9\",\"type\":\"event\",\"payload\":"
-                "{\"event_name\":\"raw\",\"data\":\"hello\"}}"},
-            {"not json \xff", 10, AMON_EINVAL, NULL},
-        };
-
-        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-            /* EventPayload { event_name = 2; data = 3 } in Envelope */
-            q = m;
-            *q++ = 0x0a;
-            *q++ = 2;
-            memcpy(q, "e9", 2);
-            q += 2;
-            *q++ = 0x1a;
-            *q++ = 5;
-            memcpy(q, "event", 5);
-            q += 5;
-            *q++ = 0x32;
-            *q++ = (unsigned char) (5 + 2 + cases[i].len);
-            *q++ = 0x12;
-            *q++ = 3;
-            memcpy(q, "raw", 3);
-            q += 3;
-            *q++ = 0x1a;
-            *q++ = (unsigned char) cases[i].len;
-            memcpy(q, cases[i].data, cases[i].len);
-            q += cases[i].len;
-
-            js.len = 0;
-            assert_int_equal(
-                amon_envelope_decode_pb(&c, m, (size_t) (q - m), NULL),
-                AMON_OK);
-            assert_int_equal(amon_envelope_convert(&js, MAX, NULL, &c, NONE, 0),
-                cases[i].rc);
-            if (cases[i].json) {
-                assert_bytes(&js, cases[i].json);
-            }
-            amon_envelope_release(&c);
-        }
-    }
-
     /* limits hold: nothing is appended past "max" */
     js.len = 0;
     assert_int_equal(
@@ -413,6 +420,7 @@ main(void)
         cmocka_unit_test(test_final_decoded),
         cmocka_unit_test(test_action_status),
         cmocka_unit_test(test_convert_round_trip),
+        cmocka_unit_test(test_convert_pb_event_data),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
