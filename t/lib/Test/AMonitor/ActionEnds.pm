@@ -4,8 +4,9 @@ package Test::AMonitor::ActionEnds;
 # gives back what it counted against its panel: the bytes of its frame
 # (amonitor_connection_buffer_limit) and its place among the panel's
 # actions in flight (amonitor_send_queue).  A test makes the SDK with
-# ends_sdk() and calls every_end(); t/226 (one instance) and t/337 (the
-# panel on one cluster instance, the targets on another).
+# ends_sdk() and calls every_end(): t/226 (one instance), t/227 (Redis
+# as the store) and t/337 (the panel on one cluster instance, the
+# targets on another).
 
 use strict;
 use warnings;
