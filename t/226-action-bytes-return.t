@@ -10,7 +10,10 @@
 # timeout, the SDK's connection lost, a duplicate msg_id, an unknown
 # target, a target that refuses the connection, an invalid action,
 # refused for the rate), then measures again: as many must be able to
-# wait as at the start.
+# wait as at the start.  All of it with the shared-memory zone as the
+# store, then with Redis (where an action also waits for its claim's
+# round trip).  The plays are in Test::AMonitor::ActionEnds; t/337 plays
+# them across a cluster.
 
 use strict;
 use warnings;
@@ -18,46 +21,53 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
-use Test::AMonitor::ActionEnds qw(ends_sdk every_end);
+use Test::AMonitor::Redis;
+use Test::AMonitor::ActionEnds qw(ends_sdk ends_conf both_ends);
 
-my $t = Test::AMonitor->new(workers => 1);
-my $sdk = ends_sdk(port => $t->port(1), target_id => 'ret-ok');
-# takes the TCP connection and never answers the upgrade
-my $mute = raw_sdk_listen($t->port(2));
-# nothing listens there: the dial is refused
-my $closed = free_port();
+ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
+    or BAIL_OUT('no redis-server');
 
-$t->write_config(
-    http_config => <<"EOC",
-    amonitor_zone amon 1m;
-    amonitor_ping 0;
-    amonitor_max_message_size 256k;
-    amonitor_connection_buffer_limit 1m;
-    amonitor_send_queue 16;
-    amonitor_connect_timeout 30s;
-    amonitor_ack_timeout 2s;
-    amonitor_reconnect 200ms 1s;
-    amonitor_target ret-ok ws://127.0.0.1:%%PORT_1%%/;
-    amonitor_target ret-mute ws://127.0.0.1:%%PORT_2%%/;
-    amonitor_target ret-closed ws://127.0.0.1:$closed/;
-EOC
-    config => <<'EOC',
-        location = /ws/panel { amonitor_panel on; amonitor_panel_snapshot off; }
-EOC
-)->run;
+my $redis = Test::AMonitor::Redis->new;
+ok($redis->start, 'redis-server runs on ' . $redis->addr);
+my $rport = $redis->port;
 
-ok($sdk->wait_connections(1), 'the SDK is connected');
+my %store = (
+    zone  => '',
+    redis => "    amonitor_redis 127.0.0.1:$rport prefix=amon-ret: "
+        . "timeout=500ms;\n",
+);
 
-my %targets = (ok => 'ret-ok', mute => 'ret-mute', closed => 'ret-closed',
-    nobody => 'ret-nobody');
-# 1m holds 3 or 4 frames of 200 KB besides the one being reassembled
-every_end(what => '200 KB actions', size => 200 * 1024, n => 8, min => 3,
-    max => 4, panel => $t->panel('/ws/panel'), sdk => $sdk, %targets);
-# amonitor_send_queue 16: 16 in flight
-every_end(what => 'small actions', size => 100, n => 20, min => 16,
-    max => 16, panel => $t->panel('/ws/panel'), sdk => $sdk, %targets);
+for my $name (qw(zone redis)) {
+    my $t = Test::AMonitor->new(workers => 1);
+    my $sdk = ends_sdk(port => $t->port(1), target_id => 'ret-ok');
+    # takes the TCP connection and never answers the upgrade
+    my $mute = raw_sdk_listen($t->port(2));
+    # nothing listens there: the dial is refused
+    my $closed = free_port();
 
-$t->ignore_log(qr/\[error\].*(?:timed out|handshake|refused|reset|closed)/);
-$t->stop;
+    $t->write_config(
+        http_config => "    amonitor_zone amon 1m;\n" . $store{$name}
+            . ends_conf(ok => ['ret-ok', 'ws://127.0.0.1:%%PORT_1%%/'],
+                mute => ['ret-mute', 'ws://127.0.0.1:%%PORT_2%%/'],
+                closed => ['ret-closed', "ws://127.0.0.1:$closed/"]),
+        config => 'location = /ws/panel { amonitor_panel on; '
+            . 'amonitor_panel_snapshot off; }',
+    )->run;
+
+    ok($sdk->wait_connections(1), "$name: the SDK is connected");
+
+    both_ends(label => $name, panel => sub { $t->panel('/ws/panel') },
+        sdk => $sdk, ok => 'ret-ok', mute => 'ret-mute',
+        closed => 'ret-closed', nobody => 'ret-nobody');
+
+    $t->ignore_log(
+        qr/\[error\].*(?:timed out|handshake|refused|reset|closed)/);
+    $t->stop;
+    $sdk->stop;
+    close $mute;
+}
+
+ok($redis->cli('DBSIZE') > 0, 'the claims of the second run were in Redis');
+$redis->stop;
 
 done_testing;

@@ -13,7 +13,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::AMonitor;
 use Test::AMonitor::Redis;
-use Test::AMonitor::ActionEnds qw(ends_sdk every_end);
+use Test::AMonitor::ActionEnds qw(ends_sdk ends_conf both_ends);
 
 ok(-x $Test::AMonitor::Redis::SERVER, 'redis-server is installed')
     or BAIL_OUT('no redis-server');
@@ -33,21 +33,14 @@ my $closed = free_port();
 sub agent {
     my ($name) = @_;
     my $t = Test::AMonitor->new(workers => 1);
-    $t->write_config(http_config => <<"EOC",
+    my $ends = ends_conf(ok => ['ce-ok', "ws://127.0.0.1:$sport/"],
+        mute => ['ce-mute', "ws://127.0.0.1:$mport/"],
+        closed => ['ce-closed', "ws://127.0.0.1:$closed/"]);
+    $t->write_config(http_config => <<"EOC" . $ends,
     amonitor_zone amonitor 1m;
     amonitor_redis 127.0.0.1:$rport prefix=amon-ce: timeout=500ms;
     amonitor_cluster on lease=1500ms;
     amonitor_instance_id $name;
-    amonitor_ping 0;
-    amonitor_max_message_size 256k;
-    amonitor_connection_buffer_limit 1m;
-    amonitor_send_queue 16;
-    amonitor_connect_timeout 30s;
-    amonitor_ack_timeout 2s;
-    amonitor_reconnect 200ms 1s;
-    amonitor_target ce-ok ws://127.0.0.1:$sport/;
-    amonitor_target ce-mute ws://127.0.0.1:$mport/;
-    amonitor_target ce-closed ws://127.0.0.1:$closed/;
 EOC
         config => 'location = /ws/panel { amonitor_panel on; '
             . 'amonitor_panel_snapshot off; }')->run;
@@ -65,12 +58,9 @@ my $B = agent('B');
 sleep_loop(0.5);
 is($sdk->accepted, 1, 'B did not dial the SDK: it hands its actions to A');
 
-my %targets = (ok => 'ce-ok', mute => 'ce-mute', closed => 'ce-closed',
+both_ends(panel => sub { $B->panel('/ws/panel') }, sdk => $sdk,
+    ok => 'ce-ok', mute => 'ce-mute', closed => 'ce-closed',
     nobody => 'ce-nobody');
-every_end(what => '200 KB actions', size => 200 * 1024, n => 8, min => 3,
-    max => 4, panel => $B->panel('/ws/panel'), sdk => $sdk, %targets);
-every_end(what => 'small actions', size => 100, n => 20, min => 16,
-    max => 16, panel => $B->panel('/ws/panel'), sdk => $sdk, %targets);
 
 is($sdk->accepted, 3, 'only A dialed the SDK (again after each drop)');
 

@@ -4,9 +4,9 @@ package Test::AMonitor::ActionEnds;
 # gives back what it counted against its panel: the bytes of its frame
 # (amonitor_connection_buffer_limit) and its place among the panel's
 # actions in flight (amonitor_send_queue).  A test makes the SDK with
-# ends_sdk() and calls every_end(): t/226 (one instance), t/227 (Redis
-# as the store) and t/337 (the panel on one cluster instance, the
-# targets on another).
+# ends_sdk(), configures the targets with ends_conf() and calls
+# both_ends(): t/226 (one instance, the zone then Redis as the store)
+# and t/337 (the panel on one cluster instance, the targets on another).
 
 use strict;
 use warnings;
@@ -18,7 +18,24 @@ use Test::More;
 use Test::AMonitor::FakeSDK;
 use Test::AMonitor::Util qw(wait_for uuid4 now_ms tscale);
 
-our @EXPORT_OK = qw(ends_sdk every_end);
+our @EXPORT_OK = qw(ends_sdk ends_conf every_end both_ends);
+
+# the http-level directives of the plays: the limits they measure
+# (1m of bytes, 16 in flight), short timeouts, and the targets: ok (the
+# SDK), mute (a listener that never answers the upgrade), closed (a port
+# nothing listens on), each given as [id, url]
+sub ends_conf {
+    my (%t) = @_;
+    return join '', "    amonitor_ping 0;\n",
+        "    amonitor_max_message_size 256k;\n",
+        "    amonitor_connection_buffer_limit 1m;\n",
+        "    amonitor_send_queue 16;\n",
+        "    amonitor_connect_timeout 30s;\n",
+        "    amonitor_ack_timeout 2s;\n",
+        "    amonitor_reconnect 200ms 1s;\n",
+        map { "    amonitor_target $t{$_}[0] $t{$_}[1];\n" }
+            qw(ok mute closed);
+}
 
 # a fake SDK whose action "fail" is answered success=false, "silent"
 # never, and "drop" never with its connection lost as well
@@ -146,6 +163,20 @@ sub every_end {
 
     $o{panel}->close(1000);
     return $room;
+}
+
+# every_end twice, on a new panel each time: actions of 200 KB (the 1m
+# of bytes holds 3 or 4 besides the one being reassembled) and small ones
+# (amonitor_send_queue 16 in flight); panel => a sub that opens a
+# panel, label => what the checks' names start with
+sub both_ends {
+    my (%o) = @_;
+    my $panel = delete $o{panel};
+    my $l = defined $o{label} ? delete($o{label}) . ', ' : '';
+    every_end(%o, what => "${l}200 KB actions", size => 200 * 1024, n => 8,
+        min => 3, max => 4, panel => $panel->());
+    every_end(%o, what => "${l}small actions", size => 100, n => 20,
+        min => 16, max => 16, panel => $panel->());
 }
 
 1;
