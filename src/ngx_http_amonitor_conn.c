@@ -77,6 +77,7 @@ ngx_http_amonitor_conn_init(ngx_http_amonitor_conn_t *wc, ngx_connection_t *c,
     wc->close_received = 0;
     wc->awaiting_pong = 0;
     wc->closed = 0;
+    wc->failed = 0;
     wc->last_rx = ngx_current_msec;
 
     amon_ws_session_init(&wc->session, client, f->max_message, f->allocator,
@@ -242,6 +243,12 @@ ngx_http_amonitor_conn_process(ngx_http_amonitor_conn_t *wc)
     wc->last_rx = ngx_current_msec;
     wc->awaiting_pong = 0;
 
+    if (wc->failed) {
+        /* no frames after a fault (RFC 6455 7.1.7): read and dropped */
+        wc->rbuf_pos = wc->rbuf_last;
+        return NGX_OK;
+    }
+
     for (;;) {
 
         rc = amon_ws_session_feed(&wc->session, wc->frames->rbuf + wc->rbuf_pos,
@@ -311,6 +318,8 @@ failed:
     ngx_log_error(wc->log_level, wc->connection->log, 0,
         "amonitor: websocket error: %s, closing with %d", amon_strerror(rc),
         (int) amon_close_code(rc));
+
+    wc->failed = 1;
 
     ngx_http_amonitor_conn_closing(wc, ev.reply, ev.reply_len);
     wc->on_close(wc);

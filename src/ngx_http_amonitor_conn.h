@@ -120,6 +120,7 @@ struct ngx_http_amonitor_conn_s {
     unsigned closed : 1;
     unsigned over : 1; /* closed over amonitor_connection_buffer_limit */
     unsigned tls : 1; /* c->ssl, here to spare a cache line */
+    unsigned failed : 1; /* a fault of the stream: what follows is dropped */
     unsigned encoding : 2; /* a panel: 0 (as sent), or the opcode it
                               chose: TEXT, BINARY */
 

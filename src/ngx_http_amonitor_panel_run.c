@@ -582,8 +582,10 @@ ngx_http_amonitor_panel_close(ngx_http_amonitor_panel_t *p)
  * So, as RFC 6455 7.1.1 has it, the TCP connection ends after the close
  * frame: the kernel sends the rest and a FIN (shutdown), and what the
  * peer sends is read and dropped until it closes, at most CLOSE_TIMEOUT
- * (a timer that holds a worker's exit).  Not needed when nothing is in
- * flight either way or the peer has ended its side.
+ * (a timer that holds a worker's exit).  Not needed when the peer has
+ * ended its side or sent its close frame (it sends nothing more then).
+ * "Nothing in flight" is no reason to close at once: the close frame can
+ * be out of our socket and still unread in the panel's.
  *
  * TLS has no half-close: a close_notify or a FIN ends a TLS client's
  * writing too, and some drop what they have not read on the next failed
@@ -647,33 +649,19 @@ ngx_http_amonitor_panel_half_close(ngx_http_amonitor_panel_t *p)
 
 
 /*
- * The plain TCP side of panel_half_close: the rest and a FIN go out, when
- * the socket still holds bytes either way.  NGX_DECLINED when nothing is
- * in flight (a close() loses nothing then) or the socket will not say.
+ * The plain TCP side of panel_half_close: the rest and a FIN go out.
+ * Also when nothing seems in flight: a close frame already out of our
+ * socket may sit unread in the panel's, and a panel that sends once more
+ * would be answered with a reset (a client that drops what it has not
+ * read on a failed write then loses the close frame and what came before
+ * it).  NGX_DECLINED when the socket refuses the shutdown.
  */
 static ngx_int_t
 ngx_http_amonitor_panel_shut_wr(ngx_http_amonitor_conn_t *wc)
 {
-    int               unread, unsent;
     ngx_connection_t *c;
 
     c = wc->connection;
-
-    if (ioctl(c->fd, FIONREAD, &unread) == -1) {
-        return NGX_DECLINED;
-    }
-
-#if defined(TIOCOUTQ)
-    if (ioctl(c->fd, TIOCOUTQ, &unsent) == -1) {
-        return NGX_DECLINED;
-    }
-#else
-    unsent = 1;
-#endif
-
-    if (unread == 0 && unsent == 0) {
-        return NGX_DECLINED;
-    }
 
     if (shutdown(c->fd, SHUT_WR) == -1) {
         ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
@@ -681,9 +669,8 @@ ngx_http_amonitor_panel_shut_wr(ngx_http_amonitor_conn_t *wc)
         return NGX_DECLINED;
     }
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
-        "amonitor panel #%ui half-closed, %d unread, %d unsent", wc->id, unread,
-        unsent);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+        "amonitor panel #%ui half-closed", wc->id);
 
     return NGX_OK;
 }

@@ -174,7 +174,9 @@ subtest 'quit with open panels and SDK connections: 1012 to panels, 1001 to '
     my $t0 = time;
     ok($t->stop(timeout => 5), 'nginx exits on QUIT');
     my $took = time - $t0;
-    ok($took < 2, sprintf('within 2s (%.2fs)', $took));
+    # the raw panel neither reads nor answers the 1012: the worker waits
+    # for its close frame (RFC 6455 7.1.1) at most the 3 s close timeout
+    ok($took < 4.5, sprintf('within the close timeout (%.2fs)', $took));
     ok(wait_for(sub { !grep { $_->is_open } @p }, 3), 'every panel closed');
     is(scalar(grep { ($_->close_code // 0) == 1012 } @p), 6,
         'all with a 1012 close frame');
