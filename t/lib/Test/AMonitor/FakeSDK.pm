@@ -151,10 +151,7 @@ sub stop {
         $loop->remove($_) for @{ $d->acceptors };
         @{ $d->acceptors } = ();
     }
-    for my $id (keys %{ $self->{conns} }) {
-        my $c = $self->{conns}{$id}{c};
-        $c->finish($code // 1001) if $c && $c->tx;
-    }
+    $self->_finish_conn($_, $code // 1001) for keys %{ $self->{conns} };
     wait_for(sub { !%{ $self->{conns} } }, 2);
     $self->_forget($_) for keys %{ $self->{conns} };
     note_verbose("fake sdk $self->{target_id}: stopped");
@@ -192,10 +189,8 @@ sub drop_all {
 # close every agent connection with a Close frame of $code
 sub close_all {
     my ($self, $code, $reason) = @_;
-    for my $id (keys %{ $self->{conns} }) {
-        my $c = $self->{conns}{$id}{c};
-        $c->finish($code // 1000, $reason) if $c && $c->tx;
-    }
+    $self->_finish_conn($_, $code // 1000, $reason)
+        for keys %{ $self->{conns} };
     return $self;
 }
 
@@ -294,24 +289,47 @@ sub to_json {
     } @k) . '}';
 }
 
-# The first message goes through the controller, which answers the
-# handshake (101).  Later ones go to the WebSocket transaction itself: the
-# controller would "render" the 101 again while its bytes are still being
-# written, and Mojo would then end the handshake twice and drop the new
-# connection without a Close frame (seen with a slow agent: a heartbeat
-# timer firing in that window).
-sub _send {
-    my ($self, $id, $data) = @_;
+# The first frame goes through the controller, which answers the
+# handshake (101).  Later ones go to the WebSocket transaction itself.
+# Until the 101 is written, each send through the controller "renders" it
+# again: the daemon queues one more end of the handshake per call, the
+# second of which drops the connection (the frames queued so far go out,
+# then the socket closes without a Close frame).  Seen with a slow agent
+# (a heartbeat timer firing in that window) and with a test process so
+# short of CPU that its first events went out in it (t/196, t/197: the
+# rest went to a connection that no longer existed).  Every frame and
+# Close frame the fake SDK sends goes through here or _finish_conn().
+sub _send_frame {
+    my ($self, $id, $frame) = @_;
     my $e = $self->{conns}{$id} or return 0;
-    my $text = ref $data ? to_json($data) : $data;
     if ($e->{rendered}) {
         my $tx = $e->{c}->tx or return 0;
-        $tx->send({ text => $text });
+        $tx->send($frame);
         return 1;
     }
-    $e->{c}->send({ text => $text });
+    $e->{c}->send($frame);
     $e->{rendered} = 1;
     return 1;
+}
+
+# a Close frame: the same rule as _send_frame
+sub _finish_conn {
+    my ($self, $id, $code, $reason) = @_;
+    my $e = $self->{conns}{$id} or return 0;
+    my $tx = $e->{c}->tx or return 0;
+    if ($e->{rendered}) {
+        $tx->finish($code, $reason);
+        return 1;
+    }
+    $e->{c}->finish($code, $reason);
+    $e->{rendered} = 1;
+    return 1;
+}
+
+sub _send {
+    my ($self, $id, $data) = @_;
+    return $self->_send_frame($id,
+        { text => ref $data ? to_json($data) : $data });
 }
 
 sub _heartbeat {
@@ -421,10 +439,8 @@ sub send_all {
 sub send_all_binary {
     my ($self, $bytes) = @_;
     my $n = 0;
-    for my $id (keys %{ $self->{conns} }) {
-        $self->{conns}{$id}{c}->send({ binary => $bytes });
-        $n++;
-    }
+    $n += $self->_send_frame($_, { binary => $bytes })
+        for keys %{ $self->{conns} };
     return $n;
 }
 
@@ -452,17 +468,15 @@ sub send_to {
 
 sub send_binary_to {
     my ($self, $id, $bytes) = @_;
-    my $e = $self->{conns}{$id} or return 0;
-    $e->{c}->send({ binary => $bytes });
-    return 1;
+    return $self->_send_frame($id, { binary => $bytes });
 }
 
 # raw frames [fin, rsv1, rsv2, rsv3, opcode, payload] on one connection
 # (fragmented messages, pings, bad frames); the server does not mask
 sub send_frames_to {
     my ($self, $id, @frames) = @_;
-    my $e = $self->{conns}{$id} or return 0;
-    $e->{c}->send($_) for @frames;
+    $self->{conns}{$id} or return 0;
+    $self->_send_frame($id, $_) for @frames;
     return 1;
 }
 
@@ -479,10 +493,7 @@ sub send_frames {
 sub close_conn {
     my ($self, $id, $code, $reason) = @_;
     my $e = $self->{conns}{$id} or return 0;
-    if (defined $code) {
-        $e->{c}->finish($code, $reason);
-        return 1;
-    }
+    return $self->_finish_conn($id, $code, $reason) if defined $code;
     my $stream = $e->{c}->tx && Mojo::IOLoop->stream($e->{c}->tx->connection);
     $stream->close if $stream;
     $self->_forget($id);
