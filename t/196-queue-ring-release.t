@@ -57,14 +57,16 @@ ok(wait_for(sub { (status()->{panels} // 0) == 1 }, 5), 'it is counted');
 # the events, all sent before the panel reads any, 1000 at a time (the
 # fake SDK's loop writes each batch before the next is queued)
 my ($id) = $sdk->conn_ids;
+my $open = 1;
 for (my $i = 1; $i <= $EVENTS; $i += 1000) {
-    $sdk->send_frames_to($id, map {
+    $open &&= $sdk->send_frames_to($id, map {
         { text => qq({"msg_id":"rq-$_","type":"event",)
             . qq("target_id":"rq-a","timestamp":1,)
             . qq("payload":{"event_name":"e","data":{}}}) }
     } $i .. $i + 999);
     sleep_loop(0.01);
 }
+ok($open, 'the SDK connection stayed open while it sent them');
 
 ok(wait_for(sub { (status()->{forwarded} // 0) >= $EVENTS }, 60),
     "the agent forwarded the $EVENTS events")

@@ -106,11 +106,13 @@ sub read_events {
 }
 
 my ($id) = $sdk->conn_ids;
+my $open = 1;
 for my $i (1 .. $EVENTS) {
     # one per read of the worker: the SDK writes it, then waits
-    $sdk->send_frames_to($id, { text => event_of($i) });
+    $open &&= $sdk->send_frames_to($id, { text => event_of($i) });
     sleep_loop(0.02);
 }
+ok($open, 'the SDK connection stayed open while it sent them');
 
 ok(wait_for(sub { (status()->{forwarded} // 0) >= $EVENTS }, 10),
     "the agent forwarded the $EVENTS events")
