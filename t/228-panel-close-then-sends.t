@@ -7,7 +7,8 @@
 # asyncio, t/114) saw the end of the connection without a close frame
 # (1006) and lost the frames before it.  The agent now ends its side
 # with a FIN after the close frame and reads (and drops) what the panel
-# still sends, until the panel's close frame, its end of the stream, or
+# still sends, until the panel's close frame (not looked for after a
+# protocol error: those bytes are not parsed), its end of the stream, or
 # the close timeout: the panel's writes keep succeeding, and it reads
 # the close frame and then the end of the stream.
 
