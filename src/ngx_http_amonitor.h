@@ -421,6 +421,8 @@ struct ngx_http_amonitor_worker_s {
     ngx_uint_t                     unconverted; /* fanout drops */
     ngx_uint_t                     ndynamic; /* learned upstreams */
     ngx_msec_t                     starved_logged; /* no connection left */
+    ngx_uint_t                     nofile; /* RLIMIT_NOFILE; 0: none */
+    ngx_uint_t                     fd_base; /* descriptors not of connections */
     ngx_event_t                    reconcile;
     ngx_event_t                    first_dials; /* at start, in passes */
     ngx_uint_t                     upstreams_gen; /* changes of the list */
@@ -573,8 +575,9 @@ void ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u);
 /* ngx_http_amonitor_upstream_log.c */
 void ngx_http_amonitor_upstream_log_failure(
     ngx_http_amonitor_upstream_t *u, ngx_err_t err, const char *fmt, ...);
-void    ngx_http_amonitor_upstream_log_up(ngx_http_amonitor_upstream_t *u);
-void    ngx_http_amonitor_upstream_log_starved(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_upstream_log_up(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_upstream_log_starved(
+    ngx_http_amonitor_upstream_t *u, const char *what);
 void    ngx_http_amonitor_upstream_log_close(ngx_http_amonitor_upstream_t *u);
 u_char *ngx_http_amonitor_upstream_log_error(
     ngx_log_t *log, u_char *buf, size_t len);

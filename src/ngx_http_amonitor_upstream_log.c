@@ -45,11 +45,11 @@ ngx_http_amonitor_upstream_log_failure(
  * that its end is logged ("connected again") as any other's.
  */
 void
-ngx_http_amonitor_upstream_log_starved(ngx_http_amonitor_upstream_t *u)
+ngx_http_amonitor_upstream_log_starved(
+    ngx_http_amonitor_upstream_t *u, const char *what)
 {
-    ngx_http_amonitor_upstream_log_said(u,
-        "cannot connect to the SDK: this worker's worker_connections are "
-        "all in use");
+    ngx_http_amonitor_upstream_log_said(
+        u, "cannot connect to the SDK: this worker's %s are all in use", what);
 }
 
 

@@ -16,6 +16,8 @@
 #include "ngx_http_amonitor_fanout_told.h"
 
 
+static void ngx_http_amonitor_worker_descriptors(
+    ngx_http_amonitor_worker_t *w, ngx_cycle_t *cycle);
 static void *ngx_http_amonitor_worker_alloc(void *data, size_t size);
 static void  ngx_http_amonitor_worker_free(void *data, void *p);
 
@@ -33,6 +35,8 @@ ngx_http_amonitor_worker_init(
 
     w->cycle = cycle;
     w->amcf = amcf;
+
+    ngx_http_amonitor_worker_descriptors(w, cycle);
 
     ngx_queue_init(&w->panels);
     ngx_queue_init(&w->lingering);
@@ -121,6 +125,62 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
     ngx_http_amonitor_store_counters_release(amcf->shm_zone);
 
     amcf->worker = NULL;
+}
+
+
+/*
+ * What the dials may open besides worker_connections: RLIMIT_NOFILE (as
+ * worker_rlimit_nofile set it), and the descriptors that are not
+ * connections (log files, epoll, the channels), counted in /proc/self/fd
+ * as the open ones less the connections in use.  Right after the
+ * modules' init_process nginx closes its copies of the other processes'
+ * channels and the master's end of its own, and takes a connection for
+ * its own end: those are taken off here.  Where either cannot be read,
+ * nofile stays 0 and worker_connections alone bound the dials.
+ */
+static void
+ngx_http_amonitor_worker_descriptors(
+    ngx_http_amonitor_worker_t *w, ngx_cycle_t *cycle)
+{
+    DIR           *dir;
+    ngx_int_t      n, i;
+    struct rlimit  rl;
+    struct dirent *de;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+
+    dir = opendir("/proc/self/fd");
+    if (dir == NULL) {
+        return;
+    }
+
+    n = -1; /* the directory's own descriptor */
+
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] != '.') {
+            n++;
+        }
+    }
+
+    (void) closedir(dir);
+
+    n -= (ngx_int_t) (cycle->connection_n - cycle->free_connection_n);
+
+    if (ngx_process == NGX_PROCESS_WORKER) {
+        for (i = 0; i < ngx_last_process; i++) {
+            if (ngx_processes[i].pid != -1 && i != ngx_process_slot
+                && ngx_processes[i].channel[1] != -1) {
+                n--;
+            }
+        }
+
+        n -= 2; /* channel[0] closed, channel[1] a connection */
+    }
+
+    w->fd_base = (n > 0) ? (ngx_uint_t) n : 0;
+    w->nofile = (ngx_uint_t) rl.rlim_cur;
 }
 
 
