@@ -483,7 +483,8 @@ ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c)
 
 /*
  * Dials leave NGX_HTTP_AMONITOR_CONN_RESERVE connections of the worker
- * free, and as many descriptors below RLIMIT_NOFILE: for the worker's
+ * free, and as many descriptors below RLIMIT_NOFILE (the dial's own
+ * counted): for the worker's
  * channel to the master (taken after the modules' init_process: without
  * it the worker exits and is not respawned) and for panels, which nginx
  * could not accept otherwise.  Said once a minute per worker, not once
@@ -502,7 +503,7 @@ ngx_http_amonitor_upstream_starved(ngx_http_amonitor_upstream_t *u)
     if (ngx_cycle->free_connection_n >= NGX_HTTP_AMONITOR_CONN_RESERVE
         && (w->nofile == 0
             || used + w->fd_base + NGX_HTTP_AMONITOR_CONN_RESERVE
-                <= w->nofile)) {
+                < w->nofile)) {
         return NULL;
     }
 

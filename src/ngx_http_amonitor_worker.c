@@ -18,6 +18,8 @@
 
 static void ngx_http_amonitor_worker_descriptors(
     ngx_http_amonitor_worker_t *w, ngx_cycle_t *cycle);
+static ngx_uint_t ngx_http_amonitor_worker_settled(
+    ngx_cycle_t *cycle, ngx_uint_t base);
 static void *ngx_http_amonitor_worker_alloc(void *data, size_t size);
 static void  ngx_http_amonitor_worker_free(void *data, void *p);
 
@@ -26,6 +28,8 @@ ngx_int_t
 ngx_http_amonitor_worker_init(
     ngx_cycle_t *cycle, ngx_http_amonitor_main_conf_t *amcf)
 {
+    ngx_int_t                   rc;
+    ngx_uint_t                  base;
     ngx_http_amonitor_worker_t *w;
 
     w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_amonitor_worker_t));
@@ -91,7 +95,19 @@ ngx_http_amonitor_worker_init(
         return NGX_ERROR;
     }
 
-    return ngx_http_amonitor_upstream_init_worker(w);
+    /*
+     * The first dials are made here, before nginx settles its channels:
+     * they count what is open now or what will be, whichever is more
+     * (the channel to come is a connection then, not yet now)
+     */
+    base = ngx_http_amonitor_worker_settled(cycle, w->fd_base);
+    w->fd_base = ngx_max(w->fd_base, base + 1);
+
+    rc = ngx_http_amonitor_upstream_init_worker(w);
+
+    w->fd_base = base;
+
+    return rc;
 }
 
 
@@ -132,18 +148,15 @@ ngx_http_amonitor_worker_exit(ngx_http_amonitor_main_conf_t *amcf)
  * What the dials may open besides worker_connections: RLIMIT_NOFILE (as
  * worker_rlimit_nofile set it), and the descriptors that are not
  * connections (log files, epoll, the channels), counted in /proc/self/fd
- * as the open ones less the connections in use.  Right after the
- * modules' init_process nginx closes its copies of the other processes'
- * channels and the master's end of its own, and takes a connection for
- * its own end: those are taken off here.  Where either cannot be read,
- * nofile stays 0 and worker_connections alone bound the dials.
+ * as the open ones less the connections in use.  Where either cannot be
+ * read, nofile stays 0 and worker_connections alone bound the dials.
  */
 static void
 ngx_http_amonitor_worker_descriptors(
     ngx_http_amonitor_worker_t *w, ngx_cycle_t *cycle)
 {
     DIR           *dir;
-    ngx_int_t      n, i;
+    ngx_int_t      n;
     struct rlimit  rl;
     struct dirent *de;
 
@@ -168,19 +181,45 @@ ngx_http_amonitor_worker_descriptors(
 
     n -= (ngx_int_t) (cycle->connection_n - cycle->free_connection_n);
 
-    if (ngx_process == NGX_PROCESS_WORKER) {
-        for (i = 0; i < ngx_last_process; i++) {
-            if (ngx_processes[i].pid != -1 && i != ngx_process_slot
-                && ngx_processes[i].channel[1] != -1) {
-                n--;
-            }
-        }
-
-        n -= 2; /* channel[0] closed, channel[1] a connection */
-    }
-
     w->fd_base = (n > 0) ? (ngx_uint_t) n : 0;
     w->nofile = (ngx_uint_t) rl.rlim_cur;
+}
+
+
+/*
+ * fd_base after the modules' init_process, where it was counted: a
+ * worker then closes its copies of the other processes' channels and the
+ * master's end of its own, and takes a connection for its own end; and
+ * it holds the master's end of every other worker's channel, those
+ * started after it included (the master passes them on).
+ */
+static ngx_uint_t
+ngx_http_amonitor_worker_settled(ngx_cycle_t *cycle, ngx_uint_t base)
+{
+    ngx_int_t        i;
+    ngx_uint_t       gone;
+    ngx_core_conf_t *ccf;
+
+    if (ngx_process != NGX_PROCESS_WORKER) {
+        return base;
+    }
+
+    gone = 2; /* channel[0] closed, channel[1] a connection */
+
+    for (i = 0; i < ngx_last_process; i++) {
+        if (ngx_processes[i].pid == -1 || i == ngx_process_slot) {
+            continue;
+        }
+
+        gone += (ngx_processes[i].channel[0] != -1)
+            + (ngx_processes[i].channel[1] != -1);
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    base = (base > gone) ? base - gone : 0;
+
+    return base + (ngx_uint_t) ccf->worker_processes - 1;
 }
 
 

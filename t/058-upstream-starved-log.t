@@ -63,9 +63,10 @@ run_case(name => 'connections', wc => 40, panels => 45,
 # descriptors free, as they leave 16 connections: the worker says so once
 # (naming the limit) for all its targets, and neither nginx's socket()
 # alert nor its accept4() crit ("Too many open files") ever comes; a
-# few panels still get in
-{
-    my $t = Test::AMonitor->new(workers => 1, log_level => 'info',
+# few panels still get in.  With one worker and with three
+sub descriptors_case {
+    my ($workers) = @_;
+    my $t = Test::AMonitor->new(workers => $workers, log_level => 'info',
         worker_connections => 1024);
     my $hang = fake_sdk(port => $t->port(1), target_id => 'h',
         heartbeat_interval => 0);
@@ -81,26 +82,33 @@ EOC
         config => 'location = /ws/panel { amonitor_panel on; }')->run;
     my $worker_line = qr/\[error\].*amonitor: no free descriptor to dial target "d\d+".*: 40 open files \(worker_rlimit_nofile\) are not enough .*, \d+ of them taken by other files/;
     ok($t->wait_error_log($worker_line, 5),
-        'descriptors: the worker says it has no descriptor left for the '
-        . 'targets, naming the limit');
+        "descriptors, $workers worker(s): the worker says it has no "
+        . 'descriptor left for the targets, naming the limit');
     # each target is in an outage meanwhile, with this reason kept for
-    # its later lines ("SDK still down: ... the last: ...")
-    my ($w) = $t->worker_pids;
-    my @fds = glob("/proc/$w/fd/*");
-    ok(@fds <= 40 - 8, 'descriptors: the dials left room ('
-        . scalar(@fds) . ' of 40 open)');
+    # its later lines ("SDK still down: ... the last: ...").  Each
+    # worker counts its channel, and the master's ends of the other
+    # workers' channels, which it gets after it started, counted too
+    for my $w ($t->worker_pids) {
+        my @fds = glob("/proc/$w/fd/*");
+        ok(@fds <= 40 - 16, "descriptors, $workers worker(s): the dials left "
+            . '16 free (' . scalar(@fds) . ' of 40 open)');
+    }
     my @q = grep { $_ && $_->is_open }
         map { eval { $t->panel('/ws/panel', timeout => 3) } } 1 .. 5;
-    is(scalar(@q), 5, 'descriptors: panels still connect');
+    is(scalar(@q), 5, "descriptors, $workers worker(s): panels still connect");
     $_->close for @q;
     sleep_loop(2);
-    is($t->log_count($worker_line), 1, 'descriptors: the worker said it once');
+    is($t->log_count($worker_line), $workers,
+        "descriptors, $workers worker(s): each worker said it once");
     is($t->log_count(qr/\[alert\].*socket\(\) failed/), 0,
-        'descriptors: no socket() alert per attempt');
+        "descriptors, $workers worker(s): no socket() alert per attempt");
     is($t->log_count(qr/Too many open files/i), 0,
-        'descriptors: nothing ran out of descriptors');
+        "descriptors, $workers worker(s): nothing ran out of descriptors");
     $t->stop;
     $hang->stop;
 }
+
+descriptors_case(1);
+descriptors_case(3);
 
 done_testing;
