@@ -189,15 +189,17 @@ ngx_http_amonitor_worker_descriptors(
 /*
  * fd_base after the modules' init_process, where it was counted: a
  * worker then closes its copies of the other processes' channels and the
- * master's end of its own, and takes a connection for its own end; and
- * it holds the master's end of every other worker's channel, those
- * started after it included (the master passes them on).
+ * master's end of its own, and takes a connection for its own end.  It
+ * keeps the master's end of every other worker's channel, and gets those
+ * of workers started after it (the master passes them on): at least
+ * worker_processes - 1.  After a reload the old workers' ends count until
+ * they are closed, and are counted on after (fewer dials, never too many).
  */
 static ngx_uint_t
 ngx_http_amonitor_worker_settled(ngx_cycle_t *cycle, ngx_uint_t base)
 {
     ngx_int_t        i;
-    ngx_uint_t       gone;
+    ngx_uint_t       gone, held, all;
     ngx_core_conf_t *ccf;
 
     if (ngx_process != NGX_PROCESS_WORKER) {
@@ -205,21 +207,23 @@ ngx_http_amonitor_worker_settled(ngx_cycle_t *cycle, ngx_uint_t base)
     }
 
     gone = 2; /* channel[0] closed, channel[1] a connection */
+    held = 0;
 
     for (i = 0; i < ngx_last_process; i++) {
         if (ngx_processes[i].pid == -1 || i == ngx_process_slot) {
             continue;
         }
 
-        gone += (ngx_processes[i].channel[0] != -1)
-            + (ngx_processes[i].channel[1] != -1);
+        held += (ngx_processes[i].channel[0] != -1);
+        gone += (ngx_processes[i].channel[1] != -1);
     }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+    all = (ngx_uint_t) ccf->worker_processes - 1;
 
     base = (base > gone) ? base - gone : 0;
 
-    return base + (ngx_uint_t) ccf->worker_processes - 1;
+    return base + ((all > held) ? all - held : 0);
 }
 
 
