@@ -572,16 +572,6 @@ void ngx_http_amonitor_upstream_drop(
     ngx_http_amonitor_upstream_t *u, const char *reason);
 void ngx_http_amonitor_upstream_hangup(ngx_http_amonitor_upstream_t *u);
 
-/* ngx_http_amonitor_upstream_log.c */
-void ngx_http_amonitor_upstream_log_failure(
-    ngx_http_amonitor_upstream_t *u, ngx_err_t err, const char *fmt, ...);
-void ngx_http_amonitor_upstream_log_up(ngx_http_amonitor_upstream_t *u);
-void ngx_http_amonitor_upstream_log_starved(
-    ngx_http_amonitor_upstream_t *u, const char *what);
-void    ngx_http_amonitor_upstream_log_close(ngx_http_amonitor_upstream_t *u);
-u_char *ngx_http_amonitor_upstream_log_error(
-    ngx_log_t *log, u_char *buf, size_t len);
-
 /* router.c: messages in both directions */
 void ngx_http_amonitor_router_panel_message(ngx_http_amonitor_worker_t *w,
     ngx_http_amonitor_conn_t *wc, ngx_uint_t opcode, u_char *data, size_t len);

@@ -23,6 +23,16 @@ void ngx_http_amonitor_upstream_message(
 void ngx_http_amonitor_upstream_on_close(ngx_http_amonitor_conn_t *wc);
 void ngx_http_amonitor_upstream_fail(ngx_http_amonitor_upstream_t *u);
 
+/* upstream_log.c: what one target's attempts say, once per outage */
+void ngx_http_amonitor_upstream_log_failure(
+    ngx_http_amonitor_upstream_t *u, ngx_err_t err, const char *fmt, ...);
+void ngx_http_amonitor_upstream_log_up(ngx_http_amonitor_upstream_t *u);
+void ngx_http_amonitor_upstream_log_starved(
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t spent);
+void    ngx_http_amonitor_upstream_log_close(ngx_http_amonitor_upstream_t *u);
+u_char *ngx_http_amonitor_upstream_log_error(
+    ngx_log_t *log, u_char *buf, size_t len);
+
 /* upstream_ssl.c: the TLS leg of one attempt, below upstream_io.c */
 typedef void (*ngx_http_amonitor_ssl_done_pt)(
     ngx_http_amonitor_upstream_t *u, ngx_int_t rc);

@@ -14,13 +14,11 @@
 #include "ngx_http_amonitor.h"
 #include "ngx_http_amonitor_store.h"
 #include "ngx_http_amonitor_upstream.h"
+#include "ngx_http_amonitor_upstream_room.h"
 
 
 /* the handshake buffer's first size; it grows to AMON_WS_MAX_RESPONSE */
 #define NGX_HTTP_AMONITOR_HS_SMALL 1024
-
-/* connections a worker keeps free of dials (its channel, some panels) */
-#define NGX_HTTP_AMONITOR_CONN_RESERVE 16
 
 
 static ngx_uint_t ngx_http_amonitor_upstream_hs_over(
@@ -39,8 +37,6 @@ static ngx_err_t ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c);
 static void      ngx_http_amonitor_upstream_ssl_done(
          ngx_http_amonitor_upstream_t *u, ngx_int_t rc);
 static void ngx_http_amonitor_upstream_hs_free(ngx_http_amonitor_upstream_t *u);
-static const char *ngx_http_amonitor_upstream_starved(
-    ngx_http_amonitor_upstream_t *u);
 static ngx_int_t ngx_http_amonitor_upstream_hs_grow(
     ngx_http_amonitor_upstream_t *u, size_t size);
 
@@ -481,59 +477,6 @@ ngx_http_amonitor_upstream_connect_error(ngx_connection_t *c)
 }
 
 
-/*
- * Dials leave NGX_HTTP_AMONITOR_CONN_RESERVE connections of the worker
- * free, and as many descriptors below RLIMIT_NOFILE (the dial's own
- * counted): for the worker's
- * channel to the master (taken after the modules' init_process: without
- * it the worker exits and is not respawned) and for panels, which nginx
- * could not accept otherwise.  Said once a minute per worker, not once
- * per target and attempt.  Returns NULL, or the reason for the target's
- * outage line.
- */
-static const char *
-ngx_http_amonitor_upstream_starved(ngx_http_amonitor_upstream_t *u)
-{
-    ngx_uint_t                  used;
-    ngx_http_amonitor_worker_t *w;
-
-    w = u->worker;
-    used = ngx_cycle->connection_n - ngx_cycle->free_connection_n;
-
-    if (ngx_cycle->free_connection_n >= NGX_HTTP_AMONITOR_CONN_RESERVE
-        && (w->nofile == 0
-            || used + w->fd_base + NGX_HTTP_AMONITOR_CONN_RESERVE
-                < w->nofile)) {
-        return NULL;
-    }
-
-    if (w->starved_logged == 0
-        || ngx_current_msec - w->starved_logged >= 60000) {
-        if (ngx_cycle->free_connection_n < NGX_HTTP_AMONITOR_CONN_RESERVE) {
-            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                "amonitor: no free connection to dial target \"%V\" (nor, "
-                "for a minute, the next ones): %ui worker_connections are "
-                "not enough for this worker's targets and panels",
-                &u->id, ngx_cycle->connection_n);
-
-        } else {
-            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
-                "amonitor: no free descriptor to dial target \"%V\" (nor, "
-                "for a minute, the next ones): %ui open files "
-                "(worker_rlimit_nofile) are not enough for this worker's "
-                "targets and panels, %ui of them taken by other files",
-                &u->id, w->nofile, w->fd_base);
-        }
-
-        w->starved_logged = ngx_current_msec ? ngx_current_msec : 1;
-    }
-
-    return (ngx_cycle->free_connection_n < NGX_HTTP_AMONITOR_CONN_RESERVE)
-        ? "worker_connections"
-        : "descriptors (worker_rlimit_nofile)";
-}
-
-
 /* the client handshake request of this attempt, with a fresh key */
 static ngx_int_t
 ngx_http_amonitor_upstream_hs_request(ngx_http_amonitor_upstream_t *u)
@@ -628,7 +571,7 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
     ngx_int_t                   rc;
     ngx_uint_t                  level;
     ngx_addr_t                 *addr;
-    const char                 *starved;
+    ngx_uint_t                  spent;
     ngx_connection_t           *c;
     ngx_http_amonitor_worker_t *w;
 
@@ -644,10 +587,10 @@ ngx_http_amonitor_upstream_connect(ngx_http_amonitor_upstream_t *u)
         return;
     }
 
-    starved = ngx_http_amonitor_upstream_starved(u);
+    spent = ngx_http_amonitor_upstream_dial_room(w);
 
-    if (starved) {
-        ngx_http_amonitor_upstream_log_starved(u, starved);
+    if (spent != NGX_HTTP_AMONITOR_ROOM) {
+        ngx_http_amonitor_upstream_log_starved(u, spent);
         ngx_http_amonitor_upstream_fail(u);
         return;
     }

@@ -13,6 +13,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_amonitor.h"
+#include "ngx_http_amonitor_upstream.h"
+#include "ngx_http_amonitor_upstream_room.h"
 
 
 static void ngx_http_amonitor_upstream_log_attempt(
@@ -40,16 +42,45 @@ ngx_http_amonitor_upstream_log_failure(
 
 
 /*
- * No connection was free to dial it: the worker said so for all its
- * targets (once a minute); the target is in an outage all the same, so
- * that its end is logged ("connected again") as any other's.
+ * No connection or descriptor was free to dial it (spent: what ran
+ * short): the worker says so for all its targets, once a minute, not
+ * once per target and attempt; the target is in an outage all the same,
+ * so that its end is logged ("connected again") as any other's.
  */
 void
 ngx_http_amonitor_upstream_log_starved(
-    ngx_http_amonitor_upstream_t *u, const char *what)
+    ngx_http_amonitor_upstream_t *u, ngx_uint_t spent)
 {
-    ngx_http_amonitor_upstream_log_said(
-        u, "cannot connect to the SDK: this worker's %s are all in use", what);
+    ngx_http_amonitor_worker_t *w;
+
+    w = u->worker;
+
+    if (w->starved_logged == 0
+        || ngx_current_msec - w->starved_logged >= 60000) {
+        if (spent == NGX_HTTP_AMONITOR_NO_CONN) {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                "amonitor: no free connection to dial target \"%V\" (nor, "
+                "for a minute, the next ones): %ui worker_connections are "
+                "not enough for this worker's targets and panels",
+                &u->id, ngx_cycle->connection_n);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, &u->log, 0,
+                "amonitor: no free descriptor to dial target \"%V\" (nor, "
+                "for a minute, the next ones): %ui open files "
+                "(worker_rlimit_nofile) are not enough for this worker's "
+                "targets and panels, %ui of them taken by other files",
+                &u->id, w->nofile, w->fd_base);
+        }
+
+        w->starved_logged = ngx_current_msec ? ngx_current_msec : 1;
+    }
+
+    ngx_http_amonitor_upstream_log_said(u,
+        "cannot connect to the SDK: this worker's %s are all in use",
+        (spent == NGX_HTTP_AMONITOR_NO_CONN)
+            ? "worker_connections"
+            : "descriptors (worker_rlimit_nofile)");
 }
 
 
